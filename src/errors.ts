@@ -1,0 +1,160 @@
+/**
+ * Every error and warning code cefd can attach to an event, a dead letter, a log line
+ * or a metric label. Codes are stable strings: consumers filter on them, so a code is
+ * never renamed or reused for something else. `test/errors.test.ts` keeps this table
+ * and the README's table in step.
+ *
+ * - `level: 'error'`: the frame did not become an event (dead letter), or an event was
+ *   kept but part of it could not be read, or the daemon could not do its job.
+ * - `level: 'warning'`: the event was kept whole; something about it is worth knowing.
+ */
+export interface CodeInfo {
+  readonly level: 'error' | 'warning';
+  /** Where the code comes from. */
+  readonly stage: 'framing' | 'decode' | 'syslog' | 'cef' | 'normalizer' | 'ksc' | 'output' | 'daemon';
+  readonly description: string;
+}
+
+export const CODES = {
+  // framing (src/framing)
+  frame_truncated: {
+    level: 'warning',
+    stage: 'framing',
+    description:
+      'An LF-terminated frame was longer than maxFrameBytes: its first maxFrameBytes bytes became the event (flagged `truncated`), the rest up to the next LF was discarded and counted.',
+  },
+  frame_incomplete: {
+    level: 'warning',
+    stage: 'framing',
+    description:
+      'The stream ended inside an octet-counted frame: the bytes received were emitted as a frame flagged `truncated`.',
+  },
+  octet_count_too_large: {
+    level: 'warning',
+    stage: 'framing',
+    description:
+      'A frame began like an RFC 6587 octet count (`LEN SP`) but LEN was larger than maxFrameBytes, so it was read as an LF-terminated frame instead (the digits are part of the message).',
+  },
+  // decode (src/decode.ts)
+  invalid_utf8: {
+    level: 'warning',
+    stage: 'decode',
+    description:
+      'The frame was not valid UTF-8: text was decoded with U+FFFD replacement and the exact bytes are kept in `rawBase64`.',
+  },
+  unparseable: {
+    level: 'error',
+    stage: 'decode',
+    description:
+      'The frame has neither a readable syslog header nor a CEF record: it is not an event and goes to the dead-letter output with its raw bytes.',
+  },
+  // syslog (src/syslog)
+  not_cef: {
+    level: 'warning',
+    stage: 'syslog',
+    description:
+      'The frame has a readable syslog header but no CEF record: the event carries `syslog` and the text in `message` (KSC\'s "Syslog" export format is such a frame).',
+  },
+  syslog_bad_header: {
+    level: 'warning',
+    stage: 'syslog',
+    description:
+      'The frame began like a syslog header (`<PRI>` or an RFC 5424 version) that could not be read: the whole frame after what was read is the message.',
+  },
+  syslog_bad_structured_data: {
+    level: 'warning',
+    stage: 'syslog',
+    description:
+      'RFC 5424 structured data could not be read (unterminated element or parameter): header fields are kept, the text from the structured data on is the message.',
+  },
+  syslog_bad_timestamp: {
+    level: 'warning',
+    stage: 'syslog',
+    description: 'The syslog timestamp could not be converted; `syslog.timestamp` is absent.',
+  },
+  // CEF (src/cef), POLICY.md rows
+  cef_bad_version: {
+    level: 'error',
+    stage: 'cef',
+    description: 'The CEF version after `CEF:` is not digits (POLICY row 2): the event is kept, `cef.version` as written.',
+  },
+  cef_incomplete_header: {
+    level: 'error',
+    stage: 'cef',
+    description:
+      'The CEF header has fewer than 7 fields (POLICY row 5): the event is kept, missing header fields are absent.',
+  },
+  cef_bad_severity: {
+    level: 'warning',
+    stage: 'cef',
+    description:
+      'The CEF severity is neither an integer 0-10 nor Unknown, Low, Medium, High, Very-High (POLICY row 6): kept as written.',
+  },
+  cef_bad_field: {
+    level: 'warning',
+    stage: 'cef',
+    description:
+      'An extension value of a typed key (IP address, integer, long, time stamp) is empty or does not convert (POLICY rows 11, 15): kept in `cef.extensions`, left out of `cef.typed`.',
+  },
+  cef_duplicate_key: {
+    level: 'warning',
+    stage: 'cef',
+    description: 'An extension key appears twice (compared by full name); the last value wins (POLICY row 12).',
+  },
+  cef_custom_field_unpaired: {
+    level: 'warning',
+    stage: 'cef',
+    description:
+      'A custom field (csN, cnN, cfpN, c6aN, flexStringN, flexNumberN, flexDateN, deviceCustomDateN) has a value without its Label or a Label without its value (POLICY row 16).',
+  },
+  cef_unparsed_extension: {
+    level: 'warning',
+    stage: 'cef',
+    description: 'Extension text that is not a `key=value` pair (POLICY row 18); the text is in the warning message.',
+  },
+  // normalizers (src/pipeline/normalize.ts, normalizers/)
+  normalizer_failed: {
+    level: 'warning',
+    stage: 'normalizer',
+    description:
+      'A normalizer threw: the error was caught and counted and the event passes on un-normalized.',
+  },
+  ksc_unpaired_value: {
+    level: 'warning',
+    stage: 'ksc',
+    description: 'A KSC custom-field value arrived without its Label: kept in `ksc.labels` under the slot name.',
+  },
+  ksc_unpaired_label: {
+    level: 'warning',
+    stage: 'ksc',
+    description: 'A KSC custom-field Label arrived without its value.',
+  },
+  ksc_duplicate_label: {
+    level: 'warning',
+    stage: 'ksc',
+    description: 'Two KSC custom fields carry the same Label; the first (lowest slot) value wins, the other is kept under `Label#slot`.',
+  },
+  ksc_unknown_state: {
+    level: 'warning',
+    stage: 'ksc',
+    description: 'A task-state code outside KSC\'s 0-7 table: the state is `unknown` and the code is kept.',
+  },
+  ksc_bad_number: {
+    level: 'warning',
+    stage: 'ksc',
+    description: 'A KSC numeric field (cnN, severity, task state) is not an integer; kept as text.',
+  },
+} as const satisfies Record<string, CodeInfo>;
+
+export type Code = keyof typeof CODES;
+
+/** A warning or error attached to an event (POLICY row 18): `{code, key?, message?}`. */
+export interface Problem {
+  code: Code;
+  key?: string;
+  message?: string;
+}
+
+export function isCode(s: string): s is Code {
+  return Object.prototype.hasOwnProperty.call(CODES, s);
+}

@@ -1,0 +1,75 @@
+/**
+ * The event cefd emits: one JSON object per frame that could be read. The README's
+ * "Event format" section documents every field; keep the two in step.
+ */
+import type { Problem } from './errors.js';
+
+export interface SyslogHeader {
+  /** Which header form was read. */
+  format: 'rfc5424' | 'rfc3164';
+  /** From `<PRI>`: PRI >> 3. Absent when the frame had no PRI. */
+  facility?: number;
+  /** From `<PRI>`: PRI & 7. */
+  severity?: number;
+  /** ISO 8601 UTC; RFC 3164 timestamps get an inferred year and the configured zone. */
+  timestamp?: string;
+  hostname?: string;
+  appName?: string;
+  procId?: string;
+  msgId?: string;
+  /** RFC 5424 structured data: `{ "event@23668": { "et": "...", ... } }`, values unescaped. */
+  structuredData?: Record<string, Record<string, string>>;
+}
+
+export interface CefRecord {
+  /** As written after `CEF:` (digits unless the event carries `cef_bad_version`). */
+  version: string;
+  deviceVendor?: string;
+  deviceProduct?: string;
+  deviceVersion?: string;
+  deviceEventClassId?: string;
+  name?: string;
+  /** As written: 0-10 or Unknown/Low/Medium/High/Very-High; anything else carries `cef_bad_severity`. */
+  severity?: string;
+  /** Decoded string values keyed by CEF full name (`sourceAddress`, `deviceCustomString1`); unknown keys as written. */
+  extensions: Record<string, string>;
+  /** Converted values of typed keys: IPs (validated text), integers and longs (numbers; decimal strings beyond 2^53), time stamps (ISO 8601 UTC). */
+  typed: Record<string, string | number>;
+}
+
+export interface CefdEvent {
+  /** Deterministic event id, assigned at ingest by the daemon. */
+  id?: string;
+  /** ISO 8601 UTC: CEF `rt`, else the syslog timestamp, else `received`. */
+  timestamp: string;
+  /** ISO 8601 UTC: when cefd read the frame. */
+  received: string;
+  /** Name of the listener that read the frame (daemon only). */
+  listener?: string;
+  /** Address and port of the sender (daemon only). */
+  peer?: string;
+  syslog?: SyslogHeader;
+  /** Text before `CEF:` that is neither a syslog header nor an RFC 3164 tag. */
+  prefix?: string;
+  cef?: CefRecord;
+  /** The syslog message text, for a frame without CEF. */
+  message?: string;
+  /** Set when the frame was cut at maxFrameBytes (or by the end of the stream). */
+  truncated?: true | undefined;
+  errors?: Problem[];
+  warnings?: Problem[];
+  /** The frame's exact bytes, when they are not valid UTF-8. */
+  rawBase64?: string;
+  /** The frame's text, when asked for (`--raw`, `include_raw`). */
+  raw?: string;
+  /** Set by the `ksc` normalizer (normalizers/ksc). */
+  ksc?: unknown;
+  /** Set by other normalizers: each writes its object under its own name. */
+  [normalized: string]: unknown;
+}
+
+/** A frame that did not become an event. */
+export interface FrameFailure {
+  code: 'unparseable';
+  message: string;
+}

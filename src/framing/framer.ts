@@ -1,0 +1,333 @@
+/**
+ * Stream framer: bytes in, frames out. Works on Buffers because RFC 6587 octet counts are
+ * byte counts; only whole frames become strings (in decode.ts).
+ *
+ * Two framings, detected at the start of every frame, so a sender may switch between them:
+ *
+ * - Octet counting (RFC 6587 section 3.4.1, `MSG-LEN SP SYSLOG-MSG`): the frame starts with
+ *   a non-zero digit, more digits, then a space. MSG-LEN bytes follow, whatever they hold.
+ * - Non-transparent framing (RFC 6587 section 3.4.2): anything else; the frame ends at LF.
+ *   A CR right before the LF is dropped (CRLF senders), and a NUL also ends a frame (some
+ *   senders use NUL as the trailer, as KUMA's tcp connector allows).
+ *
+ * Choices, each documented in the README ("Framing"):
+ * - `maxFrameBytes` bounds every frame. An LF frame with more bytes before its LF is cut:
+ *   its first `maxFrameBytes` bytes are emitted flagged `truncated` as soon as they are in,
+ *   the rest up to the next LF is discarded and counted, and the next frame starts after
+ *   that LF, never glued to the cut one.
+ * - A count larger than `maxFrameBytes` is not taken as octet counting: the frame is read
+ *   as LF-terminated, digits included (as rsyslog's imtcp does), and counted. Otherwise a
+ *   line that merely begins with digits and a space, such as `1493738863000 host CEF:0|`,
+ *   would make the framer swallow terabytes. A count of up to `maxFrameBytes` is taken as
+ *   octet counting: that is the inherent ambiguity of RFC 6587 auto-detection.
+ * - Empty LF frames (blank lines, a lone CR) are skipped and counted, not emitted: they
+ *   carry nothing, and octet-counting senders that add an LF after each frame (a common
+ *   deviation) produce them.
+ * - At the end of the stream, the bytes of an unterminated LF frame are emitted as a frame
+ *   (the sender closed the connection after its last message). An octet-counted frame cut
+ *   by the end of the stream is emitted flagged `truncated` with `frame_incomplete`.
+ *
+ * The framer never throws on input and holds at most `maxFrameBytes + 1` bytes.
+ */
+
+export type FramingMode = 'lf' | 'octet';
+
+export interface FrameSink {
+  /**
+   * One frame. `frame` may be a view into the chunk passed to `push`: copy it if it must
+   * outlive the call.
+   */
+  frame(frame: Buffer, mode: FramingMode, truncated: boolean): void;
+  /** Bytes thrown away after a truncation (not part of any frame). */
+  discarded(bytes: number): void;
+  /** A framing event worth counting. */
+  notice(code: 'octet_count_too_large' | 'frame_incomplete' | 'frame_empty'): void;
+}
+
+export interface FramerOptions {
+  /** Largest frame in bytes (default 65536). */
+  maxFrameBytes?: number;
+}
+
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
+
+const LF = 10;
+const CR = 13;
+const NUL = 0;
+const SP = 32;
+const D0 = 48;
+const D1 = 49;
+const D9 = 57;
+
+const enum State {
+  /** At a frame boundary: the next byte decides the framing. */
+  Start,
+  /** Reading the digits of an octet count (held in `pending`). */
+  Count,
+  /** Reading an LF frame (bytes so far in `pending`). */
+  Line,
+  /** Reading MSG-LEN bytes of an octet-counted frame. */
+  Octets,
+  /** Skipping the rest of an over-long LF frame up to its LF. */
+  Discard,
+}
+
+export class Framer {
+  readonly maxFrameBytes: number;
+  /** Most digits a count of at most maxFrameBytes can have. */
+  private readonly maxDigits: number;
+  private state = State.Start;
+  /** Pieces of the current frame when it spans chunks. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Octet frames: the count, and the buffer being filled. */
+  private need = 0;
+  private octetBuf: Buffer | null = null;
+  private octetFill = 0;
+  private count = 0;
+  /** Position of the next NUL in the current chunk (-1: none; -2: not looked yet). */
+  private nulAt = -2;
+
+  constructor(
+    private readonly sink: FrameSink,
+    opts: FramerOptions = {},
+  ) {
+    const max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`maxFrameBytes must be a positive integer, got ${max}`);
+    this.maxFrameBytes = max;
+    this.maxDigits = String(max).length;
+  }
+
+  /** Feed the next chunk of the stream. */
+  push(chunk: Buffer): void {
+    const n = chunk.length;
+    let pos = 0;
+    this.nulAt = -2;
+    while (pos < n) {
+      switch (this.state) {
+        case State.Start: {
+          const b = chunk[pos]!;
+          if (b >= D1 && b <= D9) {
+            this.state = State.Count;
+            this.count = 0;
+            // fall through to Count on the next loop turn without consuming
+          } else {
+            this.state = State.Line;
+          }
+          break;
+        }
+        case State.Count:
+          pos = this.readCount(chunk, pos);
+          break;
+        case State.Line:
+          pos = this.readLine(chunk, pos);
+          break;
+        case State.Octets:
+          pos = this.readOctets(chunk, pos);
+          break;
+        case State.Discard: {
+          const lf = chunk.indexOf(LF, pos);
+          const nul = this.nextNul(chunk, pos);
+          const end = lf === -1 ? nul : nul === -1 ? lf : Math.min(lf, nul);
+          if (end === -1) {
+            this.sink.discarded(n - pos);
+            pos = n;
+          } else {
+            if (end > pos) this.sink.discarded(end - pos);
+            pos = end + 1;
+            this.state = State.Start;
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  /** The stream ended: emit what is left (see the header comment). */
+  end(): void {
+    switch (this.state) {
+      case State.Count:
+      case State.Line:
+        if (this.pendingBytes > 0) this.emitLine(this.takePending(), false);
+        break;
+      case State.Octets:
+        // Counted even when no byte of the message arrived (nothing to emit then).
+        this.sink.notice('frame_incomplete');
+        if (this.octetBuf !== null && this.octetFill > 0) {
+          this.sink.frame(this.octetBuf.subarray(0, this.octetFill), 'octet', true);
+        }
+        break;
+      default:
+        break;
+    }
+    this.reset();
+  }
+
+  /** Drop any partial frame (the connection is gone without an orderly end). */
+  reset(): void {
+    this.state = State.Start;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.octetBuf = null;
+    this.octetFill = 0;
+    this.need = 0;
+    this.count = 0;
+  }
+
+  /** Bytes held for an incomplete frame. */
+  get bufferedBytes(): number {
+    return this.state === State.Octets ? this.octetFill : this.pendingBytes;
+  }
+
+  /** Longest digit run considered a count at all; past it the frame is an LF frame. */
+  private static readonly MAX_COUNT_DIGITS = 20;
+
+  private readCount(chunk: Buffer, pos: number): number {
+    const n = chunk.length;
+    let i = pos;
+    let count = this.count;
+    let digits = this.pendingBytes;
+    while (i < n) {
+      const b = chunk[i]!;
+      if (b >= D0 && b <= D9) {
+        digits++;
+        if (digits > Framer.MAX_COUNT_DIGITS) break;
+        // Past maxDigits+1 the count is certainly too large; stop accumulating.
+        if (digits <= this.maxDigits + 1) count = count * 10 + (b - D0);
+        i++;
+        continue;
+      }
+      if (b === SP && digits <= this.maxDigits && count <= this.maxFrameBytes) {
+        // RFC 6587 octet counting: MSG-LEN bytes follow the space. A zero count is
+        // impossible here (the first digit is 1-9).
+        this.pending = [];
+        this.pendingBytes = 0;
+        this.count = 0;
+        this.need = count;
+        this.octetBuf = null;
+        this.octetFill = 0;
+        this.state = State.Octets;
+        return i + 1;
+      }
+      if (b === SP) this.sink.notice('octet_count_too_large');
+      break;
+    }
+    if (i === n) {
+      // Chunk ended inside the digits: keep them and wait for more.
+      this.keepPending(chunk, pos, n);
+      this.count = count;
+      return n;
+    }
+    // Not an octet count: the digits so far belong to an LF frame.
+    this.keepPending(chunk, pos, i);
+    this.count = 0;
+    this.state = State.Line;
+    return i;
+  }
+
+  private readLine(chunk: Buffer, pos: number): number {
+    const n = chunk.length;
+    const lf = chunk.indexOf(LF, pos);
+    const nul = this.nextNul(chunk, pos);
+    let end = lf;
+    if (nul !== -1 && (lf === -1 || nul < lf)) end = nul;
+    const limit = this.maxFrameBytes + 1 - this.pendingBytes; // bytes this chunk may add before the cut
+    if (end === -1) {
+      // No terminator in this chunk.
+      if (n - pos >= limit) return this.truncate(chunk, pos, pos + limit);
+      this.keepPending(chunk, pos, n);
+      return n;
+    }
+    if (end - pos >= limit) {
+      // Over-long: cut at maxFrameBytes, discard up to and including the terminator.
+      this.truncate(chunk, pos, pos + limit);
+      const extra = end - (pos + limit);
+      if (extra > 0) this.sink.discarded(extra);
+      this.state = State.Start;
+      return end + 1;
+    }
+    if (this.pendingBytes === 0) {
+      this.emitLine(chunk.subarray(pos, end), false);
+    } else {
+      this.keepPending(chunk, pos, end);
+      this.emitLine(this.takePending(), false);
+    }
+    this.state = State.Start;
+    return end + 1;
+  }
+
+  /**
+   * The frame has more than maxFrameBytes bytes before its terminator: emit the first
+   * maxFrameBytes, count the one extra byte seen, and discard until the terminator.
+   * `cut` is the position of the (maxFrameBytes+1)-th byte of the frame plus one.
+   */
+  private truncate(chunk: Buffer, pos: number, cut: number): number {
+    this.keepPending(chunk, pos, cut - 1);
+    const frame = this.takePending();
+    this.sink.discarded(1);
+    this.sink.frame(frame, 'lf', true);
+    this.state = State.Discard;
+    return cut;
+  }
+
+  private readOctets(chunk: Buffer, pos: number): number {
+    const n = chunk.length;
+    const need = this.need;
+    if (this.octetBuf === null && n - pos >= need) {
+      // Whole frame in this chunk: no copy.
+      this.state = State.Start;
+      this.sink.frame(chunk.subarray(pos, pos + need), 'octet', false);
+      return pos + need;
+    }
+    if (this.octetBuf === null) {
+      this.octetBuf = Buffer.allocUnsafe(need);
+      this.octetFill = 0;
+    }
+    const take = Math.min(need - this.octetFill, n - pos);
+    chunk.copy(this.octetBuf, this.octetFill, pos, pos + take);
+    this.octetFill += take;
+    if (this.octetFill === need) {
+      const frame = this.octetBuf;
+      this.octetBuf = null;
+      this.octetFill = 0;
+      this.state = State.Start;
+      this.sink.frame(frame, 'octet', false);
+    }
+    return pos + take;
+  }
+
+  /** NUL is rare: search each chunk for it once, not once per frame. */
+  private nextNul(chunk: Buffer, pos: number): number {
+    let at = this.nulAt;
+    if (at === -2 || (at !== -1 && at < pos)) {
+      at = chunk.indexOf(NUL, pos);
+      this.nulAt = at;
+    }
+    return at;
+  }
+
+  private keepPending(chunk: Buffer, from: number, to: number): void {
+    if (to <= from) return;
+    // Copy: the caller may reuse the chunk after push() returns.
+    this.pending.push(Buffer.from(chunk.subarray(from, to)));
+    this.pendingBytes += to - from;
+  }
+
+  private takePending(): Buffer {
+    const p = this.pending;
+    const frame = p.length === 1 ? p[0]! : Buffer.concat(p, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return frame;
+  }
+
+  private emitLine(frame: Buffer, truncated: boolean): void {
+    let len = frame.length;
+    if (len > 0 && frame[len - 1] === CR) len--;
+    if (len === 0) {
+      this.sink.notice('frame_empty');
+      return;
+    }
+    this.sink.frame(len === frame.length ? frame : frame.subarray(0, len), 'lf', truncated);
+  }
+}

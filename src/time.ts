@@ -1,0 +1,322 @@
+/**
+ * Time parsing shared by the syslog header (RFC 3339, RFC 3164) and CEF time stamps
+ * (epoch milliseconds and the CEF spec's text formats). No regular expressions: these run
+ * once or twice per event.
+ */
+
+const MONTHS: Record<string, number> = {
+  jan: 0, feb: 1, mar: 2, apr: 3, may: 4, jun: 5, jul: 6, aug: 7, sep: 8, oct: 9, nov: 10, dec: 11,
+};
+
+const DAY_MS = 86_400_000;
+
+let lastMs = NaN;
+let lastIso = '';
+/** ISO 8601 UTC with milliseconds; caches the last value (many events share a millisecond). */
+export function isoFromMs(ms: number): string {
+  if (ms === lastMs) return lastIso;
+  lastMs = ms;
+  lastIso = new Date(ms).toISOString();
+  return lastIso;
+}
+
+function digit(s: string, i: number): number {
+  const c = s.charCodeAt(i) - 48;
+  return c >= 0 && c <= 9 ? c : -1;
+}
+
+/** Reads exactly `n` digits at `i`, or -1. */
+function digits(s: string, i: number, n: number): number {
+  let v = 0;
+  for (let k = 0; k < n; k++) {
+    const d = digit(s, i + k);
+    if (d < 0) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+function validDate(y: number, mo: number, d: number, h: number, mi: number, sec: number): boolean {
+  if (mo < 0 || mo > 11 || d < 1 || h > 23 || mi > 59 || sec > 60) return false;
+  const dim = new Date(Date.UTC(y, mo + 1, 0)).getUTCDate();
+  return d <= dim;
+}
+
+export interface ParsedTime {
+  /** Milliseconds since the epoch, UTC. */
+  ms: number;
+  /** Fraction digits beyond milliseconds (`"003"` for `.000003`), kept for the ISO text. */
+  subMs: string;
+  /** Index just after the time in the input. */
+  end: number;
+}
+
+/** ISO text of a parsed time, keeping sub-millisecond digits. */
+export function isoFromParsed(t: ParsedTime): string {
+  const iso = isoFromMs(t.ms);
+  return t.subMs === '' ? iso : iso.slice(0, -1) + t.subMs + 'Z';
+}
+
+/**
+ * RFC 3339 / RFC 5424 TIMESTAMP at `i`: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`. A lower-case
+ * `t`/`z` and a missing offset (read in `defaultZone`) are accepted, as relays produce them.
+ */
+export function parseRfc3339(s: string, i: number, defaultZone = 'UTC'): ParsedTime | null {
+  const y = digits(s, i, 4);
+  if (y < 0 || s.charCodeAt(i + 4) !== 45 /* - */) return null;
+  const mo = digits(s, i + 5, 2);
+  if (mo < 0 || s.charCodeAt(i + 7) !== 45) return null;
+  const d = digits(s, i + 8, 2);
+  const t = s.charCodeAt(i + 10);
+  if (d < 0 || (t !== 84 /* T */ && t !== 116 /* t */ && t !== 32)) return null;
+  const h = digits(s, i + 11, 2);
+  if (h < 0 || s.charCodeAt(i + 13) !== 58 /* : */) return null;
+  const mi = digits(s, i + 14, 2);
+  if (mi < 0 || s.charCodeAt(i + 16) !== 58) return null;
+  const sec = digits(s, i + 17, 2);
+  if (sec < 0) return null;
+  if (!validDate(y, mo - 1, d, h, mi, sec)) return null;
+  let p = i + 19;
+  let ms = 0;
+  let subMs = '';
+  if (s.charCodeAt(p) === 46 /* . */) {
+    p++;
+    const start = p;
+    while (digit(s, p) >= 0) p++;
+    const n = p - start;
+    if (n === 0 || n > 9) return null;
+    const frac = s.slice(start, p);
+    ms = Number((frac + '00').slice(0, 3));
+    subMs = n > 3 ? frac.slice(3) : '';
+  }
+  const local = Date.UTC(y, mo - 1, d, h, mi, sec === 60 ? 59 : sec, ms);
+  const z = s.charCodeAt(p);
+  if (z === 90 /* Z */ || z === 122 /* z */) {
+    return { ms: local, subMs, end: p + 1 };
+  }
+  if (z === 43 /* + */ || z === 45 /* - */) {
+    const oh = digits(s, p + 1, 2);
+    let om = 0;
+    let end = p + 3;
+    if (oh < 0 || oh > 23) return null;
+    if (s.charCodeAt(p + 3) === 58) {
+      om = digits(s, p + 4, 2);
+      end = p + 6;
+    } else if (digit(s, p + 3) >= 0) {
+      om = digits(s, p + 3, 2);
+      end = p + 5;
+    }
+    if (om < 0 || om > 59) return null;
+    const off = (oh * 60 + om) * 60_000 * (z === 43 ? 1 : -1);
+    return { ms: local - off, subMs, end };
+  }
+  // No offset: local time in the default zone.
+  const ms2 = zonedToUtc(local, defaultZone);
+  return ms2 === null ? null : { ms: ms2, subMs, end: p };
+}
+
+const offsetFormatters = new Map<string, Intl.DateTimeFormat | null>();
+
+function zoneFormatter(zone: string): Intl.DateTimeFormat | null {
+  let f = offsetFormatters.get(zone);
+  if (f === undefined) {
+    try {
+      f = new Intl.DateTimeFormat('en-US', {
+        timeZone: zone,
+        hourCycle: 'h23',
+        year: 'numeric',
+        month: 'numeric',
+        day: 'numeric',
+        hour: 'numeric',
+        minute: 'numeric',
+        second: 'numeric',
+      });
+    } catch {
+      f = null;
+    }
+    // Bounded: zone names come from input, so never cache more than a few hundred.
+    if (offsetFormatters.size < 512) offsetFormatters.set(zone, f);
+  }
+  return f;
+}
+
+/** True for a zone name Intl knows (IANA names such as `Europe/Moscow`, and `UTC`). */
+export function isKnownZone(zone: string): boolean {
+  return zoneFormatter(zone) !== null;
+}
+
+/** Offset of `zone` from UTC at instant `utcMs`, in ms, or null for an unknown zone. */
+function zoneOffset(utcMs: number, zone: string): number | null {
+  if (zone === 'UTC' || zone === 'Etc/UTC' || zone === 'GMT') return 0;
+  const f = zoneFormatter(zone);
+  if (f === null) return null;
+  const parts = f.formatToParts(new Date(utcMs));
+  let y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  for (const p of parts) {
+    switch (p.type) {
+      case 'year': y = Number(p.value); break;
+      case 'month': mo = Number(p.value); break;
+      case 'day': d = Number(p.value); break;
+      case 'hour': h = Number(p.value); break;
+      case 'minute': mi = Number(p.value); break;
+      case 'second': sec = Number(p.value); break;
+      default: break;
+    }
+  }
+  const asUtc = Date.UTC(y, mo - 1, d, h, mi, sec);
+  return asUtc - Math.floor(utcMs / 1000) * 1000;
+}
+
+/** Wall-clock time `localMs` (fields read as if UTC) in `zone` → UTC ms. */
+export function zonedToUtc(localMs: number, zone: string): number | null {
+  const off1 = zoneOffset(localMs, zone);
+  if (off1 === null) return null;
+  if (off1 === 0 && (zone === 'UTC' || zone === 'GMT' || zone === 'Etc/UTC')) return localMs;
+  const guess = localMs - off1;
+  const off2 = zoneOffset(guess, zone);
+  return off2 === null ? null : localMs - off2;
+}
+
+function isBlank(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/**
+ * A zone token at `i` (the CEF spec's `zzz`): `Z`, `UTC`, `GMT`, `GMT±hh[:mm]`, `±hh[:mm]`,
+ * `±hhmm`, or an IANA name. Returns the offset resolver and the end index, or null.
+ */
+function readZone(s: string, i: number): { zone: string | null; offsetMs: number; end: number } | null {
+  let e = i;
+  while (e < s.length && !isBlank(s.charCodeAt(e))) e++;
+  if (e === i) return null;
+  let tok = s.slice(i, e);
+  if (tok === 'Z' || tok === 'UTC' || tok === 'GMT' || tok === 'UT') return { zone: null, offsetMs: 0, end: e };
+  if ((tok.startsWith('GMT') || tok.startsWith('UTC')) && (tok[3] === '+' || tok[3] === '-')) tok = tok.slice(3);
+  const c = tok.charCodeAt(0);
+  if (c === 43 || c === 45) {
+    const oh = digits(tok, 1, 2);
+    let om = 0;
+    if (oh < 0 || oh > 23) return null;
+    if (tok.length === 6 && tok[3] === ':') om = digits(tok, 4, 2);
+    else if (tok.length === 5) om = digits(tok, 3, 2);
+    else if (tok.length !== 3) return null;
+    if (om < 0 || om > 59) return null;
+    return { zone: null, offsetMs: (oh * 60 + om) * 60_000 * (c === 43 ? 1 : -1), end: e };
+  }
+  // IANA names have a slash (Europe/Moscow) or are a handful of links (EST, MST, HST...).
+  if (isKnownZone(tok)) return { zone: tok, offsetMs: 0, end: e };
+  return null;
+}
+
+export interface TextTimeOptions {
+  /** Zone for times without one (default UTC). */
+  defaultZone?: string;
+  /** Reference time for year inference (default now). */
+  nowMs?: number;
+  /** Whether a zone token may follow (CEF time stamps: yes; syslog: yes, if it is a zone). */
+  allowZone?: boolean;
+}
+
+/**
+ * The CEF spec's text time formats, also the RFC 3164 TIMESTAMP:
+ * `MMM dd[ yyyy] HH:mm:ss[.SSS][ zzz]` (English month, any case; the day may be
+ * space-padded). Without a year: the year of `nowMs`, or the previous one when that
+ * would put the time more than a day ahead of `nowMs`.
+ */
+export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}): ParsedTime | null {
+  if (s.length < i + 15) return null;
+  const mo = MONTHS[s.slice(i, i + 3).toLowerCase()];
+  if (mo === undefined || s.charCodeAt(i + 3) !== 32) return null;
+  let p = i + 4;
+  if (s.charCodeAt(p) === 32) p++; // "May  6"
+  let d = digit(s, p);
+  if (d < 0) return null;
+  p++;
+  const d2 = digit(s, p);
+  if (d2 >= 0) {
+    d = d * 10 + d2;
+    p++;
+  }
+  if (s.charCodeAt(p) !== 32) return null;
+  p++;
+  let year = -1;
+  if (digit(s, p) >= 0 && digit(s, p + 3) >= 0 && s.charCodeAt(p + 4) === 32) {
+    year = digits(s, p, 4);
+    p += 5;
+  }
+  const h = digits(s, p, 2);
+  if (h < 0 || s.charCodeAt(p + 2) !== 58) return null;
+  const mi = digits(s, p + 3, 2);
+  if (mi < 0 || s.charCodeAt(p + 5) !== 58) return null;
+  const sec = digits(s, p + 6, 2);
+  if (sec < 0) return null;
+  p += 8;
+  let ms = 0;
+  let subMs = '';
+  if (s.charCodeAt(p) === 46) {
+    const start = ++p;
+    while (digit(s, p) >= 0) p++;
+    const n = p - start;
+    if (n === 0 || n > 9) return null;
+    const frac = s.slice(start, p);
+    ms = Number((frac + '00').slice(0, 3));
+    subMs = n > 3 ? frac.slice(3) : '';
+  }
+  let zone: string | null = opts.defaultZone ?? 'UTC';
+  let offsetMs = 0;
+  let end = p;
+  if (opts.allowZone !== false && s.charCodeAt(p) === 32) {
+    const z = readZone(s, p + 1);
+    if (z !== null) {
+      zone = z.zone;
+      offsetMs = z.offsetMs;
+      end = z.end;
+    }
+  }
+  const nowMs = opts.nowMs ?? Date.now();
+  const toUtc = (y: number): number | null => {
+    if (!validDate(y, mo, d, h, mi, sec)) return null;
+    const local = Date.UTC(y, mo, d, h, mi, sec === 60 ? 59 : sec, ms);
+    return zone === null ? local - offsetMs : zonedToUtc(local, zone);
+  };
+  let utc: number | null;
+  if (year >= 0) {
+    utc = toUtc(year);
+  } else {
+    const y = new Date(nowMs).getUTCFullYear();
+    utc = toUtc(y);
+    if (utc === null || utc > nowMs + DAY_MS) utc = toUtc(y - 1);
+  }
+  if (utc === null) return null;
+  return { ms: utc, subMs, end };
+}
+
+/**
+ * A CEF time stamp value (POLICY row 15): epoch milliseconds (digits, optionally with a
+ * fraction) or a spec text format covering the whole value. Returns ISO 8601 UTC or null.
+ */
+export function cefTimeToIso(v: string, defaultZone: string, nowMs: number): string | null {
+  const n = v.length;
+  if (n === 0) return null;
+  const c = v.charCodeAt(0);
+  if (c >= 48 && c <= 57) {
+    let i = 0;
+    while (i < n && digit(v, i) >= 0) i++;
+    let frac = '';
+    if (i < n && v.charCodeAt(i) === 46) {
+      const s = i + 1;
+      i = s;
+      while (i < n && digit(v, i) >= 0) i++;
+      if (i === s) return null;
+      frac = v.slice(s, i);
+    }
+    if (i !== n || i > 16 + (frac ? frac.length + 1 : 0)) return null;
+    const ms = Number(frac ? v.slice(0, v.indexOf('.')) : v);
+    if (!Number.isSafeInteger(ms) || ms > 8.64e15) return null;
+    const iso = isoFromMs(ms);
+    return frac === '' ? iso : iso.slice(0, -1) + frac.slice(0, 6) + 'Z';
+  }
+  const t = parseTextTime(v, 0, { defaultZone, nowMs, allowZone: true });
+  if (t === null || t.end !== n) return null;
+  return isoFromParsed(t);
+}
