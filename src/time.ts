@@ -10,13 +10,52 @@ const MONTHS: Record<string, number> = {
 
 const DAY_MS = 86_400_000;
 
+const P2: string[] = [];
+for (let i = 0; i < 100; i++) P2.push(i < 10 ? `0${i}` : String(i));
+const P3: string[] = [];
+for (let i = 0; i < 1000; i++) P3.push(i < 10 ? `00${i}` : i < 100 ? `0${i}` : String(i));
+
+/** Two-slot cache of "YYYY-MM-DDT" prefixes (event time and receive time alternate). */
+let dayA = NaN;
+let prefixA = '';
+let dayB = NaN;
+let prefixB = '';
 let lastMs = NaN;
 let lastIso = '';
-/** ISO 8601 UTC with milliseconds; caches the last value (many events share a millisecond). */
+/** Years 0000-9999 print as YYYY; outside, toISOString's extended form is used. */
+const MIN_FAST = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
+const MAX_FAST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * ISO 8601 UTC with milliseconds, as Date#toISOString but without a Date per call (this
+ * runs two or three times per event). Never throws: out-of-range values give "Invalid Date".
+ */
 export function isoFromMs(ms: number): string {
   if (ms === lastMs) return lastIso;
+  if (!(ms >= MIN_FAST && ms <= MAX_FAST) || !Number.isInteger(ms)) {
+    const d = new Date(ms);
+    return Number.isNaN(d.getTime()) ? 'Invalid Date' : d.toISOString();
+  }
+  const day = Math.floor(ms / DAY_MS) * DAY_MS;
+  let prefix: string;
+  if (day === dayA) prefix = prefixA;
+  else if (day === dayB) prefix = prefixB;
+  else {
+    prefix = new Date(day).toISOString().slice(0, 11);
+    dayB = dayA;
+    prefixB = prefixA;
+    dayA = day;
+    prefixA = prefix;
+  }
+  let r = ms - day;
+  const h = (r / 3_600_000) | 0;
+  r -= h * 3_600_000;
+  const mi = (r / 60_000) | 0;
+  r -= mi * 60_000;
+  const sec = (r / 1000) | 0;
+  r -= sec * 1000;
   lastMs = ms;
-  lastIso = new Date(ms).toISOString();
+  lastIso = prefix + P2[h]! + ':' + P2[mi]! + ':' + P2[sec]! + '.' + P3[r]! + 'Z';
   return lastIso;
 }
 
@@ -36,10 +75,12 @@ function digits(s: string, i: number, n: number): number {
   return v;
 }
 
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 function validDate(y: number, mo: number, d: number, h: number, mi: number, sec: number): boolean {
   if (mo < 0 || mo > 11 || d < 1 || h > 23 || mi > 59 || sec > 60) return false;
-  const dim = new Date(Date.UTC(y, mo + 1, 0)).getUTCDate();
-  return d <= dim;
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  return d <= (mo === 1 && leap ? 29 : DAYS_IN_MONTH[mo]!);
 }
 
 export interface ParsedTime {

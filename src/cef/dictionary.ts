@@ -6,16 +6,25 @@
  * cs7..cs10, logstash's tests use cfp15. POLICY row 16 says "any N, short or full names",
  * so each custom family is also matched by pattern for N = 1..999 and gets the same full
  * name and type as its spec members (`cs10` → `deviceCustomString10`).
+ *
+ * Hot path: the parser looks keys up by position in the frame text (`lookupKeyAt`), in an
+ * open-addressing table keyed by a hash of the characters, so no substring is made for a
+ * known key. There is exactly one KeyInfo object per full name, which lets the parser mark
+ * keys it has seen in the current record (duplicates, custom pairs) without hashing.
  */
 import { KEY_TABLE, type KeyType } from './key-table.js';
 
 export interface KeyInfo {
-  /** Full name (`sourceAddress`); unknown keys are not in the dictionary. */
+  /** Full name (`sourceAddress`). */
   readonly full: string;
   readonly type: KeyType;
-  /** For custom fields: the full name of the value key this key pairs with, and which side it is. */
-  readonly customBase?: string;
-  readonly isLabel?: boolean;
+  /** For custom fields: the full name of the value key this key pairs with. */
+  readonly customBase: string | undefined;
+  readonly isLabel: boolean;
+  /** The other half of a custom pair (value ↔ Label). */
+  pair: KeyInfo | undefined;
+  /** Parser scratch: the record number that last saw this key (see parse.ts). */
+  mark: number;
 }
 
 interface Family {
@@ -36,8 +45,19 @@ const FAMILIES: readonly Family[] = [
   { short: 'deviceCustomDate', full: 'deviceCustomDate', type: 'time' },
 ];
 
-const table = new Map<string, KeyInfo>();
+/** One KeyInfo per full name. */
+const byFull = new Map<string, KeyInfo>();
 
+function info(full: string, type: KeyType, customBase: string | undefined, isLabel: boolean): KeyInfo {
+  let i = byFull.get(full);
+  if (i === undefined) {
+    i = { full, type, customBase, isLabel, pair: undefined, mark: 0 };
+    byFull.set(full, i);
+  }
+  return i;
+}
+
+/** The custom-field reading of `key`, if it is one (without pairing). */
 function customInfo(key: string): KeyInfo | undefined {
   let body = key;
   let isLabel = false;
@@ -58,31 +78,82 @@ function customInfo(key: string): KeyInfo | undefined {
     }
     if (!ok) continue;
     const base = f.full + n;
-    return isLabel
-      ? { full: base + 'Label', type: 'string', customBase: base, isLabel: true }
-      : { full: base, type: f.type, customBase: base, isLabel: false };
+    const value = info(base, f.type, base, false);
+    const label = info(base + 'Label', 'string', base, true);
+    value.pair = label;
+    label.pair = value;
+    return isLabel ? label : value;
   }
   return undefined;
 }
 
+// ---- the hash table: key text (short or full) → KeyInfo ----
+const SLOTS = 8192;
+const MASK = SLOTS - 1;
+/** Cap on entries, keeping the table at most half full. */
+const MAX_ENTRIES = SLOTS / 2;
+const slotKeys: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill(undefined);
+const slotInfos: (KeyInfo | undefined)[] = new Array<KeyInfo | undefined>(SLOTS).fill(undefined);
+let entries = 0;
+
+function hashRange(s: string, start: number, end: number): number {
+  let h = 0;
+  for (let i = start; i < end; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  return h;
+}
+
+function insert(key: string, i: KeyInfo): void {
+  if (entries >= MAX_ENTRIES) return;
+  let slot = hashRange(key, 0, key.length) & MASK;
+  for (;;) {
+    const k = slotKeys[slot];
+    if (k === undefined) {
+      slotKeys[slot] = key;
+      slotInfos[slot] = i;
+      entries++;
+      return;
+    }
+    if (k === key) return;
+    slot = (slot + 1) & MASK;
+  }
+}
+
 for (const [short, full, type] of KEY_TABLE) {
   const custom = customInfo(short) ?? customInfo(full);
-  const info: KeyInfo = custom ? { ...custom, type: custom.isLabel ? 'string' : type } : { full, type };
-  table.set(short, info);
-  if (!table.has(full)) table.set(full, info);
+  const i = custom ?? info(full, type, undefined, false);
+  insert(short, i);
+  insert(full, i);
 }
 
 /**
- * The dictionary entry for `key` (short or full name), or undefined for a key the
- * dictionary does not know (kept as written, as a string).
+ * The dictionary entry for the key `s.slice(start, end)`, or undefined for a key the
+ * dictionary does not know (it is then kept as written, as a string).
  */
-export function lookupKey(key: string): KeyInfo | undefined {
-  const hit = table.get(key);
-  if (hit !== undefined) return hit;
+export function lookupKeyAt(s: string, start: number, end: number): KeyInfo | undefined {
+  const len = end - start;
+  let slot = hashRange(s, start, end) & MASK;
+  for (;;) {
+    const k = slotKeys[slot];
+    if (k === undefined) break;
+    if (k.length === len && s.startsWith(k, start)) return slotInfos[slot];
+    slot = (slot + 1) & MASK;
+  }
+  // Not in the table: a custom field beyond the spec's numbers, or unknown.
+  const key = s.slice(start, end);
   const custom = customInfo(key);
-  // Pattern hits are a bounded set (8 families x 999 x label/value x short/full): cache them.
-  if (custom !== undefined) table.set(key, custom);
+  // Pattern hits are a bounded set (8 families x 999 x label/value x short/full).
+  if (custom !== undefined) insert(key, custom);
   return custom;
+}
+
+/** The dictionary entry for `key` (short or full name), or undefined. */
+export function lookupKey(key: string): KeyInfo | undefined {
+  return lookupKeyAt(key, 0, key.length);
+}
+
+/** Clears every KeyInfo.mark (the parser calls this when its record counter wraps). */
+export function resetMarks(): void {
+  for (const i of byFull.values()) i.mark = 0;
 }
 
 /** Full name for `key`: the dictionary's, or the key as written. */

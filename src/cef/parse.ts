@@ -7,7 +7,7 @@ import { isIPv6 } from 'node:net';
 import type { Problem } from '../errors.js';
 import type { CefRecord } from '../event.js';
 import { cefTimeToIso } from '../time.js';
-import { lookupKey, type KeyInfo } from './dictionary.js';
+import { lookupKeyAt, resetMarks, type KeyInfo } from './dictionary.js';
 
 /** Errors and warnings collected while decoding one frame (arrays created on first use). */
 export interface Diagnostics {
@@ -316,9 +316,17 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
   return rec;
 }
 
+/** Record counter: KeyInfo.mark === current record means "seen in this record". */
+let recordMark = 0;
+
 function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions): void {
   const ext = rec.extensions;
   const typed = rec.typed as Record<string, unknown>;
+  if (++recordMark > 0x3fffffff) {
+    recordMark = 1;
+    resetMarks();
+  }
+  const mark = recordMark;
   let p = start;
   while (p < end && isBlank(s.charCodeAt(p))) p++;
   let customSeen: KeyInfo[] | undefined;
@@ -338,7 +346,6 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
       p = k;
       continue;
     }
-    const key = s.slice(p, eq);
     const vStart = eq + 1;
     const k = nextKey(s, vStart, end, eqPos);
     let vEnd = k === -1 ? end : k;
@@ -351,16 +358,23 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
     } else {
       value = s.slice(vStart, vEnd);
     }
-    const info = lookupKey(key);
-    const full = info === undefined ? key : info.full;
-    if (hasOwn(ext, full)) {
-      // Row 12: last value wins; keys compare by full name.
-      addWarning(d, { code: 'cef_duplicate_key', key: full, message: `duplicate key ${key}; the last value wins` });
-      delete typed[full];
-    }
-    setOwn(ext, full, value);
-    if (info !== undefined) {
-      if (info.customBase !== undefined) (customSeen ??= []).push(info);
+    const info = lookupKeyAt(s, p, eq);
+    if (info === undefined) {
+      // Unknown key: kept as written, as a string.
+      const key = s.slice(p, eq);
+      if (hasOwn(ext, key)) addWarning(d, { code: 'cef_duplicate_key', key, message: 'duplicate key; the last value wins' });
+      setOwn(ext, key, value);
+    } else {
+      const full = info.full;
+      if (info.mark === mark) {
+        // Row 12: last value wins; keys compare by full name.
+        addWarning(d, { code: 'cef_duplicate_key', key: full, message: `duplicate key ${s.slice(p, eq)}; the last value wins` });
+        delete typed[full];
+      } else {
+        info.mark = mark;
+        if (info.customBase !== undefined) (customSeen ??= []).push(info);
+      }
+      ext[full] = value;
       if (info.type !== 'string' && info.type !== 'text') {
         if (value === '') {
           // Row 11: kept as "", not typed.
@@ -370,7 +384,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
           if (t === null) {
             addWarning(d, { code: 'cef_bad_field', key: full, message: `not a valid ${info.type === 'int' ? 'integer' : info.type === 'ip' ? 'IP address' : 'time stamp'}` });
           } else {
-            setOwn(typed, full, t);
+            typed[full] = t;
           }
         }
       }
@@ -378,22 +392,18 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
     if (k === -1) break;
     p = k;
   }
-  if (customSeen !== undefined) checkCustomPairs(customSeen, ext, d);
+  if (customSeen !== undefined) checkCustomPairs(customSeen, mark, d);
 }
 
 /** Row 16: a custom value without its Label, or a Label without its value, is a warning. */
-function checkCustomPairs(seen: KeyInfo[], ext: Record<string, string>, d: Diagnostics): void {
+function checkCustomPairs(seen: KeyInfo[], mark: number, d: Diagnostics): void {
   for (const info of seen) {
+    if (info.pair !== undefined && info.pair.mark === mark) continue;
     const base = info.customBase!;
-    const other = info.isLabel ? base : base + 'Label';
-    if (!hasOwn(ext, other)) {
-      // Report each unpaired key once, even when it was duplicated.
-      if (d.warnings?.some((w) => w.code === 'cef_custom_field_unpaired' && w.key === info.full)) continue;
-      addWarning(d, {
-        code: 'cef_custom_field_unpaired',
-        key: info.full,
-        message: info.isLabel ? `${info.full} has no value (${base})` : `${base} has no label (${base}Label)`,
-      });
-    }
+    addWarning(d, {
+      code: 'cef_custom_field_unpaired',
+      key: info.full,
+      message: info.isLabel ? `${info.full} has no value (${base})` : `${base} has no label (${base}Label)`,
+    });
   }
 }

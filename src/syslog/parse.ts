@@ -80,7 +80,8 @@ export function parseSyslog(s: string, start: number, d: Diagnostics, opts: Sysl
     let i = p + 1;
     if (isDigit(s.charCodeAt(i))) i++;
     const after = s.charCodeAt(i + 1);
-    if (s.charCodeAt(i) === SP && (isDigit(after) || after === 45)) {
+    // After a PRI, `VERSION SP` is enough; without one, a timestamp or `-` must follow.
+    if (s.charCodeAt(i) === SP && (pri >= 0 || isDigit(after) || after === 45)) {
       const r = parse5424(s, i + 1, pri, d, opts);
       if (r !== null) return r;
     }

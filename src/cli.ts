@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+/**
+ * The `cefd` command line: flags and exit codes only; the work is in src/commands/ and
+ * src/daemon.ts. Exit codes: 0 ok, 1 runtime failure, 64 usage, 78 config; `cefd parse`
+ * exits 1 when a frame failed and 2 on usage or I/O errors.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { existsSync } from 'node:fs';
+import { parseInputs, openInputs } from './commands/parse.js';
+import { loadNormalizer, type Normalizer } from './pipeline/normalize.js';
+import { isKnownZone } from './time.js';
+
+export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
+
+function intArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 1) throw new CommanderError(EXIT.usage, 'cefd.usage', `${name} must be a positive integer, got ${v}`);
+    return n;
+  };
+}
+
+async function loadChain(specs: string[]): Promise<Normalizer[]> {
+  const chain: Normalizer[] = [];
+  for (const s of specs) {
+    const isPath = s.includes('/') || s.endsWith('.js') || s.endsWith('.mjs') || existsSync(s);
+    chain.push(await loadNormalizer(isPath ? { path: s } : { name: s }));
+  }
+  return chain;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('cefd')
+    .description('Collects CEF and Kaspersky Security Center events over syslog and turns them into typed events.')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('parse')
+    .description('Parse files (or stdin) of syslog/CEF frames and print one JSON event per frame')
+    .argument('[files...]', 'input files; none or - reads stdin')
+    .option('--raw', 'include the frame text as "raw"')
+    .option('--pretty', 'indent the JSON')
+    .option('--no-normalize', 'skip the normalizers')
+    .option('--normalizer <name-or-path...>', 'normalizer chain, in order (default: ksc)')
+    .option('--timezone <zone>', 'zone for times without one (IANA name)', 'UTC')
+    .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(65536))
+    .exitOverride()
+    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number }) => {
+      if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);
+      let chain: Normalizer[] = [];
+      try {
+        chain = o.normalize ? await loadChain(o.normalizer ?? ['ksc']) : [];
+      } catch (e) {
+        throw new CommanderError(2, 'cefd.usage', `error: ${(e as Error).message}`);
+      }
+      for (const f of files) {
+        if (f !== '-' && !existsSync(f)) throw new CommanderError(2, 'cefd.io', `error: cannot read ${f}: no such file`);
+      }
+      let stats;
+      try {
+        stats = await parseInputs(openInputs(files), process.stdout, {
+          keepRaw: o.raw === true,
+          pretty: o.pretty === true,
+          normalizers: chain,
+          defaultZone: o.timezone,
+          maxFrameBytes: o.maxFrameBytes,
+        });
+      } catch (e) {
+        throw new CommanderError(2, 'cefd.io', `error: ${(e as Error).message}`);
+      }
+      process.exitCode = stats.failed > 0 ? 1 : 0;
+    });
+
+  program
+    .command('run')
+    .description('Run the collector daemon')
+    .option('-c, --config <file>', 'YAML configuration file (built-in defaults when absent)')
+    .action(() => {
+      process.stderr.write('cefd run: the daemon is not ready yet\n');
+      process.exitCode = EXIT.failure;
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code.startsWith('cefd.')) process.stderr.write(e.message.endsWith('\n') ? e.message : `${e.message}\n`);
+      // Usage errors of `parse` exit 2 (its documented contract); everything else 64.
+      const sub = argv[2];
+      if (e.exitCode === 2 || sub === 'parse') return e.code.startsWith('cefd.') ? e.exitCode : 2;
+      return e.exitCode === 1 ? EXIT.usage : e.exitCode;
+    }
+    process.stderr.write(`cefd: ${(e as Error).stack ?? String(e)}\n`);
+    return EXIT.failure;
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`cefd: ${String(e)}\n`);
+    process.exitCode = EXIT.failure;
+  },
+);

@@ -1,0 +1,43 @@
+import fc from 'fast-check';
+import { expect, test } from 'vitest';
+import { isoFromMs, parseRfc3339, parseTextTime, cefTimeToIso } from '../src/time.js';
+
+test('isoFromMs equals Date#toISOString over the whole range', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: -8.64e15, max: 8.64e15 }), (ms) => {
+      expect(isoFromMs(ms)).toBe(new Date(ms).toISOString());
+    }),
+    { numRuns: 5000 },
+  );
+  for (const ms of [0, -1, 1, -62_167_219_200_000, -62_167_219_200_001, 253_402_300_799_999, 253_402_300_800_000, 951_782_400_000]) {
+    expect(isoFromMs(ms)).toBe(new Date(ms).toISOString());
+  }
+  expect(isoFromMs(NaN)).toBe('Invalid Date');
+  expect(isoFromMs(9e15)).toBe('Invalid Date');
+});
+
+test('RFC 3339: offsets, fractions, leap day, invalid dates', () => {
+  expect(parseRfc3339('2024-02-29T23:59:59.5-01:30', 0)?.ms).toBe(Date.UTC(2024, 2, 1, 1, 29, 59, 500));
+  expect(parseRfc3339('2023-02-29T00:00:00Z', 0)).toBeNull();
+  expect(parseRfc3339('2023-13-01T00:00:00Z', 0)).toBeNull();
+  expect(parseRfc3339('2023-01-01T24:00:00Z', 0)).toBeNull();
+  expect(parseRfc3339('2023-01-01T00:00:00.1234567890Z', 0)).toBeNull();
+});
+
+test('text times: zones, padded days, fractions', () => {
+  const now = Date.UTC(2026, 10, 28);
+  expect(parseTextTime('Jan  5 01:02:03', 0, { nowMs: now })?.ms).toBe(Date.UTC(2026, 0, 5, 1, 2, 3));
+  expect(parseTextTime('jan 05 2020 01:02:03.4 +0530', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 0, 4, 19, 32, 3, 400));
+  expect(parseTextTime('Jan 05 2020 01:02:03 America/New_York', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 0, 5, 6, 2, 3));
+  expect(parseTextTime('Jul 05 2020 01:02:03 America/New_York', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 6, 5, 5, 2, 3));
+  expect(parseTextTime('Foo 05 2020 01:02:03', 0, { nowMs: now })).toBeNull();
+});
+
+test('CEF time stamps', () => {
+  const now = Date.UTC(2026, 10, 28);
+  expect(cefTimeToIso('0', 'UTC', now)).toBe('1970-01-01T00:00:00.000Z');
+  expect(cefTimeToIso('99999999999999999', 'UTC', now)).toBeNull();
+  expect(cefTimeToIso('12a', 'UTC', now)).toBeNull();
+  expect(cefTimeToIso('Jun 23 2020 17:37:24 bogus', 'UTC', now)).toBeNull();
+  expect(cefTimeToIso('Jun 23 2020 17:37:24', 'Asia/Tokyo', now)).toBe('2020-06-23T08:37:24.000Z');
+});
