@@ -77,17 +77,50 @@ export function buildProgram(): Command {
 
   program
     .command('run')
-    .description('Run the collector daemon')
-    .option('-c, --config <file>', 'YAML configuration file (built-in defaults when absent)')
-    .action(() => {
-      process.stderr.write('cefd run: the daemon is not ready yet\n');
-      process.exitCode = EXIT.failure;
+    .description('Run the collector daemon (built-in defaults when no --config is given)')
+    .option('-c, --config <file>', 'YAML configuration file')
+    .action(async (o: { config?: string }) => {
+      const { runDaemon } = await import('./daemon.js');
+      process.exitCode = await runDaemon(o.config);
+    });
+
+  program
+    .command('validate')
+    .description('Check a configuration file with the same code as run; exit 0 or 78')
+    .option('-c, --config <file>', 'YAML configuration file (omitted: the built-in defaults)')
+    .option('--print', 'print the effective configuration (defaults applied, secrets redacted)')
+    .action(async (o: { config?: string; print?: boolean }) => {
+      const { loadConfig, checkNormalizers, ConfigError, redactConfig } = await import('./config/load.js');
+      try {
+        const c = loadConfig(o.config);
+        await checkNormalizers(c, o.config);
+        if (o.print) process.stdout.write(JSON.stringify(redactConfig(c), null, 2) + '\n');
+        process.stdout.write(`${o.config ?? 'built-in configuration'}: OK (${c.listeners.length} listeners, ${c.outputs.length} outputs)\n`);
+        process.exitCode = EXIT.ok;
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        process.stderr.write(`${e.message}\n`);
+        process.exitCode = EXIT.config;
+      }
+    });
+
+  program
+    .command('config-doc')
+    .description('Print every configuration option as a Markdown table')
+    .action(async () => {
+      const { configDoc } = await import('./config/doc.js');
+      process.stdout.write(configDoc());
     });
 
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // A closed pipe (`cefd parse ... | head`) ends the command quietly.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

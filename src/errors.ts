@@ -122,27 +122,38 @@ export const CODES = {
   ksc_unpaired_value: {
     level: 'warning',
     stage: 'ksc',
-    description: 'A KSC custom-field value arrived without its Label: kept in `ksc.labels` under the slot name.',
+    description:
+      'A KSC custom-field value (csN, cnN, flexStringN, cfpN, deviceCustomDateN, ...) arrived without its Label, or with an empty one: kept in `ksc.labels` under the slot\'s CEF full name (`deviceCustomString5`).',
   },
   ksc_unpaired_label: {
     level: 'warning',
     stage: 'ksc',
-    description: 'A KSC custom-field Label arrived without its value.',
+    description:
+      'A KSC custom-field Label arrived without its value: nothing goes into `ksc.labels`; the label text is in the warning message.',
   },
   ksc_duplicate_label: {
     level: 'warning',
     stage: 'ksc',
-    description: 'Two KSC custom fields carry the same Label; the first (lowest slot) value wins, the other is kept under `Label#slot`.',
+    description:
+      'Two KSC custom fields carry the same Label: the lowest slot wins (cs, cn, cfp, c6a, flexString, flexNumber, flexDate, deviceCustomDate, then by number, whatever the arrival order); each other value is kept in `ksc.labels` under `Label#slot` (`TaskName#deviceCustomString10`).',
   },
   ksc_unknown_state: {
     level: 'warning',
     stage: 'ksc',
-    description: 'A task-state code outside KSC\'s 0-7 table: the state is `unknown` and the code is kept.',
+    description:
+      'A task-state code outside KSC\'s 0-7 KLPRCI table (for instance 8, 16, 64 from the host task bitmask): the state is `unknown` and the code is kept. A state that is not an integer is also `unknown`, without a code (the text stays in `ksc.labels`).',
   },
   ksc_bad_number: {
     level: 'warning',
     stage: 'ksc',
-    description: 'A KSC numeric field (cnN, severity, task state) is not an integer; kept as text.',
+    description:
+      'A KSC numeric value (a cnN or flexNumberN label value, the CEF severity, an attack port or IPv4 address) is not an integer: kept as text in `ksc.labels` / `ksc.params`, left out of the derived field.',
+  },
+  ksc_no_structured_data: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'A KSC "Syslog" line (APP-NAME `<product>|<version>`) without its `[event@23668 ...]` element, as after a relay with an RFC 3164 template: only product, host, the MSGID if any and the message text are known.',
   },
 } as const satisfies Record<string, CodeInfo>;
 

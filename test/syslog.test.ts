@@ -69,6 +69,16 @@ describe('RFC 5424', () => {
     expect(e.timestamp).toBe('2024-05-06T07:02:41.000Z');
   });
 
+  test('a header cut short before CEF (SC4S style: <PRI>1 TIMESTAMP HOST CEF:...)', () => {
+    const e = ev('<14>1 2024-05-06T07:02:41.000Z ksc01.corp.example CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Done|1|dhost=WS');
+    expect(e.syslog).toEqual({ format: 'rfc5424', facility: 1, severity: 6, timestamp: '2024-05-06T07:02:41.000Z', hostname: 'ksc01.corp.example' });
+    expect(e.cef?.deviceProduct).toBe('SecurityCenter');
+    expect(e.prefix).toBeUndefined();
+    const e2 = ev('<14>1 2024-05-06T07:02:41.000Z host app - - CEF:0|a|b|c|d|e|1|x=y');
+    expect(e2.syslog?.appName).toBe('app');
+    expect(e2.cef?.extensions).toEqual({ x: 'y' });
+  });
+
   test('broken structured data keeps the header and makes the rest the message', () => {
     const e = ev('<14>1 2024-05-06T07:02:41Z host app - ID [ev@1 a="unterminated] text');
     expect(e.syslog?.hostname).toBe('host');

@@ -1,9 +1,65 @@
-// Placeholder until the ksc normalizer lands (issue 4): accepts nothing.
-import type { Normalizer } from '../../src/pipeline/normalize.js';
+/**
+ * The `ksc` normalizer: Kaspersky Security Center events, from both KSC export formats,
+ * into one typed `ksc` object (types.ts; README "KSC normalizer").
+ *
+ * - CEF: `CEF:0|KasperskyLab|SecurityCenter|...` (cef-format.ts).
+ * - "Syslog": RFC 5424 with an `[event@<n> et=...]` element (syslog-format.ts), and KSC
+ *   syslog lines that lost that element in an RFC 3164 relay, recognised by their
+ *   APP-NAME `<product>|<version>`.
+ *
+ * `accepts` is a few field comparisons. `normalize` is pure (reads the event, builds a
+ * new object; nothing on the event is changed) and does not throw on any event the
+ * decoder can produce (test/ksc-properties.test.ts). It returns the category as the
+ * metrics `type`.
+ */
+import type { CefdEvent } from '../../src/event.js';
+import type { NormalizeOutput, Normalizer } from '../../src/pipeline/normalize.js';
+import { normalizeCef } from './cef-format.js';
+import { isRelayedKsc, kscElement, normalizeSyslog } from './syslog-format.js';
+import type { KscObject, KscWarning } from './types.js';
+
+export type { KscAttack, KscCategory, KscFormat, KscObject, KscSeverity, KscTask, KscTaskState, KscThreat, KscWarning } from './types.js';
+export { TASK_STATES, SEVERITIES, typeInfo } from './tables.js';
+
+/** KSC's CEF header: vendor without a space (other Kaspersky products send "Kaspersky Lab"). */
+const VENDOR = 'KasperskyLab';
+const PRODUCT = 'SecurityCenter';
+
+export function accepts(event: CefdEvent): boolean {
+  const cef = event.cef;
+  if (cef !== undefined) return cef.deviceVendor === VENDOR && cef.deviceProduct === PRODUCT;
+  const sys = event.syslog;
+  if (sys === undefined) return false;
+  return kscElement(sys.structuredData) !== undefined || isRelayedKsc(sys);
+}
+
+/** The `ksc` object and its warnings, or null for an event `accepts` would refuse. */
+export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscWarning[] } | null {
+  const warnings: KscWarning[] = [];
+  const cef = event.cef;
+  if (cef !== undefined) {
+    if (cef.deviceVendor !== VENDOR || cef.deviceProduct !== PRODUCT) return null;
+    return { ksc: normalizeCef(cef, warnings), warnings };
+  }
+  const sys = event.syslog;
+  if (sys === undefined) return null;
+  const el = kscElement(sys.structuredData);
+  if (el === undefined && !isRelayedKsc(sys)) return null;
+  return { ksc: normalizeSyslog(event, sys, el, warnings), warnings };
+}
 
 const ksc: Normalizer = {
   name: 'ksc',
-  accepts: () => false,
-  normalize: () => null,
+  accepts,
+  normalize(event: CefdEvent): NormalizeOutput | null {
+    const r = normalizeKsc(event);
+    if (r === null) return null;
+    return {
+      data: r.ksc as unknown as Record<string, unknown>,
+      type: r.ksc.category,
+      warnings: r.warnings.length > 0 ? r.warnings : undefined,
+    };
+  },
 };
+
 export default ksc;

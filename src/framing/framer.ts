@@ -47,6 +47,8 @@ export interface FrameSink {
 export interface FramerOptions {
   /** Largest frame in bytes (default 65536). */
   maxFrameBytes?: number;
+  /** Detect RFC 6587 octet counting (default true; UDP datagrams carry no counts). */
+  octetCounting?: boolean;
 }
 
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
@@ -85,6 +87,7 @@ export class Framer {
   private octetBuf: Buffer | null = null;
   private octetFill = 0;
   private count = 0;
+  private readonly octetCounting: boolean;
   /** Position of the next NUL in the current chunk (-1: none; -2: not looked yet). */
   private nulAt = -2;
 
@@ -96,6 +99,7 @@ export class Framer {
     if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`maxFrameBytes must be a positive integer, got ${max}`);
     this.maxFrameBytes = max;
     this.maxDigits = String(max).length;
+    this.octetCounting = opts.octetCounting !== false;
   }
 
   /** Feed the next chunk of the stream. */
@@ -107,7 +111,7 @@ export class Framer {
       switch (this.state) {
         case State.Start: {
           const b = chunk[pos]!;
-          if (b >= D1 && b <= D9) {
+          if (b >= D1 && b <= D9 && this.octetCounting) {
             this.state = State.Count;
             this.count = 0;
             // fall through to Count on the next loop turn without consuming
@@ -151,16 +155,32 @@ export class Framer {
         if (this.pendingBytes > 0) this.emitLine(this.takePending(), false);
         break;
       case State.Octets:
-        // Counted even when no byte of the message arrived (nothing to emit then).
-        this.sink.notice('frame_incomplete');
+        // The bytes received become a frame flagged truncated; with none, only a notice.
         if (this.octetBuf !== null && this.octetFill > 0) {
           this.sink.frame(this.octetBuf.subarray(0, this.octetFill), 'octet', true);
+        } else {
+          this.sink.notice('frame_incomplete');
         }
         break;
       default:
         break;
     }
     this.reset();
+  }
+
+  /**
+   * Takes the bytes of an unfinished frame without emitting it (shutdown: the daemon
+   * dead-letters them rather than guess that the sender was done). Resets the framer.
+   */
+  takePartial(): Buffer | null {
+    let out: Buffer | null = null;
+    if (this.state === State.Octets) {
+      if (this.octetBuf !== null && this.octetFill > 0) out = Buffer.from(this.octetBuf.subarray(0, this.octetFill));
+    } else if ((this.state === State.Line || this.state === State.Count) && this.pendingBytes > 0) {
+      out = this.takePending();
+    }
+    this.reset();
+    return out;
   }
 
   /** Drop any partial frame (the connection is gone without an orderly end). */

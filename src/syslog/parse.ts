@@ -187,12 +187,16 @@ function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: Sysl
   for (const name of names) {
     if (e >= n) return { header: h, msgStart: n, readable: true };
     p = e + 1;
+    // Senders that cut the header short (`<14>1 TS HOST CEF:0|...`, SC4S style): the
+    // message starts where `CEF:` does.
+    if (name !== 'hostname' && s.startsWith('CEF:', p)) return { header: h, msgStart: p, readable: true };
     e = tokenEnd(s, p);
     const v = field(s, p, e);
     if (v !== undefined) h[name] = v;
   }
   if (e >= n) return { header: h, msgStart: n, readable: true };
   p = e + 1;
+  if (s.startsWith('CEF:', p)) return { header: h, msgStart: p, readable: true };
   // STRUCTURED-DATA
   const c = s.charCodeAt(p);
   if (c === 45 /* - */ && (p + 1 === n || s.charCodeAt(p + 1) === SP)) {

@@ -1,0 +1,55 @@
+/**
+ * Readers shared by both formats: task states, label lookups with aliases, threat categories.
+ */
+import { taskState } from './tables.js';
+import { parseInteger } from './text.js';
+import type { Labels } from './labels.js';
+import type { KscCategory, KscTask, KscWarning } from './types.js';
+
+/** Categories whose events are about an object (file, URL, application): they get `threat`. */
+export function isThreatCategory(c: KscCategory): boolean {
+  return c === 'detection' || c === 'object_action' || c === 'web' || c === 'application_control';
+}
+
+/** The first of `names` that is a label, as text. */
+export function labelTextOf(labels: Labels, names: readonly string[]): string | undefined {
+  for (let i = 0; i < names.length; i++) {
+    const v = labels[names[i]!];
+    if (v !== undefined) return typeof v === 'string' ? v : String(v);
+  }
+  return undefined;
+}
+
+/**
+ * Reads a task-state value (a number from a cnN slot, or text from elsewhere) into
+ * `task[stateKey]` and `task[codeKey]`. Codes outside 0..7 give `unknown` and keep the
+ * code; text that is not an integer gives `unknown` without a code. Both warn
+ * `ksc_unknown_state`.
+ */
+export function readState(
+  value: string | number | undefined,
+  label: string,
+  task: KscTask,
+  which: 'old' | 'new',
+  warnings: KscWarning[],
+): void {
+  if (value === undefined) return;
+  const code = typeof value === 'number' ? value : parseInteger(value);
+  if (code === undefined || !Number.isSafeInteger(code)) {
+    if (which === 'old') task.oldState = 'unknown';
+    else task.newState = 'unknown';
+    warnings.push({ code: 'ksc_unknown_state', key: label, message: `${label} ${JSON.stringify(String(value))} is not an integer: state unknown` });
+    return;
+  }
+  const state = taskState(code);
+  if (which === 'old') {
+    task.oldState = state;
+    task.oldStateCode = code;
+  } else {
+    task.newState = state;
+    task.newStateCode = code;
+  }
+  if (state === 'unknown') {
+    warnings.push({ code: 'ksc_unknown_state', key: label, message: `${label} ${code} is not a KLPRCI task state (0-7): state unknown, code kept` });
+  }
+}

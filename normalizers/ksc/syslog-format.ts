@@ -1,0 +1,160 @@
+/**
+ * KSC "Syslog" export (RFC 5424 with one `[event@23668 ...]` element) → the `ksc` object.
+ * FORMAT.md §2.
+ *
+ * - The event type is SD `et`: the MSGID is cut at 32 characters
+ *   (`GNRL_EV_APPLICATION_LAUNCH_DENIE`), so it is used only when `et` is missing.
+ * - The managed device is `hdn`/`hip` (hip may be 127.0.0.1); the RFC 5424 HOSTNAME is
+ *   the same device, often as an FQDN, reported as `host.fqdn`.
+ * - p1..p9 are read per event type (tables.ts `ParamLayout`), best effort: all SD params
+ *   are also kept raw in `params`.
+ * - MSG: line breaks arrive as the literal 4-char text `\r\n` while backslashes are NOT
+ *   escaped (`C:\Windows\...\rm.bat`). It is split on that exact sequence only; nothing
+ *   is unescaped, so `\rm.bat` stays intact.
+ *
+ * Also: KSC lines relayed with an RFC 3164 template lose their SD (FORMAT.md §7 item 9);
+ * those are recognised by APP-NAME `<product>|<version>` and give what is left
+ * (`format: 'syslog_nosd'`, warning `ksc_no_structured_data`).
+ */
+import type { CefdEvent, SyslogHeader } from '../../src/event.js';
+import { isThreatCategory } from './derive.js';
+import { severityFromPri, typeInfo, type TypeInfo } from './tables.js';
+import { hexOrUndefined, ipv4FromDecimal, jsonStringMember, kscAppNameBar, looksLikeFqdn, parseInteger, splitLines } from './text.js';
+import type { KscAttack, KscObject, KscThreat, KscWarning } from './types.js';
+
+/** The literal line break of KSC's syslog MSG: backslash, r, backslash, n. */
+const LITERAL_CRLF = '\\r\\n';
+
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * The KSC element of the structured data: an SD-ID `event@<digits>` (23668 is
+ * Kaspersky's enterprise number; one public sample is anonymized to `event@11111`)
+ * with an `et` param.
+ */
+export function kscElement(sd: Record<string, Record<string, string>> | undefined): Record<string, string> | undefined {
+  if (sd === undefined) return undefined;
+  for (const id in sd) {
+    if (id.length < 7 || !id.startsWith('event@')) continue;
+    let digits = true;
+    for (let i = 6; i < id.length; i++) {
+      const c = id.charCodeAt(i);
+      if (c < 48 || c > 57) digits = false;
+    }
+    if (!digits) continue;
+    const el = sd[id]!;
+    if (Object.prototype.hasOwnProperty.call(el, 'et')) return el;
+  }
+  return undefined;
+}
+
+function product(app: string | undefined): KscObject['product'] {
+  if (app === undefined) return undefined;
+  const bar = app.indexOf('|');
+  return bar === -1 ? { name: app, version: undefined } : { name: app.slice(0, bar), version: app.slice(bar + 1) };
+}
+
+/** True for a syslog frame that is a KSC line without its SD element. */
+export function isRelayedKsc(sys: SyslogHeader): boolean {
+  return kscAppNameBar(sys.appName) !== -1;
+}
+
+export function normalizeSyslog(event: CefdEvent, sys: SyslogHeader, el: Record<string, string> | undefined, warnings: KscWarning[]): KscObject {
+  // A copy, so the event's syslog.structuredData and ksc.params never share an object.
+  const params: Record<string, string> | undefined = el === undefined ? undefined : { ...el };
+  const eventType = params !== undefined ? params['et'] ?? sys.msgId : sys.msgId;
+  const info = typeInfo(eventType);
+  const category = info.category;
+  if (params === undefined) {
+    warnings.push({
+      code: 'ksc_no_structured_data',
+      message:
+        sys.msgId !== undefined
+          ? `KSC syslog line without [event@23668 ...]: event type from MSGID ${JSON.stringify(sys.msgId)}${sys.msgId.length === 32 ? ' (may be cut at 32 characters)' : ''}`
+          : 'KSC syslog line without [event@23668 ...] (relayed with an RFC 3164 template?): event type unknown',
+    });
+  }
+  const p = params ?? NO_PARAMS;
+  const tdn = p['tdn'];
+  const kscfqdn = p['kscfqdn'];
+  const message = event.message;
+  return {
+    format: params !== undefined ? 'syslog' : 'syslog_nosd',
+    eventType,
+    eventName: p['etdn'],
+    category,
+    severity: severityFromPri(sys.severity),
+    severityCode: undefined,
+    host: { name: p['hdn'] ?? sys.hostname, ip: p['hip'], fqdn: looksLikeFqdn(sys.hostname) ? sys.hostname : undefined },
+    group: p['gn'],
+    product: product(sys.appName),
+    server: kscfqdn !== undefined ? { name: kscfqdn, version: undefined } : undefined,
+    component: category !== 'task_state' ? tdn : undefined,
+    task:
+      category === 'task_state'
+        ? { name: tdn, id: undefined, oldState: undefined, newState: undefined, oldStateCode: undefined, newStateCode: undefined }
+        : undefined,
+    threat: syslogThreat(p, info),
+    attack: info.layout === 'attack' ? syslogAttack(p, warnings) : undefined,
+    labels: {},
+    params,
+    messageLines: message !== undefined && message !== '' ? splitLines(message, LITERAL_CRLF) : undefined,
+  };
+}
+
+function syslogThreat(p: Record<string, string>, info: TypeInfo): KscThreat | undefined {
+  const layout = info.layout;
+  if (layout === 'object') {
+    const p9 = p['p9'];
+    return {
+      name: p['p5'],
+      objectPath: p['p2'],
+      user: p['p7'],
+      action: info.action,
+      sha256: hexOrUndefined(p['p1'], 64),
+      md5: p9 !== undefined ? hexOrUndefined(jsonStringMember(p9, 'md5'), 32) : undefined,
+    };
+  }
+  if (layout === 'app_launch') {
+    let sha = p['p8'];
+    if (sha !== undefined && sha.charCodeAt(0) === 59 /* ; */) sha = sha.slice(1);
+    return {
+      name: undefined,
+      objectPath: p['p7'] ?? p['p6'],
+      user: p['p2'],
+      action: info.action,
+      sha256: hexOrUndefined(sha, 64),
+      md5: undefined,
+    };
+  }
+  if (isThreatCategory(info.category) && info.action !== undefined) {
+    return { name: undefined, objectPath: undefined, user: undefined, action: info.action, sha256: undefined, md5: undefined };
+  }
+  return undefined;
+}
+
+function syslogAttack(p: Record<string, string>, warnings: KscWarning[]): KscAttack {
+  return {
+    name: p['p1'],
+    protocol: p['p2'],
+    sourceIp: decimalIp(p, 'p3', warnings),
+    targetIp: decimalIp(p, 'p6', warnings),
+    port: integer(p, 'p4', warnings),
+  };
+}
+
+function decimalIp(p: Record<string, string>, key: string, warnings: KscWarning[]): string | undefined {
+  const v = p[key];
+  if (v === undefined) return undefined;
+  const ip = ipv4FromDecimal(v);
+  if (ip === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is not an IPv4 address as a decimal integer` });
+  return ip;
+}
+
+function integer(p: Record<string, string>, key: string, warnings: KscWarning[]): number | undefined {
+  const v = p[key];
+  if (v === undefined) return undefined;
+  const n = parseInteger(v);
+  if (n === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is not an integer` });
+  return n;
+}

@@ -1,0 +1,50 @@
+/** Renders the schema table as Markdown (the README's "Configuration" reference). */
+import { SCHEMA, type ScalarSpec, type Spec } from './schema.js';
+
+function typeText(s: Spec): string {
+  switch (s.kind) {
+    case 'enum':
+      return (s as ScalarSpec).values!.map((v) => `\`${v}\``).join(' \\| ');
+    case 'list':
+      return s.item.kind === 'variant' || s.item.kind === 'object' ? 'list' : `list of ${typeText(s.item)}`;
+    case 'map':
+      return 'map';
+    case 'object':
+      return 'mapping';
+    case 'variant':
+      return 'mapping';
+    default:
+      return s.kind;
+  }
+}
+
+function defaultText(s: Spec): string {
+  const d = (s as { default?: unknown }).default;
+  if ((s as ScalarSpec).required) return 'required';
+  if (d === undefined) return '';
+  if (s.kind === 'list' && Array.isArray(d) && d.some((x) => typeof x === 'object')) return 'see below';
+  if (s.kind === 'int' && (s as ScalarSpec).max === 0o777) return `0o${(d as number).toString(8)}`;
+  return `\`${JSON.stringify(d)}\``;
+}
+
+function rows(prefix: string, fields: Record<string, Spec>, out: string[]): void {
+  for (const [name, spec] of Object.entries(fields)) {
+    const key = prefix === '' ? name : `${prefix}.${name}`;
+    const secret = spec.secret ? ' (secret)' : '';
+    out.push(`| \`${key}\` | ${typeText(spec)} | ${defaultText(spec)} | ${spec.doc.replace(/\|/g, '\\|')}${secret} |`);
+    if (spec.kind === 'object') rows(key, spec.fields, out);
+    if (spec.kind === 'list' && spec.item.kind === 'object') rows(`${key}[]`, spec.item.fields, out);
+    if (spec.kind === 'list' && spec.item.kind === 'variant') {
+      const v = spec.item;
+      out.push(`| \`${key}[].type\` | ${Object.keys(v.variants).map((t) => `\`${t}\``).join(' \\| ')} | required | ${Object.entries(v.variants).map(([t, x]) => `\`${t}\`: ${x.doc}`).join(' ')} |`);
+      rows(`${key}[]`, v.common, out);
+      for (const [t, x] of Object.entries(v.variants)) rows(`${key}[type=${t}]`, x.fields, out);
+    }
+  }
+}
+
+export function configDoc(): string {
+  const out = ['| key | type | default | description |', '|---|---|---|---|'];
+  rows('', SCHEMA.fields, out);
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,499 @@
+/**
+ * Loads and validates the configuration: YAML → checked against the schema table
+ * (schema.ts) → defaults applied → `${ENV}` interpolated → `*_file` secrets read → frozen.
+ * `cefd validate` and `cefd run` run this same code. Every problem names the key and the
+ * line; all problems are collected, not just the first.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Pair } from 'yaml';
+import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
+import { isKnownZone } from '../time.js';
+import type { Config } from './types.js';
+import { parseCidr } from '../sources/cidr.js';
+import { compileFilter, FilterSyntaxError } from '../pipeline/filter.js';
+import { loadNormalizer } from '../pipeline/normalize.js';
+
+export interface ConfigProblem {
+  /** Dotted key path, `listeners[0].port`. */
+  key: string;
+  /** 1-based line in the file, when known. */
+  line?: number;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly problems: ConfigProblem[],
+    readonly file: string | undefined,
+  ) {
+    super(problems.map((p) => formatProblem(p, file)).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatProblem(p: ConfigProblem, file: string | undefined): string {
+  const where = file === undefined ? 'built-in config' : p.line !== undefined ? `${file}:${p.line}` : file;
+  return `${where}: ${p.key === '' ? '' : `${p.key}: `}${p.message}`;
+}
+
+export interface LoadOptions {
+  /** Environment for `${VAR}` interpolation (default process.env). */
+  env?: Record<string, string | undefined>;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1, k: 1000, kb: 1000, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3,
+};
+
+/** `10s`, `500ms`, `1.5h`, or a number of seconds → seconds. */
+export function parseDuration(v: unknown): number | null {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? v : null;
+  if (typeof v !== 'string') return null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v);
+  if (m === null) return null;
+  return Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!;
+}
+
+/** `64KiB`, `100MB`, `1024` → bytes. */
+export function parseSize(v: unknown): number | null {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : null;
+  if (typeof v !== 'string') return null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
+  if (m === null) return null;
+  const unit = SIZE_UNITS[m[2]!.toLowerCase()];
+  if (unit === undefined) return null;
+  const n = Math.round(Number(m[1]) * unit);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** Damerau-Levenshtein distance (with adjacent transpositions), for "did you mean". */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+class Walker {
+  readonly problems: ConfigProblem[] = [];
+  constructor(
+    private readonly lc: LineCounter | undefined,
+    private readonly env: Record<string, string | undefined>,
+  ) {}
+
+  line(node: Node | null | undefined): number | undefined {
+    if (this.lc === undefined || node === null || node === undefined || node.range === undefined || node.range === null) return undefined;
+    return this.lc.linePos(node.range[0]).line;
+  }
+
+  /** The YAML node at a path of keys and indexes (for line numbers in cross checks). */
+  doc: { getIn(path: unknown[], keepScalar: true): unknown } | undefined;
+  nodeAt(path: (string | number)[]): Node | undefined {
+    const n = this.doc?.getIn(path, true);
+    return n !== null && typeof n === 'object' && 'range' in (n as object) ? (n as Node) : undefined;
+  }
+
+  problem(key: string, node: Node | null | undefined, message: string): void {
+    const line = this.line(node);
+    this.problems.push(line === undefined ? { key, message } : { key, line, message });
+  }
+
+  /** `${VAR}` (and `${VAR:-default}`) in strings; `$${` is a literal `${`. */
+  interpolate(key: string, node: Node | null | undefined, v: string): string {
+    if (v.indexOf('${') === -1) return v;
+    return v.replace(/\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (all, esc: string | undefined, name: string, def: string | undefined) => {
+      if (esc !== undefined) return all.slice(1);
+      const val = this.env[name];
+      if (val !== undefined && val !== '') return val;
+      if (def !== undefined) return def;
+      this.problem(key, node, `environment variable ${name} is not set`);
+      return '';
+    });
+  }
+
+  value(spec: Spec, node: Node | null | undefined, raw: unknown, key: string): unknown {
+    switch (spec.kind) {
+      case 'object':
+        return this.object(spec, node, raw, key);
+      case 'list':
+        return this.list(spec, node, raw, key);
+      case 'variant':
+        return this.variant(spec, node, raw, key);
+      case 'map':
+        return this.map(spec, node, raw, key);
+      default:
+        return this.scalar(spec, node, raw, key);
+    }
+  }
+
+  scalar(spec: ScalarSpec, node: Node | null | undefined, raw: unknown, key: string): unknown {
+    if (raw !== null && typeof raw === 'object') {
+      this.problem(key, node, `expected a ${spec.kind}, got a ${Array.isArray(raw) ? 'list' : 'mapping'}`);
+      return undefined;
+    }
+    let v = raw;
+    if (typeof v === 'string') v = this.interpolate(key, node, v);
+    const bad = (what: string) => {
+      this.problem(key, node, `${what}, got ${spec.secret ? '(a secret)' : JSON.stringify(v)}`);
+      return undefined;
+    };
+    switch (spec.kind) {
+      case 'string':
+      case 'path':
+        if (typeof v === 'number' || typeof v === 'boolean') v = String(v);
+        if (typeof v !== 'string') return bad('expected a string');
+        return v;
+      case 'zone':
+        if (typeof v !== 'string' || !isKnownZone(v)) return bad('expected an IANA time zone name such as UTC or Europe/Moscow');
+        return v;
+      case 'bool':
+        if (v === 'true') v = true;
+        if (v === 'false') v = false;
+        if (typeof v !== 'boolean') return bad('expected true or false');
+        return v;
+      case 'int':
+      case 'port':
+      case 'number': {
+        const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+        const isInt = spec.kind !== 'number';
+        if (typeof n !== 'number' || !Number.isFinite(n) || (isInt && !Number.isSafeInteger(n))) return bad(`expected ${isInt ? 'an integer' : 'a number'}`);
+        const min = spec.kind === 'port' ? 0 : spec.min;
+        const max = spec.kind === 'port' ? 65535 : spec.max;
+        if (min !== undefined && n < min) return bad(`must be at least ${min}`);
+        if (max !== undefined && n > max) return bad(`must be at most ${max}`);
+        return n;
+      }
+      case 'duration': {
+        const d = parseDuration(v);
+        if (d === null) return bad('expected a duration such as 10s, 500ms, 5m or a number of seconds');
+        // Options whose default is 0s take 0 as "off"; the others must reach their minimum.
+        if (spec.min !== undefined && d < spec.min && !(d === 0 && spec.default === '0s')) return bad(`must be at least ${spec.min}s`);
+        return d;
+      }
+      case 'size': {
+        const n = parseSize(v);
+        if (n === null) return bad('expected a size such as 64KiB, 1MiB, 100MB or a number of bytes');
+        if (spec.min !== undefined && n < spec.min) return bad(`must be at least ${spec.min} bytes`);
+        return n;
+      }
+      case 'enum':
+        if (typeof v !== 'string' || !spec.values!.includes(v)) return bad(`expected one of ${spec.values!.join(', ')}`);
+        return v;
+      case 'cidr':
+        if (typeof v !== 'string' || parseCidr(v) === null) return bad('expected an IPv4/IPv6 address or CIDR such as 10.0.0.0/8');
+        return v;
+      case 'filter':
+        if (typeof v !== 'string') return bad('expected a filter expression (a string)');
+        if (v.trim() === '') return v;
+        try {
+          compileFilter(v);
+        } catch (e) {
+          this.problem(key, node, e instanceof FilterSyntaxError ? `bad filter: ${e.message}` : String(e));
+          return undefined;
+        }
+        return v;
+    }
+  }
+
+  /** The YAML node of `name` in a map node, for line numbers. */
+  private pairs(node: Node | null | undefined): Map<string, Pair<unknown, unknown>> {
+    const m = new Map<string, Pair<unknown, unknown>>();
+    if (node !== null && node !== undefined && isMap(node)) {
+      for (const p of node.items) {
+        const k = isScalar(p.key) ? String(p.key.value) : String(p.key);
+        m.set(k, p as Pair<unknown, unknown>);
+      }
+    }
+    return m;
+  }
+
+  fields(fields: Record<string, Spec>, node: Node | null | undefined, raw: Record<string, unknown>, key: string, out: Record<string, unknown>, allowed: Set<string>): void {
+    const pairs = this.pairs(node);
+    for (const k of Object.keys(raw)) {
+      if (!allowed.has(k)) {
+        const p = pairs.get(k);
+        const keyNode = (p?.key ?? node) as Node | undefined;
+        const near = [...allowed].find((a) => editDistance(a, k.toLowerCase().replace(/-/g, '_')) <= 2);
+        this.problem(key === '' ? k : `${key}.${k}`, keyNode, `unknown key${near !== undefined ? ` (did you mean ${near}?)` : ''}`);
+      }
+    }
+    for (const [name, spec] of Object.entries(fields)) {
+      const sub = key === '' ? name : `${key}.${name}`;
+      const p = pairs.get(name);
+      const has = Object.prototype.hasOwnProperty.call(raw, name) && raw[name] !== null;
+      if (!has) {
+        const def = (spec as { default?: unknown }).default;
+        if ((spec as ScalarSpec).required) {
+          this.problem(sub, node, 'is required');
+        } else if (def !== undefined) {
+          out[name] = this.value(spec, undefined, structuredClone(def), sub);
+        } else if (spec.kind === 'object') {
+          out[name] = this.object(spec, undefined, {}, sub);
+        } else if (spec.kind === 'map') {
+          out[name] = {};
+        }
+        continue;
+      }
+      out[name] = this.value(spec, (p?.value ?? undefined) as Node | undefined, raw[name], sub);
+    }
+  }
+
+  object(spec: ObjectSpec, node: Node | null | undefined, raw: unknown, key: string): unknown {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      this.problem(key, node, 'expected a mapping');
+      return undefined;
+    }
+    const out: Record<string, unknown> = {};
+    this.fields(spec.fields, node, raw as Record<string, unknown>, key, out, new Set(Object.keys(spec.fields)));
+    return out;
+  }
+
+  map(spec: MapSpec, node: Node | null | undefined, raw: unknown, key: string): unknown {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      this.problem(key, node, 'expected a mapping');
+      return undefined;
+    }
+    const out: Record<string, unknown> = {};
+    const pairs = this.pairs(node);
+    for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+      out[k] = this.scalar(spec.value, (pairs.get(k)?.value ?? node) as Node, v, `${key}.${k}`);
+    }
+    return out;
+  }
+
+  list(spec: ListSpec, node: Node | null | undefined, raw: unknown, key: string): unknown {
+    if (!Array.isArray(raw)) {
+      this.problem(key, node, 'expected a list');
+      return undefined;
+    }
+    const items = node !== null && node !== undefined && isSeq(node) ? node.items : [];
+    const out = raw.map((r, i) => this.value(spec.item, items[i] as Node | undefined, r, `${key}[${i}]`));
+    if (spec.uniqueNames) {
+      const seen = new Set<string>();
+      out.forEach((o, i) => {
+        const n = (o as { name?: unknown } | undefined)?.name;
+        if (typeof n !== 'string') return;
+        if (seen.has(n)) this.problem(`${key}[${i}].name`, items[i] as Node | undefined, `duplicate name ${JSON.stringify(n)}`);
+        seen.add(n);
+      });
+    }
+    return out;
+  }
+
+  variant(spec: VariantSpec, node: Node | null | undefined, raw: unknown, key: string): unknown {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      this.problem(key, node, 'expected a mapping');
+      return undefined;
+    }
+    const r = raw as Record<string, unknown>;
+    const types = Object.keys(spec.variants);
+    const t = r['type'];
+    if (typeof t !== 'string' || !types.includes(t)) {
+      const tNode = this.pairs(node).get('type')?.value as Node | undefined;
+      this.problem(`${key}.type`, tNode ?? node, t === undefined ? `is required (one of ${types.join(', ')})` : `expected one of ${types.join(', ')}, got ${JSON.stringify(t)}`);
+      return undefined;
+    }
+    const v = spec.variants[t]!;
+    const all = { ...spec.common, ...v.fields };
+    const out: Record<string, unknown> = { type: t };
+    this.fields(all, node, r, key, out, new Set(['type', ...Object.keys(all)]));
+    return out;
+  }
+}
+
+/** Reads `X_file` into `X` for secret options; both set is an error. */
+function resolveSecretFiles(obj: unknown, spec: Spec, key: string, w: Walker, baseDir: string): void {
+  if (obj === null || typeof obj !== 'object') return;
+  if (spec.kind === 'list') {
+    (obj as unknown[]).forEach((o, i) => resolveSecretFiles(o, spec.item, `${key}[${i}]`, w, baseDir));
+    return;
+  }
+  let fields: Record<string, Spec> | undefined;
+  if (spec.kind === 'object') fields = spec.fields;
+  if (spec.kind === 'variant') {
+    const t = (obj as { type?: string }).type;
+    if (t === undefined || spec.variants[t] === undefined) return;
+    fields = { ...spec.common, ...spec.variants[t]!.fields };
+  }
+  if (fields === undefined) return;
+  const o = obj as Record<string, unknown>;
+  for (const [name, sub] of Object.entries(fields)) {
+    const k = key === '' ? name : `${key}.${name}`;
+    if (sub.kind === 'object' || sub.kind === 'list' || sub.kind === 'variant') {
+      resolveSecretFiles(o[name], sub, k, w, baseDir);
+      continue;
+    }
+    if (!(sub as ScalarSpec).secret) continue;
+    const fileKey = `${name}_file`;
+    const file = o[fileKey];
+    if (typeof file !== 'string') continue;
+    if (typeof o[name] === 'string' && o[name] !== '') {
+      w.problem(k, undefined, `set either ${name} or ${fileKey}, not both`);
+      continue;
+    }
+    try {
+      o[name] = readFileSync(isAbsolute(file) ? file : resolve(baseDir, file), 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      w.problem(`${key === '' ? '' : `${key}.`}${fileKey}`, undefined, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+}
+
+/** Paths in the config are relative to the config file's folder (the working folder for the built-in config). */
+function resolvePaths(obj: unknown, spec: Spec, baseDir: string): void {
+  if (obj === null || typeof obj !== 'object') return;
+  if (spec.kind === 'list') {
+    for (const o of obj as unknown[]) resolvePaths(o, spec.item, baseDir);
+    return;
+  }
+  let fields: Record<string, Spec> | undefined;
+  if (spec.kind === 'object') fields = spec.fields;
+  if (spec.kind === 'variant') {
+    const t = (obj as { type?: string }).type;
+    if (t === undefined || spec.variants[t] === undefined) return;
+    fields = { ...spec.common, ...spec.variants[t]!.fields };
+  }
+  if (fields === undefined) return;
+  const o = obj as Record<string, unknown>;
+  for (const [name, sub] of Object.entries(fields)) {
+    if (sub.kind === 'path' && typeof o[name] === 'string' && o[name] !== '') o[name] = resolve(baseDir, o[name] as string);
+    else if (sub.kind === 'object' || sub.kind === 'list' || sub.kind === 'variant') resolvePaths(o[name], sub, baseDir);
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Checks that span several keys. */
+function crossChecks(c: Config, w: Walker): void {
+  c.listeners.forEach((l, i) => {
+    const k = `listeners[${i}]`;
+    if (l.type === 'tls') {
+      if (l.tls === undefined) w.problem(`${k}.tls`, undefined, 'a tls listener needs tls.cert_file and tls.key_file');
+      else if (l.tls.client_auth === 'required' && l.tls.ca_file === undefined && l.tls.client_fingerprints.length === 0) {
+        w.problem(`${k}.tls.client_auth`, undefined, 'required client certificates need tls.ca_file or tls.client_fingerprints');
+      }
+      for (const fp of l.tls?.client_fingerprints ?? []) {
+        if (!/^[0-9a-fA-F]{64}$/.test(fp.replace(/:/g, ''))) w.problem(`${k}.tls.client_fingerprints`, undefined, `not a SHA-256 fingerprint: ${JSON.stringify(fp)}`);
+      }
+    }
+    if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') w.problem(`${k}.host`, undefined, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
+  });
+  const binds = new Map<string, string>();
+  c.listeners.forEach((l, i) => {
+    if (l.port === 0) return;
+    const proto = l.type === 'udp' ? 'udp' : 'tcp';
+    const id = `${proto}:${l.host}:${l.port}`;
+    const prev = binds.get(id);
+    if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
+    binds.set(id, l.name);
+  });
+  c.outputs.forEach((o, i) => {
+    if (o.type === 'http') {
+      try {
+        const u = new URL(o.url);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+      } catch {
+        w.problem(`outputs[${i}].url`, undefined, `expected an http:// or https:// URL, got ${JSON.stringify(o.url)}`);
+      }
+    }
+    if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
+  });
+}
+
+/**
+ * The checks that need I/O: every normalizer named in the config loads. Run by both
+ * `cefd validate` and `cefd run`. Throws ConfigError.
+ */
+export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
+  const problems: ConfigProblem[] = [];
+  for (const [i, l] of c.listeners.entries()) {
+    for (const [j, spec] of l.normalizers.entries()) {
+      const isPath = spec.includes('/') || spec.endsWith('.js') || spec.endsWith('.mjs');
+      try {
+        await loadNormalizer(isPath ? { path: spec } : { name: spec }, c.base_dir);
+      } catch (e) {
+        problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems, file);
+}
+
+/**
+ * Loads the configuration from `file` (YAML), or the built-in defaults when `file` is
+ * undefined. Throws ConfigError with every problem found.
+ */
+export function loadConfig(file: string | undefined, opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  let text = '';
+  if (file !== undefined) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError([{ key: '', message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }], file);
+    }
+  }
+  return loadConfigText(text, file, env);
+}
+
+export function loadConfigText(text: string, file: string | undefined, env: Record<string, string | undefined> = process.env): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, intAsBigInt: false });
+  const w = new Walker(lc, env);
+  w.doc = doc;
+  for (const e of doc.errors) {
+    w.problems.push({ key: '', line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]}` });
+  }
+  if (doc.errors.length > 0) throw new ConfigError(w.problems, file);
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  const out = w.object(SCHEMA, doc.contents as Node | null, raw, '') as Config | undefined;
+  if (out === undefined || w.problems.length > 0) throw new ConfigError(w.problems, file);
+  const baseDir = file === undefined ? process.cwd() : dirname(resolve(file));
+  resolveSecretFiles(out, SCHEMA, '', w, baseDir);
+  resolvePaths(out, SCHEMA, baseDir);
+  (out as { base_dir: string }).base_dir = baseDir;
+  crossChecks(out, w);
+  if (w.problems.length > 0) throw new ConfigError(w.problems, file);
+  return deepFreeze(out);
+}
+
+/** The config with every secret replaced by "(redacted)", for printing. */
+export function redactConfig(c: Config): unknown {
+  const walk = (obj: unknown, spec: Spec): unknown => {
+    if (obj === null || typeof obj !== 'object') return obj;
+    if (spec.kind === 'list') return (obj as unknown[]).map((o) => walk(o, spec.item));
+    if (spec.kind === 'map') return Object.fromEntries(Object.keys(obj).map((k) => [k, '(redacted)']));
+    let fields: Record<string, Spec> | undefined;
+    if (spec.kind === 'object') fields = spec.fields;
+    if (spec.kind === 'variant') {
+      const t = (obj as { type?: string }).type;
+      fields = t !== undefined && spec.variants[t] !== undefined ? { ...spec.common, ...spec.variants[t]!.fields } : {};
+    }
+    if (fields === undefined) return obj;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(obj)) {
+      const sub = fields[k];
+      if (sub === undefined) out[k] = v;
+      else if ((sub as ScalarSpec).secret && v !== undefined) out[k] = '(redacted)';
+      else out[k] = walk(v, sub);
+    }
+    return out;
+  };
+  return walk(c, SCHEMA);
+}

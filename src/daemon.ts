@@ -1,0 +1,376 @@
+/**
+ * The daemon: starts and stops everything in order. Start: outputs (and the dead-letter
+ * output) first, then the pipeline, then the listeners, then the metrics endpoint; stop:
+ * the reverse, draining on the way (SIGTERM/SIGINT). SIGHUP reloads the configuration
+ * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
+ */
+import { mkdirSync } from 'node:fs';
+import type { Config, ListenerConfig, OutputConfig } from './config/types.js';
+import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { compileFilter } from './pipeline/filter.js';
+import { loadNormalizer, type Normalizer } from './pipeline/normalize.js';
+import { FlowControl, OutputSlot } from './pipeline/output-slot.js';
+import { Pipeline } from './pipeline/pipeline.js';
+import { MemoryQueue } from './pipeline/queue.js';
+import { createDeadLetterOutput, createOutput } from './outputs/index.js';
+import { StreamSource, type Source } from './sources/stream.js';
+import { UdpSource } from './sources/udp.js';
+import { MetricsServer } from './telemetry/http.js';
+import { Telemetry } from './telemetry/telemetry.js';
+
+export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
+
+interface SlotEntry {
+  key: string;
+  slot: OutputSlot;
+}
+
+interface SourceEntry {
+  key: string;
+  source: Source;
+}
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+export class Daemon {
+  readonly telemetry: Telemetry;
+  readonly flow: FlowControl;
+  private config: Config;
+  private pipeline: Pipeline | null = null;
+  private slots: SlotEntry[] = [];
+  private deadLetter: SlotEntry | null = null;
+  private sources: SourceEntry[] = [];
+  private metrics: MetricsServer | null = null;
+  private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
+  private stopping: Promise<number> | null = null;
+  private reloading: Promise<boolean> = Promise.resolve(true);
+
+  constructor(
+    config: Config,
+    telemetry: Telemetry,
+    private readonly configFile?: string,
+  ) {
+    this.config = config;
+    this.telemetry = telemetry;
+    this.flow = new FlowControl(telemetry);
+  }
+
+  get current(): Config {
+    return this.config;
+  }
+
+  /** Bound ports by listener name (port 0 in the config picks a free one). */
+  ports(): Record<string, number | undefined> {
+    return Object.fromEntries(this.sources.map((s) => [s.source.name, s.source.port()]));
+  }
+
+  metricsPort(): number | undefined {
+    return this.metrics?.port();
+  }
+
+  notReady(): string[] {
+    const out: string[] = [];
+    for (const s of this.sources) if (!s.source.ready) out.push(`listener ${s.source.name}`);
+    if (this.pipeline === null) out.push('pipeline');
+    if (this.stopping !== null) out.push('shutting down');
+    return out;
+  }
+
+  private normalizer(spec: string, baseDir: string): Promise<Normalizer> {
+    const isPath = spec.includes('/') || spec.endsWith('.js') || spec.endsWith('.mjs');
+    const key = isPath ? `path:${baseDir}:${spec}` : `name:${spec}`;
+    let p = this.normalizerCache.get(key);
+    if (p === undefined) {
+      p = loadNormalizer(isPath ? { path: spec } : { name: spec }, baseDir);
+      this.normalizerCache.set(key, p);
+      p.catch(() => this.normalizerCache.delete(key));
+    }
+    return p;
+  }
+
+  private async chain(l: ListenerConfig, c: Config): Promise<Normalizer[]> {
+    const out: Normalizer[] = [];
+    for (const spec of l.normalizers) out.push(await this.normalizer(spec, c.base_dir));
+    return out;
+  }
+
+  private makeSlot(o: OutputConfig): OutputSlot {
+    return new OutputSlot(
+      {
+        name: o.name,
+        filter: o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined,
+        capacity: o.queue_max_events,
+        whenFull: o.when_full,
+        batchMax: o.batch_max_events,
+        initialBackoffMs: o.retry.initial_backoff * 1000,
+        maxBackoffMs: o.retry.max_backoff * 1000,
+      },
+      createOutput(o),
+      new MemoryQueue(),
+      this.flow,
+      this.telemetry,
+      (name, recs, reason, err) => this.pipeline?.rejectSink(name, recs, reason, err),
+    );
+  }
+
+  private makeDeadLetterSlot(c: Config): OutputSlot {
+    const d = c.dead_letter;
+    return new OutputSlot(
+      { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
+      createDeadLetterOutput(d),
+      new MemoryQueue(),
+      this.flow,
+      this.telemetry,
+      null,
+    );
+  }
+
+  private makeSource(l: ListenerConfig, chain: Normalizer[]): Source {
+    if (l.type === 'udp') return new UdpSource(l, this.pipeline!, this.telemetry, chain);
+    return new StreamSource(l, this.pipeline!, this.flow, this.telemetry, chain);
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    mkdirSync(c.state_dir, { recursive: true });
+    // Normalizers first: a module that does not load is a configuration error.
+    const chains = new Map<string, Normalizer[]>();
+    for (const l of c.listeners) chains.set(l.name, await this.chain(l, c));
+    const dead = this.makeDeadLetterSlot(c);
+    await dead.start();
+    this.deadLetter = { key: JSON.stringify(c.dead_letter), slot: dead };
+    for (const o of c.outputs) {
+      const slot = this.makeSlot(o);
+      await slot.start();
+      this.slots.push({ key: JSON.stringify(o), slot });
+    }
+    this.pipeline = new Pipeline(
+      this.slots.map((s) => s.slot),
+      dead,
+      this.telemetry,
+      { defaultZone: c.timezone, includeRaw: c.include_raw },
+    );
+    for (const l of c.listeners) {
+      const source = this.makeSource(l, chains.get(l.name)!);
+      this.sources.push({ key: JSON.stringify(l), source });
+      await source.start();
+    }
+    if (c.metrics.enabled) {
+      this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token);
+      await this.metrics.start(c.metrics.host, c.metrics.port);
+    }
+    this.telemetry.log.info(
+      { listeners: c.listeners.map((l) => l.name), outputs: c.outputs.map((o) => o.name) },
+      `cefd started: ${c.listeners.length} listeners, ${c.outputs.length} outputs`,
+    );
+  }
+
+  /**
+   * Graceful stop: stop accepting, read what connections already sent, flush every
+   * output, within shutdown_timeout. Returns the number of events left undelivered.
+   */
+  stop(): Promise<number> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<number> {
+    await this.reloading.catch(() => false);
+    const t0 = Date.now();
+    const budget = this.config.shutdown_timeout * 1000;
+    this.telemetry.log.info({ timeoutMs: budget }, 'stopping: draining connections and outputs');
+    // Reading gets at most half the budget; flushing the rest.
+    await Promise.all(this.sources.map((s) => s.source.stop(budget / 2)));
+    this.pipeline?.commit();
+    let left = 0;
+    const remaining = () => Math.max(100, budget - (Date.now() - t0));
+    const results = await Promise.all(this.slots.map(async (s) => ({ name: s.slot.name, left: await s.slot.stop(remaining()) })));
+    for (const r of results) {
+      if (r.left > 0) {
+        this.telemetry.eventsDropped(r.name, r.left, 'shutdown_undelivered');
+        left += r.left;
+      }
+    }
+    // Rejections at the very end still reach the dead-letter output.
+    if (this.deadLetter !== null) {
+      const dl = await this.deadLetter.slot.stop(remaining());
+      if (dl > 0) this.telemetry.eventsDropped('dead_letter', dl, 'shutdown_undelivered');
+      left += dl;
+    }
+    await this.metrics?.stop();
+    this.metrics = null;
+    if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered (outputs did not drain within shutdown_timeout)`);
+    else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
+    return left;
+  }
+
+  /** SIGHUP: reopen output files, then reload the configuration file. */
+  reload(): Promise<boolean> {
+    this.reloading = this.reloading.then(
+      () => this.doReload(),
+      () => this.doReload(),
+    );
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<boolean> {
+    if (this.stopping !== null) return false;
+    for (const s of this.slots) await s.slot.reopen().catch((e: Error) => this.telemetry.log.error({ output: s.slot.name, err: e.message }, `output ${s.slot.name}: reopen failed`));
+    await this.deadLetter?.slot.reopen().catch(() => undefined);
+    if (this.configFile === undefined) {
+      for (const s of this.sources) s.source.reload();
+      this.telemetry.log.info('files reopened (built-in configuration: nothing to reload)');
+      return true;
+    }
+    let next: Config;
+    try {
+      next = loadConfig(this.configFile);
+      // Check what start would fail on before touching anything: the normalizers.
+      for (const l of next.listeners) await this.chain(l, next);
+    } catch (e) {
+      this.telemetry.reloads.add('failed');
+      const msg = e instanceof ConfigError ? e.problems.map((p) => formatProblem(p, this.configFile)).join('; ') : (e as Error).message;
+      this.telemetry.log.error({ err: msg }, `configuration reload failed; the running configuration stays: ${msg}`);
+      return false;
+    }
+    try {
+      await this.apply(next);
+    } catch (e) {
+      this.telemetry.reloads.add('failed');
+      this.telemetry.log.error({ err: (e as Error).message }, `configuration reload failed part-way: ${(e as Error).message}`);
+      return false;
+    }
+    this.telemetry.reloads.add('ok');
+    this.telemetry.log.info('configuration reloaded');
+    return true;
+  }
+
+  private async apply(next: Config): Promise<void> {
+    const prev = this.config;
+    this.telemetry.log.level = next.logging.level;
+    // Outputs: unchanged ones keep running; others are replaced.
+    const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
+    const newSlots: SlotEntry[] = [];
+    const retired: OutputSlot[] = [];
+    for (const o of next.outputs) {
+      const key = JSON.stringify(o);
+      const old = oldSlots.get(o.name);
+      if (old !== undefined && old.key === key) {
+        newSlots.push(old);
+        oldSlots.delete(o.name);
+        continue;
+      }
+      const slot = this.makeSlot(o);
+      await slot.start();
+      newSlots.push({ key, slot });
+    }
+    for (const s of oldSlots.values()) retired.push(s.slot);
+    let dead = this.deadLetter!;
+    const deadKey = JSON.stringify(next.dead_letter);
+    if (dead.key !== deadKey) {
+      retired.push(dead.slot);
+      const slot = this.makeDeadLetterSlot(next);
+      await slot.start();
+      dead = { key: deadKey, slot };
+    }
+    this.slots = newSlots;
+    this.deadLetter = dead;
+    this.pipeline!.reconfigure(
+      newSlots.map((s) => s.slot),
+      dead.slot,
+      { defaultZone: next.timezone, includeRaw: next.include_raw },
+    );
+    this.config = next;
+    // Listeners: unchanged ones stay open (certificates are re-read); others restart.
+    const oldSources = new Map(this.sources.map((s) => [s.source.name, s]));
+    const keep: SourceEntry[] = [];
+    const starts: ListenerConfig[] = [];
+    for (const l of next.listeners) {
+      const old = oldSources.get(l.name);
+      if (old !== undefined && old.key === JSON.stringify(l)) {
+        old.source.reload();
+        keep.push(old);
+        oldSources.delete(l.name);
+      } else {
+        starts.push(l);
+      }
+    }
+    // Stop removed or changed listeners first: a changed one may keep its port.
+    await Promise.all([...oldSources.values()].map((s) => s.source.stop(1000)));
+    this.pipeline!.commit();
+    this.sources = keep;
+    for (const l of starts) {
+      const source = this.makeSource(l, await this.chain(l, next));
+      this.sources.push({ key: JSON.stringify(l), source });
+      await source.start();
+    }
+    // Retired outputs drain in the background.
+    for (const r of retired) {
+      void r.stop(next.shutdown_timeout * 1000).then((left) => {
+        if (left > 0) this.telemetry.eventsDropped(r.name, left, 'reload_undelivered');
+      });
+    }
+    if (!same(prev.metrics, next.metrics)) {
+      await this.metrics?.stop();
+      this.metrics = null;
+      if (next.metrics.enabled) {
+        this.metrics = new MetricsServer(this.telemetry, this, next.metrics.bearer_token);
+        await this.metrics.start(next.metrics.host, next.metrics.port);
+      }
+    }
+  }
+}
+
+/**
+ * `cefd run`: load the configuration, start, and serve until SIGTERM/SIGINT. Returns the
+ * exit code: 0 after a clean stop, 1 on a runtime failure, 78 on a configuration error.
+ */
+export async function runDaemon(configFile: string | undefined): Promise<number> {
+  let config: Config;
+  try {
+    config = loadConfig(configFile);
+    await checkNormalizers(config, configFile);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`cefd: invalid configuration\n${e.message}\n`);
+      return EXIT.config;
+    }
+    throw e;
+  }
+  const telemetry = new Telemetry({ level: config.logging.level, repeatIntervalMs: config.logging.repeat_interval * 1000 });
+  const daemon = new Daemon(config, telemetry, configFile);
+  try {
+    await daemon.start();
+  } catch (e) {
+    const msg = (e as Error).message;
+    telemetry.log.fatal({ err: msg }, `cannot start: ${msg}`);
+    await daemon.stop().catch(() => 0);
+    telemetry.log.flush();
+    return EXIT.failure;
+  }
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onStop = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        telemetry.log.warn({ signal: sig }, 'second signal: exiting now');
+        telemetry.log.flush();
+        resolve(EXIT.failure);
+        return;
+      }
+      telemetry.log.info({ signal: sig }, `${sig}: stopping`);
+      void daemon.stop().then(() => {
+        telemetry.log.flush();
+        process.off('SIGHUP', onHup);
+        resolve(EXIT.ok);
+      });
+    };
+    const onHup = () => {
+      telemetry.log.info({ signal: 'SIGHUP' }, 'SIGHUP: reopening files and reloading the configuration');
+      void daemon.reload();
+    };
+    process.on('SIGTERM', onStop);
+    process.on('SIGINT', onStop);
+    process.on('SIGHUP', onHup);
+  });
+}

@@ -1,0 +1,241 @@
+/**
+ * One output in the pipeline: its route filter, its bounded queue, and the runner that
+ * feeds the output one batch at a time. The runner owns what outputs do not: counting,
+ * capped exponential backoff with jitter on `retry`, and dead-lettering `rejected`
+ * batches. When the queue reaches its capacity with `when_full: block`, the slot tells
+ * the flow control, which pauses every socket until the queue drains below half.
+ */
+import type { Output } from '../outputs/types.js';
+import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
+import type { EventQueue } from './queue.js';
+
+export interface FilterLike {
+  test(event: object): boolean;
+}
+
+/** Pauses and resumes reading from sockets. */
+export class FlowControl {
+  private readonly blocking = new Set<string>();
+  private readonly sources = new Set<{ pause(): void; resume(): void }>();
+
+  constructor(private readonly telemetry: Telemetry) {}
+
+  get paused(): boolean {
+    return this.blocking.size > 0;
+  }
+
+  register(source: { pause(): void; resume(): void }): () => void {
+    this.sources.add(source);
+    if (this.paused) source.pause();
+    return () => this.sources.delete(source);
+  }
+
+  block(who: string): void {
+    if (this.blocking.has(who)) return;
+    this.blocking.add(who);
+    if (this.blocking.size === 1) {
+      this.telemetry.setPaused(true, `queue of output ${who} is full`);
+      for (const s of this.sources) s.pause();
+    }
+  }
+
+  unblock(who: string): void {
+    if (!this.blocking.delete(who)) return;
+    if (this.blocking.size === 0) {
+      this.telemetry.setPaused(false);
+      for (const s of this.sources) s.resume();
+    }
+  }
+}
+
+export interface SlotOptions {
+  name: string;
+  filter: FilterLike | undefined;
+  capacity: number;
+  whenFull: 'block' | 'drop_newest';
+  batchMax: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+}
+
+/** Where rejected batches go: builds dead-letter records. */
+export type RejectSink = (output: string, records: readonly string[], reason: string, error: string) => void;
+
+export class OutputSlot {
+  readonly name: string;
+  readonly stats: OutputStats;
+  private wake: (() => void) | null = null;
+  private stopping = false;
+  private loop: Promise<void> | null = null;
+  private idleWaiters: (() => void)[] = [];
+  private sleepTimer: NodeJS.Timeout | null = null;
+  private sleepResolve: (() => void) | null = null;
+  private blocked = false;
+  /** Hard bound: beyond twice the capacity, even `block` drops (a UDP flood cannot be paused). */
+  private readonly hardCap: number;
+
+  constructor(
+    readonly opts: SlotOptions,
+    readonly output: Output,
+    readonly queue: EventQueue,
+    private readonly flow: FlowControl,
+    private readonly telemetry: Telemetry,
+    private readonly onReject: RejectSink | null,
+  ) {
+    this.name = opts.name;
+    this.stats = telemetry.output(opts.name);
+    this.stats.capacity = opts.capacity;
+    this.stats.queued = queue.length;
+    this.hardCap = opts.capacity * 2;
+  }
+
+  get filter(): FilterLike | undefined {
+    return this.opts.filter;
+  }
+
+  /**
+   * Queue the records of one socket read. Never blocks; may pause the sources.
+   *
+   * With `block`, records from a pausable source (TCP, TLS) are always taken: the sources
+   * pause as soon as the queue is full, so the queue overshoots its capacity by at most
+   * the rest of one read (64 KiB of input). A source that cannot be paused (UDP) is held
+   * to a hard limit of twice the capacity, beyond which records are dropped and counted.
+   * With `drop_newest`, records beyond the capacity are dropped and counted.
+   */
+  enqueueMany(records: string[], pausable = true): void {
+    if (records.length === 0) return;
+    const limit = this.opts.whenFull === 'drop_newest' ? this.opts.capacity : pausable ? Infinity : this.hardCap;
+    const room = limit - this.queue.length;
+    if (room < records.length) {
+      const dropped = records.length - Math.max(0, room);
+      this.telemetry.eventsDropped(this.name, dropped, this.opts.whenFull === 'drop_newest' ? 'queue_full' : 'queue_hard_limit');
+      if (room <= 0) return;
+      records = records.slice(0, room);
+    }
+    this.queue.append(records);
+    this.afterAppend();
+  }
+
+  private afterAppend(): void {
+    const len = this.queue.length;
+    this.stats.queued = len;
+    if (!this.blocked && len >= this.opts.capacity && this.opts.whenFull === 'block') {
+      this.blocked = true;
+      this.flow.block(this.name);
+    }
+    if (this.wake !== null) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.output.start();
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 0;
+    for (;;) {
+      if (this.giveUp) return;
+      if (this.queue.length === 0) {
+        for (const w of this.idleWaiters.splice(0)) w();
+        if (this.stopping) return;
+        await new Promise<void>((r) => (this.wake = r));
+        continue;
+      }
+      const batch = this.queue.peek(this.opts.batchMax);
+      const res = await this.output.send({ records: batch });
+      if (res.status === 'delivered') {
+        this.queue.ack(batch.length);
+        this.stats.sent += batch.length;
+        if (backoff !== 0) {
+          backoff = 0;
+          this.telemetry.outputRecovered(this.name);
+        }
+      } else if (res.status === 'rejected') {
+        this.queue.ack(batch.length);
+        this.telemetry.outputRejected(this.name, batch.length, res.reason, res.error);
+        if (this.onReject !== null) this.onReject(this.name, batch, res.reason, res.error);
+      } else {
+        // Capped exponential backoff with full jitter; Retry-After wins when longer.
+        backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
+        let wait = backoff / 2 + (Math.random() * backoff) / 2;
+        if (res.retryAfterMs !== undefined) wait = Math.min(this.opts.maxBackoffMs, Math.max(wait, res.retryAfterMs));
+        this.telemetry.outputRetrying(this.name, batch.length, res.error, wait);
+        await this.sleep(wait);
+      }
+      this.afterDequeue();
+    }
+  }
+
+  /** Set by stop(): a failing output stops retrying at shutdown. */
+  private giveUp = false;
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      this.sleepResolve = r;
+      this.sleepTimer = setTimeout(() => {
+        this.sleepTimer = null;
+        this.sleepResolve = null;
+        r();
+      }, ms);
+      this.sleepTimer.unref?.();
+    });
+  }
+
+  private afterDequeue(): void {
+    const len = this.queue.length;
+    this.stats.queued = len;
+    if (this.blocked && len <= this.opts.capacity / 2) {
+      this.blocked = false;
+      this.flow.unblock(this.name);
+    }
+  }
+
+  /** Resolves when the queue is empty (everything delivered or dead-lettered). */
+  drained(): Promise<void> {
+    if (this.queue.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /**
+   * Stops the runner: waits up to `timeoutMs` for the queue to drain, then closes the
+   * output. Returns how many records were left undelivered.
+   */
+  async stop(timeoutMs: number): Promise<number> {
+    this.stopping = true;
+    if (this.wake !== null) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+    const done = await Promise.race([this.drained().then(() => 'drained' as const), timeout]);
+    clearTimeout(timer);
+    if (done === 'timeout') {
+      this.giveUp = true;
+      if (this.sleepTimer !== null) {
+        clearTimeout(this.sleepTimer);
+        this.sleepTimer = null;
+        this.sleepResolve?.();
+      }
+    }
+    // The runner exits once the queue is empty, or after the batch in flight when giving up.
+    await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => setTimeout(r, Math.min(timeoutMs, 5000)))]);
+    const left = this.queue.length;
+    if (this.blocked) {
+      this.blocked = false;
+      this.flow.unblock(this.name);
+    }
+    await this.output.close();
+    await this.queue.close();
+    return left;
+  }
+
+  async reopen(): Promise<void> {
+    await this.output.reopen?.();
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Per-output event queues. The output runner reads batches from the head (`peek`), and
+ * removes them only once the output has delivered them (`ack`), so a batch that must be
+ * retried stays at the head. The memory queue is the default; the disk queue (issue 5)
+ * implements the same interface so it can take its place.
+ */
+
+export interface EventQueue {
+  /** Records waiting (not yet acknowledged). */
+  readonly length: number;
+  /**
+   * Appends serialized records (one JSON text each). Returns once they are accepted: at
+   * once for the memory queue, after the write (and fsync, per policy) for the disk queue.
+   */
+  append(records: readonly string[]): void;
+  /** Up to `max` records from the head, not removed. */
+  peek(max: number): string[];
+  /** Removes the first `n` records (delivered or dead-lettered). */
+  ack(n: number): void;
+  /** Releases files. */
+  close(): Promise<void>;
+}
+
+/**
+ * A FIFO of strings in fixed-size blocks: O(1) append and removal, no array shifting, and
+ * memory given back as blocks empty. The bound is enforced by its owner (OutputSlot).
+ */
+export class MemoryQueue implements EventQueue {
+  private static readonly BLOCK = 1024;
+  private blocks: string[][] = [];
+  private head = 0; // index in blocks[0]
+  private count = 0;
+
+  get length(): number {
+    return this.count;
+  }
+
+  append(records: readonly string[]): void {
+    for (let i = 0; i < records.length; i++) this.push(records[i]!);
+  }
+
+  push(record: string): void {
+    let last = this.blocks[this.blocks.length - 1];
+    if (last === undefined || last.length === MemoryQueue.BLOCK) {
+      last = [];
+      this.blocks.push(last);
+    }
+    last.push(record);
+    this.count++;
+  }
+
+  peek(max: number): string[] {
+    const out: string[] = [];
+    let b = 0;
+    let i = this.head;
+    while (out.length < max && b < this.blocks.length) {
+      const block = this.blocks[b]!;
+      if (i >= block.length) {
+        b++;
+        i = 0;
+        continue;
+      }
+      const take = Math.min(max - out.length, block.length - i);
+      for (let k = 0; k < take; k++) out.push(block[i + k]!);
+      i += take;
+    }
+    return out;
+  }
+
+  ack(n: number): void {
+    let left = Math.min(n, this.count);
+    this.count -= left;
+    while (left > 0) {
+      const block = this.blocks[0]!;
+      const avail = block.length - this.head;
+      if (left < avail) {
+        // Drop references early so memory can be collected.
+        for (let k = 0; k < left; k++) block[this.head + k] = '';
+        this.head += left;
+        left = 0;
+      } else {
+        left -= avail;
+        this.blocks.shift();
+        this.head = 0;
+      }
+    }
+    if (this.count === 0) {
+      this.blocks = [];
+      this.head = 0;
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,266 @@
+/**
+ * TCP and TLS listeners: sockets in, frames out. Each connection has its own framer (LF or
+ * RFC 6587 octet counting, detected per frame) and reads are handed to the pipeline one
+ * chunk at a time, so events keep their order per connection. The source address is
+ * checked against the allowlist before anything else (before the TLS handshake), and the
+ * connection limit is enforced here so refusals are counted.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { Framer } from '../framing/framer.js';
+import type { StreamListenerConfig } from '../config/types.js';
+import type { Normalizer } from '../pipeline/normalize.js';
+import type { FlowControl } from '../pipeline/output-slot.js';
+import type { Pipeline, SourceContext } from '../pipeline/pipeline.js';
+import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
+import { AddressAllowlist } from './cidr.js';
+
+export interface Source {
+  readonly name: string;
+  readonly config: StreamListenerConfig | import('../config/types.js').UdpListenerConfig;
+  /** Bound and ready. */
+  readonly ready: boolean;
+  start(): Promise<void>;
+  /** Stop accepting, read what connections already sent (up to `graceMs`), close. */
+  stop(graceMs: number): Promise<void>;
+  /** SIGHUP with an unchanged config: re-read certificate files. */
+  reload(): void;
+  /** The bound port (for port 0). */
+  port(): number | undefined;
+}
+
+export function peerOf(address: string | undefined, port: number | undefined): string {
+  if (address === undefined) return 'unknown';
+  const a = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  return a.includes(':') ? `[${a}]:${port ?? 0}` : `${a}:${port ?? 0}`;
+}
+
+interface Conn {
+  socket: net.Socket;
+  framer: Framer;
+  ctx: SourceContext;
+  lastDataMs: number;
+  unregister: () => void;
+  closed: boolean;
+}
+
+/** Normalizes `AA:bb:..` / `aabb..` fingerprints. */
+export function normalizeFingerprint(fp: string): string {
+  return fp.replace(/:/g, '').toUpperCase();
+}
+
+export class StreamSource implements Source {
+  readonly name: string;
+  private server: net.Server | null = null;
+  private readonly conns = new Set<Conn>();
+  /** Raw sockets counted against max_connections (TLS: from accept, before the handshake). */
+  private open = 0;
+  private readonly stats: ListenerStats;
+  private readonly allow: AddressAllowlist;
+  private readonly fingerprints: Set<string>;
+  private stopping = false;
+  ready = false;
+
+  constructor(
+    readonly config: StreamListenerConfig,
+    private readonly pipeline: Pipeline,
+    private readonly flow: FlowControl,
+    private readonly telemetry: Telemetry,
+    private readonly normalizers: readonly Normalizer[],
+  ) {
+    this.name = config.name;
+    this.stats = telemetry.listener(config.name);
+    this.allow = new AddressAllowlist(config.allowed_cidrs);
+    this.fingerprints = new Set((config.tls?.client_fingerprints ?? []).map(normalizeFingerprint));
+  }
+
+  private tlsOptions(): tls.TlsOptions {
+    const t = this.config.tls!;
+    const opts: tls.TlsOptions = {
+      cert: readFileSync(t.cert_file),
+      key: readFileSync(t.key_file),
+      minVersion: t.min_version,
+      handshakeTimeout: Math.round(t.handshake_timeout * 1000),
+      requestCert: t.client_auth !== 'none' || this.fingerprints.size > 0,
+      // Pinned fingerprints replace CA verification (KSC presents a self-signed certificate).
+      rejectUnauthorized: t.client_auth === 'required' && this.fingerprints.size === 0,
+    };
+    if (t.key_passphrase !== undefined) opts.passphrase = t.key_passphrase;
+    if (t.ca_file !== undefined) opts.ca = readFileSync(t.ca_file);
+    return opts;
+  }
+
+  async start(): Promise<void> {
+    const isTls = this.config.type === 'tls';
+    const server = isTls ? tls.createServer(this.tlsOptions()) : net.createServer();
+    this.server = server;
+    server.on('connection', (raw: net.Socket) => this.accept(raw, isTls));
+    if (isTls) {
+      server.on('secureConnection', (s: tls.TLSSocket) => this.secured(s));
+      server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+        this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${err.message}`);
+        s.destroy();
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(new Error(`listener ${this.name}: cannot listen on ${this.config.host}:${this.config.port}: ${e.message}`));
+      server.once('error', onError);
+      server.listen({ port: this.config.port, host: this.config.host, backlog: 511 }, () => {
+        server.off('error', onError);
+        server.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `listener ${this.name} failed: ${e.message}`));
+        resolve();
+      });
+    });
+    this.ready = true;
+    this.telemetry.log.info({ listener: this.name, type: this.config.type, address: `${this.config.host}:${this.port()}` }, `listening for ${this.config.type} on ${this.config.host}:${this.port()}`);
+  }
+
+  port(): number | undefined {
+    const a = this.server?.address();
+    return a !== null && typeof a === 'object' ? a.port : undefined;
+  }
+
+  /** Every accepted TCP socket (TLS: before the handshake). */
+  private accept(raw: net.Socket, isTls: boolean): void {
+    const peer = peerOf(raw.remoteAddress, raw.remotePort);
+    if (!this.allow.allows(raw.remoteAddress)) {
+      raw.destroy();
+      this.telemetry.connectionRejected(this.name, 'cidr', peer);
+      return;
+    }
+    if (this.open >= this.config.max_connections || this.stopping) {
+      raw.destroy();
+      this.telemetry.connectionRejected(this.name, 'max_connections', peer);
+      return;
+    }
+    this.open++;
+    raw.once('close', () => {
+      this.open--;
+    });
+    raw.setKeepAlive(true, 60_000);
+    if (!isTls) this.serve(raw, peer);
+  }
+
+  private secured(s: tls.TLSSocket): void {
+    const peer = peerOf(s.remoteAddress, s.remotePort);
+    const t = this.config.tls!;
+    if (this.fingerprints.size > 0) {
+      const cert = s.getPeerCertificate();
+      const fp = cert?.fingerprint256 ? normalizeFingerprint(cert.fingerprint256) : '';
+      if (!this.fingerprints.has(fp)) {
+        this.telemetry.connectionRejected(this.name, 'tls_fingerprint', `${peer}: ${fp === '' ? 'no client certificate' : `certificate SHA-256 ${fp} is not allowed`}`);
+        s.destroy();
+        return;
+      }
+    } else if (t.client_auth === 'optional') {
+      const cert = s.getPeerCertificate();
+      if (cert !== null && Object.keys(cert).length > 0 && !s.authorized) {
+        this.telemetry.connectionRejected(this.name, 'tls_unauthorized', `${peer}: ${String(s.authorizationError)}`);
+        s.destroy();
+        return;
+      }
+    }
+    this.serve(s, peer);
+  }
+
+  private serve(socket: net.Socket, peer: string): void {
+    const stats = this.stats;
+    stats.connectionsAccepted++;
+    stats.connectionsOpen++;
+    const ctx: SourceContext = { listener: this.name, stats, normalizers: this.normalizers, peer };
+    const pipeline = this.pipeline;
+    const telemetry = this.telemetry;
+    const framer = new Framer(
+      {
+        frame: (b, mode, truncated) => pipeline.frame(b, mode, truncated, ctx),
+        discarded: (n) => {
+          stats.discardedBytes += n;
+        },
+        notice: (code) => {
+          if (code !== 'frame_empty') telemetry.frameProblem(this.name, code);
+        },
+      },
+      { maxFrameBytes: this.config.max_frame_bytes },
+    );
+    const conn: Conn = { socket, framer, ctx, lastDataMs: Date.now(), unregister: () => {}, closed: false };
+    this.conns.add(conn);
+    conn.unregister = this.flow.register({ pause: () => socket.pause(), resume: () => socket.resume() });
+    socket.on('data', (chunk: Buffer) => {
+      stats.bytes += chunk.length;
+      conn.lastDataMs = Date.now();
+      framer.push(chunk);
+      pipeline.commit();
+    });
+    socket.on('end', () => {
+      // The sender closed its side: its last frame may lack a terminator (emitted as is).
+      framer.end();
+      pipeline.commit();
+      socket.end();
+    });
+    socket.on('error', (e) => {
+      if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') telemetry.connectionError(this.name, e);
+    });
+    socket.on('close', () => {
+      conn.closed = true;
+      // A connection that died mid-frame: keep the bytes in the dead-letter output.
+      const partial = framer.takePartial();
+      if (partial !== null) {
+        pipeline.deadLetterFrame(partial, 'frame_incomplete', 'connection closed in the middle of a frame', ctx);
+        pipeline.commit();
+      }
+      stats.connectionsOpen--;
+      conn.unregister();
+      this.conns.delete(conn);
+    });
+    if (this.config.idle_timeout > 0) {
+      socket.setTimeout(Math.round(this.config.idle_timeout * 1000), () => {
+        telemetry.log.debug({ listener: this.name, peer }, 'closing an idle connection');
+        socket.end();
+        socket.destroySoon();
+      });
+    }
+  }
+
+  reload(): void {
+    if (this.config.type !== 'tls' || this.server === null) return;
+    try {
+      (this.server as tls.Server).setSecureContext(this.tlsOptions() as tls.SecureContextOptions);
+      this.telemetry.log.info({ listener: this.name }, `listener ${this.name}: certificates reloaded`);
+    } catch (e) {
+      this.telemetry.log.error({ listener: this.name, err: (e as Error).message }, `listener ${this.name}: cannot reload certificates; keeping the old ones`);
+    }
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.ready = false;
+    const server = this.server;
+    const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    // Read what the senders already sent: keep reading until each connection has been
+    // quiet for a moment (or closed), within the grace period.
+    const deadline = Date.now() + graceMs;
+    const QUIET_MS = 200;
+    for (const c of this.conns) c.socket.resume();
+    while (this.conns.size > 0 && Date.now() < deadline) {
+      const now = Date.now();
+      let busy = false;
+      for (const c of this.conns) {
+        if (now - c.lastDataMs >= QUIET_MS) {
+          c.socket.end();
+          c.socket.destroy();
+        } else {
+          busy = true;
+          c.socket.resume();
+        }
+      }
+      if (!busy && this.conns.size === 0) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    for (const c of this.conns) c.socket.destroy();
+    // Let 'close' handlers run (they dead-letter partial frames).
+    await new Promise((r) => setImmediate(r));
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+    this.server = null;
+  }
+}

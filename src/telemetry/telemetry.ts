@@ -1,0 +1,297 @@
+/**
+ * Telemetry through named internal events (STYLE lesson 5): pipeline code reports what
+ * happened ("connection rejected", "output retrying"), and this one place counts it and
+ * logs it. Hot-path counts (bytes, frames, events) are plain numbers on per-listener and
+ * per-output stat objects; they are copied into the prom-client registry when /metrics is
+ * scraped, so the per-event cost is one addition. No peer address or raw text is ever a
+ * metric label.
+ */
+import pino, { type Logger } from 'pino';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CODES, isCode } from '../errors.js';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+/** Counts per code, for labelled counters. */
+export class CodeCounts {
+  readonly map = new Map<string, number>();
+  add(code: string, n = 1): void {
+    this.map.set(code, (this.map.get(code) ?? 0) + n);
+  }
+  get(code: string): number {
+    return this.map.get(code) ?? 0;
+  }
+}
+
+export class ListenerStats {
+  bytes = 0;
+  framesLf = 0;
+  framesOctet = 0;
+  framesDatagram = 0;
+  discardedBytes = 0;
+  connectionsOpen = 0;
+  connectionsAccepted = 0;
+  eventsParsed = 0;
+  lastEventMs = 0;
+  readonly connectionsRejected = new CodeCounts();
+  readonly frameErrors = new CodeCounts();
+  readonly parseErrors = new CodeCounts();
+  readonly parseWarnings = new CodeCounts();
+  constructor(readonly name: string) {}
+}
+
+export class OutputStats {
+  sent = 0;
+  retried = 0;
+  queued = 0;
+  capacity = 0;
+  retrying = 0;
+  readonly rejected = new CodeCounts();
+  readonly dropped = new CodeCounts();
+  constructor(readonly name: string) {}
+}
+
+/** Logs the first occurrence of a code at once, then at most once per interval with a count. */
+class RepeatLimiter {
+  private readonly last = new Map<string, { at: number; held: number }>();
+  constructor(private readonly intervalMs: number) {}
+  /** Returns the number of held-back repeats to report, or -1 to stay quiet. */
+  check(key: string, now: number): number {
+    const s = this.last.get(key);
+    if (s === undefined) {
+      if (this.last.size > 10_000) this.last.clear();
+      this.last.set(key, { at: now, held: 0 });
+      return 0;
+    }
+    if (now - s.at >= this.intervalMs) {
+      const held = s.held;
+      s.at = now;
+      s.held = 0;
+      return held;
+    }
+    s.held++;
+    return -1;
+  }
+}
+
+export interface TelemetryOptions {
+  level?: LogLevel;
+  repeatIntervalMs?: number;
+  /** Where logs go (default stdout). */
+  destination?: NodeJS.WritableStream;
+  /** Collect Node process metrics (default true). */
+  processMetrics?: boolean;
+}
+
+export class Telemetry {
+  readonly registry = new Registry();
+  readonly log: Logger;
+  readonly listeners = new Map<string, ListenerStats>();
+  readonly outputs = new Map<string, OutputStats>();
+  readonly normalized = new Map<string, CodeCounts>();
+  readonly normalizerErrors = new CodeCounts();
+  readonly deadLetters = new CodeCounts();
+  readonly reloads = new CodeCounts();
+  paused = false;
+  pausedSinceMs = 0;
+  pausedTotalMs = 0;
+  private readonly limiter: RepeatLimiter;
+
+  constructor(opts: TelemetryOptions = {}) {
+    this.log = pino(
+      { level: opts.level ?? 'info', base: { service: 'cefd' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+      (opts.destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: 1, sync: false }),
+    );
+    this.limiter = new RepeatLimiter(opts.repeatIntervalMs ?? 10_000);
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    this.defineMetrics();
+  }
+
+  listener(name: string): ListenerStats {
+    let s = this.listeners.get(name);
+    if (s === undefined) {
+      s = new ListenerStats(name);
+      this.listeners.set(name, s);
+    }
+    return s;
+  }
+
+  output(name: string): OutputStats {
+    let s = this.outputs.get(name);
+    if (s === undefined) {
+      s = new OutputStats(name);
+      this.outputs.set(name, s);
+    }
+    return s;
+  }
+
+  /** A log line that may repeat: rate-limited per key. */
+  private limited(level: 'warn' | 'error', key: string, fields: Record<string, unknown>, msg: string): void {
+    const held = this.limiter.check(key, Date.now());
+    if (held < 0) return;
+    this.log[level](held > 0 ? { ...fields, repeated: held } : fields, held > 0 ? `${msg} (and ${held} more like it since the last report)` : msg);
+  }
+
+  // ---- internal events ----
+
+  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string): void {
+    this.listener(listener).connectionsRejected.add(reason);
+    this.limited('warn', `reject:${listener}:${reason}`, { listener, reason, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
+  }
+
+  connectionError(listener: string, err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    this.limited('warn', `connerr:${listener}:${code}`, { listener, code, err: err.message }, `connection error on listener ${listener}: ${err.message}`);
+  }
+
+  frameProblem(listener: string, code: 'frame_truncated' | 'octet_count_too_large' | 'frame_incomplete'): void {
+    this.listener(listener).frameErrors.add(code);
+    this.limited('warn', `frame:${listener}:${code}`, { listener, code }, `framing: ${CODES[code].description}`);
+  }
+
+  frameUnparseable(listener: string, reason: string): void {
+    const s = this.listener(listener);
+    s.parseErrors.add(reason);
+    this.limited('warn', `unparseable:${listener}`, { listener, code: reason }, `frame on listener ${listener} is not an event; sent to the dead-letter output`);
+  }
+
+  normalizerFailed(normalizer: string, error: unknown): void {
+    this.normalizerErrors.add(normalizer);
+    this.limited('warn', `norm:${normalizer}`, { normalizer, err: error instanceof Error ? error.message : String(error) }, `normalizer ${normalizer} threw; the event passes on un-normalized`);
+  }
+
+  eventNormalized(normalizer: string, type: string): void {
+    let m = this.normalized.get(normalizer);
+    if (m === undefined) {
+      m = new CodeCounts();
+      this.normalized.set(normalizer, m);
+    }
+    m.add(type);
+  }
+
+  outputRetrying(output: string, events: number, error: string, backoffMs: number): void {
+    const s = this.output(output);
+    s.retried += events;
+    s.retrying = 1;
+    this.limited('warn', `retry:${output}`, { output, events, err: error, backoffMs: Math.round(backoffMs) }, `output ${output} could not deliver ${events} events; retrying in ${Math.round(backoffMs)} ms: ${error}`);
+  }
+
+  outputRecovered(output: string): void {
+    const s = this.output(output);
+    if (s.retrying === 0) return;
+    s.retrying = 0;
+    this.log.info({ output }, `output ${output} delivers again`);
+  }
+
+  outputRejected(output: string, events: number, reason: string, error: string): void {
+    this.output(output).rejected.add(reason, events);
+    this.limited('error', `rejected:${output}:${reason}`, { output, events, reason, err: error }, `output ${output} rejected ${events} events (${reason}); they went to the dead-letter output: ${error}`);
+  }
+
+  eventsDropped(output: string, events: number, reason: string): void {
+    this.output(output).dropped.add(reason, events);
+    this.limited('error', `dropped:${output}:${reason}`, { output, events, reason }, `output ${output} dropped ${events} events: ${reason}`);
+  }
+
+  deadLettered(reason: string): void {
+    this.deadLetters.add(reason);
+  }
+
+  setPaused(paused: boolean, why?: string): void {
+    if (paused === this.paused) return;
+    const now = Date.now();
+    this.paused = paused;
+    if (paused) {
+      this.pausedSinceMs = now;
+      this.limited('warn', 'paused', { why }, `reading paused: ${why ?? 'an output queue is full'}`);
+    } else {
+      this.pausedTotalMs += now - this.pausedSinceMs;
+      this.log.debug('reading resumed');
+    }
+  }
+
+  // ---- metrics ----
+
+  private defineMetrics(): void {
+    const reg = this.registry;
+    const listeners = () => [...this.listeners.values()];
+    const outputs = () => [...this.outputs.values()];
+    const counter = (name: string, help: string, labelNames: string[], read: () => Iterable<[Record<string, string>, number]>) =>
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const [labels, v] of read()) if (v > 0) this.inc(labels, v);
+        },
+      });
+    const gauge = (name: string, help: string, labelNames: string[], read: () => Iterable<[Record<string, string>, number]>) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const [labels, v] of read()) this.set(labels, v);
+        },
+      });
+    const byCode = (rows: [string, CodeCounts][], label: string, key: string) =>
+      rows.flatMap(([name, cc]) => [...cc.map].map(([code, v]) => [{ [label]: name, [key]: code }, v] as [Record<string, string>, number]));
+
+    counter('cefd_received_bytes_total', 'Bytes read from sockets, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.bytes]));
+    counter('cefd_frames_total', 'Frames read, per listener and framing (lf, octet, datagram).', ['listener', 'framing'], () =>
+      listeners().flatMap((s) => [
+        [{ listener: s.name, framing: 'lf' }, s.framesLf],
+        [{ listener: s.name, framing: 'octet' }, s.framesOctet],
+        [{ listener: s.name, framing: 'datagram' }, s.framesDatagram],
+      ]),
+    );
+    counter('cefd_frame_errors_total', 'Framing problems, per listener and code (frame_truncated, octet_count_too_large, frame_incomplete).', ['listener', 'code'], () =>
+      byCode(listeners().map((s) => [s.name, s.frameErrors]), 'listener', 'code'),
+    );
+    counter('cefd_discarded_bytes_total', 'Bytes thrown away after a frame was truncated, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.discardedBytes]));
+    gauge('cefd_connections_open', 'Connections open now, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsOpen]));
+    counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
+    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused, per listener and reason (cidr, max_connections, tls_handshake, tls_fingerprint, tls_unauthorized).', ['listener', 'reason'], () =>
+      byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),
+    );
+    counter('cefd_events_parsed_total', 'Frames that became events, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.eventsParsed]));
+    counter('cefd_parse_errors_total', 'Parse errors, per listener and code: unparseable frames (dead-lettered) and errors on kept events.', ['listener', 'code'], () =>
+      byCode(listeners().map((s) => [s.name, s.parseErrors]), 'listener', 'code'),
+    );
+    counter('cefd_parse_warnings_total', 'Warnings on kept events, per listener and code.', ['listener', 'code'], () =>
+      byCode(listeners().map((s) => [s.name, s.parseWarnings]), 'listener', 'code'),
+    );
+    gauge('cefd_last_event_received_timestamp_seconds', 'Unix time of the last event received, per listener.', ['listener'], () =>
+      listeners().filter((s) => s.lastEventMs > 0).map((s) => [{ listener: s.name }, s.lastEventMs / 1000]),
+    );
+    counter('cefd_events_normalized_total', 'Events a normalizer accepted, per normalizer and event type.', ['normalizer', 'type'], () =>
+      byCode([...this.normalized.entries()], 'normalizer', 'type'),
+    );
+    counter('cefd_normalizer_errors_total', 'Normalizer calls that threw, per normalizer.', ['normalizer'], () => [...this.normalizerErrors.map].map(([n, v]) => [{ normalizer: n }, v]));
+    counter('cefd_output_sent_events_total', 'Events an output delivered.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.sent]));
+    counter('cefd_output_retried_events_total', 'Events in batches an output will send again after a failure.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.retried]));
+    counter('cefd_output_rejected_events_total', 'Events an output rejected for good (dead-lettered), per reason.', ['output', 'reason'], () =>
+      byCode(outputs().map((s) => [s.name, s.rejected]), 'output', 'reason'),
+    );
+    counter('cefd_output_dropped_events_total', 'Events dropped (queue full with when_full: drop_newest, or shutdown with an output down), per reason.', ['output', 'reason'], () =>
+      byCode(outputs().map((s) => [s.name, s.dropped]), 'output', 'reason'),
+    );
+    gauge('cefd_output_queue_events', 'Events waiting in an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.queued]));
+    gauge('cefd_output_queue_capacity_events', 'Capacity of an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.capacity]));
+    gauge('cefd_output_retrying', '1 while an output is failing and retrying.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.retrying]));
+    gauge('cefd_ingestion_paused', '1 while reading from sockets is paused because an output queue is full.', [], () => [[{}, this.paused ? 1 : 0]]);
+    counter('cefd_ingestion_paused_seconds_total', 'Time reading was paused.', [], () => [[{}, (this.pausedTotalMs + (this.paused ? Date.now() - this.pausedSinceMs : 0)) / 1000]]);
+    counter('cefd_dead_letters_total', 'Records written to the dead-letter output, per reason code.', ['reason'], () => [...this.deadLetters.map].map(([r, v]) => [{ reason: r }, v]));
+    counter('cefd_config_reloads_total', 'Configuration reloads (SIGHUP), per result (ok, failed).', ['result'], () => [...this.reloads.map].map(([r, v]) => [{ result: r }, v]));
+  }
+
+  /** Counts the codes of a kept event's errors and warnings. */
+  countProblems(stats: ListenerStats, errors: { code: string }[] | undefined, warnings: { code: string }[] | undefined): void {
+    if (errors !== undefined) for (const e of errors) stats.parseErrors.add(isCode(e.code) ? e.code : 'other');
+    if (warnings !== undefined) for (const w of warnings) stats.parseWarnings.add(isCode(w.code) ? w.code : 'other');
+  }
+}
