@@ -337,7 +337,9 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
     }
     throw e;
   }
-  const telemetry = new Telemetry({ level: config.logging.level, repeatIntervalMs: config.logging.repeat_interval * 1000 });
+  // Events on stdout and logs on stdout would interleave: logs move to stderr then.
+  const logToStderr = config.outputs.some((o) => o.type === 'stdout');
+  const telemetry = new Telemetry({ level: config.logging.level, repeatIntervalMs: config.logging.repeat_interval * 1000, logToStderr });
   const daemon = new Daemon(config, telemetry, configFile);
   try {
     await daemon.start();

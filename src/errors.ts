@@ -155,6 +155,46 @@ export const CODES = {
     description:
       'A KSC "Syslog" line (APP-NAME `<product>|<version>`) without its `[event@23668 ...]` element, as after a relay with an RFC 3164 template: only product, host, the MSGID if any and the message text are known.',
   },
+  // outputs and queues (src/pipeline/output-slot.ts, src/outputs/): reasons of rejected,
+  // dropped and dead-lettered events, as in `reason` of dead letters and metric labels
+  'http_status_<NNN>': {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...).',
+  },
+  stdout_closed: {
+    level: 'error',
+    stage: 'output',
+    description: 'Standard output can no longer be written (EPIPE, closed): the stdout output rejects its batches (dead-lettered).',
+  },
+  queue_full: {
+    level: 'error',
+    stage: 'output',
+    description: 'An output queue with `when_full: drop_newest` was full: the event was dropped and counted.',
+  },
+  queue_hard_limit: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'A `block` output queue reached twice its capacity with events from a source that cannot be paused (UDP): the event was dropped and counted.',
+  },
+  shutdown_undelivered: {
+    level: 'error',
+    stage: 'daemon',
+    description: 'At shutdown an output did not drain within `shutdown_timeout`: its queued events were not delivered (counted and logged).',
+  },
+  reload_undelivered: {
+    level: 'error',
+    stage: 'daemon',
+    description: 'An output removed or changed by a reload did not drain within `shutdown_timeout`.',
+  },
+  frame_incomplete_at_close: {
+    level: 'warning',
+    stage: 'framing',
+    description:
+      'A connection closed without an orderly end in the middle of a frame: the bytes received go to the dead-letter output with this reason.',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type Code = keyof typeof CODES;

@@ -1,5 +1,6 @@
 /** Renders the schema table as Markdown (the README's "Configuration" reference). */
 import { SCHEMA, type ScalarSpec, type Spec } from './schema.js';
+import { CODES } from '../errors.js';
 
 function typeText(s: Spec): string {
   switch (s.kind) {
@@ -46,5 +47,14 @@ function rows(prefix: string, fields: Record<string, Spec>, out: string[]): void
 export function configDoc(): string {
   const out = ['| key | type | default | description |', '|---|---|---|---|'];
   rows('', SCHEMA.fields, out);
+  return out.join('\n') + '\n';
+}
+
+/** Renders the error and warning codes (src/errors.ts) as Markdown. */
+export function codesDoc(): string {
+  const out = ['| code | level | stage | meaning |', '|---|---|---|---|'];
+  for (const [code, info] of Object.entries(CODES)) {
+    out.push(`| \`${code}\` | ${info.level} | ${info.stage} | ${info.description.replace(/\|/g, '\\|')} |`);
+  }
   return out.join('\n') + '\n';
 }

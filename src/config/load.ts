@@ -349,7 +349,11 @@ function resolveSecretFiles(obj: unknown, spec: Spec, key: string, w: Walker, ba
   }
 }
 
-/** Paths in the config are relative to the config file's folder (the working folder for the built-in config). */
+/**
+ * Relative paths: files cefd reads (certificates, tokens, normalizer modules) resolve
+ * against the config file's folder; files it writes (state_dir, outputs) against the
+ * working folder (under systemd: the StateDirectory).
+ */
 function resolvePaths(obj: unknown, spec: Spec, baseDir: string): void {
   if (obj === null || typeof obj !== 'object') return;
   if (spec.kind === 'list') {
@@ -366,7 +370,7 @@ function resolvePaths(obj: unknown, spec: Spec, baseDir: string): void {
   if (fields === undefined) return;
   const o = obj as Record<string, unknown>;
   for (const [name, sub] of Object.entries(fields)) {
-    if (sub.kind === 'path' && typeof o[name] === 'string' && o[name] !== '') o[name] = resolve(baseDir, o[name] as string);
+    if (sub.kind === 'path' && typeof o[name] === 'string' && o[name] !== '') o[name] = resolve((sub as ScalarSpec).writes ? process.cwd() : baseDir, o[name] as string);
     else if (sub.kind === 'object' || sub.kind === 'list' || sub.kind === 'variant') resolvePaths(o[name], sub, baseDir);
   }
 }

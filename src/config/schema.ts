@@ -19,6 +19,11 @@ export interface ScalarSpec extends BaseSpec {
   required?: boolean;
   /** For enum. */
   values?: readonly string[];
+  /**
+   * For paths: a file cefd writes (state, outputs) resolves against the working folder;
+   * a file it reads (certificates, tokens, modules) against the config file's folder.
+   */
+  writes?: boolean;
   min?: number;
   max?: number;
 }
@@ -121,7 +126,7 @@ const OUTPUT_COMMON: Record<string, Spec> = {
 };
 
 const FILE_FIELDS: Record<string, Spec> = {
-  path: path('File to append NDJSON to (parent folders are created).', { required: true }),
+  path: path('File to append NDJSON to (parent folders are created).', { required: true, writes: true }),
   rotate_max_bytes: size('Rotate when the file would grow past this size (0: never).', '0', 0),
   rotate_interval: dur('Rotate when the current period of this length ends (0: never).', '0s'),
   max_files: int('Rotated files to keep (0: keep all).', 0),
@@ -134,7 +139,7 @@ export const SCHEMA: ObjectSpec = {
   kind: 'object',
   doc: 'cefd configuration',
   fields: {
-    state_dir: path('Folder for state: disk buffers, the KSC store, secrets. Created if missing.', { default: './data' }),
+    state_dir: path('Folder for state: disk buffers, the KSC store, secrets. Created if missing.', { default: './data', writes: true }),
     timezone: { kind: 'zone', doc: 'Zone of times that carry none (RFC 3164 timestamps, CEF text time stamps): an IANA name.', default: 'UTC' },
     include_raw: bool('Put each frame\'s text in the event as `raw`.', false),
     shutdown_timeout: dur('On SIGTERM/SIGINT: longest wait for connections to finish and outputs to flush before exiting.', '10s', 0.001),
@@ -190,7 +195,7 @@ export const SCHEMA: ObjectSpec = {
       kind: 'object',
       doc: 'Where frames that did not become events, and batches an output rejected, go (NDJSON file).',
       fields: {
-        path: path('Dead-letter file.', { default: './data/dead-letter.ndjson' }),
+        path: path('Dead-letter file.', { default: './data/dead-letter.ndjson', writes: true }),
         queue_max_events: int('Capacity of the dead-letter queue (full: sockets pause).', 10000, 1),
         rotate_max_bytes: FILE_FIELDS['rotate_max_bytes']!,
         rotate_interval: FILE_FIELDS['rotate_interval']!,

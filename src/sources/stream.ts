@@ -206,7 +206,7 @@ export class StreamSource implements Source {
       // A connection that died mid-frame: keep the bytes in the dead-letter output.
       const partial = framer.takePartial();
       if (partial !== null) {
-        pipeline.deadLetterFrame(partial, 'frame_incomplete', 'connection closed in the middle of a frame', ctx);
+        pipeline.deadLetterFrame(partial, 'frame_incomplete_at_close', 'connection closed in the middle of a frame', ctx);
         pipeline.commit();
       }
       stats.connectionsOpen--;

@@ -77,8 +77,10 @@ class RepeatLimiter {
 export interface TelemetryOptions {
   level?: LogLevel;
   repeatIntervalMs?: number;
-  /** Where logs go (default stdout). */
+  /** Where logs go (default stdout; see `logToStderr`). */
   destination?: NodeJS.WritableStream;
+  /** Log to stderr instead of stdout (when an output writes events to stdout). */
+  logToStderr?: boolean;
   /** Collect Node process metrics (default true). */
   processMetrics?: boolean;
 }
@@ -100,7 +102,7 @@ export class Telemetry {
   constructor(opts: TelemetryOptions = {}) {
     this.log = pino(
       { level: opts.level ?? 'info', base: { service: 'cefd' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
-      (opts.destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: 1, sync: false }),
+      (opts.destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: opts.logToStderr ? 2 : 1, sync: false }),
     );
     this.limiter = new RepeatLimiter(opts.repeatIntervalMs ?? 10_000);
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
