@@ -1,0 +1,348 @@
+/**
+ * The KSC integration as one object for the CLI, the HTTP API, the response-rule engine and
+ * the daemon: connections (with their secrets), asset import (on demand and scheduled),
+ * tasks (list, start, status), task-state events and enrichment. Every method returns plain
+ * JSON-safe views without secrets; failures are KscError subclasses with a stable `code`
+ * (`httpStatusOf(e)` maps them to HTTP statuses).
+ */
+import { KscClient, type KscClientOptions } from './client.js';
+import { KscInputError, KscRefusedError } from './errors.js';
+import { openSecretStore, redactingLogger, silentLogger, type KscCredentials, type KscLogger, type SecretStore } from './secrets.js';
+import {
+  KscStore,
+  DEFAULT_TENANT,
+  type Asset,
+  type AssetFilter,
+  type CachedTask,
+  type Connection,
+  type ConnectionInput,
+  type ConnectionPatch,
+  type RunFilter,
+  type Tenant,
+  type TaskRun,
+} from './store.js';
+import { syncConnectionAssets, type SyncOptions, type SyncResult } from './assets.js';
+import { applyTaskStateEvent, refreshTasks, startTask, taskStateFromEvent, type ApplyResult, type StartRequest, type StartResult, type TaskStateEvent } from './tasks.js';
+import { AssetIndex, enrichEvent, type AssetRefs } from './enrich.js';
+import type { CefdEvent } from '../event.js';
+
+export * from './errors.js';
+export { KscClient, type KscClientOptions, type KscTlsOptions, type KscTask, type KscHostProduct, DEFAULT_KSC_PORT, certificateFingerprint, normalizePin } from './client.js';
+export { redact, redactDeep, redactingLogger, registerSecret, registerPassword, REDACTED, type KscCredentials, type KscLogger, type SecretStore } from './secrets.js';
+export {
+  KscStore,
+  openKscStore,
+  DEFAULT_TENANT,
+  validateConnectionName,
+  normalizeConnectionUrl,
+  assetIdFor,
+  KSC_STATE_NAMES,
+  type Asset,
+  type Connection,
+  type ConnectionInput,
+  type ConnectionPatch,
+  type CachedTask,
+  type TaskRun,
+  type Tenant,
+  type RunState,
+} from './store.js';
+export { syncConnectionAssets, platformOf, productPlatform, type SyncOptions, type SyncResult } from './assets.js';
+export { isKumaTask, chooseTask, startTask, applyTaskStateEvent, taskStateFromEvent, runStateOf, type StartRequest, type StartResult, type TaskStateEvent, type ApplyResult, type TaskCandidate } from './tasks.js';
+export { AssetIndex, enrichEvent, assetRefsOf, isKscEvent, type AssetRefs } from './enrich.js';
+export { decodeIpLong, encodeIpLong, decodeValue, decodeParams, encodeArgs, long } from './params.js';
+
+export interface KscIntegrationOptions {
+  /** The state directory: holds ksc.sqlite and ksc-secrets.json. */
+  stateDir: string;
+  /** Read-only credential file (default `$CREDENTIALS_DIRECTORY/ksc-secrets` when present). */
+  credentialsFile?: string;
+  env?: NodeJS.ProcessEnv;
+  logger?: KscLogger;
+  /** Client settings for every connection (timeouts, retries, auth mode). */
+  client?: Partial<Pick<KscClientOptions, 'timeoutMs' | 'retries' | 'backoffMs' | 'maxBackoffMs' | 'auth'>>;
+  sync?: SyncOptions;
+  /** Clock for tests. */
+  now?: () => Date;
+}
+
+/** A connection as shown to users: never the secret, only whether there is one and where it comes from. */
+export interface ConnectionView extends Connection {
+  secret: { set: boolean; source: 'file' | 'credential' | null };
+}
+
+export interface NewConnection extends ConnectionInput {
+  /** Required unless the credential file has an entry for `tenant/name`. */
+  secret?: KscCredentials;
+}
+
+export interface EditConnection extends ConnectionPatch {
+  secret?: KscCredentials;
+}
+
+export interface Scheduler {
+  /** Runs a sync now (does not shift the schedule); resolves with its results. */
+  runNow(): Promise<SyncResult[]>;
+  stop(): void;
+}
+
+function checkSecret(c: unknown): KscCredentials {
+  const o = c as Partial<KscCredentials> | null;
+  if (o === null || typeof o !== 'object') throw new KscInputError('secret', 'the secret must be {user, password}');
+  if (typeof o.user !== 'string' || o.user.trim() === '') throw new KscInputError('secret.user', 'the secret needs a user name');
+  if (typeof o.password !== 'string' || o.password === '') throw new KscInputError('secret.password', 'the secret needs a password');
+  return { user: o.user.trim(), password: o.password, ...(typeof o.domain === 'string' && o.domain !== '' ? { domain: o.domain } : {}), ...(typeof o.internal === 'boolean' ? { internal: o.internal } : {}) };
+}
+
+export class KscIntegration {
+  readonly store: KscStore;
+  readonly secrets: SecretStore;
+  private readonly log: KscLogger;
+  private readonly clients = new Map<string, { key: string; client: KscClient }>();
+  private index: AssetIndex | undefined;
+  private syncing: Promise<SyncResult[]> | undefined;
+
+  constructor(private readonly o: KscIntegrationOptions) {
+    this.log = redactingLogger(o.logger ?? silentLogger);
+    this.secrets = openSecretStore({
+      stateDir: o.stateDir,
+      ...(o.credentialsFile !== undefined ? { credentialsFile: o.credentialsFile } : {}),
+      ...(o.env !== undefined ? { env: o.env } : {}),
+      onWarn: (m) => this.log.warn({}, m),
+    });
+    this.store = new KscStore(o.stateDir, o.now !== undefined ? { now: o.now } : {});
+  }
+
+  static open(o: KscIntegrationOptions): KscIntegration {
+    return new KscIntegration(o);
+  }
+
+  // -- tenants -----------------------------------------------------------------------------
+
+  listTenants(): Tenant[] {
+    return this.store.listTenants();
+  }
+
+  setIntegrationEnabled(tenant: string, enabled: boolean): Tenant {
+    return this.store.setIntegrationEnabled(tenant, enabled);
+  }
+
+  // -- connections -------------------------------------------------------------------------
+
+  private view(c: Connection): ConnectionView {
+    const src = this.secrets.source({ id: c.id, tenant: c.tenant, name: c.name });
+    return { ...c, secret: { set: src !== undefined, source: src ?? null } };
+  }
+
+  listConnections(o: { tenant?: string } = {}): ConnectionView[] {
+    return this.store.listConnections(o).map((c) => this.view(c));
+  }
+
+  /** By id, or by name in `tenant` (default tenant). */
+  getConnection(ref: string, tenant?: string): ConnectionView {
+    return this.view(this.store.resolveConnection(ref, tenant));
+  }
+
+  addConnection(input: NewConnection): ConnectionView {
+    const secret = input.secret !== undefined ? checkSecret(input.secret) : undefined;
+    if (secret === undefined) {
+      const tenant = input.tenant ?? DEFAULT_TENANT;
+      if (this.secrets.source({ id: '', tenant, name: String(input.name).trim() }) === undefined) {
+        throw new KscInputError('secret', 'a KSC connection needs a secret (user name and password of a KSC internal user)');
+      }
+    }
+    const c = this.store.addConnection(input);
+    if (secret !== undefined) {
+      try {
+        this.secrets.set(c.id, secret);
+      } catch (e) {
+        this.store.deleteConnection(c.id);
+        throw e;
+      }
+    }
+    this.log.info({ tenant: c.tenant, connection: c.name, id: c.id, url: c.url }, 'KSC connection added');
+    return this.view(c);
+  }
+
+  editConnection(ref: string, patch: EditConnection, tenant?: string): ConnectionView {
+    const c = this.store.resolveConnection(ref, tenant);
+    const secret = patch.secret !== undefined ? checkSecret(patch.secret) : undefined;
+    const { secret: _ignored, ...rest } = patch;
+    const updated = this.store.updateConnection(c.id, rest);
+    if (secret !== undefined) this.secrets.set(c.id, secret);
+    this.dropClient(c.id);
+    this.log.info({ tenant: updated.tenant, connection: updated.name, id: updated.id }, 'KSC connection changed');
+    return this.view(updated);
+  }
+
+  setConnectionDisabled(ref: string, disabled: boolean, tenant?: string): ConnectionView {
+    return this.editConnection(ref, { disabled }, tenant);
+  }
+
+  deleteConnection(ref: string, tenant?: string): void {
+    const c = this.store.resolveConnection(ref, tenant);
+    this.dropClient(c.id);
+    this.store.deleteConnection(c.id);
+    this.secrets.delete(c.id);
+    this.log.info({ tenant: c.tenant, connection: c.name, id: c.id }, 'KSC connection deleted');
+  }
+
+  /** Logs in and pings: `{ok: true}` or `{ok: false, error}` with a typed error code. */
+  async testConnection(ref: string, tenant?: string): Promise<{ ok: boolean; code?: string; error?: string }> {
+    const c = this.store.resolveConnection(ref, tenant);
+    try {
+      await this.clientFor(c).ping();
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, code: (e as { code?: string }).code ?? 'error', error: (e as Error).message };
+    }
+  }
+
+  private dropClient(id: string): void {
+    const x = this.clients.get(id);
+    if (x !== undefined) {
+      this.clients.delete(id);
+      void x.client.close();
+    }
+  }
+
+  /** The (cached) Open API client of a connection. Throws KscRefusedError without a secret. */
+  clientFor(c: Connection): KscClient {
+    const key = `${c.updatedAt}|${c.url}`;
+    const hit = this.clients.get(c.id);
+    if (hit !== undefined && hit.key === key) return hit.client;
+    if (hit !== undefined) this.dropClient(c.id);
+    const ref = { id: c.id, tenant: c.tenant, name: c.name };
+    if (this.secrets.get(ref) === undefined) throw new KscRefusedError('ksc_no_secret', `KSC connection "${c.name}" has no secret`);
+    const client = new KscClient({
+      url: c.url,
+      credentials: () => {
+        const s = this.secrets.get(ref);
+        if (s === undefined) throw new KscRefusedError('ksc_no_secret', `KSC connection "${c.name}" has no secret`);
+        return s;
+      },
+      tls: { ...(c.tls.caFile !== undefined ? { caFile: c.tls.caFile } : {}), ...(c.tls.pinSha256 !== undefined ? { pinSha256: c.tls.pinSha256 } : {}), ...(c.tls.insecure ? { insecure: true } : {}) },
+      name: `${c.tenant}/${c.name}`,
+      logger: this.log,
+      ...this.o.client,
+    });
+    this.clients.set(c.id, { key, client });
+    return client;
+  }
+
+  // -- assets ------------------------------------------------------------------------------
+
+  /** Imports assets of every enabled connection (of `tenant`, or just `connection`). */
+  async syncAssets(o: { tenant?: string; connection?: string } = {}): Promise<SyncResult[]> {
+    const conns = o.connection !== undefined ? [this.store.resolveConnection(o.connection, o.tenant)] : this.store.listConnections(o.tenant !== undefined ? { tenant: o.tenant } : {});
+    const runs = conns.map(async (c): Promise<SyncResult | undefined> => {
+      const t = this.store.getTenant(c.tenant);
+      if (c.disabled || (t !== undefined && !t.integrationEnabled)) {
+        // Skipped silently in a full sync; said explicitly when this connection was asked for.
+        if (o.connection === undefined) return undefined;
+        const why = c.disabled ? `KSC connection "${c.name}" is disabled` : `the KSC integration of tenant "${c.tenant}" is off`;
+        return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0, error: why };
+      }
+      let client: KscClient;
+      try {
+        client = this.clientFor(c);
+      } catch (e) {
+        this.store.recordSync(c.id, { ok: false, error: (e as Error).message });
+        return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0, error: (e as Error).message };
+      }
+      return syncConnectionAssets(this.store, client, c, { ...this.o.sync, logger: this.log });
+    });
+    const out = (await Promise.all(runs)).filter((x): x is SyncResult => x !== undefined);
+    this.index?.refresh(true);
+    return out;
+  }
+
+  /**
+   * Runs `syncAssets()` every `intervalMs` (default 1 h) and expires task runs that got no
+   * task-state event for `staleRunMs` (default 24 h). A sync still running is not started twice.
+   */
+  startScheduler(o: { intervalMs?: number; staleRunMs?: number } = {}): Scheduler {
+    const tick = (): Promise<SyncResult[]> => {
+      if (this.syncing !== undefined) return this.syncing;
+      this.syncing = (async () => {
+        try {
+          this.store.expireStaleRuns(o.staleRunMs ?? 24 * 3_600_000);
+          return await this.syncAssets();
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, 'scheduled KSC asset import failed');
+          return [];
+        } finally {
+          this.syncing = undefined;
+        }
+      })();
+      return this.syncing;
+    };
+    const timer = setInterval(() => void tick(), o.intervalMs ?? 3_600_000);
+    timer.unref();
+    return { runNow: tick, stop: () => clearInterval(timer) };
+  }
+
+  listAssets(f: AssetFilter = {}): Asset[] {
+    return this.store.listAssets(f);
+  }
+
+  getAsset(id: string): Asset | undefined {
+    return this.store.getAsset(id);
+  }
+
+  // -- tasks -------------------------------------------------------------------------------
+
+  /** The KUMA* tasks of a connection: from the cache, or from KSC with `refresh` (or an empty cache). */
+  async listTasks(ref: string, o: { tenant?: string; refresh?: boolean } = {}): Promise<CachedTask[]> {
+    const c = this.store.resolveConnection(ref, o.tenant);
+    const cached = this.store.listTasks(c.id);
+    if (o.refresh !== true && cached.length > 0) return cached;
+    return refreshTasks(this.store, this.clientFor(c), c);
+  }
+
+  startTask(req: StartRequest): Promise<StartResult> {
+    return startTask({ store: this.store, clientFor: (c) => this.clientFor(c), logger: this.log }, req);
+  }
+
+  taskStatus(f: RunFilter = {}): TaskRun[] {
+    return this.store.listTaskRuns(f);
+  }
+
+  getTaskRun(id: number): TaskRun | undefined {
+    return this.store.getTaskRun(id);
+  }
+
+  isRunning(taskId: string, assetId: string): boolean {
+    return this.store.isRunning(taskId, assetId);
+  }
+
+  inCooldown(taskId: string, assetId: string, cooldownMs: number): boolean {
+    return this.store.inCooldown(taskId, assetId, cooldownMs);
+  }
+
+  /** Feeds a task-state event (already extracted, or a whole cefd event) into the task runs. */
+  applyTaskStateEvent(ev: TaskStateEvent | CefdEvent): ApplyResult {
+    const ts = 'newState' in ev && typeof ev.newState === 'number' ? (ev as TaskStateEvent) : taskStateFromEvent(ev as CefdEvent);
+    if (ts === null) return { outcome: 'ignored', runs: [], reason: 'not a KLPRCI_TaskState event with a state' };
+    const r = applyTaskStateEvent(this.store, ts);
+    if (r.outcome !== 'ignored') this.log.debug({ outcome: r.outcome, runs: r.runs.map((x) => x.id), state: ts.newState }, 'KSC task runs updated');
+    return r;
+  }
+
+  // -- enrichment --------------------------------------------------------------------------
+
+  assetIndex(): AssetIndex {
+    this.index ??= new AssetIndex(this.store);
+    return this.index;
+  }
+
+  /** Sets `event.assets` (source, destination, device) from the asset index. */
+  enrich(ev: CefdEvent, tenant?: string): AssetRefs {
+    return enrichEvent(ev, this.assetIndex(), tenant);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((x) => x.client.close()));
+    this.clients.clear();
+    this.store.close();
+  }
+}
