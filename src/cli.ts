@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { parseInputs, openInputs } from './commands/parse.js';
 import { loadNormalizer, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
+import { registerKscCommands } from './commands/ksc.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
 
@@ -103,6 +104,8 @@ export function buildProgram(): Command {
         process.exitCode = EXIT.config;
       }
     });
+
+  registerKscCommands(program);
 
   program
     .command('config-doc')

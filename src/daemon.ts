@@ -17,6 +17,8 @@ import { StreamSource, type Source } from './sources/stream.js';
 import { UdpSource } from './sources/udp.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
+import type { DaemonExtension } from './extension.js';
+import { createExtensions } from './extensions.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
 
@@ -49,6 +51,7 @@ export class Daemon {
     config: Config,
     telemetry: Telemetry,
     private readonly configFile?: string,
+    private readonly extensions: DaemonExtension[] = [],
   ) {
     this.config = config;
     this.telemetry = telemetry;
@@ -73,6 +76,7 @@ export class Daemon {
     for (const s of this.sources) if (!s.source.ready) out.push(`listener ${s.source.name}`);
     if (this.pipeline === null) out.push('pipeline');
     if (this.stopping !== null) out.push('shutting down');
+    for (const x of this.extensions) out.push(...(x.notReady?.() ?? []));
     return out;
   }
 
@@ -150,6 +154,10 @@ export class Daemon {
       this.telemetry,
       { defaultZone: c.timezone, includeRaw: c.include_raw },
     );
+    const pipeline = this.pipeline;
+    for (const x of this.extensions) {
+      await x.start({ config: c, telemetry: this.telemetry, log: this.telemetry.log, addTap: (tap) => pipeline.addTap(tap) });
+    }
     for (const l of c.listeners) {
       const source = this.makeSource(l, chains.get(l.name)!);
       this.sources.push({ key: JSON.stringify(l), source });
@@ -182,6 +190,9 @@ export class Daemon {
     // Reading gets at most half the budget; flushing the rest.
     await Promise.all(this.sources.map((s) => s.source.stop(budget / 2)));
     this.pipeline?.commit();
+    for (const x of this.extensions) {
+      await x.stop().catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name} did not stop cleanly: ${e.message}`));
+    }
     let left = 0;
     const remaining = () => Math.max(100, budget - (Date.now() - t0));
     const results = await Promise.all(this.slots.map(async (s) => ({ name: s.slot.name, left: await s.slot.stop(remaining()) })));
@@ -239,6 +250,9 @@ export class Daemon {
       this.telemetry.reloads.add('failed');
       this.telemetry.log.error({ err: (e as Error).message }, `configuration reload failed part-way: ${(e as Error).message}`);
       return false;
+    }
+    for (const x of this.extensions) {
+      await x.reload?.(next).catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name}: reload failed: ${e.message}`));
     }
     this.telemetry.reloads.add('ok');
     this.telemetry.log.info('configuration reloaded');
@@ -340,7 +354,7 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
   // Events on stdout and logs on stdout would interleave: logs move to stderr then.
   const logToStderr = config.outputs.some((o) => o.type === 'stdout');
   const telemetry = new Telemetry({ level: config.logging.level, repeatIntervalMs: config.logging.repeat_interval * 1000, logToStderr });
-  const daemon = new Daemon(config, telemetry, configFile);
+  const daemon = new Daemon(config, telemetry, configFile, await createExtensions(config));
   try {
     await daemon.start();
   } catch (e) {

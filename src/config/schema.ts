@@ -1,3 +1,5 @@
+import { KSC_FIELDS } from './schema-ksc.js';
+
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
  * a YAML file against this table, `cefd config-doc` prints it as the README's option
@@ -224,5 +226,6 @@ export const SCHEMA: ObjectSpec = {
         repeat_interval: dur('A repeated error or warning (same code) is logged at most once per this interval, with a count of the ones held back.', '10s', 0),
       },
     },
+    ...KSC_FIELDS,
   },
 };

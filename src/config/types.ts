@@ -88,7 +88,9 @@ export interface DeadLetterConfig extends FileSettings {
   queue_max_events: number;
 }
 
-export interface Config {
+import type { KscConfigSection } from './types-ksc.js';
+
+export interface Config extends KscConfigSection {
   state_dir: string;
   timezone: string;
   include_raw: boolean;
