@@ -4,14 +4,16 @@
  * the reverse, draining on the way (SIGTERM/SIGINT). SIGHUP reloads the configuration
  * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
  */
-import { mkdirSync } from 'node:fs';
-import type { Config, ListenerConfig, OutputConfig } from './config/types.js';
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
 import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { compileFilter } from './pipeline/filter.js';
 import { loadNormalizer, type Normalizer } from './pipeline/normalize.js';
 import { FlowControl, OutputSlot } from './pipeline/output-slot.js';
 import { Pipeline } from './pipeline/pipeline.js';
-import { MemoryQueue } from './pipeline/queue.js';
+import { MemoryQueue, type EventQueue } from './pipeline/queue.js';
+import { DiskQueue } from './pipeline/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
 import { StreamSource, type Source } from './sources/stream.js';
 import { UdpSource } from './sources/udp.js';
@@ -21,6 +23,11 @@ import type { DaemonExtension } from './extension.js';
 import { createExtensions } from './extensions.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
+
+/** The state directory cannot be used: an operator must act (exit 78, no restart loop). */
+export class StateDirError extends Error {
+  override readonly name = 'StateDirError';
+}
 
 interface SlotEntry {
   key: string;
@@ -98,8 +105,38 @@ export class Daemon {
     return out;
   }
 
+  /** The output's queue: a disk buffer (default for all but stdout) or memory. */
+  private makeQueue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputSlot }): EventQueue {
+    const disk = b.type === 'disk' || (b.type === 'auto' && outputType !== 'stdout');
+    if (!disk) return new MemoryQueue(capacity);
+    const t = this.telemetry;
+    t.output(name).bufferMaxBytes = b.max_size;
+    const dir = join(this.config.state_dir, 'buffers', name);
+    let q: DiskQueue;
+    try {
+      q = DiskQueue.open({
+        dir,
+        maxBytes: b.max_size,
+        fsync: b.fsync,
+        fsyncIntervalMs: b.fsync_interval * 1000,
+        onCorrupt: (bytes, where) => t.bufferCorrupt(name, bytes, where),
+        onWriteError: (e) => t.bufferWriteFailed(name, e),
+        onWriteRecovered: () => {
+          t.bufferWriteRecovered(name);
+          slotRef.slot?.recheck();
+        },
+      });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new StateDirError(`the disk buffer of output ${name} cannot be used: ${dir}: ${err.code ?? ''} ${err.message}`.replace(/\s+/g, ' '));
+    }
+    t.bufferReplay(name, q.replayed);
+    return q;
+  }
+
   private makeSlot(o: OutputConfig): OutputSlot {
-    return new OutputSlot(
+    const ref: { slot?: OutputSlot } = {};
+    ref.slot = new OutputSlot(
       {
         name: o.name,
         filter: o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined,
@@ -110,23 +147,26 @@ export class Daemon {
         maxBackoffMs: o.retry.max_backoff * 1000,
       },
       createOutput(o),
-      new MemoryQueue(),
+      this.makeQueue(o.name, o.buffer, o.queue_max_events, o.type, ref),
       this.flow,
       this.telemetry,
       (name, recs, reason, err) => this.pipeline?.rejectSink(name, recs, reason, err),
     );
+    return ref.slot;
   }
 
   private makeDeadLetterSlot(c: Config): OutputSlot {
     const d = c.dead_letter;
-    return new OutputSlot(
+    const ref: { slot?: OutputSlot } = {};
+    ref.slot = new OutputSlot(
       { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
       createDeadLetterOutput(d),
-      new MemoryQueue(),
+      this.makeQueue('dead_letter', d.buffer, d.queue_max_events, 'file', ref),
       this.flow,
       this.telemetry,
       null,
     );
+    return ref.slot;
   }
 
   private makeSource(l: ListenerConfig, chain: Normalizer[]): Source {
@@ -136,7 +176,13 @@ export class Daemon {
 
   async start(): Promise<void> {
     const c = this.config;
-    mkdirSync(c.state_dir, { recursive: true });
+    try {
+      mkdirSync(c.state_dir, { recursive: true });
+      accessSync(c.state_dir, constants.W_OK);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new StateDirError(`state_dir ${c.state_dir} cannot be used: ${err.code ?? err.message}`);
+    }
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.chain(l, c));
@@ -190,27 +236,32 @@ export class Daemon {
     // Reading gets at most half the budget; flushing the rest.
     await Promise.all(this.sources.map((s) => s.source.stop(budget / 2)));
     this.pipeline?.commit();
+    this.telemetry.log.debug({ ms: Date.now() - t0 }, 'listeners stopped');
     for (const x of this.extensions) {
       await x.stop().catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name} did not stop cleanly: ${e.message}`));
     }
     let left = 0;
     const remaining = () => Math.max(100, budget - (Date.now() - t0));
-    const results = await Promise.all(this.slots.map(async (s) => ({ name: s.slot.name, left: await s.slot.stop(remaining()) })));
-    for (const r of results) {
-      if (r.left > 0) {
-        this.telemetry.eventsDropped(r.name, r.left, 'shutdown_undelivered');
-        left += r.left;
+    let kept = 0;
+    const account = (slot: OutputSlot, n: number) => {
+      if (n === 0) return;
+      if (slot.queue.durable) {
+        kept += n;
+        this.telemetry.log.warn({ output: slot.name, events: n }, `output ${slot.name}: ${n} undelivered events stay in its disk buffer and are delivered after the next start`);
+      } else {
+        this.telemetry.eventsDropped(slot.name, n, 'shutdown_undelivered');
+        left += n;
       }
-    }
+    };
+    const results = await Promise.all(this.slots.map(async (s) => ({ slot: s.slot, left: await s.slot.stop(remaining()) })));
+    this.telemetry.log.debug({ ms: Date.now() - t0 }, 'outputs stopped');
+    for (const r of results) account(r.slot, r.left);
     // Rejections at the very end still reach the dead-letter output.
-    if (this.deadLetter !== null) {
-      const dl = await this.deadLetter.slot.stop(remaining());
-      if (dl > 0) this.telemetry.eventsDropped('dead_letter', dl, 'shutdown_undelivered');
-      left += dl;
-    }
+    if (this.deadLetter !== null) account(this.deadLetter.slot, await this.deadLetter.slot.stop(remaining()));
     await this.metrics?.stop();
     this.metrics = null;
-    if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered (outputs did not drain within shutdown_timeout)`);
+    if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered and lost (memory queues that did not drain within shutdown_timeout)`);
+    else if (kept > 0) this.telemetry.log.info({ ms: Date.now() - t0, buffered: kept }, `stopped; ${kept} events wait in disk buffers`);
     else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
     return left;
   }
@@ -274,6 +325,13 @@ export class Daemon {
         oldSlots.delete(o.name);
         continue;
       }
+      if (old !== undefined && old.slot.queue.durable) {
+        // Same name, same buffer folder: the old queue must let go of it first (what it
+        // has not delivered stays there for the new one).
+        oldSlots.delete(o.name);
+        this.pipeline!.commit();
+        await old.slot.stop(1000);
+      }
       const slot = this.makeSlot(o);
       await slot.start();
       newSlots.push({ key, slot });
@@ -282,7 +340,8 @@ export class Daemon {
     let dead = this.deadLetter!;
     const deadKey = JSON.stringify(next.dead_letter);
     if (dead.key !== deadKey) {
-      retired.push(dead.slot);
+      if (dead.slot.queue.durable) await dead.slot.stop(1000);
+      else retired.push(dead.slot);
       const slot = this.makeDeadLetterSlot(next);
       await slot.start();
       dead = { key: deadKey, slot };
@@ -362,7 +421,8 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
     telemetry.log.fatal({ err: msg }, `cannot start: ${msg}`);
     await daemon.stop().catch(() => 0);
     telemetry.log.flush();
-    return EXIT.failure;
+    // A state directory that cannot be used needs an operator: 78 stops systemd's restarts.
+    return e instanceof StateDirError ? EXIT.config : EXIT.failure;
   }
   return new Promise<number>((resolve) => {
     let signals = 0;

@@ -128,20 +128,63 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toEqual([]);
   });
 
-  test('max_connections: one over the limit is refused and counted; the others work', async () => {
+  test('max_connections: at the limit a new connection is refused when every open one has delivered frames', async () => {
     const d = await start(`${BASE}
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0, max_connections: 2 } ]
 outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
 `);
     const held = await Promise.all([0, 1].map(() => new Promise<net.Socket>((r) => { const s = net.connect(d.port('tcp'), '127.0.0.1', () => r(s)); })));
-    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_open{listener="tcp"}') === 2);
+    for (const h of held) h.write(`${OTHER}\n`);
+    await waitLines(join(d.dir, 'events.ndjson'), 2);
     const third = net.connect(d.port('tcp'), '127.0.0.1');
     await new Promise((r) => third.on('close', r));
     held[0]!.end(`${OTHER}\n`);
-    await waitLines(join(d.dir, 'events.ndjson'), 1);
+    await waitLines(join(d.dir, 'events.ndjson'), 3);
     held[1]!.destroy();
     const m = await scrape(d.metricsPort());
     expect(m.get('cefd_connections_rejected_total{listener="tcp",reason="max_connections"}')).toBe(1);
+    expect(m.has('cefd_connections_rejected_total{listener="tcp",reason="evicted_no_frame"}')).toBe(false);
+  });
+
+  test('max_connections: a connection that never sent a complete frame makes room for a new one (slowloris)', async () => {
+    const d = await start(`${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0, max_connections: 2 } ]
+outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
+`);
+    const idle = await new Promise<net.Socket>((r) => { const s = net.connect(d.port('tcp'), '127.0.0.1', () => r(s)); });
+    idle.write('CEF:0|half a fra');
+    const busy = await new Promise<net.Socket>((r) => { const s = net.connect(d.port('tcp'), '127.0.0.1', () => r(s)); });
+    busy.write(`${OTHER}\n`);
+    await waitLines(join(d.dir, 'events.ndjson'), 1);
+    const idleClosed = new Promise((r) => idle.on('close', r));
+    await sendTcp(d.port('tcp'), [`${OTHER}\n`]);
+    await idleClosed;
+    await waitLines(join(d.dir, 'events.ndjson'), 2);
+    busy.destroy();
+    const m = await scrape(d.metricsPort());
+    expect(m.get('cefd_connections_rejected_total{listener="tcp",reason="evicted_no_frame"}')).toBe(1);
+    // The evicted connection's half frame is kept as a dead letter.
+    const dead = await waitLines(join(d.dir, 'dead.ndjson'), 1);
+    expect(dead[0]!['reason']).toBe('frame_incomplete_at_close');
+    expect(dead[0]!['raw']).toBe('CEF:0|half a fra');
+  });
+
+  test('max_connections_per_source: one source cannot take every slot', async () => {
+    const d = await start(`${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0, max_connections_per_source: 3 } ]
+outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
+`);
+    const held = await Promise.all([0, 1, 2].map(() => new Promise<net.Socket>((r) => { const s = net.connect(d.port('tcp'), '127.0.0.1', () => r(s)); })));
+    const fourth = net.connect(d.port('tcp'), '127.0.0.1');
+    await new Promise((r) => fourth.on('close', r));
+    // Another source address (the loopback network is /8) still gets in.
+    const other = net.connect({ port: d.port('tcp'), host: '127.0.0.1', localAddress: '127.0.0.2' });
+    await new Promise((r) => other.on('connect', r));
+    other.end(`${OTHER}\n`);
+    await waitLines(join(d.dir, 'events.ndjson'), 1);
+    for (const h of held) h.destroy();
+    const m = await scrape(d.metricsPort());
+    expect(m.get('cefd_connections_rejected_total{listener="tcp",reason="max_connections_per_source"}')).toBe(1);
   });
 });
 
@@ -298,7 +341,7 @@ describe('backpressure', () => {
     try {
       const d = await start(`${BASE}
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
-outputs: [ { name: slow, type: http, url: "${url}", queue_max_events: 200, batch_max_events: 50, timeout: 60s } ]
+outputs: [ { name: slow, type: http, url: "${url}", queue_max_events: 200, batch_max_events: 50, timeout: 60s, buffer: { type: memory } } ]
 `);
       const n = 20_000;
       const body = Buffer.from(Array.from({ length: n }, (_, i) => `CEF:0|V|P|1|${i}|n|5|msg=${'m'.repeat(200)}\n`).join(''));

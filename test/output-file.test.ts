@@ -402,3 +402,19 @@ test('a write that fails part-way is truncated away: the retry does not duplicat
   await out.close();
   expect(read(path)).toBe(ndjson([...a, ...c, ...b]));
 });
+
+test('a file left with a half-written last record (cefd killed mid-write) is cut back to its last full line at start', async () => {
+  const { mkdtempSync, writeFileSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { FileOutput } = await import('../src/outputs/file.js');
+  const dir = mkdtempSync(join(tmpdir(), 'cefd-torn-'));
+  const path = join(dir, 'events.ndjson');
+  writeFileSync(path, '{"a":1}\n{"b":2}\n{"c":');
+  const out = new FileOutput('t', { path });
+  await out.start();
+  expect(await out.send({ records: ['{"d":4}'] })).toEqual({ status: 'delivered' });
+  await out.close();
+  expect(readFileSync(path, 'utf8')).toBe('{"a":1}\n{"b":2}\n{"d":4}\n');
+  expect(out.tornBytes).toBe(5);
+});

@@ -408,6 +408,10 @@ function crossChecks(c: Config, w: Walker): void {
     binds.set(id, l.name);
   });
   c.outputs.forEach((o, i) => {
+    // Output names name buffer folders and metric labels.
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
+    if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');
+    if (o.type === 'stdout' && o.buffer.type === 'disk') w.problem(`outputs[${i}].buffer.type`, undefined, 'a stdout output cannot have a disk buffer');
     if (o.type === 'http') {
       try {
         const u = new URL(o.url);

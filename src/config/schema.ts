@@ -105,7 +105,8 @@ const LISTENER_COMMON: Record<string, Spec> = {
 };
 
 const STREAM_FIELDS: Record<string, Spec> = {
-  max_connections: int('Most connections open at once; further ones are closed at once and counted.', 1000, 1),
+  max_connections: int('Most connections open at once. At the limit, a new connection takes the place of the oldest one that has not sent a complete frame yet (a slowloris connection); if there is none, the new one is closed at once. Both are counted.', 1000, 1),
+  max_connections_per_source: int('Most connections open at once from one source address (0: no limit); further ones are closed at once and counted.', 100, 0),
   idle_timeout: dur('Close a connection that sent nothing for this long (0: never).', '0s'),
 };
 
@@ -118,10 +119,22 @@ const RETRY: ObjectSpec = {
   },
 };
 
+const BUFFER: ObjectSpec = {
+  kind: 'object',
+  doc: 'The output\'s queue: on disk (events survive restarts and crashes) or in memory.',
+  fields: {
+    type: { kind: 'enum', doc: '`disk` (under `state_dir/buffers/<output>/`), `memory`, or `auto`: disk for every output but stdout.', values: ['auto', 'disk', 'memory'], default: 'auto' },
+    max_size: size('Most bytes the disk buffer holds; when full, `when_full` applies.', '256MiB', 64 * 1024),
+    fsync: { kind: 'enum', doc: 'When appends are fsynced: `interval` (every `fsync_interval`), `batch` (every append: slowest, survives power loss), `never` (the OS decides; survives a cefd crash, not a power loss).', values: ['interval', 'batch', 'never'], default: 'interval' },
+    fsync_interval: dur('Period of `fsync: interval`.', '1s', 0.001),
+  },
+};
+
 const OUTPUT_COMMON: Record<string, Spec> = {
   name: s('Output name (unique); used as a metric label.', { required: true }),
   filter: { kind: 'filter', doc: 'Route: only events that pass this filter go to this output (see "Filters"). Empty: every event.' },
-  queue_max_events: int('Capacity of the output\'s queue. When it is full, reading from every socket pauses until it drains (`block`), or new events are dropped and counted (`drop_newest`).', 10000, 1),
+  queue_max_events: int('Capacity of a memory queue (`buffer.type: memory`), in events. When the queue is full, reading from every socket pauses until it drains (`block`), or new events are dropped and counted (`drop_newest`).', 10000, 1),
+  buffer: BUFFER,
   when_full: { kind: 'enum', doc: 'What a full queue does: `block` (pause the sockets) or `drop_newest` (drop and count).', values: ['block', 'drop_newest'], default: 'block' },
   batch_max_events: int('Most events sent in one batch.', 1000, 1),
   retry: RETRY,
@@ -198,7 +211,8 @@ export const SCHEMA: ObjectSpec = {
       doc: 'Where frames that did not become events, and batches an output rejected, go (NDJSON file).',
       fields: {
         path: path('Dead-letter file.', { default: './data/dead-letter.ndjson', writes: true }),
-        queue_max_events: int('Capacity of the dead-letter queue (full: sockets pause).', 10000, 1),
+        queue_max_events: int('Capacity of the dead-letter queue with `buffer.type: memory` (full: sockets pause).', 10000, 1),
+        buffer: BUFFER,
         rotate_max_bytes: FILE_FIELDS['rotate_max_bytes']!,
         rotate_interval: FILE_FIELDS['rotate_interval']!,
         max_files: FILE_FIELDS['max_files']!,

@@ -31,6 +31,7 @@ interface ListenerCommon {
 export interface StreamListenerConfig extends ListenerCommon {
   type: 'tcp' | 'tls';
   max_connections: number;
+  max_connections_per_source: number;
   idle_timeout: number;
   tls?: TlsServerConfig;
 }
@@ -42,10 +43,18 @@ export interface UdpListenerConfig extends ListenerCommon {
 
 export type ListenerConfig = StreamListenerConfig | UdpListenerConfig;
 
+export interface BufferConfig {
+  type: 'auto' | 'disk' | 'memory';
+  max_size: number;
+  fsync: 'interval' | 'batch' | 'never';
+  fsync_interval: number;
+}
+
 interface OutputCommon {
   name: string;
   filter?: string;
   queue_max_events: number;
+  buffer: BufferConfig;
   when_full: 'block' | 'drop_newest';
   batch_max_events: number;
   retry: RetryConfig;
@@ -86,6 +95,7 @@ export type OutputConfig = FileOutputConfig | StdoutOutputConfig | HttpOutputCon
 
 export interface DeadLetterConfig extends FileSettings {
   queue_max_events: number;
+  buffer: BufferConfig;
 }
 
 import type { KscConfigSection } from './types-ksc.js';

@@ -116,7 +116,7 @@ function fdCall(fn: (cb: (err: NodeJS.ErrnoException | null) => void) => void): 
   return new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())));
 }
 function fdOpen(path: string, mode: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.open(path, 'a', mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+  return new Promise((resolve, reject) => fs.open(path, 'a+', mode, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 function fdStat(fd: number): Promise<fs.Stats> {
   return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
@@ -270,12 +270,35 @@ export class FileOutput implements Output {
     }
     this.fd = fd;
     this.size = st.isFile() ? st.size : 0;
+    if (this.size > 0) this.size = await this.cutTornLine(fd, this.size);
     // A file that already holds data belongs to the period of its last write.
     this.period = this.periodOf(this.size > 0 ? st.mtimeMs : this.now());
     this.reopenBeforeWrite = false;
     this.pendingTruncate = null;
     this.dirty = false;
   }
+
+  /**
+   * A file that does not end with a newline was cut in the middle of a record (cefd was
+   * killed during a write): the half record is removed, so the next record does not get
+   * glued to it. The disk buffer delivers that record again. Returns the new size.
+   */
+  private async cutTornLine(fd: number, size: number): Promise<number> {
+    const tailLen = Math.min(size, 1 << 20);
+    const tail = Buffer.allocUnsafe(tailLen);
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, tail, 0, tailLen, size - tailLen, (e, r) => (e ? reject(e) : resolve(r))));
+    if (n === tailLen && tail[tailLen - 1] === 0x0a) return size;
+    const lf = tail.subarray(0, n).lastIndexOf(0x0a);
+    // A torn record longer than 1 MiB (or a file that is not NDJSON): leave it alone.
+    if (lf === -1 && size > tailLen) return size;
+    const keep = size - tailLen + lf + 1;
+    await fdCall((cb) => fs.ftruncate(fd, keep, cb));
+    this.tornBytes += size - keep;
+    return keep;
+  }
+
+  /** Bytes of half-written records removed at open (see cutTornLine). */
+  tornBytes = 0;
 
   /** fsync (unless `never`) and close the current file; never throws. */
   private async closeFile(): Promise<void> {

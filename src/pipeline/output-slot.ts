@@ -71,8 +71,6 @@ export class OutputSlot {
   private sleepTimer: NodeJS.Timeout | null = null;
   private sleepResolve: (() => void) | null = null;
   private blocked = false;
-  /** Hard bound: beyond twice the capacity, even `block` drops (a UDP flood cannot be paused). */
-  private readonly hardCap: number;
 
   constructor(
     readonly opts: SlotOptions,
@@ -86,7 +84,7 @@ export class OutputSlot {
     this.stats = telemetry.output(opts.name);
     this.stats.capacity = opts.capacity;
     this.stats.queued = queue.length;
-    this.hardCap = opts.capacity * 2;
+    this.stats.queue = queue;
   }
 
   get filter(): FilterLike | undefined {
@@ -97,29 +95,29 @@ export class OutputSlot {
    * Queue the records of one socket read. Never blocks; may pause the sources.
    *
    * With `block`, records from a pausable source (TCP, TLS) are always taken: the sources
-   * pause as soon as the queue is full, so the queue overshoots its capacity by at most
-   * the rest of one read (64 KiB of input). A source that cannot be paused (UDP) is held
-   * to a hard limit of twice the capacity, beyond which records are dropped and counted.
-   * With `drop_newest`, records beyond the capacity are dropped and counted.
+   * pause as soon as the queue is full, so it overshoots by at most the rest of one read
+   * (64 KiB of input). A source that cannot be paused (UDP) is held to the queue's hard
+   * limit (twice its capacity), beyond which records are dropped and counted. With
+   * `drop_newest`, a read that finds the queue full is dropped and counted.
    */
   enqueueMany(records: string[], pausable = true): void {
     if (records.length === 0) return;
-    const limit = this.opts.whenFull === 'drop_newest' ? this.opts.capacity : pausable ? Infinity : this.hardCap;
-    const room = limit - this.queue.length;
-    if (room < records.length) {
-      const dropped = records.length - Math.max(0, room);
-      this.telemetry.eventsDropped(this.name, dropped, this.opts.whenFull === 'drop_newest' ? 'queue_full' : 'queue_hard_limit');
-      if (room <= 0) return;
-      records = records.slice(0, room);
+    const fill = this.queue.fill();
+    if (fill >= 1 && this.opts.whenFull === 'drop_newest') {
+      this.telemetry.eventsDropped(this.name, records.length, 'queue_full');
+      return;
+    }
+    if (fill >= 2 && !pausable) {
+      this.telemetry.eventsDropped(this.name, records.length, 'queue_hard_limit');
+      return;
     }
     this.queue.append(records);
     this.afterAppend();
   }
 
   private afterAppend(): void {
-    const len = this.queue.length;
-    this.stats.queued = len;
-    if (!this.blocked && len >= this.opts.capacity && this.opts.whenFull === 'block') {
+    this.stats.queued = this.queue.length;
+    if (!this.blocked && this.opts.whenFull === 'block' && this.queue.fill() >= 1) {
       this.blocked = true;
       this.flow.block(this.name);
     }
@@ -128,6 +126,11 @@ export class OutputSlot {
       this.wake = null;
       w();
     }
+  }
+
+  /** Re-checks the pause state (the disk buffer's writes work again). */
+  recheck(): void {
+    this.afterDequeue();
   }
 
   async start(): Promise<void> {
@@ -186,9 +189,8 @@ export class OutputSlot {
   }
 
   private afterDequeue(): void {
-    const len = this.queue.length;
-    this.stats.queued = len;
-    if (this.blocked && len <= this.opts.capacity / 2) {
+    this.stats.queued = this.queue.length;
+    if (this.blocked && this.queue.fill() <= 0.5) {
       this.blocked = false;
       this.flow.unblock(this.name);
     }
@@ -211,6 +213,8 @@ export class OutputSlot {
       this.wake = null;
       w();
     }
+    // A failing output with a disk buffer: its events wait on disk for the next start.
+    if (this.queue.durable && this.stats.retrying === 1) timeoutMs = Math.min(timeoutMs, 100);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
     const done = await Promise.race([this.drained().then(() => 'drained' as const), timeout]);
@@ -224,7 +228,9 @@ export class OutputSlot {
       }
     }
     // The runner exits once the queue is empty, or after the batch in flight when giving up.
-    await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => setTimeout(r, Math.min(timeoutMs, 5000)))]);
+    let t2: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => (t2 = setTimeout(r, Math.min(timeoutMs, 5000))))]);
+    clearTimeout(t2);
     const left = this.queue.length;
     if (this.blocked) {
       this.blocked = false;

@@ -17,6 +17,16 @@ export interface EventQueue {
   peek(max: number): string[];
   /** Removes the first `n` records (delivered or dead-lettered). */
   ack(n: number): void;
+  /**
+   * How full the queue is: at 1 the owner pauses the sources (`block`) or drops
+   * (`drop_newest`); it resumes at 0.5; 2 is the hard limit for sources that cannot be
+   * paused (UDP).
+   */
+  fill(): number;
+  /** True when what is queued survives a restart (the disk buffer). */
+  readonly durable: boolean;
+  /** Bytes held (the disk buffer's files); undefined for the memory queue. */
+  readonly bytes?: number;
   /** Releases files. */
   close(): Promise<void>;
 }
@@ -27,6 +37,15 @@ export interface EventQueue {
  */
 export class MemoryQueue implements EventQueue {
   private static readonly BLOCK = 1024;
+
+  readonly durable = false;
+
+  constructor(private readonly capacity: number) {}
+
+  fill(): number {
+    return this.count / this.capacity;
+  }
+
   private blocks: string[][] = [];
   private head = 0; // index in blocks[0]
   private count = 0;

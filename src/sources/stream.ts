@@ -45,6 +45,15 @@ interface Conn {
   closed: boolean;
 }
 
+/** A raw accepted socket, counted against the limits from accept on (TLS: before the handshake). */
+interface Slot {
+  socket: net.Socket;
+  source: string;
+  /** Complete frames this connection delivered: 0 marks a slowloris candidate. */
+  frames: number;
+  peer: string;
+}
+
 /** Normalizes `AA:bb:..` / `aabb..` fingerprints. */
 export function normalizeFingerprint(fp: string): string {
   return fp.replace(/:/g, '').toUpperCase();
@@ -54,8 +63,11 @@ export class StreamSource implements Source {
   readonly name: string;
   private server: net.Server | null = null;
   private readonly conns = new Set<Conn>();
-  /** Raw sockets counted against max_connections (TLS: from accept, before the handshake). */
-  private open = 0;
+  /** Raw sockets counted against the limits, oldest first (a Set keeps insertion order). */
+  private readonly slots = new Set<Slot>();
+  private readonly perSource = new Map<string, number>();
+  /** Slots by peer `address:port`, to find a TLS socket's raw slot after the handshake. */
+  private readonly slotByPeer = new Map<string, Slot>();
   private readonly stats: ListenerStats;
   private readonly allow: AddressAllowlist;
   private readonly fingerprints: Set<string>;
@@ -121,25 +133,62 @@ export class StreamSource implements Source {
     return a !== null && typeof a === 'object' ? a.port : undefined;
   }
 
-  /** Every accepted TCP socket (TLS: before the handshake). */
+  /**
+   * Every accepted TCP socket (TLS: before the handshake). Checks, in order: the source
+   * allowlist, the per-source limit, the global limit (at which the oldest connection that
+   * has not delivered a complete frame yet makes room; slowloris connections never do).
+   */
   private accept(raw: net.Socket, isTls: boolean): void {
     const peer = peerOf(raw.remoteAddress, raw.remotePort);
+    const source = raw.remoteAddress ?? 'unknown';
     if (!this.allow.allows(raw.remoteAddress)) {
       raw.destroy();
       this.telemetry.connectionRejected(this.name, 'cidr', peer);
       return;
     }
-    if (this.open >= this.config.max_connections || this.stopping) {
+    if (this.stopping) {
       raw.destroy();
-      this.telemetry.connectionRejected(this.name, 'max_connections', peer);
       return;
     }
-    this.open++;
-    raw.once('close', () => {
-      this.open--;
-    });
+    const fromSource = this.perSource.get(source) ?? 0;
+    const perSourceMax = this.config.max_connections_per_source;
+    if (perSourceMax > 0 && fromSource >= perSourceMax) {
+      raw.destroy();
+      this.telemetry.connectionRejected(this.name, 'max_connections_per_source', peer);
+      return;
+    }
+    if (this.slots.size >= this.config.max_connections) {
+      let victim: Slot | undefined;
+      for (const s of this.slots) {
+        if (s.frames === 0) {
+          victim = s;
+          break;
+        }
+      }
+      if (victim === undefined) {
+        raw.destroy();
+        this.telemetry.connectionRejected(this.name, 'max_connections', peer);
+        return;
+      }
+      this.release(victim);
+      victim.socket.destroy();
+      this.telemetry.connectionRejected(this.name, 'evicted_no_frame', peerOf(victim.socket.remoteAddress, victim.socket.remotePort));
+    }
+    const slot: Slot = { socket: raw, source, frames: 0, peer };
+    this.slots.add(slot);
+    this.slotByPeer.set(peer, slot);
+    this.perSource.set(source, fromSource + 1);
+    raw.once('close', () => this.release(slot));
     raw.setKeepAlive(true, 60_000);
-    if (!isTls) this.serve(raw, peer);
+    if (!isTls) this.serve(raw, peer, slot);
+  }
+
+  private release(slot: Slot): void {
+    if (!this.slots.delete(slot)) return;
+    if (this.slotByPeer.get(slot.peer) === slot) this.slotByPeer.delete(slot.peer);
+    const n = (this.perSource.get(slot.source) ?? 1) - 1;
+    if (n <= 0) this.perSource.delete(slot.source);
+    else this.perSource.set(slot.source, n);
   }
 
   private secured(s: tls.TLSSocket): void {
@@ -161,10 +210,12 @@ export class StreamSource implements Source {
         return;
       }
     }
-    this.serve(s, peer);
+    // The TLS socket wraps the raw one accepted (and counted) in accept().
+    const slot = this.slotByPeer.get(peer) ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer };
+    this.serve(s, peer, slot);
   }
 
-  private serve(socket: net.Socket, peer: string): void {
+  private serve(socket: net.Socket, peer: string, slot: Slot): void {
     const stats = this.stats;
     stats.connectionsAccepted++;
     stats.connectionsOpen++;
@@ -173,7 +224,10 @@ export class StreamSource implements Source {
     const telemetry = this.telemetry;
     const framer = new Framer(
       {
-        frame: (b, mode, truncated) => pipeline.frame(b, mode, truncated, ctx),
+        frame: (b, mode, truncated) => {
+          slot.frames++;
+          pipeline.frame(b, mode, truncated, ctx);
+        },
         discarded: (n) => {
           stats.discardedBytes += n;
         },
@@ -260,7 +314,9 @@ export class StreamSource implements Source {
     for (const c of this.conns) c.socket.destroy();
     // Let 'close' handlers run (they dead-letter partial frames).
     await new Promise((r) => setImmediate(r));
-    await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise((r) => (t = setTimeout(r, 1000)))]);
+    clearTimeout(t);
     this.server = null;
   }
 }

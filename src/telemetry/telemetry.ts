@@ -9,6 +9,7 @@
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { CODES, isCode } from '../errors.js';
+import type { EventQueue } from '../pipeline/queue.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -46,6 +47,13 @@ export class OutputStats {
   queued = 0;
   capacity = 0;
   retrying = 0;
+  /** The output's queue, for the buffer gauges (bytes, fill). */
+  queue: EventQueue | undefined;
+  bufferMaxBytes = 0;
+  bufferWriteErrors = 0;
+  bufferDegraded = 0;
+  bufferCorruptBytes = 0;
+  bufferReplayed = 0;
   readonly rejected = new CodeCounts();
   readonly dropped = new CodeCounts();
   constructor(readonly name: string) {}
@@ -136,7 +144,7 @@ export class Telemetry {
 
   // ---- internal events ----
 
-  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string): void {
+  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string): void {
     this.listener(listener).connectionsRejected.add(reason);
     this.limited('warn', `reject:${listener}:${reason}`, { listener, reason, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
   }
@@ -193,6 +201,28 @@ export class Telemetry {
   eventsDropped(output: string, events: number, reason: string): void {
     this.output(output).dropped.add(reason, events);
     this.limited('error', `dropped:${output}:${reason}`, { output, events, reason }, `output ${output} dropped ${events} events: ${reason}`);
+  }
+
+  bufferCorrupt(output: string, bytes: number, where: string): void {
+    this.output(output).bufferCorruptBytes += bytes;
+    this.log.error({ output, bytes, where }, `disk buffer of output ${output}: ${bytes} corrupt bytes skipped at ${where} (events in them are lost)`);
+  }
+
+  bufferWriteFailed(output: string, error: string): void {
+    const s = this.output(output);
+    s.bufferWriteErrors++;
+    s.bufferDegraded = 1;
+    this.log.error({ output, err: error }, `disk buffer of output ${output} cannot be written (${error}); events are held in memory and reading is paused until it can`);
+  }
+
+  bufferWriteRecovered(output: string): void {
+    this.output(output).bufferDegraded = 0;
+    this.log.info({ output }, `disk buffer of output ${output} can be written again`);
+  }
+
+  bufferReplay(output: string, events: number): void {
+    this.output(output).bufferReplayed += events;
+    if (events > 0) this.log.info({ output, events }, `disk buffer of output ${output}: ${events} undelivered events from before the restart will be delivered`);
   }
 
   deadLettered(reason: string): void {
@@ -257,7 +287,7 @@ export class Telemetry {
     counter('cefd_discarded_bytes_total', 'Bytes thrown away after a frame was truncated, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.discardedBytes]));
     gauge('cefd_connections_open', 'Connections open now, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsOpen]));
     counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
-    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused, per listener and reason (cidr, max_connections, tls_handshake, tls_fingerprint, tls_unauthorized).', ['listener', 'reason'], () =>
+    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, tls_handshake, tls_fingerprint, tls_unauthorized).', ['listener', 'reason'], () =>
       byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),
     );
     counter('cefd_events_parsed_total', 'Frames that became events, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.eventsParsed]));
@@ -285,6 +315,16 @@ export class Telemetry {
     gauge('cefd_output_queue_events', 'Events waiting in an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.queued]));
     gauge('cefd_output_queue_capacity_events', 'Capacity of an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.capacity]));
     gauge('cefd_output_retrying', '1 while an output is failing and retrying.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.retrying]));
+    gauge('cefd_buffer_bytes', 'Bytes in an output\'s disk buffer (its segment files, and events held in memory after a write error).', ['output'], () =>
+      outputs().filter((s) => s.queue?.bytes !== undefined).map((s) => [{ output: s.name }, s.queue!.bytes!]),
+    );
+    gauge('cefd_buffer_max_bytes', 'Size limit of an output\'s disk buffer.', ['output'], () => outputs().filter((s) => s.bufferMaxBytes > 0).map((s) => [{ output: s.name }, s.bufferMaxBytes]));
+    gauge('cefd_buffer_degraded', '1 while an output\'s disk buffer cannot be written (events held in memory, reading paused).', ['output'], () =>
+      outputs().filter((s) => s.bufferMaxBytes > 0).map((s) => [{ output: s.name }, s.bufferDegraded]),
+    );
+    counter('cefd_buffer_write_errors_total', 'Failed writes to an output\'s disk buffer.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.bufferWriteErrors]));
+    counter('cefd_buffer_corrupt_bytes_total', 'Corrupt or truncated bytes skipped in an output\'s disk buffer.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.bufferCorruptBytes]));
+    counter('cefd_buffer_replayed_events_total', 'Undelivered events found in an output\'s disk buffer at start, delivered after the restart.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.bufferReplayed]));
     gauge('cefd_ingestion_paused', '1 while reading from sockets is paused because an output queue is full.', [], () => [[{}, this.paused ? 1 : 0]]);
     counter('cefd_ingestion_paused_seconds_total', 'Time reading was paused.', [], () => [[{}, (this.pausedTotalMs + (this.paused ? Date.now() - this.pausedSinceMs : 0)) / 1000]]);
     counter('cefd_dead_letters_total', 'Records written to the dead-letter output, per reason code.', ['reason'], () => [...this.deadLetters.map].map(([r, v]) => [{ reason: r }, v]));

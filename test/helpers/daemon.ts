@@ -91,12 +91,13 @@ export async function sendUdp(port: number, datagrams: (string | Buffer)[]): Pro
   s.close();
 }
 
-export function readNdjson(file: string): Record<string, unknown>[] {
+/** The records of an NDJSON file; `tolerateTornTail` ignores a last line without its newline. */
+export function readNdjson(file: string, opts: { tolerateTornTail?: boolean } = {}): Record<string, unknown>[] {
   if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const last = lines.pop();
+  if (last !== undefined && last !== '' && !opts.tolerateTornTail) lines.push(last);
+  return lines.filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /** Waits until `check` returns true (polling), or throws after `timeoutMs`. */

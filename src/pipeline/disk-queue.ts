@@ -1,0 +1,655 @@
+/**
+ * A disk-backed event queue: an output's buffer under `<state_dir>/buffers/<output>/`.
+ * An event counts as accepted once it is appended here; the output's delivered position
+ * is persisted, so after a restart (or a crash of cefd itself) the undelivered events are
+ * replayed in order.
+ *
+ * On disk: segment files `<16 hex digits>.seg` (named after the sequence number of their
+ * first record), each a run of blocks, one block per append (one socket read's worth of
+ * events):
+ *
+ *     u32 magic "CEFB" | u32 body bytes | u32 record count | u32 CRC-32 of the body | body
+ *     body = count x (u32 record bytes | record UTF-8 JSON)
+ *
+ * All integers little-endian. The CRC covers a whole block, so it costs one native call per
+ * append, not per event. A block whose header or CRC does not check (a crash mid-write, a
+ * bad disk) is skipped and counted; reading resynchronizes at the next block magic whose
+ * CRC checks. Appends always go to a fresh segment after a restart, so a torn tail is
+ * never appended to.
+ *
+ * The delivered position (`ack.json`: segment, block offset, index in the block) is
+ * written at most every 200 ms and at close, without fsync: after a crash some delivered
+ * events are delivered again (at least once; every event carries a stable `id`).
+ *
+ * Write errors (disk full, read-only file system) keep the records in a bounded memory
+ * overflow, reported through `writeError`; the owner pauses the sources, and the overflow
+ * is written to disk as soon as a write succeeds again (checked at each append and every
+ * second).
+ */
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { EventQueue } from './queue.js';
+
+const MAGIC = 0x42464543; // "CEFB" little-endian
+const HEADER = 16;
+/** No block is larger than this (a sanity bound when reading headers). */
+const MAX_BLOCK_BYTES = 256 * 1024 * 1024;
+const ACK_FILE = 'ack.json';
+
+export interface DiskQueueOptions {
+  dir: string;
+  /** Most bytes of segment files kept (undelivered events, plus the delivered part of the oldest segment). */
+  maxBytes: number;
+  /** Segment size; default maxBytes/8, between 64 KiB and 32 MiB. */
+  segmentBytes?: number;
+  fsync: 'never' | 'batch' | 'interval';
+  fsyncIntervalMs: number;
+  /** Reports corrupt data found while reading: bytes skipped. */
+  onCorrupt?: (bytes: number, where: string) => void;
+  /** Reports a write that failed (the records are held in memory). */
+  onWriteError?: (error: string) => void;
+  /** Reports that writes succeed again. */
+  onWriteRecovered?: () => void;
+}
+
+interface Segment {
+  firstSeq: number;
+  path: string;
+  /** Bytes in the file (known: we wrote it, or we stat-ed it at open). */
+  size: number;
+  /** Valid records counted at open or appended since. */
+  records: number;
+  /** Corrupt stretches found at open: start offset → where the next valid block starts (already reported). */
+  skips?: Map<number, number>;
+}
+
+interface AheadBlock {
+  seg: Segment;
+  offset: number;
+  count: number;
+  /** Records of this block not yet in `ahead` (the part before the ack point at open). */
+  skip: number;
+}
+
+interface AckPos {
+  segment: number;
+  offset: number;
+  index: number;
+}
+
+function segName(firstSeq: number): string {
+  return `${firstSeq.toString(16).padStart(16, '0')}.seg`;
+}
+
+export class DiskQueue implements EventQueue {
+  readonly durable = true;
+  private segments: Segment[] = [];
+  private writeFd = -1;
+  private nextSeq = 0;
+  /** Records on disk not yet acknowledged (valid ones). */
+  private diskCount = 0;
+  /** Decoded records read ahead of the ack point, and the blocks they came from. */
+  private ahead: string[] = [];
+  private aheadBlocks: AheadBlock[] = [];
+  /** Read cursor: next block to read. */
+  private readSeg = 0;
+  private readOffset = 0;
+  /** Ack point: the first unacknowledged record's block and index. */
+  private ackPos: AckPos | null = null;
+  private ackDirty = false;
+  private ackTimer: NodeJS.Timeout | null = null;
+  private fsyncTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private dirty = false;
+  /** Records that could not be written (memory), in order after everything on disk. */
+  private overflow: string[] = [];
+  /** How many overflow records the last peek handed out (not acked yet). */
+  private overflowInFlight = 0;
+  private error: string | null = null;
+  private readonly segmentBytes: number;
+  private scratch = Buffer.allocUnsafe(256 * 1024);
+  /** The tail of what was appended, still decoded, so a caught-up reader skips the disk. */
+  private readonly tail = new Map<string, { records: string[]; bytes: number }>();
+  private tailBytes = 0;
+  private static readonly TAIL_MAX_BYTES = 16 * 1024 * 1024;
+  private closed = false;
+  /** Events found undelivered at open. */
+  readonly replayed: number;
+
+  private constructor(private readonly opts: DiskQueueOptions) {
+    this.segmentBytes = opts.segmentBytes ?? Math.min(32 * 1024 * 1024, Math.max(64 * 1024, Math.floor(opts.maxBytes / 8)));
+    this.replayed = 0;
+  }
+
+  /** Opens (creating if needed) the buffer folder, recovers what is there. Throws when the folder is unusable. */
+  static open(opts: DiskQueueOptions): DiskQueue {
+    const q = new DiskQueue(opts);
+    fs.mkdirSync(opts.dir, { recursive: true, mode: 0o750 });
+    // Fail now, not at the first event, when the folder cannot be written.
+    fs.accessSync(opts.dir, fs.constants.W_OK);
+    q.recover();
+    (q as { replayed: number }).replayed = q.diskCount;
+    q.openWriteSegment();
+    if (opts.fsync === 'interval') {
+      q.fsyncTimer = setInterval(() => q.fsyncNow(), Math.max(1, opts.fsyncIntervalMs));
+      q.fsyncTimer.unref();
+    }
+    return q;
+  }
+
+  get length(): number {
+    return this.diskCount + this.overflow.length;
+  }
+
+  /** Bytes of segment files plus memory overflow (what `maxBytes` bounds). */
+  get bytes(): number {
+    let b = 0;
+    for (const s of this.segments) b += s.size;
+    for (const r of this.overflow) b += r.length;
+    return b;
+  }
+
+  get maxBytes(): number {
+    return this.opts.maxBytes;
+  }
+
+  /**
+   * How full the buffer is: 1 is full (the owner pauses the sources or drops), 2 the hard
+   * limit for sources that cannot be paused. Records held in memory after a write error
+   * count as full at once, up to `overflowMax` records for the hard limit.
+   */
+  fill(): number {
+    const disk = this.bytes / this.opts.maxBytes;
+    if (this.overflow.length === 0) return disk;
+    return Math.max(disk, 1 + this.overflow.length / this.overflowMax);
+  }
+
+  /** Records held in memory while the disk cannot be written, at most (the hard limit). */
+  overflowMax = 10_000;
+
+  /** The last write error, while records are held in memory; null when writes work. */
+  get writeError(): string | null {
+    return this.error;
+  }
+
+  get overflowLength(): number {
+    return this.overflow.length;
+  }
+
+  // ---- recovery ----
+
+  private recover(): void {
+    const names = fs.readdirSync(this.opts.dir).filter((n) => /^[0-9a-f]{16}\.seg$/.test(n)).sort();
+    for (const n of names) {
+      const path = join(this.opts.dir, n);
+      const size = fs.statSync(path).size;
+      this.segments.push({ firstSeq: parseInt(n.slice(0, 16), 16), path, size, records: 0 });
+    }
+    let ack: AckPos | null = null;
+    try {
+      const a = JSON.parse(fs.readFileSync(join(this.opts.dir, ACK_FILE), 'utf8')) as AckPos;
+      if (Number.isSafeInteger(a.segment) && Number.isSafeInteger(a.offset) && Number.isSafeInteger(a.index)) ack = a;
+    } catch {
+      ack = null;
+    }
+    // Drop segments wholly before the ack point.
+    if (ack !== null) {
+      const keep: Segment[] = [];
+      for (const s of this.segments) {
+        if (s.firstSeq < ack.segment) fs.rmSync(s.path, { force: true });
+        else keep.push(s);
+      }
+      this.segments = keep;
+      if (this.segments.length === 0 || this.segments[0]!.firstSeq !== ack.segment) ack = null;
+    }
+    // Count valid records from the ack point on (this also validates every block).
+    for (let i = 0; i < this.segments.length; i++) {
+      const s = this.segments[i]!;
+      const from = i === 0 && ack !== null ? ack.offset : 0;
+      let counted = 0;
+      let first = true;
+      this.scan(s, from, (_off, count) => {
+        let c = count;
+        if (first && i === 0 && ack !== null && _off === ack.offset) c = Math.max(0, count - ack.index);
+        first = false;
+        counted += c;
+      });
+      s.records = counted;
+      this.diskCount += counted;
+      // Only a name for the next segment: it must sort after every existing one.
+      this.nextSeq = Math.max(this.nextSeq, s.firstSeq + s.records + 1);
+    }
+    if (this.segments.length > 0) {
+      this.readSeg = 0;
+      this.readOffset = ack !== null ? ack.offset : 0;
+      if (ack !== null && ack.index > 0) {
+        // The first block is partly delivered: read it now and drop the delivered part.
+        this.pendingSkip = ack.index;
+      }
+      this.ackPos = ack ?? { segment: this.segments[0]!.firstSeq, offset: 0, index: 0 };
+    }
+  }
+
+  /** Records of the first block to drop at the first read (delivered before a restart). */
+  private pendingSkip = 0;
+
+  /**
+   * Walks the valid blocks of `s` from byte `from`: `each(offset, count)`. Corrupt
+   * stretches are skipped (resynchronizing at the next magic with a valid CRC), counted,
+   * and reported once per stretch. Returns the end of the last valid block.
+   */
+  private scan(s: Segment, from: number, each: (offset: number, count: number, body: Buffer | null) => void, wantBody = false): void {
+    const fd = fs.openSync(s.path, 'r');
+    try {
+      let off = from;
+      let badFrom = -1;
+      const head = Buffer.allocUnsafe(HEADER);
+      while (off + HEADER <= s.size) {
+        const ok = this.readBlockAt(fd, s, off, head, wantBody);
+        if (ok !== null) {
+          if (badFrom !== -1) {
+            this.opts.onCorrupt?.(off - badFrom, `${s.path} at ${badFrom}`);
+            badFrom = -1;
+          }
+          each(off, ok.count, ok.body);
+          off += HEADER + ok.bodyBytes;
+          continue;
+        }
+        if (badFrom === -1) badFrom = off;
+        off = this.resync(fd, s, off + 1);
+        (s.skips ??= new Map()).set(badFrom, off);
+      }
+      if (badFrom === -1 && off < s.size) {
+        badFrom = off;
+        (s.skips ??= new Map()).set(badFrom, s.size);
+      }
+      if (badFrom !== -1) this.opts.onCorrupt?.(s.size - badFrom, `${s.path} at ${badFrom}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** The block at `off` if its header and CRC check, else null. */
+  private readBlockAt(fd: number, s: Segment, off: number, head: Buffer, wantBody: boolean): { count: number; bodyBytes: number; body: Buffer | null } | null {
+    if (fs.readSync(fd, head, 0, HEADER, off) !== HEADER) return null;
+    if (head.readUInt32LE(0) !== MAGIC) return null;
+    const bodyBytes = head.readUInt32LE(4);
+    const count = head.readUInt32LE(8);
+    const crc = head.readUInt32LE(12);
+    if (bodyBytes > MAX_BLOCK_BYTES || off + HEADER + bodyBytes > s.size || count * 4 > bodyBytes) return null;
+    if (this.scratch.length < bodyBytes) this.scratch = Buffer.allocUnsafe(bodyBytes);
+    const body = this.scratch.subarray(0, bodyBytes);
+    if (fs.readSync(fd, body, 0, bodyBytes, off + HEADER) !== bodyBytes) return null;
+    if (crc32(body) !== crc) return null;
+    return { count, bodyBytes, body: wantBody ? body : null };
+  }
+
+  /** The next offset at or after `from` where a block magic starts, or the segment end. */
+  private resync(fd: number, s: Segment, from: number): number {
+    const chunk = Buffer.allocUnsafe(64 * 1024);
+    const magic = Buffer.from([0x43, 0x45, 0x46, 0x42]);
+    let off = from;
+    while (off < s.size) {
+      const n = fs.readSync(fd, chunk, 0, chunk.length, off);
+      if (n <= 0) break;
+      const i = chunk.subarray(0, n).indexOf(magic);
+      if (i !== -1) return off + i;
+      off += Math.max(1, n - 3);
+    }
+    return s.size;
+  }
+
+  // ---- writing ----
+
+  private openWriteSegment(): void {
+    const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segName(this.nextSeq)), size: 0, records: 0 };
+    const fd = fs.openSync(s.path, 'a', 0o640);
+    if (this.writeFd !== -1) this.closeWriteFd();
+    this.writeFd = fd;
+    this.segments.push(s);
+    if (this.ackPos === null) this.ackPos = { segment: s.firstSeq, offset: 0, index: 0 };
+  }
+
+  private closeWriteFd(): void {
+    if (this.writeFd === -1) return;
+    if (this.opts.fsync !== 'never' && this.dirty) {
+      try {
+        fs.fsyncSync(this.writeFd);
+      } catch {
+        // reported by the next write
+      }
+    }
+    fs.closeSync(this.writeFd);
+    this.writeFd = -1;
+    this.dirty = false;
+  }
+
+  private encode(records: readonly string[]): Buffer {
+    let max = HEADER;
+    for (let i = 0; i < records.length; i++) max += 4 + records[i]!.length * 3;
+    if (this.scratch.length < max) this.scratch = Buffer.allocUnsafe(Math.max(max, this.scratch.length * 2));
+    const buf = this.scratch;
+    let off = HEADER;
+    for (let i = 0; i < records.length; i++) {
+      const n = buf.write(records[i]!, off + 4, 'utf8');
+      buf.writeUInt32LE(n, off);
+      off += 4 + n;
+    }
+    buf.writeUInt32LE(MAGIC, 0);
+    buf.writeUInt32LE(off - HEADER, 4);
+    buf.writeUInt32LE(records.length, 8);
+    buf.writeUInt32LE(crc32(buf.subarray(HEADER, off)), 12);
+    return buf.subarray(0, off);
+  }
+
+  /** Writes one block; throws on failure after undoing a partial write. */
+  private writeBlock(records: readonly string[]): void {
+    let seg = this.segments[this.segments.length - 1]!;
+    const block = this.encode(records);
+    if (seg.size > 0 && seg.size + block.length > this.segmentBytes) {
+      this.openWriteSegment();
+      seg = this.segments[this.segments.length - 1]!;
+    }
+    const offset = seg.size;
+    let done = 0;
+    try {
+      while (done < block.length) done += fs.writeSync(this.writeFd, block, done, block.length - done);
+    } catch (e) {
+      if (done > 0) {
+        try {
+          fs.ftruncateSync(this.writeFd, offset);
+        } catch {
+          // The torn block fails its CRC and is skipped when read.
+          seg.size = offset + done;
+        }
+      }
+      throw e;
+    }
+    seg.size += block.length;
+    seg.records += records.length;
+    this.nextSeq += records.length;
+    this.diskCount += records.length;
+    this.dirty = true;
+    if (this.opts.fsync === 'batch') fs.fsyncSync(this.writeFd);
+    // Keep the decoded records for a reader that is caught up.
+    this.tail.set(`${seg.firstSeq}:${offset}`, { records: records.slice(), bytes: block.length });
+    this.tailBytes += block.length;
+    while (this.tailBytes > DiskQueue.TAIL_MAX_BYTES && this.tail.size > 1) {
+      const first = this.tail.keys().next().value as string;
+      this.tailBytes -= this.tail.get(first)!.bytes;
+      this.tail.delete(first);
+    }
+  }
+
+  append(records: readonly string[]): void {
+    if (records.length === 0) return;
+    if (this.closed) throw new Error('buffer closed');
+    if (this.overflow.length > 0) {
+      // Order: what waits in memory goes first.
+      for (const r of records) this.overflow.push(r);
+      this.flushOverflow();
+      return;
+    }
+    try {
+      this.writeBlock(records);
+      if (this.error !== null) this.recovered();
+    } catch (e) {
+      for (const r of records) this.overflow.push(r);
+      this.failed(e);
+    }
+  }
+
+  private recovered(): void {
+    if (this.retryTimer !== null) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = null;
+    }
+    this.error = null;
+    this.opts.onWriteRecovered?.();
+  }
+
+  private failed(e: unknown): void {
+    const err = e as NodeJS.ErrnoException;
+    const text = `${err.code ?? 'error'}: ${err.message}`;
+    const first = this.error === null;
+    this.error = text;
+    if (first) this.opts.onWriteError?.(text);
+    if (this.retryTimer === null) {
+      this.retryTimer = setInterval(() => this.flushOverflow(), 1000);
+      this.retryTimer.unref();
+    }
+  }
+
+  /** Tries to move the memory overflow to disk (not the part handed out by the last peek). */
+  flushOverflow(): void {
+    if (this.overflow.length === 0 || this.overflowInFlight > 0 || this.closed) return;
+    try {
+      // A fresh segment: the failed one may end in a torn block.
+      if (this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
+      this.writeBlock(this.overflow);
+      this.overflow = [];
+      if (this.error !== null) this.recovered();
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
+  private fsyncNow(): void {
+    if (!this.dirty || this.writeFd === -1) return;
+    this.dirty = false;
+    fs.fsync(this.writeFd, () => undefined);
+  }
+
+  // ---- reading ----
+
+  /** Reads the next valid block at the read cursor into `ahead`; false at the end of the data on disk. */
+  private readNextBlock(): boolean {
+    while (this.readSeg < this.segments.length) {
+      const s = this.segments[this.readSeg]!;
+      if (this.readOffset + HEADER > s.size) {
+        if (this.readSeg === this.segments.length - 1) return false;
+        this.readSeg++;
+        this.readOffset = 0;
+        continue;
+      }
+      const key = `${s.firstSeq}:${this.readOffset}`;
+      const cached = this.tail.get(key);
+      if (cached !== undefined) {
+        const recs = cached.records;
+        const skip = this.takeSkip(recs.length);
+        for (let i = skip; i < recs.length; i++) this.ahead.push(recs[i]!);
+        this.aheadBlocks.push({ seg: s, offset: this.readOffset, count: recs.length, skip });
+        this.readOffset += cached.bytes;
+        return true;
+      }
+      const known = s.skips?.get(this.readOffset);
+      if (known !== undefined) {
+        // Found and reported when the buffer was opened.
+        this.readOffset = known;
+        continue;
+      }
+      const fd = this.readFdFor(s);
+      const b = this.readBlockAt(fd, s, this.readOffset, this.head, true);
+      if (b === null) {
+        // Corrupt since it was written or counted: skip to the next good block. Its
+        // records are lost; the count is corrected when the reader reaches the end.
+        const at = this.readOffset;
+        const next = this.resync(fd, s, at + 1);
+        this.opts.onCorrupt?.(next - at, `${s.path} at ${at}`);
+        this.readOffset = next;
+        continue;
+      }
+      const body = b.body!;
+      let p = 0;
+      const skip = this.takeSkip(b.count);
+      for (let i = 0; i < b.count; i++) {
+        const n = body.readUInt32LE(p);
+        if (i >= skip) this.ahead.push(body.toString('utf8', p + 4, p + 4 + n));
+        p += 4 + n;
+      }
+      this.aheadBlocks.push({ seg: s, offset: this.readOffset, count: b.count, skip });
+      this.readOffset += HEADER + b.bodyBytes;
+      return true;
+    }
+    return false;
+  }
+
+  private readonly head = Buffer.allocUnsafe(HEADER);
+  private readFd = -1;
+  private readFdPath = '';
+
+  private readFdFor(s: Segment): number {
+    if (this.readFdPath !== s.path) {
+      if (this.readFd !== -1) fs.closeSync(this.readFd);
+      this.readFd = fs.openSync(s.path, 'r');
+      this.readFdPath = s.path;
+    }
+    return this.readFd;
+  }
+
+  private takeSkip(count: number): number {
+    const k = Math.min(this.pendingSkip, count);
+    this.pendingSkip = 0;
+    return k;
+  }
+
+  peek(max: number): string[] {
+    let more = true;
+    while (this.ahead.length < max && (more = this.readNextBlock())) {
+      // read more
+    }
+    // Everything on disk has been read: what the count still says was lost to corruption.
+    if (!more && this.diskCount > this.ahead.length) this.diskCount = this.ahead.length;
+    if (this.ahead.length > 0) {
+      this.overflowInFlight = 0;
+      return this.ahead.slice(0, max);
+    }
+    // Caught up with the disk: hand out what waits in memory.
+    const out = this.overflow.slice(0, max);
+    this.overflowInFlight = out.length;
+    return out;
+  }
+
+  ack(n: number): void {
+    let left = n;
+    const fromDisk = Math.min(left, this.ahead.length);
+    if (fromDisk > 0) {
+      this.ahead.splice(0, fromDisk);
+      this.diskCount -= fromDisk;
+      left -= fromDisk;
+      // Advance the ack point block by block.
+      let k = fromDisk;
+      while (k > 0 && this.aheadBlocks.length > 0) {
+        const blk = this.aheadBlocks[0]!;
+        const avail = blk.count - blk.skip;
+        if (k >= avail) {
+          k -= avail;
+          this.aheadBlocks.shift();
+          this.tail.delete(`${blk.seg.firstSeq}:${blk.offset}`);
+        } else {
+          blk.skip += k;
+          k = 0;
+        }
+      }
+      const head = this.aheadBlocks[0];
+      this.ackPos = head !== undefined
+        ? { segment: head.seg.firstSeq, offset: head.offset, index: head.skip }
+        : { segment: this.segments[this.readSeg]!.firstSeq, offset: this.readOffset, index: 0 };
+      this.dropDeliveredSegments();
+      this.recycleIfEmpty();
+      this.scheduleAckWrite();
+    }
+    if (left > 0) {
+      this.overflow.splice(0, left);
+      this.overflowInFlight = Math.max(0, this.overflowInFlight - left);
+    } else {
+      this.overflowInFlight = 0;
+    }
+    if (this.diskCount < 0) this.diskCount = 0;
+  }
+
+  /** Deletes segments before the ack point (never the one being written). */
+  private dropDeliveredSegments(): void {
+    const ack = this.ackPos;
+    if (ack === null) return;
+    while (this.segments.length > 1 && this.segments[0]!.firstSeq < ack.segment) {
+      const s = this.segments.shift()!;
+      this.readSeg--;
+      if (this.readFdPath === s.path) {
+        fs.closeSync(this.readFd);
+        this.readFd = -1;
+        this.readFdPath = '';
+      }
+      fs.rm(s.path, { force: true }, () => undefined);
+    }
+  }
+
+  /**
+   * Everything on disk is delivered: start a fresh segment and delete the current one,
+   * so a caught-up buffer holds no bytes (and a full disk gets its space back).
+   */
+  private recycleIfEmpty(): void {
+    if (this.diskCount > 0 || this.ahead.length > 0 || this.closed) return;
+    const cur = this.segments[this.segments.length - 1]!;
+    if (cur.size === 0 || this.readSeg !== this.segments.length - 1 || this.readOffset < cur.size) return;
+    try {
+      this.openWriteSegment();
+    } catch {
+      return; // keep the current one
+    }
+    this.readSeg = this.segments.length - 1;
+    this.readOffset = 0;
+    this.aheadBlocks = [];
+    this.tail.clear();
+    this.tailBytes = 0;
+    this.ackPos = { segment: this.segments[this.readSeg]!.firstSeq, offset: 0, index: 0 };
+    this.dropDeliveredSegments();
+  }
+
+  private scheduleAckWrite(): void {
+    this.ackDirty = true;
+    if (this.ackTimer !== null) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      this.writeAck();
+    }, 200);
+    this.ackTimer.unref();
+  }
+
+  private writeAck(): void {
+    if (!this.ackDirty || this.ackPos === null) return;
+    this.ackDirty = false;
+    const tmp = join(this.opts.dir, `${ACK_FILE}.tmp`);
+    try {
+      fs.writeFileSync(tmp, JSON.stringify(this.ackPos));
+      fs.renameSync(tmp, join(this.opts.dir, ACK_FILE));
+    } catch {
+      // Not fatal: after a crash more is delivered again.
+      this.ackDirty = true;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of [this.ackTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
+    if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
+    this.flushOverflowAtClose();
+    this.writeAck();
+    this.closeWriteFd();
+    if (this.readFd !== -1) fs.closeSync(this.readFd);
+    this.readFd = -1;
+    // An empty last segment is just clutter.
+    const last = this.segments[this.segments.length - 1];
+    if (last !== undefined && last.size === 0 && this.segments.length > 1) fs.rmSync(last.path, { force: true });
+  }
+
+  private flushOverflowAtClose(): void {
+    if (this.overflow.length === 0) return;
+    this.closed = false;
+    this.overflowInFlight = 0;
+    this.flushOverflow();
+    this.closed = true;
+  }
+}

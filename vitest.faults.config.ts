@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// Fault-injection tests: kill -9, full disks, floods, a million events against a stalled
+// output. Slow; run one file at a time so their measurements do not disturb each other.
+export default defineConfig({
+  test: {
+    include: ['test/faults/**/*.test.ts'],
+    testTimeout: 600_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    fileParallelism: false,
+  },
+});
