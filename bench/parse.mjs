@@ -8,27 +8,13 @@
 // file for the same --n and seed), read into memory, and fed to the framer in 64 KiB
 // chunks as a socket would deliver it. Prints events/s (wall clock), events per
 // CPU-second (user+system of this process) and peak RSS.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = dirname(fileURLToPath(import.meta.url));
+import { readFileSync } from 'node:fs';
+import { dataFile } from './data.mjs';
 const args = { n: 200000, framing: 'lf', stages: 'parse', runs: 3, chunk: 65536 };
 for (let i = 2; i < process.argv.length; i += 2) {
   const k = process.argv[i].replace(/^--/, '');
   if (!(k in args)) throw new Error(`unknown option --${k}`);
   args[k] = typeof args[k] === 'number' ? Number(process.argv[i + 1]) : process.argv[i + 1];
-}
-
-export function dataFile(n, framing) {
-  const dir = join(here, 'data');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `ksc-n${n}-s42.${framing === 'octet' ? 'oct' : 'log'}`);
-  if (!existsSync(file)) {
-    execFileSync(process.execPath, [join(here, 'gen-ksc.mjs'), '--n', String(n), '--seed', '42', '--framing', framing, '--out', file], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }
-  return file;
 }
 
 const { Framer } = await import('../dist/src/framing/framer.js');

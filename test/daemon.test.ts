@@ -6,6 +6,7 @@
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { makePki } from './helpers/pki.js';
@@ -223,11 +224,12 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
     await waitLines(join(d.dir, 'events.ndjson'), 1);
     await sendTcp(d.port('tls'), [`${OTHER}\n`], { tls: { ca, cert: pki.rogueClientCert, key: pki.rogueClientKey, servername: 'localhost' } }).catch(() => undefined);
     await sendTcp(d.port('tls'), [`${OTHER}\n`], { tls: { ca, servername: 'localhost' } }).catch(() => undefined);
-    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_handshake"}') === 2, 5000, 'two refused handshakes');
+    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_unauthorized"}') === 2, 5000, 'two refused client certificates');
     await new Promise((r) => setTimeout(r, 200));
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(1);
-    const logs = d.logs.parsed().filter((l) => l['reason'] === 'tls_handshake');
-    expect(logs.length).toBeGreaterThan(0);
+    const msgs = d.logs.parsed().filter((l) => l['reason'] === 'tls_unauthorized').map((l) => String(l['msg']));
+    expect(msgs.some((m) => m.includes('client certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE'))).toBe(true);
+    expect(msgs.some((m) => m.includes('no client certificate'))).toBe(true);
   });
 
   test('a pinned SHA-256 fingerprint admits KSC\'s self-signed client certificate and nothing else', async () => {
@@ -241,11 +243,40 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(1);
   });
 
+  test('an expired client certificate is refused with a log line and a counter', async () => {
+    const d = await start(tlsListener(`ca_file: "${pki.caCert}", client_auth: required`));
+    const ca = readFileSync(pki.caCert);
+    // A client that waits for the server (as KSC keeps its connection open).
+    const s = tls.connect({ host: '127.0.0.1', port: d.port('tls'), ca, cert: pki.expiredClientCert, key: pki.expiredClientKey, servername: 'localhost' });
+    s.on('error', () => undefined);
+    await new Promise((r) => s.on('close', r));
+    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_unauthorized"}') === 1, 5000, 'refused certificate');
+    expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(0);
+    const line = d.logs.parsed().find((l) => l['reason'] === 'tls_unauthorized');
+    expect(String(line?.['msg'])).toMatch(/client certificate refused: CERT_HAS_EXPIRED/);
+  });
+
   test('plain TCP on the TLS port is refused with a log line and a counter', async () => {
     const d = await start(tlsListener(''));
     await sendTcp(d.port('tls'), [`${OTHER}\n`]).catch(() => undefined);
     await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_handshake"}') === 1, 5000, 'refused handshake');
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(0);
+  });
+});
+
+describe('metrics endpoint', () => {
+  test('with a bearer token, requests without it get 401', async () => {
+    const d = await start(`${BASE.replace('metrics: { host: 127.0.0.1, port: 0 }', 'metrics: { host: 127.0.0.1, port: 0, bearer_token: "m-secret" }')}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
+`);
+    const base = `http://127.0.0.1:${d.metricsPort()}`;
+    expect((await fetch(`${base}/metrics`)).status).toBe(401);
+    expect((await fetch(`${base}/readyz`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    const ok = await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer m-secret' } });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain('cefd_events_parsed_total');
+    expect((await fetch(`${base}/healthz`, { headers: { authorization: 'Bearer m-secret' } })).status).toBe(200);
   });
 });
 

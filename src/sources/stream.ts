@@ -95,8 +95,11 @@ export class StreamSource implements Source {
       minVersion: t.min_version,
       handshakeTimeout: Math.round(t.handshake_timeout * 1000),
       requestCert: t.client_auth !== 'none' || this.fingerprints.size > 0,
-      // Pinned fingerprints replace CA verification (KSC presents a self-signed certificate).
-      rejectUnauthorized: t.client_auth === 'required' && this.fingerprints.size === 0,
+      // Client certificates are checked after the handshake (secured()), before a byte is
+      // read: that way the log says why (expired, unknown CA, no certificate), which
+      // OpenSSL's own rejection hides behind "socket hang up" with TLS 1.3. Pinned
+      // fingerprints replace CA verification (KSC presents a self-signed certificate).
+      rejectUnauthorized: false,
     };
     if (t.key_passphrase !== undefined) opts.passphrase = t.key_passphrase;
     if (t.ca_file !== undefined) opts.ca = readFileSync(t.ca_file);
@@ -202,10 +205,12 @@ export class StreamSource implements Source {
         s.destroy();
         return;
       }
-    } else if (t.client_auth === 'optional') {
+    } else if (t.client_auth !== 'none' && !s.authorized) {
       const cert = s.getPeerCertificate();
-      if (cert !== null && Object.keys(cert).length > 0 && !s.authorized) {
-        this.telemetry.connectionRejected(this.name, 'tls_unauthorized', `${peer}: ${String(s.authorizationError)}`);
+      const presented = cert !== null && Object.keys(cert).length > 0;
+      if (presented || t.client_auth === 'required') {
+        const why = presented ? String(s.authorizationError) : 'no client certificate';
+        this.telemetry.connectionRejected(this.name, 'tls_unauthorized', `${peer}: client certificate refused: ${why}`);
         s.destroy();
         return;
       }

@@ -1,0 +1,1 @@
+export function dataFile(n: number, framing?: 'lf' | 'octet'): string;
