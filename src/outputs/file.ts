@@ -187,12 +187,12 @@ export class FileOutput implements Output {
   }
 
   async send(batch: Batch): Promise<SendResult> {
-    if (batch.records.length === 0) return DELIVERED;
+    if (batch.ndjson !== undefined ? batch.ndjson.length === 0 : batch.records.length === 0) return DELIVERED;
     if (this.closed) return this.retry('the output is closed');
     if (!this.started) return this.retry('the output is not started');
     let buf: Buffer;
     try {
-      buf = encodeNdjson(batch.records);
+      buf = batch.ndjson ?? encodeNdjson(batch.records);
     } catch (err) {
       return this.retry(`cannot encode the batch: ${errorText(err)}`);
     }

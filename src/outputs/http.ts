@@ -274,10 +274,10 @@ export class HttpOutput implements Output {
 
   async send(batch: Batch): Promise<SendResult> {
     try {
-      if (batch.records.length === 0) return DELIVERED;
+      if (batch.ndjson !== undefined ? batch.ndjson.length === 0 : batch.records.length === 0) return DELIVERED;
       if (this.closed) return this.retry('the output is closed');
       if (!this.started || this.url === null || this.agent === null) return this.retry('the output is not started');
-      let body = this.format === 'ndjson' ? encodeNdjson(batch.records) : encodeJsonArray(batch.records);
+      let body = this.format === 'ndjson' ? (batch.ndjson ?? encodeNdjson(batch.records)) : encodeJsonArray(batch.records);
       if (this.compress === 'gzip') body = await gzipAsync(body);
       return await this.post(body);
     } catch (err) {

@@ -74,12 +74,12 @@ export class StdoutOutput implements Output {
 
   private async write(batch: Batch): Promise<SendResult> {
     try {
-      if (batch.records.length === 0) return DELIVERED;
+      if (batch.ndjson !== undefined ? batch.ndjson.length === 0 : batch.records.length === 0) return DELIVERED;
       if (this.closed) return this.retryResult('the output is closed');
       this.listen();
       const dead = this.deadReason();
       if (dead !== null) return this.rejectedResult(dead);
-      const buf = encodeNdjson(batch.records);
+      const buf = batch.ndjson ?? encodeNdjson(batch.records);
       return await new Promise<SendResult>((resolve) => {
         const s = this.stream;
         let settled = false;

@@ -8,6 +8,12 @@
 /** One batch of serialized events: each record is one JSON text, without a newline. */
 export interface Batch {
   readonly records: readonly string[];
+  /**
+   * The same records already encoded as NDJSON (each record's UTF-8 text and a newline),
+   * when the queue holds them that way (the disk buffer): an NDJSON output writes these
+   * bytes as they are instead of encoding `records` again.
+   */
+  readonly ndjson?: Buffer;
 }
 
 export type SendResult =

@@ -9,10 +9,12 @@
  * events):
  *
  *     u32 magic "CEFB" | u32 body bytes | u32 record count | u32 CRC-32 of the body | body
- *     body = count x (u32 record bytes | record UTF-8 JSON)
+ *     body = the records as NDJSON: each record's UTF-8 JSON text and a newline
  *
  * All integers little-endian. The CRC covers a whole block, so it costs one native call per
- * append, not per event. A block whose header or CRC does not check (a crash mid-write, a
+ * append, not per event. The body being NDJSON, a batch read from the buffer goes to a
+ * file or an HTTP output as it is: each event is encoded to UTF-8 once, when appended
+ * (records are JSON texts, which never hold a raw newline). A block whose header or CRC does not check (a crash mid-write, a
  * bad disk) is skipped and counted; reading resynchronizes at the next block magic whose
  * CRC checks. Appends always go to a fresh segment after a restart, so a torn tail is
  * never appended to.
@@ -29,7 +31,7 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { EventQueue } from './queue.js';
+import { BytesBatch, StringBatch, type EventQueue, type QueueBatch } from './queue.js';
 
 const MAGIC = 0x42464543; // "CEFB" little-endian
 const HEADER = 16;
@@ -67,9 +69,13 @@ interface Segment {
 interface AheadBlock {
   seg: Segment;
   offset: number;
+  /** The block's NDJSON body (a private copy). */
+  body: Buffer;
   count: number;
-  /** Records of this block not yet in `ahead` (the part before the ack point at open). */
-  skip: number;
+  /** Records of this block already acknowledged (or delivered before a restart). */
+  taken: number;
+  /** Byte offset in `body` of the first record not taken. */
+  takenBytes: number;
 }
 
 interface AckPos {
@@ -89,9 +95,11 @@ export class DiskQueue implements EventQueue {
   private nextSeq = 0;
   /** Records on disk not yet acknowledged (valid ones). */
   private diskCount = 0;
-  /** Decoded records read ahead of the ack point, and the blocks they came from. */
-  private ahead: string[] = [];
-  private aheadBlocks: AheadBlock[] = [];
+  /** Blocks read ahead of the ack point, and how many of their records are not acknowledged. */
+  private ahead: AheadBlock[] = [];
+  private aheadCount = 0;
+  /** The last batch handed out by peek (a retry gets the same one). */
+  private peeked: { batch: QueueBatch; max: number; fromOverflow: boolean } | null = null;
   /** Read cursor: next block to read. */
   private readSeg = 0;
   private readOffset = 0;
@@ -109,8 +117,8 @@ export class DiskQueue implements EventQueue {
   private error: string | null = null;
   private readonly segmentBytes: number;
   private scratch = Buffer.allocUnsafe(256 * 1024);
-  /** The tail of what was appended, still decoded, so a caught-up reader skips the disk. */
-  private readonly tail = new Map<string, { records: string[]; bytes: number }>();
+  /** The tail of what was appended (block bodies by `segment:offset`), so a caught-up reader skips the disk. */
+  private readonly tail = new Map<string, { body: Buffer; count: number; blockBytes: number }>();
   private tailBytes = 0;
   private static readonly TAIL_MAX_BYTES = 16 * 1024 * 1024;
   private closed = false;
@@ -277,7 +285,7 @@ export class DiskQueue implements EventQueue {
     const bodyBytes = head.readUInt32LE(4);
     const count = head.readUInt32LE(8);
     const crc = head.readUInt32LE(12);
-    if (bodyBytes > MAX_BLOCK_BYTES || off + HEADER + bodyBytes > s.size || count * 4 > bodyBytes) return null;
+    if (bodyBytes > MAX_BLOCK_BYTES || off + HEADER + bodyBytes > s.size || count > bodyBytes) return null;
     if (this.scratch.length < bodyBytes) this.scratch = Buffer.allocUnsafe(bodyBytes);
     const body = this.scratch.subarray(0, bodyBytes);
     if (fs.readSync(fd, body, 0, bodyBytes, off + HEADER) !== bodyBytes) return null;
@@ -325,28 +333,31 @@ export class DiskQueue implements EventQueue {
     this.dirty = false;
   }
 
+  /** The block of `records`: header and NDJSON body, in the scratch buffer. */
   private encode(records: readonly string[]): Buffer {
     let max = HEADER;
-    for (let i = 0; i < records.length; i++) max += 4 + records[i]!.length * 3;
+    for (let i = 0; i < records.length; i++) max += 1 + records[i]!.length * 3;
     if (this.scratch.length < max) this.scratch = Buffer.allocUnsafe(Math.max(max, this.scratch.length * 2));
     const buf = this.scratch;
     let off = HEADER;
     for (let i = 0; i < records.length; i++) {
-      const n = buf.write(records[i]!, off + 4, 'utf8');
-      buf.writeUInt32LE(n, off);
-      off += 4 + n;
+      off += buf.write(records[i]!, off, 'utf8');
+      buf[off++] = 0x0a;
     }
-    buf.writeUInt32LE(MAGIC, 0);
-    buf.writeUInt32LE(off - HEADER, 4);
-    buf.writeUInt32LE(records.length, 8);
-    buf.writeUInt32LE(crc32(buf.subarray(HEADER, off)), 12);
+    this.header(buf, off - HEADER, records.length, buf.subarray(HEADER, off));
     return buf.subarray(0, off);
   }
 
+  private header(buf: Buffer, bodyBytes: number, count: number, body: Buffer): void {
+    buf.writeUInt32LE(MAGIC, 0);
+    buf.writeUInt32LE(bodyBytes, 4);
+    buf.writeUInt32LE(count, 8);
+    buf.writeUInt32LE(crc32(body), 12);
+  }
+
   /** Writes one block; throws on failure after undoing a partial write. */
-  private writeBlock(records: readonly string[]): void {
+  private writeBlock(block: Buffer, count: number): void {
     let seg = this.segments[this.segments.length - 1]!;
-    const block = this.encode(records);
     if (seg.size > 0 && seg.size + block.length > this.segmentBytes) {
       this.openWriteSegment();
       seg = this.segments[this.segments.length - 1]!;
@@ -367,18 +378,41 @@ export class DiskQueue implements EventQueue {
       throw e;
     }
     seg.size += block.length;
-    seg.records += records.length;
-    this.nextSeq += records.length;
-    this.diskCount += records.length;
+    seg.records += count;
+    this.nextSeq += count;
+    this.diskCount += count;
     this.dirty = true;
     if (this.opts.fsync === 'batch') fs.fsyncSync(this.writeFd);
-    // Keep the decoded records for a reader that is caught up.
-    this.tail.set(`${seg.firstSeq}:${offset}`, { records: records.slice(), bytes: block.length });
+    // Keep a copy of the body for a reader that is caught up (no read, no CRC check).
+    this.tail.set(`${seg.firstSeq}:${offset}`, { body: Buffer.from(block.subarray(HEADER)), count, blockBytes: block.length });
     this.tailBytes += block.length;
     while (this.tailBytes > DiskQueue.TAIL_MAX_BYTES && this.tail.size > 1) {
       const first = this.tail.keys().next().value as string;
-      this.tailBytes -= this.tail.get(first)!.bytes;
+      this.tailBytes -= this.tail.get(first)!.blockBytes;
       this.tail.delete(first);
+    }
+  }
+
+  /**
+   * Appends records already encoded as NDJSON (`count` lines, each ending in a newline):
+   * no second UTF-8 encoding. Same failure handling as append().
+   */
+  appendNdjson(ndjson: Buffer, count: number): void {
+    if (count === 0) return;
+    if (this.overflow.length > 0 || this.closed) {
+      this.append(splitNdjson(ndjson));
+      return;
+    }
+    const need = HEADER + ndjson.length;
+    if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(Math.max(need, this.scratch.length * 2));
+    ndjson.copy(this.scratch, HEADER);
+    this.header(this.scratch, ndjson.length, count, ndjson);
+    try {
+      this.writeBlock(this.scratch.subarray(0, need), count);
+      if (this.error !== null) this.recovered();
+    } catch (e) {
+      for (const r of splitNdjson(ndjson)) this.overflow.push(r);
+      this.failed(e);
     }
   }
 
@@ -392,7 +426,7 @@ export class DiskQueue implements EventQueue {
       return;
     }
     try {
-      this.writeBlock(records);
+      this.writeBlock(this.encode(records), records.length);
       if (this.error !== null) this.recovered();
     } catch (e) {
       for (const r of records) this.overflow.push(r);
@@ -427,7 +461,7 @@ export class DiskQueue implements EventQueue {
     try {
       // A fresh segment: the failed one may end in a torn block.
       if (this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
-      this.writeBlock(this.overflow);
+      this.writeBlock(this.encode(this.overflow), this.overflow.length);
       this.overflow = [];
       if (this.error !== null) this.recovered();
     } catch (e) {
@@ -453,14 +487,10 @@ export class DiskQueue implements EventQueue {
         this.readOffset = 0;
         continue;
       }
-      const key = `${s.firstSeq}:${this.readOffset}`;
-      const cached = this.tail.get(key);
+      const cached = this.tail.get(`${s.firstSeq}:${this.readOffset}`);
       if (cached !== undefined) {
-        const recs = cached.records;
-        const skip = this.takeSkip(recs.length);
-        for (let i = skip; i < recs.length; i++) this.ahead.push(recs[i]!);
-        this.aheadBlocks.push({ seg: s, offset: this.readOffset, count: recs.length, skip });
-        this.readOffset += cached.bytes;
+        this.pushAhead(s, this.readOffset, cached.body, cached.count);
+        this.readOffset += cached.blockBytes;
         return true;
       }
       const known = s.skips?.get(this.readOffset);
@@ -480,19 +510,20 @@ export class DiskQueue implements EventQueue {
         this.readOffset = next;
         continue;
       }
-      const body = b.body!;
-      let p = 0;
-      const skip = this.takeSkip(b.count);
-      for (let i = 0; i < b.count; i++) {
-        const n = body.readUInt32LE(p);
-        if (i >= skip) this.ahead.push(body.toString('utf8', p + 4, p + 4 + n));
-        p += 4 + n;
-      }
-      this.aheadBlocks.push({ seg: s, offset: this.readOffset, count: b.count, skip });
+      this.pushAhead(s, this.readOffset, Buffer.from(b.body!), b.count);
       this.readOffset += HEADER + b.bodyBytes;
       return true;
     }
     return false;
+  }
+
+  private pushAhead(seg: Segment, offset: number, body: Buffer, count: number): void {
+    const skip = Math.min(this.pendingSkip, count);
+    this.pendingSkip = 0;
+    const blk: AheadBlock = { seg, offset, body, count, taken: 0, takenBytes: 0 };
+    if (skip > 0) advanceBlock(blk, skip);
+    this.ahead.push(blk);
+    this.aheadCount += count - skip;
   }
 
   private readonly head = Buffer.allocUnsafe(HEADER);
@@ -508,65 +539,80 @@ export class DiskQueue implements EventQueue {
     return this.readFd;
   }
 
-  private takeSkip(count: number): number {
-    const k = Math.min(this.pendingSkip, count);
-    this.pendingSkip = 0;
-    return k;
+  /** Up to `max` records from the head, not removed (strings). */
+  peek(max: number): string[] {
+    return this.peekBatch(max).records.slice();
   }
 
-  peek(max: number): string[] {
+  /**
+   * Up to `max` records from the head, not removed: NDJSON bytes straight from the blocks
+   * (what the outputs write), with the strings decoded only if someone asks. A second
+   * call before ack() returns the same batch.
+   */
+  peekBatch(max: number): QueueBatch {
+    if (this.peeked !== null && this.peeked.max === max) return this.peeked.batch;
     let more = true;
-    while (this.ahead.length < max && (more = this.readNextBlock())) {
+    while (this.aheadCount < max && (more = this.readNextBlock())) {
       // read more
     }
     // Everything on disk has been read: what the count still says was lost to corruption.
-    if (!more && this.diskCount > this.ahead.length) this.diskCount = this.ahead.length;
-    if (this.ahead.length > 0) {
-      this.overflowInFlight = 0;
-      return this.ahead.slice(0, max);
+    if (!more && this.diskCount > this.aheadCount) this.diskCount = this.aheadCount;
+    if (this.aheadCount === 0) {
+      // Caught up with the disk: hand out what waits in memory.
+      const recs = this.overflow.slice(0, max);
+      this.overflowInFlight = recs.length;
+      const batch = new StringBatch(recs);
+      this.peeked = { batch, max, fromOverflow: true };
+      return batch;
     }
-    // Caught up with the disk: hand out what waits in memory.
-    const out = this.overflow.slice(0, max);
-    this.overflowInFlight = out.length;
-    return out;
+    let need = Math.min(max, this.aheadCount);
+    const count = need;
+    const slices: Buffer[] = [];
+    for (const blk of this.ahead) {
+      if (need === 0) break;
+      const avail = blk.count - blk.taken;
+      const take = Math.min(avail, need);
+      const end = take === avail ? blk.body.length : nthLineEnd(blk.body, blk.takenBytes, take);
+      slices.push(blk.body.subarray(blk.takenBytes, end));
+      need -= take;
+    }
+    const batch = new BytesBatch(count, slices.length === 1 ? slices[0]! : Buffer.concat(slices));
+    this.overflowInFlight = 0;
+    this.peeked = { batch, max, fromOverflow: false };
+    return batch;
   }
 
   ack(n: number): void {
-    let left = n;
-    const fromDisk = Math.min(left, this.ahead.length);
-    if (fromDisk > 0) {
-      this.ahead.splice(0, fromDisk);
-      this.diskCount -= fromDisk;
-      left -= fromDisk;
-      // Advance the ack point block by block.
-      let k = fromDisk;
-      while (k > 0 && this.aheadBlocks.length > 0) {
-        const blk = this.aheadBlocks[0]!;
-        const avail = blk.count - blk.skip;
-        if (k >= avail) {
-          k -= avail;
-          this.aheadBlocks.shift();
-          this.tail.delete(`${blk.seg.firstSeq}:${blk.offset}`);
-        } else {
-          blk.skip += k;
-          k = 0;
-        }
-      }
-      const head = this.aheadBlocks[0];
-      this.ackPos = head !== undefined
-        ? { segment: head.seg.firstSeq, offset: head.offset, index: head.skip }
-        : { segment: this.segments[this.readSeg]!.firstSeq, offset: this.readOffset, index: 0 };
-      this.dropDeliveredSegments();
-      this.recycleIfEmpty();
-      this.scheduleAckWrite();
-    }
-    if (left > 0) {
-      this.overflow.splice(0, left);
-      this.overflowInFlight = Math.max(0, this.overflowInFlight - left);
-    } else {
+    const fromOverflow = this.peeked?.fromOverflow === true;
+    this.peeked = null;
+    if (n <= 0) return;
+    if (fromOverflow) {
+      this.overflow.splice(0, n);
       this.overflowInFlight = 0;
+      return;
     }
-    if (this.diskCount < 0) this.diskCount = 0;
+    let k = Math.min(n, this.aheadCount);
+    this.aheadCount -= k;
+    this.diskCount = Math.max(0, this.diskCount - k);
+    while (k > 0 && this.ahead.length > 0) {
+      const blk = this.ahead[0]!;
+      const avail = blk.count - blk.taken;
+      if (k >= avail) {
+        k -= avail;
+        this.ahead.shift();
+        this.tail.delete(`${blk.seg.firstSeq}:${blk.offset}`);
+      } else {
+        advanceBlock(blk, k);
+        k = 0;
+      }
+    }
+    const head = this.ahead[0];
+    this.ackPos = head !== undefined
+      ? { segment: head.seg.firstSeq, offset: head.offset, index: head.taken }
+      : { segment: this.segments[this.readSeg]!.firstSeq, offset: this.readOffset, index: 0 };
+    this.dropDeliveredSegments();
+    this.recycleIfEmpty();
+    this.scheduleAckWrite();
   }
 
   /** Deletes segments before the ack point (never the one being written). */
@@ -590,7 +636,7 @@ export class DiskQueue implements EventQueue {
    * so a caught-up buffer holds no bytes (and a full disk gets its space back).
    */
   private recycleIfEmpty(): void {
-    if (this.diskCount > 0 || this.ahead.length > 0 || this.closed) return;
+    if (this.diskCount > 0 || this.aheadCount > 0 || this.closed) return;
     const cur = this.segments[this.segments.length - 1]!;
     if (cur.size === 0 || this.readSeg !== this.segments.length - 1 || this.readOffset < cur.size) return;
     try {
@@ -600,7 +646,7 @@ export class DiskQueue implements EventQueue {
     }
     this.readSeg = this.segments.length - 1;
     this.readOffset = 0;
-    this.aheadBlocks = [];
+    this.ahead = [];
     this.tail.clear();
     this.tailBytes = 0;
     this.ackPos = { segment: this.segments[this.readSeg]!.firstSeq, offset: 0, index: 0 };
@@ -646,10 +692,38 @@ export class DiskQueue implements EventQueue {
   }
 
   private flushOverflowAtClose(): void {
+    this.peeked = null;
     if (this.overflow.length === 0) return;
     this.closed = false;
     this.overflowInFlight = 0;
     this.flushOverflow();
     this.closed = true;
   }
+}
+
+/** Byte offset just after the `n`-th newline at or after `from`. */
+function nthLineEnd(body: Buffer, from: number, n: number): number {
+  let at = from;
+  for (let i = 0; i < n; i++) {
+    const lf = body.indexOf(0x0a, at);
+    if (lf === -1) return body.length;
+    at = lf + 1;
+  }
+  return at;
+}
+
+function advanceBlock(blk: AheadBlock, n: number): void {
+  blk.takenBytes = nthLineEnd(blk.body, blk.takenBytes, n);
+  blk.taken += n;
+}
+
+/** The records of an NDJSON buffer, as strings. */
+export function splitNdjson(buf: Buffer): string[] {
+  const out: string[] = [];
+  let at = 0;
+  for (let lf = buf.indexOf(0x0a); lf !== -1; lf = buf.indexOf(0x0a, at)) {
+    out.push(buf.toString('utf8', at, lf));
+    at = lf + 1;
+  }
+  return out;
 }

@@ -148,25 +148,27 @@ export class OutputSlot {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
-      const batch = this.queue.peek(this.opts.batchMax);
-      const res = await this.output.send({ records: batch });
+      const batch = this.queue.peekBatch(this.opts.batchMax);
+      const n = batch.count;
+      const res = await this.output.send(batch);
       if (res.status === 'delivered') {
-        this.queue.ack(batch.length);
-        this.stats.sent += batch.length;
+        this.queue.ack(n);
+        this.stats.sent += n;
         if (backoff !== 0) {
           backoff = 0;
           this.telemetry.outputRecovered(this.name);
         }
       } else if (res.status === 'rejected') {
-        this.queue.ack(batch.length);
-        this.telemetry.outputRejected(this.name, batch.length, res.reason, res.error);
-        if (this.onReject !== null) this.onReject(this.name, batch, res.reason, res.error);
+        const records = batch.records;
+        this.queue.ack(n);
+        this.telemetry.outputRejected(this.name, n, res.reason, res.error);
+        if (this.onReject !== null) this.onReject(this.name, records, res.reason, res.error);
       } else {
         // Capped exponential backoff with full jitter; Retry-After wins when longer.
         backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
         let wait = backoff / 2 + (Math.random() * backoff) / 2;
         if (res.retryAfterMs !== undefined) wait = Math.min(this.opts.maxBackoffMs, Math.max(wait, res.retryAfterMs));
-        this.telemetry.outputRetrying(this.name, batch.length, res.error, wait);
+        this.telemetry.outputRetrying(this.name, n, res.error, wait);
         await this.sleep(wait);
       }
       this.afterDequeue();

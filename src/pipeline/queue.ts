@@ -15,6 +15,8 @@ export interface EventQueue {
   append(records: readonly string[]): void;
   /** Up to `max` records from the head, not removed. */
   peek(max: number): string[];
+  /** The same, as a batch for an output (NDJSON bytes when the queue has them). */
+  peekBatch(max: number): QueueBatch;
   /** Removes the first `n` records (delivered or dead-lettered). */
   ack(n: number): void;
   /**
@@ -29,6 +31,42 @@ export interface EventQueue {
   readonly bytes?: number;
   /** Releases files. */
   close(): Promise<void>;
+}
+
+/** A batch as the output runner hands it to an output (see outputs/types.ts Batch). */
+export interface QueueBatch {
+  readonly count: number;
+  readonly records: readonly string[];
+  /** The records as NDJSON (each + newline, UTF-8), when the queue holds them encoded. */
+  readonly ndjson?: Buffer;
+}
+
+export class StringBatch implements QueueBatch {
+  constructor(readonly records: readonly string[]) {}
+  get count(): number {
+    return this.records.length;
+  }
+}
+
+/** A batch read from the disk buffer: NDJSON bytes; the strings are decoded on first use. */
+export class BytesBatch implements QueueBatch {
+  private decoded: string[] | null = null;
+  constructor(
+    readonly count: number,
+    readonly ndjson: Buffer,
+  ) {}
+  get records(): readonly string[] {
+    if (this.decoded === null) {
+      const out: string[] = [];
+      let at = 0;
+      for (let lf = this.ndjson.indexOf(0x0a); lf !== -1; lf = this.ndjson.indexOf(0x0a, at)) {
+        out.push(this.ndjson.toString('utf8', at, lf));
+        at = lf + 1;
+      }
+      this.decoded = out;
+    }
+    return this.decoded;
+  }
 }
 
 /**
@@ -84,6 +122,10 @@ export class MemoryQueue implements EventQueue {
       i += take;
     }
     return out;
+  }
+
+  peekBatch(max: number): QueueBatch {
+    return new StringBatch(this.peek(max));
   }
 
   ack(n: number): void {

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// bench/stages.mjs — where the time goes: each stage of the pipeline on its own, on the
+// KSC workload of gen-ksc.mjs, in one thread, in events/s (and µs per event).
+//
+//   npm run build && node bench/stages.mjs [--n 200000] [--runs 5] [--json]
+//
+// Stages: framing (Framer over 64 KiB reads), syslog+CEF decode (decodeFrame, framing
+// excluded), ksc normalize, JSON encode (JSON.stringify of the normalized event), disk
+// buffer append + read back (DiskQueue on tmpfs), file output encode+write (FileOutput on
+// tmpfs), and the whole chain in one loop.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dataFile } from './data.mjs';
+
+const args = { n: 200000, runs: 5, json: false };
+for (let i = 2; i < process.argv.length; i++) {
+  const k = process.argv[i].replace(/^--/, '');
+  if (k === 'json') { args.json = true; continue; }
+  args[k] = Number(process.argv[++i]);
+}
+
+const { Framer } = await import('../dist/src/framing/framer.js');
+const { decodeFrame } = await import('../dist/src/decode.js');
+const { normalizeEvent, loadNormalizer } = await import('../dist/src/pipeline/normalize.js');
+const { DiskQueue } = await import('../dist/src/pipeline/disk-queue.js');
+const { FileOutput } = await import('../dist/src/outputs/file.js');
+
+const input = readFileSync(dataFile(args.n, 'lf'));
+const ksc = await loadNormalizer({ name: 'ksc' });
+
+// Frames once, for the stages after framing.
+const frames = [];
+{
+  const f = new Framer({ frame: (b) => frames.push(Buffer.from(b)), discarded() {}, notice() {} });
+  for (let o = 0; o < input.length; o += 65536) f.push(input.subarray(o, o + 65536));
+  f.end();
+}
+const now = Date.now();
+const decoded = () => frames.map((b) => decodeFrame(b, false, now).event);
+const normalized = () => { const evs = decoded(); for (const e of evs) normalizeEvent(e, [ksc]); return evs; };
+const jsons = normalized().map((e) => JSON.stringify(e));
+const shm = existsShm() ? '/dev/shm' : tmpdir();
+function existsShm() { try { return readFileSync('/proc/mounts', 'utf8').includes(' /dev/shm '); } catch { return false; } }
+
+function time(name, prepare, run) {
+  const results = [];
+  for (let r = 0; r < args.runs; r++) {
+    const state = prepare();
+    if (global.gc) global.gc();
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    run(state);
+    const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = process.cpuUsage(c0);
+    results.push({ sec, cpu: (cpu.user + cpu.system) / 1e6 });
+  }
+  results.sort((a, b) => a.sec - b.sec);
+  const best = results[0];
+  const med = results[Math.floor(results.length / 2)];
+  return { stage: name, eventsPerSec: Math.round(frames.length / med.sec), bestEventsPerSec: Math.round(frames.length / best.sec), usPerEvent: +((med.sec * 1e6) / frames.length).toFixed(2) };
+}
+
+const rows = [];
+rows.push(time('framing (LF, 64 KiB reads)', () => null, () => {
+  let n = 0;
+  const f = new Framer({ frame: () => { n++; }, discarded() {}, notice() {} });
+  for (let o = 0; o < input.length; o += 65536) f.push(input.subarray(o, o + 65536));
+  f.end();
+}));
+rows.push(time('decode: syslog header + CEF', () => null, () => { for (const b of frames) decodeFrame(b, false, now); }));
+rows.push(time('ksc normalize', () => decoded(), (evs) => { for (const e of evs) normalizeEvent(e, [ksc]); }));
+rows.push(time('JSON encode (JSON.stringify)', () => normalized(), (evs) => { for (const e of evs) JSON.stringify(e); }));
+rows.push(time('disk buffer: append + read back', () => {
+  const dir = mkdtempSync(join(shm, 'cefd-stage-'));
+  return { dir, q: DiskQueue.open({ dir, maxBytes: 4 << 30, fsync: 'never', fsyncIntervalMs: 1000 }) };
+}, ({ dir, q }) => {
+  for (let i = 0; i < jsons.length; i += 140) q.append(jsons.slice(i, i + 140));
+  for (let b = q.peek(1000); b.length > 0; b = q.peek(1000)) q.ack(b.length);
+  void q.close().then(() => rmSync(dir, { recursive: true, force: true }));
+}));
+// File output: async writes; measured with a promise chain outside time().
+async function fileStage() {
+  const results = [];
+  for (let r = 0; r < args.runs; r++) {
+    const dir = mkdtempSync(join(shm, 'cefd-stage-'));
+    const out = new FileOutput('bench', { path: join(dir, 'out.ndjson') });
+    await out.start();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < jsons.length; i += 1000) await out.send({ records: jsons.slice(i, i + 1000) });
+    const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+    await out.close();
+    rmSync(dir, { recursive: true, force: true });
+    results.push(sec);
+  }
+  results.sort((a, b) => a - b);
+  const med = results[Math.floor(results.length / 2)];
+  return { stage: 'file output: encode + write (tmpfs)', eventsPerSec: Math.round(frames.length / med), bestEventsPerSec: Math.round(frames.length / results[0]), usPerEvent: +((med * 1e6) / frames.length).toFixed(2) };
+}
+rows.push(await fileStage());
+rows.push(time('all of the above but I/O, one loop: frame, decode, normalize, encode', () => null, () => {
+  const f = new Framer({ frame: (b, _m, t) => { const r = decodeFrame(b, t, now); if (r.ok) { normalizeEvent(r.event, [ksc]); JSON.stringify(r.event); } }, discarded() {}, notice() {} });
+  for (let o = 0; o < input.length; o += 65536) f.push(input.subarray(o, o + 65536));
+  f.end();
+}));
+
+const avgJson = Math.round(jsons.reduce((s, j) => s + Buffer.byteLength(j), 0) / jsons.length);
+if (args.json) {
+  console.log(JSON.stringify({ n: frames.length, inputAvgBytes: Math.round(input.length / frames.length), eventAvgJsonBytes: avgJson, node: process.version, rows }));
+} else {
+  console.log(`${frames.length} events, input ${Math.round(input.length / frames.length)} B/event, output JSON ${avgJson} B/event, node ${process.version}, median of ${args.runs} runs\n`);
+  console.log('| stage | events/s | µs/event |\n|---|---:|---:|');
+  for (const r of rows) console.log(`| ${r.stage} | ${r.eventsPerSec.toLocaleString('en-US')} | ${r.usPerEvent} |`);
+}
