@@ -457,7 +457,19 @@ export class DiskQueue implements EventQueue {
 
   /** Tries to move the memory overflow to disk (not the part handed out by the last peek). */
   flushOverflow(): void {
-    if (this.overflow.length === 0 || this.overflowInFlight > 0 || this.closed) return;
+    if (this.overflowInFlight > 0 || this.closed) return;
+    if (this.overflow.length === 0) {
+      // Everything held in memory was delivered from there: probe the disk with an empty
+      // block, so the error clears (and its metric) as soon as writes work again.
+      if (this.error === null) return;
+      try {
+        this.writeBlock(this.encode([]), 0);
+        this.recovered();
+      } catch (e) {
+        this.failed(e);
+      }
+      return;
+    }
     try {
       // A fresh segment: the failed one may end in a torn block.
       if (this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
