@@ -12,6 +12,8 @@ import { compileFilter } from './pipeline/filter.js';
 import { loadNormalizer, type Normalizer } from './pipeline/normalize.js';
 import { FlowControl, OutputSlot } from './pipeline/output-slot.js';
 import { Pipeline } from './pipeline/pipeline.js';
+import { WorkerPool } from './pipeline/worker-pool.js';
+import { availableParallelism } from 'node:os';
 import { MemoryQueue, type EventQueue } from './pipeline/queue.js';
 import { DiskQueue } from './pipeline/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
@@ -50,6 +52,7 @@ export class Daemon {
   private deadLetter: SlotEntry | null = null;
   private sources: SourceEntry[] = [];
   private metrics: MetricsServer | null = null;
+  private pool: WorkerPool | null = null;
   private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
@@ -169,6 +172,16 @@ export class Daemon {
     return ref.slot;
   }
 
+  private workerConfig(c: Config) {
+    return {
+      defaultZone: c.timezone,
+      includeRaw: c.include_raw,
+      filters: c.outputs.map((o) => o.filter ?? ''),
+      chains: Object.fromEntries(c.listeners.map((l) => [l.name, l.normalizers])),
+      baseDir: c.base_dir,
+    };
+  }
+
   private makeSource(l: ListenerConfig, chain: Normalizer[]): Source {
     if (l.type === 'udp') return new UdpSource(l, this.pipeline!, this.telemetry, chain);
     return new StreamSource(l, this.pipeline!, this.flow, this.telemetry, chain);
@@ -204,6 +217,13 @@ export class Daemon {
     for (const x of this.extensions) {
       await x.start({ config: c, telemetry: this.telemetry, log: this.telemetry.log, addTap: (tap) => pipeline.addTap(tap) });
     }
+    const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
+    if (workers > 0) {
+      this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
+      await this.pool.init(this.workerConfig(c));
+      pipeline.useWorkers(this.pool);
+      this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
+    }
     for (const l of c.listeners) {
       const source = this.makeSource(l, chains.get(l.name)!);
       this.sources.push({ key: JSON.stringify(l), source });
@@ -236,6 +256,8 @@ export class Daemon {
     // Reading gets at most half the budget; flushing the rest.
     await Promise.all(this.sources.map((s) => s.source.stop(budget / 2)));
     this.pipeline?.commit();
+    // Reads still on decode workers reach the queues before the outputs stop.
+    await Promise.race([this.pipeline?.drain(), new Promise((r) => setTimeout(r, Math.max(100, budget / 4)).unref())]);
     this.telemetry.log.debug({ ms: Date.now() - t0 }, 'listeners stopped');
     for (const x of this.extensions) {
       await x.stop().catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name} did not stop cleanly: ${e.message}`));
@@ -260,6 +282,8 @@ export class Daemon {
     if (this.deadLetter !== null) account(this.deadLetter.slot, await this.deadLetter.slot.stop(remaining()));
     await this.metrics?.stop();
     this.metrics = null;
+    await this.pool?.close();
+    this.pool = null;
     if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered and lost (memory queues that did not drain within shutdown_timeout)`);
     else if (kept > 0) this.telemetry.log.info({ ms: Date.now() - t0, buffered: kept }, `stopped; ${kept} events wait in disk buffers`);
     else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
@@ -311,6 +335,19 @@ export class Daemon {
   }
 
   private async apply(next: Config): Promise<void> {
+    // Reading stops while outputs and workers change, so no read is decoded under one
+    // configuration and routed under another.
+    this.flow.block('reload', 'configuration reload');
+    try {
+      await this.pipeline!.drain();
+      if (this.pool !== null) await this.pool.init(this.workerConfig(next));
+      await this.applyLocked(next);
+    } finally {
+      this.flow.unblock('reload');
+    }
+  }
+
+  private async applyLocked(next: Config): Promise<void> {
     const prev = this.config;
     this.telemetry.log.level = next.logging.level;
     // Outputs: unchanged ones keep running; others are replaced.

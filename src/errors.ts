@@ -195,6 +195,181 @@ export const CODES = {
     description:
       'A connection closed without an orderly end in the middle of a frame: the bytes received go to the dead-letter output with this reason.',
   },
+  // KSC integration (src/ksc/): KscError codes, response-rule outcomes, admin API (src/admin/) errors
+  ksc_auth_failed: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'KSC refused the login (HTTP 401/403 on login or StartSession): wrong user name or password. cefd does not try again for 60 s, so it cannot lock the account. Admin API status 502.',
+  },
+  ksc_session_rejected: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'A KSC call was refused with 401/403 even right after a fresh login: the KSC user lacks the rights for it. Admin API status 502.',
+  },
+  ksc_pxg_error: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'KSC answered a call with a `PxgError` (code, module and message in the text), e.g. access denied for RunTask. Never retried. Admin API status 502.',
+  },
+  ksc_http_error: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'KSC answered with an HTTP status that is neither success nor an auth refusal (5xx after the retries). Admin API status 502.',
+  },
+  ksc_transport_error: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'The connection to KSC failed (refused, reset, DNS). Admin API status 502.',
+  },
+  ksc_timeout: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'KSC did not answer within `ksc.request_timeout`. Admin API status 504.',
+  },
+  ksc_tls_error: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'The KSC server certificate was not trusted: CA verification failed or the SHA-256 pin did not match. Nothing was sent. Admin API status 502.',
+  },
+  ksc_protocol_error: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      "An answer from KSC that is not the Open API's JSON. Admin API status 502.",
+  },
+  ksc_invalid_input: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Bad input to the KSC integration (connection name, URL, pin, secret, task list, API request field): nothing was changed. Admin API status 400; CLI exit 64.',
+  },
+  ksc_not_found: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'No such KSC connection, asset, task run or response rule. Admin API status 404.',
+  },
+  ksc_conflict: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'A KSC connection with that name already exists in the tenant. Admin API status 409.',
+  },
+  ksc_disabled: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      "The KSC connection is disabled, or its tenant's KSC integration is off: no import, no task start. Admin API status 409.",
+  },
+  ksc_no_secret: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'The KSC connection has no secret (neither in the secrets file nor in the credential file). Admin API status 409.',
+  },
+  ksc_task_not_applicable: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      "No task of the list applies to the asset (not a KUMA* task of its connection, another product or platform, the asset outside the task's scope, or the asset archived): nothing was started. Admin API status 409.",
+  },
+  ksc_task_running: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'The task is already requested or running for the asset: not started again (response rules count it as `skipped_running`). Admin API status 409.',
+  },
+  ksc_task_cooldown: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      "The task started for the asset less than the rule's `cooldown` ago: not started again (`skipped_cooldown`).",
+  },
+  ksc_rule_queue_full: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'A response rule\'s queue (`queue_max`) was full: the trigger was dropped, counted (`cefd_ksc_task_starts_total{result="dropped"}`) and logged (rate-limited).',
+  },
+  ksc_rule_dropped_at_stop: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'At shutdown or when a reload replaced a response rule, triggers still waiting in its queue were dropped (counted as `dropped`).',
+  },
+  ksc_task_state_failed: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'A KSC task-state event could not update the task runs (the state store failed); the event itself goes on to the outputs.',
+  },
+  ksc_store_failed: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'The KSC state store (`<state_dir>/ksc.sqlite`) could not be opened (permissions, or a store written by a newer cefd).',
+  },
+  admin_unauthorized: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: the request had no `Authorization: Bearer` header or a wrong token (status 401).',
+  },
+  admin_not_found: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: no such endpoint (status 404).',
+  },
+  admin_method_not_allowed: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: the endpoint exists but not with this HTTP method (status 405, with an `Allow` header).',
+  },
+  admin_bad_request: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: a malformed HTTP request or path (status 400).',
+  },
+  admin_bad_json: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: the request body is not valid JSON (status 400).',
+  },
+  admin_unsupported_media_type: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: a request body that is not `Content-Type: application/json` (status 415).',
+  },
+  admin_body_too_large: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: the request body is larger than `ksc.admin.max_body_bytes` (status 413; the connection is closed).',
+  },
+  admin_timeout: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: the request did not arrive within `ksc.admin.request_timeout` (status 408; the connection is closed).',
+  },
+  admin_internal: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API: an unexpected error (status 500); the daemon log has the details.',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type Code = keyof typeof CODES;

@@ -214,3 +214,23 @@ test('the task cache is replaced per connection and found by id across connectio
   expect(store.findTasksById('22')).toEqual([]);
   expect(store.findTasksById('31')[0]).toMatchObject({ connectionId: c.id, platform: 'linux' });
 });
+
+test('device lookups for task-state events: by name (indexed, archived too), else by IP', () => {
+  const { store } = open();
+  const c = store.addConnection({ name: 'main', url: 'ksc:13299' });
+  store.upsertAsset(c, host('ws1', { displayName: 'WS-0001', fqdn: 'ws-0001.corp.example', ips: ['10.0.0.1'] }), false);
+  store.upsertAsset(c, host('ws2', { displayName: 'srv.branch', fqdn: null, ips: ['10.0.0.2', '10.0.0.22'] }), true);
+  store.upsertAsset(c, host('ws3', { displayName: 'WS-00011', fqdn: 'ws-00011.corp.example', ips: ['10.0.0.11'] }), false);
+  const names = (xs: { displayName: string | null }[]) => xs.map((a) => a.displayName).sort();
+  expect(names(store.findAssetsByName('ws-0001'))).toEqual(['WS-0001']);
+  expect(names(store.findAssetsByName('WS-0001.CORP.EXAMPLE'))).toEqual(['WS-0001']);
+  expect(names(store.findAssetsByName('srv.other.example'))).toEqual(['srv.branch']);
+  // Candidates only: the caller's rule then refuses a display name's first label for a bare name.
+  expect(names(store.findAssetsByName('srv'))).toEqual(['srv.branch']);
+  expect(names(store.findAssetsByName('other'))).toEqual([]);
+  expect(store.findAssetsByName(' ')).toEqual([]);
+  expect(names(store.findAssetsByIp('10.0.0.2'))).toEqual(['srv.branch']);
+  expect(names(store.findAssetsByIp('10.0.0.1'))).toEqual(['WS-0001']);
+  expect(store.findAssetsByIp('10.0.0')).toEqual([]);
+  expect(store.schemaVersion()).toBe(2);
+});

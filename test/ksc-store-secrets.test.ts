@@ -106,3 +106,28 @@ test('connection views never carry the secret; a connection needs one', () => {
   k.deleteConnection('main');
   expect(readFileSync(join(d, SECRETS_FILE), 'utf8')).not.toContain('New-Secret-Pass-10');
 });
+
+test('two processes on one secrets file (a daemon and the CLI): each sees the other\'s changes', () => {
+  const d = join(dir(), 'state');
+  const file = join(d, SECRETS_FILE);
+  const daemon = new FileSecretStore(file);
+  const cli = new FileSecretStore(file);
+  expect(daemon.get({ id: 'c1' })).toBeUndefined();
+  cli.set('c1', { user: 'kuma', password: 'shared-secret-pass-1' });
+  expect(daemon.get({ id: 'c1' })).toEqual({ user: 'kuma', password: 'shared-secret-pass-1' });
+  expect(daemon.source({ id: 'c1' })).toBe('file');
+  // A write by the daemon keeps the CLI's entry (it re-reads before writing).
+  daemon.set('c2', { user: 'kuma', password: 'shared-secret-pass-2' });
+  expect(Object.keys((JSON.parse(readFileSync(file, 'utf8')) as { connections: object }).connections).sort()).toEqual(['c1', 'c2']);
+  cli.delete('c1');
+  expect(daemon.get({ id: 'c1' })).toBeUndefined();
+  expect(daemon.get({ id: 'c2' })).toEqual({ user: 'kuma', password: 'shared-secret-pass-2' });
+  // A broken file keeps what was known, with a warning that does not quote the file.
+  const warnings: string[] = [];
+  const w = new FileSecretStore(file, (m) => warnings.push(m));
+  writeFileSync(file, '{"c2": {"user": "kuma", "password": "shared-secret-pass-2"', { mode: 0o600 });
+  expect(w.get({ id: 'c2' })).toEqual({ user: 'kuma', password: 'shared-secret-pass-2' });
+  expect(warnings).toHaveLength(1);
+  expect(warnings[0]).toMatch(/cannot re-read the secrets file; keeping the secrets loaded before: secrets file .* is not valid JSON/);
+  expect(warnings[0]).not.toContain('shared-secret');
+});

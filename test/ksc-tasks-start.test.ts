@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, expect, test } from 'vitest';
 import { KscIntegration, KscPxgError, KscRefusedError, assetIdFor, isKumaTask, taskStateFromEvent, runStateOf } from '../src/ksc/index.js';
 import { decodeFrame } from '../src/decode.js';
+import { loadNormalizer, normalizeEvent } from '../src/pipeline/normalize.js';
 import type { CefdEvent } from '../src/event.js';
 import { startKscEmulator, defaultModel, type KscEmulator } from './ksc-emulator/index.js';
 import { LineCollector, memoryLogger, tempDir, waitFor } from './ksc-emulator/testkit.js';
@@ -178,4 +179,28 @@ test('task-state events: read by label, matched by task id or name and by host n
   // A repeated final event does not invent a new run.
   expect(k.applyTaskStateEvent({ taskId: '22', hostName: 'WS-0142', newState: 5, time: '2024-05-06T07:10:05Z' })).toMatchObject({ outcome: 'ignored' });
   expect(k.taskStatus({ assetId: asset(WS42) })).toHaveLength(1);
+});
+
+test('task-state events as the daemon sees them: read from the ksc normalizer\'s object', async () => {
+  const ksc = await loadNormalizer({ name: 'ksc' });
+  const normalized = (line: string): CefdEvent => {
+    const e = decode(line);
+    expect(normalizeEvent(e, [ksc]).kind).toBe('normalized');
+    return e;
+  };
+  // Slots differ from the usual ones (cn3/cs6/cs7): read by label, through event.ksc.
+  const e = normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Failed|3|rt=1714978990000 dhost=WS-0177 dst=10.0.12.77 cs6=KUMA Scan selection cs6Label=TaskName cs7=41 cs7Label=TaskId cn3=3 cn3Label=TaskNewState cn1=1 cn1Label=TaskOldState');
+  expect(e.ksc).toMatchObject({ eventType: 'KLPRCI_TaskState', category: 'task_state', task: { id: '41', newState: 'failed', newStateCode: 3, oldStateCode: 1 }, host: { name: 'WS-0177', ip: '10.0.12.77' } });
+  expect(taskStateFromEvent(e)).toEqual({ newState: 3, oldState: 1, taskId: '41', taskName: 'KUMA Scan selection', hostName: 'WS-0177', ip: '10.0.12.77', time: '2024-05-06T07:03:10.000Z' });
+  // An unknown state code is still a number (the run ignores it); other KSC events are not task-state events.
+  expect(taskStateFromEvent(normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=WS-0177 cs4=41 cs4Label=TaskId cn2=64 cn2Label=TaskNewState'))).toMatchObject({ newState: 64, taskId: '41' });
+  expect(taskStateFromEvent(normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLEVP_GroupTaskSyncState|x|1|dhost=WS-0177'))).toBeNull();
+  expect(taskStateFromEvent(normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|5|dhost=WS-0177'))).toBeNull();
+  // The "Syslog" format names the task but carries no state: not usable.
+  expect(taskStateFromEvent(normalized('<14>1 2024-05-06T07:03:10.000Z ksc.corp.example KES|11.0.0.0 - KLPRCI_TaskState [event@23668 et="KLPRCI_TaskState" tdn="KUMA Scan selection" hdn="WS-0177" hip="10.0.12.77"] Task completed'))).toBeNull();
+
+  // Fed to the runs: the run of WS-0177 started by hand fails.
+  await k.listTasks('main');
+  const r = await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'] });
+  expect(k.applyTaskStateEvent(e)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'failed', kscState: 3, error: 'KSC reports the task failed' }] });
 });

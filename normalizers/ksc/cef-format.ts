@@ -15,7 +15,7 @@ import type { CefRecord } from '../../src/event.js';
 import { isThreatCategory, labelTextOf, readState } from './derive.js';
 import { customSlot, resolveDuplicate, slotName, slotValue, type Labels } from './labels.js';
 import { severityName, typeInfo, type TypeInfo } from './tables.js';
-import { hexOrUndefined, ipv4Text, parseInteger, splitCefLines } from './text.js';
+import { hexOrUndefined, ipv4Text, parseInteger } from './text.js';
 import type { KscAttack, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
 
 /** Values of the well-known labels (primary names), filled during the pass. */
@@ -93,7 +93,6 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
   let dst: string | undefined;
   let duser: string | undefined;
   let act: string | undefined;
-  let msg: string | undefined;
   let filePath: string | undefined;
   let requestUrl: string | undefined;
   let fileName: string | undefined;
@@ -120,7 +119,6 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
       case 'destinationAddress': dst = ext[key]; break;
       case 'destinationUserName': duser = ext[key]; break;
       case 'deviceAction': act = ext[key]; break;
-      case 'message': msg = ext[key]; break;
       case 'filePath': filePath = ext[key]; break;
       case 'requestUrl': requestUrl = ext[key]; break;
       case 'fileName': fileName = ext[key]; break;
@@ -208,7 +206,10 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
     attack: undefined,
     labels,
     params: undefined,
-    messageLines: msg !== undefined ? splitCefLines(msg) : undefined,
+    // Not for CEF: `msg` is decoded with its real line breaks in cef.extensions.message
+    // already; repeating it split would double the largest field of the event. (The
+    // Syslog format needs it: its MSG holds the literal text `\r\n`.)
+    messageLines: undefined,
   };
 
   if (category === 'task_state' || known.taskName !== undefined || known.taskId !== undefined || known.taskOld !== undefined || known.taskNew !== undefined) {

@@ -105,23 +105,6 @@ export function splitLines(text: string, sep: string): string[] {
   return lines;
 }
 
-/**
- * CEF `msg` after CEF unescaping holds real line breaks (`\r\n` escapes became CR LF):
- * split on LF and drop the CR before it.
- */
-export function splitCefLines(text: string): string[] {
-  const lines = splitLines(text, '\n');
-  if (text.indexOf('\r') !== -1) {
-    for (let i = 0; i < lines.length; i++) {
-      const l = lines[i]!;
-      if (l.charCodeAt(l.length - 1) === 13) lines[i] = l.slice(0, -1);
-    }
-    let n = lines.length;
-    while (n > 1 && lines[n - 1] === '') n--;
-    lines.length = n;
-  }
-  return lines;
-}
 
 /**
  * APP-NAME of a KSC syslog line: `<product>|<version>` (`KES|11.0.0.0`, `1093|1.0.0.0`).

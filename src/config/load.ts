@@ -407,6 +407,7 @@ function crossChecks(c: Config, w: Walker): void {
     if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
     binds.set(id, l.name);
   });
+  if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   c.outputs.forEach((o, i) => {
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');

@@ -1,3 +1,40 @@
-/** The loaded `ksc` configuration section (see schema-ksc.ts). */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface KscConfigSection {}
+/** The loaded `ksc` configuration section (see schema-ksc.ts). Durations are seconds, sizes bytes, paths absolute. */
+
+export interface KscResponseRuleConfig {
+  name: string;
+  type: 'ksctasks';
+  filter?: string;
+  tasks: string[];
+  asset_field: 'source' | 'destination' | 'device';
+  workers: number;
+  cooldown: number;
+  queue_max: number;
+}
+
+export interface KscAdminConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
+  bearer_token?: string;
+  bearer_token_file?: string;
+  max_body_bytes: number;
+  request_timeout: number;
+}
+
+export interface KscConfig {
+  enabled: boolean;
+  tenant: string;
+  credentials_file?: string;
+  asset_sync_interval: number;
+  sync_on_start: boolean;
+  request_timeout: number;
+  retries: number;
+  task_run_blocking: number;
+  task_run_timeout: number;
+  admin: KscAdminConfig;
+  response_rules: KscResponseRuleConfig[];
+}
+
+export interface KscConfigSection {
+  ksc: KscConfig;
+}

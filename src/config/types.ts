@@ -104,6 +104,7 @@ export interface Config extends KscConfigSection {
   state_dir: string;
   timezone: string;
   include_raw: boolean;
+  decode_workers: number;
   shutdown_timeout: number;
   listeners: ListenerConfig[];
   outputs: OutputConfig[];

@@ -176,7 +176,7 @@ export async function syncConnectionAssets(store: KscStore, client: KscClient, c
   } catch (e) {
     res.error = redact((e as Error).message);
     store.recordSync(conn.id, { ok: false, error: res.error });
-    log.error({ connection: conn.name, tenant: conn.tenant, err: res.error }, 'KSC asset import failed');
+    log.warn({ connection: conn.name, tenant: conn.tenant, code: (e as { code?: string }).code ?? 'error', err: res.error }, 'KSC asset import failed; the assets imported before stay');
   }
   res.durationMs = Date.now() - t0;
   return res;

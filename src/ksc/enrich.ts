@@ -50,6 +50,8 @@ export class AssetIndex {
   private lastCheck = 0;
   /** Number of rebuilds (for tests and metrics). */
   rebuilds = 0;
+  /** Active assets in the index (all tenants). */
+  private count = 0;
 
   constructor(private readonly store: KscStore, private readonly o: { checkEveryMs?: number } = {}) {}
 
@@ -80,7 +82,14 @@ export class AssetIndex {
       }
     }
     this.tenants = next;
+    this.count = assets.length;
     this.rebuilds++;
+  }
+
+  /** Whether any active asset is known (refreshes first): lets a hot path skip enrichment cheaply. */
+  hasAssets(): boolean {
+    this.refresh();
+    return this.count > 0;
   }
 
   /**

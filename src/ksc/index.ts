@@ -61,6 +61,8 @@ export interface KscIntegrationOptions {
   /** Client settings for every connection (timeouts, retries, auth mode). */
   client?: Partial<Pick<KscClientOptions, 'timeoutMs' | 'retries' | 'backoffMs' | 'maxBackoffMs' | 'auth'>>;
   sync?: SyncOptions;
+  /** Told about every connection import (scheduled or on demand), for metrics. */
+  onSyncResult?: (r: SyncResult) => void;
   /** Clock for tests. */
   now?: () => Date;
 }
@@ -100,6 +102,8 @@ export class KscIntegration {
   private readonly clients = new Map<string, { key: string; client: KscClient }>();
   private index: AssetIndex | undefined;
   private syncing: Promise<SyncResult[]> | undefined;
+  /** Imports in flight, by connection id: a second request for the same connection joins the first. */
+  private readonly connSyncs = new Map<string, Promise<SyncResult>>();
 
   constructor(private readonly o: KscIntegrationOptions) {
     this.log = redactingLogger(o.logger ?? silentLogger);
@@ -242,14 +246,29 @@ export class KscIntegration {
         const why = c.disabled ? `KSC connection "${c.name}" is disabled` : `the KSC integration of tenant "${c.tenant}" is off`;
         return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0, error: why };
       }
-      let client: KscClient;
-      try {
-        client = this.clientFor(c);
-      } catch (e) {
-        this.store.recordSync(c.id, { ok: false, error: (e as Error).message });
-        return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0, error: (e as Error).message };
-      }
-      return syncConnectionAssets(this.store, client, c, { ...this.o.sync, logger: this.log });
+      const running = this.connSyncs.get(c.id);
+      if (running !== undefined) return running;
+      const p = (async (): Promise<SyncResult> => {
+        let client: KscClient;
+        try {
+          client = this.clientFor(c);
+        } catch (e) {
+          this.store.recordSync(c.id, { ok: false, error: (e as Error).message });
+          this.log.warn({ connection: c.name, tenant: c.tenant, code: (e as { code?: string }).code ?? 'error', err: (e as Error).message }, 'KSC asset import failed; the assets imported before stay');
+          return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0, error: (e as Error).message };
+        }
+        return syncConnectionAssets(this.store, client, c, { ...this.o.sync, logger: this.log });
+      })().then((r) => {
+        try {
+          this.o.onSyncResult?.(r);
+        } catch {
+          /* a metrics hook must not break an import */
+        }
+        return r;
+      });
+      this.connSyncs.set(c.id, p);
+      void p.finally(() => this.connSyncs.delete(c.id));
+      return p;
     });
     const out = (await Promise.all(runs)).filter((x): x is SyncResult => x !== undefined);
     this.index?.refresh(true);
@@ -268,7 +287,7 @@ export class KscIntegration {
           this.store.expireStaleRuns(o.staleRunMs ?? 24 * 3_600_000);
           return await this.syncAssets();
         } catch (e) {
-          this.log.error({ err: (e as Error).message }, 'scheduled KSC asset import failed');
+          this.log.warn({ err: (e as Error).message }, 'scheduled KSC asset import failed');
           return [];
         } finally {
           this.syncing = undefined;

@@ -159,11 +159,23 @@ function parseSecretsJson(text: string, where: string): Map<string, KscCredentia
  */
 export class FileSecretStore implements SecretStore {
   private entries: Map<string, KscCredentials>;
+  /** Identity of the file last read (inode, size, mtime): another process (the CLI next to a running daemon) may rewrite it. */
+  private stamp = '';
   constructor(readonly path: string, private readonly onWarn: (msg: string) => void = () => {}) {
     this.entries = this.load();
   }
 
+  private fileStamp(): string {
+    try {
+      const st = statSync(this.path);
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return '';
+    }
+  }
+
   private load(): Map<string, KscCredentials> {
+    this.stamp = this.fileStamp();
     if (!existsSync(this.path)) return new Map();
     const st = statSync(this.path);
     if ((st.mode & 0o077) !== 0) {
@@ -173,19 +185,31 @@ export class FileSecretStore implements SecretStore {
     return parseSecretsJson(readFileSync(this.path, 'utf8'), `secrets file ${this.path}`);
   }
 
+  /** Re-reads the file when it changed on disk (a broken file keeps the entries already known). */
+  private fresh(): Map<string, KscCredentials> {
+    if (this.fileStamp() !== this.stamp) {
+      try {
+        this.entries = this.load();
+      } catch (e) {
+        this.onWarn(`cannot re-read the secrets file; keeping the secrets loaded before: ${(e as Error).message}`);
+      }
+    }
+    return this.entries;
+  }
+
   get(ref: SecretRef): KscCredentials | undefined {
-    const c = this.entries.get(ref.id);
+    const c = this.fresh().get(ref.id);
     return c === undefined ? undefined : { ...c };
   }
   source(ref: SecretRef): 'file' | undefined {
-    return this.entries.has(ref.id) ? 'file' : undefined;
+    return this.fresh().has(ref.id) ? 'file' : undefined;
   }
   set(connectionId: string, c: KscCredentials): void {
-    this.entries.set(connectionId, checkCredentials(c, 'secret'));
+    this.fresh().set(connectionId, checkCredentials(c, 'secret'));
     this.save();
   }
   delete(connectionId: string): void {
-    if (this.entries.delete(connectionId)) this.save();
+    if (this.fresh().delete(connectionId)) this.save();
   }
 
   private save(): void {
@@ -205,6 +229,7 @@ export class FileSecretStore implements SecretStore {
     closeSync(fd);
     chmodSync(tmp, 0o600); // umask cannot widen it, but be explicit
     renameSync(tmp, this.path);
+    this.stamp = this.fileStamp();
   }
 }
 

@@ -313,6 +313,11 @@ const MIGRATIONS: string[] = [
   CREATE INDEX task_runs_task_asset ON task_runs(task_id, asset_id, id);
   CREATE INDEX task_runs_asset ON task_runs(asset_id, id);
   `,
+  // 2: task-state events find their device by name without scanning every asset
+  `
+  CREATE INDEX assets_display_name ON assets(lower(display_name));
+  CREATE INDEX assets_fqdn ON assets(lower(fqdn));
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -668,6 +673,32 @@ export class KscStore {
   getAsset(id: string): Asset | undefined {
     const r = this.db.prepare('SELECT * FROM assets WHERE id = ?').get(id) as Row | undefined;
     return r === undefined ? undefined : assetOf(r);
+  }
+
+  /**
+   * Assets (archived ones too) that may be the host `name`: display name or FQDN equal to it
+   * or to its first label, or beginning with `<name>.` or `<first label>.` (index lookups;
+   * the caller applies its exact rule).
+   */
+  findAssetsByName(name: string): Asset[] {
+    const h = name.trim().toLowerCase();
+    if (h === '') return [];
+    const short = h.split('.')[0]!;
+    return (
+      this.db
+        .prepare(
+          `SELECT * FROM assets WHERE lower(display_name) IN (@h, @short) OR lower(fqdn) IN (@h, @short)
+             OR (lower(fqdn) >= @h || '.' AND lower(fqdn) < @h || '/')
+             OR (lower(display_name) >= @short || '.' AND lower(display_name) < @short || '/')`,
+        )
+        .all({ h, short }) as Row[]
+    ).map(assetOf);
+  }
+
+  /** Assets (archived ones too) with this IP address. */
+  findAssetsByIp(ip: string): Asset[] {
+    if (ip === '') return [];
+    return (this.db.prepare('SELECT * FROM assets WHERE instr(ips, ?) > 0').all(JSON.stringify(ip)) as Row[]).map(assetOf).filter((a) => a.ips.includes(ip));
   }
 
   findAssetByKscHost(connectionId: string, kscHostId: string): Asset | undefined {

@@ -16,6 +16,7 @@ import { productPlatform } from './assets.js';
 import { silentLogger, redact, type KscLogger } from './secrets.js';
 import type { Asset, CachedTask, Connection, KscStore, RunState, TaskRun } from './store.js';
 import type { CefdEvent } from '../event.js';
+import type { KscObject } from '../../normalizers/ksc/types.js';
 
 /** KUMA's rule: a task usable from the SIEM has a display name beginning with "KUMA", any case. */
 export function isKumaTask(displayName: string): boolean {
@@ -186,7 +187,9 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
     await client.runTask(task.taskId);
   } catch (e) {
     run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: redact((e as Error).message) });
-    log.warn({ connection: conn.name, tenant: conn.tenant, task: task.displayName, asset: asset.id, run: run.id, err: run.error }, 'KSC task start failed');
+    // Debug only: the caller reports the failure (the CLI and the API in their answer, a
+    // response rule in its own rate-limited warning), once.
+    log.debug({ connection: conn.name, tenant: conn.tenant, task: task.displayName, asset: asset.id, run: run.id, code: (e as { code?: string }).code, err: run.error }, 'KSC task start failed; run marked failed');
     throw e;
   }
   log.info({ connection: conn.name, tenant: conn.tenant, task: task.displayName, taskId: task.taskId, asset: asset.id, run: run.id, origin: run.origin }, 'KSC task started (on its whole scope)');
@@ -211,53 +214,62 @@ export interface TaskStateEvent {
   time?: string;
 }
 
-function pick(o: unknown, ...paths: string[]): unknown {
-  for (const p of paths) {
-    let v: unknown = o;
-    for (const k of p.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
-    if (v !== undefined && v !== null && v !== '') return v;
-  }
-  return undefined;
-}
-
 function intOf(v: unknown): number | undefined {
   if (typeof v === 'number' && Number.isInteger(v)) return v;
   if (typeof v === 'string' && /^-?\d+$/.test(v.trim())) return Number(v.trim());
   return undefined;
 }
 
+/** The part of the ksc normalizer's `event.ksc` object (normalizers/ksc/types.ts) read here. */
+type KscPart = Pick<Partial<KscObject>, 'eventType' | 'category' | 'host' | 'labels'> & { task?: Partial<KscObject['task'] & object> };
+
 /**
- * Reads a task-state event from a cefd event: the CEF record by label (KSC's slot numbers
- * vary, FORMAT.md §0.2: TaskId, TaskName, TaskNewState, TaskOldState), else common shapes
- * of `event.ksc`. Returns null when the event is not a task-state event with a state.
+ * Reads a task-state event from a cefd event. With the ksc normalizer's object
+ * (`event.ksc`, normalizers/ksc/types.ts): `eventType` KLPRCI_TaskState, `task.newStateCode`
+ * (`task.oldStateCode`), `task.id`, `task.name`, and the managed device `host.name` /
+ * `host.ip`. Without it (an event of a listener without the normalizer): the CEF record, by
+ * label (KSC's slot numbers vary, FORMAT.md §0.2: TaskId, TaskName, TaskNewState,
+ * TaskOldState), `dhost`/`dst`. Returns null when the event is not a KLPRCI_TaskState event
+ * with a numeric new state (KSC's "Syslog" format carries no state).
  */
 export function taskStateFromEvent(ev: CefdEvent): TaskStateEvent | null {
+  const ksc = ev.ksc !== null && typeof ev.ksc === 'object' ? (ev.ksc as KscPart) : undefined;
   const cef = ev.cef;
-  const ksc = ev.ksc;
-  const type = cef?.deviceEventClassId ?? (pick(ksc, 'eventType', 'event_type', 'type') as string | undefined);
-  if (type !== 'KLPRCI_TaskState') return null;
-  const labels = new Map<string, string>();
-  if (cef !== undefined) {
-    for (const [k, v] of Object.entries(cef.extensions)) {
-      if (!k.endsWith('Label')) continue;
-      const val = cef.extensions[k.slice(0, -5)];
-      if (val !== undefined) labels.set(v.toLowerCase(), val);
-    }
+  if (ksc !== undefined) {
+    if (ksc.eventType !== 'KLPRCI_TaskState') return null;
+    const t = ksc.task;
+    const newState = intOf(t?.newStateCode) ?? intOf(ksc.labels?.['TaskNewState']);
+    if (newState === undefined) return null;
+    const out: TaskStateEvent = { newState };
+    const oldState = intOf(t?.oldStateCode) ?? intOf(ksc.labels?.['TaskOldState']);
+    if (oldState !== undefined) out.oldState = oldState;
+    if (typeof t?.id === 'string' && t.id !== '') out.taskId = t.id;
+    if (typeof t?.name === 'string' && t.name !== '') out.taskName = t.name;
+    if (typeof ksc.host?.name === 'string' && ksc.host.name !== '') out.hostName = ksc.host.name;
+    if (typeof ksc.host?.ip === 'string' && ksc.host.ip !== '') out.ip = ksc.host.ip;
+    if (typeof ev.timestamp === 'string') out.time = ev.timestamp;
+    return out;
   }
-  const newState = intOf(labels.get('tasknewstate')) ?? intOf(pick(ksc, 'task.newState', 'task.new_state', 'taskNewState', 'task_new_state', 'newState'));
+  if (cef === undefined || cef.deviceEventClassId !== 'KLPRCI_TaskState') return null;
+  const labels = new Map<string, string>();
+  for (const [k, v] of Object.entries(cef.extensions)) {
+    if (!k.endsWith('Label')) continue;
+    const val = cef.extensions[k.slice(0, -5)];
+    if (val !== undefined) labels.set(v.toLowerCase(), val);
+  }
+  const newState = intOf(labels.get('tasknewstate'));
   if (newState === undefined) return null;
   const out: TaskStateEvent = { newState };
-  const oldState = intOf(labels.get('taskoldstate')) ?? intOf(pick(ksc, 'task.oldState', 'task.old_state', 'taskOldState', 'task_old_state', 'oldState'));
+  const oldState = intOf(labels.get('taskoldstate'));
   if (oldState !== undefined) out.oldState = oldState;
-  const taskId = labels.get('taskid') ?? pick(ksc, 'task.id', 'taskId', 'task_id');
-  if (taskId !== undefined) out.taskId = String(taskId);
-  const taskName = labels.get('taskname') ?? pick(ksc, 'task.name', 'taskName', 'task_name', 'task_display_name');
-  if (taskName !== undefined) out.taskName = String(taskName);
-  const sd = ev.syslog?.structuredData?.['event@23668'];
-  const host = cef?.extensions['destinationHostName'] ?? sd?.['hdn'] ?? pick(ksc, 'device.hostName', 'device.host', 'host.name', 'hostName', 'hdn');
-  if (host !== undefined) out.hostName = String(host);
-  const ip = cef?.extensions['destinationAddress'] ?? sd?.['hip'] ?? pick(ksc, 'device.ip', 'host.ip', 'ip', 'hip');
-  if (ip !== undefined) out.ip = String(ip);
+  const taskId = labels.get('taskid');
+  if (taskId !== undefined && taskId !== '') out.taskId = taskId;
+  const taskName = labels.get('taskname');
+  if (taskName !== undefined && taskName !== '') out.taskName = taskName;
+  const host = cef.extensions['destinationHostName'];
+  if (host !== undefined && host !== '') out.hostName = host;
+  const ip = (typeof cef.typed['destinationAddress'] === 'string' ? (cef.typed['destinationAddress'] as string) : undefined) ?? cef.extensions['destinationAddress'];
+  if (ip !== undefined && ip !== '') out.ip = ip;
   if (typeof ev.timestamp === 'string') out.time = ev.timestamp;
   return out;
 }
@@ -292,11 +304,10 @@ export function runStateOf(kscState: number): { state: RunState; error?: string 
 
 /** Assets (active first) whose name or address matches the event's managed device. */
 function assetsForHost(store: KscStore, host: string | undefined, ip: string | undefined): Asset[] {
-  const all = store.listAssets({ includeArchived: true });
   const h = host?.trim().toLowerCase();
   let byName: Asset[] = [];
   if (h !== undefined && h !== '') {
-    byName = all.filter((a) => {
+    byName = store.findAssetsByName(h).filter((a) => {
       const dn = a.displayName?.toLowerCase();
       const fq = a.fqdn?.toLowerCase();
       return dn === h || fq === h || (fq !== undefined && fq.split('.')[0] === h) || (dn !== undefined && dn.split('.')[0] === h.split('.')[0] && h.includes('.'));
@@ -307,7 +318,7 @@ function assetsForHost(store: KscStore, host: string | undefined, ip: string | u
     if (byName.length > 1) {
       const narrowed = byName.filter((a) => a.ips.includes(ip));
       if (narrowed.length > 0) out = narrowed;
-    } else if (byName.length === 0) out = all.filter((a) => a.ips.includes(ip));
+    } else if (byName.length === 0) out = store.findAssetsByIp(ip);
   }
   return out.sort((a, b) => (a.status === b.status ? 0 : a.status === 'active' ? -1 : 1));
 }

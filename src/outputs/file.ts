@@ -107,10 +107,18 @@ export const FILE_DEFAULTS = {
 const DELIVERED: SendResult = { status: 'delivered' };
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-function fdWrite(fd: number, buf: Buffer, offset: number): Promise<number> {
-  return new Promise((resolve, reject) =>
-    fs.write(fd, buf, offset, buf.length - offset, null, (err, n) => (err ? reject(err) : resolve(n))),
-  );
+/** writev of `parts` from byte `skip` on (what an earlier short write left). */
+function fdWritev(fd: number, parts: readonly Buffer[], skip: number): Promise<number> {
+  let rest: Buffer[] = parts as Buffer[];
+  if (skip > 0) {
+    rest = [];
+    let at = 0;
+    for (const p of parts) {
+      if (at + p.length > skip) rest.push(at >= skip ? p : p.subarray(skip - at));
+      at += p.length;
+    }
+  }
+  return new Promise((resolve, reject) => fs.writev(fd, rest, (err, n) => (err ? reject(err) : resolve(n))));
 }
 function fdCall(fn: (cb: (err: NodeJS.ErrnoException | null) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())));
@@ -190,14 +198,14 @@ export class FileOutput implements Output {
     if (batch.ndjson !== undefined ? batch.ndjson.length === 0 : batch.records.length === 0) return DELIVERED;
     if (this.closed) return this.retry('the output is closed');
     if (!this.started) return this.retry('the output is not started');
-    let buf: Buffer;
+    let parts: readonly Buffer[];
     try {
-      buf = batch.ndjson ?? encodeNdjson(batch.records);
+      parts = batch.ndjsonParts ?? [batch.ndjson ?? encodeNdjson(batch.records)];
     } catch (err) {
       return this.retry(`cannot encode the batch: ${errorText(err)}`);
     }
     try {
-      return await this.serial(() => this.writeBatch(buf));
+      return await this.serial(() => this.writeBatch(parts));
     } catch (err) {
       return this.retry(`unexpected error: ${errorText(err)}`);
     }
@@ -314,7 +322,9 @@ export class FileOutput implements Output {
     await fdCall((cb) => fs.close(fd, cb)).catch(() => undefined);
   }
 
-  private async writeBatch(buf: Buffer): Promise<SendResult> {
+  private async writeBatch(parts: readonly Buffer[]): Promise<SendResult> {
+    let total = 0;
+    for (const p of parts) total += p.length;
     if (this.closed) return this.retry('the output is closed');
     if (this.fsyncError !== null) {
       const e = this.fsyncError;
@@ -339,7 +349,7 @@ export class FileOutput implements Output {
       }
     }
     try {
-      await this.rotateIfDue(buf.length);
+      await this.rotateIfDue(total);
     } catch (err) {
       return this.retry(`cannot rotate: ${errorText(err)}`);
     }
@@ -356,9 +366,9 @@ export class FileOutput implements Output {
     // an error when a later chunk failed, so write the rest to learn the error (or finish).
     let written = 0;
     let failure: unknown = null;
-    while (written < buf.length) {
+    while (written < total) {
       try {
-        const n = await fdWrite(fd, buf, written);
+        const n = await fdWritev(fd, parts, written);
         if (n <= 0) {
           failure = new Error(`write returned ${n}`);
           break;
@@ -378,13 +388,13 @@ export class FileOutput implements Output {
         await fdCall((cb) => fs.fdatasync(fd, cb));
       } catch (err) {
         // What reached the disk is unknown: take the batch back so the retry is clean.
-        const undo = await this.undoWrite(fd, buf.length);
+        const undo = await this.undoWrite(fd, total);
         return this.retry(`fsync failed: ${errorText(err)}${undo}`);
       }
     } else {
       this.dirty = true;
     }
-    this.size += buf.length;
+    this.size += total;
     return DELIVERED;
   }
 

@@ -14,6 +14,8 @@ export interface Batch {
    * bytes as they are instead of encoding `records` again.
    */
   readonly ndjson?: Buffer;
+  /** The same bytes in pieces, when the queue has them so (a file output writes them with one writev). */
+  readonly ndjsonParts?: readonly Buffer[];
 }
 
 export type SendResult =

@@ -31,7 +31,7 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { BytesBatch, StringBatch, type EventQueue, type QueueBatch } from './queue.js';
+import { BytesBatch, StringBatch, splitNdjson, type EventQueue, type QueueBatch } from './queue.js';
 
 const MAGIC = 0x42464543; // "CEFB" little-endian
 const HEADER = 16;
@@ -319,18 +319,30 @@ export class DiskQueue implements EventQueue {
     if (this.ackPos === null) this.ackPos = { segment: s.firstSeq, offset: 0, index: 0 };
   }
 
-  private closeWriteFd(): void {
-    if (this.writeFd === -1) return;
-    if (this.opts.fsync !== 'never' && this.dirty) {
-      try {
-        fs.fsyncSync(this.writeFd);
-      } catch {
-        // reported by the next write
-      }
-    }
-    fs.closeSync(this.writeFd);
+  /**
+   * Closes the segment being written. Unless `fsync: never`, its data is fsynced first,
+   * asynchronously (a segment roll must not stall the event loop for a disk flush);
+   * `sync` waits for it (close()).
+   */
+  private closeWriteFd(sync = false): void {
+    const fd = this.writeFd;
+    if (fd === -1) return;
     this.writeFd = -1;
+    const flush = this.opts.fsync !== 'never' && this.dirty;
     this.dirty = false;
+    if (sync) {
+      if (flush) {
+        try {
+          fs.fsyncSync(fd);
+        } catch {
+          // nothing more to do at close
+        }
+      }
+      fs.closeSync(fd);
+      return;
+    }
+    if (flush) fs.fsync(fd, () => fs.close(fd, () => undefined));
+    else fs.close(fd, () => undefined);
   }
 
   /** The block of `records`: header and NDJSON body, in the scratch buffer. */
@@ -355,17 +367,29 @@ export class DiskQueue implements EventQueue {
     buf.writeUInt32LE(crc32(body), 12);
   }
 
-  /** Writes one block; throws on failure after undoing a partial write. */
+  /** Writes one block (header and body in the scratch buffer); throws on failure after undoing a partial write. */
   private writeBlock(block: Buffer, count: number): void {
+    // The tail cache keeps the body: copy it out of the scratch buffer, which is reused.
+    this.writeParts(block.subarray(0, HEADER), Buffer.from(block.subarray(HEADER)), count);
+  }
+
+  /** Writes a block as header + body (`body` becomes the buffer's own). */
+  private writeParts(head: Buffer, body: Buffer, count: number): void {
     let seg = this.segments[this.segments.length - 1]!;
-    if (seg.size > 0 && seg.size + block.length > this.segmentBytes) {
+    const size = HEADER + body.length;
+    if (seg.size > 0 && seg.size + size > this.segmentBytes) {
       this.openWriteSegment();
       seg = this.segments[this.segments.length - 1]!;
     }
     const offset = seg.size;
     let done = 0;
     try {
-      while (done < block.length) done += fs.writeSync(this.writeFd, block, done, block.length - done);
+      done = fs.writevSync(this.writeFd, [head, body]);
+      while (done < size) {
+        done += done < HEADER
+          ? fs.writevSync(this.writeFd, [head.subarray(done), body])
+          : fs.writeSync(this.writeFd, body, done - HEADER, size - done);
+      }
     } catch (e) {
       if (done > 0) {
         try {
@@ -377,15 +401,15 @@ export class DiskQueue implements EventQueue {
       }
       throw e;
     }
-    seg.size += block.length;
+    seg.size += size;
     seg.records += count;
     this.nextSeq += count;
     this.diskCount += count;
     this.dirty = true;
     if (this.opts.fsync === 'batch') fs.fsyncSync(this.writeFd);
-    // Keep a copy of the body for a reader that is caught up (no read, no CRC check).
-    this.tail.set(`${seg.firstSeq}:${offset}`, { body: Buffer.from(block.subarray(HEADER)), count, blockBytes: block.length });
-    this.tailBytes += block.length;
+    // A reader that is caught up takes the body from here (no read, no CRC check).
+    this.tail.set(`${seg.firstSeq}:${offset}`, { body, count, blockBytes: size });
+    this.tailBytes += size;
     while (this.tailBytes > DiskQueue.TAIL_MAX_BYTES && this.tail.size > 1) {
       const first = this.tail.keys().next().value as string;
       this.tailBytes -= this.tail.get(first)!.blockBytes;
@@ -395,7 +419,8 @@ export class DiskQueue implements EventQueue {
 
   /**
    * Appends records already encoded as NDJSON (`count` lines, each ending in a newline):
-   * no second UTF-8 encoding. Same failure handling as append().
+   * no second UTF-8 encoding, no copy (header and body go out in one vectored write, and
+   * the body itself is what a caught-up reader gets). Same failure handling as append().
    */
   appendNdjson(ndjson: Buffer, count: number): void {
     if (count === 0) return;
@@ -403,12 +428,10 @@ export class DiskQueue implements EventQueue {
       this.append(splitNdjson(ndjson));
       return;
     }
-    const need = HEADER + ndjson.length;
-    if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(Math.max(need, this.scratch.length * 2));
-    ndjson.copy(this.scratch, HEADER);
-    this.header(this.scratch, ndjson.length, count, ndjson);
+    const head = Buffer.allocUnsafe(HEADER);
+    this.header(head, ndjson.length, count, ndjson);
     try {
-      this.writeBlock(this.scratch.subarray(0, need), count);
+      this.writeParts(head, ndjson, count);
       if (this.error !== null) this.recovered();
     } catch (e) {
       for (const r of splitNdjson(ndjson)) this.overflow.push(r);
@@ -588,7 +611,7 @@ export class DiskQueue implements EventQueue {
       slices.push(blk.body.subarray(blk.takenBytes, end));
       need -= take;
     }
-    const batch = new BytesBatch(count, slices.length === 1 ? slices[0]! : Buffer.concat(slices));
+    const batch = new BytesBatch(count, slices);
     this.overflowInFlight = 0;
     this.peeked = { batch, max, fromOverflow: false };
     return batch;
@@ -650,6 +673,9 @@ export class DiskQueue implements EventQueue {
   private recycleIfEmpty(): void {
     if (this.diskCount > 0 || this.aheadCount > 0 || this.closed) return;
     const cur = this.segments[this.segments.length - 1]!;
+    // Not after every delivered batch: only once the segment holds a fair amount (or a
+    // write error wants the space back).
+    if (cur.size < this.segmentBytes / 4 && this.error === null) return;
     if (cur.size === 0 || this.readSeg !== this.segments.length - 1 || this.readOffset < cur.size) return;
     try {
       this.openWriteSegment();
@@ -695,7 +721,7 @@ export class DiskQueue implements EventQueue {
     if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
     this.flushOverflowAtClose();
     this.writeAck();
-    this.closeWriteFd();
+    this.closeWriteFd(true);
     if (this.readFd !== -1) fs.closeSync(this.readFd);
     this.readFd = -1;
     // An empty last segment is just clutter.
@@ -727,15 +753,4 @@ function nthLineEnd(body: Buffer, from: number, n: number): number {
 function advanceBlock(blk: AheadBlock, n: number): void {
   blk.takenBytes = nthLineEnd(blk.body, blk.takenBytes, n);
   blk.taken += n;
-}
-
-/** The records of an NDJSON buffer, as strings. */
-export function splitNdjson(buf: Buffer): string[] {
-  const out: string[] = [];
-  let at = 0;
-  for (let lf = buf.indexOf(0x0a); lf !== -1; lf = buf.indexOf(0x0a, at)) {
-    out.push(buf.toString('utf8', at, lf));
-    at = lf + 1;
-  }
-  return out;
 }

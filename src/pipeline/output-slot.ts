@@ -7,7 +7,7 @@
  */
 import type { Output } from '../outputs/types.js';
 import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
-import type { EventQueue } from './queue.js';
+import { splitNdjson, type EventQueue } from './queue.js';
 
 export interface FilterLike {
   test(event: object): boolean;
@@ -30,11 +30,11 @@ export class FlowControl {
     return () => this.sources.delete(source);
   }
 
-  block(who: string): void {
+  block(who: string, why = `queue of output ${who} is full`): void {
     if (this.blocking.has(who)) return;
     this.blocking.add(who);
     if (this.blocking.size === 1) {
-      this.telemetry.setPaused(true, `queue of output ${who} is full`);
+      this.telemetry.setPaused(true, why);
       for (const s of this.sources) s.pause();
     }
   }
@@ -95,8 +95,9 @@ export class OutputSlot {
    * Queue the records of one socket read. Never blocks; may pause the sources.
    *
    * With `block`, records from a pausable source (TCP, TLS) are always taken: the sources
-   * pause as soon as the queue is full, so it overshoots by at most the rest of one read
-   * (64 KiB of input). A source that cannot be paused (UDP) is held to the queue's hard
+   * pause as soon as the queue is full, so it overshoots by at most the reads in flight
+   * then (the one being handled and up to 4 per connection on the decode workers, 64 KiB
+   * of input each). A source that cannot be paused (UDP) is held to the queue's hard
    * limit (twice its capacity), beyond which records are dropped and counted. With
    * `drop_newest`, a read that finds the queue full is dropped and counted.
    */
@@ -112,6 +113,23 @@ export class OutputSlot {
       return;
     }
     this.queue.append(records);
+    this.afterAppend();
+  }
+
+  /** The same for records already encoded as NDJSON (`count` lines), from a decode worker. */
+  enqueueNdjson(ndjson: Buffer, count: number, pausable = true): void {
+    if (count === 0) return;
+    const fill = this.queue.fill();
+    if (fill >= 1 && this.opts.whenFull === 'drop_newest') {
+      this.telemetry.eventsDropped(this.name, count, 'queue_full');
+      return;
+    }
+    if (fill >= 2 && !pausable) {
+      this.telemetry.eventsDropped(this.name, count, 'queue_hard_limit');
+      return;
+    }
+    if (this.queue.appendNdjson !== undefined) this.queue.appendNdjson(ndjson, count);
+    else this.queue.append(splitNdjson(ndjson));
     this.afterAppend();
   }
 

@@ -1,18 +1,30 @@
 /**
  * The ingest pipeline: frame → decode (syslog, CEF) → normalizers → id, listener, peer →
- * JSON → every output whose route filter the event passes. Frames that are not events go
- * to the dead-letter output with their raw bytes and a reason code. Sources call
- * `frame()` for each frame of a read and `commit()` after the read, so each output queue
- * takes one append per read.
+ * route filters → JSON → every output whose filter the event passes. Frames that are not
+ * events go to the dead-letter output with their raw bytes and a reason code.
+ *
+ * Sources call `frame()` for each frame of a socket read and `commit()` after the read.
+ * Two ways to do the work (processFrame in ingest.ts either way):
+ *
+ * - On decode workers (default on machines with 2+ cores): `commit()` sends the read's
+ *   frames to a worker as one job; the jobs of one connection go to the workers in turn,
+ *   so one busy connection uses every core, and their results are put back in order
+ *   before they reach the output queues. Events come back as NDJSON bytes that go into
+ *   the disk buffer and the outputs as they are.
+ * - On this thread, when there are no workers or when some code watches events (a tap:
+ *   the KSC integration's enrichment, task status and response rules need the events).
+ *
+ * Either way each connection's events reach each output in the order they were read.
  */
-import { isUtf8 } from 'node:buffer';
-import { decodeFrame } from '../decode.js';
 import type { FramingMode } from '../framing/framer.js';
 import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
-import { isoFromMs } from '../time.js';
-import { normalizeEvent, type Normalizer } from './normalize.js';
-import type { OutputSlot } from './output-slot.js';
 import type { CefdEvent } from '../event.js';
+import { isoFromMs } from '../time.js';
+import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type FilterLike, type IngestEnv } from './ingest.js';
+import type { Normalizer } from './normalize.js';
+import type { OutputSlot } from './output-slot.js';
+import type { JobOutcome, WorkerPool } from './worker-pool.js';
+import type { ResultMessage } from './worker-protocol.js';
 
 /** What a source knows about where a frame came from. */
 export interface SourceContext {
@@ -21,6 +33,24 @@ export interface SourceContext {
   readonly normalizers: readonly Normalizer[];
   /** `address:port` of the sender. */
   readonly peer: string;
+  /** Pauses / resumes this source (bounds the reads in flight on workers). Absent for UDP. */
+  readonly pause?: () => void;
+  readonly resume?: () => void;
+  /** The pipeline's per-source state. */
+  state?: SourceState;
+}
+
+/** Per source: frames of the current read, jobs in flight, results waiting for their turn. */
+export class SourceState {
+  frames: Buffer[] = [];
+  truncated: boolean[] = [];
+  bytes = 0;
+  /** Next sequence number to give to a read, and the next one to commit. */
+  nextSeq = 0;
+  nextCommit = 0;
+  readonly waiting = new Map<number, () => void>();
+  inFlight = 0;
+  pausedByUs = false;
 }
 
 export interface PipelineOptions {
@@ -31,6 +61,9 @@ export interface PipelineOptions {
 /** Hook for code that watches events (KSC task status, response rules). */
 export type EventTap = (event: CefdEvent) => void;
 
+/** Reads of one source on workers at once; beyond, the source pauses. */
+const MAX_IN_FLIGHT_PER_SOURCE = 4;
+
 export class Pipeline {
   private slots: OutputSlot[];
   private pending: string[][];
@@ -38,6 +71,10 @@ export class Pipeline {
   private readonly bootId: string;
   private seq = 0;
   private taps: EventTap[] = [];
+  private env: IngestEnv;
+  private counts = new FrameCounts();
+  private pool: WorkerPool | null = null;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     slots: OutputSlot[],
@@ -49,22 +86,50 @@ export class Pipeline {
     this.pending = slots.map(() => []);
     // Event ids: boot time (ms, base 36) + a counter; unique across restarts.
     this.bootId = Date.now().toString(36);
+    this.env = this.makeEnv();
   }
 
-  /** Swaps outputs and options (config reload). Pending records are committed first. */
+  private makeEnv(): IngestEnv {
+    return {
+      defaultZone: this.opts.defaultZone,
+      includeRaw: this.opts.includeRaw,
+      filters: this.slots.map((s) => s.filter as FilterLike | undefined),
+      taps: this.taps,
+      onTapError: (e) => this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw'),
+    };
+  }
+
+  /** Decode on these workers (null: on this thread). */
+  useWorkers(pool: WorkerPool | null): void {
+    this.pool = pool;
+  }
+
+  get workers(): WorkerPool | null {
+    return this.pool;
+  }
+
+  /** Swaps outputs and options (config reload). Call drain() first when workers are used. */
   reconfigure(slots: OutputSlot[], deadLetter: OutputSlot, opts: PipelineOptions): void {
-    this.commit();
+    this.flushInline();
     this.slots = slots;
     this.pending = slots.map(() => []);
     this.deadLetter = deadLetter;
     this.opts = opts;
+    this.env = this.makeEnv();
   }
 
   addTap(tap: EventTap): () => void {
     this.taps.push(tap);
+    this.env = this.makeEnv();
     return () => {
       this.taps = this.taps.filter((t) => t !== tap);
+      this.env = this.makeEnv();
     };
+  }
+
+  /** Events go to workers when there are workers and nothing watches them. */
+  private get onWorkers(): boolean {
+    return this.pool !== null && this.taps.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {
@@ -73,56 +138,37 @@ export class Pipeline {
     else if (mode === 'octet') stats.framesOctet++;
     else stats.framesDatagram++;
     if (truncated) this.telemetry.frameProblem(ctx.listener, mode === 'octet' ? 'frame_incomplete' : 'frame_truncated');
-    const now = Date.now();
-    const r = decodeFrame(buf, truncated, now, { defaultZone: this.opts.defaultZone, keepRaw: this.opts.includeRaw });
-    if (!r.ok) {
-      this.telemetry.frameUnparseable(ctx.listener, r.failure.code);
-      this.deadLetterFrame(buf, r.failure.code, r.failure.message, ctx, now, truncated);
+    if (this.onWorkers) {
+      const st = (ctx.state ??= new SourceState());
+      // A view into the socket's chunk: copied into the job at commit().
+      st.frames.push(buf);
+      st.truncated.push(truncated);
+      st.bytes += buf.length;
       return;
     }
-    const event = r.event;
-    event.id = `${this.bootId}-${(this.seq++).toString(36)}`;
-    event.listener = ctx.listener;
-    event.peer = ctx.peer;
-    if (ctx.normalizers.length > 0) {
-      const out = normalizeEvent(event, ctx.normalizers);
-      if (out.kind === 'normalized') this.telemetry.eventNormalized(out.normalizer, out.type);
-      else if (out.kind === 'failed') this.telemetry.normalizerFailed(out.normalizer, out.error);
+    const now = Date.now();
+    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
+    if ('dead' in r) {
+      this.deadPending.push(r.dead);
+      return;
     }
-    stats.eventsParsed++;
-    stats.lastEventMs = now;
-    if (event.errors !== undefined || event.warnings !== undefined) this.telemetry.countProblems(stats, event.errors, event.warnings);
-    for (let i = 0; i < this.taps.length; i++) {
-      try {
-        this.taps[i]!(event);
-      } catch (e) {
-        this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw');
-      }
-    }
-    let json: string | undefined;
-    const slots = this.slots;
-    for (let i = 0; i < slots.length; i++) {
-      const f = slots[i]!.filter;
-      if (f !== undefined && !f.test(event)) continue;
-      json ??= JSON.stringify(event);
-      this.pending[i]!.push(json);
-    }
+    const mask = r.mask;
+    if (mask === 0) return;
+    for (let i = 0; i < this.slots.length; i++) if ((mask >>> i) & 1) this.pending[i]!.push(r.json);
   }
 
-  /** A frame that is not an event, or a partial frame left at shutdown. */
+  /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
   deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext, now = Date.now(), truncated = false): void {
-    const rec: Record<string, unknown> = {
-      time: isoFromMs(now),
-      reason,
-      message,
-      listener: ctx.listener,
-      peer: ctx.peer,
-    };
-    if (truncated) rec['truncated'] = true;
-    if (isUtf8(buf)) rec['raw'] = buf.toString('utf8');
-    else rec['rawBase64'] = buf.toString('base64');
+    const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, now, truncated);
     this.telemetry.deadLettered(reason);
-    this.deadPending.push(JSON.stringify(rec));
+    const st = ctx.state;
+    if (st !== undefined && st.nextCommit < st.nextSeq) {
+      // Reads of this source are still on workers: this comes after them.
+      const seq = st.nextSeq++;
+      this.inOrder(ctx, st, seq, () => this.deadLetter.enqueueMany([rec]));
+      return;
+    }
+    this.deadPending.push(rec);
   }
 
   /** Batches an output rejected for good: dead-lettered with the reason. */
@@ -135,21 +181,177 @@ export class Pipeline {
   };
 
   /**
-   * Hands the records of the current read to the output queues. `pausable` is false for
-   * sources that cannot be paused (UDP): see OutputSlot.enqueueMany.
+   * Hands the records of the current read to the output queues (or the read to a
+   * worker). `pausable` is false for sources that cannot be paused (UDP): see
+   * OutputSlot.enqueueMany.
    */
-  commit(pausable = true): void {
-    const slots = this.slots;
-    for (let i = 0; i < slots.length; i++) {
-      const p = this.pending[i]!;
-      if (p.length === 0) continue;
-      this.pending[i] = [];
-      slots[i]!.enqueueMany(p, pausable);
+  commit(ctx?: SourceContext, pausable = true): void {
+    const st = ctx?.state;
+    if (ctx !== undefined && st !== undefined && st.frames.length > 0) {
+      this.submit(ctx, st, pausable);
+      return;
     }
-    if (this.deadPending.length > 0) {
-      const d = this.deadPending;
-      this.deadPending = [];
-      this.deadLetter.enqueueMany(d, pausable);
+    if (ctx !== undefined && st !== undefined && st.nextCommit < st.nextSeq) {
+      // Switched to this thread (a tap appeared) while reads are on workers: keep order.
+      const recs = this.takeInline();
+      const seq = st.nextSeq++;
+      this.inOrder(ctx, st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
+      return;
     }
+    this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats);
+  }
+
+  private takeInline(): { pending: string[][]; dead: string[]; counts: FrameCounts } {
+    const out = { pending: this.pending, dead: this.deadPending, counts: this.counts };
+    this.pending = this.slots.map(() => []);
+    this.deadPending = [];
+    this.counts = new FrameCounts();
+    return out;
+  }
+
+  private enqueueInline(t: { pending: string[][]; dead: string[]; counts: FrameCounts }, pausable: boolean, listener: string | undefined, stats: ListenerStats | undefined): void {
+    for (let i = 0; i < this.slots.length; i++) {
+      const p = t.pending[i];
+      if (p !== undefined && p.length > 0) this.slots[i]!.enqueueMany(p, pausable);
+    }
+    if (t.dead.length > 0) this.deadLetter.enqueueMany(t.dead, pausable);
+    if (listener !== undefined && stats !== undefined) this.mergeCounts(listener, stats, t.counts.toJSON());
+  }
+
+  /** Whatever is pending from frames without a source (reconfigure). */
+  private flushInline(): void {
+    this.enqueueInline(this.takeInline(), true, undefined, undefined);
+  }
+
+  private mergeCounts(listener: string, stats: ListenerStats, c: FrameCountsData): void {
+    stats.eventsParsed += c.parsed;
+    if (c.lastEventMs > stats.lastEventMs) stats.lastEventMs = c.lastEventMs;
+    for (const [code, n] of c.unparseable) for (let i = 0; i < n; i++) this.telemetry.frameUnparseable(listener, code), this.telemetry.deadLettered(code);
+    for (const [code, n] of c.errors) stats.parseErrors.add(code, n);
+    for (const [code, n] of c.warnings) stats.parseWarnings.add(code, n);
+    for (const [k, n] of c.normalized) {
+      const tab = k.indexOf('\t');
+      for (let i = 0; i < n; i++) this.telemetry.eventNormalized(k.slice(0, tab), k.slice(tab + 1));
+    }
+    for (const [name, [n, text]] of c.normalizerFailed) for (let i = 0; i < n; i++) this.telemetry.normalizerFailed(name, new Error(text));
+  }
+
+  // ---- workers ----
+
+  private submit(ctx: SourceContext, st: SourceState, pausable: boolean): void {
+    const frames = st.frames;
+    const truncated = st.truncated;
+    const data = Buffer.allocUnsafeSlow(st.bytes);
+    const offsets = new Int32Array(frames.length * 2);
+    let at = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i]!;
+      f.copy(data, at);
+      offsets[2 * i] = at;
+      at += f.length;
+      offsets[2 * i + 1] = at;
+    }
+    const flags = new Uint8Array(frames.length);
+    for (let i = 0; i < truncated.length; i++) flags[i] = truncated[i] ? 1 : 0;
+    st.frames = [];
+    st.truncated = [];
+    st.bytes = 0;
+    const firstSeq = this.seq;
+    this.seq += frames.length;
+    const seq = st.nextSeq++;
+    const nowMs = Date.now();
+    st.inFlight++;
+    if (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE && ctx.pause !== undefined && !st.pausedByUs) {
+      st.pausedByUs = true;
+      ctx.pause();
+    }
+    this.pool!.submit(
+      { listener: ctx.listener, peer: ctx.peer, nowMs, idPrefix: this.bootId, firstSeq, data: data.buffer as ArrayBuffer, offsets, truncated: flags.slice() },
+      (o) => {
+        st.inFlight--;
+        this.inOrder(ctx, st, seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
+        if (st.pausedByUs && st.inFlight < MAX_IN_FLIGHT_PER_SOURCE / 2) {
+          st.pausedByUs = false;
+          ctx.resume?.();
+        }
+      },
+    );
+  }
+
+  /** Runs `apply` for read `seq` of a source once every earlier read of it is applied. */
+  private inOrder(ctx: SourceContext, st: SourceState, seq: number, apply: () => void): void {
+    st.waiting.set(seq, apply);
+    while (st.waiting.has(st.nextCommit)) {
+      const f = st.waiting.get(st.nextCommit)!;
+      st.waiting.delete(st.nextCommit);
+      st.nextCommit++;
+      f();
+    }
+    void ctx;
+    if (st.nextCommit === st.nextSeq && this.pool !== null && this.pool.inFlight === 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** `frames` are the job's frames (views into the socket's chunks), kept for a failure or a redo. */
+  private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
+    if (!o.ok) {
+      // The worker failed: keep the frames as dead letters rather than lose them.
+      this.telemetry.log.error({ listener: ctx.listener, err: o.error.slice(0, 300) }, `a decode worker failed; ${flags.length} frames go to the dead-letter output`);
+      const recs: string[] = [];
+      for (let i = 0; i < flags.length; i++) {
+        recs.push(deadLetterRecord(frames[i]!, 'worker_failed', o.error.slice(0, 200), ctx.listener, ctx.peer, nowMs, flags[i] === 1));
+        this.telemetry.deadLettered('worker_failed');
+      }
+      this.deadLetter.enqueueMany(recs, pausable);
+      return;
+    }
+    const r: ResultMessage = o.result;
+    if (this.pool === null || r.version !== this.pool.configVersion) {
+      // Decoded under a configuration that has changed since (a reload): do it again here.
+      this.redoInline(ctx, frames, flags, nowMs, pausable);
+      return;
+    }
+    if (r.events > 0) {
+      const all = Buffer.from(r.ndjson, 0, r.ndjsonBytes);
+      for (let i = 0; i < this.slots.length; i++) {
+        const bit = 1 << i;
+        let count = 0;
+        for (let k = 0; k < r.events; k++) if (r.masks[k]! & bit) count++;
+        if (count === 0) continue;
+        if (count === r.events) {
+          this.slots[i]!.enqueueNdjson(all, count, pausable);
+          continue;
+        }
+        const parts: Buffer[] = [];
+        for (let k = 0; k < r.events; k++) {
+          if (!(r.masks[k]! & bit)) continue;
+          parts.push(all.subarray(k === 0 ? 0 : r.lineEnds[k - 1]!, r.lineEnds[k]!));
+        }
+        this.slots[i]!.enqueueNdjson(Buffer.concat(parts), count, pausable);
+      }
+    }
+    if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
+    this.mergeCounts(ctx.listener, ctx.stats, r.counts);
+  }
+
+  private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
+    const saved = this.takeInline();
+    for (let i = 0; i < flags.length; i++) {
+      const buf = frames[i]!;
+      const r = processFrame(buf, flags[i] === 1, nowMs, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
+      if ('dead' in r) this.deadPending.push(r.dead);
+      else for (let k = 0; k < this.slots.length; k++) if ((r.mask >>> k) & 1) this.pending[k]!.push(r.json);
+    }
+    this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats);
+    this.pending = saved.pending;
+    this.deadPending = saved.dead;
+    this.counts = saved.counts;
+  }
+
+  /** Resolves when no read is on a worker or waiting for its turn. */
+  drain(): Promise<void> {
+    if (this.pool === null || this.pool.inFlight === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
   }
 }

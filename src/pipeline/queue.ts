@@ -13,6 +13,8 @@ export interface EventQueue {
    * once for the memory queue, after the write (and fsync, per policy) for the disk queue.
    */
   append(records: readonly string[]): void;
+  /** Appends records already encoded as NDJSON (`count` lines); optional. */
+  appendNdjson?(ndjson: Buffer, count: number): void;
   /** Up to `max` records from the head, not removed. */
   peek(max: number): string[];
   /** The same, as a batch for an output (NDJSON bytes when the queue has them). */
@@ -39,6 +41,8 @@ export interface QueueBatch {
   readonly records: readonly string[];
   /** The records as NDJSON (each + newline, UTF-8), when the queue holds them encoded. */
   readonly ndjson?: Buffer;
+  /** The same bytes in pieces, for a vectored write. */
+  readonly ndjsonParts?: readonly Buffer[];
 }
 
 export class StringBatch implements QueueBatch {
@@ -48,23 +52,23 @@ export class StringBatch implements QueueBatch {
   }
 }
 
-/** A batch read from the disk buffer: NDJSON bytes; the strings are decoded on first use. */
+/**
+ * A batch read from the disk buffer: NDJSON bytes in pieces (views into the buffer's
+ * blocks); joined, or decoded to strings, only if an output asks.
+ */
 export class BytesBatch implements QueueBatch {
   private decoded: string[] | null = null;
+  private joined: Buffer | null = null;
   constructor(
     readonly count: number,
-    readonly ndjson: Buffer,
+    readonly ndjsonParts: readonly Buffer[],
   ) {}
+  get ndjson(): Buffer {
+    this.joined ??= this.ndjsonParts.length === 1 ? this.ndjsonParts[0]! : Buffer.concat(this.ndjsonParts as Buffer[]);
+    return this.joined;
+  }
   get records(): readonly string[] {
-    if (this.decoded === null) {
-      const out: string[] = [];
-      let at = 0;
-      for (let lf = this.ndjson.indexOf(0x0a); lf !== -1; lf = this.ndjson.indexOf(0x0a, at)) {
-        out.push(this.ndjson.toString('utf8', at, lf));
-        at = lf + 1;
-      }
-      this.decoded = out;
-    }
+    this.decoded ??= splitNdjson(this.ndjson);
     return this.decoded;
   }
 }
@@ -152,4 +156,15 @@ export class MemoryQueue implements EventQueue {
   }
 
   async close(): Promise<void> {}
+}
+
+/** The records of an NDJSON buffer, as strings. */
+export function splitNdjson(buf: Buffer): string[] {
+  const out: string[] = [];
+  let at = 0;
+  for (let lf = buf.indexOf(0x0a); lf !== -1; lf = buf.indexOf(0x0a, at)) {
+    out.push(buf.toString('utf8', at, lf));
+    at = lf + 1;
+  }
+  return out;
 }

@@ -224,7 +224,28 @@ export class StreamSource implements Source {
     const stats = this.stats;
     stats.connectionsAccepted++;
     stats.connectionsOpen++;
-    const ctx: SourceContext = { listener: this.name, stats, normalizers: this.normalizers, peer };
+    // Two reasons to stop reading: a full output queue (flow control) and too many reads
+    // of this connection on the decode workers (the pipeline). Read only when neither holds.
+    let flowPaused = false;
+    let pipelinePaused = false;
+    const apply = () => {
+      if (flowPaused || pipelinePaused) socket.pause();
+      else socket.resume();
+    };
+    const ctx: SourceContext = {
+      listener: this.name,
+      stats,
+      normalizers: this.normalizers,
+      peer,
+      pause: () => {
+        pipelinePaused = true;
+        apply();
+      },
+      resume: () => {
+        pipelinePaused = false;
+        apply();
+      },
+    };
     const pipeline = this.pipeline;
     const telemetry = this.telemetry;
     const framer = new Framer(
@@ -244,17 +265,26 @@ export class StreamSource implements Source {
     );
     const conn: Conn = { socket, framer, ctx, lastDataMs: Date.now(), unregister: () => {}, closed: false };
     this.conns.add(conn);
-    conn.unregister = this.flow.register({ pause: () => socket.pause(), resume: () => socket.resume() });
+    conn.unregister = this.flow.register({
+      pause: () => {
+        flowPaused = true;
+        apply();
+      },
+      resume: () => {
+        flowPaused = false;
+        apply();
+      },
+    });
     socket.on('data', (chunk: Buffer) => {
       stats.bytes += chunk.length;
       conn.lastDataMs = Date.now();
       framer.push(chunk);
-      pipeline.commit();
+      pipeline.commit(ctx);
     });
     socket.on('end', () => {
       // The sender closed its side: its last frame may lack a terminator (emitted as is).
       framer.end();
-      pipeline.commit();
+      pipeline.commit(ctx);
       socket.end();
     });
     socket.on('error', (e) => {
@@ -266,7 +296,7 @@ export class StreamSource implements Source {
       const partial = framer.takePartial();
       if (partial !== null) {
         pipeline.deadLetterFrame(partial, 'frame_incomplete_at_close', 'connection closed in the middle of a frame', ctx);
-        pipeline.commit();
+        pipeline.commit(ctx);
       }
       stats.connectionsOpen--;
       conn.unregister();

@@ -59,7 +59,7 @@ export class UdpSource implements Source {
       if (peer !== ctx.peer) ctx = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer };
       framer.push(msg);
       framer.end();
-      this.pipeline.commit(false);
+      this.pipeline.commit(ctx, false);
     });
     socket.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `udp listener ${this.name}: ${e.message}`));
     await new Promise<void>((resolve, reject) => {

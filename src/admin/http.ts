@@ -1,0 +1,294 @@
+/**
+ * A small JSON-over-HTTP server for the admin API: `node:http`, bearer-token auth with a
+ * constant-time compare, a route table with path parameters, a body size limit, request
+ * timeouts, and one error shape: `{"error": {"code", "message"}}`.
+ *
+ * Every answer body passes through `redact()` (secrets registered by the KSC code never
+ * leave the process), is `application/json`, and is never cached.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
+import { KscError, httpStatusOf } from '../ksc/errors.js';
+import { redact, silentLogger, type KscLogger } from '../ksc/secrets.js';
+
+export type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+
+export interface RequestContext {
+  method: Method;
+  path: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** The parsed JSON body; `undefined` when the request had none. */
+  body: unknown;
+}
+
+export interface Reply {
+  status: number;
+  /** JSON body; omitted for 204. */
+  body?: unknown;
+}
+
+export type Handler = (ctx: RequestContext) => Reply | Promise<Reply>;
+
+export interface Route {
+  method: Method;
+  /** `/api/v1/connections/:id/enable` */
+  path: string;
+  handler: Handler;
+}
+
+/** An API error with an HTTP status and a stable code. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export interface JsonServerOptions {
+  /** The bearer token every request must carry. */
+  token: string;
+  routes: Route[];
+  maxBodyBytes: number;
+  /** Time a client has to send the whole request (ms). */
+  requestTimeoutMs: number;
+  logger?: KscLogger;
+  /** Told about every answer (for metrics). */
+  onResponse?: (status: number, method: string, route: string) => void;
+}
+
+interface CompiledRoute extends Route {
+  segments: string[];
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+export class JsonServer {
+  private readonly server: http.Server;
+  private readonly routes: CompiledRoute[];
+  private readonly tokenDigest: Buffer;
+  private readonly log: KscLogger;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly o: JsonServerOptions) {
+    if (typeof o.token !== 'string' || o.token === '') throw new Error('the admin API needs a bearer token');
+    this.tokenDigest = digest(o.token);
+    this.routes = o.routes.map((r) => ({ ...r, segments: r.path.split('/').filter((s) => s !== '') }));
+    this.log = o.logger ?? silentLogger;
+    this.server = http.createServer(
+      {
+        requestTimeout: o.requestTimeoutMs,
+        headersTimeout: Math.min(o.requestTimeoutMs, 60_000),
+        // How often Node checks those timeouts (its default, 30 s, would let a slow client hold a socket that long).
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(o.requestTimeoutMs / 4))),
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    this.server.keepAliveTimeout = 5_000;
+    this.server.maxHeadersCount = 100;
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (socket.writable && err.code !== 'ECONNRESET') {
+        const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+        const body = JSON.stringify({ error: { code: status === 408 ? 'admin_timeout' : 'admin_bad_request', message: status === 408 ? 'the request took too long to arrive' : 'malformed HTTP request' } });
+        socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      } else {
+        socket.destroy();
+      }
+    });
+  }
+
+  async listen(host: string, port: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  port(): number | undefined {
+    const a = this.server.address();
+    return a !== null && typeof a === 'object' ? (a as AddressInfo).port : undefined;
+  }
+
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
+  async close(): Promise<void> {
+    if (!this.server.listening) return;
+    const done = new Promise<void>((r) => this.server.close(() => r()));
+    this.server.closeIdleConnections();
+    // Requests still running get a moment to answer, then their sockets go.
+    const t = setTimeout(() => {
+      for (const s of this.sockets) s.destroy();
+    }, 2_000);
+    await done;
+    clearTimeout(t);
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const h = req.headers['authorization'];
+    if (typeof h !== 'string') return false;
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(h);
+    if (m === null) return false;
+    return timingSafeEqual(digest(m[1]!), this.tokenDigest);
+  }
+
+  private match(method: string, path: string): { route: CompiledRoute; params: Record<string, string> } | { allowed: string[] } | undefined {
+    const segs = path.split('/').filter((s) => s !== '');
+    const allowed: string[] = [];
+    for (const r of this.routes) {
+      if (r.segments.length !== segs.length) continue;
+      const params: Record<string, string> = {};
+      let ok = true;
+      for (let i = 0; i < segs.length; i++) {
+        const want = r.segments[i]!;
+        if (want.startsWith(':')) {
+          let v: string;
+          try {
+            v = decodeURIComponent(segs[i]!);
+          } catch {
+            throw new ApiError(400, 'admin_bad_request', 'the path is not valid percent-encoding');
+          }
+          params[want.slice(1)] = v;
+        } else if (want !== segs[i]) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) continue;
+      if (r.method === method) return { route: r, params };
+      allowed.push(r.method);
+    }
+    return allowed.length > 0 ? { allowed } : undefined;
+  }
+
+  private readBody(req: IncomingMessage): Promise<Buffer> {
+    const max = this.o.maxBodyBytes;
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > max) return Promise.reject(new ApiError(413, 'admin_body_too_large', `the request body is larger than ${max} bytes`));
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let n = 0;
+      let done = false;
+      req.on('data', (c: Buffer) => {
+        if (done) return;
+        n += c.length;
+        if (n > max) {
+          done = true;
+          reject(new ApiError(413, 'admin_body_too_large', `the request body is larger than ${max} bytes`));
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => {
+        if (!done) {
+          done = true;
+          resolve(Buffer.concat(chunks));
+        }
+      });
+      req.on('error', (e) => {
+        if (!done) {
+          done = true;
+          reject(e);
+        }
+      });
+      // The client went away (or the request timeout cut it off) before the body was complete.
+      req.on('close', () => {
+        if (!done) {
+          done = true;
+          reject(new ApiError(408, 'admin_timeout', 'the request body did not arrive'));
+        }
+      });
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = Date.now();
+    const method = (req.method ?? 'GET').toUpperCase();
+    let path = '/';
+    let query = new URLSearchParams();
+    let routeName = 'unknown';
+    let reply: Reply;
+    let extraHeaders: Record<string, string> = {};
+    let closeAfter = false;
+    try {
+      const u = new URL(req.url ?? '/', 'http://admin.invalid');
+      path = u.pathname;
+      query = u.searchParams;
+      // Authentication comes first: nobody without the token learns which routes exist or gets to send a body.
+      if (!this.authorized(req)) throw new ApiError(401, 'admin_unauthorized', 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer realm="cefd-admin"' });
+      const m = this.match(method, path);
+      if (m === undefined) throw new ApiError(404, 'admin_not_found', `no endpoint ${path}`);
+      if ('allowed' in m) throw new ApiError(405, 'admin_method_not_allowed', `${method} is not allowed on ${path} (allowed: ${m.allowed.join(', ')})`, { Allow: m.allowed.join(', ') });
+      routeName = m.route.path;
+      let body: unknown;
+      if (method === 'POST' || method === 'PATCH' || method === 'PUT') {
+        const raw = await this.readBody(req);
+        if (raw.length > 0) {
+          const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+          if (ct !== 'application/json') throw new ApiError(415, 'admin_unsupported_media_type', 'send the request body as Content-Type: application/json');
+          try {
+            body = JSON.parse(raw.toString('utf8'));
+          } catch {
+            throw new ApiError(400, 'admin_bad_json', 'the request body is not valid JSON');
+          }
+        }
+      } else if (Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined) {
+        // A body on GET/DELETE is ignored, but must not be left unread on a kept-alive socket.
+        await this.readBody(req).catch(() => undefined);
+      }
+      reply = await m.route.handler({ method: method as Method, path, params: m.params, query, body });
+    } catch (e) {
+      if (e instanceof ApiError) {
+        reply = { status: e.status, body: { error: { code: e.code, message: e.message } } };
+        extraHeaders = e.headers;
+        if (e.status === 413) closeAfter = true;
+      } else if (e instanceof KscError) {
+        reply = { status: httpStatusOf(e), body: { error: { code: e.code, message: e.message, ...('field' in e ? { field: (e as { field: string }).field } : {}) } } };
+      } else {
+        this.log.error({ code: 'admin_internal', method, route: routeName, err: (e as Error).message }, `admin API: ${method} ${routeName} failed: ${(e as Error).message}`);
+        reply = { status: 500, body: { error: { code: 'admin_internal', message: 'internal error (see the daemon log)' } } };
+      }
+    }
+    this.send(res, reply, extraHeaders, closeAfter);
+    this.log.debug({ method, route: routeName, status: reply.status, ms: Date.now() - t0 }, 'admin API request');
+    try {
+      this.o.onResponse?.(reply.status, method, routeName);
+    } catch {
+      /* metrics only */
+    }
+    if (closeAfter) req.resume();
+  }
+
+  private send(res: ServerResponse, reply: Reply, headers: Record<string, string>, close: boolean): void {
+    if (res.headersSent || res.destroyed) return;
+    const base: Record<string, string> = {
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+      ...headers,
+      ...(close ? { Connection: 'close' } : {}),
+    };
+    if (reply.status === 204 || reply.body === undefined) {
+      res.writeHead(reply.status, base);
+      res.end();
+      return;
+    }
+    const text = redact(JSON.stringify(reply.body)) + '\n';
+    res.writeHead(reply.status, { ...base, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
+    res.end(text);
+  }
+}

@@ -1,0 +1,491 @@
+/**
+ * The KSC integration inside the daemon (a DaemonExtension):
+ *
+ * - a tap on every event (after the normalizers, before routing): enrichment with asset
+ *   references (an in-memory index lookup), task-state events into the task runs (only
+ *   events the ksc normalizer marked `category: task_state`), then the response rules
+ *   (compiled filters; starts are queued, never awaited here);
+ * - the asset import scheduler (hourly by default, and once at start);
+ * - the admin HTTP API, when enabled;
+ * - metrics `cefd_ksc_*` in the daemon's registry.
+ *
+ * SIGHUP applies a new `ksc` section: unchanged rules keep their queue, changed ones are
+ * replaced; the scheduler and the admin API restart when their settings changed.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import type { KscConfig, KscResponseRuleConfig } from '../config/types-ksc.js';
+import type { DaemonContext, DaemonExtension } from '../extension.js';
+import type { CefdEvent } from '../event.js';
+import { KscIntegration, type Scheduler } from './index.js';
+import { enrichEvent } from './enrich.js';
+import { redactingLogger, type KscLogger } from './secrets.js';
+import { ResponseRule, RuleStats, ruleProblems, RULE_RESULTS, type RuleResult, type RuleSpec } from './rules.js';
+import type { SyncResult } from './assets.js';
+import type { StartRequest, StartResult } from './tasks.js';
+import { createAdminServer, type JsonServer, type RuleView } from '../admin/index.js';
+
+type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
+
+/**
+ * Warnings and errors that repeat (same message, connection, rule and code) are logged at
+ * most once per `intervalMs`, with the number held back.
+ */
+export function rateLimitedLogger(log: KscLogger, intervalMs: number, now: () => number = Date.now): KscLogger {
+  const last = new Map<string, { at: number; held: number }>();
+  const limited =
+    (level: 'warn' | 'error'): LogFn =>
+    (obj, msg) => {
+      if (intervalMs <= 0) return log[level](obj, msg);
+      const key = `${level}\0${msg ?? ''}\0${String(obj['connection'] ?? '')}\0${String(obj['rule'] ?? '')}\0${String(obj['code'] ?? '')}`;
+      const t = now();
+      const s = last.get(key);
+      if (s === undefined) {
+        if (last.size > 10_000) last.clear();
+        last.set(key, { at: t, held: 0 });
+        return log[level](obj, msg);
+      }
+      if (t - s.at >= intervalMs) {
+        const held = s.held;
+        s.at = t;
+        s.held = 0;
+        return log[level](held > 0 ? { ...obj, repeated: held } : obj, held > 0 && msg !== undefined ? `${msg} (and ${held} more like it since the last report)` : msg);
+      }
+      s.held++;
+    };
+  return { debug: (o, m) => log.debug(o, m), info: (o, m) => log.info(o, m), warn: limited('warn'), error: limited('error') };
+}
+
+/** Problems of the `ksc` section that the schema cannot express (for `cefd validate` and start). */
+export function kscConfigProblems(c: KscConfig): { key: string; message: string }[] {
+  const out: { key: string; message: string }[] = [];
+  if (c.admin.enabled && (c.admin.bearer_token === undefined || c.admin.bearer_token === '')) {
+    out.push({ key: 'ksc.admin.bearer_token', message: 'is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)' });
+  }
+  c.response_rules.forEach((r, i) => {
+    for (const p of ruleProblems(specOf(r))) out.push({ key: `ksc.response_rules[${i}]`, message: p });
+  });
+  return out;
+}
+
+function specOf(r: KscResponseRuleConfig): RuleSpec {
+  return {
+    name: r.name,
+    tasks: r.tasks,
+    assetField: r.asset_field,
+    filter: r.filter,
+    workers: r.workers,
+    cooldownMs: r.cooldown * 1000,
+    queueMax: r.queue_max,
+  };
+}
+
+/** The metrics of the integration; plain numbers on the hot path, copied at scrape time. */
+class KscMetrics {
+  readonly stats = new Map<string, RuleStats>();
+  enriched = 0;
+  readonly taskStateEvents = new Map<string, number>();
+  readonly syncs = new Map<string, number>();
+  lastSyncOk = 0;
+  readonly adminRequests = new Map<string, number>();
+
+  constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[] }) {
+    const counter = (name: string, help: string, labelNames: string[], rows: () => Iterable<[Record<string, string>, number]>) =>
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const [l, v] of rows()) if (v > 0) this.inc(l, v);
+        },
+      });
+    const gauge = (name: string, help: string, labelNames: string[], rows: () => Iterable<[Record<string, string>, number]>) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [reg],
+        collect() {
+          this.reset();
+          for (const [l, v] of rows()) this.set(l, v);
+        },
+      });
+    const named = () => [...this.stats].filter(([n]) => n !== '');
+    counter('cefd_ksc_rule_triggered_total', 'Events that passed a response rule\'s filter and carried the asset reference, per rule.', ['rule'], () =>
+      named().map(([rule, s]) => [{ rule }, s.triggered]),
+    );
+    counter('cefd_ksc_rule_no_asset_total', 'Events that passed a response rule\'s filter but had no asset reference in its asset_field, per rule.', ['rule'], () =>
+      named().map(([rule, s]) => [{ rule }, s.noAsset]),
+    );
+    counter(
+      'cefd_ksc_task_starts_total',
+      'KSC task start outcomes per rule (empty rule: manual starts through the admin API): started, failed, skipped_running, skipped_cooldown, skipped_queued, dropped.',
+      ['rule', 'result'],
+      () => [...this.stats].flatMap(([rule, s]) => RULE_RESULTS.map((result) => [{ rule, result }, s.get(result)] as [Record<string, string>, number])),
+    );
+    counter('cefd_ksc_task_start_failures_total', 'Failed KSC task starts per rule and error code.', ['rule', 'code'], () =>
+      [...this.stats].flatMap(([rule, s]) => [...s.failures].map(([code, v]) => [{ rule, code }, v] as [Record<string, string>, number])),
+    );
+    gauge('cefd_ksc_rule_queued', 'Triggers waiting for a worker, per response rule.', ['rule'], () => read.rules().map((r) => [{ rule: r.name }, r.queued]));
+    counter('cefd_ksc_enriched_events_total', 'Events that got at least one asset reference.', [], () => [[{}, this.enriched]]);
+    counter('cefd_ksc_task_state_events_total', 'KSC task-state events by outcome: updated (a run changed), created (a run of the task\'s scope), ignored, error.', ['outcome'], () =>
+      [...this.taskStateEvents].map(([outcome, v]) => [{ outcome }, v]),
+    );
+    counter('cefd_ksc_asset_sync_total', 'Asset imports of a connection, by result (ok, failed).', ['result'], () => [...this.syncs].map(([result, v]) => [{ result }, v]));
+    gauge('cefd_ksc_asset_sync_last_success_timestamp_seconds', 'When an asset import last succeeded (Unix time; 0: never).', [], () => [[{}, this.lastSyncOk]]);
+    gauge('cefd_ksc_assets', 'Assets in the store, per tenant and state (active, archived).', ['tenant', 'state'], () => {
+      const k = read.integration();
+      if (k === undefined || !k.store.db.open) return [];
+      const rows = k.store.db.prepare('SELECT tenant, CASE WHEN archived_at IS NULL THEN \'active\' ELSE \'archived\' END AS state, COUNT(*) AS n FROM assets GROUP BY 1, 2').all() as { tenant: string; state: string; n: number }[];
+      return rows.map((r) => [{ tenant: r.tenant, state: r.state }, r.n]);
+    });
+    gauge('cefd_ksc_task_runs', 'Task runs in the store, per state (requested, running, completed, failed).', ['state'], () => {
+      const k = read.integration();
+      if (k === undefined || !k.store.db.open) return [];
+      const counts = new Map<string, number>([['requested', 0], ['running', 0], ['completed', 0], ['failed', 0]]);
+      for (const r of k.store.db.prepare('SELECT state, COUNT(*) AS n FROM task_runs GROUP BY state').all() as { state: string; n: number }[]) counts.set(r.state, r.n);
+      return [...counts].map(([state, n]) => [{ state }, n]);
+    });
+    counter('cefd_ksc_admin_requests_total', 'Admin API answers by HTTP status.', ['status'], () => [...this.adminRequests].map(([status, v]) => [{ status }, v]));
+  }
+
+  ruleStats(name: string): RuleStats {
+    let s = this.stats.get(name);
+    if (s === undefined) {
+      s = new RuleStats();
+      this.stats.set(name, s);
+    }
+    return s;
+  }
+
+  add(m: Map<string, number>, k: string): void {
+    m.set(k, (m.get(k) ?? 0) + 1);
+  }
+}
+
+export class KscExtension implements DaemonExtension {
+  readonly name = 'ksc';
+  private config: Config;
+  private ctx: DaemonContext | undefined;
+  private log!: Logger;
+  private klog!: KscLogger;
+  private k: KscIntegration | undefined;
+  private integrationKey = '';
+  private untap: (() => void) | undefined;
+  private rules: ResponseRule[] = [];
+  private scheduler: Scheduler | undefined;
+  private schedulerKey = '';
+  private admin: JsonServer | undefined;
+  private adminKey = '';
+  private metrics: KscMetrics | undefined;
+  private tenant = 'default';
+  private rulesBlockingMs = -1;
+
+  constructor(config: Config) {
+    this.config = config;
+  }
+
+  /** The integration (undefined while the integration is off). */
+  get integration(): KscIntegration | undefined {
+    return this.k;
+  }
+
+  /** The admin API's bound port, when it listens. */
+  adminPort(): number | undefined {
+    return this.admin?.port();
+  }
+
+  async start(ctx: DaemonContext): Promise<void> {
+    this.ctx = ctx;
+    this.log = ctx.log.child({ component: 'ksc' });
+    this.metrics = new KscMetrics(ctx.telemetry.registry, { integration: () => this.k, rules: () => this.rules });
+    await this.apply(this.config, true);
+  }
+
+  async reload(next: Config): Promise<void> {
+    await this.apply(next, false);
+  }
+
+  notReady(): string[] {
+    const c = this.config.ksc;
+    if (c.enabled && c.admin.enabled && (this.admin === undefined || !this.admin.listening)) return ['ksc admin API'];
+    return [];
+  }
+
+  async stop(): Promise<void> {
+    await this.teardown(Math.min(5_000, this.config.shutdown_timeout * 500));
+  }
+
+  private async apply(next: Config, starting: boolean): Promise<void> {
+    const c = next.ksc;
+    const problems = kscConfigProblems(c);
+    if (problems.length > 0) throw new Error(`invalid ksc configuration: ${problems.map((p) => `${p.key}: ${p.message}`).join('; ')}`);
+    const ikey = JSON.stringify([c.enabled, next.state_dir, c.credentials_file ?? null, c.request_timeout, c.retries, next.logging.repeat_interval]);
+    if (ikey !== this.integrationKey) {
+      await this.teardown(1_000);
+      this.integrationKey = ikey;
+      if (c.enabled) this.open(next);
+    }
+    this.config = next;
+    if (!c.enabled || this.k === undefined) return;
+    this.tenant = c.tenant;
+    this.applyRules(c.response_rules);
+    const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout]);
+    if (skey !== this.schedulerKey || this.scheduler === undefined) {
+      this.scheduler?.stop();
+      this.scheduler = this.k.startScheduler({ intervalMs: c.asset_sync_interval * 1000, staleRunMs: c.task_run_timeout * 1000 });
+      this.schedulerKey = skey;
+      if (starting && c.sync_on_start) void this.scheduler.runNow();
+    }
+    const akey = JSON.stringify(c.admin);
+    if (akey !== this.adminKey || (c.admin.enabled && this.admin === undefined)) {
+      await this.admin?.close();
+      this.admin = undefined;
+      this.adminKey = akey;
+      if (c.admin.enabled) await this.startAdmin(next);
+    }
+    if (starting) {
+      this.log.info(
+        { tenant: c.tenant, rules: this.rules.map((r) => r.name), admin: c.admin.enabled ? `${c.admin.host}:${this.adminPort() ?? c.admin.port}` : null, syncIntervalS: c.asset_sync_interval },
+        `KSC integration started: ${this.rules.length} response rules${c.admin.enabled ? `, admin API on ${c.admin.host}:${this.adminPort() ?? c.admin.port}` : ''}`,
+      );
+    } else {
+      this.log.info({ tenant: c.tenant, rules: this.rules.map((r) => r.name) }, 'KSC integration configuration applied');
+    }
+  }
+
+  private open(c: Config): void {
+    const k = c.ksc;
+    this.klog = redactingLogger(rateLimitedLogger(this.log, c.logging.repeat_interval * 1000));
+    try {
+      this.k = KscIntegration.open({
+        stateDir: c.state_dir,
+        ...(k.credentials_file !== undefined ? { credentialsFile: k.credentials_file } : {}),
+        logger: this.klog,
+        client: { timeoutMs: k.request_timeout * 1000, retries: k.retries },
+        onSyncResult: (r) => this.onSync(r),
+      });
+    } catch (e) {
+      this.log.error({ code: 'ksc_store_failed', stateDir: c.state_dir, err: (e as Error).message }, `cannot open the KSC state store: ${(e as Error).message}`);
+      this.integrationKey = '';
+      throw new Error(`cannot open the KSC state store in ${c.state_dir} (set ksc.enabled: false to run without the KSC integration): ${(e as Error).message}`);
+    }
+    this.updateTap();
+    // Connections added by the CLI or the admin API while cefd runs turn the tap on.
+    this.tapTimer = setInterval(() => this.updateTap(), 5_000);
+    this.tapTimer.unref();
+  }
+
+  private tapTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * The tap (enrichment, task status, response rules) sees every event on the hot path
+   * and makes the pipeline decode on its main thread; it is only on while there is
+   * something to do: a KSC connection, or a response rule.
+   */
+  private updateTap(): void {
+    const k = this.k;
+    let want = false;
+    if (k !== undefined) {
+      try {
+        want = this.rules.length > 0 || k.listConnections().length > 0;
+      } catch {
+        want = this.untap !== undefined;
+      }
+    }
+    if (want && this.untap === undefined) this.untap = this.ctx!.addTap(this.tap);
+    else if (!want && this.untap !== undefined) {
+      this.untap();
+      this.untap = undefined;
+    }
+  }
+
+  private async teardown(timeoutMs: number): Promise<void> {
+    if (this.tapTimer !== undefined) clearInterval(this.tapTimer);
+    this.tapTimer = undefined;
+    this.untap?.();
+    this.untap = undefined;
+    this.scheduler?.stop();
+    this.scheduler = undefined;
+    this.schedulerKey = '';
+    const admin = this.admin;
+    this.admin = undefined;
+    this.adminKey = '';
+    await admin?.close();
+    const rules = this.rules;
+    this.rules = [];
+    this.rulesBlockingMs = -1;
+    await Promise.all(rules.map((r) => this.closeRule(r, timeoutMs)));
+    const k = this.k;
+    this.k = undefined;
+    await k?.close();
+  }
+
+  private async closeRule(r: ResponseRule, timeoutMs: number): Promise<void> {
+    const dropped = await r.close(timeoutMs);
+    if (dropped > 0) {
+      this.log.warn({ code: 'ksc_rule_dropped_at_stop', rule: r.name, dropped }, `response rule ${r.name}: ${dropped} queued triggers dropped at stop or reload`);
+    }
+  }
+
+  private applyRules(list: KscResponseRuleConfig[]): void {
+    const blockingMs = this.config.ksc.task_run_blocking * 1000;
+    // A changed blocking time changes every rule's dependencies: rebuild them all.
+    const old = blockingMs === this.rulesBlockingMs ? new Map(this.rules.map((r) => [r.name, r])) : new Map<string, ResponseRule>();
+    if (blockingMs !== this.rulesBlockingMs) for (const r of this.rules) void this.closeRule(r, 5_000);
+    this.rulesBlockingMs = blockingMs;
+    const next: ResponseRule[] = [];
+    for (const rc of list) {
+      const spec = specOf(rc);
+      const prev = old.get(rc.name);
+      if (prev !== undefined && JSON.stringify(prev.spec) === JSON.stringify({ ...spec, tasks: spec.tasks.map((t) => t.trim()) })) {
+        next.push(prev);
+        old.delete(rc.name);
+        continue;
+      }
+      const k = this.k!;
+      next.push(
+        new ResponseRule(
+          spec,
+          {
+            start: (req) => k.startTask(req),
+            isRunning: (taskId, assetId) => k.store.isRunning(taskId, assetId, { staleAfterMs: blockingMs }),
+            inCooldown: (taskId, assetId, ms) => k.inCooldown(taskId, assetId, ms),
+            staleAfterMs: blockingMs,
+            log: this.klog,
+            onResult: (rule, result, d) => {
+              if (result === 'skipped_running' || result === 'skipped_cooldown' || result === 'skipped_queued') {
+                this.log.debug({ rule, result, asset: d.assetId, task: d.task }, `response rule ${rule}: ${result.replace('_', ' ')}`);
+              } else if (result === 'started') {
+                this.log.info({ rule, asset: d.assetId, task: d.task, run: d.runId }, `response rule ${rule} started KSC task "${d.task}"`);
+              }
+            },
+          },
+          this.metrics!.ruleStats(rc.name),
+        ),
+      );
+    }
+    this.rules = next;
+    if (this.k !== undefined && this.ctx !== undefined) this.updateTap();
+    for (const r of old.values()) void this.closeRule(r, 5_000);
+  }
+
+  /** The hot path: see the file comment. */
+  private readonly tap = (ev: CefdEvent): void => {
+    const k = this.k;
+    if (k === undefined) return;
+    const index = k.assetIndex();
+    const hasAssets = index.hasAssets();
+    if (hasAssets) {
+      const refs = enrichEvent(ev, index, this.tenant);
+      if (refs.source !== undefined || refs.destination !== undefined || refs.device !== undefined) this.metrics!.enriched++;
+    }
+    const ksc = ev.ksc;
+    if (ksc !== null && typeof ksc === 'object' && (ksc as { category?: unknown }).category === 'task_state') {
+      // Without assets no task run can be about this event's host: skip the store.
+      if (!hasAssets) return;
+      // The answers to task starts never trigger response rules: no feedback loop.
+      this.taskState(k, ev);
+      return;
+    }
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) rules[i]!.offer(ev);
+  };
+
+  private taskState(k: KscIntegration, ev: CefdEvent): void {
+    try {
+      const r = k.applyTaskStateEvent(ev);
+      this.metrics!.add(this.metrics!.taskStateEvents, r.outcome);
+    } catch (e) {
+      this.metrics!.add(this.metrics!.taskStateEvents, 'error');
+      this.klog.warn({ code: 'ksc_task_state_failed', err: (e as Error).message }, `a KSC task-state event could not update the task runs: ${(e as Error).message}`);
+    }
+  }
+
+  private onSync(r: SyncResult): void {
+    const m = this.metrics!;
+    m.add(m.syncs, r.ok ? 'ok' : 'failed');
+    if (r.ok) m.lastSyncOk = Date.now() / 1000;
+  }
+
+  /** An on-demand import: a full one joins the scheduler's (and expires stale runs), a partial one runs now. */
+  sync(o: { tenant?: string; connection?: string } = {}): Promise<SyncResult[]> {
+    const k = this.k;
+    if (k === undefined) return Promise.resolve([]);
+    if (o.tenant === undefined && o.connection === undefined && this.scheduler !== undefined) return this.scheduler.runNow();
+    return k.syncAssets(o);
+  }
+
+  /** A manual start (admin API), counted under the empty rule name. */
+  async startTask(req: StartRequest): Promise<StartResult> {
+    const k = this.k;
+    if (k === undefined) throw new Error('the KSC integration is off');
+    const stats = this.metrics!.ruleStats('');
+    try {
+      const r = await k.startTask({ ...req, staleAfterMs: this.config.ksc.task_run_blocking * 1000 });
+      stats.count('started');
+      return r;
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? 'error';
+      stats.count(code === 'ksc_task_running' ? 'skipped_running' : code === 'ksc_task_cooldown' ? 'skipped_cooldown' : 'failed', code);
+      throw e;
+    }
+  }
+
+  ruleViews(): RuleView[] {
+    return this.rules.map((r) => {
+      const s = r.stats;
+      const g = (x: RuleResult) => s.get(x);
+      return {
+        name: r.name,
+        type: 'ksctasks',
+        tasks: [...r.spec.tasks],
+        assetField: r.spec.assetField,
+        filter: r.spec.filter !== undefined && r.spec.filter.trim() !== '' ? r.spec.filter : null,
+        workers: r.spec.workers,
+        cooldownSeconds: r.spec.cooldownMs / 1000,
+        queueMax: r.spec.queueMax,
+        queued: r.queued,
+        inFlight: r.inFlight,
+        counters: {
+          triggered: s.triggered,
+          noAsset: s.noAsset,
+          started: g('started'),
+          failed: g('failed'),
+          skippedRunning: g('skipped_running'),
+          skippedCooldown: g('skipped_cooldown'),
+          skippedQueued: g('skipped_queued'),
+          dropped: g('dropped'),
+        },
+      };
+    });
+  }
+
+  private async startAdmin(c: Config): Promise<void> {
+    const a = c.ksc.admin;
+    const self = this;
+    const server = createAdminServer(
+      {
+        get ksc(): KscIntegration {
+          if (self.k === undefined) throw new Error('the KSC integration is off');
+          return self.k;
+        },
+        rules: () => this.ruleViews(),
+        sync: (o) => this.sync(o),
+        startTask: (req) => this.startTask(req),
+      },
+      {
+        token: a.bearer_token!,
+        maxBodyBytes: a.max_body_bytes,
+        requestTimeoutMs: a.request_timeout * 1000,
+        logger: this.klog,
+        onResponse: (status) => this.metrics!.add(this.metrics!.adminRequests, String(status)),
+      },
+    );
+    await server.listen(a.host, a.port);
+    this.admin = server;
+  }
+}
