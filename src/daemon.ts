@@ -109,26 +109,29 @@ export class Daemon {
   }
 
   /** The output's queue: a disk buffer (default for all but stdout) or memory. */
-  private makeQueue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputSlot }): EventQueue {
-    const disk = b.type === 'disk' || (b.type === 'auto' && outputType !== 'stdout');
-    if (!disk) return new MemoryQueue(capacity);
+  private makeQueue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputSlot }, reuse?: DiskQueue): EventQueue {
+    if (!this.wantsDisk(b, outputType)) return new MemoryQueue(capacity);
     const t = this.telemetry;
     t.output(name).bufferMaxBytes = b.max_size;
     const dir = join(this.config.state_dir, 'buffers', name);
+    const opts = {
+      maxBytes: b.max_size,
+      fsync: b.fsync,
+      fsyncIntervalMs: b.fsync_interval * 1000,
+      onCorrupt: (bytes: number, where: string) => t.bufferCorrupt(name, bytes, where),
+      onWriteError: (e: string) => t.bufferWriteFailed(name, e),
+      onWriteRecovered: () => {
+        t.bufferWriteRecovered(name);
+        slotRef.slot?.recheck();
+      },
+    };
+    if (reuse !== undefined) {
+      reuse.setOptions(opts);
+      return reuse;
+    }
     let q: DiskQueue;
     try {
-      q = DiskQueue.open({
-        dir,
-        maxBytes: b.max_size,
-        fsync: b.fsync,
-        fsyncIntervalMs: b.fsync_interval * 1000,
-        onCorrupt: (bytes, where) => t.bufferCorrupt(name, bytes, where),
-        onWriteError: (e) => t.bufferWriteFailed(name, e),
-        onWriteRecovered: () => {
-          t.bufferWriteRecovered(name);
-          slotRef.slot?.recheck();
-        },
-      });
+      q = DiskQueue.open({ dir, ...opts });
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new StateDirError(`the disk buffer of output ${name} cannot be used: ${dir}: ${err.code ?? ''} ${err.message}`.replace(/\s+/g, ' '));
@@ -137,7 +140,11 @@ export class Daemon {
     return q;
   }
 
-  private makeSlot(o: OutputConfig): OutputSlot {
+  private wantsDisk(b: BufferConfig, outputType: string): boolean {
+    return b.type === 'disk' || (b.type === 'auto' && outputType !== 'stdout');
+  }
+
+  private makeSlot(o: OutputConfig, reuse?: DiskQueue): OutputSlot {
     const ref: { slot?: OutputSlot } = {};
     ref.slot = new OutputSlot(
       {
@@ -150,7 +157,7 @@ export class Daemon {
         maxBackoffMs: o.retry.max_backoff * 1000,
       },
       createOutput(o),
-      this.makeQueue(o.name, o.buffer, o.queue_max_events, o.type, ref),
+      this.makeQueue(o.name, o.buffer, o.queue_max_events, o.type, ref, reuse),
       this.flow,
       this.telemetry,
       (name, recs, reason, err) => this.pipeline?.rejectSink(name, recs, reason, err),
@@ -158,13 +165,13 @@ export class Daemon {
     return ref.slot;
   }
 
-  private makeDeadLetterSlot(c: Config): OutputSlot {
+  private makeDeadLetterSlot(c: Config, reuse?: DiskQueue): OutputSlot {
     const d = c.dead_letter;
     const ref: { slot?: OutputSlot } = {};
     ref.slot = new OutputSlot(
       { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
       createDeadLetterOutput(d),
-      this.makeQueue('dead_letter', d.buffer, d.queue_max_events, 'file', ref),
+      this.makeQueue('dead_letter', d.buffer, d.queue_max_events, 'file', ref, reuse),
       this.flow,
       this.telemetry,
       null,
@@ -220,8 +227,7 @@ export class Daemon {
     const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
-      await this.pool.init(this.workerConfig(c));
-      pipeline.useWorkers(this.pool);
+      pipeline.useWorkers(this.pool, await this.pool.init(this.workerConfig(c)));
       this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
     }
     for (const l of c.listeners) {
@@ -256,8 +262,11 @@ export class Daemon {
     // Reading gets at most half the budget; flushing the rest.
     await Promise.all(this.sources.map((s) => s.source.stop(budget / 2)));
     this.pipeline?.commit();
-    // Reads still on decode workers reach the queues before the outputs stop.
-    await Promise.race([this.pipeline?.drain(), new Promise((r) => setTimeout(r, Math.max(100, budget / 4)).unref())]);
+    // Reads still on decode workers reach the queues before the outputs stop; any the
+    // workers did not finish in time fail over to the dead-letter output.
+    await this.pipeline?.drain(Math.max(100, budget / 4));
+    await this.pool?.close();
+    this.pool = null;
     this.telemetry.log.debug({ ms: Date.now() - t0 }, 'listeners stopped');
     for (const x of this.extensions) {
       await x.stop().catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name} did not stop cleanly: ${e.message}`));
@@ -282,8 +291,6 @@ export class Daemon {
     if (this.deadLetter !== null) account(this.deadLetter.slot, await this.deadLetter.slot.stop(remaining()));
     await this.metrics?.stop();
     this.metrics = null;
-    await this.pool?.close();
-    this.pool = null;
     if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered and lost (memory queues that did not drain within shutdown_timeout)`);
     else if (kept > 0) this.telemetry.log.info({ ms: Date.now() - t0, buffered: kept }, `stopped; ${kept} events wait in disk buffers`);
     else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
@@ -337,49 +344,77 @@ export class Daemon {
   private async apply(next: Config): Promise<void> {
     // Reading stops while outputs and workers change, so no read is decoded under one
     // configuration and routed under another.
-    this.flow.block('reload', 'configuration reload');
+    const key = '\0reload';
+    this.flow.block(key, 'configuration reload');
     try {
-      await this.pipeline!.drain();
-      if (this.pool !== null) await this.pool.init(this.workerConfig(next));
-      await this.applyLocked(next);
+      await this.pipeline!.drain(5_000);
+      let version = -1;
+      if (this.pool !== null) {
+        try {
+          version = await this.pool.init(this.workerConfig(next));
+        } catch (e) {
+          // Workers keep their old configuration; reads they decode under it are done again
+          // on the main thread (the pipeline checks the version).
+          this.telemetry.log.error({ err: (e as Error).message }, `decode workers cannot load the new configuration; decoding on the main thread: ${(e as Error).message}`);
+          this.pipeline!.useWorkers(null);
+        }
+      }
+      await this.applyLocked(next, version);
     } finally {
-      this.flow.unblock('reload');
+      this.flow.unblock(key);
     }
   }
 
-  private async applyLocked(next: Config): Promise<void> {
+  private async applyLocked(next: Config, workerVersion: number): Promise<void> {
     const prev = this.config;
     this.telemetry.log.level = next.logging.level;
     // Outputs: unchanged ones keep running; others are replaced.
     const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
     const newSlots: SlotEntry[] = [];
     const retired: OutputSlot[] = [];
-    for (const o of next.outputs) {
-      const key = JSON.stringify(o);
-      const old = oldSlots.get(o.name);
-      if (old !== undefined && old.key === key) {
-        newSlots.push(old);
-        oldSlots.delete(o.name);
-        continue;
+    const created: OutputSlot[] = [];
+    try {
+      for (const o of next.outputs) {
+        const key = JSON.stringify(o);
+        const old = oldSlots.get(o.name);
+        if (old !== undefined && old.key === key) {
+          newSlots.push(old);
+          oldSlots.delete(o.name);
+          continue;
+        }
+        let slot: OutputSlot;
+        if (old !== undefined && old.slot.queue instanceof DiskQueue && this.wantsDisk(o.buffer, o.type)) {
+          // Same name, same buffer folder: the disk buffer is handed to the new slot, never
+          // closed and reopened, so nothing routed to the old slot meanwhile is lost.
+          oldSlots.delete(o.name);
+          await old.slot.handOver();
+          slot = this.makeSlot(o, old.slot.queue);
+        } else {
+          slot = this.makeSlot(o);
+        }
+        created.push(slot);
+        await slot.start();
+        newSlots.push({ key, slot });
       }
-      if (old !== undefined && old.slot.queue.durable) {
-        // Same name, same buffer folder: the old queue must let go of it first (what it
-        // has not delivered stays there for the new one).
-        oldSlots.delete(o.name);
-        this.pipeline!.commit();
-        await old.slot.stop(1000);
-      }
-      const slot = this.makeSlot(o);
-      await slot.start();
-      newSlots.push({ key, slot });
+    } catch (e) {
+      // The configuration cannot be applied: the outputs that were built are closed; the
+      // running ones keep running (a handed-over buffer is adopted back by no one, so the
+      // error says to restart).
+      for (const c of created) void c.stop(1000);
+      throw e;
     }
     for (const s of oldSlots.values()) retired.push(s.slot);
     let dead = this.deadLetter!;
     const deadKey = JSON.stringify(next.dead_letter);
     if (dead.key !== deadKey) {
-      if (dead.slot.queue.durable) await dead.slot.stop(1000);
-      else retired.push(dead.slot);
-      const slot = this.makeDeadLetterSlot(next);
+      let slot: OutputSlot;
+      if (dead.slot.queue instanceof DiskQueue && this.wantsDisk(next.dead_letter.buffer, 'file')) {
+        await dead.slot.handOver();
+        slot = this.makeDeadLetterSlot(next, dead.slot.queue);
+      } else {
+        retired.push(dead.slot);
+        slot = this.makeDeadLetterSlot(next);
+      }
       await slot.start();
       dead = { key: deadKey, slot };
     }
@@ -389,6 +424,7 @@ export class Daemon {
       newSlots.map((s) => s.slot),
       dead.slot,
       { defaultZone: next.timezone, includeRaw: next.include_raw },
+      workerVersion,
     );
     this.config = next;
     // Listeners: unchanged ones stay open (certificates are re-read); others restart.
@@ -468,8 +504,7 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
       if (signals > 1) {
         telemetry.log.warn({ signal: sig }, 'second signal: exiting now');
         telemetry.log.flush();
-        resolve(EXIT.failure);
-        return;
+        process.exit(EXIT.failure);
       }
       telemetry.log.info({ signal: sig }, `${sig}: stopping`);
       void daemon.stop().then(() => {

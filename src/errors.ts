@@ -189,6 +189,18 @@ export const CODES = {
     stage: 'daemon',
     description: 'An output removed or changed by a reload did not drain within `shutdown_timeout`.',
   },
+  worker_failed: {
+    level: 'error',
+    stage: 'decode',
+    description:
+      'A decode worker thread died (or cefd stopped) before it decoded a read: the frames of that read go to the dead-letter output with their raw bytes.',
+  },
+  event_unserializable: {
+    level: 'error',
+    stage: 'normalizer',
+    description:
+      'A normalizer put something in the event that JSON cannot hold (a BigInt, a cycle): the frame goes to the dead-letter output with its raw bytes.',
+  },
   frame_incomplete_at_close: {
     level: 'warning',
     stage: 'framing',

@@ -172,6 +172,16 @@ describe('cefd validate', () => {
     expect(r.stderr).toContain('bad.yaml:6: outputs[0].url: environment variable NO_SUCH_VAR is not set');
   });
 
+  test('KSC integration problems the daemon would refuse are caught by validate', () => {
+    const dir = tempDir();
+    const file = join(dir, 'k.yaml');
+    writeFileSync(file, 'ksc:\n  admin: { enabled: true }\n  response_rules:\n    - { name: r, type: ksctasks, tasks: [], filter: "true" }\n');
+    const r = spawnSync(process.execPath, [CLI, 'validate', '--config', file], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toContain('ksc.admin.bearer_token: is required when ksc.admin.enabled is true');
+    expect(r.stderr).toContain('ksc.response_rules[0]: tasks: give at least one KSC task name');
+  });
+
   test('a normalizer that does not load is a configuration error', () => {
     const dir = tempDir();
     const file = join(dir, 'n.yaml');

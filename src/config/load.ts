@@ -14,6 +14,7 @@ import type { Config } from './types.js';
 import { parseCidr } from '../sources/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../pipeline/filter.js';
 import { loadNormalizer } from '../pipeline/normalize.js';
+import { kscConfigProblems } from '../ksc/extension.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -408,6 +409,7 @@ function crossChecks(c: Config, w: Walker): void {
     binds.set(id, l.name);
   });
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
+  for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');

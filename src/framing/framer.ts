@@ -211,7 +211,7 @@ export class Framer {
       const b = chunk[i]!;
       if (b >= D0 && b <= D9) {
         digits++;
-        if (digits > Framer.MAX_COUNT_DIGITS) break;
+        if (digits > Framer.MAX_COUNT_DIGITS || digits > this.maxFrameBytes) break;
         // Past maxDigits+1 the count is certainly too large; stop accumulating.
         if (digits <= this.maxDigits + 1) count = count * 10 + (b - D0);
         i++;

@@ -125,6 +125,17 @@ export class DiskQueue implements EventQueue {
   /** Events found undelivered at open. */
   readonly replayed: number;
 
+  /** New limits and callbacks (a reload hands this buffer to a new output slot). */
+  setOptions(o: Pick<DiskQueueOptions, 'maxBytes' | 'fsync' | 'fsyncIntervalMs' | 'onCorrupt' | 'onWriteError' | 'onWriteRecovered'>): void {
+    Object.assign(this.opts, o);
+    if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
+    this.fsyncTimer = null;
+    if (this.opts.fsync === 'interval') {
+      this.fsyncTimer = setInterval(() => this.fsyncNow(), Math.max(1, this.opts.fsyncIntervalMs));
+      this.fsyncTimer.unref();
+    }
+  }
+
   private constructor(private readonly opts: DiskQueueOptions) {
     this.segmentBytes = opts.segmentBytes ?? Math.min(32 * 1024 * 1024, Math.max(64 * 1024, Math.floor(opts.maxBytes / 8)));
     this.replayed = 0;
@@ -406,7 +417,16 @@ export class DiskQueue implements EventQueue {
     this.nextSeq += count;
     this.diskCount += count;
     this.dirty = true;
-    if (this.opts.fsync === 'batch') fs.fsyncSync(this.writeFd);
+    if (this.opts.fsync === 'batch') {
+      try {
+        fs.fsyncSync(this.writeFd);
+      } catch (e) {
+        // The block is written (the page cache has it); only its durability is in doubt:
+        // report, but do not queue it a second time.
+        const err = e as NodeJS.ErrnoException;
+        this.opts.onWriteError?.(`fsync: ${err.code ?? ''} ${err.message}`);
+      }
+    }
     // A reader that is caught up takes the body from here (no read, no CRC check).
     this.tail.set(`${seg.firstSeq}:${offset}`, { body, count, blockBytes: size });
     this.tailBytes += size;
@@ -441,11 +461,12 @@ export class DiskQueue implements EventQueue {
 
   append(records: readonly string[]): void {
     if (records.length === 0) return;
-    if (this.closed) throw new Error('buffer closed');
-    if (this.overflow.length > 0) {
-      // Order: what waits in memory goes first.
+    if (this.overflow.length > 0 || this.closed) {
+      // Order: what waits in memory goes first; it is retried on a timer (not here: that
+      // would re-encode the whole overflow on every read). Appends after close (never in
+      // normal operation) are kept in memory and counted as a write error, not thrown.
       for (const r of records) this.overflow.push(r);
-      this.flushOverflow();
+      if (this.closed && this.error === null) this.failed(new Error('the buffer is closed'));
       return;
     }
     try {
@@ -480,7 +501,7 @@ export class DiskQueue implements EventQueue {
 
   /** Tries to move the memory overflow to disk (not the part handed out by the last peek). */
   flushOverflow(): void {
-    if (this.overflowInFlight > 0 || this.closed) return;
+    if (this.closed) return;
     if (this.overflow.length === 0) {
       // Everything held in memory was delivered from there: probe the disk with an empty
       // block, so the error clears (and its metric) as soon as writes work again.
@@ -493,11 +514,16 @@ export class DiskQueue implements EventQueue {
       }
       return;
     }
+    // The part of the overflow handed out by the last peek stays in memory (it is sent
+    // first); the rest goes to disk, after it.
+    const keep = this.overflowInFlight;
+    const rest = keep === 0 ? this.overflow : this.overflow.slice(keep);
+    if (rest.length === 0) return;
     try {
       // A fresh segment: the failed one may end in a torn block.
       if (this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
-      this.writeBlock(this.encode(this.overflow), this.overflow.length);
-      this.overflow = [];
+      this.writeBlock(this.encode(rest), rest.length);
+      this.overflow = this.overflow.slice(0, keep);
       if (this.error !== null) this.recovered();
     } catch (e) {
       this.failed(e);
@@ -586,6 +612,14 @@ export class DiskQueue implements EventQueue {
    */
   peekBatch(max: number): QueueBatch {
     if (this.peeked !== null && this.peeked.max === max) return this.peeked.batch;
+    if (this.overflowInFlight > 0) {
+      // Records handed out from memory and not acknowledged yet come before anything the
+      // disk got since (flushOverflow wrote what followed them).
+      const recs = this.overflow.slice(0, this.overflowInFlight);
+      const batch = new StringBatch(recs);
+      this.peeked = { batch, max, fromOverflow: true };
+      return batch;
+    }
     let more = true;
     while (this.aheadCount < max && (more = this.readNextBlock())) {
       // read more
@@ -620,7 +654,7 @@ export class DiskQueue implements EventQueue {
   ack(n: number): void {
     const fromOverflow = this.peeked?.fromOverflow === true;
     this.peeked = null;
-    if (n <= 0) return;
+    if (n <= 0 || this.closed) return;
     if (fromOverflow) {
       this.overflow.splice(0, n);
       this.overflowInFlight = 0;
@@ -724,6 +758,7 @@ export class DiskQueue implements EventQueue {
     this.closeWriteFd(true);
     if (this.readFd !== -1) fs.closeSync(this.readFd);
     this.readFd = -1;
+    this.readFdPath = '';
     // An empty last segment is just clutter.
     const last = this.segments[this.segments.length - 1];
     if (last !== undefined && last.size === 0 && this.segments.length > 1) fs.rmSync(last.path, { force: true });

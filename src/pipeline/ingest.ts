@@ -131,5 +131,15 @@ export function processFrame(
     const f = filters[i];
     if (f === undefined || f.test(event)) mask = i < 32 ? mask | (1 << i) : ALL;
   }
-  return { json: mask === 0 ? '' : JSON.stringify(event), mask: mask >>> 0, event };
+  if (mask === 0) return { json: '', mask: 0, event };
+  let json: string;
+  try {
+    json = JSON.stringify(event);
+  } catch (e) {
+    // Only a normalizer can put something in an event that JSON cannot hold (a BigInt, a
+    // cycle): the frame is kept as a dead letter rather than lost or crashing cefd.
+    FrameCounts.add(counts.unparseable, 'event_unserializable');
+    return { dead: deadLetterRecord(buf, 'event_unserializable', `the event cannot be written as JSON: ${(e as Error).message}`, listener, peer, nowMs, truncated) };
+  }
+  return { json, mask: mask >>> 0, event };
 }

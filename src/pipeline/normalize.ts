@@ -66,13 +66,19 @@ export function normalizeEvent(event: CefdEvent, chain: readonly Normalizer[]): 
       return { kind: 'failed', normalizer: n.name, error };
     }
     if (out === null || out === undefined) continue;
+    if (typeof out !== 'object' || out.data === null || typeof out.data !== 'object') {
+      const w = { code: 'normalizer_failed' as const, key: n.name, message: `normalizer ${n.name} returned no data object` };
+      if (event.warnings === undefined) event.warnings = [w];
+      else event.warnings.push(w);
+      return { kind: 'failed', normalizer: n.name, error: new Error('returned no data object') };
+    }
     event[n.name] = out.data;
-    if (out.warnings !== undefined && out.warnings.length > 0) {
+    if (Array.isArray(out.warnings) && out.warnings.length > 0) {
       const ws = out.warnings as CefdEvent['warnings'] & object;
       if (event.warnings === undefined) event.warnings = ws.slice();
       else for (const w of ws) event.warnings.push(w);
     }
-    return { kind: 'normalized', normalizer: n.name, type: String(out.type) };
+    return { kind: 'normalized', normalizer: n.name, type: typeof out.type === 'string' ? out.type : 'other' };
   }
   return NONE;
 }

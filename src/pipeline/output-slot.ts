@@ -71,6 +71,9 @@ export class OutputSlot {
   private sleepTimer: NodeJS.Timeout | null = null;
   private sleepResolve: (() => void) | null = null;
   private blocked = false;
+  /** This slot's key in the flow control (unique: a reload can run two slots of one name). */
+  private readonly flowKey: string;
+  private static instances = 0;
 
   constructor(
     readonly opts: SlotOptions,
@@ -81,6 +84,7 @@ export class OutputSlot {
     private readonly onReject: RejectSink | null,
   ) {
     this.name = opts.name;
+    this.flowKey = `output ${opts.name} #${++OutputSlot.instances}`;
     this.stats = telemetry.output(opts.name);
     this.stats.capacity = opts.capacity;
     this.stats.queued = queue.length;
@@ -137,7 +141,7 @@ export class OutputSlot {
     this.stats.queued = this.queue.length;
     if (!this.blocked && this.opts.whenFull === 'block' && this.queue.fill() >= 1) {
       this.blocked = true;
-      this.flow.block(this.name);
+      this.flow.block(this.flowKey, `queue of output ${this.name} is full`);
     }
     if (this.wake !== null) {
       const w = this.wake;
@@ -166,29 +170,45 @@ export class OutputSlot {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
-      const batch = this.queue.peekBatch(this.opts.batchMax);
-      const n = batch.count;
-      const res = await this.output.send(batch);
-      if (res.status === 'delivered') {
-        this.queue.ack(n);
-        this.stats.sent += n;
-        if (backoff !== 0) {
-          backoff = 0;
-          this.telemetry.outputRecovered(this.name);
+      let error: string;
+      let retryAfterMs: number | undefined;
+      let n = 0;
+      try {
+        const batch = this.queue.peekBatch(this.opts.batchMax);
+        n = batch.count;
+        const res = await this.output.send(batch);
+        if (res.status === 'delivered') {
+          this.queue.ack(n);
+          this.stats.sent += n;
+          if (backoff !== 0) {
+            backoff = 0;
+            this.telemetry.outputRecovered(this.name);
+          }
+          this.afterDequeue();
+          continue;
         }
-      } else if (res.status === 'rejected') {
-        const records = batch.records;
-        this.queue.ack(n);
-        this.telemetry.outputRejected(this.name, n, res.reason, res.error);
-        if (this.onReject !== null) this.onReject(this.name, records, res.reason, res.error);
-      } else {
-        // Capped exponential backoff with full jitter; Retry-After wins when longer.
-        backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
-        let wait = backoff / 2 + (Math.random() * backoff) / 2;
-        if (res.retryAfterMs !== undefined) wait = Math.min(this.opts.maxBackoffMs, Math.max(wait, res.retryAfterMs));
-        this.telemetry.outputRetrying(this.name, n, res.error, wait);
-        await this.sleep(wait);
+        if (res.status === 'rejected') {
+          const records = batch.records;
+          this.queue.ack(n);
+          this.telemetry.outputRejected(this.name, n, res.reason, res.error);
+          if (this.onReject !== null) this.onReject(this.name, records, res.reason, res.error);
+          this.afterDequeue();
+          continue;
+        }
+        error = res.error;
+        retryAfterMs = res.retryAfterMs;
+      } catch (e) {
+        // A queue that cannot be read (a disk error) or an output that broke its promise
+        // never to throw: log, back off, try again; never take the process down.
+        error = `internal error: ${(e as Error).message}`;
+        this.telemetry.log.error({ output: this.name, err: (e as Error).stack }, `output ${this.name}: ${error}`);
       }
+      // Capped exponential backoff with full jitter; Retry-After wins when longer.
+      backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
+      let wait = backoff / 2 + (Math.random() * backoff) / 2;
+      if (retryAfterMs !== undefined) wait = Math.min(this.opts.maxBackoffMs, Math.max(wait, retryAfterMs));
+      this.telemetry.outputRetrying(this.name, n, error, wait);
+      await this.sleep(wait);
       this.afterDequeue();
     }
   }
@@ -212,7 +232,7 @@ export class OutputSlot {
     this.stats.queued = this.queue.length;
     if (this.blocked && this.queue.fill() <= 0.5) {
       this.blocked = false;
-      this.flow.unblock(this.name);
+      this.flow.unblock(this.flowKey);
     }
   }
 
@@ -224,9 +244,10 @@ export class OutputSlot {
 
   /**
    * Stops the runner: waits up to `timeoutMs` for the queue to drain, then closes the
-   * output. Returns how many records were left undelivered.
+   * output (and the queue, unless `keepQueue`: a reload hands a disk buffer on to the
+   * output's next slot). Returns how many records were left undelivered.
    */
-  async stop(timeoutMs: number): Promise<number> {
+  async stop(timeoutMs: number, keepQueue = false): Promise<number> {
     this.stopping = true;
     if (this.wake !== null) {
       const w = this.wake;
@@ -254,11 +275,37 @@ export class OutputSlot {
     const left = this.queue.length;
     if (this.blocked) {
       this.blocked = false;
-      this.flow.unblock(this.name);
+      this.flow.unblock(this.flowKey);
     }
     await this.output.close();
-    await this.queue.close();
+    if (!keepQueue) await this.queue.close();
     return left;
+  }
+
+  /**
+   * A reload gives this output's disk buffer to a new slot: stop at once without closing
+   * the queue. The output is closed first (an HTTP request in flight is aborted), so the
+   * batch in flight goes back to the queue un-acknowledged and the next slot sends it.
+   */
+  async handOver(): Promise<void> {
+    this.stopping = true;
+    this.giveUp = true;
+    if (this.wake !== null) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+    if (this.sleepTimer !== null) {
+      clearTimeout(this.sleepTimer);
+      this.sleepTimer = null;
+      this.sleepResolve?.();
+    }
+    if (this.blocked) {
+      this.blocked = false;
+      this.flow.unblock(this.flowKey);
+    }
+    await this.output.close();
+    await this.loop;
   }
 
   async reopen(): Promise<void> {

@@ -74,7 +74,12 @@ export class Pipeline {
   private env: IngestEnv;
   private counts = new FrameCounts();
   private pool: WorkerPool | null = null;
-  private idleWaiters: (() => void)[] = [];
+  /** The worker configuration version the current slots and filters belong to. */
+  private workerVersion = -1;
+  /** Jobs on workers, by local id, for drain(). */
+  private readonly jobs = new Set<number>();
+  private jobSeq = 0;
+  private jobWaiters: { ids: Set<number>; resolve: () => void }[] = [];
 
   constructor(
     slots: OutputSlot[],
@@ -99,23 +104,28 @@ export class Pipeline {
     };
   }
 
-  /** Decode on these workers (null: on this thread). */
-  useWorkers(pool: WorkerPool | null): void {
+  /** Decode on these workers (null: on this thread), whose configuration is `version`. */
+  useWorkers(pool: WorkerPool | null, version = -1): void {
     this.pool = pool;
+    this.workerVersion = version;
   }
 
   get workers(): WorkerPool | null {
     return this.pool;
   }
 
-  /** Swaps outputs and options (config reload). Call drain() first when workers are used. */
-  reconfigure(slots: OutputSlot[], deadLetter: OutputSlot, opts: PipelineOptions): void {
+  /**
+   * Swaps outputs and options (config reload), and the worker configuration version they
+   * match. Results decoded under another version are done again on this thread.
+   */
+  reconfigure(slots: OutputSlot[], deadLetter: OutputSlot, opts: PipelineOptions, workerVersion = this.workerVersion): void {
     this.flushInline();
     this.slots = slots;
     this.pending = slots.map(() => []);
     this.deadLetter = deadLetter;
     this.opts = opts;
     this.env = this.makeEnv();
+    this.workerVersion = workerVersion;
   }
 
   addTap(tap: EventTap): () => void {
@@ -127,9 +137,9 @@ export class Pipeline {
     };
   }
 
-  /** Events go to workers when there are workers and nothing watches them. */
-  private get onWorkers(): boolean {
-    return this.pool !== null && this.taps.length === 0;
+  /** Events go to workers when there are (working) workers and nothing watches them. */
+  get onWorkers(): boolean {
+    return this.pool !== null && !this.pool.broken && this.taps.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {
@@ -188,17 +198,37 @@ export class Pipeline {
   commit(ctx?: SourceContext, pausable = true): void {
     const st = ctx?.state;
     if (ctx !== undefined && st !== undefined && st.frames.length > 0) {
-      this.submit(ctx, st, pausable);
-      return;
+      if (!this.onWorkers || (ctx.pause === undefined && st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE)) {
+        // No workers any more (they failed, or a tap appeared since these frames came), or
+        // a source that cannot be paused (UDP) is ahead of them: decode this read here, so
+        // jobs in flight stay bounded.
+        this.decodeHere(ctx, st);
+      } else {
+        this.submit(ctx, st, pausable);
+        return;
+      }
     }
     if (ctx !== undefined && st !== undefined && st.nextCommit < st.nextSeq) {
-      // Switched to this thread (a tap appeared) while reads are on workers: keep order.
+      // Reads of this source are still on workers: this one comes after them.
       const recs = this.takeInline();
       const seq = st.nextSeq++;
       this.inOrder(ctx, st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
       return;
     }
     this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats);
+  }
+
+  /** Decodes the frames collected for a worker job on this thread instead. */
+  private decodeHere(ctx: SourceContext, st: SourceState): void {
+    const now = Date.now();
+    for (let i = 0; i < st.frames.length; i++) {
+      const r = processFrame(st.frames[i]!, st.truncated[i]!, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
+      if ('dead' in r) this.deadPending.push(r.dead);
+      else for (let k = 0; k < this.slots.length; k++) if ((r.mask >>> k) & 1) this.pending[k]!.push(r.json);
+    }
+    st.frames = [];
+    st.truncated = [];
+    st.bytes = 0;
   }
 
   private takeInline(): { pending: string[][]; dead: string[]; counts: FrameCounts } {
@@ -260,6 +290,8 @@ export class Pipeline {
     this.seq += frames.length;
     const seq = st.nextSeq++;
     const nowMs = Date.now();
+    const job = ++this.jobSeq;
+    this.jobs.add(job);
     st.inFlight++;
     if (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE && ctx.pause !== undefined && !st.pausedByUs) {
       st.pausedByUs = true;
@@ -270,6 +302,7 @@ export class Pipeline {
       (o) => {
         st.inFlight--;
         this.inOrder(ctx, st, seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
+        this.jobDone(job);
         if (st.pausedByUs && st.inFlight < MAX_IN_FLIGHT_PER_SOURCE / 2) {
           st.pausedByUs = false;
           ctx.resume?.();
@@ -288,9 +321,17 @@ export class Pipeline {
       f();
     }
     void ctx;
-    if (st.nextCommit === st.nextSeq && this.pool !== null && this.pool.inFlight === 0) {
-      for (const w of this.idleWaiters.splice(0)) w();
-    }
+  }
+
+  private jobDone(job: number): void {
+    this.jobs.delete(job);
+    if (this.jobWaiters.length === 0) return;
+    this.jobWaiters = this.jobWaiters.filter((w) => {
+      w.ids.delete(job);
+      if (w.ids.size > 0) return true;
+      w.resolve();
+      return false;
+    });
   }
 
   /** `frames` are the job's frames (views into the socket's chunks), kept for a failure or a redo. */
@@ -307,7 +348,7 @@ export class Pipeline {
       return;
     }
     const r: ResultMessage = o.result;
-    if (this.pool === null || r.version !== this.pool.configVersion) {
+    if (r.version !== this.workerVersion) {
       // Decoded under a configuration that has changed since (a reload): do it again here.
       this.redoInline(ctx, frames, flags, nowMs, pausable);
       return;
@@ -349,9 +390,26 @@ export class Pipeline {
     this.counts = saved.counts;
   }
 
-  /** Resolves when no read is on a worker or waiting for its turn. */
-  drain(): Promise<void> {
-    if (this.pool === null || this.pool.inFlight === 0) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+  /**
+   * Resolves when every read on a worker at the time of the call has been applied (or
+   * after `timeoutMs`); reads submitted later do not hold it up.
+   */
+  drain(timeoutMs = 10_000): Promise<void> {
+    if (this.jobs.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.jobWaiters = this.jobWaiters.filter((w) => w !== waiter);
+        resolve();
+      }, timeoutMs);
+      timer.unref();
+      const waiter = {
+        ids: new Set(this.jobs),
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.jobWaiters.push(waiter);
+    });
   }
 }

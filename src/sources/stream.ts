@@ -52,6 +52,8 @@ interface Slot {
   /** Complete frames this connection delivered: 0 marks a slowloris candidate. */
   frames: number;
   peer: string;
+  /** Being served (TLS: the handshake is done). */
+  served?: boolean;
 }
 
 /** Normalizes `AA:bb:..` / `aabb..` fingerprints. */
@@ -196,6 +198,11 @@ export class StreamSource implements Source {
 
   private secured(s: tls.TLSSocket): void {
     const peer = peerOf(s.remoteAddress, s.remotePort);
+    if (this.stopping) {
+      // A handshake that finished after stop() began: not served.
+      s.destroy();
+      return;
+    }
     const t = this.config.tls!;
     if (this.fingerprints.size > 0) {
       const cert = s.getPeerCertificate();
@@ -221,6 +228,7 @@ export class StreamSource implements Source {
   }
 
   private serve(socket: net.Socket, peer: string, slot: Slot): void {
+    slot.served = true;
     const stats = this.stats;
     stats.connectionsAccepted++;
     stats.connectionsOpen++;
@@ -228,9 +236,16 @@ export class StreamSource implements Source {
     // of this connection on the decode workers (the pipeline). Read only when neither holds.
     let flowPaused = false;
     let pipelinePaused = false;
+    const idleMs = Math.round(this.config.idle_timeout * 1000);
     const apply = () => {
-      if (flowPaused || pipelinePaused) socket.pause();
-      else socket.resume();
+      if (flowPaused || pipelinePaused) {
+        socket.pause();
+        // Not idle: we stopped reading. The idle timeout waits until we read again.
+        if (idleMs > 0) socket.setTimeout(0);
+      } else {
+        socket.resume();
+        if (idleMs > 0) socket.setTimeout(idleMs);
+      }
     };
     const ctx: SourceContext = {
       listener: this.name,
@@ -302,12 +317,13 @@ export class StreamSource implements Source {
       conn.unregister();
       this.conns.delete(conn);
     });
-    if (this.config.idle_timeout > 0) {
-      socket.setTimeout(Math.round(this.config.idle_timeout * 1000), () => {
+    if (idleMs > 0) {
+      socket.on('timeout', () => {
         telemetry.log.debug({ listener: this.name, peer }, 'closing an idle connection');
         socket.end();
         socket.destroySoon();
       });
+      if (!flowPaused && !pipelinePaused) socket.setTimeout(idleMs);
     }
   }
 
@@ -330,12 +346,20 @@ export class StreamSource implements Source {
     // quiet for a moment (or closed), within the grace period.
     const deadline = Date.now() + graceMs;
     const QUIET_MS = 200;
-    for (const c of this.conns) c.socket.resume();
+    // Handshakes still in progress will not be served.
+    for (const slot of this.slots) if (!slot.served) slot.socket.destroy();
+    // Paused connections (backpressure) get their quiet period counted from now: what
+    // waits in their kernel buffers is read before they are closed.
+    const resumedAt = Date.now();
+    for (const c of this.conns) {
+      c.lastDataMs = Math.max(c.lastDataMs, resumedAt);
+      c.socket.resume();
+    }
     while (this.conns.size > 0 && Date.now() < deadline) {
       const now = Date.now();
       let busy = false;
       for (const c of this.conns) {
-        if (now - c.lastDataMs >= QUIET_MS) {
+        if (now - c.lastDataMs >= QUIET_MS && c.socket.readableLength === 0) {
           c.socket.end();
           c.socket.destroy();
         } else {

@@ -38,7 +38,17 @@ export class UdpSource implements Source {
     if (this.config.receive_buffer_bytes > 0) opts.recvBufferSize = this.config.receive_buffer_bytes;
     const socket = dgram.createSocket(opts);
     this.socket = socket;
+    // One context per sender (bounded), so each sender's datagrams stay in order even when
+    // senders interleave; their frames are committed once per event-loop turn.
+    const contexts = new Map<string, SourceContext>();
+    const dirty = new Set<SourceContext>();
+    let scheduled = false;
     let ctx: SourceContext = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer: '' };
+    const flush = () => {
+      scheduled = false;
+      for (const c of dirty) this.pipeline.commit(c, false);
+      dirty.clear();
+    };
     const framer = new Framer(
       {
         frame: (b, _mode, truncated) => this.pipeline.frame(b, 'datagram', truncated, ctx),
@@ -56,10 +66,25 @@ export class UdpSource implements Source {
       }
       this.stats.bytes += msg.length;
       const peer = peerOf(rinfo.address, rinfo.port);
-      if (peer !== ctx.peer) ctx = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer };
+      let c = contexts.get(peer);
+      if (c === undefined) {
+        if (contexts.size >= 4096) contexts.delete(contexts.keys().next().value as string);
+        c = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer };
+        contexts.set(peer, c);
+      }
+      ctx = c;
       framer.push(msg);
       framer.end();
-      this.pipeline.commit(ctx, false);
+      if (!this.pipeline.onWorkers) {
+        // Decoded here and now: commit now (the records and counts are this datagram's).
+        this.pipeline.commit(c, false);
+        return;
+      }
+      dirty.add(c);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
     });
     socket.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `udp listener ${this.name}: ${e.message}`));
     await new Promise<void>((resolve, reject) => {
