@@ -50,6 +50,33 @@ function fragments(s: Buffer): Buffer[] {
 }
 
 describe('TCP', () => {
+  test('decode workers: a long stream over one connection (many reads, gathered into jobs) arrives complete and in order (the unterminated last frame last); a malformed frame goes to the dead-letter output', async () => {
+    const d = await start(`${BASE}
+decode_workers: 2
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0, max_frame_bytes: 4096 } ]
+outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
+`);
+    const n = 30_000;
+    const bad = 17_000;
+    const lines = Array.from({ length: n }, (_, i) => (i === bad ? 'garbage that is not an event' : `CEF:0|V|P|1|${i}|n|5|cn1=${i} msg=${'x'.repeat(i % 300)}`));
+    // Written in uneven pieces, so socket reads cut frames anywhere; the last frame has no LF.
+    const stream = Buffer.from(lines.join('\n'));
+    const pieces: Buffer[] = [];
+    for (let at = 0, k = 0; at < stream.length; k++) {
+      const len = 1 + ((k * 7919) % 90_000);
+      pieces.push(stream.subarray(at, at + len));
+      at += len;
+    }
+    await sendTcp(d.port('tcp'), pieces);
+    const events = await waitLines(join(d.dir, 'events.ndjson'), n - 1);
+    const seqs = events.map((e) => Number((e['cef'] as { deviceEventClassId: string }).deviceEventClassId));
+    expect(seqs).toEqual(Array.from({ length: n }, (_, i) => i).filter((i) => i !== bad));
+    const dead = await waitLines(join(d.dir, 'dead.ndjson'), 1);
+    expect(dead[0]!['raw']).toBe('garbage that is not an event');
+    const m = await scrape(d.metricsPort());
+    expect(m.get('cefd_events_parsed_total{listener="tcp"}')).toBe(n - 1);
+  });
+
   test('fragmented writes, LF and octet counting mixed, in order, routed by filter', async () => {
     const d = await start(`${BASE}
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
@@ -385,9 +412,10 @@ outputs: [ { name: slow, type: http, url: "${url}", queue_max_events: 200, batch
         await new Promise((r) => setTimeout(r, 20));
       }
       // Bounded: the queue never holds more than its capacity plus the socket reads in
-      // flight when it filled: the one being handled and up to 4 on the decode workers
-      // (64 KiB of ~227-byte lines: at most 289 events each).
-      expect(maxQueue).toBeLessThanOrEqual(200 + 5 * 289);
+      // flight when it filled: the one being handled (64 KiB of ~227-byte lines: at most
+      // 289 events) and up to 4 jobs on the decode workers (reads gathered up to 128 KiB,
+      // so less than 192 KiB each: at most 866 events).
+      expect(maxQueue).toBeLessThanOrEqual(200 + 289 + 4 * 866);
       expect(maxQueue).toBeGreaterThanOrEqual(200);
       release();
       await sending;

@@ -170,13 +170,13 @@ export class Telemetry {
     this.limited('warn', `norm:${normalizer}`, { normalizer, err: error instanceof Error ? error.message : String(error) }, `normalizer ${normalizer} threw; the event passes on un-normalized`);
   }
 
-  eventNormalized(normalizer: string, type: string): void {
+  eventNormalized(normalizer: string, type: string, n = 1): void {
     let m = this.normalized.get(normalizer);
     if (m === undefined) {
       m = new CodeCounts();
       this.normalized.set(normalizer, m);
     }
-    m.add(type);
+    m.add(type, n);
   }
 
   outputRetrying(output: string, events: number, error: string, backoffMs: number): void {
