@@ -312,42 +312,51 @@ class Walker {
   }
 }
 
-/** Reads `X_file` into `X` for secret options; both set is an error. */
-function resolveSecretFiles(obj: unknown, spec: Spec, key: string, w: Walker, baseDir: string): void {
+/** The options of an object or variant spec for `obj` (none for an unknown variant type); undefined for other specs. */
+function fieldsOf(obj: object, spec: Spec): Record<string, Spec> | undefined {
+  if (spec.kind === 'object') return spec.fields;
+  if (spec.kind !== 'variant') return undefined;
+  const t = (obj as { type?: string }).type;
+  return t !== undefined && spec.variants[t] !== undefined ? { ...spec.common, ...spec.variants[t]!.fields } : {};
+}
+
+/**
+ * Calls `visit` for every scalar option of `obj` (a configuration object shaped by
+ * `spec`), with the object that holds it, its name, its spec and its dotted key.
+ */
+function eachScalar(obj: unknown, spec: Spec, key: string, visit: (o: Record<string, unknown>, name: string, sub: ScalarSpec, key: string) => void): void {
   if (obj === null || typeof obj !== 'object') return;
   if (spec.kind === 'list') {
-    (obj as unknown[]).forEach((o, i) => resolveSecretFiles(o, spec.item, `${key}[${i}]`, w, baseDir));
+    (obj as unknown[]).forEach((o, i) => eachScalar(o, spec.item, `${key}[${i}]`, visit));
     return;
   }
-  let fields: Record<string, Spec> | undefined;
-  if (spec.kind === 'object') fields = spec.fields;
-  if (spec.kind === 'variant') {
-    const t = (obj as { type?: string }).type;
-    if (t === undefined || spec.variants[t] === undefined) return;
-    fields = { ...spec.common, ...spec.variants[t]!.fields };
-  }
+  const fields = fieldsOf(obj, spec);
   if (fields === undefined) return;
   const o = obj as Record<string, unknown>;
   for (const [name, sub] of Object.entries(fields)) {
     const k = key === '' ? name : `${key}.${name}`;
-    if (sub.kind === 'object' || sub.kind === 'list' || sub.kind === 'variant') {
-      resolveSecretFiles(o[name], sub, k, w, baseDir);
-      continue;
-    }
-    if (!(sub as ScalarSpec).secret) continue;
+    if (sub.kind === 'object' || sub.kind === 'list' || sub.kind === 'variant') eachScalar(o[name], sub, k, visit);
+    else visit(o, name, sub as ScalarSpec, k);
+  }
+}
+
+/** Reads `X_file` into `X` for secret options; both set is an error. */
+function resolveSecretFiles(obj: unknown, spec: Spec, w: Walker, baseDir: string): void {
+  eachScalar(obj, spec, '', (o, name, sub, k) => {
+    if (!sub.secret) return;
     const fileKey = `${name}_file`;
     const file = o[fileKey];
-    if (typeof file !== 'string') continue;
+    if (typeof file !== 'string') return;
     if (typeof o[name] === 'string' && o[name] !== '') {
       w.problem(k, undefined, `set either ${name} or ${fileKey}, not both`);
-      continue;
+      return;
     }
     try {
       o[name] = readFileSync(isAbsolute(file) ? file : resolve(baseDir, file), 'utf8').replace(/\r?\n$/, '');
     } catch (e) {
-      w.problem(`${key === '' ? '' : `${key}.`}${fileKey}`, undefined, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      w.problem(`${k.slice(0, k.length - name.length)}${fileKey}`, undefined, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-  }
+  });
 }
 
 /**
@@ -356,24 +365,9 @@ function resolveSecretFiles(obj: unknown, spec: Spec, key: string, w: Walker, ba
  * working folder (under systemd: the StateDirectory).
  */
 function resolvePaths(obj: unknown, spec: Spec, baseDir: string): void {
-  if (obj === null || typeof obj !== 'object') return;
-  if (spec.kind === 'list') {
-    for (const o of obj as unknown[]) resolvePaths(o, spec.item, baseDir);
-    return;
-  }
-  let fields: Record<string, Spec> | undefined;
-  if (spec.kind === 'object') fields = spec.fields;
-  if (spec.kind === 'variant') {
-    const t = (obj as { type?: string }).type;
-    if (t === undefined || spec.variants[t] === undefined) return;
-    fields = { ...spec.common, ...spec.variants[t]!.fields };
-  }
-  if (fields === undefined) return;
-  const o = obj as Record<string, unknown>;
-  for (const [name, sub] of Object.entries(fields)) {
-    if (sub.kind === 'path' && typeof o[name] === 'string' && o[name] !== '') o[name] = resolve((sub as ScalarSpec).writes ? process.cwd() : baseDir, o[name] as string);
-    else if (sub.kind === 'object' || sub.kind === 'list' || sub.kind === 'variant') resolvePaths(o[name], sub, baseDir);
-  }
+  eachScalar(obj, spec, '', (o, name, sub) => {
+    if (sub.kind === 'path' && typeof o[name] === 'string' && o[name] !== '') o[name] = resolve(sub.writes ? process.cwd() : baseDir, o[name] as string);
+  });
 }
 
 function deepFreeze<T>(o: T): T {
@@ -476,7 +470,7 @@ export function loadConfigText(text: string, file: string | undefined, env: Reco
   const out = w.object(SCHEMA, doc.contents as Node | null, raw, '') as Config | undefined;
   if (out === undefined || w.problems.length > 0) throw new ConfigError(w.problems, file);
   const baseDir = file === undefined ? process.cwd() : dirname(resolve(file));
-  resolveSecretFiles(out, SCHEMA, '', w, baseDir);
+  resolveSecretFiles(out, SCHEMA, w, baseDir);
   resolvePaths(out, SCHEMA, baseDir);
   (out as { base_dir: string }).base_dir = baseDir;
   crossChecks(out, w);
@@ -490,12 +484,7 @@ export function redactConfig(c: Config): unknown {
     if (obj === null || typeof obj !== 'object') return obj;
     if (spec.kind === 'list') return (obj as unknown[]).map((o) => walk(o, spec.item));
     if (spec.kind === 'map') return Object.fromEntries(Object.keys(obj).map((k) => [k, '(redacted)']));
-    let fields: Record<string, Spec> | undefined;
-    if (spec.kind === 'object') fields = spec.fields;
-    if (spec.kind === 'variant') {
-      const t = (obj as { type?: string }).type;
-      fields = t !== undefined && spec.variants[t] !== undefined ? { ...spec.common, ...spec.variants[t]!.fields } : {};
-    }
+    const fields = fieldsOf(obj, spec);
     if (fields === undefined) return obj;
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(obj)) {

@@ -12,7 +12,7 @@
  * SIGHUP applies a new `ksc` section: unchanged rules keep their queue, changed ones are
  * replaced; the scheduler and the admin API restart when their settings changed.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { KscConfig, KscResponseRuleConfig } from '../config/types-ksc.js';
@@ -24,6 +24,7 @@ import { redactingLogger, type KscLogger } from './secrets.js';
 import { ResponseRule, RuleStats, ruleProblems, RULE_RESULTS, type RuleResult, type RuleSpec } from './rules.js';
 import type { SyncResult } from './assets.js';
 import type { StartRequest, StartResult } from './tasks.js';
+import { collectedCounter, collectedGauge, type MetricRows } from '../telemetry/telemetry.js';
 import { createAdminServer, type JsonServer, type RuleView } from '../admin/index.js';
 
 type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
@@ -91,28 +92,8 @@ class KscMetrics {
   readonly adminRequests = new Map<string, number>();
 
   constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[] }) {
-    const counter = (name: string, help: string, labelNames: string[], rows: () => Iterable<[Record<string, string>, number]>) =>
-      new Counter({
-        name,
-        help,
-        labelNames,
-        registers: [reg],
-        collect() {
-          this.reset();
-          for (const [l, v] of rows()) if (v > 0) this.inc(l, v);
-        },
-      });
-    const gauge = (name: string, help: string, labelNames: string[], rows: () => Iterable<[Record<string, string>, number]>) =>
-      new Gauge({
-        name,
-        help,
-        labelNames,
-        registers: [reg],
-        collect() {
-          this.reset();
-          for (const [l, v] of rows()) this.set(l, v);
-        },
-      });
+    const counter = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedCounter(reg, name, help, labelNames, rows);
+    const gauge = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedGauge(reg, name, help, labelNames, rows);
     const named = () => [...this.stats].filter(([n]) => n !== '');
     counter('cefd_ksc_rule_triggered_total', 'Events that passed a response rule\'s filter and carried the asset reference, per rule.', ['rule'], () =>
       named().map(([rule, s]) => [{ rule }, s.triggered]),

@@ -24,6 +24,37 @@ export class CodeCounts {
   }
 }
 
+/** Label sets and values of a metric, read from plain stats when /metrics is scraped. */
+export type MetricRows = () => Iterable<[Record<string, string>, number]>;
+
+/** A counter in `reg` whose values are copied from `read()` at each scrape (zeros left out). */
+export function collectedCounter(reg: Registry, name: string, help: string, labelNames: string[], read: MetricRows): Counter {
+  return new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const [labels, v] of read()) if (v > 0) this.inc(labels, v);
+    },
+  });
+}
+
+/** A gauge in `reg` whose values are copied from `read()` at each scrape. */
+export function collectedGauge(reg: Registry, name: string, help: string, labelNames: string[], read: MetricRows): Gauge {
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const [labels, v] of read()) this.set(labels, v);
+    },
+  });
+}
+
 export class ListenerStats {
   bytes = 0;
   framesLf = 0;
@@ -248,28 +279,8 @@ export class Telemetry {
     const reg = this.registry;
     const listeners = () => [...this.listeners.values()];
     const outputs = () => [...this.outputs.values()];
-    const counter = (name: string, help: string, labelNames: string[], read: () => Iterable<[Record<string, string>, number]>) =>
-      new Counter({
-        name,
-        help,
-        labelNames,
-        registers: [reg],
-        collect() {
-          this.reset();
-          for (const [labels, v] of read()) if (v > 0) this.inc(labels, v);
-        },
-      });
-    const gauge = (name: string, help: string, labelNames: string[], read: () => Iterable<[Record<string, string>, number]>) =>
-      new Gauge({
-        name,
-        help,
-        labelNames,
-        registers: [reg],
-        collect() {
-          this.reset();
-          for (const [labels, v] of read()) this.set(labels, v);
-        },
-      });
+    const counter = (name: string, help: string, labelNames: string[], read: MetricRows) => collectedCounter(reg, name, help, labelNames, read);
+    const gauge = (name: string, help: string, labelNames: string[], read: MetricRows) => collectedGauge(reg, name, help, labelNames, read);
     const byCode = (rows: [string, CodeCounts][], label: string, key: string) =>
       rows.flatMap(([name, cc]) => [...cc.map].map(([code, v]) => [{ [label]: name, [key]: code }, v] as [Record<string, string>, number]));
 
