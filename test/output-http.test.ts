@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { HttpOutput, parseRetryAfter, type HttpOutputOptions } from '../src/outputs/http.js';
 import type { SendResult } from '../src/outputs/types.js';
+import { BytesBatch } from '../src/pipeline/queue.js';
 
 interface Seen {
   method: string;
@@ -127,6 +128,10 @@ test('JSON-array body: [records joined by commas], byte-exact, with its content 
   expect(JSON.parse(s.body.toString('utf8'))).toEqual(r.map((x) => JSON.parse(x)));
   expect(await out.send({ records: ['{"one":1}'] })).toEqual({ status: 'delivered' });
   expect(srv.seen[1]!.body.toString()).toBe('[{"one":1}]');
+  // A batch from the disk buffer (NDJSON bytes in pieces): the same array, built from the bytes.
+  const nd = Buffer.from(r.map((x) => x + '\n').join(''));
+  expect(await out.send(new BytesBatch(r.length, [nd.subarray(0, 5), nd.subarray(5, 300), nd.subarray(300)]))).toEqual({ status: 'delivered' });
+  expect(srv.seen[2]!.body.toString('utf8')).toBe('[' + r.join(',') + ']');
   await out.close();
 });
 

@@ -8,6 +8,8 @@
  * (500 records of 700 bytes: ~1.3M records/s against ~0.6M records/s, see file.ts).
  */
 
+import type { Batch } from './types.js';
+
 const LF = 0x0a;
 const COMMA = 0x2c;
 
@@ -38,6 +40,42 @@ export function encodeJsonArray(records: readonly string[]): Buffer {
   }
   buf[at++] = 0x5d; // ]
   if (at !== size) throw new Error(`encodeJsonArray: wrote ${at} of ${size} bytes`);
+  return buf;
+}
+
+/** True when the batch holds no record (without joining or decoding the queue's bytes). */
+export function isEmptyBatch(b: Batch): boolean {
+  if (b.ndjsonParts !== undefined) return b.ndjsonParts.every((p) => p.length === 0);
+  return b.ndjson !== undefined ? b.ndjson.length === 0 : b.records.length === 0;
+}
+
+/** The batch as NDJSON in pieces for a vectored write: the queue's own bytes when it has them. */
+export function ndjsonPartsOf(b: Batch): readonly Buffer[] {
+  return b.ndjsonParts ?? [ndjsonOf(b)];
+}
+
+/** The batch as one NDJSON Buffer: the queue's own bytes when it has them. */
+export function ndjsonOf(b: Batch): Buffer {
+  return b.ndjson ?? encodeNdjson(b.records);
+}
+
+/**
+ * The batch as a JSON array. From the queue's NDJSON bytes when it has them: one copy
+ * with `[` in front and each newline turned into `,` (the last into `]`); records are
+ * one-line JSON texts, so a newline only ever ends a record.
+ */
+export function jsonArrayOf(b: Batch): Buffer {
+  const parts = b.ndjsonParts ?? (b.ndjson !== undefined ? [b.ndjson] : undefined);
+  if (parts === undefined) return encodeJsonArray(b.records);
+  let size = 1;
+  for (const p of parts) size += p.length;
+  if (size === 1) return Buffer.from('[]');
+  const buf = Buffer.allocUnsafe(size);
+  buf[0] = 0x5b; // [
+  let at = 1;
+  for (const p of parts) at += p.copy(buf, at);
+  for (let i = buf.indexOf(LF, 1); i !== -1; i = buf.indexOf(LF, i + 1)) buf[i] = COMMA;
+  buf[size - 1] = 0x5d; // ] in place of the last newline
   return buf;
 }
 

@@ -42,9 +42,9 @@
 import fs from 'node:fs';
 import { mkdir, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { encodeNdjson, errorText } from './encode.js';
+import { errorText, isEmptyBatch, ndjsonPartsOf } from './encode.js';
 import { freeRotatedPath, pruneRotated } from './rotate.js';
-import type { Batch, Output, SendResult } from './types.js';
+import { DELIVERED, type Batch, type Output, type SendResult } from './types.js';
 
 export type FsyncPolicy = 'never' | 'batch' | 'interval';
 
@@ -104,7 +104,6 @@ export const FILE_DEFAULTS = {
   mode: 0o640,
 } as const;
 
-const DELIVERED: SendResult = { status: 'delivered' };
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** writev of `parts` from byte `skip` on (what an earlier short write left). */
@@ -195,12 +194,12 @@ export class FileOutput implements Output {
   }
 
   async send(batch: Batch): Promise<SendResult> {
-    if (batch.ndjson !== undefined ? batch.ndjson.length === 0 : batch.records.length === 0) return DELIVERED;
+    if (isEmptyBatch(batch)) return DELIVERED;
     if (this.closed) return this.retry('the output is closed');
     if (!this.started) return this.retry('the output is not started');
     let parts: readonly Buffer[];
     try {
-      parts = batch.ndjsonParts ?? [batch.ndjson ?? encodeNdjson(batch.records)];
+      parts = ndjsonPartsOf(batch);
     } catch (err) {
       return this.retry(`cannot encode the batch: ${errorText(err)}`);
     }

@@ -30,8 +30,8 @@ import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { encodeJsonArray, encodeNdjson, errorText } from './encode.js';
-import type { Batch, Output, SendResult } from './types.js';
+import { errorText, isEmptyBatch, jsonArrayOf, ndjsonOf } from './encode.js';
+import { DELIVERED, type Batch, type Output, type SendResult } from './types.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -108,7 +108,6 @@ export const HTTP_DEFAULTS = {
 const BODY_SNIPPET_CHARS = 256;
 /** Bytes of an error response body read before giving up on it (and its connection). */
 const BODY_READ_LIMIT = 64 * 1024;
-const DELIVERED: SendResult = { status: 'delivered' };
 const SENSITIVE_NAME = /authorization|cookie|token|key|secret|password|auth/i;
 
 /**
@@ -274,10 +273,10 @@ export class HttpOutput implements Output {
 
   async send(batch: Batch): Promise<SendResult> {
     try {
-      if (batch.ndjson !== undefined ? batch.ndjson.length === 0 : batch.records.length === 0) return DELIVERED;
+      if (isEmptyBatch(batch)) return DELIVERED;
       if (this.closed) return this.retry('the output is closed');
       if (!this.started || this.url === null || this.agent === null) return this.retry('the output is not started');
-      let body = this.format === 'ndjson' ? (batch.ndjson ?? encodeNdjson(batch.records)) : encodeJsonArray(batch.records);
+      let body = this.format === 'ndjson' ? ndjsonOf(batch) : jsonArrayOf(batch);
       if (this.compress === 'gzip') body = await gzipAsync(body);
       return await this.post(body);
     } catch (err) {

@@ -18,8 +18,8 @@
  * the stream and a consumer must tell them apart; send the logs to stderr instead.
  */
 import type { Writable } from 'node:stream';
-import { encodeNdjson, errorText } from './encode.js';
-import type { Batch, Output, SendResult } from './types.js';
+import { errorText, isEmptyBatch, ndjsonOf } from './encode.js';
+import { DELIVERED, type Batch, type Output, type SendResult } from './types.js';
 
 /** The stdout output has no options. */
 export interface StdoutOutputOptions {}
@@ -33,7 +33,6 @@ export interface StdoutOutputDeps {
 /** Reason code of batches rejected because the stream can no longer be written. */
 export const STDOUT_CLOSED = 'stdout_closed';
 
-const DELIVERED: SendResult = { status: 'delivered' };
 
 export class StdoutOutput implements Output {
   readonly type = 'stdout';
@@ -74,12 +73,12 @@ export class StdoutOutput implements Output {
 
   private async write(batch: Batch): Promise<SendResult> {
     try {
-      if (batch.ndjson !== undefined ? batch.ndjson.length === 0 : batch.records.length === 0) return DELIVERED;
+      if (isEmptyBatch(batch)) return DELIVERED;
       if (this.closed) return this.retryResult('the output is closed');
       this.listen();
       const dead = this.deadReason();
       if (dead !== null) return this.rejectedResult(dead);
-      const buf = batch.ndjson ?? encodeNdjson(batch.records);
+      const buf = ndjsonOf(batch);
       return await new Promise<SendResult>((resolve) => {
         const s = this.stream;
         let settled = false;

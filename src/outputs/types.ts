@@ -25,6 +25,8 @@ export type SendResult =
   /** Permanent failure for this batch: the runner dead-letters it with `reason`. */
   | { status: 'rejected'; error: string; reason: string };
 
+export const DELIVERED: SendResult = { status: 'delivered' };
+
 export interface Output {
   readonly name: string;
   readonly type: string;
