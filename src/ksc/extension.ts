@@ -24,7 +24,7 @@ import { redactingLogger, type KscLogger } from './secrets.js';
 import { ResponseRule, RuleStats, ruleProblems, RULE_RESULTS, type RuleResult, type RuleSpec } from './rules.js';
 import type { SyncResult } from './assets.js';
 import type { StartRequest, StartResult } from './tasks.js';
-import { collectedCounter, collectedGauge, type MetricRows } from '../telemetry/telemetry.js';
+import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type MetricRows } from '../telemetry/telemetry.js';
 import { createAdminServer, type JsonServer, type RuleView } from '../admin/index.js';
 
 type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
@@ -34,26 +34,13 @@ type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
  * most once per `intervalMs`, with the number held back.
  */
 export function rateLimitedLogger(log: KscLogger, intervalMs: number, now: () => number = Date.now): KscLogger {
-  const last = new Map<string, { at: number; held: number }>();
+  const limiter = new RepeatLimiter(intervalMs);
   const limited =
     (level: 'warn' | 'error'): LogFn =>
     (obj, msg) => {
-      if (intervalMs <= 0) return log[level](obj, msg);
       const key = `${level}\0${msg ?? ''}\0${String(obj['connection'] ?? '')}\0${String(obj['rule'] ?? '')}\0${String(obj['code'] ?? '')}`;
-      const t = now();
-      const s = last.get(key);
-      if (s === undefined) {
-        if (last.size > 10_000) last.clear();
-        last.set(key, { at: t, held: 0 });
-        return log[level](obj, msg);
-      }
-      if (t - s.at >= intervalMs) {
-        const held = s.held;
-        s.at = t;
-        s.held = 0;
-        return log[level](held > 0 ? { ...obj, repeated: held } : obj, held > 0 && msg !== undefined ? `${msg} (and ${held} more like it since the last report)` : msg);
-      }
-      s.held++;
+      const held = limiter.check(key, now());
+      if (held >= 0) log[level](...withRepeats(obj, msg, held));
     };
   return { debug: (o, m) => log.debug(o, m), info: (o, m) => log.info(o, m), warn: limited('warn'), error: limited('error') };
 }

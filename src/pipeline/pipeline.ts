@@ -199,7 +199,7 @@ export class Pipeline {
     const time = JSON.stringify(isoFromMs(Date.now()));
     const head = `{"time":${time},"reason":${JSON.stringify(reason)},"message":${JSON.stringify(error.slice(0, 500))},"output":${JSON.stringify(output)},"event":`;
     const recs = records.map((r) => `${head}${r}}`);
-    for (let i = 0; i < recs.length; i++) this.telemetry.deadLettered(reason);
+    this.telemetry.deadLettered(reason, recs.length);
     this.deadLetter.enqueueMany(recs);
   };
 
@@ -276,14 +276,17 @@ export class Pipeline {
   private mergeCounts(listener: string, stats: ListenerStats, c: FrameCountsData): void {
     stats.eventsParsed += c.parsed;
     if (c.lastEventMs > stats.lastEventMs) stats.lastEventMs = c.lastEventMs;
-    for (const [code, n] of c.unparseable) for (let i = 0; i < n; i++) this.telemetry.frameUnparseable(listener, code), this.telemetry.deadLettered(code);
+    for (const [code, n] of c.unparseable) {
+      this.telemetry.frameUnparseable(listener, code, n);
+      this.telemetry.deadLettered(code, n);
+    }
     for (const [code, n] of c.errors) stats.parseErrors.add(code, n);
     for (const [code, n] of c.warnings) stats.parseWarnings.add(code, n);
     for (const [k, n] of c.normalized) {
       const tab = k.indexOf('\t');
       this.telemetry.eventNormalized(k.slice(0, tab), k.slice(tab + 1), n);
     }
-    for (const [name, [n, text]] of c.normalizerFailed) for (let i = 0; i < n; i++) this.telemetry.normalizerFailed(name, new Error(text));
+    for (const [name, [n, text]] of c.normalizerFailed) this.telemetry.normalizerFailed(name, text, n);
   }
 
   // ---- workers ----
@@ -362,10 +365,8 @@ export class Pipeline {
       // The worker failed: keep the frames as dead letters rather than lose them.
       this.telemetry.log.error({ listener: ctx.listener, err: o.error.slice(0, 300) }, `a decode worker failed; ${flags.length} frames go to the dead-letter output`);
       const recs: string[] = [];
-      for (let i = 0; i < flags.length; i++) {
-        recs.push(deadLetterRecord(frames[i]!, 'worker_failed', o.error.slice(0, 200), ctx.listener, ctx.peer, nowMs, flags[i] === 1));
-        this.telemetry.deadLettered('worker_failed');
-      }
+      for (let i = 0; i < flags.length; i++) recs.push(deadLetterRecord(frames[i]!, 'worker_failed', o.error.slice(0, 200), ctx.listener, ctx.peer, nowMs, flags[i] === 1));
+      this.telemetry.deadLettered('worker_failed', recs.length);
       this.deadLetter.enqueueMany(recs, pausable);
       return;
     }

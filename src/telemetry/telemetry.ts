@@ -91,26 +91,35 @@ export class OutputStats {
 }
 
 /** Logs the first occurrence of a code at once, then at most once per interval with a count. */
-class RepeatLimiter {
+export class RepeatLimiter {
   private readonly last = new Map<string, { at: number; held: number }>();
   constructor(private readonly intervalMs: number) {}
-  /** Returns the number of held-back repeats to report, or -1 to stay quiet. */
-  check(key: string, now: number): number {
+  /**
+   * `n` more occurrences of `key`: returns the number of held-back repeats to report with
+   * a log line now, or -1 to stay quiet (of `n` occurrences, one is logged, the rest held).
+   */
+  check(key: string, now: number, n = 1): number {
     const s = this.last.get(key);
     if (s === undefined) {
       if (this.last.size > 10_000) this.last.clear();
-      this.last.set(key, { at: now, held: 0 });
+      this.last.set(key, { at: now, held: n - 1 });
       return 0;
     }
     if (now - s.at >= this.intervalMs) {
       const held = s.held;
       s.at = now;
-      s.held = 0;
+      s.held = n - 1;
       return held;
     }
-    s.held++;
+    s.held += n;
     return -1;
   }
+}
+
+/** The fields and message of a log line that also reports `held` repeats held back since the last one. */
+export function withRepeats(fields: Record<string, unknown>, msg: string | undefined, held: number): [Record<string, unknown>, string | undefined] {
+  if (held <= 0) return [fields, msg];
+  return [{ ...fields, repeated: held }, msg === undefined ? msg : `${msg} (and ${held} more like it since the last report)`];
 }
 
 export interface TelemetryOptions {
@@ -167,10 +176,9 @@ export class Telemetry {
   }
 
   /** A log line that may repeat: rate-limited per key. */
-  private limited(level: 'warn' | 'error', key: string, fields: Record<string, unknown>, msg: string): void {
-    const held = this.limiter.check(key, Date.now());
-    if (held < 0) return;
-    this.log[level](held > 0 ? { ...fields, repeated: held } : fields, held > 0 ? `${msg} (and ${held} more like it since the last report)` : msg);
+  private limited(level: 'warn' | 'error', key: string, fields: Record<string, unknown>, msg: string, n = 1): void {
+    const held = this.limiter.check(key, Date.now(), n);
+    if (held >= 0) this.log[level](...withRepeats(fields, msg, held));
   }
 
   // ---- internal events ----
@@ -190,15 +198,17 @@ export class Telemetry {
     this.limited('warn', `frame:${listener}:${code}`, { listener, code }, `framing: ${CODES[code].description}`);
   }
 
-  frameUnparseable(listener: string, reason: string): void {
+  /** `n` frames of a listener that are not events (they go to the dead-letter output). */
+  frameUnparseable(listener: string, reason: string, n = 1): void {
     const s = this.listener(listener);
-    s.parseErrors.add(reason);
-    this.limited('warn', `unparseable:${listener}`, { listener, code: reason }, `frame on listener ${listener} is not an event; sent to the dead-letter output`);
+    s.parseErrors.add(reason, n);
+    this.limited('warn', `unparseable:${listener}`, { listener, code: reason }, `frame on listener ${listener} is not an event; sent to the dead-letter output`, n);
   }
 
-  normalizerFailed(normalizer: string, error: unknown): void {
-    this.normalizerErrors.add(normalizer);
-    this.limited('warn', `norm:${normalizer}`, { normalizer, err: error instanceof Error ? error.message : String(error) }, `normalizer ${normalizer} threw; the event passes on un-normalized`);
+  /** A normalizer threw, `n` times (on a batch of events), the last time with `error`. */
+  normalizerFailed(normalizer: string, error: unknown, n = 1): void {
+    this.normalizerErrors.add(normalizer, n);
+    this.limited('warn', `norm:${normalizer}`, { normalizer, err: error instanceof Error ? error.message : String(error) }, `normalizer ${normalizer} threw; the event passes on un-normalized`, n);
   }
 
   eventNormalized(normalizer: string, type: string, n = 1): void {
@@ -256,8 +266,8 @@ export class Telemetry {
     if (events > 0) this.log.info({ output, events }, `disk buffer of output ${output}: ${events} undelivered events from before the restart will be delivered`);
   }
 
-  deadLettered(reason: string): void {
-    this.deadLetters.add(reason);
+  deadLettered(reason: string, n = 1): void {
+    this.deadLetters.add(reason, n);
   }
 
   setPaused(paused: boolean, why?: string): void {
