@@ -7,7 +7,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { parseInputs, openInputs } from './commands/parse.js';
-import { loadNormalizer, type Normalizer } from './pipeline/normalize.js';
+import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
 import { registerKscCommands } from './commands/ksc.js';
 
@@ -24,8 +24,8 @@ function intArg(name: string) {
 async function loadChain(specs: string[]): Promise<Normalizer[]> {
   const chain: Normalizer[] = [];
   for (const s of specs) {
-    const isPath = s.includes('/') || s.endsWith('.js') || s.endsWith('.mjs') || existsSync(s);
-    chain.push(await loadNormalizer(isPath ? { path: s } : { name: s }));
+    // On the command line, a file that exists is a path even without a `/` or extension.
+    chain.push(await loadNormalizer(existsSync(s) ? { path: s } : normalizerSpec(s)));
   }
   return chain;
 }

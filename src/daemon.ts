@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
 import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { compileFilter } from './pipeline/filter.js';
-import { loadNormalizer, type Normalizer } from './pipeline/normalize.js';
+import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { FlowControl, OutputSlot } from './pipeline/output-slot.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
@@ -91,11 +91,11 @@ export class Daemon {
   }
 
   private normalizer(spec: string, baseDir: string): Promise<Normalizer> {
-    const isPath = spec.includes('/') || spec.endsWith('.js') || spec.endsWith('.mjs');
-    const key = isPath ? `path:${baseDir}:${spec}` : `name:${spec}`;
+    const which = normalizerSpec(spec);
+    const key = 'path' in which ? `path:${baseDir}:${spec}` : `name:${spec}`;
     let p = this.normalizerCache.get(key);
     if (p === undefined) {
-      p = loadNormalizer(isPath ? { path: spec } : { name: spec }, baseDir);
+      p = loadNormalizer(which, baseDir);
       this.normalizerCache.set(key, p);
       p.catch(() => this.normalizerCache.delete(key));
     }

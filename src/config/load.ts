@@ -13,7 +13,7 @@ import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
 import { parseCidr } from '../sources/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../pipeline/filter.js';
-import { loadNormalizer } from '../pipeline/normalize.js';
+import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
 import { kscConfigProblems } from '../ksc/extension.js';
 
 export interface ConfigProblem {
@@ -429,9 +429,8 @@ export async function checkNormalizers(c: Config, file: string | undefined): Pro
   const problems: ConfigProblem[] = [];
   for (const [i, l] of c.listeners.entries()) {
     for (const [j, spec] of l.normalizers.entries()) {
-      const isPath = spec.includes('/') || spec.endsWith('.js') || spec.endsWith('.mjs');
       try {
-        await loadNormalizer(isPath ? { path: spec } : { name: spec }, c.base_dir);
+        await loadNormalizer(normalizerSpec(spec), c.base_dir);
       } catch (e) {
         problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
       }

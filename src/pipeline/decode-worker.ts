@@ -8,7 +8,7 @@
 import { parentPort } from 'node:worker_threads';
 import { compileFilter } from './filter.js';
 import { FrameCounts, processFrame, type FilterLike, type IngestEnv } from './ingest.js';
-import { loadNormalizer, type Normalizer } from './normalize.js';
+import { loadNormalizer, normalizerSpec, type Normalizer } from './normalize.js';
 import type { InitMessage, JobMessage, ResultMessage, WorkerMessage } from './worker-protocol.js';
 
 let env: IngestEnv = { defaultZone: 'UTC', includeRaw: false, filters: [] };
@@ -20,10 +20,7 @@ async function init(m: InitMessage): Promise<void> {
   const next = new Map<string, Normalizer[]>();
   for (const [listener, specs] of Object.entries(m.chains)) {
     const chain: Normalizer[] = [];
-    for (const spec of specs) {
-      const isPath = spec.includes('/') || spec.endsWith('.js') || spec.endsWith('.mjs');
-      chain.push(await loadNormalizer(isPath ? { path: spec } : { name: spec }, m.baseDir));
-    }
+    for (const spec of specs) chain.push(await loadNormalizer(normalizerSpec(spec), m.baseDir));
     next.set(listener, chain);
   }
   env = { defaultZone: m.defaultZone, includeRaw: m.includeRaw, filters };

@@ -31,6 +31,7 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { encodeNdjson } from '../outputs/encode.js';
 import { BytesBatch, StringBatch, splitNdjson, type EventQueue, type QueueBatch } from './queue.js';
 
 const MAGIC = 0x42464543; // "CEFB" little-endian
@@ -60,8 +61,6 @@ interface Segment {
   path: string;
   /** Bytes in the file (known: we wrote it, or we stat-ed it at open). */
   size: number;
-  /** Valid records counted at open or appended since. */
-  records: number;
   /** Corrupt stretches found at open: start offset → where the next valid block starts (already reported). */
   skips?: Map<number, number>;
 }
@@ -169,10 +168,6 @@ export class DiskQueue implements EventQueue {
     return b;
   }
 
-  get maxBytes(): number {
-    return this.opts.maxBytes;
-  }
-
   /**
    * How full the buffer is: 1 is full (the owner pauses the sources or drops), 2 the hard
    * limit for sources that cannot be paused. Records held in memory after a write error
@@ -203,7 +198,7 @@ export class DiskQueue implements EventQueue {
     for (const n of names) {
       const path = join(this.opts.dir, n);
       const size = fs.statSync(path).size;
-      this.segments.push({ firstSeq: parseInt(n.slice(0, 16), 16), path, size, records: 0 });
+      this.segments.push({ firstSeq: parseInt(n.slice(0, 16), 16), path, size });
     }
     let ack: AckPos | null = null;
     try {
@@ -234,10 +229,9 @@ export class DiskQueue implements EventQueue {
         first = false;
         counted += c;
       });
-      s.records = counted;
       this.diskCount += counted;
       // Only a name for the next segment: it must sort after every existing one.
-      this.nextSeq = Math.max(this.nextSeq, s.firstSeq + s.records + 1);
+      this.nextSeq = Math.max(this.nextSeq, s.firstSeq + counted + 1);
     }
     if (this.segments.length > 0) {
       this.readSeg = 0;
@@ -258,20 +252,20 @@ export class DiskQueue implements EventQueue {
    * stretches are skipped (resynchronizing at the next magic with a valid CRC), counted,
    * and reported once per stretch. Returns the end of the last valid block.
    */
-  private scan(s: Segment, from: number, each: (offset: number, count: number, body: Buffer | null) => void, wantBody = false): void {
+  private scan(s: Segment, from: number, each: (offset: number, count: number) => void): void {
     const fd = fs.openSync(s.path, 'r');
     try {
       let off = from;
       let badFrom = -1;
       const head = Buffer.allocUnsafe(HEADER);
       while (off + HEADER <= s.size) {
-        const ok = this.readBlockAt(fd, s, off, head, wantBody);
+        const ok = this.readBlockAt(fd, s, off, head, false);
         if (ok !== null) {
           if (badFrom !== -1) {
             this.opts.onCorrupt?.(off - badFrom, `${s.path} at ${badFrom}`);
             badFrom = -1;
           }
-          each(off, ok.count, ok.body);
+          each(off, ok.count);
           off += HEADER + ok.bodyBytes;
           continue;
         }
@@ -322,7 +316,7 @@ export class DiskQueue implements EventQueue {
   // ---- writing ----
 
   private openWriteSegment(): void {
-    const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segName(this.nextSeq)), size: 0, records: 0 };
+    const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segName(this.nextSeq)), size: 0 };
     const fd = fs.openSync(s.path, 'a', 0o640);
     if (this.writeFd !== -1) this.closeWriteFd();
     this.writeFd = fd;
@@ -356,32 +350,14 @@ export class DiskQueue implements EventQueue {
     else fs.close(fd, () => undefined);
   }
 
-  /** The block of `records`: header and NDJSON body, in the scratch buffer. */
-  private encode(records: readonly string[]): Buffer {
-    let max = HEADER;
-    for (let i = 0; i < records.length; i++) max += 1 + records[i]!.length * 3;
-    if (this.scratch.length < max) this.scratch = Buffer.allocUnsafe(Math.max(max, this.scratch.length * 2));
-    const buf = this.scratch;
-    let off = HEADER;
-    for (let i = 0; i < records.length; i++) {
-      off += buf.write(records[i]!, off, 'utf8');
-      buf[off++] = 0x0a;
-    }
-    this.header(buf, off - HEADER, records.length, buf.subarray(HEADER, off));
-    return buf.subarray(0, off);
-  }
-
-  private header(buf: Buffer, bodyBytes: number, count: number, body: Buffer): void {
-    buf.writeUInt32LE(MAGIC, 0);
-    buf.writeUInt32LE(bodyBytes, 4);
-    buf.writeUInt32LE(count, 8);
-    buf.writeUInt32LE(crc32(body), 12);
-  }
-
-  /** Writes one block (header and body in the scratch buffer); throws on failure after undoing a partial write. */
-  private writeBlock(block: Buffer, count: number): void {
-    // The tail cache keeps the body: copy it out of the scratch buffer, which is reused.
-    this.writeParts(block.subarray(0, HEADER), Buffer.from(block.subarray(HEADER)), count);
+  /** Writes one block of `count` records, `body` their NDJSON (kept by the tail cache); throws on failure after undoing a partial write. */
+  private writeNdjson(body: Buffer, count: number): void {
+    const head = Buffer.allocUnsafe(HEADER);
+    head.writeUInt32LE(MAGIC, 0);
+    head.writeUInt32LE(body.length, 4);
+    head.writeUInt32LE(count, 8);
+    head.writeUInt32LE(crc32(body), 12);
+    this.writeParts(head, body, count);
   }
 
   /** Writes a block as header + body (`body` becomes the buffer's own). */
@@ -413,7 +389,6 @@ export class DiskQueue implements EventQueue {
       throw e;
     }
     seg.size += size;
-    seg.records += count;
     this.nextSeq += count;
     this.diskCount += count;
     this.dirty = true;
@@ -440,18 +415,17 @@ export class DiskQueue implements EventQueue {
   /**
    * Appends records already encoded as NDJSON (`count` lines, each ending in a newline):
    * no second UTF-8 encoding, no copy (header and body go out in one vectored write, and
-   * the body itself is what a caught-up reader gets). Same failure handling as append().
+   * the body itself is what a caught-up reader gets). A write that fails keeps the
+   * records in memory (see failed()).
    */
   appendNdjson(ndjson: Buffer, count: number): void {
     if (count === 0) return;
     if (this.overflow.length > 0 || this.closed) {
-      this.append(splitNdjson(ndjson));
+      this.hold(splitNdjson(ndjson));
       return;
     }
-    const head = Buffer.allocUnsafe(HEADER);
-    this.header(head, ndjson.length, count, ndjson);
     try {
-      this.writeParts(head, ndjson, count);
+      this.writeNdjson(ndjson, count);
       if (this.error !== null) this.recovered();
     } catch (e) {
       for (const r of splitNdjson(ndjson)) this.overflow.push(r);
@@ -461,21 +435,18 @@ export class DiskQueue implements EventQueue {
 
   append(records: readonly string[]): void {
     if (records.length === 0) return;
-    if (this.overflow.length > 0 || this.closed) {
-      // Order: what waits in memory goes first; it is retried on a timer (not here: that
-      // would re-encode the whole overflow on every read). Appends after close (never in
-      // normal operation) are kept in memory and counted as a write error, not thrown.
-      for (const r of records) this.overflow.push(r);
-      if (this.closed && this.error === null) this.failed(new Error('the buffer is closed'));
-      return;
-    }
-    try {
-      this.writeBlock(this.encode(records), records.length);
-      if (this.error !== null) this.recovered();
-    } catch (e) {
-      for (const r of records) this.overflow.push(r);
-      this.failed(e);
-    }
+    if (this.overflow.length > 0 || this.closed) this.hold(records);
+    else this.appendNdjson(encodeNdjson(records), records.length);
+  }
+
+  /**
+   * Order: what waits in memory goes first; it is retried on a timer (not here: that
+   * would re-encode the whole overflow on every read). Appends after close (never in
+   * normal operation) are kept in memory and counted as a write error, not thrown.
+   */
+  private hold(records: readonly string[]): void {
+    for (const r of records) this.overflow.push(r);
+    if (this.closed && this.error === null) this.failed(new Error('the buffer is closed'));
   }
 
   private recovered(): void {
@@ -507,7 +478,7 @@ export class DiskQueue implements EventQueue {
       // block, so the error clears (and its metric) as soon as writes work again.
       if (this.error === null) return;
       try {
-        this.writeBlock(this.encode([]), 0);
+        this.writeNdjson(Buffer.alloc(0), 0);
         this.recovered();
       } catch (e) {
         this.failed(e);
@@ -522,7 +493,7 @@ export class DiskQueue implements EventQueue {
     try {
       // A fresh segment: the failed one may end in a torn block.
       if (this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
-      this.writeBlock(this.encode(rest), rest.length);
+      this.writeNdjson(encodeNdjson(rest), rest.length);
       this.overflow = this.overflow.slice(0, keep);
       if (this.error !== null) this.recovered();
     } catch (e) {

@@ -10,10 +10,10 @@ import type { CefdEvent } from '../event.js';
 import { isCode } from '../errors.js';
 import { isoFromMs } from '../time.js';
 import { normalizeEvent, type Normalizer } from './normalize.js';
+import type { FilterLike } from './output-slot.js';
 
-export interface FilterLike {
-  test(event: object): boolean;
-}
+export type { FilterLike };
+
 
 /** Counters of one batch of frames, merged into telemetry by the caller. */
 export class FrameCounts {
@@ -68,7 +68,7 @@ export interface IngestEnv {
 
 export type FrameResult =
   /** The event's JSON and the outputs it goes to (bit i: output i; all set when more than 31 outputs pass). */
-  | { json: string; mask: number; event: CefdEvent }
+  | { json: string; mask: number }
   | { dead: string };
 
 const ALL = 0xffffffff;
@@ -131,7 +131,7 @@ export function processFrame(
     const f = filters[i];
     if (f === undefined || f.test(event)) mask = i < 32 ? mask | (1 << i) : ALL;
   }
-  if (mask === 0) return { json: '', mask: 0, event };
+  if (mask === 0) return { json: '', mask: 0 };
   let json: string;
   try {
     json = JSON.stringify(event);
@@ -141,5 +141,5 @@ export function processFrame(
     FrameCounts.add(counts.unparseable, 'event_unserializable');
     return { dead: deadLetterRecord(buf, 'event_unserializable', `the event cannot be written as JSON: ${(e as Error).message}`, listener, peer, nowMs, truncated) };
   }
-  return { json, mask: mask >>> 0, event };
+  return { json, mask: mask >>> 0 };
 }

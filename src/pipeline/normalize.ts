@@ -112,6 +112,11 @@ export const BUILTIN_NORMALIZERS = ['ksc'] as const;
  * Loads a normalizer: a built-in by name (`ksc`), or a user module by path (absolute, or
  * relative to `baseDir`, the config file's folder). Throws with a clear message on failure.
  */
+/** A normalizer as the configuration names it: a module path if it has a `/` or ends in .js or .mjs, else a built-in's name. */
+export function normalizerSpec(spec: string): { name: string } | { path: string } {
+  return spec.includes('/') || spec.endsWith('.js') || spec.endsWith('.mjs') ? { path: spec } : { name: spec };
+}
+
 export async function loadNormalizer(spec: { name?: string; path?: string }, baseDir = process.cwd()): Promise<Normalizer> {
   let url: string;
   let what: string;

@@ -7,7 +7,7 @@
  */
 import type { Output } from '../outputs/types.js';
 import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
-import { splitNdjson, type EventQueue } from './queue.js';
+import type { EventQueue } from './queue.js';
 
 export interface FilterLike {
   test(event: object): boolean;
@@ -106,35 +106,30 @@ export class OutputSlot {
    * `drop_newest`, a read that finds the queue full is dropped and counted.
    */
   enqueueMany(records: string[], pausable = true): void {
-    if (records.length === 0) return;
-    const fill = this.queue.fill();
-    if (fill >= 1 && this.opts.whenFull === 'drop_newest') {
-      this.telemetry.eventsDropped(this.name, records.length, 'queue_full');
-      return;
-    }
-    if (fill >= 2 && !pausable) {
-      this.telemetry.eventsDropped(this.name, records.length, 'queue_hard_limit');
-      return;
-    }
+    if (records.length === 0 || !this.admits(records.length, pausable)) return;
     this.queue.append(records);
     this.afterAppend();
   }
 
   /** The same for records already encoded as NDJSON (`count` lines), from a decode worker. */
   enqueueNdjson(ndjson: Buffer, count: number, pausable = true): void {
-    if (count === 0) return;
+    if (count === 0 || !this.admits(count, pausable)) return;
+    this.queue.appendNdjson(ndjson, count);
+    this.afterAppend();
+  }
+
+  /** Whether `count` more records are taken (see enqueueMany); those refused are counted. */
+  private admits(count: number, pausable: boolean): boolean {
     const fill = this.queue.fill();
     if (fill >= 1 && this.opts.whenFull === 'drop_newest') {
       this.telemetry.eventsDropped(this.name, count, 'queue_full');
-      return;
+      return false;
     }
     if (fill >= 2 && !pausable) {
       this.telemetry.eventsDropped(this.name, count, 'queue_hard_limit');
-      return;
+      return false;
     }
-    if (this.queue.appendNdjson !== undefined) this.queue.appendNdjson(ndjson, count);
-    else this.queue.append(splitNdjson(ndjson));
-    this.afterAppend();
+    return true;
   }
 
   private afterAppend(): void {

@@ -20,7 +20,7 @@ import type { FramingMode } from '../framing/framer.js';
 import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
 import type { CefdEvent } from '../event.js';
 import { isoFromMs } from '../time.js';
-import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type FilterLike, type IngestEnv } from './ingest.js';
+import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Normalizer } from './normalize.js';
 import type { OutputSlot } from './output-slot.js';
 import type { JobOutcome, WorkerPool } from './worker-pool.js';
@@ -87,8 +87,8 @@ export class Pipeline {
   private readonly jobs = new Set<number>();
   private jobSeq = 0;
   private jobWaiters: { ids: Set<number>; resolve: () => void }[] = [];
-  /** Sources whose frames wait to be sent (see JOB_TARGET_BYTES), for drain(). */
-  private readonly gathering = new Map<SourceContext, boolean>();
+  /** Sources (pausable ones) whose frames wait to be sent (see JOB_TARGET_BYTES), for drain(). */
+  private readonly gathering = new Set<SourceContext>();
 
   constructor(
     slots: OutputSlot[],
@@ -107,7 +107,7 @@ export class Pipeline {
     return {
       defaultZone: this.opts.defaultZone,
       includeRaw: this.opts.includeRaw,
-      filters: this.slots.map((s) => s.filter as FilterLike | undefined),
+      filters: this.slots.map((s) => s.filter),
       taps: this.taps,
       onTapError: (e) => this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw'),
     };
@@ -117,10 +117,6 @@ export class Pipeline {
   useWorkers(pool: WorkerPool | null, version = -1): void {
     this.pool = pool;
     this.workerVersion = version;
-  }
-
-  get workers(): WorkerPool | null {
-    return this.pool;
   }
 
   /**
@@ -167,28 +163,30 @@ export class Pipeline {
     }
     // Frames gathered for a worker before the workers went away come first.
     if (ctx.state !== undefined && ctx.state.frames.length > 0) this.decodeHere(ctx, ctx.state);
-    const now = Date.now();
+    this.decodeInline(buf, truncated, Date.now(), ctx);
+  }
+
+  /** Decodes one frame on this thread into the records pending for the current read. */
+  private decodeInline(buf: Buffer, truncated: boolean, now: number, ctx: SourceContext): void {
     const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
     if ('dead' in r) {
       this.deadPending.push(r.dead);
       return;
     }
-    const mask = r.mask;
-    if (mask === 0) return;
-    for (let i = 0; i < this.slots.length; i++) if ((mask >>> i) & 1) this.pending[i]!.push(r.json);
+    for (let i = 0; i < this.slots.length; i++) if ((r.mask >>> i) & 1) this.pending[i]!.push(r.json);
   }
 
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
-  deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext, now = Date.now(), truncated = false): void {
-    const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, now, truncated);
+  deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext): void {
+    const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, Date.now(), false);
     this.telemetry.deadLettered(reason);
     const st = ctx.state;
     // Frames gathered for a worker come before it.
-    if (st !== undefined && st.frames.length > 0) this.commit(ctx, this.gathering.get(ctx) ?? true, true);
+    if (st !== undefined && st.frames.length > 0) this.commit(ctx, true, true);
     if (st !== undefined && st.nextCommit < st.nextSeq) {
       // Reads of this source are still on workers: this comes after them.
       const seq = st.nextSeq++;
-      this.inOrder(ctx, st, seq, () => this.deadLetter.enqueueMany([rec]));
+      this.inOrder(st, seq, () => this.deadLetter.enqueueMany([rec]));
       return;
     }
     this.deadPending.push(rec);
@@ -214,7 +212,7 @@ export class Pipeline {
       if (!now && this.onWorkers && pausable && st.inFlight > 0 && st.bytes < JOB_TARGET_BYTES) {
         // A job of this source is on a worker: gather this read with the next ones; they
         // are sent when full or when that job comes back (submit's callback).
-        this.gathering.set(ctx, pausable);
+        this.gathering.add(ctx);
         return;
       }
       this.gathering.delete(ctx);
@@ -232,7 +230,7 @@ export class Pipeline {
       // Reads of this source are still on workers: this one comes after them.
       const recs = this.takeInline();
       const seq = st.nextSeq++;
-      this.inOrder(ctx, st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
+      this.inOrder(st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
       return;
     }
     this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats);
@@ -241,11 +239,7 @@ export class Pipeline {
   /** Decodes the frames collected for a worker job on this thread instead. */
   private decodeHere(ctx: SourceContext, st: SourceState): void {
     const now = Date.now();
-    for (let i = 0; i < st.frames.length; i++) {
-      const r = processFrame(st.frames[i]!, st.truncated[i]!, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
-      if ('dead' in r) this.deadPending.push(r.dead);
-      else for (let k = 0; k < this.slots.length; k++) if ((r.mask >>> k) & 1) this.pending[k]!.push(r.json);
-    }
+    for (let i = 0; i < st.frames.length; i++) this.decodeInline(st.frames[i]!, st.truncated[i]!, now, ctx);
     st.frames = [];
     st.truncated = [];
     st.bytes = 0;
@@ -324,9 +318,9 @@ export class Pipeline {
       { listener: ctx.listener, peer: ctx.peer, nowMs, idPrefix: this.bootId, firstSeq, data: data.buffer as ArrayBuffer, offsets, truncated: flags.slice() },
       (o) => {
         st.inFlight--;
-        this.inOrder(ctx, st, seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
+        this.inOrder(st, seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
         // Frames gathered while this job was out go now (in order: after it).
-        if (st.frames.length > 0 && this.gathering.has(ctx)) this.commit(ctx, this.gathering.get(ctx) ?? pausable, true);
+        if (st.frames.length > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
         this.jobDone(job);
         if (st.pausedByUs && st.inFlight < MAX_IN_FLIGHT_PER_SOURCE / 2) {
           st.pausedByUs = false;
@@ -337,7 +331,7 @@ export class Pipeline {
   }
 
   /** Runs `apply` for read `seq` of a source once every earlier read of it is applied. */
-  private inOrder(ctx: SourceContext, st: SourceState, seq: number, apply: () => void): void {
+  private inOrder(st: SourceState, seq: number, apply: () => void): void {
     st.waiting.set(seq, apply);
     while (st.waiting.has(st.nextCommit)) {
       const f = st.waiting.get(st.nextCommit)!;
@@ -345,7 +339,6 @@ export class Pipeline {
       st.nextCommit++;
       f();
     }
-    void ctx;
   }
 
   private jobDone(job: number): void {
@@ -401,12 +394,7 @@ export class Pipeline {
 
   private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
     const saved = this.takeInline();
-    for (let i = 0; i < flags.length; i++) {
-      const buf = frames[i]!;
-      const r = processFrame(buf, flags[i] === 1, nowMs, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
-      if ('dead' in r) this.deadPending.push(r.dead);
-      else for (let k = 0; k < this.slots.length; k++) if ((r.mask >>> k) & 1) this.pending[k]!.push(r.json);
-    }
+    for (let i = 0; i < flags.length; i++) this.decodeInline(frames[i]!, flags[i] === 1, nowMs, ctx);
     this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats);
     this.pending = saved.pending;
     this.deadPending = saved.dead;
@@ -418,7 +406,7 @@ export class Pipeline {
    * after `timeoutMs`); reads submitted later do not hold it up.
    */
   drain(timeoutMs = 10_000): Promise<void> {
-    for (const [ctx, pausable] of [...this.gathering]) this.commit(ctx, pausable, true);
+    for (const ctx of [...this.gathering]) this.commit(ctx, true, true);
     if (this.jobs.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {

@@ -13,8 +13,8 @@ export interface EventQueue {
    * once for the memory queue, after the write (and fsync, per policy) for the disk queue.
    */
   append(records: readonly string[]): void;
-  /** Appends records already encoded as NDJSON (`count` lines); optional. */
-  appendNdjson?(ndjson: Buffer, count: number): void;
+  /** Appends records already encoded as NDJSON (`count` lines). */
+  appendNdjson(ndjson: Buffer, count: number): void;
   /** Up to `max` records from the head, not removed. */
   peek(max: number): string[];
   /** The same, as a batch for an output (NDJSON bytes when the queue has them). */
@@ -98,6 +98,11 @@ export class MemoryQueue implements EventQueue {
 
   append(records: readonly string[]): void {
     for (let i = 0; i < records.length; i++) this.push(records[i]!);
+  }
+
+  /** Memory holds strings: the lines are decoded (the memory queue is for small setups). */
+  appendNdjson(ndjson: Buffer, count: number): void {
+    if (count > 0) this.append(splitNdjson(ndjson));
   }
 
   push(record: string): void {

@@ -35,7 +35,6 @@ export class WorkerPool {
   private readonly slots: Slot[] = [];
   private next = 0;
   private jobId = 0;
-  private inFlightJobs = 0;
   private initMsg: InitMessage | null = null;
   private version = 0;
   private closed = false;
@@ -48,19 +47,9 @@ export class WorkerPool {
     private readonly onWorkerError: (error: string) => void,
   ) {}
 
-  get inFlight(): number {
-    return this.inFlightJobs;
-  }
-
-  /** Version of the configuration the workers run. */
-  get configVersion(): number {
-    return this.version;
-  }
-
   private failJobs(slot: Slot, why: string): void {
     const cbs = [...slot.jobs.values()];
     slot.jobs.clear();
-    this.inFlightJobs -= cbs.length;
     for (const cb of cbs) cb({ ok: false, error: why });
   }
 
@@ -72,7 +61,6 @@ export class WorkerPool {
         const cb = slot.jobs.get(m.jobId);
         if (cb === undefined) return;
         slot.jobs.delete(m.jobId);
-        this.inFlightJobs--;
         cb(m.kind === 'result' ? { ok: true, result: m } : { ok: false, error: m.error });
       }
     });
@@ -147,7 +135,6 @@ export class WorkerPool {
     this.next = (this.next + 1) % this.slots.length;
     const jobId = ++this.jobId;
     slot.jobs.set(jobId, done);
-    this.inFlightJobs++;
     // `data` is transferred, not copied (the pipeline keeps views of the frames, to
     // dead-letter them if the worker fails).
     slot.worker.postMessage({ kind: 'job', jobId, ...job } satisfies JobMessage, [job.data, job.offsets.buffer as ArrayBuffer, job.truncated.buffer as ArrayBuffer]);
