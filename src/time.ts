@@ -156,29 +156,37 @@ export function parseRfc3339(s: string, i: number, defaultZone = 'UTC'): ParsedT
   return ms2 === null ? null : { ms: ms2, subMs, end: p };
 }
 
-const offsetFormatters = new Map<string, Intl.DateTimeFormat | null>();
+/**
+ * Formatters of the zones Intl knows, by lower-cased name (zone names are
+ * case-insensitive, so this holds at most the IANA set), and the names it refused (from
+ * input: bounded, emptied when full).
+ */
+const zoneFormatters = new Map<string, Intl.DateTimeFormat>();
+const notZones = new Set<string>();
 
 function zoneFormatter(zone: string): Intl.DateTimeFormat | null {
-  let f = offsetFormatters.get(zone);
-  if (f === undefined) {
-    try {
-      f = new Intl.DateTimeFormat('en-US', {
-        timeZone: zone,
-        hourCycle: 'h23',
-        year: 'numeric',
-        month: 'numeric',
-        day: 'numeric',
-        hour: 'numeric',
-        minute: 'numeric',
-        second: 'numeric',
-      });
-    } catch {
-      f = null;
-    }
-    // Bounded: zone names come from input, so never cache more than a few hundred.
-    if (offsetFormatters.size < 512) offsetFormatters.set(zone, f);
+  const key = zone.toLowerCase();
+  const f = zoneFormatters.get(key);
+  if (f !== undefined) return f;
+  if (notZones.has(key)) return null;
+  try {
+    const made = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    zoneFormatters.set(key, made);
+    return made;
+  } catch {
+    if (notZones.size >= 1024) notZones.clear();
+    notZones.add(key);
+    return null;
   }
-  return f;
 }
 
 /** True for a zone name Intl knows (IANA names such as `Europe/Moscow`, and `UTC`). */
@@ -186,9 +194,22 @@ export function isKnownZone(zone: string): boolean {
   return zoneFormatter(zone) !== null;
 }
 
+/**
+ * Offsets worked out per zone and 15-minute stretch of UTC time (a few hundred per zone at
+ * most, emptied when full): offsets change only at transitions, and those fall on quarter
+ * hours of UTC (every zone's offset is a whole number of quarter hours), so one
+ * `formatToParts` serves every event of the stretch.
+ */
+const QUARTER_HOUR_MS = 900_000;
+const offsetsByZone = new Map<string, Map<number, number>>();
+
 /** Offset of `zone` from UTC at instant `utcMs`, in ms, or null for an unknown zone. */
 function zoneOffset(utcMs: number, zone: string): number | null {
   if (zone === 'UTC' || zone === 'Etc/UTC' || zone === 'GMT') return 0;
+  const quarter = Math.floor(utcMs / QUARTER_HOUR_MS);
+  const known = offsetsByZone.get(zone);
+  const cached = known?.get(quarter);
+  if (cached !== undefined) return cached;
   const f = zoneFormatter(zone);
   if (f === null) return null;
   const parts = f.formatToParts(new Date(utcMs));
@@ -204,8 +225,16 @@ function zoneOffset(utcMs: number, zone: string): number | null {
       default: break;
     }
   }
-  const asUtc = Date.UTC(y, mo - 1, d, h, mi, sec);
-  return asUtc - Math.floor(utcMs / 1000) * 1000;
+  const offsetMs = Date.UTC(y, mo - 1, d, h, mi, sec) - Math.floor(utcMs / 1000) * 1000;
+  if (known !== undefined) {
+    if (known.size >= 512) known.clear();
+    known.set(quarter, offsetMs);
+  } else if (zoneFormatters.has(zone.toLowerCase())) {
+    // Only zones that resolve get an entry (bounded: names may differ in case only).
+    if (offsetsByZone.size >= 1024) offsetsByZone.clear();
+    offsetsByZone.set(zone, new Map([[quarter, offsetMs]]));
+  }
+  return offsetMs;
 }
 
 /** Wall-clock time `localMs` (fields read as if UTC) in `zone` → UTC ms. */
@@ -221,6 +250,9 @@ export function zonedToUtc(localMs: number, zone: string): number | null {
 function isBlank(c: number): boolean {
   return c === 32 || c === 9;
 }
+
+/** Zone names without a slash that a time stamp may carry (IANA's old names). */
+const ZONE_WORDS = new Set(['EST', 'MST', 'HST', 'EST5EDT', 'CST6CDT', 'MST7MDT', 'PST8PDT', 'CET', 'EET', 'MET', 'WET', 'UCT', 'Zulu', 'Universal', 'Greenwich']);
 
 /**
  * A zone token at `i` (the CEF spec's `zzz`): `Z`, `UTC`, `GMT`, `GMT±hh[:mm]`, `±hh[:mm]`,
@@ -244,8 +276,9 @@ function readZone(s: string, i: number): { zone: string | null; offsetMs: number
     if (om < 0 || om > 59) return null;
     return { zone: null, offsetMs: (oh * 60 + om) * 60_000 * (c === 43 ? 1 : -1), end: e };
   }
-  // IANA names have a slash (Europe/Moscow) or are a handful of links (EST, MST, HST...).
-  if (isKnownZone(tok)) return { zone: tok, offsetMs: 0, end: e };
+  // IANA names have a slash (Europe/Moscow), or are one of a handful of old names; any
+  // other word after a time stamp (a syslog host name such as `Japan`) is not a zone.
+  if ((tok.includes('/') || ZONE_WORDS.has(tok)) && isKnownZone(tok)) return { zone: tok, offsetMs: 0, end: e };
   return null;
 }
 

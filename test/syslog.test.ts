@@ -139,6 +139,18 @@ describe('RFC 3164', () => {
     expect(codes(e)).toEqual(['not_cef']);
   });
 
+  test('a host name that is also an old IANA link (Japan, Cuba) stays the host name; the time is not moved', () => {
+    for (const host of ['Japan', 'Cuba', 'Egypt']) {
+      const e = ev(`<13>Jan  5 01:02:03 ${host} app: CEF:0|a|b|c|d|e|1|`);
+      expect(e.syslog).toMatchObject({ hostname: host, appName: 'app', timestamp: '2026-01-05T01:02:03.000Z' });
+    }
+  });
+
+  test('thousands of distinct host names after the time stamp: each still read as a host', () => {
+    for (let i = 0; i < 3000; i++) expect(ev(`<13>Jan  5 01:02:03 host-${i} app: x`).syslog?.hostname).toBe(`host-${i}`);
+    expect(ev('May 02 2017 15:27:43 Europe/Berlin host CEF:0|a|b|c|d|e|1|').syslog?.timestamp).toBe('2017-05-02T13:27:43.000Z');
+  });
+
   test('the configured zone applies to RFC 3164 times without one', () => {
     const r = decodeFrame(Buffer.from('<13>Jul  1 12:00:00 h t: x'), false, NOW, { defaultZone: 'Europe/Moscow' });
     expect(r.ok && r.event.syslog?.timestamp).toBe('2026-07-01T09:00:00.000Z');

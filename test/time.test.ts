@@ -41,3 +41,22 @@ test('CEF time stamps', () => {
   expect(cefTimeToIso('Jun 23 2020 17:37:24 bogus', 'UTC', now)).toBeNull();
   expect(cefTimeToIso('Jun 23 2020 17:37:24', 'Asia/Tokyo', now)).toBe('2020-06-23T08:37:24.000Z');
 });
+
+test('local times in a zone with daylight saving, minute by minute across both transitions, match Intl', () => {
+  // Europe/Berlin 2026: +01:00 until 2026-03-29T01:00Z, +02:00 until 2026-10-25T01:00Z.
+  const now = Date.UTC(2026, 11, 1);
+  const fmt = new Intl.DateTimeFormat('en-US', { timeZone: 'Europe/Berlin', hourCycle: 'h23', year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  for (const start of [Date.UTC(2026, 2, 28, 23, 0), Date.UTC(2026, 9, 24, 23, 0)]) {
+    for (let t = start; t < start + 4 * 3_600_000; t += 60_000) {
+      const p = Object.fromEntries(fmt.formatToParts(new Date(t)).map((x) => [x.type, x.value]));
+      const text = `${p['month']} ${p['day']} ${p['year']} ${p['hour']}:${p['minute']}:${p['second']}`;
+      const got = parseTextTime(text, 0, { nowMs: now, defaultZone: 'Europe/Berlin' })?.ms;
+      // The repeated hour of October is ambiguous: either reading is a right one.
+      const autumn = start > Date.UTC(2026, 6, 1);
+      if (autumn && got !== t) expect(Math.abs(got! - t)).toBe(3_600_000);
+      else expect(got).toBe(t);
+    }
+  }
+  expect(cefTimeToIso('Mar 29 2026 03:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T01:30:00.000Z');
+  expect(cefTimeToIso('Mar 29 2026 01:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T00:30:00.000Z');
+});
