@@ -331,8 +331,10 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
   while (p < end && isBlank(s.charCodeAt(p))) p++;
   let customSeen: KeyInfo[] | undefined;
   let nextBackslash = s.indexOf('\\', p);
+  // The `=` of the key at `p` when nextKey found it already (else keyAt looks).
+  let knownEq = -1;
   while (p < end) {
-    const eq = keyAt(s, p, end);
+    const eq = knownEq !== -1 ? knownEq : keyAt(s, p, end);
     if (eq === -1) {
       // Row 18: text that is not key=value, up to the next pair.
       const k = nextKey(s, p, end, eqPos);
@@ -344,6 +346,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
       });
       if (k === -1) return;
       p = k;
+      knownEq = eqPos[0]!;
       continue;
     }
     const vStart = eq + 1;
@@ -391,6 +394,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
     }
     if (k === -1) break;
     p = k;
+    knownEq = eqPos[0]!;
   }
   if (customSeen !== undefined) checkCustomPairs(customSeen, mark, d);
 }
