@@ -7,6 +7,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { parseInputs, openInputs } from './commands/parse.js';
+import { DEFAULT_MAX_FRAME_BYTES } from './framing/framer.js';
 import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
 import { registerKscCommands } from './commands/ksc.js';
@@ -48,7 +49,7 @@ export function buildProgram(): Command {
     .option('--no-normalize', 'skip the normalizers')
     .option('--normalizer <name-or-path...>', 'normalizer chain, in order (default: ksc)')
     .option('--timezone <zone>', 'zone for times without one (IANA name)', 'UTC')
-    .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(65536))
+    .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(DEFAULT_MAX_FRAME_BYTES))
     .exitOverride()
     .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number }) => {
       if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);

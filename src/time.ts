@@ -287,8 +287,6 @@ export interface TextTimeOptions {
   defaultZone?: string;
   /** Reference time for year inference (default now). */
   nowMs?: number;
-  /** Whether a zone token may follow (CEF time stamps: yes; syslog: yes, if it is a zone). */
-  allowZone?: boolean;
 }
 
 /**
@@ -339,7 +337,8 @@ export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}):
   let zone: string | null = opts.defaultZone ?? 'UTC';
   let offsetMs = 0;
   let end = p;
-  if (opts.allowZone !== false && s.charCodeAt(p) === 32) {
+  // A zone token may follow (CEF time stamps; in syslog, if the next word is a zone).
+  if (s.charCodeAt(p) === 32) {
     const z = readZone(s, p + 1);
     if (z !== null) {
       zone = z.zone;
@@ -390,7 +389,7 @@ export function cefTimeToIso(v: string, defaultZone: string, nowMs: number): str
     const iso = isoFromMs(ms);
     return frac === '' ? iso : iso.slice(0, -1) + frac.slice(0, 6) + 'Z';
   }
-  const t = parseTextTime(v, 0, { defaultZone, nowMs, allowZone: true });
+  const t = parseTextTime(v, 0, { defaultZone, nowMs });
   if (t === null || t.end !== n) return null;
   return isoFromParsed(t);
 }

@@ -3,7 +3,7 @@
  * (row numbers are cited inline). Works on the decoded frame text; never throws. Hot path:
  * no regular expressions, `indexOf` for the scans, substrings only for what is kept.
  */
-import { isIPv6 } from 'node:net';
+import { isIP } from 'node:net';
 import type { Problem } from '../errors.js';
 import type { CefRecord } from '../event.js';
 import { cefTimeToIso } from '../time.js';
@@ -140,30 +140,6 @@ function isDigits(s: string, from: number): boolean {
   return true;
 }
 
-export function isIPv4(s: string): boolean {
-  const n = s.length;
-  if (n < 7 || n > 15) return false;
-  let parts = 0;
-  let i = 0;
-  while (i <= n) {
-    const start = i;
-    let v = 0;
-    while (i < n) {
-      const c = s.charCodeAt(i);
-      if (c < 48 || c > 57) break;
-      v = v * 10 + (c - 48);
-      i++;
-    }
-    const len = i - start;
-    if (len === 0 || len > 3 || v > 255 || (len > 1 && s.charCodeAt(start) === 48)) return false;
-    parts++;
-    if (i === n) return parts === 4;
-    if (s.charCodeAt(i) !== 46 || parts === 4) return false;
-    i++;
-  }
-  return false;
-}
-
 /** Row 15: `[+-]?[0-9]+`; numbers beyond 2^53 stay decimal strings. */
 function toInt(v: string): number | string | null {
   const c = v.charCodeAt(0);
@@ -179,7 +155,7 @@ function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | 
     case 'int':
       return toInt(v);
     case 'ip':
-      return isIPv4(v) || isIPv6(v) ? v : null;
+      return isIP(v) !== 0 ? v : null;
     case 'time':
       return cefTimeToIso(v, opts.defaultZone, opts.nowMs);
     default:

@@ -152,7 +152,7 @@ export class Framer {
     switch (this.state) {
       case State.Count:
       case State.Line:
-        if (this.pendingBytes > 0) this.emitLine(this.takePending(), false);
+        if (this.pendingBytes > 0) this.emitLine(this.takePending());
         break;
       case State.Octets:
         // The bytes received become a frame flagged truncated; with none, only a notice.
@@ -267,10 +267,10 @@ export class Framer {
       return end + 1;
     }
     if (this.pendingBytes === 0) {
-      this.emitLine(chunk.subarray(pos, end), false);
+      this.emitLine(chunk.subarray(pos, end));
     } else {
       this.keepPending(chunk, pos, end);
-      this.emitLine(this.takePending(), false);
+      this.emitLine(this.takePending());
     }
     this.state = State.Start;
     return end + 1;
@@ -341,13 +341,14 @@ export class Framer {
     return frame;
   }
 
-  private emitLine(frame: Buffer, truncated: boolean): void {
+  /** A whole LF frame (a trailing CR dropped; an empty one is only a notice). */
+  private emitLine(frame: Buffer): void {
     let len = frame.length;
     if (len > 0 && frame[len - 1] === CR) len--;
     if (len === 0) {
       this.sink.notice('frame_empty');
       return;
     }
-    this.sink.frame(len === frame.length ? frame : frame.subarray(0, len), 'lf', truncated);
+    this.sink.frame(len === frame.length ? frame : frame.subarray(0, len), 'lf', false);
   }
 }

@@ -163,6 +163,9 @@ function readTag(s: string, p: number, h: SyslogHeader): number {
   return j;
 }
 
+/** The RFC 5424 header fields after the time stamp, in order. */
+const HEADER_NAMES = ['hostname', 'appName', 'procId', 'msgId'] as const;
+
 function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: SyslogOptions): SyslogResult | null {
   const n = s.length;
   const h: SyslogHeader = { format: 'rfc5424' };
@@ -183,8 +186,7 @@ function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: Sysl
     }
   }
   // HOSTNAME APP-NAME PROCID MSGID
-  const names = ['hostname', 'appName', 'procId', 'msgId'] as const;
-  for (const name of names) {
+  for (const name of HEADER_NAMES) {
     if (e >= n) return { header: h, msgStart: n, readable: true };
     p = e + 1;
     // Senders that cut the header short (`<14>1 TS HOST CEF:0|...`, SC4S style): the
