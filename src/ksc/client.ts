@@ -400,11 +400,6 @@ export class KscClient {
     );
   }
 
-  /** Logs in (StartSession or /login). Called lazily by `call`; public for a connection test. */
-  async login(): Promise<void> {
-    await this.serialized(() => this.doLogin());
-  }
-
   private async doLogin(): Promise<void> {
     const method = this.auth === 'session' ? 'Session.StartSession' : 'login';
     const held = this.authFailure;
@@ -557,12 +552,6 @@ export class KscClient {
     const out: Record<string, Decoded>[] = [];
     for await (const page of this.findHostsPaged(filter, fields, o)) out.push(...page);
     return out;
-  }
-
-  /** `HostGroup.GetHostInfo` (§2.2). */
-  async getHostInfo(hostId: string, fields: string[]): Promise<Record<string, Decoded>> {
-    const r = await this.call('HostGroup.GetHostInfo', { strHostName: hostId, pFields2Return: fields });
-    return decodeParams(r['PxgRetVal']);
   }
 
   /** `HostGroup.GetHostProducts` (§2.3), flattened to one entry per product version. */

@@ -143,7 +143,6 @@ export function assetRefsOf(ev: CefdEvent, index: AssetIndex, tenant?: string): 
   if (isKscEvent(ev)) {
     const sd = ev.syslog?.structuredData?.['event@23668'];
     dev = ev.cef !== undefined ? dst : index.lookup({ host: sd?.['hdn'] ?? ev.syslog?.hostname, ip: sd?.['hip'] }, tenant);
-    if (dev === undefined && sd !== undefined) dev = index.lookup({ host: sd['hdn'], ip: sd['hip'] }, tenant);
   } else {
     dev = index.lookup({ host: x['deviceHostName'], ip: ipOf('deviceAddress') }, tenant);
   }

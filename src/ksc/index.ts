@@ -31,7 +31,6 @@ export { KscClient, type KscClientOptions, type KscTlsOptions, type KscTask, typ
 export { redact, redactDeep, redactingLogger, registerSecret, registerPassword, REDACTED, type KscCredentials, type KscLogger, type SecretStore } from './secrets.js';
 export {
   KscStore,
-  openKscStore,
   DEFAULT_TENANT,
   validateConnectionName,
   normalizeConnectionUrl,

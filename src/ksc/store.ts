@@ -9,6 +9,7 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { normalizePin, DEFAULT_KSC_PORT } from './client.js';
 import { KscConflictError, KscInputError, KscNotFoundError } from './errors.js';
@@ -185,7 +186,6 @@ export function validateTenantName(v: unknown): string {
   return checkName('tenant', 'a tenant name', v);
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /**
@@ -203,7 +203,7 @@ export function normalizeConnectionUrl(v: unknown): string {
   const port = m[2] === undefined ? DEFAULT_KSC_PORT : Number(m[2]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) bad('the port must be 1-65535');
   if (/^[\d.]+$/.test(host)) {
-    if (!IPV4.test(host)) bad('not a valid IPv4 address');
+    if (!isIPv4(host)) bad('not a valid IPv4 address');
   } else {
     const h = host.endsWith('.') ? host.slice(0, -1) : host;
     if (h.length > 253 || !h.split('.').every((l) => LABEL.test(l))) bad('not a valid host name');
@@ -701,10 +701,6 @@ export class KscStore {
     return (this.db.prepare('SELECT * FROM assets WHERE instr(ips, ?) > 0').all(JSON.stringify(ip)) as Row[]).map(assetOf).filter((a) => a.ips.includes(ip));
   }
 
-  findAssetByKscHost(connectionId: string, kscHostId: string): Asset | undefined {
-    return this.getAsset(assetIdFor(connectionId, kscHostId));
-  }
-
   listAssets(f: AssetFilter = {}): Asset[] {
     const where: string[] = [];
     const args: unknown[] = [];
@@ -877,8 +873,4 @@ export class KscStore {
       .run(this.iso(), this.iso(), cutoff);
     return r.changes;
   }
-}
-
-export function openKscStore(stateDir: string, o: StoreOptions = {}): KscStore {
-  return new KscStore(stateDir, o);
 }
