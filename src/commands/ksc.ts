@@ -95,7 +95,7 @@ async function withKsc(o: Common, f: (k: KscIntegrationType) => Promise<number |
   let k: KscIntegrationType | undefined;
   try {
     const { loadConfig, ConfigError } = await import('../config/load.js');
-    let settings: { stateDir: string; credentialsFile?: string; timeoutMs?: number; retries?: number };
+    let settings: { stateDir: string; credentialsFile?: string; timeoutMs?: number; retries?: number; taskRunBlockingMs?: number };
     try {
       if (o.config === undefined && o.stateDir !== undefined) {
         settings = { stateDir: resolve(o.stateDir) };
@@ -106,6 +106,7 @@ async function withKsc(o: Common, f: (k: KscIntegrationType) => Promise<number |
           ...(c.ksc.credentials_file !== undefined ? { credentialsFile: c.ksc.credentials_file } : {}),
           timeoutMs: c.ksc.request_timeout * 1000,
           retries: c.ksc.retries,
+          taskRunBlockingMs: c.ksc.task_run_blocking * 1000,
         };
       }
     } catch (e) {
@@ -120,6 +121,7 @@ async function withKsc(o: Common, f: (k: KscIntegrationType) => Promise<number |
         ...(settings.credentialsFile !== undefined ? { credentialsFile: settings.credentialsFile } : {}),
         logger: stderrLogger(o.verbose === true),
         client: { ...(settings.timeoutMs !== undefined ? { timeoutMs: settings.timeoutMs } : {}), ...(settings.retries !== undefined ? { retries: settings.retries } : {}) },
+        ...(settings.taskRunBlockingMs !== undefined ? { taskRunBlockingMs: settings.taskRunBlockingMs } : {}),
       });
     } catch (e) {
       throw new CliError(EXIT.failure, 'ksc_store_failed', `cannot open the KSC state store in ${settings.stateDir}: ${(e as Error).message}`);

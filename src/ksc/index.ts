@@ -64,6 +64,11 @@ export interface KscIntegrationOptions {
   onSyncResult?: (r: SyncResult) => void;
   /** Clock for tests. */
   now?: () => Date;
+  /**
+   * A run still requested or running without news for this long no longer blocks a new
+   * start of the same task for the same asset (`ksc.task_run_blocking`; default 6 h).
+   */
+  taskRunBlockingMs?: number;
 }
 
 /** A connection as shown to users: never the secret, only whether there is one and where it comes from. */
@@ -318,7 +323,8 @@ export class KscIntegration {
   }
 
   startTask(req: StartRequest): Promise<StartResult> {
-    return startTask({ store: this.store, clientFor: (c) => this.clientFor(c), logger: this.log }, req);
+    const staleAfterMs = req.staleAfterMs ?? this.o.taskRunBlockingMs;
+    return startTask({ store: this.store, clientFor: (c) => this.clientFor(c), logger: this.log }, staleAfterMs === undefined ? req : { ...req, staleAfterMs });
   }
 
   taskStatus(f: RunFilter = {}): TaskRun[] {
@@ -330,7 +336,7 @@ export class KscIntegration {
   }
 
   isRunning(taskId: string, assetId: string): boolean {
-    return this.store.isRunning(taskId, assetId);
+    return this.store.isRunning(taskId, assetId, this.o.taskRunBlockingMs !== undefined ? { staleAfterMs: this.o.taskRunBlockingMs } : {});
   }
 
   inCooldown(taskId: string, assetId: string, cooldownMs: number): boolean {
