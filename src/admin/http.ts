@@ -7,7 +7,7 @@
  * leave the process), is `application/json`, and is never cached.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { bearerCheck } from '../bearer.js';
 import type { AddressInfo, Socket } from 'node:net';
 import { KscError, httpStatusOf } from '../ksc/errors.js';
 import { redact, silentLogger, type KscLogger } from '../ksc/secrets.js';
@@ -67,18 +67,16 @@ interface CompiledRoute extends Route {
   segments: string[];
 }
 
-const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
-
 export class JsonServer {
   private readonly server: http.Server;
   private readonly routes: CompiledRoute[];
-  private readonly tokenDigest: Buffer;
+  private readonly tokenOk: (header: string | string[] | undefined) => boolean;
   private readonly log: KscLogger;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly o: JsonServerOptions) {
     if (typeof o.token !== 'string' || o.token === '') throw new Error('the admin API needs a bearer token');
-    this.tokenDigest = digest(o.token);
+    this.tokenOk = bearerCheck(o.token);
     this.routes = o.routes.map((r) => ({ ...r, segments: r.path.split('/').filter((s) => s !== '') }));
     this.log = o.logger ?? silentLogger;
     this.server = http.createServer(
@@ -140,11 +138,7 @@ export class JsonServer {
   }
 
   private authorized(req: IncomingMessage): boolean {
-    const h = req.headers['authorization'];
-    if (typeof h !== 'string') return false;
-    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(h);
-    if (m === null) return false;
-    return timingSafeEqual(digest(m[1]!), this.tokenDigest);
+    return this.tokenOk(req.headers['authorization']);
   }
 
   private match(method: string, path: string): { route: CompiledRoute; params: Record<string, string> } | { allowed: string[] } | undefined {

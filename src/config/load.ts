@@ -97,13 +97,6 @@ class Walker {
     return this.lc.linePos(node.range[0]).line;
   }
 
-  /** The YAML node at a path of keys and indexes (for line numbers in cross checks). */
-  doc: { getIn(path: unknown[], keepScalar: true): unknown } | undefined;
-  nodeAt(path: (string | number)[]): Node | undefined {
-    const n = this.doc?.getIn(path, true);
-    return n !== null && typeof n === 'object' && 'range' in (n as object) ? (n as Node) : undefined;
-  }
-
   problem(key: string, node: Node | null | undefined, message: string): void {
     const line = this.line(node);
     this.problems.push(line === undefined ? { key, message } : { key, line, message });
@@ -460,7 +453,6 @@ export function loadConfigText(text: string, file: string | undefined, env: Reco
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, intAsBigInt: false });
   const w = new Walker(lc, env);
-  w.doc = doc;
   for (const e of doc.errors) {
     w.problems.push({ key: '', line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]}` });
   }

@@ -352,13 +352,7 @@ export class FileOutput implements Output {
     } catch (err) {
       return this.retry(`cannot rotate: ${errorText(err)}`);
     }
-    if (this.fd === null) {
-      try {
-        await this.openFile();
-      } catch (err) {
-        return this.retry(`cannot open after rotation: ${errorText(err)}`);
-      }
-    }
+    // Open here: a rotation that could not open the new file threw above.
     const fd = this.fd!;
 
     // fs.write (libuv) already loops over short writes; it reports a short count without

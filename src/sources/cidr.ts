@@ -92,10 +92,6 @@ export class AddressAllowlist {
     });
   }
 
-  get empty(): boolean {
-    return this.cidrs.length === 0;
-  }
-
   allows(address: string | undefined): boolean {
     if (this.cidrs.length === 0) return true;
     if (address === undefined) return false;

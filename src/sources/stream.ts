@@ -38,11 +38,8 @@ export function peerOf(address: string | undefined, port: number | undefined): s
 
 interface Conn {
   socket: net.Socket;
-  framer: Framer;
-  ctx: SourceContext;
   lastDataMs: number;
   unregister: () => void;
-  closed: boolean;
 }
 
 /** A raw accepted socket, counted against the limits from accept on (TLS: before the handshake). */
@@ -177,7 +174,7 @@ export class StreamSource implements Source {
       }
       this.release(victim);
       victim.socket.destroy();
-      this.telemetry.connectionRejected(this.name, 'evicted_no_frame', peerOf(victim.socket.remoteAddress, victim.socket.remotePort));
+      this.telemetry.connectionRejected(this.name, 'evicted_no_frame', victim.peer);
     }
     const slot: Slot = { socket: raw, source, frames: 0, peer };
     this.slots.add(slot);
@@ -278,7 +275,7 @@ export class StreamSource implements Source {
       },
       { maxFrameBytes: this.config.max_frame_bytes },
     );
-    const conn: Conn = { socket, framer, ctx, lastDataMs: Date.now(), unregister: () => {}, closed: false };
+    const conn: Conn = { socket, lastDataMs: Date.now(), unregister: () => {} };
     this.conns.add(conn);
     conn.unregister = this.flow.register({
       pause: () => {
@@ -306,7 +303,6 @@ export class StreamSource implements Source {
       if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') telemetry.connectionError(this.name, e);
     });
     socket.on('close', () => {
-      conn.closed = true;
       // A connection that died mid-frame: keep the bytes in the dead-letter output.
       const partial = framer.takePartial();
       if (partial !== null) {

@@ -60,18 +60,19 @@ export class UdpSource implements Source {
       { maxFrameBytes: this.config.max_frame_bytes, octetCounting: false },
     );
     socket.on('message', (msg, rinfo) => {
-      if (!this.allow.allows(rinfo.address)) {
-        this.telemetry.connectionRejected(this.name, 'cidr', peerOf(rinfo.address, rinfo.port));
-        return;
-      }
-      this.stats.bytes += msg.length;
       const peer = peerOf(rinfo.address, rinfo.port);
       let c = contexts.get(peer);
       if (c === undefined) {
+        // A sender with a context passed the allowlist already.
+        if (!this.allow.allows(rinfo.address)) {
+          this.telemetry.connectionRejected(this.name, 'cidr', peer);
+          return;
+        }
         if (contexts.size >= 4096) contexts.delete(contexts.keys().next().value as string);
         c = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer };
         contexts.set(peer, c);
       }
+      this.stats.bytes += msg.length;
       ctx = c;
       framer.push(msg);
       framer.end();

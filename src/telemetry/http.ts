@@ -4,7 +4,7 @@
  * configured every request must carry it.
  */
 import http from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
+import { bearerCheck } from '../bearer.js';
 import type { Telemetry } from './telemetry.js';
 
 export interface HealthSource {
@@ -12,21 +12,17 @@ export interface HealthSource {
   notReady(): string[];
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  if (header === undefined || !header.startsWith('Bearer ')) return false;
-  const a = Buffer.from(header.slice(7).trim());
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
 export class MetricsServer {
   private server: http.Server | null = null;
+  private readonly tokenOk: ((header: string | string[] | undefined) => boolean) | undefined;
 
   constructor(
     private readonly telemetry: Telemetry,
     private readonly health: HealthSource,
-    private readonly bearerToken: string | undefined,
-  ) {}
+    bearerToken: string | undefined,
+  ) {
+    this.tokenOk = bearerToken === undefined ? undefined : bearerCheck(bearerToken);
+  }
 
   async start(host: string, port: number): Promise<void> {
     const server = http.createServer((req, res) => {
@@ -50,7 +46,7 @@ export class MetricsServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (this.bearerToken !== undefined && !tokenMatches(req.headers.authorization, this.bearerToken)) {
+    if (this.tokenOk !== undefined && !this.tokenOk(req.headers.authorization)) {
       res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n');
       return;
     }

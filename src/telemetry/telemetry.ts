@@ -8,7 +8,7 @@
  */
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { CODES, isCode } from '../errors.js';
+import { CODES } from '../errors.js';
 import type { EventQueue } from '../pipeline/queue.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -18,9 +18,6 @@ export class CodeCounts {
   readonly map = new Map<string, number>();
   add(code: string, n = 1): void {
     this.map.set(code, (this.map.get(code) ?? 0) + n);
-  }
-  get(code: string): number {
-    return this.map.get(code) ?? 0;
   }
 }
 
@@ -350,11 +347,5 @@ export class Telemetry {
     counter('cefd_ingestion_paused_seconds_total', 'Time reading was paused.', [], () => [[{}, (this.pausedTotalMs + (this.paused ? Date.now() - this.pausedSinceMs : 0)) / 1000]]);
     counter('cefd_dead_letters_total', 'Records written to the dead-letter output, per reason code.', ['reason'], () => [...this.deadLetters.map].map(([r, v]) => [{ reason: r }, v]));
     counter('cefd_config_reloads_total', 'Configuration reloads (SIGHUP), per result (ok, failed).', ['result'], () => [...this.reloads.map].map(([r, v]) => [{ result: r }, v]));
-  }
-
-  /** Counts the codes of a kept event's errors and warnings. */
-  countProblems(stats: ListenerStats, errors: { code: string }[] | undefined, warnings: { code: string }[] | undefined): void {
-    if (errors !== undefined) for (const e of errors) stats.parseErrors.add(isCode(e.code) ? e.code : 'other');
-    if (warnings !== undefined) for (const w of warnings) stats.parseWarnings.add(isCode(w.code) ? w.code : 'other');
   }
 }
