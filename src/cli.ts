@@ -11,8 +11,8 @@ import { DEFAULT_MAX_FRAME_BYTES } from './framing/framer.js';
 import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
 import { registerKscCommands } from './commands/ksc.js';
+import { EXIT } from './errors.js';
 
-export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
 
 function intArg(name: string) {
   return (v: string): number => {

@@ -23,8 +23,8 @@ import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extension.js';
 import { createExtensions } from './extensions.js';
+import { EXIT } from './errors.js';
 
-export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
 
 /** The state directory cannot be used: an operator must act (exit 78, no restart loop). */
 export class StateDirError extends Error {

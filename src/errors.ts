@@ -396,3 +396,6 @@ export interface Problem {
 export function isCode(s: string): s is Code {
   return Object.prototype.hasOwnProperty.call(CODES, s);
 }
+
+/** Process exit codes (sysexits): 64 a usage error, 78 a configuration an operator must fix. */
+export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;

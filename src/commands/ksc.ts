@@ -17,8 +17,8 @@ import { resolve } from 'node:path';
 import type { KscIntegration as KscIntegrationType, ConnectionView } from '../ksc/index.js';
 import type { KscCredentials, KscLogger } from '../ksc/secrets.js';
 import type { Asset, ConnectionTls, TaskRun } from '../ksc/store.js';
+import { EXIT } from '../errors.js';
 
-const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
 
 /** A failure with its exit code and a stable code. */
 class CliError extends Error {
