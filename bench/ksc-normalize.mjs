@@ -8,7 +8,7 @@
 // from the host-task bitmask 1..64, so many get `unknown` + a warning, as in that workload).
 // --syslog adds KSC "Syslog"-format lines (event@23668) in the same proportion.
 // The lines are decoded once; the timed loop runs only ksc.normalize over the events.
-import { decodeFrame } from '../dist/src/decode.js';
+import { decodeFrame } from '../dist/src/codecs/decode.js';
 import ksc from '../dist/normalizers/ksc/index.js';
 
 const args = { n: 20000, rounds: 25, syslog: false };

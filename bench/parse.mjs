@@ -17,8 +17,8 @@ for (let i = 2; i < process.argv.length; i += 2) {
   args[k] = typeof args[k] === 'number' ? Number(process.argv[i + 1]) : process.argv[i + 1];
 }
 
-const { Framer } = await import('../dist/src/framing/framer.js');
-const { decodeFrame } = await import('../dist/src/decode.js');
+const { Framer } = await import('../dist/src/codecs/framing/framer.js');
+const { decodeFrame } = await import('../dist/src/codecs/decode.js');
 const { normalizeEvent, loadNormalizer } = await import('../dist/src/pipeline/normalize.js');
 
 const chain = args.stages === 'parse' ? [] : [await loadNormalizer({ name: 'ksc' })];

@@ -21,11 +21,11 @@ for (let i = 2; i < process.argv.length; i++) {
   args[k] = Number(process.argv[++i]);
 }
 
-const { Framer } = await import('../dist/src/framing/framer.js');
-const { decodeFrame } = await import('../dist/src/decode.js');
+const { Framer } = await import('../dist/src/codecs/framing/framer.js');
+const { decodeFrame } = await import('../dist/src/codecs/decode.js');
 const { normalizeEvent, loadNormalizer } = await import('../dist/src/pipeline/normalize.js');
-const { DiskQueue } = await import('../dist/src/pipeline/disk-queue.js');
-const { FileOutput } = await import('../dist/src/outputs/file.js');
+const { DiskQueue } = await import('../dist/src/buffer/disk-queue.js');
+const { FileOutput } = await import('../dist/src/outputs/file/file.js');
 
 const input = readFileSync(dataFile(args.n, 'lf'));
 const ksc = await loadNormalizer({ name: 'ksc' });

@@ -7,10 +7,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { parseInputs, openInputs } from './commands/parse.js';
-import { DEFAULT_MAX_FRAME_BYTES } from './framing/framer.js';
+import { DEFAULT_MAX_FRAME_BYTES } from './codecs/framing/framer.js';
 import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
-import { registerKscCommands } from './commands/ksc.js';
+import { registerKscCommands } from './ksc/cli.js';
 import { EXIT } from './errors.js';
 
 

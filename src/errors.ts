@@ -35,7 +35,7 @@ export const CODES = {
     description:
       'A frame began like an RFC 6587 octet count (`LEN SP`) but LEN was larger than maxFrameBytes, so it was read as an LF-terminated frame instead (the digits are part of the message).',
   },
-  // decode (src/decode.ts)
+  // decode (src/codecs/decode.ts)
   invalid_utf8: {
     level: 'warning',
     stage: 'decode',

@@ -5,7 +5,7 @@
  * numbers that differ between KSC versions and installs (`siem_conversion_rules.xml` is
  * editable) and beyond the CEF spec (cs7..cs10): FORMAT.md §0 item 2. So everything is
  * read by label, never by slot. Every custom family counts, any N from 1 to 999 (as in
- * src/cef/dictionary.ts): csN, cnN, cfpN, c6aN, flexStringN, flexNumberN, flexDateN,
+ * src/codecs/cef/dictionary.ts): csN, cnN, cfpN, c6aN, flexStringN, flexNumberN, flexDateN,
  * deviceCustomDateN. `cef.extensions` is keyed by full names (`deviceCustomString10`).
  *
  * Values: the CEF parser's converted value when there is one (cnN/flexNumberN → number,

@@ -1,10 +1,10 @@
 /** The admin HTTP API: a JSON server (http.ts) with the KSC endpoints (api.ts). */
 import { JsonServer } from './http.js';
-import { adminRoutes, type AdminBackend } from './api.js';
+import { adminRoutes, type AdminBackend } from '../ksc/admin-api.js';
 import type { KscLogger } from '../ksc/secrets.js';
 
 export { JsonServer, ApiError, type Route, type Reply, type RequestContext, type JsonServerOptions } from './http.js';
-export { adminRoutes, type AdminBackend, type RuleView } from './api.js';
+export { adminRoutes, type AdminBackend, type RuleView } from '../ksc/admin-api.js';
 
 export interface AdminServerOptions {
   token: string;

@@ -8,8 +8,8 @@ import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { isUtf8 } from 'node:buffer';
-import { Framer } from '../framing/framer.js';
-import { decodeFrame, type DecodeOptions } from '../decode.js';
+import { Framer } from '../codecs/framing/framer.js';
+import { decodeFrame, type DecodeOptions } from '../codecs/decode.js';
 import { normalizeEvent, type Normalizer } from '../pipeline/normalize.js';
 
 export interface ParseCommandOptions extends DecodeOptions {

@@ -11,8 +11,8 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Pai
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
-import { parseCidr } from '../sources/cidr.js';
-import { compileFilter, FilterSyntaxError } from '../pipeline/filter.js';
+import { parseCidr } from '../sources/shared/cidr.js';
+import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
 import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
 import { kscConfigProblems } from '../ksc/extension.js';
 

@@ -1,4 +1,4 @@
-import { KSC_FIELDS } from './schema-ksc.js';
+import { KSC_FIELDS } from '../ksc/config/schema.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates

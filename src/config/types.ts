@@ -98,7 +98,7 @@ export interface DeadLetterConfig extends FileSettings {
   buffer: BufferConfig;
 }
 
-import type { KscConfigSection } from './types-ksc.js';
+import type { KscConfigSection } from '../ksc/config/types.js';
 
 export interface Config extends KscConfigSection {
   state_dir: string;

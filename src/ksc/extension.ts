@@ -15,8 +15,8 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
-import type { KscConfig, KscResponseRuleConfig } from '../config/types-ksc.js';
-import type { DaemonContext, DaemonExtension } from '../extension.js';
+import type { KscConfig, KscResponseRuleConfig } from './config/types.js';
+import type { DaemonContext, DaemonExtension } from '../extensions/extension.js';
 import type { CefdEvent } from '../event.js';
 import { KscIntegration, type Scheduler } from './index.js';
 import { enrichEvent } from './enrich.js';

@@ -16,7 +16,7 @@
  * - `startTask` checks the same on the task it chose, right before RunTask, without an await
  *   in between (several workers cannot both pass).
  */
-import { compileFilter, compilePath, type Filter } from '../pipeline/filter.js';
+import { compileFilter, compilePath, type Filter } from '../filter/filter.js';
 import type { CefdEvent } from '../event.js';
 import type { StartRequest, StartResult } from './tasks.js';
 import { silentLogger, type KscLogger } from './secrets.js';

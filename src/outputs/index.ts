@@ -1,8 +1,8 @@
 /** Builds outputs from their configuration. */
 import type { DeadLetterConfig, FileSettings, OutputConfig } from '../config/types.js';
-import { FileOutput, type FileOutputOptions } from './file.js';
-import { HttpOutput } from './http.js';
-import { StdoutOutput } from './stdout.js';
+import { FileOutput, type FileOutputOptions } from './file/file.js';
+import { HttpOutput } from './http/http.js';
+import { StdoutOutput } from './stdout/stdout.js';
 import type { Output } from './types.js';
 
 export function fileOptions(c: FileSettings): FileOutputOptions {

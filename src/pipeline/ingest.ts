@@ -5,7 +5,7 @@
  * FrameCounts the caller merges into telemetry.
  */
 import { isUtf8 } from 'node:buffer';
-import { decodeFrame } from '../decode.js';
+import { decodeFrame } from '../codecs/decode.js';
 import type { CefdEvent } from '../event.js';
 import { isCode } from '../errors.js';
 import { isoFromMs } from '../time.js';

@@ -7,7 +7,7 @@
  */
 import type { Output } from '../outputs/types.js';
 import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
-import type { EventQueue } from './queue.js';
+import type { EventQueue } from '../buffer/queue.js';
 
 export interface FilterLike {
   test(event: object): boolean;

@@ -16,15 +16,15 @@
  *
  * Either way each connection's events reach each output in the order they were read.
  */
-import type { FramingMode } from '../framing/framer.js';
+import type { FramingMode } from '../codecs/framing/framer.js';
 import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
 import type { CefdEvent } from '../event.js';
 import { isoFromMs } from '../time.js';
 import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Normalizer } from './normalize.js';
 import type { OutputSlot } from './output-slot.js';
-import type { JobOutcome, WorkerPool } from './worker-pool.js';
-import type { ResultMessage } from './worker-protocol.js';
+import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
+import type { ResultMessage } from '../workers/worker-protocol.js';
 
 /** What a source knows about where a frame came from. */
 export interface SourceContext {

@@ -9,7 +9,7 @@
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { CODES } from '../errors.js';
-import type { EventQueue } from '../pipeline/queue.js';
+import type { EventQueue } from '../buffer/queue.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 

@@ -10,7 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { DiskQueue } from '../../src/pipeline/disk-queue.js';
+import { DiskQueue } from '../../src/buffer/disk-queue.js';
 import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
 import { freePort, printReport, runCefd, type ChildDaemon, type FaultResult } from '../helpers/child.js';
 

@@ -2,8 +2,8 @@
  * Runs one vector of fixtures/cef/vectors.json through the decoder and compares header and
  * extensions as POLICY.md's "Conformance test" section says.
  */
-import { decodeFrame } from '../../src/decode.js';
-import { fullName } from '../../src/cef/dictionary.js';
+import { decodeFrame } from '../../src/codecs/decode.js';
+import { fullName } from '../../src/codecs/cef/dictionary.js';
 
 export interface Vector {
   id: string;

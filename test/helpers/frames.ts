@@ -1,4 +1,4 @@
-import { Framer, type FramingMode } from '../../src/framing/framer.js';
+import { Framer, type FramingMode } from '../../src/codecs/framing/framer.js';
 
 export interface Collected {
   frames: { text: string; mode: FramingMode; truncated: boolean }[];

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfigText } from '../../src/config/load.js';
 import { Daemon } from '../../src/daemon.js';
-import { createExtensions } from '../../src/extensions.js';
+import { createExtensions } from '../../src/extensions/index.js';
 import { KscExtension } from '../../src/ksc/extension.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 import { LogCapture, tempDir } from './daemon.js';

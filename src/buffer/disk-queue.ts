@@ -1,0 +1,762 @@
+/**
+ * A disk-backed event queue: an output's buffer under `<state_dir>/buffers/<output>/`.
+ * An event counts as accepted once it is appended here; the output's delivered position
+ * is persisted, so after a restart (or a crash of cefd itself) the undelivered events are
+ * replayed in order.
+ *
+ * On disk: segment files `<16 hex digits>.seg` (named after the sequence number of their
+ * first record), each a run of blocks, one block per append (one socket read's worth of
+ * events):
+ *
+ *     u32 magic "CEFB" | u32 body bytes | u32 record count | u32 CRC-32 of the body | body
+ *     body = the records as NDJSON: each record's UTF-8 JSON text and a newline
+ *
+ * All integers little-endian. The CRC covers a whole block, so it costs one native call per
+ * append, not per event. The body being NDJSON, a batch read from the buffer goes to a
+ * file or an HTTP output as it is: each event is encoded to UTF-8 once, when appended
+ * (records are JSON texts, which never hold a raw newline). A block whose header or CRC does not check (a crash mid-write, a
+ * bad disk) is skipped and counted; reading resynchronizes at the next block magic whose
+ * CRC checks. Appends always go to a fresh segment after a restart, so a torn tail is
+ * never appended to.
+ *
+ * The delivered position (`ack.json`: segment, block offset, index in the block) is
+ * written at most every 200 ms and at close, without fsync: after a crash some delivered
+ * events are delivered again (at least once; every event carries a stable `id`).
+ *
+ * Write errors (disk full, read-only file system) keep the records in a bounded memory
+ * overflow, reported through `writeError`; the owner pauses the sources, and the overflow
+ * is written to disk as soon as a write succeeds again (checked at each append and every
+ * second).
+ */
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { encodeNdjson } from '../outputs/shared/encode.js';
+import { BytesBatch, StringBatch, splitNdjson, type EventQueue, type QueueBatch } from './queue.js';
+
+const MAGIC = 0x42464543; // "CEFB" little-endian
+const HEADER = 16;
+/** No block is larger than this (a sanity bound when reading headers). */
+const MAX_BLOCK_BYTES = 256 * 1024 * 1024;
+const ACK_FILE = 'ack.json';
+
+export interface DiskQueueOptions {
+  dir: string;
+  /** Most bytes of segment files kept (undelivered events, plus the delivered part of the oldest segment). */
+  maxBytes: number;
+  /** Segment size; default maxBytes/8, between 64 KiB and 32 MiB. */
+  segmentBytes?: number;
+  fsync: 'never' | 'batch' | 'interval';
+  fsyncIntervalMs: number;
+  /** Reports corrupt data found while reading: bytes skipped. */
+  onCorrupt?: (bytes: number, where: string) => void;
+  /** Reports a write that failed (the records are held in memory). */
+  onWriteError?: (error: string) => void;
+  /** Reports that writes succeed again. */
+  onWriteRecovered?: () => void;
+}
+
+interface Segment {
+  firstSeq: number;
+  path: string;
+  /** Bytes in the file (known: we wrote it, or we stat-ed it at open). */
+  size: number;
+  /** Corrupt stretches found at open: start offset → where the next valid block starts (already reported). */
+  skips?: Map<number, number>;
+}
+
+interface AheadBlock {
+  seg: Segment;
+  offset: number;
+  /** The block's NDJSON body (a private copy). */
+  body: Buffer;
+  count: number;
+  /** Records of this block already acknowledged (or delivered before a restart). */
+  taken: number;
+  /** Byte offset in `body` of the first record not taken. */
+  takenBytes: number;
+}
+
+interface AckPos {
+  segment: number;
+  offset: number;
+  index: number;
+}
+
+function segName(firstSeq: number): string {
+  return `${firstSeq.toString(16).padStart(16, '0')}.seg`;
+}
+
+export class DiskQueue implements EventQueue {
+  readonly durable = true;
+  private segments: Segment[] = [];
+  private writeFd = -1;
+  private nextSeq = 0;
+  /** Records on disk not yet acknowledged (valid ones). */
+  private diskCount = 0;
+  /** Blocks read ahead of the ack point, and how many of their records are not acknowledged. */
+  private ahead: AheadBlock[] = [];
+  private aheadCount = 0;
+  /** The last batch handed out by peek (a retry gets the same one). */
+  private peeked: { batch: QueueBatch; max: number; fromOverflow: boolean } | null = null;
+  /** Read cursor: next block to read. */
+  private readSeg = 0;
+  private readOffset = 0;
+  /** Ack point: the first unacknowledged record's block and index. */
+  private ackPos: AckPos | null = null;
+  private ackDirty = false;
+  private ackTimer: NodeJS.Timeout | null = null;
+  private fsyncTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private dirty = false;
+  /** Records that could not be written (memory), in order after everything on disk. */
+  private overflow: string[] = [];
+  /** How many overflow records the last peek handed out (not acked yet). */
+  private overflowInFlight = 0;
+  private error: string | null = null;
+  private readonly segmentBytes: number;
+  private scratch = Buffer.allocUnsafe(256 * 1024);
+  /** The tail of what was appended (block bodies by `segment:offset`), so a caught-up reader skips the disk. */
+  private readonly tail = new Map<string, { body: Buffer; count: number; blockBytes: number }>();
+  private tailBytes = 0;
+  private static readonly TAIL_MAX_BYTES = 16 * 1024 * 1024;
+  private closed = false;
+  /** Events found undelivered at open. */
+  readonly replayed: number;
+
+  /** New limits and callbacks (a reload hands this buffer to a new output slot). */
+  setOptions(o: Pick<DiskQueueOptions, 'maxBytes' | 'fsync' | 'fsyncIntervalMs' | 'onCorrupt' | 'onWriteError' | 'onWriteRecovered'>): void {
+    Object.assign(this.opts, o);
+    if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
+    this.fsyncTimer = null;
+    if (this.opts.fsync === 'interval') {
+      this.fsyncTimer = setInterval(() => this.fsyncNow(), Math.max(1, this.opts.fsyncIntervalMs));
+      this.fsyncTimer.unref();
+    }
+  }
+
+  private constructor(private readonly opts: DiskQueueOptions) {
+    this.segmentBytes = opts.segmentBytes ?? Math.min(32 * 1024 * 1024, Math.max(64 * 1024, Math.floor(opts.maxBytes / 8)));
+    this.replayed = 0;
+  }
+
+  /** Opens (creating if needed) the buffer folder, recovers what is there. Throws when the folder is unusable. */
+  static open(opts: DiskQueueOptions): DiskQueue {
+    const q = new DiskQueue(opts);
+    fs.mkdirSync(opts.dir, { recursive: true, mode: 0o750 });
+    // Fail now, not at the first event, when the folder cannot be written.
+    fs.accessSync(opts.dir, fs.constants.W_OK);
+    q.recover();
+    (q as { replayed: number }).replayed = q.diskCount;
+    q.openWriteSegment();
+    if (opts.fsync === 'interval') {
+      q.fsyncTimer = setInterval(() => q.fsyncNow(), Math.max(1, opts.fsyncIntervalMs));
+      q.fsyncTimer.unref();
+    }
+    return q;
+  }
+
+  get length(): number {
+    return this.diskCount + this.overflow.length;
+  }
+
+  /** Bytes of segment files plus memory overflow (what `maxBytes` bounds). */
+  get bytes(): number {
+    let b = 0;
+    for (const s of this.segments) b += s.size;
+    for (const r of this.overflow) b += r.length;
+    return b;
+  }
+
+  /**
+   * How full the buffer is: 1 is full (the owner pauses the sources or drops), 2 the hard
+   * limit for sources that cannot be paused. Records held in memory after a write error
+   * count as full at once, up to `overflowMax` records for the hard limit.
+   */
+  fill(): number {
+    const disk = this.bytes / this.opts.maxBytes;
+    if (this.overflow.length === 0) return disk;
+    return Math.max(disk, 1 + this.overflow.length / this.overflowMax);
+  }
+
+  /** Records held in memory while the disk cannot be written, at most (the hard limit). */
+  overflowMax = 10_000;
+
+  /** The last write error, while records are held in memory; null when writes work. */
+  get writeError(): string | null {
+    return this.error;
+  }
+
+  get overflowLength(): number {
+    return this.overflow.length;
+  }
+
+  // ---- recovery ----
+
+  private recover(): void {
+    const names = fs.readdirSync(this.opts.dir).filter((n) => /^[0-9a-f]{16}\.seg$/.test(n)).sort();
+    for (const n of names) {
+      const path = join(this.opts.dir, n);
+      const size = fs.statSync(path).size;
+      this.segments.push({ firstSeq: parseInt(n.slice(0, 16), 16), path, size });
+    }
+    let ack: AckPos | null = null;
+    try {
+      const a = JSON.parse(fs.readFileSync(join(this.opts.dir, ACK_FILE), 'utf8')) as AckPos;
+      if (Number.isSafeInteger(a.segment) && Number.isSafeInteger(a.offset) && Number.isSafeInteger(a.index)) ack = a;
+    } catch {
+      ack = null;
+    }
+    // Drop segments wholly before the ack point.
+    if (ack !== null) {
+      const keep: Segment[] = [];
+      for (const s of this.segments) {
+        if (s.firstSeq < ack.segment) fs.rmSync(s.path, { force: true });
+        else keep.push(s);
+      }
+      this.segments = keep;
+      if (this.segments.length === 0 || this.segments[0]!.firstSeq !== ack.segment) ack = null;
+    }
+    // Count valid records from the ack point on (this also validates every block).
+    for (let i = 0; i < this.segments.length; i++) {
+      const s = this.segments[i]!;
+      const from = i === 0 && ack !== null ? ack.offset : 0;
+      let counted = 0;
+      let first = true;
+      this.scan(s, from, (_off, count) => {
+        let c = count;
+        if (first && i === 0 && ack !== null && _off === ack.offset) c = Math.max(0, count - ack.index);
+        first = false;
+        counted += c;
+      });
+      this.diskCount += counted;
+      // Only a name for the next segment: it must sort after every existing one.
+      this.nextSeq = Math.max(this.nextSeq, s.firstSeq + counted + 1);
+    }
+    if (this.segments.length > 0) {
+      this.readSeg = 0;
+      this.readOffset = ack !== null ? ack.offset : 0;
+      if (ack !== null && ack.index > 0) {
+        // The first block is partly delivered: read it now and drop the delivered part.
+        this.pendingSkip = ack.index;
+      }
+      this.ackPos = ack ?? { segment: this.segments[0]!.firstSeq, offset: 0, index: 0 };
+    }
+  }
+
+  /** Records of the first block to drop at the first read (delivered before a restart). */
+  private pendingSkip = 0;
+
+  /**
+   * Walks the valid blocks of `s` from byte `from`: `each(offset, count)`. Corrupt
+   * stretches are skipped (resynchronizing at the next magic with a valid CRC), counted,
+   * and reported once per stretch. Returns the end of the last valid block.
+   */
+  private scan(s: Segment, from: number, each: (offset: number, count: number) => void): void {
+    const fd = fs.openSync(s.path, 'r');
+    try {
+      let off = from;
+      let badFrom = -1;
+      const head = Buffer.allocUnsafe(HEADER);
+      while (off + HEADER <= s.size) {
+        const ok = this.readBlockAt(fd, s, off, head, false);
+        if (ok !== null) {
+          if (badFrom !== -1) {
+            this.opts.onCorrupt?.(off - badFrom, `${s.path} at ${badFrom}`);
+            badFrom = -1;
+          }
+          each(off, ok.count);
+          off += HEADER + ok.bodyBytes;
+          continue;
+        }
+        if (badFrom === -1) badFrom = off;
+        off = this.resync(fd, s, off + 1);
+        (s.skips ??= new Map()).set(badFrom, off);
+      }
+      if (badFrom === -1 && off < s.size) {
+        badFrom = off;
+        (s.skips ??= new Map()).set(badFrom, s.size);
+      }
+      if (badFrom !== -1) this.opts.onCorrupt?.(s.size - badFrom, `${s.path} at ${badFrom}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** The block at `off` if its header and CRC check, else null. */
+  private readBlockAt(fd: number, s: Segment, off: number, head: Buffer, wantBody: boolean): { count: number; bodyBytes: number; body: Buffer | null } | null {
+    if (fs.readSync(fd, head, 0, HEADER, off) !== HEADER) return null;
+    if (head.readUInt32LE(0) !== MAGIC) return null;
+    const bodyBytes = head.readUInt32LE(4);
+    const count = head.readUInt32LE(8);
+    const crc = head.readUInt32LE(12);
+    if (bodyBytes > MAX_BLOCK_BYTES || off + HEADER + bodyBytes > s.size || count > bodyBytes) return null;
+    if (this.scratch.length < bodyBytes) this.scratch = Buffer.allocUnsafe(bodyBytes);
+    const body = this.scratch.subarray(0, bodyBytes);
+    if (fs.readSync(fd, body, 0, bodyBytes, off + HEADER) !== bodyBytes) return null;
+    if (crc32(body) !== crc) return null;
+    return { count, bodyBytes, body: wantBody ? body : null };
+  }
+
+  /** The next offset at or after `from` where a block magic starts, or the segment end. */
+  private resync(fd: number, s: Segment, from: number): number {
+    const chunk = Buffer.allocUnsafe(64 * 1024);
+    const magic = Buffer.from([0x43, 0x45, 0x46, 0x42]);
+    let off = from;
+    while (off < s.size) {
+      const n = fs.readSync(fd, chunk, 0, chunk.length, off);
+      if (n <= 0) break;
+      const i = chunk.subarray(0, n).indexOf(magic);
+      if (i !== -1) return off + i;
+      off += Math.max(1, n - 3);
+    }
+    return s.size;
+  }
+
+  // ---- writing ----
+
+  private openWriteSegment(): void {
+    const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segName(this.nextSeq)), size: 0 };
+    const fd = fs.openSync(s.path, 'a', 0o640);
+    if (this.writeFd !== -1) this.closeWriteFd();
+    this.writeFd = fd;
+    this.segments.push(s);
+    if (this.ackPos === null) this.ackPos = { segment: s.firstSeq, offset: 0, index: 0 };
+  }
+
+  /**
+   * Closes the segment being written. Unless `fsync: never`, its data is fsynced first,
+   * asynchronously (a segment roll must not stall the event loop for a disk flush);
+   * `sync` waits for it (close()).
+   */
+  private closeWriteFd(sync = false): void {
+    const fd = this.writeFd;
+    if (fd === -1) return;
+    this.writeFd = -1;
+    const flush = this.opts.fsync !== 'never' && this.dirty;
+    this.dirty = false;
+    if (sync) {
+      if (flush) {
+        try {
+          fs.fsyncSync(fd);
+        } catch {
+          // nothing more to do at close
+        }
+      }
+      fs.closeSync(fd);
+      return;
+    }
+    if (flush) fs.fsync(fd, () => fs.close(fd, () => undefined));
+    else fs.close(fd, () => undefined);
+  }
+
+  /** Writes one block of `count` records, `body` their NDJSON (kept by the tail cache); throws on failure after undoing a partial write. */
+  private writeNdjson(body: Buffer, count: number): void {
+    const head = Buffer.allocUnsafe(HEADER);
+    head.writeUInt32LE(MAGIC, 0);
+    head.writeUInt32LE(body.length, 4);
+    head.writeUInt32LE(count, 8);
+    head.writeUInt32LE(crc32(body), 12);
+    this.writeParts(head, body, count);
+  }
+
+  /** Writes a block as header + body (`body` becomes the buffer's own). */
+  private writeParts(head: Buffer, body: Buffer, count: number): void {
+    let seg = this.segments[this.segments.length - 1]!;
+    const size = HEADER + body.length;
+    if (seg.size > 0 && seg.size + size > this.segmentBytes) {
+      this.openWriteSegment();
+      seg = this.segments[this.segments.length - 1]!;
+    }
+    const offset = seg.size;
+    let done = 0;
+    try {
+      done = fs.writevSync(this.writeFd, [head, body]);
+      while (done < size) {
+        done += done < HEADER
+          ? fs.writevSync(this.writeFd, [head.subarray(done), body])
+          : fs.writeSync(this.writeFd, body, done - HEADER, size - done);
+      }
+    } catch (e) {
+      if (done > 0) {
+        try {
+          fs.ftruncateSync(this.writeFd, offset);
+        } catch {
+          // The torn block fails its CRC and is skipped when read.
+          seg.size = offset + done;
+        }
+      }
+      throw e;
+    }
+    seg.size += size;
+    this.nextSeq += count;
+    this.diskCount += count;
+    this.dirty = true;
+    if (this.opts.fsync === 'batch') {
+      try {
+        fs.fsyncSync(this.writeFd);
+      } catch (e) {
+        // The block is written (the page cache has it); only its durability is in doubt:
+        // report, but do not queue it a second time.
+        const err = e as NodeJS.ErrnoException;
+        this.opts.onWriteError?.(`fsync: ${err.code ?? ''} ${err.message}`);
+      }
+    }
+    // A reader that is caught up takes the body from here (no read, no CRC check).
+    this.tail.set(`${seg.firstSeq}:${offset}`, { body, count, blockBytes: size });
+    this.tailBytes += size;
+    while (this.tailBytes > DiskQueue.TAIL_MAX_BYTES && this.tail.size > 1) {
+      const first = this.tail.keys().next().value as string;
+      this.tailBytes -= this.tail.get(first)!.blockBytes;
+      this.tail.delete(first);
+    }
+  }
+
+  /**
+   * Appends records already encoded as NDJSON (`count` lines, each ending in a newline):
+   * no second UTF-8 encoding, no copy (header and body go out in one vectored write, and
+   * the body itself is what a caught-up reader gets). A write that fails keeps the
+   * records in memory (see failed()).
+   */
+  appendNdjson(ndjson: Buffer, count: number): void {
+    if (count === 0) return;
+    if (this.overflow.length > 0 || this.closed) {
+      this.hold(splitNdjson(ndjson));
+      return;
+    }
+    try {
+      this.writeNdjson(ndjson, count);
+      if (this.error !== null) this.recovered();
+    } catch (e) {
+      for (const r of splitNdjson(ndjson)) this.overflow.push(r);
+      this.failed(e);
+    }
+  }
+
+  append(records: readonly string[]): void {
+    if (records.length === 0) return;
+    if (this.overflow.length > 0 || this.closed) this.hold(records);
+    else this.appendNdjson(encodeNdjson(records), records.length);
+  }
+
+  /**
+   * Order: what waits in memory goes first; it is retried on a timer (not here: that
+   * would re-encode the whole overflow on every read). Appends after close (never in
+   * normal operation) are kept in memory and counted as a write error, not thrown.
+   */
+  private hold(records: readonly string[]): void {
+    for (const r of records) this.overflow.push(r);
+    if (this.closed && this.error === null) this.failed(new Error('the buffer is closed'));
+  }
+
+  private recovered(): void {
+    if (this.retryTimer !== null) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = null;
+    }
+    this.error = null;
+    this.opts.onWriteRecovered?.();
+  }
+
+  private failed(e: unknown): void {
+    const err = e as NodeJS.ErrnoException;
+    const text = `${err.code ?? 'error'}: ${err.message}`;
+    const first = this.error === null;
+    this.error = text;
+    if (first) this.opts.onWriteError?.(text);
+    if (this.retryTimer === null) {
+      this.retryTimer = setInterval(() => this.flushOverflow(), 1000);
+      this.retryTimer.unref();
+    }
+  }
+
+  /** Tries to move the memory overflow to disk (not the part handed out by the last peek). */
+  flushOverflow(): void {
+    if (this.closed) return;
+    if (this.overflow.length === 0) {
+      // Everything held in memory was delivered from there: probe the disk with an empty
+      // block, so the error clears (and its metric) as soon as writes work again.
+      if (this.error === null) return;
+      try {
+        this.writeNdjson(Buffer.alloc(0), 0);
+        this.recovered();
+      } catch (e) {
+        this.failed(e);
+      }
+      return;
+    }
+    // The part of the overflow handed out by the last peek stays in memory (it is sent
+    // first); the rest goes to disk, after it.
+    const keep = this.overflowInFlight;
+    const rest = keep === 0 ? this.overflow : this.overflow.slice(keep);
+    if (rest.length === 0) return;
+    try {
+      // A fresh segment: the failed one may end in a torn block.
+      if (this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
+      this.writeNdjson(encodeNdjson(rest), rest.length);
+      this.overflow = this.overflow.slice(0, keep);
+      if (this.error !== null) this.recovered();
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
+  private fsyncNow(): void {
+    if (!this.dirty || this.writeFd === -1) return;
+    this.dirty = false;
+    fs.fsync(this.writeFd, () => undefined);
+  }
+
+  // ---- reading ----
+
+  /** Reads the next valid block at the read cursor into `ahead`; false at the end of the data on disk. */
+  private readNextBlock(): boolean {
+    while (this.readSeg < this.segments.length) {
+      const s = this.segments[this.readSeg]!;
+      if (this.readOffset + HEADER > s.size) {
+        if (this.readSeg === this.segments.length - 1) return false;
+        this.readSeg++;
+        this.readOffset = 0;
+        continue;
+      }
+      const cached = this.tail.get(`${s.firstSeq}:${this.readOffset}`);
+      if (cached !== undefined) {
+        this.pushAhead(s, this.readOffset, cached.body, cached.count);
+        this.readOffset += cached.blockBytes;
+        return true;
+      }
+      const known = s.skips?.get(this.readOffset);
+      if (known !== undefined) {
+        // Found and reported when the buffer was opened.
+        this.readOffset = known;
+        continue;
+      }
+      const fd = this.readFdFor(s);
+      const b = this.readBlockAt(fd, s, this.readOffset, this.head, true);
+      if (b === null) {
+        // Corrupt since it was written or counted: skip to the next good block. Its
+        // records are lost; the count is corrected when the reader reaches the end.
+        const at = this.readOffset;
+        const next = this.resync(fd, s, at + 1);
+        this.opts.onCorrupt?.(next - at, `${s.path} at ${at}`);
+        this.readOffset = next;
+        continue;
+      }
+      this.pushAhead(s, this.readOffset, Buffer.from(b.body!), b.count);
+      this.readOffset += HEADER + b.bodyBytes;
+      return true;
+    }
+    return false;
+  }
+
+  private pushAhead(seg: Segment, offset: number, body: Buffer, count: number): void {
+    const skip = Math.min(this.pendingSkip, count);
+    this.pendingSkip = 0;
+    const blk: AheadBlock = { seg, offset, body, count, taken: 0, takenBytes: 0 };
+    if (skip > 0) advanceBlock(blk, skip);
+    this.ahead.push(blk);
+    this.aheadCount += count - skip;
+  }
+
+  private readonly head = Buffer.allocUnsafe(HEADER);
+  private readFd = -1;
+  private readFdPath = '';
+
+  private readFdFor(s: Segment): number {
+    if (this.readFdPath !== s.path) {
+      if (this.readFd !== -1) fs.closeSync(this.readFd);
+      this.readFd = fs.openSync(s.path, 'r');
+      this.readFdPath = s.path;
+    }
+    return this.readFd;
+  }
+
+  /** Up to `max` records from the head, not removed (strings). */
+  peek(max: number): string[] {
+    return this.peekBatch(max).records.slice();
+  }
+
+  /**
+   * Up to `max` records from the head, not removed: NDJSON bytes straight from the blocks
+   * (what the outputs write), with the strings decoded only if someone asks. A second
+   * call before ack() returns the same batch.
+   */
+  peekBatch(max: number): QueueBatch {
+    if (this.peeked !== null && this.peeked.max === max) return this.peeked.batch;
+    if (this.overflowInFlight > 0) {
+      // Records handed out from memory and not acknowledged yet come before anything the
+      // disk got since (flushOverflow wrote what followed them).
+      const recs = this.overflow.slice(0, this.overflowInFlight);
+      const batch = new StringBatch(recs);
+      this.peeked = { batch, max, fromOverflow: true };
+      return batch;
+    }
+    let more = true;
+    while (this.aheadCount < max && (more = this.readNextBlock())) {
+      // read more
+    }
+    // Everything on disk has been read: what the count still says was lost to corruption.
+    if (!more && this.diskCount > this.aheadCount) this.diskCount = this.aheadCount;
+    if (this.aheadCount === 0) {
+      // Caught up with the disk: hand out what waits in memory.
+      const recs = this.overflow.slice(0, max);
+      this.overflowInFlight = recs.length;
+      const batch = new StringBatch(recs);
+      this.peeked = { batch, max, fromOverflow: true };
+      return batch;
+    }
+    let need = Math.min(max, this.aheadCount);
+    const count = need;
+    const slices: Buffer[] = [];
+    for (const blk of this.ahead) {
+      if (need === 0) break;
+      const avail = blk.count - blk.taken;
+      const take = Math.min(avail, need);
+      const end = take === avail ? blk.body.length : nthLineEnd(blk.body, blk.takenBytes, take);
+      slices.push(blk.body.subarray(blk.takenBytes, end));
+      need -= take;
+    }
+    const batch = new BytesBatch(count, slices);
+    this.overflowInFlight = 0;
+    this.peeked = { batch, max, fromOverflow: false };
+    return batch;
+  }
+
+  ack(n: number): void {
+    const fromOverflow = this.peeked?.fromOverflow === true;
+    this.peeked = null;
+    if (n <= 0 || this.closed) return;
+    if (fromOverflow) {
+      this.overflow.splice(0, n);
+      this.overflowInFlight = 0;
+      return;
+    }
+    let k = Math.min(n, this.aheadCount);
+    this.aheadCount -= k;
+    this.diskCount = Math.max(0, this.diskCount - k);
+    while (k > 0 && this.ahead.length > 0) {
+      const blk = this.ahead[0]!;
+      const avail = blk.count - blk.taken;
+      if (k >= avail) {
+        k -= avail;
+        this.ahead.shift();
+        this.tail.delete(`${blk.seg.firstSeq}:${blk.offset}`);
+      } else {
+        advanceBlock(blk, k);
+        k = 0;
+      }
+    }
+    const head = this.ahead[0];
+    this.ackPos = head !== undefined
+      ? { segment: head.seg.firstSeq, offset: head.offset, index: head.taken }
+      : { segment: this.segments[this.readSeg]!.firstSeq, offset: this.readOffset, index: 0 };
+    this.dropDeliveredSegments();
+    this.recycleIfEmpty();
+    this.scheduleAckWrite();
+  }
+
+  /** Deletes segments before the ack point (never the one being written). */
+  private dropDeliveredSegments(): void {
+    const ack = this.ackPos;
+    if (ack === null) return;
+    while (this.segments.length > 1 && this.segments[0]!.firstSeq < ack.segment) {
+      const s = this.segments.shift()!;
+      this.readSeg--;
+      if (this.readFdPath === s.path) {
+        fs.closeSync(this.readFd);
+        this.readFd = -1;
+        this.readFdPath = '';
+      }
+      fs.rm(s.path, { force: true }, () => undefined);
+    }
+  }
+
+  /**
+   * Everything on disk is delivered: start a fresh segment and delete the current one,
+   * so a caught-up buffer holds no bytes (and a full disk gets its space back).
+   */
+  private recycleIfEmpty(): void {
+    if (this.diskCount > 0 || this.aheadCount > 0 || this.closed) return;
+    const cur = this.segments[this.segments.length - 1]!;
+    // Not after every delivered batch: only once the segment holds a fair amount (or a
+    // write error wants the space back).
+    if (cur.size < this.segmentBytes / 4 && this.error === null) return;
+    if (cur.size === 0 || this.readSeg !== this.segments.length - 1 || this.readOffset < cur.size) return;
+    try {
+      this.openWriteSegment();
+    } catch {
+      return; // keep the current one
+    }
+    this.readSeg = this.segments.length - 1;
+    this.readOffset = 0;
+    this.ahead = [];
+    this.tail.clear();
+    this.tailBytes = 0;
+    this.ackPos = { segment: this.segments[this.readSeg]!.firstSeq, offset: 0, index: 0 };
+    this.dropDeliveredSegments();
+  }
+
+  private scheduleAckWrite(): void {
+    this.ackDirty = true;
+    if (this.ackTimer !== null) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      this.writeAck();
+    }, 200);
+    this.ackTimer.unref();
+  }
+
+  private writeAck(): void {
+    if (!this.ackDirty || this.ackPos === null) return;
+    this.ackDirty = false;
+    const tmp = join(this.opts.dir, `${ACK_FILE}.tmp`);
+    try {
+      fs.writeFileSync(tmp, JSON.stringify(this.ackPos));
+      fs.renameSync(tmp, join(this.opts.dir, ACK_FILE));
+    } catch {
+      // Not fatal: after a crash more is delivered again.
+      this.ackDirty = true;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of [this.ackTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
+    if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
+    this.flushOverflowAtClose();
+    this.writeAck();
+    this.closeWriteFd(true);
+    if (this.readFd !== -1) fs.closeSync(this.readFd);
+    this.readFd = -1;
+    this.readFdPath = '';
+    // An empty last segment is just clutter.
+    const last = this.segments[this.segments.length - 1];
+    if (last !== undefined && last.size === 0 && this.segments.length > 1) fs.rmSync(last.path, { force: true });
+  }
+
+  private flushOverflowAtClose(): void {
+    this.peeked = null;
+    if (this.overflow.length === 0) return;
+    this.closed = false;
+    this.overflowInFlight = 0;
+    this.flushOverflow();
+    this.closed = true;
+  }
+}
+
+/** Byte offset just after the `n`-th newline at or after `from`. */
+function nthLineEnd(body: Buffer, from: number, n: number): number {
+  let at = from;
+  for (let i = 0; i < n; i++) {
+    const lf = body.indexOf(0x0a, at);
+    if (lf === -1) return body.length;
+    at = lf + 1;
+  }
+  return at;
+}
+
+function advanceBlock(blk: AheadBlock, n: number): void {
+  blk.takenBytes = nthLineEnd(blk.body, blk.takenBytes, n);
+  blk.taken += n;
+}

@@ -1,0 +1,389 @@
+/**
+ * CEF record parser: header and extension, following ../shared/cef/POLICY.md row by row
+ * (row numbers are cited inline). Works on the decoded frame text; never throws. Hot path:
+ * no regular expressions, `indexOf` for the scans, substrings only for what is kept.
+ */
+import { isIP } from 'node:net';
+import type { Problem } from '../../errors.js';
+import type { CefRecord } from '../../event.js';
+import { cefTimeToIso } from '../../time.js';
+import { lookupKeyAt, resetMarks, type KeyInfo } from './dictionary.js';
+
+/** Errors and warnings collected while decoding one frame (arrays created on first use). */
+export interface Diagnostics {
+  errors: Problem[] | undefined;
+  warnings: Problem[] | undefined;
+}
+
+export function addError(d: Diagnostics, p: Problem): void {
+  (d.errors ??= []).push(p);
+}
+
+export function addWarning(d: Diagnostics, p: Problem): void {
+  (d.warnings ??= []).push(p);
+}
+
+export interface CefOptions {
+  /** Zone for CEF text time stamps without one (POLICY row 15). Default UTC. */
+  defaultZone: string;
+  /** Reference time for year inference. */
+  nowMs: number;
+}
+
+const BACKSLASH = 92;
+const PIPE = 124;
+const EQ = 61;
+
+/** Row 7: key characters `[A-Za-z0-9_.,\[\]-]`; a key starts with `[A-Za-z0-9_]`. */
+const KEY_CHAR = new Uint8Array(128);
+const KEY_START = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c);
+  if (/[A-Za-z0-9_]/.test(ch)) {
+    KEY_CHAR[c] = 1;
+    KEY_START[c] = 1;
+  } else if ('.,[]-'.includes(ch)) {
+    KEY_CHAR[c] = 1;
+  }
+}
+
+/** "Blank" is a space or a TAB; CR and LF are not blanks (POLICY preamble). */
+function isBlank(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/** Row 10: trailing blanks, CR and LF are trimmed from raw values. */
+function isTrailingSpace(c: number): boolean {
+  return c === 32 || c === 9 || c === 13 || c === 10;
+}
+
+/** True when the character at `q` is preceded by an odd run of backslashes (from `floor`). */
+function isEscaped(s: string, q: number, floor: number): boolean {
+  let n = 0;
+  let i = q - 1;
+  while (i >= floor && s.charCodeAt(i) === BACKSLASH) {
+    n++;
+    i--;
+  }
+  return (n & 1) === 1;
+}
+
+/** Row 3: in the header `\|` gives `|`, `\\` gives `\`; any other backslash is kept. */
+function unescapeHeader(v: string): string {
+  if (v.indexOf('\\') === -1) return v;
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < v.length; i++) {
+    if (v.charCodeAt(i) !== BACKSLASH || i + 1 >= v.length) continue;
+    const n = v.charCodeAt(i + 1);
+    if (n === PIPE || n === BACKSLASH) {
+      out += v.slice(from, i);
+      from = i + 1; // keep the escaped character
+      i++;
+    }
+  }
+  return out + v.slice(from);
+}
+
+/**
+ * Row 9: `\=` gives `=`, `\\` gives `\`, `\n` LF, `\r` CR; every other backslash sequence
+ * is kept verbatim (`\|` stays `\|`, `C:\Users` stays `C:\Users`).
+ */
+export function unescapeValue(v: string): string {
+  let out = '';
+  let from = 0;
+  let i = v.indexOf('\\');
+  while (i !== -1 && i + 1 < v.length) {
+    const n = v.charCodeAt(i + 1);
+    let rep: string | null = null;
+    if (n === EQ) rep = '=';
+    else if (n === BACKSLASH) rep = '\\';
+    else if (n === 110 /* n */) rep = '\n';
+    else if (n === 114 /* r */) rep = '\r';
+    if (rep !== null) {
+      out += v.slice(from, i) + rep;
+      from = i + 2;
+      i = v.indexOf('\\', i + 2);
+    } else {
+      i = v.indexOf('\\', i + 1);
+    }
+  }
+  return from === 0 ? v : out + v.slice(from);
+}
+
+/** Row 6: 0-10, or the v25 words in any case. */
+function validSeverity(s: string): boolean {
+  const n = s.length;
+  if (n === 1) {
+    const c = s.charCodeAt(0);
+    return c >= 48 && c <= 57;
+  }
+  if (n === 2) return s === '10';
+  switch (s.toLowerCase()) {
+    case 'unknown':
+    case 'low':
+    case 'medium':
+    case 'high':
+    case 'very-high':
+      return true;
+    default:
+      return false;
+  }
+}
+
+function isDigits(s: string, from: number): boolean {
+  if (from >= s.length) return false;
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/** Row 15: `[+-]?[0-9]+`; numbers beyond 2^53 stay decimal strings. */
+function toInt(v: string): number | string | null {
+  const c = v.charCodeAt(0);
+  const from = c === 43 || c === 45 ? 1 : 0;
+  if (!isDigits(v, from)) return null;
+  if (v.length - from <= 15) return Number(v);
+  const num = Number(v);
+  return Number.isSafeInteger(num) ? num : v;
+}
+
+function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | null {
+  switch (info.type) {
+    case 'int':
+      return toInt(v);
+    case 'ip':
+      return isIP(v) !== 0 ? v : null;
+    case 'time':
+      return cefTimeToIso(v, opts.defaultZone, opts.nowMs);
+    default:
+      return null;
+  }
+}
+
+function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') {
+    Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    obj[key] = value;
+  }
+}
+
+function hasOwn(obj: Record<string, unknown>, key: string): boolean {
+  return obj[key] !== undefined && Object.prototype.hasOwnProperty.call(obj, key);
+}
+
+const HEADER_NAMES = ['version', 'deviceVendor', 'deviceProduct', 'deviceVersion', 'deviceEventClassId', 'name', 'severity'] as const;
+
+/**
+ * Position of `=` ending the key that starts at `p` (row 7), or -1 when the text at `p`
+ * is not `key=`.
+ */
+function keyAt(s: string, p: number, end: number): number {
+  const c0 = s.charCodeAt(p);
+  if (c0 >= 128 || KEY_START[c0] !== 1) return -1;
+  let i = p + 1;
+  while (i < end) {
+    const c = s.charCodeAt(i);
+    if (c === EQ) return i;
+    if (c >= 128 || KEY_CHAR[c] !== 1) return -1;
+    i++;
+  }
+  return -1;
+}
+
+/**
+ * Finds the next pair boundary after `from` (inside a value): an unescaped `=` whose
+ * preceding text is a key token (row 7) preceded by a blank (rows 7, 8). Returns the
+ * start of the key token, or -1. `eqOut[0]` receives the `=` position.
+ */
+function nextKey(s: string, from: number, end: number, eqOut: Int32Array): number {
+  let q = s.indexOf('=', from);
+  while (q !== -1 && q < end) {
+    // Walk back over key characters. A backslash before `=` (escaped or not) is not a key
+    // character, so escaped `\=` never ends a value.
+    let k = q - 1;
+    while (k >= from) {
+      const c = s.charCodeAt(k);
+      if (c >= 128 || KEY_CHAR[c] !== 1) break;
+      k--;
+    }
+    const tokenStart = k + 1;
+    if (tokenStart < q && k >= from && isBlank(s.charCodeAt(k))) {
+      const c = s.charCodeAt(tokenStart);
+      if (KEY_START[c] === 1) {
+        eqOut[0] = q;
+        return tokenStart;
+      }
+    }
+    q = s.indexOf('=', q + 1);
+  }
+  return -1;
+}
+
+const eqPos = new Int32Array(1);
+
+/**
+ * Parses the CEF record starting at `start` (the `C` of `CEF:`). Never throws.
+ */
+export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOptions): CefRecord {
+  const total = s.length;
+  // ---- header (rows 2-6) ----
+  const fields: string[] = [];
+  let p = start + 4;
+  while (fields.length < 7) {
+    let q = s.indexOf('|', p);
+    while (q !== -1 && isEscaped(s, q, p)) q = s.indexOf('|', q + 1);
+    if (q === -1) break;
+    fields.push(unescapeHeader(s.slice(p, q)));
+    p = q + 1;
+  }
+  // End of the extension: trailing blanks, CR and LF of the last value are trimmed (row 10).
+  let extEnd = total;
+  while (extEnd > p && isTrailingSpace(s.charCodeAt(extEnd - 1))) extEnd--;
+  let extStart = p;
+  let hasExtension = true;
+  if (fields.length < 7) {
+    // Row 5: the text after the last unescaped `|` is extensions when it starts (after
+    // blanks) with `key=`, else the next header field.
+    let b = p;
+    while (b < extEnd && isBlank(s.charCodeAt(b))) b++;
+    const looksLikeExtension = fields.length > 0 && b < extEnd && keyAt(s, b, extEnd) !== -1;
+    if (!looksLikeExtension) {
+      hasExtension = false;
+      let tEnd = total;
+      while (tEnd > p && (s.charCodeAt(tEnd - 1) === 10 || s.charCodeAt(tEnd - 1) === 13)) tEnd--;
+      if (tEnd > p || fields.length === 6) fields.push(unescapeHeader(s.slice(p, tEnd)));
+    } else {
+      extStart = b;
+    }
+    if (fields.length < 7) {
+      addError(d, {
+        code: 'cef_incomplete_header',
+        message: `CEF header has ${fields.length} of 7 fields`,
+      });
+    }
+  }
+  const version = fields[0] ?? '';
+  const rec: CefRecord = {
+    version,
+    deviceVendor: fields[1],
+    deviceProduct: fields[2],
+    deviceVersion: fields[3],
+    deviceEventClassId: fields[4],
+    name: fields[5],
+    severity: fields[6],
+    extensions: {},
+    typed: {},
+  };
+  if (fields.length < 7) {
+    // Missing fields are absent, not "" (row 5).
+    for (let i = Math.max(fields.length, 1); i < 7; i++) delete (rec as unknown as Record<string, unknown>)[HEADER_NAMES[i]!];
+  }
+  if (!isDigits(version, 0)) {
+    addError(d, { code: 'cef_bad_version', message: `CEF version is not a number: ${JSON.stringify(version.slice(0, 32))}` });
+  }
+  if (rec.severity !== undefined && !validSeverity(rec.severity)) {
+    addWarning(d, { code: 'cef_bad_severity', message: `severity ${JSON.stringify(rec.severity.slice(0, 32))} kept as written` });
+  }
+  if (hasExtension) parseExtension(s, extStart, extEnd, rec, d, opts);
+  return rec;
+}
+
+/** Record counter: KeyInfo.mark === current record means "seen in this record". */
+let recordMark = 0;
+
+function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions): void {
+  const ext = rec.extensions;
+  const typed = rec.typed as Record<string, unknown>;
+  if (++recordMark > 0x3fffffff) {
+    recordMark = 1;
+    resetMarks();
+  }
+  const mark = recordMark;
+  let p = start;
+  while (p < end && isBlank(s.charCodeAt(p))) p++;
+  let customSeen: KeyInfo[] | undefined;
+  let nextBackslash = s.indexOf('\\', p);
+  // The `=` of the key at `p` when nextKey found it already (else keyAt looks).
+  let knownEq = -1;
+  while (p < end) {
+    const eq = knownEq !== -1 ? knownEq : keyAt(s, p, end);
+    if (eq === -1) {
+      // Row 18: text that is not key=value, up to the next pair.
+      const k = nextKey(s, p, end, eqPos);
+      let stop = k === -1 ? end : k;
+      while (stop > p && isBlank(s.charCodeAt(stop - 1))) stop--;
+      addWarning(d, {
+        code: 'cef_unparsed_extension',
+        message: s.slice(p, Math.min(stop, p + 256)),
+      });
+      if (k === -1) return;
+      p = k;
+      knownEq = eqPos[0]!;
+      continue;
+    }
+    const vStart = eq + 1;
+    const k = nextKey(s, vStart, end, eqPos);
+    let vEnd = k === -1 ? end : k;
+    // Row 10: blanks before the next key separate; trailing blanks, CR, LF of the raw value go.
+    while (vEnd > vStart && isTrailingSpace(s.charCodeAt(vEnd - 1))) vEnd--;
+    let value: string;
+    if (nextBackslash !== -1 && nextBackslash < vStart) nextBackslash = s.indexOf('\\', vStart);
+    if (nextBackslash !== -1 && nextBackslash < vEnd) {
+      value = unescapeValue(s.slice(vStart, vEnd));
+    } else {
+      value = s.slice(vStart, vEnd);
+    }
+    const info = lookupKeyAt(s, p, eq);
+    if (info === undefined) {
+      // Unknown key: kept as written, as a string.
+      const key = s.slice(p, eq);
+      if (hasOwn(ext, key)) addWarning(d, { code: 'cef_duplicate_key', key, message: 'duplicate key; the last value wins' });
+      setOwn(ext, key, value);
+    } else {
+      const full = info.full;
+      if (info.mark === mark) {
+        // Row 12: last value wins; keys compare by full name.
+        addWarning(d, { code: 'cef_duplicate_key', key: full, message: `duplicate key ${s.slice(p, eq)}; the last value wins` });
+        delete typed[full];
+      } else {
+        info.mark = mark;
+        if (info.customBase !== undefined) (customSeen ??= []).push(info);
+      }
+      ext[full] = value;
+      if (info.type !== 'string' && info.type !== 'text') {
+        if (value === '') {
+          // Row 11: kept as "", not typed.
+          addWarning(d, { code: 'cef_bad_field', key: full, message: 'empty value' });
+        } else {
+          const t = convert(info, value, opts);
+          if (t === null) {
+            addWarning(d, { code: 'cef_bad_field', key: full, message: `not a valid ${info.type === 'int' ? 'integer' : info.type === 'ip' ? 'IP address' : 'time stamp'}` });
+          } else {
+            typed[full] = t;
+          }
+        }
+      }
+    }
+    if (k === -1) break;
+    p = k;
+    knownEq = eqPos[0]!;
+  }
+  if (customSeen !== undefined) checkCustomPairs(customSeen, mark, d);
+}
+
+/** Row 16: a custom value without its Label, or a Label without its value, is a warning. */
+function checkCustomPairs(seen: KeyInfo[], mark: number, d: Diagnostics): void {
+  for (const info of seen) {
+    if (info.pair !== undefined && info.pair.mark === mark) continue;
+    const base = info.customBase!;
+    addWarning(d, {
+      code: 'cef_custom_field_unpaired',
+      key: info.full,
+      message: info.isLabel ? `${info.full} has no value (${base})` : `${base} has no label (${base}Label)`,
+    });
+  }
+}

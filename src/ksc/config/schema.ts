@@ -1,0 +1,90 @@
+/**
+ * Configuration of the KSC integration (issue 7): the `ksc` section. Merged into SCHEMA by
+ * schema.ts. KSC connections (and their secrets) are not configured here: they live in the
+ * state store and are managed with `cefd ksc connections ...` or the admin HTTP API.
+ */
+import type { ListSpec, ScalarSpec, Spec } from '../../config/schema.js';
+
+const dur = (doc: string, def: string, min = 0): ScalarSpec => ({ kind: 'duration', doc, default: def, min });
+
+/** A list that must be given (the loader honours `required` on any spec). */
+const requiredList = (l: ListSpec): ListSpec => Object.assign(l, { required: true });
+
+const RESPONSE_RULE_COMMON: Record<string, Spec> = {
+  name: { kind: 'string', doc: 'Rule name (unique); used in logs, task runs (`rule`) and as a metric label.', required: true },
+  filter: {
+    kind: 'filter',
+    doc: 'Only events that pass this filter trigger the rule (the filter language of output routes, see "Filters"). Empty: every event with the asset reference. KSC task-state events never trigger a rule (no feedback loop).',
+  },
+};
+
+const KSCTASKS_FIELDS: Record<string, Spec> = {
+  tasks: requiredList({
+    kind: 'list',
+    doc: 'KSC task display names (or `#<task id>`), in order of preference: the first task of the list that applies to the asset starts, the others are disregarded (as KUMA does). Names must begin with "KUMA" in KSC.',
+    item: { kind: 'string', doc: 'task display name' },
+  }),
+  asset_field: {
+    kind: 'enum',
+    doc: 'Which asset of the event the task starts for: `source` (`assets.source`), `destination` (`assets.destination`) or `device` (`assets.device`; for KSC events the managed device).',
+    values: ['source', 'destination', 'device'],
+    default: 'device',
+  },
+  workers: { kind: 'int', doc: 'How many task starts of this rule may run at once.', default: 1, min: 1, max: 64 },
+  cooldown: dur('After a task started for an asset, further triggers for the same task and asset are skipped for this long (0: only while it runs).', '10m'),
+  queue_max: {
+    kind: 'int',
+    doc: 'Triggers waiting for a worker; when full, further triggers are dropped, counted and logged (`ksc_rule_queue_full`).',
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+  },
+};
+
+export const KSC_FIELDS: Record<string, Spec> = {
+  ksc: {
+    kind: 'object',
+    doc: 'The Kaspersky Security Center integration: asset import, enrichment, task status, response rules and the admin API (see "Kaspersky Security Center integration"). Connections are managed with `cefd ksc connections` or the admin API.',
+    fields: {
+      enabled: { kind: 'bool', doc: 'Run the integration in the daemon (asset import, enrichment, task status from task-state events, response rules, admin API). Off: the daemon leaves the KSC store alone; the `cefd ksc` commands still work.', default: true },
+      tenant: { kind: 'string', doc: 'Tenant whose assets enrich this daemon\'s events and whose assets response rules act on.', default: 'default' },
+      credentials_file: {
+        kind: 'path',
+        doc: 'Read-only file of KSC connection secrets (`{"tenant/name": {"user", "password"}}`), e.g. from systemd `LoadCredential=`; default `$CREDENTIALS_DIRECTORY/ksc-secrets` when it exists. Its entries win over `<state_dir>/ksc-secrets.json`.',
+      },
+      asset_sync_interval: dur('How often assets are imported from every enabled connection (an on-demand import does not shift the schedule).', '1h', 1),
+      sync_on_start: { kind: 'bool', doc: 'Import assets once when the daemon starts.', default: true },
+      request_timeout: dur('Timeout of one KSC Open API request.', '30s', 0.001),
+      retries: { kind: 'int', doc: 'Retries of a KSC request that failed for a transient reason (connection, timeout, HTTP 5xx); never for a task start that may have reached KSC.', default: 3, min: 0, max: 10 },
+      task_run_blocking: dur('A task run still requested or running without news from KSC for this long no longer blocks a new start of the same task for the same asset.', '6h', 1),
+      task_run_timeout: dur('A task run that got no task-state event for this long is marked failed.', '24h', 1),
+      admin: {
+        kind: 'object',
+        doc: 'The admin HTTP API (JSON) for connections, assets, tasks and response rules.',
+        fields: {
+          enabled: { kind: 'bool', doc: 'Serve the admin API.', default: false },
+          host: { kind: 'string', doc: 'Address to bind (loopback by default).', default: '127.0.0.1' },
+          port: { kind: 'port', doc: 'Port to bind (0 picks a free one).', default: 9142 },
+          bearer_token: { kind: 'string', doc: 'Requests need `Authorization: Bearer <token>`; required when the API is enabled.', secret: true },
+          bearer_token_file: { kind: 'path', doc: 'File holding the bearer token.' },
+          max_body_bytes: { kind: 'size', doc: 'Largest request body; larger ones get 413.', default: '64KiB', min: 64 },
+          request_timeout: dur('Time a client has to send a whole request.', '30s', 0.001),
+        },
+      },
+      response_rules: {
+        kind: 'list',
+        doc: 'Response rules: when an event passes a rule\'s filter, start a KSC task for one of its assets.',
+        uniqueNames: true,
+        default: [],
+        item: {
+          kind: 'variant',
+          doc: 'A response rule.',
+          common: RESPONSE_RULE_COMMON,
+          variants: {
+            ksctasks: { doc: 'Start the first applicable KSC task of `tasks` for the event\'s asset (KUMA\'s `ksctasks` response).', fields: KSCTASKS_FIELDS },
+          },
+        },
+      },
+    },
+  },
+};

@@ -1,0 +1,377 @@
+/**
+ * TCP and TLS listeners: sockets in, frames out. Each connection has its own framer (LF or
+ * RFC 6587 octet counting, detected per frame) and reads are handed to the pipeline one
+ * chunk at a time, so events keep their order per connection. The source address is
+ * checked against the allowlist before anything else (before the TLS handshake), and the
+ * connection limit is enforced here so refusals are counted.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { Framer } from '../../codecs/framing/framer.js';
+import type { StreamListenerConfig } from '../../config/types.js';
+import type { Normalizer } from '../../pipeline/normalize.js';
+import type { FlowControl } from '../../pipeline/output-slot.js';
+import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
+import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
+import { AddressAllowlist } from '../shared/cidr.js';
+
+export interface Source {
+  readonly name: string;
+  readonly config: StreamListenerConfig | import('../../config/types.js').UdpListenerConfig;
+  /** Bound and ready. */
+  readonly ready: boolean;
+  start(): Promise<void>;
+  /** Stop accepting, read what connections already sent (up to `graceMs`), close. */
+  stop(graceMs: number): Promise<void>;
+  /** SIGHUP with an unchanged config: re-read certificate files. */
+  reload(): void;
+  /** The bound port (for port 0). */
+  port(): number | undefined;
+}
+
+export function peerOf(address: string | undefined, port: number | undefined): string {
+  if (address === undefined) return 'unknown';
+  const a = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  return a.includes(':') ? `[${a}]:${port ?? 0}` : `${a}:${port ?? 0}`;
+}
+
+interface Conn {
+  socket: net.Socket;
+  lastDataMs: number;
+  unregister: () => void;
+}
+
+/** A raw accepted socket, counted against the limits from accept on (TLS: before the handshake). */
+interface Slot {
+  socket: net.Socket;
+  source: string;
+  /** Complete frames this connection delivered: 0 marks a slowloris candidate. */
+  frames: number;
+  peer: string;
+  /** Being served (TLS: the handshake is done). */
+  served?: boolean;
+}
+
+/** Normalizes `AA:bb:..` / `aabb..` fingerprints. */
+export function normalizeFingerprint(fp: string): string {
+  return fp.replace(/:/g, '').toUpperCase();
+}
+
+export class StreamSource implements Source {
+  readonly name: string;
+  private server: net.Server | null = null;
+  private readonly conns = new Set<Conn>();
+  /** Raw sockets counted against the limits, oldest first (a Set keeps insertion order). */
+  private readonly slots = new Set<Slot>();
+  private readonly perSource = new Map<string, number>();
+  /** Slots by peer `address:port`, to find a TLS socket's raw slot after the handshake. */
+  private readonly slotByPeer = new Map<string, Slot>();
+  private readonly stats: ListenerStats;
+  private readonly allow: AddressAllowlist;
+  private readonly fingerprints: Set<string>;
+  private stopping = false;
+  ready = false;
+
+  constructor(
+    readonly config: StreamListenerConfig,
+    private readonly pipeline: Pipeline,
+    private readonly flow: FlowControl,
+    private readonly telemetry: Telemetry,
+    private readonly normalizers: readonly Normalizer[],
+  ) {
+    this.name = config.name;
+    this.stats = telemetry.listener(config.name);
+    this.allow = new AddressAllowlist(config.allowed_cidrs);
+    this.fingerprints = new Set((config.tls?.client_fingerprints ?? []).map(normalizeFingerprint));
+  }
+
+  private tlsOptions(): tls.TlsOptions {
+    const t = this.config.tls!;
+    const opts: tls.TlsOptions = {
+      cert: readFileSync(t.cert_file),
+      key: readFileSync(t.key_file),
+      minVersion: t.min_version,
+      handshakeTimeout: Math.round(t.handshake_timeout * 1000),
+      requestCert: t.client_auth !== 'none' || this.fingerprints.size > 0,
+      // Client certificates are checked after the handshake (secured()), before a byte is
+      // read: that way the log says why (expired, unknown CA, no certificate), which
+      // OpenSSL's own rejection hides behind "socket hang up" with TLS 1.3. Pinned
+      // fingerprints replace CA verification (KSC presents a self-signed certificate).
+      rejectUnauthorized: false,
+    };
+    if (t.key_passphrase !== undefined) opts.passphrase = t.key_passphrase;
+    if (t.ca_file !== undefined) opts.ca = readFileSync(t.ca_file);
+    return opts;
+  }
+
+  async start(): Promise<void> {
+    const isTls = this.config.type === 'tls';
+    const server = isTls ? tls.createServer(this.tlsOptions()) : net.createServer();
+    this.server = server;
+    server.on('connection', (raw: net.Socket) => this.accept(raw, isTls));
+    if (isTls) {
+      server.on('secureConnection', (s: tls.TLSSocket) => this.secured(s));
+      server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+        this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${err.message}`);
+        s.destroy();
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(new Error(`listener ${this.name}: cannot listen on ${this.config.host}:${this.config.port}: ${e.message}`));
+      server.once('error', onError);
+      server.listen({ port: this.config.port, host: this.config.host, backlog: 511 }, () => {
+        server.off('error', onError);
+        server.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `listener ${this.name} failed: ${e.message}`));
+        resolve();
+      });
+    });
+    this.ready = true;
+    this.telemetry.log.info({ listener: this.name, type: this.config.type, address: `${this.config.host}:${this.port()}` }, `listening for ${this.config.type} on ${this.config.host}:${this.port()}`);
+  }
+
+  port(): number | undefined {
+    const a = this.server?.address();
+    return a !== null && typeof a === 'object' ? a.port : undefined;
+  }
+
+  /**
+   * Every accepted TCP socket (TLS: before the handshake). Checks, in order: the source
+   * allowlist, the per-source limit, the global limit (at which the oldest connection that
+   * has not delivered a complete frame yet makes room; slowloris connections never do).
+   */
+  private accept(raw: net.Socket, isTls: boolean): void {
+    const peer = peerOf(raw.remoteAddress, raw.remotePort);
+    const source = raw.remoteAddress ?? 'unknown';
+    if (!this.allow.allows(raw.remoteAddress)) {
+      raw.destroy();
+      this.telemetry.connectionRejected(this.name, 'cidr', peer);
+      return;
+    }
+    if (this.stopping) {
+      raw.destroy();
+      return;
+    }
+    const fromSource = this.perSource.get(source) ?? 0;
+    const perSourceMax = this.config.max_connections_per_source;
+    if (perSourceMax > 0 && fromSource >= perSourceMax) {
+      raw.destroy();
+      this.telemetry.connectionRejected(this.name, 'max_connections_per_source', peer);
+      return;
+    }
+    if (this.slots.size >= this.config.max_connections) {
+      let victim: Slot | undefined;
+      for (const s of this.slots) {
+        if (s.frames === 0) {
+          victim = s;
+          break;
+        }
+      }
+      if (victim === undefined) {
+        raw.destroy();
+        this.telemetry.connectionRejected(this.name, 'max_connections', peer);
+        return;
+      }
+      this.release(victim);
+      victim.socket.destroy();
+      this.telemetry.connectionRejected(this.name, 'evicted_no_frame', victim.peer);
+    }
+    const slot: Slot = { socket: raw, source, frames: 0, peer };
+    this.slots.add(slot);
+    this.slotByPeer.set(peer, slot);
+    this.perSource.set(source, fromSource + 1);
+    raw.once('close', () => this.release(slot));
+    raw.setKeepAlive(true, 60_000);
+    if (!isTls) this.serve(raw, peer, slot);
+  }
+
+  private release(slot: Slot): void {
+    if (!this.slots.delete(slot)) return;
+    if (this.slotByPeer.get(slot.peer) === slot) this.slotByPeer.delete(slot.peer);
+    const n = (this.perSource.get(slot.source) ?? 1) - 1;
+    if (n <= 0) this.perSource.delete(slot.source);
+    else this.perSource.set(slot.source, n);
+  }
+
+  private secured(s: tls.TLSSocket): void {
+    const peer = peerOf(s.remoteAddress, s.remotePort);
+    if (this.stopping) {
+      // A handshake that finished after stop() began: not served.
+      s.destroy();
+      return;
+    }
+    const t = this.config.tls!;
+    if (this.fingerprints.size > 0) {
+      const cert = s.getPeerCertificate();
+      const fp = cert?.fingerprint256 ? normalizeFingerprint(cert.fingerprint256) : '';
+      if (!this.fingerprints.has(fp)) {
+        this.telemetry.connectionRejected(this.name, 'tls_fingerprint', `${peer}: ${fp === '' ? 'no client certificate' : `certificate SHA-256 ${fp} is not allowed`}`);
+        s.destroy();
+        return;
+      }
+    } else if (t.client_auth !== 'none' && !s.authorized) {
+      const cert = s.getPeerCertificate();
+      const presented = cert !== null && Object.keys(cert).length > 0;
+      if (presented || t.client_auth === 'required') {
+        const why = presented ? String(s.authorizationError) : 'no client certificate';
+        this.telemetry.connectionRejected(this.name, 'tls_unauthorized', `${peer}: client certificate refused: ${why}`);
+        s.destroy();
+        return;
+      }
+    }
+    // The TLS socket wraps the raw one accepted (and counted) in accept().
+    const slot = this.slotByPeer.get(peer) ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer };
+    this.serve(s, peer, slot);
+  }
+
+  private serve(socket: net.Socket, peer: string, slot: Slot): void {
+    slot.served = true;
+    const stats = this.stats;
+    stats.connectionsAccepted++;
+    stats.connectionsOpen++;
+    // Two reasons to stop reading: a full output queue (flow control) and too many reads
+    // of this connection on the decode workers (the pipeline). Read only when neither holds.
+    let flowPaused = false;
+    let pipelinePaused = false;
+    const idleMs = Math.round(this.config.idle_timeout * 1000);
+    const apply = () => {
+      if (flowPaused || pipelinePaused) {
+        socket.pause();
+        // Not idle: we stopped reading. The idle timeout waits until we read again.
+        if (idleMs > 0) socket.setTimeout(0);
+      } else {
+        socket.resume();
+        if (idleMs > 0) socket.setTimeout(idleMs);
+      }
+    };
+    const ctx: SourceContext = {
+      listener: this.name,
+      stats,
+      normalizers: this.normalizers,
+      peer,
+      pause: () => {
+        pipelinePaused = true;
+        apply();
+      },
+      resume: () => {
+        pipelinePaused = false;
+        apply();
+      },
+    };
+    const pipeline = this.pipeline;
+    const telemetry = this.telemetry;
+    const framer = new Framer(
+      {
+        frame: (b, mode, truncated) => {
+          slot.frames++;
+          pipeline.frame(b, mode, truncated, ctx);
+        },
+        discarded: (n) => {
+          stats.discardedBytes += n;
+        },
+        notice: (code) => {
+          if (code !== 'frame_empty') telemetry.frameProblem(this.name, code);
+        },
+      },
+      { maxFrameBytes: this.config.max_frame_bytes },
+    );
+    const conn: Conn = { socket, lastDataMs: Date.now(), unregister: () => {} };
+    this.conns.add(conn);
+    conn.unregister = this.flow.register({
+      pause: () => {
+        flowPaused = true;
+        apply();
+      },
+      resume: () => {
+        flowPaused = false;
+        apply();
+      },
+    });
+    socket.on('data', (chunk: Buffer) => {
+      stats.bytes += chunk.length;
+      conn.lastDataMs = Date.now();
+      framer.push(chunk);
+      pipeline.commit(ctx);
+    });
+    socket.on('end', () => {
+      // The sender closed its side: its last frame may lack a terminator (emitted as is).
+      framer.end();
+      pipeline.commit(ctx);
+      socket.end();
+    });
+    socket.on('error', (e) => {
+      if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') telemetry.connectionError(this.name, e);
+    });
+    socket.on('close', () => {
+      // A connection that died mid-frame: keep the bytes in the dead-letter output.
+      const partial = framer.takePartial();
+      if (partial !== null) {
+        pipeline.deadLetterFrame(partial, 'frame_incomplete_at_close', 'connection closed in the middle of a frame', ctx);
+        pipeline.commit(ctx);
+      }
+      stats.connectionsOpen--;
+      conn.unregister();
+      this.conns.delete(conn);
+    });
+    if (idleMs > 0) {
+      socket.on('timeout', () => {
+        telemetry.log.debug({ listener: this.name, peer }, 'closing an idle connection');
+        socket.end();
+        socket.destroySoon();
+      });
+      if (!flowPaused && !pipelinePaused) socket.setTimeout(idleMs);
+    }
+  }
+
+  reload(): void {
+    if (this.config.type !== 'tls' || this.server === null) return;
+    try {
+      (this.server as tls.Server).setSecureContext(this.tlsOptions() as tls.SecureContextOptions);
+      this.telemetry.log.info({ listener: this.name }, `listener ${this.name}: certificates reloaded`);
+    } catch (e) {
+      this.telemetry.log.error({ listener: this.name, err: (e as Error).message }, `listener ${this.name}: cannot reload certificates; keeping the old ones`);
+    }
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.ready = false;
+    const server = this.server;
+    const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    // Read what the senders already sent: keep reading until each connection has been
+    // quiet for a moment (or closed), within the grace period.
+    const deadline = Date.now() + graceMs;
+    const QUIET_MS = 200;
+    // Handshakes still in progress will not be served.
+    for (const slot of this.slots) if (!slot.served) slot.socket.destroy();
+    // Paused connections (backpressure) get their quiet period counted from now: what
+    // waits in their kernel buffers is read before they are closed.
+    const resumedAt = Date.now();
+    for (const c of this.conns) {
+      c.lastDataMs = Math.max(c.lastDataMs, resumedAt);
+      c.socket.resume();
+    }
+    while (this.conns.size > 0 && Date.now() < deadline) {
+      const now = Date.now();
+      let busy = false;
+      for (const c of this.conns) {
+        if (now - c.lastDataMs >= QUIET_MS && c.socket.readableLength === 0) {
+          c.socket.end();
+          c.socket.destroy();
+        } else {
+          busy = true;
+          c.socket.resume();
+        }
+      }
+      if (!busy && this.conns.size === 0) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    for (const c of this.conns) c.socket.destroy();
+    // Let 'close' handlers run (they dead-letter partial frames).
+    await new Promise((r) => setImmediate(r));
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise((r) => (t = setTimeout(r, 1000)))]);
+    clearTimeout(t);
+    this.server = null;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * UDP listener (RFC 5426): one message per datagram, or several LF-separated ones (no
+ * octet counting in datagrams). UDP cannot be paused: while outputs are blocked, datagrams
+ * are still read and queued up to the queues' hard limit, beyond which they are dropped
+ * and counted (rather than left to overflow the kernel buffer, where nobody counts them).
+ */
+import dgram from 'node:dgram';
+import { isIP } from 'node:net';
+import { Framer } from '../../codecs/framing/framer.js';
+import type { UdpListenerConfig } from '../../config/types.js';
+import type { Normalizer } from '../../pipeline/normalize.js';
+import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
+import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
+import { AddressAllowlist } from '../shared/cidr.js';
+import { peerOf, type Source } from '../tcp/stream.js';
+
+export class UdpSource implements Source {
+  readonly name: string;
+  private socket: dgram.Socket | null = null;
+  private readonly stats: ListenerStats;
+  private readonly allow: AddressAllowlist;
+  ready = false;
+
+  constructor(
+    readonly config: UdpListenerConfig,
+    private readonly pipeline: Pipeline,
+    private readonly telemetry: Telemetry,
+    private readonly normalizers: readonly Normalizer[],
+  ) {
+    this.name = config.name;
+    this.stats = telemetry.listener(config.name);
+    this.allow = new AddressAllowlist(config.allowed_cidrs);
+  }
+
+  async start(): Promise<void> {
+    const type = isIP(this.config.host) === 6 ? 'udp6' : 'udp4';
+    const opts: dgram.SocketOptions = { type };
+    if (this.config.receive_buffer_bytes > 0) opts.recvBufferSize = this.config.receive_buffer_bytes;
+    const socket = dgram.createSocket(opts);
+    this.socket = socket;
+    // One context per sender (bounded), so each sender's datagrams stay in order even when
+    // senders interleave; their frames are committed once per event-loop turn.
+    const contexts = new Map<string, SourceContext>();
+    const dirty = new Set<SourceContext>();
+    let scheduled = false;
+    let ctx: SourceContext = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer: '' };
+    const flush = () => {
+      scheduled = false;
+      for (const c of dirty) this.pipeline.commit(c, false);
+      dirty.clear();
+    };
+    const framer = new Framer(
+      {
+        frame: (b, _mode, truncated) => this.pipeline.frame(b, 'datagram', truncated, ctx),
+        discarded: (n) => {
+          this.stats.discardedBytes += n;
+        },
+        notice: () => {},
+      },
+      { maxFrameBytes: this.config.max_frame_bytes, octetCounting: false },
+    );
+    socket.on('message', (msg, rinfo) => {
+      const peer = peerOf(rinfo.address, rinfo.port);
+      let c = contexts.get(peer);
+      if (c === undefined) {
+        // A sender with a context passed the allowlist already.
+        if (!this.allow.allows(rinfo.address)) {
+          this.telemetry.connectionRejected(this.name, 'cidr', peer);
+          return;
+        }
+        if (contexts.size >= 4096) contexts.delete(contexts.keys().next().value as string);
+        c = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer };
+        contexts.set(peer, c);
+      }
+      this.stats.bytes += msg.length;
+      ctx = c;
+      framer.push(msg);
+      framer.end();
+      if (!this.pipeline.onWorkers) {
+        // Decoded here and now: commit now (the records and counts are this datagram's).
+        this.pipeline.commit(c, false);
+        return;
+      }
+      dirty.add(c);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    });
+    socket.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `udp listener ${this.name}: ${e.message}`));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(new Error(`listener ${this.name}: cannot bind udp ${this.config.host}:${this.config.port}: ${e.message}`));
+      socket.once('error', onError);
+      socket.bind({ port: this.config.port, address: this.config.host, exclusive: true }, () => {
+        socket.off('error', onError);
+        resolve();
+      });
+    });
+    this.ready = true;
+    this.telemetry.log.info({ listener: this.name, type: 'udp', address: `${this.config.host}:${this.port()}` }, `listening for udp on ${this.config.host}:${this.port()}`);
+  }
+
+  port(): number | undefined {
+    try {
+      return this.socket?.address().port;
+    } catch {
+      return undefined;
+    }
+  }
+
+  reload(): void {}
+
+  async stop(): Promise<void> {
+    this.ready = false;
+    const s = this.socket;
+    this.socket = null;
+    if (s !== null) await new Promise<void>((r) => s.close(() => r()));
+  }
+}

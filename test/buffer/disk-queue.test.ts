@@ -1,0 +1,264 @@
+/**
+ * The disk buffer: append, read back in order, acknowledge, replay after a restart or a
+ * crash, segment roll-over and deletion, corruption and truncation, write errors.
+ */
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import fc from 'fast-check';
+import { afterEach, describe, expect, test } from 'vitest';
+import { DiskQueue, type DiskQueueOptions } from '../../src/buffer/disk-queue.js';
+import { tempDir } from '../helpers/daemon.js';
+
+const open: DiskQueue[] = [];
+afterEach(async () => {
+  for (const q of open.splice(0)) await q.close();
+});
+
+function openQ(dir: string, extra: Partial<DiskQueueOptions> = {}): { q: DiskQueue; corrupt: number[]; errors: string[] } {
+  const corrupt: number[] = [];
+  const errors: string[] = [];
+  const q = DiskQueue.open({
+    dir,
+    maxBytes: 1024 * 1024,
+    fsync: 'never',
+    fsyncIntervalMs: 1000,
+    onCorrupt: (b) => corrupt.push(b),
+    onWriteError: (e) => errors.push(e),
+    ...extra,
+  });
+  open.push(q);
+  return { q, corrupt, errors };
+}
+
+/** Reads everything: peek/ack in batches of `batch`. */
+function drain(q: DiskQueue, batch = 7): string[] {
+  const out: string[] = [];
+  for (;;) {
+    const b = q.peek(batch);
+    if (b.length === 0) return out;
+    out.push(...b);
+    q.ack(b.length);
+  }
+}
+
+const rec = (i: number) => JSON.stringify({ id: `e-${i}`, msg: 'Задача x'.repeat(1 + (i % 5)) });
+
+describe('DiskQueue', () => {
+  test('records come back in order, once, across blocks and segments; delivered segments are deleted', async () => {
+    const dir = tempDir();
+    const { q } = openQ(dir, { segmentBytes: 4096 });
+    const all: string[] = [];
+    for (let b = 0; b < 50; b++) {
+      const block = Array.from({ length: 1 + (b % 9) }, (_, k) => rec(all.length + k));
+      all.push(...block);
+      q.append(block);
+    }
+    expect(q.length).toBe(all.length);
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).length).toBeGreaterThan(3);
+    expect(drain(q)).toEqual(all);
+    expect(q.length).toBe(0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).length).toBe(1);
+  });
+
+  test('a retried batch is the same batch (peek does not consume)', () => {
+    const { q } = openQ(tempDir());
+    q.append(['a', 'b', 'c']);
+    expect(q.peek(2)).toEqual(['a', 'b']);
+    expect(q.peek(2)).toEqual(['a', 'b']);
+    q.ack(2);
+    expect(q.peek(5)).toEqual(['c']);
+  });
+
+  test('after a restart, undelivered records are replayed in order, including a partly delivered block', async () => {
+    const dir = tempDir();
+    const a = openQ(dir);
+    const all = Array.from({ length: 100 }, (_, i) => rec(i));
+    for (let i = 0; i < 100; i += 10) a.q.append(all.slice(i, i + 10));
+    a.q.peek(25);
+    a.q.ack(25); // ends in the middle of the third block
+    await a.q.close();
+    open.splice(open.indexOf(a.q), 1);
+    const b = openQ(dir);
+    expect(b.q.replayed).toBe(75);
+    expect(b.q.length).toBe(75);
+    b.q.append([rec(100)]);
+    expect(drain(b.q, 13)).toEqual([...all.slice(25), rec(100)]);
+  });
+
+  test('a crash (no close) delivers again what was delivered since the last ack write: at least once', () => {
+    const dir = tempDir();
+    const a = openQ(dir);
+    const all = Array.from({ length: 30 }, (_, i) => rec(i));
+    a.q.append(all);
+    a.q.peek(30);
+    a.q.ack(30);
+    // No close: the ack file is written at most every 200 ms, so it may be missing.
+    open.splice(open.indexOf(a.q), 1);
+    const b = openQ(dir);
+    const again = drain(b.q);
+    expect(all.slice(all.length - again.length)).toEqual(again);
+  });
+
+  test('a truncated last block (crash mid-write) is skipped and counted; the rest is read', async () => {
+    const dir = tempDir();
+    const a = openQ(dir);
+    a.q.append(['one', 'two']);
+    a.q.append(['three', 'four']);
+    await a.q.close();
+    open.splice(open.indexOf(a.q), 1);
+    const seg = fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[0]!;
+    const p = join(dir, seg);
+    fs.truncateSync(p, fs.statSync(p).size - 3);
+    const b = openQ(dir);
+    expect(b.q.length).toBe(2);
+    expect(b.corrupt.length).toBe(1);
+    b.q.append(['five']);
+    expect(drain(b.q)).toEqual(['one', 'two', 'five']);
+  });
+
+  test('a corrupted block in the middle is skipped (counted); reading resynchronizes at the next block', async () => {
+    const dir = tempDir();
+    const a = openQ(dir);
+    a.q.append(['a1', 'a2']);
+    a.q.append(['b1-xxxxxxxxxxxxxxxx', 'b2']);
+    a.q.append(['c1']);
+    await a.q.close();
+    open.splice(open.indexOf(a.q), 1);
+    const seg = join(dir, fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[0]!);
+    const buf = fs.readFileSync(seg);
+    const i = buf.indexOf('b1-xxxx');
+    buf[i + 5] ^= 0xff; // flip a byte inside block b: its CRC fails
+    fs.writeFileSync(seg, buf);
+    const b = openQ(dir);
+    expect(b.corrupt).toHaveLength(1);
+    expect(b.q.length).toBe(3);
+    expect(drain(b.q)).toEqual(['a1', 'a2', 'c1']);
+  });
+
+  test('random garbage in a segment never throws; valid blocks around it are read', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 3000 }), fc.nat(), async (garbage, at) => {
+        const dir = tempDir();
+        const a = openQ(dir);
+        a.q.append(['first']);
+        await a.q.close();
+        open.splice(open.indexOf(a.q), 1);
+        const seg = join(dir, fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[0]!);
+        const orig = fs.readFileSync(seg);
+        fs.writeFileSync(seg, Buffer.concat([orig, Buffer.from(garbage)]));
+        const b = openQ(dir);
+        b.q.append(['last']);
+        const got = drain(b.q);
+        expect(got[0]).toBe('first');
+        expect(got[got.length - 1]).toBe('last');
+        void at;
+        await b.q.close();
+        open.splice(open.indexOf(b.q), 1);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  test('fill: bytes against max_size', () => {
+    const { q } = openQ(tempDir(), { maxBytes: 64 * 1024, segmentBytes: 64 * 1024 });
+    expect(q.fill()).toBe(0);
+    q.append(Array.from({ length: 100 }, () => 'x'.repeat(1000)));
+    expect(q.fill()).toBeGreaterThan(1);
+  });
+
+  test('an unusable folder is an error at open', () => {
+    const dir = tempDir();
+    const file = join(dir, 'not-a-dir');
+    fs.writeFileSync(file, 'x');
+    expect(() => DiskQueue.open({ dir: join(file, 'sub'), maxBytes: 1 << 20, fsync: 'never', fsyncIntervalMs: 1000 })).toThrow();
+  });
+});
+
+describe('DiskQueue on a full file system', () => {
+  // A 256 KiB tmpfs (CI runs as root, which mount needs).
+  test('ENOSPC: records are held in memory (no loss), reported, and written once space is back', async () => {
+    const mnt = join(tempDir(), 'tiny');
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
+    try {
+      const { q, errors } = openQ(join(mnt, 'buf'), { maxBytes: 10 * 1024 * 1024 });
+      const big = 'y'.repeat(2000);
+      const all: string[] = [];
+      for (let i = 0; i < 200; i++) {
+        const r = `${i}:${big}`;
+        all.push(r);
+        q.append([r]);
+      }
+      expect(errors.length).toBe(1);
+      expect(errors[0]).toMatch(/ENOSPC/);
+      expect(q.writeError).not.toBeNull();
+      expect(q.overflowLength).toBeGreaterThan(0);
+      expect(q.fill()).toBeGreaterThanOrEqual(1);
+      expect(q.length).toBe(200);
+      // Deliver everything (disk part, then the memory part).
+      expect(drain(q, 50)).toEqual(all);
+      // Space is back (the delivered segments are gone): new records go to disk again.
+      await new Promise((r) => setTimeout(r, 100));
+      q.append(['after']);
+      expect(q.writeError).toBeNull();
+      expect(drain(q)).toEqual(['after']);
+    } finally {
+      for (const q of open.splice(0)) await q.close();
+      execFileSync('umount', [mnt]);
+    }
+  });
+});
+
+describe('DiskQueue batches', () => {
+  test('peekBatch hands out NDJSON bytes, partial blocks included; strings on demand', () => {
+    const { q } = openQ(tempDir());
+    q.append(['{"a":1}', '{"b":"é"}', '{"c":3}']);
+    q.appendNdjson(Buffer.from('{"d":4}\n{"e":5}\n'), 2);
+    const b1 = q.peekBatch(2);
+    expect(b1.count).toBe(2);
+    expect(b1.ndjson?.toString()).toBe('{"a":1}\n{"b":"é"}\n');
+    expect(q.peekBatch(2)).toBe(b1);
+    q.ack(2);
+    const b2 = q.peekBatch(10);
+    expect(b2.ndjson?.toString()).toBe('{"c":3}\n{"d":4}\n{"e":5}\n');
+    expect(b2.records).toEqual(['{"c":3}', '{"d":4}', '{"e":5}']);
+    q.ack(3);
+    expect(q.length).toBe(0);
+  });
+
+  test('property: any sequence of appends and partial acks keeps order and count, across a restart', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.array(fc.string({ maxLength: 20 }).map((s) => JSON.stringify(s)), { minLength: 1, maxLength: 12 }), fc.nat({ max: 15 }), fc.boolean()), { maxLength: 25 }),
+        fc.boolean(),
+        async (ops, restart) => {
+          const dir = tempDir();
+          let { q } = openQ(dir, { segmentBytes: 512 });
+          const want: string[] = [];
+          const got: string[] = [];
+          let i = 0;
+          for (const [recs, take, asBytes] of ops) {
+            if (asBytes) q.appendNdjson(Buffer.from(recs.map((r) => `${r}\n`).join('')), recs.length);
+            else q.append(recs);
+            want.push(...recs);
+            const b = q.peekBatch(take + 1);
+            got.push(...b.records);
+            q.ack(b.count);
+            if (restart && ++i % 7 === 0) {
+              await q.close();
+              open.splice(open.indexOf(q), 1);
+              q = openQ(dir, { segmentBytes: 512 }).q;
+            }
+          }
+          got.push(...drain(q, 3));
+          expect(got).toEqual(want);
+          await q.close();
+          open.splice(open.indexOf(q), 1);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});

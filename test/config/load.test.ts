@@ -1,0 +1,44 @@
+/**
+ * loadConfigText: options read from files (`*_file` for secret options) and relative
+ * paths (files cefd reads resolve against the config file's folder, files it writes
+ * against the working folder).
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { expect, test } from 'vitest';
+import { ConfigError, loadConfigText } from '../../src/config/load.js';
+
+function problemsOf(text: string, file: string): string[] {
+  try {
+    loadConfigText(text, file, {});
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems.map((p) => `${p.key}: ${p.message}`);
+    throw e;
+  }
+  return [];
+}
+
+test('a secret option read from its _file (one trailing newline dropped); both set, or an unreadable file, is a problem naming the key', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cefd-config-'));
+  const file = join(dir, 'cefd.yaml');
+  writeFileSync(join(dir, 'token'), 'tok-123\n');
+  const c = loadConfigText('outputs:\n  - { name: siem, type: http, url: "https://siem.example/", bearer_token_file: ./token }\nmetrics: { bearer_token_file: token }\n', file, {});
+  const out = c.outputs[0] as unknown as Record<string, unknown>;
+  expect(out['bearer_token']).toBe('tok-123');
+  expect((c.metrics as unknown as Record<string, unknown>)['bearer_token']).toBe('tok-123');
+
+  expect(problemsOf('outputs:\n  - { name: siem, type: http, url: "https://x/", bearer_token: abc, bearer_token_file: ./token }\n', file)).toContain(
+    'outputs[0].bearer_token: set either bearer_token or bearer_token_file, not both',
+  );
+  expect(problemsOf('metrics: { bearer_token_file: ./missing }\n', file)).toContain('metrics.bearer_token_file: cannot read ./missing: ENOENT');
+});
+
+test('paths cefd reads resolve against the config folder, paths it writes against the working folder', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cefd-config-'));
+  writeFileSync(join(dir, 'ca.pem'), '');
+  const c = loadConfigText('state_dir: ./state\noutputs:\n  - { name: f, type: file, path: out/events.ndjson }\n  - { name: h, type: http, url: "https://x/", ca_file: ca.pem }\n', join(dir, 'cefd.yaml'), {});
+  expect(c.state_dir).toBe(resolve(process.cwd(), 'state'));
+  expect((c.outputs[0] as unknown as Record<string, unknown>)['path']).toBe(resolve(process.cwd(), 'out/events.ndjson'));
+  expect((c.outputs[1] as unknown as Record<string, unknown>)['ca_file']).toBe(join(dir, 'ca.pem'));
+});

@@ -1,0 +1,193 @@
+/**
+ * `cefd run` and `cefd validate` as child processes through the CLI (dist/, built by
+ * `npm test`): SIGTERM drain, SIGHUP file reopen and config reload, exit codes.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { renameSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, test } from 'vitest';
+import { readNdjson, sendTcp, tempDir, waitFor, waitLines } from '../helpers/daemon.js';
+
+const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+interface Child {
+  proc: ChildProcess;
+  out: string[];
+  exit: Promise<number | null>;
+}
+
+let children: Child[] = [];
+afterEach(() => {
+  for (const c of children) c.proc.kill('SIGKILL');
+  children = [];
+});
+
+function run(args: string[], cwd: string): Child {
+  const proc = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: string[] = [];
+  proc.stdout!.on('data', (c: Buffer) => out.push(c.toString()));
+  proc.stderr!.on('data', (c: Buffer) => out.push(c.toString()));
+  const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const c = { proc, out, exit };
+  children.push(c);
+  return c;
+}
+
+async function until(c: Child, text: string, timeoutMs = 10_000): Promise<void> {
+  await waitFor(() => c.out.join('').includes(text), timeoutMs, `"${text}" in the daemon's output`);
+}
+
+function config(dir: string, port: number, metrics: number, extra = ''): string {
+  const file = join(dir, 'cefd.yaml');
+  writeFileSync(
+    file,
+    `state_dir: ./state
+shutdown_timeout: 10s
+listeners:
+  - { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} }
+outputs:
+  - { name: events, type: file, path: ./events.ndjson }
+${extra}
+dead_letter: { path: ./dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${metrics} }
+`,
+  );
+  return file;
+}
+
+const line = (i: number) => `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Task ${i} cs3Label=TaskName cn1=1 cn1Label=TaskNewState\n`;
+
+describe('cefd run', () => {
+  test('SIGTERM right after sending: every event sent is in the file, exit 0', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const file = config(dir, port, await freePort());
+    const c = run(['run', '--config', file], dir);
+    await until(c, 'cefd started');
+    const n = 20_000;
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    const payload = Array.from({ length: n }, (_, i) => line(i)).join('');
+    // Write everything, then signal at once, without closing the connection.
+    await new Promise<void>((r) => sock.write(payload, () => r()));
+    c.proc.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+    sock.destroy();
+    const events = readNdjson(join(dir, 'events.ndjson'));
+    expect(events).toHaveLength(n);
+    expect((events[n - 1]!['ksc'] as { task: { name: string } }).task.name).toBe(`Task ${n - 1}`);
+    expect(c.out.join('')).toContain('every event was delivered');
+  });
+
+  test('SIGHUP reopens the output file (logrotate) and reloads the configuration; a bad config keeps the old one', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const metrics = await freePort();
+    const file = config(dir, port, metrics);
+    const c = run(['run', '--config', file], dir);
+    await until(c, 'cefd started');
+    await sendTcp(port, [line(1), line(2)]);
+    await waitLines(join(dir, 'events.ndjson'), 2);
+    renameSync(join(dir, 'events.ndjson'), join(dir, 'events.ndjson.1'));
+    // Also add an output, to see the reload happen.
+    config(dir, port, metrics, `  - { name: copy, type: file, path: ./copy.ndjson }`);
+    c.proc.kill('SIGHUP');
+    await until(c, 'configuration reloaded');
+    await sendTcp(port, [line(3)]);
+    await waitLines(join(dir, 'events.ndjson'), 1);
+    await waitLines(join(dir, 'copy.ndjson'), 1);
+    expect(readNdjson(join(dir, 'events.ndjson.1'))).toHaveLength(2);
+    // An invalid file: logged, old config stays, the listener keeps working.
+    writeFileSync(file, 'listeners: [ { name: tcp, type: tcp, port: "nope" } ]\nbogus_key: 1\n');
+    c.proc.kill('SIGHUP');
+    await until(c, 'configuration reload failed');
+    await sendTcp(port, [line(4)]);
+    await waitLines(join(dir, 'copy.ndjson'), 2);
+    const logs = c.out.join('');
+    expect(logs).toMatch(/cefd\.yaml:1: listeners\[0\]\.port: expected an integer/);
+    expect(logs).toMatch(/cefd\.yaml:2: bogus_key: unknown key/);
+    c.proc.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+  });
+
+  test('an invalid configuration exits 78 with the key and its line', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'listeners:\n  - name: tcp\n    type: tcp\n    port: 99999\noutputs:\n  - { name: x, type: file, path: ./x, filter: "cef.name ==" }\n');
+    const c = run(['run', '--config', file], dir);
+    expect(await c.exit).toBe(78);
+    const out = c.out.join('');
+    expect(out).toContain('bad.yaml:4: listeners[0].port: must be at most 65535');
+    expect(out).toMatch(/bad\.yaml:6: outputs\[0\]\.filter: bad filter/);
+  });
+
+  test('a port in use is a runtime failure: exit 1 with a clear message', async () => {
+    const dir = tempDir();
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as net.AddressInfo).port;
+    try {
+      const c = run(['run', '--config', config(dir, port, await freePort())], dir);
+      expect(await c.exit).toBe(1);
+      expect(c.out.join('')).toContain(`cannot listen on 127.0.0.1:${port}`);
+    } finally {
+      blocker.close();
+    }
+  });
+});
+
+describe('cefd validate', () => {
+  test('exit 0 on a good file; secrets never printed', () => {
+    const dir = tempDir();
+    const file = join(dir, 'ok.yaml');
+    writeFileSync(join(dir, 'token'), 's3cr3t-t0ken\n');
+    writeFileSync(file, 'outputs:\n  - { name: siem, type: http, url: "https://siem.example/ingest", bearer_token_file: ./token }\nmetrics: { bearer_token: "${METRICS_TOKEN}" }\n');
+    const r = spawnSync(process.execPath, [CLI, 'validate', '--config', file, '--print'], { cwd: dir, env: { ...process.env, METRICS_TOKEN: 'm3trics-t0ken' }, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('OK (2 listeners, 1 outputs)');
+    expect(r.stdout).toContain('(redacted)');
+    expect(r.stdout + r.stderr).not.toContain('s3cr3t-t0ken');
+    expect(r.stdout + r.stderr).not.toContain('m3trics-t0ken');
+  });
+
+  test('exit 78 naming every bad key and its line; an unset environment variable is an error', () => {
+    const dir = tempDir();
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'timezone: Mars/Olympus\nlisteners:\n  - { name: a, type: tcp }\n  - { name: a, type: udp, prot: 1 }\noutputs:\n  - { name: o, type: http, url: "${NO_SUCH_VAR}" }\n');
+    const r = spawnSync(process.execPath, [CLI, 'validate', '--config', file], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_SUCH_VAR: '' } });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toContain('bad.yaml:1: timezone: expected an IANA time zone name');
+    expect(r.stderr).toContain('bad.yaml:4: listeners[1].prot: unknown key (did you mean port?)');
+    expect(r.stderr).toContain('bad.yaml:4: listeners[1].name: duplicate name "a"');
+    expect(r.stderr).toContain('bad.yaml:6: outputs[0].url: environment variable NO_SUCH_VAR is not set');
+  });
+
+  test('KSC integration problems the daemon would refuse are caught by validate', () => {
+    const dir = tempDir();
+    const file = join(dir, 'k.yaml');
+    writeFileSync(file, 'ksc:\n  admin: { enabled: true }\n  response_rules:\n    - { name: r, type: ksctasks, tasks: [], filter: "true" }\n');
+    const r = spawnSync(process.execPath, [CLI, 'validate', '--config', file], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toContain('ksc.admin.bearer_token: is required when ksc.admin.enabled is true');
+    expect(r.stderr).toContain('ksc.response_rules[0]: tasks: give at least one KSC task name');
+  });
+
+  test('a normalizer that does not load is a configuration error', () => {
+    const dir = tempDir();
+    const file = join(dir, 'n.yaml');
+    writeFileSync(file, 'listeners:\n  - { name: t, type: tcp, normalizers: [ksc, ./missing.js] }\n');
+    const r = spawnSync(process.execPath, [CLI, 'validate', '--config', file], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toContain('listeners[0].normalizers[1]: normalizer module');
+  });
+});

@@ -1,0 +1,325 @@
+/**
+ * The admin HTTP API over a real socket, against a KSC emulator: every endpoint, the error
+ * shape and statuses (400, 401, 404, 405, 409, 413, 415, 502, 504), no secret in answers.
+ */
+import net from 'node:net';
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import { KscIntegration } from '../../src/ksc/index.js';
+import { createAdminServer, type JsonServer, type RuleView } from '../../src/admin/index.js';
+import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
+import { tempDir } from '../helpers/ksc-emulator/testkit.js';
+import { api as rawApi, type ApiAnswer } from '../helpers/ksc-daemon.js';
+
+const PASSWORD = 'S3cret-KSC-pass!w0rd';
+const TOKEN = 'the-admin-token-1234';
+const WS42 = 'c2b22f83-307c-45aa-8533-5ffffbcc6bf1';
+
+const RULES: RuleView[] = [
+  {
+    name: 'r1',
+    type: 'ksctasks',
+    tasks: ['KUMA Update (Windows)'],
+    assetField: 'device',
+    filter: 'ksc.category == "detection"',
+    workers: 1,
+    cooldownSeconds: 600,
+    queueMax: 1000,
+    queued: 0,
+    inFlight: 0,
+    counters: { triggered: 3, noAsset: 0, started: 1, failed: 0, skippedRunning: 2, skippedCooldown: 0, skippedQueued: 0, dropped: 0 },
+  },
+];
+
+let emu: KscEmulator;
+let k: KscIntegration;
+let server: JsonServer;
+let cleanup: () => void;
+const texts: string[] = [];
+
+async function call(method: string, path: string, o: { body?: unknown; token?: string | null; headers?: Record<string, string> } = {}): Promise<ApiAnswer> {
+  const r = await rawApi(server.port()!, method, path, { token: TOKEN, ...o });
+  texts.push(r.text);
+  return r;
+}
+
+function errorOf(r: ApiAnswer): { code: string; message: string } {
+  return (r.json as { error: { code: string; message: string } }).error;
+}
+
+beforeEach(async () => {
+  texts.length = 0;
+  emu = await startKscEmulator({ model: defaultModel() });
+  const t = tempDir();
+  cleanup = t.cleanup;
+  k = KscIntegration.open({ stateDir: t.dir, env: {}, client: { timeoutMs: 1000, retries: 0, backoffMs: 5 } });
+  server = createAdminServer(
+    { ksc: k, rules: () => RULES, sync: (o) => k.syncAssets(o), startTask: (req) => k.startTask(req) },
+    { token: TOKEN, maxBodyBytes: 2048, requestTimeoutMs: 1000 },
+  );
+  await server.listen('127.0.0.1', 0);
+});
+
+afterEach(async () => {
+  await server.close();
+  await emu.close();
+  await k.close();
+  cleanup();
+});
+
+async function addMain(): Promise<string> {
+  const r = await call('POST', '/api/v1/connections', {
+    body: { name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } },
+  });
+  expect(r.status).toBe(201);
+  return (r.json!['connection'] as { id: string }).id;
+}
+
+test('bearer token: required on every endpoint, compared exactly', async () => {
+  for (const [token, headers] of [
+    [null, {}],
+    ['wrong-token', {}],
+    [`${TOKEN}x`, {}],
+    [null, { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }],
+    [null, { authorization: 'Bearer' }],
+  ] as const) {
+    for (const path of ['/api/v1/connections', '/api/v1/no-such-endpoint']) {
+      const r = await call('GET', path, { token, headers });
+      expect(r.status).toBe(401);
+      expect(r.headers.get('www-authenticate')).toBe('Bearer realm="cefd-admin"');
+      expect(errorOf(r)).toEqual({ code: 'admin_unauthorized', message: 'missing or wrong bearer token' });
+    }
+  }
+  const ok = await call('GET', '/api/v1/connections', { headers: { authorization: `bearer ${TOKEN}` } });
+  expect(ok.status).toBe(200);
+  expect(ok.headers.get('content-type')).toBe('application/json; charset=utf-8');
+  expect(ok.headers.get('cache-control')).toBe('no-store');
+  expect(ok.json).toEqual({ connections: [] });
+  // A POST without the token is refused before its body is read.
+  const post = await call('POST', '/api/v1/connections', { token: null, body: { name: 'x', url: 'a:1', secret: { user: 'u', password: PASSWORD } } });
+  expect(post.status).toBe(401);
+  expect(k.listConnections()).toEqual([]);
+});
+
+test('routing and bodies: 404, 405, 400, 413, 415', async () => {
+  const nf = await call('GET', '/api/v1/nothing');
+  expect(nf.status).toBe(404);
+  expect(errorOf(nf).code).toBe('admin_not_found');
+  const na = await call('PUT', '/api/v1/connections');
+  expect(na.status).toBe(405);
+  expect(na.headers.get('allow')).toBe('GET, POST');
+  expect(errorOf(na).code).toBe('admin_method_not_allowed');
+  const del = await call('DELETE', '/api/v1/assets/abc');
+  expect(del.status).toBe(405);
+  expect(del.headers.get('allow')).toBe('GET');
+
+  const bad = await call('POST', '/api/v1/connections', { body: '{"name": ' });
+  expect(bad.status).toBe(400);
+  expect(errorOf(bad)).toEqual({ code: 'admin_bad_json', message: 'the request body is not valid JSON' });
+  const media = await call('POST', '/api/v1/connections', { body: 'name=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  expect(media.status).toBe(415);
+  expect(errorOf(media).code).toBe('admin_unsupported_media_type');
+  const big = await call('POST', '/api/v1/connections', { body: { name: 'x'.repeat(3000), url: 'a:1' } });
+  expect(big.status).toBe(413);
+  expect(errorOf(big)).toEqual({ code: 'admin_body_too_large', message: 'the request body is larger than 2048 bytes' });
+  const arr = await call('POST', '/api/v1/connections', { body: [1, 2] });
+  expect(arr.status).toBe(400);
+  expect(arr.json).toEqual({ error: { code: 'ksc_invalid_input', field: 'body', message: 'the request body must be a JSON object' } });
+  const unknown = await call('POST', '/api/v1/connections', { body: { name: 'x', url: 'a:1', pasword: 'typo' } });
+  expect(unknown.status).toBe(400);
+  expect(unknown.json).toMatchObject({ error: { code: 'ksc_invalid_input', message: expect.stringContaining('unknown field "pasword"') } });
+  const pct = await call('GET', '/api/v1/connections/%E0%A4%A');
+  expect(pct.status).toBe(400);
+  expect(errorOf(pct).code).toBe('admin_bad_request');
+});
+
+test('a client that sends its request too slowly is cut off', async () => {
+  const sock = net.connect(server.port()!, '127.0.0.1');
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  let answer = '';
+  sock.setEncoding('utf8').on('data', (d: string) => (answer += d));
+  sock.write(`POST /api/v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na`);
+  await new Promise<void>((r) => sock.once('close', () => r()));
+  expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+  expect(answer).toContain('{"error":{"code":"admin_timeout","message":"the request took too long to arrive"}}');
+  expect(k.listConnections()).toEqual([]);
+});
+
+test('connections: create, read, update, enable/disable, test, delete', async () => {
+  const id = await addMain();
+  const list = await call('GET', '/api/v1/connections');
+  expect(list.json).toEqual({
+    connections: [
+      {
+        id,
+        tenant: 'default',
+        name: 'main',
+        url: emu.url,
+        disabled: false,
+        tls: { pinSha256: emu.cert.fingerprint256.replace(/:/g, '').toLowerCase() },
+        createdAt: expect.any(String),
+        updatedAt: expect.any(String),
+        lastSync: null,
+        secret: { set: true, source: 'file' },
+      },
+    ],
+  });
+  expect((await call('GET', `/api/v1/connections/${id}`)).json).toEqual({ connection: (list.json!['connections'] as unknown[])[0] });
+  expect((await call('GET', '/api/v1/connections/main')).json!['connection']).toMatchObject({ id });
+  expect((await call('GET', '/api/v1/connections?tenant=other')).json).toEqual({ connections: [] });
+
+  const dup = await call('POST', '/api/v1/connections', { body: { name: 'main', url: emu.url, secret: { user: 'kuma', password: PASSWORD } } });
+  expect(dup.status).toBe(409);
+  expect(errorOf(dup)).toEqual({ code: 'ksc_conflict', message: 'tenant "default" already has a KSC connection named "main"' });
+  const noSecret = await call('POST', '/api/v1/connections', { body: { name: 'other', url: emu.url } });
+  expect(noSecret.status).toBe(400);
+  expect(noSecret.json).toMatchObject({ error: { code: 'ksc_invalid_input', field: 'secret' } });
+  const badUrl = await call('POST', '/api/v1/connections', { body: { name: 'other', url: 'http://x:1/y', secret: { user: 'kuma', password: PASSWORD } } });
+  expect(badUrl.status).toBe(400);
+  expect(badUrl.json).toMatchObject({ error: { code: 'ksc_invalid_input', field: 'url' } });
+  const longName = await call('POST', '/api/v1/connections', { body: { name: 'я'.repeat(129), url: emu.url, secret: { user: 'kuma', password: PASSWORD } } });
+  expect(longName.status).toBe(400);
+  const t2 = await call('POST', '/api/v1/connections', { body: { tenant: 'branch', name: 'main', url: 'ksc2.corp.example', disabled: true, secret: { user: 'kuma', password: PASSWORD } } });
+  expect(t2.status).toBe(201);
+  expect(t2.json!['connection']).toMatchObject({ tenant: 'branch', name: 'main', url: 'ksc2.corp.example:13299', disabled: true, tls: {} });
+  expect((await call('GET', '/api/v1/connections/main?tenant=branch')).json!['connection']).toMatchObject({ tenant: 'branch' });
+
+  const renamed = await call('PATCH', `/api/v1/connections/${id}`, { body: { name: 'primary' } });
+  expect(renamed.status).toBe(200);
+  expect(renamed.json!['connection']).toMatchObject({ id, name: 'primary', url: emu.url });
+  const badPatch = await call('PATCH', `/api/v1/connections/${id}`, { body: { url: 'not a url' } });
+  expect(badPatch.status).toBe(400);
+  expect(badPatch.json).toMatchObject({ error: { code: 'ksc_invalid_input', field: 'url' } });
+  const typePatch = await call('PATCH', `/api/v1/connections/${id}`, { body: { disabled: 'yes' } });
+  expect(typePatch.status).toBe(400);
+
+  expect((await call('POST', `/api/v1/connections/${id}/disable`)).json!['connection']).toMatchObject({ disabled: true });
+  const syncOff = await call('POST', '/api/v1/assets/sync', { body: { connection: id } });
+  expect(syncOff.json!['results']).toMatchObject([{ ok: false, error: 'KSC connection "primary" is disabled' }]);
+  expect((await call('POST', `/api/v1/connections/${id}/enable`)).json!['connection']).toMatchObject({ disabled: false });
+
+  const ok = await call('POST', `/api/v1/connections/${id}/test`);
+  expect(ok.json).toEqual({ result: { ok: true } });
+  await call('PATCH', `/api/v1/connections/${id}`, { body: { secret: { user: 'kuma', password: 'not-the-password' } } });
+  const refused = await call('POST', `/api/v1/connections/${id}/test`);
+  expect(refused.status).toBe(200);
+  expect(refused.json!['result']).toMatchObject({ ok: false, code: 'ksc_auth_failed' });
+
+  const gone = await call('DELETE', `/api/v1/connections/${id}`);
+  expect(gone.status).toBe(204);
+  expect(gone.text).toBe('');
+  const again = await call('GET', `/api/v1/connections/${id}`);
+  expect(again.status).toBe(404);
+  expect(errorOf(again).code).toBe('ksc_not_found');
+  expect((await call('DELETE', `/api/v1/connections/${id}`)).status).toBe(404);
+
+  for (const t of texts) {
+    expect(t).not.toContain(PASSWORD);
+    expect(t).not.toContain('not-the-password');
+  }
+});
+
+test('tenants: list and the integration switch', async () => {
+  await addMain();
+  expect((await call('GET', '/api/v1/tenants')).json).toEqual({ tenants: [{ name: 'default', integrationEnabled: true, createdAt: expect.any(String) }] });
+  const off = await call('PATCH', '/api/v1/tenants/default', { body: { integrationEnabled: false } });
+  expect(off.json).toEqual({ tenant: { name: 'default', integrationEnabled: false, createdAt: expect.any(String) } });
+  // A full import skips the tenant; asking for its connection says why.
+  expect((await call('POST', '/api/v1/assets/sync')).json).toEqual({ results: [] });
+  expect((await call('POST', '/api/v1/assets/sync', { body: { connection: 'main' } })).json!['results']).toMatchObject([{ ok: false, error: 'the KSC integration of tenant "default" is off' }]);
+  const bad = await call('PATCH', '/api/v1/tenants/default', { body: {} });
+  expect(bad.status).toBe(400);
+  expect(errorOf(bad).code).toBe('ksc_invalid_input');
+  const created = await call('PATCH', '/api/v1/tenants/branch', { body: { integrationEnabled: true } });
+  expect(created.json!['tenant']).toMatchObject({ name: 'branch', integrationEnabled: true });
+});
+
+test('assets: sync, list, get', async () => {
+  const id = await addMain();
+  const sync = await call('POST', '/api/v1/assets/sync', { body: {} });
+  expect(sync.status).toBe(200);
+  expect(sync.json!['results']).toEqual([
+    { connectionId: id, connection: 'main', tenant: 'default', ok: true, hosts: 5, created: 5, updated: 0, archived: 1, removed: 0, productErrors: 0, durationMs: expect.any(Number) },
+  ]);
+  const list = (await call('GET', '/api/v1/assets')).json!['assets'] as { id: string; displayName: string }[];
+  expect(list.map((a) => a.displayName)).toEqual(['lnx-web01', 'SRV-FILE01', 'WS-0142', 'WS-0177']);
+  const all = (await call('GET', `/api/v1/assets?archived=true&connection=main`)).json!['assets'] as { status: string }[];
+  expect(all).toHaveLength(5);
+  expect(all.filter((a) => a.status === 'archived')).toHaveLength(1);
+  expect((await call('GET', '/api/v1/assets?tenant=branch')).json).toEqual({ assets: [] });
+  const ws = list.find((a) => a.displayName === 'WS-0142')!;
+  const one = await call('GET', `/api/v1/assets/${ws.id}`);
+  expect(one.json!['asset']).toMatchObject({ id: ws.id, kscHostId: WS42, fqdn: 'ws-0142.corp.example', ips: ['10.0.12.42'], platform: 'windows', nagent: true, group: { id: 1, name: 'Workstations' }, status: 'active' });
+  expect((await call('GET', '/api/v1/assets/no-such-asset')).status).toBe(404);
+  expect((await call('GET', '/api/v1/assets?archived=maybe')).status).toBe(400);
+  expect((await call('GET', '/api/v1/assets?connection=nope')).status).toBe(404);
+});
+
+test('tasks: list, start, runs; refused starts answer 409', async () => {
+  const id = await addMain();
+  await call('POST', '/api/v1/assets/sync');
+  const tasks = await call('GET', `/api/v1/connections/${id}/tasks`);
+  expect((tasks.json!['tasks'] as { displayName: string }[]).map((t) => t.displayName)).toEqual(['KUMA Scan selection', 'KUMA Scan servers', 'KUMA Update (Windows)', 'kuma virus scan (Linux)', 'KUMA Virus scan (Windows)']);
+  expect((await call('GET', `/api/v1/connections/${id}/tasks?refresh=true`)).status).toBe(200);
+
+  const ws = ((await call('GET', '/api/v1/assets')).json!['assets'] as { id: string; kscHostId: string }[]).find((a) => a.kscHostId === WS42)!;
+  const started = await call('POST', '/api/v1/tasks/start', { body: { asset: ws.id, tasks: ['KUMA Scan servers', 'KUMA Update (Windows)'] } });
+  expect(started.status).toBe(201);
+  expect(started.json).toMatchObject({
+    run: { assetId: ws.id, taskId: '22', state: 'requested', origin: 'manual' },
+    task: { taskId: '22', displayName: 'KUMA Update (Windows)' },
+    candidates: [
+      { requested: 'KUMA Scan servers', applicable: false, reason: "the asset is not in the task's scope" },
+      { requested: 'KUMA Update (Windows)', applicable: true },
+    ],
+    wholeScope: true,
+  });
+  const runId = (started.json!['run'] as { id: number }).id;
+  expect((await call('GET', `/api/v1/tasks/runs/${runId}`)).json!['run']).toMatchObject({ id: runId, state: 'requested' });
+  expect((await call('GET', `/api/v1/tasks/runs?asset=${ws.id}&active=true`)).json!['runs']).toHaveLength(1);
+  expect((await call('GET', `/api/v1/tasks/runs?connection=main&task=22&limit=5`)).json!['runs']).toHaveLength(1);
+  expect((await call('GET', '/api/v1/tasks/runs?task=17')).json).toEqual({ runs: [] });
+  expect((await call('GET', '/api/v1/tasks/runs?limit=0')).status).toBe(400);
+  expect((await call('GET', '/api/v1/tasks/runs/999')).status).toBe(404);
+  expect((await call('GET', '/api/v1/tasks/runs/abc')).status).toBe(404);
+
+  const running = await call('POST', '/api/v1/tasks/start', { body: { asset: ws.id, tasks: ['KUMA Update (Windows)'] } });
+  expect(running.status).toBe(409);
+  expect(errorOf(running).code).toBe('ksc_task_running');
+  const na = await call('POST', '/api/v1/tasks/start', { body: { asset: ws.id, tasks: ['kuma virus scan (Linux)'] } });
+  expect(na.status).toBe(409);
+  expect(errorOf(na)).toEqual({ code: 'ksc_task_not_applicable', message: expect.stringContaining('the asset has no KESL installed') });
+  expect((await call('POST', '/api/v1/tasks/start', { body: { asset: 'nope', tasks: ['x'] } })).status).toBe(404);
+  const noTasks = await call('POST', '/api/v1/tasks/start', { body: { asset: ws.id, tasks: [] } });
+  expect(noTasks.status).toBe(400);
+  expect(noTasks.json).toMatchObject({ error: { code: 'ksc_invalid_input', field: 'tasks' } });
+  expect((await call('POST', '/api/v1/tasks/start')).status).toBe(400);
+});
+
+test('KSC failures: 502 for errors of KSC, 504 for timeouts', async () => {
+  const id = await addMain();
+  emu.faults.failNext(503, { method: 'Tasks.ResetTasksIterator' });
+  const e502 = await call('GET', `/api/v1/connections/${id}/tasks?refresh=true`);
+  expect(e502.status).toBe(502);
+  expect(errorOf(e502)).toEqual({ code: 'ksc_http_error', message: expect.stringMatching(/^KSC 127\.0\.0\.1:\d+ Tasks\.ResetTasksIterator: HTTP 503/) });
+  emu.faults.methodDelayMs['Tasks.ResetTasksIterator'] = 3000;
+  const e504 = await call('GET', `/api/v1/connections/${id}/tasks?refresh=true`);
+  expect(e504.status).toBe(504);
+  expect(errorOf(e504).code).toBe('ksc_timeout');
+  emu.faults.clear();
+  await call('PATCH', `/api/v1/connections/${id}`, { body: { secret: { user: 'kuma', password: 'wrong-password-1' } } });
+  const auth = await call('GET', `/api/v1/connections/${id}/tasks?refresh=true`);
+  expect(auth.status).toBe(502);
+  expect(errorOf(auth).code).toBe('ksc_auth_failed');
+  for (const t of texts) {
+    expect(t).not.toContain(PASSWORD);
+    expect(t).not.toContain('wrong-password-1');
+  }
+});
+
+test('response rules: list and get', async () => {
+  expect((await call('GET', '/api/v1/rules')).json).toEqual({ rules: RULES });
+  expect((await call('GET', '/api/v1/rules/r1')).json).toEqual({ rule: RULES[0] });
+  const nf = await call('GET', '/api/v1/rules/nope');
+  expect(nf.status).toBe(404);
+  expect(errorOf(nf)).toEqual({ code: 'ksc_not_found', message: 'no response rule "nope"' });
+});

@@ -1,0 +1,206 @@
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import { KscIntegration, KscPxgError, KscRefusedError, assetIdFor, isKumaTask, taskStateFromEvent, runStateOf } from '../../src/ksc/index.js';
+import { decodeFrame } from '../../src/codecs/decode.js';
+import { loadNormalizer, normalizeEvent } from '../../src/pipeline/normalize.js';
+import type { CefdEvent } from '../../src/event.js';
+import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
+import { LineCollector, memoryLogger, tempDir, waitFor } from '../helpers/ksc-emulator/testkit.js';
+
+const PASSWORD = 'S3cret-KSC-pass!w0rd';
+const WS42 = 'c2b22f83-307c-45aa-8533-5ffffbcc6bf1';
+const WS77 = '7d1e0a51-93c6-4a2b-9d0e-2b9c5d3e0177';
+const LNX = 'e4b8d2f0-1c3a-4b5d-8e9f-0a1b2c3d4e5f';
+const SRV = '0a3f6c2e-5b1d-4e8f-a7c9-3d2e1f0a1111';
+
+let emu: KscEmulator;
+let k: KscIntegration;
+let collector: LineCollector;
+let cleanup: () => void;
+let connId: string;
+const log = memoryLogger();
+
+function decode(line: string): CefdEvent {
+  const r = decodeFrame(Buffer.from(line), false, Date.now());
+  if (!r.ok) throw new Error('line did not decode');
+  return r.event;
+}
+
+beforeEach(async () => {
+  collector = await new LineCollector().listen();
+  emu = await startKscEmulator({ model: defaultModel(), taskEvents: { target: { host: '127.0.0.1', port: collector.port }, runningAfterMs: 10, finishAfterMs: 30 } });
+  const t = tempDir();
+  cleanup = t.cleanup;
+  k = KscIntegration.open({ stateDir: t.dir, env: {}, logger: log, client: { retries: 1, backoffMs: 5 } });
+  connId = k.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
+  await k.syncAssets();
+  // The daemon's part, in small: every line that arrives is decoded and fed to the task runs.
+  collector.onLine((line) => k.applyTaskStateEvent(decode(line)));
+});
+afterEach(async () => {
+  await emu.close();
+  await collector.close();
+  await k.close();
+  cleanup();
+});
+
+const asset = (hostId: string): string => assetIdFor(connId, hostId);
+
+test('KUMA tasks: display name begins with "KUMA", any case', async () => {
+  expect(isKumaTask('KUMA Virus scan')).toBe(true);
+  expect(isKumaTask('kuma update')).toBe(true);
+  expect(isKumaTask('Kumalak')).toBe(true);
+  expect(isKumaTask('Update KUMA')).toBe(false);
+  const tasks = await k.listTasks('main');
+  expect(tasks.map((t) => t.displayName)).toEqual(['KUMA Scan selection', 'KUMA Scan servers', 'KUMA Update (Windows)', 'kuma virus scan (Linux)', 'KUMA Virus scan (Windows)']);
+  expect(tasks.find((t) => t.taskId === '31')).toMatchObject({ product: 'KESL', platform: 'linux', groupId: 3 });
+  // Cached: no second walk of the tasks iterator unless asked.
+  const n = emu.calls.filter((c) => c.method === 'Tasks.ResetTasksIterator').length;
+  await k.listTasks('main');
+  expect(emu.calls.filter((c) => c.method === 'Tasks.ResetTasksIterator').length).toBe(n);
+  await k.listTasks('main', { refresh: true });
+  expect(emu.calls.filter((c) => c.method === 'Tasks.ResetTasksIterator').length).toBe(n + 1);
+});
+
+test('start: the first task of the list that applies to the asset (scope, then product/platform)', async () => {
+  const r = await k.startTask({ assetId: asset(WS42), tasks: ['KUMA Scan servers', 'kuma VIRUS scan (linux)', 'No such task', 'KUMA Update (Windows)', 'KUMA Virus scan (Windows)'] });
+  expect(r.task).toMatchObject({ taskId: '22', displayName: 'KUMA Update (Windows)' });
+  expect(r.wholeScope).toBe(true);
+  expect(r.candidates.map((c) => [c.requested, c.applicable, c.reason])).toEqual([
+    ['KUMA Scan servers', false, "the asset is not in the task's scope"],
+    ['kuma VIRUS scan (linux)', false, 'the asset has no KESL installed'],
+    ['No such task', false, 'no KUMA* task with this name on the connection'],
+    ['KUMA Update (Windows)', true, 'first applicable task'],
+  ]);
+  expect(r.run).toMatchObject({ state: 'requested', origin: 'manual', taskId: '22', assetId: asset(WS42), hostName: 'WS-0142' });
+  expect(emu.calls.filter((c) => c.method === 'Tasks.RunTask').map((c) => c.body['strTask'])).toEqual(['22']);
+  const linux = await k.startTask({ assetId: asset(LNX), tasks: ['KUMA Virus scan (Windows)', 'kuma virus scan (Linux)'] });
+  expect(linux.task.taskId).toBe('31');
+  expect(linux.candidates[0]!.reason).toBe('the asset has no KES installed');
+  const byId = await k.startTask({ assetId: asset(WS77), tasks: ['#41'] });
+  expect(byId.task.displayName).toBe('KUMA Scan selection');
+});
+
+test('no applicable task: refused, nothing started, nothing recorded', async () => {
+  const e = await k.startTask({ assetId: asset(SRV), tasks: ['KUMA Update (Windows)', 'kuma virus scan (Linux)'] }).catch((x: unknown) => x);
+  expect(e).toBeInstanceOf(KscRefusedError);
+  expect((e as KscRefusedError).code).toBe('ksc_task_not_applicable');
+  expect((e as Error).message).toMatch(/"KUMA Update \(Windows\)": the asset is not in the task's scope; "kuma virus scan \(Linux\)": the asset has no KESL installed/);
+  expect(emu.calls.some((c) => c.method === 'Tasks.RunTask')).toBe(false);
+  expect(k.taskStatus()).toEqual([]);
+  await expect(k.startTask({ assetId: 'no-such-asset', tasks: ['x'] })).rejects.toMatchObject({ code: 'ksc_not_found' });
+  await expect(k.startTask({ assetId: asset(SRV), tasks: [] })).rejects.toMatchObject({ code: 'ksc_invalid_input' });
+  const old = asset('f0f0f0f0-0000-4000-8000-00000000dead');
+  await expect(k.startTask({ assetId: old, tasks: ['KUMA Update (Windows)'] })).rejects.toThrow(/archived/);
+});
+
+test('full loop: start → Running → Completed from KSC task-state events over TCP', async () => {
+  const r = await k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'], origin: 'rule', rule: 'malware-on-workstation' });
+  expect(k.isRunning('22', asset(WS42))).toBe(true);
+  await waitFor(() => k.taskStatus({ assetId: asset(WS42) })[0]?.state === 'completed', 5000, 'the run to complete');
+  const run = k.taskStatus({ assetId: asset(WS42) })[0]!;
+  expect(run).toMatchObject({ id: r.run.id, state: 'completed', kscState: 4, kscStateName: 'completed', origin: 'rule', rule: 'malware-on-workstation', error: null });
+  expect(Date.parse(run.startedAt!)).toBeGreaterThanOrEqual(Date.parse(run.requestedAt!) - 1000);
+  expect(Date.parse(run.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(run.startedAt!));
+  expect(k.isRunning('22', asset(WS42))).toBe(false);
+  // RunTask ran the group task on its whole scope (Workstations): WS-0177 ran it too and is
+  // recorded as a scope run. OLD-LAPTOP has no KES, so KSC sent nothing for it.
+  await waitFor(() => k.taskStatus({ assetId: asset(WS77) })[0]?.state === 'completed', 5000, 'the scope run');
+  expect(k.taskStatus({ assetId: asset(WS77) })[0]).toMatchObject({ origin: 'scope', taskId: '22', state: 'completed' });
+  expect(collector.lines).toHaveLength(4);
+  expect(collector.lines[0]).toMatch(/^CEF:0\|KasperskyLab\|SecurityCenter\|13\.2\.0\.1511\|KLPRCI_TaskState\|Running\|1\|rt=\d+ cs9=Workstations cs9Label=GroupName dhost=WS-0142 dst=10\.0\.12\.42 cs2=KES cs2Label=ProductName cs3=11\.0\.0\.0 cs3Label=ProductVersion cs10=KUMA Update \(Windows\) cs10Label=TaskName cs4=22 cs4Label=TaskId cn2=1 cn2Label=TaskNewState cn1=0 cn1Label=TaskOldState$/);
+});
+
+test('a failing task ends the run as failed', async () => {
+  emu.taskEvents.outcome = () => 3;
+  await k.startTask({ assetId: asset(LNX), tasks: ['kuma virus scan (Linux)'] });
+  await waitFor(() => k.taskStatus({ assetId: asset(LNX) })[0]?.state === 'failed', 5000, 'the run to fail');
+  expect(k.taskStatus({ assetId: asset(LNX) })[0]).toMatchObject({ state: 'failed', kscState: 3, error: 'KSC reports the task failed' });
+});
+
+test('no second start while running; cool-down after a finished run; concurrent starts start once', async () => {
+  emu.taskEvents.finishAfterMs = 400;
+  const [a, b] = await Promise.allSettled([
+    k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'] }),
+    k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'] }),
+  ]);
+  const ok = [a, b].filter((x) => x.status === 'fulfilled');
+  const refused = [a, b].filter((x) => x.status === 'rejected') as PromiseRejectedResult[];
+  expect(ok).toHaveLength(1);
+  expect(refused[0]!.reason).toMatchObject({ code: 'ksc_task_running' });
+  expect(emu.calls.filter((c) => c.method === 'Tasks.RunTask')).toHaveLength(1);
+  await waitFor(() => k.taskStatus({ assetId: asset(WS77) })[0]?.state === 'completed', 5000, 'completion');
+  await expect(k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'], cooldownMs: 60_000 })).rejects.toMatchObject({ code: 'ksc_task_cooldown' });
+  const again = await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'], cooldownMs: 0 });
+  expect(again.run.state).toBe('requested');
+  // skipIfRunning: false lets a manual start through anyway.
+  const forced = await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'], skipIfRunning: false });
+  expect(forced.run.id).toBeGreaterThan(again.run.id);
+});
+
+test('RunTask refused by KSC (read-only user): the run is failed with the error, the error is typed', async () => {
+  k.editConnection('main', { secret: { user: 'viewer', password: 'viewer-pass-123' } });
+  const e = await k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'] }).catch((x: unknown) => x);
+  expect(e).toBeInstanceOf(KscPxgError);
+  expect((e as KscPxgError).method).toBe('Tasks.RunTask');
+  const run = k.taskStatus({ assetId: asset(WS42) })[0]!;
+  expect(run.state).toBe('failed');
+  expect(run.error).toMatch(/Tasks\.RunTask: PxgError 1150 \(KLSTD\): Access denied/);
+  expect(k.isRunning('22', asset(WS42))).toBe(false);
+});
+
+test('disabled connection or integration switched off: task starts are refused', async () => {
+  k.setConnectionDisabled('main', true);
+  await expect(k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'] })).rejects.toMatchObject({ code: 'ksc_disabled' });
+  k.setConnectionDisabled('main', false);
+  k.setIntegrationEnabled('default', false);
+  await expect(k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'] })).rejects.toMatchObject({ code: 'ksc_disabled' });
+  expect(emu.calls.some((c) => c.method === 'Tasks.RunTask')).toBe(false);
+});
+
+test('task-state events: read by label, matched by task id or name and by host name or IP', async () => {
+  const ev = taskStateFromEvent(decode('CEF:0|KasperskyLab|SecurityCenter|12.0.0.7734|KLPRCI_TaskState|Completed successfully|1|rt=1635847200000 dhost=WS-0142 dst=10.0.12.42 cs2=KES cs2Label=ProductName cs3=11.0.0.0 cs3Label=ProductVersion cs4=17 cs4Label=TaskId cs5=Update cs5Label=TaskName cn1=1 cn1Label=TaskOldState cn2=4 cn2Label=TaskNewState'));
+  expect(ev).toEqual({ newState: 4, oldState: 1, taskId: '17', taskName: 'Update', hostName: 'WS-0142', ip: '10.0.12.42', time: '2021-11-02T10:00:00.000Z' });
+  expect(taskStateFromEvent(decode('CEF:0|KasperskyLab|SecurityCenter|13.2|GNRL_EV_VIRUS_FOUND|x|5|dhost=WS-0142'))).toBeNull();
+  expect(runStateOf(5)).toEqual({ state: 'failed', error: 'KSC reports the task failed by timeout' });
+  expect(runStateOf(9)).toBeNull();
+
+  await k.listTasks('main');
+  const run = k.store.createTaskRun({ tenant: 'default', connectionId: connId, assetId: asset(WS42), taskId: '22', taskName: 'KUMA Update (Windows)', origin: 'manual' });
+  // By task name and IP only (no id, no host name).
+  const r1 = k.applyTaskStateEvent({ taskName: 'kuma update (windows)', ip: '10.0.12.42', newState: 1, time: '2024-05-06T07:00:00Z' });
+  expect(r1).toMatchObject({ outcome: 'updated', runs: [{ id: run.id, state: 'running', startedAt: '2024-05-06T07:00:00.000Z' }] });
+  // By id and FQDN; paused keeps it running.
+  expect(k.applyTaskStateEvent({ taskId: '22', hostName: 'ws-0142.corp.example', newState: 2 }).runs[0]).toMatchObject({ state: 'running', kscStateName: 'paused' });
+  expect(k.applyTaskStateEvent({ taskId: '22', hostName: 'WS-0142', newState: 5, time: '2024-05-06T07:10:00Z' }).runs[0]).toMatchObject({ state: 'failed', finishedAt: '2024-05-06T07:10:00.000Z' });
+  // Ignored: unknown host, unknown state, a task that is not a known KUMA* task.
+  expect(k.applyTaskStateEvent({ taskId: '22', hostName: 'nobody', newState: 4 })).toMatchObject({ outcome: 'ignored', reason: "no asset matches the event's host" });
+  expect(k.applyTaskStateEvent({ taskId: '22', hostName: 'WS-0142', newState: 12 })).toMatchObject({ outcome: 'ignored' });
+  expect(k.applyTaskStateEvent({ taskId: '17', hostName: 'WS-0142', newState: 1 })).toMatchObject({ outcome: 'ignored' });
+  // A repeated final event does not invent a new run.
+  expect(k.applyTaskStateEvent({ taskId: '22', hostName: 'WS-0142', newState: 5, time: '2024-05-06T07:10:05Z' })).toMatchObject({ outcome: 'ignored' });
+  expect(k.taskStatus({ assetId: asset(WS42) })).toHaveLength(1);
+});
+
+test('task-state events as the daemon sees them: read from the ksc normalizer\'s object', async () => {
+  const ksc = await loadNormalizer({ name: 'ksc' });
+  const normalized = (line: string): CefdEvent => {
+    const e = decode(line);
+    expect(normalizeEvent(e, [ksc]).kind).toBe('normalized');
+    return e;
+  };
+  // Slots differ from the usual ones (cn3/cs6/cs7): read by label, through event.ksc.
+  const e = normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Failed|3|rt=1714978990000 dhost=WS-0177 dst=10.0.12.77 cs6=KUMA Scan selection cs6Label=TaskName cs7=41 cs7Label=TaskId cn3=3 cn3Label=TaskNewState cn1=1 cn1Label=TaskOldState');
+  expect(e.ksc).toMatchObject({ eventType: 'KLPRCI_TaskState', category: 'task_state', task: { id: '41', newState: 'failed', newStateCode: 3, oldStateCode: 1 }, host: { name: 'WS-0177', ip: '10.0.12.77' } });
+  expect(taskStateFromEvent(e)).toEqual({ newState: 3, oldState: 1, taskId: '41', taskName: 'KUMA Scan selection', hostName: 'WS-0177', ip: '10.0.12.77', time: '2024-05-06T07:03:10.000Z' });
+  // An unknown state code is still a number (the run ignores it); other KSC events are not task-state events.
+  expect(taskStateFromEvent(normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=WS-0177 cs4=41 cs4Label=TaskId cn2=64 cn2Label=TaskNewState'))).toMatchObject({ newState: 64, taskId: '41' });
+  expect(taskStateFromEvent(normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLEVP_GroupTaskSyncState|x|1|dhost=WS-0177'))).toBeNull();
+  expect(taskStateFromEvent(normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|5|dhost=WS-0177'))).toBeNull();
+  // The "Syslog" format names the task but carries no state: not usable.
+  expect(taskStateFromEvent(normalized('<14>1 2024-05-06T07:03:10.000Z ksc.corp.example KES|11.0.0.0 - KLPRCI_TaskState [event@23668 et="KLPRCI_TaskState" tdn="KUMA Scan selection" hdn="WS-0177" hip="10.0.12.77"] Task completed'))).toBeNull();
+
+  // Fed to the runs: the run of WS-0177 started by hand fails.
+  await k.listTasks('main');
+  const r = await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'] });
+  expect(k.applyTaskStateEvent(e)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'failed', kscState: 3, error: 'KSC reports the task failed' }] });
+});

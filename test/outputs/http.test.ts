@@ -1,0 +1,376 @@
+import { test, expect, beforeAll, afterAll } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { HttpOutput, parseRetryAfter, type HttpOutputOptions } from '../../src/outputs/http/http.js';
+import type { SendResult } from '../../src/outputs/types.js';
+import { BytesBatch } from '../../src/buffer/queue.js';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, seen: Seen, n: number) => void;
+
+interface TestServer {
+  url: string;
+  seen: Seen[];
+  connections: number;
+  close(): Promise<void>;
+}
+
+let dir: string;
+let certFile: string;
+let keyFile: string;
+const open: TestServer[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cefd-output-http-'));
+  certFile = join(dir, 'cert.pem');
+  keyFile = join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ], { stdio: 'ignore' });
+});
+afterAll(async () => {
+  await Promise.all(open.map((s) => s.close()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A local server: records every request (with its whole body) and answers with `handler`. */
+async function serve(handler: Handler, tls?: https.ServerOptions): Promise<TestServer> {
+  const seen: Seen[] = [];
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s: Seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) };
+      seen.push(s);
+      handler(req, res, s, seen.length);
+    });
+  };
+  const server = tls ? https.createServer(tls, listener) : http.createServer(listener);
+  const t: TestServer = {
+    url: '',
+    seen,
+    connections: 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  server.on(tls ? 'secureConnection' : 'connection', () => t.connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`;
+  open.push(t);
+  return t;
+}
+
+const ok: Handler = (_q, res) => res.writeHead(200).end('{"ok":true}');
+
+async function output(opts: HttpOutputOptions, now?: () => number): Promise<HttpOutput> {
+  const out = new HttpOutput('h', opts, now ? { now } : {});
+  await out.start();
+  return out;
+}
+
+function records(n: number, tag: string): string[] {
+  return Array.from({ length: n }, (_, i) => JSON.stringify({ tag, i, msg: 'Détection 木马 🐛 "q" \\', n: i * 1.5 }));
+}
+
+const errorOf = (r: SendResult) => (r.status === 'delivered' ? '' : r.error);
+
+test('503 for the first requests, then 200: retry each time, then delivered, same body every time', async () => {
+  const srv = await serve((_q, res, _s, n) => (n <= 3 ? res.writeHead(503).end('busy') : res.writeHead(200).end()));
+  const out = await output({ url: srv.url });
+  const r = records(20, 'a');
+  const results: SendResult[] = [];
+  for (let i = 0; i < 4; i++) results.push(await out.send({ records: r }));
+  expect(results.map((x) => x.status)).toEqual(['retry', 'retry', 'retry', 'delivered']);
+  expect(errorOf(results[0]!)).toMatch(/POST http:\/\/127\.0\.0\.1:\d+\/ingest: HTTP 503: busy/);
+  expect(results[0]).not.toHaveProperty('retryAfterMs');
+  expect(srv.seen.length).toBe(4);
+  for (const s of srv.seen) expect(s.body.toString('utf8')).toBe(srv.seen[0]!.body.toString('utf8'));
+  await out.close();
+});
+
+test('NDJSON body: every record plus a newline, byte-exact, with its content type', async () => {
+  const srv = await serve(ok);
+  const out = await output({ url: srv.url });
+  const r = records(500, 'n');
+  expect(await out.send({ records: r })).toEqual({ status: 'delivered' });
+  const s = srv.seen[0]!;
+  expect(s.method).toBe('POST');
+  expect(s.url).toBe('/ingest');
+  expect(s.headers['content-type']).toBe('application/x-ndjson');
+  expect(s.body.equals(Buffer.from(r.map((x) => x + '\n').join(''), 'utf8'))).toBe(true);
+  expect(Number(s.headers['content-length'])).toBe(s.body.length);
+  await out.close();
+});
+
+test('JSON-array body: [records joined by commas], byte-exact, with its content type', async () => {
+  const srv = await serve(ok);
+  const out = await output({ url: srv.url, format: 'json_array' });
+  const r = records(7, 'j');
+  expect(await out.send({ records: r })).toEqual({ status: 'delivered' });
+  const s = srv.seen[0]!;
+  expect(s.headers['content-type']).toBe('application/json');
+  expect(s.body.toString('utf8')).toBe('[' + r.join(',') + ']');
+  expect(JSON.parse(s.body.toString('utf8'))).toEqual(r.map((x) => JSON.parse(x)));
+  expect(await out.send({ records: ['{"one":1}'] })).toEqual({ status: 'delivered' });
+  expect(srv.seen[1]!.body.toString()).toBe('[{"one":1}]');
+  // A batch from the disk buffer (NDJSON bytes in pieces): the same array, built from the bytes.
+  const nd = Buffer.from(r.map((x) => x + '\n').join(''));
+  expect(await out.send(new BytesBatch(r.length, [nd.subarray(0, 5), nd.subarray(5, 300), nd.subarray(300)]))).toEqual({ status: 'delivered' });
+  expect(srv.seen[2]!.body.toString('utf8')).toBe('[' + r.join(',') + ']');
+  await out.close();
+});
+
+test('gzip: the body is gzip-compressed NDJSON with Content-Encoding: gzip', async () => {
+  const srv = await serve(ok);
+  const out = await output({ url: srv.url, compress: 'gzip' });
+  const r = records(100, 'z');
+  expect(await out.send({ records: r })).toEqual({ status: 'delivered' });
+  const s = srv.seen[0]!;
+  expect(s.headers['content-encoding']).toBe('gzip');
+  expect(gunzipSync(s.body).toString('utf8')).toBe(r.map((x) => x + '\n').join(''));
+  await out.close();
+});
+
+test('an empty batch is delivered without a request', async () => {
+  const srv = await serve(ok);
+  const out = await output({ url: srv.url });
+  expect(await out.send({ records: [] })).toEqual({ status: 'delivered' });
+  expect(srv.seen.length).toBe(0);
+  await out.close();
+});
+
+test('custom headers and Authorization: Bearer are sent; the token is trimmed', async () => {
+  const srv = await serve(ok);
+  const out = await output({
+    url: srv.url,
+    headers: { 'X-Tenant': 'blue', 'User-Agent': 'cefd-test', 'Content-Length': '1' },
+    bearerToken: 's3cr3t-t0ken-value\n',
+  });
+  expect((await out.send({ records: records(1, 'h') })).status).toBe('delivered');
+  const h = srv.seen[0]!.headers;
+  expect(h['x-tenant']).toBe('blue');
+  expect(h['user-agent']).toBe('cefd-test');
+  expect(h['authorization']).toBe('Bearer s3cr3t-t0ken-value');
+  expect(Number(h['content-length'])).toBe(srv.seen[0]!.body.length); // not overridable
+  await out.close();
+});
+
+test('the token and other secrets never appear in any result, even when the server echoes them', async () => {
+  const echo: Handler = (q, res, _s, n) =>
+    res.writeHead(n % 2 === 1 ? 401 : 503).end(`denied for ${JSON.stringify(q.headers)} at ${q.url}`);
+  const srv = await serve(echo);
+  const token = 'tok-9f8e7d6c5b4a';
+  const url = srv.url.replace('http://', 'http://user:pa55word-xyz@') + '?apikey=q-secret-123';
+  const out = await output({ url, bearerToken: token, headers: { 'X-Api-Key': 'key-abcdef-123' } });
+  const results = [await out.send({ records: records(1, 'a') }), await out.send({ records: records(1, 'a') })];
+  expect(results.map((r) => r.status)).toEqual(['rejected', 'retry']);
+  expect(srv.seen[0]!.headers['authorization']).toBe(`Bearer ${token}`); // it was sent
+  for (const r of results) {
+    const text = JSON.stringify(r);
+    expect(text).toContain('[redacted]');
+    expect(text).not.toContain(token);
+    expect(text).not.toContain('key-abcdef-123');
+    expect(text).not.toContain('pa55word-xyz');
+    expect(text).not.toContain('q-secret-123'); // the query is not shown
+  }
+  await out.close();
+  // Nor in start() errors.
+  await expect(
+    new HttpOutput('h', { url: srv.url, bearerToken: token, headers: { 'X-Bad': 'a\nb' } }).start(),
+  ).rejects.toThrow(/X-Bad/);
+  const err = await new HttpOutput('h', { url: 'ftp://user:pa55word-xyz@x/', bearerToken: token }).start().catch((e: Error) => e.message);
+  expect(err).toMatch(/http:\/\/ or https:\/\//);
+  expect(err).not.toContain('pa55word-xyz');
+});
+
+test('Retry-After is honoured: seconds, an HTTP date, a cap; 429 retries with or without it', async () => {
+  const now = Date.UTC(2026, 10, 28, 10, 15, 0);
+  const date = new Date(now + 30_000).toUTCString();
+  const answers: Array<[number, Record<string, string>]> = [
+    [503, { 'Retry-After': '7' }],
+    [429, { 'Retry-After': date }],
+    [429, {}],
+    [503, { 'Retry-After': '86400' }],
+    [429, { 'Retry-After': 'soon' }],
+  ];
+  const srv = await serve((_q, res, _s, n) => res.writeHead(answers[n - 1]![0], answers[n - 1]![1]).end());
+  const out = await output({ url: srv.url, maxRetryAfterMs: 60_000 }, () => now);
+  const results: SendResult[] = [];
+  for (let i = 0; i < answers.length; i++) results.push(await out.send({ records: records(1, 'r') }));
+  expect(results.map((r) => r.status)).toEqual(['retry', 'retry', 'retry', 'retry', 'retry']);
+  expect(results.map((r) => (r.status === 'retry' ? r.retryAfterMs : 'x'))).toEqual([7000, 30_000, undefined, 60_000, undefined]);
+  expect(errorOf(results[1]!)).toMatch(/HTTP 429/);
+  await out.close();
+});
+
+test('parseRetryAfter: the three HTTP date formats, the past, junk', () => {
+  const now = Date.UTC(1994, 10, 6, 8, 49, 0);
+  const cap = 3_600_000;
+  expect(parseRetryAfter('Sun, 06 Nov 1994 08:49:37 GMT', now, cap)).toBe(37_000);
+  expect(parseRetryAfter('Sunday, 06-Nov-94 08:49:37 GMT', now, cap)).toBe(37_000);
+  expect(parseRetryAfter('Sun Nov  6 08:49:37 1994', now, cap)).toBe(37_000);
+  expect(parseRetryAfter('Sun, 06 Nov 1994 08:00:00 GMT', now, cap)).toBe(0);
+  expect(parseRetryAfter(' 120 ', now, cap)).toBe(120_000);
+  expect(parseRetryAfter('0', now, cap)).toBe(0);
+  expect(parseRetryAfter('99999999999999999999', now, cap)).toBe(cap);
+  for (const junk of ['-5', '1.5', '', 'Sun', '2026-11-28T10:00:00Z', 'tomorrow']) expect(parseRetryAfter(junk, now, cap)).toBeUndefined();
+  expect(parseRetryAfter(undefined, now, cap)).toBeUndefined();
+  expect(parseRetryAfter(['3', '9'], now, cap)).toBe(3000);
+});
+
+test('400, 404, 401 and 301 are rejected with http_status_<code>; 408 and 500 retry', async () => {
+  const statuses = [400, 404, 401, 301, 408, 500];
+  const srv = await serve((_q, res, _s, n) => {
+    const status = statuses[n - 1]!;
+    res.writeHead(status, status === 301 ? { Location: '/elsewhere' } : {}).end(`{"error":"status ${status}"}`);
+  });
+  const out = await output({ url: srv.url });
+  const results: SendResult[] = [];
+  for (let i = 0; i < statuses.length; i++) results.push(await out.send({ records: records(1, 's') }));
+  expect(results.slice(0, 4)).toEqual([
+    { status: 'rejected', reason: 'http_status_400', error: expect.stringMatching(/HTTP 400: \{"error":"status 400"\}$/) },
+    { status: 'rejected', reason: 'http_status_404', error: expect.stringMatching(/HTTP 404/) },
+    { status: 'rejected', reason: 'http_status_401', error: expect.stringMatching(/HTTP 401/) },
+    { status: 'rejected', reason: 'http_status_301', error: expect.stringMatching(/HTTP 301/) },
+  ]);
+  expect(results.slice(4).map((r) => r.status)).toEqual(['retry', 'retry']);
+  expect(srv.seen.length).toBe(6); // the redirect was not followed
+  await out.close();
+});
+
+test('a long error body is truncated in the error string, control characters removed', async () => {
+  const srv = await serve((_q, res) => res.writeHead(400).end('line one\r\nline two\t' + 'z'.repeat(200_000)));
+  const out = await output({ url: srv.url });
+  const r = await out.send({ records: records(1, 'b') });
+  expect(r.status).toBe('rejected');
+  const e = errorOf(r);
+  expect(e).toMatch(/HTTP 400: line one line two zzz+\.\.\.$/);
+  expect(e.length).toBeLessThan(400);
+  await out.close();
+});
+
+test('connection refused is a retry', async () => {
+  const srv = await serve(ok);
+  const url = srv.url;
+  await srv.close();
+  const out = await output({ url });
+  const r = await out.send({ records: records(1, 'c') });
+  expect(r.status).toBe('retry');
+  expect(errorOf(r)).toMatch(/network error: .*ECONNREFUSED/);
+  await out.close();
+});
+
+test('the server closing the socket without an answer is a retry; the next send goes through', async () => {
+  const srv = await serve((q, res, _s, n) => (n === 1 ? q.socket.destroy() : res.writeHead(204).end()));
+  const out = await output({ url: srv.url });
+  const r = await out.send({ records: records(3, 'd') });
+  expect(r.status).toBe('retry');
+  expect(errorOf(r)).toMatch(/network error: .*(ECONNRESET|socket hang up)/);
+  expect(await out.send({ records: records(3, 'd') })).toEqual({ status: 'delivered' });
+  await out.close();
+});
+
+test('no answer within timeoutMs is a retry', async () => {
+  const srv = await serve(() => undefined); // never answers
+  const out = await output({ url: srv.url, timeoutMs: 150 });
+  const r = await out.send({ records: records(1, 't') });
+  expect(r.status).toBe('retry');
+  expect(errorOf(r)).toMatch(/no response within 150 ms \(timeout\)/);
+  await out.close();
+});
+
+test('connections are kept alive across batches', async () => {
+  const srv = await serve(ok);
+  const out = await output({ url: srv.url });
+  for (let i = 0; i < 5; i++) expect((await out.send({ records: records(2, `k${i}`) })).status).toBe('delivered');
+  expect(srv.seen.length).toBe(5);
+  expect(srv.connections).toBe(1);
+  await out.close();
+});
+
+test('close aborts a request in flight: its send reports retry', async () => {
+  const srv = await serve(() => undefined);
+  const out = await output({ url: srv.url });
+  const p = out.send({ records: records(1, 'x') });
+  while (srv.seen.length === 0) await new Promise((r) => setTimeout(r, 5));
+  await out.close();
+  expect((await p).status).toBe('retry');
+  expect((await out.send({ records: records(1, 'x') })).status).toBe('retry');
+});
+
+test('https with a self-signed certificate: verified with caFile, a TLS-error retry without it', async () => {
+  const srv = await serve(ok, { key: readFileSync(keyFile), cert: readFileSync(certFile) });
+  const trusted = await output({ url: srv.url, tls: { caFile: certFile } });
+  expect(await trusted.send({ records: records(2, 's') })).toEqual({ status: 'delivered' });
+  await trusted.close();
+
+  const untrusted = await output({ url: srv.url });
+  const r = await untrusted.send({ records: records(2, 's') });
+  expect(r.status).toBe('retry');
+  expect(errorOf(r)).toMatch(/TLS error: self[- ]signed certificate \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
+  await untrusted.close();
+
+  const insecure = await output({ url: srv.url, tls: { insecureSkipVerify: true } });
+  expect(await insecure.send({ records: records(2, 's') })).toEqual({ status: 'delivered' });
+  await insecure.close();
+
+  // The certificate names localhost and 127.0.0.1, not this name.
+  const wrongName = await output({ url: srv.url, tls: { caFile: certFile, serverName: 'collector.example' } });
+  const w = await wrongName.send({ records: records(1, 's') });
+  expect(w.status).toBe('retry');
+  expect(errorOf(w)).toMatch(/TLS error: .*(ERR_TLS_CERT_ALTNAME_INVALID|altnames)/);
+  await wrongName.close();
+  expect(srv.seen.length).toBe(2);
+});
+
+test('https with a client certificate (mTLS)', async () => {
+  const cert = readFileSync(certFile);
+  const srv = await serve(ok, { key: readFileSync(keyFile), cert, ca: cert, requestCert: true, rejectUnauthorized: true });
+  const withCert = await output({ url: srv.url, tls: { caFile: certFile, certFile, keyFile } });
+  expect(await withCert.send({ records: records(1, 'm') })).toEqual({ status: 'delivered' });
+  await withCert.close();
+  const without = await output({ url: srv.url, tls: { caFile: certFile } });
+  expect((await without.send({ records: records(1, 'm') })).status).toBe('retry');
+  await without.close();
+  expect(srv.seen.length).toBe(1);
+});
+
+test('start rejects what cannot work, with a clear message', async () => {
+  const bad = (o: HttpOutputOptions) => new HttpOutput('h', o).start();
+  await expect(bad({ url: 'not a url' })).rejects.toThrow(/http output h: url is not a valid URL/);
+  await expect(bad({ url: 'ftp://x/' })).rejects.toThrow(/http:\/\/ or https:\/\//);
+  await expect(bad({ url: 'https://x/', tls: { caFile: join(dir, 'missing.pem') } })).rejects.toThrow(/cannot read tls caFile .*missing\.pem: ENOENT/);
+  await expect(bad({ url: 'https://x/', tls: { certFile } })).rejects.toThrow(/certFile and keyFile/);
+  const junk = join(dir, 'junk.pem');
+  writeFileSync(junk, 'not a certificate');
+  await expect(bad({ url: 'https://x/', tls: { certFile: junk, keyFile } })).rejects.toThrow(/cannot be used/);
+  await expect(bad({ url: 'https://x/', tls: { certFile: keyFile, keyFile: certFile } })).rejects.toThrow(/cannot be used/);
+  await expect(bad({ url: 'http://x/', format: 'xml' as 'ndjson' })).rejects.toThrow(/format/);
+  await expect(bad({ url: 'http://x/', timeoutMs: 0 })).rejects.toThrow(/timeoutMs/);
+  await expect(bad({ url: 'http://x/', bearerToken: ' \n' })).rejects.toThrow(/bearerToken is empty/);
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, 'bad\ntoken');
+  await expect(bad({ url: 'http://x/', bearerToken: readFileSync(tokenFile, 'utf8') })).rejects.toThrow(/bearerToken contains/);
+  // tls settings are ignored for http://
+  await new HttpOutput('h', { url: 'http://127.0.0.1:1/', tls: { caFile: join(dir, 'missing.pem') } }).start();
+});
+
+test('send before start is a retry, not a throw', async () => {
+  const out = new HttpOutput('h', { url: 'http://127.0.0.1:1/' });
+  expect((await out.send({ records: ['{}'] })).status).toBe('retry');
+});
