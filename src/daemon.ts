@@ -4,7 +4,8 @@
  * the reverse, draining on the way (SIGTERM/SIGINT). SIGHUP reloads the configuration
  * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
  */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
+import { makeStateDir, tightenStateDir } from './state-dir.js';
 import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
 import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
@@ -194,15 +195,27 @@ export class Daemon {
     return new StreamSource(l, this.pipeline!, this.flow, this.telemetry, chain);
   }
 
-  async start(): Promise<void> {
-    const c = this.config;
+  /** state_dir exists, is writable, and is private (0700, files 0600: src/state-dir.ts). */
+  private prepareStateDir(c: Config): void {
     try {
-      mkdirSync(c.state_dir, { recursive: true });
+      makeStateDir(c.state_dir);
       accessSync(c.state_dir, constants.W_OK);
+      const exempt = [c.dead_letter.path, ...c.outputs.flatMap((o) => (o.type === 'file' ? [o.path] : []))];
+      for (const t of tightenStateDir(c.state_dir, exempt)) {
+        this.telemetry.log.warn(
+          { path: t.path, from: t.from.toString(8), to: t.to.toString(8) },
+          `${t.path} was readable by other users (mode ${t.from.toString(8)}); tightened to ${t.to.toString(8)}`,
+        );
+      }
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new StateDirError(`state_dir ${c.state_dir} cannot be used: ${err.code ?? err.message}`);
     }
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    this.prepareStateDir(c);
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.chain(l, c));

@@ -15,6 +15,8 @@ import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
 import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
 import { kscConfigProblems } from '../ksc/extension.js';
+import { redactUrls } from './redact.js';
+import { bindProblems } from './binds.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -36,7 +38,8 @@ export class ConfigError extends Error {
 
 export function formatProblem(p: ConfigProblem, file: string | undefined): string {
   const where = file === undefined ? 'built-in config' : p.line !== undefined ? `${file}:${p.line}` : file;
-  return `${where}: ${p.key === '' ? '' : `${p.key}: `}${p.message}`;
+  // A URL in a message may carry a password or a token (`http://user:pw@host/`).
+  return `${where}: ${p.key === '' ? '' : `${p.key}: `}${redactUrls(p.message)}`;
 }
 
 export interface LoadOptions {
@@ -395,6 +398,7 @@ function crossChecks(c: Config, w: Walker): void {
     if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
     binds.set(id, l.name);
   });
+  for (const p of bindProblems(c)) w.problem(p.key, undefined, p.message);
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
@@ -482,6 +486,7 @@ export function redactConfig(c: Config): unknown {
       const sub = fields[k];
       if (sub === undefined) out[k] = v;
       else if ((sub as ScalarSpec).secret && v !== undefined) out[k] = '(redacted)';
+      else if (typeof v === 'string') out[k] = redactUrls(v);
       else out[k] = walk(v, sub);
     }
     return out;
