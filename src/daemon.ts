@@ -20,6 +20,7 @@ import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
 import { StreamSource, type Source } from './sources/tcp/stream.js';
 import { UdpSource } from './sources/udp/udp.js';
+import { TlsMaterialError, tlsProblems } from './sources/tcp/tls-material.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
@@ -57,6 +58,8 @@ export class Daemon {
   private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
+  /** Listeners of the reload in progress that kept their old certificates. */
+  private certificatesRefused = 0;
 
   constructor(
     config: Config,
@@ -324,13 +327,21 @@ export class Daemon {
     for (const s of this.slots) await s.slot.reopen().catch((e: Error) => this.telemetry.log.error({ output: s.slot.name, err: e.message }, `output ${s.slot.name}: reopen failed`));
     await this.deadLetter?.slot.reopen().catch(() => undefined);
     if (this.configFile === undefined) {
-      for (const s of this.sources) s.source.reload();
+      let refused = 0;
+      for (const s of this.sources) if (!s.source.reload()) refused++;
+      if (refused > 0) {
+        this.telemetry.reloads.add('failed');
+        return false;
+      }
       this.telemetry.log.info('files reopened (built-in configuration: nothing to reload)');
       return true;
     }
     let next: Config;
     try {
       next = loadConfig(this.configFile);
+      // Certificate/key pairs that do not load or match: the running listeners keep theirs.
+      const tls = tlsProblems(next);
+      if (tls.length > 0) throw new ConfigError(tls, this.configFile);
       // Check what start would fail on before touching anything: the normalizers.
       for (const l of next.listeners) await this.chain(l, next);
     } catch (e) {
@@ -339,6 +350,7 @@ export class Daemon {
       this.telemetry.log.error({ err: msg }, `configuration reload failed; the running configuration stays: ${msg}`);
       return false;
     }
+    this.certificatesRefused = 0;
     try {
       await this.apply(next);
     } catch (e) {
@@ -348,6 +360,11 @@ export class Daemon {
     }
     for (const x of this.extensions) {
       await x.reload?.(next).catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name}: reload failed: ${e.message}`));
+    }
+    if (this.certificatesRefused > 0) {
+      // Files changed between the check and the listener's re-read: the old pair stays.
+      this.telemetry.reloads.add('failed');
+      return false;
     }
     this.telemetry.reloads.add('ok');
     this.telemetry.log.info('configuration reloaded');
@@ -447,7 +464,7 @@ export class Daemon {
     for (const l of next.listeners) {
       const old = oldSources.get(l.name);
       if (old !== undefined && old.key === JSON.stringify(l)) {
-        old.source.reload();
+        if (!old.source.reload()) this.certificatesRefused++;
         keep.push(old);
         oldSources.delete(l.name);
       } else {
@@ -508,7 +525,7 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
     await daemon.stop().catch(() => 0);
     telemetry.log.flush();
     // A state directory that cannot be used needs an operator: 78 stops systemd's restarts.
-    return e instanceof StateDirError ? EXIT.config : EXIT.failure;
+    return e instanceof StateDirError || e instanceof TlsMaterialError ? EXIT.config : EXIT.failure;
   }
   return new Promise<number>((resolve) => {
     let signals = 0;

@@ -17,6 +17,7 @@ import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
 import { kscConfigProblems } from '../ksc/extension.js';
 import { redactUrls } from './redact.js';
 import { bindProblems } from './binds.js';
+import { clientAuthProblems, tlsProblems } from '../sources/tcp/tls-material.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -399,6 +400,7 @@ function crossChecks(c: Config, w: Walker): void {
     binds.set(id, l.name);
   });
   for (const p of bindProblems(c)) w.problem(p.key, undefined, p.message);
+  for (const p of clientAuthProblems(c)) w.problem(p.key, undefined, p.message);
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
@@ -419,11 +421,13 @@ function crossChecks(c: Config, w: Walker): void {
 }
 
 /**
- * The checks that need I/O: every normalizer named in the config loads. Run by both
+ * The checks that need I/O: every TLS listener's files load and match, every normalizer
+ * named in the config loads. Run by both
  * `cefd validate` and `cefd run`. Throws ConfigError.
  */
 export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
-  const problems: ConfigProblem[] = [];
+  // TLS certificate, key and CA files: read, parsed and matched as the listener will.
+  const problems: ConfigProblem[] = tlsProblems(c);
   for (const [i, l] of c.listeners.entries()) {
     for (const [j, spec] of l.normalizers.entries()) {
       try {
