@@ -119,8 +119,8 @@ export class StreamSource implements Source {
       server.on('secureConnection', (s: tls.TLSSocket) => this.secured(s));
       server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
         // OpenSSL's text has error numbers, source paths and a newline: log the code only.
-        const code = handshakeReason(err);
-        this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${code}`, { code });
+        const { code, cause } = handshakeReason(err);
+        this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${code} (${cause})`, { code, cause });
         s.destroy();
       });
       if (this.config.tls!.allow_insecure_pinned_certificates && this.fingerprints.size > 0) {
@@ -241,7 +241,7 @@ export class StreamSource implements Source {
       }
     }
     // The TLS socket wraps the raw one accepted (and counted) in accept().
-    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer });
+    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer }, fp === '' ? undefined : fp);
   }
 
   /**
@@ -263,7 +263,7 @@ export class StreamSource implements Source {
     }
   }
 
-  private serve(socket: net.Socket, peer: string, slot: Slot): void {
+  private serve(socket: net.Socket, peer: string, slot: Slot, tlsFingerprint?: string): void {
     slot.served = true;
     const stats = this.stats;
     stats.connectionsAccepted++;
@@ -288,6 +288,7 @@ export class StreamSource implements Source {
       stats,
       normalizers: this.normalizers,
       peer,
+      ...(tlsFingerprint !== undefined ? { tlsFingerprint } : {}),
       pause: () => {
         pipelinePaused = true;
         apply();

@@ -157,12 +157,20 @@ export function weakKey(k: KeyObject): string | null {
   return `${type ?? 'unknown'} key`;
 }
 
-/** A clean reason for a failed handshake: `tls_wrong_version_number`, not OpenSSL's text. */
-export function handshakeReason(e: Error): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === undefined) return 'tls_handshake_failed';
-  return `tls_${code.replace(/^ERR_SSL_|^ERR_TLS_|^ERR_/, '').toLowerCase()}`;
+/**
+ * A stable reason code for a failed handshake, and the OpenSSL/Node error code (a clean
+ * token such as `ERR_SSL_NO_SHARED_CIPHER`) as its cause, instead of OpenSSL's text.
+ */
+export function handshakeReason(e: Error): { code: TlsHandshakeCode; cause: string } {
+  const cause = (e as NodeJS.ErrnoException).code ?? 'unknown';
+  let code: TlsHandshakeCode = 'tls_handshake_failed';
+  if (cause === 'ERR_TLS_HANDSHAKE_TIMEOUT') code = 'tls_handshake_timeout';
+  else if (/NO_SHARED_CIPHER|NO_CIPHERS|CIPHER/.test(cause)) code = 'tls_no_shared_cipher';
+  else if (/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|VERSION_TOO_LOW|WRONG_VERSION_NUMBER|HTTP_REQUEST|PACKET_LENGTH_TOO_LONG|RECORD_LAYER/.test(cause)) code = 'tls_protocol_version';
+  return { code, cause };
 }
+
+export type TlsHandshakeCode = 'tls_handshake_failed' | 'tls_handshake_timeout' | 'tls_no_shared_cipher' | 'tls_protocol_version';
 
 /** Node's verification codes (CERT_HAS_EXPIRED, ...) as reason codes. */
 export function verifyReason(authorizationError: string): string {
