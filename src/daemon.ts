@@ -19,6 +19,7 @@ import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
 import { StreamSource, type Source } from './sources/tcp/stream.js';
 import { UdpSource } from './sources/udp/udp.js';
+import { unusedInheritedSockets } from './sources/shared/systemd.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
@@ -234,6 +235,9 @@ export class Daemon {
       const source = this.makeSource(l, chains.get(l.name)!);
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
+    }
+    for (const s of unusedInheritedSockets()) {
+      this.telemetry.log.warn(s, `socket ${s.fd} from systemd (${s.name || 'unnamed'}${s.port !== undefined ? `, ${s.proto ?? ''} port ${s.port}` : ''}) matches no listener: the socket unit and the configuration disagree`);
     }
     if (c.metrics.enabled) {
       this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token);
