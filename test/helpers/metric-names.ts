@@ -51,3 +51,10 @@ export function exporterMetricsIn(expr: string): string[] {
   for (const m of expr.matchAll(/\b((?:cefd|process|nodejs)_[a-zA-Z0-9_]+)\b/g)) out.add(m[1]!);
   return [...out];
 }
+
+/** A Grafana query with its variables replaced by what they stand for: plain PromQL. */
+export function grafanaToPromql(expr: string): string {
+  const labelValues = /^label_values\((?:(.+),\s*)?(\w+)\)$/.exec(expr.trim());
+  if (labelValues) return labelValues[1] ?? 'up';
+  return expr.replaceAll('$__rate_interval', '1m').replaceAll('$__interval', '1m').replaceAll('$__range', '1h').replaceAll('$job', '.+').replaceAll('$instance', '.+');
+}

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
 import { sendTcp, sendUdp, tempDir, waitFor } from '../helpers/daemon.js';
-import { namesFromExposition } from '../helpers/metric-names.js';
+import { grafanaToPromql, namesFromExposition } from '../helpers/metric-names.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const TOKEN = 'scrape-test-token-0123456789';
@@ -153,4 +153,17 @@ test('no series has a label that grows with senders (no address, port or free te
   }
   // Every series name is one the exposition declares (prom-client's own names included).
   expect([...names].filter((n) => !exported.has(n))).toEqual([]);
+});
+
+test('every dashboard query runs on this Prometheus; the intake panels show the events', async () => {
+  const dash = JSON.parse(readFileSync(new URL('../../deploy/grafana/cefd.json', import.meta.url), 'utf8')) as { panels: { title: string; targets?: { expr: string }[] }[] };
+  const exprs = dash.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title, expr: grafanaToPromql(t.expr) })));
+  expect(exprs.length).toBeGreaterThan(30);
+  for (const e of exprs) await query(e.expr);
+  const byListener = exprs.find((e) => e.title === 'Events/s by listener')!;
+  // The rate needs two samples after the events: Prometheus scraped each target at least twice.
+  const rows = await query(byListener.expr.replace('[1m]', '[10m]'));
+  expect(rows.map((r) => r.metric['listener']).sort()).toEqual(['ksc', 'udp']);
+  const version = await query(grafanaToPromql(dash.panels.find((p) => p.title === 'Version')!.targets![0]!.expr));
+  expect(version.map((r) => r.metric['version'])).toEqual([pkg.version, pkg.version]);
 });
