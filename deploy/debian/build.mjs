@@ -7,7 +7,7 @@
  * Layout: /usr/lib/cefd (dist/, production node_modules, package.json), /usr/bin/cefd,
  * /lib/systemd/system/cefd.{service,socket}, /etc/cefd/cefd.yaml (a conffile: the
  * effective configuration of deploy/cefd.yaml, every default spelled out),
- * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd.
+ * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd (docs/ and the README).
  *
  * Options: --out <dir> (default: the repository's build/), --version <v> (default:
  * package.json's). Prints the path of the .deb.
@@ -102,7 +102,7 @@ try {
   // Alert rules, dashboard, docs.
   install(join(ROOT, 'deploy', 'prometheus', 'cefd-alerts.yml'), 'usr/share/cefd/prometheus/cefd-alerts.yml', 0o644);
   install(join(ROOT, 'deploy', 'grafana', 'cefd.json'), 'usr/share/cefd/grafana/cefd.json', 0o644);
-  install(join(ROOT, 'docs', 'operations.md'), 'usr/share/doc/cefd/operations.md', 0o644);
+  cpSync(join(ROOT, 'docs'), at('usr/share/doc/cefd'), { recursive: true });
   install(join(ROOT, 'README.md'), 'usr/share/doc/cefd/README.md', 0o644);
   mkdirSync(at('usr/share/doc/cefd'), { recursive: true });
   writeFileSync(at('usr/share/doc/cefd/copyright'), `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: cefd\nLicense: ${pkg.license}\n\nFiles: *\nLicense: ${pkg.license}\n\nFiles: usr/lib/cefd/node_modules/*\nComment: each module's licence is in its folder (package.json, LICENSE).\n`);
