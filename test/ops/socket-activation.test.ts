@@ -163,3 +163,49 @@ metrics: { enabled: false }
   expect(sent.size).toBeGreaterThan(2000);
   expect(existsSync(join(dir, 'dead.ndjson')) ? readFileSync(join(dir, 'dead.ndjson'), 'utf8') : '').toBe('');
 }, 240_000);
+
+test('a socket named like a listener (FileDescriptorName=) goes to it whatever the port; a socket no listener takes is reported', async () => {
+  dir = tempDir('cefd-sockname-');
+  const named = await freePort();
+  const spare = await freePort();
+  const configured = await freePort();
+  writeFileSync(
+    join(dir, 'cefd.yaml'),
+    `state_dir: ./state
+decode_workers: 0
+listeners:
+  - { name: ksc, type: tcp, host: 127.0.0.1, port: ${configured} }
+outputs:
+  - { name: events, type: file, path: ./events.ndjson }
+dead_letter: { path: ./dead.ndjson }
+metrics: { enabled: false }
+`,
+  );
+  const out: string[] = [];
+  proc = spawn('systemd-socket-activate', ['-l', `127.0.0.1:${named}`, '-l', `127.0.0.1:${spare}`, '--fdname=ksc:spare', process.execPath, CLI, 'run', '--config', 'cefd.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout!.on('data', (c: Buffer) => out.push(c.toString()));
+  proc.stderr!.on('data', (c: Buffer) => out.push(c.toString()));
+  await waitFor(() => out.join('').includes(`Listening on 127.0.0.1:${spare}`), 10_000, 'systemd-socket-activate listening');
+  // This connection starts cefd (systemd-socket-activate waits for traffic) and is served by it.
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect(named, '127.0.0.1', () => s.end(line('by-name')));
+    s.once('close', () => resolve());
+    s.once('error', reject);
+  });
+  await waitFor(() => out.join('').includes('cefd started'), 30_000, 'cefd started');
+  await waitFor(() => existsSync(join(dir!, 'events.ndjson')) && readFileSync(join(dir!, 'events.ndjson'), 'utf8').includes('"message":"by-name"'), 20_000, 'the event');
+  const text = out.join('');
+  expect(text).toContain(`listening for tcp on 127.0.0.1:${named} (socket from systemd)`);
+  expect(text).toContain(`socket 4 from systemd (spare, tcp port ${spare}) matches no listener`);
+  // The configured port was not bound: the socket replaced it.
+  const refused = await new Promise<string>((resolve) => {
+    const s = net.connect(configured, '127.0.0.1', () => {
+      s.destroy();
+      resolve('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+  });
+  expect(refused).toBe('ECONNREFUSED');
+  proc.kill('SIGTERM');
+  expect(await new Promise<number | null>((r) => proc!.once('exit', (c) => r(c)))).toBe(0);
+});
