@@ -10,7 +10,7 @@
  * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd (docs/ and the README).
  *
  * Options: --out <dir> (default: the repository's build/), --version <v> (default:
- * package.json's). Prints the path of the .deb.
+ * package.json's), --fast (gzip -1 instead of xz: for tests). Prints the path of the .deb.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const { values: opts } = parseArgs({ options: { out: { type: 'string' }, version: { type: 'string' } } });
+const { values: opts } = parseArgs({ options: { out: { type: 'string' }, version: { type: 'string' }, fast: { type: 'boolean' } } });
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 const version = opts.version ?? pkg.version;
 const arch = execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
@@ -135,7 +135,7 @@ try {
 
   mkdirSync(outDir, { recursive: true });
   const deb = join(outDir, `cefd_${version}_${arch}.deb`);
-  execFileSync('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', pkgRoot, deb], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('dpkg-deb', ['--root-owner-group', ...(opts.fast ? ['-Zgzip', '-z1'] : ['-Zxz']), '--build', pkgRoot, deb], { stdio: ['ignore', 'ignore', 'inherit'] });
   process.stdout.write(`${deb} (${Math.round(statSync(deb).size / 1024)} KiB)\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -24,7 +24,7 @@ let deb: string;
 let deb2: string;
 
 function build(version: string): string {
-  const out = execFileSync(process.execPath, [join(REPO, 'deploy/debian/build.mjs'), '--out', join(work, 'out'), '--version', version], { encoding: 'utf8' });
+  const out = execFileSync(process.execPath, [join(REPO, 'deploy/debian/build.mjs'), '--out', join(work, 'out'), '--version', version, '--fast'], { encoding: 'utf8' });
   return out.trim().split(' ')[0]!;
 }
 

@@ -164,7 +164,7 @@ metrics: { enabled: false }
   expect(existsSync(join(dir, 'dead.ndjson')) ? readFileSync(join(dir, 'dead.ndjson'), 'utf8') : '').toBe('');
 }, 240_000);
 
-test('a socket named like a listener (FileDescriptorName=) goes to it whatever the port; a socket no listener takes is reported', async () => {
+test('a socket named like a listener (FileDescriptorName=) goes to it whatever the port; a socket no listener takes is reported; a reload cannot reopen it', async () => {
   dir = tempDir('cefd-sockname-');
   const named = await freePort();
   const spare = await freePort();
@@ -206,6 +206,18 @@ metrics: { enabled: false }
     s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
   });
   expect(refused).toBe('ECONNREFUSED');
+
+  // A reload that would reopen that listener is refused (the socket could not be had
+  // again); the listener keeps serving on the socket. The restart is the way to apply it.
+  writeFileSync(join(dir, 'cefd.yaml'), readFileSync(join(dir, 'cefd.yaml'), 'utf8').replace('port: ' + configured + ' }', 'port: ' + configured + ', max_connections: 50 }'));
+  proc.kill('SIGHUP');
+  await waitFor(() => out.join('').includes('which a reload cannot reopen: restart cefd instead'), 20_000, 'the refused reload');
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect(named, '127.0.0.1', () => s.end(line('after-reload')));
+    s.once('close', () => resolve());
+    s.once('error', reject);
+  });
+  await waitFor(() => readFileSync(join(dir!, 'events.ndjson'), 'utf8').includes('"message":"after-reload"'), 20_000, 'the event after the reload');
   proc.kill('SIGTERM');
   expect(await new Promise<number | null>((r) => proc!.once('exit', (c) => r(c)))).toBe(0);
 });

@@ -8,8 +8,9 @@
  * descriptors 3, 4, ...; LISTEN_FDNAMES (optional) their names, colon-separated
  * (FileDescriptorName= in the socket unit). A listener takes the socket named like it
  * (and of its protocol); otherwise the socket of its protocol (TCP for tcp and tls, UDP
- * for udp) bound to its port, read from /proc/net. Each socket is taken once: a listener
- * that a reload restarts binds its port itself.
+ * for udp) bound to its port, read from /proc/net. Each socket is taken once: closing it
+ * (a listener stopped) closes cefd's only copy, while systemd keeps the port bound, so a
+ * reload that would reopen such a listener is refused (see holdsInheritedSocket).
  */
 import { readFileSync, readlinkSync } from 'node:fs';
 
@@ -22,7 +23,8 @@ interface Inherited {
   proto?: 'tcp' | 'udp';
   family?: 4 | 6;
   port?: number;
-  taken: boolean;
+  /** The listener that took it (empty: none yet). */
+  takenBy: string;
 }
 
 let inherited: Inherited[] | undefined;
@@ -61,7 +63,7 @@ function load(env: NodeJS.ProcessEnv = process.env): Inherited[] {
   const out: Inherited[] = [];
   for (let i = 0; i < n; i++) {
     const fd = SD_LISTEN_FDS_START + i;
-    const s: Inherited = { fd, name: names[i] ?? '', taken: false };
+    const s: Inherited = { fd, name: names[i] ?? '', takenBy: '' };
     try {
       const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
       const info = m === null ? undefined : sockets.get(m[1]!);
@@ -81,15 +83,24 @@ function load(env: NodeJS.ProcessEnv = process.env): Inherited[] {
  */
 export function inheritedSocket(name: string, proto: 'tcp' | 'udp', port: number): { fd: number; family?: 4 | 6 } | undefined {
   inherited ??= load();
-  const free = inherited.filter((s) => !s.taken && (s.proto === undefined || s.proto === proto));
+  const free = inherited.filter((s) => s.takenBy === '' && (s.proto === undefined || s.proto === proto));
   const hit = free.find((s) => s.name === name) ?? free.find((s) => s.proto === proto && s.port === port && port !== 0);
   if (hit === undefined) return undefined;
-  hit.taken = true;
+  hit.takenBy = name;
   return hit.family === undefined ? { fd: hit.fd } : { fd: hit.fd, family: hit.family };
 }
 
 /** Inherited sockets no listener took (logged at start: a unit and a configuration that disagree). */
 export function unusedInheritedSockets(): { fd: number; name: string; proto?: string; port?: number }[] {
   inherited ??= load();
-  return inherited.filter((s) => !s.taken).map(({ fd, name, proto, port }) => ({ fd, name, ...(proto === undefined ? {} : { proto }), ...(port === undefined ? {} : { port }) }));
+  return inherited.filter((s) => s.takenBy === '').map(({ fd, name, proto, port }) => ({ fd, name, ...(proto === undefined ? {} : { proto }), ...(port === undefined ? {} : { port }) }));
+}
+
+/**
+ * Whether listener `name` listens on a socket from systemd. Such a listener cannot be
+ * reopened by a reload (its socket would be gone and its port still held by systemd):
+ * changing it takes a restart, which socket activation makes lossless.
+ */
+export function holdsInheritedSocket(name: string): boolean {
+  return inherited?.some((s) => s.takenBy === name) ?? false;
 }
