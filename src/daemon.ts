@@ -17,6 +17,7 @@ import { availableParallelism } from 'node:os';
 import { MemoryQueue, type EventQueue } from './buffer/queue.js';
 import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
+import { outputPlugin } from './outputs/registry.js';
 import { StreamSource, type Source } from './sources/tcp/stream.js';
 import { UdpSource } from './sources/udp/udp.js';
 import { MetricsServer } from './telemetry/http.js';
@@ -141,7 +142,7 @@ export class Daemon {
   }
 
   private wantsDisk(b: BufferConfig, outputType: string): boolean {
-    return b.type === 'disk' || (b.type === 'auto' && outputType !== 'stdout');
+    return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
   }
 
   private makeSlot(o: OutputConfig, reuse?: DiskQueue): OutputSlot {
@@ -155,6 +156,7 @@ export class Daemon {
         batchMax: o.batch_max_events,
         initialBackoffMs: o.retry.initial_backoff * 1000,
         maxBackoffMs: o.retry.max_backoff * 1000,
+        encoding: o.encoding,
       },
       createOutput(o),
       this.makeQueue(o.name, o.buffer, o.queue_max_events, o.type, ref, reuse),

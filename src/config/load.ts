@@ -11,6 +11,8 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Pai
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
+import { outputPlugin } from '../outputs/registry.js';
+import type { ConfigOf, Fields } from './spec.js';
 import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
 import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
@@ -401,15 +403,8 @@ function crossChecks(c: Config, w: Walker): void {
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
     if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');
-    if (o.type === 'stdout' && o.buffer.type === 'disk') w.problem(`outputs[${i}].buffer.type`, undefined, 'a stdout output cannot have a disk buffer');
-    if (o.type === 'http') {
-      try {
-        const u = new URL(o.url);
-        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
-      } catch {
-        w.problem(`outputs[${i}].url`, undefined, `expected an http:// or https:// URL, got ${JSON.stringify(o.url)}`);
-      }
-    }
+    // Each output type's own rules (src/outputs/<type>/index.ts).
+    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, undefined, p.message);
     if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
   });
 }
@@ -467,6 +462,23 @@ export function loadConfigText(text: string, file: string | undefined, env: Reco
   crossChecks(out, w);
   if (w.problems.length > 0) throw new ConfigError(w.problems, file);
   return deepFreeze(out);
+}
+
+/**
+ * Validates one plugin's options (`raw`, as parsed from YAML) against its fragment and
+ * applies the defaults, as loading a whole file would; relative paths resolve against the
+ * working folder. Throws ConfigError. For tools and tests that build one output alone.
+ */
+export function loadFields<const F extends Fields>(fields: F, raw: Record<string, unknown>, env: Record<string, string | undefined> = process.env): ConfigOf<F> {
+  const w = new Walker(undefined, env);
+  const spec: ObjectSpec = { kind: 'object', doc: '', fields };
+  const out = w.object(spec, undefined, raw, '');
+  if (out !== undefined && w.problems.length === 0) {
+    resolveSecretFiles(out, spec, w, process.cwd());
+    resolvePaths(out, spec, process.cwd());
+  }
+  if (out === undefined || w.problems.length > 0) throw new ConfigError(w.problems, undefined);
+  return out as ConfigOf<F>;
 }
 
 /** The config with every secret replaced by "(redacted)", for printing. */

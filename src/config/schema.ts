@@ -1,4 +1,8 @@
 import { KSC_FIELDS } from '../ksc/config/schema.js';
+import { BUFFER, OUTPUT_COMMON } from '../outputs/plugin.js';
+import { OUTPUT_PLUGINS } from '../outputs/registry.js';
+import { FILE_FIELDS } from '../outputs/file/config.js';
+import type { ObjectSpec, ScalarSpec, Spec, VariantSpec } from './spec.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
@@ -6,56 +10,7 @@ import { KSC_FIELDS } from '../ksc/config/schema.js';
  * table, and test/config.test.ts keeps the two in step. Keys are snake_case.
  */
 
-export type Spec = ScalarSpec | ObjectSpec | ListSpec | VariantSpec | MapSpec;
-
-export interface BaseSpec {
-  /** One sentence for the README table. */
-  doc: string;
-  /** Marks a secret: never logged, never printed (`validate` redacts it). */
-  secret?: boolean;
-}
-
-export interface ScalarSpec extends BaseSpec {
-  kind: 'string' | 'int' | 'number' | 'bool' | 'duration' | 'size' | 'enum' | 'cidr' | 'port' | 'zone' | 'path' | 'filter';
-  default?: unknown;
-  required?: boolean;
-  /** For enum. */
-  values?: readonly string[];
-  /**
-   * For paths: a file cefd writes (state, outputs) resolves against the working folder;
-   * a file it reads (certificates, tokens, modules) against the config file's folder.
-   */
-  writes?: boolean;
-  min?: number;
-  max?: number;
-}
-
-export interface ObjectSpec extends BaseSpec {
-  kind: 'object';
-  fields: Record<string, Spec>;
-}
-
-export interface ListSpec extends BaseSpec {
-  kind: 'list';
-  item: Spec;
-  default?: unknown[];
-  /** A list of objects whose `name` field must be unique. */
-  uniqueNames?: boolean;
-}
-
-/** Free-form `name: value` pairs (HTTP headers). */
-export interface MapSpec extends BaseSpec {
-  kind: 'map';
-  value: ScalarSpec;
-}
-
-/** A list item (or object) selected by its `type` field. */
-export interface VariantSpec extends BaseSpec {
-  kind: 'variant';
-  /** Fields every variant has. */
-  common: Record<string, Spec>;
-  variants: Record<string, { doc: string; fields: Record<string, Spec> }>;
-}
+export type { BaseSpec, ListSpec, MapSpec, ObjectSpec, ScalarSpec, Spec, VariantSpec } from './spec.js';
 
 const s = (doc: string, extra: Partial<ScalarSpec> = {}): ScalarSpec => ({ kind: 'string', doc, ...extra });
 const int = (doc: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): ScalarSpec => ({ kind: 'int', doc, default: def, min, max });
@@ -110,44 +65,12 @@ const STREAM_FIELDS: Record<string, Spec> = {
   idle_timeout: dur('Close a connection that sent nothing for this long (0: never).', '0s'),
 };
 
-const RETRY: ObjectSpec = {
-  kind: 'object',
-  doc: 'Retry of a batch the output could not deliver for now (capped exponential backoff with jitter).',
-  fields: {
-    initial_backoff: dur('First wait after a failed attempt.', '100ms', 0.001),
-    max_backoff: dur('Longest wait between attempts.', '30s', 0.001),
-  },
-};
-
-const BUFFER: ObjectSpec = {
-  kind: 'object',
-  doc: 'The output\'s queue: on disk (events survive restarts and crashes) or in memory.',
-  fields: {
-    type: { kind: 'enum', doc: '`disk` (under `state_dir/buffers/<output>/`), `memory`, or `auto`: disk for every output but stdout.', values: ['auto', 'disk', 'memory'], default: 'auto' },
-    max_size: size('Most bytes the disk buffer holds; when full, `when_full` applies.', '256MiB', 64 * 1024),
-    fsync: { kind: 'enum', doc: 'When appends are fsynced: `interval` (every `fsync_interval`), `batch` (every append: slowest, survives power loss), `never` (the OS decides; survives a cefd crash, not a power loss).', values: ['interval', 'batch', 'never'], default: 'interval' },
-    fsync_interval: dur('Period of `fsync: interval`.', '1s', 0.001),
-  },
-};
-
-const OUTPUT_COMMON: Record<string, Spec> = {
-  name: s('Output name (unique); used as a metric label.', { required: true }),
-  filter: { kind: 'filter', doc: 'Route: only events that pass this filter go to this output (see "Filters"). Empty: every event.' },
-  queue_max_events: int('Capacity of a memory queue (`buffer.type: memory`), in events. When the queue is full, reading from every socket pauses until it drains (`block`), or new events are dropped and counted (`drop_newest`).', 10000, 1),
-  buffer: BUFFER,
-  when_full: { kind: 'enum', doc: 'What a full queue does: `block` (pause the sockets) or `drop_newest` (drop and count).', values: ['block', 'drop_newest'], default: 'block' },
-  batch_max_events: int('Most events sent in one batch.', 1000, 1),
-  retry: RETRY,
-};
-
-const FILE_FIELDS: Record<string, Spec> = {
-  path: path('File to append NDJSON to (parent folders are created).', { required: true, writes: true }),
-  rotate_max_bytes: size('Rotate when the file would grow past this size (0: never).', '0', 0),
-  rotate_interval: dur('Rotate when the current period of this length ends (0: never).', '0s'),
-  max_files: int('Rotated files to keep (0: keep all).', 0),
-  fsync: { kind: 'enum', doc: 'When to fsync: `never` (leave it to the OS), `batch` (after every batch), `interval`.', values: ['never', 'batch', 'interval'], default: 'never' },
-  fsync_interval: dur('Period of `fsync: interval`.', '1s', 0.001),
-  mode: { kind: 'int', doc: 'Permissions of a new file (octal in YAML: 0o640).', default: 0o640, min: 0, max: 0o777 },
+/** `outputs[]`: one variant per registered output plugin. */
+const OUTPUT_VARIANT: VariantSpec = {
+  kind: 'variant',
+  doc: 'An output.',
+  common: OUTPUT_COMMON,
+  variants: Object.fromEntries(OUTPUT_PLUGINS.map((p) => [p.type, { doc: p.doc, fields: p.fields as Record<string, Spec> }])),
 };
 
 export const SCHEMA: ObjectSpec = {
@@ -182,29 +105,7 @@ export const SCHEMA: ObjectSpec = {
       kind: 'list',
       doc: 'Where events go. Every event goes to every output whose filter it passes.',
       uniqueNames: true,
-      item: {
-        kind: 'variant',
-        doc: 'An output.',
-        common: OUTPUT_COMMON,
-        variants: {
-          file: { doc: 'NDJSON file with rotation.', fields: FILE_FIELDS },
-          stdout: { doc: 'NDJSON on standard output.', fields: {} },
-          http: {
-            doc: 'HTTP POST of batches.',
-            fields: {
-              url: s('Endpoint (http:// or https://).', { required: true }),
-              format: { kind: 'enum', doc: 'Body: `ndjson` (application/x-ndjson) or `json_array` (application/json).', values: ['ndjson', 'json_array'], default: 'ndjson' },
-              headers: { kind: 'map', doc: 'Extra request headers (`name: value`; values may use ${ENV}).', value: s('header value') },
-              bearer_token: s('Sends `Authorization: Bearer <token>`; use ${ENV} interpolation or bearer_token_file.', { secret: true }),
-              bearer_token_file: path('File holding the bearer token.'),
-              timeout: dur('Request timeout.', '30s', 0.001),
-              ca_file: path('PEM CA bundle to verify an https server against (default: the system CAs).'),
-              insecure_skip_verify: bool('Do not verify the server certificate (testing only).', false),
-              compress: bool('gzip the request body.', false),
-            },
-          },
-        },
-      },
+      item: OUTPUT_VARIANT,
       default: [{ name: 'events', type: 'file', path: './data/events.ndjson' }],
     },
     dead_letter: {

@@ -5,6 +5,7 @@
  * batches. When the queue reaches its capacity with `when_full: block`, the slot tells
  * the flow control, which pauses every socket until the queue drains below half.
  */
+import type { EncodingConfig } from '../codecs/encoders/encoder.js';
 import type { Output } from '../outputs/types.js';
 import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
 import type { EventQueue } from '../buffer/queue.js';
@@ -56,6 +57,8 @@ export interface SlotOptions {
   batchMax: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
+  /** The output's `encoding` section (which encoder makes its records); default native. */
+  encoding?: EncodingConfig;
 }
 
 /** Where rejected batches go: builds dead-letter records. */

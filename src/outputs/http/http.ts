@@ -4,13 +4,13 @@
  * Outcomes (the output never retries or sleeps by itself; the runner does, see types.ts):
  * - 2xx: `delivered`.
  * - 429, 408 and 5xx: `retry`, with `retryAfterMs` when the response has a `Retry-After`
- *   header (delay-seconds or an HTTP date), capped at `maxRetryAfterMs`. 408 (the server
+ *   header (delay-seconds or an HTTP date), capped at `max_retry_after`. 408 (the server
  *   timed out waiting for our request) is transient like a network timeout, so it is
  *   retried rather than dead-lettered.
  * - Any other status (other 4xx, 3xx: redirects are not followed, 1xx/6xx oddities):
  *   `rejected` with reason `http_status_<code>` (`http_status_400`, `http_status_404`...).
  * - Network errors (refused, reset, DNS, TLS handshake or certificate errors) and the
- *   `timeoutMs` deadline: `retry`.
+ *   `timeout` deadline: `retry`.
  *
  * Error strings name the URL without its user info and query, give the status and the
  * start of the response body (at most 256 characters, control characters removed). The
@@ -32,77 +32,17 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { errorText, isEmptyBatch, jsonArrayOf, ndjsonOf } from '../shared/encode.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import type { HttpConfig, HttpFormat } from './config.js';
 
 const gzipAsync = promisify(gzip);
 
-export type HttpFormat = 'ndjson' | 'json_array';
-
-export interface HttpTlsOptions {
-  /**
-   * PEM file with the CA certificate(s) to trust for the server's certificate, instead of
-   * Node's bundled public CAs. Default: none (the bundled CAs).
-   */
-  caFile?: string;
-  /** PEM file with a client certificate, for servers that require one (mTLS). Default: none. */
-  certFile?: string;
-  /** PEM file with the client certificate's private key (unencrypted). Default: none. */
-  keyFile?: string;
-  /** Name to send in SNI and to check the certificate against. Default: the URL's host. */
-  serverName?: string;
-  /**
-   * Accept any server certificate (no verification at all). For tests only: anyone on the
-   * path can read and change the events. Default false.
-   */
-  insecureSkipVerify?: boolean;
-}
-
-export interface HttpOutputOptions {
-  /** URL to POST batches to, `http://` or `https://`. Required. */
-  url: string;
-  /**
-   * Request body: `ndjson` (`application/x-ndjson`, one record per line, final newline) or
-   * `json_array` (`application/json`, `[record,record,...]`). Default `ndjson`.
-   */
-  format?: HttpFormat;
-  /**
-   * Extra request headers (name: value). They may override `Content-Type` and
-   * `User-Agent`; `Content-Length`, `Content-Encoding` and (with `bearerToken`)
-   * `Authorization` are set by the output. Default: none.
-   */
-  headers?: Record<string, string>;
-  /**
-   * Token sent as `Authorization: Bearer <token>`, surrounding whitespace removed (the
-   * configuration reads it from a file or an environment variable). Never appears in
-   * results or errors. Default: none (no Authorization header).
-   */
-  bearerToken?: string;
-  /**
-   * Deadline for one request, connection and response included, in milliseconds; when it
-   * passes the request is aborted and the batch is `retry`. Default 30000.
-   */
-  timeoutMs?: number;
-  /**
-   * Cap on the delay a `Retry-After` header may ask for, in milliseconds. Default 300000.
-   */
-  maxRetryAfterMs?: number;
-  /** Request body compression: `none` or `gzip` (`Content-Encoding: gzip`). Default `none`. */
-  compress?: 'none' | 'gzip';
-  /** TLS settings for an `https://` URL (ignored for `http://`). Default: none. */
-  tls?: HttpTlsOptions;
-}
+export type { HttpConfig, HttpFormat } from './config.js';
 
 /** Test seams; not configuration. */
 export interface HttpOutputDeps {
   /** Clock for `Retry-After` dates, in ms since the epoch. Default `Date.now`. */
   now?: () => number;
 }
-
-export const HTTP_DEFAULTS = {
-  format: 'ndjson' as HttpFormat,
-  timeoutMs: 30_000,
-  maxRetryAfterMs: 300_000,
-  compress: 'none' as 'none' | 'gzip',
-} as const;
 
 /** Characters of a response body quoted in an error string. */
 const BODY_SNIPPET_CHARS = 256;
@@ -142,7 +82,7 @@ const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|
 
 export class HttpOutput implements Output {
   readonly type = 'http';
-  private readonly options: HttpOutputOptions;
+  private readonly options: HttpConfig;
   private readonly now: () => number;
   private readonly format: HttpFormat;
   private readonly timeoutMs: number;
@@ -160,15 +100,16 @@ export class HttpOutput implements Output {
 
   constructor(
     readonly name: string,
-    options: HttpOutputOptions,
+    config: HttpConfig,
     deps: HttpOutputDeps = {},
   ) {
-    this.options = options;
+    // The schema (config.ts) checked and defaulted every option; only units change here.
+    this.options = config;
     this.now = deps.now ?? Date.now;
-    this.format = options.format ?? HTTP_DEFAULTS.format;
-    this.timeoutMs = options.timeoutMs ?? HTTP_DEFAULTS.timeoutMs;
-    this.maxRetryAfterMs = options.maxRetryAfterMs ?? HTTP_DEFAULTS.maxRetryAfterMs;
-    this.compress = options.compress ?? HTTP_DEFAULTS.compress;
+    this.format = config.format;
+    this.timeoutMs = Math.max(1, Math.round(config.timeout * 1000));
+    this.maxRetryAfterMs = Math.round(config.max_retry_after * 1000);
+    this.compress = config.compress ? 'gzip' : 'none';
   }
 
   async start(): Promise<void> {
@@ -177,10 +118,10 @@ export class HttpOutput implements Output {
       throw new Error(`http output ${this.name}: ${this.redact(msg)}`);
     };
     const o = this.options;
-    const token = o.bearerToken?.trim();
+    const token = o.bearer_token?.trim();
     this.secrets = [];
     if (token !== undefined) {
-      if (token === '') fail('bearerToken is empty');
+      if (token === '') fail('bearer_token is empty');
       this.secrets.push(token);
     }
     for (const [k, v] of Object.entries(o.headers ?? {})) if (SENSITIVE_NAME.test(k) && v.trim().length >= 4) this.secrets.push(v.trim());
@@ -204,10 +145,6 @@ export class HttpOutput implements Output {
     for (const [k, v] of url.searchParams) {
       if (SENSITIVE_NAME.test(k) && v.length >= 4) this.secrets.push(v, encodeURIComponent(v));
     }
-    if (this.format !== 'ndjson' && this.format !== 'json_array') fail(`format must be ndjson or json_array, got ${String(this.format)}`);
-    if (this.compress !== 'none' && this.compress !== 'gzip') fail(`compress must be none or gzip, got ${String(this.compress)}`);
-    if (!(this.timeoutMs > 0) || this.timeoutMs > 2 ** 31 - 1) fail(`timeoutMs must be > 0, got ${this.timeoutMs}`);
-    if (!(this.maxRetryAfterMs >= 0)) fail(`maxRetryAfterMs must be >= 0, got ${this.maxRetryAfterMs}`);
 
     const headers: Record<string, string> = {
       'content-type': this.format === 'ndjson' ? 'application/x-ndjson' : 'application/json',
@@ -228,38 +165,37 @@ export class HttpOutput implements Output {
       try {
         http.validateHeaderValue('authorization', `Bearer ${token}`);
       } catch {
-        fail('bearerToken contains characters not allowed in a header');
+        fail('bearer_token contains characters not allowed in a header');
       }
       headers['authorization'] = `Bearer ${token}`;
     }
     if (this.compress === 'gzip') headers['content-encoding'] = 'gzip';
 
     if (url.protocol === 'https:') {
-      const tls = o.tls ?? {};
       const read = async (what: string, path: string | undefined) => {
         if (path === undefined || path === '') return undefined;
         try {
           return await readFile(path);
         } catch (err) {
-          return fail(`cannot read tls ${what} ${path}: ${errorText(err)}`);
+          return fail(`cannot read ${what} ${path}: ${errorText(err)}`);
         }
       };
-      const ca = await read('caFile', tls.caFile);
-      const cert = await read('certFile', tls.certFile);
-      const key = await read('keyFile', tls.keyFile);
-      if ((cert === undefined) !== (key === undefined)) fail('tls certFile and keyFile go together');
+      const ca = await read('ca_file', o.ca_file);
+      const cert = await read('cert_file', o.cert_file);
+      const key = await read('key_file', o.key_file);
+      if ((cert === undefined) !== (key === undefined)) fail('cert_file and key_file go together');
       try {
         // Bad PEM or a key that does not match the certificate: say so now, not per request.
         createSecureContext({ ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert, key } : {}) });
       } catch (err) {
-        fail(`tls caFile/certFile/keyFile cannot be used: ${errorText(err)}`);
+        fail(`ca_file/cert_file/key_file cannot be used: ${errorText(err)}`);
       }
       this.agent = new https.Agent({
         keepAlive: true,
         ...(ca !== undefined ? { ca } : {}),
         ...(cert !== undefined ? { cert, key } : {}),
-        ...(tls.serverName ? { servername: tls.serverName } : {}),
-        rejectUnauthorized: tls.insecureSkipVerify !== true,
+        ...(o.server_name ? { servername: o.server_name } : {}),
+        rejectUnauthorized: !o.insecure_skip_verify,
       });
     } else {
       this.agent = new http.Agent({ keepAlive: true });
