@@ -18,8 +18,8 @@ import { MemoryQueue, type EventQueue } from './buffer/queue.js';
 import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
 import { outputPlugin } from './outputs/registry.js';
-import { StreamSource, type Source } from './sources/tcp/stream.js';
-import { UdpSource } from './sources/udp/udp.js';
+import type { Source } from './sources/source.js';
+import { sourcePlugin } from './sources/registry.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
@@ -191,9 +191,10 @@ export class Daemon {
     };
   }
 
-  private makeSource(l: ListenerConfig, chain: Normalizer[]): Source {
-    if (l.type === 'udp') return new UdpSource(l, this.pipeline!, this.telemetry, chain);
-    return new StreamSource(l, this.pipeline!, this.flow, this.telemetry, chain);
+  private makeSource(l: ListenerConfig, chain: Normalizer[]): Promise<Source> {
+    const p = sourcePlugin(l.type);
+    if (p === undefined) throw new Error(`listener ${l.name}: unknown type ${JSON.stringify(l.type)}`);
+    return p.create(l, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain });
   }
 
   async start(): Promise<void> {
@@ -233,7 +234,7 @@ export class Daemon {
       this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
     }
     for (const l of c.listeners) {
-      const source = this.makeSource(l, chains.get(l.name)!);
+      const source = await this.makeSource(l, chains.get(l.name)!);
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }
@@ -448,7 +449,7 @@ export class Daemon {
     this.pipeline!.commit();
     this.sources = keep;
     for (const l of starts) {
-      const source = this.makeSource(l, await this.chain(l, next));
+      const source = await this.makeSource(l, await this.chain(l, next));
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }

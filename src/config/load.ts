@@ -12,6 +12,7 @@ import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, 
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
 import { outputPlugin } from '../outputs/registry.js';
+import { sourcePlugin } from '../sources/registry.js';
 import type { ConfigOf, Fields } from './spec.js';
 import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
@@ -377,21 +378,14 @@ function deepFreeze<T>(o: T): T {
 function crossChecks(c: Config, w: Walker): void {
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
-    if (l.type === 'tls') {
-      if (l.tls === undefined) w.problem(`${k}.tls`, undefined, 'a tls listener needs tls.cert_file and tls.key_file');
-      else if (l.tls.client_auth === 'required' && l.tls.ca_file === undefined && l.tls.client_fingerprints.length === 0) {
-        w.problem(`${k}.tls.client_auth`, undefined, 'required client certificates need tls.ca_file or tls.client_fingerprints');
-      }
-      for (const fp of l.tls?.client_fingerprints ?? []) {
-        if (!/^[0-9a-fA-F]{64}$/.test(fp.replace(/:/g, ''))) w.problem(`${k}.tls.client_fingerprints`, undefined, `not a SHA-256 fingerprint: ${JSON.stringify(fp)}`);
-      }
-    }
+    // Each source type's own rules (src/sources/<type>/index.ts).
+    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, undefined, p.message);
     if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') w.problem(`${k}.host`, undefined, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
   const binds = new Map<string, string>();
   c.listeners.forEach((l, i) => {
     if (l.port === 0) return;
-    const proto = l.type === 'udp' ? 'udp' : 'tcp';
+    const proto = sourcePlugin(l.type)?.protocol ?? l.type;
     const id = `${proto}:${l.host}:${l.port}`;
     const prev = binds.get(id);
     if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);

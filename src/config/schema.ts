@@ -2,6 +2,8 @@ import { KSC_FIELDS } from '../ksc/config/schema.js';
 import { BUFFER, OUTPUT_COMMON } from '../outputs/plugin.js';
 import { OUTPUT_PLUGINS } from '../outputs/registry.js';
 import { FILE_FIELDS } from '../outputs/file/config.js';
+import { LISTENER_COMMON } from '../sources/plugin.js';
+import { SOURCE_PLUGINS } from '../sources/registry.js';
 import type { ObjectSpec, ScalarSpec, Spec, VariantSpec } from './spec.js';
 
 /**
@@ -16,53 +18,14 @@ const s = (doc: string, extra: Partial<ScalarSpec> = {}): ScalarSpec => ({ kind:
 const int = (doc: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): ScalarSpec => ({ kind: 'int', doc, default: def, min, max });
 const bool = (doc: string, def: boolean): ScalarSpec => ({ kind: 'bool', doc, default: def });
 const dur = (doc: string, def: string, min = 0): ScalarSpec => ({ kind: 'duration', doc, default: def, min });
-const size = (doc: string, def: string, min = 1): ScalarSpec => ({ kind: 'size', doc, default: def, min });
 const path = (doc: string, extra: Partial<ScalarSpec> = {}): ScalarSpec => ({ kind: 'path', doc, ...extra });
 
-const TLS_SERVER: ObjectSpec = {
-  kind: 'object',
-  doc: 'TLS settings of a `tls` listener.',
-  fields: {
-    cert_file: path('PEM certificate (chain) the listener presents.', { required: true }),
-    key_file: path('PEM private key of the certificate.', { required: true, secret: false }),
-    key_passphrase: s('Passphrase of the private key, if it is encrypted.', { secret: true }),
-    key_passphrase_file: path('File holding the key passphrase.'),
-    ca_file: path('PEM CA bundle to verify client certificates against (needed for `client_auth: required` unless fingerprints are pinned).'),
-    client_auth: { kind: 'enum', doc: 'Client certificates: `none`, `optional` (verified when presented) or `required`.', values: ['none', 'optional', 'required'], default: 'none' },
-    client_fingerprints: {
-      kind: 'list',
-      doc: 'Allowed client certificate SHA-256 fingerprints (hex, colons optional). When set, a client must present one of these certificates (KSC presents a self-signed one); the CA check is then not needed.',
-      item: s('SHA-256 fingerprint'),
-      default: [],
-    },
-    min_version: { kind: 'enum', doc: 'Lowest TLS version accepted.', values: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2' },
-    handshake_timeout: dur('Time a client has to finish the TLS handshake.', '10s', 0.001),
-  },
-};
-
-const LISTENER_COMMON: Record<string, Spec> = {
-  name: s('Listener name (unique); recorded on every event as `listener` and used as a metric label.', { required: true }),
-  host: s('Address to bind.', { default: '0.0.0.0' }),
-  port: { kind: 'port', doc: 'Port to bind (0 picks a free one).', default: 5141 },
-  allowed_cidrs: {
-    kind: 'list',
-    doc: 'Source networks allowed to send (IPv4/IPv6 CIDR or address). Empty: everyone. Others are closed at once (TCP) or ignored (UDP), and counted.',
-    item: { kind: 'cidr', doc: 'CIDR' },
-    default: [],
-  },
-  max_frame_bytes: size('Largest frame; longer LF frames are truncated (warning `frame_truncated`).', '64KiB', 16),
-  normalizers: {
-    kind: 'list',
-    doc: 'Normalizers run on this listener\'s events, in order; the first that accepts an event wins. A name (`ksc`) or a path to a module (`./my.js`, relative to the config file).',
-    item: s('normalizer name or module path'),
-    default: ['ksc'],
-  },
-};
-
-const STREAM_FIELDS: Record<string, Spec> = {
-  max_connections: int('Most connections open at once. At the limit, a new connection takes the place of the oldest one that has not sent a complete frame yet (a slowloris connection); if there is none, the new one is closed at once. Both are counted.', 1000, 1),
-  max_connections_per_source: int('Most connections open at once from one source address (0: no limit); further ones are closed at once and counted.', 100, 0),
-  idle_timeout: dur('Close a connection that sent nothing for this long (0: never).', '0s'),
+/** `listeners[]`: one variant per registered source plugin. */
+const LISTENER_VARIANT: VariantSpec = {
+  kind: 'variant',
+  doc: 'A listener.',
+  common: LISTENER_COMMON,
+  variants: Object.fromEntries(SOURCE_PLUGINS.map((p) => [p.type, { doc: p.doc, fields: p.fields as Record<string, Spec> }])),
 };
 
 /** `outputs[]`: one variant per registered output plugin. */
@@ -86,16 +49,7 @@ export const SCHEMA: ObjectSpec = {
       kind: 'list',
       doc: 'Where events come in.',
       uniqueNames: true,
-      item: {
-        kind: 'variant',
-        doc: 'A listener.',
-        common: LISTENER_COMMON,
-        variants: {
-          tcp: { doc: 'Syslog over TCP: LF or RFC 6587 octet-counted frames, detected per frame.', fields: { ...STREAM_FIELDS } },
-          tls: { doc: 'Syslog over TLS (RFC 5425 framing or LF).', fields: { ...STREAM_FIELDS, tls: TLS_SERVER } },
-          udp: { doc: 'Syslog over UDP: one message per datagram, or several LF-separated ones.', fields: { receive_buffer_bytes: size('SO_RCVBUF of the socket (0: the OS default).', '4MiB', 0) } },
-        },
-      },
+      item: LISTENER_VARIANT,
       default: [
         { name: 'tcp', type: 'tcp' },
         { name: 'udp', type: 'udp' },

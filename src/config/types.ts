@@ -2,42 +2,10 @@
  * The loaded configuration (schema.ts describes every key; durations are seconds, sizes
  * bytes, paths absolute). Frozen after loading.
  */
-export interface TlsServerConfig {
-  cert_file: string;
-  key_file: string;
-  key_passphrase?: string;
-  key_passphrase_file?: string;
-  ca_file?: string;
-  client_auth: 'none' | 'optional' | 'required';
-  client_fingerprints: string[];
-  min_version: 'TLSv1.2' | 'TLSv1.3';
-  handshake_timeout: number;
-}
-
-interface ListenerCommon {
-  name: string;
-  host: string;
-  port: number;
-  allowed_cidrs: string[];
-  max_frame_bytes: number;
-  normalizers: string[];
-}
-
-export interface StreamListenerConfig extends ListenerCommon {
-  type: 'tcp' | 'tls';
-  max_connections: number;
-  max_connections_per_source: number;
-  idle_timeout: number;
-  tls?: TlsServerConfig;
-}
-
-export interface UdpListenerConfig extends ListenerCommon {
-  type: 'udp';
-  receive_buffer_bytes: number;
-}
-
-export type ListenerConfig = StreamListenerConfig | UdpListenerConfig;
-
+export type { ListenerCommonConfig } from '../sources/plugin.js';
+export type { ListenerConfig } from '../sources/registry.js';
+export type { StreamListenerConfig, TlsServerConfig } from '../sources/tcp/config.js';
+export type { UdpListenerConfig } from '../sources/udp/config.js';
 export type { BufferConfig, OutputCommonConfig, RetryConfig } from '../outputs/plugin.js';
 export type { OutputConfig } from '../outputs/registry.js';
 export type { FileConfig } from '../outputs/file/config.js';
@@ -52,6 +20,7 @@ export interface DeadLetterConfig extends FileConfig {
 import type { KscConfigSection } from '../ksc/config/types.js';
 import type { BufferConfig } from '../outputs/plugin.js';
 import type { OutputConfig } from '../outputs/registry.js';
+import type { ListenerConfig } from '../sources/registry.js';
 import type { FileConfig } from '../outputs/file/config.js';
 
 export interface Config extends KscConfigSection {
