@@ -411,12 +411,7 @@ test('a write that fails part-way is truncated away: the retry does not duplicat
 });
 
 test('a file left with a half-written last record (cefd killed mid-write) is cut back to its last full line at start', async () => {
-  const { mkdtempSync, writeFileSync, readFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const { FileOutput } = await import('../../src/outputs/file/file.js');
-  const dir = mkdtempSync(join(tmpdir(), 'cefd-torn-'));
-  const path = join(dir, 'events.ndjson');
+  const path = join(dir(), 'events.ndjson');
   writeFileSync(path, '{"a":1}\n{"b":2}\n{"c":');
   const out = new FileOutput('t', cfg({ path }));
   await out.start();
