@@ -10,7 +10,8 @@ import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './confi
 import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { compileFilter } from './filter/filter.js';
 import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
-import { FlowControl, OutputSlot } from './pipeline/output-slot.js';
+import { FlowControl } from './pipeline/flow-control.js';
+import { OutputRunner } from './pipeline/output-runner.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { WorkerPool } from './workers/worker-pool.js';
 import { availableParallelism } from 'node:os';
@@ -34,7 +35,7 @@ export class StateDirError extends Error {
 
 interface SlotEntry {
   key: string;
-  slot: OutputSlot;
+  slot: OutputRunner;
 }
 
 interface SourceEntry {
@@ -110,7 +111,7 @@ export class Daemon {
   }
 
   /** The output's queue: a disk buffer (default for all but stdout) or memory. */
-  private makeQueue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputSlot }, reuse?: DiskQueue): EventQueue {
+  private makeQueue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputRunner }, reuse?: DiskQueue): EventQueue {
     if (!this.wantsDisk(b, outputType)) return new MemoryQueue(capacity);
     const t = this.telemetry;
     t.output(name).bufferMaxBytes = b.max_size;
@@ -145,9 +146,9 @@ export class Daemon {
     return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
   }
 
-  private makeSlot(o: OutputConfig, reuse?: DiskQueue): OutputSlot {
-    const ref: { slot?: OutputSlot } = {};
-    ref.slot = new OutputSlot(
+  private makeSlot(o: OutputConfig, reuse?: DiskQueue): OutputRunner {
+    const ref: { slot?: OutputRunner } = {};
+    ref.slot = new OutputRunner(
       {
         name: o.name,
         filter: o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined,
@@ -167,10 +168,10 @@ export class Daemon {
     return ref.slot;
   }
 
-  private makeDeadLetterSlot(c: Config, reuse?: DiskQueue): OutputSlot {
+  private makeDeadLetterSlot(c: Config, reuse?: DiskQueue): OutputRunner {
     const d = c.dead_letter;
-    const ref: { slot?: OutputSlot } = {};
-    ref.slot = new OutputSlot(
+    const ref: { slot?: OutputRunner } = {};
+    ref.slot = new OutputRunner(
       { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
       createDeadLetterOutput(d),
       this.makeQueue('dead_letter', d.buffer, d.queue_max_events, 'file', ref, reuse),
@@ -277,7 +278,7 @@ export class Daemon {
     let left = 0;
     const remaining = () => Math.max(100, budget - (Date.now() - t0));
     let kept = 0;
-    const account = (slot: OutputSlot, n: number) => {
+    const account = (slot: OutputRunner, n: number) => {
       if (n === 0) return;
       if (slot.queue.durable) {
         kept += n;
@@ -374,8 +375,8 @@ export class Daemon {
     // Outputs: unchanged ones keep running; others are replaced.
     const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
     const newSlots: SlotEntry[] = [];
-    const retired: OutputSlot[] = [];
-    const created: OutputSlot[] = [];
+    const retired: OutputRunner[] = [];
+    const created: OutputRunner[] = [];
     try {
       for (const o of next.outputs) {
         const key = JSON.stringify(o);
@@ -385,7 +386,7 @@ export class Daemon {
           oldSlots.delete(o.name);
           continue;
         }
-        let slot: OutputSlot;
+        let slot: OutputRunner;
         if (old !== undefined && old.slot.queue instanceof DiskQueue && this.wantsDisk(o.buffer, o.type)) {
           // Same name, same buffer folder: the disk buffer is handed to the new slot, never
           // closed and reopened, so nothing routed to the old slot meanwhile is lost.
@@ -410,7 +411,7 @@ export class Daemon {
     let dead = this.deadLetter!;
     const deadKey = JSON.stringify(next.dead_letter);
     if (dead.key !== deadKey) {
-      let slot: OutputSlot;
+      let slot: OutputRunner;
       if (dead.slot.queue instanceof DiskQueue && this.wantsDisk(next.dead_letter.buffer, 'file')) {
         await dead.slot.handOver();
         slot = this.makeDeadLetterSlot(next, dead.slot.queue);

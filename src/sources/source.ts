@@ -3,7 +3,7 @@
  * source type is a folder `src/sources/<type>/` that owns its config fragment and factory
  * (plugin.ts); src/sources/registry.ts lists them.
  */
-import type { FlowControl } from '../pipeline/output-slot.js';
+import type { FlowControl } from '../pipeline/flow-control.js';
 import type { Normalizer } from '../pipeline/normalize.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Telemetry } from '../telemetry/telemetry.js';

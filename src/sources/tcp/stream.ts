@@ -12,7 +12,7 @@ import { Framer } from '../../codecs/framing/framer.js';
 import type { StreamListenerConfig } from './config.js';
 import { peerOf, type Source } from '../source.js';
 import type { Normalizer } from '../../pipeline/normalize.js';
-import type { FlowControl } from '../../pipeline/output-slot.js';
+import type { FlowControl } from '../../pipeline/flow-control.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
