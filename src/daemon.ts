@@ -7,7 +7,8 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
-import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { checkNormalizers } from './config/normalizers.js';
 import { compileFilter } from './filter/filter.js';
 import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { FlowControl } from './pipeline/flow-control.js';

@@ -16,8 +16,7 @@ import { sourcePlugin } from '../sources/registry.js';
 import type { ConfigOf, Fields } from './spec.js';
 import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
-import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
-import { kscConfigProblems } from '../ksc/extension.js';
+import { CONFIG_SECTIONS } from './sections.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -392,7 +391,7 @@ function crossChecks(c: Config, w: Walker): void {
     binds.set(id, l.name);
   });
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
-  for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
+  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
@@ -401,24 +400,6 @@ function crossChecks(c: Config, w: Walker): void {
     for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, undefined, p.message);
     if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
   });
-}
-
-/**
- * The checks that need I/O: every normalizer named in the config loads. Run by both
- * `cefd validate` and `cefd run`. Throws ConfigError.
- */
-export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
-  const problems: ConfigProblem[] = [];
-  for (const [i, l] of c.listeners.entries()) {
-    for (const [j, spec] of l.normalizers.entries()) {
-      try {
-        await loadNormalizer(normalizerSpec(spec), c.base_dir);
-      } catch (e) {
-        problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
-      }
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems, file);
 }
 
 /**

@@ -1,10 +1,10 @@
-import { KSC_FIELDS } from '../ksc/config/schema.js';
 import { BUFFER, OUTPUT_COMMON } from '../outputs/plugin.js';
 import { OUTPUT_PLUGINS } from '../outputs/registry.js';
 import { FILE_FIELDS } from '../outputs/file/config.js';
 import { LISTENER_COMMON } from '../sources/plugin.js';
 import { SOURCE_PLUGINS } from '../sources/registry.js';
 import type { ObjectSpec, ScalarSpec, Spec, VariantSpec } from './spec.js';
+import { CONFIG_SECTIONS } from './sections.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
@@ -96,6 +96,6 @@ export const SCHEMA: ObjectSpec = {
         repeat_interval: dur('A repeated error or warning (same code) is logged at most once per this interval, with a count of the ones held back.', '10s', 0),
       },
     },
-    ...KSC_FIELDS,
+    ...Object.assign({}, ...CONFIG_SECTIONS.map((x) => x.fields)),
   },
 };

@@ -7,11 +7,11 @@ import type { FlowControl } from '../pipeline/flow-control.js';
 import type { Normalizer } from '../pipeline/normalize.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
-import type { ListenerCommonConfig } from './plugin.js';
 
 export interface Source {
   readonly name: string;
-  readonly config: ListenerCommonConfig & { readonly type: string };
+  /** The listener's loaded config (src/sources/<type>/config.ts). */
+  readonly config: { readonly name: string; readonly type: string };
   /** Bound and ready. */
   readonly ready: boolean;
   start(): Promise<void>;

@@ -1,0 +1,25 @@
+/**
+ * The config check that needs I/O and the normalizer runtime, kept out of load.ts so that
+ * loading a config stays light.
+ */
+import { ConfigError, type ConfigProblem } from './load.js';
+import type { Config } from './types.js';
+import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
+
+/**
+ * The checks that need I/O: every normalizer named in the config loads. Run by both
+ * `cefd validate` and `cefd run`. Throws ConfigError.
+ */
+export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
+  const problems: ConfigProblem[] = [];
+  for (const [i, l] of c.listeners.entries()) {
+    for (const [j, spec] of l.normalizers.entries()) {
+      try {
+        await loadNormalizer(normalizerSpec(spec), c.base_dir);
+      } catch (e) {
+        problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems, file);
+}
