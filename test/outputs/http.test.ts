@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { HttpOutput, parseRetryAfter } from '../../src/outputs/http/http.js';
+import { HttpTransport } from '../../src/outputs/shared/http-transport.js';
 import { HTTP_FIELDS } from '../../src/outputs/http/config.js';
 import { loadFields } from '../../src/config/load.js';
 import type { SendResult } from '../../src/outputs/types.js';
@@ -238,8 +239,8 @@ test('parseRetryAfter: the three HTTP date formats, the past, junk', () => {
   expect(parseRetryAfter(['3', '9'], now, cap)).toBe(3000);
 });
 
-test('400, 404, 401 and 301 are rejected with http_status_<code>; 408 and 500 retry', async () => {
-  const statuses = [400, 404, 401, 301, 408, 500];
+test('400, 404, 401 and 301 are rejected with http_status_<code>; 408, 425 and 500 retry', async () => {
+  const statuses = [400, 404, 401, 301, 408, 425, 500];
   const srv = await serve((_q, res, _s, n) => {
     const status = statuses[n - 1]!;
     res.writeHead(status, status === 301 ? { Location: '/elsewhere' } : {}).end(`{"error":"status ${status}"}`);
@@ -253,8 +254,8 @@ test('400, 404, 401 and 301 are rejected with http_status_<code>; 408 and 500 re
     { status: 'rejected', reason: 'http_status_401', error: expect.stringMatching(/HTTP 401/) },
     { status: 'rejected', reason: 'http_status_301', error: expect.stringMatching(/HTTP 301/) },
   ]);
-  expect(results.slice(4).map((r) => r.status)).toEqual(['retry', 'retry']);
-  expect(srv.seen.length).toBe(6); // the redirect was not followed
+  expect(results.slice(4).map((r) => r.status)).toEqual(['retry', 'retry', 'retry']);
+  expect(srv.seen.length).toBe(7); // the redirect was not followed
   await out.close();
 });
 
@@ -376,6 +377,41 @@ test('start rejects what cannot work, with a clear message', async () => {
   await expect(bad({ url: 'http://x/', bearer_token: readFileSync(tokenFile, 'utf8') })).rejects.toThrow(/bearer_token contains/);
   // tls settings are ignored for http://
   await new HttpOutput('h', cfg({ url: 'http://127.0.0.1:1/', ca_file: join(dir, 'missing.pem') })).start();
+});
+
+test('basic authentication and an API-key header from secret files; neither value appears in errors', async () => {
+  const echo: Handler = (q, res) => res.writeHead(403).end(`you sent ${q.headers['authorization']} and ${q.headers['x-tenant-key']}`);
+  const srv = await serve(echo);
+  writeFileSync(join(dir, 'basic-pass'), 'p4ss-w0rd-xyz\n');
+  writeFileSync(join(dir, 'api-key'), 'k3y-abcdef-987\n');
+  const out = await output({
+    url: srv.url,
+    basic_auth_user: 'cefd',
+    basic_auth_password_file: join(dir, 'basic-pass'),
+    api_key_file: join(dir, 'api-key'),
+    api_key_header: 'X-Tenant-Key',
+  });
+  const r = await out.send({ records: records(1, 'b') });
+  const h = srv.seen[0]!.headers;
+  expect(h['authorization']).toBe(`Basic ${Buffer.from('cefd:p4ss-w0rd-xyz').toString('base64')}`);
+  expect(h['x-tenant-key']).toBe('k3y-abcdef-987');
+  expect(r).toMatchObject({ status: 'rejected', reason: 'http_status_403' });
+  const text = JSON.stringify(r);
+  expect(text).not.toContain('p4ss-w0rd-xyz');
+  expect(text).not.toContain(Buffer.from('cefd:p4ss-w0rd-xyz').toString('base64'));
+  expect(text).not.toContain('k3y-abcdef-987');
+  await out.close();
+});
+
+test('the shared transport hands a 2xx body to an output that asks for it (a bulk API\'s per-item answer)', async () => {
+  const srv = await serve((_q, res) => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"items":[{"status":201},{"status":400}]}'));
+  const t = new HttpTransport('bulk output b', cfg({ url: srv.url }), 'application/x-ndjson');
+  await t.start();
+  const r = await t.send(Buffer.from('{}\n{}\n'), true);
+  expect(r.status).toBe('delivered');
+  expect(r.body?.toString('utf8')).toBe('{"items":[{"status":201},{"status":400}]}');
+  expect(srv.seen[0]!.headers['content-type']).toBe('application/x-ndjson');
+  await t.close();
 });
 
 test('send before start is a retry, not a throw', async () => {

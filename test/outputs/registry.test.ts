@@ -51,6 +51,8 @@ test('plugin checks run at load and name the file and the output\'s key', () => 
   };
   expect(bad('outputs:\n  - { name: h, type: http, url: "ftp://x/" }\n')).toMatch(/c\.yaml: outputs\[0\]\.url: expected an http:\/\/ or https:\/\/ URL/);
   expect(bad('outputs:\n  - { name: h, type: http, url: "https://x/", cert_file: /c.pem }\n')).toMatch(/outputs\[0\]\.key_file: cert_file and key_file go together/);
+  expect(bad('outputs:\n  - { name: h, type: http, url: "https://x/", bearer_token: abcd, basic_auth_user: u, basic_auth_password: p }\n')).toMatch(/outputs\[0\]\.bearer_token: set either bearer_token or basic_auth_user/);
+  expect(bad('outputs:\n  - { name: h, type: http, url: "https://x/", basic_auth_user: u }\n')).toMatch(/outputs\[0\]\.basic_auth_password: basic_auth_user and basic_auth_password go together/);
   expect(bad('outputs:\n  - { name: s, type: stdout, buffer: { type: disk } }\n')).toMatch(/outputs\[0\]\.buffer\.type: a stdout output cannot have a disk buffer/);
   expect(bad('outputs:\n  - { name: f, type: file, path: /tmp/x, fsync_interval: 30d }\n')).toMatch(/outputs\[0\]\.fsync_interval: must be at most 24 days/);
   expect(bad('outputs:\n  - { name: f, type: file, path: /tmp/x, encoding: { codec: ecs9 } }\n')).toMatch(/outputs\[0\]\.encoding\.codec: expected one of native/);

@@ -1,6 +1,7 @@
 /** The `http` output plugin (registered in src/outputs/registry.ts). */
 import { defineOutput } from '../plugin.js';
-import { checkHttp, HTTP_FIELDS } from './config.js';
+import { checkHttpTransport } from '../shared/http-transport.js';
+import { HTTP_FIELDS } from './config.js';
 import { HttpOutput } from './http.js';
 
 export const httpOutput = defineOutput({
@@ -8,6 +9,6 @@ export const httpOutput = defineOutput({
   doc: 'HTTP POST of batches.',
   fields: HTTP_FIELDS,
   diskBuffer: true,
-  check: checkHttp,
+  check: checkHttpTransport,
   create: (c) => new HttpOutput(c.name, c),
 });
