@@ -8,8 +8,8 @@ import { CONFIG_SECTIONS } from './sections.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
- * a YAML file against this table, `cefd config-doc` prints it as the README's option
- * table, and test/config.test.ts keeps the two in step. Keys are snake_case.
+ * a YAML file against this table, `cefd config-doc` prints it as the option table
+ * of docs/configuration.md, and test/docs.test.ts keeps the two in step. Keys are snake_case.
  */
 
 export type { BaseSpec, ListSpec, MapSpec, ObjectSpec, ScalarSpec, Spec, VariantSpec } from './spec.js';

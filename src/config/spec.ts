@@ -9,7 +9,7 @@
 export type Spec = ScalarSpec | ObjectSpec | ListSpec | VariantSpec | MapSpec;
 
 export interface BaseSpec {
-  /** One sentence for the README table. */
+  /** One sentence for the option table (docs/configuration.md). */
   doc: string;
   /** Marks a secret: never logged, never printed (`validate` redacts it). */
   secret?: boolean;
