@@ -333,6 +333,10 @@ export class StreamSource implements Source {
       c.socket.resume();
     }
     while (this.conns.size > 0 && Date.now() < deadline) {
+      // Let the event loop poll the sockets first: after a stall (a starved CPU) this timer
+      // can fire before the reads that are already waiting, and a connection would look
+      // quiet with data still in its kernel buffer.
+      await new Promise((r) => setImmediate(r));
       const now = Date.now();
       let busy = false;
       for (const c of this.conns) {
