@@ -93,7 +93,8 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'YAML configuration file (omitted: the built-in defaults)')
     .option('--print', 'print the effective configuration (defaults applied, secrets redacted)')
     .action(async (o: { config?: string; print?: boolean }) => {
-      const { loadConfig, checkNormalizers, ConfigError, redactConfig } = await import('./config/load.js');
+      const { loadConfig, ConfigError, redactConfig } = await import('./config/load.js');
+      const { checkNormalizers } = await import('./config/normalizers.js');
       try {
         const c = loadConfig(o.config);
         await checkNormalizers(c, o.config);

@@ -155,7 +155,7 @@ export const CODES = {
     description:
       'A KSC "Syslog" line (APP-NAME `<product>|<version>`) without its `[event@23668 ...]` element, as after a relay with an RFC 3164 template: only product, host, the MSGID if any and the message text are known.',
   },
-  // outputs and queues (src/pipeline/output-slot.ts, src/outputs/): reasons of rejected,
+  // outputs and queues (src/pipeline/output-runner.ts, src/outputs/): reasons of rejected,
   // dropped and dead-lettered events, as in `reason` of dead letters and metric labels
   'http_status_<NNN>': {
     level: 'error',
