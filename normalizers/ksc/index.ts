@@ -17,9 +17,11 @@ import type { NormalizeOutput, Normalizer } from '../../src/pipeline/normalize.j
 import { normalizeCef } from './cef-format.js';
 import { isRelayedKsc, kscElement, normalizeSyslog } from './syslog-format.js';
 import type { KscObject, KscWarning } from './types.js';
+import { kscView, leanKsc, setRebuild, type KscLean } from './lean.js';
 
 export type { KscAttack, KscCategory, KscFormat, KscObject, KscSeverity, KscTask, KscTaskState, KscThreat, KscWarning } from './types.js';
 export { TASK_STATES, SEVERITIES, typeInfo } from './tables.js';
+export { kscView, leanKsc, type KscLean };
 
 /** KSC's CEF header: vendor without a space (other Kaspersky products send "Kaspersky Lab"). */
 const VENDOR = 'KasperskyLab';
@@ -48,6 +50,8 @@ export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscW
   return { ksc: normalizeSyslog(event, sys, el, warnings), warnings };
 }
 
+setRebuild((event) => normalizeKsc(event)?.ksc ?? null);
+
 const ksc: Normalizer = {
   name: 'ksc',
   accepts,
@@ -55,7 +59,7 @@ const ksc: Normalizer = {
     const r = normalizeKsc(event);
     if (r === null) return null;
     return {
-      data: r.ksc as unknown as Record<string, unknown>,
+      data: leanKsc(r.ksc) as unknown as Record<string, unknown>,
       type: r.ksc.category,
       warnings: r.warnings.length > 0 ? r.warnings : undefined,
     };

@@ -5,7 +5,7 @@
  * <name>.json (`events`: one entry per frame). Each frame goes through the real path:
  * framer (stream fixtures) → decodeFrame → normalizeEvent([ksc]).
  *
- * Rewrite the `events` of every golden file: UPDATE_GOLDEN=1 npx vitest run test/ksc-normalizer-golden
+ * Rewrite the `events` of every golden file: UPDATE_GOLDEN=1 npx vitest run test/normalizers/ksc/golden.test.ts
  * and then read every changed file against ../shared/ksc/FORMAT.md before keeping it.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../../src/codecs/decode.js';
 import { Framer } from '../../../src/codecs/framing/framer.js';
 import { normalizeEvent } from '../../../src/pipeline/normalize.js';
-import ksc from '../../../normalizers/ksc/index.js';
+import ksc, { kscView } from '../../../normalizers/ksc/index.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/ksc/', import.meta.url));
 const GOLDEN = `${FIXTURES}golden/`;
@@ -48,7 +48,10 @@ function runFrame(frame: Buffer): unknown {
     decoded: true,
     normalizer: outcome.normalizer,
     type: outcome.type,
+    // What the event carries (the derived fields), then the whole object rebuilt from the
+    // event (normalizers/ksc/lean.ts), which is what schema 1 carried.
     ksc: event.ksc,
+    kscView: kscView(event),
     warnings: event.warnings?.slice(warningsBefore) ?? [],
   };
 }
