@@ -89,7 +89,8 @@ function syntheticExtensions(event: CefdEvent): Record<string, string> {
   const k = kscView(event);
   if (k?.host.name !== undefined) x['destinationHostName'] = k.host.name;
   if (k?.host.ip !== undefined) x['destinationAddress'] = k.host.ip;
-  if (event.syslog?.hostname !== undefined) x['deviceHostName'] = event.syslog.hostname;
+  // KSC's "Syslog" format: its HOSTNAME is the managed device, already `dhost`.
+  if (k === null && event.syslog?.hostname !== undefined) x['deviceHostName'] = event.syslog.hostname;
   if (event.message !== undefined) x['message'] = event.message;
   return x;
 }

@@ -29,7 +29,7 @@ export const ECS_VERSION = '8.11.0';
 export const ECS_TABLE: readonly EcsRow[] = [
   { field: '@timestamp', from: 'event.timestamp', note: 'CEF `rt`, else the syslog time stamp, else when cefd read it' },
   { field: 'ecs.version', from: `'${ECS_VERSION}'` },
-  { field: 'message', from: 'ext.message | cef.name | event.message' },
+  { field: 'message', from: 'derive.message | ext.message | cef.name | event.message', note: 'KSC "Syslog" format: its description with real line breaks (`ksc.messageLines`)' },
   { field: 'event.kind', from: 'derive.kind', note: '`alert` for detections, attacks, object actions, web and application control; else `event`' },
   { field: 'event.category', from: 'derive.category', note: 'from the KSC category: `malware`, `intrusion_detection`, `web`, `file`, `host`, `configuration`, `package`, ...' },
   { field: 'event.type', from: 'derive.type', note: '`info`, or `denied` / `deletion` / `change` by the action; task states `change`' },
@@ -50,7 +50,7 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'observer.vendor', from: 'cef.deviceVendor', when: 'other' },
   { field: 'observer.product', from: 'cef.deviceProduct', when: 'other' },
   { field: 'observer.version', from: 'ksc.server.version | cef.deviceVersion' },
-  { field: 'observer.hostname', from: 'ksc.server.name | syslog.hostname', note: 'the sender of the syslog line (for KSC, the Administration Server)' },
+  { field: 'observer.hostname', from: 'derive.observerHost', note: 'the syslog HOSTNAME, the Administration Server for KSC CEF; for KSC\'s "Syslog" format `kscfqdn` (its HOSTNAME is the managed device)' },
   { field: 'host.hostname', from: 'ksc.host.name', when: 'ksc', note: 'KSC `dhost`/`hdn` is the managed device, not a network destination' },
   { field: 'host.ip', from: 'ksc.host.ip', as: 'array', when: 'ksc' },
   { field: 'host.domain', from: 'ksc.host.fqdn', when: 'ksc' },

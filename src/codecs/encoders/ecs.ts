@@ -99,6 +99,8 @@ const DERIVE: Record<string, Get> = {
     return isUrl(p) ? p : undefined;
   },
   extensions: (c) => (c.event.cef !== undefined ? c.ext() : undefined),
+  message: (c) => c.ksc?.messageLines?.join('\n'),
+  observerHost: (c) => (c.ksc !== null && c.ksc.format !== 'cef' ? c.ksc.server?.name : c.event.syslog?.hostname),
 };
 
 function hexOf(v: unknown, len: number): string | undefined {
@@ -202,11 +204,23 @@ export function toEcs(event: CefdEvent): Record<string, unknown> {
   for (const r of COMPILED) {
     if (r.when === 'ksc' ? !isKsc : r.when === 'other' ? isKsc : false) continue;
     const v = r.get(c);
-    if (v !== undefined) put(out, r.path, v);
+    if (v === undefined || (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0)) continue;
+    put(out, r.path, v);
   }
   return out;
 }
 
 export function ecsEncoder(): (event: CefdEvent) => string {
   return (event) => JSON.stringify(toEcs(event));
+}
+
+/** The table as Markdown, for docs/encodings.md (test/codecs/encoders.test.ts keeps them in step). */
+export function renderEcsTable(): string {
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  const lines = ['| ECS field | from (first present) | as | events | note |', '|---|---|---|---|---|'];
+  for (const r of ECS_TABLE) {
+    const from = r.from.split(' | ').map((a) => `\`${a}\``).join(' \\| ');
+    lines.push(`| \`${r.field}\` | ${from} | ${r.as ?? ''} | ${r.when ?? 'all'} | ${cell(r.note ?? '')} |`);
+  }
+  return lines.join('\n') + '\n';
 }
