@@ -19,6 +19,18 @@ export interface CustomField {
   value: string | number;
 }
 
+/** Slot short name → value key's full name (`cs3` → `deviceCustomString3`); a bounded set (the decoder's families x 999). */
+const fullOfShort = new Map<string, string | null>();
+
+function customFull(short: string): string | undefined {
+  let f = fullOfShort.get(short);
+  if (f === undefined) {
+    f = lookupKey(short)?.customBase ?? null;
+    if (fullOfShort.size < 16384) fullOfShort.set(short, f);
+  }
+  return f ?? undefined;
+}
+
 /** The fields of `cef.custom`, in order; keys the dictionary cannot read (none the decoder makes) are skipped. */
 export function customFields(cef: CefRecord): CustomField[] {
   const out: CustomField[] = [];
@@ -28,7 +40,7 @@ export function customFields(cef: CefRecord): CustomField[] {
     const colon = key.indexOf(':');
     if (colon === -1) continue;
     const short = key.slice(0, colon);
-    const full = lookupKey(short)?.customBase;
+    const full = customFull(short);
     if (full === undefined) continue;
     out.push({ short, full, label: key.slice(colon + 1), value: c[key]! });
   }
@@ -44,6 +56,7 @@ export function customLabels(cef: CefRecord): [string, string | number][] {
 export function allExtensions(cef: CefRecord): Record<string, string> {
   const fields = customFields(cef);
   if (fields.length === 0) return cef.extensions;
+  // A spread, so an unknown key `__proto__` stays an own key.
   const out: Record<string, string> = { ...cef.extensions };
   for (const f of fields) {
     out[f.full] = typeof f.value === 'number' ? String(f.value) : f.value;
