@@ -48,11 +48,12 @@ export function expandEvent(event: CefdEvent, opts: EventOptions): CefdEvent {
   const cef = event.cef;
   if (cef !== undefined && (opts.typed === 'all' || opts.custom_fields === 'pairs')) {
     const c: CefRecord = { ...cef };
+    const all = allExtensions(cef);
     if (opts.custom_fields === 'pairs') {
-      c.extensions = allExtensions(cef);
+      c.extensions = all;
       c.custom = undefined;
     }
-    if (opts.typed === 'all') c.typed = allTyped(cef, event.timestamp, badFields(event));
+    if (opts.typed === 'all') c.typed = allTyped(cef, event.timestamp, badFields(event), all);
     out.cef = c;
   }
   if (opts.ksc === 'full' && event.ksc !== undefined) {
