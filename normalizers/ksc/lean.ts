@@ -11,6 +11,7 @@
  * the encoders and the `event.ksc: full` option.
  */
 import type { CefdEvent } from '../../src/event.js';
+import { normalizeKsc } from './read.js';
 import type { KscObject } from './types.js';
 
 /** The lean `ksc` object: the derived fields of `full`. */
@@ -41,14 +42,6 @@ export function leanKsc(full: KscObject): KscLean {
 /** The whole object is rebuilt once per event object (filters may ask for several paths). */
 const views = new WeakMap<object, KscObject | null>();
 
-type Rebuild = (event: CefdEvent) => KscObject | null;
-let rebuild: Rebuild = () => null;
-
-/** index.ts registers the normalizer here (an import would be a cycle). */
-export function setRebuild(fn: Rebuild): void {
-  rebuild = fn;
-}
-
 /**
  * The whole `ksc` object of an event the ksc normalizer normalized (it carries `ksc`),
  * rebuilt from the event's `cef`/`syslog`; `event.ksc` itself when it is already whole
@@ -60,7 +53,7 @@ export function kscView(event: CefdEvent): KscObject | null {
   if ('labels' in (k as object)) return k as KscObject;
   let v = views.get(event);
   if (v === undefined) {
-    v = rebuild(event);
+    v = normalizeKsc(event)?.ksc ?? null;
     views.set(event, v);
   }
   return v;
