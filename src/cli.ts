@@ -54,9 +54,10 @@ export function buildProgram(): Command {
     .addOption(new Option('--typed <which>', 'native event: cef.typed holds the converted values that differ from the text, or all (config event.typed)').choices(['changed', 'all']).default('changed'))
     .addOption(new Option('--custom-fields <how>', 'native event: custom fields folded into cef.custom, or as pairs in cef.extensions (config event.custom_fields)').choices(['folded', 'pairs']).default('folded'))
     .addOption(new Option('--ksc <object>', 'native event: the lean ksc object, or the full one with labels (config event.ksc)').choices(['lean', 'full']).default('lean'))
+    .addOption(new Option('--syslog-timestamp <when>', 'native event: syslog.timestamp only when it differs from timestamp, or always (config event.syslog_timestamp)').choices(['changed', 'always']).default('changed'))
     .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(DEFAULT_MAX_FRAME_BYTES))
     .exitOverride()
-    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number; encoding: string; typed: 'changed' | 'all'; customFields: 'folded' | 'pairs'; ksc: 'lean' | 'full' }) => {
+    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number; encoding: string; typed: 'changed' | 'all'; customFields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslogTimestamp: 'changed' | 'always' }) => {
       if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);
       let chain: Normalizer[] = [];
       try {
@@ -76,7 +77,7 @@ export function buildProgram(): Command {
           defaultZone: o.timezone,
           maxFrameBytes: o.maxFrameBytes,
           encoding: o.encoding,
-          event: { typed: o.typed, custom_fields: o.customFields, ksc: o.ksc },
+          event: { typed: o.typed, custom_fields: o.customFields, ksc: o.ksc, syslog_timestamp: o.syslogTimestamp },
         });
       } catch (e) {
         throw new CommanderError(2, 'cefd.io', `error: ${(e as Error).message}`);

@@ -13,8 +13,12 @@ export interface SyslogHeader {
   facility?: number;
   /** From `<PRI>`: PRI & 7. */
   severity?: number;
-  /** ISO 8601 UTC; RFC 3164 timestamps get an inferred year and the configured zone. */
-  timestamp?: string;
+  /**
+   * ISO 8601 UTC; RFC 3164 timestamps get an inferred year and the configured zone. Absent
+   * when it is the event's `timestamp` (carried once); null when the header had none (or
+   * one that did not convert, warning `syslog_bad_timestamp`).
+   */
+  timestamp?: string | null;
   hostname?: string;
   appName?: string;
   procId?: string;

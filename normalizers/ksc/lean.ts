@@ -4,9 +4,11 @@
  * The whole object (types.ts `KscObject`) names KSC's values (`task.name`, `host.ip`,
  * `threat.objectPath`, `labels`), but each of those is already in the event, in `cef` or
  * `syslog`. The event carries each value once (docs/event-format.md), so by default the
- * `ksc` object holds only what the normalizer derives: the format, the category, the severity name,
+ * `ksc` object holds only what the normalizer derives: the category, the severity name,
  * the task states, the threat action, a network attack (its addresses converted from
  * KSC's decimal form) and, for the syslog format, the description split into lines.
+ * The export format is not repeated either: it is the event's shape (`cef` present: `cef`;
+ * a KSC `event@<n>` element in `syslog.structuredData`: `syslog`; else `syslog_nosd`).
  * `kscView` rebuilds the whole object from the event, for filters, the task-status code,
  * the encoders and the `event.ksc: full` option.
  */
@@ -16,7 +18,6 @@ import type { KscObject } from './types.js';
 
 /** The lean `ksc` object: the derived fields of `full`. */
 export interface KscLean {
-  format: KscObject['format'];
   category: KscObject['category'];
   severity: KscObject['severity'];
   task: { oldState?: string; newState?: string } | undefined;
@@ -29,7 +30,6 @@ export function leanKsc(full: KscObject): KscLean {
   const t = full.task;
   const action = full.threat?.action;
   return {
-    format: full.format,
     category: full.category,
     severity: full.severity,
     task: t !== undefined && (t.oldState !== undefined || t.newState !== undefined) ? { oldState: t.oldState, newState: t.newState } : undefined,

@@ -122,11 +122,18 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
         break;
       }
       if (empty) cef.typed = undefined;
-    } else if (sys.header?.timestamp !== undefined) event.timestamp = sys.header.timestamp;
+    } else if (typeof sys.header?.timestamp === 'string') event.timestamp = sys.header.timestamp;
   } else {
     event.message = s.slice(sys.msgStart, trimEnd(s, sys.msgStart));
     addWarning(d, { code: 'not_cef', message: 'syslog message without a CEF record' });
-    if (sys.header?.timestamp !== undefined) event.timestamp = sys.header.timestamp;
+    if (typeof sys.header?.timestamp === 'string') event.timestamp = sys.header.timestamp;
+  }
+  const h = sys.header;
+  if (h !== undefined) {
+    // Carried once: the header's time stamp is left out when it is the event's `timestamp`;
+    // null says the header had none, so absent and "none" stay apart.
+    if (h.timestamp === undefined) h.timestamp = null;
+    else if (h.timestamp === event.timestamp) h.timestamp = undefined;
   }
   if (truncated) event.truncated = true;
   event.errors = d.errors;

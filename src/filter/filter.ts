@@ -590,12 +590,13 @@ type Getter = (root: unknown) => unknown;
 
 /**
  * Paths of fields the event format's schema 1 carried and schema 2 carries once, elsewhere
- * (docs/event-format.md): `cef.typed.*`, `cef.extensions.*` (custom pairs), `ksc.*`
+ * (docs/event-format.md): `cef.typed.*`, `cef.extensions.*` (custom pairs), `ksc.*`, `syslog.timestamp`
  * (the whole KSC object). A filter written against them still works: when the path is
  * missing on the event it is read on the schema 1 view, rebuilt once per event.
  */
 function isSchema1Path(segments: readonly PathSegment[]): boolean {
   const a = segments[0];
+  if (a === 'syslog') return segments.length === 2 && segments[1] === 'timestamp';
   if (a === 'ksc') return segments.length > 1;
   return a === 'cef' && segments.length > 2 && (segments[1] === 'typed' || segments[1] === 'extensions');
 }
@@ -611,6 +612,15 @@ function makeGetter(segments: readonly PathSegment[]): Getter {
       if (v !== undefined || typeof r !== 'object' || r === null) return v;
       const k = kscView(r as CefdEvent);
       return k === null ? undefined : rest(k);
+    };
+  }
+  if (segments[0] === 'syslog') {
+    // null marks a header without a time stamp: missing, as schema 1 had it.
+    return (r) => {
+      const v = get(r);
+      if (v !== undefined && v !== null) return v;
+      if (typeof r !== 'object' || r === null) return undefined;
+      return get(schema1View(r as CefdEvent));
     };
   }
   return (r) => {

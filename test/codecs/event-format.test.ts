@@ -31,7 +31,8 @@ describe('schema 2: each value once', () => {
       schema: 2,
       timestamp: '2022-03-18T18:08:07.000Z',
       received: '2024-06-01T12:00:00.000Z',
-      syslog: { format: 'rfc5424', facility: 1, severity: 6, timestamp: '2022-03-18T18:08:07.000Z', hostname: 'ksc01', appName: 'KSC' },
+      // The header's time stamp is the event's `timestamp`: carried once.
+      syslog: { format: 'rfc5424', facility: 1, severity: 6, hostname: 'ksc01', appName: 'KSC' },
       cef: {
         version: '0',
         deviceVendor: 'KasperskyLab',
@@ -45,7 +46,7 @@ describe('schema 2: each value once', () => {
         // `+7` is not the text of 7: the number is a converted value that differs.
         typed: { sourcePort: 7 },
       },
-      ksc: { format: 'cef', category: 'task_state', severity: 'info', task: { oldState: 'created', newState: 'completed' } },
+      ksc: { category: 'task_state', severity: 'info', task: { oldState: 'created', newState: 'completed' } },
     });
   });
 
@@ -68,6 +69,7 @@ describe('schema 2: each value once', () => {
       deviceCustomString3Label: 'TaskId',
     });
     expect(full.cef.custom).toBeUndefined();
+    expect(full.syslog.timestamp).toBe('2022-03-18T18:08:07.000Z');
     expect(full.cef.typed).toEqual({ deviceReceiptTime: '2022-03-18T18:08:07.000Z', destinationAddress: '10.55.203.12', sourcePort: 7, deviceCustomNumber2: 4, deviceCustomNumber1: 0 });
     expect(full.ksc).toMatchObject({
       eventType: 'KLPRCI_TaskState',
@@ -88,6 +90,19 @@ describe('schema 2: each value once', () => {
   });
 });
 
+describe('syslog.timestamp: once', () => {
+  test('left out when it is timestamp, kept when it differs, null when the header had none', () => {
+    expect(event().syslog?.timestamp).toBeUndefined();
+    const differs = event('<14>1 2024-01-02T03:04:05.000Z h a - - - CEF:0|V|P|1|id|n|5|rt=1647626887000');
+    expect(differs.timestamp).toBe('2022-03-18T18:08:07.000Z');
+    expect(differs.syslog?.timestamp).toBe('2024-01-02T03:04:05.000Z');
+    const none = event('<14>1 - h a - - - CEF:0|V|P|1|id|n|5|rt=1647626887000');
+    expect(none.syslog?.timestamp).toBeNull();
+    expect(compileFilter('exists syslog.timestamp').test(none)).toBe(false);
+    expect(expandEvent(none, EVENT_ALL).syslog?.timestamp).toBeUndefined();
+  });
+});
+
 describe('filters written against schema 1 paths still match', () => {
   const e = event();
   test.each([
@@ -101,6 +116,8 @@ describe('filters written against schema 1 paths still match', () => {
     ['cef.extensions.deviceCustomString10Label == "TaskName"', true],
     ['cef.custom["cs10:TaskName"] == "Uninstall EDR"', true],
     ['ksc.category == "task_state"', true],
+    ['ksc.format == "cef"', true],
+    ['syslog.timestamp == "2022-03-18T18:08:07.000Z"', true],
     ['exists ksc.threat', false],
     ['ksc.labels.Missing == "x"', false],
   ])('%s', (f, want) => {

@@ -20,15 +20,17 @@ export interface EventOptions {
   custom_fields?: 'folded' | 'pairs';
   /** `lean` (default): the derived KSC fields; `full`: the whole object, with `labels`. */
   ksc?: 'lean' | 'full';
+  /** `changed` (default): `syslog.timestamp` only when it differs from `timestamp`; `always`: as schema 1 (absent when the header had none). */
+  syslog_timestamp?: 'changed' | 'always';
 }
 
-export const EVENT_DEFAULTS: Required<EventOptions> = { typed: 'changed', custom_fields: 'folded', ksc: 'lean' };
+export const EVENT_DEFAULTS: Required<EventOptions> = { typed: 'changed', custom_fields: 'folded', ksc: 'lean', syslog_timestamp: 'changed' };
 
 /** Everything schema 1 carried (what filters fall back to). */
-export const EVENT_ALL: Required<EventOptions> = { typed: 'all', custom_fields: 'pairs', ksc: 'full' };
+export const EVENT_ALL: Required<EventOptions> = { typed: 'all', custom_fields: 'pairs', ksc: 'full', syslog_timestamp: 'always' };
 
 export function isDefaultEventOptions(o: EventOptions | undefined): boolean {
-  return o === undefined || ((o.typed ?? 'changed') === 'changed' && (o.custom_fields ?? 'folded') === 'folded' && (o.ksc ?? 'lean') === 'lean');
+  return o === undefined || ((o.typed ?? 'changed') === 'changed' && (o.custom_fields ?? 'folded') === 'folded' && (o.ksc ?? 'lean') === 'lean' && (o.syslog_timestamp ?? 'changed') === 'changed');
 }
 
 /** Keys with a `cef_bad_field` warning: their value did not convert. */
@@ -55,6 +57,11 @@ export function expandEvent(event: CefdEvent, opts: EventOptions): CefdEvent {
     }
     if (opts.typed === 'all') c.typed = allTyped(cef, event.timestamp, badFields(event), all);
     out.cef = c;
+  }
+  const sys = event.syslog;
+  if (opts.syslog_timestamp === 'always' && sys !== undefined) {
+    const ts = sys.timestamp;
+    out.syslog = { ...sys, timestamp: ts === undefined ? event.timestamp : ts === null ? undefined : ts };
   }
   if (opts.ksc === 'full' && event.ksc !== undefined) {
     const full = kscView(event);

@@ -34,7 +34,7 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
   const only = cfg.only_fields ?? [];
   const except = cfg.except_fields ?? [];
   const ev = cfg.event;
-  const key = `${cfg.codec}|${only.join(',')}|${except.join(',')}|${ev === undefined ? '' : `${ev.typed ?? ''},${ev.custom_fields ?? ''},${ev.ksc ?? ''}`}`;
+  const key = `${cfg.codec}|${only.join(',')}|${except.join(',')}|${ev === undefined ? '' : `${ev.typed ?? ''},${ev.custom_fields ?? ''},${ev.ksc ?? ''},${ev.syslog_timestamp ?? ''}`}`;
   if (only.length === 0 && except.length === 0) return { key, codec: cfg.codec, problems, encode: base };
   const onlyPaths = only.map((p) => p.split('.'));
   const exceptPaths = except.map((p) => p.split('.'));
