@@ -70,7 +70,7 @@ export const CODES = {
   syslog_bad_timestamp: {
     level: 'warning',
     stage: 'syslog',
-    description: 'The syslog timestamp could not be converted; `syslog.timestamp` is absent.',
+    description: 'The syslog timestamp could not be converted; `syslog.timestamp` is null (as for a header without one).',
   },
   // CEF (src/codecs/cef), ../shared/cef/POLICY.md rows
   cef_bad_version: {
