@@ -43,6 +43,16 @@ export const SCHEMA: ObjectSpec = {
     state_dir: path('Folder for state: disk buffers, the KSC store, secrets. Created if missing.', { default: './data', writes: true }),
     timezone: { kind: 'zone', doc: 'Zone of times that carry none (RFC 3164 timestamps, CEF text time stamps): an IANA name.', default: 'UTC' },
     include_raw: bool('Put each frame\'s text in the event as `raw`.', false),
+    event: {
+      kind: 'object',
+      doc: 'The event format of the `native` encoding (docs/event-format.md): each value is carried once by default; these bring back what schema 1 repeated.',
+      fields: {
+        typed: { kind: 'enum', doc: '`changed`: `cef.typed` holds the converted values that differ from the text (numbers, re-formatted time stamps); `all`: every converted value (IP addresses as their text, `deviceReceiptTime` as `timestamp`).', values: ['changed', 'all'], default: 'changed' },
+        custom_fields: { kind: 'enum', doc: '`folded`: a custom value with its Label is one field of `cef.custom` (`cs3:TaskName`); `pairs`: both keys in `cef.extensions` under their full names (`deviceCustomString3`, `deviceCustomString3Label`).', values: ['folded', 'pairs'], default: 'folded' },
+        ksc: { kind: 'enum', doc: '`lean`: the `ksc` object holds what the normalizer derives (category, severity, task states, ...); `full`: also the values it reads from the event (`eventType`, `host`, `task.name`, ...) and `labels`.', values: ['lean', 'full'], default: 'lean' },
+        syslog_timestamp: { kind: 'enum', doc: '`changed`: `syslog.timestamp` only when it differs from the event\'s `timestamp` (null when the header had none); `always`: the header\'s time stamp whenever it had one.', values: ['changed', 'always'], default: 'changed' },
+      },
+    },
     decode_workers: { kind: 'int', doc: 'Threads that decode, normalize and encode events (the reads of one connection are spread over them, and put back in order). -1: one per core when there are 2 or more cores, else 0; 0: decode on the main thread. While the KSC integration watches events (it has a connection or a response rule), events are decoded on the main thread.', default: -1, min: -1, max: 64 },
     shutdown_timeout: dur('On SIGTERM/SIGINT: longest wait for connections to finish and outputs to flush before exiting.', '10s', 0.001),
     listeners: {

@@ -27,6 +27,8 @@ export interface Config extends KscConfigSection {
   state_dir: string;
   timezone: string;
   include_raw: boolean;
+  /** The native event's options (src/codecs/encoders/native.ts EventOptions). */
+  event: { typed: 'changed' | 'all'; custom_fields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslog_timestamp: 'changed' | 'always' };
   decode_workers: number;
   shutdown_timeout: number;
   listeners: ListenerConfig[];
