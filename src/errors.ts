@@ -181,6 +181,18 @@ export const CODES = {
     stage: 'output',
     description: 'Standard output can no longer be written (EPIPE, closed): the stdout output rejects its batches (dead-lettered).',
   },
+  syslog_message_too_big: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The syslog output cannot send a record whose message (header and record) is larger than its `max_message_size` (over UDP at most 65507 bytes, one datagram): that record alone goes to the dead-letter output with this reason.',
+  },
+  syslog_record_has_newline: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The syslog output with `framing: lf` cannot send a record holding a newline (the receiver would read two messages): that record alone goes to the dead-letter output with this reason; `framing: octet` carries it.',
+  },
   queue_full: {
     level: 'error',
     stage: 'output',

@@ -7,11 +7,13 @@ import type { OutputPlugin } from './plugin.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
 import { stdoutOutput } from './stdout/index.js';
+import { syslogOutput } from './syslog/index.js';
 
 export const OUTPUT_PLUGINS = [
   fileOutput,
   stdoutOutput,
   httpOutput,
+  syslogOutput,
 ] as const;
 
 type Plugins = (typeof OUTPUT_PLUGINS)[number];
