@@ -7,7 +7,9 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import net from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from '../helpers/temp.js';
 import { loadFields } from '../../src/config/load.js';
 import { SYSLOG_FIELDS, checkSyslog } from '../../src/outputs/syslog/config.js';
 import { SyslogOutput } from '../../src/outputs/syslog/syslog.js';
@@ -229,6 +231,40 @@ describe('tls against rsyslog (ossl driver)', () => {
     expect(await sendUntilSettled(b, [cef(2)])).toEqual({ status: 'delivered' });
     await waitFor(() => r.lines().length >= 2, 10_000, 'two messages');
     expect(r.lines().map((l) => [l.hostname, l.msg]).sort()).toEqual([['tls-ca', cef(1)], ['tls-pin', cef(2)]]);
+  });
+
+  test('a receiver that requires a client certificate gets one from cert_file/key_file', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'client.crt'), pki.clientCert);
+    writeFileSync(join(dir, 'client.key'), pki.clientKey);
+    const r = await rsyslog(await freePort(), { tls: { ...tlsFiles, authMode: 'x509/certvalid' } });
+    const o = output({ transport: 'tls', host: '127.0.0.1', port: r.port, ca_file: pki.caCert, cert_file: join(dir, 'client.crt'), key_file: join(dir, 'client.key'), hostname: 'tls-client' });
+    await o.start();
+    expect(await sendUntilSettled(o, [cef(5)])).toEqual({ status: 'delivered' });
+    await waitFor(() => r.lines().length >= 1, 10_000, 'one message');
+    expect(r.lines().map((l) => [l.hostname, l.msg])).toEqual([['tls-client', cef(5)]]);
+  });
+
+  test('without the client certificate: refused; what counted as delivered is still held, memory bounded', async () => {
+    const r = await rsyslog(await freePort(), { tls: { ...tlsFiles, authMode: 'x509/certvalid' } });
+    // TLS 1.3 refuses the client after the handshake, so the kernel takes the first writes.
+    const o = output({ transport: 'tls', host: '127.0.0.1', port: r.port, ca_file: pki.caCert });
+    await o.start();
+    const records = Array.from({ length: 200 }, (_, i) => `${cef(i)} msg=${'p'.repeat(400)}`);
+    const recordBytes = records.reduce((n, x) => n + Buffer.byteLength(x), 0);
+    let delivered = 0;
+    let last: SendResult = { status: 'delivered' };
+    for (let round = 0; round < 200; round++) {
+      last = await o.send({ records });
+      if (last.status === 'delivered') delivered++;
+      if (last.status === 'retry' && last.error.includes('dropped its connections before reading')) break;
+    }
+    // Nothing was read, so nothing acknowledged may have left the window...
+    expect(o.streamStats!.heldBytes).toBeGreaterThanOrEqual(delivered * recordBytes);
+    // ...which stays bounded: past twice resend_window new batches are refused, with the reason.
+    expect(o.streamStats!.heldBytes).toBeLessThanOrEqual(2 * 8 * 1024 * 1024 + 2 * recordBytes);
+    expect(last.status).toBe('retry');
+    expect(r.lines()).toEqual([]);
   });
 
   test('wrong CA and wrong pin are refused with a clear error, nothing sent', async () => {

@@ -8,8 +8,13 @@
  * `resend_window` bytes written are kept (the "window"), and a connection that broke has
  * them written again first on the next one. This bound is sound when the window is at
  * least this host's send buffer plus the receiver's receive buffer: once that many bytes
- * were taken after a frame, the receiver has read the frame (TCP is in order). The cost
- * is duplicates: after a break, up to the window is delivered twice.
+ * were taken after a frame ON THE SAME CONNECTION, the receiver has read the frame (TCP is
+ * in order). So a frame leaves the window only by bytes taken after it on the connection
+ * it was last written to; a receiver that drops every connection before reading (a client
+ * certificate refused after a TLS 1.3 handshake) makes the window grow, and past twice
+ * `resend_window` new batches are refused (`retry`, with the receiver's reason) until a
+ * connection takes it: memory stays bounded and nothing is acknowledged that was not read.
+ * The cost is duplicates: after a break, up to the window is delivered twice.
  *
  * A closed connection of our own (shutdown, reload) half-closes and waits for the
  * receiver to close its side: a receiver closes after reading everything (rsyslog does),
@@ -69,9 +74,15 @@ export function loadTls(label: string, o: { ca_file?: string; cert_file?: string
 export class StreamSender {
   private sock: net.Socket | null = null;
   private connecting: Promise<net.Socket> | null = null;
-  /** Frames written to connections, newest last, at most about resendWindowBytes. */
-  private window: Buffer[] = [];
+  /**
+   * Frames written to connections, newest last, each with its end offset on the current
+   * connection; trimmed to about resendWindowBytes by bytes taken after them.
+   */
+  private window: { buf: Buffer; end: number }[] = [];
   private windowBytes = 0;
+  /** Bytes queued on, and taken by the kernel of, the current connection. */
+  private connWritten = 0;
+  private connTaken = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private reconnectBackoff = 0;
   private closed = false;
@@ -95,11 +106,23 @@ export class StreamSender {
     } catch (err) {
       return (err as Error).message;
     }
+    this.trimWindow();
+    if (this.o.resendWindowBytes > 0 && this.windowBytes > 2 * this.o.resendWindowBytes) {
+      return `the receiver ${this.o.host}:${this.o.port} dropped its connections before reading ${this.windowBytes} bytes already written (${this.lastBreak || 'no reason given'}); new records wait until a connection takes them`;
+    }
+    const start = this.connWritten;
+    const ends: number[] = [];
+    for (const f of frames) ends.push((this.connWritten += f.length));
     const err = await this.writeTo(sock, frames);
     if (err !== null) return err;
-    for (const f of frames) this.window.push(f);
-    this.windowBytes += frames.reduce((n, f) => n + f.length, 0);
+    const current = this.sock === sock;
+    if (current) this.connTaken = Math.max(this.connTaken, this.connWritten);
+    // Taken by the kernel, but the connection may already be gone: such frames stay until
+    // written again on the next one (no offset on it yet).
+    frames.forEach((f, i) => this.window.push({ buf: f, end: current ? ends[i]! : Infinity }));
+    this.windowBytes += ends[ends.length - 1]! - start;
     this.trimWindow();
+    if (!current) this.scheduleReconnect();
     return null;
   }
 
@@ -133,9 +156,9 @@ export class StreamSender {
   }
 
   private trimWindow(): void {
-    // Keep whole frames: the oldest go once the rest alone covers the window.
-    while (this.window.length > 0 && this.windowBytes - this.window[0]!.length >= this.o.resendWindowBytes) {
-      this.windowBytes -= this.window.shift()!.length;
+    // A frame goes once the current connection took resendWindowBytes after it.
+    while (this.window.length > 0 && this.connTaken - this.window[0]!.end >= this.o.resendWindowBytes) {
+      this.windowBytes -= this.window.shift()!.buf.length;
     }
     if (this.o.resendWindowBytes === 0) {
       this.window = [];
@@ -189,12 +212,29 @@ export class StreamSender {
         this.watch(sock);
         this.sock = sock;
         this.connections++;
-        this.reconnectBackoff = 0;
+        this.lastBreak = '';
+        const openedAt = Date.now();
+        // The backoff resets only for a connection that lasted: a receiver that accepts and
+        // then drops every connection (a client certificate it refuses after a TLS 1.3
+        // handshake) must not be reconnected to in a tight loop.
+        sock.once('close', () => {
+          if (Date.now() - openedAt >= Math.max(this.o.reconnectMaxMs, 5000)) this.reconnectBackoff = 0;
+        });
         // What the last connection may not have delivered goes first, in order.
+        this.connWritten = 0;
+        this.connTaken = 0;
         if (this.window.length > 0) {
           this.resentFrames += this.window.length;
           sock.cork();
-          for (const f of this.window) sock.write(f);
+          for (const f of this.window) f.end = this.connWritten += f.buf.length;
+          const upTo = this.connWritten;
+          this.window.forEach((f, i) =>
+            sock.write(f.buf, i < this.window.length - 1 ? undefined : (e) => {
+              if (e || this.sock !== sock) return;
+              this.connTaken = Math.max(this.connTaken, upTo);
+              this.trimWindow();
+            }),
+          );
           sock.uncork();
         }
         resolve(sock);
@@ -252,7 +292,12 @@ export class StreamSender {
       stall.unref();
       sock.cork();
       for (let i = 0; i < frames.length - 1; i++) sock.write(frames[i]!);
-      sock.write(frames[frames.length - 1]!, (e) => finish(e ? `writing to ${this.o.host}:${this.o.port} failed: ${tlsText(e)}` : null));
+      sock.write(frames[frames.length - 1]!, (e) => {
+        if (e === null || e === undefined) return finish(null);
+        // The receiver's own reason (a TLS alert) when it sent one before the reset.
+        const why = this.lastBreak !== '' && !this.lastBreak.includes(tlsText(e)) ? `${tlsText(e)} (${this.lastBreak})` : tlsText(e);
+        finish(`writing to ${this.o.host}:${this.o.port} failed: ${why}`);
+      });
       sock.uncork();
     });
   }
