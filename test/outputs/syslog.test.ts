@@ -104,6 +104,18 @@ describe('against rsyslog', () => {
     expect(r.lines().map((l) => l.msg)).toEqual([cef(1), cef(2)]);
   });
 
+  test('udp to a closed port: the kernel\'s ICMP report makes a batch retry, with the reason', async () => {
+    const o = output({ transport: 'udp', host: '127.0.0.1', port: await freePort() });
+    await o.start();
+    let res: SendResult = { status: 'delivered' };
+    for (let i = 0; i < 100 && res.status === 'delivered'; i++) {
+      res = await o.send({ records: [cef(i)] });
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(res.status).toBe('retry');
+    if (res.status === 'retry') expect(res.error).toMatch(/refused datagrams \(.*ECONNREFUSED.*\): datagrams sent before this may be lost/);
+  });
+
   test('receiver down at start, then killed mid-stream and restarted: every record arrives', async () => {
     const port = await freePort();
     const o = output({ host: '127.0.0.1', port, hostname: 'fwd04', connect_timeout: '2s', write_timeout: '5s' });
