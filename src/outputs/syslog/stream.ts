@@ -119,10 +119,20 @@ export class StreamSender {
     if (current) this.connTaken = Math.max(this.connTaken, this.connWritten);
     // Taken by the kernel, but the connection may already be gone: such frames stay until
     // written again on the next one (no offset on it yet).
-    frames.forEach((f, i) => this.window.push({ buf: f, end: current ? ends[i]! : Infinity }));
+    const added = frames.map((f, i) => ({ buf: f, end: current ? ends[i]! : Infinity }));
+    for (const w of added) this.window.push(w);
     this.windowBytes += ends[ends.length - 1]! - start;
     this.trimWindow();
-    if (!current) this.scheduleReconnect();
+    if (!current) {
+      // A new connection opened meanwhile resent the window without these: write them to it.
+      const next = this.sock;
+      if (next !== null && !next.destroyed) {
+        for (const w of added) {
+          w.end = this.connWritten += w.buf.length;
+          next.write(w.buf);
+        }
+      } else this.scheduleReconnect();
+    }
     return null;
   }
 
