@@ -111,7 +111,7 @@ outputs:
       await sendTcp(lport, Array.from({ length: n }, (_, i) => `CEF:0|KasperskyLab|SecurityCenter|15|E|buffered|3|externalId=${i}\n`));
       // The receiver is down: the output retries and the events wait in the disk buffer.
       await waitFor(async () => (await scrape(mport)).get('cefd_output_queue_events{output="siem"}') === n, 20_000, `${n} events queued`);
-      expect(c.text()).toContain('syslog output siem: cannot connect to 127.0.0.1');
+      await c.until('syslog output siem: cannot connect to 127.0.0.1', 20_000);
       c.proc.kill(how);
       await c.exit;
       const r = await startRsyslog(rport);
