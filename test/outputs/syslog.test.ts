@@ -152,6 +152,34 @@ describe('against rsyslog', () => {
 });
 
 describe('a receiver that stops reading', () => {
+  test('rsyslogd stopped (SIGSTOP): sends stall and are retried, memory stays bounded; after SIGCONT every record arrives', async () => {
+    const r = await rsyslog(await freePort());
+    const o = output({ host: '127.0.0.1', port: r.port, write_timeout: '1s', resend_window: '2MiB' });
+    await o.start();
+    r.proc.kill('SIGSTOP');
+    const batch = 1000;
+    let sent = 0;
+    let res: SendResult = { status: 'delivered' };
+    // Until the kernel buffers are full and a batch is given up after write_timeout.
+    while (res.status === 'delivered' && sent < 200_000) {
+      const records = Array.from({ length: batch }, (_, k) => `${cef(sent + k)} msg=${'s'.repeat(300)}`);
+      res = await o.send({ records });
+      if (res.status === 'delivered') sent += batch;
+    }
+    expect(res.status).toBe('retry');
+    expect(o.streamStats!.heldBytes).toBeLessThanOrEqual(2 * 2 * 1024 * 1024 + batch * 600);
+    r.proc.kill('SIGCONT');
+    for (let i = sent; i < sent + 2 * batch; i += batch) {
+      await sendUntilSettled(o, Array.from({ length: batch }, (_, k) => `${cef(i + k)} msg=${'s'.repeat(300)}`));
+    }
+    const total = sent + 2 * batch;
+    const ids = () => new Set(r.lines().map((l) => Number(/externalId=(\d+)/.exec(l.msg)?.[1])));
+    await waitFor(() => ids().size >= total, 60_000, `${total} distinct records`);
+    const got = ids();
+    for (let i = 0; i < total; i++) expect(got.has(i)).toBe(true);
+  });
+
+
   test('backpressure: the batch waits, then is retried after write_timeout; memory held stays within the resend window', async () => {
     const received: Buffer[] = [];
     const sockets: net.Socket[] = [];
