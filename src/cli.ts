@@ -8,7 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { parseInputs, openInputs } from './commands/parse.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './codecs/framing/framer.js';
-import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
+import { loadChain, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
 import { registerKscCommands } from './ksc/cli.js';
 import { EXIT } from './errors.js';
@@ -22,14 +22,6 @@ function intArg(name: string) {
   };
 }
 
-async function loadChain(specs: string[]): Promise<Normalizer[]> {
-  const chain: Normalizer[] = [];
-  for (const s of specs) {
-    // On the command line, a file that exists is a path even without a `/` or extension.
-    chain.push(await loadNormalizer(existsSync(s) ? { path: s } : normalizerSpec(s)));
-  }
-  return chain;
-}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -55,7 +47,7 @@ export function buildProgram(): Command {
       if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);
       let chain: Normalizer[] = [];
       try {
-        chain = o.normalize ? await loadChain(o.normalizer ?? ['ksc']) : [];
+        chain = o.normalize ? await loadChain(o.normalizer ?? ['ksc'], process.cwd(), { fileIsPath: true }) : [];
       } catch (e) {
         throw new CommanderError(2, 'cefd.usage', `error: ${(e as Error).message}`);
       }

@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
 import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { compileFilter } from './filter/filter.js';
-import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
+import { loadChain, type Normalizer, type NormalizerCache } from './pipeline/normalize.js';
 import { FlowControl, OutputSlot } from './pipeline/output-slot.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { WorkerPool } from './workers/worker-pool.js';
+import { compileRoutes } from './pipeline/router.js';
 import { availableParallelism } from 'node:os';
 import { MemoryQueue, type EventQueue } from './buffer/queue.js';
 import { DiskQueue } from './buffer/disk-queue.js';
@@ -53,7 +54,7 @@ export class Daemon {
   private sources: SourceEntry[] = [];
   private metrics: MetricsServer | null = null;
   private pool: WorkerPool | null = null;
-  private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
+  private readonly normalizerCache: NormalizerCache = new Map();
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
 
@@ -90,22 +91,8 @@ export class Daemon {
     return out;
   }
 
-  private normalizer(spec: string, baseDir: string): Promise<Normalizer> {
-    const which = normalizerSpec(spec);
-    const key = 'path' in which ? `path:${baseDir}:${spec}` : `name:${spec}`;
-    let p = this.normalizerCache.get(key);
-    if (p === undefined) {
-      p = loadNormalizer(which, baseDir);
-      this.normalizerCache.set(key, p);
-      p.catch(() => this.normalizerCache.delete(key));
-    }
-    return p;
-  }
-
-  private async chain(l: ListenerConfig, c: Config): Promise<Normalizer[]> {
-    const out: Normalizer[] = [];
-    for (const spec of l.normalizers) out.push(await this.normalizer(spec, c.base_dir));
-    return out;
+  private chain(l: ListenerConfig, c: Config): Promise<Normalizer[]> {
+    return loadChain(l.normalizers, c.base_dir, { cache: this.normalizerCache });
   }
 
   /** The output's queue: a disk buffer (default for all but stdout) or memory. */
@@ -183,7 +170,7 @@ export class Daemon {
     return {
       defaultZone: c.timezone,
       includeRaw: c.include_raw,
-      filters: c.outputs.map((o) => o.filter ?? ''),
+      routes: c.outputs.map((o) => ({ filter: o.filter, encoding: o.encoding })),
       chains: Object.fromEntries(c.listeners.map((l) => [l.name, l.normalizers])),
       baseDir: c.base_dir,
     };
@@ -218,17 +205,24 @@ export class Daemon {
       this.slots.map((s) => s.slot),
       dead,
       this.telemetry,
-      { defaultZone: c.timezone, includeRaw: c.include_raw },
+      { defaultZone: c.timezone, includeRaw: c.include_raw, routes: compileRoutes(c.outputs) },
     );
     const pipeline = this.pipeline;
     for (const x of this.extensions) {
-      await x.start({ config: c, telemetry: this.telemetry, log: this.telemetry.log, addTap: (tap) => pipeline.addTap(tap) });
+      await x.start({
+        config: c,
+        telemetry: this.telemetry,
+        log: this.telemetry.log,
+        addTap: (tap) => pipeline.addTap(tap),
+        watchEvents: (spec, onFindings) => pipeline.setWatch(spec, onFindings),
+      });
     }
     const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
       pipeline.useWorkers(this.pool, await this.pool.init(this.workerConfig(c)));
-      this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
+      if (pipeline.onWorkers) this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
+      else this.telemetry.log.info({ workers }, `${workers} decode worker threads started; events are decoded on the main thread while an extension taps them`);
     }
     for (const l of c.listeners) {
       const source = this.makeSource(l, chains.get(l.name)!);
@@ -423,7 +417,7 @@ export class Daemon {
     this.pipeline!.reconfigure(
       newSlots.map((s) => s.slot),
       dead.slot,
-      { defaultZone: next.timezone, includeRaw: next.include_raw },
+      { defaultZone: next.timezone, includeRaw: next.include_raw, routes: compileRoutes(next.outputs) },
       workerVersion,
     );
     this.config = next;

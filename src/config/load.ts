@@ -13,7 +13,7 @@ import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
 import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
-import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
+import { ChainLoadError, loadChain } from '../pipeline/normalize.js';
 import { kscConfigProblems } from '../ksc/extension.js';
 
 export interface ConfigProblem {
@@ -421,12 +421,11 @@ function crossChecks(c: Config, w: Walker): void {
 export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
   const problems: ConfigProblem[] = [];
   for (const [i, l] of c.listeners.entries()) {
-    for (const [j, spec] of l.normalizers.entries()) {
-      try {
-        await loadNormalizer(normalizerSpec(spec), c.base_dir);
-      } catch (e) {
-        problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
-      }
+    try {
+      await loadChain(l.normalizers, c.base_dir);
+    } catch (e) {
+      const failures = e instanceof ChainLoadError ? e.failures : [{ index: 0, message: (e as Error).message }];
+      for (const f of failures) problems.push({ key: `listeners[${i}].normalizers[${f.index}]`, message: f.message });
     }
   }
   if (problems.length > 0) throw new ConfigError(problems, file);

@@ -1,4 +1,5 @@
 import { KSC_FIELDS } from '../ksc/config/schema.js';
+import { ENCODER_NAMES } from '../codecs/encoders/registry.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
@@ -130,9 +131,20 @@ const BUFFER: ObjectSpec = {
   },
 };
 
+const ENCODING: ObjectSpec = {
+  kind: 'object',
+  doc: 'What this output receives for each event: the encoder (src/codecs/encoders/registry.ts) and which fields it keeps. Outputs with the same encoding share one encoded copy of each event.',
+  fields: {
+    codec: { kind: 'enum', doc: 'Encoder: `native` is cefd\'s own event as JSON.', values: [...ENCODER_NAMES], default: 'native' },
+    only_fields: { kind: 'list', doc: 'Keep only these fields (dotted paths such as `ksc.task`). Empty: every field.', item: s('dotted field path'), default: [] },
+    except_fields: { kind: 'list', doc: 'Drop these fields (dotted paths), after `only_fields`.', item: s('dotted field path'), default: [] },
+  },
+};
+
 const OUTPUT_COMMON: Record<string, Spec> = {
   name: s('Output name (unique); used as a metric label.', { required: true }),
   filter: { kind: 'filter', doc: 'Route: only events that pass this filter go to this output (see "Filters"). Empty: every event.' },
+  encoding: ENCODING,
   queue_max_events: int('Capacity of a memory queue (`buffer.type: memory`), in events. When the queue is full, reading from every socket pauses until it drains (`block`), or new events are dropped and counted (`drop_newest`).', 10000, 1),
   buffer: BUFFER,
   when_full: { kind: 'enum', doc: 'What a full queue does: `block` (pause the sockets) or `drop_newest` (drop and count).', values: ['block', 'drop_newest'], default: 'block' },

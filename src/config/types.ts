@@ -50,9 +50,16 @@ export interface BufferConfig {
   fsync_interval: number;
 }
 
+export interface OutputEncodingConfig {
+  codec: string;
+  only_fields: string[];
+  except_fields: string[];
+}
+
 interface OutputCommon {
   name: string;
   filter?: string;
+  encoding: OutputEncodingConfig;
   queue_max_events: number;
   buffer: BufferConfig;
   when_full: 'block' | 'drop_newest';

@@ -1,7 +1,8 @@
 /**
  * The ingest pipeline: frame → decode (syslog, CEF) → normalizers → id, listener, peer →
- * route filters → JSON → every output whose filter the event passes. Frames that are not
- * events go to the dead-letter output with their raw bytes and a reason code.
+ * the KSC watch → route filters → one record per encoder in use → every output whose
+ * filter the event passes, in its own encoding (router.ts). Frames that are not events go
+ * to the dead-letter output with their raw bytes and a reason code.
  *
  * Sources call `frame()` for each frame of a socket read and `commit()` after the read.
  * Two ways to do the work (processFrame in ingest.ts either way):
@@ -9,10 +10,11 @@
  * - On decode workers (default on machines with 2+ cores): `commit()` sends the read's
  *   frames to a worker as one job; the jobs of one connection go to the workers in turn,
  *   so one busy connection uses every core, and their results are put back in order
- *   before they reach the output queues. Events come back as NDJSON bytes that go into
- *   the disk buffer and the outputs as they are.
- * - On this thread, when there are no workers or when some code watches events (a tap:
- *   the KSC integration's enrichment, task status and response rules need the events).
+ *   before they reach the output queues. Events come back as encoded bytes (one block per
+ *   encoder) that go into the disk buffer and the outputs as they are; what the KSC watch
+ *   found comes back beside them (ksc/watch.ts), a few fields per event that matter.
+ * - On this thread, when there are no workers or when a tap (code that needs the event
+ *   objects themselves on this thread) is registered.
  *
  * Either way each connection's events reach each output in the order they were read.
  */
@@ -20,7 +22,9 @@ import type { FramingMode } from '../codecs/framing/framer.js';
 import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
 import type { CefdEvent } from '../event.js';
 import { isoFromMs } from '../time.js';
-import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
+import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
+import type { Routes } from './router.js';
+import { KscWatch, type KscFindings, type KscWatchSpec } from '../ksc/watch.js';
 import type { Normalizer } from './normalize.js';
 import type { OutputSlot } from './output-slot.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
@@ -56,10 +60,22 @@ export class SourceState {
 export interface PipelineOptions {
   defaultZone: string;
   includeRaw: boolean;
+  /** Compiled from the same outputs as the slots, in the same order. */
+  routes: Routes;
 }
+
+/** Where the frames of some findings came from (listener name and `address:port`). */
+export interface Origin {
+  readonly listener: string;
+  readonly peer: string;
+}
+
+export type FindingsHandler = (origin: Origin, findings: KscFindings) => void;
 
 /** Hook for code that watches events (KSC task status, response rules). */
 export type EventTap = (event: CefdEvent) => void;
+
+const ALL = 0xffffffff;
 
 /** Reads of one source on workers at once; beyond, the source pauses. */
 const MAX_IN_FLIGHT_PER_SOURCE = 4;
@@ -73,7 +89,12 @@ const JOB_TARGET_BYTES = 128 * 1024;
 
 export class Pipeline {
   private slots: OutputSlot[];
+  /** Per output, the records of the current read (in its encoding). */
   private pending: string[][];
+  /** Scratch: one record per encoder, filled by processFrame. */
+  private encoded: string[] = [];
+  private watch: KscWatch | undefined;
+  private onFindings: FindingsHandler | undefined;
   private deadPending: string[] = [];
   private readonly bootId: string;
   private seq = 0;
@@ -98,8 +119,7 @@ export class Pipeline {
   ) {
     this.slots = slots;
     this.pending = slots.map(() => []);
-    // Event ids: boot time (ms, base 36) + a counter; unique across restarts.
-    this.bootId = Date.now().toString(36);
+    this.bootId = newIdPrefix();
     this.env = this.makeEnv();
   }
 
@@ -107,8 +127,9 @@ export class Pipeline {
     return {
       defaultZone: this.opts.defaultZone,
       includeRaw: this.opts.includeRaw,
-      filters: this.slots.map((s) => s.filter),
+      routes: this.opts.routes,
       taps: this.taps,
+      watch: this.watch,
       onTapError: (e) => this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw'),
     };
   }
@@ -116,6 +137,7 @@ export class Pipeline {
   /** Decode on these workers (null: on this thread), whose configuration is `version`. */
   useWorkers(pool: WorkerPool | null, version = -1): void {
     this.pool = pool;
+    pool?.setWatch(this.watch?.spec ?? null);
     this.workerVersion = version;
   }
 
@@ -131,6 +153,26 @@ export class Pipeline {
     this.opts = opts;
     this.env = this.makeEnv();
     this.workerVersion = workerVersion;
+  }
+
+  /**
+   * The KSC integration's per-event work (null: none), on the workers and here; what it
+   * finds goes to `onFindings` on this thread with the frames' origin.
+   */
+  setWatch(spec: KscWatchSpec | null, onFindings?: FindingsHandler): void {
+    this.watch = spec === null ? undefined : new KscWatch(spec);
+    if (onFindings !== undefined) this.onFindings = onFindings;
+    this.env = this.makeEnv();
+    this.pool?.setWatch(spec);
+  }
+
+  private deliver(origin: Origin, f: KscFindings | undefined): void {
+    if (f === undefined || this.onFindings === undefined) return;
+    try {
+      this.onFindings(origin, f);
+    } catch (e) {
+      this.telemetry.log.error({ err: (e as Error).message }, 'handling KSC findings failed');
+    }
   }
 
   addTap(tap: EventTap): () => void {
@@ -168,12 +210,16 @@ export class Pipeline {
 
   /** Decodes one frame on this thread into the records pending for the current read. */
   private decodeInline(buf: Buffer, truncated: boolean, now: number, ctx: SourceContext): void {
-    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
-    if ('dead' in r) {
+    const enc = this.encoded;
+    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, eventId(this.bootId, this.seq++), this.env, this.counts, enc);
+    if (this.watch !== undefined) this.deliver(ctx, this.watch.take());
+    if (typeof r !== 'number') {
       this.deadPending.push(r.dead);
       return;
     }
-    for (let i = 0; i < this.slots.length; i++) if ((r.mask >>> i) & 1) this.pending[i]!.push(r.json);
+    if (r === 0) return;
+    const encoderOf = this.opts.routes.encoderOf;
+    for (let i = 0; i < this.slots.length; i++) if (i >= 32 || (r >>> i) & 1) this.pending[i]!.push(enc[encoderOf[i]!]!);
   }
 
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
@@ -369,25 +415,28 @@ export class Pipeline {
       this.redoInline(ctx, frames, flags, nowMs, pausable);
       return;
     }
-    if (r.events > 0) {
-      const all = Buffer.from(r.ndjson, 0, r.ndjsonBytes);
-      for (let i = 0; i < this.slots.length; i++) {
-        const bit = 1 << i;
-        let count = 0;
-        for (let k = 0; k < r.events; k++) if (r.masks[k]! & bit) count++;
-        if (count === 0) continue;
-        if (count === r.events) {
-          this.slots[i]!.enqueueNdjson(all, count, pausable);
-          continue;
-        }
-        const parts: Buffer[] = [];
-        for (let k = 0; k < r.events; k++) {
-          if (!(r.masks[k]! & bit)) continue;
-          parts.push(all.subarray(k === 0 ? 0 : r.lineEnds[k - 1]!, r.lineEnds[k]!));
-        }
-        this.slots[i]!.enqueueNdjson(Buffer.concat(parts), count, pausable);
+    const encoderOf = this.opts.routes.encoderOf;
+    for (let i = 0; i < this.slots.length; i++) {
+      // Output i gets the records of its own encoder, of the events its route passed.
+      const b = r.blocks[encoderOf[i]!]!;
+      if (b.events === 0) continue;
+      const bit = i < 32 ? 1 << i : ALL;
+      let count = 0;
+      for (let k = 0; k < b.events; k++) if (b.masks[k]! & bit) count++;
+      if (count === 0) continue;
+      const all = Buffer.from(b.bytes, 0, b.length);
+      if (count === b.events) {
+        this.slots[i]!.enqueueNdjson(all, count, pausable);
+        continue;
       }
+      const parts: Buffer[] = [];
+      for (let k = 0; k < b.events; k++) {
+        if (!(b.masks[k]! & bit)) continue;
+        parts.push(all.subarray(k === 0 ? 0 : b.lineEnds[k - 1]!, b.lineEnds[k]!));
+      }
+      this.slots[i]!.enqueueNdjson(Buffer.concat(parts), count, pausable);
     }
+    if (r.ksc !== undefined) this.deliver(ctx, r.ksc);
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
     this.mergeCounts(ctx.listener, ctx.stats, r.counts);
   }
