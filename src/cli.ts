@@ -10,6 +10,9 @@ import { parseInputs, openInputs } from './commands/parse.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './codecs/framing/framer.js';
 import { loadChain, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
+import { ENCODER_NAMES, isEncoderName } from './codecs/encoders/registry.js';
+import type { Encoder } from './codecs/encoders/encoder.js';
+import { compileRoutes } from './pipeline/router.js';
 import { registerKscCommands } from './ksc/cli.js';
 import { EXIT } from './errors.js';
 
@@ -41,10 +44,21 @@ export function buildProgram(): Command {
     .option('--no-normalize', 'skip the normalizers')
     .option('--normalizer <name-or-path...>', 'normalizer chain, in order (default: ksc)')
     .option('--timezone <zone>', 'zone for times without one (IANA name)', 'UTC')
+    .option('--encoding <codec>', `print what an output with this encoding gets (${ENCODER_NAMES.join(', ')})`)
+    .option('--only-fields <paths>', 'with --encoding: keep only these fields (comma-separated dotted paths)')
+    .option('--except-fields <paths>', 'with --encoding: drop these fields (comma-separated dotted paths)')
     .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(DEFAULT_MAX_FRAME_BYTES))
     .exitOverride()
-    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number }) => {
+    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number; encoding?: string; onlyFields?: string; exceptFields?: string }) => {
       if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);
+      let encoder: Encoder | undefined;
+      if (o.encoding !== undefined || o.onlyFields !== undefined || o.exceptFields !== undefined) {
+        const codec = o.encoding ?? 'native';
+        if (!isEncoderName(codec)) throw new CommanderError(2, 'cefd.usage', `error: unknown encoding ${codec} (known: ${ENCODER_NAMES.join(', ')})`);
+        const list = (v: string | undefined) => (v === undefined ? [] : v.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+        // The same compilation an output's `encoding` section goes through (router.ts).
+        encoder = compileRoutes([{ encoding: { codec, only_fields: list(o.onlyFields), except_fields: list(o.exceptFields) } }]).encoders[0]!;
+      }
       let chain: Normalizer[] = [];
       try {
         chain = o.normalize ? await loadChain(o.normalizer ?? ['ksc'], process.cwd(), { fileIsPath: true }) : [];
@@ -62,6 +76,7 @@ export function buildProgram(): Command {
           normalizers: chain,
           defaultZone: o.timezone,
           maxFrameBytes: o.maxFrameBytes,
+          ...(encoder !== undefined ? { encoder } : {}),
         });
       } catch (e) {
         throw new CommanderError(2, 'cefd.io', `error: ${(e as Error).message}`);

@@ -11,12 +11,16 @@ import { isUtf8 } from 'node:buffer';
 import { Framer } from '../codecs/framing/framer.js';
 import { decodeFrame, type DecodeOptions } from '../codecs/decode.js';
 import { normalizeEvent, type Normalizer } from '../pipeline/normalize.js';
+import type { Encoder } from '../codecs/encoders/encoder.js';
+import type { CefdEvent } from '../event.js';
 
 export interface ParseCommandOptions extends DecodeOptions {
   maxFrameBytes?: number;
   normalizers: readonly Normalizer[];
   /** Indent the JSON (for people). */
   pretty?: boolean;
+  /** Print each event as an output with this encoder gets it (default: the native JSON). */
+  encoder?: Encoder;
 }
 
 export interface ParseStats {
@@ -40,6 +44,24 @@ export async function parseInputs(inputs: Readable[], out: Writable, opts: Parse
   const stats: ParseStats = { frames: 0, events: 0, failed: 0, truncated: 0, discardedBytes: 0 };
   const indent = opts.pretty ? 2 : undefined;
   let lines: string[] = [];
+  const enc = opts.encoder;
+  const encode = (ev: CefdEvent, buf: Buffer): string => {
+    if (enc === undefined) return JSON.stringify(ev, null, indent);
+    let rec: string;
+    try {
+      rec = enc.encode(ev);
+    } catch (e) {
+      stats.failed++;
+      return JSON.stringify(failureRecord(buf, 'event_unserializable', `the event cannot be encoded: ${(e as Error).message}`), null, indent);
+    }
+    if (indent === undefined) return rec;
+    // --pretty indents an encoding that is JSON; any other record is printed as it is.
+    try {
+      return JSON.stringify(JSON.parse(rec), null, indent);
+    } catch {
+      return rec;
+    }
+  };
   const framer = new Framer(
     {
       frame(buf, _mode, truncated) {
@@ -49,7 +71,7 @@ export async function parseInputs(inputs: Readable[], out: Writable, opts: Parse
         if (r.ok) {
           stats.events++;
           normalizeEvent(r.event, opts.normalizers);
-          lines.push(JSON.stringify(r.event, null, indent));
+          lines.push(encode(r.event, buf));
         } else {
           stats.failed++;
           lines.push(JSON.stringify(failureRecord(buf, r.failure.code, r.failure.message), null, indent));
