@@ -131,7 +131,7 @@ type Lookup = (q: { host?: string | undefined; ip?: string | undefined }) => str
  * DestinationAssetID / DeviceAssetID:
  * - source: CEF `shost` / `src`; destination: `dhost` / `dst`; device: `dvchost` / `dvc`;
  * - for KSC events the managed device is the device asset: `dhost`/`dst`, or `hdn`/`hip`
- *   (FORMAT.md §0.7: the peer is the KSC server, not the device).
+ *   (../shared/ksc/FORMAT.md §0.7: the peer is the KSC server, not the device).
  */
 export function refsOf(ev: CefdEvent, lookup: Lookup): AssetRefs {
   const x = ev.cef?.extensions ?? {};
