@@ -169,7 +169,7 @@ export const SCHEMA: ObjectSpec = {
     state_dir: path('Folder for state: disk buffers, the KSC store, secrets. Created if missing.', { default: './data', writes: true }),
     timezone: { kind: 'zone', doc: 'Zone of times that carry none (RFC 3164 timestamps, CEF text time stamps): an IANA name.', default: 'UTC' },
     include_raw: bool('Put each frame\'s text in the event as `raw`.', false),
-    decode_workers: { kind: 'int', doc: 'Threads that decode, normalize and encode events (the reads of one connection are spread over them, and put back in order). -1: one per core when there are 2 or more cores, else 0; 0: decode on the main thread. While the KSC integration watches events (it has a connection or a response rule), events are decoded on the main thread.', default: -1, min: -1, max: 64 },
+    decode_workers: { kind: 'int', doc: 'Threads that decode, normalize and encode events (the reads of one connection are spread over them, and put back in order). -1: one per core when there are 2 or more cores, else 0; 0: decode on the main thread. The KSC integration\'s per-event work (enrichment, response-rule filters) runs on these threads too.', default: -1, min: -1, max: 64 },
     shutdown_timeout: dur('On SIGTERM/SIGINT: longest wait for connections to finish and outputs to flush before exiting.', '10s', 0.001),
     listeners: {
       kind: 'list',
