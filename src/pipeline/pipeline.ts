@@ -361,7 +361,7 @@ export class Pipeline {
       ctx.pause();
     }
     this.pool!.submit(
-      { listener: ctx.listener, peer: ctx.peer, nowMs, idPrefix: this.bootId, firstSeq, data: data.buffer as ArrayBuffer, offsets, truncated: flags.slice() },
+      { listener: ctx.listener, peer: ctx.peer, nowMs, idPrefix: this.bootId, firstSeq, data: data.buffer as ArrayBuffer, offsets, truncated: flags },
       (o) => {
         st.inFlight--;
         this.inOrder(st, seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));

@@ -86,7 +86,13 @@ function run(m: JobMessage): ResultMessage {
       counts_[e] = k + 1;
     }
   }
-  const blocks: EncodedBlock[] = outs.map((o, e) => ({ bytes: o.buf.buffer as ArrayBuffer, length: o.len, events: counts_[e]!, lineEnds: lineEnds[e]!, masks: masks[e]! }));
+  const blocks: EncodedBlock[] = outs.map((o, e) => ({
+    bytes: o.buf.buffer as ArrayBuffer,
+    length: o.len,
+    events: counts_[e]!,
+    lineEnds: lineEnds[e]!.slice(0, counts_[e]!),
+    masks: masks[e]!.slice(0, counts_[e]!),
+  }));
   const res: ResultMessage = {
     kind: 'result',
     jobId: m.jobId,
@@ -132,8 +138,11 @@ if (parentPort !== null) {
         port.postMessage({ kind: 'job_failed', jobId: m.jobId, error: (e as Error).stack ?? String(e) });
         return;
       }
+      // Only the large buffers are transferred: transferring a small typed array costs more
+      // than copying it (measured: about 100 µs against 30 µs per message with the line
+      // ends and masks in the transfer list).
       const transfer: ArrayBuffer[] = [res.dead];
-      for (const b of res.blocks) transfer.push(b.bytes, b.lineEnds.buffer as ArrayBuffer, b.masks.buffer as ArrayBuffer);
+      for (const b of res.blocks) transfer.push(b.bytes);
       port.postMessage(res, transfer);
     });
   });

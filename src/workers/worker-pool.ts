@@ -150,7 +150,8 @@ export class WorkerPool {
     slot.jobs.set(jobId, done);
     // `data` is transferred, not copied (the pipeline keeps views of the frames, to
     // dead-letter them if the worker fails).
-    slot.worker.postMessage({ kind: 'job', jobId, ...job } satisfies JobMessage, [job.data, job.offsets.buffer as ArrayBuffer, job.truncated.buffer as ArrayBuffer]);
+    // (Small typed arrays are copied: cheaper than transferring them.)
+    slot.worker.postMessage({ kind: 'job', jobId, ...job } satisfies JobMessage, [job.data]);
   }
 
   /** Stops the workers; jobs still on them fail (their frames are dead-lettered). */
