@@ -24,6 +24,9 @@ import type { CefdEvent } from '../event.js';
 import { isoFromMs } from '../time.js';
 import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Routes } from './router.js';
+import { JOB_TARGET_BYTES, MAX_IN_FLIGHT_PER_SOURCE, SourceState, packJob } from './source-state.js';
+
+export { SourceState };
 import { KscWatch, type KscFindings, type KscWatchSpec } from '../ksc/watch.js';
 import type { Normalizer } from './normalize.js';
 import type { OutputSlot } from './output-slot.js';
@@ -42,19 +45,6 @@ export interface SourceContext {
   readonly resume?: () => void;
   /** The pipeline's per-source state. */
   state?: SourceState;
-}
-
-/** Per source: frames of the current read, jobs in flight, results waiting for their turn. */
-export class SourceState {
-  frames: Buffer[] = [];
-  truncated: boolean[] = [];
-  bytes = 0;
-  /** Next sequence number to give to a read, and the next one to commit. */
-  nextSeq = 0;
-  nextCommit = 0;
-  readonly waiting = new Map<number, () => void>();
-  inFlight = 0;
-  pausedByUs = false;
 }
 
 export interface PipelineOptions {
@@ -77,15 +67,6 @@ export type EventTap = (event: CefdEvent) => void;
 
 const ALL = 0xffffffff;
 
-/** Reads of one source on workers at once; beyond, the source pauses. */
-const MAX_IN_FLIGHT_PER_SOURCE = 4;
-
-/**
- * While a job of a source is on a worker, its next reads are gathered into one job of
- * up to this many bytes (sent when it is full or when that job comes back): fewer,
- * larger messages between threads, so less time in postMessage and less GC.
- */
-const JOB_TARGET_BYTES = 128 * 1024;
 
 export class Pipeline {
   private slots: OutputSlot[];
@@ -196,15 +177,12 @@ export class Pipeline {
     else stats.framesDatagram++;
     if (truncated) this.telemetry.frameProblem(ctx.listener, mode === 'octet' ? 'frame_incomplete' : 'frame_truncated');
     if (this.onWorkers) {
-      const st = (ctx.state ??= new SourceState());
       // A view into the socket's chunk: copied into the job at commit().
-      st.frames.push(buf);
-      st.truncated.push(truncated);
-      st.bytes += buf.length;
+      (ctx.state ??= new SourceState()).gather(buf, truncated);
       return;
     }
     // Frames gathered for a worker before the workers went away come first.
-    if (ctx.state !== undefined && ctx.state.frames.length > 0) this.decodeHere(ctx, ctx.state);
+    if (ctx.state !== undefined && ctx.state.gathered > 0) this.decodeHere(ctx, ctx.state);
     this.decodeInline(buf, truncated, Date.now(), ctx);
   }
 
@@ -228,11 +206,11 @@ export class Pipeline {
     this.telemetry.deadLettered(reason);
     const st = ctx.state;
     // Frames gathered for a worker come before it.
-    if (st !== undefined && st.frames.length > 0) this.commit(ctx, true, true);
+    if (st !== undefined && st.gathered > 0) this.commit(ctx, true, true);
     if (st !== undefined && st.nextCommit < st.nextSeq) {
       // Reads of this source are still on workers: this comes after them.
       const seq = st.nextSeq++;
-      this.inOrder(st, seq, () => this.deadLetter.enqueueMany([rec]));
+      st.inOrder(seq, () => this.deadLetter.enqueueMany([rec]));
       return;
     }
     this.deadPending.push(rec);
@@ -254,7 +232,7 @@ export class Pipeline {
    */
   commit(ctx?: SourceContext, pausable = true, now = false): void {
     const st = ctx?.state;
-    if (ctx !== undefined && st !== undefined && st.frames.length > 0) {
+    if (ctx !== undefined && st !== undefined && st.gathered > 0) {
       if (!now && this.onWorkers && pausable && st.inFlight > 0 && st.bytes < JOB_TARGET_BYTES) {
         // A job of this source is on a worker: gather this read with the next ones; they
         // are sent when full or when that job comes back (submit's callback).
@@ -276,7 +254,7 @@ export class Pipeline {
       // Reads of this source are still on workers: this one comes after them.
       const recs = this.takeInline();
       const seq = st.nextSeq++;
-      this.inOrder(st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
+      st.inOrder(seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
       return;
     }
     this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats);
@@ -285,10 +263,8 @@ export class Pipeline {
   /** Decodes the frames collected for a worker job on this thread instead. */
   private decodeHere(ctx: SourceContext, st: SourceState): void {
     const now = Date.now();
-    for (let i = 0; i < st.frames.length; i++) this.decodeInline(st.frames[i]!, st.truncated[i]!, now, ctx);
-    st.frames = [];
-    st.truncated = [];
-    st.bytes = 0;
+    const { frames, truncated } = st.take();
+    for (let i = 0; i < frames.length; i++) this.decodeInline(frames[i]!, truncated[i]!, now, ctx);
   }
 
   private takeInline(): { pending: string[][]; dead: string[]; counts: FrameCounts } {
@@ -332,23 +308,7 @@ export class Pipeline {
   // ---- workers ----
 
   private submit(ctx: SourceContext, st: SourceState, pausable: boolean): void {
-    const frames = st.frames;
-    const truncated = st.truncated;
-    const data = Buffer.allocUnsafeSlow(st.bytes);
-    const offsets = new Int32Array(frames.length * 2);
-    let at = 0;
-    for (let i = 0; i < frames.length; i++) {
-      const f = frames[i]!;
-      f.copy(data, at);
-      offsets[2 * i] = at;
-      at += f.length;
-      offsets[2 * i + 1] = at;
-    }
-    const flags = new Uint8Array(frames.length);
-    for (let i = 0; i < truncated.length; i++) flags[i] = truncated[i] ? 1 : 0;
-    st.frames = [];
-    st.truncated = [];
-    st.bytes = 0;
+    const { frames, data, offsets, flags } = packJob(st.take());
     const firstSeq = this.seq;
     this.seq += frames.length;
     const seq = st.nextSeq++;
@@ -361,12 +321,12 @@ export class Pipeline {
       ctx.pause();
     }
     this.pool!.submit(
-      { listener: ctx.listener, peer: ctx.peer, nowMs, idPrefix: this.bootId, firstSeq, data: data.buffer as ArrayBuffer, offsets, truncated: flags },
+      { listener: ctx.listener, peer: ctx.peer, nowMs, idPrefix: this.bootId, firstSeq, data, offsets, truncated: flags },
       (o) => {
         st.inFlight--;
-        this.inOrder(st, seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
+        st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
         // Frames gathered while this job was out go now (in order: after it).
-        if (st.frames.length > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
+        if (st.gathered > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
         this.jobDone(job);
         if (st.pausedByUs && st.inFlight < MAX_IN_FLIGHT_PER_SOURCE / 2) {
           st.pausedByUs = false;
@@ -374,17 +334,6 @@ export class Pipeline {
         }
       },
     );
-  }
-
-  /** Runs `apply` for read `seq` of a source once every earlier read of it is applied. */
-  private inOrder(st: SourceState, seq: number, apply: () => void): void {
-    st.waiting.set(seq, apply);
-    while (st.waiting.has(st.nextCommit)) {
-      const f = st.waiting.get(st.nextCommit)!;
-      st.waiting.delete(st.nextCommit);
-      st.nextCommit++;
-      f();
-    }
   }
 
   private jobDone(job: number): void {
