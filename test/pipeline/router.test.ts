@@ -10,6 +10,7 @@ import { compileRoutes, routeMask } from '../../src/pipeline/router.js';
 import { FrameCounts, processFrame, type IngestEnv } from '../../src/pipeline/ingest.js';
 import { readNdjson, sendTcp, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon.js';
 import { runCli } from '../helpers/ksc-daemon.js';
+import { ConfigError, loadConfigText } from '../../src/config/load.js';
 import type { CefdEvent } from '../../src/event.js';
 
 const DETECTION = 'CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|Virus found|4|rt=1795860000004 dhost=WS-1 dst=10.4.21.31 cs1=KES cs1Label=ProductName';
@@ -102,4 +103,16 @@ test('cefd parse --encoding prints what an output with that encoding gets', asyn
   const bad = await runCli(['parse', '--encoding', 'nope'], { input: `${DETECTION}\n` });
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/unknown encoding nope \(known: native/);
+});
+
+test('validate refuses an unknown encoding with its key and line', () => {
+  const yaml = `outputs:\n  - { name: a, type: stdout, encoding: { codec: nope } }\n`;
+  let err: unknown;
+  try {
+    loadConfigText(yaml, 'cefd.yaml', {});
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ConfigError);
+  expect((err as Error).message).toMatch(/cefd\.yaml:2.*outputs\[0\]\.encoding\.codec.*native/s);
 });
