@@ -15,6 +15,7 @@ import type { Encoder } from './codecs/encoders/encoder.js';
 import { compileRoutes } from './pipeline/router.js';
 import { registerKscCommands } from './ksc/cli.js';
 import { EXIT } from './errors.js';
+import { VERSION } from './version.js';
 
 
 function intArg(name: string) {
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
   program
     .name('cefd')
     .description('Collects CEF and Kaspersky Security Center events over syslog and turns them into typed events.')
-    .version('0.1.0')
+    .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
