@@ -305,6 +305,13 @@ export class Pipeline {
       this.telemetry.eventNormalized(k.slice(0, tab), k.slice(tab + 1), n);
     }
     for (const [name, [n, text]] of c.normalizerFailed) this.telemetry.normalizerFailed(name, text, n);
+    for (const [k, [n, detail]] of c.encodeProblems) {
+      const tab = k.indexOf('\t');
+      // Counts come with the records, under the configuration they were made for (a result
+      // of another version is decoded again here), so the index names the current output.
+      const output = this.slots[Number(k.slice(0, tab))];
+      if (output !== undefined) this.telemetry.encodeProblem(output.name, k.slice(tab + 1), n, detail);
+    }
   }
 
   // ---- workers ----
