@@ -25,6 +25,14 @@ export function isEncoderName(name: string): boolean {
   return Object.hasOwn(ENCODERS, name);
 }
 
+/** Encoders whose records are not JSON texts (a dead letter carries such a record as a string). */
+const NOT_JSON: ReadonlySet<string> = new Set(['cef']);
+
+/** Whether the records of this encoder are JSON texts (`cef`'s are CEF lines). */
+export function isJsonEncoding(codec: string): boolean {
+  return !NOT_JSON.has(codec);
+}
+
 /** The encoder an output's `encoding` section names (the name must be one of ENCODER_NAMES). */
 export function createEncoder(cfg: EncodingConfig): Encoder {
   const make = ENCODERS[cfg.codec];
