@@ -128,3 +128,35 @@ outputs:
     }, 90_000);
   }
 });
+
+describe('cefd -> cefd through the daemons (the runner encodes with the output\'s encoding)', () => {
+  test('a syslog output with the default cef encoding: the second daemon gets every CEF field', async () => {
+    const lines = readFileSync(new URL('../../fixtures/ksc/fixtures-draft.txt', import.meta.url), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('CEF:0|'));
+    const b = await startDaemon(`
+state_dir: "{dir}/state"
+metrics: { host: 127.0.0.1, port: 0 }
+dead_letter: { path: "{dir}/dead.ndjson" }
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
+`);
+    daemons.push(b);
+    const a = await startDaemon(`
+state_dir: "{dir}/state"
+metrics: { host: 127.0.0.1, port: 0 }
+dead_letter: { path: "{dir}/dead.ndjson" }
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs:
+  - { name: local, type: file, path: "{dir}/events.ndjson" }
+  - { name: fwd, type: syslog, host: 127.0.0.1, port: ${b.port('tcp')}, hostname: cefd-a }
+`);
+    daemons.push(a);
+    await sendTcp(a.port('tcp'), lines.map((l) => `${l}\n`));
+    const here = await waitLines(join(a.dir, 'events.ndjson'), lines.length);
+    const there = await waitLines(join(b.dir, 'events.ndjson'), lines.length);
+    expect(there).toHaveLength(lines.length);
+    there.forEach((e, i) => expect(e['cef']).toEqual(here[i]!['cef']));
+    expect(there.every((e) => (e['syslog'] as { hostname?: string }).hostname === 'cefd-a')).toBe(true);
+  });
+});
