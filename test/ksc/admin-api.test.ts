@@ -238,7 +238,7 @@ test('assets: sync, list, get', async () => {
   const sync = await call('POST', '/api/v1/assets/sync', { body: {} });
   expect(sync.status).toBe(200);
   expect(sync.json!['results']).toEqual([
-    { connectionId: id, connection: 'main', tenant: 'default', ok: true, hosts: 5, created: 5, updated: 0, archived: 1, removed: 0, productErrors: 0, durationMs: expect.any(Number) },
+    { connectionId: id, connection: 'main', tenant: 'default', ok: true, hosts: 5, created: 5, updated: 0, archived: 1, removed: 0, productErrors: 0, skippedNoAgent: 0, merged: 0, durationMs: expect.any(Number) },
   ]);
   const list = (await call('GET', '/api/v1/assets')).json!['assets'] as { id: string; displayName: string }[];
   expect(list.map((a) => a.displayName)).toEqual(['lnx-web01', 'SRV-FILE01', 'WS-0142', 'WS-0177']);
