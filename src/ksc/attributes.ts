@@ -141,9 +141,10 @@ export async function syncConnectionAttributes(store: KscStore, clients: () => K
   let fatal: unknown;
   const workers = clients();
   const worker = async (client: KscClient): Promise<void> => {
-    for (;;) {
+    // Each worker does at least one device, so a run always makes progress.
+    for (let first = true; ; first = false) {
       if (fatal !== undefined || o.signal?.aborted === true) return;
-      if (Date.now() - t0 >= budget) {
+      if (!first && Date.now() - t0 >= budget) {
         res.budgetExhausted = true;
         return;
       }

@@ -946,16 +946,18 @@ export class KscStore {
 
   /**
    * Active assets of a connection due for an attribute import (last attempt before
-   * `triedBefore`, or never), never tried first, then least recently tried: a run stopped
-   * by its time budget or a failure resumes where it left off. Only what the import needs
+   * `triedBefore`, never tried, or failed last time): failed ones first, then never tried,
+   * then least recently tried, so a run stopped by its time budget or a failure resumes
+   * where it left off. Only what the import needs
    * (a few dozen bytes per device), so 50,000 devices cost little memory.
    */
   attributeQueue(connectionId: string, o: { triedBefore: string }): { id: string; kscHostId: string; platform: Platform }[] {
     return (
       this.db
         .prepare(
-          `SELECT id, ksc_host_id, platform FROM assets WHERE connection_id = ? AND archived_at IS NULL AND (attrs_tried_at IS NULL OR attrs_tried_at < ?)
-           ORDER BY attrs_tried_at IS NOT NULL, attrs_tried_at, seq`,
+          `SELECT id, ksc_host_id, platform FROM assets WHERE connection_id = ? AND archived_at IS NULL
+             AND (attrs_tried_at IS NULL OR attrs_tried_at < ? OR attrs_error IS NOT NULL)
+           ORDER BY attrs_error IS NULL, attrs_tried_at IS NOT NULL, attrs_tried_at, seq`,
         )
         .all(connectionId, o.triedBefore) as Row[]
     ).map((r) => ({ id: String(r['id']), kscHostId: String(r['ksc_host_id']), platform: String(r['platform']) as Platform }));
