@@ -1,9 +1,11 @@
 /**
  * Event enrichment with asset references, as KUMA's SourceAssetID / DestinationAssetID /
  * DeviceAssetID: `event.assets = { source?, destination?, device? }`, each a cefd asset id,
- * matched by host name, then IP address, against the imported (active) assets.
+ * matched by host name, then MAC address, then IP address, against the imported (active)
+ * assets.
  *
- * - source: CEF `shost` / `src`; destination: `dhost` / `dst`; device: `dvchost` / `dvc`.
+ * - source: CEF `shost` / `smac` / `src`; destination: `dhost` / `dmac` / `dst`; device:
+ *   `dvchost` / `dvcmac` / `dvc`. MACs in any usual notation (match.ts `normalizeMac`).
  * - For KSC events (CEF vendor KasperskyLab + product SecurityCenter, or an RFC 5424
  *   `event@23668` element) the managed device is the device asset: `dhost`/`dst`, or
  *   `hdn`/`hip` (FORMAT.md §0.7: the peer is the KSC server, not the device).
@@ -13,6 +15,7 @@
  * seen too).
  */
 import type { CefdEvent } from '../event.js';
+import { normalizeMac } from './match.js';
 import type { Asset, KscStore } from './store.js';
 
 export interface AssetRefs {
@@ -24,7 +27,9 @@ export interface AssetRefs {
 interface TenantIndex {
   byName: Map<string, string[]>;
   byIp: Map<string, string[]>;
+  byMac: Map<string, string[]>;
   ipsOf: Map<string, Set<string>>;
+  macsOf: Map<string, Set<string>>;
 }
 
 const ALL = '\0all';
@@ -67,7 +72,7 @@ export class AssetIndex {
     const get = (t: string): TenantIndex => {
       let x = next.get(t);
       if (x === undefined) {
-        x = { byName: new Map(), byIp: new Map(), ipsOf: new Map() };
+        x = { byName: new Map(), byIp: new Map(), byMac: new Map(), ipsOf: new Map(), macsOf: new Map() };
         next.set(t, x);
       }
       return x;
@@ -78,7 +83,9 @@ export class AssetIndex {
       for (const idx of [get(a.tenant), get(ALL)]) {
         for (const k of nameKeys(a)) push(idx.byName, k, a.id);
         for (const ip of a.ips) push(idx.byIp, ip, a.id);
+        for (const mac of a.macs) push(idx.byMac, mac, a.id);
         idx.ipsOf.set(a.id, new Set(a.ips));
+        if (a.macs.length > 0) idx.macsOf.set(a.id, new Set(a.macs));
       }
     }
     this.tenants = next;
@@ -93,24 +100,34 @@ export class AssetIndex {
   }
 
   /**
-   * The asset id for a host name and/or IP in `tenant` (all tenants when undefined). A name
-   * match wins; among several, the one with the IP; without a name match, the IP decides.
+   * The asset id for a host name, MAC and/or IP in `tenant` (all tenants when undefined). A
+   * name match wins; among several, the one with the MAC, else the one with the IP; without
+   * a name match, the MAC decides, then the IP (a MAC names one adapter, an IP is reused).
    */
-  lookup(q: { host?: string | undefined; ip?: string | undefined }, tenant?: string): string | undefined {
+  lookup(q: { host?: string | undefined; ip?: string | undefined; mac?: string | undefined }, tenant?: string): string | undefined {
     this.refresh();
     const idx = this.tenants.get(tenant ?? ALL);
     if (idx === undefined) return undefined;
     const host = q.host?.trim().toLowerCase().replace(/\.$/, '');
     const ip = q.ip?.trim();
+    const mac = normalizeMac(q.mac) ?? undefined;
     if (host !== undefined && host !== '') {
       const ids = idx.byName.get(host) ?? (host.includes('.') && !/^[\d.]+$/.test(host) ? idx.byName.get(host.split('.')[0]!) : undefined);
       if (ids !== undefined && ids.length > 0) {
+        if (ids.length > 1 && mac !== undefined) {
+          const withMac = ids.find((id) => idx.macsOf.get(id)?.has(mac));
+          if (withMac !== undefined) return withMac;
+        }
         if (ids.length > 1 && ip !== undefined) {
           const withIp = ids.find((id) => idx.ipsOf.get(id)?.has(ip));
           if (withIp !== undefined) return withIp;
         }
         return ids[0];
       }
+    }
+    if (mac !== undefined) {
+      const byMac = idx.byMac.get(mac);
+      if (byMac !== undefined && byMac.length > 0) return byMac[0];
     }
     if (ip !== undefined && ip !== '') return idx.byIp.get(ip)?.[0];
     return undefined;
@@ -135,16 +152,16 @@ export function assetRefsOf(ev: CefdEvent, index: AssetIndex, tenant?: string): 
   const ty = ev.cef?.typed ?? {};
   const ipOf = (k: string): string | undefined => (typeof ty[k] === 'string' ? (ty[k] as string) : x[k]);
   const refs: AssetRefs = {};
-  const src = index.lookup({ host: x['sourceHostName'], ip: ipOf('sourceAddress') }, tenant);
+  const src = index.lookup({ host: x['sourceHostName'], ip: ipOf('sourceAddress'), mac: x['sourceMacAddress'] }, tenant);
   if (src !== undefined) refs.source = src;
-  const dst = index.lookup({ host: x['destinationHostName'], ip: ipOf('destinationAddress') }, tenant);
+  const dst = index.lookup({ host: x['destinationHostName'], ip: ipOf('destinationAddress'), mac: x['destinationMacAddress'] }, tenant);
   if (dst !== undefined) refs.destination = dst;
   let dev: string | undefined;
   if (isKscEvent(ev)) {
     const sd = ev.syslog?.structuredData?.['event@23668'];
     dev = ev.cef !== undefined ? dst : index.lookup({ host: sd?.['hdn'] ?? ev.syslog?.hostname, ip: sd?.['hip'] }, tenant);
   } else {
-    dev = index.lookup({ host: x['deviceHostName'], ip: ipOf('deviceAddress') }, tenant);
+    dev = index.lookup({ host: x['deviceHostName'], ip: ipOf('deviceAddress'), mac: x['deviceMacAddress'] }, tenant);
   }
   if (dev !== undefined) refs.device = dev;
   return refs;

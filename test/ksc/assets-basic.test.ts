@@ -133,3 +133,41 @@ test('KSC re-creates a device under a new id: merged into its asset when two of 
   expect(r3).toMatchObject({ ok: true, merged: 0, created: 1, archived: 1 });
   expect(k.getAsset(oldId)?.status).toBe('archived');
 });
+
+test('enrichment by MAC: smac/dmac/dvcmac in any notation find their asset; a name still wins', async () => {
+  await k.syncAssets();
+  const conn = k.getConnection('main');
+  const ws42 = assetIdFor(conn.id, WS42);
+  const lnx = assetIdFor(conn.id, 'e4b8d2f0-1c3a-4b5d-8e9f-0a1b2c3d4e5f');
+  const { decodeFrame } = await import('../../src/codecs/decode.js');
+  const ev = (line: string) => {
+    const r = decodeFrame(Buffer.from(line), false, Date.parse('2024-05-06T07:00:00Z'));
+    if (!r.ok) throw new Error('fixture did not decode');
+    return r.event;
+  };
+  const e = ev('CEF:0|Vendor|Switch|1|200|port|3|smac=00-1A-2B-3C-4D-43 dmac=5254.0012.3405 dvcmac=00:00:00:00:00:07 src=192.0.2.1');
+  expect(k.enrich(e)).toEqual({ source: ws42, destination: lnx });
+  expect(e['assets']).toEqual({ source: ws42, destination: lnx });
+  const idx = k.assetIndex();
+  expect(idx.lookup({ mac: '00:1a:2b:3c:4d:42' })).toBe(ws42);
+  expect(idx.lookup({ mac: '00:1a:2b:3c:4d:42', ip: '10.0.30.5' })).toBe(ws42); // the MAC before the IP
+  expect(idx.lookup({ host: 'lnx-web01', mac: '00:1a:2b:3c:4d:42' })).toBe(lnx); // the name before the MAC
+  expect(idx.lookup({ mac: 'not-a-mac', ip: '10.0.30.5' })).toBe(lnx);
+  expect(idx.lookup({ mac: '00:1a:2b:3c:4d:42' }, 'other-tenant')).toBeUndefined();
+});
+
+test('task applicability by platform: a vulnerability/software task only for Windows devices', async () => {
+  emu.model.tasks.push({ id: '70', displayName: 'KUMA Fix vulnerabilities', taskType: 'KLNAG_TASK_FIX_VULNERABILITIES', product: '1103', version: '1.0.0.0', groupId: 0 });
+  await k.syncAssets();
+  const conn = k.getConnection('main');
+  const lnx = assetIdFor(conn.id, 'e4b8d2f0-1c3a-4b5d-8e9f-0a1b2c3d4e5f');
+  const e = await k.startTask({ assetId: lnx, tasks: ['KUMA Fix vulnerabilities'] }).catch((x: unknown) => x);
+  expect(e).toMatchObject({ code: 'ksc_task_not_applicable' });
+  expect((e as Error).message).toMatch(/"KUMA Fix vulnerabilities": a vulnerability or software task applies to Windows devices only \(the asset is linux\)/);
+  expect(emu.calls.some((c) => c.method === 'Tasks.RunTask')).toBe(false);
+  // The Linux device still gets its Linux task, first of the list that applies.
+  const ok = await k.startTask({ assetId: lnx, tasks: ['KUMA Fix vulnerabilities', 'kuma virus scan (Linux)'] });
+  expect(ok.task.displayName).toBe('kuma virus scan (Linux)');
+  const win = await k.startTask({ assetId: assetIdFor(conn.id, WS42), tasks: ['KUMA Fix vulnerabilities'] });
+  expect(win.task.taskId).toBe('70');
+});
