@@ -341,7 +341,7 @@ export function assetIdFor(connectionId: string, kscHostId: string): string {
 // ---------------------------------------------------------------------------------------
 // Migrations
 
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: readonly string[] = [
   // 1: initial schema
   `
   CREATE TABLE tenants (
