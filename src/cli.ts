@@ -12,6 +12,7 @@ import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/norm
 import { isKnownZone } from './time.js';
 import { registerKscCommands } from './ksc/cli.js';
 import { EXIT } from './errors.js';
+import { VERSION } from './version.js';
 
 
 function intArg(name: string) {
@@ -36,7 +37,7 @@ export function buildProgram(): Command {
   program
     .name('cefd')
     .description('Collects CEF and Kaspersky Security Center events over syslog and turns them into typed events.')
-    .version('0.1.0')
+    .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

@@ -19,6 +19,7 @@ import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
 import { StreamSource, type Source } from './sources/tcp/stream.js';
 import { UdpSource } from './sources/udp/udp.js';
+import { holdsInheritedSocket, unusedInheritedSockets } from './sources/shared/systemd.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
@@ -235,6 +236,9 @@ export class Daemon {
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }
+    for (const s of unusedInheritedSockets()) {
+      this.telemetry.log.warn(s, `socket ${s.fd} from systemd (${s.name || 'unnamed'}${s.port !== undefined ? `, ${s.proto ?? ''} port ${s.port}` : ''}) matches no listener: the socket unit and the configuration disagree`);
+    }
     if (c.metrics.enabled) {
       this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token);
       await this.metrics.start(c.metrics.host, c.metrics.port);
@@ -324,6 +328,14 @@ export class Daemon {
       this.telemetry.reloads.add('failed');
       const msg = e instanceof ConfigError ? e.problems.map((p) => formatProblem(p, this.configFile)).join('; ') : (e as Error).message;
       this.telemetry.log.error({ err: msg }, `configuration reload failed; the running configuration stays: ${msg}`);
+      return false;
+    }
+    // A listener on a socket from systemd (cefd.socket) cannot be reopened in place.
+    const pinned = this.sources.filter((s) => holdsInheritedSocket(s.source.name) && !next.listeners.some((l) => l.name === s.source.name && JSON.stringify(l) === s.key)).map((s) => s.source.name);
+    if (pinned.length > 0) {
+      this.telemetry.reloads.add('failed');
+      const msg = `listener ${pinned.join(', ')} changed or removed, but it listens on a socket from systemd, which a reload cannot reopen: restart cefd instead (systemctl restart cefd; connections wait in the socket's backlog meanwhile)`;
+      this.telemetry.log.error({ listeners: pinned }, `configuration reload failed; the running configuration stays: ${msg}`);
       return false;
     }
     try {

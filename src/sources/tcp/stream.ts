@@ -15,6 +15,7 @@ import type { FlowControl } from '../../pipeline/output-slot.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
+import { inheritedSocket } from '../shared/systemd.js';
 
 export interface Source {
   readonly name: string;
@@ -117,17 +118,21 @@ export class StreamSource implements Source {
         s.destroy();
       });
     }
+    // A socket systemd holds (deploy/cefd.socket) survives restarts: see shared/systemd.ts.
+    const inherited = inheritedSocket(this.name, 'tcp', this.config.port);
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new Error(`listener ${this.name}: cannot listen on ${this.config.host}:${this.config.port}: ${e.message}`));
       server.once('error', onError);
-      server.listen({ port: this.config.port, host: this.config.host, backlog: 511 }, () => {
+      server.listen(inherited !== undefined ? { fd: inherited.fd } : { port: this.config.port, host: this.config.host, backlog: 511 }, () => {
         server.off('error', onError);
         server.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `listener ${this.name} failed: ${e.message}`));
         resolve();
       });
     });
     this.ready = true;
-    this.telemetry.log.info({ listener: this.name, type: this.config.type, address: `${this.config.host}:${this.port()}` }, `listening for ${this.config.type} on ${this.config.host}:${this.port()}`);
+    const a = this.server?.address();
+    const where = inherited !== undefined && a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : `${this.config.host}:${this.port()}`;
+    this.telemetry.log.info({ listener: this.name, type: this.config.type, address: where, inherited: inherited !== undefined }, `listening for ${this.config.type} on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
   }
 
   port(): number | undefined {
