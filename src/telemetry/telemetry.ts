@@ -181,9 +181,9 @@ export class Telemetry {
 
   // ---- internal events ----
 
-  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string): void {
+  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
     this.listener(listener).connectionsRejected.add(reason);
-    this.limited('warn', `reject:${listener}:${reason}`, { listener, reason, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
+    this.limited('warn', `reject:${listener}:${reason}:${fields.code ?? ''}`, { listener, reason, ...fields, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
   }
 
   connectionError(listener: string, err: Error): void {

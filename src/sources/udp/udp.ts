@@ -113,7 +113,9 @@ export class UdpSource implements Source {
     }
   }
 
-  reload(): void {}
+  reload(): boolean {
+    return true;
+  }
 
   async stop(): Promise<void> {
     this.ready = false;
