@@ -11,6 +11,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from './codecs/framing/framer.js';
 import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
 import { registerKscCommands } from './ksc/cli.js';
+import { registerSqlCommands } from './sources/sql/cli.js';
 import { EXIT } from './errors.js';
 
 
@@ -97,7 +98,7 @@ export function buildProgram(): Command {
         const c = loadConfig(o.config);
         await checkNormalizers(c, o.config);
         if (o.print) process.stdout.write(JSON.stringify(redactConfig(c), null, 2) + '\n');
-        process.stdout.write(`${o.config ?? 'built-in configuration'}: OK (${c.listeners.length} listeners, ${c.outputs.length} outputs)\n`);
+        process.stdout.write(`${o.config ?? 'built-in configuration'}: OK (${c.listeners.length} listeners, ${c.sql_sources.length > 0 ? `${c.sql_sources.length} sql sources, ` : ''}${c.outputs.length} outputs)\n`);
         process.exitCode = EXIT.ok;
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
@@ -107,6 +108,7 @@ export function buildProgram(): Command {
     });
 
   registerKscCommands(program);
+  registerSqlCommands(program);
 
   program
     .command('config-doc')

@@ -19,6 +19,8 @@ import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
 import { StreamSource, type Source } from './sources/tcp/stream.js';
 import { UdpSource } from './sources/udp/udp.js';
+import { SqlSource } from './sources/sql/source.js';
+import type { SqlSourceConfig } from './sources/sql/config.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
@@ -51,6 +53,7 @@ export class Daemon {
   private slots: SlotEntry[] = [];
   private deadLetter: SlotEntry | null = null;
   private sources: SourceEntry[] = [];
+  private sqlSources: { key: string; source: SqlSource }[] = [];
   private metrics: MetricsServer | null = null;
   private pool: WorkerPool | null = null;
   private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
@@ -84,6 +87,7 @@ export class Daemon {
   notReady(): string[] {
     const out: string[] = [];
     for (const s of this.sources) if (!s.source.ready) out.push(`listener ${s.source.name}`);
+    for (const s of this.sqlSources) if (!s.source.ready) out.push(`sql source ${s.source.name}`);
     if (this.pipeline === null) out.push('pipeline');
     if (this.stopping !== null) out.push('shutting down');
     for (const x of this.extensions) out.push(...(x.notReady?.() ?? []));
@@ -189,6 +193,16 @@ export class Daemon {
     };
   }
 
+  private async startSqlSources(list: readonly SqlSourceConfig[], c: Config): Promise<void> {
+    for (const q of list) {
+      const chain: Normalizer[] = [];
+      for (const spec of q.normalizers) chain.push(await this.normalizer(spec, c.base_dir));
+      const source = new SqlSource(q, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain, stateDir: c.state_dir });
+      this.sqlSources.push({ key: JSON.stringify(q), source });
+      await source.start();
+    }
+  }
+
   private makeSource(l: ListenerConfig, chain: Normalizer[]): Source {
     if (l.type === 'udp') return new UdpSource(l, this.pipeline!, this.telemetry, chain);
     return new StreamSource(l, this.pipeline!, this.flow, this.telemetry, chain);
@@ -235,6 +249,7 @@ export class Daemon {
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }
+    await this.startSqlSources(c.sql_sources, c);
     if (c.metrics.enabled) {
       this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token);
       await this.metrics.start(c.metrics.host, c.metrics.port);
@@ -260,7 +275,7 @@ export class Daemon {
     const budget = this.config.shutdown_timeout * 1000;
     this.telemetry.log.info({ timeoutMs: budget }, 'stopping: draining connections and outputs');
     // Reading gets at most half the budget; flushing the rest.
-    await Promise.all(this.sources.map((s) => s.source.stop(budget / 2)));
+    await Promise.all([...this.sources.map((s) => s.source.stop(budget / 2)), ...this.sqlSources.map((s) => s.source.stop(budget / 2))]);
     this.pipeline?.commit();
     // Reads still on decode workers reach the queues before the outputs stop; any the
     // workers did not finish in time fail over to the dead-letter output.
@@ -450,6 +465,20 @@ export class Daemon {
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }
+    // SQL sources: unchanged ones keep polling; others restart (their cursor is on disk).
+    const oldSql = new Map(this.sqlSources.map((s) => [s.source.name, s]));
+    const keepSql: { key: string; source: SqlSource }[] = [];
+    const startSql: SqlSourceConfig[] = [];
+    for (const q of next.sql_sources) {
+      const old = oldSql.get(q.name);
+      if (old !== undefined && old.key === JSON.stringify(q)) {
+        keepSql.push(old);
+        oldSql.delete(q.name);
+      } else startSql.push(q);
+    }
+    await Promise.all([...oldSql.values()].map((s) => s.source.stop(5000)));
+    this.sqlSources = keepSql;
+    await this.startSqlSources(startSql, next);
     // Retired outputs drain in the background.
     for (const r of retired) {
       void r.stop(next.shutdown_timeout * 1000).then((left) => {

@@ -15,6 +15,9 @@ import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
 import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
 import { kscConfigProblems } from '../ksc/extension.js';
+import { sqlSourceProblems } from '../sources/sql/config.js';
+import { driverMissing } from '../sources/sql/drivers.js';
+import { parseDbUrl } from '../sources/sql/url.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -395,6 +398,7 @@ function crossChecks(c: Config, w: Walker): void {
     if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
     binds.set(id, l.name);
   });
+  c.sql_sources.forEach((q, i) => sqlSourceProblems(q, `sql_sources[${i}]`, (k, m) => w.problem(k, undefined, m)));
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
@@ -428,6 +432,17 @@ export async function checkNormalizers(c: Config, file: string | undefined): Pro
         problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
       }
     }
+  }
+  for (const [i, q] of c.sql_sources.entries()) {
+    for (const [j, spec] of q.normalizers.entries()) {
+      try {
+        await loadNormalizer(normalizerSpec(spec), c.base_dir);
+      } catch (e) {
+        problems.push({ key: `sql_sources[${i}].normalizers[${j}]`, message: (e as Error).message });
+      }
+    }
+    const missing = await driverMissing(parseDbUrl(q.url).driver);
+    if (missing !== null) problems.push({ key: `sql_sources[${i}].url`, message: missing });
   }
   if (problems.length > 0) throw new ConfigError(problems, file);
 }

@@ -1,4 +1,5 @@
 import { KSC_FIELDS } from '../ksc/config/schema.js';
+import { SQL_SOURCES_SPEC } from '../sources/sql/config.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
@@ -178,6 +179,7 @@ export const SCHEMA: ObjectSpec = {
         { name: 'udp', type: 'udp' },
       ],
     },
+    sql_sources: SQL_SOURCES_SPEC,
     outputs: {
       kind: 'list',
       doc: 'Where events go. Every event goes to every output whose filter it passes.',

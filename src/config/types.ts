@@ -99,6 +99,7 @@ export interface DeadLetterConfig extends FileSettings {
 }
 
 import type { KscConfigSection } from '../ksc/config/types.js';
+import type { SqlSourceConfig } from '../sources/sql/config.js';
 
 export interface Config extends KscConfigSection {
   state_dir: string;
@@ -107,6 +108,7 @@ export interface Config extends KscConfigSection {
   decode_workers: number;
   shutdown_timeout: number;
   listeners: ListenerConfig[];
+  sql_sources: SqlSourceConfig[];
   outputs: OutputConfig[];
   dead_letter: DeadLetterConfig;
   metrics: { enabled: boolean; host: string; port: number; bearer_token?: string; bearer_token_file?: string };
