@@ -137,6 +137,11 @@ async function waitReady(probe: () => Promise<unknown>, dead: () => boolean, log
   }
 }
 
+/** Debian puts mariadbd in /usr/sbin, which a non-root PATH may lack. */
+function sbin(name: string): string {
+  return existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : existsSync(`/usr/bin/${name}`) ? `/usr/bin/${name}` : name;
+}
+
 export async function startMariadb(): Promise<DbServer> {
   const dir = mkdtempSync(join(tmpdir(), 'cefd-maria-'));
   chmodSync(dir, 0o755);
@@ -146,13 +151,13 @@ export async function startMariadb(): Promise<DbServer> {
     const { uid, gid } = uidOf('mysql');
     chownSync(dir, uid, gid);
   }
-  execFileSync('mariadb-install-db', ['--no-defaults', `--datadir=${data}`, `--user=${user}`, '--auth-root-authentication-method=normal', '--skip-test-db'], { stdio: 'pipe', cwd: dir });
+  execFileSync(sbin('mariadb-install-db'), ['--no-defaults', `--datadir=${data}`, `--user=${user}`, '--auth-root-authentication-method=normal', '--skip-test-db'], { stdio: 'pipe', cwd: dir });
   const port = await freePort();
   let proc: ChildProcess | null = null;
   let out = '';
   const up = async () => {
     proc = spawn(
-      'mariadbd',
+      sbin('mariadbd'),
       ['--no-defaults', `--datadir=${data}`, `--socket=${join(dir, 'sock')}`, `--pid-file=${join(dir, 'pid')}`, `--port=${port}`, '--bind-address=127.0.0.1', `--user=${user}`, '--skip-log-bin', '--innodb-buffer-pool-size=64M', '--skip-name-resolve', '--innodb-flush-log-at-trx-commit=0'],
       { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -186,13 +186,9 @@ const mysql: SqlDriver = {
           throw classify(e);
         }
       },
-      close: async () => {
-        try {
-          await conn.end();
-        } catch {
-          conn.destroy();
-        }
-      },
+      // end() never settles on a connection mysql2 destroyed itself (after a query
+      // timeout): wait a little, then destroy.
+      close: () => settleWithin(conn.end(), 1000).finally(() => conn.destroy()),
     };
   },
 };
@@ -275,6 +271,12 @@ const mssql: SqlDriver = {
     };
   },
 };
+
+/** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
+export function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p.then(() => undefined, () => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+}
 
 export const DRIVERS: Record<DriverKind, SqlDriver> = { postgres, mysql, mssql };
 

@@ -22,7 +22,7 @@ import type { Telemetry } from '../../telemetry/telemetry.js';
 import { isoFromMs } from '../../time.js';
 import type { SqlSourceConfig } from './config.js';
 import { compareCursor, cursorOf, cursorParam, initialState, planBatch, readState, writeState, type Cursor, type CursorState } from './cursor.js';
-import { classify, DRIVERS, SqlError, type ConnectOptions, type Row, type SqlConnection } from './drivers.js';
+import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type SqlConnection } from './drivers.js';
 import { sqlMetrics, type SqlStats } from './metrics.js';
 import { buildQuery, defaultLatestQuery, defaultQuery } from './query.js';
 import { parseDbUrl, type DbTarget } from './url.js';
@@ -187,6 +187,14 @@ export class SqlSource {
   }
 
   private async run(): Promise<void> {
+    try {
+      await this.poll();
+    } finally {
+      await this.disconnect();
+    }
+  }
+
+  private async poll(): Promise<void> {
     let backoff = 0;
     const log = this.deps.telemetry.log;
     while (!this.stopping) {
@@ -202,6 +210,7 @@ export class SqlSource {
         backoff = 0;
         this.stats.up = 1;
       } catch (e) {
+        if (this.stopping) break;
         const err = classify(e);
         this.stats.errors.add(err.reason);
         this.stats.up = 0;
@@ -219,12 +228,20 @@ export class SqlSource {
   private async disconnect(): Promise<void> {
     const c = this.conn;
     this.conn = null;
-    await c?.close().catch(() => undefined);
+    // A client that cannot close cleanly must not hold the loop.
+    if (c !== null) await settleWithin(c.close(), 3000);
   }
 
   private async connection(): Promise<SqlConnection> {
-    this.conn ??= await this.plan.connect();
-    return this.conn;
+    if (this.conn !== null) return this.conn;
+    const c = await this.plan.connect();
+    if (this.stopping) {
+      // Connected after stop(): close it, or its socket would keep the process alive.
+      await settleWithin(c.close(), 3000);
+      throw new SqlError('other', 'stopping');
+    }
+    this.conn = c;
+    return c;
   }
 
   private async loadState(conn: SqlConnection): Promise<CursorState> {

@@ -183,7 +183,10 @@ describe.each([
     await waitFor(async () => {
       const m = await scrape(mport);
       return (m.get('cefd_sql_errors_total{source="badpw",reason="auth"}') ?? 0) >= 2 && (m.get('cefd_sql_errors_total{source="badquery",reason="query"}') ?? 0) >= 2 && (m.get('cefd_sql_errors_total{source="slow",reason="timeout"}') ?? 0) >= 2;
-    }, 30_000, 'auth, query and timeout errors');
+    }, 30_000, 'auth, query and timeout errors').catch(async (e) => {
+      const m = await scrape(mport);
+      throw new Error(`${(e as Error).message}\n${[...m].filter(([k]) => k.startsWith('cefd_sql_errors')).join('\n')}\n${d.text().slice(-3000)}`);
+    });
     const text = d.text();
     expect(text).toMatch(/sql source badpw: auth error/);
     expect(text).toMatch(/sql source badquery: query error: .*v_akpub_no_such_view/);
@@ -192,7 +195,10 @@ describe.each([
     expect(text).not.toContain(DB_PASSWORD);
     // Database down: connect errors, backoff (no busy loop), then back with new rows.
     await db.down();
-    await waitFor(async () => ((await scrape(mport)).get('cefd_sql_errors_total{source="good",reason="connect"}') ?? 0) >= 2, 30_000, 'connect errors');
+    await waitFor(async () => ((await scrape(mport)).get('cefd_sql_errors_total{source="good",reason="connect"}') ?? 0) >= 2, 30_000, 'connect errors').catch(async (e) => {
+      const m = await scrape(mport);
+      throw new Error(`${(e as Error).message}\n${[...m].filter(([k]) => k.startsWith('cefd_sql_errors')).join('\n')}\n${d.text().slice(-3000)}`);
+    });
     const m1 = await scrape(mport);
     expect(m1.get('cefd_sql_up{source="good"}')).toBe(0);
     // Backoff doubles from 1 s to max_backoff 2 s: a busy loop would count thousands.
