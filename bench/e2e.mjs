@@ -19,7 +19,7 @@
 // peak RSS (VmHWM). The sender runs in this process, so its CPU is not counted. Runs are
 // interleaved round-robin so drifts of the machine hit every scenario alike.
 // For the side-by-side run with syslog-ng, rsyslog and the Node baselines, use
-// bench/cefd-sut.sh with ../shared/bench-peer (README, "Performance").
+// bench/cefd-sut.sh with ../shared/bench-peer (docs/performance.md).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';

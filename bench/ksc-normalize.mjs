@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Micro-benchmark of the ksc normalizer alone (issue 6 budget: ~1-2 µs per event).
+// Micro-benchmark of the ksc normalizer alone (the budget: ~1-2 µs per event, as
+// docs/ksc-normalizer.md says).
 //
 //   npm run build && node bench/ksc-normalize.mjs [--n 20000] [--rounds 25] [--syslog]
 //

@@ -6,7 +6,7 @@
 //   npm run bench [-- --n 200000 --runs 3]
 //
 // --n and --runs go to both. For the side-by-side run with syslog-ng, rsyslog and the
-// Node baselines, see the README's "Performance" section (bench/cefd-sut.sh with
+// Node baselines, see docs/performance.md (bench/cefd-sut.sh with
 // ../shared/bench-peer).
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';

@@ -1,8 +1,8 @@
 /**
  * Every error and warning code cefd can attach to an event, a dead letter, a log line
  * or a metric label. Codes are stable strings: consumers filter on them, so a code is
- * never renamed or reused for something else. `test/errors.test.ts` keeps this table
- * and the README's table in step.
+ * never renamed or reused for something else. `test/docs.test.ts` keeps this table,
+ * docs/error-codes.md and the README's list of codes in step.
  *
  * - `level: 'error'`: the frame did not become an event (dead letter), or an event was
  *   kept but part of it could not be read, or the daemon could not do its job.
@@ -16,7 +16,7 @@ export interface CodeInfo {
 }
 
 export const CODES = {
-  // framing (src/framing)
+  // framing (src/codecs/framing)
   frame_truncated: {
     level: 'warning',
     stage: 'framing',
@@ -48,7 +48,7 @@ export const CODES = {
     description:
       'The frame has neither a readable syslog header nor a CEF record: it is not an event and goes to the dead-letter output with its raw bytes.',
   },
-  // syslog (src/syslog)
+  // syslog (src/codecs/syslog)
   not_cef: {
     level: 'warning',
     stage: 'syslog',
@@ -72,7 +72,7 @@ export const CODES = {
     stage: 'syslog',
     description: 'The syslog timestamp could not be converted; `syslog.timestamp` is absent.',
   },
-  // CEF (src/cef), POLICY.md rows
+  // CEF (src/codecs/cef), ../shared/cef/POLICY.md rows
   cef_bad_version: {
     level: 'error',
     stage: 'cef',

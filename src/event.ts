@@ -1,6 +1,6 @@
 /**
- * The event cefd emits: one JSON object per frame that could be read. The README's
- * "Event format" section documents every field; keep the two in step.
+ * The event cefd emits: one JSON object per frame that could be read. docs/event-format.md
+ * documents every field; keep the two in step.
  */
 import type { Problem } from './errors.js';
 

@@ -1,15 +1,16 @@
 /**
  * KSC CEF export (`CEF:0|KasperskyLab|SecurityCenter|<KSC version>|<event type>|<name>|<1-4>|...`)
- * → the `ksc` object. FORMAT.md §3.
+ * → the `ksc` object. ../shared/ksc/FORMAT.md §3.
  *
  * Everything KSC-specific is read from the labels (labels.ts), never from slot numbers.
  * Standard CEF keys are read where KSC uses them: dhost/dst (the managed device,
  * FORMAT.md §7 item 5), duser, act, msg, and as fallbacks a few that other exports carry
  * (filePath, requestUrl, fileName, fileHash, proto, src, dpt).
  *
- * Speed (issue 6): one `for...in` over the extensions, reading each value once; custom
- * key names are decoded without allocating (customSlot); well-known labels and keys are
- * picked up by `switch` as they pass, so there are no later lookups on the label map.
+ * Speed (about a microsecond per event, bench/ksc-normalize.mjs): one `for...in` over the
+ * extensions, reading each value once; custom key names are decoded without allocating
+ * (customSlot); well-known labels and keys are picked up by `switch` as they pass, so there
+ * are no later lookups on the label map.
  */
 import type { CefRecord } from '../../src/event.js';
 import { isThreatCategory, labelTextOf, readState } from './derive.js';

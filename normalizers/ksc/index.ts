@@ -1,6 +1,6 @@
 /**
  * The `ksc` normalizer: Kaspersky Security Center events, from both KSC export formats,
- * into one typed `ksc` object (types.ts; README "KSC normalizer").
+ * into one typed `ksc` object (types.ts; docs/ksc-normalizer.md).
  *
  * - CEF: `CEF:0|KasperskyLab|SecurityCenter|...` (cef-format.ts).
  * - "Syslog": RFC 5424 with an `[event@<n> et=...]` element (syslog-format.ts), and KSC
@@ -9,7 +9,7 @@
  *
  * `accepts` is a few field comparisons. `normalize` is pure (reads the event, builds a
  * new object; nothing on the event is changed) and does not throw on any event the
- * decoder can produce (test/ksc-properties.test.ts). It returns the category as the
+ * decoder can produce (test/normalizers/ksc/properties.test.ts). It returns the category as the
  * metrics `type`.
  */
 import type { CefdEvent } from '../../src/event.js';

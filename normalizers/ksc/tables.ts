@@ -1,10 +1,10 @@
 /**
  * The ksc normalizer's tables: event type → category (+ threat action, syslog p1..p9
- * layout), task-state codes, and severity. Every table here is in the README's "KSC
- * normalizer" section; keep the two in step.
+ * layout), task-state codes, and severity. Every table here is in docs/ksc-normalizer.md;
+ * keep the two in step.
  *
  * The category comes from the event type code only (CEF Signature ID, syslog `et`),
- * never from the display name: that is localized (FORMAT.md §7 item 3).
+ * never from the display name: that is localized (../shared/ksc/FORMAT.md §7 item 3).
  */
 import type { KscCategory, KscSeverity, KscTaskState } from './types.js';
 

@@ -1,7 +1,7 @@
 /**
  * The `ksc` object the normalizer writes on an event (`event.ksc`). Both KSC export
- * formats (CEF and the RFC 5424 "Syslog" format) yield this same shape; the README's
- * "KSC normalizer" section documents it field by field. Absent fields are left out of
+ * formats (CEF and the RFC 5424 "Syslog" format) yield this same shape; docs/ksc-normalizer.md
+ * documents it field by field. Absent fields are left out of
  * the JSON (they are `undefined` on the object, so every object has the same shape).
  */
 import type { Code } from '../../src/errors.js';
@@ -23,7 +23,7 @@ export type KscCategory =
   | 'infrastructure'
   | 'other';
 
-/** KLPRCI task states (FORMAT.md §5), plus `unknown` for any other code. */
+/** KLPRCI task states (../shared/ksc/FORMAT.md §5), plus `unknown` for any other code. */
 export type KscTaskState =
   | 'created'
   | 'running'

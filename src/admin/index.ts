@@ -1,4 +1,4 @@
-/** The admin HTTP API: a JSON server (http.ts) with the KSC endpoints (api.ts). */
+/** The admin HTTP API: a JSON server (http.ts) with the KSC endpoints (../ksc/admin-api.ts). */
 import { JsonServer } from './http.js';
 import { adminRoutes, type AdminBackend } from '../ksc/admin-api.js';
 import type { KscLogger } from '../ksc/secrets.js';

@@ -1,7 +1,7 @@
 /**
  * Per-output event queues. The output runner reads batches from the head (`peek`), and
  * removes them only once the output has delivered them (`ack`), so a batch that must be
- * retried stays at the head. The memory queue is the default; the disk queue (issue 5)
+ * retried stays at the head. The memory queue is the default; the disk queue (disk-queue.ts)
  * implements the same interface so it can take its place.
  */
 

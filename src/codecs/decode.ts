@@ -1,8 +1,8 @@
 /**
  * Frame → event: the deserializer behind every source and `cefd parse`. Decodes the
  * frame's bytes as UTF-8, reads the syslog header, finds and parses the CEF record
- * (POLICY.md), and builds the event. Never throws: a frame that is not an event comes
- * back as a failure with a reason code, for the dead-letter output.
+ * (../shared/cef/POLICY.md), and builds the event. Never throws: a frame that is not an
+ * event comes back as a failure with a reason code, for the dead-letter output.
  */
 import { isUtf8 } from 'node:buffer';
 import type { Problem } from '../errors.js';

@@ -1,4 +1,9 @@
-/** Renders the schema table as Markdown (the README's "Configuration" reference). */
+/**
+ * Renders the generated Markdown tables: every configuration option (docs/configuration.md,
+ * also printed by `cefd config-doc`), every error and warning code with its meaning
+ * (docs/error-codes.md), and the README's compact list of the codes. test/docs.test.ts
+ * keeps the files in step with the code.
+ */
 import { SCHEMA, type ScalarSpec, type Spec } from './schema.js';
 import { CODES } from '../errors.js';
 
@@ -56,5 +61,22 @@ export function codesDoc(): string {
   for (const [code, info] of Object.entries(CODES)) {
     out.push(`| \`${code}\` | ${info.level} | ${info.stage} | ${info.description.replace(/\|/g, '\\|')} |`);
   }
+  return out.join('\n') + '\n';
+}
+
+/**
+ * The README's compact list of the codes: one row per stage and level, in the order of
+ * src/errors.ts; the meanings are in docs/error-codes.md.
+ */
+export function codesSummaryDoc(): string {
+  const rows = new Map<string, string[]>();
+  for (const [code, info] of Object.entries(CODES)) {
+    const key = `| ${info.stage} | ${info.level} |`;
+    const codes = rows.get(key) ?? [];
+    codes.push(`\`${code}\``);
+    rows.set(key, codes);
+  }
+  const out = ['| stage | level | codes |', '|---|---|---|'];
+  for (const [key, codes] of rows) out.push(`${key} ${codes.join(', ')} |`);
   return out.join('\n') + '\n';
 }

@@ -3,14 +3,14 @@ import { SQL_SOURCES_SPEC } from '../sources/sql/config.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
- * a YAML file against this table, `cefd config-doc` prints it as the README's option
- * table, and test/config.test.ts keeps the two in step. Keys are snake_case.
+ * a YAML file against this table, `cefd config-doc` prints it as the option table
+ * of docs/configuration.md, and test/docs.test.ts keeps the two in step. Keys are snake_case.
  */
 
 export type Spec = ScalarSpec | ObjectSpec | ListSpec | VariantSpec | MapSpec;
 
 export interface BaseSpec {
-  /** One sentence for the README table. */
+  /** One sentence for the option table (docs/configuration.md). */
   doc: string;
   /** Marks a secret: never logged, never printed (`validate` redacts it). */
   secret?: boolean;

@@ -1,6 +1,6 @@
 /**
- * The filter language of output routes and KSC response rules. `FILTER.md` next to
- * this file is the user documentation (grammar, every rule, examples); keep the two in
+ * The filter language of output routes and KSC response rules. docs/filters.md is
+ * the user documentation (grammar, every rule, examples); keep the two in
  * step, and `test/filter/filter.test.ts` keeps a reference interpreter of the same rules.
  *
  * A filter is parsed once (config load), then compiled to closures: `test` walks

@@ -1,7 +1,7 @@
 /**
  * The admin API's endpoints (version 1): KSC tenants, connections, assets, tasks, task runs
- * and response rules, as JSON. `src/ksc/README-section.md` documents every endpoint; keep the
- * two in step (test/ksc/admin-api.test.ts calls each one).
+ * and response rules, as JSON. docs/ksc-integration.md ("HTTP admin API") documents every
+ * endpoint; keep the two in step (test/ksc/admin-api.test.ts calls each one).
  *
  * Conventions: collections answer `{"<things>": [...]}`, single objects `{"<thing>": {...}}`;
  * create answers 201, delete 204; errors `{"error": {"code", "message"}}` with 400 (bad

@@ -6,7 +6,7 @@
  * - source: CEF `shost` / `src`; destination: `dhost` / `dst`; device: `dvchost` / `dvc`.
  * - For KSC events (CEF vendor KasperskyLab + product SecurityCenter, or an RFC 5424
  *   `event@23668` element) the managed device is the device asset: `dhost`/`dst`, or
- *   `hdn`/`hip` (FORMAT.md §0.7: the peer is the KSC server, not the device).
+ *   `hdn`/`hip` (../shared/ksc/FORMAT.md §0.7: the peer is the KSC server, not the device).
  *
  * Lookups hit an in-memory index; it is rebuilt when the store changed (checked at most
  * every `checkEveryMs`, through `PRAGMA data_version`, so a CLI sync in another process is

@@ -1,6 +1,6 @@
 /**
- * POLICY.md "Conformance test": every vector of fixtures/cef/vectors.json either matches
- * exactly or is a listed deviation with the POLICY row that explains it.
+ * ../shared/cef/POLICY.md "Conformance test": every vector of fixtures/cef/vectors.json
+ * either matches exactly or is a listed deviation with the POLICY row that explains it.
  */
 import { readFileSync } from 'node:fs';
 import { expect, test } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * Backpressure, measured (issue 5): 1,000,000 KSC events sent to cefd while its only
+ * Backpressure, measured: 1,000,000 KSC events sent to cefd while its only
  * output is stalled, with a 100 MB disk buffer and `when_full: block`. cefd's memory must
  * stay bounded (peak RSS under 300 MB) while reading is paused, and reading must resume,
  * with every event delivered, when the output recovers.

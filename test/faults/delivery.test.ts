@@ -1,8 +1,8 @@
 /**
- * Delivery guarantees under faults (issue 5): an HTTP output that fails for a while,
+ * Delivery guarantees under faults: an HTTP output that fails for a while,
  * kill -9 during a stream, an unwritable and a full state directory, SIGTERM with an
  * output down, corrupted buffer segments. Each test adds a row to the reliability report
- * printed at the end (the README's "Reliability" table comes from it).
+ * printed at the end (the table of docs/reliability.md comes from it).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

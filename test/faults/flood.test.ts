@@ -1,5 +1,5 @@
 /**
- * Connection floods (issue 5): 10,000 connections opened and held (slowloris: each sends
+ * Connection floods: 10,000 connections opened and held (slowloris: each sends
  * half a frame and waits) against the connection limits. A legitimate sender still gets
  * through, and its events arrive.
  */

@@ -54,7 +54,7 @@ export async function peakRss(pid: number): Promise<number> {
   return m === null ? 0 : Number(m[1]) * 1024;
 }
 
-/** Results of the fault tests, printed as the README's "Reliability" table. */
+/** Results of the fault tests, printed as the table of docs/reliability.md. */
 export interface FaultResult {
   test: string;
   sent: string;

@@ -1,5 +1,5 @@
 /**
- * The whole KSC loop in one daemon (issue 7, "done when"): a connection added with the CLI,
+ * The whole KSC loop in one daemon: a connection added with the CLI,
  * assets imported through the admin API, a detection event over TCP, the response rule
  * starts the task, RunTask reaches the KSC emulator, the emulator sends KLPRCI_TaskState
  * events back to the daemon's TCP listener, and the run becomes "completed".

@@ -1,5 +1,5 @@
 /**
- * Hostile input through the whole ingest path (issue 5): random bytes, random framing,
+ * Hostile input through the whole ingest path: random bytes, random framing,
  * absurd octet counts (up to 2^53 and beyond), long escape runs, invalid UTF-8 and a
  * 10 MB line, over real TCP into an in-process daemon. No crash, no hang, and every frame
  * accounted for: events + dead letters = frames (truncated frames are events flagged

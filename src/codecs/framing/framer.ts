@@ -10,7 +10,7 @@
  *   A CR right before the LF is dropped (CRLF senders), and a NUL also ends a frame (some
  *   senders use NUL as the trailer, as KUMA's tcp connector allows).
  *
- * Choices, each documented in the README ("Framing"):
+ * Choices, each documented in docs/framing.md:
  * - `maxFrameBytes` bounds every frame. An LF frame with more bytes before its LF is cut:
  *   its first `maxFrameBytes` bytes are emitted flagged `truncated` as soon as they are in,
  *   the rest up to the next LF is discarded and counted, and the next frame starts after

@@ -1,5 +1,5 @@
 /**
- * Configuration of the KSC integration (issue 7): the `ksc` section. Merged into SCHEMA by
+ * Configuration of the KSC integration: the `ksc` section. Merged into SCHEMA by
  * schema.ts. KSC connections (and their secrets) are not configured here: they live in the
  * state store and are managed with `cefd ksc connections ...` or the admin HTTP API.
  */

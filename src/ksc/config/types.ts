@@ -1,4 +1,4 @@
-/** The loaded `ksc` configuration section (see schema-ksc.ts). Durations are seconds, sizes bytes, paths absolute. */
+/** The loaded `ksc` configuration section (see schema.ts next to it). Durations are seconds, sizes bytes, paths absolute. */
 
 export interface KscResponseRuleConfig {
   name: string;

@@ -6,7 +6,8 @@
  *   cs3=11.0.0.0 cs3Label=ProductVersion cs10=<task name> cs10Label=TaskName cs4=<task id>
  *   cs4Label=TaskId cn2=<new> cn2Label=TaskNewState cn1=<old> cn1Label=TaskOldState
  *
- * and a TCP sender that writes them LF-terminated (KSC's "TCP/IP" SIEM export, FORMAT.md §1).
+ * and a TCP sender that writes them LF-terminated (KSC's "TCP/IP" SIEM export,
+ * ../shared/ksc/FORMAT.md §1).
  */
 import net from 'node:net';
 

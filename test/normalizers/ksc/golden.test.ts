@@ -5,7 +5,8 @@
  * <name>.json (`events`: one entry per frame). Each frame goes through the real path:
  * framer (stream fixtures) → decodeFrame → normalizeEvent([ksc]).
  *
- * Rewrite the `events` of every golden file: UPDATE_GOLDEN=1 npx vitest run test/ksc-normalizer-golden
+ * Rewrite the `events` of every golden file:
+ *   UPDATE_GOLDEN=1 npx vitest run test/normalizers/ksc/golden.test.ts
  * and then read every changed file against ../shared/ksc/FORMAT.md before keeping it.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
