@@ -29,6 +29,16 @@ interface Ev {
 
 const num = (c: number | string) => Number(c);
 
+/** `p`, or an error naming what did not finish (instead of a bare test timeout). */
+async function within<T>(p: Promise<T>, ms: number, what: string, log?: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`${what} did not finish in ${ms} ms\n${log?.().slice(-4000) ?? ''}`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe.each([
   ['PostgreSQL', startPostgres],
   ['MariaDB', startMariadb],
@@ -194,7 +204,7 @@ describe.each([
     expect(text).not.toContain('not-the-password');
     expect(text).not.toContain(DB_PASSWORD);
     // Database down: connect errors, backoff (no busy loop), then back with new rows.
-    await db.down();
+    await within(db.down(), 40_000, 'database stop', () => db.log());
     await waitFor(async () => ((await scrape(mport)).get('cefd_sql_errors_total{source="good",reason="connect"}') ?? 0) >= 2, 30_000, 'connect errors').catch(async (e) => {
       const m = await scrape(mport);
       throw new Error(`${(e as Error).message}\n${[...m].filter(([k]) => k.startsWith('cefd_sql_errors')).join('\n')}\n${d.text().slice(-3000)}`);
@@ -204,7 +214,7 @@ describe.each([
     // Backoff doubles from 1 s to max_backoff 2 s: a busy loop would count thousands.
     await new Promise((r) => setTimeout(r, 3000));
     expect((await scrape(mport)).get('cefd_sql_errors_total{source="good",reason="connect"}')).toBeLessThan(10);
-    await db.up();
+    await within(db.up(), 40_000, 'database start', () => db.log());
     await schema.insertEvents(30_011, 30_060);
     await waitFor(() => events(sub).filter((e) => e.listener === 'good').length >= 60, 30_000, 'rows after the database came back');
     const good = events(sub).filter((e) => e.listener === 'good');
@@ -212,7 +222,7 @@ describe.each([
     expect(events(sub).filter((e) => e.listener !== 'good')).toEqual([]);
     expect((await scrape(mport)).get('cefd_sql_up{source="good"}')).toBe(1);
     d.proc.kill('SIGTERM');
-    expect(await d.exit).toBe(0);
+    expect(await within(d.exit, 30_000, 'cefd exit', () => d.text())).toBe(0);
   }, 180_000);
 
   test('out-of-order inserts (gap_wait) and a cursor that goes backwards (restored database)', async () => {
