@@ -176,10 +176,14 @@ const mysql: SqlDriver = {
       throw classify(e);
     }
     conn.on('error', () => undefined);
+    // The server stops a query past the timeout too (MariaDB: max_statement_time in
+    // seconds; MySQL: max_execution_time in ms); each refuses the other's variable.
+    await conn.query(`SET SESSION max_statement_time = ${o.queryTimeoutMs / 1000}`).catch(() => undefined);
+    await conn.query(`SET SESSION max_execution_time = ${Math.ceil(o.queryTimeoutMs)}`).catch(() => undefined);
     return {
       async query(sql, params) {
         try {
-          // mysql2 destroys the connection at the timeout; the source reconnects.
+          // mysql2 gives up at the timeout (the source then drops the connection).
           const [rows] = await conn.query({ sql, values: params as unknown[], timeout: o.queryTimeoutMs });
           return (rows as Record<string, unknown>[]).map(mapRow);
         } catch (e) {
@@ -188,7 +192,12 @@ const mysql: SqlDriver = {
       },
       // end() never settles on a connection mysql2 destroyed itself (after a query
       // timeout): wait a little, then destroy.
-      close: () => settleWithin(conn.end(), 1000).finally(() => conn.destroy()),
+      // mysql2's destroy() only half-closes the socket: the stream is destroyed as well.
+      close: () =>
+        settleWithin(conn.end(), 1000).finally(() => {
+          conn.destroy();
+          (conn as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream?.destroy?.();
+        }),
     };
   },
 };
