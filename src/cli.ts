@@ -13,6 +13,7 @@ import { isKnownZone } from './time.js';
 import { registerKscCommands } from './ksc/cli.js';
 import { registerSqlCommands } from './sources/sql/cli.js';
 import { EXIT } from './errors.js';
+import { VERSION } from './version.js';
 
 
 function intArg(name: string) {
@@ -37,7 +38,7 @@ export function buildProgram(): Command {
   program
     .name('cefd')
     .description('Collects CEF and Kaspersky Security Center events over syslog and turns them into typed events.')
-    .version('0.1.0')
+    .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

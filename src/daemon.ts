@@ -4,7 +4,8 @@
  * the reverse, draining on the way (SIGTERM/SIGINT). SIGHUP reloads the configuration
  * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
  */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
+import { makeStateDir, tightenStateDir } from './state-dir.js';
 import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
 import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
@@ -21,6 +22,8 @@ import { StreamSource, type Source } from './sources/tcp/stream.js';
 import { UdpSource } from './sources/udp/udp.js';
 import { SqlSource } from './sources/sql/source.js';
 import type { SqlSourceConfig } from './sources/sql/config.js';
+import { TlsMaterialError, tlsProblems } from './sources/tcp/tls-material.js';
+import { holdsInheritedSocket, unusedInheritedSockets } from './sources/shared/systemd.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
@@ -59,6 +62,8 @@ export class Daemon {
   private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
+  /** Listeners of the reload in progress that kept their old certificates. */
+  private certificatesRefused = 0;
 
   constructor(
     config: Config,
@@ -208,15 +213,27 @@ export class Daemon {
     return new StreamSource(l, this.pipeline!, this.flow, this.telemetry, chain);
   }
 
-  async start(): Promise<void> {
-    const c = this.config;
+  /** state_dir exists, is writable, and is private (0700, files 0600: src/state-dir.ts). */
+  private prepareStateDir(c: Config): void {
     try {
-      mkdirSync(c.state_dir, { recursive: true });
+      makeStateDir(c.state_dir);
       accessSync(c.state_dir, constants.W_OK);
+      const exempt = [c.dead_letter.path, ...c.outputs.flatMap((o) => (o.type === 'file' ? [o.path] : []))];
+      for (const t of tightenStateDir(c.state_dir, exempt)) {
+        this.telemetry.log.warn(
+          { path: t.path, from: t.from.toString(8), to: t.to.toString(8) },
+          `${t.path} was readable by other users (mode ${t.from.toString(8)}); tightened to ${t.to.toString(8)}`,
+        );
+      }
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new StateDirError(`state_dir ${c.state_dir} cannot be used: ${err.code ?? err.message}`);
     }
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    this.prepareStateDir(c);
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.chain(l, c));
@@ -250,6 +267,9 @@ export class Daemon {
       await source.start();
     }
     await this.startSqlSources(c.sql_sources, c);
+    for (const s of unusedInheritedSockets()) {
+      this.telemetry.log.warn(s, `socket ${s.fd} from systemd (${s.name || 'unnamed'}${s.port !== undefined ? `, ${s.proto ?? ''} port ${s.port}` : ''}) matches no listener: the socket unit and the configuration disagree`);
+    }
     if (c.metrics.enabled) {
       this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token);
       await this.metrics.start(c.metrics.host, c.metrics.port);
@@ -326,13 +346,21 @@ export class Daemon {
     for (const s of this.slots) await s.slot.reopen().catch((e: Error) => this.telemetry.log.error({ output: s.slot.name, err: e.message }, `output ${s.slot.name}: reopen failed`));
     await this.deadLetter?.slot.reopen().catch(() => undefined);
     if (this.configFile === undefined) {
-      for (const s of this.sources) s.source.reload();
+      let refused = 0;
+      for (const s of this.sources) if (!s.source.reload()) refused++;
+      if (refused > 0) {
+        this.telemetry.reloads.add('failed');
+        return false;
+      }
       this.telemetry.log.info('files reopened (built-in configuration: nothing to reload)');
       return true;
     }
     let next: Config;
     try {
       next = loadConfig(this.configFile);
+      // Certificate/key pairs that do not load or match: the running listeners keep theirs.
+      const tls = tlsProblems(next);
+      if (tls.length > 0) throw new ConfigError(tls, this.configFile);
       // Check what start would fail on before touching anything: the normalizers.
       for (const l of next.listeners) await this.chain(l, next);
     } catch (e) {
@@ -341,6 +369,15 @@ export class Daemon {
       this.telemetry.log.error({ err: msg }, `configuration reload failed; the running configuration stays: ${msg}`);
       return false;
     }
+    // A listener on a socket from systemd (cefd.socket) cannot be reopened in place.
+    const pinned = this.sources.filter((s) => holdsInheritedSocket(s.source.name) && !next.listeners.some((l) => l.name === s.source.name && JSON.stringify(l) === s.key)).map((s) => s.source.name);
+    if (pinned.length > 0) {
+      this.telemetry.reloads.add('failed');
+      const msg = `listener ${pinned.join(', ')} changed or removed, but it listens on a socket from systemd, which a reload cannot reopen: restart cefd instead (systemctl restart cefd; connections wait in the socket's backlog meanwhile)`;
+      this.telemetry.log.error({ listeners: pinned }, `configuration reload failed; the running configuration stays: ${msg}`);
+      return false;
+    }
+    this.certificatesRefused = 0;
     try {
       await this.apply(next);
     } catch (e) {
@@ -350,6 +387,11 @@ export class Daemon {
     }
     for (const x of this.extensions) {
       await x.reload?.(next).catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name}: reload failed: ${e.message}`));
+    }
+    if (this.certificatesRefused > 0) {
+      // Files changed between the check and the listener's re-read: the old pair stays.
+      this.telemetry.reloads.add('failed');
+      return false;
     }
     this.telemetry.reloads.add('ok');
     this.telemetry.log.info('configuration reloaded');
@@ -449,7 +491,7 @@ export class Daemon {
     for (const l of next.listeners) {
       const old = oldSources.get(l.name);
       if (old !== undefined && old.key === JSON.stringify(l)) {
-        old.source.reload();
+        if (!old.source.reload()) this.certificatesRefused++;
         keep.push(old);
         oldSources.delete(l.name);
       } else {
@@ -524,7 +566,7 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
     await daemon.stop().catch(() => 0);
     telemetry.log.flush();
     // A state directory that cannot be used needs an operator: 78 stops systemd's restarts.
-    return e instanceof StateDirError ? EXIT.config : EXIT.failure;
+    return e instanceof StateDirError || e instanceof TlsMaterialError ? EXIT.config : EXIT.failure;
   }
   return new Promise<number>((resolve) => {
     let signals = 0;

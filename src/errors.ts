@@ -207,6 +207,62 @@ export const CODES = {
     description:
       'A connection closed without an orderly end in the middle of a frame: the bytes received go to the dead-letter output with this reason.',
   },
+  // TLS listeners (src/sources/tcp/): the `code` of a refused connection's log line
+  tls_handshake_failed: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A TLS handshake failed for a reason not listed below; the log line\'s `cause` has the OpenSSL/Node error code (e.g. `ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE`). Counted as `tls_handshake`.',
+  },
+  tls_handshake_timeout: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A client did not finish the TLS handshake within `tls.handshake_timeout`. Counted as `tls_handshake`.',
+  },
+  tls_no_shared_cipher: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client offered no cipher suite the listener accepts (by default TLS 1.2 takes ECDHE with AEAD only; see `tls.ciphers`). Counted as `tls_handshake`.',
+  },
+  tls_protocol_version: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client spoke an older TLS version than `tls.min_version`, or not TLS at all (plain TCP or HTTP on the TLS port). Counted as `tls_handshake`.',
+  },
+  tls_no_client_certificate: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The listener requires a client certificate (`client_auth: required` or pinned fingerprints) and the client presented none; the connection is reset. Counted as `tls_unauthorized` or `tls_fingerprint`.',
+  },
+  tls_fingerprint_not_allowed: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate\'s SHA-256 fingerprint (in the log line) is not one of `tls.client_fingerprints`; the connection is reset. Counted as `tls_fingerprint`.',
+  },
+  tls_unknown_ca: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate does not chain to `tls.ca_file` (or is self-signed); the connection is reset. Counted as `tls_unauthorized`.',
+  },
+  tls_certificate_expired: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate has expired, also when its fingerprint is pinned (unless `allow_insecure_pinned_certificates`); the connection is reset. Counted as `tls_unauthorized`.',
+  },
+  tls_certificate_not_yet_valid: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate is not valid yet (its start date is in the future); the connection is reset. Counted as `tls_unauthorized`.',
+  },
+  tls_weak_client_key: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate\'s key is below today\'s minimums (RSA/DSA under 2048 bits, EC under P-256), also when pinned (unless `allow_insecure_pinned_certificates`); the connection is reset. Counted as `tls_unauthorized`.',
+  },
+  tls_certificate_invalid: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate failed verification for another reason (Node\'s code in the log line, e.g. `CERT_SIGNATURE_FAILURE`); the connection is reset. Counted as `tls_unauthorized`.',
+  },
   // KSC integration (src/ksc/): KscError codes, response-rule outcomes, admin API (src/admin/) errors
   ksc_auth_failed: {
     level: 'error',
@@ -321,6 +377,12 @@ export const CODES = {
     stage: 'ksc',
     description:
       'A KSC task-state event could not update the task runs (the state store failed); the event itself goes on to the outputs.',
+  },
+  ksc_untrusted_origin: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'An event that would have triggered a response rule or updated task runs came from an origin no KSC connection trusts (`ksc.trusted_sources`: listener, source address, TLS client fingerprint). It was collected and delivered as usual but acted on nothing; counted in `cefd_ksc_untrusted_events_total{kind}` and logged once per kind and listener. Also logged at start when response rules exist and `ksc.trusted_sources` is empty. See docs/ksc-trust.md.',
   },
   ksc_store_failed: {
     level: 'error',

@@ -73,3 +73,16 @@ export interface FrameFailure {
   code: 'unparseable';
   message: string;
 }
+
+/**
+ * Where an event came from, beside the event (not in its JSON): the listener, the sender,
+ * and the TLS client certificate it presented. Event taps get it (src/ksc/trust.ts decides
+ * from it whether an event may act on KSC).
+ */
+export interface EventOrigin {
+  readonly listener: string;
+  /** `address:port` (IPv6: `[address]:port`), as in the event's `peer`. */
+  readonly peer: string;
+  /** SHA-256 fingerprint of the TLS client certificate (hex, upper case, no colons), when there is one. */
+  readonly tlsFingerprint?: string | undefined;
+}

@@ -143,7 +143,8 @@ export class DiskQueue implements EventQueue {
   /** Opens (creating if needed) the buffer folder, recovers what is there. Throws when the folder is unusable. */
   static open(opts: DiskQueueOptions): DiskQueue {
     const q = new DiskQueue(opts);
-    fs.mkdirSync(opts.dir, { recursive: true, mode: 0o750 });
+    // Buffered events are as private as the rest of state_dir (src/state-dir.ts): 0700 / 0600.
+    fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     // Fail now, not at the first event, when the folder cannot be written.
     fs.accessSync(opts.dir, fs.constants.W_OK);
     q.recover();
@@ -317,7 +318,7 @@ export class DiskQueue implements EventQueue {
 
   private openWriteSegment(): void {
     const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segName(this.nextSeq)), size: 0 };
-    const fd = fs.openSync(s.path, 'a', 0o640);
+    const fd = fs.openSync(s.path, 'a', 0o600);
     if (this.writeFd !== -1) this.closeWriteFd();
     this.writeFd = fd;
     this.segments.push(s);
@@ -711,7 +712,7 @@ export class DiskQueue implements EventQueue {
     this.ackDirty = false;
     const tmp = join(this.opts.dir, `${ACK_FILE}.tmp`);
     try {
-      fs.writeFileSync(tmp, JSON.stringify(this.ackPos));
+      fs.writeFileSync(tmp, JSON.stringify(this.ackPos), { mode: 0o600 });
       fs.renameSync(tmp, join(this.opts.dir, ACK_FILE));
     } catch {
       // Not fatal: after a crash more is delivered again.

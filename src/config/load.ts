@@ -18,6 +18,10 @@ import { kscConfigProblems } from '../ksc/extension.js';
 import { sqlSourceProblems } from '../sources/sql/config.js';
 import { driverMissing } from '../sources/sql/drivers.js';
 import { parseDbUrl } from '../sources/sql/url.js';
+import { redactUrls } from './redact.js';
+import { bindProblems } from './binds.js';
+import { trustedSourceProblems } from '../ksc/trust.js';
+import { clientAuthProblems, tlsProblems } from '../sources/tcp/tls-material.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -39,7 +43,8 @@ export class ConfigError extends Error {
 
 export function formatProblem(p: ConfigProblem, file: string | undefined): string {
   const where = file === undefined ? 'built-in config' : p.line !== undefined ? `${file}:${p.line}` : file;
-  return `${where}: ${p.key === '' ? '' : `${p.key}: `}${p.message}`;
+  // A URL in a message may carry a password or a token (`http://user:pw@host/`).
+  return `${where}: ${p.key === '' ? '' : `${p.key}: `}${redactUrls(p.message)}`;
 }
 
 export interface LoadOptions {
@@ -399,8 +404,11 @@ function crossChecks(c: Config, w: Walker): void {
     binds.set(id, l.name);
   });
   c.sql_sources.forEach((q, i) => sqlSourceProblems(q, `sql_sources[${i}]`, (k, m) => w.problem(k, undefined, m)));
+  for (const p of bindProblems(c)) w.problem(p.key, undefined, p.message);
+  for (const p of clientAuthProblems(c)) w.problem(p.key, undefined, p.message);
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
+  for (const p of trustedSourceProblems(c.ksc.trusted_sources, c.listeners.map((l) => l.name))) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
@@ -419,11 +427,13 @@ function crossChecks(c: Config, w: Walker): void {
 }
 
 /**
- * The checks that need I/O: every normalizer named in the config loads. Run by both
+ * The checks that need I/O: every TLS listener's files load and match, every normalizer
+ * named in the config loads. Run by both
  * `cefd validate` and `cefd run`. Throws ConfigError.
  */
 export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
-  const problems: ConfigProblem[] = [];
+  // TLS certificate, key and CA files: read, parsed and matched as the listener will.
+  const problems: ConfigProblem[] = tlsProblems(c);
   for (const [i, l] of c.listeners.entries()) {
     for (const [j, spec] of l.normalizers.entries()) {
       try {
@@ -497,6 +507,7 @@ export function redactConfig(c: Config): unknown {
       const sub = fields[k];
       if (sub === undefined) out[k] = v;
       else if ((sub as ScalarSpec).secret && v !== undefined) out[k] = '(redacted)';
+      else if (typeof v === 'string') out[k] = redactUrls(v);
       else out[k] = walk(v, sub);
     }
     return out;

@@ -1,5 +1,6 @@
 import { KSC_FIELDS } from '../ksc/config/schema.js';
 import { SQL_SOURCES_SPEC } from '../sources/sql/config.js';
+import { MODERN_TLS12_CIPHERS } from '../sources/tcp/tls-ciphers.js';
 
 /**
  * The configuration schema: every option, described once. The loader (load.ts) validates
@@ -81,7 +82,9 @@ const TLS_SERVER: ObjectSpec = {
       item: s('SHA-256 fingerprint'),
       default: [],
     },
+    allow_insecure_pinned_certificates: bool('Accept a pinned client certificate even when it has expired or its key is below today\'s minimums (RSA/DSA under 2048 bits, EC under P-256). Off: such a certificate is refused like any other. On: logged as a warning at start and for every such connection (see docs/security.md).', false),
     min_version: { kind: 'enum', doc: 'Lowest TLS version accepted.', values: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2' },
+    ciphers: s('TLS 1.2 cipher suites (OpenSSL list syntax). The default allows only forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305); TLS 1.3 suites are not affected.', { default: MODERN_TLS12_CIPHERS }),
     handshake_timeout: dur('Time a client has to finish the TLS handshake.', '10s', 0.001),
   },
 };

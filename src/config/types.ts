@@ -16,6 +16,8 @@ export interface TlsServerConfig {
   client_auth: 'none' | 'optional' | 'required';
   client_fingerprints: string[];
   min_version: 'TLSv1.2' | 'TLSv1.3';
+  ciphers: string;
+  allow_insecure_pinned_certificates: boolean;
   handshake_timeout: number;
 }
 

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
-import type { CefdEvent } from '../event.js';
+import type { CefdEvent, EventOrigin } from '../event.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 
 export interface DaemonContext {
@@ -15,7 +15,7 @@ export interface DaemonContext {
   readonly telemetry: Telemetry;
   readonly log: Logger;
   /** Sees every event after the normalizers and before routing; runs on the hot path. */
-  addTap(tap: (event: CefdEvent) => void): () => void;
+  addTap(tap: (event: CefdEvent, origin: EventOrigin) => void): () => void;
 }
 
 export interface DaemonExtension {

@@ -18,7 +18,9 @@
  * - Per-request timeout; retries with capped exponential backoff and jitter on transport
  *   errors, timeouts and 5xx, never on 4xx or PxgError. Calls that are not idempotent
  *   (`RunTask`, iterator steps) are retried only when the request cannot have reached the
- *   server (connection refused, a stale keep-alive socket).
+ *   server (connection refused, a stale keep-alive socket). The login is idempotent (5xx
+ *   and timeouts retried). Calls that create an iterator or accessor are retried on 5xx
+ *   answers but not after a timeout, and what a late answer created is released.
  * - gzip/deflate answers (`Accept-Encoding: gzip, deflate`).
  */
 import https from 'node:https';
@@ -88,7 +90,20 @@ export interface CallOptions {
   /** False for calls with side effects (RunTask) or cursor steps (GetNextTask). Default true. */
   idempotent?: boolean;
   timeoutMs?: number;
+  /**
+   * The call creates server state (a tasks iterator, a chunk accessor) and this frees it.
+   * Such a call is repeated only when KSC cannot have made anything (an HTTP 5xx answer,
+   * a connection refused before sending), never after a timeout; an answer that arrives
+   * after the timeout is handed to `release`, so what KSC created is not left open.
+   */
+  release?: (answer: Record<string, unknown>) => void;
 }
+
+/** When a failed call is repeated: always (idempotent), only if never sent, or if KSC made nothing. */
+type RetryPolicy = 'idempotent' | 'unsent' | 'creates';
+
+/** How long an answer that arrived after its timeout is still waited for (to release what it created). */
+const LATE_ANSWER_MS = 60_000;
 
 /** A KSC task as the tasks iterator and GetTask describe it (§2.4, §3.2). */
 export interface KscTask {
@@ -223,7 +238,7 @@ interface RawAnswer {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Methods that must not be repeated once they may have reached the server. */
-const NOT_IDEMPOTENT = /^(Tasks\.(RunTask|SuspendTask|ResumeTask|CancelTask|GetNextTask|AddTask|UpdateTask|DeleteTask|AddHostToTask)|HostTasks\.GetNextTask|Session\.StartSession)$/;
+const NOT_IDEMPOTENT = /^(Tasks\.(RunTask|SuspendTask|ResumeTask|CancelTask|GetNextTask|AddTask|UpdateTask|DeleteTask|AddHostToTask)|HostTasks\.GetNextTask)$/;
 
 export class KscClient {
   readonly server: string;
@@ -242,7 +257,7 @@ export class KscClient {
   private closed = false;
   private authFailure: { at: number; error: KscAuthError } | undefined;
   /** Counts for tests and metrics. */
-  readonly stats = { requests: 0, logins: 0, retries: 0, relogins: 0 };
+  readonly stats = { requests: 0, logins: 0, retries: 0, relogins: 0, lateReleases: 0 };
 
   constructor(private readonly opts: KscClientOptions) {
     const { host, port } = parseServerAddress(opts.url);
@@ -296,7 +311,7 @@ export class KscClient {
   }
 
   /** One HTTP exchange, no retries. */
-  private exchange(method: string, path: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<RawAnswer> {
+  private exchange(method: string, path: string, body: string, headers: Record<string, string>, timeoutMs: number, late?: (a: RawAnswer) => void): Promise<RawAnswer> {
     return new Promise<RawAnswer>((resolve, reject) => {
       this.stats.requests++;
       const req = https.request({
@@ -316,6 +331,7 @@ export class KscClient {
       });
       let done = false;
       let gotResponse = false;
+      let lateTimer: NodeJS.Timeout | undefined;
       const fail = (e: Error): void => {
         if (done) return;
         done = true;
@@ -324,7 +340,13 @@ export class KscClient {
       };
       const timer = setTimeout(() => {
         fail(new KscTimeoutError(timeoutMs, this.ctx(method)));
-        req.destroy();
+        if (late === undefined) {
+          req.destroy();
+          return;
+        }
+        // KSC may still create what this call asks for: wait for its answer to release it.
+        lateTimer = setTimeout(() => req.destroy(), LATE_ANSWER_MS);
+        lateTimer.unref();
       }, timeoutMs);
       req.on('response', (res) => {
         gotResponse = true;
@@ -342,7 +364,7 @@ export class KscClient {
         res.on('error', broken);
         res.on('aborted', broken);
         res.on('end', () => {
-          if (done) return;
+          if (done && lateTimer === undefined) return;
           let buf = Buffer.concat(chunks);
           const enc = String(res.headers['content-encoding'] ?? '').toLowerCase();
           try {
@@ -350,6 +372,11 @@ export class KscClient {
             else if (enc === 'deflate') buf = zlib.inflateSync(buf);
           } catch (e) {
             return fail(new KscProtocolError(`cannot decompress a ${enc} answer: ${(e as Error).message}`, this.ctx(method)));
+          }
+          if (done) {
+            clearTimeout(lateTimer);
+            late?.({ status: res.statusCode ?? 0, headers: res.headers, body: buf.toString('utf8') });
+            return;
           }
           done = true;
           clearTimeout(timer);
@@ -407,9 +434,13 @@ export class KscClient {
     this.session = undefined;
     this.loggedIn = false;
     this.stats.logins++;
-    const a = await this.withRetries(method, false, () =>
-      this.exchange(method, `/api/v1.0/${method}`, this.auth === 'session' ? '{}' : '', { Authorization: this.basicHeader() }, this.timeoutMs),
-    );
+    // A login is safe to repeat (a session made by an attempt that timed out expires by
+    // itself), so 5xx and timeouts are retried as for any idempotent call.
+    const a = await this.withRetries(method, 'idempotent', async () => {
+      const r = await this.exchange(method, `/api/v1.0/${method}`, this.auth === 'session' ? '{}' : '', { Authorization: this.basicHeader() }, this.timeoutMs);
+      if (r.status >= 500) throw new KscHttpError(r.status, r.body, this.ctx(method));
+      return r;
+    });
     if (a.status === 401 || a.status === 403) {
       const detail = a.body.trim().startsWith('{') ? '' : a.body.trim().slice(0, 100);
       const err = new KscAuthError(a.status, detail, this.ctx(method));
@@ -432,13 +463,14 @@ export class KscClient {
     this.log.debug({ server: this.server, connection: this.opts.name, auth: this.auth }, 'logged in to KSC');
   }
 
-  private async withRetries<T>(method: string, idempotent: boolean, f: () => Promise<T>): Promise<T> {
+  private async withRetries<T>(method: string, policy: RetryPolicy, f: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await f();
       } catch (e) {
-        const retriable =
-          e instanceof KscError && e.transient && (idempotent || (e instanceof KscTransportError && e.beforeSend)) && attempt < this.retries && !this.closed;
+        const unsent = e instanceof KscTransportError && e.beforeSend;
+        const allowed = policy === 'idempotent' || unsent || (policy === 'creates' && e instanceof KscHttpError);
+        const retriable = e instanceof KscError && e.transient && allowed && attempt < this.retries && !this.closed;
         if (!retriable) throw e;
         const wait = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** attempt) * (0.5 + Math.random() / 2);
         this.stats.retries++;
@@ -462,7 +494,8 @@ export class KscClient {
   call(method: string, args: Record<string, JsValue> = {}, o: CallOptions = {}): Promise<Record<string, unknown>> {
     if (!/^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$/.test(method)) return Promise.reject(new KscInputError('method', `"${method}" is not Class.Method`));
     if (this.closed) return Promise.reject(new KscError('ksc_transport_error', 'the client is closed', this.ctx(method)));
-    const idempotent = o.idempotent ?? !NOT_IDEMPOTENT.test(method);
+    const policy: RetryPolicy = o.release !== undefined ? 'creates' : (o.idempotent ?? !NOT_IDEMPOTENT.test(method)) ? 'idempotent' : 'unsent';
+    const late = o.release === undefined ? undefined : (r: RawAnswer): void => this.lateAnswer(method, r, o.release!);
     const body = JSON.stringify(encodeArgs(args));
     const timeoutMs = o.timeoutMs ?? this.timeoutMs;
     return this.serialized(async () => {
@@ -473,8 +506,8 @@ export class KscClient {
       }
       for (;;) {
         const headers: Record<string, string> = this.auth === 'session' && this.session !== undefined ? { 'X-KSC-Session': this.session } : {};
-        const a = await this.withRetries(method, idempotent, async () => {
-          const r = await this.exchange(method, `/api/v1.0/${method}`, body, headers, timeoutMs);
+        const a = await this.withRetries(method, policy, async () => {
+          const r = await this.exchange(method, `/api/v1.0/${method}`, body, headers, timeoutMs, late);
           if (r.status >= 500) {
             const obj = r.body.trim().startsWith('{') ? (() => { try { return this.parseJson(method, r); } catch { return undefined; } })() : undefined;
             const pxg = this.pxgOf(method, r, obj);
@@ -499,6 +532,21 @@ export class KscClient {
         return obj;
       }
     });
+  }
+
+  /** An answer that came after its call timed out: what it created is released. */
+  private lateAnswer(method: string, a: RawAnswer, release: (answer: Record<string, unknown>) => void): void {
+    if (a.status !== 200 || this.closed) return;
+    let obj: Record<string, unknown>;
+    try {
+      obj = this.parseJson(method, a);
+    } catch {
+      return;
+    }
+    if (this.pxgOf(method, a, obj) !== undefined) return;
+    this.stats.lateReleases++;
+    this.log.info({ server: this.server, connection: this.opts.name, method }, `KSC answered ${method} after the timeout; releasing what it created`);
+    release(obj);
   }
 
   /** `Session.Ping` (session mode) — checks that the server answers and the login works. */
@@ -526,7 +574,7 @@ export class KscClient {
       vecFieldsToOrder: (o.order ?? []).map((x) => ({ Name: x.name, Asc: x.asc })),
       pParams: { KLGRP_FIND_FROM_CUR_VS_ONLY: true },
       lMaxLifeTime: Math.min(o.lifetimeSec ?? 1200, 7200),
-    }, { idempotent: true });
+    }, { release: (late) => void this.releaseAccessor(late['strAccessor']) });
     const accessor = r['strAccessor'];
     if (typeof accessor !== 'string' || accessor === '') throw new KscProtocolError('FindHosts returned no strAccessor', this.ctx('HostGroup.FindHosts'));
     try {
@@ -541,10 +589,22 @@ export class KscClient {
         yield items;
       }
     } finally {
-      await this.call('ChunkAccessor.Release', { strAccessor: accessor }).catch((e: unknown) =>
-        this.log.debug({ server: this.server, err: (e as Error).message }, 'ChunkAccessor.Release failed (the accessor expires by itself)'),
-      );
+      await this.releaseAccessor(accessor);
     }
+  }
+
+  private async releaseAccessor(accessor: unknown): Promise<void> {
+    if (typeof accessor !== 'string' || accessor === '') return;
+    await this.call('ChunkAccessor.Release', { strAccessor: accessor }).catch((e: unknown) =>
+      this.log.debug({ server: this.server, err: (e as Error).message }, 'ChunkAccessor.Release failed (the accessor expires by itself)'),
+    );
+  }
+
+  private async releaseTasksIterator(it: unknown): Promise<void> {
+    if (typeof it !== 'string' || it === '') return;
+    await this.call('Tasks.ReleaseTasksIterator', { strTaskIteratorId: it }).catch((e: unknown) =>
+      this.log.debug({ server: this.server, err: (e as Error).message }, 'Tasks.ReleaseTasksIterator failed'),
+    );
   }
 
   /** All hosts matching `filter` (see `findHostsPaged`). */
@@ -589,7 +649,7 @@ export class KscClient {
       strInstanceId: '',
       strTaskName: '',
       bIncludeSupergroups: true,
-    });
+    }, { release: (late) => void this.releaseTasksIterator(late['strTaskIteratorId']) });
     const it = r['strTaskIteratorId'];
     if (typeof it !== 'string' || it === '') throw new KscProtocolError('ResetTasksIterator returned no strTaskIteratorId', this.ctx('Tasks.ResetTasksIterator'));
     const out: KscTask[] = [];
@@ -602,7 +662,7 @@ export class KscClient {
         if (t !== undefined) out.push(t);
       }
     } finally {
-      await this.call('Tasks.ReleaseTasksIterator', { strTaskIteratorId: it }).catch(() => undefined);
+      await this.releaseTasksIterator(it);
     }
     return out;
   }

@@ -17,7 +17,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { KscConfig, KscResponseRuleConfig } from './config/types.js';
 import type { DaemonContext, DaemonExtension } from '../extensions/extension.js';
-import type { CefdEvent } from '../event.js';
+import type { CefdEvent, EventOrigin } from '../event.js';
+import { TrustGate } from './trust-gate.js';
 import { KscIntegration, type Scheduler } from './index.js';
 import { enrichEvent } from './enrich.js';
 import { redactingLogger, type KscLogger } from './secrets.js';
@@ -78,7 +79,7 @@ class KscMetrics {
   lastSyncOk = 0;
   readonly adminRequests = new Map<string, number>();
 
-  constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[] }) {
+  constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[]; trust: () => TrustGate | undefined }) {
     const counter = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedCounter(reg, name, help, labelNames, rows);
     const gauge = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedGauge(reg, name, help, labelNames, rows);
     const named = () => [...this.stats].filter(([n]) => n !== '');
@@ -101,6 +102,12 @@ class KscMetrics {
     counter('cefd_ksc_enriched_events_total', 'Events that got at least one asset reference.', [], () => [[{}, this.enriched]]);
     counter('cefd_ksc_task_state_events_total', 'KSC task-state events by outcome: updated (a run changed), created (a run of the task\'s scope), ignored, error.', ['outcome'], () =>
       [...this.taskStateEvents].map(([outcome, v]) => [{ outcome }, v]),
+    );
+    counter(
+      'cefd_ksc_untrusted_events_total',
+      'Events from an origin no KSC connection trusts (ksc.trusted_sources) that would have triggered a response rule (rule_trigger) or updated task runs (task_state); collected, not acted on.',
+      ['kind'],
+      () => [...(read.trust()?.untrusted ?? [])].map(([kind, v]) => [{ kind }, v]),
     );
     counter('cefd_ksc_asset_sync_total', 'Asset imports of a connection, by result (ok, failed).', ['result'], () => [...this.syncs].map(([result, v]) => [{ result }, v]));
     gauge('cefd_ksc_asset_sync_last_success_timestamp_seconds', 'When an asset import last succeeded (Unix time; 0: never).', [], () => [[{}, this.lastSyncOk]]);
@@ -144,6 +151,8 @@ export class KscExtension implements DaemonExtension {
   private integrationKey = '';
   private untap: (() => void) | undefined;
   private rules: ResponseRule[] = [];
+  /** Which origins may act on KSC (ksc.trusted_sources). */
+  private trust: TrustGate | undefined;
   private scheduler: Scheduler | undefined;
   private schedulerKey = '';
   private admin: JsonServer | undefined;
@@ -169,7 +178,7 @@ export class KscExtension implements DaemonExtension {
   async start(ctx: DaemonContext): Promise<void> {
     this.ctx = ctx;
     this.log = ctx.log.child({ component: 'ksc' });
-    this.metrics = new KscMetrics(ctx.telemetry.registry, { integration: () => this.k, rules: () => this.rules });
+    this.metrics = new KscMetrics(ctx.telemetry.registry, { integration: () => this.k, rules: () => this.rules, trust: () => this.trust });
     await this.apply(this.config, true);
   }
 
@@ -200,6 +209,7 @@ export class KscExtension implements DaemonExtension {
     this.config = next;
     if (!c.enabled || this.k === undefined) return;
     this.tenant = c.tenant;
+    this.applyTrust(c);
     this.applyRules(c.response_rules);
     const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout]);
     if (skey !== this.schedulerKey || this.scheduler === undefined) {
@@ -222,6 +232,30 @@ export class KscExtension implements DaemonExtension {
       );
     } else {
       this.log.info({ tenant: c.tenant, rules: this.rules.map((r) => r.name) }, 'KSC integration configuration applied');
+    }
+  }
+
+  private applyTrust(c: KscConfig): void {
+    if (this.trust === undefined) {
+      this.trust = new TrustGate(
+        c.trusted_sources,
+        this.log,
+        (id) => this.k?.store.getAsset(id)?.connectionId,
+        () => this.k?.listConnections({ tenant: this.tenant }) ?? [],
+      );
+    } else {
+      this.trust.setSources(c.trusted_sources);
+    }
+    try {
+      this.trust.setConnections(this.k?.listConnections({ tenant: c.tenant }) ?? []);
+    } catch {
+      // The store is unreadable for now: the tap timer tries again.
+    }
+    if (this.trust.empty && c.response_rules.length > 0) {
+      this.log.warn(
+        { code: 'ksc_untrusted_origin', rules: c.response_rules.map((r) => r.name) },
+        'ksc.trusted_sources is empty: no event will trigger a response rule or update a task run (see docs/ksc-trust.md)',
+      );
     }
   }
 
@@ -259,6 +293,8 @@ export class KscExtension implements DaemonExtension {
     let want = false;
     if (k !== undefined) {
       try {
+        const conns = k.listConnections({ tenant: this.config.ksc.tenant });
+        this.trust?.setConnections(conns);
         want = this.rules.length > 0 || k.listConnections().length > 0;
       } catch {
         want = this.untap !== undefined;
@@ -342,9 +378,10 @@ export class KscExtension implements DaemonExtension {
   }
 
   /** The hot path: see the file comment. */
-  private readonly tap = (ev: CefdEvent): void => {
+  private readonly tap = (ev: CefdEvent, origin: EventOrigin): void => {
     const k = this.k;
-    if (k === undefined) return;
+    const gate = this.trust;
+    if (k === undefined || gate === undefined) return;
     const index = k.assetIndex();
     const hasAssets = index.hasAssets();
     if (hasAssets) {
@@ -356,16 +393,20 @@ export class KscExtension implements DaemonExtension {
       // Without assets no task run can be about this event's host: skip the store.
       if (!hasAssets) return;
       // The answers to task starts never trigger response rules: no feedback loop.
-      this.taskState(k, ev);
+      const ids = gate.connectionIds(origin);
+      if (ids.size === 0) gate.refused('task_state', origin);
+      else this.taskState(k, ev, ids);
       return;
     }
     const rules = this.rules;
-    for (let i = 0; i < rules.length; i++) rules[i]!.offer(ev);
+    if (rules.length === 0) return;
+    gate.begin(origin);
+    for (let i = 0; i < rules.length; i++) rules[i]!.offer(ev, gate.allowAsset);
   };
 
-  private taskState(k: KscIntegration, ev: CefdEvent): void {
+  private taskState(k: KscIntegration, ev: CefdEvent, connectionIds: ReadonlySet<string>): void {
     try {
-      const r = k.applyTaskStateEvent(ev);
+      const r = k.applyTaskStateEvent(ev, { connectionIds });
       this.metrics!.add(this.metrics!.taskStateEvents, r.outcome);
     } catch (e) {
       this.metrics!.add(this.metrics!.taskStateEvents, 'error');

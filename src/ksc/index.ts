@@ -344,10 +344,10 @@ export class KscIntegration {
   }
 
   /** Feeds a task-state event (already extracted, or a whole cefd event) into the task runs. */
-  applyTaskStateEvent(ev: TaskStateEvent | CefdEvent): ApplyResult {
+  applyTaskStateEvent(ev: TaskStateEvent | CefdEvent, o: { connectionIds?: ReadonlySet<string> } = {}): ApplyResult {
     const ts = 'newState' in ev && typeof ev.newState === 'number' ? (ev as TaskStateEvent) : taskStateFromEvent(ev as CefdEvent);
     if (ts === null) return { outcome: 'ignored', runs: [], reason: 'not a KLPRCI_TaskState event with a state' };
-    const r = applyTaskStateEvent(this.store, ts);
+    const r = applyTaskStateEvent(this.store, ts, o);
     if (r.outcome !== 'ignored') this.log.debug({ outcome: r.outcome, runs: r.runs.map((x) => x.id), state: ts.newState }, 'KSC task runs updated');
     return r;
   }

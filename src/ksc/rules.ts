@@ -169,8 +169,10 @@ export class ResponseRule {
   /**
    * The hot path: tests the event and queues a start for its asset. Never throws, never
    * waits. Returns true when the event triggered the rule (whatever became of the trigger).
+   * `trusted` says whether the event may act on the asset (src/ksc/trust.ts); an event it
+   * refuses is not a trigger.
    */
-  offer(ev: CefdEvent): boolean {
+  offer(ev: CefdEvent, trusted?: (assetId: string) => boolean): boolean {
     if (this.closed) return false;
     if (this.filter !== undefined && !this.filter.test(ev)) return false;
     const assetId = this.asset(ev);
@@ -178,6 +180,7 @@ export class ResponseRule {
       this.stats.noAsset++;
       return false;
     }
+    if (trusted !== undefined && !trusted(assetId)) return false;
     this.stats.triggered++;
     if (this.pending.has(assetId)) {
       this.result('skipped_queued', assetId);

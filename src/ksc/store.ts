@@ -8,7 +8,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { makeStateDir, precreatePrivateFile } from '../state-dir.js';
 import { isIPv4 } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { normalizePin, DEFAULT_KSC_PORT } from './client.js';
@@ -460,8 +460,10 @@ export class KscStore {
   private localVersion = 0;
 
   constructor(stateDir: string, o: StoreOptions = {}) {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    makeStateDir(stateDir);
     this.path = join(stateDir, STORE_FILE);
+    // SQLite would create it with the umask (0644), and its -wal/-shm files copy that mode.
+    precreatePrivateFile(this.path);
     this.now = o.now ?? (() => new Date());
     this.baseDir = o.baseDir ?? process.cwd();
     this.db = new Database(this.path);

@@ -329,10 +329,12 @@ function assetsForHost(store: KscStore, host: string | undefined, ip: string | u
  * task, but whose task is a known KUMA* task of the asset's connection, is recorded as a
  * run with origin `scope` (RunTask ran the task on its whole scope).
  */
-export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent): ApplyResult {
+export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { connectionIds?: ReadonlySet<string> } = {}): ApplyResult {
   const mapped = runStateOf(ev.newState);
   if (mapped === null) return { outcome: 'ignored', runs: [], reason: `unknown task state ${ev.newState}` };
-  const assets = assetsForHost(store, ev.hostName, ev.ip);
+  // Only runs of connections that trust the event's origin (src/ksc/trust.ts).
+  const ids = o.connectionIds;
+  const assets = assetsForHost(store, ev.hostName, ev.ip).filter((a) => ids === undefined || ids.has(a.connectionId));
   if (assets.length === 0) return { outcome: 'ignored', runs: [], reason: 'no asset matches the event\'s host' };
   const at = ev.time !== undefined && !Number.isNaN(Date.parse(ev.time)) ? new Date(Date.parse(ev.time)).toISOString() : store.currentTime().toISOString();
   const final = mapped.state === 'completed' || mapped.state === 'failed';

@@ -6,7 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { decodeFrame } from '../codecs/decode.js';
-import type { CefdEvent } from '../event.js';
+import type { CefdEvent, EventOrigin } from '../event.js';
 import { isCode } from '../errors.js';
 import { isoFromMs } from '../time.js';
 import { normalizeEvent, type Normalizer } from './normalize.js';
@@ -62,7 +62,7 @@ export interface IngestEnv {
   /** Route filter of each output, in output order (undefined: every event). */
   filters: readonly (FilterLike | undefined)[];
   /** Code that watches events after the normalizers (in-thread pipeline only). */
-  taps?: readonly ((event: CefdEvent) => void)[];
+  taps?: readonly ((event: CefdEvent, origin: EventOrigin) => void)[];
   onTapError?: (e: unknown) => void;
 }
 
@@ -92,6 +92,7 @@ export function processFrame(
   id: string,
   env: IngestEnv,
   counts: FrameCounts,
+  tlsFingerprint?: string,
 ): FrameResult {
   const r = decodeFrame(buf, truncated, nowMs, { defaultZone: env.defaultZone, keepRaw: env.includeRaw });
   if (!r.ok) {
@@ -116,10 +117,11 @@ export function processFrame(
   if (event.errors !== undefined) for (const e of event.errors) FrameCounts.add(counts.errors, isCode(e.code) ? e.code : 'other');
   if (event.warnings !== undefined) for (const w of event.warnings) FrameCounts.add(counts.warnings, isCode(w.code) ? w.code : 'other');
   const taps = env.taps;
-  if (taps !== undefined) {
+  if (taps !== undefined && taps.length > 0) {
+    const origin: EventOrigin = { listener, peer, tlsFingerprint };
     for (let i = 0; i < taps.length; i++) {
       try {
-        taps[i]!(event);
+        taps[i]!(event, origin);
       } catch (e) {
         env.onTapError?.(e);
       }

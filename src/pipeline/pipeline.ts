@@ -18,7 +18,7 @@
  */
 import type { FramingMode } from '../codecs/framing/framer.js';
 import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
-import type { CefdEvent } from '../event.js';
+import type { CefdEvent, EventOrigin } from '../event.js';
 import { isoFromMs } from '../time.js';
 import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Normalizer } from './normalize.js';
@@ -34,6 +34,8 @@ export interface SourceContext {
   readonly normalizers: readonly Normalizer[];
   /** `address:port` of the sender. */
   readonly peer: string;
+  /** SHA-256 fingerprint of the sender's TLS client certificate (TLS listeners); for taps, never in the event's JSON. */
+  readonly tlsFingerprint?: string;
   /** Pauses / resumes this source (bounds the reads in flight on workers). Absent for UDP. */
   readonly pause?: () => void;
   readonly resume?: () => void;
@@ -60,7 +62,8 @@ export interface PipelineOptions {
 }
 
 /** Hook for code that watches events (KSC task status, response rules). */
-export type EventTap = (event: CefdEvent) => void;
+/** Code that watches events; `origin` says where the event came from (src/ksc/trust.ts). */
+export type EventTap = (event: CefdEvent, origin: EventOrigin) => void;
 
 /** Reads of one source on workers at once; beyond, the source pauses. */
 const MAX_IN_FLIGHT_PER_SOURCE = 4;
@@ -169,7 +172,7 @@ export class Pipeline {
 
   /** Decodes one frame on this thread into the records pending for the current read. */
   private decodeInline(buf: Buffer, truncated: boolean, now: number, ctx: SourceContext): void {
-    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts);
+    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts, ctx.tlsFingerprint);
     if ('dead' in r) {
       this.deadPending.push(r.dead);
       return;
@@ -201,7 +204,7 @@ export class Pipeline {
    * Call it only when `roomForRecords()` is true, so no `drop_newest` output drops them.
    */
   submitRecords(events: readonly CefdEvent[], dead: readonly string[], ctx: SourceContext): void {
-    const r = processRecords(events, ctx.normalizers, this.env, this.slots.length, (ev, reason, message) =>
+    const r = processRecords(events, { listener: ctx.listener, peer: ctx.peer }, ctx.normalizers, this.env, this.slots.length, (ev, reason, message) =>
       JSON.stringify({ time: isoFromMs(Date.now()), reason, message, listener: ctx.listener, peer: ctx.peer, id: ev.id, sql: ev['sql'] }),
     );
     for (let i = 0; i < this.slots.length; i++) {

@@ -3,7 +3,7 @@
  * processFrame in ingest.ts after the decode (normalizers, counts, taps, route filters,
  * JSON), so a row's event is routed and counted like a frame's. Keep the two in step.
  */
-import type { CefdEvent } from '../event.js';
+import type { CefdEvent, EventOrigin } from '../event.js';
 import { isCode } from '../errors.js';
 import { FrameCounts, type IngestEnv } from './ingest.js';
 import { normalizeEvent, type Normalizer } from './normalize.js';
@@ -21,6 +21,7 @@ export interface RecordsResult {
  */
 export function processRecords(
   events: readonly CefdEvent[],
+  origin: EventOrigin,
   normalizers: readonly Normalizer[],
   env: IngestEnv,
   outputs: number,
@@ -48,7 +49,7 @@ export function processRecords(
     if (taps !== undefined) {
       for (const tap of taps) {
         try {
-          tap(event);
+          tap(event, origin);
         } catch (e) {
           env.onTapError?.(e);
         }

@@ -10,6 +10,7 @@ import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { CODES } from '../errors.js';
 import type { EventQueue } from '../buffer/queue.js';
+import { VERSION } from '../version.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -180,9 +181,9 @@ export class Telemetry {
 
   // ---- internal events ----
 
-  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string): void {
+  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
     this.listener(listener).connectionsRejected.add(reason);
-    this.limited('warn', `reject:${listener}:${reason}`, { listener, reason, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
+    this.limited('warn', `reject:${listener}:${reason}:${fields.code ?? ''}`, { listener, reason, ...fields, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
   }
 
   connectionError(listener: string, err: Error): void {
@@ -346,6 +347,8 @@ export class Telemetry {
     gauge('cefd_ingestion_paused', '1 while reading from sockets is paused because an output queue is full.', [], () => [[{}, this.paused ? 1 : 0]]);
     counter('cefd_ingestion_paused_seconds_total', 'Time reading was paused.', [], () => [[{}, (this.pausedTotalMs + (this.paused ? Date.now() - this.pausedSinceMs : 0)) / 1000]]);
     counter('cefd_dead_letters_total', 'Records written to the dead-letter output, per reason code.', ['reason'], () => [...this.deadLetters.map].map(([r, v]) => [{ reason: r }, v]));
+    // The info-metric idiom: join on it to label other series with the running version.
+    gauge('cefd_build_info', 'Always 1; the labels say which cefd runs (version) on which Node.js (node_version).', ['version', 'node_version'], () => [[{ version: VERSION, node_version: process.versions.node }, 1]]);
     counter('cefd_config_reloads_total', 'Configuration reloads (SIGHUP), per result (ok, failed).', ['result'], () => [...this.reloads.map].map(([r, v]) => [{ result: r }, v]));
   }
 }

@@ -28,6 +28,7 @@ ksc:
   request_timeout: 3s
   retries: 1
   admin: { enabled: true, host: 127.0.0.1, port: 0, bearer_token: ${ADMIN_TOKEN} }
+  trusted_sources: [{ connection: main, listeners: [tcp], cidrs: [127.0.0.1/32] }]
   response_rules:
     - name: ${RULE}
       type: ksctasks

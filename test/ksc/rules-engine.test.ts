@@ -250,6 +250,7 @@ test('config: the ksc section, its defaults and the checks the schema cannot mak
     task_run_timeout: 86400,
     admin: { enabled: false, host: '127.0.0.1', port: 9142, max_body_bytes: 65536, request_timeout: 30 },
     response_rules: [{ name: 'r1', type: 'ksctasks', tasks: ['KUMA scan'], asset_field: 'device', workers: 1, cooldown: 600, queue_max: 1000 }],
+    trusted_sources: [],
   });
   expect(kscConfigProblems(c.ksc)).toEqual([]);
   expect(() => loadConfigText('ksc:\n  response_rules:\n    - { name: r1, type: ksctasks }\n', undefined, {})).toThrow(/ksc\.response_rules\[0\]\.tasks: is required/);
@@ -283,18 +284,24 @@ outputs: [{ name: events, type: file, path: {dir}/events.ndjson }]
 metrics: { enabled: false }
 ksc:
   sync_on_start: false
+  trusted_sources: [{ connection: main, listeners: [tcp] }]
   response_rules:
 `;
   await expect(startKscDaemon(`${base}    - { name: r1, type: ksctasks, tasks: [" "] }\n`)).rejects.toThrow('ksc.response_rules[0]: tasks[0]: a task name cannot be empty');
 
   const d = await startKscDaemon(`${base}    - { name: r1, type: ksctasks, tasks: ["KUMA scan"] }\n    - { name: r2, type: ksctasks, tasks: ["KUMA scan"] }\n`);
   try {
+    // Events from the trusted listener of connection main act on KSC.
+    d.ksc.integration!.addConnection({ name: 'main', url: '127.0.0.1:1', secret: { user: 'u', password: 'p' } });
+    (d.ksc as unknown as { updateTap: () => void }).updateTap();
+    const origin = { listener: 'tcp', peer: '127.0.0.1:5000' };
+    const tap = (e: CefdEvent): void => (d.ksc as unknown as { tap: (e: CefdEvent, o: typeof origin) => void }).tap(e, origin);
     // r1 triggers (no such asset, so its start fails: counted).
     const e = ev({ device: 'no-such-asset' });
-    (d.ksc as unknown as { tap: (e: CefdEvent) => void }).tap(e);
+    tap(e);
     await waitFor(() => d.ksc.ruleViews().every((r) => r.counters.failed === 1), 5000, 'the failed starts');
     // Task-state events (the answers to starts) never trigger a rule.
-    (d.ksc as unknown as { tap: (e: CefdEvent) => void }).tap(ev({ category: 'task_state', device: 'no-such-asset' }));
+    tap(ev({ category: 'task_state', device: 'no-such-asset' }));
     expect(d.ksc.ruleViews().map((r) => r.counters.triggered)).toEqual([1, 1]);
     const next = loadConfigText(
       `${base.replaceAll('{dir}', d.dir)}    - { name: r1, type: ksctasks, tasks: ["KUMA scan"] }\n    - { name: r2, type: ksctasks, tasks: ["KUMA other"] }\n    - { name: r3, type: ksctasks, tasks: ["KUMA x"], workers: 4 }\n`,

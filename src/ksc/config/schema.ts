@@ -71,6 +71,26 @@ export const KSC_FIELDS: Record<string, Spec> = {
           request_timeout: dur('Time a client has to send a whole request.', '30s', 0.001),
         },
       },
+      trusted_sources: {
+        kind: 'list',
+        doc: 'Where a KSC connection\'s own events come from: only events from these origins can trigger response rules or update that connection\'s task runs (events from elsewhere are still collected). Empty: no event acts on KSC. See docs/ksc-trust.md.',
+        default: [],
+        item: {
+          kind: 'object',
+          doc: 'A trusted origin of one KSC connection; every criterion given must hold.',
+          fields: {
+            connection: { kind: 'string', doc: 'Name of the KSC connection (in `ksc.tenant`).', required: true },
+            listeners: { kind: 'list', doc: 'Listener names its events arrive on.', item: { kind: 'string', doc: 'listener name' }, default: [] },
+            cidrs: { kind: 'list', doc: 'Source addresses (CIDR or address) of the KSC server.', item: { kind: 'cidr', doc: 'CIDR' }, default: [] },
+            client_fingerprints: {
+              kind: 'list',
+              doc: 'SHA-256 fingerprints of the TLS client certificate KSC presents (hex, colons optional): the strongest criterion.',
+              item: { kind: 'string', doc: 'SHA-256 fingerprint' },
+              default: [],
+            },
+          },
+        },
+      },
       response_rules: {
         kind: 'list',
         doc: 'Response rules: when an event passes a rule\'s filter, start a KSC task for one of its assets.',

@@ -33,6 +33,14 @@ export interface KscConfig {
   task_run_timeout: number;
   admin: KscAdminConfig;
   response_rules: KscResponseRuleConfig[];
+  trusted_sources: KscTrustedSourceConfig[];
+}
+
+export interface KscTrustedSourceConfig {
+  connection: string;
+  listeners: string[];
+  cidrs: string[];
+  client_fingerprints: string[];
 }
 
 export interface KscConfigSection {

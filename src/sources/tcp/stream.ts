@@ -5,7 +5,6 @@
  * checked against the allowlist before anything else (before the TLS handshake), and the
  * connection limit is enforced here so refusals are counted.
  */
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Framer } from '../../codecs/framing/framer.js';
@@ -15,6 +14,8 @@ import type { FlowControl } from '../../pipeline/output-slot.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
+import { handshakeReason, loadTlsMaterial, pinnedCertificateProblem, verifyReason } from './tls-material.js';
+import { inheritedSocket } from '../shared/systemd.js';
 
 export interface Source {
   readonly name: string;
@@ -24,8 +25,8 @@ export interface Source {
   start(): Promise<void>;
   /** Stop accepting, read what connections already sent (up to `graceMs`), close. */
   stop(graceMs: number): Promise<void>;
-  /** SIGHUP with an unchanged config: re-read certificate files. */
-  reload(): void;
+  /** SIGHUP with an unchanged config: re-read certificate files. False: they were refused (the old ones stay). */
+  reload(): boolean;
   /** The bound port (for port 0). */
   port(): number | undefined;
 }
@@ -86,22 +87,27 @@ export class StreamSource implements Source {
     this.fingerprints = new Set((config.tls?.client_fingerprints ?? []).map(normalizeFingerprint));
   }
 
+  /** Throws TlsMaterialError (the daemon checked the files before; they may have changed since). */
   private tlsOptions(): tls.TlsOptions {
     const t = this.config.tls!;
+    const m = loadTlsMaterial(this.name, t);
     const opts: tls.TlsOptions = {
-      cert: readFileSync(t.cert_file),
-      key: readFileSync(t.key_file),
+      cert: m.cert,
+      key: m.key,
       minVersion: t.min_version,
+      ciphers: t.ciphers,
+      honorCipherOrder: true,
       handshakeTimeout: Math.round(t.handshake_timeout * 1000),
       requestCert: t.client_auth !== 'none' || this.fingerprints.size > 0,
       // Client certificates are checked after the handshake (secured()), before a byte is
       // read: that way the log says why (expired, unknown CA, no certificate), which
-      // OpenSSL's own rejection hides behind "socket hang up" with TLS 1.3. Pinned
-      // fingerprints replace CA verification (KSC presents a self-signed certificate).
+      // OpenSSL's own rejection hides behind "socket hang up". Node's OpenSSL verify
+      // callback accepts every certificate on a server, so rejectUnauthorized would not
+      // make OpenSSL send an alert either (see refuse()). Pinned fingerprints replace CA
+      // verification (KSC presents a self-signed certificate).
       rejectUnauthorized: false,
     };
-    if (t.key_passphrase !== undefined) opts.passphrase = t.key_passphrase;
-    if (t.ca_file !== undefined) opts.ca = readFileSync(t.ca_file);
+    if (m.ca !== undefined) opts.ca = m.ca;
     return opts;
   }
 
@@ -113,21 +119,33 @@ export class StreamSource implements Source {
     if (isTls) {
       server.on('secureConnection', (s: tls.TLSSocket) => this.secured(s));
       server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
-        this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${err.message}`);
+        // OpenSSL's text has error numbers, source paths and a newline: log the code only.
+        const { code, cause } = handshakeReason(err);
+        this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${code} (${cause})`, { code, cause });
         s.destroy();
       });
+      if (this.config.tls!.allow_insecure_pinned_certificates && this.fingerprints.size > 0) {
+        this.telemetry.log.warn(
+          { listener: this.name },
+          `listener ${this.name}: allow_insecure_pinned_certificates is on: pinned client certificates are accepted even when expired or with weak keys`,
+        );
+      }
     }
+    // A socket systemd holds (deploy/cefd.socket) survives restarts: see shared/systemd.ts.
+    const inherited = inheritedSocket(this.name, 'tcp', this.config.port);
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new Error(`listener ${this.name}: cannot listen on ${this.config.host}:${this.config.port}: ${e.message}`));
       server.once('error', onError);
-      server.listen({ port: this.config.port, host: this.config.host, backlog: 511 }, () => {
+      server.listen(inherited !== undefined ? { fd: inherited.fd } : { port: this.config.port, host: this.config.host, backlog: 511 }, () => {
         server.off('error', onError);
         server.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `listener ${this.name} failed: ${e.message}`));
         resolve();
       });
     });
     this.ready = true;
-    this.telemetry.log.info({ listener: this.name, type: this.config.type, address: `${this.config.host}:${this.port()}` }, `listening for ${this.config.type} on ${this.config.host}:${this.port()}`);
+    const a = this.server?.address();
+    const where = inherited !== undefined && a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : `${this.config.host}:${this.port()}`;
+    this.telemetry.log.info({ listener: this.name, type: this.config.type, address: where, inherited: inherited !== undefined }, `listening for ${this.config.type} on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
   }
 
   port(): number | undefined {
@@ -201,30 +219,56 @@ export class StreamSource implements Source {
       return;
     }
     const t = this.config.tls!;
+    const x509 = s.getPeerX509Certificate();
+    const fp = x509 !== undefined ? normalizeFingerprint(x509.fingerprint256) : '';
+    const slot = this.slotByPeer.get(peer);
     if (this.fingerprints.size > 0) {
-      const cert = s.getPeerCertificate();
-      const fp = cert?.fingerprint256 ? normalizeFingerprint(cert.fingerprint256) : '';
       if (!this.fingerprints.has(fp)) {
-        this.telemetry.connectionRejected(this.name, 'tls_fingerprint', `${peer}: ${fp === '' ? 'no client certificate' : `certificate SHA-256 ${fp} is not allowed`}`);
-        s.destroy();
+        this.refuse(s, slot, 'tls_fingerprint', fp === '' ? 'tls_no_client_certificate' : 'tls_fingerprint_not_allowed', peer, fp, fp === '' ? 'no client certificate' : `certificate SHA-256 ${fp} is not allowed`);
         return;
       }
+      // A pin names the certificate, not whether it is still fit for use: OpenSSL's
+      // verdict is ignored for pinned certificates, so expiry and key strength are checked here.
+      const bad = pinnedCertificateProblem(x509!, Date.now());
+      if (bad !== null) {
+        if (!t.allow_insecure_pinned_certificates) {
+          this.refuse(s, slot, 'tls_unauthorized', bad.code, peer, fp, `pinned client certificate refused: ${bad.text}`);
+          return;
+        }
+        this.telemetry.log.warn({ listener: this.name, peer, code: bad.code, fingerprint: fp }, `listener ${this.name}: accepting pinned client certificate ${fp} although ${bad.text} (allow_insecure_pinned_certificates)`);
+      }
     } else if (t.client_auth !== 'none' && !s.authorized) {
-      const cert = s.getPeerCertificate();
-      const presented = cert !== null && Object.keys(cert).length > 0;
+      const presented = x509 !== undefined;
       if (presented || t.client_auth === 'required') {
         const why = presented ? String(s.authorizationError) : 'no client certificate';
-        this.telemetry.connectionRejected(this.name, 'tls_unauthorized', `${peer}: client certificate refused: ${why}`);
-        s.destroy();
+        this.refuse(s, slot, 'tls_unauthorized', presented ? verifyReason(why) : 'tls_no_client_certificate', peer, fp, `client certificate refused: ${why}`);
         return;
       }
     }
     // The TLS socket wraps the raw one accepted (and counted) in accept().
-    const slot = this.slotByPeer.get(peer) ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer };
-    this.serve(s, peer, slot);
+    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer }, fp === '' ? undefined : fp);
   }
 
-  private serve(socket: net.Socket, peer: string, slot: Slot): void {
+  /**
+   * Refuses a client after the handshake. Under TLS 1.3 the client finished its handshake
+   * before it sent its certificate, and Node cannot make OpenSSL send an alert for a
+   * certificate it accepted: a plain close would look like a clean end of the session to
+   * the client (KSC would count its events as delivered). The TCP connection is reset
+   * instead (RST), which every TLS client reports as an error. See docs/security.md.
+   */
+  private refuse(s: tls.TLSSocket, slot: Slot | undefined, reason: 'tls_fingerprint' | 'tls_unauthorized', code: string, peer: string, fp: string, text: string): void {
+    this.telemetry.connectionRejected(this.name, reason, `${peer}: ${text}`, { code, ...(fp !== '' ? { fingerprint: fp } : {}) });
+    const raw = slot?.socket;
+    if (raw !== undefined && raw !== s && !raw.destroyed) {
+      // Only the raw socket: destroying the TLS socket on top of a reset TCP handle crashes
+      // Node 20 (the TLS socket closes by itself when its stream ends).
+      raw.resetAndDestroy();
+    } else {
+      s.destroy();
+    }
+  }
+
+  private serve(socket: net.Socket, peer: string, slot: Slot, tlsFingerprint?: string): void {
     slot.served = true;
     const stats = this.stats;
     stats.connectionsAccepted++;
@@ -249,6 +293,7 @@ export class StreamSource implements Source {
       stats,
       normalizers: this.normalizers,
       peer,
+      ...(tlsFingerprint !== undefined ? { tlsFingerprint } : {}),
       pause: () => {
         pipelinePaused = true;
         apply();
@@ -323,13 +368,15 @@ export class StreamSource implements Source {
     }
   }
 
-  reload(): void {
-    if (this.config.type !== 'tls' || this.server === null) return;
+  reload(): boolean {
+    if (this.config.type !== 'tls' || this.server === null) return true;
     try {
       (this.server as tls.Server).setSecureContext(this.tlsOptions() as tls.SecureContextOptions);
       this.telemetry.log.info({ listener: this.name }, `listener ${this.name}: certificates reloaded`);
+      return true;
     } catch (e) {
-      this.telemetry.log.error({ listener: this.name, err: (e as Error).message }, `listener ${this.name}: cannot reload certificates; keeping the old ones`);
+      this.telemetry.log.error({ listener: this.name, err: (e as Error).message }, `${(e as Error).message}; keeping the old certificate and key`);
+      return false;
     }
   }
 

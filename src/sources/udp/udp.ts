@@ -12,6 +12,7 @@ import type { Normalizer } from '../../pipeline/normalize.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
+import { inheritedSocket } from '../shared/systemd.js';
 import { peerOf, type Source } from '../tcp/stream.js';
 
 export class UdpSource implements Source {
@@ -33,7 +34,10 @@ export class UdpSource implements Source {
   }
 
   async start(): Promise<void> {
-    const type = isIP(this.config.host) === 6 ? 'udp6' : 'udp4';
+    // A socket systemd holds (deploy/cefd.socket) keeps receiving while cefd restarts.
+    const inherited = inheritedSocket(this.name, 'udp', this.config.port);
+    const family = inherited?.family ?? isIP(this.config.host);
+    const type = family === 6 ? 'udp6' : 'udp4';
     const opts: dgram.SocketOptions = { type };
     if (this.config.receive_buffer_bytes > 0) opts.recvBufferSize = this.config.receive_buffer_bytes;
     const socket = dgram.createSocket(opts);
@@ -91,13 +95,14 @@ export class UdpSource implements Source {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new Error(`listener ${this.name}: cannot bind udp ${this.config.host}:${this.config.port}: ${e.message}`));
       socket.once('error', onError);
-      socket.bind({ port: this.config.port, address: this.config.host, exclusive: true }, () => {
+      socket.bind(inherited !== undefined ? { fd: inherited.fd } : { port: this.config.port, address: this.config.host, exclusive: true }, () => {
         socket.off('error', onError);
         resolve();
       });
     });
     this.ready = true;
-    this.telemetry.log.info({ listener: this.name, type: 'udp', address: `${this.config.host}:${this.port()}` }, `listening for udp on ${this.config.host}:${this.port()}`);
+    const where = `${inherited !== undefined ? socket.address().address : this.config.host}:${this.port()}`;
+    this.telemetry.log.info({ listener: this.name, type: 'udp', address: where, inherited: inherited !== undefined }, `listening for udp on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
   }
 
   port(): number | undefined {
@@ -108,7 +113,9 @@ export class UdpSource implements Source {
     }
   }
 
-  reload(): void {}
+  reload(): boolean {
+    return true;
+  }
 
   async stop(): Promise<void> {
     this.ready = false;

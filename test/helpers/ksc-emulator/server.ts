@@ -249,6 +249,11 @@ export class KscEmulator {
     return [...this.accessors.values()].filter((a) => a.expiresAt > now).length;
   }
 
+  /** Open tasks iterators (not released). */
+  openTaskIterators(): number {
+    return this.taskIterators.size;
+  }
+
   /** Waits until every scheduled task-state line has been sent. */
   async flushEvents(): Promise<void> {
     while (this.eventQueue.length > 0) await this.eventQueue.shift();

@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+/**
+ * `npm run package:deb`: builds cefd_<version>_<arch>.deb with dpkg-deb from the built
+ * tree (run `npm run build` first; the npm script does). Architecture-specific because
+ * better-sqlite3 ships a native module built for this machine's Node.js ABI.
+ *
+ * Layout: /usr/lib/cefd (dist/, production node_modules, package.json), /usr/bin/cefd,
+ * /lib/systemd/system/cefd.{service,socket}, /etc/cefd/cefd.yaml (a conffile: the
+ * effective configuration of deploy/cefd.yaml, every default spelled out),
+ * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd (docs/ and the README).
+ *
+ * Options: --out <dir> (default: the repository's build/), --version <v> (default:
+ * package.json's), --fast (gzip -1 instead of xz: for tests). Prints the path of the .deb.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const { values: opts } = parseArgs({ options: { out: { type: 'string' }, version: { type: 'string' }, fast: { type: 'boolean' } } });
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+const version = opts.version ?? pkg.version;
+const arch = execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
+const outDir = opts.out ?? join(ROOT, 'build');
+
+if (!existsSync(join(ROOT, 'dist', 'src', 'cli.js'))) throw new Error('dist/ is missing: run npm run build first');
+
+const work = mkdtempSync(join(tmpdir(), 'cefd-deb-'));
+const pkgRoot = join(work, 'root');
+const at = (p) => join(pkgRoot, p);
+const install = (from, to, mode) => {
+  mkdirSync(dirname(at(to)), { recursive: true });
+  cpSync(from, at(to));
+  chmodSync(at(to), mode);
+};
+
+try {
+  // The code: dist (JavaScript and source maps), and package.json (the version and "type": "module").
+  const lib = 'usr/lib/cefd';
+  cpSync(join(ROOT, 'dist'), at(`${lib}/dist`), { recursive: true });
+  const shipped = { name: pkg.name, version, description: pkg.description, type: pkg.type, license: pkg.license, bin: pkg.bin, engines: pkg.engines, dependencies: pkg.dependencies };
+  writeFileSync(at(`${lib}/package.json`), JSON.stringify(shipped, null, 2) + '\n');
+
+  // Production dependencies, as npm resolved them here (no registry access at build time).
+  const paths = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8' })
+    .split('\n')
+    .filter((p) => p !== '' && p !== ROOT);
+  for (const p of paths) {
+    const rel = relative(ROOT, p);
+    cpSync(p, at(`${lib}/${rel}`), {
+      recursive: true,
+      // Nested node_modules are listed on their own; better-sqlite3 needs only its
+      // compiled module (build/Release/better_sqlite3.node), not its sources and objects.
+      filter: (src) => {
+        const r = relative(p, src);
+        if (r === 'node_modules' || r.startsWith('node_modules/')) return false;
+        if (rel.endsWith('better-sqlite3')) {
+          if (r === 'deps' || r.startsWith('deps/') || r === 'src' || r.startsWith('src/')) return false;
+          if (r.startsWith('build/') && r !== 'build/Release' && r !== 'build/Release/better_sqlite3.node') return false;
+        }
+        return true;
+      },
+    });
+  }
+  if (!existsSync(at(`${lib}/node_modules/better-sqlite3/build/Release/better_sqlite3.node`))) throw new Error('better-sqlite3 has no compiled module: run npm ci');
+
+  // The command.
+  mkdirSync(at('usr/bin'), { recursive: true });
+  writeFileSync(at('usr/bin/cefd'), '#!/bin/sh\n# cefd: the CEF / Kaspersky Security Center event collector (/usr/lib/cefd).\nexec /usr/bin/node /usr/lib/cefd/dist/src/cli.js "$@"\n');
+  chmodSync(at('usr/bin/cefd'), 0o755);
+
+  // systemd units.
+  install(join(ROOT, 'deploy', 'cefd.service'), 'lib/systemd/system/cefd.service', 0o644);
+  install(join(ROOT, 'deploy', 'cefd.socket'), 'lib/systemd/system/cefd.socket', 0o644);
+
+  // The conffile: deploy/cefd.yaml with every default written out (cefd validate --print
+  // applies the same defaults as run), so the operator sees what runs.
+  const effective = JSON.parse(
+    execFileSync(process.execPath, [join(ROOT, 'dist', 'src', 'cli.js'), 'validate', '--config', join(ROOT, 'deploy', 'cefd.yaml'), '--print'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => !/: OK \(/.test(l))
+      .join('\n'),
+  );
+  delete effective.base_dir;
+  const header = readFileSync(join(ROOT, 'deploy', 'cefd.yaml'), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('#'))
+    .slice(0, 3)
+    .join('\n');
+  const body = stringify(effective, { lineWidth: 0 }).replace(/^(\s*mode: )(\d+)$/gm, (_, k, v) => `${k}0o${Number(v).toString(8)}`);
+  mkdirSync(at('etc/cefd'), { recursive: true });
+  writeFileSync(
+    at('etc/cefd/cefd.yaml'),
+    `${header}\n#\n# Every option is written out with its default; the KSC export settings, allowlists,\n# TLS and HTTP outputs: docs in /usr/share/doc/cefd. After a change: sudo systemctl reload cefd.\n# The listeners' ports must match /lib/systemd/system/cefd.socket (socket activation).\n\n${body}`,
+  );
+  chmodSync(at('etc/cefd/cefd.yaml'), 0o640);
+
+  // Alert rules, dashboard, docs.
+  install(join(ROOT, 'deploy', 'prometheus', 'cefd-alerts.yml'), 'usr/share/cefd/prometheus/cefd-alerts.yml', 0o644);
+  install(join(ROOT, 'deploy', 'grafana', 'cefd.json'), 'usr/share/cefd/grafana/cefd.json', 0o644);
+  cpSync(join(ROOT, 'docs'), at('usr/share/doc/cefd'), { recursive: true });
+  install(join(ROOT, 'README.md'), 'usr/share/doc/cefd/README.md', 0o644);
+  mkdirSync(at('usr/share/doc/cefd'), { recursive: true });
+  writeFileSync(at('usr/share/doc/cefd/copyright'), `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: cefd\nLicense: ${pkg.license}\n\nFiles: *\nLicense: ${pkg.license}\n\nFiles: usr/lib/cefd/node_modules/*\nComment: each module's licence is in its folder (package.json, LICENSE).\n`);
+
+  // Control files.
+  mkdirSync(at('DEBIAN'), { recursive: true });
+  const kib = Math.ceil(Number(execFileSync('du', ['-sk', '--exclude=DEBIAN', pkgRoot], { encoding: 'utf8' }).split('\t')[0]));
+  writeFileSync(
+    at('DEBIAN/control'),
+    [
+      'Package: cefd',
+      `Version: ${version}`,
+      `Architecture: ${arch}`,
+      'Maintainer: cefd maintainers <cefd@localhost>',
+      `Installed-Size: ${kib}`,
+      // Node.js 20 from NodeSource or Debian 13 (Debian 12's nodejs is 18): see docs/operations.md.
+      'Depends: nodejs (>= 20), adduser | passwd',
+      'Section: admin',
+      'Priority: optional',
+      `Description: ${pkg.description}`,
+      ' cefd receives syslog/CEF events (Kaspersky Security Center above all) over TCP, TLS',
+      ' and UDP, normalizes them into typed JSON events and forwards them to files and HTTP',
+      ' endpoints, with disk buffers, dead letters, Prometheus metrics and systemd socket',
+      ' activation for restarts that refuse no connection.',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(at('DEBIAN/conffiles'), '/etc/cefd/cefd.yaml\n');
+  for (const s of ['postinst', 'prerm', 'postrm']) install(join(ROOT, 'deploy', 'debian', s), `DEBIAN/${s}`, 0o755);
+
+  mkdirSync(outDir, { recursive: true });
+  const deb = join(outDir, `cefd_${version}_${arch}.deb`);
+  execFileSync('dpkg-deb', ['--root-owner-group', ...(opts.fast ? ['-Zgzip', '-z1'] : ['-Zxz']), '--build', pkgRoot, deb], { stdio: ['ignore', 'ignore', 'inherit'] });
+  process.stdout.write(`${deb} (${Math.round(statSync(deb).size / 1024)} KiB)\n`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

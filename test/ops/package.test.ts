@@ -1,0 +1,196 @@
+/**
+ * The Debian package (deploy/debian/build.mjs, `npm run package:deb`), installed for real
+ * with dpkg into a temporary root (`dpkg --root`, maintainer scripts run outside a chroot
+ * with DPKG_ROOT set: what CI can do as root without a container). Checks the files and
+ * their owners, the cefd user the postinst creates, that the shipped configuration passes
+ * `cefd validate` and the packaged code runs, `systemd-analyze verify` on the units, and
+ * that remove, upgrade and purge keep the configuration and the data.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { parse } from 'yaml';
+import { freePort } from '../helpers/child.js';
+import { tempDir, waitFor } from '../helpers/daemon.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+
+let work: string;
+let root: string;
+let deb: string;
+let deb2: string;
+
+function build(version: string): string {
+  const out = execFileSync(process.execPath, [join(REPO, 'deploy/debian/build.mjs'), '--out', join(work, 'out'), '--version', version, '--fast'], { encoding: 'utf8' });
+  return out.trim().split(' ')[0]!;
+}
+
+function dpkg(...args: string[]) {
+  return spawnSync('dpkg', [`--root=${root}`, '--force-script-chrootless', '--force-depends', '--force-confold', ...args], { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+function status(): string {
+  return execFileSync('dpkg-query', [`--admindir=${root}/var/lib/dpkg`, '-W', '-f', '${Status} ${Version}', 'cefd'], { encoding: 'utf8' });
+}
+
+beforeAll(() => {
+  work = tempDir('cefd-deb-test-');
+  deb = build(pkg.version);
+  deb2 = build(`${pkg.version}+upgrade1`);
+  // A root with an empty dpkg database and the accounts files useradd --prefix edits.
+  root = join(work, 'root');
+  for (const d of ['var/lib/dpkg/info', 'var/lib/dpkg/updates', 'var/lib/dpkg/triggers', 'etc']) mkdirSync(join(root, d), { recursive: true });
+  writeFileSync(join(root, 'var/lib/dpkg/status'), '');
+  writeFileSync(join(root, 'var/lib/dpkg/available'), '');
+  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+  writeFileSync(join(root, 'etc/group'), 'root:x:0:\n');
+  writeFileSync(join(root, 'etc/shadow'), 'root:*:19000:0:99999:7:::\n', { mode: 0o640 });
+  writeFileSync(join(root, 'etc/gshadow'), 'root:*::\n', { mode: 0o640 });
+}, 120_000);
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('the package declares what it needs and ships the conffile', () => {
+  const field = (f: string) => execFileSync('dpkg-deb', ['-f', deb, f], { encoding: 'utf8' }).trim();
+  expect(field('Package')).toBe('cefd');
+  expect(field('Version')).toBe(pkg.version);
+  expect(field('Depends')).toContain('nodejs (>= 20)');
+  // The Node.js that runs the tests satisfies the dependency the package declares.
+  expect(spawnSync('dpkg', ['--compare-versions', process.versions.node, 'ge', '20']).status).toBe(0);
+  expect(execFileSync('dpkg-deb', ['-I', deb, 'conffiles'], { encoding: 'utf8' }).trim()).toBe('/etc/cefd/cefd.yaml');
+});
+
+test('dpkg -i installs it: files, owners, the cefd user, state and config folders', () => {
+  const r = dpkg('-i', deb);
+  expect(r.stderr + r.stdout).not.toMatch(/error/i);
+  expect(r.status).toBe(0);
+  expect(status()).toBe(`install ok installed ${pkg.version}`);
+  for (const f of ['usr/bin/cefd', 'usr/lib/cefd/dist/src/cli.js', 'usr/lib/cefd/package.json', 'usr/lib/cefd/node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'usr/lib/cefd/node_modules/prom-client/package.json', 'lib/systemd/system/cefd.service', 'lib/systemd/system/cefd.socket', 'usr/share/cefd/prometheus/cefd-alerts.yml', 'usr/share/cefd/grafana/cefd.json', 'usr/share/doc/cefd/operations.md']) {
+    expect(existsSync(join(root, f)), f).toBe(true);
+  }
+  // No development dependencies in the package.
+  expect(existsSync(join(root, 'usr/lib/cefd/node_modules/vitest'))).toBe(false);
+  expect(existsSync(join(root, 'usr/lib/cefd/node_modules/typescript'))).toBe(false);
+  expect(statSync(join(root, 'usr/bin/cefd')).mode & 0o777).toBe(0o755);
+
+  const user = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('cefd:'))!;
+  expect(user).toBeDefined();
+  const [, , uid, gid, , home, shell] = user.split(':');
+  expect(Number(uid)).toBeLessThan(1000);
+  expect(home).toBe('/var/lib/cefd');
+  expect(shell).toBe('/usr/sbin/nologin');
+  const st = (p: string) => statSync(join(root, p));
+  expect([st('etc/cefd').uid, st('etc/cefd').gid, st('etc/cefd').mode & 0o777]).toEqual([0, Number(gid), 0o750]);
+  expect([st('etc/cefd/cefd.yaml').uid, st('etc/cefd/cefd.yaml').gid, st('etc/cefd/cefd.yaml').mode & 0o777]).toEqual([0, Number(gid), 0o640]);
+  expect([st('var/lib/cefd').uid, st('var/lib/cefd').gid, st('var/lib/cefd').mode & 0o777]).toEqual([Number(uid), Number(gid), 0o750]);
+  // The user exists once, also after the postinst runs again (reconfigure).
+  expect(dpkg('--configure', '--pending').status).toBe(0);
+  expect(readFileSync(join(root, 'etc/passwd'), 'utf8').match(/^cefd:/gm)).toHaveLength(1);
+});
+
+test('the shipped configuration validates with the packaged code, and that code runs', async () => {
+  const cli = join(root, 'usr/lib/cefd/dist/src/cli.js');
+  const conf = join(root, 'etc/cefd/cefd.yaml');
+  const v = spawnSync(process.execPath, [cli, 'validate', '--config', conf], { encoding: 'utf8' });
+  expect(v.stderr).toBe('');
+  expect(v.stdout).toContain('OK (2 listeners, 1 outputs)');
+  expect(v.status).toBe(0);
+  expect(execFileSync(process.execPath, [cli, '--version'], { encoding: 'utf8' }).trim()).toBe(pkg.version);
+  // The wrapper runs the packaged code with the system's node.
+  expect(readFileSync(join(root, 'usr/bin/cefd'), 'utf8')).toContain('exec /usr/bin/node /usr/lib/cefd/dist/src/cli.js "$@"');
+  // Built-in defaults spelled out: the conffile states what validate --print says runs.
+  const shipped = parse(readFileSync(conf, 'utf8')) as Record<string, unknown>;
+  const printed = JSON.parse(execFileSync(process.execPath, [cli, 'validate', '--config', conf, '--print'], { encoding: 'utf8' }).split('\n').filter((l) => !l.includes(': OK (')).join('\n')) as Record<string, unknown>;
+  delete printed['base_dir'];
+  expect(shipped).toEqual(printed);
+  // The listeners are the ports cefd.socket holds.
+  const socket = readFileSync(join(root, 'lib/systemd/system/cefd.socket'), 'utf8');
+  const listeners = shipped['listeners'] as { type: string; port: number }[];
+  for (const l of listeners) expect(socket).toContain(`${l.type === 'udp' ? 'ListenDatagram' : 'ListenStream'}=${l.port}\n`);
+
+  // `cefd run` from the package (its node_modules, the KSC store's native module) on a
+  // configuration in a temp folder: it starts, accepts an event and stops cleanly.
+  const dir = join(work, 'run');
+  mkdirSync(dir);
+  const port = await freePort();
+  writeFileSync(join(dir, 'cefd.yaml'), `state_dir: ${dir}/state\nlisteners: [{ name: ksc, type: tcp, host: 127.0.0.1, port: ${port} }]\noutputs: [{ name: events, type: file, path: ${dir}/events.ndjson }]\ndead_letter: { path: ${dir}/dead.ndjson }\nmetrics: { enabled: false }\n`);
+  const { spawn } = await import('node:child_process');
+  const p = spawn(process.execPath, [cli, 'run', '--config', join(dir, 'cefd.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  p.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const exit = new Promise<number | null>((r) => p.once('exit', r));
+  await waitFor(() => out.includes('cefd started'), 20_000, 'packaged cefd started');
+  const net = await import('node:net');
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.end('<14>1 2026-11-28T10:00:00.000Z ksc01 KES - - - CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|Virus found|4|msg=from the package\n'));
+    s.once('close', () => resolve());
+    s.once('error', reject);
+  });
+  await waitFor(() => existsSync(join(dir, 'events.ndjson')) && readFileSync(join(dir, 'events.ndjson'), 'utf8').includes('from the package'), 20_000, 'the event in the output file');
+  p.kill('SIGTERM');
+  expect(await exit).toBe(0);
+  // The KSC store (better-sqlite3's native module, as packaged) opens.
+  const tenants = spawnSync(process.execPath, [cli, 'ksc', 'tenants', 'list', '--config', join(dir, 'cefd.yaml')], { encoding: 'utf8' });
+  expect(tenants.stdout).toMatch(/default\s+on/);
+  expect(tenants.status).toBe(0);
+  expect(existsSync(join(dir, 'state/ksc.sqlite'))).toBe(true);
+}, 60_000);
+
+test('systemd-analyze verify accepts the units', () => {
+  // verify resolves everything under --root: the programs ExecStart and ExecReload name
+  // (ours: /usr/bin/cefd; /bin/kill is util-linux's, copied in) and the targets the
+  // units are ordered against (the host's, copied in: the temporary root has no systemd).
+  mkdirSync(join(root, 'bin'), { recursive: true });
+  copyFileSync('/bin/kill', join(root, 'bin/kill'));
+  const units = '/lib/systemd/system';
+  mkdirSync(join(root, units), { recursive: true });
+  for (const f of readdirSync(units)) {
+    if (/\.(target|slice)$/.test(f) && lstatSync(join(units, f)).isFile() && !existsSync(join(root, 'lib/systemd/system', f))) copyFileSync(join(units, f), join(root, 'lib/systemd/system', f));
+  }
+  const r = spawnSync('systemd-analyze', ['verify', `--root=${root}`, '/lib/systemd/system/cefd.socket', '/lib/systemd/system/cefd.service'], { encoding: 'utf8' });
+  expect((r.stdout + r.stderr).trim()).toBe('');
+  expect(r.status).toBe(0);
+});
+
+test('remove keeps config and data; an upgrade keeps an edited config; purge keeps the data', () => {
+  const conf = join(root, 'etc/cefd/cefd.yaml');
+  appendFileSync(conf, '# edited by the operator\n');
+  mkdirSync(join(root, 'var/lib/cefd/buffers/events'), { recursive: true });
+  writeFileSync(join(root, 'var/lib/cefd/buffers/events/segment'), 'undelivered events\n');
+
+  // Upgrade: the edited conffile stays (dpkg keeps it; the test answers "keep" with --force-confold).
+  let r = dpkg('-i', deb2);
+  expect(r.status).toBe(0);
+  expect(status()).toBe(`install ok installed ${pkg.version}+upgrade1`);
+  expect(readFileSync(conf, 'utf8')).toContain('# edited by the operator');
+  expect(readFileSync(join(root, 'var/lib/cefd/buffers/events/segment'), 'utf8')).toBe('undelivered events\n');
+
+  r = dpkg('-r', 'cefd');
+  expect(r.status).toBe(0);
+  expect(existsSync(join(root, 'usr/lib/cefd/dist/src/cli.js'))).toBe(false);
+  expect(readFileSync(conf, 'utf8')).toContain('# edited by the operator');
+  expect(existsSync(join(root, 'var/lib/cefd/buffers/events/segment'))).toBe(true);
+
+  r = dpkg('--purge', 'cefd');
+  expect(r.status).toBe(0);
+  expect(r.stderr).toContain('is kept (events, disk buffers, KSC store)');
+  expect(existsSync(conf)).toBe(false);
+  expect(readFileSync(join(root, 'var/lib/cefd/buffers/events/segment'), 'utf8')).toBe('undelivered events\n');
+  // The user stays too: files under /var/lib/cefd keep an owner with a name.
+  expect(readFileSync(join(root, 'etc/passwd'), 'utf8')).toMatch(/^cefd:/m);
+});
+
+test('after a purge, a reinstall ships a fresh conffile that dpkg tracks by checksum', () => {
+  // Reinstall after the purge: a fresh conffile, tracked with its checksum.
+  expect(dpkg('-i', deb).status).toBe(0);
+  const conffiles = execFileSync('dpkg-query', [`--admindir=${root}/var/lib/dpkg`, '-W', '-f', '${Conffiles}', 'cefd'], { encoding: 'utf8' }).trim();
+  const md5 = execFileSync('md5sum', [join(root, 'etc/cefd/cefd.yaml')], { encoding: 'utf8' }).split(' ')[0];
+  expect(conffiles).toBe(`/etc/cefd/cefd.yaml ${md5}`);
+  expect(readFileSync(join(root, 'etc/cefd/cefd.yaml'), 'utf8')).not.toContain('# edited by the operator');
+});
