@@ -408,7 +408,7 @@ function crossChecks(c: Config, w: Walker): void {
   for (const p of clientAuthProblems(c)) w.problem(p.key, undefined, p.message);
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
-  for (const p of trustedSourceProblems(c.ksc.trusted_sources, c.listeners.map((l) => l.name))) w.problem(p.key, undefined, p.message);
+  for (const p of trustedSourceProblems(c.ksc.trusted_sources, [...c.listeners.map((l) => l.name), ...c.sql_sources.map((q) => q.name)])) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');

@@ -180,6 +180,11 @@ describe('configuration', () => {
     const c = loadConfigText(yaml(''), undefined, {});
     expect(c.sql_sources[0]).toMatchObject({ cursor_column: 'nId', initial_cursor: '0', poll_interval: 10, batch_rows: 1000, normalizers: ['ksc_sql'], gap_wait: 0 });
   });
+  test('a sql source can be named as a trusted KSC origin', () => {
+    const base = yaml('listeners: []\nksc:\n  trusted_sources: [{ connection: main, listeners: [LISTENER] }]\n');
+    expect(() => loadConfigText(base.replace('LISTENER', 'ksc'), undefined, {})).not.toThrow();
+    expect(() => loadConfigText(base.replace('LISTENER', 'nope'), undefined, {})).toThrow(/no listener named "nope"/);
+  });
   test('a query without @p1 or ORDER BY, a bad URL: problems with file lines', () => {
     let err: ConfigError | undefined;
     try {
