@@ -163,7 +163,7 @@ export function readState(file: string): CursorState | null {
  * after a power loss an older state also only means rows read again, never rows skipped.
  */
 export function writeState(file: string, s: CursorState): void {
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
