@@ -8,5 +8,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Removes every folder test/helpers/temp.ts made, after each test file.
+    setupFiles: ['test/helpers/setup.ts'],
   },
 });

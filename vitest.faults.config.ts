@@ -8,6 +8,8 @@ export default defineConfig({
     testTimeout: 600_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Removes every folder test/helpers/temp.ts made, after each test file.
+    setupFiles: ['test/helpers/setup.ts'],
     fileParallelism: false,
   },
 });

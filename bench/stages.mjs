@@ -26,6 +26,8 @@ const { decodeFrame } = await import('../dist/src/codecs/decode.js');
 const { normalizeEvent, loadNormalizer } = await import('../dist/src/pipeline/normalize.js');
 const { DiskQueue } = await import('../dist/src/buffer/disk-queue.js');
 const { FileOutput } = await import('../dist/src/outputs/file/file.js');
+const { FILE_FIELDS } = await import('../dist/src/outputs/file/config.js');
+const { loadFields } = await import('../dist/src/config/load.js');
 
 const input = readFileSync(dataFile(args.n, 'lf'));
 const ksc = await loadNormalizer({ name: 'ksc' });
@@ -126,7 +128,7 @@ async function fileStage() {
   const results = [];
   for (let r = 0; r < args.runs; r++) {
     const dir = mkdtempSync(join(shm, 'cefd-stage-'));
-    const out = new FileOutput('bench', { path: join(dir, 'out.ndjson') });
+    const out = new FileOutput('bench', loadFields(FILE_FIELDS, { path: join(dir, 'out.ndjson') }));
     await out.start();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < jsons.length; i += 1000) await out.send({ records: jsons.slice(i, i + 1000) });

@@ -4,6 +4,7 @@
  * src/daemon.ts. Exit codes: 0 ok, 1 runtime failure, 64 usage, 78 config; `cefd parse`
  * exits 1 when a frame failed and 2 on usage or I/O errors.
  */
+import { ENCODER_NAMES } from './codecs/encoders/registry.js';
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { parseInputs, openInputs } from './commands/parse.js';
@@ -51,9 +52,14 @@ export function buildProgram(): Command {
     .option('--no-normalize', 'skip the normalizers')
     .option('--normalizer <name-or-path...>', 'normalizer chain, in order (default: ksc)')
     .option('--timezone <zone>', 'zone for times without one (IANA name)', 'UTC')
+    .addOption(new Option('--encoding <name>', 'print what an output with this encoder gets').choices([...ENCODER_NAMES]).default('native'))
+    .addOption(new Option('--typed <which>', 'native event: cef.typed holds the converted values that differ from the text, or all (config event.typed)').choices(['changed', 'all']).default('changed'))
+    .addOption(new Option('--custom-fields <how>', 'native event: custom fields folded into cef.custom, or as pairs in cef.extensions (config event.custom_fields)').choices(['folded', 'pairs']).default('folded'))
+    .addOption(new Option('--ksc <object>', 'native event: the lean ksc object, or the full one with labels (config event.ksc)').choices(['lean', 'full']).default('lean'))
+    .addOption(new Option('--syslog-timestamp <when>', 'native event: syslog.timestamp only when it differs from timestamp, or always (config event.syslog_timestamp)').choices(['changed', 'always']).default('changed'))
     .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(DEFAULT_MAX_FRAME_BYTES))
     .exitOverride()
-    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number }) => {
+    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number; encoding: string; typed: 'changed' | 'all'; customFields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslogTimestamp: 'changed' | 'always' }) => {
       if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);
       let chain: Normalizer[] = [];
       try {
@@ -72,6 +78,8 @@ export function buildProgram(): Command {
           normalizers: chain,
           defaultZone: o.timezone,
           maxFrameBytes: o.maxFrameBytes,
+          encoding: o.encoding,
+          event: { typed: o.typed, custom_fields: o.customFields, ksc: o.ksc, syslog_timestamp: o.syslogTimestamp },
         });
       } catch (e) {
         throw new CommanderError(2, 'cefd.io', `error: ${(e as Error).message}`);
@@ -94,7 +102,8 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'YAML configuration file (omitted: the built-in defaults)')
     .option('--print', 'print the effective configuration (defaults applied, secrets redacted)')
     .action(async (o: { config?: string; print?: boolean }) => {
-      const { loadConfig, checkNormalizers, ConfigError, redactConfig } = await import('./config/load.js');
+      const { loadConfig, ConfigError, redactConfig } = await import('./config/load.js');
+      const { checkNormalizers } = await import('./config/normalizers.js');
       try {
         const c = loadConfig(o.config);
         await checkNormalizers(c, o.config);

@@ -3,23 +3,22 @@
  * output) first, then the pipeline, then the listeners, then the metrics endpoint; stop:
  * the reverse, draining on the way (SIGTERM/SIGINT). SIGHUP reloads the configuration
  * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
+ * What is started (sources, output runners, queues, the dead letter) is built by topology.ts.
  */
 import { accessSync, constants } from 'node:fs';
 import { makeStateDir, tightenStateDir } from './state-dir.js';
-import { join } from 'node:path';
-import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
-import { checkNormalizers, ConfigError, formatProblem, loadConfig } from './config/load.js';
-import { compileFilter } from './filter/filter.js';
-import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
-import { FlowControl, OutputSlot } from './pipeline/output-slot.js';
+import type { Config, ListenerConfig } from './config/types.js';
+import { ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { checkNormalizers } from './config/normalizers.js';
+import { FlowControl } from './pipeline/flow-control.js';
+import { OutputRunner } from './pipeline/output-runner.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { WorkerPool } from './workers/worker-pool.js';
 import { availableParallelism } from 'node:os';
-import { MemoryQueue, type EventQueue } from './buffer/queue.js';
 import { DiskQueue } from './buffer/disk-queue.js';
-import { createDeadLetterOutput, createOutput } from './outputs/index.js';
-import { StreamSource, type Source } from './sources/tcp/stream.js';
-import { UdpSource } from './sources/udp/udp.js';
+import type { Source } from './sources/source.js';
+import { StateDirError, Topology } from './topology.js';
+import type { Normalizer } from './pipeline/normalize.js';
 import { SqlSource } from './sources/sql/source.js';
 import type { SqlSourceConfig } from './sources/sql/config.js';
 import { TlsMaterialError, tlsProblems } from './sources/tcp/tls-material.js';
@@ -31,14 +30,11 @@ import { createExtensions } from './extensions/index.js';
 import { EXIT } from './errors.js';
 
 
-/** The state directory cannot be used: an operator must act (exit 78, no restart loop). */
-export class StateDirError extends Error {
-  override readonly name = 'StateDirError';
-}
+export { StateDirError };
 
 interface SlotEntry {
   key: string;
-  slot: OutputSlot;
+  slot: OutputRunner;
 }
 
 interface SourceEntry {
@@ -59,7 +55,7 @@ export class Daemon {
   private sqlSources: { key: string; source: SqlSource }[] = [];
   private metrics: MetricsServer | null = null;
   private pool: WorkerPool | null = null;
-  private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
+  private readonly topology: Topology;
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
   /** Listeners of the reload in progress that kept their old certificates. */
@@ -74,6 +70,7 @@ export class Daemon {
     this.config = config;
     this.telemetry = telemetry;
     this.flow = new FlowControl(telemetry);
+    this.topology = new Topology(telemetry, this.flow, () => this.pipeline, () => this.config.state_dir);
   }
 
   get current(): Config {
@@ -99,95 +96,6 @@ export class Daemon {
     return out;
   }
 
-  private normalizer(spec: string, baseDir: string): Promise<Normalizer> {
-    const which = normalizerSpec(spec);
-    const key = 'path' in which ? `path:${baseDir}:${spec}` : `name:${spec}`;
-    let p = this.normalizerCache.get(key);
-    if (p === undefined) {
-      p = loadNormalizer(which, baseDir);
-      this.normalizerCache.set(key, p);
-      p.catch(() => this.normalizerCache.delete(key));
-    }
-    return p;
-  }
-
-  private async chain(l: ListenerConfig, c: Config): Promise<Normalizer[]> {
-    const out: Normalizer[] = [];
-    for (const spec of l.normalizers) out.push(await this.normalizer(spec, c.base_dir));
-    return out;
-  }
-
-  /** The output's queue: a disk buffer (default for all but stdout) or memory. */
-  private makeQueue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputSlot }, reuse?: DiskQueue): EventQueue {
-    if (!this.wantsDisk(b, outputType)) return new MemoryQueue(capacity);
-    const t = this.telemetry;
-    t.output(name).bufferMaxBytes = b.max_size;
-    const dir = join(this.config.state_dir, 'buffers', name);
-    const opts = {
-      maxBytes: b.max_size,
-      fsync: b.fsync,
-      fsyncIntervalMs: b.fsync_interval * 1000,
-      onCorrupt: (bytes: number, where: string) => t.bufferCorrupt(name, bytes, where),
-      onWriteError: (e: string) => t.bufferWriteFailed(name, e),
-      onWriteRecovered: () => {
-        t.bufferWriteRecovered(name);
-        slotRef.slot?.recheck();
-      },
-    };
-    if (reuse !== undefined) {
-      reuse.setOptions(opts);
-      return reuse;
-    }
-    let q: DiskQueue;
-    try {
-      q = DiskQueue.open({ dir, ...opts });
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw new StateDirError(`the disk buffer of output ${name} cannot be used: ${dir}: ${err.code ?? ''} ${err.message}`.replace(/\s+/g, ' '));
-    }
-    t.bufferReplay(name, q.replayed);
-    return q;
-  }
-
-  private wantsDisk(b: BufferConfig, outputType: string): boolean {
-    return b.type === 'disk' || (b.type === 'auto' && outputType !== 'stdout');
-  }
-
-  private makeSlot(o: OutputConfig, reuse?: DiskQueue): OutputSlot {
-    const ref: { slot?: OutputSlot } = {};
-    ref.slot = new OutputSlot(
-      {
-        name: o.name,
-        filter: o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined,
-        capacity: o.queue_max_events,
-        whenFull: o.when_full,
-        batchMax: o.batch_max_events,
-        initialBackoffMs: o.retry.initial_backoff * 1000,
-        maxBackoffMs: o.retry.max_backoff * 1000,
-      },
-      createOutput(o),
-      this.makeQueue(o.name, o.buffer, o.queue_max_events, o.type, ref, reuse),
-      this.flow,
-      this.telemetry,
-      (name, recs, reason, err) => this.pipeline?.rejectSink(name, recs, reason, err),
-    );
-    return ref.slot;
-  }
-
-  private makeDeadLetterSlot(c: Config, reuse?: DiskQueue): OutputSlot {
-    const d = c.dead_letter;
-    const ref: { slot?: OutputSlot } = {};
-    ref.slot = new OutputSlot(
-      { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
-      createDeadLetterOutput(d),
-      this.makeQueue('dead_letter', d.buffer, d.queue_max_events, 'file', ref, reuse),
-      this.flow,
-      this.telemetry,
-      null,
-    );
-    return ref.slot;
-  }
-
   private workerConfig(c: Config) {
     return {
       defaultZone: c.timezone,
@@ -201,16 +109,11 @@ export class Daemon {
   private async startSqlSources(list: readonly SqlSourceConfig[], c: Config): Promise<void> {
     for (const q of list) {
       const chain: Normalizer[] = [];
-      for (const spec of q.normalizers) chain.push(await this.normalizer(spec, c.base_dir));
+      chain.push(...(await this.topology.chain(q, c)));
       const source = new SqlSource(q, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain, stateDir: c.state_dir });
       this.sqlSources.push({ key: JSON.stringify(q), source });
       await source.start();
     }
-  }
-
-  private makeSource(l: ListenerConfig, chain: Normalizer[]): Source {
-    if (l.type === 'udp') return new UdpSource(l, this.pipeline!, this.telemetry, chain);
-    return new StreamSource(l, this.pipeline!, this.flow, this.telemetry, chain);
   }
 
   /** state_dir exists, is writable, and is private (0700, files 0600: src/state-dir.ts). */
@@ -236,12 +139,12 @@ export class Daemon {
     this.prepareStateDir(c);
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
-    for (const l of c.listeners) chains.set(l.name, await this.chain(l, c));
-    const dead = this.makeDeadLetterSlot(c);
+    for (const l of c.listeners) chains.set(l.name, await this.topology.chain(l, c));
+    const dead = this.topology.deadLetterRunner(c);
     await dead.start();
     this.deadLetter = { key: JSON.stringify(c.dead_letter), slot: dead };
     for (const o of c.outputs) {
-      const slot = this.makeSlot(o);
+      const slot = this.topology.runner(o);
       await slot.start();
       this.slots.push({ key: JSON.stringify(o), slot });
     }
@@ -262,7 +165,7 @@ export class Daemon {
       this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
     }
     for (const l of c.listeners) {
-      const source = this.makeSource(l, chains.get(l.name)!);
+      const source = await this.topology.source(l, chains.get(l.name)!);
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }
@@ -309,7 +212,7 @@ export class Daemon {
     let left = 0;
     const remaining = () => Math.max(100, budget - (Date.now() - t0));
     let kept = 0;
-    const account = (slot: OutputSlot, n: number) => {
+    const account = (slot: OutputRunner, n: number) => {
       if (n === 0) return;
       if (slot.queue.durable) {
         kept += n;
@@ -362,7 +265,7 @@ export class Daemon {
       const tls = tlsProblems(next);
       if (tls.length > 0) throw new ConfigError(tls, this.configFile);
       // Check what start would fail on before touching anything: the normalizers.
-      for (const l of next.listeners) await this.chain(l, next);
+      for (const l of next.listeners) await this.topology.chain(l, next);
     } catch (e) {
       this.telemetry.reloads.add('failed');
       const msg = e instanceof ConfigError ? e.problems.map((p) => formatProblem(p, this.configFile)).join('; ') : (e as Error).message;
@@ -428,8 +331,8 @@ export class Daemon {
     // Outputs: unchanged ones keep running; others are replaced.
     const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
     const newSlots: SlotEntry[] = [];
-    const retired: OutputSlot[] = [];
-    const created: OutputSlot[] = [];
+    const retired: OutputRunner[] = [];
+    const created: OutputRunner[] = [];
     try {
       for (const o of next.outputs) {
         const key = JSON.stringify(o);
@@ -439,15 +342,15 @@ export class Daemon {
           oldSlots.delete(o.name);
           continue;
         }
-        let slot: OutputSlot;
-        if (old !== undefined && old.slot.queue instanceof DiskQueue && this.wantsDisk(o.buffer, o.type)) {
+        let slot: OutputRunner;
+        if (old !== undefined && old.slot.queue instanceof DiskQueue && this.topology.wantsDisk(o.buffer, o.type)) {
           // Same name, same buffer folder: the disk buffer is handed to the new slot, never
           // closed and reopened, so nothing routed to the old slot meanwhile is lost.
           oldSlots.delete(o.name);
           await old.slot.handOver();
-          slot = this.makeSlot(o, old.slot.queue);
+          slot = this.topology.runner(o, old.slot.queue);
         } else {
-          slot = this.makeSlot(o);
+          slot = this.topology.runner(o);
         }
         created.push(slot);
         await slot.start();
@@ -464,13 +367,13 @@ export class Daemon {
     let dead = this.deadLetter!;
     const deadKey = JSON.stringify(next.dead_letter);
     if (dead.key !== deadKey) {
-      let slot: OutputSlot;
-      if (dead.slot.queue instanceof DiskQueue && this.wantsDisk(next.dead_letter.buffer, 'file')) {
+      let slot: OutputRunner;
+      if (dead.slot.queue instanceof DiskQueue && this.topology.wantsDisk(next.dead_letter.buffer, 'file')) {
         await dead.slot.handOver();
-        slot = this.makeDeadLetterSlot(next, dead.slot.queue);
+        slot = this.topology.deadLetterRunner(next, dead.slot.queue);
       } else {
         retired.push(dead.slot);
-        slot = this.makeDeadLetterSlot(next);
+        slot = this.topology.deadLetterRunner(next);
       }
       await slot.start();
       dead = { key: deadKey, slot };
@@ -503,7 +406,7 @@ export class Daemon {
     this.pipeline!.commit();
     this.sources = keep;
     for (const l of starts) {
-      const source = this.makeSource(l, await this.chain(l, next));
+      const source = await this.topology.source(l, await this.topology.chain(l, next));
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }

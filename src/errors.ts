@@ -11,7 +11,7 @@
 export interface CodeInfo {
   readonly level: 'error' | 'warning';
   /** Where the code comes from. */
-  readonly stage: 'framing' | 'decode' | 'syslog' | 'cef' | 'normalizer' | 'ksc' | 'sql' | 'output' | 'daemon';
+  readonly stage: 'framing' | 'decode' | 'syslog' | 'cef' | 'normalizer' | 'ksc' | 'sql' | 'encode' | 'output' | 'daemon';
   readonly description: string;
 }
 
@@ -70,7 +70,7 @@ export const CODES = {
   syslog_bad_timestamp: {
     level: 'warning',
     stage: 'syslog',
-    description: 'The syslog timestamp could not be converted; `syslog.timestamp` is absent.',
+    description: 'The syslog timestamp could not be converted; `syslog.timestamp` is null (as for a header without one).',
   },
   // CEF (src/codecs/cef), ../shared/cef/POLICY.md rows
   cef_bad_version: {
@@ -155,7 +155,20 @@ export const CODES = {
     description:
       'A KSC "Syslog" line (APP-NAME `<product>|<version>`) without its `[event@23668 ...]` element, as after a relay with an RFC 3164 template: only product, host, the MSGID if any and the message text are known.',
   },
-  // outputs and queues (src/pipeline/output-slot.ts, src/outputs/): reasons of rejected,
+  // encoders (src/codecs/encoders/): what an encoding could not carry; counted per encoder
+  encode_key_dropped: {
+    level: 'warning',
+    stage: 'encode',
+    description:
+      'The `cef` encoding cannot write an extension key outside CEF\'s key characters (`[A-Za-z0-9_][A-Za-z0-9_.,[\\]-]*`), as a user normalizer may make: the key and its value are left out of the record and counted.',
+  },
+  encode_field_cut: {
+    level: 'warning',
+    stage: 'encode',
+    description:
+      'The `kuma` encoding cut a value to KUMA\'s length limit for its field (`ApplicationProtocol` 31 characters, addresses 45, host names 1023, ...): the record carries the first characters, and the cut is counted.',
+  },
+  // outputs and queues (src/pipeline/output-runner.ts, src/outputs/): reasons of rejected,
   // dropped and dead-lettered events, as in `reason` of dead letters and metric labels
   'http_status_<NNN>': {
     level: 'error',

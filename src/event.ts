@@ -1,6 +1,8 @@
 /**
  * The event cefd emits: one JSON object per frame that could be read. docs/event-format.md
- * documents every field; keep the two in step.
+ * documents every field; keep the two in step. Each value is carried once (the format's
+ * `schema` 2); `expandEvent` (src/codecs/encoders/native.ts) gives the fields schema 1
+ * repeated, for the options that ask for them and for filters written against them.
  */
 import type { Problem } from './errors.js';
 
@@ -11,8 +13,12 @@ export interface SyslogHeader {
   facility?: number;
   /** From `<PRI>`: PRI & 7. */
   severity?: number;
-  /** ISO 8601 UTC; RFC 3164 timestamps get an inferred year and the configured zone. */
-  timestamp?: string;
+  /**
+   * ISO 8601 UTC; RFC 3164 timestamps get an inferred year and the configured zone. Absent
+   * when it is the event's `timestamp` (carried once); null when the header had none (or
+   * one that did not convert, warning `syslog_bad_timestamp`).
+   */
+  timestamp?: string | null;
   hostname?: string;
   appName?: string;
   procId?: string;
@@ -31,13 +37,33 @@ export interface CefRecord {
   name?: string;
   /** As written: 0-10 or Unknown/Low/Medium/High/Very-High; anything else carries `cef_bad_severity`. */
   severity?: string;
-  /** Decoded string values keyed by CEF full name (`sourceAddress`, `deviceCustomString1`); unknown keys as written. */
+  /**
+   * Decoded string values keyed by CEF full name (`sourceAddress`); unknown keys as
+   * written. Custom fields that came with their Label are in `custom` instead; a custom
+   * value or Label without its other half stays here under its full name.
+   */
   extensions: Record<string, string>;
-  /** Converted values of typed keys: IPs (validated text), integers and longs (numbers; decimal strings beyond 2^53), time stamps (ISO 8601 UTC). */
-  typed: Record<string, string | number>;
+  /**
+   * Custom fields that came as a value and its Label (`cs3=Full scan cs3Label=TaskName`),
+   * one entry each: key `<short slot>:<label>` (`cs3:TaskName`), value the text, or the
+   * number for cnN/flexNumberN written as that number. Absent when there are none.
+   */
+  custom?: Record<string, string | number>;
+  /**
+   * Converted values that differ from the written text: integers and longs (numbers),
+   * time stamps whose ISO 8601 UTC text differs from the written one. IP addresses are not
+   * repeated (the validated text is the written text), `deviceReceiptTime` not when it is
+   * the event's `timestamp`. Absent when empty.
+   */
+  typed?: Record<string, string | number>;
 }
 
+/** Version of the event format (docs/event-format.md); 1 was the format before it carried each value once. */
+export const EVENT_SCHEMA = 2;
+
 export interface CefdEvent {
+  /** Version of the event format (EVENT_SCHEMA). */
+  schema?: number;
   /** Deterministic event id, assigned at ingest by the daemon. */
   id?: string;
   /** ISO 8601 UTC: CEF `rt`, else the syslog timestamp, else `received`. */

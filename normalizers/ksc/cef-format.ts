@@ -12,9 +12,10 @@
  * (customSlot); well-known labels and keys are picked up by `switch` as they pass, so there
  * are no later lookups on the label map.
  */
+import { isIP } from 'node:net';
 import type { CefRecord } from '../../src/event.js';
 import { isThreatCategory, labelTextOf, readState } from './derive.js';
-import { customSlot, resolveDuplicate, slotName, slotValue, type Labels } from './labels.js';
+import { customSlot, customSlotOfShort, resolveDuplicate, slotName, slotValue, type Labels } from './labels.js';
 import { severityName, typeInfo, type TypeInfo } from './tables.js';
 import { hexOrUndefined, ipv4Text, parseInteger } from './text.js';
 import type { KscAttack, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
@@ -80,7 +81,7 @@ const lSlot: number[] = [];
 const lText: string[] = [];
 const vSlot: number[] = [];
 const vKey: string[] = [];
-const vRaw: string[] = [];
+const vRaw: (string | number)[] = [];
 /** Per value: 0 no label seen, 1 paired, 2 its label is empty. */
 const vState: number[] = [];
 
@@ -99,6 +100,24 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
   let fileName: string | undefined;
   let fileHash: string | undefined;
   let proto: string | undefined;
+  // Custom fields with their Label, as the decoder folds them (`cs3:TaskName`).
+  const custom = cef.custom;
+  if (custom !== undefined) {
+    for (const key in custom) {
+      const colon = key.indexOf(':');
+      const s = colon === -1 ? -1 : customSlotOfShort(key.slice(0, colon));
+      if (s === -1) continue;
+      const slot = s >> 1;
+      lSlot[nl] = slot;
+      lText[nl] = key.slice(colon + 1);
+      nl++;
+      vSlot[nv] = slot;
+      vKey[nv] = slotName(slot);
+      vRaw[nv] = custom[key]!;
+      vState[nv] = 0;
+      nv++;
+    }
+  }
   for (const key in ext) {
     const s = customSlot(key);
     if (s !== -1) {
@@ -165,7 +184,16 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
     });
     labels[key] = slotValue(cef, key, vRaw[j]!, vSlot[j]!, warnings);
   }
-  if (dups !== undefined) for (const label of dups) known.set(label, resolveDuplicate(cef, labels, label, warnings));
+  if (dups !== undefined) {
+    for (const label of dups) {
+      const slots: { slot: number; raw: string | number }[] = [];
+      for (let i = 0; i < nl; i++) {
+        if (lText[i] !== label) continue;
+        for (let j = 0; j < nv; j++) if (vSlot[j] === lSlot[i]) slots.push({ slot: vSlot[j]!, raw: vRaw[j]! });
+      }
+      known.set(label, resolveDuplicate(cef, labels, label, slots, warnings));
+    }
+  }
 
   const eventType = cef.deviceEventClassId;
   const info = typeInfo(eventType);
@@ -184,8 +212,7 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
 
   let ip: string | undefined;
   if (dst !== undefined) {
-    const t = cef.typed['destinationAddress'];
-    ip = typeof t === 'string' ? t : dst;
+    ip = dst;
   }
   const productName = text(known.productName);
   const productVersion = text(known.productVersion);
@@ -272,8 +299,8 @@ function attack(labels: Labels, known: Known, cef: CefRecord, proto: string | un
   const src = text(known.attackerIp) ?? labelTextOf(labels, ATTACKER_ALIASES);
   if (src !== undefined) a.sourceIp = ipv4(src, 'AttackerIPv4', warnings);
   else {
-    const s = cef.typed['sourceAddress'];
-    if (typeof s === 'string') a.sourceIp = s;
+    const s = cef.extensions['sourceAddress'];
+    if (s !== undefined && isIP(s) !== 0) a.sourceIp = s;
   }
   const dst = text(known.attackedIp) ?? labelTextOf(labels, ATTACKED_ALIASES);
   if (dst !== undefined) a.targetIp = ipv4(dst, 'AttackedIPv4', warnings);
@@ -283,7 +310,7 @@ function attack(labels: Labels, known: Known, cef: CefRecord, proto: string | un
     if (p === undefined) warnings.push({ code: 'ksc_bad_number', key: 'AttackedPort', message: `port ${JSON.stringify(port)} is not an integer` });
     a.port = p;
   } else {
-    const p = cef.typed['destinationPort'];
+    const p = cef.typed?.['destinationPort'];
     if (typeof p === 'number') a.port = p;
   }
   return a;

@@ -14,39 +14,13 @@
  */
 import type { CefdEvent } from '../../src/event.js';
 import type { NormalizeOutput, Normalizer } from '../../src/pipeline/normalize.js';
-import { normalizeCef } from './cef-format.js';
-import { isRelayedKsc, kscElement, normalizeSyslog } from './syslog-format.js';
-import type { KscObject, KscWarning } from './types.js';
+import { accepts, normalizeKsc } from './read.js';
+import { kscView, leanKsc, type KscLean } from './lean.js';
 
 export type { KscAttack, KscCategory, KscFormat, KscObject, KscSeverity, KscTask, KscTaskState, KscThreat, KscWarning } from './types.js';
 export { TASK_STATES, SEVERITIES, typeInfo } from './tables.js';
+export { accepts, normalizeKsc, kscView, leanKsc, type KscLean };
 
-/** KSC's CEF header: vendor without a space (other Kaspersky products send "Kaspersky Lab"). */
-const VENDOR = 'KasperskyLab';
-const PRODUCT = 'SecurityCenter';
-
-export function accepts(event: CefdEvent): boolean {
-  const cef = event.cef;
-  if (cef !== undefined) return cef.deviceVendor === VENDOR && cef.deviceProduct === PRODUCT;
-  const sys = event.syslog;
-  if (sys === undefined) return false;
-  return kscElement(sys.structuredData) !== undefined || isRelayedKsc(sys);
-}
-
-/** The `ksc` object and its warnings, or null for an event `accepts` would refuse. */
-export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscWarning[] } | null {
-  const warnings: KscWarning[] = [];
-  const cef = event.cef;
-  if (cef !== undefined) {
-    if (cef.deviceVendor !== VENDOR || cef.deviceProduct !== PRODUCT) return null;
-    return { ksc: normalizeCef(cef, warnings), warnings };
-  }
-  const sys = event.syslog;
-  if (sys === undefined) return null;
-  const el = kscElement(sys.structuredData);
-  if (el === undefined && !isRelayedKsc(sys)) return null;
-  return { ksc: normalizeSyslog(event, sys, el, warnings), warnings };
-}
 
 const ksc: Normalizer = {
   name: 'ksc',
@@ -55,7 +29,7 @@ const ksc: Normalizer = {
     const r = normalizeKsc(event);
     if (r === null) return null;
     return {
-      data: r.ksc as unknown as Record<string, unknown>,
+      data: leanKsc(r.ksc) as unknown as Record<string, unknown>,
       type: r.ksc.category,
       warnings: r.warnings.length > 0 ? r.warnings : undefined,
     };

@@ -20,6 +20,7 @@
  * - a cnN/flexNumberN value that is not an integer: kept as text, `ksc_bad_number`.
  */
 import type { CefRecord } from '../../src/event.js';
+import { lookupKey } from '../../src/codecs/cef/dictionary.js';
 import type { KscWarning } from './types.js';
 
 export type Labels = Record<string, string | number>;
@@ -99,48 +100,52 @@ export function slotName(slot: number): string {
   return FAMILIES[Math.floor(slot / 1000)]![0] + String(slot % 1000);
 }
 
+/** The custom slot of a short slot name as `cef.custom` keys carry it (`cs10`), like customSlot; -1 if none. */
+export function customSlotOfShort(short: string): number {
+  const full = lookupKey(short)?.customBase;
+  return full === undefined ? -1 : customSlot(full);
+}
+
 /**
  * The value stored for the value key `key` of `slot`: the converted value for numbers,
  * dates and IPv6 addresses, else the text. A number that did not convert stays text,
- * with `ksc_bad_number`.
+ * with `ksc_bad_number`. `raw` is what the event carries: the text, or the number
+ * `cef.custom` holds for a cnN written as that number.
  */
-export function slotValue(cef: CefRecord, key: string, raw: string, slot: number, warnings: KscWarning[]): string | number {
+export function slotValue(cef: CefRecord, key: string, raw: string | number, slot: number, warnings: KscWarning[]): string | number {
+  if (typeof raw === 'number') return raw;
   const kind = FAMILIES[Math.floor(slot / 1000)]![1];
   if (kind === 'text') return raw;
-  const typed = cef.typed[key];
+  const typed = cef.typed?.[key];
   if (typed !== undefined) return typed;
-  if (kind === 'int') warnings.push({ code: 'ksc_bad_number', key, message: `${key} is not an integer; kept as text` });
+  if (kind === 'int') {
+    warnings.push({ code: 'ksc_bad_number', key, message: `${key} is not an integer; kept as text` });
+    return raw;
+  }
+  // An IPv6 value or a date whose converted value is its text.
   return raw;
 }
 
 /**
- * A label on several slots (rare): re-reads all its slots from `cef`, keeps the lowest
- * slot under the label and the others under `Label#slot`, and warns for each of those.
- * Returns the winning value.
+ * A label on several slots (rare): `slots` are its values, keeps the lowest slot under
+ * the label and the others under `Label#slot`, and warns for each of those. Returns the
+ * winning value.
  */
-export function resolveDuplicate(cef: CefRecord, labels: Labels, label: string, warnings: KscWarning[]): string | number {
-  const ext = cef.extensions;
-  const slots: number[] = [];
-  for (const key in ext) {
-    const s = customSlot(key);
-    if (s === -1 || (s & 1) === 0 || ext[key] !== label) continue;
-    const slot = s >> 1;
-    if (ext[slotName(slot)] !== undefined) slots.push(slot);
-  }
-  slots.sort((a, b) => a - b);
+export function resolveDuplicate(cef: CefRecord, labels: Labels, label: string, found: { slot: number; raw: string | number }[], warnings: KscWarning[]): string | number {
+  found.sort((a, b) => a.slot - b.slot);
   // The value warnings (ksc_bad_number) of these slots are given again below, in slot order.
-  const names = slots.map(slotName);
+  const names = found.map((f) => slotName(f.slot));
   for (let i = warnings.length - 1; i >= 0; i--) {
     const w = warnings[i]!;
     if (w.code === 'ksc_bad_number' && w.key !== undefined && names.includes(w.key)) warnings.splice(i, 1);
   }
   const winner = names[0]!;
-  const value = slotValue(cef, winner, ext[winner]!, slots[0]!, warnings);
+  const value = slotValue(cef, winner, found[0]!.raw, found[0]!.slot, warnings);
   labels[label] = value;
-  for (let i = 1; i < slots.length; i++) {
+  for (let i = 1; i < found.length; i++) {
     const name = names[i]!;
     const key = `${label}#${name}`;
-    labels[key] = slotValue(cef, name, ext[name]!, slots[i]!, warnings);
+    labels[key] = slotValue(cef, name, found[i]!.raw, found[i]!.slot, warnings);
     warnings.push({
       code: 'ksc_duplicate_label',
       key: name,

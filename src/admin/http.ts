@@ -3,14 +3,22 @@
  * constant-time compare, a route table with path parameters, a body size limit, request
  * timeouts, and one error shape: `{"error": {"code", "message"}}`.
  *
- * Every answer body passes through `redact()` (secrets registered by the KSC code never
- * leave the process), is `application/json`, and is never cached.
+ * Generic: what a feature's errors look like as answers (`mapError`) and which secrets
+ * must never leave the process (`redact`, applied to every answer body) are given by the
+ * code that builds the server (src/ksc/admin-server.ts). Answers are `application/json`
+ * and never cached.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { bearerCheck } from '../bearer.js';
 import type { AddressInfo, Socket } from 'node:net';
-import { KscError, httpStatusOf } from '../ksc/errors.js';
-import { redact, silentLogger, type KscLogger } from '../ksc/secrets.js';
+
+/** The logging a JsonServer does (a pino logger fits). */
+export interface JsonLogger {
+  debug(obj: Record<string, unknown>, msg?: string): void;
+  error(obj: Record<string, unknown>, msg?: string): void;
+}
+
+const silent: JsonLogger = { debug: () => undefined, error: () => undefined };
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
 
@@ -58,7 +66,11 @@ export interface JsonServerOptions {
   maxBodyBytes: number;
   /** Time a client has to send the whole request (ms). */
   requestTimeoutMs: number;
-  logger?: KscLogger;
+  logger?: JsonLogger;
+  /** The answer for an error a handler threw that is not an ApiError; undefined: a 500. */
+  mapError?: (e: unknown) => Reply | undefined;
+  /** Applied to every answer body's JSON text (removes secrets). Default: none. */
+  redact?: (text: string) => string;
   /** Told about every answer (for metrics). */
   onResponse?: (status: number, method: string, route: string) => void;
 }
@@ -71,14 +83,14 @@ export class JsonServer {
   private readonly server: http.Server;
   private readonly routes: CompiledRoute[];
   private readonly tokenOk: (header: string | string[] | undefined) => boolean;
-  private readonly log: KscLogger;
+  private readonly log: JsonLogger;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly o: JsonServerOptions) {
     if (typeof o.token !== 'string' || o.token === '') throw new Error('the admin API needs a bearer token');
     this.tokenOk = bearerCheck(o.token);
     this.routes = o.routes.map((r) => ({ ...r, segments: r.path.split('/').filter((s) => s !== '') }));
-    this.log = o.logger ?? silentLogger;
+    this.log = o.logger ?? silent;
     this.server = http.createServer(
       {
         requestTimeout: o.requestTimeoutMs,
@@ -251,11 +263,14 @@ export class JsonServer {
         reply = { status: e.status, body: { error: { code: e.code, message: e.message } } };
         extraHeaders = e.headers;
         if (e.status === 413) closeAfter = true;
-      } else if (e instanceof KscError) {
-        reply = { status: httpStatusOf(e), body: { error: { code: e.code, message: e.message, ...('field' in e ? { field: (e as { field: string }).field } : {}) } } };
       } else {
-        this.log.error({ code: 'admin_internal', method, route: routeName, err: (e as Error).message }, `admin API: ${method} ${routeName} failed: ${(e as Error).message}`);
-        reply = { status: 500, body: { error: { code: 'admin_internal', message: 'internal error (see the daemon log)' } } };
+        const mapped = this.o.mapError?.(e);
+        if (mapped !== undefined) {
+          reply = mapped;
+        } else {
+          this.log.error({ code: 'admin_internal', method, route: routeName, err: (e as Error).message }, `admin API: ${method} ${routeName} failed: ${(e as Error).message}`);
+          reply = { status: 500, body: { error: { code: 'admin_internal', message: 'internal error (see the daemon log)' } } };
+        }
       }
     }
     this.send(res, reply, extraHeaders, closeAfter);
@@ -281,7 +296,8 @@ export class JsonServer {
       res.end();
       return;
     }
-    const text = redact(JSON.stringify(reply.body)) + '\n';
+    const json = JSON.stringify(reply.body);
+    const text = (this.o.redact === undefined ? json : this.o.redact(json)) + '\n';
     res.writeHead(reply.status, { ...base, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
     res.end(text);
   }

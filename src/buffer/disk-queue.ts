@@ -4,20 +4,12 @@
  * is persisted, so after a restart (or a crash of cefd itself) the undelivered events are
  * replayed in order.
  *
- * On disk: segment files `<16 hex digits>.seg` (named after the sequence number of their
- * first record), each a run of blocks, one block per append (one socket read's worth of
- * events):
- *
- *     u32 magic "CEFB" | u32 body bytes | u32 record count | u32 CRC-32 of the body | body
- *     body = the records as NDJSON: each record's UTF-8 JSON text and a newline
- *
- * All integers little-endian. The CRC covers a whole block, so it costs one native call per
- * append, not per event. The body being NDJSON, a batch read from the buffer goes to a
- * file or an HTTP output as it is: each event is encoded to UTF-8 once, when appended
- * (records are JSON texts, which never hold a raw newline). A block whose header or CRC does not check (a crash mid-write, a
- * bad disk) is skipped and counted; reading resynchronizes at the next block magic whose
- * CRC checks. Appends always go to a fresh segment after a restart, so a torn tail is
- * never appended to.
+ * On disk: segment files of blocks, one block per append (one socket read's worth of
+ * events); the format is segment.ts's. The body being NDJSON, a batch read from the
+ * buffer goes to a file or an HTTP output as it is: each event is encoded once, when
+ * appended. A block whose header or CRC does not check (a crash mid-write, a bad disk) is
+ * skipped and counted; reading resynchronizes at the next block magic whose CRC checks.
+ * Appends always go to a fresh segment after a restart, so a torn tail is never appended to.
  *
  * The delivered position (`ack.json`: segment, block offset, index in the block) is
  * written at most every 200 ms and at close, without fsync: after a crash some delivered
@@ -30,14 +22,11 @@
  */
 import fs from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { encodeNdjson } from '../outputs/shared/encode.js';
 import { BytesBatch, StringBatch, splitNdjson, type EventQueue, type QueueBatch } from './queue.js';
 
-const MAGIC = 0x42464543; // "CEFB" little-endian
-const HEADER = 16;
-/** No block is larger than this (a sanity bound when reading headers). */
-const MAX_BLOCK_BYTES = 256 * 1024 * 1024;
+import { BLOCK_HEADER_BYTES as HEADER, blockHeader, bodyMatches, findBlockMagic, isSegmentName, readBlockHeader, segmentFirstSeq, segmentName } from './segment.js';
+
 const ACK_FILE = 'ack.json';
 
 export interface DiskQueueOptions {
@@ -81,10 +70,6 @@ interface AckPos {
   segment: number;
   offset: number;
   index: number;
-}
-
-function segName(firstSeq: number): string {
-  return `${firstSeq.toString(16).padStart(16, '0')}.seg`;
 }
 
 export class DiskQueue implements EventQueue {
@@ -195,11 +180,11 @@ export class DiskQueue implements EventQueue {
   // ---- recovery ----
 
   private recover(): void {
-    const names = fs.readdirSync(this.opts.dir).filter((n) => /^[0-9a-f]{16}\.seg$/.test(n)).sort();
+    const names = fs.readdirSync(this.opts.dir).filter(isSegmentName).sort();
     for (const n of names) {
       const path = join(this.opts.dir, n);
       const size = fs.statSync(path).size;
-      this.segments.push({ firstSeq: parseInt(n.slice(0, 16), 16), path, size });
+      this.segments.push({ firstSeq: segmentFirstSeq(n), path, size });
     }
     let ack: AckPos | null = null;
     try {
@@ -287,37 +272,25 @@ export class DiskQueue implements EventQueue {
   /** The block at `off` if its header and CRC check, else null. */
   private readBlockAt(fd: number, s: Segment, off: number, head: Buffer, wantBody: boolean): { count: number; bodyBytes: number; body: Buffer | null } | null {
     if (fs.readSync(fd, head, 0, HEADER, off) !== HEADER) return null;
-    if (head.readUInt32LE(0) !== MAGIC) return null;
-    const bodyBytes = head.readUInt32LE(4);
-    const count = head.readUInt32LE(8);
-    const crc = head.readUInt32LE(12);
-    if (bodyBytes > MAX_BLOCK_BYTES || off + HEADER + bodyBytes > s.size || count > bodyBytes) return null;
+    const h = readBlockHeader(head, s.size - off);
+    if (h === null) return null;
+    const { bodyBytes, count } = h;
     if (this.scratch.length < bodyBytes) this.scratch = Buffer.allocUnsafe(bodyBytes);
     const body = this.scratch.subarray(0, bodyBytes);
     if (fs.readSync(fd, body, 0, bodyBytes, off + HEADER) !== bodyBytes) return null;
-    if (crc32(body) !== crc) return null;
+    if (!bodyMatches(body, h)) return null;
     return { count, bodyBytes, body: wantBody ? body : null };
   }
 
   /** The next offset at or after `from` where a block magic starts, or the segment end. */
   private resync(fd: number, s: Segment, from: number): number {
-    const chunk = Buffer.allocUnsafe(64 * 1024);
-    const magic = Buffer.from([0x43, 0x45, 0x46, 0x42]);
-    let off = from;
-    while (off < s.size) {
-      const n = fs.readSync(fd, chunk, 0, chunk.length, off);
-      if (n <= 0) break;
-      const i = chunk.subarray(0, n).indexOf(magic);
-      if (i !== -1) return off + i;
-      off += Math.max(1, n - 3);
-    }
-    return s.size;
+    return findBlockMagic(fd, from, s.size);
   }
 
   // ---- writing ----
 
   private openWriteSegment(): void {
-    const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segName(this.nextSeq)), size: 0 };
+    const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segmentName(this.nextSeq)), size: 0 };
     const fd = fs.openSync(s.path, 'a', 0o600);
     if (this.writeFd !== -1) this.closeWriteFd();
     this.writeFd = fd;
@@ -353,12 +326,7 @@ export class DiskQueue implements EventQueue {
 
   /** Writes one block of `count` records, `body` their NDJSON (kept by the tail cache); throws on failure after undoing a partial write. */
   private writeNdjson(body: Buffer, count: number): void {
-    const head = Buffer.allocUnsafe(HEADER);
-    head.writeUInt32LE(MAGIC, 0);
-    head.writeUInt32LE(body.length, 4);
-    head.writeUInt32LE(count, 8);
-    head.writeUInt32LE(crc32(body), 12);
-    this.writeParts(head, body, count);
+    this.writeParts(blockHeader(body, count), body, count);
   }
 
   /** Writes a block as header + body (`body` becomes the buffer's own). */

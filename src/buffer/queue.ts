@@ -5,6 +5,8 @@
  * implements the same interface so it can take its place.
  */
 
+import type { Batch } from '../outputs/types.js';
+
 export interface EventQueue {
   /** Records waiting (not yet acknowledged). */
   readonly length: number;
@@ -35,14 +37,9 @@ export interface EventQueue {
   close(): Promise<void>;
 }
 
-/** A batch as the output runner hands it to an output (see outputs/types.ts Batch). */
-export interface QueueBatch {
+/** A batch as the queue hands it to the output runner: an output's Batch and how many records it is. */
+export interface QueueBatch extends Batch {
   readonly count: number;
-  readonly records: readonly string[];
-  /** The records as NDJSON (each + newline, UTF-8), when the queue holds them encoded. */
-  readonly ndjson?: Buffer;
-  /** The same bytes in pieces, for a vectored write. */
-  readonly ndjsonParts?: readonly Buffer[];
 }
 
 export class StringBatch implements QueueBatch {
@@ -75,7 +72,7 @@ export class BytesBatch implements QueueBatch {
 
 /**
  * A FIFO of strings in fixed-size blocks: O(1) append and removal, no array shifting, and
- * memory given back as blocks empty. The bound is enforced by its owner (OutputSlot).
+ * memory given back as blocks empty. The bound is enforced by its owner (the output runner).
  */
 export class MemoryQueue implements EventQueue {
   private static readonly BLOCK = 1024;

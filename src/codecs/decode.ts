@@ -6,7 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { Problem } from '../errors.js';
-import type { CefdEvent, FrameFailure } from '../event.js';
+import { EVENT_SCHEMA, type CefdEvent, type FrameFailure } from '../event.js';
 import { parseCef, addWarning, type Diagnostics } from './cef/parse.js';
 import { parseSyslog } from './syslog/parse.js';
 import { isoFromMs } from '../time.js';
@@ -87,6 +87,7 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
   // Every field in its documented order, so every event has the same shape (and hidden
   // class); JSON.stringify leaves the undefined ones out.
   const event: CefdEvent = {
+    schema: EVENT_SCHEMA,
     id: undefined,
     timestamp: received,
     received,
@@ -109,13 +110,30 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
     if (pe > sys.msgStart) event.prefix = s.slice(sys.msgStart, pe);
     const cef = parseCef(s, cefAt, d, { defaultZone, nowMs: receivedMs });
     event.cef = cef;
-    const rt = cef.typed['deviceReceiptTime'];
-    if (typeof rt === 'string') event.timestamp = rt;
-    else if (sys.header?.timestamp !== undefined) event.timestamp = sys.header.timestamp;
+    const typed = cef.typed;
+    const rt = typed?.['deviceReceiptTime'];
+    if (typeof rt === 'string') {
+      // The converted `rt` is the event's time stamp: carried once, as `timestamp`.
+      event.timestamp = rt;
+      delete typed!['deviceReceiptTime'];
+      let empty = true;
+      for (const _ in typed) {
+        empty = false;
+        break;
+      }
+      if (empty) cef.typed = undefined;
+    } else if (typeof sys.header?.timestamp === 'string') event.timestamp = sys.header.timestamp;
   } else {
     event.message = s.slice(sys.msgStart, trimEnd(s, sys.msgStart));
     addWarning(d, { code: 'not_cef', message: 'syslog message without a CEF record' });
-    if (sys.header?.timestamp !== undefined) event.timestamp = sys.header.timestamp;
+    if (typeof sys.header?.timestamp === 'string') event.timestamp = sys.header.timestamp;
+  }
+  const h = sys.header;
+  if (h !== undefined) {
+    // Carried once: the header's time stamp is left out when it is the event's `timestamp`;
+    // null says the header had none, so absent and "none" stay apart.
+    if (h.timestamp === undefined) h.timestamp = null;
+    else if (h.timestamp === event.timestamp) h.timestamp = undefined;
   }
   if (truncated) event.truncated = true;
   event.errors = d.errors;

@@ -11,12 +11,18 @@ import { isUtf8 } from 'node:buffer';
 import { Framer } from '../codecs/framing/framer.js';
 import { decodeFrame, type DecodeOptions } from '../codecs/decode.js';
 import { normalizeEvent, type Normalizer } from '../pipeline/normalize.js';
+import { createEncoder } from '../codecs/encoders/registry.js';
+import type { EventOptions } from '../codecs/encoders/native.js';
 
 export interface ParseCommandOptions extends DecodeOptions {
   maxFrameBytes?: number;
   normalizers: readonly Normalizer[];
   /** Indent the JSON (for people). */
   pretty?: boolean;
+  /** Encoder name (src/codecs/encoders/registry.ts); default `native`. */
+  encoding?: string;
+  /** The native event's options (config `event`). */
+  event?: EventOptions;
 }
 
 export interface ParseStats {
@@ -39,6 +45,9 @@ export function failureRecord(frame: Buffer, code: string, message: string): Rec
 export async function parseInputs(inputs: Readable[], out: Writable, opts: ParseCommandOptions): Promise<ParseStats> {
   const stats: ParseStats = { frames: 0, events: 0, failed: 0, truncated: 0, discardedBytes: 0 };
   const indent = opts.pretty ? 2 : undefined;
+  const encoder = createEncoder({ codec: opts.encoding ?? 'native', event: opts.event });
+  // Every encoding but `cef` is JSON: --pretty indents it.
+  const json = encoder.codec !== 'cef';
   let lines: string[] = [];
   const framer = new Framer(
     {
@@ -49,7 +58,8 @@ export async function parseInputs(inputs: Readable[], out: Writable, opts: Parse
         if (r.ok) {
           stats.events++;
           normalizeEvent(r.event, opts.normalizers);
-          lines.push(JSON.stringify(r.event, null, indent));
+          const text = encoder.encode(r.event);
+          lines.push(indent !== undefined && json ? JSON.stringify(JSON.parse(text), null, indent) : text);
         } else {
           stats.failed++;
           lines.push(JSON.stringify(failureRecord(buf, r.failure.code, r.failure.message), null, indent));

@@ -4,7 +4,7 @@
  * passed, so `validate` reports it (exit 78).
  */
 import type { Config } from './types.js';
-import type { ConfigProblem } from './load.js';
+import type { FieldProblem } from './spec.js';
 
 const ANY = new Set(['0.0.0.0', '::', '']);
 
@@ -13,8 +13,8 @@ function overlaps(a: string, b: string): boolean {
   return a === b || ANY.has(a) || ANY.has(b) || (a === 'localhost' && b === '127.0.0.1') || (a === '127.0.0.1' && b === 'localhost');
 }
 
-export function bindProblems(c: Config): ConfigProblem[] {
-  const out: ConfigProblem[] = [];
+export function bindProblems(c: Config): FieldProblem[] {
+  const out: FieldProblem[] = [];
   const others: { key: string; what: string; host: string; port: number }[] = [];
   if (c.metrics.enabled && c.metrics.port !== 0) others.push({ key: 'metrics.port', what: 'the metrics endpoint', host: c.metrics.host, port: c.metrics.port });
   const admin = c.ksc?.admin;

@@ -11,17 +11,14 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Pai
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
+import { outputPlugin } from '../outputs/registry.js';
+import { sourcePlugin } from '../sources/registry.js';
+import type { ConfigOf, Fields } from './spec.js';
 import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
-import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
-import { kscConfigProblems } from '../ksc/extension.js';
-import { sqlSourceProblems } from '../sources/sql/config.js';
-import { driverMissing } from '../sources/sql/drivers.js';
-import { parseDbUrl } from '../sources/sql/url.js';
 import { redactUrls } from './redact.js';
 import { bindProblems } from './binds.js';
-import { trustedSourceProblems } from '../ksc/trust.js';
-import { clientAuthProblems, tlsProblems } from '../sources/tcp/tls-material.js';
+import { CONFIG_SECTIONS } from './sections.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -383,78 +380,30 @@ function deepFreeze<T>(o: T): T {
 function crossChecks(c: Config, w: Walker): void {
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
-    if (l.type === 'tls') {
-      if (l.tls === undefined) w.problem(`${k}.tls`, undefined, 'a tls listener needs tls.cert_file and tls.key_file');
-      else if (l.tls.client_auth === 'required' && l.tls.ca_file === undefined && l.tls.client_fingerprints.length === 0) {
-        w.problem(`${k}.tls.client_auth`, undefined, 'required client certificates need tls.ca_file or tls.client_fingerprints');
-      }
-      for (const fp of l.tls?.client_fingerprints ?? []) {
-        if (!/^[0-9a-fA-F]{64}$/.test(fp.replace(/:/g, ''))) w.problem(`${k}.tls.client_fingerprints`, undefined, `not a SHA-256 fingerprint: ${JSON.stringify(fp)}`);
-      }
-    }
+    // Each source type's own rules (src/sources/<type>/index.ts).
+    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, undefined, p.message);
     if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') w.problem(`${k}.host`, undefined, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
   const binds = new Map<string, string>();
   c.listeners.forEach((l, i) => {
     if (l.port === 0) return;
-    const proto = l.type === 'udp' ? 'udp' : 'tcp';
+    const proto = sourcePlugin(l.type)?.protocol ?? l.type;
     const id = `${proto}:${l.host}:${l.port}`;
     const prev = binds.get(id);
     if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
     binds.set(id, l.name);
   });
-  c.sql_sources.forEach((q, i) => sqlSourceProblems(q, `sql_sources[${i}]`, (k, m) => w.problem(k, undefined, m)));
   for (const p of bindProblems(c)) w.problem(p.key, undefined, p.message);
-  for (const p of clientAuthProblems(c)) w.problem(p.key, undefined, p.message);
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
-  for (const p of kscConfigProblems(c.ksc)) w.problem(p.key, undefined, p.message);
-  for (const p of trustedSourceProblems(c.ksc.trusted_sources, [...c.listeners.map((l) => l.name), ...c.sql_sources.map((q) => q.name)])) w.problem(p.key, undefined, p.message);
+  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
     if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');
-    if (o.type === 'stdout' && o.buffer.type === 'disk') w.problem(`outputs[${i}].buffer.type`, undefined, 'a stdout output cannot have a disk buffer');
-    if (o.type === 'http') {
-      try {
-        const u = new URL(o.url);
-        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
-      } catch {
-        w.problem(`outputs[${i}].url`, undefined, `expected an http:// or https:// URL, got ${JSON.stringify(o.url)}`);
-      }
-    }
+    // Each output type's own rules (src/outputs/<type>/index.ts).
+    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, undefined, p.message);
     if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
   });
-}
-
-/**
- * The checks that need I/O: every TLS listener's files load and match, every normalizer
- * named in the config loads. Run by both
- * `cefd validate` and `cefd run`. Throws ConfigError.
- */
-export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
-  // TLS certificate, key and CA files: read, parsed and matched as the listener will.
-  const problems: ConfigProblem[] = tlsProblems(c);
-  for (const [i, l] of c.listeners.entries()) {
-    for (const [j, spec] of l.normalizers.entries()) {
-      try {
-        await loadNormalizer(normalizerSpec(spec), c.base_dir);
-      } catch (e) {
-        problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
-      }
-    }
-  }
-  for (const [i, q] of c.sql_sources.entries()) {
-    for (const [j, spec] of q.normalizers.entries()) {
-      try {
-        await loadNormalizer(normalizerSpec(spec), c.base_dir);
-      } catch (e) {
-        problems.push({ key: `sql_sources[${i}].normalizers[${j}]`, message: (e as Error).message });
-      }
-    }
-    const missing = await driverMissing(parseDbUrl(q.url).driver);
-    if (missing !== null) problems.push({ key: `sql_sources[${i}].url`, message: missing });
-  }
-  if (problems.length > 0) throw new ConfigError(problems, file);
 }
 
 /**
@@ -492,6 +441,23 @@ export function loadConfigText(text: string, file: string | undefined, env: Reco
   crossChecks(out, w);
   if (w.problems.length > 0) throw new ConfigError(w.problems, file);
   return deepFreeze(out);
+}
+
+/**
+ * Validates one plugin's options (`raw`, as parsed from YAML) against its fragment and
+ * applies the defaults, as loading a whole file would; relative paths resolve against the
+ * working folder. Throws ConfigError. For tools and tests that build one output alone.
+ */
+export function loadFields<const F extends Fields>(fields: F, raw: Record<string, unknown>, env: Record<string, string | undefined> = process.env): ConfigOf<F> {
+  const w = new Walker(undefined, env);
+  const spec: ObjectSpec = { kind: 'object', doc: '', fields };
+  const out = w.object(spec, undefined, raw, '');
+  if (out !== undefined && w.problems.length === 0) {
+    resolveSecretFiles(out, spec, w, process.cwd());
+    resolvePaths(out, spec, process.cwd());
+  }
+  if (out === undefined || w.problems.length > 0) throw new ConfigError(w.problems, undefined);
+  return out as ConfigOf<F>;
 }
 
 /** The config with every secret replaced by "(redacted)", for printing. */

@@ -2,111 +2,34 @@
  * The loaded configuration (schema.ts describes every key; durations are seconds, sizes
  * bytes, paths absolute). Frozen after loading.
  */
-export interface RetryConfig {
-  initial_backoff: number;
-  max_backoff: number;
-}
+export type { ListenerCommonConfig } from '../sources/plugin.js';
+export type { ListenerConfig } from '../sources/registry.js';
+export type { StreamListenerConfig, TlsServerConfig } from '../sources/tcp/config.js';
+export type { UdpListenerConfig } from '../sources/udp/config.js';
+export type { BufferConfig, OutputCommonConfig, RetryConfig } from '../outputs/plugin.js';
+export type { OutputConfig } from '../outputs/registry.js';
+export type { FileConfig } from '../outputs/file/config.js';
+export type { HttpConfig } from '../outputs/http/config.js';
 
-export interface TlsServerConfig {
-  cert_file: string;
-  key_file: string;
-  key_passphrase?: string;
-  key_passphrase_file?: string;
-  ca_file?: string;
-  client_auth: 'none' | 'optional' | 'required';
-  client_fingerprints: string[];
-  min_version: 'TLSv1.2' | 'TLSv1.3';
-  ciphers: string;
-  allow_insecure_pinned_certificates: boolean;
-  handshake_timeout: number;
-}
-
-interface ListenerCommon {
-  name: string;
-  host: string;
-  port: number;
-  allowed_cidrs: string[];
-  max_frame_bytes: number;
-  normalizers: string[];
-}
-
-export interface StreamListenerConfig extends ListenerCommon {
-  type: 'tcp' | 'tls';
-  max_connections: number;
-  max_connections_per_source: number;
-  idle_timeout: number;
-  tls?: TlsServerConfig;
-}
-
-export interface UdpListenerConfig extends ListenerCommon {
-  type: 'udp';
-  receive_buffer_bytes: number;
-}
-
-export type ListenerConfig = StreamListenerConfig | UdpListenerConfig;
-
-export interface BufferConfig {
-  type: 'auto' | 'disk' | 'memory';
-  max_size: number;
-  fsync: 'interval' | 'batch' | 'never';
-  fsync_interval: number;
-}
-
-interface OutputCommon {
-  name: string;
-  filter?: string;
-  queue_max_events: number;
-  buffer: BufferConfig;
-  when_full: 'block' | 'drop_newest';
-  batch_max_events: number;
-  retry: RetryConfig;
-}
-
-export interface FileSettings {
-  path: string;
-  rotate_max_bytes: number;
-  rotate_interval: number;
-  max_files: number;
-  fsync: 'never' | 'batch' | 'interval';
-  fsync_interval: number;
-  mode: number;
-}
-
-export interface FileOutputConfig extends OutputCommon, FileSettings {
-  type: 'file';
-}
-
-export interface StdoutOutputConfig extends OutputCommon {
-  type: 'stdout';
-}
-
-export interface HttpOutputConfig extends OutputCommon {
-  type: 'http';
-  url: string;
-  format: 'ndjson' | 'json_array';
-  headers: Record<string, string>;
-  bearer_token?: string;
-  bearer_token_file?: string;
-  timeout: number;
-  ca_file?: string;
-  insecure_skip_verify: boolean;
-  compress: boolean;
-}
-
-export type OutputConfig = FileOutputConfig | StdoutOutputConfig | HttpOutputConfig;
-
-export interface DeadLetterConfig extends FileSettings {
+/** The dead-letter output: a file output with its own queue. */
+export interface DeadLetterConfig extends FileConfig {
   queue_max_events: number;
   buffer: BufferConfig;
 }
 
 import type { KscConfigSection } from '../ksc/config/types.js';
+import type { BufferConfig } from '../outputs/plugin.js';
+import type { OutputConfig } from '../outputs/registry.js';
+import type { ListenerConfig } from '../sources/registry.js';
+import type { FileConfig } from '../outputs/file/config.js';
 import type { SqlSourceConfig } from '../sources/sql/config.js';
 
 export interface Config extends KscConfigSection {
   state_dir: string;
   timezone: string;
   include_raw: boolean;
+  /** The native event's options (src/codecs/encoders/native.ts EventOptions). */
+  event: { typed: 'changed' | 'all'; custom_fields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslog_timestamp: 'changed' | 'always' };
   decode_workers: number;
   shutdown_timeout: number;
   listeners: ListenerConfig[];

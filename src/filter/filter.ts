@@ -8,6 +8,10 @@
  * throws, whatever the event looks like.
  */
 
+import type { CefdEvent } from '../event.js';
+import { schema1View } from '../codecs/encoders/native.js';
+import { kscView } from '../../normalizers/ksc/lean.js';
+
 // ---------------------------------------------------------------------------------
 // Public types
 
@@ -584,8 +588,50 @@ const hasOwn = Object.prototype.hasOwnProperty;
 
 type Getter = (root: unknown) => unknown;
 
-/** One step: `v[seg]` under the lookup rules (own keys; arrays by integer index only). */
+/**
+ * Paths of fields the event format's schema 1 carried and schema 2 carries once, elsewhere
+ * (docs/event-format.md): `cef.typed.*`, `cef.extensions.*` (custom pairs), `ksc.*`, `syslog.timestamp`
+ * (the whole KSC object). A filter written against them still works: when the path is
+ * missing on the event it is read on the schema 1 view, rebuilt once per event.
+ */
+function isSchema1Path(segments: readonly PathSegment[]): boolean {
+  const a = segments[0];
+  if (a === 'syslog') return segments.length === 2 && segments[1] === 'timestamp';
+  if (a === 'ksc') return segments.length > 1;
+  return a === 'cef' && segments.length > 2 && (segments[1] === 'typed' || segments[1] === 'extensions');
+}
+
 function makeGetter(segments: readonly PathSegment[]): Getter {
+  const get = makePlainGetter(segments);
+  if (!isSchema1Path(segments)) return get;
+  if (segments[0] === 'ksc') {
+    // Only the KSC object is rebuilt (normalizers/ksc/lean.ts), not the whole view.
+    const rest = makePlainGetter(segments.slice(1));
+    return (r) => {
+      const v = get(r);
+      if (v !== undefined || typeof r !== 'object' || r === null) return v;
+      const k = kscView(r as CefdEvent);
+      return k === null ? undefined : rest(k);
+    };
+  }
+  if (segments[0] === 'syslog') {
+    // null marks a header without a time stamp: missing, as schema 1 had it.
+    return (r) => {
+      const v = get(r);
+      if (v !== undefined && v !== null) return v;
+      if (typeof r !== 'object' || r === null) return undefined;
+      return get(schema1View(r as CefdEvent));
+    };
+  }
+  return (r) => {
+    const v = get(r);
+    if (v !== undefined || typeof r !== 'object' || r === null) return v;
+    return get(schema1View(r as CefdEvent));
+  };
+}
+
+/** One step: `v[seg]` under the lookup rules (own keys; arrays by integer index only). */
+function makePlainGetter(segments: readonly PathSegment[]): Getter {
   const n = segments.length;
   const keys: (string | number)[] = [];
   const checked: boolean[] = [];

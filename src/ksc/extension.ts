@@ -22,11 +22,14 @@ import { TrustGate } from './trust-gate.js';
 import { KscIntegration, type Scheduler } from './index.js';
 import { enrichEvent } from './enrich.js';
 import { redactingLogger, type KscLogger } from './secrets.js';
-import { ResponseRule, RuleStats, ruleProblems, RULE_RESULTS, type RuleResult, type RuleSpec } from './rules.js';
+import { ResponseRule, RuleStats, RULE_RESULTS, type RuleResult } from './rules.js';
+import { kscConfigProblems, specOf } from './config/check.js';
+
+export { kscConfigProblems };
 import type { SyncResult } from './assets.js';
 import type { StartRequest, StartResult } from './tasks.js';
 import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type MetricRows } from '../telemetry/telemetry.js';
-import { createAdminServer, type JsonServer, type RuleView } from '../admin/index.js';
+import { createAdminServer, type JsonServer, type RuleView } from './admin-server.js';
 
 type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
 
@@ -44,30 +47,6 @@ export function rateLimitedLogger(log: KscLogger, intervalMs: number, now: () =>
       if (held >= 0) log[level](...withRepeats(obj, msg, held));
     };
   return { debug: (o, m) => log.debug(o, m), info: (o, m) => log.info(o, m), warn: limited('warn'), error: limited('error') };
-}
-
-/** Problems of the `ksc` section that the schema cannot express (for `cefd validate` and start). */
-export function kscConfigProblems(c: KscConfig): { key: string; message: string }[] {
-  const out: { key: string; message: string }[] = [];
-  if (c.admin.enabled && (c.admin.bearer_token === undefined || c.admin.bearer_token === '')) {
-    out.push({ key: 'ksc.admin.bearer_token', message: 'is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)' });
-  }
-  c.response_rules.forEach((r, i) => {
-    for (const p of ruleProblems(specOf(r))) out.push({ key: `ksc.response_rules[${i}]`, message: p });
-  });
-  return out;
-}
-
-function specOf(r: KscResponseRuleConfig): RuleSpec {
-  return {
-    name: r.name,
-    tasks: r.tasks,
-    assetField: r.asset_field,
-    filter: r.filter,
-    workers: r.workers,
-    cooldownMs: r.cooldown * 1000,
-    queueMax: r.queue_max,
-  };
 }
 
 /** The metrics of the integration; plain numbers on the hot path, copied at scrape time. */

@@ -17,6 +17,8 @@ import { silentLogger, redact, type KscLogger } from './secrets.js';
 import type { Asset, CachedTask, Connection, KscStore, RunState, TaskRun } from './store.js';
 import type { CefdEvent } from '../event.js';
 import type { KscObject } from '../../normalizers/ksc/types.js';
+import { kscView } from '../../normalizers/ksc/lean.js';
+import { customLabels } from '../codecs/cef/view.js';
 
 /** KUMA's rule: a task usable from the SIEM has a display name beginning with "KUMA", any case. */
 export function isKumaTask(displayName: string): boolean {
@@ -233,7 +235,9 @@ type KscPart = Pick<Partial<KscObject>, 'eventType' | 'category' | 'host' | 'lab
  * with a numeric new state (KSC's "Syslog" format carries no state).
  */
 export function taskStateFromEvent(ev: CefdEvent): TaskStateEvent | null {
-  const ksc = ev.ksc !== null && typeof ev.ksc === 'object' ? (ev.ksc as KscPart) : undefined;
+  // The event's ksc object holds the derived fields only; the task id, name, codes and host
+  // are read from the whole object rebuilt from the event (normalizers/ksc/lean.ts).
+  const ksc = ev.ksc !== null && typeof ev.ksc === 'object' ? ((kscView(ev) ?? ev.ksc) as KscPart) : undefined;
   const cef = ev.cef;
   if (ksc !== undefined) {
     if (ksc.eventType !== 'KLPRCI_TaskState') return null;
@@ -252,11 +256,7 @@ export function taskStateFromEvent(ev: CefdEvent): TaskStateEvent | null {
   }
   if (cef === undefined || cef.deviceEventClassId !== 'KLPRCI_TaskState') return null;
   const labels = new Map<string, string>();
-  for (const [k, v] of Object.entries(cef.extensions)) {
-    if (!k.endsWith('Label')) continue;
-    const val = cef.extensions[k.slice(0, -5)];
-    if (val !== undefined) labels.set(v.toLowerCase(), val);
-  }
+  for (const [label, val] of customLabels(cef)) labels.set(label.toLowerCase(), String(val));
   const newState = intOf(labels.get('tasknewstate'));
   if (newState === undefined) return null;
   const out: TaskStateEvent = { newState };
@@ -268,7 +268,7 @@ export function taskStateFromEvent(ev: CefdEvent): TaskStateEvent | null {
   if (taskName !== undefined && taskName !== '') out.taskName = taskName;
   const host = cef.extensions['destinationHostName'];
   if (host !== undefined && host !== '') out.hostName = host;
-  const ip = (typeof cef.typed['destinationAddress'] === 'string' ? (cef.typed['destinationAddress'] as string) : undefined) ?? cef.extensions['destinationAddress'];
+  const ip = cef.extensions['destinationAddress'];
   if (ip !== undefined && ip !== '') out.ip = ip;
   if (typeof ev.timestamp === 'string') out.time = ev.timestamp;
   return out;

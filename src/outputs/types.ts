@@ -1,11 +1,14 @@
 /**
  * The output interface. An output only delivers: it reports an outcome for each batch and
- * never counts, logs through the metrics, or retries by itself; the pipeline's output
- * runner (src/pipeline/) does the counting, the capped exponential backoff on `retry`,
- * and sends `rejected` batches to the dead-letter output. (STYLE lesson 6.)
+ * never counts, logs through the metrics, or retries by itself; the output runner
+ * (src/pipeline/output-runner.ts) does the counting, the capped exponential backoff on
+ * `retry`, and sends `rejected` records to the dead-letter output. (STYLE lesson 6.)
  */
 
-/** One batch of serialized events: each record is one JSON text, without a newline. */
+/**
+ * One batch of serialized events: each record is one encoded event, without a separator.
+ * The queues hand out the same shape with its size in the queue (`QueueBatch`, buffer/queue.ts).
+ */
 export interface Batch {
   readonly records: readonly string[];
   /**
@@ -23,7 +26,26 @@ export type SendResult =
   /** Transient failure: the runner sends the same batch again after a backoff. */
   | { status: 'retry'; error: string; retryAfterMs?: number }
   /** Permanent failure for this batch: the runner dead-letters it with `reason`. */
-  | { status: 'rejected'; error: string; reason: string };
+  | { status: 'rejected'; error: string; reason: string }
+  | PartialResult;
+
+/**
+ * A per-record outcome (a bulk API that took some records and not others). Records are
+ * named by their index in `batch.records`; a record listed in neither `retry` nor
+ * `rejected` was accepted. The runner dead-letters the rejected ones (each with its reason
+ * and this output's name), sends the `retry` ones again, alone, after a backoff, and moves
+ * the queue past the batch once every record is settled.
+ */
+export interface PartialResult {
+  status: 'partial';
+  /** Indexes to send again (transient failures). */
+  retry?: readonly number[];
+  /** Indexes to dead-letter, each with a stable reason code and an error text. */
+  rejected?: readonly { index: number; reason: string; error: string }[];
+  /** What went wrong for the retried records (logged with the retry). */
+  error: string;
+  retryAfterMs?: number;
+}
 
 export const DELIVERED: SendResult = { status: 'delivered' };
 

@@ -10,7 +10,7 @@ import type { CefdEvent, EventOrigin } from '../event.js';
 import { isCode } from '../errors.js';
 import { isoFromMs } from '../time.js';
 import { normalizeEvent, type Normalizer } from './normalize.js';
-import type { FilterLike } from './output-slot.js';
+import type { FilterLike } from './output-runner.js';
 
 export type { FilterLike };
 

@@ -23,7 +23,7 @@ import { isoFromMs } from '../time.js';
 import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Normalizer } from './normalize.js';
 import { processRecords } from './records.js';
-import type { OutputSlot } from './output-slot.js';
+import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
 import type { ResultMessage } from '../workers/worker-protocol.js';
 
@@ -76,7 +76,7 @@ const MAX_IN_FLIGHT_PER_SOURCE = 4;
 const JOB_TARGET_BYTES = 128 * 1024;
 
 export class Pipeline {
-  private slots: OutputSlot[];
+  private slots: OutputRunner[];
   private pending: string[][];
   private deadPending: string[] = [];
   private readonly bootId: string;
@@ -95,8 +95,8 @@ export class Pipeline {
   private readonly gathering = new Set<SourceContext>();
 
   constructor(
-    slots: OutputSlot[],
-    private deadLetter: OutputSlot,
+    slots: OutputRunner[],
+    private deadLetter: OutputRunner,
     private readonly telemetry: Telemetry,
     private opts: PipelineOptions,
   ) {
@@ -127,7 +127,7 @@ export class Pipeline {
    * Swaps outputs and options (config reload), and the worker configuration version they
    * match. Results decoded under another version are done again on this thread.
    */
-  reconfigure(slots: OutputSlot[], deadLetter: OutputSlot, opts: PipelineOptions, workerVersion = this.workerVersion): void {
+  reconfigure(slots: OutputRunner[], deadLetter: OutputRunner, opts: PipelineOptions, workerVersion = this.workerVersion): void {
     this.flushInline();
     this.slots = slots;
     this.pending = slots.map(() => []);
@@ -234,7 +234,7 @@ export class Pipeline {
   /**
    * Hands the records of the current read to the output queues (or the read to a
    * worker). `pausable` is false for sources that cannot be paused (UDP): see
-   * OutputSlot.enqueueMany.
+   * OutputRunner.enqueueMany.
    */
   commit(ctx?: SourceContext, pausable = true, now = false): void {
     const st = ctx?.state;

@@ -2,6 +2,10 @@ import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../src/codecs/decode.js';
 import type { CefdEvent } from '../../src/event.js';
+import { allExtensions, allTyped } from '../../src/codecs/cef/view.js';
+
+/** Every converted value, as schema 1's `cef.typed` had them (docs/event-format.md). */
+const fullTyped = (e: CefdEvent) => allTyped(e.cef!, e.timestamp, new Set((e.warnings ?? []).filter((w) => w.code === 'cef_bad_field').map((w) => w.key!)));
 
 const NOW = Date.UTC(2026, 10, 28, 12, 0, 0);
 
@@ -65,11 +69,14 @@ describe('header (POLICY rows 2-6)', () => {
 describe('extension (rows 7-13, 16, 18)', () => {
   test('keys by full name; unknown keys as written; custom fields beyond the spec (cs7..cs10)', () => {
     const e = ev(`${H}src=10.0.0.1 sourceUserName=bob cs10=x cs10Label=TaskName foo=bar`);
-    expect(e.cef?.extensions).toEqual({ sourceAddress: '10.0.0.1', sourceUserName: 'bob', deviceCustomString10: 'x', deviceCustomString10Label: 'TaskName', foo: 'bar' });
+    // A custom value with its label is one field of `custom`, named by slot and label.
+    expect(e.cef?.extensions).toEqual({ sourceAddress: '10.0.0.1', sourceUserName: 'bob', foo: 'bar' });
+    expect(e.cef?.custom).toEqual({ 'cs10:TaskName': 'x' });
+    expect(allExtensions(e.cef!)).toEqual({ sourceAddress: '10.0.0.1', sourceUserName: 'bob', deviceCustomString10: 'x', deviceCustomString10Label: 'TaskName', foo: 'bar' });
   });
 
   test('values with spaces end at the blank before the next key', () => {
-    expect(ev(`${H}cs9=site location Bldg cs9Label=GroupName`).cef?.extensions.deviceCustomString9).toBe('site location Bldg');
+    expect(ev(`${H}cs9=site location Bldg cs9Label=GroupName`).cef?.custom?.['cs9:GroupName']).toBe('site location Bldg');
   });
 
   test('key characters include . , [ ] - _ (row 7)', () => {
@@ -102,15 +109,19 @@ describe('extension (rows 7-13, 16, 18)', () => {
 
   test('empty value kept as "", not typed, warning for a typed key (row 11)', () => {
     const e = ev(`${H}dst= cs1= cs1Label=Foo Bar spt=1`);
-    expect(e.cef?.extensions).toEqual({ destinationAddress: '', deviceCustomString1: '', deviceCustomString1Label: 'Foo Bar', sourcePort: '1' });
+    expect(e.cef?.extensions).toEqual({ destinationAddress: '', sourcePort: '1' });
+    expect(e.cef?.custom).toEqual({ 'cs1:Foo Bar': '' });
     expect(e.cef?.typed).toEqual({ sourcePort: 1 });
     expect(e.warnings).toEqual([{ code: 'cef_bad_field', key: 'destinationAddress', message: 'empty value' }]);
   });
 
   test('duplicate key (by full name): last wins, warning (row 12)', () => {
     const e = ev(`${H}src=1.1.1.1 sourceAddress=2.2.2.2 flexString1=1.23 flexString1=1.24 flexString1Label=x`);
-    expect(e.cef?.extensions).toMatchObject({ sourceAddress: '2.2.2.2', flexString1: '1.24' });
-    expect(e.cef?.typed).toEqual({ sourceAddress: '2.2.2.2' });
+    expect(e.cef?.extensions).toEqual({ sourceAddress: '2.2.2.2' });
+    expect(e.cef?.custom).toEqual({ 'flexString1:x': '1.24' });
+    // An IP address is not repeated in `typed`: its converted value is its text.
+    expect(e.cef?.typed).toBeUndefined();
+    expect(fullTyped(e)).toEqual({ sourceAddress: '2.2.2.2' });
     expect(codes(e)).toEqual(['cef_duplicate_key', 'cef_duplicate_key']);
   });
 
@@ -144,19 +155,23 @@ describe('extension (rows 7-13, 16, 18)', () => {
 describe('typed values (row 15)', () => {
   test('IPs validated, integers and longs as numbers, beyond 2^53 as decimal strings', () => {
     const e = ev(`${H}src=10.0.0.1 dst=2001:db8::1 agt=100.222.333.55 dvc=010.1.1.1 spt=1232 in=4294967296 cn1=18446744072678170139 cn2=-5 cnt=+3`);
-    expect(e.cef?.typed).toEqual({ sourceAddress: '10.0.0.1', destinationAddress: '2001:db8::1', sourcePort: 1232, bytesIn: 4294967296, deviceCustomNumber1: '18446744072678170139', deviceCustomNumber2: -5, baseEventCount: 3 });
+    // Only what differs from the text: numbers; not the IPs, not a long kept as its decimal text.
+    expect(e.cef?.typed).toEqual({ sourcePort: 1232, bytesIn: 4294967296, deviceCustomNumber2: -5, baseEventCount: 3 });
+    expect(fullTyped(e)).toEqual({ sourceAddress: '10.0.0.1', destinationAddress: '2001:db8::1', sourcePort: 1232, bytesIn: 4294967296, deviceCustomNumber1: '18446744072678170139', deviceCustomNumber2: -5, baseEventCount: 3 });
     expect(e.warnings?.filter((w) => w.code === 'cef_bad_field').map((w) => w.key)).toEqual(['agentAddress', 'deviceAddress']);
   });
 
   test('doubles, floats and MACs stay text only', () => {
     const e = ev(`${H}slat=1.5 cfp1=3.14 cfp1Label=pi smac=00:11:22:33:44:55`);
-    expect(e.cef?.typed).toEqual({});
+    expect(e.cef?.typed).toBeUndefined();
+    expect(e.cef?.custom).toEqual({ 'cfp1:pi': '3.14' });
+    expect(fullTyped(e)).toEqual({});
   });
 
   test('time stamps: epoch ms and the spec text formats to ISO UTC', () => {
     const e = ev(`${H}rt=1647626887000 start=Jun 23 2020 17:37:24 GMT+05:00 end=Sep 07 2018 14:50:39 art=Jun 23 17:37:24.004 Z mrt=Jul 19 2017 10:50:21.127 Europe/Moscow deviceCustomDate1=1616623591694.176789`);
+    // `rt` converted is the event's `timestamp`, not repeated in `typed`.
     expect(e.cef?.typed).toEqual({
-      deviceReceiptTime: '2022-03-18T18:08:07.000Z',
       startTime: '2020-06-23T12:37:24.000Z',
       endTime: '2018-09-07T14:50:39.000Z',
       agentReceiptTime: '2026-06-23T17:37:24.004Z',
@@ -167,13 +182,15 @@ describe('typed values (row 15)', () => {
   });
 
   test('a time stamp without year that would be more than a day ahead is from last year', () => {
-    expect(ev(`${H}rt=Dec 31 23:00:00`).cef?.typed.deviceReceiptTime).toBe('2025-12-31T23:00:00.000Z');
-    expect(ev(`${H}rt=Nov 29 11:00:00`).cef?.typed.deviceReceiptTime).toBe('2026-11-29T11:00:00.000Z');
+    expect(ev(`${H}rt=Dec 31 23:00:00`).timestamp).toBe('2025-12-31T23:00:00.000Z');
+    expect(ev(`${H}rt=Nov 29 11:00:00`).timestamp).toBe('2026-11-29T11:00:00.000Z');
+    expect(fullTyped(ev(`${H}rt=Nov 29 11:00:00`)).deviceReceiptTime).toBe('2026-11-29T11:00:00.000Z');
   });
 
   test('bad time stamps are left out of typed with a warning, and the event time falls back', () => {
     const e = ev(`<13>1 2024-01-02T03:04:05Z h a - - - ${H}rt=2025-06-29T23:35:00Z start=Last Thursday end=Feb 30 2020 10:00:00`);
-    expect(e.cef?.typed).toEqual({});
+    expect(e.cef?.typed).toBeUndefined();
+    expect(fullTyped(e)).toEqual({});
     expect(e.warnings?.map((w) => w.key)).toEqual(['deviceReceiptTime', 'startTime', 'endTime']);
     expect(e.timestamp).toBe('2024-01-02T03:04:05.000Z');
   });

@@ -2,6 +2,14 @@ import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../src/codecs/decode.js';
 import type { CefdEvent } from '../../src/event.js';
 
+import { expandEvent } from '../../src/codecs/encoders/native.js';
+
+/**
+ * The header as read: the event leaves `syslog.timestamp` out when it is `timestamp` and
+ * writes null when there was none (docs/event-format.md); `syslog_timestamp: always` gives
+ * it back as read.
+ */
+const sys = (e: CefdEvent) => expandEvent(e, { syslog_timestamp: 'always' }).syslog;
 const NOW = Date.UTC(2026, 10, 28, 12, 0, 0);
 
 function decode(line: string | Buffer) {
@@ -17,7 +25,7 @@ const codes = (e: CefdEvent) => [...(e.errors ?? []), ...(e.warnings ?? [])].map
 describe('RFC 5424', () => {
   test('every header field, fraction and offset, structured data with escapes, BOM dropped', () => {
     const e = ev('<165>1 2003-10-11T22:14:15.003000+02:00 mymachine.example.com evntslog 1234 ID47 [exampleSDID@32473 iut="3" eventSource="App\\"li\\\\ca\\]tion" path="C:\\Temp"][examplePriority@32473 class="high"] \ufeffAn application event');
-    expect(e.syslog).toEqual({
+    expect(sys(e)).toEqual({
       format: 'rfc5424',
       facility: 20,
       severity: 5,
@@ -38,7 +46,7 @@ describe('RFC 5424', () => {
 
   test('NILVALUEs and no message', () => {
     const e = ev('<34>1 - - - - - -');
-    expect(e.syslog).toEqual({ format: 'rfc5424', facility: 4, severity: 2 });
+    expect(sys(e)).toEqual({ format: 'rfc5424', facility: 4, severity: 2 });
     expect(e.message).toBe('');
   });
 
@@ -46,9 +54,9 @@ describe('RFC 5424', () => {
     const line =
       '<29>1 2022-03-18T18:08:07.000Z WS11128 KES|11.0.0.0 - GNRL_EV_APPLICATION_LAUNCH_DENIE [event@23668 p2="NT AUTHORITY\\\\SYSTEM" p5="{\\"CertSerial\\":\\"\\"}" et="GNRL_EV_APPLICATION_LAUNCH_DENIED" hip="10.21.203.17"] Event type: Application startup prohibited\\r\\nPath to object: C:\\Windows\\rm.bat';
     const e = ev(line);
-    expect(e.syslog?.msgId).toBe('GNRL_EV_APPLICATION_LAUNCH_DENIE');
-    expect(e.syslog?.appName).toBe('KES|11.0.0.0');
-    expect(e.syslog?.structuredData).toEqual({
+    expect(sys(e)?.msgId).toBe('GNRL_EV_APPLICATION_LAUNCH_DENIE');
+    expect(sys(e)?.appName).toBe('KES|11.0.0.0');
+    expect(sys(e)?.structuredData).toEqual({
       'event@23668': { p2: 'NT AUTHORITY\\SYSTEM', p5: '{"CertSerial":""}', et: 'GNRL_EV_APPLICATION_LAUNCH_DENIED', hip: '10.21.203.17' },
     });
     expect(e.message).toBe('Event type: Application startup prohibited\\r\\nPath to object: C:\\Windows\\rm.bat');
@@ -56,14 +64,14 @@ describe('RFC 5424', () => {
 
   test('without PRI (a relay stripped it)', () => {
     const e = ev('1 2024-02-19T13:18:51.000Z EXAMPLE-PC KES|11.0.0.0 - GNRL_EV_OBJECT_BLOCKED [event@11111 et="GNRL_EV_OBJECT_BLOCKED"] Описание');
-    expect(e.syslog).toMatchObject({ format: 'rfc5424', hostname: 'EXAMPLE-PC', msgId: 'GNRL_EV_OBJECT_BLOCKED' });
-    expect(e.syslog?.facility).toBeUndefined();
+    expect(sys(e)).toMatchObject({ format: 'rfc5424', hostname: 'EXAMPLE-PC', msgId: 'GNRL_EV_OBJECT_BLOCKED' });
+    expect(sys(e)?.facility).toBeUndefined();
     expect(e.message).toBe('Описание');
   });
 
   test('CEF as the RFC 5424 message', () => {
     const e = ev('<14>1 2024-05-06T07:02:41.000Z ksc01.corp.example - - - - CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Done|1|dhost=WS');
-    expect(e.syslog?.hostname).toBe('ksc01.corp.example');
+    expect(sys(e)?.hostname).toBe('ksc01.corp.example');
     expect(e.cef?.deviceEventClassId).toBe('KLPRCI_TaskState');
     expect(e.prefix).toBeUndefined();
     expect(e.timestamp).toBe('2024-05-06T07:02:41.000Z');
@@ -71,24 +79,24 @@ describe('RFC 5424', () => {
 
   test('a header cut short before CEF (SC4S style: <PRI>1 TIMESTAMP HOST CEF:...)', () => {
     const e = ev('<14>1 2024-05-06T07:02:41.000Z ksc01.corp.example CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Done|1|dhost=WS');
-    expect(e.syslog).toEqual({ format: 'rfc5424', facility: 1, severity: 6, timestamp: '2024-05-06T07:02:41.000Z', hostname: 'ksc01.corp.example' });
+    expect(sys(e)).toEqual({ format: 'rfc5424', facility: 1, severity: 6, timestamp: '2024-05-06T07:02:41.000Z', hostname: 'ksc01.corp.example' });
     expect(e.cef?.deviceProduct).toBe('SecurityCenter');
     expect(e.prefix).toBeUndefined();
     const e2 = ev('<14>1 2024-05-06T07:02:41.000Z host app - - CEF:0|a|b|c|d|e|1|x=y');
-    expect(e2.syslog?.appName).toBe('app');
+    expect(sys(e2)?.appName).toBe('app');
     expect(e2.cef?.extensions).toEqual({ x: 'y' });
   });
 
   test('broken structured data keeps the header and makes the rest the message', () => {
     const e = ev('<14>1 2024-05-06T07:02:41Z host app - ID [ev@1 a="unterminated] text');
-    expect(e.syslog?.hostname).toBe('host');
+    expect(sys(e)?.hostname).toBe('host');
     expect(e.message).toBe('[ev@1 a="unterminated] text');
     expect(codes(e)).toEqual(['syslog_bad_structured_data', 'not_cef']);
   });
 
   test('a bad timestamp with a PRI is a warning, the rest is read', () => {
     const e = ev('<14>1 yesterday host app - - - CEF:0|a|b|c|d|e|1|');
-    expect(e.syslog?.hostname).toBe('host');
+    expect(sys(e)?.hostname).toBe('host');
     expect(codes(e)).toContain('syslog_bad_timestamp');
   });
 });
@@ -96,45 +104,45 @@ describe('RFC 5424', () => {
 describe('RFC 3164', () => {
   test('PRI, space-padded day, inferred year, host, tag with pid', () => {
     const e = ev('<13>Feb  5 17:32:18 myhost su[123]: hello world');
-    expect(e.syslog).toEqual({ format: 'rfc3164', facility: 1, severity: 5, timestamp: '2026-02-05T17:32:18.000Z', hostname: 'myhost', appName: 'su', procId: '123' });
+    expect(sys(e)).toEqual({ format: 'rfc3164', facility: 1, severity: 5, timestamp: '2026-02-05T17:32:18.000Z', hostname: 'myhost', appName: 'su', procId: '123' });
     expect(e.message).toBe('hello world');
   });
 
   test('a date in the future by more than a day is last year', () => {
-    expect(ev('<13>Dec 24 10:00:00 h t: x').syslog?.timestamp).toBe('2025-12-24T10:00:00.000Z');
+    expect(sys(ev('<13>Dec 24 10:00:00 h t: x'))?.timestamp).toBe('2025-12-24T10:00:00.000Z');
   });
 
   test('without PRI; tag glued to CEF:', () => {
     const e = ev('Sep 10 16:03:01 172.30.0.20 ASM:CEF:0|F5|ASM|11.0.0|id|n|8|a=b');
-    expect(e.syslog).toMatchObject({ hostname: '172.30.0.20', appName: 'ASM' });
+    expect(sys(e)).toMatchObject({ hostname: '172.30.0.20', appName: 'ASM' });
     expect(e.cef?.version).toBe('0');
   });
 
   test('no hostname, CEF right after the timestamp', () => {
     const e = ev('<132>Nov 13 13:17:41 CEF:0|Trend Micro Inc.|OSSEC HIDS|v2.9.2|1002|x|2|dvc=log');
-    expect(e.syslog?.hostname).toBeUndefined();
+    expect(sys(e)?.hostname).toBeUndefined();
     expect(e.cef?.deviceVendor).toBe('Trend Micro Inc.');
   });
 
   test('text before CEF: that is not a tag is the prefix', () => {
     const e = ev('Dec  2 03:17:06 hostname tag CEF:0|V|P|1|2|N|S|cs1=test');
-    expect(e.syslog?.hostname).toBe('hostname');
+    expect(sys(e)?.hostname).toBe('hostname');
     expect(e.prefix).toBe('tag');
   });
 
   test('the CEF spec timestamp formats with year, fraction and zone', () => {
-    expect(ev('May 02 2017 15:27:43.000 UTC hostname.example.com CEF:0|a|b|c|d|e|1|').syslog).toMatchObject({ timestamp: '2017-05-02T15:27:43.000Z', hostname: 'hostname.example.com' });
-    expect(ev('May 02 2017 15:27:43 Europe/Berlin host CEF:0|a|b|c|d|e|1|').syslog?.timestamp).toBe('2017-05-02T13:27:43.000Z');
+    expect(sys(ev('May 02 2017 15:27:43.000 UTC hostname.example.com CEF:0|a|b|c|d|e|1|'))).toMatchObject({ timestamp: '2017-05-02T15:27:43.000Z', hostname: 'hostname.example.com' });
+    expect(sys(ev('May 02 2017 15:27:43 Europe/Berlin host CEF:0|a|b|c|d|e|1|'))?.timestamp).toBe('2017-05-02T13:27:43.000Z');
   });
 
   test('an RFC 3339 timestamp in place of the RFC 3164 one', () => {
     const e = ev('2014-06-07T18:55:09.019283+09:00 hostname tag CEF:0|V|P|1|2|N|3|foo=bar');
-    expect(e.syslog).toMatchObject({ timestamp: '2014-06-07T09:55:09.019283Z', hostname: 'hostname' });
+    expect(sys(e)).toMatchObject({ timestamp: '2014-06-07T09:55:09.019283Z', hostname: 'hostname' });
   });
 
   test('a readable RFC 3164 header without CEF is an event with not_cef (KSC relayed by a BSD-template syslog)', () => {
     const e = ev('<10>May  6 09:14:27 WS-0142.corp.example KES|11.0.0.0: Result description: Detected\\r\\nObject: C:\\Users\\j.doe\\eicar.com');
-    expect(e.syslog).toMatchObject({ hostname: 'WS-0142.corp.example', appName: 'KES|11.0.0.0' });
+    expect(sys(e)).toMatchObject({ hostname: 'WS-0142.corp.example', appName: 'KES|11.0.0.0' });
     expect(e.message).toBe('Result description: Detected\\r\\nObject: C:\\Users\\j.doe\\eicar.com');
     expect(codes(e)).toEqual(['not_cef']);
   });
@@ -142,30 +150,30 @@ describe('RFC 3164', () => {
   test('a host name that is also an old IANA link (Japan, Cuba) stays the host name; the time is not moved', () => {
     for (const host of ['Japan', 'Cuba', 'Egypt']) {
       const e = ev(`<13>Jan  5 01:02:03 ${host} app: CEF:0|a|b|c|d|e|1|`);
-      expect(e.syslog).toMatchObject({ hostname: host, appName: 'app', timestamp: '2026-01-05T01:02:03.000Z' });
+      expect(sys(e)).toMatchObject({ hostname: host, appName: 'app', timestamp: '2026-01-05T01:02:03.000Z' });
     }
   });
 
   test('thousands of distinct host names after the time stamp: each still read as a host', () => {
-    for (let i = 0; i < 3000; i++) expect(ev(`<13>Jan  5 01:02:03 host-${i} app: x`).syslog?.hostname).toBe(`host-${i}`);
-    expect(ev('May 02 2017 15:27:43 Europe/Berlin host CEF:0|a|b|c|d|e|1|').syslog?.timestamp).toBe('2017-05-02T13:27:43.000Z');
+    for (let i = 0; i < 3000; i++) expect(sys(ev(`<13>Jan  5 01:02:03 host-${i} app: x`))?.hostname).toBe(`host-${i}`);
+    expect(sys(ev('May 02 2017 15:27:43 Europe/Berlin host CEF:0|a|b|c|d|e|1|'))?.timestamp).toBe('2017-05-02T13:27:43.000Z');
   });
 
   test('the configured zone applies to RFC 3164 times without one', () => {
     const r = decodeFrame(Buffer.from('<13>Jul  1 12:00:00 h t: x'), false, NOW, { defaultZone: 'Europe/Moscow' });
-    expect(r.ok && r.event.syslog?.timestamp).toBe('2026-07-01T09:00:00.000Z');
+    expect(r.ok && sys(r.event)?.timestamp).toBe('2026-07-01T09:00:00.000Z');
   });
 });
 
 describe('no header, and failures', () => {
   test('a bare CEF line has no syslog object', () => {
     const e = ev('CEF:0|a|b|c|d|e|1|x=y');
-    expect(e.syslog).toBeUndefined();
+    expect(sys(e)).toBeUndefined();
     expect(e.timestamp).toBe(e.received);
   });
 
   test('<PRI> then CEF', () => {
-    expect(ev('<14>CEF:0|a|b|c|d|e|1|x=y').syslog).toEqual({ format: 'rfc3164', facility: 1, severity: 6 });
+    expect(sys(ev('<14>CEF:0|a|b|c|d|e|1|x=y'))).toEqual({ format: 'rfc3164', facility: 1, severity: 6 });
   });
 
   test('CEF: counts only at the start or after a blank or colon', () => {

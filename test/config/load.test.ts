@@ -3,8 +3,8 @@
  * paths (files cefd reads resolve against the config file's folder, files it writes
  * against the working folder).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { tempDir } from '../helpers/temp.js';
 import { join, resolve } from 'node:path';
 import { expect, test } from 'vitest';
 import { ConfigError, loadConfigText } from '../../src/config/load.js';
@@ -20,7 +20,7 @@ function problemsOf(text: string, file: string): string[] {
 }
 
 test('a secret option read from its _file (one trailing newline dropped); both set, or an unreadable file, is a problem naming the key', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'cefd-config-'));
+  const dir = tempDir('cefd-config-');
   const file = join(dir, 'cefd.yaml');
   writeFileSync(join(dir, 'token'), 'tok-123\n');
   const c = loadConfigText('outputs:\n  - { name: siem, type: http, url: "https://siem.example/", bearer_token_file: ./token }\nmetrics: { bearer_token_file: token }\n', file, {});
@@ -35,7 +35,7 @@ test('a secret option read from its _file (one trailing newline dropped); both s
 });
 
 test('paths cefd reads resolve against the config folder, paths it writes against the working folder', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'cefd-config-'));
+  const dir = tempDir('cefd-config-');
   writeFileSync(join(dir, 'ca.pem'), '');
   const c = loadConfigText('state_dir: ./state\noutputs:\n  - { name: f, type: file, path: out/events.ndjson }\n  - { name: h, type: http, url: "https://x/", ca_file: ca.pem }\n', join(dir, 'cefd.yaml'), {});
   expect(c.state_dir).toBe(resolve(process.cwd(), 'state'));

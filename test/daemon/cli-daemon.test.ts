@@ -85,7 +85,9 @@ describe('cefd run', () => {
     sock.destroy();
     const events = readNdjson(join(dir, 'events.ndjson'));
     expect(events).toHaveLength(n);
-    expect((events[n - 1]!['ksc'] as { task: { name: string } }).task.name).toBe(`Task ${n - 1}`);
+    // The task name is carried once, as the CEF custom field named TaskName (docs/event-format.md).
+    const custom = (events[n - 1]!['cef'] as { custom: Record<string, string> }).custom;
+    expect(Object.entries(custom).find(([k]) => k.endsWith(':TaskName'))?.[1]).toBe(`Task ${n - 1}`);
     expect(c.out.join('')).toContain('every event was delivered');
   });
 

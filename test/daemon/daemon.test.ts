@@ -105,7 +105,7 @@ outputs:
     expect(new Set(events.map((e) => e['id'])).size).toBe(events.length);
     const ksc = await waitLines(join(d.dir, 'ksc.ndjson'), KSC_LINES.length);
     expect(ksc).toHaveLength(KSC_LINES.length);
-    expect(ksc.every((e) => (e['ksc'] as { eventType?: string } | undefined)?.eventType !== undefined)).toBe(true);
+    expect(ksc.every((e) => (e['ksc'] as { category?: string } | undefined)?.category !== undefined)).toBe(true);
     const m = await scrape(d.metricsPort());
     expect(m.get('cefd_received_bytes_total{listener="tcp"}')).toBe(stream.length);
     expect(m.get('cefd_frames_total{listener="tcp",framing="lf"}')).toBe(Math.ceil(lines.length / 2));

@@ -32,8 +32,9 @@ const line = (c: number, i: number) =>
   `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cs4=${c} cs4Label=Conn cn1=1 cn1Label=TaskNewState cnt=${i} msg=Task started on WS-${i % 4000}\n`;
 
 function seqOf(rec: Record<string, unknown>): { conn: number; seq: number } {
-  const cef = rec['cef'] as { extensions: Record<string, string>; typed: Record<string, number> };
-  return { conn: Number(cef.extensions['deviceCustomString4']), seq: cef.typed['baseEventCount']! };
+  // cs4 with its label is the custom field `cs4:Conn` (docs/event-format.md).
+  const cef = rec['cef'] as { custom: Record<string, string>; typed: Record<string, number> };
+  return { conn: Number(cef.custom['cs4:Conn']), seq: cef.typed['baseEventCount']! };
 }
 
 async function sendLines(port: number, lines: string[]): Promise<void> {

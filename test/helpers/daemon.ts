@@ -1,8 +1,7 @@
 /** Starting a daemon in-process on ephemeral ports, and talking to it. */
 import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { Writable } from 'node:stream';
@@ -10,9 +9,9 @@ import { loadConfigText } from '../../src/config/load.js';
 import { Daemon } from '../../src/daemon.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 
-export function tempDir(prefix = 'cefd-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+import { tempDir } from './temp.js';
+
+export { tempDir };
 
 /** Log lines captured from a daemon. */
 export class LogCapture extends Writable {

@@ -20,10 +20,16 @@ export interface GoldenKsc {
 export function goldenKsc(): GoldenKsc[] {
   const out: GoldenKsc[] = [];
   for (const f of readdirSync(GOLDEN).filter((n) => n.endsWith('.json')).sort()) {
-    const g = JSON.parse(readFileSync(GOLDEN + f, 'utf8')) as { events: { ksc?: KscObject }[] | null };
+    const g = JSON.parse(readFileSync(GOLDEN + f, 'utf8')) as { events: { ksc?: KscObject; kscView?: KscObject }[] | null };
     (g.events ?? []).forEach((e, i) => {
-      const k = e.ksc;
-      if (k !== undefined && k.eventType !== undefined && (k.format === 'cef' || k.format === 'syslog')) out.push({ name: `${f.slice(0, -5)}#${i}`, ksc: k });
+      // The whole object the CEF/Syslog path gives (`kscView`; event schema 2 writes a lean
+      // `ksc` on the event and derives the rest from the CEF/syslog fields).
+      const k = e.kscView ?? e.ksc;
+      if (k === undefined || k.eventType === undefined) return;
+      // The golden files leave `format` out (the event's shape says it): Syslog events carry
+      // their element's params, CEF events their labels.
+      const format = k.format ?? (k.params !== undefined ? 'syslog' : Object.keys(k.labels ?? {}).length > 0 || k.severityCode !== undefined ? 'cef' : undefined);
+      if (format === 'cef' || format === 'syslog') out.push({ name: `${f.slice(0, -5)}#${i}`, ksc: { ...k, format } });
     });
   }
   return out;

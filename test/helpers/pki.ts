@@ -1,11 +1,11 @@
 /**
  * Test certificates made with the openssl CLI: a CA, a server certificate for 127.0.0.1,
  * client certificates signed by the CA, by another CA, self-signed (as KSC presents), and
- * expired. Everything lives in a temp folder, one per process.
+ * expired. Everything lives in a temp folder, one per test file (removed after it, see temp.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tempDir } from './temp.js';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 
@@ -60,7 +60,7 @@ function signExpired(dir: string, name: string, caName: string): void {
 
 export function makePki(): Pki {
   if (cached !== undefined) return cached;
-  const dir = mkdtempSync(join(tmpdir(), 'cefd-pki-'));
+  const dir = tempDir('cefd-pki-');
   ca(dir, 'ca');
   ca(dir, 'rogue-ca');
   keyAndCsr(dir, 'server', 'cefd-test-server');

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { afterEach, beforeEach, expect, test } from 'vitest';
 import { KscIntegration } from '../../src/ksc/index.js';
-import { createAdminServer, type JsonServer, type RuleView } from '../../src/admin/index.js';
+import { createAdminServer, type JsonServer, type RuleView } from '../../src/ksc/admin-server.js';
 import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { tempDir } from '../helpers/ksc-emulator/testkit.js';
 import { api as rawApi, type ApiAnswer } from '../helpers/ksc-daemon.js';

@@ -130,9 +130,11 @@ test('full loop: detection event → response rule → RunTask → task-state ev
   // The detection went out enriched with the device asset; so did the task-state events.
   await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length >= 3, 10_000, 'events in the output');
   const events = readNdjson(join(d.dir, 'events.ndjson'));
-  const det = events.find((e) => (e['ksc'] as { eventType?: string } | undefined)?.eventType === 'GNRL_EV_VIRUS_FOUND');
+  // KSC's event type is the CEF header's class id (the ksc object carries derived fields only).
+  const typeOf = (e: Record<string, unknown>) => (e['cef'] as { deviceEventClassId?: string } | undefined)?.deviceEventClassId;
+  const det = events.find((e) => typeOf(e) === 'GNRL_EV_VIRUS_FOUND');
   expect(det?.['assets']).toEqual({ destination: assetId, device: assetId });
-  const states = events.filter((e) => (e['ksc'] as { eventType?: string }).eventType === 'KLPRCI_TaskState' && (e['assets'] as { device?: string } | undefined)?.device === assetId);
+  const states = events.filter((e) => typeOf(e) === 'KLPRCI_TaskState' && (e['assets'] as { device?: string } | undefined)?.device === assetId);
   expect(states.map((e) => (e['ksc'] as { task: { newState: string } }).task.newState)).toEqual(['running', 'completed']);
 
   // Metrics: one trigger, one start; the task-state events updated the run.

@@ -3,6 +3,7 @@ import { KscIntegration, KscPxgError, KscRefusedError, assetIdFor, isKumaTask, t
 import { decodeFrame } from '../../src/codecs/decode.js';
 import { loadNormalizer, normalizeEvent } from '../../src/pipeline/normalize.js';
 import type { CefdEvent } from '../../src/event.js';
+import { kscView } from '../../normalizers/ksc/lean.js';
 import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { LineCollector, memoryLogger, tempDir, waitFor } from '../helpers/ksc-emulator/testkit.js';
 
@@ -190,7 +191,8 @@ test('task-state events as the daemon sees them: read from the ksc normalizer\'s
   };
   // Slots differ from the usual ones (cn3/cs6/cs7): read by label, through event.ksc.
   const e = normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Failed|3|rt=1714978990000 dhost=WS-0177 dst=10.0.12.77 cs6=KUMA Scan selection cs6Label=TaskName cs7=41 cs7Label=TaskId cn3=3 cn3Label=TaskNewState cn1=1 cn1Label=TaskOldState');
-  expect(e.ksc).toMatchObject({ eventType: 'KLPRCI_TaskState', category: 'task_state', task: { id: '41', newState: 'failed', newStateCode: 3, oldStateCode: 1 }, host: { name: 'WS-0177', ip: '10.0.12.77' } });
+  expect(e.ksc).toEqual({ category: 'task_state', severity: 'error', task: { oldState: 'running', newState: 'failed' } });
+  expect(kscView(e)).toMatchObject({ eventType: 'KLPRCI_TaskState', category: 'task_state', task: { id: '41', newState: 'failed', newStateCode: 3, oldStateCode: 1 }, host: { name: 'WS-0177', ip: '10.0.12.77' } });
   expect(taskStateFromEvent(e)).toEqual({ newState: 3, oldState: 1, taskId: '41', taskName: 'KUMA Scan selection', hostName: 'WS-0177', ip: '10.0.12.77', time: '2024-05-06T07:03:10.000Z' });
   // An unknown state code is still a number (the run ignores it); other KSC events are not task-state events.
   expect(taskStateFromEvent(normalized('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=WS-0177 cs4=41 cs4Label=TaskId cn2=64 cn2Label=TaskNewState'))).toMatchObject({ newState: 64, taskId: '41' });

@@ -6,7 +6,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileOutput, type FileOutputOptions, type FsyncPolicy } from '../../src/outputs/file/file.js';
+import { FileOutput, type FsyncPolicy } from '../../src/outputs/file/file.js';
+import { FILE_FIELDS } from '../../src/outputs/file/config.js';
+import { loadFields } from '../../src/config/load.js';
 import { listRotated, rotatedPath, rotationStamp } from '../../src/outputs/file/rotate.js';
 import type { Batch } from '../../src/outputs/types.js';
 
@@ -42,8 +44,11 @@ const batch = (r: string[]): Batch => ({ records: r });
 const ndjson = (r: string[]) => r.map((x) => x + '\n').join('');
 const read = (p: string) => readFileSync(p, 'utf8');
 
-async function started(opts: FileOutputOptions, now?: () => number): Promise<FileOutput> {
-  const out = new FileOutput('test', opts, now ? { now } : {});
+/** The options as a config file would give them: checked and defaulted by the schema. */
+const cfg = (raw: Record<string, unknown>) => loadFields(FILE_FIELDS, raw);
+
+async function started(raw: Record<string, unknown>, now?: () => number): Promise<FileOutput> {
+  const out = new FileOutput('test', cfg(raw), now ? { now } : {});
   await out.start();
   return out;
 }
@@ -97,7 +102,7 @@ test('appends across restarts and keeps what the file held', async () => {
 
 test('send before start and after close report retry, never throw', async () => {
   const path = join(dir(), 'events.ndjson');
-  const out = new FileOutput('early', { path });
+  const out = new FileOutput('early', cfg({ path }));
   const before = await out.send(batch(records(1, 'x')));
   expect(before.status).toBe('retry');
   await out.start();
@@ -113,7 +118,7 @@ test('size rotation: no record split or lost, timestamped names with counters', 
   const path = join(d, 'events.ndjson');
   const t = Date.UTC(2026, 10, 28, 10, 15, 0);
   const max = 5000;
-  const out = await started({ path, rotateMaxBytes: max }, () => t);
+  const out = await started({ path, rotate_max_bytes: max }, () => t);
   const all: string[] = [];
   const sizes = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
   for (let k = 0; k < sizes.length; k++) {
@@ -138,9 +143,9 @@ test('size rotation: no record split or lost, timestamped names with counters', 
   }
 });
 
-test('a batch larger than rotateMaxBytes is written whole to one file', async () => {
+test('a batch larger than rotate_max_bytes is written whole to one file', async () => {
   const path = join(dir(), 'events.ndjson');
-  const out = await started({ path, rotateMaxBytes: 1000 });
+  const out = await started({ path, rotate_max_bytes: 1000 });
   const small = records(1, 'small', 300);
   const big = records(20, 'big');
   await out.send(batch(small));
@@ -151,13 +156,13 @@ test('a batch larger than rotateMaxBytes is written whole to one file', async ()
   expect(rotated.map((f) => read(f.path))).toEqual([ndjson(small)]);
 });
 
-test('maxFiles keeps the newest rotated files and touches nothing else', async () => {
+test('max_files keeps the newest rotated files and touches nothing else', async () => {
   const d = dir();
   const path = join(d, 'events.ndjson');
   const unrelated = ['events-notes.txt', 'other-20261128T101500Z.ndjson', 'events-20261128T101500Z.ndjson.gz', 'events.ndjson.1'];
   for (const u of unrelated) writeFileSync(join(d, u), 'keep me');
   let t = Date.UTC(2026, 10, 28, 10, 0, 0);
-  const out = await started({ path, rotateMaxBytes: 1, maxFiles: 2 }, () => t);
+  const out = await started({ path, rotate_max_bytes: 1, max_files: 2 }, () => t);
   const batches: string[][] = [];
   for (let k = 0; k < 6; k++) {
     t += 1000;
@@ -176,12 +181,12 @@ test('maxFiles keeps the newest rotated files and touches nothing else', async (
   for (const u of unrelated) expect(read(join(d, u))).toBe('keep me');
 });
 
-test('maxFiles also prunes at start', async () => {
+test('max_files also prunes at start', async () => {
   const d = dir();
   const path = join(d, 'events.ndjson');
   for (let s = 0; s < 5; s++) writeFileSync(rotatedPath(path, rotationStamp(Date.UTC(2026, 0, 1, 0, 0, s))), `${s}\n`);
   writeFileSync(rotatedPath(path, rotationStamp(Date.UTC(2026, 0, 1, 0, 0, 4)), 1), '4-1\n');
-  const out = await started({ path, maxFiles: 3 });
+  const out = await started({ path, max_files: 3 });
   await out.close();
   expect((await listRotated(path)).map((f) => read(f.path))).toEqual(['3\n', '4\n', '4-1\n']);
 });
@@ -190,7 +195,7 @@ test('time rotation: a write in a new period rotates first (injected clock)', as
   const d = dir();
   const path = join(d, 'events.ndjson');
   let t = Date.UTC(2026, 10, 28, 10, 15, 0);
-  const out = await started({ path, rotateIntervalSeconds: 3600 }, () => t);
+  const out = await started({ path, rotate_interval: 3600 }, () => t);
   const a = records(3, 'a');
   const b = records(3, 'b');
   const c = records(3, 'c');
@@ -214,7 +219,7 @@ test('time rotation: a file left from an earlier period is rotated at the first 
   const mtime = new Date(Date.UTC(2026, 10, 27, 23, 30, 0));
   utimesSync(path, mtime, mtime);
   const t = Date.UTC(2026, 10, 28, 0, 10, 0);
-  const out = await started({ path, rotateIntervalSeconds: 86400 }, () => t);
+  const out = await started({ path, rotate_interval: 86400 }, () => t);
   const a = records(2, 'a');
   await out.send(batch(a));
   await out.close();
@@ -225,7 +230,7 @@ test('time rotation: a file left from an earlier period is rotated at the first 
 
 test('time rotation: an idle file is rotated by the timer at the end of its period; an empty one is not', async () => {
   const path = join(dir(), 'events.ndjson');
-  const out = await started({ path, rotateIntervalSeconds: 1 });
+  const out = await started({ path, rotate_interval: 1 });
   const a = records(2, 'a');
   await out.send(batch(a));
   for (let i = 0; i < 100 && (await listRotated(path)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
@@ -263,7 +268,7 @@ test('reopen after logrotate moved the file: new writes go to a new file, the ol
 test('size rotation after logrotate moved the file reopens without renaming the moved file', async () => {
   const d = dir();
   const path = join(d, 'events.ndjson');
-  const out = await started({ path, rotateMaxBytes: 2000 });
+  const out = await started({ path, rotate_max_bytes: 2000 });
   const a = records(2, 'a');
   const b = records(2, 'b');
   await out.send(batch(a));
@@ -311,7 +316,7 @@ test('when the path cannot be opened, reopen rejects and send reports retry unti
 for (const fsync of ['never', 'batch', 'interval'] as FsyncPolicy[]) {
   test(`fsync policy ${fsync}: writes, rotation, reopen and close keep every record`, async () => {
     const path = join(dir(), 'events.ndjson');
-    const out = await started({ path, fsync, fsyncIntervalMs: 5, rotateMaxBytes: 20_000, maxFiles: 0 });
+    const out = await started({ path, fsync, fsync_interval: '5ms', rotate_max_bytes: 20_000, max_files: 0 });
     const all: string[] = [];
     for (let k = 0; k < 12; k++) {
       const r = records(7, `f${k}`);
@@ -329,17 +334,19 @@ for (const fsync of ['never', 'batch', 'interval'] as FsyncPolicy[]) {
 test('start rejects with a clear message when the path is under a regular file', async () => {
   const d = dir();
   writeFileSync(join(d, 'plain'), 'x');
-  const out = new FileOutput('bad', { path: join(d, 'plain', 'events.ndjson') });
+  const out = new FileOutput('bad', cfg({ path: join(d, 'plain', 'events.ndjson') }));
   await expect(out.start()).rejects.toThrow(/file output bad: cannot open .*plain\/events\.ndjson: .*(ENOTDIR|EEXIST)/);
 });
 
-test('start rejects invalid options', async () => {
+test('invalid options are refused when the config loads', async () => {
   const path = join(dir(), 'events.ndjson');
-  await expect(new FileOutput('o', { path, fsync: 'always' as FsyncPolicy }).start()).rejects.toThrow(/fsync/);
-  await expect(new FileOutput('o', { path, rotateMaxBytes: -1 }).start()).rejects.toThrow(/rotateMaxBytes/);
-  await expect(new FileOutput('o', { path, maxFiles: 1.5 }).start()).rejects.toThrow(/maxFiles/);
-  await expect(new FileOutput('o', { path, fsyncIntervalMs: 0 }).start()).rejects.toThrow(/fsyncIntervalMs/);
-  await expect(new FileOutput('o', { path: '' }).start()).rejects.toThrow(/path/);
+  // Option kinds and ranges are the schema's (config.ts), checked when the config loads.
+  expect(() => cfg({ path, fsync: 'always' })).toThrow(/fsync: expected one of never, batch, interval/);
+  expect(() => cfg({ path, rotate_max_bytes: -1 })).toThrow(/rotate_max_bytes: expected a size/);
+  expect(() => cfg({ path, max_files: 1.5 })).toThrow(/max_files: expected an integer/);
+  expect(() => cfg({ path, fsync_interval: 0 })).toThrow(/fsync_interval: must be at least/);
+  expect(() => cfg({ path, mode: 0o1777 })).toThrow(/mode: must be at most/);
+  expect(() => cfg({})).toThrow(/path: is required/);
 });
 
 test('a full disk (/dev/full) reports retry with ENOSPC', async () => {
@@ -355,7 +362,7 @@ test('a read-only directory: start rejects when not root (as root, the write suc
   const ro = join(d, 'ro');
   mkdirSync(ro);
   chmodSync(ro, 0o500);
-  const out = new FileOutput('ro', { path: join(ro, 'events.ndjson') });
+  const out = new FileOutput('ro', cfg({ path: join(ro, 'events.ndjson') }));
   const isRoot = process.getuid?.() === 0;
   if (isRoot) {
     await out.start();
@@ -404,14 +411,9 @@ test('a write that fails part-way is truncated away: the retry does not duplicat
 });
 
 test('a file left with a half-written last record (cefd killed mid-write) is cut back to its last full line at start', async () => {
-  const { mkdtempSync, writeFileSync, readFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const { FileOutput } = await import('../../src/outputs/file/file.js');
-  const dir = mkdtempSync(join(tmpdir(), 'cefd-torn-'));
-  const path = join(dir, 'events.ndjson');
+  const path = join(dir(), 'events.ndjson');
   writeFileSync(path, '{"a":1}\n{"b":2}\n{"c":');
-  const out = new FileOutput('t', { path });
+  const out = new FileOutput('t', cfg({ path }));
   await out.start();
   expect(await out.send({ records: ['{"d":4}'] })).toEqual({ status: 'delivered' });
   await out.close();

@@ -7,7 +7,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { HttpOutput, parseRetryAfter, type HttpOutputOptions } from '../../src/outputs/http/http.js';
+import { HttpOutput, parseRetryAfter } from '../../src/outputs/http/http.js';
+import { HttpTransport } from '../../src/outputs/shared/http-transport.js';
+import { HTTP_FIELDS } from '../../src/outputs/http/config.js';
+import { loadFields } from '../../src/config/load.js';
 import type { SendResult } from '../../src/outputs/types.js';
 import { BytesBatch } from '../../src/buffer/queue.js';
 
@@ -77,8 +80,11 @@ async function serve(handler: Handler, tls?: https.ServerOptions): Promise<TestS
 
 const ok: Handler = (_q, res) => res.writeHead(200).end('{"ok":true}');
 
-async function output(opts: HttpOutputOptions, now?: () => number): Promise<HttpOutput> {
-  const out = new HttpOutput('h', opts, now ? { now } : {});
+/** The options as a config file would give them: checked and defaulted by the schema. */
+const cfg = (raw: Record<string, unknown>) => loadFields(HTTP_FIELDS, raw);
+
+async function output(raw: Record<string, unknown>, now?: () => number): Promise<HttpOutput> {
+  const out = new HttpOutput('h', cfg(raw), now ? { now } : {});
   await out.start();
   return out;
 }
@@ -137,7 +143,7 @@ test('JSON-array body: [records joined by commas], byte-exact, with its content 
 
 test('gzip: the body is gzip-compressed NDJSON with Content-Encoding: gzip', async () => {
   const srv = await serve(ok);
-  const out = await output({ url: srv.url, compress: 'gzip' });
+  const out = await output({ url: srv.url, compress: true });
   const r = records(100, 'z');
   expect(await out.send({ records: r })).toEqual({ status: 'delivered' });
   const s = srv.seen[0]!;
@@ -159,7 +165,7 @@ test('custom headers and Authorization: Bearer are sent; the token is trimmed', 
   const out = await output({
     url: srv.url,
     headers: { 'X-Tenant': 'blue', 'User-Agent': 'cefd-test', 'Content-Length': '1' },
-    bearerToken: 's3cr3t-t0ken-value\n',
+    bearer_token: 's3cr3t-t0ken-value\n',
   });
   expect((await out.send({ records: records(1, 'h') })).status).toBe('delivered');
   const h = srv.seen[0]!.headers;
@@ -176,7 +182,7 @@ test('the token and other secrets never appear in any result, even when the serv
   const srv = await serve(echo);
   const token = 'tok-9f8e7d6c5b4a';
   const url = srv.url.replace('http://', 'http://user:pa55word-xyz@') + '?apikey=q-secret-123';
-  const out = await output({ url, bearerToken: token, headers: { 'X-Api-Key': 'key-abcdef-123' } });
+  const out = await output({ url, bearer_token: token, headers: { 'X-Api-Key': 'key-abcdef-123' } });
   const results = [await out.send({ records: records(1, 'a') }), await out.send({ records: records(1, 'a') })];
   expect(results.map((r) => r.status)).toEqual(['rejected', 'retry']);
   expect(srv.seen[0]!.headers['authorization']).toBe(`Bearer ${token}`); // it was sent
@@ -191,9 +197,9 @@ test('the token and other secrets never appear in any result, even when the serv
   await out.close();
   // Nor in start() errors.
   await expect(
-    new HttpOutput('h', { url: srv.url, bearerToken: token, headers: { 'X-Bad': 'a\nb' } }).start(),
+    new HttpOutput('h', cfg({ url: srv.url, bearer_token: token, headers: { 'X-Bad': 'a\nb' } })).start(),
   ).rejects.toThrow(/X-Bad/);
-  const err = await new HttpOutput('h', { url: 'ftp://user:pa55word-xyz@x/', bearerToken: token }).start().catch((e: Error) => e.message);
+  const err = await new HttpOutput('h', cfg({ url: 'ftp://user:pa55word-xyz@x/', bearer_token: token })).start().catch((e: Error) => e.message);
   expect(err).toMatch(/http:\/\/ or https:\/\//);
   expect(err).not.toContain('pa55word-xyz');
 });
@@ -209,7 +215,7 @@ test('Retry-After is honoured: seconds, an HTTP date, a cap; 429 retries with or
     [429, { 'Retry-After': 'soon' }],
   ];
   const srv = await serve((_q, res, _s, n) => res.writeHead(answers[n - 1]![0], answers[n - 1]![1]).end());
-  const out = await output({ url: srv.url, maxRetryAfterMs: 60_000 }, () => now);
+  const out = await output({ url: srv.url, max_retry_after: 60 }, () => now);
   const results: SendResult[] = [];
   for (let i = 0; i < answers.length; i++) results.push(await out.send({ records: records(1, 'r') }));
   expect(results.map((r) => r.status)).toEqual(['retry', 'retry', 'retry', 'retry', 'retry']);
@@ -233,8 +239,8 @@ test('parseRetryAfter: the three HTTP date formats, the past, junk', () => {
   expect(parseRetryAfter(['3', '9'], now, cap)).toBe(3000);
 });
 
-test('400, 404, 401 and 301 are rejected with http_status_<code>; 408 and 500 retry', async () => {
-  const statuses = [400, 404, 401, 301, 408, 500];
+test('400, 404, 401 and 301 are rejected with http_status_<code>; 408, 425 and 500 retry', async () => {
+  const statuses = [400, 404, 401, 301, 408, 425, 500];
   const srv = await serve((_q, res, _s, n) => {
     const status = statuses[n - 1]!;
     res.writeHead(status, status === 301 ? { Location: '/elsewhere' } : {}).end(`{"error":"status ${status}"}`);
@@ -248,8 +254,8 @@ test('400, 404, 401 and 301 are rejected with http_status_<code>; 408 and 500 re
     { status: 'rejected', reason: 'http_status_401', error: expect.stringMatching(/HTTP 401/) },
     { status: 'rejected', reason: 'http_status_301', error: expect.stringMatching(/HTTP 301/) },
   ]);
-  expect(results.slice(4).map((r) => r.status)).toEqual(['retry', 'retry']);
-  expect(srv.seen.length).toBe(6); // the redirect was not followed
+  expect(results.slice(4).map((r) => r.status)).toEqual(['retry', 'retry', 'retry']);
+  expect(srv.seen.length).toBe(7); // the redirect was not followed
   await out.close();
 });
 
@@ -285,9 +291,9 @@ test('the server closing the socket without an answer is a retry; the next send 
   await out.close();
 });
 
-test('no answer within timeoutMs is a retry', async () => {
+test('no answer within timeout is a retry', async () => {
   const srv = await serve(() => undefined); // never answers
-  const out = await output({ url: srv.url, timeoutMs: 150 });
+  const out = await output({ url: srv.url, timeout: '150ms' });
   const r = await out.send({ records: records(1, 't') });
   expect(r.status).toBe('retry');
   expect(errorOf(r)).toMatch(/no response within 150 ms \(timeout\)/);
@@ -313,9 +319,9 @@ test('close aborts a request in flight: its send reports retry', async () => {
   expect((await out.send({ records: records(1, 'x') })).status).toBe('retry');
 });
 
-test('https with a self-signed certificate: verified with caFile, a TLS-error retry without it', async () => {
+test('https with a self-signed certificate: verified with ca_file, a TLS-error retry without it', async () => {
   const srv = await serve(ok, { key: readFileSync(keyFile), cert: readFileSync(certFile) });
-  const trusted = await output({ url: srv.url, tls: { caFile: certFile } });
+  const trusted = await output({ url: srv.url, ca_file: certFile });
   expect(await trusted.send({ records: records(2, 's') })).toEqual({ status: 'delivered' });
   await trusted.close();
 
@@ -325,12 +331,12 @@ test('https with a self-signed certificate: verified with caFile, a TLS-error re
   expect(errorOf(r)).toMatch(/TLS error: self[- ]signed certificate \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
   await untrusted.close();
 
-  const insecure = await output({ url: srv.url, tls: { insecureSkipVerify: true } });
+  const insecure = await output({ url: srv.url, insecure_skip_verify: true });
   expect(await insecure.send({ records: records(2, 's') })).toEqual({ status: 'delivered' });
   await insecure.close();
 
   // The certificate names localhost and 127.0.0.1, not this name.
-  const wrongName = await output({ url: srv.url, tls: { caFile: certFile, serverName: 'collector.example' } });
+  const wrongName = await output({ url: srv.url, ca_file: certFile, server_name: 'collector.example' });
   const w = await wrongName.send({ records: records(1, 's') });
   expect(w.status).toBe('retry');
   expect(errorOf(w)).toMatch(/TLS error: .*(ERR_TLS_CERT_ALTNAME_INVALID|altnames)/);
@@ -341,36 +347,74 @@ test('https with a self-signed certificate: verified with caFile, a TLS-error re
 test('https with a client certificate (mTLS)', async () => {
   const cert = readFileSync(certFile);
   const srv = await serve(ok, { key: readFileSync(keyFile), cert, ca: cert, requestCert: true, rejectUnauthorized: true });
-  const withCert = await output({ url: srv.url, tls: { caFile: certFile, certFile, keyFile } });
+  const withCert = await output({ url: srv.url, ca_file: certFile, cert_file: certFile, key_file: keyFile });
   expect(await withCert.send({ records: records(1, 'm') })).toEqual({ status: 'delivered' });
   await withCert.close();
-  const without = await output({ url: srv.url, tls: { caFile: certFile } });
+  const without = await output({ url: srv.url, ca_file: certFile });
   expect((await without.send({ records: records(1, 'm') })).status).toBe('retry');
   await without.close();
   expect(srv.seen.length).toBe(1);
 });
 
 test('start rejects what cannot work, with a clear message', async () => {
-  const bad = (o: HttpOutputOptions) => new HttpOutput('h', o).start();
+  const bad = (o: Record<string, unknown>) => new HttpOutput('h', cfg(o)).start();
   await expect(bad({ url: 'not a url' })).rejects.toThrow(/http output h: url is not a valid URL/);
   await expect(bad({ url: 'ftp://x/' })).rejects.toThrow(/http:\/\/ or https:\/\//);
-  await expect(bad({ url: 'https://x/', tls: { caFile: join(dir, 'missing.pem') } })).rejects.toThrow(/cannot read tls caFile .*missing\.pem: ENOENT/);
-  await expect(bad({ url: 'https://x/', tls: { certFile } })).rejects.toThrow(/certFile and keyFile/);
+  await expect(bad({ url: 'https://x/', ca_file: join(dir, 'missing.pem') })).rejects.toThrow(/cannot read ca_file .*missing\.pem: ENOENT/);
+  await expect(bad({ url: 'https://x/', cert_file: certFile })).rejects.toThrow(/cert_file and key_file/);
   const junk = join(dir, 'junk.pem');
   writeFileSync(junk, 'not a certificate');
-  await expect(bad({ url: 'https://x/', tls: { certFile: junk, keyFile } })).rejects.toThrow(/cannot be used/);
-  await expect(bad({ url: 'https://x/', tls: { certFile: keyFile, keyFile: certFile } })).rejects.toThrow(/cannot be used/);
-  await expect(bad({ url: 'http://x/', format: 'xml' as 'ndjson' })).rejects.toThrow(/format/);
-  await expect(bad({ url: 'http://x/', timeoutMs: 0 })).rejects.toThrow(/timeoutMs/);
-  await expect(bad({ url: 'http://x/', bearerToken: ' \n' })).rejects.toThrow(/bearerToken is empty/);
+  await expect(bad({ url: 'https://x/', cert_file: junk, key_file: keyFile })).rejects.toThrow(/cannot be used/);
+  await expect(bad({ url: 'https://x/', cert_file: keyFile, key_file: certFile })).rejects.toThrow(/cannot be used/);
+  // Option kinds and ranges are the schema's (config.ts), checked when the config loads.
+  expect(() => cfg({ url: 'http://x/', format: 'xml' })).toThrow(/format: expected one of ndjson, json_array/);
+  expect(() => cfg({ url: 'http://x/', timeout: 0 })).toThrow(/timeout: must be at least/);
+  expect(() => cfg({ url: 'http://x/', max_retry_after: -1 })).toThrow(/max_retry_after/);
+  expect(() => cfg({})).toThrow(/url: is required/);
+  await expect(bad({ url: 'http://x/', bearer_token: ' \n' })).rejects.toThrow(/bearer_token is empty/);
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, 'bad\ntoken');
-  await expect(bad({ url: 'http://x/', bearerToken: readFileSync(tokenFile, 'utf8') })).rejects.toThrow(/bearerToken contains/);
+  await expect(bad({ url: 'http://x/', bearer_token: readFileSync(tokenFile, 'utf8') })).rejects.toThrow(/bearer_token contains/);
   // tls settings are ignored for http://
-  await new HttpOutput('h', { url: 'http://127.0.0.1:1/', tls: { caFile: join(dir, 'missing.pem') } }).start();
+  await new HttpOutput('h', cfg({ url: 'http://127.0.0.1:1/', ca_file: join(dir, 'missing.pem') })).start();
+});
+
+test('basic authentication and an API-key header from secret files; neither value appears in errors', async () => {
+  const echo: Handler = (q, res) => res.writeHead(403).end(`you sent ${q.headers['authorization']} and ${q.headers['x-tenant-key']}`);
+  const srv = await serve(echo);
+  writeFileSync(join(dir, 'basic-pass'), 'p4ss-w0rd-xyz\n');
+  writeFileSync(join(dir, 'api-key'), 'k3y-abcdef-987\n');
+  const out = await output({
+    url: srv.url,
+    basic_auth_user: 'cefd',
+    basic_auth_password_file: join(dir, 'basic-pass'),
+    api_key_file: join(dir, 'api-key'),
+    api_key_header: 'X-Tenant-Key',
+  });
+  const r = await out.send({ records: records(1, 'b') });
+  const h = srv.seen[0]!.headers;
+  expect(h['authorization']).toBe(`Basic ${Buffer.from('cefd:p4ss-w0rd-xyz').toString('base64')}`);
+  expect(h['x-tenant-key']).toBe('k3y-abcdef-987');
+  expect(r).toMatchObject({ status: 'rejected', reason: 'http_status_403' });
+  const text = JSON.stringify(r);
+  expect(text).not.toContain('p4ss-w0rd-xyz');
+  expect(text).not.toContain(Buffer.from('cefd:p4ss-w0rd-xyz').toString('base64'));
+  expect(text).not.toContain('k3y-abcdef-987');
+  await out.close();
+});
+
+test('the shared transport hands a 2xx body to an output that asks for it (a bulk API\'s per-item answer)', async () => {
+  const srv = await serve((_q, res) => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"items":[{"status":201},{"status":400}]}'));
+  const t = new HttpTransport('bulk output b', cfg({ url: srv.url }), 'application/x-ndjson');
+  await t.start();
+  const r = await t.send(Buffer.from('{}\n{}\n'), true);
+  expect(r.status).toBe('delivered');
+  expect(r.body?.toString('utf8')).toBe('{"items":[{"status":201},{"status":400}]}');
+  expect(srv.seen[0]!.headers['content-type']).toBe('application/x-ndjson');
+  await t.close();
 });
 
 test('send before start is a retry, not a throw', async () => {
-  const out = new HttpOutput('h', { url: 'http://127.0.0.1:1/' });
+  const out = new HttpOutput('h', cfg({ url: 'http://127.0.0.1:1/' }));
   expect((await out.send({ records: ['{}'] })).status).toBe('retry');
 });

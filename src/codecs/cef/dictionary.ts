@@ -20,11 +20,15 @@ export interface KeyInfo {
   readonly type: KeyType;
   /** For custom fields: the full name of the value key this key pairs with. */
   readonly customBase: string | undefined;
+  /** For custom fields: the short name of the value key (`cs10`), which names the slot in `cef.custom`. */
+  readonly customShort: string | undefined;
   readonly isLabel: boolean;
   /** The other half of a custom pair (value ↔ Label). */
   pair: KeyInfo | undefined;
   /** Parser scratch: the record number that last saw this key (see parse.ts). */
   mark: number;
+  /** Parser scratch: a custom key's value in the current record (valid while `mark` is the record's). */
+  value: string;
 }
 
 interface Family {
@@ -48,10 +52,10 @@ const FAMILIES: readonly Family[] = [
 /** One KeyInfo per full name. */
 const byFull = new Map<string, KeyInfo>();
 
-function info(full: string, type: KeyType, customBase: string | undefined, isLabel: boolean): KeyInfo {
+function info(full: string, type: KeyType, customBase: string | undefined, customShort: string | undefined, isLabel: boolean): KeyInfo {
   let i = byFull.get(full);
   if (i === undefined) {
-    i = { full, type, customBase, isLabel, pair: undefined, mark: 0 };
+    i = { full, type, customBase, customShort, isLabel, pair: undefined, mark: 0, value: '' };
     byFull.set(full, i);
   }
   return i;
@@ -78,8 +82,9 @@ function customInfo(key: string): KeyInfo | undefined {
     }
     if (!ok) continue;
     const base = f.full + n;
-    const value = info(base, f.type, base, false);
-    const label = info(base + 'Label', 'string', base, true);
+    const short = f.short + n;
+    const value = info(base, f.type, base, short, false);
+    const label = info(base + 'Label', 'string', base, short, true);
     value.pair = label;
     label.pair = value;
     return isLabel ? label : value;
@@ -120,7 +125,7 @@ function insert(key: string, i: KeyInfo): void {
 
 for (const [short, full, type] of KEY_TABLE) {
   const custom = customInfo(short) ?? customInfo(full);
-  const i = custom ?? info(full, type, undefined, false);
+  const i = custom ?? info(full, type, undefined, undefined, false);
   insert(short, i);
   insert(full, i);
 }
@@ -160,3 +165,6 @@ export function resetMarks(): void {
 export function fullName(key: string): string {
   return lookupKey(key)?.full ?? key;
 }
+
+/** Custom-field families (short prefix → full prefix), for readers of `cef.custom` keys. */
+export const CUSTOM_FAMILIES: ReadonlyArray<{ readonly short: string; readonly full: string; readonly type: KeyType }> = FAMILIES;

@@ -141,7 +141,7 @@ function isDigits(s: string, from: number): boolean {
 }
 
 /** Row 15: `[+-]?[0-9]+`; numbers beyond 2^53 stay decimal strings. */
-function toInt(v: string): number | string | null {
+export function toInt(v: string): number | string | null {
   const c = v.charCodeAt(0);
   const from = c === 43 || c === 45 ? 1 : 0;
   if (!isDigits(v, from)) return null;
@@ -160,6 +160,26 @@ function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | 
       return cefTimeToIso(v, opts.defaultZone, opts.nowMs);
     default:
       return null;
+  }
+}
+
+/**
+ * Converts a typed key's value into `typed` when the converted value says something the
+ * text does not (docs/event-format.md, "cef.typed"): numbers always (a JSON number), time
+ * stamps when the ISO text differs from the written one; IP addresses never (the
+ * validated text is the written text). A value that does not convert is a warning.
+ */
+function putTyped(info: KeyInfo, value: string, typed: Record<string, unknown>, d: Diagnostics, opts: CefOptions): void {
+  if (value === '') {
+    // Row 11: kept as "", not typed.
+    addWarning(d, { code: 'cef_bad_field', key: info.full, message: 'empty value' });
+    return;
+  }
+  const t = convert(info, value, opts);
+  if (t === null) {
+    addWarning(d, { code: 'cef_bad_field', key: info.full, message: `not a valid ${info.type === 'int' ? 'integer' : info.type === 'ip' ? 'IP address' : 'time stamp'}` });
+  } else if (t !== value) {
+    typed[info.full] = t;
   }
 }
 
@@ -276,7 +296,8 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
     name: fields[5],
     severity: fields[6],
     extensions: {},
-    typed: {},
+    custom: undefined,
+    typed: undefined,
   };
   if (fields.length < 7) {
     // Missing fields are absent, not "" (row 5).
@@ -297,7 +318,7 @@ let recordMark = 0;
 
 function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions): void {
   const ext = rec.extensions;
-  const typed = rec.typed as Record<string, unknown>;
+  const typed: Record<string, unknown> = {};
   if (++recordMark > 0x3fffffff) {
     recordMark = 1;
     resetMarks();
@@ -320,7 +341,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
         code: 'cef_unparsed_extension',
         message: s.slice(p, Math.min(stop, p + 256)),
       });
-      if (k === -1) return;
+      if (k === -1) break;
       p = k;
       knownEq = eqPos[0]!;
       continue;
@@ -353,37 +374,68 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
         info.mark = mark;
         if (info.customBase !== undefined) (customSeen ??= []).push(info);
       }
-      ext[full] = value;
-      if (info.type !== 'string' && info.type !== 'text') {
-        if (value === '') {
-          // Row 11: kept as "", not typed.
-          addWarning(d, { code: 'cef_bad_field', key: full, message: 'empty value' });
-        } else {
-          const t = convert(info, value, opts);
-          if (t === null) {
-            addWarning(d, { code: 'cef_bad_field', key: full, message: `not a valid ${info.type === 'int' ? 'integer' : info.type === 'ip' ? 'IP address' : 'time stamp'}` });
-          } else {
-            typed[full] = t;
-          }
-        }
+      if (info.customBase !== undefined) {
+        // Custom fields are placed once the record is read: a pair goes to `cef.custom`.
+        info.value = value;
+      } else {
+        ext[full] = value;
+        if (info.type !== 'string' && info.type !== 'text') putTyped(info, value, typed, d, opts);
       }
     }
     if (k === -1) break;
     p = k;
     knownEq = eqPos[0]!;
   }
-  if (customSeen !== undefined) checkCustomPairs(customSeen, mark, d);
+  if (customSeen !== undefined) placeCustom(customSeen, mark, rec, typed, d, opts);
+  for (const _ in typed) {
+    rec.typed = typed as Record<string, string | number>;
+    break;
+  }
 }
 
-/** Row 16: a custom value without its Label, or a Label without its value, is a warning. */
-function checkCustomPairs(seen: KeyInfo[], mark: number, d: Diagnostics): void {
+/**
+ * Custom fields (csN, cnN, ... with their Labels), in the order they first arrived. A
+ * value whose Label arrived too is one field named by its label: `cef.custom["cs3:TaskName"]`
+ * (slot short name, `:`, label; docs/event-format.md). Its value is the JSON number when
+ * the text is that number as written (`cn1=4`), else the text (with the converted value
+ * in `typed` under the full name, as for any key). A value or Label without its other
+ * half (row 16 warns), or a pair with an empty Label, stays in `extensions` under its
+ * full names.
+ */
+function placeCustom(seen: KeyInfo[], mark: number, rec: CefRecord, typed: Record<string, unknown>, d: Diagnostics, opts: CefOptions): void {
+  const ext = rec.extensions;
+  let custom: Record<string, string | number> | undefined;
   for (const info of seen) {
-    if (info.pair !== undefined && info.pair.mark === mark) continue;
-    const base = info.customBase!;
-    addWarning(d, {
-      code: 'cef_custom_field_unpaired',
-      key: info.full,
-      message: info.isLabel ? `${info.full} has no value (${base})` : `${base} has no label (${base}Label)`,
-    });
+    const pair = info.pair!;
+    const paired = pair.mark === mark;
+    if (!paired) {
+      addWarning(d, {
+        code: 'cef_custom_field_unpaired',
+        key: info.full,
+        message: info.isLabel ? `${info.full} has no value (${info.customBase!})` : `${info.customBase!} has no label (${info.customBase!}Label)`,
+      });
+    }
+    // A pair folds when its label names it: an empty Label leaves both keys in `extensions`.
+    const folds = paired && (info.isLabel ? info.value : pair.value) !== '';
+    if (info.isLabel) {
+      if (!folds) ext[info.full] = info.value;
+      continue;
+    }
+    const value = info.value;
+    if (info.type !== 'string' && info.type !== 'text') putTyped(info, value, typed, d, opts);
+    if (!folds) {
+      ext[info.full] = value;
+      continue;
+    }
+    let v: string | number = value;
+    const t = typed[info.full];
+    if (typeof t === 'number' && String(t) === value) {
+      v = t;
+      delete typed[info.full];
+    }
+    const key = `${info.customShort!}:${pair.value}`;
+    custom ??= {};
+    setOwn(custom, key, v);
   }
+  rec.custom = custom;
 }

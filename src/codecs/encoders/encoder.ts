@@ -5,6 +5,8 @@
  * event once per distinct encoding in use, and the disk buffer stores the encoded bytes.
  */
 import type { CefdEvent } from '../../event.js';
+import type { Code } from '../../errors.js';
+import type { EventOptions } from './native.js';
 
 /** What an output's `encoding` section says. */
 export interface EncodingConfig {
@@ -14,12 +16,39 @@ export interface EncodingConfig {
   only_fields?: readonly string[];
   /** Drop these fields (dotted paths); applied before encoding. */
   except_fields?: readonly string[];
+  /** The native event's options (config `event`, docs/event-format.md); other encoders read the event whole. */
+  event?: EventOptions;
+}
+
+/**
+ * What an encoder could not carry, counted per code (src/errors.ts, stage `encode`): the
+ * encoder only counts; the owner reads and resets the counts (metrics, a rate-limited log
+ * line), as a normalizer's outcome is counted by the pipeline.
+ */
+export class EncodeProblems {
+  readonly counts = new Map<Code, number>();
+  /** The last problem of each code, for a log line: field and what happened. */
+  readonly last = new Map<Code, string>();
+
+  add(code: Code, detail: string): void {
+    this.counts.set(code, (this.counts.get(code) ?? 0) + 1);
+    this.last.set(code, detail);
+  }
+
+  /** The counts since the last call, then zero. */
+  take(): [Code, number][] {
+    const out = [...this.counts];
+    this.counts.clear();
+    return out;
+  }
 }
 
 export interface Encoder {
   /** Registry name plus field options: two outputs with equal keys share one encoding. */
   readonly key: string;
   readonly codec: string;
+  /** Problems counted while encoding (keys dropped, values cut). */
+  readonly problems: EncodeProblems;
   /**
    * One record, without a separator (NDJSON/array/syslog framing is the output's). May
    * throw only for an event a user normalizer made unencodable (a BigInt, a cycle): the

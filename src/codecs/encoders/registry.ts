@@ -1,12 +1,22 @@
 /** The encoders outputs can name in `encoding.codec`. Adding one: a module here and one line below. */
 import type { CefdEvent } from '../../event.js';
-import type { Encoder, EncodingConfig } from './encoder.js';
+import { EncodeProblems, type Encoder, type EncodingConfig } from './encoder.js';
+import { nativeEncoder } from './native.js';
+import { ecsEncoder } from './ecs.js';
+import { kumaEncoder } from './kuma.js';
+import { cefEncoder } from './cef.js';
 
 type EncodeFn = (event: CefdEvent) => string;
 
-const ENCODERS: Record<string, () => EncodeFn> = {
+const ENCODERS: Record<string, (cfg: EncodingConfig, problems: EncodeProblems) => EncodeFn> = {
   /** cefd's own event (docs/event-format.md). */
-  native: () => (event) => JSON.stringify(event),
+  native: (cfg) => nativeEncoder(cfg.event),
+  /** Elastic Common Schema 8.x (docs/encodings.md). */
+  ecs: () => ecsEncoder(),
+  /** KUMA's normalized event (docs/encodings.md). */
+  kuma: (_cfg, problems) => kumaEncoder(problems),
+  /** The event written back as a CEF record (docs/encodings.md). */
+  cef: (_cfg, problems) => cefEncoder(problems),
 };
 
 export const ENCODER_NAMES: readonly string[] = Object.keys(ENCODERS);
@@ -19,16 +29,19 @@ export function isEncoderName(name: string): boolean {
 export function createEncoder(cfg: EncodingConfig): Encoder {
   const make = ENCODERS[cfg.codec];
   if (make === undefined) throw new Error(`unknown encoder ${JSON.stringify(cfg.codec)} (known: ${ENCODER_NAMES.join(', ')})`);
-  const base = make();
+  const problems = new EncodeProblems();
+  const base = make(cfg, problems);
   const only = cfg.only_fields ?? [];
   const except = cfg.except_fields ?? [];
-  const key = `${cfg.codec}|${only.join(',')}|${except.join(',')}`;
-  if (only.length === 0 && except.length === 0) return { key, codec: cfg.codec, encode: base };
+  const ev = cfg.event;
+  const key = `${cfg.codec}|${only.join(',')}|${except.join(',')}|${ev === undefined ? '' : `${ev.typed ?? ''},${ev.custom_fields ?? ''},${ev.ksc ?? ''},${ev.syslog_timestamp ?? ''}`}`;
+  if (only.length === 0 && except.length === 0) return { key, codec: cfg.codec, problems, encode: base };
   const onlyPaths = only.map((p) => p.split('.'));
   const exceptPaths = except.map((p) => p.split('.'));
   return {
     key,
     codec: cfg.codec,
+    problems,
     encode: (event) => {
       let e: Record<string, unknown> = event;
       if (onlyPaths.length > 0) e = pick(e, onlyPaths);
@@ -37,7 +50,6 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
     },
   };
 }
-
 function pick(obj: Record<string, unknown>, paths: readonly string[][]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const p of paths) {

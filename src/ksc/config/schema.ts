@@ -3,7 +3,7 @@
  * schema.ts. KSC connections (and their secrets) are not configured here: they live in the
  * state store and are managed with `cefd ksc connections ...` or the admin HTTP API.
  */
-import type { ListSpec, ScalarSpec, Spec } from '../../config/schema.js';
+import type { ListSpec, ScalarSpec, Spec } from '../../config/spec.js';
 
 const dur = (doc: string, def: string, min = 0): ScalarSpec => ({ kind: 'duration', doc, default: def, min });
 

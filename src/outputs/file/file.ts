@@ -45,64 +45,15 @@ import { dirname } from 'node:path';
 import { errorText, isEmptyBatch, ndjsonPartsOf } from '../shared/encode.js';
 import { freeRotatedPath, pruneRotated } from './rotate.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import type { FileConfig, FsyncPolicy } from './config.js';
 
-export type FsyncPolicy = 'never' | 'batch' | 'interval';
-
-export interface FileOutputOptions {
-  /**
-   * Path of the NDJSON file. Missing parent directories are created (mode 0o750). The file
-   * is opened for appending: what it already holds is kept. Required.
-   */
-  path: string;
-  /**
-   * Rotate before a write that would make the file larger than this many bytes. A batch is
-   * never split, so a file exceeds this only when one batch alone is larger. 0 = no size
-   * rotation. Default 0.
-   */
-  rotateMaxBytes?: number;
-  /**
-   * Rotate when the period of this many seconds in which the file got its data ends.
-   * Periods are aligned to the Unix epoch in UTC (3600 = on the hour, 86400 = at midnight
-   * UTC). Checked before each write and by a timer at each period end, so an idle file
-   * rotates on time too; an empty file is not rotated. 0 = no time rotation. Default 0.
-   */
-  rotateIntervalSeconds?: number;
-  /**
-   * How many rotated files (`<name>-<UTC time>[-<n>]<ext>`) to keep: after a rotation the
-   * oldest beyond this number are deleted. 0 = keep all. Default 0.
-   */
-  maxFiles?: number;
-  /**
-   * When to fsync: `never` (leave it to the kernel: a daemon crash loses nothing that was
-   * written, an OS crash or power loss may lose the last ~30 s), `batch` (after every
-   * batch, before reporting it delivered: durable, slowest), `interval` (every
-   * `fsyncIntervalMs` when something was written). The file is also fsynced before it is
-   * rotated, reopened or closed unless `never`. Default `never`.
-   */
-  fsync?: FsyncPolicy;
-  /** Period of the `interval` fsync policy, in milliseconds. Default 1000. */
-  fsyncIntervalMs?: number;
-  /**
-   * Permissions of a file the output creates (new file, after rotation), as a number
-   * (YAML `0o640`). Existing files keep theirs. Default 0o640.
-   */
-  mode?: number;
-}
+export type { FileConfig, FsyncPolicy } from './config.js';
 
 /** Test seams; not configuration. */
 export interface FileOutputDeps {
   /** Clock for time rotation and rotated names, in ms since the epoch. Default `Date.now`. */
   now?: () => number;
 }
-
-export const FILE_DEFAULTS = {
-  rotateMaxBytes: 0,
-  rotateIntervalSeconds: 0,
-  maxFiles: 0,
-  fsync: 'never' as FsyncPolicy,
-  fsyncIntervalMs: 1000,
-  mode: 0o640,
-} as const;
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -161,23 +112,22 @@ export class FileOutput implements Output {
 
   constructor(
     readonly name: string,
-    options: FileOutputOptions,
+    config: FileConfig,
     deps: FileOutputDeps = {},
   ) {
-    this.path = options.path;
-    this.maxBytes = options.rotateMaxBytes ?? FILE_DEFAULTS.rotateMaxBytes;
-    this.intervalMs = (options.rotateIntervalSeconds ?? FILE_DEFAULTS.rotateIntervalSeconds) * 1000;
-    this.maxFiles = options.maxFiles ?? FILE_DEFAULTS.maxFiles;
-    this.fsyncPolicy = options.fsync ?? FILE_DEFAULTS.fsync;
-    this.fsyncIntervalMs = options.fsyncIntervalMs ?? FILE_DEFAULTS.fsyncIntervalMs;
-    this.mode = options.mode ?? FILE_DEFAULTS.mode;
+    // The schema (config.ts) checked and defaulted every option; only units change here.
+    this.path = config.path;
+    this.maxBytes = config.rotate_max_bytes;
+    this.intervalMs = config.rotate_interval * 1000;
+    this.maxFiles = config.max_files;
+    this.fsyncPolicy = config.fsync;
+    this.fsyncIntervalMs = Math.max(1, Math.round(config.fsync_interval * 1000));
+    this.mode = config.mode;
     this.now = deps.now ?? Date.now;
   }
 
   async start(): Promise<void> {
     if (this.started) return;
-    const bad = this.checkOptions();
-    if (bad !== null) throw new Error(`file output ${this.name}: ${bad}`);
     this.closed = false;
     try {
       await this.serial(() => this.openFile());
@@ -237,18 +187,6 @@ export class FileOutput implements Output {
   }
 
   // ---------------------------------------------------------------------------------
-
-  private checkOptions(): string | null {
-    if (typeof this.path !== 'string' || this.path === '') return 'path is required';
-    const nonNeg = (v: number) => Number.isFinite(v) && v >= 0;
-    if (!nonNeg(this.maxBytes)) return `rotateMaxBytes must be a number >= 0, got ${this.maxBytes}`;
-    if (!nonNeg(this.intervalMs)) return `rotateIntervalSeconds must be a number >= 0`;
-    if (!nonNeg(this.maxFiles) || !Number.isInteger(this.maxFiles)) return `maxFiles must be an integer >= 0, got ${this.maxFiles}`;
-    if (!['never', 'batch', 'interval'].includes(this.fsyncPolicy)) return `fsync must be never, batch or interval, got ${String(this.fsyncPolicy)}`;
-    if (!(this.fsyncIntervalMs > 0) || this.fsyncIntervalMs > MAX_TIMER_MS) return `fsyncIntervalMs must be > 0, got ${this.fsyncIntervalMs}`;
-    if (!Number.isInteger(this.mode) || this.mode < 0 || this.mode > 0o7777) return `mode must be a file mode such as 0o640`;
-    return null;
-  }
 
   private retry(error: string): SendResult {
     return { status: 'retry', error: `file output ${this.name} (${this.path}): ${error}` };

@@ -26,7 +26,8 @@ export function registerSqlCommands(program: Command): void {
 }
 
 export async function sqlTest(file: string, only: string | undefined, rows: number, out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  const { loadConfig, checkNormalizers, ConfigError } = await import('../../config/load.js');
+  const { loadConfig, ConfigError } = await import('../../config/load.js');
+  const { checkNormalizers } = await import('../../config/normalizers.js');
   let c;
   try {
     c = loadConfig(file);

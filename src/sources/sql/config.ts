@@ -2,7 +2,7 @@
  * The `sql` source's configuration fragment (its schema, type and checks, in one place):
  * the config schema lists it under `sql_sources`; docs/sql-source.md explains each option.
  */
-import type { ObjectSpec, Spec } from '../../config/schema.js';
+import type { ObjectSpec, Spec } from '../../config/spec.js';
 import { countPlaceholders, hasOrderBy } from './query.js';
 import { parseDbUrl } from './url.js';
 

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { CefdEvent } from '../../event.js';
 import type { Normalizer } from '../../pipeline/normalize.js';
-import type { FlowControl } from '../../pipeline/output-slot.js';
+import type { FlowControl } from '../../pipeline/flow-control.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { Telemetry } from '../../telemetry/telemetry.js';
 import { isoFromMs } from '../../time.js';

@@ -8,34 +8,15 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { Framer } from '../../codecs/framing/framer.js';
-import type { StreamListenerConfig } from '../../config/types.js';
+import type { StreamListenerConfig } from './config.js';
+import { peerOf, type Source } from '../source.js';
 import type { Normalizer } from '../../pipeline/normalize.js';
-import type { FlowControl } from '../../pipeline/output-slot.js';
+import type { FlowControl } from '../../pipeline/flow-control.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
 import { handshakeReason, loadTlsMaterial, pinnedCertificateProblem, verifyReason } from './tls-material.js';
 import { inheritedSocket } from '../shared/systemd.js';
-
-export interface Source {
-  readonly name: string;
-  readonly config: StreamListenerConfig | import('../../config/types.js').UdpListenerConfig;
-  /** Bound and ready. */
-  readonly ready: boolean;
-  start(): Promise<void>;
-  /** Stop accepting, read what connections already sent (up to `graceMs`), close. */
-  stop(graceMs: number): Promise<void>;
-  /** SIGHUP with an unchanged config: re-read certificate files. False: they were refused (the old ones stay). */
-  reload(): boolean;
-  /** The bound port (for port 0). */
-  port(): number | undefined;
-}
-
-export function peerOf(address: string | undefined, port: number | undefined): string {
-  if (address === undefined) return 'unknown';
-  const a = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-  return a.includes(':') ? `[${a}]:${port ?? 0}` : `${a}:${port ?? 0}`;
-}
 
 interface Conn {
   socket: net.Socket;
@@ -399,6 +380,10 @@ export class StreamSource implements Source {
       c.socket.resume();
     }
     while (this.conns.size > 0 && Date.now() < deadline) {
+      // Let the event loop poll the sockets first: after a stall (a starved CPU) this timer
+      // can fire before the reads that are already waiting, and a connection would look
+      // quiet with data still in its kernel buffer.
+      await new Promise((r) => setImmediate(r));
       const now = Date.now();
       let busy = false;
       for (const c of this.conns) {

@@ -11,8 +11,8 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import type { Config, TlsServerConfig } from '../../config/types.js';
-import type { ConfigProblem } from '../../config/load.js';
+import type { FieldProblem } from '../../config/spec.js';
+import type { TlsServerConfig } from './config.js';
 
 export { MODERN_TLS12_CIPHERS } from './tls-ciphers.js';
 
@@ -98,8 +98,8 @@ export function loadTlsMaterial(listener: string, t: TlsServerConfig): TlsMateri
 }
 
 /** Every TLS listener's files checked (`validate`, start, SIGHUP). */
-export function tlsProblems(c: Config): ConfigProblem[] {
-  const out: ConfigProblem[] = [];
+export function tlsProblems(c: { listeners: readonly { type: string; name: string; tls?: TlsServerConfig }[] }): FieldProblem[] {
+  const out: FieldProblem[] = [];
   c.listeners.forEach((l, i) => {
     if (l.type !== 'tls' || l.tls === undefined) return;
     try {
@@ -107,24 +107,6 @@ export function tlsProblems(c: Config): ConfigProblem[] {
     } catch (e) {
       if (!(e instanceof TlsMaterialError)) throw e;
       out.push({ key: `listeners[${i}].${e.option}`, message: e.message });
-    }
-  });
-  return out;
-}
-
-/** Combinations of client-certificate options that check nothing, or refuse everyone. */
-export function clientAuthProblems(c: Config): ConfigProblem[] {
-  const out: ConfigProblem[] = [];
-  c.listeners.forEach((l, i) => {
-    const t = l.type === 'tls' ? l.tls : undefined;
-    if (t === undefined) return;
-    const k = `listeners[${i}].tls.client_auth`;
-    const pins = t.client_fingerprints.length > 0;
-    if (t.client_auth === 'none' && t.ca_file !== undefined && !pins) {
-      out.push({ key: k, message: 'ca_file is set but client_auth is none, so no client certificate is checked: set client_auth to required (or optional), or remove ca_file' });
-    }
-    if (t.client_auth === 'optional' && t.ca_file === undefined && !pins) {
-      out.push({ key: k, message: 'optional client certificates need tls.ca_file or tls.client_fingerprints: without them every certificate presented would be refused' });
     }
   });
   return out;

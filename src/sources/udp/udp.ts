@@ -7,13 +7,13 @@
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import { Framer } from '../../codecs/framing/framer.js';
-import type { UdpListenerConfig } from '../../config/types.js';
+import type { UdpListenerConfig } from './config.js';
 import type { Normalizer } from '../../pipeline/normalize.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
 import { inheritedSocket } from '../shared/systemd.js';
-import { peerOf, type Source } from '../tcp/stream.js';
+import { peerOf, type Source } from '../source.js';
 
 export class UdpSource implements Source {
   readonly name: string;

@@ -2,9 +2,8 @@
 import https from 'node:https';
 import net from 'node:net';
 import zlib from 'node:zlib';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { tempDir as makeTemp } from '../temp.js';
 import type { KscLogger } from '../../../src/ksc/secrets.js';
 
 export interface RawResponse {
@@ -48,7 +47,7 @@ export function kscBasic(user: string, pass: string): string {
 }
 
 export function tempDir(prefix = 'cefd-ksc-'): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const dir = makeTemp(prefix);
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

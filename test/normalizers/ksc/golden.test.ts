@@ -15,7 +15,7 @@ import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../../src/codecs/decode.js';
 import { Framer } from '../../../src/codecs/framing/framer.js';
 import { normalizeEvent } from '../../../src/pipeline/normalize.js';
-import ksc from '../../../normalizers/ksc/index.js';
+import ksc, { kscView } from '../../../normalizers/ksc/index.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/ksc/', import.meta.url));
 const GOLDEN = `${FIXTURES}golden/`;
@@ -49,7 +49,10 @@ function runFrame(frame: Buffer): unknown {
     decoded: true,
     normalizer: outcome.normalizer,
     type: outcome.type,
+    // What the event carries (the derived fields), then the whole object rebuilt from the
+    // event (normalizers/ksc/lean.ts), which is what schema 1 carried.
     ksc: event.ksc,
+    kscView: kscView(event),
     warnings: event.warnings?.slice(warningsBefore) ?? [],
   };
 }

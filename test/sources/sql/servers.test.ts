@@ -100,7 +100,9 @@ describe.each([
     const mport = await freePort();
     const d = runCefd(join(dir, sub), yaml(mport, source('ksc', db.url(), '    batch_rows: 64\n')));
     children.push(d);
-    await waitFor(() => events(sub).length >= 300, 30_000, '300 events');
+    await waitFor(() => events(sub).length >= 300, 30_000, '300 events').catch((e) => {
+      throw new Error(`${(e as Error).message}: ${events(sub).length}\n${d.text().slice(-3000)}`);
+    });
     await schema.insertEvents(301, 340);
     await waitFor(() => events(sub).length >= 340, 30_000, '340 events');
     const list = events(sub);

@@ -1,54 +1,25 @@
 /**
- * One output in the pipeline: its route filter, its bounded queue, and the runner that
- * feeds the output one batch at a time. The runner owns what outputs do not: counting,
- * capped exponential backoff with jitter on `retry`, and dead-lettering `rejected`
- * batches. When the queue reaches its capacity with `when_full: block`, the slot tells
- * the flow control, which pauses every socket until the queue drains below half.
+ * The output runner: feeds one output from its bounded queue, one batch at a time, and
+ * owns what outputs do not (STYLE lesson 6): counting, capped exponential backoff with
+ * jitter on `retry`, dead-lettering `rejected` records, and per-record results
+ * (`partial`: rejected records dead-lettered with their reason, the ones to retry sent
+ * again alone after a backoff, the rest counted as sent). The queue's delivery position
+ * moves past a batch only when every record of it is settled, so a crash in between sends
+ * the whole batch again: delivery is at least once. When the queue reaches its capacity
+ * with `when_full: block`, the runner blocks the flow control (flow-control.ts), which
+ * pauses every socket until the queue drains below half.
  */
-import type { Output } from '../outputs/types.js';
+import type { EncodingConfig } from '../codecs/encoders/encoder.js';
+import type { Batch, Output, PartialResult } from '../outputs/types.js';
 import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
-import type { EventQueue } from '../buffer/queue.js';
+import type { EventQueue, QueueBatch } from '../buffer/queue.js';
+import type { FlowControl } from './flow-control.js';
 
 export interface FilterLike {
   test(event: object): boolean;
 }
 
-/** Pauses and resumes reading from sockets. */
-export class FlowControl {
-  private readonly blocking = new Set<string>();
-  private readonly sources = new Set<{ pause(): void; resume(): void }>();
-
-  constructor(private readonly telemetry: Telemetry) {}
-
-  get paused(): boolean {
-    return this.blocking.size > 0;
-  }
-
-  register(source: { pause(): void; resume(): void }): () => void {
-    this.sources.add(source);
-    if (this.paused) source.pause();
-    return () => this.sources.delete(source);
-  }
-
-  block(who: string, why = `queue of output ${who} is full`): void {
-    if (this.blocking.has(who)) return;
-    this.blocking.add(who);
-    if (this.blocking.size === 1) {
-      this.telemetry.setPaused(true, why);
-      for (const s of this.sources) s.pause();
-    }
-  }
-
-  unblock(who: string): void {
-    if (!this.blocking.delete(who)) return;
-    if (this.blocking.size === 0) {
-      this.telemetry.setPaused(false);
-      for (const s of this.sources) s.resume();
-    }
-  }
-}
-
-export interface SlotOptions {
+export interface RunnerOptions {
   name: string;
   filter: FilterLike | undefined;
   capacity: number;
@@ -56,12 +27,14 @@ export interface SlotOptions {
   batchMax: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
+  /** The output's `encoding` section (which encoder makes its records); default native. */
+  encoding?: EncodingConfig;
 }
 
 /** Where rejected batches go: builds dead-letter records. */
 export type RejectSink = (output: string, records: readonly string[], reason: string, error: string) => void;
 
-export class OutputSlot {
+export class OutputRunner {
   readonly name: string;
   readonly stats: OutputStats;
   private wake: (() => void) | null = null;
@@ -71,12 +44,12 @@ export class OutputSlot {
   private sleepTimer: NodeJS.Timeout | null = null;
   private sleepResolve: (() => void) | null = null;
   private blocked = false;
-  /** This slot's key in the flow control (unique: a reload can run two slots of one name). */
+  /** This runner's key in the flow control (unique: a reload can run two runners of one name). */
   private readonly flowKey: string;
   private static instances = 0;
 
   constructor(
-    readonly opts: SlotOptions,
+    readonly opts: RunnerOptions,
     readonly output: Output,
     readonly queue: EventQueue,
     private readonly flow: FlowControl,
@@ -84,7 +57,7 @@ export class OutputSlot {
     private readonly onReject: RejectSink | null,
   ) {
     this.name = opts.name;
-    this.flowKey = `output ${opts.name} #${++OutputSlot.instances}`;
+    this.flowKey = `output ${opts.name} #${++OutputRunner.instances}`;
     this.stats = telemetry.output(opts.name);
     this.stats.capacity = opts.capacity;
     this.stats.queued = queue.length;
@@ -157,9 +130,14 @@ export class OutputSlot {
 
   private async run(): Promise<void> {
     let backoff = 0;
+    /**
+     * A batch partly settled by a `partial` result: the records still to send (alone), and
+     * the batch's size in the queue, acknowledged once every record is settled.
+     */
+    let rest: { count: number; records: readonly string[] } | null = null;
     for (;;) {
       if (this.giveUp) return;
-      if (this.queue.length === 0) {
+      if (rest === null && this.queue.length === 0) {
         for (const w of this.idleWaiters.splice(0)) w();
         if (this.stopping) return;
         await new Promise<void>((r) => (this.wake = r));
@@ -169,29 +147,30 @@ export class OutputSlot {
       let retryAfterMs: number | undefined;
       let n = 0;
       try {
-        const batch = this.queue.peekBatch(this.opts.batchMax);
-        n = batch.count;
+        const fromQueue: QueueBatch | null = rest === null ? this.queue.peekBatch(this.opts.batchMax) : null;
+        const batch: Batch = fromQueue ?? { records: rest!.records };
+        const total: number = fromQueue?.count ?? rest!.count;
+        n = fromQueue?.count ?? rest!.records.length;
         const res = await this.output.send(batch);
-        if (res.status === 'delivered') {
-          this.queue.ack(n);
-          this.stats.sent += n;
-          if (backoff !== 0) {
-            backoff = 0;
-            this.telemetry.outputRecovered(this.name);
-          }
-          this.afterDequeue();
-          continue;
-        }
-        if (res.status === 'rejected') {
-          const records = batch.records;
-          this.queue.ack(n);
-          this.telemetry.outputRejected(this.name, n, res.reason, res.error);
-          if (this.onReject !== null) this.onReject(this.name, records, res.reason, res.error);
-          this.afterDequeue();
+        if (res.status === 'delivered' || res.status === 'rejected') {
+          if (res.status === 'delivered') this.stats.sent += n;
+          else this.reject(batch.records, res.reason, res.error);
+          rest = null;
+          backoff = this.settled(total, backoff);
           continue;
         }
         error = res.error;
         retryAfterMs = res.retryAfterMs;
+        if (res.status === 'partial') {
+          const retry = this.partial(batch.records, res);
+          if (retry.length === 0) {
+            rest = null;
+            backoff = this.settled(total, backoff);
+            continue;
+          }
+          rest = { count: total, records: retry };
+          n = retry.length;
+        }
       } catch (e) {
         // A queue that cannot be read (a disk error) or an output that broke its promise
         // never to throw: log, back off, try again; never take the process down.
@@ -206,6 +185,42 @@ export class OutputSlot {
       await this.sleep(wait);
       this.afterDequeue();
     }
+  }
+
+  /** Every record of the queue's head batch (`count`) is settled: move past it. Returns the reset backoff. */
+  private settled(count: number, backoff: number): number {
+    this.queue.ack(count);
+    if (backoff !== 0) this.telemetry.outputRecovered(this.name);
+    this.afterDequeue();
+    return 0;
+  }
+
+  /** Counts and dead-letters rejected records (one call per reason and error). */
+  private reject(records: readonly string[], reason: string, error: string): void {
+    this.telemetry.outputRejected(this.name, records.length, reason, error);
+    if (this.onReject !== null) this.onReject(this.name, records, reason, error);
+  }
+
+  /**
+   * Applies a per-record result: rejected records are dead-lettered, the others not
+   * listed are counted as sent. Returns the records to send again. An index out of range
+   * is ignored; one listed both ways is rejected (an output bug must not loop forever).
+   */
+  private partial(records: readonly string[], res: PartialResult): string[] {
+    const rejected = new Map<number, { reason: string; error: string }>();
+    for (const r of res.rejected ?? []) if (Number.isInteger(r.index) && r.index >= 0 && r.index < records.length) rejected.set(r.index, r);
+    const retry = new Set<number>();
+    for (const i of res.retry ?? []) if (Number.isInteger(i) && i >= 0 && i < records.length && !rejected.has(i)) retry.add(i);
+    this.stats.sent += records.length - rejected.size - retry.size;
+    const groups = new Map<string, { reason: string; error: string; records: string[] }>();
+    for (const [i, r] of [...rejected].sort((a, b) => a[0] - b[0])) {
+      const k = `${r.reason}\0${r.error}`;
+      let g = groups.get(k);
+      if (g === undefined) groups.set(k, (g = { reason: r.reason, error: r.error, records: [] }));
+      g.records.push(records[i]!);
+    }
+    for (const g of groups.values()) this.reject(g.records, g.reason, g.error);
+    return [...retry].sort((a, b) => a - b).map((i) => records[i]!);
   }
 
   /** Set by stop(): a failing output stops retrying at shutdown. */
@@ -240,7 +255,7 @@ export class OutputSlot {
   /**
    * Stops the runner: waits up to `timeoutMs` for the queue to drain, then closes the
    * output (and the queue, unless `keepQueue`: a reload hands a disk buffer on to the
-   * output's next slot). Returns how many records were left undelivered.
+   * output's next runner). Returns how many records were left undelivered.
    */
   async stop(timeoutMs: number, keepQueue = false): Promise<number> {
     this.stopping = true;
@@ -278,9 +293,9 @@ export class OutputSlot {
   }
 
   /**
-   * A reload gives this output's disk buffer to a new slot: stop at once without closing
+   * A reload gives this output's disk buffer to a new runner: stop at once without closing
    * the queue. The output is closed first (an HTTP request in flight is aborted), so the
-   * batch in flight goes back to the queue un-acknowledged and the next slot sends it.
+   * batch in flight goes back to the queue un-acknowledged and the next runner sends it.
    */
   async handOver(): Promise<void> {
     this.stopping = true;

@@ -1,0 +1,141 @@
+/**
+ * The `cef` encoder: the event written back as one CEF record, for syslog forwarding to
+ * another SIEM (docs/encodings.md). Escaping follows the CEF rules (ArcSight's
+ * implementation guide; ../shared/outputs/ENCODINGS.md §3): in the header `\` and `|`; in
+ * extension values `\`, `=`, and line breaks as `\n` / `\r`. Keys are never escaped, so a
+ * key outside the key characters (POLICY row 7) cannot be written: it is left out and
+ * counted (`encode_key_dropped`). Keys are written short, as senders write them (`src`,
+ * `cs3`, `cs3Label`); unknown keys as they came.
+ *
+ * The record parses back through cefd's decoder to the same header and extensions
+ * (test/codecs/encoders.test.ts, a property). Limits of that: a header field the record
+ * lacked is written empty (it parses back as ""), and a frame without CEF (KSC's "Syslog"
+ * format) gets a record built from what the event knows (below).
+ */
+import type { CefdEvent } from '../../event.js';
+import { KEY_TABLE } from '../cef/key-table.js';
+import { lookupKey } from '../cef/dictionary.js';
+import { allExtensions } from '../cef/view.js';
+import { kscView } from '../../../normalizers/ksc/lean.js';
+import type { EncodeProblems } from './encoder.js';
+
+const SHORT = new Map<string, string>();
+for (const [short, full] of KEY_TABLE) if (!SHORT.has(full)) SHORT.set(full, short);
+
+/** Short name of a full name: the dictionary's, a custom field's (`cs10`, `cs10Label`), or the key itself. */
+export function shortKey(full: string): string {
+  const s = SHORT.get(full);
+  if (s !== undefined) return s;
+  const info = lookupKey(full);
+  if (info?.customShort !== undefined) return info.isLabel ? `${info.customShort}Label` : info.customShort;
+  return full;
+}
+
+/** Header field: `\` and `|` escaped. */
+export function escapeHeader(v: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 92 || c === 124) {
+      out += v.slice(from, i) + '\\' + v[i];
+      from = i + 1;
+    }
+  }
+  return from === 0 ? v : out + v.slice(from);
+}
+
+/** Extension value: `\` `=` escaped, CR and LF written as `\r` `\n`. */
+export function escapeValue(v: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    let rep: string | undefined;
+    if (c === 92) rep = '\\\\';
+    else if (c === 61) rep = '\\=';
+    else if (c === 10) rep = '\\n';
+    else if (c === 13) rep = '\\r';
+    if (rep !== undefined) {
+      out += v.slice(from, i) + rep;
+      from = i + 1;
+    }
+  }
+  return from === 0 ? v : out + v.slice(from);
+}
+
+/** POLICY row 7: `[A-Za-z0-9_][A-Za-z0-9_.,[\]-]*`. */
+export function isWritableKey(k: string): boolean {
+  if (k.length === 0) return false;
+  for (let i = 0; i < k.length; i++) {
+    const c = k.charCodeAt(i);
+    const word = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+    if (word) continue;
+    if (i === 0) return false;
+    if (c !== 46 && c !== 44 && c !== 91 && c !== 93 && c !== 45) return false;
+  }
+  return true;
+}
+
+function msOf(iso: string): string {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? iso : String(ms);
+}
+
+/** Extensions for an event without a CEF record: when it happened, the sender, the text, KSC's device. */
+function syntheticExtensions(event: CefdEvent): Record<string, string> {
+  const x: Record<string, string> = {};
+  x['deviceReceiptTime'] = msOf(event.timestamp);
+  const k = kscView(event);
+  if (k?.host.name !== undefined) x['destinationHostName'] = k.host.name;
+  if (k?.host.ip !== undefined) x['destinationAddress'] = k.host.ip;
+  // KSC's "Syslog" format: its HOSTNAME is the managed device, already `dhost`.
+  if (k === null && event.syslog?.hostname !== undefined) x['deviceHostName'] = event.syslog.hostname;
+  if (event.message !== undefined) x['message'] = event.message;
+  return x;
+}
+
+export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => string {
+  return (event) => {
+    const cef = event.cef;
+    let head: (string | undefined)[];
+    let ext: Record<string, string>;
+    if (cef !== undefined) {
+      head = [cef.version, cef.deviceVendor, cef.deviceProduct, cef.deviceVersion, cef.deviceEventClassId, cef.name, cef.severity];
+      ext = allExtensions(cef);
+    } else {
+      // A frame without CEF: KSC's "Syslog" format (by its ksc object), or plain syslog.
+      const k = kscView(event);
+      head = k !== null
+        ? ['0', 'KasperskyLab', 'SecurityCenter', k.server?.version ?? '', k.eventType ?? '', k.eventName ?? k.eventType ?? '', severityOfKsc(k.severity)]
+        : ['0', 'cefd', 'syslog', '', event.syslog?.msgId ?? 'syslog', event.syslog?.appName ?? 'syslog', 'Unknown'];
+      ext = syntheticExtensions(event);
+    }
+    let out = 'CEF:' + escapeHeader(head[0] ?? '0');
+    for (let i = 1; i < 7; i++) out += '|' + escapeHeader(head[i] ?? '');
+    out += '|';
+    let first = true;
+    for (const full in ext) {
+      const key = shortKey(full);
+      if (!isWritableKey(key)) {
+        problems.add('encode_key_dropped', `key ${JSON.stringify(full.slice(0, 64))} cannot be written in CEF`);
+        continue;
+      }
+      if (!first) out += ' ';
+      out += key + '=' + escapeValue(ext[full]!);
+      first = false;
+    }
+    return out;
+  };
+}
+
+/** KSC importance for a header written from the ksc object (the "Syslog" format sends none). */
+function severityOfKsc(s: string): string {
+  switch (s) {
+    case 'info': return '1';
+    case 'warning': return '2';
+    case 'error': return '3';
+    case 'critical': return '4';
+    default: return 'Unknown';
+  }
+}

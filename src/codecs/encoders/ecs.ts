@@ -1,0 +1,226 @@
+/**
+ * The `ecs` encoder: Elastic Common Schema 8.x, by the one table in ecs-table.ts. The
+ * table's `from` texts are compiled once into getters; `derive.*` names are the functions
+ * below. docs/encodings.md shows the table.
+ */
+import { isIP } from 'node:net';
+import type { CefdEvent } from '../../event.js';
+import { allExtensions } from '../cef/view.js';
+import { toInt } from '../cef/parse.js';
+import { kscView } from '../../../normalizers/ksc/lean.js';
+import type { KscObject } from '../../../normalizers/ksc/types.js';
+import { ECS_TABLE, type EcsAs, type EcsRow } from './ecs-table.js';
+
+/** What a getter reads: the event, and what is rebuilt from it once per event. */
+class Ctx {
+  private extCache: Record<string, string> | undefined;
+  readonly ksc: KscObject | null;
+  constructor(readonly event: CefdEvent) {
+    this.ksc = kscView(event);
+  }
+  ext(): Record<string, string> {
+    if (this.extCache === undefined) this.extCache = this.event.cef !== undefined ? allExtensions(this.event.cef) : {};
+    return this.extCache;
+  }
+}
+
+type Get = (c: Ctx) => unknown;
+
+function walk(v: unknown, path: readonly string[]): unknown {
+  for (const k of path) {
+    if (v === null || typeof v !== 'object' || !Object.hasOwn(v, k)) return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return v;
+}
+
+const KSC_ALERT = new Set(['detection', 'attack', 'object_action', 'web', 'application_control']);
+const KSC_CATEGORY: Record<string, string[]> = {
+  detection: ['malware'],
+  object_action: ['malware', 'file'],
+  attack: ['intrusion_detection', 'network'],
+  web: ['web'],
+  application_control: ['process'],
+  task_state: ['process'],
+  device_control: ['host'],
+  device_status: ['host'],
+  inventory: ['package'],
+  update: ['package'],
+  license: ['configuration'],
+  audit: ['iam'],
+  infrastructure: ['host'],
+};
+const ACTION_TYPE: Record<string, string> = {
+  blocked: 'denied',
+  deleted: 'deletion',
+  quarantined: 'deletion',
+  disinfected: 'change',
+};
+const KSC_SEVERITY: Record<string, number> = { info: 1, warning: 2, error: 3, critical: 4 };
+const CEF_SEVERITY: Record<string, number> = { low: 0, medium: 4, high: 7, 'very-high': 9 };
+
+const isUrl = (s: string | undefined): boolean => s !== undefined && s.includes('://');
+
+/** The `derive.*` sources of the table. */
+const DERIVE: Record<string, Get> = {
+  kind: (c) => (c.ksc !== null ? (KSC_ALERT.has(c.ksc.category) ? 'alert' : 'event') : 'event'),
+  category: (c) => (c.ksc !== null ? KSC_CATEGORY[c.ksc.category] : undefined),
+  type: (c) => {
+    if (c.ksc === null) return ['info'];
+    if (c.ksc.category === 'task_state') return ['change'];
+    const a = c.ksc.threat?.action;
+    return [(a !== undefined ? ACTION_TYPE[a] : undefined) ?? 'info'];
+  },
+  action: (c) => {
+    if (c.ksc?.category === 'task_state') return 'task-state-changed';
+    return c.ksc?.threat?.action ?? c.ext()['deviceAction'];
+  },
+  outcome: (c) => {
+    if (c.ksc?.category === 'task_state') {
+      const s = c.ksc.task?.newStateCode;
+      return s === 4 ? 'success' : s === 3 || s === 5 ? 'failure' : 'unknown';
+    }
+    const o = c.ext()['eventOutcome']?.toLowerCase();
+    return o === 'success' || o === 'failure' || o === 'unknown' ? o : undefined;
+  },
+  severity: (c) => {
+    const s = c.event.cef?.severity;
+    if (s === undefined) return c.ksc !== null ? KSC_SEVERITY[c.ksc.severity] : undefined;
+    const n = toInt(s);
+    if (typeof n === 'number') return n;
+    return CEF_SEVERITY[s.toLowerCase()];
+  },
+  filePath: (c) => {
+    const p = c.ksc?.threat?.objectPath;
+    return p !== undefined && !isUrl(p) ? p : c.ext()['filePath'];
+  },
+  url: (c) => {
+    const p = c.ksc?.threat?.objectPath;
+    return isUrl(p) ? p : undefined;
+  },
+  extensions: (c) => (c.event.cef !== undefined ? c.ext() : undefined),
+  message: (c) => c.ksc?.messageLines?.join('\n'),
+  observerHost: (c) => (c.ksc !== null && c.ksc.format !== 'cef' ? c.ksc.server?.name : c.event.syslog?.hostname),
+};
+
+function hexOf(v: unknown, len: number): string | undefined {
+  if (typeof v !== 'string' || v.length !== len || !/^[0-9a-fA-F]+$/.test(v)) return undefined;
+  return v.toLowerCase();
+}
+
+function convert(v: unknown, as: EcsAs | undefined): unknown {
+  if (v === undefined || as === undefined) return v;
+  switch (as) {
+    case 'int':
+      return typeof v === 'number' ? v : typeof v === 'string' ? (typeof toInt(v) === 'number' ? toInt(v) : undefined) : undefined;
+    case 'ip':
+      return typeof v === 'string' && isIP(v) !== 0 ? v : undefined;
+    case 'lower':
+      return typeof v === 'string' ? v.toLowerCase() : v;
+    case 'sha256':
+      return hexOf(v, 64);
+    case 'md5':
+      return hexOf(v, 32);
+    case 'sha1':
+      return hexOf(v, 40);
+    case 'array':
+      return [v];
+    case 'iso':
+      return typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? v : undefined;
+  }
+}
+
+/** One alternative of a `from` text; throws on a source the table may not name (a test loads them all). */
+function source(text: string, as: EcsAs | undefined): Get {
+  if (text.startsWith("'") && text.endsWith("'")) {
+    const v = text.slice(1, -1);
+    return () => v;
+  }
+  const dot = text.indexOf('.');
+  const kind = text.slice(0, dot);
+  const path = text.slice(dot + 1).split('.');
+  switch (kind) {
+    case 'event':
+      return (c) => walk(c.event, path);
+    case 'syslog':
+      return (c) => walk(c.event.syslog, path);
+    case 'cef':
+      return (c) => walk(c.event.cef, path);
+    case 'ksc':
+      return (c) => walk(c.ksc, path);
+    case 'ext': {
+      const k = path.join('.');
+      // A time stamp is read converted (cef.typed), or as written when that is already ISO.
+      if (as === 'iso') return (c) => c.event.cef?.typed?.[k] ?? c.ext()[k];
+      return (c) => c.ext()[k];
+    }
+    case 'derive': {
+      const d = DERIVE[path[0]!];
+      if (d === undefined || path.length !== 1) throw new Error(`ecs table: unknown ${text}`);
+      return d;
+    }
+    default:
+      throw new Error(`ecs table: unknown source ${JSON.stringify(text)}`);
+  }
+}
+
+interface Compiled {
+  path: string[];
+  when: EcsRow['when'];
+  get: Get;
+}
+
+function compile(row: EcsRow): Compiled {
+  const alts = row.from.split(' | ').map((t) => source(t.trim(), row.as));
+  const as = row.as;
+  const get: Get = (c) => {
+    for (const a of alts) {
+      const v = convert(a(c), as);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  };
+  return { path: row.field.split('.'), when: row.when, get };
+}
+
+const COMPILED: readonly Compiled[] = ECS_TABLE.map(compile);
+
+function put(out: Record<string, unknown>, path: readonly string[], v: unknown): void {
+  let o = out;
+  for (let i = 0; i < path.length - 1; i++) {
+    const k = path[i]!;
+    let n = o[k];
+    if (n === undefined || n === null || typeof n !== 'object') o[k] = n = {};
+    o = n as Record<string, unknown>;
+  }
+  o[path[path.length - 1]!] = v;
+}
+
+/** The ECS document of an event. */
+export function toEcs(event: CefdEvent): Record<string, unknown> {
+  const c = new Ctx(event);
+  const isKsc = c.ksc !== null;
+  const out: Record<string, unknown> = {};
+  for (const r of COMPILED) {
+    if (r.when === 'ksc' ? !isKsc : r.when === 'other' ? isKsc : false) continue;
+    const v = r.get(c);
+    if (v === undefined || (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0)) continue;
+    put(out, r.path, v);
+  }
+  return out;
+}
+
+export function ecsEncoder(): (event: CefdEvent) => string {
+  return (event) => JSON.stringify(toEcs(event));
+}
+
+/** The table as Markdown, for docs/encodings.md (test/codecs/encoders.test.ts keeps them in step). */
+export function renderEcsTable(): string {
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  const lines = ['| ECS field | from (first present) | as | events | note |', '|---|---|---|---|---|'];
+  for (const r of ECS_TABLE) {
+    const from = r.from.split(' | ').map((a) => `\`${a}\``).join(' \\| ');
+    lines.push(`| \`${r.field}\` | ${from} | ${r.as ?? ''} | ${r.when ?? 'all'} | ${cell(r.note ?? '')} |`);
+  }
+  return lines.join('\n') + '\n';
+}

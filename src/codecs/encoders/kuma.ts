@@ -1,0 +1,163 @@
+/**
+ * The `kuma` encoder: KUMA's normalized event (../shared/outputs/ENCODINGS.md §2; KUMA
+ * help, "Data model"). CEF fields under their PascalCase full names (`SourceAddress`,
+ * `DeviceEventClassID`), custom fields in KUMA's slots with their labels
+ * (`DeviceCustomString1` + `DeviceCustomString1Label`), `Timestamp`, `Raw` when the event
+ * has the frame text, and `Extra` (string to string) for what has no slot: custom fields
+ * beyond KUMA's slots under their label (KSC's cs7..cs10: `Extra.TaskName`), unknown
+ * extension keys as written, the KSC "Syslog" format's parameters, and what the ksc
+ * normalizer derives (`KscCategory`, ...). Values longer than KUMA's field limits are cut,
+ * and counted (`encode_field_cut`). Time fields are milliseconds since the epoch (UTC).
+ */
+import type { CefdEvent } from '../../event.js';
+import { KEY_TABLE, type KeyType } from '../cef/key-table.js';
+import { lookupKey } from '../cef/dictionary.js';
+import { customFields } from '../cef/view.js';
+import { toInt } from '../cef/parse.js';
+import { kscView } from '../../../normalizers/ksc/lean.js';
+import type { EncodeProblems } from './encoder.js';
+
+/** KUMA's custom slots: full-name prefix → highest N it has. */
+const SLOTS: Record<string, number> = {
+  deviceCustomString: 6,
+  deviceCustomNumber: 3,
+  deviceCustomFloatingPoint: 4,
+  deviceCustomIPv6Address: 4,
+  deviceCustomDate: 2,
+  flexString: 2,
+  flexNumber: 2,
+  flexDate: 1,
+};
+
+/** KUMA's length limits (characters); the Source and Device twins of the documented ones are taken to match. */
+export const KUMA_LIMITS: Readonly<Record<string, number>> = {
+  ApplicationProtocol: 31,
+  DestinationAddress: 45,
+  SourceAddress: 45,
+  DeviceAddress: 45,
+  DestinationHostName: 1023,
+  SourceHostName: 1023,
+  DeviceHostName: 1023,
+};
+
+/** CEF full name → KUMA field: PascalCase, a trailing `Id` as `ID` (`DeviceEventClassID`). */
+export function kumaName(full: string): string {
+  let n = full.charAt(0).toUpperCase() + full.slice(1);
+  if (n.endsWith('Id')) n = n.slice(0, -2) + 'ID';
+  return n;
+}
+
+const TYPE_OF = new Map<string, KeyType>();
+for (const [, full, type] of KEY_TABLE) TYPE_OF.set(full, type);
+
+/** A custom value key's slot in KUMA (`deviceCustomString3` → true for N within KUMA's range). */
+function hasSlot(full: string): boolean {
+  for (const p in SLOTS) {
+    if (!full.startsWith(p)) continue;
+    const n = Number(full.slice(p.length));
+    return Number.isInteger(n) && n >= 1 && n <= SLOTS[p]!;
+  }
+  return false;
+}
+
+function ms(iso: unknown): number | undefined {
+  if (typeof iso !== 'string') return undefined;
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? undefined : t;
+}
+
+export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => string {
+  const cut = (out: Record<string, unknown>, field: string, v: string): void => {
+    const max = KUMA_LIMITS[field];
+    if (max !== undefined && v.length > max) {
+      problems.add('encode_field_cut', `${field}: ${v.length} characters cut to ${max}`);
+      v = v.slice(0, max);
+    }
+    out[field] = v;
+  };
+  return (event) => {
+    const out: Record<string, unknown> = {};
+    const extra: Record<string, string> = {};
+    out['Timestamp'] = ms(event.timestamp);
+    const cef = event.cef;
+    const k = kscView(event);
+    if (cef !== undefined) {
+      if (cef.deviceVendor !== undefined) out['DeviceVendor'] = cef.deviceVendor;
+      if (cef.deviceProduct !== undefined) out['DeviceProduct'] = cef.deviceProduct;
+      if (cef.deviceVersion !== undefined) out['DeviceVersion'] = cef.deviceVersion;
+      if (cef.deviceEventClassId !== undefined) out['DeviceEventClassID'] = cef.deviceEventClassId;
+      if (cef.name !== undefined) out['Name'] = cef.name;
+      if (cef.severity !== undefined) out['Severity'] = cef.severity;
+      const typed = cef.typed ?? {};
+      for (const full in cef.extensions) {
+        const v = cef.extensions[full]!;
+        const info = lookupKey(full);
+        if (info === undefined || info.full !== full) {
+          extra[full] = v;
+          continue;
+        }
+        if (info.customBase !== undefined) {
+          // A custom key without its other half (or with an empty label): its slot, or Extra.
+          if (hasSlot(info.customBase)) out[kumaName(full)] = info.isLabel ? v : slotValue(info.type, v, typed[full]);
+          else extra[full] = v;
+          continue;
+        }
+        const type = TYPE_OF.get(full);
+        const field = kumaName(full);
+        if (type === 'int') {
+          const n = typed[full] ?? toInt(v);
+          out[field] = typeof n === 'number' ? n : v;
+        } else if (type === 'time') {
+          out[field] = full === 'deviceReceiptTime' ? ms(event.timestamp) ?? v : ms(typed[full] ?? v) ?? v;
+        } else {
+          cut(out, field, v);
+        }
+      }
+      for (const f of customFields(cef)) {
+        if (hasSlot(f.full)) {
+          const info = lookupKey(f.full)!;
+          out[kumaName(f.full)] = typeof f.value === 'number' ? f.value : slotValue(info.type, f.value, typed[f.full]);
+          out[kumaName(f.full) + 'Label'] = f.label;
+        } else {
+          extra[f.label] = String(f.value);
+        }
+      }
+    } else {
+      // No CEF record: KSC's "Syslog" format (by its ksc object), or plain syslog.
+      if (k !== null) {
+        out['DeviceVendor'] = 'KasperskyLab';
+        out['DeviceProduct'] = 'SecurityCenter';
+        if (k.eventType !== undefined) out['DeviceEventClassID'] = k.eventType;
+        if (k.eventName !== undefined) out['Name'] = k.eventName;
+        if (k.host.name !== undefined) cut(out, 'DestinationHostName', k.host.name);
+        if (k.host.ip !== undefined) cut(out, 'DestinationAddress', k.host.ip);
+        for (const p in k.params ?? {}) extra[p] = k.params![p]!;
+      }
+      if (event.message !== undefined) out['Message'] = event.message;
+    }
+    if (event.syslog?.hostname !== undefined && out['DeviceHostName'] === undefined) cut(out, 'DeviceHostName', event.syslog.hostname);
+    if (k !== null) {
+      extra['KscCategory'] = k.category;
+      extra['KscSeverity'] = k.severity;
+      if (k.task?.oldState !== undefined) extra['KscTaskOldState'] = k.task.oldState;
+      if (k.task?.newState !== undefined) extra['KscTaskNewState'] = k.task.newState;
+      if (k.threat?.action !== undefined) extra['KscThreatAction'] = k.threat.action;
+    }
+    if (event.raw !== undefined) out['Raw'] = event.raw;
+    for (const _ in extra) {
+      out['Extra'] = extra;
+      break;
+    }
+    return JSON.stringify(out);
+  };
+}
+
+/** A slot's value: numbers for cnN/flexNumberN, milliseconds for dates, else the text. */
+function slotValue(type: KeyType, text: string, converted: string | number | undefined): string | number {
+  if (type === 'int') {
+    const n = converted ?? toInt(text);
+    return typeof n === 'number' ? n : text;
+  }
+  if (type === 'time') return ms(converted ?? text) ?? text;
+  return text;
+}

@@ -1,0 +1,42 @@
+/**
+ * The config check that needs I/O and the normalizer runtime, kept out of load.ts so that
+ * loading a config stays light.
+ */
+import { ConfigError, type ConfigProblem } from './load.js';
+import type { Config } from './types.js';
+import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
+import { tlsProblems } from '../sources/tcp/tls-material.js';
+import { driverMissing } from '../sources/sql/drivers.js';
+import { parseDbUrl } from '../sources/sql/url.js';
+
+/**
+ * The checks that need I/O: every TLS listener's files load and match, every normalizer
+ * named in the config loads. Run by both
+ * `cefd validate` and `cefd run`. Throws ConfigError.
+ */
+export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
+  // TLS certificate, key and CA files: read, parsed and matched as the listener will.
+  const problems: ConfigProblem[] = tlsProblems(c);
+  for (const [i, l] of c.listeners.entries()) {
+    for (const [j, spec] of l.normalizers.entries()) {
+      try {
+        await loadNormalizer(normalizerSpec(spec), c.base_dir);
+      } catch (e) {
+        problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
+      }
+    }
+  }
+  // SQL sources: their normalizers load and their database driver is installed.
+  for (const [i, q] of c.sql_sources.entries()) {
+    for (const [j, spec] of q.normalizers.entries()) {
+      try {
+        await loadNormalizer(normalizerSpec(spec), c.base_dir);
+      } catch (e) {
+        problems.push({ key: `sql_sources[${i}].normalizers[${j}]`, message: (e as Error).message });
+      }
+    }
+    const missing = await driverMissing(parseDbUrl(q.url).driver);
+    if (missing !== null) problems.push({ key: `sql_sources[${i}].url`, message: missing });
+  }
+  if (problems.length > 0) throw new ConfigError(problems, file);
+}

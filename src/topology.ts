@@ -1,0 +1,136 @@
+/**
+ * The daemon's factories, in one place: normalizer chains (loaded once, cached), output
+ * runners with their queues (disk buffer or memory) and outputs, the dead-letter runner,
+ * and sources, all through the registries (src/outputs/registry.ts,
+ * src/sources/registry.ts). src/daemon.ts only orders start, stop and reload.
+ */
+import { join } from 'node:path';
+import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
+import { compileFilter } from './filter/filter.js';
+import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
+import type { FlowControl } from './pipeline/flow-control.js';
+import { OutputRunner } from './pipeline/output-runner.js';
+import type { Pipeline } from './pipeline/pipeline.js';
+import { MemoryQueue, type EventQueue } from './buffer/queue.js';
+import { DiskQueue } from './buffer/disk-queue.js';
+import { createDeadLetterOutput, createOutput } from './outputs/index.js';
+import { outputPlugin } from './outputs/registry.js';
+import type { Source } from './sources/source.js';
+import { sourcePlugin } from './sources/registry.js';
+import type { Telemetry } from './telemetry/telemetry.js';
+
+/** The state directory cannot be used: an operator must act (exit 78, no restart loop). */
+export class StateDirError extends Error {
+  override readonly name = 'StateDirError';
+}
+
+export class Topology {
+  private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
+
+  constructor(
+    private readonly telemetry: Telemetry,
+    private readonly flow: FlowControl,
+    private readonly pipeline: () => Pipeline | null,
+    private readonly stateDir: () => string,
+  ) {}
+
+  private normalizer(spec: string, baseDir: string): Promise<Normalizer> {
+    const which = normalizerSpec(spec);
+    const key = 'path' in which ? `path:${baseDir}:${spec}` : `name:${spec}`;
+    let p = this.normalizerCache.get(key);
+    if (p === undefined) {
+      p = loadNormalizer(which, baseDir);
+      this.normalizerCache.set(key, p);
+      p.catch(() => this.normalizerCache.delete(key));
+    }
+    return p;
+  }
+
+  /** A listener's (or sql source's) normalizer chain, loaded (modules are loaded once per daemon). */
+  async chain(l: Pick<ListenerConfig, 'normalizers'>, c: Config): Promise<Normalizer[]> {
+    const out: Normalizer[] = [];
+    for (const spec of l.normalizers) out.push(await this.normalizer(spec, c.base_dir));
+    return out;
+  }
+
+  /** The output's queue: a disk buffer (default for all but stdout) or memory. */
+  private queue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputRunner }, reuse?: DiskQueue): EventQueue {
+    if (!this.wantsDisk(b, outputType)) return new MemoryQueue(capacity);
+    const t = this.telemetry;
+    t.output(name).bufferMaxBytes = b.max_size;
+    const dir = join(this.stateDir(), 'buffers', name);
+    const opts = {
+      maxBytes: b.max_size,
+      fsync: b.fsync,
+      fsyncIntervalMs: b.fsync_interval * 1000,
+      onCorrupt: (bytes: number, where: string) => t.bufferCorrupt(name, bytes, where),
+      onWriteError: (e: string) => t.bufferWriteFailed(name, e),
+      onWriteRecovered: () => {
+        t.bufferWriteRecovered(name);
+        slotRef.slot?.recheck();
+      },
+    };
+    if (reuse !== undefined) {
+      reuse.setOptions(opts);
+      return reuse;
+    }
+    let q: DiskQueue;
+    try {
+      q = DiskQueue.open({ dir, ...opts });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new StateDirError(`the disk buffer of output ${name} cannot be used: ${dir}: ${err.code ?? ''} ${err.message}`.replace(/\s+/g, ' '));
+    }
+    t.bufferReplay(name, q.replayed);
+    return q;
+  }
+
+  /** Whether an output's `buffer` gives it a disk buffer. */
+  wantsDisk(b: BufferConfig, outputType: string): boolean {
+    return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
+  }
+
+  /** An output's runner: its output (through the registry) and its queue (`reuse`: a reload's disk buffer). */
+  runner(o: OutputConfig, reuse?: DiskQueue): OutputRunner {
+    const ref: { slot?: OutputRunner } = {};
+    ref.slot = new OutputRunner(
+      {
+        name: o.name,
+        filter: o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined,
+        capacity: o.queue_max_events,
+        whenFull: o.when_full,
+        batchMax: o.batch_max_events,
+        initialBackoffMs: o.retry.initial_backoff * 1000,
+        maxBackoffMs: o.retry.max_backoff * 1000,
+        encoding: o.encoding,
+      },
+      createOutput(o),
+      this.queue(o.name, o.buffer, o.queue_max_events, o.type, ref, reuse),
+      this.flow,
+      this.telemetry,
+      (name, recs, reason, err) => this.pipeline()?.rejectSink(name, recs, reason, err),
+    );
+    return ref.slot;
+  }
+
+  deadLetterRunner(c: Config, reuse?: DiskQueue): OutputRunner {
+    const d = c.dead_letter;
+    const ref: { slot?: OutputRunner } = {};
+    ref.slot = new OutputRunner(
+      { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
+      createDeadLetterOutput(d),
+      this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', ref, reuse),
+      this.flow,
+      this.telemetry,
+      null,
+    );
+    return ref.slot;
+  }
+
+  /** A listener's source, through the registry. */
+  source(l: ListenerConfig, chain: Normalizer[]): Promise<Source> {
+    const p = sourcePlugin(l.type);
+    if (p === undefined) throw new Error(`listener ${l.name}: unknown type ${JSON.stringify(l.type)}`);
+    return p.create(l, { pipeline: this.pipeline()!, flow: this.flow, telemetry: this.telemetry, normalizers: chain });
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The encoders (src/codecs/encoders): the CEF round trip (a property), what each encoding
+ * writes for KSC events, the problems they count, golden files of every KSC fixture per
+ * encoder, and docs/encodings.md's ECS table in step with ecs-table.ts.
+ *
+ * Golden files: fixtures/encoders/<codec>/<fixture>.txt, one record per frame of the KSC
+ * golden inputs (fixtures/ksc/golden/*.input.txt). Rewrite them with
+ * UPDATE_GOLDEN=1 npx vitest run test/codecs/encoders.test.ts, then read the diff.
+ * UPDATE_DOCS=1 rewrites the table in docs/encodings.md.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { describe, expect, test } from 'vitest';
+import { decodeFrame } from '../../src/codecs/decode.js';
+import { Framer } from '../../src/codecs/framing/framer.js';
+import type { CefdEvent } from '../../src/event.js';
+import { normalizeEvent } from '../../src/pipeline/normalize.js';
+import { allExtensions } from '../../src/codecs/cef/view.js';
+import { createEncoder, ENCODER_NAMES } from '../../src/codecs/encoders/registry.js';
+import { renderEcsTable } from '../../src/codecs/encoders/ecs.js';
+import { KEY_TABLE } from '../../src/codecs/cef/key-table.js';
+import ksc from '../../normalizers/ksc/index.js';
+
+const NOW = Date.UTC(2024, 5, 1, 12, 0, 0);
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+function decode(line: string | Buffer): CefdEvent {
+  const r = decodeFrame(typeof line === 'string' ? Buffer.from(line) : line, false, NOW);
+  if (!r.ok) throw new Error(`not an event: ${String(line)}`);
+  normalizeEvent(r.event, [ksc]);
+  return r.event;
+}
+
+const HEADER = ['version', 'deviceVendor', 'deviceProduct', 'deviceVersion', 'deviceEventClassId', 'name', 'severity'] as const;
+
+describe('cef: the record parses back to the same header and extensions', () => {
+  // Header and value text with every character CEF escapes, and others around them.
+  const chars = fc.constantFrom('a', 'Z', '0', ' ', '=', '\\', '|', '\n', '\r', '\t', 'é', 'Ж', '"', ':', '/', '-', 'n');
+  const str = (min: number) => fc.array(chars, { minLength: min, maxLength: 12 }).map((a) => a.join(''));
+  // A value as the decoder can give it: no blank, CR or LF at its end (they are trimmed, POLICY row 10).
+  const value = str(0).filter((v) => !/[ \t\r\n]$/.test(v));
+  const header = fc.tuple(str(0), str(0), str(0), str(0), str(0), fc.constantFrom('0', '5', '10', 'Low', 'Very-High', 'x|y'));
+  const known = fc.constantFrom(...KEY_TABLE.map(([short]) => short));
+  const custom = fc.tuple(fc.constantFrom('cs', 'cn', 'cfp', 'flexString', 'c6a', 'deviceCustomDate'), fc.integer({ min: 1, max: 12 }));
+  const unknown = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_.,\[\]-]{0,8}$/);
+  const pair = fc.oneof(
+    fc.tuple(known, value).map(([k, v]) => [[k, v]]),
+    fc.tuple(unknown, value).map(([k, v]) => [[k, v]]),
+    fc.tuple(custom, value, value, fc.boolean()).map(([[f, n], v, l, both]) => (both ? [[`${f}${n}`, v], [`${f}${n}Label`, l]] : [[`${f}${n}`, v]])),
+  );
+  const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/=/g, '\\=').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
+  const escH = (v: string) => v.replace(/\\/g, '\\\\').replace(/\|/g, '\\|');
+
+  test('any record: decode, encode as cef, decode again', () => {
+    const enc = createEncoder({ codec: 'cef' });
+    fc.assert(
+      fc.property(header, fc.array(pair, { maxLength: 10 }), (h, pairs) => {
+        const ext = pairs.flat().map(([k, v]) => `${k}=${esc(v!)}`).join(' ');
+        const line = `CEF:0|${h.map(escH).join('|')}|${ext}`;
+        const a = decode(line);
+        const text = enc.encode(a);
+        const b = decode(text);
+        for (const f of HEADER) expect(b.cef![f]).toBe(a.cef![f]);
+        expect(allExtensions(b.cef!)).toEqual(allExtensions(a.cef!));
+        expect(b.cef!.custom).toEqual(a.cef!.custom);
+        expect(b.cef!.typed).toEqual(a.cef!.typed);
+      }),
+      { numRuns: 500 },
+    );
+    expect(enc.problems.take()).toEqual([]);
+  });
+
+  test('escapes: header \\ and |; values \\ = and line breaks; short keys', () => {
+    const e = decode('CEF:0|Ven\\|dor|Pro\\\\d|1|id|na=me|5|src=10.0.0.1 msg=a\\=b\\\\c\\nd\\re cs10=Uninstall EDR cs10Label=TaskName');
+    expect(createEncoder({ codec: 'cef' }).encode(e)).toBe('CEF:0|Ven\\|dor|Pro\\\\d|1|id|na=me|5|src=10.0.0.1 msg=a\\=b\\\\c\\nd\\re cs10=Uninstall EDR cs10Label=TaskName');
+  });
+
+  test('a key that cannot be written is left out and counted', () => {
+    const e = decode('CEF:0|V|P|1|id|n|5|src=10.0.0.1');
+    e.cef!.extensions['bad key'] = 'x';
+    e.cef!.extensions['=eq'] = 'y';
+    const enc = createEncoder({ codec: 'cef' });
+    expect(enc.encode(e)).toBe('CEF:0|V|P|1|id|n|5|src=10.0.0.1');
+    expect(enc.problems.take()).toEqual([['encode_key_dropped', 2]]);
+  });
+
+  test('an event without CEF (KSC syslog format) gets a record from what it knows', () => {
+    const e = decode('<14>1 2024-05-06T07:00:00.000Z ws1.corp KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 et="GNRL_EV_VIRUS_FOUND" etdn="Malicious object detected" hdn="WS1" hip="10.0.0.5"] text');
+    const text = createEncoder({ codec: 'cef' }).encode(e);
+    expect(text).toBe('CEF:0|KasperskyLab|SecurityCenter||GNRL_EV_VIRUS_FOUND|Malicious object detected|1|rt=1714978800000 dhost=WS1 dst=10.0.0.5 msg=text');
+    expect(decode(text).cef?.extensions.destinationHostName).toBe('WS1');
+  });
+});
+
+describe('kuma', () => {
+  test('PascalCase names, KUMA slots with labels, cs7..cs10 in Extra by label, numbers and times', () => {
+    const e = decode('CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Completed|1|rt=1647626887000 dhost=WS6465 dst=10.55.203.12 cs9=site location Bldg cs9Label=GroupName cs10=Uninstall EDR cs10Label=TaskName cn2=4 cn2Label=TaskNewState dpt=443 foo=bar');
+    const k = JSON.parse(createEncoder({ codec: 'kuma' }).encode(e)) as Record<string, unknown>;
+    expect(k).toMatchObject({
+      Timestamp: 1647626887000,
+      DeviceVendor: 'KasperskyLab',
+      DeviceEventClassID: 'KLPRCI_TaskState',
+      DeviceReceiptTime: 1647626887000,
+      DestinationHostName: 'WS6465',
+      DestinationAddress: '10.55.203.12',
+      DestinationPort: 443,
+      DeviceCustomNumber2: 4,
+      DeviceCustomNumber2Label: 'TaskNewState',
+      Extra: { GroupName: 'site location Bldg', TaskName: 'Uninstall EDR', foo: 'bar', KscCategory: 'task_state', KscTaskNewState: 'completed' },
+    });
+    expect(k['DeviceCustomString9']).toBeUndefined();
+  });
+
+  test('values past KUMA\'s limits are cut and counted', () => {
+    const e = decode(`CEF:0|V|P|1|id|n|5|app=${'x'.repeat(40)} dhost=${'h'.repeat(1100)}`);
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(e)) as Record<string, string>;
+    expect(k['ApplicationProtocol']).toBe('x'.repeat(31));
+    expect(k['DestinationHostName']).toHaveLength(1023);
+    expect(enc.problems.take()).toEqual([['encode_field_cut', 2]]);
+  });
+
+  test('Raw when the event has the frame text', () => {
+    const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|src=1.2.3.4'), false, NOW, { keepRaw: true });
+    expect(r.ok && JSON.parse(createEncoder({ codec: 'kuma' }).encode(r.event))['Raw']).toBe('CEF:0|V|P|1|id|n|5|src=1.2.3.4');
+  });
+});
+
+describe('ecs', () => {
+  const ecs = (line: string) => JSON.parse(createEncoder({ codec: 'ecs' }).encode(decode(line))) as Record<string, any>;
+
+  test('a KSC detection: alert, malware, the managed device as host, the threat, file hash lowercase', () => {
+    const d = ecs(`<14>1 2024-05-06T07:00:00.000Z ksc01 KSC - - - CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|Malicious object detected|4|rt=1714978800000 dhost=WS-1 dst=10.0.0.5 duser=CORP\\\\jdoe cs4=EICAR-Test-File cs4Label=VirusName cs5=C:\\\\eicar.com cs5Label=ObjectName cs6=${'AB'.repeat(32)} cs6Label=SHA256`);
+    expect(d['@timestamp']).toBe('2024-05-06T07:00:00.000Z');
+    expect(d['event']).toMatchObject({ kind: 'alert', category: ['malware'], type: ['info'], action: 'detected', severity: 4, code: 'GNRL_EV_VIRUS_FOUND' });
+    expect(d['observer']).toEqual({ vendor: 'Kaspersky', product: 'Security Center', version: '14.2', hostname: 'ksc01' });
+    expect(d['host']).toEqual({ hostname: 'WS-1', ip: ['10.0.0.5'] });
+    expect(d['destination']).toBeUndefined();
+    expect(d['user']).toEqual({ name: 'CORP\\jdoe' });
+    expect(d['file']).toEqual({ path: 'C:\\eicar.com', hash: { sha256: 'ab'.repeat(32) } });
+    expect(d['threat']).toEqual({ software: { name: 'EICAR-Test-File' } });
+    expect(d['rule']).toEqual({ name: 'EICAR-Test-File' });
+    expect(d['cef']['extensions']['deviceCustomString4Label']).toBe('VirusName');
+  });
+
+  test('task states: task-state-changed, outcome from the new state', () => {
+    const t = (code: number) => ecs(`CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=${code} cn1Label=TaskNewState`)['event'];
+    expect(t(4)).toMatchObject({ kind: 'event', action: 'task-state-changed', outcome: 'success' });
+    expect(t(3).outcome).toBe('failure');
+    expect(t(5).outcome).toBe('failure');
+    expect(t(1).outcome).toBe('unknown');
+    expect(ecs('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState')['kaspersky']['ksc']['task']).toMatchObject({ name: 'Scan', new_state: 'completed', new_state_code: 4 });
+  });
+
+  test('other CEF: source and destination are the network\'s, severity words as numbers', () => {
+    const d = ecs('CEF:0|Security|threatmanager|1.0|100|worm stopped|High|src=10.0.0.1 dst=2.1.2.2 spt=1232 dpt=80 proto=TCP');
+    expect(d['source']).toEqual({ ip: '10.0.0.1', port: 1232 });
+    expect(d['destination']).toEqual({ ip: '2.1.2.2', port: 80 });
+    expect(d['network']).toEqual({ transport: 'tcp' });
+    expect(d['event']).toMatchObject({ kind: 'event', severity: 7, code: '100' });
+    expect(d['observer']).toMatchObject({ vendor: 'Security', product: 'threatmanager', version: '1.0' });
+    expect(d['kaspersky']).toBeUndefined();
+  });
+
+  test('docs/encodings.md shows the table of ecs-table.ts', () => {
+    const file = `${ROOT}docs/encodings.md`;
+    const begin = '<!-- BEGIN ecs (generated: UPDATE_DOCS=1 npx vitest run test/codecs/encoders.test.ts) -->\n';
+    const endMark = '<!-- END ecs -->';
+    let text = readFileSync(file, 'utf8');
+    const start = text.indexOf(begin);
+    const end = text.indexOf(endMark);
+    expect(start).toBeGreaterThan(-1);
+    if (process.env['UPDATE_DOCS'] === '1') {
+      text = text.slice(0, start + begin.length) + renderEcsTable() + text.slice(end);
+      writeFileSync(file, text);
+    }
+    const now = readFileSync(file, 'utf8');
+    expect(now.slice(start + begin.length, now.indexOf(endMark))).toBe(renderEcsTable());
+  });
+});
+
+describe('golden files: every KSC fixture through every encoder', () => {
+  const GOLDEN = `${ROOT}fixtures/ksc/golden/`;
+  const OUT = `${ROOT}fixtures/encoders/`;
+  const UPDATE = process.env['UPDATE_GOLDEN'] === '1';
+  const names = readdirSync(GOLDEN).filter((f) => f.endsWith('.input.txt')).map((f) => f.slice(0, -'.input.txt'.length)).sort();
+
+  /** The frames of a fixture input, as the golden test frames them. */
+  function frames(name: string): Buffer[] {
+    const input = readFileSync(`${GOLDEN}${name}.input.txt`);
+    const g = JSON.parse(readFileSync(`${GOLDEN}${name}.json`, 'utf8')) as { mode: string };
+    if (g.mode === 'line') return [input];
+    const out: Buffer[] = [];
+    const framer = new Framer({ frame: (b) => out.push(Buffer.from(b)), discarded: () => {}, notice: () => {} });
+    framer.push(input);
+    framer.end();
+    return out;
+  }
+
+  test('there is a golden file per fixture and encoder', () => {
+    expect(names.length).toBeGreaterThanOrEqual(54);
+    expect(ENCODER_NAMES).toEqual(['native', 'ecs', 'kuma', 'cef']);
+  });
+
+  for (const codec of ENCODER_NAMES) {
+    test(codec, () => {
+      const enc = createEncoder({ codec });
+      mkdirSync(`${OUT}${codec}`, { recursive: true });
+      const mismatched: string[] = [];
+      for (const name of names) {
+        const lines = frames(name).map((f) => {
+          const r = decodeFrame(f, false, NOW);
+          if (!r.ok) return `(not an event: ${r.failure.code})`;
+          normalizeEvent(r.event, [ksc]);
+          return enc.encode(r.event);
+        });
+        const text = lines.join('\n') + '\n';
+        const file = `${OUT}${codec}/${name}.txt`;
+        if (UPDATE) writeFileSync(file, text);
+        else if (!existsSync(file) || readFileSync(file, 'utf8') !== text) mismatched.push(name);
+      }
+      expect(mismatched, 'run with UPDATE_GOLDEN=1 and read the diff').toEqual([]);
+    });
+  }
+});

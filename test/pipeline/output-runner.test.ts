@@ -1,0 +1,233 @@
+/**
+ * The output runner (src/pipeline/output-runner.ts) against a real disk buffer: whole-batch
+ * and per-record results, retrying only what must be retried, dead-lettering with the
+ * reason and the output's name, and moving the buffer's delivery position only past
+ * settled batches (a restart in between sends the whole batch again).
+ */
+import { Writable } from 'node:stream';
+import { afterEach, expect, test } from 'vitest';
+import { DiskQueue } from '../../src/buffer/disk-queue.js';
+import { MemoryQueue, type EventQueue } from '../../src/buffer/queue.js';
+import { FlowControl } from '../../src/pipeline/flow-control.js';
+import { OutputRunner, type RunnerOptions } from '../../src/pipeline/output-runner.js';
+import type { Batch, Output, SendResult } from '../../src/outputs/types.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { waitFor } from '../helpers/daemon.js';
+import { tempDir } from '../helpers/temp.js';
+
+/** An output whose answer to each send is decided by the test; it records every batch it got. */
+class ScriptedOutput implements Output {
+  readonly type = 'scripted';
+  readonly batches: string[][] = [];
+  closed = false;
+  constructor(
+    readonly name: string,
+    private readonly answer: (records: readonly string[], call: number) => SendResult | Promise<SendResult>,
+  ) {}
+  async start(): Promise<void> {}
+  async send(batch: Batch): Promise<SendResult> {
+    this.batches.push([...batch.records]);
+    return this.answer(batch.records, this.batches.length);
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+const quiet = () => new Telemetry({ level: 'silent', destination: new Writable({ write: (_c, _e, cb) => cb() }), processMetrics: false, repeatIntervalMs: 0 });
+const rec = (i: number) => JSON.stringify({ i });
+const idx = (r: string) => (JSON.parse(r) as { i: number }).i;
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+const open: { stop(): Promise<unknown> }[] = [];
+afterEach(async () => {
+  for (const o of open.splice(0)) await o.stop();
+});
+
+interface Harness {
+  runner: OutputRunner;
+  output: ScriptedOutput;
+  queue: EventQueue;
+  telemetry: Telemetry;
+  flow: FlowControl;
+  deadLetters: { output: string; records: string[]; reason: string; error: string }[];
+}
+
+function harness(queue: EventQueue, answer: ConstructorParameters<typeof ScriptedOutput>[1], opts: Partial<RunnerOptions> = {}): Harness {
+  const telemetry = quiet();
+  const flow = new FlowControl(telemetry);
+  const output = new ScriptedOutput('siem', answer);
+  const deadLetters: Harness['deadLetters'] = [];
+  const runner = new OutputRunner(
+    { name: 'siem', filter: undefined, capacity: 100, whenFull: 'block', batchMax: 1000, initialBackoffMs: 1, maxBackoffMs: 5, ...opts },
+    output,
+    queue,
+    flow,
+    telemetry,
+    (o, records, reason, error) => deadLetters.push({ output: o, records: [...records], reason, error }),
+  );
+  return { runner, output, queue, telemetry, flow, deadLetters };
+}
+
+function disk(dir: string): DiskQueue {
+  return DiskQueue.open({ dir, maxBytes: 1024 * 1024, fsync: 'never', fsyncIntervalMs: 1000 });
+}
+
+test('partial: rejected records dead-lettered with reason and output name, retried ones re-sent alone, the rest counted; the buffer moves on once all are settled', async () => {
+  const dir = tempDir();
+  const q = disk(dir);
+  q.append(range(20).map(rec));
+  // First call: i%5==0 rejected, i%3==0 (the others) to retry; later calls: all delivered.
+  const h = harness(q, (records, call) => {
+    if (call > 1) return { status: 'delivered' };
+    const ids = records.map(idx);
+    return {
+      status: 'partial',
+      error: 'bulk: 429 on some items',
+      rejected: ids.flatMap((i, k) => (i % 5 === 0 ? [{ index: k, reason: 'mapper_parsing_exception', error: `item ${i} has a bad field` }] : [])),
+      retry: ids.flatMap((i, k) => (i % 3 === 0 && i % 5 !== 0 ? [k] : [])),
+    };
+  });
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(1000) });
+  await h.runner.drained();
+  expect(h.output.batches.map((b) => b.map(idx))).toEqual([range(20), [3, 6, 9, 12, 18]]);
+  // One dead-letter call per reason and error text, in batch order.
+  expect(h.deadLetters.map((d) => [d.output, d.reason, d.records.map(idx)])).toEqual([0, 5, 10, 15].map((i) => ['siem', 'mapper_parsing_exception', [i]]));
+  expect(h.deadLetters[1]!.error).toBe('item 5 has a bad field');
+  expect(h.runner.stats.sent).toBe(16);
+  expect(h.runner.stats.rejected.map.get('mapper_parsing_exception')).toBe(4);
+  expect(h.runner.stats.retried).toBe(5);
+  expect(q.length).toBe(0);
+  await h.runner.stop(1000);
+  open.pop();
+  // Nothing left to replay: the delivery position moved past the whole batch.
+  const again = disk(dir);
+  expect(again.replayed).toBe(0);
+  await again.close();
+});
+
+test('one rejected record among many: only it is dead-lettered, the others count as sent, nothing is sent twice', async () => {
+  const q = disk(tempDir());
+  q.append(range(50).map(rec));
+  const h = harness(q, (records) => {
+    const k = records.findIndex((r) => idx(r) === 17);
+    return k === -1 ? { status: 'delivered' } : { status: 'partial', error: '', rejected: [{ index: k, reason: 'too_large', error: 'item 17 too large' }] };
+  });
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(1000) });
+  await h.runner.drained();
+  expect(h.output.batches.length).toBe(1);
+  expect(h.deadLetters).toEqual([{ output: 'siem', records: [rec(17)], reason: 'too_large', error: 'item 17 too large' }]);
+  expect(h.runner.stats.sent).toBe(49);
+});
+
+test('a crash (stop) while retried records are pending sends the whole batch again after a restart: at least once', async () => {
+  const dir = tempDir();
+  const q = disk(dir);
+  q.append(range(10).map(rec));
+  // Records 0-8 accepted on the first call, record 9 never goes through.
+  const h = harness(q, (records) => ({ status: 'partial', error: 'item 9 busy', retry: records.flatMap((r, k) => (idx(r) === 9 ? [k] : [])) }));
+  await h.runner.start();
+  await waitFor(() => h.output.batches.length >= 3, 10_000, 'the lone record retried twice');
+  expect(h.output.batches.slice(1).every((b) => b.length === 1 && idx(b[0]!) === 9)).toBe(true);
+  expect(h.runner.stats.sent).toBe(9);
+  const left = await h.runner.stop(50);
+  expect(left).toBe(10);
+  const again = disk(dir);
+  expect(again.replayed).toBe(10);
+  expect(again.peek(100).map(idx)).toEqual(range(10));
+  await again.close();
+});
+
+test('whole-batch results: retry sends the same batch again, rejected dead-letters all of it', async () => {
+  const q = disk(tempDir());
+  q.append(range(5).map(rec));
+  let calls = 0;
+  const h = harness(q, () => {
+    calls++;
+    if (calls <= 2) return { status: 'retry', error: 'HTTP 503' };
+    return { status: 'rejected', reason: 'http_status_400', error: 'HTTP 400' };
+  });
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(1000) });
+  await h.runner.drained();
+  expect(h.output.batches).toEqual([range(5).map(rec), range(5).map(rec), range(5).map(rec)]);
+  expect(h.deadLetters).toEqual([{ output: 'siem', records: range(5).map(rec), reason: 'http_status_400', error: 'HTTP 400' }]);
+  expect(h.runner.stats.sent).toBe(0);
+  expect(h.runner.stats.retried).toBe(10);
+});
+
+test('a partial result naming an index twice, or out of range, cannot loop: rejected wins, unknown indexes are ignored', async () => {
+  const q = disk(tempDir());
+  q.append(range(3).map(rec));
+  const h = harness(q, (_r, call) =>
+    call === 1 ? { status: 'partial', error: 'x', retry: [1, 7, -1], rejected: [{ index: 1, reason: 'bad', error: 'bad' }, { index: 9, reason: 'bad', error: 'bad' }] } : { status: 'delivered' },
+  );
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(1000) });
+  await h.runner.drained();
+  expect(h.output.batches.length).toBe(1);
+  expect(h.deadLetters.map((d) => d.records)).toEqual([[rec(1)]]);
+  expect(h.runner.stats.sent).toBe(2);
+});
+
+/** An output that holds every send until `release()`. */
+function gated(): { answer: () => Promise<SendResult>; release: () => void } {
+  let open_ = false;
+  const waiting: (() => void)[] = [];
+  return {
+    answer: () => (open_ ? Promise.resolve({ status: 'delivered' }) : new Promise((r) => waiting.push(() => r({ status: 'delivered' })))),
+    release: () => {
+      open_ = true;
+      for (const w of waiting.splice(0)) w();
+    },
+  };
+}
+
+test('when_full: block pauses every registered source at capacity and resumes them once the queue drains below half', async () => {
+  const gate = gated();
+  const h = harness(new MemoryQueue(10), gate.answer, { capacity: 10, whenFull: 'block', batchMax: 2 });
+  const events: string[] = [];
+  h.flow.register({ pause: () => events.push('pause'), resume: () => events.push('resume') });
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(1000) });
+  h.runner.enqueueMany(range(6).map(rec));
+  expect(h.flow.paused).toBe(false);
+  h.runner.enqueueMany(range(6).map((i) => rec(i + 6)));
+  expect(h.flow.paused).toBe(true);
+  expect(events).toEqual(['pause']);
+  // A pausable source's records are still taken while paused (at most the reads in flight).
+  h.runner.enqueueMany([rec(12)]);
+  expect(h.queue.length).toBe(13);
+  gate.release();
+  await h.runner.drained();
+  expect(events).toEqual(['pause', 'resume']);
+  expect(h.flow.paused).toBe(false);
+  expect(h.output.batches.flat().map(idx)).toEqual(range(13));
+});
+
+test('when_full: drop_newest drops and counts a read that finds the queue full; an unpausable source is held to twice the capacity', async () => {
+  const gate = gated();
+  const h = harness(new MemoryQueue(4), gate.answer, { capacity: 4, whenFull: 'drop_newest', batchMax: 1 });
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(1000) });
+  h.runner.enqueueMany(range(5).map(rec));
+  h.runner.enqueueMany([rec(5), rec(6)]);
+  expect(h.flow.paused).toBe(false);
+  expect(h.runner.stats.dropped.map.get('queue_full')).toBe(2);
+  gate.release();
+  await h.runner.drained();
+  expect(h.output.batches.flat().map(idx)).toEqual(range(5));
+
+  const gate2 = gated();
+  const b = harness(new MemoryQueue(4), gate2.answer, { capacity: 4, whenFull: 'block', batchMax: 1 });
+  await b.runner.start();
+  open.push({ stop: () => b.runner.stop(1000) });
+  b.runner.enqueueMany(range(8).map(rec), false);
+  b.runner.enqueueMany([rec(8)], false);
+  expect(b.runner.stats.dropped.map.get('queue_hard_limit')).toBe(1);
+  gate2.release();
+  await b.runner.drained();
+  expect(b.output.batches.flat().map(idx)).toEqual(range(8));
+});

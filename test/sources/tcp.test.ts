@@ -1,0 +1,163 @@
+/**
+ * The tcp and tls sources (src/sources/tcp/) on real sockets, alone: framing per
+ * connection, the allowlist and connection limits, client-certificate checks, and stop()
+ * reading what was sent before it. The pipeline is a recorder (helpers.ts).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { afterEach, expect, test } from 'vitest';
+import type { Source } from '../../src/sources/source.js';
+import { tcpSource, tlsSource } from '../../src/sources/tcp/index.js';
+import { STREAM_FIELDS, TLS_FIELDS } from '../../src/sources/tcp/config.js';
+import { waitFor } from '../helpers/daemon.js';
+import { makePki } from '../helpers/pki.js';
+import { listenerConfig, recording, type Recording } from './helpers.js';
+
+const running: Source[] = [];
+afterEach(async () => {
+  for (const s of running.splice(0)) await s.stop(0);
+});
+
+async function tcp(raw: Record<string, unknown> = {}): Promise<{ src: Source; rec: Recording }> {
+  const rec = recording();
+  const src = await tcpSource.create(listenerConfig('tcp', STREAM_FIELDS, raw), rec.deps);
+  await src.start();
+  running.push(src);
+  return { src, rec };
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Resolves when the server has closed the socket (end or reset). */
+const closedByServer = (s: net.Socket) => new Promise<void>((r) => (s.destroyed ? r() : (s.on('error', () => undefined), s.once('close', () => r()))));
+
+test('LF and octet-counted frames of one connection arrive in order, with the peer; the last unterminated frame at end is kept', async () => {
+  const { src, rec } = await tcp();
+  const s = await connect(src.port()!);
+  const local = `127.0.0.1:${s.localPort}`;
+  s.write('<13>one\n');
+  s.write('11 <13>two two');
+  s.write('<13>thr');
+  s.end('ee\n<13>last');
+  await waitFor(() => rec.frames.length === 4, 5000, 'four frames');
+  expect(rec.frames).toEqual([
+    { text: '<13>one', mode: 'lf', truncated: false, peer: local },
+    { text: '<13>two two', mode: 'octet', truncated: false, peer: local },
+    { text: '<13>three', mode: 'lf', truncated: false, peer: local },
+    { text: '<13>last', mode: 'lf', truncated: false, peer: local },
+  ]);
+  expect(rec.deadLetters).toEqual([]);
+  const stats = rec.telemetry.listener('in');
+  await waitFor(() => stats.connectionsOpen === 0, 5000, 'the connection closed');
+  expect(stats.connectionsAccepted).toBe(1);
+});
+
+test('a connection reset in the middle of a frame: the partial frame is dead-lettered, not lost', async () => {
+  const { src, rec } = await tcp();
+  const s = await connect(src.port()!);
+  s.write('<13>whole\n<13>half of a fr');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the whole frame');
+  s.resetAndDestroy();
+  await waitFor(() => rec.deadLetters.length === 1, 5000, 'the dead letter');
+  expect(rec.deadLetters[0]).toMatchObject({ text: '<13>half of a fr', reason: 'frame_incomplete_at_close' });
+});
+
+test('a frame longer than max_frame_bytes is truncated and marked', async () => {
+  const { src, rec } = await tcp({ max_frame_bytes: 16 });
+  const s = await connect(src.port()!);
+  s.end(`<13>${'x'.repeat(40)}\n<13>ok\n`);
+  await waitFor(() => rec.frames.length === 2, 5000, 'two frames');
+  expect(rec.frames[0]!.truncated).toBe(true);
+  expect(Buffer.byteLength(rec.frames[0]!.text)).toBeLessThanOrEqual(16);
+  expect(rec.frames[1]).toMatchObject({ text: '<13>ok', truncated: false });
+});
+
+test('allowed_cidrs: a sender outside is closed at once and counted; nothing it sent arrives', async () => {
+  const { src, rec } = await tcp({ allowed_cidrs: ['10.0.0.0/8'] });
+  const s = net.connect({ host: '127.0.0.1', port: src.port()! });
+  s.on('error', () => undefined);
+  s.write('<13>not allowed\n');
+  await closedByServer(s);
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('cidr')).toBe(1);
+  expect(rec.frames).toEqual([]);
+});
+
+test('max_connections_per_source: one more connection from the same address is closed and counted; the first still delivers', async () => {
+  const { src, rec } = await tcp({ max_connections_per_source: 1 });
+  const first = await connect(src.port()!);
+  first.write('<13>a\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the first frame');
+  const second = net.connect({ host: '127.0.0.1', port: src.port()! });
+  await closedByServer(second);
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('max_connections_per_source')).toBe(1);
+  first.end('<13>b\n');
+  await waitFor(() => rec.frames.length === 2, 5000, 'the second frame');
+});
+
+test('max_connections: a new connection takes the place of one that never sent a whole frame', async () => {
+  const { src, rec } = await tcp({ max_connections: 1 });
+  const idle = await connect(src.port()!);
+  const idleClosed = closedByServer(idle);
+  await waitFor(() => rec.telemetry.listener('in').connectionsAccepted === 1, 5000, 'the idle connection served');
+  const fresh = await connect(src.port()!);
+  await idleClosed;
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('evicted_no_frame')).toBe(1);
+  fresh.end('<13>fresh\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the fresh frame');
+});
+
+test('stop() reads what connections already sent before closing them', async () => {
+  const { src, rec } = await tcp();
+  const s = await connect(src.port()!);
+  s.on('error', () => undefined);
+  const lines = Array.from({ length: 200 }, (_, i) => `<13>line ${i}\n`).join('');
+  await new Promise<void>((r) => s.write(lines, () => r()));
+  await src.stop(5000);
+  running.pop();
+  expect(rec.frames.length).toBe(200);
+  expect(rec.frames[199]!.text).toBe('<13>line 199');
+});
+
+async function tlsListener(raw: Record<string, unknown>): Promise<{ src: Source; rec: Recording }> {
+  const rec = recording();
+  const src = await tlsSource.create(listenerConfig('tls', TLS_FIELDS, raw), rec.deps);
+  await src.start();
+  running.push(src);
+  return { src, rec };
+}
+
+function tlsSend(port: number, opts: tls.ConnectionOptions, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...opts }, () => s.end(text));
+    s.on('error', () => resolve());
+    s.on('close', () => resolve());
+  });
+}
+
+test('tls with a pinned client fingerprint: the pinned client delivers, another certificate is refused and counted', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, client_fingerprints: [pki.selfSignedFingerprint] } });
+  const ca = (await import('node:fs')).readFileSync(pki.caCert);
+  await tlsSend(src.port()!, { ca, cert: pki.selfSignedCert, key: pki.selfSignedKey }, '<13>pinned\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the pinned frame');
+  expect(rec.frames[0]!.text).toBe('<13>pinned');
+  await tlsSend(src.port()!, { ca, cert: pki.rogueClientCert, key: pki.rogueClientKey }, '<13>rogue\n');
+  await waitFor(() => rec.telemetry.listener('in').connectionsRejected.map.get('tls_fingerprint') === 1, 5000, 'the rogue refused');
+  expect(rec.frames.length).toBe(1);
+});
+
+test('tls with client_auth required and a CA: a client signed by it delivers, one without a certificate is refused', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, ca_file: pki.caCert, client_auth: 'required' } });
+  const ca = (await import('node:fs')).readFileSync(pki.caCert);
+  await tlsSend(src.port()!, { ca, cert: pki.clientCert, key: pki.clientKey }, '<13>signed\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the signed frame');
+  await tlsSend(src.port()!, { ca }, '<13>anonymous\n');
+  await waitFor(() => (rec.telemetry.listener('in').connectionsRejected.map.get('tls_unauthorized') ?? 0) + (rec.telemetry.listener('in').connectionsRejected.map.get('tls_handshake') ?? 0) >= 1, 5000, 'the anonymous client refused');
+  expect(rec.frames.map((f) => f.text)).toEqual(['<13>signed']);
+});
