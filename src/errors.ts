@@ -11,7 +11,7 @@
 export interface CodeInfo {
   readonly level: 'error' | 'warning';
   /** Where the code comes from. */
-  readonly stage: 'framing' | 'decode' | 'syslog' | 'cef' | 'normalizer' | 'ksc' | 'encode' | 'output' | 'daemon';
+  readonly stage: 'framing' | 'decode' | 'syslog' | 'cef' | 'normalizer' | 'ksc' | 'sql' | 'encode' | 'output' | 'daemon';
   readonly description: string;
 }
 
@@ -402,6 +402,12 @@ export const CODES = {
     stage: 'ksc',
     description:
       'The KSC state store (`<state_dir>/ksc.sqlite`) could not be opened (permissions, or a store written by a newer cefd).',
+  },
+  sql_row_unusable: {
+    level: 'error',
+    stage: 'sql',
+    description:
+      'A row read by a `sql` source has no value in its cursor column: it cannot be placed in the cursor order, so it goes to the dead-letter output with its columns (`sql.row`) instead of becoming an event.',
   },
   admin_unauthorized: {
     level: 'error',
