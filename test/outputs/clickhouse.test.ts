@@ -10,6 +10,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -200,6 +201,75 @@ describe('clickhouse output, direct', () => {
   });
 });
 
+/**
+ * Answers the real server does not give on demand, from a stand-in that speaks as 18.16
+ * does (the error texts are copied from the real server's answers in the tests above): a
+ * data error without `(at row N)`, a server failing in the middle of the split, and a 200
+ * with an exception in its body.
+ */
+describe('clickhouse output, answers the real server gives only by chance', () => {
+  async function standIn(answer: (rows: { id: string; n: unknown }[], request: number) => { status: number; body: string }) {
+    let requests = 0;
+    const inserted: string[] = [];
+    const srv = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const rows = Buffer.concat(chunks).toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: string; n: unknown });
+        const a = answer(rows, ++requests);
+        if (a.status === 200 && a.body === '') inserted.push(...rows.map((r) => r.id));
+        res.writeHead(a.status).end(a.body);
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    const o = new ClickHouseOutput('ch', { ...loadFields(CLICKHOUSE_FIELDS, { url: `http://127.0.0.1:${port}/`, table: 'x', columns: { id: 'id', n: 'n' }, event_column: '' }), encoding: { codec: 'native' } });
+    await o.start();
+    return { o, inserted, requests: () => requests, close: () => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }) };
+  }
+  const dataError = { status: 500, body: 'Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected " before: x, e.what() = DB::Exception\n' };
+  const records = (bad: number[]) => Array.from({ length: 64 }, (_, i) => JSON.stringify({ id: `e${i}`, n: bad.includes(i) ? 'bad' : i }));
+
+  test('a data error without the row: halves until the bad rows stand alone', async () => {
+    const s = await standIn((rows) => (rows.some((r) => r.n === 'bad') ? dataError : { status: 200, body: '' }));
+    const r = await s.o.send({ records: records([5, 40]) });
+    expect(r.status).toBe('partial');
+    if (r.status === 'partial') {
+      expect(r.rejected!.map((x) => x.index).sort((a, b) => a - b)).toEqual([5, 40]);
+      expect(r.rejected![0]!.error).toMatch(/HTTP 500: Code: 27/);
+      expect(r.retry ?? []).toEqual([]);
+    }
+    expect(s.inserted.sort()).toEqual(Array.from({ length: 64 }, (_, i) => `e${i}`).filter((id) => id !== 'e5' && id !== 'e40').sort());
+    expect(s.requests()).toBeLessThanOrEqual(1 + 2 * 2 * 6); // two bad rows, log2(64) levels each
+    await s.o.close();
+    await s.close();
+  });
+
+  test('the server fails during the split: what was inserted counts, the rest is retried, nothing rejected by mistake', async () => {
+    const s = await standIn((rows, n) => (n === 3 ? { status: 503, body: 'busy' } : rows.some((r) => r.n === 'bad') ? dataError : { status: 200, body: '' }));
+    const r = await s.o.send({ records: records([50]) });
+    expect(r.status).toBe('partial');
+    if (r.status === 'partial') {
+      expect(r.rejected ?? []).toEqual([]);
+      const retried = new Set(r.retry);
+      // Every record is either inserted or to retry, never both, never neither.
+      for (let i = 0; i < 64; i++) expect(retried.has(i)).toBe(!s.inserted.includes(`e${i}`));
+      expect(retried.has(50)).toBe(true);
+    }
+    await s.o.close();
+    await s.close();
+  });
+
+  test('HTTP 200 with an exception in the body is not success', async () => {
+    const s = await standIn(() => ({ status: 200, body: 'Code: 241, e.displayText() = DB::Exception: Memory limit exceeded, e.what() = DB::Exception\n' }));
+    const r = await s.o.send({ records: records([]) });
+    expect(r.status).toBe('retry');
+    if (r.status === 'retry') expect(r.error).toMatch(/HTTP 200 with an error in the body: Code: 241/);
+    await s.o.close();
+    await s.close();
+  });
+});
+
 describe('clickhouse output, through cefd run', () => {
   test('the documented DDL takes the native and kuma encodings of every KSC fixture, with the event id', async () => {
     for (const stmt of [...docSql('ddl:native'), ...docSql('ddl:kuma')]) await ch.query(stmt);
@@ -337,16 +407,20 @@ ${common}    table: kuma_events
     writeFileSync(join(dir, 'ch-password'), 'not-the-password');
     const port = await freePort();
     const metrics = await freePort();
+    const started = Date.now();
     const d = run(dir, config(port, metrics, chOutput(name, '    columns: { id: id }\n').replace('max_backoff: 500ms', 'max_backoff: 1s')));
     await d.until('cefd started');
     await sendLines(port, Array.from({ length: 10 }, (_, i) => line(i)));
     await d.until('Wrong password for user cefd');
-    const started = Date.now();
+    await d.until('check user and password_file');
     await new Promise((r) => setTimeout(r, 3000));
-    const elapsed = Date.now() - started + 1000;
     const retried = (await scrape(metrics)).get('cefd_output_retried_events_total{output="ch"}') ?? 0;
-    // 10 events per attempt; backoff from 50 ms doubling to 1 s: at most ~elapsed/50 ms attempts even with no waiting at all would be a storm.
-    expect(retried / 10).toBeLessThanOrEqual(5 + elapsed / 1000);
+    const elapsed = (Date.now() - started) / 1000;
+    // 10 events per attempt. The runner waits backoff/2..backoff, from 50 ms doubling to 1 s:
+    // about 6 attempts to reach the cap, then at most 2 a second. Without backoff a refused
+    // insert takes a few ms: hundreds of attempts in the same time.
+    expect(retried).toBeGreaterThan(0);
+    expect(retried / 10).toBeLessThanOrEqual(10 + 2 * elapsed);
     expect(d.text()).not.toContain('not-the-password');
     expect(await count(`SELECT count() FROM t.${name}`)).toBe(0);
     expect(readNdjson(join(dir, 'dead.ndjson'))).toEqual([]);
