@@ -304,7 +304,14 @@ ${common}    table: kuma_events
     for (const text of streams) await sendLines(port, [text]);
     const fileCount = () => readNdjson(join(dir, 'events.ndjson')).length;
     await waitFor(
-      async () => fileCount() >= streams.length && (await count('SELECT count() FROM cefd.events')) === fileCount() && (await count('SELECT count() FROM cefd.kuma_events')) === fileCount(),
+      async () => {
+        // Every connection read to its end, every event it gave in the file and in both tables.
+        const m = await scrape(metrics);
+        const sum = (name: string) => [...m].filter(([k]) => k === name || k.startsWith(`${name}{`)).reduce((a, [, v]) => a + v, 0);
+        const n = fileCount();
+        return sum('cefd_connections_accepted_total') === streams.length && sum('cefd_connections_open') === 0 && n === sum('cefd_events_parsed_total') && n > 0 &&
+          (await count('SELECT count() FROM cefd.events')) === n && (await count('SELECT count() FROM cefd.kuma_events')) === n;
+      },
       30_000,
       'every event in the file and both tables',
     ).catch(async (err: Error) => {
