@@ -395,7 +395,6 @@ ${common}    table: kuma_events
     await b.until('cefd started');
     await sendLines(port, Array.from({ length: 1500 }, (_, i) => line(1500 + i)));
     await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="ch"}') ?? 0) >= 3000, 20_000, 'events buffered');
-    await new Promise((r) => setTimeout(r, 1200)); // the disk buffer's fsync interval (1 s)
     b.proc.kill('SIGKILL');
     await b.exit;
     await ch.start();
