@@ -180,7 +180,7 @@ export const CODES = {
     level: 'error',
     stage: 'output',
     description:
-      'ClickHouse refused this row with a data error (it cannot parse or convert a value, or the table has no column for a field): the clickhouse output split the batch until the row stood alone, and dead-letters it with the server\'s text; the other rows were inserted (docs/outputs-clickhouse.md).',
+      'ClickHouse refused this row with a data error (it cannot parse or convert a value for its column): the clickhouse output split the batch until the row stood alone, and dead-letters it with the server\'s text; the other rows were inserted (docs/outputs-clickhouse.md).',
   },
   clickhouse_record_not_json: {
     level: 'error',

@@ -137,13 +137,13 @@ describe('clickhouse output, direct', () => {
     await o.close();
   });
 
-  test('a field the table lacks (event_column with no column) is a data error too; a batch of good rows is one insert (gzip too)', async () => {
+  test('a layout column the table lacks (event_column): a retry with a clear error, nothing dead-lettered; a batch of good rows is one insert (gzip too)', async () => {
     const name = await table('id String');
     const o = output({ table: name, columns: { id: 'id' } }); // event_column "event" is not in the table
     await o.start();
-    const r = await o.send({ records: ['{"id":"a"}'] });
-    expect(r.status).toBe('partial');
-    if (r.status === 'partial') expect(r.rejected![0]!.error).toMatch(/Code: 117.*Unknown field found.*event/);
+    const r = await o.send({ records: ['{"id":"a"}', '{"id":"b"}'] });
+    expect(r.status).toBe('retry');
+    if (r.status === 'retry') expect(r.error).toMatch(/Code: 117.*Unknown field found.*the table has no column event: add it/);
     const ok = output({ table: name, columns: { id: 'id' }, event_column: '' });
     await ok.start();
     expect(await ok.send({ records: Array.from({ length: 1000 }, (_, i) => `{"id":"r${i}"}`) })).toEqual({ status: 'delivered' });

@@ -19,7 +19,8 @@
  *   (`at row N`) or else in halves, and the pieces are sent again at once, until every bad
  *   row stands alone: those are rejected (dead-lettered) with the server's text, the rest
  *   are inserted.
- * - authentication or a missing table/database (CONFIG_CODES): `retry` with a clear error:
+ * - authentication, a missing table/database, a layout column the table lacks
+ *   (CONFIG_CODES, "Unknown field found"): `retry` with a clear error:
  *   the events wait in the buffer, with the runner's capped backoff, until the operator
  *   fixes the password or creates the table; nothing is dead-lettered for a config error.
  * - anything else (network, timeout, 5xx, TOO_MANY_PARTS, memory): `retry` of the same batch.
@@ -82,7 +83,7 @@ export const DATA_ERROR_CODES: ReadonlySet<number> = new Set([
   69, // ARGUMENT_OUT_OF_BOUND
   70, // CANNOT_CONVERT_TYPE
   72, // CANNOT_PARSE_NUMBER
-  117, // INCORRECT_DATA (also: a field the table has no column for)
+  117, // INCORRECT_DATA (but "Unknown field found": the layout names a column the table lacks, a config error)
   131, // TOO_LARGE_STRING_SIZE
   349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
   376, // CANNOT_PARSE_UUID (newer servers)
@@ -111,6 +112,7 @@ export const NOT_JSON_REASON = 'clickhouse_record_not_json';
 /** `Code: N` at the start of a ClickHouse error body (18.16: `Code: 27, e.displayText() = ...`; newer: `Code: 27. DB::Exception: ...`). */
 const CODE_IN_ERROR = /HTTP \d{3}: Code: (\d+)[.,]/;
 const ROW_IN_ERROR = /\(at row (\d+)\)/;
+const UNKNOWN_FIELD = /Unknown field found while parsing JSONEachRow format: ([^:,\s]+)/;
 
 /** Test seams; not configuration. */
 export type ClickHouseOutputDeps = HttpTransportDeps;
@@ -247,6 +249,12 @@ export class ClickHouseOutput implements Output {
     if (r.status !== 'retry' && r.status !== 'rejected') return { status: 'retry', error: `clickhouse output ${this.name}: unexpected transport result ${r.status}` };
     const m = CODE_IN_ERROR.exec(r.error);
     const code = m === null ? undefined : Number(m[1]);
+    // A row field the table has no column for: the layout (`columns`, `event_column`) and
+    // the table disagree, which no row can fix; every row would be dead-lettered one by one.
+    const unknown = code === 117 ? UNKNOWN_FIELD.exec(r.error) : null;
+    if (unknown !== null) {
+      return { status: 'retry', error: `${r.error} (the table has no column ${unknown[1]}: add it, or change columns/event_column; the events wait in the buffer)` };
+    }
     if (code !== undefined && DATA_ERROR_CODES.has(code)) {
       const row = ROW_IN_ERROR.exec(r.error);
       return { status: 'data', error: r.error, ...(row !== null ? { row: Number(row[1]) } : {}) };
