@@ -27,6 +27,9 @@ export interface ClickHouse {
   dir: string;
   httpPort: number;
   url: string;
+  /** With `tls`: the HTTPS port and URL (https://127.0.0.1:<port>/). */
+  httpsPort: number;
+  httpsUrl: string;
   proc: ChildProcess | null;
   /** Runs one query as `default` (no password); the response text. Throws on a non-200. */
   query(sql: string, body?: string): Promise<string>;
@@ -42,6 +45,8 @@ export interface ClickHouse {
 export interface ClickHouseOptions {
   /** Extra users with a plain-text password (the `default` user has none). */
   users?: ClickHouseUser[];
+  /** Also serve HTTPS (on `httpsPort`) with this PEM certificate and key. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /** POSTs `sql` (and `body` after it) to the HTTP interface; resolves with status and text. */
@@ -75,7 +80,21 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-function configXml(dir: string, httpPort: number, tcpPort: number): string {
+function configXml(dir: string, httpPort: number, tcpPort: number, https?: { port: number; certFile: string; keyFile: string }): string {
+  const tls =
+    https === undefined
+      ? ''
+      : `  <https_port>${https.port}</https_port>
+  <openSSL><server>
+    <certificateFile>${https.certFile}</certificateFile>
+    <privateKeyFile>${https.keyFile}</privateKeyFile>
+    <verificationMode>none</verificationMode>
+    <loadDefaultCAFile>false</loadDefaultCAFile>
+    <cacheSessions>true</cacheSessions>
+    <disableProtocols>sslv2,sslv3</disableProtocols>
+    <preferServerCiphers>true</preferServerCiphers>
+  </server></openSSL>
+`;
   return `<?xml version="1.0"?>
 <yandex>
   <logger>
@@ -88,7 +107,7 @@ function configXml(dir: string, httpPort: number, tcpPort: number): string {
   <http_port>${httpPort}</http_port>
   <tcp_port>${tcpPort}</tcp_port>
   <listen_host>127.0.0.1</listen_host>
-  <max_connections>256</max_connections>
+${tls}  <max_connections>256</max_connections>
   <keep_alive_timeout>3</keep_alive_timeout>
   <max_concurrent_queries>50</max_concurrent_queries>
   <uncompressed_cache_size>8589934592</uncompressed_cache_size>
@@ -133,7 +152,8 @@ export async function startClickHouse(opts: ClickHouseOptions = {}): Promise<Cli
   for (const d of ['data', 'tmp', 'log', 'user_files', 'format_schemas']) mkdirSync(join(dir, d), { recursive: true });
   const httpPort = await freePort();
   const tcpPort = await freePort();
-  writeFileSync(join(dir, 'config.xml'), configXml(dir, httpPort, tcpPort));
+  const httpsPort = opts.tls === undefined ? 0 : await freePort();
+  writeFileSync(join(dir, 'config.xml'), configXml(dir, httpPort, tcpPort, opts.tls === undefined ? undefined : { port: httpsPort, ...opts.tls }));
   writeFileSync(join(dir, 'users.xml'), usersXml(opts.users ?? []));
   const url = `http://127.0.0.1:${httpPort}/`;
   let exited: Promise<void> = Promise.resolve();
@@ -143,6 +163,8 @@ export async function startClickHouse(opts: ClickHouseOptions = {}): Promise<Cli
     dir,
     httpPort,
     url,
+    httpsPort,
+    httpsUrl: `https://127.0.0.1:${httpsPort}/`,
     proc: null,
     async query(sql, body = '') {
       const r = await chRequest(url, sql, body);

@@ -4,6 +4,7 @@
  * the documented DDL (read from docs/outputs-clickhouse.md) takes what the native and kuma
  * encoders send; bad rows among good ones are found and dead-lettered alone, with the
  * server's text; wrong credentials give a clear error and a bounded number of attempts;
+ * HTTPS with the right CA works and a certificate cefd cannot verify is refused;
  * and through `cefd run` as a child process: server down at start, down mid-stream and back,
  * a stalled (SIGSTOPped) server, SIGTERM and kill -9 of cefd with events buffered. Nothing
  * is lost; duplicates (at least once) are counted and collapse by id, as documented.
@@ -20,6 +21,7 @@ import { ClickHouseOutput, NOT_JSON_REASON, REJECT_REASON } from '../../src/outp
 import { CLICKHOUSE_FIELDS } from '../../src/outputs/clickhouse/config.js';
 import { CLI, freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
 import { startClickHouse, type ClickHouse } from '../helpers/clickhouse.js';
+import { makePki, type Pki } from '../helpers/pki.js';
 import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -37,8 +39,10 @@ function docSql(marker: string): string[] {
 }
 
 let ch: ClickHouse;
+let pki: Pki;
 beforeAll(async () => {
-  ch = await startClickHouse({ users: [{ name: 'cefd', password: PASSWORD }] });
+  pki = makePki();
+  ch = await startClickHouse({ users: [{ name: 'cefd', password: PASSWORD }], tls: { certFile: join(pki.dir, 'server.crt'), keyFile: join(pki.dir, 'server.key') } });
   await ch.query('CREATE DATABASE IF NOT EXISTS t');
 }, 90_000);
 afterAll(async () => {
@@ -176,6 +180,23 @@ describe('clickhouse output, direct', () => {
     if (m.status === 'retry') expect(m.error).toMatch(/doesn't exist.*create it/);
     await missing.close();
     expect(await count(`SELECT count() FROM t.${name}`)).toBe(0);
+  });
+
+  test('HTTPS: the server\'s CA given, rows go in; a certificate cefd cannot verify is refused with a clear TLS error (retried, nothing sent)', async () => {
+    const name = await table('id String');
+    const good = output({ url: ch.httpsUrl, table: name, columns: { id: 'id' }, event_column: '', ca_file: join(pki.dir, 'ca.crt') });
+    await good.start();
+    expect(await good.send({ records: ['{"id":"tls1"}'] })).toEqual({ status: 'delivered' });
+    await good.close();
+    for (const ca of [undefined, join(pki.dir, 'rogue-ca.crt')]) {
+      const bad = output({ url: ch.httpsUrl, table: name, columns: { id: 'id' }, event_column: '', ...(ca !== undefined ? { ca_file: ca } : {}) });
+      await bad.start();
+      const r = await bad.send({ records: ['{"id":"tls2"}'] });
+      expect(r.status).toBe('retry');
+      if (r.status === 'retry') expect(r.error).toMatch(/TLS error: .*(certificate|UNABLE_TO_VERIFY|issuer)/i);
+      await bad.close();
+    }
+    expect((await ch.query(`SELECT id FROM t.${name}`)).trim()).toBe('tls1');
   });
 
   test('the server down: retry (nothing rejected); a stalled server: retry after `timeout`', async () => {
