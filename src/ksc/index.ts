@@ -62,6 +62,8 @@ export interface KscIntegrationOptions {
   sync?: SyncOptions;
   /** Told about every connection import (scheduled or on demand), for metrics. */
   onSyncResult?: (r: SyncResult) => void;
+  /** Called after every import (the asset index is rebuilt by then). */
+  onAssetsChanged?: () => void;
   /** Clock for tests. */
   now?: () => Date;
   /**
@@ -276,6 +278,11 @@ export class KscIntegration {
     });
     const out = (await Promise.all(runs)).filter((x): x is SyncResult => x !== undefined);
     this.index?.refresh(true);
+    try {
+      this.o.onAssetsChanged?.();
+    } catch {
+      /* a hook must not break an import */
+    }
     return out;
   }
 
