@@ -176,6 +176,17 @@ export const CODES = {
     description:
       'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...).',
   },
+  clickhouse_row_rejected: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'ClickHouse refused this row with a data error (it cannot parse or convert a value for its column): the clickhouse output split the batch until the row stood alone, and dead-letters it with the server\'s text; the other rows were inserted (docs/outputs-clickhouse.md).',
+  },
+  clickhouse_record_not_json: {
+    level: 'error',
+    stage: 'output',
+    description: 'The clickhouse output got an encoded event that is not a JSON object, so it cannot become a JSONEachRow row: dead-lettered.',
+  },
   stdout_closed: {
     level: 'error',
     stage: 'output',
