@@ -7,6 +7,7 @@ import type { OutputPlugin } from './plugin.js';
 import { elasticsearchOutput } from './elasticsearch/index.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
+import { splunkHecOutput } from './splunk_hec/index.js';
 import { stdoutOutput } from './stdout/index.js';
 
 export const OUTPUT_PLUGINS = [
@@ -14,6 +15,7 @@ export const OUTPUT_PLUGINS = [
   stdoutOutput,
   httpOutput,
   elasticsearchOutput,
+  splunkHecOutput,
 ] as const;
 
 type Plugins = (typeof OUTPUT_PLUGINS)[number];
