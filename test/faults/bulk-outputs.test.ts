@@ -114,6 +114,32 @@ describe('bulk outputs in the daemon', () => {
     expect(await again.exit).toBe(0);
   });
 
+  test('splunk_hec: down at start, SIGTERM with events buffered, back: every event received after the restart', async () => {
+    const probe = new HecEmulator();
+    await probe.start();
+    const hecPort = probe.port;
+    await probe.stop();
+    const dir = tempDir();
+    const port = await freePort();
+    const metrics = await freePort();
+    const yaml = config(port, metrics, `  - { name: hec, type: splunk_hec, url: "http://127.0.0.1:${hecPort}", token: tok-1234, retry: { initial_backoff: 50ms, max_backoff: 200ms } }`);
+    const d = run(dir, yaml);
+    await d.until('cefd started');
+    await sendLines(port, 0, 1000);
+    await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="hec"}') === 1000, 30_000, 'events buffered');
+    d.proc.kill('SIGTERM');
+    expect(await d.exit).toBe(0);
+    const hec = new HecEmulator({ tokens: ['tok-1234'], port: hecPort });
+    await hec.start();
+    servers.push(hec);
+    const again = run(dir, yaml);
+    await again.until('cefd started');
+    await waitFor(() => hec.events.length >= 1000, 30_000, 'every event received');
+    expect(new Set(hec.events.map((e) => (e.event as { id: string }).id)).size).toBe(1000);
+    again.proc.kill('SIGTERM');
+    expect(await again.exit).toBe(0);
+  });
+
   test('splunk_hec: kill -9 while delivering, restart: every event received at least once', async () => {
     const hec = new HecEmulator({ tokens: ['tok-1234'] });
     await hec.start();

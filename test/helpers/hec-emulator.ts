@@ -134,7 +134,7 @@ export class HecEmulator {
         return this.answer(res, 400, { text: 'Invalid data format', code: 6 });
       }
     }
-    const max = this.opts.maxContentLength ?? 1_000_000;
+    const max = this.opts.maxContentLength ?? 838_860_800; // inputs.conf [http] max_content_length default (800 MB)
     if (body.length > max) {
       res.writeHead(413, { 'content-type': 'text/plain' });
       res.end(`Content-Length of ${body.length} too large (maximum is ${max})`);
