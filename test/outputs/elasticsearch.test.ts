@@ -286,6 +286,9 @@ test('opensearch flavor: rejected_execution_exception retried; config checks', a
   expect(check({ index: 'a', encoding: { codec: 'cef' } })).toEqual(['encoding.codec']);
   expect(check({ data_stream: 'logs-a-b', encoding: { codec: 'native' } })).toEqual(['encoding.codec']);
   expect(check({ index: 'a', flavor: 'opensearch', api_key: 'k' })).toEqual(['api_key']);
+  expect(check({ index: 'a', encoding: { only_fields: ['cef'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { except_fields: ['id'] } })).toEqual(['encoding']);
 });
 
 function quiet(): Telemetry {

@@ -16,6 +16,10 @@ function check(c: ElasticsearchConfig): FieldProblem[] {
   }
   if (c.encoding.codec === 'cef') out.push({ key: 'encoding.codec', message: 'documents must be JSON objects: use ecs, native or kuma' });
   if (c.data_stream !== undefined && c.encoding.codec !== 'ecs') out.push({ key: 'encoding.codec', message: 'data streams need @timestamp in every document: use ecs' });
+  // The event's `id` becomes `_id`: an encoding that drops it loses exactly-once delivery.
+  if ((c.encoding.only_fields.length > 0 && !c.encoding.only_fields.includes('id')) || c.encoding.except_fields.includes('id')) {
+    out.push({ key: 'encoding', message: 'keep the event\'s id (add `id` to only_fields, or remove it from except_fields): it is the document _id that makes retries write each event once' });
+  }
   if (c.api_key !== undefined && c.flavor === 'opensearch') out.push({ key: 'api_key', message: 'OpenSearch has no API keys: use basic_auth_user or bearer_token' });
   if (c.api_key !== undefined && (c.bearer_token !== undefined || c.basic_auth_user !== undefined)) out.push({ key: 'api_key', message: 'set one of api_key, bearer_token, basic_auth_user (all use the Authorization header)' });
   return out;
