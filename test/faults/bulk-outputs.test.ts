@@ -82,6 +82,11 @@ describe('bulk outputs in the daemon', () => {
     const docs = es.docs();
     expect(docs).toHaveLength(n);
     expect(new Set(docs.map((x) => x.id)).size).toBe(n);
+    // ECS by default, encoded on the decode workers; the document's event.id is its _id.
+    for (const x of docs) {
+      expect((x.source['ecs'] as { version: string }).version).toMatch(/^8\./);
+      expect((x.source['event'] as { id: string }).id).toBe(x.id);
+    }
     const sent = es.requests.reduce((s, r) => s + r.items, 0);
     console.log(`elasticsearch kill -9: ${before} indexed before the kill, ${sent} create actions for ${n} events (${sent - n} answered 409: already written)`);
     again.proc.kill('SIGTERM');
