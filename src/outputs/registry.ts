@@ -5,6 +5,7 @@
  */
 import type { OutputPlugin } from './plugin.js';
 import { elasticsearchOutput } from './elasticsearch/index.js';
+import { clickhouseOutput } from './clickhouse/index.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
 import { splunkHecOutput } from './splunk_hec/index.js';
@@ -16,6 +17,7 @@ export const OUTPUT_PLUGINS = [
   httpOutput,
   elasticsearchOutput,
   splunkHecOutput,
+  clickhouseOutput,
 ] as const;
 
 type Plugins = (typeof OUTPUT_PLUGINS)[number];
