@@ -186,6 +186,9 @@ export class StreamSource implements Source {
 
   private release(slot: Slot): void {
     if (!this.slots.delete(slot)) return;
+    // The open-connections gauge follows the slots (an evicted connection stops counting at
+    // once, not when its socket's close event comes), so it never shows more than the limit.
+    if (slot.served === true) this.stats.connectionsOpen--;
     if (this.slotByPeer.get(slot.peer) === slot) this.slotByPeer.delete(slot.peer);
     const n = (this.perSource.get(slot.source) ?? 1) - 1;
     if (n <= 0) this.perSource.delete(slot.source);
@@ -335,7 +338,7 @@ export class StreamSource implements Source {
         pipeline.deadLetterFrame(partial, 'frame_incomplete_at_close', 'connection closed in the middle of a frame', ctx);
         pipeline.commit(ctx);
       }
-      stats.connectionsOpen--;
+      this.release(slot);
       conn.unregister();
       this.conns.delete(conn);
     });
