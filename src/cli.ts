@@ -12,6 +12,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from './codecs/framing/framer.js';
 import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
 import { registerKscCommands } from './ksc/cli.js';
+import { registerConsoleCommands } from './console/cli.js';
 import { EXIT } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -117,6 +118,7 @@ export function buildProgram(): Command {
     });
 
   registerKscCommands(program);
+  registerConsoleCommands(program);
 
   program
     .command('config-doc')

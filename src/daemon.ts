@@ -52,6 +52,7 @@ export class Daemon {
   private sources: SourceEntry[] = [];
   private metrics: MetricsServer | null = null;
   private pool: WorkerPool | null = null;
+  private workerCount = 0;
   private readonly topology: Topology;
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
@@ -142,9 +143,10 @@ export class Daemon {
     );
     const pipeline = this.pipeline;
     for (const x of this.extensions) {
-      await x.start({ config: c, telemetry: this.telemetry, log: this.telemetry.log, addTap: (tap) => pipeline.addTap(tap) });
+      await x.start({ config: c, telemetry: this.telemetry, log: this.telemetry.log, addTap: (tap) => pipeline.addTap(tap), addTail: (tail) => pipeline.addTail(tail), workers: () => this.workerCount });
     }
     const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
+    this.workerCount = workers;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
       pipeline.useWorkers(this.pool, await this.pool.init(this.workerConfig(c)));

@@ -16,6 +16,10 @@ export interface DaemonContext {
   readonly log: Logger;
   /** Sees every event after the normalizers and before routing; runs on the hot path. */
   addTap(tap: (event: CefdEvent, origin: EventOrigin) => void): () => void;
+  /** A copy of every event and its frame while set (the console's live tail); off the hot path otherwise. */
+  addTail?(tail: (event: CefdEvent, frame: Buffer) => void): () => void;
+  /** Decode worker threads in use (0: decoding on the main thread). */
+  workers?(): number;
 }
 
 export interface DaemonExtension {

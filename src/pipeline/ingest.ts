@@ -64,6 +64,11 @@ export interface IngestEnv {
   /** Code that watches events after the normalizers (in-thread pipeline only). */
   taps?: readonly ((event: CefdEvent, origin: EventOrigin) => void)[];
   onTapError?: (e: unknown) => void;
+  /**
+   * Copies of events for the console's live tail (src/console/tail.ts): only set while a
+   * tail client is connected; gets the event after routing and the frame's bytes.
+   */
+  tails?: readonly ((event: CefdEvent, frame: Buffer) => void)[];
 }
 
 export type FrameResult =
@@ -132,6 +137,16 @@ export function processFrame(
   for (let i = 0; i < filters.length; i++) {
     const f = filters[i];
     if (f === undefined || f.test(event)) mask = i < 32 ? mask | (1 << i) : ALL;
+  }
+  const tails = env.tails;
+  if (tails !== undefined && tails.length > 0) {
+    for (let i = 0; i < tails.length; i++) {
+      try {
+        tails[i]!(event, buf);
+      } catch (e) {
+        env.onTapError?.(e);
+      }
+    }
   }
   if (mask === 0) return { json: '', mask: 0 };
   let json: string;

@@ -64,6 +64,9 @@ export interface PipelineOptions {
 /** Code that watches events; `origin` says where the event came from (src/ksc/trust.ts). */
 export type EventTap = (event: CefdEvent, origin: EventOrigin) => void;
 
+/** Gets a copy of every event (the event after routing, and its frame) for the console's live tail. */
+export type EventTail = (event: CefdEvent, frame: Buffer) => void;
+
 /** Reads of one source on workers at once; beyond, the source pauses. */
 const MAX_IN_FLIGHT_PER_SOURCE = 4;
 
@@ -81,6 +84,7 @@ export class Pipeline {
   private readonly bootId: string;
   private seq = 0;
   private taps: EventTap[] = [];
+  private tails: EventTail[] = [];
   private env: IngestEnv;
   private counts = new FrameCounts();
   private pool: WorkerPool | null = null;
@@ -113,6 +117,7 @@ export class Pipeline {
       filters: this.slots.map((s) => s.filter),
       taps: this.taps,
       onTapError: (e) => this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw'),
+      tails: this.tails,
     };
   }
 
@@ -145,9 +150,23 @@ export class Pipeline {
     };
   }
 
+  /**
+   * The console's live tail: a copy of every event while it is set. Events are decoded on
+   * this thread while a tail is connected (the copy needs the event and its frame), on the
+   * workers again once the last tail is gone.
+   */
+  addTail(tail: EventTail): () => void {
+    this.tails = [...this.tails, tail];
+    this.env = this.makeEnv();
+    return () => {
+      this.tails = this.tails.filter((t) => t !== tail);
+      this.env = this.makeEnv();
+    };
+  }
+
   /** Events go to workers when there are (working) workers and nothing watches them. */
   get onWorkers(): boolean {
-    return this.pool !== null && !this.pool.broken && this.taps.length === 0;
+    return this.pool !== null && !this.pool.broken && this.taps.length === 0 && this.tails.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {

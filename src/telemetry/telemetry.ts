@@ -85,6 +85,9 @@ export class OutputStats {
   bufferReplayed = 0;
   readonly rejected = new CodeCounts();
   readonly dropped = new CodeCounts();
+  /** The last delivery error and when (ms), for the console; empty when none. */
+  lastError = '';
+  lastErrorMs = 0;
   constructor(readonly name: string) {}
 }
 
@@ -222,6 +225,8 @@ export class Telemetry {
     const s = this.output(output);
     s.retried += events;
     s.retrying = 1;
+    s.lastError = error;
+    s.lastErrorMs = Date.now();
     this.limited('warn', `retry:${output}`, { output, events, err: error, backoffMs: Math.round(backoffMs) }, `output ${output} could not deliver ${events} events; retrying in ${Math.round(backoffMs)} ms: ${error}`);
   }
 
