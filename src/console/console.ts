@@ -375,7 +375,7 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 }
 
 function bufferFill(q: unknown, max: number): number | null {
-  const bytes = (q as { bytes?: () => number; diskBytes?: () => number }).diskBytes?.() ?? (q as { bytes?: () => number }).bytes?.();
+  const bytes = (q as { bytes?: unknown }).bytes;
   return typeof bytes === 'number' ? Math.min(1, bytes / max) : null;
 }
 
