@@ -159,14 +159,13 @@ export class Console {
     const t = this.o.telemetry;
     const now = Date.now();
     const listeners = [...t.listeners.values()].map((s) => {
-      const h = this.history.of(s.name);
       return {
         name: s.name,
         eventsTotal: s.eventsParsed,
         connectionsOpen: s.connectionsOpen,
         lastEventAt: s.lastEventMs > 0 ? new Date(s.lastEventMs).toISOString() : null,
         quiet: s.lastEventMs > 0 && now - s.lastEventMs > this.o.quietAfterMs,
-        perSecond: h.perSecond,
+        perSecond: this.history.of(s.name),
         parseErrors: Object.fromEntries(s.parseErrors.map),
         frameErrors: Object.fromEntries(s.frameErrors.map),
       };
@@ -383,6 +382,7 @@ function bufferFill(q: unknown, max: number): number | null {
 function summary(e: TailEntry): Record<string, unknown> {
   const ev = JSON.parse(e.json) as Record<string, unknown>;
   const cef = (ev['cef'] ?? {}) as Record<string, unknown>;
+  const ext = (cef['extensions'] ?? {}) as Record<string, unknown>;
   return {
     id: e.id,
     receivedAt: new Date(e.ms).toISOString(),
@@ -391,7 +391,7 @@ function summary(e: TailEntry): Record<string, unknown> {
     name: cef['name'] ?? (ev['syslog'] as Record<string, unknown> | undefined)?.['message'] ?? null,
     eventClassId: cef['deviceEventClassId'] ?? null,
     severity: ev['severity'] ?? cef['severity'] ?? null,
-    host: (ev['host'] as Record<string, unknown> | undefined)?.['name'] ?? cef['dhost'] ?? null,
+    host: ext['destinationHostName'] ?? ext['deviceHostName'] ?? ext['sourceHostName'] ?? (ev['syslog'] as Record<string, unknown> | undefined)?.['hostname'] ?? null,
     assets: ev['assets'] ?? null,
   };
 }
@@ -438,11 +438,11 @@ const KSC_BODY = `<main><h1>Kaspersky Security Center</h1>
 <section aria-labelledby="h-tenants"><h2 id="h-tenants">Tenants</h2><table id="tenants"><thead><tr><th scope="col">Tenant</th><th scope="col">Integration</th><th scope="col">Connections</th></tr></thead><tbody></tbody></table></section>
 <section aria-labelledby="h-conns"><h2 id="h-conns">Connections</h2>
 <table id="connections"><thead><tr><th scope="col">Tenant</th><th scope="col">Name</th><th scope="col">URL</th><th scope="col">State</th><th scope="col">Secret</th><th scope="col">Actions</th></tr></thead><tbody></tbody></table>
-<form id="conn-form"><fieldset><legend id="conn-legend">Add a connection</legend>
+<form id="conn-form" method="post" action="/console/ksc"><fieldset><legend id="conn-legend">Add a connection</legend>
 <input type="hidden" name="id" id="conn-id">
 <label for="conn-tenant">Tenant</label><input id="conn-tenant" name="tenant" value="default">
 <label for="conn-name">Name</label><input id="conn-name" name="name" required>
-<label for="conn-url">URL</label><input id="conn-url" name="url" type="url" required placeholder="https://ksc.example:13299">
+<label for="conn-url">URL</label><input id="conn-url" name="url" required placeholder="ksc.example:13299">
 <label for="conn-pin">Certificate SHA-256 pin</label><input id="conn-pin" name="pin">
 <label for="conn-user">User</label><input id="conn-user" name="user" autocomplete="off">
 <label for="conn-password">Password (write-only)</label><input id="conn-password" name="password" type="password" autocomplete="new-password">
@@ -460,7 +460,7 @@ const ASSET_BODY = `<main data-asset="{{id}}" id="asset-main"><p><a href="/conso
 <p id="asset-status" role="status"></p>
 <dl id="asset-facts"></dl>
 <section aria-labelledby="h-start"><h2 id="h-start">Start KSC task</h2>
-<form id="start-form"><label for="task">KUMA task of the connection</label><select id="task" name="task" required></select>
+<form id="start-form" method="post" action="/console/ksc"><label for="task">KUMA task of the connection</label><select id="task" name="task" required></select>
 <p id="task-why" aria-live="polite"></p><button type="submit">Start task</button></form></section>
 <section aria-labelledby="h-aruns"><h2 id="h-aruns">Task runs</h2><table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Origin</th><th scope="col">State</th><th scope="col">Updated</th></tr></thead><tbody></tbody></table></section>
 <section aria-labelledby="h-aevents"><h2 id="h-aevents">Recent events (in memory)</h2><ul id="asset-events"></ul></section>

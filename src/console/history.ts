@@ -8,6 +8,7 @@ export class RateHistory {
   private readonly series = new Map<string, number[]>();
   private readonly last = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  private lastMs = 0;
 
   constructor(private readonly telemetry: Telemetry) {}
 
@@ -23,6 +24,7 @@ export class RateHistory {
   }
 
   private sample(): void {
+    this.lastMs = Date.now();
     for (const [name, s] of this.telemetry.listeners) {
       const prev = this.last.get(name);
       this.last.set(name, s.eventsParsed);
@@ -34,10 +36,13 @@ export class RateHistory {
     }
   }
 
-  /** Events/s per 10 s step, oldest first, plus the rate since the last sample. */
-  of(name: string): { perSecond: number[]; current: number } {
+  /** Events/s per 10 s step, oldest first, the last one the step under way (its rate so far). */
+  of(name: string): number[] {
     const s = this.telemetry.listeners.get(name);
-    const prev = this.last.get(name);
-    return { perSecond: [...(this.series.get(name) ?? [])], current: s !== undefined && prev !== undefined ? s.eventsParsed - prev : 0 };
+    const prev = this.last.get(name) ?? 0;
+    const secs = Math.max(1, (Date.now() - this.lastMs) / 1000);
+    const now = s !== undefined ? Math.max(0, s.eventsParsed - prev) / secs : 0;
+    const done = this.series.get(name) ?? [];
+    return [...done.slice(Math.max(0, done.length - (SLOTS - 1))), now];
   }
 }

@@ -11,13 +11,18 @@ function chart(name, values, stepS) {
   svg.setAttribute('role', 'img');
   const last = values.length > 0 ? values[values.length - 1] : 0;
   svg.setAttribute('aria-label', `${name}: events per second over the last hour, peak ${max.toFixed(1)}, latest ${last.toFixed(1)}`);
-  const pts = values.map((v, i) => `${(w * (360 - values.length + i)) / 359},${h - (h - 4) * (v / max)}`);
-  const line = document.createElementNS(SVG, 'polyline');
-  line.setAttribute('points', pts.join(' '));
-  line.setAttribute('fill', 'none');
-  line.setAttribute('stroke', 'currentColor');
-  line.setAttribute('stroke-width', '1.5');
-  svg.append(line);
+  // One bar per 10 s step, the newest on the right.
+  const bw = w / 360;
+  values.forEach((v, i) => {
+    const bh = Math.max(v > 0 ? 1 : 0, (h - 2) * (v / max));
+    const r = document.createElementNS(SVG, 'rect');
+    r.setAttribute('x', String(bw * (360 - values.length + i)));
+    r.setAttribute('y', String(h - bh));
+    r.setAttribute('width', String(Math.max(1, bw)));
+    r.setAttribute('height', String(bh));
+    r.setAttribute('fill', 'currentColor');
+    svg.append(r);
+  });
   const fig = el('figure', {}, svg, el('figcaption', {}, `events/s, last hour in ${stepS} s steps: peak ${max.toFixed(1)}, latest ${last.toFixed(1)}`));
   return fig;
 }
