@@ -112,13 +112,13 @@ test('sign in, Overview, Events, KSC, a task run to "completed", sign out', asyn
   await sendTcp(d.port('tcp'), [detection('WS-0004', 4), detection('WS-0142', 5), detection('WS-0005', 6)]);
   await page.locator('#events tbody tr', { hasText: 'WS-0142' }).waitFor();
   // WS-0005 came after WS-0142 on the same connection: once the ring has it, the page would have it too.
-  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=WS-0005').then((r) => r.json()))).events.length === 1, 10_000, 'WS-0005 in memory');
+  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=WS-0005').then((r) => r.json() as Promise<{ events: unknown[] }>))).events.length === 1, 10_000, 'WS-0005 in memory');
   expect(await page.locator('#events tbody tr').allTextContents()).toEqual([expect.stringContaining('WS-0142')]);
 
   // Pause holds new events; Resume shows them.
   await page.getByRole('button', { name: 'Pause' }).click();
   await sendTcp(d.port('tcp'), [detection('WS-0142', 7)]);
-  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=EICAR-7').then((r) => r.json()))).events.length === 1, 10_000, 'EICAR-7 in memory');
+  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=EICAR-7').then((r) => r.json() as Promise<{ events: unknown[] }>))).events.length === 1, 10_000, 'EICAR-7 in memory');
   expect(await page.locator('#events tbody tr').count()).toBe(1);
   await page.getByRole('button', { name: 'Resume' }).click();
   await expect.poll(() => page.locator('#events tbody tr').count()).toBe(2);
