@@ -166,6 +166,7 @@ export class Console {
         lastEventAt: s.lastEventMs > 0 ? new Date(s.lastEventMs).toISOString() : null,
         quiet: s.lastEventMs > 0 && now - s.lastEventMs > this.o.quietAfterMs,
         perSecond: this.history.of(s.name),
+        senders: [...s.senders].reverse().map(([address, x]) => ({ address, events: x.events, lastEventAt: new Date(x.lastEventMs).toISOString(), quiet: now - x.lastEventMs > this.o.quietAfterMs })),
         parseErrors: Object.fromEntries(s.parseErrors.map),
         frameErrors: Object.fromEntries(s.frameErrors.map),
       };

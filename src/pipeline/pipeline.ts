@@ -252,10 +252,10 @@ export class Pipeline {
       // Reads of this source are still on workers: this one comes after them.
       const recs = this.takeInline();
       const seq = st.nextSeq++;
-      this.inOrder(st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
+      this.inOrder(st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats, ctx.peer));
       return;
     }
-    this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats);
+    this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats, ctx?.peer);
   }
 
   /** Decodes the frames collected for a worker job on this thread instead. */
@@ -275,13 +275,13 @@ export class Pipeline {
     return out;
   }
 
-  private enqueueInline(t: { pending: string[][]; dead: string[]; counts: FrameCounts }, pausable: boolean, listener: string | undefined, stats: ListenerStats | undefined): void {
+  private enqueueInline(t: { pending: string[][]; dead: string[]; counts: FrameCounts }, pausable: boolean, listener: string | undefined, stats: ListenerStats | undefined, peer?: string): void {
     for (let i = 0; i < this.slots.length; i++) {
       const p = t.pending[i];
       if (p !== undefined && p.length > 0) this.slots[i]!.enqueueMany(p, pausable);
     }
     if (t.dead.length > 0) this.deadLetter.enqueueMany(t.dead, pausable);
-    if (listener !== undefined && stats !== undefined) this.mergeCounts(listener, stats, t.counts.toJSON());
+    if (listener !== undefined && stats !== undefined) this.mergeCounts(listener, stats, t.counts.toJSON(), peer);
   }
 
   /** Whatever is pending from frames without a source (reconfigure). */
@@ -289,9 +289,10 @@ export class Pipeline {
     this.enqueueInline(this.takeInline(), true, undefined, undefined);
   }
 
-  private mergeCounts(listener: string, stats: ListenerStats, c: FrameCountsData): void {
+  private mergeCounts(listener: string, stats: ListenerStats, c: FrameCountsData, peer?: string): void {
     stats.eventsParsed += c.parsed;
     if (c.lastEventMs > stats.lastEventMs) stats.lastEventMs = c.lastEventMs;
+    if (peer !== undefined && c.parsed > 0) stats.senderSeen(peer, c.parsed, c.lastEventMs);
     for (const [code, n] of c.unparseable) {
       this.telemetry.frameUnparseable(listener, code, n);
       this.telemetry.deadLettered(code, n);
@@ -411,13 +412,13 @@ export class Pipeline {
       }
     }
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
-    this.mergeCounts(ctx.listener, ctx.stats, r.counts);
+    this.mergeCounts(ctx.listener, ctx.stats, r.counts, ctx.peer);
   }
 
   private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
     const saved = this.takeInline();
     for (let i = 0; i < flags.length; i++) this.decodeInline(frames[i]!, flags[i] === 1, nowMs, ctx);
-    this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats);
+    this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats, ctx.peer);
     this.pending = saved.pending;
     this.deadPending = saved.dead;
     this.counts = saved.counts;

@@ -67,8 +67,31 @@ export class ListenerStats {
   readonly frameErrors = new CodeCounts();
   readonly parseErrors = new CodeCounts();
   readonly parseWarnings = new CodeCounts();
+  /**
+   * Per sending address (without the port): events and the last event time, for the
+   * console's Overview (which KSC server went quiet). Never a metric label (peer addresses
+   * would make unbounded series); at most MAX_SENDERS, the least recently heard dropped.
+   */
+  readonly senders = new Map<string, { events: number; lastEventMs: number }>();
   constructor(readonly name: string) {}
+
+  senderSeen(peer: string, events: number, lastEventMs: number): void {
+    const i = peer.lastIndexOf(':');
+    const addr = i > 0 ? peer.slice(0, i) : peer;
+    const s = this.senders.get(addr);
+    if (s !== undefined) {
+      this.senders.delete(addr);
+      s.events += events;
+      if (lastEventMs > s.lastEventMs) s.lastEventMs = lastEventMs;
+      this.senders.set(addr, s);
+      return;
+    }
+    if (this.senders.size >= MAX_SENDERS) this.senders.delete(this.senders.keys().next().value!);
+    this.senders.set(addr, { events, lastEventMs });
+  }
 }
+
+const MAX_SENDERS = 256;
 
 export class OutputStats {
   sent = 0;

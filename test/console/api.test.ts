@@ -232,7 +232,8 @@ test('live tail: SSE with the session or the bearer token, route filter, search 
   await sent2;
   expect(JSON.parse(bearer.events[0]!)).toMatchObject({ listener: 'tcp', cef: { deviceEventClassId: 'GNRL_EV_VIRUS_FOUND' } });
   await waitFor(async () => (await a.get('/console/api/overview')).json!['tailClients'] === 0, 5_000, 'the tail clients to go');
-  expect((await a.get('/console/api/overview')).json).toMatchObject({ listeners: [{ name: 'tcp', eventsTotal: 4 }] });
+  // Per sender address too (which KSC server sends), without the port.
+  expect((await a.get('/console/api/overview')).json).toMatchObject({ listeners: [{ name: 'tcp', eventsTotal: 4, senders: [{ address: '127.0.0.1', events: 4, quiet: false }] }] });
 });
 
 test('cefd tap streams the live events of a running daemon, with --filter', async () => {

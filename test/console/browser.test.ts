@@ -97,6 +97,7 @@ test('sign in, Overview, Events, KSC, a task run to "completed", sign out', asyn
   await page.locator('[data-listener="tcp"] .events-total').getByText('2', { exact: true }).waitFor();
   await page.getByRole('cell', { name: 'events', exact: true }).waitFor();
   await expect.poll(() => page.locator('[data-listener="tcp"] svg[role="img"]').count()).toBe(1);
+  await page.getByRole('table', { name: 'Senders to tcp' }).getByRole('cell', { name: '127.0.0.1' }).waitFor();
   await shot('overview');
 
   // Events: the live tail.

@@ -27,6 +27,13 @@ function chart(name, values, stepS) {
   return fig;
 }
 
+function senders(l) {
+  if (l.senders.length === 0) return null;
+  const t = el('table', { class: 'senders' }, el('caption', {}, `Senders to ${l.name}`), el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Address'), el('th', { scope: 'col' }, 'Events'), el('th', { scope: 'col' }, 'Last event'))), el('tbody'));
+  for (const s of l.senders) t.tBodies[0].append(el('tr', {}, el('td', {}, s.address), el('td', {}, String(s.events)), el('td', {}, when(s.lastEventAt), ' ', s.quiet ? badge('quiet') : null)));
+  return t;
+}
+
 async function refresh() {
   try {
     const o = await api('GET', '/console/api/overview');
@@ -40,6 +47,7 @@ async function refresh() {
           el('h3', {}, l.name),
           el('p', {}, `Events: `, el('strong', { class: 'events-total' }, String(l.eventsTotal)), ` · connections open: ${l.connectionsOpen} · last event: ${when(l.lastEventAt)} `, l.quiet ? badge('quiet') : null, l.quiet ? ` no events for more than ${o.quietAfterSeconds} s` : null),
           chart(l.name, l.perSecond, o.stepSeconds),
+          senders(l),
         ),
       ),
     );
