@@ -454,7 +454,7 @@ const KSC_BODY = `<main><h1>Kaspersky Security Center</h1>
 <form id="asset-search" class="row"><label for="asset-q">Search assets</label><input id="asset-q" name="q"><button type="submit">Search</button> <button type="button" id="import">Import assets now</button></form>
 <table id="assets"><thead><tr><th scope="col">Name</th><th scope="col">IPs</th><th scope="col">Group</th><th scope="col">Products</th><th scope="col">Last seen</th></tr></thead><tbody></tbody></table></section>
 <section aria-labelledby="h-runs"><h2 id="h-runs">Task runs</h2><table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Host</th><th scope="col">Origin</th><th scope="col">State</th><th scope="col">Updated</th></tr></thead><tbody></tbody></table></section>
-<section aria-labelledby="h-rules"><h2 id="h-rules">Response rules</h2><table id="rules"><thead><tr><th scope="col">Rule</th><th scope="col">Tasks</th><th scope="col">Filter</th><th scope="col">Triggered</th><th scope="col">Started</th><th scope="col">Failed</th><th scope="col">Skipped</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-rules"><h2 id="h-rules">Response rules</h2><table id="rules"><thead><tr><th scope="col">Rule</th><th scope="col">Tasks</th><th scope="col">Filter</th><th scope="col">Triggered</th><th scope="col">Started</th><th scope="col">Failed</th><th scope="col">Skipped</th><th scope="col">Last triggers</th></tr></thead><tbody></tbody></table></section>
 </main>`;
 
 const ASSET_BODY = `<main data-asset="{{id}}" id="asset-main"><p><a href="/console/ksc">← KSC</a></p><h1 id="asset-title">Asset</h1>

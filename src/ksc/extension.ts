@@ -455,6 +455,7 @@ export class KscExtension implements DaemonExtension {
           skippedQueued: g('skipped_queued'),
           dropped: g('dropped'),
         },
+        lastTriggers: s.last.map((x) => ({ ...x })),
       };
     });
   }

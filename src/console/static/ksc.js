@@ -12,7 +12,15 @@ function actionButton(label, fn, name) {
 async function loadConnections() {
   const [t, c] = await Promise.all([api('GET', '/api/v1/tenants'), api('GET', '/api/v1/connections')]);
   connections = c.connections;
-  fillRows(document.getElementById('tenants'), t.tenants.map((x) => [x.name, el('td', {}, badge(x.integrationEnabled ? 'enabled' : 'disabled')), String(connections.filter((k) => k.tenant === x.name).length)]), 'No tenants.');
+  fillRows(
+    document.getElementById('tenants'),
+    t.tenants.map((x) => [
+      x.name,
+      el('td', {}, badge(x.integrationEnabled ? 'enabled' : 'disabled'), ' ', actionButton(x.integrationEnabled ? 'Disable integration' : 'Enable integration', () => act(() => api('PATCH', `/api/v1/tenants/${encodeURIComponent(x.name)}`, { integrationEnabled: !x.integrationEnabled }), `Tenant ${x.name}: integration ${x.integrationEnabled ? 'disabled' : 'enabled'}.`), `of tenant ${x.name}`)),
+      String(connections.filter((k) => k.tenant === x.name).length),
+    ]),
+    'No tenants.',
+  );
   fillRows(
     document.getElementById('connections'),
     connections.map((k) => [
@@ -129,7 +137,8 @@ async function loadRules() {
   const rules = (await api('GET', '/api/v1/rules')).rules;
   fillRows(
     document.getElementById('rules'),
-    rules.map((r) => [r.name, r.tasks.join(', '), r.filter ?? '(every event)', String(r.counters.triggered), String(r.counters.started), String(r.counters.failed), String(r.counters.skippedRunning + r.counters.skippedCooldown + r.counters.skippedQueued)]),
+    rules.map((r) => [r.name, r.tasks.join(', '), r.filter ?? '(every event)', String(r.counters.triggered), String(r.counters.started), String(r.counters.failed), String(r.counters.skippedRunning + r.counters.skippedCooldown + r.counters.skippedQueued),
+      r.lastTriggers.length === 0 ? '—' : el('td', {}, el('ul', {}, ...r.lastTriggers.slice(-3).reverse().map((t) => el('li', {}, `${when(t.at)}: ${t.result.replace('_', ' ')}${t.task ? ` (${t.task})` : ''}`))))]),
     'No response rules (configure ksc.response_rules).',
   );
 }
