@@ -500,7 +500,13 @@ export class KscExtension implements DaemonExtension {
         onResponse: (status) => this.metrics!.add(this.metrics!.adminRequests, String(status)),
         ...(tls !== undefined ? { tls } : {}),
         ...(con !== undefined ? { before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() } : {}),
-        audit: con !== undefined ? con.audit : (_req, method, path, status) => this.log.info({ audit: true, via: 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`),
+        audit: (req, method, path, status) => {
+          if (con !== undefined) con.audit(req, method, path, status);
+          else this.log.info({ audit: true, via: 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);
+          // A connection added through the API turns the tap on now, not at the next timer
+          // tick: task-state events for a task started right after would be missed.
+          if (status < 300) this.updateTap();
+        },
       },
     );
     await server.listen(a.host, a.port);

@@ -167,7 +167,14 @@ test('sign in, Overview, Events, KSC, a task run to "completed", sign out', asyn
   await page.getByText('✔ Applies').waitFor();
   await page.getByRole('button', { name: 'Start task' }).click();
   await page.getByText('Task "KUMA scan" started').waitFor();
-  await page.locator('#runs .run-state', { hasText: 'completed' }).waitFor({ timeout: 20_000 });
+  try {
+    await page.locator('#runs .run-state', { hasText: 'completed' }).waitFor({ timeout: 30_000 });
+  } catch (e) {
+    // What the daemon knew, to tell a page problem from a run that never completed.
+    const runs = await page.evaluate(() => fetch('/api/v1/tasks/runs').then((r) => r.text()));
+    console.error('runs:', runs, '\nsent task events:', emu.taskEvents, '\nlog:', d.logs.lines.filter((l) => /"level":"(warn|error)"|task/.test(l)).slice(-30).join('\n'));
+    throw e;
+  }
   expect(emu.runs.map((r) => r.taskId)).toEqual(['60']);
   await shot('asset');
 
