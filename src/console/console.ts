@@ -36,7 +36,7 @@ export interface ConsoleOptions {
   log: Logger;
   workers: () => number;
   outputs: () => string[];
-  attachTail: (sink: (event: CefdEvent, frame: Buffer) => void) => () => void;
+  attachTail: (sink: (event: CefdEvent, frame: Buffer | undefined) => void) => () => void;
   ksc: () => KscIntegration | undefined;
 }
 

@@ -14,7 +14,7 @@ export interface TailEntry {
   listener: string;
   /** The event as native JSON (the event object after routing). */
   json: string;
-  /** The frame as text (cut at 64 KiB). */
+  /** The frame as text (cut at 64 KiB); empty for an event read from a SQL row. */
   raw: string;
 }
 
@@ -34,7 +34,7 @@ export class TailHub {
   constructor(
     private max: number,
     /** Starts the copy (returns how to stop it). */
-    private readonly attach: (sink: (event: CefdEvent, frame: Buffer) => void) => () => void,
+    private readonly attach: (sink: (event: CefdEvent, frame: Buffer | undefined) => void) => () => void,
   ) {
     this.ring = new Array<TailEntry | undefined>(max);
   }
@@ -61,13 +61,13 @@ export class TailHub {
     this.detach = undefined;
   }
 
-  private offer(event: CefdEvent, frame: Buffer): void {
+  private offer(event: CefdEvent, frame: Buffer | undefined): void {
     const e: TailEntry = {
       id: String(event.id),
       ms: Date.now(),
       listener: String(event.listener),
       json: JSON.stringify(event),
-      raw: frame.subarray(0, RAW_MAX).toString('utf8'),
+      raw: frame === undefined ? '' : frame.subarray(0, RAW_MAX).toString('utf8'),
     };
     this.ring[this.next] = e;
     this.next = (this.next + 1) % this.max;
