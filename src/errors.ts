@@ -176,6 +176,18 @@ export const CODES = {
     description:
       'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...).',
   },
+  'elasticsearch_<error type>': {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The elasticsearch output: the cluster refused one event of a `_bulk` request for good (a 4xx item other than 409 and 429: `elasticsearch_document_parsing_exception` / `elasticsearch_mapper_parsing_exception` for a mapping conflict, `elasticsearch_invalid_index_name_exception`, ...): that event alone goes to the dead-letter output with the cluster\'s reason (docs/outputs-elasticsearch.md).',
+  },
+  'splunk_hec_<error>': {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The splunk_hec output: HEC refused events for good with a 400 and its code (`splunk_hec_invalid_data_format` code 6, `splunk_hec_event_field_required` 12, `splunk_hec_event_field_blank` 13, `splunk_hec_incorrect_index` 7, `splunk_hec_no_data` 5, `splunk_hec_indexed_fields` 15, `splunk_hec_code_<n>` for others): the event HEC names (`invalid-event-number`), or the batch, goes to the dead-letter output (docs/outputs-splunk.md).',
+  },
   clickhouse_row_rejected: {
     level: 'error',
     stage: 'output',
@@ -191,6 +203,18 @@ export const CODES = {
     level: 'error',
     stage: 'output',
     description: 'Standard output can no longer be written (EPIPE, closed): the stdout output rejects its batches (dead-lettered).',
+  },
+  syslog_message_too_big: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The syslog output cannot send a record whose message (header and record) is larger than its `max_message_size` (over UDP at most 65507 bytes, one datagram): that record alone goes to the dead-letter output with this reason.',
+  },
+  syslog_record_has_newline: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The syslog output with `framing: lf` cannot send a record holding a newline (the receiver would read two messages): that record alone goes to the dead-letter output with this reason; `framing: octet` carries it.',
   },
   queue_full: {
     level: 'error',

@@ -24,11 +24,20 @@ export const BUFFER_FIELDS = fields({
 
 export const BUFFER = obj('The output\'s queue: on disk (events survive restarts and crashes) or in memory.', BUFFER_FIELDS);
 
-export const ENCODING = obj('How events become the records this output sends (src/codecs/encoders), encoded on the decode workers; outputs with the same encoding share one encoded copy of each event. The `event` section applies to `native`.', {
-  codec: enumOf('Encoder: `native` is cefd\'s own JSON event.', ENCODER_NAMES, 'native'),
-  only_fields: list('Keep only these fields (dotted paths such as `ksc.task`); empty: all.', str('dotted field path'), { default: [] }),
-  except_fields: list('Drop these fields (dotted paths); applied after `only_fields`.', str('dotted field path'), { default: [] }),
-});
+/**
+ * The `encoding` section with `codec` defaulting to `defaultCodec`. An output whose
+ * receivers expect another encoding by default (syslog: `cef`) puts
+ * `encoding: encodingSpec('cef')` in its own fields, which take the place of the common one.
+ */
+export function encodingSpec<const D extends string>(defaultCodec: D) {
+  return obj('How events become the records this output sends (src/codecs/encoders), encoded on the decode workers; outputs with the same encoding share one encoded copy of each event. The `event` section applies to `native`.', {
+    codec: enumOf(`Encoder: \`native\` is cefd's own JSON event.${defaultCodec === 'native' ? '' : ` This output's default: \`${defaultCodec}\`.`}`, ENCODER_NAMES, defaultCodec),
+    only_fields: list('Keep only these fields (dotted paths such as `ksc.task`); empty: all.', str('dotted field path'), { default: [] }),
+    except_fields: list('Drop these fields (dotted paths); applied after `only_fields`.', str('dotted field path'), { default: [] }),
+  });
+}
+
+export const ENCODING = encodingSpec('native');
 
 /** Options every output has, whatever its type. */
 export const OUTPUT_COMMON = fields({

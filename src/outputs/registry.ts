@@ -4,15 +4,21 @@
  * creates outputs through it. Adding an output: docs/adding-an-output.md.
  */
 import type { OutputPlugin } from './plugin.js';
+import { elasticsearchOutput } from './elasticsearch/index.js';
 import { clickhouseOutput } from './clickhouse/index.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
+import { splunkHecOutput } from './splunk_hec/index.js';
 import { stdoutOutput } from './stdout/index.js';
+import { syslogOutput } from './syslog/index.js';
 
 export const OUTPUT_PLUGINS = [
   fileOutput,
   stdoutOutput,
   httpOutput,
+  syslogOutput,
+  elasticsearchOutput,
+  splunkHecOutput,
   clickhouseOutput,
 ] as const;
 

@@ -124,8 +124,12 @@ export function isRetryStatus(status: number): boolean {
 
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|HOSTNAME_|ERR_OSSL_)/;
 
-/** What a send returns: the outcome, and on `delivered` the response body when asked for. */
-export type TransportResult = SendResult & { body?: Buffer };
+/**
+ * What a send returns: the outcome, and with `wantBody` the response body (on `delivered`
+ * whole; on another status its first 64 KiB) and the status (a receiver whose error
+ * answers say which event was wrong: Splunk HEC).
+ */
+export type TransportResult = SendResult & { body?: Buffer; httpStatus?: number };
 
 export class HttpTransport {
   private readonly options: HttpTransportConfig;
@@ -321,8 +325,12 @@ export class HttpTransport {
         resolve(r);
       };
       // A 2xx whose body (asked for) did not arrive whole: the items' outcome is unknown, send again.
-      const fromStatus = () =>
-        status >= 200 && status <= 299 ? this.retry(`HTTP ${status}, but the response body did not arrive whole`) : this.statusResult(status, retryAfter, Buffer.concat(chunks));
+      const fromStatus = (): TransportResult => {
+        if (status >= 200 && status <= 299) return this.retry(`HTTP ${status}, but the response body did not arrive whole`);
+        const errBody = Buffer.concat(chunks);
+        const r = this.statusResult(status, retryAfter, errBody);
+        return wantBody ? { ...r, body: errBody, httpStatus: status } : r;
+      };
       const timer = setTimeout(() => {
         if (status !== 0) finish(fromStatus()); // status known, body too slow: decide on the status
         else finish(this.retry(`no response within ${this.timeoutMs} ms (timeout)`));
@@ -357,7 +365,7 @@ export class HttpTransport {
           }
           const ok: Buffer[] = [];
           res.on('data', (c: Buffer) => ok.push(c));
-          res.on('end', () => finish({ status: 'delivered', body: Buffer.concat(ok) }));
+          res.on('end', () => finish({ status: 'delivered', body: Buffer.concat(ok), httpStatus: status }));
           res.on('error', (err) => finish(this.retry(`reading the response: ${errorText(err)}`)));
           return;
         }

@@ -1,0 +1,35 @@
+/** The `elasticsearch` output plugin (registered in src/outputs/registry.ts). */
+import type { FieldProblem } from '../../config/spec.js';
+import { defineOutput } from '../plugin.js';
+import { checkHttpTransport } from '../shared/http-transport.js';
+import { ELASTICSEARCH_FIELDS, type ElasticsearchConfig } from './config.js';
+import { ElasticsearchOutput, indexName } from './elasticsearch.js';
+
+function check(c: ElasticsearchConfig): FieldProblem[] {
+  const out = checkHttpTransport({ ...c, api_key_header: 'X-API-Key' });
+  if ((c.index === undefined) === (c.data_stream === undefined)) out.push({ key: 'index', message: 'set either index or data_stream (one of them)' });
+  if (c.data_stream !== undefined && c.data_stream.includes('%')) out.push({ key: 'data_stream', message: 'a data stream name has no date pattern (the data stream rolls over by itself)' });
+  const raw = c.data_stream ?? c.index;
+  const name = raw === undefined ? undefined : indexName(raw, 0);
+  if (name !== undefined && (name !== name.toLowerCase() || /[\\/*?"<>| ,#]/.test(name) || /^[-_+]/.test(name))) {
+    out.push({ key: c.data_stream !== undefined ? 'data_stream' : 'index', message: 'must be lower case, not start with - _ +, and hold none of \\ / * ? " < > | , # or spaces' });
+  }
+  if (c.encoding.codec === 'cef') out.push({ key: 'encoding.codec', message: 'documents must be JSON objects: use ecs, native or kuma' });
+  if (c.data_stream !== undefined && c.encoding.codec !== 'ecs') out.push({ key: 'encoding.codec', message: 'data streams need @timestamp in every document: use ecs' });
+  // The event's `id` becomes `_id`: an encoding that drops it loses exactly-once delivery.
+  if ((c.encoding.only_fields.length > 0 && !c.encoding.only_fields.includes('id')) || c.encoding.except_fields.includes('id')) {
+    out.push({ key: 'encoding', message: 'keep the event\'s id (add `id` to only_fields, or remove it from except_fields): it is the document _id that makes retries write each event once' });
+  }
+  if (c.api_key !== undefined && c.flavor === 'opensearch') out.push({ key: 'api_key', message: 'OpenSearch has no API keys: use basic_auth_user or bearer_token' });
+  if (c.api_key !== undefined && (c.bearer_token !== undefined || c.basic_auth_user !== undefined)) out.push({ key: 'api_key', message: 'set one of api_key, bearer_token, basic_auth_user (all use the Authorization header)' });
+  return out;
+}
+
+export const elasticsearchOutput = defineOutput({
+  type: 'elasticsearch',
+  doc: 'Elasticsearch or OpenSearch `_bulk` (create by event id: retries never duplicate).',
+  fields: ELASTICSEARCH_FIELDS,
+  diskBuffer: true,
+  check,
+  create: (c) => new ElasticsearchOutput(c.name, c),
+});
