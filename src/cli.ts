@@ -14,6 +14,7 @@ import { ENCODER_NAMES, isEncoderName } from './codecs/encoders/registry.js';
 import { compileRoutes } from './pipeline/router.js';
 import { registerKscCommands } from './ksc/cli.js';
 import { registerSqlCommands } from './sources/sql/cli.js';
+import { registerConsoleCommands } from './console/cli.js';
 import { EXIT } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -119,6 +120,7 @@ export function buildProgram(): Command {
 
   registerKscCommands(program);
   registerSqlCommands(program);
+  registerConsoleCommands(program);
 
   program
     .command('config-doc')

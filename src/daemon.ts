@@ -56,6 +56,7 @@ export class Daemon {
   private sqlSources: { key: string; source: SqlSource }[] = [];
   private metrics: MetricsServer | null = null;
   private pool: WorkerPool | null = null;
+  private workerCount = 0;
   private readonly topology: Topology;
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
@@ -164,9 +165,12 @@ export class Daemon {
         log: this.telemetry.log,
         addTap: (tap) => pipeline.addTap(tap),
         watchEvents: (spec, onFindings) => pipeline.setWatch(spec, onFindings),
+        addTail: (tail) => pipeline.addTail(tail),
+        workers: () => this.workerCount,
       });
     }
     const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
+    this.workerCount = workers;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
       pipeline.useWorkers(this.pool, await this.pool.init(this.workerConfig(c)));

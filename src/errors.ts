@@ -498,6 +498,30 @@ export const CODES = {
     description:
       'Admin API: an unexpected error (status 500); the daemon log has the details.',
   },
+  console_csrf: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Console: a change (POST, PATCH, PUT, DELETE) with the session cookie but without the session\'s CSRF token in `X-CSRF-Token` (status 403; docs/console.md).',
+  },
+  console_bad_filter: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Console and `cefd tap`: the live tail\'s or the search\'s filter is not valid filter language (status 400; docs/filters.md).',
+  },
+  console_not_found: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Console: the event is no longer among the last `ksc.admin.console.tail_events` events in memory (status 404).',
+  },
+  console_ksc_off: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Console: a KSC page needs the KSC integration, which is off (`ksc.enabled: false`; status 409).',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type Code = keyof typeof CODES;

@@ -9,6 +9,7 @@
  * and never cached.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import { bearerCheck } from '../bearer.js';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -73,6 +74,21 @@ export interface JsonServerOptions {
   redact?: (text: string) => string;
   /** Told about every answer (for metrics). */
   onResponse?: (status: number, method: string, route: string) => void;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
+  /**
+   * Requests this hook answers (it returns true) never reach the JSON routes: the web
+   * console's pages, assets and event stream (src/console/console.ts), which check their
+   * own authentication.
+   */
+  before?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
+  /**
+   * Another way in besides the bearer token (the console's session cookie): true lets the
+   * request through, an ApiError refuses it (a missing CSRF token), undefined: no session.
+   */
+  altAuth?: (req: IncomingMessage, method: string) => true | ApiError | undefined;
+  /** Told about every answered request that changes something (POST, PATCH, PUT, DELETE), for the audit log. */
+  audit?: (req: IncomingMessage, method: string, path: string, status: number) => void;
 }
 
 interface CompiledRoute extends Route {
@@ -80,7 +96,7 @@ interface CompiledRoute extends Route {
 }
 
 export class JsonServer {
-  private readonly server: http.Server;
+  private readonly server: http.Server | https.Server;
   private readonly routes: CompiledRoute[];
   private readonly tokenOk: (header: string | string[] | undefined) => boolean;
   private readonly log: JsonLogger;
@@ -91,15 +107,14 @@ export class JsonServer {
     this.tokenOk = bearerCheck(o.token);
     this.routes = o.routes.map((r) => ({ ...r, segments: r.path.split('/').filter((s) => s !== '') }));
     this.log = o.logger ?? silent;
-    this.server = http.createServer(
-      {
+    const serverOptions = {
         requestTimeout: o.requestTimeoutMs,
         headersTimeout: Math.min(o.requestTimeoutMs, 60_000),
         // How often Node checks those timeouts (its default, 30 s, would let a slow client hold a socket that long).
         connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(o.requestTimeoutMs / 4))),
-      },
-      (req, res) => void this.handle(req, res),
-    );
+    };
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
+    this.server = o.tls !== undefined ? https.createServer({ ...serverOptions, cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' }, onRequest) : http.createServer(serverOptions, onRequest);
     this.server.keepAliveTimeout = 5_000;
     this.server.maxHeadersCount = 100;
     this.server.on('connection', (s: Socket) => {
@@ -235,8 +250,16 @@ export class JsonServer {
       const u = new URL(req.url ?? '/', 'http://admin.invalid');
       path = u.pathname;
       query = u.searchParams;
+      if (this.o.before !== undefined && (await this.o.before(req, res, u))) {
+        this.log.debug({ method, path, status: res.statusCode, ms: Date.now() - t0 }, 'console request');
+        return;
+      }
       // Authentication comes first: nobody without the token learns which routes exist or gets to send a body.
-      if (!this.authorized(req)) throw new ApiError(401, 'admin_unauthorized', 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer realm="cefd-admin"' });
+      if (!this.authorized(req)) {
+        const alt = this.o.altAuth?.(req, method);
+        if (alt instanceof ApiError) throw alt;
+        if (alt !== true) throw new ApiError(401, 'admin_unauthorized', 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer realm="cefd-admin"' });
+      }
       const m = this.match(method, path);
       if (m === undefined) throw new ApiError(404, 'admin_not_found', `no endpoint ${path}`);
       if ('allowed' in m) throw new ApiError(405, 'admin_method_not_allowed', `${method} is not allowed on ${path} (allowed: ${m.allowed.join(', ')})`, { Allow: m.allowed.join(', ') });
@@ -274,6 +297,13 @@ export class JsonServer {
       }
     }
     this.send(res, reply, extraHeaders, closeAfter);
+    if (method !== 'GET' && method !== 'HEAD' && this.o.audit !== undefined) {
+      try {
+        this.o.audit(req, method, path, reply.status);
+      } catch {
+        /* logging only */
+      }
+    }
     this.log.debug({ method, route: routeName, status: reply.status, ms: Date.now() - t0 }, 'admin API request');
     try {
       this.o.onResponse?.(reply.status, method, routeName);

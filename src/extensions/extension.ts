@@ -27,6 +27,10 @@ export interface DaemonContext {
    * (rules, assets); null stops it.
    */
   watchEvents(spec: KscWatchSpec | null, onFindings: FindingsHandler): void;
+  /** A copy of every event and its frame while set (the console's live tail); off the hot path otherwise. */
+  addTail?(tail: (event: CefdEvent, frame: Buffer | undefined) => void): () => void;
+  /** Decode worker threads in use (0: decoding on the main thread). */
+  workers?(): number;
 }
 
 export interface DaemonExtension {

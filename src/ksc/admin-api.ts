@@ -40,6 +40,8 @@ export interface RuleView {
     skippedQueued: number;
     dropped: number;
   };
+  /** The rule's last outcomes, oldest first (at most 10). */
+  lastTriggers: { at: string; assetId: string; result: string; task: string | null; code: string | null }[];
 }
 
 /** What the API needs from the daemon. */

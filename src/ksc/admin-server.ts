@@ -3,7 +3,7 @@
  * endpoints (admin-api.ts), KSC errors mapped to their HTTP status, and every answer body
  * passed through `redact()` (secrets registered by the KSC code never leave the process).
  */
-import { JsonServer, type Reply } from '../admin/http.js';
+import { JsonServer, type JsonServerOptions, type Reply, type Route } from '../admin/http.js';
 import { adminRoutes, type AdminBackend } from './admin-api.js';
 import { KscError, httpStatusOf } from './errors.js';
 import { redact, type KscLogger } from './secrets.js';
@@ -17,6 +17,12 @@ export interface AdminServerOptions {
   requestTimeoutMs: number;
   logger?: KscLogger;
   onResponse?: (status: number, method: string, route: string) => void;
+  tls?: JsonServerOptions['tls'];
+  before?: JsonServerOptions['before'];
+  altAuth?: JsonServerOptions['altAuth'];
+  audit?: JsonServerOptions['audit'];
+  /** More routes behind the same authentication (the console's JSON). */
+  extraRoutes?: Route[];
 }
 
 /** A KscError as an answer: its status, code, message and (when it names one) field. */
@@ -27,5 +33,6 @@ export function kscErrorReply(e: unknown): Reply | undefined {
 
 /** The admin API server for a backend; call `listen(host, port)`, then `close()`. */
 export function createAdminServer(backend: AdminBackend, o: AdminServerOptions): JsonServer {
-  return new JsonServer({ routes: adminRoutes(backend), mapError: kscErrorReply, redact, ...o });
+  const { extraRoutes, ...rest } = o;
+  return new JsonServer({ routes: [...adminRoutes(backend), ...(extraRoutes ?? [])], mapError: kscErrorReply, redact, ...rest });
 }

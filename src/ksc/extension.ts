@@ -34,6 +34,8 @@ import type { SyncResult } from './assets.js';
 import type { AttributeSyncResult } from './attributes.js';
 import type { StartRequest, StartResult, TaskStateEvent } from './tasks.js';
 import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type MetricRows } from '../telemetry/telemetry.js';
+import { readFileSync } from 'node:fs';
+import { Console } from '../console/console.js';
 import { createAdminServer, type JsonServer, type RuleView } from './admin-server.js';
 
 type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
@@ -150,6 +152,7 @@ export class KscExtension implements DaemonExtension {
   private attrScheduler: Scheduler<AttributeSyncResult> | undefined;
   private schedulerKey = '';
   private admin: JsonServer | undefined;
+  private console: Console | undefined;
   private adminKey = '';
   private metrics: KscMetrics | undefined;
   private tenant = 'default';
@@ -220,6 +223,8 @@ export class KscExtension implements DaemonExtension {
     }
     const akey = JSON.stringify(c.admin);
     if (akey !== this.adminKey || (c.admin.enabled && this.admin === undefined)) {
+      this.console?.close();
+      this.console = undefined;
       await this.admin?.close();
       this.admin = undefined;
       this.adminKey = akey;
@@ -337,6 +342,8 @@ export class KscExtension implements DaemonExtension {
     const admin = this.admin;
     this.admin = undefined;
     this.adminKey = '';
+    this.console?.close();
+    this.console = undefined;
     await admin?.close();
     const rules = this.rules;
     this.rules = [];
@@ -525,6 +532,7 @@ export class KscExtension implements DaemonExtension {
           skippedQueued: g('skipped_queued'),
           dropped: g('dropped'),
         },
+        lastTriggers: s.last.map((x) => ({ ...x })),
       };
     });
   }
@@ -532,6 +540,25 @@ export class KscExtension implements DaemonExtension {
   private async startAdmin(c: Config): Promise<void> {
     const a = c.ksc.admin;
     const self = this;
+    const ctx = this.ctx!;
+    const tls = a.tls?.cert_file !== undefined && a.tls.key_file !== undefined ? { cert: readFileSync(a.tls.cert_file), key: readFileSync(a.tls.key_file) } : undefined;
+    const con = a.console?.enabled
+      ? new Console({
+          token: a.bearer_token!,
+          stateDir: c.state_dir,
+          tls: tls !== undefined,
+          sessionTtlMs: a.console.session_ttl * 1000,
+          tailEvents: a.console.tail_events,
+          quietAfterMs: a.console.quiet_after * 1000,
+          telemetry: ctx.telemetry,
+          log: this.log.child({ component: 'console' }),
+          workers: () => ctx.workers?.() ?? 0,
+          outputs: () => c.outputs.map((o) => o.name),
+          attachTail: (sink) => (ctx.addTail !== undefined ? ctx.addTail(sink) : ctx.addTap((ev) => sink(ev, Buffer.from(JSON.stringify(ev))))),
+          ksc: () => self.k,
+        })
+      : undefined;
+    this.console = con;
     const server = createAdminServer(
       {
         get ksc(): KscIntegration {
@@ -549,6 +576,23 @@ export class KscExtension implements DaemonExtension {
         requestTimeoutMs: a.request_timeout * 1000,
         logger: this.klog,
         onResponse: (status) => this.metrics!.add(this.metrics!.adminRequests, String(status)),
+        ...(tls !== undefined ? { tls } : {}),
+        ...(con !== undefined ? { before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() } : {}),
+        audit: (req, method, path, status) => {
+          if (con !== undefined) con.audit(req, method, path, status);
+          else this.log.info({ audit: true, via: 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);
+          // A connection or assets changed through the API reach the trust gate and the
+          // watch now, not at the next timer tick: task-state events for a task started
+          // right after would otherwise find neither.
+          if (status < 300) {
+            this.refreshTrustedConnections();
+            try {
+              if (this.k?.assetIndex().refresh() === true) this.publishWatch();
+            } catch {
+              // The store is unreadable for now: the asset timer tries again.
+            }
+          }
+        },
       },
     );
     await server.listen(a.host, a.port);

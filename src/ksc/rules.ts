@@ -45,6 +45,12 @@ export class RuleStats {
   readonly results = new Map<RuleResult, number>();
   /** Failed starts by error code. */
   readonly failures = new Map<string, number>();
+  /** The last outcomes (newest last, at most 10), for the console. */
+  readonly last: { at: string; assetId: string; result: RuleResult; task: string | null; code: string | null }[] = [];
+  outcome(r: RuleResult, assetId: string, task?: string, code?: string): void {
+    this.last.push({ at: new Date().toISOString(), assetId, result: r, task: task ?? null, code: code ?? null });
+    if (this.last.length > 10) this.last.shift();
+  }
   count(r: RuleResult, code?: string): void {
     this.results.set(r, (this.results.get(r) ?? 0) + 1);
     if (r === 'failed') this.failures.set(code ?? 'error', (this.failures.get(code ?? 'error') ?? 0) + 1);
@@ -271,6 +277,7 @@ export class ResponseRule {
 
   private result(r: RuleResult, assetId: string, d: { code?: string; runId?: number; task?: string } = {}): void {
     this.stats.count(r, d.code);
+    this.stats.outcome(r, assetId, d.task, d.code);
     try {
       this.deps.onResult?.(this.name, r, { assetId, ...d });
     } catch {

@@ -72,6 +72,11 @@ export interface IngestEnv {
   /** Code that watches events after the normalizers (in-thread pipeline only). */
   taps?: readonly ((event: CefdEvent, origin: EventOrigin) => void)[];
   onTapError?: (e: unknown) => void;
+  /**
+   * Copies of events for the console's live tail (src/console/tail.ts): only set while a
+   * tail client is connected; gets the event after routing and the frame's bytes.
+   */
+  tails?: readonly ((event: CefdEvent, frame: Buffer | undefined) => void)[];
   /** The KSC integration's per-event work (ksc/watch.ts), here or on a worker. */
   watch?: KscWatch | undefined;
 }
@@ -145,7 +150,7 @@ export function processFrame(
   event.id = id;
   event.listener = listener;
   event.peer = peer;
-  const m = processEvent(event, { listener, peer, tlsFingerprint }, normalizers, env, counts, encoded, nowMs);
+  const m = processEvent(event, { listener, peer, tlsFingerprint }, normalizers, env, counts, encoded, nowMs, buf);
   if (typeof m === 'number') return m;
   // Only a normalizer can put something in an event that an encoder cannot write (a
   // BigInt, a cycle): the frame is kept as a dead letter rather than lost or crashing cefd.
@@ -167,6 +172,8 @@ export function processEvent(
   counts: FrameCounts,
   encoded: string[],
   nowMs: number,
+  /** The frame the event came from (for the console's live tail); none for a SQL row. */
+  frame?: Buffer,
 ): number | Error {
   if (normalizers.length > 0) {
     const out = normalizeEvent(event, normalizers);
@@ -194,6 +201,16 @@ export function processEvent(
   }
   const routes = env.routes;
   const mask = routeMask(routes, event);
+  const tails = env.tails;
+  if (tails !== undefined && tails.length > 0) {
+    for (let i = 0; i < tails.length; i++) {
+      try {
+        tails[i]!(event, frame);
+      } catch (e) {
+        env.onTapError?.(e);
+      }
+    }
+  }
   if (mask === 0) return 0;
   const encoders = routes.encoders;
   try {

@@ -61,6 +61,9 @@ export interface PipelineOptions {
 /** Code that watches events; `origin` says where the event came from (src/ksc/trust.ts). */
 export type EventTap = (event: CefdEvent, origin: EventOrigin) => void;
 
+/** Gets a copy of every event (the event after routing, and its frame) for the console's live tail. */
+export type EventTail = (event: CefdEvent, frame: Buffer | undefined) => void;
+
 const ALL = 0xffffffff;
 
 /** Where a source's frames come from, as taps and the KSC findings handler get it. */
@@ -81,6 +84,7 @@ export class Pipeline {
   private readonly bootId: string;
   private seq = 0;
   private taps: EventTap[] = [];
+  private tails: EventTail[] = [];
   private env: IngestEnv;
   private counts = new FrameCounts();
   private pool: WorkerPool | null = null;
@@ -113,6 +117,7 @@ export class Pipeline {
       taps: this.taps,
       watch: this.watch,
       onTapError: (e) => this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw'),
+      tails: this.tails,
     };
   }
 
@@ -166,9 +171,23 @@ export class Pipeline {
     };
   }
 
+  /**
+   * The console's live tail: a copy of every event while it is set. Events are decoded on
+   * this thread while a tail is connected (the copy needs the event and its frame), on the
+   * workers again once the last tail is gone.
+   */
+  addTail(tail: EventTail): () => void {
+    this.tails = [...this.tails, tail];
+    this.env = this.makeEnv();
+    return () => {
+      this.tails = this.tails.filter((t) => t !== tail);
+      this.env = this.makeEnv();
+    };
+  }
+
   /** Events go to workers when there are (working) workers and nothing watches them. */
   get onWorkers(): boolean {
-    return this.pool !== null && !this.pool.broken && this.taps.length === 0;
+    return this.pool !== null && !this.pool.broken && this.taps.length === 0 && this.tails.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {
@@ -291,10 +310,10 @@ export class Pipeline {
       // Reads of this source are still on workers: this one comes after them.
       const recs = this.takeInline();
       const seq = st.nextSeq++;
-      st.inOrder(seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
+      st.inOrder(seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats, ctx.peer));
       return;
     }
-    this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats);
+    this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats, ctx?.peer);
   }
 
   /** Decodes the frames collected for a worker job on this thread instead. */
@@ -312,13 +331,13 @@ export class Pipeline {
     return out;
   }
 
-  private enqueueInline(t: { pending: string[][]; dead: string[]; counts: FrameCounts }, pausable: boolean, listener: string | undefined, stats: ListenerStats | undefined): void {
+  private enqueueInline(t: { pending: string[][]; dead: string[]; counts: FrameCounts }, pausable: boolean, listener: string | undefined, stats: ListenerStats | undefined, peer?: string): void {
     for (let i = 0; i < this.slots.length; i++) {
       const p = t.pending[i];
       if (p !== undefined && p.length > 0) this.slots[i]!.enqueueMany(p, pausable);
     }
     if (t.dead.length > 0) this.deadLetter.enqueueMany(t.dead, pausable);
-    if (listener !== undefined && stats !== undefined) this.mergeCounts(listener, stats, t.counts.toJSON());
+    if (listener !== undefined && stats !== undefined) this.mergeCounts(listener, stats, t.counts.toJSON(), peer);
   }
 
   /** Whatever is pending from frames without a source (reconfigure). */
@@ -326,9 +345,10 @@ export class Pipeline {
     this.enqueueInline(this.takeInline(), true, undefined, undefined);
   }
 
-  private mergeCounts(listener: string, stats: ListenerStats, c: FrameCountsData): void {
+  private mergeCounts(listener: string, stats: ListenerStats, c: FrameCountsData, peer?: string): void {
     stats.eventsParsed += c.parsed;
     if (c.lastEventMs > stats.lastEventMs) stats.lastEventMs = c.lastEventMs;
+    if (peer !== undefined && c.parsed > 0) stats.senderSeen(peer, c.parsed, c.lastEventMs);
     for (const [code, n] of c.unparseable) {
       this.telemetry.frameUnparseable(listener, code, n);
       this.telemetry.deadLettered(code, n);
@@ -433,13 +453,13 @@ export class Pipeline {
     // certificate, sent with it): the trust check reads it (ksc/extension.ts).
     if (r.ksc !== undefined) this.deliver(r.origin, r.ksc);
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
-    this.mergeCounts(ctx.listener, ctx.stats, r.counts);
+    this.mergeCounts(ctx.listener, ctx.stats, r.counts, ctx.peer);
   }
 
   private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
     const saved = this.takeInline();
     for (let i = 0; i < flags.length; i++) this.decodeInline(frames[i]!, flags[i] === 1, nowMs, ctx);
-    this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats);
+    this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats, ctx.peer);
     this.pending = saved.pending;
     this.deadPending = saved.dead;
     this.counts = saved.counts;

@@ -67,8 +67,31 @@ export class ListenerStats {
   readonly frameErrors = new CodeCounts();
   readonly parseErrors = new CodeCounts();
   readonly parseWarnings = new CodeCounts();
+  /**
+   * Per sending address (without the port): events and the last event time, for the
+   * console's Overview (which KSC server went quiet). Never a metric label (peer addresses
+   * would make unbounded series); at most MAX_SENDERS, the least recently heard dropped.
+   */
+  readonly senders = new Map<string, { events: number; lastEventMs: number }>();
   constructor(readonly name: string) {}
+
+  senderSeen(peer: string, events: number, lastEventMs: number): void {
+    const i = peer.lastIndexOf(':');
+    const addr = i > 0 ? peer.slice(0, i) : peer;
+    const s = this.senders.get(addr);
+    if (s !== undefined) {
+      this.senders.delete(addr);
+      s.events += events;
+      if (lastEventMs > s.lastEventMs) s.lastEventMs = lastEventMs;
+      this.senders.set(addr, s);
+      return;
+    }
+    if (this.senders.size >= MAX_SENDERS) this.senders.delete(this.senders.keys().next().value!);
+    this.senders.set(addr, { events, lastEventMs });
+  }
 }
+
+const MAX_SENDERS = 256;
 
 export class OutputStats {
   sent = 0;
@@ -85,6 +108,9 @@ export class OutputStats {
   bufferReplayed = 0;
   readonly rejected = new CodeCounts();
   readonly dropped = new CodeCounts();
+  /** The last delivery error and when (ms), for the console; empty when none. */
+  lastError = '';
+  lastErrorMs = 0;
   /** What this output's encoding could not carry, per code (`encode_key_dropped`, `encode_field_cut`). */
   readonly encodeProblems = new CodeCounts();
   constructor(readonly name: string) {}
@@ -224,6 +250,8 @@ export class Telemetry {
     const s = this.output(output);
     s.retried += events;
     s.retrying = 1;
+    s.lastError = error;
+    s.lastErrorMs = Date.now();
     this.limited('warn', `retry:${output}`, { output, events, err: error, backoffMs: Math.round(backoffMs) }, `output ${output} could not deliver ${events} events; retrying in ${Math.round(backoffMs)} ms: ${error}`);
   }
 

@@ -166,6 +166,11 @@ test('a second matching event while the task runs does not start it again', asyn
   expect(c['skippedRunning']! + c['skippedQueued']!).toBe(2);
   expect(c['skippedRunning']).toBeGreaterThanOrEqual(1);
   expect(c['failed']).toBe(0);
+  // The last triggers, oldest first: the start, then the two skipped ones (the console shows them).
+  const last = (await call('GET', `/api/v1/rules/${RULE}`)).json!['rule'] as { lastTriggers: { assetId: string; result: string; task: string | null }[] };
+  expect(last.lastTriggers).toHaveLength(3);
+  expect(last.lastTriggers[0]).toMatchObject({ assetId, result: 'started', task: 'KUMA scan' });
+  expect(last.lastTriggers.slice(1).every((t) => t.result === 'skipped_running' || t.result === 'skipped_queued')).toBe(true);
   expect(emu.calls.filter((x) => x.method === 'Tasks.RunTask')).toHaveLength(1);
   expect(await runsOf(assetId)).toHaveLength(1);
 

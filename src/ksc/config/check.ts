@@ -12,6 +12,10 @@ export function kscConfigProblems(c: KscConfig): { key: string; message: string 
   if (c.admin.enabled && (c.admin.bearer_token === undefined || c.admin.bearer_token === '')) {
     out.push({ key: 'ksc.admin.bearer_token', message: 'is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)' });
   }
+  const tls = c.admin.tls ?? {};
+  if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
+    out.push({ key: 'ksc.admin.tls', message: 'give both cert_file and key_file (or neither)' });
+  }
   c.response_rules.forEach((r, i) => {
     for (const p of ruleProblems(specOf(r))) out.push({ key: `ksc.response_rules[${i}]`, message: p });
   });

@@ -76,6 +76,24 @@ export const KSC_FIELDS: Record<string, Spec> = {
           bearer_token_file: { kind: 'path', doc: 'File holding the bearer token.' },
           max_body_bytes: { kind: 'size', doc: 'Largest request body; larger ones get 413.', default: '64KiB', min: 64 },
           request_timeout: dur('Time a client has to send a whole request.', '30s', 0.001),
+          tls: {
+            kind: 'object',
+            doc: 'Serve the admin API (and the console) over HTTPS with these certificate files (PEM); both or neither.',
+            fields: {
+              cert_file: { kind: 'path', doc: 'Certificate chain (PEM).' },
+              key_file: { kind: 'path', doc: 'Private key (PEM).' },
+            },
+          },
+          console: {
+            kind: 'object',
+            doc: 'The web console on the admin listener (docs/console.md): Overview, Events (live tail), KSC.',
+            fields: {
+              enabled: { kind: 'bool', doc: 'Serve the console at /console/ (sign-in with the bearer token or the password of `cefd console set-password`).', default: false },
+              session_ttl: dur('How long a console sign-in lasts.', '8h', 1),
+              tail_events: { kind: 'int', doc: 'Events the live tail keeps in memory for the Events page\'s search and detail view (filled only while a tail is open).', default: 1000, min: 10, max: 100_000 },
+              quiet_after: dur('The Overview warns when a listener that had events got none for this long.', '5m', 1),
+            },
+          },
         },
       },
       trusted_sources: {

@@ -19,6 +19,15 @@ export interface KscAdminConfig {
   bearer_token_file?: string;
   max_body_bytes: number;
   request_timeout: number;
+  tls: { cert_file?: string; key_file?: string };
+  console: KscConsoleConfig;
+}
+
+export interface KscConsoleConfig {
+  enabled: boolean;
+  session_ttl: number;
+  tail_events: number;
+  quiet_after: number;
 }
 
 export interface KscConfig {

@@ -1,0 +1,117 @@
+/**
+ * The console's sign-in: sessions (a random id in an HttpOnly, SameSite=Strict cookie, a
+ * CSRF token per session that every change must send back in `X-CSRF-Token` or a form
+ * field), and the console password (`cefd console set-password`): a scrypt hash in
+ * `<state_dir>/console-password`, mode 0600. The admin bearer token also signs in.
+ */
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IncomingMessage } from 'node:http';
+
+export const SESSION_COOKIE = 'cefd_session';
+export const LOGIN_COOKIE = 'cefd_login';
+export const PASSWORD_FILE = 'console-password';
+
+export interface Session {
+  id: string;
+  csrf: string;
+  /** How the user signed in (for the audit log): `token` or `password`. */
+  via: 'token' | 'password';
+  expiresMs: number;
+}
+
+const rnd = (): string => randomBytes(32).toString('base64url');
+
+export function cookies(req: IncomingMessage): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of String(req.headers.cookie ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) out.set(part.slice(0, i).trim(), part.slice(i + 1).trim());
+  }
+  return out;
+}
+
+export function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export class Sessions {
+  private readonly map = new Map<string, Session>();
+  constructor(private readonly ttlMs: number) {}
+
+  create(via: Session['via']): Session {
+    this.sweep();
+    const s: Session = { id: rnd(), csrf: rnd(), via, expiresMs: Date.now() + this.ttlMs };
+    this.map.set(s.id, s);
+    return s;
+  }
+
+  /** The request's live session, if any. */
+  of(req: IncomingMessage): Session | undefined {
+    const id = cookies(req).get(SESSION_COOKIE);
+    if (id === undefined) return undefined;
+    const s = this.map.get(id);
+    if (s === undefined) return undefined;
+    if (Date.now() >= s.expiresMs) {
+      this.map.delete(id);
+      return undefined;
+    }
+    return s;
+  }
+
+  end(s: Session): void {
+    this.map.delete(s.id);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, s] of this.map) if (now >= s.expiresMs) this.map.delete(id);
+  }
+}
+
+export const newLoginNonce = rnd;
+
+// -- the console password ----------------------------------------------------------------
+
+interface PasswordRecord {
+  scheme: 'scrypt';
+  N: number;
+  r: number;
+  p: number;
+  salt: string;
+  hash: string;
+}
+
+const SCRYPT = { N: 16384, r: 8, p: 1 };
+
+/** Writes the password's scrypt hash to `<stateDir>/console-password` (0600, replaced atomically). */
+export function setConsolePassword(stateDir: string, password: string): string {
+  if (password.length < 12) throw new Error('the console password needs at least 12 characters');
+  const salt = randomBytes(16);
+  const hash = scryptSync(password, salt, 32, SCRYPT);
+  const rec: PasswordRecord = { scheme: 'scrypt', ...SCRYPT, salt: salt.toString('base64'), hash: hash.toString('base64') };
+  const file = join(stateDir, PASSWORD_FILE);
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, JSON.stringify(rec) + '\n', { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
+  return file;
+}
+
+/** Whether `password` matches the stored hash (false when no password is set). */
+export function checkConsolePassword(stateDir: string, password: string): boolean {
+  const file = join(stateDir, PASSWORD_FILE);
+  if (!existsSync(file)) return false;
+  try {
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as PasswordRecord;
+    if (rec.scheme !== 'scrypt') return false;
+    const want = Buffer.from(rec.hash, 'base64');
+    const got = scryptSync(password, Buffer.from(rec.salt, 'base64'), want.length, { N: rec.N, r: rec.r, p: rec.p, maxmem: 64 * 1024 * 1024 });
+    return timingSafeEqual(want, got);
+  } catch {
+    return false;
+  }
+}

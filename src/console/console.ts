@@ -1,0 +1,470 @@
+/**
+ * The web console (docs/console.md), served by the admin listener (src/admin/http.ts):
+ * server-rendered pages under /console/, a few ES modules and a style sheet from
+ * ./static (no build step, nothing from the network), JSON under /console/api/ and the
+ * KSC admin API (/api/v1/) reached with the session cookie instead of the bearer token.
+ *
+ * Security: sign-in with the admin token or the console password; a session cookie
+ * (HttpOnly, SameSite=Strict, Secure on TLS); every change needs the session's CSRF token
+ * (`X-CSRF-Token` header, or the `csrf` form field); a strict Content-Security-Policy (no
+ * inline script or style); no secret in a page or a URL; an audit log line per change.
+ */
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { ApiError, type Reply, type Route } from '../admin/http.js';
+import { bearerCheck } from '../bearer.js';
+import { createEncoder } from '../codecs/encoders/registry.js';
+import type { CefdEvent } from '../event.js';
+import { compileFilter, FilterSyntaxError, type Filter } from '../filter/filter.js';
+import type { KscIntegration } from '../ksc/index.js';
+import { chooseTask } from '../ksc/tasks.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
+import { VERSION } from '../version.js';
+import { checkConsolePassword, cookies, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
+import { RateHistory, STEP_MS } from './history.js';
+import { TailHub, type TailEntry } from './tail.js';
+
+export interface ConsoleOptions {
+  token: string;
+  stateDir: string;
+  tls: boolean;
+  sessionTtlMs: number;
+  tailEvents: number;
+  quietAfterMs: number;
+  telemetry: Telemetry;
+  log: Logger;
+  workers: () => number;
+  outputs: () => string[];
+  attachTail: (sink: (event: CefdEvent, frame: Buffer | undefined) => void) => () => void;
+  ksc: () => KscIntegration | undefined;
+}
+
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const STATIC_TYPES: Record<string, string> = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml' };
+const STATIC_DIR = new URL('./static/', import.meta.url);
+const STARTED_MS = Date.now();
+
+export function esc(s: unknown): string {
+  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const DETAIL_ENCODINGS = ['native', 'ecs', 'kuma'] as const;
+
+export class Console {
+  readonly sessions: Sessions;
+  readonly tail: TailHub;
+  private readonly history: RateHistory;
+  private readonly tokenOk: (h: string | undefined) => boolean;
+  private readonly statics = new Map<string, Buffer>();
+  private readonly encoders = new Map(DETAIL_ENCODINGS.map((n) => [n, createEncoder({ codec: n })]));
+  private readonly streams = new Set<ServerResponse>();
+
+  constructor(private readonly o: ConsoleOptions) {
+    this.sessions = new Sessions(o.sessionTtlMs);
+    this.tail = new TailHub(o.tailEvents, o.attachTail);
+    this.history = new RateHistory(o.telemetry);
+    this.history.start();
+    this.tokenOk = bearerCheck(o.token);
+  }
+
+  close(): void {
+    this.history.stop();
+    for (const r of this.streams) r.end();
+    this.streams.clear();
+    this.tail.close();
+  }
+
+  // -- hooks for the JSON server ---------------------------------------------------------
+
+  /** Session cookie (and CSRF token on changes) in place of the bearer token. */
+  readonly altAuth = (req: IncomingMessage, method: string): true | ApiError | undefined => {
+    const s = this.sessions.of(req);
+    if (s === undefined) return undefined;
+    if (method === 'GET' || method === 'HEAD') return true;
+    const sent = req.headers['x-csrf-token'];
+    if (typeof sent !== 'string' || !sameText(sent, s.csrf)) return new ApiError(403, 'console_csrf', 'missing or wrong CSRF token');
+    return true;
+  };
+
+  readonly audit = (req: IncomingMessage, method: string, path: string, status: number): void => {
+    const s = this.sessions.of(req);
+    this.o.log.info({ audit: true, via: s !== undefined ? `console-${s.via}` : 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);
+  };
+
+  /** The console's JSON endpoints (behind the same authentication as /api/v1). */
+  routes(): Route[] {
+    return [
+      { method: 'GET', path: '/console/api/overview', handler: () => ({ status: 200, body: this.overview() }) },
+      {
+        method: 'GET',
+        path: '/console/api/events',
+        handler: (c) => {
+          const limit = Math.min(1000, Math.max(1, Number(c.query.get('limit') ?? 100) || 100));
+          const filter = c.query.get('filter') ?? undefined;
+          const text = c.query.get('text') ?? undefined;
+          let found: TailEntry[];
+          try {
+            found = this.tail.search({ ...(filter !== undefined ? { filter } : {}), ...(text !== undefined ? { text } : {}), limit });
+          } catch (e) {
+            if (e instanceof FilterSyntaxError) throw new ApiError(400, 'console_bad_filter', e.message);
+            throw e;
+          }
+          return { status: 200, body: { tailing: this.tail.clientCount > 0, events: found.map((e) => summary(e)) } };
+        },
+      },
+      {
+        method: 'GET',
+        path: '/console/api/events/:id',
+        handler: (c) => {
+          const e = this.tail.get(c.params['id']!);
+          if (e === undefined) throw new ApiError(404, 'console_not_found', `event ${c.params['id']} is no longer in memory`);
+          const ev = JSON.parse(e.json) as CefdEvent;
+          const encodings: Record<string, string> = { raw: e.raw };
+          for (const [n, enc] of this.encoders) {
+            try {
+              encodings[n] = n === 'native' ? JSON.stringify(ev, null, 2) : JSON.stringify(JSON.parse(enc.encode(ev)), null, 2);
+            } catch (err) {
+              encodings[n] = `(cannot encode: ${(err as Error).message})`;
+            }
+          }
+          return { status: 200, body: { event: { ...summary(e), encodings } } };
+        },
+      },
+      {
+        method: 'GET',
+        path: '/console/api/assets/:id/tasks',
+        handler: async (c) => {
+          const k = this.o.ksc();
+          if (k === undefined) throw new ApiError(409, 'console_ksc_off', 'the KSC integration is off');
+          const asset = k.getAsset(c.params['id']!);
+          if (asset === undefined) throw new ApiError(404, 'ksc_not_found', `no asset ${c.params['id']}`);
+          const conn = k.store.getConnection(asset.connectionId);
+          if (conn === undefined) throw new ApiError(404, 'ksc_not_found', 'the asset\'s connection is gone');
+          const tasks = await k.listTasks(conn.id, { refresh: c.query.get('refresh') === 'true' });
+          const client = k.clientFor(conn);
+          const out = [];
+          for (const t of tasks) {
+            const choice = await chooseTask(client, tasks, asset, [t.displayName]);
+            const cand = choice.candidates[0]!;
+            out.push({ taskId: t.taskId, displayName: t.displayName, product: t.product, groupId: t.groupId, applicable: cand.applicable, reason: cand.applicable ? 'the asset is in the task\'s scope and has its product' : cand.reason });
+          }
+          return { status: 200, body: { connection: { id: conn.id, name: conn.name }, tasks: out } };
+        },
+      },
+    ];
+  }
+
+  private overview(): unknown {
+    const t = this.o.telemetry;
+    const now = Date.now();
+    const listeners = [...t.listeners.values()].map((s) => {
+      return {
+        name: s.name,
+        eventsTotal: s.eventsParsed,
+        connectionsOpen: s.connectionsOpen,
+        lastEventAt: s.lastEventMs > 0 ? new Date(s.lastEventMs).toISOString() : null,
+        quiet: s.lastEventMs > 0 && now - s.lastEventMs > this.o.quietAfterMs,
+        perSecond: this.history.of(s.name),
+        senders: [...s.senders].reverse().map(([address, x]) => ({ address, events: x.events, lastEventAt: new Date(x.lastEventMs).toISOString(), quiet: now - x.lastEventMs > this.o.quietAfterMs })),
+        parseErrors: Object.fromEntries(s.parseErrors.map),
+        frameErrors: Object.fromEntries(s.frameErrors.map),
+      };
+    });
+    const outputs = [...t.outputs.values()].map((s) => ({
+      name: s.name,
+      state: s.retrying > 0 ? 'retrying' : 'ok',
+      sent: s.sent,
+      queued: s.queued,
+      capacity: s.capacity,
+      bufferFill: s.bufferMaxBytes > 0 && s.queue !== undefined ? bufferFill(s.queue, s.bufferMaxBytes) : null,
+      lastError: s.lastError === '' ? null : s.lastError,
+      lastErrorAt: s.lastErrorMs > 0 ? new Date(s.lastErrorMs).toISOString() : null,
+      rejected: Object.fromEntries(s.rejected.map),
+    }));
+    return {
+      version: VERSION,
+      uptimeSeconds: Math.round((now - STARTED_MS) / 1000),
+      workers: this.o.workers(),
+      tailClients: this.tail.clientCount,
+      stepSeconds: STEP_MS / 1000,
+      quietAfterSeconds: this.o.quietAfterMs / 1000,
+      listeners,
+      deadLetters: Object.fromEntries(t.deadLetters.map),
+      outputs,
+    };
+  }
+
+  // -- pages, assets, sign-in, the event stream ----------------------------------------
+
+  readonly before = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> => {
+    const p = url.pathname;
+    if (p === '/' && req.method === 'GET') return this.redirect(res, '/console/');
+    if (p !== '/console' && !p.startsWith('/console/')) return false;
+    if (p.startsWith('/console/api/') && p !== '/console/api/events/stream') return false;
+    const method = req.method ?? 'GET';
+    if (p.startsWith('/console/static/')) return this.serveStatic(res, p.slice('/console/static/'.length));
+    if (p === '/console/login') return method === 'POST' ? this.login(req, res) : this.loginPage(res, undefined);
+    const s = this.sessions.of(req);
+    if (p === '/console/api/events/stream') return this.stream(req, res, url, s);
+    if (p === '/console/logout' && method === 'POST') return this.logout(req, res, s);
+    if (s === undefined) return this.redirect(res, '/console/login');
+    if (method !== 'GET') return this.text(res, 405, 'method not allowed');
+    if (p === '/console' || p === '/console/') return this.page(res, s, 'overview', 'Overview', OVERVIEW_BODY);
+    if (p === '/console/events') return this.page(res, s, 'events', 'Events', EVENTS_BODY);
+    if (p === '/console/ksc') return this.page(res, s, 'ksc', 'KSC', KSC_BODY);
+    const m = /^\/console\/ksc\/assets\/([^/]+)$/.exec(p);
+    if (m !== null) return this.page(res, s, 'asset', 'Asset', ASSET_BODY.replace('{{id}}', esc(decodeURIComponent(m[1]!))));
+    return this.text(res, 404, 'no such page');
+  };
+
+  private headers(extra: Record<string, string | string[]> = {}): Record<string, string | string[]> {
+    return {
+      'Content-Security-Policy': CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'X-Frame-Options': 'DENY',
+      'Referrer-Policy': 'no-referrer',
+      'Cache-Control': 'no-store',
+      ...extra,
+    };
+  }
+
+  private cookie(name: string, value: string, maxAgeS: number): string {
+    return `${name}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${this.o.tls ? '; Secure' : ''}`;
+  }
+
+  private text(res: ServerResponse, status: number, msg: string): true {
+    res.writeHead(status, this.headers({ 'Content-Type': 'text/plain; charset=utf-8' }));
+    res.end(msg + '\n');
+    return true;
+  }
+
+  private redirect(res: ServerResponse, to: string, extra: Record<string, string | string[]> = {}): true {
+    res.writeHead(303, this.headers({ Location: to, ...extra }));
+    res.end();
+    return true;
+  }
+
+  private serveStatic(res: ServerResponse, name: string): true {
+    const ext = /^[a-z0-9-]+\.([a-z]+)$/.exec(name)?.[1];
+    const type = ext !== undefined ? STATIC_TYPES[ext] : undefined;
+    if (type === undefined) return this.text(res, 404, 'no such file');
+    let body = this.statics.get(name);
+    if (body === undefined) {
+      try {
+        body = readFileSync(new URL(name, STATIC_DIR));
+      } catch {
+        return this.text(res, 404, 'no such file');
+      }
+      this.statics.set(name, body);
+    }
+    res.writeHead(200, { ...this.headers({ 'Content-Type': type }), 'Cache-Control': 'no-cache' });
+    res.end(body);
+    return true;
+  }
+
+  private loginPage(res: ServerResponse, error: string | undefined, status = 200): true {
+    const nonce = newLoginNonce();
+    const html = layout(
+      'Sign in',
+      undefined,
+      `<main class="login"><h1>cefd console</h1>
+<form method="post" action="/console/login">
+${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
+<input type="hidden" name="csrf" value="${nonce}">
+<label for="secret">Admin token or console password</label>
+<input id="secret" name="secret" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button>
+</form></main>`,
+      [],
+    );
+    res.writeHead(status, this.headers({ 'Content-Type': 'text/html; charset=utf-8', 'Set-Cookie': this.cookie(LOGIN_COOKIE, nonce, 600) }));
+    res.end(html);
+    return true;
+  }
+
+  private async form(req: IncomingMessage): Promise<URLSearchParams> {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of req as AsyncIterable<Buffer>) {
+      n += c.length;
+      if (n > 16 * 1024) throw new ApiError(413, 'admin_body_too_large', 'the form is too large');
+      chunks.push(c);
+    }
+    const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (ct !== 'application/x-www-form-urlencoded') throw new ApiError(415, 'admin_unsupported_media_type', 'send the form as application/x-www-form-urlencoded');
+    return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  }
+
+  private async login(req: IncomingMessage, res: ServerResponse): Promise<true> {
+    const f = await this.form(req);
+    const nonce = cookies(req).get(LOGIN_COOKIE);
+    const sent = f.get('csrf') ?? '';
+    if (nonce === undefined || !sameText(nonce, sent)) {
+      this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'csrf' }, 'console sign-in refused: missing or wrong CSRF token');
+      return this.loginPage(res, 'The sign-in form expired; try again.', 403);
+    }
+    const secret = f.get('secret') ?? '';
+    let via: Session['via'] | undefined;
+    if (secret !== '' && this.tokenOk(`Bearer ${secret}`)) via = 'token';
+    else if (secret !== '' && checkConsolePassword(this.o.stateDir, secret)) via = 'password';
+    if (via === undefined) {
+      this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'credentials' }, 'console sign-in refused: wrong token or password');
+      return this.loginPage(res, 'Wrong token or password.', 401);
+    }
+    const s = this.sessions.create(via);
+    this.o.log.info({ audit: true, event: 'console_login', ok: true, via }, `console sign-in (${via})`);
+    return this.redirect(res, '/console/', { 'Set-Cookie': [this.cookie(SESSION_COOKIE, s.id, Math.ceil(this.o.sessionTtlMs / 1000)), this.cookie(LOGIN_COOKIE, '', 0)] });
+  }
+
+  private async logout(req: IncomingMessage, res: ServerResponse, s: Session | undefined): Promise<true> {
+    const f = await this.form(req);
+    if (s === undefined) return this.redirect(res, '/console/login');
+    if (!sameText(f.get('csrf') ?? '', s.csrf)) return this.text(res, 403, 'missing or wrong CSRF token');
+    this.sessions.end(s);
+    this.o.log.info({ audit: true, event: 'console_logout', via: s.via }, 'console sign-out');
+    return this.redirect(res, '/console/login', { 'Set-Cookie': this.cookie(SESSION_COOKIE, '', 0) });
+  }
+
+  private page(res: ServerResponse, s: Session, id: string, title: string, body: string): true {
+    res.writeHead(200, this.headers({ 'Content-Type': 'text/html; charset=utf-8' }));
+    res.end(layout(title, s, body, [`${id}.js`], id));
+    return true;
+  }
+
+  /** Server-sent events: one `event` message per event that passes `?filter=`. */
+  private stream(req: IncomingMessage, res: ServerResponse, url: URL, s: Session | undefined): true {
+    if (s === undefined && !this.tokenOk(req.headers['authorization'])) {
+      res.writeHead(401, this.headers({ 'Content-Type': 'application/json; charset=utf-8' }));
+      res.end(JSON.stringify({ error: { code: 'admin_unauthorized', message: 'sign in, or send the bearer token' } }) + '\n');
+      return true;
+    }
+    let filter: Filter | undefined;
+    const src = url.searchParams.get('filter') ?? '';
+    if (src.trim() !== '') {
+      try {
+        filter = compileFilter(src);
+      } catch (e) {
+        res.writeHead(400, this.headers({ 'Content-Type': 'application/json; charset=utf-8' }));
+        res.end(JSON.stringify({ error: { code: 'console_bad_filter', message: (e as Error).message } }) + '\n');
+        return true;
+      }
+    }
+    const full = url.searchParams.get('full') === 'true';
+    res.writeHead(200, this.headers({ 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' }));
+    res.write(': cefd live tail\n\n');
+    res.socket?.setTimeout(0);
+    this.streams.add(res);
+    const off = this.tail.subscribe({
+      filter,
+      send: (e) => {
+        res.write(`event: event\ndata: ${full ? e.json : JSON.stringify(summary(e))}\n\n`);
+      },
+    });
+    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+    ping.unref();
+    const done = (): void => {
+      clearInterval(ping);
+      off();
+      this.streams.delete(res);
+    };
+    req.on('close', done);
+    res.on('close', done);
+    return true;
+  }
+}
+
+function bufferFill(q: unknown, max: number): number | null {
+  const bytes = (q as { bytes?: unknown }).bytes;
+  return typeof bytes === 'number' ? Math.min(1, bytes / max) : null;
+}
+
+/** What a list shows of one event. */
+function summary(e: TailEntry): Record<string, unknown> {
+  const ev = JSON.parse(e.json) as Record<string, unknown>;
+  const cef = (ev['cef'] ?? {}) as Record<string, unknown>;
+  const ext = (cef['extensions'] ?? {}) as Record<string, unknown>;
+  return {
+    id: e.id,
+    receivedAt: new Date(e.ms).toISOString(),
+    listener: e.listener,
+    peer: ev['peer'] ?? null,
+    name: cef['name'] ?? (ev['syslog'] as Record<string, unknown> | undefined)?.['message'] ?? null,
+    eventClassId: cef['deviceEventClassId'] ?? null,
+    severity: ev['severity'] ?? cef['severity'] ?? null,
+    host: ext['destinationHostName'] ?? ext['deviceHostName'] ?? ext['sourceHostName'] ?? (ev['syslog'] as Record<string, unknown> | undefined)?.['hostname'] ?? null,
+    assets: ev['assets'] ?? null,
+  };
+}
+
+function layout(title: string, s: Session | undefined, body: string, scripts: string[], active = ''): string {
+  const nav =
+    s === undefined
+      ? ''
+      : `<header><nav aria-label="Console"><span class="brand">cefd</span>
+<a href="/console/"${active === 'overview' ? ' aria-current="page"' : ''}>Overview</a>
+<a href="/console/events"${active === 'events' ? ' aria-current="page"' : ''}>Events</a>
+<a href="/console/ksc"${active === 'ksc' || active === 'asset' ? ' aria-current="page"' : ''}>KSC</a></nav>
+<form method="post" action="/console/logout" class="logout"><input type="hidden" name="csrf" value="${esc(s.csrf)}"><button type="submit">Sign out</button></form></header>`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+${s !== undefined ? `<meta name="csrf-token" content="${esc(s.csrf)}">` : ''}
+<title>${esc(title)} · cefd</title><link rel="stylesheet" href="/console/static/console.css">
+${scripts.map((x) => `<script type="module" src="/console/static/${x}"></script>`).join('\n')}
+</head><body>${nav}${body}</body></html>
+`;
+}
+
+const OVERVIEW_BODY = `<main><h1>Overview</h1>
+<p id="status" role="status">Loading…</p>
+<section aria-labelledby="h-listeners"><h2 id="h-listeners">Listeners</h2><div id="listeners"></div></section>
+<section aria-labelledby="h-outputs"><h2 id="h-outputs">Outputs</h2><table id="outputs"><thead><tr><th scope="col">Output</th><th scope="col">State</th><th scope="col">Sent</th><th scope="col">Queued</th><th scope="col">Disk buffer</th><th scope="col">Last error</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-errors"><h2 id="h-errors">Parse errors and dead letters</h2><table id="errors"><thead><tr><th scope="col">Kind</th><th scope="col">Code</th><th scope="col">Count</th></tr></thead><tbody></tbody></table></section>
+</main>`;
+
+const EVENTS_BODY = `<main><h1>Events</h1>
+<form id="tail-form" class="row"><label for="filter">Filter (route filter language)</label><input id="filter" name="filter" size="50" placeholder='ksc.category == "detection"'>
+<button type="submit">Apply</button><button type="button" id="pause" aria-pressed="false">Pause</button></form>
+<p id="tail-status" role="status"></p>
+<form id="search-form" class="row"><label for="search-text">Search the last events in memory</label><input id="search-text" name="text"><button type="submit">Search</button></form>
+<div class="split"><section aria-labelledby="h-live"><h2 id="h-live">Live</h2>
+<table id="events"><thead><tr><th scope="col">Received</th><th scope="col">Listener</th><th scope="col">Class</th><th scope="col">Name</th><th scope="col">Host</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-detail" id="detail-section"><h2 id="h-detail">Detail</h2>
+<div role="tablist" aria-label="Encoding" id="enc-tabs"><button role="tab" data-enc="raw" aria-selected="false">raw</button><button role="tab" data-enc="native" aria-selected="true">native</button><button role="tab" data-enc="ecs" aria-selected="false">ecs</button><button role="tab" data-enc="kuma" aria-selected="false">kuma</button></div>
+<pre id="detail" tabindex="0">Choose an event.</pre></section></div>
+</main>`;
+
+const KSC_BODY = `<main><h1>Kaspersky Security Center</h1>
+<p id="ksc-status" role="status"></p>
+<section aria-labelledby="h-tenants"><h2 id="h-tenants">Tenants</h2><table id="tenants"><thead><tr><th scope="col">Tenant</th><th scope="col">Integration</th><th scope="col">Connections</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-conns"><h2 id="h-conns">Connections</h2>
+<table id="connections"><thead><tr><th scope="col">Tenant</th><th scope="col">Name</th><th scope="col">URL</th><th scope="col">State</th><th scope="col">Secret</th><th scope="col">Actions</th></tr></thead><tbody></tbody></table>
+<form id="conn-form" method="post" action="/console/ksc"><fieldset><legend id="conn-legend">Add a connection</legend>
+<input type="hidden" name="id" id="conn-id">
+<label for="conn-tenant">Tenant</label><input id="conn-tenant" name="tenant" value="default">
+<label for="conn-name">Name</label><input id="conn-name" name="name" required>
+<label for="conn-url">URL</label><input id="conn-url" name="url" required placeholder="ksc.example:13299">
+<label for="conn-pin">Certificate SHA-256 pin</label><input id="conn-pin" name="pin">
+<label for="conn-user">User</label><input id="conn-user" name="user" autocomplete="off">
+<label for="conn-password">Password (write-only)</label><input id="conn-password" name="password" type="password" autocomplete="new-password">
+<label class="check"><input id="conn-disabled" name="disabled" type="checkbox"> Disabled</label>
+<button type="submit">Save connection</button> <button type="reset" id="conn-reset">Clear</button>
+</fieldset></form></section>
+<section aria-labelledby="h-assets"><h2 id="h-assets">Assets</h2>
+<form id="asset-search" class="row"><label for="asset-q">Search assets</label><input id="asset-q" name="q"><button type="submit">Search</button> <button type="button" id="import">Import assets now</button></form>
+<table id="assets"><thead><tr><th scope="col">Name</th><th scope="col">IPs</th><th scope="col">Group</th><th scope="col">Products</th><th scope="col">Last seen</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-runs"><h2 id="h-runs">Task runs</h2><table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Host</th><th scope="col">Origin</th><th scope="col">State</th><th scope="col">Updated</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-rules"><h2 id="h-rules">Response rules</h2><table id="rules"><thead><tr><th scope="col">Rule</th><th scope="col">Tasks</th><th scope="col">Filter</th><th scope="col">Triggered</th><th scope="col">Started</th><th scope="col">Failed</th><th scope="col">Skipped</th><th scope="col">Last triggers</th></tr></thead><tbody></tbody></table></section>
+</main>`;
+
+const ASSET_BODY = `<main data-asset="{{id}}" id="asset-main"><p><a href="/console/ksc">← KSC</a></p><h1 id="asset-title">Asset</h1>
+<p id="asset-status" role="status"></p>
+<dl id="asset-facts"></dl>
+<section aria-labelledby="h-start"><h2 id="h-start">Start KSC task</h2>
+<form id="start-form" method="post" action="/console/ksc"><label for="task">KUMA task of the connection</label><select id="task" name="task" required></select>
+<p id="task-why" aria-live="polite"></p><button type="submit">Start task</button></form></section>
+<section aria-labelledby="h-aruns"><h2 id="h-aruns">Task runs</h2><table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Origin</th><th scope="col">State</th><th scope="col">Updated</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-aevents"><h2 id="h-aevents">Recent events (in memory)</h2><ul id="asset-events"></ul></section>
+</main>`;
+
+export type { Reply };

@@ -1,0 +1,155 @@
+import { api, el, fillRows, say, when, badge } from './common.js';
+
+let assets = [];
+let connections = [];
+
+const err = (e) => say('ksc-status', e.message, true);
+
+function actionButton(label, fn, name) {
+  return el('button', { type: 'button', 'aria-label': `${label} ${name}`, onclick: fn }, label);
+}
+
+async function loadConnections() {
+  const [t, c] = await Promise.all([api('GET', '/api/v1/tenants'), api('GET', '/api/v1/connections')]);
+  connections = c.connections;
+  fillRows(
+    document.getElementById('tenants'),
+    t.tenants.map((x) => [
+      x.name,
+      el('td', {}, badge(x.integrationEnabled ? 'enabled' : 'disabled'), ' ', actionButton(x.integrationEnabled ? 'Disable integration' : 'Enable integration', () => act(() => api('PATCH', `/api/v1/tenants/${encodeURIComponent(x.name)}`, { integrationEnabled: !x.integrationEnabled }), `Tenant ${x.name}: integration ${x.integrationEnabled ? 'disabled' : 'enabled'}.`), `of tenant ${x.name}`)),
+      String(connections.filter((k) => k.tenant === x.name).length),
+    ]),
+    'No tenants.',
+  );
+  fillRows(
+    document.getElementById('connections'),
+    connections.map((k) => [
+      k.tenant,
+      k.name,
+      k.url,
+      el('td', {}, badge(k.disabled ? 'disabled' : 'enabled')),
+      k.secret?.set ? `set (${k.secret.source})` : 'not set',
+      el(
+        'td',
+        { class: 'actions' },
+        actionButton('Test', () => test(k), k.name),
+        actionButton('Edit', () => edit(k), k.name),
+        actionButton(k.disabled ? 'Enable' : 'Disable', () => act(() => api('POST', `/api/v1/connections/${k.id}/${k.disabled ? 'enable' : 'disable'}`), `${k.name} ${k.disabled ? 'enabled' : 'disabled'}.`), k.name),
+        actionButton('Delete', () => confirm(`Delete the connection ${k.name}?`) && act(() => api('DELETE', `/api/v1/connections/${k.id}`), `${k.name} deleted.`), k.name),
+      ),
+    ]),
+    'No connections yet.',
+  );
+}
+
+async function act(f, done) {
+  try {
+    await f();
+    say('ksc-status', done);
+    await loadAll();
+  } catch (e) {
+    err(e);
+  }
+}
+
+async function test(k) {
+  say('ksc-status', `Testing ${k.name}…`);
+  try {
+    const r = await api('POST', `/api/v1/connections/${k.id}/test`);
+    say('ksc-status', r.result.ok === false ? `${k.name}: ${r.result.error ?? 'failed'}` : `${k.name}: the connection works${r.result.version ? ` (KSC ${r.result.version})` : ''}.`, r.result.ok === false);
+  } catch (e) {
+    err(e);
+  }
+}
+
+function edit(k) {
+  document.getElementById('conn-legend').textContent = `Edit connection ${k.name}`;
+  document.getElementById('conn-id').value = k.id;
+  document.getElementById('conn-tenant').value = k.tenant;
+  document.getElementById('conn-tenant').disabled = true;
+  document.getElementById('conn-name').value = k.name;
+  document.getElementById('conn-url').value = k.url;
+  document.getElementById('conn-pin').value = k.tls?.pinSha256 ?? '';
+  document.getElementById('conn-disabled').checked = k.disabled;
+  document.getElementById('conn-password').value = '';
+  document.getElementById('conn-name').focus();
+}
+
+document.getElementById('conn-reset').addEventListener('click', () => {
+  document.getElementById('conn-legend').textContent = 'Add a connection';
+  document.getElementById('conn-id').value = '';
+  document.getElementById('conn-tenant').disabled = false;
+});
+
+document.getElementById('conn-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  const id = f.get('id');
+  const body = { name: f.get('name'), url: f.get('url'), disabled: document.getElementById('conn-disabled').checked };
+  const pin = String(f.get('pin') ?? '').trim();
+  if (pin !== '') body.tls = { pinSha256: pin };
+  const user = String(f.get('user') ?? '');
+  const password = String(f.get('password') ?? '');
+  if (user !== '' || password !== '') body.secret = { user, password };
+  if (id === '') body.tenant = f.get('tenant');
+  await act(() => (id === '' ? api('POST', '/api/v1/connections', body) : api('PATCH', `/api/v1/connections/${id}`, body)), `Connection ${body.name} saved.`);
+  e.target.reset();
+  document.getElementById('conn-reset').click();
+});
+
+async function loadAssets() {
+  assets = (await api('GET', '/api/v1/assets')).assets;
+  renderAssets();
+}
+
+function renderAssets() {
+  const q = document.getElementById('asset-q').value.trim().toLowerCase();
+  const hit = (a) => q === '' || [a.displayName, a.fqdn, a.kscHostId, a.group?.name, ...a.ips].some((v) => v && String(v).toLowerCase().includes(q));
+  fillRows(
+    document.getElementById('assets'),
+    assets.filter(hit).map((a) => [el('td', {}, el('a', { href: `/console/ksc/assets/${encodeURIComponent(a.id)}` }, a.displayName ?? a.kscHostId)), a.ips.join(', '), a.group?.name ?? '—', a.products.map((p) => p.product).join(', ') || '—', when(a.lastVisible)]),
+    'No assets (import them from an enabled connection).',
+  );
+}
+
+document.getElementById('asset-search').addEventListener('submit', (e) => {
+  e.preventDefault();
+  renderAssets();
+});
+
+document.getElementById('import').addEventListener('click', async () => {
+  say('ksc-status', 'Importing assets…');
+  try {
+    const r = await api('POST', '/api/v1/assets/sync', {});
+    say('ksc-status', r.results.map((x) => `${x.connection}: ${x.ok ? `${x.hosts} hosts imported` : `failed: ${x.error}`}`).join('; ') || 'No enabled connection.');
+    await loadAssets();
+  } catch (e) {
+    err(e);
+  }
+});
+
+async function loadRuns() {
+  const runs = (await api('GET', '/api/v1/tasks/runs?limit=50')).runs;
+  fillRows(document.getElementById('runs'), runs.map((r) => [String(r.id), r.taskName, r.hostName ?? r.assetId, r.rule ? `rule ${r.rule}` : r.origin, el('td', { class: 'run-state' }, badge(r.state)), when(r.updatedAt)]), 'No task runs.');
+}
+
+async function loadRules() {
+  const rules = (await api('GET', '/api/v1/rules')).rules;
+  fillRows(
+    document.getElementById('rules'),
+    rules.map((r) => [r.name, r.tasks.join(', '), r.filter ?? '(every event)', String(r.counters.triggered), String(r.counters.started), String(r.counters.failed), String(r.counters.skippedRunning + r.counters.skippedCooldown + r.counters.skippedQueued),
+      r.lastTriggers.length === 0 ? '—' : el('td', {}, el('ul', {}, ...r.lastTriggers.slice(-3).reverse().map((t) => el('li', {}, `${when(t.at)}: ${t.result.replace('_', ' ')}${t.task ? ` (${t.task})` : ''}`))))]),
+    'No response rules (configure ksc.response_rules).',
+  );
+}
+
+async function loadAll() {
+  try {
+    await Promise.all([loadConnections(), loadAssets(), loadRuns(), loadRules()]);
+  } catch (e) {
+    err(e);
+  }
+}
+
+loadAll();
+setInterval(() => loadRuns().catch(err), 3000);
