@@ -94,7 +94,7 @@ export class Topology {
       this.queue(o.name, o.buffer, o.queue_max_events, o.type, ref, reuse),
       this.flow,
       this.telemetry,
-      (name, recs, reason, err) => this.pipeline()?.rejectSink(name, recs, reason, err),
+      (name, recs, reason, err, codec) => this.pipeline()?.rejectSink(name, recs, reason, err, codec),
     );
     return ref.slot;
   }

@@ -11,7 +11,7 @@ import { isUtf8 } from 'node:buffer';
 import { Framer } from '../codecs/framing/framer.js';
 import { decodeFrame, type DecodeOptions } from '../codecs/decode.js';
 import { normalizeEvent, type Normalizer } from '../pipeline/normalize.js';
-import { createEncoder } from '../codecs/encoders/registry.js';
+import { createEncoder, isJsonEncoding } from '../codecs/encoders/registry.js';
 import type { EventOptions } from '../codecs/encoders/native.js';
 import type { Encoder } from '../codecs/encoders/encoder.js';
 import type { CefdEvent } from '../event.js';
@@ -53,8 +53,8 @@ export async function parseInputs(inputs: Readable[], out: Writable, opts: Parse
   const stats: ParseStats = { frames: 0, events: 0, failed: 0, truncated: 0, discardedBytes: 0 };
   const indent = opts.pretty ? 2 : undefined;
   const encoder = opts.encoder ?? createEncoder({ codec: opts.encoding ?? 'native', event: opts.event });
-  // Every encoding but `cef` is JSON: --pretty indents it.
-  const json = encoder.codec !== 'cef';
+  // A JSON encoding is indented with --pretty; a CEF line is printed as it is.
+  const json = isJsonEncoding(encoder.codec);
   let lines: string[] = [];
   const encode = (ev: CefdEvent, buf: Buffer): string => {
     let rec: string;

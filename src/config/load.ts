@@ -19,7 +19,7 @@ import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
 import { redactUrls } from './redact.js';
 import { bindProblems } from './binds.js';
 import { CONFIG_SECTIONS } from './sections.js';
-import { compileRoutes } from '../pipeline/router.js';
+import { createEncoder } from '../codecs/encoders/registry.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -398,9 +398,10 @@ function crossChecks(c: Config, w: Walker): void {
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
-    // The routes the daemon and the workers will compile (router.ts), compiled the same way here.
+    // The encoder the daemon and the workers will build (router.ts's compileRoutes), built
+    // the same way here (the route filter was compiled with the schema's `filter` kind).
     try {
-      compileRoutes([o]);
+      createEncoder({ ...o.encoding, event: c.event });
     } catch (e) {
       w.problem(`outputs[${i}].encoding`, undefined, (e as Error).message);
     }

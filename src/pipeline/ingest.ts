@@ -11,7 +11,7 @@ import type { CefdEvent, EventOrigin } from '../event.js';
 import { isCode } from '../errors.js';
 import { isoFromMs } from '../time.js';
 import { normalizeEvent, type Normalizer } from './normalize.js';
-import { routeMask, type Routes } from './router.js';
+import { ALL_OUTPUTS, routeMask, type Routes } from './router.js';
 import type { KscWatch } from '../ksc/watch.js';
 
 
@@ -27,6 +27,12 @@ export class FrameCounts {
   readonly normalized = new Map<string, number>();
   /** normalizer → [n, last error text]. */
   readonly normalizerFailed = new Map<string, [number, string]>();
+  /**
+   * `output index\tcode` → [n, last detail]: what an output's encoding could not carry
+   * (Encoder.problems, codes `encode_*`), for each record of that output. By index: a
+   * worker knows the outputs by their place in the routes.
+   */
+  readonly encodeProblems = new Map<string, [number, string]>();
 
   static add(m: Map<string, number>, k: string, n = 1): void {
     m.set(k, (m.get(k) ?? 0) + n);
@@ -42,6 +48,7 @@ export class FrameCounts {
       warnings: [...this.warnings],
       normalized: [...this.normalized],
       normalizerFailed: [...this.normalizerFailed],
+      encodeProblems: [...this.encodeProblems],
     };
   }
 }
@@ -54,6 +61,7 @@ export interface FrameCountsData {
   warnings: [string, number][];
   normalized: [string, number][];
   normalizerFailed: [string, [number, string]][];
+  encodeProblems: [string, [number, string]][];
 }
 
 export interface IngestEnv {
@@ -66,6 +74,24 @@ export interface IngestEnv {
   onTapError?: (e: unknown) => void;
   /** The KSC integration's per-event work (ksc/watch.ts), here or on a worker. */
   watch?: KscWatch | undefined;
+}
+
+/**
+ * What encoder `e` could not carry in this event's record, counted for each output that
+ * gets the record (the outputs of the encoder whose route passed the event).
+ */
+function countEncodeProblems(routes: Routes, e: number, mask: number, counts: FrameCounts): void {
+  const p = routes.encoders[e]!.problems;
+  const taken = p.take();
+  const encoderOf = routes.encoderOf;
+  for (let i = 0; i < encoderOf.length; i++) {
+    if (encoderOf[i] !== e || (mask & (i < 32 ? 1 << i : ALL_OUTPUTS)) === 0) continue;
+    for (const [code, n] of taken) {
+      const key = `${i}\t${code}`;
+      const prev = counts.encodeProblems.get(key);
+      counts.encodeProblems.set(key, [(prev?.[0] ?? 0) + n, p.last.get(code) ?? '']);
+    }
+  }
 }
 
 /** A frame that is not an event: its dead-letter record. */
@@ -149,7 +175,12 @@ export function processFrame(
   if (mask === 0) return 0;
   const encoders = routes.encoders;
   try {
-    for (let e = 0; e < encoders.length; e++) if ((mask & routes.encoderMasks[e]!) !== 0) encoded[e] = encoders[e]!.encode(event);
+    for (let e = 0; e < encoders.length; e++) {
+      if ((mask & routes.encoderMasks[e]!) === 0) continue;
+      const enc = encoders[e]!;
+      encoded[e] = enc.encode(event);
+      if (enc.problems.counts.size > 0) countEncodeProblems(routes, e, mask, counts);
+    }
   } catch (e) {
     // Only a normalizer can put something in an event that an encoder cannot write (a
     // BigInt, a cycle): the frame is kept as a dead letter rather than lost or crashing cefd.

@@ -24,6 +24,7 @@ import type { CefdEvent, EventOrigin } from '../event.js';
 import { isoFromMs } from '../time.js';
 import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Routes } from './router.js';
+import { isJsonEncoding } from '../codecs/encoders/registry.js';
 import { JOB_TARGET_BYTES, MAX_IN_FLIGHT_PER_SOURCE, SourceState, packJob } from './source-state.js';
 
 export { SourceState };
@@ -221,11 +222,17 @@ export class Pipeline {
     this.deadPending.push(rec);
   }
 
-  /** Batches an output rejected for good: dead-lettered with the reason. */
-  readonly rejectSink = (output: string, records: readonly string[], reason: string, error: string): void => {
+  /**
+   * Batches an output rejected for good: dead-lettered with the reason. A JSON record is
+   * embedded as it is (`"event":{...}`); a record of another encoding (`cef`) as a JSON
+   * string (`"record":"CEF:0|..."`), since dead letters are NDJSON. Both name a non-native
+   * encoding (`"encoding"`), so the record can be read back.
+   */
+  readonly rejectSink = (output: string, records: readonly string[], reason: string, error: string, codec = 'native'): void => {
     const time = JSON.stringify(isoFromMs(Date.now()));
-    const head = `{"time":${time},"reason":${JSON.stringify(reason)},"message":${JSON.stringify(error.slice(0, 500))},"output":${JSON.stringify(output)},"event":`;
-    const recs = records.map((r) => `${head}${r}}`);
+    const enc = codec === 'native' ? '' : `"encoding":${JSON.stringify(codec)},`;
+    const head = `{"time":${time},"reason":${JSON.stringify(reason)},"message":${JSON.stringify(error.slice(0, 500))},"output":${JSON.stringify(output)},${enc}`;
+    const recs = isJsonEncoding(codec) ? records.map((r) => `${head}"event":${r}}`) : records.map((r) => `${head}"record":${JSON.stringify(r)}}`);
     this.telemetry.deadLettered(reason, recs.length);
     this.deadLetter.enqueueMany(recs);
   };
@@ -308,6 +315,13 @@ export class Pipeline {
       this.telemetry.eventNormalized(k.slice(0, tab), k.slice(tab + 1), n);
     }
     for (const [name, [n, text]] of c.normalizerFailed) this.telemetry.normalizerFailed(name, text, n);
+    for (const [k, [n, detail]] of c.encodeProblems) {
+      const tab = k.indexOf('\t');
+      // Counts come with the records, under the configuration they were made for (a result
+      // of another version is decoded again here), so the index names the current output.
+      const output = this.slots[Number(k.slice(0, tab))];
+      if (output !== undefined) this.telemetry.encodeProblem(output.name, k.slice(tab + 1), n, detail);
+    }
   }
 
   // ---- workers ----

@@ -3,7 +3,7 @@
  * encoded record; each output's file holds its own encoding, on the decode workers and on
  * the main thread alike; `cefd parse --encoding` prints the same records.
  */
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { compileRoutes, routeMask } from '../../src/pipeline/router.js';
@@ -23,7 +23,7 @@ describe('compileRoutes', () => {
       { filter: 'cef.deviceVendor == "KasperskyLab"', encoding: { codec: 'native' } },
       { encoding: { codec: 'native', only_fields: ['id', 'cef.name'] } },
     ]);
-    expect(r.encoders.map((e) => e.key)).toEqual(['native||', 'native|id,cef.name|']);
+    expect(r.encoders.map((e) => e.key)).toEqual(['native|||', 'native|id,cef.name||']);
     expect(r.encoderOf).toEqual([0, 0, 1]);
     expect(r.encoderMasks).toEqual([0b011, 0b100]);
     const ev = { timestamp: 't', received: 't', cef: { version: '0', deviceVendor: 'Other', extensions: {}, typed: {} } } as CefdEvent;
@@ -46,10 +46,25 @@ describe('compileRoutes', () => {
     const enc: string[] = [];
     const mask = processFrame(Buffer.from(DETECTION), false, 0, 'l', 'p', [], 'x-1', env, new FrameCounts(), enc);
     expect(mask).toBe(0b011);
-    expect(calls).toEqual(['native||', 'native|cef.name|']);
+    expect(calls).toEqual(['native|||', 'native|cef.name||']);
     expect(JSON.parse(enc[1]!)).toEqual({ cef: { name: 'Virus found' } });
     expect(JSON.parse(enc[0]!)).toMatchObject({ id: 'x-1', listener: 'l', peer: 'p', cef: { name: 'Virus found' } });
   });
+});
+
+test('processFrame: outputs in native and ecs get different records, each encoder run once for the event', () => {
+  const routes = compileRoutes([{}, { encoding: { codec: 'ecs' } }, {}, { encoding: { codec: 'ecs' } }]);
+  expect(routes.encoders.map((e) => e.codec)).toEqual(['native', 'ecs']);
+  expect(routes.encoderOf).toEqual([0, 1, 0, 1]);
+  const calls: string[] = [];
+  const counted = { ...routes, encoders: routes.encoders.map((e) => ({ ...e, encode: (ev: CefdEvent) => (calls.push(e.codec), e.encode(ev)) })) };
+  const enc: string[] = [];
+  const mask = processFrame(Buffer.from(DETECTION), false, 0, 'l', 'p', [], 'x-1', { defaultZone: 'UTC', includeRaw: false, routes: counted }, new FrameCounts(), enc);
+  expect(mask).toBe(0b1111);
+  expect(calls).toEqual(['native', 'ecs']);
+  expect(enc[0]).not.toBe(enc[1]);
+  expect(JSON.parse(enc[0]!)).toMatchObject({ id: 'x-1', cef: { deviceEventClassId: 'GNRL_EV_VIRUS_FOUND' } });
+  expect(JSON.parse(enc[1]!)).toMatchObject({ event: { id: 'x-1', code: 'GNRL_EV_VIRUS_FOUND' }, ecs: { version: expect.any(String) } });
 });
 
 describe('per-output encodings in the daemon', () => {
@@ -68,7 +83,7 @@ listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0, normalizers: [ksc
 outputs:
   - { name: full, type: file, path: {dir}/full.ndjson }
   - { name: full2, type: file, path: {dir}/full2.ndjson, filter: 'exists ksc' }
-  - { name: slim, type: file, path: {dir}/slim.ndjson, encoding: { only_fields: [id, ksc.eventType] } }
+  - { name: slim, type: file, path: {dir}/slim.ndjson, encoding: { only_fields: [id, ksc.category] } }
   - { name: nocef, type: file, path: {dir}/nocef.ndjson, encoding: { except_fields: [cef, syslog] } }
 dead_letter: { path: {dir}/dead.ndjson }
 metrics: { enabled: false }
@@ -82,9 +97,9 @@ metrics: { enabled: false }
       const nocef = readNdjson(join(dir, 'nocef.ndjson'));
       expect(full.map((e) => (e['cef'] as { deviceVendor: string }).deviceVendor)).toEqual(['KasperskyLab', 'Security', 'KasperskyLab']);
       expect(slim).toEqual([
-        { id: full[0]!['id'], ksc: { eventType: 'GNRL_EV_VIRUS_FOUND' } },
+        { id: full[0]!['id'], ksc: { category: 'detection' } },
         { id: full[1]!['id'] },
-        { id: full[2]!['id'], ksc: { eventType: 'GNRL_EV_VIRUS_FOUND' } },
+        { id: full[2]!['id'], ksc: { category: 'detection' } },
       ]);
       for (const [i, e] of nocef.entries()) {
         expect(e['cef']).toBeUndefined();
@@ -96,10 +111,77 @@ metrics: { enabled: false }
   }
 });
 
+/** The lines of a file, complete ones only (a record is written with its newline). */
+function lines(file: string): string[] {
+  if (!existsSync(file)) return [];
+  const all = readFileSync(file, 'utf8').split('\n');
+  all.pop();
+  return all;
+}
+
+describe('the daemon writes what cefd parse prints with the same encoding and event options', () => {
+  let d: TestDaemon | undefined;
+  afterEach(async () => {
+    await d?.stop();
+    if (d !== undefined) rmSync(d.dir, { recursive: true, force: true });
+    d = undefined;
+  });
+
+  for (const workers of [2, 0]) {
+    test(`native, ecs and cef outputs, event: { ksc: full, custom_fields: pairs } (decode_workers: ${workers})`, async () => {
+      d = await startDaemon(`state_dir: {dir}/state
+decode_workers: ${workers}
+event: { ksc: full, custom_fields: pairs }
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0, normalizers: [ksc] } ]
+outputs:
+  - { name: native, type: file, path: {dir}/native.ndjson }
+  - { name: ecs, type: file, path: {dir}/ecs.ndjson, encoding: { codec: ecs } }
+  - { name: cef, type: file, path: {dir}/cef.log, encoding: { codec: cef } }
+dead_letter: { path: {dir}/dead.ndjson }
+metrics: { enabled: false }
+`);
+      // Both with a time of their own (`rt`): without one the event's time is the time of reading.
+      const input = `${DETECTION}\n${OTHER} rt=1795860000005\n`;
+      await sendTcp(d.port('tcp'), [input]);
+      const dir = d.dir;
+      await waitFor(() => lines(join(dir, 'native.ndjson')).length === 2 && lines(join(dir, 'ecs.ndjson')).length === 2 && lines(join(dir, 'cef.log')).length === 2, 10_000, 'two records in every output');
+      const parse = async (...args: string[]): Promise<string[]> => {
+        const r = await runCli(['parse', '--ksc', 'full', '--custom-fields', 'pairs', ...args], { input });
+        expect(r.code).toBe(0);
+        return r.stdout.split('\n').filter((l) => l !== '');
+      };
+      // What the daemon adds (id, listener, peer) and the time of reading differ; nothing else.
+      const native = lines(join(dir, 'native.ndjson')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      for (const e of native) {
+        expect(e).toMatchObject({ listener: 'tcp', id: expect.any(String), peer: expect.any(String) });
+        for (const k of ['id', 'listener', 'peer', 'received']) delete e[k];
+      }
+      expect(native).toEqual((await parse()).map((l) => ({ ...(JSON.parse(l) as Record<string, unknown>), received: undefined })).map(({ received: _, ...e }) => e));
+      expect(JSON.stringify(native[0])).toContain('"deviceCustomString1Label":"ProductName"');
+      expect((native[0]!['ksc'] as Record<string, unknown>)['eventType']).toBe('GNRL_EV_VIRUS_FOUND');
+      const ecsOf = (l: string) => {
+        const e = JSON.parse(l) as { event: Record<string, unknown> };
+        delete e.event['id'];
+        delete e.event['created'];
+        return e;
+      };
+      const ecs = lines(join(dir, 'ecs.ndjson'));
+      expect(ecs.map(ecsOf)).toEqual((await parse('--encoding', 'ecs')).map(ecsOf));
+      expect(ecs[0]).not.toBe(lines(join(dir, 'native.ndjson'))[0]);
+      expect(lines(join(dir, 'cef.log'))).toEqual(await parse('--encoding', 'cef'));
+    });
+  }
+});
+
 test('cefd parse --encoding prints what an output with that encoding gets', async () => {
-  const r = await runCli(['parse', '--encoding', 'native', '--only-fields', 'cef.name,ksc.eventType'], { input: `${DETECTION}\n` });
+  const r = await runCli(['parse', '--encoding', 'native', '--only-fields', 'cef.name,ksc.category,ksc.eventType'], { input: `${DETECTION}\n` });
   expect(r.code).toBe(0);
-  expect(JSON.parse(r.stdout)).toEqual({ cef: { name: 'Virus found' }, ksc: { eventType: 'GNRL_EV_VIRUS_FOUND' } });
+  // The lean ksc object (event schema 2) has no eventType.
+  expect(JSON.parse(r.stdout)).toEqual({ cef: { name: 'Virus found' }, ksc: { category: 'detection' } });
+  // `--ksc full` (config event.ksc) brings it back, and the field options choose among the fields it adds.
+  const full = await runCli(['parse', '--ksc', 'full', '--only-fields', 'cef.name,ksc.category,ksc.eventType'], { input: `${DETECTION}\n` });
+  expect(full.code).toBe(0);
+  expect(JSON.parse(full.stdout)).toEqual({ cef: { name: 'Virus found' }, ksc: { category: 'detection', eventType: 'GNRL_EV_VIRUS_FOUND' } });
   const bad = await runCli(['parse', '--encoding', 'nope'], { input: `${DETECTION}\n` });
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/unknown encoding nope \(known: native/);
