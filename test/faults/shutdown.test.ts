@@ -100,11 +100,12 @@ function logLines(d: ChildDaemon): { level: string; msg: string; [k: string]: un
 
 const MiB = 1024 * 1024;
 
-test('SIGTERM under overload: exit within shutdown_timeout + 1 s, no event dead-lettered, every frame read is delivered after a restart, bounded RSS, no repeated error lines', async () => {
+// 200 ms leaves the decode workers too little time for what they hold: the rest is spilled.
+test.each([3000, 200])('SIGTERM under overload (shutdown_timeout %i ms): exit within shutdown_timeout + 1 s, no event dead-lettered, every frame read is delivered after a restart, bounded RSS, no repeated error lines', async (budgetMs) => {
   const dir = tempDir();
   const port = await freePort();
   const yaml = `state_dir: ./state
-shutdown_timeout: 3s
+shutdown_timeout: ${budgetMs}ms
 decode_workers: 2
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
 outputs: [ { name: events, type: file, path: ./events.ndjson } ]
@@ -145,7 +146,7 @@ metrics: { enabled: false }
   const reasons = new Set(dead.map((r) => r['reason']));
   for (const r of reasons) expect(r).toBe('frame_incomplete_at_close');
   expect(dead.length).toBeLessThanOrEqual(conns);
-  expect(stop.ms).toBeLessThanOrEqual(3000 + 1000);
+  expect(stop.ms).toBeLessThanOrEqual(budgetMs + 1000);
   expect(stop.peakRss).toBeLessThan(300 * 1000 * 1000);
   // The repeat-log limiter holds: no warning or error text twice within the run (< 10 s).
   const seen = new Map<string, number>();
@@ -158,9 +159,9 @@ metrics: { enabled: false }
   const spilled = summary!['framesSpilled'] as number;
   expect(events.length).toBe(read);
   report.push({
-    test: 'SIGTERM under overload (8 senders faster than cefd decodes, shutdown_timeout 3s)',
+    test: `SIGTERM under overload (8 senders faster than cefd decodes, shutdown_timeout ${budgetMs} ms)`,
     sent: `${read} frames read`,
-    arrived: `${deliveredFirst} delivered before exit + ${spilled} spilled, delivered after restart (${events.length} total)`,
+    arrived: `${events.length}, each once, in order per connection: ${deliveredFirst} in the file at the exit, the other ${events.length - deliveredFirst} after the restart (from the disk buffer, and ${spilled} spilled frames)`,
     lost: `0 (dead-lettered: ${dead.length} partial frames at close)`,
     why: `exit ${stop.ms} ms; RSS ${(before / MiB).toFixed(0)} MiB before, peak ${(stop.peakRss / MiB).toFixed(0)} MiB during the stop`,
   });

@@ -6,8 +6,13 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
-import { SPILL_FILE, SpillWriter, takeSpill } from '../../src/pipeline/spill.js';
-import { readNdjson, tempDir } from '../helpers/daemon.js';
+import { SPILL_FILE, SpillWriter, takeSpill, type SpilledRead } from '../../src/pipeline/spill.js';
+import { Pipeline, type SourceContext } from '../../src/pipeline/pipeline.js';
+import { compileRoutes } from '../../src/pipeline/router.js';
+import type { OutputRunner } from '../../src/pipeline/output-runner.js';
+import { WorkerPool } from '../../src/workers/worker-pool.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { LogCapture, readNdjson, tempDir } from '../helpers/daemon.js';
 import { freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
 
 const children: ChildDaemon[] = [];
@@ -65,4 +70,35 @@ metrics: { enabled: false }
   expect(events.every((e) => e['listener'] === 'tcp')).toBe(true);
   expect(fs.existsSync(join(state, SPILL_FILE))).toBe(false);
   expect(fs.existsSync(join(state, `${SPILL_FILE}.replaying`))).toBe(false);
+});
+
+test('stopping: reads the closing decode workers did not finish are kept in order, none dead-lettered', async () => {
+  const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
+  const sink = (name: string) => {
+    const s = { name, records: 0, enqueueMany: (r: string[]) => void (s.records += r.length), enqueueNdjson: (_b: Buffer, n: number) => void (s.records += n) };
+    return s as unknown as OutputRunner & { records: number };
+  };
+  const out = sink('out');
+  const dead = sink('dead_letter');
+  const pipeline = new Pipeline([out], dead, telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
+  const pool = new WorkerPool(2, () => {});
+  pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { tcp: [] }, baseDir: process.cwd() }));
+  const ctx: SourceContext = { listener: 'tcp', peer: '127.0.0.1:7000', normalizers: [], stats: telemetry.listener('tcp'), pause: () => {}, resume: () => {} };
+  const n = 20_000;
+  for (let i = 0; i < n; i += 1000) {
+    for (let k = i; k < i + 1000; k++) pipeline.frame(frame(k), 'lf', false, ctx);
+    pipeline.commit(ctx);
+  }
+  const kept: SpilledRead[] = [];
+  pipeline.spillFailedReads((r) => (kept.push(r), true));
+  await pool.close();
+  await pipeline.drain(100);
+  const keptCnt = kept.flatMap((r) => r.frames.map((f) => Number(/cnt=(\d+)/.exec(f.toString())![1])));
+  // The workers had not answered yet (close() fails their jobs at once): something was kept.
+  expect(keptCnt.length).toBeGreaterThan(0);
+  expect(dead.records).toBe(0);
+  expect(out.records + keptCnt.length).toBe(n);
+  // What was kept is what follows the delivered reads, in order.
+  expect(keptCnt).toEqual(Array.from({ length: keptCnt.length }, (_, i) => out.records + i));
+  expect(kept.every((r) => r.listener === 'tcp' && r.peer === '127.0.0.1:7000')).toBe(true);
 });
