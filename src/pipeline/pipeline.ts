@@ -377,6 +377,12 @@ export class Pipeline {
 
   /** `frames` are the job's frames (views into the socket's chunks), kept for a failure or a redo. */
   private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
+    if (this.spill !== null && ctx.state?.spilled === true) {
+      // An earlier read of this source was kept for the next start: this one follows it
+      // there, decoded or not, so the source's events stay in order.
+      this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: [...frames], truncated: Array.from(flags, (f) => f === 1) }, ctx, pausable);
+      return;
+    }
     if (!o.ok) {
       // Stopping: the read is good input we ran out of time for; keep it for the next start.
       if (this.spill !== null) {
@@ -444,7 +450,10 @@ export class Pipeline {
 
   /** A read kept at stop; when the spill file cannot take it, decoded here rather than lost. */
   private keepRead(read: SpilledRead, ctx: SourceContext, pausable: boolean): void {
-    if (this.spill !== null && this.spill(read)) return;
+    if (this.spill !== null && this.spill(read)) {
+      if (ctx.state !== undefined) ctx.state.spilled = true;
+      return;
+    }
     this.telemetry.repeated('error', 'spill_failed', { listener: ctx.listener, frames: read.frames.length }, `the shutdown spill file cannot be written; decoding ${read.frames.length} frames on the main thread`);
     const saved = this.takeInline();
     for (let i = 0; i < read.frames.length; i++) this.decodeInline(read.frames[i]!, read.truncated[i] === true, read.receivedMs, ctx);
