@@ -3,12 +3,14 @@
  * thread from the KSC store (enrich.ts), sent to the decode workers as a versioned snapshot
  * (watch.ts), and matched there. No I/O and no SQLite here, so a worker can load it.
  *
- * Matching: by host name (full, or the short name before the first dot), then by IP
- * address; among several assets with the name, the one with the IP; ambiguous names and
- * addresses resolve to the most recently seen host. A new way to match (a MAC address, say)
- * is a new map in `TenantSnapshot` filled in `buildSnapshot` and read in `lookupAsset`.
+ * Matching: by host name (full, or the short name before the first dot), then by MAC
+ * address, then by IP address; among several assets with the name, the one with the MAC,
+ * else the one with the IP; ambiguous names and addresses resolve to the most recently seen
+ * host. A new way to match is a new map in `TenantSnapshot` filled in `buildSnapshot` and
+ * read in `lookupAsset`.
  */
 import type { CefdEvent } from '../event.js';
+import { normalizeMac } from './match.js';
 
 /** What the index needs of an asset (a subset of store.ts's Asset). */
 export interface IndexedAsset {
@@ -17,6 +19,8 @@ export interface IndexedAsset {
   displayName: string | null;
   fqdn: string | null;
   ips: readonly string[];
+  /** `aa:bb:cc:dd:ee:ff` (match.ts normalizeMac). */
+  macs: readonly string[];
   lastVisible: string | null;
 }
 
@@ -24,8 +28,10 @@ export interface IndexedAsset {
 export interface TenantSnapshot {
   byName: Map<string, string[]>;
   byIp: Map<string, string[]>;
+  byMac: Map<string, string[]>;
   /** Asset id → its addresses (to choose among assets with the same name). */
   ipsOf: Map<string, string[]>;
+  macsOf: Map<string, string[]>;
 }
 
 export interface AssetSnapshot {
@@ -78,7 +84,7 @@ export function buildSnapshot(assets: readonly IndexedAsset[], version: number):
   const get = (t: string): TenantSnapshot => {
     let x = tenants.get(t);
     if (x === undefined) {
-      x = { byName: new Map(), byIp: new Map(), ipsOf: new Map() };
+      x = { byName: new Map(), byIp: new Map(), byMac: new Map(), ipsOf: new Map(), macsOf: new Map() };
       tenants.set(t, x);
     }
     return x;
@@ -89,30 +95,42 @@ export function buildSnapshot(assets: readonly IndexedAsset[], version: number):
     for (const idx of [get(a.tenant), get(ALL_TENANTS)]) {
       for (const k of nameKeys(a)) push(idx.byName, k, a.id);
       for (const ip of a.ips) push(idx.byIp, ip, a.id);
+      for (const mac of a.macs) push(idx.byMac, mac, a.id);
       idx.ipsOf.set(a.id, [...a.ips]);
+      if (a.macs.length > 0) idx.macsOf.set(a.id, [...a.macs]);
     }
   }
   return { version, count: sorted.length, tenants };
 }
 
 /**
- * The asset id for a host name and/or IP in `tenant` (all tenants when undefined). A name
- * match wins; among several, the one with the IP; without a name match, the IP decides.
+ * The asset id for a host name, MAC and/or IP in `tenant` (all tenants when undefined). A
+ * name match wins; among several, the one with the MAC, else the one with the IP; without
+ * a name match, the MAC decides, then the IP (a MAC names one adapter, an IP is reused).
  */
-export function lookupAsset(snap: AssetSnapshot, q: { host?: string | undefined; ip?: string | undefined }, tenant?: string): string | undefined {
+export function lookupAsset(snap: AssetSnapshot, q: AssetQuery, tenant?: string): string | undefined {
   const idx = snap.tenants.get(tenant ?? ALL_TENANTS);
   if (idx === undefined) return undefined;
   const host = q.host === undefined ? undefined : normName(q.host);
   const ip = q.ip?.trim();
+  const mac = normalizeMac(q.mac) ?? undefined;
   if (host !== undefined && host !== '') {
     const ids = idx.byName.get(host) ?? (host.includes('.') && !/^[\d.]+$/.test(host) ? idx.byName.get(host.split('.')[0]!) : undefined);
     if (ids !== undefined && ids.length > 0) {
+      if (ids.length > 1 && mac !== undefined) {
+        const withMac = ids.find((id) => idx.macsOf.get(id)?.includes(mac));
+        if (withMac !== undefined) return withMac;
+      }
       if (ids.length > 1 && ip !== undefined) {
         const withIp = ids.find((id) => idx.ipsOf.get(id)?.includes(ip));
         if (withIp !== undefined) return withIp;
       }
       return ids[0];
     }
+  }
+  if (mac !== undefined) {
+    const byMac = idx.byMac.get(mac);
+    if (byMac !== undefined && byMac.length > 0) return byMac[0];
   }
   if (ip !== undefined && ip !== '') return idx.byIp.get(ip)?.[0];
   return undefined;
@@ -124,12 +142,20 @@ export function isKscEvent(ev: CefdEvent): boolean {
   return ev.syslog?.structuredData?.['event@23668'] !== undefined;
 }
 
-type Lookup = (q: { host?: string | undefined; ip?: string | undefined }) => string | undefined;
+/** What an event says of one host. */
+export interface AssetQuery {
+  host?: string | undefined;
+  ip?: string | undefined;
+  mac?: string | undefined;
+}
+
+type Lookup = (q: AssetQuery) => string | undefined;
 
 /**
  * The asset references of an event (does not change it), as KUMA's SourceAssetID /
  * DestinationAssetID / DeviceAssetID:
- * - source: CEF `shost` / `src`; destination: `dhost` / `dst`; device: `dvchost` / `dvc`;
+ * - source: CEF `shost` / `smac` / `src`; destination: `dhost` / `dmac` / `dst`; device:
+ *   `dvchost` / `dvcmac` / `dvc` (MACs in any usual notation: match.ts normalizeMac);
  * - for KSC events the managed device is the device asset: `dhost`/`dst`, or `hdn`/`hip`
  *   (../shared/ksc/FORMAT.md §0.7: the peer is the KSC server, not the device).
  */
@@ -138,16 +164,16 @@ export function refsOf(ev: CefdEvent, lookup: Lookup): AssetRefs {
   const ty = ev.cef?.typed ?? {};
   const ipOf = (k: string): string | undefined => (typeof ty[k] === 'string' ? (ty[k] as string) : x[k]);
   const refs: AssetRefs = {};
-  const src = lookup({ host: x['sourceHostName'], ip: ipOf('sourceAddress') });
+  const src = lookup({ host: x['sourceHostName'], ip: ipOf('sourceAddress'), mac: x['sourceMacAddress'] });
   if (src !== undefined) refs.source = src;
-  const dst = lookup({ host: x['destinationHostName'], ip: ipOf('destinationAddress') });
+  const dst = lookup({ host: x['destinationHostName'], ip: ipOf('destinationAddress'), mac: x['destinationMacAddress'] });
   if (dst !== undefined) refs.destination = dst;
   let dev: string | undefined;
   if (isKscEvent(ev)) {
     const sd = ev.syslog?.structuredData?.['event@23668'];
     dev = ev.cef !== undefined ? dst : lookup({ host: sd?.['hdn'] ?? ev.syslog?.hostname, ip: sd?.['hip'] });
   } else {
-    dev = lookup({ host: x['deviceHostName'], ip: ipOf('deviceAddress') });
+    dev = lookup({ host: x['deviceHostName'], ip: ipOf('deviceAddress'), mac: x['deviceMacAddress'] });
   }
   if (dev !== undefined) refs.device = dev;
   return refs;

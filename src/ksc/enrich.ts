@@ -48,10 +48,11 @@ export class AssetIndex {
   }
 
   /**
-   * The asset id for a host name and/or IP in `tenant` (all tenants when undefined). A name
-   * match wins; among several, the one with the IP; without a name match, the IP decides.
+   * The asset id for a host name, MAC and/or IP in `tenant` (all tenants when undefined). A
+   * name match wins; among several, the one with the MAC, else the one with the IP; without
+   * a name match, the MAC decides, then the IP (a MAC names one adapter, an IP is reused).
    */
-  lookup(q: { host?: string | undefined; ip?: string | undefined }, tenant?: string): string | undefined {
+  lookup(q: { host?: string | undefined; ip?: string | undefined; mac?: string | undefined }, tenant?: string): string | undefined {
     this.refresh();
     return lookupAsset(this.snap, q, tenant);
   }

@@ -31,6 +31,7 @@ import { kscConfigProblems, specOf } from './config/check.js';
 
 export { kscConfigProblems };
 import type { SyncResult } from './assets.js';
+import type { AttributeSyncResult } from './attributes.js';
 import type { StartRequest, StartResult, TaskStateEvent } from './tasks.js';
 import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type MetricRows } from '../telemetry/telemetry.js';
 import { createAdminServer, type JsonServer, type RuleView } from './admin-server.js';
@@ -59,6 +60,7 @@ class KscMetrics {
   enriched = 0;
   readonly taskStateEvents = new Map<string, number>();
   readonly syncs = new Map<string, number>();
+  readonly attributeSyncs = new Map<string, number>();
   lastSyncOk = 0;
   readonly adminRequests = new Map<string, number>();
 
@@ -93,6 +95,9 @@ class KscMetrics {
       () => [...(read.trust()?.untrusted ?? [])].map(([kind, v]) => [{ kind }, v]),
     );
     counter('cefd_ksc_asset_sync_total', 'Asset imports of a connection, by result (ok, failed).', ['result'], () => [...this.syncs].map(([result, v]) => [{ result }, v]));
+    counter('cefd_ksc_asset_attribute_sync_total', 'Attribute imports (software, vulnerabilities, owners) of a connection, by result (ok, budget: stopped at its time budget, failed).', ['result'], () =>
+      [...this.attributeSyncs].map(([result, v]) => [{ result }, v]),
+    );
     gauge('cefd_ksc_asset_sync_last_success_timestamp_seconds', 'When an asset import last succeeded (Unix time; 0: never).', [], () => [[{}, this.lastSyncOk]]);
     gauge('cefd_ksc_assets', 'Assets in the store, per tenant and state (active, archived).', ['tenant', 'state'], () => {
       const k = read.integration();
@@ -142,6 +147,7 @@ export class KscExtension implements DaemonExtension {
   /** Which origins may act on KSC (ksc.trusted_sources). */
   private trust: TrustGate | undefined;
   private scheduler: Scheduler | undefined;
+  private attrScheduler: Scheduler<AttributeSyncResult> | undefined;
   private schedulerKey = '';
   private admin: JsonServer | undefined;
   private adminKey = '';
@@ -188,7 +194,9 @@ export class KscExtension implements DaemonExtension {
     const c = next.ksc;
     const problems = kscConfigProblems(c);
     if (problems.length > 0) throw new Error(`invalid ksc configuration: ${problems.map((p) => `${p.key}: ${p.message}`).join('; ')}`);
-    const ikey = JSON.stringify([c.enabled, next.state_dir, c.credentials_file ?? null, c.request_timeout, c.retries, next.logging.repeat_interval]);
+    const ikey = JSON.stringify([
+      c.enabled, next.state_dir, c.credentials_file ?? null, c.request_timeout, c.retries, next.logging.repeat_interval, c.asset_attributes_concurrency, c.asset_attributes_budget,
+    ]);
     if (ikey !== this.integrationKey) {
       await this.teardown(1_000);
       this.integrationKey = ikey;
@@ -199,12 +207,16 @@ export class KscExtension implements DaemonExtension {
     this.tenant = c.tenant;
     this.applyTrust(c);
     this.applyRules(c.response_rules);
-    const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout]);
+    const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout, c.asset_attributes_interval]);
     if (skey !== this.schedulerKey || this.scheduler === undefined) {
       this.scheduler?.stop();
+      this.attrScheduler?.stop();
       this.scheduler = this.k.startScheduler({ intervalMs: c.asset_sync_interval * 1000, staleRunMs: c.task_run_timeout * 1000 });
+      // Separate from the hourly import (own sessions, own timer): it never holds it up.
+      const attr = this.k.startAttributeScheduler({ intervalMs: c.asset_attributes_interval * 1000 });
+      this.attrScheduler = attr;
       this.schedulerKey = skey;
-      if (starting && c.sync_on_start) void this.scheduler.runNow();
+      if (starting && c.sync_on_start) void this.scheduler.runNow().then(() => attr.runNow());
     }
     const akey = JSON.stringify(c.admin);
     if (akey !== this.adminKey || (c.admin.enabled && this.admin === undefined)) {
@@ -258,6 +270,8 @@ export class KscExtension implements DaemonExtension {
         client: { timeoutMs: k.request_timeout * 1000, retries: k.retries },
         onSyncResult: (r) => this.onSync(r),
         onAssetsChanged: () => this.publishWatch(),
+        attributes: { concurrency: k.asset_attributes_concurrency, budgetMs: k.asset_attributes_budget * 1000 },
+        onAttributeSyncResult: (r) => this.metrics!.add(this.metrics!.attributeSyncs, r.ok ? (r.budgetExhausted ? 'budget' : 'ok') : 'failed'),
       });
     } catch (e) {
       this.log.error({ code: 'ksc_store_failed', stateDir: c.state_dir, err: (e as Error).message }, `cannot open the KSC state store: ${(e as Error).message}`);
@@ -317,6 +331,8 @@ export class KscExtension implements DaemonExtension {
     this.writeTaskStates();
     this.scheduler?.stop();
     this.scheduler = undefined;
+    this.attrScheduler?.stop();
+    this.attrScheduler = undefined;
     this.schedulerKey = '';
     const admin = this.admin;
     this.admin = undefined;
@@ -461,6 +477,13 @@ export class KscExtension implements DaemonExtension {
     return k.syncAssets(o);
   }
 
+  /** An on-demand attribute import (all due devices of every enabled connection, or of a tenant or connection). */
+  syncAttributes(o: { tenant?: string; connection?: string } = {}): Promise<AttributeSyncResult[]> {
+    const k = this.k;
+    if (k === undefined) return Promise.resolve([]);
+    return k.syncAttributes(o);
+  }
+
   /** A manual start (admin API), counted under the empty rule name. */
   async startTask(req: StartRequest): Promise<StartResult> {
     const k = this.k;
@@ -517,6 +540,7 @@ export class KscExtension implements DaemonExtension {
         },
         rules: () => this.ruleViews(),
         sync: (o) => this.sync(o),
+        syncAttributes: (o) => this.syncAttributes(o),
         startTask: (req) => this.startTask(req),
       },
       {

@@ -4,6 +4,7 @@
  * creates outputs through it. Adding an output: docs/adding-an-output.md.
  */
 import type { OutputPlugin } from './plugin.js';
+import { clickhouseOutput } from './clickhouse/index.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
 import { stdoutOutput } from './stdout/index.js';
@@ -12,6 +13,7 @@ export const OUTPUT_PLUGINS = [
   fileOutput,
   stdoutOutput,
   httpOutput,
+  clickhouseOutput,
 ] as const;
 
 type Plugins = (typeof OUTPUT_PLUGINS)[number];

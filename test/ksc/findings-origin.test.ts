@@ -49,7 +49,7 @@ for (const workers of [2, 0]) {
     const pipeline = new Pipeline([out], sink('dead_letter'), telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
     const found: [EventOrigin, KscFindings][] = [];
     pipeline.setWatch(
-      { version: 1, tenant: 'default', assets: buildSnapshot([{ id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.4.21.31'], lastVisible: null }], 1), rules: [{ name: 'scan', filter: 'ksc.category == "detection"', assetField: 'device' }] },
+      { version: 1, tenant: 'default', assets: buildSnapshot([{ id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.4.21.31'], macs: [], lastVisible: null }], 1), rules: [{ name: 'scan', filter: 'ksc.category == "detection"', assetField: 'device' }] },
       (origin, f) => found.push([origin, f]),
     );
     if (workers > 0) {

@@ -12,9 +12,9 @@ import { normalizeEvent, loadChain } from '../../src/pipeline/normalize.js';
 import type { CefdEvent } from '../../src/event.js';
 
 const ASSETS: IndexedAsset[] = [
-  { id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: 'ws-1.corp.example', ips: ['10.4.21.31'], lastVisible: '2026-11-01T00:00:00Z' },
-  { id: 'a-ws1-old', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.9.9.9'], lastVisible: '2025-01-01T00:00:00Z' },
-  { id: 'a-other', tenant: 'other', displayName: 'SRV-2', fqdn: null, ips: ['10.3.43.166'], lastVisible: null },
+  { id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: 'ws-1.corp.example', ips: ['10.4.21.31'], macs: ['00:1a:2b:3c:4d:5e'], lastVisible: '2026-11-01T00:00:00Z' },
+  { id: 'a-ws1-old', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.9.9.9'], macs: [], lastVisible: '2025-01-01T00:00:00Z' },
+  { id: 'a-other', tenant: 'other', displayName: 'SRV-2', fqdn: null, ips: ['10.3.43.166'], macs: [], lastVisible: null },
 ];
 
 async function event(line: string): Promise<CefdEvent> {
@@ -39,6 +39,20 @@ test('the snapshot matches by name (full or short), prefers the asset with the a
   // A snapshot crosses to a worker by structured clone: it matches the same there.
   const copy = structuredClone(snap);
   expect(lookupAsset(copy, { host: 'ws-1', ip: '10.9.9.9' })).toBe('a-ws1-old');
+});
+
+test('the snapshot matches by MAC (any notation) after the name and before the address, also across a structured clone', async () => {
+  const snap = structuredClone(buildSnapshot(ASSETS, 1));
+  expect(lookupAsset(snap, { mac: '00-1A-2B-3C-4D-5E' })).toBe('a-ws1');
+  expect(lookupAsset(snap, { mac: '001a.2b3c.4d5e', ip: '10.3.43.166' })).toBe('a-ws1');
+  // Two assets named WS-1: the one with the MAC wins over the one with the address.
+  expect(lookupAsset(snap, { host: 'ws-1', mac: '00:1a:2b:3c:4d:5e', ip: '10.9.9.9' })).toBe('a-ws1');
+  expect(lookupAsset(snap, { mac: '00:00:00:00:00:01' })).toBeUndefined();
+  // An event that names its source only by MAC gets the source asset in the worker.
+  const w = new KscWatch({ version: 1, tenant: 'default', assets: snap, rules: [] });
+  const ev = await event('CEF:0|Acme|FW|1|100|Blocked|5|smac=00:1A:2B:3C:4D:5E dst=10.200.0.1');
+  w.see(ev);
+  expect(ev['assets']).toEqual({ source: 'a-ws1' });
 });
 
 test('the watch enriches, tests the rules, and reports triggers, events without the asset, and task states', async () => {
