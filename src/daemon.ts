@@ -5,7 +5,8 @@
  * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
  * What is started (sources, output runners, queues, the dead letter) is built by topology.ts.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, writeFileSync } from 'node:fs';
+import { SpillWriter, takeSpill } from './pipeline/spill.js';
 import { makeStateDir, tightenStateDir } from './state-dir.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
@@ -172,11 +173,12 @@ export class Daemon {
     const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
     this.workerCount = workers;
     if (workers > 0) {
-      this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
+      this.pool = new WorkerPool(workers, (why) => this.telemetry.repeated('error', 'decode_worker_died', { err: why }, why));
       pipeline.useWorkers(this.pool, await this.pool.init(this.workerConfig(c)));
       if (pipeline.onWorkers) this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
       else this.telemetry.log.info({ workers }, `${workers} decode worker threads started; events are decoded on the main thread while an extension taps them`);
     }
+    this.replaySpill(c, pipeline, chains);
     for (const l of c.listeners) {
       const source = await this.topology.source(l, chains.get(l.name)!);
       this.sources.push({ key: JSON.stringify(l), source });
@@ -197,8 +199,43 @@ export class Daemon {
   }
 
   /**
-   * Graceful stop: stop accepting, read what connections already sent, flush every
-   * output, within shutdown_timeout. Returns the number of events left undelivered.
+   * Reads the last stop kept (spill.ts) are decoded before any listener opens, so they
+   * reach the outputs before new input, with their listener's normalizers.
+   */
+  private replaySpill(c: Config, pipeline: Pipeline, chains: Map<string, Normalizer[]>): void {
+    let spilled: ReturnType<typeof takeSpill>;
+    try {
+      spilled = takeSpill(c.state_dir);
+    } catch (e) {
+      this.telemetry.log.error({ err: (e as Error).message }, `the shutdown spill file in ${c.state_dir} cannot be read: ${(e as Error).message}`);
+      return;
+    }
+    if (spilled === null) return;
+    let frames = 0;
+    for (const r of spilled.reads) {
+      frames += r.frames.length;
+      pipeline.replay(r, {
+        listener: r.listener,
+        stats: this.telemetry.listener(r.listener),
+        normalizers: chains.get(r.listener) ?? [],
+        peer: r.peer,
+        ...(r.tlsFingerprint !== undefined ? { tlsFingerprint: r.tlsFingerprint } : {}),
+      });
+    }
+    if (spilled.bad.length > 0) {
+      const keep = `${c.state_dir}/shutdown-spill.unreadable.${Date.now()}`;
+      writeFileSync(keep, `${spilled.bad.join('\n')}\n`, { mode: 0o600 });
+      this.telemetry.log.error({ lines: spilled.bad.length, path: keep }, `${spilled.bad.length} lines of the shutdown spill file do not parse; kept in ${keep}`);
+    }
+    spilled.done();
+    this.telemetry.log.info({ frames, reads: spilled.reads.length }, `decoded ${frames} frames kept by the last stop (read but not decoded then)`);
+  }
+
+  /**
+   * Graceful stop: stop accepting and reading at once, decode what was read, flush every
+   * output, within shutdown_timeout; reads not decoded by then are kept for the next
+   * start (spill.ts), batches not delivered stay in disk buffers. Returns the number of
+   * events left undelivered (memory queues).
    */
   stop(): Promise<number> {
     this.stopping ??= this.doStop();
@@ -210,14 +247,26 @@ export class Daemon {
     const t0 = Date.now();
     const budget = this.config.shutdown_timeout * 1000;
     this.telemetry.log.info({ timeoutMs: budget }, 'stopping: draining connections and outputs');
-    // Reading gets at most half the budget; flushing the rest.
-    await Promise.all([...this.sources.map((s) => s.source.stop(budget / 2)), ...this.sqlSources.map((s) => s.source.stop(budget / 2))]);
+    // Reading stops at once (sockets under backpressure are not resumed; one still
+    // reading may finish for a moment); a SQL source may finish its query in flight
+    // within half the budget. Decoding gets up to half the budget, the outputs the rest,
+    // and what the workers did not decode by then is kept (spill.ts).
+    await Promise.all([...this.sources.map((s) => s.source.stop(Math.min(1000, budget / 4))), ...this.sqlSources.map((s) => s.source.stop(budget / 2))]);
     this.pipeline?.commit();
-    // Reads still on decode workers reach the queues before the outputs stop; any the
-    // workers did not finish in time fail over to the dead-letter output.
-    await this.pipeline?.drain(Math.max(100, budget / 4));
+    await this.pipeline?.drain(Math.max(100, budget / 2 - (Date.now() - t0)));
+    const spill = new SpillWriter(this.config.state_dir);
+    this.pipeline?.spillFailedReads((r) => spill.write(r));
     await this.pool?.close();
     this.pool = null;
+    // Frames gathered when the last jobs came back: kept too.
+    await this.pipeline?.drain(100);
+    spill.close();
+    let read = 0;
+    for (const l of this.telemetry.listeners.values()) read += l.framesLf + l.framesOctet + l.framesDatagram;
+    this.telemetry.log.info(
+      { framesRead: read, framesSpilled: spill.frames, ...(spill.error !== null ? { spillError: spill.error } : {}) },
+      spill.frames > 0 ? `${read} frames read since start; ${spill.frames} not decoded in time are kept in ${spill.path} for the next start` : `${read} frames read since start; every one was decoded`,
+    );
     this.telemetry.log.debug({ ms: Date.now() - t0 }, 'listeners stopped');
     for (const x of this.extensions) {
       await x.stop().catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name} did not stop cleanly: ${e.message}`));

@@ -96,6 +96,8 @@ export class DiskQueue implements EventQueue {
   private dirty = false;
   /** Records that could not be written (memory), in order after everything on disk. */
   private overflow: string[] = [];
+  /** close() is writing the overflow: the maxBytes bound yields to not losing records. */
+  private closing = false;
   /** How many overflow records the last peek handed out (not acked yet). */
   private overflowInFlight = 0;
   private error: string | null = null;
@@ -393,6 +395,13 @@ export class DiskQueue implements EventQueue {
       this.hold(splitNdjson(ndjson));
       return;
     }
+    if (!this.fits(ndjson.length)) {
+      // Full: the disk never holds more than maxBytes. What the sources sent before they
+      // paused (fill() > 1 from now on) waits in memory and goes to disk as space frees.
+      for (const r of splitNdjson(ndjson)) this.overflow.push(r);
+      this.startRetry();
+      return;
+    }
     try {
       this.writeNdjson(ndjson, count);
       if (this.error !== null) this.recovered();
@@ -427,6 +436,26 @@ export class DiskQueue implements EventQueue {
     this.opts.onWriteRecovered?.();
   }
 
+  /** Bytes of segment files (what maxBytes bounds on disk). */
+  private get diskBytes(): number {
+    let b = 0;
+    for (const s of this.segments) b += s.size;
+    return b;
+  }
+
+  /** Whether `n` more bytes (plus a block header) stay within maxBytes; an empty disk takes any one block. */
+  private fits(n: number): boolean {
+    const d = this.diskBytes;
+    return d === 0 || d + n + 64 <= this.opts.maxBytes;
+  }
+
+  private startRetry(): void {
+    if (this.retryTimer === null) {
+      this.retryTimer = setInterval(() => this.flushOverflow(), 1000);
+      this.retryTimer.unref();
+    }
+  }
+
   private failed(e: unknown): void {
     const err = e as NodeJS.ErrnoException;
     const text = `${err.code ?? 'error'}: ${err.message}`;
@@ -445,7 +474,11 @@ export class DiskQueue implements EventQueue {
     if (this.overflow.length === 0) {
       // Everything held in memory was delivered from there: probe the disk with an empty
       // block, so the error clears (and its metric) as soon as writes work again.
-      if (this.error === null) return;
+      if (this.error === null) {
+        if (this.retryTimer !== null) clearInterval(this.retryTimer);
+        this.retryTimer = null;
+        return;
+      }
       try {
         this.writeNdjson(Buffer.alloc(0), 0);
         this.recovered();
@@ -457,13 +490,21 @@ export class DiskQueue implements EventQueue {
     // The part of the overflow handed out by the last peek stays in memory (it is sent
     // first); the rest goes to disk, after it.
     const keep = this.overflowInFlight;
-    const rest = keep === 0 ? this.overflow : this.overflow.slice(keep);
+    let rest = keep === 0 ? this.overflow : this.overflow.slice(keep);
     if (rest.length === 0) return;
+    if (!this.closing) {
+      // Within maxBytes: the longest prefix that fits (the rest waits for more space).
+      let room = this.diskBytes === 0 ? Infinity : this.opts.maxBytes - this.diskBytes - 64;
+      let n = 0;
+      while (n < rest.length && (room -= Buffer.byteLength(rest[n]!) + 1) >= 0) n++;
+      if (n === 0) return;
+      rest = rest.slice(0, n);
+    }
     try {
       // A fresh segment: the failed one may end in a torn block.
-      if (this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
+      if (this.error !== null && this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
       this.writeNdjson(encodeNdjson(rest), rest.length);
-      this.overflow = this.overflow.slice(0, keep);
+      this.overflow.splice(keep, rest.length);
       if (this.error !== null) this.recovered();
     } catch (e) {
       this.failed(e);
@@ -622,6 +663,8 @@ export class DiskQueue implements EventQueue {
     this.dropDeliveredSegments();
     this.recycleIfEmpty();
     this.scheduleAckWrite();
+    // Space freed: records waiting for it (not a write error: that retries on its timer).
+    if (this.overflow.length > 0 && this.error === null) this.flushOverflow();
   }
 
   /** Deletes segments before the ack point (never the one being written). */
@@ -707,9 +750,13 @@ export class DiskQueue implements EventQueue {
   private flushOverflowAtClose(): void {
     this.peeked = null;
     if (this.overflow.length === 0) return;
+    // At close, records still waiting for space are written rather than lost (at most the
+    // reads in flight when the sources paused: docs/reliability.md).
     this.closed = false;
+    this.closing = true;
     this.overflowInFlight = 0;
     this.flushOverflow();
+    this.closing = false;
     this.closed = true;
   }
 }

@@ -54,7 +54,7 @@ export const SCHEMA: ObjectSpec = {
       },
     },
     decode_workers: { kind: 'int', doc: 'Threads that decode, normalize and encode events (the reads of one connection are spread over them, and put back in order). -1: one per core when there are 2 or more cores, else 0; 0: decode on the main thread. The KSC integration\'s per-event work (enrichment, response-rule filters) runs on these threads too.', default: -1, min: -1, max: 64 },
-    shutdown_timeout: dur('On SIGTERM/SIGINT: longest wait for connections to finish and outputs to flush before exiting.', '10s', 0.001),
+    shutdown_timeout: dur('On SIGTERM/SIGINT: time to decode what was read and flush the outputs (a request in flight is aborted at the end; reads not decoded by then are kept for the next start) before exiting.', '10s', 0.001),
     listeners: {
       kind: 'list',
       doc: 'Where events come in.',

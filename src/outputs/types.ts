@@ -56,9 +56,11 @@ export interface Output {
   start(): Promise<void>;
   /**
    * Deliver one batch. Called again only after the previous call settled (one batch in
-   * flight per output). Must not throw: failures are results.
+   * flight per output). Must not throw: failures are results. `signal` aborts the send at
+   * the shutdown deadline: the output stops waiting and reports `retry` (the batch stays
+   * in the queue; a disk buffer keeps it for the next start).
    */
-  send(batch: Batch): Promise<SendResult>;
+  send(batch: Batch, signal?: AbortSignal): Promise<SendResult>;
   /** Reopen files (SIGHUP, for logrotate). Optional. */
   reopen?(): Promise<void>;
   /** Flush and release everything. */

@@ -44,6 +44,8 @@ export class OutputRunner {
   private sleepTimer: NodeJS.Timeout | null = null;
   private sleepResolve: (() => void) | null = null;
   private blocked = false;
+  /** Aborts the send in flight (the shutdown deadline). */
+  private inFlight: AbortController | null = null;
   /** This runner's key in the flow control (unique: a reload can run two runners of one name). */
   private readonly flowKey: string;
   private static instances = 0;
@@ -151,7 +153,11 @@ export class OutputRunner {
         const batch: Batch = fromQueue ?? { records: rest!.records };
         const total: number = fromQueue?.count ?? rest!.count;
         n = fromQueue?.count ?? rest!.records.length;
-        const res = await this.output.send(batch);
+        const ac = new AbortController();
+        this.inFlight = ac;
+        const res = await this.output.send(batch, ac.signal).finally(() => {
+          this.inFlight = null;
+        });
         if (res.status === 'delivered' || res.status === 'rejected') {
           if (res.status === 'delivered') this.stats.sent += n;
           else this.reject(batch.records, res.reason, res.error);
@@ -175,7 +181,7 @@ export class OutputRunner {
         // A queue that cannot be read (a disk error) or an output that broke its promise
         // never to throw: log, back off, try again; never take the process down.
         error = `internal error: ${(e as Error).message}`;
-        this.telemetry.log.error({ output: this.name, err: (e as Error).stack }, `output ${this.name}: ${error}`);
+        this.telemetry.repeated('error', `runner_internal:${this.name}`, { output: this.name, err: (e as Error).stack }, `output ${this.name}: ${error}`);
       }
       // Capped exponential backoff with full jitter; Retry-After wins when longer.
       backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
@@ -272,15 +278,19 @@ export class OutputRunner {
     clearTimeout(timer);
     if (done === 'timeout') {
       this.giveUp = true;
+      // The deadline: a request in flight is aborted, not waited for; its batch stays in
+      // the queue (a disk buffer keeps it for the next start).
+      this.inFlight?.abort();
       if (this.sleepTimer !== null) {
         clearTimeout(this.sleepTimer);
         this.sleepTimer = null;
         this.sleepResolve?.();
       }
     }
-    // The runner exits once the queue is empty, or after the batch in flight when giving up.
+    // The runner exits once the queue is empty, or once the aborted batch comes back (an
+    // output that ignores the signal is not waited for beyond a moment).
     let t2: NodeJS.Timeout | undefined;
-    await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => (t2 = setTimeout(r, Math.min(timeoutMs, 5000))))]);
+    await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => (t2 = setTimeout(r, Math.min(timeoutMs, 500))))]);
     clearTimeout(t2);
     const left = this.queue.length;
     if (this.blocked) {

@@ -34,6 +34,7 @@ import { processRecords } from './records.js';
 import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
 import type { ResultMessage } from '../workers/worker-protocol.js';
+import type { SpilledRead } from './spill.js';
 
 /** What a source knows about where a frame came from. */
 export interface SourceContext {
@@ -96,6 +97,8 @@ export class Pipeline {
   private jobWaiters: { ids: Set<number>; resolve: () => void }[] = [];
   /** Sources (pausable ones) whose frames wait to be sent (see JOB_TARGET_BYTES), for drain(). */
   private readonly gathering = new Set<SourceContext>();
+  /** Set while stopping: reads the workers did not decode go here (spill.ts), not to the dead letter. */
+  private spill: ((r: SpilledRead) => boolean) | null = null;
 
   constructor(
     slots: OutputRunner[],
@@ -116,7 +119,7 @@ export class Pipeline {
       routes: this.opts.routes,
       taps: this.taps,
       watch: this.watch,
-      onTapError: (e) => this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw'),
+      onTapError: (e) => this.telemetry.repeated('error', 'tap_threw', { err: (e as Error).message }, 'an event tap threw'),
       tails: this.tails,
     };
   }
@@ -158,7 +161,7 @@ export class Pipeline {
     try {
       this.onFindings(origin, f);
     } catch (e) {
-      this.telemetry.log.error({ err: (e as Error).message }, 'handling KSC findings failed');
+      this.telemetry.repeated('error', 'ksc_findings_failed', { err: (e as Error).message }, 'handling KSC findings failed');
     }
   }
 
@@ -372,6 +375,15 @@ export class Pipeline {
   // ---- workers ----
 
   private submit(ctx: SourceContext, st: SourceState, pausable: boolean): void {
+    if (this.spill !== null) {
+      // Stopping, the workers closing: this read is kept for the next start, after the
+      // reads of this source still on workers (they are kept or applied first).
+      const g = st.take();
+      const read: SpilledRead = { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: Date.now(), frames: g.frames.map((f) => Buffer.from(f)), truncated: g.truncated };
+      const seq = st.nextSeq++;
+      st.inOrder(seq, () => this.keepRead(read, ctx, pausable));
+      return;
+    }
     const { frames, data, offsets, flags } = packJob(st.take());
     const firstSeq = this.seq;
     this.seq += frames.length;
@@ -413,9 +425,20 @@ export class Pipeline {
 
   /** `frames` are the job's frames (views into the socket's chunks), kept for a failure or a redo. */
   private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
+    if (this.spill !== null && ctx.state?.spilled === true) {
+      // An earlier read of this source was kept for the next start: this one follows it
+      // there, decoded or not, so the source's events stay in order.
+      this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: [...frames], truncated: Array.from(flags, (f) => f === 1) }, ctx, pausable);
+      return;
+    }
     if (!o.ok) {
+      // Stopping: the read is good input we ran out of time for; keep it for the next start.
+      if (this.spill !== null) {
+        this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: [...frames], truncated: Array.from(flags, (f) => f === 1) }, ctx, pausable);
+        return;
+      }
       // The worker failed: keep the frames as dead letters rather than lose them.
-      this.telemetry.log.error({ listener: ctx.listener, err: o.error.slice(0, 300) }, `a decode worker failed; ${flags.length} frames go to the dead-letter output`);
+      this.telemetry.decodeWorkerFailed(ctx.listener, flags.length, o.error.slice(0, 300));
       const recs: string[] = [];
       for (let i = 0; i < flags.length; i++) recs.push(deadLetterRecord(frames[i]!, 'worker_failed', o.error.slice(0, 200), ctx.listener, ctx.peer, nowMs, flags[i] === 1));
       this.telemetry.deadLettered('worker_failed', recs.length);
@@ -460,6 +483,42 @@ export class Pipeline {
     const saved = this.takeInline();
     for (let i = 0; i < flags.length; i++) this.decodeInline(frames[i]!, flags[i] === 1, nowMs, ctx);
     this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats, ctx.peer);
+    this.pending = saved.pending;
+    this.deadPending = saved.dead;
+    this.counts = saved.counts;
+  }
+
+  /**
+   * From now on, reads whose worker job fails (the pool closing at the end of a stop) go to
+   * `sink` (it returns false when it could not keep them: then they are dead-lettered).
+   */
+  spillFailedReads(sink: ((r: SpilledRead) => boolean) | null): void {
+    this.spill = sink;
+  }
+
+  /** A read kept at stop; when the spill file cannot take it, decoded here rather than lost. */
+  private keepRead(read: SpilledRead, ctx: SourceContext, pausable: boolean): void {
+    if (this.spill !== null && this.spill(read)) {
+      if (ctx.state !== undefined) ctx.state.spilled = true;
+      return;
+    }
+    this.telemetry.repeated('error', 'spill_failed', { listener: ctx.listener, frames: read.frames.length }, `the shutdown spill file cannot be written; decoding ${read.frames.length} frames on the main thread`);
+    const saved = this.takeInline();
+    for (let i = 0; i < read.frames.length; i++) this.decodeInline(read.frames[i]!, read.truncated[i] === true, read.receivedMs, ctx);
+    this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats);
+    this.pending = saved.pending;
+    this.deadPending = saved.dead;
+    this.counts = saved.counts;
+  }
+
+  /**
+   * Decodes a read kept by the last stop (spill.ts) on this thread, as if it had just been
+   * read, with its original receive time; its events go to the outputs in the order kept.
+   */
+  replay(read: SpilledRead, ctx: SourceContext): void {
+    const saved = this.takeInline();
+    for (let i = 0; i < read.frames.length; i++) this.decodeInline(read.frames[i]!, read.truncated[i] === true, read.receivedMs, ctx);
+    this.enqueueInline(this.takeInline(), true, ctx.listener, ctx.stats);
     this.pending = saved.pending;
     this.deadPending = saved.dead;
     this.counts = saved.counts;

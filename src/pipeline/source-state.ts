@@ -33,6 +33,8 @@ export class SourceState {
   private readonly waiting = new Map<number, () => void>();
   inFlight = 0;
   pausedByUs = false;
+  /** Stopping: a read of this source was kept for the next start; every later one is kept too (order). */
+  spilled = false;
 
   /** Frames gathered for the next job. */
   get gathered(): number {

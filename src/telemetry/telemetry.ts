@@ -207,7 +207,20 @@ export class Telemetry {
     if (held >= 0) this.log[level](...withRepeats(fields, msg, held));
   }
 
+  /**
+   * An error or warning that can repeat per occurrence (per frame, per read, per batch):
+   * rate-limited per key like every internal event's log line.
+   */
+  repeated(level: 'warn' | 'error', key: string, fields: Record<string, unknown>, msg: string, n = 1): void {
+    this.limited(level, key, fields, msg, n);
+  }
+
   // ---- internal events ----
+
+  /** A decode worker failed a read (`frames` frames): they go to the dead-letter output. */
+  decodeWorkerFailed(listener: string, frames: number, err: string): void {
+    this.limited('error', `worker_failed:${listener}`, { listener, frames, err }, `a decode worker failed; ${frames} frames go to the dead-letter output`);
+  }
 
   connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
     this.listener(listener).connectionsRejected.add(reason);

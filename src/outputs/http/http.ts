@@ -33,7 +33,7 @@ export class HttpOutput implements Output {
     return this.transport.start();
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     if (isEmptyBatch(batch)) return DELIVERED;
     let body: Buffer;
     try {
@@ -41,7 +41,7 @@ export class HttpOutput implements Output {
     } catch (err) {
       return { status: 'retry', error: `http output ${this.name}: cannot encode the batch: ${(err as Error).message}` };
     }
-    const r = await this.transport.send(body);
+    const r = await this.transport.send(body, false, signal);
     return r.status === 'delivered' ? DELIVERED : r;
   }
 

@@ -39,6 +39,9 @@ import { DELIVERED, type SendResult } from '../types.js';
 
 const gzipAsync = promisify(gzip);
 
+/** The result of a request aborted at the shutdown deadline (the batch stays queued). */
+const ABORTED = 'aborted at the shutdown deadline; the batch stays queued';
+
 export const HTTP_TRANSPORT_FIELDS = fields({
   url: str('Endpoint (http:// or https://).', { required: true }),
   headers: { kind: 'map', doc: 'Extra request headers (`name: value`; values may use ${ENV}).', value: { kind: 'string', doc: 'header value' } },
@@ -284,14 +287,16 @@ export class HttpTransport {
 
   /**
    * POSTs `body` (compressed here when `compress` is set). Never throws: failures are
-   * results. With `wantBody`, a `delivered` result carries the response body.
+   * results. With `wantBody`, a `delivered` result carries the response body. `signal`
+   * aborts the request (shutdown deadline): the result is `retry`.
    */
-  async send(body: Buffer, wantBody = false): Promise<TransportResult> {
+  async send(body: Buffer, wantBody = false, signal?: AbortSignal): Promise<TransportResult> {
     try {
       if (this.closed) return this.retry('the output is closed');
+      if (signal?.aborted === true) return this.retry(ABORTED);
       if (!this.started || this.url === null || this.agent === null) return this.retry('the output is not started');
       if (this.compress === 'gzip') body = await gzipAsync(body);
-      return await this.post(body, wantBody);
+      return await this.post(body, wantBody, signal);
     } catch (err) {
       return this.retry(`unexpected error: ${errorText(err)}`);
     }
@@ -309,7 +314,7 @@ export class HttpTransport {
 
   // ---------------------------------------------------------------------------------
 
-  private post(body: Buffer, wantBody: boolean): Promise<TransportResult> {
+  private post(body: Buffer, wantBody: boolean, signal?: AbortSignal): Promise<TransportResult> {
     return new Promise<TransportResult>((resolve) => {
       let settled = false;
       let status = 0;
@@ -321,6 +326,7 @@ export class HttpTransport {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         if (req !== null) this.pending.delete(req);
         resolve(r);
       };
@@ -336,6 +342,17 @@ export class HttpTransport {
         else finish(this.retry(`no response within ${this.timeoutMs} ms (timeout)`));
         req?.destroy(new Error('timeout'));
       }, this.timeoutMs);
+      const onAbort = () => {
+        finish(this.retry(ABORTED));
+        req?.destroy(new Error('aborted'));
+      };
+      if (signal !== undefined) {
+        if (signal.aborted) {
+          finish(this.retry(ABORTED));
+          return;
+        }
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
 
       try {
         const mod = this.url!.protocol === 'https:' ? https : http;

@@ -22,6 +22,12 @@ interface Conn {
   socket: net.Socket;
   lastDataMs: number;
   unregister: () => void;
+  /** Stopping: never resume this socket again (a paused one stays paused). */
+  halt: () => void;
+  /** Whether the socket is paused (backpressure, or halted while paused). */
+  paused: () => boolean;
+  /** Hands what Node already read from the kernel (user space) to the framer. */
+  flush: () => void;
 }
 
 /** A raw accepted socket, counted against the limits from accept on (TLS: before the handshake). */
@@ -119,7 +125,7 @@ export class StreamSource implements Source {
       server.once('error', onError);
       server.listen(inherited !== undefined ? { fd: inherited.fd } : { port: this.config.port, host: this.config.host, backlog: 511 }, () => {
         server.off('error', onError);
-        server.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `listener ${this.name} failed: ${e.message}`));
+        server.on('error', (e) => this.telemetry.repeated('error', `listener_error:${this.name}`, { listener: this.name, err: e.message }, `listener ${this.name} failed: ${e.message}`));
         resolve();
       });
     });
@@ -219,7 +225,7 @@ export class StreamSource implements Source {
           this.refuse(s, slot, 'tls_unauthorized', bad.code, peer, fp, `pinned client certificate refused: ${bad.text}`);
           return;
         }
-        this.telemetry.log.warn({ listener: this.name, peer, code: bad.code, fingerprint: fp }, `listener ${this.name}: accepting pinned client certificate ${fp} although ${bad.text} (allow_insecure_pinned_certificates)`);
+        this.telemetry.repeated('warn', `insecure_pin:${this.name}:${fp}:${bad.code}`, { listener: this.name, peer, code: bad.code, fingerprint: fp }, `listener ${this.name}: accepting pinned client certificate ${fp} although ${bad.text} (allow_insecure_pinned_certificates)`);
       }
     } else if (t.client_auth !== 'none' && !s.authorized) {
       const presented = x509 !== undefined;
@@ -261,8 +267,17 @@ export class StreamSource implements Source {
     // of this connection on the decode workers (the pipeline). Read only when neither holds.
     let flowPaused = false;
     let pipelinePaused = false;
+    // Stopping: once paused, a socket is never resumed (what its kernel buffer holds is
+    // the sender's to resend: docs/reliability.md).
+    let halted = false;
+    let haltedPaused = false;
     const idleMs = Math.round(this.config.idle_timeout * 1000);
     const apply = () => {
+      if (halted && (haltedPaused || flowPaused || pipelinePaused)) {
+        haltedPaused = true;
+        socket.pause();
+        return;
+      }
       if (flowPaused || pipelinePaused) {
         socket.pause();
         // Not idle: we stopped reading. The idle timeout waits until we read again.
@@ -304,7 +319,30 @@ export class StreamSource implements Source {
       },
       { maxFrameBytes: this.config.max_frame_bytes },
     );
-    const conn: Conn = { socket, lastDataMs: Date.now(), unregister: () => {} };
+    const onData = (chunk: Buffer) => {
+      stats.bytes += chunk.length;
+      conn.lastDataMs = Date.now();
+      framer.push(chunk);
+      pipeline.commit(ctx);
+    };
+    const conn: Conn = {
+      socket,
+      lastDataMs: Date.now(),
+      unregister: () => {},
+      halt: () => {
+        halted = true;
+        if (idleMs > 0) socket.setTimeout(0);
+        apply();
+      },
+      paused: () => haltedPaused || flowPaused || pipelinePaused,
+      flush: () => {
+        // Only what is already in the stream's buffer (read() past it would ask the
+        // kernel); read() emits 'data', which hands the chunk to onData.
+        while (socket.readableLength > 0) {
+          if (socket.read(socket.readableLength) === null) break;
+        }
+      },
+    };
     this.conns.add(conn);
     conn.unregister = this.flow.register({
       pause: () => {
@@ -316,12 +354,7 @@ export class StreamSource implements Source {
         apply();
       },
     });
-    socket.on('data', (chunk: Buffer) => {
-      stats.bytes += chunk.length;
-      conn.lastDataMs = Date.now();
-      framer.push(chunk);
-      pipeline.commit(ctx);
-    });
+    socket.on('data', onData);
     socket.on('end', () => {
       // The sender closed its side: its last frame may lack a terminator (emitted as is).
       framer.end();
@@ -374,44 +407,45 @@ export class StreamSource implements Source {
     }
   }
 
+  /**
+   * Stops accepting at once and stops reading: a socket paused by backpressure is never
+   * resumed (what its kernel buffer holds stays unread; the close resets the connection,
+   * so the sender knows it was not delivered and sends it again: docs/reliability.md). A
+   * socket still reading (no backpressure) may finish what it is reading until it is
+   * quiet, pauses, or `graceMs` ends. What Node already read (user space) is handed to the
+   * pipeline before the socket is closed; the daemon decodes it or keeps it (spill.ts).
+   */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.ready = false;
     const server = this.server;
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
-    // Read what the senders already sent: keep reading until each connection has been
-    // quiet for a moment (or closed), within the grace period.
     const deadline = Date.now() + graceMs;
     const QUIET_MS = 200;
     // Handshakes still in progress will not be served.
     for (const slot of this.slots) if (!slot.served) slot.socket.destroy();
-    // Paused connections (backpressure) get their quiet period counted from now: what
-    // waits in their kernel buffers is read before they are closed.
-    const resumedAt = Date.now();
+    const haltedAt = Date.now();
     for (const c of this.conns) {
-      c.lastDataMs = Math.max(c.lastDataMs, resumedAt);
-      c.socket.resume();
+      c.lastDataMs = Math.max(c.lastDataMs, haltedAt);
+      c.halt();
     }
     while (this.conns.size > 0 && Date.now() < deadline) {
       // Let the event loop poll the sockets first: after a stall (a starved CPU) this timer
-      // can fire before the reads that are already waiting, and a connection would look
-      // quiet with data still in its kernel buffer.
+      // can fire before reads that already happened, and a connection would look quiet.
       await new Promise((r) => setImmediate(r));
       const now = Date.now();
       let busy = false;
       for (const c of this.conns) {
-        if (now - c.lastDataMs >= QUIET_MS && c.socket.readableLength === 0) {
-          c.socket.end();
-          c.socket.destroy();
-        } else {
-          busy = true;
-          c.socket.resume();
-        }
+        if (c.paused() || (now - c.lastDataMs >= QUIET_MS && c.socket.readableLength === 0)) continue;
+        busy = true;
       }
-      if (!busy && this.conns.size === 0) break;
+      if (!busy) break;
       await new Promise((r) => setTimeout(r, 25));
     }
-    for (const c of this.conns) c.socket.destroy();
+    for (const c of this.conns) {
+      c.flush();
+      c.socket.destroy();
+    }
     // Let 'close' handlers run (they dead-letter partial frames).
     await new Promise((r) => setImmediate(r));
     let t: NodeJS.Timeout | undefined;

@@ -91,7 +91,7 @@ export class UdpSource implements Source {
         setImmediate(flush);
       }
     });
-    socket.on('error', (e) => this.telemetry.log.error({ listener: this.name, err: e.message }, `udp listener ${this.name}: ${e.message}`));
+    socket.on('error', (e) => this.telemetry.repeated('error', `udp_error:${this.name}`, { listener: this.name, err: e.message }, `udp listener ${this.name}: ${e.message}`));
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new Error(`listener ${this.name}: cannot bind udp ${this.config.host}:${this.config.port}: ${e.message}`));
       socket.once('error', onError);
