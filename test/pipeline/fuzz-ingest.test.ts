@@ -32,12 +32,22 @@ const piece = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0xe2, 0x82]), Buffer.from([0xed, 0xa0, 0x80])) },
 );
 
+/**
+ * Waits until every frame read has been decoded (on the workers too) and delivered: events +
+ * unparseable = frames, nothing queued, and the counts unchanged for one more poll; at most
+ * 30 s (a loaded machine), after which check() reports whatever is missing.
+ */
 async function settle(): Promise<Map<string, number>> {
   let last = '';
+  const deadline = Date.now() + 30_000;
   for (;;) {
     const m = await scrape(d.metricsPort());
-    const key = `${m.get('cefd_frames_total{listener="tcp",framing="lf"}')}/${m.get('cefd_output_sent_events_total{output="events"}')}/${m.get('cefd_output_sent_events_total{output="dead_letter"}')}`;
-    if (key === last && (m.get('cefd_output_queue_events{output="events"}') ?? 0) === 0 && (m.get('cefd_output_queue_events{output="dead_letter"}') ?? 0) === 0) return m;
+    const get = (k: string) => m.get(k) ?? 0;
+    const frames = get('cefd_frames_total{listener="tcp",framing="lf"}') + get('cefd_frames_total{listener="tcp",framing="octet"}');
+    const decoded = get('cefd_events_parsed_total{listener="tcp"}') + get('cefd_dead_letters_total{reason="unparseable"}');
+    const key = `${frames}/${get('cefd_output_sent_events_total{output="events"}')}/${get('cefd_output_sent_events_total{output="dead_letter"}')}`;
+    const idle = get('cefd_output_queue_events{output="events"}') === 0 && get('cefd_output_queue_events{output="dead_letter"}') === 0;
+    if ((key === last && idle && decoded === frames) || Date.now() > deadline) return m;
     last = key;
     await new Promise((r) => setTimeout(r, 60));
   }
