@@ -6,12 +6,14 @@
 import type { OutputPlugin } from './plugin.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
+import { natsOutput } from './nats/index.js';
 import { stdoutOutput } from './stdout/index.js';
 
 export const OUTPUT_PLUGINS = [
   fileOutput,
   stdoutOutput,
   httpOutput,
+  natsOutput,
 ] as const;
 
 type Plugins = (typeof OUTPUT_PLUGINS)[number];
