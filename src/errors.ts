@@ -181,6 +181,16 @@ export const CODES = {
     stage: 'output',
     description: 'Standard output can no longer be written (EPIPE, closed): the stdout output rejects its batches (dead-lettered).',
   },
+  nats_max_payload: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output: an event is larger than the NATS server\'s `max_payload`; it is rejected alone and goes to the dead-letter output (the rest of its batch is published).',
+  },
+  nats_permission_denied: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions); the event goes to the dead-letter output.',
+  },
   queue_full: {
     level: 'error',
     stage: 'output',
