@@ -386,8 +386,8 @@ function crossChecks(c: Config, w: Walker): void {
   });
   const binds = new Map<string, string>();
   c.listeners.forEach((l, i) => {
-    if (l.port === 0) return;
     const proto = sourcePlugin(l.type)?.protocol ?? l.type;
+    if (l.port === 0 || proto === 'none') return;
     const id = `${proto}:${l.host}:${l.port}`;
     const prev = binds.get(id);
     if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);

@@ -12,7 +12,7 @@ export const NATS_CONNECTION_FIELDS = fields({
   token_file: pathSpec('A file holding the server\'s authorization token.'),
   user: str('User name (with password_file).'),
   password_file: pathSpec('A file holding the password of `user`.'),
-  tls: bool('Require TLS (also implied by a `tls://` server URL or a `ca_file`).', false),
+  tls_required: bool('Require TLS (also implied by a `tls://` server URL or a `ca_file`).', false),
   ca_file: pathSpec('PEM CA bundle to verify the server certificate against (default: the system CAs).'),
   cert_file: pathSpec('PEM client certificate, for servers that verify clients (with key_file).'),
   key_file: pathSpec('PEM private key of cert_file.'),

@@ -33,7 +33,7 @@ export function natsOptions(c: NatsConnectionConfig, name: string): ConnectionOp
   else if (c.nkey_seed_file !== undefined) authenticator = nkeyAuthenticator(new TextEncoder().encode(text(c.nkey_seed_file)));
   else if (c.token_file !== undefined) authenticator = tokenAuthenticator(text(c.token_file));
   else if (c.user !== undefined && c.password_file !== undefined) authenticator = usernamePasswordAuthenticator(c.user, text(c.password_file));
-  const wantTls = c.tls || c.ca_file !== undefined || c.cert_file !== undefined || c.servers.some((s) => s.startsWith('tls://'));
+  const wantTls = c.tls_required || c.ca_file !== undefined || c.cert_file !== undefined || c.servers.some((s) => s.startsWith('tls://'));
   const opts: ConnectionOptions = {
     servers: c.servers.map((s) => s.replace(/^tls:\/\//, 'nats://')),
     name,
@@ -153,6 +153,10 @@ export class NatsLink {
     this.timer = null;
     const nc = this.current;
     this.current = null;
-    if (nc !== null) await nc.close().catch(() => undefined);
+    if (nc !== null) {
+      // Acknowledgements and publishes still in the client's buffer go out first.
+      await nc.flush().catch(() => undefined);
+      await nc.close().catch(() => undefined);
+    }
   }
 }

@@ -42,6 +42,18 @@ export interface SourceContext {
   state?: SourceState;
 }
 
+/** A frame handed in whole by a source that is not a socket (see Pipeline.submitFrames). */
+export interface SubmittedFrame {
+  readonly data: Buffer;
+  readonly truncated: boolean;
+  /** When the frame was first received (by a receiver, before the hop), ms since the epoch. */
+  readonly receivedMs: number;
+  /** The event id: the same for the same frame delivered again. */
+  readonly id: string;
+  readonly listener: string;
+  readonly peer: string;
+}
+
 /** Per source: frames of the current read, jobs in flight, results waiting for their turn. */
 export class SourceState {
   frames: Buffer[] = [];
@@ -177,6 +189,35 @@ export class Pipeline {
       return;
     }
     for (let i = 0; i < this.slots.length; i++) if ((r.mask >>> i) & 1) this.pending[i]!.push(r.json);
+  }
+
+  /**
+   * Frames that did not come from a socket of this process (a NATS message: a frame a
+   * receiver published): decoded here, now, with the id, listener, peer and received time
+   * they carry, and handed to the output queues before this returns. The queues' appends
+   * are synchronous (a disk buffer has written the block when `append` returns), so when
+   * this returns every output's buffer has taken the events, which is when a source that
+   * must acknowledge upstream (src/sources/nats/) may do so. Call it only when
+   * `roomForRecords()` is true, so that no `drop_newest` output drops them.
+   */
+  submitFrames(frames: readonly SubmittedFrame[], ctx: SourceContext): void {
+    const saved = this.takeInline();
+    for (const f of frames) {
+      if (ctx.stats !== undefined) ctx.stats.framesLf++;
+      const r = processFrame(f.data, f.truncated, f.receivedMs, f.listener, f.peer, ctx.normalizers, f.id, this.env, this.counts);
+      if ('dead' in r) this.deadPending.push(r.dead);
+      else for (let i = 0; i < this.slots.length; i++) if ((r.mask >>> i) & 1) this.pending[i]!.push(r.json);
+    }
+    this.enqueueInline(this.takeInline(), true, ctx.listener, ctx.stats);
+    this.pending = saved.pending;
+    this.deadPending = saved.dead;
+    this.counts = saved.counts;
+  }
+
+  /** True when every output's queue (and the dead-letter one) is below full: see submitFrames. */
+  roomForRecords(): boolean {
+    for (const s of this.slots) if (s.queue.fill() >= 1) return false;
+    return this.deadLetter.queue.fill() < 1;
   }
 
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
