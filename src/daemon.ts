@@ -138,13 +138,13 @@ export class Daemon {
       this.slots.map((s) => s.slot),
       dead,
       this.telemetry,
-      { defaultZone: c.timezone, includeRaw: c.include_raw },
+      { defaultZone: c.timezone, includeRaw: c.include_raw, receiver: c.mode === 'receiver' },
     );
     const pipeline = this.pipeline;
     for (const x of this.extensions) {
       await x.start({ config: c, telemetry: this.telemetry, log: this.telemetry.log, addTap: (tap) => pipeline.addTap(tap) });
     }
-    const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
+    const workers = c.mode === 'receiver' ? 0 : c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
       pipeline.useWorkers(this.pool, await this.pool.init(this.workerConfig(c)));
@@ -368,7 +368,7 @@ export class Daemon {
     this.pipeline!.reconfigure(
       newSlots.map((s) => s.slot),
       dead.slot,
-      { defaultZone: next.timezone, includeRaw: next.include_raw },
+      { defaultZone: next.timezone, includeRaw: next.include_raw, receiver: next.mode === 'receiver' },
       workerVersion,
     );
     this.config = next;

@@ -186,6 +186,11 @@ export const CODES = {
     stage: 'output',
     description: 'The nats output: an event is larger than the NATS server\'s `max_payload`; it is rejected alone and goes to the dead-letter output (the rest of its batch is published).',
   },
+  nats_not_a_frame: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output with `payload: frame` got a record that is not a receiver\'s raw frame (cefd is not in `mode: receiver`); it goes to the dead-letter output.',
+  },
   nats_permission_denied: {
     level: 'error',
     stage: 'output',

@@ -20,6 +20,7 @@ import type { FramingMode } from '../codecs/framing/framer.js';
 import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
 import type { CefdEvent, EventOrigin } from '../event.js';
 import { isoFromMs } from '../time.js';
+import { rawFrameRecord } from '../nats/raw-frame.js';
 import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Normalizer } from './normalize.js';
 import type { OutputRunner } from './output-runner.js';
@@ -70,6 +71,12 @@ export class SourceState {
 export interface PipelineOptions {
   defaultZone: string;
   includeRaw: boolean;
+  /**
+   * Receiver mode (`mode: receiver`): frames are not decoded here; each becomes a raw-frame
+   * record (src/nats/raw-frame.ts) for every output (nats outputs with `payload: frame`),
+   * with an id unique to this process, and a processor decodes it later.
+   */
+  receiver?: boolean;
 }
 
 /** Hook for code that watches events (KSC task status, response rules). */
@@ -113,8 +120,9 @@ export class Pipeline {
   ) {
     this.slots = slots;
     this.pending = slots.map(() => []);
-    // Event ids: boot time (ms, base 36) + a counter; unique across restarts.
-    this.bootId = Date.now().toString(36);
+    // Event ids: boot time (ms, base 36) + a counter; unique across restarts. A receiver's
+    // frames meet other receivers' in one stream: its pid makes two started in the same ms differ.
+    this.bootId = opts.receiver === true ? `${Date.now().toString(36)}${process.pid.toString(36)}` : Date.now().toString(36);
     this.env = this.makeEnv();
   }
 
@@ -159,7 +167,7 @@ export class Pipeline {
 
   /** Events go to workers when there are (working) workers and nothing watches them. */
   get onWorkers(): boolean {
-    return this.pool !== null && !this.pool.broken && this.taps.length === 0;
+    return this.opts.receiver !== true && this.pool !== null && !this.pool.broken && this.taps.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {
@@ -168,6 +176,12 @@ export class Pipeline {
     else if (mode === 'octet') stats.framesOctet++;
     else stats.framesDatagram++;
     if (truncated) this.telemetry.frameProblem(ctx.listener, mode === 'octet' ? 'frame_incomplete' : 'frame_truncated');
+    if (this.opts.receiver === true) {
+      const rec = rawFrameRecord(buf, truncated, Date.now(), mode, `${this.bootId}-${(this.seq++).toString(36)}`, ctx.listener, ctx.peer, ctx.tlsFingerprint);
+      for (const p of this.pending) p.push(rec);
+      stats.eventsParsed++;
+      return;
+    }
     if (this.onWorkers) {
       const st = (ctx.state ??= new SourceState());
       // A view into the socket's chunk: copied into the job at commit().

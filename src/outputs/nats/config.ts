@@ -18,6 +18,7 @@ export const NATS_STREAM_FIELDS = fields({
 export const NATS_FIELDS = fields({
   ...NATS_CONNECTION_FIELDS,
   subject: str('Subject every event is published to (JetStream must have a stream capturing it).', { required: true }),
+  payload: enumOf('`event`: each event as its encoding writes it; `frame`: the raw frames of a receiver (`mode: receiver`), each published as its own bytes with its id, listener, peer, received time and framing in `Cefd-*` headers, for processors\' `nats` sources.', ['event', 'frame'], 'event'),
   ack_timeout: dur('How long to wait for the server\'s PubAck of one event before the batch is retried.', '10s', 0.001),
   stream: obj('The JetStream stream; with `create: true` cefd creates it with these limits.', NATS_STREAM_FIELDS),
 });

@@ -13,7 +13,8 @@
  * sleeps or counts; the runner does (../types.ts).
  */
 import type { JetStreamClient, JetStreamManager, NatsConnection, StreamConfig } from 'nats';
-import { DiscardPolicy, StorageType, nanos } from 'nats';
+import { DiscardPolicy, StorageType, headers as natsHeaders, nanos } from 'nats';
+import { rawFramePayload } from '../../nats/raw-frame.js';
 import { NatsLink, natsErrorText } from '../../nats/connection.js';
 import { recordKeyFor } from '../shared/event-id.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
@@ -23,6 +24,8 @@ export type { NatsOutputConfig } from './config.js';
 
 /** Reason code of a record larger than the server's max_payload. */
 export const NATS_MAX_PAYLOAD = 'nats_max_payload';
+/** Reason code of a record that is not a raw frame, sent to a `payload: frame` output. */
+export const NATS_NOT_A_FRAME = 'nats_not_a_frame';
 /** Reason code of a publish the server refused for want of permission on the subject. */
 export const NATS_PERMISSION_DENIED = 'nats_permission_denied';
 
@@ -104,15 +107,13 @@ export class NatsOutput implements Output {
       if (this.js !== null && this.js.ready === js.ready) this.js = null;
       return { status: 'retry', error: problem };
     }
-    const acks = await Promise.allSettled(
-      records.map((r) => js.client.publish(this.config.subject, this.encoder.encode(r), { msgID: this.keyOf(r), timeout: this.timeoutMs })),
-    );
-    const retry: number[] = [];
     const rejected: { index: number; reason: string; error: string }[] = [];
+    const acks = await Promise.allSettled(records.map((r, i) => this.publishOne(js.client, r, i, rejected)));
+    const retry: number[] = [];
     let firstError = '';
     for (let i = 0; i < acks.length; i++) {
       const a = acks[i]!;
-      if (a.status === 'fulfilled') continue;
+      if (a.status === 'fulfilled' || rejected.some((r) => r.index === i)) continue;
       const err = a.reason as { code?: string };
       const text = natsErrorText(a.reason);
       if (err?.code === 'MAX_PAYLOAD_EXCEEDED') rejected.push({ index: i, reason: NATS_MAX_PAYLOAD, error: text });
@@ -126,6 +127,22 @@ export class NatsOutput implements Output {
     if (retry.length === records.length) return { status: 'retry', error: `nats output ${this.name}: ${firstError}` };
     if (rejected.length === records.length && rejected.every((r) => r.reason === rejected[0]!.reason)) return { status: 'rejected', reason: rejected[0]!.reason, error: rejected[0]!.error };
     return { status: 'partial', retry, rejected, error: `nats output ${this.name}: ${firstError || 'some events were refused'}` };
+  }
+
+  /** Publishes one record (an event, or a receiver's raw frame); resolves on its PubAck. */
+  private async publishOne(client: JetStreamClient, record: string, index: number, rejected: { index: number; reason: string; error: string }[]): Promise<void> {
+    if (this.config.payload === 'event') {
+      await client.publish(this.config.subject, this.encoder.encode(record), { msgID: this.keyOf(record), timeout: this.timeoutMs });
+      return;
+    }
+    const f = rawFramePayload(record);
+    if (f === null) {
+      rejected.push({ index, reason: NATS_NOT_A_FRAME, error: `nats output ${this.name}: payload: frame, but the record is not a raw frame (is cefd in mode: receiver?)` });
+      return;
+    }
+    const h = natsHeaders();
+    for (const [k, v] of f.headers) h.set(k, v);
+    await client.publish(this.config.subject, f.data, { msgID: f.id, headers: h, timeout: this.timeoutMs });
   }
 
   /** Closes the connection (the runner lets the batch in flight settle first). */
