@@ -87,6 +87,13 @@ export class Daemon {
     const out: string[] = [];
     for (const s of this.sources) if (!s.source.ready) out.push(`listener ${s.source.name}`);
     if (this.pipeline === null) out.push('pipeline');
+    // A receiver that cannot publish takes frames it can only queue: the load balancer should pick another.
+    if (this.config.mode === 'receiver') {
+      for (const s of this.slots) {
+        const why = s.slot.output.unready?.();
+        if (why !== undefined) out.push(`output ${s.slot.name}: ${why}`);
+      }
+    }
     if (this.stopping !== null) out.push('shutting down');
     for (const x of this.extensions) out.push(...(x.notReady?.() ?? []));
     return out;

@@ -59,6 +59,11 @@ export interface Output {
    * flight per output). Must not throw: failures are results.
    */
   send(batch: Batch): Promise<SendResult>;
+  /**
+   * Why the output cannot deliver now (not connected), or undefined. A receiver
+   * (`mode: receiver`) reports it on /readyz so a load balancer sends elsewhere. Optional.
+   */
+  unready?(): string | undefined;
   /** Reopen files (SIGHUP, for logrotate). Optional. */
   reopen?(): Promise<void>;
   /** Flush and release everything. */

@@ -110,6 +110,10 @@ test('receiver with the NATS server down: its queue fills, reading pauses, and e
   const N = 30_000;
   const sending = sendLines(port, 0, N);
   await r.until('reading paused', 60_000);
+  // /readyz says not ready while the receiver cannot publish (haproxy sends elsewhere).
+  const down = await fetch(`http://127.0.0.1:${metrics}/readyz`);
+  expect(down.status).toBe(503);
+  expect(await down.text()).toMatch(/output raw: not connected to NATS/);
   const m = await scrape(metrics);
   // The receiver holds at most its queue and the reads in flight, not the whole input.
   expect(m.get('cefd_events_parsed_total{listener="ksc"}')!).toBeLessThan(N);
@@ -118,6 +122,7 @@ test('receiver with the NATS server down: its queue fills, reading pauses, and e
   children.push(p);
   await p.until('cefd started');
   await sending;
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${metrics}/readyz`)).status === 200, 30_000, 'the receiver ready again');
   const file = join(pdir, 'events.ndjson');
   await waitFor(() => cnts(file).seqs.size >= N, 120_000, `${N} events at the processor`);
   p.proc.kill('SIGTERM');

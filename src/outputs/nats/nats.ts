@@ -129,6 +129,10 @@ export class NatsOutput implements Output {
     return { status: 'partial', retry, rejected, error: `nats output ${this.name}: ${firstError || 'some events were refused'}` };
   }
 
+  unready(): string | undefined {
+    return this.link.current === null ? `not connected to NATS: ${this.link.lastError}` : undefined;
+  }
+
   /** Publishes one record (an event, or a receiver's raw frame); resolves on its PubAck. */
   private async publishOne(client: JetStreamClient, record: string, index: number, rejected: { index: number; reason: string; error: string }[]): Promise<void> {
     if (this.config.payload === 'event') {
