@@ -173,3 +173,17 @@ test('no stream captures the subject: retried with an error that says so', async
   const r = await o.send(batch([rec('n')]));
   expect((r as { error: string }).error).toMatch(/no JetStream stream answered on nobody\.listens/);
 });
+
+test('the examples of docs/outputs-nats.md and docs/cluster.md validate; a receiver with a non-frame output does not', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { loadConfigText } = await import('../../src/config/load.js');
+  const blocks = ['outputs-nats.md', 'cluster.md'].flatMap((f) => [...readFileSync(new URL(`../../docs/${f}`, import.meta.url), 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!));
+  expect(blocks.length).toBe(4);
+  for (const b of blocks) {
+    // Each example holds either outputs or listeners; the rest is the defaults.
+    const yaml = b.includes('outputs:') ? b : `${b}\noutputs: [ { name: f, type: file, path: ./x.ndjson } ]\n`;
+    expect(() => loadConfigText(yaml, 'example.yaml', {})).not.toThrow();
+  }
+  const bad = 'mode: receiver\noutputs: [ { name: f, type: file, path: ./x.ndjson } ]\n';
+  expect(() => loadConfigText(bad, 'c.yaml', {})).toThrow(/c\.yaml: outputs\[0\]\.type: mode: receiver publishes raw frames/);
+});
