@@ -13,6 +13,7 @@
 // 127.0.0.1 addresses (docs/cluster.md). The tests (test/faults/cluster.test.ts) import this file.
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -96,13 +97,15 @@ metrics: { host: 127.0.0.1, port: ${p.metrics} }
     );
     p.cmd = [process.execPath, CLI, 'run', '--config', p.conf];
   }
-  const haproxy = { name: 'haproxy', port: base, conf: join(dir, 'haproxy.cfg') };
+  const haproxy = { name: 'haproxy', port: base, conf: join(dir, 'haproxy.cfg'), socket: join(dir, 'haproxy.sock') };
   writeFileSync(
     haproxy.conf,
     `# TCP load balancing of syslog senders over the receivers; a receiver whose /readyz is
 # not 200 (starting, stopping, or unable to publish to JetStream) gets no new connections.
 global
   maxconn 4000
+  # \`show stat\` on this socket says which receivers are UP (the tests wait for both).
+  stats socket ${haproxy.socket} mode 600 level operator
 defaults
   mode tcp
   timeout connect 5s
@@ -136,6 +139,25 @@ export function startComponent(c) {
   proc.stderr.on('data', (b) => c.log.push(b.toString()));
   c.exit = new Promise((r) => proc.once('exit', r));
   return proc;
+}
+
+/** Status of each receiver as haproxy sees it (`UP`, `DOWN`, ...), from its stats socket. */
+export function haproxyServers(h) {
+  return new Promise((resolve) => {
+    const sock = net.connect(h.socket);
+    let text = '';
+    sock.on('data', (b) => (text += b));
+    sock.on('error', () => resolve({}));
+    sock.on('end', () => {
+      const out = {};
+      for (const row of text.split('\n')) {
+        const f = row.split(',');
+        if (f[0] === 'receivers' && f[1] !== 'BACKEND' && f[1] !== 'FRONTEND' && f[1] !== undefined) out[f[1]] = f[17];
+      }
+      resolve(out);
+    });
+    sock.once('connect', () => sock.write('show stat\n'));
+  });
 }
 
 /** Stops a component with `signal` and waits for it to exit. */

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { afterAll, expect, test } from 'vitest';
 import { connect } from 'nats';
 // @ts-expect-error: plain ES module without types (deploy/cluster/cluster.mjs)
-import { startComponent, stopComponent, writeCluster } from '../../deploy/cluster/cluster.mjs';
+import { haproxyServers, startComponent, stopComponent, writeCluster } from '../../deploy/cluster/cluster.mjs';
 import { readNdjson, tempDir, waitFor } from '../helpers/daemon.js';
 import { freePort } from '../helpers/child.js';
 
@@ -114,6 +114,12 @@ test(`cluster: ${N} events through haproxy, receivers, an R3 stream and processo
   for (const c of [...l.receivers, ...l.processors]) startComponent(c);
   startComponent(l.haproxy);
   await waitFor(async () => (await Promise.all(l.receivers.map(ready))).every(Boolean), 60_000, 'both receivers ready (connected to NATS)');
+  // haproxy closes a connection it has no receiver for right after accepting it, which a
+  // syslog sender cannot tell from a delivery: send only once it has marked both UP.
+  await waitFor(async () => {
+    const st = (await haproxyServers(l.haproxy)) as Record<string, string>;
+    return st['r1'] === 'UP' && st['r2'] === 'UP';
+  }, 60_000, 'haproxy seeing both receivers UP');
   const resent: number[] = [];
   const sinkCount = () => sinkState(l).byId.size;
 
