@@ -2,7 +2,9 @@
 # bench/cefd-sut.sh PORT OUT [disk|memory] [WORKERS] — runs `cefd run` as a system under test for
 # ../shared/bench-peer: one TCP listener on 127.0.0.1:PORT, the ksc normalizer, NDJSON
 # file output OUT, the output's buffer on disk (default, fsync every second) or in memory,
-# WORKERS decode threads (default -1: one per core).
+# WORKERS decode threads (default -1: one per core). CEFD_SUT_KSC=1 adds the KSC integration
+# with one connection (to an address where no KSC answers: the import fails, as before the first
+# sync) and one `ksctasks` response rule on the detections.
 # Used by bench/e2e.mjs and with bench-peer's --add:
 #   ./bench-all.sh --add cefd 5600 'exec /path/to/cefd/bench/cefd-sut.sh {PORT} {OUT} disk'
 set -euo pipefail
@@ -18,4 +20,13 @@ dead_letter: { path: $STATE/dead.ndjson, buffer: { type: memory } }
 metrics: { enabled: false }
 logging: { level: warn }
 YAML
+if [[ "${CEFD_SUT_KSC:-0}" == 1 ]]; then
+  cat >> "$STATE/cefd.yaml" <<YAML
+ksc:
+  enabled: true
+  response_rules:
+    - { name: scan, type: ksctasks, tasks: [KUMA scan], asset_field: device, filter: 'cef.deviceEventClassId == "GNRL_EV_VIRUS_FOUND"' }
+YAML
+  echo bench | node "$HERE/dist/src/cli.js" ksc connections add --config "$STATE/cefd.yaml" --name bench --url 127.0.0.1:9 --insecure --user bench --password-stdin >/dev/null 2>&1
+fi
 exec node ${CEFD_NODE_FLAGS:-} "$HERE/dist/src/cli.js" run --config "$STATE/cefd.yaml"

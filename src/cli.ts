@@ -4,13 +4,14 @@
  * src/daemon.ts. Exit codes: 0 ok, 1 runtime failure, 64 usage, 78 config; `cefd parse`
  * exits 1 when a frame failed and 2 on usage or I/O errors.
  */
-import { ENCODER_NAMES } from './codecs/encoders/registry.js';
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { parseInputs, openInputs } from './commands/parse.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './codecs/framing/framer.js';
-import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
+import { loadChain, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
+import { ENCODER_NAMES, isEncoderName } from './codecs/encoders/registry.js';
+import { compileRoutes } from './pipeline/router.js';
 import { registerKscCommands } from './ksc/cli.js';
 import { EXIT } from './errors.js';
 import { VERSION } from './version.js';
@@ -24,14 +25,6 @@ function intArg(name: string) {
   };
 }
 
-async function loadChain(specs: string[]): Promise<Normalizer[]> {
-  const chain: Normalizer[] = [];
-  for (const s of specs) {
-    // On the command line, a file that exists is a path even without a `/` or extension.
-    chain.push(await loadNormalizer(existsSync(s) ? { path: s } : normalizerSpec(s)));
-  }
-  return chain;
-}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -51,18 +44,26 @@ export function buildProgram(): Command {
     .option('--no-normalize', 'skip the normalizers')
     .option('--normalizer <name-or-path...>', 'normalizer chain, in order (default: ksc)')
     .option('--timezone <zone>', 'zone for times without one (IANA name)', 'UTC')
-    .addOption(new Option('--encoding <name>', 'print what an output with this encoder gets').choices([...ENCODER_NAMES]).default('native'))
+    // Checked in the action (not with .choices) so that the message lists the encoders.
+    .option('--encoding <codec>', `print what an output with this encoding gets (${ENCODER_NAMES.join(', ')})`, 'native')
+    .option('--only-fields <paths>', 'keep only these fields, as an output\'s encoding.only_fields (comma-separated dotted paths)')
+    .option('--except-fields <paths>', 'drop these fields, as an output\'s encoding.except_fields (comma-separated dotted paths)')
     .addOption(new Option('--typed <which>', 'native event: cef.typed holds the converted values that differ from the text, or all (config event.typed)').choices(['changed', 'all']).default('changed'))
     .addOption(new Option('--custom-fields <how>', 'native event: custom fields folded into cef.custom, or as pairs in cef.extensions (config event.custom_fields)').choices(['folded', 'pairs']).default('folded'))
     .addOption(new Option('--ksc <object>', 'native event: the lean ksc object, or the full one with labels (config event.ksc)').choices(['lean', 'full']).default('lean'))
     .addOption(new Option('--syslog-timestamp <when>', 'native event: syslog.timestamp only when it differs from timestamp, or always (config event.syslog_timestamp)').choices(['changed', 'always']).default('changed'))
     .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(DEFAULT_MAX_FRAME_BYTES))
     .exitOverride()
-    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number; encoding: string; typed: 'changed' | 'all'; customFields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslogTimestamp: 'changed' | 'always' }) => {
+    .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number; encoding: string; onlyFields?: string; exceptFields?: string; typed: 'changed' | 'all'; customFields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslogTimestamp: 'changed' | 'always' }) => {
       if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);
+      if (!isEncoderName(o.encoding)) throw new CommanderError(2, 'cefd.usage', `error: unknown encoding ${o.encoding} (known: ${ENCODER_NAMES.join(', ')})`);
+      const list = (v: string | undefined) => (v === undefined ? [] : v.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+      const event = { typed: o.typed, custom_fields: o.customFields, ksc: o.ksc, syslog_timestamp: o.syslogTimestamp };
+      // The same compilation an output's `encoding` section and the config's `event` section go through (router.ts).
+      const encoder = compileRoutes([{ encoding: { codec: o.encoding, only_fields: list(o.onlyFields), except_fields: list(o.exceptFields) } }], event).encoders[0]!;
       let chain: Normalizer[] = [];
       try {
-        chain = o.normalize ? await loadChain(o.normalizer ?? ['ksc']) : [];
+        chain = o.normalize ? await loadChain(o.normalizer ?? ['ksc'], process.cwd(), { fileIsPath: true }) : [];
       } catch (e) {
         throw new CommanderError(2, 'cefd.usage', `error: ${(e as Error).message}`);
       }
@@ -77,8 +78,7 @@ export function buildProgram(): Command {
           normalizers: chain,
           defaultZone: o.timezone,
           maxFrameBytes: o.maxFrameBytes,
-          encoding: o.encoding,
-          event: { typed: o.typed, custom_fields: o.customFields, ksc: o.ksc, syslog_timestamp: o.syslogTimestamp },
+          encoder,
         });
       } catch (e) {
         throw new CommanderError(2, 'cefd.io', `error: ${(e as Error).message}`);

@@ -14,6 +14,7 @@ import { FlowControl } from './pipeline/flow-control.js';
 import { OutputRunner } from './pipeline/output-runner.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { WorkerPool } from './workers/worker-pool.js';
+import { compileRoutes } from './pipeline/router.js';
 import { availableParallelism } from 'node:os';
 import { DiskQueue } from './buffer/disk-queue.js';
 import type { Source } from './sources/source.js';
@@ -103,7 +104,8 @@ export class Daemon {
     return {
       defaultZone: c.timezone,
       includeRaw: c.include_raw,
-      filters: c.outputs.map((o) => o.filter ?? ''),
+      routes: c.outputs.map((o) => ({ filter: o.filter, encoding: o.encoding })),
+      event: c.event,
       chains: Object.fromEntries(c.listeners.map((l) => [l.name, l.normalizers])),
       baseDir: c.base_dir,
     };
@@ -145,17 +147,24 @@ export class Daemon {
       this.slots.map((s) => s.slot),
       dead,
       this.telemetry,
-      { defaultZone: c.timezone, includeRaw: c.include_raw, receiver: c.mode === 'receiver' },
+      { defaultZone: c.timezone, includeRaw: c.include_raw, routes: compileRoutes(c.outputs, c.event), receiver: c.mode === 'receiver' },
     );
     const pipeline = this.pipeline;
     for (const x of this.extensions) {
-      await x.start({ config: c, telemetry: this.telemetry, log: this.telemetry.log, addTap: (tap) => pipeline.addTap(tap) });
+      await x.start({
+        config: c,
+        telemetry: this.telemetry,
+        log: this.telemetry.log,
+        addTap: (tap) => pipeline.addTap(tap),
+        watchEvents: (spec, onFindings) => pipeline.setWatch(spec, onFindings),
+      });
     }
     const workers = c.mode === 'receiver' ? 0 : c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.log.error({ err: why }, why));
       pipeline.useWorkers(this.pool, await this.pool.init(this.workerConfig(c)));
-      this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
+      if (pipeline.onWorkers) this.telemetry.log.info({ workers }, `decoding on ${workers} worker threads`);
+      else this.telemetry.log.info({ workers }, `${workers} decode worker threads started; events are decoded on the main thread while an extension taps them`);
     }
     for (const l of c.listeners) {
       const source = await this.topology.source(l, chains.get(l.name)!);
@@ -375,7 +384,7 @@ export class Daemon {
     this.pipeline!.reconfigure(
       newSlots.map((s) => s.slot),
       dead.slot,
-      { defaultZone: next.timezone, includeRaw: next.include_raw, receiver: next.mode === 'receiver' },
+      { defaultZone: next.timezone, includeRaw: next.include_raw, routes: compileRoutes(next.outputs, next.event), receiver: next.mode === 'receiver' },
       workerVersion,
     );
     this.config = next;

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
 import { compileFilter } from './filter/filter.js';
-import { loadNormalizer, normalizerSpec, type Normalizer } from './pipeline/normalize.js';
+import { loadChain, type Normalizer, type NormalizerCache } from './pipeline/normalize.js';
 import type { FlowControl } from './pipeline/flow-control.js';
 import { OutputRunner } from './pipeline/output-runner.js';
 import type { Pipeline } from './pipeline/pipeline.js';
@@ -25,7 +25,7 @@ export class StateDirError extends Error {
 }
 
 export class Topology {
-  private readonly normalizerCache = new Map<string, Promise<Normalizer>>();
+  private readonly normalizerCache: NormalizerCache = new Map();
 
   constructor(
     private readonly telemetry: Telemetry,
@@ -34,23 +34,9 @@ export class Topology {
     private readonly stateDir: () => string,
   ) {}
 
-  private normalizer(spec: string, baseDir: string): Promise<Normalizer> {
-    const which = normalizerSpec(spec);
-    const key = 'path' in which ? `path:${baseDir}:${spec}` : `name:${spec}`;
-    let p = this.normalizerCache.get(key);
-    if (p === undefined) {
-      p = loadNormalizer(which, baseDir);
-      this.normalizerCache.set(key, p);
-      p.catch(() => this.normalizerCache.delete(key));
-    }
-    return p;
-  }
-
-  /** A listener's normalizer chain, loaded (modules are loaded once per daemon). */
-  async chain(l: ListenerConfig, c: Config): Promise<Normalizer[]> {
-    const out: Normalizer[] = [];
-    for (const spec of l.normalizers) out.push(await this.normalizer(spec, c.base_dir));
-    return out;
+  /** A listener's normalizer chain, loaded (modules are loaded once per daemon; normalize.ts's loadChain). */
+  chain(l: ListenerConfig, c: Config): Promise<Normalizer[]> {
+    return loadChain(l.normalizers, c.base_dir, { cache: this.normalizerCache });
   }
 
   /** The output's queue: a disk buffer (default for all but stdout) or memory. */
@@ -108,7 +94,7 @@ export class Topology {
       this.queue(o.name, o.buffer, o.queue_max_events, o.type, ref, reuse),
       this.flow,
       this.telemetry,
-      (name, recs, reason, err) => this.pipeline()?.rejectSink(name, recs, reason, err),
+      (name, recs, reason, err, codec) => this.pipeline()?.rejectSink(name, recs, reason, err, codec),
     );
     return ref.slot;
   }

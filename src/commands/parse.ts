@@ -11,8 +11,10 @@ import { isUtf8 } from 'node:buffer';
 import { Framer } from '../codecs/framing/framer.js';
 import { decodeFrame, type DecodeOptions } from '../codecs/decode.js';
 import { normalizeEvent, type Normalizer } from '../pipeline/normalize.js';
-import { createEncoder } from '../codecs/encoders/registry.js';
+import { createEncoder, isJsonEncoding } from '../codecs/encoders/registry.js';
 import type { EventOptions } from '../codecs/encoders/native.js';
+import type { Encoder } from '../codecs/encoders/encoder.js';
+import type { CefdEvent } from '../event.js';
 
 export interface ParseCommandOptions extends DecodeOptions {
   maxFrameBytes?: number;
@@ -23,6 +25,11 @@ export interface ParseCommandOptions extends DecodeOptions {
   encoding?: string;
   /** The native event's options (config `event`). */
   event?: EventOptions;
+  /**
+   * Print each event as an output with this encoder gets it (the command line compiles it
+   * as an output's `encoding` is, router.ts); when set, `encoding` and `event` are not read.
+   */
+  encoder?: Encoder;
 }
 
 export interface ParseStats {
@@ -45,10 +52,21 @@ export function failureRecord(frame: Buffer, code: string, message: string): Rec
 export async function parseInputs(inputs: Readable[], out: Writable, opts: ParseCommandOptions): Promise<ParseStats> {
   const stats: ParseStats = { frames: 0, events: 0, failed: 0, truncated: 0, discardedBytes: 0 };
   const indent = opts.pretty ? 2 : undefined;
-  const encoder = createEncoder({ codec: opts.encoding ?? 'native', event: opts.event });
-  // Every encoding but `cef` is JSON: --pretty indents it.
-  const json = encoder.codec !== 'cef';
+  const encoder = opts.encoder ?? createEncoder({ codec: opts.encoding ?? 'native', event: opts.event });
+  // A JSON encoding is indented with --pretty; a CEF line is printed as it is.
+  const json = isJsonEncoding(encoder.codec);
   let lines: string[] = [];
+  const encode = (ev: CefdEvent, buf: Buffer): string => {
+    let rec: string;
+    try {
+      rec = encoder.encode(ev);
+    } catch (e) {
+      // As the daemon does (ingest.ts): an event a normalizer made unencodable is a failure.
+      stats.failed++;
+      return JSON.stringify(failureRecord(buf, 'event_unserializable', `the event cannot be encoded: ${(e as Error).message}`), null, indent);
+    }
+    return indent !== undefined && json ? JSON.stringify(JSON.parse(rec), null, indent) : rec;
+  };
   const framer = new Framer(
     {
       frame(buf, _mode, truncated) {
@@ -58,8 +76,7 @@ export async function parseInputs(inputs: Readable[], out: Writable, opts: Parse
         if (r.ok) {
           stats.events++;
           normalizeEvent(r.event, opts.normalizers);
-          const text = encoder.encode(r.event);
-          lines.push(indent !== undefined && json ? JSON.stringify(JSON.parse(text), null, indent) : text);
+          lines.push(encode(r.event, buf));
         } else {
           stats.failed++;
           lines.push(JSON.stringify(failureRecord(buf, r.failure.code, r.failure.message), null, indent));

@@ -19,6 +19,7 @@ import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
 import { redactUrls } from './redact.js';
 import { bindProblems } from './binds.js';
 import { CONFIG_SECTIONS } from './sections.js';
+import { createEncoder } from '../codecs/encoders/registry.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -404,6 +405,13 @@ function crossChecks(c: Config, w: Walker): void {
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {
+    // The encoder the daemon and the workers will build (router.ts's compileRoutes), built
+    // the same way here (the route filter was compiled with the schema's `filter` kind).
+    try {
+      createEncoder({ ...o.encoding, event: c.event });
+    } catch (e) {
+      w.problem(`outputs[${i}].encoding`, undefined, (e as Error).message);
+    }
     // Output names name buffer folders and metric labels.
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
     if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');

@@ -4,7 +4,7 @@
  */
 import { ConfigError, type ConfigProblem } from './load.js';
 import type { Config } from './types.js';
-import { loadNormalizer, normalizerSpec } from '../pipeline/normalize.js';
+import { ChainLoadError, loadChain } from '../pipeline/normalize.js';
 import { tlsProblems } from '../sources/tcp/tls-material.js';
 
 /**
@@ -16,12 +16,12 @@ export async function checkNormalizers(c: Config, file: string | undefined): Pro
   // TLS certificate, key and CA files: read, parsed and matched as the listener will.
   const problems: ConfigProblem[] = tlsProblems(c);
   for (const [i, l] of c.listeners.entries()) {
-    for (const [j, spec] of l.normalizers.entries()) {
-      try {
-        await loadNormalizer(normalizerSpec(spec), c.base_dir);
-      } catch (e) {
-        problems.push({ key: `listeners[${i}].normalizers[${j}]`, message: (e as Error).message });
-      }
+    // The one chain loader the daemon and the decode workers use (normalize.ts).
+    try {
+      await loadChain(l.normalizers, c.base_dir);
+    } catch (e) {
+      const failures = e instanceof ChainLoadError ? e.failures : [{ index: 0, message: (e as Error).message }];
+      for (const f of failures) problems.push({ key: `listeners[${i}].normalizers[${f.index}]`, message: f.message });
     }
   }
   if (problems.length > 0) throw new ConfigError(problems, file);

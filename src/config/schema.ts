@@ -54,7 +54,7 @@ export const SCHEMA: ObjectSpec = {
         syslog_timestamp: { kind: 'enum', doc: '`changed`: `syslog.timestamp` only when it differs from the event\'s `timestamp` (null when the header had none); `always`: the header\'s time stamp whenever it had one.', values: ['changed', 'always'], default: 'changed' },
       },
     },
-    decode_workers: { kind: 'int', doc: 'Threads that decode, normalize and encode events (the reads of one connection are spread over them, and put back in order). -1: one per core when there are 2 or more cores, else 0; 0: decode on the main thread. While the KSC integration watches events (it has a connection or a response rule), events are decoded on the main thread.', default: -1, min: -1, max: 64 },
+    decode_workers: { kind: 'int', doc: 'Threads that decode, normalize and encode events (the reads of one connection are spread over them, and put back in order). -1: one per core when there are 2 or more cores, else 0; 0: decode on the main thread. The KSC integration\'s per-event work (enrichment, response-rule filters) runs on these threads too.', default: -1, min: -1, max: 64 },
     shutdown_timeout: dur('On SIGTERM/SIGINT: longest wait for connections to finish and outputs to flush before exiting.', '10s', 0.001),
     listeners: {
       kind: 'list',

@@ -1,21 +1,32 @@
 /**
  * Daemon extensions: features that live beside the ingest pipeline (the KSC integration:
  * asset import, task status, response rules, the admin API). An extension starts after
- * the outputs and before the listeners, sees every event through a tap (after the
- * normalizers, before routing: it may add fields, such as `assets`), and stops after the
- * listeners.
+ * the outputs and before the listeners, may see every event (after the normalizers, before
+ * routing: it may add fields, such as `assets`), and stops after the listeners.
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { CefdEvent, EventOrigin } from '../event.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
+import type { FindingsHandler, KscWatchSpec } from '../ksc/watch.js';
 
 export interface DaemonContext {
   readonly config: Config;
   readonly telemetry: Telemetry;
   readonly log: Logger;
-  /** Sees every event after the normalizers and before routing; runs on the hot path. */
+  /**
+   * Sees every event after the normalizers and before routing, with its origin (listener,
+   * peer, TLS client certificate), on the main thread: while a tap is registered, events
+   * are decoded on the main thread. Prefer `watchEvents`.
+   */
   addTap(tap: (event: CefdEvent, origin: EventOrigin) => void): () => void;
+  /**
+   * The KSC integration's per-event work (ksc/watch.ts), run where events are decoded (the
+   * decode workers); its findings come to `onFindings` on the main thread with the frames'
+   * origin (listener, peer, TLS client certificate). Call again whenever the spec changes
+   * (rules, assets); null stops it.
+   */
+  watchEvents(spec: KscWatchSpec | null, onFindings: FindingsHandler): void;
 }
 
 export interface DaemonExtension {

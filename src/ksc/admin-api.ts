@@ -14,6 +14,7 @@ import { KscInputError } from './errors.js';
 import type { KscCredentials } from './secrets.js';
 import type { ConnectionTls } from './store.js';
 import type { SyncResult } from './assets.js';
+import type { AttributeSyncResult } from './attributes.js';
 import type { StartRequest, StartResult } from './tasks.js';
 import { ApiError, type Reply, type RequestContext, type Route } from '../admin/http.js';
 
@@ -47,6 +48,8 @@ export interface AdminBackend {
   rules(): RuleView[];
   /** Imports assets (all enabled connections, or of a tenant, or one connection). */
   sync(o: { tenant?: string; connection?: string }): Promise<SyncResult[]>;
+  /** Imports the attributes (software, patches, vulnerabilities, owners) of the imported devices. */
+  syncAttributes(o: { tenant?: string; connection?: string }): Promise<AttributeSyncResult[]>;
   /** A manual task start (counted in the metrics). */
   startTask(req: StartRequest): Promise<StartResult>;
 }
@@ -236,19 +239,22 @@ export function adminRoutes(b: AdminBackend): Route[] {
       method: 'GET',
       path: '/api/v1/assets/:id',
       handler: (c) => {
-        const a = k.getAsset(c.params['id']!);
-        if (a === undefined) throw new ApiError(404, 'ksc_not_found', `no asset ${c.params['id']}`);
-        return ok({ asset: a });
+        const d = k.getAssetDetail(c.params['id']!);
+        if (d === undefined) throw new ApiError(404, 'ksc_not_found', `no asset ${c.params['id']}`);
+        return ok(d);
       },
     },
     {
       method: 'POST',
       path: '/api/v1/assets/sync',
       handler: async (c) => {
-        const o = object(c.body, ['tenant', 'connection']);
+        const o = object(c.body, ['tenant', 'connection', 'attributes']);
         const tenant = optString(o, 'tenant');
         const connection = optString(o, 'connection');
-        const results = await b.sync({ ...(tenant !== undefined ? { tenant } : {}), ...(connection !== undefined ? { connection } : {}) });
+        const sel = { ...(tenant !== undefined ? { tenant } : {}), ...(connection !== undefined ? { connection } : {}) };
+        // `attributes: true`: the attribute import (software, vulnerabilities, owners) instead of the basic one.
+        if (optBool(o, 'attributes') === true) return ok({ results: await b.syncAttributes(sel) });
+        const results = await b.sync(sel);
         return ok({ results });
       },
     },

@@ -12,9 +12,11 @@
  * A failed import archives nothing.
  */
 import type { KscClient, KscHostProduct } from './client.js';
+import { KscPxgError } from './errors.js';
+import { macFromBytes, mergeTarget } from './match.js';
 import { decodeIpLong, type Decoded } from './params.js';
 import { redact, silentLogger, type KscLogger } from './secrets.js';
-import type { AssetProduct, Connection, ImportedHost, KscStore, Platform } from './store.js';
+import type { AssetHardware, AssetProduct, AssetProtection, Connection, ImportedHost, KscStore, Platform } from './store.js';
 
 export const HOST_FIELDS = [
   'KLHST_WKS_HOSTNAME',
@@ -29,6 +31,34 @@ export const HOST_FIELDS = [
   'KLHST_WKS_STATUS',
   'name',
 ] as const;
+
+/**
+ * Host attributes of OPEN-API.md §3.1 the hourly import reads besides HOST_FIELDS: MAC
+ * addresses, Network Agent connection time, protection status and anti-virus bases, the
+ * hardware-related type codes and OS version. A server that refuses one of them in
+ * FindHosts (PxgError) gets the import with HOST_FIELDS only (logged).
+ */
+export const HOST_DETAIL_FIELDS = [
+  'KLHST_WKS_MAC_ADDRESSES',
+  'KLHST_WKS_LAST_NAGENT_CONNECTED',
+  'KLHST_WKS_STATUS_ID',
+  'KLHST_WKS_RTP_AV_VERSION',
+  'KLHST_WKS_RTP_AV_BASES_TIME',
+  'KLHST_WKS_LAST_UPDATE',
+  'KLHST_WKS_LAST_FULLSCAN',
+  'KLHST_WKS_VIRUS_COUNT',
+  'KLHST_WKS_NAG_VERSION',
+  'KLHST_WKS_CTYPE',
+  'KLHST_WKS_PTYPE',
+  'KLHST_WKS_OS_VER_MAJOR',
+  'KLHST_WKS_OS_VER_MINOR',
+  'KLHST_WKS_OS_BUILD_NUMBER',
+  'KLWNF_OS_IS_SERVER',
+] as const;
+
+/** KLHST_WKS_STATUS bit 0x10: real-time protection installed (OPEN-API.md §3.1). */
+const STATUS_RTP = 0x10;
+const STATUS_ID: Record<number, AssetProtection['status']> = { 0: 'ok', 1: 'critical', 2: 'warning' };
 
 /** KLHST_WKS_STATUS bit 0x4: Network Agent installed (OPEN-API.md §3.1). */
 const STATUS_NAGENT = 0x4;
@@ -65,6 +95,52 @@ function s(v: Decoded | undefined): string | null {
   return typeof v === 'string' && v !== '' ? v : null;
 }
 
+const n = (v: Decoded | undefined): number | undefined => (typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : undefined);
+
+/** MAC addresses of a KLHST_WKS_MAC_ADDRESSES value: an array of paramBinary(6) (decoded to Buffers). */
+export function macsOf(v: Decoded | undefined): string[] {
+  if (!Array.isArray(v)) return [];
+  const out: string[] = [];
+  for (const x of v) {
+    const m = Buffer.isBuffer(x) ? macFromBytes(x) : null;
+    if (m !== null && !out.includes(m)) out.push(m);
+  }
+  return out;
+}
+
+/** The hardware and protection attributes of a FindHosts row (only what the row has). */
+export function detailsFromRow(row: Record<string, Decoded>): { hardware: AssetHardware; protection: AssetProtection } {
+  const hardware: AssetHardware = {};
+  const ct = n(row['KLHST_WKS_CTYPE']);
+  if (ct !== undefined) hardware.computerType = ct;
+  const pt = n(row['KLHST_WKS_PTYPE']);
+  if (pt !== undefined) hardware.platformType = pt;
+  const maj = n(row['KLHST_WKS_OS_VER_MAJOR']);
+  const min = n(row['KLHST_WKS_OS_VER_MINOR']);
+  if (maj !== undefined) hardware.osVersion = `${maj}.${min ?? 0}`;
+  const build = n(row['KLHST_WKS_OS_BUILD_NUMBER']);
+  if (build !== undefined) hardware.osBuild = build;
+  if (typeof row['KLWNF_OS_IS_SERVER'] === 'boolean') hardware.server = row['KLWNF_OS_IS_SERVER'];
+  const protection: AssetProtection = {};
+  const sid = n(row['KLHST_WKS_STATUS_ID']);
+  if (sid !== undefined && STATUS_ID[sid] !== undefined) protection.status = STATUS_ID[sid];
+  const st = n(row['KLHST_WKS_STATUS']);
+  if (st !== undefined) protection.rtpInstalled = (st & STATUS_RTP) !== 0;
+  const av = s(row['KLHST_WKS_RTP_AV_VERSION']);
+  if (av !== null) protection.avVersion = av;
+  const bases = s(row['KLHST_WKS_RTP_AV_BASES_TIME']);
+  if (bases !== null) protection.avBasesAt = bases;
+  const upd = s(row['KLHST_WKS_LAST_UPDATE']);
+  if (upd !== null) protection.lastUpdateAt = upd;
+  const scan = s(row['KLHST_WKS_LAST_FULLSCAN']);
+  if (scan !== null) protection.lastFullScanAt = scan;
+  const vc = n(row['KLHST_WKS_VIRUS_COUNT']);
+  if (vc !== undefined) protection.virusCount = vc;
+  const nag = s(row['KLHST_WKS_NAG_VERSION']);
+  if (nag !== null) protection.nagentVersion = nag;
+  return { hardware, protection };
+}
+
 /** Maps one FindHosts row to what the store keeps (products not included). */
 export function hostFromRow(row: Record<string, Decoded>): Omit<ImportedHost, 'products' | 'platform'> | undefined {
   const id = s(row['KLHST_WKS_HOSTNAME']);
@@ -87,7 +163,20 @@ export function hostFromRow(row: Record<string, Decoded>): Omit<ImportedHost, 'p
     groupName: s(row['name']),
     nagent: typeof status === 'number' && (status & STATUS_NAGENT) !== 0,
     lastVisible: s(row['KLHST_WKS_LAST_VISIBLE']),
+    ...('KLHST_WKS_MAC_ADDRESSES' in row ? { macs: macsOf(row['KLHST_WKS_MAC_ADDRESSES']) } : {}),
+    ...('KLHST_WKS_LAST_NAGENT_CONNECTED' in row ? { nagentConnectedAt: s(row['KLHST_WKS_LAST_NAGENT_CONNECTED']) } : {}),
+    ...detailsFromRow(row),
   };
+}
+
+/**
+ * KUMA imports only devices whose Network Agent has connected ("Connection time" set,
+ * OPEN-API.md §6): KLHST_WKS_LAST_NAGENT_CONNECTED non-empty. Without that attribute (a
+ * server that refused it), the Network Agent bit of KLHST_WKS_STATUS decides.
+ */
+export function agentConnected(h: Pick<ImportedHost, 'nagent' | 'nagentConnectedAt'>): boolean {
+  if (h.nagentConnectedAt !== undefined) return h.nagentConnectedAt !== null;
+  return h.nagent;
 }
 
 export interface SyncOptions {
@@ -118,6 +207,10 @@ export interface SyncResult {
   removed: number;
   /** Hosts whose products could not be read (their stored products were kept). */
   productErrors: number;
+  /** Hosts KSC returned whose Network Agent never connected: not imported. */
+  skippedNoAgent: number;
+  /** New KSC host ids merged into an existing asset (KUMA's two-of-IP/MAC/FQDN rule). */
+  merged: number;
   durationMs: number;
   error?: string;
 }
@@ -131,6 +224,23 @@ function productsOf(list: KscHostProduct[]): AssetProduct[] {
   }));
 }
 
+/** FindHosts pages with the detail fields; with HOST_FIELDS only when the server refuses them. */
+async function* hostPages(client: KscClient, conn: Connection, o: SyncOptions, log: KscLogger): AsyncGenerator<Record<string, Decoded>[]> {
+  const paging = { chunkSize: o.chunkSize ?? 100 };
+  let yielded = false;
+  try {
+    for await (const page of client.findHostsPaged(o.filter ?? '', [...HOST_FIELDS, ...HOST_DETAIL_FIELDS], paging)) {
+      yielded = true;
+      yield page;
+    }
+    return;
+  } catch (e) {
+    if (yielded || !(e instanceof KscPxgError)) throw e;
+    log.warn({ connection: conn.name, tenant: conn.tenant, err: e.message }, 'KSC refused the detail host attributes (MAC, protection, hardware); importing the basic ones');
+  }
+  yield* client.findHostsPaged(o.filter ?? '', [...HOST_FIELDS], paging);
+}
+
 /** Imports the hosts of one connection. Never throws: a failure is `ok: false` with `error`. */
 export async function syncConnectionAssets(store: KscStore, client: KscClient, conn: Connection, o: SyncOptions = {}): Promise<SyncResult> {
   const log = o.logger ?? silentLogger;
@@ -138,13 +248,23 @@ export async function syncConnectionAssets(store: KscStore, client: KscClient, c
   const now = store.currentTime();
   const startedAt = now.toISOString();
   const archiveCutoff = now.getTime() - (o.archiveAfterDays ?? 30) * DAY;
-  const res: SyncResult = { connectionId: conn.id, connection: conn.name, tenant: conn.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0 };
+  const res: SyncResult = {
+    connectionId: conn.id, connection: conn.name, tenant: conn.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0,
+    skippedNoAgent: 0, merged: 0, durationMs: 0,
+  };
+  // The merge rule only matters when the connection had assets before (not on a first import).
+  const hadAssets = store.db.prepare('SELECT 1 FROM assets WHERE connection_id = ? LIMIT 1').get(conn.id) !== undefined;
+  const createdIds: string[] = [];
   try {
-    for await (const page of client.findHostsPaged(o.filter ?? '', [...HOST_FIELDS], { chunkSize: o.chunkSize ?? 100 })) {
+    for await (const page of hostPages(client, conn, o, log)) {
       const hosts: ImportedHost[] = [];
       for (const row of page) {
         const h = hostFromRow(row);
         if (h === undefined) continue;
+        if (!agentConnected(h)) {
+          res.skippedNoAgent++;
+          continue;
+        }
         let products: AssetProduct[] | undefined = [];
         if (o.products !== false && h.nagent) {
           try {
@@ -161,18 +281,37 @@ export async function syncConnectionAssets(store: KscStore, client: KscClient, c
         for (const h of hosts) {
           const archived = h.lastVisible !== null && Date.parse(h.lastVisible) < archiveCutoff;
           const r = store.upsertAsset(conn, h, archived);
-          if (r.created) res.created++;
-          else res.updated++;
+          if (r.created) {
+            res.created++;
+            if (hadAssets) createdIds.push(r.asset.id);
+          } else res.updated++;
           if (archived && !r.wasArchived) res.archived++;
         }
       })();
       res.hosts += hosts.length;
     }
+    // KSC re-created a device under a new id: merge the new record into the asset that the
+    // import no longer returned, when two of IP/MAC/FQDN match (KUMA's rule).
+    for (const id of createdIds) {
+      const a = store.getAsset(id);
+      if (a === undefined) continue;
+      const gone = store.findIdentityCandidates(conn.id, a, a.kscHostId).filter((c) => c.lastImportedAt < startedAt);
+      const target = mergeTarget(a, gone);
+      if (target === undefined) continue;
+      store.mergeAsset(target.id, a.id);
+      res.merged++;
+      res.created--;
+      res.updated++;
+      log.info({ connection: conn.name, tenant: conn.tenant, asset: target.id, from: target.kscHostId, to: a.kscHostId }, 'KSC re-created a device under a new id; merged into its asset');
+    }
     res.archived += store.archiveMissing(conn.id, startedAt);
     res.removed = store.removeArchivedBefore(conn.id, new Date(now.getTime() - (o.removeAfterDays ?? 30) * DAY).toISOString());
     res.ok = true;
     store.recordSync(conn.id, { ok: true, hosts: res.hosts });
-    log.info({ connection: conn.name, tenant: conn.tenant, hosts: res.hosts, created: res.created, archived: res.archived, removed: res.removed }, 'KSC assets imported');
+    log.info(
+      { connection: conn.name, tenant: conn.tenant, hosts: res.hosts, created: res.created, archived: res.archived, removed: res.removed, merged: res.merged, skippedNoAgent: res.skippedNoAgent },
+      'KSC assets imported',
+    );
   } catch (e) {
     res.error = redact((e as Error).message);
     store.recordSync(conn.id, { ok: false, error: res.error });

@@ -95,7 +95,7 @@ async function withKsc(o: Common, f: (k: KscIntegrationType) => Promise<number |
   let k: KscIntegrationType | undefined;
   try {
     const { loadConfig, ConfigError } = await import('../config/load.js');
-    let settings: { stateDir: string; credentialsFile?: string; timeoutMs?: number; retries?: number; taskRunBlockingMs?: number };
+    let settings: { stateDir: string; credentialsFile?: string; timeoutMs?: number; retries?: number; taskRunBlockingMs?: number; attributes?: { concurrency: number; budgetMs: number } };
     try {
       if (o.config === undefined && o.stateDir !== undefined) {
         settings = { stateDir: resolve(o.stateDir) };
@@ -107,6 +107,7 @@ async function withKsc(o: Common, f: (k: KscIntegrationType) => Promise<number |
           timeoutMs: c.ksc.request_timeout * 1000,
           retries: c.ksc.retries,
           taskRunBlockingMs: c.ksc.task_run_blocking * 1000,
+          attributes: { concurrency: c.ksc.asset_attributes_concurrency, budgetMs: c.ksc.asset_attributes_budget * 1000 },
         };
       }
     } catch (e) {
@@ -122,6 +123,7 @@ async function withKsc(o: Common, f: (k: KscIntegrationType) => Promise<number |
         logger: stderrLogger(o.verbose === true),
         client: { ...(settings.timeoutMs !== undefined ? { timeoutMs: settings.timeoutMs } : {}), ...(settings.retries !== undefined ? { retries: settings.retries } : {}) },
         ...(settings.taskRunBlockingMs !== undefined ? { taskRunBlockingMs: settings.taskRunBlockingMs } : {}),
+        ...(settings.attributes !== undefined ? { attributes: settings.attributes } : {}),
       });
     } catch (e) {
       throw new CliError(EXIT.failure, 'ksc_store_failed', `cannot open the KSC state store in ${settings.stateDir}: ${(e as Error).message}`);
@@ -408,9 +410,27 @@ function tenantCommands(ksc: Command): void {
 function assetCommands(ksc: Command): void {
   const assets = ksc.command('assets').description('Assets imported from KSC');
 
-  addCommon(assets.command('sync').description('Import assets now from every enabled connection (or --connection)').option('--connection <connection>', 'only this connection (id or name)')).action(
-    async (o: Common & { connection?: string }) =>
+  addCommon(
+    assets
+      .command('sync')
+      .description('Import assets now from every enabled connection (or --connection)')
+      .option('--connection <connection>', 'only this connection (id or name)')
+      .option('--attributes', 'import the attributes of the imported devices instead (installed software, patches, vulnerabilities, owners)'),
+  ).action(
+    async (o: Common & { connection?: string; attributes?: boolean }) =>
       withKsc(o, async (k) => {
+        if (o.attributes === true) {
+          const results = await k.syncAttributes({ ...(o.tenant !== undefined ? { tenant: o.tenant } : {}), ...(o.connection !== undefined ? { connection: o.connection } : {}) });
+          if (o.json) printJson({ results });
+          else if (results.length === 0) out('no enabled KSC connection to import from');
+          else {
+            for (const r of results) {
+              const rest = `${r.imported} devices imported, ${r.failed} failed${r.remaining > 0 ? `, ${r.remaining} not reached (the next run starts with them)` : ''}`;
+              out(r.ok ? `${r.tenant}/${r.connection}: ok, ${rest}${r.budgetExhausted ? ' (time budget spent)' : ''} in ${r.durationMs} ms` : `${r.tenant}/${r.connection}: FAILED: ${r.error} (${rest})`);
+            }
+          }
+          return results.every((r) => r.ok) ? EXIT.ok : EXIT.failure;
+        }
         const results = await k.syncAssets({ ...(o.tenant !== undefined ? { tenant: o.tenant } : {}), ...(o.connection !== undefined ? { connection: o.connection } : {}) });
         if (o.json) printJson({ results });
         else if (results.length === 0) out('no enabled KSC connection to import from');
@@ -418,7 +438,7 @@ function assetCommands(ksc: Command): void {
           for (const r of results) {
             out(
               r.ok
-                ? `${r.tenant}/${r.connection}: ok, ${r.hosts} hosts (${r.created} new, ${r.updated} updated, ${r.archived} archived, ${r.removed} removed${r.productErrors > 0 ? `, products unreadable for ${r.productErrors}` : ''}) in ${r.durationMs} ms`
+                ? `${r.tenant}/${r.connection}: ok, ${r.hosts} hosts (${r.created} new, ${r.updated} updated, ${r.merged > 0 ? `${r.merged} merged, ` : ''}${r.archived} archived, ${r.removed} removed${r.productErrors > 0 ? `, products unreadable for ${r.productErrors}` : ''}${r.skippedNoAgent > 0 ? `, ${r.skippedNoAgent} skipped: Network Agent never connected` : ''}) in ${r.durationMs} ms`
                 : `${r.tenant}/${r.connection}: FAILED: ${r.error}`,
             );
           }
@@ -442,31 +462,57 @@ function assetCommands(ksc: Command): void {
     }),
   );
 
-  addCommon(assets.command('show').description('Show one asset').argument('<asset>', 'cefd asset id'), { tenant: false }).action(async (id: string, o: Common) =>
+  addCommon(
+    assets
+      .command('show')
+      .description('Show one asset with its software and vulnerabilities')
+      .argument('<asset>', 'cefd asset id')
+      .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text')),
+    { tenant: false },
+  ).action(async (id: string, o: Common & { format?: string }) =>
     withKsc(o, (k) => {
-      const a = k.getAsset(id);
-      if (a === undefined) throw new CliError(EXIT.failure, 'ksc_not_found', `no asset ${id}`);
-      if (o.json) printJson({ asset: a });
-      else {
-        const rows: [string, string][] = [
-          ['id', a.id],
-          ['tenant', a.tenant],
-          ['connection', a.connectionId],
-          ['KSC host id', a.kscHostId],
-          ['name', a.displayName ?? '-'],
-          ['FQDN', a.fqdn ?? '-'],
-          ['domain', a.domain ?? '-'],
-          ['IP addresses', a.ips.join(', ') || '-'],
-          ['OS', `${a.os ?? '-'} (${a.platform})`],
-          ['group', `${a.group.name ?? '-'} (${a.group.id ?? '-'})`],
-          ['Network Agent', a.nagent ? 'yes' : 'no'],
-          ['last visible', time(a.lastVisible)],
-          ['products', a.products.map((p) => `${p.displayName ?? p.product} ${p.version}`).join('; ') || '-'],
-          ['status', `${a.status}${a.archivedAt !== null ? ` since ${time(a.archivedAt)}` : ''}`],
-          ['imported', `${time(a.firstImportedAt)} first, ${time(a.lastImportedAt)} last`],
-        ];
-        out(rows.map(([kk, v]) => `${kk.padEnd(14)} ${v}`).join('\n'));
+      const d = k.getAssetDetail(id);
+      if (d === undefined) throw new CliError(EXIT.failure, 'ksc_not_found', `no asset ${id}`);
+      if (o.json === true || o.format === 'json') {
+        printJson(d);
+        return;
       }
+      const a = d.asset;
+      const p = a.protection;
+      const hw = a.hardware;
+      const rows: [string, string][] = [
+        ['id', a.id],
+        ['tenant', a.tenant],
+        ['connection', a.connectionId],
+        ['KSC host id', a.kscHostId],
+        ['name', a.displayName ?? '-'],
+        ['FQDN', a.fqdn ?? '-'],
+        ['domain', a.domain ?? '-'],
+        ['IP addresses', a.ips.join(', ') || '-'],
+        ['MAC addresses', a.macs.join(', ') || '-'],
+        ['OS', `${a.os ?? '-'} (${a.platform}${hw.osVersion !== undefined ? `, ${hw.osVersion}` : ''}${hw.osBuild ? ` build ${hw.osBuild}` : ''})`],
+        ['hardware', [hw.computerType !== undefined ? `computer type ${hw.computerType}` : '', hw.platformType !== undefined ? `platform type ${hw.platformType}` : '', hw.server === true ? 'server' : ''].filter(Boolean).join(', ') || '-'],
+        ['group', `${a.group.name ?? '-'} (${a.group.id ?? '-'})`],
+        ['Network Agent', `${a.nagent ? 'yes' : 'no'}${p.nagentVersion !== undefined ? ` ${p.nagentVersion}` : ''}, connected ${time(a.nagentConnectedAt)}`],
+        ['protection', `${p.status ?? '-'}${p.rtpInstalled !== undefined ? `, real-time protection ${p.rtpInstalled ? 'installed' : 'not installed'}` : ''}${p.avVersion !== undefined ? `, ${p.avVersion}` : ''}`],
+        ['AV bases', time(p.avBasesAt)],
+        ['last visible', time(a.lastVisible)],
+        ['products', a.products.map((x) => `${x.displayName ?? x.product} ${x.version}`).join('; ') || '-'],
+        ['owners', a.owners.map((x) => x.name).join(', ') || '-'],
+        ['status', `${a.status}${a.archivedAt !== null ? ` since ${time(a.archivedAt)}` : ''}`],
+        ['imported', `${time(a.firstImportedAt)} first, ${time(a.lastImportedAt)} last`],
+        ['attributes', `${a.attributes.importedAt === null ? 'never imported' : `imported ${time(a.attributes.importedAt)}`}${a.attributes.error !== null ? `; last attempt ${time(a.attributes.triedAt)} failed: ${a.attributes.error}` : ''}`],
+      ];
+      const parts = [rows.map(([kk, v]) => `${kk.padEnd(14)} ${v}`).join('\n')];
+      parts.push(`\nsoftware (${d.software.length})`);
+      if (d.software.length > 0) parts.push(table(['NAME', 'VERSION', 'PUBLISHER', 'INSTALLED'], d.software.map((x) => [x.name, x.version, x.publisher, x.installDate])));
+      if (d.patches.length > 0) parts.push(`\npatches (${d.patches.length})`, table(['NAME', 'VERSION', 'PUBLISHER', 'INSTALLED'], d.patches.map((x) => [x.name, x.version, x.publisher, x.installDate])));
+      parts.push(`\nvulnerabilities (${d.vulnerabilities.length})`);
+      if (d.vulnerabilities.length > 0) {
+        parts.push(table(['ID', 'SEVERITY', 'PRODUCT', 'DETECTED', 'IGNORED', 'URL'], d.vulnerabilities.map((v) => [v.id, v.severity, v.product, time(v.detectedAt), v.ignored ? 'yes' : 'no', v.url])));
+      }
+      if (a.platform !== 'windows') parts.push('(KSC has software and vulnerability information for Windows devices only)');
+      out(parts.join('\n'));
     }),
   );
 }

@@ -133,6 +133,27 @@ export interface KscHostProduct {
   build: string | undefined;
 }
 
+/** One program or patch of a host's software inventory (§2.8). */
+export interface KscInventoryItem {
+  name: string;
+  version: string;
+  publisher: string;
+  /** `YYYY-MM-DD`, from InstallDate `YYYYMMDD` (null when absent or malformed). */
+  installDate: string | null;
+}
+
+/** InstallDate of GetHostInvProducts is `YYYYMMDD` (§2.8); a datetime value is accepted too. */
+export function parseInstallDate(v: Decoded | undefined): string | null {
+  if (typeof v !== 'string') return null;
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(v.trim());
+  if (m !== null) {
+    const [, y, mo, d] = m;
+    const t = Date.UTC(Number(y), Number(mo) - 1, Number(d));
+    return Number.isNaN(t) || new Date(t).getUTCDate() !== Number(d) ? null : `${y}-${mo}-${d}`;
+  }
+  return /^\d{4}-\d{2}-\d{2}T/.test(v) ? v.slice(0, 10) : null;
+}
+
 export function parseServerAddress(url: string): { host: string; port: number } {
   const m = /^(?:https:\/\/)?([^/:\s]+)(?::(\d{1,5}))?\/?$/.exec(url.trim());
   if (m === null) throw new KscInputError('url', `KSC URL "${url}" is not host:port`);
@@ -689,6 +710,73 @@ export class KscClient {
     const out: Record<string, number> = {};
     for (const [k, v] of Object.entries(d)) if (typeof v === 'number') out[k] = v;
     return out;
+  }
+
+  /** `HostGroup.GetHostInfo` (§2.2): the requested attributes of one host, decoded. */
+  async getHostInfo(hostId: string, fields: string[]): Promise<Record<string, Decoded>> {
+    const r = await this.call('HostGroup.GetHostInfo', { strHostName: hostId, pFields2Return: fields });
+    return decodeParams(r['PxgRetVal']);
+  }
+
+  /**
+   * `InventoryApi.GetHostInvProducts` (§2.8): the programs installed on a (Windows) host,
+   * from `PxgRetVal.GNRL_EA_PARAM_1`. `GetHostInvPatches` with `patches`.
+   */
+  async getHostInventory(hostId: string, what: 'products' | 'patches' = 'products'): Promise<KscInventoryItem[]> {
+    const method = what === 'products' ? 'InventoryApi.GetHostInvProducts' : 'InventoryApi.GetHostInvPatches';
+    const r = await this.call(method, { szwHostId: hostId, pParams: {} });
+    const arr = decodeParams(r['PxgRetVal'])['GNRL_EA_PARAM_1'];
+    if (!Array.isArray(arr)) return [];
+    const out: KscInventoryItem[] = [];
+    const str = (v: Decoded | undefined): string => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '');
+    for (const x of arr) {
+      if (x === null || typeof x !== 'object' || Array.isArray(x) || Buffer.isBuffer(x)) continue;
+      const name = str(x['DisplayName']).trim();
+      if (name === '') continue;
+      out.push({ name, version: str(x['DisplayVersion']).trim(), publisher: str(x['Publisher']).trim(), installDate: parseInstallDate(x['InstallDate']) });
+    }
+    return out;
+  }
+
+  /**
+   * A SrvView (§2.8) read page by page: `ResetIterator`, `GetRecordCount`, then
+   * `GetRecordRange` from `nStart` to `nEnd` (exclusive) in steps of `pageSize`, advancing by
+   * what the server actually returned (a server may return fewer), `ReleaseIterator` at the
+   * end (also on error).
+   */
+  async *srvViewPaged(
+    view: string,
+    filter: string,
+    fields: string[],
+    o: { pageSize?: number; lifetimeSec?: number; order?: { name: string; asc: boolean }[] } = {},
+  ): AsyncGenerator<Record<string, Decoded>[]> {
+    const step = o.pageSize ?? 100;
+    const r = await this.call('SrvView.ResetIterator', {
+      wstrViewName: view,
+      wstrFilter: filter,
+      vecFieldsToReturn: fields,
+      vecFieldsToOrder: (o.order ?? []).map((x) => ({ Name: x.name, Asc: x.asc })),
+      pParams: {},
+      lifetimeSec: Math.min(o.lifetimeSec ?? 600, 7200),
+    });
+    const it = r['wstrIteratorId'];
+    if (typeof it !== 'string' || it === '') throw new KscProtocolError('SrvView.ResetIterator returned no wstrIteratorId', this.ctx('SrvView.ResetIterator'));
+    try {
+      const c = await this.call('SrvView.GetRecordCount', { wstrIteratorId: it });
+      const count = typeof c['PxgRetVal'] === 'number' ? c['PxgRetVal'] : 0;
+      for (let start = 0; start < count; ) {
+        const page = await this.call('SrvView.GetRecordRange', { wstrIteratorId: it, nStart: start, nEnd: Math.min(count, start + step) });
+        const arr = decodeParams(page['pRecords'])['KLCSP_ITERATOR_ARRAY'];
+        const items = Array.isArray(arr) ? arr.filter((x): x is Record<string, Decoded> => x !== null && typeof x === 'object' && !Array.isArray(x) && !Buffer.isBuffer(x)) : [];
+        if (items.length === 0) break;
+        start += items.length;
+        yield items;
+      }
+    } finally {
+      await this.call('SrvView.ReleaseIterator', { wstrIteratorId: it }).catch((e: unknown) =>
+        this.log.debug({ server: this.server, err: (e as Error).message }, 'SrvView.ReleaseIterator failed (the iterator expires by itself)'),
+      );
+    }
   }
 
   /** Ends the session (best effort) and closes the socket. */

@@ -1,10 +1,14 @@
 /**
  * The KSC integration inside the daemon (a DaemonExtension):
  *
- * - a tap on every event (after the normalizers, before routing): enrichment with asset
- *   references (an in-memory index lookup), task-state events into the task runs (only
- *   events the ksc normalizer marked `category: task_state`), then the response rules
- *   (compiled filters; starts are queued, never awaited here);
+ * - a watch on every event, run where events are decoded (the decode workers; watch.ts):
+ *   enrichment with asset references from a snapshot of the asset index, the response
+ *   rules' filters, and picking out task-state events (only events the ksc normalizer
+ *   marked `category: task_state`). What it finds comes back here (onFindings): rule
+ *   triggers (starts are queued, never awaited) and task states, written to the store in
+ *   batches, one transaction per batch, off the event path. The watch's spec is sent again
+ *   when rules change (start, SIGHUP) and when assets change (an import; a change by
+ *   another process, such as a CLI sync, seen through the store's data_version);
  * - the asset import scheduler (hourly by default, and once at start);
  * - the admin HTTP API, when enabled;
  * - metrics `cefd_ksc_*` in the daemon's registry.
@@ -17,17 +21,18 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { KscConfig, KscResponseRuleConfig } from './config/types.js';
 import type { DaemonContext, DaemonExtension } from '../extensions/extension.js';
-import type { CefdEvent, EventOrigin } from '../event.js';
+import type { EventOrigin } from '../event.js';
 import { TrustGate } from './trust-gate.js';
+import type { KscWatchSpec, KscFindings } from './watch.js';
 import { KscIntegration, type Scheduler } from './index.js';
-import { enrichEvent } from './enrich.js';
 import { redactingLogger, type KscLogger } from './secrets.js';
 import { ResponseRule, RuleStats, RULE_RESULTS, type RuleResult } from './rules.js';
 import { kscConfigProblems, specOf } from './config/check.js';
 
 export { kscConfigProblems };
 import type { SyncResult } from './assets.js';
-import type { StartRequest, StartResult } from './tasks.js';
+import type { AttributeSyncResult } from './attributes.js';
+import type { StartRequest, StartResult, TaskStateEvent } from './tasks.js';
 import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type MetricRows } from '../telemetry/telemetry.js';
 import { createAdminServer, type JsonServer, type RuleView } from './admin-server.js';
 
@@ -55,6 +60,7 @@ class KscMetrics {
   enriched = 0;
   readonly taskStateEvents = new Map<string, number>();
   readonly syncs = new Map<string, number>();
+  readonly attributeSyncs = new Map<string, number>();
   lastSyncOk = 0;
   readonly adminRequests = new Map<string, number>();
 
@@ -89,6 +95,9 @@ class KscMetrics {
       () => [...(read.trust()?.untrusted ?? [])].map(([kind, v]) => [{ kind }, v]),
     );
     counter('cefd_ksc_asset_sync_total', 'Asset imports of a connection, by result (ok, failed).', ['result'], () => [...this.syncs].map(([result, v]) => [{ result }, v]));
+    counter('cefd_ksc_asset_attribute_sync_total', 'Attribute imports (software, vulnerabilities, owners) of a connection, by result (ok, budget: stopped at its time budget, failed).', ['result'], () =>
+      [...this.attributeSyncs].map(([result, v]) => [{ result }, v]),
+    );
     gauge('cefd_ksc_asset_sync_last_success_timestamp_seconds', 'When an asset import last succeeded (Unix time; 0: never).', [], () => [[{}, this.lastSyncOk]]);
     gauge('cefd_ksc_assets', 'Assets in the store, per tenant and state (active, archived).', ['tenant', 'state'], () => {
       const k = read.integration();
@@ -128,11 +137,17 @@ export class KscExtension implements DaemonExtension {
   private klog!: KscLogger;
   private k: KscIntegration | undefined;
   private integrationKey = '';
-  private untap: (() => void) | undefined;
+  /** Version of the last watch spec sent. */
+  private watchVersion = 0;
+  private watching = false;
+  /** Task states found by the watch, written to the store at the next turn of the loop. */
+  private taskStates: { ts: TaskStateEvent; connectionIds: ReadonlySet<string> }[] = [];
+  private taskStatesScheduled = false;
   private rules: ResponseRule[] = [];
   /** Which origins may act on KSC (ksc.trusted_sources). */
   private trust: TrustGate | undefined;
   private scheduler: Scheduler | undefined;
+  private attrScheduler: Scheduler<AttributeSyncResult> | undefined;
   private schedulerKey = '';
   private admin: JsonServer | undefined;
   private adminKey = '';
@@ -179,7 +194,9 @@ export class KscExtension implements DaemonExtension {
     const c = next.ksc;
     const problems = kscConfigProblems(c);
     if (problems.length > 0) throw new Error(`invalid ksc configuration: ${problems.map((p) => `${p.key}: ${p.message}`).join('; ')}`);
-    const ikey = JSON.stringify([c.enabled, next.state_dir, c.credentials_file ?? null, c.request_timeout, c.retries, next.logging.repeat_interval]);
+    const ikey = JSON.stringify([
+      c.enabled, next.state_dir, c.credentials_file ?? null, c.request_timeout, c.retries, next.logging.repeat_interval, c.asset_attributes_concurrency, c.asset_attributes_budget,
+    ]);
     if (ikey !== this.integrationKey) {
       await this.teardown(1_000);
       this.integrationKey = ikey;
@@ -190,12 +207,16 @@ export class KscExtension implements DaemonExtension {
     this.tenant = c.tenant;
     this.applyTrust(c);
     this.applyRules(c.response_rules);
-    const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout]);
+    const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout, c.asset_attributes_interval]);
     if (skey !== this.schedulerKey || this.scheduler === undefined) {
       this.scheduler?.stop();
+      this.attrScheduler?.stop();
       this.scheduler = this.k.startScheduler({ intervalMs: c.asset_sync_interval * 1000, staleRunMs: c.task_run_timeout * 1000 });
+      // Separate from the hourly import (own sessions, own timer): it never holds it up.
+      const attr = this.k.startAttributeScheduler({ intervalMs: c.asset_attributes_interval * 1000 });
+      this.attrScheduler = attr;
       this.schedulerKey = skey;
-      if (starting && c.sync_on_start) void this.scheduler.runNow();
+      if (starting && c.sync_on_start) void this.scheduler.runNow().then(() => attr.runNow());
     }
     const akey = JSON.stringify(c.admin);
     if (akey !== this.adminKey || (c.admin.enabled && this.admin === undefined)) {
@@ -248,51 +269,70 @@ export class KscExtension implements DaemonExtension {
         logger: this.klog,
         client: { timeoutMs: k.request_timeout * 1000, retries: k.retries },
         onSyncResult: (r) => this.onSync(r),
+        onAssetsChanged: () => this.publishWatch(),
+        attributes: { concurrency: k.asset_attributes_concurrency, budgetMs: k.asset_attributes_budget * 1000 },
+        onAttributeSyncResult: (r) => this.metrics!.add(this.metrics!.attributeSyncs, r.ok ? (r.budgetExhausted ? 'budget' : 'ok') : 'failed'),
       });
     } catch (e) {
       this.log.error({ code: 'ksc_store_failed', stateDir: c.state_dir, err: (e as Error).message }, `cannot open the KSC state store: ${(e as Error).message}`);
       this.integrationKey = '';
       throw new Error(`cannot open the KSC state store in ${c.state_dir} (set ksc.enabled: false to run without the KSC integration): ${(e as Error).message}`);
     }
-    this.updateTap();
-    // Connections added by the CLI or the admin API while cefd runs turn the tap on.
-    this.tapTimer = setInterval(() => this.updateTap(), 5_000);
-    this.tapTimer.unref();
+    // Assets another process imported (a CLI sync) reach the watch within a second: the
+    // check is one PRAGMA data_version (enrich.ts), the snapshot is rebuilt only on a change.
+    this.assetTimer = setInterval(() => {
+      try {
+        if (this.k?.assetIndex().refresh() === true) this.publishWatch();
+        // Connections added or removed by the CLI or the admin API reach the trust gate.
+        if (++this.assetTicks % 5 === 0) this.refreshTrustedConnections();
+      } catch (e) {
+        this.klog.warn({ code: 'ksc_store_failed', err: (e as Error).message }, `cannot read the KSC assets: ${(e as Error).message}`);
+      }
+    }, 1_000);
+    this.assetTimer.unref();
   }
 
-  private tapTimer: NodeJS.Timeout | undefined;
+  private assetTimer: NodeJS.Timeout | undefined;
+  private assetTicks = 0;
 
   /**
-   * The tap (enrichment, task status, response rules) sees every event on the hot path
-   * and makes the pipeline decode on its main thread; it is only on while there is
-   * something to do: a KSC connection, or a response rule.
+   * Sends the watch (ksc/watch.ts) the current rules and asset snapshot. It runs while the
+   * integration is on: with no rules and no assets it costs a field comparison per event,
+   * so there is nothing to decide and no reason to poll the store for it.
    */
-  private updateTap(): void {
+  private publishWatch(): void {
     const k = this.k;
-    let want = false;
-    if (k !== undefined) {
-      try {
-        const conns = k.listConnections({ tenant: this.config.ksc.tenant });
-        this.trust?.setConnections(conns);
-        want = this.rules.length > 0 || k.listConnections().length > 0;
-      } catch {
-        want = this.untap !== undefined;
-      }
-    }
-    if (want && this.untap === undefined) this.untap = this.ctx!.addTap(this.tap);
-    else if (!want && this.untap !== undefined) {
-      this.untap();
-      this.untap = undefined;
+    if (k === undefined || this.ctx === undefined) return;
+    const spec: KscWatchSpec = {
+      version: ++this.watchVersion,
+      tenant: this.tenant,
+      assets: k.assetIndex().snapshot(),
+      rules: this.rules.map((r) => ({ name: r.name, filter: r.spec.filter, assetField: r.spec.assetField })),
+    };
+    this.ctx.watchEvents(spec, this.onFindings);
+    this.watching = true;
+    this.refreshTrustedConnections();
+  }
+
+  /** The trust gate's connection names → ids, from the store (trust-gate.ts). */
+  private refreshTrustedConnections(): void {
+    try {
+      if (this.k !== undefined) this.trust?.setConnections(this.k.listConnections({ tenant: this.tenant }));
+    } catch {
+      // The store is unreadable for now: the asset timer tries again.
     }
   }
 
   private async teardown(timeoutMs: number): Promise<void> {
-    if (this.tapTimer !== undefined) clearInterval(this.tapTimer);
-    this.tapTimer = undefined;
-    this.untap?.();
-    this.untap = undefined;
+    if (this.assetTimer !== undefined) clearInterval(this.assetTimer);
+    this.assetTimer = undefined;
+    if (this.watching) this.ctx?.watchEvents(null, this.onFindings);
+    this.watching = false;
+    this.writeTaskStates();
     this.scheduler?.stop();
     this.scheduler = undefined;
+    this.attrScheduler?.stop();
+    this.attrScheduler = undefined;
     this.schedulerKey = '';
     const admin = this.admin;
     this.admin = undefined;
@@ -352,38 +392,68 @@ export class KscExtension implements DaemonExtension {
       );
     }
     this.rules = next;
-    if (this.k !== undefined && this.ctx !== undefined) this.updateTap();
+    this.publishWatch();
     for (const r of old.values()) void this.closeRule(r, 5_000);
   }
 
-  /** The hot path: see the file comment. */
-  private readonly tap = (ev: CefdEvent, origin: EventOrigin): void => {
-    const k = this.k;
+  /**
+   * What the watch found in a batch of events from `origin` (listener, peer, TLS client
+   * certificate; one source per batch). Rule triggers and task states act on KSC, so they
+   * pass the trust check here (trust.ts, ksc.trusted_sources); what no connection trusts is
+   * counted in cefd_ksc_untrusted_events_total and acts on nothing.
+   */
+  private readonly onFindings = (origin: EventOrigin, f: KscFindings): void => {
+    const m = this.metrics;
     const gate = this.trust;
-    if (k === undefined || gate === undefined) return;
-    const index = k.assetIndex();
-    const hasAssets = index.hasAssets();
-    if (hasAssets) {
-      const refs = enrichEvent(ev, index, this.tenant);
-      if (refs.source !== undefined || refs.destination !== undefined || refs.device !== undefined) this.metrics!.enriched++;
-    }
-    const ksc = ev.ksc;
-    if (ksc !== null && typeof ksc === 'object' && (ksc as { category?: unknown }).category === 'task_state') {
-      // Without assets no task run can be about this event's host: skip the store.
-      if (!hasAssets) return;
-      // The answers to task starts never trigger response rules: no feedback loop.
+    if (this.k === undefined || m === undefined || gate === undefined) return;
+    m.enriched += f.enriched;
+    const taskStates = f.taskStates.length + f.taskStatesIgnored;
+    if (taskStates > 0) {
+      // The answers to task starts: only runs of connections that trust the origin change.
       const ids = gate.connectionIds(origin);
-      if (ids.size === 0) gate.refused('task_state', origin);
-      else this.taskState(k, ev, ids);
-      return;
+      if (ids.size === 0) {
+        gate.refused('task_state', origin, taskStates);
+      } else {
+        for (let i = 0; i < f.taskStatesIgnored; i++) m.add(m.taskStateEvents, 'ignored');
+        for (const ts of f.taskStates) this.taskStates.push({ ts, connectionIds: ids });
+        if (f.taskStates.length > 0 && !this.taskStatesScheduled) {
+          this.taskStatesScheduled = true;
+          setImmediate(() => this.writeTaskStates());
+        }
+      }
     }
-    const rules = this.rules;
-    if (rules.length === 0) return;
+    if (f.triggers.length === 0 && f.noAsset.length === 0) return;
+    // Rules are matched by name: findings made under a spec from before a reload still
+    // reach the rule of that name, and a removed rule's are dropped.
+    const byName = new Map(this.rules.map((r) => [r.name, r]));
+    for (const [name, n] of f.noAsset) {
+      const r = byName.get(name);
+      if (r !== undefined) r.stats.noAsset += n;
+    }
+    if (f.triggers.length === 0) return;
     gate.begin(origin);
-    for (let i = 0; i < rules.length; i++) rules[i]!.offer(ev, gate.allowAsset);
+    for (const t of f.triggers) byName.get(t.rule)?.trigger(t.assetId, gate.allowAsset);
   };
 
-  private taskState(k: KscIntegration, ev: CefdEvent, connectionIds: ReadonlySet<string>): void {
+  /** The task states found since the last write, into the task runs in one transaction. */
+  private writeTaskStates(): void {
+    this.taskStatesScheduled = false;
+    const batch = this.taskStates;
+    if (batch.length === 0) return;
+    this.taskStates = [];
+    const k = this.k;
+    if (k === undefined || !k.store.db.open) return;
+    const apply = (): void => {
+      for (const x of batch) this.taskState(k, x.ts, x.connectionIds);
+    };
+    try {
+      k.store.db.transaction(apply)();
+    } catch (e) {
+      this.klog.warn({ code: 'ksc_task_state_failed', err: (e as Error).message }, `KSC task-state events could not update the task runs: ${(e as Error).message}`);
+    }
+  }
+
+  private taskState(k: KscIntegration, ev: TaskStateEvent, connectionIds: ReadonlySet<string>): void {
     try {
       const r = k.applyTaskStateEvent(ev, { connectionIds });
       this.metrics!.add(this.metrics!.taskStateEvents, r.outcome);
@@ -405,6 +475,13 @@ export class KscExtension implements DaemonExtension {
     if (k === undefined) return Promise.resolve([]);
     if (o.tenant === undefined && o.connection === undefined && this.scheduler !== undefined) return this.scheduler.runNow();
     return k.syncAssets(o);
+  }
+
+  /** An on-demand attribute import (all due devices of every enabled connection, or of a tenant or connection). */
+  syncAttributes(o: { tenant?: string; connection?: string } = {}): Promise<AttributeSyncResult[]> {
+    const k = this.k;
+    if (k === undefined) return Promise.resolve([]);
+    return k.syncAttributes(o);
   }
 
   /** A manual start (admin API), counted under the empty rule name. */
@@ -463,6 +540,7 @@ export class KscExtension implements DaemonExtension {
         },
         rules: () => this.ruleViews(),
         sync: (o) => this.sync(o),
+        syncAttributes: (o) => this.syncAttributes(o),
         startTask: (req) => this.startTask(req),
       },
       {

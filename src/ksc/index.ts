@@ -12,6 +12,7 @@ import {
   KscStore,
   DEFAULT_TENANT,
   type Asset,
+  type AssetDetail,
   type AssetFilter,
   type CachedTask,
   type Connection,
@@ -22,6 +23,7 @@ import {
   type TaskRun,
 } from './store.js';
 import { syncConnectionAssets, type SyncOptions, type SyncResult } from './assets.js';
+import { syncConnectionAttributes, type AttributeSyncOptions, type AttributeSyncResult } from './attributes.js';
 import { applyTaskStateEvent, refreshTasks, startTask, taskStateFromEvent, type ApplyResult, type StartRequest, type StartResult, type TaskStateEvent } from './tasks.js';
 import { AssetIndex, enrichEvent, type AssetRefs } from './enrich.js';
 import type { CefdEvent } from '../event.js';
@@ -37,6 +39,9 @@ export {
   assetIdFor,
   KSC_STATE_NAMES,
   type Asset,
+  type AssetDetail,
+  type SoftwareEntry,
+  type VulnerabilityEntry,
   type Connection,
   type ConnectionInput,
   type ConnectionPatch,
@@ -46,6 +51,8 @@ export {
   type RunState,
 } from './store.js';
 export { syncConnectionAssets, platformOf, productPlatform, type SyncOptions, type SyncResult } from './assets.js';
+export { syncConnectionAttributes, type AttributeSyncOptions, type AttributeSyncResult } from './attributes.js';
+export { normalizeMac, macFromBytes, mergeMatches, mergeTarget, type IdentityKeys } from './match.js';
 export { isKumaTask, chooseTask, startTask, applyTaskStateEvent, taskStateFromEvent, runStateOf, type StartRequest, type StartResult, type TaskStateEvent, type ApplyResult, type TaskCandidate } from './tasks.js';
 export { AssetIndex, enrichEvent, assetRefsOf, isKscEvent, type AssetRefs } from './enrich.js';
 export { decodeIpLong, encodeIpLong, decodeValue, decodeParams, encodeArgs, long } from './params.js';
@@ -62,6 +69,11 @@ export interface KscIntegrationOptions {
   sync?: SyncOptions;
   /** Told about every connection import (scheduled or on demand), for metrics. */
   onSyncResult?: (r: SyncResult) => void;
+  /** Called after every import (the asset index is rebuilt by then). */
+  onAssetsChanged?: () => void;
+  /** The attribute import's settings (`ksc.asset_attributes_*`). */
+  attributes?: Pick<AttributeSyncOptions, 'concurrency' | 'budgetMs' | 'pageSize'>;
+  onAttributeSyncResult?: (r: AttributeSyncResult) => void;
   /** Clock for tests. */
   now?: () => Date;
   /**
@@ -85,9 +97,9 @@ export interface EditConnection extends ConnectionPatch {
   secret?: KscCredentials;
 }
 
-export interface Scheduler {
+export interface Scheduler<R = SyncResult> {
   /** Runs a sync now (does not shift the schedule); resolves with its results. */
-  runNow(): Promise<SyncResult[]>;
+  runNow(): Promise<R[]>;
   stop(): void;
 }
 
@@ -108,6 +120,9 @@ export class KscIntegration {
   private syncing: Promise<SyncResult[]> | undefined;
   /** Imports in flight, by connection id: a second request for the same connection joins the first. */
   private readonly connSyncs = new Map<string, Promise<SyncResult>>();
+  private readonly attrSyncs = new Map<string, Promise<AttributeSyncResult>>();
+  /** Aborted at close: attribute imports take no new device. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: KscIntegrationOptions) {
     this.log = redactingLogger(o.logger ?? silentLogger);
@@ -219,9 +234,16 @@ export class KscIntegration {
     const hit = this.clients.get(c.id);
     if (hit !== undefined && hit.key === key) return hit.client;
     if (hit !== undefined) this.dropClient(c.id);
+    const client = this.newClient(c);
+    this.clients.set(c.id, { key, client });
+    return client;
+  }
+
+  /** A new Open API client (own session and socket) for a connection. Throws KscRefusedError without a secret. */
+  private newClient(c: Connection): KscClient {
     const ref = { id: c.id, tenant: c.tenant, name: c.name };
     if (this.secrets.get(ref) === undefined) throw new KscRefusedError('ksc_no_secret', `KSC connection "${c.name}" has no secret`);
-    const client = new KscClient({
+    return new KscClient({
       url: c.url,
       credentials: () => {
         const s = this.secrets.get(ref);
@@ -233,8 +255,6 @@ export class KscIntegration {
       logger: this.log,
       ...this.o.client,
     });
-    this.clients.set(c.id, { key, client });
-    return client;
   }
 
   // -- assets ------------------------------------------------------------------------------
@@ -248,7 +268,7 @@ export class KscIntegration {
         // Skipped silently in a full sync; said explicitly when this connection was asked for.
         if (o.connection === undefined) return undefined;
         const why = c.disabled ? `KSC connection "${c.name}" is disabled` : `the KSC integration of tenant "${c.tenant}" is off`;
-        return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0, error: why };
+        return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, skippedNoAgent: 0, merged: 0, durationMs: 0, error: why };
       }
       const running = this.connSyncs.get(c.id);
       if (running !== undefined) return running;
@@ -259,7 +279,7 @@ export class KscIntegration {
         } catch (e) {
           this.store.recordSync(c.id, { ok: false, error: (e as Error).message });
           this.log.warn({ connection: c.name, tenant: c.tenant, code: (e as { code?: string }).code ?? 'error', err: (e as Error).message }, 'KSC asset import failed; the assets imported before stay');
-          return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, durationMs: 0, error: (e as Error).message };
+          return { connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, hosts: 0, created: 0, updated: 0, archived: 0, removed: 0, productErrors: 0, skippedNoAgent: 0, merged: 0, durationMs: 0, error: (e as Error).message };
         }
         return syncConnectionAssets(this.store, client, c, { ...this.o.sync, logger: this.log });
       })().then((r) => {
@@ -276,6 +296,11 @@ export class KscIntegration {
     });
     const out = (await Promise.all(runs)).filter((x): x is SyncResult => x !== undefined);
     this.index?.refresh(true);
+    try {
+      this.o.onAssetsChanged?.();
+    } catch {
+      /* a hook must not break an import */
+    }
     return out;
   }
 
@@ -304,8 +329,97 @@ export class KscIntegration {
     return { runNow: tick, stop: () => clearInterval(timer) };
   }
 
+  /**
+   * The attribute import (software, patches, vulnerabilities, owners) of every enabled
+   * connection (of `tenant`, or just `connection`). Its own KSC sessions (`concurrency` per
+   * connection), so the hourly import is not held up; a request for a connection whose
+   * attribute import runs joins it.
+   */
+  async syncAttributes(o: { tenant?: string; connection?: string; olderThanMs?: number } = {}): Promise<AttributeSyncResult[]> {
+    const conns = o.connection !== undefined ? [this.store.resolveConnection(o.connection, o.tenant)] : this.store.listConnections(o.tenant !== undefined ? { tenant: o.tenant } : {});
+    const blank = (c: Connection, error: string): AttributeSyncResult => ({
+      connectionId: c.id, connection: c.name, tenant: c.tenant, ok: false, due: 0, imported: 0, failed: 0, remaining: 0, budgetExhausted: false, durationMs: 0, error,
+    });
+    const runs = conns.map(async (c): Promise<AttributeSyncResult | undefined> => {
+      const t = this.store.getTenant(c.tenant);
+      if (c.disabled || (t !== undefined && !t.integrationEnabled)) {
+        if (o.connection === undefined) return undefined;
+        return blank(c, c.disabled ? `KSC connection "${c.name}" is disabled` : `the KSC integration of tenant "${c.tenant}" is off`);
+      }
+      const running = this.attrSyncs.get(c.id);
+      if (running !== undefined) return running;
+      const a = this.o.attributes ?? {};
+      const made: KscClient[] = [];
+      const p = (async (): Promise<AttributeSyncResult> => {
+        try {
+          return await syncConnectionAttributes(
+            this.store,
+            () => {
+              for (let i = 0; i < Math.max(1, a.concurrency ?? 2); i++) made.push(this.newClient(c));
+              return made;
+            },
+            c,
+            { ...a, ...(o.olderThanMs !== undefined ? { olderThanMs: o.olderThanMs } : {}), logger: this.log, signal: this.stopping.signal },
+          );
+        } catch (e) {
+          return blank(c, (e as Error).message);
+        } finally {
+          await Promise.all(made.map((x) => x.close().catch(() => undefined)));
+        }
+      })().then((r) => {
+        try {
+          this.o.onAttributeSyncResult?.(r);
+        } catch {
+          /* a metrics hook must not break an import */
+        }
+        return r;
+      });
+      this.attrSyncs.set(c.id, p);
+      void p.finally(() => this.attrSyncs.delete(c.id));
+      return p;
+    });
+    return (await Promise.all(runs)).filter((x): x is AttributeSyncResult => x !== undefined);
+  }
+
+  /**
+   * Runs the attribute import of devices not done for `intervalMs` (default 12 h), checking
+   * every `min(intervalMs, 1 h)`: a run cut short by its time budget or a failure goes on at
+   * the next check with the devices it did not reach. First check after `firstAfterMs`.
+   */
+  startAttributeScheduler(o: { intervalMs?: number; firstAfterMs?: number } = {}): Scheduler<AttributeSyncResult> {
+    const interval = o.intervalMs ?? 12 * 3_600_000;
+    let running: Promise<AttributeSyncResult[]> | undefined;
+    const tick = (): Promise<AttributeSyncResult[]> => {
+      running ??= this.syncAttributes({ olderThanMs: interval })
+        .catch((e: unknown) => {
+          this.log.warn({ err: (e as Error).message }, 'scheduled KSC attribute import failed');
+          return [];
+        })
+        .finally(() => {
+          running = undefined;
+        });
+      return running;
+    };
+    const timer = setInterval(() => void tick(), Math.min(interval, 3_600_000));
+    timer.unref();
+    const first = o.firstAfterMs !== undefined ? setTimeout(() => void tick(), o.firstAfterMs) : undefined;
+    first?.unref();
+    return {
+      runNow: tick,
+      stop: () => {
+        clearInterval(timer);
+        if (first !== undefined) clearTimeout(first);
+      },
+    };
+  }
+
   listAssets(f: AssetFilter = {}): Asset[] {
     return this.store.listAssets(f);
+  }
+
+  /** An asset with its software, patches and vulnerabilities. */
+  getAssetDetail(id: string): AssetDetail | undefined {
+    return this.store.getAssetDetail(id);
   }
 
   getAsset(id: string): Asset | undefined {
@@ -365,6 +479,8 @@ export class KscIntegration {
   }
 
   async close(): Promise<void> {
+    this.stopping.abort();
+    await Promise.all([...this.attrSyncs.values()]);
     await Promise.all([...this.clients.values()].map((x) => x.client.close()));
     this.clients.clear();
     this.store.close();

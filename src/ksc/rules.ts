@@ -175,7 +175,16 @@ export class ResponseRule {
   offer(ev: CefdEvent, trusted?: (assetId: string) => boolean): boolean {
     if (this.closed) return false;
     if (this.filter !== undefined && !this.filter.test(ev)) return false;
-    const assetId = this.asset(ev);
+    return this.trigger(this.asset(ev), trusted);
+  }
+
+  /**
+   * An event passed this rule's filter (tested where it was decoded, ksc/watch.ts) with
+   * this asset reference: queues a start for it. Never throws, never waits. `trusted` as
+   * for `offer`.
+   */
+  trigger(assetId: unknown, trusted?: (assetId: string) => boolean): boolean {
+    if (this.closed) return false;
     if (typeof assetId !== 'string' || assetId === '') {
       this.stats.noAsset++;
       return false;

@@ -91,6 +91,110 @@ export interface Asset {
   lastImportedAt: string;
   archivedAt: string | null;
   status: 'active' | 'archived';
+  /** MAC addresses (`aa:bb:cc:dd:ee:ff`) from KLHST_WKS_MAC_ADDRESSES. */
+  macs: string[];
+  /** What the Open API says about the device's hardware (see docs/ksc-assets.md). */
+  hardware: AssetHardware;
+  protection: AssetProtection;
+  /** KLHST_WKS_LAST_NAGENT_CONNECTED (ISO): KSC's "Connection time". */
+  nagentConnectedAt: string | null;
+  /** Owners, from the attribute import. */
+  owners: AssetOwner[];
+  /** The attribute import (software, patches, vulnerabilities, owners) of this asset. */
+  attributes: AssetAttributesState;
+}
+
+/**
+ * Hardware as far as the Open API gives it: the host attributes of OPEN-API.md §3.1. CPU,
+ * RAM and disks have no Open API call there, so they are not imported; the network
+ * adapters are known only through their MAC addresses (`Asset.macs`).
+ */
+export interface AssetHardware {
+  /** KLHST_WKS_CTYPE: KSC's computer type code. */
+  computerType?: number;
+  /** KLHST_WKS_PTYPE: KSC's platform type code. */
+  platformType?: number;
+  /** KLHST_WKS_OS_VER_MAJOR / _MINOR / KLHST_WKS_OS_BUILD_NUMBER. */
+  osVersion?: string;
+  osBuild?: number;
+  /** KLWNF_OS_IS_SERVER. */
+  server?: boolean;
+}
+
+export interface AssetProtection {
+  /** KLHST_WKS_STATUS_ID: 0 OK, 1 critical, 2 warning. */
+  status?: 'ok' | 'critical' | 'warning';
+  /** KLHST_WKS_STATUS bit 0x10: real-time protection installed. */
+  rtpInstalled?: boolean;
+  /** KLHST_WKS_RTP_AV_VERSION. */
+  avVersion?: string;
+  /** KLHST_WKS_RTP_AV_BASES_TIME (ISO): anti-virus database date. */
+  avBasesAt?: string;
+  /** KLHST_WKS_LAST_UPDATE (ISO). */
+  lastUpdateAt?: string;
+  /** KLHST_WKS_LAST_FULLSCAN (ISO). */
+  lastFullScanAt?: string;
+  /** KLHST_WKS_VIRUS_COUNT. */
+  virusCount?: number;
+  /** KLHST_WKS_NAG_VERSION. */
+  nagentVersion?: string;
+}
+
+export interface AssetOwner {
+  name: string;
+  id?: string;
+}
+
+export interface AssetAttributesState {
+  /** Last attribute import that succeeded for this asset (ISO), null: never. */
+  importedAt: string | null;
+  /** Last attempt (ISO). */
+  triedAt: string | null;
+  /** Why the last attempt failed (the data of the import before is kept). */
+  error: string | null;
+  software: number;
+  patches: number;
+  vulnerabilities: number;
+}
+
+/** One installed program or patch (InventoryApi.GetHostInvProducts / GetHostInvPatches). */
+export interface SoftwareEntry {
+  name: string;
+  version: string;
+  publisher: string;
+  /** `YYYY-MM-DD` when KSC gives it. */
+  installDate: string | null;
+}
+
+/** One vulnerability of a device (KSC vulnerability view through SrvView). */
+export interface VulnerabilityEntry {
+  /** VulnerabilityId (KSC's id, e.g. `KLA10001`) or strVulnUid. */
+  id: string;
+  /** SeverityRating: KSC's rating code (see docs/ksc-assets.md). */
+  severity: number | null;
+  product: string | null;
+  url: string | null;
+  /** DetectionTime (ISO). */
+  detectedAt: string | null;
+  /** bIgnore: the administrator ignores it. */
+  ignored: boolean;
+}
+
+/** The attribute data of one device, as an attribute import replaces it. */
+export interface AssetAttributes {
+  software: SoftwareEntry[];
+  /** Undefined keeps the stored patches (the call is not available or failed). */
+  patches?: SoftwareEntry[];
+  vulnerabilities: VulnerabilityEntry[];
+  /** Undefined keeps the stored owners. */
+  owners?: AssetOwner[];
+}
+
+export interface AssetDetail {
+  asset: Asset;
+  software: SoftwareEntry[];
+  patches: SoftwareEntry[];
+  vulnerabilities: VulnerabilityEntry[];
 }
 
 /** What an import knows about one host. */
@@ -108,6 +212,10 @@ export interface ImportedHost {
   lastVisible: string | null;
   /** Undefined keeps the products already stored (e.g. when GetHostProducts failed). */
   products: AssetProduct[] | undefined;
+  macs?: string[];
+  hardware?: AssetHardware;
+  protection?: AssetProtection;
+  nagentConnectedAt?: string | null;
 }
 
 export interface CachedTask {
@@ -233,7 +341,7 @@ export function assetIdFor(connectionId: string, kscHostId: string): string {
 // ---------------------------------------------------------------------------------------
 // Migrations
 
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: readonly string[] = [
   // 1: initial schema
   `
   CREATE TABLE tenants (
@@ -318,7 +426,69 @@ const MIGRATIONS: string[] = [
   CREATE INDEX assets_display_name ON assets(lower(display_name));
   CREATE INDEX assets_fqdn ON assets(lower(fqdn));
   `,
+  // 3: MACs, hardware, protection, Network Agent connection time; the attribute import
+  // (software, patches, vulnerabilities, owners). Software and vulnerabilities are
+  // dictionaries shared by all devices, referenced by a small integer per asset (seq), so
+  // 50,000 devices x 300 programs stay a few hundred MB (docs/ksc-assets.md).
+  `
+  ALTER TABLE assets ADD COLUMN seq INTEGER;
+  UPDATE assets SET seq = rowid;
+  CREATE UNIQUE INDEX assets_seq ON assets(seq);
+  ALTER TABLE assets ADD COLUMN macs TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE assets ADD COLUMN hardware TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE assets ADD COLUMN protection TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE assets ADD COLUMN nagent_connected TEXT;
+  ALTER TABLE assets ADD COLUMN owners TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE assets ADD COLUMN attrs_at TEXT;
+  ALTER TABLE assets ADD COLUMN attrs_tried_at TEXT;
+  ALTER TABLE assets ADD COLUMN attrs_error TEXT;
+  ALTER TABLE assets ADD COLUMN n_software INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE assets ADD COLUMN n_patches INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE assets ADD COLUMN n_vulns INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX assets_attrs ON assets(connection_id, attrs_tried_at);
+  CREATE TABLE asset_addrs (
+    kind TEXT NOT NULL CHECK (kind IN ('ip', 'mac')),
+    value TEXT NOT NULL,
+    asset_seq INTEGER NOT NULL REFERENCES assets(seq) ON DELETE CASCADE,
+    PRIMARY KEY (kind, value, asset_seq)
+  ) WITHOUT ROWID;
+  CREATE INDEX asset_addrs_seq ON asset_addrs(asset_seq);
+  INSERT OR IGNORE INTO asset_addrs (kind, value, asset_seq) SELECT 'ip', j.value, a.seq FROM assets a, json_each(a.ips) j;
+  CREATE TABLE software (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    publisher TEXT NOT NULL,
+    UNIQUE (name, version, publisher)
+  );
+  CREATE TABLE asset_software (
+    asset_seq INTEGER NOT NULL REFERENCES assets(seq) ON DELETE CASCADE,
+    kind INTEGER NOT NULL,
+    software_id INTEGER NOT NULL,
+    install_date TEXT,
+    PRIMARY KEY (asset_seq, kind, software_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE vulnerabilities (
+    id INTEGER PRIMARY KEY,
+    vuln_id TEXT NOT NULL,
+    severity INTEGER,
+    product TEXT NOT NULL,
+    url TEXT NOT NULL,
+    UNIQUE (vuln_id, product, url, severity)
+  );
+  CREATE TABLE asset_vulns (
+    asset_seq INTEGER NOT NULL REFERENCES assets(seq) ON DELETE CASCADE,
+    vuln INTEGER NOT NULL,
+    detected_at TEXT,
+    ignored INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (asset_seq, vuln)
+  ) WITHOUT ROWID;
+  `,
 ];
+
+/** asset_software.kind */
+const SW_APP = 0;
+const SW_PATCH = 1;
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -366,6 +536,16 @@ function connectionOf(r: Row): Connection {
   };
 }
 
+function jsonObject<T>(v: unknown): T {
+  if (typeof v !== 'string') return {} as T;
+  try {
+    const o = JSON.parse(v) as unknown;
+    return (o !== null && typeof o === 'object' && !Array.isArray(o) ? o : {}) as T;
+  } catch {
+    return {} as T;
+  }
+}
+
 function assetOf(r: Row): Asset {
   const archivedAt = str(r['archived_at']);
   return {
@@ -387,8 +567,23 @@ function assetOf(r: Row): Asset {
     lastImportedAt: String(r['last_imported_at']),
     archivedAt,
     status: archivedAt === null ? 'active' : 'archived',
+    macs: jsonArray<string>(r['macs']),
+    hardware: jsonObject<AssetHardware>(r['hardware']),
+    protection: jsonObject<AssetProtection>(r['protection']),
+    nagentConnectedAt: str(r['nagent_connected']),
+    owners: jsonArray<AssetOwner>(r['owners']),
+    attributes: {
+      importedAt: str(r['attrs_at']),
+      triedAt: str(r['attrs_tried_at']),
+      error: str(r['attrs_error']),
+      software: num(r['n_software']) ?? 0,
+      patches: num(r['n_patches']) ?? 0,
+      vulnerabilities: num(r['n_vulns']) ?? 0,
+    },
   };
 }
+
+
 
 function taskOf(r: Row): CachedTask {
   return {
@@ -619,19 +814,25 @@ export class KscStore {
    * active one has none.
    */
   upsertAsset(c: Connection, host: ImportedHost, archived: boolean): { asset: Asset; created: boolean; wasArchived: boolean } {
-    const id = assetIdFor(c.id, host.kscHostId);
     const at = this.iso();
-    const existing = this.db.prepare('SELECT archived_at, products FROM assets WHERE id = ?').get(id) as Row | undefined;
-    const products = host.products !== undefined ? JSON.stringify(host.products) : existing !== undefined ? String(existing['products']) : '[]';
+    // By KSC's host id, not by the derived id: a merged asset keeps its id under a new host id.
+    const existing = this.db.prepare('SELECT * FROM assets WHERE connection_id = ? AND ksc_host_id = ?').get(c.id, host.kscHostId) as Row | undefined;
+    let id = existing !== undefined ? String(existing['id']) : assetIdFor(c.id, host.kscHostId);
+    // The derived id may belong to an asset that a merge moved to another host id.
+    for (let n = 2; existing === undefined && this.db.prepare('SELECT 1 FROM assets WHERE id = ?').get(id) !== undefined; n++) id = assetIdFor(c.id, `${host.kscHostId}#${n}`);
+    const keep = (col: string, v: unknown, dflt: string): string => (v !== undefined ? JSON.stringify(v) : existing !== undefined ? String(existing[col]) : dflt);
+    const products = keep('products', host.products, '[]');
     const archivedAt = archived ? (str(existing?.['archived_at']) ?? at) : null;
+    const macs = host.macs ?? (existing !== undefined ? jsonArray<string>(existing['macs']) : []);
     this.db
       .prepare(
         `INSERT INTO assets (id, connection_id, tenant, ksc_host_id, display_name, fqdn, domain, ips, os, platform, group_id, group_name, nagent,
-                             last_visible, products, first_imported_at, last_imported_at, archived_at)
-         VALUES (@id, @cid, @tenant, @hid, @dn, @fqdn, @domain, @ips, @os, @platform, @gid, @gname, @nagent, @lv, @products, @at, @at, @archived)
+                             last_visible, products, first_imported_at, last_imported_at, archived_at, seq, macs, hardware, protection, nagent_connected)
+         VALUES (@id, @cid, @tenant, @hid, @dn, @fqdn, @domain, @ips, @os, @platform, @gid, @gname, @nagent, @lv, @products, @at, @at, @archived,
+                 (SELECT IFNULL(MAX(seq), 0) + 1 FROM assets), @macs, @hw, @prot, @nc)
          ON CONFLICT(id) DO UPDATE SET display_name = @dn, fqdn = @fqdn, domain = @domain, ips = @ips, os = @os, platform = @platform,
            group_id = @gid, group_name = @gname, nagent = @nagent, last_visible = @lv, products = @products, last_imported_at = @at,
-           archived_at = @archived, tenant = @tenant`,
+           archived_at = @archived, tenant = @tenant, ksc_host_id = @hid, macs = @macs, hardware = @hw, protection = @prot, nagent_connected = @nc`,
       )
       .run({
         id,
@@ -651,9 +852,200 @@ export class KscStore {
         products,
         at,
         archived: archivedAt,
+        macs: JSON.stringify(macs),
+        hw: keep('hardware', host.hardware, '{}'),
+        prot: keep('protection', host.protection, '{}'),
+        nc: host.nagentConnectedAt !== undefined ? host.nagentConnectedAt : (str(existing?.['nagent_connected']) ?? null),
       });
+    this.setAddresses(id, host.ips, macs);
     this.localVersion++;
     return { asset: this.getAsset(id)!, created: existing === undefined, wasArchived: str(existing?.['archived_at']) !== null };
+  }
+
+  /** Keeps asset_addrs (the IP and MAC lookup table) in step with an asset's lists. */
+  private setAddresses(id: string, ips: readonly string[], macs: readonly string[]): void {
+    const seq = (this.db.prepare('SELECT seq FROM assets WHERE id = ?').get(id) as Row | undefined)?.['seq'];
+    if (seq === undefined) return;
+    this.db.prepare('DELETE FROM asset_addrs WHERE asset_seq = ?').run(seq);
+    const ins = this.db.prepare('INSERT OR IGNORE INTO asset_addrs (kind, value, asset_seq) VALUES (?, ?, ?)');
+    for (const ip of ips) ins.run('ip', ip, seq);
+    for (const mac of macs) ins.run('mac', mac, seq);
+  }
+
+  /**
+   * Assets of `connectionId` that share an IP, a MAC or the FQDN with `keys` (archived ones
+   * too), excluding KSC host `exceptHostId`: the candidates of KUMA's merge rule.
+   */
+  findIdentityCandidates(connectionId: string, keys: { ips: readonly string[]; macs: readonly string[]; fqdn: string | null }, exceptHostId: string): Asset[] {
+    const seqs = new Set<number>();
+    const q = this.db.prepare('SELECT asset_seq FROM asset_addrs WHERE kind = ? AND value = ?');
+    for (const ip of keys.ips) for (const r of q.all('ip', ip) as Row[]) seqs.add(Number(r['asset_seq']));
+    for (const m of keys.macs) for (const r of q.all('mac', m) as Row[]) seqs.add(Number(r['asset_seq']));
+    const out = new Map<string, Asset>();
+    const bySeq = this.db.prepare('SELECT * FROM assets WHERE seq = ? AND connection_id = ? AND ksc_host_id <> ?');
+    for (const sq of seqs) {
+      const r = bySeq.get(sq, connectionId, exceptHostId) as Row | undefined;
+      if (r !== undefined) out.set(String(r['id']), assetOf(r));
+    }
+    if (keys.fqdn !== null && keys.fqdn !== '') {
+      for (const r of this.db.prepare('SELECT * FROM assets WHERE lower(fqdn) = ? AND connection_id = ? AND ksc_host_id <> ?').all(keys.fqdn.toLowerCase(), connectionId, exceptHostId) as Row[]) {
+        out.set(String(r['id']), assetOf(r));
+      }
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * KSC re-created a device under a new host id and KUMA's rule says it is `target`: the
+   * target takes the new host id and the new record's data (it keeps its cefd id, first
+   * import time, task runs and attribute data); the just-created record is deleted.
+   */
+  mergeAsset(targetId: string, newId: string): Asset {
+    const t = this.db.prepare('SELECT * FROM assets WHERE id = ?').get(targetId) as Row | undefined;
+    const n = this.db.prepare('SELECT * FROM assets WHERE id = ?').get(newId) as Row | undefined;
+    if (t === undefined || n === undefined) throw new KscNotFoundError(`cannot merge assets ${targetId} and ${newId}: one is missing`);
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM assets WHERE id = ?').run(newId);
+      this.db
+        .prepare(
+          `UPDATE assets SET ksc_host_id = @hid, display_name = @dn, fqdn = @fqdn, domain = @domain, ips = @ips, os = @os, platform = @platform,
+             group_id = @gid, group_name = @gname, nagent = @nagent, last_visible = @lv, products = @products, last_imported_at = @at,
+             archived_at = @archived, macs = @macs, hardware = @hw, protection = @prot, nagent_connected = @nc WHERE id = @id`,
+        )
+        .run({
+          id: targetId,
+          hid: n['ksc_host_id'],
+          dn: n['display_name'],
+          fqdn: n['fqdn'],
+          domain: n['domain'],
+          ips: n['ips'],
+          os: n['os'],
+          platform: n['platform'],
+          gid: n['group_id'],
+          gname: n['group_name'],
+          nagent: n['nagent'],
+          lv: n['last_visible'],
+          products: n['products'],
+          at: n['last_imported_at'],
+          archived: n['archived_at'],
+          macs: n['macs'],
+          hw: n['hardware'],
+          prot: n['protection'],
+          nc: n['nagent_connected'],
+        });
+      this.setAddresses(targetId, jsonArray<string>(n['ips']), jsonArray<string>(n['macs']));
+    })();
+    this.localVersion++;
+    return this.getAsset(targetId)!;
+  }
+
+  /** Active assets of `mac` (normalized `aa:bb:cc:dd:ee:ff`), archived ones too. */
+  findAssetsByMac(mac: string): Asset[] {
+    return (this.db.prepare(`SELECT a.* FROM asset_addrs x JOIN assets a ON a.seq = x.asset_seq WHERE x.kind = 'mac' AND x.value = ?`).all(mac) as Row[]).map(assetOf);
+  }
+
+  // -- attribute import ------------------------------------------------------------------
+
+  /**
+   * Active assets of a connection due for an attribute import (last attempt before
+   * `triedBefore`, never tried, or failed last time): failed ones first, then never tried,
+   * then least recently tried, so a run stopped by its time budget or a failure resumes
+   * where it left off. Only what the import needs
+   * (a few dozen bytes per device), so 50,000 devices cost little memory.
+   */
+  attributeQueue(connectionId: string, o: { triedBefore: string }): { id: string; kscHostId: string; platform: Platform }[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT id, ksc_host_id, platform FROM assets WHERE connection_id = ? AND archived_at IS NULL
+             AND (attrs_tried_at IS NULL OR attrs_tried_at < ? OR attrs_error IS NOT NULL)
+           ORDER BY attrs_error IS NULL, attrs_tried_at IS NOT NULL, attrs_tried_at, seq`,
+        )
+        .all(connectionId, o.triedBefore) as Row[]
+    ).map((r) => ({ id: String(r['id']), kscHostId: String(r['ksc_host_id']), platform: String(r['platform']) as Platform }));
+  }
+
+  /** Replaces an asset's software, patches, vulnerabilities and owners in one transaction. */
+  replaceAttributes(assetId: string, a: AssetAttributes): void {
+    const row = this.db.prepare('SELECT seq FROM assets WHERE id = ?').get(assetId) as Row | undefined;
+    if (row === undefined) return;
+    const seq = row['seq'];
+    const at = this.iso();
+    const swId = this.db.prepare('SELECT id FROM software WHERE name = ? AND version = ? AND publisher = ?').pluck();
+    const swIns = this.db.prepare('INSERT INTO software (name, version, publisher) VALUES (?, ?, ?)');
+    const link = this.db.prepare('INSERT OR REPLACE INTO asset_software (asset_seq, kind, software_id, install_date) VALUES (?, ?, ?, ?)');
+    const vId = this.db.prepare('SELECT id FROM vulnerabilities WHERE vuln_id = ? AND product = ? AND url = ? AND severity IS ?').pluck();
+    const vIns = this.db.prepare('INSERT INTO vulnerabilities (vuln_id, severity, product, url) VALUES (?, ?, ?, ?)');
+    const vLink = this.db.prepare('INSERT OR REPLACE INTO asset_vulns (asset_seq, vuln, detected_at, ignored) VALUES (?, ?, ?, ?)');
+    const putSoftware = (kind: number, list: readonly SoftwareEntry[]): void => {
+      this.db.prepare('DELETE FROM asset_software WHERE asset_seq = ? AND kind = ?').run(seq, kind);
+      for (const e of list) {
+        let sid = swId.get(e.name, e.version, e.publisher) as number | bigint | undefined;
+        if (sid === undefined) sid = swIns.run(e.name, e.version, e.publisher).lastInsertRowid;
+        link.run(seq, kind, sid, e.installDate);
+      }
+    };
+    this.db.transaction(() => {
+      putSoftware(SW_APP, a.software);
+      if (a.patches !== undefined) putSoftware(SW_PATCH, a.patches);
+      this.db.prepare('DELETE FROM asset_vulns WHERE asset_seq = ?').run(seq);
+      for (const v of a.vulnerabilities) {
+        let vid = vId.get(v.id, v.product ?? '', v.url ?? '', v.severity) as number | bigint | undefined;
+        if (vid === undefined) vid = vIns.run(v.id, v.severity, v.product ?? '', v.url ?? '').lastInsertRowid;
+        vLink.run(seq, vid, v.detectedAt, v.ignored ? 1 : 0);
+      }
+      const count = (sql: string): number => Number(this.db.prepare(sql).pluck().get(seq));
+      this.db
+        .prepare(
+          `UPDATE assets SET attrs_at = @at, attrs_tried_at = @at, attrs_error = NULL, n_software = @ns, n_patches = @np, n_vulns = @nv,
+             owners = COALESCE(@owners, owners) WHERE seq = @seq`,
+        )
+        .run({
+          at,
+          seq,
+          ns: count(`SELECT COUNT(*) FROM asset_software WHERE asset_seq = ? AND kind = ${SW_APP}`),
+          np: count(`SELECT COUNT(*) FROM asset_software WHERE asset_seq = ? AND kind = ${SW_PATCH}`),
+          nv: count('SELECT COUNT(*) FROM asset_vulns WHERE asset_seq = ?'),
+          owners: a.owners !== undefined ? JSON.stringify(a.owners) : null,
+        });
+    })();
+  }
+
+  /** Records a failed attribute import of an asset: its data stays as it was. */
+  recordAttributeFailure(assetId: string, error: string): void {
+    this.db.prepare('UPDATE assets SET attrs_tried_at = ?, attrs_error = ? WHERE id = ?').run(this.iso(), error, assetId);
+  }
+
+  /** An asset with its software, patches and vulnerabilities. */
+  getAssetDetail(id: string): AssetDetail | undefined {
+    const asset = this.getAsset(id);
+    if (asset === undefined) return undefined;
+    const seq = this.db.prepare('SELECT seq FROM assets WHERE id = ?').pluck().get(id);
+    const sw = (kind: number): SoftwareEntry[] =>
+      (
+        this.db
+          .prepare(
+            `SELECT s.name, s.version, s.publisher, x.install_date FROM asset_software x JOIN software s ON s.id = x.software_id
+             WHERE x.asset_seq = ? AND x.kind = ? ORDER BY s.name COLLATE NOCASE, s.version`,
+          )
+          .all(seq, kind) as Row[]
+      ).map((r) => ({ name: String(r['name']), version: String(r['version']), publisher: String(r['publisher']), installDate: str(r['install_date']) }));
+    const vulnerabilities = (
+      this.db
+        .prepare(
+          `SELECT v.vuln_id, v.severity, v.product, v.url, x.detected_at, x.ignored FROM asset_vulns x JOIN vulnerabilities v ON v.id = x.vuln
+           WHERE x.asset_seq = ? ORDER BY v.severity DESC, v.vuln_id`,
+        )
+        .all(seq) as Row[]
+    ).map((r) => ({
+      id: String(r['vuln_id']),
+      severity: num(r['severity']),
+      product: str(r['product']) || null,
+      url: str(r['url']) || null,
+      detectedAt: str(r['detected_at']),
+      ignored: r['ignored'] === 1,
+    }));
+    return { asset, software: sw(SW_APP), patches: sw(SW_PATCH), vulnerabilities };
   }
 
   /** Archives active assets of `connectionId` that the import did not return (last imported before `importStartedAt`). */

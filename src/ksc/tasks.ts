@@ -67,8 +67,21 @@ export function findTaskByName(tasks: readonly CachedTask[], ref: string): Cache
   return tasks.find((t) => t.displayName.trim().toLowerCase() === lower);
 }
 
+/**
+ * Tasks that work on KSC's vulnerability and software information, which exists for
+ * Windows devices only (KUMA: "You can get vulnerability and software information only for
+ * assets with Windows operating system"). Recognized by task type or display name; the type
+ * names of these KSC tasks are not in OPEN-API.md, so this is a pattern (docs/ksc-assets.md).
+ */
+export function isWindowsOnlyTask(task: Pick<CachedTask, 'taskType' | 'displayName'>): boolean {
+  return /vulnerab|vapm|patch|software|inventory|install[ _-]?(required[ _-]?)?updates/i.test(`${task.taskType ?? ''}\n${task.displayName}`);
+}
+
 /** Does the task's product fit the asset (ignoring scope)? Returns a reason when not. */
 export function productMismatch(task: CachedTask, asset: Asset): string | null {
+  if (isWindowsOnlyTask(task) && asset.platform !== 'windows') {
+    return `a vulnerability or software task applies to Windows devices only (the asset is ${asset.platform})`;
+  }
   const prodKnown = task.product !== null && task.product !== '1103' && task.product !== '1093';
   if (prodKnown && asset.products.length > 0) {
     if (!asset.products.some((p) => p.product.toUpperCase() === task.product!.toUpperCase())) {

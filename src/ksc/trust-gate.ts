@@ -1,7 +1,7 @@
 /**
  * The trust check as the KSC extension applies it (the rules themselves are in trust.ts):
  * connection names resolved to ids (the store's connections of the tenant, refreshed with
- * the extension's tap timer), and what was refused counted (`cefd_ksc_untrusted_events_total`)
+ * the extension's asset timer), and what was refused counted (`cefd_ksc_untrusted_events_total`)
  * and logged once per kind and listener.
  */
 import type { EventOrigin } from '../event.js';
@@ -96,8 +96,9 @@ export class TrustGate {
     return false;
   };
 
-  refused(kind: UntrustedKind, origin: EventOrigin): void {
-    this.untrusted.set(kind, (this.untrusted.get(kind) ?? 0) + 1);
+  /** `n` events of one origin (a batch from a decode worker) refused. */
+  refused(kind: UntrustedKind, origin: EventOrigin, n = 1): void {
+    this.untrusted.set(kind, (this.untrusted.get(kind) ?? 0) + n);
     const key = `${kind}\0${origin.listener}`;
     if (this.logged.has(key)) return;
     this.logged.add(key);

@@ -9,8 +9,9 @@
  * (counted in `cefd_ksc_untrusted_events_total`, logged once). Threat model and set-up:
  * docs/ksc-trust.md.
  *
- * Pure code with no I/O: callable wherever events are evaluated (the main thread's event
- * tap, or a decode worker that evaluates rules).
+ * Pure code with no I/O: callable wherever events are evaluated. The KSC extension calls
+ * it on the main thread for the findings the decode workers send back (ksc/watch.ts), with
+ * the origin that travelled with the job.
  */
 import { AddressAllowlist } from '../sources/shared/cidr.js';
 import type { EventOrigin } from '../event.js';

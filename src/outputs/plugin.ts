@@ -24,7 +24,7 @@ export const BUFFER_FIELDS = fields({
 
 export const BUFFER = obj('The output\'s queue: on disk (events survive restarts and crashes) or in memory.', BUFFER_FIELDS);
 
-export const ENCODING = obj('How events become the records this output sends (src/codecs/encoders).', {
+export const ENCODING = obj('How events become the records this output sends (src/codecs/encoders), encoded on the decode workers; outputs with the same encoding share one encoded copy of each event. The `event` section applies to `native`.', {
   codec: enumOf('Encoder: `native` is cefd\'s own JSON event.', ENCODER_NAMES, 'native'),
   only_fields: list('Keep only these fields (dotted paths such as `ksc.task`); empty: all.', str('dotted field path'), { default: [] }),
   except_fields: list('Drop these fields (dotted paths); applied after `only_fields`.', str('dotted field path'), { default: [] }),

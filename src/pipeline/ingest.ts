@@ -1,6 +1,7 @@
 /**
  * What happens to one frame, with no I/O: decode (syslog, CEF) → normalizers → id,
- * listener, peer → route filters → JSON. Shared by the in-thread pipeline and the decode
+ * listener, peer → the KSC watch (enrichment, rules) → route filters → one record per
+ * encoder in use. Shared by the in-thread pipeline and the decode
  * workers (decode-worker.ts), so both do exactly the same thing. Counts go to a
  * FrameCounts the caller merges into telemetry.
  */
@@ -10,9 +11,8 @@ import type { CefdEvent, EventOrigin } from '../event.js';
 import { isCode } from '../errors.js';
 import { isoFromMs } from '../time.js';
 import { normalizeEvent, type Normalizer } from './normalize.js';
-import type { FilterLike } from './output-runner.js';
-
-export type { FilterLike };
+import { ALL_OUTPUTS, routeMask, type Routes } from './router.js';
+import type { KscWatch } from '../ksc/watch.js';
 
 
 /** Counters of one batch of frames, merged into telemetry by the caller. */
@@ -27,6 +27,12 @@ export class FrameCounts {
   readonly normalized = new Map<string, number>();
   /** normalizer → [n, last error text]. */
   readonly normalizerFailed = new Map<string, [number, string]>();
+  /**
+   * `output index\tcode` → [n, last detail]: what an output's encoding could not carry
+   * (Encoder.problems, codes `encode_*`), for each record of that output. By index: a
+   * worker knows the outputs by their place in the routes.
+   */
+  readonly encodeProblems = new Map<string, [number, string]>();
 
   static add(m: Map<string, number>, k: string, n = 1): void {
     m.set(k, (m.get(k) ?? 0) + n);
@@ -42,6 +48,7 @@ export class FrameCounts {
       warnings: [...this.warnings],
       normalized: [...this.normalized],
       normalizerFailed: [...this.normalizerFailed],
+      encodeProblems: [...this.encodeProblems],
     };
   }
 }
@@ -54,24 +61,53 @@ export interface FrameCountsData {
   warnings: [string, number][];
   normalized: [string, number][];
   normalizerFailed: [string, [number, string]][];
+  encodeProblems: [string, [number, string]][];
 }
 
 export interface IngestEnv {
   defaultZone: string;
   includeRaw: boolean;
-  /** Route filter of each output, in output order (undefined: every event). */
-  filters: readonly (FilterLike | undefined)[];
+  /** Route filters and encoders (router.ts). */
+  routes: Routes;
   /** Code that watches events after the normalizers (in-thread pipeline only). */
   taps?: readonly ((event: CefdEvent, origin: EventOrigin) => void)[];
   onTapError?: (e: unknown) => void;
+  /** The KSC integration's per-event work (ksc/watch.ts), here or on a worker. */
+  watch?: KscWatch | undefined;
 }
 
-export type FrameResult =
-  /** The event's JSON and the outputs it goes to (bit i: output i; all set when more than 31 outputs pass). */
-  | { json: string; mask: number }
-  | { dead: string };
+/**
+ * What encoder `e` could not carry in this event's record, counted for each output that
+ * gets the record (the outputs of the encoder whose route passed the event).
+ */
+function countEncodeProblems(routes: Routes, e: number, mask: number, counts: FrameCounts): void {
+  const p = routes.encoders[e]!.problems;
+  const taken = p.take();
+  const encoderOf = routes.encoderOf;
+  for (let i = 0; i < encoderOf.length; i++) {
+    if (encoderOf[i] !== e || (mask & (i < 32 ? 1 << i : ALL_OUTPUTS)) === 0) continue;
+    for (const [code, n] of taken) {
+      const key = `${i}\t${code}`;
+      const prev = counts.encodeProblems.get(key);
+      counts.encodeProblems.set(key, [(prev?.[0] ?? 0) + n, p.last.get(code) ?? '']);
+    }
+  }
+}
 
-const ALL = 0xffffffff;
+/** A frame that is not an event: its dead-letter record. */
+export interface DeadFrame {
+  dead: string;
+}
+
+/** The prefix of this process's event ids: boot time (ms, base 36); unique across restarts. */
+export function newIdPrefix(): string {
+  return Date.now().toString(36);
+}
+
+/** The id of the `seq`th frame since boot (main thread and workers number frames alike). */
+export function eventId(prefix: string, seq: number): string {
+  return `${prefix}-${seq.toString(36)}`;
+}
 
 /** The dead-letter record of a frame that is not an event (or a partial frame). */
 export function deadLetterRecord(buf: Buffer, reason: string, message: string, listener: string, peer: string, nowMs: number, truncated: boolean): string {
@@ -82,6 +118,11 @@ export function deadLetterRecord(buf: Buffer, reason: string, message: string, l
   return JSON.stringify(rec);
 }
 
+/**
+ * One frame: returns its route mask (0: no output wants it) with `encoded[e]` set to the
+ * record of encoder e for every encoder some routed output uses (each encoded once), or
+ * the frame's dead-letter record.
+ */
 export function processFrame(
   buf: Buffer,
   truncated: boolean,
@@ -92,8 +133,9 @@ export function processFrame(
   id: string,
   env: IngestEnv,
   counts: FrameCounts,
+  encoded: string[],
   tlsFingerprint?: string,
-): FrameResult {
+): number | DeadFrame {
   const r = decodeFrame(buf, truncated, nowMs, { defaultZone: env.defaultZone, keepRaw: env.includeRaw });
   if (!r.ok) {
     FrameCounts.add(counts.unparseable, r.failure.code);
@@ -116,6 +158,7 @@ export function processFrame(
   counts.lastEventMs = nowMs;
   if (event.errors !== undefined) for (const e of event.errors) FrameCounts.add(counts.errors, isCode(e.code) ? e.code : 'other');
   if (event.warnings !== undefined) for (const w of event.warnings) FrameCounts.add(counts.warnings, isCode(w.code) ? w.code : 'other');
+  env.watch?.see(event);
   const taps = env.taps;
   if (taps !== undefined && taps.length > 0) {
     const origin: EventOrigin = { listener, peer, tlsFingerprint };
@@ -127,21 +170,22 @@ export function processFrame(
       }
     }
   }
-  let mask = 0;
-  const filters = env.filters;
-  for (let i = 0; i < filters.length; i++) {
-    const f = filters[i];
-    if (f === undefined || f.test(event)) mask = i < 32 ? mask | (1 << i) : ALL;
-  }
-  if (mask === 0) return { json: '', mask: 0 };
-  let json: string;
+  const routes = env.routes;
+  const mask = routeMask(routes, event);
+  if (mask === 0) return 0;
+  const encoders = routes.encoders;
   try {
-    json = JSON.stringify(event);
+    for (let e = 0; e < encoders.length; e++) {
+      if ((mask & routes.encoderMasks[e]!) === 0) continue;
+      const enc = encoders[e]!;
+      encoded[e] = enc.encode(event);
+      if (enc.problems.counts.size > 0) countEncodeProblems(routes, e, mask, counts);
+    }
   } catch (e) {
-    // Only a normalizer can put something in an event that JSON cannot hold (a BigInt, a
-    // cycle): the frame is kept as a dead letter rather than lost or crashing cefd.
+    // Only a normalizer can put something in an event that an encoder cannot write (a
+    // BigInt, a cycle): the frame is kept as a dead letter rather than lost or crashing cefd.
     FrameCounts.add(counts.unparseable, 'event_unserializable');
-    return { dead: deadLetterRecord(buf, 'event_unserializable', `the event cannot be written as JSON: ${(e as Error).message}`, listener, peer, nowMs, truncated) };
+    return { dead: deadLetterRecord(buf, 'event_unserializable', `the event cannot be encoded: ${(e as Error).message}`, listener, peer, nowMs, truncated) };
   }
-  return { json, mask: mask >>> 0 };
+  return mask;
 }

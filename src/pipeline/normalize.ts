@@ -117,6 +117,46 @@ export function normalizerSpec(spec: string): { name: string } | { path: string 
   return spec.includes('/') || spec.endsWith('.js') || spec.endsWith('.mjs') ? { path: spec } : { name: spec };
 }
 
+/** Modules already loaded, by spec and folder: a reload reuses them (a module is imported once). */
+export type NormalizerCache = Map<string, Promise<Normalizer>>;
+
+/** A chain that did not load: every failing entry, by its index in the chain. */
+export class ChainLoadError extends Error {
+  constructor(readonly failures: readonly { index: number; message: string }[]) {
+    super(failures.map((f) => f.message).join('; '));
+  }
+}
+
+/**
+ * The normalizer chain a listener (or `cefd parse --normalizer`) names, in order: the one
+ * loader the daemon, the decode workers, `cefd validate` and `cefd parse` share. Every
+ * entry is tried; a ChainLoadError lists all that failed. `fileIsPath` (the command line):
+ * a file that exists is a module path even without a `/` or an extension.
+ */
+export async function loadChain(specs: readonly string[], baseDir = process.cwd(), o: { cache?: NormalizerCache; fileIsPath?: boolean } = {}): Promise<Normalizer[]> {
+  const chain: Normalizer[] = [];
+  const failures: { index: number; message: string }[] = [];
+  for (const [index, spec] of specs.entries()) {
+    const which = o.fileIsPath === true && existsSync(spec) ? { path: spec } : normalizerSpec(spec);
+    const key = 'path' in which ? `path:${baseDir}:${spec}` : `name:${spec}`;
+    let p = o.cache?.get(key);
+    if (p === undefined) {
+      p = loadNormalizer(which, baseDir);
+      if (o.cache !== undefined) {
+        o.cache.set(key, p);
+        p.catch(() => o.cache!.delete(key));
+      }
+    }
+    try {
+      chain.push(await p);
+    } catch (e) {
+      failures.push({ index, message: (e as Error).message });
+    }
+  }
+  if (failures.length > 0) throw new ChainLoadError(failures);
+  return chain;
+}
+
 export async function loadNormalizer(spec: { name?: string; path?: string }, baseDir = process.cwd()): Promise<Normalizer> {
   let url: string;
   let what: string;

@@ -31,8 +31,8 @@ export interface RunnerOptions {
   encoding?: EncodingConfig;
 }
 
-/** Where rejected batches go: builds dead-letter records. */
-export type RejectSink = (output: string, records: readonly string[], reason: string, error: string) => void;
+/** Where rejected batches go: builds dead-letter records. `codec`: the encoding of `records` (registry.ts). */
+export type RejectSink = (output: string, records: readonly string[], reason: string, error: string, codec: string) => void;
 
 export class OutputRunner {
   readonly name: string;
@@ -198,7 +198,7 @@ export class OutputRunner {
   /** Counts and dead-letters rejected records (one call per reason and error). */
   private reject(records: readonly string[], reason: string, error: string): void {
     this.telemetry.outputRejected(this.name, records.length, reason, error);
-    if (this.onReject !== null) this.onReject(this.name, records, reason, error);
+    if (this.onReject !== null) this.onReject(this.name, records, reason, error, this.opts.encoding?.codec ?? 'native');
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * The ingest pipeline: frame → decode (syslog, CEF) → normalizers → id, listener, peer →
- * route filters → JSON → every output whose filter the event passes. Frames that are not
- * events go to the dead-letter output with their raw bytes and a reason code.
+ * the KSC watch → route filters → one record per encoder in use → every output whose
+ * filter the event passes, in its own encoding (router.ts). Frames that are not events go
+ * to the dead-letter output with their raw bytes and a reason code.
  *
  * Sources call `frame()` for each frame of a socket read and `commit()` after the read.
  * Two ways to do the work (processFrame in ingest.ts either way):
@@ -9,10 +10,11 @@
  * - On decode workers (default on machines with 2+ cores): `commit()` sends the read's
  *   frames to a worker as one job; the jobs of one connection go to the workers in turn,
  *   so one busy connection uses every core, and their results are put back in order
- *   before they reach the output queues. Events come back as NDJSON bytes that go into
- *   the disk buffer and the outputs as they are.
- * - On this thread, when there are no workers or when some code watches events (a tap:
- *   the KSC integration's enrichment, task status and response rules need the events).
+ *   before they reach the output queues. Events come back as encoded bytes (one block per
+ *   encoder) that go into the disk buffer and the outputs as they are; what the KSC watch
+ *   found comes back beside them (ksc/watch.ts), a few fields per event that matter.
+ * - On this thread, when there are no workers or when a tap (code that needs the event
+ *   objects themselves on this thread) is registered.
  *
  * Either way each connection's events reach each output in the order they were read.
  */
@@ -21,7 +23,13 @@ import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
 import type { CefdEvent, EventOrigin } from '../event.js';
 import { isoFromMs } from '../time.js';
 import { rawFrameRecord } from '../nats/raw-frame.js';
-import { FrameCounts, deadLetterRecord, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
+import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
+import type { Routes } from './router.js';
+import { isJsonEncoding } from '../codecs/encoders/registry.js';
+import { JOB_TARGET_BYTES, MAX_IN_FLIGHT_PER_SOURCE, SourceState, packJob } from './source-state.js';
+
+export { SourceState };
+import { KscWatch, type FindingsHandler, type KscFindings, type KscWatchSpec } from '../ksc/watch.js';
 import type { Normalizer } from './normalize.js';
 import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
@@ -34,7 +42,7 @@ export interface SourceContext {
   readonly normalizers: readonly Normalizer[];
   /** `address:port` of the sender. */
   readonly peer: string;
-  /** SHA-256 fingerprint of the sender's TLS client certificate (TLS listeners); for taps, never in the event's JSON. */
+  /** SHA-256 fingerprint of the sender's TLS client certificate (TLS listeners); for taps and the KSC watch's findings, never in the event's JSON. */
   readonly tlsFingerprint?: string;
   /** Pauses / resumes this source (bounds the reads in flight on workers). Absent for UDP. */
   readonly pause?: () => void;
@@ -55,19 +63,6 @@ export interface SubmittedFrame {
   readonly peer: string;
 }
 
-/** Per source: frames of the current read, jobs in flight, results waiting for their turn. */
-export class SourceState {
-  frames: Buffer[] = [];
-  truncated: boolean[] = [];
-  bytes = 0;
-  /** Next sequence number to give to a read, and the next one to commit. */
-  nextSeq = 0;
-  nextCommit = 0;
-  readonly waiting = new Map<number, () => void>();
-  inFlight = 0;
-  pausedByUs = false;
-}
-
 export interface PipelineOptions {
   defaultZone: string;
   includeRaw: boolean;
@@ -77,25 +72,29 @@ export interface PipelineOptions {
    * with an id unique to this process, and a processor decodes it later.
    */
   receiver?: boolean;
+  /** Compiled from the same outputs as the slots, in the same order. */
+  routes: Routes;
 }
 
-/** Hook for code that watches events (KSC task status, response rules). */
 /** Code that watches events; `origin` says where the event came from (src/ksc/trust.ts). */
 export type EventTap = (event: CefdEvent, origin: EventOrigin) => void;
 
-/** Reads of one source on workers at once; beyond, the source pauses. */
-const MAX_IN_FLIGHT_PER_SOURCE = 4;
+const ALL = 0xffffffff;
 
-/**
- * While a job of a source is on a worker, its next reads are gathered into one job of
- * up to this many bytes (sent when it is full or when that job comes back): fewer,
- * larger messages between threads, so less time in postMessage and less GC.
- */
-const JOB_TARGET_BYTES = 128 * 1024;
+/** Where a source's frames come from, as taps and the KSC findings handler get it. */
+function originOf(ctx: SourceContext): EventOrigin {
+  return { listener: ctx.listener, peer: ctx.peer, tlsFingerprint: ctx.tlsFingerprint };
+}
+
 
 export class Pipeline {
   private slots: OutputRunner[];
+  /** Per output, the records of the current read (in its encoding). */
   private pending: string[][];
+  /** Scratch: one record per encoder, filled by processFrame. */
+  private encoded: string[] = [];
+  private watch: KscWatch | undefined;
+  private onFindings: FindingsHandler | undefined;
   private deadPending: string[] = [];
   private readonly bootId: string;
   private seq = 0;
@@ -120,9 +119,9 @@ export class Pipeline {
   ) {
     this.slots = slots;
     this.pending = slots.map(() => []);
-    // Event ids: boot time (ms, base 36) + a counter; unique across restarts. A receiver's
-    // frames meet other receivers' in one stream: its pid makes two started in the same ms differ.
-    this.bootId = opts.receiver === true ? `${Date.now().toString(36)}${process.pid.toString(36)}` : Date.now().toString(36);
+    // A receiver's frames meet other receivers' in one stream: its pid makes the ids of two
+    // receivers started in the same millisecond differ.
+    this.bootId = opts.receiver === true ? `${newIdPrefix()}${process.pid.toString(36)}` : newIdPrefix();
     this.env = this.makeEnv();
   }
 
@@ -130,8 +129,9 @@ export class Pipeline {
     return {
       defaultZone: this.opts.defaultZone,
       includeRaw: this.opts.includeRaw,
-      filters: this.slots.map((s) => s.filter),
+      routes: this.opts.routes,
       taps: this.taps,
+      watch: this.watch,
       onTapError: (e) => this.telemetry.log.error({ err: (e as Error).message }, 'an event tap threw'),
     };
   }
@@ -139,6 +139,7 @@ export class Pipeline {
   /** Decode on these workers (null: on this thread), whose configuration is `version`. */
   useWorkers(pool: WorkerPool | null, version = -1): void {
     this.pool = pool;
+    pool?.setWatch(this.watch?.spec ?? null);
     this.workerVersion = version;
   }
 
@@ -154,6 +155,26 @@ export class Pipeline {
     this.opts = opts;
     this.env = this.makeEnv();
     this.workerVersion = workerVersion;
+  }
+
+  /**
+   * The KSC integration's per-event work (null: none), on the workers and here; what it
+   * finds goes to `onFindings` on this thread with the frames' origin.
+   */
+  setWatch(spec: KscWatchSpec | null, onFindings?: FindingsHandler): void {
+    this.watch = spec === null ? undefined : new KscWatch(spec);
+    if (onFindings !== undefined) this.onFindings = onFindings;
+    this.env = this.makeEnv();
+    this.pool?.setWatch(spec);
+  }
+
+  private deliver(origin: EventOrigin, f: KscFindings | undefined): void {
+    if (f === undefined || this.onFindings === undefined) return;
+    try {
+      this.onFindings(origin, f);
+    } catch (e) {
+      this.telemetry.log.error({ err: (e as Error).message }, 'handling KSC findings failed');
+    }
   }
 
   addTap(tap: EventTap): () => void {
@@ -177,32 +198,36 @@ export class Pipeline {
     else stats.framesDatagram++;
     if (truncated) this.telemetry.frameProblem(ctx.listener, mode === 'octet' ? 'frame_incomplete' : 'frame_truncated');
     if (this.opts.receiver === true) {
-      const rec = rawFrameRecord(buf, truncated, Date.now(), mode, `${this.bootId}-${(this.seq++).toString(36)}`, ctx.listener, ctx.peer, ctx.tlsFingerprint);
+      const rec = rawFrameRecord(buf, truncated, Date.now(), mode, eventId(this.bootId, this.seq++), ctx.listener, ctx.peer, ctx.tlsFingerprint);
       for (const p of this.pending) p.push(rec);
       stats.eventsParsed++;
       return;
     }
     if (this.onWorkers) {
-      const st = (ctx.state ??= new SourceState());
       // A view into the socket's chunk: copied into the job at commit().
-      st.frames.push(buf);
-      st.truncated.push(truncated);
-      st.bytes += buf.length;
+      (ctx.state ??= new SourceState()).gather(buf, truncated);
       return;
     }
     // Frames gathered for a worker before the workers went away come first.
-    if (ctx.state !== undefined && ctx.state.frames.length > 0) this.decodeHere(ctx, ctx.state);
+    if (ctx.state !== undefined && ctx.state.gathered > 0) this.decodeHere(ctx, ctx.state);
     this.decodeInline(buf, truncated, Date.now(), ctx);
   }
 
   /** Decodes one frame on this thread into the records pending for the current read. */
-  private decodeInline(buf: Buffer, truncated: boolean, now: number, ctx: SourceContext): void {
-    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, `${this.bootId}-${(this.seq++).toString(36)}`, this.env, this.counts, ctx.tlsFingerprint);
-    if ('dead' in r) {
+  private decodeInline(buf: Buffer, truncated: boolean, now: number, ctx: SourceContext, id?: string): void {
+    const enc = this.encoded;
+    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, id ?? eventId(this.bootId, this.seq++), this.env, this.counts, enc, ctx.tlsFingerprint);
+    if (this.watch !== undefined) {
+      const found = this.watch.take();
+      if (found !== undefined) this.deliver(originOf(ctx), found);
+    }
+    if (typeof r !== 'number') {
       this.deadPending.push(r.dead);
       return;
     }
-    for (let i = 0; i < this.slots.length; i++) if ((r.mask >>> i) & 1) this.pending[i]!.push(r.json);
+    if (r === 0) return;
+    const encoderOf = this.opts.routes.encoderOf;
+    for (let i = 0; i < this.slots.length; i++) if (i >= 32 || (r >>> i) & 1) this.pending[i]!.push(enc[encoderOf[i]!]!);
   }
 
   /**
@@ -217,10 +242,8 @@ export class Pipeline {
   submitFrames(frames: readonly SubmittedFrame[], ctx: SourceContext): void {
     const saved = this.takeInline();
     for (const f of frames) {
-      if (ctx.stats !== undefined) ctx.stats.framesLf++;
-      const r = processFrame(f.data, f.truncated, f.receivedMs, f.listener, f.peer, ctx.normalizers, f.id, this.env, this.counts);
-      if ('dead' in r) this.deadPending.push(r.dead);
-      else for (let i = 0; i < this.slots.length; i++) if ((r.mask >>> i) & 1) this.pending[i]!.push(r.json);
+      ctx.stats.framesLf++;
+      this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
     }
     this.enqueueInline(this.takeInline(), true, ctx.listener, ctx.stats);
     this.pending = saved.pending;
@@ -240,21 +263,27 @@ export class Pipeline {
     this.telemetry.deadLettered(reason);
     const st = ctx.state;
     // Frames gathered for a worker come before it.
-    if (st !== undefined && st.frames.length > 0) this.commit(ctx, true, true);
+    if (st !== undefined && st.gathered > 0) this.commit(ctx, true, true);
     if (st !== undefined && st.nextCommit < st.nextSeq) {
       // Reads of this source are still on workers: this comes after them.
       const seq = st.nextSeq++;
-      this.inOrder(st, seq, () => this.deadLetter.enqueueMany([rec]));
+      st.inOrder(seq, () => this.deadLetter.enqueueMany([rec]));
       return;
     }
     this.deadPending.push(rec);
   }
 
-  /** Batches an output rejected for good: dead-lettered with the reason. */
-  readonly rejectSink = (output: string, records: readonly string[], reason: string, error: string): void => {
+  /**
+   * Batches an output rejected for good: dead-lettered with the reason. A JSON record is
+   * embedded as it is (`"event":{...}`); a record of another encoding (`cef`) as a JSON
+   * string (`"record":"CEF:0|..."`), since dead letters are NDJSON. Both name a non-native
+   * encoding (`"encoding"`), so the record can be read back.
+   */
+  readonly rejectSink = (output: string, records: readonly string[], reason: string, error: string, codec = 'native'): void => {
     const time = JSON.stringify(isoFromMs(Date.now()));
-    const head = `{"time":${time},"reason":${JSON.stringify(reason)},"message":${JSON.stringify(error.slice(0, 500))},"output":${JSON.stringify(output)},"event":`;
-    const recs = records.map((r) => `${head}${r}}`);
+    const enc = codec === 'native' ? '' : `"encoding":${JSON.stringify(codec)},`;
+    const head = `{"time":${time},"reason":${JSON.stringify(reason)},"message":${JSON.stringify(error.slice(0, 500))},"output":${JSON.stringify(output)},${enc}`;
+    const recs = isJsonEncoding(codec) ? records.map((r) => `${head}"event":${r}}`) : records.map((r) => `${head}"record":${JSON.stringify(r)}}`);
     this.telemetry.deadLettered(reason, recs.length);
     this.deadLetter.enqueueMany(recs);
   };
@@ -266,7 +295,7 @@ export class Pipeline {
    */
   commit(ctx?: SourceContext, pausable = true, now = false): void {
     const st = ctx?.state;
-    if (ctx !== undefined && st !== undefined && st.frames.length > 0) {
+    if (ctx !== undefined && st !== undefined && st.gathered > 0) {
       if (!now && this.onWorkers && pausable && st.inFlight > 0 && st.bytes < JOB_TARGET_BYTES) {
         // A job of this source is on a worker: gather this read with the next ones; they
         // are sent when full or when that job comes back (submit's callback).
@@ -288,7 +317,7 @@ export class Pipeline {
       // Reads of this source are still on workers: this one comes after them.
       const recs = this.takeInline();
       const seq = st.nextSeq++;
-      this.inOrder(st, seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
+      st.inOrder(seq, () => this.enqueueInline(recs, pausable, ctx.listener, ctx.stats));
       return;
     }
     this.enqueueInline(this.takeInline(), pausable, ctx?.listener, ctx?.stats);
@@ -297,10 +326,8 @@ export class Pipeline {
   /** Decodes the frames collected for a worker job on this thread instead. */
   private decodeHere(ctx: SourceContext, st: SourceState): void {
     const now = Date.now();
-    for (let i = 0; i < st.frames.length; i++) this.decodeInline(st.frames[i]!, st.truncated[i]!, now, ctx);
-    st.frames = [];
-    st.truncated = [];
-    st.bytes = 0;
+    const { frames, truncated } = st.take();
+    for (let i = 0; i < frames.length; i++) this.decodeInline(frames[i]!, truncated[i]!, now, ctx);
   }
 
   private takeInline(): { pending: string[][]; dead: string[]; counts: FrameCounts } {
@@ -339,28 +366,19 @@ export class Pipeline {
       this.telemetry.eventNormalized(k.slice(0, tab), k.slice(tab + 1), n);
     }
     for (const [name, [n, text]] of c.normalizerFailed) this.telemetry.normalizerFailed(name, text, n);
+    for (const [k, [n, detail]] of c.encodeProblems) {
+      const tab = k.indexOf('\t');
+      // Counts come with the records, under the configuration they were made for (a result
+      // of another version is decoded again here), so the index names the current output.
+      const output = this.slots[Number(k.slice(0, tab))];
+      if (output !== undefined) this.telemetry.encodeProblem(output.name, k.slice(tab + 1), n, detail);
+    }
   }
 
   // ---- workers ----
 
   private submit(ctx: SourceContext, st: SourceState, pausable: boolean): void {
-    const frames = st.frames;
-    const truncated = st.truncated;
-    const data = Buffer.allocUnsafeSlow(st.bytes);
-    const offsets = new Int32Array(frames.length * 2);
-    let at = 0;
-    for (let i = 0; i < frames.length; i++) {
-      const f = frames[i]!;
-      f.copy(data, at);
-      offsets[2 * i] = at;
-      at += f.length;
-      offsets[2 * i + 1] = at;
-    }
-    const flags = new Uint8Array(frames.length);
-    for (let i = 0; i < truncated.length; i++) flags[i] = truncated[i] ? 1 : 0;
-    st.frames = [];
-    st.truncated = [];
-    st.bytes = 0;
+    const { frames, data, offsets, flags } = packJob(st.take());
     const firstSeq = this.seq;
     this.seq += frames.length;
     const seq = st.nextSeq++;
@@ -373,12 +391,12 @@ export class Pipeline {
       ctx.pause();
     }
     this.pool!.submit(
-      { listener: ctx.listener, peer: ctx.peer, nowMs, idPrefix: this.bootId, firstSeq, data: data.buffer as ArrayBuffer, offsets, truncated: flags.slice() },
+      { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data, offsets, truncated: flags },
       (o) => {
         st.inFlight--;
-        this.inOrder(st, seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
+        st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
         // Frames gathered while this job was out go now (in order: after it).
-        if (st.frames.length > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
+        if (st.gathered > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
         this.jobDone(job);
         if (st.pausedByUs && st.inFlight < MAX_IN_FLIGHT_PER_SOURCE / 2) {
           st.pausedByUs = false;
@@ -386,17 +404,6 @@ export class Pipeline {
         }
       },
     );
-  }
-
-  /** Runs `apply` for read `seq` of a source once every earlier read of it is applied. */
-  private inOrder(st: SourceState, seq: number, apply: () => void): void {
-    st.waiting.set(seq, apply);
-    while (st.waiting.has(st.nextCommit)) {
-      const f = st.waiting.get(st.nextCommit)!;
-      st.waiting.delete(st.nextCommit);
-      st.nextCommit++;
-      f();
-    }
   }
 
   private jobDone(job: number): void {
@@ -427,25 +434,30 @@ export class Pipeline {
       this.redoInline(ctx, frames, flags, nowMs, pausable);
       return;
     }
-    if (r.events > 0) {
-      const all = Buffer.from(r.ndjson, 0, r.ndjsonBytes);
-      for (let i = 0; i < this.slots.length; i++) {
-        const bit = 1 << i;
-        let count = 0;
-        for (let k = 0; k < r.events; k++) if (r.masks[k]! & bit) count++;
-        if (count === 0) continue;
-        if (count === r.events) {
-          this.slots[i]!.enqueueNdjson(all, count, pausable);
-          continue;
-        }
-        const parts: Buffer[] = [];
-        for (let k = 0; k < r.events; k++) {
-          if (!(r.masks[k]! & bit)) continue;
-          parts.push(all.subarray(k === 0 ? 0 : r.lineEnds[k - 1]!, r.lineEnds[k]!));
-        }
-        this.slots[i]!.enqueueNdjson(Buffer.concat(parts), count, pausable);
+    const encoderOf = this.opts.routes.encoderOf;
+    for (let i = 0; i < this.slots.length; i++) {
+      // Output i gets the records of its own encoder, of the events its route passed.
+      const b = r.blocks[encoderOf[i]!]!;
+      if (b.events === 0) continue;
+      const bit = i < 32 ? 1 << i : ALL;
+      let count = 0;
+      for (let k = 0; k < b.events; k++) if (b.masks[k]! & bit) count++;
+      if (count === 0) continue;
+      const all = Buffer.from(b.bytes, 0, b.length);
+      if (count === b.events) {
+        this.slots[i]!.enqueueNdjson(all, count, pausable);
+        continue;
       }
+      const parts: Buffer[] = [];
+      for (let k = 0; k < b.events; k++) {
+        if (!(b.masks[k]! & bit)) continue;
+        parts.push(all.subarray(k === 0 ? 0 : b.lineEnds[k - 1]!, b.lineEnds[k]!));
+      }
+      this.slots[i]!.enqueueNdjson(Buffer.concat(parts), count, pausable);
     }
+    // The origin the worker made the findings under (the job's listener, peer and TLS client
+    // certificate, sent with it): the trust check reads it (ksc/extension.ts).
+    if (r.ksc !== undefined) this.deliver(r.origin, r.ksc);
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
     this.mergeCounts(ctx.listener, ctx.stats, r.counts);
   }

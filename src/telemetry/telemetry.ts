@@ -89,6 +89,8 @@ export class OutputStats {
   bufferReplayed = 0;
   readonly rejected = new CodeCounts();
   readonly dropped = new CodeCounts();
+  /** What this output's encoding could not carry, per code (`encode_key_dropped`, `encode_field_cut`). */
+  readonly encodeProblems = new CodeCounts();
   constructor(readonly name: string) {}
 }
 
@@ -241,6 +243,12 @@ export class Telemetry {
     this.limited('error', `rejected:${output}:${reason}`, { output, events, reason, err: error }, `output ${output} rejected ${events} events (${reason}); they went to the dead-letter output: ${error}`);
   }
 
+  /** `n` records of an output whose encoding could not carry something (codes `encode_*`); `detail`: the last one's field. */
+  encodeProblem(output: string, code: string, n: number, detail: string): void {
+    this.output(output).encodeProblems.add(code, n);
+    this.limited('warn', `encode:${output}:${code}`, { output, code, detail }, `output ${output}: its encoding could not carry a value as it was (${code})${detail === '' ? '' : `: ${detail}`}`, n);
+  }
+
   eventsDropped(output: string, events: number, reason: string): void {
     this.output(output).dropped.add(reason, events);
     this.limited('error', `dropped:${output}:${reason}`, { output, events, reason }, `output ${output} dropped ${events} events: ${reason}`);
@@ -340,6 +348,9 @@ export class Telemetry {
     );
     counter('cefd_output_dropped_events_total', 'Events dropped (queue full with when_full: drop_newest, or shutdown with an output down), per reason.', ['output', 'reason'], () =>
       byCode(outputs().map((s) => [s.name, s.dropped]), 'output', 'reason'),
+    );
+    counter('cefd_output_encode_problems_total', 'What an output\'s encoding could not carry, per code (encode_key_dropped: a key the cef encoding cannot write, left out; encode_field_cut: a value cut to KUMA\'s length limit).', ['output', 'code'], () =>
+      byCode(outputs().map((s) => [s.name, s.encodeProblems]), 'output', 'code'),
     );
     gauge('cefd_output_queue_events', 'Events waiting in an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.queued]));
     gauge('cefd_output_queue_capacity_events', 'Capacity of an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.capacity]));

@@ -1,29 +1,28 @@
 /**
  * A decode worker thread: takes the frames of one socket read (a "job"), runs
- * processFrame on each (decode, normalizers, routes, JSON) and sends back the events as
- * NDJSON bytes, with each event's route mask, the dead letters, and the counts. The bytes
- * go straight into the disk buffer and the outputs: the main thread never touches the
- * events themselves. See worker-pool.ts for the other side.
+ * processFrame on each (decode, normalizers, the KSC watch, routes, encoders) and sends
+ * back, per encoder in use, the records as newline-separated bytes with each one's route
+ * mask, plus the dead letters, the counts and the KSC findings. The bytes go straight
+ * into the disk buffer and the outputs: the main thread never touches the events
+ * themselves. See worker-pool.ts for the other side.
  */
 import { parentPort } from 'node:worker_threads';
-import { compileFilter } from '../filter/filter.js';
-import { FrameCounts, processFrame, type FilterLike, type IngestEnv } from '../pipeline/ingest.js';
-import { loadNormalizer, normalizerSpec, type Normalizer } from '../pipeline/normalize.js';
-import type { InitMessage, JobMessage, ResultMessage, WorkerMessage } from './worker-protocol.js';
+import { FrameCounts, eventId, processFrame, type IngestEnv } from '../pipeline/ingest.js';
+import { loadChain, type Normalizer } from '../pipeline/normalize.js';
+import { compileRoutes } from '../pipeline/router.js';
+import { KscWatch } from '../ksc/watch.js';
+import type { EncodedBlock, InitMessage, JobMessage, ResultMessage, WorkerMessage } from './worker-protocol.js';
 
-let env: IngestEnv = { defaultZone: 'UTC', includeRaw: false, filters: [] };
+let env: IngestEnv = { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([]) };
+let watch: KscWatch | undefined;
 let chains = new Map<string, Normalizer[]>();
 let version = -1;
 
 async function init(m: InitMessage): Promise<void> {
-  const filters: (FilterLike | undefined)[] = m.filters.map((f) => (f.trim() === '' ? undefined : compileFilter(f)));
+  const routes = compileRoutes(m.routes, m.event);
   const next = new Map<string, Normalizer[]>();
-  for (const [listener, specs] of Object.entries(m.chains)) {
-    const chain: Normalizer[] = [];
-    for (const spec of specs) chain.push(await loadNormalizer(normalizerSpec(spec), m.baseDir));
-    next.set(listener, chain);
-  }
-  env = { defaultZone: m.defaultZone, includeRaw: m.includeRaw, filters };
+  for (const [listener, specs] of Object.entries(m.chains)) next.set(listener, await loadChain(specs, m.baseDir));
+  env = { defaultZone: m.defaultZone, includeRaw: m.includeRaw, routes, watch };
   chains = next;
   version = m.version;
 }
@@ -52,41 +51,62 @@ function run(m: JobMessage): ResultMessage {
   const n = m.offsets.length >> 1;
   const normalizers = chains.get(m.listener) ?? [];
   const counts = new FrameCounts();
-  // Events grow about 4x from the frame (full key names, typed values, the ksc object).
-  const out = new Out(data.length * 4);
+  const routes = env.routes;
+  const ne = routes.encoders.length;
+  // Events grow about 3-4x from the frame (full key names, typed values, the ksc object).
+  const outs: Out[] = [];
+  const lineEnds: Int32Array[] = [];
+  const masks: Uint32Array[] = [];
+  const counts_: number[] = [];
+  for (let e = 0; e < ne; e++) {
+    outs.push(new Out(e === 0 ? data.length * 4 : data.length * 2));
+    lineEnds.push(new Int32Array(n));
+    masks.push(new Uint32Array(n));
+    counts_.push(0);
+  }
   const dead = new Out(256);
-  const lineEnds = new Int32Array(n);
-  const masks = new Uint32Array(n);
-  let events = 0;
+  const encoded: string[] = new Array<string>(ne);
   let deadCount = 0;
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
-    const r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, `${m.idPrefix}-${(m.firstSeq + i).toString(36)}`, env, counts);
-    if ('dead' in r) {
+    const r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), env, counts, encoded, m.tlsFingerprint);
+    if (typeof r !== 'number') {
       dead.writeLine(r.dead);
       deadCount++;
       continue;
     }
-    if (r.mask === 0) continue;
-    out.writeLine(r.json);
-    lineEnds[events] = out.len;
-    masks[events] = r.mask;
-    events++;
+    if (r === 0) continue;
+    for (let e = 0; e < ne; e++) {
+      if ((r & routes.encoderMasks[e]!) === 0) continue;
+      const o = outs[e]!;
+      o.writeLine(encoded[e]!);
+      const k = counts_[e]!;
+      lineEnds[e]![k] = o.len;
+      masks[e]![k] = r;
+      counts_[e] = k + 1;
+    }
   }
-  return {
+  const blocks: EncodedBlock[] = outs.map((o, e) => ({
+    bytes: o.buf.buffer as ArrayBuffer,
+    length: o.len,
+    events: counts_[e]!,
+    lineEnds: lineEnds[e]!.slice(0, counts_[e]!),
+    masks: masks[e]!.slice(0, counts_[e]!),
+  }));
+  const res: ResultMessage = {
     kind: 'result',
     jobId: m.jobId,
     version,
-    ndjson: out.buf.buffer as ArrayBuffer,
-    ndjsonBytes: out.len,
-    events,
-    lineEnds,
-    masks,
+    blocks,
+    origin: { listener: m.listener, peer: m.peer, ...(m.tlsFingerprint !== undefined ? { tlsFingerprint: m.tlsFingerprint } : {}) },
     dead: dead.buf.buffer as ArrayBuffer,
     deadBytes: dead.len,
     deadCount,
     counts: counts.toJSON(),
   };
+  const found = watch?.take();
+  if (found !== undefined) res.ksc = found;
+  return res;
 }
 
 if (parentPort !== null) {
@@ -104,6 +124,12 @@ if (parentPort !== null) {
         }
         return;
       }
+      if (m.kind === 'watch') {
+        // The spec was compiled on the main thread already (the same code): it cannot fail here.
+        watch = m.spec === null ? undefined : new KscWatch(m.spec);
+        env = { ...env, watch };
+        return;
+      }
       let res: ResultMessage;
       try {
         res = run(m);
@@ -113,7 +139,12 @@ if (parentPort !== null) {
         port.postMessage({ kind: 'job_failed', jobId: m.jobId, error: (e as Error).stack ?? String(e) });
         return;
       }
-      port.postMessage(res, [res.ndjson, res.dead, res.lineEnds.buffer as ArrayBuffer, res.masks.buffer as ArrayBuffer]);
+      // Only the large buffers are transferred: transferring a small typed array costs more
+      // than copying it (measured: about 100 µs against 30 µs per message with the line
+      // ends and masks in the transfer list).
+      const transfer: ArrayBuffer[] = [res.dead];
+      for (const b of res.blocks) transfer.push(b.bytes);
+      port.postMessage(res, transfer);
     });
   });
 }

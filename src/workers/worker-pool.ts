@@ -10,7 +10,8 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { InitMessage, JobMessage, ResultMessage, WorkerReply } from './worker-protocol.js';
+import type { InitMessage, JobMessage, ResultMessage, WatchMessage, WorkerReply } from './worker-protocol.js';
+import type { KscWatchSpec } from '../ksc/watch.js';
 
 export type JobOutcome = { ok: true; result: ResultMessage } | { ok: false; error: string };
 
@@ -36,6 +37,7 @@ export class WorkerPool {
   private next = 0;
   private jobId = 0;
   private initMsg: InitMessage | null = null;
+  private watchMsg: WatchMessage | null = null;
   private version = 0;
   private closed = false;
   private deaths: number[] = [];
@@ -84,6 +86,7 @@ export class WorkerPool {
         const fresh = this.spawn();
         this.slots[i] = fresh;
         if (this.initMsg !== null) fresh.worker.postMessage(this.initMsg);
+        if (this.watchMsg !== null) fresh.worker.postMessage(this.watchMsg);
       }
     };
     worker.on('error', (e) => died(`decode worker failed: ${e.message}`));
@@ -121,12 +124,22 @@ export class WorkerPool {
             s.worker.on('message', on);
             s.worker.once('exit', onExit);
             s.worker.postMessage(msg);
+            if (this.watchMsg !== null) s.worker.postMessage(this.watchMsg);
           }),
       ),
     );
     this.version = msg.version;
     this.initMsg = msg;
     return msg.version;
+  }
+
+  /**
+   * The KSC integration's per-event work for the jobs sent from now on (messages to a
+   * worker are handled in order, so no job sent after this call runs under the old one).
+   */
+  setWatch(spec: KscWatchSpec | null): void {
+    this.watchMsg = { kind: 'watch', spec };
+    for (const s of this.slots) if (!s.dead) s.worker.postMessage(this.watchMsg);
   }
 
   /** Sends a job to the next worker; `done` is called once with its outcome. */
@@ -137,7 +150,8 @@ export class WorkerPool {
     slot.jobs.set(jobId, done);
     // `data` is transferred, not copied (the pipeline keeps views of the frames, to
     // dead-letter them if the worker fails).
-    slot.worker.postMessage({ kind: 'job', jobId, ...job } satisfies JobMessage, [job.data, job.offsets.buffer as ArrayBuffer, job.truncated.buffer as ArrayBuffer]);
+    // (Small typed arrays are copied: cheaper than transferring them.)
+    slot.worker.postMessage({ kind: 'job', jobId, ...job } satisfies JobMessage, [job.data]);
   }
 
   /** Stops the workers; jobs still on them fail (their frames are dead-lettered). */

@@ -1,17 +1,29 @@
 /** Messages between the pipeline and its decode workers (decode-worker.ts, worker-pool.ts). */
 import type { FrameCountsData } from '../pipeline/ingest.js';
+import type { RouteSpec } from '../pipeline/router.js';
+import type { KscFindings, KscWatchSpec } from '../ksc/watch.js';
+import type { EventOrigin } from '../event.js';
+import type { EventOptions } from '../codecs/encoders/native.js';
 
 export interface InitMessage {
   kind: 'init';
   version: number;
   defaultZone: string;
   includeRaw: boolean;
-  /** Route filter source of each output, in order ('' = every event). */
-  filters: string[];
+  /** Route (filter and encoding) of each output, in order. */
+  routes: RouteSpec[];
+  /** The config's `event` section (the native encoding's options). */
+  event: EventOptions;
   /** Normalizer specs (names or module paths) per listener. */
   chains: Record<string, string[]>;
   /** Folder module paths are relative to. */
   baseDir: string;
+}
+
+/** The KSC integration's per-event work from now on (null: none). */
+export interface WatchMessage {
+  kind: 'watch';
+  spec: KscWatchSpec | null;
 }
 
 export interface JobMessage {
@@ -19,6 +31,8 @@ export interface JobMessage {
   jobId: number;
   listener: string;
   peer: string;
+  /** The sender's TLS client certificate fingerprint (TLS listeners): the findings' origin carries it. */
+  tlsFingerprint?: string;
   nowMs: number;
   idPrefix: string;
   firstSeq: number;
@@ -30,24 +44,34 @@ export interface JobMessage {
   truncated: Uint8Array;
 }
 
-export type WorkerMessage = InitMessage | JobMessage;
+export type WorkerMessage = InitMessage | WatchMessage | JobMessage;
+
+/** The routed events of a job in one encoding, one record per line. */
+export interface EncodedBlock {
+  /** The records (the first `length` bytes), each followed by a newline. */
+  bytes: ArrayBuffer;
+  length: number;
+  events: number;
+  /** End offset (after its newline) of each record. */
+  lineEnds: Int32Array;
+  /** Route mask of each record's event (bit i: output i). */
+  masks: Uint32Array;
+}
 
 export interface ResultMessage {
   kind: 'result';
   jobId: number;
   version: number;
-  /** The routed events as NDJSON (the first `ndjsonBytes` bytes). */
-  ndjson: ArrayBuffer;
-  ndjsonBytes: number;
-  events: number;
-  /** End offset (after its newline) of each event line. */
-  lineEnds: Int32Array;
-  /** Route mask of each event (bit i: output i). */
-  masks: Uint32Array;
+  /** One block per encoder in use, in the order of the routes' encoders. */
+  blocks: EncodedBlock[];
   dead: ArrayBuffer;
   deadBytes: number;
   deadCount: number;
   counts: FrameCountsData;
+  /** Where the job's frames came from (listener, peer, TLS client certificate), as the job said. */
+  origin: EventOrigin;
+  /** What the KSC watch found in these events, when anything. */
+  ksc?: KscFindings;
 }
 
 export type WorkerReply =

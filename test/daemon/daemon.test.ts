@@ -377,6 +377,35 @@ outputs: [ { name: siem, type: http, url: "${srv.url}" } ]
       await srv.close();
     }
   });
+
+  test('a rejected record of a non-JSON encoding (cef) is dead-lettered as a string, a JSON one (ecs) as it is; both name their encoding', async () => {
+    const srv = await server((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(400).end('bad request'));
+    });
+    try {
+      const d = await start(`${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs:
+  - { name: siem_cef, type: http, url: "${srv.url}", encoding: { codec: cef } }
+  - { name: siem_ecs, type: http, url: "${srv.url}", encoding: { codec: ecs } }
+`);
+      await sendTcp(d.port('tcp'), [`${OTHER}\n`]);
+      // waitLines parses every line as JSON: the dead-letter file stays NDJSON.
+      const dead = await waitLines(join(d.dir, 'dead.ndjson'), 2);
+      const byOutput = new Map(dead.map((r) => [r['output'], r]));
+      const cef = byOutput.get('siem_cef')!;
+      expect(cef).toMatchObject({ reason: 'http_status_400', encoding: 'cef' });
+      expect(cef['event']).toBeUndefined();
+      // The record the output had: the event written back as CEF (what `cefd parse --encoding cef` prints).
+      expect(cef['record']).toBe(OTHER);
+      const ecs = byOutput.get('siem_ecs')!;
+      expect(ecs).toMatchObject({ reason: 'http_status_400', encoding: 'ecs', event: { message: 'worm successfully stopped' } });
+      expect(ecs['record']).toBeUndefined();
+    } finally {
+      await srv.close();
+    }
+  });
 });
 
 describe('backpressure', () => {

@@ -32,7 +32,7 @@ async function start(dir: string, yaml: string): Promise<{ d: Daemon; file: stri
 const line = (tag: string, i: number) => `CEF:0|V|P|1|${tag}|n|5|cnt=${i} cs1=${tag} cs1Label=Tag\n`;
 const seqOf = (e: Record<string, unknown>) => (e['cef'] as { typed: { baseEventCount: number } }).typed.baseEventCount;
 
-test('reloading a disk-buffered output while TCP and UDP traffic flows: no crash, nothing lost, TCP order kept', async () => {
+test('reloading a disk-buffered output while TCP and UDP traffic flows: no crash, nothing lost, TCP order kept', { timeout: 180_000 }, async () => {
   const dir = tempDir();
   const yaml = (filter: string) => `state_dir: ${dir}/state
 listeners:
@@ -77,8 +77,12 @@ metrics: { enabled: false }
   await Promise.all([tcpPump, udpPump]);
   await new Promise<void>((r) => sock.end(() => r()));
   udp.close();
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).filter((e) => (e['cef'] as { deviceEventClassId: string }).deviceEventClassId === 'tcp').length >= tcpSent, 20_000, 'every TCP event');
-  await new Promise((r) => setTimeout(r, 300));
+  // The output writes the file meanwhile: complete lines only. A loaded machine (a full test
+  // run on 2 cores) takes far longer than an idle one, hence the generous bound.
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).filter((e) => (e['cef'] as { deviceEventClassId: string }).deviceEventClassId === 'tcp').length >= tcpSent, 120_000, 'every TCP event');
+  // A clean stop drains the output: then every event cefd read is in the file, and the file
+  // ends with a whole line.
+  expect(await d.stop()).toBe(0);
   const events = readNdjson(join(dir, 'events.ndjson'));
   const tcp = events.filter((e) => (e['cef'] as { deviceEventClassId: string }).deviceEventClassId === 'tcp').map(seqOf);
   expect(tcp).toEqual(Array.from({ length: tcpSent }, (_, i) => i));
@@ -128,6 +132,29 @@ metrics: { host: 127.0.0.1, port: 0 }
     srv.closeAllConnections();
     srv.close();
   }
+});
+
+test('an idle timeout closes a connection that sent nothing for that long', async () => {
+  const dir = tempDir();
+  const { d } = await start(
+    dir,
+    `state_dir: ${dir}/state
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0, idle_timeout: 300ms } ]
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { enabled: false }
+`,
+  );
+  const sock = net.connect(d.ports()['tcp']!, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  let closed = false;
+  sock.on('close', () => (closed = true));
+  sock.resume();
+  sock.write(line('x', 0));
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).length === 1, 10_000, 'the event');
+  // Then quiet: cefd closes its side.
+  await waitFor(() => closed, 10_000, 'the idle connection closed');
+  expect(closed).toBe(true);
 });
 
 test('UDP senders that interleave keep their own order', async () => {

@@ -53,7 +53,7 @@ beforeEach(async () => {
   cleanup = t.cleanup;
   k = KscIntegration.open({ stateDir: t.dir, env: {}, client: { timeoutMs: 1000, retries: 0, backoffMs: 5 } });
   server = createAdminServer(
-    { ksc: k, rules: () => RULES, sync: (o) => k.syncAssets(o), startTask: (req) => k.startTask(req) },
+    { ksc: k, rules: () => RULES, sync: (o) => k.syncAssets(o), syncAttributes: (o) => k.syncAttributes(o), startTask: (req) => k.startTask(req) },
     { token: TOKEN, maxBodyBytes: 2048, requestTimeoutMs: 1000 },
   );
   await server.listen('127.0.0.1', 0);
@@ -238,7 +238,7 @@ test('assets: sync, list, get', async () => {
   const sync = await call('POST', '/api/v1/assets/sync', { body: {} });
   expect(sync.status).toBe(200);
   expect(sync.json!['results']).toEqual([
-    { connectionId: id, connection: 'main', tenant: 'default', ok: true, hosts: 5, created: 5, updated: 0, archived: 1, removed: 0, productErrors: 0, durationMs: expect.any(Number) },
+    { connectionId: id, connection: 'main', tenant: 'default', ok: true, hosts: 5, created: 5, updated: 0, archived: 1, removed: 0, productErrors: 0, skippedNoAgent: 0, merged: 0, durationMs: expect.any(Number) },
   ]);
   const list = (await call('GET', '/api/v1/assets')).json!['assets'] as { id: string; displayName: string }[];
   expect(list.map((a) => a.displayName)).toEqual(['lnx-web01', 'SRV-FILE01', 'WS-0142', 'WS-0177']);
@@ -250,6 +250,16 @@ test('assets: sync, list, get', async () => {
   const one = await call('GET', `/api/v1/assets/${ws.id}`);
   expect(one.json!['asset']).toMatchObject({ id: ws.id, kscHostId: WS42, fqdn: 'ws-0142.corp.example', ips: ['10.0.12.42'], platform: 'windows', nagent: true, group: { id: 1, name: 'Workstations' }, status: 'active' });
   expect((await call('GET', '/api/v1/assets/no-such-asset')).status).toBe(404);
+  expect(one.json).toMatchObject({ software: [], patches: [], vulnerabilities: [] });
+  // The attribute import on demand, then the asset has its software and vulnerabilities.
+  const attrs = await call('POST', '/api/v1/assets/sync', { body: { connection: 'main', attributes: true } });
+  expect(attrs.status).toBe(200);
+  expect(attrs.json!['results']).toMatchObject([{ connection: 'main', ok: true, imported: 4, failed: 0 }]);
+  const withAttrs = await call('GET', `/api/v1/assets/${ws.id}`);
+  expect((withAttrs.json!['software'] as unknown[]).length).toBe(3);
+  expect(withAttrs.json!['vulnerabilities']).toMatchObject([{ id: 'KLA10001', severity: 3 }, { id: 'KLA10002', ignored: true }]);
+  expect(withAttrs.json!['asset']).toMatchObject({ macs: ['00:1a:2b:3c:4d:42', '00:1a:2b:3c:4d:43'], attributes: { software: 3, patches: 1, vulnerabilities: 2 } });
+  expect((await call('POST', '/api/v1/assets/sync', { body: { attributes: 'yes' } })).status).toBe(400);
   expect((await call('GET', '/api/v1/assets?archived=maybe')).status).toBe(400);
   expect((await call('GET', '/api/v1/assets?connection=nope')).status).toBe(404);
 });

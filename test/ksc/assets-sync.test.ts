@@ -93,9 +93,8 @@ test('import: every host with id, names, IPs, OS, group, agent, last visible and
   // Unseen for 40 days: imported as archived, hidden from lists by default.
   expect(k.listAssets().map((a) => a.displayName)).toEqual(['lnx-web01', 'SRV-FILE01', 'WS-0142', 'WS-0177']);
   const old = k.listAssets({ includeArchived: true }).find((a) => a.displayName === 'OLD-LAPTOP')!;
-  expect(old).toMatchObject({ status: 'archived', nagent: false, products: [] });
-  // No products call for a host without agent.
-  expect(emu.calls.filter((c) => c.method === 'HostGroup.GetHostProducts').length).toBe(4);
+  expect(old).toMatchObject({ status: 'archived', nagent: true, products: [expect.objectContaining({ product: '1103' })] });
+  expect(emu.calls.filter((c) => c.method === 'HostGroup.GetHostProducts').length).toBe(5);
   expect(emu.openAccessors()).toBe(0);
 });
 
@@ -202,7 +201,7 @@ test('the enrichment index follows the store: a new host is found after the next
   await k.syncAssets();
   const idx = k.assetIndex();
   expect(idx.lookup({ host: 'WS-NEW' })).toBeUndefined();
-  emu.model.hosts.push({ id: 'new-host-guid', displayName: 'WS-NEW', ip: '10.9.9.9', groupId: 1, nagent: true, lastVisible: new Date(), products: [NAGENT, KES_WIN] });
+  emu.model.hosts.push({ id: 'new-host-guid', displayName: 'WS-NEW', ip: '10.9.9.9', groupId: 1, nagent: true, nagentConnected: new Date(), lastVisible: new Date(), products: [NAGENT, KES_WIN] });
   await k.syncAssets();
   expect(idx.lookup({ host: 'ws-new' })).toBe(assetIdFor(k.getConnection('main').id, 'new-host-guid'));
   // Another connection writing the same file (a CLI sync) is seen through PRAGMA data_version.

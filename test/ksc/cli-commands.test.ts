@@ -257,3 +257,34 @@ test('tasks start honours ksc.task_run_blocking from --config: a run without new
   expect(again.code).toBe(0);
   expect(json(again)).toMatchObject({ run: { id: 2, taskId: '22', origin: 'manual' } });
 });
+
+test('assets sync --attributes, then assets show: a Windows device has software and vulnerabilities, a Linux device none', async () => {
+  await addMain();
+  expect((await ksc(['assets', 'sync'])).code).toBe(0);
+  const attrs = await ksc(['assets', 'sync', '--attributes']);
+  expect(attrs.stderr).toBe('');
+  expect(attrs.code).toBe(0);
+  expect(attrs.stdout).toMatch(/^default\/main: ok, 4 devices imported, 0 failed in \d+ ms$/m);
+  const list = json(await ksc(['assets', 'list', '--json']))['assets'] as { id: string; kscHostId: string; platform: string }[];
+  const ws = list.find((a) => a.kscHostId === WS42)!;
+  const lnx = list.find((a) => a.platform === 'linux')!;
+  const text = await ksc(['assets', 'show', ws.id]);
+  expect(text.code).toBe(0);
+  expect(text.stdout).toMatch(/^MAC addresses +00:1a:2b:3c:4d:42, 00:1a:2b:3c:4d:43$/m);
+  expect(text.stdout).toMatch(/^protection +warning, real-time protection installed/m);
+  expect(text.stdout).toMatch(/^AV bases +2024-05-01T04:00:00Z$/m);
+  expect(text.stdout).toMatch(/^owners +CORP\\j\.smith$/m);
+  expect(text.stdout).toMatch(/^software \(3\)$/m);
+  expect(text.stdout).toMatch(/^Microsoft Edge +124\.0\.2478\.80 +Microsoft Corporation +2024-05-02$/m);
+  expect(text.stdout).toMatch(/^vulnerabilities \(2\)$/m);
+  expect(text.stdout).toMatch(/^KLA10001 +3 +Mozilla Firefox 115\.0 +2024-04-20T10:00:00Z +no +https:\/\/threats\.kaspersky\.com\/en\/vulnerability\/KLA10001\/$/m);
+  const j = json(await ksc(['assets', 'show', ws.id, '--format', 'json']));
+  expect((j['software'] as unknown[]).length).toBe(3);
+  expect(j['vulnerabilities']).toMatchObject([{ id: 'KLA10001' }, { id: 'KLA10002', ignored: true }]);
+  expect(j['asset']).toMatchObject({ id: ws.id, macs: ['00:1a:2b:3c:4d:42', '00:1a:2b:3c:4d:43'] });
+  const l = await ksc(['assets', 'show', lnx.id]);
+  expect(l.stdout).toMatch(/^software \(0\)$/m);
+  expect(l.stdout).toMatch(/^vulnerabilities \(0\)$/m);
+  expect(l.stdout).toContain('Windows devices only');
+  expect((await ksc(['assets', 'show', ws.id, '--format', 'xml'])).code).not.toBe(0);
+});

@@ -207,3 +207,41 @@ test('fault knobs: status faults, hang-ups and delays, per method', async () => 
   await call('Session.Ping', {});
   expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
 });
+
+test('inventory and SrvView on the wire (OPEN-API.md §2.8): shapes, MACs as paramBinary, a released iterator is gone', async () => {
+  const WS42 = 'c2b22f83-307c-45aa-8533-5ffffbcc6bf1';
+  const LNX = 'e4b8d2f0-1c3a-4b5d-8e9f-0a1b2c3d4e5f';
+  const inv = await call('InventoryApi.GetHostInvProducts', { szwHostId: WS42, pParams: {} });
+  const list = (inv.json?.['PxgRetVal'] as { GNRL_EA_PARAM_1: { type: string; value: Record<string, unknown> }[] }).GNRL_EA_PARAM_1;
+  expect(list[0]).toMatchObject({ type: 'params', value: { DisplayName: 'Microsoft Edge', DisplayVersion: '124.0.2478.80', Publisher: 'Microsoft Corporation', InstallDate: '20240502' } });
+  expect((await call('InventoryApi.GetHostInvProducts', { szwHostId: LNX, pParams: {} })).json).toEqual({ PxgRetVal: { GNRL_EA_PARAM_1: [] } });
+  expect((await call('InventoryApi.GetHostInvPatches', { szwHostId: 'nope' })).json?.['PxgError']).toMatchObject({ code: 1168 });
+  emu.faults.failHosts.add(WS42);
+  expect((await call('InventoryApi.GetHostInvProducts', { szwHostId: WS42 })).json?.['PxgError']).toMatchObject({ code: 1150 });
+  emu.faults.failHosts.clear();
+
+  const it = await call('SrvView.ResetIterator', {
+    wstrViewName: 'v_vapm_vulnerability', wstrFilter: `(KLHST_WKS_HOSTNAME = "${WS42}")`, vecFieldsToReturn: ['VulnerabilityId', 'SeverityRating', 'DetectionTime', 'bIgnore'],
+    vecFieldsToOrder: [], pParams: {}, lifetimeSec: 60,
+  });
+  const id = String(it.json?.['wstrIteratorId']);
+  expect((await call('SrvView.GetRecordCount', { wstrIteratorId: id })).json).toEqual({ PxgRetVal: 2 });
+  emu.faults.srvViewPageMax = 1;
+  expect((await call('SrvView.GetRecordRange', { wstrIteratorId: id, nStart: 0, nEnd: 2 })).json).toEqual({
+    pRecords: { KLCSP_ITERATOR_ARRAY: [{ type: 'params', value: { VulnerabilityId: 'KLA10001', SeverityRating: 3, DetectionTime: { type: 'datetime', value: '2024-04-20T10:00:00Z' }, bIgnore: false } }] },
+  });
+  expect((await call('SrvView.ReleaseIterator', { wstrIteratorId: id })).json).toEqual({});
+  expect((await call('SrvView.GetRecordCount', { wstrIteratorId: id })).json?.['PxgError']).toMatchObject({ code: 1168 });
+  expect((await call('SrvView.ResetIterator', { wstrViewName: 'nope', vecFieldsToReturn: [] })).json?.['PxgError']).toMatchObject({ code: 1168 });
+  expect((await call('SrvView.ResetIterator', { wstrViewName: 'v_vapm_vulnerability', vecFieldsToReturn: ['NoSuchAttr'] })).json?.['PxgError']).toMatchObject({ code: 1185 });
+
+  const fh = await call('HostGroup.FindHosts', { wstrFilter: `(KLHST_WKS_HOSTNAME = "${WS42}")`, vecFieldsToReturn: ['KLHST_WKS_MAC_ADDRESSES', 'KLHST_WKS_RTP_AV_BASES_TIME'], vecFieldsToOrder: [], pParams: {}, lMaxLifeTime: 60 });
+  const chunk = await call('ChunkAccessor.GetItemsChunk', { strAccessor: String(fh.json?.['strAccessor']), nStart: 0, nCount: 10 });
+  expect(chunk.json?.['pChunk']).toEqual({
+    KLCSP_ITERATOR_ARRAY: [{ type: 'params', value: {
+      KLHST_WKS_MAC_ADDRESSES: [{ type: 'binary', value: Buffer.from('001a2b3c4d42', 'hex').toString('base64') }, { type: 'binary', value: Buffer.from('001a2b3c4d43', 'hex').toString('base64') }],
+      KLHST_WKS_RTP_AV_BASES_TIME: { type: 'datetime', value: '2024-05-01T04:00:00Z' },
+    } }],
+  });
+  await call('ChunkAccessor.Release', { strAccessor: String(fh.json?.['strAccessor']) });
+});

@@ -12,7 +12,9 @@ import type { CefdEvent } from '../../src/event.js';
 import { kscConfigProblems, rateLimitedLogger } from '../../src/ksc/extension.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { memoryLogger } from '../helpers/ksc-emulator/testkit.js';
-import { startKscDaemon } from '../helpers/ksc-daemon.js';
+import { startKscDaemon, type KscTestDaemon } from '../helpers/ksc-daemon.js';
+import type { KscFindings, KscWatch } from '../../src/ksc/watch.js';
+import type { EventOrigin } from '../../src/event.js';
 import { waitFor } from '../helpers/daemon.js';
 
 const spec = (o: Partial<RuleSpec> = {}): RuleSpec => ({
@@ -244,6 +246,9 @@ test('config: the ksc section, its defaults and the checks the schema cannot mak
     tenant: 'default',
     asset_sync_interval: 3600,
     sync_on_start: true,
+    asset_attributes_interval: 43200,
+    asset_attributes_concurrency: 2,
+    asset_attributes_budget: 7200,
     request_timeout: 30,
     retries: 3,
     task_run_blocking: 21600,
@@ -276,6 +281,16 @@ test('rate-limited logger: a repeated warning is logged once per interval, with 
   expect(JSON.parse(log.lines.at(-1)!)).toMatchObject({ level: 'warn', connection: 'main', repeated: 4, msg: 'KSC asset import failed (and 4 more like it since the last report)' });
 });
 
+/**
+ * What a decode worker does with an event (the KSC watch the extension gave the pipeline),
+ * then the findings handed to the extension on the main thread, as the pipeline does.
+ */
+function watchSees(d: KscTestDaemon, e: CefdEvent): void {
+  const pipeline = (d.daemon as unknown as { pipeline: { watch?: KscWatch; deliver(o: EventOrigin, f: KscFindings | undefined): void } }).pipeline;
+  pipeline.watch!.see(e);
+  pipeline.deliver({ listener: 'tcp', peer: '127.0.0.1:5000' }, pipeline.watch!.take());
+}
+
 test('the daemon: a bad rule stops the start; a reload keeps unchanged rules and their counters', async () => {
   const base = `
 state_dir: {dir}/state
@@ -293,15 +308,13 @@ ksc:
   try {
     // Events from the trusted listener of connection main act on KSC.
     d.ksc.integration!.addConnection({ name: 'main', url: '127.0.0.1:1', secret: { user: 'u', password: 'p' } });
-    (d.ksc as unknown as { updateTap: () => void }).updateTap();
-    const origin = { listener: 'tcp', peer: '127.0.0.1:5000' };
-    const tap = (e: CefdEvent): void => (d.ksc as unknown as { tap: (e: CefdEvent, o: typeof origin) => void }).tap(e, origin);
+    (d.ksc as unknown as { refreshTrustedConnections: () => void }).refreshTrustedConnections();
     // r1 triggers (no such asset, so its start fails: counted).
     const e = ev({ device: 'no-such-asset' });
-    tap(e);
+    watchSees(d, e);
     await waitFor(() => d.ksc.ruleViews().every((r) => r.counters.failed === 1), 5000, 'the failed starts');
     // Task-state events (the answers to starts) never trigger a rule.
-    tap(ev({ category: 'task_state', device: 'no-such-asset' }));
+    watchSees(d, ev({ category: 'task_state', device: 'no-such-asset' }));
     expect(d.ksc.ruleViews().map((r) => r.counters.triggered)).toEqual([1, 1]);
     const next = loadConfigText(
       `${base.replaceAll('{dir}', d.dir)}    - { name: r1, type: ksctasks, tasks: ["KUMA scan"] }\n    - { name: r2, type: ksctasks, tasks: ["KUMA other"] }\n    - { name: r3, type: ksctasks, tasks: ["KUMA x"], workers: 4 }\n`,
@@ -318,10 +331,11 @@ ksc:
     // Counters are kept per rule name across the reload.
     expect(views.map((v) => v.counters.failed)).toEqual([1, 1, 0]);
     expect(d.logs.parsed().some((l) => l['msg'] === 'KSC integration configuration applied')).toBe(true);
-    // Switched off by a reload: the tap does nothing and the rules are gone.
+    // Switched off by a reload: the watch is gone and so are the rules.
     await d.ksc.reload(loadConfigText(`${base.replaceAll('{dir}', d.dir).replace('  sync_on_start: false', '  enabled: false')}    - { name: r1, type: ksctasks, tasks: ["KUMA scan"] }\n`, undefined, {}));
     expect(d.ksc.ruleViews()).toEqual([]);
     expect(d.ksc.integration).toBeUndefined();
+    expect((d.daemon as unknown as { pipeline: { watch?: KscWatch } }).pipeline.watch).toBeUndefined();
   } finally {
     await d.stop();
     rmSync(d.dir, { recursive: true, force: true });

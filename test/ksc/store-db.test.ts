@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import {
   KscStore,
   SCHEMA_VERSION,
+  MIGRATIONS,
   STORE_FILE,
   assetIdFor,
   codePointLength,
@@ -232,5 +233,31 @@ test('device lookups for task-state events: by name (indexed, archived too), els
   expect(names(store.findAssetsByIp('10.0.0.2'))).toEqual(['srv.branch']);
   expect(names(store.findAssetsByIp('10.0.0.1'))).toEqual(['WS-0001']);
   expect(store.findAssetsByIp('10.0.0')).toEqual([]);
-  expect(store.schemaVersion()).toBe(2);
+  expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
+});
+
+test('schema 2 → 3: existing assets get their seq and IP lookup rows; attribute data and MACs start empty', () => {
+  const t = tempDir();
+  cleanups.push(t.cleanup);
+  const raw = new Database(join(t.dir, STORE_FILE));
+  raw.exec(MIGRATIONS[0]!);
+  raw.exec(MIGRATIONS[1]!);
+  raw.pragma('user_version = 2');
+  raw.exec(`INSERT INTO tenants VALUES ('default', 1, '2024-01-01T00:00:00Z');
+    INSERT INTO connections (id, tenant, name, url, created_at, updated_at) VALUES ('c1', 'default', 'main', 'ksc:13299', 'x', 'x');
+    INSERT INTO assets (id, connection_id, tenant, ksc_host_id, display_name, fqdn, ips, first_imported_at, last_imported_at)
+      VALUES ('a1', 'c1', 'default', 'h1', 'WS-1', 'ws-1.corp', '["10.0.0.1"]', 'x', 'x'),
+             ('a2', 'c1', 'default', 'h2', 'WS-2', null, '["10.0.0.2","10.0.0.3"]', 'x', 'x');`);
+  raw.close();
+  const store = new KscStore(t.dir);
+  cleanups.push(() => store.close());
+  expect(store.schemaVersion()).toBe(3);
+  expect(store.getAsset('a1')).toMatchObject({ macs: [], owners: [], hardware: {}, protection: {}, nagentConnectedAt: null, attributes: { importedAt: null, software: 0, vulnerabilities: 0 } });
+  const cands = store.findIdentityCandidates('c1', { ips: ['10.0.0.3'], macs: [], fqdn: 'ws-1.corp' }, 'new');
+  expect(cands.map((a) => a.id).sort()).toEqual(['a1', 'a2']);
+  // Removing an asset removes its lookup rows and attribute rows (foreign keys on seq).
+  store.replaceAttributes('a2', { software: [{ name: 'X', version: '1', publisher: 'P', installDate: null }], vulnerabilities: [] });
+  store.db.prepare('DELETE FROM assets WHERE id = ?').run('a2');
+  expect(store.db.prepare('SELECT COUNT(*) FROM asset_addrs').pluck().get()).toBe(1);
+  expect(store.db.prepare('SELECT COUNT(*) FROM asset_software').pluck().get()).toBe(0);
 });

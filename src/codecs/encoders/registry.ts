@@ -1,7 +1,7 @@
 /** The encoders outputs can name in `encoding.codec`. Adding one: a module here and one line below. */
 import type { CefdEvent } from '../../event.js';
 import { EncodeProblems, type Encoder, type EncodingConfig } from './encoder.js';
-import { nativeEncoder } from './native.js';
+import { expandEvent, isDefaultEventOptions, nativeEncoder } from './native.js';
 import { ecsEncoder } from './ecs.js';
 import { kumaEncoder } from './kuma.js';
 import { cefEncoder } from './cef.js';
@@ -25,6 +25,14 @@ export function isEncoderName(name: string): boolean {
   return Object.hasOwn(ENCODERS, name);
 }
 
+/** Encoders whose records are not JSON texts (a dead letter carries such a record as a string). */
+const NOT_JSON: ReadonlySet<string> = new Set(['cef']);
+
+/** Whether the records of this encoder are JSON texts (`cef`'s are CEF lines). */
+export function isJsonEncoding(codec: string): boolean {
+  return !NOT_JSON.has(codec);
+}
+
 /** The encoder an output's `encoding` section names (the name must be one of ENCODER_NAMES). */
 export function createEncoder(cfg: EncodingConfig): Encoder {
   const make = ENCODERS[cfg.codec];
@@ -38,18 +46,24 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
   if (only.length === 0 && except.length === 0) return { key, codec: cfg.codec, problems, encode: base };
   const onlyPaths = only.map((p) => p.split('.'));
   const exceptPaths = except.map((p) => p.split('.'));
+  // The native event's options add fields back (`event.ksc: full` gives `ksc.eventType`):
+  // the field options choose among the fields of the expanded event, which is then written
+  // as it is.
+  const expand = cfg.codec === 'native' && !isDefaultEventOptions(ev) ? (e: CefdEvent) => expandEvent(e, ev!) : undefined;
+  const write = expand === undefined ? base : nativeEncoder();
   return {
     key,
     codec: cfg.codec,
     problems,
     encode: (event) => {
-      let e: Record<string, unknown> = event;
+      let e: Record<string, unknown> = expand === undefined ? event : expand(event);
       if (onlyPaths.length > 0) e = pick(e, onlyPaths);
       if (exceptPaths.length > 0) e = omit(e, exceptPaths);
-      return base(e as CefdEvent);
+      return write(e as CefdEvent);
     },
   };
 }
+
 function pick(obj: Record<string, unknown>, paths: readonly string[][]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const p of paths) {

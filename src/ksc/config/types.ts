@@ -27,6 +27,9 @@ export interface KscConfig {
   credentials_file?: string;
   asset_sync_interval: number;
   sync_on_start: boolean;
+  asset_attributes_interval: number;
+  asset_attributes_concurrency: number;
+  asset_attributes_budget: number;
   request_timeout: number;
   retries: number;
   task_run_blocking: number;

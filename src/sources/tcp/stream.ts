@@ -341,9 +341,19 @@ export class StreamSource implements Source {
     });
     if (idleMs > 0) {
       socket.on('timeout', () => {
-        telemetry.log.debug({ listener: this.name, peer }, 'closing an idle connection');
-        socket.end();
-        socket.destroySoon();
+        // After a stall (a starved CPU) this timer can fire before the reads already waiting
+        // are handled: decide after the event loop has polled the sockets (setImmediate runs
+        // after the poll phase), from when data last came.
+        setImmediate(() => {
+          if (socket.destroyed || flowPaused || pipelinePaused) return;
+          if (Date.now() - conn.lastDataMs < idleMs || socket.readableLength > 0) {
+            socket.setTimeout(idleMs);
+            return;
+          }
+          telemetry.log.debug({ listener: this.name, peer }, 'closing an idle connection');
+          socket.end();
+          socket.destroySoon();
+        });
       });
       if (!flowPaused && !pipelinePaused) socket.setTimeout(idleMs);
     }

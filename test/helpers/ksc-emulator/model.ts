@@ -43,6 +43,41 @@ export interface EmuHost {
   nagent: boolean;
   nagentConnected?: Date;
   products: EmuProduct[];
+  /** KLHST_WKS_MAC_ADDRESSES, written `aa:bb:cc:dd:ee:ff` here, sent as paramBinary(6). */
+  macs?: string[];
+  /** KLHST_WKS_STATUS_ID: 0 OK, 1 critical, 2 warning. */
+  statusId?: number;
+  /** KLHST_WKS_RTP_AV_BASES_TIME. */
+  avBases?: Date;
+  /** KLHST_WKS_CTYPE / KLHST_WKS_PTYPE. */
+  computerType?: number;
+  platformType?: number;
+  /** Owner (KLHST_WKS_OWNER_NAME / _ID: attribute names are a GUESS, not in OPEN-API.md). */
+  owner?: { name: string; id: string };
+  /** Installed programs (InventoryApi.GetHostInvProducts); KSC has them for Windows only. */
+  software?: EmuSoftware[];
+  /** Installed patches (InventoryApi.GetHostInvPatches). */
+  patches?: EmuSoftware[];
+  /** Rows of the vulnerability view (SrvView v_vapm_vulnerability). */
+  vulnerabilities?: EmuVulnerability[];
+}
+
+export interface EmuSoftware {
+  name: string;
+  version: string;
+  publisher: string;
+  /** `YYYYMMDD`, as GetHostInvProducts sends InstallDate. */
+  installDate?: string;
+}
+
+export interface EmuVulnerability {
+  id: string;
+  severity: number;
+  product: string;
+  productVersion?: string;
+  url: string;
+  detected: Date;
+  ignored?: boolean;
 }
 
 export interface EmuTask {
@@ -65,6 +100,11 @@ export interface EmuModel {
   groups: EmuGroup[];
   hosts: EmuHost[];
   tasks: EmuTask[];
+  /**
+   * Inventory computed on demand instead of stored per host (large fleets: memory stays
+   * bounded). Wins over the host's own `software`/`patches`/`vulnerabilities`.
+   */
+  inventory?: (h: EmuHost) => { software: EmuSoftware[]; patches: EmuSoftware[]; vulnerabilities: EmuVulnerability[] };
 }
 
 const DAY = 86_400_000;
@@ -75,7 +115,7 @@ export const KES_LINUX: EmuProduct = { product: 'KESL', version: '11.4.0.0', dis
 
 /**
  * A small network: groups Managed devices (0) > Workstations (1), Servers (2), Linux (3);
- * five hosts (Windows and Linux, one without agent, one unseen for 40 days) and tasks,
+ * five hosts (Windows and Linux, one unseen for 40 days; WS-0142 with software, patches and vulnerabilities) and tasks,
  * some named KUMA*, with different scopes and products.
  */
 export function defaultModel(now = new Date()): EmuModel {
@@ -95,6 +135,18 @@ export function defaultModel(now = new Date()): EmuModel {
       {
         id: 'c2b22f83-307c-45aa-8533-5ffffbcc6bf1', displayName: 'WS-0142', fqdn: 'ws-0142.corp.example', domain: 'CORP', ip: '10.0.12.42',
         os: 'Microsoft Windows 10 Pro', groupId: 1, lastVisible: ago(0.01), nagent: true, nagentConnected: ago(0.01), products: [NAGENT, KES_WIN],
+        macs: ['00:1a:2b:3c:4d:42', '00:1a:2b:3c:4d:43'], statusId: 2, avBases: new Date('2024-05-01T04:00:00Z'), computerType: 1, platformType: 1,
+        owner: { name: 'CORP\\j.smith', id: 'S-1-5-21-1004' },
+        software: [
+          { name: 'Microsoft Edge', version: '124.0.2478.80', publisher: 'Microsoft Corporation', installDate: '20240502' },
+          { name: '7-Zip 23.01 (x64)', version: '23.01', publisher: 'Igor Pavlov', installDate: '20231115' },
+          { name: 'Mozilla Firefox (x64 en-US)', version: '115.0', publisher: 'Mozilla', installDate: '20230710' },
+        ],
+        patches: [{ name: 'Security Update for Windows (KB5036892)', version: '1', publisher: 'Microsoft Corporation', installDate: '20240410' }],
+        vulnerabilities: [
+          { id: 'KLA10001', severity: 3, product: 'Mozilla Firefox', productVersion: '115.0', url: 'https://threats.kaspersky.com/en/vulnerability/KLA10001/', detected: new Date('2024-04-20T10:00:00Z') },
+          { id: 'KLA10002', severity: 1, product: 'Mozilla Firefox', productVersion: '115.0', url: 'https://threats.kaspersky.com/en/vulnerability/KLA10002/', detected: new Date('2024-04-21T10:00:00Z'), ignored: true },
+        ],
       },
       {
         id: '7d1e0a51-93c6-4a2b-9d0e-2b9c5d3e0177', displayName: 'WS-0177', fqdn: 'ws-0177.corp.example', domain: 'CORP', ip: '10.0.12.77',
@@ -108,10 +160,11 @@ export function defaultModel(now = new Date()): EmuModel {
       {
         id: 'e4b8d2f0-1c3a-4b5d-8e9f-0a1b2c3d4e5f', displayName: 'lnx-web01', fqdn: 'lnx-web01.corp.example', ip: '10.0.30.5',
         os: 'Ubuntu 22.04 LTS', groupId: 3, lastVisible: ago(0.2), nagent: true, nagentConnected: ago(0.2), products: [NAGENT, KES_LINUX],
+        macs: ['52:54:00:12:34:05'], statusId: 0,
       },
       {
         id: 'f0f0f0f0-0000-4000-8000-00000000dead', displayName: 'OLD-LAPTOP', fqdn: 'old-laptop.corp.example', domain: 'CORP', ip: '10.0.12.250',
-        os: 'Microsoft Windows 10 Pro', groupId: 1, lastVisible: ago(40), nagent: false, products: [],
+        os: 'Microsoft Windows 10 Pro', groupId: 1, lastVisible: ago(40), nagent: true, nagentConnected: ago(40), products: [NAGENT],
       },
     ],
     tasks: [

@@ -22,9 +22,17 @@
  * - After RunTask, for every host of the scope that has the task's product, the emulator can
  *   send `KLPRCI_TaskState` CEF lines (0→1 Running, then 1→4 Completed or 1→3 Failed) to a
  *   TCP listener, with configurable delays and outcome.
+ * - Inventory (§2.8): `InventoryApi.GetHostInvProducts` / `GetHostInvPatches`
+ *   (`{"PxgRetVal":{"GNRL_EA_PARAM_1":[params...]}}`, InstallDate `YYYYMMDD`; empty for
+ *   non-Windows hosts); `SrvView.ResetIterator` / `GetRecordCount` / `GetRecordRange` /
+ *   `ReleaseIterator` over the vulnerability view `v_vapm_vulnerability` (attributes of
+ *   §2.8; the host-id attribute `KLHST_WKS_HOSTNAME` and `ProductName` are GUESSES).
  * - Fault injection: `faults.delayMs` / per-method delays (slow answers), `failNext` (5xx or
  *   any status, N times, per method), `hangUpNext` (close the socket without an answer),
- *   `expireSessions()` (every session and connection-bound login becomes invalid).
+ *   `expireSessions()` (every session and connection-bound login becomes invalid),
+ *   `failHosts` (per-host calls for these host ids answer a PxgError), `srvViewPageMax`
+ *   (GetRecordRange returns at most this many records, so the client must page),
+ *   `rejectAttributes` (FindHosts refuses these attributes, as an older server would).
  */
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -32,7 +40,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { makeSelfSignedCert, type TestCertificate } from './cert.js';
-import { defaultModel, groupAncestry, taskScope, type EmuHost, type EmuModel, type EmuTask } from './model.js';
+import { defaultModel, groupAncestry, taskScope, type EmuHost, type EmuModel, type EmuSoftware, type EmuTask, type EmuVulnerability } from './model.js';
 import { filterAttributes, matchFilter, parseFilter, FilterSyntaxError, type FilterValue } from './filter.js';
 import { CefTcpSender, taskStateCef } from './cef.js';
 
@@ -97,6 +105,12 @@ export interface Faults {
   hangUpNext(o?: { method?: string; times?: number }): void;
   /** Send the next `times` answers (of `method`, or any) half-way, then close the socket. */
   breakNext(o?: { method?: string; times?: number }): void;
+  /** Per-host calls (InventoryApi.*, GetHostInfo, a SrvView filtered on the host) for these host ids fail with a PxgError. */
+  failHosts: Set<string>;
+  /** SrvView.GetRecordRange returns at most this many records per call (0: no cap). */
+  srvViewPageMax: number;
+  /** Host attributes FindHosts refuses in vecFieldsToReturn (PxgError), like a server that does not know them. */
+  rejectAttributes: Set<string>;
   /** Remove every pending fault. */
   clear(): void;
 }
@@ -118,8 +132,13 @@ const HOST_FIELDS = new Set([
   'KLHST_WKS_HOSTNAME', 'KLHST_WKS_DN', 'KLHST_WKS_FQDN', 'KLHST_WKS_DNSNAME', 'KLHST_WKS_DNSDOMAIN', 'KLHST_WKS_WINHOSTNAME',
   'KLHST_WKS_WINDOMAIN', 'KLHST_WKS_IP_LONG', 'KLHST_WKS_CONNECT_IP_LONG', 'KLHST_WKS_GROUPID', 'KLHST_WKS_OS_NAME',
   'KLHST_WKS_LAST_VISIBLE', 'KLHST_WKS_LAST_NAGENT_CONNECTED', 'KLHST_WKS_STATUS', 'KLHST_INSTANCEID', 'KLHST_WKS_NAG_VERSION',
-  'KLHST_WKS_RTP_AV_VERSION', 'name',
+  'KLHST_WKS_RTP_AV_VERSION', 'name', 'KLHST_WKS_MAC_ADDRESSES', 'KLHST_WKS_STATUS_ID', 'KLHST_WKS_RTP_AV_BASES_TIME', 'KLHST_WKS_LAST_UPDATE',
+  'KLHST_WKS_LAST_FULLSCAN', 'KLHST_WKS_VIRUS_COUNT', 'KLHST_WKS_CTYPE', 'KLHST_WKS_PTYPE', 'KLHST_WKS_OS_VER_MAJOR', 'KLHST_WKS_OS_VER_MINOR',
+  'KLHST_WKS_OS_BUILD_NUMBER', 'KLWNF_OS_IS_SERVER', 'KLHST_WKS_OWNER_NAME', 'KLHST_WKS_OWNER_ID',
 ]);
+/** The vulnerability view (OPEN-API.md §2.8) and its attributes. */
+const VULN_VIEW = 'v_vapm_vulnerability';
+const VULN_FIELDS = new Set(['KLHST_WKS_HOSTNAME', 'VulnerabilityId', 'SeverityRating', 'DescriptionURL', 'ProductName', 'ProductVersion', 'DetectionTime', 'nVulnId', 'strVulnUid', 'bIgnore', 'ObjPath']);
 const SEARCH_ONLY = new Set(['KLHST_WKS_GROUPID_GP', 'KLHST_WKS_PRODUCT_NAME', 'KLHST_WKS_PRODUCT_VERSION']);
 
 function ipLong(ip: string | undefined): number | undefined {
@@ -151,6 +170,7 @@ export class KscEmulator {
   private epoch = 0;
   private readonly accessors = new Map<string, Accessor>();
   private readonly taskIterators = new Map<string, EmuTask[]>();
+  private readonly viewIterators = new Map<string, Record<string, unknown>[]>();
   private readonly runStates = new Map<string, RunState>();
   private readonly pendingFaults: Fault[] = [];
   private readonly pendingHangups: { method?: string; times: number }[] = [];
@@ -183,7 +203,13 @@ export class KscEmulator {
       breakNext(f = {}) {
         self.pendingBreaks.push({ times: f.times ?? 1, ...(f.method !== undefined ? { method: f.method } : {}) });
       },
+      failHosts: new Set<string>(),
+      srvViewPageMax: 0,
+      rejectAttributes: new Set<string>(),
       clear() {
+        this.failHosts.clear();
+        this.srvViewPageMax = 0;
+        this.rejectAttributes.clear();
         self.pendingFaults.length = 0;
         self.pendingHangups.length = 0;
         self.pendingBreaks.length = 0;
@@ -462,6 +488,33 @@ export class KscEmulator {
         return h.products.map((p) => p.version);
       case 'name':
         return g?.name ?? '';
+      case 'KLHST_WKS_MAC_ADDRESSES':
+        return h.macs ?? [];
+      case 'KLHST_WKS_STATUS_ID':
+        return h.statusId ?? 0;
+      case 'KLHST_WKS_RTP_AV_BASES_TIME':
+      case 'KLHST_WKS_LAST_UPDATE':
+        return h.avBases ?? null;
+      case 'KLHST_WKS_LAST_FULLSCAN':
+        return null;
+      case 'KLHST_WKS_VIRUS_COUNT':
+        return 0;
+      case 'KLHST_WKS_CTYPE':
+        return h.computerType ?? 0;
+      case 'KLHST_WKS_PTYPE':
+        return h.platformType ?? 0;
+      case 'KLHST_WKS_OS_VER_MAJOR':
+        return /windows 1[01]/i.test(h.os ?? '') ? 10 : 0;
+      case 'KLHST_WKS_OS_VER_MINOR':
+        return 0;
+      case 'KLHST_WKS_OS_BUILD_NUMBER':
+        return /windows 11/i.test(h.os ?? '') ? 22631 : /windows 10/i.test(h.os ?? '') ? 19045 : 0;
+      case 'KLWNF_OS_IS_SERVER':
+        return /server/i.test(h.os ?? '');
+      case 'KLHST_WKS_OWNER_NAME':
+        return h.owner?.name ?? '';
+      case 'KLHST_WKS_OWNER_ID':
+        return h.owner?.id ?? '';
       default:
         return undefined;
     }
@@ -478,6 +531,14 @@ export class KscEmulator {
         return dt(h.lastVisible);
       case 'KLHST_WKS_LAST_NAGENT_CONNECTED':
         return dt(h.nagentConnected);
+      case 'KLHST_WKS_RTP_AV_BASES_TIME':
+      case 'KLHST_WKS_LAST_UPDATE':
+      case 'KLHST_WKS_LAST_FULLSCAN':
+        return dt(v instanceof Date ? v : undefined);
+      case 'KLHST_WKS_VIRUS_COUNT':
+        return lng(typeof v === 'number' ? v : 0);
+      case 'KLHST_WKS_MAC_ADDRESSES':
+        return (h.macs ?? []).map((m) => ({ type: 'binary', value: Buffer.from(m.replace(/:/g, ''), 'hex').toString('base64') }));
       default:
         return v;
     }
@@ -519,7 +580,7 @@ export class KscEmulator {
     };
     const host = (k: string): EmuHost => {
       const id = str(k);
-      const h = this.model.hosts.find((x) => x.id === id);
+      const h = this.hostById(id);
       if (h === undefined) throw new PxgFailure(PXG.notFound(`host "${id}"`));
       return h;
     };
@@ -547,7 +608,9 @@ export class KscEmulator {
         }
         const fields = b['vecFieldsToReturn'];
         if (!Array.isArray(fields) || fields.some((f) => typeof f !== 'string')) throw new PxgFailure(PXG.badArg('vecFieldsToReturn must be an array of strings'));
-        for (const f of fields as string[]) if (!HOST_FIELDS.has(f)) throw new PxgFailure(PXG.badArg(`unknown attribute "${f}" in vecFieldsToReturn`));
+        for (const f of fields as string[]) {
+          if (!HOST_FIELDS.has(f) || this.faults.rejectAttributes.has(f)) throw new PxgFailure(PXG.badArg(`unknown attribute "${f}" in vecFieldsToReturn`));
+        }
         const order = Array.isArray(b['vecFieldsToOrder']) ? (b['vecFieldsToOrder'] as unknown[]) : [];
         const life = Math.min(int('lMaxLifeTime', 7200), 7200);
         let hosts = this.model.hosts.filter((h) => matchFilter(filter, (a) => this.hostAttr(h, a)));
@@ -588,6 +651,7 @@ export class KscEmulator {
 
       case 'HostGroup.GetHostInfo': {
         const h = host('strHostName');
+        if (this.faults.failHosts.has(h.id)) throw new PxgFailure(PXG.denied(`host "${h.id}" is not reachable`));
         const fields = Array.isArray(b['pFields2Return']) ? (b['pFields2Return'] as string[]) : [];
         const out: Record<string, unknown> = {};
         for (const f of fields) if (HOST_FIELDS.has(f)) out[f] = this.hostWire(h, f);
@@ -612,6 +676,91 @@ export class KscEmulator {
         }
         return { PxgRetVal: out };
       }
+
+      case 'InventoryApi.GetHostInvProducts':
+      case 'InventoryApi.GetHostInvPatches': {
+        const h = host('szwHostId');
+        if (this.faults.failHosts.has(h.id)) throw new PxgFailure(PXG.denied(`inventory of host "${h.id}" is not available`));
+        const inv = this.inventoryOf(h);
+        const list = method === 'InventoryApi.GetHostInvProducts' ? inv.software : inv.patches;
+        return {
+          PxgRetVal: {
+            GNRL_EA_PARAM_1: list.map((p, i) => ({
+              type: 'params',
+              value: {
+                DisplayName: p.name, DisplayVersion: p.version, Publisher: p.publisher, ProductID: `{${i.toString(16).padStart(8, '0')}-0000-0000-0000-000000000000}`,
+                InstallDate: p.installDate ?? '', InstallDir: `C:\\Program Files\\${p.name}`, ARPRegKey: `${p.name}`, bIsMsi: i % 2 === 0,
+              },
+            })),
+          },
+        };
+      }
+      case 'SrvView.ResetIterator': {
+        const view = str('wstrViewName');
+        if (view !== VULN_VIEW) throw new PxgFailure(PXG.notFound(`view "${view}"`));
+        let filter;
+        try {
+          filter = parseFilter(str('wstrFilter', true));
+        } catch (e) {
+          if (e instanceof FilterSyntaxError) throw new PxgFailure(PXG.badArg(e.message));
+          throw e;
+        }
+        for (const a of filterAttributes(filter)) if (!VULN_FIELDS.has(a)) throw new PxgFailure(PXG.badArg(`unknown attribute "${a}" in filter`));
+        const fields = b['vecFieldsToReturn'];
+        if (!Array.isArray(fields) || fields.some((f) => typeof f !== 'string' || !VULN_FIELDS.has(f))) throw new PxgFailure(PXG.badArg('vecFieldsToReturn: unknown attribute'));
+        const rows: Record<string, unknown>[] = [];
+        // A filter on one host id (the usual per-device query) needs only that host.
+        const one = /^\(?\s*KLHST_WKS_HOSTNAME\s*=\s*"([^"]*)"\s*\)?$/.exec(str('wstrFilter', true).trim());
+        const candidates = one !== null ? [this.hostById(one[1]!)].filter((x): x is EmuHost => x !== undefined) : this.model.hosts;
+        for (const h of candidates) {
+          for (const [i, v] of this.inventoryOf(h).vulnerabilities.entries()) {
+            const attr = (a: string): FilterValue => {
+              switch (a) {
+                case 'KLHST_WKS_HOSTNAME': return h.id;
+                case 'VulnerabilityId': return v.id;
+                case 'SeverityRating': return v.severity;
+                case 'DescriptionURL': return v.url;
+                case 'ProductName': return v.product;
+                case 'ProductVersion': return v.productVersion ?? '';
+                case 'DetectionTime': return v.detected;
+                case 'nVulnId': return i + 1;
+                case 'strVulnUid': return `${v.id}-${h.id.slice(0, 8)}`;
+                case 'bIgnore': return v.ignored === true;
+                case 'ObjPath': return `C:\\Program Files\\${v.product}`;
+                default: return undefined;
+              }
+            };
+            if (!matchFilter(filter, attr)) continue;
+            if (this.faults.failHosts.has(h.id)) throw new PxgFailure(PXG.denied(`vulnerabilities of host "${h.id}" are not available`));
+            const value: Record<string, unknown> = {};
+            for (const f of fields as string[]) {
+              const x = attr(f);
+              value[f] = x instanceof Date ? dt(x) : x;
+            }
+            rows.push({ type: 'params', value });
+          }
+        }
+        const id = randomBytes(8).toString('hex');
+        this.viewIterators.set(id, rows);
+        return { wstrIteratorId: id };
+      }
+      case 'SrvView.GetRecordCount': {
+        const it = this.viewIterators.get(str('wstrIteratorId'));
+        if (it === undefined) throw new PxgFailure(PXG.notFound('view iterator'));
+        return { PxgRetVal: it.length };
+      }
+      case 'SrvView.GetRecordRange': {
+        const it = this.viewIterators.get(str('wstrIteratorId'));
+        if (it === undefined) throw new PxgFailure(PXG.notFound('view iterator'));
+        const start = int('nStart', 0);
+        let end = int('nEnd');
+        if (start < 0 || end < start) throw new PxgFailure(PXG.badArg('need 0 <= nStart <= nEnd'));
+        if (this.faults.srvViewPageMax > 0) end = Math.min(end, start + this.faults.srvViewPageMax);
+        return { pRecords: { KLCSP_ITERATOR_ARRAY: it.slice(start, end) } };
+      }
+      case 'SrvView.ReleaseIterator':
+        this.viewIterators.delete(str('wstrIteratorId'));
+        return {};
 
       case 'Tasks.ResetTasksIterator': {
         const gid = int('nGroupId', 0);
@@ -688,6 +837,35 @@ export class KscEmulator {
       default:
         throw new PxgFailure(PXG.noMethod(method));
     }
+  }
+
+  /** A host's inventory: KSC has software and vulnerability data for Windows devices only (OPEN-API.md §6). */
+  private inventoryOf(h: EmuHost): { software: EmuSoftware[]; patches: EmuSoftware[]; vulnerabilities: EmuVulnerability[] } {
+    if (!/windows/i.test(h.os ?? '')) return { software: [], patches: [], vulnerabilities: [] };
+    if (this.model.inventory !== undefined) return this.model.inventory(h);
+    return { software: h.software ?? [], patches: h.patches ?? [], vulnerabilities: h.vulnerabilities ?? [] };
+  }
+
+  private hostIndex: { arr: EmuHost[]; len: number; map: Map<string, EmuHost> } | undefined;
+
+  /** A host by KLHST_WKS_HOSTNAME, through an index rebuilt when the model's host list changed. */
+  private hostById(id: string): EmuHost | undefined {
+    const hosts = this.model.hosts;
+    let ix = this.hostIndex;
+    if (ix === undefined || ix.arr !== hosts || ix.len !== hosts.length) {
+      ix = { arr: hosts, len: hosts.length, map: new Map(hosts.map((h) => [h.id, h])) };
+      this.hostIndex = ix;
+    }
+    const h = ix.map.get(id);
+    if (h !== undefined && h.id === id) return h;
+    // Not found, or an id changed in place: look at the list itself.
+    this.hostIndex = undefined;
+    return hosts.find((x) => x.id === id);
+  }
+
+  /** SrvView iterators not released. */
+  openViewIterators(): number {
+    return this.viewIterators.size;
   }
 
   private taskData(t: EmuTask): Record<string, unknown> {
