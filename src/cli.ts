@@ -13,6 +13,7 @@ import { isKnownZone } from './time.js';
 import { ENCODER_NAMES, isEncoderName } from './codecs/encoders/registry.js';
 import { compileRoutes } from './pipeline/router.js';
 import { registerKscCommands } from './ksc/cli.js';
+import { registerSqlCommands } from './sources/sql/cli.js';
 import { EXIT } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -107,7 +108,7 @@ export function buildProgram(): Command {
         const c = loadConfig(o.config);
         await checkNormalizers(c, o.config);
         if (o.print) process.stdout.write(JSON.stringify(redactConfig(c), null, 2) + '\n');
-        process.stdout.write(`${o.config ?? 'built-in configuration'}: OK (${c.listeners.length} listeners, ${c.outputs.length} outputs)\n`);
+        process.stdout.write(`${o.config ?? 'built-in configuration'}: OK (${c.listeners.length} listeners, ${c.sql_sources.length > 0 ? `${c.sql_sources.length} sql sources, ` : ''}${c.outputs.length} outputs)\n`);
         process.exitCode = EXIT.ok;
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
@@ -117,6 +118,7 @@ export function buildProgram(): Command {
     });
 
   registerKscCommands(program);
+  registerSqlCommands(program);
 
   program
     .command('config-doc')

@@ -20,6 +20,8 @@ import { DiskQueue } from './buffer/disk-queue.js';
 import type { Source } from './sources/source.js';
 import { StateDirError, Topology } from './topology.js';
 import type { Normalizer } from './pipeline/normalize.js';
+import { SqlSource } from './sources/sql/source.js';
+import type { SqlSourceConfig } from './sources/sql/config.js';
 import { TlsMaterialError, tlsProblems } from './sources/tcp/tls-material.js';
 import { holdsInheritedSocket, unusedInheritedSockets } from './sources/shared/systemd.js';
 import { MetricsServer } from './telemetry/http.js';
@@ -51,6 +53,7 @@ export class Daemon {
   private slots: SlotEntry[] = [];
   private deadLetter: SlotEntry | null = null;
   private sources: SourceEntry[] = [];
+  private sqlSources: { key: string; source: SqlSource }[] = [];
   private metrics: MetricsServer | null = null;
   private pool: WorkerPool | null = null;
   private readonly topology: Topology;
@@ -87,6 +90,7 @@ export class Daemon {
   notReady(): string[] {
     const out: string[] = [];
     for (const s of this.sources) if (!s.source.ready) out.push(`listener ${s.source.name}`);
+    for (const s of this.sqlSources) if (!s.source.ready) out.push(`sql source ${s.source.name}`);
     if (this.pipeline === null) out.push('pipeline');
     // A receiver that cannot publish takes frames it can only queue: the load balancer should pick another.
     if (this.config.mode === 'receiver') {
@@ -109,6 +113,16 @@ export class Daemon {
       chains: Object.fromEntries(c.listeners.map((l) => [l.name, l.normalizers])),
       baseDir: c.base_dir,
     };
+  }
+
+  private async startSqlSources(list: readonly SqlSourceConfig[], c: Config): Promise<void> {
+    for (const q of list) {
+      const chain: Normalizer[] = [];
+      chain.push(...(await this.topology.chain(q, c)));
+      const source = new SqlSource(q, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain, stateDir: c.state_dir });
+      this.sqlSources.push({ key: JSON.stringify(q), source });
+      await source.start();
+    }
   }
 
   /** state_dir exists, is writable, and is private (0700, files 0600: src/state-dir.ts). */
@@ -171,6 +185,7 @@ export class Daemon {
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }
+    await this.startSqlSources(c.sql_sources, c);
     for (const s of unusedInheritedSockets()) {
       this.telemetry.log.warn(s, `socket ${s.fd} from systemd (${s.name || 'unnamed'}${s.port !== undefined ? `, ${s.proto ?? ''} port ${s.port}` : ''}) matches no listener: the socket unit and the configuration disagree`);
     }
@@ -199,7 +214,7 @@ export class Daemon {
     const budget = this.config.shutdown_timeout * 1000;
     this.telemetry.log.info({ timeoutMs: budget }, 'stopping: draining connections and outputs');
     // Reading gets at most half the budget; flushing the rest.
-    await Promise.all(this.sources.map((s) => s.source.stop(budget / 2)));
+    await Promise.all([...this.sources.map((s) => s.source.stop(budget / 2)), ...this.sqlSources.map((s) => s.source.stop(budget / 2))]);
     this.pipeline?.commit();
     // Reads still on decode workers reach the queues before the outputs stop; any the
     // workers did not finish in time fail over to the dead-letter output.
@@ -411,6 +426,20 @@ export class Daemon {
       this.sources.push({ key: JSON.stringify(l), source });
       await source.start();
     }
+    // SQL sources: unchanged ones keep polling; others restart (their cursor is on disk).
+    const oldSql = new Map(this.sqlSources.map((s) => [s.source.name, s]));
+    const keepSql: { key: string; source: SqlSource }[] = [];
+    const startSql: SqlSourceConfig[] = [];
+    for (const q of next.sql_sources) {
+      const old = oldSql.get(q.name);
+      if (old !== undefined && old.key === JSON.stringify(q)) {
+        keepSql.push(old);
+        oldSql.delete(q.name);
+      } else startSql.push(q);
+    }
+    await Promise.all([...oldSql.values()].map((s) => s.source.stop(5000)));
+    this.sqlSources = keepSql;
+    await this.startSqlSources(startSql, next);
     // Retired outputs drain in the background.
     for (const r of retired) {
       void r.stop(next.shutdown_timeout * 1000).then((left) => {

@@ -11,7 +11,7 @@
 export interface CodeInfo {
   readonly level: 'error' | 'warning';
   /** Where the code comes from. */
-  readonly stage: 'framing' | 'decode' | 'syslog' | 'cef' | 'normalizer' | 'ksc' | 'encode' | 'output' | 'daemon';
+  readonly stage: 'framing' | 'decode' | 'syslog' | 'cef' | 'normalizer' | 'ksc' | 'sql' | 'encode' | 'output' | 'daemon';
   readonly description: string;
 }
 
@@ -175,6 +175,17 @@ export const CODES = {
     stage: 'output',
     description:
       'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...).',
+  },
+  clickhouse_row_rejected: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'ClickHouse refused this row with a data error (it cannot parse or convert a value for its column): the clickhouse output split the batch until the row stood alone, and dead-letters it with the server\'s text; the other rows were inserted (docs/outputs-clickhouse.md).',
+  },
+  clickhouse_record_not_json: {
+    level: 'error',
+    stage: 'output',
+    description: 'The clickhouse output got an encoded event that is not a JSON object, so it cannot become a JSONEachRow row: dead-lettered.',
   },
   stdout_closed: {
     level: 'error',
@@ -417,6 +428,12 @@ export const CODES = {
     stage: 'ksc',
     description:
       'The KSC state store (`<state_dir>/ksc.sqlite`) could not be opened (permissions, or a store written by a newer cefd).',
+  },
+  sql_row_unusable: {
+    level: 'error',
+    stage: 'sql',
+    description:
+      'A row read by a `sql` source has no value in its cursor column: it cannot be placed in the cursor order, so it goes to the dead-letter output with its columns (`sql.row`) instead of becoming an event.',
   },
   admin_unauthorized: {
     level: 'error',

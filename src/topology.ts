@@ -34,8 +34,8 @@ export class Topology {
     private readonly stateDir: () => string,
   ) {}
 
-  /** A listener's normalizer chain, loaded (modules are loaded once per daemon; normalize.ts's loadChain). */
-  chain(l: ListenerConfig, c: Config): Promise<Normalizer[]> {
+  /** A listener's (or sql source's) normalizer chain, loaded (modules are loaded once per daemon; normalize.ts's loadChain). */
+  chain(l: Pick<ListenerConfig, 'normalizers'>, c: Config): Promise<Normalizer[]> {
     return loadChain(l.normalizers, c.base_dir, { cache: this.normalizerCache });
   }
 

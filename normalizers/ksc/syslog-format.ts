@@ -102,7 +102,7 @@ export function normalizeSyslog(event: CefdEvent, sys: SyslogHeader, el: Record<
   };
 }
 
-function syslogThreat(p: Record<string, string>, info: TypeInfo): KscThreat | undefined {
+export function syslogThreat(p: Record<string, string>, info: TypeInfo): KscThreat | undefined {
   const layout = info.layout;
   if (layout === 'object') {
     const p9 = p['p9'];
@@ -133,7 +133,7 @@ function syslogThreat(p: Record<string, string>, info: TypeInfo): KscThreat | un
   return undefined;
 }
 
-function syslogAttack(p: Record<string, string>, warnings: KscWarning[]): KscAttack {
+export function syslogAttack(p: Record<string, string>, warnings: KscWarning[]): KscAttack {
   return {
     name: p['p1'],
     protocol: p['p2'],

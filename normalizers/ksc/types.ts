@@ -39,7 +39,7 @@ export type KscTaskState =
 export type KscSeverity = 'info' | 'warning' | 'error' | 'critical' | 'unknown';
 
 /** Which KSC export the event came in. */
-export type KscFormat = 'cef' | 'syslog' | 'syslog_nosd';
+export type KscFormat = 'cef' | 'syslog' | 'syslog_nosd' | 'sql';
 
 /** The object a threat-related event is about: detections, object actions, web and application control. */
 export interface KscThreat {

@@ -6,10 +6,12 @@ import { ConfigError, type ConfigProblem } from './load.js';
 import type { Config } from './types.js';
 import { ChainLoadError, loadChain } from '../pipeline/normalize.js';
 import { tlsProblems } from '../sources/tcp/tls-material.js';
+import { driverMissing } from '../sources/sql/drivers.js';
+import { parseDbUrl } from '../sources/sql/url.js';
 
 /**
  * The checks that need I/O: every TLS listener's files load and match, every normalizer
- * named in the config loads. Run by both
+ * named in the config loads, every SQL source's driver is installed. Run by both
  * `cefd validate` and `cefd run`. Throws ConfigError.
  */
 export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
@@ -23,6 +25,17 @@ export async function checkNormalizers(c: Config, file: string | undefined): Pro
       const failures = e instanceof ChainLoadError ? e.failures : [{ index: 0, message: (e as Error).message }];
       for (const f of failures) problems.push({ key: `listeners[${i}].normalizers[${f.index}]`, message: f.message });
     }
+  }
+  // SQL sources: their normalizers load and their database driver is installed.
+  for (const [i, q] of c.sql_sources.entries()) {
+    try {
+      await loadChain(q.normalizers, c.base_dir);
+    } catch (e) {
+      const failures = e instanceof ChainLoadError ? e.failures : [{ index: 0, message: (e as Error).message }];
+      for (const f of failures) problems.push({ key: `sql_sources[${i}].normalizers[${f.index}]`, message: f.message });
+    }
+    const missing = await driverMissing(parseDbUrl(q.url).driver);
+    if (missing !== null) problems.push({ key: `sql_sources[${i}].url`, message: missing });
   }
   if (problems.length > 0) throw new ConfigError(problems, file);
 }

@@ -6,7 +6,9 @@
 
 import type { ConfigSection } from './section.js';
 import { kscConfigSection } from '../ksc/config/index.js';
+import { sqlConfigSection } from '../sources/sql/section.js';
 
 export const CONFIG_SECTIONS: readonly ConfigSection[] = [
   kscConfigSection,
+  sqlConfigSection,
 ];

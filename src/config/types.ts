@@ -22,6 +22,7 @@ import type { BufferConfig } from '../outputs/plugin.js';
 import type { OutputConfig } from '../outputs/registry.js';
 import type { ListenerConfig } from '../sources/registry.js';
 import type { FileConfig } from '../outputs/file/config.js';
+import type { SqlSourceConfig } from '../sources/sql/config.js';
 
 export interface Config extends KscConfigSection {
   state_dir: string;
@@ -34,6 +35,7 @@ export interface Config extends KscConfigSection {
   decode_workers: number;
   shutdown_timeout: number;
   listeners: ListenerConfig[];
+  sql_sources: SqlSourceConfig[];
   outputs: OutputConfig[];
   dead_letter: DeadLetterConfig;
   metrics: { enabled: boolean; host: string; port: number; bearer_token?: string; bearer_token_file?: string };

@@ -4,6 +4,7 @@
  * creates outputs through it. Adding an output: docs/adding-an-output.md.
  */
 import type { OutputPlugin } from './plugin.js';
+import { clickhouseOutput } from './clickhouse/index.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
 import { natsOutput } from './nats/index.js';
@@ -13,6 +14,7 @@ export const OUTPUT_PLUGINS = [
   fileOutput,
   stdoutOutput,
   httpOutput,
+  clickhouseOutput,
   natsOutput,
 ] as const;
 

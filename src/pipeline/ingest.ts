@@ -145,6 +145,29 @@ export function processFrame(
   event.id = id;
   event.listener = listener;
   event.peer = peer;
+  const m = processEvent(event, { listener, peer, tlsFingerprint }, normalizers, env, counts, encoded, nowMs);
+  if (typeof m === 'number') return m;
+  // Only a normalizer can put something in an event that an encoder cannot write (a
+  // BigInt, a cycle): the frame is kept as a dead letter rather than lost or crashing cefd.
+  return { dead: deadLetterRecord(buf, 'event_unserializable', `the event cannot be encoded: ${m.message}`, listener, peer, nowMs, truncated) };
+}
+
+/**
+ * What happens to an event after it was decoded, whatever it was read from (a frame here,
+ * a SQL row in records.ts): normalizers, counts, the KSC watch, taps, route filters, and
+ * one encoding per encoder a routed output uses (`encoded[e]`). Returns the route mask,
+ * or the Error of an encoder that could not write the event (counted as
+ * `event_unserializable`; the caller dead-letters what the event came from).
+ */
+export function processEvent(
+  event: CefdEvent,
+  origin: EventOrigin,
+  normalizers: readonly Normalizer[],
+  env: IngestEnv,
+  counts: FrameCounts,
+  encoded: string[],
+  nowMs: number,
+): number | Error {
   if (normalizers.length > 0) {
     const out = normalizeEvent(event, normalizers);
     if (out.kind === 'normalized') FrameCounts.add(counts.normalized, `${out.normalizer}\t${out.type}`);
@@ -161,7 +184,6 @@ export function processFrame(
   env.watch?.see(event);
   const taps = env.taps;
   if (taps !== undefined && taps.length > 0) {
-    const origin: EventOrigin = { listener, peer, tlsFingerprint };
     for (let i = 0; i < taps.length; i++) {
       try {
         taps[i]!(event, origin);
@@ -182,10 +204,8 @@ export function processFrame(
       if (enc.problems.counts.size > 0) countEncodeProblems(routes, e, mask, counts);
     }
   } catch (e) {
-    // Only a normalizer can put something in an event that an encoder cannot write (a
-    // BigInt, a cycle): the frame is kept as a dead letter rather than lost or crashing cefd.
     FrameCounts.add(counts.unparseable, 'event_unserializable');
-    return { dead: deadLetterRecord(buf, 'event_unserializable', `the event cannot be encoded: ${(e as Error).message}`, listener, peer, nowMs, truncated) };
+    return e instanceof Error ? e : new Error(String(e));
   }
   return mask;
 }

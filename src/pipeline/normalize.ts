@@ -33,6 +33,8 @@ export interface NormalizeOutput {
  */
 export interface Normalizer {
   readonly name: string;
+  /** The event field the object is written to, when not `name` (`ksc_sql` writes `ksc`). */
+  readonly writes?: string;
   accepts(event: CefdEvent): boolean;
   normalize(event: CefdEvent): NormalizeOutput | null;
 }
@@ -48,7 +50,7 @@ const NONE: NormalizeOutcome = { kind: 'none' };
 /** Event fields a normalizer may not take as its name. */
 export const RESERVED_NAMES = new Set([
   'id', 'timestamp', 'received', 'listener', 'peer', 'syslog', 'prefix', 'cef', 'message',
-  'truncated', 'errors', 'warnings', 'rawBase64', 'raw', 'error', 'assets',
+  'truncated', 'errors', 'warnings', 'rawBase64', 'raw', 'error', 'assets', 'sql',
 ]);
 
 /** Runs the first accepting normalizer of `chain` on `event` (in place). Never throws. */
@@ -72,7 +74,7 @@ export function normalizeEvent(event: CefdEvent, chain: readonly Normalizer[]): 
       else event.warnings.push(w);
       return { kind: 'failed', normalizer: n.name, error: new Error('returned no data object') };
     }
-    event[n.name] = out.data;
+    event[n.writes ?? n.name] = out.data;
     if (Array.isArray(out.warnings) && out.warnings.length > 0) {
       const ws = out.warnings as CefdEvent['warnings'] & object;
       if (event.warnings === undefined) event.warnings = ws.slice();
@@ -94,6 +96,9 @@ export function checkNormalizer(n: unknown): string | null {
   const o = n as Partial<Normalizer>;
   if (typeof o.name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(o.name)) return 'normalizer.name must be an identifier (letters, digits, _)';
   if (RESERVED_NAMES.has(o.name)) return `normalizer.name "${o.name}" is an event field`;
+  if (o.writes !== undefined && (typeof o.writes !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(o.writes) || RESERVED_NAMES.has(o.writes))) {
+    return 'normalizer.writes must be an identifier that is not an event field';
+  }
   if (typeof o.accepts !== 'function') return 'normalizer.accepts must be a function';
   if (typeof o.normalize !== 'function') return 'normalizer.normalize must be a function';
   return null;
@@ -106,7 +111,7 @@ function builtinDir(): string {
 }
 
 /** Names of the built-in normalizers. */
-export const BUILTIN_NORMALIZERS = ['ksc'] as const;
+export const BUILTIN_NORMALIZERS = ['ksc', 'ksc_sql'] as const;
 
 /**
  * Loads a normalizer: a built-in by name (`ksc`), or a user module by path (absolute, or

@@ -31,6 +31,7 @@ import { JOB_TARGET_BYTES, MAX_IN_FLIGHT_PER_SOURCE, SourceState, packJob } from
 export { SourceState };
 import { KscWatch, type FindingsHandler, type KscFindings, type KscWatchSpec } from '../ksc/watch.js';
 import type { Normalizer } from './normalize.js';
+import { processRecords } from './records.js';
 import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
 import type { ResultMessage } from '../workers/worker-protocol.js';
@@ -251,12 +252,6 @@ export class Pipeline {
     this.counts = saved.counts;
   }
 
-  /** True when every output's queue (and the dead-letter one) is below full: see submitFrames. */
-  roomForRecords(): boolean {
-    for (const s of this.slots) if (s.queue.fill() >= 1) return false;
-    return this.deadLetter.queue.fill() < 1;
-  }
-
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
   deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext): void {
     const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, Date.now(), false);
@@ -272,6 +267,33 @@ export class Pipeline {
     }
     this.deadPending.push(rec);
   }
+
+  /**
+   * Events from a source that reads records, not frames (the sql source): normalized,
+   * routed and counted like decoded frames, on this thread; `dead` are dead-letter records
+   * of records that could not become events. When this returns, every output's buffer
+   * (and the dead-letter output's) has taken them: the source may commit its position.
+   * Call it only when `roomForRecords()` is true, so no `drop_newest` output drops them.
+   */
+  submitRecords(events: readonly CefdEvent[], dead: readonly string[], ctx: SourceContext): void {
+    const r = processRecords(events, { listener: ctx.listener, peer: ctx.peer }, ctx.normalizers, this.env, this.slots.length, (ev, reason, message) =>
+      JSON.stringify({ time: isoFromMs(Date.now()), reason, message, listener: ctx.listener, peer: ctx.peer, id: ev.id, sql: ev['sql'] }),
+    );
+    for (let i = 0; i < this.slots.length; i++) {
+      const p = r.pending[i]!;
+      if (p.length > 0) this.slots[i]!.enqueueMany(p, true);
+    }
+    const allDead = dead.length > 0 ? [...dead, ...r.dead] : r.dead;
+    if (allDead.length > 0) this.deadLetter.enqueueMany(allDead, true);
+    this.mergeCounts(ctx.listener, ctx.stats, r.counts.toJSON());
+  }
+
+  /** True when every output's queue (and the dead-letter one) is below full: see submitRecords and submitFrames. */
+  roomForRecords(): boolean {
+    for (const s of this.slots) if (s.queue.fill() >= 1) return false;
+    return this.deadLetter.queue.fill() < 1;
+  }
+
 
   /**
    * Batches an output rejected for good: dead-lettered with the reason. A JSON record is

@@ -184,7 +184,9 @@ test('remove keeps config and data; an upgrade keeps an edited config; purge kee
   expect(readFileSync(join(root, 'var/lib/cefd/buffers/events/segment'), 'utf8')).toBe('undelivered events\n');
   // The user stays too: files under /var/lib/cefd keep an owner with a name.
   expect(readFileSync(join(root, 'etc/passwd'), 'utf8')).toMatch(/^cefd:/m);
-});
+  // Removing, upgrading and purging unpack the whole tree several times; it holds the sql
+  // source's database drivers (tedious brings @azure/*, about 50 MB), so more than 30 s.
+}, 120_000);
 
 test('after a purge, a reinstall ships a fresh conffile that dpkg tracks by checksum', () => {
   // Reinstall after the purge: a fresh conffile, tracked with its checksum.

@@ -78,6 +78,9 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
   return (event) => {
     const out: Record<string, unknown> = {};
     const extra: Record<string, string> = {};
+    // KUMA's own ID slot carries cefd's event id (assigned at ingest), so a store such as
+    // ClickHouse can drop the duplicates of an at-least-once delivery by it.
+    if (event.id !== undefined) out['ID'] = event.id;
     out['Timestamp'] = ms(event.timestamp);
     const cef = event.cef;
     const k = kscView(event);

@@ -6,5 +6,5 @@ import { trustedSourceProblems } from '../trust.js';
 
 export const kscConfigSection: ConfigSection = {
   fields: KSC_FIELDS,
-  check: (c) => [...kscConfigProblems(c.ksc), ...trustedSourceProblems(c.ksc.trusted_sources, c.listeners.map((l) => l.name))],
+  check: (c) => [...kscConfigProblems(c.ksc), ...trustedSourceProblems(c.ksc.trusted_sources, [...c.listeners.map((l) => l.name), ...c.sql_sources.map((q) => q.name)])],
 };

@@ -1,0 +1,301 @@
+/**
+ * One interface over three database clients, so the source runs the same code for all:
+ * `pg` (PostgreSQL), `mysql2` (MySQL, MariaDB) and `tedious` (SQL Server). Each client is
+ * imported when first used: `cefd validate` reports one that is not installed.
+ *
+ * Values come back as JSON scalars (toJsonValue): numbers that are safe integers or
+ * finite floats, text, `null`, times as ISO 8601 UTC text, bytes as base64 text, and
+ * 64-bit integers beyond 2^53 as decimal text.
+ */
+import { readFileSync } from 'node:fs';
+import type { DbTarget, DriverKind } from './url.js';
+
+export type Row = Record<string, unknown>;
+
+/** Why an attempt failed; a metric label (`cefd_sql_errors_total{reason}`). */
+export type SqlErrorReason = 'connect' | 'auth' | 'tls' | 'timeout' | 'query' | 'state' | 'other';
+
+export class SqlError extends Error {
+  override readonly name = 'SqlError';
+  constructor(
+    readonly reason: SqlErrorReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface SqlTls {
+  /** `disable`, `prefer`/`require` (encrypted, certificate not checked), `verify` (checked). */
+  mode: 'default' | 'disable' | 'require' | 'verify';
+  ca_file?: string;
+  server_name?: string;
+}
+
+export interface ConnectOptions {
+  target: DbTarget;
+  user?: string;
+  password?: string;
+  tls: SqlTls;
+  connectTimeoutMs: number;
+  queryTimeoutMs: number;
+  /** Names the connection in the server's session list. */
+  applicationName: string;
+}
+
+export interface SqlConnection {
+  /** Runs `sql` with `params` bound in order; rejects with a SqlError. */
+  query(sql: string, params: readonly (string | number)[]): Promise<Row[]>;
+  close(): Promise<void>;
+}
+
+export interface SqlDriver {
+  readonly kind: DriverKind;
+  /** The npm package behind it (for `cefd validate`). */
+  readonly module: string;
+  connect(o: ConnectOptions): Promise<SqlConnection>;
+}
+
+/** A column value as a JSON scalar (see the file comment). */
+export function toJsonValue(v: unknown): string | number | boolean | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'string' || typeof v === 'boolean') return v;
+  if (typeof v === 'number') return Number.isFinite(v) ? v : String(v);
+  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v.toISOString();
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  return JSON.stringify(v) ?? null;
+}
+
+export function mapRow(r: Record<string, unknown>): Row {
+  const out: Row = {};
+  for (const k of Object.keys(r)) out[k] = toJsonValue(r[k]);
+  return out;
+}
+
+function readCa(tls: SqlTls): Buffer | undefined {
+  return tls.ca_file !== undefined ? readFileSync(tls.ca_file) : undefined;
+}
+
+/** Error codes of the clients and the server, sorted into reasons. */
+export function classify(e: unknown): SqlError {
+  if (e instanceof SqlError) return e;
+  const err = e as { code?: string | number; errno?: number; message?: string; name?: string };
+  const code = String(err.code ?? '');
+  const msg = String(err.message ?? e);
+  let reason: SqlErrorReason = 'other';
+  if (['28P01', '28000', 'ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ELOGIN'].includes(code) || err.errno === 1045) reason = 'auth';
+  else if (code === '57014' || code === 'ETIMEOUT' || code === 'PROTOCOL_SEQUENCE_TIMEOUT' || code === 'ER_STATEMENT_TIMEOUT' || err.errno === 1969 || /timeout|timed out/i.test(msg)) reason = 'timeout';
+  else if (['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ESOCKET', 'PROTOCOL_CONNECTION_LOST', '57P01', '57P03', 'ECONNCLOSED', 'EINSTLOOKUP'].includes(code) || /connection terminated|closed the connection|server has gone away|connection is closed|Connection lost/i.test(msg)) reason = 'connect';
+  else if (/certificate|self[- ]signed|SSL|TLS/i.test(msg) || code.startsWith('ERR_TLS') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') reason = 'tls';
+  else if (/^[0-9A-Z]{5}$/.test(code) || code.startsWith('ER_') || code === 'EREQUEST') reason = 'query';
+  return new SqlError(reason, msg.replace(/\s+/g, ' ').slice(0, 500));
+}
+
+// ---- PostgreSQL (pg) ----
+
+const postgres: SqlDriver = {
+  kind: 'postgres',
+  module: 'pg',
+  async connect(o) {
+    const pg = (await import('pg')).default;
+    const t = o.target;
+    const mode = o.tls.mode !== 'default' ? o.tls.mode : sslModeOf(t.params['sslmode']);
+    const client = new pg.Client({
+      host: t.host,
+      port: t.port,
+      database: t.database,
+      user: o.user,
+      password: o.password,
+      application_name: o.applicationName,
+      connectionTimeoutMillis: o.connectTimeoutMs,
+      // The server cancels a query that runs longer (SQLSTATE 57014); the connection stays usable.
+      statement_timeout: o.queryTimeoutMs,
+      ssl: mode === 'disable' ? false : { rejectUnauthorized: mode === 'verify', ca: readCa(o.tls), servername: o.tls.server_name },
+      // `timestamp without time zone` holds UTC in KSC's schema: read it as UTC, not local time.
+      types: {
+        getTypeParser: ((oid: number, format?: string) =>
+          oid === 1114 ? (v: string) => new Date(`${v.replace(' ', 'T')}Z`) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+      },
+    });
+    // Errors of an idle connection (server restart) surface on the next query.
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+    } catch (e) {
+      void client.end().catch(() => undefined);
+      throw classify(e);
+    }
+    return {
+      async query(sql, params) {
+        try {
+          const r = await client.query<Record<string, unknown>>(sql, params as unknown[]);
+          return r.rows.map(mapRow);
+        } catch (e) {
+          throw classify(e);
+        }
+      },
+      close: () => client.end().catch(() => undefined),
+    };
+  },
+};
+
+function sslModeOf(v: string | undefined): SqlTls['mode'] {
+  if (v === undefined || v === 'disable' || v === 'allow' || v === 'prefer') return 'disable';
+  if (v === 'verify-ca' || v === 'verify-full') return 'verify';
+  return 'require';
+}
+
+// ---- MySQL / MariaDB (mysql2) ----
+
+const mysql: SqlDriver = {
+  kind: 'mysql',
+  module: 'mysql2',
+  async connect(o) {
+    const m = (await import('mysql2/promise')).default;
+    const t = o.target;
+    const sslParam = t.params['ssl'] ?? t.params['ssl-mode'] ?? t.params['sslmode'];
+    const mode = o.tls.mode !== 'default' ? o.tls.mode : sslParam === undefined || /^(false|0|disabled?|preferred)$/i.test(sslParam) ? 'disable' : /verify/i.test(sslParam) ? 'verify' : 'require';
+    let conn: import('mysql2/promise').Connection;
+    try {
+      conn = await m.createConnection({
+        host: t.host,
+        port: t.port,
+        database: t.database,
+        user: o.user,
+        password: o.password,
+        connectTimeout: o.connectTimeoutMs,
+        // Times as UTC text, 64-bit integers exact.
+        timezone: 'Z',
+        dateStrings: false,
+        supportBigNumbers: true,
+        bigNumberStrings: false,
+        ssl: mode === 'disable' ? undefined : { rejectUnauthorized: mode === 'verify', ca: readCa(o.tls) },
+      });
+    } catch (e) {
+      throw classify(e);
+    }
+    conn.on('error', () => undefined);
+    // The server stops a query past the timeout too (MariaDB: max_statement_time in
+    // seconds; MySQL: max_execution_time in ms); each refuses the other's variable.
+    await conn.query(`SET SESSION max_statement_time = ${o.queryTimeoutMs / 1000}`).catch(() => undefined);
+    await conn.query(`SET SESSION max_execution_time = ${Math.ceil(o.queryTimeoutMs)}`).catch(() => undefined);
+    return {
+      async query(sql, params) {
+        try {
+          // mysql2 gives up at the timeout (the source then drops the connection).
+          const [rows] = await conn.query({ sql, values: params as unknown[], timeout: o.queryTimeoutMs });
+          return (rows as Record<string, unknown>[]).map(mapRow);
+        } catch (e) {
+          throw classify(e);
+        }
+      },
+      // end() never settles on a connection mysql2 destroyed itself (after a query
+      // timeout): wait a little, then destroy.
+      // mysql2's destroy() only half-closes the socket: the stream is destroyed as well.
+      close: () =>
+        settleWithin(conn.end(), 1000).finally(() => {
+          conn.destroy();
+          (conn as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream?.destroy?.();
+        }),
+    };
+  },
+};
+
+// ---- SQL Server (tedious) ----
+
+/** The tedious parameter type for a cursor value: BigInt for integers, NVarChar else. */
+export function mssqlParamType(v: string | number): 'BigInt' | 'NVarChar' {
+  return typeof v === 'number' ? (Number.isInteger(v) ? 'BigInt' : 'NVarChar') : /^-?\d{1,18}$/.test(v) ? 'BigInt' : 'NVarChar';
+}
+
+/** tedious connection settings for a target (pure: tested without a server). */
+export function mssqlConfig(o: ConnectOptions): Record<string, unknown> {
+  const t = o.target;
+  const p = t.params;
+  const enc = p['encrypt'];
+  let mode = o.tls.mode;
+  if (mode === 'default') {
+    if (enc !== undefined && /^(false|disable|no|0)$/i.test(enc)) mode = 'disable';
+    else if (/^true$/i.test(p['trustservercertificate'] ?? '')) mode = 'require';
+    else mode = 'verify';
+  }
+  const auth =
+    t.domain !== undefined
+      ? { type: 'ntlm', options: { userName: o.user ?? '', password: o.password ?? '', domain: t.domain } }
+      : { type: 'default', options: { userName: o.user ?? '', password: o.password ?? '' } };
+  const options: Record<string, unknown> = {
+    database: t.database,
+    appName: o.applicationName,
+    connectTimeout: o.connectTimeoutMs,
+    requestTimeout: o.queryTimeoutMs,
+    // Times from datetime columns are UTC in KSC (OPEN-API.md §5).
+    useUTC: true,
+    rowCollectionOnRequestCompletion: false,
+    encrypt: mode === 'disable' ? false : /^strict$/i.test(enc ?? '') ? 'strict' : true,
+    trustServerCertificate: mode === 'require',
+  };
+  // tedious takes a port or an instance name (resolved through SQL Browser), not both.
+  if (t.instance !== undefined && !t.portGiven) options['instanceName'] = t.instance;
+  else options['port'] = t.port;
+  if (o.tls.server_name !== undefined) options['serverName'] = o.tls.server_name;
+  if (o.tls.ca_file !== undefined) options['cryptoCredentialsDetails'] = { ca: readCa(o.tls) };
+  return { server: t.host, authentication: auth, options };
+}
+
+const mssql: SqlDriver = {
+  kind: 'mssql',
+  module: 'tedious',
+  async connect(o) {
+    const tedious = await import('tedious');
+    const conn = new tedious.Connection(mssqlConfig(o) as unknown as import('tedious').ConnectionConfiguration);
+    await new Promise<void>((resolve, reject) => {
+      conn.once('connect', (err) => (err ? reject(classify(err)) : resolve()));
+      conn.connect();
+    });
+    conn.on('error', () => undefined);
+    return {
+      query(sql, params) {
+        return new Promise<Row[]>((resolve, reject) => {
+          const rows: Row[] = [];
+          const req = new tedious.Request(sql, (err) => (err ? reject(classify(err)) : resolve(rows)));
+          if (params.length > 0) {
+            const v = params[0]!;
+            const type = mssqlParamType(v) === 'BigInt' ? tedious.TYPES.BigInt : tedious.TYPES.NVarChar;
+            req.addParameter('p1', type, type === tedious.TYPES.BigInt ? String(v) : v);
+          }
+          req.on('row', (cols: { metadata: { colName: string }; value: unknown }[]) => {
+            const r: Row = {};
+            for (const c of cols) r[c.metadata.colName] = toJsonValue(c.value);
+            rows.push(r);
+          });
+          conn.execSql(req);
+        });
+      },
+      close: () =>
+        new Promise<void>((resolve) => {
+          conn.once('end', () => resolve());
+          conn.close();
+        }),
+    };
+  },
+};
+
+/** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
+export function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p.then(() => undefined, () => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+}
+
+export const DRIVERS: Record<DriverKind, SqlDriver> = { postgres, mysql, mssql };
+
+/** Null when the driver's package loads, else why it does not. */
+export async function driverMissing(kind: DriverKind): Promise<string | null> {
+  const d = DRIVERS[kind];
+  try {
+    await import(d.module);
+    return null;
+  } catch (e) {
+    return `the ${kind} driver (npm package ${d.module}) cannot be loaded: ${(e as Error).message.split('\n')[0]}`;
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The query as each driver runs it. The configured query is written as KUMA writes it:
+ * one cursor placeholder `@p1` (last cursor value seen). It becomes `$1` for PostgreSQL,
+ * `?` for MySQL/MariaDB (one bound value per occurrence) and stays `@p1` for SQL Server
+ * (a named parameter). Placeholders inside quoted text, quoted names and comments are
+ * left alone.
+ *
+ * Paging: the query must end with its ORDER BY (by the cursor column); cefd appends the
+ * row limit in each dialect (`LIMIT n`; SQL Server 2012+: `OFFSET 0 ROWS FETCH NEXT n
+ * ROWS ONLY`), so a backlog is read `batch_rows` rows at a time and never loaded whole.
+ */
+import type { DriverKind } from './url.js';
+
+export interface BuiltQuery {
+  text: string;
+  /** How many times the cursor value is bound (MySQL's `?` is positional). */
+  occurrences: number;
+}
+
+/** Splits `sql` into code and non-code (quoted, commented) pieces, calling `code` on the former. */
+function mapCode(sql: string, code: (s: string) => string): string {
+  let out = '';
+  let i = 0;
+  let start = 0;
+  const n = sql.length;
+  while (i < n) {
+    const c = sql[i]!;
+    let end = -1;
+    if (c === "'" || c === '"' || c === '`' || c === '[') {
+      const close = c === '[' ? ']' : c;
+      let j = i + 1;
+      for (; j < n; j++) {
+        if (sql[j] === close) {
+          if (sql[j + 1] === close) j++;
+          else break;
+        }
+      }
+      end = Math.min(n, j + 1);
+    } else if (c === '-' && sql[i + 1] === '-') {
+      const j = sql.indexOf('\n', i);
+      end = j === -1 ? n : j;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const j = sql.indexOf('*/', i + 2);
+      end = j === -1 ? n : j + 2;
+    }
+    if (end === -1) {
+      i++;
+      continue;
+    }
+    out += code(sql.slice(start, i)) + sql.slice(i, end);
+    i = end;
+    start = end;
+  }
+  return out + code(sql.slice(start));
+}
+
+const PLACEHOLDER = /@p1(?![A-Za-z0-9_@$#])/gi;
+
+/** How many `@p1` the query has outside quotes and comments. */
+export function countPlaceholders(sql: string): number {
+  let count = 0;
+  mapCode(sql, (s) => {
+    count += (s.match(PLACEHOLDER) ?? []).length;
+    return s;
+  });
+  return count;
+}
+
+/** True when the query has an ORDER BY outside quotes and comments. */
+export function hasOrderBy(sql: string): boolean {
+  let found = false;
+  mapCode(sql, (s) => {
+    if (/\border\s+by\b/i.test(s)) found = true;
+    return s;
+  });
+  return found;
+}
+
+/** The query with the driver's placeholder and row limit. */
+export function buildQuery(sql: string, driver: DriverKind, limit: number): BuiltQuery {
+  let body = sql.trim();
+  while (body.endsWith(';')) body = body.slice(0, -1).trimEnd();
+  const occurrences = countPlaceholders(body);
+  const repl = driver === 'postgres' ? '$1' : driver === 'mysql' ? '?' : '@p1';
+  const text = mapCode(body, (s) => s.replace(PLACEHOLDER, repl));
+  const n = Math.max(1, Math.floor(limit));
+  const tail = driver === 'mssql' ? `\nOFFSET 0 ROWS FETCH NEXT ${n} ROWS ONLY` : `\nLIMIT ${n}`;
+  return { text: text + tail, occurrences };
+}
+
+/**
+ * The documented default: KSC's events since the cursor, each with its device from the
+ * host view (LEFT JOIN: events of the server itself have no host row). Identifiers are
+ * quoted per dialect so the mixed-case names work on PostgreSQL too.
+ */
+export function defaultQuery(driver: DriverKind): string {
+  const q = driver === 'postgres' ? (s: string) => `"${s}"` : driver === 'mysql' ? (s: string) => `\`${s}\`` : (s: string) => s;
+  const e = (c: string) => `e.${q(c)}`;
+  const cols = [
+    'nId', 'tmRiseTime', 'tmRegistrationTime', 'strEventType', 'wstrEventTypeDisplayName', 'wstrDescription',
+    'wstrGroupName', 'wstrTaskDisplayName', 'wstrPar1', 'wstrPar2', 'wstrPar3', 'wstrPar4', 'wstrPar5', 'wstrPar6',
+    'wstrPar7', 'wstrPar8', 'wstrPar9', 'nHostId',
+  ].map(e);
+  return [
+    `SELECT ${cols.join(', ')},`,
+    `       h.${q('wstrDisplayName')} AS ${q('wstrHostDisplayName')}, h.${q('wstrDnsName')}, h.${q('nIp')}`,
+    `FROM ${q('v_akpub_ev_event')} e`,
+    `LEFT JOIN ${q('v_akpub_host')} h ON h.${q('nId')} = e.${q('nHostId')}`,
+    `WHERE e.${q('nId')} > @p1`,
+    `ORDER BY e.${q('nId')} ASC`,
+  ].join('\n');
+}
+
+/** The default query for `initial_cursor: latest` (the newest cursor value now). */
+export function defaultLatestQuery(driver: DriverKind): string {
+  const q = driver === 'postgres' ? (s: string) => `"${s}"` : driver === 'mysql' ? (s: string) => `\`${s}\`` : (s: string) => s;
+  return `SELECT MAX(${q('nId')}) AS ${q('latest')} FROM ${q('v_akpub_ev_event')}`;
+}

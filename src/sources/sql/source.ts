@@ -1,0 +1,351 @@
+/**
+ * The `sql` source: polls a database with a cursor query and hands each new row to the
+ * pipeline as an event (`event.sql`), which the `ksc_sql` normalizer reads.
+ *
+ * Exactly once into the pipeline: a batch is submitted only when every output's queue has
+ * room (Pipeline.roomForRecords), the queues take it synchronously (submitRecords), and
+ * only then is the cursor written (cursor.ts). Event ids are `<database hash>-<row id>`,
+ * so rows read again after a crash between those two steps carry the same ids (outputs
+ * that deduplicate, Elasticsearch `_id` or JetStream `Nats-Msg-Id`, drop them).
+ *
+ * Errors (connect, auth, tls, timeout, query, state) are counted by reason, logged
+ * (rate-limited, never with the password), and retried after a backoff that doubles from
+ * 1 s to `max_backoff`; nothing is read past the stored cursor until a batch is accepted.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { CefdEvent } from '../../event.js';
+import type { Normalizer } from '../../pipeline/normalize.js';
+import type { FlowControl } from '../../pipeline/flow-control.js';
+import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
+import type { Telemetry } from '../../telemetry/telemetry.js';
+import { isoFromMs } from '../../time.js';
+import type { SqlSourceConfig } from './config.js';
+import { compareCursor, cursorOf, cursorParam, initialState, planBatch, readState, writeState, type Cursor, type CursorState } from './cursor.js';
+import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type SqlConnection } from './drivers.js';
+import { sqlMetrics, type SqlStats } from './metrics.js';
+import { buildQuery, defaultLatestQuery, defaultQuery } from './query.js';
+import { parseDbUrl, type DbTarget } from './url.js';
+
+export interface SqlSourceDeps {
+  pipeline: Pipeline;
+  flow: FlowControl;
+  telemetry: Telemetry;
+  normalizers: Normalizer[];
+  stateDir: string;
+}
+
+/** Largest query a run of equal cursor values may grow a batch to (rows). */
+const MAX_GROWN_ROWS = 1_000_000;
+
+/** Everything a source needs to query, shared with `cefd sql test`. */
+export class SqlQueryPlan {
+  readonly target: DbTarget;
+  readonly query: string;
+  readonly latestQuery: string;
+  readonly idPrefix: string;
+  constructor(readonly config: SqlSourceConfig) {
+    this.target = parseDbUrl(config.url);
+    this.query = config.query ?? defaultQuery(this.target.driver);
+    this.latestQuery = config.latest_query ?? defaultLatestQuery(this.target.driver);
+    this.idPrefix = createHash('sha256').update(this.target.identity).digest('hex').slice(0, 12);
+  }
+
+  connectOptions(): ConnectOptions {
+    const c = this.config;
+    return {
+      target: this.target,
+      user: c.user ?? this.target.user,
+      password: c.password ?? this.target.password,
+      tls: c.tls,
+      connectTimeoutMs: c.connect_timeout * 1000,
+      queryTimeoutMs: c.query_timeout * 1000,
+      applicationName: `cefd ${c.name}`,
+    };
+  }
+
+  connect(): Promise<SqlConnection> {
+    return DRIVERS[this.target.driver].connect(this.connectOptions());
+  }
+
+  async fetch(conn: SqlConnection, cursor: Cursor, limit: number): Promise<Row[]> {
+    const q = buildQuery(this.query, this.target.driver, limit);
+    return conn.query(q.text, new Array<string | number>(q.occurrences).fill(cursorParam(cursor)));
+  }
+
+  async latest(conn: SqlConnection): Promise<Cursor | undefined> {
+    const rows = await conn.query(this.latestQuery, []);
+    const first = rows[0];
+    if (first === undefined) return undefined;
+    const v = Object.values(first)[0];
+    return cursorOf(v);
+  }
+
+  eventId(epoch: number, id: unknown): string {
+    return `${this.idPrefix}${epoch > 0 ? `.${epoch}` : ''}-${String(id)}`;
+  }
+
+  /** The event of a row (normalizers not run yet). */
+  rowEvent(row: Row, cursor: Cursor, epoch: number, nowMs: number): CefdEvent {
+    const c = this.config;
+    const received = isoFromMs(nowMs);
+    const t = row['tmRiseTime'];
+    const ts = typeof t === 'string' && !Number.isNaN(Date.parse(t)) ? new Date(t).toISOString() : received;
+    return {
+      id: this.eventId(epoch, row[c.id_column ?? c.cursor_column] ?? cursor),
+      timestamp: ts,
+      received,
+      listener: c.name,
+      peer: `${this.target.host}:${this.target.port}`,
+      sql: { source: c.name, database: this.target.identity, cursor, row },
+    };
+  }
+
+  stateFile(stateDir: string): string {
+    return join(stateDir, 'sql', `${this.config.name}.json`);
+  }
+}
+
+export class SqlSource {
+  readonly name: string;
+  private readonly plan: SqlQueryPlan;
+  private readonly stats: SqlStats;
+  private readonly duration: ReturnType<typeof sqlMetrics>['duration'];
+  private readonly ctx: SourceContext;
+  private readonly file: string;
+  private conn: SqlConnection | null = null;
+  private state: CursorState | null = null;
+  private readonly gaps = new Map<string, number>();
+  private grow = 1;
+  private stopping = false;
+  /** Set when stop() gave up waiting: nothing is submitted after that. */
+  private abandoned = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private started = false;
+
+  constructor(
+    readonly config: SqlSourceConfig,
+    private readonly deps: SqlSourceDeps,
+  ) {
+    this.name = config.name;
+    this.plan = new SqlQueryPlan(config);
+    const m = sqlMetrics(deps.telemetry.registry, config.name);
+    this.stats = m.stats;
+    this.duration = m.duration;
+    this.ctx = { listener: config.name, stats: deps.telemetry.listener(config.name), normalizers: deps.normalizers, peer: `${this.plan.target.host}:${this.plan.target.port}` };
+    this.file = this.plan.stateFile(deps.stateDir);
+  }
+
+  /** Polling (a query may be failing: see the metrics). */
+  get ready(): boolean {
+    return this.started && !this.stopping;
+  }
+
+  port(): number | undefined {
+    return undefined;
+  }
+
+  reload(): void {}
+
+  async start(): Promise<void> {
+    this.started = true;
+    this.deps.telemetry.log.info({ source: this.name, url: this.plan.target.redacted }, `sql source ${this.name}: polling ${this.plan.target.redacted}`);
+    this.loop = this.run();
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.wakeUp();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => (timer = setTimeout(r, Math.max(1, graceMs))))]);
+    clearTimeout(timer);
+    this.abandoned = true;
+    const c = this.conn;
+    this.conn = null;
+    await c?.close().catch(() => undefined);
+  }
+
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    try {
+      await this.poll();
+    } finally {
+      await this.disconnect();
+    }
+  }
+
+  private async poll(): Promise<void> {
+    let backoff = 0;
+    const log = this.deps.telemetry.log;
+    while (!this.stopping) {
+      if (this.deps.flow.paused || !this.deps.pipeline.roomForRecords()) {
+        // Outputs are full: read nothing more until they drain (the cursor waits too).
+        await this.sleep(100);
+        continue;
+      }
+      let more = false;
+      try {
+        more = await this.pollOnce();
+        if (backoff !== 0) log.info({ source: this.name }, `sql source ${this.name}: recovered`);
+        backoff = 0;
+        this.stats.up = 1;
+      } catch (e) {
+        if (this.stopping) break;
+        const err = classify(e);
+        this.stats.errors.add(err.reason);
+        this.stats.up = 0;
+        backoff = backoff === 0 ? 1000 : Math.min(this.config.max_backoff * 1000, backoff * 2);
+        const wait = Math.round(backoff / 2 + (Math.random() * backoff) / 2);
+        log.error({ source: this.name, reason: err.reason, err: err.message, retryInMs: wait }, `sql source ${this.name}: ${err.reason} error: ${err.message}; retrying in ${wait} ms`);
+        if (err.reason !== 'query' && err.reason !== 'state') await this.disconnect();
+        await this.sleep(wait);
+        continue;
+      }
+      if (!more) await this.sleep(this.config.poll_interval * 1000);
+    }
+  }
+
+  private async disconnect(): Promise<void> {
+    const c = this.conn;
+    this.conn = null;
+    // A client that cannot close cleanly must not hold the loop.
+    if (c !== null) await settleWithin(c.close(), 3000);
+  }
+
+  private async connection(): Promise<SqlConnection> {
+    if (this.conn !== null) return this.conn;
+    const c = await this.plan.connect();
+    if (this.stopping) {
+      // Connected after stop(): close it, or its socket would keep the process alive.
+      await settleWithin(c.close(), 3000);
+      throw new SqlError('other', 'stopping');
+    }
+    this.conn = c;
+    return c;
+  }
+
+  private async loadState(conn: SqlConnection): Promise<CursorState> {
+    let s: CursorState | null;
+    try {
+      s = readState(this.file);
+    } catch (e) {
+      throw new SqlError('state', `the cursor file ${this.file} cannot be read (${(e as Error).message}); fix or remove it (removing it starts from initial_cursor)`);
+    }
+    const db = this.plan.target.identity;
+    if (s !== null && s.database === db) return s;
+    if (s !== null) this.deps.telemetry.log.warn({ source: this.name, was: s.database, now: db }, `sql source ${this.name}: the stored cursor belongs to another database; starting from initial_cursor`);
+    let start: Cursor = this.config.initial_cursor;
+    if (start === 'latest') start = (await this.plan.latest(conn)) ?? 0;
+    const fresh = initialState(db, cursorParam(start));
+    this.save(fresh);
+    this.deps.telemetry.log.info({ source: this.name, cursor: fresh.cursor }, `sql source ${this.name}: starting at cursor ${String(fresh.cursor)}`);
+    return fresh;
+  }
+
+  private save(s: CursorState): void {
+    try {
+      writeState(this.file, s);
+    } catch (e) {
+      throw new SqlError('state', `cannot write the cursor file ${this.file}: ${(e as Error).message}`);
+    }
+  }
+
+  /** One query; true when there may be more rows right away. */
+  private async pollOnce(): Promise<boolean> {
+    const conn = await this.connection();
+    this.state ??= await this.loadState(conn);
+    const state = this.state;
+    const limit = this.config.batch_rows * this.grow;
+    const t0 = process.hrtime.bigint();
+    let rows: Row[];
+    try {
+      rows = await this.plan.fetch(conn, state.cursor, limit);
+    } finally {
+      this.duration.observe({ source: this.name }, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    this.stats.queries++;
+    this.stats.lastSuccessMs = Date.now();
+    if (rows.length === 0) {
+      await this.checkBackwards(conn, state);
+      return false;
+    }
+    if (this.abandoned) return false;
+    this.stats.rows += rows.length;
+    const col = this.config.cursor_column;
+    const cursors: Cursor[] = [];
+    const kept: Row[] = [];
+    const dead: string[] = [];
+    const now = Date.now();
+    for (const row of rows) {
+      const c = cursorOf(row[col]);
+      if (c === undefined) {
+        dead.push(JSON.stringify({ time: isoFromMs(now), reason: 'sql_row_unusable', message: `the row has no value in cursor column ${col}`, listener: this.name, peer: this.ctx.peer, sql: { source: this.name, database: this.plan.target.identity, row } }));
+        continue;
+      }
+      cursors.push(c);
+      kept.push(row);
+    }
+    const full = rows.length >= limit;
+    const plan = planBatch({ state, cursors, full, gapWaitMs: this.config.gap_wait * 1000, nowMs: now, gaps: this.gaps });
+    if (plan.kind === 'unordered') {
+      throw new SqlError('query', `rows are not in ascending order of ${col} (row ${plan.at}): the query must end with ORDER BY ${col} ASC`);
+    }
+    if (plan.kind === 'grow') {
+      if (limit * 2 > MAX_GROWN_ROWS) throw new SqlError('query', `more than ${limit} rows share one ${col} value: raise batch_rows or use a unique cursor column`);
+      this.grow *= 2;
+      return true;
+    }
+    this.grow = 1;
+    const events = plan.emit.map((i) => this.plan.rowEvent(kept[i]!, cursors[i]!, state.epoch, now));
+    this.deps.pipeline.submitRecords(events, dead, this.ctx);
+    if (dead.length > 0) this.deps.telemetry.deadLettered('sql_row_unusable', dead.length);
+    this.stats.events += events.length;
+    this.stats.deadLetters += dead.length;
+    const moved = compareCursor(plan.cursor, state.cursor) !== 0 || plan.seen.length !== state.seen.length;
+    const next: CursorState = { ...state, cursor: plan.cursor, seen: plan.seen };
+    this.state = next;
+    if (moved) this.save(next);
+    this.deps.telemetry.log.debug({ source: this.name, rows: rows.length, events: events.length, cursor: next.cursor }, `sql source ${this.name}: ${rows.length} rows, ${events.length} events, cursor ${String(next.cursor)}`);
+    if (typeof next.cursor === 'number') this.stats.lastCursor = next.cursor;
+    else if (/^-?\d+$/.test(next.cursor)) this.stats.lastCursor = Number(next.cursor);
+    // A full batch that moved nothing (rows held for a gap) waits for the next poll.
+    return full && (events.length > 0 || moved);
+  }
+
+  /** With nothing new: is the newest value in the database below the cursor (a restore)? */
+  private async checkBackwards(conn: SqlConnection, state: CursorState): Promise<void> {
+    if (this.plan.latestQuery === '') return;
+    const latest = await this.plan.latest(conn);
+    if (latest === undefined || compareCursor(latest, state.cursor) >= 0) return;
+    this.stats.errors.add('cursor_backwards');
+    const to: Cursor = this.config.on_cursor_backwards === 'replay' ? cursorParam(this.config.initial_cursor === 'latest' ? '0' : this.config.initial_cursor) : latest;
+    this.deps.telemetry.log.error(
+      { source: this.name, cursor: state.cursor, latest, to, epoch: state.epoch + 1 },
+      `sql source ${this.name}: the newest ${this.config.cursor_column} in the database (${String(latest)}) is below the stored cursor (${String(state.cursor)}): the database went back (restored?); continuing from ${String(to)} with new event ids (epoch ${state.epoch + 1})`,
+    );
+    const next: CursorState = { ...state, epoch: state.epoch + 1, cursor: to, seen: [] };
+    this.gaps.clear();
+    this.save(next);
+    this.state = next;
+  }
+}

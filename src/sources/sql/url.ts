@@ -1,0 +1,106 @@
+/**
+ * Database URLs in the forms KUMA's sql connector takes (../shared/ksc/OPEN-API.md §5):
+ *
+ * - `sqlserver://{user}:{password}@{server:port}/{instance}?database={database}`: the path
+ *   is the SQL Server instance name, as in Microsoft's Go driver (go-mssqldb), and a
+ *   domain login is written `domain%5Cuser` (`domain\user`, NTLM). With a port the port is
+ *   used and the instance name is only reported (tedious takes one or the other).
+ *   Without `database`, KSC's default database `KAV`.
+ * - `postgres://` or `postgresql://user:password@host:port/database?sslmode=...`
+ * - `mysql://` or `mariadb://user:password@host:port/database?ssl=...`
+ *
+ * The user and password may also come from the source's own options (and `*_file`
+ * secret files); the URL's are used when those are absent. `redacted` is the URL with
+ * the password replaced, the only form that may be logged or printed.
+ */
+
+export type DriverKind = 'mssql' | 'postgres' | 'mysql';
+
+export interface DbTarget {
+  driver: DriverKind;
+  host: string;
+  port: number;
+  /** The URL names the port (else the driver's default). */
+  portGiven: boolean;
+  /** SQL Server instance name (the URL path), when given. */
+  instance?: string;
+  database: string;
+  user?: string;
+  password?: string;
+  /** SQL Server: `domain\user` logs in with NTLM. */
+  domain?: string;
+  /** Query parameters, keys lower-cased. */
+  params: Record<string, string>;
+  /** Host, port, instance and database: the identity of the database (event ids, state). */
+  identity: string;
+  /** The URL without its password. */
+  redacted: string;
+}
+
+const DEFAULT_PORT: Record<DriverKind, number> = { mssql: 1433, postgres: 5432, mysql: 3306 };
+
+const SCHEMES: Record<string, DriverKind> = {
+  'sqlserver:': 'mssql',
+  'mssql:': 'mssql',
+  'postgres:': 'postgres',
+  'postgresql:': 'postgres',
+  'mysql:': 'mysql',
+  'mariadb:': 'mysql',
+};
+
+/** The URL with any password replaced by `***` (also for URLs that do not parse). */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^@/?#]*@/i, '$1:***@');
+}
+
+/** Parses a database URL; throws an Error whose message never holds the password. */
+export function parseDbUrl(url: string): DbTarget {
+  const redacted = redactUrl(url);
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    // Not echoed: a URL that does not parse may still hold a password.
+    throw new Error('not a URL (expected sqlserver://user:password@server:port/instance?database=KAV, postgres://... or mysql://...)');
+  }
+  const driver = SCHEMES[u.protocol.toLowerCase()];
+  if (driver === undefined) throw new Error(`unsupported scheme ${JSON.stringify(u.protocol)} (expected sqlserver://, postgres:// or mysql://)`);
+  if (u.hostname === '') throw new Error(`no server in ${JSON.stringify(redacted)}`);
+  const params: Record<string, string> = {};
+  for (const [k, v] of u.searchParams) params[k.toLowerCase()] = v;
+  let user: string | undefined;
+  let password: string | undefined;
+  try {
+    user = u.username !== '' ? decodeURIComponent(u.username) : undefined;
+    password = u.password !== '' ? decodeURIComponent(u.password) : undefined;
+  } catch {
+    throw new Error(`bad percent-encoding in the user or password of ${JSON.stringify(redacted)}`);
+  }
+  if (params['user id'] !== undefined && user === undefined) user = params['user id'];
+  const port = u.port !== '' ? Number(u.port) : DEFAULT_PORT[driver];
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  let path: string;
+  try {
+    path = decodeURIComponent(u.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
+  } catch {
+    throw new Error(`bad percent-encoding in the path of ${JSON.stringify(redacted)}`);
+  }
+  let instance: string | undefined;
+  let database: string;
+  if (driver === 'mssql') {
+    instance = path !== '' ? path : undefined;
+    database = params['database'] ?? params['initial catalog'] ?? 'KAV';
+  } else {
+    if (path.includes('/')) throw new Error(`the path of ${JSON.stringify(redacted)} must be a database name`);
+    database = path !== '' ? path : (params['database'] ?? '');
+    if (database === '') throw new Error(`no database in ${JSON.stringify(redacted)} (write it as the path: ${u.protocol}//host:port/database)`);
+  }
+  let domain: string | undefined;
+  if (driver === 'mssql' && user !== undefined && user.includes('\\')) {
+    const i = user.indexOf('\\');
+    domain = user.slice(0, i);
+    user = user.slice(i + 1);
+  }
+  const identity = `${driver}://${host.toLowerCase()}:${port}/${instance !== undefined ? `${instance}/` : ''}${database}`;
+  return { driver, host, port, portGiven: u.port !== '', instance, database, user, password, domain, params, identity, redacted };
+}

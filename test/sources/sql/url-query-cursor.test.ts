@@ -1,0 +1,202 @@
+/**
+ * The sql source without a server: KUMA's URL forms (SQL Server included), the query as
+ * each driver runs it, the mapping of values and parameters, and the cursor planning
+ * (equal values, out-of-order inserts).
+ */
+import { describe, expect, test } from 'vitest';
+import { buildQuery, countPlaceholders, defaultQuery, hasOrderBy } from '../../../src/sources/sql/query.js';
+import { parseDbUrl, redactUrl } from '../../../src/sources/sql/url.js';
+import { classify, mssqlConfig, mssqlParamType, toJsonValue } from '../../../src/sources/sql/drivers.js';
+import { compareCursor, cursorParam, initialState, planBatch, readState, writeState } from '../../../src/sources/sql/cursor.js';
+import { loadConfigText, ConfigError } from '../../../src/config/load.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+describe('URLs', () => {
+  test("KUMA's recommended SQL Server form", () => {
+    const t = parseDbUrl('sqlserver://kuma:S3cr%40t@kscdb.example.com:1433/SQLEXPRESS?database=KAV');
+    expect(t).toMatchObject({ driver: 'mssql', host: 'kscdb.example.com', port: 1433, portGiven: true, instance: 'SQLEXPRESS', database: 'KAV', user: 'kuma', password: 'S3cr@t' });
+    expect(t.domain).toBeUndefined();
+    expect(t.redacted).toBe('sqlserver://kuma:***@kscdb.example.com:1433/SQLEXPRESS?database=KAV');
+    expect(t.identity).toBe('mssql://kscdb.example.com:1433/SQLEXPRESS/KAV');
+  });
+  test('a domain login written domain%5Cuser logs in with NTLM', () => {
+    const t = parseDbUrl('sqlserver://CORP%5Csvc-kuma:pw@ksc.example.com:1433/SQLEXPRESS?database=KAV');
+    expect(t.domain).toBe('CORP');
+    expect(t.user).toBe('svc-kuma');
+    const c = mssqlConfig({ target: t, user: t.user, password: t.password, tls: { mode: 'default' }, connectTimeoutMs: 1000, queryTimeoutMs: 2000, applicationName: 'x' });
+    expect(c['authentication']).toEqual({ type: 'ntlm', options: { userName: 'svc-kuma', password: 'pw', domain: 'CORP' } });
+    const o = c['options'] as Record<string, unknown>;
+    // A port and an instance: tedious takes one; the port wins.
+    expect(o['port']).toBe(1433);
+    expect(o['instanceName']).toBeUndefined();
+    expect(o['database']).toBe('KAV');
+    expect(o['requestTimeout']).toBe(2000);
+    expect(o['useUTC']).toBe(true);
+    expect(o['encrypt']).toBe(true);
+    expect(o['trustServerCertificate']).toBe(false);
+  });
+  test('SQL Server without a port goes through the instance name; without database, KAV', () => {
+    const t = parseDbUrl('sqlserver://u:p@ksc/SQLEXPRESS?encrypt=false');
+    expect(t.database).toBe('KAV');
+    const o = mssqlConfig({ target: t, tls: { mode: 'default' }, connectTimeoutMs: 1, queryTimeoutMs: 1, applicationName: 'x' })['options'] as Record<string, unknown>;
+    expect(o['instanceName']).toBe('SQLEXPRESS');
+    expect(o['port']).toBeUndefined();
+    expect(o['encrypt']).toBe(false);
+    const o2 = mssqlConfig({ target: parseDbUrl('sqlserver://u:p@ksc:1433?TrustServerCertificate=true'), tls: { mode: 'default' }, connectTimeoutMs: 1, queryTimeoutMs: 1, applicationName: 'x' })['options'] as Record<string, unknown>;
+    expect(o2['trustServerCertificate']).toBe(true);
+  });
+  test('postgres and mysql forms', () => {
+    expect(parseDbUrl('postgresql://a:b@[::1]/kav?sslmode=require')).toMatchObject({ driver: 'postgres', host: '::1', port: 5432, database: 'kav' });
+    expect(parseDbUrl('mariadb://a@db:3307/kav')).toMatchObject({ driver: 'mysql', port: 3307, database: 'kav', user: 'a', password: undefined });
+  });
+  test('bad URLs: clear errors without the password', () => {
+    for (const [u, msg] of [
+      ['oracle://u:topsecret@h/db', 'unsupported scheme'],
+      ['postgres://u:topsecret@h', 'no database'],
+      ['not a url topsecret', 'not a URL'],
+      ['mysql://u:topsecret@h/a/b', 'must be a database name'],
+    ] as const) {
+      let m = '';
+      try {
+        parseDbUrl(u);
+      } catch (e) {
+        m = (e as Error).message;
+      }
+      expect(m).toContain(msg);
+      expect(m).not.toContain('topsecret');
+    }
+    expect(redactUrl('postgres://u:p%40ss@h/db')).toBe('postgres://u:***@h/db');
+  });
+});
+
+describe('queries', () => {
+  const q = 'SELECT nId, wstrPar1 FROM v WHERE nId > @p1 AND wstrPar1 <> \'@p1\' -- @p1\nORDER BY nId;';
+  test('@p1 per driver, outside quotes and comments, with the row limit', () => {
+    expect(countPlaceholders(q)).toBe(1);
+    expect(buildQuery(q, 'postgres', 500).text).toBe("SELECT nId, wstrPar1 FROM v WHERE nId > $1 AND wstrPar1 <> '@p1' -- @p1\nORDER BY nId\nLIMIT 500");
+    expect(buildQuery(q, 'mysql', 500).text).toBe("SELECT nId, wstrPar1 FROM v WHERE nId > ? AND wstrPar1 <> '@p1' -- @p1\nORDER BY nId\nLIMIT 500");
+    expect(buildQuery(q, 'mssql', 500).text).toBe("SELECT nId, wstrPar1 FROM v WHERE nId > @p1 AND wstrPar1 <> '@p1' -- @p1\nORDER BY nId\nOFFSET 0 ROWS FETCH NEXT 500 ROWS ONLY");
+    const two = buildQuery('SELECT 1 WHERE a > @p1 OR b > @P1 ORDER BY a', 'mysql', 1);
+    expect(two.occurrences).toBe(2);
+    expect(two.text).toBe('SELECT 1 WHERE a > ? OR b > ? ORDER BY a\nLIMIT 1');
+    expect(countPlaceholders('SELECT @p10 FROM [x@p1] ORDER BY a')).toBe(0);
+    expect(hasOrderBy('SELECT 1 /* order by */')).toBe(false);
+  });
+  test('the default query: events LEFT JOIN hosts, by nId', () => {
+    for (const d of ['mssql', 'postgres', 'mysql'] as const) {
+      const text = defaultQuery(d);
+      expect(countPlaceholders(text)).toBe(1);
+      expect(hasOrderBy(text)).toBe(true);
+      expect(text).toMatch(/LEFT JOIN/);
+    }
+    expect(defaultQuery('mssql')).toContain('FROM v_akpub_ev_event e\nLEFT JOIN v_akpub_host h ON h.nId = e.nHostId');
+  });
+});
+
+describe('values', () => {
+  test('rows become JSON scalars; SQL Server parameters typed', () => {
+    expect(toJsonValue(new Date(Date.UTC(2024, 4, 6, 9, 14, 27)))).toBe('2024-05-06T09:14:27.000Z');
+    expect(toJsonValue(12n)).toBe(12);
+    expect(toJsonValue(2n ** 60n)).toBe('1152921504606846976');
+    expect(toJsonValue(Buffer.from('hi'))).toBe('aGk=');
+    expect(toJsonValue(undefined)).toBeNull();
+    expect(toJsonValue(Number.NaN)).toBe('NaN');
+    expect(mssqlParamType(5)).toBe('BigInt');
+    expect(mssqlParamType('9007199254740993')).toBe('BigInt');
+    expect(mssqlParamType('2024-05-06T09:14:27.000Z')).toBe('NVarChar');
+    expect(cursorParam('42')).toBe(42);
+    expect(cursorParam('9007199254740993')).toBe('9007199254740993');
+  });
+  test('driver errors sorted into reasons', () => {
+    expect(classify({ code: '28P01', message: 'password authentication failed' }).reason).toBe('auth');
+    expect(classify({ code: 'ELOGIN', message: "Login failed for user 'x'" }).reason).toBe('auth');
+    expect(classify({ code: 'ER_ACCESS_DENIED_ERROR', errno: 1045, message: 'Access denied' }).reason).toBe('auth');
+    expect(classify({ code: '57014', message: 'canceling statement due to statement timeout' }).reason).toBe('timeout');
+    expect(classify({ code: 'ETIMEOUT', message: 'Timeout: Request failed to complete in 2000ms' }).reason).toBe('timeout');
+    expect(classify({ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }).reason).toBe('connect');
+    expect(classify({ code: '42P01', message: 'relation "v" does not exist' }).reason).toBe('query');
+    expect(classify({ code: 'EREQUEST', message: "Invalid object name 'v'" }).reason).toBe('query');
+  });
+});
+
+describe('cursor planning', () => {
+  const gaps = () => new Map<string, number>();
+  test('integers compare as numbers of any size, times as text', () => {
+    expect(compareCursor(9, '10')).toBe(-1);
+    expect(compareCursor('9007199254740993', '9007199254740992')).toBe(1);
+    expect(compareCursor('2024-01-02T00:00:00Z', '2024-01-01T23:00:00Z')).toBe(1);
+  });
+  test('the cursor follows the last row; rows at or below it are not emitted again', () => {
+    const p = planBatch({ state: initialState('d', 3), cursors: [2, 4, 5], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() });
+    expect(p).toEqual({ kind: 'ok', emit: [1, 2], cursor: 5, seen: [] });
+  });
+  test('a full batch ending inside a run of equal values holds the run back', () => {
+    const t = ['2024-01-01T00:00:01Z', '2024-01-01T00:00:02Z', '2024-01-01T00:00:03Z', '2024-01-01T00:00:03Z'];
+    expect(planBatch({ state: initialState('d', '2024'), cursors: t, full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [0, 1], cursor: t[1], seen: [] });
+    expect(planBatch({ state: initialState('d', '2024'), cursors: [t[2]!, t[3]!], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'grow' });
+    expect(planBatch({ state: initialState('d', '2024'), cursors: [t[2]!, t[3]!], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toMatchObject({ emit: [0, 1], cursor: t[2] });
+  });
+  test('rows out of cursor order are refused', () => {
+    expect(planBatch({ state: initialState('d', 0), cursors: [3, 2], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'unordered', at: 1 });
+  });
+  test('gap_wait: a gap holds the cursor; a late row is emitted once; the gap expires', () => {
+    const g = gaps();
+    const s0 = initialState('d', 0);
+    const a = planBatch({ state: s0, cursors: [1, 2, 4, 5], full: false, gapWaitMs: 1000, nowMs: 0, gaps: g });
+    expect(a).toEqual({ kind: 'ok', emit: [0, 1, 2, 3], cursor: 2, seen: ['4', '5'] });
+    if (a.kind !== 'ok') return;
+    // Row 3 commits late: read with 4 and 5 again, which are not emitted twice.
+    const b = planBatch({ state: { ...s0, cursor: a.cursor, seen: a.seen }, cursors: [3, 4, 5], full: false, gapWaitMs: 1000, nowMs: 10, gaps: g });
+    expect(b).toEqual({ kind: 'ok', emit: [0], cursor: 5, seen: [] });
+    // A gap that never fills is given up after gap_wait.
+    const g2 = gaps();
+    const c = planBatch({ state: s0, cursors: [1, 3], full: false, gapWaitMs: 1000, nowMs: 0, gaps: g2 });
+    expect(c).toMatchObject({ emit: [0, 1], cursor: 1, seen: ['3'] });
+    if (c.kind !== 'ok') return;
+    const st = { ...s0, cursor: c.cursor, seen: c.seen };
+    expect(planBatch({ state: st, cursors: [3], full: false, gapWaitMs: 1000, nowMs: 500, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 1, seen: ['3'] });
+    expect(planBatch({ state: st, cursors: [3], full: false, gapWaitMs: 1000, nowMs: 1000, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 3, seen: [] });
+  });
+  test('state file: written whole, read back, refused when damaged', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cefd-sqlstate-'));
+    try {
+      const f = join(dir, 'sql', 'ksc.json');
+      expect(readState(f)).toBeNull();
+      writeState(f, { ...initialState('db', 7), seen: ['9'] });
+      expect(readState(f)).toMatchObject({ version: 1, database: 'db', epoch: 0, cursor: 7, seen: ['9'] });
+      writeFileSync(f, '{"version":1');
+      expect(() => readState(f)).toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('configuration', () => {
+  const yaml = (extra: string) => `sql_sources:\n  - name: ksc\n    url: "sqlserver://kuma:pw@ksc:1433/SQLEXPRESS?database=KAV"\n${extra}`;
+  test('defaults; the URL is a secret', () => {
+    const c = loadConfigText(yaml(''), undefined, {});
+    expect(c.sql_sources[0]).toMatchObject({ cursor_column: 'nId', initial_cursor: '0', poll_interval: 10, batch_rows: 1000, normalizers: ['ksc_sql'], gap_wait: 0 });
+  });
+  test('a sql source can be named as a trusted KSC origin', () => {
+    const base = yaml('listeners: []\nksc:\n  trusted_sources: [{ connection: main, listeners: [LISTENER] }]\n');
+    expect(() => loadConfigText(base.replace('LISTENER', 'ksc'), undefined, {})).not.toThrow();
+    expect(() => loadConfigText(base.replace('LISTENER', 'nope'), undefined, {})).toThrow(/no listener named "nope"/);
+  });
+  test('a query without @p1 or ORDER BY, a bad URL: problems with file lines', () => {
+    let err: ConfigError | undefined;
+    try {
+      loadConfigText('sql_sources:\n  - name: ksc\n    url: "oracle://u:topsecret@h/x"\n    query: "SELECT * FROM v_akpub_ev_event"\n', 'c.yaml', {});
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const m = err!.message;
+    expect(m).toContain('sql_sources[0].url');
+    expect(m).toContain('no cursor placeholder @p1');
+    expect(m).toContain('ORDER BY nId');
+    expect(m).not.toContain('topsecret');
+  });
+});
