@@ -94,6 +94,13 @@ export class Daemon {
     for (const s of this.sources) if (!s.source.ready) out.push(`listener ${s.source.name}`);
     for (const s of this.sqlSources) if (!s.source.ready) out.push(`sql source ${s.source.name}`);
     if (this.pipeline === null) out.push('pipeline');
+    // A receiver that cannot publish takes frames it can only queue: the load balancer should pick another.
+    if (this.config.mode === 'receiver') {
+      for (const s of this.slots) {
+        const why = s.slot.output.unready?.();
+        if (why !== undefined) out.push(`output ${s.slot.name}: ${why}`);
+      }
+    }
     if (this.stopping !== null) out.push('shutting down');
     for (const x of this.extensions) out.push(...(x.notReady?.() ?? []));
     return out;
@@ -156,7 +163,7 @@ export class Daemon {
       this.slots.map((s) => s.slot),
       dead,
       this.telemetry,
-      { defaultZone: c.timezone, includeRaw: c.include_raw, routes: compileRoutes(c.outputs, c.event) },
+      { defaultZone: c.timezone, includeRaw: c.include_raw, routes: compileRoutes(c.outputs, c.event), receiver: c.mode === 'receiver' },
     );
     const pipeline = this.pipeline;
     for (const x of this.extensions) {
@@ -170,7 +177,7 @@ export class Daemon {
         workers: () => this.workerCount,
       });
     }
-    const workers = c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
+    const workers = c.mode === 'receiver' ? 0 : c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
     this.workerCount = workers;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.repeated('error', 'decode_worker_died', { err: why }, why));
@@ -445,7 +452,7 @@ export class Daemon {
     this.pipeline!.reconfigure(
       newSlots.map((s) => s.slot),
       dead.slot,
-      { defaultZone: next.timezone, includeRaw: next.include_raw, routes: compileRoutes(next.outputs, next.event) },
+      { defaultZone: next.timezone, includeRaw: next.include_raw, routes: compileRoutes(next.outputs, next.event), receiver: next.mode === 'receiver' },
       workerVersion,
     );
     this.config = next;

@@ -216,6 +216,21 @@ export const CODES = {
     description:
       'The syslog output with `framing: lf` cannot send a record holding a newline (the receiver would read two messages): that record alone goes to the dead-letter output with this reason; `framing: octet` carries it.',
   },
+  nats_max_payload: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output: an event is larger than the NATS server\'s `max_payload`; it is rejected alone and goes to the dead-letter output (the rest of its batch is published).',
+  },
+  nats_not_a_frame: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output with `payload: frame` got a record that is not a receiver\'s raw frame (cefd is not in `mode: receiver`); it goes to the dead-letter output.',
+  },
+  nats_permission_denied: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions); the event goes to the dead-letter output.',
+  },
   queue_full: {
     level: 'error',
     stage: 'output',

@@ -21,7 +21,7 @@ export function bindProblems(c: Config): FieldProblem[] {
   if (c.ksc?.enabled && admin?.enabled && admin.port !== 0) others.push({ key: 'ksc.admin.port', what: 'the KSC admin API', host: admin.host, port: admin.port });
   for (const o of others) {
     c.listeners.forEach((l) => {
-      if (l.type === 'udp' || l.port !== o.port || !overlaps(l.host, o.host)) return;
+      if (l.type === 'udp' || l.type === 'nats' || l.port !== o.port || !overlaps(l.host, o.host)) return;
       out.push({ key: o.key, message: `port ${o.port} of ${o.what} is also bound by listener ${l.name} (${l.type} on ${l.host}:${l.port})` });
     });
   }

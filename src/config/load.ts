@@ -387,14 +387,21 @@ function crossChecks(c: Config, w: Walker): void {
   });
   const binds = new Map<string, string>();
   c.listeners.forEach((l, i) => {
-    if (l.port === 0) return;
     const proto = sourcePlugin(l.type)?.protocol ?? l.type;
+    if (l.port === 0 || proto === 'none') return;
     const id = `${proto}:${l.host}:${l.port}`;
     const prev = binds.get(id);
     if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
     binds.set(id, l.name);
   });
   for (const p of bindProblems(c)) w.problem(p.key, undefined, p.message);
+  if (c.mode === 'receiver') {
+    c.outputs.forEach((o, i) => {
+      if (o.type !== 'nats' || (o as { payload?: string }).payload !== 'frame') w.problem(`outputs[${i}].type`, undefined, 'mode: receiver publishes raw frames: every output must be type nats with payload: frame');
+      else if (o.filter !== undefined && o.filter.trim() !== '') w.problem(`outputs[${i}].filter`, undefined, 'mode: receiver does not decode, so outputs cannot filter (filter on the processors)');
+    });
+    if (c.outputs.length === 0) w.problem('outputs', undefined, 'mode: receiver needs a nats output with payload: frame');
+  }
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
   for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, undefined, p.message);
   c.outputs.forEach((o, i) => {

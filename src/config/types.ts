@@ -27,6 +27,8 @@ import type { SqlSourceConfig } from '../sources/sql/config.js';
 export interface Config extends KscConfigSection {
   state_dir: string;
   timezone: string;
+  /** `receiver`: frame and publish raw frames only (docs/cluster.md). */
+  mode: 'single' | 'receiver';
   include_raw: boolean;
   /** The native event's options (src/codecs/encoders/native.ts EventOptions). */
   event: { typed: 'changed' | 'all'; custom_fields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslog_timestamp: 'changed' | 'always' };

@@ -9,6 +9,7 @@ import { clickhouseOutput } from './clickhouse/index.js';
 import { fileOutput } from './file/index.js';
 import { httpOutput } from './http/index.js';
 import { splunkHecOutput } from './splunk_hec/index.js';
+import { natsOutput } from './nats/index.js';
 import { stdoutOutput } from './stdout/index.js';
 import { syslogOutput } from './syslog/index.js';
 
@@ -20,6 +21,7 @@ export const OUTPUT_PLUGINS = [
   elasticsearchOutput,
   splunkHecOutput,
   clickhouseOutput,
+  natsOutput,
 ] as const;
 
 type Plugins = (typeof OUTPUT_PLUGINS)[number];

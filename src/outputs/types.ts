@@ -61,6 +61,11 @@ export interface Output {
    * in the queue; a disk buffer keeps it for the next start).
    */
   send(batch: Batch, signal?: AbortSignal): Promise<SendResult>;
+  /**
+   * Why the output cannot deliver now (not connected), or undefined. A receiver
+   * (`mode: receiver`) reports it on /readyz so a load balancer sends elsewhere. Optional.
+   */
+  unready?(): string | undefined;
   /** Reopen files (SIGHUP, for logrotate). Optional. */
   reopen?(): Promise<void>;
   /** Flush and release everything. */

@@ -22,6 +22,7 @@ import type { FramingMode } from '../codecs/framing/framer.js';
 import type { ListenerStats, Telemetry } from '../telemetry/telemetry.js';
 import type { CefdEvent, EventOrigin } from '../event.js';
 import { isoFromMs } from '../time.js';
+import { rawFrameRecord } from '../nats/raw-frame.js';
 import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Routes } from './router.js';
 import { isJsonEncoding } from '../codecs/encoders/registry.js';
@@ -52,9 +53,27 @@ export interface SourceContext {
   state?: SourceState;
 }
 
+/** A frame handed in whole by a source that is not a socket (see Pipeline.submitFrames). */
+export interface SubmittedFrame {
+  readonly data: Buffer;
+  readonly truncated: boolean;
+  /** When the frame was first received (by a receiver, before the hop), ms since the epoch. */
+  readonly receivedMs: number;
+  /** The event id: the same for the same frame delivered again. */
+  readonly id: string;
+  readonly listener: string;
+  readonly peer: string;
+}
+
 export interface PipelineOptions {
   defaultZone: string;
   includeRaw: boolean;
+  /**
+   * Receiver mode (`mode: receiver`): frames are not decoded here; each becomes a raw-frame
+   * record (src/nats/raw-frame.ts) for every output (nats outputs with `payload: frame`),
+   * with an id unique to this process, and a processor decodes it later.
+   */
+  receiver?: boolean;
   /** Compiled from the same outputs as the slots, in the same order. */
   routes: Routes;
 }
@@ -108,7 +127,9 @@ export class Pipeline {
   ) {
     this.slots = slots;
     this.pending = slots.map(() => []);
-    this.bootId = newIdPrefix();
+    // A receiver's frames meet other receivers' in one stream: its pid makes the ids of two
+    // receivers started in the same millisecond differ.
+    this.bootId = opts.receiver === true ? `${newIdPrefix()}${process.pid.toString(36)}` : newIdPrefix();
     this.env = this.makeEnv();
   }
 
@@ -190,7 +211,7 @@ export class Pipeline {
 
   /** Events go to workers when there are (working) workers and nothing watches them. */
   get onWorkers(): boolean {
-    return this.pool !== null && !this.pool.broken && this.taps.length === 0 && this.tails.length === 0;
+    return this.opts.receiver !== true && this.pool !== null && !this.pool.broken && this.taps.length === 0 && this.tails.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {
@@ -199,6 +220,12 @@ export class Pipeline {
     else if (mode === 'octet') stats.framesOctet++;
     else stats.framesDatagram++;
     if (truncated) this.telemetry.frameProblem(ctx.listener, mode === 'octet' ? 'frame_incomplete' : 'frame_truncated');
+    if (this.opts.receiver === true) {
+      const rec = rawFrameRecord(buf, truncated, Date.now(), mode, eventId(this.bootId, this.seq++), ctx.listener, ctx.peer, ctx.tlsFingerprint);
+      for (const p of this.pending) p.push(rec);
+      stats.eventsParsed++;
+      return;
+    }
     if (this.onWorkers) {
       // A view into the socket's chunk: copied into the job at commit().
       (ctx.state ??= new SourceState()).gather(buf, truncated);
@@ -210,9 +237,9 @@ export class Pipeline {
   }
 
   /** Decodes one frame on this thread into the records pending for the current read. */
-  private decodeInline(buf: Buffer, truncated: boolean, now: number, ctx: SourceContext): void {
+  private decodeInline(buf: Buffer, truncated: boolean, now: number, ctx: SourceContext, id?: string): void {
     const enc = this.encoded;
-    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, eventId(this.bootId, this.seq++), this.env, this.counts, enc, ctx.tlsFingerprint);
+    const r = processFrame(buf, truncated, now, ctx.listener, ctx.peer, ctx.normalizers, id ?? eventId(this.bootId, this.seq++), this.env, this.counts, enc, ctx.tlsFingerprint);
     if (this.watch !== undefined) {
       const found = this.watch.take();
       if (found !== undefined) this.deliver(originOf(ctx), found);
@@ -224,6 +251,27 @@ export class Pipeline {
     if (r === 0) return;
     const encoderOf = this.opts.routes.encoderOf;
     for (let i = 0; i < this.slots.length; i++) if (i >= 32 || (r >>> i) & 1) this.pending[i]!.push(enc[encoderOf[i]!]!);
+  }
+
+  /**
+   * Frames that did not come from a socket of this process (a NATS message: a frame a
+   * receiver published): decoded here, now, with the id, listener, peer and received time
+   * they carry, and handed to the output queues before this returns. The queues' appends
+   * are synchronous (a disk buffer has written the block when `append` returns), so when
+   * this returns every output's buffer has taken the events, which is when a source that
+   * must acknowledge upstream (src/sources/nats/) may do so. Call it only when
+   * `roomForRecords()` is true, so that no `drop_newest` output drops them.
+   */
+  submitFrames(frames: readonly SubmittedFrame[], ctx: SourceContext): void {
+    const saved = this.takeInline();
+    for (const f of frames) {
+      ctx.stats.framesLf++;
+      this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
+    }
+    this.enqueueInline(this.takeInline(), true, ctx.listener, ctx.stats);
+    this.pending = saved.pending;
+    this.deadPending = saved.dead;
+    this.counts = saved.counts;
   }
 
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
@@ -262,7 +310,7 @@ export class Pipeline {
     this.mergeCounts(ctx.listener, ctx.stats, r.counts.toJSON());
   }
 
-  /** True when every output's queue (and the dead-letter one) is below full: see submitRecords. */
+  /** True when every output's queue (and the dead-letter one) is below full: see submitRecords and submitFrames. */
   roomForRecords(): boolean {
     for (const s of this.slots) if (s.queue.fill() >= 1) return false;
     return this.deadLetter.queue.fill() < 1;

@@ -30,8 +30,8 @@ export interface SourcePlugin<T extends string = string, F extends Fields = Fiel
   readonly doc: string;
   /** The options of this type, besides LISTENER_COMMON. */
   readonly fields: F;
-  /** The transport the port is bound on: two listeners may not bind the same one. */
-  readonly protocol: 'tcp' | 'udp';
+  /** The transport the port is bound on: two listeners may not bind the same one (`none`: binds no port, a NATS consumer). */
+  readonly protocol: 'tcp' | 'udp' | 'none';
   /** Checks the schema kinds cannot express; keys relative to the listener. */
   check?(c: SourceConfigOf<T, F>): FieldProblem[];
   create(c: SourceConfigOf<T, F>, deps: SourceDeps): Promise<Source>;

@@ -6,11 +6,13 @@
 import type { SourceConfigOf, SourcePlugin } from './plugin.js';
 import { tcpSource, tlsSource } from './tcp/index.js';
 import { udpSource } from './udp/index.js';
+import { natsSource } from './nats/index.js';
 
 export const SOURCE_PLUGINS = [
   tcpSource,
   tlsSource,
   udpSource,
+  natsSource,
 ] as const;
 
 type Plugins = (typeof SOURCE_PLUGINS)[number];

@@ -63,6 +63,10 @@ export class ListenerStats {
   connectionsAccepted = 0;
   eventsParsed = 0;
   lastEventMs = 0;
+  /** NATS sources: messages of the consumer not yet acknowledged (delivered or not); -1 for other sources. */
+  natsPending = -1;
+  /** NATS sources: messages acknowledged after every output's buffer took their events. */
+  natsAcked = 0;
   readonly connectionsRejected = new CodeCounts();
   readonly frameErrors = new CodeCounts();
   readonly parseErrors = new CodeCounts();
@@ -357,6 +361,12 @@ export class Telemetry {
     counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
     counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, tls_handshake, tls_fingerprint, tls_unauthorized).', ['listener', 'reason'], () =>
       byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),
+    );
+    gauge('cefd_nats_consumer_pending_messages', 'NATS sources: messages of the stream the durable consumer has not had acknowledged yet (its lag), per listener.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsPending]),
+    );
+    counter('cefd_nats_acked_messages_total', 'NATS sources: messages acknowledged to JetStream after every output\'s buffer took their events, per listener.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsAcked]),
     );
     counter('cefd_events_parsed_total', 'Frames that became events, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.eventsParsed]));
     counter('cefd_parse_errors_total', 'Parse errors, per listener and code: unparseable frames (dead-lettered) and errors on kept events.', ['listener', 'code'], () =>

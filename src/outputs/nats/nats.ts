@@ -1,0 +1,157 @@
+/**
+ * The `nats` output: publishes each event as one JetStream message on `subject` and counts
+ * it delivered only when the server's PubAck arrived (the stream has stored it, on every
+ * replica the stream's quorum needs). Each message carries `Nats-Msg-Id` = the event id
+ * (src/outputs/shared/event-id.ts), so an event sent again (a batch resent after a
+ * reconnect, a retry after a PubAck that was lost, a restart from the disk buffer) is
+ * dropped by the server when it is still in the stream's duplicate window: a PubAck with
+ * `duplicate: true`, which counts as delivered.
+ *
+ * A batch's records are published at once (pipelined on the one connection) and answered
+ * per record: those that got a PubAck are settled, the others retried alone by the runner,
+ * a record larger than the server's max_payload rejected (dead letter). The output never
+ * sleeps or counts; the runner does (../types.ts).
+ */
+import type { JetStreamClient, JetStreamManager, NatsConnection, StreamConfig } from 'nats';
+import { DiscardPolicy, StorageType, headers as natsHeaders, nanos } from 'nats';
+import { rawFramePayload } from '../../nats/raw-frame.js';
+import { NatsLink, natsErrorText } from '../../nats/connection.js';
+import { recordKeyFor } from '../shared/event-id.js';
+import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import type { NatsOutputConfig } from './config.js';
+
+export type { NatsOutputConfig } from './config.js';
+
+/** Reason code of a record larger than the server's max_payload. */
+export const NATS_MAX_PAYLOAD = 'nats_max_payload';
+/** Reason code of a record that is not a raw frame, sent to a `payload: frame` output. */
+export const NATS_NOT_A_FRAME = 'nats_not_a_frame';
+/** Reason code of a publish the server refused for want of permission on the subject. */
+export const NATS_PERMISSION_DENIED = 'nats_permission_denied';
+
+export class NatsOutput implements Output {
+  readonly type = 'nats';
+  private readonly link: NatsLink;
+  private readonly keyOf: (record: string) => string;
+  private readonly timeoutMs: number;
+  /** The connection the JetStream handle and stream check belong to. */
+  private js: { nc: NatsConnection; client: JetStreamClient; ready: Promise<string> } | null = null;
+  private readonly encoder = new TextEncoder();
+
+  constructor(
+    readonly name: string,
+    private readonly config: NatsOutputConfig & { encoding?: { codec: string } },
+  ) {
+    this.link = new NatsLink(config, `cefd output ${name}`);
+    this.keyOf = recordKeyFor(config.encoding?.codec ?? 'native');
+    this.timeoutMs = Math.max(1, Math.round(config.ack_timeout * 1000));
+  }
+
+  /** Starts connecting; never fails for a server that is down (the events wait in the buffer). */
+  async start(): Promise<void> {
+    await this.link.start();
+  }
+
+  /** The JetStream handle of the live connection, its stream checked ('' when ready, else why not). */
+  private jetstream(): { client: JetStreamClient; ready: Promise<string> } | string {
+    const nc = this.link.current;
+    if (nc === null) return `nats output ${this.name}: not connected: ${this.link.lastError}`;
+    if (this.js === null || this.js.nc !== nc) this.js = { nc, client: nc.jetstream({ timeout: this.timeoutMs }), ready: this.ensureStream(nc) };
+    return this.js;
+  }
+
+  /** Creates the stream when asked to; '' when there is nothing to do or it exists. */
+  private async ensureStream(nc: NatsConnection): Promise<string> {
+    const s = this.config.stream;
+    if (!s.create || s.name === undefined) return '';
+    let jsm: JetStreamManager;
+    try {
+      jsm = await nc.jetstreamManager({ timeout: this.timeoutMs });
+    } catch (err) {
+      return `nats output ${this.name}: JetStream is not available: ${natsErrorText(err)}`;
+    }
+    try {
+      await jsm.streams.info(s.name);
+      return '';
+    } catch (err) {
+      const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
+      // 10059: stream not found. Anything else (no JetStream, a timeout) is tried again on the next batch.
+      if (code !== 10059) return `nats output ${this.name}: cannot look up stream ${s.name}: ${natsErrorText(err)}`;
+    }
+    const cfg: Partial<StreamConfig> = {
+      name: s.name,
+      subjects: s.subjects.length > 0 ? s.subjects : [this.config.subject],
+      storage: s.storage === 'memory' ? StorageType.Memory : StorageType.File,
+      num_replicas: s.replicas,
+      discard: s.discard === 'new' ? DiscardPolicy.New : DiscardPolicy.Old,
+      duplicate_window: nanos(Math.round(s.duplicate_window * 1000)),
+      max_age: nanos(Math.round(s.max_age * 1000)),
+      max_bytes: s.max_bytes > 0 ? s.max_bytes : -1,
+      max_msgs: s.max_msgs > 0 ? s.max_msgs : -1,
+    };
+    try {
+      await jsm.streams.add(cfg);
+      return '';
+    } catch (err) {
+      return `nats output ${this.name}: cannot create stream ${s.name}: ${natsErrorText(err)}`;
+    }
+  }
+
+  async send(batch: Batch): Promise<SendResult> {
+    const records = batch.records;
+    if (records.length === 0) return DELIVERED;
+    const js = this.jetstream();
+    if (typeof js === 'string') return { status: 'retry', error: js };
+    const problem = await js.ready;
+    if (problem !== '') {
+      if (this.js !== null && this.js.ready === js.ready) this.js = null;
+      return { status: 'retry', error: problem };
+    }
+    const rejected: { index: number; reason: string; error: string }[] = [];
+    const acks = await Promise.allSettled(records.map((r, i) => this.publishOne(js.client, r, i, rejected)));
+    const retry: number[] = [];
+    let firstError = '';
+    for (let i = 0; i < acks.length; i++) {
+      const a = acks[i]!;
+      if (a.status === 'fulfilled' || rejected.some((r) => r.index === i)) continue;
+      const err = a.reason as { code?: string };
+      const text = natsErrorText(a.reason);
+      if (err?.code === 'MAX_PAYLOAD_EXCEEDED') rejected.push({ index: i, reason: NATS_MAX_PAYLOAD, error: text });
+      else if (err?.code === 'PERMISSIONS_VIOLATION') rejected.push({ index: i, reason: NATS_PERMISSION_DENIED, error: text });
+      else {
+        if (firstError === '') firstError = err?.code === '503' ? `no JetStream stream answered on ${this.config.subject} (no stream captures the subject, or the stream has no leader now)` : text;
+        retry.push(i);
+      }
+    }
+    if (retry.length === 0 && rejected.length === 0) return DELIVERED;
+    if (retry.length === records.length) return { status: 'retry', error: `nats output ${this.name}: ${firstError}` };
+    if (rejected.length === records.length && rejected.every((r) => r.reason === rejected[0]!.reason)) return { status: 'rejected', reason: rejected[0]!.reason, error: rejected[0]!.error };
+    return { status: 'partial', retry, rejected, error: `nats output ${this.name}: ${firstError || 'some events were refused'}` };
+  }
+
+  unready(): string | undefined {
+    return this.link.current === null ? `not connected to NATS: ${this.link.lastError}` : undefined;
+  }
+
+  /** Publishes one record (an event, or a receiver's raw frame); resolves on its PubAck. */
+  private async publishOne(client: JetStreamClient, record: string, index: number, rejected: { index: number; reason: string; error: string }[]): Promise<void> {
+    if (this.config.payload === 'event') {
+      await client.publish(this.config.subject, this.encoder.encode(record), { msgID: this.keyOf(record), timeout: this.timeoutMs });
+      return;
+    }
+    const f = rawFramePayload(record);
+    if (f === null) {
+      rejected.push({ index, reason: NATS_NOT_A_FRAME, error: `nats output ${this.name}: payload: frame, but the record is not a raw frame (is cefd in mode: receiver?)` });
+      return;
+    }
+    const h = natsHeaders();
+    for (const [k, v] of f.headers) h.set(k, v);
+    await client.publish(this.config.subject, f.data, { msgID: f.id, headers: h, timeout: this.timeoutMs });
+  }
+
+  /** Closes the connection (the runner lets the batch in flight settle first). */
+  async close(): Promise<void> {
+    this.js = null;
+    await this.link.close();
+  }
+}

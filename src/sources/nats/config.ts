@@ -1,0 +1,16 @@
+/** The `nats` source's options: the one place they are written (type inferred below). */
+import { dur, fields, int, str, type ConfigOf } from '../../config/spec.js';
+import { NATS_CONNECTION_FIELDS } from '../../nats/config.js';
+
+export const NATS_SOURCE_FIELDS = fields({
+  ...NATS_CONNECTION_FIELDS,
+  stream: str('JetStream stream to read.', { required: true }),
+  consumer: str('Durable consumer name: cefd processors that share it share the work (each message goes to one of them); it keeps its position across restarts.', { required: true }),
+  filter_subject: str('Read only the stream\'s messages on this subject (default: all).'),
+  batch_size: int('Most messages fetched at once.', 256, 1, 10000),
+  max_ack_pending: int('Most messages delivered and not yet acknowledged, across every processor sharing the consumer; then the server waits.', 4096, 1),
+  ack_wait: dur('A message not acknowledged within this time is delivered again (to any processor).', '30s', 1),
+  fetch_wait: dur('How long one fetch waits for messages when the stream is idle.', '1s', 0.01),
+});
+
+export type NatsSourceConfig = ConfigOf<typeof NATS_SOURCE_FIELDS>;

@@ -1,0 +1,149 @@
+/**
+ * The nats output inside a running cefd (child process), against a real nats-server 2.9:
+ * a nats-server killed and restarted mid-stream, then SIGTERM and kill -9 of cefd while
+ * events wait in its disk buffer for a server that is down. Each time every event sent
+ * arrives in the stream exactly once (the resent ones dropped by the server's Nats-Msg-Id
+ * dedup), which is what docs/outputs-nats.md promises.
+ */
+import net from 'node:net';
+import { afterAll, afterEach, expect, test } from 'vitest';
+import { connect } from 'nats';
+import { tempDir, waitFor } from '../helpers/daemon.js';
+import { freePort, printReport, runCefd, type ChildDaemon, type FaultResult } from '../helpers/child.js';
+import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
+
+const report: FaultResult[] = [];
+const children: ChildDaemon[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.proc.kill('SIGKILL');
+});
+afterAll(async () => {
+  printReport(report);
+  await stopAllNats();
+});
+
+const line = (i: number) =>
+  `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cnt=${i} msg=Task started on WS-${i % 4000}\n`;
+
+async function sendLines(port: number, from: number, to: number): Promise<void> {
+  const sock = net.connect(port, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  for (let i = from; i < to; i += 500) {
+    let chunk = '';
+    for (let k = i; k < Math.min(to, i + 500); k++) chunk += line(k);
+    if (!sock.write(chunk)) await new Promise((r) => sock.once('drain', r));
+  }
+  await new Promise<void>((r) => sock.end(() => r()));
+}
+
+function config(port: number, s: NatsServer): string {
+  return `state_dir: ./state
+shutdown_timeout: 5s
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs:
+  - name: bus
+    type: nats
+    servers: [ "${s.url}" ]
+    subject: cefd.events
+    reconnect_wait: 100ms
+    ack_timeout: 2s
+    batch_max_events: 200
+    retry: { initial_backoff: 50ms, max_backoff: 500ms }
+    buffer: { type: disk }
+    stream: { create: true, name: CEFD, duplicate_window: 10m }
+dead_letter: { path: ./dead.ndjson }
+`;
+}
+
+/** The `cnt` of every event in the stream (the sender's sequence number). */
+async function streamSeqs(s: NatsServer): Promise<number[]> {
+  const c = await connect({ servers: s.url });
+  try {
+    const jsm = await c.jetstreamManager();
+    const info = await jsm.streams.info('CEFD').catch(() => null);
+    if (info === null) return [];
+    const out: number[] = [];
+    const consumer = await jsm.consumers.add('CEFD', { ack_policy: 'none' as never, inactive_threshold: 30e9 });
+    const js = c.jetstream();
+    const sub = await js.consumers.get('CEFD', consumer.name);
+    const n = info.state.messages;
+    if (n === 0) return out;
+    const it = await sub.fetch({ max_messages: n, expires: 5000 });
+    for await (const m of it) {
+      const ev = JSON.parse(new TextDecoder().decode(m.data)) as { cef: { typed: { baseEventCount: number } } };
+      out.push(ev.cef.typed.baseEventCount);
+      if (out.length === n) break;
+    }
+    return out;
+  } finally {
+    await c.close();
+  }
+}
+
+async function count(s: NatsServer): Promise<number> {
+  const c = await connect({ servers: s.url });
+  try {
+    const info = await (await c.jetstreamManager()).streams.info('CEFD').catch(() => null);
+    return info?.state.messages ?? 0;
+  } finally {
+    await c.close();
+  }
+}
+
+function exactlyOnce(seqs: number[], n: number): { missing: number; dup: number } {
+  const seen = new Set(seqs);
+  let missing = 0;
+  for (let i = 0; i < n; i++) if (!seen.has(i)) missing++;
+  return { missing, dup: seqs.length - seen.size };
+}
+
+test('nats-server killed and restarted mid-stream: every event once', async () => {
+  const s = await natsServer();
+  const dir = tempDir();
+  const port = await freePort();
+  const d = runCefd(dir, config(port, s));
+  children.push(d);
+  await d.until('cefd started');
+  const N = 20_000;
+  const sending = sendLines(port, 0, N);
+  await waitFor(async () => (await count(s)) >= 3000, 60_000, '3000 events in the stream');
+  await s.stop('SIGKILL');
+  await sending;
+  await s.start();
+  await waitFor(async () => (await count(s)) >= N, 120_000, `${N} events in the stream`);
+  d.proc.kill('SIGTERM');
+  expect(await d.exit).toBe(0);
+  const r = exactlyOnce(await streamSeqs(s), N);
+  report.push({ test: 'nats: nats-server kill -9 + restart mid-stream', sent: String(N), arrived: String(N - r.missing), lost: String(r.missing), why: `${r.dup} duplicates in the stream` });
+  expect(r).toEqual({ missing: 0, dup: 0 });
+});
+
+for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+  test(`cefd ${signal} with events buffered while nats-server is down: every event once after both come back`, async () => {
+    const s = await natsServer();
+    const dir = tempDir();
+    const port = await freePort();
+    const d = runCefd(dir, config(port, s));
+    children.push(d);
+    await d.until('cefd started');
+    const N = 10_000;
+    // Half delivered, then the server goes away and the other half waits in the disk buffer.
+    await sendLines(port, 0, N / 2);
+    await waitFor(async () => (await count(s)) >= N / 2, 60_000, 'the first half in the stream');
+    await s.stop('SIGTERM');
+    await sendLines(port, N / 2, N);
+    await d.until('nats output bus', 30_000);
+    d.proc.kill(signal);
+    await d.exit;
+    await s.start();
+    const d2 = runCefd(dir, config(port, s));
+    children.push(d2);
+    await d2.until('cefd started');
+    await waitFor(async () => (await count(s)) >= N, 120_000, `${N} events in the stream`);
+    d2.proc.kill('SIGTERM');
+    expect(await d2.exit).toBe(0);
+    const r = exactlyOnce(await streamSeqs(s), N);
+    report.push({ test: `nats: cefd ${signal} with events buffered, nats-server down`, sent: String(N), arrived: String(N - r.missing), lost: String(r.missing), why: `${r.dup} duplicates in the stream` });
+    expect(r).toEqual({ missing: 0, dup: 0 });
+  });
+}

@@ -1,0 +1,189 @@
+/**
+ * The nats output against a real nats-server 2.9 (Debian) with JetStream, started here in a
+ * temp folder on a free 127.0.0.1 port: PubAck before delivered, Nats-Msg-Id = event id and
+ * the server's dedup, stream creation with limits, server down at start and restarted
+ * mid-stream, wrong credentials, TLS with a wrong CA, a record over max_payload.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, expect, test } from 'vitest';
+import { connect, type NatsConnection } from 'nats';
+import { loadFields } from '../../src/config/load.js';
+import { NATS_FIELDS } from '../../src/outputs/nats/config.js';
+import { NatsOutput } from '../../src/outputs/nats/nats.js';
+import type { Batch, SendResult } from '../../src/outputs/types.js';
+import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
+import { makePki } from '../helpers/pki.js';
+import { tempDir, waitFor } from '../helpers/daemon.js';
+
+const outputs: NatsOutput[] = [];
+const clients: NatsConnection[] = [];
+afterEach(async () => {
+  await Promise.all(outputs.splice(0).map((o) => o.close()));
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+});
+afterAll(stopAllNats);
+
+function output(raw: Record<string, unknown>): NatsOutput {
+  const o = new NatsOutput('n', { ...loadFields(NATS_FIELDS, raw), encoding: { codec: 'native' } } as never);
+  outputs.push(o);
+  return o;
+}
+
+const rec = (id: string, extra = '') => JSON.stringify({ schema: 2, id, message: `event ${id}${extra}` });
+const batch = (records: string[]): Batch => ({ records });
+
+async function client(s: NatsServer, opts: Record<string, unknown> = {}): Promise<NatsConnection> {
+  const c = await connect({ servers: s.url, ...opts });
+  clients.push(c);
+  return c;
+}
+
+/** Every message of `stream`: its data and Nats-Msg-Id. */
+async function streamMessages(c: NatsConnection, stream: string): Promise<{ id: string; data: string }[]> {
+  const jsm = await c.jetstreamManager();
+  const info = await jsm.streams.info(stream);
+  const out: { id: string; data: string }[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const m = await jsm.streams.getMessage(stream, { seq });
+    out.push({ id: m.header.get('Nats-Msg-Id'), data: new TextDecoder().decode(m.data) });
+  }
+  return out;
+}
+
+/** Sends until the runner would be done: the outcome of each attempt, the ones to retry sent again. */
+async function sendUntilDone(o: NatsOutput, records: string[], attempts = 200): Promise<SendResult[]> {
+  const seen: SendResult[] = [];
+  let rest = records;
+  for (let i = 0; i < attempts && rest.length > 0; i++) {
+    const r = await o.send(batch(rest));
+    seen.push(r);
+    if (r.status === 'delivered' || r.status === 'rejected') return seen;
+    if (r.status === 'partial') rest = (r.retry ?? []).map((k) => rest[k]!);
+    if (rest.length > 0) await new Promise((res) => setTimeout(res, 100));
+  }
+  return seen;
+}
+
+test('publishes each event with its id as Nats-Msg-Id, creates the stream with its limits, and a resent batch is deduplicated by the server', async () => {
+  const s = await natsServer();
+  const o = output({ servers: [s.url], subject: 'cefd.events', stream: { create: true, name: 'CEFD', max_msgs: 100000, max_age: '1h', duplicate_window: '5m' } });
+  await o.start();
+  const records = Array.from({ length: 500 }, (_, i) => rec(`boot-${i}`));
+  expect(await o.send(batch(records))).toEqual({ status: 'delivered' });
+  // The same batch again (a retry after a lost PubAck, or a replay from the disk buffer).
+  expect(await o.send(batch(records))).toEqual({ status: 'delivered' });
+  const c = await client(s);
+  const info = await (await c.jetstreamManager()).streams.info('CEFD');
+  expect(info.config.subjects).toEqual(['cefd.events']);
+  expect(info.config.max_msgs).toBe(100000);
+  expect(info.config.max_age).toBe(3600 * 1e9);
+  expect(info.config.duplicate_window).toBe(300 * 1e9);
+  const msgs = await streamMessages(c, 'CEFD');
+  expect(msgs.map((m) => m.id)).toEqual(records.map((_, i) => `boot-${i}`));
+  expect(msgs.map((m) => m.data)).toEqual(records);
+});
+
+test('server down at start: start() does not fail, batches are retried with a clear error, and delivered once the server is up', async () => {
+  const s = await natsServer();
+  await s.stop();
+  const o = output({ servers: [s.url], subject: 'cefd.down', reconnect_wait: '50ms', stream: { create: true, name: 'DOWN' } });
+  await o.start();
+  const first = await o.send(batch([rec('a'), rec('b')]));
+  expect(first.status).toBe('retry');
+  expect((first as { error: string }).error).toMatch(/not connected.*CONNECTION_REFUSED/);
+  await s.start();
+  const results = await sendUntilDone(o, [rec('a'), rec('b')]);
+  expect(results.at(-1)).toEqual({ status: 'delivered' });
+  const msgs = await streamMessages(await client(s), 'DOWN');
+  expect(msgs.map((m) => m.id)).toEqual(['a', 'b']);
+});
+
+test('server restarted mid-stream: nothing lost, nothing duplicated (resent events fall in the duplicate window)', async () => {
+  const s = await natsServer();
+  const o = output({ servers: [s.url], subject: 'cefd.restart', reconnect_wait: '50ms', ack_timeout: '2s', stream: { create: true, name: 'RESTART' } });
+  await o.start();
+  const all = Array.from({ length: 3000 }, (_, i) => rec(`r-${i}`));
+  let restarted = false;
+  // Batches of 100 as the runner sends them; the server is killed and restarted after the
+  // tenth batch's publishes went out, so some of that batch's PubAcks may never arrive.
+  for (let i = 0; i < all.length; i += 100) {
+    const chunk = all.slice(i, i + 100);
+    const pending = sendUntilDone(o, chunk);
+    if (i === 1000 && !restarted) {
+      restarted = true;
+      await s.stop('SIGKILL');
+      await s.start();
+    }
+    const r = await pending;
+    expect(r.at(-1)).toEqual({ status: 'delivered' });
+    // Every batch around the restart is resent whole once more, as the disk buffer does after a crash.
+    if (i >= 900 && i <= 1100) expect(await o.send(batch(chunk))).toEqual({ status: 'delivered' });
+  }
+  expect(restarted).toBe(true);
+  const msgs = await streamMessages(await client(s), 'RESTART');
+  expect(msgs.length).toBe(3000);
+  expect(new Set(msgs.map((m) => m.id)).size).toBe(3000);
+});
+
+test('wrong credentials: every batch is retried with an error that names the credentials, and the right token delivers', async () => {
+  const s = await natsServer('authorization { token: "s3cret-token" }');
+  const dir = tempDir();
+  writeFileSync(join(dir, 'bad'), 'wrong-token\n');
+  writeFileSync(join(dir, 'good'), 's3cret-token\n');
+  const bad = output({ servers: [s.url], subject: 'cefd.auth', token_file: join(dir, 'bad'), reconnect_wait: '50ms', stream: { create: true, name: 'AUTH' } });
+  await bad.start();
+  const r = await bad.send(batch([rec('x')]));
+  expect(r.status).toBe('retry');
+  expect((r as { error: string }).error).toMatch(/Authorization Violation.*refused the credentials/);
+  const good = output({ servers: [s.url], subject: 'cefd.auth', token_file: join(dir, 'good'), stream: { create: true, name: 'AUTH' } });
+  await good.start();
+  expect(await good.send(batch([rec('x')]))).toEqual({ status: 'delivered' });
+});
+
+test('TLS: a server certificate from another CA is refused with a clear error; the right CA delivers', async () => {
+  const pki = makePki();
+  const s = await natsServer(`tls { cert_file: "${join(pki.dir, 'server.crt')}"\n key_file: "${join(pki.dir, 'server.key')}" }`);
+  const wrong = output({ servers: [`tls://127.0.0.1:${s.port}`], subject: 'cefd.tls', ca_file: join(pki.dir, 'rogue-ca.crt'), reconnect_wait: '50ms', stream: { create: true, name: 'TLS' } });
+  await wrong.start();
+  const r = await wrong.send(batch([rec('t')]));
+  expect(r.status).toBe('retry');
+  expect((r as { error: string }).error).toMatch(/certificate/i);
+  const right = output({ servers: [`tls://127.0.0.1:${s.port}`], subject: 'cefd.tls', ca_file: join(pki.dir, 'ca.crt'), stream: { create: true, name: 'TLS' } });
+  await right.start();
+  expect(await right.send(batch([rec('t')]))).toEqual({ status: 'delivered' });
+});
+
+test('one event over the server\'s max_payload is rejected alone (dead letter), the others are stored', async () => {
+  const s = await natsServer('max_payload: 2048');
+  const o = output({ servers: [s.url], subject: 'cefd.big', stream: { create: true, name: 'BIG' } });
+  await o.start();
+  const records = [rec('ok-1'), rec('huge', 'x'.repeat(4000)), rec('ok-2')];
+  const r = await o.send(batch(records));
+  expect(r).toMatchObject({ status: 'partial', retry: [], rejected: [{ index: 1, reason: 'nats_max_payload' }] });
+  const msgs = await streamMessages(await client(s), 'BIG');
+  expect(msgs.map((m) => m.id)).toEqual(['ok-1', 'ok-2']);
+});
+
+test('no stream captures the subject: retried with an error that says so', async () => {
+  const s = await natsServer();
+  const o = output({ servers: [s.url], subject: 'nobody.listens', ack_timeout: '1s' });
+  await o.start();
+  await waitFor(async () => (await o.send(batch([rec('n')]))).status === 'retry', 10_000, 'a retry');
+  const r = await o.send(batch([rec('n')]));
+  expect((r as { error: string }).error).toMatch(/no JetStream stream answered on nobody\.listens/);
+});
+
+test('the examples of docs/outputs-nats.md and docs/cluster.md validate; a receiver with a non-frame output does not', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { loadConfigText } = await import('../../src/config/load.js');
+  const blocks = ['outputs-nats.md', 'cluster.md'].flatMap((f) => [...readFileSync(new URL(`../../docs/${f}`, import.meta.url), 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!));
+  expect(blocks.length).toBe(4);
+  for (const b of blocks) {
+    // Each example holds either outputs or listeners; the rest is the defaults.
+    const yaml = b.includes('outputs:') ? b : `${b}\noutputs: [ { name: f, type: file, path: ./x.ndjson } ]\n`;
+    expect(() => loadConfigText(yaml, 'example.yaml', {})).not.toThrow();
+  }
+  const bad = 'mode: receiver\noutputs: [ { name: f, type: file, path: ./x.ndjson } ]\n';
+  expect(() => loadConfigText(bad, 'c.yaml', {})).toThrow(/c\.yaml: outputs\[0\]\.type: mode: receiver publishes raw frames/);
+});
