@@ -15,6 +15,7 @@
  * The output never retries or sleeps by itself: it answers, the runner acts (../types.ts).
  */
 import { isEmptyBatch } from '../shared/encode.js';
+import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
 import { HttpTransport, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { recordMeta } from '../shared/record-meta.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
@@ -57,13 +58,6 @@ export function itemReason(type: unknown): string {
   return `elasticsearch_${t === '' ? 'item_error' : t}`;
 }
 
-interface Outcome {
-  retry: number[];
-  rejected: { index: number; reason: string; error: string }[];
-  errors: string[];
-  retryAfterMs: number | undefined;
-}
-
 export class ElasticsearchOutput implements Output {
   readonly type = 'elasticsearch';
   private readonly transport: HttpTransport;
@@ -104,22 +98,10 @@ export class ElasticsearchOutput implements Output {
       if (m.id !== undefined) action._id = m.id;
       lines[i] = Buffer.from(`{"create":${JSON.stringify(action)}}\n${r}\n`, 'utf8');
     }
-    const out: Outcome = { retry: [], rejected: [], errors: [], retryAfterMs: undefined };
+    const out = newOutcome();
     // Requests of at most max_request_bytes (an event larger than that goes alone).
-    let start = 0;
-    while (start < records.length) {
-      let end = start;
-      let bytes = 0;
-      while (end < records.length && (end === start || bytes + lines[end]!.length <= this.maxBytes)) bytes += lines[end++]!.length;
-      await this.sendRange(lines, start, end, out);
-      start = end;
-    }
-    if (out.retry.length === 0 && out.rejected.length === 0) return DELIVERED;
-    const error = out.errors.slice(0, 3).join('; ') + (out.errors.length > 3 ? `; and ${out.errors.length - 3} more` : '');
-    if (out.rejected.length === 0 && out.retry.length === records.length) {
-      return { status: 'retry', error, ...(out.retryAfterMs !== undefined ? { retryAfterMs: out.retryAfterMs } : {}) };
-    }
-    return { status: 'partial', error, retry: out.retry, rejected: out.rejected, ...(out.retryAfterMs !== undefined ? { retryAfterMs: out.retryAfterMs } : {}) };
+    await sendInRequests(lines, this.maxBytes, (start, end) => this.sendRange(lines, start, end, out));
+    return resultOf(out, records.length);
   }
 
   /** One `_bulk` request for records [start, end); a 413 splits it in halves. */

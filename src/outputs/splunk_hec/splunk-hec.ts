@@ -20,6 +20,7 @@
  * The output never retries or sleeps by itself: it answers, the runner acts (../types.ts).
  */
 import { isEmptyBatch } from '../shared/encode.js';
+import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
 import { HttpTransport, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { fieldOf, recordMeta } from '../shared/record-meta.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
@@ -50,13 +51,6 @@ const CONFIG_CODES: Record<number, string> = {
   16: 'query string authorization is not enabled',
 };
 const HOST_FIELDS = ['syslog.hostname', 'observer.hostname', 'DeviceHostName'];
-
-interface Outcome {
-  retry: number[];
-  rejected: { index: number; reason: string; error: string }[];
-  errors: string[];
-  retryAfterMs: number | undefined;
-}
 
 export class SplunkHecOutput implements Output {
   readonly type = 'splunk_hec';
@@ -114,20 +108,9 @@ export class SplunkHecOutput implements Output {
     if (isEmptyBatch(batch)) return DELIVERED;
     const records = batch.records;
     const bodies = records.map((r) => Buffer.from(this.envelope(r) + '\n', 'utf8'));
-    const out: Outcome = { retry: [], rejected: [], errors: [], retryAfterMs: undefined };
-    let start = 0;
-    while (start < records.length) {
-      let end = start;
-      let bytes = 0;
-      while (end < records.length && (end === start || bytes + bodies[end]!.length <= this.maxBytes)) bytes += bodies[end++]!.length;
-      await this.sendRange(bodies, start, end, out);
-      start = end;
-    }
-    if (out.retry.length === 0 && out.rejected.length === 0) return DELIVERED;
-    const error = out.errors.slice(0, 3).join('; ') + (out.errors.length > 3 ? `; and ${out.errors.length - 3} more` : '');
-    const ra = out.retryAfterMs !== undefined ? { retryAfterMs: out.retryAfterMs } : {};
-    if (out.rejected.length === 0 && out.retry.length === records.length) return { status: 'retry', error, ...ra };
-    return { status: 'partial', error, retry: out.retry, rejected: out.rejected, ...ra };
+    const out = newOutcome();
+    await sendInRequests(bodies, this.maxBytes, (start, end) => this.sendRange(bodies, start, end, out));
+    return resultOf(out, records.length);
   }
 
   private async sendRange(bodies: readonly Buffer[], start: number, end: number, out: Outcome): Promise<void> {
