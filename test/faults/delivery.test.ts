@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { DiskQueue } from '../../src/buffer/disk-queue.js';
 import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
-import { freePort, printReport, runCefd, type ChildDaemon, type FaultResult } from '../helpers/child.js';
+import { connLine, freePort, printReport, runCefd, seqOf, type ChildDaemon, type FaultResult } from '../helpers/child.js';
 
 const report: FaultResult[] = [];
 afterAll(() => printReport(report));
@@ -27,15 +27,6 @@ function run(dir: string, yaml: string): ChildDaemon {
   return c;
 }
 
-/** A KSC task-state line carrying connection `c` and sequence `i` (cs4 and cnt). */
-const line = (c: number, i: number) =>
-  `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cs4=${c} cs4Label=Conn cn1=1 cn1Label=TaskNewState cnt=${i} msg=Task started on WS-${i % 4000}\n`;
-
-function seqOf(rec: Record<string, unknown>): { conn: number; seq: number } {
-  // cs4 with its label is the custom field `cs4:Conn` (docs/event-format.md).
-  const cef = rec['cef'] as { custom: Record<string, string>; typed: Record<string, number> };
-  return { conn: Number(cef.custom['cs4:Conn']), seq: cef.typed['baseEventCount']! };
-}
 
 async function sendLines(port: number, lines: string[]): Promise<void> {
   const sock = net.connect(port, '127.0.0.1');
@@ -108,7 +99,7 @@ describe('faults', () => {
     await d.until('cefd started');
     const conns = 4;
     const per = 5000;
-    const sending = Promise.all(Array.from({ length: conns }, (_, c) => sendLines(port, Array.from({ length: per }, (_, i) => line(c, i)))));
+    const sending = Promise.all(Array.from({ length: conns }, (_, c) => sendLines(port, Array.from({ length: per }, (_, i) => connLine(c, i)))));
     await waitFor(() => sink.requests >= 5, 20_000, 'failing requests');
     await sending;
     sink.failing = false;
@@ -156,7 +147,7 @@ describe('faults', () => {
     const pump = async () => {
       while (!broken) {
         const batch: string[] = [];
-        for (let k = 0; k < 200; k++) batch.push(line(0, next + k));
+        for (let k = 0; k < 200; k++) batch.push(connLine(0, next + k));
         const n = batch.length;
         next += n;
         const ok = sock.write(batch.join(''), (err) => {
@@ -248,7 +239,7 @@ describe('faults', () => {
       const d = run(dir, config(port, metrics, `  - { name: siem, type: http, url: "${sink.url}", retry: { initial_backoff: 50ms, max_backoff: 200ms }, buffer: { max_size: 64MiB } }`));
       await d.until('cefd started');
       const n = 20_000; // ~13 MB of events: far more than the 2 MiB file system holds
-      const sending = sendLines(port, Array.from({ length: n }, (_, i) => line(0, i)));
+      const sending = sendLines(port, Array.from({ length: n }, (_, i) => connLine(0, i)));
       await waitFor(async () => (await scrape(metrics)).get('cefd_buffer_degraded{output="siem"}') === 1, 30_000, 'a degraded buffer');
       const m1 = await scrape(metrics);
       expect(m1.get('cefd_ingestion_paused')).toBe(1);
@@ -290,7 +281,7 @@ describe('faults', () => {
     const d = run(dir, config(port, metrics, out));
     await d.until('cefd started');
     const n = 10_000;
-    await sendLines(port, Array.from({ length: n }, (_, i) => line(0, i)));
+    await sendLines(port, Array.from({ length: n }, (_, i) => connLine(0, i)));
     await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') === n, 20_000, 'all events queued');
     const t0 = Date.now();
     d.proc.kill('SIGTERM');
@@ -331,7 +322,7 @@ describe('faults', () => {
     await d.until('cefd started');
     const n = 3000;
     // Several reads, so several blocks and segments.
-    for (let i = 0; i < n; i += 100) await sendLines(port, Array.from({ length: 100 }, (_, k) => line(0, i + k)));
+    for (let i = 0; i < n; i += 100) await sendLines(port, Array.from({ length: 100 }, (_, k) => connLine(0, i + k)));
     await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') === n, 20_000, 'all events queued');
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);

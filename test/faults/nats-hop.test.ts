@@ -6,11 +6,10 @@
  * sockets pause (no frame taken that it could not keep), and everything arrives once the
  * server is back.
  */
-import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
-import { freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
+import { freePort, runCefd, sendKscLines, type ChildDaemon } from '../helpers/child.js';
 import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
 
 const children: ChildDaemon[] = [];
@@ -19,19 +18,6 @@ afterEach(() => {
 });
 afterAll(stopAllNats);
 
-const line = (i: number) =>
-  `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cnt=${i} msg=Task started on WS-${i % 4000}\n`;
-
-async function sendLines(port: number, from: number, to: number): Promise<void> {
-  const sock = net.connect(port, '127.0.0.1');
-  await new Promise((r) => sock.once('connect', r));
-  for (let i = from; i < to; i += 500) {
-    let chunk = '';
-    for (let k = i; k < Math.min(to, i + 500); k++) chunk += line(k);
-    if (!sock.write(chunk)) await new Promise((r) => sock.once('drain', r));
-  }
-  await new Promise<void>((r) => sock.end(() => r()));
-}
 
 function receiver(port: number, metrics: number, s: NatsServer, buffer: string): string {
   return `mode: receiver
@@ -85,7 +71,7 @@ test('receiver -> JetStream -> processor: every frame one event with the receive
   children.push(p);
   await p.until('cefd started');
   const N = 20_000;
-  await sendLines(port, 0, N);
+  await sendKscLines(port, 0, N);
   const file = join(pdir, 'events.ndjson');
   await waitFor(() => cnts(file).seqs.size >= N, 120_000, `${N} events at the processor`);
   p.proc.kill('SIGTERM');
@@ -108,7 +94,7 @@ test('receiver with the NATS server down: its queue fills, reading pauses, and e
   children.push(r);
   await r.until('cefd started');
   const N = 30_000;
-  const sending = sendLines(port, 0, N);
+  const sending = sendKscLines(port, 0, N);
   await r.until('reading paused', 60_000);
   // /readyz says not ready while the receiver cannot publish (haproxy sends elsewhere).
   const down = await fetch(`http://127.0.0.1:${metrics}/readyz`);

@@ -5,11 +5,10 @@
  * arrives in the stream exactly once (the resent ones dropped by the server's Nats-Msg-Id
  * dedup), which is what docs/outputs-nats.md promises.
  */
-import net from 'node:net';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { connect } from 'nats';
 import { tempDir, waitFor } from '../helpers/daemon.js';
-import { freePort, printReport, runCefd, type ChildDaemon, type FaultResult } from '../helpers/child.js';
+import { freePort, printReport, runCefd, sendKscLines, type ChildDaemon, type FaultResult } from '../helpers/child.js';
 import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
 
 const report: FaultResult[] = [];
@@ -22,19 +21,6 @@ afterAll(async () => {
   await stopAllNats();
 });
 
-const line = (i: number) =>
-  `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cnt=${i} msg=Task started on WS-${i % 4000}\n`;
-
-async function sendLines(port: number, from: number, to: number): Promise<void> {
-  const sock = net.connect(port, '127.0.0.1');
-  await new Promise((r) => sock.once('connect', r));
-  for (let i = from; i < to; i += 500) {
-    let chunk = '';
-    for (let k = i; k < Math.min(to, i + 500); k++) chunk += line(k);
-    if (!sock.write(chunk)) await new Promise((r) => sock.once('drain', r));
-  }
-  await new Promise<void>((r) => sock.end(() => r()));
-}
 
 function config(port: number, s: NatsServer): string {
   return `state_dir: ./state
@@ -105,7 +91,7 @@ test('nats-server killed and restarted mid-stream: every event once', async () =
   children.push(d);
   await d.until('cefd started');
   const N = 20_000;
-  const sending = sendLines(port, 0, N);
+  const sending = sendKscLines(port, 0, N);
   await waitFor(async () => (await count(s)) >= 3000, 60_000, '3000 events in the stream');
   await s.stop('SIGKILL');
   await sending;
@@ -128,10 +114,10 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     await d.until('cefd started');
     const N = 10_000;
     // Half delivered, then the server goes away and the other half waits in the disk buffer.
-    await sendLines(port, 0, N / 2);
+    await sendKscLines(port, 0, N / 2);
     await waitFor(async () => (await count(s)) >= N / 2, 60_000, 'the first half in the stream');
     await s.stop('SIGTERM');
-    await sendLines(port, N / 2, N);
+    await sendKscLines(port, N / 2, N);
     await d.until('nats output bus', 30_000);
     d.proc.kill(signal);
     await d.exit;

@@ -5,12 +5,11 @@
  * creates them, an existing wider tree is tightened with a warning; a metrics port that a
  * listener binds too is a configuration error (78), not a failed start.
  */
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { tempDir, waitFor } from '../helpers/daemon.js';
-import { CLI, freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
+import { freePort, runCefd, runCli, type ChildDaemon } from '../helpers/child.js';
 
 const dirs: string[] = [];
 const children: ChildDaemon[] = [];
@@ -27,13 +26,6 @@ function dir(): string {
   return d;
 }
 
-function cefd(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr });
-    });
-  });
-}
 
 const mode = (p: string): number => statSync(p).mode & 0o777;
 
@@ -54,7 +46,7 @@ describe('secrets', () => {
       join(d, 'cefd.yaml'),
       `outputs:\n  - { name: siem, type: http, url: "https://ingest:S3cretPassw0rd@siem.example:8443/bulk?api_key=K3yK3yK3y&index=cef&token=T0kenT0ken" }\n`,
     );
-    const r = await cefd(['validate', '--config', 'cefd.yaml', '--print'], d);
+    const r = await runCli(['validate', '--config', 'cefd.yaml', '--print'], d);
     expect(r.code).toBe(0);
     expect(r.stdout).not.toContain('S3cretPassw0rd');
     expect(r.stdout).not.toContain('K3yK3yK3y');
@@ -67,7 +59,7 @@ describe('secrets', () => {
   test('a configuration error about a URL does not show its password', async () => {
     const d = dir();
     writeFileSync(join(d, 'cefd.yaml'), `outputs:\n  - { name: siem, type: http, url: "ftp://ingest:S3cretPassw0rd@siem.example/x" }\n`);
-    const r = await cefd(['validate', '--config', 'cefd.yaml'], d);
+    const r = await runCli(['validate', '--config', 'cefd.yaml'], d);
     expect(r.code).toBe(78);
     expect(r.stderr).toContain('outputs[0].url');
     expect(r.stderr).not.toContain('S3cretPassw0rd');
@@ -80,12 +72,12 @@ describe('secrets', () => {
       join(d, 'cefd.yaml'),
       `listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]\nmetrics: { host: 127.0.0.1, port: ${port} }\n`,
     );
-    const r = await cefd(['validate', '--config', 'cefd.yaml'], d);
+    const r = await runCli(['validate', '--config', 'cefd.yaml'], d);
     expect(r.code).toBe(78);
     expect(r.stderr).toContain(`metrics.port: port ${port} of the metrics endpoint is also bound by listener tcp`);
     expect(r.stderr.endsWith('\n')).toBe(true);
     // run refuses it the same way (78: systemd does not restart it in a loop).
-    const run = await cefd(['run', '--config', 'cefd.yaml'], d);
+    const run = await runCli(['run', '--config', 'cefd.yaml'], d);
     expect(run.code).toBe(78);
   });
 });
@@ -142,7 +134,7 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
 
   test('the CLI creates the KSC store 0600 in a 0700 state_dir', async () => {
     const d = dir();
-    const r = await cefd(['ksc', 'connections', 'list', '--state-dir', './st'], d);
+    const r = await runCli(['ksc', 'connections', 'list', '--state-dir', './st'], d);
     expect(r.code).toBe(0);
     expect(mode(join(d, 'st'))).toBe(0o700);
     expect(mode(join(d, 'st', 'ksc.sqlite'))).toBe(0o600);

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { readNdjson, tempDir, waitFor } from '../helpers/daemon.js';
-import { freePort, printReport, runCefd, type ChildDaemon, type FaultResult } from '../helpers/child.js';
+import { connLine, freePort, printReport, runCefd, seqOf, type ChildDaemon, type FaultResult } from '../helpers/child.js';
 
 const report: FaultResult[] = [];
 afterAll(() => printReport(report));
@@ -33,14 +33,6 @@ function run(dir: string, yaml: string): ChildDaemon {
   return c;
 }
 
-/** A KSC task-state line carrying connection `c` and sequence `i` (cs4 and cnt). */
-const line = (c: number, i: number) =>
-  `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cs4=${c} cs4Label=Conn cn1=1 cn1Label=TaskNewState cnt=${i} msg=Task started on WS-${i % 4000}\n`;
-
-function seqOf(rec: Record<string, unknown>): { conn: number; seq: number } {
-  const cef = rec['cef'] as { custom: Record<string, string>; typed: Record<string, number> };
-  return { conn: Number(cef.custom['cs4:Conn']), seq: cef.typed['baseEventCount']! };
-}
 
 /** A sender that writes as fast as the socket takes it, until destroyed. */
 function flood(port: number, conn: number): net.Socket {
@@ -51,7 +43,7 @@ function flood(port: number, conn: number): net.Socket {
   const pump = () => {
     while (!s.destroyed) {
       const lines: string[] = [];
-      for (let k = 0; k < 200; k++) lines.push(line(conn, i++));
+      for (let k = 0; k < 200; k++) lines.push(connLine(conn, i++));
       if (!s.write(lines.join(''))) {
         s.once('drain', pump);
         return;
@@ -214,7 +206,7 @@ metrics: { enabled: false }
   const n = 5000;
   const d = run(dir, yaml(never.url));
   await d.until('cefd started');
-  await sendLines(port, Array.from({ length: n }, (_, i) => line(0, i)));
+  await sendLines(port, Array.from({ length: n }, (_, i) => connLine(0, i)));
   await waitFor(() => never.requests() > 0, 20_000, 'a request to the endpoint');
   const stop = await stopMeasured(d);
   expect(stop.code).toBe(0);

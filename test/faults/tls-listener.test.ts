@@ -7,14 +7,14 @@
  * offers forward-secret AEAD suites only; client_auth settings that check nothing or refuse
  * everyone are refused; logs carry reason codes and fingerprints, not OpenSSL's text.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
-import { CLI, freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
+import { freePort, runCefd, runCli, type ChildDaemon } from '../helpers/child.js';
 import { makePki, type Pki } from '../helpers/pki.js';
 
 let pki: Pki;
@@ -51,13 +51,6 @@ function dir(): string {
   return d;
 }
 
-function cefd(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr });
-    });
-  });
-}
 
 function yaml(port: number, metrics: number, tlsOpts: string): string {
   return `state_dir: ./state
@@ -115,11 +108,11 @@ describe('certificate and key files', () => {
   test('an EC certificate with an RSA key: validate and run exit 78 naming the listener and the file', async () => {
     const d = dir();
     writeFileSync(join(d, 'cefd.yaml'), yaml(await freePort(), await freePort(), `cert_file: "${pki.serverCert}", key_file: "${join(certs, 'rsa-server.key')}"`));
-    const v = await cefd(['validate', '--config', 'cefd.yaml'], d);
+    const v = await runCli(['validate', '--config', 'cefd.yaml'], d);
     expect(v.code).toBe(78);
     expect(v.stderr).toContain('listeners[0].tls.key_file');
     expect(v.stderr).toContain(`listener ksc-tls: the key ${join(certs, 'rsa-server.key')} does not belong to the certificate ${pki.serverCert}`);
-    const r = await cefd(['run', '--config', 'cefd.yaml'], d);
+    const r = await runCli(['run', '--config', 'cefd.yaml'], d);
     expect(r.code).toBe(78);
     expect(r.stderr + r.stdout).not.toContain('listening for tls');
   });
@@ -127,18 +120,18 @@ describe('certificate and key files', () => {
   test('a missing cert_file and a wrong key passphrase: exit 78 naming the listener and the file', async () => {
     const d = dir();
     writeFileSync(join(d, 'cefd.yaml'), yaml(await freePort(), await freePort(), `cert_file: "${join(certs, 'nope.crt')}", key_file: "${pki.serverKey}"`));
-    const v = await cefd(['validate', '--config', 'cefd.yaml'], d);
+    const v = await runCli(['validate', '--config', 'cefd.yaml'], d);
     expect(v.code).toBe(78);
     expect(v.stderr).toContain(`listeners[0].tls.cert_file: listener ksc-tls: cannot read tls.cert_file ${join(certs, 'nope.crt')}: no such file`);
     writeFileSync(join(d, 'cefd.yaml'), yaml(await freePort(), await freePort(), `cert_file: "${pki.serverCert}", key_file: "${join(certs, 'server-enc.key')}", key_passphrase: wrong-one`));
     for (const cmd of ['validate', 'run']) {
-      const r = await cefd([cmd, '--config', 'cefd.yaml'], d);
+      const r = await runCli([cmd, '--config', 'cefd.yaml'], d);
       expect(r.code).toBe(78);
       expect(r.stderr).toContain(`listener ksc-tls: wrong passphrase for the key ${join(certs, 'server-enc.key')}`);
       expect(r.stderr).not.toContain('wrong-one');
     }
     writeFileSync(join(d, 'cefd.yaml'), yaml(await freePort(), await freePort(), `cert_file: "${pki.serverCert}", key_file: "${join(certs, 'server-enc.key')}", key_passphrase: right-one`));
-    expect((await cefd(['validate', '--config', 'cefd.yaml'], d)).code).toBe(0);
+    expect((await runCli(['validate', '--config', 'cefd.yaml'], d)).code).toBe(0);
   });
 
   test('SIGHUP with a mismatched pair keeps the old pair and counts the reload as failed', async () => {
@@ -222,11 +215,11 @@ describe('client certificates', () => {
   test('client_auth none with a ca_file, and optional without a ca_file or pins, are refused by validate', async () => {
     const d = dir();
     writeFileSync(join(d, 'cefd.yaml'), yaml(await freePort(), await freePort(), `${server()}, ca_file: "${pki.caCert}", client_auth: none`));
-    const a = await cefd(['validate', '--config', 'cefd.yaml'], d);
+    const a = await runCli(['validate', '--config', 'cefd.yaml'], d);
     expect(a.code).toBe(78);
     expect(a.stderr).toContain('listeners[0].tls.client_auth: ca_file is set but client_auth is none');
     writeFileSync(join(d, 'cefd.yaml'), yaml(await freePort(), await freePort(), `${server()}, client_auth: optional`));
-    const b = await cefd(['validate', '--config', 'cefd.yaml'], d);
+    const b = await runCli(['validate', '--config', 'cefd.yaml'], d);
     expect(b.code).toBe(78);
     expect(b.stderr).toContain('optional client certificates need tls.ca_file or tls.client_fingerprints');
   });

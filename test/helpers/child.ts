@@ -1,5 +1,5 @@
 /** `cefd run` as a child process: start from YAML, wait until ready, signal, read its output. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -7,6 +7,41 @@ import { fileURLToPath } from 'node:url';
 import { waitFor } from './daemon.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+/** One `cefd ...` command (validate, ksc ...) run to its end in `cwd`: exit code and output. */
+export function runCli(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { cwd }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+/** A KSC task-state line (RFC 5424 + CEF) numbered `i`, as the NATS fault tests send them. */
+export const kscLine = (i: number): string =>
+  `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cnt=${i} msg=Task started on WS-${i % 4000}\n`;
+
+/** A KSC task-state line carrying connection `c` and sequence `i` (cs4 and cnt): order checks per connection. */
+export const connLine = (c: number, i: number): string =>
+  `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Nightly scan cs3Label=TaskName cs4=${c} cs4Label=Conn cn1=1 cn1Label=TaskNewState cnt=${i} msg=Task started on WS-${i % 4000}\n`;
+
+/** Connection and sequence of an event made from connLine (cs4 with its label is the custom field `cs4:Conn`: docs/event-format.md). */
+export function seqOf(rec: Record<string, unknown>): { conn: number; seq: number } {
+  const cef = rec['cef'] as { custom: Record<string, string>; typed: Record<string, number> };
+  return { conn: Number(cef.custom['cs4:Conn']), seq: cef.typed['baseEventCount']! };
+}
+
+/** Sends kscLine(from) .. kscLine(to - 1) over one TCP connection, 500 lines a write, honouring backpressure. */
+export async function sendKscLines(port: number, from: number, to: number): Promise<void> {
+  const sock = net.connect(port, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  for (let i = from; i < to; i += 500) {
+    let chunk = '';
+    for (let k = i; k < Math.min(to, i + 500); k++) chunk += kscLine(k);
+    if (!sock.write(chunk)) await new Promise((r) => sock.once('drain', r));
+  }
+  await new Promise<void>((r) => sock.end(() => r()));
+}
 
 export async function freePort(): Promise<number> {
   const s = net.createServer();

@@ -21,9 +21,8 @@
  *   connection dropped after the cluster indexed the request (the answer is lost).
  */
 import http from 'node:http';
-import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
+import { EmulatedServer } from './emulated-server.js';
 
 export interface EsEmulatorOptions {
   flavor?: 'elasticsearch' | 'opensearch';
@@ -61,11 +60,8 @@ export interface RequestFault {
   dropAfterIndexing?: boolean;
 }
 
-export class EsEmulator {
+export class EsEmulator extends EmulatedServer {
   readonly flavor: 'elasticsearch' | 'opensearch';
-  private server: http.Server | https.Server | null = null;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
   /** index -> id -> document */
   readonly indices = new Map<string, Map<string, Record<string, unknown>>>();
   private readonly mappings = new Map<string, Map<string, FieldType>>();
@@ -82,13 +78,11 @@ export class EsEmulator {
   private autoId = 0;
 
   constructor(private readonly opts: EsEmulatorOptions = {}) {
+    super(opts);
     this.flavor = opts.flavor ?? 'elasticsearch';
     for (const [index, fields] of Object.entries(opts.mappings ?? {})) this.mappings.set(index, new Map(Object.entries(fields)));
   }
 
-  get url(): string {
-    return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
-  }
 
   /** Every stored document, all indices. */
   docs(): StoredDoc[] {
@@ -97,29 +91,6 @@ export class EsEmulator {
     return out;
   }
 
-  async start(): Promise<void> {
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
-    this.server = this.opts.tls ? https.createServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, handler) : http.createServer(handler);
-    this.server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    this.server.on('tlsClientError', () => {});
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(this.port || this.opts.port || 0, '127.0.0.1', () => resolve());
-    });
-    this.port = (this.server.address() as AddressInfo).port;
-  }
-
-  /** Stops listening and drops every connection (the cluster goes down). Documents are kept. */
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = null;
-    if (s === null) return;
-    for (const sock of this.sockets) sock.destroy();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
 
   private authorized(h: http.IncomingHttpHeaders): { ok: true } | { ok: false; user: string } {
     const o = this.opts;
@@ -148,7 +119,7 @@ export class EsEmulator {
     return { error: { root_cause: [{ type, reason }], type, reason }, status };
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  protected async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     let size = 0;
     const max = this.opts.maxContentLength ?? 100 * 1024 * 1024;

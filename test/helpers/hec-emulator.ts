@@ -19,9 +19,8 @@
  *   back on the same port, and a connection dropped after the events were kept.
  */
 import http from 'node:http';
-import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
+import { EmulatedServer } from './emulated-server.js';
 
 export interface HecEmulatorOptions {
   tokens?: string[];
@@ -49,10 +48,7 @@ export interface HecFault {
   dropAfterIndexing?: boolean;
 }
 
-export class HecEmulator {
-  private server: http.Server | https.Server | null = null;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
+export class HecEmulator extends EmulatedServer {
   readonly events: HecEvent[] = [];
   readonly requests: { events: number; gzip: boolean; headers: http.IncomingHttpHeaders }[] = [];
   authFailures = 0;
@@ -61,41 +57,18 @@ export class HecEmulator {
   invalidEvent: ((e: HecEvent) => number | undefined) | undefined;
   delayMs = 0;
 
-  constructor(private readonly opts: HecEmulatorOptions = {}) {}
-
-  get url(): string {
-    return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
+  constructor(private readonly opts: HecEmulatorOptions = {}) {
+    super(opts);
   }
 
-  async start(): Promise<void> {
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
-    this.server = this.opts.tls ? https.createServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, handler) : http.createServer(handler);
-    this.server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    this.server.on('tlsClientError', () => {});
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(this.port || this.opts.port || 0, '127.0.0.1', () => resolve());
-    });
-    this.port = (this.server.address() as AddressInfo).port;
-  }
 
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = null;
-    if (s === null) return;
-    for (const sock of this.sockets) sock.destroy();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
 
   private answer(res: http.ServerResponse, status: number, body: Record<string, unknown>): void {
     res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' });
     res.end(JSON.stringify(body));
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  protected async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
