@@ -17,23 +17,19 @@ import { parseDbUrl } from '../sources/sql/url.js';
 export async function checkNormalizers(c: Config, file: string | undefined): Promise<void> {
   // TLS certificate, key and CA files: read, parsed and matched as the listener will.
   const problems: ConfigProblem[] = tlsProblems(c);
-  for (const [i, l] of c.listeners.entries()) {
-    // The one chain loader the daemon and the decode workers use (normalize.ts).
+  // The one chain loader the daemon and the decode workers use (normalize.ts).
+  const chain = async (normalizers: readonly string[], key: string): Promise<void> => {
     try {
-      await loadChain(l.normalizers, c.base_dir);
+      await loadChain(normalizers, c.base_dir);
     } catch (e) {
       const failures = e instanceof ChainLoadError ? e.failures : [{ index: 0, message: (e as Error).message }];
-      for (const f of failures) problems.push({ key: `listeners[${i}].normalizers[${f.index}]`, message: f.message });
+      for (const f of failures) problems.push({ key: `${key}.normalizers[${f.index}]`, message: f.message });
     }
-  }
+  };
+  for (const [i, l] of c.listeners.entries()) await chain(l.normalizers, `listeners[${i}]`);
   // SQL sources: their normalizers load and their database driver is installed.
   for (const [i, q] of c.sql_sources.entries()) {
-    try {
-      await loadChain(q.normalizers, c.base_dir);
-    } catch (e) {
-      const failures = e instanceof ChainLoadError ? e.failures : [{ index: 0, message: (e as Error).message }];
-      for (const f of failures) problems.push({ key: `sql_sources[${i}].normalizers[${f.index}]`, message: f.message });
-    }
+    await chain(q.normalizers, `sql_sources[${i}]`);
     const missing = await driverMissing(parseDbUrl(q.url).driver);
     if (missing !== null) problems.push({ key: `sql_sources[${i}].url`, message: missing });
   }
