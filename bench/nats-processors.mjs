@@ -7,8 +7,10 @@
 // KSC task-state frames to the stream RAW with the headers a receiver writes, then starts
 // --processors cefd processors (a nats listener sharing the durable consumer, a file
 // output each) and times from their start until every event is in their files. Prints
-// events/s and the processors' CPU seconds (/proc). The backlog is published before the
-// clock starts, so this is the processors' rate, not the receivers'.
+// events/s (from their start, and from the first event written: the drain, without the
+// start-up) and the processors' CPU seconds, all threads and the main threads alone
+// (/proc). The backlog is published before the clock starts, so this is the processors'
+// rate, not the receivers'. --cpu-prof DIR profiles the processors (every thread).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
@@ -21,6 +23,7 @@ const arg = (k, d) => {
   return i < 0 ? d : Number(process.argv[i + 1]);
 };
 const N = arg('n', 100000);
+const profDir = (() => { const i = process.argv.indexOf('--cpu-prof'); return i < 0 ? null : process.argv[i + 1]; })();
 const P = arg('processors', 1);
 const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 const freePort = () => new Promise((r) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
@@ -62,21 +65,29 @@ outputs: [ { name: events, type: file, path: ./events.ndjson } ]
 dead_letter: { path: ./dead.ndjson }
 metrics: { enabled: false }
 `);
-  procs.push({ d, proc: spawn(process.execPath, [CLI, 'run', '--config', join(d, 'cefd.yaml')], { cwd: d, stdio: 'ignore' }) });
+  procs.push({ d, proc: spawn(process.execPath, [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), CLI, 'run', '--config', join(d, 'cefd.yaml')], { cwd: d, stdio: 'ignore' }) });
 }
-const cpuOf = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100; };
+const cpuOf = (pid, task = pid) => { const f = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100; };
+const procCpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100; };
 let cpu = 0;
+let main = 0;
+let tFirst = null;
 for (;;) {
   const done = procs.reduce((a, p) => a + lines(join(p.d, 'events.ndjson')), 0);
+  if (done > 0 && tFirst === null) tFirst = process.hrtime.bigint();
   if (done >= N) break;
-  cpu = procs.reduce((a, p) => a + cpuOf(p.proc.pid), 0);
-  await new Promise((r) => setTimeout(r, 100));
+  cpu = procs.reduce((a, p) => a + procCpu(p.proc.pid), 0);
+  main = procs.reduce((a, p) => a + cpuOf(p.proc.pid), 0);
+  await new Promise((r) => setTimeout(r, 20));
 }
-const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-cpu = procs.reduce((a, p) => a + cpuOf(p.proc.pid), 0);
+const tEnd = process.hrtime.bigint();
+const secs = Number(tEnd - t0) / 1e9;
+const drain = Number(tEnd - tFirst) / 1e9;
+cpu = procs.reduce((a, p) => a + procCpu(p.proc.pid), 0);
+main = procs.reduce((a, p) => a + cpuOf(p.proc.pid), 0);
 for (const p of procs) p.proc.kill('SIGTERM');
 await Promise.all(procs.map((p) => new Promise((r) => p.proc.once('exit', r))));
 srv.kill('SIGTERM');
 await new Promise((r) => srv.once('exit', r));
 rmSync(dir, { recursive: true, force: true });
-console.log(JSON.stringify({ events: N, processors: P, seconds: +secs.toFixed(2), events_per_s: Math.round(N / secs), processors_cpu_s: +cpu.toFixed(2), events_per_cpu_s: Math.round(N / cpu) }));
+console.log(JSON.stringify({ events: N, processors: P, seconds: +secs.toFixed(2), events_per_s: Math.round(N / secs), drain_seconds: +drain.toFixed(2), drain_events_per_s: Math.round(N / drain), processors_cpu_s: +cpu.toFixed(2), main_threads_cpu_s: +main.toFixed(2), events_per_cpu_s: Math.round(N / cpu) }));

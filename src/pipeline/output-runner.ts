@@ -93,6 +93,14 @@ export class OutputRunner {
     this.afterAppend();
   }
 
+  /**
+   * True when records from a pausable source would be refused now (a full `drop_newest`
+   * queue): a source that acknowledges upstream checks this before handing records over.
+   */
+  refusesNow(): boolean {
+    return this.opts.whenFull === 'drop_newest' && this.queue.fill() >= 1;
+  }
+
   /** Whether `count` more records are taken (see enqueueMany); those refused are counted. */
   private admits(count: number, pausable: boolean): boolean {
     const fill = this.queue.fill();

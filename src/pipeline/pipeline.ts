@@ -34,7 +34,7 @@ import type { Normalizer } from './normalize.js';
 import { processRecords } from './records.js';
 import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
-import type { ResultMessage } from '../workers/worker-protocol.js';
+import type { CarriedFacts, ResultMessage } from '../workers/worker-protocol.js';
 import type { SpilledRead } from './spill.js';
 
 /** What a source knows about where a frame came from. */
@@ -274,6 +274,74 @@ export class Pipeline {
     this.counts = saved.counts;
   }
 
+  /**
+   * submitFrames for a source that acknowledges upstream and need not wait (the nats
+   * source): the frames are decoded on the workers when the pipeline decodes there (on
+   * this thread otherwise), and `done(true)` is called once every output's buffer took
+   * their events: the source may acknowledge them then. `done(false)`: none was taken (a
+   * `drop_newest` output was full when they were ready, or cefd was stopping before the
+   * workers decoded them); the source must not acknowledge them, so they are delivered
+   * again. Calls for one source complete in the order they were made. The frames must
+   * not change until `done`: a worker failure decodes them here.
+   */
+  submitFramesAsync(frames: readonly SubmittedFrame[], ctx: SourceContext, done: (taken: boolean) => void): void {
+    const st = (ctx.state ??= new SourceState());
+    const here = () => {
+      if (this.refusesNow()) {
+        done(false);
+        return;
+      }
+      this.submitFrames(frames, ctx);
+      done(true);
+    };
+    if (!this.onWorkers || this.spill !== null || frames.length === 0) {
+      // Calls still on workers come first.
+      if (st.nextCommit < st.nextSeq) st.inOrder(st.nextSeq++, here);
+      else here();
+      return;
+    }
+    const { data, offsets, flags, carried } = packCarried(frames);
+    const seq = st.nextSeq++;
+    const job = ++this.jobSeq;
+    this.jobs.add(job);
+    st.inFlight++;
+    this.pool!.submit({ listener: ctx.listener, peer: ctx.peer, nowMs: Date.now(), idPrefix: '', firstSeq: 0, data, offsets, truncated: flags, carried }, (o) => {
+      st.inFlight--;
+      st.inOrder(seq, () => {
+        if (!o.ok) {
+          // Stopping: the messages are not acknowledged and come again after the restart.
+          if (this.spill !== null) {
+            done(false);
+            return;
+          }
+          this.telemetry.repeated('error', `worker_failed:${ctx.listener}`, { listener: ctx.listener, frames: frames.length, err: o.error.slice(0, 300) }, `a decode worker failed; its ${frames.length} frames are decoded on the main thread`);
+          here();
+          return;
+        }
+        // Decoded under a configuration that has changed since (a reload): done again here.
+        if (o.result.version !== this.workerVersion) {
+          here();
+          return;
+        }
+        if (this.refusesNow()) {
+          done(false);
+          return;
+        }
+        ctx.stats.framesLf += frames.length;
+        this.applyBlocks(o.result, true);
+        this.mergeCounts(ctx.listener, ctx.stats, o.result.counts);
+        done(true);
+      });
+      this.jobDone(job);
+    });
+  }
+
+  /** True when an output (or the dead-letter output) would refuse records now (OutputRunner.refusesNow). */
+  private refusesNow(): boolean {
+    for (const s of this.slots) if (s.refusesNow()) return true;
+    return this.deadLetter.refusesNow();
+  }
+
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
   deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext): void {
     const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, Date.now(), false);
@@ -499,6 +567,12 @@ export class Pipeline {
       this.redoInline(ctx, frames, flags, nowMs, pausable);
       return;
     }
+    this.applyBlocks(r, pausable);
+    this.mergeCounts(ctx.listener, ctx.stats, r.counts, ctx.peer);
+  }
+
+  /** A worker's result into the output queues (and the dead-letter one), its KSC findings to their handler. */
+  private applyBlocks(r: ResultMessage, pausable: boolean): void {
     const encoderOf = this.opts.routes.encoderOf;
     for (let i = 0; i < this.slots.length; i++) {
       // Output i gets the records of its own encoder, of the events its route passed.
@@ -523,8 +597,8 @@ export class Pipeline {
     // The origin the worker made the findings under (the job's listener, peer and TLS client
     // certificate, sent with it): the trust check reads it (ksc/extension.ts).
     if (r.ksc !== undefined) this.deliver(r.origin, r.ksc);
+    if (r.findings !== undefined) for (const f of r.findings) this.deliver(f.origin, f.ksc);
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
-    this.mergeCounts(ctx.listener, ctx.stats, r.counts, ctx.peer);
   }
 
   private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
@@ -595,4 +669,39 @@ export class Pipeline {
       this.jobWaiters.push(waiter);
     });
   }
+}
+
+/** Frames with their own facts as one job for a worker (see packJob in source-state.ts). */
+function packCarried(frames: readonly SubmittedFrame[]): { data: ArrayBuffer; offsets: Int32Array; flags: Uint8Array; carried: CarriedFacts } {
+  let bytes = 0;
+  for (const f of frames) bytes += f.data.length;
+  const data = Buffer.allocUnsafeSlow(bytes);
+  const n = frames.length;
+  const offsets = new Int32Array(n * 2);
+  const flags = new Uint8Array(n);
+  const ids = new Array<string>(n);
+  const receivedMs = new Float64Array(n);
+  const origin = new Uint32Array(n);
+  const origins: string[] = [];
+  const known = new Map<string, number>();
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const f = frames[i]!;
+    f.data.copy(data, at);
+    offsets[2 * i] = at;
+    at += f.data.length;
+    offsets[2 * i + 1] = at;
+    flags[i] = f.truncated ? 1 : 0;
+    ids[i] = f.id;
+    receivedMs[i] = f.receivedMs;
+    const key = `${f.listener}\n${f.peer}`;
+    let o = known.get(key);
+    if (o === undefined) {
+      o = known.size;
+      known.set(key, o);
+      origins.push(f.listener, f.peer);
+    }
+    origin[i] = o;
+  }
+  return { data: data.buffer as ArrayBuffer, offsets, flags, carried: { ids, receivedMs, origin, origins } };
 }

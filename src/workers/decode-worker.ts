@@ -12,6 +12,8 @@ import { loadChain, type Normalizer } from '../pipeline/normalize.js';
 import { compileRoutes } from '../pipeline/router.js';
 import { KscWatch } from '../ksc/watch.js';
 import type { EncodedBlock, InitMessage, JobMessage, ResultMessage, WorkerMessage } from './worker-protocol.js';
+import type { EventOrigin } from '../event.js';
+import type { KscFindings } from '../ksc/watch.js';
 
 let env: IngestEnv = { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([]) };
 let watch: KscWatch | undefined;
@@ -67,9 +69,29 @@ function run(m: JobMessage): ResultMessage {
   const dead = new Out(256);
   const encoded: string[] = new Array<string>(ne);
   let deadCount = 0;
+  const carried = m.carried;
+  // Carried facts: the KSC watch's findings are taken at each change of origin, so each
+  // batch of findings goes with the origin (listener, peer) its events came from.
+  let findings: { origin: EventOrigin; ksc: KscFindings }[] | undefined;
+  let lastOrigin = -1;
+  const takeFindings = () => {
+    const found = watch?.take();
+    if (found === undefined || carried === undefined) return;
+    (findings ??= []).push({ origin: { listener: carried.origins[2 * lastOrigin]!, peer: carried.origins[2 * lastOrigin + 1]! }, ksc: found });
+  };
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
-    const r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), env, counts, encoded, m.tlsFingerprint);
+    let r;
+    if (carried === undefined) {
+      r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), env, counts, encoded, m.tlsFingerprint);
+    } else {
+      const o = carried.origin[i]!;
+      if (o !== lastOrigin) {
+        if (lastOrigin >= 0) takeFindings();
+        lastOrigin = o;
+      }
+      r = processFrame(frame, m.truncated[i] === 1, carried.receivedMs[i]!, carried.origins[2 * o]!, carried.origins[2 * o + 1]!, normalizers, carried.ids[i]!, env, counts, encoded);
+    }
     if (typeof r !== 'number') {
       dead.writeLine(r.dead);
       deadCount++;
@@ -104,6 +126,11 @@ function run(m: JobMessage): ResultMessage {
     deadCount,
     counts: counts.toJSON(),
   };
+  if (carried !== undefined) {
+    if (lastOrigin >= 0) takeFindings();
+    if (findings !== undefined) res.findings = findings;
+    return res;
+  }
   const found = watch?.take();
   if (found !== undefined) res.ksc = found;
   return res;

@@ -42,6 +42,24 @@ export interface JobMessage {
   offsets: Int32Array;
   /** 1 where the frame was truncated. */
   truncated: Uint8Array;
+  /**
+   * Frames that carry their own facts (a processor's `nats` source: a receiver read them):
+   * the job's `listener` then only names the normalizer chain, and each frame has its own
+   * id, received time and origin instead of idPrefix/firstSeq, nowMs and the job's
+   * listener and peer.
+   */
+  carried?: CarriedFacts;
+}
+
+/** Per frame of a job: what the receiver that read it said about it (src/nats/headers.ts). */
+export interface CarriedFacts {
+  ids: string[];
+  /** ms since the epoch. */
+  receivedMs: Float64Array;
+  /** Index of the frame's origin in `origins`. */
+  origin: Uint32Array;
+  /** Listener and peer of each origin, flat: [listener0, peer0, listener1, peer1, ...]. */
+  origins: string[];
 }
 
 export type WorkerMessage = InitMessage | WatchMessage | JobMessage;
@@ -72,6 +90,8 @@ export interface ResultMessage {
   origin: EventOrigin;
   /** What the KSC watch found in these events, when anything. */
   ksc?: KscFindings;
+  /** A job with carried facts: what the KSC watch found, per run of frames of one origin, in order. */
+  findings?: { origin: EventOrigin; ksc: KscFindings }[];
 }
 
 export type WorkerReply =

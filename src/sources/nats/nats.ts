@@ -1,21 +1,29 @@
 /**
  * The `nats` source: reads frames from a JetStream stream through a durable pull consumer
- * and acknowledges each message only after every output's buffer took its event
- * (Pipeline.submitFrames returns after the queues' synchronous appends). A cefd that stops
- * or crashes before the acknowledgement gets the messages again (after `ack_wait`, or at
- * once on restart for those never delivered): at least once end to end, and the event id
- * is the same on redelivery, so receivers that deduplicate by id (the nats output's
- * Nats-Msg-Id, Elasticsearch `_id`) drop the second copy.
+ * and acknowledges each message only after every output's buffer took its event. A cefd
+ * that stops or crashes before the acknowledgement gets the messages again (after
+ * `ack_wait`, or at once on restart for those never delivered): at least once end to end,
+ * and the event id is the same on redelivery, so receivers that deduplicate by id (the
+ * nats output's Nats-Msg-Id, Elasticsearch `_id`) drop the second copy.
  *
  * Each message body is one frame (syslog or bare CEF). A frame published by a cefd
  * receiver carries its id, listener, peer, received time and framing in headers
  * (src/nats/headers.ts); a message without them gets `<stream>-<stream sequence>` as id,
  * this source's name as listener, `nats` as peer and the message's stream time as received.
  *
- * Backpressure: no fetch while any output queue is full (`roomForRecords`), so the stream,
- * not this process, holds the backlog; `max_ack_pending` bounds what is in flight.
+ * The messages of a fetch are handed to the pipeline as they arrive (all those that came
+ * in one read of the connection, up to `batch_size`, as one batch), which decodes them on
+ * the decode workers (Pipeline.submitFramesAsync) while this loop fetches the next ones;
+ * a batch is acknowledged when the pipeline says the outputs' queues took its events (the
+ * queues' appends are synchronous: a disk buffer has written the block), in order. A batch
+ * the outputs refused (a full `drop_newest` queue) is negatively acknowledged, to come
+ * again later.
+ *
+ * Backpressure: no fetch while any output queue is full (`roomForRecords`) or reading is
+ * paused, so the stream, not this process, holds the backlog; the messages handed over and
+ * not yet acknowledged are bounded by `max_ack_pending` and by IN_FLIGHT_BATCHES batches.
  */
-import { AckPolicy, DeliverPolicy, nanos, type Consumer, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, nanos, type Consumer, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import type { SourceContext, SubmittedFrame } from '../../pipeline/pipeline.js';
 import type { ListenerStats } from '../../telemetry/telemetry.js';
 import { NatsLink, natsErrorText } from '../../nats/connection.js';
@@ -28,6 +36,12 @@ type Config = SourceConfigOf<'nats', typeof import('./config.js').NATS_SOURCE_FI
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
+/** Batches on the decode workers at once: enough to keep every worker busy while the next fetch is read. */
+const IN_FLIGHT_BATCHES = 4;
+
+/** How long a refused batch waits before the server delivers it again. */
+const REFUSED_REDELIVERY_MS = 1000;
+
 export class NatsSource implements Source {
   readonly name: string;
   ready = false;
@@ -38,6 +52,15 @@ export class NatsSource implements Source {
   private loop: Promise<void> | null = null;
   private consumer: { nc: NatsConnection; c: Consumer } | null = null;
   private lastProblem = '';
+  /** The fetch being read (stopped at once by stop()). */
+  private fetching: ConsumerMessages | null = null;
+  /** Messages of the fetch not handed to the pipeline yet. */
+  private gathered: JsMsg[] = [];
+  private handOverScheduled = false;
+  /** Messages handed to the pipeline and not yet acknowledged (or refused). */
+  private inFlight = 0;
+  /** Wakes the loop when a batch is settled. */
+  private wake: (() => void) | null = null;
 
   constructor(
     readonly config: Config,
@@ -90,11 +113,37 @@ export class NatsSource implements Source {
     return consumer;
   }
 
+  /** Most messages handed over and not yet settled. */
+  private get maxInFlight(): number {
+    return Math.min(this.config.max_ack_pending, IN_FLIGHT_BATCHES * this.config.batch_size);
+  }
+
+  /** Resolves when a batch is settled, or after `ms`. */
+  private settled(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      t.unref();
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
   private async run(): Promise<void> {
     const waitMs = Math.max(10, Math.round(this.config.fetch_wait * 1000));
     while (!this.stopped) {
       if (!this.deps.pipeline.roomForRecords() || this.deps.flow.paused) {
         await sleep(20);
+        continue;
+      }
+      const room = this.maxInFlight - this.inFlight;
+      if (room <= 0) {
+        await this.settled(100);
         continue;
       }
       const nc = this.link.current;
@@ -103,32 +152,50 @@ export class NatsSource implements Source {
         await sleep(200);
         continue;
       }
-      let msgs: JsMsg[];
+      let got = 0;
       try {
         const consumer = await this.ensureConsumer(nc);
-        msgs = [];
-        const it = await consumer.fetch({ max_messages: this.config.batch_size, expires: Math.max(1000, waitMs) });
+        const it = await consumer.fetch({ max_messages: Math.min(this.config.batch_size, room), expires: Math.max(1000, waitMs) });
+        this.fetching = it;
+        if (this.stopped) it.stop();
         for await (const m of it) {
-          msgs.push(m);
+          got++;
+          this.gathered.push(m);
+          if (this.gathered.length >= this.config.batch_size) this.handOver();
+          else if (!this.handOverScheduled) {
+            // What arrived in this read of the connection goes as one batch.
+            this.handOverScheduled = true;
+            setImmediate(() => {
+              this.handOverScheduled = false;
+              this.handOver();
+            });
+          }
           if (this.stopped) break;
         }
       } catch (err) {
         this.consumer = null;
         this.problem(`cannot read stream ${this.config.stream} through consumer ${this.config.consumer}: ${natsErrorText(err)}`);
+        this.handOver();
         await sleep(500);
         continue;
+      } finally {
+        this.fetching = null;
       }
+      this.handOver();
       this.lastProblem = '';
-      if (msgs.length === 0) {
-        this.stats.natsPending = 0;
-        continue;
-      }
-      this.deliver(msgs);
+      if (got === 0) this.stats.natsPending = 0;
     }
   }
 
-  /** Frames into the pipeline, then the acknowledgements: the order is the guarantee. */
-  private deliver(msgs: JsMsg[]): void {
+  /**
+   * The gathered messages to the pipeline as one batch; acknowledged when every output's
+   * buffer took their events (the order is the guarantee), negatively acknowledged when
+   * the outputs refused them.
+   */
+  private handOver(): void {
+    const msgs = this.gathered;
+    if (msgs.length === 0) return;
+    this.gathered = [];
     const frames: SubmittedFrame[] = [];
     for (const m of msgs) {
       const h = m.headers;
@@ -144,17 +211,36 @@ export class NatsSource implements Source {
         peer: h?.get(H_PEER) || 'nats',
       });
     }
-    this.deps.pipeline.submitFrames(frames, this.ctx);
-    for (const m of msgs) m.ack();
-    this.stats.natsAcked += msgs.length;
-    const last = msgs[msgs.length - 1]!;
-    this.stats.natsPending = last.info.pending;
+    this.inFlight += msgs.length;
+    this.deps.pipeline.submitFramesAsync(frames, this.ctx, (taken) => {
+      this.inFlight -= msgs.length;
+      try {
+        if (taken) {
+          for (const m of msgs) m.ack();
+          this.stats.natsAcked += msgs.length;
+        } else {
+          // Stopping: to another processor at once; a full output: again a little later.
+          for (const m of msgs) m.nak(this.stopped ? undefined : REFUSED_REDELIVERY_MS);
+        }
+      } catch {
+        // The connection is gone: the server delivers them again after ack_wait.
+      }
+      this.stats.natsPending = msgs[msgs.length - 1]!.info.pending;
+      this.wake?.();
+    });
   }
 
-  /** Stops fetching (the batch in hand is submitted and acknowledged), flushes the acknowledgements, closes. */
-  async stop(_graceMs: number): Promise<void> {
+  /**
+   * Stops fetching (what arrived is handed over), waits up to `graceMs` for the batches on
+   * the workers to be taken and acknowledged, flushes the acknowledgements, closes.
+   * Batches not settled by then are not acknowledged: they are delivered again.
+   */
+  async stop(graceMs: number): Promise<void> {
     this.stopped = true;
+    this.fetching?.stop();
     await this.loop;
+    const until = Date.now() + Math.max(0, graceMs);
+    while (this.inFlight > 0 && Date.now() < until) await this.settled(Math.max(1, until - Date.now()));
     this.ready = false;
     await this.link.close();
   }
