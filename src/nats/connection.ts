@@ -44,6 +44,10 @@ export function natsOptions(c: NatsConnectionConfig, name: string): ConnectionOp
     // A refused login while reconnecting is retried like any failure, instead of closing the connection.
     ignoreAuthErrorAbort: true,
     pingInterval: 10_000,
+    // The client otherwise makes an Error (a stack trace) for every request and publish
+    // with an acknowledgement, for async stack traces in its errors: measured as a third of
+    // a receiver's CPU time (bench/nats-hop.mjs with --cpu-prof, docs/performance.md).
+    noAsyncTraces: true,
   };
   if (authenticator !== undefined) opts.authenticator = authenticator;
   if (wantTls) {

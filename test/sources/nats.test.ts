@@ -2,10 +2,13 @@
  * The nats source in a running cefd (child process) against a real nats-server 2.9:
  * frames published to a stream become events (with the ids, listener, peer and received
  * time the headers carry, or ids from the stream sequence), every message is acknowledged
- * once its event is in the output's buffer (nothing left pending), the lag gauge, and a
- * kill -9 of cefd mid-stream: after a restart every frame's event is in the output, the
- * ones delivered twice with the same id.
+ * once its event is in the output's buffer (nothing left pending), the lag gauge, a
+ * kill -9 of cefd mid-stream (decoding on the workers and on the main thread): after a
+ * restart every frame's event is in the output, the ones delivered twice with the same
+ * id; and an output whose drop_newest queue is full: what it refused is not acknowledged.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { connect, headers, type NatsConnection } from 'nats';
@@ -15,8 +18,10 @@ import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server
 
 const children: ChildDaemon[] = [];
 const clients: NatsConnection[] = [];
+const servers: http.Server[] = [];
 afterEach(async () => {
   for (const c of children.splice(0)) c.proc.kill('SIGKILL');
+  for (const sv of servers.splice(0)) sv.close();
   await Promise.all(clients.splice(0).map((c) => c.close()));
 });
 afterAll(stopAllNats);
@@ -81,7 +86,7 @@ test('frames from the stream become events with the headers\' id, listener, peer
   expect(evs.map((e) => (e['cef'] as { typed: { baseEventCount: number } }).typed.baseEventCount)).toEqual(Array.from({ length: 60 }, (_, i) => i));
 });
 
-test('cefd killed (-9) mid-stream: after a restart every frame\'s event is in the output, redelivered ones with the same id, nothing left in the consumer', async () => {
+test.each([2, 0])('decode_workers %i: cefd killed (-9) mid-stream (with workers: batches on them): after a restart every frame\'s event is in the output, redelivered ones with the same id, nothing left in the consumer', async (workers) => {
   const s = await natsServer();
   const c = await setup(s);
   const js = c.jetstream();
@@ -91,13 +96,15 @@ test('cefd killed (-9) mid-stream: after a restart every frame\'s event is in th
   await Promise.all(pubs);
   const dir = tempDir();
   const metrics = await freePort();
-  const d = runCefd(dir, config(s, metrics, ', ack_wait: 2s'));
+  const cfg = `decode_workers: ${workers}\n${config(s, metrics, ', ack_wait: 2s')}`;
+  const d = runCefd(dir, cfg);
   children.push(d);
   await d.until('cefd started');
+  expect(d.text()).toContain(workers > 0 ? `decoding on ${workers} worker threads` : 'cefd started');
   await waitFor(() => readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).length >= 3000, 60_000, '3000 events');
   d.proc.kill('SIGKILL');
   await d.exit;
-  const d2 = runCefd(dir, config(s, metrics, ', ack_wait: 2s'));
+  const d2 = runCefd(dir, cfg);
   children.push(d2);
   await d2.until('cefd started');
   await waitFor(async () => {
@@ -112,4 +119,69 @@ test('cefd killed (-9) mid-stream: after a restart every frame\'s event is in th
   // Every frame arrived; a duplicate carries the id of its first copy (RAW-<seq>), so it is removable by id.
   expect(byId.size).toBe(N);
   for (const [id, cnt] of byId) expect(id).toBe(`RAW-${cnt + 1}`);
+});
+
+test('an output whose drop_newest queue is full: batches that come back from the workers then are not acknowledged but delivered again; once it drains, every frame once, nothing dropped', async () => {
+  const s = await natsServer();
+  const c = await setup(s);
+  const js = c.jetstream();
+  const N = 3000;
+  const pubs: Promise<unknown>[] = [];
+  for (let i = 0; i < N; i++) pubs.push(js.publish('cefd.raw', new TextEncoder().encode(line(i))));
+  await Promise.all(pubs);
+  // The HTTP receiver answers 503 until it is opened: the output's queue (150 events) fills.
+  let open = false;
+  const got: string[] = [];
+  const server = http.createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (b: Buffer) => parts.push(b));
+    req.on('end', () => {
+      if (!open) {
+        res.writeHead(503).end();
+        return;
+      }
+      for (const l of Buffer.concat(parts).toString('utf8').split('\n')) if (l !== '') got.push((JSON.parse(l) as { id: string }).id);
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  servers.push(server);
+  const port = (server.address() as AddressInfo).port;
+  const dir = tempDir();
+  const metrics = await freePort();
+  const d = runCefd(
+    dir,
+    `state_dir: ./state
+decode_workers: 2
+listeners:
+  - { name: bus, type: nats, servers: [ "${s.url}" ], stream: RAW, consumer: processors, batch_size: 100, max_ack_pending: 1000, ack_wait: 30s }
+outputs:
+  - { name: siem, type: http, url: "http://127.0.0.1:${port}/in", buffer: { type: memory }, queue_max_events: 150, when_full: drop_newest, batch_max_events: 50, retry: { initial_backoff: 50ms, max_backoff: 100ms } }
+dead_letter: { path: ./dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${metrics} }
+`,
+  );
+  children.push(d);
+  await d.until('cefd started');
+  await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') ?? 0) >= 150, 20_000, 'the queue full');
+  // The queue stays full: nothing more is taken, and exactly what it took is acknowledged.
+  await new Promise((r) => setTimeout(r, 1500));
+  const m1 = await scrape(metrics);
+  const queued = m1.get('cefd_output_queue_events{output="siem"}')!;
+  expect(queued).toBeGreaterThanOrEqual(150);
+  expect(queued).toBeLessThan(N);
+  expect(m1.get('cefd_nats_acked_messages_total{listener="bus"}')).toBe(queued);
+  expect((await consumerState(c)).pending).toBeGreaterThan(0);
+  open = true;
+  await waitFor(() => new Set(got).size >= N, 60_000, `${N} events at the HTTP receiver`);
+  await waitFor(async () => {
+    const st = await consumerState(c);
+    return st.pending === 0 && st.ackPending === 0;
+  }, 60_000, 'every message acknowledged');
+  const m = await scrape(metrics);
+  expect([...m.keys()].filter((k) => k.startsWith('cefd_output_dropped_events_total'))).toEqual([]);
+  expect(m.get('cefd_nats_acked_messages_total{listener="bus"}')).toBe(N);
+  // Every frame once: a refused batch was not queued, so its redelivery is not a copy.
+  expect(got.length).toBe(N);
+  expect(new Set(got).size).toBe(N);
 });

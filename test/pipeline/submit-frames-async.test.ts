@@ -1,0 +1,123 @@
+/**
+ * Pipeline.submitFramesAsync (what the nats source hands its messages to) on real decode
+ * workers: `done(true)` comes only once the output queues hold the batch's events, in the
+ * order of the calls, each event with the id, listener, peer and received time its frame
+ * carried; `done(false)` with nothing queued when an output refuses (a full drop_newest
+ * queue) or when cefd stops before the workers decoded the batch, so the source does not
+ * acknowledge it and it comes again.
+ */
+import { afterEach, expect, test } from 'vitest';
+import { Pipeline, type SourceContext, type SubmittedFrame } from '../../src/pipeline/pipeline.js';
+import { compileRoutes } from '../../src/pipeline/router.js';
+import type { OutputRunner } from '../../src/pipeline/output-runner.js';
+import { WorkerPool } from '../../src/workers/worker-pool.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { LogCapture } from '../helpers/daemon.js';
+
+const pools: WorkerPool[] = [];
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close()));
+});
+
+const line = (i: number) => Buffer.from(`<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|cnt=${i} cs3=Nightly scan cs3Label=TaskName`);
+
+/** An output queue that keeps what it is given (as parsed events) and refuses while `refusing`. */
+function sink(name: string) {
+  const s = {
+    name,
+    events: [] as Record<string, unknown>[],
+    refusing: false,
+    refusesNow: () => s.refusing,
+    enqueueMany: (r: string[]) => void s.events.push(...r.map((x) => JSON.parse(x) as Record<string, unknown>)),
+    enqueueNdjson: (b: Buffer) => void s.events.push(...b.toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)),
+    queue: { fill: () => 0 },
+  };
+  return s;
+}
+
+async function setup(workers: number) {
+  const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
+  const out = sink('out');
+  const dead = sink('dead_letter');
+  const pipeline = new Pipeline([out as unknown as OutputRunner], dead as unknown as OutputRunner, telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
+  let pool: WorkerPool | null = null;
+  if (workers > 0) {
+    pool = new WorkerPool(workers, () => {});
+    pools.push(pool);
+    pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { bus: [] }, baseDir: process.cwd() }));
+    expect(pipeline.onWorkers).toBe(true);
+  }
+  const ctx: SourceContext = { listener: 'bus', peer: 'nats', normalizers: [], stats: telemetry.listener('bus') };
+  return { pipeline, pool, out, dead, ctx, telemetry };
+}
+
+/** Frames `from`..`to`-1 as a receiver published them: two receivers, two listeners. */
+function frames(from: number, to: number): SubmittedFrame[] {
+  const r: SubmittedFrame[] = [];
+  for (let i = from; i < to; i++) r.push({ data: line(i), truncated: false, receivedMs: Date.UTC(2026, 10, 28, 10, 0, 0) + i, id: `r${i % 2}-${i}`, listener: i % 2 === 0 ? 'ksc' : 'syslog', peer: `10.0.0.${i % 2}:5000`, });
+  return r;
+}
+
+const cntOf = (e: Record<string, unknown>) => (e['cef'] as { typed: { baseEventCount: number } }).typed.baseEventCount;
+
+test.each([2, 0])('with %i workers: done(true) only once the queue holds the batch, in call order, each event with its frame\'s facts', async (workers) => {
+  const { pipeline, out, dead, ctx } = await setup(workers);
+  const B = 100;
+  const N = 40;
+  const settled: { batch: number; taken: boolean; queued: number }[] = [];
+  await new Promise<void>((resolve) => {
+    for (let b = 0; b < N; b++) {
+      pipeline.submitFramesAsync(frames(b * B, (b + 1) * B), ctx, (taken) => {
+        // Everything up to this batch's last frame is in the queue when done comes.
+        settled.push({ batch: b, taken, queued: out.events.length });
+        if (settled.length === N) resolve();
+      });
+    }
+  });
+  expect(settled.map((s) => s.batch)).toEqual(Array.from({ length: N }, (_, i) => i));
+  expect(settled.every((s) => s.taken)).toBe(true);
+  expect(settled.map((s) => s.queued)).toEqual(Array.from({ length: N }, (_, i) => (i + 1) * B));
+  expect(dead.events).toEqual([]);
+  expect(out.events.map(cntOf)).toEqual(Array.from({ length: N * B }, (_, i) => i));
+  expect(out.events[0]).toMatchObject({ id: 'r0-0', listener: 'ksc', peer: '10.0.0.0:5000', received: '2026-11-28T10:00:00.000Z' });
+  expect(out.events[7]).toMatchObject({ id: 'r1-7', listener: 'syslog', peer: '10.0.0.1:5000', received: '2026-11-28T10:00:00.007Z' });
+  expect(ctx.stats.framesLf).toBe(N * B);
+  expect(ctx.stats.eventsParsed).toBe(N * B);
+});
+
+test('an output that refuses (a full drop_newest queue): done(false), nothing queued, nothing dead-lettered; later batches are taken again', async () => {
+  const { pipeline, out, dead, ctx } = await setup(2);
+  out.refusing = true;
+  const first = await new Promise<boolean>((resolve) => pipeline.submitFramesAsync(frames(0, 50), ctx, resolve));
+  expect(first).toBe(false);
+  expect(out.events).toEqual([]);
+  expect(dead.events).toEqual([]);
+  out.refusing = false;
+  const again = await new Promise<boolean>((resolve) => pipeline.submitFramesAsync(frames(0, 50), ctx, resolve));
+  expect(again).toBe(true);
+  expect(out.events.map(cntOf)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+});
+
+test('stopping: batches the closing workers did not decode are not taken (done(false)), none dead-lettered or kept; the ones before them were', async () => {
+  const { pipeline, pool, out, dead, ctx } = await setup(2);
+  const results: boolean[] = [];
+  const N = 60;
+  const all = new Promise<void>((resolve) => {
+    for (let b = 0; b < N; b++) pipeline.submitFramesAsync(frames(b * 200, (b + 1) * 200), ctx, (taken) => (results.push(taken), results.length === N && resolve()));
+  });
+  // Stop once some batches were taken.
+  while (results.length === 0) await new Promise((r) => setTimeout(r, 1));
+  const kept: unknown[] = [];
+  pipeline.spillFailedReads((r) => (kept.push(r), true));
+  await pool!.close();
+  await all;
+  const taken = results.filter((t) => t).length;
+  // close() fails the jobs still on the workers at once: some were not taken.
+  expect(taken).toBeGreaterThan(0);
+  expect(taken).toBeLessThan(N);
+  // Taken ones are a prefix (in order), and exactly their events are queued.
+  expect(results).toEqual(Array.from({ length: N }, (_, i) => i < taken));
+  expect(out.events.map(cntOf)).toEqual(Array.from({ length: taken * 200 }, (_, i) => i));
+  expect(dead.events).toEqual([]);
+  expect(kept).toEqual([]);
+});
