@@ -2,7 +2,8 @@
  * The nats output against a real nats-server 2.9 (Debian) with JetStream, started here in a
  * temp folder on a free 127.0.0.1 port: PubAck before delivered, Nats-Msg-Id = event id and
  * the server's dedup, stream creation with limits, server down at start and restarted
- * mid-stream, wrong credentials, TLS with a wrong CA, a record over max_payload.
+ * mid-stream, wrong credentials, TLS with a wrong CA, a record over max_payload, a subject
+ * the user may not publish to.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -163,6 +164,20 @@ test('one event over the server\'s max_payload is rejected alone (dead letter), 
   expect(r).toMatchObject({ status: 'partial', retry: [], rejected: [{ index: 1, reason: 'nats_max_payload' }] });
   const msgs = await streamMessages(await client(s), 'BIG');
   expect(msgs.map((m) => m.id)).toEqual(['ok-1', 'ok-2']);
+});
+
+test('a subject the user may not publish to: the batch is rejected (dead letter) with nats_permission_denied, other outputs on the connection unaffected', async () => {
+  const s = await natsServer('authorization { users = [ { user: cefd, password: pw, permissions: { publish: { deny: [ "cefd.denied" ] } } } ] }');
+  const dir = tempDir();
+  writeFileSync(join(dir, 'pw'), 'pw\n');
+  const denied = output({ servers: [s.url], subject: 'cefd.denied', user: 'cefd', password_file: join(dir, 'pw'), ack_timeout: '5s', stream: { create: true, name: 'DENIED' } });
+  await denied.start();
+  const r = await denied.send(batch([rec('d1'), rec('d2')]));
+  expect(r).toMatchObject({ status: 'rejected', reason: 'nats_permission_denied' });
+  expect((r as { error: string }).error).toMatch(/cefd\.denied/);
+  const allowed = output({ servers: [s.url], subject: 'cefd.allowed', user: 'cefd', password_file: join(dir, 'pw'), stream: { create: true, name: 'ALLOWED' } });
+  await allowed.start();
+  expect(await allowed.send(batch([rec('a1')]))).toEqual({ status: 'delivered' });
 });
 
 test('no stream captures the subject: retried with an error that says so', async () => {

@@ -7,13 +7,14 @@
  * dropped by the server when it is still in the stream's duplicate window: a PubAck with
  * `duplicate: true`, which counts as delivered.
  *
- * A batch's records are published at once (pipelined on the one connection) and answered
- * per record: those that got a PubAck are settled, the others retried alone by the runner,
+ * A batch's records are published at once (pipelined on the one connection, PubAcks
+ * matched back by reply subject: ./publisher.ts) and answered per record: those that got a PubAck are settled, the others retried alone by the runner,
  * a record larger than the server's max_payload rejected (dead letter). The output never
  * sleeps or counts; the runner does (../types.ts).
  */
-import type { JetStreamClient, JetStreamManager, NatsConnection, StreamConfig } from 'nats';
-import { DiscardPolicy, StorageType, headers as natsHeaders, nanos } from 'nats';
+import type { JetStreamManager, NatsConnection, StreamConfig } from 'nats';
+import { DiscardPolicy, StorageType, nanos } from 'nats';
+import { BatchPublisher, type OutgoingMessage } from './publisher.js';
 import { rawFramePayload } from '../../nats/raw-frame.js';
 import { NatsLink, natsErrorText } from '../../nats/connection.js';
 import { recordKeyFor } from '../shared/event-id.js';
@@ -35,7 +36,7 @@ export class NatsOutput implements Output {
   private readonly keyOf: (record: string) => string;
   private readonly timeoutMs: number;
   /** The connection the JetStream handle and stream check belong to. */
-  private js: { nc: NatsConnection; client: JetStreamClient; ready: Promise<string> } | null = null;
+  private js: { nc: NatsConnection; publisher: BatchPublisher; ready: Promise<string> } | null = null;
   private readonly encoder = new TextEncoder();
 
   constructor(
@@ -53,10 +54,13 @@ export class NatsOutput implements Output {
   }
 
   /** The JetStream handle of the live connection, its stream checked ('' when ready, else why not). */
-  private jetstream(): { client: JetStreamClient; ready: Promise<string> } | string {
+  private jetstream(): { publisher: BatchPublisher; ready: Promise<string> } | string {
     const nc = this.link.current;
     if (nc === null) return `nats output ${this.name}: not connected: ${this.link.lastError}`;
-    if (this.js === null || this.js.nc !== nc) this.js = { nc, client: nc.jetstream({ timeout: this.timeoutMs }), ready: this.ensureStream(nc) };
+    if (this.js === null || this.js.nc !== nc) {
+      this.js?.publisher.close();
+      this.js = { nc, publisher: new BatchPublisher(nc, this.config.subject), ready: this.ensureStream(nc) };
+    }
     return this.js;
   }
 
@@ -108,24 +112,36 @@ export class NatsOutput implements Output {
       return { status: 'retry', error: problem };
     }
     const rejected: { index: number; reason: string; error: string }[] = [];
-    const acks = await Promise.allSettled(records.map((r, i) => this.publishOne(js.client, r, i, rejected)));
+    const msgs: OutgoingMessage[] = [];
+    const sentIndex: number[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const m = this.message(records[i]!);
+      if (m === null) {
+        rejected.push({ index: i, reason: NATS_NOT_A_FRAME, error: `nats output ${this.name}: payload: frame, but the record is not a raw frame (is cefd in mode: receiver?)` });
+        continue;
+      }
+      msgs.push(m);
+      sentIndex.push(i);
+    }
+    const outcomes = await js.publisher.publish(msgs, this.timeoutMs);
     const retry: number[] = [];
     let firstError = '';
-    for (let i = 0; i < acks.length; i++) {
-      const a = acks[i]!;
-      if (a.status === 'fulfilled' || rejected.some((r) => r.index === i)) continue;
-      const err = a.reason as { code?: string };
-      const text = natsErrorText(a.reason);
-      if (err?.code === 'MAX_PAYLOAD_EXCEEDED') rejected.push({ index: i, reason: NATS_MAX_PAYLOAD, error: text });
-      else if (err?.code === 'PERMISSIONS_VIOLATION') rejected.push({ index: i, reason: NATS_PERMISSION_DENIED, error: text });
+    for (let k = 0; k < outcomes.length; k++) {
+      const o = outcomes[k]!;
+      if (o.ok) continue;
+      const i = sentIndex[k]!;
+      if (o.kind === 'max_payload') rejected.push({ index: i, reason: NATS_MAX_PAYLOAD, error: o.error });
+      else if (o.kind === 'permission') rejected.push({ index: i, reason: NATS_PERMISSION_DENIED, error: o.error });
       else {
-        if (firstError === '') firstError = err?.code === '503' ? `no JetStream stream answered on ${this.config.subject} (no stream captures the subject, or the stream has no leader now)` : text;
+        if (firstError === '') firstError = o.kind === 'no_responders' ? `no JetStream stream answered on ${this.config.subject} (no stream captures the subject, or the stream has no leader now)` : o.error;
         retry.push(i);
       }
     }
     if (retry.length === 0 && rejected.length === 0) return DELIVERED;
     if (retry.length === records.length) return { status: 'retry', error: `nats output ${this.name}: ${firstError}` };
     if (rejected.length === records.length && rejected.every((r) => r.reason === rejected[0]!.reason)) return { status: 'rejected', reason: rejected[0]!.reason, error: rejected[0]!.error };
+    retry.sort((a, b) => a - b);
+    rejected.sort((a, b) => a.index - b.index);
     return { status: 'partial', retry, rejected, error: `nats output ${this.name}: ${firstError || 'some events were refused'}` };
   }
 
@@ -133,24 +149,17 @@ export class NatsOutput implements Output {
     return this.link.current === null ? `not connected to NATS: ${this.link.lastError}` : undefined;
   }
 
-  /** Publishes one record (an event, or a receiver's raw frame); resolves on its PubAck. */
-  private async publishOne(client: JetStreamClient, record: string, index: number, rejected: { index: number; reason: string; error: string }[]): Promise<void> {
-    if (this.config.payload === 'event') {
-      await client.publish(this.config.subject, this.encoder.encode(record), { msgID: this.keyOf(record), timeout: this.timeoutMs });
-      return;
-    }
+  /** The message of one record (an event, or a receiver's raw frame); null when a `payload: frame` record is not a frame. */
+  private message(record: string): OutgoingMessage | null {
+    if (this.config.payload === 'event') return { data: this.encoder.encode(record), msgId: this.keyOf(record) };
     const f = rawFramePayload(record);
-    if (f === null) {
-      rejected.push({ index, reason: NATS_NOT_A_FRAME, error: `nats output ${this.name}: payload: frame, but the record is not a raw frame (is cefd in mode: receiver?)` });
-      return;
-    }
-    const h = natsHeaders();
-    for (const [k, v] of f.headers) h.set(k, v);
-    await client.publish(this.config.subject, f.data, { msgID: f.id, headers: h, timeout: this.timeoutMs });
+    if (f === null) return null;
+    return { data: f.data, msgId: f.id, headers: f.headers };
   }
 
   /** Closes the connection (the runner lets the batch in flight settle first). */
   async close(): Promise<void> {
+    this.js?.publisher.close();
     this.js = null;
     await this.link.close();
   }
