@@ -30,7 +30,8 @@ const RATE = arg('rate', 2000);
 const SECS = arg('seconds', 20);
 const WARMUP = arg('warmup', 2);
 const profDir = (() => { const i = process.argv.indexOf('--cpu-prof'); return i < 0 ? null : process.argv[i + 1]; })();
-const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
+// CEFD_CLI: another build to compare with (default: this tree's dist/).
+const CLI = process.env.CEFD_CLI ?? new URL('../dist/src/cli.js', import.meta.url).pathname;
 const freePort = () => new Promise((r) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -86,6 +86,14 @@ export type EventTail = (event: CefdEvent, frame: Buffer | undefined) => void;
 
 const ALL = 0xffffffff;
 
+/**
+ * submitFramesAsync decodes batches of fewer frames than this on the main thread when none
+ * of the source's batches is on a worker (a lightly loaded stream: batches of a few
+ * frames): the round trip to a worker (a message each way, a thread woken) costs about as
+ * much as decoding them, and under load batches grow to `batch_size` and go to the workers.
+ */
+const SMALL_BATCH = 64;
+
 /** Where a source's frames come from, as taps and the KSC findings handler get it. */
 function originOf(ctx: SourceContext): EventOrigin {
   return { listener: ctx.listener, peer: ctx.peer, tlsFingerprint: ctx.tlsFingerprint };
@@ -294,7 +302,9 @@ export class Pipeline {
       this.submitFrames(frames, ctx);
       done(true);
     };
-    if (!this.onWorkers || this.spill !== null || frames.length === 0) {
+    // A small batch with nothing of this source on a worker (a stream with a light load) is
+    // decoded here: the round trip to a worker costs more than the batch's decoding.
+    if (!this.onWorkers || this.spill !== null || frames.length === 0 || (frames.length < SMALL_BATCH && st.inFlight === 0)) {
       // Calls still on workers come first.
       if (st.nextCommit < st.nextSeq) st.inOrder(st.nextSeq++, here);
       else here();

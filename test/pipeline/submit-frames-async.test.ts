@@ -62,12 +62,16 @@ const cntOf = (e: Record<string, unknown>) => (e['cef'] as { typed: { baseEventC
 
 test.each([2, 0])('with %i workers: done(true) only once the queue holds the batch, in call order, each event with its frame\'s facts', async (workers) => {
   const { pipeline, out, dead, ctx } = await setup(workers);
-  const B = 100;
+  // Batches of 100 (to the workers) and of 10 (small: decoded here when nothing is on a worker), interleaved.
   const N = 40;
+  const size = (b: number) => (b % 3 === 0 ? 10 : 100);
+  const ends: number[] = [];
+  for (let b = 0, at = 0; b < N; b++) ends.push((at += size(b)));
+  const total = ends[N - 1]!;
   const settled: { batch: number; taken: boolean; queued: number }[] = [];
   await new Promise<void>((resolve) => {
     for (let b = 0; b < N; b++) {
-      pipeline.submitFramesAsync(frames(b * B, (b + 1) * B), ctx, (taken) => {
+      pipeline.submitFramesAsync(frames(ends[b]! - size(b), ends[b]!), ctx, (taken) => {
         // Everything up to this batch's last frame is in the queue when done comes.
         settled.push({ batch: b, taken, queued: out.events.length });
         if (settled.length === N) resolve();
@@ -76,13 +80,14 @@ test.each([2, 0])('with %i workers: done(true) only once the queue holds the bat
   });
   expect(settled.map((s) => s.batch)).toEqual(Array.from({ length: N }, (_, i) => i));
   expect(settled.every((s) => s.taken)).toBe(true);
-  expect(settled.map((s) => s.queued)).toEqual(Array.from({ length: N }, (_, i) => (i + 1) * B));
+  expect(settled.map((s) => s.queued)).toEqual(ends);
   expect(dead.events).toEqual([]);
-  expect(out.events.map(cntOf)).toEqual(Array.from({ length: N * B }, (_, i) => i));
+  expect(out.events.map(cntOf)).toEqual(Array.from({ length: total }, (_, i) => i));
   expect(out.events[0]).toMatchObject({ id: 'r0-0', listener: 'ksc', peer: '10.0.0.0:5000', received: '2026-11-28T10:00:00.000Z' });
   expect(out.events[7]).toMatchObject({ id: 'r1-7', listener: 'syslog', peer: '10.0.0.1:5000', received: '2026-11-28T10:00:00.007Z' });
-  expect(ctx.stats.framesLf).toBe(N * B);
-  expect(ctx.stats.eventsParsed).toBe(N * B);
+  expect(out.events[total - 1]).toMatchObject({ id: `r${(total - 1) % 2}-${total - 1}` });
+  expect(ctx.stats.framesLf).toBe(total);
+  expect(ctx.stats.eventsParsed).toBe(total);
 });
 
 test('an output that refuses (a full drop_newest queue): done(false), nothing queued, nothing dead-lettered; later batches are taken again', async () => {
