@@ -7,7 +7,7 @@ export const NATS_SOURCE_FIELDS = fields({
   stream: str('JetStream stream to read.', { required: true }),
   consumer: str('Durable consumer name: cefd processors that share it share the work (each message goes to one of them); it keeps its position across restarts.', { required: true }),
   filter_subject: str('Read only the stream\'s messages on this subject (default: all).'),
-  batch_size: int('Most messages fetched at once.', 256, 1, 10000),
+  batch_size: int('Most messages fetched at once; the messages of one read from the connection, up to this many, go to a decode worker as one batch.', 256, 1, 10000),
   max_ack_pending: int('Most messages delivered and not yet acknowledged, across every processor sharing the consumer; then the server waits.', 4096, 1),
   ack_wait: dur('A message not acknowledged within this time is delivered again (to any processor).', '30s', 1),
   fetch_wait: dur('How long one fetch waits for messages when the stream is idle.', '1s', 0.01),
