@@ -32,6 +32,7 @@ function sink(name: string): OutputRunner & { records: number } {
     enqueueNdjson(_b: Buffer, n: number) {
       s.records += n;
     },
+    refusesNow: () => false,
   };
   return s as unknown as OutputRunner & { records: number };
 }
@@ -85,5 +86,36 @@ for (const workers of [2, 0]) {
     const trusted = compileTrustedSource({ connection: 'main', listeners: [], cidrs: [], client_fingerprints: [FP] });
     expect(isTrustedOrigin(trusted, byListener.get('tls')![0])).toBe(true);
     expect(isTrustedOrigin(trusted, byListener.get('open')![0])).toBe(false);
+  });
+}
+
+for (const workers of [2, 0]) {
+  test(`frames a processor read from NATS: findings come back per run of frames with the origin each frame carried (decode_workers: ${workers})`, async () => {
+    const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
+    const out = sink('out');
+    const pipeline = new Pipeline([out], sink('dead_letter'), telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
+    const found: [EventOrigin, KscFindings][] = [];
+    pipeline.setWatch(
+      { version: 1, tenant: 'default', assets: buildSnapshot([{ id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.4.21.31'], macs: [], lastVisible: null }], 1), rules: [{ name: 'scan', filter: 'ksc.category == "detection"', assetField: 'device' }] },
+      (origin, f) => found.push([origin, f]),
+    );
+    if (workers > 0) {
+      pool = new WorkerPool(workers, () => {});
+      pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { bus: ['ksc'] }, baseDir: process.cwd() }));
+      expect(pipeline.onWorkers).toBe(true);
+    }
+    const ctx: SourceContext = { listener: 'bus', peer: 'nats', normalizers: await loadChain(['ksc']), stats: telemetry.listener('bus') };
+    // One batch (large enough for a worker): 70 frames from r1's ksc listener, 30 from r2's open one, 70 from r1 again.
+    const origins = [...Array(70).fill(['ksc', '10.0.0.1:5000']), ...Array(30).fill(['open', '10.0.0.2:5000']), ...Array(70).fill(['ksc', '10.0.0.1:5000'])] as [string, string][];
+    const frames = origins.map(([listener, peer], i) => ({ data: Buffer.from(DETECTION.trimEnd()), truncated: false, receivedMs: Date.now(), id: `r-${i}`, listener, peer }));
+    const taken = await new Promise<boolean>((resolve) => pipeline.submitFramesAsync(frames, ctx, resolve));
+    expect(taken).toBe(true);
+    expect(out.records).toBe(170);
+    // Each run of frames of one origin reported under that origin, in order; the processor's own listener never.
+    expect(found.map(([o, f]) => [o.listener, o.peer, f.triggers.length])).toEqual(
+      workers > 0
+        ? [['ksc', '10.0.0.1:5000', 70], ['open', '10.0.0.2:5000', 30], ['ksc', '10.0.0.1:5000', 70]]
+        : origins.map(([l, p]) => [l, p, 1]),
+    );
   });
 }
