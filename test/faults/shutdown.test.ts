@@ -330,3 +330,73 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
     clearInterval(sampler);
   }
 });
+
+test('the same with when_full: drop_newest: what does not fit is dropped and counted, never written past max_size nor kept; every event read is delivered or counted as dropped', async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const never = await endpoint(true);
+  const max = 2 * MiB;
+  const yaml = (url: string, metrics: number) => `state_dir: ./state
+shutdown_timeout: 2s
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs: [ { name: siem, type: http, url: "${url}", timeout: 60s, when_full: drop_newest, buffer: { type: disk, max_size: 2MiB } } ]
+dead_letter: { path: ./dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${metrics} }
+`;
+  const m1 = await freePort();
+  const d = run(dir, yaml(never.url, m1));
+  await d.until('cefd started');
+  const buf = join(dir, 'state', 'buffers', 'siem');
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, du(buf))), 10);
+  try {
+    const conns = 4;
+    for (let c = 0; c < conns; c++) flood(port, c);
+    await waitFor(async () => ((await scrape(m1)).get('cefd_output_dropped_events_total{output="siem",reason="queue_full"}') ?? 0) > 0, 60_000, 'events dropped');
+    const stop = await stopMeasured(d);
+    for (const s of senders.splice(0)) s.destroy();
+    expect(stop.code).toBe(0);
+    const atExit = du(buf);
+    expect(atExit).toBeLessThanOrEqual(max);
+    expect(fs.existsSync(join(dir, 'state', 'shutdown-spill', 'siem.ndjson'))).toBe(false);
+    const summaryOf = (c: ChildDaemon) => logLines(c).find((l) => typeof l['framesRead'] === 'number')!;
+    const s1 = summaryOf(d);
+    const read = s1['framesRead'] as number;
+    const dropped1 = (s1['eventsDropped'] as Record<string, number>)['siem']!;
+    expect(dropped1).toBeGreaterThan(0);
+
+    const ok = await endpoint(false);
+    const m2 = await freePort();
+    const again = run(dir, yaml(ok.url, m2));
+    await again.until('cefd started');
+    // Everything the first run kept reaches the endpoint; then the second run's own count of drops is final.
+    await waitFor(async () => ok.records.length > 0 && (await scrape(m2)).get('cefd_output_queue_events{output="siem"}') === 0, 60_000, 'the buffer delivered');
+    const stop2 = await stopMeasured(again);
+    expect(stop2.code).toBe(0);
+    clearInterval(sampler);
+    expect(peak).toBeLessThanOrEqual(max);
+    const s2 = summaryOf(again);
+    const dropped2 = (s2['eventsDropped'] as Record<string, number> | undefined)?.['siem'] ?? 0;
+    const perConn = new Map<number, number[]>();
+    for (const r of ok.records) {
+      const { conn, seq } = seqOf(JSON.parse(r) as Record<string, unknown>);
+      let a = perConn.get(conn);
+      if (a === undefined) perConn.set(conn, (a = []));
+      a.push(seq);
+    }
+    // In order per connection, each once; the gaps are the drops.
+    for (const [, seqs] of perConn) for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBeGreaterThan(seqs[i - 1]!);
+    const dead = fs.existsSync(join(dir, 'dead.ndjson')) ? readNdjson(join(dir, 'dead.ndjson')) : [];
+    for (const r of dead) expect(r['reason']).toBe('frame_incomplete_at_close');
+    expect(ok.records.length + dropped1 + dropped2).toBe(read);
+    report.push({
+      test: 'the same with `when_full: drop_newest`',
+      sent: `${read} frames read by cefd`,
+      arrived: `${ok.records.length} after the restart, each once, in order per connection`,
+      lost: `${dropped1 + dropped2} dropped and counted (queue_full: ${dropped1} while running and stopping, ${dropped2} after the restart); ${dead.length} partial frames dead-lettered`,
+      why: `peak ${(peak / MiB).toFixed(2)} MiB on disk in the buffer, ${(atExit / MiB).toFixed(2)} MiB after the exit; no spill file for the output; exit ${stop.ms} ms`,
+    });
+  } finally {
+    clearInterval(sampler);
+  }
+});
