@@ -107,7 +107,7 @@ export class StreamSource implements Source {
       server.on('secureConnection', (s: tls.TLSSocket) => this.secured(s));
       // A listener that needs a client certificate: under TLS 1.3 OpenSSL itself refuses a
       // client that sends none, with a `certificate_required` alert (see requireCertificate()).
-      server.on('keylog', (_line: Buffer, s: tls.TLSSocket) => this.requireCertificate(s));
+      if (this.config.tls!.client_auth === 'required' || this.fingerprints.size > 0) server.on('keylog', (_line: Buffer, s: tls.TLSSocket) => this.requireCertificate(s));
       server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
         if ((err as NodeJS.ErrnoException).code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
           // Refused by OpenSSL (requireCertificate()): counted as the refusal it is.
@@ -269,7 +269,6 @@ export class StreamSource implements Source {
   private requireCertificate(s: tls.TLSSocket): void {
     if (this.certRequired.has(s)) return;
     this.certRequired.add(s);
-    if (this.config.tls?.client_auth !== 'required' && this.fingerprints.size === 0) return;
     const handle = (s as unknown as { _handle?: { setVerifyMode?: (requestCert: boolean, failIfNoCert: boolean) => void } })._handle;
     if (typeof handle?.setVerifyMode === 'function') handle.setVerifyMode(true, true);
   }
