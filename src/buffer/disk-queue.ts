@@ -514,6 +514,11 @@ export class DiskQueue implements EventQueue {
     return b;
   }
 
+  /** See EventQueue.takes: room on disk for `bytes` and nothing held in memory. */
+  takes(bytes: number): boolean {
+    return this.overflow.length === 0 && !this.closed && this.fits(bytes);
+  }
+
   /** Whether `n` more bytes (plus a block header) stay within maxBytes; an empty disk takes any one block. */
   private fits(n: number): boolean {
     const d = this.diskBytes;

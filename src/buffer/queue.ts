@@ -29,6 +29,11 @@ export interface EventQueue {
    * paused (UDP).
    */
   fill(): number;
+  /**
+   * Whether an append of about `bytes` would be stored now rather than dropped (the disk
+   * buffer's `max_size` with `when_full: drop_newest`); absent: whenever fill() < 1.
+   */
+  takes?(bytes: number): boolean;
   /** True when what is queued survives a restart (the disk buffer). */
   readonly durable: boolean;
   /** Bytes held (the disk buffer's files); undefined for the memory queue. */

@@ -94,11 +94,12 @@ export class OutputRunner {
   }
 
   /**
-   * True when records from a pausable source would be refused now (a full `drop_newest`
-   * queue): a source that acknowledges upstream checks this before handing records over.
+   * True when records (about `bytes` of them) from a pausable source would be refused now
+   * (a full `drop_newest` queue, or a disk buffer without room for them): a source that
+   * acknowledges upstream checks this before handing records over.
    */
-  refusesNow(): boolean {
-    return this.opts.whenFull === 'drop_newest' && this.queue.fill() >= 1;
+  refusesNow(bytes = 0): boolean {
+    return this.opts.whenFull === 'drop_newest' && (this.queue.fill() >= 1 || this.queue.takes?.(bytes) === false);
   }
 
   /** Whether `count` more records are taken (see enqueueMany); those refused are counted. */

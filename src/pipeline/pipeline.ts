@@ -295,7 +295,10 @@ export class Pipeline {
   submitFramesAsync(frames: readonly SubmittedFrame[], ctx: SourceContext, done: (taken: boolean) => void): void {
     const st = (ctx.state ??= new SourceState());
     const here = () => {
-      if (this.refusesNow()) {
+      // Not decoded yet: events are about 4 times their frame (see decode-worker.ts).
+      let bytes = 0;
+      for (const f of frames) bytes += f.data.length;
+      if (this.refusesNow(bytes * 4)) {
         done(false);
         return;
       }
@@ -333,7 +336,7 @@ export class Pipeline {
           here();
           return;
         }
-        if (this.refusesNow()) {
+        if (this.refusesResult(o.result)) {
           done(false);
           return;
         }
@@ -346,10 +349,17 @@ export class Pipeline {
     });
   }
 
-  /** True when an output (or the dead-letter output) would refuse records now (OutputRunner.refusesNow). */
-  private refusesNow(): boolean {
-    for (const s of this.slots) if (s.refusesNow()) return true;
-    return this.deadLetter.refusesNow();
+  /** True when an output (or the dead-letter output) would refuse about `bytes` of records now (OutputRunner.refusesNow). */
+  private refusesNow(bytes: number): boolean {
+    for (const s of this.slots) if (s.refusesNow(bytes)) return true;
+    return this.deadLetter.refusesNow(bytes);
+  }
+
+  /** The same for a worker's result: each output against its own encoding's records. */
+  private refusesResult(r: ResultMessage): boolean {
+    const encoderOf = this.opts.routes.encoderOf;
+    for (let i = 0; i < this.slots.length; i++) if (this.slots[i]!.refusesNow(r.blocks[encoderOf[i]!]?.length ?? 0)) return true;
+    return this.deadLetter.refusesNow(r.deadBytes);
   }
 
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */

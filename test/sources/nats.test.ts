@@ -121,7 +121,10 @@ test.each([2, 0])('decode_workers %i: cefd killed (-9) mid-stream (with workers:
   for (const [id, cnt] of byId) expect(id).toBe(`RAW-${cnt + 1}`);
 });
 
-test('an output whose drop_newest queue is full: batches that come back from the workers then are not acknowledged but delivered again; once it drains, every frame once, nothing dropped', async () => {
+test.each([
+  ['memory queue of 150 events', 'buffer: { type: memory }, queue_max_events: 150'],
+  ['disk buffer of 64 KiB', 'buffer: { type: disk, max_size: 64KiB }'],
+])('an output whose drop_newest %s is full: batches that come back from the workers then are not acknowledged but delivered again; once it drains, every frame once, nothing dropped', async (_what, buffer) => {
   const s = await natsServer();
   const c = await setup(s);
   const js = c.jetstream();
@@ -156,19 +159,19 @@ decode_workers: 2
 listeners:
   - { name: bus, type: nats, servers: [ "${s.url}" ], stream: RAW, consumer: processors, batch_size: 100, max_ack_pending: 1000, ack_wait: 30s }
 outputs:
-  - { name: siem, type: http, url: "http://127.0.0.1:${port}/in", buffer: { type: memory }, queue_max_events: 150, when_full: drop_newest, batch_max_events: 50, retry: { initial_backoff: 50ms, max_backoff: 100ms } }
+  - { name: siem, type: http, url: "http://127.0.0.1:${port}/in", ${buffer}, when_full: drop_newest, batch_max_events: 50, retry: { initial_backoff: 50ms, max_backoff: 100ms } }
 dead_letter: { path: ./dead.ndjson }
 metrics: { host: 127.0.0.1, port: ${metrics} }
 `,
   );
   children.push(d);
   await d.until('cefd started');
-  await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') ?? 0) >= 150, 20_000, 'the queue full');
-  // The queue stays full: nothing more is taken, and exactly what it took is acknowledged.
+  await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') ?? 0) > 0, 20_000, 'events queued');
+  // The queue fills and stays full: nothing more is taken, and exactly what it took is acknowledged.
   await new Promise((r) => setTimeout(r, 1500));
   const m1 = await scrape(metrics);
   const queued = m1.get('cefd_output_queue_events{output="siem"}')!;
-  expect(queued).toBeGreaterThanOrEqual(150);
+  expect(queued).toBeGreaterThan(0);
   expect(queued).toBeLessThan(N);
   expect(m1.get('cefd_nats_acked_messages_total{listener="bus"}')).toBe(queued);
   expect((await consumerState(c)).pending).toBeGreaterThan(0);
