@@ -173,7 +173,7 @@ export class Daemon {
         log: this.telemetry.log,
         addTap: (tap) => pipeline.addTap(tap),
         watchEvents: (spec, onFindings) => pipeline.setWatch(spec, onFindings),
-        addTail: (tail) => pipeline.addTail(tail),
+        recentEvents: (sink, perRead) => pipeline.setRecent(sink, perRead),
         workers: () => this.workerCount,
       });
     }

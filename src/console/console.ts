@@ -24,7 +24,8 @@ import { VERSION } from '../version.js';
 import { checkConsolePassword, cookies, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
 import { RateHistory, STEP_MS } from './history.js';
 import { SigninLimiter, type SigninLimitOptions } from './signin-limit.js';
-import { TailHub, type TailEntry } from './tail.js';
+import { TailHub, type RecentAttach, type TailEntry } from './tail.js';
+import { nativeEncoder, type EventOptions } from '../codecs/encoders/native.js';
 
 export interface ConsoleOptions {
   token: string;
@@ -32,12 +33,17 @@ export interface ConsoleOptions {
   tls: boolean;
   sessionTtlMs: number;
   tailEvents: number;
+  /** Most bytes the recent events may hold (JSON and frames). */
+  tailBytes: number;
+  /** The configuration's `event` section: the native JSON the ring keeps is what a native output gets. */
+  event?: EventOptions;
   quietAfterMs: number;
   telemetry: Telemetry;
   log: Logger;
   workers: () => number;
   outputs: () => string[];
-  attachTail: (sink: (event: CefdEvent, frame: Buffer | undefined) => void) => () => void;
+  /** Starts, changes (a tail opened or closed) and stops (null) the recent events (Pipeline.setRecent). */
+  recent: RecentAttach;
   ksc: () => KscIntegration | undefined;
   /** A refused sign-in (`credentials`, `csrf`, `rate_limited`), for the metrics. */
   onSigninFailure?: (reason: 'credentials' | 'csrf' | 'rate_limited') => void;
@@ -69,7 +75,8 @@ export class Console {
   constructor(private readonly o: ConsoleOptions) {
     this.sessions = new Sessions(o.sessionTtlMs);
     this.limiter = new SigninLimiter(o.signinLimit);
-    this.tail = new TailHub(o.tailEvents, o.attachTail);
+    this.tail = new TailHub(o.tailEvents, o.tailBytes, o.recent, nativeEncoder(o.event));
+    this.tail.start();
     this.history = new RateHistory(o.telemetry);
     this.history.start();
     this.tokenOk = bearerCheck(o.token);
@@ -117,7 +124,7 @@ export class Console {
             if (e instanceof FilterSyntaxError) throw new ApiError(400, 'console_bad_filter', e.message);
             throw e;
           }
-          return { status: 200, body: { tailing: this.tail.clientCount > 0, events: found.map((e) => summary(e)) } };
+          return { status: 200, body: { tailing: this.tail.clientCount > 0, inMemory: this.tail.size, events: found.map((e) => summary(e)) } };
         },
       },
       {
@@ -380,8 +387,8 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     this.streams.add(res);
     const off = this.tail.subscribe({
       filter,
-      send: (e) => {
-        res.write(`event: event\ndata: ${full ? e.json : JSON.stringify(summary(e))}\n\n`);
+      send: (e, ev) => {
+        res.write(`event: event\ndata: ${full ? e.json : JSON.stringify(summary(e, ev))}\n\n`);
       },
     });
     const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
@@ -403,8 +410,8 @@ function bufferFill(q: unknown, max: number): number | null {
 }
 
 /** What a list shows of one event. */
-function summary(e: TailEntry): Record<string, unknown> {
-  const ev = JSON.parse(e.json) as Record<string, unknown>;
+function summary(e: TailEntry, parsed?: object): Record<string, unknown> {
+  const ev = (parsed ?? JSON.parse(e.json)) as Record<string, unknown>;
   const cef = (ev['cef'] ?? {}) as Record<string, unknown>;
   const ext = (cef['extensions'] ?? {}) as Record<string, unknown>;
   return {

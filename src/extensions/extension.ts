@@ -9,6 +9,7 @@ import type { Config } from '../config/types.js';
 import type { CefdEvent, EventOrigin } from '../event.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { FindingsHandler, KscWatchSpec } from '../ksc/watch.js';
+import type { RecentSink } from '../pipeline/pipeline.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -27,8 +28,11 @@ export interface DaemonContext {
    * (rules, assets); null stops it.
    */
   watchEvents(spec: KscWatchSpec | null, onFindings: FindingsHandler): void;
-  /** A copy of every event and its frame while set (the console's live tail); off the hot path otherwise. */
-  addTail?(tail: (event: CefdEvent, frame: Buffer | undefined) => void): () => void;
+  /**
+   * The console's recent events (Pipeline.setRecent): the decode workers keep each read's
+   * last `perRead` events (Infinity: all) and hand them to `sink` encoded; null stops it.
+   */
+  recentEvents?(sink: RecentSink | null, perRead: number): void;
   /** Decode worker threads in use (0: decoding on the main thread). */
   workers?(): number;
 }

@@ -34,7 +34,7 @@ import type { Normalizer } from './normalize.js';
 import { processRecords } from './records.js';
 import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
-import type { ResultMessage } from '../workers/worker-protocol.js';
+import type { RecentBlock, ResultMessage } from '../workers/worker-protocol.js';
 import type { SpilledRead } from './spill.js';
 
 /** What a source knows about where a frame came from. */
@@ -81,8 +81,23 @@ export interface PipelineOptions {
 /** Code that watches events; `origin` says where the event came from (src/ksc/trust.ts). */
 export type EventTap = (event: CefdEvent, origin: EventOrigin) => void;
 
-/** Gets a copy of every event (the event after routing, and its frame) for the console's live tail. */
-export type EventTail = (event: CefdEvent, frame: Buffer | undefined) => void;
+/**
+ * The console's recent events (src/console/tail.ts): events decoded on this thread one by
+ * one (after routing, with their frame: a view, copy what you keep), and the events a
+ * decode worker kept of a read (src/workers/recent.ts), already encoded.
+ */
+export interface RecentSink {
+  event(event: CefdEvent, frame: Buffer | undefined): void;
+  block(b: RecentBlock, o: RecentBlockInfo): void;
+}
+
+/** Where a worker's recent block came from; its events' ids are eventId(idPrefix, firstSeq + frame index). */
+export interface RecentBlockInfo {
+  listener: string;
+  receivedMs: number;
+  idPrefix: string;
+  firstSeq: number;
+}
 
 const ALL = 0xffffffff;
 
@@ -104,7 +119,10 @@ export class Pipeline {
   private readonly bootId: string;
   private seq = 0;
   private taps: EventTap[] = [];
-  private tails: EventTail[] = [];
+  /** The console's recent events: the sink, and how many of each read's last events the workers keep. */
+  private recent: RecentSink | null = null;
+  private recentPerRead = 0;
+  private tails: RecentSink['event'][] = [];
   private env: IngestEnv;
   private counts = new FrameCounts();
   private pool: WorkerPool | null = null;
@@ -149,6 +167,7 @@ export class Pipeline {
   useWorkers(pool: WorkerPool | null, version = -1): void {
     this.pool = pool;
     pool?.setWatch(this.watch?.spec ?? null);
+    if (this.recent !== null) pool?.setRecent(this.recentPerRead);
     this.workerVersion = version;
   }
 
@@ -196,22 +215,22 @@ export class Pipeline {
   }
 
   /**
-   * The console's live tail: a copy of every event while it is set. Events are decoded on
-   * this thread while a tail is connected (the copy needs the event and its frame), on the
-   * workers again once the last tail is gone.
+   * The console's recent events (null: none, the default). Events stay on the workers: each
+   * job's result brings the native JSON and frame of its last `perRead` events (Infinity:
+   * all of them, while a live tail is open); events decoded here go to `sink.event`. Call
+   * again to change `perRead`.
    */
-  addTail(tail: EventTail): () => void {
-    this.tails = [...this.tails, tail];
+  setRecent(sink: RecentSink | null, perRead = 0): void {
+    this.recent = sink;
+    this.recentPerRead = sink === null ? 0 : perRead;
+    this.tails = sink === null ? [] : [sink.event];
     this.env = this.makeEnv();
-    return () => {
-      this.tails = this.tails.filter((t) => t !== tail);
-      this.env = this.makeEnv();
-    };
+    this.pool?.setRecent(this.recentPerRead);
   }
 
-  /** Events go to workers when there are (working) workers and nothing watches them. */
+  /** Events go to workers when there are (working) workers and no tap needs the event objects here. */
   get onWorkers(): boolean {
-    return this.opts.receiver !== true && this.pool !== null && !this.pool.broken && this.taps.length === 0 && this.tails.length === 0;
+    return this.opts.receiver !== true && this.pool !== null && !this.pool.broken && this.taps.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {
@@ -448,7 +467,7 @@ export class Pipeline {
       { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data, offsets, truncated: flags },
       (o) => {
         st.inFlight--;
-        st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
+        st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable, firstSeq));
         // Frames gathered while this job was out go now (in order: after it).
         if (st.gathered > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
         this.jobDone(job);
@@ -472,7 +491,7 @@ export class Pipeline {
   }
 
   /** `frames` are the job's frames (views into the socket's chunks), kept for a failure or a redo. */
-  private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
+  private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean, firstSeq: number): void {
     if (this.spill !== null && ctx.state?.spilled === true) {
       // An earlier read of this source was kept for the next start: this one follows it
       // there, decoded or not, so the source's events stay in order.
@@ -525,6 +544,13 @@ export class Pipeline {
     if (r.ksc !== undefined) this.deliver(r.origin, r.ksc);
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
     this.mergeCounts(ctx.listener, ctx.stats, r.counts, ctx.peer);
+    if (r.recent !== undefined && this.recent !== null) {
+      try {
+        this.recent.block(r.recent, { listener: ctx.listener, receivedMs: nowMs, idPrefix: this.bootId, firstSeq });
+      } catch (e) {
+        this.telemetry.repeated('error', 'tap_threw', { err: (e as Error).message }, 'the console\'s recent events failed');
+      }
+    }
   }
 
   private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {

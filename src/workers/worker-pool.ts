@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { InitMessage, JobMessage, ResultMessage, WatchMessage, WorkerReply } from './worker-protocol.js';
+import type { InitMessage, JobMessage, RecentMessage, ResultMessage, WatchMessage, WorkerReply } from './worker-protocol.js';
 import type { KscWatchSpec } from '../ksc/watch.js';
 
 export type JobOutcome = { ok: true; result: ResultMessage } | { ok: false; error: string };
@@ -38,6 +38,7 @@ export class WorkerPool {
   private jobId = 0;
   private initMsg: InitMessage | null = null;
   private watchMsg: WatchMessage | null = null;
+  private recentMsg: RecentMessage | null = null;
   private version = 0;
   private closed = false;
   private deaths: number[] = [];
@@ -87,6 +88,7 @@ export class WorkerPool {
         this.slots[i] = fresh;
         if (this.initMsg !== null) fresh.worker.postMessage(this.initMsg);
         if (this.watchMsg !== null) fresh.worker.postMessage(this.watchMsg);
+        if (this.recentMsg !== null) fresh.worker.postMessage(this.recentMsg);
       }
     };
     worker.on('error', (e) => died(`decode worker failed: ${e.message}`));
@@ -125,6 +127,7 @@ export class WorkerPool {
             s.worker.once('exit', onExit);
             s.worker.postMessage(msg);
             if (this.watchMsg !== null) s.worker.postMessage(this.watchMsg);
+            if (this.recentMsg !== null) s.worker.postMessage(this.recentMsg);
           }),
       ),
     );
@@ -140,6 +143,12 @@ export class WorkerPool {
   setWatch(spec: KscWatchSpec | null): void {
     this.watchMsg = { kind: 'watch', spec };
     for (const s of this.slots) if (!s.dead) s.worker.postMessage(this.watchMsg);
+  }
+
+  /** How many of each job's last events come back for the console (RecentMessage; 0: none). */
+  setRecent(max: number): void {
+    this.recentMsg = { kind: 'recent', max };
+    for (const s of this.slots) if (!s.dead) s.worker.postMessage(this.recentMsg);
   }
 
   /** Sends a job to the next worker; `done` is called once with its outcome. */

@@ -44,7 +44,26 @@ export interface JobMessage {
   truncated: Uint8Array;
 }
 
-export type WorkerMessage = InitMessage | WatchMessage | JobMessage;
+/**
+ * The console's recent events (recent.ts): from now on each result carries the native JSON
+ * and the frame of the job's last `max` events (0: none, the default; Infinity: all).
+ */
+export interface RecentMessage {
+  kind: 'recent';
+  max: number;
+}
+
+export type WorkerMessage = InitMessage | WatchMessage | RecentMessage | JobMessage;
+
+/** The kept events of a job (recent.ts), oldest first. */
+export interface RecentBlock {
+  /** Per event its native JSON, then the first bytes of its frame, back to back. */
+  bytes: ArrayBuffer;
+  /** Per event two offsets: the end of its JSON, the end of its frame (each starts at the end before). */
+  ends: Int32Array;
+  /** Per event the index of its frame in the job (its id: the job's `firstSeq` + index). */
+  frames: Int32Array;
+}
 
 /** The routed events of a job in one encoding, one record per line. */
 export interface EncodedBlock {
@@ -72,6 +91,8 @@ export interface ResultMessage {
   origin: EventOrigin;
   /** What the KSC watch found in these events, when anything. */
   ksc?: KscFindings;
+  /** The console's recent events of the job (only while it asks: RecentMessage). */
+  recent?: RecentBlock;
 }
 
 export type WorkerReply =

@@ -299,6 +299,20 @@ test('live tail: SSE with the session or the bearer token, route filter, search 
   expect((await a.get('/console/api/overview')).json).toMatchObject({ listeners: [{ name: 'tcp', eventsTotal: 4, senders: [{ address: '127.0.0.1', events: 4, quiet: false }] }] });
 });
 
+test('recent events without a tail client: search and detail over the events the workers kept', async () => {
+  d = await startKscDaemon(yaml());
+  const a = new ConsoleAgent(base());
+  await a.login(ADMIN_TOKEN);
+  await sendTcp(d.port('tcp'), [cef(11), cef(12), cef(13)]);
+  await waitFor(async () => ((await a.get('/console/api/events?limit=10')).json!['events'] as unknown[]).length === 3, 10_000, 'three events in memory');
+  const r = await a.get('/console/api/events?text=eicar-12');
+  expect(r.json).toMatchObject({ tailing: false, inMemory: 3 });
+  const [ev] = r.json!['events'] as { id: string }[];
+  const detail = await a.get(`/console/api/events/${ev!.id}`);
+  expect((detail.json!['event'] as { encodings: Record<string, string> }).encodings['raw']).toContain('cs1=EICAR-12');
+  expect((await a.get('/console/api/overview')).json).toMatchObject({ tailClients: 0 });
+});
+
 test('cefd tap streams the live events of a running daemon, with --filter', async () => {
   d = await startKscDaemon(yaml());
   const cfg = join(d.dir, 'tap.yaml');
