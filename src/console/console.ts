@@ -24,7 +24,7 @@ import { VERSION } from '../version.js';
 import { checkConsolePassword, cookies, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
 import { RateHistory, STEP_MS } from './history.js';
 import { SigninLimiter, type SigninLimitOptions } from './signin-limit.js';
-import { TailHub, type RecentAttach, type TailEntry } from './tail.js';
+import { TailHub, type RecentAsk, type RecentAttach, type TailEntry } from './tail.js';
 import { nativeEncoder, type EventOptions } from '../codecs/encoders/native.js';
 
 export interface ConsoleOptions {
@@ -44,6 +44,8 @@ export interface ConsoleOptions {
   outputs: () => string[];
   /** Starts, changes (a tail opened or closed) and stops (null) the recent events (Pipeline.setRecent). */
   recent: RecentAttach;
+  /** Asks the decode workers for their recent events (Pipeline.queryRecent). */
+  askRecent: RecentAsk;
   ksc: () => KscIntegration | undefined;
   /** A refused sign-in (`credentials`, `csrf`, `rate_limited`), for the metrics. */
   onSigninFailure?: (reason: 'credentials' | 'csrf' | 'rate_limited') => void;
@@ -75,7 +77,7 @@ export class Console {
   constructor(private readonly o: ConsoleOptions) {
     this.sessions = new Sessions(o.sessionTtlMs);
     this.limiter = new SigninLimiter(o.signinLimit);
-    this.tail = new TailHub(o.tailEvents, o.tailBytes, o.recent, nativeEncoder(o.event));
+    this.tail = new TailHub(o.tailEvents, o.tailBytes, o.recent, o.askRecent, nativeEncoder(o.event));
     this.tail.start();
     this.history = new RateHistory(o.telemetry);
     this.history.start();
@@ -113,25 +115,25 @@ export class Console {
       {
         method: 'GET',
         path: '/console/api/events',
-        handler: (c) => {
+        handler: async (c) => {
           const limit = Math.min(1000, Math.max(1, Number(c.query.get('limit') ?? 100) || 100));
           const filter = c.query.get('filter') ?? undefined;
           const text = c.query.get('text') ?? undefined;
-          let found: TailEntry[];
+          let found: { entries: TailEntry[]; kept: number };
           try {
-            found = this.tail.search({ ...(filter !== undefined ? { filter } : {}), ...(text !== undefined ? { text } : {}), limit });
+            found = await this.tail.search({ ...(filter !== undefined ? { filter } : {}), ...(text !== undefined ? { text } : {}), limit });
           } catch (e) {
             if (e instanceof FilterSyntaxError) throw new ApiError(400, 'console_bad_filter', e.message);
             throw e;
           }
-          return { status: 200, body: { tailing: this.tail.clientCount > 0, inMemory: this.tail.size, events: found.map((e) => summary(e)) } };
+          return { status: 200, body: { tailing: this.tail.clientCount > 0, inMemory: found.kept, events: found.entries.map((e) => summary(e)) } };
         },
       },
       {
         method: 'GET',
         path: '/console/api/events/:id',
-        handler: (c) => {
-          const e = this.tail.get(c.params['id']!);
+        handler: async (c) => {
+          const e = await this.tail.get(c.params['id']!);
           if (e === undefined) throw new ApiError(404, 'console_not_found', `event ${c.params['id']} is no longer in memory`);
           const ev = JSON.parse(e.json) as CefdEvent;
           const encodings: Record<string, string> = { raw: e.raw };

@@ -1,21 +1,21 @@
 /**
- * The console's recent events and live tail. While the console is on, the pipeline hands
- * this hub (Pipeline.setRecent) the events of every read: from a decode worker as one block
- * of native JSON lines and frames, the last `max` of each read (src/workers/recent.ts),
- * or, for events decoded on the main thread, one by one. The hub keeps the last `max`
- * events, and at most `maxBytes`, in a ring for the Events page's search and detail view;
- * nothing is turned into a string or parsed until someone searches or tails.
+ * The console's recent events and live tail. While the console is on, the decode workers
+ * keep the last `max` events each decoded (src/workers/recent.ts; asked with `query`), and
+ * the pipeline hands this hub the events decoded on the main thread one by one (no workers,
+ * a SQL source, a read decoded again after a reload), of which it keeps the last `max`
+ * (at most `maxBytes`). A search or a detail view asks both and merges the answers, newest
+ * first.
  *
- * While a tail client is connected the workers send every event, not just the last `max`
- * of a read; the hub parses each one for the clients' filters. Events stay on the workers
- * either way.
+ * While a tail client is connected the workers also send every event they decode (a block
+ * per read, native JSON and frame), which the hub parses for the clients' filters. Events
+ * stay on the workers either way.
  */
 import type { CefdEvent } from '../event.js';
 import { compileFilter, type Filter } from '../filter/filter.js';
+import type { RecentBlockInfo, RecentOptions, RecentSink } from '../pipeline/pipeline.js';
 import { eventId } from '../pipeline/ingest.js';
-import type { RecentBlockInfo, RecentSink } from '../pipeline/pipeline.js';
-import type { RecentBlock } from '../workers/worker-protocol.js';
-import { RECENT_RAW_MAX } from '../workers/recent.js';
+import type { RecentBlock, RecentItem, RecentQuery } from '../workers/worker-protocol.js';
+import { matcher, RECENT_RAW_MAX } from '../workers/recent.js';
 
 export interface TailEntry {
   id: string;
@@ -33,13 +33,31 @@ export interface TailClient {
   send(e: TailEntry, event: object): void;
 }
 
-/** How the hub starts, changes and stops what the pipeline sends (Pipeline.setRecent). */
-export type RecentAttach = (sink: RecentSink | null, perRead: number) => void;
+/** How the hub starts, changes and stops what the pipeline keeps and sends (Pipeline.setRecent). */
+export type RecentAttach = (sink: RecentSink | null, o: RecentOptions) => void;
 
-/** A worker's block, or one event decoded on the main thread. */
-type Chunk =
-  | { kind: 'block'; ms: number; listener: string; idPrefix: string; firstSeq: number; buf: Buffer; ends: Int32Array; frames: Int32Array; count: number; bytes: number }
-  | { kind: 'one'; ms: number; listener: string; id: string; event: CefdEvent | undefined; json: string | undefined; raw: Buffer; count: 1; bytes: number };
+/** Asks the decode workers for their recent events (Pipeline.queryRecent). */
+export type RecentAsk = (q: RecentQuery) => Promise<{ items: RecentItem[]; kept: number }>;
+
+/** An event decoded on the main thread. */
+interface Kept {
+  ms: number;
+  seq: number;
+  listener: string;
+  id: string;
+  event: CefdEvent | undefined;
+  json: string | undefined;
+  raw: Buffer;
+  bytes: number;
+}
+
+/** The number in an id of eventId() (the order events were read in); 0 for another id. */
+function seqOf(id: string): number {
+  const n = parseInt(id.slice(id.lastIndexOf('-') + 1), 36);
+  return Number.isSafeInteger(n) ? n : 0;
+}
+
+const newestFirst = (a: RecentItem, b: RecentItem): number => b.ms - a.ms || b.seq - a.seq;
 
 /** A first-in first-out ring of chunks that grows by doubling (evicting from the front is O(1)). */
 class Deque<T> {
@@ -80,8 +98,7 @@ class Deque<T> {
 }
 
 export class TailHub {
-  private readonly chunks = new Deque<Chunk>();
-  private events = 0;
+  private readonly kept = new Deque<Kept>();
   private bytes = 0;
   private readonly clients = new Set<TailClient>();
   private attached = false;
@@ -90,87 +107,70 @@ export class TailHub {
     private readonly max: number,
     private readonly maxBytes: number,
     private readonly attach: RecentAttach,
+    private readonly ask: RecentAsk,
     /** The native encoding (with the configuration's `event` options). */
     private readonly encode: (e: CefdEvent) => string = (e) => JSON.stringify(e),
   ) {}
 
-  /** Starts the ring (the console is on). */
+  /** Starts keeping events (the console is on). */
   start(): void {
     this.attached = true;
-    this.attach(this.sink, this.perRead());
+    this.attach(this.sink, this.options());
   }
 
   get clientCount(): number {
     return this.clients.size;
   }
 
-  /** Events in memory now. */
-  get size(): number {
-    return Math.min(this.events, this.max);
-  }
-
-  private perRead(): number {
-    return this.clients.size > 0 ? Infinity : this.max;
+  private options(): RecentOptions {
+    return { max: this.max, bytes: this.maxBytes, all: this.clients.size > 0 };
   }
 
   subscribe(c: TailClient): () => void {
     this.clients.add(c);
-    if (this.clients.size === 1 && this.attached) this.attach(this.sink, this.perRead());
+    if (this.clients.size === 1 && this.attached) this.attach(this.sink, this.options());
     return () => {
       if (!this.clients.delete(c)) return;
-      if (this.clients.size === 0 && this.attached) this.attach(this.sink, this.perRead());
+      if (this.clients.size === 0 && this.attached) this.attach(this.sink, this.options());
     };
   }
 
   close(): void {
     this.clients.clear();
-    if (this.attached) this.attach(null, 0);
+    if (this.attached) this.attach(null, { max: 0, bytes: 0, all: false });
     this.attached = false;
-    this.chunks.clear();
-    this.events = 0;
+    this.kept.clear();
     this.bytes = 0;
   }
 
   private readonly sink: RecentSink = {
     event: (event, frame) => {
       const raw = frame === undefined ? Buffer.alloc(0) : Buffer.from(frame.subarray(0, RECENT_RAW_MAX));
-      const c: Chunk = { kind: 'one', ms: Date.now(), listener: String(event.listener), id: String(event.id), event, json: undefined, raw, count: 1, bytes: raw.length * 4 + 256 };
-      this.add(c);
-      if (this.clients.size > 0) this.publish(this.entryOf(c, 0), event);
+      const id = String(event.id);
+      const k: Kept = { ms: Date.now(), seq: seqOf(id), listener: String(event.listener), id, event, json: undefined, raw, bytes: raw.length * 4 + 256 };
+      this.kept.push(k);
+      this.bytes += k.bytes;
+      while (this.kept.size > this.max || (this.bytes > this.maxBytes && this.kept.size > 1)) this.bytes -= this.kept.shift()!.bytes;
+      if (this.clients.size > 0) this.publish(this.itemOf(k), event);
     },
     block: (b: RecentBlock, o: RecentBlockInfo) => {
+      if (this.clients.size === 0) return;
       const buf = Buffer.from(b.bytes);
-      const count = b.frames.length;
-      const c: Chunk = { kind: 'block', ms: o.receivedMs, listener: o.listener, idPrefix: o.idPrefix, firstSeq: o.firstSeq, buf, ends: b.ends, frames: b.frames, count, bytes: buf.length + 8 * count + 128 };
-      this.add(c);
-      if (this.clients.size > 0) {
-        for (let j = 0; j < count; j++) {
-          const e = this.entryOf(c, j);
-          let ev: object;
-          try {
-            ev = JSON.parse(e.json) as object;
-          } catch {
-            continue;
-          }
-          this.publish(e, ev);
+      for (let j = 0; j < b.frames.length; j++) {
+        const start = j === 0 ? 0 : b.ends[2 * j - 1]!;
+        const jsonEnd = b.ends[2 * j]!;
+        const seq = o.firstSeq + b.frames[j]!;
+        const e: TailEntry = { id: eventId(o.idPrefix, seq), ms: o.receivedMs, listener: o.listener, json: buf.toString('utf8', start, jsonEnd), raw: buf.toString('utf8', jsonEnd, b.ends[2 * j + 1]!) };
+        let ev: object;
+        try {
+          ev = JSON.parse(e.json) as object;
+        } catch {
+          continue;
         }
+        this.publish(e, ev);
       }
     },
   };
-
-  private add(c: Chunk): void {
-    this.chunks.push(c);
-    this.events += c.count;
-    this.bytes += c.bytes;
-    // Whole chunks go once the rest still holds `max` events (or the bytes are over).
-    while (this.chunks.size > 1) {
-      const first = this.chunks.at(0);
-      if (this.events - first.count < this.max && this.bytes <= this.maxBytes) break;
-      this.chunks.shift();
-      this.events -= first.count;
-      this.bytes -= first.bytes;
-    }
-  }
 
   private publish(e: TailEntry, event: object): void {
     for (const c of this.clients) {
@@ -178,63 +178,46 @@ export class TailHub {
     }
   }
 
-  private idOf(c: Chunk, j: number): string {
-    return c.kind === 'one' ? c.id : eventId(c.idPrefix, c.firstSeq + c.frames[j]!);
-  }
-
-  private entryOf(c: Chunk, j: number): TailEntry {
-    if (c.kind === 'one') {
-      if (c.json === undefined) {
-        try {
-          c.json = this.encode(c.event!);
-        } catch (e) {
-          c.json = JSON.stringify({ id: c.id, listener: c.listener, error: `cannot encode: ${(e as Error).message}` });
-        }
-        c.event = undefined;
+  private itemOf(k: Kept): RecentItem {
+    if (k.json === undefined) {
+      try {
+        k.json = this.encode(k.event!);
+      } catch (e) {
+        k.json = JSON.stringify({ id: k.id, listener: k.listener, error: `cannot encode: ${(e as Error).message}` });
       }
-      return { id: c.id, ms: c.ms, listener: c.listener, json: c.json, raw: c.raw.toString('utf8') };
+      k.event = undefined;
     }
-    const start = j === 0 ? 0 : c.ends[2 * j - 1]!;
-    const jsonEnd = c.ends[2 * j]!;
-    return { id: this.idOf(c, j), ms: c.ms, listener: c.listener, json: c.buf.toString('utf8', start, jsonEnd), raw: c.buf.toString('utf8', jsonEnd, c.ends[2 * j + 1]!) };
+    return { id: k.id, seq: k.seq, ms: k.ms, listener: k.listener, json: k.json, raw: k.raw.toString('utf8') };
   }
 
-  /** Newest first, at most `max`, materialized one by one. */
-  private *walk(): Generator<{ c: Chunk; j: number }> {
-    let n = 0;
-    for (let i = this.chunks.size - 1; i >= 0; i--) {
-      const c = this.chunks.at(i);
-      for (let j = c.count - 1; j >= 0; j--) {
-        if (n++ >= this.max) return;
-        yield { c, j };
-      }
+  /** The main thread's own recent events that match `q`, newest first. */
+  private local(q: RecentQuery): RecentItem[] {
+    const test = q.id === undefined ? matcher(q) : undefined;
+    const out: RecentItem[] = [];
+    for (let i = this.kept.size - 1; i >= 0 && out.length < q.limit; i--) {
+      const k = this.kept.at(i);
+      if (q.id !== undefined && k.id !== q.id) continue;
+      const item = this.itemOf(k);
+      if (test !== undefined && !test(item.json, item.raw)) continue;
+      out.push(item);
     }
-  }
-
-  /** Newest first. */
-  entries(): TailEntry[] {
-    const out: TailEntry[] = [];
-    for (const { c, j } of this.walk()) out.push(this.entryOf(c, j));
     return out;
   }
 
-  get(id: string): TailEntry | undefined {
-    for (const { c, j } of this.walk()) if (this.idOf(c, j) === id) return this.entryOf(c, j);
-    return undefined;
+  /**
+   * Recent events that pass `filter` and contain `text` (case-insensitive, in the frame or
+   * the JSON), newest first, and how many are kept. Throws FilterSyntaxError for a bad filter.
+   */
+  async search(o: { filter?: string; text?: string; limit: number }): Promise<{ entries: TailEntry[]; kept: number }> {
+    if (o.filter !== undefined && o.filter.trim() !== '') compileFilter(o.filter);
+    const q: RecentQuery = { limit: o.limit, ...(o.filter !== undefined ? { filter: o.filter } : {}), ...(o.text !== undefined ? { text: o.text } : {}) };
+    const far = await this.ask(q);
+    const items = [...far.items, ...this.local(q)].sort(newestFirst).slice(0, o.limit);
+    return { entries: items.map(({ id, ms, listener, json, raw }) => ({ id, ms, listener, json, raw })), kept: far.kept + this.kept.size };
   }
 
-  /** Events in memory that pass `filter` and contain `text` (case-insensitive, in the frame or the JSON); newest first. */
-  search(o: { filter?: string; text?: string; limit: number }): TailEntry[] {
-    const f = o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined;
-    const t = o.text?.toLowerCase();
-    const out: TailEntry[] = [];
-    for (const { c, j } of this.walk()) {
-      const e = this.entryOf(c, j);
-      if (t !== undefined && t !== '' && !e.raw.toLowerCase().includes(t) && !e.json.toLowerCase().includes(t)) continue;
-      if (f !== undefined && !f.test(JSON.parse(e.json) as CefdEvent)) continue;
-      out.push(e);
-      if (out.length >= o.limit) break;
-    }
-    return out;
+  async get(id: string): Promise<TailEntry | undefined> {
+    const here = this.local({ id, limit: 1 })[0] ?? (await this.ask({ id, limit: 1 })).items[0];
+    return here === undefined ? undefined : { id: here.id, ms: here.ms, listener: here.listener, json: here.json, raw: here.raw };
   }
 }

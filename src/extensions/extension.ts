@@ -9,7 +9,8 @@ import type { Config } from '../config/types.js';
 import type { CefdEvent, EventOrigin } from '../event.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { FindingsHandler, KscWatchSpec } from '../ksc/watch.js';
-import type { RecentSink } from '../pipeline/pipeline.js';
+import type { RecentOptions, RecentSink } from '../pipeline/pipeline.js';
+import type { RecentItem, RecentQuery } from '../workers/worker-protocol.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -29,10 +30,12 @@ export interface DaemonContext {
    */
   watchEvents(spec: KscWatchSpec | null, onFindings: FindingsHandler): void;
   /**
-   * The console's recent events (Pipeline.setRecent): the decode workers keep each read's
-   * last `perRead` events (Infinity: all) and hand them to `sink` encoded; null stops it.
+   * The console's recent events (Pipeline.setRecent): kept by the decode workers (queried
+   * with `queryRecent`), events decoded on the main thread to `sink.event`, and while `all`
+   * every event to `sink.block`; null stops it.
    */
-  recentEvents?(sink: RecentSink | null, perRead: number): void;
+  recentEvents?(sink: RecentSink | null, o: RecentOptions): void;
+  queryRecent?(q: RecentQuery): Promise<{ items: RecentItem[]; kept: number }>;
   /** Decode worker threads in use (0: decoding on the main thread). */
   workers?(): number;
 }

@@ -560,7 +560,8 @@ export class KscExtension implements DaemonExtension {
           log: this.log.child({ component: 'console' }),
           workers: () => ctx.workers?.() ?? 0,
           outputs: () => c.outputs.map((o) => o.name),
-          recent: (sink, perRead) => ctx.recentEvents?.(sink, perRead),
+          recent: (sink, o) => ctx.recentEvents?.(sink, o),
+          askRecent: (q) => ctx.queryRecent?.(q) ?? Promise.resolve({ items: [], kept: 0 }),
           ksc: () => self.k,
           onSigninFailure: (reason) => this.metrics!.add(this.metrics!.signinFailures, reason),
         })

@@ -34,7 +34,7 @@ import type { Normalizer } from './normalize.js';
 import { processRecords } from './records.js';
 import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
-import type { RecentBlock, ResultMessage } from '../workers/worker-protocol.js';
+import type { RecentBlock, RecentItem, RecentQuery, ResultMessage } from '../workers/worker-protocol.js';
 import type { SpilledRead } from './spill.js';
 
 /** What a source knows about where a frame came from. */
@@ -83,12 +83,23 @@ export type EventTap = (event: CefdEvent, origin: EventOrigin) => void;
 
 /**
  * The console's recent events (src/console/tail.ts): events decoded on this thread one by
- * one (after routing, with their frame: a view, copy what you keep), and the events a
- * decode worker kept of a read (src/workers/recent.ts), already encoded.
+ * one (after routing, with their frame: a view, copy what you keep); and, while a live tail
+ * is open, every event a decode worker decoded, a block per read, already encoded
+ * (src/workers/recent.ts). The workers keep their own recent events: see queryRecent.
  */
 export interface RecentSink {
   event(event: CefdEvent, frame: Buffer | undefined): void;
   block(b: RecentBlock, o: RecentBlockInfo): void;
+}
+
+/** What the decode workers keep for the console (Pipeline.setRecent). */
+export interface RecentOptions {
+  /** Events each worker keeps (0: none). */
+  max: number;
+  /** Bytes of their frames, shared among the workers. */
+  bytes: number;
+  /** A live tail is open: every event comes to RecentSink.block. */
+  all: boolean;
 }
 
 /** Where a worker's recent block came from; its events' ids are eventId(idPrefix, firstSeq + frame index). */
@@ -119,9 +130,9 @@ export class Pipeline {
   private readonly bootId: string;
   private seq = 0;
   private taps: EventTap[] = [];
-  /** The console's recent events: the sink, and how many of each read's last events the workers keep. */
+  /** The console's recent events: the sink, and what the workers keep. */
   private recent: RecentSink | null = null;
-  private recentPerRead = 0;
+  private recentOpts: RecentOptions = { max: 0, bytes: 0, all: false };
   private tails: RecentSink['event'][] = [];
   private env: IngestEnv;
   private counts = new FrameCounts();
@@ -167,7 +178,7 @@ export class Pipeline {
   useWorkers(pool: WorkerPool | null, version = -1): void {
     this.pool = pool;
     pool?.setWatch(this.watch?.spec ?? null);
-    if (this.recent !== null) pool?.setRecent(this.recentPerRead);
+    if (this.recent !== null) this.postRecent();
     this.workerVersion = version;
   }
 
@@ -215,17 +226,30 @@ export class Pipeline {
   }
 
   /**
-   * The console's recent events (null: none, the default). Events stay on the workers: each
-   * job's result brings the native JSON and frame of its last `perRead` events (Infinity:
-   * all of them, while a live tail is open); events decoded here go to `sink.event`. Call
-   * again to change `perRead`.
+   * The console's recent events (null: none, the default). Events stay on the workers, and
+   * each keeps its last `max` events and `bytes` (shared among the workers) of their frames
+   * for queryRecent; with `all` (a live tail is open) every event also comes to
+   * `sink.block`. Events decoded here go to `sink.event`. Call again to change the options.
    */
-  setRecent(sink: RecentSink | null, perRead = 0): void {
+  setRecent(sink: RecentSink | null, o: RecentOptions = { max: 0, bytes: 0, all: false }): void {
     this.recent = sink;
-    this.recentPerRead = sink === null ? 0 : perRead;
+    this.recentOpts = sink === null ? { max: 0, bytes: 0, all: false } : o;
     this.tails = sink === null ? [] : [sink.event];
     this.env = this.makeEnv();
-    this.pool?.setRecent(this.recentPerRead);
+    this.postRecent();
+  }
+
+  private postRecent(): void {
+    const p = this.pool;
+    if (p === null) return;
+    const o = this.recentOpts;
+    p.setRecent(o.max, Math.floor(o.bytes / Math.max(1, p.threads)), o.all);
+  }
+
+  /** The recent events the decode workers keep that match `q` (none without workers). */
+  queryRecent(q: RecentQuery): Promise<{ items: RecentItem[]; kept: number }> {
+    if (this.pool === null || this.recent === null) return Promise.resolve({ items: [], kept: 0 });
+    return this.pool.queryRecent(q);
   }
 
   /** Events go to workers when there are (working) workers and no tap needs the event objects here. */

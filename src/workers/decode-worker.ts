@@ -12,7 +12,7 @@ import { loadChain, type Normalizer } from '../pipeline/normalize.js';
 import { compileRoutes } from '../pipeline/router.js';
 import { KscWatch } from '../ksc/watch.js';
 import { RecentKeeper } from './recent.js';
-import type { EncodedBlock, InitMessage, JobMessage, ResultMessage, WorkerMessage } from './worker-protocol.js';
+import type { EncodedBlock, InitMessage, JobMessage, RecentItem, ResultMessage, WorkerMessage } from './worker-protocol.js';
 
 let env: IngestEnv = { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([]) };
 let watch: KscWatch | undefined;
@@ -73,11 +73,11 @@ function run(m: JobMessage): ResultMessage {
   const encoded: string[] = new Array<string>(ne);
   let deadCount = 0;
   const keep = recent.max > 0;
-  if (keep) recent.begin(n);
+  if (keep) recent.begin(m.nowMs, m.listener, m.idPrefix, m.firstSeq);
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
     const r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), env, counts, encoded, m.tlsFingerprint);
-    if (keep) recent.after(i, r, encoded);
+    if (keep) recent.after(i, r, encoded, frame);
     if (typeof r !== 'number') {
       dead.writeLine(r.dead);
       deadCount++;
@@ -114,9 +114,9 @@ function run(m: JobMessage): ResultMessage {
   };
   const found = watch?.take();
   if (found !== undefined) res.ksc = found;
-  if (keep) {
-    const kept = recent.finish(data, m.offsets);
-    if (kept !== undefined) res.recent = kept;
+  if (keep && recent.all) {
+    const all = recent.finish();
+    if (all !== undefined) res.recent = all;
   }
   return res;
 }
@@ -137,8 +137,18 @@ if (parentPort !== null) {
         return;
       }
       if (m.kind === 'recent') {
-        recent.max = m.max;
+        recent.set(m.max, m.bytes, m.all);
         env = { ...env, tails: tails() };
+        return;
+      }
+      if (m.kind === 'recent_query') {
+        let found: { items: RecentItem[]; kept: number } = { items: [], kept: 0 };
+        try {
+          found = recent.query(m.query);
+        } catch {
+          // A filter the main thread compiled already: it cannot fail here.
+        }
+        port.postMessage({ kind: 'recent_items', reqId: m.reqId, ...found });
         return;
       }
       if (m.kind === 'watch') {

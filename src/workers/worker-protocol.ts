@@ -45,17 +45,48 @@ export interface JobMessage {
 }
 
 /**
- * The console's recent events (recent.ts): from now on each result carries the native JSON
- * and the frame of the job's last `max` events (0: none, the default; Infinity: all).
+ * The console's recent events (recent.ts): keep the last `max` events decoded (0: none, the
+ * default) and `bytes` of their frames; `all`: a live tail is open, results carry every
+ * event of their job (ResultMessage.recent).
  */
 export interface RecentMessage {
   kind: 'recent';
   max: number;
+  bytes: number;
+  all: boolean;
 }
 
-export type WorkerMessage = InitMessage | WatchMessage | RecentMessage | JobMessage;
+/** What the console looks for among the recent events: one id, or text and a filter. */
+export interface RecentQuery {
+  id?: string;
+  text?: string;
+  filter?: string;
+  limit: number;
+}
 
-/** The kept events of a job (recent.ts), oldest first. */
+export interface RecentQueryMessage {
+  kind: 'recent_query';
+  reqId: number;
+  query: RecentQuery;
+}
+
+/** A recent event as a query answers it. */
+export interface RecentItem {
+  id: string;
+  /** Its number since boot (the order events were read in). */
+  seq: number;
+  /** When its read arrived (ms). */
+  ms: number;
+  listener: string;
+  /** The native JSON. */
+  json: string;
+  /** The frame as text (its first 64 KiB; empty when the frame's bytes were overwritten). */
+  raw: string;
+}
+
+export type WorkerMessage = InitMessage | WatchMessage | RecentMessage | RecentQueryMessage | JobMessage;
+
+/** Every event of a job while a live tail is open (recent.ts), oldest first. */
 export interface RecentBlock {
   /** Per event its native JSON, then the first bytes of its frame, back to back. */
   bytes: ArrayBuffer;
@@ -91,7 +122,7 @@ export interface ResultMessage {
   origin: EventOrigin;
   /** What the KSC watch found in these events, when anything. */
   ksc?: KscFindings;
-  /** The console's recent events of the job (only while it asks: RecentMessage). */
+  /** Every event of the job, while a live tail is open (RecentMessage.all). */
   recent?: RecentBlock;
 }
 
@@ -99,4 +130,5 @@ export type WorkerReply =
   | ResultMessage
   | { kind: 'ready'; version: number }
   | { kind: 'init_failed'; version: number; error: string }
-  | { kind: 'job_failed'; jobId: number; error: string };
+  | { kind: 'job_failed'; jobId: number; error: string }
+  | { kind: 'recent_items'; reqId: number; items: RecentItem[]; kept: number };

@@ -1,9 +1,9 @@
 /**
- * The console's recent events (src/console/tail.ts) fed by real decode workers
- * (src/workers/recent.ts) and by the main thread: the ring fills with no tail client and
- * without taking the events off the workers, keeps the last `max` (and at most `maxBytes`),
- * carries the native JSON whether or not an output uses the native encoding, and a tail
- * client gets every event, filtered, from the same path. Off, nothing is kept.
+ * The console's recent events (src/console/tail.ts) kept by real decode workers
+ * (src/workers/recent.ts) and by the main thread: they are kept with no tail client and
+ * without taking the events off the workers, the last `max` (their frames within
+ * `maxBytes`), with the native JSON whether or not an output uses the native encoding; a
+ * tail client gets every event, filtered, with the same ids. Off, nothing is kept.
  */
 import { afterEach, expect, test } from 'vitest';
 import { Pipeline, type SourceContext } from '../../src/pipeline/pipeline.js';
@@ -65,75 +65,93 @@ async function setup(workers: number, routes: RouteSpec[]) {
 }
 
 const hosts = (es: TailEntry[]) => es.map((e) => (JSON.parse(e.json) as { cef: { extensions: { destinationHostName: string } } }).cef.extensions.destinationHostName);
+const newest = (n: number, last: number) => Array.from({ length: n }, (_, i) => `WS-${last - i}`);
+
+function hub(pipeline: Pipeline, max: number, bytes = 1 << 20): TailHub {
+  const h = new TailHub(max, bytes, (s, o) => pipeline.setRecent(s, o), (q) => pipeline.queryRecent(q));
+  h.start();
+  return h;
+}
 
 for (const workers of [2, 0]) {
   for (const [what, routes] of [
     ['a native output', [{}]],
     ['only an ecs output', [{ encoding: { codec: 'ecs' } }]],
   ] as [string, RouteSpec[]][]) {
-    test(`the ring fills without a tail client: the last max events, native JSON and frame (decode_workers ${workers}, ${what})`, async () => {
+    test(`recent events without a tail client: the last max, native JSON and frame (decode_workers ${workers}, ${what})`, async () => {
       const { pipeline, out, send } = await setup(workers, routes);
-      const hub = new TailHub(10, 1 << 20, (s, n) => pipeline.setRecent(s, n));
-      hub.start();
+      const h = hub(pipeline, 10);
       await send(3, 7);
       expect(out.records).toBe(21);
       // Events were decoded where they would be without the console.
       expect(pipeline.onWorkers).toBe(workers > 0);
-      const all = hub.entries();
-      expect(all).toHaveLength(10);
-      expect(hub.size).toBe(10);
-      expect(hosts(all)).toEqual(Array.from({ length: 10 }, (_, i) => `WS-${20 - i}`));
-      const newest = all[0]!;
-      expect(newest.raw).toBe(frame(20));
-      expect(newest.listener).toBe('tcp');
-      expect(JSON.parse(newest.json)).toMatchObject({ id: newest.id, listener: 'tcp', peer: '127.0.0.1:40001', cef: { deviceEventClassId: 'GNRL_EV_VIRUS_FOUND' } });
-      if (routes[0]!.encoding === undefined) expect(out.lines.at(-1)).toBe(newest.json);
-      // Detail and search by id, text and filter.
-      expect(hub.get(all[4]!.id)?.raw).toBe(frame(16));
-      expect(hub.get('nope')).toBeUndefined();
-      expect(hub.search({ text: 'eicar-13', limit: 5 }).map((e) => e.raw)).toEqual([frame(13)]);
-      expect(hosts(hub.search({ filter: 'cef.extensions.destinationHostName == "WS-12"', limit: 5 }))).toEqual(['WS-12']);
-      expect(hub.search({ text: 'eicar-3 ', limit: 5 })).toEqual([]);
-      // Off: nothing more is kept.
-      hub.close();
+      const { entries, kept } = await h.search({ limit: 100 });
+      // Each worker keeps its last 10: the reads go round, 14 events to one (10 kept), 7 to the
+      // other; together they hold the last 10 at least.
+      expect(kept).toBe(workers > 0 ? 17 : 10);
+      expect(entries).toHaveLength(kept);
+      expect(hosts(entries.slice(0, 10))).toEqual(newest(10, 20));
+      const first = entries[0]!;
+      expect(first.raw).toBe(frame(20));
+      expect(first.listener).toBe('tcp');
+      expect(JSON.parse(first.json)).toMatchObject({ id: first.id, listener: 'tcp', peer: '127.0.0.1:40001', cef: { deviceEventClassId: 'GNRL_EV_VIRUS_FOUND' } });
+      if (routes[0]!.encoding === undefined) expect(out.lines.at(-1)).toBe(first.json);
+      // Detail by id, search by text and filter.
+      expect((await h.get(entries[4]!.id))?.raw).toBe(frame(16));
+      expect(await h.get('nope')).toBeUndefined();
+      expect((await h.search({ text: 'eicar-13', limit: 5 })).entries.map((e) => e.raw)).toEqual([frame(13)]);
+      expect(hosts((await h.search({ filter: 'cef.extensions.destinationHostName == "WS-12"', limit: 5 })).entries)).toEqual(['WS-12']);
+      expect(hosts((await h.search({ text: 'virus found', limit: 3 })).entries)).toEqual(newest(3, 20));
+      expect((await h.search({ text: 'eicar-3 ', limit: 5 })).entries).toEqual([]);
+      await expect(h.search({ filter: '((', limit: 5 })).rejects.toThrow();
+      // Off: nothing is kept any more.
+      h.close();
       await send(1, 3);
-      expect(hub.entries()).toEqual([]);
+      expect(await h.search({ limit: 100 })).toEqual({ entries: [], kept: 0 });
     });
   }
 
   test(`a tail client gets every event, filtered, while the events stay where they are decoded (decode_workers ${workers})`, async () => {
     const { pipeline, send } = await setup(workers, [{}]);
-    const hub = new TailHub(5, 1 << 20, (s, n) => pipeline.setRecent(s, n));
-    hub.start();
+    const h = hub(pipeline, 5);
     const got: string[] = [];
     const every: string[] = [];
-    const off = hub.subscribe({ filter: compileFilter('cef.extensions.destinationHostName == "WS-3" or cef.extensions.destinationHostName == "WS-17"'), send: (e) => got.push(e.raw) });
-    const off2 = hub.subscribe({ filter: undefined, send: (e) => every.push(e.id) });
+    const off = h.subscribe({ filter: compileFilter('cef.extensions.destinationHostName == "WS-3" or cef.extensions.destinationHostName == "WS-17"'), send: (e) => got.push(e.raw) });
+    const off2 = h.subscribe({ filter: undefined, send: (e) => every.push(e.id) });
     await send(2, 10);
     expect(pipeline.onWorkers).toBe(workers > 0);
     expect(got).toEqual([frame(3), frame(17)]);
     expect(every).toHaveLength(20);
     expect(new Set(every).size).toBe(20);
-    // The ring still holds only the last 5.
-    expect(hosts(hub.entries())).toEqual(['WS-19', 'WS-18', 'WS-17', 'WS-16', 'WS-15']);
+    // The ids the tail saw are the ids a search finds.
+    expect((await h.search({ limit: 1 })).entries[0]!.id).toBe(every.at(-1));
     off();
     off2();
     await send(1, 10);
     expect(got).toHaveLength(2);
-    expect(hosts(hub.entries())).toEqual(['WS-29', 'WS-28', 'WS-27', 'WS-26', 'WS-25']);
-    hub.close();
+    expect(hosts((await h.search({ limit: 5 })).entries)).toEqual(newest(5, 29));
+    h.close();
+  });
+
+  test(`the frames kept are bounded by bytes (decode_workers ${workers})`, async () => {
+    const { pipeline, send } = await setup(workers, [{}]);
+    const h = hub(pipeline, 1000, 4096);
+    await send(20, 5);
+    const { entries } = await h.search({ limit: 1000 });
+    expect(entries[0]!.raw).toBe(frame(99));
+    if (workers > 0) {
+      // Each worker keeps its 1000 events, but only the newest frames (2 KiB each): older frames read as empty.
+      expect(entries).toHaveLength(100);
+      const withRaw = entries.filter((e) => e.raw !== '').length;
+      expect(withRaw).toBeGreaterThan(2);
+      expect(withRaw).toBeLessThan(40);
+      expect(entries.at(-1)!.raw).toBe('');
+    } else {
+      // On the main thread whole events go.
+      expect(entries.length).toBeGreaterThan(0);
+      expect(entries.length).toBeLessThan(20);
+      expect(entries.every((e) => e.raw !== '')).toBe(true);
+    }
+    h.close();
   });
 }
-
-test('the ring holds at most maxBytes: the oldest reads go first', async () => {
-  const { pipeline, send } = await setup(2, [{}]);
-  const hub = new TailHub(1000, 4096, (s, n) => pipeline.setRecent(s, n));
-  hub.start();
-  await send(20, 5);
-  const n = hub.entries().length;
-  expect(n).toBeGreaterThan(0);
-  expect(n).toBeLessThan(100);
-  // The newest are the ones kept.
-  expect(hosts(hub.entries()).at(0)).toBe('WS-99');
-  hub.close();
-});
