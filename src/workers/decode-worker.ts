@@ -73,11 +73,11 @@ function run(m: JobMessage): ResultMessage {
   const encoded: string[] = new Array<string>(ne);
   let deadCount = 0;
   const keep = recent.max > 0;
-  if (keep) recent.begin(m.nowMs, m.listener, m.idPrefix, m.firstSeq);
+  if (keep) recent.begin(m.nowMs, m.listener, m.idPrefix, m.firstSeq, recent.nativeEncoder >= 0 ? outs[recent.nativeEncoder] : undefined);
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
     const r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), env, counts, encoded, m.tlsFingerprint);
-    if (keep) recent.after(i, r, encoded, frame);
+    if (keep) recent.after(i, r);
     if (typeof r !== 'number') {
       dead.writeLine(r.dead);
       deadCount++;
@@ -114,8 +114,8 @@ function run(m: JobMessage): ResultMessage {
   };
   const found = watch?.take();
   if (found !== undefined) res.ksc = found;
-  if (keep && recent.all) {
-    const all = recent.finish();
+  if (keep) {
+    const all = recent.finish(data, m.offsets);
     if (all !== undefined) res.recent = all;
   }
   return res;
