@@ -212,7 +212,17 @@ export class TailHub {
     if (o.filter !== undefined && o.filter.trim() !== '') compileFilter(o.filter);
     const q: RecentQuery = { limit: o.limit, ...(o.filter !== undefined ? { filter: o.filter } : {}), ...(o.text !== undefined ? { text: o.text } : {}) };
     const far = await this.ask(q);
-    const items = [...far.items, ...this.local(q)].sort(newestFirst).slice(0, o.limit);
+    // A read a worker decoded under an older configuration is decoded again here (a reload):
+    // its events may be in both places.
+    const seen = new Set<string>();
+    const items = [...far.items, ...this.local(q)]
+      .sort(newestFirst)
+      .filter((x) => {
+        if (seen.has(x.id)) return false;
+        seen.add(x.id);
+        return true;
+      })
+      .slice(0, o.limit);
     return { entries: items.map(({ id, ms, listener, json, raw }) => ({ id, ms, listener, json, raw })), kept: far.kept + this.kept.size };
   }
 

@@ -96,7 +96,7 @@ export interface RecentSink {
 export interface RecentOptions {
   /** Events each worker keeps (0: none). */
   max: number;
-  /** Bytes of their frames, shared among the workers. */
+  /** Bytes they may take (native JSON and frames), shared among the workers. */
   bytes: number;
   /** A live tail is open: every event comes to RecentSink.block. */
   all: boolean;
@@ -227,8 +227,7 @@ export class Pipeline {
 
   /**
    * The console's recent events (null: none, the default). Events stay on the workers, and
-   * each keeps its last `max` events and `bytes` (shared among the workers) of their frames
-   * for queryRecent; with `all` (a live tail is open) every event also comes to
+   * each keeps its last `max` events within its share of `bytes` for queryRecent; with `all` (a live tail is open) every event also comes to
    * `sink.block`. Events decoded here go to `sink.event`. Call again to change the options.
    */
   setRecent(sink: RecentSink | null, o: RecentOptions = { max: 0, bytes: 0, all: false }): void {
