@@ -265,12 +265,13 @@ test('tasks start honours ksc.task_run_blocking from --config: a run without new
   expect((await ksc(['assets', 'sync'])).code).toBe(0);
   const all = json(await ksc(['assets', 'list', '--json']))['assets'] as { id: string; kscHostId: string }[];
   const ws = all.find((a) => a.kscHostId === WS42)!;
-  writeFileSync(join(dir, 'short.yaml'), 'ksc:\n  task_run_blocking: 1s\n');
+  // 5 s: wide enough that the second start below (a CLI process start) lands inside it on a loaded machine.
+  writeFileSync(join(dir, 'short.yaml'), 'ksc:\n  task_run_blocking: 5s\n');
   const start = (extra: string[] = []) => ksc(['tasks', 'start', '--asset', ws.id, '--task', 'KUMA Update (Windows)', '--json', ...extra]);
   expect((await start(['--config', join(dir, 'short.yaml')])).code).toBe(0);
   // At once: the run is still requested, so both settings block.
   expect(json(await start(['--config', join(dir, 'short.yaml')]))).toMatchObject({ error: { code: 'ksc_task_running' } });
-  await new Promise((r) => setTimeout(r, 1_200));
+  await new Promise((r) => setTimeout(r, 5_200));
   // Without the configuration the default (6 h) still blocks; with it, the run is stale.
   expect(json(await start())).toMatchObject({ error: { code: 'ksc_task_running' } });
   const again = await start(['--config', join(dir, 'short.yaml')]);
