@@ -11,7 +11,8 @@ import { FrameCounts, eventId, processFrame, type IngestEnv } from '../pipeline/
 import { loadChain, type Normalizer } from '../pipeline/normalize.js';
 import { compileRoutes } from '../pipeline/router.js';
 import { KscWatch } from '../ksc/watch.js';
-import type { EncodedBlock, InitMessage, JobMessage, ResultMessage, WorkerMessage } from './worker-protocol.js';
+import { RecentKeeper } from './recent.js';
+import type { EncodedBlock, InitMessage, JobMessage, RecentItem, ResultMessage, WorkerMessage } from './worker-protocol.js';
 import type { EventOrigin } from '../event.js';
 import type { KscFindings } from '../ksc/watch.js';
 
@@ -19,12 +20,16 @@ let env: IngestEnv = { defaultZone: 'UTC', includeRaw: false, routes: compileRou
 let watch: KscWatch | undefined;
 let chains = new Map<string, Normalizer[]>();
 let version = -1;
+/** The console's recent events (off unless a RecentMessage asks). */
+const recent = new RecentKeeper();
+const tails = (): IngestEnv['tails'] => (recent.max > 0 ? [recent.tail] : undefined);
 
 async function init(m: InitMessage): Promise<void> {
   const routes = compileRoutes(m.routes, m.event);
   const next = new Map<string, Normalizer[]>();
   for (const [listener, specs] of Object.entries(m.chains)) next.set(listener, await loadChain(specs, m.baseDir));
-  env = { defaultZone: m.defaultZone, includeRaw: m.includeRaw, routes, watch };
+  env = { defaultZone: m.defaultZone, includeRaw: m.includeRaw, routes, watch, tails: tails() };
+  recent.configure(routes, m.event);
   chains = next;
   version = m.version;
 }
@@ -70,6 +75,11 @@ function run(m: JobMessage): ResultMessage {
   const encoded: string[] = new Array<string>(ne);
   let deadCount = 0;
   const carried = m.carried;
+  // The console's recent events know an event by the job's id prefix and sequence: jobs
+  // with carried ids are not kept (the pipeline decodes them on the main thread while the
+  // console wants recent events).
+  const keep = recent.max > 0 && carried === undefined;
+  if (keep) recent.begin(m.nowMs, m.listener, m.idPrefix, m.firstSeq, recent.nativeEncoder >= 0 ? outs[recent.nativeEncoder] : undefined);
   // Carried facts: the KSC watch's findings are taken at each change of origin, so each
   // batch of findings goes with the origin (listener, peer) its events came from.
   let findings: { origin: EventOrigin; ksc: KscFindings }[] | undefined;
@@ -92,6 +102,7 @@ function run(m: JobMessage): ResultMessage {
       }
       r = processFrame(frame, m.truncated[i] === 1, carried.receivedMs[i]!, carried.origins[2 * o]!, carried.origins[2 * o + 1]!, normalizers, carried.ids[i]!, env, counts, encoded);
     }
+    if (keep) recent.after(i, r);
     if (typeof r !== 'number') {
       dead.writeLine(r.dead);
       deadCount++;
@@ -133,6 +144,10 @@ function run(m: JobMessage): ResultMessage {
   }
   const found = watch?.take();
   if (found !== undefined) res.ksc = found;
+  if (keep) {
+    const all = recent.finish(data, m.offsets);
+    if (all !== undefined) res.recent = all;
+  }
   return res;
 }
 
@@ -149,6 +164,21 @@ if (parentPort !== null) {
         } catch (e) {
           port.postMessage({ kind: 'init_failed', version: m.version, error: (e as Error).message });
         }
+        return;
+      }
+      if (m.kind === 'recent') {
+        recent.set(m.max, m.bytes, m.all);
+        env = { ...env, tails: tails() };
+        return;
+      }
+      if (m.kind === 'recent_query') {
+        let found: { items: RecentItem[]; kept: number } = { items: [], kept: 0 };
+        try {
+          found = recent.query(m.query);
+        } catch {
+          // A filter the main thread compiled already: it cannot fail here.
+        }
+        port.postMessage({ kind: 'recent_items', reqId: m.reqId, ...found });
         return;
       }
       if (m.kind === 'watch') {
@@ -171,6 +201,7 @@ if (parentPort !== null) {
       // ends and masks in the transfer list).
       const transfer: ArrayBuffer[] = [res.dead];
       for (const b of res.blocks) transfer.push(b.bytes);
+      if (res.recent !== undefined) transfer.push(res.recent.bytes);
       port.postMessage(res, transfer);
     });
   });
