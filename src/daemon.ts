@@ -174,6 +174,7 @@ export class Daemon {
         addTap: (tap) => pipeline.addTap(tap),
         watchEvents: (spec, onFindings) => pipeline.setWatch(spec, onFindings),
         addTail: (tail) => pipeline.addTail(tail),
+        holdAcks: (hold) => pipeline.holdAcks(hold),
         workers: () => this.workerCount,
       });
     }

@@ -29,6 +29,11 @@ export interface DaemonContext {
   watchEvents(spec: KscWatchSpec | null, onFindings: FindingsHandler): void;
   /** A copy of every event and its frame while set (the console's live tail); off the hot path otherwise. */
   addTail?(tail: (event: CefdEvent, frame: Buffer | undefined) => void): () => void;
+  /**
+   * Holds the upstream acknowledgement of submitted frames (a `nats` source) until the
+   * promise `hold` returns after each batch settles; a rejection gives the batch back.
+   */
+  holdAcks?(hold: () => Promise<void> | undefined): () => void;
   /** Decode worker threads in use (0: decoding on the main thread). */
   workers?(): number;
 }

@@ -123,12 +123,12 @@ export class NatsSource implements Source {
         this.stats.natsPending = 0;
         continue;
       }
-      this.deliver(msgs);
+      await this.deliver(msgs);
     }
   }
 
   /** Frames into the pipeline, then the acknowledgements: the order is the guarantee. */
-  private deliver(msgs: JsMsg[]): void {
+  private async deliver(msgs: JsMsg[]): Promise<void> {
     const frames: SubmittedFrame[] = [];
     for (const m of msgs) {
       const h = m.headers;
@@ -145,6 +145,14 @@ export class NatsSource implements Source {
       });
     }
     this.deps.pipeline.submitFrames(frames, this.ctx);
+    // Work an extension started for these events (the KSC work another processor may own,
+    // ksc/cluster.ts) is in NATS before the frames are acknowledged; if it failed, the
+    // frames come again (their events get the same ids).
+    const held = this.deps.pipeline.acksHeld();
+    if (held !== undefined && !(await held.then(() => true, () => false))) {
+      for (const m of msgs) m.nak();
+      return;
+    }
     for (const m of msgs) m.ack();
     this.stats.natsAcked += msgs.length;
     const last = msgs[msgs.length - 1]!;
