@@ -98,6 +98,8 @@ export class KscCluster {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private lastProblem = '';
+  private setupError = '';
+  private leaseNc: NatsConnection | null = null;
 
   constructor(private readonly o: KscClusterOptions) {
     this.id = o.id ?? processorId();
@@ -142,9 +144,11 @@ export class KscCluster {
     const c = this.o.config;
     this.settingUp = (async () => {
       const jsm = await nc.jetstreamManager();
-      try {
-        await jsm.streams.info(WORK_STREAM);
-      } catch {
+      const have = await jsm.streams.info(WORK_STREAM).catch(() => null);
+      if (have !== null && !(have.config.subjects ?? []).includes(`${WORK_SUBJECT}.>`)) {
+        throw new Error(`stream ${WORK_STREAM} exists without subject ${WORK_SUBJECT}.> (made by something else than cefd?)`);
+      }
+      if (have === null) {
         await jsm.streams
           .add({
             name: WORK_STREAM,
@@ -164,9 +168,13 @@ export class KscCluster {
       const owner = await js.views.kv(OWNER_BUCKET, { history: 1, ttl: Math.round(c.lease_ttl * 1000), replicas: c.replicas, storage: StorageType.File });
       const starts = await js.views.kv(STARTS_BUCKET, { history: 1, ttl: Math.round(c.claim_ttl * 1000), replicas: c.replicas, storage: StorageType.File });
       this.setup = { nc, owner, starts };
+      this.setupError = '';
       this.lastProblem = '';
     })()
-      .catch((e) => this.problem(`cannot set up the work stream ${WORK_STREAM} and buckets ${OWNER_BUCKET}, ${STARTS_BUCKET}: ${natsErrorText(e)}`))
+      .catch((e) => {
+        this.setupError = `cannot set up the work stream ${WORK_STREAM} and buckets ${OWNER_BUCKET}, ${STARTS_BUCKET}: ${natsErrorText(e)}`;
+        this.problem(this.setupError);
+      })
       .finally(() => (this.settingUp = null));
     await this.settingUp;
     return this.setup !== null && this.setup.nc === nc ? this.setup : null;
@@ -177,6 +185,13 @@ export class KscCluster {
     if (this.stopped) return;
     try {
       const s = await this.ensureSetup();
+      if (s !== null && s.nc !== this.leaseNc) {
+        // A new connection (the client gave up the old one): leases bound to the old one cannot renew.
+        const old = [...this.leases.values()];
+        this.leases.clear();
+        this.leaseNc = s.nc;
+        await Promise.all(old.map((x) => x.lease.stop()));
+      }
       if (s !== null) {
         const want = new Set(this.o.connections());
         for (const key of want) if (!this.leases.has(key)) this.newLease(key, s.owner);
@@ -296,7 +311,7 @@ export class KscCluster {
   publish(key: string, item: WorkItem, eventId: string | undefined): void {
     const p = (async () => {
       const s = await this.ensureSetup();
-      if (s === null) throw new Error(`not connected to NATS: ${this.link.lastError}`);
+      if (s === null) throw new Error(this.link.current === null ? `not connected to NATS: ${this.link.lastError}` : this.setupError);
       const h = natsHeaders();
       if (eventId !== undefined) h.set('Nats-Msg-Id', item.kind === 'trigger' ? hash('t', key, item.rule, eventId) : hash('s', key, eventId));
       await s.nc.jetstream().publish(`${WORK_SUBJECT}.${key}`, JSON.stringify(item), { headers: h });
@@ -304,6 +319,8 @@ export class KscCluster {
       () => this.add(this.counters.published, `${item.kind}\tok`),
       (e: unknown) => {
         this.add(this.counters.published, `${item.kind}\tfailed`);
+        // Set up again before the next publish (the stream may have been deleted or changed).
+        this.setup = null;
         this.problem(`cannot publish KSC work for connection ${key}: ${natsErrorText(e)}`);
         throw e;
       },

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { connect } from 'nats';
-import { scrape, sendTcp, tempDir, waitFor } from '../helpers/daemon.js';
+import { readNdjson, scrape, sendTcp, tempDir, waitFor } from '../helpers/daemon.js';
 import { freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
 import { runCli } from '../helpers/ksc-daemon.js';
 import { natsServer, stopAllNats } from '../helpers/nats-server.js';
@@ -236,4 +236,58 @@ test('two processors, one KSC connection: the owner is killed mid-stream, every 
   p2.proc.kill('SIGTERM');
   expect(await p1.exit).toBe(0);
   expect(await p2.exit).toBe(0);
+});
+
+test('the KSC work cannot be published (the work stream is broken): the raw frames are not acknowledged, and once it is repaired the task starts once', async () => {
+  const model = defaultModel();
+  model.groups.push({ id: 9, name: 'Fleet', parentId: 0 });
+  model.hosts.push({ id: hostId(0), displayName: name(0), domain: 'CORP', ip: ip(0), os: 'Microsoft Windows 10 Pro', groupId: 9, lastVisible: new Date(), nagent: true, nagentConnected: new Date(), products: [NAGENT, KES_WIN] });
+  model.tasks.push({ id: '1000', displayName: taskName(0), taskType: 'ODS', product: 'KES', version: '11.0.0.0', hostIds: [hostId(0)] });
+  emu = await startKscEmulator({ model });
+  const nats = await natsServer();
+  const nc = await connect({ servers: nats.url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.add({ name: 'RAW', subjects: ['cefd.raw'] });
+    // Something else made a stream of that name for other subjects: cefd cannot publish its work there.
+    await jsm.streams.add({ name: 'CEFD_KSC', subjects: ['elsewhere.>'] });
+    const dir = await preparedProcessor(emu);
+    const metrics = await freePort();
+    const yaml = processorYaml(nats.url, metrics).replace('trusted_sources: [ { connection: main, cidrs: [ 127.0.0.1/32 ] } ]', 'trusted_sources: [ { connection: main, listeners: [ bus ] } ]');
+    const p = runCefd(dir, yaml);
+    children.push(p);
+    await p.until('cefd started');
+    // A frame without receiver headers: listener `bus`, id RAW-<sequence>.
+    await nc.jetstream().publish('cefd.raw', detection(0));
+    await p.until('ksc_work_publish_failed');
+    await waitFor(async () => (await jsm.consumers.info('RAW', 'processors')).num_redelivered > 0, 30_000, 'the frame delivered again');
+    const held = await jsm.consumers.info('RAW', 'processors');
+    // Not acknowledged: waiting for its redelivery, or delivered again and in hand.
+    expect(held.num_ack_pending + held.num_pending).toBe(1);
+    expect(held.ack_floor.stream_seq).toBe(0);
+    expect(emu.runs).toHaveLength(0);
+    // Repaired: cefd creates its stream at the next attempt, the frame comes again, the task starts.
+    await jsm.streams.delete('CEFD_KSC');
+    await waitFor(() => emu!.runs.length >= 1, 60_000, 'the task start');
+    await waitFor(
+      async () => {
+        const raw = await jsm.consumers.info('RAW', 'processors');
+        return raw.num_pending === 0 && raw.num_ack_pending === 0 && (await jsm.streams.info('CEFD_KSC')).state.messages === 0;
+      },
+      60_000,
+      'both streams drained',
+    );
+    expect(emu.runs.map((r) => r.taskId)).toEqual(['1000']);
+    const m = await scrape(metrics);
+    expect(m.get('cefd_ksc_owner_work_published_total{kind="trigger",result="failed"}')).toBeGreaterThanOrEqual(1);
+    expect(m.get('cefd_ksc_owner_work_published_total{kind="trigger",result="ok"}')).toBeGreaterThanOrEqual(1);
+    expect(m.get('cefd_ksc_task_starts_total{rule="scan-on-detection",result="started"}')).toBe(1);
+    // The event went to the output each time it was decoded, always with the same id.
+    const ids = new Set(readNdjson(join(dir, 'events.ndjson')).map((e) => e['id']));
+    expect([...ids]).toEqual(['RAW-1']);
+    p.proc.kill('SIGTERM');
+    expect(await p.exit).toBe(0);
+  } finally {
+    await nc.close();
+  }
 });

@@ -150,7 +150,8 @@ export class NatsSource implements Source {
     // frames come again (their events get the same ids).
     const held = this.deps.pipeline.acksHeld();
     if (held !== undefined && !(await held.then(() => true, () => false))) {
-      for (const m of msgs) m.nak();
+      // After a pause: what failed (NATS, the work stream) is not retried in a tight loop.
+      for (const m of msgs) m.nak(1_000);
       return;
     }
     for (const m of msgs) m.ack();
