@@ -364,7 +364,8 @@ export class KscExtension implements DaemonExtension {
 
   /** The first `nats` listener's connection: processors share KSC work through it (cluster.ts). */
   private static sharedNats(c: Config): NatsConnectionConfig | undefined {
-    if (c.ksc.cluster.mode === 'off') return undefined;
+    // Without trusted sources no event acts on KSC: nothing to share, no NATS objects made.
+    if (c.ksc.cluster.mode === 'off' || c.ksc.trusted_sources.length === 0) return undefined;
     return c.listeners.find((l) => l.type === 'nats') as unknown as NatsConnectionConfig | undefined;
   }
 

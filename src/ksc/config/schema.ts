@@ -102,7 +102,7 @@ export const KSC_FIELDS: Record<string, Spec> = {
         fields: {
           mode: {
             kind: 'enum',
-            doc: '`auto`: share KSC work through NATS when a listener is a `nats` source; `off`: act locally (run one processor with the `ksc` section then).',
+            doc: '`auto`: share KSC work through NATS when a listener is a `nats` source and `ksc.trusted_sources` is not empty (without trusted sources no event acts on KSC); `off`: act locally (run one processor with the `ksc` section then).',
             values: ['auto', 'off'],
             default: 'auto',
           },
