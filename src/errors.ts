@@ -451,7 +451,7 @@ export const CODES = {
     level: 'warning',
     stage: 'ksc',
     description:
-      'Processors sharing KSC work (docs/cluster.md): a response rule\'s start for this rule and event was already made, by this or another processor (the event was delivered again after a processor died before acknowledging it): not started again (`skipped_duplicate`).',
+      'Processors sharing KSC work (docs/cluster.md): a response rule\'s start for this rule and event was already made, by this or another processor (the event was delivered again after a processor died before acknowledging it): not started again (`skipped_duplicate`). Logged as a warning when the processor that claimed it stopped before KSC answered its RunTask (KSC may or may not have started the task then).',
   },
   ksc_not_owner: {
     level: 'warning',

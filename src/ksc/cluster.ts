@@ -350,19 +350,33 @@ export class KscCluster {
     if (!this.isOwner(key)) throw new KscRefusedError('ksc_not_owner', `this processor does not own KSC connection ${key} (any more)`);
     const s = this.setup;
     if (s === null) throw new KscRefusedError('ksc_not_owner', `cannot claim the start: not connected to NATS (${this.link.lastError})`);
+    const k = hash(rule, eventId);
     try {
-      await s.starts.create(hash(rule, eventId), new TextEncoder().encode(this.id));
+      await s.starts.create(k, new TextEncoder().encode(`claimed ${this.id}`));
       this.add(this.counters.claims, 'claimed');
       return true;
     } catch (e) {
       const code = (e as { api_error?: { err_code?: number } }).api_error?.err_code;
       if (code === 10071 || /wrong last sequence/i.test((e as Error).message)) {
         this.add(this.counters.claims, 'duplicate');
+        // A claim never confirmed: its owner stopped between the claim and KSC's answer.
+        const v = (await s.starts.get(k).catch(() => null))?.string() ?? '';
+        if (v.startsWith('claimed ')) {
+          this.o.log.warn(
+            { code: 'ksc_task_duplicate', connection: key, rule, event: eventId, claimedBy: v.slice(8) },
+            `response rule ${rule}: the start for event ${eventId} was claimed by processor ${v.slice(8)}, which stopped before KSC answered; not started again (KSC may or may not have started it)`,
+          );
+        }
         return false;
       }
       this.add(this.counters.claims, 'failed');
       throw new KscRefusedError('ksc_not_owner', `cannot claim the start in bucket ${STARTS_BUCKET}: ${natsErrorText(e)}`);
     }
+  }
+
+  /** Marks a claim as started (KSC answered RunTask), for the next owner's log. */
+  confirm(rule: string, eventId: string): void {
+    void this.setup?.starts.put(hash(rule, eventId), new TextEncoder().encode(`started ${this.id}`)).catch(() => undefined);
   }
 
   /** Gives a claim back (the start did not reach KSC). */

@@ -508,6 +508,7 @@ export class KscExtension implements DaemonExtension {
             log: this.klog,
             claim: (rule, eventId, assetId) => this.claim(rule, eventId, assetId, k),
             release: (rule, eventId) => this.cluster?.release(rule, eventId),
+            confirm: (rule, eventId) => this.cluster?.confirm(rule, eventId),
             onResult: (rule, result, d) => {
               if (result === 'skipped_running' || result === 'skipped_cooldown' || result === 'skipped_queued') {
                 this.log.debug({ rule, result, asset: d.assetId, task: d.task }, `response rule ${rule}: ${result.replace('_', ' ')}`);

@@ -80,6 +80,8 @@ export interface RuleDeps {
   claim?(rule: string, eventId: string, assetId: string): Promise<boolean>;
   /** Gives a claim back when the start failed before reaching KSC's RunTask. */
   release?(rule: string, eventId: string): void;
+  /** A claimed start was made (KSC answered RunTask). */
+  confirm?(rule: string, eventId: string): void;
   /** Told about every outcome (after the stats are counted). */
   onResult?(rule: string, result: RuleResult, detail: { assetId: string; code?: string; runId?: number; task?: string }): void;
 }
@@ -307,6 +309,7 @@ export class ResponseRule {
           : {}),
       });
       this.remember(assetId, r.task.taskId);
+      if (eventId !== undefined && claim !== undefined) this.deps.confirm?.(this.name, eventId);
       return this.result('started', assetId, { runId: r.run.id, task: r.task.displayName });
     } catch (e) {
       const code = typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'error';

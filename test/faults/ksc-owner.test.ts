@@ -224,6 +224,8 @@ test('two processors, one KSC connection: the owner is killed mid-stream, every 
   // The start in flight at the kill came to the new owner again and was recognised by its claim.
   expect(p2m.get('cefd_ksc_task_starts_total{rule="scan-on-detection",result="skipped_duplicate"}')).toBeGreaterThanOrEqual(1);
   expect(p2m.get('cefd_ksc_owner_claims_total{result="duplicate"}')).toBeGreaterThanOrEqual(1);
+  // ...and logged as a claim its processor never confirmed (it died while KSC was answering).
+  expect(p2.text()).toMatch(/"code":"ksc_task_duplicate".*was claimed by processor [^ ]+, which stopped before KSC answered/);
   expect(p2m.get('cefd_ksc_owner_connections')).toBe(1);
   expect(p2m.get('cefd_ksc_owner_changes_total{change="acquired"}')).toBe(1);
   expect(p2m.get('cefd_ksc_task_state_events_total{outcome="updated"}') ?? 0).toBeGreaterThan(0);
