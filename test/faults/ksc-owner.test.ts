@@ -65,6 +65,7 @@ metrics: { enabled: false }
 `;
 }
 
+/** The receiver's listener is `ksc`: processors check the frames' origin (their headers) against it. */
 function processorYaml(natsUrl: string, metrics: number): string {
   return `state_dir: ./state
 shutdown_timeout: 5s
@@ -77,7 +78,7 @@ ksc:
   sync_on_start: false
   request_timeout: 10s
   retries: 0
-  trusted_sources: [ { connection: main, cidrs: [ 127.0.0.1/32 ] } ]
+  trusted_sources: [ { connection: main, listeners: [ ksc ], cidrs: [ 127.0.0.1/32 ] } ]
   cluster: { lease_ttl: 2s, ack_wait: 4s }
   response_rules:
     - name: scan-on-detection
@@ -255,7 +256,7 @@ test('the KSC work cannot be published (the work stream is broken): the raw fram
     await jsm.streams.add({ name: 'CEFD_KSC', subjects: ['elsewhere.>'] });
     const dir = await preparedProcessor(emu);
     const metrics = await freePort();
-    const yaml = processorYaml(nats.url, metrics).replace('trusted_sources: [ { connection: main, cidrs: [ 127.0.0.1/32 ] } ]', 'trusted_sources: [ { connection: main, listeners: [ bus ] } ]');
+    const yaml = processorYaml(nats.url, metrics).replace('trusted_sources: [ { connection: main, listeners: [ ksc ], cidrs: [ 127.0.0.1/32 ] } ]', 'trusted_sources: [ { connection: main, listeners: [ bus ] } ]');
     const p = runCefd(dir, yaml);
     children.push(p);
     await p.until('cefd started');
