@@ -11,18 +11,23 @@ import { FrameCounts, eventId, processFrame, type IngestEnv } from '../pipeline/
 import { loadChain, type Normalizer } from '../pipeline/normalize.js';
 import { compileRoutes } from '../pipeline/router.js';
 import { KscWatch } from '../ksc/watch.js';
-import type { EncodedBlock, InitMessage, JobMessage, ResultMessage, WorkerMessage } from './worker-protocol.js';
+import { RecentKeeper } from './recent.js';
+import type { EncodedBlock, InitMessage, JobMessage, RecentItem, ResultMessage, WorkerMessage } from './worker-protocol.js';
 
 let env: IngestEnv = { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([]) };
 let watch: KscWatch | undefined;
 let chains = new Map<string, Normalizer[]>();
 let version = -1;
+/** The console's recent events (off unless a RecentMessage asks). */
+const recent = new RecentKeeper();
+const tails = (): IngestEnv['tails'] => (recent.max > 0 ? [recent.tail] : undefined);
 
 async function init(m: InitMessage): Promise<void> {
   const routes = compileRoutes(m.routes, m.event);
   const next = new Map<string, Normalizer[]>();
   for (const [listener, specs] of Object.entries(m.chains)) next.set(listener, await loadChain(specs, m.baseDir));
-  env = { defaultZone: m.defaultZone, includeRaw: m.includeRaw, routes, watch };
+  env = { defaultZone: m.defaultZone, includeRaw: m.includeRaw, routes, watch, tails: tails() };
+  recent.configure(routes, m.event);
   chains = next;
   version = m.version;
 }
@@ -67,9 +72,12 @@ function run(m: JobMessage): ResultMessage {
   const dead = new Out(256);
   const encoded: string[] = new Array<string>(ne);
   let deadCount = 0;
+  const keep = recent.max > 0;
+  if (keep) recent.begin(m.nowMs, m.listener, m.idPrefix, m.firstSeq, recent.nativeEncoder >= 0 ? outs[recent.nativeEncoder] : undefined);
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
     const r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), env, counts, encoded, m.tlsFingerprint);
+    if (keep) recent.after(i, r);
     if (typeof r !== 'number') {
       dead.writeLine(r.dead);
       deadCount++;
@@ -106,6 +114,10 @@ function run(m: JobMessage): ResultMessage {
   };
   const found = watch?.take();
   if (found !== undefined) res.ksc = found;
+  if (keep) {
+    const all = recent.finish(data, m.offsets);
+    if (all !== undefined) res.recent = all;
+  }
   return res;
 }
 
@@ -122,6 +134,21 @@ if (parentPort !== null) {
         } catch (e) {
           port.postMessage({ kind: 'init_failed', version: m.version, error: (e as Error).message });
         }
+        return;
+      }
+      if (m.kind === 'recent') {
+        recent.set(m.max, m.bytes, m.all);
+        env = { ...env, tails: tails() };
+        return;
+      }
+      if (m.kind === 'recent_query') {
+        let found: { items: RecentItem[]; kept: number } = { items: [], kept: 0 };
+        try {
+          found = recent.query(m.query);
+        } catch {
+          // A filter the main thread compiled already: it cannot fail here.
+        }
+        port.postMessage({ kind: 'recent_items', reqId: m.reqId, ...found });
         return;
       }
       if (m.kind === 'watch') {
@@ -144,6 +171,7 @@ if (parentPort !== null) {
       // ends and masks in the transfer list).
       const transfer: ArrayBuffer[] = [res.dead];
       for (const b of res.blocks) transfer.push(b.bytes);
+      if (res.recent !== undefined) transfer.push(res.recent.bytes);
       port.postMessage(res, transfer);
     });
   });
