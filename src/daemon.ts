@@ -175,6 +175,7 @@ export class Daemon {
         watchEvents: (spec, onFindings) => pipeline.setWatch(spec, onFindings),
         recentEvents: (sink, o) => pipeline.setRecent(sink, o),
         queryRecent: (q) => pipeline.queryRecent(q),
+        holdAcks: (hold) => pipeline.holdAcks(hold),
         workers: () => this.workerCount,
       });
     }

@@ -447,6 +447,30 @@ export const CODES = {
     description:
       'An event that would have triggered a response rule or updated task runs came from an origin no KSC connection trusts (`ksc.trusted_sources`: listener, source address, TLS client fingerprint). It was collected and delivered as usual but acted on nothing; counted in `cefd_ksc_untrusted_events_total{kind}` and logged once per kind and listener. Also logged at start when response rules exist and `ksc.trusted_sources` is empty. See docs/ksc-trust.md.',
   },
+  ksc_task_duplicate: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'Processors sharing KSC work (docs/cluster.md): a response rule\'s start for this rule and event was already made, by this or another processor (the event was delivered again after a processor died before acknowledging it): not started again (`skipped_duplicate`). Logged as a warning when the processor that claimed it stopped before KSC answered its RunTask (KSC may or may not have started the task then).',
+  },
+  ksc_not_owner: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'Processors sharing KSC work: this processor no longer holds the lease of the KSC connection (it lost it between taking the work and starting the task): the start was not made; the work goes back to the stream for the new owner.',
+  },
+  ksc_lease_lost: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'Processors sharing KSC work: this processor stopped owning a KSC connection because a renewal of its lease failed (NATS unreachable, or another processor took the key after it expired); it stops acting on that connection at once. Logged with the reason; `cefd_ksc_owner_changes_total{change="lost"}`.',
+  },
+  ksc_work_publish_failed: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Processors sharing KSC work: a rule trigger or task state could not be published to the KSC work stream; the NATS messages of the events it came from are not acknowledged (negative acknowledgement), so they are delivered again and nothing is lost.',
+  },
   ksc_store_failed: {
     level: 'error',
     stage: 'ksc',

@@ -36,6 +36,11 @@ export interface DaemonContext {
    */
   recentEvents?(sink: RecentSink | null, o: RecentOptions): void;
   queryRecent?(q: RecentQuery): Promise<{ items: RecentItem[]; kept: number }>;
+  /**
+   * Holds the upstream acknowledgement of submitted frames (a `nats` source) until the
+   * promise `hold` returns after each batch settles; a rejection gives the batch back.
+   */
+  holdAcks?(hold: () => Promise<void> | undefined): () => void;
   /** Decode worker threads in use (0: decoding on the main thread). */
   workers?(): number;
 }

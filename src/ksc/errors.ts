@@ -22,7 +22,9 @@ export type KscErrorCode =
   | 'ksc_no_secret'
   | 'ksc_task_not_applicable'
   | 'ksc_task_running'
-  | 'ksc_task_cooldown';
+  | 'ksc_task_cooldown'
+  | 'ksc_task_duplicate'
+  | 'ksc_not_owner';
 
 export interface KscErrorContext {
   /** `host:port` of the KSC server. */
@@ -158,7 +160,7 @@ export class KscConflictError extends KscError {
 
 /** Raised by task starts and syncs that cannot run for a reason that is not an error of KSC. */
 export class KscRefusedError extends KscError {
-  constructor(code: 'ksc_disabled' | 'ksc_no_secret' | 'ksc_task_not_applicable' | 'ksc_task_running' | 'ksc_task_cooldown', message: string, ctx: KscErrorContext = {}) {
+  constructor(code: 'ksc_disabled' | 'ksc_no_secret' | 'ksc_task_not_applicable' | 'ksc_task_running' | 'ksc_task_cooldown' | 'ksc_task_duplicate' | 'ksc_not_owner', message: string, ctx: KscErrorContext = {}) {
     super(code, message, ctx);
   }
 }
@@ -177,6 +179,8 @@ export function httpStatusOf(e: unknown): number {
     case 'ksc_task_not_applicable':
     case 'ksc_task_running':
     case 'ksc_task_cooldown':
+    case 'ksc_task_duplicate':
+    case 'ksc_not_owner':
       return 409;
     case 'ksc_timeout':
       return 504;

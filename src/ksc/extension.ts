@@ -37,6 +37,10 @@ import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type Metr
 import { readFileSync } from 'node:fs';
 import { Console } from '../console/console.js';
 import { createAdminServer, type JsonServer, type RuleView } from './admin-server.js';
+import { KscCluster, connectionKey, type WorkItem, type WorkOutcome } from './cluster.js';
+import { assetIdFor } from './store.js';
+import { KscRefusedError } from './errors.js';
+import type { NatsConnectionConfig } from '../nats/config.js';
 
 type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
 
@@ -67,7 +71,7 @@ class KscMetrics {
   readonly adminRequests = new Map<string, number>();
   readonly signinFailures = new Map<string, number>();
 
-  constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[]; trust: () => TrustGate | undefined }) {
+  constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[]; trust: () => TrustGate | undefined; cluster: () => KscCluster | undefined }) {
     const counter = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedCounter(reg, name, help, labelNames, rows);
     const gauge = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedGauge(reg, name, help, labelNames, rows);
     const named = () => [...this.stats].filter(([n]) => n !== '');
@@ -115,6 +119,29 @@ class KscMetrics {
       for (const r of k.store.db.prepare('SELECT state, COUNT(*) AS n FROM task_runs GROUP BY state').all() as { state: string; n: number }[]) counts.set(r.state, r.n);
       return [...counts].map(([state, n]) => [{ state }, n]);
     });
+    // Processors sharing KSC work (cluster.ts): no series until the sharing runs.
+    gauge('cefd_ksc_owner_connections', 'KSC connections this processor owns now (holds the lease of): their task starts and task runs happen here.', [], () => {
+      const c = read.cluster();
+      return c === undefined ? [] : [[{}, c.owned().length]];
+    });
+    counter('cefd_ksc_owner_changes_total', 'Changes of this processor\'s ownership of KSC connections: acquired, lost (a renewal failed), released (at stop).', ['change'], () =>
+      [...(read.cluster()?.counters.changes ?? [])].map(([change, v]) => [{ change }, v]),
+    );
+    counter('cefd_ksc_owner_work_published_total', 'Rule triggers and task states published to the KSC work stream for the connection\'s owner, by kind (trigger, task_state) and result (ok, failed).', ['kind', 'result'], () =>
+      [...(read.cluster()?.counters.published ?? [])].map(([k, v]) => {
+        const [kind, result] = k.split('\t') as [string, string];
+        return [{ kind, result }, v];
+      }),
+    );
+    counter('cefd_ksc_owner_work_total', 'Work messages this processor took as owner, by kind (trigger, task_state, bad: not cefd\'s) and outcome (ack, nak: given back for the next owner, term).', ['kind', 'outcome'], () =>
+      [...(read.cluster()?.counters.work ?? [])].map(([k, v]) => {
+        const [kind, outcome] = k === 'bad' ? ['bad', 'term'] : (k.split('\t') as [string, string]);
+        return [{ kind, outcome }, v];
+      }),
+    );
+    counter('cefd_ksc_owner_claims_total', 'Claims of response-rule starts in bucket cefd_ksc_starts: claimed, duplicate (a start for this rule and event was made already: not started again), failed.', ['result'], () =>
+      [...(read.cluster()?.counters.claims ?? [])].map(([result, v]) => [{ result }, v]),
+    );
     counter('cefd_ksc_admin_requests_total', 'Admin API answers by HTTP status.', ['status'], () => [...this.adminRequests].map(([status, v]) => [{ status }, v]));
     counter('cefd_console_signin_failures_total', 'Refused console sign-ins by reason: credentials (wrong token or password), csrf (expired or missing form nonce), rate_limited (too many failures from the address or overall).', ['reason'], () =>
       [...this.signinFailures].map(([reason, v]) => [{ reason }, v]),
@@ -161,6 +188,12 @@ export class KscExtension implements DaemonExtension {
   private metrics: KscMetrics | undefined;
   private tenant = 'default';
   private rulesBlockingMs = -1;
+  /** Processors sharing KSC work through NATS (cluster.ts); undefined on a single node. */
+  private cluster: KscCluster | undefined;
+  private clusterKey = '';
+  private unholdAcks: (() => void) | undefined;
+  /** Connection key → this store's connection id (cluster.ts). */
+  private connByKey = new Map<string, string>();
 
   constructor(config: Config) {
     this.config = config;
@@ -179,7 +212,7 @@ export class KscExtension implements DaemonExtension {
   async start(ctx: DaemonContext): Promise<void> {
     this.ctx = ctx;
     this.log = ctx.log.child({ component: 'ksc' });
-    this.metrics = new KscMetrics(ctx.telemetry.registry, { integration: () => this.k, rules: () => this.rules, trust: () => this.trust });
+    this.metrics = new KscMetrics(ctx.telemetry.registry, { integration: () => this.k, rules: () => this.rules, trust: () => this.trust, cluster: () => this.cluster });
     await this.apply(this.config, true);
   }
 
@@ -214,6 +247,7 @@ export class KscExtension implements DaemonExtension {
     this.tenant = c.tenant;
     this.applyTrust(c);
     this.applyRules(c.response_rules);
+    await this.applyCluster(next);
     const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout, c.asset_attributes_interval]);
     if (skey !== this.schedulerKey || this.scheduler === undefined) {
       this.scheduler?.stop();
@@ -332,7 +366,93 @@ export class KscExtension implements DaemonExtension {
     }
   }
 
+  /** The first `nats` listener's connection: processors share KSC work through it (cluster.ts). */
+  private static sharedNats(c: Config): NatsConnectionConfig | undefined {
+    // Without trusted sources no event acts on KSC: nothing to share, no NATS objects made.
+    if (c.ksc.cluster.mode === 'off' || c.ksc.trusted_sources.length === 0) return undefined;
+    return c.listeners.find((l) => l.type === 'nats') as unknown as NatsConnectionConfig | undefined;
+  }
+
+  private async applyCluster(c: Config): Promise<void> {
+    const nats = KscExtension.sharedNats(c);
+    const key = nats === undefined ? '' : JSON.stringify([nats, c.ksc.cluster, c.ksc.tenant]);
+    if (key === this.clusterKey) return;
+    await this.stopCluster();
+    this.clusterKey = key;
+    if (nats === undefined) return;
+    const cluster = new KscCluster({
+      nats,
+      config: c.ksc.cluster,
+      log: this.klog,
+      connections: () => this.clusterConnections(),
+      act: (k, item) => this.act(k, item),
+    });
+    this.cluster = cluster;
+    this.unholdAcks = this.ctx?.holdAcks?.(() => cluster.settled());
+    await cluster.start();
+    this.log.info({ processor: cluster.id, leaseTtlS: c.ksc.cluster.lease_ttl }, 'KSC work is shared with other processors through NATS: one owner per KSC connection (docs/cluster.md)');
+  }
+
+  private async stopCluster(): Promise<void> {
+    const cl = this.cluster;
+    this.cluster = undefined;
+    this.clusterKey = '';
+    this.unholdAcks?.();
+    this.unholdAcks = undefined;
+    await cl?.stop();
+  }
+
+  /** This processor's enabled connections (of the tenant) by key; the ones it may own. */
+  private clusterConnections(): string[] {
+    const k = this.k;
+    if (k === undefined || !k.store.db.open) return [];
+    const byKey = new Map<string, string>();
+    try {
+      for (const c of k.store.listConnections({ tenant: this.tenant })) if (!c.disabled) byKey.set(connectionKey(c.tenant, c.name), c.id);
+    } catch {
+      return [...this.connByKey.keys()];
+    }
+    this.connByKey = byKey;
+    return [...byKey.keys()];
+  }
+
+  /** A connection's key from its id (for publishing), from the store. */
+  private keyOfConnection(id: string): string | undefined {
+    for (const [key, cid] of this.connByKey) if (cid === id) return key;
+    this.clusterConnections();
+    for (const [key, cid] of this.connByKey) if (cid === id) return key;
+    return undefined;
+  }
+
+  /** As owner of connection `key`: a work message from any processor (cluster.ts). */
+  private act(key: string, item: WorkItem): Promise<WorkOutcome> {
+    const k = this.k;
+    const cluster = this.cluster;
+    const connId = this.connByKey.get(key);
+    if (k === undefined || cluster === undefined || !k.store.db.open) return Promise.resolve('nak');
+    if (connId === undefined) return Promise.resolve('ack');
+    if (item.kind === 'task_state') {
+      try {
+        k.store.db.transaction(() => this.taskState(k, item.ts, new Set([connId])))();
+      } catch (e) {
+        this.klog.warn({ code: 'ksc_task_state_failed', err: (e as Error).message }, `a KSC task-state event could not update the task runs: ${(e as Error).message}`);
+        return Promise.resolve('nak');
+      }
+      return Promise.resolve('ack');
+    }
+    const rule = this.rules.find((r) => r.name === item.rule);
+    // A rule this processor does not have (configurations differ): nothing to do.
+    if (rule === undefined) return Promise.resolve('ack');
+    return new Promise<WorkOutcome>((resolve) => {
+      rule.trigger(assetIdFor(connId, item.host), undefined, {
+        ...(item.eventId !== undefined ? { eventId: item.eventId } : {}),
+        done: (r, code) => resolve((r === 'dropped' && code === 'ksc_rule_dropped_at_stop') || code === 'ksc_not_owner' ? 'nak' : 'ack'),
+      });
+    });
+  }
+
   private async teardown(timeoutMs: number): Promise<void> {
+    await this.stopCluster();
     if (this.assetTimer !== undefined) clearInterval(this.assetTimer);
     this.assetTimer = undefined;
     if (this.watching) this.ctx?.watchEvents(null, this.onFindings);
@@ -390,6 +510,9 @@ export class KscExtension implements DaemonExtension {
             inCooldown: (taskId, assetId, ms) => k.inCooldown(taskId, assetId, ms),
             staleAfterMs: blockingMs,
             log: this.klog,
+            claim: (rule, eventId, assetId) => this.claim(rule, eventId, assetId, k),
+            release: (rule, eventId) => this.cluster?.release(rule, eventId),
+            confirm: (rule, eventId) => this.cluster?.confirm(rule, eventId),
             onResult: (rule, result, d) => {
               if (result === 'skipped_running' || result === 'skipped_cooldown' || result === 'skipped_queued') {
                 this.log.debug({ rule, result, asset: d.assetId, task: d.task }, `response rule ${rule}: ${result.replace('_', ' ')}`);
@@ -405,6 +528,19 @@ export class KscExtension implements DaemonExtension {
     this.rules = next;
     this.publishWatch();
     for (const r of old.values()) void this.closeRule(r, 5_000);
+  }
+
+  /**
+   * Claims a rule's start for an event (processors sharing KSC work, cluster.ts): only as
+   * owner of the asset's connection. True on a single node.
+   */
+  private claim(rule: string, eventId: string, assetId: string, k: KscIntegration): Promise<boolean> {
+    const cluster = this.cluster;
+    if (cluster === undefined) return Promise.resolve(true);
+    const connId = k.store.getAsset(assetId)?.connectionId;
+    const key = connId === undefined ? undefined : this.keyOfConnection(connId);
+    if (key === undefined) return Promise.reject(new KscRefusedError('ksc_not_owner', `asset ${assetId} belongs to no KSC connection this processor may own`));
+    return cluster.claim(key, rule, eventId);
   }
 
   /**
@@ -424,6 +560,15 @@ export class KscExtension implements DaemonExtension {
       const ids = gate.connectionIds(origin);
       if (ids.size === 0) {
         gate.refused('task_state', origin, taskStates);
+      } else if (this.cluster !== undefined) {
+        // Shared KSC work: to the owner of each connection that trusts the origin.
+        for (let i = 0; i < f.taskStatesIgnored; i++) m.add(m.taskStateEvents, 'ignored');
+        for (const ts of f.taskStates) {
+          for (const id of ids) {
+            const key = this.keyOfConnection(id);
+            if (key !== undefined) this.cluster.publish(key, { kind: 'task_state', ts }, ts.eventId);
+          }
+        }
       } else {
         for (let i = 0; i < f.taskStatesIgnored; i++) m.add(m.taskStateEvents, 'ignored');
         for (const ts of f.taskStates) this.taskStates.push({ ts, connectionIds: ids });
@@ -443,6 +588,19 @@ export class KscExtension implements DaemonExtension {
     }
     if (f.triggers.length === 0) return;
     gate.begin(origin);
+    const cluster = this.cluster;
+    if (cluster !== undefined) {
+      // Shared KSC work: checked here (this processor knows the origin), acted on by the
+      // owner of the asset's connection, which finds the asset by its KSC host id.
+      for (const t of f.triggers) {
+        if (!byName.has(t.rule) || !gate.allowAsset(t.assetId)) continue;
+        const asset = this.k.store.getAsset(t.assetId);
+        const key = asset === undefined ? undefined : this.keyOfConnection(asset.connectionId);
+        if (asset === undefined || key === undefined) continue;
+        cluster.publish(key, { kind: 'trigger', rule: t.rule, host: asset.kscHostId, ...(t.eventId !== undefined ? { eventId: t.eventId } : {}) }, t.eventId);
+      }
+      return;
+    }
     for (const t of f.triggers) byName.get(t.rule)?.trigger(t.assetId, gate.allowAsset);
   };
 

@@ -21,8 +21,11 @@ import type { CefdEvent } from '../event.js';
 import type { StartRequest, StartResult } from './tasks.js';
 import { silentLogger, type KscLogger } from './secrets.js';
 
-export type RuleResult = 'started' | 'failed' | 'skipped_running' | 'skipped_cooldown' | 'skipped_queued' | 'dropped';
-export const RULE_RESULTS: readonly RuleResult[] = ['started', 'failed', 'skipped_running', 'skipped_cooldown', 'skipped_queued', 'dropped'];
+export type RuleResult = 'started' | 'failed' | 'skipped_running' | 'skipped_cooldown' | 'skipped_queued' | 'skipped_duplicate' | 'dropped';
+export const RULE_RESULTS: readonly RuleResult[] = ['started', 'failed', 'skipped_running', 'skipped_cooldown', 'skipped_queued', 'skipped_duplicate', 'dropped'];
+
+/** Told once what became of one trigger (processors sharing KSC work acknowledge it then: ksc/cluster.ts). */
+export type TriggerDone = (result: RuleResult, code?: string) => void;
 
 export interface RuleSpec {
   name: string;
@@ -69,6 +72,16 @@ export interface RuleDeps {
   staleAfterMs?: number;
   /** Rate-limited logger (the owner rate-limits repeated warnings). */
   log?: KscLogger;
+  /**
+   * Claims the start made for the event `eventId` of rule `rule`, right before KSC is asked
+   * (processors sharing KSC work: ksc/cluster.ts). False: a start for this event was already
+   * made (a redelivered event), `skipped_duplicate`; it may throw a KscError (not the owner).
+   */
+  claim?(rule: string, eventId: string, assetId: string): Promise<boolean>;
+  /** Gives a claim back when the start failed before reaching KSC's RunTask. */
+  release?(rule: string, eventId: string): void;
+  /** A claimed start was made (KSC answered RunTask). */
+  confirm?(rule: string, eventId: string): void;
   /** Told about every outcome (after the stats are counted). */
   onResult?(rule: string, result: RuleResult, detail: { assetId: string; code?: string; runId?: number; task?: string }): void;
 }
@@ -144,6 +157,10 @@ export class ResponseRule {
   private readonly pending = new Set<string>();
   /** The task this rule last chose for an asset. */
   private readonly lastTask = new Map<string, string>();
+  /** The event a queued asset was triggered by, when known (claimed by `deps.claim`). */
+  private readonly eventOf = new Map<string, string>();
+  /** Who waits to hear what became of a queued asset's trigger. */
+  private readonly waiters = new Map<string, TriggerDone[]>();
   private active = 0;
   private closed = false;
   private idleWaiters: (() => void)[] = [];
@@ -187,22 +204,33 @@ export class ResponseRule {
   /**
    * An event passed this rule's filter (tested where it was decoded, ksc/watch.ts) with
    * this asset reference: queues a start for it. Never throws, never waits. `trusted` as
-   * for `offer`.
+   * for `offer`. `o.eventId` names the triggering event (a start is claimed under it),
+   * `o.done` hears once what became of the trigger (also when it is not taken: `dropped`).
    */
-  trigger(assetId: unknown, trusted?: (assetId: string) => boolean): boolean {
-    if (this.closed) return false;
-    if (typeof assetId !== 'string' || assetId === '') {
-      this.stats.noAsset++;
+  trigger(assetId: unknown, trusted?: (assetId: string) => boolean, o: { eventId?: string | undefined; done?: TriggerDone } = {}): boolean {
+    const done = o.done;
+    if (this.closed) {
+      done?.('dropped', 'ksc_rule_dropped_at_stop');
       return false;
     }
-    if (trusted !== undefined && !trusted(assetId)) return false;
+    if (typeof assetId !== 'string' || assetId === '') {
+      this.stats.noAsset++;
+      done?.('failed', 'no_asset');
+      return false;
+    }
+    if (trusted !== undefined && !trusted(assetId)) {
+      done?.('failed', 'ksc_untrusted_origin');
+      return false;
+    }
     this.stats.triggered++;
     if (this.pending.has(assetId)) {
       this.result('skipped_queued', assetId);
+      done?.('skipped_queued');
       return true;
     }
     if (!this.queue.push(assetId)) {
       this.result('dropped', assetId, { code: 'ksc_rule_queue_full' });
+      done?.('dropped', 'ksc_rule_queue_full');
       this.log.warn(
         { code: 'ksc_rule_queue_full', rule: this.name, asset: assetId, queueMax: this.spec.queueMax },
         `response rule ${this.name}: ${this.spec.queueMax} triggers already wait for a worker; trigger dropped`,
@@ -210,8 +238,25 @@ export class ResponseRule {
       return true;
     }
     this.pending.add(assetId);
+    if (o.eventId !== undefined) this.eventOf.set(assetId, o.eventId);
+    if (done !== undefined) this.waiters.set(assetId, [done]);
     this.pump();
     return true;
+  }
+
+  /** Tells the waiters of an asset's trigger what became of it. */
+  private settle(assetId: string, r: RuleResult, code?: string): void {
+    this.eventOf.delete(assetId);
+    const w = this.waiters.get(assetId);
+    if (w === undefined) return;
+    this.waiters.delete(assetId);
+    for (const f of w) {
+      try {
+        f(r, code);
+      } catch {
+        /* a waiter must not break the rule */
+      }
+    }
   }
 
   private pump(): void {
@@ -221,8 +266,10 @@ export class ResponseRule {
       // Off the hot path: even the synchronous part of a start (store reads) runs later.
       setImmediate(() => {
         // Closed before its turn came: dropped like the queued ones.
-        const work = this.closed ? Promise.resolve(this.result('dropped', assetId, { code: 'ksc_rule_dropped_at_stop' })) : this.run(assetId);
-        void work.finally(() => {
+        const work: Promise<[RuleResult, string | undefined]> = this.closed
+          ? Promise.resolve(this.result('dropped', assetId, { code: 'ksc_rule_dropped_at_stop' }))
+          : this.run(assetId).catch(() => ['failed', 'error']);
+        void work.then(([r, code]) => this.settle(assetId, r, code)).finally(() => {
           this.active--;
           this.pending.delete(assetId);
           if (!this.closed) this.pump();
@@ -236,7 +283,7 @@ export class ResponseRule {
     }
   }
 
-  private async run(assetId: string): Promise<void> {
+  private async run(assetId: string): Promise<[RuleResult, string | undefined]> {
     const known = this.lastTask.get(assetId);
     if (known !== undefined) {
       try {
@@ -246,6 +293,8 @@ export class ResponseRule {
         // The store is busy or closing: let startTask decide.
       }
     }
+    const eventId = this.eventOf.get(assetId);
+    const { claim, release } = this.deps;
     try {
       const r = await this.deps.start({
         assetId,
@@ -255,18 +304,24 @@ export class ResponseRule {
         skipIfRunning: true,
         cooldownMs: this.spec.cooldownMs,
         ...(this.deps.staleAfterMs !== undefined ? { staleAfterMs: this.deps.staleAfterMs } : {}),
+        ...(eventId !== undefined && claim !== undefined
+          ? { claim: () => claim(this.name, eventId, assetId), ...(release !== undefined ? { release: () => release(this.name, eventId) } : {}) }
+          : {}),
       });
       this.remember(assetId, r.task.taskId);
-      this.result('started', assetId, { runId: r.run.id, task: r.task.displayName });
+      if (eventId !== undefined && claim !== undefined) this.deps.confirm?.(this.name, eventId);
+      return this.result('started', assetId, { runId: r.run.id, task: r.task.displayName });
     } catch (e) {
       const code = typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'error';
       if (code === 'ksc_task_running') return this.result('skipped_running', assetId, { code });
       if (code === 'ksc_task_cooldown') return this.result('skipped_cooldown', assetId, { code });
-      this.result('failed', assetId, { code });
+      if (code === 'ksc_task_duplicate') return this.result('skipped_duplicate', assetId, { code });
+      const out = this.result('failed', assetId, { code });
       this.log.warn(
         { code, rule: this.name, asset: assetId, err: (e as Error).message },
         `response rule ${this.name}: the KSC task start failed (${code}): ${(e as Error).message}`,
       );
+      return out;
     }
   }
 
@@ -275,7 +330,7 @@ export class ResponseRule {
     this.lastTask.set(assetId, taskId);
   }
 
-  private result(r: RuleResult, assetId: string, d: { code?: string; runId?: number; task?: string } = {}): void {
+  private result(r: RuleResult, assetId: string, d: { code?: string; runId?: number; task?: string } = {}): [RuleResult, string | undefined] {
     this.stats.count(r, d.code);
     this.stats.outcome(r, assetId, d.task, d.code);
     try {
@@ -283,6 +338,7 @@ export class ResponseRule {
     } catch {
       /* an observer must not break the rule */
     }
+    return [r, d.code];
   }
 
   /** Resolves when no start is running and none is queued. */
@@ -301,6 +357,7 @@ export class ResponseRule {
     for (const a of left) {
       this.pending.delete(a);
       this.result('dropped', a, { code: 'ksc_rule_dropped_at_stop' });
+      this.settle(a, 'dropped', 'ksc_rule_dropped_at_stop');
     }
     if (this.active > 0) {
       let timer: NodeJS.Timeout | undefined;

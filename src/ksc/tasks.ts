@@ -136,6 +136,14 @@ export interface StartRequest {
   cooldownMs?: number;
   /** A run older than this without news no longer counts as running (default 6 h). */
   staleAfterMs?: number;
+  /**
+   * Asked right before the task is checked and started (after the task was chosen): false
+   * refuses the start as `ksc_task_duplicate` (a start was already made for the same rule
+   * and event, by this or another processor: ksc/cluster.ts). May throw (not the owner).
+   */
+  claim?: () => Promise<boolean>;
+  /** Called when the start did not reach KSC after a claim (refused here, RunTask failed). */
+  release?: () => void;
 }
 
 export interface StartResult {
@@ -180,12 +188,17 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
     );
   }
   const task = choice.task;
+  if (req.claim !== undefined && !(await req.claim())) {
+    throw new KscRefusedError('ksc_task_duplicate', `a start of task "${task.displayName}" for this rule and event was already made (the event was delivered again)`);
+  }
   // Check and record without an await in between: with several workers in one process,
   // two starts of the same task for the same asset cannot both pass.
   if (req.skipIfRunning !== false && store.isRunning(task.taskId, asset.id, req.staleAfterMs !== undefined ? { staleAfterMs: req.staleAfterMs } : {})) {
+    req.release?.();
     throw new KscRefusedError('ksc_task_running', `task "${task.displayName}" is already running for asset ${asset.displayName ?? asset.id}`);
   }
   if (req.cooldownMs !== undefined && store.inCooldown(task.taskId, asset.id, req.cooldownMs)) {
+    req.release?.();
     throw new KscRefusedError('ksc_task_cooldown', `task "${task.displayName}" started for asset ${asset.displayName ?? asset.id} less than ${Math.round(req.cooldownMs / 1000)} s ago`);
   }
   let run = store.createTaskRun({
@@ -201,6 +214,8 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
   try {
     await client.runTask(task.taskId);
   } catch (e) {
+    // Whether RunTask reached KSC is unknown after a timeout; given back only when it was refused.
+    if ((e as { code?: string }).code !== 'ksc_timeout') req.release?.();
     run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: redact((e as Error).message) });
     // Debug only: the caller reports the failure (the CLI and the API in their answer, a
     // response rule in its own rate-limited warning), once.
@@ -227,6 +242,8 @@ export interface TaskStateEvent {
   oldState?: number;
   /** Event time (ISO). */
   time?: string;
+  /** The event's id (set by the watch): keys the work message between processors (ksc/cluster.ts). */
+  eventId?: string;
 }
 
 function intOf(v: unknown): number | undefined {

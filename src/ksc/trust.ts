@@ -91,14 +91,15 @@ export class TrustPolicy {
 const NONE: ReadonlySet<string> = Object.freeze(new Set<string>());
 
 /** Problems of `ksc.trusted_sources` that the schema cannot see. */
-export function trustedSourceProblems(entries: readonly TrustedSource[], listenerNames: readonly string[]): { key: string; message: string }[] {
+/** `listenerNames` null: any name (a processor's events carry the listener names of the receivers). */
+export function trustedSourceProblems(entries: readonly TrustedSource[], listenerNames: readonly string[] | null): { key: string; message: string }[] {
   const out: { key: string; message: string }[] = [];
   entries.forEach((t, i) => {
     const k = `ksc.trusted_sources[${i}]`;
     if (t.listeners.length === 0 && t.cidrs.length === 0 && t.client_fingerprints.length === 0) {
       out.push({ key: k, message: 'give at least one of listeners, cidrs, client_fingerprints (an entry without any would trust every sender)' });
     }
-    for (const l of t.listeners) if (!listenerNames.includes(l)) out.push({ key: `${k}.listeners`, message: `no listener named ${JSON.stringify(l)}` });
+    if (listenerNames !== null) for (const l of t.listeners) if (!listenerNames.includes(l)) out.push({ key: `${k}.listeners`, message: `no listener named ${JSON.stringify(l)}` });
     for (const fp of t.client_fingerprints) {
       if (!/^[0-9a-fA-F]{64}$/.test(fp.replace(/:/g, ''))) out.push({ key: `${k}.client_fingerprints`, message: `not a SHA-256 fingerprint: ${JSON.stringify(fp)}` });
     }

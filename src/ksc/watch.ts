@@ -38,8 +38,8 @@ export interface KscFindings {
   taskStates: TaskStateEvent[];
   /** Task-state events without a readable state. */
   taskStatesIgnored: number;
-  /** Events that passed a rule's filter and carried its asset reference. */
-  triggers: { rule: string; assetId: string }[];
+  /** Events that passed a rule's filter and carried its asset reference (`eventId`: the event's id, keys its start). */
+  triggers: { rule: string; assetId: string; eventId?: string }[];
   /** rule → events that passed its filter without the asset reference. */
   noAsset: [string, number][];
 }
@@ -85,7 +85,10 @@ export class KscWatch {
       if (assets.count === 0) return;
       const ts = taskStateFromEvent(ev);
       if (ts === null) this.f.taskStatesIgnored++;
-      else this.f.taskStates.push(ts);
+      else {
+        if (ev.id !== undefined) ts.eventId = ev.id;
+        this.f.taskStates.push(ts);
+      }
       return;
     }
     const rules = this.rules;
@@ -94,7 +97,7 @@ export class KscWatch {
       if (r.filter !== undefined && !r.filter.test(ev)) continue;
       const assetId = r.asset(ev);
       if (typeof assetId !== 'string' || assetId === '') r.noAsset++;
-      else this.f.triggers.push({ rule: r.name, assetId });
+      else this.f.triggers.push(ev.id !== undefined ? { rule: r.name, assetId, eventId: ev.id } : { rule: r.name, assetId });
     }
   }
 

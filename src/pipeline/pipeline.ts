@@ -224,6 +224,29 @@ export class Pipeline {
     }
   }
 
+  private ackHolds: (() => Promise<void> | undefined)[] = [];
+
+  /**
+   * Work an extension started for submitted frames that must be done before the source
+   * acknowledges them upstream (the KSC work published to NATS: ksc/cluster.ts).
+   */
+  holdAcks(hold: () => Promise<void> | undefined): () => void {
+    this.ackHolds = [...this.ackHolds, hold];
+    return () => {
+      this.ackHolds = this.ackHolds.filter((h) => h !== hold);
+    };
+  }
+
+  /**
+   * After `submitFrames`: undefined when the frames may be acknowledged now, else a promise
+   * that resolves when they may, or rejects when they must be given back (delivered again).
+   */
+  acksHeld(): Promise<void> | undefined {
+    if (this.ackHolds.length === 0) return undefined;
+    const waits = this.ackHolds.map((h) => h()).filter((p): p is Promise<void> => p !== undefined);
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+  }
+
   addTap(tap: EventTap): () => void {
     this.taps.push(tap);
     this.env = this.makeEnv();

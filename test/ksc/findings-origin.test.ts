@@ -79,7 +79,7 @@ for (const workers of [2, 0]) {
     expect(out.records).toBe(2);
     const byListener = new Map(found.map(([o, f]) => [o.listener, [o, f] as const]));
     expect(byListener.get('tls')?.[0]).toEqual({ listener: 'tls', peer: '127.0.0.1:40001', tlsFingerprint: FP });
-    expect(byListener.get('tls')?.[1].triggers).toEqual([{ rule: 'scan', assetId: 'a-ws1' }]);
+    expect(byListener.get('tls')?.[1].triggers).toEqual([{ rule: 'scan', assetId: 'a-ws1', eventId: expect.any(String) }]);
     expect(byListener.get('open')?.[0]).toMatchObject({ listener: 'open', peer: '127.0.0.1:40002' });
     expect(byListener.get('open')?.[0].tlsFingerprint).toBeUndefined();
     // What the KSC extension decides from them: only the pinned certificate is trusted.

@@ -230,6 +230,56 @@ test('close: queued triggers are dropped and counted, starts in flight may finis
   expect(r.offer(ev({ device: 'a4' }))).toBe(false);
 });
 
+test('shared KSC work: every trigger hears its outcome once, and a start is claimed under its rule and event', async () => {
+  const claimed = new Set<string>();
+  const claims: string[] = [];
+  const starts: string[] = [];
+  let hold: Promise<void> = Promise.resolve();
+  const deps: RuleDeps = {
+    ...new FakeKsc().deps(),
+    // What startTask does with the claim (tasks.ts): ask it first, refuse as a duplicate when it says no.
+    start: async (req) => {
+      if (req.claim !== undefined && !(await req.claim())) throw new KscRefusedError('ksc_task_duplicate', 'already started for this event');
+      await hold;
+      starts.push(req.assetId);
+      return FakeKsc.result(req);
+    },
+    claim: async (rule, eventId, assetId) => {
+      claims.push(`${rule}/${eventId}/${assetId}`);
+      if (claimed.has(`${rule}/${eventId}`)) return false;
+      claimed.add(`${rule}/${eventId}`);
+      return true;
+    },
+  };
+  const r = new ResponseRule(spec({ workers: 1 }), deps);
+  const heard: string[] = [];
+  const done = (tag: string) => (result: string, code?: string) => heard.push(`${tag}:${result}${code !== undefined ? `:${code}` : ''}`);
+  r.trigger('a1', undefined, { eventId: 'e1', done: done('e1') });
+  await r.idle();
+  // The same event again (delivered twice): the claim says it was started.
+  r.trigger('a1', undefined, { eventId: 'e1', done: done('e1 again') });
+  await r.idle();
+  // Two events for one asset while the first is being started: the second hears at once.
+  let go!: () => void;
+  hold = new Promise<void>((res) => (go = res));
+  r.trigger('a2', undefined, { eventId: 'e2', done: done('e2') });
+  r.trigger('a2', undefined, { eventId: 'e3', done: done('e3') });
+  r.trigger('a3', undefined, { eventId: 'e4', done: done('e4') });
+  await tick();
+  expect(heard).toEqual(['e1:started', 'e1 again:skipped_duplicate:ksc_task_duplicate', 'e3:skipped_queued']);
+  // Stopping: the queued trigger hears it was dropped (shared work gives it back to the stream).
+  const closing = r.close(10_000);
+  go();
+  await closing;
+  expect(heard.slice(3)).toEqual(['e4:dropped:ksc_rule_dropped_at_stop', 'e2:started']);
+  expect(starts).toEqual(['a1', 'a2']);
+  expect(claims).toEqual(['r/e1/a1', 'r/e1/a1', 'r/e2/a2']);
+  expect(r.stats.get('skipped_duplicate')).toBe(1);
+  // After close a trigger is refused at once, and says so.
+  r.trigger('a5', undefined, { eventId: 'e5', done: done('e5') });
+  expect(heard.at(-1)).toBe('e5:dropped:ksc_rule_dropped_at_stop');
+});
+
 test('rule checks: tasks, workers, queue, filter', () => {
   expect(ruleProblems(spec())).toEqual([]);
   expect(ruleProblems(spec({ tasks: [] }))).toEqual(['tasks: give at least one KSC task name']);
@@ -256,6 +306,7 @@ test('config: the ksc section, its defaults and the checks the schema cannot mak
     admin: { enabled: false, host: '127.0.0.1', port: 9142, max_body_bytes: 65536, request_timeout: 30, tls: {}, console: { enabled: false, session_ttl: 28800, tail_events: 1000, tail_bytes: 33554432, quiet_after: 300 } },
     response_rules: [{ name: 'r1', type: 'ksctasks', tasks: ['KUMA scan'], asset_field: 'device', workers: 1, cooldown: 600, queue_max: 1000 }],
     trusted_sources: [],
+    cluster: { mode: 'auto', lease_ttl: 5, ack_wait: 60, replicas: 1, duplicate_window: 600, claim_ttl: 86400 },
   });
   expect(kscConfigProblems(c.ksc)).toEqual([]);
   expect(() => loadConfigText('ksc:\n  response_rules:\n    - { name: r1, type: ksctasks }\n', undefined, {})).toThrow(/ksc\.response_rules\[0\]\.tasks: is required/);

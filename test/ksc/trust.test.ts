@@ -41,6 +41,9 @@ test('config: an entry needs a criterion, known listeners and real fingerprints'
   ]);
   expect(() => loadConfigText('ksc:\n  trusted_sources:\n    - { connection: main }\n', undefined, {})).toThrow(/ksc\.trusted_sources\[0\]: give at least one/);
   expect(() => loadConfigText('ksc:\n  trusted_sources:\n    - { connection: main, cidrs: [not-a-cidr] }\n', undefined, {})).toThrow(/expected an IPv4\/IPv6 address or CIDR/);
+  // A processor (a nats listener) gets the receivers' listener names: any name is accepted there.
+  expect(() => loadConfigText('listeners: [ { name: bus, type: nats, servers: [ "nats://127.0.0.1:4222" ], stream: RAW, consumer: p } ]\nksc:\n  trusted_sources:\n    - { connection: main, listeners: [ksc] }\n', undefined, {})).not.toThrow();
+  expect(() => loadConfigText('listeners: [ { name: tcp, type: tcp, port: 0 } ]\nksc:\n  trusted_sources:\n    - { connection: main, listeners: [ksc] }\n', undefined, {})).toThrow(/no listener named "ksc"/);
   const c = loadConfigText('ksc:\n  trusted_sources:\n    - { connection: main, listeners: [tcp] }\n', undefined, {});
   expect(c.ksc.trusted_sources).toEqual([{ connection: 'main', listeners: ['tcp'], cidrs: [], client_fingerprints: [] }]);
 });

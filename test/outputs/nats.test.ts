@@ -193,7 +193,7 @@ test('the examples of docs/outputs-nats.md and docs/cluster.md validate; a recei
   const { readFileSync } = await import('node:fs');
   const { loadConfigText } = await import('../../src/config/load.js');
   const blocks = ['outputs-nats.md', 'cluster.md'].flatMap((f) => [...readFileSync(new URL(`../../docs/${f}`, import.meta.url), 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!));
-  expect(blocks.length).toBe(4);
+  expect(blocks.length).toBe(5);
   for (const b of blocks) {
     // Each example holds either outputs or listeners; the rest is the defaults.
     const yaml = b.includes('outputs:') ? b : `${b}\noutputs: [ { name: f, type: file, path: ./x.ndjson } ]\n`;

@@ -6,5 +6,9 @@ import { trustedSourceProblems } from '../trust.js';
 
 export const kscConfigSection: ConfigSection = {
   fields: KSC_FIELDS,
-  check: (c) => [...kscConfigProblems(c.ksc), ...trustedSourceProblems(c.ksc.trusted_sources, [...c.listeners.map((l) => l.name), ...c.sql_sources.map((q) => q.name)])],
+  check: (c) => [
+    ...kscConfigProblems(c.ksc),
+    // A processor (a `nats` listener) gets the listener names the receivers gave its frames.
+    ...trustedSourceProblems(c.ksc.trusted_sources, c.listeners.some((l) => l.type === 'nats') ? null : [...c.listeners.map((l) => l.name), ...c.sql_sources.map((q) => q.name)]),
+  ],
 };

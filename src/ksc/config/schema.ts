@@ -97,6 +97,23 @@ export const KSC_FIELDS: Record<string, Spec> = {
           },
         },
       },
+      cluster: {
+        kind: 'object',
+        doc: 'Processors that share KSC work (docs/cluster.md, "KSC: one owner per KSC connection"): when a listener is a `nats` source, every processor publishes the rule triggers and task states it finds to a JetStream work stream, and only the processor holding a connection\'s lease (a JetStream key-value entry) acts on them: task starts and task-run updates happen once. The NATS connection is the first `nats` listener\'s.',
+        fields: {
+          mode: {
+            kind: 'enum',
+            doc: '`auto`: share KSC work through NATS when a listener is a `nats` source and `ksc.trusted_sources` is not empty (without trusted sources no event acts on KSC); `off`: act locally (run one processor with the `ksc` section then).',
+            values: ['auto', 'off'],
+            default: 'auto',
+          },
+          lease_ttl: dur('Lease time of a connection\'s owner (renewed every third of it): after the owner dies, another processor takes over within about this long.', '5s', 1),
+          ack_wait: dur('A work message not acknowledged within this time goes to the owner again (a task start may take this long).', '60s', 1),
+          replicas: { kind: 'int', doc: 'Replicas of the work stream `CEFD_KSC` and of the key-value buckets `cefd_ksc_owner` and `cefd_ksc_starts` when cefd creates them (3 in a 3-node cluster).', default: 1, min: 1, max: 5 },
+          duplicate_window: dur('The work stream\'s duplicate window: a trigger or task state published twice within it (its event delivered again) is stored once.', '10m', 1),
+          claim_ttl: dur('How long the claim of a response rule\'s start for an event is kept (bucket `cefd_ksc_starts`): an event delivered again within it does not start its task again.', '24h', 60),
+        },
+      },
       trusted_sources: {
         kind: 'list',
         doc: 'Where a KSC connection\'s own events come from: only events from these origins can trigger response rules or update that connection\'s task runs (events from elsewhere are still collected). Empty: no event acts on KSC. See docs/ksc-trust.md.',

@@ -47,6 +47,16 @@ export interface KscConfig {
   admin: KscAdminConfig;
   response_rules: KscResponseRuleConfig[];
   trusted_sources: KscTrustedSourceConfig[];
+  cluster: KscClusterConfig;
+}
+
+export interface KscClusterConfig {
+  mode: 'auto' | 'off';
+  lease_ttl: number;
+  ack_wait: number;
+  replicas: number;
+  duplicate_window: number;
+  claim_ttl: number;
 }
 
 export interface KscTrustedSourceConfig {

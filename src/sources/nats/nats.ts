@@ -213,20 +213,29 @@ export class NatsSource implements Source {
     }
     this.inFlight += msgs.length;
     this.deps.pipeline.submitFramesAsync(frames, this.ctx, (taken) => {
-      this.inFlight -= msgs.length;
-      try {
-        if (taken) {
-          for (const m of msgs) m.ack();
-          this.stats.natsAcked += msgs.length;
-        } else {
-          // Stopping: to another processor at once; a full output: again a little later.
-          for (const m of msgs) m.nak(this.stopped ? undefined : REFUSED_REDELIVERY_MS);
+      // Work an extension started for these events (the KSC work another processor may
+      // own, ksc/cluster.ts) must be in NATS before the frames are acknowledged; asked now,
+      // right after the pipeline handed the events (and their findings) on.
+      const held = taken ? this.deps.pipeline.acksHeld() : undefined;
+      const settle = (ok: boolean, delayMs: number | undefined) => {
+        this.inFlight -= msgs.length;
+        try {
+          if (ok) {
+            for (const m of msgs) m.ack();
+            this.stats.natsAcked += msgs.length;
+          } else for (const m of msgs) m.nak(delayMs);
+        } catch {
+          // The connection is gone: the server delivers them again after ack_wait.
         }
-      } catch {
-        // The connection is gone: the server delivers them again after ack_wait.
-      }
-      this.stats.natsPending = msgs[msgs.length - 1]!.info.pending;
-      this.wake?.();
+        this.stats.natsPending = msgs[msgs.length - 1]!.info.pending;
+        this.wake?.();
+      };
+      // Refused: when stopping, to another processor at once; a full output: again a little later.
+      if (!taken) settle(false, this.stopped ? undefined : REFUSED_REDELIVERY_MS);
+      else if (held === undefined) settle(true, undefined);
+      // The work failed: the frames come again (their events get the same ids), after a
+      // pause so that what failed (NATS, the work stream) is not retried in a tight loop.
+      else held.then(() => settle(true, undefined), () => settle(false, REFUSED_REDELIVERY_MS));
     });
   }
 

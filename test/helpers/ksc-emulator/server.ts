@@ -99,6 +99,12 @@ export interface Faults {
   delayMs: number;
   /** Extra delay for one method (ms). */
   methodDelayMs: Record<string, number>;
+  /**
+   * Delay of the answer of one method after the call took effect (ms): a slow KSC that
+   * started the task and has not answered yet. Unlike `methodDelayMs`, the call acts even
+   * when the client goes away meanwhile.
+   */
+  answerDelayMs: Record<string, number>;
   /** Answer the next `times` calls (of `method`, or any) with `status` and `body`. */
   failNext(status: number, o?: { method?: string; times?: number; body?: string }): void;
   /** Close the socket of the next `times` calls (of `method`, or any) without answering. */
@@ -194,6 +200,7 @@ export class KscEmulator {
     this.faults = {
       delayMs: 0,
       methodDelayMs: {},
+      answerDelayMs: {},
       failNext(status, f = {}) {
         self.pendingFaults.push({ status, times: f.times ?? 1, ...(f.method !== undefined ? { method: f.method } : {}), ...(f.body !== undefined ? { body: f.body } : {}) });
       },
@@ -215,6 +222,7 @@ export class KscEmulator {
         self.pendingBreaks.length = 0;
         this.delayMs = 0;
         this.methodDelayMs = {};
+        this.answerDelayMs = {};
       },
     };
     this.server = https.createServer({ key: this.cert.key, cert: this.cert.cert }, (req, res) => {
@@ -348,8 +356,16 @@ export class KscEmulator {
     const rec: CallRecord = { method, status: 0, auth: 'none', body: {}, headers: req.headers, socket: this.socketIds.get(sock) ?? 0 };
     this.calls.push(rec);
     const answer = (status: number, body: unknown): void => {
-      rec.status = status;
-      this.send(req, res, status, body);
+      const later = this.faults.answerDelayMs[method] ?? 0;
+      if (later <= 0) {
+        rec.status = status;
+        this.send(req, res, status, body);
+        return;
+      }
+      setTimeout(() => {
+        rec.status = status;
+        if (!res.destroyed && !sock.destroyed) this.send(req, res, status, body);
+      }, later);
     };
 
     const delay = this.faults.delayMs + (this.faults.methodDelayMs[method] ?? 0);

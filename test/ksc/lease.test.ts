@@ -1,0 +1,185 @@
+/**
+ * The KSC owner lease (src/ksc/lease.ts) on a real nats-server's key-value bucket: one
+ * holder at a time, renewal, take-over after expiry, step-down when a renewal fails or the
+ * lease time passes without one, release at stop.
+ */
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { connect, type KV, type NatsConnection } from 'nats';
+import { KvLease, type LeaseChange } from '../../src/ksc/lease.js';
+import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
+import { waitFor } from '../helpers/daemon.js';
+
+let server: NatsServer;
+let nc: NatsConnection;
+let bucket = 0;
+
+beforeAll(async () => {
+  server = await natsServer();
+  nc = await connect({ servers: server.url });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await stopAllNats();
+});
+
+/** A fresh bucket whose entries expire after `ttlMs` (the lease time). */
+async function kv(ttlMs: number): Promise<KV> {
+  return nc.jetstream().views.kv(`lease_test_${++bucket}`, { history: 1, ttl: ttlMs });
+}
+
+/** The KV seen by one holder, whose calls can be made to fail or to hang (a processor cut off from NATS, or frozen). */
+function faulty(real: KV) {
+  const f = { fail: false, hang: false, release: () => {} };
+  let gate: Promise<void> = Promise.resolve();
+  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (f.hang) {
+      gate = new Promise<void>((r) => (f.release = r));
+      f.hang = false;
+      await gate;
+    }
+    if (f.fail) throw new Error('no connection to NATS (test)');
+    return fn();
+  };
+  const kvOf = {
+    get: (k: string) => call(() => real.get(k)),
+    create: (k: string, d: Uint8Array) => call(() => real.create(k, d)),
+    update: (k: string, d: Uint8Array, v: number) => call(() => real.update(k, d, v)),
+    delete: (k: string, o?: { previousSeq?: number }) => call(() => real.delete(k, o)),
+  } as unknown as KV;
+  return { f, kv: kvOf };
+}
+
+function holder(kvx: Pick<KV, 'get' | 'create' | 'update' | 'delete'>, id: string, ttlMs: number, o: { now?: () => number } = {}) {
+  const changes: { change: LeaseChange; reason?: string }[] = [];
+  const lease = new KvLease({ kv: kvx, key: 'tenant.conn', holder: id, ttlMs, onChange: (change, d) => changes.push({ change, ...(d.reason !== undefined ? { reason: d.reason } : {}) }), ...(o.now ? { now: o.now } : {}) });
+  return { lease, changes };
+}
+
+test('two holders: one takes the key, renews it past the lease time, and the other never gets it', async () => {
+  const b = await kv(1000);
+  const a = holder(b, 'p1', 1000);
+  const c = holder(b, 'p2', 1000);
+  await a.lease.start();
+  await c.lease.start();
+  expect(a.lease.held).toBe(true);
+  expect(c.lease.held).toBe(false);
+  expect((await b.get('tenant.conn'))!.string()).toBe('p1');
+  expect(c.lease.owner).toBe('p1');
+  // Three lease times: only renewals keep the entry, and p2 tries every third of one.
+  const first = (await b.get('tenant.conn'))!.revision;
+  await waitFor(async () => ((await b.get('tenant.conn'))?.revision ?? 0) >= first + 6, 10_000, 'six renewals');
+  expect(a.lease.held).toBe(true);
+  expect(c.lease.held).toBe(false);
+  expect(c.changes).toEqual([]);
+  expect(a.changes).toEqual([{ change: 'acquired' }]);
+  await a.lease.stop();
+  await c.lease.stop();
+});
+
+test('the holder stops renewing (frozen): the key expires, the other takes over, and the old holder steps down when its renewal fails the compare-and-set', async () => {
+  const b = await kv(1000);
+  const fa = faulty(b);
+  const a = holder(fa.kv, 'p1', 1000);
+  const c = holder(b, 'p2', 1000);
+  await a.lease.start();
+  await c.lease.start();
+  expect(a.lease.held).toBe(true);
+  // p1's next call hangs: no renewal reaches the server.
+  fa.f.hang = true;
+  await waitFor(() => c.lease.held, 10_000, 'p2 takes the expired key');
+  expect((await b.get('tenant.conn'))!.string()).toBe('p2');
+  // p1 counts itself owner no longer than the lease time after its last renewal was sent.
+  expect(a.lease.held).toBe(false);
+  expect(a.changes.at(-1)).toEqual({ change: 'lost', reason: 'no renewal within the lease time' });
+  // Its frozen renewal goes on now: the compare-and-set on p1's old revision is refused,
+  // p2's entry stays; p1's next attempt is a take, which finds p2 there.
+  fa.f.release();
+  await a.lease.tick();
+  expect((await b.get('tenant.conn'))!.string()).toBe('p2');
+  expect(a.lease.held).toBe(false);
+  await a.lease.tick();
+  expect(a.lease.held).toBe(false);
+  expect(a.lease.owner).toBe('p2');
+  expect(c.lease.held).toBe(true);
+  await a.lease.stop();
+  await c.lease.stop();
+});
+
+test('a renewal refused by the server (another holder wrote the key) steps down at once', async () => {
+  const b = await kv(60_000);
+  const a = holder(b, 'p1', 60_000);
+  await a.lease.start();
+  expect(a.lease.held).toBe(true);
+  // Someone else overwrote the key (an operator, a holder with a wrong clock): the compare-and-set fails.
+  await b.put('tenant.conn', new TextEncoder().encode('intruder'));
+  await a.lease.tick();
+  expect(a.lease.held).toBe(false);
+  expect(a.changes.at(-1)!.change).toBe('lost');
+  expect(a.changes.at(-1)!.reason).toMatch(/renewal failed/);
+  await a.lease.tick();
+  expect(a.lease.owner).toBe('intruder');
+  expect(a.lease.held).toBe(false);
+  await a.lease.stop();
+});
+
+test('a renewal that cannot reach NATS steps down; the holder takes the key again once NATS answers', async () => {
+  const b = await kv(60_000);
+  const fa = faulty(b);
+  const a = holder(fa.kv, 'p1', 60_000);
+  await a.lease.start();
+  expect(a.lease.held).toBe(true);
+  fa.f.fail = true;
+  await a.lease.tick();
+  expect(a.lease.held).toBe(false);
+  expect(a.changes.at(-1)!.reason).toMatch(/no connection to NATS/);
+  // Its own entry is still there (the lease time is long): it cannot take it back before it expires.
+  fa.f.fail = false;
+  await a.lease.tick();
+  expect(a.lease.held).toBe(false);
+  expect(a.lease.owner).toBe('p1');
+  await b.delete('tenant.conn');
+  await a.lease.tick();
+  expect(a.lease.held).toBe(true);
+  expect(a.changes.map((x) => x.change)).toEqual(['acquired', 'lost', 'acquired']);
+  await a.lease.stop();
+});
+
+test('the local deadline: no successful renewal within the lease time means not holder, whatever the timer did', async () => {
+  const b = await kv(60_000);
+  let now = 1_000_000;
+  const a = holder(b, 'p1', 60_000, { now: () => now });
+  await a.lease.start();
+  expect(a.lease.held).toBe(true);
+  now += 59_999;
+  expect(a.lease.held).toBe(true);
+  now += 1;
+  expect(a.lease.held).toBe(false);
+  expect(a.changes.at(-1)).toEqual({ change: 'lost', reason: 'no renewal within the lease time' });
+  await a.lease.stop();
+});
+
+test('stop releases the key: the other holder takes it at its next attempt', async () => {
+  const b = await kv(60_000);
+  const a = holder(b, 'p1', 60_000);
+  const c = holder(b, 'p2', 60_000);
+  await a.lease.start();
+  await c.lease.start();
+  expect(c.lease.held).toBe(false);
+  await a.lease.stop();
+  expect(a.changes.at(-1)!.change).toBe('released');
+  await c.lease.tick();
+  expect(c.lease.held).toBe(true);
+  expect((await b.get('tenant.conn'))!.string()).toBe('p2');
+  await c.lease.stop();
+});
+
+test('two holders racing for a free key: exactly one wins (compare-and-set on "no value")', async () => {
+  const b = await kv(60_000);
+  const hs = Array.from({ length: 5 }, (_, i) => holder(b, `p${i}`, 60_000));
+  await Promise.all(hs.map((h) => h.lease.start()));
+  expect(hs.filter((h) => h.lease.held)).toHaveLength(1);
+  const winner = hs.find((h) => h.lease.held)!;
+  expect((await b.get('tenant.conn'))!.string()).toBe(winner.lease.owner);
+  await Promise.all(hs.map((h) => h.lease.stop()));
+});
