@@ -250,7 +250,8 @@ describe.each([
     // and new rows with reused ids arrive under a new epoch of ids.
     await db.exec(`DELETE FROM ev WHERE ${db.kind === 'postgres' ? '"nId"' : 'nId'} > 30060`);
     await waitFor(async () => ((await scrape(mport)).get('cefd_sql_errors_total{source="ksc",reason="cursor_backwards"}') ?? 0) >= 1, 30_000, 'cursor_backwards');
-    expect(d.text()).toMatch(/the database went back/);
+    // The counter moves before the log line reaches the child's stdout: wait for the line too.
+    await waitFor(() => /the database went back/.test(d.text()), 30_000, 'the "database went back" log line');
     await schema.insertEvents(30_061, 30_062);
     await waitFor(() => events(sub).length >= 9, 30_000, 'rows after the restore');
     const last = events(sub).slice(7);
