@@ -20,8 +20,15 @@ let dayA = NaN;
 let prefixA = '';
 let dayB = NaN;
 let prefixB = '';
+/**
+ * The last two results: an event's syslog time stamp and its CEF `rt` are mostly the same
+ * instant, with the receive time converted in between; returning the same string object
+ * also lets the decoder's "header time is the event time" test compare by reference.
+ */
 let lastMs = NaN;
 let lastIso = '';
+let prevMs = NaN;
+let prevIso = '';
 /** Years 0000-9999 print as YYYY; outside, toISOString's extended form is used. */
 const MIN_FAST = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
 const MAX_FAST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
@@ -32,6 +39,7 @@ const MAX_FAST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
  */
 export function isoFromMs(ms: number): string {
   if (ms === lastMs) return lastIso;
+  if (ms === prevMs) return prevIso;
   if (!(ms >= MIN_FAST && ms <= MAX_FAST) || !Number.isInteger(ms)) {
     const d = new Date(ms);
     return Number.isNaN(d.getTime()) ? 'Invalid Date' : d.toISOString();
@@ -54,6 +62,8 @@ export function isoFromMs(ms: number): string {
   r -= mi * 60_000;
   const sec = (r / 1000) | 0;
   r -= sec * 1000;
+  prevMs = lastMs;
+  prevIso = lastIso;
   lastMs = ms;
   lastIso = prefix + P2[h]! + ':' + P2[mi]! + ':' + P2[sec]! + '.' + P3[r]! + 'Z';
   return lastIso;

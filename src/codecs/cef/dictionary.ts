@@ -29,6 +29,13 @@ export interface KeyInfo {
   mark: number;
   /** Parser scratch: a custom key's value in the current record (valid while `mark` is the record's). */
   value: string;
+  /**
+   * Parser cache, for a custom value key: the last label it was folded with and the
+   * `cef.custom` key made of it (`cs3:TaskName`). Labels repeat from event to event, and
+   * the same key string (already internalized by V8) makes adding it to an object cheap.
+   */
+  lastLabel: string;
+  lastCustomKey: string;
 }
 
 interface Family {
@@ -55,7 +62,7 @@ const byFull = new Map<string, KeyInfo>();
 function info(full: string, type: KeyType, customBase: string | undefined, customShort: string | undefined, isLabel: boolean): KeyInfo {
   let i = byFull.get(full);
   if (i === undefined) {
-    i = { full, type, customBase, customShort, isLabel, pair: undefined, mark: 0, value: '' };
+    i = { full, type, customBase, customShort, isLabel, pair: undefined, mark: 0, value: '', lastLabel: '', lastCustomKey: '' };
     byFull.set(full, i);
   }
   return i;

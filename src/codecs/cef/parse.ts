@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import type { Problem } from '../../errors.js';
 import type { CefRecord } from '../../event.js';
 import { cefTimeToIso } from '../../time.js';
-import { lookupKeyAt, resetMarks, type KeyInfo } from './dictionary.js';
+import { lookupKey, lookupKeyAt, resetMarks, type KeyInfo } from './dictionary.js';
 
 /** Errors and warnings collected while decoding one frame (arrays created on first use). */
 export interface Diagnostics {
@@ -164,23 +164,23 @@ function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | 
 }
 
 /**
- * Converts a typed key's value into `typed` when the converted value says something the
- * text does not (docs/event-format.md, "cef.typed"): numbers always (a JSON number), time
- * stamps when the ISO text differs from the written one; IP addresses never (the
- * validated text is the written text). A value that does not convert is a warning.
+ * The converted value of a typed key, when it says something the text does not
+ * (docs/event-format.md, "cef.typed"): numbers always (a JSON number), time stamps when the
+ * ISO text differs from the written one; IP addresses never (the validated text is the
+ * written text). Undefined otherwise; a value that does not convert is a warning.
  */
-function putTyped(info: KeyInfo, value: string, typed: Record<string, unknown>, d: Diagnostics, opts: CefOptions): void {
+function typedValue(info: KeyInfo, value: string, d: Diagnostics, opts: CefOptions): string | number | undefined {
   if (value === '') {
     // Row 11: kept as "", not typed.
     addWarning(d, { code: 'cef_bad_field', key: info.full, message: 'empty value' });
-    return;
+    return undefined;
   }
   const t = convert(info, value, opts);
   if (t === null) {
     addWarning(d, { code: 'cef_bad_field', key: info.full, message: `not a valid ${info.type === 'int' ? 'integer' : info.type === 'ip' ? 'IP address' : 'time stamp'}` });
-  } else if (t !== value) {
-    typed[info.full] = t;
+    return undefined;
   }
+  return t !== value ? t : undefined;
 }
 
 function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
@@ -245,13 +245,33 @@ function nextKey(s: string, from: number, end: number, eqOut: Int32Array): numbe
 
 const eqPos = new Int32Array(1);
 
+/** Scratch for the header fields of the record being parsed (parseCef is not re-entered). */
+const headerFields: string[] = [];
+
+/** What parseCef hands its caller beside the record. */
+export interface CefOut {
+  /**
+   * `rt` converted (ISO 8601 UTC) when it converted to a text other than the written one:
+   * the caller makes it the event's `timestamp`, so it is not put in `cef.typed`.
+   */
+  receiptTime: string | undefined;
+}
+
+const RECEIPT_TIME = lookupKey('rt')!;
+
+/**
+ * Parses the CEF record starting at `start` (the `C` of `CEF:`). Never throws. With `out`,
+ * the converted `rt` goes to `out.receiptTime` instead of `typed`.
+ */
+
 /**
  * Parses the CEF record starting at `start` (the `C` of `CEF:`). Never throws.
  */
-export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOptions): CefRecord {
+export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOptions, out?: CefOut): CefRecord {
   const total = s.length;
   // ---- header (rows 2-6) ----
-  const fields: string[] = [];
+  const fields = headerFields;
+  fields.length = 0;
   let p = start + 4;
   while (fields.length < 7) {
     let q = s.indexOf('|', p);
@@ -309,16 +329,19 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
   if (rec.severity !== undefined && !validSeverity(rec.severity)) {
     addWarning(d, { code: 'cef_bad_severity', message: `severity ${JSON.stringify(rec.severity.slice(0, 32))} kept as written` });
   }
-  if (hasExtension) parseExtension(s, extStart, extEnd, rec, d, opts);
+  if (out !== undefined) out.receiptTime = undefined;
+  if (hasExtension) parseExtension(s, extStart, extEnd, rec, d, opts, out);
+  fields.length = 0;
   return rec;
 }
 
 /** Record counter: KeyInfo.mark === current record means "seen in this record". */
 let recordMark = 0;
 
-function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions): void {
+function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions, out: CefOut | undefined): void {
   const ext = rec.extensions;
-  const typed: Record<string, unknown> = {};
+  // Made on the first converted value: most records have none besides `rt`.
+  let typed: Record<string, string | number> | undefined;
   if (++recordMark > 0x3fffffff) {
     recordMark = 1;
     resetMarks();
@@ -369,7 +392,8 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
       if (info.mark === mark) {
         // Row 12: last value wins; keys compare by full name.
         addWarning(d, { code: 'cef_duplicate_key', key: full, message: `duplicate key ${s.slice(p, eq)}; the last value wins` });
-        delete typed[full];
+        if (typed !== undefined) delete typed[full];
+        if (info === RECEIPT_TIME && out !== undefined) out.receiptTime = undefined;
       } else {
         info.mark = mark;
         if (info.customBase !== undefined) (customSeen ??= []).push(info);
@@ -379,17 +403,26 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
         info.value = value;
       } else {
         ext[full] = value;
-        if (info.type !== 'string' && info.type !== 'text') putTyped(info, value, typed, d, opts);
+        if (info.type !== 'string' && info.type !== 'text') {
+          const t = typedValue(info, value, d, opts);
+          if (t !== undefined) {
+            if (info === RECEIPT_TIME && out !== undefined) out.receiptTime = t as string;
+            else (typed ??= {})[full] = t;
+          }
+        }
       }
     }
     if (k === -1) break;
     p = k;
     knownEq = eqPos[0]!;
   }
-  if (customSeen !== undefined) placeCustom(customSeen, mark, rec, typed, d, opts);
-  for (const _ in typed) {
-    rec.typed = typed as Record<string, string | number>;
-    break;
+  if (customSeen !== undefined) typed = placeCustom(customSeen, mark, rec, typed, d, opts);
+  if (typed !== undefined) {
+    // A duplicate key may have taken its converted value out again.
+    for (const _ in typed) {
+      rec.typed = typed;
+      break;
+    }
   }
 }
 
@@ -402,10 +435,18 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
  * half (row 16 warns), or a pair with an empty Label, stays in `extensions` under its
  * full names.
  */
-function placeCustom(seen: KeyInfo[], mark: number, rec: CefRecord, typed: Record<string, unknown>, d: Diagnostics, opts: CefOptions): void {
+function placeCustom(
+  seen: KeyInfo[],
+  mark: number,
+  rec: CefRecord,
+  typed: Record<string, string | number> | undefined,
+  d: Diagnostics,
+  opts: CefOptions,
+): Record<string, string | number> | undefined {
   const ext = rec.extensions;
   let custom: Record<string, string | number> | undefined;
-  for (const info of seen) {
+  for (let i = 0; i < seen.length; i++) {
+    const info = seen[i]!;
     const pair = info.pair!;
     const paired = pair.mark === mark;
     if (!paired) {
@@ -422,20 +463,29 @@ function placeCustom(seen: KeyInfo[], mark: number, rec: CefRecord, typed: Recor
       continue;
     }
     const value = info.value;
-    if (info.type !== 'string' && info.type !== 'text') putTyped(info, value, typed, d, opts);
+    const t = info.type !== 'string' && info.type !== 'text' ? typedValue(info, value, d, opts) : undefined;
     if (!folds) {
+      if (t !== undefined) (typed ??= {})[info.full] = t;
       ext[info.full] = value;
       continue;
     }
     let v: string | number = value;
-    const t = typed[info.full];
-    if (typeof t === 'number' && String(t) === value) {
-      v = t;
-      delete typed[info.full];
+    // A number written as that number is the field's value; else the text is, and the
+    // converted value goes to `typed` as for any key.
+    if (typeof t === 'number' && String(t) === value) v = t;
+    else if (t !== undefined) (typed ??= {})[info.full] = t;
+    const label = pair.value;
+    let key: string;
+    if (label === info.lastLabel) {
+      key = info.lastCustomKey;
+    } else {
+      key = `${info.customShort!}:${label}`;
+      info.lastLabel = label;
+      info.lastCustomKey = key;
     }
-    const key = `${info.customShort!}:${pair.value}`;
     custom ??= {};
     setOwn(custom, key, v);
   }
   rec.custom = custom;
+  return typed;
 }

@@ -88,7 +88,7 @@ export function parseSyslog(s: string, start: number, d: Diagnostics, opts: Sysl
   }
   // RFC 3164 timestamp (Mmm dd ...), or an RFC 3339 one in its place.
   if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || isDigit(c)) {
-    const t = isDigit(c) ? parseRfc3339(s, p, opts.defaultZone) : parseTextTime(s, p, { defaultZone: opts.defaultZone, nowMs: opts.nowMs });
+    const t = isDigit(c) ? parseRfc3339(s, p, opts.defaultZone) : parseTextTime(s, p, opts);
     if (t !== null && (t.end === s.length || s.charCodeAt(t.end) === SP)) {
       const header: SyslogHeader = { format: 'rfc3164' };
       if (pri >= 0) {
