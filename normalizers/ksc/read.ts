@@ -4,7 +4,8 @@
  * it; lean.ts rebuilds the whole object of an event with it.
  */
 import type { CefdEvent } from '../../src/event.js';
-import { normalizeCef } from './cef-format.js';
+import { normalizeCef, normalizeCefLean } from './cef-format.js';
+import { leanKsc, type KscLean } from './lean.js';
 import { isRelayedKsc, kscElement, normalizeSyslog } from './syslog-format.js';
 import type { KscObject, KscWarning } from './types.js';
 
@@ -35,3 +36,19 @@ export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscW
   return { ksc: normalizeSyslog(event, sys, el, warnings), warnings };
 }
 
+
+/**
+ * `normalizeKsc` with the lean object (lean.ts) in place of the whole one: what the
+ * normalizer writes on the event. For CEF it is read directly (normalizeCefLean), which
+ * spares the objects the lean form leaves out.
+ */
+export function normalizeKscLean(event: CefdEvent): { ksc: KscLean; warnings: KscWarning[] } | null {
+  const cef = event.cef;
+  if (cef !== undefined) {
+    if (cef.deviceVendor !== VENDOR || cef.deviceProduct !== PRODUCT) return null;
+    const warnings: KscWarning[] = [];
+    return { ksc: normalizeCefLean(cef, warnings), warnings };
+  }
+  const r = normalizeKsc(event);
+  return r === null ? null : { ksc: leanKsc(r.ksc), warnings: r.warnings };
+}
