@@ -15,10 +15,16 @@ for (let i = 0; i < 100; i++) P2.push(i < 10 ? `0${i}` : String(i));
 const P3: string[] = [];
 for (let i = 0; i < 1000; i++) P3.push(i < 10 ? `00${i}` : i < 100 ? `0${i}` : String(i));
 
-/** Two-slot cache of "YYYY-MM-DDT" prefixes (event time and receive time alternate). */
-let dayA = NaN;
+/** `.mmmZ` for each millisecond: the end of an ISO text. */
+const MS_Z: string[] = P3.map((m) => `.${m}Z`);
+
+/**
+ * Two-slot cache of "YYYY-MM-DDTHH:MM:SS" prefixes, by second (event time and receive
+ * time alternate): one concatenation per new ISO text while the second stays the same.
+ */
+let secA = NaN;
 let prefixA = '';
-let dayB = NaN;
+let secB = NaN;
 let prefixB = '';
 /**
  * The last two results: an event's syslog time stamp and its CEF `rt` are mostly the same
@@ -44,16 +50,34 @@ export function isoFromMs(ms: number): string {
     const d = new Date(ms);
     return Number.isNaN(d.getTime()) ? 'Invalid Date' : d.toISOString();
   }
-  const day = Math.floor(ms / DAY_MS) * DAY_MS;
+  const second = Math.floor(ms / 1000);
   let prefix: string;
-  if (day === dayA) prefix = prefixA;
-  else if (day === dayB) prefix = prefixB;
+  if (second === secA) prefix = prefixA;
+  else if (second === secB) prefix = prefixB;
   else {
-    prefix = new Date(day).toISOString().slice(0, 11);
-    dayB = dayA;
+    prefix = secondPrefix(second * 1000);
+    secB = secA;
     prefixB = prefixA;
-    dayA = day;
+    secA = second;
     prefixA = prefix;
+  }
+  prevMs = lastMs;
+  prevIso = lastIso;
+  lastMs = ms;
+  lastIso = prefix + MS_Z[ms - second * 1000]!;
+  return lastIso;
+}
+
+/** The last "YYYY-MM-DDT" made, and its day. */
+let lastDay = NaN;
+let lastDayPrefix = '';
+
+/** "YYYY-MM-DDTHH:MM:SS" of a whole second in the fast range. */
+function secondPrefix(ms: number): string {
+  const day = Math.floor(ms / DAY_MS) * DAY_MS;
+  if (day !== lastDay) {
+    lastDay = day;
+    lastDayPrefix = new Date(day).toISOString().slice(0, 11);
   }
   let r = ms - day;
   const h = (r / 3_600_000) | 0;
@@ -61,12 +85,7 @@ export function isoFromMs(ms: number): string {
   const mi = (r / 60_000) | 0;
   r -= mi * 60_000;
   const sec = (r / 1000) | 0;
-  r -= sec * 1000;
-  prevMs = lastMs;
-  prevIso = lastIso;
-  lastMs = ms;
-  lastIso = prefix + P2[h]! + ':' + P2[mi]! + ':' + P2[sec]! + '.' + P3[r]! + 'Z';
-  return lastIso;
+  return lastDayPrefix + P2[h]! + ':' + P2[mi]! + ':' + P2[sec]!;
 }
 
 function digit(s: string, i: number): number {

@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import type { Problem } from '../../errors.js';
 import type { CefRecord } from '../../event.js';
 import { cefTimeToIso } from '../../time.js';
-import { lookupKey, lookupKeyAt, resetMarks, type KeyInfo } from './dictionary.js';
+import { keyHash, lookupKey, lookupKeyAt, lookupKeyHashed, resetMarks, type KeyInfo } from './dictionary.js';
 
 /** Errors and warnings collected while decoding one frame (arrays created on first use). */
 export interface Diagnostics {
@@ -217,7 +217,8 @@ function keyAt(s: string, p: number, end: number): number {
 /**
  * Finds the next pair boundary after `from` (inside a value): an unescaped `=` whose
  * preceding text is a key token (row 7) preceded by a blank (rows 7, 8). Returns the
- * start of the key token, or -1. `eqOut[0]` receives the `=` position.
+ * start of the key token, or -1. `eqOut[0]` receives the `=` position and `eqOut[1]` the
+ * key's hash (dictionary.ts keyHash), made on the walk back over it.
  */
 function nextKey(s: string, from: number, end: number, eqOut: Int32Array): number {
   let q = s.indexOf('=', from);
@@ -225,9 +226,11 @@ function nextKey(s: string, from: number, end: number, eqOut: Int32Array): numbe
     // Walk back over key characters. A backslash before `=` (escaped or not) is not a key
     // character, so escaped `\=` never ends a value.
     let k = q - 1;
+    let h = 0;
     while (k >= from) {
       const c = s.charCodeAt(k);
       if (c >= 128 || KEY_CHAR[c] !== 1) break;
+      h = keyHash(h, c);
       k--;
     }
     const tokenStart = k + 1;
@@ -235,6 +238,7 @@ function nextKey(s: string, from: number, end: number, eqOut: Int32Array): numbe
       const c = s.charCodeAt(tokenStart);
       if (KEY_START[c] === 1) {
         eqOut[0] = q;
+        eqOut[1] = h;
         return tokenStart;
       }
     }
@@ -243,7 +247,7 @@ function nextKey(s: string, from: number, end: number, eqOut: Int32Array): numbe
   return -1;
 }
 
-const eqPos = new Int32Array(1);
+const eqPos = new Int32Array(2);
 
 /** Scratch for the header fields of the record being parsed (parseCef is not re-entered). */
 const headerFields: string[] = [];
@@ -338,6 +342,9 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
 /** Record counter: KeyInfo.mark === current record means "seen in this record". */
 let recordMark = 0;
 
+/** Scratch for the custom keys of the record being parsed (parseCef is not re-entered). */
+const customScratch: KeyInfo[] = [];
+
 function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions, out: CefOut | undefined): void {
   const ext = rec.extensions;
   // Made on the first converted value: most records have none besides `rt`.
@@ -349,12 +356,18 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
   const mark = recordMark;
   let p = start;
   while (p < end && isBlank(s.charCodeAt(p))) p++;
-  let customSeen: KeyInfo[] | undefined;
+  // Custom keys of this record in the order they first came (scratch: customSeen[0, nSeen)).
+  const customSeen = customScratch;
+  let nSeen = 0;
   let nextBackslash = s.indexOf('\\', p);
-  // The `=` of the key at `p` when nextKey found it already (else keyAt looks).
+  // The `=` of the key at `p` and the key's hash when nextKey found them already (else
+  // keyAt looks).
   let knownEq = -1;
+  let knownHash = 0;
   while (p < end) {
-    const eq = knownEq !== -1 ? knownEq : keyAt(s, p, end);
+    const hashed = knownEq !== -1;
+    const hash = knownHash;
+    const eq = hashed ? knownEq : keyAt(s, p, end);
     if (eq === -1) {
       // Row 18: text that is not key=value, up to the next pair.
       const k = nextKey(s, p, end, eqPos);
@@ -367,6 +380,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
       if (k === -1) break;
       p = k;
       knownEq = eqPos[0]!;
+      knownHash = eqPos[1]!;
       continue;
     }
     const vStart = eq + 1;
@@ -381,7 +395,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
     } else {
       value = s.slice(vStart, vEnd);
     }
-    const info = lookupKeyAt(s, p, eq);
+    const info = hashed ? lookupKeyHashed(s, p, eq, hash) : lookupKeyAt(s, p, eq);
     if (info === undefined) {
       // Unknown key: kept as written, as a string.
       const key = s.slice(p, eq);
@@ -396,7 +410,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
         if (info === RECEIPT_TIME && out !== undefined) out.receiptTime = undefined;
       } else {
         info.mark = mark;
-        if (info.customBase !== undefined) (customSeen ??= []).push(info);
+        if (info.customBase !== undefined) customSeen[nSeen++] = info;
       }
       if (info.customBase !== undefined) {
         // Custom fields are placed once the record is read: a pair goes to `cef.custom`.
@@ -415,8 +429,9 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
     if (k === -1) break;
     p = k;
     knownEq = eqPos[0]!;
+    knownHash = eqPos[1]!;
   }
-  if (customSeen !== undefined) typed = placeCustom(customSeen, mark, rec, typed, d, opts);
+  if (nSeen > 0) typed = placeCustom(customSeen, nSeen, mark, rec, typed, d, opts);
   if (typed !== undefined) {
     // A duplicate key may have taken its converted value out again.
     for (const _ in typed) {
@@ -437,6 +452,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
  */
 function placeCustom(
   seen: KeyInfo[],
+  nSeen: number,
   mark: number,
   rec: CefRecord,
   typed: Record<string, string | number> | undefined,
@@ -445,7 +461,7 @@ function placeCustom(
 ): Record<string, string | number> | undefined {
   const ext = rec.extensions;
   let custom: Record<string, string | number> | undefined;
-  for (let i = 0; i < seen.length; i++) {
+  for (let i = 0; i < nSeen; i++) {
     const info = seen[i]!;
     const pair = info.pair!;
     const paired = pair.mark === mark;
