@@ -277,11 +277,19 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
   const fields = headerFields;
   fields.length = 0;
   let p = start + 4;
+  // Fields before the first backslash have no escapes to look for (most headers have none).
+  let backslash = s.indexOf('\\', p);
   while (fields.length < 7) {
     let q = s.indexOf('|', p);
-    while (q !== -1 && isEscaped(s, q, p)) q = s.indexOf('|', q + 1);
     if (q === -1) break;
-    fields.push(unescapeHeader(s.slice(p, q)));
+    if (backslash !== -1 && backslash < q) {
+      while (q !== -1 && isEscaped(s, q, p)) q = s.indexOf('|', q + 1);
+      if (q === -1) break;
+      fields.push(unescapeHeader(s.slice(p, q)));
+      backslash = s.indexOf('\\', q + 1);
+    } else {
+      fields.push(s.slice(p, q));
+    }
     p = q + 1;
   }
   // End of the extension: trailing blanks, CR and LF of the last value are trimmed (row 10).
