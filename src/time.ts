@@ -422,7 +422,13 @@ export function cefTimeToIso(v: string, defaultZone: string, nowMs: number): str
   const c = v.charCodeAt(0);
   if (c >= 48 && c <= 57) {
     let i = 0;
-    while (i < n && digit(v, i) >= 0) i++;
+    // The integer part as it is read (exact below 2^53; longer ones are refused below).
+    let ms = 0;
+    for (; i < n; i++) {
+      const d = digit(v, i);
+      if (d < 0) break;
+      ms = ms * 10 + d;
+    }
     let frac = '';
     if (i < n && v.charCodeAt(i) === 46) {
       const s = i + 1;
@@ -432,7 +438,6 @@ export function cefTimeToIso(v: string, defaultZone: string, nowMs: number): str
       frac = v.slice(s, i);
     }
     if (i !== n || i > 16 + (frac ? frac.length + 1 : 0)) return null;
-    const ms = Number(frac ? v.slice(0, v.indexOf('.')) : v);
     if (!Number.isSafeInteger(ms) || ms > 8.64e15) return null;
     const iso = isoFromMs(ms);
     return frac === '' ? iso : iso.slice(0, -1) + frac.slice(0, 6) + 'Z';

@@ -145,9 +145,42 @@ export function toInt(v: string): number | string | null {
   const c = v.charCodeAt(0);
   const from = c === 43 || c === 45 ? 1 : 0;
   if (!isDigits(v, from)) return null;
-  if (v.length - from <= 15) return Number(v);
+  if (v.length - from <= 15) {
+    // Exact: every step stays below 2^53 (what Number(v) gives, without its runtime call).
+    let n = 0;
+    for (let i = from; i < v.length; i++) n = n * 10 + (v.charCodeAt(i) - 48);
+    return c === 45 ? -n : n;
+  }
   const num = Number(v);
   return Number.isSafeInteger(num) ? num : v;
+}
+
+/**
+ * True for the IPv4 addresses `net.isIPv4` accepts (four decimal octets 0-255, no leading
+ * zeros), without its regular expression; anything else goes on to `net.isIP`, so the
+ * result is isIP's. test/codecs/cef.test.ts compares the two.
+ */
+export function isIPv4Text(v: string): boolean {
+  const n = v.length;
+  if (n < 7 || n > 15) return false;
+  let i = 0;
+  for (let part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (v.charCodeAt(i) !== 46 /* . */) return false;
+      i++;
+    }
+    const start = i;
+    let octet = 0;
+    while (i < n && i - start < 4) {
+      const c = v.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) break;
+      octet = octet * 10 + c;
+      i++;
+    }
+    const len = i - start;
+    if (len === 0 || len > 3 || (len > 1 && v.charCodeAt(start) === 48) || octet > 255) return false;
+  }
+  return i === n;
 }
 
 function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | null {
@@ -155,7 +188,7 @@ function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | 
     case 'int':
       return toInt(v);
     case 'ip':
-      return isIP(v) !== 0 ? v : null;
+      return isIPv4Text(v) || isIP(v) !== 0 ? v : null;
     case 'time':
       return cefTimeToIso(v, opts.defaultZone, opts.nowMs);
     default:
