@@ -270,8 +270,16 @@ export class Daemon {
     spill.close();
     let read = 0;
     for (const l of this.telemetry.listeners.values()) read += l.framesLf + l.framesOctet + l.framesDatagram;
+    // Events outputs dropped since start (when_full: drop_newest, hard limits): with the
+    // counts above, what became of every frame read is in this one line.
+    const dropped: Record<string, number> = {};
+    for (const [name, o] of this.telemetry.outputs) {
+      let n = 0;
+      for (const v of o.dropped.map.values()) n += v;
+      if (n > 0) dropped[name] = n;
+    }
     this.telemetry.log.info(
-      { framesRead: read, framesSpilled: spill.frames, ...(spill.error !== null ? { spillError: spill.error } : {}) },
+      { framesRead: read, framesSpilled: spill.frames, ...(Object.keys(dropped).length > 0 ? { eventsDropped: dropped } : {}), ...(spill.error !== null ? { spillError: spill.error } : {}) },
       spill.frames > 0 ? `${read} frames read since start; ${spill.frames} not decoded in time are kept in ${spill.path} for the next start` : `${read} frames read since start; every one was decoded`,
     );
     this.telemetry.log.debug({ ms: Date.now() - t0 }, 'listeners stopped');

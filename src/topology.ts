@@ -40,7 +40,7 @@ export class Topology {
   }
 
   /** The output's queue: a disk buffer (default for all but stdout) or memory. */
-  private queue(name: string, b: BufferConfig, capacity: number, outputType: string, slotRef: { slot?: OutputRunner }, reuse?: DiskQueue): EventQueue {
+  private queue(name: string, b: BufferConfig, capacity: number, outputType: string, whenFull: 'block' | 'drop_newest', slotRef: { slot?: OutputRunner }, reuse?: DiskQueue): EventQueue {
     if (!this.wantsDisk(b, outputType)) return new MemoryQueue(capacity);
     const t = this.telemetry;
     t.output(name).bufferMaxBytes = b.max_size;
@@ -55,6 +55,11 @@ export class Topology {
         t.bufferWriteRecovered(name);
         slotRef.slot?.recheck();
       },
+      whenFull,
+      onDropped: (n: number) => t.eventsDropped(name, n, 'queue_full'),
+      // Beside the buffers, not in them: what a stop could not fit within max_size.
+      spillFile: join(this.stateDir(), 'shutdown-spill', `${name}.ndjson`),
+      onSpilled: (n: number, path: string, error?: string) => t.bufferSpilled(name, n, path, error),
     };
     if (reuse !== undefined) {
       reuse.setOptions(opts);
@@ -91,7 +96,7 @@ export class Topology {
         encoding: o.encoding,
       },
       createOutput(o),
-      this.queue(o.name, o.buffer, o.queue_max_events, o.type, ref, reuse),
+      this.queue(o.name, o.buffer, o.queue_max_events, o.type, o.when_full, ref, reuse),
       this.flow,
       this.telemetry,
       (name, recs, reason, err, codec) => this.pipeline()?.rejectSink(name, recs, reason, err, codec),
@@ -105,7 +110,7 @@ export class Topology {
     ref.slot = new OutputRunner(
       { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
       createDeadLetterOutput(d),
-      this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', ref, reuse),
+      this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', 'block', ref, reuse),
       this.flow,
       this.telemetry,
       null,

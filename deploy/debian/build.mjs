@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 
@@ -91,7 +91,28 @@ try {
     .filter((l) => l.startsWith('#'))
     .slice(0, 3)
     .join('\n');
-  const body = stringify(effective, { lineWidth: 0 }).replace(/^(\s*mode: )(\d+)$/gm, (_, k, v) => `${k}0o${Number(v).toString(8)}`);
+  let body = stringify(effective, { lineWidth: 0 }).replace(/^(\s*mode: )(\d+)$/gm, (_, k, v) => `${k}0o${Number(v).toString(8)}`);
+  // Options the example does not use but an operator looks for, commented, a line each:
+  // a TLS listener's cipher list and weak-pin override, and which KSC sources are trusted.
+  const { MODERN_TLS12_CIPHERS } = await import(pathToFileURL(join(ROOT, 'dist', 'src', 'sources', 'tcp', 'tls-ciphers.js')).href);
+  body = insertBefore(body, /^outputs:$/m, [
+    '  # A TLS listener for KSC (docs/security.md):',
+    '  # - name: ksc-tls',
+    '  #   type: tls',
+    '  #   port: 6514',
+    '  #   normalizers: [ksc]',
+    '  #   tls:',
+    '  #     cert_file: /etc/cefd/tls/cefd.crt',
+    '  #     key_file: /etc/cefd/tls/cefd.key',
+    '  #     client_fingerprints: ["3F:A1:...:9C"]          # SHA-256 of the client certificate KSC presents',
+    `  #     ciphers: "${MODERN_TLS12_CIPHERS}"   # TLS 1.2 suites (OpenSSL syntax); the default: forward-secret AEAD only`,
+    '  #     allow_insecure_pinned_certificates: false     # true accepts an expired or weak pinned certificate (logged as a warning)',
+  ]);
+  body = insertBefore(body, /^  trusted_sources: \[\]$/m, [
+    '  # Only events from these origins trigger response rules or update task runs (docs/ksc-trust.md); empty: none do:',
+    '  # trusted_sources:',
+    '  #   - { connection: main, listeners: [ksc-tls], client_fingerprints: ["3F:A1:...:9C"], cidrs: [10.0.0.5/32] }',
+  ]);
   mkdirSync(at('etc/cefd'), { recursive: true });
   writeFileSync(
     at('etc/cefd/cefd.yaml'),
@@ -139,4 +160,11 @@ try {
   process.stdout.write(`${deb} (${Math.round(statSync(deb).size / 1024)} KiB)\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
+}
+
+/** `lines` inserted before the line `at` matches (which must exist: the build fails otherwise). */
+function insertBefore(text, where, lines) {
+  const m = where.exec(text);
+  if (m === null) throw new Error(`conffile: no line matching ${where}`);
+  return `${text.slice(0, m.index)}${lines.join('\n')}\n${text.slice(m.index)}`;
 }

@@ -19,9 +19,17 @@
  * overflow, reported through `writeError`; the owner pauses the sources, and the overflow
  * is written to disk as soon as a write succeeds again (checked at each append and every
  * second).
+ *
+ * The segment files never hold more than `maxBytes`. An append that does not fit waits in
+ * the same memory overflow (the buffer then counts as full, and the owner pauses the
+ * sources), or with `whenFull: drop_newest` is dropped and reported through `onDropped`.
+ * At close, what still waits in memory goes to the spill file (`spillFile`, 0600) rather
+ * than past the bound; the next open takes it back into memory, ahead of any new append,
+ * and deletes it once every record of it is on disk or delivered (a crash before that
+ * hands those records out again: at least once). See docs/reliability.md.
  */
 import fs from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { encodeNdjson } from '../outputs/shared/encode.js';
 import { BytesBatch, StringBatch, splitNdjson, type EventQueue, type QueueBatch } from './queue.js';
 
@@ -43,6 +51,17 @@ export interface DiskQueueOptions {
   onWriteError?: (error: string) => void;
   /** Reports that writes succeed again. */
   onWriteRecovered?: () => void;
+  /** `drop_newest`: an append that does not fit is dropped (reported), not held in memory. Default `block`. */
+  whenFull?: 'block' | 'drop_newest';
+  /** Reports records dropped because they did not fit (`whenFull: drop_newest`). */
+  onDropped?: (records: number) => void;
+  /**
+   * Where close() keeps the records still waiting in memory (NDJSON, mode 0600), outside
+   * the segment files; read back at open. Without it they are written past `maxBytes`.
+   */
+  spillFile?: string;
+  /** Reports what close() kept in the spill file (`error`: it could not be written, the records are lost). */
+  onSpilled?: (records: number, path: string, error?: string) => void;
 }
 
 interface Segment {
@@ -96,8 +115,8 @@ export class DiskQueue implements EventQueue {
   private dirty = false;
   /** Records that could not be written (memory), in order after everything on disk. */
   private overflow: string[] = [];
-  /** close() is writing the overflow: the maxBytes bound yields to not losing records. */
-  private closing = false;
+  /** Records at the head of the overflow that came from the spill file at open (it is deleted when they are gone). */
+  private fromSpill = 0;
   /** How many overflow records the last peek handed out (not acked yet). */
   private overflowInFlight = 0;
   private error: string | null = null;
@@ -112,7 +131,7 @@ export class DiskQueue implements EventQueue {
   readonly replayed: number;
 
   /** New limits and callbacks (a reload hands this buffer to a new output slot). */
-  setOptions(o: Pick<DiskQueueOptions, 'maxBytes' | 'fsync' | 'fsyncIntervalMs' | 'onCorrupt' | 'onWriteError' | 'onWriteRecovered'>): void {
+  setOptions(o: Omit<DiskQueueOptions, 'dir' | 'segmentBytes'>): void {
     Object.assign(this.opts, o);
     if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
     this.fsyncTimer = null;
@@ -135,8 +154,9 @@ export class DiskQueue implements EventQueue {
     // Fail now, not at the first event, when the folder cannot be written.
     fs.accessSync(opts.dir, fs.constants.W_OK);
     q.recover();
-    (q as { replayed: number }).replayed = q.diskCount;
     q.openWriteSegment();
+    q.takeSpill();
+    (q as { replayed: number }).replayed = q.length;
     if (opts.fsync === 'interval') {
       q.fsyncTimer = setInterval(() => q.fsyncNow(), Math.max(1, opts.fsyncIntervalMs));
       q.fsyncTimer.unref();
@@ -230,6 +250,49 @@ export class DiskQueue implements EventQueue {
       }
       this.ackPos = ack ?? { segment: this.segments[0]!.firstSeq, offset: 0, index: 0 };
     }
+  }
+
+  /**
+   * Takes back what the last close() could not fit: into the memory overflow, after
+   * everything on disk and before any new append, moved to disk as space frees (the
+   * buffer counts as full meanwhile). The file stays until all of it has left memory.
+   */
+  private takeSpill(): void {
+    const path = this.opts.spillFile;
+    if (path === undefined) return;
+    let text: Buffer;
+    try {
+      text = fs.readFileSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    const recs = splitNdjson(text);
+    if (recs.length === 0) {
+      fs.rmSync(path, { force: true });
+      return;
+    }
+    this.overflow.push(...recs);
+    this.fromSpill = recs.length;
+    this.flushOverflow();
+    this.startRetry();
+  }
+
+  /** `n` records left the head of the overflow (`at`: their first index): once none from the spill file is left, it goes. */
+  private leftOverflow(at: number, n: number): void {
+    if (this.fromSpill === 0 || at >= this.fromSpill) return;
+    this.fromSpill -= Math.min(n, this.fromSpill - at);
+    if (this.fromSpill > 0) return;
+    // What it held is on disk now (or delivered): make that durable as the buffer's
+    // policy says before the only other copy goes.
+    if (this.opts.fsync !== 'never' && this.writeFd !== -1) {
+      try {
+        fs.fsyncSync(this.writeFd);
+      } catch {
+        // the page cache has it
+      }
+    }
+    fs.rmSync(this.opts.spillFile!, { force: true });
   }
 
   /** Records of the first block to drop at the first read (delivered before a restart). */
@@ -396,8 +459,13 @@ export class DiskQueue implements EventQueue {
       return;
     }
     if (!this.fits(ndjson.length)) {
-      // Full: the disk never holds more than maxBytes. What the sources sent before they
-      // paused (fill() > 1 from now on) waits in memory and goes to disk as space frees.
+      // Full: the disk never holds more than maxBytes.
+      if (this.opts.whenFull === 'drop_newest') {
+        this.opts.onDropped?.(count);
+        return;
+      }
+      // What the sources sent before they paused (fill() > 1 from now on) waits in memory
+      // and goes to disk as space frees.
       for (const r of splitNdjson(ndjson)) this.overflow.push(r);
       this.startRetry();
       return;
@@ -436,9 +504,12 @@ export class DiskQueue implements EventQueue {
     this.opts.onWriteRecovered?.();
   }
 
-  /** Bytes of segment files (what maxBytes bounds on disk). */
+  /** Bytes of deleted segments whose unlink has not finished. */
+  private deletingBytes = 0;
+
+  /** Bytes of segment files (what maxBytes bounds on disk), those being deleted included. */
   private get diskBytes(): number {
-    let b = 0;
+    let b = this.deletingBytes;
     for (const s of this.segments) b += s.size;
     return b;
   }
@@ -492,19 +563,20 @@ export class DiskQueue implements EventQueue {
     const keep = this.overflowInFlight;
     let rest = keep === 0 ? this.overflow : this.overflow.slice(keep);
     if (rest.length === 0) return;
-    if (!this.closing) {
-      // Within maxBytes: the longest prefix that fits (the rest waits for more space).
-      let room = this.diskBytes === 0 ? Infinity : this.opts.maxBytes - this.diskBytes - 64;
-      let n = 0;
-      while (n < rest.length && (room -= Buffer.byteLength(rest[n]!) + 1) >= 0) n++;
-      if (n === 0) return;
-      rest = rest.slice(0, n);
-    }
+    // Within maxBytes: the longest prefix that fits (the rest waits for more space); an
+    // empty disk takes at least one record, however long.
+    let room = this.opts.maxBytes - this.diskBytes - 64;
+    let n = 0;
+    while (n < rest.length && (room -= Buffer.byteLength(rest[n]!) + 1) >= 0) n++;
+    if (n === 0 && this.diskBytes === 0) n = 1;
+    if (n === 0) return;
+    rest = rest.slice(0, n);
     try {
       // A fresh segment: the failed one may end in a torn block.
       if (this.error !== null && this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
       this.writeNdjson(encodeNdjson(rest), rest.length);
       this.overflow.splice(keep, rest.length);
+      this.leftOverflow(keep, rest.length);
       if (this.error !== null) this.recovered();
     } catch (e) {
       this.failed(e);
@@ -639,6 +711,7 @@ export class DiskQueue implements EventQueue {
     if (fromOverflow) {
       this.overflow.splice(0, n);
       this.overflowInFlight = 0;
+      this.leftOverflow(0, n);
       return;
     }
     let k = Math.min(n, this.aheadCount);
@@ -679,7 +752,12 @@ export class DiskQueue implements EventQueue {
         this.readFd = -1;
         this.readFdPath = '';
       }
-      fs.rm(s.path, { force: true }, () => undefined);
+      // Deleted in the background; its bytes count against maxBytes until they are gone.
+      this.deletingBytes += s.size;
+      fs.rm(s.path, { force: true }, () => {
+        this.deletingBytes -= s.size;
+        if (this.overflow.length > 0 && this.error === null) this.flushOverflow();
+      });
     }
   }
 
@@ -747,17 +825,51 @@ export class DiskQueue implements EventQueue {
     if (last !== undefined && last.size === 0 && this.segments.length > 1) fs.rmSync(last.path, { force: true });
   }
 
+  /**
+   * Records still waiting in memory: what fits goes to disk, the rest to the spill file
+   * (replacing the one taken at open, whose records are among them), never past maxBytes.
+   * They are at most the reads in flight when the sources paused (docs/reliability.md).
+   */
   private flushOverflowAtClose(): void {
     this.peeked = null;
-    if (this.overflow.length === 0) return;
-    // At close, records still waiting for space are written rather than lost (at most the
-    // reads in flight when the sources paused: docs/reliability.md).
-    this.closed = false;
-    this.closing = true;
     this.overflowInFlight = 0;
+    if (this.overflow.length === 0) return;
+    this.closed = false;
     this.flushOverflow();
-    this.closing = false;
     this.closed = true;
+    if (this.overflow.length === 0) return;
+    const path = this.opts.spillFile;
+    if (path === undefined) {
+      // No place outside the buffer: written past the bound rather than lost.
+      this.closed = false;
+      this.opts.maxBytes = Number.MAX_SAFE_INTEGER;
+      this.flushOverflow();
+      this.closed = true;
+      return;
+    }
+    const n = this.overflow.length;
+    const tmp = `${path}.tmp`;
+    try {
+      fs.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      fs.rmSync(tmp, { force: true });
+      const fd = fs.openSync(tmp, 'w', 0o600);
+      try {
+        const body = encodeNdjson(this.overflow);
+        let done = 0;
+        while (done < body.length) done += fs.writeSync(fd, body, done);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, path);
+      this.overflow = [];
+      this.fromSpill = 0;
+      this.opts.onSpilled?.(n, path);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      const err = e as NodeJS.ErrnoException;
+      this.opts.onSpilled?.(n, path, `${err.code ?? 'error'}: ${err.message}`);
+    }
   }
 }
 

@@ -168,6 +168,92 @@ describe('DiskQueue', () => {
     expect(q.fill()).toBeGreaterThan(1);
   });
 
+  /** Bytes of the segment files in `dir`. */
+  const segBytes = (dir: string): number => fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).reduce((b, f) => b + fs.statSync(join(dir, f)).size, 0);
+
+  test('full (when_full block): appends that do not fit wait in memory; close keeps them in the spill file, never past max_size; the next open hands them out after the disk, before new appends, and deletes the file', async () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'spill', 'out.ndjson');
+    const spilled: [number, string, string | undefined][] = [];
+    const max = 64 * 1024;
+    const opts = { maxBytes: max, segmentBytes: 16 * 1024, spillFile, onSpilled: (n: number, p: string, e?: string) => spilled.push([n, p, e]) };
+    let { q } = openQ(dir, opts);
+    const all = Array.from({ length: 400 }, (_, i) => `${i}:${'z'.repeat(500)}`);
+    for (let i = 0; i < all.length; i += 10) q.append(all.slice(i, i + 10));
+    expect(q.overflowLength).toBeGreaterThan(0);
+    expect(q.fill()).toBeGreaterThanOrEqual(1);
+    expect(segBytes(dir)).toBeLessThanOrEqual(max);
+    const waiting = q.overflowLength;
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    expect(segBytes(dir)).toBeLessThanOrEqual(max);
+    // What still fitted went to disk; the rest, the newest records, to the spill file.
+    expect(spilled.length).toBe(1);
+    const [n, path, err] = spilled[0]!;
+    expect([path, err]).toEqual([spillFile, undefined]);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThanOrEqual(waiting);
+    expect(fs.statSync(spillFile).mode & 0o777).toBe(0o600);
+    expect(fs.readFileSync(spillFile, 'utf8')).toBe(`${all.slice(all.length - n).join('\n')}\n`);
+
+    ({ q } = openQ(dir, opts));
+    expect(q.replayed).toBe(all.length);
+    expect(q.length).toBe(all.length);
+    q.append(['new']);
+    // Delivered in batches: space frees, the spilled records move to disk, still within the bound.
+    const got: string[] = [];
+    for (;;) {
+      const b = q.peek(25);
+      if (b.length === 0) break;
+      got.push(...b);
+      q.ack(b.length);
+      expect(segBytes(dir)).toBeLessThanOrEqual(max);
+    }
+    expect(got).toEqual([...all, 'new']);
+    expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
+  test('a crash after the spill file was taken back: its records come again at the next open (at least once), none lost', () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'out.ndjson');
+    const recs = Array.from({ length: 100 }, (_, i) => `${i}:${'s'.repeat(2000)}`);
+    fs.writeFileSync(spillFile, `${recs.join('\n')}\n`, { mode: 0o600 });
+    const opts = { spillFile, maxBytes: 64 * 1024, segmentBytes: 16 * 1024 };
+    const a = openQ(dir, opts).q;
+    // Taken into memory, the part that fits moved to disk; the file stays until all of it has left memory.
+    expect(a.length).toBe(100);
+    expect(a.overflowLength).toBeGreaterThan(0);
+    expect(a.overflowLength).toBeLessThan(100);
+    expect(segBytes(dir)).toBeLessThanOrEqual(64 * 1024);
+    expect(fs.existsSync(spillFile)).toBe(true);
+    // No close (a crash): the next open finds part of them on disk and all of them in the file.
+    const b = openQ(dir, opts).q;
+    const got = drain(b);
+    expect(new Set(got)).toEqual(new Set(recs));
+    expect(got.slice(-100)).toEqual(recs);
+    expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
+  test('full with when_full drop_newest: an append that does not fit is dropped and reported, nothing held in memory', async () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'out.ndjson');
+    const dropped: number[] = [];
+    const { q } = openQ(dir, { maxBytes: 64 * 1024, segmentBytes: 16 * 1024, whenFull: 'drop_newest', onDropped: (n) => dropped.push(n), spillFile });
+    let kept = 0;
+    for (let i = 0; i < 40; i++) q.append(Array.from({ length: 10 }, (_, k) => `${i * 10 + k}:${'d'.repeat(500)}`));
+    kept = q.length;
+    expect(q.overflowLength).toBe(0);
+    expect(kept + dropped.reduce((a, b) => a + b, 0)).toBe(400);
+    expect(dropped.length).toBeGreaterThan(0);
+    expect(segBytes(dir)).toBeLessThanOrEqual(64 * 1024);
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
   test('an unusable folder is an error at open', () => {
     const dir = tempDir();
     const file = join(dir, 'not-a-dir');

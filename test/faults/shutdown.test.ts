@@ -10,7 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
-import { readNdjson, tempDir, waitFor } from '../helpers/daemon.js';
+import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
 import { connLine, freePort, printReport, runCefd, seqOf, type ChildDaemon, type FaultResult } from '../helpers/child.js';
 
 const report: FaultResult[] = [];
@@ -247,40 +247,156 @@ function du(dir: string): number {
   return b;
 }
 
-test('a stalled output: the disk buffer never exceeds buffer.max_size while senders keep sending (when_full: block pauses them)', async () => {
+test('SIGTERM with a full disk buffer under overload: the buffer never exceeds buffer.max_size, also at the exit; what did not fit is kept (0600) and a restart delivers every event read, once, in order', async () => {
   const dir = tempDir();
   const port = await freePort();
   const never = await endpoint(true);
   const max = 2 * MiB;
-  const d = run(
-    dir,
-    `state_dir: ./state
+  const yaml = (url: string, metrics: number) => `state_dir: ./state
 shutdown_timeout: 2s
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
-outputs: [ { name: siem, type: http, url: "${never.url}", timeout: 60s, when_full: block, buffer: { type: disk, max_size: 2MiB } } ]
+outputs: [ { name: siem, type: http, url: "${url}", timeout: 60s, when_full: block, buffer: { type: disk, max_size: 2MiB } } ]
 dead_letter: { path: ./dead.ndjson }
-metrics: { enabled: false }
-`,
-  );
+metrics: { host: 127.0.0.1, port: ${metrics} }
+`;
+  const m1 = await freePort();
+  const d = run(dir, yaml(never.url, m1));
+  await d.until('cefd started');
+  const buf = join(dir, 'state', 'buffers', 'siem');
+  const spillFile = join(dir, 'state', 'shutdown-spill', 'siem.ndjson');
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, du(buf))), 10);
+  try {
+    const conns = 4;
+    for (let c = 0; c < conns; c++) flood(port, c);
+    // Until the buffer is full and reading paused: what was in flight then waits in memory.
+    await waitFor(() => du(buf) > max * 0.9, 60_000, 'a full buffer');
+    await waitFor(async () => (await scrape(m1)).get('cefd_ingestion_paused') === 1, 60_000, 'reading paused');
+    const stop = await stopMeasured(d);
+    for (const s of senders.splice(0)) s.destroy();
+    expect(stop.code).toBe(0);
+    const atExit = du(buf);
+    expect(atExit).toBeLessThanOrEqual(max);
+    expect(peak).toBeLessThanOrEqual(max);
+    const log1 = logLines(d);
+    const summary = log1.find((l) => typeof l['framesRead'] === 'number');
+    expect(summary).toBeDefined();
+    const read = summary!['framesRead'] as number;
+    const framesSpilled = summary!['framesSpilled'] as number;
+    const kept = log1.find((l) => l['output'] === 'siem' && typeof l['events'] === 'number' && l['path'] === spillFile);
+    expect(kept).toBeDefined();
+    const spilledEvents = kept!['events'] as number;
+    expect(spilledEvents).toBeGreaterThan(0);
+    expect(fs.statSync(spillFile).mode & 0o777).toBe(0o600);
+    const spillBytes = fs.statSync(spillFile).size;
+
+    // The restart, the endpoint answering: every event read, from the buffer and the spill files.
+    const ok = await endpoint(false);
+    const m2 = await freePort();
+    const again = run(dir, yaml(ok.url, m2));
+    await again.until('cefd started');
+    await waitFor(() => ok.records.length >= read, 60_000, `${read} events at the endpoint`).catch((e: Error) => {
+      throw new Error(`${e.message} (got ${ok.records.length}); second run:\n${again.text().slice(-3000)}`);
+    });
+    const replayed = (await scrape(m2)).get('cefd_buffer_replayed_events_total{output="siem"}');
+    const stop2 = await stopMeasured(again);
+    expect(stop2.code).toBe(0);
+    clearInterval(sampler);
+    expect(peak).toBeLessThanOrEqual(max);
+    const perConn = new Map<number, number[]>();
+    for (const r of ok.records) {
+      const { conn, seq } = seqOf(JSON.parse(r) as Record<string, unknown>);
+      let a = perConn.get(conn);
+      if (a === undefined) perConn.set(conn, (a = []));
+      a.push(seq);
+    }
+    // Each connection: what was read is 0..k-1, each once, in order (the rest stayed in the kernel).
+    for (const [, seqs] of perConn) expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i));
+    expect(ok.records.length).toBe(read);
+    // The buffer and its spill file held every event not decoded-and-spilled as raw frames.
+    expect(replayed).toBe(read - framesSpilled);
+    expect(fs.existsSync(spillFile)).toBe(false);
+    const dead = fs.existsSync(join(dir, 'dead.ndjson')) ? readNdjson(join(dir, 'dead.ndjson')) : [];
+    for (const r of dead) expect(r['reason']).toBe('frame_incomplete_at_close');
+    expect(dead.length).toBeLessThanOrEqual(conns);
+    report.push({
+      test: 'disk buffer bound at SIGTERM under overload: stalled HTTP output, 4 senders, max_size 2MiB, when_full block, shutdown_timeout 2s; restart with the endpoint answering',
+      sent: `${read} frames read by cefd`,
+      arrived: `${ok.records.length} after the restart, each once, in order per connection (${replayed} from the disk buffer and its spill file, ${framesSpilled} spilled raw frames)`,
+      lost: `0 (dead-lettered: ${dead.length} partial frames at close)`,
+      why: `peak ${(peak / MiB).toFixed(2)} MiB on disk in the buffer (running, stopping, replaying), ${(atExit / MiB).toFixed(2)} MiB after the exit; ${spilledEvents} events that did not fit kept in shutdown-spill/siem.ndjson (${(spillBytes / MiB).toFixed(2)} MiB); exit ${stop.ms} ms`,
+    });
+  } finally {
+    clearInterval(sampler);
+  }
+});
+
+test('the same with when_full: drop_newest: what does not fit is dropped and counted, never written past max_size nor kept; every event read is delivered or counted as dropped', async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const never = await endpoint(true);
+  const max = 2 * MiB;
+  const yaml = (url: string, metrics: number) => `state_dir: ./state
+shutdown_timeout: 2s
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs: [ { name: siem, type: http, url: "${url}", timeout: 60s, when_full: drop_newest, buffer: { type: disk, max_size: 2MiB } } ]
+dead_letter: { path: ./dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${metrics} }
+`;
+  const m1 = await freePort();
+  const d = run(dir, yaml(never.url, m1));
   await d.until('cefd started');
   const buf = join(dir, 'state', 'buffers', 'siem');
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, du(buf))), 10);
-  for (let c = 0; c < 4; c++) flood(port, c);
-  // Until the buffer is full and the senders have kept pushing for a while.
-  await waitFor(() => du(buf) > max * 0.9, 60_000, 'a full buffer');
-  await new Promise((r) => setTimeout(r, 3000));
-  clearInterval(sampler);
-  peak = Math.max(peak, du(buf));
-  const stop = await stopMeasured(d);
-  expect(stop.code).toBe(0);
-  const atExit = du(buf);
-  expect(peak).toBeLessThanOrEqual(max);
-  report.push({
-    test: 'disk buffer bound: stalled HTTP output, 4 senders, max_size 2MiB, when_full block',
-    sent: 'continuous',
-    arrived: '0 (output stalled)',
-    lost: '0 (senders paused)',
-    why: `peak ${(peak / MiB).toFixed(2)} MiB on disk while running, ${(atExit / MiB).toFixed(2)} MiB after exit`,
-  });
+  try {
+    const conns = 4;
+    for (let c = 0; c < conns; c++) flood(port, c);
+    await waitFor(async () => ((await scrape(m1)).get('cefd_output_dropped_events_total{output="siem",reason="queue_full"}') ?? 0) > 0, 60_000, 'events dropped');
+    const stop = await stopMeasured(d);
+    for (const s of senders.splice(0)) s.destroy();
+    expect(stop.code).toBe(0);
+    const atExit = du(buf);
+    expect(atExit).toBeLessThanOrEqual(max);
+    expect(fs.existsSync(join(dir, 'state', 'shutdown-spill', 'siem.ndjson'))).toBe(false);
+    const summaryOf = (c: ChildDaemon) => logLines(c).find((l) => typeof l['framesRead'] === 'number')!;
+    const s1 = summaryOf(d);
+    const read = s1['framesRead'] as number;
+    const dropped1 = (s1['eventsDropped'] as Record<string, number>)['siem']!;
+    expect(dropped1).toBeGreaterThan(0);
+
+    const ok = await endpoint(false);
+    const m2 = await freePort();
+    const again = run(dir, yaml(ok.url, m2));
+    await again.until('cefd started');
+    // Everything the first run kept reaches the endpoint; then the second run's own count of drops is final.
+    await waitFor(async () => ok.records.length > 0 && (await scrape(m2)).get('cefd_output_queue_events{output="siem"}') === 0, 60_000, 'the buffer delivered');
+    const stop2 = await stopMeasured(again);
+    expect(stop2.code).toBe(0);
+    clearInterval(sampler);
+    expect(peak).toBeLessThanOrEqual(max);
+    const s2 = summaryOf(again);
+    const dropped2 = (s2['eventsDropped'] as Record<string, number> | undefined)?.['siem'] ?? 0;
+    const perConn = new Map<number, number[]>();
+    for (const r of ok.records) {
+      const { conn, seq } = seqOf(JSON.parse(r) as Record<string, unknown>);
+      let a = perConn.get(conn);
+      if (a === undefined) perConn.set(conn, (a = []));
+      a.push(seq);
+    }
+    // In order per connection, each once; the gaps are the drops.
+    for (const [, seqs] of perConn) for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBeGreaterThan(seqs[i - 1]!);
+    const dead = fs.existsSync(join(dir, 'dead.ndjson')) ? readNdjson(join(dir, 'dead.ndjson')) : [];
+    for (const r of dead) expect(r['reason']).toBe('frame_incomplete_at_close');
+    expect(ok.records.length + dropped1 + dropped2).toBe(read);
+    report.push({
+      test: 'the same with `when_full: drop_newest`',
+      sent: `${read} frames read by cefd`,
+      arrived: `${ok.records.length} after the restart, each once, in order per connection`,
+      lost: `${dropped1 + dropped2} dropped and counted (queue_full: ${dropped1} while running and stopping, ${dropped2} after the restart); ${dead.length} partial frames dead-lettered`,
+      why: `peak ${(peak / MiB).toFixed(2)} MiB on disk in the buffer, ${(atExit / MiB).toFixed(2)} MiB after the exit; no spill file for the output; exit ${stop.ms} ms`,
+    });
+  } finally {
+    clearInterval(sampler);
+  }
 });

@@ -212,6 +212,29 @@ describe('client certificates', () => {
     expect(log).toContain(`"fingerprint":"${fp(pki.rogueClientCert).replace(/:/g, '')}"`);
   });
 
+  test('a client that sends no certificate where one is needed gets a TLS alert under TLS 1.3 (certificate_required), a reset under TLS 1.2', async () => {
+    for (const [tlsOpts, reason] of [
+      [`${server()}, ca_file: "${pki.caCert}", client_auth: required`, 'tls_unauthorized'],
+      [`${server()}, client_fingerprints: ["${fp(pki.selfSignedCert)}"]`, 'tls_fingerprint'],
+    ] as const) {
+      const d = await started(tlsOpts);
+      const v13 = await client(d.port, { minVersion: 'TLSv1.3' });
+      expect(v13.error).toBe('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
+      // Under TLS 1.2 the client's certificate comes before cefd can ask OpenSSL to insist: refused after the handshake.
+      const v12 = await client(d.port, { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' });
+      expect(v12.error).toBe('ECONNRESET');
+      // A client with an accepted certificate is unaffected.
+      const good = await client(d.port, reason === 'tls_fingerprint' ? { cert: pki.selfSignedCert, key: pki.selfSignedKey, minVersion: 'TLSv1.3' } : { cert: pki.clientCert, key: pki.clientKey, minVersion: 'TLSv1.3' });
+      expect(good).toEqual({ connected: true, error: null });
+      await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length === 1, 10_000, 'the accepted event');
+      const m = await scrape(d.metrics);
+      expect(m.get(`cefd_connections_rejected_total{listener="ksc-tls",reason="${reason}"}`)).toBe(2);
+      expect(m.get('cefd_connections_rejected_total{listener="ksc-tls",reason="tls_handshake"}') ?? 0).toBe(0);
+      // Both refusals logged under one code (rate-limited together).
+      expect(d.c.text()).toContain('"code":"tls_no_client_certificate"');
+    }
+  });
+
   test('client_auth none with a ca_file, and optional without a ca_file or pins, are refused by validate', async () => {
     const d = dir();
     writeFileSync(join(d, 'cefd.yaml'), yaml(await freePort(), await freePort(), `${server()}, ca_file: "${pki.caCert}", client_auth: none`));

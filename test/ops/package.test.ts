@@ -108,6 +108,9 @@ test('the shipped configuration validates with the packaged code, and that code 
   const printed = JSON.parse(execFileSync(process.execPath, [cli, 'validate', '--config', conf, '--print'], { encoding: 'utf8' }).split('\n').filter((l) => !l.includes(': OK (')).join('\n')) as Record<string, unknown>;
   delete printed['base_dir'];
   expect(shipped).toEqual(printed);
+  // Options the example does not set, there commented with a line each.
+  const text = readFileSync(conf, 'utf8');
+  for (const opt of ['#     ciphers: "ECDHE-', '#     allow_insecure_pinned_certificates: false', '# trusted_sources:']) expect(text).toContain(opt);
   // The listeners are the ports cefd.socket holds.
   const socket = readFileSync(join(root, 'lib/systemd/system/cefd.socket'), 'utf8');
   const listeners = shipped['listeners'] as { type: string; port: number }[];

@@ -105,7 +105,17 @@ export class StreamSource implements Source {
     server.on('connection', (raw: net.Socket) => this.accept(raw, isTls));
     if (isTls) {
       server.on('secureConnection', (s: tls.TLSSocket) => this.secured(s));
+      // A listener that needs a client certificate: under TLS 1.3 OpenSSL itself refuses a
+      // client that sends none, with a `certificate_required` alert (see requireCertificate()).
+      if (this.config.tls!.client_auth === 'required' || this.fingerprints.size > 0) server.on('keylog', (_line: Buffer, s: tls.TLSSocket) => this.requireCertificate(s));
       server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
+          // Refused by OpenSSL (requireCertificate()): counted as the refusal it is.
+          const pinned = this.fingerprints.size > 0;
+          this.telemetry.connectionRejected(this.name, pinned ? 'tls_fingerprint' : 'tls_unauthorized', `${peerOf(s.remoteAddress, s.remotePort)}: no client certificate`, { code: 'tls_no_client_certificate' });
+          s.destroy();
+          return;
+        }
         // OpenSSL's text has error numbers, source paths and a newline: log the code only.
         const { code, cause } = handshakeReason(err);
         this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${code} (${cause})`, { code, cause });
@@ -237,6 +247,30 @@ export class StreamSource implements Source {
     }
     // The TLS socket wraps the raw one accepted (and counted) in accept().
     this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer }, fp === '' ? undefined : fp);
+  }
+
+  /** Sockets requireCertificate() has seen (the keylog event comes several times per handshake). */
+  private readonly certRequired = new WeakSet<tls.TLSSocket>();
+
+  /**
+   * Makes OpenSSL refuse, inside the handshake, a client that sends no certificate where
+   * one is needed (`client_auth: required`, or pinned fingerprints): it then sends the
+   * `certificate_required` alert (TLS 1.3), which the client reports as that, instead of
+   * the reset refuse() can give after the handshake. Node sets OpenSSL's "fail if no peer
+   * certificate" flag only together with `rejectUnauthorized`, which would also close
+   * connections with a refused certificate without saying why (and under TLS 1.3 with what
+   * looks like a clean close): so the flag is set per connection here, from the first
+   * `keylog` event, which under TLS 1.3 comes before the client's certificate (under TLS
+   * 1.2 after it: too late, refuse() handles it). `setVerifyMode` is Node's own binding
+   * (what `rejectUnauthorized` calls); where it is missing, refuse() handles it too.
+   * A presented certificate is never refused inside the handshake: Node's OpenSSL verify
+   * callback accepts every one (docs/security.md).
+   */
+  private requireCertificate(s: tls.TLSSocket): void {
+    if (this.certRequired.has(s)) return;
+    this.certRequired.add(s);
+    const handle = (s as unknown as { _handle?: { setVerifyMode?: (requestCert: boolean, failIfNoCert: boolean) => void } })._handle;
+    if (typeof handle?.setVerifyMode === 'function') handle.setVerifyMode(true, true);
   }
 
   /**
