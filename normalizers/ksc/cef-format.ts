@@ -20,8 +20,7 @@ import { isThreatCategory, labelTextOf, readState } from './derive.js';
 import { customSlot, customSlotOfShort, resolveDuplicate, slotName, slotValue, type Labels } from './labels.js';
 import { severityName, typeInfo, type TypeInfo } from './tables.js';
 import { hexOrUndefined, ipv4Text, parseInteger } from './text.js';
-import type { KscLean } from './lean.js';
-import type { KscAttack, KscCategory, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
+import type { KscAttack, KscCategory, KscLean, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
 
 /** The well-known labels (primary names), each an index into Known's values. */
 const KNOWN_LABELS = [

@@ -14,8 +14,8 @@
  */
 import type { CefdEvent } from '../../src/event.js';
 import type { NormalizeOutput, Normalizer } from '../../src/pipeline/normalize.js';
-import { accepts, normalizeKsc, normalizeKscLean } from './read.js';
-import { kscView, leanKsc, type KscLean } from './lean.js';
+import { accepts, normalizeKsc } from './read.js';
+import { kscView, leanKsc, normalizeKscLean, type KscLean } from './lean.js';
 
 export type { KscAttack, KscCategory, KscFormat, KscObject, KscSeverity, KscTask, KscTaskState, KscThreat, KscWarning } from './types.js';
 export { TASK_STATES, SEVERITIES, typeInfo } from './tables.js';

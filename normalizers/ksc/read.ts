@@ -3,9 +3,8 @@
  * CEF (cef-format.ts) or "Syslog" (syslog-format.ts). index.ts is the normalizer around
  * it; lean.ts rebuilds the whole object of an event with it.
  */
-import type { CefdEvent } from '../../src/event.js';
-import { normalizeCef, normalizeCefLean } from './cef-format.js';
-import { leanKsc, type KscLean } from './lean.js';
+import type { CefRecord, CefdEvent } from '../../src/event.js';
+import { normalizeCef } from './cef-format.js';
 import { isRelayedKsc, kscElement, normalizeSyslog } from './syslog-format.js';
 import type { KscObject, KscWarning } from './types.js';
 
@@ -13,9 +12,14 @@ import type { KscObject, KscWarning } from './types.js';
 const VENDOR = 'KasperskyLab';
 const PRODUCT = 'SecurityCenter';
 
+/** A CEF record from KSC (its vendor and product). */
+export function isKscCef(cef: CefRecord): boolean {
+  return cef.deviceVendor === VENDOR && cef.deviceProduct === PRODUCT;
+}
+
 export function accepts(event: CefdEvent): boolean {
   const cef = event.cef;
-  if (cef !== undefined) return cef.deviceVendor === VENDOR && cef.deviceProduct === PRODUCT;
+  if (cef !== undefined) return isKscCef(cef);
   const sys = event.syslog;
   if (sys === undefined) return false;
   return kscElement(sys.structuredData) !== undefined || isRelayedKsc(sys);
@@ -26,7 +30,7 @@ export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscW
   const warnings: KscWarning[] = [];
   const cef = event.cef;
   if (cef !== undefined) {
-    if (cef.deviceVendor !== VENDOR || cef.deviceProduct !== PRODUCT) return null;
+    if (!isKscCef(cef)) return null;
     return { ksc: normalizeCef(cef, warnings), warnings };
   }
   const sys = event.syslog;
@@ -34,21 +38,4 @@ export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscW
   const el = kscElement(sys.structuredData);
   if (el === undefined && !isRelayedKsc(sys)) return null;
   return { ksc: normalizeSyslog(event, sys, el, warnings), warnings };
-}
-
-
-/**
- * `normalizeKsc` with the lean object (lean.ts) in place of the whole one: what the
- * normalizer writes on the event. For CEF it is read directly (normalizeCefLean), which
- * spares the objects the lean form leaves out.
- */
-export function normalizeKscLean(event: CefdEvent): { ksc: KscLean; warnings: KscWarning[] } | null {
-  const cef = event.cef;
-  if (cef !== undefined) {
-    if (cef.deviceVendor !== VENDOR || cef.deviceProduct !== PRODUCT) return null;
-    const warnings: KscWarning[] = [];
-    return { ksc: normalizeCefLean(cef, warnings), warnings };
-  }
-  const r = normalizeKsc(event);
-  return r === null ? null : { ksc: leanKsc(r.ksc), warnings: r.warnings };
 }
