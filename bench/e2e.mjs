@@ -5,8 +5,10 @@
 // until every event is in the output file.
 //
 //   npm run build && node bench/e2e.mjs [--n 200000] [--runs 3] [--only 1conn-disk,...] [--json]
-//                                       [--workers N] [--cpu-prof DIR]
+//                                       [--workers N] [--cpu-prof DIR] [--console]
 //
+// --console turns the admin listener and the web console on (the console keeps the last
+// events in memory, docs/console.md): compare with and without it to see its cost.
 // --workers sets decode_workers (default -1: one per core). --cpu-prof DIR runs cefd with
 // node's --cpu-prof (one .cpuprofile per thread in DIR; CPU figures are then inflated by
 // the profiler); bench/prof-summary.mjs DIR prints where the time goes.
@@ -38,10 +40,10 @@ const SCENARIOS = {
   '1conn-memory': { conns: 1, framing: 'lf', buffer: 'memory' },
 };
 
-const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '' };
+const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '', console: false };
 for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i].replace(/^--/, '');
-  if (k === 'json') { args.json = true; continue; }
+  if (k === 'json' || k === 'console') { args[k] = true; continue; }
   if (!(k in args)) { console.error(`unknown option --${k}`); process.exit(2); }
   const v = process.argv[++i];
   args[k] = typeof args[k] === 'number' ? Number(v) : v;
@@ -141,6 +143,7 @@ async function runOnce(name, sc, input, port) {
     `dead_letter: { path: ${join(dir, 'dead.ndjson')}, buffer: { type: memory } }`,
     'metrics: { enabled: false }',
     'logging: { level: warn }',
+    ...(args.console ? ['ksc: { sync_on_start: false, admin: { enabled: true, host: 127.0.0.1, port: 0, bearer_token: bench-admin-token-0123456789, console: { enabled: true } } }'] : []),
     '',
   ].join('\n'));
   const prof = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];
@@ -196,7 +199,7 @@ const rows = chosen.map((c) => ({
 if (args.json) console.log(JSON.stringify({ bench: 'e2e', node: process.version, rows }));
 else {
   const f = (x) => x.toLocaleString('en-US');
-  console.log(`\n${f(args.n)} events per run, median of ${args.runs} runs, node ${process.version}\n`);
+  console.log(`\n${f(args.n)} events per run, median of ${args.runs} runs, node ${process.version}${args.console ? ', console on' : ''}\n`);
   console.log('| scenario | conns | framing | buffer | events/s | events per CPU-s | peak RSS MiB |');
   console.log('|---|---:|---|---|---:|---:|---:|');
   for (const x of rows) console.log(`| ${x.scenario} | ${x.conns} | ${x.framing} | ${x.buffer} | ${f(x.eventsPerSec)} | ${f(x.eventsPerCpuSec)} | ${x.peakRssMiB} |`);

@@ -173,7 +173,8 @@ export class Daemon {
         log: this.telemetry.log,
         addTap: (tap) => pipeline.addTap(tap),
         watchEvents: (spec, onFindings) => pipeline.setWatch(spec, onFindings),
-        addTail: (tail) => pipeline.addTail(tail),
+        recentEvents: (sink, o) => pipeline.setRecent(sink, o),
+        queryRecent: (q) => pipeline.queryRecent(q),
         workers: () => this.workerCount,
       });
     }

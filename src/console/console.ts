@@ -23,7 +23,9 @@ import type { Telemetry } from '../telemetry/telemetry.js';
 import { VERSION } from '../version.js';
 import { checkConsolePassword, cookies, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
 import { RateHistory, STEP_MS } from './history.js';
-import { TailHub, type TailEntry } from './tail.js';
+import { SigninLimiter, type SigninLimitOptions } from './signin-limit.js';
+import { TailHub, type RecentAsk, type RecentAttach, type TailEntry } from './tail.js';
+import { nativeEncoder, type EventOptions } from '../codecs/encoders/native.js';
 
 export interface ConsoleOptions {
   token: string;
@@ -31,13 +33,24 @@ export interface ConsoleOptions {
   tls: boolean;
   sessionTtlMs: number;
   tailEvents: number;
+  /** Most bytes the recent events may hold (JSON and frames). */
+  tailBytes: number;
+  /** The configuration's `event` section: the native JSON the ring keeps is what a native output gets. */
+  event?: EventOptions;
   quietAfterMs: number;
   telemetry: Telemetry;
   log: Logger;
   workers: () => number;
   outputs: () => string[];
-  attachTail: (sink: (event: CefdEvent, frame: Buffer | undefined) => void) => () => void;
+  /** Starts, changes (a tail opened or closed) and stops (null) the recent events (Pipeline.setRecent). */
+  recent: RecentAttach;
+  /** Asks the decode workers for their recent events (Pipeline.queryRecent). */
+  askRecent: RecentAsk;
   ksc: () => KscIntegration | undefined;
+  /** A refused sign-in (`credentials`, `csrf`, `rate_limited`), for the metrics. */
+  onSigninFailure?: (reason: 'credentials' | 'csrf' | 'rate_limited') => void;
+  /** The limit on failed sign-ins (signin-limit.ts; its defaults otherwise). */
+  signinLimit?: SigninLimitOptions;
 }
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -59,10 +72,13 @@ export class Console {
   private readonly statics = new Map<string, Buffer>();
   private readonly encoders = new Map(DETAIL_ENCODINGS.map((n) => [n, createEncoder({ codec: n })]));
   private readonly streams = new Set<ServerResponse>();
+  private readonly limiter: SigninLimiter;
 
   constructor(private readonly o: ConsoleOptions) {
     this.sessions = new Sessions(o.sessionTtlMs);
-    this.tail = new TailHub(o.tailEvents, o.attachTail);
+    this.limiter = new SigninLimiter(o.signinLimit);
+    this.tail = new TailHub(o.tailEvents, o.tailBytes, o.recent, o.askRecent, nativeEncoder(o.event));
+    this.tail.start();
     this.history = new RateHistory(o.telemetry);
     this.history.start();
     this.tokenOk = bearerCheck(o.token);
@@ -99,25 +115,25 @@ export class Console {
       {
         method: 'GET',
         path: '/console/api/events',
-        handler: (c) => {
+        handler: async (c) => {
           const limit = Math.min(1000, Math.max(1, Number(c.query.get('limit') ?? 100) || 100));
           const filter = c.query.get('filter') ?? undefined;
           const text = c.query.get('text') ?? undefined;
-          let found: TailEntry[];
+          let found: { entries: TailEntry[]; kept: number };
           try {
-            found = this.tail.search({ ...(filter !== undefined ? { filter } : {}), ...(text !== undefined ? { text } : {}), limit });
+            found = await this.tail.search({ ...(filter !== undefined ? { filter } : {}), ...(text !== undefined ? { text } : {}), limit });
           } catch (e) {
             if (e instanceof FilterSyntaxError) throw new ApiError(400, 'console_bad_filter', e.message);
             throw e;
           }
-          return { status: 200, body: { tailing: this.tail.clientCount > 0, events: found.map((e) => summary(e)) } };
+          return { status: 200, body: { tailing: this.tail.clientCount > 0, inMemory: found.kept, events: found.entries.map((e) => summary(e)) } };
         },
       },
       {
         method: 'GET',
         path: '/console/api/events/:id',
-        handler: (c) => {
-          const e = this.tail.get(c.params['id']!);
+        handler: async (c) => {
+          const e = await this.tail.get(c.params['id']!);
           if (e === undefined) throw new ApiError(404, 'console_not_found', `event ${c.params['id']} is no longer in memory`);
           const ev = JSON.parse(e.json) as CefdEvent;
           const encodings: Record<string, string> = { raw: e.raw };
@@ -263,7 +279,7 @@ export class Console {
     return true;
   }
 
-  private loginPage(res: ServerResponse, error: string | undefined, status = 200): true {
+  private loginPage(res: ServerResponse, error: string | undefined, status = 200, extra: Record<string, string> = {}): true {
     const nonce = newLoginNonce();
     const html = layout(
       'Sign in',
@@ -278,7 +294,7 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 </form></main>`,
       [],
     );
-    res.writeHead(status, this.headers({ 'Content-Type': 'text/html; charset=utf-8', 'Set-Cookie': this.cookie(LOGIN_COOKIE, nonce, 600) }));
+    res.writeHead(status, this.headers({ 'Content-Type': 'text/html; charset=utf-8', 'Set-Cookie': this.cookie(LOGIN_COOKIE, nonce, 600), ...extra }));
     res.end(html);
     return true;
   }
@@ -298,10 +314,23 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 
   private async login(req: IncomingMessage, res: ServerResponse): Promise<true> {
     const f = await this.form(req);
+    const client = req.socket.remoteAddress ?? '';
+    // Before the secret is looked at (a password check runs scrypt).
+    const limit = this.limiter.check(client);
+    if (limit.waitMs > 0) {
+      const secs = Math.ceil(limit.waitMs / 1000);
+      this.o.onSigninFailure?.('rate_limited');
+      this.o.log.warn(
+        { audit: true, event: 'console_login', ok: false, reason: 'rate_limited', scope: limit.scope, client, retryAfterSeconds: secs },
+        `console sign-in refused: too many failed sign-ins ${limit.scope === 'address' ? 'from this address' : 'overall'}`,
+      );
+      return this.loginPage(res, `Too many failed sign-ins; try again in ${secs} s.`, 429, { 'Retry-After': String(secs) });
+    }
     const nonce = cookies(req).get(LOGIN_COOKIE);
     const sent = f.get('csrf') ?? '';
     if (nonce === undefined || !sameText(nonce, sent)) {
-      this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'csrf' }, 'console sign-in refused: missing or wrong CSRF token');
+      this.o.onSigninFailure?.('csrf');
+      this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'csrf', client }, 'console sign-in refused: missing or wrong CSRF token');
       return this.loginPage(res, 'The sign-in form expired; try again.', 403);
     }
     const secret = f.get('secret') ?? '';
@@ -309,9 +338,12 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     if (secret !== '' && this.tokenOk(`Bearer ${secret}`)) via = 'token';
     else if (secret !== '' && checkConsolePassword(this.o.stateDir, secret)) via = 'password';
     if (via === undefined) {
-      this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'credentials' }, 'console sign-in refused: wrong token or password');
+      this.limiter.failed(client);
+      this.o.onSigninFailure?.('credentials');
+      this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'credentials', client }, 'console sign-in refused: wrong token or password');
       return this.loginPage(res, 'Wrong token or password.', 401);
     }
+    this.limiter.succeeded(client);
     const s = this.sessions.create(via);
     this.o.log.info({ audit: true, event: 'console_login', ok: true, via }, `console sign-in (${via})`);
     return this.redirect(res, '/console/', { 'Set-Cookie': [this.cookie(SESSION_COOKIE, s.id, Math.ceil(this.o.sessionTtlMs / 1000)), this.cookie(LOGIN_COOKIE, '', 0)] });
@@ -357,8 +389,8 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     this.streams.add(res);
     const off = this.tail.subscribe({
       filter,
-      send: (e) => {
-        res.write(`event: event\ndata: ${full ? e.json : JSON.stringify(summary(e))}\n\n`);
+      send: (e, ev) => {
+        res.write(`event: event\ndata: ${full ? e.json : JSON.stringify(summary(e, ev))}\n\n`);
       },
     });
     const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
@@ -380,8 +412,8 @@ function bufferFill(q: unknown, max: number): number | null {
 }
 
 /** What a list shows of one event. */
-function summary(e: TailEntry): Record<string, unknown> {
-  const ev = JSON.parse(e.json) as Record<string, unknown>;
+function summary(e: TailEntry, parsed?: object): Record<string, unknown> {
+  const ev = (parsed ?? JSON.parse(e.json)) as Record<string, unknown>;
   const cef = (ev['cef'] ?? {}) as Record<string, unknown>;
   const ext = (cef['extensions'] ?? {}) as Record<string, unknown>;
   return {
@@ -436,7 +468,13 @@ const EVENTS_BODY = `<main><h1>Events</h1>
 
 const KSC_BODY = `<main><h1>Kaspersky Security Center</h1>
 <p id="ksc-status" role="status"></p>
-<section aria-labelledby="h-tenants"><h2 id="h-tenants">Tenants</h2><table id="tenants"><thead><tr><th scope="col">Tenant</th><th scope="col">Integration</th><th scope="col">Connections</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-tenants"><h2 id="h-tenants">Tenants</h2><table id="tenants"><thead><tr><th scope="col">Tenant</th><th scope="col">Integration</th><th scope="col">Connections</th><th scope="col">Actions</th></tr></thead><tbody></tbody></table>
+<form id="tenant-form" method="post" action="/console/ksc"><fieldset><legend>Add a tenant</legend>
+<label for="tenant-name">Tenant name</label><input id="tenant-name" name="name" required maxlength="64" pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,63}" aria-describedby="tenant-name-help">
+<span id="tenant-name-help" class="help">1-64 letters, digits, ".", "_" or "-".</span>
+<label class="check"><input id="tenant-integration" name="integration" type="checkbox" checked> KSC integration on</label>
+<button type="submit">Add tenant</button>
+</fieldset></form></section>
 <section aria-labelledby="h-conns"><h2 id="h-conns">Connections</h2>
 <table id="connections"><thead><tr><th scope="col">Tenant</th><th scope="col">Name</th><th scope="col">URL</th><th scope="col">State</th><th scope="col">Secret</th><th scope="col">Actions</th></tr></thead><tbody></tbody></table>
 <form id="conn-form" method="post" action="/console/ksc"><fieldset><legend id="conn-legend">Add a connection</legend>

@@ -9,6 +9,8 @@ import type { Config } from '../config/types.js';
 import type { CefdEvent, EventOrigin } from '../event.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { FindingsHandler, KscWatchSpec } from '../ksc/watch.js';
+import type { RecentOptions, RecentSink } from '../pipeline/pipeline.js';
+import type { RecentItem, RecentQuery } from '../workers/worker-protocol.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -27,8 +29,13 @@ export interface DaemonContext {
    * (rules, assets); null stops it.
    */
   watchEvents(spec: KscWatchSpec | null, onFindings: FindingsHandler): void;
-  /** A copy of every event and its frame while set (the console's live tail); off the hot path otherwise. */
-  addTail?(tail: (event: CefdEvent, frame: Buffer | undefined) => void): () => void;
+  /**
+   * The console's recent events (Pipeline.setRecent): kept by the decode workers (queried
+   * with `queryRecent`), events decoded on the main thread to `sink.event`, and while `all`
+   * every event to `sink.block`; null stops it.
+   */
+  recentEvents?(sink: RecentSink | null, o: RecentOptions): void;
+  queryRecent?(q: RecentQuery): Promise<{ items: RecentItem[]; kept: number }>;
   /** Decode worker threads in use (0: decoding on the main thread). */
   workers?(): number;
 }

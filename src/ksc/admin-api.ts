@@ -47,6 +47,8 @@ export interface RuleView {
 /** What the API needs from the daemon. */
 export interface AdminBackend {
   readonly ksc: KscIntegration;
+  /** The configuration's `ksc.tenant`: it cannot be deleted while the daemon uses it. */
+  readonly tenant?: string;
   rules(): RuleView[];
   /** Imports assets (all enabled connections, or of a tenant, or one connection). */
   sync(o: { tenant?: string; connection?: string }): Promise<SyncResult[]>;
@@ -145,6 +147,27 @@ export function adminRoutes(b: AdminBackend): Route[] {
   return [
     // tenants
     { method: 'GET', path: '/api/v1/tenants', handler: () => ok({ tenants: k.listTenants() }) },
+    {
+      method: 'POST',
+      path: '/api/v1/tenants',
+      handler: (c) => {
+        if (c.body === undefined) throw new KscInputError('body', 'send the tenant as a JSON object: {"name": "..."}');
+        const o = object(c.body, ['name', 'integrationEnabled']);
+        const on = optBool(o, 'integrationEnabled');
+        return ok({ tenant: k.createTenant(reqString(o, 'name'), on !== undefined ? { integrationEnabled: on } : {}) }, 201);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/api/v1/tenants/:name',
+      handler: (c) => {
+        const name = c.params['name']!;
+        // The tenant whose assets this daemon enriches with and response rules act on.
+        if (b.tenant !== undefined && name === b.tenant) throw new ApiError(409, 'ksc_conflict', `tenant "${name}" is this daemon's ksc.tenant (enrichment and response rules use it): change the configuration first`);
+        k.deleteTenant(name, { force: queryBool(c.query, 'force') === true });
+        return { status: 204 };
+      },
+    },
     {
       method: 'PATCH',
       path: '/api/v1/tenants/:name',

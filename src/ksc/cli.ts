@@ -392,6 +392,34 @@ function tenantCommands(ksc: Command): void {
       else out(table(['TENANT', 'INTEGRATION'], list.map((t) => [t.name, t.integrationEnabled ? 'on' : 'off'])));
     }),
   );
+  addCommon(
+    tenants
+      .command('create')
+      .description('Create a tenant (1-64 letters, digits, ".", "_", "-")')
+      .argument('<tenant>', 'tenant name')
+      .option('--disabled', 'with its KSC integration off'),
+    { tenant: false },
+  ).action(async (name: string, o: Common & { disabled?: boolean }) =>
+    withKsc(o, (k) => {
+      const t = k.createTenant(name, { integrationEnabled: o.disabled !== true });
+      if (o.json) printJson({ tenant: t });
+      else out(`created tenant ${t.name} (KSC integration ${t.integrationEnabled ? 'on' : 'off'})`);
+    }),
+  );
+  addCommon(
+    tenants
+      .command('delete')
+      .description('Delete a tenant; refused while it has connections unless --force')
+      .argument('<tenant>', 'tenant name')
+      .option('--force', 'delete its connections too, with their assets, task cache, task runs and secrets'),
+    { tenant: false },
+  ).action(async (name: string, o: Common & { force?: boolean }) =>
+    withKsc(o, (k) => {
+      const r = k.deleteTenant(name, { force: o.force === true });
+      if (o.json) printJson({ deleted: r });
+      else out(`deleted tenant ${r.tenant}${r.connections > 0 ? ` with ${r.connections} KSC connections, ${r.assets} assets and ${r.taskRuns} task runs` : ''}`);
+    }),
+  );
   for (const [verb, on] of [
     ['enable', true],
     ['disable', false],

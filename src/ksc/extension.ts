@@ -65,6 +65,7 @@ class KscMetrics {
   readonly attributeSyncs = new Map<string, number>();
   lastSyncOk = 0;
   readonly adminRequests = new Map<string, number>();
+  readonly signinFailures = new Map<string, number>();
 
   constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[]; trust: () => TrustGate | undefined }) {
     const counter = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedCounter(reg, name, help, labelNames, rows);
@@ -115,6 +116,9 @@ class KscMetrics {
       return [...counts].map(([state, n]) => [{ state }, n]);
     });
     counter('cefd_ksc_admin_requests_total', 'Admin API answers by HTTP status.', ['status'], () => [...this.adminRequests].map(([status, v]) => [{ status }, v]));
+    counter('cefd_console_signin_failures_total', 'Refused console sign-ins by reason: credentials (wrong token or password), csrf (expired or missing form nonce), rate_limited (too many failures from the address or overall).', ['reason'], () =>
+      [...this.signinFailures].map(([reason, v]) => [{ reason }, v]),
+    );
   }
 
   ruleStats(name: string): RuleStats {
@@ -549,13 +553,17 @@ export class KscExtension implements DaemonExtension {
           tls: tls !== undefined,
           sessionTtlMs: a.console.session_ttl * 1000,
           tailEvents: a.console.tail_events,
+          tailBytes: a.console.tail_bytes,
+          event: c.event,
           quietAfterMs: a.console.quiet_after * 1000,
           telemetry: ctx.telemetry,
           log: this.log.child({ component: 'console' }),
           workers: () => ctx.workers?.() ?? 0,
           outputs: () => c.outputs.map((o) => o.name),
-          attachTail: (sink) => (ctx.addTail !== undefined ? ctx.addTail(sink) : ctx.addTap((ev) => sink(ev, Buffer.from(JSON.stringify(ev))))),
+          recent: (sink, o) => ctx.recentEvents?.(sink, o),
+          askRecent: (q) => ctx.queryRecent?.(q) ?? Promise.resolve({ items: [], kept: 0 }),
           ksc: () => self.k,
+          onSigninFailure: (reason) => this.metrics!.add(this.metrics!.signinFailures, reason),
         })
       : undefined;
     this.console = con;
@@ -564,6 +572,9 @@ export class KscExtension implements DaemonExtension {
         get ksc(): KscIntegration {
           if (self.k === undefined) throw new Error('the KSC integration is off');
           return self.k;
+        },
+        get tenant(): string {
+          return self.config.ksc.tenant;
         },
         rules: () => this.ruleViews(),
         sync: (o) => this.sync(o),

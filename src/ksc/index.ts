@@ -35,6 +35,7 @@ export {
   KscStore,
   DEFAULT_TENANT,
   validateConnectionName,
+  validateNewTenantName,
   normalizeConnectionUrl,
   assetIdFor,
   KSC_STATE_NAMES,
@@ -147,6 +148,27 @@ export class KscIntegration {
 
   setIntegrationEnabled(tenant: string, enabled: boolean): Tenant {
     return this.store.setIntegrationEnabled(tenant, enabled);
+  }
+
+  createTenant(name: unknown, o: { integrationEnabled?: boolean } = {}): Tenant {
+    const t = this.store.createTenant(name, o);
+    this.log.info({ tenant: t.name, integrationEnabled: t.integrationEnabled }, 'tenant created');
+    return t;
+  }
+
+  /**
+   * Deletes a tenant; with `force`, its connections too, with their assets, task cache,
+   * task runs and secrets (KscStore.deleteTenant says what is refused).
+   */
+  deleteTenant(name: string, o: { force?: boolean } = {}): { tenant: string; connections: number; assets: number; taskRuns: number } {
+    const r = this.store.deleteTenant(name, o);
+    for (const c of r.connections) {
+      this.dropClient(c.id);
+      this.secrets.delete(c.id);
+    }
+    const out = { tenant: r.tenant, connections: r.connections.length, assets: r.assets, taskRuns: r.taskRuns };
+    this.log.info(out, r.connections.length > 0 ? `tenant deleted with ${r.connections.length} KSC connections, ${r.assets} assets and ${r.taskRuns} task runs` : 'tenant deleted');
+    return out;
   }
 
   // -- connections -------------------------------------------------------------------------

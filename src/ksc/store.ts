@@ -294,6 +294,16 @@ export function validateTenantName(v: unknown): string {
   return checkName('tenant', 'a tenant name', v);
 }
 
+const NEW_TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** The name of a tenant created on its own (KscStore.createTenant). */
+export function validateNewTenantName(v: unknown): string {
+  if (typeof v !== 'string') throw new KscInputError('name', 'a tenant name must be a string');
+  const s = v.trim();
+  if (!NEW_TENANT.test(s)) throw new KscInputError('name', `a tenant name must have 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit (got "${s.slice(0, 80)}")`);
+  return s;
+}
+
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /**
@@ -724,6 +734,45 @@ export class KscStore {
 
   listTenants(): Tenant[] {
     return (this.db.prepare('SELECT name FROM tenants ORDER BY name').all() as Row[]).map((r) => this.getTenant(String(r['name']))!);
+  }
+
+  /**
+   * A new tenant (`ksc tenants create`, `POST /api/v1/tenants`). Its name is stricter than
+   * the names tenants made implicitly by a connection get: 1-64 letters, digits, `.`, `_`
+   * or `-`, starting with a letter or digit, so that it never makes a `tenant/name` key of
+   * the credential file (secrets.ts) ambiguous. Throws KscConflictError when it exists.
+   */
+  createTenant(name: unknown, o: { integrationEnabled?: boolean } = {}): Tenant {
+    const n = validateNewTenantName(name);
+    if (this.getTenant(n) !== undefined) throw new KscConflictError(`tenant "${n}" already exists`);
+    this.db.prepare('INSERT INTO tenants (name, integration_enabled, created_at) VALUES (?, ?, ?)').run(n, o.integrationEnabled === false ? 0 : 1, this.iso());
+    return this.getTenant(n)!;
+  }
+
+  /**
+   * Deletes a tenant. With connections it is refused (KscConflictError) unless `force`:
+   * then its connections go too, and with them (foreign keys, ON DELETE CASCADE) their
+   * assets, task cache, task runs and attribute data. The default tenant cannot be deleted
+   * (every open of the store makes it again). Returns what went, for the caller's log line;
+   * the caller removes the connections' secrets.
+   */
+  deleteTenant(name: string, o: { force?: boolean } = {}): { tenant: string; connections: Connection[]; assets: number; taskRuns: number } {
+    const t = this.getTenant(name);
+    if (t === undefined) throw new KscNotFoundError(`no tenant "${name}"`);
+    if (t.name === DEFAULT_TENANT) throw new KscConflictError(`the tenant "${DEFAULT_TENANT}" cannot be deleted`);
+    return this.db.transaction(() => {
+      const conns = this.listConnections({ tenant: t.name });
+      if (conns.length > 0 && o.force !== true) {
+        throw new KscConflictError(`tenant "${t.name}" has ${conns.length} KSC connection${conns.length === 1 ? '' : 's'} (${conns.map((c) => c.name).join(', ')}): delete them first, or delete with force to delete them with their assets and task runs`);
+      }
+      const count = (sql: string): number => Number((this.db.prepare(sql).get(t.name) as Row)['n']);
+      const assets = count('SELECT count(*) AS n FROM assets WHERE connection_id IN (SELECT id FROM connections WHERE tenant = ?)');
+      const taskRuns = count('SELECT count(*) AS n FROM task_runs WHERE connection_id IN (SELECT id FROM connections WHERE tenant = ?)');
+      this.db.prepare('DELETE FROM connections WHERE tenant = ?').run(t.name);
+      this.db.prepare('DELETE FROM tenants WHERE name = ?').run(t.name);
+      if (conns.length > 0) this.localVersion++;
+      return { tenant: t.name, connections: conns, assets, taskRuns };
+    })();
   }
 
   /** The tenant's integration switch; creates the tenant if needed. */

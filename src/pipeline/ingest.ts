@@ -73,8 +73,9 @@ export interface IngestEnv {
   taps?: readonly ((event: CefdEvent, origin: EventOrigin) => void)[];
   onTapError?: (e: unknown) => void;
   /**
-   * Copies of events for the console's live tail (src/console/tail.ts): only set while a
-   * tail client is connected; gets the event after routing and the frame's bytes.
+   * The console's recent events (src/console/tail.ts; on a decode worker
+   * src/workers/recent.ts): only set while the console is on; gets the event after routing
+   * and the frame's bytes.
    */
   tails?: readonly ((event: CefdEvent, frame: Buffer | undefined) => void)[];
   /** The KSC integration's per-event work (ksc/watch.ts), here or on a worker. */

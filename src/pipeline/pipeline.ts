@@ -34,7 +34,7 @@ import type { Normalizer } from './normalize.js';
 import { processRecords } from './records.js';
 import type { OutputRunner } from './output-runner.js';
 import type { JobOutcome, WorkerPool } from '../workers/worker-pool.js';
-import type { ResultMessage } from '../workers/worker-protocol.js';
+import type { RecentBlock, RecentItem, RecentQuery, ResultMessage } from '../workers/worker-protocol.js';
 import type { SpilledRead } from './spill.js';
 
 /** What a source knows about where a frame came from. */
@@ -81,8 +81,34 @@ export interface PipelineOptions {
 /** Code that watches events; `origin` says where the event came from (src/ksc/trust.ts). */
 export type EventTap = (event: CefdEvent, origin: EventOrigin) => void;
 
-/** Gets a copy of every event (the event after routing, and its frame) for the console's live tail. */
-export type EventTail = (event: CefdEvent, frame: Buffer | undefined) => void;
+/**
+ * The console's recent events (src/console/tail.ts): events decoded on this thread one by
+ * one (after routing, with their frame: a view, copy what you keep); and, while a live tail
+ * is open, every event a decode worker decoded, a block per read, already encoded
+ * (src/workers/recent.ts). The workers keep their own recent events: see queryRecent.
+ */
+export interface RecentSink {
+  event(event: CefdEvent, frame: Buffer | undefined): void;
+  block(b: RecentBlock, o: RecentBlockInfo): void;
+}
+
+/** What the decode workers keep for the console (Pipeline.setRecent). */
+export interface RecentOptions {
+  /** Events each worker keeps (0: none). */
+  max: number;
+  /** Bytes they may take (native JSON and frames), shared among the workers. */
+  bytes: number;
+  /** A live tail is open: every event comes to RecentSink.block. */
+  all: boolean;
+}
+
+/** Where a worker's recent block came from; its events' ids are eventId(idPrefix, firstSeq + frame index). */
+export interface RecentBlockInfo {
+  listener: string;
+  receivedMs: number;
+  idPrefix: string;
+  firstSeq: number;
+}
 
 const ALL = 0xffffffff;
 
@@ -104,7 +130,10 @@ export class Pipeline {
   private readonly bootId: string;
   private seq = 0;
   private taps: EventTap[] = [];
-  private tails: EventTail[] = [];
+  /** The console's recent events: the sink, and what the workers keep. */
+  private recent: RecentSink | null = null;
+  private recentOpts: RecentOptions = { max: 0, bytes: 0, all: false };
+  private tails: RecentSink['event'][] = [];
   private env: IngestEnv;
   private counts = new FrameCounts();
   private pool: WorkerPool | null = null;
@@ -149,6 +178,7 @@ export class Pipeline {
   useWorkers(pool: WorkerPool | null, version = -1): void {
     this.pool = pool;
     pool?.setWatch(this.watch?.spec ?? null);
+    if (this.recent !== null) this.postRecent();
     this.workerVersion = version;
   }
 
@@ -196,22 +226,34 @@ export class Pipeline {
   }
 
   /**
-   * The console's live tail: a copy of every event while it is set. Events are decoded on
-   * this thread while a tail is connected (the copy needs the event and its frame), on the
-   * workers again once the last tail is gone.
+   * The console's recent events (null: none, the default). Events stay on the workers, and
+   * each keeps its last `max` events within its share of `bytes` for queryRecent; with `all` (a live tail is open) every event also comes to
+   * `sink.block`. Events decoded here go to `sink.event`. Call again to change the options.
    */
-  addTail(tail: EventTail): () => void {
-    this.tails = [...this.tails, tail];
+  setRecent(sink: RecentSink | null, o: RecentOptions = { max: 0, bytes: 0, all: false }): void {
+    this.recent = sink;
+    this.recentOpts = sink === null ? { max: 0, bytes: 0, all: false } : o;
+    this.tails = sink === null ? [] : [sink.event];
     this.env = this.makeEnv();
-    return () => {
-      this.tails = this.tails.filter((t) => t !== tail);
-      this.env = this.makeEnv();
-    };
+    this.postRecent();
   }
 
-  /** Events go to workers when there are (working) workers and nothing watches them. */
+  private postRecent(): void {
+    const p = this.pool;
+    if (p === null) return;
+    const o = this.recentOpts;
+    p.setRecent(o.max, Math.floor(o.bytes / Math.max(1, p.threads)), o.all);
+  }
+
+  /** The recent events the decode workers keep that match `q` (none without workers). */
+  queryRecent(q: RecentQuery): Promise<{ items: RecentItem[]; kept: number }> {
+    if (this.pool === null || this.recent === null) return Promise.resolve({ items: [], kept: 0 });
+    return this.pool.queryRecent(q);
+  }
+
+  /** Events go to workers when there are (working) workers and no tap needs the event objects here. */
   get onWorkers(): boolean {
-    return this.opts.receiver !== true && this.pool !== null && !this.pool.broken && this.taps.length === 0 && this.tails.length === 0;
+    return this.opts.receiver !== true && this.pool !== null && !this.pool.broken && this.taps.length === 0;
   }
 
   frame(buf: Buffer, mode: FramingMode | 'datagram', truncated: boolean, ctx: SourceContext): void {
@@ -448,7 +490,7 @@ export class Pipeline {
       { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data, offsets, truncated: flags },
       (o) => {
         st.inFlight--;
-        st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable));
+        st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable, firstSeq));
         // Frames gathered while this job was out go now (in order: after it).
         if (st.gathered > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
         this.jobDone(job);
@@ -472,7 +514,7 @@ export class Pipeline {
   }
 
   /** `frames` are the job's frames (views into the socket's chunks), kept for a failure or a redo. */
-  private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
+  private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean, firstSeq: number): void {
     if (this.spill !== null && ctx.state?.spilled === true) {
       // An earlier read of this source was kept for the next start: this one follows it
       // there, decoded or not, so the source's events stay in order.
@@ -525,6 +567,13 @@ export class Pipeline {
     if (r.ksc !== undefined) this.deliver(r.origin, r.ksc);
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
     this.mergeCounts(ctx.listener, ctx.stats, r.counts, ctx.peer);
+    if (r.recent !== undefined && this.recent !== null) {
+      try {
+        this.recent.block(r.recent, { listener: ctx.listener, receivedMs: nowMs, idPrefix: this.bootId, firstSeq });
+      } catch (e) {
+        this.telemetry.repeated('error', 'tap_threw', { err: (e as Error).message }, 'the console\'s recent events failed');
+      }
+    }
   }
 
   private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {

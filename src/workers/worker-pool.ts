@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { InitMessage, JobMessage, ResultMessage, WatchMessage, WorkerReply } from './worker-protocol.js';
+import type { InitMessage, JobMessage, RecentItem, RecentMessage, RecentQuery, ResultMessage, WatchMessage, WorkerReply } from './worker-protocol.js';
 import type { KscWatchSpec } from '../ksc/watch.js';
 
 export type JobOutcome = { ok: true; result: ResultMessage } | { ok: false; error: string };
@@ -38,6 +38,9 @@ export class WorkerPool {
   private jobId = 0;
   private initMsg: InitMessage | null = null;
   private watchMsg: WatchMessage | null = null;
+  private recentMsg: RecentMessage | null = null;
+  private queryId = 0;
+  private readonly queries = new Map<number, (r: { items: RecentItem[]; kept: number } | undefined) => void>();
   private version = 0;
   private closed = false;
   private deaths: number[] = [];
@@ -64,6 +67,8 @@ export class WorkerPool {
         if (cb === undefined) return;
         slot.jobs.delete(m.jobId);
         cb(m.kind === 'result' ? { ok: true, result: m } : { ok: false, error: m.error });
+      } else if (m.kind === 'recent_items') {
+        this.queries.get(m.reqId)?.({ items: m.items, kept: m.kept });
       }
     });
     const died = (why: string) => {
@@ -87,6 +92,7 @@ export class WorkerPool {
         this.slots[i] = fresh;
         if (this.initMsg !== null) fresh.worker.postMessage(this.initMsg);
         if (this.watchMsg !== null) fresh.worker.postMessage(this.watchMsg);
+        if (this.recentMsg !== null) fresh.worker.postMessage(this.recentMsg);
       }
     };
     worker.on('error', (e) => died(`decode worker failed: ${e.message}`));
@@ -125,6 +131,7 @@ export class WorkerPool {
             s.worker.once('exit', onExit);
             s.worker.postMessage(msg);
             if (this.watchMsg !== null) s.worker.postMessage(this.watchMsg);
+            if (this.recentMsg !== null) s.worker.postMessage(this.recentMsg);
           }),
       ),
     );
@@ -142,6 +149,52 @@ export class WorkerPool {
     for (const s of this.slots) if (!s.dead) s.worker.postMessage(this.watchMsg);
   }
 
+  /** Decode worker threads. */
+  get threads(): number {
+    return this.size;
+  }
+
+  /** The console's recent events on each worker (RecentMessage; `max` 0: none). */
+  setRecent(max: number, bytes: number, all: boolean): void {
+    this.recentMsg = { kind: 'recent', max, bytes, all };
+    for (const s of this.slots) if (!s.dead) s.worker.postMessage(this.recentMsg);
+  }
+
+  /**
+   * The recent events of every worker that match `q` (each newest first, concatenated), and
+   * how many they keep; a worker that does not answer within `timeoutMs` (busy, dying) is
+   * left out.
+   */
+  async queryRecent(q: RecentQuery, timeoutMs = 5_000): Promise<{ items: RecentItem[]; kept: number }> {
+    const answers = await Promise.all(
+      this.slots
+        .filter((s) => !s.dead)
+        .map(
+          (s) =>
+            new Promise<{ items: RecentItem[]; kept: number } | undefined>((resolve) => {
+              const reqId = ++this.queryId;
+              const done = (r: { items: RecentItem[]; kept: number } | undefined): void => {
+                clearTimeout(timer);
+                this.queries.delete(reqId);
+                resolve(r);
+              };
+              const timer = setTimeout(() => done(undefined), timeoutMs);
+              timer.unref();
+              this.queries.set(reqId, done);
+              s.worker.postMessage({ kind: 'recent_query', reqId, query: q });
+            }),
+        ),
+    );
+    const items: RecentItem[] = [];
+    let kept = 0;
+    for (const a of answers) {
+      if (a === undefined) continue;
+      items.push(...a.items);
+      kept += a.kept;
+    }
+    return { items, kept };
+  }
+
   /** Sends a job to the next worker; `done` is called once with its outcome. */
   submit(job: Omit<JobMessage, 'kind' | 'jobId'>, done: (o: JobOutcome) => void): void {
     const slot = this.slots[this.next]!;
@@ -157,6 +210,7 @@ export class WorkerPool {
   /** Stops the workers; jobs still on them fail (their frames are dead-lettered). */
   async close(): Promise<void> {
     this.closed = true;
+    for (const done of [...this.queries.values()]) done(undefined);
     for (const s of this.slots) this.failJobs(s, 'cefd stopped before this read was decoded');
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
     this.slots.length = 0;

@@ -44,7 +44,57 @@ export interface JobMessage {
   truncated: Uint8Array;
 }
 
-export type WorkerMessage = InitMessage | WatchMessage | JobMessage;
+/**
+ * The console's recent events (recent.ts): keep the last `max` events decoded (0: none, the
+ * default) and `bytes` of their frames; `all`: a live tail is open, results carry every
+ * event of their job (ResultMessage.recent).
+ */
+export interface RecentMessage {
+  kind: 'recent';
+  max: number;
+  bytes: number;
+  all: boolean;
+}
+
+/** What the console looks for among the recent events: one id, or text and a filter. */
+export interface RecentQuery {
+  id?: string;
+  text?: string;
+  filter?: string;
+  limit: number;
+}
+
+export interface RecentQueryMessage {
+  kind: 'recent_query';
+  reqId: number;
+  query: RecentQuery;
+}
+
+/** A recent event as a query answers it. */
+export interface RecentItem {
+  id: string;
+  /** Its number since boot (the order events were read in). */
+  seq: number;
+  /** When its read arrived (ms). */
+  ms: number;
+  listener: string;
+  /** The native JSON. */
+  json: string;
+  /** The frame as text (its first 64 KiB; empty when the frame's bytes were overwritten). */
+  raw: string;
+}
+
+export type WorkerMessage = InitMessage | WatchMessage | RecentMessage | RecentQueryMessage | JobMessage;
+
+/** Every event of a job while a live tail is open (recent.ts), oldest first. */
+export interface RecentBlock {
+  /** Per event its native JSON, then the first bytes of its frame, back to back. */
+  bytes: ArrayBuffer;
+  /** Per event two offsets: the end of its JSON, the end of its frame (each starts at the end before). */
+  ends: Int32Array;
+  /** Per event the index of its frame in the job (its id: the job's `firstSeq` + index). */
+  frames: Int32Array;
+}
 
 /** The routed events of a job in one encoding, one record per line. */
 export interface EncodedBlock {
@@ -72,10 +122,13 @@ export interface ResultMessage {
   origin: EventOrigin;
   /** What the KSC watch found in these events, when anything. */
   ksc?: KscFindings;
+  /** Every event of the job, while a live tail is open (RecentMessage.all). */
+  recent?: RecentBlock;
 }
 
 export type WorkerReply =
   | ResultMessage
   | { kind: 'ready'; version: number }
   | { kind: 'init_failed'; version: number; error: string }
-  | { kind: 'job_failed'; jobId: number; error: string };
+  | { kind: 'job_failed'; jobId: number; error: string }
+  | { kind: 'recent_items'; reqId: number; items: RecentItem[]; kept: number };

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
-import { sendTcp, waitFor } from '../helpers/daemon.js';
+import { scrape, sendTcp, waitFor } from '../helpers/daemon.js';
 import { ADMIN_TOKEN, CLI, runCli, startKscDaemon, type KscTestDaemon } from '../helpers/ksc-daemon.js';
 import { ConsoleAgent, readSse, request, setCookies } from '../helpers/console.js';
 import { makePki } from '../helpers/pki.js';
@@ -160,6 +160,69 @@ test('session: cookie flags, pages, the admin API with the cookie, CSRF on every
   expect((await a.send('POST', '/api/v1/connections', conn)).status).toBe(401);
 });
 
+test('tenants from the console: create and delete need the session and its CSRF token; validation, 409, audit lines', async () => {
+  d = await startKscDaemon(yaml());
+  const a = new ConsoleAgent(base());
+  // Without a session: 401, nothing made.
+  expect((await a.send('POST', '/api/v1/tenants', { name: 'branch' })).status).toBe(401);
+  await a.login(ADMIN_TOKEN);
+  expect((await a.send('POST', '/api/v1/tenants', { name: 'branch' }, { csrf: false })).status).toBe(403);
+  expect((await a.send('POST', '/api/v1/tenants', { name: 'branch' }, { csrf: 'y'.repeat(43) })).status).toBe(403);
+  expect((await a.get('/api/v1/tenants')).json!['tenants']).toMatchObject([{ name: 'default' }]);
+  const made = await a.send('POST', '/api/v1/tenants', { name: 'branch', integrationEnabled: false });
+  expect(made.status).toBe(201);
+  expect(made.json).toMatchObject({ tenant: { name: 'branch', integrationEnabled: false } });
+  expect((await a.send('POST', '/api/v1/tenants', { name: 'branch' })).status).toBe(409);
+  expect((await a.send('POST', '/api/v1/tenants', { name: 'no spaces' })).status).toBe(400);
+  // With a connection: refused unless force.
+  const conn = await a.send('POST', '/api/v1/connections', { tenant: 'branch', name: 'main', url: 'https://127.0.0.1:1', secret: { user: 'kuma', password: 'Very-Secret-Pass1' } });
+  expect(conn.status).toBe(201);
+  expect((await a.send('DELETE', '/api/v1/tenants/branch')).status).toBe(409);
+  expect((await a.send('DELETE', '/api/v1/tenants/branch?force=true', undefined, { csrf: false })).status).toBe(403);
+  expect((await a.send('DELETE', '/api/v1/tenants/branch?force=true')).status).toBe(204);
+  expect((await a.get('/api/v1/tenants')).json!['tenants']).toMatchObject([{ name: 'default' }]);
+  expect((await a.get('/api/v1/connections')).json).toEqual({ connections: [] });
+  // The daemon's own tenant (ksc.tenant: default) stays.
+  expect((await a.send('DELETE', '/api/v1/tenants/default')).status).toBe(409);
+  const changes = audits().filter((l) => String(l['path'] ?? '').startsWith('/api/v1/tenants'));
+  expect(changes.map((l) => `${String(l['method'])} ${String(l['path'])} ${String(l['status'])} ${String(l['via'])}`)).toEqual([
+    'POST /api/v1/tenants 401 bearer',
+    'POST /api/v1/tenants 403 console-token',
+    'POST /api/v1/tenants 403 console-token',
+    'POST /api/v1/tenants 201 console-token',
+    'POST /api/v1/tenants 409 console-token',
+    'POST /api/v1/tenants 400 console-token',
+    'DELETE /api/v1/tenants/branch 409 console-token',
+    'DELETE /api/v1/tenants/branch 403 console-token',
+    'DELETE /api/v1/tenants/branch 204 console-token',
+    'DELETE /api/v1/tenants/default 409 console-token',
+  ]);
+  // The deletion's own line says what went.
+  expect(d.logs.parsed().find((l) => l['msg'] !== undefined && String(l['msg']).startsWith('tenant deleted'))).toMatchObject({ tenant: 'branch', connections: 1, assets: 0, taskRuns: 0 });
+});
+
+test('sign-in limit: after 5 wrong secrets the address waits (429, Retry-After), even with the right token; counted and audited', async () => {
+  d = await startKscDaemon(yaml() + 'metrics: { enabled: true, host: 127.0.0.1, port: 0 }\n');
+  const a = new ConsoleAgent(base());
+  for (let i = 0; i < 6; i++) expect((await a.login(`wrong-${i}`)).status).toBe(401);
+  const limited = await a.login(ADMIN_TOKEN);
+  expect(limited.status).toBe(429);
+  expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  expect(limited.text).toContain('Too many failed sign-ins');
+  expect(setCookies(limited).some((c) => c.startsWith('cefd_session='))).toBe(false);
+  expect(a.session).toBe('');
+  // Once the wait is over, the right token signs in (and clears the address).
+  await waitFor(async () => (await a.login(ADMIN_TOKEN)).status === 303, 10_000, 'the lock-out to end');
+  expect((await a.get('/console/')).status).toBe(200);
+  const m = await scrape(d.metricsPort());
+  expect(m.get('cefd_console_signin_failures_total{reason="credentials"}')).toBe(6);
+  expect(m.get('cefd_console_signin_failures_total{reason="rate_limited"}')).toBeGreaterThanOrEqual(1);
+  const refused = audits().filter((l) => l['event'] === 'console_login' && l['reason'] === 'rate_limited');
+  expect(refused.length).toBeGreaterThanOrEqual(1);
+  expect(refused[0]).toMatchObject({ ok: false, scope: 'address', client: '127.0.0.1' });
+  expect(d.logs.lines.join('\n')).not.toContain(ADMIN_TOKEN);
+});
+
 test('session expiry: an expired session is refused for pages, reads and changes', async () => {
   d = await startKscDaemon(yaml('enabled: true, session_ttl: 1s'));
   const a = new ConsoleAgent(base());
@@ -234,6 +297,20 @@ test('live tail: SSE with the session or the bearer token, route filter, search 
   await waitFor(async () => (await a.get('/console/api/overview')).json!['tailClients'] === 0, 5_000, 'the tail clients to go');
   // Per sender address too (which KSC server sends), without the port.
   expect((await a.get('/console/api/overview')).json).toMatchObject({ listeners: [{ name: 'tcp', eventsTotal: 4, senders: [{ address: '127.0.0.1', events: 4, quiet: false }] }] });
+});
+
+test('recent events without a tail client: search and detail over the events the workers kept', async () => {
+  d = await startKscDaemon(yaml());
+  const a = new ConsoleAgent(base());
+  await a.login(ADMIN_TOKEN);
+  await sendTcp(d.port('tcp'), [cef(11), cef(12), cef(13)]);
+  await waitFor(async () => ((await a.get('/console/api/events?limit=10')).json!['events'] as unknown[]).length === 3, 10_000, 'three events in memory');
+  const r = await a.get('/console/api/events?text=eicar-12');
+  expect(r.json).toMatchObject({ tailing: false, inMemory: 3 });
+  const [ev] = r.json!['events'] as { id: string }[];
+  const detail = await a.get(`/console/api/events/${ev!.id}`);
+  expect((detail.json!['event'] as { encodings: Record<string, string> }).encodings['raw']).toContain('cs1=EICAR-12');
+  expect((await a.get('/console/api/overview')).json).toMatchObject({ tailClients: 0 });
 });
 
 test('cefd tap streams the live events of a running daemon, with --filter', async () => {

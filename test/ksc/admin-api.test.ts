@@ -234,6 +234,77 @@ test('tenants: list and the integration switch', async () => {
   expect(created.json!['tenant']).toMatchObject({ name: 'branch', integrationEnabled: true });
 });
 
+test('tenants: create (validation, duplicate 409) and delete (refused with connections unless force; default kept)', async () => {
+  const made = await call('POST', '/api/v1/tenants', { body: { name: 'branch-1', integrationEnabled: false } });
+  expect(made.status).toBe(201);
+  expect(made.json).toEqual({ tenant: { name: 'branch-1', integrationEnabled: false, createdAt: expect.any(String) } });
+  const dup = await call('POST', '/api/v1/tenants', { body: { name: 'branch-1' } });
+  expect(dup.status).toBe(409);
+  expect(errorOf(dup)).toEqual({ code: 'ksc_conflict', message: 'tenant "branch-1" already exists' });
+  for (const body of [undefined, {}, { name: '' }, { name: 'a/b' }, { name: '-x' }, { name: 'x'.repeat(65) }, { name: 7 }, { name: 'ok', extra: 1 }, { name: 'ok', integrationEnabled: 'yes' }]) {
+    const r = await call('POST', '/api/v1/tenants', body === undefined ? {} : { body });
+    expect(r.status, JSON.stringify(body)).toBe(400);
+    expect(errorOf(r).code).toBe('ksc_invalid_input');
+  }
+  expect((await call('GET', '/api/v1/tenants')).json!['tenants']).toMatchObject([{ name: 'branch-1' }, { name: 'default' }]);
+
+  // A tenant with a connection, its assets and a task run.
+  const conn = await call('POST', '/api/v1/connections', { body: { tenant: 'branch-1', name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } } });
+  expect(conn.status).toBe(201);
+  const id = (conn.json!['connection'] as { id: string }).id;
+  await call('PATCH', '/api/v1/tenants/branch-1', { body: { integrationEnabled: true } });
+  expect((await call('POST', '/api/v1/assets/sync', { body: { tenant: 'branch-1' } })).json!['results']).toMatchObject([{ ok: true, hosts: 5 }]);
+  const ws = (k.listAssets({ tenant: 'branch-1' })).find((a) => a.displayName === 'WS-0142')!;
+  expect((await call('POST', '/api/v1/tasks/start', { body: { asset: ws.id, tasks: ['KUMA Update (Windows)'] } })).status).toBe(201);
+  expect(k.secrets.get({ id, tenant: 'branch-1', name: 'main' })).toBeDefined();
+
+  const refused = await call('DELETE', '/api/v1/tenants/branch-1');
+  expect(refused.status).toBe(409);
+  expect(errorOf(refused).code).toBe('ksc_conflict');
+  expect(errorOf(refused).message).toContain('has 1 KSC connection (main)');
+  expect(k.listConnections({ tenant: 'branch-1' })).toHaveLength(1);
+  expect((await call('DELETE', '/api/v1/tenants/branch-1?force=maybe')).status).toBe(400);
+
+  const gone = await call('DELETE', '/api/v1/tenants/branch-1?force=true');
+  expect(gone.status).toBe(204);
+  expect(gone.text).toBe('');
+  expect((await call('GET', '/api/v1/tenants')).json!['tenants']).toMatchObject([{ name: 'default' }]);
+  expect(k.listConnections()).toEqual([]);
+  expect(k.listAssets({ tenant: 'branch-1', includeArchived: true })).toEqual([]);
+  expect(k.taskStatus({ tenant: 'branch-1' })).toEqual([]);
+  expect(k.secrets.get({ id, tenant: 'branch-1', name: 'main' })).toBeUndefined();
+
+  expect((await call('DELETE', '/api/v1/tenants/branch-1')).status).toBe(404);
+  const dflt = await call('DELETE', '/api/v1/tenants/default?force=true');
+  expect(dflt.status).toBe(409);
+  expect(errorOf(dflt).message).toBe('the tenant "default" cannot be deleted');
+  // An empty tenant goes without force.
+  expect((await call('POST', '/api/v1/tenants', { body: { name: 'empty' } })).status).toBe(201);
+  expect((await call('DELETE', '/api/v1/tenants/empty')).status).toBe(204);
+  // Without the token: 401, nothing made.
+  expect((await call('POST', '/api/v1/tenants', { token: null, body: { name: 'nope' } })).status).toBe(401);
+  expect((await call('DELETE', '/api/v1/tenants/default', { token: null })).status).toBe(401);
+  expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
+  for (const t of texts) expect(t).not.toContain(PASSWORD);
+});
+
+test('tenants: the daemon\'s own ksc.tenant cannot be deleted', async () => {
+  const s2 = createAdminServer(
+    { ksc: k, tenant: 'site', rules: () => RULES, sync: (o) => k.syncAssets(o), syncAttributes: (o) => k.syncAttributes(o), startTask: (req) => k.startTask(req) },
+    { token: TOKEN, maxBodyBytes: 2048, requestTimeoutMs: 1000 },
+  );
+  await s2.listen('127.0.0.1', 0);
+  try {
+    expect((await rawApi(s2.port()!, 'POST', '/api/v1/tenants', { token: TOKEN, body: { name: 'site' } })).status).toBe(201);
+    const r = await rawApi(s2.port()!, 'DELETE', '/api/v1/tenants/site', { token: TOKEN });
+    expect(r.status).toBe(409);
+    expect(errorOf(r).message).toContain('ksc.tenant');
+    expect(k.listTenants().map((t) => t.name)).toEqual(['default', 'site']);
+  } finally {
+    await s2.close();
+  }
+});
+
 test('assets: sync, list, get', async () => {
   const id = await addMain();
   const sync = await call('POST', '/api/v1/assets/sync', { body: {} });

@@ -240,17 +240,38 @@ test('tenants, assets and tasks: import, list, show, start, status', async () =>
   expect((await ksc(['tenants', 'list'])).stdout).toMatch(/^TENANT\s+INTEGRATION\ndefault\s+on\n$/);
 });
 
+test('tenants create and delete: validation, duplicates, refused with connections unless --force', async () => {
+  expect((await ksc(['tenants', 'create', 'branch', '--disabled'])).stdout).toBe('created tenant branch (KSC integration off)\n');
+  const dup = await ksc(['tenants', 'create', 'branch']);
+  expect(dup.code).toBe(1);
+  expect(dup.stderr).toBe('error: tenant "branch" already exists (ksc_conflict)\n');
+  const bad = await ksc(['tenants', 'create', 'a/b']);
+  expect(bad.code).toBe(64);
+  expect(bad.stderr).toContain('a tenant name must have 1 to 64 letters');
+  const add = await ksc(['connections', 'add', '--tenant', 'branch', '--name', 'main', '--url', emu.url, '--pin', emu.cert.fingerprint256, '--user', 'kuma', '--password-stdin'], { input: `${PASSWORD}\n` });
+  expect(add.code).toBe(0);
+  const refused = await ksc(['tenants', 'delete', 'branch']);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/^error: tenant "branch" has 1 KSC connection \(main\): delete them first, or delete with force .*\(ksc_conflict\)\n$/);
+  expect(json(await ksc(['tenants', 'delete', 'branch', '--force', '--json']))).toEqual({ deleted: { tenant: 'branch', connections: 1, assets: 0, taskRuns: 0 } });
+  expect(json(await ksc(['connections', 'list', '--json']))).toEqual({ connections: [] });
+  expect((await ksc(['tenants', 'list'])).stdout).toMatch(/^TENANT\s+INTEGRATION\ndefault\s+on\n$/);
+  expect((await ksc(['tenants', 'delete', 'default'])).stderr).toBe('error: the tenant "default" cannot be deleted (ksc_conflict)\n');
+  expect((await ksc(['tenants', 'delete', 'nope'])).code).toBe(1);
+});
+
 test('tasks start honours ksc.task_run_blocking from --config: a run without news for longer no longer blocks', async () => {
   await addMain();
   expect((await ksc(['assets', 'sync'])).code).toBe(0);
   const all = json(await ksc(['assets', 'list', '--json']))['assets'] as { id: string; kscHostId: string }[];
   const ws = all.find((a) => a.kscHostId === WS42)!;
-  writeFileSync(join(dir, 'short.yaml'), 'ksc:\n  task_run_blocking: 1s\n');
+  // 5 s: wide enough that the second start below (a CLI process start) lands inside it on a loaded machine.
+  writeFileSync(join(dir, 'short.yaml'), 'ksc:\n  task_run_blocking: 5s\n');
   const start = (extra: string[] = []) => ksc(['tasks', 'start', '--asset', ws.id, '--task', 'KUMA Update (Windows)', '--json', ...extra]);
   expect((await start(['--config', join(dir, 'short.yaml')])).code).toBe(0);
   // At once: the run is still requested, so both settings block.
   expect(json(await start(['--config', join(dir, 'short.yaml')]))).toMatchObject({ error: { code: 'ksc_task_running' } });
-  await new Promise((r) => setTimeout(r, 1_200));
+  await new Promise((r) => setTimeout(r, 5_200));
   // Without the configuration the default (6 h) still blocks; with it, the run is stale.
   expect(json(await start())).toMatchObject({ error: { code: 'ksc_task_running' } });
   const again = await start(['--config', join(dir, 'short.yaml')]);

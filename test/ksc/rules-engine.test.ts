@@ -253,7 +253,7 @@ test('config: the ksc section, its defaults and the checks the schema cannot mak
     retries: 3,
     task_run_blocking: 21600,
     task_run_timeout: 86400,
-    admin: { enabled: false, host: '127.0.0.1', port: 9142, max_body_bytes: 65536, request_timeout: 30, tls: {}, console: { enabled: false, session_ttl: 28800, tail_events: 1000, quiet_after: 300 } },
+    admin: { enabled: false, host: '127.0.0.1', port: 9142, max_body_bytes: 65536, request_timeout: 30, tls: {}, console: { enabled: false, session_ttl: 28800, tail_events: 1000, tail_bytes: 33554432, quiet_after: 300 } },
     response_rules: [{ name: 'r1', type: 'ksctasks', tasks: ['KUMA scan'], asset_field: 'device', workers: 1, cooldown: 600, queue_max: 1000 }],
     trusted_sources: [],
   });

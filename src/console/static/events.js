@@ -87,7 +87,7 @@ document.getElementById('search-form').addEventListener('submit', async (e) => {
     pauseBtn.textContent = 'Resume';
     pauseBtn.setAttribute('aria-pressed', 'true');
     tbody.replaceChildren(...r.events.map(row));
-    say('tail-status', `${r.events.length} events in memory match; the live tail is paused.`);
+    say('tail-status', `${r.events.length} events in memory match (of the last ${r.inMemory}); the live tail is paused.`);
   } catch (err) {
     say('tail-status', err.message, true);
   }

@@ -18,6 +18,7 @@ async function loadConnections() {
       x.name,
       el('td', {}, badge(x.integrationEnabled ? 'enabled' : 'disabled'), ' ', actionButton(x.integrationEnabled ? 'Disable integration' : 'Enable integration', () => act(() => api('PATCH', `/api/v1/tenants/${encodeURIComponent(x.name)}`, { integrationEnabled: !x.integrationEnabled }), `Tenant ${x.name}: integration ${x.integrationEnabled ? 'disabled' : 'enabled'}.`), `of tenant ${x.name}`)),
       String(connections.filter((k) => k.tenant === x.name).length),
+      el('td', { class: 'actions' }, x.name === 'default' ? '—' : actionButton('Delete', () => deleteTenant(x), `tenant ${x.name}`)),
     ]),
     'No tenants.',
   );
@@ -42,13 +43,30 @@ async function loadConnections() {
   );
 }
 
+function deleteTenant(t) {
+  const n = connections.filter((k) => k.tenant === t.name).length;
+  // A tenant with connections goes only with them (force): say what goes before asking.
+  const q = n === 0 ? `Delete the tenant ${t.name}?` : `Delete the tenant ${t.name} with its ${n} connection(s), their assets and task runs?`;
+  if (!confirm(q)) return;
+  act(() => api('DELETE', `/api/v1/tenants/${encodeURIComponent(t.name)}${n > 0 ? '?force=true' : ''}`), `Tenant ${t.name} deleted.`);
+}
+
+document.getElementById('tenant-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const name = document.getElementById('tenant-name').value.trim();
+  const integrationEnabled = document.getElementById('tenant-integration').checked;
+  if (await act(() => api('POST', '/api/v1/tenants', { name, integrationEnabled }), `Tenant ${name} added.`)) e.target.reset();
+});
+
 async function act(f, done) {
   try {
     await f();
     say('ksc-status', done);
     await loadAll();
+    return true;
   } catch (e) {
     err(e);
+    return false;
   }
 }
 

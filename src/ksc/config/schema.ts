@@ -90,7 +90,8 @@ export const KSC_FIELDS: Record<string, Spec> = {
             fields: {
               enabled: { kind: 'bool', doc: 'Serve the console at /console/ (sign-in with the bearer token or the password of `cefd console set-password`).', default: false },
               session_ttl: dur('How long a console sign-in lasts.', '8h', 1),
-              tail_events: { kind: 'int', doc: 'Events the live tail keeps in memory for the Events page\'s search and detail view (filled only while a tail is open).', default: 1000, min: 10, max: 100_000 },
+              tail_events: { kind: 'int', doc: 'Recent events kept for the Events page\'s search and detail view, always while the console is on: each decode worker keeps its last this many (the main thread too, for events it decodes).', default: 1000, min: 10, max: 100_000 },
+              tail_bytes: { kind: 'size', doc: 'Most memory the recent events take (their native JSON and frames, each frame cut at 64 KiB; shared among the decode workers); the oldest go first.', default: '32MiB', min: 65_536 },
               quiet_after: dur('The Overview warns when a listener that had events got none for this long.', '5m', 1),
             },
           },

@@ -27,6 +27,7 @@ export interface KscConsoleConfig {
   enabled: boolean;
   session_ttl: number;
   tail_events: number;
+  tail_bytes: number;
   quiet_after: number;
 }
 

@@ -1,0 +1,75 @@
+/** The failed sign-in limit (src/console/signin-limit.ts) with a clock of its own: per address and overall. */
+import { expect, test } from 'vitest';
+import { SigninLimiter } from '../../src/console/signin-limit.js';
+
+function clock(): { now: () => number; tick: (ms: number) => void } {
+  let t = 1_000_000;
+  return { now: () => t, tick: (ms) => (t += ms) };
+}
+
+test('per address: free failures, then a lock-out that doubles up to the maximum; a success clears it', () => {
+  const c = clock();
+  const l = new SigninLimiter({ free: 3, baseMs: 1_000, maxMs: 8_000, now: c.now });
+  for (let i = 0; i < 3; i++) {
+    expect(l.check('10.0.0.1')).toEqual({ waitMs: 0, scope: null });
+    l.failed('10.0.0.1');
+  }
+  expect(l.check('10.0.0.1').waitMs).toBe(0);
+  const waits: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    l.failed('10.0.0.1');
+    const w = l.check('10.0.0.1');
+    expect(w.scope).toBe('address');
+    waits.push(w.waitMs);
+    c.tick(w.waitMs);
+    expect(l.check('10.0.0.1').waitMs).toBe(0);
+  }
+  expect(waits).toEqual([1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+  // Another address is not held up.
+  l.failed('10.0.0.1');
+  expect(l.check('10.0.0.1').waitMs).toBe(8_000);
+  expect(l.check('10.0.0.2')).toEqual({ waitMs: 0, scope: null });
+  // A success starts the address afresh.
+  c.tick(8_000);
+  l.succeeded('10.0.0.1');
+  for (let i = 0; i < 3; i++) l.failed('10.0.0.1');
+  expect(l.check('10.0.0.1').waitMs).toBe(0);
+});
+
+test('an address idle for longer than the maximum lock-out starts afresh', () => {
+  const c = clock();
+  const l = new SigninLimiter({ free: 1, baseMs: 1_000, maxMs: 5_000, now: c.now });
+  l.failed('a');
+  l.failed('a');
+  expect(l.check('a').waitMs).toBe(1_000);
+  c.tick(5_001);
+  l.failed('a');
+  expect(l.check('a').waitMs).toBe(0);
+});
+
+test('overall: many addresses empty the bucket; it refills with time', () => {
+  const c = clock();
+  const l = new SigninLimiter({ free: 100, globalBurst: 5, globalPerMinute: 60, now: c.now });
+  for (let i = 0; i < 5; i++) {
+    expect(l.check(`10.0.1.${i}`).waitMs).toBe(0);
+    l.failed(`10.0.1.${i}`);
+  }
+  expect(l.check('10.0.9.9')).toEqual({ waitMs: 1_000, scope: 'global' });
+  c.tick(500);
+  expect(l.check('10.0.9.9')).toEqual({ waitMs: 500, scope: 'global' });
+  c.tick(500);
+  expect(l.check('10.0.9.9')).toEqual({ waitMs: 0, scope: null });
+});
+
+test('the addresses remembered are bounded: the longest idle go first', () => {
+  const c = clock();
+  const l = new SigninLimiter({ free: 0, baseMs: 1_000, maxMs: 60_000, maxAddresses: 3, globalBurst: 1000, now: c.now });
+  for (const a of ['a', 'b', 'c', 'd']) {
+    l.failed(a);
+    c.tick(1);
+  }
+  // 'a' was dropped to make room for 'd'; the others are still locked out.
+  expect(l.check('a').waitMs).toBe(0);
+  expect(l.check('b').scope).toBe('address');
+  expect(l.check('d').scope).toBe('address');
+});

@@ -1,0 +1,132 @@
+/**
+ * The decode worker's result (src/workers/decode-worker.ts) holds exactly what processFrame
+ * makes on the main thread for the same frames: per encoder the records, one per line, with
+ * each one's end and route mask, and the dead letters. Jobs of very different sizes and
+ * output-to-input ratios in a row (the worker sizes its output buffers from the jobs before),
+ * jobs with and without dead letters, routes that take every event and routes that take some.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { WorkerPool, type JobOutcome } from '../../src/workers/worker-pool.js';
+import { FrameCounts, eventId, processFrame, type IngestEnv } from '../../src/pipeline/ingest.js';
+import { compileRoutes, type RouteSpec } from '../../src/pipeline/router.js';
+import { loadChain, type Normalizer } from '../../src/pipeline/normalize.js';
+import type { ResultMessage } from '../../src/workers/worker-protocol.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const KSC = readFileSync(fileURLToPath(new URL('../../fixtures/ksc/samples.txt', import.meta.url)), 'utf8')
+  .split('\n')
+  .filter((l) => l.length > 0 && !l.startsWith('#'));
+
+const ROUTES: RouteSpec[] = [
+  { encoding: { codec: 'native' } },
+  { filter: 'cef.deviceProduct == "SecurityCenter"', encoding: { codec: 'ecs' } },
+  { encoding: { codec: 'cef' } },
+  { encoding: { codec: 'native', only_fields: ['id', 'cef.name'] } },
+];
+const NOW = Date.parse('2026-12-01T10:00:00.000Z');
+
+let pool: WorkerPool;
+let env: IngestEnv;
+let chain: Normalizer[];
+
+beforeAll(async () => {
+  pool = new WorkerPool(1, () => {});
+  await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: ROUTES, event: {}, chains: { l: ['ksc'] }, baseDir: root });
+  env = { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes(ROUTES, {}) };
+  chain = await loadChain(['ksc'], root);
+});
+
+afterAll(async () => {
+  await pool.close();
+});
+
+function submit(frames: Buffer[], firstSeq: number): Promise<ResultMessage> {
+  let bytes = 0;
+  for (const f of frames) bytes += f.length;
+  const data = Buffer.allocUnsafeSlow(bytes);
+  const offsets = new Int32Array(frames.length * 2);
+  let at = 0;
+  frames.forEach((f, i) => {
+    f.copy(data, at);
+    offsets[2 * i] = at;
+    at += f.length;
+    offsets[2 * i + 1] = at;
+  });
+  return new Promise((resolve, reject) =>
+    pool.submit({ listener: 'l', peer: '192.0.2.7:514', nowMs: NOW, idPrefix: 'p', firstSeq, data: data.buffer, offsets, truncated: new Uint8Array(frames.length) }, (o: JobOutcome) =>
+      o.ok ? resolve(o.result) : reject(new Error(o.error)),
+    ),
+  );
+}
+
+/** What the main thread makes of the same frames: per encoder the lines and masks, and the dead letters. */
+function inThread(frames: Buffer[], firstSeq: number) {
+  const routes = env.routes;
+  const blocks = routes.encoders.map(() => ({ text: '', masks: [] as number[], ends: [] as number[] }));
+  let dead = '';
+  let deadCount = 0;
+  const encoded: string[] = [];
+  frames.forEach((f, i) => {
+    const r = processFrame(f, false, NOW, 'l', '192.0.2.7:514', chain, eventId('p', firstSeq + i), env, new FrameCounts(), encoded);
+    if (typeof r !== 'number') {
+      dead += `${r.dead}\n`;
+      deadCount++;
+      return;
+    }
+    routes.encoders.forEach((_, e) => {
+      if ((r & routes.encoderMasks[e]!) === 0) return;
+      const b = blocks[e]!;
+      b.text += `${encoded[e]!}\n`;
+      b.masks.push(r);
+      b.ends.push(Buffer.byteLength(b.text));
+    });
+  });
+  return { blocks, dead, deadCount };
+}
+
+function check(res: ResultMessage, frames: Buffer[], firstSeq: number): void {
+  const want = inThread(frames, firstSeq);
+  expect(res.blocks.length).toBe(want.blocks.length);
+  res.blocks.forEach((b, e) => {
+    const w = want.blocks[e]!;
+    expect(Buffer.from(b.bytes, 0, b.length).toString('utf8')).toBe(w.text);
+    expect(b.events).toBe(w.masks.length);
+    expect([...b.masks]).toEqual(w.masks);
+    expect([...b.lineEnds]).toEqual(w.ends);
+  });
+  expect(res.deadCount).toBe(want.deadCount);
+  expect(Buffer.from(res.dead, 0, res.deadBytes).toString('utf8')).toBe(want.dead);
+}
+
+test('a worker job gives the records, line ends, masks and dead letters the main thread would make', async () => {
+  // Many small KSC events first (the buffers learn their size), then few events that grow
+  // far more in the output (escapes, non-ASCII, a non-BMP character, U+2028, a lone
+  // surrogate's replacement): the buffers must grow rather than cut a record.
+  const small = Array.from({ length: 400 }, (_, i) => Buffer.from(KSC[i % KSC.length]!));
+  const grows = [
+    `CEF:0|V|P|1|1|${'"\\\\'.repeat(3000)}|5|msg=${'\\n"'.repeat(4000)}`,
+    `CEF:0|V|P|1|2|имя ${'й'.repeat(2000)}|5|msg=${'😀\u2028'.repeat(2000)} cs1=x cs1Label=y`,
+    `CEF:0|V|P|1|3|n|5|msg=${'\u0001\u001f'.repeat(3000)}`,
+  ].map((s) => Buffer.from(s));
+  const bad = Buffer.from('\u0000\u0001 not syslog, not CEF');
+  const jobs: Buffer[][] = [small, grows, [...small.slice(0, 50), bad, ...grows.slice(0, 1), bad], small.slice(0, 3), small];
+  let seq = 0;
+  for (const frames of jobs) {
+    const res = await submit(frames, seq);
+    check(res, frames, seq);
+    seq += frames.length;
+  }
+});
+
+test('a job without dead letters sends an empty dead-letter buffer; the next one with some still gets them', async () => {
+  const frames = KSC.slice(0, 5).map((l) => Buffer.from(l));
+  const clean = await submit(frames, 0);
+  expect(clean.deadCount).toBe(0);
+  expect(clean.deadBytes).toBe(0);
+  const withDead = [...frames, Buffer.from('')];
+  const res = await submit(withDead, 5);
+  expect(res.deadCount).toBe(1);
+  check(res, withDead, 5);
+});
