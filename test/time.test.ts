@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
-import { isoFromMs, parseRfc3339, parseTextTime, cefTimeToIso } from '../src/time.js';
+import { isoFromMs, parseRfc3339, parseTextTime, cefTimeToIso, utcMs } from '../src/time.js';
 
 test('isoFromMs equals Date#toISOString over the whole range', () => {
   fc.assert(
@@ -14,6 +14,38 @@ test('isoFromMs equals Date#toISOString over the whole range', () => {
   }
   expect(isoFromMs(NaN)).toBe('Invalid Date');
   expect(isoFromMs(9e15)).toBe('Invalid Date');
+});
+
+test('isoFromMs keeps giving the right text when times alternate and repeat (its caches)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: -2, max: 2 }), { minLength: 1, maxLength: 30 }), fc.integer({ min: 0, max: 4e12 }), (steps, base) => {
+      // Values a few milliseconds and seconds apart, repeated, in any order.
+      for (const k of steps) {
+        const ms = base + k * 999 + (k & 1);
+        expect(isoFromMs(ms)).toBe(new Date(ms).toISOString());
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('utcMs equals Date.UTC on every day of years 0-9999', () => {
+  let checked = 0;
+  for (let y = 0; y <= 9999; y++) {
+    for (let mo = 0; mo < 12; mo++) {
+      for (let d = 1; d <= 31; d++) {
+        const h = (y + d) % 24;
+        const mi = (y * 7 + mo) % 60;
+        const sec = (d * 13) % 60;
+        const ms = (y * 31 + d) % 1000;
+        if (utcMs(y, mo, d, h, mi, sec, ms) !== Date.UTC(y, mo, d, h, mi, sec, ms)) {
+          expect([y, mo, d, h, mi, sec, ms, utcMs(y, mo, d, h, mi, sec, ms)]).toEqual([y, mo, d, h, mi, sec, ms, Date.UTC(y, mo, d, h, mi, sec, ms)]);
+        }
+        checked++;
+      }
+    }
+  }
+  expect(checked).toBe(10000 * 12 * 31);
 });
 
 test('RFC 3339: offsets, fractions, leap day, invalid dates', () => {

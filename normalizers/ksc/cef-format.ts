@@ -9,8 +9,10 @@
  *
  * Speed (about a microsecond per event, bench/ksc-normalize.mjs): one `for...in` over the
  * extensions, reading each value once; custom key names are decoded without allocating
- * (customSlot); well-known labels and keys are picked up by `switch` as they pass, so there
- * are no later lookups on the label map.
+ * (customSlot) and `cef.custom` keys once per slot and label (customKey, which also keeps
+ * the label string, so `labels` is keyed by the same strings event after event);
+ * well-known labels and keys are picked up as they pass, so there are no later lookups
+ * on the label map.
  */
 import { isIP } from 'node:net';
 import type { CefRecord } from '../../src/event.js';
@@ -18,9 +20,19 @@ import { isThreatCategory, labelTextOf, readState } from './derive.js';
 import { customSlot, customSlotOfShort, resolveDuplicate, slotName, slotValue, type Labels } from './labels.js';
 import { severityName, typeInfo, type TypeInfo } from './tables.js';
 import { hexOrUndefined, ipv4Text, parseInteger } from './text.js';
-import type { KscAttack, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
+import type { KscAttack, KscCategory, KscLean, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
 
-/** Values of the well-known labels (primary names), filled during the pass. */
+/** The well-known labels (primary names), each an index into Known's values. */
+const KNOWN_LABELS = [
+  'TaskName', 'TaskId', 'TaskOldState', 'TaskNewState', 'GroupName', 'ProductName', 'ProductVersion', 'Component', 'VirusName',
+  'ObjectName', 'UserName', 'SHA256', 'MD5', 'AttackName', 'AttackedProtocol', 'AttackerIPv4', 'AttackedIPv4', 'AttackedPort',
+] as const;
+const KNOWN_INDEX = new Map<string, number>(KNOWN_LABELS.map((l, i) => [l, i]));
+
+/**
+ * Values of the well-known labels, filled during the pass. One object, reset per event
+ * (normalize is synchronous and never re-entered; nothing keeps it).
+ */
 class Known {
   taskName: string | number | undefined = undefined;
   taskId: string | number | undefined = undefined;
@@ -41,28 +53,73 @@ class Known {
   attackedIp: string | number | undefined = undefined;
   attackedPort: string | number | undefined = undefined;
 
-  set(label: string, v: string | number): void {
-    switch (label) {
-      case 'TaskName': this.taskName = v; break;
-      case 'TaskId': this.taskId = v; break;
-      case 'TaskOldState': this.taskOld = v; break;
-      case 'TaskNewState': this.taskNew = v; break;
-      case 'GroupName': this.group = v; break;
-      case 'ProductName': this.productName = v; break;
-      case 'ProductVersion': this.productVersion = v; break;
-      case 'Component': this.component = v; break;
-      case 'VirusName': this.virusName = v; break;
-      case 'ObjectName': this.objectName = v; break;
-      case 'UserName': this.userName = v; break;
-      case 'SHA256': this.sha256 = v; break;
-      case 'MD5': this.md5 = v; break;
-      case 'AttackName': this.attackName = v; break;
-      case 'AttackedProtocol': this.attackProtocol = v; break;
-      case 'AttackerIPv4': this.attackerIp = v; break;
-      case 'AttackedIPv4': this.attackedIp = v; break;
-      case 'AttackedPort': this.attackedPort = v; break;
+  reset(): void {
+    this.taskName = this.taskId = this.taskOld = this.taskNew = this.group = this.productName = undefined;
+    this.productVersion = this.component = this.virusName = this.objectName = this.userName = this.sha256 = undefined;
+    this.md5 = this.attackName = this.attackProtocol = this.attackerIp = this.attackedIp = this.attackedPort = undefined;
+  }
+
+  /** `i`: the label's index in KNOWN_LABELS (-1: not a well-known label). */
+  set(i: number, v: string | number): void {
+    switch (i) {
+      case 0: this.taskName = v; break;
+      case 1: this.taskId = v; break;
+      case 2: this.taskOld = v; break;
+      case 3: this.taskNew = v; break;
+      case 4: this.group = v; break;
+      case 5: this.productName = v; break;
+      case 6: this.productVersion = v; break;
+      case 7: this.component = v; break;
+      case 8: this.virusName = v; break;
+      case 9: this.objectName = v; break;
+      case 10: this.userName = v; break;
+      case 11: this.sha256 = v; break;
+      case 12: this.md5 = v; break;
+      case 13: this.attackName = v; break;
+      case 14: this.attackProtocol = v; break;
+      case 15: this.attackerIp = v; break;
+      case 16: this.attackedIp = v; break;
+      case 17: this.attackedPort = v; break;
     }
   }
+}
+
+const known = new Known();
+
+/** A `cef.custom` key read once: its slot, the slot's value key name, the label and its Known index. */
+interface CustomKey {
+  readonly slot: number;
+  readonly name: string;
+  readonly label: string;
+  readonly knownIndex: number;
+}
+
+/**
+ * `cef.custom` keys (`cs3:TaskName`) → what they say, null for a key that is not a
+ * custom slot. The keys repeat from event to event (one per slot and label); the cache is
+ * emptied when full, so labels that never repeat cannot grow it.
+ */
+const customKeys = new Map<string, CustomKey | null>();
+const CUSTOM_KEYS_MAX = 4096;
+
+function customKey(key: string): CustomKey | null {
+  let c = customKeys.get(key);
+  if (c !== undefined) return c;
+  const colon = key.indexOf(':');
+  const s = colon === -1 ? -1 : customSlotOfShort(key.slice(0, colon));
+  if (s === -1) c = null;
+  else {
+    const label = key.slice(colon + 1);
+    c = { slot: s >> 1, name: slotName(s >> 1), label, knownIndex: KNOWN_INDEX.get(label) ?? -1 };
+  }
+  if (customKeys.size >= CUSTOM_KEYS_MAX) customKeys.clear();
+  customKeys.set(key, c);
+  return c;
+}
+
+/** KNOWN_LABELS index of a label from `cef.extensions` (a value under its full name). */
+function knownIndex(label: string): number {
+  return KNOWN_INDEX.get(label) ?? -1;
 }
 
 // Alias labels from third-party parsers (FORMAT.md §3.2), read only when the primary is absent.
@@ -79,6 +136,8 @@ const PORT_ALIASES = ['Port'];
 // Scratch for the pass (normalize is synchronous and never re-entered).
 const lSlot: number[] = [];
 const lText: string[] = [];
+/** Per label: its KNOWN_LABELS index, -2 when not looked up yet. */
+const lKnown: number[] = [];
 const vSlot: number[] = [];
 const vKey: string[] = [];
 const vRaw: (string | number)[] = [];
@@ -87,32 +146,50 @@ const vState: number[] = [];
 
 const text = (v: string | number | undefined): string | undefined => (v === undefined || typeof v === 'string' ? v : String(v));
 
-export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject {
+/**
+ * Standard CEF keys KSC uses, picked up in the pass (scratch, reset per event like Known).
+ */
+class FromExtensions {
+  hostName: string | undefined = undefined;
+  dst: string | undefined = undefined;
+  duser: string | undefined = undefined;
+  act: string | undefined = undefined;
+  filePath: string | undefined = undefined;
+  requestUrl: string | undefined = undefined;
+  fileName: string | undefined = undefined;
+  fileHash: string | undefined = undefined;
+  proto: string | undefined = undefined;
+
+  reset(): void {
+    this.hostName = this.dst = this.duser = this.act = this.filePath = undefined;
+    this.requestUrl = this.fileName = this.fileHash = this.proto = undefined;
+  }
+}
+
+const fromExt = new FromExtensions();
+
+/**
+ * The pass over the record: custom fields into `labels` (with their warnings), the
+ * well-known labels into `known`, the standard keys into `fromExt`.
+ */
+function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): void {
   const ext = cef.extensions;
   let nl = 0;
   let nv = 0;
-  let hostName: string | undefined;
-  let dst: string | undefined;
-  let duser: string | undefined;
-  let act: string | undefined;
-  let filePath: string | undefined;
-  let requestUrl: string | undefined;
-  let fileName: string | undefined;
-  let fileHash: string | undefined;
-  let proto: string | undefined;
+  fromExt.reset();
   // Custom fields with their Label, as the decoder folds them (`cs3:TaskName`).
   const custom = cef.custom;
   if (custom !== undefined) {
     for (const key in custom) {
-      const colon = key.indexOf(':');
-      const s = colon === -1 ? -1 : customSlotOfShort(key.slice(0, colon));
-      if (s === -1) continue;
-      const slot = s >> 1;
+      const c = customKey(key);
+      if (c === null) continue;
+      const slot = c.slot;
       lSlot[nl] = slot;
-      lText[nl] = key.slice(colon + 1);
+      lText[nl] = c.label;
+      lKnown[nl] = c.knownIndex;
       nl++;
       vSlot[nv] = slot;
-      vKey[nv] = slotName(slot);
+      vKey[nv] = c.name;
       vRaw[nv] = custom[key]!;
       vState[nv] = 0;
       nv++;
@@ -124,6 +201,7 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
       if ((s & 1) === 1) {
         lSlot[nl] = s >> 1;
         lText[nl] = ext[key]!;
+        lKnown[nl] = -2;
         nl++;
       } else {
         vSlot[nv] = s >> 1;
@@ -135,20 +213,19 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
       continue;
     }
     switch (key) {
-      case 'destinationHostName': hostName = ext[key]; break;
-      case 'destinationAddress': dst = ext[key]; break;
-      case 'destinationUserName': duser = ext[key]; break;
-      case 'deviceAction': act = ext[key]; break;
-      case 'filePath': filePath = ext[key]; break;
-      case 'requestUrl': requestUrl = ext[key]; break;
-      case 'fileName': fileName = ext[key]; break;
-      case 'fileHash': fileHash = ext[key]; break;
-      case 'transportProtocol': proto = ext[key]; break;
+      case 'destinationHostName': fromExt.hostName = ext[key]; break;
+      case 'destinationAddress': fromExt.dst = ext[key]; break;
+      case 'destinationUserName': fromExt.duser = ext[key]; break;
+      case 'deviceAction': fromExt.act = ext[key]; break;
+      case 'filePath': fromExt.filePath = ext[key]; break;
+      case 'requestUrl': fromExt.requestUrl = ext[key]; break;
+      case 'fileName': fromExt.fileName = ext[key]; break;
+      case 'fileHash': fromExt.fileHash = ext[key]; break;
+      case 'transportProtocol': fromExt.proto = ext[key]; break;
     }
   }
 
-  const labels = Object.create(null) as Labels;
-  const known = new Known();
+  known.reset();
   let dups: string[] | undefined;
   for (let i = 0; i < nl; i++) {
     const slot = lSlot[i]!;
@@ -172,7 +249,8 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
     }
     const v = slotValue(cef, vKey[j]!, vRaw[j]!, slot, warnings);
     labels[label] = v;
-    known.set(label, v);
+    const k = lKnown[i]!;
+    known.set(k === -2 ? knownIndex(label) : k, v);
   }
   for (let j = 0; j < nv; j++) {
     if (vState[j] === 1) continue;
@@ -191,29 +269,47 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
         if (lText[i] !== label) continue;
         for (let j = 0; j < nv; j++) if (vSlot[j] === lSlot[i]) slots.push({ slot: vSlot[j]!, raw: vRaw[j]! });
       }
-      known.set(label, resolveDuplicate(cef, labels, label, slots, warnings));
+      known.set(knownIndex(label), resolveDuplicate(cef, labels, label, slots, warnings));
     }
   }
+}
 
+/** The KSC importance code of the CEF severity (a warning when it is not an integer). */
+function severityCode(cef: CefRecord, warnings: KscWarning[]): number | undefined {
+  if (cef.severity === undefined) return undefined;
+  const code = parseInteger(cef.severity);
+  if (code === undefined) {
+    warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(cef.severity)} is not a KSC importance (1-4)` });
+  }
+  return code;
+}
+
+/** The task of a task event, or of any event with task labels (after readRecord). */
+function taskOf(category: KscCategory, warnings: KscWarning[]): KscTask | undefined {
+  if (category !== 'task_state' && known.taskName === undefined && known.taskId === undefined && known.taskOld === undefined && known.taskNew === undefined) {
+    return undefined;
+  }
+  const task: KscTask = {
+    name: text(known.taskName),
+    id: text(known.taskId),
+    oldState: undefined,
+    newState: undefined,
+    oldStateCode: undefined,
+    newStateCode: undefined,
+  };
+  readState(known.taskOld, 'TaskOldState', task, 'old', warnings);
+  readState(known.taskNew, 'TaskNewState', task, 'new', warnings);
+  return task;
+}
+
+export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject {
+  const labels = Object.create(null) as Labels;
+  readRecord(cef, warnings, labels);
   const eventType = cef.deviceEventClassId;
   const info = typeInfo(eventType);
   const category = info.category;
-
-  let severity: KscSeverity = 'unknown';
-  let severityCode: number | undefined;
-  if (cef.severity !== undefined) {
-    severityCode = parseInteger(cef.severity);
-    if (severityCode === undefined) {
-      warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(cef.severity)} is not a KSC importance (1-4)` });
-    } else {
-      severity = severityName(severityCode);
-    }
-  }
-
-  let ip: string | undefined;
-  if (dst !== undefined) {
-    ip = dst;
-  }
+  const code = severityCode(cef, warnings);
+  const severity: KscSeverity = code === undefined ? 'unknown' : severityName(code);
   const productName = text(known.productName);
   const productVersion = text(known.productVersion);
 
@@ -223,8 +319,8 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
     eventName: cef.name,
     category,
     severity,
-    severityCode,
-    host: { name: hostName, ip, fqdn: undefined },
+    severityCode: code,
+    host: { name: fromExt.hostName, ip: fromExt.dst, fqdn: undefined },
     group: text(known.group),
     product: productName !== undefined || productVersion !== undefined ? { name: productName, version: productVersion } : undefined,
     server: cef.deviceVersion !== undefined ? { name: undefined, version: cef.deviceVersion } : undefined,
@@ -240,28 +336,48 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
     messageLines: undefined,
   };
 
-  if (category === 'task_state' || known.taskName !== undefined || known.taskId !== undefined || known.taskOld !== undefined || known.taskNew !== undefined) {
-    const task: KscTask = {
-      name: text(known.taskName),
-      id: text(known.taskId),
-      oldState: undefined,
-      newState: undefined,
-      oldStateCode: undefined,
-      newStateCode: undefined,
-    };
-    readState(known.taskOld, 'TaskOldState', task, 'old', warnings);
-    readState(known.taskNew, 'TaskNewState', task, 'new', warnings);
-    out.task = task;
-  }
-
+  out.task = taskOf(category, warnings);
   const virusName = text(known.virusName) ?? (isThreatCategory(category) ? labelTextOf(labels, VIRUS_NAME_ALIASES) : undefined);
   if (virusName !== undefined || isThreatCategory(category)) {
-    out.threat = threat(labels, known, info, virusName, duser, act, filePath ?? requestUrl ?? fileName, fileHash);
+    out.threat = threat(labels, known, info, virusName, fromExt.duser, fromExt.act, fromExt.filePath ?? fromExt.requestUrl ?? fromExt.fileName, fromExt.fileHash);
   }
   if (category === 'attack' || known.attackName !== undefined) {
-    out.attack = attack(labels, known, cef, proto, warnings);
+    out.attack = attack(labels, known, cef, fromExt.proto, warnings);
   }
   return out;
+}
+
+/**
+ * Prototype of the label maps of normalizeCefLean: an empty object without a prototype, so
+ * a label such as `constructor` or `__proto__` is an ordinary own key as with
+ * Object.create(null), but the map stays a fast object (Object.create(null) makes a
+ * dictionary, about twice as slow to fill). Those maps never leave this file.
+ */
+const LEAN_LABELS: object = Object.freeze(Object.create(null) as object);
+
+/**
+ * `leanKsc(normalizeCef(cef, warnings).ksc)` (lean.ts) without building the parts of the
+ * whole object the lean one leaves out: the same values and the same warnings, in the
+ * same order. test/normalizers/ksc/golden.test.ts holds both to the golden files.
+ */
+export function normalizeCefLean(cef: CefRecord, warnings: KscWarning[]): KscLean {
+  const labels = Object.create(LEAN_LABELS) as Labels;
+  readRecord(cef, warnings, labels);
+  const info = typeInfo(cef.deviceEventClassId);
+  const category = info.category;
+  const code = severityCode(cef, warnings);
+  const t = taskOf(category, warnings);
+  // The whole object has a threat when the category is a threat category or a VirusName
+  // label came; its action is the lean object's.
+  const action = info.action ?? fromExt.act;
+  return {
+    category,
+    severity: code === undefined ? 'unknown' : severityName(code),
+    task: t !== undefined && (t.oldState !== undefined || t.newState !== undefined) ? { oldState: t.oldState, newState: t.newState } : undefined,
+    threat: action !== undefined && (known.virusName !== undefined || isThreatCategory(category)) ? { action } : undefined,
+    attack: category === 'attack' || known.attackName !== undefined ? attack(labels, known, cef, fromExt.proto, warnings) : undefined,
+    messageLines: undefined,
+  };
 }
 
 function threat(

@@ -15,7 +15,7 @@
 import type { CefdEvent } from '../../src/event.js';
 import type { NormalizeOutput, Normalizer } from '../../src/pipeline/normalize.js';
 import { accepts, normalizeKsc } from './read.js';
-import { kscView, leanKsc, type KscLean } from './lean.js';
+import { kscView, leanKsc, normalizeKscLean, type KscLean } from './lean.js';
 
 export type { KscAttack, KscCategory, KscFormat, KscObject, KscSeverity, KscTask, KscTaskState, KscThreat, KscWarning } from './types.js';
 export { TASK_STATES, SEVERITIES, typeInfo } from './tables.js';
@@ -26,10 +26,10 @@ const ksc: Normalizer = {
   name: 'ksc',
   accepts,
   normalize(event: CefdEvent): NormalizeOutput | null {
-    const r = normalizeKsc(event);
+    const r = normalizeKscLean(event);
     if (r === null) return null;
     return {
-      data: leanKsc(r.ksc) as unknown as Record<string, unknown>,
+      data: r.ksc as unknown as Record<string, unknown>,
       type: r.ksc.category,
       warnings: r.warnings.length > 0 ? r.warnings : undefined,
     };

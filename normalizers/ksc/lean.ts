@@ -13,18 +13,11 @@
  * the encoders and the `event.ksc: full` option.
  */
 import type { CefdEvent } from '../../src/event.js';
-import { normalizeKsc } from './read.js';
-import type { KscObject } from './types.js';
+import { normalizeCefLean } from './cef-format.js';
+import { isKscCef, normalizeKsc } from './read.js';
+import type { KscLean, KscObject, KscWarning } from './types.js';
 
-/** The lean `ksc` object: the derived fields of `full`. */
-export interface KscLean {
-  category: KscObject['category'];
-  severity: KscObject['severity'];
-  task: { oldState?: string; newState?: string } | undefined;
-  threat: { action?: string } | undefined;
-  attack: KscObject['attack'];
-  messageLines: string[] | undefined;
-}
+export type { KscLean };
 
 export function leanKsc(full: KscObject): KscLean {
   const t = full.task;
@@ -57,4 +50,20 @@ export function kscView(event: CefdEvent): KscObject | null {
     views.set(event, v);
   }
   return v;
+}
+
+/**
+ * `normalizeKsc` with the lean object in place of the whole one: what the normalizer
+ * writes on the event. For CEF it is read directly (normalizeCefLean in cef-format.ts),
+ * which spares the objects the lean form leaves out.
+ */
+export function normalizeKscLean(event: CefdEvent): { ksc: KscLean; warnings: KscWarning[] } | null {
+  const cef = event.cef;
+  if (cef !== undefined) {
+    if (!isKscCef(cef)) return null;
+    const warnings: KscWarning[] = [];
+    return { ksc: normalizeCefLean(cef, warnings), warnings };
+  }
+  const r = normalizeKsc(event);
+  return r === null ? null : { ksc: leanKsc(r.ksc), warnings: r.warnings };
 }

@@ -3,7 +3,7 @@
  * CEF (cef-format.ts) or "Syslog" (syslog-format.ts). index.ts is the normalizer around
  * it; lean.ts rebuilds the whole object of an event with it.
  */
-import type { CefdEvent } from '../../src/event.js';
+import type { CefRecord, CefdEvent } from '../../src/event.js';
 import { normalizeCef } from './cef-format.js';
 import { isRelayedKsc, kscElement, normalizeSyslog } from './syslog-format.js';
 import type { KscObject, KscWarning } from './types.js';
@@ -12,9 +12,14 @@ import type { KscObject, KscWarning } from './types.js';
 const VENDOR = 'KasperskyLab';
 const PRODUCT = 'SecurityCenter';
 
+/** A CEF record from KSC (its vendor and product). */
+export function isKscCef(cef: CefRecord): boolean {
+  return cef.deviceVendor === VENDOR && cef.deviceProduct === PRODUCT;
+}
+
 export function accepts(event: CefdEvent): boolean {
   const cef = event.cef;
-  if (cef !== undefined) return cef.deviceVendor === VENDOR && cef.deviceProduct === PRODUCT;
+  if (cef !== undefined) return isKscCef(cef);
   const sys = event.syslog;
   if (sys === undefined) return false;
   return kscElement(sys.structuredData) !== undefined || isRelayedKsc(sys);
@@ -25,7 +30,7 @@ export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscW
   const warnings: KscWarning[] = [];
   const cef = event.cef;
   if (cef !== undefined) {
-    if (cef.deviceVendor !== VENDOR || cef.deviceProduct !== PRODUCT) return null;
+    if (!isKscCef(cef)) return null;
     return { ksc: normalizeCef(cef, warnings), warnings };
   }
   const sys = event.syslog;
@@ -34,4 +39,3 @@ export function normalizeKsc(event: CefdEvent): { ksc: KscObject; warnings: KscW
   if (el === undefined && !isRelayedKsc(sys)) return null;
   return { ksc: normalizeSyslog(event, sys, el, warnings), warnings };
 }
-

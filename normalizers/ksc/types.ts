@@ -121,3 +121,13 @@ export interface KscWarning {
   key?: string;
   message?: string;
 }
+
+/** The `ksc` object an event carries by default: the derived fields of `KscObject` (lean.ts). */
+export interface KscLean {
+  category: KscObject['category'];
+  severity: KscObject['severity'];
+  task: { oldState?: string; newState?: string } | undefined;
+  threat: { action?: string } | undefined;
+  attack: KscObject['attack'];
+  messageLines: string[] | undefined;
+}

@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Problem } from '../errors.js';
 import { EVENT_SCHEMA, type CefdEvent, type FrameFailure } from '../event.js';
-import { parseCef, addWarning, type Diagnostics } from './cef/parse.js';
+import { parseCef, addWarning, type CefOptions, type CefOut, type Diagnostics } from './cef/parse.js';
 import { parseSyslog } from './syslog/parse.js';
 import { isoFromMs } from '../time.js';
 
@@ -23,6 +23,10 @@ export type DecodeResult =
   | { ok: false; failure: FrameFailure; warnings: Problem[] | undefined };
 
 const BOM = 0xfeff;
+
+/** Reused per frame (decodeFrame is synchronous and not re-entered): fewer objects per event. */
+const timeOpts: CefOptions = { defaultZone: 'UTC', nowMs: 0 };
+const cefOut: CefOut = { receiptTime: undefined };
 
 function isBlank(c: number): boolean {
   return c === 32 || c === 9;
@@ -71,7 +75,9 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
   }
   if (truncated) addWarning(d, { code: 'frame_truncated', message: `frame cut at ${frame.length} bytes` });
   const start = s.charCodeAt(0) === BOM ? 1 : 0;
-  const sys = parseSyslog(s, start, d, { defaultZone, nowMs: receivedMs });
+  timeOpts.defaultZone = defaultZone;
+  timeOpts.nowMs = receivedMs;
+  const sys = parseSyslog(s, start, d, timeOpts);
   const cefAt = findCef(s, sys.msgStart);
   const received = isoFromMs(receivedMs);
   if (cefAt === -1 && !sys.readable) {
@@ -108,21 +114,13 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
     let pe = cefAt;
     while (pe > sys.msgStart && (isBlank(s.charCodeAt(pe - 1)) || s.charCodeAt(pe - 1) === BOM)) pe--;
     if (pe > sys.msgStart) event.prefix = s.slice(sys.msgStart, pe);
-    const cef = parseCef(s, cefAt, d, { defaultZone, nowMs: receivedMs });
-    event.cef = cef;
-    const typed = cef.typed;
-    const rt = typed?.['deviceReceiptTime'];
-    if (typeof rt === 'string') {
-      // The converted `rt` is the event's time stamp: carried once, as `timestamp`.
-      event.timestamp = rt;
-      delete typed!['deviceReceiptTime'];
-      let empty = true;
-      for (const _ in typed) {
-        empty = false;
-        break;
-      }
-      if (empty) cef.typed = undefined;
-    } else if (typeof sys.header?.timestamp === 'string') event.timestamp = sys.header.timestamp;
+    // The converted `rt` is the event's time stamp: carried once, as `timestamp` (parseCef
+    // leaves it out of `typed` when given `cefOut`).
+    event.cef = parseCef(s, cefAt, d, timeOpts, cefOut);
+    const rt = cefOut.receiptTime;
+    cefOut.receiptTime = undefined;
+    if (rt !== undefined) event.timestamp = rt;
+    else if (typeof sys.header?.timestamp === 'string') event.timestamp = sys.header.timestamp;
   } else {
     event.message = s.slice(sys.msgStart, trimEnd(s, sys.msgStart));
     addWarning(d, { code: 'not_cef', message: 'syslog message without a CEF record' });

@@ -3,6 +3,8 @@ import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../src/codecs/decode.js';
 import type { CefdEvent } from '../../src/event.js';
 import { allExtensions, allTyped } from '../../src/codecs/cef/view.js';
+import { isIPv4Text, toInt } from '../../src/codecs/cef/parse.js';
+import { isIPv4 } from 'node:net';
 
 /** Every converted value, as schema 1's `cef.typed` had them (docs/event-format.md). */
 const fullTyped = (e: CefdEvent) => allTyped(e.cef!, e.timestamp, new Set((e.warnings ?? []).filter((w) => w.code === 'cef_bad_field').map((w) => w.key!)));
@@ -236,6 +238,35 @@ describe('properties', () => {
       fc.property(fc.string({ unit: ch, maxLength: 200 }), (s) => {
         const r = decodeFrame(Buffer.from(`CEF:0|${s}`), false, NOW);
         expect(r.ok).toBe(true);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+describe('value conversions without the runtime', () => {
+  test('isIPv4Text accepts exactly what net.isIPv4 accepts', () => {
+    const part = fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('00', '01', '010', '0255', '', '1a', ' 1', '255', '256', '1000'));
+    const text = fc.oneof(
+      fc.array(part, { minLength: 1, maxLength: 6 }).map((ps) => ps.join('.')),
+      fc.string({ unit: fc.constantFrom('0', '1', '2', '5', '9', '.', ':', 'a', ' ', '\n'), maxLength: 18 }),
+    );
+    fc.assert(
+      fc.property(text, (v) => {
+        expect(isIPv4Text(v)).toBe(isIPv4(v));
+      }),
+      { numRuns: 5000 },
+    );
+    for (const v of ['0.0.0.0', '255.255.255.255', '10.4.21.31', '1.2.3.04', '1.2.3.4\n', '1.2.3', '1.2.3.4.5', '256.1.1.1']) expect(isIPv4Text(v)).toBe(isIPv4(v));
+  });
+
+  test('toInt equals Number for the integers it accepts', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.bigInt({ min: -(10n ** 17n), max: 10n ** 17n }).map(String), fc.integer().map((n) => `+${n}`), fc.constantFrom('-0', '+0', '007', '-007', '9007199254740993')), (v) => {
+        const n = toInt(v);
+        const want = Number(v);
+        if (Number.isSafeInteger(want)) expect(Object.is(n, want)).toBe(true);
+        else if (n !== null) expect(n).toBe(v);
       }),
       { numRuns: 3000 },
     );

@@ -29,6 +29,13 @@ export interface KeyInfo {
   mark: number;
   /** Parser scratch: a custom key's value in the current record (valid while `mark` is the record's). */
   value: string;
+  /**
+   * Parser cache, for a custom value key: the last label it was folded with and the
+   * `cef.custom` key made of it (`cs3:TaskName`). Labels repeat from event to event, and
+   * the same key string (already internalized by V8) makes adding it to an object cheap.
+   */
+  lastLabel: string;
+  lastCustomKey: string;
 }
 
 interface Family {
@@ -55,7 +62,7 @@ const byFull = new Map<string, KeyInfo>();
 function info(full: string, type: KeyType, customBase: string | undefined, customShort: string | undefined, isLabel: boolean): KeyInfo {
   let i = byFull.get(full);
   if (i === undefined) {
-    i = { full, type, customBase, customShort, isLabel, pair: undefined, mark: 0, value: '' };
+    i = { full, type, customBase, customShort, isLabel, pair: undefined, mark: 0, value: '', lastLabel: '', lastCustomKey: '' };
     byFull.set(full, i);
   }
   return i;
@@ -101,10 +108,20 @@ const slotKeys: (string | undefined)[] = new Array<string | undefined>(SLOTS).fi
 const slotInfos: (KeyInfo | undefined)[] = new Array<KeyInfo | undefined>(SLOTS).fill(undefined);
 let entries = 0;
 
+/**
+ * Hash of `s.slice(start, end)`, read from the last character back: the parser walks back
+ * over a key from its `=` and hashes as it goes (keyHash), so the key is not read again
+ * for the lookup.
+ */
 function hashRange(s: string, start: number, end: number): number {
   let h = 0;
-  for (let i = start; i < end; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  for (let i = end - 1; i >= start; i--) h = keyHash(h, s.charCodeAt(i));
   return h;
+}
+
+/** One step of the key hash: `h` so far (0 to start), `c` the next character going back. */
+export function keyHash(h: number, c: number): number {
+  return (Math.imul(h, 31) + c) | 0;
 }
 
 function insert(key: string, i: KeyInfo): void {
@@ -135,8 +152,13 @@ for (const [short, full, type] of KEY_TABLE) {
  * dictionary does not know (it is then kept as written, as a string).
  */
 export function lookupKeyAt(s: string, start: number, end: number): KeyInfo | undefined {
+  return lookupKeyHashed(s, start, end, hashRange(s, start, end));
+}
+
+/** lookupKeyAt when the caller has the key's hash already (keyHash over the key, back to front). */
+export function lookupKeyHashed(s: string, start: number, end: number, hash: number): KeyInfo | undefined {
   const len = end - start;
-  let slot = hashRange(s, start, end) & MASK;
+  let slot = hash & MASK;
   for (;;) {
     const k = slotKeys[slot];
     if (k === undefined) break;

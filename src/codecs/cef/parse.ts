@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import type { Problem } from '../../errors.js';
 import type { CefRecord } from '../../event.js';
 import { cefTimeToIso } from '../../time.js';
-import { lookupKeyAt, resetMarks, type KeyInfo } from './dictionary.js';
+import { keyHash, lookupKey, lookupKeyAt, lookupKeyHashed, resetMarks, type KeyInfo } from './dictionary.js';
 
 /** Errors and warnings collected while decoding one frame (arrays created on first use). */
 export interface Diagnostics {
@@ -145,9 +145,42 @@ export function toInt(v: string): number | string | null {
   const c = v.charCodeAt(0);
   const from = c === 43 || c === 45 ? 1 : 0;
   if (!isDigits(v, from)) return null;
-  if (v.length - from <= 15) return Number(v);
+  if (v.length - from <= 15) {
+    // Exact: every step stays below 2^53 (what Number(v) gives, without its runtime call).
+    let n = 0;
+    for (let i = from; i < v.length; i++) n = n * 10 + (v.charCodeAt(i) - 48);
+    return c === 45 ? -n : n;
+  }
   const num = Number(v);
   return Number.isSafeInteger(num) ? num : v;
+}
+
+/**
+ * True for the IPv4 addresses `net.isIPv4` accepts (four decimal octets 0-255, no leading
+ * zeros), without its regular expression; anything else goes on to `net.isIP`, so the
+ * result is isIP's. test/codecs/cef.test.ts compares the two.
+ */
+export function isIPv4Text(v: string): boolean {
+  const n = v.length;
+  if (n < 7 || n > 15) return false;
+  let i = 0;
+  for (let part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (v.charCodeAt(i) !== 46 /* . */) return false;
+      i++;
+    }
+    const start = i;
+    let octet = 0;
+    while (i < n && i - start < 4) {
+      const c = v.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) break;
+      octet = octet * 10 + c;
+      i++;
+    }
+    const len = i - start;
+    if (len === 0 || len > 3 || (len > 1 && v.charCodeAt(start) === 48) || octet > 255) return false;
+  }
+  return i === n;
 }
 
 function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | null {
@@ -155,7 +188,7 @@ function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | 
     case 'int':
       return toInt(v);
     case 'ip':
-      return isIP(v) !== 0 ? v : null;
+      return isIPv4Text(v) || isIP(v) !== 0 ? v : null;
     case 'time':
       return cefTimeToIso(v, opts.defaultZone, opts.nowMs);
     default:
@@ -164,23 +197,23 @@ function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | 
 }
 
 /**
- * Converts a typed key's value into `typed` when the converted value says something the
- * text does not (docs/event-format.md, "cef.typed"): numbers always (a JSON number), time
- * stamps when the ISO text differs from the written one; IP addresses never (the
- * validated text is the written text). A value that does not convert is a warning.
+ * The converted value of a typed key, when it says something the text does not
+ * (docs/event-format.md, "cef.typed"): numbers always (a JSON number), time stamps when the
+ * ISO text differs from the written one; IP addresses never (the validated text is the
+ * written text). Undefined otherwise; a value that does not convert is a warning.
  */
-function putTyped(info: KeyInfo, value: string, typed: Record<string, unknown>, d: Diagnostics, opts: CefOptions): void {
+function typedValue(info: KeyInfo, value: string, d: Diagnostics, opts: CefOptions): string | number | undefined {
   if (value === '') {
     // Row 11: kept as "", not typed.
     addWarning(d, { code: 'cef_bad_field', key: info.full, message: 'empty value' });
-    return;
+    return undefined;
   }
   const t = convert(info, value, opts);
   if (t === null) {
     addWarning(d, { code: 'cef_bad_field', key: info.full, message: `not a valid ${info.type === 'int' ? 'integer' : info.type === 'ip' ? 'IP address' : 'time stamp'}` });
-  } else if (t !== value) {
-    typed[info.full] = t;
+    return undefined;
   }
+  return t !== value ? t : undefined;
 }
 
 function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
@@ -217,7 +250,8 @@ function keyAt(s: string, p: number, end: number): number {
 /**
  * Finds the next pair boundary after `from` (inside a value): an unescaped `=` whose
  * preceding text is a key token (row 7) preceded by a blank (rows 7, 8). Returns the
- * start of the key token, or -1. `eqOut[0]` receives the `=` position.
+ * start of the key token, or -1. `eqOut[0]` receives the `=` position and `eqOut[1]` the
+ * key's hash (dictionary.ts keyHash), made on the walk back over it.
  */
 function nextKey(s: string, from: number, end: number, eqOut: Int32Array): number {
   let q = s.indexOf('=', from);
@@ -225,9 +259,11 @@ function nextKey(s: string, from: number, end: number, eqOut: Int32Array): numbe
     // Walk back over key characters. A backslash before `=` (escaped or not) is not a key
     // character, so escaped `\=` never ends a value.
     let k = q - 1;
+    let h = 0;
     while (k >= from) {
       const c = s.charCodeAt(k);
       if (c >= 128 || KEY_CHAR[c] !== 1) break;
+      h = keyHash(h, c);
       k--;
     }
     const tokenStart = k + 1;
@@ -235,6 +271,7 @@ function nextKey(s: string, from: number, end: number, eqOut: Int32Array): numbe
       const c = s.charCodeAt(tokenStart);
       if (KEY_START[c] === 1) {
         eqOut[0] = q;
+        eqOut[1] = h;
         return tokenStart;
       }
     }
@@ -243,21 +280,49 @@ function nextKey(s: string, from: number, end: number, eqOut: Int32Array): numbe
   return -1;
 }
 
-const eqPos = new Int32Array(1);
+const eqPos = new Int32Array(2);
+
+/** Scratch for the header fields of the record being parsed (parseCef is not re-entered). */
+const headerFields: string[] = [];
+
+/** What parseCef hands its caller beside the record. */
+export interface CefOut {
+  /**
+   * `rt` converted (ISO 8601 UTC) when it converted to a text other than the written one:
+   * the caller makes it the event's `timestamp`, so it is not put in `cef.typed`.
+   */
+  receiptTime: string | undefined;
+}
+
+const RECEIPT_TIME = lookupKey('rt')!;
+
+/**
+ * Parses the CEF record starting at `start` (the `C` of `CEF:`). Never throws. With `out`,
+ * the converted `rt` goes to `out.receiptTime` instead of `typed`.
+ */
 
 /**
  * Parses the CEF record starting at `start` (the `C` of `CEF:`). Never throws.
  */
-export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOptions): CefRecord {
+export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOptions, out?: CefOut): CefRecord {
   const total = s.length;
   // ---- header (rows 2-6) ----
-  const fields: string[] = [];
+  const fields = headerFields;
+  fields.length = 0;
   let p = start + 4;
+  // Fields before the first backslash have no escapes to look for (most headers have none).
+  let backslash = s.indexOf('\\', p);
   while (fields.length < 7) {
     let q = s.indexOf('|', p);
-    while (q !== -1 && isEscaped(s, q, p)) q = s.indexOf('|', q + 1);
     if (q === -1) break;
-    fields.push(unescapeHeader(s.slice(p, q)));
+    if (backslash !== -1 && backslash < q) {
+      while (q !== -1 && isEscaped(s, q, p)) q = s.indexOf('|', q + 1);
+      if (q === -1) break;
+      fields.push(unescapeHeader(s.slice(p, q)));
+      backslash = s.indexOf('\\', q + 1);
+    } else {
+      fields.push(s.slice(p, q));
+    }
     p = q + 1;
   }
   // End of the extension: trailing blanks, CR and LF of the last value are trimmed (row 10).
@@ -309,16 +374,22 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
   if (rec.severity !== undefined && !validSeverity(rec.severity)) {
     addWarning(d, { code: 'cef_bad_severity', message: `severity ${JSON.stringify(rec.severity.slice(0, 32))} kept as written` });
   }
-  if (hasExtension) parseExtension(s, extStart, extEnd, rec, d, opts);
+  if (out !== undefined) out.receiptTime = undefined;
+  if (hasExtension) parseExtension(s, extStart, extEnd, rec, d, opts, out);
+  fields.length = 0;
   return rec;
 }
 
 /** Record counter: KeyInfo.mark === current record means "seen in this record". */
 let recordMark = 0;
 
-function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions): void {
+/** Scratch for the custom keys of the record being parsed (parseCef is not re-entered). */
+const customScratch: KeyInfo[] = [];
+
+function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions, out: CefOut | undefined): void {
   const ext = rec.extensions;
-  const typed: Record<string, unknown> = {};
+  // Made on the first converted value: most records have none besides `rt`.
+  let typed: Record<string, string | number> | undefined;
   if (++recordMark > 0x3fffffff) {
     recordMark = 1;
     resetMarks();
@@ -326,12 +397,18 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
   const mark = recordMark;
   let p = start;
   while (p < end && isBlank(s.charCodeAt(p))) p++;
-  let customSeen: KeyInfo[] | undefined;
+  // Custom keys of this record in the order they first came (scratch: customSeen[0, nSeen)).
+  const customSeen = customScratch;
+  let nSeen = 0;
   let nextBackslash = s.indexOf('\\', p);
-  // The `=` of the key at `p` when nextKey found it already (else keyAt looks).
+  // The `=` of the key at `p` and the key's hash when nextKey found them already (else
+  // keyAt looks).
   let knownEq = -1;
+  let knownHash = 0;
   while (p < end) {
-    const eq = knownEq !== -1 ? knownEq : keyAt(s, p, end);
+    const hashed = knownEq !== -1;
+    const hash = knownHash;
+    const eq = hashed ? knownEq : keyAt(s, p, end);
     if (eq === -1) {
       // Row 18: text that is not key=value, up to the next pair.
       const k = nextKey(s, p, end, eqPos);
@@ -344,6 +421,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
       if (k === -1) break;
       p = k;
       knownEq = eqPos[0]!;
+      knownHash = eqPos[1]!;
       continue;
     }
     const vStart = eq + 1;
@@ -358,7 +436,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
     } else {
       value = s.slice(vStart, vEnd);
     }
-    const info = lookupKeyAt(s, p, eq);
+    const info = hashed ? lookupKeyHashed(s, p, eq, hash) : lookupKeyAt(s, p, eq);
     if (info === undefined) {
       // Unknown key: kept as written, as a string.
       const key = s.slice(p, eq);
@@ -369,27 +447,38 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
       if (info.mark === mark) {
         // Row 12: last value wins; keys compare by full name.
         addWarning(d, { code: 'cef_duplicate_key', key: full, message: `duplicate key ${s.slice(p, eq)}; the last value wins` });
-        delete typed[full];
+        if (typed !== undefined) delete typed[full];
+        if (info === RECEIPT_TIME && out !== undefined) out.receiptTime = undefined;
       } else {
         info.mark = mark;
-        if (info.customBase !== undefined) (customSeen ??= []).push(info);
+        if (info.customBase !== undefined) customSeen[nSeen++] = info;
       }
       if (info.customBase !== undefined) {
         // Custom fields are placed once the record is read: a pair goes to `cef.custom`.
         info.value = value;
       } else {
         ext[full] = value;
-        if (info.type !== 'string' && info.type !== 'text') putTyped(info, value, typed, d, opts);
+        if (info.type !== 'string' && info.type !== 'text') {
+          const t = typedValue(info, value, d, opts);
+          if (t !== undefined) {
+            if (info === RECEIPT_TIME && out !== undefined) out.receiptTime = t as string;
+            else (typed ??= {})[full] = t;
+          }
+        }
       }
     }
     if (k === -1) break;
     p = k;
     knownEq = eqPos[0]!;
+    knownHash = eqPos[1]!;
   }
-  if (customSeen !== undefined) placeCustom(customSeen, mark, rec, typed, d, opts);
-  for (const _ in typed) {
-    rec.typed = typed as Record<string, string | number>;
-    break;
+  if (nSeen > 0) typed = placeCustom(customSeen, nSeen, mark, rec, typed, d, opts);
+  if (typed !== undefined) {
+    // A duplicate key may have taken its converted value out again.
+    for (const _ in typed) {
+      rec.typed = typed;
+      break;
+    }
   }
 }
 
@@ -402,10 +491,19 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
  * half (row 16 warns), or a pair with an empty Label, stays in `extensions` under its
  * full names.
  */
-function placeCustom(seen: KeyInfo[], mark: number, rec: CefRecord, typed: Record<string, unknown>, d: Diagnostics, opts: CefOptions): void {
+function placeCustom(
+  seen: KeyInfo[],
+  nSeen: number,
+  mark: number,
+  rec: CefRecord,
+  typed: Record<string, string | number> | undefined,
+  d: Diagnostics,
+  opts: CefOptions,
+): Record<string, string | number> | undefined {
   const ext = rec.extensions;
   let custom: Record<string, string | number> | undefined;
-  for (const info of seen) {
+  for (let i = 0; i < nSeen; i++) {
+    const info = seen[i]!;
     const pair = info.pair!;
     const paired = pair.mark === mark;
     if (!paired) {
@@ -422,20 +520,29 @@ function placeCustom(seen: KeyInfo[], mark: number, rec: CefRecord, typed: Recor
       continue;
     }
     const value = info.value;
-    if (info.type !== 'string' && info.type !== 'text') putTyped(info, value, typed, d, opts);
+    const t = info.type !== 'string' && info.type !== 'text' ? typedValue(info, value, d, opts) : undefined;
     if (!folds) {
+      if (t !== undefined) (typed ??= {})[info.full] = t;
       ext[info.full] = value;
       continue;
     }
     let v: string | number = value;
-    const t = typed[info.full];
-    if (typeof t === 'number' && String(t) === value) {
-      v = t;
-      delete typed[info.full];
+    // A number written as that number is the field's value; else the text is, and the
+    // converted value goes to `typed` as for any key.
+    if (typeof t === 'number' && String(t) === value) v = t;
+    else if (t !== undefined) (typed ??= {})[info.full] = t;
+    const label = pair.value;
+    let key: string;
+    if (label === info.lastLabel) {
+      key = info.lastCustomKey;
+    } else {
+      key = `${info.customShort!}:${label}`;
+      info.lastLabel = label;
+      info.lastCustomKey = key;
     }
-    const key = `${info.customShort!}:${pair.value}`;
     custom ??= {};
     setOwn(custom, key, v);
   }
   rec.custom = custom;
+  return typed;
 }

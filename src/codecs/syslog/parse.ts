@@ -88,7 +88,7 @@ export function parseSyslog(s: string, start: number, d: Diagnostics, opts: Sysl
   }
   // RFC 3164 timestamp (Mmm dd ...), or an RFC 3339 one in its place.
   if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || isDigit(c)) {
-    const t = isDigit(c) ? parseRfc3339(s, p, opts.defaultZone) : parseTextTime(s, p, { defaultZone: opts.defaultZone, nowMs: opts.nowMs });
+    const t = isDigit(c) ? parseRfc3339(s, p, opts.defaultZone) : parseTextTime(s, p, opts);
     if (t !== null && (t.end === s.length || s.charCodeAt(t.end) === SP)) {
       const header: SyslogHeader = { format: 'rfc3164' };
       if (pri >= 0) {
@@ -163,9 +163,6 @@ function readTag(s: string, p: number, h: SyslogHeader): number {
   return j;
 }
 
-/** The RFC 5424 header fields after the time stamp, in order. */
-const HEADER_NAMES = ['hostname', 'appName', 'procId', 'msgId'] as const;
-
 function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: SyslogOptions): SyslogResult | null {
   const n = s.length;
   const h: SyslogHeader = { format: 'rfc5424' };
@@ -185,16 +182,21 @@ function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: Sysl
       h.timestamp = isoFromParsed(t);
     }
   }
-  // HOSTNAME APP-NAME PROCID MSGID
-  for (const name of HEADER_NAMES) {
+  // HOSTNAME APP-NAME PROCID MSGID (one named store each: a store by a varying name is
+  // slower than these four fixed ones)
+  for (let f = 0; f < 4; f++) {
     if (e >= n) return { header: h, msgStart: n, readable: true };
     p = e + 1;
     // Senders that cut the header short (`<14>1 TS HOST CEF:0|...`, SC4S style): the
     // message starts where `CEF:` does.
-    if (name !== 'hostname' && s.startsWith('CEF:', p)) return { header: h, msgStart: p, readable: true };
+    if (f !== 0 && s.startsWith('CEF:', p)) return { header: h, msgStart: p, readable: true };
     e = tokenEnd(s, p);
     const v = field(s, p, e);
-    if (v !== undefined) h[name] = v;
+    if (v === undefined) continue;
+    if (f === 0) h.hostname = v;
+    else if (f === 1) h.appName = v;
+    else if (f === 2) h.procId = v;
+    else h.msgId = v;
   }
   if (e >= n) return { header: h, msgStart: n, readable: true };
   p = e + 1;

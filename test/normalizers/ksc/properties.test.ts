@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../../src/codecs/decode.js';
 import type { CefdEvent } from '../../../src/event.js';
-import ksc, { normalizeKsc, type KscObject } from '../../../normalizers/ksc/index.js';
+import ksc, { leanKsc, normalizeKsc, type KscObject } from '../../../normalizers/ksc/index.js';
 
 const RECEIVED_MS = Date.UTC(2024, 5, 1);
 const RUNS = { numRuns: 300 };
@@ -144,6 +144,43 @@ describe('syslog format: SD params in any order give the same object', () => {
   });
 });
 
+/**
+ * The event's object is read directly (normalizeCefLean), not cut from the whole one:
+ * both must agree, warnings and their order included.
+ */
+function expectLeanOfWhole(event: CefdEvent, out: NonNullable<ReturnType<typeof ksc.normalize>>): void {
+  const whole = normalizeKsc(event)!;
+  expect(JSON.stringify(out.data)).toBe(JSON.stringify(leanKsc(whole.ksc)));
+  expect(out.warnings ?? []).toEqual(whole.warnings);
+}
+
+describe('CEF: the event carries the lean form of the whole object', () => {
+  const labelNames = ['TaskName', 'TaskId', 'TaskOldState', 'TaskNewState', 'VirusName', 'ThreatName', 'ObjectName', 'UserName', 'SHA256', 'MD5', 'AttackName', 'AttackerIPv4', 'AttackerIP', 'AttackedIPv4', 'AttackedPort', 'Port', 'Protocol', 'ProductName', 'X', ''];
+  const standard = ['act=Blocked', 'duser=CORP\\\\u', 'src=10.1.2.3', 'dpt=445', 'proto=TCP', 'filePath=C:\\\\a.exe', 'fileHash=' + 'ab'.repeat(32), 'dhost=WS-1', 'dst=10.0.0.1'];
+  test('any labels, values and standard keys, any event type', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('cs', 'cn', 'flexString'), fc.integer({ min: 1, max: 12 }), fc.constantFrom(...labelNames), fc.oneof(fc.integer({ min: -2, max: 70000 }).map(String), text, fc.constant('3232235777')), fc.boolean()), { maxLength: 10 }),
+        fc.subarray(standard),
+        fc.constantFrom('KLPRCI_TaskState', 'GNRL_EV_VIRUS_FOUND', 'GNRL_EV_OBJECT_DELETED', 'GNRL_EV_ATTACK_DETECTED', 'GNRL_EV_WEB_URL_BLOCKED', 'KLSRV_X', 'X', ''),
+        fc.constantFrom('1', '4', '9', 'High', ''),
+        (fields, std, sig, sev) => {
+          const tokens = [...std];
+          for (const [fam, n, label, value, withLabel] of fields) {
+            tokens.push(`${fam}${n}=${esc(value)}`);
+            if (withLabel) tokens.push(`${fam}${n}Label=${esc(label)}`);
+          }
+          const event = decode(`<14>1 2024-01-01T00:00:00Z h a - - - CEF:0|KasperskyLab|SecurityCenter|1|${sig}|N|${sev}|${tokens.join(' ')}`);
+          const out = ksc.normalize(event);
+          expect(out).not.toBeNull();
+          expectLeanOfWhole(event, out!);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+});
+
 describe('never throws', () => {
   const keys = ['cs1', 'cs7', 'cs10', 'cs1Label', 'cs7Label', 'cn1', 'cn1Label', 'cn2Label', 'flexNumber1', 'flexNumber1Label', 'c6a1', 'c6a1Label', 'deviceCustomDate1', 'deviceCustomDate1Label', 'cfp1Label', 'dhost', 'dst', 'duser', 'msg', 'act', 'filePath', 'fileHash', 'src', 'dpt', 'proto'];
   const labels = ['TaskName', 'TaskId', 'TaskOldState', 'TaskNewState', 'GroupName', 'VirusName', 'ObjectName', 'SHA256', 'MD5', 'AttackName', 'AttackerIPv4', 'AttackedIPv4', 'AttackedPort', 'Port', '__proto__', 'constructor', ''];
@@ -162,6 +199,7 @@ describe('never throws', () => {
           const out = ksc.normalize(r.event);
           expect(out).not.toBeNull();
           expect(() => JSON.stringify(out)).not.toThrow();
+          expectLeanOfWhole(r.event, out!);
         },
       ),
       { numRuns: 500 },
