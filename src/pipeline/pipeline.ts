@@ -388,9 +388,16 @@ export class Pipeline {
     this.pool!.submit({ listener: ctx.listener, peer: ctx.peer, nowMs: Date.now(), idPrefix: '', firstSeq: 0, data, offsets, truncated: flags, carried }, (o) => {
       st.inFlight--;
       st.inOrder(seq, () => {
+        // Stopping, and an earlier batch was not taken: neither are the later ones, so what
+        // is taken stays a prefix in fetch order (the rest comes again after the restart).
+        if (st.spilled && this.spill !== null) {
+          done(false);
+          return;
+        }
         if (!o.ok) {
           // Stopping: the messages are not acknowledged and come again after the restart.
           if (this.spill !== null) {
+            st.spilled = true;
             done(false);
             return;
           }

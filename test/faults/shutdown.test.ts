@@ -247,18 +247,23 @@ function du(dir: string): number {
   return b;
 }
 
+/** A daemon with one HTTP output behind a 2 MiB disk buffer (url, metrics port → YAML). */
+function fullBufferConfig(port: number, whenFull: 'block' | 'drop_newest'): (url: string, metrics: number) => string {
+  return (url, metrics) => `state_dir: ./state
+shutdown_timeout: 2s
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs: [ { name: siem, type: http, url: "${url}", timeout: 60s, when_full: ${whenFull}, buffer: { type: disk, max_size: 2MiB } } ]
+dead_letter: { path: ./dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${metrics} }
+`;
+}
+
 test('SIGTERM with a full disk buffer under overload: the buffer never exceeds buffer.max_size, also at the exit; what did not fit is kept (0600) and a restart delivers every event read, once, in order', async () => {
   const dir = tempDir();
   const port = await freePort();
   const never = await endpoint(true);
   const max = 2 * MiB;
-  const yaml = (url: string, metrics: number) => `state_dir: ./state
-shutdown_timeout: 2s
-listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
-outputs: [ { name: siem, type: http, url: "${url}", timeout: 60s, when_full: block, buffer: { type: disk, max_size: 2MiB } } ]
-dead_letter: { path: ./dead.ndjson }
-metrics: { host: 127.0.0.1, port: ${metrics} }
-`;
+  const yaml = fullBufferConfig(port, 'block');
   const m1 = await freePort();
   const d = run(dir, yaml(never.url, m1));
   await d.until('cefd started');
@@ -336,13 +341,7 @@ test('the same with when_full: drop_newest: what does not fit is dropped and cou
   const port = await freePort();
   const never = await endpoint(true);
   const max = 2 * MiB;
-  const yaml = (url: string, metrics: number) => `state_dir: ./state
-shutdown_timeout: 2s
-listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
-outputs: [ { name: siem, type: http, url: "${url}", timeout: 60s, when_full: drop_newest, buffer: { type: disk, max_size: 2MiB } } ]
-dead_letter: { path: ./dead.ndjson }
-metrics: { host: 127.0.0.1, port: ${metrics} }
-`;
+  const yaml = fullBufferConfig(port, 'drop_newest');
   const m1 = await freePort();
   const d = run(dir, yaml(never.url, m1));
   await d.until('cefd started');

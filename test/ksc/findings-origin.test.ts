@@ -43,16 +43,22 @@ afterEach(async () => {
   pool = undefined;
 });
 
+/** A pipeline watching for one rule ("scan": detections) with one asset, and the findings it reports. */
+function watchedPipeline() {
+  const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
+  const out = sink('out');
+  const pipeline = new Pipeline([out], sink('dead_letter'), telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
+  const found: [EventOrigin, KscFindings][] = [];
+  pipeline.setWatch(
+    { version: 1, tenant: 'default', assets: buildSnapshot([{ id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.4.21.31'], macs: [], lastVisible: null }], 1), rules: [{ name: 'scan', filter: 'ksc.category == "detection"', assetField: 'device' }] },
+    (origin, f) => found.push([origin, f]),
+  );
+  return { telemetry, out, pipeline, found };
+}
+
 for (const workers of [2, 0]) {
   test(`rule triggers come back with the frames' listener, peer and TLS fingerprint (decode_workers: ${workers})`, async () => {
-    const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
-    const out = sink('out');
-    const pipeline = new Pipeline([out], sink('dead_letter'), telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
-    const found: [EventOrigin, KscFindings][] = [];
-    pipeline.setWatch(
-      { version: 1, tenant: 'default', assets: buildSnapshot([{ id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.4.21.31'], macs: [], lastVisible: null }], 1), rules: [{ name: 'scan', filter: 'ksc.category == "detection"', assetField: 'device' }] },
-      (origin, f) => found.push([origin, f]),
-    );
+    const { telemetry, out, pipeline, found } = watchedPipeline();
     if (workers > 0) {
       pool = new WorkerPool(workers, () => {});
       const version = await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { tls: ['ksc'], open: ['ksc'] }, baseDir: process.cwd() });
@@ -91,14 +97,7 @@ for (const workers of [2, 0]) {
 
 for (const workers of [2, 0]) {
   test(`frames a processor read from NATS: findings come back per run of frames with the origin each frame carried (decode_workers: ${workers})`, async () => {
-    const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
-    const out = sink('out');
-    const pipeline = new Pipeline([out], sink('dead_letter'), telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
-    const found: [EventOrigin, KscFindings][] = [];
-    pipeline.setWatch(
-      { version: 1, tenant: 'default', assets: buildSnapshot([{ id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.4.21.31'], macs: [], lastVisible: null }], 1), rules: [{ name: 'scan', filter: 'ksc.category == "detection"', assetField: 'device' }] },
-      (origin, f) => found.push([origin, f]),
-    );
+    const { telemetry, out, pipeline, found } = watchedPipeline();
     if (workers > 0) {
       pool = new WorkerPool(workers, () => {});
       pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { bus: ['ksc'] }, baseDir: process.cwd() }));

@@ -105,13 +105,15 @@ test('an output that refuses (a full drop_newest queue): done(false), nothing qu
 
 test('stopping: batches the closing workers did not decode are not taken (done(false)), none dead-lettered or kept; the ones before them were', async () => {
   const { pipeline, pool, out, dead, ctx } = await setup(2);
-  const results: boolean[] = [];
+  // By batch: the callbacks of failed and taken batches may come in any order.
+  const results: boolean[] = new Array<boolean>(60);
   const N = 60;
+  let answered = 0;
   const all = new Promise<void>((resolve) => {
-    for (let b = 0; b < N; b++) pipeline.submitFramesAsync(frames(b * 200, (b + 1) * 200), ctx, (taken) => (results.push(taken), results.length === N && resolve()));
+    for (let b = 0; b < N; b++) pipeline.submitFramesAsync(frames(b * 200, (b + 1) * 200), ctx, (taken) => ((results[b] = taken), ++answered === N && resolve()));
   });
   // Stop once some batches were taken.
-  while (results.length === 0) await new Promise((r) => setTimeout(r, 1));
+  while (answered === 0) await new Promise((r) => setTimeout(r, 1));
   const kept: unknown[] = [];
   pipeline.spillFailedReads((r) => (kept.push(r), true));
   await pool!.close();
