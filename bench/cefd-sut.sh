@@ -29,4 +29,12 @@ ksc:
 YAML
   echo bench | node "$HERE/dist/src/cli.js" ksc connections add --config "$STATE/cefd.yaml" --name bench --url 127.0.0.1:9 --insecure --user bench --password-stdin >/dev/null 2>&1
 fi
-exec node ${CEFD_NODE_FLAGS:-} "$HERE/dist/src/cli.js" run --config "$STATE/cefd.yaml"
+# Not exec: the shell stays to remove $STATE when the harness stops the process group
+# (node gets the same signal from the group; the shell only waits for it).
+node ${CEFD_NODE_FLAGS:-} "$HERE/dist/src/cli.js" run --config "$STATE/cefd.yaml" &
+NODE_PID=$!
+trap 'wait "$NODE_PID" 2>/dev/null || true; rm -rf "$STATE"; exit 0' TERM INT
+rc=0
+wait "$NODE_PID" || rc=$?
+rm -rf "$STATE"
+exit "$rc"
