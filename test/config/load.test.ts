@@ -34,6 +34,14 @@ test('a secret option read from its _file (one trailing newline dropped); both s
   expect(problemsOf('metrics: { bearer_token_file: ./missing }\n', file)).toContain('metrics.bearer_token_file: cannot read ./missing: ENOENT');
 });
 
+test('an http output with format json_array takes JSON records only (a CEF line is not a JSON value)', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  const http = (extra: string) => `outputs:\n  - { name: h, type: http, url: "https://x/", format: json_array${extra} }\n`;
+  expect(problemsOf(http(', encoding: { codec: cef }'), file)).toContain('outputs[0].format: json_array needs JSON records: use encoding native, ecs or kuma, or format ndjson');
+  for (const ok of ['', ', encoding: { codec: ecs }', ', encoding: { codec: kuma }']) expect(problemsOf(http(ok), file)).toEqual([]);
+  expect(problemsOf('outputs:\n  - { name: h, type: http, url: "https://x/", encoding: { codec: cef } }\n', file)).toEqual([]);
+});
+
 test('paths cefd reads resolve against the config folder, paths it writes against the working folder', () => {
   const dir = tempDir('cefd-config-');
   writeFileSync(join(dir, 'ca.pem'), '');
