@@ -348,6 +348,37 @@ export class Pipeline {
   }
 
   /**
+   * submitFrames, but only when every output takes all of the events: decoded first, then
+   * each output asked with its records' real bytes (a guess from the frames' size can be
+   * far off: a short frame makes an event many times its size), so that no `drop_newest`
+   * output drops an event whose frame the source then acknowledges. False: nothing was
+   * queued (the records are discarded; the frames come again). KSC findings of the batch
+   * were handed on already: a redelivered event carries the same id, which the KSC work
+   * stream and the start claims deduplicate (src/ksc/cluster.ts).
+   */
+  private submitFramesIfTaken(frames: readonly SubmittedFrame[], ctx: SourceContext): boolean {
+    const saved = this.takeInline();
+    try {
+      for (const f of frames) this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
+      const t = this.takeInline();
+      const bytesOf = (records: string[]) => {
+        let n = 0;
+        for (const r of records) n += Buffer.byteLength(r) + 1;
+        return n;
+      };
+      for (let i = 0; i < this.slots.length; i++) if (this.slots[i]!.refusesNow(bytesOf(t.pending[i]!))) return false;
+      if (this.deadLetter.refusesNow(bytesOf(t.dead))) return false;
+      ctx.stats.framesLf += frames.length;
+      this.enqueueInline(t, true, ctx.listener, ctx.stats);
+      return true;
+    } finally {
+      this.pending = saved.pending;
+      this.deadPending = saved.dead;
+      this.counts = saved.counts;
+    }
+  }
+
+  /**
    * submitFrames for a source that acknowledges upstream and need not wait (the nats
    * source): the frames are decoded on the workers when the pipeline decodes there (on
    * this thread otherwise), and `done(true)` is called once every output's buffer took
@@ -360,15 +391,12 @@ export class Pipeline {
   submitFramesAsync(frames: readonly SubmittedFrame[], ctx: SourceContext, done: (taken: boolean) => void): void {
     const st = (ctx.state ??= new SourceState());
     const here = () => {
-      // Not decoded yet: events are about 4 times their frame (see decode-worker.ts).
-      let bytes = 0;
-      for (const f of frames) bytes += f.data.length;
-      if (this.refusesNow(bytes * 4)) {
+      // Stopping, and an earlier batch was not taken: neither is this one (see below).
+      if (st.spilled && this.spill !== null) {
         done(false);
         return;
       }
-      this.submitFrames(frames, ctx);
-      done(true);
+      done(this.submitFramesIfTaken(frames, ctx));
     };
     // A small batch with nothing of this source on a worker (a stream with a light load) is
     // decoded here: the round trip to a worker costs more than the batch's decoding.
@@ -423,13 +451,7 @@ export class Pipeline {
     });
   }
 
-  /** True when an output (or the dead-letter output) would refuse about `bytes` of records now (OutputRunner.refusesNow). */
-  private refusesNow(bytes: number): boolean {
-    for (const s of this.slots) if (s.refusesNow(bytes)) return true;
-    return this.deadLetter.refusesNow(bytes);
-  }
-
-  /** The same for a worker's result: each output against its own encoding's records. */
+  /** True when an output (or the dead-letter output) would refuse a worker's result now: each output against its own encoding's records (OutputRunner.refusesNow). */
   private refusesResult(r: ResultMessage): boolean {
     const encoderOf = this.opts.routes.encoderOf;
     for (let i = 0; i < this.slots.length; i++) if (this.slots[i]!.refusesNow(r.blocks[encoderOf[i]!]?.length ?? 0)) return true;

@@ -27,7 +27,9 @@ function sink(name: string) {
     name,
     events: [] as Record<string, unknown>[],
     refusing: false,
-    refusesNow: () => s.refusing,
+    /** Refuses more than this many bytes of records at once (a nearly full drop_newest disk buffer). */
+    roomBytes: Infinity,
+    refusesNow: (bytes: number) => s.refusing || bytes > s.roomBytes,
     enqueueMany: (r: string[]) => void s.events.push(...r.map((x) => JSON.parse(x) as Record<string, unknown>)),
     enqueueNdjson: (b: Buffer) => void s.events.push(...b.toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)),
     queue: { fill: () => 0 },
@@ -127,4 +129,24 @@ test('stopping: batches the closing workers did not decode are not taken (done(f
   expect(out.events.map(cntOf)).toEqual(Array.from({ length: taken * 200 }, (_, i) => i));
   expect(dead.events).toEqual([]);
   expect(kept).toEqual([]);
+});
+
+test('decoded on this thread: an output is asked with the records\' real bytes, not a guess from the frames (short frames make events many times their size)', async () => {
+  const { pipeline, out, dead, ctx } = await setup(0);
+  const short = (i: number): SubmittedFrame => ({ data: Buffer.from(`CEF:0|a|b|1|x|y|1|cnt=${i}`), truncated: false, receivedMs: Date.UTC(2026, 10, 28), id: `s-${i}`, listener: 'bus', peer: 'nats' });
+  const batch = [short(1), short(2), short(3)];
+  const frameBytes = batch.reduce((n, f) => n + f.data.length, 0);
+  // Room for four times the frames' bytes, the old guess, but not for their events.
+  out.roomBytes = frameBytes * 4;
+  const refused = await new Promise<boolean>((resolve) => pipeline.submitFramesAsync(batch, ctx, resolve));
+  expect(refused).toBe(false);
+  expect(out.events).toEqual([]);
+  expect(dead.events).toEqual([]);
+  out.roomBytes = Infinity;
+  const taken = await new Promise<boolean>((resolve) => pipeline.submitFramesAsync(batch, ctx, resolve));
+  expect(taken).toBe(true);
+  expect(out.events.map((e) => e['id'])).toEqual(['s-1', 's-2', 's-3']);
+  // The events are indeed larger than that room: the refusal was about real bytes.
+  expect(out.events.reduce((n, e) => n + JSON.stringify(e).length + 1, 0)).toBeGreaterThan(frameBytes * 4);
+  expect(ctx.stats.framesLf).toBe(3);
 });

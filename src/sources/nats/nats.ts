@@ -51,6 +51,8 @@ export class NatsSource implements Source {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private consumer: { nc: NatsConnection; c: Consumer } | null = null;
+  /** No fetch before this time (ms): a batch was refused and is redelivered then. */
+  private refusedUntil = 0;
   private lastProblem = '';
   /** The fetch being read (stopped at once by stop()). */
   private fetching: ConsumerMessages | null = null;
@@ -137,7 +139,10 @@ export class NatsSource implements Source {
   private async run(): Promise<void> {
     const waitMs = Math.max(10, Math.round(this.config.fetch_wait * 1000));
     while (!this.stopped) {
-      if (!this.deps.pipeline.roomForRecords() || this.deps.flow.paused) {
+      // An output refused a batch (a drop_newest buffer without room for it, though not
+      // full): no new fetch until its redelivery is due, so the backlog is not fetched,
+      // decoded and refused over and over, nor taken ahead of the refused batch.
+      if (!this.deps.pipeline.roomForRecords() || this.deps.flow.paused || Date.now() < this.refusedUntil) {
         await sleep(20);
         continue;
       }
@@ -231,7 +236,10 @@ export class NatsSource implements Source {
         this.wake?.();
       };
       // Refused: when stopping, to another processor at once; a full output: again a little later.
-      if (!taken) settle(false, this.stopped ? undefined : REFUSED_REDELIVERY_MS);
+      if (!taken) {
+        if (!this.stopped) this.refusedUntil = Date.now() + REFUSED_REDELIVERY_MS;
+        settle(false, this.stopped ? undefined : REFUSED_REDELIVERY_MS);
+      }
       else if (held === undefined) settle(true, undefined);
       // The work failed: the frames come again (their events get the same ids), after a
       // pause so that what failed (NATS, the work stream) is not retried in a tight loop.
