@@ -39,6 +39,8 @@ export const WORK_STREAM = 'CEFD_KSC';
 export const WORK_SUBJECT = 'cefd.ksc';
 export const OWNER_BUCKET = 'cefd_ksc_owner';
 export const STARTS_BUCKET = 'cefd_ksc_starts';
+/** Work given back (not acted on now) comes again after this, not in a tight loop. */
+const NAK_DELAY_MS = 1000;
 
 /** A piece of KSC work for a connection's owner. */
 export type WorkItem = { kind: 'trigger'; rule: string; host: string; eventId?: string } | { kind: 'task_state'; ts: TaskStateEvent };
@@ -97,6 +99,8 @@ export class KscCluster {
   private inflight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** Claims whose create failed without an answer (they may be stored): this processor's, not a duplicate, when seen again. */
+  private readonly uncertainClaims = new Set<string>();
   private lastProblem = '';
   private setupError = '';
   private leaseNc: NatsConnection | null = null;
@@ -185,6 +189,8 @@ export class KscCluster {
     if (this.stopped) return;
     try {
       const s = await this.ensureSetup();
+      // Stopped while setting up: no lease may start after stop() cleared them.
+      if (this.stopped) return;
       if (s !== null && s.nc !== this.leaseNc) {
         // A new connection (the client gave up the old one): leases bound to the old one cannot renew.
         const old = [...this.leases.values()];
@@ -213,6 +219,7 @@ export class KscCluster {
   }
 
   private newLease(key: string, kv: KV): void {
+    if (this.stopped) return;
     const ttlMs = Math.round(this.o.config.lease_ttl * 1000);
     const x: Owned = {
       lease: new KvLease({
@@ -224,7 +231,7 @@ export class KscCluster {
           this.add(this.counters.changes, change);
           if (change === 'acquired') {
             this.o.log.info({ connection: key, processor: this.id }, `KSC connection ${key}: this processor owns it now (task starts and task runs happen here)`);
-            x.loop ??= this.consume(key, x).finally(() => (x.loop = null));
+            this.startConsuming(key, x);
           } else if (change === 'lost') {
             this.o.log.warn({ code: 'ksc_lease_lost', connection: key, processor: this.id, reason: d.reason }, `KSC connection ${key}: this processor no longer owns it (${d.reason ?? 'lost'})`);
           } else {
@@ -236,6 +243,16 @@ export class KscCluster {
     };
     this.leases.set(key, x);
     void x.lease.start();
+  }
+
+  /** Starts the work loop of a connection whose lease this processor took (again). */
+  private startConsuming(key: string, x: Owned): void {
+    if (x.loop !== null || this.stopped) return;
+    x.loop = this.consume(key, x).finally(() => {
+      x.loop = null;
+      // Re-acquired while the loop was ending (its `acquired` found the loop still there).
+      if (x.lease.held && !this.stopped && this.leases.get(key) === x) this.startConsuming(key, x);
+    });
   }
 
   /** Reads the connection's work while this processor holds its lease. */
@@ -295,11 +312,11 @@ export class KscCluster {
       (r) => {
         this.add(this.counters.work, `${item.kind}\t${r}`);
         if (r === 'ack') m.ack();
-        else m.nak();
+        else m.nak(NAK_DELAY_MS);
       },
       () => {
         this.add(this.counters.work, `${item.kind}\tnak`);
-        m.nak();
+        m.nak(NAK_DELAY_MS);
       },
     );
   }
@@ -358,9 +375,15 @@ export class KscCluster {
     } catch (e) {
       const code = (e as { api_error?: { err_code?: number } }).api_error?.err_code;
       if (code === 10071 || /wrong last sequence/i.test((e as Error).message)) {
+        const v = (await s.starts.get(k).catch(() => null))?.string() ?? '';
+        // Our own earlier claim whose answer was lost (a timeout while the server stored
+        // it): the start was never made, so it is ours to make now.
+        if (v === `claimed ${this.id}` && this.uncertainClaims.delete(k)) {
+          this.add(this.counters.claims, 'claimed');
+          return true;
+        }
         this.add(this.counters.claims, 'duplicate');
         // A claim never confirmed: its owner stopped between the claim and KSC's answer.
-        const v = (await s.starts.get(k).catch(() => null))?.string() ?? '';
         if (v.startsWith('claimed ')) {
           this.o.log.warn(
             { code: 'ksc_task_duplicate', connection: key, rule, event: eventId, claimedBy: v.slice(8) },
@@ -370,6 +393,9 @@ export class KscCluster {
         return false;
       }
       this.add(this.counters.claims, 'failed');
+      // The claim may have been stored even so (a lost answer): remembered, see above.
+      this.uncertainClaims.add(k);
+      if (this.uncertainClaims.size > 10_000) this.uncertainClaims.delete(this.uncertainClaims.values().next().value!);
       throw new KscRefusedError('ksc_not_owner', `cannot claim the start in bucket ${STARTS_BUCKET}: ${natsErrorText(e)}`);
     }
   }

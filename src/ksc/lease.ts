@@ -93,9 +93,19 @@ export class KvLease {
     const value = new TextEncoder().encode(this.o.holder);
     if (this.held) {
       try {
-        this.revision = await this.o.kv.update(this.o.key, value, this.revision);
+        const rev = await this.o.kv.update(this.o.key, value, this.revision);
+        this.revision = rev;
         if (this.stopped) return;
+        // The renewal went through after the local deadline had passed (a slow answer):
+        // `held` stepped down meanwhile, but the compare-and-set proves nobody wrote the key
+        // since, so this holder owns it again from `sentAt`, and says so (the owner's work
+        // loop stopped when it lost the lease and must start again).
+        const wasLost = this.until === 0;
         this.until = sentAt + this.o.ttlMs;
+        if (wasLost) {
+          this.owner = this.o.holder;
+          this.o.onChange?.('acquired', { owner: this.o.holder });
+        }
       } catch (e) {
         this.lose(`renewal failed: ${(e as Error).message}`);
       }

@@ -183,3 +183,26 @@ test('two holders racing for a free key: exactly one wins (compare-and-set on "n
   expect((await b.get('tenant.conn'))!.string()).toBe(winner.lease.owner);
   await Promise.all(hs.map((h) => h.lease.stop()));
 });
+
+test('a renewal answered after the local deadline: the holder stepped down meanwhile, then owns the key again and says so (its work loop restarts on "acquired")', async () => {
+  const b = await kv(60_000);
+  const { f, kv: slow } = faulty(b);
+  let t = 0;
+  const a = holder(slow, 'p1', 60_000, { now: () => t });
+  await a.lease.start();
+  expect(a.changes).toEqual([{ change: 'acquired' }]);
+  // The next renewal hangs (a JetStream leader change) while the local deadline passes.
+  t = 40_000;
+  f.hang = true;
+  const renewal = a.lease.tick();
+  t = 60_001;
+  expect(a.lease.held).toBe(false);
+  expect(a.changes.map((c) => c.change)).toEqual(['acquired', 'lost']);
+  // The answer comes: the compare-and-set went through, nobody wrote the key since.
+  f.release();
+  await renewal;
+  expect(a.lease.held).toBe(true);
+  expect(a.changes.map((c) => c.change)).toEqual(['acquired', 'lost', 'acquired']);
+  expect((await b.get('tenant.conn'))!.string()).toBe('p1');
+  await a.lease.stop();
+});
