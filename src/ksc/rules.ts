@@ -222,6 +222,17 @@ export class ResponseRule {
       done?.('failed', 'ksc_untrusted_origin');
       return false;
     }
+    // The same trigger again (its work message redelivered while it waits in the queue, as
+    // after ack_wait in a backlog): told the outcome of the one queued, not acknowledged as
+    // skipped before that one ran, and not counted twice.
+    if (o.eventId !== undefined && this.pending.has(assetId) && this.eventOf.get(assetId) === o.eventId) {
+      if (done !== undefined) {
+        const w = this.waiters.get(assetId);
+        if (w !== undefined) w.push(done);
+        else this.waiters.set(assetId, [done]);
+      }
+      return true;
+    }
     this.stats.triggered++;
     if (this.pending.has(assetId)) {
       this.result('skipped_queued', assetId);

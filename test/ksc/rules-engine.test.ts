@@ -280,6 +280,38 @@ test('shared KSC work: every trigger hears its outcome once, and a start is clai
   expect(heard.at(-1)).toBe('e5:dropped:ksc_rule_dropped_at_stop');
 });
 
+test('shared KSC work: the same trigger redelivered while it still waits hears the outcome of the one queued, not skipped_queued before it ran', async () => {
+  const starts: string[] = [];
+  let go!: () => void;
+  const hold = new Promise<void>((res) => (go = res));
+  const deps: RuleDeps = {
+    ...new FakeKsc().deps(),
+    start: async (req) => {
+      await hold;
+      starts.push(req.assetId);
+      return FakeKsc.result(req);
+    },
+  };
+  // One worker busy with a1: a2's trigger waits in the queue.
+  const r = new ResponseRule(spec({ workers: 1 }), deps);
+  const heard: string[] = [];
+  const done = (tag: string) => (result: string, code?: string) => heard.push(`${tag}:${result}${code !== undefined ? `:${code}` : ''}`);
+  r.trigger('a1', undefined, { eventId: 'e1', done: done('e1') });
+  r.trigger('a2', undefined, { eventId: 'e2', done: done('e2') });
+  // e2's work message comes again (ack_wait passed in a backlog); e3 is another event for a2.
+  r.trigger('a2', undefined, { eventId: 'e2', done: done('e2 again') });
+  r.trigger('a2', undefined, { eventId: 'e3', done: done('e3') });
+  await tick();
+  expect(heard).toEqual(['e3:skipped_queued']);
+  go();
+  await r.idle();
+  expect(heard).toEqual(['e3:skipped_queued', 'e1:started', 'e2:started', 'e2 again:started']);
+  expect(starts).toEqual(['a1', 'a2']);
+  // Counted once per trigger, not per delivery.
+  expect(r.stats.triggered).toBe(3);
+  await r.close(1_000);
+});
+
 test('rule checks: tasks, workers, queue, filter', () => {
   expect(ruleProblems(spec())).toEqual([]);
   expect(ruleProblems(spec({ tasks: [] }))).toEqual(['tasks: give at least one KSC task name']);
