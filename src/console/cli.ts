@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../errors.js';
+import { sseReader } from './sse.js';
 
 async function configOf(file: string | undefined): Promise<import('../config/types.js').Config> {
   const { loadConfig, ConfigError } = await import('../config/load.js');
@@ -65,18 +66,8 @@ export function registerConsoleCommands(program: Command): void {
             res.on('end', () => fail(new CommanderError(EXIT.failure, 'cefd.tap', `error: ${res.statusCode}: ${body.trim()}`)));
             return;
           }
-          let buf = '';
           res.setEncoding('utf8');
-          res.on('data', (d: string) => {
-            buf += d;
-            let i: number;
-            while ((i = buf.indexOf('\n\n')) !== -1) {
-              const msg = buf.slice(0, i);
-              buf = buf.slice(i + 2);
-              const data = msg.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-              if (data !== '') process.stdout.write(data + '\n');
-            }
-          });
+          res.on('data', sseReader((data) => process.stdout.write(data + '\n')));
           res.on('end', () => done());
         });
         req.on('error', (e) => fail(new CommanderError(EXIT.failure, 'cefd.tap', `error: cannot reach ${base}: ${e.message}`)));

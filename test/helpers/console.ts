@@ -1,6 +1,7 @@
 /** A console user agent for the API tests: the sign-in form, the session cookie, the CSRF token. */
 import https from 'node:https';
 import http from 'node:http';
+import { sseReader } from '../../src/console/sse.js';
 
 export interface Answer {
   status: number;
@@ -111,21 +112,17 @@ export function readSse(base: string, path: string, headers: Record<string, stri
         return;
       }
       onOpen?.();
-      res.setEncoding('utf8').on('data', (d: string) => {
-        buf += d;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) !== -1) {
-          const msg = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const data = msg.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-          if (data !== '') events.push(data);
-          if (events.length >= want) {
+      res.setEncoding('utf8').on(
+        'data',
+        sseReader((data) => {
+          events.push(data);
+          if (events.length === want) {
             clearTimeout(t);
             req.destroy();
             resolve({ status: 200, events, body: '' });
           }
-        }
-      });
+        }),
+      );
     });
     const t = setTimeout(() => {
       req.destroy();
