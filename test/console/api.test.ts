@@ -9,18 +9,12 @@ import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { scrape, sendTcp, waitFor } from '../helpers/daemon.js';
-import { ADMIN_TOKEN, CLI, runCli, startKscDaemon, type KscTestDaemon } from '../helpers/ksc-daemon.js';
+import { ADMIN_TOKEN, CLI, runCli, startKscDaemon, type KscTestDaemon, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
 import { ConsoleAgent, readSse, request, setCookies } from '../helpers/console.js';
 import { makePki } from '../helpers/pki.js';
 
 const yaml = (consoleOpts = 'enabled: true', tls = '') => `
-state_dir: {dir}/state
-listeners:
-  - { name: tcp, type: tcp, host: 127.0.0.1, port: 0 }
-outputs:
-  - { name: events, type: file, path: {dir}/events.ndjson }
-dead_letter: { path: {dir}/dead-letter.ndjson }
-ksc:
+${DAEMON_BASE_YAML}ksc:
   sync_on_start: false
   admin: { enabled: true, host: 127.0.0.1, port: 0, bearer_token: ${ADMIN_TOKEN}, console: { ${consoleOpts} }${tls} }
 `;

@@ -12,20 +12,14 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { sendTcp, tempDir, waitFor } from '../helpers/daemon.js';
-import { ADMIN_TOKEN, startKscDaemon, type KscTestDaemon } from '../helpers/ksc-daemon.js';
+import { ADMIN_TOKEN, startKscDaemon, type KscTestDaemon, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'console');
 const PASSWORD = 'S3cret-KSC-pass!w0rd';
 
 const YAML = `
-state_dir: {dir}/state
-listeners:
-  - { name: tcp, type: tcp, host: 127.0.0.1, port: 0 }
-outputs:
-  - { name: events, type: file, path: {dir}/events.ndjson }
-dead_letter: { path: {dir}/dead-letter.ndjson }
-ksc:
+${DAEMON_BASE_YAML}ksc:
   sync_on_start: false
   request_timeout: 3s
   retries: 1

@@ -258,22 +258,29 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
 `;
 }
 
-test('SIGTERM with a full disk buffer under overload: the buffer never exceeds buffer.max_size, also at the exit; what did not fit is kept (0600) and a restart delivers every event read, once, in order', async () => {
+const FLOODS = 4;
+
+/** A daemon as fullBufferConfig says, an endpoint that never answers, FLOODS connections flooding it; the buffer folder's size sampled every 10 ms (`disk.peak`). */
+async function floodFullBuffer(whenFull: 'block' | 'drop_newest') {
   const dir = tempDir();
   const port = await freePort();
   const never = await endpoint(true);
-  const max = 2 * MiB;
-  const yaml = fullBufferConfig(port, 'block');
+  const yaml = fullBufferConfig(port, whenFull);
   const m1 = await freePort();
   const d = run(dir, yaml(never.url, m1));
   await d.until('cefd started');
   const buf = join(dir, 'state', 'buffers', 'siem');
+  const disk = { peak: 0 };
+  const sampler = setInterval(() => (disk.peak = Math.max(disk.peak, du(buf))), 10);
+  for (let c = 0; c < FLOODS; c++) flood(port, c);
+  return { dir, yaml, m1, d, buf, disk, sampler };
+}
+
+test('SIGTERM with a full disk buffer under overload: the buffer never exceeds buffer.max_size, also at the exit; what did not fit is kept (0600) and a restart delivers every event read, once, in order', async () => {
+  const max = 2 * MiB;
+  const { dir, yaml, m1, d, buf, disk, sampler } = await floodFullBuffer('block');
   const spillFile = join(dir, 'state', 'shutdown-spill', 'siem.ndjson');
-  let peak = 0;
-  const sampler = setInterval(() => (peak = Math.max(peak, du(buf))), 10);
   try {
-    const conns = 4;
-    for (let c = 0; c < conns; c++) flood(port, c);
     // Until the buffer is full and reading paused: what was in flight then waits in memory.
     await waitFor(() => du(buf) > max * 0.9, 60_000, 'a full buffer');
     await waitFor(async () => (await scrape(m1)).get('cefd_ingestion_paused') === 1, 60_000, 'reading paused');
@@ -282,7 +289,7 @@ test('SIGTERM with a full disk buffer under overload: the buffer never exceeds b
     expect(stop.code).toBe(0);
     const atExit = du(buf);
     expect(atExit).toBeLessThanOrEqual(max);
-    expect(peak).toBeLessThanOrEqual(max);
+    expect(disk.peak).toBeLessThanOrEqual(max);
     const log1 = logLines(d);
     const summary = log1.find((l) => typeof l['framesRead'] === 'number');
     expect(summary).toBeDefined();
@@ -307,7 +314,7 @@ test('SIGTERM with a full disk buffer under overload: the buffer never exceeds b
     const stop2 = await stopMeasured(again);
     expect(stop2.code).toBe(0);
     clearInterval(sampler);
-    expect(peak).toBeLessThanOrEqual(max);
+    expect(disk.peak).toBeLessThanOrEqual(max);
     const perConn = new Map<number, number[]>();
     for (const r of ok.records) {
       const { conn, seq } = seqOf(JSON.parse(r) as Record<string, unknown>);
@@ -323,13 +330,13 @@ test('SIGTERM with a full disk buffer under overload: the buffer never exceeds b
     expect(fs.existsSync(spillFile)).toBe(false);
     const dead = fs.existsSync(join(dir, 'dead.ndjson')) ? readNdjson(join(dir, 'dead.ndjson')) : [];
     for (const r of dead) expect(r['reason']).toBe('frame_incomplete_at_close');
-    expect(dead.length).toBeLessThanOrEqual(conns);
+    expect(dead.length).toBeLessThanOrEqual(FLOODS);
     report.push({
       test: 'disk buffer bound at SIGTERM under overload: stalled HTTP output, 4 senders, max_size 2MiB, when_full block, shutdown_timeout 2s; restart with the endpoint answering',
       sent: `${read} frames read by cefd`,
       arrived: `${ok.records.length} after the restart, each once, in order per connection (${replayed} from the disk buffer and its spill file, ${framesSpilled} spilled raw frames)`,
       lost: `0 (dead-lettered: ${dead.length} partial frames at close)`,
-      why: `peak ${(peak / MiB).toFixed(2)} MiB on disk in the buffer (running, stopping, replaying), ${(atExit / MiB).toFixed(2)} MiB after the exit; ${spilledEvents} events that did not fit kept in shutdown-spill/siem.ndjson (${(spillBytes / MiB).toFixed(2)} MiB); exit ${stop.ms} ms`,
+      why: `peak ${(disk.peak / MiB).toFixed(2)} MiB on disk in the buffer (running, stopping, replaying), ${(atExit / MiB).toFixed(2)} MiB after the exit; ${spilledEvents} events that did not fit kept in shutdown-spill/siem.ndjson (${(spillBytes / MiB).toFixed(2)} MiB); exit ${stop.ms} ms`,
     });
   } finally {
     clearInterval(sampler);
@@ -337,20 +344,9 @@ test('SIGTERM with a full disk buffer under overload: the buffer never exceeds b
 });
 
 test('the same with when_full: drop_newest: what does not fit is dropped and counted, never written past max_size nor kept; every event read is delivered or counted as dropped', async () => {
-  const dir = tempDir();
-  const port = await freePort();
-  const never = await endpoint(true);
   const max = 2 * MiB;
-  const yaml = fullBufferConfig(port, 'drop_newest');
-  const m1 = await freePort();
-  const d = run(dir, yaml(never.url, m1));
-  await d.until('cefd started');
-  const buf = join(dir, 'state', 'buffers', 'siem');
-  let peak = 0;
-  const sampler = setInterval(() => (peak = Math.max(peak, du(buf))), 10);
+  const { dir, yaml, m1, d, buf, disk, sampler } = await floodFullBuffer('drop_newest');
   try {
-    const conns = 4;
-    for (let c = 0; c < conns; c++) flood(port, c);
     await waitFor(async () => ((await scrape(m1)).get('cefd_output_dropped_events_total{output="siem",reason="queue_full"}') ?? 0) > 0, 60_000, 'events dropped');
     const stop = await stopMeasured(d);
     for (const s of senders.splice(0)) s.destroy();
@@ -373,7 +369,7 @@ test('the same with when_full: drop_newest: what does not fit is dropped and cou
     const stop2 = await stopMeasured(again);
     expect(stop2.code).toBe(0);
     clearInterval(sampler);
-    expect(peak).toBeLessThanOrEqual(max);
+    expect(disk.peak).toBeLessThanOrEqual(max);
     const s2 = summaryOf(again);
     const dropped2 = (s2['eventsDropped'] as Record<string, number> | undefined)?.['siem'] ?? 0;
     const perConn = new Map<number, number[]>();
@@ -393,7 +389,7 @@ test('the same with when_full: drop_newest: what does not fit is dropped and cou
       sent: `${read} frames read by cefd`,
       arrived: `${ok.records.length} after the restart, each once, in order per connection`,
       lost: `${dropped1 + dropped2} dropped and counted (queue_full: ${dropped1} while running and stopping, ${dropped2} after the restart); ${dead.length} partial frames dead-lettered`,
-      why: `peak ${(peak / MiB).toFixed(2)} MiB on disk in the buffer, ${(atExit / MiB).toFixed(2)} MiB after the exit; no spill file for the output; exit ${stop.ms} ms`,
+      why: `peak ${(disk.peak / MiB).toFixed(2)} MiB on disk in the buffer, ${(atExit / MiB).toFixed(2)} MiB after the exit; no spill file for the output; exit ${stop.ms} ms`,
     });
   } finally {
     clearInterval(sampler);

@@ -87,6 +87,15 @@ export async function api(port: number, method: string, path: string, o: { body?
 
 export const ADMIN_TOKEN = 'admin-token-for-tests';
 
+/** The start of a daemon's YAML for startKscDaemon: one TCP listener on a free port, a file output, the dead letter. */
+export const DAEMON_BASE_YAML = `state_dir: {dir}/state
+listeners:
+  - { name: tcp, type: tcp, host: 127.0.0.1, port: 0 }
+outputs:
+  - { name: events, type: file, path: {dir}/events.ndjson }
+dead_letter: { path: {dir}/dead-letter.ndjson }
+`;
+
 // -- the built CLI as a child process ---------------------------------------------------
 
 

@@ -9,20 +9,14 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
 import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { readNdjson, scrape, sendTcp, waitFor } from '../helpers/daemon.js';
-import { api, runCli, startKscDaemon, type ApiAnswer, type KscTestDaemon, ADMIN_TOKEN } from '../helpers/ksc-daemon.js';
+import { api, runCli, startKscDaemon, type ApiAnswer, type KscTestDaemon, ADMIN_TOKEN, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
 
 const PASSWORD = 'S3cret-KSC-pass!w0rd';
 const WS42_HOST = 'c2b22f83-307c-45aa-8533-5ffffbcc6bf1';
 const RULE = 'scan-on-detection';
 
 const YAML = `
-state_dir: {dir}/state
-listeners:
-  - { name: tcp, type: tcp, host: 127.0.0.1, port: 0 }
-outputs:
-  - { name: events, type: file, path: {dir}/events.ndjson }
-dead_letter: { path: {dir}/dead-letter.ndjson }
-metrics: { enabled: true, host: 127.0.0.1, port: 0 }
+${DAEMON_BASE_YAML}metrics: { enabled: true, host: 127.0.0.1, port: 0 }
 ksc:
   sync_on_start: false
   request_timeout: 3s
