@@ -5,13 +5,15 @@
 // until every event is in the output file.
 //
 //   npm run build && node bench/e2e.mjs [--n 200000] [--runs 3] [--only 1conn-disk,...] [--json]
-//                                       [--workers N] [--cpu-prof DIR] [--console]
+//                                       [--workers N] [--cpu-prof DIR] [--console] [--threads]
+//                                       [--node-flags '--flag ...']
 //
 // --console turns the admin listener and the web console on (the console keeps the last
 // events in memory, docs/console.md): compare with and without it to see its cost.
 // --workers sets decode_workers (default -1: one per core). --cpu-prof DIR runs cefd with
 // node's --cpu-prof (one .cpuprofile per thread in DIR; CPU figures are then inflated by
-// the profiler); bench/prof-summary.mjs DIR prints where the time goes.
+// the profiler); bench/prof-summary.mjs DIR prints where the time goes. --threads prints
+// each run's CPU µs per event by thread (from /proc/PID/task).
 //
 // Scenarios: 1conn-disk (one connection, LF framing, disk buffer with its default
 // fsync policy: the default configuration), 2conn-disk, octet-disk (RFC 6587 octet
@@ -23,7 +25,7 @@
 // For the side-by-side run with syslog-ng, rsyslog and the Node baselines, use
 // bench/cefd-sut.sh with ../shared/bench-peer (docs/performance.md).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, readSync, closeSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -40,10 +42,10 @@ const SCENARIOS = {
   '1conn-memory': { conns: 1, framing: 'lf', buffer: 'memory' },
 };
 
-const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '', console: false };
+const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '', console: false, threads: false, 'node-flags': '' };
 for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i].replace(/^--/, '');
-  if (k === 'json' || k === 'console') { args[k] = true; continue; }
+  if (k === 'json' || k === 'console' || k === 'threads') { args[k] = true; continue; }
   if (!(k in args)) { console.error(`unknown option --${k}`); process.exit(2); }
   const v = process.argv[++i];
   args[k] = typeof args[k] === 'number' ? Number(v) : v;
@@ -56,6 +58,19 @@ function cpuSeconds(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime (fields 14, 15)
+}
+/** CPU seconds per thread (comm name + tid), for --threads. */
+function threadCpu(pid) {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[`${comm}#${tid}`] = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    } catch { /* the thread ended */ }
+  }
+  return out;
 }
 function peakRssMiB(pid) {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
@@ -147,10 +162,12 @@ async function runOnce(name, sc, input, port) {
     '',
   ].join('\n'));
   const prof = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];
-  const child = spawn(process.execPath, [...prof, cli, 'run', '--config', join(dir, 'cefd.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const nodeFlags = args['node-flags'] ? args['node-flags'].split(' ').filter(Boolean) : [];
+  const child = spawn(process.execPath, [...nodeFlags, ...prof, cli, 'run', '--config', join(dir, 'cefd.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     await waitListening(port, child, Date.now() + 20_000);
     const cpu0 = cpuSeconds(child.pid);
+    const threads0 = args.threads ? threadCpu(child.pid) : {};
     const parts = slices(input, sc.conns, sc.framing);
     const count = lineCounter(out);
     const t0 = performance.now();
@@ -166,6 +183,11 @@ async function runOnce(name, sc, input, port) {
     await sent;
     const cpu = cpuSeconds(child.pid) - cpu0;
     const rss = peakRssMiB(child.pid);
+    if (args.threads) {
+      const t1 = threadCpu(child.pid);
+      const busy = Object.entries(t1).map(([k, v]) => [k, v - (threads0[k] ?? 0)]).filter(([, v]) => v > 0.005).sort((a, b) => b[1] - a[1]);
+      console.error(`  CPU µs per event by thread: ${busy.map(([k, v]) => `${k} ${((v * 1e6) / args.n).toFixed(2)}`).join(', ')}`);
+    }
     if (got !== args.n) throw new Error(`${name}: ${got} events in the output, expected ${args.n}`);
     return { eventsPerSec: args.n / secs, eventsPerCpuSec: args.n / cpu, peakRssMiB: rss, secs, cpuSecs: cpu };
   } finally {
