@@ -24,6 +24,22 @@ export class StateDirError extends Error {
   override readonly name = 'StateDirError';
 }
 
+/** Whether an output's `buffer` gives it a disk buffer (`auto`: the output type's default). */
+export function wantsDisk(b: BufferConfig, outputType: string): boolean {
+  return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
+}
+
+/**
+ * The names whose folder under `state_dir/buffers/` (and spill file) a configuration
+ * uses: outputs with a disk buffer, and `dead_letter` when the dead-letter output has one.
+ * Any other buffer there is orphaned (src/buffer/inventory.ts).
+ */
+export function diskBufferOwners(c: Config): Set<string> {
+  const owners = new Set(c.outputs.filter((o) => wantsDisk(o.buffer, o.type)).map((o) => o.name));
+  if (wantsDisk(c.dead_letter.buffer, 'file')) owners.add('dead_letter');
+  return owners;
+}
+
 export class Topology {
   private readonly normalizerCache: NormalizerCache = new Map();
 
@@ -41,7 +57,7 @@ export class Topology {
 
   /** The output's queue: a disk buffer (default for all but stdout) or memory. */
   private queue(name: string, b: BufferConfig, capacity: number, outputType: string, whenFull: 'block' | 'drop_newest', slotRef: { slot?: OutputRunner }, reuse?: DiskQueue): EventQueue {
-    if (!this.wantsDisk(b, outputType)) return new MemoryQueue(capacity);
+    if (!wantsDisk(b, outputType)) return new MemoryQueue(capacity);
     const t = this.telemetry;
     t.output(name).bufferMaxBytes = b.max_size;
     const dir = join(this.stateDir(), 'buffers', name);
@@ -74,11 +90,6 @@ export class Topology {
     }
     t.bufferReplay(name, q.replayed);
     return q;
-  }
-
-  /** Whether an output's `buffer` gives it a disk buffer. */
-  wantsDisk(b: BufferConfig, outputType: string): boolean {
-    return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
   }
 
   /** An output's runner: its output (through the registry) and its queue (`reuse`: a reload's disk buffer). */
