@@ -6,7 +6,6 @@
  */
 import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
-import { compileFilter } from './filter/filter.js';
 import { loadChain, type Normalizer, type NormalizerCache } from './pipeline/normalize.js';
 import type { FlowControl } from './pipeline/flow-control.js';
 import { OutputRunner } from './pipeline/output-runner.js';
@@ -98,7 +97,6 @@ export class Topology {
     ref.slot = new OutputRunner(
       {
         name: o.name,
-        filter: o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined,
         capacity: o.queue_max_events,
         whenFull: o.when_full,
         batchMax: o.batch_max_events,
@@ -119,7 +117,7 @@ export class Topology {
     const d = c.dead_letter;
     const ref: { slot?: OutputRunner } = {};
     ref.slot = new OutputRunner(
-      { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
+      { name: 'dead_letter', capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
       createDeadLetterOutput(d),
       this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', 'block', ref, reuse),
       this.flow,
