@@ -117,7 +117,7 @@ metrics: { host: 127.0.0.1, port: 0 }
     // Far more than cefd reads before it pauses (a few 64 KiB reads), so the sender always
     // has bytes waiting: the connection is never idle, only paused. With less, cefd could
     // read everything before the queue filled, and a loaded machine could then rightly
-    // close it as idle before the pause (what once made this test fail).
+    // close it as idle before the pause (the likely cause of a failure seen under load).
     const n = 5000;
     const text = Array.from({ length: n }, (_, i) => `CEF:0|V|P|1|x|n|5|cnt=${i} msg=${'p'.repeat(400)}\n`).join('');
     const sock = net.connect(d.ports()['tcp']!, '127.0.0.1');
