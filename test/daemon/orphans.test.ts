@@ -10,26 +10,16 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { DiskQueue } from '../../src/buffer/disk-queue.js';
-import { loadConfig } from '../../src/config/load.js';
-import { Daemon } from '../../src/daemon.js';
-import { Telemetry } from '../../src/telemetry/telemetry.js';
+import type { Daemon } from '../../src/daemon.js';
 import { freePort, runCli } from '../helpers/child.js';
-import { LogCapture, readNdjson, scrape, sendTcp, tempDir, waitFor, waitLines } from '../helpers/daemon.js';
+import { readNdjson, scrape, sendTcp, startFromFile, tempDir, waitFor, waitLines, type LogCapture } from '../helpers/daemon.js';
 
 const daemons: Daemon[] = [];
 afterEach(async () => {
   await Promise.all(daemons.splice(0).map((d) => d.stop()));
 });
 
-async function start(dir: string, yaml: string): Promise<{ d: Daemon; file: string; logs: LogCapture }> {
-  const file = join(dir, 'cefd.yaml');
-  writeFileSync(file, yaml);
-  const logs = new LogCapture();
-  const d = new Daemon(loadConfig(file), new Telemetry({ level: 'debug', destination: logs, processMetrics: false, repeatIntervalMs: 0 }), file);
-  daemons.push(d);
-  await d.start();
-  return { d, file, logs };
-}
+const start = (dir: string, yaml: string) => startFromFile(dir, yaml, daemons);
 
 const line = (i: number) => `CEF:0|V|P|1|orphan|n|5|cnt=${i}\n`;
 const N = 300;

@@ -9,25 +9,15 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
-import { loadConfig } from '../../src/config/load.js';
-import { Daemon } from '../../src/daemon.js';
-import { Telemetry } from '../../src/telemetry/telemetry.js';
-import { LogCapture, readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
+import type { Daemon } from '../../src/daemon.js';
+import { readNdjson, scrape, startFromFile, tempDir, waitFor } from '../helpers/daemon.js';
 
 const daemons: Daemon[] = [];
 afterEach(async () => {
   await Promise.all(daemons.splice(0).map((d) => d.stop()));
 });
 
-async function start(dir: string, yaml: string): Promise<{ d: Daemon; file: string; logs: LogCapture }> {
-  const file = join(dir, 'cefd.yaml');
-  writeFileSync(file, yaml);
-  const logs = new LogCapture();
-  const d = new Daemon(loadConfig(file), new Telemetry({ level: 'debug', destination: logs, processMetrics: false, repeatIntervalMs: 0 }), file);
-  daemons.push(d);
-  await d.start();
-  return { d, file, logs };
-}
+const start = (dir: string, yaml: string) => startFromFile(dir, yaml, daemons);
 
 const line = (tag: string, i: number) => `CEF:0|V|P|1|${tag}|n|5|cnt=${i} cs1=${tag} cs1Label=Tag\n`;
 const seqOf = (e: Record<string, unknown>) => (e['cef'] as { typed: { baseEventCount: number } }).typed.baseEventCount;
