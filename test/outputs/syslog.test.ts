@@ -4,7 +4,9 @@
  * and killed mid-stream (nothing lost), a receiver that stops reading, and TLS through
  * rsyslog's ossl driver (CA, pin, wrong certificate, wrong pin, client certificate).
  */
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -114,6 +116,37 @@ describe('against rsyslog', () => {
     }
     expect(res.status).toBe('retry');
     if (res.status === 'retry') expect(res.error).toMatch(/refused datagrams \(.*ECONNREFUSED.*\): datagrams sent before this may be lost/);
+  });
+
+  test('udp to a host that does not resolve at start: start() succeeds, batches retry with the DNS error, then flow once it resolves', async () => {
+    // The real resolver both times: `siem.invalid` (RFC 6761: never resolves), then the same
+    // name looked up as `localhost` (as if DNS now had it), so no test depends on /etc/hosts edits.
+    let resolvable = false;
+    const realLookup = dns.lookup;
+    const spy = vi.spyOn(dns, 'lookup').mockImplementation(((host: string, ...rest: unknown[]) =>
+      (realLookup as (...a: unknown[]) => void)(host === 'siem.invalid' && resolvable ? 'localhost' : host, ...rest)) as typeof dns.lookup);
+    const rx = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((r) => rx.bind(0, '127.0.0.1', r));
+      const got: string[] = [];
+      rx.on('message', (m) => got.push(m.toString('utf8')));
+      const o = output({ transport: 'udp', host: 'siem.invalid', port: rx.address().port, header: 'none' });
+      await o.start();
+      for (let i = 0; i < 2; i++) {
+        const res = await o.send({ records: [cef(i)] });
+        expect(res.status).toBe('retry');
+        if (res.status === 'retry') expect(res.error).toMatch(/cannot use siem\.invalid:\d+: .*(ENOTFOUND|EAI_AGAIN)/);
+        expect(o.unready()).toMatch(/ENOTFOUND|EAI_AGAIN/);
+      }
+      resolvable = true;
+      expect(await o.send({ records: [cef(1)] })).toEqual({ status: 'delivered' });
+      expect(o.unready()).toBeUndefined();
+      await waitFor(() => got.length >= 1, 10_000, 'one datagram');
+      expect(got).toEqual([cef(1)]);
+    } finally {
+      spy.mockRestore();
+      rx.close();
+    }
   });
 
   test('receiver down at start, then killed mid-stream and restarted: every record arrives', async () => {

@@ -36,6 +36,10 @@ export class SyslogOutput implements Output {
   private stream: StreamSender | null = null;
   private udp: dgram.Socket | null = null;
   private udpRefused = '';
+  /** Whether the UDP socket is connected to the receiver's address (resolved from `host`). */
+  private udpConnected = false;
+  /** Why the UDP socket is not connected ('' when it is). */
+  private udpProblem = '';
   /** The header's text of the last batch, and the second it was made for. */
   private headerCache: { second: number; bytes: Buffer } = { second: -1, bytes: Buffer.alloc(0) };
 
@@ -57,24 +61,19 @@ export class SyslogOutput implements Output {
     };
   }
 
-  /** Never waits for the receiver: one that is down at start gets the events once it is up. */
+  /**
+   * Never waits for the receiver: one that is down at start gets the events once it is up.
+   * Nor for its name: a UDP host that does not resolve yet is resolved again by each batch
+   * (sendUdp), so start() does not fail and the output recovers without a restart.
+   */
   async start(): Promise<void> {
     const c = this.config;
     if (c.transport === 'udp') {
       const sock = dgram.createSocket(net.isIPv6(c.host) ? 'udp6' : 'udp4');
       // Asynchronous ICMP reports (the receiver's port is closed) arrive as 'error' events.
       sock.on('error', (e) => (this.udpRefused = errorText(e)));
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.connect(this.port, c.host, () => {
-          sock.off('error', reject);
-          resolve();
-        });
-      }).catch((e: unknown) => {
-        sock.close();
-        throw new Error(`${this.label}: cannot use ${c.host}:${this.port}: ${errorText(e)}`);
-      });
       this.udp = sock;
+      this.udpProblem = (await this.connectUdp(sock)) ?? '';
       return;
     }
     this.stream = new StreamSender({
@@ -123,12 +122,19 @@ export class SyslogOutput implements Output {
     }
   }
 
+  /** UDP: why the socket has no receiver's address (its name did not resolve), or undefined. */
+  unready(): string | undefined {
+    if (this.udp === null || this.udpConnected) return undefined;
+    return this.udpProblem === '' ? 'not connected' : this.udpProblem;
+  }
+
   async close(): Promise<void> {
     const s = this.stream;
     this.stream = null;
     await s?.close();
     const u = this.udp;
     this.udp = null;
+    this.udpConnected = false;
     if (u !== null) await new Promise<void>((r) => u.close(() => r()));
   }
 
@@ -147,8 +153,44 @@ export class SyslogOutput implements Output {
     return bytes;
   }
 
+  /**
+   * Resolves `host` and connects the socket to it; why not, or null. Node 20's
+   * dgram.connect() hands a DNS failure to its callback (not to an 'error' event) and leaves
+   * the socket unconnected, so the callback's argument is the outcome.
+   */
+  private connectUdp(sock: dgram.Socket): Promise<string | null> {
+    const where = `${this.config.host}:${this.port}`;
+    return new Promise<string | null>((resolve) => {
+      try {
+        (sock.connect as (port: number, host: string, cb: (err?: Error) => void) => void)(this.port, this.config.host, (err) => {
+          if (err !== undefined && err !== null) return resolve(`cannot use ${where}: ${errorText(err)}`);
+          this.udpConnected = true;
+          resolve(null);
+        });
+      } catch (err) {
+        resolve(`cannot use ${where}: ${errorText(err)}`);
+      }
+    });
+  }
+
+  /** Forgets the address, so the next batch resolves `host` again (its address may have changed). */
+  private disconnectUdp(sock: dgram.Socket): void {
+    if (!this.udpConnected) return;
+    this.udpConnected = false;
+    try {
+      sock.disconnect();
+    } catch {
+      // Not connected after all: nothing to undo.
+    }
+  }
+
   private async sendUdp(frames: readonly Buffer[]): Promise<string | null> {
     const sock = this.udp!;
+    if (!this.udpConnected) {
+      const why = await this.connectUdp(sock);
+      this.udpProblem = why ?? '';
+      if (why !== null) return why;
+    }
     if (this.udpRefused !== '') {
       const why = this.udpRefused;
       this.udpRefused = '';
@@ -156,7 +198,11 @@ export class SyslogOutput implements Output {
     }
     for (const f of frames) {
       const err = await new Promise<Error | null>((r) => sock.send(f, (e) => r(e ?? null)));
-      if (err !== null) return `sending a datagram failed: ${errorText(err)}`;
+      if (err !== null) {
+        this.disconnectUdp(sock);
+        this.udpProblem = `sending a datagram failed: ${errorText(err)}`;
+        return this.udpProblem;
+      }
     }
     return null;
   }
