@@ -231,6 +231,11 @@ export const CODES = {
     stage: 'output',
     description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions); the event goes to the dead-letter output.',
   },
+  nats_refused: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output: JetStream refused the message for itself with a 4xx PubAck error (e.g. 400/10054: larger than the stream\'s `max_msg_size`; a sealed stream); sending it again would be refused again, so it goes to the dead-letter output with the code and err_code in the error. A 503 (a full stream with `discard: new`, no quorum) is retried.',
+  },
   queue_full: {
     level: 'error',
     stage: 'output',

@@ -166,6 +166,35 @@ test('one event over the server\'s max_payload is rejected alone (dead letter), 
   expect(msgs.map((m) => m.id)).toEqual(['ok-1', 'ok-2']);
 });
 
+test('an event over the stream\'s max_msg_size (PubAck 400/10054) is rejected alone with nats_refused, not retried forever', async () => {
+  const s = await natsServer();
+  const c = await client(s);
+  await (await c.jetstreamManager()).streams.add({ name: 'SMALL', subjects: ['cefd.small'], max_msg_size: 100 });
+  const o = output({ servers: [s.url], subject: 'cefd.small', stream: { name: 'SMALL' } });
+  await o.start();
+  const big = rec('big', 'x'.repeat(300));
+  const r = await o.send(batch([rec('ok-1'), big, rec('ok-2')]));
+  expect(r).toMatchObject({ status: 'partial', retry: [], rejected: [{ index: 1, reason: 'nats_refused' }] });
+  expect(r.status === 'partial' ? r.rejected?.[0]?.error : '').toMatch(/code 400, err_code 10054/);
+  // Alone (as the runner sends a retried record): rejected, so the queue moves on.
+  expect(await o.send(batch([big]))).toMatchObject({ status: 'rejected', reason: 'nats_refused' });
+  expect((await streamMessages(c, 'SMALL')).map((m) => m.id)).toEqual(['ok-1', 'ok-2']);
+});
+
+test('a full stream with discard: new (PubAck 503/10077) is retried, and delivered once there is room', async () => {
+  const s = await natsServer();
+  const o = output({ servers: [s.url], subject: 'cefd.full', stream: { create: true, name: 'FULL', max_msgs: 1, discard: 'new' } });
+  await o.start();
+  expect(await o.send(batch([rec('f1')]))).toEqual({ status: 'delivered' });
+  const r = await o.send(batch([rec('f2')]));
+  expect(r.status).toBe('retry');
+  expect((r as { error: string }).error).toMatch(/err_code 10077/);
+  const c = await client(s);
+  await (await c.jetstreamManager()).streams.purge('FULL');
+  expect(await o.send(batch([rec('f2')]))).toEqual({ status: 'delivered' });
+  expect((await streamMessages(c, 'FULL')).map((m) => m.id)).toEqual(['f2']);
+});
+
 test('a subject the user may not publish to: the batch is rejected (dead letter) with nats_permission_denied, other outputs on the connection unaffected', async () => {
   const s = await natsServer('authorization { users = [ { user: cefd, password: pw, permissions: { publish: { deny: [ "cefd.denied" ] } } } ] }');
   const dir = tempDir();

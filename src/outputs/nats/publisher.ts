@@ -25,7 +25,7 @@ export interface OutgoingMessage {
 /** Per message: acknowledged by the stream (stored, or a duplicate it dropped), or why not. */
 export type PublishOutcome =
   | { ok: true }
-  | { ok: false; kind: 'max_payload' | 'permission' | 'no_responders' | 'timeout' | 'refused' | 'failed'; error: string };
+  | { ok: false; kind: 'max_payload' | 'permission' | 'no_responders' | 'timeout' | 'refused' | 'rejected' | 'failed'; error: string };
 
 interface PendingBatch {
   outcomes: (PublishOutcome | undefined)[];
@@ -114,7 +114,14 @@ export class BatchPublisher {
       this.settle(b, i, { ok: false, kind: 'failed', error: 'the answer to a publish was not a PubAck' });
       return;
     }
-    if (r.error !== undefined) this.settle(b, i, { ok: false, kind: 'refused', error: `${r.error.description ?? 'error'} (${r.error.code ?? '?'}/${r.error.err_code ?? '?'})` });
+    if (r.error !== undefined) {
+      const code = r.error.code ?? 0;
+      // A 4xx is about this message (10054: larger than the stream's max_msg_size; a sealed
+      // stream; a failed expectation): the same message is refused again however often it
+      // is sent. A 503 (10077: a full stream with discard: new; no quorum) passes.
+      const kind = code >= 400 && code < 500 && code !== 408 && code !== 429 ? 'rejected' : 'refused';
+      this.settle(b, i, { ok: false, kind, error: `JetStream refused the message: ${r.error.description ?? 'error'} (code ${r.error.code ?? '?'}, err_code ${r.error.err_code ?? '?'})` });
+    }
     else if (typeof r.stream === 'string' && r.stream !== '') this.settle(b, i, { ok: true });
     else this.settle(b, i, { ok: false, kind: 'failed', error: 'the answer to a publish was not a PubAck' });
   }
