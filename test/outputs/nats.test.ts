@@ -16,6 +16,7 @@ import type { Batch, SendResult } from '../../src/outputs/types.js';
 import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
 import { makePki } from '../helpers/pki.js';
 import { tempDir, waitFor } from '../helpers/daemon.js';
+import { freePort } from '../helpers/child.js';
 
 const outputs: NatsOutput[] = [];
 const clients: NatsConnection[] = [];
@@ -216,6 +217,25 @@ test('no stream captures the subject: retried with an error that says so', async
   await waitFor(async () => (await o.send(batch([rec('n')]))).status === 'retry', 10_000, 'a retry');
   const r = await o.send(batch([rec('n')]));
   expect((r as { error: string }).error).toMatch(/no JetStream stream answered on nobody\.listens/);
+});
+
+test('a server without JetStream: each batch retried with the reason, and the failed stream checks leave no subscriptions or status watchers behind', async () => {
+  const http = await freePort();
+  const s = await natsServer(`http: "127.0.0.1:${http}"`, { jetstream: false });
+  const o = output({ servers: [s.url], subject: 'cefd.nojs', ack_timeout: '2s', stream: { create: true, name: 'NOJS' } });
+  await o.start();
+  const subs = async () => ((await (await fetch(`http://127.0.0.1:${http}/subsz`)).json()) as { num_subscriptions: number }).num_subscriptions;
+  const watchers = () => (o as unknown as { link: { current: { protocol: { listeners: unknown[] } } } }).link.current.protocol.listeners.length;
+  let first: { subs: number; watchers: number } | null = null;
+  for (let i = 0; i < 20; i++) {
+    const r = await o.send(batch([rec(`n${i}`)]));
+    expect(r.status).toBe('retry');
+    expect((r as { error: string }).error).toMatch(/JetStream is not available/);
+    first ??= { subs: await subs(), watchers: watchers() };
+  }
+  // One inbox subscription and one status watcher at most, however many checks failed.
+  expect(await subs()).toBeLessThanOrEqual(first!.subs);
+  expect(watchers()).toBeLessThanOrEqual(first!.watchers);
 });
 
 test('the examples of docs/outputs-nats.md and docs/cluster.md validate; a receiver with a non-frame output does not', async () => {

@@ -111,7 +111,11 @@ export class NatsOutput implements Output {
     if (typeof js === 'string') return { status: 'retry', error: js };
     const problem = await js.ready;
     if (problem !== '') {
-      if (this.js !== null && this.js.ready === js.ready) this.js = null;
+      // The next batch checks again with a new publisher: close this one (its inbox subscription).
+      if (this.js !== null && this.js.ready === js.ready) {
+        this.js.publisher.close();
+        this.js = null;
+      }
       return { status: 'retry', error: problem };
     }
     const rejected: { index: number; reason: string; error: string }[] = [];
