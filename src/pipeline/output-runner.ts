@@ -183,10 +183,11 @@ export class OutputRunner {
         error = `internal error: ${(e as Error).message}`;
         this.telemetry.repeated('error', `runner_internal:${this.name}`, { output: this.name, err: (e as Error).stack }, `output ${this.name}: ${error}`);
       }
-      // Capped exponential backoff with full jitter; Retry-After wins when longer.
+      // Capped exponential backoff with full jitter; Retry-After wins when longer, beyond
+      // max_backoff: the output already capped it at max_retry_after (http-transport.ts).
       backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
       let wait = backoff / 2 + (Math.random() * backoff) / 2;
-      if (retryAfterMs !== undefined) wait = Math.min(this.opts.maxBackoffMs, Math.max(wait, retryAfterMs));
+      if (retryAfterMs !== undefined) wait = Math.max(wait, retryAfterMs);
       this.telemetry.outputRetrying(this.name, n, error, wait);
       await this.sleep(wait);
       this.afterDequeue();

@@ -158,6 +158,23 @@ test('whole-batch results: retry sends the same batch again, rejected dead-lette
   expect(h.runner.stats.retried).toBe(10);
 });
 
+test('Retry-After is honoured beyond max_backoff (the output caps it at max_retry_after)', async () => {
+  const q = disk(tempDir());
+  q.append(range(3).map(rec));
+  const h = harness(q, (_r, call) => (call === 1 ? { status: 'retry', error: 'HTTP 429', retryAfterMs: 60_000 } : { status: 'delivered' }), { maxBackoffMs: 5 });
+  const waits: number[] = [];
+  const orig = h.telemetry.outputRetrying.bind(h.telemetry);
+  h.telemetry.outputRetrying = (o, n, e, ms) => {
+    waits.push(ms);
+    orig(o, n, e, ms);
+  };
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(50) });
+  await waitFor(() => waits.length === 1, 10_000, 'one retry');
+  expect(waits).toEqual([60_000]);
+  expect(h.output.batches.length).toBe(1);
+});
+
 test('a partial result naming an index twice, or out of range, cannot loop: rejected wins, unknown indexes are ignored', async () => {
   const q = disk(tempDir());
   q.append(range(3).map(rec));
