@@ -7,6 +7,10 @@
  *   this id exists, so an earlier attempt wrote it (a retry after a lost answer):
  *   accepted, never a duplicate.
  * - 429, 5xx, and the rejected-for-load exceptions: that item alone is sent again.
+ * - 401/403 (`security_exception`: the role lacks the index privilege;
+ *   `cluster_block_exception`: a write block) and a missing ingest pipeline: a mistake in
+ *   the cluster's or cefd's configuration, not in the event, fixed without losing events:
+ *   sent again no sooner than AUTH_RETRY_MS apart, as a whole-request 401/403 is.
  * - Any other item error (a mapping error, a bad index name): that item is dead-lettered
  *   with reason `elasticsearch_<error type>` and the cluster's reason.
  * A whole-request 413 splits the batch in halves (down to one event, then dead-lettered);
@@ -151,6 +155,8 @@ export class ElasticsearchOutput implements Output {
     }
     let busy = 0;
     let busyText = '';
+    let config = 0;
+    let configText = '';
     for (let k = 0; k < items.length; k++) {
       const i = start + k;
       const item = items[k] as Record<string, { status?: unknown; error?: { type?: unknown; reason?: unknown } }> | null;
@@ -166,9 +172,20 @@ export class ElasticsearchOutput implements Output {
         busyText = text;
         continue;
       }
+      const reason = typeof res?.error?.reason === 'string' ? res.error.reason : '';
+      if (status === 401 || status === 403 || /^pipeline with id \[.*\] does not exist/.test(reason)) {
+        out.retry.push(i);
+        config++;
+        configText = text;
+        continue;
+      }
       out.rejected.push({ index: i, reason: itemReason(type), error: `${this.label}: ${text}` });
     }
     if (busy > 0) out.errors.push(`${this.label}: ${busy} event(s) refused for now (${busyText})`);
+    if (config > 0) {
+      out.errors.push(`${this.label}: ${config} event(s) refused by the cluster's or cefd's configuration (${configText}); fix the role, block or pipeline: retrying every ${AUTH_RETRY_MS / 1000} s or more`);
+      out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, AUTH_RETRY_MS);
+    }
   }
 
   /** Aborts a request in flight (its send reports `retry`) and closes idle connections. */
