@@ -183,6 +183,10 @@ export class OutputRunner {
         error = `internal error: ${(e as Error).message}`;
         this.telemetry.repeated('error', `runner_internal:${this.name}`, { output: this.name, err: (e as Error).stack }, `output ${this.name}: ${error}`);
       }
+      // Stopped or handed over while the batch was in flight (close() made it fail): its
+      // records stay in the queue for the next runner; sleeping a backoff first would hold
+      // up the reload or the shutdown for up to max_backoff.
+      if (this.giveUp) return;
       // Capped exponential backoff with full jitter; Retry-After wins when longer, beyond
       // max_backoff: the output already capped it at max_retry_after (http-transport.ts).
       backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
@@ -234,6 +238,7 @@ export class OutputRunner {
   private giveUp = false;
 
   private sleep(ms: number): Promise<void> {
+    if (this.giveUp) return Promise.resolve();
     return new Promise((r) => {
       this.sleepResolve = r;
       this.sleepTimer = setTimeout(() => {
@@ -243,6 +248,16 @@ export class OutputRunner {
       }, ms);
       this.sleepTimer.unref?.();
     });
+  }
+
+  /** Ends a backoff sleep at once (stop's deadline, a hand-over). */
+  private endSleep(): void {
+    if (this.sleepTimer === null) return;
+    clearTimeout(this.sleepTimer);
+    this.sleepTimer = null;
+    const r = this.sleepResolve;
+    this.sleepResolve = null;
+    r?.();
   }
 
   private afterDequeue(): void {
@@ -282,11 +297,7 @@ export class OutputRunner {
       // The deadline: a request in flight is aborted, not waited for; its batch stays in
       // the queue (a disk buffer keeps it for the next start).
       this.inFlight?.abort();
-      if (this.sleepTimer !== null) {
-        clearTimeout(this.sleepTimer);
-        this.sleepTimer = null;
-        this.sleepResolve?.();
-      }
+      this.endSleep();
     }
     // The runner exits once the queue is empty, or once the aborted batch comes back (an
     // output that ignores the signal is not waited for beyond a moment).
@@ -316,11 +327,7 @@ export class OutputRunner {
       this.wake = null;
       w();
     }
-    if (this.sleepTimer !== null) {
-      clearTimeout(this.sleepTimer);
-      this.sleepTimer = null;
-      this.sleepResolve?.();
-    }
+    this.endSleep();
     if (this.blocked) {
       this.blocked = false;
       this.flow.unblock(this.flowKey);

@@ -175,6 +175,42 @@ test('Retry-After is honoured beyond max_backoff (the output caps it at max_retr
   expect(h.output.batches.length).toBe(1);
 });
 
+test('handOver while a send is in flight: the loop ends once the send returns, without sleeping its backoff (reload is not held up by max_backoff)', async () => {
+  const q = new MemoryQueue(100);
+  let release: (() => void) | null = null;
+  let started: () => void = () => undefined;
+  const inFlight = new Promise<void>((r) => (started = r));
+  const h = harness(q, () => new Promise<SendResult>((r) => {
+    release = () => r({ status: 'retry', error: 'aborted by close' });
+    started();
+  }), { initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
+  // close() ends the send in flight the way a transport's close does: it reports retry.
+  const close = h.output.close.bind(h.output);
+  h.output.close = async () => {
+    await close();
+    release?.();
+  };
+  const sleeps: number[] = [];
+  const runner = h.runner as unknown as { sleep(ms: number): Promise<void> };
+  const sleep = runner.sleep.bind(runner);
+  let slept: () => void = () => undefined;
+  const sleptOnce = new Promise<'slept'>((r) => (slept = () => r('slept')));
+  runner.sleep = (ms) => {
+    sleeps.push(ms);
+    slept();
+    return sleep(ms);
+  };
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await inFlight;
+  const first = await Promise.race([h.runner.handOver().then(() => 'handed over' as const), sleptOnce]);
+  expect(first).toBe('handed over');
+  expect(sleeps).toEqual([]);
+  expect(h.output.closed).toBe(true);
+  // The batch stays in the queue for the next runner.
+  expect(q.length).toBe(2);
+});
+
 test('a partial result naming an index twice, or out of range, cannot loop: rejected wins, unknown indexes are ignored', async () => {
   const q = disk(tempDir());
   q.append(range(3).map(rec));
