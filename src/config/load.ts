@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Pair } from 'yaml';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Document, type Node, type Pair } from 'yaml';
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
@@ -377,12 +377,26 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+/**
+ * The YAML node of a plugin's key (`settings.async_insert`) under `outputs[i]`, for the line
+ * of a plugin check's problem; the nearest parent that is in the file when the key is not.
+ */
+function nodeAt(doc: Document | undefined, base: (string | number)[], key: string): Node | undefined {
+  if (doc === undefined) return undefined;
+  const path = [...base, ...(key === '' ? [] : key.split('.'))];
+  for (let n = path.length; n >= base.length; n--) {
+    const node = doc.getIn(path.slice(0, n), true);
+    if (node !== undefined && node !== null && typeof node === 'object') return node as Node;
+  }
+  return undefined;
+}
+
 /** Checks that span several keys. */
-function crossChecks(c: Config, w: Walker): void {
+function crossChecks(c: Config, w: Walker, doc?: Document): void {
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
     // Each source type's own rules (src/sources/<type>/index.ts).
-    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, undefined, p.message);
+    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, nodeAt(doc, ['listeners', i], p.key), p.message);
     if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') w.problem(`${k}.host`, undefined, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
   const binds = new Map<string, string>();
@@ -416,7 +430,7 @@ function crossChecks(c: Config, w: Walker): void {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
     if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');
     // Each output type's own rules (src/outputs/<type>/index.ts).
-    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, undefined, p.message);
+    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, nodeAt(doc, ['outputs', i], p.key), p.message);
     if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
   });
 }
@@ -453,7 +467,7 @@ export function loadConfigText(text: string, file: string | undefined, env: Reco
   resolveSecretFiles(out, SCHEMA, w, baseDir);
   resolvePaths(out, SCHEMA, baseDir);
   (out as { base_dir: string }).base_dir = baseDir;
-  crossChecks(out, w);
+  crossChecks(out, w, doc);
   if (w.problems.length > 0) throw new ConfigError(w.problems, file);
   return deepFreeze(out);
 }
