@@ -236,6 +236,12 @@ export const CODES = {
     stage: 'output',
     description: 'The nats output: JetStream refused the message for itself with a 4xx PubAck error (e.g. 400/10054: larger than the stream\'s `max_msg_size`; a sealed stream); sending it again would be refused again, so it goes to the dead-letter output with the code and err_code in the error. A 503 (a full stream with `discard: new`, no quorum) is retried.',
   },
+  syslog_unconfirmed: {
+    level: 'warning',
+    stage: 'output',
+    description:
+      'The syslog output (tcp/tls) closed (stop, reload) and the receiver did not close its side within `write_timeout` (at most 5 s), or the connection was broken: the messages of its resend window were not confirmed and may not have arrived. They are counted in `cefd_output_dropped_events_total{reason="syslog_unconfirmed"}` and logged as a warning.',
+  },
   queue_full: {
     level: 'error',
     stage: 'output',

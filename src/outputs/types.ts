@@ -68,6 +68,15 @@ export interface Output {
   unready?(): string | undefined;
   /** Reopen files (SIGHUP, for logrotate). Optional. */
   reopen?(): Promise<void>;
-  /** Flush and release everything. */
-  close(): Promise<void>;
+  /**
+   * Flush and release everything. An output that had to let go of records it had reported
+   * delivered but could not confirm (a syslog resend window the receiver did not confirm)
+   * says how many, so the runner counts and logs them (nothing lost without a count).
+   */
+  close(): Promise<void | CloseReport>;
+}
+
+/** What close() had to abandon: `events` records, with a stable reason code (src/errors.ts) and why. */
+export interface CloseReport {
+  abandoned: { events: number; reason: string; error: string } | null;
 }

@@ -309,7 +309,7 @@ export class OutputRunner {
       this.blocked = false;
       this.flow.unblock(this.flowKey);
     }
-    await this.output.close();
+    await this.closeOutput();
     if (!keepQueue) await this.queue.close();
     return left;
   }
@@ -332,8 +332,15 @@ export class OutputRunner {
       this.blocked = false;
       this.flow.unblock(this.flowKey);
     }
-    await this.output.close();
+    await this.closeOutput();
     await this.loop;
+  }
+
+  /** Closes the output; records it had to let go unconfirmed are counted and logged. */
+  private async closeOutput(): Promise<void> {
+    const report = await this.output.close();
+    const a = report?.abandoned;
+    if (a !== null && a !== undefined && a.events > 0) this.telemetry.outputAbandoned(this.name, a.events, a.reason, a.error);
   }
 
   async reopen(): Promise<void> {

@@ -184,6 +184,37 @@ describe('against rsyslog', () => {
   });
 });
 
+describe('orderly stop', () => {
+  async function receiver(closesOnEnd: boolean): Promise<{ port: number; bytes: () => number }> {
+    let got = 0;
+    // allowHalfOpen: our side stays open after cefd's FIN (a receiver that never closes).
+    const srv = net.createServer({ allowHalfOpen: !closesOnEnd }, (sock) => sock.on('data', (d: Buffer) => (got += d.length)));
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    return { port: (srv.address() as net.AddressInfo).port, bytes: () => got };
+  }
+
+  test('a receiver that closes after reading confirms the window: nothing reported', async () => {
+    const rx = await receiver(true);
+    const o = output({ host: '127.0.0.1', port: rx.port, header: 'none', write_timeout: '300ms' });
+    await o.start();
+    expect(await o.send({ records: [cef(1), cef(2), cef(3)] })).toEqual({ status: 'delivered' });
+    outputs.splice(outputs.indexOf(o), 1);
+    expect(await o.close()).toEqual({ abandoned: null });
+  });
+
+  test('a receiver that does not close in time: the window\'s messages are reported unconfirmed (counted by the runner), not let go silently', async () => {
+    const rx = await receiver(false);
+    const o = output({ host: '127.0.0.1', port: rx.port, header: 'none', write_timeout: '300ms' });
+    await o.start();
+    expect(await o.send({ records: [cef(1), cef(2), cef(3)] })).toEqual({ status: 'delivered' });
+    outputs.splice(outputs.indexOf(o), 1);
+    const report = await o.close();
+    expect(report.abandoned).toMatchObject({ events: 3, reason: 'syslog_unconfirmed' });
+    expect(report.abandoned!.error).toMatch(/3 message\(s\) \(\d+ bytes\) of the resend window were not confirmed by 127\.0\.0\.1:\d+/);
+  });
+});
+
 describe('a receiver that stops reading', () => {
   test('rsyslogd stopped (SIGSTOP): sends stall and are retried, memory stays bounded; after SIGCONT every record arrives', async () => {
     const r = await rsyslog(await freePort());

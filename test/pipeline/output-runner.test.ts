@@ -211,6 +211,17 @@ test('handOver while a send is in flight: the loop ends once the send returns, w
   expect(q.length).toBe(2);
 });
 
+test('records an output reports abandoned at close are counted as dropped with their reason', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, () => ({ status: 'delivered' }));
+  (h.output as Output).close = async () => ({ abandoned: { events: 4, reason: 'syslog_unconfirmed', error: 'not confirmed' } });
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1)]);
+  await h.runner.drained();
+  await h.runner.stop(100);
+  expect(h.runner.stats.dropped.map.get('syslog_unconfirmed')).toBe(4);
+});
+
 test('a partial result naming an index twice, or out of range, cannot loop: rejected wins, unknown indexes are ignored', async () => {
   const q = disk(tempDir());
   q.append(range(3).map(rec));

@@ -17,7 +17,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { errorText, isEmptyBatch } from '../shared/encode.js';
-import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import { DELIVERED, type Batch, type CloseReport, type Output, type SendResult } from '../types.js';
 import { UDP_MAX_PAYLOAD, type SyslogConfig } from './config.js';
 import { frame, headerText, type HeaderOptions } from './format.js';
 import { loadTls, StreamSender } from './stream.js';
@@ -128,14 +128,26 @@ export class SyslogOutput implements Output {
     return this.udpProblem === '' ? 'not connected' : this.udpProblem;
   }
 
-  async close(): Promise<void> {
+  /** Reason code of resend-window frames let go unconfirmed at close (src/errors.ts). */
+  static readonly UNCONFIRMED = 'syslog_unconfirmed';
+
+  async close(): Promise<CloseReport> {
     const s = this.stream;
     this.stream = null;
-    await s?.close();
+    const left = s === null ? null : await s.close();
+    const report: CloseReport = { abandoned: null };
+    if (left !== null && left.frames > 0) {
+      report.abandoned = {
+        events: left.frames,
+        reason: SyslogOutput.UNCONFIRMED,
+        error: `${this.label}: ${left.frames} message(s) (${left.bytes} bytes) of the resend window were not confirmed by ${this.config.host}:${this.port} (it did not close the connection in time, or the connection was broken) and may not have arrived`,
+      };
+    }
     const u = this.udp;
     this.udp = null;
     this.udpConnected = false;
     if (u !== null) await new Promise<void>((r) => u.close(() => r()));
+    return report;
   }
 
   /** For tests and the benchmark: the stream's counters. */
