@@ -21,13 +21,28 @@ export interface Batch {
   readonly ndjsonParts?: readonly Buffer[];
 }
 
-export type SendResult =
+export type SendResult = (
   | { status: 'delivered' }
   /** Transient failure: the runner sends the same batch again after a backoff. */
   | { status: 'retry'; error: string; retryAfterMs?: number }
   /** Permanent failure for this batch: the runner dead-letters it with `reason`. */
   | { status: 'rejected'; error: string; reason: string }
-  | PartialResult;
+  | PartialResult
+) & {
+  /**
+   * Records of EARLIER batches, already reported delivered, that may not have arrived after
+   * all (a file output's interval fsync failed): the runner counts and logs them. Nothing
+   * about this batch.
+   */
+  problem?: OutputProblem;
+};
+
+/** Records an output reported delivered but cannot vouch for any more: how many, a stable reason code (src/errors.ts), why. */
+export interface OutputProblem {
+  events: number;
+  reason: string;
+  error: string;
+}
 
 /**
  * A per-record outcome (a bulk API that took some records and not others). Records are
@@ -78,5 +93,5 @@ export interface Output {
 
 /** What close() had to abandon: `events` records, with a stable reason code (src/errors.ts) and why. */
 export interface CloseReport {
-  abandoned: { events: number; reason: string; error: string } | null;
+  abandoned: OutputProblem | null;
 }

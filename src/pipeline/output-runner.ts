@@ -158,6 +158,7 @@ export class OutputRunner {
         const res = await this.output.send(batch, ac.signal).finally(() => {
           this.inFlight = null;
         });
+        if (res.problem !== undefined && res.problem.events > 0) this.telemetry.outputAbandoned(this.name, res.problem.events, res.problem.reason, res.problem.error);
         if (res.status === 'delivered' || res.status === 'rejected') {
           if (res.status === 'delivered') this.stats.sent += n;
           else this.reject(batch.records, res.reason, res.error);

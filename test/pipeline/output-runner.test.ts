@@ -222,6 +222,17 @@ test('records an output reports abandoned at close are counted as dropped with t
   expect(h.runner.stats.dropped.map.get('syslog_unconfirmed')).toBe(4);
 });
 
+test('a problem an output reports with a result (earlier records it cannot vouch for) is counted as dropped with its reason; the batch itself is settled as usual', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, (_r, call) => (call === 1 ? { status: 'delivered', problem: { events: 7, reason: 'file_fsync_failed', error: 'fsync failed' } } : { status: 'delivered' }));
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(100) });
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await h.runner.drained();
+  expect(h.runner.stats.dropped.map.get('file_fsync_failed')).toBe(7);
+  expect(h.runner.stats.sent).toBe(2);
+});
+
 test('a partial result naming an index twice, or out of range, cannot loop: rejected wins, unknown indexes are ignored', async () => {
   const q = disk(tempDir());
   q.append(range(3).map(rec));
