@@ -73,7 +73,10 @@ export interface Output {
    * Deliver one batch. Called again only after the previous call settled (one batch in
    * flight per output). Must not throw: failures are results. `signal` aborts the send at
    * the shutdown deadline: the output stops waiting and reports `retry` (the batch stays
-   * in the queue; a disk buffer keeps it for the next start).
+   * in the queue; a disk buffer keeps it for the next start). The network outputs that can
+   * wait long honour it (http, elasticsearch, splunk_hec, clickhouse through the shared
+   * transport; syslog); file, stdout and nats do not (a local write; nats waits at most
+   * `ack_timeout`), and the runner waits for those only a moment after aborting.
    */
   send(batch: Batch, signal?: AbortSignal): Promise<SendResult>;
   /**

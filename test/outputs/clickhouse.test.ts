@@ -339,6 +339,28 @@ describe('clickhouse output, answers the real server gives only by chance', () =
     await s.close();
   });
 
+  test('the shutdown deadline (AbortSignal) ends an insert in flight: retry, the batch stays queued', async () => {
+    // A server that takes the request and never answers (within `timeout`, 3 s, it would be a timeout instead).
+    const sockets: net.Socket[] = [];
+    const srv = net.createServer((c) => sockets.push(c));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    const o = new ClickHouseOutput('ch', { ...loadFields(CLICKHOUSE_FIELDS, { url: `http://127.0.0.1:${port}/`, table: 'x', timeout: '3s' }), encoding: { codec: 'native' } });
+    await o.start();
+    try {
+      const ac = new AbortController();
+      const sending = o.send({ records: records([]) }, ac.signal);
+      setImmediate(() => ac.abort());
+      const r = await sending;
+      expect(r.status).toBe('retry');
+      expect((r as { error: string }).error).toMatch(/aborted at the shutdown deadline/);
+    } finally {
+      await o.close();
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+
   test('HTTP 200 with an exception in the body is not success', async () => {
     const s = await standIn(() => ({ status: 200, body: 'Code: 241, e.displayText() = DB::Exception: Memory limit exceeded, e.what() = DB::Exception\n' }));
     const r = await s.o.send({ records: records([]) });

@@ -323,3 +323,16 @@ test('opensearch flavor: rejected_execution_exception retried; config checks', a
 function quiet(): Telemetry {
   return new Telemetry({ level: 'silent', destination: new Writable({ write: (_c, _e, cb) => cb() }), processMetrics: false, repeatIntervalMs: 0 });
 }
+
+test('the shutdown deadline (AbortSignal) ends a request in flight: retry, the batch stays queued', async () => {
+  const es = await emulator();
+  es.delayMs = 3_000; // the cluster would answer (201) after this; the abort comes first
+  const o = output({ url: es.url, timeout: '10s' });
+  await o.start();
+  const ac = new AbortController();
+  const sending = o.send({ records: [rec(1)] }, ac.signal);
+  setImmediate(() => ac.abort());
+  const r = await sending;
+  expect(r.status).toBe('retry');
+  expect((r as { error: string }).error).toMatch(/aborted at the shutdown deadline/);
+});

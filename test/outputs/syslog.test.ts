@@ -215,6 +215,22 @@ describe('orderly stop', () => {
   });
 });
 
+test('the shutdown deadline (AbortSignal) ends a send the receiver does not read: retry, the batch stays queued', async () => {
+  // A receiver that accepts and never reads: the kernel buffers fill and the write waits.
+  const srv = net.createServer((c) => c.pause());
+  servers.push(srv);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const o = output({ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, header: 'none', write_timeout: '3s', max_message_size: '64KiB' });
+  await o.start();
+  const big = Array.from({ length: 2000 }, (_, i) => `${cef(i)} msg=${'q'.repeat(8000)}`); // 16 MB: more than the socket buffers hold
+  const ac = new AbortController();
+  const sending = o.send({ records: big }, ac.signal);
+  setImmediate(() => ac.abort());
+  const r = await sending;
+  expect(r.status).toBe('retry');
+  expect((r as { error: string }).error).toMatch(/aborted at the shutdown deadline/);
+});
+
 describe('a receiver that stops reading', () => {
   test('rsyslogd stopped (SIGSTOP): sends stall and are retried, memory stays bounded; after SIGCONT every record arrives', async () => {
     const r = await rsyslog(await freePort());

@@ -151,7 +151,7 @@ export class ClickHouseOutput implements Output {
     return this.transport.start();
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     if (isEmptyBatch(batch)) return DELIVERED;
     const rows: Row[] = [];
     const rejected: { index: number; reason: string; error: string }[] = [];
@@ -167,7 +167,7 @@ export class ClickHouseOutput implements Output {
     const todo: Row[][] = rows.length > 0 ? [rows] : [];
     while (todo.length > 0) {
       const piece = todo.shift()!;
-      const r = await this.insert(piece);
+      const r = await this.insert(piece, signal);
       if (r.status === 'delivered') continue;
       if (r.status === 'retry' || r.status === 'rejected') {
         // Not a row's fault: this piece and every one not yet sent wait for the next attempt.
@@ -238,7 +238,7 @@ export class ClickHouseOutput implements Output {
   }
 
   /** One INSERT of `rows`; a data error comes back as `data` with the server's text and row. */
-  private async insert(rows: readonly Row[]): Promise<InsertResult> {
+  private async insert(rows: readonly Row[], signal?: AbortSignal): Promise<InsertResult> {
     let size = rows.length;
     for (const r of rows) size += Buffer.byteLength(r.line, 'utf8');
     const body = Buffer.allocUnsafe(size);
@@ -247,7 +247,7 @@ export class ClickHouseOutput implements Output {
       at += body.write(r.line, at, 'utf8');
       body[at++] = 0x0a;
     }
-    const r = await this.transport.send(body, true);
+    const r = await this.transport.send(body, true, signal);
     if (r.status === 'delivered') {
       // An INSERT answers 200 with an empty body; an exception after the status line (a
       // server that streamed progress) shows up in the body instead.

@@ -90,7 +90,7 @@ export class ElasticsearchOutput implements Output {
     return this.transport.start();
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     if (isEmptyBatch(batch)) return DELIVERED;
     const records = batch.records;
     const now = Date.now();
@@ -104,13 +104,13 @@ export class ElasticsearchOutput implements Output {
     }
     const out = newOutcome();
     // Requests of at most max_request_bytes (an event larger than that goes alone).
-    await sendInRequests(lines, this.maxBytes, (start, end) => this.sendRange(lines, start, end, out));
+    await sendInRequests(lines, this.maxBytes, (start, end) => this.sendRange(lines, start, end, out, signal));
     return resultOf(out, records.length);
   }
 
   /** One `_bulk` request for records [start, end); a 413 splits it in halves. */
-  private async sendRange(lines: readonly Buffer[], start: number, end: number, out: Outcome): Promise<void> {
-    const r: TransportResult = await this.transport.send(Buffer.concat(lines.slice(start, end)), true);
+  private async sendRange(lines: readonly Buffer[], start: number, end: number, out: Outcome, signal?: AbortSignal): Promise<void> {
+    const r: TransportResult = await this.transport.send(Buffer.concat(lines.slice(start, end)), true, signal);
     const all = () => {
       for (let i = start; i < end; i++) out.retry.push(i);
     };
@@ -123,8 +123,8 @@ export class ElasticsearchOutput implements Output {
     if (r.status === 'rejected') {
       if (r.reason === 'http_status_413' && end - start > 1) {
         const mid = start + Math.ceil((end - start) / 2);
-        await this.sendRange(lines, start, mid, out);
-        await this.sendRange(lines, mid, end, out);
+        await this.sendRange(lines, start, mid, out, signal);
+        await this.sendRange(lines, mid, end, out, signal);
         return;
       }
       if (r.reason === 'http_status_401' || r.reason === 'http_status_403') {

@@ -89,7 +89,7 @@ export class SyslogOutput implements Output {
     });
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     try {
       if (isEmptyBatch(batch)) return DELIVERED;
       const framing = this.config.transport === 'udp' ? 'datagram' : this.config.framing;
@@ -110,7 +110,7 @@ export class SyslogOutput implements Output {
           sentIndex.push(i);
         }
       }
-      const failed = frames.length === 0 ? null : this.udp !== null ? await this.sendUdp(frames) : await this.stream!.write(frames);
+      const failed = frames.length === 0 ? null : await untilAborted(this.udp !== null ? this.sendUdp(frames) : this.stream!.write(frames), signal);
       if (failed !== null) {
         // Nothing of the batch counts as sent: the runner sends it again (rejections stand).
         if (rejected.length === 0) return { status: 'retry', error: `${this.label}: ${failed}` };
@@ -218,4 +218,21 @@ export class SyslogOutput implements Output {
     }
     return null;
   }
+}
+
+/**
+ * The outcome of `p`, or an error text as soon as `signal` aborts (the shutdown deadline):
+ * a receiver that stopped reading must not hold the stop up. The frames may still reach
+ * the kernel afterwards; the batch stays queued and is sent again (at least once).
+ */
+function untilAborted(p: Promise<string | null>, signal: AbortSignal | undefined): Promise<string | null> {
+  if (signal === undefined) return p;
+  const aborted = 'aborted at the shutdown deadline; the batch stays queued';
+  if (signal.aborted) return Promise.resolve(aborted);
+  let onAbort: () => void = () => undefined;
+  const stop = new Promise<string>((r) => {
+    onAbort = () => r(aborted);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([p, stop]).finally(() => signal.removeEventListener('abort', onAbort));
 }
