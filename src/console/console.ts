@@ -230,7 +230,16 @@ export class Console {
     if (p === '/console/events') return this.page(res, s, 'events', 'Events', EVENTS_BODY);
     if (p === '/console/ksc') return this.page(res, s, 'ksc', 'KSC', KSC_BODY);
     const m = /^\/console\/ksc\/assets\/([^/]+)$/.exec(p);
-    if (m !== null) return this.page(res, s, 'asset', 'Asset', ASSET_BODY.replace('{{id}}', esc(decodeURIComponent(m[1]!))));
+    if (m !== null) {
+      let id: string;
+      try {
+        id = decodeURIComponent(m[1]!);
+      } catch {
+        return this.text(res, 400, 'the asset id is not valid percent-encoding');
+      }
+      // A function, not a string: a replacement string would expand `$&`, `$'` and `` $` `` in the id.
+      return this.page(res, s, 'asset', 'Asset', ASSET_BODY.replace('{{id}}', () => esc(id)));
+    }
     return this.text(res, 404, 'no such page');
   };
 
