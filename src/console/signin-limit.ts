@@ -5,7 +5,10 @@
  *
  * - Per address: the first `free` failures cost nothing; each further one locks the
  *   address out for twice as long as the one before (`baseMs`, 2×, 4×, ... up to `maxMs`).
- *   A success clears the address; an address forgotten after `maxMs` without a failure.
+ *   A success clears the address; an address is forgotten after `forgetMs` (24 h) without
+ *   a failure. That is much longer than the longest lock: were it the same, waiting out the
+ *   longest lock would also reset the address to its free failures (about 720 guesses a day
+ *   instead of about 110).
  * - Overall: a bucket of `globalBurst` failures that refills at `globalPerMinute`; when it
  *   is empty every address waits for the next token (many addresses guessing at once).
  *
@@ -16,6 +19,8 @@ export interface SigninLimitOptions {
   free?: number;
   baseMs?: number;
   maxMs?: number;
+  /** An address without a failure for this long starts afresh (keep it well above `maxMs`). */
+  forgetMs?: number;
   globalBurst?: number;
   globalPerMinute?: number;
   /** Most addresses remembered; the longest idle go first. */
@@ -33,6 +38,7 @@ export class SigninLimiter {
   private readonly free: number;
   private readonly baseMs: number;
   private readonly maxMs: number;
+  private readonly forgetMs: number;
   private readonly burst: number;
   private readonly perMs: number;
   private readonly maxAddresses: number;
@@ -45,6 +51,7 @@ export class SigninLimiter {
     this.free = o.free ?? 5;
     this.baseMs = o.baseMs ?? 1_000;
     this.maxMs = o.maxMs ?? 15 * 60_000;
+    this.forgetMs = Math.max(this.maxMs, o.forgetMs ?? 24 * 3_600_000);
     this.burst = o.globalBurst ?? 100;
     this.perMs = (o.globalPerMinute ?? 30) / 60_000;
     this.maxAddresses = o.maxAddresses ?? 10_000;
@@ -77,7 +84,7 @@ export class SigninLimiter {
     this.refill(now);
     this.tokens = Math.max(0, this.tokens - 1);
     let a = this.addrs.get(address);
-    if (a === undefined || now - a.lastMs > this.maxMs) {
+    if (a === undefined || now - a.lastMs > this.forgetMs) {
       a = { fails: 0, untilMs: 0, lastMs: now };
       this.sweep(now);
     }
@@ -95,7 +102,7 @@ export class SigninLimiter {
 
   private sweep(now: number): void {
     for (const [k, a] of this.addrs) {
-      if (now - a.lastMs > this.maxMs || this.addrs.size >= this.maxAddresses) this.addrs.delete(k);
+      if (now - a.lastMs > this.forgetMs || this.addrs.size >= this.maxAddresses) this.addrs.delete(k);
       else break;
     }
   }

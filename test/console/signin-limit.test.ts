@@ -36,13 +36,40 @@ test('per address: free failures, then a lock-out that doubles up to the maximum
   expect(l.check('10.0.0.1').waitMs).toBe(0);
 });
 
-test('an address idle for longer than the maximum lock-out starts afresh', () => {
+test('waiting out the longest lock does not reset the address: it is forgotten only after forgetMs idle', () => {
   const c = clock();
-  const l = new SigninLimiter({ free: 1, baseMs: 1_000, maxMs: 5_000, now: c.now });
+  const l = new SigninLimiter({ free: 1, baseMs: 1_000, maxMs: 4_000, forgetMs: 60_000, now: c.now });
   l.failed('a');
+  for (const want of [1_000, 2_000, 4_000, 4_000]) {
+    l.failed('a');
+    expect(l.check('a').waitMs).toBe(want);
+    c.tick(want + 1);
+  }
+  // Idle for longer than the longest lock (but less than forgetMs): still at the cap.
+  c.tick(10_000);
   l.failed('a');
-  expect(l.check('a').waitMs).toBe(1_000);
-  c.tick(5_001);
+  expect(l.check('a').waitMs).toBe(4_000);
+  // Idle for longer than forgetMs: starts afresh with its free failure.
+  c.tick(60_001);
+  l.failed('a');
+  expect(l.check('a').waitMs).toBe(0);
+});
+
+test('defaults: the longest lock is 15 min, an address is kept for 24 h', () => {
+  const c = clock();
+  const l = new SigninLimiter({ now: c.now, globalBurst: 1_000 });
+  for (let i = 0; i < 5; i++) l.failed('a');
+  let wait = 0;
+  for (let i = 0; i < 12; i++) {
+    l.failed('a');
+    wait = l.check('a').waitMs;
+    c.tick(wait + 1);
+  }
+  expect(wait).toBe(15 * 60_000);
+  c.tick(15 * 60_000);
+  l.failed('a');
+  expect(l.check('a').waitMs).toBe(15 * 60_000);
+  c.tick(24 * 3_600_000 + 1);
   l.failed('a');
   expect(l.check('a').waitMs).toBe(0);
 });
