@@ -101,6 +101,11 @@ export function setConsolePassword(stateDir: string, password: string): string {
   return file;
 }
 
+/** Whether a console password is set (`cefd console set-password`). */
+export function hasConsolePassword(stateDir: string): boolean {
+  return existsSync(join(stateDir, PASSWORD_FILE));
+}
+
 /** Whether `password` matches the stored hash (false when no password is set). */
 export function checkConsolePassword(stateDir: string, password: string): boolean {
   const file = join(stateDir, PASSWORD_FILE);

@@ -21,9 +21,9 @@ import type { KscIntegration } from '../ksc/index.js';
 import { chooseTask } from '../ksc/tasks.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { VERSION } from '../version.js';
-import { checkConsolePassword, cookies, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
+import { checkConsolePassword, cookies, hasConsolePassword, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
 import { RateHistory, STEP_MS } from './history.js';
-import { SigninLimiter, type SigninLimitOptions } from './signin-limit.js';
+import { SigninLimiter, type LimitVerdict, type SigninLimitOptions } from './signin-limit.js';
 import { TailHub, type RecentAsk, type RecentAttach, type TailEntry } from './tail.js';
 import { nativeEncoder, type EventOptions } from '../codecs/encoders/native.js';
 
@@ -324,17 +324,9 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
   private async login(req: IncomingMessage, res: ServerResponse): Promise<true> {
     const f = await this.form(req);
     const client = req.socket.remoteAddress ?? '';
-    // Before the secret is looked at (a password check runs scrypt).
-    const limit = this.limiter.check(client);
-    if (limit.waitMs > 0) {
-      const secs = Math.ceil(limit.waitMs / 1000);
-      this.o.onSigninFailure?.('rate_limited');
-      this.o.log.warn(
-        { audit: true, event: 'console_login', ok: false, reason: 'rate_limited', scope: limit.scope, client, retryAfterSeconds: secs },
-        `console sign-in refused: too many failed sign-ins ${limit.scope === 'address' ? 'from this address' : 'overall'}`,
-      );
-      return this.loginPage(res, `Too many failed sign-ins; try again in ${secs} s.`, 429, { 'Retry-After': String(secs) });
-    }
+    // Before the secret is looked at: an address that is locked out gets no answer about it.
+    const own = this.limiter.check(client);
+    if (own.waitMs > 0) return this.signinLimited(res, client, own);
     const nonce = cookies(req).get(LOGIN_COOKIE);
     const sent = f.get('csrf') ?? '';
     if (nonce === undefined || !sameText(nonce, sent)) {
@@ -344,10 +336,16 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     }
     const secret = f.get('secret') ?? '';
     let via: Session['via'] | undefined;
+    // The token first: a SHA-256 compare, never held up by others' failed passwords.
     if (secret !== '' && this.tokenOk(`Bearer ${secret}`)) via = 'token';
-    else if (secret !== '' && checkConsolePassword(this.o.stateDir, secret)) via = 'password';
+    else if (secret !== '' && hasConsolePassword(this.o.stateDir)) {
+      // A password check runs scrypt: the overall limit applies (to addresses with failures on record).
+      const all = this.limiter.checkPassword(client);
+      if (all.waitMs > 0) return this.signinLimited(res, client, all);
+      if (checkConsolePassword(this.o.stateDir, secret)) via = 'password';
+      else this.limiter.failed(client, { password: true });
+    } else this.limiter.failed(client);
     if (via === undefined) {
-      this.limiter.failed(client);
       this.o.onSigninFailure?.('credentials');
       this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'credentials', client }, 'console sign-in refused: wrong token or password');
       return this.loginPage(res, 'Wrong token or password.', 401);
@@ -356,6 +354,16 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     const s = this.sessions.create(via);
     this.o.log.info({ audit: true, event: 'console_login', ok: true, via }, `console sign-in (${via})`);
     return this.redirect(res, '/console/', { 'Set-Cookie': [this.cookie(SESSION_COOKIE, s.id, Math.ceil(this.o.sessionTtlMs / 1000)), this.cookie(LOGIN_COOKIE, '', 0)] });
+  }
+
+  private signinLimited(res: ServerResponse, client: string, limit: LimitVerdict): true {
+    const secs = Math.ceil(limit.waitMs / 1000);
+    this.o.onSigninFailure?.('rate_limited');
+    this.o.log.warn(
+      { audit: true, event: 'console_login', ok: false, reason: 'rate_limited', scope: limit.scope, client, retryAfterSeconds: secs },
+      `console sign-in refused: too many failed sign-ins ${limit.scope === 'address' ? 'from this address' : 'overall'}`,
+    );
+    return this.loginPage(res, `Too many failed sign-ins; try again in ${secs} s.`, 429, { 'Retry-After': String(secs) });
   }
 
   private async logout(req: IncomingMessage, res: ServerResponse, s: Session | undefined): Promise<true> {

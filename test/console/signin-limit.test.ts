@@ -1,6 +1,6 @@
 /** The failed sign-in limit (src/console/signin-limit.ts) with a clock of its own: per address and overall. */
 import { expect, test } from 'vitest';
-import { SigninLimiter } from '../../src/console/signin-limit.js';
+import { addressKey, SigninLimiter } from '../../src/console/signin-limit.js';
 
 function clock(): { now: () => number; tick: (ms: number) => void } {
   let t = 1_000_000;
@@ -74,18 +74,53 @@ test('defaults: the longest lock is 15 min, an address is kept for 24 h', () => 
   expect(l.check('a').waitMs).toBe(0);
 });
 
-test('overall: many addresses empty the bucket; it refills with time', () => {
+test('overall, for password checks: many addresses empty the bucket; it holds addresses with failures on record, and refills with time', () => {
   const c = clock();
   const l = new SigninLimiter({ free: 100, globalBurst: 5, globalPerMinute: 60, now: c.now });
   for (let i = 0; i < 5; i++) {
-    expect(l.check(`10.0.1.${i}`).waitMs).toBe(0);
-    l.failed(`10.0.1.${i}`);
+    expect(l.checkPassword(`10.0.1.${i}`).waitMs).toBe(0);
+    l.failed(`10.0.1.${i}`, { password: true });
   }
-  expect(l.check('10.0.9.9')).toEqual({ waitMs: 1_000, scope: 'global' });
+  expect(l.checkPassword('10.0.1.0')).toEqual({ waitMs: 1_000, scope: 'global' });
+  // The per-address check (the token) and an address that never failed are not held.
+  expect(l.check('10.0.1.0')).toEqual({ waitMs: 0, scope: null });
+  expect(l.checkPassword('10.0.9.9')).toEqual({ waitMs: 0, scope: null });
   c.tick(500);
-  expect(l.check('10.0.9.9')).toEqual({ waitMs: 500, scope: 'global' });
+  expect(l.checkPassword('10.0.1.0')).toEqual({ waitMs: 500, scope: 'global' });
   c.tick(500);
-  expect(l.check('10.0.9.9')).toEqual({ waitMs: 0, scope: null });
+  expect(l.checkPassword('10.0.1.0')).toEqual({ waitMs: 0, scope: null });
+  // A wrong token (no password check) takes nothing from the bucket.
+  l.failed('10.0.1.0');
+  expect(l.checkPassword('10.0.1.0')).toEqual({ waitMs: 0, scope: null });
+  // A success clears the address: it no longer waits for the bucket.
+  l.failed('10.0.1.1', { password: true });
+  expect(l.checkPassword('10.0.1.1').scope).toBe('global');
+  l.succeeded('10.0.1.1');
+  expect(l.checkPassword('10.0.1.1')).toEqual({ waitMs: 0, scope: null });
+});
+
+test('while the table of addresses is full, every address waits for the bucket', () => {
+  const c = clock();
+  const l = new SigninLimiter({ free: 100, globalBurst: 3, globalPerMinute: 1, maxAddresses: 3, now: c.now });
+  for (const a of ['a', 'b', 'c']) l.failed(a, { password: true });
+  expect(l.checkPassword('never-failed')).toEqual({ waitMs: 60_000, scope: 'global' });
+  expect(l.check('never-failed')).toEqual({ waitMs: 0, scope: null });
+});
+
+test('an IPv6 address counts as its /64; an IPv4-mapped one as its IPv4 address', () => {
+  expect(addressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+  expect(addressKey('2001:0db8:0001:0002:ffff:1:2:3')).toBe('2001:db8:1:2::/64');
+  expect(addressKey('2001:db8::7')).toBe('2001:db8:0:0::/64');
+  expect(addressKey('::1')).toBe('0:0:0:0::/64');
+  expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+  expect(addressKey('::ffff:10.1.2.3')).toBe('10.1.2.3');
+  expect(addressKey('10.1.2.3')).toBe('10.1.2.3');
+  const c = clock();
+  const l = new SigninLimiter({ free: 2, baseMs: 1_000, now: c.now });
+  // Rotating through one /64 does not bring fresh free failures.
+  for (let i = 1; i <= 3; i++) l.failed(`2001:db8:1:2::${i.toString(16)}`);
+  expect(l.check('2001:db8:1:2:ffff::99')).toEqual({ waitMs: 1_000, scope: 'address' });
+  expect(l.check('2001:db8:1:3::1')).toEqual({ waitMs: 0, scope: null });
 });
 
 test('the addresses remembered are bounded: the longest idle go first', () => {

@@ -1,0 +1,104 @@
+/**
+ * The sign-in limit over real HTTP, with the limiter's clock in the test's hands: the web
+ * console (src/console/console.ts) on the admin listener on 127.0.0.1, clients connecting
+ * from several loopback addresses (127.x.y.z) so that each has its own per-address limit.
+ */
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { afterEach, expect, test } from 'vitest';
+import { setConsolePassword } from '../../src/console/auth.js';
+import { Console } from '../../src/console/console.js';
+import type { SigninLimitOptions } from '../../src/console/signin-limit.js';
+import { KscIntegration } from '../../src/ksc/index.js';
+import { createAdminServer, type JsonServer } from '../../src/ksc/admin-server.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { ConsoleAgent } from '../helpers/console.js';
+import { tempDir } from '../helpers/temp.js';
+
+const TOKEN = 'console-test-token-0123456789abcdef';
+const PASSWORD = 'correct horse battery staple';
+
+interface Started {
+  base: string;
+  logs: Record<string, unknown>[];
+  tick(ms: number): void;
+}
+
+const closers: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+async function start(limit: SigninLimitOptions = {}): Promise<Started> {
+  const stateDir = tempDir('cefd-signin-');
+  let now = 1_000_000;
+  const logs: Record<string, unknown>[] = [];
+  const log = pino({ level: 'debug' }, new Writable({ write: (c: Buffer, _e, cb) => (logs.push(JSON.parse(c.toString('utf8')) as Record<string, unknown>), cb()) }));
+  const telemetry = new Telemetry({ processMetrics: false, destination: new Writable({ write: (_c, _e, cb) => cb() }) });
+  const k = KscIntegration.open({ stateDir, env: {} });
+  const con = new Console({
+    token: TOKEN,
+    stateDir,
+    tls: false,
+    sessionTtlMs: 60_000,
+    tailEvents: 10,
+    tailBytes: 1 << 20,
+    quietAfterMs: 60_000,
+    telemetry,
+    log,
+    workers: () => 0,
+    outputs: () => [],
+    recent: () => undefined,
+    askRecent: () => Promise.resolve({ items: [], kept: 0 }),
+    ksc: () => k,
+    signinLimit: { ...limit, now: () => now },
+  });
+  const server: JsonServer = createAdminServer(
+    { ksc: k, rules: () => [], sync: (o) => k.syncAssets(o), syncAttributes: (o) => k.syncAttributes(o), startTask: (req) => k.startTask(req) },
+    { token: TOKEN, maxBodyBytes: 4096, requestTimeoutMs: 5_000, before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() },
+  );
+  await server.listen('127.0.0.1', 0);
+  closers.push(() => k.close(), () => con.close(), () => server.close());
+  setConsolePassword(stateDir, PASSWORD);
+  return { base: `http://127.0.0.1:${server.port()!}`, logs, tick: (ms) => (now += ms) };
+}
+
+const agent = (s: Started, from: string) => new ConsoleAgent(s.base, undefined, from);
+
+test('others\' failed passwords cannot lock out the token, nor a password from an address that never failed', async () => {
+  // A small overall bucket (4 failed password checks, 1 a minute), so that two addresses empty it.
+  const s = await start({ globalBurst: 4, globalPerMinute: 1 });
+  const a1 = agent(s, '127.0.1.1');
+  const a2 = agent(s, '127.0.1.2');
+  expect((await a1.login('wrong-1')).status).toBe(401);
+  expect((await a1.login('wrong-2')).status).toBe(401);
+  expect((await a2.login('wrong-3')).status).toBe(401);
+  expect((await a2.login('wrong-4')).status).toBe(401);
+  // The bucket is empty: a further password from an address with failures waits for it.
+  const held = await a1.login('wrong-5');
+  expect(held.status).toBe(429);
+  expect(held.headers['retry-after']).toBe('60');
+  expect(s.logs.filter((l) => l['reason'] === 'rate_limited').map((l) => l['scope'])).toEqual(['global']);
+  // The right token from that same address: a cheap compare, not held by the bucket.
+  expect((await a1.login(TOKEN)).status).toBe(303);
+  // The right password from an address that never failed is checked at once.
+  expect((await agent(s, '127.0.2.1').login(PASSWORD)).status).toBe(303);
+  // An address with failures of its own waits for the bucket, even with the right password; then signs in.
+  expect((await a2.login(PASSWORD)).status).toBe(429);
+  s.tick(60_000);
+  expect((await a2.login(PASSWORD)).status).toBe(303);
+  expect(s.logs.filter((l) => l['event'] === 'console_login' && l['ok'] === true).map((l) => l['via'])).toEqual(['token', 'password', 'password']);
+});
+
+test('an address locked out by its own failures is refused before its secret is looked at, the token too', async () => {
+  const s = await start();
+  const a = agent(s, '127.0.3.1');
+  for (let i = 0; i < 6; i++) expect((await a.login(`wrong-${i}`)).status).toBe(401);
+  const r = await a.login(TOKEN);
+  expect(r.status).toBe(429);
+  expect(r.headers['retry-after']).toBe('1');
+  // Another address is not held up.
+  expect((await agent(s, '127.0.3.2').login(TOKEN)).status).toBe(303);
+  s.tick(1_000);
+  expect((await a.login(TOKEN)).status).toBe(303);
+});
