@@ -342,8 +342,10 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
       // A password check runs scrypt: the overall limit applies (to addresses with failures on record).
       const all = this.limiter.checkPassword(client);
       if (all.waitMs > 0) return this.signinLimited(res, client, all);
-      if (checkConsolePassword(this.o.stateDir, secret)) via = 'password';
-      else this.limiter.failed(client, { password: true });
+      // Counted as a failure before the await (a success clears it): requests from one
+      // address in parallel see each other and cannot get more checks than one by one.
+      this.limiter.failed(client, { password: true });
+      if (await checkConsolePassword(this.o.stateDir, secret)) via = 'password';
     } else this.limiter.failed(client);
     if (via === undefined) {
       this.o.onSigninFailure?.('credentials');

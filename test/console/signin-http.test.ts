@@ -6,13 +6,13 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, expect, test } from 'vitest';
-import { setConsolePassword } from '../../src/console/auth.js';
+import { checkConsolePassword, setConsolePassword } from '../../src/console/auth.js';
 import { Console } from '../../src/console/console.js';
 import type { SigninLimitOptions } from '../../src/console/signin-limit.js';
 import { KscIntegration } from '../../src/ksc/index.js';
 import { createAdminServer, type JsonServer } from '../../src/ksc/admin-server.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
-import { ConsoleAgent } from '../helpers/console.js';
+import { ConsoleAgent, request } from '../helpers/console.js';
 import { tempDir } from '../helpers/temp.js';
 
 const TOKEN = 'console-test-token-0123456789abcdef';
@@ -101,4 +101,32 @@ test('an address locked out by its own failures is refused before its secret is 
   expect((await agent(s, '127.0.3.2').login(TOKEN)).status).toBe(303);
   s.tick(1_000);
   expect((await a.login(TOKEN)).status).toBe(303);
+});
+
+test('a password check runs scrypt off the event loop: the loop turns while checks are under way', async () => {
+  const dir = tempDir('cefd-signin-');
+  setConsolePassword(dir, PASSWORD);
+  const order: string[] = [];
+  const checks = [PASSWORD, 'wrong password one', PASSWORD].map((p) => Promise.resolve(checkConsolePassword(dir, p)).then((ok) => order.push(`checked ${ok}`)));
+  setImmediate(() => order.push('loop turned'));
+  await Promise.all(checks);
+  expect(order).toEqual(['loop turned', 'checked true', 'checked false', 'checked true']);
+});
+
+test('wrong passwords sent in parallel from one address get no more checks than one by one', async () => {
+  const s = await start();
+  const a = agent(s, '127.0.4.1');
+  const forms = await Promise.all(Array.from({ length: 10 }, () => a.loginForm()));
+  const answers = await Promise.all(
+    forms.map((f, i) =>
+      request(s.base, 'POST', '/console/login', {
+        localAddress: '127.0.4.1',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `cefd_login=${f.cookie}` },
+        body: new URLSearchParams({ csrf: f.nonce, secret: `wrong password ${i}` }).toString(),
+      }),
+    ),
+  );
+  // 5 free failures and the one that locks the address; the rest wait without a check.
+  expect(answers.map((r) => r.status).sort()).toEqual([401, 401, 401, 401, 401, 401, 429, 429, 429, 429]);
+  expect(s.logs.filter((l) => l['reason'] === 'credentials')).toHaveLength(6);
 });
