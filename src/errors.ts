@@ -489,6 +489,12 @@ export const CODES = {
     description:
       'Admin API: the request had no `Authorization: Bearer` header or a wrong token (status 401).',
   },
+  admin_rate_limited: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API and the console\'s event stream: too many wrong bearer tokens from the client address (the limit of console sign-ins, shared with them: 5 free, then waits of 1 s doubling up to 15 min); the token is not looked at until the wait is over (status 429 with `Retry-After`; docs/console.md).',
+  },
   admin_not_found: {
     level: 'error',
     stage: 'ksc',

@@ -72,7 +72,8 @@ export class Console {
   private readonly statics = new Map<string, Buffer>();
   private readonly encoders = new Map(DETAIL_ENCODINGS.map((n) => [n, createEncoder({ codec: n })]));
   private readonly streams = new Set<ServerResponse>();
-  private readonly limiter: SigninLimiter;
+  /** Failed sign-ins and wrong bearer tokens per address; the admin API shares it (src/ksc/extension.ts). */
+  readonly limiter: SigninLimiter;
 
   constructor(private readonly o: ConsoleOptions) {
     this.sessions = new Sessions(o.sessionTtlMs);
@@ -385,10 +386,24 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 
   /** Server-sent events: one `event` message per event that passes `?filter=`. */
   private stream(req: IncomingMessage, res: ServerResponse, url: URL, s: Session | undefined): true {
-    if (s === undefined && !this.tokenOk(req.headers['authorization'])) {
-      res.writeHead(401, this.headers({ 'Content-Type': 'application/json; charset=utf-8' }));
-      res.end(JSON.stringify({ error: { code: 'admin_unauthorized', message: 'sign in, or send the bearer token' } }) + '\n');
-      return true;
+    const header = req.headers['authorization'];
+    if (s === undefined) {
+      // The bearer token is limited as on /api/v1 and the sign-in form: per address, before it is looked at.
+      const client = req.socket.remoteAddress ?? '';
+      const own = header !== undefined ? this.limiter.check(client) : { waitMs: 0 };
+      if (own.waitMs > 0) {
+        const secs = Math.ceil(own.waitMs / 1000);
+        this.o.log.warn({ audit: true, code: 'admin_rate_limited', client, path: url.pathname, retryAfterSeconds: secs }, 'event stream refused: too many wrong bearer tokens from this address');
+        res.writeHead(429, this.headers({ 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': String(secs) }));
+        res.end(JSON.stringify({ error: { code: 'admin_rate_limited', message: `too many wrong bearer tokens from this address: try again in ${secs} s` } }) + '\n');
+        return true;
+      }
+      if (!this.tokenOk(header)) {
+        if (header !== undefined) this.limiter.failed(client);
+        res.writeHead(401, this.headers({ 'Content-Type': 'application/json; charset=utf-8' }));
+        res.end(JSON.stringify({ error: { code: 'admin_unauthorized', message: 'sign in, or send the bearer token' } }) + '\n');
+        return true;
+      }
     }
     let filter: Filter | undefined;
     const src = url.searchParams.get('filter') ?? '';

@@ -55,7 +55,8 @@ async function start(limit: SigninLimitOptions = {}): Promise<Started> {
   });
   const server: JsonServer = createAdminServer(
     { ksc: k, rules: () => [], sync: (o) => k.syncAssets(o), syncAttributes: (o) => k.syncAttributes(o), startTask: (req) => k.startTask(req) },
-    { token: TOKEN, maxBodyBytes: 4096, requestTimeoutMs: 5_000, before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() },
+    // The daemon's wiring (src/ksc/extension.ts): the API counts wrong tokens in the console's limiter.
+    { token: TOKEN, maxBodyBytes: 4096, requestTimeoutMs: 5_000, before: con.before, altAuth: con.altAuth, extraRoutes: con.routes(), authLimit: con.limiter },
   );
   await server.listen('127.0.0.1', 0);
   closers.push(() => k.close(), () => con.close(), () => server.close());
@@ -129,4 +130,29 @@ test('wrong passwords sent in parallel from one address get no more checks than 
   // 5 free failures and the one that locks the address; the rest wait without a check.
   expect(answers.map((r) => r.status).sort()).toEqual([401, 401, 401, 401, 401, 401, 429, 429, 429, 429]);
   expect(s.logs.filter((l) => l['reason'] === 'credentials')).toHaveLength(6);
+});
+
+test('wrong bearer tokens on the API and the event stream count with the sign-in form\'s failures, per address', async () => {
+  const s = await start();
+  const from = '127.0.5.1';
+  const call = (path: string, token: string) => request(s.base, 'GET', path, { localAddress: from, headers: { authorization: `Bearer ${token}` } });
+  const a = agent(s, from);
+  expect((await a.login('wrong-1')).status).toBe(401);
+  expect((await a.login('wrong-2')).status).toBe(401);
+  expect((await call('/api/v1/connections', 'wrong-3')).status).toBe(401);
+  expect((await call('/api/v1/connections', 'wrong-4')).status).toBe(401);
+  expect((await call('/console/api/events/stream', 'wrong-5')).status).toBe(401);
+  expect((await call('/console/api/events/stream', 'wrong-6')).status).toBe(401);
+  // Six failures: the address waits 1 s wherever it sends the token.
+  for (const path of ['/api/v1/connections', '/console/api/events/stream']) {
+    const r = await call(path, TOKEN);
+    expect(r.status, path).toBe(429);
+    expect(r.headers['retry-after'], path).toBe('1');
+    expect((r.json!['error'] as Record<string, unknown>)['code'], path).toBe('admin_rate_limited');
+  }
+  expect((await a.login(TOKEN)).status).toBe(429);
+  // Another address is not held up.
+  expect((await request(s.base, 'GET', '/api/v1/connections', { localAddress: '127.0.5.2', headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
+  s.tick(1_000);
+  expect((await call('/api/v1/connections', TOKEN)).status).toBe(200);
 });

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { afterEach, beforeEach, expect, test } from 'vitest';
 import { KscIntegration } from '../../src/ksc/index.js';
 import { createAdminServer, type JsonServer, type RuleView } from '../../src/ksc/admin-server.js';
+import { SigninLimiter } from '../../src/console/signin-limit.js';
 import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { tempDir } from '../helpers/ksc-emulator/testkit.js';
 import { api as rawApi, type ApiAnswer } from '../helpers/ksc-daemon.js';
@@ -65,6 +66,36 @@ afterEach(async () => {
   await emu.close();
   await k.close();
   cleanup();
+});
+
+test('wrong bearer tokens count per address: after 5 free the address waits (429, Retry-After), even with the right token', async () => {
+  let now = 1_000_000;
+  const limited = createAdminServer(
+    { ksc: k, rules: () => RULES, sync: (o) => k.syncAssets(o), syncAttributes: (o) => k.syncAttributes(o), startTask: (req) => k.startTask(req) },
+    { token: TOKEN, maxBodyBytes: 2048, requestTimeoutMs: 1000, authLimit: new SigninLimiter({ now: () => now }) },
+  );
+  await limited.listen('127.0.0.1', 0);
+  try {
+    const get = (token: string | null) => rawApi(limited.port()!, 'GET', '/api/v1/connections', { token });
+    // No header: nothing guessed, nothing counted.
+    for (let i = 0; i < 10; i++) expect((await get(null)).status).toBe(401);
+    expect((await get(TOKEN)).status).toBe(200);
+    for (let i = 0; i < 6; i++) expect((await get(`wrong-${i}`)).status).toBe(401);
+    const r = await get(TOKEN);
+    expect(r.status).toBe(429);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect(errorOf(r)).toEqual({ code: 'admin_rate_limited', message: 'too many wrong bearer tokens from this address: try again in 1 s' });
+    // A POST is refused before its body is read.
+    expect((await rawApi(limited.port()!, 'POST', '/api/v1/tenants', { token: TOKEN, body: { name: 'x' } })).status).toBe(429);
+    expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
+    now += 1_000;
+    expect((await get(TOKEN)).status).toBe(200);
+    // The next wrong one doubles the wait.
+    expect((await get('wrong-again')).status).toBe(401);
+    expect((await get(TOKEN)).headers.get('retry-after')).toBe('2');
+  } finally {
+    await limited.close();
+  }
 });
 
 async function addMain(): Promise<string> {
