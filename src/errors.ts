@@ -385,7 +385,7 @@ export const CODES = {
     level: 'error',
     stage: 'ksc',
     description:
-      'No such KSC connection, asset, task run or response rule. Admin API status 404.',
+      'No such KSC tenant, connection, asset, task run or response rule. Admin API status 404.',
   },
   ksc_conflict: {
     level: 'error',

@@ -261,8 +261,23 @@ test('tenants: list and the integration switch', async () => {
   const bad = await call('PATCH', '/api/v1/tenants/default', { body: {} });
   expect(bad.status).toBe(400);
   expect(errorOf(bad).code).toBe('ksc_invalid_input');
-  const created = await call('PATCH', '/api/v1/tenants/branch', { body: { integrationEnabled: true } });
-  expect(created.json!['tenant']).toMatchObject({ name: 'branch', integrationEnabled: true });
+  // A tenant that does not exist: 404, nothing made (create it with POST /api/v1/tenants).
+  for (const name of ['branch', 'a%2Fb', '%20x']) {
+    const missing = await call('PATCH', `/api/v1/tenants/${name}`, { body: { integrationEnabled: true } });
+    expect(missing.status, name).toBe(404);
+    expect(errorOf(missing).code).toBe('ksc_not_found');
+  }
+  expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
+  // A connection may make its tenant, under the same name rules as POST /api/v1/tenants.
+  for (const tenant of ['a/b', '-x', 'x'.repeat(65), ' ']) {
+    const r = await call('POST', '/api/v1/connections', { body: { tenant, name: 'm', url: 'ksc.example', secret: { user: 'u', password: PASSWORD } } });
+    expect(r.status, tenant).toBe(400);
+    expect((r.json as { error: { code: string; field: string } }).error).toMatchObject({ code: 'ksc_invalid_input', field: 'tenant' });
+  }
+  expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
+  expect((await call('POST', '/api/v1/connections', { body: { tenant: 'branch', name: 'm', url: 'ksc.example', secret: { user: 'u', password: PASSWORD } } })).status).toBe(201);
+  const on = await call('PATCH', '/api/v1/tenants/branch', { body: { integrationEnabled: false } });
+  expect(on.json!['tenant']).toMatchObject({ name: 'branch', integrationEnabled: false });
 });
 
 test('tenants: create (validation, duplicate 409) and delete (refused with connections unless force; default kept)', async () => {
