@@ -447,6 +447,12 @@ export const CODES = {
     description:
       'An event that would have triggered a response rule or updated task runs came from an origin no KSC connection trusts (`ksc.trusted_sources`: listener, source address, TLS client fingerprint). It was collected and delivered as usual but acted on nothing; counted in `cefd_ksc_untrusted_events_total{kind}` and logged once per kind and listener. Also logged at start when response rules exist and `ksc.trusted_sources` is empty. See docs/ksc-trust.md.',
   },
+  ksc_task_run_deleted: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'A KSC task start finished (succeeded or failed, as the log line says) after its connection was deleted, or its tenant deleted with `force`, while RunTask was under way: the task run went with the connection, so the outcome is not recorded as a run; the start itself answers with its real outcome. Logged as a warning.',
+  },
   ksc_task_duplicate: {
     level: 'warning',
     stage: 'ksc',
