@@ -202,7 +202,7 @@ export class KscExtension implements DaemonExtension {
    * their connection), nor drop them. `done` is what the frames they came from wait for
    * before they are acknowledged: their work published (or rejected: the frames come again).
    */
-  private held: { items: [EventOrigin, KscFindings][]; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | null = null;
+  private held: { items: [EventOrigin, KscFindings][]; fresh: boolean; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | null = null;
   /** Connection key → this store's connection id (cluster.ts). */
   private connByKey = new Map<string, string>();
 
@@ -225,7 +225,7 @@ export class KscExtension implements DaemonExtension {
     this.log = ctx.log.child({ component: 'ksc' });
     this.metrics = new KscMetrics(ctx.telemetry.registry, { integration: () => this.k, rules: () => this.rules, trust: () => this.trust, cluster: () => this.cluster });
     // One hold for the extension's life: the cluster's publishes, or the held findings'.
-    this.unholdAcks = ctx.holdAcks?.(() => this.held?.done ?? this.cluster?.settled());
+    this.unholdAcks = ctx.holdAcks?.(() => this.ackHold());
     await this.apply(this.config, true);
   }
 
@@ -435,6 +435,20 @@ export class KscExtension implements DaemonExtension {
     if (this.cluster === cl) this.cluster = undefined;
   }
 
+  /**
+   * What the frames of the batch whose findings were just handed on wait for (asked right
+   * after, Pipeline.acksHeld): the publishes they made, or, while findings are held, the
+   * held findings' fate when this batch added some. A batch without findings waits for
+   * nothing, so a rebuild that fails gives back only the frames whose work was not published.
+   */
+  private ackHold(): Promise<void> | undefined {
+    const h = this.held;
+    if (h === null) return this.cluster?.settled();
+    if (!h.fresh) return undefined;
+    h.fresh = false;
+    return h.done;
+  }
+
   /** From now on findings wait (see `held`); the frames they came from are not acknowledged. */
   private hold(): void {
     if (this.held !== null) return;
@@ -446,7 +460,7 @@ export class KscExtension implements DaemonExtension {
     });
     // Awaited by the frames' acknowledgements, if any came meanwhile.
     done.catch(() => undefined);
-    this.held = { items: [], done, resolve, reject };
+    this.held = { items: [], fresh: false, done, resolve, reject };
   }
 
   /**
@@ -618,6 +632,7 @@ export class KscExtension implements DaemonExtension {
   private readonly onFindings = (origin: EventOrigin, f: KscFindings): void => {
     if (this.held !== null) {
       this.held.items.push([origin, f]);
+      this.held.fresh = true;
       return;
     }
     const m = this.metrics;

@@ -46,8 +46,10 @@ interface Processor {
   dir: string;
   /** Hands findings over as the pipeline does; returns what the frames' acknowledgement waits for (undefined: nothing). */
   find(f: KscFindings): Promise<void> | undefined;
+  /** What the acknowledgement of a batch without findings waits for. */
+  acks(): Promise<void> | undefined;
   metric(name: string): Promise<number>;
-  config(leaseTtl: string): Config;
+  config(leaseTtl: string, mode?: 'off'): Config;
 }
 
 const running: Processor[] = [];
@@ -61,7 +63,7 @@ afterEach(async () => {
 });
 afterAll(stopAllNats);
 
-function yaml(dir: string, natsUrl: string, leaseTtl: string): string {
+function yaml(dir: string, natsUrl: string, leaseTtl: string, mode = 'auto'): string {
   return `state_dir: ${join(dir, 'state')}
 shutdown_timeout: 10s
 listeners: [ { name: bus, type: nats, servers: [ "${natsUrl}" ], stream: RAW, consumer: processors, reconnect_wait: 100ms, connect_timeout: 1s } ]
@@ -72,7 +74,7 @@ ksc:
   request_timeout: 10s
   retries: 0
   trusted_sources: [ { connection: main, listeners: [ ksc ], cidrs: [ 127.0.0.1/32 ] } ]
-  cluster: { lease_ttl: ${leaseTtl}, ack_wait: 4s }
+  cluster: { mode: ${mode}, lease_ttl: ${leaseTtl}, ack_wait: 4s }
   response_rules:
     - { name: scan, type: ksctasks, tasks: [ "${TASK}" ], asset_field: device, filter: 'ksc.category == "detection"', workers: 1, cooldown: 0s }
 `;
@@ -95,7 +97,7 @@ async function processor(e: KscEmulator, nats: NatsServer): Promise<Processor> {
   expect(add.code, add.stderr).toBe(0);
   expect((await runCli(['ksc', 'assets', 'sync', ...sd])).code).toBe(0);
   expect((await runCli(['ksc', 'tasks', 'list', '--connection', 'main', '--refresh', ...sd])).code).toBe(0);
-  const config = (leaseTtl: string) => loadConfigText(yaml(dir, nats.url, leaseTtl), join(dir, 'cefd.yaml'));
+  const config = (leaseTtl: string, mode?: 'off') => loadConfigText(yaml(dir, nats.url, leaseTtl, mode), join(dir, 'cefd.yaml'));
   const logs = new LogCapture();
   const telemetry = new Telemetry({ level: 'debug', destination: logs, processMetrics: false, repeatIntervalMs: 0 });
   let onFindings: FindingsHandler | undefined;
@@ -115,6 +117,11 @@ async function processor(e: KscEmulator, nats: NatsServer): Promise<Processor> {
       };
     },
   };
+  // As Pipeline.acksHeld, right after a batch's findings were handed on.
+  const acks = () => {
+    const waits = holds.map((h) => h()).filter((w): w is Promise<void> => w !== undefined);
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+  };
   const ext = new KscExtension(ctx.config);
   await ext.start(ctx);
   const p: Processor = {
@@ -125,10 +132,9 @@ async function processor(e: KscEmulator, nats: NatsServer): Promise<Processor> {
     config,
     find: (f) => {
       onFindings!(ORIGIN, f);
-      // As Pipeline.acksHeld, right after the findings were handed on.
-      const waits = holds.map((h) => h()).filter((w): w is Promise<void> => w !== undefined);
-      return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+      return acks();
     },
+    acks,
     metric: async (name) => {
       const line = (await telemetry.registry.metrics()).split('\n').find((l) => l.startsWith(`${name} `));
       return line === undefined ? 0 : Number(line.slice(name.length + 1));
@@ -191,14 +197,13 @@ test('a processor that does not own the connection is reloaded (other cluster se
 
 test('the owner is reloaded while KSC answers one of its starts: the start finishes and is acknowledged before the lease is given back; nobody gets that work again', async () => {
   emu = await emulator();
-  emu.faults.answerDelayMs['Tasks.RunTask'] = 1000;
+  emu.faults.answerDelayMs['Tasks.RunTask'] = 2500;
   const nats = await natsServer();
   const [owner, other] = await pair(emu, nats);
   await other.find(trigger(other, 'event-1'));
   await waitFor(() => emu!.runs.length === 1, 30_000, 'the owner\'s RunTask reaching KSC');
-  // KSC has started the task and answers in a second: the owner is reloaded meanwhile.
+  // KSC has started the task and answers in 2.5 s (longer than a work fetch, 1 s): the owner is reloaded meanwhile.
   await owner.ext.reload(owner.config('3s'));
-  expect(started(owner)).toBe(1);
   // A work message is removed when acknowledged: one left unacknowledged stays until it came
   // again (after ack_wait) to an owner, whose claim check would then count a duplicate.
   await waitFor(() => workStreamEmpty(nats), 30_000, 'the work stream drained');
@@ -209,6 +214,7 @@ test('the owner is reloaded while KSC answers one of its starts: the start finis
   }
   expect(owner.logs.lines.filter((l) => l.includes('ksc_task_duplicate'))).toEqual([]);
   expect(emu.runs).toHaveLength(1);
+  expect(started(owner)).toBe(1);
   expect(await owner.metric('cefd_ksc_owner_claims_total{result="claimed"}')).toBe(1);
 });
 
@@ -220,10 +226,29 @@ test('NATS is down when a processor is reloaded: the trigger held meanwhile cann
   const reloading = other.ext.reload(other.config('3s'));
   const ack = other.find(trigger(other, 'event-1'));
   expect(ack).toBeDefined();
+  // A batch without findings meanwhile holds no work: its frames are acknowledged as usual.
+  expect(other.acks()).toBeUndefined();
   await reloading;
   await expect(ack).rejects.toThrow(/not connected to NATS/);
   expect(started(other)).toBe(0);
   expect(emu.runs).toHaveLength(0);
   expect(await other.metric('cefd_ksc_owner_work_published_total{kind="trigger",result="failed"}')).toBe(1);
   expect(other.logs.lines.some((l) => l.includes('"code":"ksc_work_publish_failed"') && l.includes('not connected to NATS'))).toBe(true);
+});
+
+test('a reload turns the sharing off: a trigger that came while it was being stopped is acted on here once the configuration is applied', async () => {
+  emu = await emulator();
+  const nats = await natsServer();
+  const [, other] = await pair(emu, nats);
+  const reloading = other.ext.reload(other.config('2s', 'off'));
+  const ack = other.find(trigger(other, 'event-1'));
+  expect(ack).toBeDefined();
+  await reloading;
+  // Nothing was published: the frames wait for nothing more once it is acted on here.
+  await ack;
+  await waitFor(() => started(other) === 1, 30_000, 'the task started by this processor, now on its own');
+  expect(emu.runs.map((r) => r.taskId)).toEqual(['1000']);
+  expect(await other.metric('cefd_ksc_owner_work_published_total{kind="trigger",result="ok"}')).toBe(0);
+  // Later findings take the single-node path at once.
+  expect(other.acks()).toBeUndefined();
 });
