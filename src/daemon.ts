@@ -7,7 +7,8 @@
  */
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { SpillWriter, takeSpill } from './pipeline/spill.js';
-import { makeStateDir, tightenStateDir } from './state-dir.js';
+import { makeStateDir, removePidFile, tightenStateDir, writePidFile } from './state-dir.js';
+import { orphanedBuffers } from './buffer/inventory.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { checkNormalizers } from './config/normalizers.js';
@@ -19,7 +20,7 @@ import { compileRoutes } from './pipeline/router.js';
 import { availableParallelism } from 'node:os';
 import { DiskQueue } from './buffer/disk-queue.js';
 import type { Source } from './sources/source.js';
-import { StateDirError, Topology } from './topology.js';
+import { StateDirError, Topology, diskBufferOwners, wantsDisk } from './topology.js';
 import type { Normalizer } from './pipeline/normalize.js';
 import { SqlSource } from './sources/sql/source.js';
 import type { SqlSourceConfig } from './sources/sql/config.js';
@@ -148,6 +149,12 @@ export class Daemon {
   async start(): Promise<void> {
     const c = this.config;
     this.prepareStateDir(c);
+    try {
+      writePidFile(c.state_dir);
+      this.pidDir = c.state_dir;
+    } catch (e) {
+      this.telemetry.log.warn({ err: (e as Error).message }, `cannot write the pid file in ${c.state_dir} (cefd buffers drop then cannot tell that cefd runs): ${(e as Error).message}`);
+    }
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.topology.chain(l, c));
@@ -205,6 +212,23 @@ export class Daemon {
       { listeners: c.listeners.map((l) => l.name), outputs: c.outputs.map((o) => o.name) },
       `cefd started: ${c.listeners.length} listeners, ${c.outputs.length} outputs`,
     );
+    this.checkOrphanedBuffers();
+  }
+
+  /** The state directory the pid file was written in (state-dir.ts), removed at the stop. */
+  private pidDir: string | null = null;
+
+  /**
+   * Buffers no configured output owns (removed or renamed outputs): one warning each and
+   * the cefd_buffer_orphaned_bytes gauge. Never deletes: the events may still be wanted.
+   */
+  private checkOrphanedBuffers(): void {
+    const c = this.config;
+    try {
+      this.telemetry.buffersOrphaned(orphanedBuffers(c.state_dir, diskBufferOwners(c)));
+    } catch (e) {
+      this.telemetry.log.error({ err: (e as Error).message }, `cannot look for orphaned disk buffers in ${c.state_dir}: ${(e as Error).message}`);
+    }
   }
 
   /**
@@ -321,6 +345,7 @@ export class Daemon {
     if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered and lost (memory queues that did not drain within shutdown_timeout)`);
     else if (kept > 0) this.telemetry.log.info({ ms: Date.now() - t0, buffered: kept }, `stopped; ${kept} events wait in disk buffers`);
     else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
+    if (this.pidDir !== null) removePidFile(this.pidDir);
     return left;
   }
 
@@ -432,7 +457,7 @@ export class Daemon {
           continue;
         }
         let slot: OutputRunner;
-        if (old !== undefined && old.slot.queue instanceof DiskQueue && this.topology.wantsDisk(o.buffer, o.type)) {
+        if (old !== undefined && old.slot.queue instanceof DiskQueue && wantsDisk(o.buffer, o.type)) {
           // Same name, same buffer folder: the disk buffer is handed to the new slot, never
           // closed and reopened, so nothing routed to the old slot meanwhile is lost.
           oldSlots.delete(o.name);
@@ -457,7 +482,7 @@ export class Daemon {
     const deadKey = JSON.stringify(next.dead_letter);
     if (dead.key !== deadKey) {
       let slot: OutputRunner;
-      if (dead.slot.queue instanceof DiskQueue && this.topology.wantsDisk(next.dead_letter.buffer, 'file')) {
+      if (dead.slot.queue instanceof DiskQueue && wantsDisk(next.dead_letter.buffer, 'file')) {
         await dead.slot.handOver();
         slot = this.topology.deadLetterRunner(next, dead.slot.queue);
       } else {
@@ -493,10 +518,10 @@ export class Daemon {
     // Stop removed or changed listeners first: a changed one may keep its port. One that
     // acknowledges upstream (nats) stops fetching, the pipeline decodes what it handed
     // over, then it acknowledges and closes (see doStop).
-    const retiring = [...oldSources.values()];
-    await Promise.all(retiring.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(1000))));
+    const oldListeners = [...oldSources.values()];
+    await Promise.all(oldListeners.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(1000))));
     this.pipeline!.commit();
-    const acking = retiring.filter((s) => s.source.stopReading !== undefined);
+    const acking = oldListeners.filter((s) => s.source.stopReading !== undefined);
     if (acking.length > 0) {
       await this.pipeline!.drain(5_000);
       await Promise.all(acking.map((s) => s.source.stop(1000)));
@@ -521,12 +546,16 @@ export class Daemon {
     await Promise.all([...oldSql.values()].map((s) => s.source.stop(5000)));
     this.sqlSources = keepSql;
     await this.startSqlSources(startSql, next);
-    // Retired outputs drain in the background.
-    for (const r of retired) {
-      void r.stop(next.shutdown_timeout * 1000).then((left) => {
-        if (left > 0) this.telemetry.eventsDropped(r.name, left, 'reload_undelivered');
-      });
-    }
+    // Retired outputs drain in the background. What one leaves in a disk buffer is not
+    // dropped: it stays on disk, reported as orphaned once they have stopped.
+    const retiring = retired.map((r) =>
+      r.stop(next.shutdown_timeout * 1000).then((left) => {
+        if (left > 0 && !r.queue.durable) this.telemetry.eventsDropped(r.name, left, 'reload_undelivered');
+      }),
+    );
+    void Promise.allSettled(retiring).then(() => {
+      if (this.stopping === null) this.checkOrphanedBuffers();
+    });
     if (!same(prev.metrics, next.metrics)) {
       await this.metrics?.stop();
       this.metrics = null;
