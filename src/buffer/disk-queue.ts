@@ -272,7 +272,9 @@ export class DiskQueue implements EventQueue {
       fs.rmSync(path, { force: true });
       return;
     }
-    this.overflow.push(...recs);
+    // Not push(...recs): a spread passes every record as an argument, which overflows the
+    // stack beyond about 130k of them.
+    this.overflow = recs;
     this.fromSpill = recs.length;
     this.flushOverflow();
     this.startRetry();

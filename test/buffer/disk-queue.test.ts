@@ -236,6 +236,17 @@ describe('DiskQueue', () => {
     expect(fs.existsSync(spillFile)).toBe(false);
   });
 
+  test('a spill file of 150,000 records opens (no spread of the whole file into one call) and replays in order', () => {
+    const root = tempDir();
+    const spillFile = join(root, 'out.ndjson');
+    const recs = Array.from({ length: 150_000 }, (_, i) => JSON.stringify({ i }));
+    fs.writeFileSync(spillFile, `${recs.join('\n')}\n`, { mode: 0o600 });
+    const { q } = openQ(join(root, 'buf'), { spillFile, maxBytes: 8 * 1024 * 1024 });
+    expect(q.length).toBe(150_000);
+    expect(drain(q, 5000)).toEqual(recs);
+    expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
   test('full with when_full drop_newest: an append that does not fit is dropped and reported, nothing held in memory', async () => {
     const root = tempDir();
     const dir = join(root, 'buf');
