@@ -546,7 +546,7 @@ export class DiskQueue implements EventQueue {
     }
   }
 
-  /** Tries to move the memory overflow to disk (not the part handed out by the last peek). */
+  /** Tries to move the memory overflow to disk (not while part of it is handed out by the last peek). */
   flushOverflow(): void {
     if (this.closed) return;
     if (this.overflow.length === 0) {
@@ -565,11 +565,11 @@ export class DiskQueue implements EventQueue {
       }
       return;
     }
-    // The part of the overflow handed out by the last peek stays in memory (it is sent
-    // first); the rest goes to disk, after it.
-    const keep = this.overflowInFlight;
-    let rest = keep === 0 ? this.overflow : this.overflow.slice(keep);
-    if (rest.length === 0) return;
+    // While part of the overflow is handed out by the last peek (in memory only), nothing
+    // after it goes to disk: it would be replayed before the part in flight after a stop,
+    // and survive a crash that loses that part (a hole). ack() flushes once it is settled.
+    if (this.overflowInFlight > 0) return;
+    let rest = this.overflow;
     // Within maxBytes: the longest prefix that fits (the rest waits for more space); an
     // empty disk takes at least one record, however long.
     let room = this.opts.maxBytes - this.diskBytes - 64;
@@ -582,8 +582,8 @@ export class DiskQueue implements EventQueue {
       // A fresh segment: the failed one may end in a torn block.
       if (this.error !== null && this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
       this.writeNdjson(encodeNdjson(rest), rest.length);
-      this.overflow.splice(keep, rest.length);
-      this.leftOverflow(keep, rest.length);
+      this.overflow.splice(0, rest.length);
+      this.leftOverflow(0, rest.length);
       if (this.error !== null) this.recovered();
     } catch (e) {
       this.failed(e);
@@ -673,8 +673,8 @@ export class DiskQueue implements EventQueue {
   peekBatch(max: number): QueueBatch {
     if (this.peeked !== null && this.peeked.max === max) return this.peeked.batch;
     if (this.overflowInFlight > 0) {
-      // Records handed out from memory and not acknowledged yet come before anything the
-      // disk got since (flushOverflow wrote what followed them).
+      // Records handed out from memory and not acknowledged yet: the same batch again
+      // (flushOverflow writes nothing after them meanwhile).
       const recs = this.overflow.slice(0, this.overflowInFlight);
       const batch = new StringBatch(recs);
       this.peeked = { batch, max, fromOverflow: true };
@@ -719,6 +719,8 @@ export class DiskQueue implements EventQueue {
       this.overflow.splice(0, n);
       this.overflowInFlight = 0;
       this.leftOverflow(0, n);
+      // What waited behind them may go to disk now.
+      if (this.overflow.length > 0 && this.error === null) this.flushOverflow();
       return;
     }
     let k = Math.min(n, this.aheadCount);
