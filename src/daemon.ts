@@ -8,7 +8,8 @@
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { SpillWriter, takeSpill } from './pipeline/spill.js';
 import { makeStateDir, tightenStateDir } from './state-dir.js';
-import type { Config, ListenerConfig } from './config/types.js';
+import type { Config, ListenerConfig, OutputConfig } from './config/types.js';
+import type { Output } from './outputs/types.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { checkNormalizers } from './config/normalizers.js';
 import { FlowControl } from './pipeline/flow-control.js';
@@ -411,7 +412,17 @@ export class Daemon {
     const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
     const newSlots: SlotEntry[] = [];
     const retired: OutputRunner[] = [];
+    // Everything that can fail comes first, with the running outputs untouched: a changed
+    // output with a new queue gets its runner built and started; one whose disk buffer goes
+    // to its next runner gets only its new output started. No buffer is handed over before
+    // all of that worked: a handed-over buffer cannot be given back (its old runner has
+    // stopped), so a reload that fails must leave every running output as it was.
     const created: OutputRunner[] = [];
+    const prepared: Output[] = [];
+    const handOvers: { at: number; o: OutputConfig; old: OutputRunner; output: Output }[] = [];
+    let dead = this.deadLetter!;
+    const deadKey = JSON.stringify(next.dead_letter);
+    let deadHandOver: Output | null = null;
     try {
       for (const o of next.outputs) {
         const key = JSON.stringify(o);
@@ -421,42 +432,57 @@ export class Daemon {
           oldSlots.delete(o.name);
           continue;
         }
-        let slot: OutputRunner;
         if (old !== undefined && old.slot.queue instanceof DiskQueue && this.topology.wantsDisk(o.buffer, o.type)) {
-          // Same name, same buffer folder: the disk buffer is handed to the new slot, never
-          // closed and reopened, so nothing routed to the old slot meanwhile is lost.
+          // Same name, same buffer folder: the disk buffer goes to the new slot (below),
+          // never closed and reopened, so nothing routed to the old slot meanwhile is lost.
+          const output = this.topology.output(o);
+          prepared.push(output);
+          await output.start();
           oldSlots.delete(o.name);
-          await old.slot.handOver();
-          slot = this.topology.runner(o, old.slot.queue);
-        } else {
-          slot = this.topology.runner(o);
+          handOvers.push({ at: newSlots.length, o, old: old.slot, output });
+          newSlots.push(old);
+          continue;
         }
+        const slot = this.topology.runner(o);
         created.push(slot);
         await slot.start();
         newSlots.push({ key, slot });
       }
+      if (dead.key !== deadKey) {
+        if (dead.slot.queue instanceof DiskQueue && this.topology.wantsDisk(next.dead_letter.buffer, 'file')) {
+          const output = this.topology.deadLetterOutput(next);
+          prepared.push(output);
+          await output.start();
+          deadHandOver = output;
+        } else {
+          const slot = this.topology.deadLetterRunner(next);
+          created.push(slot);
+          await slot.start();
+          retired.push(dead.slot);
+          dead = { key: deadKey, slot };
+        }
+      }
     } catch (e) {
-      // The configuration cannot be applied: the outputs that were built are closed; the
-      // running ones keep running (a handed-over buffer is adopted back by no one, so the
-      // error says to restart).
+      // The configuration cannot be applied: what was built is closed (each with its own
+      // queue); the running outputs, buffers included, keep running as they were.
       for (const c of created) void c.stop(1000);
+      for (const out of prepared) void out.close().catch(() => undefined);
       throw e;
     }
-    for (const s of oldSlots.values()) retired.push(s.slot);
-    let dead = this.deadLetter!;
-    const deadKey = JSON.stringify(next.dead_letter);
-    if (dead.key !== deadKey) {
-      let slot: OutputRunner;
-      if (dead.slot.queue instanceof DiskQueue && this.topology.wantsDisk(next.dead_letter.buffer, 'file')) {
-        await dead.slot.handOver();
-        slot = this.topology.deadLetterRunner(next, dead.slot.queue);
-      } else {
-        retired.push(dead.slot);
-        slot = this.topology.deadLetterRunner(next);
-      }
-      await slot.start();
+    // Nothing below fails: the buffers change hands.
+    for (const h of handOvers) {
+      await h.old.handOver();
+      const slot = this.topology.runner(h.o, h.old.queue as DiskQueue, h.output);
+      await slot.start(true);
+      newSlots[h.at] = { key: JSON.stringify(h.o), slot };
+    }
+    if (deadHandOver !== null) {
+      await dead.slot.handOver();
+      const slot = this.topology.deadLetterRunner(next, dead.slot.queue as DiskQueue, deadHandOver);
+      await slot.start(true);
       dead = { key: deadKey, slot };
     }
+    for (const s of oldSlots.values()) retired.push(s.slot);
     this.slots = newSlots;
     this.deadLetter = dead;
     this.pipeline!.reconfigure(

@@ -14,6 +14,7 @@ import type { Pipeline } from './pipeline/pipeline.js';
 import { MemoryQueue, type EventQueue } from './buffer/queue.js';
 import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
+import type { Output } from './outputs/types.js';
 import { outputPlugin } from './outputs/registry.js';
 import type { Source } from './sources/source.js';
 import { sourcePlugin } from './sources/registry.js';
@@ -81,8 +82,11 @@ export class Topology {
     return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
   }
 
-  /** An output's runner: its output (through the registry) and its queue (`reuse`: a reload's disk buffer). */
-  runner(o: OutputConfig, reuse?: DiskQueue): OutputRunner {
+  /**
+   * An output's runner: its output (through the registry, or `output`: one a reload has
+   * built and started already) and its queue (`reuse`: a reload's disk buffer).
+   */
+  runner(o: OutputConfig, reuse?: DiskQueue, output?: Output): OutputRunner {
     const ref: { slot?: OutputRunner } = {};
     ref.slot = new OutputRunner(
       {
@@ -95,7 +99,7 @@ export class Topology {
         maxBackoffMs: o.retry.max_backoff * 1000,
         encoding: o.encoding,
       },
-      createOutput(o),
+      output ?? createOutput(o),
       this.queue(o.name, o.buffer, o.queue_max_events, o.type, o.when_full, ref, reuse),
       this.flow,
       this.telemetry,
@@ -104,12 +108,22 @@ export class Topology {
     return ref.slot;
   }
 
-  deadLetterRunner(c: Config, reuse?: DiskQueue): OutputRunner {
+  /** An output alone, not started (a reload starts it before it takes over a disk buffer). */
+  output(o: OutputConfig): Output {
+    return createOutput(o);
+  }
+
+  /** The dead-letter output alone, not started (see output()). */
+  deadLetterOutput(c: Config): Output {
+    return createDeadLetterOutput(c.dead_letter);
+  }
+
+  deadLetterRunner(c: Config, reuse?: DiskQueue, output?: Output): OutputRunner {
     const d = c.dead_letter;
     const ref: { slot?: OutputRunner } = {};
     ref.slot = new OutputRunner(
       { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
-      createDeadLetterOutput(d),
+      output ?? createDeadLetterOutput(d),
       this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', 'block', ref, reuse),
       this.flow,
       this.telemetry,

@@ -490,11 +490,40 @@ export class DiskQueue implements EventQueue {
   /**
    * Order: what waits in memory goes first; it is retried on a timer (not here: that
    * would re-encode the whole overflow on every read). Appends after close (never in
-   * normal operation) are kept in memory and counted as a write error, not thrown.
+   * normal operation: a bug) are not kept in memory, where nothing would ever take them.
    */
   private hold(records: readonly string[]): void {
-    for (const r of records) this.overflow.push(r);
-    if (this.closed && this.error === null) this.failed(new Error('the buffer is closed'));
+    if (this.closed) this.spillAfterClose(records);
+    else for (const r of records) this.overflow.push(r);
+  }
+
+  /**
+   * Records appended after close(): added to the spill file, which the next open takes
+   * back, and reported (onSpilled); without one, or when it cannot be written, reported
+   * as lost.
+   */
+  private spillAfterClose(records: readonly string[]): void {
+    const path = this.opts.spillFile;
+    if (path === undefined) {
+      this.opts.onSpilled?.(records.length, '(no spill file)', 'the buffer is closed');
+      return;
+    }
+    try {
+      fs.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      const fd = fs.openSync(path, 'a', 0o600);
+      try {
+        const body = encodeNdjson(records);
+        let done = 0;
+        while (done < body.length) done += fs.writeSync(fd, body, done);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      this.opts.onSpilled?.(records.length, path);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      this.opts.onSpilled?.(records.length, path, `the buffer is closed; ${err.code ?? 'error'}: ${err.message}`);
+    }
   }
 
   private recovered(): void {

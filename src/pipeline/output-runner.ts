@@ -134,8 +134,12 @@ export class OutputRunner {
     this.afterDequeue();
   }
 
-  async start(): Promise<void> {
-    await this.output.start();
+  /**
+   * Starts the output and the delivery loop (`outputStarted`: the caller started the
+   * output already; a reload does, before it hands a disk buffer to this runner).
+   */
+  async start(outputStarted = false): Promise<void> {
+    if (!outputStarted) await this.output.start();
     this.loop = this.run();
   }
 

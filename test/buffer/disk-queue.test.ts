@@ -284,6 +284,23 @@ describe('DiskQueue', () => {
     expect(crash).toEqual(Array.from({ length: crash.length }, (_, k) => crash[0]! + k));
   });
 
+  test('an append after close is not kept in memory: it goes to the spill file (reported) and the next open takes it back', async () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'out.ndjson');
+    const spilled: [number, string | undefined][] = [];
+    const opts = { spillFile, onSpilled: (n: number, _p: string, e?: string) => spilled.push([n, e]) };
+    const { q } = openQ(dir, opts);
+    q.append(['a']);
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    q.append(['b', 'c']);
+    expect(q.overflowLength).toBe(0);
+    expect(q.fill()).toBeLessThan(1);
+    expect(spilled).toEqual([[2, undefined]]);
+    expect(drain(openQ(dir, opts).q)).toEqual(['a', 'b', 'c']);
+  });
+
   test('full with when_full drop_newest: an append that does not fit is dropped and reported, nothing held in memory', async () => {
     const root = tempDir();
     const dir = join(root, 'buf');
