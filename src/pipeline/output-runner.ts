@@ -140,6 +140,12 @@ export class OutputRunner {
    */
   async start(outputStarted = false): Promise<void> {
     if (!outputStarted) await this.output.start();
+    // Full already (records the last stop spilled wait): the sources pause before any of
+    // them reads, rather than after the first reads were taken on top of the spill.
+    if (this.opts.whenFull === 'block' && this.queue.fill() >= 1 && !this.blocked) {
+      this.blocked = true;
+      this.flow.block(this.flowKey, `queue of output ${this.name} is full`);
+    }
     this.loop = this.run();
   }
 

@@ -301,6 +301,35 @@ describe('DiskQueue', () => {
     expect(drain(openQ(dir, opts).q)).toEqual(['a', 'b', 'c']);
   });
 
+  test('a large spill file is read a chunk at a time, never all of it into memory; a stop part-way keeps its order before later appends', async () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'out.ndjson');
+    const recs = Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ i, pad: 'q'.repeat(80) }));
+    fs.writeFileSync(spillFile, `${recs.join('\n')}\n`, { mode: 0o600 });
+    const opts = { spillFile, maxBytes: 64 * 1024, segmentBytes: 16 * 1024 };
+    let { q } = openQ(dir, opts);
+    expect(q.length).toBe(20_000);
+    expect(q.fill()).toBeGreaterThanOrEqual(1);
+    expect(q.overflowLength).toBeLessThanOrEqual(1000);
+    const got: string[] = [];
+    while (got.length < 5000) {
+      const b = q.peek(500);
+      got.push(...b);
+      q.ack(b.length);
+      expect(q.overflowLength).toBeLessThanOrEqual(1000);
+    }
+    q.append(['new']);
+    expect(q.length).toBe(20_000 - 5000 + 1);
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    ({ q } = openQ(dir, opts));
+    expect(q.overflowLength).toBeLessThanOrEqual(1000);
+    got.push(...drain(q, 500));
+    expect(got).toEqual([...recs, 'new']);
+    expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
   test('full with when_full drop_newest: an append that does not fit is dropped and reported, nothing held in memory', async () => {
     const root = tempDir();
     const dir = join(root, 'buf');

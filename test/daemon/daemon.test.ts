@@ -4,13 +4,14 @@
  * letters, access control, backpressure and metrics.
  */
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { DiskQueue } from '../../src/buffer/disk-queue.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { makePki } from '../helpers/pki.js';
-import { readNdjson, scrape, sendTcp, sendUdp, startDaemon, waitFor, waitLines, type TestDaemon } from '../helpers/daemon.js';
+import { readNdjson, scrape, sendTcp, sendUdp, startDaemon, tempDir, waitFor, waitLines, type TestDaemon } from '../helpers/daemon.js';
 
 const KSC_LINES = readFileSync(new URL('../../fixtures/ksc/fixtures-draft.txt', import.meta.url), 'utf8')
   .split('\n')
@@ -409,6 +410,38 @@ outputs:
 });
 
 describe('backpressure', () => {
+  test('a disk buffer full at start (a spill the last stop left) pauses reading before any listener reads; restarts while the output is down do not grow it', async () => {
+    const dir = tempDir();
+    const spill = join(dir, 'state', 'shutdown-spill', 'siem.ndjson');
+    mkdirSync(dirname(spill), { recursive: true, mode: 0o700 });
+    const n = 5000;
+    writeFileSync(spill, Array.from({ length: n }, (_, i) => `${JSON.stringify({ i, pad: 'x'.repeat(100) })}\n`).join(''), { mode: 0o600 });
+    // An endpoint that refuses: nothing is delivered.
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(closed.address() as net.AddressInfo).port}/`;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const yaml = `${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: siem, type: http, url: "${url}", buffer: { type: disk, max_size: 64KiB } } ]
+`;
+    for (let cycle = 0; cycle < 2; cycle++) {
+      const d = await startDaemon(yaml, { dir });
+      expect(d.daemon.flow.paused).toBe(true);
+      const sock = net.connect(d.port('tcp'), '127.0.0.1');
+      sock.on('error', () => undefined);
+      await new Promise((r) => sock.once('connect', r));
+      await new Promise((r) => sock.write(Array.from({ length: 100 }, (_, i) => `CEF:0|V|P|1|${i}|n|5|cnt=${i}\n`).join(''), r));
+      await d.stop();
+      sock.destroy();
+      const q = DiskQueue.open({ dir: join(dir, 'state', 'buffers', 'siem'), maxBytes: 64 * 1024, fsync: 'never', fsyncIntervalMs: 1000, spillFile: spill });
+      const length = q.length;
+      // Close without touching the files (the spill goes back where it was).
+      await q.close();
+      expect(length).toBe(n);
+    }
+  });
+
   test('a stalled output pauses the sockets with a bounded queue; reading resumes when it recovers and nothing is lost', async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));
