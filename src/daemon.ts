@@ -237,7 +237,16 @@ export class Daemon {
       writeFileSync(keep, `${spilled.bad.join('\n')}\n`, { mode: 0o600 });
       this.telemetry.log.error({ lines: spilled.bad.length, path: keep }, `${spilled.bad.length} lines of the shutdown spill file do not parse; kept in ${keep}`);
     }
-    spilled.done();
+    // The file goes once every queue holds what its frames became on disk: a full buffer
+    // keeps them in memory for a while, and a crash until then replays the file again.
+    const queues = [...this.slots.map((s) => s.slot.queue), ...(this.deadLetter !== null ? [this.deadLetter.slot.queue] : [])];
+    void Promise.all(queues.map((q) => q.onDisk?.())).then(() => {
+      try {
+        spilled.done();
+      } catch (e) {
+        this.telemetry.log.warn({ err: (e as Error).message }, `the replayed shutdown spill file cannot be deleted: ${(e as Error).message}`);
+      }
+    });
     this.telemetry.log.info({ frames, reads: spilled.reads.length }, `decoded ${frames} frames kept by the last stop (read but not decoded then)`);
   }
 

@@ -351,26 +351,91 @@ export class DiskQueue implements EventQueue {
     }
   }
 
-  /** `n` records left the head of the overflow (`at`: their first index): once none from the spill file is left, it goes. */
-  private leftOverflow(at: number, n: number): void {
-    if (this.fromSpill === 0 || at >= this.fromSpill) return;
-    this.fromSpill -= Math.min(n, this.fromSpill - at);
+  /**
+   * `n` records left the head of the overflow (to disk, or delivered from memory): the
+   * barriers of onDisk() move on, and once none from the spill file is left, it goes.
+   */
+  private leftOverflow(n: number): void {
+    this.heldOut += n - Math.min(n, this.fromSpill);
+    this.checkBarriers();
+    if (this.fromSpill === 0) return;
+    this.fromSpill -= Math.min(n, this.fromSpill);
     if (this.fromSpill > 0 || this.spill !== null) return;
     this.spillLeft();
   }
 
-  /** Every record of the spill file taken at open is on disk or delivered: it goes. */
+  /** Every record of the spill file taken at open is on disk or delivered: it goes, once that is durable. */
   private spillLeft(): void {
-    // What it held is on disk now (or delivered): make that durable as the buffer's
-    // policy says before the only other copy goes.
-    if (this.opts.fsync !== 'never' && this.writeFd !== -1) {
+    const path = this.opts.spillFile!;
+    this.afterDurable(() => fs.rmSync(path, { force: true }));
+  }
+
+  /** Records ever held in the overflow by an append (not those from the spill file), and how many of them have left it. */
+  private heldIn = 0;
+  private heldOut = 0;
+  private barriers: { target: number; resolve: () => void }[] = [];
+
+  /**
+   * Resolves once every record appended so far is in the segment files (or delivered),
+   * durable as the fsync policy says, or, at close, in the fsynced spill file; never when
+   * close() could not keep them. The daemon deletes the raw shutdown spill only then.
+   */
+  onDisk(): Promise<void> {
+    return new Promise((resolve) => {
+      this.barriers.push({ target: this.heldIn, resolve });
+      this.checkBarriers();
+    });
+  }
+
+  private checkBarriers(): void {
+    while (this.barriers.length > 0 && this.barriers[0]!.target <= this.heldOut) this.afterDurable(this.barriers.shift()!.resolve);
+  }
+
+  /** Records into the overflow from an append (they count for onDisk()). */
+  private holdRecords(records: readonly string[]): void {
+    for (const r of records) this.overflow.push(r);
+    this.heldIn += records.length;
+  }
+
+  /** fsyncs of rolled segments still running (closeWriteFd), by file descriptor. */
+  private readonly rolling = new Map<number, Promise<void>>();
+  /** Callbacks of afterDurable() not run yet (close() runs them). */
+  private readonly durableWaiters = new Set<() => void>();
+
+  /**
+   * Runs `then` once what is written now is durable as the fsync policy says: the fsyncs
+   * of rolled segments have finished and the segment being written is fsynced (with
+   * `fsync: never`, at once: the page cache has it, which survives a crash of cefd).
+   */
+  private afterDurable(then: () => void): void {
+    const run = () => {
+      if (!this.durableWaiters.delete(run)) return;
+      if (this.opts.fsync !== 'never' && this.writeFd !== -1) {
+        try {
+          fs.fsyncSync(this.writeFd);
+        } catch {
+          // the page cache has it
+        }
+      }
+      then();
+    };
+    this.durableWaiters.add(run);
+    if (this.opts.fsync === 'never' || this.rolling.size === 0) run();
+    else void Promise.all(this.rolling.values()).then(run);
+  }
+
+  /** close(): what afterDurable() waits for, now (the rolled segments fsynced synchronously). */
+  private settleDurable(): void {
+    if (this.durableWaiters.size === 0) return;
+    for (const fd of this.rolling.keys()) {
       try {
-        fs.fsyncSync(this.writeFd);
+        fs.fsyncSync(fd);
       } catch {
         // the page cache has it
       }
     }
-    fs.rmSync(this.opts.spillFile!, { force: true });
+    this.rolling.clear();
+    for (const run of [...this.durableWaiters]) run();
   }
 
   /** Records of the first block to drop at the first read (delivered before a restart). */
@@ -463,8 +528,20 @@ export class DiskQueue implements EventQueue {
       fs.closeSync(fd);
       return;
     }
-    if (flush) fs.fsync(fd, () => fs.close(fd, () => undefined));
-    else fs.close(fd, () => undefined);
+    if (!flush) {
+      fs.close(fd, () => undefined);
+      return;
+    }
+    this.rolling.set(
+      fd,
+      new Promise<void>((resolve) =>
+        fs.fsync(fd, () => {
+          this.rolling.delete(fd);
+          fs.close(fd, () => undefined);
+          resolve();
+        }),
+      ),
+    );
   }
 
   /** Writes one block of `count` records, `body` their NDJSON (kept by the tail cache); throws on failure after undoing a partial write. */
@@ -544,7 +621,7 @@ export class DiskQueue implements EventQueue {
       }
       // What the sources sent before they paused (fill() > 1 from now on) waits in memory
       // and goes to disk as space frees.
-      for (const r of splitNdjson(ndjson)) this.overflow.push(r);
+      this.holdRecords(splitNdjson(ndjson));
       this.startRetry();
       return;
     }
@@ -552,7 +629,7 @@ export class DiskQueue implements EventQueue {
       this.writeNdjson(ndjson, count);
       if (this.error !== null) this.recovered();
     } catch (e) {
-      for (const r of splitNdjson(ndjson)) this.overflow.push(r);
+      this.holdRecords(splitNdjson(ndjson));
       this.failed(e);
     }
   }
@@ -570,7 +647,7 @@ export class DiskQueue implements EventQueue {
    */
   private hold(records: readonly string[]): void {
     if (this.closed) this.spillAfterClose(records);
-    else for (const r of records) this.overflow.push(r);
+    else this.holdRecords(records);
   }
 
   /**
@@ -691,7 +768,7 @@ export class DiskQueue implements EventQueue {
         if (this.error !== null && this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
         this.writeNdjson(encodeNdjson(rest), rest.length);
         this.overflow.splice(0, rest.length);
-        this.leftOverflow(0, rest.length);
+        this.leftOverflow(rest.length);
         if (this.error !== null) this.recovered();
       } catch (e) {
         this.failed(e);
@@ -832,7 +909,7 @@ export class DiskQueue implements EventQueue {
     if (fromOverflow) {
       this.overflow.splice(0, n);
       this.overflowInFlight = 0;
-      this.leftOverflow(0, n);
+      this.leftOverflow(n);
       // What waited behind them may go to disk now.
       if (this.overflow.length > 0 && this.error === null) this.flushOverflow();
       return;
@@ -940,6 +1017,7 @@ export class DiskQueue implements EventQueue {
     this.flushOverflowAtClose();
     this.writeAck();
     this.closeWriteFd(true);
+    this.settleDurable();
     if (this.readFd !== -1) fs.closeSync(this.readFd);
     this.readFd = -1;
     this.readFdPath = '';
@@ -960,6 +1038,9 @@ export class DiskQueue implements EventQueue {
     this.closed = false;
     this.flushOverflow();
     this.closed = true;
+    // A deletion of the spill file taken at open may wait for an fsync: it happens now,
+    // before a new spill file takes that name.
+    this.settleDurable();
     if (this.overflow.length === 0 && this.spill === null) return;
     const path = this.opts.spillFile;
     if (path === undefined) {
@@ -1001,8 +1082,11 @@ export class DiskQueue implements EventQueue {
         fs.closeSync(fd);
       }
       fs.renameSync(tmp, path);
+      // Kept (fsynced): for onDisk() they have left memory.
+      this.heldOut += this.overflow.length - this.fromSpill;
       this.overflow = [];
       this.fromSpill = 0;
+      this.checkBarriers();
       this.opts.onSpilled?.(n, path);
     } catch (e) {
       fs.rmSync(tmp, { force: true });

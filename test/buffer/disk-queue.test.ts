@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, test } from 'vitest';
 import { DiskQueue, type DiskQueueOptions } from '../../src/buffer/disk-queue.js';
 import { StringBatch } from '../../src/buffer/queue.js';
-import { tempDir } from '../helpers/daemon.js';
+import { tempDir, waitFor } from '../helpers/daemon.js';
 
 const open: DiskQueue[] = [];
 afterEach(async () => {
@@ -328,6 +328,34 @@ describe('DiskQueue', () => {
     got.push(...drain(q, 500));
     expect(got).toEqual([...recs, 'new']);
     expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
+  test('onDisk() resolves once the records appended so far have left memory: to disk, or at close to the spill file', async () => {
+    const root = tempDir();
+    const opts = { maxBytes: 8192, segmentBytes: 2048, fsync: 'batch' as const, spillFile: join(root, 'out.ndjson') };
+    const { q } = openQ(join(root, 'buf'), opts);
+    for (let i = 0; i < 100; i++) q.append([JSON.stringify({ i, pad: 'p'.repeat(60) })]);
+    expect(q.overflowLength).toBeGreaterThan(0);
+    let first = false;
+    void q.onDisk().then(() => (first = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(first).toBe(false);
+    // Delivered until everything held then is on disk.
+    while (q.overflowLength > 0) {
+      const b = q.peekBatch(5);
+      q.ack(b.count);
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => first, 10_000, 'onDisk() after the records went to disk');
+    // Held again, then stopped: the spill file keeps them.
+    while (q.overflowLength === 0) q.append([JSON.stringify({ more: 'm'.repeat(60) })]);
+    let second = false;
+    void q.onDisk().then(() => (second = true));
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    await new Promise((r) => setImmediate(r));
+    expect(second).toBe(true);
+    expect(fs.existsSync(opts.spillFile)).toBe(true);
   });
 
   test('full with when_full drop_newest: an append that does not fit is dropped and reported, nothing held in memory', async () => {

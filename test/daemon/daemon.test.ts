@@ -4,7 +4,8 @@
  * letters, access control, backpressure and metrics.
  */
 import http from 'node:http';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { SPILL_FILE, SpillWriter } from '../../src/pipeline/spill.js';
 import net from 'node:net';
 import tls from 'node:tls';
 import { dirname, join } from 'node:path';
@@ -410,6 +411,45 @@ outputs:
 });
 
 describe('backpressure', () => {
+  test('the raw shutdown spill of the last stop stays until its events are on disk: a crash while they wait behind a full buffer replays it again', async () => {
+    const dir = tempDir();
+    const state = join(dir, 'state');
+    // The output's buffer is full at start (its own spill waits), so the replayed events wait in memory.
+    const outSpill = join(state, 'shutdown-spill', 'siem.ndjson');
+    mkdirSync(dirname(outSpill), { recursive: true, mode: 0o700 });
+    writeFileSync(outSpill, Array.from({ length: 2000 }, (_, i) => `${JSON.stringify({ i, pad: 'x'.repeat(100) })}\n`).join(''), { mode: 0o600 });
+    const raw = new SpillWriter(state);
+    raw.write({ listener: 'tcp', peer: '127.0.0.1:5000', receivedMs: Date.now(), frames: Array.from({ length: 50 }, (_, i) => Buffer.from(`CEF:0|V|P|1|r|n|5|cnt=${i}`)), truncated: Array(50).fill(false) });
+    raw.close();
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(closed.address() as net.AddressInfo).port}/`;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const d = await startDaemon(`${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: siem, type: http, url: "${url}", buffer: { type: disk, max_size: 64KiB } } ]
+`, { dir });
+    running.push(d);
+    expect(d.logs.lines.join('\n')).toMatch(/decoded 50 frames kept by the last stop/);
+    // A crash now (kill -9): the files as they are. The raw spill is still there.
+    const crashed = tempDir();
+    cpSync(dir, crashed, { recursive: true });
+    expect(existsSync(join(crashed, 'state', `${SPILL_FILE}.replaying`))).toBe(true);
+    // The next start (the output answering) gets the 50 events.
+    const again = await startDaemon(`${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: siem, type: file, path: "{dir}/siem.ndjson", buffer: { type: disk, max_size: 64KiB } } ]
+`, { dir: crashed });
+    running.push(again);
+    await waitFor(() => readNdjson(join(crashed, 'siem.ndjson'), { tolerateTornTail: true }).length >= 2050, 20_000, 'every event in siem.ndjson');
+    const cnts = readNdjson(join(crashed, 'siem.ndjson')).flatMap((e) => (e['cef'] !== undefined ? [(e['cef'] as { typed: { baseEventCount: number } }).typed.baseEventCount] : []));
+    expect(new Set(cnts)).toEqual(new Set(Array.from({ length: 50 }, (_, i) => i)));
+    await again.stop();
+    // The first daemon's stop keeps them in its output's spill file: then the raw one goes.
+    await d.stop();
+    expect(existsSync(join(state, `${SPILL_FILE}.replaying`))).toBe(false);
+  });
+
   test('a disk buffer full at start (a spill the last stop left) pauses reading before any listener reads; restarts while the output is down do not grow it', async () => {
     const dir = tempDir();
     const spill = join(dir, 'state', 'shutdown-spill', 'siem.ndjson');
