@@ -20,7 +20,8 @@
  * is written to disk as soon as a write succeeds again (checked at each append and every
  * second).
  *
- * The segment files never hold more than `maxBytes`. An append that does not fit waits in
+ * The segment files never hold more than `maxBytes`, but for one block larger than that
+ * by itself, which an empty buffer takes (fits()). An append that does not fit waits in
  * the same memory overflow (the buffer then counts as full, and the owner pauses the
  * sources), or with `whenFull: drop_newest` is dropped and reported through `onDropped`.
  * At close, what still waits in memory goes to the spill file (`spillFile`, 0600) rather
@@ -1012,9 +1013,10 @@ export class DiskQueue implements EventQueue {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [this.ackTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
-    if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
     this.flushOverflowAtClose();
+    // After the last flush: a write failing there starts the retry timer again.
+    for (const t of [this.ackTimer, this.retryTimer, this.fsyncTimer]) if (t !== null) clearTimeout(t);
+    this.ackTimer = this.retryTimer = this.fsyncTimer = null;
     this.writeAck();
     this.closeWriteFd(true);
     this.settleDurable();
@@ -1082,6 +1084,8 @@ export class DiskQueue implements EventQueue {
         fs.closeSync(fd);
       }
       fs.renameSync(tmp, path);
+      // The rename itself survives a power loss only once the folder is fsynced.
+      fsyncDir(dirname(path));
       // Kept (fsynced): for onDisk() they have left memory.
       this.heldOut += this.overflow.length - this.fromSpill;
       this.overflow = [];
@@ -1097,6 +1101,20 @@ export class DiskQueue implements EventQueue {
       fs.closeSync(sp.fd);
       this.spill = null;
     }
+  }
+}
+
+/** fsyncs a folder (a rename in it is durable then); a file system that cannot is left to its page cache. */
+function fsyncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // the rename is done; only its durability across a power loss is in doubt
   }
 }
 

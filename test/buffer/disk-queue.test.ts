@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import { DiskQueue, type DiskQueueOptions } from '../../src/buffer/disk-queue.js';
 import { StringBatch } from '../../src/buffer/queue.js';
 import { tempDir, waitFor } from '../helpers/daemon.js';
@@ -413,6 +413,65 @@ describe('DiskQueue on a full file system', () => {
       expect(q.writeError).toBeNull();
       expect(drain(q)).toEqual(['after']);
     } finally {
+      for (const q of open.splice(0)) await q.close();
+      execFileSync('umount', [mnt]);
+    }
+  });
+});
+
+describe('DiskQueue closed on a full file system', () => {
+  // A 256 KiB tmpfs (CI runs as root, which mount needs).
+  test('a write that fails in close() leaves no retry timer running', async () => {
+    const mnt = join(tempDir(), 'tiny');
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
+    const filler = join(mnt, 'filler');
+    /** Fills the file system up (the filler grows until ENOSPC). */
+    const fill = () => {
+      const chunk = Buffer.alloc(4096, 1);
+      try {
+        for (;;) fs.appendFileSync(filler, chunk);
+      } catch {
+        // full
+      }
+    };
+    const intervals = new Set<unknown>();
+    try {
+      fs.writeFileSync(filler, Buffer.alloc(200 * 1024, 1));
+      // No spill file: close() writes what waits past max_size, into a full file system.
+      const { q, errors } = openQ(join(mnt, 'buf'), { maxBytes: 64 * 1024, segmentBytes: 16 * 1024 });
+      for (let i = 0; q.overflowLength < 20; i++) q.append([`${i}:${'y'.repeat(2000)}`]);
+      expect(errors[0]).toMatch(/ENOSPC/);
+      // Space back: part of what waits goes (up to max_size); writes work again (the retry timer stops).
+      fs.rmSync(filler);
+      q.flushOverflow();
+      expect(q.writeError).toBeNull();
+      expect(q.overflowLength).toBeGreaterThan(0);
+      fill();
+      const setI = globalThis.setInterval;
+      const spy = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms: number) => {
+        const t = setI(fn, ms);
+        intervals.add(t);
+        return t;
+      }) as typeof setInterval);
+      const clearT = globalThis.clearTimeout;
+      const clearI = globalThis.clearInterval;
+      const spyT = vi.spyOn(globalThis, 'clearTimeout').mockImplementation(((t: NodeJS.Timeout) => (intervals.delete(t), clearT(t))) as typeof clearTimeout);
+      const spyI = vi.spyOn(globalThis, 'clearInterval').mockImplementation(((t: NodeJS.Timeout) => (intervals.delete(t), clearI(t))) as typeof clearInterval);
+      try {
+        await q.close();
+      } finally {
+        spy.mockRestore();
+        spyT.mockRestore();
+        spyI.mockRestore();
+      }
+      open.splice(open.indexOf(q), 1);
+      // The close-time write failed (ENOSPC)...
+      expect(q.writeError).toMatch(/ENOSPC/);
+      // ...and no timer it started is left running.
+      expect(intervals.size).toBe(0);
+    } finally {
+      for (const t of intervals) clearInterval(t as NodeJS.Timeout);
       for (const q of open.splice(0)) await q.close();
       execFileSync('umount', [mnt]);
     }
