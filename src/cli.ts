@@ -118,6 +118,25 @@ export function buildProgram(): Command {
       }
     });
 
+  const buffers = program
+    .command('buffers')
+    .description('List the disk buffers in state_dir: which output uses each, undelivered records and bytes (orphans: outputs no longer configured)')
+    .option('-c, --config <file>', 'YAML configuration file (omitted: the built-in defaults)')
+    .option('--json', 'one JSON object per buffer')
+    .action(async (o: { config?: string; json?: boolean }) => {
+      const { buffersList } = await import('./commands/buffers.js');
+      process.exitCode = await buffersList(o.config, o.json === true, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) });
+    });
+  buffers
+    .command('drop')
+    .description('Delete the disk buffer and spill file of an output the configuration no longer uses (refused while cefd runs)')
+    .argument('<output>', 'the output name, as cefd buffers lists it')
+    .option('-c, --config <file>', 'YAML configuration file (omitted: the built-in defaults)')
+    .action(async (name: string, o: { config?: string }) => {
+      const { buffersDrop } = await import('./commands/buffers.js');
+      process.exitCode = await buffersDrop(o.config ?? buffers.opts<{ config?: string }>().config, name, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) });
+    });
+
   registerKscCommands(program);
   registerSqlCommands(program);
   registerConsoleCommands(program);

@@ -7,7 +7,8 @@
  */
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { SpillWriter, takeSpill } from './pipeline/spill.js';
-import { makeStateDir, tightenStateDir } from './state-dir.js';
+import { makeStateDir, removePidFile, tightenStateDir, writePidFile } from './state-dir.js';
+import { orphanedBuffers } from './buffer/inventory.js';
 import type { Config, ListenerConfig, OutputConfig } from './config/types.js';
 import type { Output } from './outputs/types.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
@@ -20,7 +21,7 @@ import { compileRoutes } from './pipeline/router.js';
 import { availableParallelism } from 'node:os';
 import { DiskQueue } from './buffer/disk-queue.js';
 import type { Source } from './sources/source.js';
-import { StateDirError, Topology } from './topology.js';
+import { StateDirError, Topology, diskBufferOwners, wantsDisk } from './topology.js';
 import type { Normalizer } from './pipeline/normalize.js';
 import { SqlSource } from './sources/sql/source.js';
 import type { SqlSourceConfig } from './sources/sql/config.js';
@@ -149,6 +150,12 @@ export class Daemon {
   async start(): Promise<void> {
     const c = this.config;
     this.prepareStateDir(c);
+    try {
+      writePidFile(c.state_dir);
+      this.pidDir = c.state_dir;
+    } catch (e) {
+      this.telemetry.log.warn({ err: (e as Error).message }, `cannot write the pid file in ${c.state_dir} (cefd buffers drop then cannot tell that cefd runs): ${(e as Error).message}`);
+    }
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.topology.chain(l, c));
@@ -206,6 +213,23 @@ export class Daemon {
       { listeners: c.listeners.map((l) => l.name), outputs: c.outputs.map((o) => o.name) },
       `cefd started: ${c.listeners.length} listeners, ${c.outputs.length} outputs`,
     );
+    this.checkOrphanedBuffers();
+  }
+
+  /** The state directory the pid file was written in (state-dir.ts), removed at the stop. */
+  private pidDir: string | null = null;
+
+  /**
+   * Buffers no configured output owns (removed or renamed outputs): one warning each and
+   * the cefd_buffer_orphaned_bytes gauge. Never deletes: the events may still be wanted.
+   */
+  private checkOrphanedBuffers(): void {
+    const c = this.config;
+    try {
+      this.telemetry.buffersOrphaned(orphanedBuffers(c.state_dir, diskBufferOwners(c)));
+    } catch (e) {
+      this.telemetry.log.error({ err: (e as Error).message }, `cannot look for orphaned disk buffers in ${c.state_dir}: ${(e as Error).message}`);
+    }
   }
 
   /**
@@ -321,6 +345,7 @@ export class Daemon {
     if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered and lost (memory queues that did not drain within shutdown_timeout)`);
     else if (kept > 0) this.telemetry.log.info({ ms: Date.now() - t0, buffered: kept }, `stopped; ${kept} events wait in disk buffers`);
     else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
+    if (this.pidDir !== null) removePidFile(this.pidDir);
     return left;
   }
 
@@ -441,7 +466,7 @@ export class Daemon {
           oldSlots.delete(o.name);
           continue;
         }
-        if (old !== undefined && old.slot.queue instanceof DiskQueue && this.topology.wantsDisk(o.buffer, o.type)) {
+        if (old !== undefined && old.slot.queue instanceof DiskQueue && wantsDisk(o.buffer, o.type)) {
           // Same name, same buffer folder: the disk buffer goes to the new slot (below),
           // never closed and reopened, so nothing routed to the old slot meanwhile is lost.
           const output = this.topology.output(o);
@@ -458,7 +483,7 @@ export class Daemon {
         newSlots.push({ key, slot });
       }
       if (dead.key !== deadKey) {
-        if (dead.slot.queue instanceof DiskQueue && this.topology.wantsDisk(next.dead_letter.buffer, 'file')) {
+        if (dead.slot.queue instanceof DiskQueue && wantsDisk(next.dead_letter.buffer, 'file')) {
           const output = this.topology.deadLetterOutput(next);
           prepared.push(output);
           await output.start();
@@ -538,12 +563,16 @@ export class Daemon {
     await Promise.all([...oldSql.values()].map((s) => s.source.stop(5000)));
     this.sqlSources = keepSql;
     await this.startSqlSources(startSql, next);
-    // Retired outputs drain in the background.
-    for (const r of retired) {
-      void r.stop(next.shutdown_timeout * 1000).then((left) => {
-        if (left > 0) this.telemetry.eventsDropped(r.name, left, 'reload_undelivered');
-      });
-    }
+    // Retired outputs drain in the background. What one leaves in a disk buffer is not
+    // dropped: it stays on disk, reported as orphaned once they have stopped.
+    const retiring = retired.map((r) =>
+      r.stop(next.shutdown_timeout * 1000).then((left) => {
+        if (left > 0 && !r.queue.durable) this.telemetry.eventsDropped(r.name, left, 'reload_undelivered');
+      }),
+    );
+    void Promise.allSettled(retiring).then(() => {
+      if (this.stopping === null) this.checkOrphanedBuffers();
+    });
     if (!same(prev.metrics, next.metrics)) {
       await this.metrics?.stop();
       this.metrics = null;

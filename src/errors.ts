@@ -250,7 +250,7 @@ export const CODES = {
   reload_undelivered: {
     level: 'error',
     stage: 'daemon',
-    description: 'An output removed or changed by a reload did not drain within `shutdown_timeout`.',
+    description: 'An output with a memory queue, removed or changed by a reload, did not drain within `shutdown_timeout`: its queued events were not delivered (counted and logged). A disk buffer keeps what it did not deliver (`buffer_orphaned`).',
   },
   worker_failed: {
     level: 'error',
@@ -325,6 +325,13 @@ export const CODES = {
     level: 'warning',
     stage: 'daemon',
     description: 'The client certificate failed verification for another reason (Node\'s code in the log line, e.g. `CERT_SIGNATURE_FAILURE`); the connection is reset. Counted as `tls_unauthorized`.',
+  },
+  // disk buffers (src/buffer/inventory.ts): a log line's `code`
+  buffer_orphaned: {
+    level: 'warning',
+    stage: 'daemon',
+    description:
+      'At start or after a reload, a disk buffer (`state_dir/buffers/<output>/`) or a stop\'s spill file (`state_dir/shutdown-spill/<output>.ndjson`) holds undelivered events of an output the configuration no longer has (removed, renamed, or switched to `buffer.type: memory`): nothing delivers them. Logged once per buffer with its records and bytes, and exported as `cefd_buffer_orphaned_bytes`. Add the output back under that name to deliver them, or list and delete them with `cefd buffers` / `cefd buffers drop <output>` (docs/reliability.md).',
   },
   // KSC integration (src/ksc/): KscError codes, response-rule outcomes, admin API (src/admin/) errors
   ksc_auth_failed: {

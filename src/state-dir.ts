@@ -8,7 +8,7 @@
  * Files of `file` outputs (and the dead-letter file) that an operator put under state_dir
  * keep the `mode` configured for them (their rotated siblings too): they are exempt.
  */
-import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
 export const STATE_DIR_MODE = 0o700;
@@ -78,4 +78,43 @@ export function tightenStateDir(dir: string, exemptFiles: readonly string[] = []
   };
   walk(resolve(dir), 0);
   return changed;
+}
+
+/**
+ * `state_dir/cefd.pid`: the daemon that uses the state directory. Written at start and
+ * removed at the stop, so `cefd buffers drop` can refuse to delete files under a running
+ * daemon. Not a lock the daemon enforces on itself; a file left by a crash names a
+ * process that is gone (or, rarely, a reused process id: the refusal says which).
+ */
+export const PID_FILE = 'cefd.pid';
+
+export function writePidFile(dir: string): void {
+  writeFileSync(join(dir, PID_FILE), `${process.pid}\n`, { mode: STATE_FILE_MODE });
+}
+
+/** Removes the pid file if it names this process (another daemon may have taken the folder since). */
+export function removePidFile(dir: string): void {
+  try {
+    if (readFileSync(join(dir, PID_FILE), 'utf8').trim() === String(process.pid)) rmSync(join(dir, PID_FILE), { force: true });
+  } catch {
+    // none: nothing to remove
+  }
+}
+
+/** The process id in `dir`'s pid file when that process is alive, else null. */
+export function stateDirHolder(dir: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dir, PID_FILE), 'utf8').trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    // EPERM: it exists but belongs to another user (a daemon running as its own user).
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+  }
 }

@@ -6,7 +6,6 @@
  */
 import { join } from 'node:path';
 import type { BufferConfig, Config, ListenerConfig, OutputConfig } from './config/types.js';
-import { compileFilter } from './filter/filter.js';
 import { loadChain, type Normalizer, type NormalizerCache } from './pipeline/normalize.js';
 import type { FlowControl } from './pipeline/flow-control.js';
 import { OutputRunner } from './pipeline/output-runner.js';
@@ -23,6 +22,22 @@ import type { Telemetry } from './telemetry/telemetry.js';
 /** The state directory cannot be used: an operator must act (exit 78, no restart loop). */
 export class StateDirError extends Error {
   override readonly name = 'StateDirError';
+}
+
+/** Whether an output's `buffer` gives it a disk buffer (`auto`: the output type's default). */
+export function wantsDisk(b: BufferConfig, outputType: string): boolean {
+  return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
+}
+
+/**
+ * The names whose folder under `state_dir/buffers/` (and spill file) a configuration
+ * uses: outputs with a disk buffer, and `dead_letter` when the dead-letter output has one.
+ * Any other buffer there is orphaned (src/buffer/inventory.ts).
+ */
+export function diskBufferOwners(c: Config): Set<string> {
+  const owners = new Set(c.outputs.filter((o) => wantsDisk(o.buffer, o.type)).map((o) => o.name));
+  if (wantsDisk(c.dead_letter.buffer, 'file')) owners.add('dead_letter');
+  return owners;
 }
 
 export class Topology {
@@ -42,7 +57,7 @@ export class Topology {
 
   /** The output's queue: a disk buffer (default for all but stdout) or memory. */
   private queue(name: string, b: BufferConfig, capacity: number, outputType: string, whenFull: 'block' | 'drop_newest', slotRef: { slot?: OutputRunner }, reuse?: DiskQueue): EventQueue {
-    if (!this.wantsDisk(b, outputType)) return new MemoryQueue(capacity);
+    if (!wantsDisk(b, outputType)) return new MemoryQueue(capacity);
     const t = this.telemetry;
     t.output(name).bufferMaxBytes = b.max_size;
     const dir = join(this.stateDir(), 'buffers', name);
@@ -77,11 +92,6 @@ export class Topology {
     return q;
   }
 
-  /** Whether an output's `buffer` gives it a disk buffer. */
-  wantsDisk(b: BufferConfig, outputType: string): boolean {
-    return b.type === 'disk' || (b.type === 'auto' && outputPlugin(outputType)?.diskBuffer === true);
-  }
-
   /**
    * An output's runner: its output (through the registry, or `output`: one a reload has
    * built and started already) and its queue (`reuse`: a reload's disk buffer).
@@ -91,7 +101,6 @@ export class Topology {
     ref.slot = new OutputRunner(
       {
         name: o.name,
-        filter: o.filter !== undefined && o.filter.trim() !== '' ? compileFilter(o.filter) : undefined,
         capacity: o.queue_max_events,
         whenFull: o.when_full,
         batchMax: o.batch_max_events,
@@ -122,7 +131,7 @@ export class Topology {
     const d = c.dead_letter;
     const ref: { slot?: OutputRunner } = {};
     ref.slot = new OutputRunner(
-      { name: 'dead_letter', filter: undefined, capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
+      { name: 'dead_letter', capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
       output ?? createDeadLetterOutput(d),
       this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', 'block', ref, reuse),
       this.flow,

@@ -15,13 +15,8 @@ import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
 import type { EventQueue, QueueBatch } from '../buffer/queue.js';
 import type { FlowControl } from './flow-control.js';
 
-export interface FilterLike {
-  test(event: object): boolean;
-}
-
 export interface RunnerOptions {
   name: string;
-  filter: FilterLike | undefined;
   capacity: number;
   whenFull: 'block' | 'drop_newest';
   batchMax: number;
@@ -64,10 +59,6 @@ export class OutputRunner {
     this.stats.capacity = opts.capacity;
     this.stats.queued = queue.length;
     this.stats.queue = queue;
-  }
-
-  get filter(): FilterLike | undefined {
-    return this.opts.filter;
   }
 
   /**

@@ -172,6 +172,8 @@ export class Telemetry {
   readonly normalizerErrors = new CodeCounts();
   readonly deadLetters = new CodeCounts();
   readonly reloads = new CodeCounts();
+  /** Undelivered bytes of each orphaned disk buffer found by the last check (src/buffer/inventory.ts), by output name. */
+  orphanedBuffers = new Map<string, number>();
   paused = false;
   pausedSinceMs = 0;
   pausedTotalMs = 0;
@@ -318,6 +320,21 @@ export class Telemetry {
     else this.log.error({ output, events, path, err: error }, `disk buffer of output ${output} is full and ${path} cannot be written (${error}): ${events} events are lost`);
   }
 
+  /**
+   * The orphaned disk buffers the last check found (start, reload): one warning each, and
+   * the gauge holds exactly these (a buffer gone or adopted since leaves it).
+   */
+  buffersOrphaned(found: readonly { output: string; records: number; bytes: number; dir?: string; spill?: string; oldestMs?: number }[]): void {
+    this.orphanedBuffers = new Map(found.map((b) => [b.output, b.bytes]));
+    for (const b of found) {
+      const where = [b.dir, b.spill].filter((p) => p !== undefined).join(' and ');
+      this.log.warn(
+        { code: 'buffer_orphaned', output: b.output, events: b.records, bytes: b.bytes, paths: [b.dir, b.spill].filter((p) => p !== undefined), ...(b.oldestMs !== undefined ? { oldest: new Date(b.oldestMs).toISOString() } : {}) },
+        `disk buffer of output ${b.output}, which the configuration no longer has, holds ${b.records} undelivered events (${b.bytes} bytes) in ${where}: nothing delivers them. Add an output named ${b.output} back to deliver them, or delete them with: cefd buffers drop ${b.output} (while cefd is stopped)`,
+      );
+    }
+  }
+
   bufferReplay(output: string, events: number): void {
     this.output(output).bufferReplayed += events;
     if (events > 0) this.log.info({ output, events }, `disk buffer of output ${output}: ${events} undelivered events from before the restart will be delivered`);
@@ -412,6 +429,9 @@ export class Telemetry {
     counter('cefd_buffer_write_errors_total', 'Failed writes to an output\'s disk buffer.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.bufferWriteErrors]));
     counter('cefd_buffer_corrupt_bytes_total', 'Corrupt or truncated bytes skipped in an output\'s disk buffer.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.bufferCorruptBytes]));
     counter('cefd_buffer_replayed_events_total', 'Undelivered events found in an output\'s disk buffer at start, delivered after the restart.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.bufferReplayed]));
+    gauge('cefd_buffer_orphaned_bytes', 'Undelivered bytes in a disk buffer (and spill file) of an output the configuration no longer has: events nothing delivers (checked at start and after each reload; cefd buffers lists them).', ['output'], () =>
+      [...this.orphanedBuffers].map(([output, bytes]) => [{ output }, bytes]),
+    );
     gauge('cefd_ingestion_paused', '1 while reading from sockets is paused because an output queue is full.', [], () => [[{}, this.paused ? 1 : 0]]);
     counter('cefd_ingestion_paused_seconds_total', 'Time reading was paused.', [], () => [[{}, (this.pausedTotalMs + (this.paused ? Date.now() - this.pausedSinceMs : 0)) / 1000]]);
     counter('cefd_dead_letters_total', 'Records written to the dead-letter output, per reason code.', ['reason'], () => [...this.deadLetters.map].map(([r, v]) => [{ reason: r }, v]));

@@ -9,25 +9,15 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
-import { loadConfig } from '../../src/config/load.js';
-import { Daemon } from '../../src/daemon.js';
-import { Telemetry } from '../../src/telemetry/telemetry.js';
-import { LogCapture, readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
+import type { Daemon } from '../../src/daemon.js';
+import { readNdjson, scrape, startFromFile, tempDir, waitFor } from '../helpers/daemon.js';
 
 const daemons: Daemon[] = [];
 afterEach(async () => {
   await Promise.all(daemons.splice(0).map((d) => d.stop()));
 });
 
-async function start(dir: string, yaml: string): Promise<{ d: Daemon; file: string; logs: LogCapture }> {
-  const file = join(dir, 'cefd.yaml');
-  writeFileSync(file, yaml);
-  const logs = new LogCapture();
-  const d = new Daemon(loadConfig(file), new Telemetry({ level: 'debug', destination: logs, processMetrics: false, repeatIntervalMs: 0 }), file);
-  daemons.push(d);
-  await d.start();
-  return { d, file, logs };
-}
+const start = (dir: string, yaml: string) => startFromFile(dir, yaml, daemons);
 
 const line = (tag: string, i: number) => `CEF:0|V|P|1|${tag}|n|5|cnt=${i} cs1=${tag} cs1Label=Tag\n`;
 const seqOf = (e: Record<string, unknown>) => (e['cef'] as { typed: { baseEventCount: number } }).typed.baseEventCount;
@@ -93,7 +83,7 @@ metrics: { enabled: false }
   expect(readNdjson(join(dir, 'dead.ndjson'))).toEqual([]);
 });
 
-test('an idle timeout does not close a connection that only waits because cefd paused it', async () => {
+test('an idle timeout does not close a connection that only waits because cefd paused it', { timeout: 180_000 }, async () => {
   const dir = tempDir();
   let release: () => void = () => {};
   const gate = new Promise<void>((r) => (release = r));
@@ -114,18 +104,31 @@ dead_letter: { path: ${dir}/dead.ndjson }
 metrics: { host: 127.0.0.1, port: 0 }
 `,
     );
+    // Far more than cefd reads before it pauses (a few 64 KiB reads), so the sender always
+    // has bytes waiting: the connection is never idle, only paused. With less, cefd could
+    // read everything before the queue filled, and a loaded machine could then rightly
+    // close it as idle before the pause (the likely cause of a failure seen under load).
     const n = 5000;
+    const text = Array.from({ length: n }, (_, i) => `CEF:0|V|P|1|x|n|5|cnt=${i} msg=${'p'.repeat(400)}\n`).join('');
     const sock = net.connect(d.ports()['tcp']!, '127.0.0.1');
     await new Promise((r) => sock.once('connect', r));
     let closedEarly = false;
     sock.on('close', () => (closedEarly = true));
-    sock.write(Array.from({ length: n }, (_, i) => line('x', i)).join(''));
-    await waitFor(async () => (await scrape(d.metricsPort()!)).get('cefd_ingestion_paused') === 1, 10_000, 'paused');
-    // Paused for well past the idle timeout.
+    sock.write(text);
+    const m = async () => scrape(d.metricsPort()!);
+    await waitFor(async () => (await m()).get('cefd_ingestion_paused') === 1, 60_000, 'paused');
+    // Paused for well past the idle timeout (the daemon runs in this process: its 300 ms
+    // timer, had it been armed, fired before this one, and the scrape below takes further
+    // turns of the event loop for its decision and the close).
     await new Promise((r) => setTimeout(r, 1000));
+    const during = await m();
+    // Still paused, with bytes of the sender not read: it waited only because cefd paused it.
+    expect(during.get('cefd_ingestion_paused')).toBe(1);
+    expect(during.get('cefd_received_bytes_total{listener="tcp"}')).toBeLessThan(Buffer.byteLength(text));
+    expect(during.get('cefd_connections_open{listener="tcp"}')).toBe(1);
     expect(closedEarly).toBe(false);
     release();
-    await waitFor(() => got >= n, 20_000, 'all events delivered');
+    await waitFor(() => got >= n, 120_000, 'all events delivered');
     expect(got).toBe(n);
     sock.destroy();
   } finally {

@@ -17,8 +17,11 @@ afterEach(() => {
   for (const c of children.splice(0)) c.proc.kill('SIGKILL');
 });
 afterAll(async () => {
-  printReport(report);
-  await stopAllNats();
+  try {
+    printReport(report);
+  } finally {
+    await stopAllNats();
+  }
 });
 
 

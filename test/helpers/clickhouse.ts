@@ -212,6 +212,12 @@ export async function startClickHouse(opts: ClickHouseOptions = {}): Promise<Cli
       ch.proc?.kill('SIGCONT');
     },
   };
-  await ch.start();
+  try {
+    await ch.start();
+  } catch (e) {
+    // Not returned, so no afterAll can stop it: a server that did not answer is stopped here.
+    await ch.stop();
+    throw e;
+  }
   return ch;
 }

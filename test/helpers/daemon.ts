@@ -1,11 +1,11 @@
 /** Starting a daemon in-process on ephemeral ports, and talking to it. */
 import dgram from 'node:dgram';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { Writable } from 'node:stream';
-import { loadConfigText } from '../../src/config/load.js';
+import { loadConfig, loadConfigText } from '../../src/config/load.js';
 import { Daemon } from '../../src/daemon.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 
@@ -55,6 +55,21 @@ export async function startDaemon(yaml: string, opts: { dir?: string; env?: Reco
     metricsPort: () => daemon.metricsPort()!,
     stop: () => daemon.stop(),
   };
+}
+
+/**
+ * Starts a daemon in-process from `<dir>/cefd.yaml` (written from `yaml`), so that its
+ * reload() reads that file again, as SIGHUP does. Metrics as the YAML says. Push-and-stop:
+ * it is added to `started`, which the caller's afterEach stops.
+ */
+export async function startFromFile(dir: string, yaml: string, started: Daemon[]): Promise<{ d: Daemon; file: string; logs: LogCapture }> {
+  const file = join(dir, 'cefd.yaml');
+  writeFileSync(file, yaml);
+  const logs = new LogCapture();
+  const d = new Daemon(loadConfig(file), new Telemetry({ level: 'debug', destination: logs, processMetrics: false, repeatIntervalMs: 0 }), file);
+  started.push(d);
+  await d.start();
+  return { d, file, logs };
 }
 
 /** Writes chunks to a TCP (or TLS) socket, each chunk in its own write, then ends it. */

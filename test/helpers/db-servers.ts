@@ -5,10 +5,10 @@
  * `postgres` user (it refuses root) and MariaDB drops to `mysql` itself.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from './child.js';
+import { tempDir } from './temp.js';
 
 export const DB_USER = 'cefd';
 export const DB_PASSWORD = 'pw-Ks3cret';
@@ -40,6 +40,20 @@ async function waitExit(p: ChildProcess, ms: number): Promise<void> {
   });
 }
 
+/**
+ * Runs a server's start-up; when it fails, the server is stopped and its folder removed
+ * before the error goes on (the caller gets no DbServer to stop in its afterAll).
+ */
+async function startedOrCleaned(dir: string, down: () => Promise<void>, start: () => Promise<void>): Promise<void> {
+  try {
+    await start();
+  } catch (e) {
+    await down().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
 export interface DbServer {
   kind: 'postgres' | 'mysql';
   port: number;
@@ -66,7 +80,7 @@ export function postgresBin(): string {
 
 export async function startPostgres(): Promise<DbServer> {
   const bin = postgresBin();
-  const dir = mkdtempSync(join(tmpdir(), 'cefd-pg-'));
+  const dir = tempDir('cefd-pg-');
   chmodSync(dir, 0o755);
   const data = join(dir, 'data');
   const pwfile = join(dir, 'pw');
@@ -89,14 +103,16 @@ export async function startPostgres(): Promise<DbServer> {
     proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     await waitReady(() => pgExec(port, 'postgres', 'SELECT 1'), () => proc!.exitCode !== null, () => out);
   };
-  await up();
-  await pgExec(port, 'postgres', `CREATE DATABASE ${DB_NAME}`);
   const down = async () => {
     if (proc === null) return;
     proc.kill('SIGINT');
     await waitExit(proc, 10_000);
     proc = null;
   };
+  await startedOrCleaned(dir, down, async () => {
+    await up();
+    await pgExec(port, 'postgres', `CREATE DATABASE ${DB_NAME}`);
+  });
   return {
     kind: 'postgres',
     port,
@@ -143,7 +159,7 @@ function sbin(name: string): string {
 }
 
 export async function startMariadb(): Promise<DbServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'cefd-maria-'));
+  const dir = tempDir('cefd-maria-');
   chmodSync(dir, 0o755);
   const data = join(dir, 'data');
   const user = isRoot ? 'mysql' : (process.env['USER'] ?? 'nobody');
@@ -165,16 +181,18 @@ export async function startMariadb(): Promise<DbServer> {
     proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     await waitReady(() => myExec(port, 'root', '', undefined, 'SELECT 1'), () => proc!.exitCode !== null, () => out);
   };
-  await up();
-  await myExec(port, 'root', '', undefined, `CREATE DATABASE ${DB_NAME} CHARACTER SET utf8mb4`);
-  await myExec(port, 'root', '', undefined, `CREATE USER '${DB_USER}'@'%' IDENTIFIED BY '${DB_PASSWORD}'`);
-  await myExec(port, 'root', '', undefined, `GRANT ALL ON ${DB_NAME}.* TO '${DB_USER}'@'%'`);
   const down = async () => {
     if (proc === null) return;
     proc.kill('SIGTERM');
     await waitExit(proc, 20_000);
     proc = null;
   };
+  await startedOrCleaned(dir, down, async () => {
+    await up();
+    await myExec(port, 'root', '', undefined, `CREATE DATABASE ${DB_NAME} CHARACTER SET utf8mb4`);
+    await myExec(port, 'root', '', undefined, `CREATE USER '${DB_USER}'@'%' IDENTIFIED BY '${DB_PASSWORD}'`);
+    await myExec(port, 'root', '', undefined, `GRANT ALL ON ${DB_NAME}.* TO '${DB_USER}'@'%'`);
+  });
   return {
     kind: 'mysql',
     port,

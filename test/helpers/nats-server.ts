@@ -3,7 +3,9 @@
  * store in a temp folder, bound to 127.0.0.1 on a free port, an optional config file for
  * authorization and TLS. `stop()` ends it (SIGTERM, or SIGKILL with `kill`), `start()`
  * brings it back on the same port and store. Every server made here is killed when the
- * test file ends (`stopAllNats`, called from the files' afterAll).
+ * test file ends (`stopAllNats`, called from the files' afterAll, whatever else failed
+ * there); a server that does not start is killed at once. Its folder (tempDir) is removed
+ * after that, once no server writes to it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -54,17 +56,25 @@ export async function natsServer(conf = ''): Promise<NatsServer> {
       const p = s.proc;
       s.proc = null;
       running.delete(s);
-      if (p === null || p.exitCode !== null) return;
+      // A process ended by a signal has a signalCode and no exitCode: its 'exit' is past.
+      if (p === null || p.exitCode !== null || p.signalCode !== null) return;
       const gone = new Promise((r) => p.once('exit', r));
       p.kill(signal);
       await gone;
     },
   };
-  await s.start();
+  try {
+    await s.start();
+  } catch (e) {
+    await s.stop('SIGKILL');
+    throw e;
+  }
   return s;
 }
 
-/** Kills every server still running (afterAll). */
+/** Kills every server still running (afterAll); one that cannot be stopped does not keep the others running. */
 export async function stopAllNats(): Promise<void> {
-  await Promise.all([...running].map((s) => s.stop('SIGKILL')));
+  const results = await Promise.allSettled([...running].map((s) => s.stop('SIGKILL')));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
 }

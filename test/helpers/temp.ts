@@ -18,6 +18,15 @@ export function tempDir(prefix = 'cefd-test-'): string {
 
 /** Removes every folder tempDir made (called by setup.ts after each test file). */
 export function removeTempDirs(): void {
-  for (const dir of made) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  const failed: string[] = [];
+  // Every folder is tried, even when one cannot be removed; the first failure is reported after.
+  for (const dir of made) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch (e) {
+      failed.push(`${dir}: ${(e as Error).message}`);
+    }
+  }
   made.clear();
+  if (failed.length > 0) throw new Error(`temporary folders not removed: ${failed.join('; ')}`);
 }

@@ -19,8 +19,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await nc?.close();
-  await stopAllNats();
+  // The server is stopped even when closing the connection fails (or beforeAll did).
+  try {
+    await nc?.close();
+  } finally {
+    await stopAllNats();
+  }
 });
 
 /** A fresh bucket whose entries expire after `ttlMs` (the lease time). */

@@ -141,6 +141,32 @@ describe('clickhouse output, direct', () => {
     await o.close();
   });
 
+  test('a long ClickHouse error keeps its code, the column, the row and the server\'s message in the dead letter; a long unknown column is named whole', async () => {
+    const name = await table('id String, n UInt32, tag String');
+    const o = output({ table: name, columns: { id: 'id', n: 'n', tag: 'tag' }, event_column: '' });
+    await o.start();
+    // The server quotes up to about 160 characters of the input it choked on before the column and the row.
+    const long = `${'y'.repeat(600)}`;
+    const r = await o.send({ records: [{ id: 'e0', n: 0, tag: 'x' }, { id: 'e1', n: long, tag: 'x' }, { id: 'e2', n: 2, tag: 'x' }].map((x) => JSON.stringify(x)) });
+    expect(r.status).toBe('partial');
+    if (r.status !== 'partial') return;
+    expect(r.rejected!.map((x) => x.index)).toEqual([1]);
+    const why = r.rejected![0]!.error;
+    expect(why).toMatch(/HTTP 500: Code: 27, e\.displayText\(\) = DB::Exception: Cannot parse input: expected " before: y{100,}/);
+    expect(why).toContain('(while read the value of key n): (at row 1)');
+    // One line: the server's newlines are spaces.
+    expect(why).not.toMatch(/[\n\r]/);
+    expect(await count(`SELECT count() FROM t.${name}`)).toBe(2);
+    const col = `c_${'f'.repeat(300)}`;
+    const wide = output({ table: name, columns: { id: 'id', [col]: 'tag' }, event_column: '' });
+    await wide.start();
+    const u = await wide.send({ records: [JSON.stringify({ id: 'e3', tag: 'x' })] });
+    expect(u.status).toBe('retry');
+    if (u.status === 'retry') expect(u.error).toContain(`the table has no column ${col}: add it`);
+    await o.close();
+    await wide.close();
+  });
+
   test('a layout column the table lacks (event_column): a retry with a clear error, nothing dead-lettered; a batch of good rows is one insert (gzip too)', async () => {
     const name = await table('id String');
     const o = output({ table: name, columns: { id: 'id' } }); // event_column "event" is not in the table

@@ -171,7 +171,7 @@ test('wrong credentials under the runner: no retry storm, nothing dead-lettered,
   const t = quiet();
   const dead: string[] = [];
   const runner = new OutputRunner(
-    { name: 'es', filter: undefined, capacity: 100, whenFull: 'block', batchMax: 100, initialBackoffMs: 1, maxBackoffMs: 60_000 },
+    { name: 'es', capacity: 100, whenFull: 'block', batchMax: 100, initialBackoffMs: 1, maxBackoffMs: 60_000 },
     o,
     new MemoryQueue(100),
     new FlowControl(t),
@@ -221,7 +221,7 @@ test('server down at start, down mid-stream and back: every event written exactl
   const o = output({ url: `http://127.0.0.1:${port}` });
   const t = quiet();
   const runner = new OutputRunner(
-    { name: 'es', filter: undefined, capacity: 10_000, whenFull: 'block', batchMax: 50, initialBackoffMs: 5, maxBackoffMs: 50 },
+    { name: 'es', capacity: 10_000, whenFull: 'block', batchMax: 50, initialBackoffMs: 5, maxBackoffMs: 50 },
     o,
     new MemoryQueue(10_000),
     new FlowControl(t),
@@ -254,7 +254,7 @@ test('slow receiver: one request in flight, the queue fills, the sources pause (
   const t = quiet();
   const flow = new FlowControl(t);
   const runner = new OutputRunner(
-    { name: 'es', filter: undefined, capacity: 100, whenFull: 'block', batchMax: 20, initialBackoffMs: 5, maxBackoffMs: 50 },
+    { name: 'es', capacity: 100, whenFull: 'block', batchMax: 20, initialBackoffMs: 5, maxBackoffMs: 50 },
     o,
     new MemoryQueue(100),
     flow,

@@ -114,7 +114,7 @@ test('token errors and configuration codes: a clear error, retried no sooner tha
   // Under the runner: one attempt, no storm, nothing dead-lettered.
   const t = quiet();
   const dead: string[] = [];
-  const runner = new OutputRunner({ name: 'hec', filter: undefined, capacity: 100, whenFull: 'block', batchMax: 100, initialBackoffMs: 1, maxBackoffMs: 60_000 }, output({ url: hec.url, token: 'nope' }), new MemoryQueue(100), new FlowControl(t), t, (_o, recs) => dead.push(...recs));
+  const runner = new OutputRunner({ name: 'hec', capacity: 100, whenFull: 'block', batchMax: 100, initialBackoffMs: 1, maxBackoffMs: 60_000 }, output({ url: hec.url, token: 'nope' }), new MemoryQueue(100), new FlowControl(t), t, (_o, recs) => dead.push(...recs));
   await runner.start();
   open.push({ stop: () => runner.stop(100) });
   const before = hec.authFailures;
@@ -162,7 +162,7 @@ test('down at start, down mid-stream and back: every event arrives (at least onc
   const port = first.port;
   await first.stop();
   const t = quiet();
-  const runner = new OutputRunner({ name: 'hec', filter: undefined, capacity: 10_000, whenFull: 'block', batchMax: 50, initialBackoffMs: 5, maxBackoffMs: 50 }, output({ url: `http://127.0.0.1:${port}` }), new MemoryQueue(10_000), new FlowControl(t), t, null);
+  const runner = new OutputRunner({ name: 'hec', capacity: 10_000, whenFull: 'block', batchMax: 50, initialBackoffMs: 5, maxBackoffMs: 50 }, output({ url: `http://127.0.0.1:${port}` }), new MemoryQueue(10_000), new FlowControl(t), t, null);
   await runner.start();
   open.push({ stop: () => runner.stop(1000) });
   runner.enqueueMany(range(200).map((i) => rec(i)));
@@ -187,7 +187,7 @@ test('slow receiver: the queue fills, the sources pause, everything arrives in o
   hec.delayMs = 50;
   const t = quiet();
   const flow = new FlowControl(t);
-  const runner = new OutputRunner({ name: 'hec', filter: undefined, capacity: 100, whenFull: 'block', batchMax: 20, initialBackoffMs: 5, maxBackoffMs: 50 }, output({ url: hec.url }), new MemoryQueue(100), flow, t, null);
+  const runner = new OutputRunner({ name: 'hec', capacity: 100, whenFull: 'block', batchMax: 20, initialBackoffMs: 5, maxBackoffMs: 50 }, output({ url: hec.url }), new MemoryQueue(100), flow, t, null);
   await runner.start();
   open.push({ stop: () => runner.stop(1000) });
   runner.enqueueMany(range(150).map((i) => rec(i)));

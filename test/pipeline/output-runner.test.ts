@@ -59,7 +59,7 @@ function harness(queue: EventQueue, answer: ConstructorParameters<typeof Scripte
   const output = new ScriptedOutput('siem', answer);
   const deadLetters: Harness['deadLetters'] = [];
   const runner = new OutputRunner(
-    { name: 'siem', filter: undefined, capacity: 100, whenFull: 'block', batchMax: 1000, initialBackoffMs: 1, maxBackoffMs: 5, ...opts },
+    { name: 'siem', capacity: 100, whenFull: 'block', batchMax: 1000, initialBackoffMs: 1, maxBackoffMs: 5, ...opts },
     output,
     queue,
     flow,

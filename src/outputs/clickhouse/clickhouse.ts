@@ -26,7 +26,7 @@
  * - anything else (network, timeout, 5xx, TOO_MANY_PARTS, memory): `retry` of the same batch.
  */
 import { errorText, isEmptyBatch } from '../shared/encode.js';
-import { HttpTransport, type HttpTransportConfig, type HttpTransportDeps } from '../shared/http-transport.js';
+import { HttpTransport, bodySnippet, type HttpTransportConfig, type HttpTransportDeps } from '../shared/http-transport.js';
 import { DELIVERED, type Batch, type Output, type PartialResult, type SendResult } from '../types.js';
 import type { ClickHouseConfig } from './config.js';
 
@@ -109,6 +109,15 @@ export const REJECT_REASON = 'clickhouse_row_rejected';
 /** Dead-letter reason of a record that is not a JSON object (cannot become a row). */
 export const NOT_JSON_REASON = 'clickhouse_record_not_json';
 
+/**
+ * Characters of a ClickHouse error quoted in the error (the dead-letter reason, the log).
+ * Its message puts the input it choked on (up to about 160 characters) before the column
+ * and the row (`...: (while read the value of key n): (at row 2)`), so the transport's
+ * default 256 cut those off; the row then was unknown (the batch split in halves instead)
+ * and the dead letter did not say which column. Long field names make it longer still.
+ */
+const ERROR_BODY_CHARS = 1024;
+
 /** `Code: N` at the start of a ClickHouse error body (18.16: `Code: 27, e.displayText() = ...`; newer: `Code: 27. DB::Exception: ...`). */
 const CODE_IN_ERROR = /HTTP \d{3}: Code: (\d+)[.,]/;
 const ROW_IN_ERROR = /\(at row (\d+)\)/;
@@ -135,7 +144,7 @@ export class ClickHouseOutput implements Output {
     const cols = Object.keys(config.columns ?? {}).length > 0 ? config.columns : (DEFAULT_COLUMNS[codec] ?? {});
     this.columns = Object.entries(cols).map(([col, path]) => [col, path.split('.')]);
     this.eventColumn = config.event_column;
-    this.transport = new HttpTransport(`clickhouse output ${name}`, transportConfig(config), 'application/x-ndjson', deps);
+    this.transport = new HttpTransport(`clickhouse output ${name}`, transportConfig(config), 'application/x-ndjson', deps, { errorBodyChars: ERROR_BODY_CHARS });
   }
 
   start(): Promise<void> {
@@ -243,7 +252,7 @@ export class ClickHouseOutput implements Output {
       // An INSERT answers 200 with an empty body; an exception after the status line (a
       // server that streamed progress) shows up in the body instead.
       const text = r.body?.toString('utf8', 0, 512) ?? '';
-      if (/^Code: \d+/m.test(text)) return { status: 'retry', error: `clickhouse output ${this.name}: HTTP 200 with an error in the body: ${text.trim().slice(0, 256)}` };
+      if (/^Code: \d+/m.test(text)) return { status: 'retry', error: `clickhouse output ${this.name}: HTTP 200 with an error in the body${bodySnippet(r.body!, ERROR_BODY_CHARS)}` };
       return { status: 'delivered' };
     }
     if (r.status !== 'retry' && r.status !== 'rejected') return { status: 'retry', error: `clickhouse output ${this.name}: unexpected transport result ${r.status}` };

@@ -15,7 +15,8 @@
  *
  * Its options are a config fragment (HTTP_TRANSPORT_FIELDS) an output spreads into its
  * own, so each is written once. Error strings name the URL without its user info and
- * query, give the status and the start of the response body (at most 256 characters,
+ * query, give the status and the start of the response body (at most 256 characters by
+ * default, more where an output's server puts what matters further on: ClickHouse;
  * control characters removed). Every secret (tokens, passwords, the values of
  * sensitive-looking headers and query parameters: Authorization, Cookie, and names
  * containing token, key, secret, password or auth) is replaced by `[redacted]` in every
@@ -88,8 +89,27 @@ export interface HttpTransportDeps {
   now?: () => number;
 }
 
-/** Characters of a response body quoted in an error string. */
+/** What an output asks of the transport beyond its configuration. */
+export interface HttpTransportOptions {
+  /** Characters of an error response body quoted in the error (default 256). */
+  errorBodyChars?: number;
+}
+
+/** Characters of a response body quoted in an error string (default). */
 const BODY_SNIPPET_CHARS = 256;
+
+/**
+ * `: <the start of body>` for an error string: at most `chars` characters, runs of control
+ * characters (newlines) as one space, `...` when cut; empty for an empty body.
+ */
+export function bodySnippet(body: Buffer, chars = BODY_SNIPPET_CHARS): string {
+  if (body.length === 0) return '';
+  let s = body.toString('utf8', 0, Math.min(body.length, chars * 4));
+  s = s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  if (s === '') return '';
+  const cut = s.length > chars || body.length > chars * 4;
+  return `: ${s.slice(0, chars)}${cut ? '...' : ''}`;
+}
 /** Bytes of an error response body read before giving up on it (and its connection). */
 const BODY_READ_LIMIT = 64 * 1024;
 const SENSITIVE_NAME = /authorization|cookie|token|key|secret|password|auth/i;
@@ -159,6 +179,7 @@ export class HttpTransport {
     config: HttpTransportConfig,
     private readonly contentType: string,
     deps: HttpTransportDeps = {},
+    private readonly extra: HttpTransportOptions = {},
   ) {
     // The schema checked and defaulted every option; only units change here.
     this.options = config;
@@ -403,22 +424,13 @@ export class HttpTransport {
   }
 
   private statusResult(status: number, retryAfter: string | string[] | undefined, body: Buffer): SendResult {
-    const text = `HTTP ${status}${this.snippet(body)}`;
+    const text = `HTTP ${status}${bodySnippet(body, this.extra.errorBodyChars)}`;
     if (isRetryStatus(status)) {
       const ms = parseRetryAfter(retryAfter, this.now(), this.maxRetryAfterMs);
       const r = this.retry(text);
       return ms === undefined ? r : { ...r, retryAfterMs: ms };
     }
     return { status: 'rejected', reason: httpStatusReason(status), error: this.redact(`${this.label}: POST ${this.target}: ${text}`) };
-  }
-
-  private snippet(body: Buffer): string {
-    if (body.length === 0) return '';
-    let s = body.toString('utf8', 0, Math.min(body.length, BODY_SNIPPET_CHARS * 4));
-    s = s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
-    if (s === '') return '';
-    const cut = s.length > BODY_SNIPPET_CHARS || body.length > BODY_SNIPPET_CHARS * 4;
-    return `: ${s.slice(0, BODY_SNIPPET_CHARS)}${cut ? '...' : ''}`;
   }
 
   private describeNetworkError(err: unknown): string {
