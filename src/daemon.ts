@@ -446,17 +446,18 @@ export class Daemon {
     const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
     const newSlots: SlotEntry[] = [];
     const retired: OutputRunner[] = [];
-    // Everything that can fail comes first, with the running outputs untouched: a changed
-    // output with a new queue gets its runner built and started; one whose disk buffer goes
-    // to its next runner gets only its new output started. No buffer is handed over before
-    // all of that worked: a handed-over buffer cannot be given back (its old runner has
-    // stopped), so a reload that fails must leave every running output as it was.
+    // Outputs with a new queue are built and started first, the running ones untouched.
+    // An output that keeps its disk buffer takes it over after that, one at a time: its
+    // old runner stops (and closes its output, so two never write one file) before the new
+    // one starts. A reload that fails anywhere gives every buffer back to its old runner,
+    // with a fresh output of the old configuration: every output stays as it was.
     const created: OutputRunner[] = [];
-    const prepared: Output[] = [];
-    const handOvers: { at: number; o: OutputConfig; old: OutputRunner; output: Output }[] = [];
+    const handOvers: { at: number; o: OutputConfig; old: OutputRunner }[] = [];
     let dead = this.deadLetter!;
     const deadKey = JSON.stringify(next.dead_letter);
-    let deadHandOver: Output | null = null;
+    const deadHandOver = dead.key !== deadKey && dead.slot.queue instanceof DiskQueue && wantsDisk(next.dead_letter.buffer, 'file');
+    /** Buffers taken over so far, and how to give each back. */
+    const taken: { old: OutputRunner; slot: OutputRunner | null; giveBack: () => Output }[] = [];
     try {
       for (const o of next.outputs) {
         const key = JSON.stringify(o);
@@ -469,11 +470,8 @@ export class Daemon {
         if (old !== undefined && old.slot.queue instanceof DiskQueue && wantsDisk(o.buffer, o.type)) {
           // Same name, same buffer folder: the disk buffer goes to the new slot (below),
           // never closed and reopened, so nothing routed to the old slot meanwhile is lost.
-          const output = this.topology.output(o);
-          prepared.push(output);
-          await output.start();
           oldSlots.delete(o.name);
-          handOvers.push({ at: newSlots.length, o, old: old.slot, output });
+          handOvers.push({ at: newSlots.length, o, old: old.slot });
           newSlots.push(old);
           continue;
         }
@@ -482,39 +480,56 @@ export class Daemon {
         await slot.start();
         newSlots.push({ key, slot });
       }
-      if (dead.key !== deadKey) {
-        if (dead.slot.queue instanceof DiskQueue && wantsDisk(next.dead_letter.buffer, 'file')) {
-          const output = this.topology.deadLetterOutput(next);
-          prepared.push(output);
-          await output.start();
-          deadHandOver = output;
-        } else {
-          const slot = this.topology.deadLetterRunner(next);
-          created.push(slot);
-          await slot.start();
-          retired.push(dead.slot);
-          dead = { key: deadKey, slot };
-        }
+      if (dead.key !== deadKey && !deadHandOver) {
+        const slot = this.topology.deadLetterRunner(next);
+        created.push(slot);
+        await slot.start();
+        retired.push(dead.slot);
+        dead = { key: deadKey, slot };
+      }
+      for (const h of handOvers) {
+        const before = prev.outputs.find((x) => x.name === h.o.name)!;
+        const t = {
+          old: h.old,
+          slot: null as OutputRunner | null,
+          giveBack: () => {
+            this.topology.adoptQueue(before, h.old.queue as DiskQueue, h.old);
+            return this.topology.output(before);
+          },
+        };
+        taken.push(t);
+        await h.old.handOver();
+        t.slot = this.topology.runner(h.o, h.old.queue as DiskQueue);
+        await t.slot.start();
+        newSlots[h.at] = { key: JSON.stringify(h.o), slot: t.slot };
+      }
+      if (deadHandOver) {
+        const old = dead.slot;
+        const t = {
+          old,
+          slot: null as OutputRunner | null,
+          giveBack: () => {
+            this.topology.adoptDeadLetterQueue(prev, old.queue as DiskQueue, old);
+            return this.topology.deadLetterOutput(prev);
+          },
+        };
+        taken.push(t);
+        await old.handOver();
+        t.slot = this.topology.deadLetterRunner(next, old.queue as DiskQueue);
+        await t.slot.start();
+        dead = { key: deadKey, slot: t.slot };
       }
     } catch (e) {
-      // The configuration cannot be applied: what was built is closed (each with its own
-      // queue); the running outputs, buffers included, keep running as they were.
+      // The configuration cannot be applied: the buffers taken over go back to their old
+      // runners (the new runner lets go first), and what was built is closed.
+      for (const t of taken.reverse()) {
+        if (t.slot !== null) await t.slot.handOver();
+        await t.old.resume(t.giveBack()).catch((err: Error) =>
+          this.telemetry.log.error({ output: t.old.name, err: err.message }, `output ${t.old.name}: after the failed reload its output does not start either; its events wait in its disk buffer: ${err.message}`),
+        );
+      }
       for (const c of created) void c.stop(1000);
-      for (const out of prepared) void out.close().catch(() => undefined);
       throw e;
-    }
-    // Nothing below fails: the buffers change hands.
-    for (const h of handOvers) {
-      await h.old.handOver();
-      const slot = this.topology.runner(h.o, h.old.queue as DiskQueue, h.output);
-      await slot.start(true);
-      newSlots[h.at] = { key: JSON.stringify(h.o), slot };
-    }
-    if (deadHandOver !== null) {
-      await dead.slot.handOver();
-      const slot = this.topology.deadLetterRunner(next, dead.slot.queue as DiskQueue, deadHandOver);
-      await slot.start(true);
-      dead = { key: deadKey, slot };
     }
     for (const s of oldSlots.values()) retired.push(s.slot);
     this.slots = newSlots;

@@ -92,11 +92,8 @@ export class Topology {
     return q;
   }
 
-  /**
-   * An output's runner: its output (through the registry, or `output`: one a reload has
-   * built and started already) and its queue (`reuse`: a reload's disk buffer).
-   */
-  runner(o: OutputConfig, reuse?: DiskQueue, output?: Output): OutputRunner {
+  /** An output's runner: its output (through the registry) and its queue (`reuse`: a reload's disk buffer). */
+  runner(o: OutputConfig, reuse?: DiskQueue): OutputRunner {
     const ref: { slot?: OutputRunner } = {};
     ref.slot = new OutputRunner(
       {
@@ -108,7 +105,7 @@ export class Topology {
         maxBackoffMs: o.retry.max_backoff * 1000,
         encoding: o.encoding,
       },
-      output ?? createOutput(o),
+      createOutput(o),
       this.queue(o.name, o.buffer, o.queue_max_events, o.type, o.when_full, ref, reuse),
       this.flow,
       this.telemetry,
@@ -117,7 +114,7 @@ export class Topology {
     return ref.slot;
   }
 
-  /** An output alone, not started (a reload starts it before it takes over a disk buffer). */
+  /** An output alone, not started (a failed reload gives it back to the runner it took a buffer from). */
   output(o: OutputConfig): Output {
     return createOutput(o);
   }
@@ -127,12 +124,23 @@ export class Topology {
     return createDeadLetterOutput(c.dead_letter);
   }
 
-  deadLetterRunner(c: Config, reuse?: DiskQueue, output?: Output): OutputRunner {
+  /** A failed reload gives `q` back to `runner`, with the options and callbacks of its configuration `o`. */
+  adoptQueue(o: OutputConfig, q: DiskQueue, runner: OutputRunner): void {
+    this.queue(o.name, o.buffer, o.queue_max_events, o.type, o.when_full, { slot: runner }, q);
+  }
+
+  /** The same for the dead-letter output (configuration `c`). */
+  adoptDeadLetterQueue(c: Config, q: DiskQueue, runner: OutputRunner): void {
+    const d = c.dead_letter;
+    this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', 'block', { slot: runner }, q);
+  }
+
+  deadLetterRunner(c: Config, reuse?: DiskQueue): OutputRunner {
     const d = c.dead_letter;
     const ref: { slot?: OutputRunner } = {};
     ref.slot = new OutputRunner(
       { name: 'dead_letter', capacity: d.queue_max_events, whenFull: 'block', batchMax: 1000, initialBackoffMs: 100, maxBackoffMs: 30_000 },
-      output ?? createDeadLetterOutput(d),
+      createDeadLetterOutput(d),
       this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', 'block', ref, reuse),
       this.flow,
       this.telemetry,
