@@ -293,8 +293,14 @@ export class Daemon {
     // Reading stops at once (sockets under backpressure are not resumed; one still
     // reading may finish for a moment); a SQL source may finish its query in flight
     // within half the budget. Decoding gets up to half the budget, the outputs the rest,
-    // and what the workers did not decode by then is kept (spill.ts).
-    await Promise.all([...this.sources.map((s) => s.source.stop(Math.min(1000, budget / 4))), ...this.sqlSources.map((s) => s.source.stop(budget / 2))]);
+    // and what the workers did not decode by then is kept (spill.ts). A source that
+    // acknowledges upstream (nats) only stops fetching here; it acknowledges and closes
+    // after the decoding below, so what it delivered is not delivered again elsewhere.
+    const acking = this.sources.filter((s) => s.source.stopReading !== undefined);
+    await Promise.all([
+      ...this.sources.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(Math.min(1000, budget / 4)))),
+      ...this.sqlSources.map((s) => s.source.stop(budget / 2)),
+    ]);
     this.pipeline?.commit();
     await this.pipeline?.drain(Math.max(100, budget / 2 - (Date.now() - t0)));
     const spill = new SpillWriter(this.config.state_dir);
@@ -304,6 +310,10 @@ export class Daemon {
     // Frames gathered when the last jobs came back: kept too.
     await this.pipeline?.drain(100);
     spill.close();
+    // What the outputs took is acknowledged (once the KSC work it holds is published:
+    // ksc/cluster.ts), what they did not is given back; then those connections close. The
+    // KSC extension, stopped below, closes its own connection after its last publishes.
+    await Promise.all(acking.map((s) => s.source.stop(Math.max(500, budget / 2 - (Date.now() - t0)))));
     let read = 0;
     for (const l of this.telemetry.listeners.values()) read += l.framesLf + l.framesOctet + l.framesDatagram;
     // Events outputs dropped since start (when_full: drop_newest, hard limits): with the
@@ -555,9 +565,17 @@ export class Daemon {
         starts.push(l);
       }
     }
-    // Stop removed or changed listeners first: a changed one may keep its port.
-    await Promise.all([...oldSources.values()].map((s) => s.source.stop(1000)));
+    // Stop removed or changed listeners first: a changed one may keep its port. One that
+    // acknowledges upstream (nats) stops fetching, the pipeline decodes what it handed
+    // over, then it acknowledges and closes (see doStop).
+    const oldListeners = [...oldSources.values()];
+    await Promise.all(oldListeners.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(1000))));
     this.pipeline!.commit();
+    const acking = oldListeners.filter((s) => s.source.stopReading !== undefined);
+    if (acking.length > 0) {
+      await this.pipeline!.drain(5_000);
+      await Promise.all(acking.map((s) => s.source.stop(1000)));
+    }
     this.sources = keep;
     for (const l of starts) {
       const source = await this.topology.source(l, await this.topology.chain(l, next));
