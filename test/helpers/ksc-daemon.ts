@@ -24,7 +24,10 @@ export interface KscTestDaemon {
 /** Starts a daemon from YAML (`{dir}` is the temp folder) with the extensions `cefd run` creates. */
 export async function startKscDaemon(yaml: string, opts: { dir?: string; env?: Record<string, string> } = {}): Promise<KscTestDaemon> {
   const dir = opts.dir ?? tempDir('cefd-ksc-daemon-');
-  const config = loadConfigText(yaml.replaceAll('{dir}', dir), join(dir, 'cefd.yaml'), { ...process.env, ...opts.env });
+  // Metrics on a free port unless the test says otherwise: the default (9141) may be taken
+  // by another process on the machine.
+  const text = /^metrics:/m.test(yaml) ? yaml : `${yaml}\nmetrics: { enabled: true, host: 127.0.0.1, port: 0 }\n`;
+  const config = loadConfigText(text.replaceAll('{dir}', dir), join(dir, 'cefd.yaml'), { ...process.env, ...opts.env });
   const logs = new LogCapture();
   const telemetry = new Telemetry({ level: 'debug', destination: logs, processMetrics: false, repeatIntervalMs: 0 });
   const extensions = await createExtensions(config);
