@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Document, type Node, type Pair } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isSeq, isScalar, type Document, type Node, type Pair } from 'yaml';
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
@@ -378,15 +378,15 @@ function deepFreeze<T>(o: T): T {
 }
 
 /**
- * The YAML node of a plugin's key (`settings.async_insert`) under `outputs[i]`, for the line
- * of a plugin check's problem; the nearest parent that is in the file when the key is not.
+ * The YAML node of a dotted key (`ksc.admin.bearer_token`, `ksc.response_rules[0]`), or of
+ * its `_file` twin when the value came from a file, for the problem's line number.
  */
-function nodeAt(doc: Document | undefined, base: (string | number)[], key: string): Node | undefined {
-  if (doc === undefined) return undefined;
-  const path = [...base, ...(key === '' ? [] : key.split('.'))];
-  for (let n = path.length; n >= base.length; n--) {
-    const node = doc.getIn(path.slice(0, n), true);
-    if (node !== undefined && node !== null && typeof node === 'object') return node as Node;
+function nodeOfKey(doc: Document | undefined, key: string): Node | undefined {
+  if (doc === undefined || key === '') return undefined;
+  for (const k of [key, `${key}_file`]) {
+    const path = k.replace(/\[(\d+)\]/g, '.$1').split('.').filter((x) => x !== '').map((x) => (/^\d+$/.test(x) ? Number(x) : x));
+    const n: unknown = doc.getIn(path, true);
+    if (isNode(n)) return n;
   }
   return undefined;
 }
@@ -396,7 +396,8 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
     // Each source type's own rules (src/sources/<type>/index.ts).
-    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, nodeAt(doc, ['listeners', i], p.key), p.message);
+    // Each problem at its key's line, or at least at its listener's.
+    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, nodeOfKey(doc, `${k}.${p.key}`) ?? nodeOfKey(doc, k), p.message);
     if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') w.problem(`${k}.host`, undefined, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
   const binds = new Map<string, string>();
@@ -417,7 +418,7 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     if (c.outputs.length === 0) w.problem('outputs', undefined, 'mode: receiver needs a nats output with payload: frame');
   }
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
-  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, undefined, p.message);
+  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, nodeOfKey(doc, p.key), p.message);
   c.outputs.forEach((o, i) => {
     // The encoder the daemon and the workers will build (router.ts's compileRoutes), built
     // the same way here (the route filter was compiled with the schema's `filter` kind).
@@ -430,7 +431,8 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
     if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');
     // Each output type's own rules (src/outputs/<type>/index.ts).
-    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, nodeAt(doc, ['outputs', i], p.key), p.message);
+    // Each problem at its key's line, or at least at its output's.
+    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, nodeOfKey(doc, `outputs[${i}].${p.key}`) ?? nodeOfKey(doc, `outputs[${i}]`), p.message);
     if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
   });
 }

@@ -82,6 +82,8 @@ export interface KscClusterOptions {
   connections(): string[];
   /** Acts on a work message (as owner of `key`). */
   act(key: string, item: WorkItem): Promise<WorkOutcome>;
+  /** Counters to add to (those of the cluster this one replaces, so a reload does not reset them). */
+  counters?: KscClusterCounters;
 }
 
 interface Owned {
@@ -91,12 +93,17 @@ interface Owned {
 
 export class KscCluster {
   readonly id: string;
-  readonly counters: KscClusterCounters = { changes: new Map(), published: new Map(), work: new Map(), claims: new Map() };
+  readonly counters: KscClusterCounters;
   private readonly link: NatsLink;
   private setup: { nc: NatsConnection; owner: KV; starts: KV } | null = null;
   private settingUp: Promise<void> | null = null;
   private readonly leases = new Map<string, Owned>();
+  /** Publishes not yet collected by settled(). */
   private inflight = new Set<Promise<void>>();
+  /** Publishes not yet answered (collected or not): stop() waits for them before closing. */
+  private readonly unanswered = new Set<Promise<void>>();
+  /** Work messages being acted on: stop() lets them finish and acknowledges them on this connection. */
+  private readonly acting = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   /** Claims whose create failed without an answer (they may be stored): this processor's, not a duplicate, when seen again. */
@@ -107,6 +114,7 @@ export class KscCluster {
 
   constructor(private readonly o: KscClusterOptions) {
     this.id = o.id ?? processorId();
+    this.counters = o.counters ?? { changes: new Map(), published: new Map(), work: new Map(), claims: new Map() };
     this.link = new NatsLink(o.nats, `cefd ksc ${this.id}`);
   }
 
@@ -198,6 +206,8 @@ export class KscCluster {
         this.leaseNc = s.nc;
         await Promise.all(old.map((x) => x.lease.stop()));
       }
+      // Said at once (a processor started or reloaded while NATS is down), not only when work is published.
+      if (s === null && this.link.current === null) this.problem(`not connected to NATS: ${this.link.lastError}`);
       if (s !== null) {
         const want = new Set(this.o.connections());
         for (const key of want) if (!this.leases.has(key)) this.newLease(key, s.owner);
@@ -308,7 +318,7 @@ export class KscCluster {
       m.term();
       return;
     }
-    void this.o.act(key, item).then(
+    const done = this.o.act(key, item).then(
       (r) => {
         this.add(this.counters.work, `${item.kind}\t${r}`);
         if (r === 'ack') m.ack();
@@ -319,6 +329,8 @@ export class KscCluster {
         m.nak(NAK_DELAY_MS);
       },
     );
+    this.acting.add(done);
+    void done.finally(() => this.acting.delete(done));
   }
 
   /**
@@ -343,8 +355,9 @@ export class KscCluster {
       },
     );
     this.inflight.add(p);
+    this.unanswered.add(p);
     // Kept until settled() collects it; a failure is reported there.
-    p.catch(() => undefined);
+    p.catch(() => undefined).finally(() => this.unanswered.delete(p));
   }
 
   /**
@@ -410,16 +423,31 @@ export class KscCluster {
     void this.setup?.starts.delete(hash(rule, eventId)).catch(() => undefined);
   }
 
-  /** Releases the leases (another processor takes over at once) and closes the connection. */
-  async stop(): Promise<void> {
+  /**
+   * Stops in the order that neither repeats nor strands work: no new work is fetched (a
+   * fetch under way ends within its 1 s expiry and what it brought is acted on); the work
+   * being acted on (a task start waiting for KSC's answer) gets up to `graceMs` to finish
+   * and is acknowledged on this connection while the lease is still held, so its start is
+   * confirmed and nobody gets it again; then the leases are released (another processor
+   * takes over at once), the work publishes still unanswered are awaited (the raw frames
+   * they came from wait for them), and the connection closes. Work still being acted on
+   * after `graceMs` is not acknowledged: it comes again to the next owner after `ack_wait`,
+   * whose claim check finds a start made meanwhile.
+   */
+  async stop(graceMs = 0): Promise<void> {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     const leases = [...this.leases.values()];
+    await Promise.all(leases.map((x) => x.loop));
+    if (this.acting.size > 0 && graceMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...this.acting]), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
     this.leases.clear();
     await Promise.all(leases.map((x) => x.lease.stop()));
-    await Promise.all(leases.map((x) => x.loop));
-    await Promise.all([...this.inflight]).catch(() => undefined);
+    await Promise.allSettled([...this.unanswered]);
     await this.link.close();
   }
 }

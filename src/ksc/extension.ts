@@ -14,7 +14,9 @@
  * - metrics `cefd_ksc_*` in the daemon's registry.
  *
  * SIGHUP applies a new `ksc` section: unchanged rules keep their queue, changed ones are
- * replaced; the scheduler and the admin API restart when their settings changed.
+ * replaced; the scheduler and the admin API restart when their settings changed. While the
+ * KSC work sharing (cluster.ts) is rebuilt by a reload, findings are held and go the way
+ * the new configuration says once it runs (see `hold`).
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -36,8 +38,9 @@ import type { StartRequest, StartResult, TaskStateEvent } from './tasks.js';
 import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type MetricRows } from '../telemetry/telemetry.js';
 import { readFileSync } from 'node:fs';
 import { Console } from '../console/console.js';
+import { SigninLimiter } from '../console/signin-limit.js';
 import { createAdminServer, type JsonServer, type RuleView } from './admin-server.js';
-import { KscCluster, connectionKey, type WorkItem, type WorkOutcome } from './cluster.js';
+import { KscCluster, connectionKey, type KscClusterCounters, type WorkItem, type WorkOutcome } from './cluster.js';
 import { assetIdFor } from './store.js';
 import { KscRefusedError } from './errors.js';
 import type { NatsConnectionConfig } from '../nats/config.js';
@@ -191,7 +194,16 @@ export class KscExtension implements DaemonExtension {
   /** Processors sharing KSC work through NATS (cluster.ts); undefined on a single node. */
   private cluster: KscCluster | undefined;
   private clusterKey = '';
+  /** The work sharing's counters, kept across the clusters a reload makes. */
+  private readonly clusterCounters: KscClusterCounters = { changes: new Map(), published: new Map(), work: new Map(), claims: new Map() };
   private unholdAcks: (() => void) | undefined;
+  /**
+   * Findings held while the KSC work sharing is rebuilt (a reload that changes it, or the
+   * integration under it): a processor must not act on them alone meanwhile (it may not own
+   * their connection), nor drop them. `done` is what the frames they came from wait for
+   * before they are acknowledged: their work published (or rejected: the frames come again).
+   */
+  private held: { items: [EventOrigin, KscFindings][]; fresh: boolean; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | null = null;
   /** Connection key → this store's connection id (cluster.ts). */
   private connByKey = new Map<string, string>();
 
@@ -213,6 +225,8 @@ export class KscExtension implements DaemonExtension {
     this.ctx = ctx;
     this.log = ctx.log.child({ component: 'ksc' });
     this.metrics = new KscMetrics(ctx.telemetry.registry, { integration: () => this.k, rules: () => this.rules, trust: () => this.trust, cluster: () => this.cluster });
+    // One hold for the extension's life: the cluster's publishes, or the held findings'.
+    this.unholdAcks = ctx.holdAcks?.(() => this.ackHold());
     await this.apply(this.config, true);
   }
 
@@ -228,6 +242,8 @@ export class KscExtension implements DaemonExtension {
 
   async stop(): Promise<void> {
     await this.teardown(Math.min(5_000, this.config.shutdown_timeout * 500));
+    this.unholdAcks?.();
+    this.unholdAcks = undefined;
   }
 
   private async apply(next: Config, starting: boolean): Promise<void> {
@@ -237,17 +253,26 @@ export class KscExtension implements DaemonExtension {
     const ikey = JSON.stringify([
       c.enabled, next.state_dir, c.credentials_file ?? null, c.request_timeout, c.retries, next.logging.repeat_interval, c.asset_attributes_concurrency, c.asset_attributes_budget,
     ]);
-    if (ikey !== this.integrationKey) {
-      await this.teardown(1_000);
-      this.integrationKey = ikey;
-      if (c.enabled) this.open(next);
+    const nextClusterKey = c.enabled ? KscExtension.clusterKeyOf(next) : '';
+    // The work sharing is stopped and started again (its settings, or the integration under
+    // it, change) on a processor that shares or will share: findings wait for the new one.
+    const rebuild = (this.cluster !== undefined || nextClusterKey !== '') && (ikey !== this.integrationKey || nextClusterKey !== this.clusterKey);
+    if (rebuild) this.hold();
+    try {
+      if (ikey !== this.integrationKey) {
+        await this.teardown(1_000);
+        this.integrationKey = ikey;
+        if (c.enabled) this.open(next);
+      }
+      this.config = next;
+      if (!c.enabled || this.k === undefined) return;
+      this.tenant = c.tenant;
+      this.applyTrust(c);
+      this.applyRules(c.response_rules);
+      await this.applyCluster(next);
+    } finally {
+      if (rebuild) this.release();
     }
-    this.config = next;
-    if (!c.enabled || this.k === undefined) return;
-    this.tenant = c.tenant;
-    this.applyTrust(c);
-    this.applyRules(c.response_rules);
-    await this.applyCluster(next);
     const skey = JSON.stringify([c.asset_sync_interval, c.task_run_timeout, c.asset_attributes_interval]);
     if (skey !== this.schedulerKey || this.scheduler === undefined) {
       this.scheduler?.stop();
@@ -373,11 +398,17 @@ export class KscExtension implements DaemonExtension {
     return c.listeners.find((l) => l.type === 'nats') as unknown as NatsConnectionConfig | undefined;
   }
 
+  /** What the work sharing depends on ('' when it is off): a change stops it and starts it again. */
+  private static clusterKeyOf(c: Config): string {
+    const nats = KscExtension.sharedNats(c);
+    return nats === undefined ? '' : JSON.stringify([nats, c.ksc.cluster, c.ksc.tenant]);
+  }
+
   private async applyCluster(c: Config): Promise<void> {
     const nats = KscExtension.sharedNats(c);
-    const key = nats === undefined ? '' : JSON.stringify([nats, c.ksc.cluster, c.ksc.tenant]);
+    const key = KscExtension.clusterKeyOf(c);
     if (key === this.clusterKey) return;
-    await this.stopCluster();
+    await this.stopCluster(Math.min(5_000, c.shutdown_timeout * 500));
     this.clusterKey = key;
     if (nats === undefined) return;
     const cluster = new KscCluster({
@@ -386,20 +417,66 @@ export class KscExtension implements DaemonExtension {
       log: this.klog,
       connections: () => this.clusterConnections(),
       act: (k, item) => this.act(k, item),
+      counters: this.clusterCounters,
     });
     this.cluster = cluster;
-    this.unholdAcks = this.ctx?.holdAcks?.(() => cluster.settled());
     await cluster.start();
     this.log.info({ processor: cluster.id, leaseTtlS: c.ksc.cluster.lease_ttl }, 'KSC work is shared with other processors through NATS: one owner per KSC connection (docs/cluster.md)');
   }
 
-  private async stopCluster(): Promise<void> {
+  /**
+   * Stops the work sharing (cluster.ts, stop: work being acted on gets `graceMs`). It stays
+   * `this.cluster` until stopped: the starts of its work claim through it while it holds
+   * the lease.
+   */
+  private async stopCluster(graceMs: number): Promise<void> {
     const cl = this.cluster;
-    this.cluster = undefined;
     this.clusterKey = '';
-    this.unholdAcks?.();
-    this.unholdAcks = undefined;
-    await cl?.stop();
+    await cl?.stop(graceMs);
+    if (this.cluster === cl) this.cluster = undefined;
+  }
+
+  /**
+   * What the frames of the batch whose findings were just handed on wait for (asked right
+   * after, Pipeline.acksHeld): the publishes they made, or, while findings are held, the
+   * held findings' fate when this batch added some. A batch without findings waits for
+   * nothing, so a rebuild that fails gives back only the frames whose work was not published.
+   */
+  private ackHold(): Promise<void> | undefined {
+    const h = this.held;
+    if (h === null) return this.cluster?.settled();
+    if (!h.fresh) return undefined;
+    h.fresh = false;
+    return h.done;
+  }
+
+  /** From now on findings wait (see `held`); the frames they came from are not acknowledged. */
+  private hold(): void {
+    if (this.held !== null) return;
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Awaited by the frames' acknowledgements, if any came meanwhile.
+    done.catch(() => undefined);
+    this.held = { items: [], fresh: false, done, resolve, reject };
+  }
+
+  /**
+   * The held findings go the way the configuration now says (published to the new
+   * cluster's owner, or acted on here when sharing is off), and their frames may be
+   * acknowledged once that work is published: given back when it could not be.
+   */
+  private release(): void {
+    const h = this.held;
+    if (h === null) return;
+    this.held = null;
+    for (const [origin, f] of h.items) this.onFindings(origin, f);
+    const published = this.cluster?.settled();
+    if (published === undefined) h.resolve();
+    else published.then(h.resolve, h.reject);
   }
 
   /** This processor's enabled connections (of the tenant) by key; the ones it may own. */
@@ -452,7 +529,11 @@ export class KscExtension implements DaemonExtension {
   }
 
   private async teardown(timeoutMs: number): Promise<void> {
-    await this.stopCluster();
+    // The rules close first, while they still answer the cluster's work: starts under way
+    // finish (within `timeoutMs`), queued ones are given back (`ksc_rule_dropped_at_stop`:
+    // the next owner gets them) on the cluster's connection, still open.
+    await Promise.all(this.rules.map((r) => this.closeRule(r, timeoutMs)));
+    await this.stopCluster(timeoutMs);
     if (this.assetTimer !== undefined) clearInterval(this.assetTimer);
     this.assetTimer = undefined;
     if (this.watching) this.ctx?.watchEvents(null, this.onFindings);
@@ -469,10 +550,8 @@ export class KscExtension implements DaemonExtension {
     this.console?.close();
     this.console = undefined;
     await admin?.close();
-    const rules = this.rules;
     this.rules = [];
     this.rulesBlockingMs = -1;
-    await Promise.all(rules.map((r) => this.closeRule(r, timeoutMs)));
     const k = this.k;
     this.k = undefined;
     await k?.close();
@@ -536,7 +615,9 @@ export class KscExtension implements DaemonExtension {
    */
   private claim(rule: string, eventId: string, assetId: string, k: KscIntegration): Promise<boolean> {
     const cluster = this.cluster;
-    if (cluster === undefined) return Promise.resolve(true);
+    // Only the cluster's work carries an event id to claim under: with no cluster (stopped
+    // by a reload meanwhile) this processor cannot know it still owns the connection.
+    if (cluster === undefined) return Promise.reject(new KscRefusedError('ksc_not_owner', 'the KSC work sharing is being restarted or was turned off; the work comes again to the owner'));
     const connId = k.store.getAsset(assetId)?.connectionId;
     const key = connId === undefined ? undefined : this.keyOfConnection(connId);
     if (key === undefined) return Promise.reject(new KscRefusedError('ksc_not_owner', `asset ${assetId} belongs to no KSC connection this processor may own`));
@@ -550,6 +631,11 @@ export class KscExtension implements DaemonExtension {
    * counted in cefd_ksc_untrusted_events_total and acts on nothing.
    */
   private readonly onFindings = (origin: EventOrigin, f: KscFindings): void => {
+    if (this.held !== null) {
+      this.held.items.push([origin, f]);
+      this.held.fresh = true;
+      return;
+    }
     const m = this.metrics;
     const gate = this.trust;
     if (this.k === undefined || m === undefined || gate === undefined) return;
@@ -747,6 +833,8 @@ export class KscExtension implements DaemonExtension {
         onResponse: (status) => this.metrics!.add(this.metrics!.adminRequests, String(status)),
         ...(tls !== undefined ? { tls } : {}),
         ...(con !== undefined ? { before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() } : {}),
+        // Wrong bearer tokens count per address; with the console, in the same limiter as its sign-ins.
+        authLimit: con?.limiter ?? new SigninLimiter(),
         audit: (req, method, path, status) => {
           if (con !== undefined) con.audit(req, method, path, status);
           else this.log.info({ audit: true, via: 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);

@@ -17,6 +17,13 @@ export interface Source {
   start(): Promise<void>;
   /** Stop accepting, read what connections already sent (up to `graceMs`), close. */
   stop(graceMs: number): Promise<void>;
+  /**
+   * A source that acknowledges upstream (nats): stop taking input only. The daemon then
+   * drains the pipeline and calls `stop`, which acknowledges what the outputs took and
+   * closes the connection: a stop leaves nothing delivered but unacknowledged (which
+   * would come again to another processor, a copy).
+   */
+  stopReading?(): Promise<void>;
   /** SIGHUP with an unchanged config: re-read certificate files. False: they were refused (the old ones stay). */
   reload(): boolean;
   /** The bound port (for port 0). */

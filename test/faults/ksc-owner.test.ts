@@ -9,7 +9,7 @@
  * task-state events must have completed the runs.
  */
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { connect } from 'nats';
 import { readNdjson, scrape, sendTcp, tempDir, waitFor } from '../helpers/daemon.js';
@@ -125,32 +125,36 @@ function tails(): string {
   return children.map((c, i) => `--- process ${i}\n${c.text().split('\n').filter(wanted).slice(-30).join('\n')}`).join('\n');
 }
 
-test('two processors, one KSC connection: the owner is killed mid-stream, every triggering event starts its task exactly once, task-state events complete the runs', async () => {
+/** KSC with N devices, each with its own KUMA task. */
+function fleet(): ReturnType<typeof defaultModel> {
   const model = defaultModel();
   model.groups.push({ id: 9, name: 'Fleet', parentId: 0 });
   for (let i = 0; i < N; i++) {
     model.hosts.push({ id: hostId(i), displayName: name(i), fqdn: `${name(i).toLowerCase()}.corp.example`, domain: 'CORP', ip: ip(i), os: 'Microsoft Windows 10 Pro', groupId: 9, lastVisible: new Date(), nagent: true, nagentConnected: new Date(), products: [NAGENT, KES_WIN] });
     model.tasks.push({ id: String(1000 + i), displayName: taskName(i), taskType: 'ODS', product: 'KES', version: '11.0.0.0', hostIds: [hostId(i)] });
   }
-  emu = await startKscEmulator({ model });
-  // KSC answers RunTask slowly after starting the task: the kill below lands while a start
-  // has reached KSC and the owner has not heard back (nor acknowledged the work).
-  emu.faults.answerDelayMs['Tasks.RunTask'] = 150;
-  const nats = await natsServer();
+  return model;
+}
 
+/**
+ * The layout of these tests, started: a nats-server, a receiver (the emulator sends its
+ * task-state lines there), and two processors with the same KSC connection: p1 owns it, p2
+ * joined after.
+ */
+async function layout(e: KscEmulator) {
+  const nats = await natsServer();
   const rport = await freePort();
   const rdir = tempDir();
   dirs.push(rdir);
   const receiver = runCefd(rdir, receiverYaml(rport, nats.url));
   children.push(receiver);
   await receiver.until('cefd started');
-  emu.taskEvents = { target: { host: '127.0.0.1', port: rport }, runningAfterMs: 20, finishAfterMs: 50 };
-
-  const d1 = await preparedProcessor(emu);
-  const d2 = await preparedProcessor(emu);
+  e.taskEvents = { target: { host: '127.0.0.1', port: rport }, runningAfterMs: 20, finishAfterMs: 50 };
+  const d1 = await preparedProcessor(e);
+  const d2 = await preparedProcessor(e);
   const m1 = await freePort();
   const m2 = await freePort();
-  let p1 = runCefd(d1, processorYaml(nats.url, m1));
+  const p1 = runCefd(d1, processorYaml(nats.url, m1));
   children.push(p1);
   await p1.until('this processor owns it now');
   const p2 = runCefd(d2, processorYaml(nats.url, m2));
@@ -158,6 +162,32 @@ test('two processors, one KSC connection: the owner is killed mid-stream, every 
   await p2.until('cefd started');
   expect((await scrape(m1)).get('cefd_ksc_owner_connections')).toBe(1);
   expect((await scrape(m2)).get('cefd_ksc_owner_connections')).toBe(0);
+  return { nats, rport, d1, d2, m1, m2, p1, p2 };
+}
+
+/** Nothing pending or unacknowledged in the raw stream's consumer, and no work left in CEFD_KSC. */
+async function streamsDrained(natsUrl: string): Promise<boolean> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const raw = await jsm.consumers.info('RAW', 'processors');
+    return raw.num_pending === 0 && raw.num_ack_pending === 0 && (await jsm.streams.info('CEFD_KSC')).state.messages === 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** How many times `text` appears in a process's output. */
+const times = (c: ChildDaemon, text: string) => c.text().split(text).length - 1;
+
+test('two processors, one KSC connection: the owner is killed mid-stream, every triggering event starts its task exactly once, task-state events complete the runs', async () => {
+  emu = await startKscEmulator({ model: fleet() });
+  // KSC answers RunTask slowly after starting the task: the kill below lands while a start
+  // has reached KSC and the owner has not heard back (nor acknowledged the work).
+  emu.faults.answerDelayMs['Tasks.RunTask'] = 150;
+  const l = await layout(emu);
+  const { nats, rport, d1, d2, m1, m2, p2 } = l;
+  let p1 = l.p1;
 
   /** waitFor, with what the processes said and counted when it times out. */
   const wait = (check: () => boolean | Promise<boolean>, ms: number, what: string) =>
@@ -187,21 +217,7 @@ test('two processors, one KSC connection: the owner is killed mid-stream, every 
 
   await wait(() => started() === N, 120_000, `a start for each of the ${N} devices`);
   // Everything is done: the raw stream and the KSC work stream have nothing pending or unacknowledged.
-  const nc = await connect({ servers: nats.url });
-  try {
-    const jsm = await nc.jetstreamManager();
-    await wait(
-      async () => {
-        const raw = await jsm.consumers.info('RAW', 'processors');
-        const work = await jsm.streams.info('CEFD_KSC');
-        return raw.num_pending === 0 && raw.num_ack_pending === 0 && work.state.messages === 0;
-      },
-      120_000,
-      'both streams drained',
-    );
-  } finally {
-    await nc.close();
-  }
+  await wait(() => streamsDrained(nats.url), 120_000, 'both streams drained');
 
   // Exactly once per triggering event.
   const counts = Array.from({ length: N }, (_, i) => startsOf(i));
@@ -293,4 +309,46 @@ test('the KSC work cannot be published (the work stream is broken): the raw fram
   } finally {
     await nc.close();
   }
+});
+
+test('the processor that does not own the connection is reloaded (SIGHUP, other cluster settings) again and again while triggers flow: it never starts a task itself, every device\'s task starts exactly once', async () => {
+  emu = await startKscEmulator({ model: fleet() });
+  const { nats, rport, d2, m1, m2, p1, p2 } = await layout(emu);
+
+  // One detection per device, 100 ms apart, while the second processor reloads back to back:
+  // each reload changes ksc.cluster, so its work sharing stops and starts again.
+  let sent = 0;
+  const sending = (async () => {
+    for (; sent < N; sent++) {
+      await sendTcp(rport, [detection(sent)]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  let reloads = 0;
+  while (sent < N) {
+    reloads++;
+    writeFileSync(join(d2, 'cefd.yaml'), processorYaml(nats.url, m2).replace('lease_ttl: 2s', reloads % 2 === 1 ? 'lease_ttl: 3s' : 'lease_ttl: 2s'));
+    p2.proc.kill('SIGHUP');
+    await waitFor(() => times(p2, 'configuration reloaded') === reloads, 30_000, `reload ${reloads} of the second processor`);
+  }
+  await sending;
+  expect(reloads).toBeGreaterThanOrEqual(2);
+  // Each reload restarted the sharing (the first start, then once per reload).
+  expect(times(p2, 'KSC work is shared with other processors')).toBe(reloads + 1);
+
+  const startsOf = (i: number) => emu!.runs.filter((r) => r.taskId === String(1000 + i)).length;
+  await waitFor(() => new Set(emu!.runs.map((r) => r.taskId)).size === N, 120_000, `a start for each of the ${N} devices`);
+  await waitFor(() => streamsDrained(nats.url), 120_000, 'both streams drained');
+  const counts = Array.from({ length: N }, (_, i) => startsOf(i));
+  expect(counts.filter((c) => c !== 1), `starts per device: ${counts.join(',')}`).toEqual([]);
+  const started = 'cefd_ksc_task_starts_total{rule="scan-on-detection",result="started"}';
+  // The reloaded processor decoded part of the events (it published their work) and acted on none.
+  const p2m = await scrape(m2);
+  expect(p2m.get(started) ?? 0, tails()).toBe(0);
+  expect(p2m.get('cefd_ksc_owner_work_published_total{kind="trigger",result="ok"}') ?? 0).toBeGreaterThan(0);
+  expect((await scrape(m1)).get(started)).toBe(N);
+  p1.proc.kill('SIGTERM');
+  p2.proc.kill('SIGTERM');
+  expect(await p1.exit).toBe(0);
+  expect(await p2.exit).toBe(0);
 });

@@ -24,7 +24,10 @@ export interface KscTestDaemon {
 /** Starts a daemon from YAML (`{dir}` is the temp folder) with the extensions `cefd run` creates. */
 export async function startKscDaemon(yaml: string, opts: { dir?: string; env?: Record<string, string> } = {}): Promise<KscTestDaemon> {
   const dir = opts.dir ?? tempDir('cefd-ksc-daemon-');
-  const config = loadConfigText(yaml.replaceAll('{dir}', dir), join(dir, 'cefd.yaml'), { ...process.env, ...opts.env });
+  // Metrics on a free port unless the test says otherwise: the default (9141) may be taken
+  // by another process on the machine.
+  const text = /^metrics:/m.test(yaml) ? yaml : `${yaml}\nmetrics: { enabled: true, host: 127.0.0.1, port: 0 }\n`;
+  const config = loadConfigText(text.replaceAll('{dir}', dir), join(dir, 'cefd.yaml'), { ...process.env, ...opts.env });
   const logs = new LogCapture();
   const telemetry = new Telemetry({ level: 'debug', destination: logs, processMetrics: false, repeatIntervalMs: 0 });
   const extensions = await createExtensions(config);
@@ -68,7 +71,7 @@ export interface ApiAnswer {
 /** One admin API call. `token: null` sends no Authorization header. */
 export async function api(port: number, method: string, path: string, o: { body?: unknown; token?: string | null; headers?: Record<string, string> } = {}): Promise<ApiAnswer> {
   const headers: Record<string, string> = { ...o.headers };
-  if (o.token !== null) headers['authorization'] = `Bearer ${o.token ?? 'admin-token-for-tests'}`;
+  if (o.token !== null) headers['authorization'] = `Bearer ${o.token ?? ADMIN_TOKEN}`;
   let body: string | undefined;
   if (o.body !== undefined) {
     body = typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
@@ -85,7 +88,8 @@ export async function api(port: number, method: string, path: string, o: { body?
   return { status: res.status, headers: res.headers, text, json };
 }
 
-export const ADMIN_TOKEN = 'admin-token-for-tests';
+/** At least 32 characters, as `ksc.admin.bearer_token` must have (src/ksc/config/check.ts). */
+export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789abcdef';
 
 /** The start of a daemon's YAML for startKscDaemon: one TCP listener on a free port, a file output, the dead letter. */
 export const DAEMON_BASE_YAML = `state_dir: {dir}/state

@@ -9,6 +9,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { connect, headers, type NatsConnection } from 'nats';
@@ -45,6 +46,24 @@ outputs:
 dead_letter: { path: ./dead.ndjson }
 metrics: { host: 127.0.0.1, port: ${metrics} }
 `;
+}
+
+/** The stream with `n` frames published, without headers (ids RAW-1 .. RAW-n). */
+async function streamOf(s: NatsServer, n: number): Promise<NatsConnection> {
+  const c = await setup(s);
+  const js = c.jetstream();
+  const pubs: Promise<unknown>[] = [];
+  for (let i = 0; i < n; i++) pubs.push(js.publish('cefd.raw', new TextEncoder().encode(line(i))));
+  await Promise.all(pubs);
+  return c;
+}
+
+/** Waits until the consumer has nothing pending and nothing unacknowledged. */
+function drained(c: NatsConnection, ms: number, what: string): Promise<void> {
+  return waitFor(async () => {
+    const st = await consumerState(c);
+    return st.pending === 0 && st.ackPending === 0;
+  }, ms, what);
 }
 
 async function consumerState(c: NatsConnection): Promise<{ pending: number; ackPending: number }> {
@@ -88,12 +107,8 @@ test('frames from the stream become events with the headers\' id, listener, peer
 
 test.each([2, 0])('decode_workers %i: cefd killed (-9) mid-stream (with workers: batches on them): after a restart every frame\'s event is in the output, redelivered ones with the same id, nothing left in the consumer', async (workers) => {
   const s = await natsServer();
-  const c = await setup(s);
-  const js = c.jetstream();
   const N = 20_000;
-  const pubs: Promise<unknown>[] = [];
-  for (let i = 0; i < N; i++) pubs.push(js.publish('cefd.raw', new TextEncoder().encode(line(i))));
-  await Promise.all(pubs);
+  const c = await streamOf(s, N);
   const dir = tempDir();
   const metrics = await freePort();
   const cfg = `decode_workers: ${workers}\n${config(s, metrics, ', ack_wait: 2s')}`;
@@ -107,10 +122,7 @@ test.each([2, 0])('decode_workers %i: cefd killed (-9) mid-stream (with workers:
   const d2 = runCefd(dir, cfg);
   children.push(d2);
   await d2.until('cefd started');
-  await waitFor(async () => {
-    const st = await consumerState(c);
-    return st.pending === 0 && st.ackPending === 0;
-  }, 120_000, 'the consumer drained');
+  await drained(c, 120_000, 'the consumer drained');
   d2.proc.kill('SIGTERM');
   expect(await d2.exit).toBe(0);
   const evs = readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true });
@@ -126,12 +138,8 @@ test.each([
   ['disk buffer of 64 KiB', 'buffer: { type: disk, max_size: 64KiB }'],
 ])('an output whose drop_newest %s is full: batches that come back from the workers then are not acknowledged but delivered again; once it drains, every frame once, nothing dropped', async (_what, buffer) => {
   const s = await natsServer();
-  const c = await setup(s);
-  const js = c.jetstream();
   const N = 3000;
-  const pubs: Promise<unknown>[] = [];
-  for (let i = 0; i < N; i++) pubs.push(js.publish('cefd.raw', new TextEncoder().encode(line(i))));
-  await Promise.all(pubs);
+  const c = await streamOf(s, N);
   // The HTTP receiver answers 503 until it is opened: the output's queue (150 events) fills.
   let open = false;
   const got: string[] = [];
@@ -177,14 +185,61 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
   expect((await consumerState(c)).pending).toBeGreaterThan(0);
   open = true;
   await waitFor(() => new Set(got).size >= N, 60_000, `${N} events at the HTTP receiver`);
-  await waitFor(async () => {
-    const st = await consumerState(c);
-    return st.pending === 0 && st.ackPending === 0;
-  }, 60_000, 'every message acknowledged');
+  await drained(c, 60_000, 'every message acknowledged');
   const m = await scrape(metrics);
   expect([...m.keys()].filter((k) => k.startsWith('cefd_output_dropped_events_total'))).toEqual([]);
   expect(m.get('cefd_nats_acked_messages_total{listener="bus"}')).toBe(N);
   // Every frame once: a refused batch was not queued, so its redelivery is not a copy.
   expect(got.length).toBe(N);
   expect(new Set(got).size).toBe(N);
+});
+
+/**
+ * A normalizer that declines every event, but takes 10 ms per event while the file `slow`
+ * exists in cefd's folder (its working directory): sleeping, not spinning, so a stop can be
+ * caught with decoding work in flight without loading the machine.
+ */
+const SLOW_AT_THE_END = `import { existsSync } from 'node:fs';
+const nap = new Int32Array(new SharedArrayBuffer(4));
+export default {
+  name: 'slow_at_the_end',
+  accepts: () => existsSync('slow'),
+  normalize: () => { Atomics.wait(nap, 0, 0, 10); return null; },
+};
+`;
+
+test('two processors share the consumer; one is stopped (SIGTERM) with batches still decoding: none of the events it wrote is delivered again to the other, and every frame arrives', async () => {
+  const s = await natsServer();
+  const N = 20_000;
+  const c = await streamOf(s, N);
+  // ack_wait: longer than the decoding in flight at the stop takes (at most 400 messages of
+  // 10 ms on 2 workers), so a message is delivered again only when it was not acknowledged.
+  const cfg = (metrics: number) =>
+    `decode_workers: 2\n${config(s, metrics, ', ack_wait: 8s, normalizers: [ ./slow.mjs ]')}`.replace('shutdown_timeout: 5s', 'shutdown_timeout: 20s');
+  const d1 = tempDir();
+  const d2 = tempDir();
+  for (const d of [d1, d2]) writeFileSync(join(d, 'slow.mjs'), SLOW_AT_THE_END);
+  const p1 = runCefd(d1, cfg(await freePort()));
+  children.push(p1);
+  const p2 = runCefd(d2, cfg(await freePort()));
+  children.push(p2);
+  await p1.until('cefd started');
+  await p2.until('cefd started');
+  await waitFor(() => readNdjson(join(d1, 'events.ndjson'), { tolerateTornTail: true }).length >= 2000, 60_000, '2000 events at the first processor');
+  // The first processor's decoding slows down: its source fills its batches in flight, then it is stopped.
+  writeFileSync(join(d1, 'slow'), '');
+  await new Promise((r) => setTimeout(r, 300));
+  p1.proc.kill('SIGTERM');
+  expect(await p1.exit).toBe(0);
+  await drained(c, 120_000, 'the consumer drained');
+  p2.proc.kill('SIGTERM');
+  expect(await p2.exit).toBe(0);
+  const copies = new Map<string, number>();
+  const first = readNdjson(join(d1, 'events.ndjson'));
+  for (const e of [...first, ...readNdjson(join(d2, 'events.ndjson'))]) copies.set(e['id'] as string, (copies.get(e['id'] as string) ?? 0) + 1);
+  // The stopped processor wrote part of the stream (mid-stream), and no event of its part was written again.
+  expect(first.length).toBeGreaterThan(0);
+  expect(first.length).toBeLessThan(N);
+  expect([...copies].filter(([, n]) => n > 1).length).toBe(0);
+  expect(copies.size).toBe(N);
 });

@@ -247,15 +247,21 @@ export class NatsSource implements Source {
     });
   }
 
-  /**
-   * Stops fetching (what arrived is handed over), waits up to `graceMs` for the batches on
-   * the workers to be taken and acknowledged, flushes the acknowledgements, closes.
-   * Batches not settled by then are not acknowledged: they are delivered again.
-   */
-  async stop(graceMs: number): Promise<void> {
+  /** Stops fetching; what arrived is handed over to the pipeline. */
+  async stopReading(): Promise<void> {
     this.stopped = true;
     this.fetching?.stop();
     await this.loop;
+  }
+
+  /**
+   * Stops fetching (see stopReading), waits up to `graceMs` for the batches handed over to
+   * be taken and acknowledged (after the work they hold, ksc/cluster.ts, was published),
+   * flushes the acknowledgements, closes. Batches not settled by then are not
+   * acknowledged: they are delivered again.
+   */
+  async stop(graceMs: number): Promise<void> {
+    await this.stopReading();
     const until = Date.now() + Math.max(0, graceMs);
     while (this.inFlight > 0 && Date.now() < until) await this.settled(Math.max(1, until - Date.now()));
     this.ready = false;
