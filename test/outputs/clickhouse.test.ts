@@ -23,6 +23,7 @@ import { CLI, freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
 import { startClickHouse, type ClickHouse } from '../helpers/clickhouse.js';
 import { makePki, type Pki } from '../helpers/pki.js';
 import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
+import { expectSendAborted } from '../helpers/abort.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOC = readFileSync(join(ROOT, 'docs/outputs-clickhouse.md'), 'utf8');
@@ -348,12 +349,7 @@ describe('clickhouse output, answers the real server gives only by chance', () =
     const o = new ClickHouseOutput('ch', { ...loadFields(CLICKHOUSE_FIELDS, { url: `http://127.0.0.1:${port}/`, table: 'x', timeout: '3s' }), encoding: { codec: 'native' } });
     await o.start();
     try {
-      const ac = new AbortController();
-      const sending = o.send({ records: records([]) }, ac.signal);
-      setImmediate(() => ac.abort());
-      const r = await sending;
-      expect(r.status).toBe('retry');
-      expect((r as { error: string }).error).toMatch(/aborted at the shutdown deadline/);
+      await expectSendAborted(o, { records: records([]) });
     } finally {
       await o.close();
       for (const c of sockets) c.destroy();

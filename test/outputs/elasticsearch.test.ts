@@ -18,6 +18,7 @@ import { FlowControl } from '../../src/pipeline/flow-control.js';
 import { OutputRunner } from '../../src/pipeline/output-runner.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 import { waitFor } from '../helpers/daemon.js';
+import { expectSendAborted } from '../helpers/abort.js';
 import { EsEmulator, type EsEmulatorOptions } from '../helpers/es-emulator.js';
 import { makePki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/temp.js';
@@ -329,10 +330,5 @@ test('the shutdown deadline (AbortSignal) ends a request in flight: retry, the b
   es.delayMs = 3_000; // the cluster would answer (201) after this; the abort comes first
   const o = output({ url: es.url, timeout: '10s' });
   await o.start();
-  const ac = new AbortController();
-  const sending = o.send({ records: [rec(1)] }, ac.signal);
-  setImmediate(() => ac.abort());
-  const r = await sending;
-  expect(r.status).toBe('retry');
-  expect((r as { error: string }).error).toMatch(/aborted at the shutdown deadline/);
+  await expectSendAborted(o, { records: [rec(1)] });
 });

@@ -18,6 +18,7 @@ import { SyslogOutput } from '../../src/outputs/syslog/syslog.js';
 import type { SendResult } from '../../src/outputs/types.js';
 import { freePort } from '../helpers/child.js';
 import { waitFor } from '../helpers/daemon.js';
+import { expectSendAborted } from '../helpers/abort.js';
 import { makePki } from '../helpers/pki.js';
 import { startRsyslog, type Rsyslog } from '../helpers/rsyslog.js';
 
@@ -194,22 +195,22 @@ describe('orderly stop', () => {
     return { port: (srv.address() as net.AddressInfo).port, bytes: () => got };
   }
 
-  test('a receiver that closes after reading confirms the window: nothing reported', async () => {
-    const rx = await receiver(true);
+  /** An output that sent three messages to the receiver and had them taken by the kernel. */
+  async function sentThree(closesOnEnd: boolean): Promise<SyslogOutput> {
+    const rx = await receiver(closesOnEnd);
     const o = output({ host: '127.0.0.1', port: rx.port, header: 'none', write_timeout: '300ms' });
     await o.start();
     expect(await o.send({ records: [cef(1), cef(2), cef(3)] })).toEqual({ status: 'delivered' });
     outputs.splice(outputs.indexOf(o), 1);
-    expect(await o.close()).toEqual({ abandoned: null });
+    return o;
+  }
+
+  test('a receiver that closes after reading confirms the window: nothing reported', async () => {
+    expect(await (await sentThree(true)).close()).toEqual({ abandoned: null });
   });
 
   test('a receiver that does not close in time: the window\'s messages are reported unconfirmed (counted by the runner), not let go silently', async () => {
-    const rx = await receiver(false);
-    const o = output({ host: '127.0.0.1', port: rx.port, header: 'none', write_timeout: '300ms' });
-    await o.start();
-    expect(await o.send({ records: [cef(1), cef(2), cef(3)] })).toEqual({ status: 'delivered' });
-    outputs.splice(outputs.indexOf(o), 1);
-    const report = await o.close();
+    const report = await (await sentThree(false)).close();
     expect(report.abandoned).toMatchObject({ events: 3, reason: 'syslog_unconfirmed' });
     expect(report.abandoned!.error).toMatch(/3 message\(s\) \(\d+ bytes\) of the resend window were not confirmed by 127\.0\.0\.1:\d+/);
   });
@@ -223,12 +224,7 @@ test('the shutdown deadline (AbortSignal) ends a send the receiver does not read
   const o = output({ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, header: 'none', write_timeout: '3s', max_message_size: '64KiB' });
   await o.start();
   const big = Array.from({ length: 2000 }, (_, i) => `${cef(i)} msg=${'q'.repeat(8000)}`); // 16 MB: more than the socket buffers hold
-  const ac = new AbortController();
-  const sending = o.send({ records: big }, ac.signal);
-  setImmediate(() => ac.abort());
-  const r = await sending;
-  expect(r.status).toBe('retry');
-  expect((r as { error: string }).error).toMatch(/aborted at the shutdown deadline/);
+  await expectSendAborted(o, { records: big });
 });
 
 describe('a receiver that stops reading', () => {
