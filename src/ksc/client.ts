@@ -601,13 +601,17 @@ export class KscClient {
     try {
       const c = await this.call('ChunkAccessor.GetItemsCount', { strAccessor: accessor });
       const count = typeof c['PxgRetVal'] === 'number' ? c['PxgRetVal'] : 0;
-      for (let start = 0; start < count; start += chunk) {
+      // GetItemsChunk returns "the actual number of elements, <= nCount" (§2.1): the next
+      // chunk starts after what came, or a short chunk would skip hosts (and the import
+      // would archive them as missing).
+      for (let start = 0; start < count; ) {
         const page = await this.call('ChunkAccessor.GetItemsChunk', { strAccessor: accessor, nStart: start, nCount: chunk });
         const pChunk = decodeParams(page['pChunk']);
-        const arr = pChunk['KLCSP_ITERATOR_ARRAY'];
-        const items = Array.isArray(arr) ? arr.filter((x): x is Record<string, Decoded> => x !== null && typeof x === 'object' && !Array.isArray(x) && !Buffer.isBuffer(x)) : [];
-        if (items.length === 0) break;
-        yield items;
+        const arr = Array.isArray(pChunk['KLCSP_ITERATOR_ARRAY']) ? pChunk['KLCSP_ITERATOR_ARRAY'] : [];
+        const items = arr.filter((x): x is Record<string, Decoded> => x !== null && typeof x === 'object' && !Array.isArray(x) && !Buffer.isBuffer(x));
+        if (arr.length === 0) break;
+        start += arr.length;
+        if (items.length > 0) yield items;
       }
     } finally {
       await this.releaseAccessor(accessor);

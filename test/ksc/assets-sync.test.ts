@@ -218,3 +218,16 @@ test('the enrichment index follows the store: a new host is found after the next
   expect(live.lookup({ host: 'cli-host' })).toBe(assetIdFor(k.getConnection('main').id, 'from-cli'));
   expect(live.rebuilds).toBe(rebuilds + 1);
 });
+
+test('a KSC that returns short chunks (fewer than nCount, OPEN-API.md §2.1): every host is imported, none archived as missing', async () => {
+  await k.syncAssets();
+  const active = k.listAssets().map((a) => a.displayName);
+  emu.faults.chunkMax = 2;
+  const before = emu.calls.length;
+  const [r] = await k.syncAssets();
+  expect(r).toMatchObject({ ok: true, hosts: 5, created: 0, updated: 5, archived: 0 });
+  expect(k.listAssets().map((a) => a.displayName)).toEqual(active);
+  // 5 hosts in chunks of at most 2: three calls, each starting where the last one ended.
+  expect(emu.calls.slice(before).filter((c) => c.method === 'ChunkAccessor.GetItemsChunk').map((c) => c.body['nStart'])).toEqual([0, 2, 4]);
+  expect(emu.openAccessors()).toBe(0);
+});

@@ -121,6 +121,11 @@ export interface Faults {
   failHosts: Set<string>;
   /** SrvView.GetRecordRange returns at most this many records per call (0: no cap). */
   srvViewPageMax: number;
+  /**
+   * ChunkAccessor.GetItemsChunk returns at most this many items per call (0: no cap):
+   * OPEN-API.md §2.1, it "returns the actual number of elements, <= nCount".
+   */
+  chunkMax: number;
   /** Host attributes FindHosts refuses in vecFieldsToReturn (PxgError), like a server that does not know them. */
   rejectAttributes: Set<string>;
   /** Remove every pending fault. */
@@ -225,10 +230,12 @@ export class KscEmulator {
       },
       failHosts: new Set<string>(),
       srvViewPageMax: 0,
+      chunkMax: 0,
       rejectAttributes: new Set<string>(),
       clear() {
         this.failHosts.clear();
         this.srvViewPageMax = 0;
+        this.chunkMax = 0;
         this.rejectAttributes.clear();
         self.pendingFaults.length = 0;
         self.pendingHangups.length = 0;
@@ -677,7 +684,7 @@ export class KscEmulator {
         const start = int('nStart', 0);
         const count = int('nCount');
         if (start < 0 || count < 0) throw new PxgFailure(PXG.badArg('nStart and nCount must be >= 0'));
-        const slice = a.items.slice(start, start + count);
+        const slice = a.items.slice(start, start + (this.faults.chunkMax > 0 ? Math.min(count, this.faults.chunkMax) : count));
         return { PxgRetVal: slice.length, pChunk: { KLCSP_ITERATOR_ARRAY: slice } };
       }
       case 'ChunkAccessor.Release':
