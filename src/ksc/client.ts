@@ -762,7 +762,7 @@ export class KscClient {
       vecFieldsToOrder: (o.order ?? []).map((x) => ({ Name: x.name, Asc: x.asc })),
       pParams: {},
       lifetimeSec: Math.min(o.lifetimeSec ?? 600, 7200),
-    });
+    }, { release: (late) => void this.releaseViewIterator(late['wstrIteratorId']) });
     const it = r['wstrIteratorId'];
     if (typeof it !== 'string' || it === '') throw new KscProtocolError('SrvView.ResetIterator returned no wstrIteratorId', this.ctx('SrvView.ResetIterator'));
     try {
@@ -777,10 +777,15 @@ export class KscClient {
         yield items;
       }
     } finally {
-      await this.call('SrvView.ReleaseIterator', { wstrIteratorId: it }).catch((e: unknown) =>
-        this.log.debug({ server: this.server, err: (e as Error).message }, 'SrvView.ReleaseIterator failed (the iterator expires by itself)'),
-      );
+      await this.releaseViewIterator(it);
     }
+  }
+
+  private async releaseViewIterator(it: unknown): Promise<void> {
+    if (typeof it !== 'string' || it === '') return;
+    await this.call('SrvView.ReleaseIterator', { wstrIteratorId: it }).catch((e: unknown) =>
+      this.log.debug({ server: this.server, err: (e as Error).message }, 'SrvView.ReleaseIterator failed (the iterator expires by itself)'),
+    );
   }
 
   /** Ends the session (best effort) and closes the socket. */

@@ -71,6 +71,21 @@ test('a timed-out FindHosts is sent once, and the accessor KSC made is released'
   await waitFor(() => emu.openAccessors() === 0 && c.stats.lateReleases === 1, 5000, 'the accessor released');
 });
 
+test('a timed-out SrvView.ResetIterator is sent once, and the iterator KSC made is released', async () => {
+  const before = count('SrvView.ResetIterator');
+  const c = client({ timeoutMs: 500 });
+  await c.ping();
+  emu.faults.methodDelayMs['SrvView.ResetIterator'] = 800;
+  const read = async (): Promise<number> => {
+    let n = 0;
+    for await (const page of c.srvViewPaged('v_vapm_vulnerability', '', ['KLHST_WKS_HOSTNAME', 'VulnerabilityId'])) n += page.length;
+    return n;
+  };
+  await expect(read()).rejects.toBeInstanceOf(KscTimeoutError);
+  expect(count('SrvView.ResetIterator') - before).toBe(1);
+  await waitFor(() => emu.openViewIterators() === 0 && c.stats.lateReleases === 1, 5000, 'the view iterator released');
+});
+
 test('a 503 on ResetTasksIterator (KSC made nothing) is retried', async () => {
   const before = count('Tasks.ResetTasksIterator');
   emu.faults.failNext(503, { method: 'Tasks.ResetTasksIterator', times: 1 });
