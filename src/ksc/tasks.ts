@@ -25,10 +25,24 @@ export function isKumaTask(displayName: string): boolean {
   return /^kuma/i.test(displayName.trimStart());
 }
 
+/**
+ * A start that names a task the cache does not know reads the task list from KSC again, but
+ * not more often than this per connection: a rule that names a task KSC does not have
+ * (or a connection without KUMA* tasks) would otherwise walk KSC's tasks iterator (a
+ * ResetTasksIterator, a GetNextTask per task, a release) for every trigger.
+ */
+export const TASK_REFRESH_MIN_MS = 60_000;
+
+/** When each connection's task list was last read from KSC (store clock, ms), per store. */
+const refreshedAt = new WeakMap<KscStore, Map<string, number>>();
+
 /** Lists the connection's tasks in KSC, keeps the KUMA* ones in the cache, and returns them. */
 export async function refreshTasks(store: KscStore, client: KscClient, conn: Connection): Promise<CachedTask[]> {
   const all: KscTask[] = await client.listTasks();
   const kuma = all.filter((t) => isKumaTask(t.displayName));
+  let times = refreshedAt.get(store);
+  if (times === undefined) refreshedAt.set(store, (times = new Map()));
+  times.set(conn.id, store.currentTime().getTime());
   return store.replaceTasks(
     conn.id,
     kuma.map((t) => ({
@@ -179,7 +193,10 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
   const client = deps.clientFor(conn);
 
   let tasks = store.listTasks(conn.id);
-  if (tasks.length === 0 || req.tasks.some((n) => findTaskByName(tasks, n) === undefined)) tasks = await refreshTasks(store, client, conn);
+  if (tasks.length === 0 || req.tasks.some((n) => findTaskByName(tasks, n) === undefined)) {
+    const last = refreshedAt.get(store)?.get(conn.id);
+    if (last === undefined || store.currentTime().getTime() - last >= TASK_REFRESH_MIN_MS) tasks = await refreshTasks(store, client, conn);
+  }
   const choice = await chooseTask(client, tasks, asset, req.tasks);
   if (choice.task === null) {
     throw new KscRefusedError(

@@ -239,3 +239,31 @@ test('a connection deleted while its RunTask is under way: the start reports its
   expect(ok).toMatchObject({ task: { taskId: '22' } });
   expect(warned().map((l) => l['outcome'])).toEqual(['failed', 'succeeded']);
 });
+
+test('a rule naming a task KSC does not have reads the task list from KSC at most once a minute, not per start', async () => {
+  const t = tempDir();
+  let clock = new Date('2026-01-01T00:00:00Z');
+  const k2 = KscIntegration.open({ stateDir: t.dir, env: {}, logger: memoryLogger(), now: () => clock, client: { retries: 1, backoffMs: 5 } });
+  try {
+    const c2 = k2.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
+    await k2.syncAssets();
+    const walks = (): number => emu.calls.filter((c) => c.method === 'Tasks.ResetTasksIterator').length;
+    const before = walks();
+    const tasks = ['KUMA Not In KSC', 'KUMA Virus scan (Windows)'];
+    for (const host of [WS42, WS77, WS42]) {
+      const r = await k2.startTask({ assetId: assetIdFor(c2, host), tasks, skipIfRunning: false });
+      expect(r.candidates[0]).toMatchObject({ requested: 'KUMA Not In KSC', applicable: false, reason: 'no KUMA* task with this name on the connection' });
+    }
+    // The first start filled the cache; the next two used it.
+    expect(walks() - before).toBe(1);
+    // A minute later, a task created in KSC meanwhile is found.
+    emu.model.tasks.push({ ...emu.model.tasks.find((x) => x.id === '21')!, id: '77', displayName: 'KUMA Not In KSC' });
+    clock = new Date(clock.getTime() + 60_000);
+    const r = await k2.startTask({ assetId: assetIdFor(c2, WS77), tasks, skipIfRunning: false });
+    expect(walks() - before).toBe(2);
+    expect(r.task).toMatchObject({ taskId: '77', displayName: 'KUMA Not In KSC' });
+  } finally {
+    await k2.close();
+    t.cleanup();
+  }
+});
