@@ -364,6 +364,14 @@ export function runStateOf(kscState: number): { state: RunState; error?: string 
   }
 }
 
+/**
+ * How much earlier than a run's start (by cefd's clock) a task-state event (by KSC's clock)
+ * may be and still be about that run: the two clocks may differ a little. An event older
+ * than that is about an earlier run of the task (delivered late: KSC's export, a backlog
+ * after a restart, a redelivery) and does not change the open run.
+ */
+export const TASK_EVENT_CLOCK_SKEW_MS = 10 * 60_000;
+
 /** Assets (active first) whose name or address matches the event's managed device. */
 function assetsForHost(store: KscStore, host: string | undefined, ip: string | undefined): Asset[] {
   const h = host?.trim().toLowerCase();
@@ -398,7 +406,8 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
   const ids = o.connectionIds;
   const assets = assetsForHost(store, ev.hostName, ev.ip).filter((a) => ids === undefined || ids.has(a.connectionId));
   if (assets.length === 0) return { outcome: 'ignored', runs: [], reason: 'no asset matches the event\'s host' };
-  const at = ev.time !== undefined && !Number.isNaN(Date.parse(ev.time)) ? new Date(Date.parse(ev.time)).toISOString() : store.currentTime().toISOString();
+  const timed = ev.time !== undefined && !Number.isNaN(Date.parse(ev.time));
+  const at = timed ? new Date(Date.parse(ev.time!)).toISOString() : store.currentTime().toISOString();
   const final = mapped.state === 'completed' || mapped.state === 'failed';
 
   const taskIdsFor = (a: Asset): string[] => {
@@ -420,15 +429,26 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
       ...(mapped.error !== undefined ? { error: mapped.error } : {}),
     });
 
+  // An event from before the run began is about an earlier run of the task (its late
+  // "completed" would otherwise close the new run, and a rule could start the task again).
+  const earlier = (run: TaskRun): boolean => {
+    const began = run.requestedAt ?? run.startedAt;
+    return timed && began !== null && Date.parse(at) < Date.parse(began) - TASK_EVENT_CLOCK_SKEW_MS;
+  };
+
   // 1. Open runs of the task on a matching asset.
   const updated: TaskRun[] = [];
+  let older = 0;
   for (const a of assets) {
     for (const tid of taskIdsFor(a)) {
       const open = store.findOpenRun(tid, a.id);
-      if (open !== undefined) updated.push(update(open));
+      if (open === undefined) continue;
+      if (earlier(open)) older++;
+      else updated.push(update(open));
     }
   }
   if (updated.length > 0) return { outcome: 'updated', runs: updated };
+  if (older > 0) return { outcome: 'ignored', runs: [], reason: 'the event is older than the open run of the task: it is about an earlier run' };
 
   // 2. No open run: a host of the scope of a known KUMA* task.
   const created: TaskRun[] = [];

@@ -166,7 +166,7 @@ test('task-state events: read by label, matched by task id or name and by host n
   expect(runStateOf(9)).toBeNull();
 
   await k.listTasks('main');
-  const run = k.store.createTaskRun({ tenant: 'default', connectionId: connId, assetId: asset(WS42), taskId: '22', taskName: 'KUMA Update (Windows)', origin: 'manual' });
+  const run = k.store.createTaskRun({ tenant: 'default', connectionId: connId, assetId: asset(WS42), taskId: '22', taskName: 'KUMA Update (Windows)', origin: 'manual', at: '2024-05-06T06:59:00Z' });
   // By task name and IP only (no id, no host name).
   const r1 = k.applyTaskStateEvent({ taskName: 'kuma update (windows)', ip: '10.0.12.42', newState: 1, time: '2024-05-06T07:00:00Z' });
   expect(r1).toMatchObject({ outcome: 'updated', runs: [{ id: run.id, state: 'running', startedAt: '2024-05-06T07:00:00.000Z' }] });
@@ -204,7 +204,10 @@ test('task-state events as the daemon sees them: read from the ksc normalizer\'s
   // Fed to the runs: the run of WS-0177 started by hand fails.
   await k.listTasks('main');
   const r = await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'] });
-  expect(k.applyTaskStateEvent(e)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'failed', kscState: 3, error: 'KSC reports the task failed' }] });
+  // The same event, from after the start (the one above is from 2024: an earlier run's).
+  const now = normalized(`CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Failed|3|rt=${Date.now()} dhost=WS-0177 dst=10.0.12.77 cs6=KUMA Scan selection cs6Label=TaskName cs7=41 cs7Label=TaskId cn3=3 cn3Label=TaskNewState cn1=1 cn1Label=TaskOldState`);
+  expect(k.applyTaskStateEvent(e)).toMatchObject({ outcome: 'ignored', reason: 'the event is older than the open run of the task: it is about an earlier run' });
+  expect(k.applyTaskStateEvent(now)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'failed', kscState: 3, error: 'KSC reports the task failed' }] });
 });
 
 test('a connection deleted while its RunTask is under way: the start reports its real outcome, the lost run is logged', async () => {
@@ -266,4 +269,21 @@ test('a rule naming a task KSC does not have reads the task list from KSC at mos
     await k2.close();
     t.cleanup();
   }
+});
+
+test('a late task-state event of an earlier run does not close the run started since; one within the clock allowance does', async () => {
+  await k.listTasks('main');
+  // No events from the emulator: this test sends them.
+  delete emu.taskEvents.target;
+  const r = await k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'] });
+  const began = Date.parse(r.run.requestedAt!);
+  // The previous run's "completed", from an hour before this start, delivered late.
+  const late = decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Completed successfully|1|rt=${began - 3_600_000} dhost=WS-0142 dst=10.0.12.42 cs4=22 cs4Label=TaskId cn2=4 cn2Label=TaskNewState cn1=1 cn1Label=TaskOldState`);
+  expect(k.applyTaskStateEvent(late)).toMatchObject({ outcome: 'ignored', runs: [] });
+  expect(k.getTaskRun(r.run.id)).toMatchObject({ state: 'requested', finishedAt: null });
+  expect(k.isRunning('22', asset(WS42))).toBe(true);
+  await expect(k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'] })).rejects.toMatchObject({ code: 'ksc_task_running' });
+  // KSC's clock a minute behind cefd's: still this run's.
+  const behind = decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Running|1|rt=${began - 60_000} dhost=WS-0142 dst=10.0.12.42 cs4=22 cs4Label=TaskId cn2=1 cn2Label=TaskNewState cn1=0 cn1Label=TaskOldState`);
+  expect(k.applyTaskStateEvent(behind)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'running' }] });
 });
