@@ -11,7 +11,7 @@
  * events for other hosts of the scope are recorded as runs with origin `scope`.
  */
 import type { KscClient, KscTask } from './client.js';
-import { KscNotFoundError, KscRefusedError, KscInputError } from './errors.js';
+import { KscNotFoundError, KscRefusedError, KscInputError, KscTransportError, KscError } from './errors.js';
 import { productPlatform } from './assets.js';
 import { silentLogger, redact, type KscLogger } from './secrets.js';
 import type { Asset, CachedTask, Connection, KscStore, RunState, TaskRun } from './store.js';
@@ -242,8 +242,10 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
   try {
     await client.runTask(task.taskId);
   } catch (e) {
-    // Whether RunTask reached KSC is unknown after a timeout; given back only when it was refused.
-    if ((e as { code?: string }).code !== 'ksc_timeout') req.release?.();
+    // The claim is given back unless KSC may have started the task: RunTask itself timed out
+    // or lost its connection after it was sent. A failure before it (the ping that refreshes
+    // the session, a login) or a refusal means RunTask did not run.
+    if (!mayHaveRun(e)) req.release?.();
     const error = redact((e as Error).message);
     if (!runGone('failed')) {
       run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error });
@@ -256,6 +258,12 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
   runGone('succeeded');
   log.info({ connection: conn.name, tenant: conn.tenant, task: task.displayName, taskId: task.taskId, asset: asset.id, run: run.id, origin: run.origin }, 'KSC task started (on its whole scope)');
   return { run, task, candidates: choice.candidates, wholeScope: true };
+}
+
+/** Whether a failed `runTask` may still have started the task in KSC. */
+function mayHaveRun(e: unknown): boolean {
+  if (!(e instanceof KscError) || e.method !== 'Tasks.RunTask') return false;
+  return e.code === 'ksc_timeout' || (e instanceof KscTransportError && !e.beforeSend);
 }
 
 // ---------------------------------------------------------------------------------------

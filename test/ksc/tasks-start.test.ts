@@ -287,3 +287,34 @@ test('a late task-state event of an earlier run does not close the run started s
   const behind = decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Running|1|rt=${began - 60_000} dhost=WS-0142 dst=10.0.12.42 cs4=22 cs4Label=TaskId cn2=1 cn2Label=TaskNewState cn1=0 cn1Label=TaskOldState`);
   expect(k.applyTaskStateEvent(behind)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'running' }] });
 });
+
+test('a claimed start gives its claim back when RunTask was never sent, and keeps it when RunTask may have run', async () => {
+  const t = tempDir();
+  const k3 = KscIntegration.open({ stateDir: t.dir, env: {}, logger: memoryLogger(), client: { retries: 1, backoffMs: 5, timeoutMs: 300 } });
+  try {
+    const c3 = k3.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
+    await k3.syncAssets();
+    await k3.listTasks('main');
+    const runTasks = (): number => emu.calls.filter((c) => c.method === 'Tasks.RunTask').length;
+    const start = async (host: string): Promise<{ code: unknown; released: number }> => {
+      let released = 0;
+      const e = await k3
+        .startTask({ assetId: assetIdFor(c3, host), tasks: ['KUMA Virus scan (Windows)'], claim: async () => true, release: () => void released++ })
+        .then(() => undefined, (x: unknown) => x);
+      return { code: (e as { code?: unknown } | undefined)?.code, released };
+    };
+    // The ping that refreshes the session before RunTask times out: RunTask is not sent.
+    const before = runTasks();
+    emu.faults.methodDelayMs['Session.Ping'] = 600;
+    expect(await start(WS42)).toEqual({ code: 'ksc_timeout', released: 1 });
+    expect(runTasks()).toBe(before);
+    emu.faults.clear();
+    // RunTask sent, its connection lost before the answer: KSC may have started the task.
+    emu.faults.hangUpNext({ method: 'Tasks.RunTask' });
+    expect(await start(WS77)).toEqual({ code: 'ksc_transport_error', released: 0 });
+    expect(runTasks()).toBe(before + 1);
+  } finally {
+    await k3.close();
+    t.cleanup();
+  }
+});
