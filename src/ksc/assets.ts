@@ -224,9 +224,17 @@ function productsOf(list: KscHostProduct[]): AssetProduct[] {
   }));
 }
 
+/**
+ * Lifetime asked for the import's FindHosts result set (s): the most KSC allows (§2.1). The
+ * import reads each host's products (GetHostProducts, one call per host) between chunks, so
+ * the accessor lives as long as the whole import: 50,000 devices at 25 ms a call outlast
+ * the client's default of 1200 s, and KSC destroys the result set when it expires.
+ */
+const IMPORT_ACCESSOR_LIFETIME_S = 7200;
+
 /** FindHosts pages with the detail fields; with HOST_FIELDS only when the server refuses them. */
 async function* hostPages(client: KscClient, conn: Connection, o: SyncOptions, log: KscLogger): AsyncGenerator<Record<string, Decoded>[]> {
-  const paging = { chunkSize: o.chunkSize ?? 100 };
+  const paging = { chunkSize: o.chunkSize ?? 100, lifetimeSec: IMPORT_ACCESSOR_LIFETIME_S };
   let yielded = false;
   try {
     for await (const page of client.findHostsPaged(o.filter ?? '', [...HOST_FIELDS, ...HOST_DETAIL_FIELDS], paging)) {

@@ -231,3 +231,11 @@ test('a KSC that returns short chunks (fewer than nCount, OPEN-API.md §2.1): ev
   expect(emu.calls.slice(before).filter((c) => c.method === 'ChunkAccessor.GetItemsChunk').map((c) => c.body['nStart'])).toEqual([0, 2, 4]);
   expect(emu.openAccessors()).toBe(0);
 });
+
+test('the import asks KSC to keep its FindHosts result set for the longest lifetime allowed (7200 s, OPEN-API.md §2.1): it reads products between chunks', async () => {
+  const before = emu.calls.length;
+  await k.syncAssets();
+  const finds = emu.calls.slice(before).filter((c) => c.method === 'HostGroup.FindHosts');
+  expect(finds.map((c) => c.body['lMaxLifeTime'])).toEqual([7200]);
+  expect(emu.calls.slice(before).filter((c) => c.method === 'HostGroup.GetHostProducts').length).toBe(5);
+});
