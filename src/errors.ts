@@ -168,6 +168,12 @@ export const CODES = {
     description:
       'The `kuma` encoding cut a value to KUMA\'s length limit for its field (`ApplicationProtocol` 31 characters, addresses 45, host names 1023, ...): the record carries the first characters, and the cut is counted.',
   },
+  encode_value_moved: {
+    level: 'warning',
+    stage: 'encode',
+    description:
+      'The `kuma` encoding could not write a value in its typed field (a Number field is int64: an integer beyond 2^53, `1e3` or `12.5` in `spt`/`cnN`; `cfpN` is a decimal number; a time field takes milliseconds of a time stamp cefd converted): KUMA would refuse the whole event, so the value goes to `Extra` as written (under its full name, or a custom field\'s label), and is counted.',
+  },
   // outputs and queues (src/pipeline/output-runner.ts, src/outputs/): reasons of rejected,
   // dropped and dead-lettered events, as in `reason` of dead letters and metric labels
   'http_status_<NNN>': {

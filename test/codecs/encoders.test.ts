@@ -121,6 +121,44 @@ describe('kuma', () => {
     expect(enc.problems.take()).toEqual([['encode_field_cut', 2]]);
   });
 
+  test('a value KUMA\'s typed field cannot take goes to Extra, counted: numbers are int64, cfpN decimal, times converted', () => {
+    // A string in a Number or time field makes KUMA refuse the whole event.
+    const e = decode('CEF:0|V|P|1|id|n|5|spt=99999999999999999999 cnt=1e3 dvcpid=12.5 fsize=9007199254740993 start=Jun 2020 end=2020-06-23 10:00:00 art=2020-06-23T10:00:00.000Z cn1=abc cn1Label=Count cn2=-7 cn2Label=Delta cfp1=1.5 cfp1Label=Ratio cfp2=n/a cfp2Label=Load deviceCustomDate1=bogus deviceCustomDate1Label=Seen cn3=x');
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(e)) as Record<string, unknown>;
+    expect(k).toMatchObject({
+      AgentReceiptTime: Date.UTC(2020, 5, 23, 10),
+      DeviceCustomNumber2: -7,
+      DeviceCustomNumber2Label: 'Delta',
+      DeviceCustomFloatingPoint1: 1.5,
+      DeviceCustomFloatingPoint1Label: 'Ratio',
+      Extra: {
+        sourcePort: '99999999999999999999',
+        baseEventCount: '1e3',
+        deviceProcessId: '12.5',
+        fileSize: '9007199254740993',
+        startTime: 'Jun 2020',
+        endTime: '2020-06-23 10:00:00',
+        Count: 'abc',
+        Load: 'n/a',
+        Seen: 'bogus',
+        deviceCustomNumber3: 'x',
+      },
+    });
+    for (const f of ['SourcePort', 'BaseEventCount', 'DeviceProcessID', 'FileSize', 'StartTime', 'EndTime', 'DeviceCustomNumber1', 'DeviceCustomNumber1Label', 'DeviceCustomFloatingPoint2', 'DeviceCustomDate1', 'DeviceCustomNumber3']) {
+      expect(k[f], f).toBeUndefined();
+    }
+    expect(enc.problems.take()).toEqual([['encode_value_moved', 10]]);
+  });
+
+  test('rt that did not convert is not DeviceReceiptTime (the event time is then the syslog header\'s or cefd\'s)', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|rt=yesterday'))) as Record<string, unknown>;
+    expect(k['DeviceReceiptTime']).toBeUndefined();
+    expect(k['Extra']).toEqual({ deviceReceiptTime: 'yesterday' });
+    expect(k['Timestamp']).toBe(NOW);
+  });
+
   test('Raw when the event has the frame text', () => {
     const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|src=1.2.3.4'), false, NOW, { keepRaw: true });
     expect(r.ok && JSON.parse(createEncoder({ codec: 'kuma' }).encode(r.event))['Raw']).toBe('CEF:0|V|P|1|id|n|5|src=1.2.3.4');
