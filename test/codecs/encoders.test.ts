@@ -201,6 +201,15 @@ describe('ecs', () => {
     expect(d['kaspersky']).toBeUndefined();
   });
 
+  test('host.ip holds only IP addresses (ECS type ip: text there makes Elasticsearch refuse the document)', () => {
+    const ksc = ecs('CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|dhost=WS-1 dst=WS-1.corp');
+    expect(ksc['host']).toEqual({ hostname: 'WS-1' });
+    expect(ksc['cef']['extensions']['destinationAddress']).toBe('WS-1.corp');
+    const other = ecs('CEF:0|V|P|1|id|n|5|dvc=unknown dvchost=fw1');
+    expect(other['host']).toEqual({ hostname: 'fw1' });
+    expect(ecs('CEF:0|V|P|1|id|n|5|dvc=fe80::1')['host']).toEqual({ ip: ['fe80::1'] });
+  });
+
   test('docs/encodings.md shows the table of ecs-table.ts', () => {
     const file = `${ROOT}docs/encodings.md`;
     const begin = '<!-- BEGIN ecs (generated: UPDATE_DOCS=1 npx vitest run test/codecs/encoders.test.ts) -->\n';

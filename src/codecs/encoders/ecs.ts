@@ -115,6 +115,8 @@ function convert(v: unknown, as: EcsAs | undefined): unknown {
       return typeof v === 'number' ? v : typeof v === 'string' ? (typeof toInt(v) === 'number' ? toInt(v) : undefined) : undefined;
     case 'ip':
       return typeof v === 'string' && isIP(v) !== 0 ? v : undefined;
+    case 'ips':
+      return typeof v === 'string' && isIP(v) !== 0 ? [v] : undefined;
     case 'lower':
       return typeof v === 'string' ? v.toLowerCase() : v;
     case 'sha256':
@@ -123,8 +125,6 @@ function convert(v: unknown, as: EcsAs | undefined): unknown {
       return hexOf(v, 32);
     case 'sha1':
       return hexOf(v, 40);
-    case 'array':
-      return [v];
     case 'iso':
       return typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? v : undefined;
   }
