@@ -210,6 +210,15 @@ describe('ecs', () => {
     expect(ecs('CEF:0|V|P|1|id|n|5|dvc=fe80::1')['host']).toEqual({ ip: ['fe80::1'] });
   });
 
+  test('date fields hold only time stamps cefd converted (Elasticsearch\'s strict_date_optional_time)', () => {
+    const d = ecs('CEF:0|V|P|1|id|n|5|start=2020-06-23 10:00:00 end=Jun 2020 art=1592913444000');
+    expect(d['event']['start']).toBeUndefined();
+    expect(d['event']['end']).toBeUndefined();
+    expect(d['event']['created']).toBe('2020-06-23T11:57:24.000Z');
+    expect(d['cef']['extensions']).toMatchObject({ startTime: '2020-06-23 10:00:00', endTime: 'Jun 2020' });
+    expect(ecs('CEF:0|V|P|1|id|n|5|start=2020-06-23T10:00:00.000Z')['event']['start']).toBe('2020-06-23T10:00:00.000Z');
+  });
+
   test('docs/encodings.md shows the table of ecs-table.ts', () => {
     const file = `${ROOT}docs/encodings.md`;
     const begin = '<!-- BEGIN ecs (generated: UPDATE_DOCS=1 npx vitest run test/codecs/encoders.test.ts) -->\n';

@@ -9,6 +9,7 @@ import { allExtensions } from '../cef/view.js';
 import { toInt } from '../cef/parse.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
 import type { KscObject } from '../../../normalizers/ksc/types.js';
+import { isIsoTime } from './encoder.js';
 import { ECS_TABLE, type EcsAs, type EcsRow } from './ecs-table.js';
 
 /** What a getter reads: the event, and what is rebuilt from it once per event. */
@@ -126,7 +127,9 @@ function convert(v: unknown, as: EcsAs | undefined): unknown {
     case 'sha1':
       return hexOf(v, 40);
     case 'iso':
-      return typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? v : undefined;
+      // Not Date.parse alone: it takes what the decoder refused (`2020-06-23 10:00:00`), which
+      // `strict_date_optional_time` does not.
+      return isIsoTime(v) ? v : undefined;
   }
 }
 
