@@ -160,7 +160,7 @@ export const CODES = {
     level: 'warning',
     stage: 'encode',
     description:
-      'The `cef` encoding cannot write an extension key outside CEF\'s key characters (`[A-Za-z0-9_][A-Za-z0-9_.,[\\]-]*`), as a user normalizer may make: the key and its value are left out of the record and counted.',
+      'The `cef` encoding cannot write an extension key outside CEF\'s key characters (`[A-Za-z0-9_][A-Za-z0-9_.,[\\]-]*`), as a user normalizer may make; the `ecs` encoding cannot write a key of `cef.extensions` or `kaspersky.ksc.labels` that Elasticsearch cannot map (an empty part between dots, `x.` or `a..b`; `a.b` beside `a`), for which it would refuse the whole document: the key and its value are left out of the record and counted.',
   },
   encode_field_cut: {
     level: 'warning',

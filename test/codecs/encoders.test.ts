@@ -219,6 +219,15 @@ describe('ecs', () => {
     expect(ecs('CEF:0|V|P|1|id|n|5|start=2020-06-23T10:00:00.000Z')['event']['start']).toBe('2020-06-23T10:00:00.000Z');
   });
 
+  test('extension keys and labels Elasticsearch cannot map are left out and counted', () => {
+    // Elasticsearch expands dots: `x.` and `a..b` have an empty part, `a.b` beside `a` makes `a` a value and an object.
+    const enc = createEncoder({ codec: 'ecs' });
+    const d = JSON.parse(enc.encode(decode('CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|x.=1 a..b=2 ad=3 ad.x=4 ad.y.z=5 ok.k=6 cs1=v cs1Label=Task. cs2=w cs2Label=Group'))) as Record<string, any>;
+    expect(d['cef']['extensions']).toEqual({ ad: '3', 'ok.k': '6', deviceCustomString2: 'w', deviceCustomString2Label: 'Group', deviceCustomString1: 'v', deviceCustomString1Label: 'Task.' });
+    expect(d['kaspersky']['ksc']['labels']).toEqual({ Group: 'w' });
+    expect(enc.problems.take()).toEqual([['encode_key_dropped', 5]]);
+  });
+
   test('docs/encodings.md shows the table of ecs-table.ts', () => {
     const file = `${ROOT}docs/encodings.md`;
     const begin = '<!-- BEGIN ecs (generated: UPDATE_DOCS=1 npx vitest run test/codecs/encoders.test.ts) -->\n';

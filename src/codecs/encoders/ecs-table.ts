@@ -14,7 +14,7 @@
  * normalizer read, `other` only for the rest; both when absent.
  */
 export type EcsWhen = 'ksc' | 'other';
-export type EcsAs = 'int' | 'ip' | 'ips' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'iso';
+export type EcsAs = 'int' | 'ip' | 'ips' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'iso' | 'fields';
 
 export interface EcsRow {
   /** ECS field (dotted). */
@@ -104,7 +104,7 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'kaspersky.ksc.task.old_state_code', from: 'ksc.task.oldStateCode', when: 'ksc' },
   { field: 'kaspersky.ksc.task.new_state_code', from: 'ksc.task.newStateCode', when: 'ksc' },
   { field: 'kaspersky.ksc.threat.action', from: 'ksc.threat.action', when: 'ksc' },
-  { field: 'kaspersky.ksc.labels', from: 'ksc.labels', when: 'ksc', note: 'every KSC custom field by its label' },
+  { field: 'kaspersky.ksc.labels', from: 'ksc.labels', as: 'fields', when: 'ksc', note: 'every KSC custom field by its label' },
   { field: 'cef.version', from: 'cef.version' },
   { field: 'cef.device.vendor', from: 'cef.deviceVendor' },
   { field: 'cef.device.product', from: 'cef.deviceProduct' },
@@ -112,5 +112,5 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'cef.device.event_class_id', from: 'cef.deviceEventClassId' },
   { field: 'cef.name', from: 'cef.name' },
   { field: 'cef.severity', from: 'cef.severity' },
-  { field: 'cef.extensions', from: 'derive.extensions', note: 'every extension under its full name, custom pairs as two keys (as Beats keeps them)' },
+  { field: 'cef.extensions', from: 'derive.extensions', as: 'fields', note: 'every extension under its full name, custom pairs as two keys (as Beats keeps them)' },
 ];

@@ -12,7 +12,7 @@ const ENCODERS: Record<string, (cfg: EncodingConfig, problems: EncodeProblems) =
   /** cefd's own event (docs/event-format.md). */
   native: (cfg) => nativeEncoder(cfg.event),
   /** Elastic Common Schema 8.x (docs/encodings.md). */
-  ecs: () => ecsEncoder(),
+  ecs: (_cfg, problems) => ecsEncoder(problems),
   /** KUMA's normalized event (docs/encodings.md). */
   kuma: (_cfg, problems) => kumaEncoder(problems),
   /** The event written back as a CEF record (docs/encodings.md). */
