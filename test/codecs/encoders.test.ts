@@ -159,6 +159,13 @@ describe('kuma', () => {
     expect(k['Timestamp']).toBe(NOW);
   });
 
+  test('Extra keeps a key or label named __proto__', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    expect(JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|__proto__=y')))['Extra']).toEqual({ ['__proto__']: 'y' });
+    const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|cs7=x cs7Label=__proto__'))) as Record<string, unknown>;
+    expect(Object.entries(k['Extra'] as object)).toEqual([['__proto__', 'x']]);
+  });
+
   test('Raw when the event has the frame text', () => {
     const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|src=1.2.3.4'), false, NOW, { keepRaw: true });
     expect(r.ok && JSON.parse(createEncoder({ codec: 'kuma' }).encode(r.event))['Raw']).toBe('CEF:0|V|P|1|id|n|5|src=1.2.3.4');

@@ -85,7 +85,8 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
   };
   return (event) => {
     const out: Record<string, unknown> = {};
-    const extra: Record<string, string> = {};
+    // No prototype: a sender's key or label `__proto__` is an own key, not a prototype set.
+    const extra: Record<string, string> = Object.create(null) as Record<string, string>;
     // KUMA's own ID slot carries cefd's event id (assigned at ingest), so a store such as
     // ClickHouse can drop the duplicates of an at-least-once delivery by it.
     if (event.id !== undefined) out['ID'] = event.id;
