@@ -166,6 +166,14 @@ describe('kuma', () => {
     expect(Object.entries(k['Extra'] as object)).toEqual([['__proto__', 'x']]);
   });
 
+  test('the cut to KUMA\'s limits counts characters and never splits a surrogate pair', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(decode(`CEF:0|V|P|1|id|n|5|app=${'x'.repeat(30)}😀😀 dhost=${'😀'.repeat(1023)}`))) as Record<string, string>;
+    expect(k['ApplicationProtocol']).toBe(`${'x'.repeat(30)}😀`);
+    expect(k['DestinationHostName']).toBe('😀'.repeat(1023));
+    expect(enc.problems.take()).toEqual([['encode_field_cut', 1]]);
+  });
+
   test('Raw when the event has the frame text', () => {
     const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|src=1.2.3.4'), false, NOW, { keepRaw: true });
     expect(r.ok && JSON.parse(createEncoder({ codec: 'kuma' }).encode(r.event))['Raw']).toBe('CEF:0|V|P|1|id|n|5|src=1.2.3.4');

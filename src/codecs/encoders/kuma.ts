@@ -73,8 +73,11 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
   const cut = (out: Record<string, unknown>, field: string, v: string): void => {
     const max = KUMA_LIMITS[field];
     if (max !== undefined && v.length > max) {
-      problems.add('encode_field_cut', `${field}: ${v.length} characters cut to ${max}`);
-      v = v.slice(0, max);
+      const end = codePointEnd(v, max);
+      if (end < v.length) {
+        problems.add('encode_field_cut', `${field}: cut to ${max} characters`);
+        v = v.slice(0, end);
+      }
     }
     out[field] = v;
   };
@@ -207,6 +210,20 @@ function floatOf(text: string): number | undefined {
 /** Milliseconds of a converted time stamp (ISO, from the CEF decoder); undefined for text it refused. */
 function timeMs(v: string | number): number | undefined {
   return isIsoTime(v) ? Date.parse(v) : undefined;
+}
+
+/**
+ * Where the first `max` characters (code points) of `v` end, in UTF-16 units: a cut never
+ * splits a surrogate pair (a lone half is not a character; it would reach KUMA as U+FFFD),
+ * and a text of `max` characters outside the BMP is not cut at all.
+ */
+function codePointEnd(v: string, max: number): number {
+  let i = 0;
+  for (let n = 0; n < max && i < v.length; n++) {
+    const c = v.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff && i + 1 < v.length && (v.charCodeAt(i + 1) & 0xfc00) === 0xdc00 ? 2 : 1;
+  }
+  return i;
 }
 
 type Kind = 'int' | 'float' | 'time';
