@@ -151,6 +151,14 @@ describe('kuma', () => {
     expect(enc.problems.take()).toEqual([['encode_value_moved', 10]]);
   });
 
+  test('CEF\'s Double keys (slat, slong, dlat, dlong) are numbers; other text goes to Extra', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|slat=55.75 slong=-37.6e0 dlat=north dlong=.5'))) as Record<string, unknown>;
+    expect(k).toMatchObject({ SourceGeoLatitude: 55.75, SourceGeoLongitude: -37.6, DestinationGeoLongitude: 0.5, Extra: { destinationGeoLatitude: 'north' } });
+    expect(k['DestinationGeoLatitude']).toBeUndefined();
+    expect(enc.problems.take()).toEqual([['encode_value_moved', 1]]);
+  });
+
   test('rt that did not convert is not DeviceReceiptTime (the event time is then the syslog header\'s or cefd\'s)', () => {
     const enc = createEncoder({ codec: 'kuma' });
     const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|rt=yesterday'))) as Record<string, unknown>;

@@ -50,6 +50,9 @@ export function kumaName(full: string): string {
   return n;
 }
 
+/** CEF's Double keys (slat, slong, dlat, dlong; ../shared/cef/keys.json): KUMA's float fields. */
+const GEO: ReadonlySet<string> = new Set(['sourceGeoLatitude', 'sourceGeoLongitude', 'destinationGeoLatitude', 'destinationGeoLongitude']);
+
 const TYPE_OF = new Map<string, KeyType>();
 for (const [, full, type] of KEY_TABLE) TYPE_OF.set(full, type);
 
@@ -135,6 +138,10 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
             : timeMs(typed[full] ?? v);
           if (t !== undefined) out[field] = t;
           else move(extra, full, field, v, 'time');
+        } else if (GEO.has(full)) {
+          const f = floatOf(v);
+          if (f !== undefined) out[field] = f;
+          else move(extra, full, field, v, 'float');
         } else {
           cut(out, field, v);
         }
