@@ -159,6 +159,12 @@ describe('kuma', () => {
     expect(enc.problems.take()).toEqual([['encode_value_moved', 1]]);
   });
 
+  test('CEF\'s type is not KUMA\'s own Type (other codes): it goes to Extra', () => {
+    const k = JSON.parse(createEncoder({ codec: 'kuma' }).encode(decode('CEF:0|V|P|1|id|n|5|type=0'))) as Record<string, unknown>;
+    expect(k['Type']).toBeUndefined();
+    expect(k['Extra']).toEqual({ type: '0' });
+  });
+
   test('rt that did not convert is not DeviceReceiptTime (the event time is then the syslog header\'s or cefd\'s)', () => {
     const enc = createEncoder({ codec: 'kuma' });
     const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|rt=yesterday'))) as Record<string, unknown>;

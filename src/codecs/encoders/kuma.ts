@@ -110,7 +110,9 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
       for (const full in cef.extensions) {
         const v = cef.extensions[full]!;
         const info = lookupKey(full);
-        if (info === undefined || info.full !== full) {
+        // CEF's `type` (0 base, 1 aggregated, 2 correlation, 3 action) is not KUMA's own
+        // `Type` (1 base, 2 aggregated, 3 correlation, ...), which KUMA sets itself.
+        if (info === undefined || info.full !== full || full === 'type') {
           extra[full] = v;
           continue;
         }
