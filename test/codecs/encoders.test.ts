@@ -10,6 +10,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../src/codecs/decode.js';
@@ -271,6 +272,65 @@ describe('ecs', () => {
     }
     const now = readFileSync(file, 'utf8');
     expect(now.slice(start + begin.length, now.indexOf(endMark))).toBe(renderEcsTable());
+  });
+});
+
+describe('ecs and kuma: every typed field holds its type, for any record (a property)', () => {
+  // Values that convert and values that do not, for keys of every type.
+  const values = fc.constantFrom('', '1', '-7', '007', '+4', '1e3', '12.5', '99999999999999999999', '9007199254740993', 'NaN', 'abc', '10.0.0.1', '::1', 'host.local',
+    '1592913444000', '2020-06-23T10:00:00.000Z', '2020-06-23 10:00:00', 'Jun 23 2020 17:37:24', 'Jun 2020', '55.75', '😀x', '__proto__');
+  const keys = fc.constantFrom(...KEY_TABLE.map(([short]) => short), 'cs1', 'cs7', 'cn1', 'cn3', 'cn4', 'cfp1', 'cfp5', 'c6a1', 'flexNumber1', 'flexDate1', 'deviceCustomDate2',
+    'a', 'a.b', 'x.', 'a..b', '__proto__');
+  const labels = fc.constantFrom('L', 'TaskName', 'Task.', 'a', 'a.b', '__proto__', 'KscCategory');
+  const pair = fc.oneof(
+    fc.tuple(keys, values).map(([k, v]) => `${k}=${v}`),
+    fc.tuple(fc.constantFrom('cs', 'cn', 'cfp', 'c6a', 'flexNumber', 'flexDate', 'deviceCustomDate'), fc.integer({ min: 1, max: 8 }), values, labels)
+      .map(([f, n, v, l]) => `${f}${n}=${v} ${f}${n}Label=${l}`),
+  );
+  const line = fc.tuple(fc.constantFrom('CEF:0|V|P|1|C|N|5|', 'CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|'), fc.array(pair, { maxLength: 12 }))
+    .map(([h, p]) => h + p.join(' '));
+  const typeOf = new Map<string, string>(KEY_TABLE.map(([, full, type]) => [full.charAt(0).toUpperCase() + full.slice(1).replace(/Id$/, 'ID'), type]));
+  const geo = new Set(['SourceGeoLatitude', 'SourceGeoLongitude', 'DestinationGeoLatitude', 'DestinationGeoLongitude']);
+  const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+  test('kuma: Number, float and time fields are numbers; Extra is string to string', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    fc.assert(
+      fc.property(line, (l) => {
+        const k = JSON.parse(enc.encode(decode(l))) as Record<string, unknown>;
+        for (const [f, v] of Object.entries(k)) {
+          const custom = /^(DeviceCustomNumber|FlexNumber|DeviceCustomFloatingPoint|DeviceCustomDate|FlexDate)\d+$/.test(f);
+          if (typeOf.get(f) === 'int' || typeOf.get(f) === 'time' || geo.has(f) || custom || f === 'Timestamp') {
+            expect(typeof v === 'number' && Number.isFinite(v), `${f}: ${JSON.stringify(v)}`).toBe(true);
+            if (!f.includes('Floating') && !geo.has(f)) expect(Number.isSafeInteger(v), f).toBe(true);
+          }
+        }
+        for (const v of Object.values((k['Extra'] ?? {}) as object)) expect(typeof v).toBe('string');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('ecs: ip, long and date fields hold their type; every key is a field name Elasticsearch maps', () => {
+    const enc = createEncoder({ codec: 'ecs' });
+    const walk = (o: Record<string, unknown>, at: string, check: (path: string, v: unknown) => void): void => {
+      for (const [k, v] of Object.entries(o)) {
+        expect(k.split('.').every((p) => p.trim() !== ''), `${at}${k}`).toBe(true);
+        if (k.includes('.')) expect(Object.hasOwn(o, k.slice(0, k.indexOf('.'))), `${at}${k} beside a value`).toBe(false);
+        if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, `${at}${k}.`, check);
+        else check(`${at}${k}`, v);
+      }
+    };
+    fc.assert(
+      fc.property(line, (l) => {
+        walk(JSON.parse(enc.encode(decode(l))) as Record<string, unknown>, '', (path, v) => {
+          if (/\.ip$/.test(path)) for (const a of [v].flat()) expect(isIP(String(a)), `${path}: ${JSON.stringify(v)}`).not.toBe(0);
+          if (/^((source|destination)\.(port|bytes)|process\.pid|file\.size|event\.severity)$/.test(path)) expect(Number.isSafeInteger(v), `${path}: ${JSON.stringify(v)}`).toBe(true);
+          if (path === '@timestamp' || /^event\.(created|start|end)$/.test(path)) expect(String(v), path).toMatch(ISO);
+        });
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
