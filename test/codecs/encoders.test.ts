@@ -275,6 +275,18 @@ describe('ecs', () => {
   });
 });
 
+describe('field options', () => {
+  test('every encoding encodes an event whose CEF record lost its extensions or timestamp to only_fields / except_fields', () => {
+    const e = decode('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=h cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
+    const enc = (codec: string, opts: object) => createEncoder({ codec, ...opts }).encode(e);
+    expect(enc('cef', { except_fields: ['cef.extensions'] })).toBe('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
+    expect(JSON.parse(enc('ecs', { except_fields: ['cef.extensions'] }))['kaspersky']['ksc']['labels']).toEqual({ TaskName: 'Scan', TaskNewState: 4 });
+    expect(JSON.parse(enc('ecs', { only_fields: ['cef.custom', 'timestamp'] }))['@timestamp']).toBe('2024-06-01T12:00:00.000Z');
+    expect(enc('cef', { only_fields: ['ksc'] })).toBe('CEF:0|cefd|syslog||syslog|syslog|Unknown|');
+    expect(JSON.parse(enc('native', { except_fields: ['cef.extensions'] }))['cef']['extensions']).toBeUndefined();
+  });
+});
+
 describe('ecs and kuma: every typed field holds its type, for any record (a property)', () => {
   // Values that convert and values that do not, for keys of every type.
   const values = fc.constantFrom('', '1', '-7', '007', '+4', '1e3', '12.5', '99999999999999999999', '9007199254740993', 'NaN', 'abc', '10.0.0.1', '::1', 'host.local',
