@@ -112,6 +112,12 @@ export const CODES = {
     stage: 'cef',
     description: 'Extension text that is not a `key=value` pair (POLICY row 18); the text is in the warning message.',
   },
+  warnings_left_out: {
+    level: 'warning',
+    stage: 'decode',
+    description:
+      'The event had more than 32 warnings: the first 32 are listed, this last one counts the rest per code in its message (src/codecs/warning-cap.ts). Metrics count the warnings the event lists, this one included.',
+  },
   // normalizers (src/pipeline/normalize.ts, normalizers/)
   normalizer_failed: {
     level: 'warning',

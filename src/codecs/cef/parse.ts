@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import type { Problem } from '../../errors.js';
 import type { CefRecord } from '../../event.js';
 import { cefTimeToIso } from '../../time.js';
+import { pushWarning } from '../warning-cap.js';
 import { keyHash, lookupKey, lookupKeyAt, lookupKeyHashed, resetMarks, type KeyInfo } from './dictionary.js';
 
 /** Errors and warnings collected while decoding one frame (arrays created on first use). */
@@ -19,8 +20,9 @@ export function addError(d: Diagnostics, p: Problem): void {
   (d.errors ??= []).push(p);
 }
 
+/** Bounded: past MAX_WARNINGS a warning is only counted (../warning-cap.ts). */
 export function addWarning(d: Diagnostics, p: Problem): void {
-  (d.warnings ??= []).push(p);
+  pushWarning((d.warnings ??= []), p);
 }
 
 export interface CefOptions {

@@ -1,0 +1,58 @@
+/**
+ * Hostile input stays bounded: sizes and operation counts, never wall time.
+ */
+import { describe, expect, test } from 'vitest';
+import { decodeFrame } from '../../src/codecs/decode.js';
+import { MAX_WARNINGS } from '../../src/codecs/warning-cap.js';
+import { normalizeEvent, type Normalizer } from '../../src/pipeline/normalize.js';
+
+/** `CEF:0|V|P|1|id|n|5|msg=` then ` a=` until the frame is `bytes` long. */
+function duplicateKeyFrame(bytes: number): Buffer {
+  const head = 'CEF:0|V|P|1|id|n|5|msg=';
+  return Buffer.from(head + ' a='.repeat(Math.floor((bytes - head.length) / 3)));
+}
+
+describe('warnings per event are bounded', () => {
+  test('21,000 duplicate keys give 32 warnings and one summary counting the rest', () => {
+    const frame = duplicateKeyFrame(64 * 1024);
+    const r = decodeFrame(frame, false, Date.UTC(2026, 0, 1));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const w = r.event.warnings!;
+    expect(w.length).toBe(MAX_WARNINGS + 1);
+    expect(w.slice(0, MAX_WARNINGS).every((x) => x.code === 'cef_duplicate_key')).toBe(true);
+    const dups = Math.floor((64 * 1024 - 23) / 3) - 1;
+    expect(w[MAX_WARNINGS]).toEqual({
+      code: 'warnings_left_out',
+      message: `${dups - MAX_WARNINGS} more warnings not listed (cef_duplicate_key ${dups - MAX_WARNINGS})`,
+    });
+    // The record stays about the size of its frame (it was 1.8 MB for this 64 KiB frame).
+    expect(Buffer.byteLength(JSON.stringify(r.event))).toBeLessThan(2 * frame.length);
+  });
+
+  test('a few warnings are listed as before, with no summary', () => {
+    const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|a=1 a=2 src=x'), false, 0);
+    expect(r.ok && r.event.warnings!.map((x) => x.code)).toEqual(['cef_duplicate_key', 'cef_bad_field']);
+  });
+
+  test("the normalizer's warnings join the same bound and the same summary", () => {
+    const noisy: Normalizer = {
+      name: 'noisy',
+      accepts: () => true,
+      normalize: () => ({ data: {}, type: 't', warnings: Array.from({ length: 40 }, () => ({ code: 'ksc_bad_number' })) }),
+    };
+    // 20 duplicate keys from decoding: 12 of the normalizer's 40 fit.
+    const a = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|msg=' + ' a='.repeat(21)), false, 0);
+    if (!a.ok) throw new Error('not decoded');
+    expect(a.event.warnings!.length).toBe(20);
+    normalizeEvent(a.event, [noisy]);
+    expect(a.event.warnings!.length).toBe(MAX_WARNINGS + 1);
+    expect(a.event.warnings![MAX_WARNINGS]!.message).toBe('28 more warnings not listed (ksc_bad_number 28)');
+    // Decoding already left 26 out: the one summary counts both.
+    const b = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|msg=' + ' a='.repeat(59)), false, 0);
+    if (!b.ok) throw new Error('not decoded');
+    normalizeEvent(b.event, [noisy]);
+    expect(b.event.warnings!.length).toBe(MAX_WARNINGS + 1);
+    expect(b.event.warnings![MAX_WARNINGS]!.message).toBe('66 more warnings not listed (cef_duplicate_key 26, ksc_bad_number 40)');
+  });
+});
