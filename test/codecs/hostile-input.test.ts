@@ -5,6 +5,7 @@ import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../src/codecs/decode.js';
 import { MAX_WARNINGS } from '../../src/codecs/warning-cap.js';
 import { normalizeEvent, type Normalizer } from '../../src/pipeline/normalize.js';
+import { Framer } from '../../src/codecs/framing/framer.js';
 
 /** `CEF:0|V|P|1|id|n|5|msg=` then ` a=` until the frame is `bytes` long. */
 function duplicateKeyFrame(bytes: number): Buffer {
@@ -54,5 +55,38 @@ describe('warnings per event are bounded', () => {
     normalizeEvent(b.event, [noisy]);
     expect(b.event.warnings!.length).toBe(MAX_WARNINGS + 1);
     expect(b.event.warnings![MAX_WARNINGS]!.message).toBe('66 more warnings not listed (cef_duplicate_key 26, ksc_bad_number 40)');
+  });
+});
+
+/** A framer that keeps copies of its frames and counts its notices. */
+function collecting(opts: ConstructorParameters<typeof Framer>[1] = {}) {
+  const frames: { text: string; truncated: boolean }[] = [];
+  const notices: string[] = [];
+  let discarded = 0;
+  const framer = new Framer(
+    {
+      frame: (b, _m, truncated) => frames.push({ text: b.toString('latin1'), truncated }),
+      discarded: (n) => (discarded += n),
+      notice: (c) => notices.push(c),
+    },
+    opts,
+  );
+  return { framer, frames, notices, discarded: () => discarded };
+}
+
+describe('framer memory and work are bounded', () => {
+  test('a partial LF frame read one byte at a time is held in one buffer at most twice its size', () => {
+    const c = collecting();
+    const line = Buffer.from('x'.repeat(12000));
+    let most = 0;
+    for (let i = 0; i < line.length; i++) {
+      c.framer.push(line.subarray(i, i + 1));
+      most = Math.max(most, c.framer.heldBytes);
+    }
+    expect(c.framer.bufferedBytes).toBe(12000);
+    expect(most).toBeLessThanOrEqual(2 * 12000);
+    c.framer.push(Buffer.from('\n'));
+    expect(c.frames).toEqual([{ text: line.toString('latin1'), truncated: false }]);
+    expect(c.framer.heldBytes).toBe(0);
   });
 });

@@ -79,8 +79,12 @@ export class Framer {
   /** Most digits a count of at most maxFrameBytes can have. */
   private readonly maxDigits: number;
   private state = State.Start;
-  /** Pieces of the current frame when it spans chunks. */
-  private pending: Buffer[] = [];
+  /**
+   * The current frame's bytes when it spans chunks: one buffer, doubled as it fills (up
+   * to maxFrameBytes + 1), not a piece per chunk: a frame arriving a byte per read held
+   * a Buffer object per byte, 135 times its size.
+   */
+  private pendBuf: Buffer | null = null;
   private pendingBytes = 0;
   /** Octet frames: the count, and the buffer being filled. */
   private need = 0;
@@ -186,7 +190,7 @@ export class Framer {
   /** Drop any partial frame (the connection is gone without an orderly end). */
   reset(): void {
     this.state = State.Start;
-    this.pending = [];
+    this.pendBuf = null;
     this.pendingBytes = 0;
     this.octetBuf = null;
     this.octetFill = 0;
@@ -197,6 +201,11 @@ export class Framer {
   /** Bytes held for an incomplete frame. */
   get bufferedBytes(): number {
     return this.state === State.Octets ? this.octetFill : this.pendingBytes;
+  }
+
+  /** Bytes allocated for the incomplete frame (at most about twice bufferedBytes). */
+  get heldBytes(): number {
+    return (this.pendBuf?.length ?? 0) + (this.octetBuf?.length ?? 0);
   }
 
   /** Longest digit run considered a count at all; past it the frame is an LF frame. */
@@ -220,7 +229,6 @@ export class Framer {
       if (b === SP && digits <= this.maxDigits && count <= this.maxFrameBytes) {
         // RFC 6587 octet counting: MSG-LEN bytes follow the space. A zero count is
         // impossible here (the first digit is 1-9).
-        this.pending = [];
         this.pendingBytes = 0;
         this.count = 0;
         this.need = count;
@@ -328,15 +336,26 @@ export class Framer {
 
   private keepPending(chunk: Buffer, from: number, to: number): void {
     if (to <= from) return;
+    const need = this.pendingBytes + (to - from);
+    let buf = this.pendBuf;
+    if (buf === null || buf.length < need) {
+      // Doubling: copies stay linear in the frame's size however small the reads.
+      let cap = buf === null ? Math.max(to - from, 256) : buf.length * 2;
+      while (cap < need) cap *= 2;
+      cap = Math.max(need, Math.min(cap, this.maxFrameBytes + 1));
+      const grown = Buffer.allocUnsafe(cap);
+      if (buf !== null) buf.copy(grown, 0, 0, this.pendingBytes);
+      this.pendBuf = buf = grown;
+    }
     // Copy: the caller may reuse the chunk after push() returns.
-    this.pending.push(Buffer.from(chunk.subarray(from, to)));
-    this.pendingBytes += to - from;
+    chunk.copy(buf, this.pendingBytes, from, to);
+    this.pendingBytes = need;
   }
 
+  /** Hands the held bytes over (the buffer is not reused: the frame may outlive the call). */
   private takePending(): Buffer {
-    const p = this.pending;
-    const frame = p.length === 1 ? p[0]! : Buffer.concat(p, this.pendingBytes);
-    this.pending = [];
+    const frame = this.pendBuf === null ? Buffer.alloc(0) : this.pendBuf.subarray(0, this.pendingBytes);
+    this.pendBuf = null;
     this.pendingBytes = 0;
     return frame;
   }
