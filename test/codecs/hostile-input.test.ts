@@ -90,3 +90,39 @@ describe('framer memory and work are bounded', () => {
     expect(c.framer.heldBytes).toBe(0);
   });
 });
+
+/** `buf` with an indexOf that adds the bytes each search looks at to `work.scanned`. */
+function counted(buf: Buffer, work: { scanned: number; calls: number }): Buffer {
+  const plain = Buffer.prototype.indexOf;
+  Object.defineProperty(buf, 'indexOf', {
+    value(this: Buffer, v: number, from: number) {
+      const at = plain.call(this, v, from);
+      work.calls++;
+      work.scanned += (at === -1 ? this.length : at + 1) - from;
+      return at;
+    },
+  });
+  return buf;
+}
+
+describe('NUL-terminated frames are found in linear work', () => {
+  test('40,000 frames of "a\\0" in one chunk scan each byte a bounded number of times', () => {
+    const n = 40000;
+    const work = { scanned: 0, calls: 0 };
+    const c = collecting();
+    c.framer.push(counted(Buffer.from('a\0'.repeat(n), 'latin1'), work));
+    expect(c.frames.length).toBe(n);
+    // Quadratic before: each frame's LF search ran to the chunk's end (n * n bytes).
+    expect(work.scanned).toBeLessThanOrEqual(4 * 2 * n);
+  });
+
+  test('the same after an over-long frame (the discard state)', () => {
+    const work = { scanned: 0, calls: 0 };
+    const c = collecting({ maxFrameBytes: 4 });
+    const n = 20000;
+    c.framer.push(counted(Buffer.from('aaaaaaaa\0'.repeat(n), 'latin1'), work));
+    expect(c.frames.length).toBe(n);
+    expect(c.frames.every((f) => f.truncated && f.text === 'aaaa')).toBe(true);
+    expect(work.scanned).toBeLessThanOrEqual(4 * 9 * n);
+  });
+});

@@ -94,6 +94,11 @@ export class Framer {
   private readonly octetCounting: boolean;
   /** Position of the next NUL in the current chunk (-1: none; -2: not looked yet). */
   private nulAt = -2;
+  /**
+   * The same for LF: NUL-terminated frames would otherwise rescan to the chunk's end for
+   * every frame (quadratic: 1 MB of `a\0` took seconds).
+   */
+  private lfAt = -2;
 
   constructor(
     private readonly sink: FrameSink,
@@ -111,6 +116,7 @@ export class Framer {
     const n = chunk.length;
     let pos = 0;
     this.nulAt = -2;
+    this.lfAt = -2;
     while (pos < n) {
       switch (this.state) {
         case State.Start: {
@@ -134,7 +140,7 @@ export class Framer {
           pos = this.readOctets(chunk, pos);
           break;
         case State.Discard: {
-          const lf = chunk.indexOf(LF, pos);
+          const lf = this.nextLf(chunk, pos);
           const nul = this.nextNul(chunk, pos);
           const end = lf === -1 ? nul : nul === -1 ? lf : Math.min(lf, nul);
           if (end === -1) {
@@ -255,7 +261,7 @@ export class Framer {
 
   private readLine(chunk: Buffer, pos: number): number {
     const n = chunk.length;
-    const lf = chunk.indexOf(LF, pos);
+    const lf = this.nextLf(chunk, pos);
     const nul = this.nextNul(chunk, pos);
     let end = lf;
     if (nul !== -1 && (lf === -1 || nul < lf)) end = nul;
@@ -330,6 +336,16 @@ export class Framer {
     if (at === -2 || (at !== -1 && at < pos)) {
       at = chunk.indexOf(NUL, pos);
       this.nulAt = at;
+    }
+    return at;
+  }
+
+  /** Like nextNul: a position found stays valid until the frames pass it. */
+  private nextLf(chunk: Buffer, pos: number): number {
+    let at = this.lfAt;
+    if (at === -2 || (at !== -1 && at < pos)) {
+      at = chunk.indexOf(LF, pos);
+      this.lfAt = at;
     }
     return at;
   }
