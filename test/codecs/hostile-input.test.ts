@@ -6,6 +6,7 @@ import { decodeFrame } from '../../src/codecs/decode.js';
 import { MAX_WARNINGS } from '../../src/codecs/warning-cap.js';
 import { normalizeEvent, type Normalizer } from '../../src/pipeline/normalize.js';
 import { Framer } from '../../src/codecs/framing/framer.js';
+import { keyHash, lookupKey, probesFor } from '../../src/codecs/cef/dictionary.js';
 
 /** `CEF:0|V|P|1|id|n|5|msg=` then ` a=` until the frame is `bytes` long. */
 function duplicateKeyFrame(bytes: number): Buffer {
@@ -124,5 +125,40 @@ describe('NUL-terminated frames are found in linear work', () => {
     expect(c.frames.length).toBe(n);
     expect(c.frames.every((f) => f.truncated && f.text === 'aaaa')).toBe(true);
     expect(work.scanned).toBeLessThanOrEqual(4 * 9 * n);
+  });
+});
+
+describe('the key dictionary cannot be clustered by input', () => {
+  const slotOf = (k: string) => {
+    let h = 0;
+    for (let i = k.length - 1; i >= 0; i--) h = keyHash(h, k.charCodeAt(i));
+    return h & 8191;
+  };
+  test('custom keys chosen to hash into one window leave lookups of a miss bounded', () => {
+    const families = [
+      ['cs', 'deviceCustomString'], ['cn', 'deviceCustomNumber'], ['cfp', 'deviceCustomFloatingPoint'],
+      ['c6a', 'deviceCustomIPv6Address'], ['flexString', 'flexString'], ['flexNumber', 'flexNumber'],
+      ['flexDate', 'flexDate'], ['deviceCustomDate', 'deviceCustomDate'],
+    ];
+    const window = [4000, 4800];
+    const chosen: string[] = [];
+    for (const [short, full] of families) {
+      for (let n = 1; n <= 999; n++) {
+        for (const k of [`${short}${n}`, `${full}${n}`, `${short}${n}Label`, `${full}${n}Label`]) {
+          const s = slotOf(k);
+          if (s >= window[0]! && s < window[1]!) chosen.push(k);
+        }
+      }
+    }
+    expect(chosen.length).toBeGreaterThan(1000);
+    // Sent as a record, as a sender would.
+    const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|' + chosen.map((k) => `${k}=1`).join(' ')), false, 0);
+    expect(r.ok).toBe(true);
+    for (const k of chosen) expect(lookupKey(k)).toBeDefined();
+    // A key nobody knows, hashing to the window's start: before, it walked the whole run.
+    let miss = '';
+    for (let i = 0; miss === ''; i++) if (slotOf(`zz${i}`) === window[0]) miss = `zz${i}`;
+    expect(lookupKey(miss)).toBeUndefined();
+    expect(probesFor(miss)).toBeLessThanOrEqual(33);
   });
 });
