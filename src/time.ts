@@ -340,8 +340,10 @@ export interface TextTimeOptions {
 /**
  * The CEF spec's text time formats, also the RFC 3164 TIMESTAMP:
  * `MMM dd[ yyyy] HH:mm:ss[.SSS][ zzz]` (English month, any case; the day may be
- * space-padded). Without a year: the year of `nowMs`, or the previous one when that
- * would put the time more than a day ahead of `nowMs`.
+ * space-padded). Without a year: of the years before, of and after `nowMs`'s (UTC) year,
+ * read in the time's zone, the latest that puts the time at most a day ahead of `nowMs`
+ * (docs/event-format.md, "Times without a year"). The year after matters at New Year: a
+ * `Jan  1 00:00:03` received at 23:59:58 UTC, or written in a zone ahead of UTC.
  */
 export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}): ParsedTime | null {
   if (s.length < i + 15) return null;
@@ -405,8 +407,17 @@ export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}):
     utc = toUtc(year);
   } else {
     const y = new Date(nowMs).getUTCFullYear();
-    utc = toUtc(y);
-    if (utc === null || utc > nowMs + DAY_MS) utc = toUtc(y - 1);
+    utc = null;
+    // The next year's earliest time (Jan 1 00:00 at UTC+14) is within a day of `nowMs`
+    // only from Dec 30 on; before that the year after is not a candidate (no work for it).
+    if (nowMs >= utcMs(y, 11, 30, 0, 0, 0, 0)) {
+      const next = toUtc(y + 1);
+      if (next !== null && next <= nowMs + DAY_MS) utc = next;
+    }
+    if (utc === null) {
+      utc = toUtc(y);
+      if (utc === null || utc > nowMs + DAY_MS) utc = toUtc(y - 1);
+    }
   }
   if (utc === null) return null;
   return { ms: utc, subMs, end };

@@ -92,3 +92,24 @@ test('local times in a zone with daylight saving, minute by minute across both t
   expect(cefTimeToIso('Mar 29 2026 03:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T01:30:00.000Z');
   expect(cefTimeToIso('Mar 29 2026 01:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T00:30:00.000Z');
 });
+
+test('times without a year take the next year at New Year (received late on Dec 31)', () => {
+  const at = (iso: string) => Date.parse(iso);
+  const iso = (s: string, zone: string, now: string) => {
+    const t = parseTextTime(s, 0, { defaultZone: zone, nowMs: at(now) });
+    return t === null ? null : isoFromMs(t.ms);
+  };
+  // UTC: a sender's clock a few seconds ahead.
+  expect(iso('Jan  1 00:00:03', 'UTC', '2024-12-31T23:59:58Z')).toBe('2025-01-01T00:00:03.000Z');
+  // A zone ahead of UTC: Moscow's New Year is 21:00 UTC.
+  expect(iso('Jan  1 00:29:00', 'Europe/Moscow', '2024-12-31T21:30:00Z')).toBe('2024-12-31T21:29:00.000Z');
+  expect(iso('Dec 31 23:59:00', 'Europe/Moscow', '2024-12-31T21:30:00Z')).toBe('2024-12-31T20:59:00.000Z');
+  // Unchanged: just after New Year, the last year's Dec 31; in the year, this year or the last.
+  expect(iso('Dec 31 23:59:58', 'UTC', '2025-01-01T00:00:05Z')).toBe('2024-12-31T23:59:58.000Z');
+  expect(iso('Jun  1 10:00:00', 'UTC', '2025-06-10T00:00:00Z')).toBe('2025-06-01T10:00:00.000Z');
+  expect(iso('Jun 10 20:00:00', 'UTC', '2025-06-10T00:00:00Z')).toBe('2025-06-10T20:00:00.000Z');
+  expect(iso('Jun 11 10:00:00', 'UTC', '2025-06-10T00:00:00Z')).toBe('2024-06-11T10:00:00.000Z');
+  expect(iso('Feb 29 10:00:00', 'UTC', '2025-03-10T00:00:00Z')).toBe('2024-02-29T10:00:00.000Z');
+  // Late Dec, a time more than a day ahead even in the next year: this year.
+  expect(iso('Jan  3 00:00:00', 'UTC', '2024-12-31T00:00:00Z')).toBe('2024-01-03T00:00:00.000Z');
+});
