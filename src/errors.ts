@@ -270,6 +270,12 @@ export const CODES = {
     description:
       'A normalizer put something in the event that JSON cannot hold (a BigInt, a cycle): the frame goes to the dead-letter output with its raw bytes.',
   },
+  frame_timeout: {
+    level: 'error',
+    stage: 'framing',
+    description:
+      'A TCP/TLS sender began a frame and did not end it within `frame_timeout` (a slowloris connection): the bytes received go to the dead-letter output, flagged truncated, and the connection is closed (counted in cefd_connections_rejected_total, reason frame_timeout).',
+  },
   frame_incomplete_at_close: {
     level: 'warning',
     stage: 'framing',

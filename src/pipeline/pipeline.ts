@@ -466,8 +466,8 @@ export class Pipeline {
   }
 
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
-  deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext): void {
-    const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, Date.now(), false);
+  deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext, truncated = false): void {
+    const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, Date.now(), truncated);
     this.telemetry.deadLettered(reason);
     const st = ctx.state;
     // Frames gathered for a worker come before it.

@@ -67,6 +67,28 @@ test('a connection reset in the middle of a frame: the partial frame is dead-let
   expect(rec.deadLetters[0]).toMatchObject({ text: '<13>half of a fr', reason: 'frame_incomplete_at_close' });
 });
 
+test('frame_timeout: a frame begun and never ended is dead-lettered (truncated) and the connection closed; whole frames and quiet connections are not', async () => {
+  const { src, rec } = await tcp({ frame_timeout: '200ms' });
+  const quiet = await connect(src.port()!);
+  quiet.write('<13>done\n');
+  const slow = await connect(src.port()!);
+  const slowPeer = `127.0.0.1:${slow.localPort}`;
+  const slowClosed = closedByServer(slow);
+  slow.write('<13>whole\n<13>half of a fr');
+  const counted = await connect(src.port()!);
+  const countedClosed = closedByServer(counted);
+  counted.write('120 '); // an octet count and no body yet
+  await slowClosed;
+  await countedClosed;
+  const dl = rec.deadLetters.filter((d) => d.reason === 'frame_timeout');
+  expect(dl).toEqual([{ text: '<13>half of a fr', reason: 'frame_timeout', truncated: true, peer: slowPeer }]);
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('frame_timeout')).toBe(2);
+  expect(rec.frames.map((f) => f.text).sort()).toEqual(['<13>done', '<13>whole']);
+  // The quiet connection (its frames ended) stays open and still delivers.
+  quiet.end('<13>later\n');
+  await waitFor(() => rec.frames.length === 3, 5000, 'the quiet connection still open');
+});
+
 test('a frame longer than max_frame_bytes is truncated and marked', async () => {
   const { src, rec } = await tcp({ max_frame_bytes: 16 });
   const s = await connect(src.port()!);

@@ -209,6 +209,11 @@ export class Framer {
     return this.state === State.Octets ? this.octetFill : this.pendingBytes;
   }
 
+  /** Inside a frame: its first byte (or its octet count) is in, its end is not. */
+  get midFrame(): boolean {
+    return this.state === State.Line || this.state === State.Count || this.state === State.Octets;
+  }
+
   /** Bytes allocated for the incomplete frame (at most about twice bufferedBytes). */
   get heldBytes(): number {
     return (this.pendBuf?.length ?? 0) + (this.octetBuf?.length ?? 0);
