@@ -280,7 +280,7 @@ export const CODES = {
     level: 'warning',
     stage: 'framing',
     description:
-      'A connection closed without an orderly end in the middle of a frame: the bytes received go to the dead-letter output with this reason.',
+      'A connection closed without an orderly end in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason.',
   },
   // TLS listeners (src/sources/tcp/): the `code` of a refused connection's log line
   tls_handshake_failed: {

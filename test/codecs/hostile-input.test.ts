@@ -162,3 +162,25 @@ describe('the key dictionary cannot be clustered by input', () => {
     expect(probesFor(miss)).toBeLessThanOrEqual(33);
   });
 });
+
+describe('an octet count is kept with what follows it', () => {
+  test('takePartial gives the count, with the bytes after it or alone', () => {
+    const c = collecting();
+    c.framer.push(Buffer.from('123 '));
+    expect(c.framer.takePartial()?.toString('latin1')).toBe('123 ');
+    c.framer.push(Buffer.from('45'));
+    c.framer.push(Buffer.from('6 <13>ab'));
+    expect(c.framer.takePartial()?.toString('latin1')).toBe('456 <13>ab');
+    expect(c.framer.takePartial()).toBeNull();
+  });
+
+  test('end() after a count alone returns it (and counts frame_incomplete); with body bytes the body is the truncated frame', () => {
+    const c = collecting();
+    c.framer.push(Buffer.from('<13>x\n123 '));
+    expect(c.framer.end()?.toString('latin1')).toBe('123 ');
+    expect(c.notices).toEqual(['frame_incomplete']);
+    c.framer.push(Buffer.from('20 <13>abc'));
+    expect(c.framer.end()).toBeNull();
+    expect(c.frames.slice(1)).toEqual([{ text: '<13>abc', truncated: true }]);
+  });
+});

@@ -157,8 +157,13 @@ export class Framer {
     }
   }
 
-  /** The stream ended: emit what is left (see the header comment). */
-  end(): void {
+  /**
+   * The stream ended: emit what is left (see the header comment). Returns the bytes that
+   * cannot be a frame, for the caller to dead-letter: an octet count (`123 `) whose frame
+   * never began.
+   */
+  end(): Buffer | null {
+    let left: Buffer | null = null;
     switch (this.state) {
       case State.Count:
       case State.Line:
@@ -170,22 +175,35 @@ export class Framer {
           this.sink.frame(this.octetBuf.subarray(0, this.octetFill), 'octet', true);
         } else {
           this.sink.notice('frame_incomplete');
+          left = this.countPrefix();
         }
         break;
       default:
         break;
     }
     this.reset();
+    return left;
+  }
+
+  /**
+   * The `MSG-LEN SP` the current octet frame began with, as received: the count has no
+   * leading zero (its first digit is 1-9), so its decimal text is the bytes that were sent.
+   */
+  private countPrefix(): Buffer {
+    return Buffer.from(`${this.need} `, 'latin1');
   }
 
   /**
    * Takes the bytes of an unfinished frame without emitting it (shutdown: the daemon
    * dead-letters them rather than guess that the sender was done). Resets the framer.
+   * An octet-counted frame comes with its count (`123 <13>...`), as received, also when
+   * no byte of the frame came after the count.
    */
   takePartial(): Buffer | null {
     let out: Buffer | null = null;
     if (this.state === State.Octets) {
-      if (this.octetBuf !== null && this.octetFill > 0) out = Buffer.from(this.octetBuf.subarray(0, this.octetFill));
+      const prefix = this.countPrefix();
+      out = this.octetBuf !== null && this.octetFill > 0 ? Buffer.concat([prefix, this.octetBuf.subarray(0, this.octetFill)]) : prefix;
     } else if ((this.state === State.Line || this.state === State.Count) && this.pendingBytes > 0) {
       out = this.takePending();
     }

@@ -431,8 +431,10 @@ export class StreamSource implements Source {
     });
     socket.on('data', onData);
     socket.on('end', () => {
-      // The sender closed its side: its last frame may lack a terminator (emitted as is).
-      framer.end();
+      // The sender closed its side: its last frame may lack a terminator (emitted as is);
+      // an octet count whose frame never began is kept as a dead letter.
+      const left = framer.end();
+      if (left !== null) pipeline.deadLetterFrame(left, 'frame_incomplete_at_close', 'connection closed after an octet count, before its frame', ctx, true);
       pipeline.commit(ctx);
       socket.end();
     });
