@@ -116,11 +116,11 @@ function validDate(y: number, mo: number, d: number, h: number, mi: number, sec:
  * `Date.UTC(y, mo, d, h, mi, sec, ms)` for the fields the parsers accept (validDate, years
  * 0-9999, milliseconds 0-999), by arithmetic: Date.UTC is a call into the runtime, several
  * times slower, and this runs for every event. Days from the civil date as in Howard
- * Hinnant's `days_from_civil`. Like Date.UTC, years 0-99 mean 1900-1999.
- * test/time.test.ts compares the two over every day of years 0-9999.
+ * Hinnant's `days_from_civil`. Unlike Date.UTC, years 0-99 are those years (a time stamp
+ * `0050-01-01T00:00:00Z` is in year 50, not 1950). test/time.test.ts compares the two
+ * over every day of years 0-9999 (through setUTCFullYear, which takes years as they are).
  */
 export function utcMs(y: number, mo: number, d: number, h: number, mi: number, sec: number, ms: number): number {
-  if (y >= 0 && y <= 99) y += 1900;
   const m = mo + 1;
   const yy = m <= 2 ? y - 1 : y;
   const era = Math.floor(yy / 400);
@@ -273,7 +273,9 @@ function zoneOffset(utcMs: number, zone: string): number | null {
       default: break;
     }
   }
-  const offsetMs = Date.UTC(y, mo - 1, d, h, mi, sec) - Math.floor(utcMs / 1000) * 1000;
+  // Date.UTC reads years 0-99 as 1900-1999: setUTCFullYear takes them as they are.
+  const wall = y >= 100 ? Date.UTC(y, mo - 1, d, h, mi, sec) : new Date(0).setUTCFullYear(y, mo - 1, d) + ((h * 60 + mi) * 60 + sec) * 1000;
+  const offsetMs = wall - Math.floor(utcMs / 1000) * 1000;
   if (known !== undefined) {
     if (known.size >= 512) known.clear();
     known.set(quarter, offsetMs);

@@ -29,7 +29,13 @@ test('isoFromMs keeps giving the right text when times alternate and repeat (its
   );
 });
 
-test('utcMs equals Date.UTC on every day of years 0-9999', () => {
+/** Date.UTC with years 0-99 as they are (Date.UTC makes them 1900-1999). */
+function dateUtc(y: number, mo: number, d: number, h: number, mi: number, sec: number, ms: number): number {
+  const t = new Date(Date.UTC(2000, 0, 1, h, mi, sec, ms));
+  return t.setUTCFullYear(y, mo, d);
+}
+
+test('utcMs equals Date.UTC on every day of years 0-9999 (years 0-99 as they are)', () => {
   let checked = 0;
   for (let y = 0; y <= 9999; y++) {
     for (let mo = 0; mo < 12; mo++) {
@@ -38,8 +44,8 @@ test('utcMs equals Date.UTC on every day of years 0-9999', () => {
         const mi = (y * 7 + mo) % 60;
         const sec = (d * 13) % 60;
         const ms = (y * 31 + d) % 1000;
-        if (utcMs(y, mo, d, h, mi, sec, ms) !== Date.UTC(y, mo, d, h, mi, sec, ms)) {
-          expect([y, mo, d, h, mi, sec, ms, utcMs(y, mo, d, h, mi, sec, ms)]).toEqual([y, mo, d, h, mi, sec, ms, Date.UTC(y, mo, d, h, mi, sec, ms)]);
+        if (utcMs(y, mo, d, h, mi, sec, ms) !== dateUtc(y, mo, d, h, mi, sec, ms)) {
+          expect([y, mo, d, h, mi, sec, ms, utcMs(y, mo, d, h, mi, sec, ms)]).toEqual([y, mo, d, h, mi, sec, ms, dateUtc(y, mo, d, h, mi, sec, ms)]);
         }
         checked++;
       }
@@ -113,3 +119,12 @@ test('times without a year take the next year at New Year (received late on Dec 
   // Late Dec, a time more than a day ahead even in the next year: this year.
   expect(iso('Jan  3 00:00:00', 'UTC', '2024-12-31T00:00:00Z')).toBe('2024-01-03T00:00:00.000Z');
 });
+
+test('years 0000-0099 stay those years (RFC 3339 and text times, UTC and a named zone)', () => {
+  expect(isoFromMs(parseRfc3339('0050-06-01T10:00:00Z', 0)!.ms)).toBe('0050-06-01T10:00:00.000Z');
+  expect(isoFromMs(parseRfc3339('0001-01-01T00:00:00+01:00', 0)!.ms)).toBe('0000-12-31T23:00:00.000Z');
+  expect(cefTimeToIso('Jun 01 0050 10:00:00', 'UTC', 0)).toBe('0050-06-01T10:00:00.000Z');
+  // Berlin before 1893 is local mean time, +0:53:28: within the hour, the same day of year 50.
+  expect(cefTimeToIso('Jun 01 0050 10:00:00 Europe/Berlin', 'UTC', 0)).toMatch(/^0050-06-01T09:/);
+});
+

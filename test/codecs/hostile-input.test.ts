@@ -184,3 +184,28 @@ describe('an octet count is kept with what follows it', () => {
     expect(c.frames.slice(1)).toEqual([{ text: '<13>abc', truncated: true }]);
   });
 });
+
+describe('small edges', () => {
+  test('a count of 21 or more digits before a space is noticed like one of 20', () => {
+    for (const n of [20, 21, 40]) {
+      const c = collecting();
+      c.framer.push(Buffer.from(`${'9'.repeat(n)} <13>x\n`));
+      expect(c.notices).toEqual(['octet_count_too_large']);
+      expect(c.frames).toEqual([{ text: `${'9'.repeat(n)} <13>x`, truncated: false }]);
+    }
+  });
+
+  test('quoted input in warnings is never cut inside a surrogate pair', () => {
+    const emoji = '\u{1F600}';
+    const r = decodeFrame(Buffer.from(`CEF:0|V|P|1|id|n|${'s'.repeat(31)}${emoji}|a=1`), false, 0);
+    if (!r.ok) throw new Error('not decoded');
+    const w = r.event.warnings!.find((x) => x.code === 'cef_bad_severity')!;
+    expect(w.message).toBe(`severity ${JSON.stringify('s'.repeat(31))} kept as written`);
+    const v = decodeFrame(Buffer.from(`CEF:${'1'.repeat(31)}${emoji}|V|P|1|id|n|5|a=1`), false, 0);
+    if (!v.ok) throw new Error('not decoded');
+    expect(v.event.errors!.find((x) => x.code === 'cef_bad_version')!.message).not.toMatch(/\\ud83d/);
+    const t = decodeFrame(Buffer.from(`<13>1 2026-01-01T00:00:00Z${'x'.repeat(19)}${emoji}${emoji} host app - - - CEF:0|V|P|1|id|n|5|a=1`), false, 0);
+    if (!t.ok) throw new Error('not decoded');
+    for (const x of t.event.warnings ?? []) expect(x.message ?? '').not.toMatch(/\\ud83[dD]/);
+  });
+});

@@ -237,9 +237,6 @@ export class Framer {
     return (this.pendBuf?.length ?? 0) + (this.octetBuf?.length ?? 0);
   }
 
-  /** Longest digit run considered a count at all; past it the frame is an LF frame. */
-  private static readonly MAX_COUNT_DIGITS = 20;
-
   private readCount(chunk: Buffer, pos: number): number {
     const n = chunk.length;
     let i = pos;
@@ -249,7 +246,8 @@ export class Framer {
       const b = chunk[i]!;
       if (b >= D0 && b <= D9) {
         digits++;
-        if (digits > Framer.MAX_COUNT_DIGITS || digits > this.maxFrameBytes) break;
+        // However long the run, a space after it is worth the octet_count_too_large notice.
+        if (digits > this.maxFrameBytes) break;
         // Past maxDigits+1 the count is certainly too large; stop accumulating.
         if (digits <= this.maxDigits + 1) count = count * 10 + (b - D0);
         i++;
