@@ -158,7 +158,7 @@ async function runOnce(name, sc, input, port) {
     `dead_letter: { path: ${join(dir, 'dead.ndjson')}, buffer: { type: memory } }`,
     'metrics: { enabled: false }',
     'logging: { level: warn }',
-    ...(args.console ? ['ksc: { sync_on_start: false, admin: { enabled: true, host: 127.0.0.1, port: 0, bearer_token: bench-admin-token-0123456789, console: { enabled: true } } }'] : []),
+    ...(args.console ? ['ksc: { sync_on_start: false, admin: { enabled: true, host: 127.0.0.1, port: 0, bearer_token: bench-admin-token-0123456789abcdef, console: { enabled: true } } }'] : []),
     '',
   ].join('\n'));
   const prof = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];

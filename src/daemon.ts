@@ -9,7 +9,8 @@ import { accessSync, constants, writeFileSync } from 'node:fs';
 import { SpillWriter, takeSpill } from './pipeline/spill.js';
 import { makeStateDir, removePidFile, tightenStateDir, writePidFile } from './state-dir.js';
 import { orphanedBuffers } from './buffer/inventory.js';
-import type { Config, ListenerConfig } from './config/types.js';
+import type { Config, ListenerConfig, OutputConfig } from './config/types.js';
+import type { Output } from './outputs/types.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { checkNormalizers } from './config/normalizers.js';
 import { FlowControl } from './pipeline/flow-control.js';
@@ -260,7 +261,16 @@ export class Daemon {
       writeFileSync(keep, `${spilled.bad.join('\n')}\n`, { mode: 0o600 });
       this.telemetry.log.error({ lines: spilled.bad.length, path: keep }, `${spilled.bad.length} lines of the shutdown spill file do not parse; kept in ${keep}`);
     }
-    spilled.done();
+    // The file goes once every queue holds what its frames became on disk: a full buffer
+    // keeps them in memory for a while, and a crash until then replays the file again.
+    const queues = [...this.slots.map((s) => s.slot.queue), ...(this.deadLetter !== null ? [this.deadLetter.slot.queue] : [])];
+    void Promise.all(queues.map((q) => q.onDisk?.())).then(() => {
+      try {
+        spilled.done();
+      } catch (e) {
+        this.telemetry.log.warn({ err: (e as Error).message }, `the replayed shutdown spill file cannot be deleted: ${(e as Error).message}`);
+      }
+    });
     this.telemetry.log.info({ frames, reads: spilled.reads.length }, `decoded ${frames} frames kept by the last stop (read but not decoded then)`);
   }
 
@@ -446,7 +456,18 @@ export class Daemon {
     const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
     const newSlots: SlotEntry[] = [];
     const retired: OutputRunner[] = [];
+    // Outputs with a new queue are built and started first, the running ones untouched.
+    // An output that keeps its disk buffer takes it over after that, one at a time: its
+    // old runner stops (and closes its output, so two never write one file) before the new
+    // one starts. A reload that fails anywhere gives every buffer back to its old runner,
+    // with a fresh output of the old configuration: every output stays as it was.
     const created: OutputRunner[] = [];
+    const handOvers: { at: number; o: OutputConfig; old: OutputRunner }[] = [];
+    let dead = this.deadLetter!;
+    const deadKey = JSON.stringify(next.dead_letter);
+    const deadHandOver = dead.key !== deadKey && dead.slot.queue instanceof DiskQueue && wantsDisk(next.dead_letter.buffer, 'file');
+    /** Buffers taken over so far, and how to give each back. */
+    const taken: { old: OutputRunner; slot: OutputRunner | null; giveBack: () => Output }[] = [];
     try {
       for (const o of next.outputs) {
         const key = JSON.stringify(o);
@@ -456,42 +477,71 @@ export class Daemon {
           oldSlots.delete(o.name);
           continue;
         }
-        let slot: OutputRunner;
         if (old !== undefined && old.slot.queue instanceof DiskQueue && wantsDisk(o.buffer, o.type)) {
-          // Same name, same buffer folder: the disk buffer is handed to the new slot, never
-          // closed and reopened, so nothing routed to the old slot meanwhile is lost.
+          // Same name, same buffer folder: the disk buffer goes to the new slot (below),
+          // never closed and reopened, so nothing routed to the old slot meanwhile is lost.
           oldSlots.delete(o.name);
-          await old.slot.handOver();
-          slot = this.topology.runner(o, old.slot.queue);
-        } else {
-          slot = this.topology.runner(o);
+          handOvers.push({ at: newSlots.length, o, old: old.slot });
+          newSlots.push(old);
+          continue;
         }
+        const slot = this.topology.runner(o);
         created.push(slot);
         await slot.start();
         newSlots.push({ key, slot });
       }
+      if (dead.key !== deadKey && !deadHandOver) {
+        const slot = this.topology.deadLetterRunner(next);
+        created.push(slot);
+        await slot.start();
+        retired.push(dead.slot);
+        dead = { key: deadKey, slot };
+      }
+      for (const h of handOvers) {
+        const before = prev.outputs.find((x) => x.name === h.o.name)!;
+        const t = {
+          old: h.old,
+          slot: null as OutputRunner | null,
+          giveBack: () => {
+            this.topology.adoptQueue(before, h.old.queue as DiskQueue, h.old);
+            return this.topology.output(before);
+          },
+        };
+        taken.push(t);
+        await h.old.handOver();
+        t.slot = this.topology.runner(h.o, h.old.queue as DiskQueue);
+        await t.slot.start();
+        newSlots[h.at] = { key: JSON.stringify(h.o), slot: t.slot };
+      }
+      if (deadHandOver) {
+        const old = dead.slot;
+        const t = {
+          old,
+          slot: null as OutputRunner | null,
+          giveBack: () => {
+            this.topology.adoptDeadLetterQueue(prev, old.queue as DiskQueue, old);
+            return this.topology.deadLetterOutput(prev);
+          },
+        };
+        taken.push(t);
+        await old.handOver();
+        t.slot = this.topology.deadLetterRunner(next, old.queue as DiskQueue);
+        await t.slot.start();
+        dead = { key: deadKey, slot: t.slot };
+      }
     } catch (e) {
-      // The configuration cannot be applied: the outputs that were built are closed; the
-      // running ones keep running (a handed-over buffer is adopted back by no one, so the
-      // error says to restart).
+      // The configuration cannot be applied: the buffers taken over go back to their old
+      // runners (the new runner lets go first), and what was built is closed.
+      for (const t of taken.reverse()) {
+        if (t.slot !== null) await t.slot.handOver();
+        await t.old.resume(t.giveBack()).catch((err: Error) =>
+          this.telemetry.log.error({ output: t.old.name, err: err.message }, `output ${t.old.name}: after the failed reload its output does not start either; its events wait in its disk buffer: ${err.message}`),
+        );
+      }
       for (const c of created) void c.stop(1000);
       throw e;
     }
     for (const s of oldSlots.values()) retired.push(s.slot);
-    let dead = this.deadLetter!;
-    const deadKey = JSON.stringify(next.dead_letter);
-    if (dead.key !== deadKey) {
-      let slot: OutputRunner;
-      if (dead.slot.queue instanceof DiskQueue && wantsDisk(next.dead_letter.buffer, 'file')) {
-        await dead.slot.handOver();
-        slot = this.topology.deadLetterRunner(next, dead.slot.queue);
-      } else {
-        retired.push(dead.slot);
-        slot = this.topology.deadLetterRunner(next);
-      }
-      await slot.start();
-      dead = { key: deadKey, slot };
-    }
     this.slots = newSlots;
     this.deadLetter = dead;
     this.pipeline!.reconfigure(

@@ -404,7 +404,7 @@ export const CODES = {
     level: 'error',
     stage: 'ksc',
     description:
-      'No such KSC connection, asset, task run or response rule. Admin API status 404.',
+      'No such KSC tenant, connection, asset, task run or response rule. Admin API status 404.',
   },
   ksc_conflict: {
     level: 'error',
@@ -466,6 +466,12 @@ export const CODES = {
     description:
       'An event that would have triggered a response rule or updated task runs came from an origin no KSC connection trusts (`ksc.trusted_sources`: listener, source address, TLS client fingerprint). It was collected and delivered as usual but acted on nothing; counted in `cefd_ksc_untrusted_events_total{kind}` and logged once per kind and listener. Also logged at start when response rules exist and `ksc.trusted_sources` is empty. See docs/ksc-trust.md.',
   },
+  ksc_task_run_deleted: {
+    level: 'warning',
+    stage: 'ksc',
+    description:
+      'A KSC task start finished (succeeded or failed, as the log line says) after its connection was deleted, or its tenant deleted with `force`, while RunTask was under way: the task run went with the connection, so the outcome is not recorded as a run; the start itself answers with its real outcome. Logged as a warning.',
+  },
   ksc_task_duplicate: {
     level: 'warning',
     stage: 'ksc',
@@ -507,6 +513,12 @@ export const CODES = {
     stage: 'ksc',
     description:
       'Admin API: the request had no `Authorization: Bearer` header or a wrong token (status 401).',
+  },
+  admin_rate_limited: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Admin API and the console\'s event stream: too many wrong bearer tokens from the client address (the limit of console sign-ins, shared with them: 5 free, then waits of 1 s doubling up to 15 min); the token is not looked at until the wait is over (status 429 with `Retry-After`; docs/console.md).',
   },
   admin_not_found: {
     level: 'error',

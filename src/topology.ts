@@ -13,6 +13,7 @@ import type { Pipeline } from './pipeline/pipeline.js';
 import { MemoryQueue, type EventQueue } from './buffer/queue.js';
 import { DiskQueue } from './buffer/disk-queue.js';
 import { createDeadLetterOutput, createOutput } from './outputs/index.js';
+import type { Output } from './outputs/types.js';
 import { outputPlugin } from './outputs/registry.js';
 import type { Source } from './sources/source.js';
 import { sourcePlugin } from './sources/registry.js';
@@ -111,6 +112,27 @@ export class Topology {
       (name, recs, reason, err, codec) => this.pipeline()?.rejectSink(name, recs, reason, err, codec),
     );
     return ref.slot;
+  }
+
+  /** An output alone, not started (a failed reload gives it back to the runner it took a buffer from). */
+  output(o: OutputConfig): Output {
+    return createOutput(o);
+  }
+
+  /** The dead-letter output alone, not started (see output()). */
+  deadLetterOutput(c: Config): Output {
+    return createDeadLetterOutput(c.dead_letter);
+  }
+
+  /** A failed reload gives `q` back to `runner`, with the options and callbacks of its configuration `o`. */
+  adoptQueue(o: OutputConfig, q: DiskQueue, runner: OutputRunner): void {
+    this.queue(o.name, o.buffer, o.queue_max_events, o.type, o.when_full, { slot: runner }, q);
+  }
+
+  /** The same for the dead-letter output (configuration `c`). */
+  adoptDeadLetterQueue(c: Config, q: DiskQueue, runner: OutputRunner): void {
+    const d = c.dead_letter;
+    this.queue('dead_letter', d.buffer, d.queue_max_events, 'file', 'block', { slot: runner }, q);
   }
 
   deadLetterRunner(c: Config, reuse?: DiskQueue): OutputRunner {

@@ -16,7 +16,18 @@ import type { AddressInfo, Socket } from 'node:net';
 /** The logging a JsonServer does (a pino logger fits). */
 export interface JsonLogger {
   debug(obj: Record<string, unknown>, msg?: string): void;
+  warn?(obj: Record<string, unknown>, msg?: string): void;
   error(obj: Record<string, unknown>, msg?: string): void;
+}
+
+/**
+ * Failed bearer tokens counted per client address (src/console/signin-limit.ts's
+ * SigninLimiter, shared with the console's sign-in): a locked-out address is refused
+ * before its token is looked at.
+ */
+export interface AuthLimiter {
+  check(address: string): { waitMs: number; scope: string | null };
+  failed(address: string): void;
 }
 
 const silent: JsonLogger = { debug: () => undefined, error: () => undefined };
@@ -87,6 +98,8 @@ export interface JsonServerOptions {
    * request through, an ApiError refuses it (a missing CSRF token), undefined: no session.
    */
   altAuth?: (req: IncomingMessage, method: string) => true | ApiError | undefined;
+  /** Counts wrong bearer tokens per client address and refuses (429) an address locked out. */
+  authLimit?: AuthLimiter;
   /** Told about every answered request that changes something (POST, PATCH, PUT, DELETE), for the audit log. */
   audit?: (req: IncomingMessage, method: string, path: string, status: number) => void;
 }
@@ -162,6 +175,15 @@ export class JsonServer {
     }, 2_000);
     await done;
     clearTimeout(t);
+  }
+
+  /** Throws 429 `admin_rate_limited` while `client` is locked out for wrong tokens. */
+  private refuseLimited(client: string, method: string, path: string): void {
+    const v = this.o.authLimit?.check(client);
+    if (v === undefined || v.waitMs <= 0) return;
+    const secs = Math.ceil(v.waitMs / 1000);
+    this.log.warn?.({ audit: true, code: 'admin_rate_limited', client, method, path, retryAfterSeconds: secs }, 'admin API request refused: too many wrong bearer tokens from this address');
+    throw new ApiError(429, 'admin_rate_limited', `too many wrong bearer tokens from this address: try again in ${secs} s`, { 'Retry-After': String(secs) });
   }
 
   private authorized(req: IncomingMessage): boolean {
@@ -255,10 +277,17 @@ export class JsonServer {
         return;
       }
       // Authentication comes first: nobody without the token learns which routes exist or gets to send a body.
+      const sentToken = req.headers['authorization'] !== undefined;
+      const client = req.socket.remoteAddress ?? '';
+      if (sentToken) this.refuseLimited(client, method, path);
       if (!this.authorized(req)) {
         const alt = this.o.altAuth?.(req, method);
         if (alt instanceof ApiError) throw alt;
-        if (alt !== true) throw new ApiError(401, 'admin_unauthorized', 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer realm="cefd-admin"' });
+        if (alt !== true) {
+          // Only a token that was sent and is wrong counts (a request without one guessed nothing).
+          if (sentToken) this.o.authLimit?.failed(client);
+          throw new ApiError(401, 'admin_unauthorized', 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer realm="cefd-admin"' });
+        }
       }
       const m = this.match(method, path);
       if (m === undefined) throw new ApiError(404, 'admin_not_found', `no endpoint ${path}`);

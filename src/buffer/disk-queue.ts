@@ -20,12 +20,14 @@
  * is written to disk as soon as a write succeeds again (checked at each append and every
  * second).
  *
- * The segment files never hold more than `maxBytes`. An append that does not fit waits in
+ * The segment files never hold more than `maxBytes`, but for one block larger than that
+ * by itself, which an empty buffer takes (fits()). An append that does not fit waits in
  * the same memory overflow (the buffer then counts as full, and the owner pauses the
  * sources), or with `whenFull: drop_newest` is dropped and reported through `onDropped`.
  * At close, what still waits in memory goes to the spill file (`spillFile`, 0600) rather
- * than past the bound; the next open takes it back into memory, ahead of any new append,
- * and deletes it once every record of it is on disk or delivered (a crash before that
+ * than past the bound; the next open takes it back a chunk at a time as room frees (never
+ * all of it into memory), ahead of any new append, counts as full until all of it is on
+ * disk, and deletes it once every record of it is on disk or delivered (a crash before that
  * hands those records out again: at least once). See docs/reliability.md.
  */
 import fs from 'node:fs';
@@ -117,6 +119,14 @@ export class DiskQueue implements EventQueue {
   private overflow: string[] = [];
   /** Records at the head of the overflow that came from the spill file at open (it is deleted when they are gone). */
   private fromSpill = 0;
+  /**
+   * The spill file taken at open while part of it is unread: read a chunk at a time as
+   * room frees, so memory never holds all of it. Its unread records come after the
+   * overflow's first `fromSpill` records and before the rest of the overflow.
+   */
+  private spill: { fd: number; path: string; offset: number; end: number; left: number } | null = null;
+  private static readonly SPILL_CHUNK_BYTES = 256 * 1024;
+  private static readonly SPILL_CHUNK_RECORDS = 1000;
   /** How many overflow records the last peek handed out (not acked yet). */
   private overflowInFlight = 0;
   private error: string | null = null;
@@ -165,7 +175,7 @@ export class DiskQueue implements EventQueue {
   }
 
   get length(): number {
-    return this.diskCount + this.overflow.length;
+    return this.diskCount + this.overflow.length + (this.spill?.left ?? 0);
   }
 
   /** Bytes of segment files plus memory overflow (what `maxBytes` bounds). */
@@ -183,7 +193,7 @@ export class DiskQueue implements EventQueue {
    */
   fill(): number {
     const disk = this.bytes / this.opts.maxBytes;
-    if (this.overflow.length === 0) return disk;
+    if (this.overflow.length === 0 && this.spill === null) return disk;
     return Math.max(disk, 1 + this.overflow.length / this.overflowMax);
   }
 
@@ -253,46 +263,180 @@ export class DiskQueue implements EventQueue {
   }
 
   /**
-   * Takes back what the last close() could not fit: into the memory overflow, after
-   * everything on disk and before any new append, moved to disk as space frees (the
-   * buffer counts as full meanwhile). The file stays until all of it has left memory.
+   * Takes back what the last close() could not fit, after everything on disk and before
+   * any new append: read a chunk at a time (at most SPILL_CHUNK_RECORDS records or
+   * SPILL_CHUNK_BYTES) into the memory overflow as space frees, and moved to disk from
+   * there (the buffer counts as full meanwhile). The file stays until all of it has left
+   * memory. A last line without its newline (a torn write) is not a record.
    */
   private takeSpill(): void {
     const path = this.opts.spillFile;
     if (path === undefined) return;
-    let text: Buffer;
+    let fd: number;
     try {
-      text = fs.readFileSync(path);
+      fd = fs.openSync(path, 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw e;
     }
-    const recs = splitNdjson(text);
-    if (recs.length === 0) {
+    let left = 0;
+    let end = 0;
+    try {
+      // Count the records (whole lines) without holding them.
+      const size = fs.fstatSync(fd).size;
+      const chunk = Buffer.allocUnsafe(DiskQueue.SPILL_CHUNK_BYTES);
+      for (let off = 0; off < size; ) {
+        const n = fs.readSync(fd, chunk, 0, chunk.length, off);
+        if (n <= 0) break;
+        for (let lf = chunk.indexOf(0x0a); lf !== -1 && lf < n; lf = chunk.indexOf(0x0a, lf + 1)) {
+          left++;
+          end = off + lf + 1;
+        }
+        off += n;
+      }
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    if (left === 0) {
+      fs.closeSync(fd);
       fs.rmSync(path, { force: true });
       return;
     }
-    this.overflow.push(...recs);
-    this.fromSpill = recs.length;
+    this.spill = { fd, path, offset: 0, end, left };
     this.flushOverflow();
     this.startRetry();
   }
 
-  /** `n` records left the head of the overflow (`at`: their first index): once none from the spill file is left, it goes. */
-  private leftOverflow(at: number, n: number): void {
-    if (this.fromSpill === 0 || at >= this.fromSpill) return;
-    this.fromSpill -= Math.min(n, this.fromSpill - at);
-    if (this.fromSpill > 0) return;
-    // What it held is on disk now (or delivered): make that durable as the buffer's
-    // policy says before the only other copy goes.
-    if (this.opts.fsync !== 'never' && this.writeFd !== -1) {
+  /** Reads the next chunk of the spill file into the overflow, after its spill part (the rest of the overflow came later). */
+  private loadSpill(): void {
+    const sp = this.spill!;
+    const recs: string[] = [];
+    try {
+      let want = Math.min(DiskQueue.SPILL_CHUNK_BYTES, sp.end - sp.offset);
+      for (;;) {
+        const buf = Buffer.allocUnsafe(want);
+        let n = 0;
+        while (n < want) {
+          const r = fs.readSync(sp.fd, buf, n, want - n, sp.offset + n);
+          if (r <= 0) break;
+          n += r;
+        }
+        let at = 0;
+        for (let lf = buf.indexOf(0x0a); lf !== -1 && lf < n && recs.length < DiskQueue.SPILL_CHUNK_RECORDS; lf = buf.indexOf(0x0a, at)) {
+          recs.push(buf.toString('utf8', at, lf));
+          at = lf + 1;
+        }
+        if (recs.length > 0) {
+          sp.offset += at;
+          break;
+        }
+        // One record longer than the chunk: read more of it (the file ends in a newline at `end`).
+        if (n < want || want >= sp.end - sp.offset) throw new Error('the file changed while it was read');
+        want = Math.min(want * 2, sp.end - sp.offset);
+      }
+    } catch (e) {
+      // What is left of it cannot be read: reported as skipped, like a corrupt block.
+      this.opts.onCorrupt?.(sp.end - sp.offset, `${sp.path} at ${sp.offset}: ${(e as Error).message}`);
+      sp.offset = sp.end;
+      sp.left = recs.length;
+    }
+    sp.left -= recs.length;
+    this.overflow = this.fromSpill === 0 ? recs.concat(this.overflow) : this.overflow.slice(0, this.fromSpill).concat(recs, this.overflow.slice(this.fromSpill));
+    this.fromSpill += recs.length;
+    if (sp.offset >= sp.end || sp.left <= 0) {
+      fs.closeSync(sp.fd);
+      this.spill = null;
+      // Every record of it is in memory now; the file goes once they have left it.
+      if (this.fromSpill === 0) this.spillLeft();
+    }
+  }
+
+  /**
+   * `n` records left the head of the overflow (to disk, or delivered from memory): the
+   * barriers of onDisk() move on, and once none from the spill file is left, it goes.
+   */
+  private leftOverflow(n: number): void {
+    this.heldOut += n - Math.min(n, this.fromSpill);
+    this.checkBarriers();
+    if (this.fromSpill === 0) return;
+    this.fromSpill -= Math.min(n, this.fromSpill);
+    if (this.fromSpill > 0 || this.spill !== null) return;
+    this.spillLeft();
+  }
+
+  /** Every record of the spill file taken at open is on disk or delivered: it goes, once that is durable. */
+  private spillLeft(): void {
+    const path = this.opts.spillFile!;
+    this.afterDurable(() => fs.rmSync(path, { force: true }));
+  }
+
+  /** Records ever held in the overflow by an append (not those from the spill file), and how many of them have left it. */
+  private heldIn = 0;
+  private heldOut = 0;
+  private barriers: { target: number; resolve: () => void }[] = [];
+
+  /**
+   * Resolves once every record appended so far is in the segment files (or delivered),
+   * durable as the fsync policy says, or, at close, in the fsynced spill file; never when
+   * close() could not keep them. The daemon deletes the raw shutdown spill only then.
+   */
+  onDisk(): Promise<void> {
+    return new Promise((resolve) => {
+      this.barriers.push({ target: this.heldIn, resolve });
+      this.checkBarriers();
+    });
+  }
+
+  private checkBarriers(): void {
+    while (this.barriers.length > 0 && this.barriers[0]!.target <= this.heldOut) this.afterDurable(this.barriers.shift()!.resolve);
+  }
+
+  /** Records into the overflow from an append (they count for onDisk()). */
+  private holdRecords(records: readonly string[]): void {
+    for (const r of records) this.overflow.push(r);
+    this.heldIn += records.length;
+  }
+
+  /** fsyncs of rolled segments still running (closeWriteFd), by file descriptor. */
+  private readonly rolling = new Map<number, Promise<void>>();
+  /** Callbacks of afterDurable() not run yet (close() runs them). */
+  private readonly durableWaiters = new Set<() => void>();
+
+  /**
+   * Runs `then` once what is written now is durable as the fsync policy says: the fsyncs
+   * of rolled segments have finished and the segment being written is fsynced (with
+   * `fsync: never`, at once: the page cache has it, which survives a crash of cefd).
+   */
+  private afterDurable(then: () => void): void {
+    const run = () => {
+      if (!this.durableWaiters.delete(run)) return;
+      if (this.opts.fsync !== 'never' && this.writeFd !== -1) {
+        try {
+          fs.fsyncSync(this.writeFd);
+        } catch {
+          // the page cache has it
+        }
+      }
+      then();
+    };
+    this.durableWaiters.add(run);
+    if (this.opts.fsync === 'never' || this.rolling.size === 0) run();
+    else void Promise.all(this.rolling.values()).then(run);
+  }
+
+  /** close(): what afterDurable() waits for, now (the rolled segments fsynced synchronously). */
+  private settleDurable(): void {
+    if (this.durableWaiters.size === 0) return;
+    for (const fd of this.rolling.keys()) {
       try {
-        fs.fsyncSync(this.writeFd);
+        fs.fsyncSync(fd);
       } catch {
         // the page cache has it
       }
     }
-    fs.rmSync(this.opts.spillFile!, { force: true });
+    this.rolling.clear();
+    for (const run of [...this.durableWaiters]) run();
   }
 
   /** Records of the first block to drop at the first read (delivered before a restart). */
@@ -385,8 +529,20 @@ export class DiskQueue implements EventQueue {
       fs.closeSync(fd);
       return;
     }
-    if (flush) fs.fsync(fd, () => fs.close(fd, () => undefined));
-    else fs.close(fd, () => undefined);
+    if (!flush) {
+      fs.close(fd, () => undefined);
+      return;
+    }
+    this.rolling.set(
+      fd,
+      new Promise<void>((resolve) =>
+        fs.fsync(fd, () => {
+          this.rolling.delete(fd);
+          fs.close(fd, () => undefined);
+          resolve();
+        }),
+      ),
+    );
   }
 
   /** Writes one block of `count` records, `body` their NDJSON (kept by the tail cache); throws on failure after undoing a partial write. */
@@ -454,7 +610,7 @@ export class DiskQueue implements EventQueue {
    */
   appendNdjson(ndjson: Buffer, count: number): void {
     if (count === 0) return;
-    if (this.overflow.length > 0 || this.closed) {
+    if (this.overflow.length > 0 || this.spill !== null || this.closed) {
       this.hold(splitNdjson(ndjson));
       return;
     }
@@ -466,7 +622,7 @@ export class DiskQueue implements EventQueue {
       }
       // What the sources sent before they paused (fill() > 1 from now on) waits in memory
       // and goes to disk as space frees.
-      for (const r of splitNdjson(ndjson)) this.overflow.push(r);
+      this.holdRecords(splitNdjson(ndjson));
       this.startRetry();
       return;
     }
@@ -474,25 +630,54 @@ export class DiskQueue implements EventQueue {
       this.writeNdjson(ndjson, count);
       if (this.error !== null) this.recovered();
     } catch (e) {
-      for (const r of splitNdjson(ndjson)) this.overflow.push(r);
+      this.holdRecords(splitNdjson(ndjson));
       this.failed(e);
     }
   }
 
   append(records: readonly string[]): void {
     if (records.length === 0) return;
-    if (this.overflow.length > 0 || this.closed) this.hold(records);
+    if (this.overflow.length > 0 || this.spill !== null || this.closed) this.hold(records);
     else this.appendNdjson(encodeNdjson(records), records.length);
   }
 
   /**
    * Order: what waits in memory goes first; it is retried on a timer (not here: that
    * would re-encode the whole overflow on every read). Appends after close (never in
-   * normal operation) are kept in memory and counted as a write error, not thrown.
+   * normal operation: a bug) are not kept in memory, where nothing would ever take them.
    */
   private hold(records: readonly string[]): void {
-    for (const r of records) this.overflow.push(r);
-    if (this.closed && this.error === null) this.failed(new Error('the buffer is closed'));
+    if (this.closed) this.spillAfterClose(records);
+    else this.holdRecords(records);
+  }
+
+  /**
+   * Records appended after close(): added to the spill file, which the next open takes
+   * back, and reported (onSpilled); without one, or when it cannot be written, reported
+   * as lost.
+   */
+  private spillAfterClose(records: readonly string[]): void {
+    const path = this.opts.spillFile;
+    if (path === undefined) {
+      this.opts.onSpilled?.(records.length, '(no spill file)', 'the buffer is closed');
+      return;
+    }
+    try {
+      fs.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      const fd = fs.openSync(path, 'a', 0o600);
+      try {
+        const body = encodeNdjson(records);
+        let done = 0;
+        while (done < body.length) done += fs.writeSync(fd, body, done);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      this.opts.onSpilled?.(records.length, path);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      this.opts.onSpilled?.(records.length, path, `the buffer is closed; ${err.code ?? 'error'}: ${err.message}`);
+    }
   }
 
   private recovered(): void {
@@ -516,7 +701,7 @@ export class DiskQueue implements EventQueue {
 
   /** See EventQueue.takes: room on disk for `bytes` and nothing held in memory. */
   takes(bytes: number): boolean {
-    return this.overflow.length === 0 && !this.closed && this.fits(bytes);
+    return this.overflow.length === 0 && this.spill === null && !this.closed && this.fits(bytes);
   }
 
   /** Whether `n` more bytes (plus a block header) stay within maxBytes; an empty disk takes any one block. */
@@ -544,47 +729,54 @@ export class DiskQueue implements EventQueue {
     }
   }
 
-  /** Tries to move the memory overflow to disk (not the part handed out by the last peek). */
+  /** Tries to move the memory overflow to disk (not while part of it is handed out by the last peek). */
   flushOverflow(): void {
     if (this.closed) return;
-    if (this.overflow.length === 0) {
-      // Everything held in memory was delivered from there: probe the disk with an empty
-      // block, so the error clears (and its metric) as soon as writes work again.
-      if (this.error === null) {
-        if (this.retryTimer !== null) clearInterval(this.retryTimer);
-        this.retryTimer = null;
+    // While part of the overflow is handed out by the last peek (in memory only), nothing
+    // after it goes to disk: it would be replayed before the part in flight after a stop,
+    // and survive a crash that loses that part (a hole). ack() flushes once it is settled.
+    if (this.overflowInFlight > 0) return;
+    for (;;) {
+      if (this.fromSpill === 0 && this.spill !== null) this.loadSpill();
+      if (this.overflow.length === 0) {
+        // Everything held in memory was delivered from there: probe the disk with an empty
+        // block, so the error clears (and its metric) as soon as writes work again.
+        if (this.error === null) {
+          if (this.retryTimer !== null) clearInterval(this.retryTimer);
+          this.retryTimer = null;
+          return;
+        }
+        try {
+          this.writeNdjson(Buffer.alloc(0), 0);
+          this.recovered();
+        } catch (e) {
+          this.failed(e);
+        }
         return;
       }
+      // Records appended since open wait behind the unread part of the spill file.
+      const limit = this.spill !== null ? this.fromSpill : this.overflow.length;
+      // Within maxBytes: the longest prefix that fits (the rest waits for more space); an
+      // empty disk takes at least one record, however long.
+      let room = this.opts.maxBytes - this.diskBytes - 64;
+      let n = 0;
+      while (n < limit && (room -= Buffer.byteLength(this.overflow[n]!) + 1) >= 0) n++;
+      if (n === 0 && this.diskBytes === 0) n = 1;
+      if (n === 0) return;
+      const rest = this.overflow.slice(0, n);
       try {
-        this.writeNdjson(Buffer.alloc(0), 0);
-        this.recovered();
+        // A fresh segment: the failed one may end in a torn block.
+        if (this.error !== null && this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
+        this.writeNdjson(encodeNdjson(rest), rest.length);
+        this.overflow.splice(0, rest.length);
+        this.leftOverflow(rest.length);
+        if (this.error !== null) this.recovered();
       } catch (e) {
         this.failed(e);
+        return;
       }
-      return;
-    }
-    // The part of the overflow handed out by the last peek stays in memory (it is sent
-    // first); the rest goes to disk, after it.
-    const keep = this.overflowInFlight;
-    let rest = keep === 0 ? this.overflow : this.overflow.slice(keep);
-    if (rest.length === 0) return;
-    // Within maxBytes: the longest prefix that fits (the rest waits for more space); an
-    // empty disk takes at least one record, however long.
-    let room = this.opts.maxBytes - this.diskBytes - 64;
-    let n = 0;
-    while (n < rest.length && (room -= Buffer.byteLength(rest[n]!) + 1) >= 0) n++;
-    if (n === 0 && this.diskBytes === 0) n = 1;
-    if (n === 0) return;
-    rest = rest.slice(0, n);
-    try {
-      // A fresh segment: the failed one may end in a torn block.
-      if (this.error !== null && this.segments[this.segments.length - 1]!.size > 0) this.openWriteSegment();
-      this.writeNdjson(encodeNdjson(rest), rest.length);
-      this.overflow.splice(keep, rest.length);
-      this.leftOverflow(keep, rest.length);
-      if (this.error !== null) this.recovered();
-    } catch (e) {
-      this.failed(e);
+      // All that could go went: the next chunk of the spill file, if there is room.
+      if (n < limit || this.spill === null) return;
     }
   }
 
@@ -671,8 +863,8 @@ export class DiskQueue implements EventQueue {
   peekBatch(max: number): QueueBatch {
     if (this.peeked !== null && this.peeked.max === max) return this.peeked.batch;
     if (this.overflowInFlight > 0) {
-      // Records handed out from memory and not acknowledged yet come before anything the
-      // disk got since (flushOverflow wrote what followed them).
+      // Records handed out from memory and not acknowledged yet: the same batch again
+      // (flushOverflow writes nothing after them meanwhile).
       const recs = this.overflow.slice(0, this.overflowInFlight);
       const batch = new StringBatch(recs);
       this.peeked = { batch, max, fromOverflow: true };
@@ -685,8 +877,10 @@ export class DiskQueue implements EventQueue {
     // Everything on disk has been read: what the count still says was lost to corruption.
     if (!more && this.diskCount > this.aheadCount) this.diskCount = this.aheadCount;
     if (this.aheadCount === 0) {
-      // Caught up with the disk: hand out what waits in memory.
-      const recs = this.overflow.slice(0, max);
+      // Caught up with the disk: hand out what waits in memory (not past the unread part of
+      // the spill file).
+      if (this.fromSpill === 0 && this.spill !== null) this.loadSpill();
+      const recs = this.overflow.slice(0, this.spill !== null ? Math.min(max, this.fromSpill) : max);
       this.overflowInFlight = recs.length;
       const batch = new StringBatch(recs);
       this.peeked = { batch, max, fromOverflow: true };
@@ -716,7 +910,9 @@ export class DiskQueue implements EventQueue {
     if (fromOverflow) {
       this.overflow.splice(0, n);
       this.overflowInFlight = 0;
-      this.leftOverflow(0, n);
+      this.leftOverflow(n);
+      // What waited behind them may go to disk now.
+      if (this.overflow.length > 0 && this.error === null) this.flushOverflow();
       return;
     }
     let k = Math.min(n, this.aheadCount);
@@ -817,11 +1013,13 @@ export class DiskQueue implements EventQueue {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [this.ackTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
-    if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
     this.flushOverflowAtClose();
+    // After the last flush: a write failing there starts the retry timer again.
+    for (const t of [this.ackTimer, this.retryTimer, this.fsyncTimer]) if (t !== null) clearTimeout(t);
+    this.ackTimer = this.retryTimer = this.fsyncTimer = null;
     this.writeAck();
     this.closeWriteFd(true);
+    this.settleDurable();
     if (this.readFd !== -1) fs.closeSync(this.readFd);
     this.readFd = -1;
     this.readFdPath = '';
@@ -838,11 +1036,14 @@ export class DiskQueue implements EventQueue {
   private flushOverflowAtClose(): void {
     this.peeked = null;
     this.overflowInFlight = 0;
-    if (this.overflow.length === 0) return;
+    if (this.overflow.length === 0 && this.spill === null) return;
     this.closed = false;
     this.flushOverflow();
     this.closed = true;
-    if (this.overflow.length === 0) return;
+    // A deletion of the spill file taken at open may wait for an fsync: it happens now,
+    // before a new spill file takes that name.
+    this.settleDurable();
+    if (this.overflow.length === 0 && this.spill === null) return;
     const path = this.opts.spillFile;
     if (path === undefined) {
       // No place outside the buffer: written past the bound rather than lost.
@@ -852,29 +1053,68 @@ export class DiskQueue implements EventQueue {
       this.closed = true;
       return;
     }
-    const n = this.overflow.length;
+    const sp = this.spill;
+    const n = this.overflow.length + (sp?.left ?? 0);
     const tmp = `${path}.tmp`;
     try {
       fs.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       fs.rmSync(tmp, { force: true });
       const fd = fs.openSync(tmp, 'w', 0o600);
       try {
-        const body = encodeNdjson(this.overflow);
-        let done = 0;
-        while (done < body.length) done += fs.writeSync(fd, body, done);
+        const write = (body: Buffer) => {
+          let done = 0;
+          while (done < body.length) done += fs.writeSync(fd, body, done);
+        };
+        // In order: the spill records in memory, the unread rest of the spill file, then
+        // what was appended since open.
+        const head = sp !== null ? this.fromSpill : this.overflow.length;
+        write(encodeNdjson(this.overflow.slice(0, head)));
+        if (sp !== null) {
+          const chunk = Buffer.allocUnsafe(DiskQueue.SPILL_CHUNK_BYTES);
+          for (let off = sp.offset; off < sp.end; ) {
+            const r = fs.readSync(sp.fd, chunk, 0, Math.min(chunk.length, sp.end - off), off);
+            if (r <= 0) throw new Error(`${sp.path} ended early`);
+            write(chunk.subarray(0, r));
+            off += r;
+          }
+          write(encodeNdjson(this.overflow.slice(head)));
+        }
         fs.fsyncSync(fd);
       } finally {
         fs.closeSync(fd);
       }
       fs.renameSync(tmp, path);
+      // The rename itself survives a power loss only once the folder is fsynced.
+      fsyncDir(dirname(path));
+      // Kept (fsynced): for onDisk() they have left memory.
+      this.heldOut += this.overflow.length - this.fromSpill;
       this.overflow = [];
       this.fromSpill = 0;
+      this.checkBarriers();
       this.opts.onSpilled?.(n, path);
     } catch (e) {
       fs.rmSync(tmp, { force: true });
       const err = e as NodeJS.ErrnoException;
       this.opts.onSpilled?.(n, path, `${err.code ?? 'error'}: ${err.message}`);
     }
+    if (sp !== null) {
+      fs.closeSync(sp.fd);
+      this.spill = null;
+    }
+  }
+}
+
+/** fsyncs a folder (a rename in it is durable then); a file system that cannot is left to its page cache. */
+function fsyncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // the rename is done; only its durability across a power loss is in doubt
   }
 }
 

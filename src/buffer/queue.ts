@@ -34,6 +34,11 @@ export interface EventQueue {
    * buffer's `max_size` with `when_full: drop_newest`); absent: whenever fill() < 1.
    */
   takes?(bytes: number): boolean;
+  /**
+   * Resolves once every record appended so far survives a crash of cefd (the disk buffer:
+   * on disk, see DiskQueue.onDisk); absent for a memory queue.
+   */
+  onDisk?(): Promise<void>;
   /** True when what is queued survives a restart (the disk buffer). */
   readonly durable: boolean;
   /** Bytes held (the disk buffer's files); undefined for the memory queue. */

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Pair } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isSeq, isScalar, type Document, type Node, type Pair } from 'yaml';
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
@@ -377,8 +377,22 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+/**
+ * The YAML node of a dotted key (`ksc.admin.bearer_token`, `ksc.response_rules[0]`), or of
+ * its `_file` twin when the value came from a file, for the problem's line number.
+ */
+function nodeOfKey(doc: Document | undefined, key: string): Node | undefined {
+  if (doc === undefined || key === '') return undefined;
+  for (const k of [key, `${key}_file`]) {
+    const path = k.replace(/\[(\d+)\]/g, '.$1').split('.').filter((x) => x !== '').map((x) => (/^\d+$/.test(x) ? Number(x) : x));
+    const n: unknown = doc.getIn(path, true);
+    if (isNode(n)) return n;
+  }
+  return undefined;
+}
+
 /** Checks that span several keys. */
-function crossChecks(c: Config, w: Walker): void {
+function crossChecks(c: Config, w: Walker, doc?: Document): void {
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
     // Each source type's own rules (src/sources/<type>/index.ts).
@@ -403,7 +417,7 @@ function crossChecks(c: Config, w: Walker): void {
     if (c.outputs.length === 0) w.problem('outputs', undefined, 'mode: receiver needs a nats output with payload: frame');
   }
   if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
-  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, undefined, p.message);
+  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, nodeOfKey(doc, p.key), p.message);
   c.outputs.forEach((o, i) => {
     // The encoder the daemon and the workers will build (router.ts's compileRoutes), built
     // the same way here (the route filter was compiled with the schema's `filter` kind).
@@ -453,7 +467,7 @@ export function loadConfigText(text: string, file: string | undefined, env: Reco
   resolveSecretFiles(out, SCHEMA, w, baseDir);
   resolvePaths(out, SCHEMA, baseDir);
   (out as { base_dir: string }).base_dir = baseDir;
-  crossChecks(out, w);
+  crossChecks(out, w, doc);
   if (w.problems.length > 0) throw new ConfigError(w.problems, file);
   return deepFreeze(out);
 }

@@ -4,7 +4,7 @@
  * field), and the console password (`cefd console set-password`): a scrypt hash in
  * `<state_dir>/console-password`, mode 0600. The admin bearer token also signs in.
  */
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { randomBytes, scrypt, scryptSync, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
@@ -101,17 +101,41 @@ export function setConsolePassword(stateDir: string, password: string): string {
   return file;
 }
 
-/** Whether `password` matches the stored hash (false when no password is set). */
-export function checkConsolePassword(stateDir: string, password: string): boolean {
+/** Whether a console password is set (`cefd console set-password`). */
+export function hasConsolePassword(stateDir: string): boolean {
+  return existsSync(join(stateDir, PASSWORD_FILE));
+}
+
+/** The tail of the password checks: one runs at a time (checkConsolePassword). */
+let checking: Promise<unknown> = Promise.resolve();
+
+/**
+ * Whether `password` matches the stored hash (false when no password is set). scrypt runs
+ * on the libuv thread pool (about 36 ms and 16 MiB each), never on the event loop, so a
+ * burst of sign-ins does not stall ingestion; and one check at a time, so that it takes one
+ * of the pool's threads (4 by default, shared with file I/O and DNS), never all of them.
+ * Callers count the attempt (SigninLimiter) before awaiting this.
+ */
+export function checkConsolePassword(stateDir: string, password: string): Promise<boolean> {
+  const run = checking.then(() => verifyPassword(stateDir, password));
+  checking = run.catch(() => undefined);
+  return run;
+}
+
+async function verifyPassword(stateDir: string, password: string): Promise<boolean> {
   const file = join(stateDir, PASSWORD_FILE);
   if (!existsSync(file)) return false;
   try {
     const rec = JSON.parse(readFileSync(file, 'utf8')) as PasswordRecord;
     if (rec.scheme !== 'scrypt') return false;
     const want = Buffer.from(rec.hash, 'base64');
-    const got = scryptSync(password, Buffer.from(rec.salt, 'base64'), want.length, { N: rec.N, r: rec.r, p: rec.p, maxmem: 64 * 1024 * 1024 });
-    return timingSafeEqual(want, got);
+    const got = await scryptAsync(password, Buffer.from(rec.salt, 'base64'), want.length, { N: rec.N, r: rec.r, p: rec.p, maxmem: 64 * 1024 * 1024 });
+    return got.length === want.length && timingSafeEqual(want, got);
   } catch {
     return false;
   }
+}
+
+function scryptAsync(password: string, salt: Buffer, keylen: number, o: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => scrypt(password, salt, keylen, o, (err, key) => (err !== null ? reject(err) : resolve(key))));
 }

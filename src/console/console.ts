@@ -21,9 +21,9 @@ import type { KscIntegration } from '../ksc/index.js';
 import { chooseTask } from '../ksc/tasks.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { VERSION } from '../version.js';
-import { checkConsolePassword, cookies, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
+import { checkConsolePassword, cookies, hasConsolePassword, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
 import { RateHistory, STEP_MS } from './history.js';
-import { SigninLimiter, type SigninLimitOptions } from './signin-limit.js';
+import { SigninLimiter, type LimitVerdict, type SigninLimitOptions } from './signin-limit.js';
 import { TailHub, type RecentAsk, type RecentAttach, type TailEntry } from './tail.js';
 import { nativeEncoder, type EventOptions } from '../codecs/encoders/native.js';
 
@@ -72,7 +72,8 @@ export class Console {
   private readonly statics = new Map<string, Buffer>();
   private readonly encoders = new Map(DETAIL_ENCODINGS.map((n) => [n, createEncoder({ codec: n })]));
   private readonly streams = new Set<ServerResponse>();
-  private readonly limiter: SigninLimiter;
+  /** Failed sign-ins and wrong bearer tokens per address; the admin API shares it (src/ksc/extension.ts). */
+  readonly limiter: SigninLimiter;
 
   constructor(private readonly o: ConsoleOptions) {
     this.sessions = new Sessions(o.sessionTtlMs);
@@ -230,7 +231,16 @@ export class Console {
     if (p === '/console/events') return this.page(res, s, 'events', 'Events', EVENTS_BODY);
     if (p === '/console/ksc') return this.page(res, s, 'ksc', 'KSC', KSC_BODY);
     const m = /^\/console\/ksc\/assets\/([^/]+)$/.exec(p);
-    if (m !== null) return this.page(res, s, 'asset', 'Asset', ASSET_BODY.replace('{{id}}', esc(decodeURIComponent(m[1]!))));
+    if (m !== null) {
+      let id: string;
+      try {
+        id = decodeURIComponent(m[1]!);
+      } catch {
+        return this.text(res, 400, 'the asset id is not valid percent-encoding');
+      }
+      // A function, not a string: a replacement string would expand `$&`, `$'` and `` $` `` in the id.
+      return this.page(res, s, 'asset', 'Asset', ASSET_BODY.replace('{{id}}', () => esc(id)));
+    }
     return this.text(res, 404, 'no such page');
   };
 
@@ -315,17 +325,9 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
   private async login(req: IncomingMessage, res: ServerResponse): Promise<true> {
     const f = await this.form(req);
     const client = req.socket.remoteAddress ?? '';
-    // Before the secret is looked at (a password check runs scrypt).
-    const limit = this.limiter.check(client);
-    if (limit.waitMs > 0) {
-      const secs = Math.ceil(limit.waitMs / 1000);
-      this.o.onSigninFailure?.('rate_limited');
-      this.o.log.warn(
-        { audit: true, event: 'console_login', ok: false, reason: 'rate_limited', scope: limit.scope, client, retryAfterSeconds: secs },
-        `console sign-in refused: too many failed sign-ins ${limit.scope === 'address' ? 'from this address' : 'overall'}`,
-      );
-      return this.loginPage(res, `Too many failed sign-ins; try again in ${secs} s.`, 429, { 'Retry-After': String(secs) });
-    }
+    // Before the secret is looked at: an address that is locked out gets no answer about it.
+    const own = this.limiter.check(client);
+    if (own.waitMs > 0) return this.signinLimited(res, client, own);
     const nonce = cookies(req).get(LOGIN_COOKIE);
     const sent = f.get('csrf') ?? '';
     if (nonce === undefined || !sameText(nonce, sent)) {
@@ -335,10 +337,18 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     }
     const secret = f.get('secret') ?? '';
     let via: Session['via'] | undefined;
+    // The token first: a SHA-256 compare, never held up by others' failed passwords.
     if (secret !== '' && this.tokenOk(`Bearer ${secret}`)) via = 'token';
-    else if (secret !== '' && checkConsolePassword(this.o.stateDir, secret)) via = 'password';
+    else if (secret !== '' && hasConsolePassword(this.o.stateDir)) {
+      // A password check runs scrypt: the overall limit applies (to addresses with failures on record).
+      const all = this.limiter.checkPassword(client);
+      if (all.waitMs > 0) return this.signinLimited(res, client, all);
+      // Counted as a failure before the await (a success clears it): requests from one
+      // address in parallel see each other and cannot get more checks than one by one.
+      this.limiter.failed(client, { password: true });
+      if (await checkConsolePassword(this.o.stateDir, secret)) via = 'password';
+    } else this.limiter.failed(client);
     if (via === undefined) {
-      this.limiter.failed(client);
       this.o.onSigninFailure?.('credentials');
       this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'credentials', client }, 'console sign-in refused: wrong token or password');
       return this.loginPage(res, 'Wrong token or password.', 401);
@@ -347,6 +357,16 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     const s = this.sessions.create(via);
     this.o.log.info({ audit: true, event: 'console_login', ok: true, via }, `console sign-in (${via})`);
     return this.redirect(res, '/console/', { 'Set-Cookie': [this.cookie(SESSION_COOKIE, s.id, Math.ceil(this.o.sessionTtlMs / 1000)), this.cookie(LOGIN_COOKIE, '', 0)] });
+  }
+
+  private signinLimited(res: ServerResponse, client: string, limit: LimitVerdict): true {
+    const secs = Math.ceil(limit.waitMs / 1000);
+    this.o.onSigninFailure?.('rate_limited');
+    this.o.log.warn(
+      { audit: true, event: 'console_login', ok: false, reason: 'rate_limited', scope: limit.scope, client, retryAfterSeconds: secs },
+      `console sign-in refused: too many failed sign-ins ${limit.scope === 'address' ? 'from this address' : 'overall'}`,
+    );
+    return this.loginPage(res, `Too many failed sign-ins; try again in ${secs} s.`, 429, { 'Retry-After': String(secs) });
   }
 
   private async logout(req: IncomingMessage, res: ServerResponse, s: Session | undefined): Promise<true> {
@@ -366,10 +386,24 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 
   /** Server-sent events: one `event` message per event that passes `?filter=`. */
   private stream(req: IncomingMessage, res: ServerResponse, url: URL, s: Session | undefined): true {
-    if (s === undefined && !this.tokenOk(req.headers['authorization'])) {
-      res.writeHead(401, this.headers({ 'Content-Type': 'application/json; charset=utf-8' }));
-      res.end(JSON.stringify({ error: { code: 'admin_unauthorized', message: 'sign in, or send the bearer token' } }) + '\n');
-      return true;
+    const header = req.headers['authorization'];
+    if (s === undefined) {
+      // The bearer token is limited as on /api/v1 and the sign-in form: per address, before it is looked at.
+      const client = req.socket.remoteAddress ?? '';
+      const own = header !== undefined ? this.limiter.check(client) : { waitMs: 0 };
+      if (own.waitMs > 0) {
+        const secs = Math.ceil(own.waitMs / 1000);
+        this.o.log.warn({ audit: true, code: 'admin_rate_limited', client, path: url.pathname, retryAfterSeconds: secs }, 'event stream refused: too many wrong bearer tokens from this address');
+        res.writeHead(429, this.headers({ 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': String(secs) }));
+        res.end(JSON.stringify({ error: { code: 'admin_rate_limited', message: `too many wrong bearer tokens from this address: try again in ${secs} s` } }) + '\n');
+        return true;
+      }
+      if (!this.tokenOk(header)) {
+        if (header !== undefined) this.limiter.failed(client);
+        res.writeHead(401, this.headers({ 'Content-Type': 'application/json; charset=utf-8' }));
+        res.end(JSON.stringify({ error: { code: 'admin_unauthorized', message: 'sign in, or send the bearer token' } }) + '\n');
+        return true;
+      }
     }
     let filter: Filter | undefined;
     const src = url.searchParams.get('filter') ?? '';

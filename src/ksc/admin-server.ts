@@ -21,6 +21,7 @@ export interface AdminServerOptions {
   before?: JsonServerOptions['before'];
   altAuth?: JsonServerOptions['altAuth'];
   audit?: JsonServerOptions['audit'];
+  authLimit?: JsonServerOptions['authLimit'];
   /** More routes behind the same authentication (the console's JSON). */
   extraRoutes?: Route[];
 }

@@ -38,6 +38,7 @@ import type { StartRequest, StartResult, TaskStateEvent } from './tasks.js';
 import { collectedCounter, collectedGauge, RepeatLimiter, withRepeats, type MetricRows } from '../telemetry/telemetry.js';
 import { readFileSync } from 'node:fs';
 import { Console } from '../console/console.js';
+import { SigninLimiter } from '../console/signin-limit.js';
 import { createAdminServer, type JsonServer, type RuleView } from './admin-server.js';
 import { KscCluster, connectionKey, type KscClusterCounters, type WorkItem, type WorkOutcome } from './cluster.js';
 import { assetIdFor } from './store.js';
@@ -832,6 +833,8 @@ export class KscExtension implements DaemonExtension {
         onResponse: (status) => this.metrics!.add(this.metrics!.adminRequests, String(status)),
         ...(tls !== undefined ? { tls } : {}),
         ...(con !== undefined ? { before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() } : {}),
+        // Wrong bearer tokens count per address; with the console, in the same limiter as its sign-ins.
+        authLimit: con?.limiter ?? new SigninLimiter(),
         audit: (req, method, path, status) => {
           if (con !== undefined) con.audit(req, method, path, status);
           else this.log.info({ audit: true, via: 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);

@@ -296,11 +296,14 @@ export function validateTenantName(v: unknown): string {
 
 const NEW_TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-/** The name of a tenant created on its own (KscStore.createTenant). */
-export function validateNewTenantName(v: unknown): string {
-  if (typeof v !== 'string') throw new KscInputError('name', 'a tenant name must be a string');
+/**
+ * The name of a new tenant, however it is made (KscStore.createTenant, or a connection
+ * added to a tenant that does not exist yet). `field`: the input field to name in the error.
+ */
+export function validateNewTenantName(v: unknown, field = 'name'): string {
+  if (typeof v !== 'string') throw new KscInputError(field, 'a tenant name must be a string');
   const s = v.trim();
-  if (!NEW_TENANT.test(s)) throw new KscInputError('name', `a tenant name must have 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit (got "${s.slice(0, 80)}")`);
+  if (!NEW_TENANT.test(s)) throw new KscInputError(field, `a tenant name must have 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit (got "${s.slice(0, 80)}")`);
   return s;
 }
 
@@ -721,8 +724,15 @@ export class KscStore {
 
   // -- tenants -----------------------------------------------------------------------------
 
-  ensureTenant(name: string): Tenant {
-    const n = validateTenantName(name);
+  /**
+   * The tenant, made (integration on) when it does not exist. A new tenant's name follows
+   * the rules of createTenant (validateNewTenantName); an existing one is found by any name
+   * a store of an older cefd may hold.
+   */
+  ensureTenant(name: string, field = 'tenant'): Tenant {
+    const found = this.getTenant(validateTenantName(name));
+    if (found !== undefined) return found;
+    const n = validateNewTenantName(name, field);
     this.db.prepare('INSERT OR IGNORE INTO tenants (name, integration_enabled, created_at) VALUES (?, 1, ?)').run(n, this.iso());
     return this.getTenant(n)!;
   }
@@ -775,9 +785,10 @@ export class KscStore {
     })();
   }
 
-  /** The tenant's integration switch; creates the tenant if needed. */
+  /** The tenant's integration switch. Throws KscNotFoundError when there is no such tenant (create it first). */
   setIntegrationEnabled(tenant: string, enabled: boolean): Tenant {
-    const t = this.ensureTenant(tenant);
+    const t = this.getTenant(tenant);
+    if (t === undefined) throw new KscNotFoundError(`no tenant "${tenant}"`);
     this.db.prepare('UPDATE tenants SET integration_enabled = ? WHERE name = ?').run(enabled ? 1 : 0, t.name);
     return this.getTenant(t.name)!;
   }

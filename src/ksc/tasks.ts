@@ -211,17 +211,32 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
     origin: req.origin ?? 'manual',
     rule: req.rule ?? null,
   });
+  // While RunTask is under way the connection (or its tenant, with force) may be deleted,
+  // and its task runs with it (ON DELETE CASCADE): the run row is then gone. That is not
+  // the start's outcome, so it is logged (ksc_task_run_deleted) and the outcome reported.
+  const runGone = (outcome: string): boolean => {
+    if (store.getTaskRun(run.id) !== undefined) return false;
+    log.warn(
+      { code: 'ksc_task_run_deleted', connection: conn.name, tenant: conn.tenant, task: task.displayName, asset: asset.id, run: run.id, outcome },
+      `KSC task start ${outcome}, but its connection was deleted meanwhile: the task run is not recorded`,
+    );
+    return true;
+  };
   try {
     await client.runTask(task.taskId);
   } catch (e) {
     // Whether RunTask reached KSC is unknown after a timeout; given back only when it was refused.
     if ((e as { code?: string }).code !== 'ksc_timeout') req.release?.();
-    run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: redact((e as Error).message) });
-    // Debug only: the caller reports the failure (the CLI and the API in their answer, a
-    // response rule in its own rate-limited warning), once.
-    log.debug({ connection: conn.name, tenant: conn.tenant, task: task.displayName, asset: asset.id, run: run.id, code: (e as { code?: string }).code, err: run.error }, 'KSC task start failed; run marked failed');
+    const error = redact((e as Error).message);
+    if (!runGone('failed')) {
+      run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error });
+      // Debug only: the caller reports the failure (the CLI and the API in their answer, a
+      // response rule in its own rate-limited warning), once.
+      log.debug({ connection: conn.name, tenant: conn.tenant, task: task.displayName, asset: asset.id, run: run.id, code: (e as { code?: string }).code, err: run.error }, 'KSC task start failed; run marked failed');
+    }
     throw e;
   }
+  runGone('succeeded');
   log.info({ connection: conn.name, tenant: conn.tenant, task: task.displayName, taskId: task.taskId, asset: asset.id, run: run.id, origin: run.origin }, 'KSC task started (on its whole scope)');
   return { run, task, candidates: choice.candidates, wholeScope: true };
 }

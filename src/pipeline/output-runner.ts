@@ -47,7 +47,7 @@ export class OutputRunner {
 
   constructor(
     readonly opts: RunnerOptions,
-    readonly output: Output,
+    public output: Output,
     readonly queue: EventQueue,
     private readonly flow: FlowControl,
     private readonly telemetry: Telemetry,
@@ -125,8 +125,37 @@ export class OutputRunner {
     this.afterDequeue();
   }
 
+  /** Starts the output and the delivery loop. */
   async start(): Promise<void> {
     await this.output.start();
+    this.startLoop();
+  }
+
+  /**
+   * After handOver(): runs again, with `output` (a reload that failed gives the disk buffer
+   * back to its runner). The loop runs even when the output does not start: its sends fail
+   * and are retried, and the events wait in the buffer. Rejects with the start error.
+   */
+  async resume(output: Output): Promise<void> {
+    this.output = output;
+    this.stopping = false;
+    this.giveUp = false;
+    this.stats.capacity = this.opts.capacity;
+    this.stats.queue = this.queue;
+    try {
+      await output.start();
+    } finally {
+      this.startLoop();
+    }
+  }
+
+  private startLoop(): void {
+    // Full already (records the last stop spilled wait): the sources pause before any of
+    // them reads, rather than after the first reads were taken on top of the spill.
+    if (this.opts.whenFull === 'block' && this.queue.fill() >= 1 && !this.blocked) {
+      this.blocked = true;
+      this.flow.block(this.flowKey, `queue of output ${this.name} is full`);
+    }
     this.loop = this.run();
   }
 

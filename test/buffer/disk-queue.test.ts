@@ -6,9 +6,10 @@ import fs from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import { DiskQueue, type DiskQueueOptions } from '../../src/buffer/disk-queue.js';
-import { tempDir } from '../helpers/daemon.js';
+import { StringBatch } from '../../src/buffer/queue.js';
+import { tempDir, waitFor } from '../helpers/daemon.js';
 
 const open: DiskQueue[] = [];
 afterEach(async () => {
@@ -236,6 +237,127 @@ describe('DiskQueue', () => {
     expect(fs.existsSync(spillFile)).toBe(false);
   });
 
+  test('a spill file of 150,000 records opens (no spread of the whole file into one call) and replays in order', () => {
+    const root = tempDir();
+    const spillFile = join(root, 'out.ndjson');
+    const recs = Array.from({ length: 150_000 }, (_, i) => JSON.stringify({ i }));
+    fs.writeFileSync(spillFile, `${recs.join('\n')}\n`, { mode: 0o600 });
+    const { q } = openQ(join(root, 'buf'), { spillFile, maxBytes: 8 * 1024 * 1024 });
+    expect(q.length).toBe(150_000);
+    expect(drain(q, 5000)).toEqual(recs);
+    expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
+  test('records handed out from memory while later ones wait: no later record reaches the disk before them (order at close, no hole at a crash)', async () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'out.ndjson');
+    const opts = { maxBytes: 4096, segmentBytes: 1024, spillFile };
+    const { q } = openQ(dir, opts);
+    const recN = (i: number) => JSON.stringify({ i, pad: 'p'.repeat(40) });
+    for (let i = 0; i < 100; i++) q.append([recN(i)]);
+    // Delivered as a runner does (peek right after ack, no await) until a batch comes from
+    // memory: the deleted segments still count, so the overflow head is handed out.
+    let b = q.peekBatch(10);
+    while (!(b instanceof StringBatch)) {
+      q.ack(b.count);
+      b = q.peekBatch(10);
+    }
+    const inFlight = b.records.map((r) => (JSON.parse(r) as { i: number }).i);
+    expect(inFlight.length).toBeGreaterThan(0);
+    // The unlinks finish (and the 1 s retry would run): later records must not go to disk yet.
+    await new Promise((r) => setTimeout(r, 50));
+    // A crash now: the files as they are.
+    const crashed = tempDir();
+    fs.cpSync(root, crashed, { recursive: true });
+    const numbers = (rs: string[]) => rs.map((r) => (JSON.parse(r) as { i: number }).i);
+    // A stop without the ack: everything from the batch in flight on, in order.
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    const after = openQ(dir, opts).q;
+    const got = numbers(drain(after));
+    expect(got).toEqual(Array.from({ length: 100 - inFlight[0]! }, (_, k) => inFlight[0]! + k));
+    // After the crash: what is on disk is a run without a hole (the memory part is lost).
+    const c = openQ(join(crashed, 'buf'), { ...opts, spillFile: join(crashed, 'out.ndjson') }).q;
+    const crash = numbers(drain(c));
+    expect(crash.length).toBeGreaterThan(0);
+    expect(crash).toEqual(Array.from({ length: crash.length }, (_, k) => crash[0]! + k));
+  });
+
+  test('an append after close is not kept in memory: it goes to the spill file (reported) and the next open takes it back', async () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'out.ndjson');
+    const spilled: [number, string | undefined][] = [];
+    const opts = { spillFile, onSpilled: (n: number, _p: string, e?: string) => spilled.push([n, e]) };
+    const { q } = openQ(dir, opts);
+    q.append(['a']);
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    q.append(['b', 'c']);
+    expect(q.overflowLength).toBe(0);
+    expect(q.fill()).toBeLessThan(1);
+    expect(spilled).toEqual([[2, undefined]]);
+    expect(drain(openQ(dir, opts).q)).toEqual(['a', 'b', 'c']);
+  });
+
+  test('a large spill file is read a chunk at a time, never all of it into memory; a stop part-way keeps its order before later appends', async () => {
+    const root = tempDir();
+    const dir = join(root, 'buf');
+    const spillFile = join(root, 'out.ndjson');
+    const recs = Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ i, pad: 'q'.repeat(80) }));
+    fs.writeFileSync(spillFile, `${recs.join('\n')}\n`, { mode: 0o600 });
+    const opts = { spillFile, maxBytes: 64 * 1024, segmentBytes: 16 * 1024 };
+    let { q } = openQ(dir, opts);
+    expect(q.length).toBe(20_000);
+    expect(q.fill()).toBeGreaterThanOrEqual(1);
+    expect(q.overflowLength).toBeLessThanOrEqual(1000);
+    const got: string[] = [];
+    while (got.length < 5000) {
+      const b = q.peek(500);
+      got.push(...b);
+      q.ack(b.length);
+      expect(q.overflowLength).toBeLessThanOrEqual(1000);
+    }
+    q.append(['new']);
+    expect(q.length).toBe(20_000 - 5000 + 1);
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    ({ q } = openQ(dir, opts));
+    expect(q.overflowLength).toBeLessThanOrEqual(1000);
+    got.push(...drain(q, 500));
+    expect(got).toEqual([...recs, 'new']);
+    expect(fs.existsSync(spillFile)).toBe(false);
+  });
+
+  test('onDisk() resolves once the records appended so far have left memory: to disk, or at close to the spill file', async () => {
+    const root = tempDir();
+    const opts = { maxBytes: 8192, segmentBytes: 2048, fsync: 'batch' as const, spillFile: join(root, 'out.ndjson') };
+    const { q } = openQ(join(root, 'buf'), opts);
+    for (let i = 0; i < 100; i++) q.append([JSON.stringify({ i, pad: 'p'.repeat(60) })]);
+    expect(q.overflowLength).toBeGreaterThan(0);
+    let first = false;
+    void q.onDisk().then(() => (first = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(first).toBe(false);
+    // Delivered until everything held then is on disk.
+    while (q.overflowLength > 0) {
+      const b = q.peekBatch(5);
+      q.ack(b.count);
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => first, 10_000, 'onDisk() after the records went to disk');
+    // Held again, then stopped: the spill file keeps them.
+    while (q.overflowLength === 0) q.append([JSON.stringify({ more: 'm'.repeat(60) })]);
+    let second = false;
+    void q.onDisk().then(() => (second = true));
+    await q.close();
+    open.splice(open.indexOf(q), 1);
+    await new Promise((r) => setImmediate(r));
+    expect(second).toBe(true);
+    expect(fs.existsSync(opts.spillFile)).toBe(true);
+  });
+
   test('full with when_full drop_newest: an append that does not fit is dropped and reported, nothing held in memory', async () => {
     const root = tempDir();
     const dir = join(root, 'buf');
@@ -291,6 +413,65 @@ describe('DiskQueue on a full file system', () => {
       expect(q.writeError).toBeNull();
       expect(drain(q)).toEqual(['after']);
     } finally {
+      for (const q of open.splice(0)) await q.close();
+      execFileSync('umount', [mnt]);
+    }
+  });
+});
+
+describe('DiskQueue closed on a full file system', () => {
+  // A 256 KiB tmpfs (CI runs as root, which mount needs).
+  test('a write that fails in close() leaves no retry timer running', async () => {
+    const mnt = join(tempDir(), 'tiny');
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
+    const filler = join(mnt, 'filler');
+    /** Fills the file system up (the filler grows until ENOSPC). */
+    const fill = () => {
+      const chunk = Buffer.alloc(4096, 1);
+      try {
+        for (;;) fs.appendFileSync(filler, chunk);
+      } catch {
+        // full
+      }
+    };
+    const intervals = new Set<unknown>();
+    try {
+      fs.writeFileSync(filler, Buffer.alloc(200 * 1024, 1));
+      // No spill file: close() writes what waits past max_size, into a full file system.
+      const { q, errors } = openQ(join(mnt, 'buf'), { maxBytes: 64 * 1024, segmentBytes: 16 * 1024 });
+      for (let i = 0; q.overflowLength < 20; i++) q.append([`${i}:${'y'.repeat(2000)}`]);
+      expect(errors[0]).toMatch(/ENOSPC/);
+      // Space back: part of what waits goes (up to max_size); writes work again (the retry timer stops).
+      fs.rmSync(filler);
+      q.flushOverflow();
+      expect(q.writeError).toBeNull();
+      expect(q.overflowLength).toBeGreaterThan(0);
+      fill();
+      const setI = globalThis.setInterval;
+      const spy = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms: number) => {
+        const t = setI(fn, ms);
+        intervals.add(t);
+        return t;
+      }) as typeof setInterval);
+      const clearT = globalThis.clearTimeout;
+      const clearI = globalThis.clearInterval;
+      const spyT = vi.spyOn(globalThis, 'clearTimeout').mockImplementation(((t: NodeJS.Timeout) => (intervals.delete(t), clearT(t))) as typeof clearTimeout);
+      const spyI = vi.spyOn(globalThis, 'clearInterval').mockImplementation(((t: NodeJS.Timeout) => (intervals.delete(t), clearI(t))) as typeof clearInterval);
+      try {
+        await q.close();
+      } finally {
+        spy.mockRestore();
+        spyT.mockRestore();
+        spyI.mockRestore();
+      }
+      open.splice(open.indexOf(q), 1);
+      // The close-time write failed (ENOSPC)...
+      expect(q.writeError).toMatch(/ENOSPC/);
+      // ...and no timer it started is left running.
+      expect(intervals.size).toBe(0);
+    } finally {
+      for (const t of intervals) clearInterval(t as NodeJS.Timeout);
       for (const q of open.splice(0)) await q.close();
       execFileSync('umount', [mnt]);
     }

@@ -50,3 +50,31 @@ test('paths cefd reads resolve against the config folder, paths it writes agains
   expect((c.outputs[0] as unknown as Record<string, unknown>)['path']).toBe(resolve(process.cwd(), 'out/events.ndjson'));
   expect((c.outputs[1] as unknown as Record<string, unknown>)['ca_file']).toBe(join(dir, 'ca.pem'));
 });
+
+test('ksc.admin.bearer_token: at least 32 characters when the admin API is on, with the line of the token (or of its file)', () => {
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  const admin = (token: string, enabled = true) => `state_dir: ./state\nksc:\n  admin:\n    enabled: ${enabled}\n    bearer_token: ${token}\n`;
+  const format = (text: string): string[] => {
+    try {
+      loadConfigText(text, file, {});
+    } catch (e) {
+      if (e instanceof ConfigError) return e.message.split('\n');
+      throw e;
+    }
+    return [];
+  };
+  expect(format(admin('short-token-of-31-characters-xx'))).toEqual([
+    `${file}:5: ksc.admin.bearer_token: has 31 characters: use at least 32, random (e.g. \`openssl rand -hex 32\`)`,
+  ]);
+  expect(format(admin('0123456789abcdef0123456789abcdef'))).toEqual([]);
+  // The API off: the token is not used, so not checked.
+  expect(format(admin('short', false))).toEqual([]);
+  // From a file: the problem points at bearer_token_file's line.
+  writeFileSync(join(dir, 'admin-token'), 'too-short\n');
+  expect(format('ksc:\n  admin: { enabled: true, bearer_token_file: ./admin-token }\n')).toEqual([
+    `${file}:2: ksc.admin.bearer_token: has 9 characters: use at least 32, random (e.g. \`openssl rand -hex 32\`)`,
+  ]);
+  writeFileSync(join(dir, 'admin-token'), `${'f'.repeat(64)}\n`);
+  expect(format('ksc:\n  admin: { enabled: true, bearer_token_file: ./admin-token }\n')).toEqual([]);
+});

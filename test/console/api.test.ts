@@ -89,6 +89,12 @@ test('session: cookie flags, pages, the admin API with the cookie, CSRF on every
     expect(page.text).not.toContain(ADMIN_TOKEN);
     expect(page.headers['content-security-policy']).toBeDefined();
   }
+  // The asset id is written into the page escaped and as it is: `$&`, `$'` and `` $` `` are not replacement patterns.
+  const odd = await a.get(`/console/ksc/assets/${encodeURIComponent("a$&b$'c$`d")}`);
+  expect(odd.status).toBe(200);
+  expect(odd.text).toContain('data-asset="a$&#38;b$&#39;c$`d"');
+  expect(odd.text).not.toContain('{{id}}');
+  expect((await a.get('/console/ksc/assets/%E0%A4%A')).status).toBe(400);
   for (const f of ['common.js', 'overview.js', 'events.js', 'ksc.js', 'asset.js', 'console.css']) {
     const s = await request(base(), 'GET', `/console/static/${f}`);
     expect(s.status, f).toBe(200);

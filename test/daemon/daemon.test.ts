@@ -4,13 +4,15 @@
  * letters, access control, backpressure and metrics.
  */
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { SPILL_FILE, SpillWriter } from '../../src/pipeline/spill.js';
 import net from 'node:net';
 import tls from 'node:tls';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { DiskQueue } from '../../src/buffer/disk-queue.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { makePki } from '../helpers/pki.js';
-import { readNdjson, scrape, sendTcp, sendUdp, startDaemon, waitFor, waitLines, type TestDaemon } from '../helpers/daemon.js';
+import { readNdjson, scrape, sendTcp, sendUdp, startDaemon, tempDir, waitFor, waitLines, type TestDaemon } from '../helpers/daemon.js';
 
 const KSC_LINES = readFileSync(new URL('../../fixtures/ksc/fixtures-draft.txt', import.meta.url), 'utf8')
   .split('\n')
@@ -409,6 +411,77 @@ outputs:
 });
 
 describe('backpressure', () => {
+  test('the raw shutdown spill of the last stop stays until its events are on disk: a crash while they wait behind a full buffer replays it again', async () => {
+    const dir = tempDir();
+    const state = join(dir, 'state');
+    // The output's buffer is full at start (its own spill waits), so the replayed events wait in memory.
+    const outSpill = join(state, 'shutdown-spill', 'siem.ndjson');
+    mkdirSync(dirname(outSpill), { recursive: true, mode: 0o700 });
+    writeFileSync(outSpill, Array.from({ length: 2000 }, (_, i) => `${JSON.stringify({ i, pad: 'x'.repeat(100) })}\n`).join(''), { mode: 0o600 });
+    const raw = new SpillWriter(state);
+    raw.write({ listener: 'tcp', peer: '127.0.0.1:5000', receivedMs: Date.now(), frames: Array.from({ length: 50 }, (_, i) => Buffer.from(`CEF:0|V|P|1|r|n|5|cnt=${i}`)), truncated: Array(50).fill(false) });
+    raw.close();
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(closed.address() as net.AddressInfo).port}/`;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const d = await startDaemon(`${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: siem, type: http, url: "${url}", buffer: { type: disk, max_size: 64KiB } } ]
+`, { dir });
+    running.push(d);
+    expect(d.logs.lines.join('\n')).toMatch(/decoded 50 frames kept by the last stop/);
+    // A crash now (kill -9): the files as they are. The raw spill is still there.
+    const crashed = tempDir();
+    cpSync(dir, crashed, { recursive: true });
+    expect(existsSync(join(crashed, 'state', `${SPILL_FILE}.replaying`))).toBe(true);
+    // The next start (the output answering) gets the 50 events.
+    const again = await startDaemon(`${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: siem, type: file, path: "{dir}/siem.ndjson", buffer: { type: disk, max_size: 64KiB } } ]
+`, { dir: crashed });
+    running.push(again);
+    await waitFor(() => readNdjson(join(crashed, 'siem.ndjson'), { tolerateTornTail: true }).length >= 2050, 20_000, 'every event in siem.ndjson');
+    const cnts = readNdjson(join(crashed, 'siem.ndjson')).flatMap((e) => (e['cef'] !== undefined ? [(e['cef'] as { typed: { baseEventCount: number } }).typed.baseEventCount] : []));
+    expect(new Set(cnts)).toEqual(new Set(Array.from({ length: 50 }, (_, i) => i)));
+    await again.stop();
+    // The first daemon's stop keeps them in its output's spill file: then the raw one goes.
+    await d.stop();
+    expect(existsSync(join(state, `${SPILL_FILE}.replaying`))).toBe(false);
+  });
+
+  test('a disk buffer full at start (a spill the last stop left) pauses reading before any listener reads; restarts while the output is down do not grow it', async () => {
+    const dir = tempDir();
+    const spill = join(dir, 'state', 'shutdown-spill', 'siem.ndjson');
+    mkdirSync(dirname(spill), { recursive: true, mode: 0o700 });
+    const n = 5000;
+    writeFileSync(spill, Array.from({ length: n }, (_, i) => `${JSON.stringify({ i, pad: 'x'.repeat(100) })}\n`).join(''), { mode: 0o600 });
+    // An endpoint that refuses: nothing is delivered.
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(closed.address() as net.AddressInfo).port}/`;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const yaml = `${BASE}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: siem, type: http, url: "${url}", buffer: { type: disk, max_size: 64KiB } } ]
+`;
+    for (let cycle = 0; cycle < 2; cycle++) {
+      const d = await startDaemon(yaml, { dir });
+      expect(d.daemon.flow.paused).toBe(true);
+      const sock = net.connect(d.port('tcp'), '127.0.0.1');
+      sock.on('error', () => undefined);
+      await new Promise((r) => sock.once('connect', r));
+      await new Promise((r) => sock.write(Array.from({ length: 100 }, (_, i) => `CEF:0|V|P|1|${i}|n|5|cnt=${i}\n`).join(''), r));
+      await d.stop();
+      sock.destroy();
+      const q = DiskQueue.open({ dir: join(dir, 'state', 'buffers', 'siem'), maxBytes: 64 * 1024, fsync: 'never', fsyncIntervalMs: 1000, spillFile: spill });
+      const length = q.length;
+      // Close without touching the files (the spill goes back where it was).
+      await q.close();
+      expect(length).toBe(n);
+    }
+  });
+
   test('a stalled output pauses the sockets with a bounded queue; reading resumes when it recovers and nothing is lost', async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));

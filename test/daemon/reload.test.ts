@@ -189,3 +189,32 @@ metrics: { enabled: false }
     expect([...seqs].sort((x, y) => x - y)).toEqual(seqs);
   }
 });
+
+test('a reload that fails part-way leaves every output as it was: the one whose buffer it was about to hand over keeps delivering', async () => {
+  const dir = tempDir();
+  const yaml = (outputs: string) => `state_dir: ${dir}/state
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs:
+${outputs}dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { enabled: false }
+`;
+  const a = `  - { name: a, type: file, path: ${dir}/a.ndjson }\n`;
+  const { d, file, logs } = await start(dir, yaml(a));
+  // a changes (its disk buffer would go to a new runner); b cannot start (its path is under a file).
+  writeFileSync(file, yaml(`  - { name: a, type: file, path: ${dir}/a.ndjson, filter: 'exists cef' }\n  - { name: b, type: file, path: /dev/null/b.ndjson }\n`));
+  expect(await d.reload()).toBe(false);
+  const sock = net.connect(d.ports()['tcp']!, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(Array.from({ length: 10 }, (_, i) => line('r', i)).join(''));
+  await waitFor(() => readNdjson(join(dir, 'a.ndjson'), { tolerateTornTail: true }).length >= 10, 10_000, 'the 10 events in a.ndjson');
+  // a itself cannot start in its new form (its buffer is handed over, then given back).
+  writeFileSync(file, yaml(`  - { name: a, type: file, path: /dev/null/a.ndjson }\n`));
+  expect(await d.reload()).toBe(false);
+  sock.write(Array.from({ length: 10 }, (_, i) => line('r', 10 + i)).join(''));
+  await waitFor(() => readNdjson(join(dir, 'a.ndjson'), { tolerateTornTail: true }).length >= 20, 10_000, 'the next 10 events in a.ndjson');
+  sock.destroy();
+  expect(d.flow.paused).toBe(false);
+  expect(await d.stop()).toBe(0);
+  expect(readNdjson(join(dir, 'a.ndjson')).map(seqOf)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  expect(logs.lines.join("\n")).not.toMatch(/undelivered events stay in its disk buffer/);
+});

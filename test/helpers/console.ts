@@ -11,11 +11,11 @@ export interface Answer {
 }
 
 /** One request with node:http(s) (fetch hides Set-Cookie handling and redirects). */
-export function request(base: string, method: string, path: string, o: { headers?: Record<string, string>; body?: string; ca?: string } = {}): Promise<Answer> {
+export function request(base: string, method: string, path: string, o: { headers?: Record<string, string>; body?: string; ca?: string; localAddress?: string } = {}): Promise<Answer> {
   const u = new URL(path, base);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(u, { method, headers: { ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers }, ...(o.ca !== undefined ? { ca: o.ca } : {}) }, (res) => {
+    const req = mod.request(u, { method, headers: { ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers }, ...(o.ca !== undefined ? { ca: o.ca } : {}), ...(o.localAddress !== undefined ? { localAddress: o.localAddress, agent: false } : {}) }, (res) => {
       let text = '';
       res.setEncoding('utf8').on('data', (d: string) => (text += d));
       res.on('end', () => {
@@ -49,7 +49,8 @@ function cookieValue(a: Answer, name: string): string | undefined {
 export class ConsoleAgent {
   session = '';
   csrf = '';
-  constructor(readonly base: string, readonly ca?: string) {}
+  /** `localAddress`: the client address to connect from (any 127.x.y.z on Linux), for the per-address limits. */
+  constructor(readonly base: string, readonly ca?: string, readonly localAddress?: string) {}
 
   /** The sign-in page's nonce (hidden field and cookie). */
   async loginForm(): Promise<{ nonce: string; cookie: string; page: Answer }> {
@@ -74,8 +75,8 @@ export class ConsoleAgent {
     return r;
   }
 
-  private opts(): { ca?: string } {
-    return this.ca !== undefined ? { ca: this.ca } : {};
+  private opts(): { ca?: string; localAddress?: string } {
+    return { ...(this.ca !== undefined ? { ca: this.ca } : {}), ...(this.localAddress !== undefined ? { localAddress: this.localAddress } : {}) };
   }
 
   get(path: string): Promise<Answer> {

@@ -71,7 +71,7 @@ export interface ApiAnswer {
 /** One admin API call. `token: null` sends no Authorization header. */
 export async function api(port: number, method: string, path: string, o: { body?: unknown; token?: string | null; headers?: Record<string, string> } = {}): Promise<ApiAnswer> {
   const headers: Record<string, string> = { ...o.headers };
-  if (o.token !== null) headers['authorization'] = `Bearer ${o.token ?? 'admin-token-for-tests'}`;
+  if (o.token !== null) headers['authorization'] = `Bearer ${o.token ?? ADMIN_TOKEN}`;
   let body: string | undefined;
   if (o.body !== undefined) {
     body = typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
@@ -88,7 +88,8 @@ export async function api(port: number, method: string, path: string, o: { body?
   return { status: res.status, headers: res.headers, text, json };
 }
 
-export const ADMIN_TOKEN = 'admin-token-for-tests';
+/** At least 32 characters, as `ksc.admin.bearer_token` must have (src/ksc/config/check.ts). */
+export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789abcdef';
 
 /** The start of a daemon's YAML for startKscDaemon: one TCP listener on a free port, a file output, the dead letter. */
 export const DAEMON_BASE_YAML = `state_dir: {dir}/state

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { afterEach, beforeEach, expect, test } from 'vitest';
 import { KscIntegration } from '../../src/ksc/index.js';
 import { createAdminServer, type JsonServer, type RuleView } from '../../src/ksc/admin-server.js';
+import { SigninLimiter } from '../../src/console/signin-limit.js';
 import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { tempDir } from '../helpers/ksc-emulator/testkit.js';
 import { api as rawApi, type ApiAnswer } from '../helpers/ksc-daemon.js';
@@ -65,6 +66,36 @@ afterEach(async () => {
   await emu.close();
   await k.close();
   cleanup();
+});
+
+test('wrong bearer tokens count per address: after 5 free the address waits (429, Retry-After), even with the right token', async () => {
+  let now = 1_000_000;
+  const limited = createAdminServer(
+    { ksc: k, rules: () => RULES, sync: (o) => k.syncAssets(o), syncAttributes: (o) => k.syncAttributes(o), startTask: (req) => k.startTask(req) },
+    { token: TOKEN, maxBodyBytes: 2048, requestTimeoutMs: 1000, authLimit: new SigninLimiter({ now: () => now }) },
+  );
+  await limited.listen('127.0.0.1', 0);
+  try {
+    const get = (token: string | null) => rawApi(limited.port()!, 'GET', '/api/v1/connections', { token });
+    // No header: nothing guessed, nothing counted.
+    for (let i = 0; i < 10; i++) expect((await get(null)).status).toBe(401);
+    expect((await get(TOKEN)).status).toBe(200);
+    for (let i = 0; i < 6; i++) expect((await get(`wrong-${i}`)).status).toBe(401);
+    const r = await get(TOKEN);
+    expect(r.status).toBe(429);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect(errorOf(r)).toEqual({ code: 'admin_rate_limited', message: 'too many wrong bearer tokens from this address: try again in 1 s' });
+    // A POST is refused before its body is read.
+    expect((await rawApi(limited.port()!, 'POST', '/api/v1/tenants', { token: TOKEN, body: { name: 'x' } })).status).toBe(429);
+    expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
+    now += 1_000;
+    expect((await get(TOKEN)).status).toBe(200);
+    // The next wrong one doubles the wait.
+    expect((await get('wrong-again')).status).toBe(401);
+    expect((await get(TOKEN)).headers.get('retry-after')).toBe('2');
+  } finally {
+    await limited.close();
+  }
 });
 
 async function addMain(): Promise<string> {
@@ -230,8 +261,23 @@ test('tenants: list and the integration switch', async () => {
   const bad = await call('PATCH', '/api/v1/tenants/default', { body: {} });
   expect(bad.status).toBe(400);
   expect(errorOf(bad).code).toBe('ksc_invalid_input');
-  const created = await call('PATCH', '/api/v1/tenants/branch', { body: { integrationEnabled: true } });
-  expect(created.json!['tenant']).toMatchObject({ name: 'branch', integrationEnabled: true });
+  // A tenant that does not exist: 404, nothing made (create it with POST /api/v1/tenants).
+  for (const name of ['branch', 'a%2Fb', '%20x']) {
+    const missing = await call('PATCH', `/api/v1/tenants/${name}`, { body: { integrationEnabled: true } });
+    expect(missing.status, name).toBe(404);
+    expect(errorOf(missing).code).toBe('ksc_not_found');
+  }
+  expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
+  // A connection may make its tenant, under the same name rules as POST /api/v1/tenants.
+  for (const tenant of ['a/b', '-x', 'x'.repeat(65), ' ']) {
+    const r = await call('POST', '/api/v1/connections', { body: { tenant, name: 'm', url: 'ksc.example', secret: { user: 'u', password: PASSWORD } } });
+    expect(r.status, tenant).toBe(400);
+    expect((r.json as { error: { code: string; field: string } }).error).toMatchObject({ code: 'ksc_invalid_input', field: 'tenant' });
+  }
+  expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
+  expect((await call('POST', '/api/v1/connections', { body: { tenant: 'branch', name: 'm', url: 'ksc.example', secret: { user: 'u', password: PASSWORD } } })).status).toBe(201);
+  const on = await call('PATCH', '/api/v1/tenants/branch', { body: { integrationEnabled: false } });
+  expect(on.json!['tenant']).toMatchObject({ name: 'branch', integrationEnabled: false });
 });
 
 test('tenants: create (validation, duplicate 409) and delete (refused with connections unless force; default kept)', async () => {

@@ -238,6 +238,11 @@ test('tenants, assets and tasks: import, list, show, start, status', async () =>
   expect(offStart.stderr).toBe('error: the KSC integration of tenant "default" is off (ksc_disabled)\n');
   expect((await ksc(['tenants', 'enable', 'default'])).code).toBe(0);
   expect((await ksc(['tenants', 'list'])).stdout).toMatch(/^TENANT\s+INTEGRATION\ndefault\s+on\n$/);
+  // The switch of a tenant that does not exist makes nothing.
+  const missing = await ksc(['tenants', 'enable', 'nope']);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toBe('error: no tenant "nope" (ksc_not_found)\n');
+  expect((await ksc(['tenants', 'list'])).stdout).toMatch(/^TENANT\s+INTEGRATION\ndefault\s+on\n$/);
 });
 
 test('tenants create and delete: validation, duplicates, refused with connections unless --force', async () => {

@@ -44,7 +44,17 @@ test('a new store: WAL, schema version, the default tenant with its integration 
   expect(store.schemaVersion()).toBe(SCHEMA_VERSION);
   expect(store.listTenants()).toEqual([expect.objectContaining({ name: 'default', integrationEnabled: true })]);
   expect(store.setIntegrationEnabled('default', false).integrationEnabled).toBe(false);
+  // The switch of a tenant that does not exist is an error: nothing is made.
+  expect(() => store.setIntegrationEnabled('blue', true)).toThrow(KscNotFoundError);
+  expect(store.listTenants().map((t) => t.name)).toEqual(['default']);
+  store.createTenant('blue', { integrationEnabled: false });
   expect(store.setIntegrationEnabled('blue', true)).toMatchObject({ name: 'blue', integrationEnabled: true });
+  // A connection makes its tenant only under the rules of createTenant ...
+  expect(() => store.addConnection({ tenant: 'red/x', name: 'main', url: 'ksc:1' })).toThrow(/a tenant name must have 1 to 64 letters/);
+  expect(store.listTenants().map((t) => t.name)).toEqual(['blue', 'default']);
+  // ... but a tenant an older cefd made with a looser name is still found.
+  store.db.prepare("INSERT INTO tenants (name, integration_enabled, created_at) VALUES ('old/name', 1, 'x')").run();
+  expect(store.addConnection({ tenant: 'old/name', name: 'main', url: 'ksc:1' }).tenant).toBe('old/name');
 });
 
 test('reopening keeps the data; a store from a newer cefd is refused', () => {

@@ -206,3 +206,36 @@ test('task-state events as the daemon sees them: read from the ksc normalizer\'s
   const r = await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'] });
   expect(k.applyTaskStateEvent(e)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'failed', kscState: 3, error: 'KSC reports the task failed' }] });
 });
+
+test('a connection deleted while its RunTask is under way: the start reports its real outcome, the lost run is logged', async () => {
+  const during = async (fault: () => void): Promise<unknown> => {
+    // The asset's id depends on its connection's (asset()), made again below.
+    const ws = asset(WS42);
+    fault();
+    const release = emu.faults.holdNext({ method: 'Tasks.RunTask' });
+    const calls = emu.calls.filter((c) => c.method === 'Tasks.RunTask').length;
+    const start = k.startTask({ assetId: ws, tasks: ['KUMA Update (Windows)'] }).then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    await waitFor(() => emu.calls.filter((c) => c.method === 'Tasks.RunTask').length > calls, 10_000, 'RunTask to reach KSC');
+    expect(k.taskStatus({ assetId: ws })).toHaveLength(1);
+    k.deleteConnection('main');
+    expect(k.taskStatus({ assetId: ws })).toEqual([]);
+    release();
+    return start;
+  };
+  // RunTask failed (KSC hung up): that is what the start says, not "no task run".
+  const failed = await during(() => emu.faults.hangUpNext({ method: 'Tasks.RunTask' }));
+  expect(failed).toBeInstanceOf(Error);
+  expect((failed as { code?: string }).code).toBe('ksc_transport_error');
+  const warned = () => log.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['code'] === 'ksc_task_run_deleted');
+  expect(warned()).toMatchObject([{ level: 'warn', outcome: 'failed', connection: 'main', task: 'KUMA Update (Windows)' }]);
+
+  // RunTask succeeded: the start succeeds; the run it returns is no longer in the store.
+  connId = k.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
+  await k.syncAssets();
+  const ok = await during(() => undefined);
+  expect(ok).toMatchObject({ task: { taskId: '22' } });
+  expect(warned().map((l) => l['outcome'])).toEqual(['failed', 'succeeded']);
+});

@@ -6,11 +6,21 @@
 import type { KscConfig, KscResponseRuleConfig } from './types.js';
 import { ruleProblems, type RuleSpec } from '../rules.js';
 
+/** The shortest admin bearer token accepted (characters). */
+export const MIN_ADMIN_TOKEN_CHARS = 32;
+
+const codePoints = (s: string): number => [...s].length;
+
 /** Problems of the `ksc` section that the schema cannot express (keys from the config root). */
 export function kscConfigProblems(c: KscConfig): { key: string; message: string }[] {
   const out: { key: string; message: string }[] = [];
-  if (c.admin.enabled && (c.admin.bearer_token === undefined || c.admin.bearer_token === '')) {
+  const token = c.admin.bearer_token;
+  if (c.admin.enabled && (token === undefined || token === '')) {
     out.push({ key: 'ksc.admin.bearer_token', message: 'is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)' });
+  } else if (c.admin.enabled && token !== undefined && codePoints(token) < MIN_ADMIN_TOKEN_CHARS) {
+    // 32 characters of a random hex or base64 token are at least 128 bits: beyond guessing,
+    // even at the API's per-address limit from many addresses (docs/console.md).
+    out.push({ key: 'ksc.admin.bearer_token', message: `has ${codePoints(token)} characters: use at least ${MIN_ADMIN_TOKEN_CHARS}, random (e.g. \`openssl rand -hex 32\`)` });
   }
   const tls = c.admin.tls ?? {};
   if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {

@@ -72,7 +72,7 @@ export const KSC_FIELDS: Record<string, Spec> = {
           enabled: { kind: 'bool', doc: 'Serve the admin API.', default: false },
           host: { kind: 'string', doc: 'Address to bind (loopback by default).', default: '127.0.0.1' },
           port: { kind: 'port', doc: 'Port to bind (0 picks a free one).', default: 9142 },
-          bearer_token: { kind: 'string', doc: 'Requests need `Authorization: Bearer <token>`; required when the API is enabled.', secret: true },
+          bearer_token: { kind: 'string', doc: 'Requests need `Authorization: Bearer <token>`; required when the API is enabled; at least 32 characters, random (`openssl rand -hex 32`).', secret: true },
           bearer_token_file: { kind: 'path', doc: 'File holding the bearer token.' },
           max_body_bytes: { kind: 'size', doc: 'Largest request body; larger ones get 413.', default: '64KiB', min: 64 },
           request_timeout: dur('Time a client has to send a whole request.', '30s', 0.001),

@@ -111,6 +111,12 @@ export interface Faults {
   hangUpNext(o?: { method?: string; times?: number }): void;
   /** Send the next `times` answers (of `method`, or any) half-way, then close the socket. */
   breakNext(o?: { method?: string; times?: number }): void;
+  /**
+   * Hold the next call (of `method`, or any) after it is recorded in `calls`, until the
+   * returned function is called; then the call goes on (and meets the other faults). For a
+   * test to act while a call is under way, without guessing a delay.
+   */
+  holdNext(o?: { method?: string }): () => void;
   /** Per-host calls (InventoryApi.*, GetHostInfo, a SrvView filtered on the host) for these host ids fail with a PxgError. */
   failHosts: Set<string>;
   /** SrvView.GetRecordRange returns at most this many records per call (0: no cap). */
@@ -181,6 +187,7 @@ export class KscEmulator {
   private readonly pendingFaults: Fault[] = [];
   private readonly pendingHangups: { method?: string; times: number }[] = [];
   private readonly pendingBreaks: { method?: string; times: number }[] = [];
+  private readonly pendingHolds: { method?: string; gate: Promise<void> }[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly eventQueue: Promise<void>[] = [];
   private sender: CefTcpSender | undefined;
@@ -210,6 +217,12 @@ export class KscEmulator {
       breakNext(f = {}) {
         self.pendingBreaks.push({ times: f.times ?? 1, ...(f.method !== undefined ? { method: f.method } : {}) });
       },
+      holdNext(f = {}) {
+        let release!: () => void;
+        const gate = new Promise<void>((r) => (release = r));
+        self.pendingHolds.push({ gate, ...(f.method !== undefined ? { method: f.method } : {}) });
+        return release;
+      },
       failHosts: new Set<string>(),
       srvViewPageMax: 0,
       rejectAttributes: new Set<string>(),
@@ -220,6 +233,7 @@ export class KscEmulator {
         self.pendingFaults.length = 0;
         self.pendingHangups.length = 0;
         self.pendingBreaks.length = 0;
+        self.pendingHolds.length = 0;
         this.delayMs = 0;
         this.methodDelayMs = {};
         this.answerDelayMs = {};
@@ -370,6 +384,11 @@ export class KscEmulator {
 
     const delay = this.faults.delayMs + (this.faults.methodDelayMs[method] ?? 0);
     if (delay > 0) await this.sleep(delay);
+    const hold = this.pendingHolds.find((f) => f.method === undefined || f.method === method);
+    if (hold !== undefined) {
+      this.pendingHolds.splice(this.pendingHolds.indexOf(hold), 1);
+      await hold.gate;
+    }
     if (res.destroyed || sock.destroyed) return;
 
     const hang = this.pendingHangups.find((f) => f.method === undefined || f.method === method);
