@@ -112,6 +112,12 @@ export const CODES = {
     stage: 'cef',
     description: 'Extension text that is not a `key=value` pair (POLICY row 18); the text is in the warning message.',
   },
+  warnings_left_out: {
+    level: 'warning',
+    stage: 'decode',
+    description:
+      'The event had more than 32 warnings: the first 32 are listed, this last one counts the rest per code in its message (src/codecs/warning-cap.ts). Metrics count the warnings the event lists, this one included.',
+  },
   // normalizers (src/pipeline/normalize.ts, normalizers/)
   normalizer_failed: {
     level: 'warning',
@@ -287,11 +293,17 @@ export const CODES = {
     description:
       'A normalizer put something in the event that JSON cannot hold (a BigInt, a cycle): the frame goes to the dead-letter output with its raw bytes.',
   },
+  frame_timeout: {
+    level: 'error',
+    stage: 'framing',
+    description:
+      'A TCP/TLS sender began a frame and did not end it within `frame_timeout` (a slowloris connection): the bytes received go to the dead-letter output, flagged truncated, and the connection is closed (counted in cefd_connections_rejected_total, reason frame_timeout).',
+  },
   frame_incomplete_at_close: {
     level: 'warning',
     stage: 'framing',
     description:
-      'A connection closed without an orderly end in the middle of a frame: the bytes received go to the dead-letter output with this reason.',
+      'A connection closed without an orderly end in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason.',
   },
   // TLS listeners (src/sources/tcp/): the `code` of a refused connection's log line
   tls_handshake_failed: {
