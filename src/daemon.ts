@@ -2,7 +2,8 @@
  * The daemon: starts and stops everything in order. Start: outputs (and the dead-letter
  * output) first, then the pipeline, then the listeners, then the metrics endpoint; stop:
  * the reverse, draining on the way (SIGTERM/SIGINT). SIGHUP reloads the configuration
- * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
+ * (unchanged listeners stay open; one that fails, checked or part-way, leaves the daemon
+ * as it was: applyLocked) and reopens files.
  * What is started (sources, output runners, queues, the dead letter) is built by topology.ts.
  */
 import { accessSync, constants, writeFileSync } from 'node:fs';
