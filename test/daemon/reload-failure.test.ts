@@ -75,6 +75,12 @@ metrics: { host: 127.0.0.1, port: 0 }
   expect(await accepts(oldPort)).toBe(true);
   expect(d.notReady()).toEqual([]);
   expect(await readyz(d.metricsPort()!)).toBe(200);
+  // The decode workers loaded the new configuration before the reload failed: they have the
+  // running one again, the version the pipeline routes by (else every read they decode is
+  // decoded again on the main thread). Private fields: nothing outside shows the version.
+  const inner = d as unknown as { pool: { version: number }; pipeline: { workerVersion: number } };
+  expect(inner.pool.version).toBeGreaterThan(1);
+  expect(inner.pipeline.workerVersion).toBe(inner.pool.version);
   // Decoded (on the workers) and routed under the old filter.
   await sendTcp(oldPort, Array.from({ length: 20 }, (_, i) => line('after', i)));
   await waitFor(() => readNdjson(join(dir, 'events.ndjson')).filter((e) => tagOf(e) === 'after').length >= 20, 10_000, 'the 20 events sent after the failed reload');
@@ -133,6 +139,43 @@ metrics: { enabled: false }
   await sendTcp(newPort, [line('moved', 1)]);
   await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 1, 10_000, 'the event on the new port');
   expect(failures(logs)).toEqual([]);
+});
+
+test('a listener renamed on the same port: the old one closes before the new one binds, and the reload succeeds', async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const yaml = (name: string) => `state_dir: ${dir}/state
+listeners: [ { name: ${name}, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { enabled: false }
+`;
+  const { d, file } = await startFromFile(dir, yaml('x'), daemons);
+  writeFileSync(file, yaml('y'));
+  expect(await d.reload()).toBe(true);
+  expect(d.ports()).toEqual({ y: port });
+  await sendTcp(port, [line('renamed', 1)]);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).some((e) => e['listener'] === 'y'), 10_000, 'an event of listener y');
+});
+
+test('the metrics endpoint moved to a port another process holds: the reload fails and the old endpoint keeps serving', async () => {
+  const dir = tempDir();
+  const yaml = (port: number) => `state_dir: ${dir}/state
+listeners: [ { name: tcp1, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${port} }
+`;
+  const { d, file, logs } = await startFromFile(dir, yaml(0), daemons);
+  const before = d.current;
+  const metricsPort = d.metricsPort()!;
+  writeFileSync(file, yaml(await heldPort()));
+  expect(await d.reload()).toBe(false);
+  expect(d.current).toBe(before);
+  expect(d.metricsPort()).toBe(metricsPort);
+  expect((await scrape(metricsPort)).get('cefd_config_reloads_total{result="failed"}')).toBe(1);
+  expect(await readyz(metricsPort)).toBe(200);
+  expect(failures(logs)).toHaveLength(1);
 });
 
 test('a sql source given a normalizer that does not load: the reload fails and the source keeps polling', { timeout: 120_000 }, async () => {
