@@ -112,6 +112,12 @@ export const CODES = {
     stage: 'cef',
     description: 'Extension text that is not a `key=value` pair (POLICY row 18); the text is in the warning message.',
   },
+  warnings_left_out: {
+    level: 'warning',
+    stage: 'decode',
+    description:
+      'The event had more than 32 warnings: the first 32 are listed, this last one counts the rest per code in its message (src/codecs/warning-cap.ts). Metrics count the warnings the event lists, this one included.',
+  },
   // normalizers (src/pipeline/normalize.ts, normalizers/)
   normalizer_failed: {
     level: 'warning',
@@ -231,6 +237,23 @@ export const CODES = {
     stage: 'output',
     description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions); the event goes to the dead-letter output.',
   },
+  nats_refused: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output: JetStream refused the message for itself with a 4xx PubAck error (e.g. 400/10054: larger than the stream\'s `max_msg_size`; a sealed stream); sending it again would be refused again, so it goes to the dead-letter output with the code and err_code in the error. A 503 (a full stream with `discard: new`, no quorum) is retried.',
+  },
+  file_fsync_failed: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The file output with `fsync: interval`: an fsync failed, so the records written since the last good fsync, already reported delivered, may not be on disk. They are counted in `cefd_output_dropped_events_total{reason="file_fsync_failed"}` and logged (error) when the next batch is sent or the output closes; that batch itself is written as usual, not retried.',
+  },
+  syslog_unconfirmed: {
+    level: 'warning',
+    stage: 'output',
+    description:
+      'The syslog output (tcp/tls) closed (stop, reload) and the receiver did not close its side within `write_timeout` (at most 5 s), or the connection was broken: the messages of its resend window were not confirmed and may not have arrived. They are counted in `cefd_output_dropped_events_total{reason="syslog_unconfirmed"}` and logged as a warning.',
+  },
   queue_full: {
     level: 'error',
     stage: 'output',
@@ -270,11 +293,17 @@ export const CODES = {
     description:
       'A normalizer put something in the event that JSON cannot hold (a BigInt, a cycle): the frame goes to the dead-letter output with its raw bytes.',
   },
+  frame_timeout: {
+    level: 'error',
+    stage: 'framing',
+    description:
+      'A TCP/TLS sender began a frame and did not end it within `frame_timeout` (a slowloris connection): the bytes received go to the dead-letter output, flagged truncated, and the connection is closed (counted in cefd_connections_rejected_total, reason frame_timeout).',
+  },
   frame_incomplete_at_close: {
     level: 'warning',
     stage: 'framing',
     description:
-      'A connection closed without an orderly end in the middle of a frame: the bytes received go to the dead-letter output with this reason.',
+      'A connection closed without an orderly end in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason.',
   },
   // TLS listeners (src/sources/tcp/): the `code` of a refused connection's log line
   tls_handshake_failed: {

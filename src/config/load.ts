@@ -396,7 +396,8 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
     // Each source type's own rules (src/sources/<type>/index.ts).
-    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, undefined, p.message);
+    // Each problem at its key's line, or at least at its listener's.
+    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, nodeOfKey(doc, `${k}.${p.key}`) ?? nodeOfKey(doc, k), p.message);
     if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') w.problem(`${k}.host`, undefined, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
   const binds = new Map<string, string>();
@@ -430,7 +431,8 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
     if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');
     // Each output type's own rules (src/outputs/<type>/index.ts).
-    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, undefined, p.message);
+    // Each problem at its key's line, or at least at its output's.
+    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, nodeOfKey(doc, `outputs[${i}].${p.key}`) ?? nodeOfKey(doc, `outputs[${i}]`), p.message);
     if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
   });
 }

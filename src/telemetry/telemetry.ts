@@ -228,7 +228,7 @@ export class Telemetry {
     this.limited('error', `worker_failed:${listener}`, { listener, frames, err }, `a decode worker failed; ${frames} frames go to the dead-letter output`);
   }
 
-  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
+  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'frame_timeout' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
     this.listener(listener).connectionsRejected.add(reason);
     this.limited('warn', `reject:${listener}:${reason}:${fields.code ?? ''}`, { listener, reason, ...fields, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
   }
@@ -290,6 +290,17 @@ export class Telemetry {
   encodeProblem(output: string, code: string, n: number, detail: string): void {
     this.output(output).encodeProblems.add(code, n);
     this.limited('warn', `encode:${output}:${code}`, { output, code, detail }, `output ${output}: its encoding could not carry a value as it was (${code})${detail === '' ? '' : `: ${detail}`}`, n);
+  }
+
+  /**
+   * Records an output reported delivered earlier but can no longer vouch for (a syslog
+   * window let go unconfirmed at close, a failed interval fsync): counted with the dropped
+   * ones, by reason, and logged at the code's level.
+   */
+  outputAbandoned(output: string, events: number, reason: string, error: string): void {
+    this.output(output).dropped.add(reason, events);
+    const level = (CODES as Record<string, { level: string }>)[reason]?.level === 'warning' ? 'warn' : 'error';
+    this.log[level]({ output, events, code: reason, err: error }, `output ${output}: ${events} events delivered earlier may not have arrived (${reason}): ${error}`);
   }
 
   eventsDropped(output: string, events: number, reason: string): void {
@@ -382,7 +393,7 @@ export class Telemetry {
     counter('cefd_discarded_bytes_total', 'Bytes thrown away after a frame was truncated, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.discardedBytes]));
     gauge('cefd_connections_open', 'Connections open now, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsOpen]));
     counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
-    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, tls_handshake, tls_fingerprint, tls_unauthorized).', ['listener', 'reason'], () =>
+    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, frame_timeout, tls_handshake, tls_fingerprint, tls_unauthorized).', ['listener', 'reason'], () =>
       byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),
     );
     gauge('cefd_nats_consumer_pending_messages', 'NATS sources: messages of the stream the durable consumer has not had acknowledged yet (its lag), per listener.', ['listener'], () =>
@@ -410,7 +421,7 @@ export class Telemetry {
     counter('cefd_output_rejected_events_total', 'Events an output rejected for good (dead-lettered), per reason.', ['output', 'reason'], () =>
       byCode(outputs().map((s) => [s.name, s.rejected]), 'output', 'reason'),
     );
-    counter('cefd_output_dropped_events_total', 'Events dropped (queue full with when_full: drop_newest, or shutdown with an output down), per reason.', ['output', 'reason'], () =>
+    counter('cefd_output_dropped_events_total', 'Events dropped (queue full with when_full: drop_newest, or shutdown with an output down), or delivered earlier but no longer vouched for (syslog_unconfirmed, file_fsync_failed), per reason.', ['output', 'reason'], () =>
       byCode(outputs().map((s) => [s.name, s.dropped]), 'output', 'reason'),
     );
     counter('cefd_output_encode_problems_total', 'What an output\'s encoding could not carry, per code (encode_key_dropped: a key the cef encoding cannot write, left out; encode_field_cut: a value cut to KUMA\'s length limit).', ['output', 'code'], () =>
