@@ -281,6 +281,12 @@ export const CODES = {
     stage: 'daemon',
     description: 'An output with a memory queue, removed or changed by a reload, did not drain within `shutdown_timeout`: its queued events were not delivered (counted and logged). A disk buffer keeps what it did not deliver (`buffer_orphaned`).',
   },
+  config_reload_failed: {
+    level: 'error',
+    stage: 'daemon',
+    description:
+      'A configuration reload (SIGHUP) failed: the file does not load or check, or a listener, output, SQL source or the metrics endpoint of the new configuration cannot start. The log line says why; the daemon keeps running the configuration it ran before (docs/configuration.md#reloading-sighup), and `cefd_config_reloads_total{result="failed"}` counts it.',
+  },
   worker_failed: {
     level: 'error',
     stage: 'decode',
