@@ -280,7 +280,7 @@ describe('field options', () => {
     const e = decode('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=h cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
     const enc = (codec: string, opts: object) => createEncoder({ codec, ...opts }).encode(e);
     expect(enc('cef', { except_fields: ['cef.extensions'] })).toBe('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
-    expect(JSON.parse(enc('ecs', { except_fields: ['cef.extensions'] }))['kaspersky']['ksc']['labels']).toEqual({ TaskName: 'Scan', TaskNewState: 4 });
+    expect(JSON.parse(enc('ecs', { except_fields: ['cef.extensions'] }))['kaspersky']['ksc']['labels']).toEqual({ TaskName: 'Scan', TaskNewState: '4' });
     expect(JSON.parse(enc('ecs', { only_fields: ['cef.custom', 'timestamp'] }))['@timestamp']).toBe('2024-06-01T12:00:00.000Z');
     expect(enc('cef', { only_fields: ['ksc'] })).toBe('CEF:0|cefd|syslog||syslog|syslog|Unknown|');
     expect(JSON.parse(enc('native', { except_fields: ['cef.extensions'] }))['cef']['extensions']).toBeUndefined();
@@ -343,6 +343,23 @@ describe('ecs and kuma: every typed field holds its type, for any record (a prop
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('ecs: kaspersky.ksc.labels', () => {
+  test('every label value is text: a label that is a number in one event and text in another maps to one Elasticsearch type', () => {
+    const enc = createEncoder({ codec: 'ecs' });
+    const labels = (line: string) => {
+      const r = decodeFrame(Buffer.from(line), false, Date.now(), { defaultZone: 'UTC', keepRaw: false });
+      if (!r.ok) throw new Error(r.failure.message);
+      normalizeEvent(r.event, [ksc]);
+      return JSON.parse(enc.encode(r.event))['kaspersky']['ksc']['labels'] as Record<string, unknown>;
+    };
+    const a = labels('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Completed|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
+    const b = labels('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Completed|1|cs3=Scan cs3Label=TaskName cn1=abc cn1Label=TaskNewState');
+    expect(a['TaskNewState']).toBe('4');
+    expect(b['TaskNewState']).toBe('abc');
+    for (const v of [...Object.values(a), ...Object.values(b)]) expect(typeof v).toBe('string');
   });
 });
 

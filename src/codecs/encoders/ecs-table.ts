@@ -14,7 +14,7 @@
  * normalizer read, `other` only for the rest; both when absent.
  */
 export type EcsWhen = 'ksc' | 'other';
-export type EcsAs = 'int' | 'ip' | 'ips' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'iso' | 'fields';
+export type EcsAs = 'int' | 'ip' | 'ips' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'iso' | 'fields' | 'keywords';
 
 export interface EcsRow {
   /** ECS field (dotted). */
@@ -104,7 +104,7 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'kaspersky.ksc.task.old_state_code', from: 'ksc.task.oldStateCode', when: 'ksc' },
   { field: 'kaspersky.ksc.task.new_state_code', from: 'ksc.task.newStateCode', when: 'ksc' },
   { field: 'kaspersky.ksc.threat.action', from: 'ksc.threat.action', when: 'ksc' },
-  { field: 'kaspersky.ksc.labels', from: 'ksc.labels', as: 'fields', when: 'ksc', note: 'every KSC custom field by its label' },
+  { field: 'kaspersky.ksc.labels', from: 'ksc.labels', as: 'keywords', when: 'ksc', note: 'every KSC custom field by its label, as text (a label\'s value is a number in one event and text in another: one Elasticsearch mapping must take both)' },
   { field: 'cef.version', from: 'cef.version' },
   { field: 'cef.device.vendor', from: 'cef.deviceVendor' },
   { field: 'cef.device.product', from: 'cef.deviceProduct' },

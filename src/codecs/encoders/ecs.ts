@@ -128,6 +128,8 @@ function convert(v: unknown, as: EcsAs | undefined, c: Ctx): unknown {
       return hexOf(v, 40);
     case 'fields':
       return v !== null && typeof v === 'object' ? fieldNames(v as Record<string, unknown>, c.problems) : undefined;
+    case 'keywords':
+      return v !== null && typeof v === 'object' ? asText(fieldNames(v as Record<string, unknown>, c.problems)) : undefined;
     case 'iso':
       // Not Date.parse alone: it takes what the decoder refused (`2020-06-23 10:00:00`), which
       // `strict_date_optional_time` does not.
@@ -241,6 +243,21 @@ function fieldNames(o: Record<string, unknown>, problems: EncodeProblems | undef
     }
   }
   return out ?? o;
+}
+
+/**
+ * Every value as text (Elasticsearch maps a field from its first value: `cn1` of one label
+ * as a number here and text there would make it refuse the documents of the other kind).
+ */
+function asText(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const k in o) {
+    if (!Object.hasOwn(o, k)) continue;
+    const v = o[k];
+    if (v === undefined || v === null) continue;
+    out[k] = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  }
+  return out;
 }
 
 /** The ECS document of an event; `problems` counts the keys left out. */
