@@ -2,9 +2,10 @@
  * The `sql` source: polls a database with a cursor query and hands each new row to the
  * pipeline as an event (`event.sql`), which the `ksc_sql` normalizer reads.
  *
- * Exactly once into the pipeline: a batch is submitted only when every output's queue has
- * room (Pipeline.roomForRecords), the queues take it synchronously (submitRecords), and
- * only then is the cursor written (cursor.ts). Event ids are `<database hash>-<row id>`,
+ * Exactly once into the pipeline: a batch is read only when every output's queue has room
+ * (Pipeline.roomForRecords), encoded, and queued only if every output takes all of its
+ * bytes now (submitRecordsIfTaken; else it is read again later, fewer rows at a time); the
+ * cursor is written (cursor.ts) only after that. Event ids are `<database hash>-<row id>`,
  * so rows read again after a crash between those two steps carry the same ids (outputs
  * that deduplicate, Elasticsearch `_id` or JetStream `Nats-Msg-Id`, drop them).
  *
@@ -34,6 +35,9 @@ export interface SqlSourceDeps {
   normalizers: Normalizer[];
   stateDir: string;
 }
+
+/** Wait before a batch an output refused (its buffer was full) is read again. */
+const REFUSED_RETRY_MS = 200;
 
 /** Largest query a run of equal cursor values may grow a batch to (rows). */
 const MAX_GROWN_ROWS = 1_000_000;
@@ -117,6 +121,10 @@ export class SqlSource {
   private state: CursorState | null = null;
   private readonly gaps = new Map<string, number>();
   private grow = 1;
+  /** The batch is divided by this after an output refused one (its bytes did not fit). */
+  private shrink = 1;
+  /** The last batch was refused by an output: retry soon, not after poll_interval. */
+  private refused = false;
   private stopping = false;
   /** Set when stop() gave up waiting: nothing is submitted after that. */
   private abandoned = false;
@@ -221,7 +229,8 @@ export class SqlSource {
         await this.sleep(wait);
         continue;
       }
-      if (!more) await this.sleep(this.config.poll_interval * 1000);
+      if (this.refused) await this.sleep(REFUSED_RETRY_MS);
+      else if (!more) await this.sleep(this.config.poll_interval * 1000);
     }
   }
 
@@ -275,7 +284,8 @@ export class SqlSource {
     const conn = await this.connection();
     this.state ??= await this.loadState(conn);
     const state = this.state;
-    const limit = this.config.batch_rows * this.grow;
+    this.refused = false;
+    const limit = Math.max(1, Math.floor(this.config.batch_rows / this.shrink)) * this.grow;
     const t0 = process.hrtime.bigint();
     let rows: Row[];
     try {
@@ -317,7 +327,16 @@ export class SqlSource {
     }
     this.grow = 1;
     const events = plan.emit.map((i) => this.plan.rowEvent(kept[i]!, cursors[i]!, state.epoch, now));
-    this.deps.pipeline.submitRecords(events, dead, this.ctx);
+    // Every output (and the dead-letter output) must take the whole batch now, or none of
+    // it is queued and the cursor stays: a `drop_newest` output whose disk buffer has no
+    // room for these bytes would drop them while the cursor moved past.
+    if ((events.length > 0 || dead.length > 0) && !this.deps.pipeline.submitRecordsIfTaken(events, dead, this.ctx)) {
+      this.refused = true;
+      // A batch larger than the buffer's free room may never fit: read fewer rows next time.
+      if (this.shrink < this.config.batch_rows) this.shrink *= 2;
+      return false;
+    }
+    if (this.shrink > 1) this.shrink /= 2;
     if (dead.length > 0) this.deps.telemetry.deadLettered('sql_row_unusable', dead.length);
     this.stats.events += events.length;
     this.stats.deadLetters += dead.length;
