@@ -158,9 +158,11 @@ export function readState(file: string): CursorState | null {
 
 /**
  * Replaces the state file (write a temporary file, rename). A crash of cefd leaves the old
- * state or the new one. There is no fsync: it would widen the window between the buffer
- * append and this write (a kill there reads the rows again, under the same event ids);
- * after a power loss an older state also only means rows read again, never rows skipped.
+ * state or the new one. The source calls this only after every disk buffer holds the
+ * batch in its files, fsynced unless the buffer's fsync is `never` (Pipeline.onDisk), so
+ * the state is never ahead of the buffered rows on disk. The state file itself is not
+ * fsynced: after a power loss an older state only means rows read again under the same
+ * event ids, never rows skipped.
  */
 export function writeState(file: string, s: CursorState): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });

@@ -5,7 +5,8 @@
  * Exactly once into the pipeline: a batch is read only when every output's queue has room
  * (Pipeline.roomForRecords), encoded, and queued only if every output takes all of its
  * bytes now (submitRecordsIfTaken; else it is read again later, fewer rows at a time); the
- * cursor is written (cursor.ts) only after that. Event ids are `<database hash>-<row id>`,
+ * cursor is written (cursor.ts) only after that, once every disk buffer has them in its
+ * files (Pipeline.onDisk). Event ids are `<database hash>-<row id>`,
  * so rows read again after a crash between those two steps carry the same ids (outputs
  * that deduplicate, Elasticsearch `_id` or JetStream `Nats-Msg-Id`, drop them).
  *
@@ -343,7 +344,15 @@ export class SqlSource {
     const moved = compareCursor(plan.cursor, state.cursor) !== 0 || plan.seen.length !== state.seen.length;
     const next: CursorState = { ...state, cursor: plan.cursor, seen: plan.seen };
     this.state = next;
-    if (moved) this.save(next);
+    if (moved) {
+      // A full disk buffer (`block`) keeps an append that does not fit in memory until it
+      // has room: the cursor is written once every disk buffer holds the batch in its files
+      // (fsynced unless its fsync is `never`), so kill -9 or a power loss before that reads
+      // the rows again rather than losing them.
+      await this.deps.pipeline.onDisk();
+      if (this.abandoned) return false;
+      this.save(next);
+    }
     this.deps.telemetry.log.debug({ source: this.name, rows: rows.length, events: events.length, cursor: next.cursor }, `sql source ${this.name}: ${rows.length} rows, ${events.length} events, cursor ${String(next.cursor)}`);
     if (typeof next.cursor === 'number') this.stats.lastCursor = next.cursor;
     else if (/^-?\d+$/.test(next.cursor)) this.stats.lastCursor = Number(next.cursor);

@@ -5,6 +5,8 @@
  * - `when_full: drop_newest` with a disk buffer smaller than the backlog: no row dropped,
  *   the cursor stops where the buffer stopped taking rows, and every row arrives once the
  *   receiver is up;
+ * - `when_full: block`: the cursor is written only once the rows are in the buffer's
+ *   files (not in its memory overflow), so kill -9 loses nothing.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -112,5 +114,39 @@ describe('sql source and full output buffers (PostgreSQL)', () => {
     expect(m2.get('cefd_output_dropped_events_total{output="siem",reason="queue_full"}') ?? 0).toBe(0);
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);
+  }, 120_000);
+
+  test('block: kill -9 while the buffer is full loses nothing', async () => {
+    const sub = join(dir, 'block');
+    mkdirSync(sub);
+    const hport = await freePort();
+    const mport = await freePort();
+    const d1 = runCefd(sub, yaml(hport, mport, 'block'));
+    children.push(d1);
+    // Full: the source reads no more (the cursor stays put over a few polls).
+    let last = -1;
+    let same = 0;
+    await waitFor(
+      () => {
+        const c = stateCursor(sub);
+        same = c === last && c > 0 ? same + 1 : 0;
+        last = c;
+        return same >= 5;
+      },
+      30_000,
+      'the cursor to stop',
+    );
+    d1.proc.kill('SIGKILL');
+    await d1.exit;
+    const r = await receiver(hport);
+    receivers.push(r);
+    const d2 = runCefd(sub, yaml(hport, await freePort(), 'block'));
+    children.push(d2);
+    await waitFor(() => r.ids.size >= 3000, 60_000, '3000 ids').catch((e) => {
+      throw new Error(`${(e as Error).message}: ${r.ids.size} (cursor at kill: ${last})\n${d2.text().slice(-3000)}`);
+    });
+    expect(r.ids.size).toBe(3000);
+    d2.proc.kill('SIGTERM');
+    expect(await d2.exit).toBe(0);
   }, 120_000);
 });
