@@ -3,7 +3,7 @@
  * the config schema lists it under `sql_sources`; docs/sql-source.md explains each option.
  */
 import type { ObjectSpec, Spec } from '../../config/spec.js';
-import { countPlaceholders, hasOrderBy } from './query.js';
+import { countPlaceholders, DEFAULT_QUERY_COLUMNS, hasOrderBy, quotedNamesLike } from './query.js';
 import { parseDbUrl } from './url.js';
 
 export interface SqlSourceConfig {
@@ -79,6 +79,14 @@ export function sqlSourceProblems(c: SqlSourceConfig, key: string, problem: (key
     const n = countPlaceholders(c.query);
     if (n === 0) problem(`${key}.query`, 'the query has no cursor placeholder @p1 (write e.g. `WHERE e.nId > @p1`)');
     if (!hasOrderBy(c.query)) problem(`${key}.query`, `the query must end with ORDER BY ${c.cursor_column} (cefd appends the row limit after it)`);
+  }
+  const col = c.cursor_column;
+  if (c.query === undefined && !DEFAULT_QUERY_COLUMNS.includes(col)) {
+    const like = DEFAULT_QUERY_COLUMNS.find((k) => k.toLowerCase() === col.toLowerCase());
+    problem(`${key}.cursor_column`, like !== undefined ? `the default query returns the column as ${JSON.stringify(like)} (names are case-sensitive): write cursor_column: ${like}` : `the default query has no column ${JSON.stringify(col)} (it has ${DEFAULT_QUERY_COLUMNS.join(', ')}); write a query that selects it`);
+  } else if (c.query !== undefined) {
+    const like = quotedNamesLike(c.query, col);
+    if (like.length > 0) problem(`${key}.cursor_column`, `the query quotes the column as ${JSON.stringify(like[0])}, which the result names exactly so (names are case-sensitive): write cursor_column: ${like[0]}`);
   }
   if (c.initial_cursor.trim() === '') problem(`${key}.initial_cursor`, 'a value or `latest`');
   if (c.initial_cursor === 'latest' && c.latest_query === '') problem(`${key}.latest_query`, '`initial_cursor: latest` needs a latest_query');

@@ -111,6 +111,15 @@ export class SqlQueryPlan {
   }
 }
 
+/** Why `row` (a result's first row) cannot be read with cursor column `col`; null when it can. */
+export function missingCursorColumn(row: Row, col: string): string | null {
+  if (Object.prototype.hasOwnProperty.call(row, col)) return null;
+  const names = Object.keys(row);
+  const other = names.find((k) => k.toLowerCase() === col.toLowerCase());
+  const hint = other !== undefined ? ` (the result has ${JSON.stringify(other)}: column names are case-sensitive here)` : ` (columns: ${names.slice(0, 20).join(', ')})`;
+  return `cursor column ${col} not in the result${hint}`;
+}
+
 export class SqlSource {
   readonly name: string;
   private readonly plan: SqlQueryPlan;
@@ -303,6 +312,10 @@ export class SqlSource {
     if (this.abandoned) return false;
     this.stats.rows += rows.length;
     const col = this.config.cursor_column;
+    // A cursor column the result lacks (a misspelt or differently cased name) would
+    // dead-letter the same rows on every poll, the cursor never moving: an error instead.
+    const missing = missingCursorColumn(rows[0]!, col);
+    if (missing !== null) throw new SqlError('query', missing);
     const cursors: Cursor[] = [];
     const kept: Row[] = [];
     const dead: string[] = [];
@@ -315,6 +328,10 @@ export class SqlSource {
       }
       cursors.push(c);
       kept.push(row);
+    }
+    if (kept.length === 0) {
+      // Nothing to move the cursor past: the next query would return these rows again.
+      throw new SqlError('query', `none of the ${rows.length} rows has a value in cursor column ${col}: the cursor cannot move past them (the query must return rows with ${col} > @p1)`);
     }
     const full = rows.length >= limit;
     const plan = planBatch({ state, cursors, full, gapWaitMs: this.config.gap_wait * 1000, nowMs: now, gaps: this.gaps });

@@ -185,6 +185,14 @@ describe('configuration', () => {
     expect(() => loadConfigText(base.replace('LISTENER', 'ksc'), undefined, {})).not.toThrow();
     expect(() => loadConfigText(base.replace('LISTENER', 'nope'), undefined, {})).toThrow(/no listener named "nope"/);
   });
+  test('a cursor column the query returns under another case is refused', () => {
+    const pg = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n`;
+    expect(() => loadConfigText(`${pg}    cursor_column: nid\n    latest_query: ""\n`, 'c.yaml', {})).toThrow(/c\.yaml:4.*"nId"/s);
+    expect(() => loadConfigText(`${pg}    cursor_column: nope\n    latest_query: ""\n`, 'c.yaml', {})).toThrow(/no column "nope"/);
+    const q = `${pg}    query: 'SELECT * FROM v WHERE "nId" > @p1 ORDER BY "nId"'\n    latest_query: ""\n    id_column: nId\n`;
+    expect(() => loadConfigText(`${q}    cursor_column: NID\n`, 'c.yaml', {})).toThrow(/quotes the column as "nId"/);
+    expect(() => loadConfigText(`${q}    cursor_column: nId\n`, 'c.yaml', {})).not.toThrow();
+  });
   test('a query without @p1 or ORDER BY, a bad URL: problems with file lines', () => {
     let err: ConfigError | undefined;
     try {

@@ -1,0 +1,80 @@
+/**
+ * The sql source's cursor and id columns against a real PostgreSQL (Debian's package,
+ * test/helpers/db-servers.ts), with `cefd run` as a child process writing to a file
+ * output: a cursor column the result lacks, a time cursor, event ids of a non-unique
+ * cursor.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { freePort, runCefd, type ChildDaemon } from '../../helpers/child.js';
+import { readNdjson, scrape, waitFor } from '../../helpers/daemon.js';
+import { startPostgres, type DbServer } from '../../helpers/db-servers.js';
+import { createKscSchema, type KscSchema } from '../../helpers/ksc-sql-schema.js';
+
+const noMetrics = () => new Map<string, number>();
+
+describe('sql source columns (PostgreSQL)', () => {
+  let db: DbServer;
+  let schema: KscSchema;
+  let dir: string;
+  const children: ChildDaemon[] = [];
+
+  beforeAll(async () => {
+    db = await startPostgres();
+    schema = await createKscSchema(db);
+    await schema.insertEvents(1, 50);
+    dir = mkdtempSync(join(tmpdir(), 'cefd-sqlcols-'));
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+    await Promise.all(children.map((c) => c.exit));
+    await db?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  async function run(sub: string, source: string): Promise<{ d: ChildDaemon; mport: number; dir: string }> {
+    const at = join(dir, sub);
+    mkdirSync(at);
+    const mport = await freePort();
+    const yaml = [
+      'state_dir: ./state',
+      'decode_workers: 0',
+      'listeners: []',
+      'logging: { level: info, repeat_interval: 0s }',
+      `metrics: { enabled: true, host: 127.0.0.1, port: ${mport} }`,
+      'outputs:',
+      '  - { name: events, type: file, path: ./events.ndjson, buffer: { type: disk, fsync: never } }',
+      'dead_letter: { path: ./dead.ndjson }',
+      'sql_sources:',
+      '  - name: ksc',
+      `    url: "${db.url()}"`,
+      '    poll_interval: 100ms',
+      '    max_backoff: 200ms',
+      source,
+    ].join('\n');
+    const d = runCefd(at, yaml);
+    children.push(d);
+    return { d, mport, dir: at };
+  }
+
+  const metric = async (port: number, name: string) => (await scrape(port).catch(noMetrics)).get(name) ?? 0;
+
+  test('a cursor column the result lacks: a query error, no dead letters', async () => {
+    const { d, mport, dir: at } = await run(
+      'missing',
+      ['    query: SELECT * FROM v_akpub_ev_event WHERE "nId" > @p1 ORDER BY "nId"', '    cursor_column: ident', '    id_column: nId', '    latest_query: ""'].join('\n'),
+    );
+    await waitFor(async () => (await metric(mport, 'cefd_sql_errors_total{source="ksc",reason="query"}')) >= 3, 30_000, 'query errors').catch((e) => {
+      throw new Error(`${(e as Error).message}\n${d.text().slice(-3000)}`);
+    });
+    expect(await metric(mport, 'cefd_sql_dead_letters_total{source="ksc"}')).toBe(0);
+    expect(existsSync(join(at, 'dead.ndjson')) ? readFileSync(join(at, 'dead.ndjson'), 'utf8') : '').toBe('');
+    expect(d.text()).toContain('cursor column ident not in the result');
+    d.proc.kill('SIGTERM');
+    expect(await d.exit).toBe(0);
+    expect(readNdjson(join(at, 'events.ndjson'), { tolerateTornTail: true })).toEqual([]);
+  }, 60_000);
+});
