@@ -40,7 +40,7 @@ export const SQL_SOURCE_SPEC: ObjectSpec = {
     password: s('Database password; overrides the URL\'s. Prefer password_file.', { secret: true }),
     password_file: { kind: 'path', doc: 'File holding the database password.' },
     query: s('The query; `@p1` stands for the last cursor value seen, and rows must be ordered by the cursor column (cefd appends the row limit). Default: KSC\'s events joined to their hosts (docs/sql-source.md).'),
-    latest_query: s('Query returning the newest cursor value (one row, one column), for `initial_cursor: latest` and to notice a cursor that went backwards (empty: no check). Default: `SELECT MAX(nId) FROM v_akpub_ev_event`.'),
+    latest_query: s('Query returning the newest cursor value (one row, one column), for `initial_cursor: latest` and to notice a cursor that went backwards (empty: no check). Default: `SELECT MAX(nId) FROM v_akpub_ev_event`; required (a query or "") with a custom `query` or a `cursor_column` other than nId.'),
     cursor_column: s('Column holding the cursor (KUMA\'s "Identity column").', { default: 'nId' }),
     id_column: s('Column whose value, with the database, makes the event id (default: cursor_column).'),
     initial_cursor: s('Where a source with no stored cursor starts (KUMA\'s "Identity seed"): a value (`0`: every row) or `latest` (rows from now on).', { default: '0' }),
@@ -87,6 +87,11 @@ export function sqlSourceProblems(c: SqlSourceConfig, key: string, problem: (key
   } else if (c.query !== undefined) {
     const like = quotedNamesLike(c.query, col);
     if (like.length > 0) problem(`${key}.cursor_column`, `the query quotes the column as ${JSON.stringify(like[0])}, which the result names exactly so (names are case-sensitive): write cursor_column: ${like[0]}`);
+  }
+  // The default latest_query is MAX(nId): for another cursor column, or a query of other
+  // tables, it answers about the wrong thing (a database that "went back" on every poll).
+  if (c.latest_query === undefined && (col !== 'nId' || c.query !== undefined)) {
+    problem(`${key}.latest_query`, `with ${c.query !== undefined ? 'a custom query' : `cursor_column ${col}`} write a latest_query returning MAX(${col}) of the rows the query reads, or latest_query: "" (no check for a database that went back; no initial_cursor: latest)`);
   }
   if (c.initial_cursor.trim() === '') problem(`${key}.initial_cursor`, 'a value or `latest`');
   if (c.initial_cursor === 'latest' && c.latest_query === '') problem(`${key}.latest_query`, '`initial_cursor: latest` needs a latest_query');

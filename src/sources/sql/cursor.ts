@@ -34,7 +34,16 @@ export function isIntegerCursor(v: Cursor): boolean {
   return typeof v === 'number' ? Number.isInteger(v) : INT.test(v);
 }
 
-/** Orders two cursor values: integers numerically (any size), others as text (ISO times sort as text). */
+/**
+ * Whether two cursor values can be ordered against each other: both integers, or both
+ * not (an integer and a time are different columns: comparing them as text is
+ * meaningless, e.g. a latest_query of MAX(nId) against a tmRiseTime cursor).
+ */
+export function sameCursorKind(a: Cursor, b: Cursor): boolean {
+  return isIntegerCursor(a) === isIntegerCursor(b);
+}
+
+/** Orders two cursor values: integers numerically (any size), others as text (ISO times sort as text). Check sameCursorKind first. */
 export function compareCursor(a: Cursor, b: Cursor): number {
   if (isIntegerCursor(a) && isIntegerCursor(b)) {
     const x = BigInt(a);

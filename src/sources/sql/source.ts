@@ -23,7 +23,7 @@ import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { Telemetry } from '../../telemetry/telemetry.js';
 import { isoFromMs } from '../../time.js';
 import type { SqlSourceConfig } from './config.js';
-import { compareCursor, cursorOf, cursorParam, initialState, planBatch, readState, writeState, type Cursor, type CursorState } from './cursor.js';
+import { compareCursor, cursorOf, cursorParam, initialState, planBatch, readState, sameCursorKind, writeState, type Cursor, type CursorState } from './cursor.js';
 import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type SqlConnection } from './drivers.js';
 import { sqlMetrics, type SqlStats } from './metrics.js';
 import { buildQuery, defaultLatestQuery, defaultQuery } from './query.js';
@@ -381,7 +381,19 @@ export class SqlSource {
   private async checkBackwards(conn: SqlConnection, state: CursorState): Promise<void> {
     if (this.plan.latestQuery === '') return;
     const latest = await this.plan.latest(conn);
-    if (latest === undefined || compareCursor(latest, state.cursor) >= 0) return;
+    if (latest === undefined) return;
+    if (!sameCursorKind(latest, state.cursor)) {
+      // A latest_query of another column (MAX(nId) against a time cursor): comparing the two
+      // would see the database go back on every idle poll and replay it. Nothing is done.
+      this.deps.telemetry.repeated(
+        'error',
+        `sql_cursor_kind_mismatch:${this.name}`,
+        { code: 'sql_cursor_kind_mismatch', source: this.name, cursor: state.cursor, latest },
+        `sql source ${this.name}: latest_query returned ${JSON.stringify(latest)}, which is not a value of cursor column ${this.config.cursor_column} (cursor ${JSON.stringify(state.cursor)}): the check for a database that went back is skipped; make latest_query return MAX(${this.config.cursor_column}) or ""`,
+      );
+      return;
+    }
+    if (compareCursor(latest, state.cursor) >= 0) return;
     this.stats.errors.add('cursor_backwards');
     const to: Cursor = this.config.on_cursor_backwards === 'replay' ? cursorParam(this.config.initial_cursor === 'latest' ? '0' : this.config.initial_cursor) : latest;
     this.deps.telemetry.log.error(

@@ -24,7 +24,8 @@ describe('sql source columns (PostgreSQL)', () => {
   beforeAll(async () => {
     db = await startPostgres();
     schema = await createKscSchema(db);
-    await schema.insertEvents(1, 50);
+    // Up to 120: MAX(nId) then sorts as text below a time ("120" < "2...").
+    await schema.insertEvents(1, 120);
     dir = mkdtempSync(join(tmpdir(), 'cefd-sqlcols-'));
   }, 120_000);
 
@@ -76,5 +77,35 @@ describe('sql source columns (PostgreSQL)', () => {
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);
     expect(readNdjson(join(at, 'events.ndjson'), { tolerateTornTail: true })).toEqual([]);
+  }, 60_000);
+  test('a time cursor with a latest_query of another column: no false "database went back"', async () => {
+    const { d, mport, dir: at } = await run(
+      'kinds',
+      [
+        '    query: SELECT * FROM v_akpub_ev_event WHERE "tmRiseTime" > @p1 ORDER BY "tmRiseTime"',
+        '    cursor_column: tmRiseTime',
+        '    id_column: nId',
+        '    initial_cursor: "1970-01-01T00:00:00Z"',
+        '    latest_query: SELECT MAX("nId") FROM v_akpub_ev_event',
+      ].join('\n'),
+    );
+    const events = () => readNdjson(join(at, 'events.ndjson'), { tolerateTornTail: true }) as { id: string }[];
+    await waitFor(() => events().length >= 120, 30_000, '120 events').catch((e) => {
+      throw new Error(`${(e as Error).message}: ${events().length}\n${d.text().slice(-3000)}`);
+    });
+    // Idle polls, each running the latest query.
+    const q0 = await metric(mport, 'cefd_sql_queries_total{source="ksc"}');
+    await waitFor(async () => (await metric(mport, 'cefd_sql_queries_total{source="ksc"}')) >= q0 + 5, 30_000, 'idle polls');
+    expect(await metric(mport, 'cefd_sql_errors_total{source="ksc",reason="cursor_backwards"}')).toBe(0);
+    expect(await metric(mport, 'cefd_sql_errors_total{source="ksc",reason="query"}')).toBe(0);
+    expect(d.text()).toContain('sql_cursor_kind_mismatch');
+    d.proc.kill('SIGTERM');
+    expect(await d.exit).toBe(0);
+    const list = events();
+    expect(list.length).toBe(120);
+    expect(new Set(list.map((e) => e.id)).size).toBe(120);
+    const state = JSON.parse(readFileSync(join(at, 'state', 'sql', 'ksc.json'), 'utf8')) as { epoch: number; cursor: unknown };
+    expect(state.epoch).toBe(0);
+    expect(typeof state.cursor).toBe('string');
   }, 60_000);
 });

@@ -184,8 +184,8 @@ describe.each([
     const cfg = [
       source('good', db.url(), '    batch_rows: 500\n    initial_cursor: "30000"\n'),
       source('badpw', db.url('not-the-password')),
-      source('badquery', db.url(), '    query: "SELECT * FROM v_akpub_no_such_view WHERE nId > @p1 ORDER BY nId"\n'),
-      source('slow', db.url(), `    query: '${slow}'\n    query_timeout: 500ms\n`),
+      source('badquery', db.url(), '    query: "SELECT * FROM v_akpub_no_such_view WHERE nId > @p1 ORDER BY nId"\n    latest_query: ""\n'),
+      source('slow', db.url(), `    query: '${slow}'\n    latest_query: ""\n    query_timeout: 500ms\n`),
     ].join('');
     const d = runCefd(join(dir, sub), yaml(mport, cfg));
     children.push(d);

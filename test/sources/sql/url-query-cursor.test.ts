@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { buildQuery, countPlaceholders, defaultQuery, hasOrderBy } from '../../../src/sources/sql/query.js';
 import { parseDbUrl, redactUrl } from '../../../src/sources/sql/url.js';
 import { classify, mssqlConfig, mssqlParamType, toJsonValue } from '../../../src/sources/sql/drivers.js';
-import { compareCursor, cursorParam, initialState, planBatch, readState, writeState } from '../../../src/sources/sql/cursor.js';
+import { compareCursor, cursorParam, initialState, planBatch, readState, sameCursorKind, writeState } from '../../../src/sources/sql/cursor.js';
 import { loadConfigText, ConfigError } from '../../../src/config/load.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -192,6 +192,20 @@ describe('configuration', () => {
     const q = `${pg}    query: 'SELECT * FROM v WHERE "nId" > @p1 ORDER BY "nId"'\n    latest_query: ""\n    id_column: nId\n`;
     expect(() => loadConfigText(`${q}    cursor_column: NID\n`, 'c.yaml', {})).toThrow(/quotes the column as "nId"/);
     expect(() => loadConfigText(`${q}    cursor_column: nId\n`, 'c.yaml', {})).not.toThrow();
+  });
+  test('a custom query or another cursor column needs its own latest_query (or "")', () => {
+    const pg = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n    id_column: nId\n`;
+    const q = `    query: 'SELECT * FROM v WHERE "nId" > @p1 ORDER BY "nId"'\n`;
+    expect(() => loadConfigText(`${pg}    cursor_column: tmRiseTime\n`, 'c.yaml', {})).toThrow(/latest_query.*MAX\(tmRiseTime\)/);
+    expect(() => loadConfigText(`${pg}${q}`, 'c.yaml', {})).toThrow(/latest_query.*custom query/);
+    expect(() => loadConfigText(`${pg}${q}    latest_query: ""\n`, 'c.yaml', {})).not.toThrow();
+    expect(() => loadConfigText(`${pg}    cursor_column: tmRiseTime\n    latest_query: SELECT MAX("tmRiseTime") FROM v_akpub_ev_event\n`, 'c.yaml', {})).not.toThrow();
+    expect(() => loadConfigText(pg, 'c.yaml', {})).not.toThrow();
+  });
+  test('cursors of different kinds are never ordered against each other', () => {
+    expect(sameCursorKind(120, '2024-01-01T00:00:00.000Z')).toBe(false);
+    expect(sameCursorKind('120', 7)).toBe(true);
+    expect(sameCursorKind('2024-01-01T00:00:00.000Z', '2023-01-01T00:00:00.000Z')).toBe(true);
   });
   test('a query without @p1 or ORDER BY, a bad URL: problems with file lines', () => {
     let err: ConfigError | undefined;
