@@ -95,7 +95,7 @@ const DEFAULT_EVENT_COLUMNS = [
   'wstrPar7', 'wstrPar8', 'wstrPar9', 'nHostId',
 ];
 
-/** The result columns of the default query, named as every driver returns them. */
+/** The result columns of the default query, named as every driver returns them (for hints). */
 export const DEFAULT_QUERY_COLUMNS: readonly string[] = [...DEFAULT_EVENT_COLUMNS, 'wstrHostDisplayName', 'wstrDnsName', 'nIp'];
 
 /**

@@ -188,18 +188,24 @@ describe('configuration', () => {
   test('a cursor column the query returns under another case is refused', () => {
     const pg = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n`;
     expect(() => loadConfigText(`${pg}    cursor_column: nid\n    latest_query: ""\n`, 'c.yaml', {})).toThrow(/c\.yaml:4.*"nId"/s);
-    expect(() => loadConfigText(`${pg}    cursor_column: nope\n    latest_query: ""\n`, 'c.yaml', {})).toThrow(/no column "nope"/);
+    expect(() => loadConfigText(`${pg}    cursor_column: nope\n    latest_query: ""\n`, 'c.yaml', {})).toThrow(/default query reads and orders by nId/);
     const q = `${pg}    query: 'SELECT * FROM v WHERE "nId" > @p1 ORDER BY "nId"'\n    latest_query: ""\n    id_column: nId\n`;
     expect(() => loadConfigText(`${q}    cursor_column: NID\n`, 'c.yaml', {})).toThrow(/quotes the column as "nId"/);
     expect(() => loadConfigText(`${q}    cursor_column: nId\n`, 'c.yaml', {})).not.toThrow();
   });
+  test('a cursor column other than nId needs an id_column (ids of a non-unique cursor collide)', () => {
+    const q = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n    query: 'SELECT * FROM v WHERE "tmRiseTime" > @p1 ORDER BY "tmRiseTime"'\n    latest_query: ""\n    cursor_column: tmRiseTime\n`;
+    expect(() => loadConfigText(q, 'c.yaml', {})).toThrow(/c\.yaml:6: sql_sources\[0\]\.cursor_column: .*set id_column to a unique column/);
+    expect(() => loadConfigText(`${q}    id_column: nId\n`, 'c.yaml', {})).not.toThrow();
+  });
   test('a custom query or another cursor column needs its own latest_query (or "")', () => {
     const pg = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n    id_column: nId\n`;
     const q = `    query: 'SELECT * FROM v WHERE "nId" > @p1 ORDER BY "nId"'\n`;
-    expect(() => loadConfigText(`${pg}    cursor_column: tmRiseTime\n`, 'c.yaml', {})).toThrow(/latest_query.*MAX\(tmRiseTime\)/);
-    expect(() => loadConfigText(`${pg}${q}`, 'c.yaml', {})).toThrow(/latest_query.*custom query/);
+    const t = `    query: 'SELECT * FROM v WHERE "tmRiseTime" > @p1 ORDER BY "tmRiseTime"'\n    cursor_column: tmRiseTime\n`;
+    expect(() => loadConfigText(`${pg}${t}`, 'c.yaml', {})).toThrow(/sql_sources\[0\]\.query: with a custom query, write a latest_query/);
+    expect(() => loadConfigText(`${pg}${q}`, 'c.yaml', {})).toThrow(/c\.yaml:5: sql_sources\[0\]\.query: .*custom query.*latest_query/);
     expect(() => loadConfigText(`${pg}${q}    latest_query: ""\n`, 'c.yaml', {})).not.toThrow();
-    expect(() => loadConfigText(`${pg}    cursor_column: tmRiseTime\n    latest_query: SELECT MAX("tmRiseTime") FROM v_akpub_ev_event\n`, 'c.yaml', {})).not.toThrow();
+    expect(() => loadConfigText(`${pg}${t}    latest_query: SELECT MAX("tmRiseTime") FROM v_akpub_ev_event\n`, 'c.yaml', {})).not.toThrow();
     expect(() => loadConfigText(pg, 'c.yaml', {})).not.toThrow();
   });
   test('cursors of different kinds are never ordered against each other', () => {
