@@ -14,6 +14,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 describe('URLs', () => {
+  test('redaction hides the whole password, even with @ or / in it', () => {
+    expect(redactUrl('postgres://cefd:p@ssw0rd@db.example:5432/kav')).toBe('postgres://cefd:***@db.example:5432/kav');
+    expect(parseDbUrl('postgres://cefd:p@ssw0rd@db.example:5432/kav')).toMatchObject({ password: 'p@ssw0rd', host: 'db.example', redacted: 'postgres://cefd:***@db.example:5432/kav' });
+    expect(redactUrl('postgres://cefd:pa/ss@db.example/kav')).toBe('postgres://cefd:***@db.example/kav');
+    expect(redactUrl('postgres://ce/fd:pass@db.example/kav')).toBe('postgres://***@db.example/kav');
+    expect(redactUrl('postgres://cefd@db.example/kav')).toBe('postgres://cefd@db.example/kav');
+    expect(redactUrl('postgres://db.example/kav')).toBe('postgres://db.example/kav');
+    expect(redactUrl('cefd:secret@db')).toBe('***');
+    // Config errors about such URLs never echo a piece of the password.
+    for (const url of ['postgres://cefd:se/cret@db.example/kav', 'postgres://cefd:12/secret@db.example/kav', 'mysql://cefd:sec?ret@db.example/kav', 'postgres://cefd:se#cret@db.example/kav']) {
+      let msg = '';
+      try {
+        loadConfigText(`sql_sources:\n  - name: ksc\n    url: "${url}"\n    latest_query: ""\n`, 'c.yaml', {});
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      for (const piece of ['cret', 'se/', '12/', 'sec?']) expect(msg).not.toContain(piece);
+    }
+  });
   test("KUMA's recommended SQL Server form", () => {
     const t = parseDbUrl('sqlserver://kuma:S3cr%40t@kscdb.example.com:1433/SQLEXPRESS?database=KAV');
     expect(t).toMatchObject({ driver: 'mssql', host: 'kscdb.example.com', port: 1433, portGiven: true, instance: 'SQLEXPRESS', database: 'KAV', user: 'kuma', password: 'S3cr@t' });
