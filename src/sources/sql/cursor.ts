@@ -6,7 +6,9 @@
  *
  * - Equal cursor values (a non-unique column such as a time): when a full batch ends
  *   inside a run of equal values, that run is held back and read again by the next query
- *   (`> cursor` would skip the rest of it); a full batch of one value asks for a larger one.
+ *   (`> cursor` would skip the rest of it); a full batch of one value, or one that leaves
+ *   nothing to emit (a `>=` query's rows at the cursor, then a held-back run), asks for a
+ *   larger one.
  * - Out-of-order inserts (`gap_wait` > 0, an integer id column): a gap in the ids holds
  *   the cursor below it for up to `gap_wait` while later rows are delivered and remembered
  *   in `seen` (persisted), so a row committed late is still read and none twice.
@@ -110,6 +112,9 @@ export function planBatch(p: PlanInput): Plan {
       emit.push(i);
       cursor = cursors[i]!;
     }
+    // A full batch of rows at the cursor (a `>=` query) plus a held-back run: the same
+    // query would return the same rows forever; a larger one gets past them.
+    if (p.full && emit.length === 0) return { kind: 'grow' };
     return { kind: 'ok', emit, cursor, seen: [] };
   }
   const seen = new Set(state.seen);

@@ -157,6 +157,11 @@ describe('cursor planning', () => {
     expect(planBatch({ state: initialState('d', '2024'), cursors: [t[2]!, t[3]!], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'grow' });
     expect(planBatch({ state: initialState('d', '2024'), cursors: [t[2]!, t[3]!], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toMatchObject({ emit: [0, 1], cursor: t[2] });
   });
+  test('a full batch with nothing to emit (a >= query at the cursor, then a held-back run) grows', () => {
+    expect(planBatch({ state: initialState('d', 5), cursors: [5, 5, 6, 6], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'grow' });
+    expect(planBatch({ state: initialState('d', 5), cursors: [5, 5, 6, 6, 7, 7, 8], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [2, 3, 4, 5], cursor: 7, seen: [] });
+    expect(planBatch({ state: initialState('d', 5), cursors: [5, 5], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [], cursor: 5, seen: [] });
+  });
   test('rows out of cursor order are refused', () => {
     expect(planBatch({ state: initialState('d', 0), cursors: [3, 2], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'unordered', at: 1 });
   });
