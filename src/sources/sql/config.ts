@@ -45,7 +45,7 @@ export const SQL_SOURCE_SPEC: ObjectSpec = {
     id_column: s('Column whose value, with the database, makes the event id (default: cursor_column, which must then be nId: with another cursor_column it is required and must be unique, e.g. nId).'),
     initial_cursor: s('Where a source with no stored cursor starts (KUMA\'s "Identity seed"): a value (`0`: every row) or `latest` (rows from now on).', { default: '0' }),
     poll_interval: dur('Wait between queries once the backlog is read (KUMA\'s "Poll interval").', '10s', 0.001),
-    batch_rows: { kind: 'int', doc: 'Most rows per query: a backlog is read this many rows at a time.', default: 1000, min: 1, max: 1_000_000 },
+    batch_rows: { kind: 'int', doc: 'Most rows per query: a backlog is read this many rows at a time (held in memory with their events: KSC rows are a few KB each, so 100,000 rows can take some hundred MB).', default: 1000, min: 1, max: 100_000 },
     query_timeout: dur('A query running longer is cancelled and retried (error reason `timeout`).', '30s', 0.001),
     connect_timeout: dur('Longest wait for a connection (and login).', '15s', 0.001),
     max_backoff: dur('Longest wait between retries after errors (doubling from 1 s).', '60s', 0.001),

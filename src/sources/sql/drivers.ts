@@ -188,6 +188,14 @@ const mysql: SqlDriver = {
       throw classify(e);
     }
     conn.on('error', () => undefined);
+    // TIMESTAMP columns come back in the session's time zone (the server's default, often
+    // local time), which mysql2 (timezone 'Z') would read as UTC: the session is UTC.
+    try {
+      await conn.query(`SET time_zone = '+00:00'`);
+    } catch (e) {
+      conn.destroy();
+      throw classify(e);
+    }
     // The server stops a query past the timeout too (MariaDB: max_statement_time in
     // seconds; MySQL: max_execution_time in ms); each refuses the other's variable.
     await conn.query(`SET SESSION max_statement_time = ${o.queryTimeoutMs / 1000}`).catch(() => undefined);

@@ -41,7 +41,7 @@ export interface SqlSourceDeps {
 const REFUSED_RETRY_MS = 200;
 
 /** Largest query a run of equal cursor values may grow a batch to (rows). */
-const MAX_GROWN_ROWS = 1_000_000;
+const MAX_GROWN_ROWS = 100_000;
 
 /** Everything a source needs to query, shared with `cefd sql test`. */
 export class SqlQueryPlan {
@@ -125,6 +125,7 @@ export class SqlSource {
   private readonly plan: SqlQueryPlan;
   private readonly stats: SqlStats;
   private readonly duration: ReturnType<typeof sqlMetrics>['duration'];
+  private readonly releaseMetrics: () => void;
   private readonly ctx: SourceContext;
   private readonly file: string;
   private conn: SqlConnection | null = null;
@@ -151,6 +152,7 @@ export class SqlSource {
     const m = sqlMetrics(deps.telemetry.registry, config.name);
     this.stats = m.stats;
     this.duration = m.duration;
+    this.releaseMetrics = m.release;
     this.ctx = { listener: config.name, stats: deps.telemetry.listener(config.name), normalizers: deps.normalizers, peer: `${this.plan.target.host}:${this.plan.target.port}` };
     this.file = this.plan.stateFile(deps.stateDir);
   }
@@ -179,6 +181,7 @@ export class SqlSource {
     await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => (timer = setTimeout(r, Math.max(1, graceMs))))]);
     clearTimeout(timer);
     this.abandoned = true;
+    this.releaseMetrics();
     const c = this.conn;
     this.conn = null;
     await c?.close().catch(() => undefined);

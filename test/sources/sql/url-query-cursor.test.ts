@@ -10,6 +10,8 @@ import { classify, mssqlConfig, mssqlParamType, toJsonValue } from '../../../src
 import { compareCursor, cursorParam, initialState, planBatch, readState, sameCursorKind, writeState } from '../../../src/sources/sql/cursor.js';
 import { loadConfigText, ConfigError } from '../../../src/config/load.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
+import { sqlMetrics } from '../../../src/sources/sql/metrics.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -198,7 +200,38 @@ describe('cursor planning', () => {
   });
 });
 
+describe('metrics', () => {
+  test('a source that stopped leaves the metrics once no source of its name holds them', async () => {
+    const reg = new Registry();
+    const a = sqlMetrics(reg, 'gone');
+    a.stats.up = 1;
+    a.duration.observe({ source: 'gone' }, 0.01);
+    const b1 = sqlMetrics(reg, 'kept');
+    b1.stats.up = 1;
+    // A reload that starts the new source of a name before the old one has stopped.
+    const b2 = sqlMetrics(reg, 'kept');
+    expect(b2.stats).toBe(b1.stats);
+    expect(await reg.metrics()).toContain('cefd_sql_up{source="gone"} 1');
+    a.release();
+    b1.release();
+    b1.release();
+    const text = await reg.metrics();
+    expect(text).not.toContain('source="gone"');
+    expect(text).toContain('cefd_sql_up{source="kept"} 1');
+  });
+});
+
 describe('configuration', () => {
+  test('cross-checks of listeners and outputs name the line too', () => {
+    const y = 'listeners:\n  - { name: a, type: tcp, host: 127.0.0.1, port: 5514 }\n  - { name: b, type: tcp, host: 127.0.0.1, port: 5514 }\noutputs:\n  - name: dead_letter\n    type: stdout\n';
+    expect(() => loadConfigText(y, 'c.yaml', {})).toThrow(/c\.yaml:3: listeners\[1\]\.port: tcp port 5514/);
+    expect(() => loadConfigText(y, 'c.yaml', {})).toThrow(/c\.yaml:5: outputs\[0\]\.name: "dead_letter"/);
+  });
+  test('batch_rows is capped at 100,000 (a batch is held in memory)', () => {
+    const y = (n: number) => `sql_sources:\n  - name: ksc\n    url: "sqlserver://kuma:pw@ksc:1433/SQLEXPRESS?database=KAV"\n    batch_rows: ${n}\n`;
+    expect(() => loadConfigText(y(100_000), 'c.yaml', {})).not.toThrow();
+    expect(() => loadConfigText(y(100_001), 'c.yaml', {})).toThrow(/c\.yaml:4: sql_sources\[0\]\.batch_rows/);
+  });
   const yaml = (extra: string) => `sql_sources:\n  - name: ksc\n    url: "sqlserver://kuma:pw@ksc:1433/SQLEXPRESS?database=KAV"\n${extra}`;
   test('defaults; the URL is a secret', () => {
     const c = loadConfigText(yaml(''), undefined, {});
