@@ -231,6 +231,23 @@ export const CODES = {
     stage: 'output',
     description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions); the event goes to the dead-letter output.',
   },
+  nats_refused: {
+    level: 'error',
+    stage: 'output',
+    description: 'The nats output: JetStream refused the message for itself with a 4xx PubAck error (e.g. 400/10054: larger than the stream\'s `max_msg_size`; a sealed stream); sending it again would be refused again, so it goes to the dead-letter output with the code and err_code in the error. A 503 (a full stream with `discard: new`, no quorum) is retried.',
+  },
+  file_fsync_failed: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The file output with `fsync: interval`: an fsync failed, so the records written since the last good fsync, already reported delivered, may not be on disk. They are counted in `cefd_output_dropped_events_total{reason="file_fsync_failed"}` and logged (error) when the next batch is sent or the output closes; that batch itself is written as usual, not retried.',
+  },
+  syslog_unconfirmed: {
+    level: 'warning',
+    stage: 'output',
+    description:
+      'The syslog output (tcp/tls) closed (stop, reload) and the receiver did not close its side within `write_timeout` (at most 5 s), or the connection was broken: the messages of its resend window were not confirmed and may not have arrived. They are counted in `cefd_output_dropped_events_total{reason="syslog_unconfirmed"}` and logged as a warning.',
+  },
   queue_full: {
     level: 'error',
     stage: 'output',

@@ -393,12 +393,13 @@ function nodeOfKey(doc: Document | undefined, key: string): Node | undefined {
 
 /** Checks that span several keys. */
 function crossChecks(c: Config, w: Walker, doc?: Document): void {
-  // Each problem at its key's line when the file has the key (an absent key has none).
-  const problem = (key: string, message: string) => w.problem(key, nodeOfKey(doc, key), message);
+  // Each problem at its key's line when the file has the key (else at `parent`'s, if given).
+  const problem = (key: string, message: string, parent?: string) => w.problem(key, nodeOfKey(doc, key) ?? (parent !== undefined ? nodeOfKey(doc, parent) : undefined), message);
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
     // Each source type's own rules (src/sources/<type>/index.ts).
-    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) problem(`${k}.${p.key}`, p.message);
+    // Each problem at its key's line, or at least at its listener's.
+    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) problem(`${k}.${p.key}`, p.message, k);
     if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') problem(`${k}.host`, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
   const binds = new Map<string, string>();
@@ -432,7 +433,8 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) problem(`outputs[${i}].name`, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
     if (o.name === 'dead_letter') problem(`outputs[${i}].name`, '"dead_letter" is the dead-letter output\'s name');
     // Each output type's own rules (src/outputs/<type>/index.ts).
-    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) problem(`outputs[${i}].${p.key}`, p.message);
+    // Each problem at its key's line, or at least at its output's.
+    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) problem(`outputs[${i}].${p.key}`, p.message, `outputs[${i}]`);
     if (o.retry.max_backoff < o.retry.initial_backoff) problem(`outputs[${i}].retry.max_backoff`, 'must not be less than initial_backoff');
   });
 }

@@ -21,13 +21,28 @@ export interface Batch {
   readonly ndjsonParts?: readonly Buffer[];
 }
 
-export type SendResult =
+export type SendResult = (
   | { status: 'delivered' }
   /** Transient failure: the runner sends the same batch again after a backoff. */
   | { status: 'retry'; error: string; retryAfterMs?: number }
   /** Permanent failure for this batch: the runner dead-letters it with `reason`. */
   | { status: 'rejected'; error: string; reason: string }
-  | PartialResult;
+  | PartialResult
+) & {
+  /**
+   * Records of EARLIER batches, already reported delivered, that may not have arrived after
+   * all (a file output's interval fsync failed): the runner counts and logs them. Nothing
+   * about this batch.
+   */
+  problem?: OutputProblem;
+};
+
+/** Records an output reported delivered but cannot vouch for any more: how many, a stable reason code (src/errors.ts), why. */
+export interface OutputProblem {
+  events: number;
+  reason: string;
+  error: string;
+}
 
 /**
  * A per-record outcome (a bulk API that took some records and not others). Records are
@@ -58,7 +73,10 @@ export interface Output {
    * Deliver one batch. Called again only after the previous call settled (one batch in
    * flight per output). Must not throw: failures are results. `signal` aborts the send at
    * the shutdown deadline: the output stops waiting and reports `retry` (the batch stays
-   * in the queue; a disk buffer keeps it for the next start).
+   * in the queue; a disk buffer keeps it for the next start). The network outputs that can
+   * wait long honour it (http, elasticsearch, splunk_hec, clickhouse through the shared
+   * transport; syslog); file, stdout and nats do not (a local write; nats waits at most
+   * `ack_timeout`), and the runner waits for those only a moment after aborting.
    */
   send(batch: Batch, signal?: AbortSignal): Promise<SendResult>;
   /**
@@ -68,6 +86,15 @@ export interface Output {
   unready?(): string | undefined;
   /** Reopen files (SIGHUP, for logrotate). Optional. */
   reopen?(): Promise<void>;
-  /** Flush and release everything. */
-  close(): Promise<void>;
+  /**
+   * Flush and release everything. An output that had to let go of records it had reported
+   * delivered but could not confirm (a syslog resend window the receiver did not confirm)
+   * says how many, so the runner counts and logs them (nothing lost without a count).
+   */
+  close(): Promise<void | CloseReport>;
+}
+
+/** What close() had to abandon: `events` records, with a stable reason code (src/errors.ts) and why. */
+export interface CloseReport {
+  abandoned: OutputProblem | null;
 }

@@ -187,6 +187,7 @@ export class OutputRunner {
         const res = await this.output.send(batch, ac.signal).finally(() => {
           this.inFlight = null;
         });
+        if (res.problem !== undefined && res.problem.events > 0) this.telemetry.outputAbandoned(this.name, res.problem.events, res.problem.reason, res.problem.error);
         if (res.status === 'delivered' || res.status === 'rejected') {
           if (res.status === 'delivered') this.stats.sent += n;
           else this.reject(batch.records, res.reason, res.error);
@@ -212,10 +213,15 @@ export class OutputRunner {
         error = `internal error: ${(e as Error).message}`;
         this.telemetry.repeated('error', `runner_internal:${this.name}`, { output: this.name, err: (e as Error).stack }, `output ${this.name}: ${error}`);
       }
-      // Capped exponential backoff with full jitter; Retry-After wins when longer.
+      // Stopped or handed over while the batch was in flight (close() made it fail): its
+      // records stay in the queue for the next runner; sleeping a backoff first would hold
+      // up the reload or the shutdown for up to max_backoff.
+      if (this.giveUp) return;
+      // Capped exponential backoff with full jitter; Retry-After wins when longer, beyond
+      // max_backoff: the output already capped it at max_retry_after (http-transport.ts).
       backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
       let wait = backoff / 2 + (Math.random() * backoff) / 2;
-      if (retryAfterMs !== undefined) wait = Math.min(this.opts.maxBackoffMs, Math.max(wait, retryAfterMs));
+      if (retryAfterMs !== undefined) wait = Math.max(wait, retryAfterMs);
       this.telemetry.outputRetrying(this.name, n, error, wait);
       await this.sleep(wait);
       this.afterDequeue();
@@ -262,6 +268,7 @@ export class OutputRunner {
   private giveUp = false;
 
   private sleep(ms: number): Promise<void> {
+    if (this.giveUp) return Promise.resolve();
     return new Promise((r) => {
       this.sleepResolve = r;
       this.sleepTimer = setTimeout(() => {
@@ -271,6 +278,16 @@ export class OutputRunner {
       }, ms);
       this.sleepTimer.unref?.();
     });
+  }
+
+  /** Ends a backoff sleep at once (stop's deadline, a hand-over). */
+  private endSleep(): void {
+    if (this.sleepTimer === null) return;
+    clearTimeout(this.sleepTimer);
+    this.sleepTimer = null;
+    const r = this.sleepResolve;
+    this.sleepResolve = null;
+    r?.();
   }
 
   private afterDequeue(): void {
@@ -310,11 +327,7 @@ export class OutputRunner {
       // The deadline: a request in flight is aborted, not waited for; its batch stays in
       // the queue (a disk buffer keeps it for the next start).
       this.inFlight?.abort();
-      if (this.sleepTimer !== null) {
-        clearTimeout(this.sleepTimer);
-        this.sleepTimer = null;
-        this.sleepResolve?.();
-      }
+      this.endSleep();
     }
     // The runner exits once the queue is empty, or once the aborted batch comes back (an
     // output that ignores the signal is not waited for beyond a moment).
@@ -326,7 +339,7 @@ export class OutputRunner {
       this.blocked = false;
       this.flow.unblock(this.flowKey);
     }
-    await this.output.close();
+    await this.closeOutput();
     if (!keepQueue) await this.queue.close();
     return left;
   }
@@ -344,17 +357,20 @@ export class OutputRunner {
       this.wake = null;
       w();
     }
-    if (this.sleepTimer !== null) {
-      clearTimeout(this.sleepTimer);
-      this.sleepTimer = null;
-      this.sleepResolve?.();
-    }
+    this.endSleep();
     if (this.blocked) {
       this.blocked = false;
       this.flow.unblock(this.flowKey);
     }
-    await this.output.close();
+    await this.closeOutput();
     await this.loop;
+  }
+
+  /** Closes the output; records it had to let go unconfirmed are counted and logged. */
+  private async closeOutput(): Promise<void> {
+    const report = await this.output.close();
+    const a = report?.abandoned;
+    if (a !== null && a !== undefined && a.events > 0) this.telemetry.outputAbandoned(this.name, a.events, a.reason, a.error);
   }
 
   async reopen(): Promise<void> {

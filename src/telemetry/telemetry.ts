@@ -292,6 +292,17 @@ export class Telemetry {
     this.limited('warn', `encode:${output}:${code}`, { output, code, detail }, `output ${output}: its encoding could not carry a value as it was (${code})${detail === '' ? '' : `: ${detail}`}`, n);
   }
 
+  /**
+   * Records an output reported delivered earlier but can no longer vouch for (a syslog
+   * window let go unconfirmed at close, a failed interval fsync): counted with the dropped
+   * ones, by reason, and logged at the code's level.
+   */
+  outputAbandoned(output: string, events: number, reason: string, error: string): void {
+    this.output(output).dropped.add(reason, events);
+    const level = (CODES as Record<string, { level: string }>)[reason]?.level === 'warning' ? 'warn' : 'error';
+    this.log[level]({ output, events, code: reason, err: error }, `output ${output}: ${events} events delivered earlier may not have arrived (${reason}): ${error}`);
+  }
+
   eventsDropped(output: string, events: number, reason: string): void {
     this.output(output).dropped.add(reason, events);
     this.limited('error', `dropped:${output}:${reason}`, { output, events, reason }, `output ${output} dropped ${events} events: ${reason}`);
@@ -410,7 +421,7 @@ export class Telemetry {
     counter('cefd_output_rejected_events_total', 'Events an output rejected for good (dead-lettered), per reason.', ['output', 'reason'], () =>
       byCode(outputs().map((s) => [s.name, s.rejected]), 'output', 'reason'),
     );
-    counter('cefd_output_dropped_events_total', 'Events dropped (queue full with when_full: drop_newest, or shutdown with an output down), per reason.', ['output', 'reason'], () =>
+    counter('cefd_output_dropped_events_total', 'Events dropped (queue full with when_full: drop_newest, or shutdown with an output down), or delivered earlier but no longer vouched for (syslog_unconfirmed, file_fsync_failed), per reason.', ['output', 'reason'], () =>
       byCode(outputs().map((s) => [s.name, s.dropped]), 'output', 'reason'),
     );
     counter('cefd_output_encode_problems_total', 'What an output\'s encoding could not carry, per code (encode_key_dropped: a key the cef encoding cannot write, left out; encode_field_cut: a value cut to KUMA\'s length limit).', ['output', 'code'], () =>

@@ -13,7 +13,10 @@
  *   or space, not starting with `-_+`: `invalid_index_name_exception`), "Network settings"
  *   (`http.max_content_length`: 413 with no body), "Security" (401 with
  *   `WWW-Authenticate` and a `security_exception` body; `Authorization: Basic`, `ApiKey`,
- *   `Bearer`), "Thread pools" (a full write queue: per-item 429
+ *   `Bearer`; a user without the index privilege: a per-item 403 `security_exception`
+ *   "action [indices:data/write/bulk[s]] is unauthorized for user ..."), "Ingest pipelines"
+ *   (`?pipeline=` naming no pipeline: a per-item 400 `illegal_argument_exception`
+ *   "pipeline with id [x] does not exist"), "Thread pools" (a full write queue: per-item 429
  *   `es_rejected_execution_exception`; OpenSearch names it `rejected_execution_exception`),
  *   gzip request bodies (`Content-Encoding: gzip`), `X-Elastic-Product: Elasticsearch`.
  * - Faults a test injects: per-item rejections for load, whole-request statuses (429 with
@@ -36,6 +39,10 @@ export interface EsEmulatorOptions {
   maxContentLength?: number;
   /** Names that are data streams (an index template with `data_stream` matches them). */
   dataStreams?: string[];
+  /** Per user (basic auth): the index patterns (`cefd-*`) the user may write; a user not listed may write any. */
+  indexPrivileges?: Record<string, string[]>;
+  /** Ingest pipelines that exist (`?pipeline=` naming another: per-item 400). */
+  pipelines?: string[];
   /** Explicit mappings: `field.path` -> `long` | `boolean` | `keyword` | `date` | `object`. */
   mappings?: Record<string, Record<string, FieldType>>;
   port?: number;
@@ -76,10 +83,16 @@ export class EsEmulator extends EmulatedServer {
   delayMs = 0;
   private seq = 0;
   private autoId = 0;
+  /** Ingest pipelines that exist; a test adds one as PUT _ingest/pipeline/<id> would. */
+  readonly pipelines: Set<string>;
+  /** user -> index patterns it may write (a test grants more as a role change would). */
+  readonly indexPrivileges: Map<string, string[]>;
 
   constructor(private readonly opts: EsEmulatorOptions = {}) {
     super(opts);
     this.flavor = opts.flavor ?? 'elasticsearch';
+    this.pipelines = new Set(opts.pipelines ?? []);
+    this.indexPrivileges = new Map(Object.entries(opts.indexPrivileges ?? {}));
     for (const [index, fields] of Object.entries(opts.mappings ?? {})) this.mappings.set(index, new Map(Object.entries(fields)));
   }
 
@@ -92,14 +105,14 @@ export class EsEmulator extends EmulatedServer {
   }
 
 
-  private authorized(h: http.IncomingHttpHeaders): { ok: true } | { ok: false; user: string } {
+  private authorized(h: http.IncomingHttpHeaders): { ok: true; user?: string } | { ok: false; user: string } {
     const o = this.opts;
     if (o.users === undefined && o.apiKeys === undefined && o.bearerTokens === undefined) return { ok: true };
     const a = h['authorization'] ?? '';
     const [scheme, value = ''] = a.split(' ', 2) as [string, string?];
     if (/^basic$/i.test(scheme)) {
       const [u, ...p] = Buffer.from(value, 'base64').toString('utf8').split(':');
-      if (u !== undefined && o.users?.[u] !== undefined && o.users[u] === p.join(':')) return { ok: true };
+      if (u !== undefined && o.users?.[u] !== undefined && o.users[u] === p.join(':')) return { ok: true, user: u };
       return { ok: false, user: u ?? '' };
     }
     if (scheme === 'ApiKey' && o.apiKeys?.includes(value)) return { ok: true };
@@ -138,6 +151,8 @@ export class EsEmulator extends EmulatedServer {
       return;
     }
     const path = (req.url ?? '/').split('?')[0]!;
+    const pipeline = new URL(req.url ?? '/', 'http://x').searchParams.get('pipeline');
+    const user = auth.user;
     const m = /^\/(?:([^/_][^/]*)\/)?_bulk$/.exec(path);
     if (req.method !== 'POST' && req.method !== 'PUT') {
       this.send(res, 405, this.requestError('method_not_allowed', `Incorrect HTTP method for uri [${req.url}] and method [${req.method}]`, 405));
@@ -201,7 +216,7 @@ export class EsEmulator extends EmulatedServer {
         this.send(res, 400, this.requestError('illegal_argument_exception', 'The bulk request must be terminated by a newline [\\n]', 400));
         return;
       }
-      const item = this.item(op, meta._index ?? m[1] ?? '', meta._id, source);
+      const item = this.item(op, meta._index ?? m[1] ?? '', meta._id, source, user, pipeline);
       if ((item as { status: number }).status >= 300) errors = true;
       items.push({ [op]: item });
     }
@@ -213,7 +228,7 @@ export class EsEmulator extends EmulatedServer {
     this.send(res, 200, { took: 1, errors, items });
   }
 
-  private item(op: string, index: string, id: string | undefined, source: string): Record<string, unknown> {
+  private item(op: string, index: string, id: string | undefined, source: string, user?: string, pipeline?: string | null): Record<string, unknown> {
     const fail = (status: number, type: string, reason: string, idx = index) => ({
       _index: idx,
       _id: id ?? null,
@@ -223,6 +238,11 @@ export class EsEmulator extends EmulatedServer {
     if (index === '' || index !== index.toLowerCase() || /[\\/*?"<>| ,#]/.test(index) || /^[-_+]/.test(index)) {
       return fail(400, 'invalid_index_name_exception', `Invalid index name [${index}], must be lowercase and must not contain the following characters [ , ", *, \\, <, |, ,, >, /, ?]`);
     }
+    const allowed = user === undefined ? undefined : this.indexPrivileges.get(user);
+    if (allowed !== undefined && !allowed.some((p) => (p.endsWith('*') ? index.startsWith(p.slice(0, -1)) : index === p))) {
+      return fail(403, 'security_exception', `action [indices:data/write/bulk[s]] is unauthorized for user [${user}] with effective roles [cefd_writer] on indices [${index}], this action is granted by the index privileges [create_doc,create,index,write,all]`);
+    }
+    if (pipeline !== undefined && pipeline !== null && !this.pipelines.has(pipeline)) return fail(400, 'illegal_argument_exception', `pipeline with id [${pipeline}] does not exist`);
     const injected = this.itemFault?.(source, id);
     if (injected !== undefined) return fail(injected.status, injected.type === 'es_rejected_execution_exception' && this.flavor === 'opensearch' ? 'rejected_execution_exception' : injected.type, injected.reason);
     const parseType = this.flavor === 'elasticsearch' ? 'document_parsing_exception' : 'mapper_parsing_exception';

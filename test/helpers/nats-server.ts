@@ -28,8 +28,8 @@ export interface NatsServer {
 
 const running = new Set<NatsServer>();
 
-/** A nats-server with JetStream; `conf` is extra nats-server config text (authorization, tls). */
-export async function natsServer(conf = ''): Promise<NatsServer> {
+/** A nats-server with JetStream (unless `jetstream: false`); `conf` is extra nats-server config text (authorization, tls, http). */
+export async function natsServer(conf = '', opts: { jetstream?: boolean } = {}): Promise<NatsServer> {
   const dir = tempDir('cefd-nats-');
   const port = await freePort();
   const confFile = join(dir, 'nats.conf');
@@ -41,7 +41,8 @@ export async function natsServer(conf = ''): Promise<NatsServer> {
     proc: null,
     log: [],
     async start() {
-      const p = spawn(NATS_SERVER, ['-c', confFile, '-js', '-sd', join(dir, 'store'), '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const js = opts.jetstream === false ? [] : ['-js', '-sd', join(dir, 'store')];
+      const p = spawn(NATS_SERVER, ['-c', confFile, ...js, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
       s.proc = p;
       running.add(s);
       const at = s.log.length;

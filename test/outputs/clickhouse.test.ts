@@ -23,6 +23,7 @@ import { CLI, freePort, runCefd, type ChildDaemon } from '../helpers/child.js';
 import { startClickHouse, type ClickHouse } from '../helpers/clickhouse.js';
 import { makePki, type Pki } from '../helpers/pki.js';
 import { readNdjson, scrape, tempDir, waitFor } from '../helpers/daemon.js';
+import { expectSendAborted } from '../helpers/abort.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOC = readFileSync(join(ROOT, 'docs/outputs-clickhouse.md'), 'utf8');
@@ -307,6 +308,55 @@ describe('clickhouse output, answers the real server gives only by chance', () =
     await s.close();
   });
 
+  test('HTTP 200 with a data error in the body: split to the bad row and dead-letter it, not retried as it is forever', async () => {
+    const s = await standIn((rows) => {
+      const at = rows.findIndex((r) => r.n === 'bad');
+      return at < 0 ? { status: 200, body: '' } : { status: 200, body: `Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected , before: bad: (while read the value of key n): (at row ${at + 1})\n` };
+    });
+    const r = await s.o.send({ records: records([9]) });
+    expect(r.status).toBe('partial');
+    if (r.status === 'partial') {
+      expect(r.rejected!.map((x) => [x.index, x.reason])).toEqual([[9, 'clickhouse_row_rejected']]);
+      expect(r.rejected![0]!.error).toMatch(/HTTP 200 with an error in the body: Code: 27/);
+      expect(r.retry ?? []).toEqual([]);
+    }
+    expect(s.inserted.length).toBe(63);
+    await s.o.close();
+    await s.close();
+  });
+
+  test('the row named after a long error text (past the quoted part) is still found: the batch is split at it, not in halves', async () => {
+    const long = 'y'.repeat(1500);
+    const s = await standIn((rows) => {
+      const at = rows.findIndex((r) => r.n === 'bad');
+      return at < 0 ? { status: 200, body: '' } : { status: 500, body: `Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected , before: ${long}: (while read the value of key n): (at row ${at + 1})\n` };
+    });
+    const r = await s.o.send({ records: records([41]) });
+    expect(r.status).toBe('partial');
+    if (r.status === 'partial') expect(r.rejected!.map((x) => x.index)).toEqual([41]);
+    // The whole batch, the named row alone, the others: three inserts.
+    expect(s.requests()).toBe(3);
+    await s.o.close();
+    await s.close();
+  });
+
+  test('the shutdown deadline (AbortSignal) ends an insert in flight: retry, the batch stays queued', async () => {
+    // A server that takes the request and never answers (within `timeout`, 3 s, it would be a timeout instead).
+    const sockets: net.Socket[] = [];
+    const srv = net.createServer((c) => sockets.push(c));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    const o = new ClickHouseOutput('ch', { ...loadFields(CLICKHOUSE_FIELDS, { url: `http://127.0.0.1:${port}/`, table: 'x', timeout: '3s' }), encoding: { codec: 'native' } });
+    await o.start();
+    try {
+      await expectSendAborted(o, { records: records([]) });
+    } finally {
+      await o.close();
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+
   test('HTTP 200 with an exception in the body is not success', async () => {
     const s = await standIn(() => ({ status: 200, body: 'Code: 241, e.displayText() = DB::Exception: Memory limit exceeded, e.what() = DB::Exception\n' }));
     const r = await s.o.send({ records: records([]) });
@@ -479,6 +529,18 @@ ${common}    table: kuma_events
     expect(readNdjson(join(dir, 'dead.ndjson'))).toEqual([]);
     d.proc.kill('SIGTERM');
     await d.exit;
+  });
+
+  test('settings under which the server answers 200 for rows it drops are refused, with file:line', async () => {
+    const { loadConfigText } = await import('../../src/config/load.js');
+    const cfg = (settings: string) => `outputs:\n  - name: ch\n    type: clickhouse\n    url: http://127.0.0.1:8123\n    table: events\n    settings:\n${settings}`;
+    expect(() => loadConfigText(cfg('      async_insert: "1"\n      wait_for_async_insert: "0"\n'), 'c.yaml', {})).toThrow(/c\.yaml:8: outputs\[0\]\.settings\.wait_for_async_insert: async_insert with wait_for_async_insert 0/);
+    expect(() => loadConfigText(cfg('      input_format_allow_errors_num: "10"\n'), 'c.yaml', {})).toThrow(/c\.yaml:7: outputs\[0\]\.settings\.input_format_allow_errors_num: .*skip bad rows/);
+    // async_insert that waits is fine, and cefd asks to wait when the setting is not given.
+    expect(() => loadConfigText(cfg('      async_insert: "1"\n'), 'c.yaml', {})).not.toThrow();
+    const { transportConfig } = await import('../../src/outputs/clickhouse/clickhouse.js');
+    const url = new URL(transportConfig(loadFields(CLICKHOUSE_FIELDS, { url: 'http://127.0.0.1:8123', table: 'events', settings: { async_insert: '1' } })).url);
+    expect(url.searchParams.get('wait_for_async_insert')).toBe('1');
   });
 
   test('the example configuration of docs/outputs-clickhouse.md passes cefd validate', () => {

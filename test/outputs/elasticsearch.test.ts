@@ -18,6 +18,7 @@ import { FlowControl } from '../../src/pipeline/flow-control.js';
 import { OutputRunner } from '../../src/pipeline/output-runner.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 import { waitFor } from '../helpers/daemon.js';
+import { expectSendAborted } from '../helpers/abort.js';
 import { EsEmulator, type EsEmulatorOptions } from '../helpers/es-emulator.js';
 import { makePki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/temp.js';
@@ -165,6 +166,35 @@ test('basic auth, API key (ApiKey scheme) and bearer token from files; gzip bodi
   expect(err).not.toContain('wrong-password');
 });
 
+test('item 403 (the role lacks the index privilege) and a missing ingest pipeline are retried with a long wait, never dead-lettered; delivered once fixed', async () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'pw'), 'pw\n');
+  const es = await emulator({ users: { cefd: 'pw' }, indexPrivileges: { cefd: ['other-*'] } });
+  const o = output({ url: es.url, basic_auth_user: 'cefd', basic_auth_password_file: join(dir, 'pw'), pipeline: 'ksc' });
+  await o.start();
+  const denied = await o.send({ records: [rec(1), rec(2)] });
+  expect(denied).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });
+  expect((denied as { error: string }).error).toMatch(/403 security_exception: action \[indices:data\/write\/bulk\[s\]\] is unauthorized for user \[cefd\]/);
+  es.indexPrivileges.set('cefd', ['cefd-*']); // the role is fixed
+  const noPipeline = await o.send({ records: [rec(1), rec(2)] });
+  expect(noPipeline).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });
+  expect((noPipeline as { error: string }).error).toMatch(/400 illegal_argument_exception: pipeline with id \[ksc\] does not exist/);
+  es.pipelines.add('ksc'); // PUT _ingest/pipeline/ksc
+  expect(await o.send({ records: [rec(1), rec(2)] })).toEqual({ status: 'delivered' });
+  expect(ids(es)).toEqual(['k-1', 'k-2']);
+});
+
+test('item cluster_block_exception 403 (a write block) among written items: only it is retried, with a long wait', async () => {
+  const es = await emulator();
+  es.itemFault = (_src, id) => (id === 'k-2' ? { status: 403, type: 'cluster_block_exception', reason: 'index [cefd-2026.12.06] blocked by: [FORBIDDEN/8/index write (api)];' } : undefined);
+  const o = output({ url: es.url });
+  await o.start();
+  const r = await o.send({ records: [rec(1), rec(2), rec(3)] });
+  expect(r).toMatchObject({ status: 'partial', retry: [1], retryAfterMs: AUTH_RETRY_MS });
+  expect((r as { rejected?: unknown[] }).rejected ?? []).toEqual([]);
+  expect(ids(es)).toEqual(['k-1', 'k-3']);
+});
+
 test('wrong credentials under the runner: no retry storm, nothing dead-lettered, nothing counted as sent', async () => {
   const es = await emulator({ bearerTokens: ['right-token'] });
   const o = output({ url: es.url, bearer_token: 'wrong-token' });
@@ -294,3 +324,11 @@ test('opensearch flavor: rejected_execution_exception retried; config checks', a
 function quiet(): Telemetry {
   return new Telemetry({ level: 'silent', destination: new Writable({ write: (_c, _e, cb) => cb() }), processMetrics: false, repeatIntervalMs: 0 });
 }
+
+test('the shutdown deadline (AbortSignal) ends a request in flight: retry, the batch stays queued', async () => {
+  const es = await emulator();
+  es.delayMs = 3_000; // the cluster would answer (201) after this; the abort comes first
+  const o = output({ url: es.url, timeout: '10s' });
+  await o.start();
+  await expectSendAborted(o, { records: [rec(1)] });
+});

@@ -1,7 +1,7 @@
 import { test, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import {
-  chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync,
+  chmodSync, closeSync, constants as fsConstants, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, renameSync,
   rmSync, statSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { FILE_FIELDS } from '../../src/outputs/file/config.js';
 import { loadFields } from '../../src/config/load.js';
 import { listRotated, rotatedPath, rotationStamp } from '../../src/outputs/file/rotate.js';
 import type { Batch } from '../../src/outputs/types.js';
+import { waitFor } from '../helpers/daemon.js';
 
 let root: string;
 let seq = 0;
@@ -311,6 +312,41 @@ test('when the path cannot be opened, reopen rejects and send reports retry unti
   await out.close();
   expect(read(join(d, 'sub.old', 'events.ndjson'))).toBe(ndjson(a));
   expect(read(path)).toBe(ndjson(b));
+});
+
+test('fsync interval: a failed fsync is reported for the records it concerns, and the next (healthy) batch is written, not retried', async () => {
+  // A FIFO: writes go through, fdatasync fails (EINVAL: a FIFO cannot be synced), a real failing fsync.
+  const path = join(dir(), 'fifo.ndjson');
+  execFileSync('mkfifo', [path]);
+  const reader = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const out = await started({ path, fsync: 'interval', fsync_interval: '5ms' });
+    let written = 3;
+    let reported = 0;
+    expect(await out.send(batch(records(3, 'a', 50)))).toEqual({ status: 'delivered' });
+    // The interval fsync runs and fails; a later batch is written and carries the report.
+    let res: Awaited<ReturnType<FileOutput['send']>> = { status: 'delivered' };
+    await waitFor(async () => {
+      res = await out.send(batch(records(1, 'b', 50)));
+      written++;
+      reported += res.problem?.events ?? 0;
+      return res.status !== 'delivered' || res.problem !== undefined;
+    }, 10_000, 'the fsync failure reported');
+    expect(res.status).toBe('delivered');
+    expect(res.problem).toMatchObject({ reason: 'file_fsync_failed' });
+    expect(res.problem!.error).toMatch(/an fsync failed \(.*EINVAL.*\)/);
+    // What was written after that is reported by a later send or at close: each record once.
+    const last = await out.send(batch(records(1, 'c', 50)));
+    expect(last.status).toBe('delivered');
+    written++;
+    reported += last.problem?.events ?? 0;
+    const report = await out.close();
+    expect(report.abandoned).toMatchObject({ reason: 'file_fsync_failed' });
+    reported += report.abandoned!.events;
+    expect(reported).toBe(written);
+  } finally {
+    closeSync(reader);
+  }
 });
 
 for (const fsync of ['never', 'batch', 'interval'] as FsyncPolicy[]) {

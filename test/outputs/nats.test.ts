@@ -16,6 +16,7 @@ import type { Batch, SendResult } from '../../src/outputs/types.js';
 import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
 import { makePki } from '../helpers/pki.js';
 import { tempDir, waitFor } from '../helpers/daemon.js';
+import { freePort } from '../helpers/child.js';
 
 const outputs: NatsOutput[] = [];
 const clients: NatsConnection[] = [];
@@ -166,6 +167,35 @@ test('one event over the server\'s max_payload is rejected alone (dead letter), 
   expect(msgs.map((m) => m.id)).toEqual(['ok-1', 'ok-2']);
 });
 
+test('an event over the stream\'s max_msg_size (PubAck 400/10054) is rejected alone with nats_refused, not retried forever', async () => {
+  const s = await natsServer();
+  const c = await client(s);
+  await (await c.jetstreamManager()).streams.add({ name: 'SMALL', subjects: ['cefd.small'], max_msg_size: 100 });
+  const o = output({ servers: [s.url], subject: 'cefd.small', stream: { name: 'SMALL' } });
+  await o.start();
+  const big = rec('big', 'x'.repeat(300));
+  const r = await o.send(batch([rec('ok-1'), big, rec('ok-2')]));
+  expect(r).toMatchObject({ status: 'partial', retry: [], rejected: [{ index: 1, reason: 'nats_refused' }] });
+  expect(r.status === 'partial' ? r.rejected?.[0]?.error : '').toMatch(/code 400, err_code 10054/);
+  // Alone (as the runner sends a retried record): rejected, so the queue moves on.
+  expect(await o.send(batch([big]))).toMatchObject({ status: 'rejected', reason: 'nats_refused' });
+  expect((await streamMessages(c, 'SMALL')).map((m) => m.id)).toEqual(['ok-1', 'ok-2']);
+});
+
+test('a full stream with discard: new (PubAck 503/10077) is retried, and delivered once there is room', async () => {
+  const s = await natsServer();
+  const o = output({ servers: [s.url], subject: 'cefd.full', stream: { create: true, name: 'FULL', max_msgs: 1, discard: 'new' } });
+  await o.start();
+  expect(await o.send(batch([rec('f1')]))).toEqual({ status: 'delivered' });
+  const r = await o.send(batch([rec('f2')]));
+  expect(r.status).toBe('retry');
+  expect((r as { error: string }).error).toMatch(/err_code 10077/);
+  const c = await client(s);
+  await (await c.jetstreamManager()).streams.purge('FULL');
+  expect(await o.send(batch([rec('f2')]))).toEqual({ status: 'delivered' });
+  expect((await streamMessages(c, 'FULL')).map((m) => m.id)).toEqual(['f2']);
+});
+
 test('a subject the user may not publish to: the batch is rejected (dead letter) with nats_permission_denied, other outputs on the connection unaffected', async () => {
   const s = await natsServer('authorization { users = [ { user: cefd, password: pw, permissions: { publish: { deny: [ "cefd.denied" ] } } } ] }');
   const dir = tempDir();
@@ -187,6 +217,25 @@ test('no stream captures the subject: retried with an error that says so', async
   await waitFor(async () => (await o.send(batch([rec('n')]))).status === 'retry', 10_000, 'a retry');
   const r = await o.send(batch([rec('n')]));
   expect((r as { error: string }).error).toMatch(/no JetStream stream answered on nobody\.listens/);
+});
+
+test('a server without JetStream: each batch retried with the reason, and the failed stream checks leave no subscriptions or status watchers behind', async () => {
+  const http = await freePort();
+  const s = await natsServer(`http: "127.0.0.1:${http}"`, { jetstream: false });
+  const o = output({ servers: [s.url], subject: 'cefd.nojs', ack_timeout: '2s', stream: { create: true, name: 'NOJS' } });
+  await o.start();
+  const subs = async () => ((await (await fetch(`http://127.0.0.1:${http}/subsz`)).json()) as { num_subscriptions: number }).num_subscriptions;
+  const watchers = () => (o as unknown as { link: { current: { protocol: { listeners: unknown[] } } } }).link.current.protocol.listeners.length;
+  let first: { subs: number; watchers: number } | null = null;
+  for (let i = 0; i < 20; i++) {
+    const r = await o.send(batch([rec(`n${i}`)]));
+    expect(r.status).toBe('retry');
+    expect((r as { error: string }).error).toMatch(/JetStream is not available/);
+    first ??= { subs: await subs(), watchers: watchers() };
+  }
+  // One inbox subscription and one status watcher at most, however many checks failed.
+  expect(await subs()).toBeLessThanOrEqual(first!.subs);
+  expect(watchers()).toBeLessThanOrEqual(first!.watchers);
 });
 
 test('the examples of docs/outputs-nats.md and docs/cluster.md validate; a receiver with a non-frame output does not', async () => {

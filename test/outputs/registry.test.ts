@@ -49,7 +49,7 @@ test('plugin checks run at load and name the file and the output\'s key', () => 
     }
     return 'no error';
   };
-  expect(bad('outputs:\n  - { name: h, type: http, url: "ftp://x/" }\n')).toMatch(/c\.yaml: outputs\[0\]\.url: expected an http:\/\/ or https:\/\/ URL/);
+  expect(bad('outputs:\n  - { name: h, type: http, url: "ftp://x/" }\n')).toMatch(/c\.yaml:2: outputs\[0\]\.url: expected an http:\/\/ or https:\/\/ URL/);
   expect(bad('outputs:\n  - { name: h, type: http, url: "https://x/", cert_file: /c.pem }\n')).toMatch(/outputs\[0\]\.key_file: cert_file and key_file go together/);
   expect(bad('outputs:\n  - { name: h, type: http, url: "https://x/", bearer_token: abcd, basic_auth_user: u, basic_auth_password: p }\n')).toMatch(/outputs\[0\]\.bearer_token: set either bearer_token or basic_auth_user/);
   expect(bad('outputs:\n  - { name: h, type: http, url: "https://x/", basic_auth_user: u }\n')).toMatch(/outputs\[0\]\.basic_auth_password: basic_auth_user and basic_auth_password go together/);

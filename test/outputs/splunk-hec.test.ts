@@ -19,6 +19,7 @@ import { FlowControl } from '../../src/pipeline/flow-control.js';
 import { OutputRunner } from '../../src/pipeline/output-runner.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 import { waitFor } from '../helpers/daemon.js';
+import { expectSendAborted } from '../helpers/abort.js';
 import { HecEmulator, type HecEmulatorOptions } from '../helpers/hec-emulator.js';
 import { makePki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/temp.js';
@@ -208,3 +209,11 @@ test('config checks: token required, channel a GUID', () => {
 function quiet(): Telemetry {
   return new Telemetry({ level: 'silent', destination: new Writable({ write: (_c, _e, cb) => cb() }), processMetrics: false, repeatIntervalMs: 0 });
 }
+
+test('the shutdown deadline (AbortSignal) ends a request in flight: retry, the batch stays queued', async () => {
+  const hec = await emulator();
+  hec.delayMs = 3_000; // HEC would answer (200) after this; the abort comes first
+  const o = output({ url: hec.url, timeout: '10s' });
+  await o.start();
+  await expectSendAborted(o, { records: [rec(1)] });
+});

@@ -4,7 +4,9 @@
  * and killed mid-stream (nothing lost), a receiver that stops reading, and TLS through
  * rsyslog's ossl driver (CA, pin, wrong certificate, wrong pin, client certificate).
  */
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { SyslogOutput } from '../../src/outputs/syslog/syslog.js';
 import type { SendResult } from '../../src/outputs/types.js';
 import { freePort } from '../helpers/child.js';
 import { waitFor } from '../helpers/daemon.js';
+import { expectSendAborted } from '../helpers/abort.js';
 import { makePki } from '../helpers/pki.js';
 import { startRsyslog, type Rsyslog } from '../helpers/rsyslog.js';
 
@@ -116,6 +119,37 @@ describe('against rsyslog', () => {
     if (res.status === 'retry') expect(res.error).toMatch(/refused datagrams \(.*ECONNREFUSED.*\): datagrams sent before this may be lost/);
   });
 
+  test('udp to a host that does not resolve at start: start() succeeds, batches retry with the DNS error, then flow once it resolves', async () => {
+    // The real resolver both times: `siem.invalid` (RFC 6761: never resolves), then the same
+    // name looked up as `localhost` (as if DNS now had it), so no test depends on /etc/hosts edits.
+    let resolvable = false;
+    const realLookup = dns.lookup;
+    const spy = vi.spyOn(dns, 'lookup').mockImplementation(((host: string, ...rest: unknown[]) =>
+      (realLookup as (...a: unknown[]) => void)(host === 'siem.invalid' && resolvable ? 'localhost' : host, ...rest)) as typeof dns.lookup);
+    const rx = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((r) => rx.bind(0, '127.0.0.1', r));
+      const got: string[] = [];
+      rx.on('message', (m) => got.push(m.toString('utf8')));
+      const o = output({ transport: 'udp', host: 'siem.invalid', port: rx.address().port, header: 'none' });
+      await o.start();
+      for (let i = 0; i < 2; i++) {
+        const res = await o.send({ records: [cef(i)] });
+        expect(res.status).toBe('retry');
+        if (res.status === 'retry') expect(res.error).toMatch(/cannot use siem\.invalid:\d+: .*(ENOTFOUND|EAI_AGAIN)/);
+        expect(o.unready()).toMatch(/ENOTFOUND|EAI_AGAIN/);
+      }
+      resolvable = true;
+      expect(await o.send({ records: [cef(1)] })).toEqual({ status: 'delivered' });
+      expect(o.unready()).toBeUndefined();
+      await waitFor(() => got.length >= 1, 10_000, 'one datagram');
+      expect(got).toEqual([cef(1)]);
+    } finally {
+      spy.mockRestore();
+      rx.close();
+    }
+  });
+
   test('receiver down at start, then killed mid-stream and restarted: every record arrives', async () => {
     const port = await freePort();
     const o = output({ host: '127.0.0.1', port, hostname: 'fwd04', connect_timeout: '2s', write_timeout: '5s' });
@@ -149,6 +183,48 @@ describe('against rsyslog', () => {
     expect(dups * 200).toBeLessThanOrEqual(8 * 1024 * 1024 + 200 * batch);
     expect(o.streamStats!.connections).toBeGreaterThanOrEqual(2);
   });
+});
+
+describe('orderly stop', () => {
+  async function receiver(closesOnEnd: boolean): Promise<{ port: number; bytes: () => number }> {
+    let got = 0;
+    // allowHalfOpen: our side stays open after cefd's FIN (a receiver that never closes).
+    const srv = net.createServer({ allowHalfOpen: !closesOnEnd }, (sock) => sock.on('data', (d: Buffer) => (got += d.length)));
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    return { port: (srv.address() as net.AddressInfo).port, bytes: () => got };
+  }
+
+  /** An output that sent three messages to the receiver and had them taken by the kernel. */
+  async function sentThree(closesOnEnd: boolean): Promise<SyslogOutput> {
+    const rx = await receiver(closesOnEnd);
+    const o = output({ host: '127.0.0.1', port: rx.port, header: 'none', write_timeout: '300ms' });
+    await o.start();
+    expect(await o.send({ records: [cef(1), cef(2), cef(3)] })).toEqual({ status: 'delivered' });
+    outputs.splice(outputs.indexOf(o), 1);
+    return o;
+  }
+
+  test('a receiver that closes after reading confirms the window: nothing reported', async () => {
+    expect(await (await sentThree(true)).close()).toEqual({ abandoned: null });
+  });
+
+  test('a receiver that does not close in time: the window\'s messages are reported unconfirmed (counted by the runner), not let go silently', async () => {
+    const report = await (await sentThree(false)).close();
+    expect(report.abandoned).toMatchObject({ events: 3, reason: 'syslog_unconfirmed' });
+    expect(report.abandoned!.error).toMatch(/3 message\(s\) \(\d+ bytes\) of the resend window were not confirmed by 127\.0\.0\.1:\d+/);
+  });
+});
+
+test('the shutdown deadline (AbortSignal) ends a send the receiver does not read: retry, the batch stays queued', async () => {
+  // A receiver that accepts and never reads: the kernel buffers fill and the write waits.
+  const srv = net.createServer((c) => c.pause());
+  servers.push(srv);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const o = output({ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, header: 'none', write_timeout: '3s', max_message_size: '64KiB' });
+  await o.start();
+  const big = Array.from({ length: 2000 }, (_, i) => `${cef(i)} msg=${'q'.repeat(8000)}`); // 16 MB: more than the socket buffers hold
+  await expectSendAborted(o, { records: big });
 });
 
 describe('a receiver that stops reading', () => {

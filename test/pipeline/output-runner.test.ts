@@ -158,6 +158,81 @@ test('whole-batch results: retry sends the same batch again, rejected dead-lette
   expect(h.runner.stats.retried).toBe(10);
 });
 
+test('Retry-After is honoured beyond max_backoff (the output caps it at max_retry_after)', async () => {
+  const q = disk(tempDir());
+  q.append(range(3).map(rec));
+  const h = harness(q, (_r, call) => (call === 1 ? { status: 'retry', error: 'HTTP 429', retryAfterMs: 60_000 } : { status: 'delivered' }), { maxBackoffMs: 5 });
+  const waits: number[] = [];
+  const orig = h.telemetry.outputRetrying.bind(h.telemetry);
+  h.telemetry.outputRetrying = (o, n, e, ms) => {
+    waits.push(ms);
+    orig(o, n, e, ms);
+  };
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(50) });
+  await waitFor(() => waits.length === 1, 10_000, 'one retry');
+  expect(waits).toEqual([60_000]);
+  expect(h.output.batches.length).toBe(1);
+});
+
+test('handOver while a send is in flight: the loop ends once the send returns, without sleeping its backoff (reload is not held up by max_backoff)', async () => {
+  const q = new MemoryQueue(100);
+  let release: (() => void) | null = null;
+  let started: () => void = () => undefined;
+  const inFlight = new Promise<void>((r) => (started = r));
+  const h = harness(q, () => new Promise<SendResult>((r) => {
+    release = () => r({ status: 'retry', error: 'aborted by close' });
+    started();
+  }), { initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
+  // close() ends the send in flight the way a transport's close does: it reports retry.
+  const close = h.output.close.bind(h.output);
+  h.output.close = async () => {
+    await close();
+    release?.();
+  };
+  const sleeps: number[] = [];
+  const runner = h.runner as unknown as { sleep(ms: number): Promise<void> };
+  const sleep = runner.sleep.bind(runner);
+  let slept: () => void = () => undefined;
+  const sleptOnce = new Promise<'slept'>((r) => (slept = () => r('slept')));
+  runner.sleep = (ms) => {
+    sleeps.push(ms);
+    slept();
+    return sleep(ms);
+  };
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await inFlight;
+  const first = await Promise.race([h.runner.handOver().then(() => 'handed over' as const), sleptOnce]);
+  expect(first).toBe('handed over');
+  expect(sleeps).toEqual([]);
+  expect(h.output.closed).toBe(true);
+  // The batch stays in the queue for the next runner.
+  expect(q.length).toBe(2);
+});
+
+test('records an output reports abandoned at close are counted as dropped with their reason', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, () => ({ status: 'delivered' }));
+  (h.output as Output).close = async () => ({ abandoned: { events: 4, reason: 'syslog_unconfirmed', error: 'not confirmed' } });
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1)]);
+  await h.runner.drained();
+  await h.runner.stop(100);
+  expect(h.runner.stats.dropped.map.get('syslog_unconfirmed')).toBe(4);
+});
+
+test('a problem an output reports with a result (earlier records it cannot vouch for) is counted as dropped with its reason; the batch itself is settled as usual', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, (_r, call) => (call === 1 ? { status: 'delivered', problem: { events: 7, reason: 'file_fsync_failed', error: 'fsync failed' } } : { status: 'delivered' }));
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(100) });
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await h.runner.drained();
+  expect(h.runner.stats.dropped.map.get('file_fsync_failed')).toBe(7);
+  expect(h.runner.stats.sent).toBe(2);
+});
+
 test('a partial result naming an index twice, or out of range, cannot loop: rejected wins, unknown indexes are ignored', async () => {
   const q = disk(tempDir());
   q.append(range(3).map(rec));

@@ -151,7 +151,7 @@ export class ClickHouseOutput implements Output {
     return this.transport.start();
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     if (isEmptyBatch(batch)) return DELIVERED;
     const rows: Row[] = [];
     const rejected: { index: number; reason: string; error: string }[] = [];
@@ -167,7 +167,7 @@ export class ClickHouseOutput implements Output {
     const todo: Row[][] = rows.length > 0 ? [rows] : [];
     while (todo.length > 0) {
       const piece = todo.shift()!;
-      const r = await this.insert(piece);
+      const r = await this.insert(piece, signal);
       if (r.status === 'delivered') continue;
       if (r.status === 'retry' || r.status === 'rejected') {
         // Not a row's fault: this piece and every one not yet sent wait for the next attempt.
@@ -238,7 +238,7 @@ export class ClickHouseOutput implements Output {
   }
 
   /** One INSERT of `rows`; a data error comes back as `data` with the server's text and row. */
-  private async insert(rows: readonly Row[]): Promise<InsertResult> {
+  private async insert(rows: readonly Row[], signal?: AbortSignal): Promise<InsertResult> {
     let size = rows.length;
     for (const r of rows) size += Buffer.byteLength(r.line, 'utf8');
     const body = Buffer.allocUnsafe(size);
@@ -247,17 +247,24 @@ export class ClickHouseOutput implements Output {
       at += body.write(r.line, at, 'utf8');
       body[at++] = 0x0a;
     }
-    const r = await this.transport.send(body, true);
+    const r = await this.transport.send(body, true, signal);
     if (r.status === 'delivered') {
       // An INSERT answers 200 with an empty body; an exception after the status line (a
       // server that streamed progress) shows up in the body instead.
       const text = r.body?.toString('utf8', 0, 512) ?? '';
-      if (/^Code: \d+/m.test(text)) return { status: 'retry', error: `clickhouse output ${this.name}: HTTP 200 with an error in the body${bodySnippet(r.body!, ERROR_BODY_CHARS)}` };
-      return { status: 'delivered' };
+      const inBody = /^Code: (\d+)[.,]/m.exec(text);
+      if (inBody === null) return { status: 'delivered' };
+      // Classified as an error status would be: a data error is split to its row, not retried as it is forever.
+      const error = `clickhouse output ${this.name}: HTTP 200 with an error in the body${bodySnippet(r.body!, ERROR_BODY_CHARS)}`;
+      return this.classify({ status: 'retry', error }, Number(inBody[1]), r.body!);
     }
     if (r.status !== 'retry' && r.status !== 'rejected') return { status: 'retry', error: `clickhouse output ${this.name}: unexpected transport result ${r.status}` };
     const m = CODE_IN_ERROR.exec(r.error);
-    const code = m === null ? undefined : Number(m[1]);
+    return this.classify(r, m === null ? undefined : Number(m[1]), r.body);
+  }
+
+  /** What a ClickHouse exception with `code` means for the rows; `body`: the whole answer (the error text is cut). */
+  private classify(r: Extract<SendResult, { status: 'retry' | 'rejected' }>, code: number | undefined, body: Buffer | undefined): InsertResult {
     // A row field the table has no column for: the layout (`columns`, `event_column`) and
     // the table disagree, which no row can fix; every row would be dead-lettered one by one.
     const unknown = code === 117 ? UNKNOWN_FIELD.exec(r.error) : null;
@@ -265,7 +272,8 @@ export class ClickHouseOutput implements Output {
       return { status: 'retry', error: `${r.error} (the table has no column ${unknown[1]}: add it, or change columns/event_column; the events wait in the buffer)` };
     }
     if (code !== undefined && DATA_ERROR_CODES.has(code)) {
-      const row = ROW_IN_ERROR.exec(r.error);
+      // The row number from the whole answer: the error text is cut at ERROR_BODY_CHARS.
+      const row = ROW_IN_ERROR.exec(body !== undefined ? body.toString('utf8', 0, 64 * 1024) : r.error);
       return { status: 'data', error: r.error, ...(row !== null ? { row: Number(row[1]) } : {}) };
     }
     if (code !== undefined && CONFIG_CODES.has(code)) {
@@ -284,6 +292,10 @@ export function transportConfig(c: ClickHouseConfig): HttpTransportConfig {
   params.set('query', `INSERT INTO ${quoteIdent(c.database)}.${quoteIdent(c.table)} FORMAT JSONEachRow`);
   if (c.settings?.['date_time_input_format'] === undefined) params.set('date_time_input_format', 'best_effort');
   for (const [k, v] of Object.entries(c.settings ?? {})) params.set(k, v);
+  // With async_insert the answer must wait for the rows to be parsed and written (the
+  // server's own default, which a user profile may change): else a 200 means "queued".
+  const asyncInsert = params.get('async_insert');
+  if (asyncInsert !== null && !/^(0|false|)$/i.test(asyncInsert.trim()) && !params.has('wait_for_async_insert')) params.set('wait_for_async_insert', '1');
   url.search = params.toString();
   return {
     url: url.toString(),

@@ -23,11 +23,35 @@ function check(c: ClickHouseConfig & { encoding: { codec: string } }): FieldProb
   for (const key of ['database', 'table'] as const) {
     if (c[key].trim() === '' || /[\u0000-\u001f`]/.test(c[key])) out.push({ key, message: `must be a plain ClickHouse name (no backquote or control character), got ${JSON.stringify(c[key])}` });
   }
+  for (const p of lossySettings(c, url)) out.push(p);
   if (c.user.includes(':')) out.push({ key: 'user', message: 'cannot contain ":" (HTTP basic authentication)' });
   if (c.encoding.codec === 'cef') out.push({ key: 'encoding.codec', message: 'the clickhouse output inserts JSON rows: use encoding native, kuma or ecs' });
   const columns = Object.keys(c.columns).length > 0 ? c.columns : DEFAULT_COLUMNS[c.encoding.codec];
   if ((columns === undefined || Object.keys(columns).length === 0) && c.event_column === '') {
     out.push({ key: 'columns', message: `encoding ${c.encoding.codec} has no default layout and event_column is empty: name the columns (column: field.path)` });
+  }
+  return out;
+}
+
+const truthy = (v: string | undefined) => v !== undefined && !/^(0|false|)$/i.test(v.trim());
+
+/**
+ * Settings under which ClickHouse answers 200 for rows it did not insert, so cefd would
+ * count lost events as delivered: `async_insert` without waiting (the answer comes before
+ * the data is parsed; bad rows are dropped by the server later) and allowing errors (bad
+ * rows skipped). A setting may come from `settings` or the URL's query.
+ */
+function lossySettings(c: ClickHouseConfig, url: URL | undefined): FieldProblem[] {
+  const get = (k: string): [string, string | undefined] => (c.settings?.[k] !== undefined ? [`settings.${k}`, c.settings[k]] : ['url', url?.searchParams.get(k) ?? undefined]);
+  const out: FieldProblem[] = [];
+  const [, async] = get('async_insert');
+  const [waitKey, wait] = get('wait_for_async_insert');
+  if (truthy(async) && wait !== undefined && !truthy(wait)) {
+    out.push({ key: waitKey, message: 'async_insert with wait_for_async_insert 0 answers before the rows are parsed: rows the server then refuses are lost without a dead letter; leave wait_for_async_insert at 1' });
+  }
+  for (const k of ['input_format_allow_errors_num', 'input_format_allow_errors_ratio']) {
+    const [key, v] = get(k);
+    if (v !== undefined && Number(v) !== 0) out.push({ key, message: `${k} makes the server skip bad rows and answer 200: they would be lost without a dead letter; cefd dead-letters each bad row itself` });
   }
   return out;
 }

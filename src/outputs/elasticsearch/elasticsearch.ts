@@ -7,6 +7,10 @@
  *   this id exists, so an earlier attempt wrote it (a retry after a lost answer):
  *   accepted, never a duplicate.
  * - 429, 5xx, and the rejected-for-load exceptions: that item alone is sent again.
+ * - 401/403 (`security_exception`: the role lacks the index privilege;
+ *   `cluster_block_exception`: a write block) and a missing ingest pipeline: a mistake in
+ *   the cluster's or cefd's configuration, not in the event, fixed without losing events:
+ *   sent again no sooner than AUTH_RETRY_MS apart, as a whole-request 401/403 is.
  * - Any other item error (a mapping error, a bad index name): that item is dead-lettered
  *   with reason `elasticsearch_<error type>` and the cluster's reason.
  * A whole-request 413 splits the batch in halves (down to one event, then dead-lettered);
@@ -86,7 +90,7 @@ export class ElasticsearchOutput implements Output {
     return this.transport.start();
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     if (isEmptyBatch(batch)) return DELIVERED;
     const records = batch.records;
     const now = Date.now();
@@ -100,13 +104,13 @@ export class ElasticsearchOutput implements Output {
     }
     const out = newOutcome();
     // Requests of at most max_request_bytes (an event larger than that goes alone).
-    await sendInRequests(lines, this.maxBytes, (start, end) => this.sendRange(lines, start, end, out));
+    await sendInRequests(lines, this.maxBytes, (start, end) => this.sendRange(lines, start, end, out, signal));
     return resultOf(out, records.length);
   }
 
   /** One `_bulk` request for records [start, end); a 413 splits it in halves. */
-  private async sendRange(lines: readonly Buffer[], start: number, end: number, out: Outcome): Promise<void> {
-    const r: TransportResult = await this.transport.send(Buffer.concat(lines.slice(start, end)), true);
+  private async sendRange(lines: readonly Buffer[], start: number, end: number, out: Outcome, signal?: AbortSignal): Promise<void> {
+    const r: TransportResult = await this.transport.send(Buffer.concat(lines.slice(start, end)), true, signal);
     const all = () => {
       for (let i = start; i < end; i++) out.retry.push(i);
     };
@@ -119,8 +123,8 @@ export class ElasticsearchOutput implements Output {
     if (r.status === 'rejected') {
       if (r.reason === 'http_status_413' && end - start > 1) {
         const mid = start + Math.ceil((end - start) / 2);
-        await this.sendRange(lines, start, mid, out);
-        await this.sendRange(lines, mid, end, out);
+        await this.sendRange(lines, start, mid, out, signal);
+        await this.sendRange(lines, mid, end, out, signal);
         return;
       }
       if (r.reason === 'http_status_401' || r.reason === 'http_status_403') {
@@ -151,6 +155,8 @@ export class ElasticsearchOutput implements Output {
     }
     let busy = 0;
     let busyText = '';
+    let config = 0;
+    let configText = '';
     for (let k = 0; k < items.length; k++) {
       const i = start + k;
       const item = items[k] as Record<string, { status?: unknown; error?: { type?: unknown; reason?: unknown } }> | null;
@@ -166,9 +172,20 @@ export class ElasticsearchOutput implements Output {
         busyText = text;
         continue;
       }
+      const reason = typeof res?.error?.reason === 'string' ? res.error.reason : '';
+      if (status === 401 || status === 403 || /^pipeline with id \[.*\] does not exist/.test(reason)) {
+        out.retry.push(i);
+        config++;
+        configText = text;
+        continue;
+      }
       out.rejected.push({ index: i, reason: itemReason(type), error: `${this.label}: ${text}` });
     }
     if (busy > 0) out.errors.push(`${this.label}: ${busy} event(s) refused for now (${busyText})`);
+    if (config > 0) {
+      out.errors.push(`${this.label}: ${config} event(s) refused by the cluster's or cefd's configuration (${configText}); fix the role, block or pipeline: retrying every ${AUTH_RETRY_MS / 1000} s or more`);
+      out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, AUTH_RETRY_MS);
+    }
   }
 
   /** Aborts a request in flight (its send reports `retry`) and closes idle connections. */

@@ -12,6 +12,10 @@
  *   (`ftruncate` back to the size before the write), so the runner's retry cannot
  *   duplicate a partial line. If even that truncation fails, the next sends retry it
  *   first and report `retry` until it succeeds; nothing is appended after a partial line.
+ * - With `fsync: interval`, a failed fsync (timer, rotation, reopen, close) concerns the
+ *   records written since the last good one, already reported delivered: they may not be
+ *   on disk. The next send (or close) reports them as a `problem` (file_fsync_failed), which
+ *   the runner counts and logs; the batch being sent is unaffected and written as usual.
  * - The file is assumed to have one writer, this output: the size before a failed write is
  *   taken as the current size minus the bytes this write added.
  *
@@ -44,7 +48,7 @@ import { mkdir, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { errorText, isEmptyBatch, ndjsonPartsOf } from '../shared/encode.js';
 import { freeRotatedPath, pruneRotated } from './rotate.js';
-import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import { DELIVERED, type Batch, type CloseReport, type Output, type OutputProblem, type SendResult } from '../types.js';
 import type { FileConfig, FsyncPolicy } from './config.js';
 
 export type { FileConfig, FsyncPolicy } from './config.js';
@@ -56,6 +60,9 @@ export interface FileOutputDeps {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Reason code of records an `interval` fsync failed for (src/errors.ts). */
+export const FSYNC_FAILED = 'file_fsync_failed';
 
 /** writev of `parts` from byte `skip` on (what an earlier short write left). */
 function fdWritev(fd: number, parts: readonly Buffer[], skip: number): Promise<number> {
@@ -102,8 +109,10 @@ export class FileOutput implements Output {
   private reopenBeforeWrite = false;
   /** A partial write that could not be truncated away yet: its target size, on `fd`. */
   private pendingTruncate: number | null = null;
-  /** An `interval` fsync failed: reported (as `retry`) by the next send. */
-  private fsyncError: string | null = null;
+  /** Records appended (and reported delivered) since the last good fsync. */
+  private unsynced = 0;
+  /** Records an `interval` fsync failed for, and why: reported by the next send or close. */
+  private fsyncLost: OutputProblem | null = null;
   private started = false;
   private closed = false;
   private chain: Promise<unknown> = Promise.resolve();
@@ -153,11 +162,28 @@ export class FileOutput implements Output {
     } catch (err) {
       return this.retry(`cannot encode the batch: ${errorText(err)}`);
     }
+    let res: SendResult;
     try {
-      return await this.serial(() => this.writeBatch(parts));
+      res = await this.serial(() => this.writeBatch(parts, batch.records.length));
     } catch (err) {
-      return this.retry(`unexpected error: ${errorText(err)}`);
+      res = this.retry(`unexpected error: ${errorText(err)}`);
     }
+    const problem = this.takeFsyncLost();
+    return problem === null ? res : { ...res, problem };
+  }
+
+  /** Records a failed fsync of the records written since the last good one (`interval`). */
+  private fsyncFailed(err: unknown): void {
+    const events = (this.fsyncLost?.events ?? 0) + this.unsynced;
+    this.unsynced = 0;
+    if (events === 0) return;
+    this.fsyncLost = { events, reason: FSYNC_FAILED, error: `file output ${this.name} (${this.path}): an fsync failed (${errorText(err)}): ${events} record(s) written since the last good fsync, reported delivered, may not be on disk` };
+  }
+
+  private takeFsyncLost(): OutputProblem | null {
+    const p = this.fsyncLost;
+    this.fsyncLost = null;
+    return p;
   }
 
   /**
@@ -177,13 +203,14 @@ export class FileOutput implements Output {
     });
   }
 
-  async close(): Promise<void> {
+  async close(): Promise<CloseReport> {
     this.closed = true;
     this.started = false;
     if (this.rotateTimer !== null) clearTimeout(this.rotateTimer);
     if (this.fsyncTimer !== null) clearInterval(this.fsyncTimer);
     this.rotateTimer = this.fsyncTimer = null;
     await this.serial(() => this.closeFile()).catch(() => undefined);
+    return { abandoned: this.takeFsyncLost() };
   }
 
   // ---------------------------------------------------------------------------------
@@ -254,20 +281,20 @@ export class FileOutput implements Output {
       await fdCall((cb) => fs.ftruncate(fd, this.pendingTruncate!, cb)).catch(() => undefined);
       this.pendingTruncate = null;
     }
-    if (this.fsyncPolicy !== 'never' && this.dirty) await fdCall((cb) => fs.fdatasync(fd, cb)).catch(() => undefined);
+    if (this.fsyncPolicy !== 'never' && this.dirty) {
+      await fdCall((cb) => fs.fdatasync(fd, cb)).then(
+        () => (this.unsynced = 0),
+        (err: unknown) => this.fsyncFailed(err),
+      );
+    }
     this.dirty = false;
     await fdCall((cb) => fs.close(fd, cb)).catch(() => undefined);
   }
 
-  private async writeBatch(parts: readonly Buffer[]): Promise<SendResult> {
+  private async writeBatch(parts: readonly Buffer[], records: number): Promise<SendResult> {
     let total = 0;
     for (const p of parts) total += p.length;
     if (this.closed) return this.retry('the output is closed');
-    if (this.fsyncError !== null) {
-      const e = this.fsyncError;
-      this.fsyncError = null;
-      return this.retry(`an interval fsync of earlier batches failed: ${e}`);
-    }
     if (this.pendingTruncate !== null && this.fd !== null) {
       try {
         await fdCall((cb) => fs.ftruncate(this.fd!, this.pendingTruncate!, cb));
@@ -324,6 +351,7 @@ export class FileOutput implements Output {
       }
     } else {
       this.dirty = true;
+      if (this.fsyncPolicy === 'interval') this.unsynced += records;
     }
     this.size += total;
     return DELIVERED;
@@ -406,10 +434,12 @@ export class FileOutput implements Output {
     const fd = this.fd;
     if (fd === null || !this.dirty || this.closed) return;
     this.dirty = false;
+    const n = this.unsynced;
     try {
       await fdCall((cb) => fs.fdatasync(fd, cb));
+      this.unsynced -= n;
     } catch (err) {
-      this.fsyncError = errorText(err);
+      this.fsyncFailed(err);
     }
   }
 }

@@ -9,7 +9,8 @@
  *
  * A batch's records are published at once (pipelined on the one connection, PubAcks
  * matched back by reply subject: ./publisher.ts) and answered per record: those that got a PubAck are settled, the others retried alone by the runner,
- * a record larger than the server's max_payload rejected (dead letter). The output never
+ * a record larger than the server's max_payload, or one JetStream refuses for itself (a 4xx
+ * PubAck error), rejected (dead letter). The output never
  * sleeps or counts; the runner does (../types.ts).
  */
 import type { JetStreamManager, NatsConnection, StreamConfig } from 'nats';
@@ -29,6 +30,8 @@ export const NATS_MAX_PAYLOAD = 'nats_max_payload';
 export const NATS_NOT_A_FRAME = 'nats_not_a_frame';
 /** Reason code of a publish the server refused for want of permission on the subject. */
 export const NATS_PERMISSION_DENIED = 'nats_permission_denied';
+/** Reason code of a message JetStream refused for itself (a 4xx PubAck error, e.g. 10054 over max_msg_size). */
+export const NATS_REFUSED = 'nats_refused';
 
 export class NatsOutput implements Output {
   readonly type = 'nats';
@@ -108,7 +111,11 @@ export class NatsOutput implements Output {
     if (typeof js === 'string') return { status: 'retry', error: js };
     const problem = await js.ready;
     if (problem !== '') {
-      if (this.js !== null && this.js.ready === js.ready) this.js = null;
+      // The next batch checks again with a new publisher: close this one (its inbox subscription).
+      if (this.js !== null && this.js.ready === js.ready) {
+        this.js.publisher.close();
+        this.js = null;
+      }
       return { status: 'retry', error: problem };
     }
     const rejected: { index: number; reason: string; error: string }[] = [];
@@ -132,6 +139,7 @@ export class NatsOutput implements Output {
       const i = sentIndex[k]!;
       if (o.kind === 'max_payload') rejected.push({ index: i, reason: NATS_MAX_PAYLOAD, error: o.error });
       else if (o.kind === 'permission') rejected.push({ index: i, reason: NATS_PERMISSION_DENIED, error: o.error });
+      else if (o.kind === 'rejected') rejected.push({ index: i, reason: NATS_REFUSED, error: `nats output ${this.name}: ${o.error}` });
       else {
         if (firstError === '') firstError = o.kind === 'no_responders' ? `no JetStream stream answered on ${this.config.subject} (no stream captures the subject, or the stream has no leader now)` : o.error;
         retry.push(i);

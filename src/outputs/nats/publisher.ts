@@ -11,7 +11,7 @@
  * (docs/performance.md). The wire protocol is the same: HPUB with a reply subject, the
  * PubAck JSON (`{"stream":..,"seq":..,"duplicate":..}` or `{"error":{..}}`) on it.
  */
-import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
+import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Status, type Subscription } from 'nats';
 import { natsErrorText } from '../../nats/connection.js';
 
 /** One message of a batch. */
@@ -25,7 +25,7 @@ export interface OutgoingMessage {
 /** Per message: acknowledged by the stream (stored, or a duplicate it dropped), or why not. */
 export type PublishOutcome =
   | { ok: true }
-  | { ok: false; kind: 'max_payload' | 'permission' | 'no_responders' | 'timeout' | 'refused' | 'failed'; error: string };
+  | { ok: false; kind: 'max_payload' | 'permission' | 'no_responders' | 'timeout' | 'refused' | 'rejected' | 'failed'; error: string };
 
 interface PendingBatch {
   outcomes: (PublishOutcome | undefined)[];
@@ -39,6 +39,7 @@ export class BatchPublisher {
   private batchSeq = 0;
   private readonly batches = new Map<number, PendingBatch>();
   private readonly decoder = new TextDecoder();
+  private readonly unwatch: () => void;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -48,12 +49,10 @@ export class BatchPublisher {
     this.sub = nc.subscribe(`${this.inbox}.>`, { callback: (err, m) => (err === null ? this.answer(m) : undefined) });
     // A publish the server refuses for want of permission is answered with an -ERR on the
     // connection, not on the reply subject: every message in flight on that subject fails.
-    void (async () => {
-      for await (const s of nc.status()) {
-        const ctx = (s as { permissionContext?: { operation?: string; subject?: string } }).permissionContext;
-        if (s.type === 'error' && ctx?.operation === 'publish' && ctx.subject === this.subject) this.failAll('permission', `nats: ${String(s.data)} to ${this.subject}`);
-      }
-    })().catch(() => undefined);
+    this.unwatch = watchStatus(nc, (s) => {
+      const ctx = (s as { permissionContext?: { operation?: string; subject?: string } }).permissionContext;
+      if (s.type === 'error' && ctx?.operation === 'publish' && ctx.subject === this.subject) this.failAll('permission', `nats: ${String(s.data)} to ${this.subject}`);
+    });
   }
 
   /** Publishes the messages at once; resolves with one outcome per message, within `timeoutMs`. */
@@ -114,7 +113,14 @@ export class BatchPublisher {
       this.settle(b, i, { ok: false, kind: 'failed', error: 'the answer to a publish was not a PubAck' });
       return;
     }
-    if (r.error !== undefined) this.settle(b, i, { ok: false, kind: 'refused', error: `${r.error.description ?? 'error'} (${r.error.code ?? '?'}/${r.error.err_code ?? '?'})` });
+    if (r.error !== undefined) {
+      const code = r.error.code ?? 0;
+      // A 4xx is about this message (10054: larger than the stream's max_msg_size; a sealed
+      // stream; a failed expectation): the same message is refused again however often it
+      // is sent. A 503 (10077: a full stream with discard: new; no quorum) passes.
+      const kind = code >= 400 && code < 500 && code !== 408 && code !== 429 ? 'rejected' : 'refused';
+      this.settle(b, i, { ok: false, kind, error: `JetStream refused the message: ${r.error.description ?? 'error'} (code ${r.error.code ?? '?'}, err_code ${r.error.err_code ?? '?'})` });
+    }
     else if (typeof r.stream === 'string' && r.stream !== '') this.settle(b, i, { ok: true });
     else this.settle(b, i, { ok: false, kind: 'failed', error: 'the answer to a publish was not a PubAck' });
   }
@@ -126,5 +132,30 @@ export class BatchPublisher {
   /** Stops listening (pending batches time out). */
   close(): void {
     this.sub.unsubscribe();
+    this.unwatch();
   }
+}
+
+type StatusListener = (s: Status) => void;
+const statusListeners = new WeakMap<NatsConnection, Set<StatusListener>>();
+
+/**
+ * Calls `fn` with each status of the connection until the returned function is called. One
+ * status iterator per connection, shared: the client keeps every iterator nc.status() made
+ * in a list until the connection closes (stopping one does not remove it), so one per
+ * publisher would grow with every publisher made on a long-lived connection.
+ */
+function watchStatus(nc: NatsConnection, fn: StatusListener): () => void {
+  let set = statusListeners.get(nc);
+  if (set === undefined) {
+    const listeners = new Set<StatusListener>();
+    set = listeners;
+    statusListeners.set(nc, listeners);
+    void (async () => {
+      for await (const s of nc.status()) for (const l of listeners) l(s);
+    })().catch(() => undefined);
+  }
+  const listeners = set;
+  listeners.add(fn);
+  return () => listeners.delete(fn);
 }

@@ -104,17 +104,17 @@ export class SplunkHecOutput implements Output {
     return `{${time}${h.slice(1)}${h === '' ? this.fixed.slice(1) : this.fixed},"event":${m.doc !== undefined ? record : JSON.stringify(record)}}`;
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     if (isEmptyBatch(batch)) return DELIVERED;
     const records = batch.records;
     const bodies = records.map((r) => Buffer.from(this.envelope(r) + '\n', 'utf8'));
     const out = newOutcome();
-    await sendInRequests(bodies, this.maxBytes, (start, end) => this.sendRange(bodies, start, end, out));
+    await sendInRequests(bodies, this.maxBytes, (start, end) => this.sendRange(bodies, start, end, out, signal));
     return resultOf(out, records.length);
   }
 
-  private async sendRange(bodies: readonly Buffer[], start: number, end: number, out: Outcome): Promise<void> {
-    const r: TransportResult = await this.transport.send(Buffer.concat(bodies.slice(start, end)), true);
+  private async sendRange(bodies: readonly Buffer[], start: number, end: number, out: Outcome, signal?: AbortSignal): Promise<void> {
+    const r: TransportResult = await this.transport.send(Buffer.concat(bodies.slice(start, end)), true, signal);
     const all = (into: number[]) => {
       for (let i = start; i < end; i++) into.push(i);
     };
@@ -128,8 +128,8 @@ export class SplunkHecOutput implements Output {
     if (r.status !== 'rejected') return;
     if (r.httpStatus === 413 && end - start > 1) {
       const mid = start + Math.ceil((end - start) / 2);
-      await this.sendRange(bodies, start, mid, out);
-      await this.sendRange(bodies, mid, end, out);
+      await this.sendRange(bodies, start, mid, out, signal);
+      await this.sendRange(bodies, mid, end, out, signal);
       return;
     }
     let answer: { code?: unknown; text?: unknown; 'invalid-event-number'?: unknown } = {};

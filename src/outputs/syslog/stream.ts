@@ -136,28 +136,37 @@ export class StreamSender {
     return null;
   }
 
-  /** Half-closes and waits (up to the write timeout, at most 5 s) for the receiver to close its side. */
-  async close(): Promise<void> {
+  /**
+   * Half-closes and waits (up to the write timeout, at most 5 s) for the receiver to close
+   * its side, which confirms the window. Returns the frames and bytes of the window let go
+   * unconfirmed: the receiver did not close in time, or no connection was open to resend it
+   * on (a break not yet repaired). Those may never have reached the receiver.
+   */
+  async close(): Promise<{ frames: number; bytes: number }> {
     this.closed = true;
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     const sock = this.sock ?? (await this.connecting?.catch(() => null)) ?? null;
     this.sock = null;
-    if (sock === null || sock.destroyed) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        sock.destroy();
-        resolve();
-      }, Math.min(this.o.writeTimeoutMs, 5000));
-      sock.once('close', () => {
-        clearTimeout(timer);
-        resolve();
+    let confirmed = false;
+    if (sock !== null && !sock.destroyed) {
+      confirmed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          sock.destroy();
+          resolve(false);
+        }, Math.min(this.o.writeTimeoutMs, 5000));
+        sock.once('close', (hadError: boolean) => {
+          clearTimeout(timer);
+          resolve(!hadError);
+        });
+        sock.resume();
+        sock.end();
       });
-      sock.resume();
-      sock.end();
-    });
+    }
+    const left = confirmed ? { frames: 0, bytes: 0 } : { frames: this.window.length, bytes: this.windowBytes };
     this.window = [];
     this.windowBytes = 0;
+    return left;
   }
 
   /** Bytes held for resending. */

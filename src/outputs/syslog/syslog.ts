@@ -17,7 +17,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { errorText, isEmptyBatch } from '../shared/encode.js';
-import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import { DELIVERED, type Batch, type CloseReport, type Output, type SendResult } from '../types.js';
 import { UDP_MAX_PAYLOAD, type SyslogConfig } from './config.js';
 import { frame, headerText, type HeaderOptions } from './format.js';
 import { loadTls, StreamSender } from './stream.js';
@@ -36,6 +36,10 @@ export class SyslogOutput implements Output {
   private stream: StreamSender | null = null;
   private udp: dgram.Socket | null = null;
   private udpRefused = '';
+  /** Whether the UDP socket is connected to the receiver's address (resolved from `host`). */
+  private udpConnected = false;
+  /** Why the UDP socket is not connected ('' when it is). */
+  private udpProblem = '';
   /** The header's text of the last batch, and the second it was made for. */
   private headerCache: { second: number; bytes: Buffer } = { second: -1, bytes: Buffer.alloc(0) };
 
@@ -57,24 +61,19 @@ export class SyslogOutput implements Output {
     };
   }
 
-  /** Never waits for the receiver: one that is down at start gets the events once it is up. */
+  /**
+   * Never waits for the receiver: one that is down at start gets the events once it is up.
+   * Nor for its name: a UDP host that does not resolve yet is resolved again by each batch
+   * (sendUdp), so start() does not fail and the output recovers without a restart.
+   */
   async start(): Promise<void> {
     const c = this.config;
     if (c.transport === 'udp') {
       const sock = dgram.createSocket(net.isIPv6(c.host) ? 'udp6' : 'udp4');
       // Asynchronous ICMP reports (the receiver's port is closed) arrive as 'error' events.
       sock.on('error', (e) => (this.udpRefused = errorText(e)));
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.connect(this.port, c.host, () => {
-          sock.off('error', reject);
-          resolve();
-        });
-      }).catch((e: unknown) => {
-        sock.close();
-        throw new Error(`${this.label}: cannot use ${c.host}:${this.port}: ${errorText(e)}`);
-      });
       this.udp = sock;
+      this.udpProblem = (await this.connectUdp(sock)) ?? '';
       return;
     }
     this.stream = new StreamSender({
@@ -90,7 +89,7 @@ export class SyslogOutput implements Output {
     });
   }
 
-  async send(batch: Batch): Promise<SendResult> {
+  async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     try {
       if (isEmptyBatch(batch)) return DELIVERED;
       const framing = this.config.transport === 'udp' ? 'datagram' : this.config.framing;
@@ -111,7 +110,7 @@ export class SyslogOutput implements Output {
           sentIndex.push(i);
         }
       }
-      const failed = frames.length === 0 ? null : this.udp !== null ? await this.sendUdp(frames) : await this.stream!.write(frames);
+      const failed = frames.length === 0 ? null : await untilAborted(this.udp !== null ? this.sendUdp(frames) : this.stream!.write(frames), signal);
       if (failed !== null) {
         // Nothing of the batch counts as sent: the runner sends it again (rejections stand).
         if (rejected.length === 0) return { status: 'retry', error: `${this.label}: ${failed}` };
@@ -123,13 +122,32 @@ export class SyslogOutput implements Output {
     }
   }
 
-  async close(): Promise<void> {
+  /** UDP: why the socket has no receiver's address (its name did not resolve), or undefined. */
+  unready(): string | undefined {
+    if (this.udp === null || this.udpConnected) return undefined;
+    return this.udpProblem === '' ? 'not connected' : this.udpProblem;
+  }
+
+  /** Reason code of resend-window frames let go unconfirmed at close (src/errors.ts). */
+  static readonly UNCONFIRMED = 'syslog_unconfirmed';
+
+  async close(): Promise<CloseReport> {
     const s = this.stream;
     this.stream = null;
-    await s?.close();
+    const left = s === null ? null : await s.close();
+    const report: CloseReport = { abandoned: null };
+    if (left !== null && left.frames > 0) {
+      report.abandoned = {
+        events: left.frames,
+        reason: SyslogOutput.UNCONFIRMED,
+        error: `${this.label}: ${left.frames} message(s) (${left.bytes} bytes) of the resend window were not confirmed by ${this.config.host}:${this.port} (it did not close the connection in time, or the connection was broken) and may not have arrived`,
+      };
+    }
     const u = this.udp;
     this.udp = null;
+    this.udpConnected = false;
     if (u !== null) await new Promise<void>((r) => u.close(() => r()));
+    return report;
   }
 
   /** For tests and the benchmark: the stream's counters. */
@@ -147,8 +165,44 @@ export class SyslogOutput implements Output {
     return bytes;
   }
 
+  /**
+   * Resolves `host` and connects the socket to it; why not, or null. Node 20's
+   * dgram.connect() hands a DNS failure to its callback (not to an 'error' event) and leaves
+   * the socket unconnected, so the callback's argument is the outcome.
+   */
+  private connectUdp(sock: dgram.Socket): Promise<string | null> {
+    const where = `${this.config.host}:${this.port}`;
+    return new Promise<string | null>((resolve) => {
+      try {
+        (sock.connect as (port: number, host: string, cb: (err?: Error) => void) => void)(this.port, this.config.host, (err) => {
+          if (err !== undefined && err !== null) return resolve(`cannot use ${where}: ${errorText(err)}`);
+          this.udpConnected = true;
+          resolve(null);
+        });
+      } catch (err) {
+        resolve(`cannot use ${where}: ${errorText(err)}`);
+      }
+    });
+  }
+
+  /** Forgets the address, so the next batch resolves `host` again (its address may have changed). */
+  private disconnectUdp(sock: dgram.Socket): void {
+    if (!this.udpConnected) return;
+    this.udpConnected = false;
+    try {
+      sock.disconnect();
+    } catch {
+      // Not connected after all: nothing to undo.
+    }
+  }
+
   private async sendUdp(frames: readonly Buffer[]): Promise<string | null> {
     const sock = this.udp!;
+    if (!this.udpConnected) {
+      const why = await this.connectUdp(sock);
+      this.udpProblem = why ?? '';
+      if (why !== null) return why;
+    }
     if (this.udpRefused !== '') {
       const why = this.udpRefused;
       this.udpRefused = '';
@@ -156,8 +210,29 @@ export class SyslogOutput implements Output {
     }
     for (const f of frames) {
       const err = await new Promise<Error | null>((r) => sock.send(f, (e) => r(e ?? null)));
-      if (err !== null) return `sending a datagram failed: ${errorText(err)}`;
+      if (err !== null) {
+        this.disconnectUdp(sock);
+        this.udpProblem = `sending a datagram failed: ${errorText(err)}`;
+        return this.udpProblem;
+      }
     }
     return null;
   }
+}
+
+/**
+ * The outcome of `p`, or an error text as soon as `signal` aborts (the shutdown deadline):
+ * a receiver that stopped reading must not hold the stop up. The frames may still reach
+ * the kernel afterwards; the batch stays queued and is sent again (at least once).
+ */
+function untilAborted(p: Promise<string | null>, signal: AbortSignal | undefined): Promise<string | null> {
+  if (signal === undefined) return p;
+  const aborted = 'aborted at the shutdown deadline; the batch stays queued';
+  if (signal.aborted) return Promise.resolve(aborted);
+  let onAbort: () => void = () => undefined;
+  const stop = new Promise<string>((r) => {
+    onAbort = () => r(aborted);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([p, stop]).finally(() => signal.removeEventListener('abort', onAbort));
 }
