@@ -4,58 +4,26 @@
  * output: a cursor column the result lacks, a time cursor, event ids of a non-unique
  * cursor.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { freePort, runCefd, type ChildDaemon } from '../../helpers/child.js';
 import { readNdjson, scrape, waitFor } from '../../helpers/daemon.js';
-import { startPostgres, type DbServer } from '../../helpers/db-servers.js';
-import { createKscSchema, type KscSchema } from '../../helpers/ksc-sql-schema.js';
+import { startPostgres } from '../../helpers/db-servers.js';
+import { FILE_OUTPUT, sqlBed, sqlDaemonYaml } from '../../helpers/sql-bed.js';
 
 const noMetrics = () => new Map<string, number>();
 
 describe('sql source columns (PostgreSQL)', () => {
-  let db: DbServer;
-  let schema: KscSchema;
-  let dir: string;
-  const children: ChildDaemon[] = [];
-
-  beforeAll(async () => {
-    db = await startPostgres();
-    schema = await createKscSchema(db);
-    // Up to 120: MAX(nId) then sorts as text below a time ("120" < "2...").
-    await schema.insertEvents(1, 120);
-    dir = mkdtempSync(join(tmpdir(), 'cefd-sqlcols-'));
-  }, 120_000);
-
-  afterAll(async () => {
-    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-    await Promise.all(children.map((c) => c.exit));
-    await db?.stop();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  }, 60_000);
+  // Up to 120: MAX(nId) then sorts as text below a time ("120" < "2...").
+  const bed = sqlBed(startPostgres, 'cefd-sqlcols-', (schema) => schema.insertEvents(1, 120));
+  const { children } = bed;
 
   async function run(sub: string, source: string): Promise<{ d: ChildDaemon; mport: number; dir: string }> {
-    const at = join(dir, sub);
+    const at = join(bed.dir, sub);
     mkdirSync(at);
     const mport = await freePort();
-    const yaml = [
-      'state_dir: ./state',
-      'decode_workers: 0',
-      'listeners: []',
-      'logging: { level: info, repeat_interval: 0s }',
-      `metrics: { enabled: true, host: 127.0.0.1, port: ${mport} }`,
-      'outputs:',
-      '  - { name: events, type: file, path: ./events.ndjson, buffer: { type: disk, fsync: never } }',
-      'dead_letter: { path: ./dead.ndjson }',
-      'sql_sources:',
-      '  - name: ksc',
-      `    url: "${db.url()}"`,
-      '    poll_interval: 100ms',
-      '    max_backoff: 200ms',
-      source,
-    ].join('\n');
+    const yaml = sqlDaemonYaml(mport, FILE_OUTPUT, [`  - name: ksc`, `    url: "${bed.db.url()}"`, '    poll_interval: 100ms', '    max_backoff: 200ms', source].join('\n'));
     const d = runCefd(at, yaml);
     children.push(d);
     return { d, mport, dir: at };

@@ -8,15 +8,14 @@
  * - `when_full: block`: the cursor is written only once the rows are in the buffer's
  *   files (not in its memory overflow), so kill -9 loses nothing.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { freePort, runCefd, type ChildDaemon } from '../../helpers/child.js';
+import { afterAll, describe, expect, test } from 'vitest';
+import { freePort, runCefd } from '../../helpers/child.js';
 import { scrape, waitFor } from '../../helpers/daemon.js';
-import { startPostgres, type DbServer } from '../../helpers/db-servers.js';
-import { createKscSchema, type KscSchema } from '../../helpers/ksc-sql-schema.js';
+import { startPostgres } from '../../helpers/db-servers.js';
+import { sqlBed, sqlDaemonYaml } from '../../helpers/sql-bed.js';
 
 /** An HTTP receiver of NDJSON batches: the event ids it got. */
 async function receiver(port: number): Promise<{ ids: Set<string>; close: () => Promise<void> }> {
@@ -50,51 +49,29 @@ function stateCursor(dir: string): number {
 }
 
 describe('sql source and full output buffers (PostgreSQL)', () => {
-  let db: DbServer;
-  let schema: KscSchema;
-  let dir: string;
-  const children: ChildDaemon[] = [];
+  const bed = sqlBed(startPostgres, 'cefd-sqldeliv-', (schema) => schema.insertEvents(1, 3000));
+  const { children } = bed;
   const receivers: { close: () => Promise<void> }[] = [];
-
-  beforeAll(async () => {
-    db = await startPostgres();
-    schema = await createKscSchema(db);
-    await schema.insertEvents(1, 3000);
-    dir = mkdtempSync(join(tmpdir(), 'cefd-sqldeliv-'));
-  }, 120_000);
-
   afterAll(async () => {
-    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-    await Promise.all(children.map((c) => c.exit));
     for (const r of receivers) await r.close();
-    await db?.stop();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  }, 60_000);
+  });
 
-  function yaml(httpPort: number, metricsPort: number, whenFull: string): string {
-    return [
-      'state_dir: ./state',
-      'decode_workers: 0',
-      'listeners: []',
-      'logging: { level: info, repeat_interval: 0s }',
-      `metrics: { enabled: true, host: 127.0.0.1, port: ${metricsPort} }`,
-      'outputs:',
+  const yaml = (httpPort: number, metricsPort: number, whenFull: string) =>
+    sqlDaemonYaml(
+      metricsPort,
       `  - { name: siem, type: http, url: "http://127.0.0.1:${httpPort}/", timeout: 5s, batch_max_events: 500, when_full: ${whenFull}, buffer: { type: disk, max_size: 1MiB, fsync: never } }`,
-      'dead_letter: { path: ./dead.ndjson }',
-      'sql_sources:',
-      `  - name: ksc`,
-      `    url: "${db.url()}"`,
-      '    poll_interval: 200ms',
-      '    max_backoff: 2s',
-      '    batch_rows: 300',
-    ].join('\n');
+      ['  - name: ksc', `    url: "${bed.db.url()}"`, '    poll_interval: 200ms', '    max_backoff: 2s', '    batch_rows: 300'].join('\n'),
+    );
+
+  /** A subfolder for one run, the http output's port (nothing listens yet) and a metrics port. */
+  async function place(name: string): Promise<{ sub: string; hport: number; mport: number }> {
+    const sub = join(bed.dir, name);
+    mkdirSync(sub);
+    return { sub, hport: await freePort(), mport: await freePort() };
   }
 
   test('drop_newest: no row is dropped while the buffer is full; all arrive later', async () => {
-    const sub = join(dir, 'drop');
-    mkdirSync(sub);
-    const hport = await freePort();
-    const mport = await freePort();
+    const { sub, hport, mport } = await place('drop');
     const d = runCefd(sub, yaml(hport, mport, 'drop_newest'));
     children.push(d);
     // The buffer fills (the output cannot deliver) and the source stops reading.
@@ -117,10 +94,7 @@ describe('sql source and full output buffers (PostgreSQL)', () => {
   }, 120_000);
 
   test('block: kill -9 while the buffer is full loses nothing', async () => {
-    const sub = join(dir, 'block');
-    mkdirSync(sub);
-    const hport = await freePort();
-    const mport = await freePort();
+    const { sub, hport, mport } = await place('block');
     const d1 = runCefd(sub, yaml(hport, mport, 'block'));
     children.push(d1);
     // Full: the source reads no more (the cursor stays put over a few polls).
