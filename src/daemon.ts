@@ -2,7 +2,8 @@
  * The daemon: starts and stops everything in order. Start: outputs (and the dead-letter
  * output) first, then the pipeline, then the listeners, then the metrics endpoint; stop:
  * the reverse, draining on the way (SIGTERM/SIGINT). SIGHUP reloads the configuration
- * (an invalid one keeps the old running; unchanged listeners stay open) and reopens files.
+ * (unchanged listeners stay open; one that fails, checked or part-way, leaves the daemon
+ * as it was: applyLocked) and reopens files.
  * What is started (sources, output runners, queues, the dead letter) is built by topology.ts.
  */
 import { accessSync, constants, writeFileSync } from 'node:fs';
@@ -25,7 +26,7 @@ import { StateDirError, Topology, diskBufferOwners, wantsDisk } from './topology
 import type { Normalizer } from './pipeline/normalize.js';
 import { SqlSource } from './sources/sql/source.js';
 import type { SqlSourceConfig } from './sources/sql/config.js';
-import { TlsMaterialError, tlsProblems } from './sources/tcp/tls-material.js';
+import { TlsMaterialError } from './sources/tcp/tls-material.js';
 import { holdsInheritedSocket, unusedInheritedSockets } from './sources/shared/systemd.js';
 import { MetricsServer } from './telemetry/http.js';
 import { Telemetry } from './telemetry/telemetry.js';
@@ -64,7 +65,7 @@ export class Daemon {
   private stopping: Promise<number> | null = null;
   private reloading: Promise<boolean> = Promise.resolve(true);
   /** Listeners of the reload in progress that kept their old certificates. */
-  private certificatesRefused = 0;
+  private readonly certificatesRefused: string[] = [];
 
   constructor(
     config: Config,
@@ -120,13 +121,7 @@ export class Daemon {
   }
 
   private async startSqlSources(list: readonly SqlSourceConfig[], c: Config): Promise<void> {
-    for (const q of list) {
-      const chain: Normalizer[] = [];
-      chain.push(...(await this.topology.chain(q, c)));
-      const source = new SqlSource(q, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain, stateDir: c.state_dir });
-      this.sqlSources.push({ key: JSON.stringify(q), source });
-      await source.start();
-    }
+    for (const q of list) this.sqlSources.push(await this.startSqlSource(q, await this.topology.chain(q, c), c));
   }
 
   /** state_dir exists, is writable, and is private (0700, files 0600: src/state-dir.ts). */
@@ -368,56 +363,64 @@ export class Daemon {
     return this.reloading;
   }
 
+  /**
+   * A failed reload: one error line with a stable code, counted in
+   * cefd_config_reloads_total{result="failed"}.
+   */
+  private reloadFailed(msg: string, fields: Record<string, unknown> = {}): false {
+    this.telemetry.reloads.add('failed');
+    this.telemetry.log.error({ code: 'config_reload_failed', ...fields, err: msg }, `configuration reload failed; the running configuration stays: ${msg}`);
+    return false;
+  }
+
   private async doReload(): Promise<boolean> {
     if (this.stopping !== null) return false;
     for (const s of this.slots) await s.slot.reopen().catch((e: Error) => this.telemetry.log.error({ output: s.slot.name, err: e.message }, `output ${s.slot.name}: reopen failed`));
     await this.deadLetter?.slot.reopen().catch(() => undefined);
     if (this.configFile === undefined) {
-      let refused = 0;
-      for (const s of this.sources) if (!s.source.reload()) refused++;
-      if (refused > 0) {
-        this.telemetry.reloads.add('failed');
-        return false;
-      }
+      const refused = this.sources.filter((s) => !s.source.reload()).map((s) => s.source.name);
+      if (refused.length > 0) return this.reloadFailed(`listener ${refused.join(', ')} kept its old certificates (the new files were refused)`, { listeners: refused });
       this.telemetry.log.info('files reopened (built-in configuration: nothing to reload)');
       return true;
     }
     let next: Config;
+    const chains: Chains = { listeners: new Map(), sql: new Map() };
     try {
       next = loadConfig(this.configFile);
-      // Certificate/key pairs that do not load or match: the running listeners keep theirs.
-      const tls = tlsProblems(next);
-      if (tls.length > 0) throw new ConfigError(tls, this.configFile);
-      // Check what start would fail on before touching anything: the normalizers.
-      for (const l of next.listeners) await this.topology.chain(l, next);
+      // What `cefd validate` and `cefd run` check (TLS files, every normalizer of listeners
+      // and SQL sources, SQL drivers), then every chain loaded: nothing later can fail on them.
+      await checkNormalizers(next, this.configFile);
+      for (const l of next.listeners) chains.listeners.set(l.name, await this.topology.chain(l, next));
+      for (const q of next.sql_sources) chains.sql.set(q.name, await this.topology.chain(q, next));
     } catch (e) {
-      this.telemetry.reloads.add('failed');
-      const msg = e instanceof ConfigError ? e.problems.map((p) => formatProblem(p, this.configFile)).join('; ') : (e as Error).message;
-      this.telemetry.log.error({ err: msg }, `configuration reload failed; the running configuration stays: ${msg}`);
-      return false;
+      return this.reloadFailed(e instanceof ConfigError ? e.problems.map((p) => formatProblem(p, this.configFile)).join('; ') : (e as Error).message);
     }
     // A listener on a socket from systemd (cefd.socket) cannot be reopened in place.
     const pinned = this.sources.filter((s) => holdsInheritedSocket(s.source.name) && !next.listeners.some((l) => l.name === s.source.name && JSON.stringify(l) === s.key)).map((s) => s.source.name);
     if (pinned.length > 0) {
-      this.telemetry.reloads.add('failed');
-      const msg = `listener ${pinned.join(', ')} changed or removed, but it listens on a socket from systemd, which a reload cannot reopen: restart cefd instead (systemctl restart cefd; connections wait in the socket's backlog meanwhile)`;
-      this.telemetry.log.error({ listeners: pinned }, `configuration reload failed; the running configuration stays: ${msg}`);
-      return false;
+      return this.reloadFailed(
+        `listener ${pinned.join(', ')} changed or removed, but it listens on a socket from systemd, which a reload cannot reopen: restart cefd instead (systemctl restart cefd; connections wait in the socket's backlog meanwhile)`,
+        { listeners: pinned },
+      );
     }
-    this.certificatesRefused = 0;
+    this.certificatesRefused.length = 0;
     try {
-      await this.apply(next);
+      await this.apply(next, chains);
     } catch (e) {
-      this.telemetry.reloads.add('failed');
-      this.telemetry.log.error({ err: (e as Error).message }, `configuration reload failed part-way: ${(e as Error).message}`);
-      return false;
+      return this.reloadFailed((e as Error).message);
     }
     for (const x of this.extensions) {
       await x.reload?.(next).catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name}: reload failed: ${e.message}`));
     }
-    if (this.certificatesRefused > 0) {
-      // Files changed between the check and the listener's re-read: the old pair stays.
+    if (this.certificatesRefused.length > 0) {
+      // Files changed between the check and the listener's re-read: the old pair stays on
+      // those listeners; the rest of the new configuration is applied.
+      const names = [...this.certificatesRefused];
       this.telemetry.reloads.add('failed');
+      this.telemetry.log.error(
+        { code: 'config_reload_failed', listeners: names },
+        `configuration reload failed: listener ${names.join(', ')} kept its old certificates (the files changed after the check and were refused); the rest of the new configuration is applied`,
+      );
       return false;
     }
     this.telemetry.reloads.add('ok');
@@ -425,7 +428,7 @@ export class Daemon {
     return true;
   }
 
-  private async apply(next: Config): Promise<void> {
+  private async apply(next: Config, chains: Chains): Promise<void> {
     // Reading stops while outputs and workers change, so no read is decoded under one
     // configuration and routed under another.
     const key = '\0reload';
@@ -443,24 +446,207 @@ export class Daemon {
           this.pipeline!.useWorkers(null);
         }
       }
-      await this.applyLocked(next, version);
+      try {
+        await this.applyLocked(next, version, chains);
+      } catch (e) {
+        // The workers got the new routes and normalizers above: they get the running
+        // configuration back (what they decoded meanwhile is done again on this thread,
+        // the versions differ), or decoding stays on this thread if they cannot load it.
+        if (this.pool !== null) {
+          try {
+            this.pipeline!.useWorkers(this.pool, await this.pool.init(this.workerConfig(this.config)));
+          } catch (err) {
+            this.telemetry.log.error({ err: (err as Error).message }, `decode workers cannot load the running configuration again; decoding on the main thread: ${(err as Error).message}`);
+            this.pipeline!.useWorkers(null);
+          }
+        }
+        throw e;
+      }
     } finally {
       this.flow.unblock(key);
     }
   }
 
-  private async applyLocked(next: Config, workerVersion: number): Promise<void> {
+  /** Stops a listener: one that acknowledges upstream (nats) after the pipeline decoded what it handed over (see doStop). */
+  private async stopListener(s: SourceEntry): Promise<void> {
+    if (s.source.stopReading !== undefined) {
+      await s.source.stopReading();
+      this.pipeline!.commit();
+      await this.pipeline!.drain(5_000);
+      await s.source.stop(1000);
+    } else {
+      await s.source.stop(1000);
+      this.pipeline!.commit();
+    }
+  }
+
+  /** Builds and starts a listener; one that does not start is closed again before the error goes on. */
+  private async startListener(l: ListenerConfig, chain: Normalizer[]): Promise<SourceEntry> {
+    const source = await this.topology.source(l, chain);
+    try {
+      await source.start();
+    } catch (e) {
+      await source.stop(0).catch(() => undefined);
+      throw e;
+    }
+    return { key: JSON.stringify(l), source };
+  }
+
+  private async startSqlSource(q: SqlSourceConfig, chain: Normalizer[], c: Config): Promise<{ key: string; source: SqlSource }> {
+    const source = new SqlSource(q, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain, stateDir: c.state_dir });
+    await source.start();
+    return { key: JSON.stringify(q), source };
+  }
+
+  /**
+   * Applies a checked configuration in three steps. 1: outputs are built and disk buffers
+   * handed over (undone below on failure). 2: listeners, SQL sources and the metrics
+   * endpoint change, each step with its undo: a listener moving to another address binds
+   * there before its old socket closes; one that keeps its address (or has none: nats)
+   * closes first and, should the new one not start, the old configuration's listener opens
+   * again. 3, once nothing can fail: the pipeline takes the new outputs and routes, what
+   * the new configuration no longer has stops, and `current` becomes the new configuration.
+   * Throws after undoing: the daemon runs as before (docs/configuration.md#reloading-sighup).
+   */
+  private async applyLocked(next: Config, workerVersion: number, chains: Chains): Promise<void> {
     const prev = this.config;
+    const outputs = await this.prepareOutputs(prev, next);
+    const undo: { what: string; run: () => Promise<void> }[] = [];
+    // Step 2's results, taken over in step 3.
+    const keep: SourceEntry[] = [];
+    const fresh: SourceEntry[] = [];
+    const stopped = new Set<SourceEntry>();
+    const keepSql: { key: string; source: SqlSource }[] = [];
+    const freshSql: { key: string; source: SqlSource }[] = [];
+    const removedSql: { key: string; source: SqlSource }[] = [];
+    let metrics: { server: MetricsServer | null; oldStopped: boolean } | null = null;
+    try {
+      // Listeners: unchanged ones stay open (their certificates are re-read in step 3).
+      const oldSources = new Map(this.sources.map((s) => [s.source.name, s]));
+      const starts: ListenerConfig[] = [];
+      for (const l of next.listeners) {
+        const old = oldSources.get(l.name);
+        if (old !== undefined && old.key === JSON.stringify(l)) {
+          keep.push(old);
+          oldSources.delete(l.name);
+        } else starts.push(l);
+      }
+      const retiring = [...oldSources.values()];
+      for (const l of starts) {
+        for (const s of retiring) {
+          if (stopped.has(s) || !mustCloseFirst(l, s)) continue;
+          await this.stopListener(s);
+          stopped.add(s);
+          const before = prev.listeners.find((x) => x.name === s.source.name)!;
+          undo.push({
+            what: `listener ${s.source.name}`,
+            run: async () => {
+              const again = await this.startListener(before, await this.topology.chain(before, prev));
+              this.sources = this.sources.map((x) => (x === s ? again : x));
+            },
+          });
+        }
+        const entry = await this.startListener(l, chains.listeners.get(l.name)!);
+        fresh.push(entry);
+        undo.push({ what: `new listener ${l.name}`, run: () => this.stopListener(entry) });
+      }
+      // SQL sources: unchanged ones keep polling; a changed one stops before its
+      // replacement starts (they share the cursor file), and starts again on failure.
+      const oldSql = new Map(this.sqlSources.map((s) => [s.source.name, s]));
+      for (const q of next.sql_sources) {
+        const old = oldSql.get(q.name);
+        if (old !== undefined && old.key === JSON.stringify(q)) {
+          keepSql.push(old);
+          oldSql.delete(q.name);
+          continue;
+        }
+        if (old !== undefined) {
+          oldSql.delete(q.name);
+          await old.source.stop(5000);
+          const before = prev.sql_sources.find((x) => x.name === q.name)!;
+          undo.push({
+            what: `sql source ${q.name}`,
+            run: async () => {
+              const again = await this.startSqlSource(before, await this.topology.chain(before, prev), prev);
+              this.sqlSources = this.sqlSources.map((x) => (x === old ? again : x));
+            },
+          });
+        }
+        const entry = await this.startSqlSource(q, chains.sql.get(q.name)!, next);
+        freshSql.push(entry);
+        undo.push({ what: `new sql source ${q.name}`, run: () => entry.source.stop(5000) });
+      }
+      removedSql.push(...oldSql.values());
+      // The metrics endpoint, the same way: a new address first, the same one after the old closed.
+      if (!same(prev.metrics, next.metrics)) {
+        const old = this.metrics;
+        metrics = { server: null, oldStopped: false };
+        const m = metrics;
+        if (old !== null && (!next.metrics.enabled || (next.metrics.port !== 0 && next.metrics.port === prev.metrics.port))) {
+          await old.stop();
+          m.oldStopped = true;
+          undo.push({
+            what: 'the metrics endpoint',
+            run: async () => {
+              this.metrics = null;
+              const again = new MetricsServer(this.telemetry, this, prev.metrics.bearer_token);
+              await again.start(prev.metrics.host, prev.metrics.port);
+              this.metrics = again;
+            },
+          });
+        }
+        if (next.metrics.enabled) {
+          const server = new MetricsServer(this.telemetry, this, next.metrics.bearer_token);
+          try {
+            await server.start(next.metrics.host, next.metrics.port);
+          } catch (e) {
+            await server.stop().catch(() => undefined);
+            throw new Error(`metrics endpoint: cannot listen on ${next.metrics.host}:${next.metrics.port}: ${(e as Error).message}`);
+          }
+          m.server = server;
+          undo.push({ what: 'the new metrics endpoint', run: () => server.stop() });
+        }
+      }
+    } catch (e) {
+      // Undone in reverse order: a new listener closes before the old one it replaced opens again.
+      for (const u of undo.reverse()) {
+        await u.run().catch((err: Error) =>
+          this.telemetry.log.error({ err: err.message }, `after the failed reload, ${u.what} cannot be restored: ${err.message} (it stays down until the next reload or restart)`),
+        );
+      }
+      await outputs.rollback();
+      throw e;
+    }
+    // Step 3: nothing below can fail.
     this.telemetry.log.level = next.logging.level;
-    // Outputs: unchanged ones keep running; others are replaced.
+    outputs.commit(workerVersion);
+    for (const s of keep) if (!s.source.reload()) this.certificatesRefused.push(s.source.name);
+    // Listeners that moved to another address, and removed ones, close now.
+    const retired = this.sources.filter((s) => !keep.includes(s) && !stopped.has(s));
+    await Promise.all(retired.map((s) => this.stopListener(s).catch((e: Error) => this.telemetry.log.warn({ listener: s.source.name, err: e.message }, `listener ${s.source.name} did not stop cleanly: ${e.message}`))));
+    this.sources = [...keep, ...fresh].sort((a, b) => next.listeners.findIndex((l) => l.name === a.source.name) - next.listeners.findIndex((l) => l.name === b.source.name));
+    await Promise.all(removedSql.map((s) => s.source.stop(5000)));
+    this.sqlSources = [...keepSql, ...freshSql];
+    if (metrics !== null) {
+      if (!metrics.oldStopped) await this.metrics?.stop();
+      this.metrics = metrics.server;
+    }
+    this.config = next;
+    outputs.retire(next);
+  }
+
+  /**
+   * Step 1 of a reload (see applyLocked): outputs. Unchanged ones keep running; outputs with
+   * a new queue are built and started, the running ones untouched. An output that keeps its
+   * disk buffer takes it over, one at a time: its old runner stops (and closes its output,
+   * so two never write one file) before the new one starts. Throws after giving every
+   * buffer back; otherwise `rollback` does that later, `commit` hands the pipeline the new
+   * outputs and routes, and `retire` drains the replaced runners in the background.
+   */
+  private async prepareOutputs(prev: Config, next: Config): Promise<{ rollback: () => Promise<void>; commit: (workerVersion: number) => void; retire: (c: Config) => void }> {
     const oldSlots = new Map(this.slots.map((s) => [s.slot.name, s]));
     const newSlots: SlotEntry[] = [];
     const retired: OutputRunner[] = [];
-    // Outputs with a new queue are built and started first, the running ones untouched.
-    // An output that keeps its disk buffer takes it over after that, one at a time: its
-    // old runner stops (and closes its output, so two never write one file) before the new
-    // one starts. A reload that fails anywhere gives every buffer back to its old runner,
-    // with a fresh output of the old configuration: every output stays as it was.
     const created: OutputRunner[] = [];
     const handOvers: { at: number; o: OutputConfig; old: OutputRunner }[] = [];
     let dead = this.deadLetter!;
@@ -468,6 +654,17 @@ export class Daemon {
     const deadHandOver = dead.key !== deadKey && dead.slot.queue instanceof DiskQueue && wantsDisk(next.dead_letter.buffer, 'file');
     /** Buffers taken over so far, and how to give each back. */
     const taken: { old: OutputRunner; slot: OutputRunner | null; giveBack: () => Output }[] = [];
+    // A reload that fails anywhere gives every buffer back to its old runner, with a fresh
+    // output of the old configuration, and closes what was built: every output stays as it was.
+    const rollback = async () => {
+      for (const t of taken.reverse()) {
+        if (t.slot !== null) await t.slot.handOver();
+        await t.old.resume(t.giveBack()).catch((err: Error) =>
+          this.telemetry.log.error({ output: t.old.name, err: err.message }, `output ${t.old.name}: after the failed reload its output does not start either; its events wait in its disk buffer: ${err.message}`),
+        );
+      }
+      for (const c of created) void c.stop(1000);
+    };
     try {
       for (const o of next.outputs) {
         const key = JSON.stringify(o);
@@ -530,91 +727,57 @@ export class Daemon {
         dead = { key: deadKey, slot: t.slot };
       }
     } catch (e) {
-      // The configuration cannot be applied: the buffers taken over go back to their old
-      // runners (the new runner lets go first), and what was built is closed.
-      for (const t of taken.reverse()) {
-        if (t.slot !== null) await t.slot.handOver();
-        await t.old.resume(t.giveBack()).catch((err: Error) =>
-          this.telemetry.log.error({ output: t.old.name, err: err.message }, `output ${t.old.name}: after the failed reload its output does not start either; its events wait in its disk buffer: ${err.message}`),
-        );
-      }
-      for (const c of created) void c.stop(1000);
+      await rollback();
       throw e;
     }
     for (const s of oldSlots.values()) retired.push(s.slot);
-    this.slots = newSlots;
-    this.deadLetter = dead;
-    this.pipeline!.reconfigure(
-      newSlots.map((s) => s.slot),
-      dead.slot,
-      { defaultZone: next.timezone, includeRaw: next.include_raw, routes: compileRoutes(next.outputs, next.event), receiver: next.mode === 'receiver' },
-      workerVersion,
-    );
-    this.config = next;
-    // Listeners: unchanged ones stay open (certificates are re-read); others restart.
-    const oldSources = new Map(this.sources.map((s) => [s.source.name, s]));
-    const keep: SourceEntry[] = [];
-    const starts: ListenerConfig[] = [];
-    for (const l of next.listeners) {
-      const old = oldSources.get(l.name);
-      if (old !== undefined && old.key === JSON.stringify(l)) {
-        if (!old.source.reload()) this.certificatesRefused++;
-        keep.push(old);
-        oldSources.delete(l.name);
-      } else {
-        starts.push(l);
-      }
-    }
-    // Stop removed or changed listeners first: a changed one may keep its port. One that
-    // acknowledges upstream (nats) stops fetching, the pipeline decodes what it handed
-    // over, then it acknowledges and closes (see doStop).
-    const oldListeners = [...oldSources.values()];
-    await Promise.all(oldListeners.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(1000))));
-    this.pipeline!.commit();
-    const acking = oldListeners.filter((s) => s.source.stopReading !== undefined);
-    if (acking.length > 0) {
-      await this.pipeline!.drain(5_000);
-      await Promise.all(acking.map((s) => s.source.stop(1000)));
-    }
-    this.sources = keep;
-    for (const l of starts) {
-      const source = await this.topology.source(l, await this.topology.chain(l, next));
-      this.sources.push({ key: JSON.stringify(l), source });
-      await source.start();
-    }
-    // SQL sources: unchanged ones keep polling; others restart (their cursor is on disk).
-    const oldSql = new Map(this.sqlSources.map((s) => [s.source.name, s]));
-    const keepSql: { key: string; source: SqlSource }[] = [];
-    const startSql: SqlSourceConfig[] = [];
-    for (const q of next.sql_sources) {
-      const old = oldSql.get(q.name);
-      if (old !== undefined && old.key === JSON.stringify(q)) {
-        keepSql.push(old);
-        oldSql.delete(q.name);
-      } else startSql.push(q);
-    }
-    await Promise.all([...oldSql.values()].map((s) => s.source.stop(5000)));
-    this.sqlSources = keepSql;
-    await this.startSqlSources(startSql, next);
+    const commit = (workerVersion: number) => {
+      this.slots = newSlots;
+      this.deadLetter = dead;
+      this.pipeline!.reconfigure(
+        newSlots.map((s) => s.slot),
+        dead.slot,
+        { defaultZone: next.timezone, includeRaw: next.include_raw, routes: compileRoutes(next.outputs, next.event), receiver: next.mode === 'receiver' },
+        workerVersion,
+      );
+    };
     // Retired outputs drain in the background. What one leaves in a disk buffer is not
     // dropped: it stays on disk, reported as orphaned once they have stopped.
-    const retiring = retired.map((r) =>
-      r.stop(next.shutdown_timeout * 1000).then((left) => {
-        if (left > 0 && !r.queue.durable) this.telemetry.eventsDropped(r.name, left, 'reload_undelivered');
-      }),
-    );
-    void Promise.allSettled(retiring).then(() => {
-      if (this.stopping === null) this.checkOrphanedBuffers();
-    });
-    if (!same(prev.metrics, next.metrics)) {
-      await this.metrics?.stop();
-      this.metrics = null;
-      if (next.metrics.enabled) {
-        this.metrics = new MetricsServer(this.telemetry, this, next.metrics.bearer_token);
-        await this.metrics.start(next.metrics.host, next.metrics.port);
-      }
-    }
+    const retire = (c: Config) => {
+      const retiring = retired.map((r) =>
+        r.stop(c.shutdown_timeout * 1000).then((left) => {
+          if (left > 0 && !r.queue.durable) this.telemetry.eventsDropped(r.name, left, 'reload_undelivered');
+        }),
+      );
+      void Promise.allSettled(retiring).then(() => {
+        if (this.stopping === null) this.checkOrphanedBuffers();
+      });
+    };
+    return { rollback, commit, retire };
   }
+}
+
+/** Normalizer chains of a configuration, loaded: by listener name and by SQL source name. */
+interface Chains {
+  listeners: Map<string, Normalizer[]>;
+  sql: Map<string, Normalizer[]>;
+}
+
+/** The socket a listener binds, `udp:PORT` or `tcp:PORT`; null for none (nats) or a port the kernel picks (0). */
+function boundPort(l: { type: string }): string | null {
+  const port = (l as { port?: unknown }).port;
+  return typeof port === 'number' && port !== 0 ? `${l.type === 'udp' ? 'udp' : 'tcp'}:${port}` : null;
+}
+
+/**
+ * Whether `s` must close before `l` starts: `l` binds the port `s` holds (on any address:
+ * 0.0.0.0 and 127.0.0.1 conflict), or `l` replaces `s` and binds no port (a nats consumer
+ * is not fetched by two sources at once). Otherwise `l` starts first and `s` closes after.
+ */
+function mustCloseFirst(l: ListenerConfig, s: SourceEntry): boolean {
+  const port = boundPort(l);
+  if (port !== null) return port === boundPort(s.source.config);
+  return l.name === s.source.name && (l as { port?: unknown }).port === undefined;
 }
 
 /**

@@ -112,6 +112,12 @@ export const CODES = {
     stage: 'cef',
     description: 'Extension text that is not a `key=value` pair (POLICY row 18); the text is in the warning message.',
   },
+  warnings_left_out: {
+    level: 'warning',
+    stage: 'decode',
+    description:
+      'The event had more than 32 warnings: the first 32 are listed, this last one counts the rest per code in its message (src/codecs/warning-cap.ts). Metrics count the warnings the event lists, this one included.',
+  },
   // normalizers (src/pipeline/normalize.ts, normalizers/)
   normalizer_failed: {
     level: 'warning',
@@ -160,13 +166,19 @@ export const CODES = {
     level: 'warning',
     stage: 'encode',
     description:
-      'The `cef` encoding cannot write an extension key outside CEF\'s key characters (`[A-Za-z0-9_][A-Za-z0-9_.,[\\]-]*`), as a user normalizer may make: the key and its value are left out of the record and counted.',
+      'The `cef` encoding cannot write an extension key outside CEF\'s key characters (`[A-Za-z0-9_][A-Za-z0-9_.,[\\]-]*`), as a user normalizer may make; the `ecs` encoding cannot write a key of `cef.extensions` or `kaspersky.ksc.labels` that Elasticsearch cannot map (an empty part between dots, `x.` or `a..b`; `a.b` beside `a`), for which it would refuse the whole document: the key and its value are left out of the record and counted.',
   },
   encode_field_cut: {
     level: 'warning',
     stage: 'encode',
     description:
       'The `kuma` encoding cut a value to KUMA\'s length limit for its field (`ApplicationProtocol` 31 characters, addresses 45, host names 1023, ...): the record carries the first characters, and the cut is counted.',
+  },
+  encode_value_moved: {
+    level: 'warning',
+    stage: 'encode',
+    description:
+      'The `kuma` encoding could not write a value in its typed field (a Number field is int64: an integer beyond 2^53, `1e3` or `12.5` in `spt`/`cnN`; `cfpN` is a decimal number; a time field takes milliseconds of a time stamp cefd converted): KUMA would refuse the whole event, so the value goes to `Extra` as written (under its full name, or a custom field\'s label), and is counted.',
   },
   // outputs and queues (src/pipeline/output-runner.ts, src/outputs/): reasons of rejected,
   // dropped and dead-lettered events, as in `reason` of dead letters and metric labels
@@ -269,6 +281,12 @@ export const CODES = {
     stage: 'daemon',
     description: 'An output with a memory queue, removed or changed by a reload, did not drain within `shutdown_timeout`: its queued events were not delivered (counted and logged). A disk buffer keeps what it did not deliver (`buffer_orphaned`).',
   },
+  config_reload_failed: {
+    level: 'error',
+    stage: 'daemon',
+    description:
+      'A configuration reload (SIGHUP) failed: the file does not load or check, or a listener, output, SQL source or the metrics endpoint of the new configuration cannot start. The log line says why; the daemon keeps running the configuration it ran before (docs/configuration.md#reloading-sighup), and `cefd_config_reloads_total{result="failed"}` counts it.',
+  },
   worker_failed: {
     level: 'error',
     stage: 'decode',
@@ -281,11 +299,17 @@ export const CODES = {
     description:
       'A normalizer put something in the event that JSON cannot hold (a BigInt, a cycle): the frame goes to the dead-letter output with its raw bytes.',
   },
+  frame_timeout: {
+    level: 'error',
+    stage: 'framing',
+    description:
+      'A TCP/TLS sender began a frame and did not end it within `frame_timeout` (a slowloris connection): the bytes received go to the dead-letter output, flagged truncated, and the connection is closed (counted in cefd_connections_rejected_total, reason frame_timeout).',
+  },
   frame_incomplete_at_close: {
     level: 'warning',
     stage: 'framing',
     description:
-      'A connection closed without an orderly end in the middle of a frame: the bytes received go to the dead-letter output with this reason.',
+      'A connection closed without an orderly end in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason.',
   },
   // TLS listeners (src/sources/tcp/): the `code` of a refused connection's log line
   tls_handshake_failed: {

@@ -116,11 +116,11 @@ function validDate(y: number, mo: number, d: number, h: number, mi: number, sec:
  * `Date.UTC(y, mo, d, h, mi, sec, ms)` for the fields the parsers accept (validDate, years
  * 0-9999, milliseconds 0-999), by arithmetic: Date.UTC is a call into the runtime, several
  * times slower, and this runs for every event. Days from the civil date as in Howard
- * Hinnant's `days_from_civil`. Like Date.UTC, years 0-99 mean 1900-1999.
- * test/time.test.ts compares the two over every day of years 0-9999.
+ * Hinnant's `days_from_civil`. Unlike Date.UTC, years 0-99 are those years (a time stamp
+ * `0050-01-01T00:00:00Z` is in year 50, not 1950). test/time.test.ts compares the two
+ * over every day of years 0-9999 (through setUTCFullYear, which takes years as they are).
  */
 export function utcMs(y: number, mo: number, d: number, h: number, mi: number, sec: number, ms: number): number {
-  if (y >= 0 && y <= 99) y += 1900;
   const m = mo + 1;
   const yy = m <= 2 ? y - 1 : y;
   const era = Math.floor(yy / 400);
@@ -273,7 +273,9 @@ function zoneOffset(utcMs: number, zone: string): number | null {
       default: break;
     }
   }
-  const offsetMs = Date.UTC(y, mo - 1, d, h, mi, sec) - Math.floor(utcMs / 1000) * 1000;
+  // Date.UTC reads years 0-99 as 1900-1999: setUTCFullYear takes them as they are.
+  const wall = y >= 100 ? Date.UTC(y, mo - 1, d, h, mi, sec) : new Date(0).setUTCFullYear(y, mo - 1, d) + ((h * 60 + mi) * 60 + sec) * 1000;
+  const offsetMs = wall - Math.floor(utcMs / 1000) * 1000;
   if (known !== undefined) {
     if (known.size >= 512) known.clear();
     known.set(quarter, offsetMs);
@@ -340,8 +342,10 @@ export interface TextTimeOptions {
 /**
  * The CEF spec's text time formats, also the RFC 3164 TIMESTAMP:
  * `MMM dd[ yyyy] HH:mm:ss[.SSS][ zzz]` (English month, any case; the day may be
- * space-padded). Without a year: the year of `nowMs`, or the previous one when that
- * would put the time more than a day ahead of `nowMs`.
+ * space-padded). Without a year: of the years before, of and after `nowMs`'s (UTC) year,
+ * read in the time's zone, the latest that puts the time at most a day ahead of `nowMs`
+ * (docs/event-format.md, "Times without a year"). The year after matters at New Year: a
+ * `Jan  1 00:00:03` received at 23:59:58 UTC, or written in a zone ahead of UTC.
  */
 export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}): ParsedTime | null {
   if (s.length < i + 15) return null;
@@ -405,8 +409,17 @@ export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}):
     utc = toUtc(year);
   } else {
     const y = new Date(nowMs).getUTCFullYear();
-    utc = toUtc(y);
-    if (utc === null || utc > nowMs + DAY_MS) utc = toUtc(y - 1);
+    utc = null;
+    // The next year's earliest time (Jan 1 00:00 at UTC+14) is within a day of `nowMs`
+    // only from Dec 30 on; before that the year after is not a candidate (no work for it).
+    if (nowMs >= utcMs(y, 11, 30, 0, 0, 0, 0)) {
+      const next = toUtc(y + 1);
+      if (next !== null && next <= nowMs + DAY_MS) utc = next;
+    }
+    if (utc === null) {
+      utc = toUtc(y);
+      if (utc === null || utc > nowMs + DAY_MS) utc = toUtc(y - 1);
+    }
   }
   if (utc === null) return null;
   return { ms: utc, subMs, end };

@@ -29,7 +29,13 @@ test('isoFromMs keeps giving the right text when times alternate and repeat (its
   );
 });
 
-test('utcMs equals Date.UTC on every day of years 0-9999', () => {
+/** Date.UTC with years 0-99 as they are (Date.UTC makes them 1900-1999). */
+function dateUtc(y: number, mo: number, d: number, h: number, mi: number, sec: number, ms: number): number {
+  const t = new Date(Date.UTC(2000, 0, 1, h, mi, sec, ms));
+  return t.setUTCFullYear(y, mo, d);
+}
+
+test('utcMs equals Date.UTC on every day of years 0-9999 (years 0-99 as they are)', () => {
   let checked = 0;
   for (let y = 0; y <= 9999; y++) {
     for (let mo = 0; mo < 12; mo++) {
@@ -38,8 +44,8 @@ test('utcMs equals Date.UTC on every day of years 0-9999', () => {
         const mi = (y * 7 + mo) % 60;
         const sec = (d * 13) % 60;
         const ms = (y * 31 + d) % 1000;
-        if (utcMs(y, mo, d, h, mi, sec, ms) !== Date.UTC(y, mo, d, h, mi, sec, ms)) {
-          expect([y, mo, d, h, mi, sec, ms, utcMs(y, mo, d, h, mi, sec, ms)]).toEqual([y, mo, d, h, mi, sec, ms, Date.UTC(y, mo, d, h, mi, sec, ms)]);
+        if (utcMs(y, mo, d, h, mi, sec, ms) !== dateUtc(y, mo, d, h, mi, sec, ms)) {
+          expect([y, mo, d, h, mi, sec, ms, utcMs(y, mo, d, h, mi, sec, ms)]).toEqual([y, mo, d, h, mi, sec, ms, dateUtc(y, mo, d, h, mi, sec, ms)]);
         }
         checked++;
       }
@@ -92,3 +98,33 @@ test('local times in a zone with daylight saving, minute by minute across both t
   expect(cefTimeToIso('Mar 29 2026 03:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T01:30:00.000Z');
   expect(cefTimeToIso('Mar 29 2026 01:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T00:30:00.000Z');
 });
+
+test('times without a year take the next year at New Year (received late on Dec 31)', () => {
+  const at = (iso: string) => Date.parse(iso);
+  const iso = (s: string, zone: string, now: string) => {
+    const t = parseTextTime(s, 0, { defaultZone: zone, nowMs: at(now) });
+    return t === null ? null : isoFromMs(t.ms);
+  };
+  // UTC: a sender's clock a few seconds ahead.
+  expect(iso('Jan  1 00:00:03', 'UTC', '2024-12-31T23:59:58Z')).toBe('2025-01-01T00:00:03.000Z');
+  // A zone ahead of UTC: Moscow's New Year is 21:00 UTC.
+  expect(iso('Jan  1 00:29:00', 'Europe/Moscow', '2024-12-31T21:30:00Z')).toBe('2024-12-31T21:29:00.000Z');
+  expect(iso('Dec 31 23:59:00', 'Europe/Moscow', '2024-12-31T21:30:00Z')).toBe('2024-12-31T20:59:00.000Z');
+  // Unchanged: just after New Year, the last year's Dec 31; in the year, this year or the last.
+  expect(iso('Dec 31 23:59:58', 'UTC', '2025-01-01T00:00:05Z')).toBe('2024-12-31T23:59:58.000Z');
+  expect(iso('Jun  1 10:00:00', 'UTC', '2025-06-10T00:00:00Z')).toBe('2025-06-01T10:00:00.000Z');
+  expect(iso('Jun 10 20:00:00', 'UTC', '2025-06-10T00:00:00Z')).toBe('2025-06-10T20:00:00.000Z');
+  expect(iso('Jun 11 10:00:00', 'UTC', '2025-06-10T00:00:00Z')).toBe('2024-06-11T10:00:00.000Z');
+  expect(iso('Feb 29 10:00:00', 'UTC', '2025-03-10T00:00:00Z')).toBe('2024-02-29T10:00:00.000Z');
+  // Late Dec, a time more than a day ahead even in the next year: this year.
+  expect(iso('Jan  3 00:00:00', 'UTC', '2024-12-31T00:00:00Z')).toBe('2024-01-03T00:00:00.000Z');
+});
+
+test('years 0000-0099 stay those years (RFC 3339 and text times, UTC and a named zone)', () => {
+  expect(isoFromMs(parseRfc3339('0050-06-01T10:00:00Z', 0)!.ms)).toBe('0050-06-01T10:00:00.000Z');
+  expect(isoFromMs(parseRfc3339('0001-01-01T00:00:00+01:00', 0)!.ms)).toBe('0000-12-31T23:00:00.000Z');
+  expect(cefTimeToIso('Jun 01 0050 10:00:00', 'UTC', 0)).toBe('0050-06-01T10:00:00.000Z');
+  // Berlin before 1893 is local mean time, +0:53:28: within the hour, the same day of year 50.
+  expect(cefTimeToIso('Jun 01 0050 10:00:00 Europe/Berlin', 'UTC', 0)).toMatch(/^0050-06-01T09:/);
+});
+

@@ -95,6 +95,9 @@ function parseSlot(k: string): number {
   return ((fam * 1000 + n) << 1) | isLabel;
 }
 
+/** Slot numbers are below this (family index * 1000 + N, N <= 999). */
+export const SLOTS = FAMILIES.length * 1000;
+
 /** Full name of a slot's value key (`deviceCustomString10`): for warnings and `Label#slot`. */
 export function slotName(slot: number): string {
   return FAMILIES[Math.floor(slot / 1000)]![0] + String(slot % 1000);
@@ -127,30 +130,45 @@ export function slotValue(cef: CefRecord, key: string, raw: string | number, slo
 }
 
 /**
- * A label on several slots (rare): `slots` are its values, keeps the lowest slot under
- * the label and the others under `Label#slot`, and warns for each of those. Returns the
- * winning value.
+ * Labels on several slots (rare): `groups` maps each such label to its values. For each,
+ * keeps the lowest slot under the label and the others under `Label#slot`, and warns for
+ * each of those. Returns the winning value of each label. The slots' value warnings
+ * (ksc_bad_number) are given again, in slot order: they are taken out in one pass over
+ * `warnings` for all the labels (a pass per label was quadratic in hostile input; a slot
+ * has one label, so the labels' slots do not overlap).
  */
-export function resolveDuplicate(cef: CefRecord, labels: Labels, label: string, found: { slot: number; raw: string | number }[], warnings: KscWarning[]): string | number {
-  found.sort((a, b) => a.slot - b.slot);
-  // The value warnings (ksc_bad_number) of these slots are given again below, in slot order.
-  const names = found.map((f) => slotName(f.slot));
-  for (let i = warnings.length - 1; i >= 0; i--) {
+export function resolveDuplicates(
+  cef: CefRecord,
+  labels: Labels,
+  groups: Map<string, { slot: number; raw: string | number }[]>,
+  warnings: KscWarning[],
+): Map<string, string | number> {
+  const names = new Set<string>();
+  for (const found of groups.values()) for (const f of found) names.add(slotName(f.slot));
+  let kept = 0;
+  for (let i = 0; i < warnings.length; i++) {
     const w = warnings[i]!;
-    if (w.code === 'ksc_bad_number' && w.key !== undefined && names.includes(w.key)) warnings.splice(i, 1);
+    if (w.code === 'ksc_bad_number' && w.key !== undefined && names.has(w.key)) continue;
+    warnings[kept++] = w;
   }
-  const winner = names[0]!;
-  const value = slotValue(cef, winner, found[0]!.raw, found[0]!.slot, warnings);
-  labels[label] = value;
-  for (let i = 1; i < found.length; i++) {
-    const name = names[i]!;
-    const key = `${label}#${name}`;
-    labels[key] = slotValue(cef, name, found[i]!.raw, found[i]!.slot, warnings);
-    warnings.push({
-      code: 'ksc_duplicate_label',
-      key: name,
-      message: `label ${JSON.stringify(label)} is on ${winner} and ${name}: ${winner} wins, ${name} is kept under ${JSON.stringify(key)}`,
-    });
+  warnings.length = kept;
+  const out = new Map<string, string | number>();
+  for (const [label, found] of groups) {
+    found.sort((a, b) => a.slot - b.slot);
+    const winner = slotName(found[0]!.slot);
+    const value = slotValue(cef, winner, found[0]!.raw, found[0]!.slot, warnings);
+    labels[label] = value;
+    for (let i = 1; i < found.length; i++) {
+      const name = slotName(found[i]!.slot);
+      const key = `${label}#${name}`;
+      labels[key] = slotValue(cef, name, found[i]!.raw, found[i]!.slot, warnings);
+      warnings.push({
+        code: 'ksc_duplicate_label',
+        key: name,
+        message: `label ${JSON.stringify(label)} is on ${winner} and ${name}: ${winner} wins, ${name} is kept under ${JSON.stringify(key)}`,
+      });
+    }
+    out.set(label, value);
   }
-  return value;
+  return out;
 }

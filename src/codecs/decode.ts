@@ -10,6 +10,7 @@ import { EVENT_SCHEMA, type CefdEvent, type FrameFailure } from '../event.js';
 import { parseCef, addWarning, type CefOptions, type CefOut, type Diagnostics } from './cef/parse.js';
 import { parseSyslog } from './syslog/parse.js';
 import { isoFromMs } from '../time.js';
+import { finishWarnings } from './warning-cap.js';
 
 export interface DecodeOptions {
   /** Zone for times that carry none (RFC 3164 timestamps, CEF text time stamps). Default UTC. */
@@ -81,6 +82,7 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
   const cefAt = findCef(s, sys.msgStart);
   const received = isoFromMs(receivedMs);
   if (cefAt === -1 && !sys.readable) {
+    if (d.warnings !== undefined) finishWarnings(d.warnings);
     return {
       ok: false,
       failure: {
@@ -135,6 +137,7 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
   }
   if (truncated) event.truncated = true;
   event.errors = d.errors;
+  if (d.warnings !== undefined) finishWarnings(d.warnings);
   event.warnings = d.warnings;
   if (invalidUtf8) event.rawBase64 = frame.toString('base64');
   if (opts.keepRaw) event.raw = s;

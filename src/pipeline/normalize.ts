@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { CefdEvent } from '../event.js';
+import type { Problem } from '../errors.js';
+import { finishWarnings, pushWarning } from '../codecs/warning-cap.js';
 
 export interface NormalizerWarning {
   /** A stable code; built-in normalizers use codes from src/errors.ts. */
@@ -63,26 +65,31 @@ export function normalizeEvent(event: CefdEvent, chain: readonly Normalizer[]): 
       out = n.normalize(event);
     } catch (error) {
       const w = { code: 'normalizer_failed' as const, key: n.name, message: `normalizer ${n.name} threw: ${errorText(error)}` };
-      if (event.warnings === undefined) event.warnings = [w];
-      else event.warnings.push(w);
+      addOne(event, w);
       return { kind: 'failed', normalizer: n.name, error };
     }
     if (out === null || out === undefined) continue;
     if (typeof out !== 'object' || out.data === null || typeof out.data !== 'object') {
       const w = { code: 'normalizer_failed' as const, key: n.name, message: `normalizer ${n.name} returned no data object` };
-      if (event.warnings === undefined) event.warnings = [w];
-      else event.warnings.push(w);
+      addOne(event, w);
       return { kind: 'failed', normalizer: n.name, error: new Error('returned no data object') };
     }
     event[n.writes ?? n.name] = out.data;
     if (Array.isArray(out.warnings) && out.warnings.length > 0) {
-      const ws = out.warnings as CefdEvent['warnings'] & object;
-      if (event.warnings === undefined) event.warnings = ws.slice();
-      else for (const w of ws) event.warnings.push(w);
+      // Into the event's bounded list (src/codecs/warning-cap.ts), never the normalizer's array.
+      const list: Problem[] = (event.warnings ??= []);
+      for (const w of out.warnings as Problem[]) pushWarning(list, w);
+      finishWarnings(list);
     }
     return { kind: 'normalized', normalizer: n.name, type: typeof out.type === 'string' ? out.type : 'other' };
   }
   return NONE;
+}
+
+function addOne(event: CefdEvent, w: Problem): void {
+  const list: Problem[] = (event.warnings ??= []);
+  pushWarning(list, w);
+  finishWarnings(list);
 }
 
 function errorText(e: unknown): string {

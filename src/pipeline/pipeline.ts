@@ -26,7 +26,7 @@ import { rawFrameRecord } from '../nats/raw-frame.js';
 import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Routes } from './router.js';
 import { isJsonEncoding } from '../codecs/encoders/registry.js';
-import { JOB_TARGET_BYTES, MAX_IN_FLIGHT_PER_SOURCE, SourceState, packJob } from './source-state.js';
+import { JOB_TARGET_BYTES, MAX_IN_FLIGHT_PER_SOURCE, MAX_IN_FLIGHT_UNPAUSABLE, SourceState, packJob } from './source-state.js';
 
 export { SourceState };
 import { KscWatch, type FindingsHandler, type KscFindings, type KscWatchSpec } from '../ksc/watch.js';
@@ -149,6 +149,8 @@ export class Pipeline {
   private workerVersion = -1;
   /** Jobs on workers, by local id, for drain(). */
   private readonly jobs = new Set<number>();
+  /** Of those, the jobs of sources that cannot be paused (MAX_IN_FLIGHT_UNPAUSABLE). */
+  private unpausableJobs = 0;
   private jobSeq = 0;
   private jobWaiters: { ids: Set<number>; resolve: () => void }[] = [];
   /** Sources (pausable ones) whose frames wait to be sent (see JOB_TARGET_BYTES), for drain(). */
@@ -283,6 +285,11 @@ export class Pipeline {
   }
 
   /** Events go to workers when there are (working) workers and no tap needs the event objects here. */
+  /** Jobs on workers now. */
+  get jobsInFlight(): number {
+    return this.jobs.size;
+  }
+
   get onWorkers(): boolean {
     return this.opts.receiver !== true && this.pool !== null && !this.pool.broken && this.taps.length === 0;
   }
@@ -459,8 +466,8 @@ export class Pipeline {
   }
 
   /** A partial frame left when a connection closed: dead-lettered with its raw bytes. */
-  deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext): void {
-    const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, Date.now(), false);
+  deadLetterFrame(buf: Buffer, reason: string, message: string, ctx: SourceContext, truncated = false): void {
+    const rec = deadLetterRecord(buf, reason, message, ctx.listener, ctx.peer, Date.now(), truncated);
     this.telemetry.deadLettered(reason);
     const st = ctx.state;
     // Frames gathered for a worker come before it.
@@ -572,10 +579,10 @@ export class Pipeline {
         return;
       }
       this.gathering.delete(ctx);
-      if (!this.onWorkers || (ctx.pause === undefined && st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE)) {
+      if (!this.onWorkers || (ctx.pause === undefined && (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE || this.unpausableJobs >= MAX_IN_FLIGHT_UNPAUSABLE))) {
         // No workers any more (they failed, or a tap appeared since these frames came), or
-        // a source that cannot be paused (UDP) is ahead of them: decode this read here, so
-        // jobs in flight stay bounded.
+        // a source that cannot be paused (UDP) is ahead of them (it alone, or all such
+        // sources together): decode this read here, so jobs in flight stay bounded.
         this.decodeHere(ctx, st);
       } else {
         this.submit(ctx, st, pausable);
@@ -665,6 +672,8 @@ export class Pipeline {
     const job = ++this.jobSeq;
     this.jobs.add(job);
     st.inFlight++;
+    const unpausable = ctx.pause === undefined;
+    if (unpausable) this.unpausableJobs++;
     if (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE && ctx.pause !== undefined && !st.pausedByUs) {
       st.pausedByUs = true;
       ctx.pause();
@@ -673,6 +682,7 @@ export class Pipeline {
       { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data, offsets, truncated: flags },
       (o) => {
         st.inFlight--;
+        if (unpausable) this.unpausableJobs--;
         st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable, firstSeq));
         // Frames gathered while this job was out go now (in order: after it).
         if (st.gathered > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);

@@ -9,6 +9,14 @@
 export const MAX_IN_FLIGHT_PER_SOURCE = 4;
 
 /**
+ * Reads on workers at once of all the sources that cannot be paused (UDP senders)
+ * together; beyond, their reads are decoded on the main thread, as past
+ * MAX_IN_FLIGHT_PER_SOURCE. Without it a sender rotating its source port (a new source
+ * each time) queued worker jobs without bound.
+ */
+export const MAX_IN_FLIGHT_UNPAUSABLE = 64;
+
+/**
  * While a job of a source is on a worker, its next reads are gathered into one job of
  * up to this many bytes (sent when it is full or when that job comes back): fewer,
  * larger messages between threads, so less time in postMessage and less GC.

@@ -10,6 +10,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { decodeFrame } from '../../src/codecs/decode.js';
@@ -121,6 +122,73 @@ describe('kuma', () => {
     expect(enc.problems.take()).toEqual([['encode_field_cut', 2]]);
   });
 
+  test('a value KUMA\'s typed field cannot take goes to Extra, counted: numbers are int64, cfpN decimal, times converted', () => {
+    // A string in a Number or time field makes KUMA refuse the whole event.
+    const e = decode('CEF:0|V|P|1|id|n|5|spt=99999999999999999999 cnt=1e3 dvcpid=12.5 fsize=9007199254740993 start=Jun 2020 end=2020-06-23 10:00:00 art=2020-06-23T10:00:00.000Z cn1=abc cn1Label=Count cn2=-7 cn2Label=Delta cfp1=1.5 cfp1Label=Ratio cfp2=n/a cfp2Label=Load deviceCustomDate1=bogus deviceCustomDate1Label=Seen cn3=x');
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(e)) as Record<string, unknown>;
+    expect(k).toMatchObject({
+      AgentReceiptTime: Date.UTC(2020, 5, 23, 10),
+      DeviceCustomNumber2: -7,
+      DeviceCustomNumber2Label: 'Delta',
+      DeviceCustomFloatingPoint1: 1.5,
+      DeviceCustomFloatingPoint1Label: 'Ratio',
+      Extra: {
+        sourcePort: '99999999999999999999',
+        baseEventCount: '1e3',
+        deviceProcessId: '12.5',
+        fileSize: '9007199254740993',
+        startTime: 'Jun 2020',
+        endTime: '2020-06-23 10:00:00',
+        Count: 'abc',
+        Load: 'n/a',
+        Seen: 'bogus',
+        deviceCustomNumber3: 'x',
+      },
+    });
+    for (const f of ['SourcePort', 'BaseEventCount', 'DeviceProcessID', 'FileSize', 'StartTime', 'EndTime', 'DeviceCustomNumber1', 'DeviceCustomNumber1Label', 'DeviceCustomFloatingPoint2', 'DeviceCustomDate1', 'DeviceCustomNumber3']) {
+      expect(k[f], f).toBeUndefined();
+    }
+    expect(enc.problems.take()).toEqual([['encode_value_moved', 10]]);
+  });
+
+  test('CEF\'s Double keys (slat, slong, dlat, dlong) are numbers; other text goes to Extra', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|slat=55.75 slong=-37.6e0 dlat=north dlong=.5'))) as Record<string, unknown>;
+    expect(k).toMatchObject({ SourceGeoLatitude: 55.75, SourceGeoLongitude: -37.6, DestinationGeoLongitude: 0.5, Extra: { destinationGeoLatitude: 'north' } });
+    expect(k['DestinationGeoLatitude']).toBeUndefined();
+    expect(enc.problems.take()).toEqual([['encode_value_moved', 1]]);
+  });
+
+  test('CEF\'s type is not KUMA\'s own Type (other codes): it goes to Extra', () => {
+    const k = JSON.parse(createEncoder({ codec: 'kuma' }).encode(decode('CEF:0|V|P|1|id|n|5|type=0'))) as Record<string, unknown>;
+    expect(k['Type']).toBeUndefined();
+    expect(k['Extra']).toEqual({ type: '0' });
+  });
+
+  test('rt that did not convert is not DeviceReceiptTime (the event time is then the syslog header\'s or cefd\'s)', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|rt=yesterday'))) as Record<string, unknown>;
+    expect(k['DeviceReceiptTime']).toBeUndefined();
+    expect(k['Extra']).toEqual({ deviceReceiptTime: 'yesterday' });
+    expect(k['Timestamp']).toBe(NOW);
+  });
+
+  test('Extra keeps a key or label named __proto__', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    expect(JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|__proto__=y')))['Extra']).toEqual({ ['__proto__']: 'y' });
+    const k = JSON.parse(enc.encode(decode('CEF:0|V|P|1|id|n|5|cs7=x cs7Label=__proto__'))) as Record<string, unknown>;
+    expect(Object.entries(k['Extra'] as object)).toEqual([['__proto__', 'x']]);
+  });
+
+  test('the cut to KUMA\'s limits counts characters and never splits a surrogate pair', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const k = JSON.parse(enc.encode(decode(`CEF:0|V|P|1|id|n|5|app=${'x'.repeat(30)}😀😀 dhost=${'😀'.repeat(1023)}`))) as Record<string, string>;
+    expect(k['ApplicationProtocol']).toBe(`${'x'.repeat(30)}😀`);
+    expect(k['DestinationHostName']).toBe('😀'.repeat(1023));
+    expect(enc.problems.take()).toEqual([['encode_field_cut', 1]]);
+  });
+
   test('Raw when the event has the frame text', () => {
     const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|src=1.2.3.4'), false, NOW, { keepRaw: true });
     expect(r.ok && JSON.parse(createEncoder({ codec: 'kuma' }).encode(r.event))['Raw']).toBe('CEF:0|V|P|1|id|n|5|src=1.2.3.4');
@@ -163,6 +231,33 @@ describe('ecs', () => {
     expect(d['kaspersky']).toBeUndefined();
   });
 
+  test('host.ip holds only IP addresses (ECS type ip: text there makes Elasticsearch refuse the document)', () => {
+    const ksc = ecs('CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|dhost=WS-1 dst=WS-1.corp');
+    expect(ksc['host']).toEqual({ hostname: 'WS-1' });
+    expect(ksc['cef']['extensions']['destinationAddress']).toBe('WS-1.corp');
+    const other = ecs('CEF:0|V|P|1|id|n|5|dvc=unknown dvchost=fw1');
+    expect(other['host']).toEqual({ hostname: 'fw1' });
+    expect(ecs('CEF:0|V|P|1|id|n|5|dvc=fe80::1')['host']).toEqual({ ip: ['fe80::1'] });
+  });
+
+  test('date fields hold only time stamps cefd converted (Elasticsearch\'s strict_date_optional_time)', () => {
+    const d = ecs('CEF:0|V|P|1|id|n|5|start=2020-06-23 10:00:00 end=Jun 2020 art=1592913444000');
+    expect(d['event']['start']).toBeUndefined();
+    expect(d['event']['end']).toBeUndefined();
+    expect(d['event']['created']).toBe('2020-06-23T11:57:24.000Z');
+    expect(d['cef']['extensions']).toMatchObject({ startTime: '2020-06-23 10:00:00', endTime: 'Jun 2020' });
+    expect(ecs('CEF:0|V|P|1|id|n|5|start=2020-06-23T10:00:00.000Z')['event']['start']).toBe('2020-06-23T10:00:00.000Z');
+  });
+
+  test('extension keys and labels Elasticsearch cannot map are left out and counted', () => {
+    // Elasticsearch expands dots: `x.` and `a..b` have an empty part, `a.b` beside `a` makes `a` a value and an object.
+    const enc = createEncoder({ codec: 'ecs' });
+    const d = JSON.parse(enc.encode(decode('CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|x.=1 a..b=2 ad=3 ad.x=4 ad.y.z=5 ok.k=6 cs1=v cs1Label=Task. cs2=w cs2Label=Group'))) as Record<string, any>;
+    expect(d['cef']['extensions']).toEqual({ ad: '3', 'ok.k': '6', deviceCustomString2: 'w', deviceCustomString2Label: 'Group', deviceCustomString1: 'v', deviceCustomString1Label: 'Task.' });
+    expect(d['kaspersky']['ksc']['labels']).toEqual({ Group: 'w' });
+    expect(enc.problems.take()).toEqual([['encode_key_dropped', 5]]);
+  });
+
   test('docs/encodings.md shows the table of ecs-table.ts', () => {
     const file = `${ROOT}docs/encodings.md`;
     const begin = '<!-- BEGIN ecs (generated: UPDATE_DOCS=1 npx vitest run test/codecs/encoders.test.ts) -->\n';
@@ -177,6 +272,94 @@ describe('ecs', () => {
     }
     const now = readFileSync(file, 'utf8');
     expect(now.slice(start + begin.length, now.indexOf(endMark))).toBe(renderEcsTable());
+  });
+});
+
+describe('field options', () => {
+  test('every encoding encodes an event whose CEF record lost its extensions or timestamp to only_fields / except_fields', () => {
+    const e = decode('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=h cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
+    const enc = (codec: string, opts: object) => createEncoder({ codec, ...opts }).encode(e);
+    expect(enc('cef', { except_fields: ['cef.extensions'] })).toBe('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
+    expect(JSON.parse(enc('ecs', { except_fields: ['cef.extensions'] }))['kaspersky']['ksc']['labels']).toEqual({ TaskName: 'Scan', TaskNewState: '4' });
+    expect(JSON.parse(enc('ecs', { only_fields: ['cef.custom', 'timestamp'] }))['@timestamp']).toBe('2024-06-01T12:00:00.000Z');
+    expect(enc('cef', { only_fields: ['ksc'] })).toBe('CEF:0|cefd|syslog||syslog|syslog|Unknown|');
+    expect(JSON.parse(enc('native', { except_fields: ['cef.extensions'] }))['cef']['extensions']).toBeUndefined();
+  });
+});
+
+describe('ecs and kuma: every typed field holds its type, for any record (a property)', () => {
+  // Values that convert and values that do not, for keys of every type.
+  const values = fc.constantFrom('', '1', '-7', '007', '+4', '1e3', '12.5', '99999999999999999999', '9007199254740993', 'NaN', 'abc', '10.0.0.1', '::1', 'host.local',
+    '1592913444000', '2020-06-23T10:00:00.000Z', '2020-06-23 10:00:00', 'Jun 23 2020 17:37:24', 'Jun 2020', '55.75', '😀x', '__proto__');
+  const keys = fc.constantFrom(...KEY_TABLE.map(([short]) => short), 'cs1', 'cs7', 'cn1', 'cn3', 'cn4', 'cfp1', 'cfp5', 'c6a1', 'flexNumber1', 'flexDate1', 'deviceCustomDate2',
+    'a', 'a.b', 'x.', 'a..b', '__proto__');
+  const labels = fc.constantFrom('L', 'TaskName', 'Task.', 'a', 'a.b', '__proto__', 'KscCategory');
+  const pair = fc.oneof(
+    fc.tuple(keys, values).map(([k, v]) => `${k}=${v}`),
+    fc.tuple(fc.constantFrom('cs', 'cn', 'cfp', 'c6a', 'flexNumber', 'flexDate', 'deviceCustomDate'), fc.integer({ min: 1, max: 8 }), values, labels)
+      .map(([f, n, v, l]) => `${f}${n}=${v} ${f}${n}Label=${l}`),
+  );
+  const line = fc.tuple(fc.constantFrom('CEF:0|V|P|1|C|N|5|', 'CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|'), fc.array(pair, { maxLength: 12 }))
+    .map(([h, p]) => h + p.join(' '));
+  const typeOf = new Map<string, string>(KEY_TABLE.map(([, full, type]) => [full.charAt(0).toUpperCase() + full.slice(1).replace(/Id$/, 'ID'), type]));
+  const geo = new Set(['SourceGeoLatitude', 'SourceGeoLongitude', 'DestinationGeoLatitude', 'DestinationGeoLongitude']);
+  const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+  test('kuma: Number, float and time fields are numbers; Extra is string to string', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    fc.assert(
+      fc.property(line, (l) => {
+        const k = JSON.parse(enc.encode(decode(l))) as Record<string, unknown>;
+        for (const [f, v] of Object.entries(k)) {
+          const custom = /^(DeviceCustomNumber|FlexNumber|DeviceCustomFloatingPoint|DeviceCustomDate|FlexDate)\d+$/.test(f);
+          if (typeOf.get(f) === 'int' || typeOf.get(f) === 'time' || geo.has(f) || custom || f === 'Timestamp') {
+            expect(typeof v === 'number' && Number.isFinite(v), `${f}: ${JSON.stringify(v)}`).toBe(true);
+            if (!f.includes('Floating') && !geo.has(f)) expect(Number.isSafeInteger(v), f).toBe(true);
+          }
+        }
+        for (const v of Object.values((k['Extra'] ?? {}) as object)) expect(typeof v).toBe('string');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('ecs: ip, long and date fields hold their type; every key is a field name Elasticsearch maps', () => {
+    const enc = createEncoder({ codec: 'ecs' });
+    const walk = (o: Record<string, unknown>, at: string, check: (path: string, v: unknown) => void): void => {
+      for (const [k, v] of Object.entries(o)) {
+        expect(k.split('.').every((p) => p.trim() !== ''), `${at}${k}`).toBe(true);
+        if (k.includes('.')) expect(Object.hasOwn(o, k.slice(0, k.indexOf('.'))), `${at}${k} beside a value`).toBe(false);
+        if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, `${at}${k}.`, check);
+        else check(`${at}${k}`, v);
+      }
+    };
+    fc.assert(
+      fc.property(line, (l) => {
+        walk(JSON.parse(enc.encode(decode(l))) as Record<string, unknown>, '', (path, v) => {
+          if (/\.ip$/.test(path)) for (const a of [v].flat()) expect(isIP(String(a)), `${path}: ${JSON.stringify(v)}`).not.toBe(0);
+          if (/^((source|destination)\.(port|bytes)|process\.pid|file\.size|event\.severity)$/.test(path)) expect(Number.isSafeInteger(v), `${path}: ${JSON.stringify(v)}`).toBe(true);
+          if (path === '@timestamp' || /^event\.(created|start|end)$/.test(path)) expect(String(v), path).toMatch(ISO);
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('ecs: kaspersky.ksc.labels', () => {
+  test('every label value is text: a label that is a number in one event and text in another maps to one Elasticsearch type', () => {
+    const enc = createEncoder({ codec: 'ecs' });
+    const labels = (line: string) => {
+      const r = decodeFrame(Buffer.from(line), false, Date.now(), { defaultZone: 'UTC', keepRaw: false });
+      if (!r.ok) throw new Error(r.failure.message);
+      normalizeEvent(r.event, [ksc]);
+      return JSON.parse(enc.encode(r.event))['kaspersky']['ksc']['labels'] as Record<string, unknown>;
+    };
+    const a = labels('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Completed|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
+    const b = labels('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Completed|1|cs3=Scan cs3Label=TaskName cn1=abc cn1Label=TaskNewState');
+    expect(a['TaskNewState']).toBe('4');
+    expect(b['TaskNewState']).toBe('abc');
+    for (const v of [...Object.values(a), ...Object.values(b)]) expect(typeof v).toBe('string');
   });
 });
 

@@ -17,7 +17,7 @@ export interface Seen {
 
 export interface Recording {
   frames: Seen[];
-  deadLetters: { text: string; reason: string; peer: string }[];
+  deadLetters: { text: string; reason: string; peer: string; truncated?: true }[];
   commits: number;
   deps: SourceDeps;
   telemetry: Telemetry;
@@ -33,7 +33,8 @@ export function recording(): Recording {
     onWorkers: false,
     frame: (b: Buffer, mode: string, truncated: boolean, ctx: SourceContext) => void r.frames.push({ text: b.toString('utf8'), mode, truncated, peer: ctx.peer }),
     commit: () => void r.commits++,
-    deadLetterFrame: (b: Buffer, reason: string, _err: string, ctx: SourceContext) => void r.deadLetters.push({ text: b.toString('utf8'), reason, peer: ctx.peer }),
+    deadLetterFrame: (b: Buffer, reason: string, _err: string, ctx: SourceContext, truncated = false) =>
+      void r.deadLetters.push({ text: b.toString('utf8'), reason, peer: ctx.peer, ...(truncated ? { truncated: true as const } : {}) }),
   };
   r.deps = { pipeline: pipeline as unknown as Pipeline, flow, telemetry, normalizers: [] };
   return r;

@@ -192,7 +192,7 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
   // Every frame once: a refused batch was not queued, so its redelivery is not a copy.
   expect(got.length).toBe(N);
   expect(new Set(got).size).toBe(N);
-});
+}, 120_000);
 
 /**
  * A normalizer that declines every event, but takes 10 ms per event while the file `slow`

@@ -67,6 +67,50 @@ test('a connection reset in the middle of a frame: the partial frame is dead-let
   expect(rec.deadLetters[0]).toMatchObject({ text: '<13>half of a fr', reason: 'frame_incomplete_at_close' });
 });
 
+test('frame_timeout: a frame begun and never ended is dead-lettered (truncated) and the connection closed; whole frames and quiet connections are not', async () => {
+  const { src, rec } = await tcp({ frame_timeout: '200ms' });
+  const quiet = await connect(src.port()!);
+  quiet.write('<13>done\n');
+  const slow = await connect(src.port()!);
+  const slowPeer = `127.0.0.1:${slow.localPort}`;
+  const slowClosed = closedByServer(slow);
+  slow.write('<13>whole\n<13>half of a fr');
+  const counted = await connect(src.port()!);
+  const countedClosed = closedByServer(counted);
+  counted.write('120 '); // an octet count and no body yet
+  await slowClosed;
+  await countedClosed;
+  const dl = rec.deadLetters.filter((d) => d.reason === 'frame_timeout');
+  expect(dl.find((d) => d.text === '<13>half of a fr')).toEqual({ text: '<13>half of a fr', reason: 'frame_timeout', truncated: true, peer: slowPeer });
+  expect(dl.map((d) => d.text).sort()).toEqual(['120 ', '<13>half of a fr']);
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('frame_timeout')).toBe(2);
+  expect(rec.frames.map((f) => f.text).sort()).toEqual(['<13>done', '<13>whole']);
+  // The quiet connection (its frames ended) stays open and still delivers.
+  quiet.end('<13>later\n');
+  await waitFor(() => rec.frames.length === 3, 5000, 'the quiet connection still open');
+});
+
+test('an octet count and no frame after it, then a reset or an orderly close: the count is dead-lettered', async () => {
+  const { src, rec } = await tcp();
+  const reset = await connect(src.port()!);
+  reset.write('<13>whole\n456 ');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the whole frame');
+  reset.resetAndDestroy();
+  await waitFor(() => rec.deadLetters.length === 1, 5000, 'the reset one');
+  expect(rec.deadLetters[0]).toMatchObject({ text: '456 ', reason: 'frame_incomplete_at_close' });
+  const closed = await connect(src.port()!);
+  closed.end('123 ');
+  await waitFor(() => rec.deadLetters.length === 2, 5000, 'the closed one');
+  expect(rec.deadLetters[1]).toMatchObject({ text: '123 ', reason: 'frame_incomplete_at_close', truncated: true });
+  // A frame cut by a reset comes with its count.
+  const cut = await connect(src.port()!);
+  cut.write('30 <13>part');
+  await waitFor(() => rec.telemetry.listener('in').bytes >= 8 + 4 + 4 + 11, 5000, 'the bytes read');
+  cut.resetAndDestroy();
+  await waitFor(() => rec.deadLetters.length === 3, 5000, 'the cut one');
+  expect(rec.deadLetters[2]).toMatchObject({ text: '30 <13>part', reason: 'frame_incomplete_at_close' });
+});
+
 test('a frame longer than max_frame_bytes is truncated and marked', async () => {
   const { src, rec } = await tcp({ max_frame_bytes: 16 });
   const s = await connect(src.port()!);

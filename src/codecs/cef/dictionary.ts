@@ -107,6 +107,14 @@ const MAX_ENTRIES = SLOTS / 2;
 const slotKeys: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill(undefined);
 const slotInfos: (KeyInfo | undefined)[] = new Array<KeyInfo | undefined>(SLOTS).fill(undefined);
 let entries = 0;
+/**
+ * Farthest any entry sits from its hash's slot, so a lookup looks at most maxProbe + 1
+ * slots. The dictionary's own keys set it at start; a key learnt from input (a custom
+ * field by pattern) is only kept if it lands within it. Without that bound a sender
+ * could pick custom keys whose hashes fall in one window, build a run of thousands of
+ * slots, and make every later miss walk it, for the life of the process.
+ */
+let maxProbe = 8;
 
 /**
  * Hash of `s.slice(start, end)`, read from the last character back: the parser walks back
@@ -124,12 +132,17 @@ export function keyHash(h: number, c: number): number {
   return (Math.imul(h, 31) + c) | 0;
 }
 
-function insert(key: string, i: KeyInfo): void {
+/** `learnt`: a key from input, kept only within maxProbe of its slot. */
+function insert(key: string, i: KeyInfo, learnt: boolean): void {
   if (entries >= MAX_ENTRIES) return;
   let slot = hashRange(key, 0, key.length) & MASK;
-  for (;;) {
+  for (let d = 0; ; d++) {
     const k = slotKeys[slot];
     if (k === undefined) {
+      if (d > maxProbe) {
+        if (learnt) return;
+        maxProbe = d;
+      }
       slotKeys[slot] = key;
       slotInfos[slot] = i;
       entries++;
@@ -143,8 +156,21 @@ function insert(key: string, i: KeyInfo): void {
 for (const [short, full, type] of KEY_TABLE) {
   const custom = customInfo(short) ?? customInfo(full);
   const i = custom ?? info(full, type, undefined, undefined, false);
-  insert(short, i);
-  insert(full, i);
+  insert(short, i, false);
+  insert(full, i, false);
+}
+
+/** Slots a lookup of `key` looks at (for tests: bounded by maxProbe + 1). */
+export function probesFor(key: string): number {
+  let slot = hashRange(key, 0, key.length) & MASK;
+  let n = 0;
+  for (let d = 0; d <= maxProbe; d++) {
+    n++;
+    const k = slotKeys[slot];
+    if (k === undefined || k === key) break;
+    slot = (slot + 1) & MASK;
+  }
+  return n;
 }
 
 /**
@@ -159,7 +185,7 @@ export function lookupKeyAt(s: string, start: number, end: number): KeyInfo | un
 export function lookupKeyHashed(s: string, start: number, end: number, hash: number): KeyInfo | undefined {
   const len = end - start;
   let slot = hash & MASK;
-  for (;;) {
+  for (let d = maxProbe; d >= 0; d--) {
     const k = slotKeys[slot];
     if (k === undefined) break;
     if (k.length === len && s.startsWith(k, start)) return slotInfos[slot];
@@ -168,8 +194,9 @@ export function lookupKeyHashed(s: string, start: number, end: number, hash: num
   // Not in the table: a custom field beyond the spec's numbers, or unknown.
   const key = s.slice(start, end);
   const custom = customInfo(key);
-  // Pattern hits are a bounded set (8 families x 999 x label/value x short/full).
-  if (custom !== undefined) insert(key, custom);
+  // Pattern hits are a bounded set (8 families x 999 x label/value x short/full), kept
+  // for the next lookup when they fit near their slot.
+  if (custom !== undefined) insert(key, custom, true);
   return custom;
 }
 

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import type { Problem } from '../../errors.js';
 import type { CefRecord } from '../../event.js';
 import { cefTimeToIso } from '../../time.js';
+import { pushWarning } from '../warning-cap.js';
 import { keyHash, lookupKey, lookupKeyAt, lookupKeyHashed, resetMarks, type KeyInfo } from './dictionary.js';
 
 /** Errors and warnings collected while decoding one frame (arrays created on first use). */
@@ -19,8 +20,21 @@ export function addError(d: Diagnostics, p: Problem): void {
   (d.errors ??= []).push(p);
 }
 
+/**
+ * `s.slice(start, end)` for quoting in a message, never ending inside a surrogate pair
+ * (a lone half would print as `\ud83d`).
+ */
+export function clip(s: string, start: number, end: number): string {
+  if (end < s.length && end > start) {
+    const c = s.charCodeAt(end - 1);
+    if (c >= 0xd800 && c <= 0xdbff) end--;
+  }
+  return s.slice(start, end);
+}
+
+/** Bounded: past MAX_WARNINGS a warning is only counted (../warning-cap.ts). */
 export function addWarning(d: Diagnostics, p: Problem): void {
-  (d.warnings ??= []).push(p);
+  pushWarning((d.warnings ??= []), p);
 }
 
 export interface CefOptions {
@@ -369,10 +383,10 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
     for (let i = Math.max(fields.length, 1); i < 7; i++) delete (rec as unknown as Record<string, unknown>)[HEADER_NAMES[i]!];
   }
   if (!isDigits(version, 0)) {
-    addError(d, { code: 'cef_bad_version', message: `CEF version is not a number: ${JSON.stringify(version.slice(0, 32))}` });
+    addError(d, { code: 'cef_bad_version', message: `CEF version is not a number: ${JSON.stringify(clip(version, 0, 32))}` });
   }
   if (rec.severity !== undefined && !validSeverity(rec.severity)) {
-    addWarning(d, { code: 'cef_bad_severity', message: `severity ${JSON.stringify(rec.severity.slice(0, 32))} kept as written` });
+    addWarning(d, { code: 'cef_bad_severity', message: `severity ${JSON.stringify(clip(rec.severity, 0, 32))} kept as written` });
   }
   if (out !== undefined) out.receiptTime = undefined;
   if (hasExtension) parseExtension(s, extStart, extEnd, rec, d, opts, out);

@@ -85,7 +85,8 @@ function msOf(iso: string): string {
 /** Extensions for an event without a CEF record: when it happened, the sender, the text, KSC's device. */
 function syntheticExtensions(event: CefdEvent): Record<string, string> {
   const x: Record<string, string> = {};
-  x['deviceReceiptTime'] = msOf(event.timestamp);
+  // `only_fields` may have left the event without its timestamp.
+  if (typeof event.timestamp === 'string') x['deviceReceiptTime'] = msOf(event.timestamp);
   const k = kscView(event);
   if (k?.host.name !== undefined) x['destinationHostName'] = k.host.name;
   if (k?.host.ip !== undefined) x['destinationAddress'] = k.host.ip;

@@ -8,11 +8,13 @@
  * - `ksc.<path>`: the whole ksc object (normalizers/ksc/lean.ts kscView);
  * - `event.<path>` / `syslog.<path>`: the event; `'text'`: that text;
  * - `derive.<name>`: computed in ecs.ts (named in the table so the docs say it).
- * `as`: conversion of the value (ecs.ts `convert`). `when`: `ksc` only for events the ksc
+ * `as`: conversion of the value (ecs.ts `convert`); a value that does not convert is left
+ * out (it stays in `cef.extensions`): Elasticsearch refuses the whole document for text
+ * in an `ip`, `long` or `date` field. `when`: `ksc` only for events the ksc
  * normalizer read, `other` only for the rest; both when absent.
  */
 export type EcsWhen = 'ksc' | 'other';
-export type EcsAs = 'int' | 'ip' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'array' | 'iso';
+export type EcsAs = 'int' | 'ip' | 'ips' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'iso' | 'fields' | 'keywords';
 
 export interface EcsRow {
   /** ECS field (dotted). */
@@ -52,17 +54,17 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'observer.version', from: 'ksc.server.version | cef.deviceVersion' },
   { field: 'observer.hostname', from: 'derive.observerHost', note: 'the syslog HOSTNAME, the Administration Server for KSC CEF; for KSC\'s "Syslog" format `kscfqdn` (its HOSTNAME is the managed device)' },
   { field: 'host.hostname', from: 'ksc.host.name', when: 'ksc', note: 'KSC `dhost`/`hdn` is the managed device, not a network destination' },
-  { field: 'host.ip', from: 'ksc.host.ip', as: 'array', when: 'ksc' },
+  { field: 'host.ip', from: 'ksc.host.ip', as: 'ips', when: 'ksc', note: 'an array; a value that is not an IP address is left out (ECS type `ip`)' },
   { field: 'host.domain', from: 'ksc.host.fqdn', when: 'ksc' },
   { field: 'host.hostname', from: 'ext.deviceHostName', when: 'other' },
-  { field: 'host.ip', from: 'ext.deviceAddress', as: 'array', when: 'other' },
+  { field: 'host.ip', from: 'ext.deviceAddress', as: 'ips', when: 'other' },
   { field: 'host.id', from: 'ext.deviceExternalId', when: 'other' },
   { field: 'source.ip', from: 'ksc.attack.sourceIp | ext.sourceAddress', as: 'ip' },
   { field: 'source.domain', from: 'ext.sourceHostName' },
   { field: 'source.user.name', from: 'ext.sourceUserName' },
   { field: 'source.port', from: 'ext.sourcePort', as: 'int' },
   { field: 'source.bytes', from: 'ext.bytesIn', as: 'int' },
-  { field: 'destination.ip', from: 'ksc.attack.targetIp', when: 'ksc', note: 'only the attacked address of an attack' },
+  { field: 'destination.ip', from: 'ksc.attack.targetIp', as: 'ip', when: 'ksc', note: 'only the attacked address of an attack' },
   { field: 'destination.port', from: 'ksc.attack.port', when: 'ksc' },
   { field: 'destination.ip', from: 'ext.destinationAddress', as: 'ip', when: 'other' },
   { field: 'destination.domain', from: 'ext.destinationHostName', when: 'other' },
@@ -102,7 +104,7 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'kaspersky.ksc.task.old_state_code', from: 'ksc.task.oldStateCode', when: 'ksc' },
   { field: 'kaspersky.ksc.task.new_state_code', from: 'ksc.task.newStateCode', when: 'ksc' },
   { field: 'kaspersky.ksc.threat.action', from: 'ksc.threat.action', when: 'ksc' },
-  { field: 'kaspersky.ksc.labels', from: 'ksc.labels', when: 'ksc', note: 'every KSC custom field by its label' },
+  { field: 'kaspersky.ksc.labels', from: 'ksc.labels', as: 'keywords', when: 'ksc', note: 'every KSC custom field by its label, as text (a label\'s value is a number in one event and text in another: one Elasticsearch mapping must take both)' },
   { field: 'cef.version', from: 'cef.version' },
   { field: 'cef.device.vendor', from: 'cef.deviceVendor' },
   { field: 'cef.device.product', from: 'cef.deviceProduct' },
@@ -110,5 +112,5 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'cef.device.event_class_id', from: 'cef.deviceEventClassId' },
   { field: 'cef.name', from: 'cef.name' },
   { field: 'cef.severity', from: 'cef.severity' },
-  { field: 'cef.extensions', from: 'derive.extensions', note: 'every extension under its full name, custom pairs as two keys (as Beats keeps them)' },
+  { field: 'cef.extensions', from: 'derive.extensions', as: 'fields', note: 'every extension under its full name, custom pairs as two keys (as Beats keeps them)' },
 ];

@@ -9,13 +9,14 @@ import { allExtensions } from '../cef/view.js';
 import { toInt } from '../cef/parse.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
 import type { KscObject } from '../../../normalizers/ksc/types.js';
+import { isIsoTime, type EncodeProblems } from './encoder.js';
 import { ECS_TABLE, type EcsAs, type EcsRow } from './ecs-table.js';
 
 /** What a getter reads: the event, and what is rebuilt from it once per event. */
 class Ctx {
   private extCache: Record<string, string> | undefined;
   readonly ksc: KscObject | null;
-  constructor(readonly event: CefdEvent) {
+  constructor(readonly event: CefdEvent, readonly problems: EncodeProblems | undefined) {
     this.ksc = kscView(event);
   }
   ext(): Record<string, string> {
@@ -108,13 +109,15 @@ function hexOf(v: unknown, len: number): string | undefined {
   return v.toLowerCase();
 }
 
-function convert(v: unknown, as: EcsAs | undefined): unknown {
+function convert(v: unknown, as: EcsAs | undefined, c: Ctx): unknown {
   if (v === undefined || as === undefined) return v;
   switch (as) {
     case 'int':
       return typeof v === 'number' ? v : typeof v === 'string' ? (typeof toInt(v) === 'number' ? toInt(v) : undefined) : undefined;
     case 'ip':
       return typeof v === 'string' && isIP(v) !== 0 ? v : undefined;
+    case 'ips':
+      return typeof v === 'string' && isIP(v) !== 0 ? [v] : undefined;
     case 'lower':
       return typeof v === 'string' ? v.toLowerCase() : v;
     case 'sha256':
@@ -123,10 +126,14 @@ function convert(v: unknown, as: EcsAs | undefined): unknown {
       return hexOf(v, 32);
     case 'sha1':
       return hexOf(v, 40);
-    case 'array':
-      return [v];
+    case 'fields':
+      return v !== null && typeof v === 'object' ? fieldNames(v as Record<string, unknown>, c.problems) : undefined;
+    case 'keywords':
+      return v !== null && typeof v === 'object' ? asText(fieldNames(v as Record<string, unknown>, c.problems)) : undefined;
     case 'iso':
-      return typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? v : undefined;
+      // Not Date.parse alone: it takes what the decoder refused (`2020-06-23 10:00:00`), which
+      // `strict_date_optional_time` does not.
+      return isIsoTime(v) ? v : undefined;
   }
 }
 
@@ -175,7 +182,7 @@ function compile(row: EcsRow): Compiled {
   const as = row.as;
   const get: Get = (c) => {
     for (const a of alts) {
-      const v = convert(a(c), as);
+      const v = convert(a(c), as, c);
       if (v !== undefined) return v;
     }
     return undefined;
@@ -196,9 +203,66 @@ function put(out: Record<string, unknown>, path: readonly string[], v: unknown):
   o[path[path.length - 1]!] = v;
 }
 
-/** The ECS document of an event. */
-export function toEcs(event: CefdEvent): Record<string, unknown> {
-  const c = new Ctx(event);
+/** A field name Elasticsearch takes: no empty or blank part between its dots. */
+function isFieldName(k: string): boolean {
+  let from = 0;
+  for (;;) {
+    const dot = k.indexOf('.', from);
+    const part = k.slice(from, dot === -1 ? undefined : dot);
+    if (part.trim() === '') return false;
+    if (dot === -1) return true;
+    from = dot + 1;
+  }
+}
+
+/**
+ * An object of sender-named keys (CEF extension keys, KSC labels) with only the keys
+ * Elasticsearch can map: it expands dots into objects, and refuses the whole document for
+ * a name with an empty part (`x.`, `a..b`, a blank label) or for `a.b` beside `a` (a
+ * keyword and an object at one path). Those keys are left out and counted.
+ */
+function fieldNames(o: Record<string, unknown>, problems: EncodeProblems | undefined): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  const drop = (k: string, why: string): void => {
+    problems?.add('encode_key_dropped', `key ${JSON.stringify(k.slice(0, 64))} ${why}`);
+    out ??= Object.fromEntries(Object.entries(o));
+    delete out[k];
+  };
+  for (const k in o) {
+    if (!Object.hasOwn(o, k)) continue;
+    if (!isFieldName(k)) {
+      drop(k, 'is not an Elasticsearch field name (an empty part between dots)');
+      continue;
+    }
+    for (let dot = k.indexOf('.'); dot !== -1; dot = k.indexOf('.', dot + 1)) {
+      const parent = k.slice(0, dot);
+      if (Object.hasOwn(o, parent)) {
+        drop(k, `would make ${JSON.stringify(parent.slice(0, 64))}, which has a value, an object in Elasticsearch`);
+        break;
+      }
+    }
+  }
+  return out ?? o;
+}
+
+/**
+ * Every value as text (Elasticsearch maps a field from its first value: `cn1` of one label
+ * as a number here and text there would make it refuse the documents of the other kind).
+ */
+function asText(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const k in o) {
+    if (!Object.hasOwn(o, k)) continue;
+    const v = o[k];
+    if (v === undefined || v === null) continue;
+    out[k] = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  }
+  return out;
+}
+
+/** The ECS document of an event; `problems` counts the keys left out. */
+export function toEcs(event: CefdEvent, problems?: EncodeProblems): Record<string, unknown> {
+  const c = new Ctx(event, problems);
   const isKsc = c.ksc !== null;
   const out: Record<string, unknown> = {};
   for (const r of COMPILED) {
@@ -210,8 +274,8 @@ export function toEcs(event: CefdEvent): Record<string, unknown> {
   return out;
 }
 
-export function ecsEncoder(): (event: CefdEvent) => string {
-  return (event) => JSON.stringify(toEcs(event));
+export function ecsEncoder(problems: EncodeProblems): (event: CefdEvent) => string {
+  return (event) => JSON.stringify(toEcs(event, problems));
 }
 
 /** The table as Markdown, for docs/encodings.md (test/codecs/encoders.test.ts keeps them in step). */

@@ -56,3 +56,16 @@ export interface Encoder {
    */
   encode(event: CefdEvent): string;
 }
+
+/**
+ * ISO 8601 with a time and a zone, as cefd writes converted time stamps (Date#toISOString;
+ * the syslog header's offset and fraction): the only time text the `ecs` and `kuma`
+ * encodings read. `Date.parse` alone would also take what the CEF decoder refused
+ * (`Jun 2020`, `2020-06-23 10:00:00`, in the machine's zone), which Elasticsearch's
+ * `strict_date_optional_time` rejects with the whole document.
+ */
+const ISO_TIME = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
+
+export function isIsoTime(v: unknown): v is string {
+  return typeof v === 'string' && ISO_TIME.test(v) && !Number.isNaN(Date.parse(v));
+}

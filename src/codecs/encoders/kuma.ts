@@ -8,6 +8,9 @@
  * extension keys as written, the KSC "Syslog" format's parameters, and what the ksc
  * normalizer derives (`KscCategory`, ...). Values longer than KUMA's field limits are cut,
  * and counted (`encode_field_cut`). Time fields are milliseconds since the epoch (UTC).
+ * A typed field gets only a value of its type (KUMA refuses the whole event for a string
+ * in a Number field); another value goes to `Extra` as written, counted
+ * (`encode_value_moved`).
  */
 import type { CefdEvent } from '../../event.js';
 import { KEY_TABLE, type KeyType } from '../cef/key-table.js';
@@ -15,7 +18,7 @@ import { lookupKey } from '../cef/dictionary.js';
 import { customFields } from '../cef/view.js';
 import { toInt } from '../cef/parse.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
-import type { EncodeProblems } from './encoder.js';
+import { isIsoTime, type EncodeProblems } from './encoder.js';
 
 /** KUMA's custom slots: full-name prefix → highest N it has. */
 const SLOTS: Record<string, number> = {
@@ -47,6 +50,9 @@ export function kumaName(full: string): string {
   return n;
 }
 
+/** CEF's Double keys (slat, slong, dlat, dlong; ../shared/cef/keys.json): KUMA's float fields. */
+const GEO: ReadonlySet<string> = new Set(['sourceGeoLatitude', 'sourceGeoLongitude', 'destinationGeoLatitude', 'destinationGeoLongitude']);
+
 const TYPE_OF = new Map<string, KeyType>();
 for (const [, full, type] of KEY_TABLE) TYPE_OF.set(full, type);
 
@@ -70,14 +76,23 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
   const cut = (out: Record<string, unknown>, field: string, v: string): void => {
     const max = KUMA_LIMITS[field];
     if (max !== undefined && v.length > max) {
-      problems.add('encode_field_cut', `${field}: ${v.length} characters cut to ${max}`);
-      v = v.slice(0, max);
+      const end = codePointEnd(v, max);
+      if (end < v.length) {
+        problems.add('encode_field_cut', `${field}: cut to ${max} characters`);
+        v = v.slice(0, end);
+      }
     }
     out[field] = v;
   };
+  /** A value KUMA's typed field cannot take: into `Extra` under `key`, as written, and counted. */
+  const move = (extra: Record<string, string>, key: string, field: string, v: string, kind: Kind): void => {
+    problems.add('encode_value_moved', `${field}: ${JSON.stringify(v.length > 64 ? v.slice(0, 64) + '...' : v)} is not a ${KIND_OF[kind]}; written as Extra.${JSON.stringify(key)}`);
+    extra[key] = v;
+  };
   return (event) => {
     const out: Record<string, unknown> = {};
-    const extra: Record<string, string> = {};
+    // No prototype: a sender's key or label `__proto__` is an own key, not a prototype set.
+    const extra: Record<string, string> = Object.create(null) as Record<string, string>;
     // KUMA's own ID slot carries cefd's event id (assigned at ingest), so a store such as
     // ClickHouse can drop the duplicates of an at-least-once delivery by it.
     if (event.id !== undefined) out['ID'] = event.id;
@@ -95,32 +110,54 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
       for (const full in cef.extensions) {
         const v = cef.extensions[full]!;
         const info = lookupKey(full);
-        if (info === undefined || info.full !== full) {
+        // CEF's `type` (0 base, 1 aggregated, 2 correlation, 3 action) is not KUMA's own
+        // `Type` (1 base, 2 aggregated, 3 correlation, ...), which KUMA sets itself.
+        if (info === undefined || info.full !== full || full === 'type') {
           extra[full] = v;
           continue;
         }
+        const field = kumaName(full);
         if (info.customBase !== undefined) {
           // A custom key without its other half (or with an empty label): its slot, or Extra.
-          if (hasSlot(info.customBase)) out[kumaName(full)] = info.isLabel ? v : slotValue(info.type, v, typed[full]);
-          else extra[full] = v;
+          if (!hasSlot(info.customBase)) extra[full] = v;
+          else if (info.isLabel) out[field] = v;
+          else {
+            const sv = slotValue(full, info.type, v, typed[full]);
+            if (sv !== undefined) out[field] = sv;
+            else move(extra, full, field, v, slotKind(full, info.type));
+          }
           continue;
         }
         const type = TYPE_OF.get(full);
-        const field = kumaName(full);
         if (type === 'int') {
           const n = typed[full] ?? toInt(v);
-          out[field] = typeof n === 'number' ? n : v;
+          if (typeof n === 'number') out[field] = n;
+          else move(extra, full, field, v, 'int');
         } else if (type === 'time') {
-          out[field] = full === 'deviceReceiptTime' ? ms(event.timestamp) ?? v : ms(typed[full] ?? v) ?? v;
+          // `rt` converted is the event's timestamp; one that did not convert has a warning.
+          const t = full === 'deviceReceiptTime'
+            ? (event.warnings?.some((w) => w.code === 'cef_bad_field' && w.key === full) ? undefined : ms(event.timestamp))
+            : timeMs(typed[full] ?? v);
+          if (t !== undefined) out[field] = t;
+          else move(extra, full, field, v, 'time');
+        } else if (GEO.has(full)) {
+          const f = floatOf(v);
+          if (f !== undefined) out[field] = f;
+          else move(extra, full, field, v, 'float');
         } else {
           cut(out, field, v);
         }
       }
       for (const f of customFields(cef)) {
+        const field = kumaName(f.full);
         if (hasSlot(f.full)) {
-          const info = lookupKey(f.full)!;
-          out[kumaName(f.full)] = typeof f.value === 'number' ? f.value : slotValue(info.type, f.value, typed[f.full]);
-          out[kumaName(f.full) + 'Label'] = f.label;
+          const sv = typeof f.value === 'number' ? f.value : slotValue(f.full, lookupKey(f.full)!.type, f.value, typed[f.full]);
+          if (sv !== undefined) {
+            out[field] = sv;
+            out[field + 'Label'] = f.label;
+          } else {
+            move(extra, f.label, field, String(f.value), slotKind(f.full, lookupKey(f.full)!.type));
+          }
         } else {
           extra[f.label] = String(f.value);
         }
@@ -155,12 +192,51 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
   };
 }
 
-/** A slot's value: numbers for cnN/flexNumberN, milliseconds for dates, else the text. */
-function slotValue(type: KeyType, text: string, converted: string | number | undefined): string | number {
+/**
+ * A slot's value: an int64 for cnN/flexNumberN (cefd's integers that a JSON number holds
+ * exactly), a float for cfpN, milliseconds for dates, else the text. Undefined when the
+ * text is not of the slot's type: KUMA would refuse the whole event for a string in a
+ * Number field.
+ */
+function slotValue(full: string, type: KeyType, text: string, converted: string | number | undefined): string | number | undefined {
   if (type === 'int') {
     const n = converted ?? toInt(text);
-    return typeof n === 'number' ? n : text;
+    return typeof n === 'number' ? n : undefined;
   }
-  if (type === 'time') return ms(converted ?? text) ?? text;
+  if (type === 'time') return timeMs(converted ?? text);
+  if (full.startsWith('deviceCustomFloatingPoint')) return floatOf(text);
   return text;
 }
+
+/** Decimal text (`1.5`, `-2`, `3e-4`) as a finite number. */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+function floatOf(text: string): number | undefined {
+  if (!DECIMAL.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Milliseconds of a converted time stamp (ISO, from the CEF decoder); undefined for text it refused. */
+function timeMs(v: string | number): number | undefined {
+  return isIsoTime(v) ? Date.parse(v) : undefined;
+}
+
+/**
+ * Where the first `max` characters (code points) of `v` end, in UTF-16 units: a cut never
+ * splits a surrogate pair (a lone half is not a character; it would reach KUMA as U+FFFD),
+ * and a text of `max` characters outside the BMP is not cut at all.
+ */
+function codePointEnd(v: string, max: number): number {
+  let i = 0;
+  for (let n = 0; n < max && i < v.length; n++) {
+    const c = v.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff && i + 1 < v.length && (v.charCodeAt(i + 1) & 0xfc00) === 0xdc00 ? 2 : 1;
+  }
+  return i;
+}
+
+type Kind = 'int' | 'float' | 'time';
+function slotKind(full: string, type: KeyType): Kind {
+  return type === 'time' ? 'time' : full.startsWith('deviceCustomFloatingPoint') ? 'float' : 'int';
+}
+const KIND_OF: Record<Kind, string> = { int: 'whole number that fits KUMA\'s int64 (and a JSON number)', float: 'decimal number', time: 'time stamp cefd converted' };

@@ -12,7 +12,7 @@ const ENCODERS: Record<string, (cfg: EncodingConfig, problems: EncodeProblems) =
   /** cefd's own event (docs/event-format.md). */
   native: (cfg) => nativeEncoder(cfg.event),
   /** Elastic Common Schema 8.x (docs/encodings.md). */
-  ecs: () => ecsEncoder(),
+  ecs: (_cfg, problems) => ecsEncoder(problems),
   /** KUMA's normalized event (docs/encodings.md). */
   kuma: (_cfg, problems) => kumaEncoder(problems),
   /** The event written back as a CEF record (docs/encodings.md). */
@@ -51,6 +51,7 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
   // as it is.
   const expand = cfg.codec === 'native' && !isDefaultEventOptions(ev) ? (e: CefdEvent) => expandEvent(e, ev!) : undefined;
   const write = expand === undefined ? base : nativeEncoder();
+  const native = cfg.codec === 'native';
   return {
     key,
     codec: cfg.codec,
@@ -59,9 +60,23 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
       let e: Record<string, unknown> = expand === undefined ? event : expand(event);
       if (onlyPaths.length > 0) e = pick(e, onlyPaths);
       if (exceptPaths.length > 0) e = omit(e, exceptPaths);
+      if (!native) e = wholeRecord(e);
       return write(e as CefdEvent);
     },
   };
+}
+
+/**
+ * The other encoders read a CEF record whose `extensions` is an object (src/event.ts), as
+ * the decoder makes it; `except_fields: [cef.extensions]` (or `only_fields` without it)
+ * removes it, and reading the custom fields beside it would throw for every event.
+ */
+function wholeRecord(e: Record<string, unknown>): Record<string, unknown> {
+  const cef = e['cef'];
+  if (cef === null || typeof cef !== 'object') return e;
+  const ext = (cef as Record<string, unknown>)['extensions'];
+  if (ext !== null && typeof ext === 'object') return e;
+  return { ...e, cef: { ...cef, extensions: {} } };
 }
 
 function pick(obj: Record<string, unknown>, paths: readonly string[][]): Record<string, unknown> {

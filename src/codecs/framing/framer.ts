@@ -79,8 +79,12 @@ export class Framer {
   /** Most digits a count of at most maxFrameBytes can have. */
   private readonly maxDigits: number;
   private state = State.Start;
-  /** Pieces of the current frame when it spans chunks. */
-  private pending: Buffer[] = [];
+  /**
+   * The current frame's bytes when it spans chunks: one buffer, doubled as it fills (up
+   * to maxFrameBytes + 1), not a piece per chunk: a frame arriving a byte per read held
+   * a Buffer object per byte, 135 times its size.
+   */
+  private pendBuf: Buffer | null = null;
   private pendingBytes = 0;
   /** Octet frames: the count, and the buffer being filled. */
   private need = 0;
@@ -90,6 +94,11 @@ export class Framer {
   private readonly octetCounting: boolean;
   /** Position of the next NUL in the current chunk (-1: none; -2: not looked yet). */
   private nulAt = -2;
+  /**
+   * The same for LF: NUL-terminated frames would otherwise rescan to the chunk's end for
+   * every frame (quadratic: 1 MB of `a\0` took seconds).
+   */
+  private lfAt = -2;
 
   constructor(
     private readonly sink: FrameSink,
@@ -107,6 +116,7 @@ export class Framer {
     const n = chunk.length;
     let pos = 0;
     this.nulAt = -2;
+    this.lfAt = -2;
     while (pos < n) {
       switch (this.state) {
         case State.Start: {
@@ -130,7 +140,7 @@ export class Framer {
           pos = this.readOctets(chunk, pos);
           break;
         case State.Discard: {
-          const lf = chunk.indexOf(LF, pos);
+          const lf = this.nextLf(chunk, pos);
           const nul = this.nextNul(chunk, pos);
           const end = lf === -1 ? nul : nul === -1 ? lf : Math.min(lf, nul);
           if (end === -1) {
@@ -147,8 +157,13 @@ export class Framer {
     }
   }
 
-  /** The stream ended: emit what is left (see the header comment). */
-  end(): void {
+  /**
+   * The stream ended: emit what is left (see the header comment). Returns the bytes that
+   * cannot be a frame, for the caller to dead-letter: an octet count (`123 `) whose frame
+   * never began.
+   */
+  end(): Buffer | null {
+    let left: Buffer | null = null;
     switch (this.state) {
       case State.Count:
       case State.Line:
@@ -160,22 +175,35 @@ export class Framer {
           this.sink.frame(this.octetBuf.subarray(0, this.octetFill), 'octet', true);
         } else {
           this.sink.notice('frame_incomplete');
+          left = this.countPrefix();
         }
         break;
       default:
         break;
     }
     this.reset();
+    return left;
+  }
+
+  /**
+   * The `MSG-LEN SP` the current octet frame began with, as received: the count has no
+   * leading zero (its first digit is 1-9), so its decimal text is the bytes that were sent.
+   */
+  private countPrefix(): Buffer {
+    return Buffer.from(`${this.need} `, 'latin1');
   }
 
   /**
    * Takes the bytes of an unfinished frame without emitting it (shutdown: the daemon
    * dead-letters them rather than guess that the sender was done). Resets the framer.
+   * An octet-counted frame comes with its count (`123 <13>...`), as received, also when
+   * no byte of the frame came after the count.
    */
   takePartial(): Buffer | null {
     let out: Buffer | null = null;
     if (this.state === State.Octets) {
-      if (this.octetBuf !== null && this.octetFill > 0) out = Buffer.from(this.octetBuf.subarray(0, this.octetFill));
+      const prefix = this.countPrefix();
+      out = this.octetBuf !== null && this.octetFill > 0 ? Buffer.concat([prefix, this.octetBuf.subarray(0, this.octetFill)]) : prefix;
     } else if ((this.state === State.Line || this.state === State.Count) && this.pendingBytes > 0) {
       out = this.takePending();
     }
@@ -186,7 +214,7 @@ export class Framer {
   /** Drop any partial frame (the connection is gone without an orderly end). */
   reset(): void {
     this.state = State.Start;
-    this.pending = [];
+    this.pendBuf = null;
     this.pendingBytes = 0;
     this.octetBuf = null;
     this.octetFill = 0;
@@ -199,8 +227,15 @@ export class Framer {
     return this.state === State.Octets ? this.octetFill : this.pendingBytes;
   }
 
-  /** Longest digit run considered a count at all; past it the frame is an LF frame. */
-  private static readonly MAX_COUNT_DIGITS = 20;
+  /** Inside a frame: its first byte (or its octet count) is in, its end is not. */
+  get midFrame(): boolean {
+    return this.state === State.Line || this.state === State.Count || this.state === State.Octets;
+  }
+
+  /** Bytes allocated for the incomplete frame (at most about twice bufferedBytes). */
+  get heldBytes(): number {
+    return (this.pendBuf?.length ?? 0) + (this.octetBuf?.length ?? 0);
+  }
 
   private readCount(chunk: Buffer, pos: number): number {
     const n = chunk.length;
@@ -211,7 +246,8 @@ export class Framer {
       const b = chunk[i]!;
       if (b >= D0 && b <= D9) {
         digits++;
-        if (digits > Framer.MAX_COUNT_DIGITS || digits > this.maxFrameBytes) break;
+        // However long the run, a space after it is worth the octet_count_too_large notice.
+        if (digits > this.maxFrameBytes) break;
         // Past maxDigits+1 the count is certainly too large; stop accumulating.
         if (digits <= this.maxDigits + 1) count = count * 10 + (b - D0);
         i++;
@@ -220,7 +256,6 @@ export class Framer {
       if (b === SP && digits <= this.maxDigits && count <= this.maxFrameBytes) {
         // RFC 6587 octet counting: MSG-LEN bytes follow the space. A zero count is
         // impossible here (the first digit is 1-9).
-        this.pending = [];
         this.pendingBytes = 0;
         this.count = 0;
         this.need = count;
@@ -247,7 +282,7 @@ export class Framer {
 
   private readLine(chunk: Buffer, pos: number): number {
     const n = chunk.length;
-    const lf = chunk.indexOf(LF, pos);
+    const lf = this.nextLf(chunk, pos);
     const nul = this.nextNul(chunk, pos);
     let end = lf;
     if (nul !== -1 && (lf === -1 || nul < lf)) end = nul;
@@ -326,17 +361,38 @@ export class Framer {
     return at;
   }
 
-  private keepPending(chunk: Buffer, from: number, to: number): void {
-    if (to <= from) return;
-    // Copy: the caller may reuse the chunk after push() returns.
-    this.pending.push(Buffer.from(chunk.subarray(from, to)));
-    this.pendingBytes += to - from;
+  /** Like nextNul: a position found stays valid until the frames pass it. */
+  private nextLf(chunk: Buffer, pos: number): number {
+    let at = this.lfAt;
+    if (at === -2 || (at !== -1 && at < pos)) {
+      at = chunk.indexOf(LF, pos);
+      this.lfAt = at;
+    }
+    return at;
   }
 
+  private keepPending(chunk: Buffer, from: number, to: number): void {
+    if (to <= from) return;
+    const need = this.pendingBytes + (to - from);
+    let buf = this.pendBuf;
+    if (buf === null || buf.length < need) {
+      // Doubling: copies stay linear in the frame's size however small the reads.
+      let cap = buf === null ? Math.max(to - from, 256) : buf.length * 2;
+      while (cap < need) cap *= 2;
+      cap = Math.max(need, Math.min(cap, this.maxFrameBytes + 1));
+      const grown = Buffer.allocUnsafe(cap);
+      if (buf !== null) buf.copy(grown, 0, 0, this.pendingBytes);
+      this.pendBuf = buf = grown;
+    }
+    // Copy: the caller may reuse the chunk after push() returns.
+    chunk.copy(buf, this.pendingBytes, from, to);
+    this.pendingBytes = need;
+  }
+
+  /** Hands the held bytes over (the buffer is not reused: the frame may outlive the call). */
   private takePending(): Buffer {
-    const p = this.pending;
-    const frame = p.length === 1 ? p[0]! : Buffer.concat(p, this.pendingBytes);
-    this.pending = [];
+    const frame = this.pendBuf === null ? Buffer.alloc(0) : this.pendBuf.subarray(0, this.pendingBytes);
+    this.pendBuf = null;
     this.pendingBytes = 0;
     return frame;
   }

@@ -14,7 +14,7 @@
  */
 import type { SyslogHeader } from '../../event.js';
 import type { Diagnostics } from '../cef/parse.js';
-import { addWarning } from '../cef/parse.js';
+import { addWarning, clip } from '../cef/parse.js';
 import { isoFromParsed, parseRfc3339, parseTextTime } from '../../time.js';
 
 export interface SyslogOptions {
@@ -177,7 +177,7 @@ function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: Sysl
     if (t === null || t.end !== e) {
       // Not a timestamp: this is not an RFC 5424 header unless a PRI said it was one.
       if (pri < 0) return null;
-      addWarning(d, { code: 'syslog_bad_timestamp', message: `unreadable timestamp ${JSON.stringify(s.slice(p, Math.min(e, p + 40)))}` });
+      addWarning(d, { code: 'syslog_bad_timestamp', message: `unreadable timestamp ${JSON.stringify(clip(s, p, Math.min(e, p + 40)))}` });
     } else {
       h.timestamp = isoFromParsed(t);
     }
@@ -251,7 +251,7 @@ function parseStructuredData(s: string, p: number, out: Record<string, Record<st
         i++;
         break;
       }
-      if (c !== SP) return { ok: false, end: elementStart, message: `bad structured data in [${id.slice(0, 40)}` };
+      if (c !== SP) return { ok: false, end: elementStart, message: `bad structured data in [${clip(id, 0, 40)}` };
       while (s.charCodeAt(i) === SP) i++;
       if (s.charCodeAt(i) === 93) {
         i++;
@@ -259,7 +259,7 @@ function parseStructuredData(s: string, p: number, out: Record<string, Record<st
       }
       const nameEnd = sdNameEnd(s, i);
       if (nameEnd === i || s.charCodeAt(nameEnd) !== 61 || s.charCodeAt(nameEnd + 1) !== 34) {
-        return { ok: false, end: elementStart, message: `bad parameter in [${id.slice(0, 40)}` };
+        return { ok: false, end: elementStart, message: `bad parameter in [${clip(id, 0, 40)}` };
       }
       const name = s.slice(i, nameEnd);
       // Value: up to the first `"` not escaped by a backslash.
@@ -268,7 +268,7 @@ function parseStructuredData(s: string, p: number, out: Record<string, Record<st
       let hasEscape = false;
       for (;;) {
         q = s.indexOf('"', q);
-        if (q === -1) return { ok: false, end: elementStart, message: `unterminated value of ${name.slice(0, 40)} in [${id.slice(0, 40)}` };
+        if (q === -1) return { ok: false, end: elementStart, message: `unterminated value of ${clip(name, 0, 40)} in [${clip(id, 0, 40)}` };
         let bs = 0;
         let k = q - 1;
         while (k >= vStart && s.charCodeAt(k) === 92) {

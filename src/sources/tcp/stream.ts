@@ -306,10 +306,47 @@ export class StreamSource implements Source {
     let halted = false;
     let haltedPaused = false;
     const idleMs = Math.round(this.config.idle_timeout * 1000);
+    // frame_timeout: a timer from a frame's first byte, while we read (a slowloris sender
+    // starts frames and never ends them, and idle_timeout, off by default, never fires on
+    // it). `frameMark` is the frame count when it was set: another frame means another start.
+    const frameMs = Math.round(this.config.frame_timeout * 1000);
+    let frameTimer: NodeJS.Timeout | undefined;
+    let frameMark = -1;
+    const stopFrameTimer = () => {
+      if (frameTimer !== undefined) clearTimeout(frameTimer);
+      frameTimer = undefined;
+    };
+    const watchFrame = () => {
+      if (frameMs <= 0) return;
+      if (!framer.midFrame || socket.isPaused()) {
+        stopFrameTimer();
+        return;
+      }
+      if (frameTimer !== undefined && frameMark === slot.frames) return;
+      stopFrameTimer();
+      frameMark = slot.frames;
+      frameTimer = setTimeout(() => {
+        frameTimer = undefined;
+        // Reads already waiting (a starved CPU) are handled first: decide after the poll.
+        setImmediate(() => {
+          if (socket.destroyed || halted || socket.isPaused() || socket.readableLength > 0 || !framer.midFrame || frameMark !== slot.frames) {
+            watchFrame();
+            return;
+          }
+          const partial = framer.takePartial();
+          if (partial !== null) pipeline.deadLetterFrame(partial, 'frame_timeout', `frame not ended within frame_timeout (${this.config.frame_timeout}s)`, ctx, true);
+          pipeline.commit(ctx);
+          telemetry.connectionRejected(this.name, 'frame_timeout', peer);
+          socket.destroy();
+        });
+      }, frameMs);
+      frameTimer.unref();
+    };
     const apply = () => {
       if (halted && (haltedPaused || flowPaused || pipelinePaused)) {
         haltedPaused = true;
         socket.pause();
+        stopFrameTimer();
         return;
       }
       if (flowPaused || pipelinePaused) {
@@ -320,6 +357,9 @@ export class StreamSource implements Source {
         socket.resume();
         if (idleMs > 0) socket.setTimeout(idleMs);
       }
+      // While we do not read, the sender cannot end its frame: that time does not count.
+      stopFrameTimer();
+      watchFrame();
     };
     const ctx: SourceContext = {
       listener: this.name,
@@ -358,6 +398,7 @@ export class StreamSource implements Source {
       conn.lastDataMs = Date.now();
       framer.push(chunk);
       pipeline.commit(ctx);
+      watchFrame();
     };
     const conn: Conn = {
       socket,
@@ -390,8 +431,10 @@ export class StreamSource implements Source {
     });
     socket.on('data', onData);
     socket.on('end', () => {
-      // The sender closed its side: its last frame may lack a terminator (emitted as is).
-      framer.end();
+      // The sender closed its side: its last frame may lack a terminator (emitted as is);
+      // an octet count whose frame never began is kept as a dead letter.
+      const left = framer.end();
+      if (left !== null) pipeline.deadLetterFrame(left, 'frame_incomplete_at_close', 'connection closed after an octet count, before its frame', ctx, true);
       pipeline.commit(ctx);
       socket.end();
     });
@@ -399,6 +442,7 @@ export class StreamSource implements Source {
       if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') telemetry.connectionError(this.name, e);
     });
     socket.on('close', () => {
+      stopFrameTimer();
       // A connection that died mid-frame: keep the bytes in the dead-letter output.
       const partial = framer.takePartial();
       if (partial !== null) {

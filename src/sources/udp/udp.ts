@@ -14,6 +14,7 @@ import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
 import { inheritedSocket } from '../shared/systemd.js';
 import { peerOf, type Source } from '../source.js';
+import { SenderContexts } from './senders.js';
 
 export class UdpSource implements Source {
   readonly name: string;
@@ -42,9 +43,9 @@ export class UdpSource implements Source {
     if (this.config.receive_buffer_bytes > 0) opts.recvBufferSize = this.config.receive_buffer_bytes;
     const socket = dgram.createSocket(opts);
     this.socket = socket;
-    // One context per sender (bounded), so each sender's datagrams stay in order even when
-    // senders interleave; their frames are committed once per event-loop turn.
-    const contexts = new Map<string, SourceContext>();
+    // One context per sender (bounded; senders.ts), so each sender's datagrams stay in
+    // order even when senders interleave; their frames are committed once per event-loop turn.
+    const contexts = new SenderContexts();
     const dirty = new Set<SourceContext>();
     let scheduled = false;
     let ctx: SourceContext = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer: '' };
@@ -72,9 +73,8 @@ export class UdpSource implements Source {
           this.telemetry.connectionRejected(this.name, 'cidr', peer);
           return;
         }
-        if (contexts.size >= 4096) contexts.delete(contexts.keys().next().value as string);
         c = { listener: this.name, stats: this.stats, normalizers: this.normalizers, peer };
-        contexts.set(peer, c);
+        contexts.add(peer, c);
       }
       this.stats.bytes += msg.length;
       ctx = c;

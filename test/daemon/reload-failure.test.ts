@@ -1,0 +1,220 @@
+/**
+ * A reload that fails leaves the running daemon exactly as it was (docs/configuration.md,
+ * "Reloading"): listeners on their old ports, SQL sources polling, the old outputs and
+ * routes (on the decode workers too), `current` the old configuration, one error line
+ * with the code `config_reload_failed`, and the failure counted. Real sockets, a real
+ * PostgreSQL (test/helpers/db-servers.ts), the daemon in this process.
+ */
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { afterAll, afterEach, expect, test } from 'vitest';
+import type { Daemon } from '../../src/daemon.js';
+import { freePort } from '../helpers/child.js';
+import { readNdjson, scrape, sendTcp, startFromFile, tempDir, waitFor, type LogCapture } from '../helpers/daemon.js';
+import { startPostgres, type DbServer } from '../helpers/db-servers.js';
+import { createKscSchema } from '../helpers/ksc-sql-schema.js';
+
+const daemons: Daemon[] = [];
+const held: net.Server[] = [];
+let db: DbServer | undefined;
+afterEach(async () => {
+  await Promise.all(daemons.splice(0).map((d) => d.stop()));
+  await Promise.all(held.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+afterAll(async () => {
+  await db?.stop();
+}, 60_000);
+
+const line = (tag: string, i: number) => `CEF:0|V|P|1|${tag}|n|5|cnt=${i}\n`;
+const tagOf = (e: Record<string, unknown>) => (e['cef'] as { deviceEventClassId: string }).deviceEventClassId;
+
+/** A port another "process" holds: a plain server of this test, not the daemon's. */
+async function heldPort(): Promise<number> {
+  const s = net.createServer((c) => c.destroy());
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  held.push(s);
+  return (s.address() as net.AddressInfo).port;
+}
+
+/** Whether something accepts TCP connections on `port` (false: ECONNREFUSED). */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve(false) : reject(e)));
+  });
+}
+
+const failures = (logs: LogCapture) => logs.parsed().filter((l) => l['code'] === 'config_reload_failed');
+
+async function readyz(port: number): Promise<number> {
+  return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+}
+
+test('a listener moved to a port another process holds: the reload fails, the old port and the old routes stay (decode workers included)', async () => {
+  const dir = tempDir();
+  const yaml = (port: number, filter: string) => `state_dir: ${dir}/state
+decode_workers: 2
+listeners: [ { name: tcp1, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson, filter: '${filter}' } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { host: 127.0.0.1, port: 0 }
+`;
+  const { d, file, logs } = await startFromFile(dir, yaml(0, 'true'), daemons);
+  const before = d.current;
+  const oldPort = d.ports()['tcp1']!;
+  await sendTcp(oldPort, [line('before', 0)]);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 1, 10_000, 'the first event');
+  const busy = await heldPort();
+  // The new configuration also filters every event out: none of it may take effect.
+  writeFileSync(file, yaml(busy, 'cef.name == "never"'));
+  expect(await d.reload()).toBe(false);
+  expect(d.current).toBe(before);
+  expect(d.ports()['tcp1']).toBe(oldPort);
+  expect(await accepts(oldPort)).toBe(true);
+  expect(d.notReady()).toEqual([]);
+  expect(await readyz(d.metricsPort()!)).toBe(200);
+  // The decode workers loaded the new configuration before the reload failed: they have the
+  // running one again, the version the pipeline routes by (else every read they decode is
+  // decoded again on the main thread). Private fields: nothing outside shows the version.
+  const inner = d as unknown as { pool: { version: number }; pipeline: { workerVersion: number } };
+  expect(inner.pool.version).toBeGreaterThan(1);
+  expect(inner.pipeline.workerVersion).toBe(inner.pool.version);
+  // Decoded (on the workers) and routed under the old filter.
+  await sendTcp(oldPort, Array.from({ length: 20 }, (_, i) => line('after', i)));
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).filter((e) => tagOf(e) === 'after').length >= 20, 10_000, 'the 20 events sent after the failed reload');
+  const f = failures(logs);
+  expect(f).toHaveLength(1);
+  expect(String(f[0]!['err'])).toContain(`${busy}`);
+  const m = await scrape(d.metricsPort()!);
+  expect(m.get('cefd_config_reloads_total{result="failed"}')).toBe(1);
+  expect(m.get('cefd_config_reloads_total{result="ok"}')).toBeUndefined();
+  expect(await d.stop()).toBe(0);
+  expect(readNdjson(join(dir, 'dead.ndjson'))).toEqual([]);
+});
+
+test('a listener that keeps its port but changes closes first; when another part of the reload fails it opens again as it was', async () => {
+  const dir = tempDir();
+  const keptPort = await freePort();
+  const yaml = (frame: string, port2: number) => `state_dir: ${dir}/state
+listeners:
+  - { name: a, type: tcp, host: 127.0.0.1, port: ${keptPort}, max_frame_bytes: ${frame} }
+  - { name: b, type: tcp, host: 127.0.0.1, port: ${port2} }
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { enabled: false }
+`;
+  const { d, file, logs } = await startFromFile(dir, yaml('64KiB', 0), daemons);
+  const before = d.current;
+  const bPort = d.ports()['b']!;
+  const busy = await heldPort();
+  writeFileSync(file, yaml('32KiB', busy));
+  expect(await d.reload()).toBe(false);
+  expect(d.current).toBe(before);
+  expect(d.ports()).toEqual({ a: keptPort, b: bPort });
+  expect(d.notReady()).toEqual([]);
+  await sendTcp(keptPort, [line('a', 1)]);
+  await sendTcp(bPort, [line('b', 1)]);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 2, 10_000, 'an event through each listener');
+  expect(failures(logs)).toHaveLength(1);
+});
+
+test('a reload that succeeds moves a listener to a new port: the old one is closed, the new one takes events', async () => {
+  const dir = tempDir();
+  const newPort = await freePort();
+  const yaml = (port: number) => `state_dir: ${dir}/state
+listeners: [ { name: tcp1, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { enabled: false }
+`;
+  const { d, file, logs } = await startFromFile(dir, yaml(0), daemons);
+  const oldPort = d.ports()['tcp1']!;
+  writeFileSync(file, yaml(newPort));
+  expect(await d.reload()).toBe(true);
+  expect(d.ports()['tcp1']).toBe(newPort);
+  expect((d.current.listeners[0] as { port: number }).port).toBe(newPort);
+  expect(await accepts(oldPort)).toBe(false);
+  await sendTcp(newPort, [line('moved', 1)]);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 1, 10_000, 'the event on the new port');
+  expect(failures(logs)).toEqual([]);
+});
+
+test('a listener renamed on the same port: the old one closes before the new one binds, and the reload succeeds', async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const yaml = (name: string) => `state_dir: ${dir}/state
+listeners: [ { name: ${name}, type: tcp, host: 127.0.0.1, port: ${port} } ]
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { enabled: false }
+`;
+  const { d, file } = await startFromFile(dir, yaml('x'), daemons);
+  writeFileSync(file, yaml('y'));
+  expect(await d.reload()).toBe(true);
+  expect(d.ports()).toEqual({ y: port });
+  await sendTcp(port, [line('renamed', 1)]);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).some((e) => e['listener'] === 'y'), 10_000, 'an event of listener y');
+});
+
+test('the metrics endpoint moved to a port another process holds: the reload fails and the old endpoint keeps serving', async () => {
+  const dir = tempDir();
+  const yaml = (port: number) => `state_dir: ${dir}/state
+listeners: [ { name: tcp1, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${port} }
+`;
+  const { d, file, logs } = await startFromFile(dir, yaml(0), daemons);
+  const before = d.current;
+  const metricsPort = d.metricsPort()!;
+  writeFileSync(file, yaml(await heldPort()));
+  expect(await d.reload()).toBe(false);
+  expect(d.current).toBe(before);
+  expect(d.metricsPort()).toBe(metricsPort);
+  expect((await scrape(metricsPort)).get('cefd_config_reloads_total{result="failed"}')).toBe(1);
+  expect(await readyz(metricsPort)).toBe(200);
+  expect(failures(logs)).toHaveLength(1);
+});
+
+test('a sql source given a normalizer that does not load: the reload fails and the source keeps polling', { timeout: 120_000 }, async () => {
+  const pg = await startPostgres();
+  db = pg;
+  const schema = await createKscSchema(pg);
+  const dir = tempDir();
+  const yaml = (extra: string) => `state_dir: ${dir}/state
+decode_workers: 0
+listeners: []
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { host: 127.0.0.1, port: 0 }
+sql_sources:
+  - name: ksc
+    url: "${pg.url()}"
+    poll_interval: 200ms
+    max_backoff: 2s
+    connect_timeout: 2s
+    query_timeout: 2s
+${extra}`;
+  await schema.insertEvents(1, 10);
+  const { d, file, logs } = await startFromFile(dir, yaml(''), daemons);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 10, 30_000, 'the first 10 rows');
+  const before = d.current;
+  writeFileSync(file, yaml('    normalizers: [./nope.js]\n'));
+  expect(await d.reload()).toBe(false);
+  expect(d.current).toBe(before);
+  expect(d.notReady()).toEqual([]);
+  const f = failures(logs);
+  expect(f).toHaveLength(1);
+  expect(String(f[0]!['err'])).toContain('sql_sources[0].normalizers[0]');
+  // Rows inserted now are still read, normalized as before.
+  await schema.insertEvents(11, 20);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 20, 30_000, 'the next 10 rows');
+  const events = readNdjson(join(dir, 'events.ndjson'));
+  expect(events.map((e) => Number((e['sql'] as { cursor: number | string }).cursor))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  expect(events.every((e) => (e['ksc'] as { format?: string } | undefined)?.format === 'sql')).toBe(true);
+  const m = await scrape(d.metricsPort()!);
+  expect(m.get('cefd_config_reloads_total{result="failed"}')).toBe(1);
+  expect(await d.stop()).toBe(0);
+});
