@@ -537,6 +537,12 @@ export const CODES = {
     description:
       'A row read by a `sql` source has no value in its cursor column: it cannot be placed in the cursor order, so it goes to the dead-letter output with its columns (`sql.row`) instead of becoming an event.',
   },
+  sql_cursor_kind_mismatch: {
+    level: 'error',
+    stage: 'sql',
+    description:
+      'A `sql` source\'s `latest_query` returned a value of another kind than the cursor (a number against a time cursor, or the reverse): it does not return the newest value of the cursor column. The check for a database that went back is skipped (nothing is reset or replayed) until `latest_query` is fixed.',
+  },
   admin_unauthorized: {
     level: 'error',
     stage: 'ksc',

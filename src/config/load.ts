@@ -393,12 +393,14 @@ function nodeOfKey(doc: Document | undefined, key: string): Node | undefined {
 
 /** Checks that span several keys. */
 function crossChecks(c: Config, w: Walker, doc?: Document): void {
+  // Each problem at its key's line when the file has the key (else at `parent`'s, if given).
+  const problem = (key: string, message: string, parent?: string) => w.problem(key, nodeOfKey(doc, key) ?? (parent !== undefined ? nodeOfKey(doc, parent) : undefined), message);
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
     // Each source type's own rules (src/sources/<type>/index.ts).
     // Each problem at its key's line, or at least at its listener's.
-    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) w.problem(`${k}.${p.key}`, nodeOfKey(doc, `${k}.${p.key}`) ?? nodeOfKey(doc, k), p.message);
-    if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') w.problem(`${k}.host`, undefined, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
+    for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) problem(`${k}.${p.key}`, p.message, k);
+    if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') problem(`${k}.host`, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
   const binds = new Map<string, string>();
   c.listeners.forEach((l, i) => {
@@ -406,18 +408,18 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     if (l.port === 0 || proto === 'none') return;
     const id = `${proto}:${l.host}:${l.port}`;
     const prev = binds.get(id);
-    if (prev !== undefined) w.problem(`listeners[${i}].port`, undefined, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
+    if (prev !== undefined) problem(`listeners[${i}].port`, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
     binds.set(id, l.name);
   });
-  for (const p of bindProblems(c)) w.problem(p.key, undefined, p.message);
+  for (const p of bindProblems(c)) problem(p.key, p.message);
   if (c.mode === 'receiver') {
     c.outputs.forEach((o, i) => {
-      if (o.type !== 'nats' || (o as { payload?: string }).payload !== 'frame') w.problem(`outputs[${i}].type`, undefined, 'mode: receiver publishes raw frames: every output must be type nats with payload: frame');
-      else if (o.filter !== undefined && o.filter.trim() !== '') w.problem(`outputs[${i}].filter`, undefined, 'mode: receiver does not decode, so outputs cannot filter (filter on the processors)');
+      if (o.type !== 'nats' || (o as { payload?: string }).payload !== 'frame') problem(`outputs[${i}].type`, 'mode: receiver publishes raw frames: every output must be type nats with payload: frame');
+      else if (o.filter !== undefined && o.filter.trim() !== '') problem(`outputs[${i}].filter`, 'mode: receiver does not decode, so outputs cannot filter (filter on the processors)');
     });
-    if (c.outputs.length === 0) w.problem('outputs', undefined, 'mode: receiver needs a nats output with payload: frame');
+    if (c.outputs.length === 0) problem('outputs', 'mode: receiver needs a nats output with payload: frame');
   }
-  if (c.outputs.length > 32) w.problem('outputs', undefined, 'at most 32 outputs');
+  if (c.outputs.length > 32) problem('outputs', 'at most 32 outputs');
   for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, nodeOfKey(doc, p.key), p.message);
   c.outputs.forEach((o, i) => {
     // The encoder the daemon and the workers will build (router.ts's compileRoutes), built
@@ -425,15 +427,15 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     try {
       createEncoder({ ...o.encoding, event: c.event });
     } catch (e) {
-      w.problem(`outputs[${i}].encoding`, undefined, (e as Error).message);
+      problem(`outputs[${i}].encoding`, (e as Error).message);
     }
     // Output names name buffer folders and metric labels.
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) w.problem(`outputs[${i}].name`, undefined, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
-    if (o.name === 'dead_letter') w.problem(`outputs[${i}].name`, undefined, '"dead_letter" is the dead-letter output\'s name');
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(o.name)) problem(`outputs[${i}].name`, 'use 1-64 letters, digits, _ . - (it names the output\'s buffer folder)');
+    if (o.name === 'dead_letter') problem(`outputs[${i}].name`, '"dead_letter" is the dead-letter output\'s name');
     // Each output type's own rules (src/outputs/<type>/index.ts).
     // Each problem at its key's line, or at least at its output's.
-    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) w.problem(`outputs[${i}].${p.key}`, nodeOfKey(doc, `outputs[${i}].${p.key}`) ?? nodeOfKey(doc, `outputs[${i}]`), p.message);
-    if (o.retry.max_backoff < o.retry.initial_backoff) w.problem(`outputs[${i}].retry.max_backoff`, undefined, 'must not be less than initial_backoff');
+    for (const p of outputPlugin(o.type)?.check?.(o) ?? []) problem(`outputs[${i}].${p.key}`, p.message, `outputs[${i}]`);
+    if (o.retry.max_backoff < o.retry.initial_backoff) problem(`outputs[${i}].retry.max_backoff`, 'must not be less than initial_backoff');
   });
 }
 

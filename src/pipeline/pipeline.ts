@@ -501,6 +501,47 @@ export class Pipeline {
     this.mergeCounts(ctx.listener, ctx.stats, r.counts.toJSON());
   }
 
+  /**
+   * submitRecords, but only when every output (and the dead-letter output) takes all of
+   * the records now: encoded first, then each output asked with its records' real bytes
+   * (OutputRunner.refusesNow: a `drop_newest` queue that is full, or a disk buffer whose
+   * `max_size` has no room for them, would drop them). False: nothing was queued or
+   * counted, and the source must not move its position (the sql source reads the rows
+   * again, maybe fewer at a time).
+   */
+  submitRecordsIfTaken(events: readonly CefdEvent[], dead: readonly string[], ctx: SourceContext): boolean {
+    const r = processRecords(events, { listener: ctx.listener, peer: ctx.peer }, ctx.normalizers, this.env, this.slots.length, (ev, reason, message) =>
+      JSON.stringify({ time: isoFromMs(Date.now()), reason, message, listener: ctx.listener, peer: ctx.peer, id: ev.id, sql: ev['sql'] }),
+    );
+    const allDead = dead.length > 0 ? [...dead, ...r.dead] : r.dead;
+    const bytesOf = (records: readonly string[]) => {
+      let n = 0;
+      for (const x of records) n += Buffer.byteLength(x) + 1;
+      return n;
+    };
+    for (let i = 0; i < this.slots.length; i++) {
+      const p = r.pending[i]!;
+      if (p.length > 0 && this.slots[i]!.refusesNow(bytesOf(p))) return false;
+    }
+    if (allDead.length > 0 && this.deadLetter.refusesNow(bytesOf(allDead))) return false;
+    for (let i = 0; i < this.slots.length; i++) {
+      const p = r.pending[i]!;
+      if (p.length > 0) this.slots[i]!.enqueueMany(p, true);
+    }
+    if (allDead.length > 0) this.deadLetter.enqueueMany(allDead, true);
+    this.mergeCounts(ctx.listener, ctx.stats, r.counts.toJSON());
+    return true;
+  }
+
+  /**
+   * Resolves once every record queued so far is in every disk buffer's files (durable as
+   * its fsync policy says), not only in a full buffer's memory overflow: DiskQueue.onDisk.
+   * Memory queues resolve at once (they keep nothing over a crash anyway).
+   */
+  onDisk(): Promise<void> {
+    return Promise.all([...this.slots, this.deadLetter].map((s) => s.queue.onDisk?.())).then(() => undefined);
+  }
+
   /** True when every output's queue (and the dead-letter one) is below full: see submitRecords and submitFrames. */
   roomForRecords(): boolean {
     for (const s of this.slots) if (s.queue.fill() >= 1) return false;

@@ -249,5 +249,5 @@ test('the examples of docs/outputs-nats.md and docs/cluster.md validate; a recei
     expect(() => loadConfigText(yaml, 'example.yaml', {})).not.toThrow();
   }
   const bad = 'mode: receiver\noutputs: [ { name: f, type: file, path: ./x.ndjson } ]\n';
-  expect(() => loadConfigText(bad, 'c.yaml', {})).toThrow(/c\.yaml: outputs\[0\]\.type: mode: receiver publishes raw frames/);
+  expect(() => loadConfigText(bad, 'c.yaml', {})).toThrow(/c\.yaml:2: outputs\[0\]\.type: mode: receiver publishes raw frames/);
 });

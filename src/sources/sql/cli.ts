@@ -9,8 +9,8 @@ import type { Command } from 'commander';
 import { EXIT } from '../../errors.js';
 import { loadNormalizer, normalizerSpec, normalizeEvent } from '../../pipeline/normalize.js';
 import { cursorParam, readState, type Cursor } from './cursor.js';
-import { classify } from './drivers.js';
-import { SqlQueryPlan } from './source.js';
+import { classify, SqlError } from './drivers.js';
+import { missingCursorColumn, SqlQueryPlan } from './source.js';
 
 export function registerSqlCommands(program: Command): void {
   const sql = program.command('sql').description('SQL sources (events from the KSC database)');
@@ -72,6 +72,8 @@ export async function sqlTest(file: string, only: string | undefined, rows: numb
       }
       const t0 = Date.now();
       const got = await plan.fetch(conn, cursor, rows);
+      const missing = got.length > 0 ? missingCursorColumn(got[0]!, q.cursor_column) : null;
+      if (missing !== null) throw new SqlError('query', missing);
       err(`sql source ${q.name}: connected to ${plan.target.redacted}; ${got.length} rows after ${q.cursor_column} ${String(cursor)} (${from}) in ${Date.now() - t0} ms\n`);
       const now = Date.now();
       for (const row of got) {

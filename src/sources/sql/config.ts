@@ -3,7 +3,7 @@
  * the config schema lists it under `sql_sources`; docs/sql-source.md explains each option.
  */
 import type { ObjectSpec, Spec } from '../../config/spec.js';
-import { countPlaceholders, hasOrderBy } from './query.js';
+import { countPlaceholders, DEFAULT_QUERY_COLUMNS, hasOrderBy, quotedNamesLike } from './query.js';
 import { parseDbUrl } from './url.js';
 
 export interface SqlSourceConfig {
@@ -40,12 +40,12 @@ export const SQL_SOURCE_SPEC: ObjectSpec = {
     password: s('Database password; overrides the URL\'s. Prefer password_file.', { secret: true }),
     password_file: { kind: 'path', doc: 'File holding the database password.' },
     query: s('The query; `@p1` stands for the last cursor value seen, and rows must be ordered by the cursor column (cefd appends the row limit). Default: KSC\'s events joined to their hosts (docs/sql-source.md).'),
-    latest_query: s('Query returning the newest cursor value (one row, one column), for `initial_cursor: latest` and to notice a cursor that went backwards (empty: no check). Default: `SELECT MAX(nId) FROM v_akpub_ev_event`.'),
+    latest_query: s('Query returning the newest cursor value (one row, one column), for `initial_cursor: latest` and to notice a cursor that went backwards (empty: no check). Default: `SELECT MAX(nId) FROM v_akpub_ev_event`; required (a query or "") with a custom `query` or a `cursor_column` other than nId.'),
     cursor_column: s('Column holding the cursor (KUMA\'s "Identity column").', { default: 'nId' }),
-    id_column: s('Column whose value, with the database, makes the event id (default: cursor_column).'),
+    id_column: s('Column whose value, with the database, makes the event id (default: cursor_column, which must then be nId: with another cursor_column it is required and must be unique, e.g. nId).'),
     initial_cursor: s('Where a source with no stored cursor starts (KUMA\'s "Identity seed"): a value (`0`: every row) or `latest` (rows from now on).', { default: '0' }),
     poll_interval: dur('Wait between queries once the backlog is read (KUMA\'s "Poll interval").', '10s', 0.001),
-    batch_rows: { kind: 'int', doc: 'Most rows per query: a backlog is read this many rows at a time.', default: 1000, min: 1, max: 1_000_000 },
+    batch_rows: { kind: 'int', doc: 'Most rows per query: a backlog is read this many rows at a time (held in memory with their events: KSC rows are a few KB each, so 100,000 rows can take some hundred MB).', default: 1000, min: 1, max: 100_000 },
     query_timeout: dur('A query running longer is cancelled and retried (error reason `timeout`).', '30s', 0.001),
     connect_timeout: dur('Longest wait for a connection (and login).', '15s', 0.001),
     max_backoff: dur('Longest wait between retries after errors (doubling from 1 s).', '60s', 0.001),
@@ -79,6 +79,31 @@ export function sqlSourceProblems(c: SqlSourceConfig, key: string, problem: (key
     const n = countPlaceholders(c.query);
     if (n === 0) problem(`${key}.query`, 'the query has no cursor placeholder @p1 (write e.g. `WHERE e.nId > @p1`)');
     if (!hasOrderBy(c.query)) problem(`${key}.query`, `the query must end with ORDER BY ${c.cursor_column} (cefd appends the row limit after it)`);
+  }
+  const col = c.cursor_column;
+  if (c.query === undefined && col !== 'nId') {
+    const like = DEFAULT_QUERY_COLUMNS.find((k) => k.toLowerCase() === col.toLowerCase());
+    problem(
+      `${key}.cursor_column`,
+      like === 'nId'
+        ? `the default query returns the column as "nId" (names are case-sensitive): write cursor_column: nId`
+        : `the default query reads and orders by nId: with cursor_column ${col} write a query that filters (${col} > @p1) and orders by it`,
+    );
+  } else if (c.query !== undefined) {
+    const like = quotedNamesLike(c.query, col);
+    if (like.length > 0) problem(`${key}.cursor_column`, `the query quotes the column as ${JSON.stringify(like[0])}, which the result names exactly so (names are case-sensitive): write cursor_column: ${like[0]}`);
+  }
+  // Event ids come from id_column: a non-unique cursor (a time) would give many rows one
+  // id, and outputs that deduplicate by id (Elasticsearch _id, JetStream Nats-Msg-Id)
+  // would keep one of them.
+  if (col !== 'nId' && c.id_column === undefined) {
+    // Reported at cursor_column: an absent key has no line in the file.
+    problem(`${key}.cursor_column`, `with cursor_column ${col}, set id_column to a unique column for the event ids (e.g. id_column: nId): rows sharing a ${col} value would share an id, and outputs that deduplicate by id would drop all but one`);
+  }
+  // The default latest_query is MAX(nId): for another cursor column, or a query of other
+  // tables, it answers about the wrong thing (a database that "went back" on every poll).
+  if (c.latest_query === undefined && (col !== 'nId' || c.query !== undefined)) {
+    problem(c.query !== undefined ? `${key}.query` : `${key}.cursor_column`, `with ${c.query !== undefined ? 'a custom query' : `cursor_column ${col}`}, write a latest_query returning MAX(${col}) of the rows the query reads, or latest_query: "" (no check for a database that went back; no initial_cursor: latest)`);
   }
   if (c.initial_cursor.trim() === '') problem(`${key}.initial_cursor`, 'a value or `latest`');
   if (c.initial_cursor === 'latest' && c.latest_query === '') problem(`${key}.latest_query`, '`initial_cursor: latest` needs a latest_query');

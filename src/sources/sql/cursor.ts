@@ -6,7 +6,9 @@
  *
  * - Equal cursor values (a non-unique column such as a time): when a full batch ends
  *   inside a run of equal values, that run is held back and read again by the next query
- *   (`> cursor` would skip the rest of it); a full batch of one value asks for a larger one.
+ *   (`> cursor` would skip the rest of it); a full batch of one value, or one that leaves
+ *   nothing to emit (a `>=` query's rows at the cursor, then a held-back run), asks for a
+ *   larger one.
  * - Out-of-order inserts (`gap_wait` > 0, an integer id column): a gap in the ids holds
  *   the cursor below it for up to `gap_wait` while later rows are delivered and remembered
  *   in `seen` (persisted), so a row committed late is still read and none twice.
@@ -34,7 +36,16 @@ export function isIntegerCursor(v: Cursor): boolean {
   return typeof v === 'number' ? Number.isInteger(v) : INT.test(v);
 }
 
-/** Orders two cursor values: integers numerically (any size), others as text (ISO times sort as text). */
+/**
+ * Whether two cursor values can be ordered against each other: both integers, or both
+ * not (an integer and a time are different columns: comparing them as text is
+ * meaningless, e.g. a latest_query of MAX(nId) against a tmRiseTime cursor).
+ */
+export function sameCursorKind(a: Cursor, b: Cursor): boolean {
+  return isIntegerCursor(a) === isIntegerCursor(b);
+}
+
+/** Orders two cursor values: integers numerically (any size), others as text (ISO times sort as text). Check sameCursorKind first. */
 export function compareCursor(a: Cursor, b: Cursor): number {
   if (isIntegerCursor(a) && isIntegerCursor(b)) {
     const x = BigInt(a);
@@ -101,6 +112,9 @@ export function planBatch(p: PlanInput): Plan {
       emit.push(i);
       cursor = cursors[i]!;
     }
+    // A full batch of rows at the cursor (a `>=` query) plus a held-back run: the same
+    // query would return the same rows forever; a larger one gets past them.
+    if (p.full && emit.length === 0) return { kind: 'grow' };
     return { kind: 'ok', emit, cursor, seen: [] };
   }
   const seen = new Set(state.seen);
@@ -158,9 +172,11 @@ export function readState(file: string): CursorState | null {
 
 /**
  * Replaces the state file (write a temporary file, rename). A crash of cefd leaves the old
- * state or the new one. There is no fsync: it would widen the window between the buffer
- * append and this write (a kill there reads the rows again, under the same event ids);
- * after a power loss an older state also only means rows read again, never rows skipped.
+ * state or the new one. The source calls this only after every disk buffer holds the
+ * batch in its files, fsynced unless the buffer's fsync is `never` (Pipeline.onDisk), so
+ * the state is never ahead of the buffered rows on disk. The state file itself is not
+ * fsynced: after a power loss an older state only means rows read again under the same
+ * event ids, never rows skipped.
  */
 export function writeState(file: string, s: CursorState): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });

@@ -111,6 +111,11 @@ const postgres: SqlDriver = {
       connectionTimeoutMillis: o.connectTimeoutMs,
       // The server cancels a query that runs longer (SQLSTATE 57014); the connection stays usable.
       statement_timeout: o.queryTimeoutMs,
+      // A peer that stops answering (a hung server, a dropped route) never cancels: the
+      // client gives up a little later than the server would (the source then drops the
+      // connection), and TCP keepalive finds a dead peer of an idle connection.
+      query_timeout: o.queryTimeoutMs + PG_CLIENT_TIMEOUT_MARGIN_MS,
+      keepAlive: true,
       ssl: mode === 'disable' ? false : { rejectUnauthorized: mode === 'verify', ca: readCa(o.tls), servername: o.tls.server_name },
       // `timestamp without time zone` holds UTC in KSC's schema: read it as UTC, not local time.
       types: {
@@ -135,10 +140,17 @@ const postgres: SqlDriver = {
           throw classify(e);
         }
       },
-      close: () => client.end().catch(() => undefined),
+      // end() waits for the server to close: a hung one never does, so the socket goes too.
+      close: () =>
+        settleWithin(client.end(), 1000).finally(() => {
+          (client as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream?.destroy?.();
+        }),
     };
   },
 };
+
+/** How much longer than query_timeout the PostgreSQL client waits for an answer itself. */
+const PG_CLIENT_TIMEOUT_MARGIN_MS = 5000;
 
 function sslModeOf(v: string | undefined): SqlTls['mode'] {
   if (v === undefined || v === 'disable' || v === 'allow' || v === 'prefer') return 'disable';
@@ -176,6 +188,14 @@ const mysql: SqlDriver = {
       throw classify(e);
     }
     conn.on('error', () => undefined);
+    // TIMESTAMP columns come back in the session's time zone (the server's default, often
+    // local time), which mysql2 (timezone 'Z') would read as UTC: the session is UTC.
+    try {
+      await conn.query(`SET time_zone = '+00:00'`);
+    } catch (e) {
+      conn.destroy();
+      throw classify(e);
+    }
     // The server stops a query past the timeout too (MariaDB: max_statement_time in
     // seconds; MySQL: max_execution_time in ms); each refuses the other's variable.
     await conn.query(`SET SESSION max_statement_time = ${o.queryTimeoutMs / 1000}`).catch(() => undefined);

@@ -15,6 +15,8 @@ export class SqlStats {
   lastSuccessMs = 0;
   readonly errors = new CodeCounts();
   up = 0;
+  /** Sources holding these stats (a reload may start the new one before the old has gone). */
+  holders = 0;
   constructor(readonly name: string) {}
 }
 
@@ -52,7 +54,12 @@ function define(reg: Registry): SqlMetrics {
   return { stats, duration };
 }
 
-export function sqlMetrics(reg: Registry, name: string): { stats: SqlStats; duration: Histogram } {
+/**
+ * The stats of source `name` (shared by every holder of that name); `release()` when the
+ * source stops: once no source holds them, the source's series leave the metrics (a source
+ * removed by a reload would otherwise report cefd_sql_up forever).
+ */
+export function sqlMetrics(reg: Registry, name: string): { stats: SqlStats; duration: Histogram; release: () => void } {
   let m = byRegistry.get(reg);
   if (m === undefined) {
     m = define(reg);
@@ -63,5 +70,16 @@ export function sqlMetrics(reg: Registry, name: string): { stats: SqlStats; dura
     s = new SqlStats(name);
     m.stats.set(name, s);
   }
-  return { stats: s, duration: m.duration };
+  s.holders++;
+  const stats = s;
+  const all = m;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    if (--stats.holders > 0 || all.stats.get(name) !== stats) return;
+    all.stats.delete(name);
+    all.duration.remove({ source: name });
+  };
+  return { stats: s, duration: m.duration, release };
 }

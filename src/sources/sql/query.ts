@@ -88,6 +88,29 @@ export function buildQuery(sql: string, driver: DriverKind, limit: number): Buil
   return { text: text + tail, occurrences };
 }
 
+/** The event columns the default query selects (with the host's: DEFAULT_QUERY_COLUMNS). */
+const DEFAULT_EVENT_COLUMNS = [
+  'nId', 'tmRiseTime', 'tmRegistrationTime', 'strEventType', 'wstrEventTypeDisplayName', 'wstrDescription',
+  'wstrGroupName', 'wstrTaskDisplayName', 'wstrPar1', 'wstrPar2', 'wstrPar3', 'wstrPar4', 'wstrPar5', 'wstrPar6',
+  'wstrPar7', 'wstrPar8', 'wstrPar9', 'nHostId',
+];
+
+/** The result columns of the default query, named as every driver returns them (for hints). */
+export const DEFAULT_QUERY_COLUMNS: readonly string[] = [...DEFAULT_EVENT_COLUMNS, 'wstrHostDisplayName', 'wstrDnsName', 'nIp'];
+
+/**
+ * Names quoted in `sql` ("x" or `x`, outside comments) that equal `col` but for case:
+ * PostgreSQL (and every driver, for a quoted or aliased name) returns the name as written.
+ */
+export function quotedNamesLike(sql: string, col: string): string[] {
+  const out = new Set<string>();
+  for (const m of sql.matchAll(/"([^"]+)"|`([^`]+)`/g)) {
+    const n = m[1] ?? m[2]!;
+    if (n !== col && n.toLowerCase() === col.toLowerCase()) out.add(n);
+  }
+  return [...out];
+}
+
 /**
  * The documented default: KSC's events since the cursor, each with its device from the
  * host view (LEFT JOIN: events of the server itself have no host row). Identifiers are
@@ -96,11 +119,7 @@ export function buildQuery(sql: string, driver: DriverKind, limit: number): Buil
 export function defaultQuery(driver: DriverKind): string {
   const q = driver === 'postgres' ? (s: string) => `"${s}"` : driver === 'mysql' ? (s: string) => `\`${s}\`` : (s: string) => s;
   const e = (c: string) => `e.${q(c)}`;
-  const cols = [
-    'nId', 'tmRiseTime', 'tmRegistrationTime', 'strEventType', 'wstrEventTypeDisplayName', 'wstrDescription',
-    'wstrGroupName', 'wstrTaskDisplayName', 'wstrPar1', 'wstrPar2', 'wstrPar3', 'wstrPar4', 'wstrPar5', 'wstrPar6',
-    'wstrPar7', 'wstrPar8', 'wstrPar9', 'nHostId',
-  ].map(e);
+  const cols = DEFAULT_EVENT_COLUMNS.map(e);
   return [
     `SELECT ${cols.join(', ')},`,
     `       h.${q('wstrDisplayName')} AS ${q('wstrHostDisplayName')}, h.${q('wstrDnsName')}, h.${q('nIp')}`,

@@ -2,9 +2,11 @@
  * The `sql` source: polls a database with a cursor query and hands each new row to the
  * pipeline as an event (`event.sql`), which the `ksc_sql` normalizer reads.
  *
- * Exactly once into the pipeline: a batch is submitted only when every output's queue has
- * room (Pipeline.roomForRecords), the queues take it synchronously (submitRecords), and
- * only then is the cursor written (cursor.ts). Event ids are `<database hash>-<row id>`,
+ * Exactly once into the pipeline: a batch is read only when every output's queue has room
+ * (Pipeline.roomForRecords), encoded, and queued only if every output takes all of its
+ * bytes now (submitRecordsIfTaken; else it is read again later, fewer rows at a time); the
+ * cursor is written (cursor.ts) only after that, once every disk buffer has them in its
+ * files (Pipeline.onDisk). Event ids are `<database hash>-<row id>`,
  * so rows read again after a crash between those two steps carry the same ids (outputs
  * that deduplicate, Elasticsearch `_id` or JetStream `Nats-Msg-Id`, drop them).
  *
@@ -21,7 +23,7 @@ import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { Telemetry } from '../../telemetry/telemetry.js';
 import { isoFromMs } from '../../time.js';
 import type { SqlSourceConfig } from './config.js';
-import { compareCursor, cursorOf, cursorParam, initialState, planBatch, readState, writeState, type Cursor, type CursorState } from './cursor.js';
+import { compareCursor, cursorOf, cursorParam, initialState, planBatch, readState, sameCursorKind, writeState, type Cursor, type CursorState } from './cursor.js';
 import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type SqlConnection } from './drivers.js';
 import { sqlMetrics, type SqlStats } from './metrics.js';
 import { buildQuery, defaultLatestQuery, defaultQuery } from './query.js';
@@ -35,8 +37,11 @@ export interface SqlSourceDeps {
   stateDir: string;
 }
 
+/** Wait before a batch an output refused (its buffer was full) is read again. */
+const REFUSED_RETRY_MS = 200;
+
 /** Largest query a run of equal cursor values may grow a batch to (rows). */
-const MAX_GROWN_ROWS = 1_000_000;
+const MAX_GROWN_ROWS = 100_000;
 
 /** Everything a source needs to query, shared with `cefd sql test`. */
 export class SqlQueryPlan {
@@ -106,17 +111,31 @@ export class SqlQueryPlan {
   }
 }
 
+/** Why `row` (a result's first row) cannot be read with cursor column `col`; null when it can. */
+export function missingCursorColumn(row: Row, col: string): string | null {
+  if (Object.prototype.hasOwnProperty.call(row, col)) return null;
+  const names = Object.keys(row);
+  const other = names.find((k) => k.toLowerCase() === col.toLowerCase());
+  const hint = other !== undefined ? ` (the result has ${JSON.stringify(other)}: column names are case-sensitive here)` : ` (columns: ${names.slice(0, 20).join(', ')})`;
+  return `cursor column ${col} not in the result${hint}`;
+}
+
 export class SqlSource {
   readonly name: string;
   private readonly plan: SqlQueryPlan;
   private readonly stats: SqlStats;
   private readonly duration: ReturnType<typeof sqlMetrics>['duration'];
+  private readonly releaseMetrics: () => void;
   private readonly ctx: SourceContext;
   private readonly file: string;
   private conn: SqlConnection | null = null;
   private state: CursorState | null = null;
   private readonly gaps = new Map<string, number>();
   private grow = 1;
+  /** The batch is divided by this after an output refused one (its bytes did not fit). */
+  private shrink = 1;
+  /** The last batch was refused by an output: retry soon, not after poll_interval. */
+  private refused = false;
   private stopping = false;
   /** Set when stop() gave up waiting: nothing is submitted after that. */
   private abandoned = false;
@@ -133,6 +152,7 @@ export class SqlSource {
     const m = sqlMetrics(deps.telemetry.registry, config.name);
     this.stats = m.stats;
     this.duration = m.duration;
+    this.releaseMetrics = m.release;
     this.ctx = { listener: config.name, stats: deps.telemetry.listener(config.name), normalizers: deps.normalizers, peer: `${this.plan.target.host}:${this.plan.target.port}` };
     this.file = this.plan.stateFile(deps.stateDir);
   }
@@ -161,6 +181,7 @@ export class SqlSource {
     await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => (timer = setTimeout(r, Math.max(1, graceMs))))]);
     clearTimeout(timer);
     this.abandoned = true;
+    this.releaseMetrics();
     const c = this.conn;
     this.conn = null;
     await c?.close().catch(() => undefined);
@@ -221,7 +242,8 @@ export class SqlSource {
         await this.sleep(wait);
         continue;
       }
-      if (!more) await this.sleep(this.config.poll_interval * 1000);
+      if (this.refused) await this.sleep(REFUSED_RETRY_MS);
+      else if (!more) await this.sleep(this.config.poll_interval * 1000);
     }
   }
 
@@ -275,7 +297,8 @@ export class SqlSource {
     const conn = await this.connection();
     this.state ??= await this.loadState(conn);
     const state = this.state;
-    const limit = this.config.batch_rows * this.grow;
+    this.refused = false;
+    const limit = Math.max(1, Math.floor(this.config.batch_rows / this.shrink)) * this.grow;
     const t0 = process.hrtime.bigint();
     let rows: Row[];
     try {
@@ -292,6 +315,10 @@ export class SqlSource {
     if (this.abandoned) return false;
     this.stats.rows += rows.length;
     const col = this.config.cursor_column;
+    // A cursor column the result lacks (a misspelt or differently cased name) would
+    // dead-letter the same rows on every poll, the cursor never moving: an error instead.
+    const missing = missingCursorColumn(rows[0]!, col);
+    if (missing !== null) throw new SqlError('query', missing);
     const cursors: Cursor[] = [];
     const kept: Row[] = [];
     const dead: string[] = [];
@@ -305,6 +332,10 @@ export class SqlSource {
       cursors.push(c);
       kept.push(row);
     }
+    if (kept.length === 0) {
+      // Nothing to move the cursor past: the next query would return these rows again.
+      throw new SqlError('query', `none of the ${rows.length} rows has a value in cursor column ${col}: the cursor cannot move past them (the query must return rows with ${col} > @p1)`);
+    }
     const full = rows.length >= limit;
     const plan = planBatch({ state, cursors, full, gapWaitMs: this.config.gap_wait * 1000, nowMs: now, gaps: this.gaps });
     if (plan.kind === 'unordered') {
@@ -317,14 +348,31 @@ export class SqlSource {
     }
     this.grow = 1;
     const events = plan.emit.map((i) => this.plan.rowEvent(kept[i]!, cursors[i]!, state.epoch, now));
-    this.deps.pipeline.submitRecords(events, dead, this.ctx);
+    // Every output (and the dead-letter output) must take the whole batch now, or none of
+    // it is queued and the cursor stays: a `drop_newest` output whose disk buffer has no
+    // room for these bytes would drop them while the cursor moved past.
+    if ((events.length > 0 || dead.length > 0) && !this.deps.pipeline.submitRecordsIfTaken(events, dead, this.ctx)) {
+      this.refused = true;
+      // A batch larger than the buffer's free room may never fit: read fewer rows next time.
+      if (this.shrink < this.config.batch_rows) this.shrink *= 2;
+      return false;
+    }
+    if (this.shrink > 1) this.shrink /= 2;
     if (dead.length > 0) this.deps.telemetry.deadLettered('sql_row_unusable', dead.length);
     this.stats.events += events.length;
     this.stats.deadLetters += dead.length;
     const moved = compareCursor(plan.cursor, state.cursor) !== 0 || plan.seen.length !== state.seen.length;
     const next: CursorState = { ...state, cursor: plan.cursor, seen: plan.seen };
     this.state = next;
-    if (moved) this.save(next);
+    if (moved) {
+      // A full disk buffer (`block`) keeps an append that does not fit in memory until it
+      // has room: the cursor is written once every disk buffer holds the batch in its files
+      // (fsynced unless its fsync is `never`), so kill -9 or a power loss before that reads
+      // the rows again rather than losing them.
+      await this.deps.pipeline.onDisk();
+      if (this.abandoned) return false;
+      this.save(next);
+    }
     this.deps.telemetry.log.debug({ source: this.name, rows: rows.length, events: events.length, cursor: next.cursor }, `sql source ${this.name}: ${rows.length} rows, ${events.length} events, cursor ${String(next.cursor)}`);
     if (typeof next.cursor === 'number') this.stats.lastCursor = next.cursor;
     else if (/^-?\d+$/.test(next.cursor)) this.stats.lastCursor = Number(next.cursor);
@@ -336,7 +384,19 @@ export class SqlSource {
   private async checkBackwards(conn: SqlConnection, state: CursorState): Promise<void> {
     if (this.plan.latestQuery === '') return;
     const latest = await this.plan.latest(conn);
-    if (latest === undefined || compareCursor(latest, state.cursor) >= 0) return;
+    if (latest === undefined) return;
+    if (!sameCursorKind(latest, state.cursor)) {
+      // A latest_query of another column (MAX(nId) against a time cursor): comparing the two
+      // would see the database go back on every idle poll and replay it. Nothing is done.
+      this.deps.telemetry.repeated(
+        'error',
+        `sql_cursor_kind_mismatch:${this.name}`,
+        { code: 'sql_cursor_kind_mismatch', source: this.name, cursor: state.cursor, latest },
+        `sql source ${this.name}: latest_query returned ${JSON.stringify(latest)}, which is not a value of cursor column ${this.config.cursor_column} (cursor ${JSON.stringify(state.cursor)}): the check for a database that went back is skipped; make latest_query return MAX(${this.config.cursor_column}) or ""`,
+      );
+      return;
+    }
+    if (compareCursor(latest, state.cursor) >= 0) return;
     this.stats.errors.add('cursor_backwards');
     const to: Cursor = this.config.on_cursor_backwards === 'replay' ? cursorParam(this.config.initial_cursor === 'latest' ? '0' : this.config.initial_cursor) : latest;
     this.deps.telemetry.log.error(

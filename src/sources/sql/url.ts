@@ -48,9 +48,25 @@ const SCHEMES: Record<string, DriverKind> = {
   'mariadb:': 'mysql',
 };
 
-/** The URL with any password replaced by `***` (also for URLs that do not parse). */
+/**
+ * The URL with any password replaced by `***` (also for URLs that do not parse). The user
+ * information ends at the LAST `@` (as the URL parser splits it: a password may hold `@`,
+ * and `/`, `?` or `#` when a user wrote it unencoded), so everything before that `@` past
+ * the user name is hidden; a user part that is not a plain name is hidden whole. An `@`
+ * in the query hides more than needed, never less.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^@/?#]*@/i, '$1:***@');
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([\s\S]*)$/i.exec(url);
+  if (m === null) return url.includes('@') ? '***' : url;
+  const rest = m[2]!;
+  const at = rest.lastIndexOf('@');
+  if (at === -1) return url;
+  const userinfo = rest.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  if (colon === -1 && !/[/?#]/.test(userinfo)) return url;
+  const user = colon === -1 ? '' : userinfo.slice(0, colon);
+  const shown = colon !== -1 && !/[/?#]/.test(user) ? `${user}:***` : '***';
+  return `${m[1]}${shown}@${rest.slice(at + 1)}`;
 }
 
 /** Parses a database URL; throws an Error whose message never holds the password. */

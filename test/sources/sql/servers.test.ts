@@ -11,14 +11,14 @@
  * - `cefd sql test` prints normalized rows and writes nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CLI, freePort, runCefd, type ChildDaemon } from '../../helpers/child.js';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { CLI, freePort, runCefd } from '../../helpers/child.js';
 import { readNdjson, scrape, waitFor } from '../../helpers/daemon.js';
 import { DB_PASSWORD, startMariadb, startPostgres, type DbServer } from '../../helpers/db-servers.js';
-import { createKscSchema, type KscSchema } from '../../helpers/ksc-sql-schema.js';
+import type { KscSchema } from '../../helpers/ksc-sql-schema.js';
+import { FILE_OUTPUT, sqlBed, sqlDaemonYaml } from '../../helpers/sql-bed.js';
 
 interface Ev {
   id: string;
@@ -43,38 +43,14 @@ describe.each([
   ['PostgreSQL', startPostgres],
   ['MariaDB', startMariadb],
 ] as const)('%s', (_label, start) => {
+  const bed = sqlBed(start, 'cefd-sqlsrc-');
+  const { children } = bed;
   let db: DbServer;
   let schema: KscSchema;
   let dir: string;
-  const children: ChildDaemon[] = [];
+  beforeAll(() => ({ db, schema, dir } = bed));
 
-  beforeAll(async () => {
-    db = await start();
-    schema = await createKscSchema(db);
-    dir = mkdtempSync(join(tmpdir(), 'cefd-sqlsrc-'));
-  }, 120_000);
-
-  afterAll(async () => {
-    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-    await Promise.all(children.map((c) => c.exit));
-    await db?.stop();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  }, 60_000);
-
-  function yaml(metricsPort: number, sources: string): string {
-    return [
-      'state_dir: ./state',
-      'decode_workers: 0',
-      'listeners: []',
-      'logging: { level: info, repeat_interval: 0s }',
-      `metrics: { enabled: true, host: 127.0.0.1, port: ${metricsPort} }`,
-      'outputs:',
-      '  - { name: events, type: file, path: ./events.ndjson, buffer: { type: disk, fsync: never } }',
-      'dead_letter: { path: ./dead.ndjson }',
-      'sql_sources:',
-      sources,
-    ].join('\n');
-  }
+  const yaml = (metricsPort: number, sources: string) => sqlDaemonYaml(metricsPort, FILE_OUTPUT, sources);
 
   const source = (name: string, url: string, extra = '') => {
     const defaults = ['poll_interval: 200ms', 'max_backoff: 2s', 'query_timeout: 2s', 'connect_timeout: 2s'].filter((d) => !extra.includes(d.split(':')[0]! + ':'));
@@ -184,8 +160,8 @@ describe.each([
     const cfg = [
       source('good', db.url(), '    batch_rows: 500\n    initial_cursor: "30000"\n'),
       source('badpw', db.url('not-the-password')),
-      source('badquery', db.url(), '    query: "SELECT * FROM v_akpub_no_such_view WHERE nId > @p1 ORDER BY nId"\n'),
-      source('slow', db.url(), `    query: '${slow}'\n    query_timeout: 500ms\n`),
+      source('badquery', db.url(), '    query: "SELECT * FROM v_akpub_no_such_view WHERE nId > @p1 ORDER BY nId"\n    latest_query: ""\n'),
+      source('slow', db.url(), `    query: '${slow}'\n    latest_query: ""\n    query_timeout: 500ms\n`),
     ].join('');
     const d = runCefd(join(dir, sub), yaml(mport, cfg));
     children.push(d);

@@ -7,13 +7,34 @@ import { describe, expect, test } from 'vitest';
 import { buildQuery, countPlaceholders, defaultQuery, hasOrderBy } from '../../../src/sources/sql/query.js';
 import { parseDbUrl, redactUrl } from '../../../src/sources/sql/url.js';
 import { classify, mssqlConfig, mssqlParamType, toJsonValue } from '../../../src/sources/sql/drivers.js';
-import { compareCursor, cursorParam, initialState, planBatch, readState, writeState } from '../../../src/sources/sql/cursor.js';
+import { compareCursor, cursorParam, initialState, planBatch, readState, sameCursorKind, writeState } from '../../../src/sources/sql/cursor.js';
 import { loadConfigText, ConfigError } from '../../../src/config/load.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
+import { sqlMetrics } from '../../../src/sources/sql/metrics.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 describe('URLs', () => {
+  test('redaction hides the whole password, even with @ or / in it', () => {
+    expect(redactUrl('postgres://cefd:p@ssw0rd@db.example:5432/kav')).toBe('postgres://cefd:***@db.example:5432/kav');
+    expect(parseDbUrl('postgres://cefd:p@ssw0rd@db.example:5432/kav')).toMatchObject({ password: 'p@ssw0rd', host: 'db.example', redacted: 'postgres://cefd:***@db.example:5432/kav' });
+    expect(redactUrl('postgres://cefd:pa/ss@db.example/kav')).toBe('postgres://cefd:***@db.example/kav');
+    expect(redactUrl('postgres://ce/fd:pass@db.example/kav')).toBe('postgres://***@db.example/kav');
+    expect(redactUrl('postgres://cefd@db.example/kav')).toBe('postgres://cefd@db.example/kav');
+    expect(redactUrl('postgres://db.example/kav')).toBe('postgres://db.example/kav');
+    expect(redactUrl('cefd:secret@db')).toBe('***');
+    // Config errors about such URLs never echo a piece of the password.
+    for (const url of ['postgres://cefd:se/cret@db.example/kav', 'postgres://cefd:12/secret@db.example/kav', 'mysql://cefd:sec?ret@db.example/kav', 'postgres://cefd:se#cret@db.example/kav']) {
+      let msg = '';
+      try {
+        loadConfigText(`sql_sources:\n  - name: ksc\n    url: "${url}"\n    latest_query: ""\n`, 'c.yaml', {});
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      for (const piece of ['cret', 'se/', '12/', 'sec?']) expect(msg).not.toContain(piece);
+    }
+  });
   test("KUMA's recommended SQL Server form", () => {
     const t = parseDbUrl('sqlserver://kuma:S3cr%40t@kscdb.example.com:1433/SQLEXPRESS?database=KAV');
     expect(t).toMatchObject({ driver: 'mssql', host: 'kscdb.example.com', port: 1433, portGiven: true, instance: 'SQLEXPRESS', database: 'KAV', user: 'kuma', password: 'S3cr@t' });
@@ -138,6 +159,11 @@ describe('cursor planning', () => {
     expect(planBatch({ state: initialState('d', '2024'), cursors: [t[2]!, t[3]!], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'grow' });
     expect(planBatch({ state: initialState('d', '2024'), cursors: [t[2]!, t[3]!], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toMatchObject({ emit: [0, 1], cursor: t[2] });
   });
+  test('a full batch with nothing to emit (a >= query at the cursor, then a held-back run) grows', () => {
+    expect(planBatch({ state: initialState('d', 5), cursors: [5, 5, 6, 6], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'grow' });
+    expect(planBatch({ state: initialState('d', 5), cursors: [5, 5, 6, 6, 7, 7, 8], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [2, 3, 4, 5], cursor: 7, seen: [] });
+    expect(planBatch({ state: initialState('d', 5), cursors: [5, 5], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [], cursor: 5, seen: [] });
+  });
   test('rows out of cursor order are refused', () => {
     expect(planBatch({ state: initialState('d', 0), cursors: [3, 2], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'unordered', at: 1 });
   });
@@ -174,7 +200,38 @@ describe('cursor planning', () => {
   });
 });
 
+describe('metrics', () => {
+  test('a source that stopped leaves the metrics once no source of its name holds them', async () => {
+    const reg = new Registry();
+    const a = sqlMetrics(reg, 'gone');
+    a.stats.up = 1;
+    a.duration.observe({ source: 'gone' }, 0.01);
+    const b1 = sqlMetrics(reg, 'kept');
+    b1.stats.up = 1;
+    // A reload that starts the new source of a name before the old one has stopped.
+    const b2 = sqlMetrics(reg, 'kept');
+    expect(b2.stats).toBe(b1.stats);
+    expect(await reg.metrics()).toContain('cefd_sql_up{source="gone"} 1');
+    a.release();
+    b1.release();
+    b1.release();
+    const text = await reg.metrics();
+    expect(text).not.toContain('source="gone"');
+    expect(text).toContain('cefd_sql_up{source="kept"} 1');
+  });
+});
+
 describe('configuration', () => {
+  test('cross-checks of listeners and outputs name the line too', () => {
+    const y = 'listeners:\n  - { name: a, type: tcp, host: 127.0.0.1, port: 5514 }\n  - { name: b, type: tcp, host: 127.0.0.1, port: 5514 }\noutputs:\n  - name: dead_letter\n    type: stdout\n';
+    expect(() => loadConfigText(y, 'c.yaml', {})).toThrow(/c\.yaml:3: listeners\[1\]\.port: tcp port 5514/);
+    expect(() => loadConfigText(y, 'c.yaml', {})).toThrow(/c\.yaml:5: outputs\[0\]\.name: "dead_letter"/);
+  });
+  test('batch_rows is capped at 100,000 (a batch is held in memory)', () => {
+    const y = (n: number) => `sql_sources:\n  - name: ksc\n    url: "sqlserver://kuma:pw@ksc:1433/SQLEXPRESS?database=KAV"\n    batch_rows: ${n}\n`;
+    expect(() => loadConfigText(y(100_000), 'c.yaml', {})).not.toThrow();
+    expect(() => loadConfigText(y(100_001), 'c.yaml', {})).toThrow(/c\.yaml:4: sql_sources\[0\]\.batch_rows/);
+  });
   const yaml = (extra: string) => `sql_sources:\n  - name: ksc\n    url: "sqlserver://kuma:pw@ksc:1433/SQLEXPRESS?database=KAV"\n${extra}`;
   test('defaults; the URL is a secret', () => {
     const c = loadConfigText(yaml(''), undefined, {});
@@ -184,6 +241,34 @@ describe('configuration', () => {
     const base = yaml('listeners: []\nksc:\n  trusted_sources: [{ connection: main, listeners: [LISTENER] }]\n');
     expect(() => loadConfigText(base.replace('LISTENER', 'ksc'), undefined, {})).not.toThrow();
     expect(() => loadConfigText(base.replace('LISTENER', 'nope'), undefined, {})).toThrow(/no listener named "nope"/);
+  });
+  test('a cursor column the query returns under another case is refused', () => {
+    const pg = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n`;
+    expect(() => loadConfigText(`${pg}    cursor_column: nid\n    latest_query: ""\n`, 'c.yaml', {})).toThrow(/c\.yaml:4.*"nId"/s);
+    expect(() => loadConfigText(`${pg}    cursor_column: nope\n    latest_query: ""\n`, 'c.yaml', {})).toThrow(/default query reads and orders by nId/);
+    const q = `${pg}    query: 'SELECT * FROM v WHERE "nId" > @p1 ORDER BY "nId"'\n    latest_query: ""\n    id_column: nId\n`;
+    expect(() => loadConfigText(`${q}    cursor_column: NID\n`, 'c.yaml', {})).toThrow(/quotes the column as "nId"/);
+    expect(() => loadConfigText(`${q}    cursor_column: nId\n`, 'c.yaml', {})).not.toThrow();
+  });
+  test('a cursor column other than nId needs an id_column (ids of a non-unique cursor collide)', () => {
+    const q = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n    query: 'SELECT * FROM v WHERE "tmRiseTime" > @p1 ORDER BY "tmRiseTime"'\n    latest_query: ""\n    cursor_column: tmRiseTime\n`;
+    expect(() => loadConfigText(q, 'c.yaml', {})).toThrow(/c\.yaml:6: sql_sources\[0\]\.cursor_column: .*set id_column to a unique column/);
+    expect(() => loadConfigText(`${q}    id_column: nId\n`, 'c.yaml', {})).not.toThrow();
+  });
+  test('a custom query or another cursor column needs its own latest_query (or "")', () => {
+    const pg = `sql_sources:\n  - name: ksc\n    url: "postgres://u:pw@db:5432/kav"\n    id_column: nId\n`;
+    const q = `    query: 'SELECT * FROM v WHERE "nId" > @p1 ORDER BY "nId"'\n`;
+    const t = `    query: 'SELECT * FROM v WHERE "tmRiseTime" > @p1 ORDER BY "tmRiseTime"'\n    cursor_column: tmRiseTime\n`;
+    expect(() => loadConfigText(`${pg}${t}`, 'c.yaml', {})).toThrow(/sql_sources\[0\]\.query: with a custom query, write a latest_query/);
+    expect(() => loadConfigText(`${pg}${q}`, 'c.yaml', {})).toThrow(/c\.yaml:5: sql_sources\[0\]\.query: .*custom query.*latest_query/);
+    expect(() => loadConfigText(`${pg}${q}    latest_query: ""\n`, 'c.yaml', {})).not.toThrow();
+    expect(() => loadConfigText(`${pg}${t}    latest_query: SELECT MAX("tmRiseTime") FROM v_akpub_ev_event\n`, 'c.yaml', {})).not.toThrow();
+    expect(() => loadConfigText(pg, 'c.yaml', {})).not.toThrow();
+  });
+  test('cursors of different kinds are never ordered against each other', () => {
+    expect(sameCursorKind(120, '2024-01-01T00:00:00.000Z')).toBe(false);
+    expect(sameCursorKind('120', 7)).toBe(true);
+    expect(sameCursorKind('2024-01-01T00:00:00.000Z', '2023-01-01T00:00:00.000Z')).toBe(true);
   });
   test('a query without @p1 or ORDER BY, a bad URL: problems with file lines', () => {
     let err: ConfigError | undefined;
