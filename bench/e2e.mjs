@@ -13,7 +13,8 @@
 // --workers sets decode_workers (default -1: one per core). --cpu-prof DIR runs cefd with
 // node's --cpu-prof (one .cpuprofile per thread in DIR; CPU figures are then inflated by
 // the profiler); bench/prof-summary.mjs DIR prints where the time goes. --threads prints
-// each run's CPU µs per event by thread (from /proc/PID/task).
+// each run's CPU µs per event by thread (from /proc/PID/task). --node-flags (default
+// --single-threaded-gc, as shipped) are the daemon's node/V8 flags; '' for none.
 //
 // Scenarios: 1conn-disk (one connection, LF framing, disk buffer with its default
 // fsync policy: the default configuration), 2conn-disk, octet-disk (RFC 6587 octet
@@ -42,7 +43,7 @@ const SCENARIOS = {
   '1conn-memory': { conns: 1, framing: 'lf', buffer: 'memory' },
 };
 
-const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '', console: false, threads: false, 'node-flags': '' };
+const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '', console: false, threads: false, 'node-flags': '--single-threaded-gc' };
 for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i].replace(/^--/, '');
   if (k === 'json' || k === 'console' || k === 'threads') { args[k] = true; continue; }
@@ -162,6 +163,7 @@ async function runOnce(name, sc, input, port) {
     '',
   ].join('\n'));
   const prof = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];
+  // What the package and `npm start` run with (deploy/debian/build.mjs); --node-flags '' for none.
   const nodeFlags = args['node-flags'] ? args['node-flags'].split(' ').filter(Boolean) : [];
   const child = spawn(process.execPath, [...nodeFlags, ...prof, cli, 'run', '--config', join(dir, 'cefd.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {

@@ -102,7 +102,21 @@ test('the shipped configuration validates with the packaged code, and that code 
   expect(v.status).toBe(0);
   expect(execFileSync(process.execPath, [cli, '--version'], { encoding: 'utf8' }).trim()).toBe(pkg.version);
   // The wrapper runs the packaged code with the system's node.
-  expect(readFileSync(join(root, 'usr/bin/cefd'), 'utf8')).toContain('exec /usr/bin/node /usr/lib/cefd/dist/src/cli.js "$@"');
+  const wrapper = readFileSync(join(root, 'usr/bin/cefd'), 'utf8');
+  expect(wrapper).toContain('exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc} /usr/lib/cefd/dist/src/cli.js "$@"');
+  // The wrapper as it is, pointed at this package's tree: node takes the default flags, and
+  // CEFD_NODE_FLAGS (empty or not) replaces them.
+  const local = join(root, 'cefd-local.sh');
+  writeFileSync(local, wrapper.replaceAll('/usr/lib/cefd', join(root, 'usr/lib/cefd')).replace('/usr/bin/node', process.execPath));
+  try {
+    const flags = (env: Record<string, string>) => execFileSync('/bin/sh', [local, '--version'], { encoding: 'utf8', env: { ...process.env, ...env, NODE_DEBUG: '' } }).trim();
+    expect(flags({})).toBe(pkg.version);
+    expect(flags({ CEFD_NODE_FLAGS: '' })).toBe(pkg.version);
+    expect(flags({ CEFD_NODE_FLAGS: '--max-old-space-size=256 --single-threaded-gc' })).toBe(pkg.version);
+    expect(() => execFileSync('/bin/sh', [local, '--version'], { stdio: 'pipe', env: { ...process.env, CEFD_NODE_FLAGS: '--no-such-node-flag' } })).toThrow();
+  } finally {
+    rmSync(local, { force: true });
+  }
   // Built-in defaults spelled out: the conffile states what validate --print says runs.
   const shipped = parse(readFileSync(conf, 'utf8')) as Record<string, unknown>;
   const printed = JSON.parse(execFileSync(process.execPath, [cli, 'validate', '--config', conf, '--print'], { encoding: 'utf8' }).split('\n').filter((l) => !l.includes(': OK (')).join('\n')) as Record<string, unknown>;
