@@ -24,8 +24,9 @@ for (let i = 2; i < process.argv.length; i += 2) {
   args[k] = typeof args[k] === 'number' ? Number(process.argv[i + 1]) : process.argv[i + 1];
 }
 const { WorkerPool } = await import('../dist/src/workers/worker-pool.js');
+const { packJob } = await import('../dist/src/pipeline/source-state.js');
 
-// Frames split at LF and packed as src/pipeline/source-state.ts packJob does.
+// Frames split at LF and packed by src/pipeline/source-state.ts packJob, as the pipeline does.
 const input = readFileSync(dataFile(args.n, 'lf'));
 const jobs = [];
 {
@@ -34,16 +35,8 @@ const jobs = [];
   let bytes = 0;
   const flush = () => {
     if (frames.length === 0) return;
-    const data = Buffer.allocUnsafeSlow(bytes);
-    const offsets = new Int32Array(frames.length * 2);
-    let at = 0;
-    frames.forEach((f, i) => {
-      f.copy(data, at);
-      offsets[2 * i] = at;
-      at += f.length;
-      offsets[2 * i + 1] = at;
-    });
-    jobs.push({ data, offsets, n: frames.length });
+    const job = packJob({ frames, truncated: frames.map(() => false), bytes });
+    jobs.push({ data: Buffer.from(job.data), offsets: job.offsets, n: frames.length });
     frames = [];
     bytes = 0;
   };

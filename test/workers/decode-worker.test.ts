@@ -13,6 +13,7 @@ import { FrameCounts, eventId, processFrame, type IngestEnv } from '../../src/pi
 import { compileRoutes, type RouteSpec } from '../../src/pipeline/router.js';
 import { loadChain, type Normalizer } from '../../src/pipeline/normalize.js';
 import type { ResultMessage } from '../../src/workers/worker-protocol.js';
+import { packJob } from '../../src/pipeline/source-state.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const KSC = readFileSync(fileURLToPath(new URL('../../fixtures/ksc/samples.txt', import.meta.url)), 'utf8')
@@ -45,17 +46,9 @@ afterAll(async () => {
 function submit(frames: Buffer[], firstSeq: number): Promise<ResultMessage> {
   let bytes = 0;
   for (const f of frames) bytes += f.length;
-  const data = Buffer.allocUnsafeSlow(bytes);
-  const offsets = new Int32Array(frames.length * 2);
-  let at = 0;
-  frames.forEach((f, i) => {
-    f.copy(data, at);
-    offsets[2 * i] = at;
-    at += f.length;
-    offsets[2 * i + 1] = at;
-  });
+  const { data, offsets, flags } = packJob({ frames, truncated: frames.map(() => false), bytes });
   return new Promise((resolve, reject) =>
-    pool.submit({ listener: 'l', peer: '192.0.2.7:514', nowMs: NOW, idPrefix: 'p', firstSeq, data: data.buffer, offsets, truncated: new Uint8Array(frames.length) }, (o: JobOutcome) =>
+    pool.submit({ listener: 'l', peer: '192.0.2.7:514', nowMs: NOW, idPrefix: 'p', firstSeq, data, offsets, truncated: flags }, (o: JobOutcome) =>
       o.ok ? resolve(o.result) : reject(new Error(o.error)),
     ),
   );
