@@ -484,26 +484,8 @@ export class Pipeline {
   /**
    * Events from a source that reads records, not frames (the sql source): normalized,
    * routed and counted like decoded frames, on this thread; `dead` are dead-letter records
-   * of records that could not become events. When this returns, every output's buffer
-   * (and the dead-letter output's) has taken them: the source may commit its position.
-   * Call it only when `roomForRecords()` is true, so no `drop_newest` output drops them.
-   */
-  submitRecords(events: readonly CefdEvent[], dead: readonly string[], ctx: SourceContext): void {
-    const r = processRecords(events, { listener: ctx.listener, peer: ctx.peer }, ctx.normalizers, this.env, this.slots.length, (ev, reason, message) =>
-      JSON.stringify({ time: isoFromMs(Date.now()), reason, message, listener: ctx.listener, peer: ctx.peer, id: ev.id, sql: ev['sql'] }),
-    );
-    for (let i = 0; i < this.slots.length; i++) {
-      const p = r.pending[i]!;
-      if (p.length > 0) this.slots[i]!.enqueueMany(p, true);
-    }
-    const allDead = dead.length > 0 ? [...dead, ...r.dead] : r.dead;
-    if (allDead.length > 0) this.deadLetter.enqueueMany(allDead, true);
-    this.mergeCounts(ctx.listener, ctx.stats, r.counts.toJSON());
-  }
-
-  /**
-   * submitRecords, but only when every output (and the dead-letter output) takes all of
-   * the records now: encoded first, then each output asked with its records' real bytes
+   * of records that could not become events. Queued only when every output (and the
+   * dead-letter output) takes all of them now: encoded first, then each output asked with its records' real bytes
    * (OutputRunner.refusesNow: a `drop_newest` queue that is full, or a disk buffer whose
    * `max_size` has no room for them, would drop them). False: nothing was queued or
    * counted, and the source must not move its position (the sql source reads the rows
@@ -542,7 +524,7 @@ export class Pipeline {
     return Promise.all([...this.slots, this.deadLetter].map((s) => s.queue.onDisk?.())).then(() => undefined);
   }
 
-  /** True when every output's queue (and the dead-letter one) is below full: see submitRecords and submitFrames. */
+  /** True when every output's queue (and the dead-letter one) is below full: see submitRecordsIfTaken and submitFrames. */
   roomForRecords(): boolean {
     for (const s of this.slots) if (s.queue.fill() >= 1) return false;
     return this.deadLetter.queue.fill() < 1;
