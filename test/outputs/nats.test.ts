@@ -224,11 +224,17 @@ test('a server without JetStream: each batch retried with the reason, and the fa
   const s = await natsServer(`http: "127.0.0.1:${http}"`, { jetstream: false });
   const o = output({ servers: [s.url], subject: 'cefd.nojs', ack_timeout: '2s', stream: { create: true, name: 'NOJS' } });
   await o.start();
+  const nc = (o as unknown as { link: { current: NatsConnection & { protocol: { listeners: unknown[] } } } }).link.current;
   // Subscriptions of client connections only (/connz): /subsz also counts the server's own
-  // system-account subscriptions, which it may add at any time.
-  const subs = async () => ((await (await fetch(`http://127.0.0.1:${http}/connz?subs=1`)).json()) as { connections: { subscriptions: number }[] })
-    .connections.reduce((n, c) => n + c.subscriptions, 0);
-  const watchers = () => (o as unknown as { link: { current: { protocol: { listeners: unknown[] } } } }).link.current.protocol.listeners.length;
+  // system-account subscriptions, which it may add at any time. The flush first: the client
+  // sends SUB and UNSUB asynchronously, and a PING answered means the server has processed
+  // everything cefd's connection sent before it (an UNSUB still in flight counted once: 2 > 1).
+  const subs = async () => {
+    await nc.flush();
+    return ((await (await fetch(`http://127.0.0.1:${http}/connz?subs=1`)).json()) as { connections: { subscriptions: number }[] })
+      .connections.reduce((n, c) => n + c.subscriptions, 0);
+  };
+  const watchers = () => nc.protocol.listeners.length;
   let first: { subs: number; watchers: number } | null = null;
   for (let i = 0; i < 20; i++) {
     const r = await o.send(batch([rec(`n${i}`)]));
