@@ -6,7 +6,8 @@ export default defineConfig({
   test: {
     include: ['test/faults/**/*.test.ts'],
     testTimeout: 600_000,
-    hookTimeout: 60_000,
+    // Hooks start servers (nats-server, rsyslogd): on a loaded CI machine that can take long.
+    hookTimeout: 120_000,
     pool: 'forks',
     // Removes every folder test/helpers/temp.ts made, after each test file.
     setupFiles: ['test/helpers/setup.ts'],

@@ -346,7 +346,7 @@ describe('DiskQueue', () => {
       q.ack(b.count);
       await new Promise((r) => setImmediate(r));
     }
-    await waitFor(() => first, 10_000, 'onDisk() after the records went to disk');
+    await waitFor(() => first, 30_000, 'onDisk() after the records went to disk');
     // Held again, then stopped: the spill file keeps them.
     while (q.overflowLength === 0) q.append([JSON.stringify({ more: 'm'.repeat(60) })]);
     let second = false;

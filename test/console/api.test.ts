@@ -212,7 +212,7 @@ test('sign-in limit: after 5 wrong secrets the address waits (429, Retry-After),
   expect(setCookies(limited).some((c) => c.startsWith('cefd_session='))).toBe(false);
   expect(a.session).toBe('');
   // Once the wait is over, the right token signs in (and clears the address).
-  await waitFor(async () => (await a.login(ADMIN_TOKEN)).status === 303, 10_000, 'the lock-out to end');
+  await waitFor(async () => (await a.login(ADMIN_TOKEN)).status === 303, 30_000, 'the lock-out to end');
   expect((await a.get('/console/')).status).toBe(200);
   const m = await scrape(d.metricsPort());
   expect(m.get('cefd_console_signin_failures_total{reason="credentials"}')).toBe(6);
@@ -231,7 +231,7 @@ test('session expiry: an expired session is refused for pages, reads and changes
   if (ov.status !== 200) console.log(d.logs.lines.filter((l) => l.includes('failed')));
   expect(ov.status).toBe(200);
   await new Promise((r) => setTimeout(r, 1_100));
-  await waitFor(async () => (await a.get('/console/api/overview')).status === 401, 5_000, 'the session to expire');
+  await waitFor(async () => (await a.get('/console/api/overview')).status === 401, 30_000, 'the session to expire');
   expect((await a.get('/console/events')).status).toBe(303);
   expect((await a.send('POST', '/api/v1/connections', { name: 'x', url: 'https://127.0.0.1:1' })).status).toBe(401);
 });
@@ -264,7 +264,7 @@ test('live tail: SSE with the session or the bearer token, route filter, search 
   const port = d.port('tcp');
   const filter = encodeURIComponent('cef.extensions.destinationHostName == "WS-2"');
   let sending: Promise<void> | undefined;
-  const got = await readSse(base(), `/console/api/events/stream?filter=${filter}`, { cookie: `cefd_session=${a.session}` }, 1, 15_000, () => {
+  const got = await readSse(base(), `/console/api/events/stream?filter=${filter}`, { cookie: `cefd_session=${a.session}` }, 1, 30_000, () => {
     sending = sendTcp(port, [cef(1), cef(2), cef(3)]);
   });
   await sending;
@@ -289,12 +289,12 @@ test('live tail: SSE with the session or the bearer token, route filter, search 
 
   // The bearer token works too (cefd tap), and the full event comes with ?full=true.
   let sent2: Promise<void> | undefined;
-  const bearer = await readSse(base(), '/console/api/events/stream?full=true', { authorization: `Bearer ${ADMIN_TOKEN}` }, 1, 15_000, () => {
+  const bearer = await readSse(base(), '/console/api/events/stream?full=true', { authorization: `Bearer ${ADMIN_TOKEN}` }, 1, 30_000, () => {
     sent2 = sendTcp(port, [cef(4)]);
   });
   await sent2;
   expect(JSON.parse(bearer.events[0]!)).toMatchObject({ listener: 'tcp', cef: { deviceEventClassId: 'GNRL_EV_VIRUS_FOUND' } });
-  await waitFor(async () => (await a.get('/console/api/overview')).json!['tailClients'] === 0, 5_000, 'the tail clients to go');
+  await waitFor(async () => (await a.get('/console/api/overview')).json!['tailClients'] === 0, 30_000, 'the tail clients to go');
   // Per sender address too (which KSC server sends), without the port.
   expect((await a.get('/console/api/overview')).json).toMatchObject({ listeners: [{ name: 'tcp', eventsTotal: 4, senders: [{ address: '127.0.0.1', events: 4, quiet: false }] }] });
 });
@@ -304,7 +304,7 @@ test('recent events without a tail client: search and detail over the events the
   const a = new ConsoleAgent(base());
   await a.login(ADMIN_TOKEN);
   await sendTcp(d.port('tcp'), [cef(11), cef(12), cef(13)]);
-  await waitFor(async () => ((await a.get('/console/api/events?limit=10')).json!['events'] as unknown[]).length === 3, 10_000, 'three events in memory');
+  await waitFor(async () => ((await a.get('/console/api/events?limit=10')).json!['events'] as unknown[]).length === 3, 30_000, 'three events in memory');
   const r = await a.get('/console/api/events?text=eicar-12');
   expect(r.json).toMatchObject({ tailing: false, inMemory: 3 });
   const [ev] = r.json!['events'] as { id: string }[];
@@ -323,9 +323,9 @@ test('cefd tap streams the live events of a running daemon, with --filter', asyn
   p.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
   p.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
   try {
-    await waitFor(async () => ((await request(base(), 'GET', '/console/api/overview', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json!['tailClients'] as number) === 1, 10_000, 'cefd tap to connect');
+    await waitFor(async () => ((await request(base(), 'GET', '/console/api/overview', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json!['tailClients'] as number) === 1, 30_000, 'cefd tap to connect');
     await sendTcp(d.port('tcp'), [cef(6), cef(7), cef(8)]);
-    await waitFor(() => out.includes('\n'), 10_000, 'a line from cefd tap');
+    await waitFor(() => out.includes('\n'), 30_000, 'a line from cefd tap');
   } finally {
     p.kill('SIGTERM');
     await new Promise((r) => p.once('close', r));

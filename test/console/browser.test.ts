@@ -53,8 +53,8 @@ beforeAll(async () => {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   page = browser.pages()[0] ?? (await browser.newPage());
-  page.setDefaultTimeout(15_000);
-}, 60_000);
+  page.setDefaultTimeout(30_000);
+}, 120_000);
 
 afterAll(async () => {
   await browser?.close();
@@ -107,13 +107,13 @@ test('sign in, Overview, Events, KSC, a task run to "completed", sign out', asyn
   await sendTcp(d.port('tcp'), [detection('WS-0004', 4), detection('WS-0142', 5), detection('WS-0005', 6)]);
   await page.locator('#events tbody tr', { hasText: 'WS-0142' }).waitFor();
   // WS-0005 came after WS-0142 on the same connection: once the ring has it, the page would have it too.
-  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=WS-0005').then((r) => r.json() as Promise<{ events: unknown[] }>))).events.length === 1, 10_000, 'WS-0005 in memory');
+  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=WS-0005').then((r) => r.json() as Promise<{ events: unknown[] }>))).events.length === 1, 30_000, 'WS-0005 in memory');
   expect(await page.locator('#events tbody tr').allTextContents()).toEqual([expect.stringContaining('WS-0142')]);
 
   // Pause holds new events; Resume shows them.
   await page.getByRole('button', { name: 'Pause' }).click();
   await sendTcp(d.port('tcp'), [detection('WS-0142', 7)]);
-  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=EICAR-7').then((r) => r.json() as Promise<{ events: unknown[] }>))).events.length === 1, 10_000, 'EICAR-7 in memory');
+  await waitFor(async () => (await page.evaluate(() => fetch('/console/api/events?text=EICAR-7').then((r) => r.json() as Promise<{ events: unknown[] }>))).events.length === 1, 30_000, 'EICAR-7 in memory');
   expect(await page.locator('#events tbody tr').count()).toBe(1);
   await page.getByRole('button', { name: 'Resume' }).click();
   await expect.poll(() => page.locator('#events tbody tr').count()).toBe(2);
@@ -178,7 +178,7 @@ test('sign in, Overview, Events, KSC, a task run to "completed", sign out', asyn
   await page.getByRole('button', { name: 'Start task' }).click();
   await page.getByText('Task "KUMA scan" started').waitFor();
   try {
-    await page.locator('#runs .run-state', { hasText: 'completed' }).waitFor({ timeout: 30_000 });
+    await page.locator('#runs .run-state', { hasText: 'completed' }).waitFor({ timeout: 60_000 });
   } catch (e) {
     // What the daemon knew, to tell a page problem from a run that never completed.
     const runs = await page.evaluate(() => fetch('/api/v1/tasks/runs').then((r) => r.text()));

@@ -43,7 +43,7 @@ function run(args: string[], cwd: string): Child {
   return c;
 }
 
-async function until(c: Child, text: string, timeoutMs = 10_000): Promise<void> {
+async function until(c: Child, text: string, timeoutMs = 30_000): Promise<void> {
   await waitFor(() => c.out.join('').includes(text), timeoutMs, `"${text}" in the daemon's output`);
 }
 

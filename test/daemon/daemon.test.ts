@@ -253,7 +253,7 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
     await waitLines(join(d.dir, 'events.ndjson'), 1);
     await sendTcp(d.port('tls'), [`${OTHER}\n`], { tls: { ca, cert: pki.rogueClientCert, key: pki.rogueClientKey, servername: 'localhost' } }).catch(() => undefined);
     await sendTcp(d.port('tls'), [`${OTHER}\n`], { tls: { ca, servername: 'localhost' } }).catch(() => undefined);
-    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_unauthorized"}') === 2, 5000, 'two refused client certificates');
+    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_unauthorized"}') === 2, 30_000, 'two refused client certificates');
     await new Promise((r) => setTimeout(r, 200));
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(1);
     const msgs = d.logs.parsed().filter((l) => l['reason'] === 'tls_unauthorized').map((l) => String(l['msg']));
@@ -268,7 +268,7 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
     await waitLines(join(d.dir, 'events.ndjson'), 1);
     await sendTcp(d.port('tls'), [`${OTHER}\n`], { tls: { ca, cert: pki.clientCert, key: pki.clientKey, servername: 'localhost' } }).catch(() => undefined);
     await sendTcp(d.port('tls'), [`${OTHER}\n`], { tls: { ca, servername: 'localhost' } }).catch(() => undefined);
-    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_fingerprint"}') === 2, 5000, 'two refused fingerprints');
+    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_fingerprint"}') === 2, 30_000, 'two refused fingerprints');
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(1);
   });
 
@@ -279,7 +279,7 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
     const s = tls.connect({ host: '127.0.0.1', port: d.port('tls'), ca, cert: pki.expiredClientCert, key: pki.expiredClientKey, servername: 'localhost' });
     s.on('error', () => undefined);
     await new Promise((r) => s.on('close', r));
-    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_unauthorized"}') === 1, 5000, 'refused certificate');
+    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_unauthorized"}') === 1, 30_000, 'refused certificate');
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(0);
     const line = d.logs.parsed().find((l) => l['reason'] === 'tls_unauthorized');
     expect(String(line?.['msg'])).toMatch(/client certificate refused: CERT_HAS_EXPIRED/);
@@ -288,7 +288,7 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
   test('plain TCP on the TLS port is refused with a log line and a counter', async () => {
     const d = await start(tlsListener(''));
     await sendTcp(d.port('tls'), [`${OTHER}\n`]).catch(() => undefined);
-    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_handshake"}') === 1, 5000, 'refused handshake');
+    await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_connections_rejected_total{listener="tls",reason="tls_handshake"}') === 1, 30_000, 'refused handshake');
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(0);
   });
 });
@@ -346,7 +346,7 @@ outputs: [ { name: siem, type: http, url: "${srv.url}", bearer_token: "\${SIEM_T
       const n = 40;
       const lines = Array.from({ length: n }, (_, i) => `CEF:0|V|P|1|${i}|n|5|cnt=${i}\n`);
       await sendTcp(d.port('tcp'), lines);
-      await waitFor(() => received.length >= n, 10_000, 'all events at the HTTP server');
+      await waitFor(() => received.length >= n, 30_000, 'all events at the HTTP server');
       expect(received.map((r) => (JSON.parse(r) as { cef: { deviceEventClassId: string } }).cef.deviceEventClassId)).toEqual(lines.map((_, i) => String(i)));
       expect(auth).toBe('Bearer tok-123');
       const m = await scrape(d.metricsPort());
@@ -506,7 +506,7 @@ outputs: [ { name: slow, type: http, url: "${url}", queue_max_events: 200, batch
       const n = 20_000;
       const body = Buffer.from(Array.from({ length: n }, (_, i) => `CEF:0|V|P|1|${i}|n|5|msg=${'m'.repeat(200)}\n`).join(''));
       const sending = sendTcp(d.port('tcp'), [body]);
-      await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_ingestion_paused') === 1, 10_000, 'paused');
+      await waitFor(async () => (await scrape(d.metricsPort())).get('cefd_ingestion_paused') === 1, 30_000, 'paused');
       let maxQueue = 0;
       for (let i = 0; i < 10; i++) {
         const m = await scrape(d.metricsPort());

@@ -24,7 +24,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await db?.stop();
-}, 60_000);
+}, 120_000);
 
 const line = (tag: string, i: number) => `CEF:0|V|P|1|${tag}|n|5|cnt=${i}\n`;
 const tagOf = (e: Record<string, unknown>) => (e['cef'] as { deviceEventClassId: string }).deviceEventClassId;
@@ -65,7 +65,7 @@ metrics: { host: 127.0.0.1, port: 0 }
   const before = d.current;
   const oldPort = d.ports()['tcp1']!;
   await sendTcp(oldPort, [line('before', 0)]);
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 1, 10_000, 'the first event');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 1, 30_000, 'the first event');
   const busy = await heldPort();
   // The new configuration also filters every event out: none of it may take effect.
   writeFileSync(file, yaml(busy, 'cef.name == "never"'));
@@ -83,7 +83,7 @@ metrics: { host: 127.0.0.1, port: 0 }
   expect(inner.pipeline.workerVersion).toBe(inner.pool.version);
   // Decoded (on the workers) and routed under the old filter.
   await sendTcp(oldPort, Array.from({ length: 20 }, (_, i) => line('after', i)));
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).filter((e) => tagOf(e) === 'after').length >= 20, 10_000, 'the 20 events sent after the failed reload');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).filter((e) => tagOf(e) === 'after').length >= 20, 30_000, 'the 20 events sent after the failed reload');
   const f = failures(logs);
   expect(f).toHaveLength(1);
   expect(String(f[0]!['err'])).toContain(`${busy}`);
@@ -116,7 +116,7 @@ metrics: { enabled: false }
   expect(d.notReady()).toEqual([]);
   await sendTcp(keptPort, [line('a', 1)]);
   await sendTcp(bPort, [line('b', 1)]);
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 2, 10_000, 'an event through each listener');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 2, 30_000, 'an event through each listener');
   expect(failures(logs)).toHaveLength(1);
 });
 
@@ -137,7 +137,7 @@ metrics: { enabled: false }
   expect((d.current.listeners[0] as { port: number }).port).toBe(newPort);
   expect(await accepts(oldPort)).toBe(false);
   await sendTcp(newPort, [line('moved', 1)]);
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 1, 10_000, 'the event on the new port');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 1, 30_000, 'the event on the new port');
   expect(failures(logs)).toEqual([]);
 });
 
@@ -155,7 +155,7 @@ metrics: { enabled: false }
   expect(await d.reload()).toBe(true);
   expect(d.ports()).toEqual({ y: port });
   await sendTcp(port, [line('renamed', 1)]);
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).some((e) => e['listener'] === 'y'), 10_000, 'an event of listener y');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).some((e) => e['listener'] === 'y'), 30_000, 'an event of listener y');
 });
 
 test('the metrics endpoint moved to a port another process holds: the reload fails and the old endpoint keeps serving', async () => {

@@ -154,9 +154,9 @@ metrics: { enabled: false }
   sock.on('close', () => (closed = true));
   sock.resume();
   sock.write(line('x', 0));
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).length === 1, 10_000, 'the event');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).length === 1, 30_000, 'the event');
   // Then quiet: cefd closes its side.
-  await waitFor(() => closed, 10_000, 'the idle connection closed');
+  await waitFor(() => closed, 30_000, 'the idle connection closed');
   expect(closed).toBe(true);
 });
 
@@ -181,7 +181,7 @@ metrics: { enabled: false }
   }
   a.close();
   b.close();
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 2 * n * 0.95, 10_000, 'the datagrams');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 2 * n * 0.95, 30_000, 'the datagrams');
   await new Promise((r) => setTimeout(r, 200));
   const events = readNdjson(join(dir, 'events.ndjson'));
   for (const tag of ['a', 'b']) {
@@ -206,12 +206,12 @@ metrics: { enabled: false }
   const sock = net.connect(d.ports()['tcp']!, '127.0.0.1');
   await new Promise((r) => sock.once('connect', r));
   sock.write(Array.from({ length: 10 }, (_, i) => line('r', i)).join(''));
-  await waitFor(() => readNdjson(join(dir, 'a.ndjson'), { tolerateTornTail: true }).length >= 10, 10_000, 'the 10 events in a.ndjson');
+  await waitFor(() => readNdjson(join(dir, 'a.ndjson'), { tolerateTornTail: true }).length >= 10, 30_000, 'the 10 events in a.ndjson');
   // a itself cannot start in its new form (its buffer is handed over, then given back).
   writeFileSync(file, yaml(`  - { name: a, type: file, path: /dev/null/a.ndjson }\n`));
   expect(await d.reload()).toBe(false);
   sock.write(Array.from({ length: 10 }, (_, i) => line('r', 10 + i)).join(''));
-  await waitFor(() => readNdjson(join(dir, 'a.ndjson'), { tolerateTornTail: true }).length >= 20, 10_000, 'the next 10 events in a.ndjson');
+  await waitFor(() => readNdjson(join(dir, 'a.ndjson'), { tolerateTornTail: true }).length >= 20, 30_000, 'the next 10 events in a.ndjson');
   sock.destroy();
   expect(d.flow.paused).toBe(false);
   expect(await d.stop()).toBe(0);

@@ -252,7 +252,7 @@ describe('faults', () => {
       expect(new Set(seqs).size).toBe(n);
       expect(seqs).toEqual(Array.from({ length: n }, (_, i) => i));
       // Writes are probed every second: the degraded state clears once one succeeds.
-      await waitFor(async () => (await scrape(metrics)).get('cefd_buffer_degraded{output="siem"}') === 0, 10_000, 'the buffer writable again');
+      await waitFor(async () => (await scrape(metrics)).get('cefd_buffer_degraded{output="siem"}') === 0, 30_000, 'the buffer writable again');
       const m2 = await scrape(metrics);
       expect(m2.get('cefd_ingestion_paused')).toBe(0);
       d.proc.kill('SIGTERM');

@@ -78,7 +78,7 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
       attempted += 200;
     }
     expect(attempted).toBe(10_000);
-    await waitFor(async () => (await scrape(metrics)).get('cefd_connections_open{listener="tcp"}') !== undefined, 5000, 'metrics');
+    await waitFor(async () => (await scrape(metrics)).get('cefd_connections_open{listener="tcp"}') !== undefined, 30_000, 'metrics');
     const m0 = await scrape(metrics);
     // A legitimate sender, while the flood holds its connections.
     await legit(port, 500);

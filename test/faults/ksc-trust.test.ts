@@ -98,18 +98,18 @@ ksc:
 
   // 1. Forged on the open listener: collected, counted, no RunTask.
   await sendTcp(openPort, [detection(1)]);
-  await waitFor(async () => (await scrape(metrics)).get('cefd_ksc_untrusted_events_total{kind="rule_trigger"}') === 1, 10_000, 'the untrusted trigger');
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length === 1, 10_000, 'the forged event collected');
+  await waitFor(async () => (await scrape(metrics)).get('cefd_ksc_untrusted_events_total{kind="rule_trigger"}') === 1, 30_000, 'the untrusted trigger');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length === 1, 30_000, 'the forged event collected');
   expect(emu.methods().filter((m) => m === 'Tasks.RunTask')).toHaveLength(0);
 
   // 2. From KSC's TLS connection with its pinned certificate: the task starts, once.
   const ca = readFileSync(pki.caCert);
   await sendTcp(tlsPort, [detection(2)], { tls: { ca, cert: pki.selfSignedCert, key: pki.selfSignedKey, servername: 'localhost' } });
-  await waitFor(() => emu.methods().filter((m) => m === 'Tasks.RunTask').length === 1, 10_000, 'RunTask');
+  await waitFor(() => emu.methods().filter((m) => m === 'Tasks.RunTask').length === 1, 30_000, 'RunTask');
 
   // 3. The task-state events (on the open listener) do not move the run.
   await emu.flushEvents();
-  await waitFor(async () => ((await scrape(metrics)).get('cefd_ksc_untrusted_events_total{kind="task_state"}') ?? 0) >= 2, 10_000, 'untrusted task states');
+  await waitFor(async () => ((await scrape(metrics)).get('cefd_ksc_untrusted_events_total{kind="task_state"}') ?? 0) >= 2, 30_000, 'untrusted task states');
   const status = await cli(['ksc', 'tasks', 'status', '--asset', assetId, '--json']);
   expect(status.code).toBe(0);
   const runs = (JSON.parse(status.stdout) as { runs: { state: string; origin: string }[] }).runs;

@@ -98,7 +98,7 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
     children.push(c);
     await c.until('cefd started');
     const state = join(d, 'state');
-    await waitFor(() => filesUnder(state).some((p) => p.endsWith('ksc.sqlite')), 10_000, 'the KSC store');
+    await waitFor(() => filesUnder(state).some((p) => p.endsWith('ksc.sqlite')), 30_000, 'the KSC store');
     c.proc.kill('SIGTERM');
     expect(await c.exit).toBe(0);
     expect(mode(state)).toBe(0o700);

@@ -152,12 +152,12 @@ describe('certificate and key files', () => {
       copyFileSync(key, join(d, 'server.key'));
       c.proc.kill('SIGHUP');
       failed++;
-      await waitFor(async () => (await scrape(metrics)).get('cefd_config_reloads_total{result="failed"}') === failed, 10_000, 'a failed reload');
+      await waitFor(async () => (await scrape(metrics)).get('cefd_config_reloads_total{result="failed"}') === failed, 30_000, 'a failed reload');
       expect((await scrape(metrics)).get('cefd_config_reloads_total{result="ok"}') ?? 0).toBe(ok0);
       // The old pair still serves.
       expect(await client(port, { ca, rejectUnauthorized: true })).toEqual({ connected: true, error: null });
     }
-    await waitFor(() => readNdjson(join(d, 'events.ndjson')).length === 2, 10_000, 'the events sent with the old pair');
+    await waitFor(() => readNdjson(join(d, 'events.ndjson')).length === 2, 30_000, 'the events sent with the old pair');
     expect(c.text()).toContain('does not belong to the certificate');
   });
 });
@@ -176,8 +176,8 @@ describe('client certificates', () => {
       const good = await client(d.port, { cert: pki.selfSignedCert, key: pki.selfSignedKey, minVersion: v, maxVersion: v });
       expect(good).toEqual({ connected: true, error: null });
     }
-    await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length >= 2, 10_000, 'the two good events');
-    await d.c.until('"code":"tls_weak_client_key"', 10_000);
+    await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length >= 2, 30_000, 'the two good events');
+    await d.c.until('"code":"tls_weak_client_key"', 30_000);
     const m = await scrape(d.metrics);
     expect(m.get('cefd_connections_rejected_total{listener="ksc-tls",reason="tls_unauthorized"}')).toBe(4);
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(2);
@@ -191,8 +191,8 @@ describe('client certificates', () => {
     expect(d.c.text()).toContain('allow_insecure_pinned_certificates is on');
     const o = await client(d.port, { cert: pki.expiredClientCert, key: pki.expiredClientKey });
     expect(o).toEqual({ connected: true, error: null });
-    await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length === 1, 10_000, 'the event');
-    await d.c.until('accepting pinned client certificate', 10_000);
+    await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length === 1, 30_000, 'the event');
+    await d.c.until('accepting pinned client certificate', 30_000);
   });
 
   test('under TLS 1.3 a client whose certificate is refused sees an error, not a clean close', async () => {
@@ -206,7 +206,7 @@ describe('client certificates', () => {
     }
     expect(readNdjson(join(d.dir, 'events.ndjson'))).toHaveLength(0);
     // The child's log line may reach us after the client saw the reset.
-    await d.c.until('"code":"tls_certificate_expired"', 10_000);
+    await d.c.until('"code":"tls_certificate_expired"', 30_000);
     const log = d.c.text();
     expect(log).toContain('"code":"tls_unknown_ca"');
     expect(log).toContain(`"fingerprint":"${fp(pki.rogueClientCert).replace(/:/g, '')}"`);
@@ -226,7 +226,7 @@ describe('client certificates', () => {
       // A client with an accepted certificate is unaffected.
       const good = await client(d.port, reason === 'tls_fingerprint' ? { cert: pki.selfSignedCert, key: pki.selfSignedKey, minVersion: 'TLSv1.3' } : { cert: pki.clientCert, key: pki.clientKey, minVersion: 'TLSv1.3' });
       expect(good).toEqual({ connected: true, error: null });
-      await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length === 1, 10_000, 'the accepted event');
+      await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length === 1, 30_000, 'the accepted event');
       const m = await scrape(d.metrics);
       expect(m.get(`cefd_connections_rejected_total{listener="ksc-tls",reason="${reason}"}`)).toBe(2);
       expect(m.get('cefd_connections_rejected_total{listener="ksc-tls",reason="tls_handshake"}') ?? 0).toBe(0);
@@ -259,7 +259,7 @@ describe('ciphers and logs', () => {
     const ok = await client(d.port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' });
     expect(ok).toEqual({ connected: true, error: null });
     // The log names a reason code, without OpenSSL's source paths or line breaks.
-    await d.c.until('"reason":"tls_handshake"', 10_000);
+    await d.c.until('"reason":"tls_handshake"', 30_000);
     const lines = d.c.text().split('\n').filter((l) => l.includes('"reason":"tls_handshake"'));
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) {

@@ -77,7 +77,7 @@ export function runCefd(dir: string, yaml: string, opts: { prlimit?: string[] } 
     out,
     exit,
     text: () => out.join(''),
-    until: (text, timeoutMs = 20_000) => waitFor(() => out.join('').includes(text), timeoutMs, `"${text}" in cefd's output`),
+    until: (text, timeoutMs = 30_000) => waitFor(() => out.join('').includes(text), timeoutMs, `"${text}" in cefd's output`),
   };
 }
 

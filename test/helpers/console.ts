@@ -101,7 +101,7 @@ export class ConsoleAgent {
 }
 
 /** Reads server-sent events from a stream until `want` of them came (or `ms` passed: then rejects). */
-export function readSse(base: string, path: string, headers: Record<string, string>, want: number, ms = 15_000, onOpen?: () => void): Promise<{ status: number; events: string[]; body: string }> {
+export function readSse(base: string, path: string, headers: Record<string, string>, want: number, ms = 30_000, onOpen?: () => void): Promise<{ status: number; events: string[]; body: string }> {
   const u = new URL(path, base);
   return new Promise((resolve, reject) => {
     const events: string[] = [];

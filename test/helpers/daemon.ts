@@ -115,7 +115,7 @@ export function readNdjson(file: string, opts: { tolerateTornTail?: boolean } = 
 }
 
 /** Waits until `check` returns true (polling), or throws after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const t0 = Date.now();
   for (;;) {
     if (await check()) return;
@@ -124,7 +124,7 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
-export async function waitLines(file: string, n: number, timeoutMs = 10_000): Promise<Record<string, unknown>[]> {
+export async function waitLines(file: string, n: number, timeoutMs = 30_000): Promise<Record<string, unknown>[]> {
   await waitFor(() => readNdjson(file).length >= n, timeoutMs, `${n} lines in ${file}`);
   return readNdjson(file);
 }

@@ -32,7 +32,7 @@ export function sqlBed(start: () => Promise<DbServer>, prefix: string, seed?: (s
     await Promise.all(bed.children.map((c) => c.exit));
     await bed.db?.stop();
     if (bed.dir !== undefined) rmSync(bed.dir, { recursive: true, force: true });
-  }, 60_000);
+  }, 120_000);
   return bed;
 }
 

@@ -50,7 +50,7 @@ test('the KSC password appears nowhere: logs, returned views, errors, state stor
     keep(k.listAssets({ includeArchived: true }));
     keep(await k.listTasks('main', { refresh: true }));
     keep(await k.startTask({ assetId: assetIdFor(conn.id, 'c2b22f83-307c-45aa-8533-5ffffbcc6bf1'), tasks: ['KUMA Update (Windows)'] }));
-    await waitFor(() => k.taskStatus()[0]?.state === 'completed', 5000, 'completion');
+    await waitFor(() => k.taskStatus()[0]?.state === 'completed', 30_000, 'completion');
     keep(k.taskStatus());
     // Failures: a 5xx with retries, an expired session, a refused start, then wrong credentials.
     emu.faults.failNext(503, { method: 'HostGroup.FindHosts' });

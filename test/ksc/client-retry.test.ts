@@ -57,8 +57,8 @@ test('a timed-out ResetTasksIterator is sent once, and the iterator KSC made is 
   emu.faults.methodDelayMs['Tasks.ResetTasksIterator'] = 800;
   await expect(c.listTasks()).rejects.toBeInstanceOf(KscTimeoutError);
   expect(count('Tasks.ResetTasksIterator') - before).toBe(1);
-  await waitFor(() => c.stats.lateReleases === 1, 5000, 'the late answer');
-  await waitFor(() => emu.openTaskIterators() === 0, 5000, 'the iterator released');
+  await waitFor(() => c.stats.lateReleases === 1, 30_000, 'the late answer');
+  await waitFor(() => emu.openTaskIterators() === 0, 30_000, 'the iterator released');
 });
 
 test('a timed-out FindHosts is sent once, and the accessor KSC made is released', async () => {
@@ -68,7 +68,7 @@ test('a timed-out FindHosts is sent once, and the accessor KSC made is released'
   emu.faults.methodDelayMs['HostGroup.FindHosts'] = 800;
   await expect(c.findHosts('', ['KLHST_WKS_HOSTNAME'])).rejects.toBeInstanceOf(KscTimeoutError);
   expect(count('HostGroup.FindHosts') - before).toBe(1);
-  await waitFor(() => emu.openAccessors() === 0 && c.stats.lateReleases === 1, 5000, 'the accessor released');
+  await waitFor(() => emu.openAccessors() === 0 && c.stats.lateReleases === 1, 30_000, 'the accessor released');
 });
 
 test('a timed-out SrvView.ResetIterator is sent once, and the iterator KSC made is released', async () => {
@@ -83,7 +83,7 @@ test('a timed-out SrvView.ResetIterator is sent once, and the iterator KSC made 
   };
   await expect(read()).rejects.toBeInstanceOf(KscTimeoutError);
   expect(count('SrvView.ResetIterator') - before).toBe(1);
-  await waitFor(() => emu.openViewIterators() === 0 && c.stats.lateReleases === 1, 5000, 'the view iterator released');
+  await waitFor(() => emu.openViewIterators() === 0 && c.stats.lateReleases === 1, 30_000, 'the view iterator released');
 });
 
 test('a 503 on ResetTasksIterator (KSC made nothing) is retried', async () => {

@@ -170,7 +170,7 @@ test('RunTask sends KLPRCI_TaskState lines for the scope hosts with the product,
   try {
     expect((await call('Tasks.RunTask', { strTask: '22' })).json).toEqual({});
     await emu.flushEvents();
-    await waitFor(() => c.lines.length === 4, 3000, 'four lines');
+    await waitFor(() => c.lines.length === 4, 30_000, 'four lines');
     expect(emu.runs.at(-1)).toMatchObject({ taskId: '22', hostIds: expect.arrayContaining(['f0f0f0f0-0000-4000-8000-00000000dead']) });
     const finals = c.lines.filter((l) => / cn1=1 /.test(l));
     expect(finals.find((l) => l.includes('dhost=WS-0177'))).toMatch(/\|KLPRCI_TaskState\|Failed\|3\|.* cn2=5 cn2Label=TaskNewState cn1=1 cn1Label=TaskOldState$/);

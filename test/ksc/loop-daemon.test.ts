@@ -105,7 +105,7 @@ test('full loop: detection event → response rule → RunTask → task-state ev
   const assetId = await connectAndImport();
   await sendTcp(d.port('tcp'), [detection(1)]);
 
-  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'completed', 15_000, 'the task run to complete');
+  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'completed', 30_000, 'the task run to complete');
   const run = (await runsOf(assetId))[0]!;
   expect(run).toMatchObject({ taskId: '60', taskName: 'KUMA scan', state: 'completed', kscState: 4, kscStateName: 'completed', origin: 'rule', rule: RULE, error: null });
   expect(run['startedAt']).not.toBeNull();
@@ -122,7 +122,7 @@ test('full loop: detection event → response rule → RunTask → task-state ev
   expect(JSON.parse(status.stdout).runs[0]).toMatchObject({ id: run['id'], state: 'completed', origin: 'rule' });
 
   // The detection went out enriched with the device asset; so did the task-state events.
-  await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length >= 3, 10_000, 'events in the output');
+  await waitFor(() => readNdjson(join(d.dir, 'events.ndjson')).length >= 3, 30_000, 'events in the output');
   const events = readNdjson(join(d.dir, 'events.ndjson'));
   // KSC's event type is the CEF header's class id (the ksc object carries derived fields only).
   const typeOf = (e: Record<string, unknown>) => (e['cef'] as { deviceEventClassId?: string } | undefined)?.deviceEventClassId;
@@ -146,15 +146,15 @@ test('a second matching event while the task runs does not start it again', asyn
   const assetId = await connectAndImport();
   emu.taskEvents.finishAfterMs = 60_000; // "Running" comes, "Completed" not during this test
   await sendTcp(d.port('tcp'), [detection(1)]);
-  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'running', 10_000, 'the run to be running');
-  await waitFor(async () => (await rule()).counters['started'] === 1, 10_000, 'the start to be counted');
+  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'running', 30_000, 'the run to be running');
+  await waitFor(async () => (await rule()).counters['started'] === 1, 30_000, 'the start to be counted');
 
   await sendTcp(d.port('tcp'), [detection(2), detection(3)]);
-  await waitFor(async () => (await rule()).counters['triggered'] === 3, 10_000, 'three triggers');
+  await waitFor(async () => (await rule()).counters['triggered'] === 3, 30_000, 'three triggers');
   await waitFor(async () => {
     const r = await rule();
     return r.queued === 0 && r.inFlight === 0;
-  }, 10_000, 'the rule to be idle');
+  }, 30_000, 'the rule to be idle');
   const c = (await rule()).counters;
   expect(c['started']).toBe(1);
   expect(c['skippedRunning']! + c['skippedQueued']!).toBe(2);
@@ -181,7 +181,7 @@ test('a failing KSC: the start counts as failed, the run is failed, the daemon k
   const assetId = await connectAndImport();
   emu.faults.failNext(500, { method: 'Tasks.RunTask', body: 'internal error' });
   await sendTcp(d.port('tcp'), [detection(1)]);
-  await waitFor(async () => (await rule()).counters['failed'] === 1, 10_000, 'a failed start');
+  await waitFor(async () => (await rule()).counters['failed'] === 1, 30_000, 'a failed start');
   const run = (await runsOf(assetId))[0]!;
   expect(run).toMatchObject({ state: 'failed', origin: 'rule', rule: RULE });
   expect(String(run['error'])).toMatch(/Tasks\.RunTask: HTTP 500/);
@@ -204,7 +204,7 @@ test('a failing KSC: the start counts as failed, the run is failed, the daemon k
 
   // The next event starts the task (the failed run does not block it).
   await sendTcp(d.port('tcp'), [detection(2)]);
-  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'completed', 15_000, 'the second run to complete');
+  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'completed', 30_000, 'the second run to complete');
   expect((await rule()).counters).toMatchObject({ started: 1, failed: 1 });
 });
 
@@ -226,7 +226,7 @@ test('the password appears in no log line, CLI output, API answer, event or metr
   await call('GET', '/api/v1/connections');
   await call('GET', `/api/v1/connections/main`);
   await sendTcp(d.port('tcp'), [detection(1)]);
-  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'completed', 15_000, 'the run to complete');
+  await waitFor(async () => (await runsOf(assetId))[0]?.['state'] === 'completed', 30_000, 'the run to complete');
   await cli(['ksc', 'tasks', 'status', '--verbose']);
 
   const metrics = await (await fetch(`http://127.0.0.1:${d.metricsPort()}/metrics`)).text();

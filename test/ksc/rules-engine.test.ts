@@ -395,7 +395,7 @@ ksc:
     // r1 triggers (no such asset, so its start fails: counted).
     const e = ev({ device: 'no-such-asset' });
     watchSees(d, e);
-    await waitFor(() => d.ksc.ruleViews().every((r) => r.counters.failed === 1), 5000, 'the failed starts');
+    await waitFor(() => d.ksc.ruleViews().every((r) => r.counters.failed === 1), 30_000, 'the failed starts');
     // Task-state events (the answers to starts) never trigger a rule.
     watchSees(d, ev({ category: 'task_state', device: 'no-such-asset' }));
     expect(d.ksc.ruleViews().map((r) => r.counters.triggered)).toEqual([1, 1]);

@@ -97,7 +97,7 @@ test('no applicable task: refused, nothing started, nothing recorded', async () 
 test('full loop: start → Running → Completed from KSC task-state events over TCP', async () => {
   const r = await k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'], origin: 'rule', rule: 'malware-on-workstation' });
   expect(k.isRunning('22', asset(WS42))).toBe(true);
-  await waitFor(() => k.taskStatus({ assetId: asset(WS42) })[0]?.state === 'completed', 5000, 'the run to complete');
+  await waitFor(() => k.taskStatus({ assetId: asset(WS42) })[0]?.state === 'completed', 30_000, 'the run to complete');
   const run = k.taskStatus({ assetId: asset(WS42) })[0]!;
   expect(run).toMatchObject({ id: r.run.id, state: 'completed', kscState: 4, kscStateName: 'completed', origin: 'rule', rule: 'malware-on-workstation', error: null });
   expect(Date.parse(run.startedAt!)).toBeGreaterThanOrEqual(Date.parse(run.requestedAt!) - 1000);
@@ -105,7 +105,7 @@ test('full loop: start → Running → Completed from KSC task-state events over
   expect(k.isRunning('22', asset(WS42))).toBe(false);
   // RunTask ran the group task on its whole scope (Workstations): WS-0177 ran it too and is
   // recorded as a scope run. OLD-LAPTOP has no KES, so KSC sent nothing for it.
-  await waitFor(() => k.taskStatus({ assetId: asset(WS77) })[0]?.state === 'completed', 5000, 'the scope run');
+  await waitFor(() => k.taskStatus({ assetId: asset(WS77) })[0]?.state === 'completed', 30_000, 'the scope run');
   expect(k.taskStatus({ assetId: asset(WS77) })[0]).toMatchObject({ origin: 'scope', taskId: '22', state: 'completed' });
   expect(collector.lines).toHaveLength(4);
   expect(collector.lines[0]).toMatch(/^CEF:0\|KasperskyLab\|SecurityCenter\|13\.2\.0\.1511\|KLPRCI_TaskState\|Running\|1\|rt=\d+ cs9=Workstations cs9Label=GroupName dhost=WS-0142 dst=10\.0\.12\.42 cs2=KES cs2Label=ProductName cs3=11\.0\.0\.0 cs3Label=ProductVersion cs10=KUMA Update \(Windows\) cs10Label=TaskName cs4=22 cs4Label=TaskId cn2=1 cn2Label=TaskNewState cn1=0 cn1Label=TaskOldState$/);
@@ -114,7 +114,7 @@ test('full loop: start → Running → Completed from KSC task-state events over
 test('a failing task ends the run as failed', async () => {
   emu.taskEvents.outcome = () => 3;
   await k.startTask({ assetId: asset(LNX), tasks: ['kuma virus scan (Linux)'] });
-  await waitFor(() => k.taskStatus({ assetId: asset(LNX) })[0]?.state === 'failed', 5000, 'the run to fail');
+  await waitFor(() => k.taskStatus({ assetId: asset(LNX) })[0]?.state === 'failed', 30_000, 'the run to fail');
   expect(k.taskStatus({ assetId: asset(LNX) })[0]).toMatchObject({ state: 'failed', kscState: 3, error: 'KSC reports the task failed' });
 });
 
@@ -129,7 +129,7 @@ test('no second start while running; cool-down after a finished run; concurrent 
   expect(ok).toHaveLength(1);
   expect(refused[0]!.reason).toMatchObject({ code: 'ksc_task_running' });
   expect(emu.calls.filter((c) => c.method === 'Tasks.RunTask')).toHaveLength(1);
-  await waitFor(() => k.taskStatus({ assetId: asset(WS77) })[0]?.state === 'completed', 5000, 'completion');
+  await waitFor(() => k.taskStatus({ assetId: asset(WS77) })[0]?.state === 'completed', 30_000, 'completion');
   await expect(k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'], cooldownMs: 60_000 })).rejects.toMatchObject({ code: 'ksc_task_cooldown' });
   const again = await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Scan selection'], cooldownMs: 0 });
   expect(again.run.state).toBe('requested');
@@ -221,7 +221,7 @@ test('a connection deleted while its RunTask is under way: the start reports its
       (r) => r,
       (e: unknown) => e,
     );
-    await waitFor(() => emu.calls.filter((c) => c.method === 'Tasks.RunTask').length > calls, 10_000, 'RunTask to reach KSC');
+    await waitFor(() => emu.calls.filter((c) => c.method === 'Tasks.RunTask').length > calls, 30_000, 'RunTask to reach KSC');
     expect(k.taskStatus({ assetId: ws })).toHaveLength(1);
     k.deleteConnection('main');
     expect(k.taskStatus({ assetId: ws })).toEqual([]);

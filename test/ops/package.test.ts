@@ -157,7 +157,7 @@ test('the shipped configuration validates with the packaged code, and that code 
   expect(tenants.stdout).toMatch(/default\s+on/);
   expect(tenants.status).toBe(0);
   expect(existsSync(join(dir, 'state/ksc.sqlite'))).toBe(true);
-}, 60_000);
+}, 120_000);
 
 test('systemd-analyze verify accepts the units', () => {
   // verify resolves everything under --root: the programs ExecStart and ExecReload name

@@ -86,7 +86,7 @@ scrape_configs:
   await waitFor(async () => (await fetch(`${api}/-/ready`).catch(() => undefined))?.status === 200, 30_000, 'prometheus ready');
   // Two scrapes of every target, the second after the events above were counted.
   await waitFor(async () => (await query('count_over_time(up[1m])')).filter((r) => Number(r.value[1]) >= 2).length === 3, 30_000, 'two scrapes of each target');
-}, 90_000);
+}, 120_000);
 
 afterAll(async () => {
   if (prom !== undefined && prom.exitCode === null) {

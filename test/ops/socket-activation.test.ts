@@ -87,7 +87,7 @@ metrics: { enabled: false }
   proc.stderr!.on('data', (c: Buffer) => out.push(c.toString()));
   const starts = () => out.join('').split('cefd started').length - 1;
   const root = proc.pid!;
-  await waitFor(() => out.join('').includes('Listening on'), 10_000, 'systemd-socket-activate listening');
+  await waitFor(() => out.join('').includes('Listening on'), 30_000, 'systemd-socket-activate listening');
 
   // Load: 4 senders, each opening connection after connection (50 events each), and one
   // UDP sender; every event carries a unique tag. The first connection also starts the
@@ -185,7 +185,7 @@ metrics: { enabled: false }
   proc = spawn('systemd-socket-activate', ['-l', `127.0.0.1:${named}`, '-l', `127.0.0.1:${spare}`, '--fdname=ksc:spare', process.execPath, CLI, 'run', '--config', 'cefd.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.on('data', (c: Buffer) => out.push(c.toString()));
   proc.stderr!.on('data', (c: Buffer) => out.push(c.toString()));
-  await waitFor(() => out.join('').includes(`Listening on 127.0.0.1:${spare}`), 10_000, 'systemd-socket-activate listening');
+  await waitFor(() => out.join('').includes(`Listening on 127.0.0.1:${spare}`), 30_000, 'systemd-socket-activate listening');
   // This connection starts cefd (systemd-socket-activate waits for traffic) and is served by it.
   await new Promise<void>((resolve, reject) => {
     const s = net.connect(named, '127.0.0.1', () => s.end(line('by-name')));

@@ -45,7 +45,7 @@ beforeAll(async () => {
   pki = makePki();
   ch = await startClickHouse({ users: [{ name: 'cefd', password: PASSWORD }], tls: { certFile: join(pki.dir, 'server.crt'), keyFile: join(pki.dir, 'server.key') } });
   await ch.query('CREATE DATABASE IF NOT EXISTS t');
-}, 90_000);
+}, 120_000);
 afterAll(async () => {
   await ch?.stop();
 });
@@ -433,7 +433,7 @@ ${common}    table: kuma_events
     expect((readNdjson(join(dir, 'dead.ndjson')) as { output?: string }[]).filter((d) => d.output !== undefined)).toEqual([]);
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);
-  }, 60_000);
+  }, 120_000);
 
   test('server down at start, down mid-stream and back, stalled: nothing lost; duplicates collapse by id (ReplacingMergeTree)', async () => {
     const name = await table('id String, timestamp DateTime, event String', 'ReplacingMergeTree ORDER BY (timestamp, id)');

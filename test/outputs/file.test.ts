@@ -331,7 +331,7 @@ test('fsync interval: a failed fsync is reported for the records it concerns, an
       written++;
       reported += res.problem?.events ?? 0;
       return res.status !== 'delivered' || res.problem !== undefined;
-    }, 10_000, 'the fsync failure reported');
+    }, 30_000, 'the fsync failure reported');
     expect(res.status).toBe('delivered');
     expect(res.problem).toMatchObject({ reason: 'file_fsync_failed' });
     expect(res.problem!.error).toMatch(/an fsync failed \(.*EINVAL.*\)/);

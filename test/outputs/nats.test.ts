@@ -214,7 +214,7 @@ test('no stream captures the subject: retried with an error that says so', async
   const s = await natsServer();
   const o = output({ servers: [s.url], subject: 'nobody.listens', ack_timeout: '1s' });
   await o.start();
-  await waitFor(async () => (await o.send(batch([rec('n')]))).status === 'retry', 10_000, 'a retry');
+  await waitFor(async () => (await o.send(batch([rec('n')]))).status === 'retry', 30_000, 'a retry');
   const r = await o.send(batch([rec('n')]));
   expect((r as { error: string }).error).toMatch(/no JetStream stream answered on nobody\.listens/);
 });

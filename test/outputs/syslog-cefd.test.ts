@@ -125,7 +125,7 @@ outputs:
       expect(r.lines().every((l) => l.hostname === 'cefd-buffered')).toBe(true);
       c.proc.kill('SIGTERM');
       expect(await c.exit).toBe(0);
-    }, 90_000);
+    }, 120_000);
   }
 });
 

@@ -65,7 +65,7 @@ describe('against rsyslog', () => {
     await o.start();
     const records = [cef(1), cef(2), '{"json":"works too","n":3}'];
     expect(await o.send({ records })).toEqual({ status: 'delivered' });
-    await waitFor(() => r.lines().length >= 3, 10_000, 'three messages');
+    await waitFor(() => r.lines().length >= 3, 30_000, 'three messages');
     expect(r.lines()).toEqual(records.map((msg) => ({ pri: String(20 * 8 + 4), hostname: 'fwd01', app: 'cefd', msg })));
   });
 
@@ -81,7 +81,7 @@ describe('against rsyslog', () => {
       [1, 'syslog_record_has_newline'],
       [3, 'syslog_message_too_big'],
     ]);
-    await waitFor(() => r.lines().length >= 3, 10_000, 'three messages');
+    await waitFor(() => r.lines().length >= 3, 30_000, 'three messages');
     expect(r.lines().map((l) => [l.pri, l.hostname, l.app, l.msg])).toEqual([1, 3, 5].map((i) => ['14', 'fwd02', 'cefd', cef(i)]));
   });
 
@@ -90,7 +90,7 @@ describe('against rsyslog', () => {
     const o = output({ host: '127.0.0.1', port: r.port, header: 'none' });
     await o.start();
     expect((await o.send({ records: [cef(7)] })).status).toBe('delivered');
-    await waitFor(() => r.lines().length >= 1, 10_000, 'one message');
+    await waitFor(() => r.lines().length >= 1, 30_000, 'one message');
     // rsyslog finds no header: it reads `CEF:` as the tag, the rest as the message.
     const l = r.lines()[0]!;
     expect(`${l.app}:${l.msg}`).toBe(cef(7));
@@ -103,7 +103,7 @@ describe('against rsyslog', () => {
     const res = await o.send({ records: [cef(1), `CEF:0|a|b|1|x|big|1|msg=${'y'.repeat(70_000)}`, cef(2)] });
     expect(res.status).toBe('partial');
     if (res.status === 'partial') expect(res.rejected!.map((x) => [x.index, x.reason])).toEqual([[1, 'syslog_message_too_big']]);
-    await waitFor(() => r.lines().length >= 2, 10_000, 'two datagrams');
+    await waitFor(() => r.lines().length >= 2, 30_000, 'two datagrams');
     expect(r.lines().map((l) => l.msg)).toEqual([cef(1), cef(2)]);
   });
 
@@ -142,7 +142,7 @@ describe('against rsyslog', () => {
       resolvable = true;
       expect(await o.send({ records: [cef(1)] })).toEqual({ status: 'delivered' });
       expect(o.unready()).toBeUndefined();
-      await waitFor(() => got.length >= 1, 10_000, 'one datagram');
+      await waitFor(() => got.length >= 1, 30_000, 'one datagram');
       expect(got).toEqual([cef(1)]);
     } finally {
       spy.mockRestore();
@@ -315,7 +315,7 @@ describe('a connection that breaks with bytes the receiver never read', () => {
     rx.drop();
     // Reopened in the background (a window waits), or by the next batch.
     expect(await sendUntilSettled(o, [cef(3)])).toEqual({ status: 'delivered' });
-    await waitFor(() => rx.second().split('\n').length > 3, 10_000, 'three lines on the second connection');
+    await waitFor(() => rx.second().split('\n').length > 3, 30_000, 'three lines on the second connection');
     expect(rx.second()).toBe(`${cef(1)}\n${cef(2)}\n${cef(3)}\n`);
     expect(o.streamStats!.resentFrames).toBe(2);
   });
@@ -327,7 +327,7 @@ describe('a connection that breaks with bytes the receiver never read', () => {
     expect(await o.send({ records: [cef(1), cef(2)] })).toEqual({ status: 'delivered' });
     rx.drop();
     expect(await sendUntilSettled(o, [cef(3)])).toEqual({ status: 'delivered' });
-    await waitFor(() => rx.second().length > 0, 10_000, 'a line on the second connection');
+    await waitFor(() => rx.second().length > 0, 30_000, 'a line on the second connection');
     expect(rx.second()).toBe(`${cef(3)}\n`);
   });
 });
@@ -345,7 +345,7 @@ describe('tls against rsyslog (ossl driver)', () => {
     const b = output({ transport: 'tls', host: '127.0.0.1', port: r.port, pin_sha256: [fp.toLowerCase()], hostname: 'tls-pin' });
     await b.start();
     expect(await sendUntilSettled(b, [cef(2)])).toEqual({ status: 'delivered' });
-    await waitFor(() => r.lines().length >= 2, 10_000, 'two messages');
+    await waitFor(() => r.lines().length >= 2, 30_000, 'two messages');
     expect(r.lines().map((l) => [l.hostname, l.msg]).sort()).toEqual([['tls-ca', cef(1)], ['tls-pin', cef(2)]]);
   });
 
@@ -357,7 +357,7 @@ describe('tls against rsyslog (ossl driver)', () => {
     const o = output({ transport: 'tls', host: '127.0.0.1', port: r.port, ca_file: pki.caCert, cert_file: join(dir, 'client.crt'), key_file: join(dir, 'client.key'), hostname: 'tls-client' });
     await o.start();
     expect(await sendUntilSettled(o, [cef(5)])).toEqual({ status: 'delivered' });
-    await waitFor(() => r.lines().length >= 1, 10_000, 'one message');
+    await waitFor(() => r.lines().length >= 1, 30_000, 'one message');
     expect(r.lines().map((l) => [l.hostname, l.msg])).toEqual([['tls-client', cef(5)]]);
   });
 
@@ -403,7 +403,7 @@ describe('tls against rsyslog (ossl driver)', () => {
     const d = output({ transport: 'tls', host: '127.0.0.1', port: r.port, ca_file: pki.caCert, hostname: 'ok' });
     await d.start();
     expect(await sendUntilSettled(d, [cef(4)])).toEqual({ status: 'delivered' });
-    await waitFor(() => r.lines().length >= 1, 10_000, 'one message');
+    await waitFor(() => r.lines().length >= 1, 30_000, 'one message');
     expect(r.lines().map((l) => l.msg)).toEqual([cef(4)]);
   });
 });

@@ -50,8 +50,8 @@ metrics: { host: 127.0.0.1, port: 0 }
     await sendTcp(d.port('tcp'), [`${LONG_APP}\n${SHORT_APP}\n${LONG_APP}\n`]);
     const port = d.metricsPort();
     const metric = async (output: string, code: string) => (await scrape(port)).get(`cefd_output_encode_problems_total{output="${output}",code="${code}"}`);
-    await waitFor(async () => (await metric('cef', 'encode_key_dropped')) === 3 && (await metric('kuma', 'encode_field_cut')) === 2, 10_000, 'the encode problems counted');
-    await waitFor(async () => (await scrape(port)).get('cefd_output_sent_events_total{output="native"}') === 3, 10_000, 'the events delivered');
+    await waitFor(async () => (await metric('cef', 'encode_key_dropped')) === 3 && (await metric('kuma', 'encode_field_cut')) === 2, 30_000, 'the encode problems counted');
+    await waitFor(async () => (await scrape(port)).get('cefd_output_sent_events_total{output="native"}') === 3, 30_000, 'the events delivered');
     const m = await scrape(port);
     // kuma_short shares kuma's encoder but got only the short record: nothing cut for it.
     expect(m.get('cefd_output_encode_problems_total{output="kuma_short",code="encode_field_cut"}')).toBeUndefined();

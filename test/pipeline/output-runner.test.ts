@@ -129,7 +129,7 @@ test('a crash (stop) while retried records are pending sends the whole batch aga
   // Records 0-8 accepted on the first call, record 9 never goes through.
   const h = harness(q, (records) => ({ status: 'partial', error: 'item 9 busy', retry: records.flatMap((r, k) => (idx(r) === 9 ? [k] : [])) }));
   await h.runner.start();
-  await waitFor(() => h.output.batches.length >= 3, 10_000, 'the lone record retried twice');
+  await waitFor(() => h.output.batches.length >= 3, 30_000, 'the lone record retried twice');
   expect(h.output.batches.slice(1).every((b) => b.length === 1 && idx(b[0]!) === 9)).toBe(true);
   expect(h.runner.stats.sent).toBe(9);
   const left = await h.runner.stop(50);
@@ -170,7 +170,7 @@ test('Retry-After is honoured beyond max_backoff (the output caps it at max_retr
   };
   await h.runner.start();
   open.push({ stop: () => h.runner.stop(50) });
-  await waitFor(() => waits.length === 1, 10_000, 'one retry');
+  await waitFor(() => waits.length === 1, 30_000, 'one retry');
   expect(waits).toEqual([60_000]);
   expect(h.output.batches.length).toBe(1);
 });

@@ -90,8 +90,8 @@ metrics: { enabled: false }
 `);
       await sendTcp(d.port('tcp'), [`${DETECTION}\n${OTHER}\n${DETECTION}\n`]);
       const dir = d.dir;
-      await waitFor(() => readNdjson(join(dir, 'slim.ndjson')).length === 3 && readNdjson(join(dir, 'nocef.ndjson')).length === 3 && readNdjson(join(dir, 'full2.ndjson')).length === 2, 10_000, 'the events in every output');
-      await waitFor(() => readNdjson(join(dir, 'full.ndjson')).length === 3, 10_000, 'the events in full');
+      await waitFor(() => readNdjson(join(dir, 'slim.ndjson')).length === 3 && readNdjson(join(dir, 'nocef.ndjson')).length === 3 && readNdjson(join(dir, 'full2.ndjson')).length === 2, 30_000, 'the events in every output');
+      await waitFor(() => readNdjson(join(dir, 'full.ndjson')).length === 3, 30_000, 'the events in full');
       const full = readNdjson(join(dir, 'full.ndjson'));
       const slim = readNdjson(join(dir, 'slim.ndjson'));
       const nocef = readNdjson(join(dir, 'nocef.ndjson'));
@@ -144,7 +144,7 @@ metrics: { enabled: false }
       const input = `${DETECTION}\n${OTHER} rt=1795860000005\n`;
       await sendTcp(d.port('tcp'), [input]);
       const dir = d.dir;
-      await waitFor(() => lines(join(dir, 'native.ndjson')).length === 2 && lines(join(dir, 'ecs.ndjson')).length === 2 && lines(join(dir, 'cef.log')).length === 2, 10_000, 'two records in every output');
+      await waitFor(() => lines(join(dir, 'native.ndjson')).length === 2 && lines(join(dir, 'ecs.ndjson')).length === 2 && lines(join(dir, 'cef.log')).length === 2, 30_000, 'two records in every output');
       const parse = async (...args: string[]): Promise<string[]> => {
         const r = await runCli(['parse', '--ksc', 'full', '--custom-fields', 'pairs', ...args], { input });
         expect(r.code).toBe(0);

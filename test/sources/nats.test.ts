@@ -131,7 +131,7 @@ test.each([2, 0])('decode_workers %i: cefd killed (-9) mid-stream (with workers:
   // Every frame arrived; a duplicate carries the id of its first copy (RAW-<seq>), so it is removable by id.
   expect(byId.size).toBe(N);
   for (const [id, cnt] of byId) expect(id).toBe(`RAW-${cnt + 1}`);
-});
+}, 240_000);
 
 test.each([
   ['memory queue of 150 events', 'buffer: { type: memory }, queue_max_events: 150'],
@@ -242,4 +242,4 @@ test('two processors share the consumer; one is stopped (SIGTERM) with batches s
   expect(first.length).toBeLessThan(N);
   expect([...copies].filter(([, n]) => n > 1).length).toBe(0);
   expect(copies.size).toBe(N);
-});
+}, 240_000);

@@ -44,7 +44,7 @@ test('LF and octet-counted frames of one connection arrive in order, with the pe
   s.write('11 <13>two two');
   s.write('<13>thr');
   s.end('ee\n<13>last');
-  await waitFor(() => rec.frames.length === 4, 5000, 'four frames');
+  await waitFor(() => rec.frames.length === 4, 30_000, 'four frames');
   expect(rec.frames).toEqual([
     { text: '<13>one', mode: 'lf', truncated: false, peer: local },
     { text: '<13>two two', mode: 'octet', truncated: false, peer: local },
@@ -53,7 +53,7 @@ test('LF and octet-counted frames of one connection arrive in order, with the pe
   ]);
   expect(rec.deadLetters).toEqual([]);
   const stats = rec.telemetry.listener('in');
-  await waitFor(() => stats.connectionsOpen === 0, 5000, 'the connection closed');
+  await waitFor(() => stats.connectionsOpen === 0, 30_000, 'the connection closed');
   expect(stats.connectionsAccepted).toBe(1);
 });
 
@@ -61,9 +61,9 @@ test('a connection reset in the middle of a frame: the partial frame is dead-let
   const { src, rec } = await tcp();
   const s = await connect(src.port()!);
   s.write('<13>whole\n<13>half of a fr');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the whole frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the whole frame');
   s.resetAndDestroy();
-  await waitFor(() => rec.deadLetters.length === 1, 5000, 'the dead letter');
+  await waitFor(() => rec.deadLetters.length === 1, 30_000, 'the dead letter');
   expect(rec.deadLetters[0]).toMatchObject({ text: '<13>half of a fr', reason: 'frame_incomplete_at_close' });
 });
 
@@ -87,27 +87,27 @@ test('frame_timeout: a frame begun and never ended is dead-lettered (truncated) 
   expect(rec.frames.map((f) => f.text).sort()).toEqual(['<13>done', '<13>whole']);
   // The quiet connection (its frames ended) stays open and still delivers.
   quiet.end('<13>later\n');
-  await waitFor(() => rec.frames.length === 3, 5000, 'the quiet connection still open');
+  await waitFor(() => rec.frames.length === 3, 30_000, 'the quiet connection still open');
 });
 
 test('an octet count and no frame after it, then a reset or an orderly close: the count is dead-lettered', async () => {
   const { src, rec } = await tcp();
   const reset = await connect(src.port()!);
   reset.write('<13>whole\n456 ');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the whole frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the whole frame');
   reset.resetAndDestroy();
-  await waitFor(() => rec.deadLetters.length === 1, 5000, 'the reset one');
+  await waitFor(() => rec.deadLetters.length === 1, 30_000, 'the reset one');
   expect(rec.deadLetters[0]).toMatchObject({ text: '456 ', reason: 'frame_incomplete_at_close' });
   const closed = await connect(src.port()!);
   closed.end('123 ');
-  await waitFor(() => rec.deadLetters.length === 2, 5000, 'the closed one');
+  await waitFor(() => rec.deadLetters.length === 2, 30_000, 'the closed one');
   expect(rec.deadLetters[1]).toMatchObject({ text: '123 ', reason: 'frame_incomplete_at_close', truncated: true });
   // A frame cut by a reset comes with its count.
   const cut = await connect(src.port()!);
   cut.write('30 <13>part');
-  await waitFor(() => rec.telemetry.listener('in').bytes >= 8 + 4 + 4 + 11, 5000, 'the bytes read');
+  await waitFor(() => rec.telemetry.listener('in').bytes >= 8 + 4 + 4 + 11, 30_000, 'the bytes read');
   cut.resetAndDestroy();
-  await waitFor(() => rec.deadLetters.length === 3, 5000, 'the cut one');
+  await waitFor(() => rec.deadLetters.length === 3, 30_000, 'the cut one');
   expect(rec.deadLetters[2]).toMatchObject({ text: '30 <13>part', reason: 'frame_incomplete_at_close' });
 });
 
@@ -115,7 +115,7 @@ test('a frame longer than max_frame_bytes is truncated and marked', async () => 
   const { src, rec } = await tcp({ max_frame_bytes: 16 });
   const s = await connect(src.port()!);
   s.end(`<13>${'x'.repeat(40)}\n<13>ok\n`);
-  await waitFor(() => rec.frames.length === 2, 5000, 'two frames');
+  await waitFor(() => rec.frames.length === 2, 30_000, 'two frames');
   expect(rec.frames[0]!.truncated).toBe(true);
   expect(Buffer.byteLength(rec.frames[0]!.text)).toBeLessThanOrEqual(16);
   expect(rec.frames[1]).toMatchObject({ text: '<13>ok', truncated: false });
@@ -135,24 +135,24 @@ test('max_connections_per_source: one more connection from the same address is c
   const { src, rec } = await tcp({ max_connections_per_source: 1 });
   const first = await connect(src.port()!);
   first.write('<13>a\n');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the first frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the first frame');
   const second = net.connect({ host: '127.0.0.1', port: src.port()! });
   await closedByServer(second);
   expect(rec.telemetry.listener('in').connectionsRejected.map.get('max_connections_per_source')).toBe(1);
   first.end('<13>b\n');
-  await waitFor(() => rec.frames.length === 2, 5000, 'the second frame');
+  await waitFor(() => rec.frames.length === 2, 30_000, 'the second frame');
 });
 
 test('max_connections: a new connection takes the place of one that never sent a whole frame', async () => {
   const { src, rec } = await tcp({ max_connections: 1 });
   const idle = await connect(src.port()!);
   const idleClosed = closedByServer(idle);
-  await waitFor(() => rec.telemetry.listener('in').connectionsAccepted === 1, 5000, 'the idle connection served');
+  await waitFor(() => rec.telemetry.listener('in').connectionsAccepted === 1, 30_000, 'the idle connection served');
   const fresh = await connect(src.port()!);
   await idleClosed;
   expect(rec.telemetry.listener('in').connectionsRejected.map.get('evicted_no_frame')).toBe(1);
   fresh.end('<13>fresh\n');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the fresh frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the fresh frame');
 });
 
 test('stop() reads what connections already sent before closing them', async () => {
@@ -188,10 +188,10 @@ test('tls with a pinned client fingerprint: the pinned client delivers, another 
   const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, client_fingerprints: [pki.selfSignedFingerprint] } });
   const ca = (await import('node:fs')).readFileSync(pki.caCert);
   await tlsSend(src.port()!, { ca, cert: pki.selfSignedCert, key: pki.selfSignedKey }, '<13>pinned\n');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the pinned frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the pinned frame');
   expect(rec.frames[0]!.text).toBe('<13>pinned');
   await tlsSend(src.port()!, { ca, cert: pki.rogueClientCert, key: pki.rogueClientKey }, '<13>rogue\n');
-  await waitFor(() => rec.telemetry.listener('in').connectionsRejected.map.get('tls_fingerprint') === 1, 5000, 'the rogue refused');
+  await waitFor(() => rec.telemetry.listener('in').connectionsRejected.map.get('tls_fingerprint') === 1, 30_000, 'the rogue refused');
   expect(rec.frames.length).toBe(1);
 });
 
@@ -200,8 +200,8 @@ test('tls with client_auth required and a CA: a client signed by it delivers, on
   const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, ca_file: pki.caCert, client_auth: 'required' } });
   const ca = (await import('node:fs')).readFileSync(pki.caCert);
   await tlsSend(src.port()!, { ca, cert: pki.clientCert, key: pki.clientKey }, '<13>signed\n');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the signed frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the signed frame');
   await tlsSend(src.port()!, { ca }, '<13>anonymous\n');
-  await waitFor(() => (rec.telemetry.listener('in').connectionsRejected.map.get('tls_unauthorized') ?? 0) + (rec.telemetry.listener('in').connectionsRejected.map.get('tls_handshake') ?? 0) >= 1, 5000, 'the anonymous client refused');
+  await waitFor(() => (rec.telemetry.listener('in').connectionsRejected.map.get('tls_unauthorized') ?? 0) + (rec.telemetry.listener('in').connectionsRejected.map.get('tls_handshake') ?? 0) >= 1, 30_000, 'the anonymous client refused');
   expect(rec.frames.map((f) => f.text)).toEqual(['<13>signed']);
 });

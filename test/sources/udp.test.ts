@@ -39,7 +39,7 @@ test('one message per datagram, or several LF-separated ones; each frame carries
   await a.send(src.port()!, '<13>a1');
   await a.send(src.port()!, '<13>a2\n<13>a3\n');
   await b.send(src.port()!, '<13>b1\n');
-  await waitFor(() => rec.frames.length === 4, 5000, 'four frames');
+  await waitFor(() => rec.frames.length === 4, 30_000, 'four frames');
   const of = (peer: string) => rec.frames.filter((f) => f.peer === peer).map((f) => f.text);
   expect(of(a.peer)).toEqual(['<13>a1', '<13>a2', '<13>a3']);
   expect(of(b.peer)).toEqual(['<13>b1']);
@@ -51,7 +51,7 @@ test('allowed_cidrs: datagrams from a sender outside are ignored and counted', a
   const { src, rec } = await udp({ allowed_cidrs: ['10.0.0.0/8'] });
   const a = await sender();
   await a.send(src.port()!, '<13>no');
-  await waitFor(() => rec.telemetry.listener('in').connectionsRejected.map.get('cidr') === 1, 5000, 'the refusal counted');
+  await waitFor(() => rec.telemetry.listener('in').connectionsRejected.map.get('cidr') === 1, 30_000, 'the refusal counted');
   expect(rec.frames).toEqual([]);
 });
 

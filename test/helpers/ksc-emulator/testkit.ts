@@ -100,7 +100,7 @@ export class LineCollector {
 }
 
 /** Polls `f` until it returns true (or throws after `ms`). */
-export async function waitFor(f: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+export async function waitFor(f: () => boolean, ms = 30_000, what = 'condition'): Promise<void> {
   const end = Date.now() + ms;
   while (!f()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

@@ -45,7 +45,7 @@ describe('sql source columns (PostgreSQL)', () => {
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);
     expect(readNdjson(join(at, 'events.ndjson'), { tolerateTornTail: true })).toEqual([]);
-  }, 60_000);
+  }, 120_000);
   test('a time cursor with a latest_query of another column: no false "database went back"', async () => {
     const { d, mport, dir: at } = await run(
       'kinds',
@@ -75,5 +75,5 @@ describe('sql source columns (PostgreSQL)', () => {
     const state = JSON.parse(readFileSync(join(at, 'state', 'sql', 'ksc.json'), 'utf8')) as { epoch: number; cursor: unknown };
     expect(state.epoch).toBe(0);
     expect(typeof state.cursor).toBe('string');
-  }, 60_000);
+  }, 120_000);
 });

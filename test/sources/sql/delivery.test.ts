@@ -86,7 +86,7 @@ describe('sql source and full output buffers (PostgreSQL)', () => {
       throw new Error(`${(e as Error).message}: ${r.ids.size}\n${d.text().slice(-3000)}`);
     });
     expect(r.ids.size).toBe(3000);
-    await waitFor(() => stateCursor(sub) === 3000, 10_000, 'cursor 3000');
+    await waitFor(() => stateCursor(sub) === 3000, 30_000, 'cursor 3000');
     const m2 = await scrape(mport);
     expect(m2.get('cefd_output_dropped_events_total{output="siem",reason="queue_full"}') ?? 0).toBe(0);
     d.proc.kill('SIGTERM');

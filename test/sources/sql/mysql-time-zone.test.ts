@@ -21,7 +21,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.stop();
-}, 60_000);
+}, 120_000);
 
 test('a TIMESTAMP reads back as the UTC instant stored, with a server time zone of +03:00', async () => {
   const conn = await DRIVERS.mysql.connect({
@@ -39,4 +39,4 @@ test('a TIMESTAMP reads back as the UTC instant stored, with a server time zone 
   } finally {
     await conn.close();
   }
-}, 60_000);
+}, 120_000);

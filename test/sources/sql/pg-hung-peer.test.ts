@@ -68,5 +68,5 @@ describe('PostgreSQL driver and a peer that stops answering', () => {
     expect((got as SqlError).reason).toBe('timeout');
     await conn.close();
     await expect.poll(() => srv.closed(), { timeout: 5000 }).toBe(1);
-  }, 30_000);
+  }, 120_000);
 });

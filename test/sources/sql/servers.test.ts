@@ -105,7 +105,7 @@ describe.each([
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);
     expect(d.text()).not.toContain(DB_PASSWORD);
-  }, 90_000);
+  }, 120_000);
 
   test('kill -9 mid-backlog and restart: nothing lost; the source reads nothing twice', async () => {
     const sub = 'kill';
@@ -123,7 +123,7 @@ describe.each([
     const d2 = runCefd(join(dir, sub), yaml(mport, cfg));
     children.push(d2);
     await waitFor(() => new Set(events(sub).map((e) => e.id)).size >= 19_660, 120_000, '19660 distinct events');
-    await waitFor(async () => ((await scrape(mport)).get('cefd_sql_last_cursor{source="ksc"}') ?? 0) === 20_000, 10_000, 'cursor 20000');
+    await waitFor(async () => ((await scrape(mport)).get('cefd_sql_last_cursor{source="ksc"}') ?? 0) === 20_000, 30_000, 'cursor 20000');
     // The restarted source went on from the stored cursor: it submitted each later row once.
     expect((await scrape(mport)).get('cefd_sql_events_total{source="ksc"}')).toBe(20_000 - stored);
     const list = events(sub);
@@ -262,5 +262,5 @@ describe.each([
     expect(code).toBe(1);
     expect(err).toMatch(/auth error/);
     expect(err).not.toContain('wrong@');
-  }, 60_000);
+  }, 120_000);
 });
