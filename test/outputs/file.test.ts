@@ -234,7 +234,8 @@ test('time rotation: an idle file is rotated by the timer at the end of its peri
   const out = await started({ path, rotate_interval: 1 });
   const a = records(2, 'a');
   await out.send(batch(a));
-  for (let i = 0; i < 100 && (await listRotated(path)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  // The timer renames the file, then opens a new one at `path`: wait for both steps.
+  await waitFor(async () => (await listRotated(path)).length > 0 && existsSync(path), 30_000, 'the idle file rotated and a new one open');
   const rotated = await listRotated(path);
   expect(rotated.length).toBe(1);
   expect(read(rotated[0]!.path)).toBe(ndjson(a));
