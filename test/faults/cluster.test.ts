@@ -145,7 +145,7 @@ test(`cluster: ${N} events through haproxy, receivers, an R3 stream and processo
   await stopComponent(l.receivers[0]!, 'SIGKILL');
   const phase2 = sendRange(l.base, THIRD, 2 * THIRD, resent);
   const c = await connect({ servers: l.nodes.map((n) => `nats://127.0.0.1:${n.port}`) });
-  const info = await (await c.jetstreamManager()).streams.info('RAW');
+  const info = await (await c.jetstreamManager({ timeout: 30_000 })).streams.info('RAW');
   await c.close();
   const follower = l.nodes.find((n) => n.name !== info.cluster?.leader)!;
   await stopComponent(follower, 'SIGKILL');
@@ -159,10 +159,10 @@ test(`cluster: ${N} events through haproxy, receivers, an R3 stream and processo
   await waitFor(() => sinkCount() >= N, 300_000, `${N} distinct events at the processors`);
   const nc = await connect({ servers: l.nodes.map((n) => `nats://127.0.0.1:${n.port}`) });
   await waitFor(async () => {
-    const ci = await (await nc.jetstreamManager()).consumers.info('RAW', 'processors');
+    const ci = await (await nc.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
     return ci.num_pending === 0 && ci.num_ack_pending === 0;
   }, 120_000, 'nothing pending in the consumer');
-  const leaderCount = (await (await nc.jetstreamManager()).streams.info('RAW')).state.messages;
+  const leaderCount = (await (await nc.jetstreamManager({ timeout: 30_000 })).streams.info('RAW')).state.messages;
   await nc.close();
   let replicas: Record<string, number | null> = {};
   try {

@@ -169,7 +169,7 @@ async function layout(e: KscEmulator) {
 async function streamsDrained(natsUrl: string): Promise<boolean> {
   const nc = await connect({ servers: natsUrl });
   try {
-    const jsm = await nc.jetstreamManager();
+    const jsm = await nc.jetstreamManager({ timeout: 30_000 });
     const raw = await jsm.consumers.info('RAW', 'processors');
     return raw.num_pending === 0 && raw.num_ack_pending === 0 && (await jsm.streams.info('CEFD_KSC')).state.messages === 0;
   } finally {
@@ -266,7 +266,7 @@ test('the KSC work cannot be published (the work stream is broken): the raw fram
   const nats = await natsServer();
   const nc = await connect({ servers: nats.url });
   try {
-    const jsm = await nc.jetstreamManager();
+    const jsm = await nc.jetstreamManager({ timeout: 30_000 });
     await jsm.streams.add({ name: 'RAW', subjects: ['cefd.raw'] });
     // Something else made a stream of that name for other subjects: cefd cannot publish its work there.
     await jsm.streams.add({ name: 'CEFD_KSC', subjects: ['elsewhere.>'] });

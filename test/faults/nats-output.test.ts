@@ -48,7 +48,7 @@ dead_letter: { path: ./dead.ndjson }
 async function streamSeqs(s: NatsServer): Promise<number[]> {
   const c = await connect({ servers: s.url });
   try {
-    const jsm = await c.jetstreamManager();
+    const jsm = await c.jetstreamManager({ timeout: 30_000 });
     const info = await jsm.streams.info('CEFD').catch(() => null);
     if (info === null) return [];
     const out: number[] = [];
@@ -57,7 +57,8 @@ async function streamSeqs(s: NatsServer): Promise<number[]> {
     const sub = await js.consumers.get('CEFD', consumer.name);
     const n = info.state.messages;
     if (n === 0) return out;
-    const it = await sub.fetch({ max_messages: n, expires: 5000 });
+    // Until all n came (the loop stops there): the expiry only ends a read that lacks some.
+    const it = await sub.fetch({ max_messages: n, expires: 30_000 });
     for await (const m of it) {
       const ev = JSON.parse(new TextDecoder().decode(m.data)) as { cef: { typed: { baseEventCount: number } } };
       out.push(ev.cef.typed.baseEventCount);
@@ -72,7 +73,7 @@ async function streamSeqs(s: NatsServer): Promise<number[]> {
 async function count(s: NatsServer): Promise<number> {
   const c = await connect({ servers: s.url });
   try {
-    const info = await (await c.jetstreamManager()).streams.info('CEFD').catch(() => null);
+    const info = await (await c.jetstreamManager({ timeout: 30_000 })).streams.info('CEFD').catch(() => null);
     return info?.state.messages ?? 0;
   } finally {
     await c.close();

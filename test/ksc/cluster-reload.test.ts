@@ -166,7 +166,7 @@ async function pair(e: KscEmulator, nats: NatsServer): Promise<[Processor, Proce
 async function workStreamEmpty(nats: NatsServer): Promise<boolean> {
   const nc = await connect({ servers: nats.url });
   try {
-    return (await (await nc.jetstreamManager()).streams.info('CEFD_KSC')).state.messages === 0;
+    return (await (await nc.jetstreamManager({ timeout: 30_000 })).streams.info('CEFD_KSC')).state.messages === 0;
   } finally {
     await nc.close();
   }

@@ -43,7 +43,7 @@ async function client(s: NatsServer, opts: Record<string, unknown> = {}): Promis
 
 /** Every message of `stream`: its data and Nats-Msg-Id. */
 async function streamMessages(c: NatsConnection, stream: string): Promise<{ id: string; data: string }[]> {
-  const jsm = await c.jetstreamManager();
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
   const info = await jsm.streams.info(stream);
   const out: { id: string; data: string }[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
@@ -76,7 +76,7 @@ test('publishes each event with its id as Nats-Msg-Id, creates the stream with i
   // The same batch again (a retry after a lost PubAck, or a replay from the disk buffer).
   expect(await o.send(batch(records))).toEqual({ status: 'delivered' });
   const c = await client(s);
-  const info = await (await c.jetstreamManager()).streams.info('CEFD');
+  const info = await (await c.jetstreamManager({ timeout: 30_000 })).streams.info('CEFD');
   expect(info.config.subjects).toEqual(['cefd.events']);
   expect(info.config.max_msgs).toBe(100000);
   expect(info.config.max_age).toBe(3600 * 1e9);
@@ -103,7 +103,7 @@ test('server down at start: start() does not fail, batches are retried with a cl
 
 test('server restarted mid-stream: nothing lost, nothing duplicated (resent events fall in the duplicate window)', async () => {
   const s = await natsServer();
-  const o = output({ servers: [s.url], subject: 'cefd.restart', reconnect_wait: '50ms', ack_timeout: '2s', stream: { create: true, name: 'RESTART' } });
+  const o = output({ servers: [s.url], subject: 'cefd.restart', reconnect_wait: '50ms', ack_timeout: '10s', stream: { create: true, name: 'RESTART' } });
   await o.start();
   const all = Array.from({ length: 3000 }, (_, i) => rec(`r-${i}`));
   let restarted = false;
@@ -170,7 +170,7 @@ test('one event over the server\'s max_payload is rejected alone (dead letter), 
 test('an event over the stream\'s max_msg_size (PubAck 400/10054) is rejected alone with nats_refused, not retried forever', async () => {
   const s = await natsServer();
   const c = await client(s);
-  await (await c.jetstreamManager()).streams.add({ name: 'SMALL', subjects: ['cefd.small'], max_msg_size: 100 });
+  await (await c.jetstreamManager({ timeout: 30_000 })).streams.add({ name: 'SMALL', subjects: ['cefd.small'], max_msg_size: 100 });
   const o = output({ servers: [s.url], subject: 'cefd.small', stream: { name: 'SMALL' } });
   await o.start();
   const big = rec('big', 'x'.repeat(300));
@@ -191,7 +191,7 @@ test('a full stream with discard: new (PubAck 503/10077) is retried, and deliver
   expect(r.status).toBe('retry');
   expect((r as { error: string }).error).toMatch(/err_code 10077/);
   const c = await client(s);
-  await (await c.jetstreamManager()).streams.purge('FULL');
+  await (await c.jetstreamManager({ timeout: 30_000 })).streams.purge('FULL');
   expect(await o.send(batch([rec('f2')]))).toEqual({ status: 'delivered' });
   expect((await streamMessages(c, 'FULL')).map((m) => m.id)).toEqual(['f2']);
 });

@@ -32,7 +32,7 @@ const line = (i: number) => `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|
 async function setup(s: NatsServer): Promise<NatsConnection> {
   const c = await connect({ servers: s.url });
   clients.push(c);
-  await (await c.jetstreamManager()).streams.add({ name: 'RAW', subjects: ['cefd.raw'] });
+  await (await c.jetstreamManager({ timeout: 30_000 })).streams.add({ name: 'RAW', subjects: ['cefd.raw'] });
   return c;
 }
 
@@ -51,10 +51,15 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
 /** The stream with `n` frames published, without headers (ids RAW-1 .. RAW-n). */
 async function streamOf(s: NatsServer, n: number): Promise<NatsConnection> {
   const c = await setup(s);
-  const js = c.jetstream();
-  const pubs: Promise<unknown>[] = [];
-  for (let i = 0; i < n; i++) pubs.push(js.publish('cefd.raw', new TextEncoder().encode(line(i))));
-  await Promise.all(pubs);
+  // Published 1000 at a time, each acknowledgement awaited up to 60 s: 20,000 publishes at
+  // once with the client's 5 s default timed out (NatsError: TIMEOUT) on a loaded machine,
+  // nats-server storing them slower than that.
+  const js = c.jetstream({ timeout: 60_000 });
+  for (let from = 0; from < n; from += 1000) {
+    const pubs: Promise<unknown>[] = [];
+    for (let i = from; i < Math.min(n, from + 1000); i++) pubs.push(js.publish('cefd.raw', new TextEncoder().encode(line(i))));
+    await Promise.all(pubs);
+  }
   return c;
 }
 
@@ -67,7 +72,8 @@ function drained(c: NatsConnection, ms: number, what: string): Promise<void> {
 }
 
 async function consumerState(c: NatsConnection): Promise<{ pending: number; ackPending: number }> {
-  const info = await (await c.jetstreamManager()).consumers.info('RAW', 'processors');
+  // 30 s, not the client's 5 s default: polled while cefd loads the machine.
+  const info = await (await c.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
   return { pending: info.num_pending, ackPending: info.num_ack_pending };
 }
 
