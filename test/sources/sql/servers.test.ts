@@ -92,6 +92,10 @@ describe.each([
       expect(e.ksc?.category).toBe(fx.category);
       if (fx.host.ip !== undefined) expect(e.ksc?.host?.ip).toBe(fx.host.ip);
     }
+    // The cursor (file and gauge) moves once the outputs' buffers hold the batch (source.ts
+    // awaits onDisk()), which can be after the file output wrote the events: wait for it.
+    const stored = () => (JSON.parse(readFileSync(join(dir, sub, 'state', 'sql', 'ksc.json'), 'utf8')) as { cursor: number }).cursor;
+    await waitFor(async () => stored() === 340 && (await scrape(mport)).get('cefd_sql_last_cursor{source="ksc"}') === 340, 30_000, 'the cursor at 340');
     const m = await scrape(mport);
     // A full batch's last row is read again by the next query (it might share its cursor
     // value with rows beyond the limit): rows read >= events.
@@ -198,6 +202,9 @@ describe.each([
     const good = events(sub).filter((e) => e.listener === 'good');
     expect(good.map((e) => num(e.sql.cursor))).toEqual(Array.from({ length: 60 }, (_, i) => 30_001 + i));
     expect(events(sub).filter((e) => e.listener !== 'good')).toEqual([]);
+    // Up once the poll finished, which is after the outputs' buffers held its rows (onDisk()):
+    // the file output may show them first.
+    await waitFor(async () => (await scrape(mport)).get('cefd_sql_up{source="good"}') === 1, 30_000, 'the good source up');
     expect((await scrape(mport)).get('cefd_sql_up{source="good"}')).toBe(1);
     d.proc.kill('SIGTERM');
     expect(await within(d.exit, 30_000, 'cefd exit', () => d.text())).toBe(0);
@@ -217,6 +224,9 @@ describe.each([
     await schema.insertEvents(40_007, 40_007);
     await waitFor(() => mine().includes(40_007), 30_000, 'row 40007');
     const state = () => JSON.parse(readFileSync(join(dir, sub, 'state', 'sql', 'ksc.json'), 'utf8')) as { cursor: number; seen: string[]; epoch: number };
+    // The cursor file is written after the outputs' buffers hold the batch (source.ts awaits
+    // onDisk()), so the file output can show the row first: wait for the file to say so.
+    await waitFor(() => state().cursor === 40_005 && state().seen.length > 0, 30_000, 'the cursor file with 40007 seen');
     expect(state()).toMatchObject({ cursor: 40_005, seen: ['40007'] });
     await schema.insertEvents(40_006, 40_006);
     await waitFor(() => mine().includes(40_006), 30_000, 'row 40006');
