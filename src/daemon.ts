@@ -8,7 +8,7 @@
  */
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { SpillWriter, takeSpill } from './pipeline/spill.js';
-import { makeStateDir, removePidFile, tightenStateDir, writePidFile } from './state-dir.js';
+import { type StateDirLock, StateDirLockedError, lockStateDir, makeStateDir, tightenStateDir } from './state-dir.js';
 import { orphanedBuffers } from './buffer/inventory.js';
 import type { Config, ListenerConfig, OutputConfig } from './config/types.js';
 import type { Output } from './outputs/types.js';
@@ -20,6 +20,7 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { WorkerPool } from './workers/worker-pool.js';
 import { compileRoutes } from './pipeline/router.js';
 import { availableParallelism } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
 import { DiskQueue } from './buffer/disk-queue.js';
 import type { Source } from './sources/source.js';
 import { StateDirError, Topology, diskBufferOwners, wantsDisk } from './topology.js';
@@ -124,11 +125,16 @@ export class Daemon {
     for (const q of list) this.sqlSources.push(await this.startSqlSource(q, await this.topology.chain(q, c), c));
   }
 
-  /** state_dir exists, is writable, and is private (0700, files 0600: src/state-dir.ts). */
+  /**
+   * state_dir exists, is writable, is this daemon's alone (its lock, held until the stop:
+   * state-dir.ts; StateDirLockedError when another process holds it) and is private (0700,
+   * files 0600). The lock comes before anything else is written or changed in the folder.
+   */
   private prepareStateDir(c: Config): void {
     try {
       makeStateDir(c.state_dir);
       accessSync(c.state_dir, constants.W_OK);
+      this.lock = lockStateDir(c.state_dir);
       const exempt = [c.dead_letter.path, ...c.outputs.flatMap((o) => (o.type === 'file' ? [o.path] : []))];
       for (const t of tightenStateDir(c.state_dir, exempt)) {
         this.telemetry.log.warn(
@@ -137,6 +143,7 @@ export class Daemon {
         );
       }
     } catch (e) {
+      if (e instanceof StateDirLockedError) throw e;
       const err = e as NodeJS.ErrnoException;
       throw new StateDirError(`state_dir ${c.state_dir} cannot be used: ${err.code ?? err.message}`);
     }
@@ -145,12 +152,6 @@ export class Daemon {
   async start(): Promise<void> {
     const c = this.config;
     this.prepareStateDir(c);
-    try {
-      writePidFile(c.state_dir);
-      this.pidDir = c.state_dir;
-    } catch (e) {
-      this.telemetry.log.warn({ err: (e as Error).message }, `cannot write the pid file in ${c.state_dir} (cefd buffers drop then cannot tell that cefd runs): ${(e as Error).message}`);
-    }
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.topology.chain(l, c));
@@ -211,8 +212,8 @@ export class Daemon {
     this.checkOrphanedBuffers();
   }
 
-  /** The state directory the pid file was written in (state-dir.ts), removed at the stop. */
-  private pidDir: string | null = null;
+  /** The lock of the state directory in use (state-dir.ts), released at the stop. */
+  private lock: StateDirLock | null = null;
 
   /**
    * Buffers no configured output owns (removed or renamed outputs): one warning each and
@@ -350,7 +351,8 @@ export class Daemon {
     if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered and lost (memory queues that did not drain within shutdown_timeout)`);
     else if (kept > 0) this.telemetry.log.info({ ms: Date.now() - t0, buffered: kept }, `stopped; ${kept} events wait in disk buffers`);
     else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
-    if (this.pidDir !== null) removePidFile(this.pidDir);
+    this.lock?.release();
+    this.lock = null;
     return left;
   }
 
@@ -403,11 +405,27 @@ export class Daemon {
         { listeners: pinned },
       );
     }
+    // A new state_dir is locked before anything is written in it; the old one's lock goes
+    // once the new configuration is applied. The same folder keeps the lock it has.
+    let moved: StateDirLock | null = null;
+    if (this.lock !== null && resolvePath(next.state_dir) !== resolvePath(this.lock.dir)) {
+      try {
+        makeStateDir(next.state_dir);
+        moved = lockStateDir(next.state_dir);
+      } catch (e) {
+        return this.reloadFailed((e as Error).message, e instanceof StateDirLockedError ? { reason: e.code } : {});
+      }
+    }
     this.certificatesRefused.length = 0;
     try {
       await this.apply(next, chains);
     } catch (e) {
+      moved?.release();
       return this.reloadFailed((e as Error).message);
+    }
+    if (moved !== null) {
+      this.lock?.release();
+      this.lock = moved;
     }
     for (const x of this.extensions) {
       await x.reload?.(next).catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name}: reload failed: ${e.message}`));
@@ -804,10 +822,12 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
     await daemon.start();
   } catch (e) {
     const msg = (e as Error).message;
-    telemetry.log.fatal({ err: msg }, `cannot start: ${msg}`);
+    telemetry.log.fatal({ ...(e instanceof StateDirLockedError ? { code: e.code, holder: e.holder } : {}), err: msg }, `cannot start: ${msg}`);
     await daemon.stop().catch(() => 0);
     telemetry.log.flush();
     // A state directory that cannot be used needs an operator: 78 stops systemd's restarts.
+    // One in use by another cefd (StateDirLockedError) is a runtime failure, as a port in
+    // use: 1, and a restart succeeds once the other one stopped.
     return e instanceof StateDirError || e instanceof TlsMaterialError ? EXIT.config : EXIT.failure;
   }
   return new Promise<number>((resolve) => {

@@ -374,6 +374,13 @@ export const CODES = {
     description:
       'At start or after a reload, a disk buffer (`state_dir/buffers/<output>/`) or a stop\'s spill file (`state_dir/shutdown-spill/<output>.ndjson`) holds undelivered events of an output the configuration no longer has (removed, renamed, or switched to `buffer.type: memory`): nothing delivers them. Logged once per buffer with its records and bytes, and exported as `cefd_buffer_orphaned_bytes`. Add the output back under that name to deliver them, or list and delete them with `cefd buffers` / `cefd buffers drop <output>` (docs/reliability.md).',
   },
+  // state directory (src/state-dir.ts): the `code` of the daemon's fatal log line
+  state_dir_locked: {
+    level: 'error',
+    stage: 'daemon',
+    description:
+      'Another process holds the lock of `state_dir` (`state_dir/cefd.lock`): a second cefd on the same state directory does not start (exit 1; the log line names the holder\'s pid), a reload that moves to such a folder is refused, and `cefd buffers drop` refuses while cefd runs. The lock goes with the process that held it, even after a crash (docs/operations.md#one-daemon-per-state-directory).',
+  },
   // KSC integration (src/ksc/): KscError codes, response-rule outcomes, admin API (src/admin/) errors
   ksc_auth_failed: {
     level: 'error',
