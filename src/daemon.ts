@@ -30,6 +30,7 @@ import type { SqlSourceConfig } from './sources/sql/config.js';
 import { TlsMaterialError } from './sources/tcp/tls-material.js';
 import { holdsInheritedSocket, unusedInheritedSockets } from './sources/shared/systemd.js';
 import { MetricsServer } from './telemetry/http.js';
+import { SigninLimiter } from './console/signin-limit.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
 import { createExtensions } from './extensions/index.js';
@@ -202,7 +203,7 @@ export class Daemon {
       this.telemetry.log.warn(s, `socket ${s.fd} from systemd (${s.name || 'unnamed'}${s.port !== undefined ? `, ${s.proto ?? ''} port ${s.port}` : ''}) matches no listener: the socket unit and the configuration disagree`);
     }
     if (c.metrics.enabled) {
-      this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token);
+      this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token, this.metricsLimiter);
       await this.metrics.start(c.metrics.host, c.metrics.port);
     }
     this.telemetry.log.info(
@@ -211,6 +212,9 @@ export class Daemon {
     );
     this.checkOrphanedBuffers();
   }
+
+  /** Wrong metrics bearer tokens per client address, kept across the metrics servers a reload starts. */
+  private metricsLimiter = new SigninLimiter();
 
   /** The lock of the state directory in use (state-dir.ts), released at the stop. */
   private lock: StateDirLock | null = null;
@@ -537,7 +541,7 @@ export class Daemon {
     const keepSql: { key: string; source: SqlSource }[] = [];
     const freshSql: { key: string; source: SqlSource }[] = [];
     const removedSql: { key: string; source: SqlSource }[] = [];
-    let metrics: { server: MetricsServer | null; oldStopped: boolean } | null = null;
+    let metrics: { server: MetricsServer | null; oldStopped: boolean; limiter: SigninLimiter } | null = null;
     try {
       // Listeners: unchanged ones stay open (their certificates are re-read in step 3).
       const oldSources = new Map(this.sources.map((s) => [s.source.name, s]));
@@ -598,7 +602,7 @@ export class Daemon {
       // The metrics endpoint, the same way: a new address first, the same one after the old closed.
       if (!same(prev.metrics, next.metrics)) {
         const old = this.metrics;
-        metrics = { server: null, oldStopped: false };
+        metrics = { server: null, oldStopped: false, limiter: this.metricsLimiter };
         const m = metrics;
         if (old !== null && (!next.metrics.enabled || (next.metrics.port !== 0 && next.metrics.port === prev.metrics.port))) {
           await old.stop();
@@ -607,14 +611,17 @@ export class Daemon {
             what: 'the metrics endpoint',
             run: async () => {
               this.metrics = null;
-              const again = new MetricsServer(this.telemetry, this, prev.metrics.bearer_token);
+              const again = new MetricsServer(this.telemetry, this, prev.metrics.bearer_token, this.metricsLimiter);
               await again.start(prev.metrics.host, prev.metrics.port);
               this.metrics = again;
             },
           });
         }
+        // A new token starts a new count: Prometheus's scrapes with the old token while the
+        // token was rotated were not guesses of the new one.
+        m.limiter = next.metrics.bearer_token === prev.metrics.bearer_token ? this.metricsLimiter : new SigninLimiter();
         if (next.metrics.enabled) {
-          const server = new MetricsServer(this.telemetry, this, next.metrics.bearer_token);
+          const server = new MetricsServer(this.telemetry, this, next.metrics.bearer_token, m.limiter);
           try {
             await server.start(next.metrics.host, next.metrics.port);
           } catch (e) {
@@ -648,6 +655,7 @@ export class Daemon {
     if (metrics !== null) {
       if (!metrics.oldStopped) await this.metrics?.stop();
       this.metrics = metrics.server;
+      this.metricsLimiter = metrics.limiter;
     }
     this.config = next;
     outputs.retire(next);

@@ -381,6 +381,13 @@ export const CODES = {
     description:
       'Another process holds the lock of `state_dir` (`state_dir/cefd.lock`): a second cefd on the same state directory does not start (exit 1; the log line names the holder\'s pid), a reload that moves to such a folder is refused, and `cefd buffers drop` refuses while cefd runs. The lock goes with the process that held it, even after a crash (docs/operations.md#one-daemon-per-state-directory).',
   },
+  // metrics endpoint (src/telemetry/http.ts): the body of a refusal and the `code` of its log line
+  metrics_rate_limited: {
+    level: 'warning',
+    stage: 'daemon',
+    description:
+      'The metrics endpoint (with `metrics.bearer_token`): too many wrong bearer tokens from the client address (5 free, then waits of 1 s doubling up to 15 min, as the admin API); the token is not looked at until the wait is over (status 429 with `Retry-After`). Other addresses, and requests without a token, are not affected (docs/operations.md#metrics-and-health).',
+  },
   // KSC integration (src/ksc/): KscError codes, response-rule outcomes, admin API (src/admin/) errors
   ksc_auth_failed: {
     level: 'error',
