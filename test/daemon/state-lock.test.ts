@@ -2,17 +2,24 @@
  * One daemon per state directory (src/state-dir.ts, docs/operations.md#one-daemon-per-state-directory):
  * `cefd run` as real processes on one state_dir. A second one is refused (exit 1,
  * `state_dir_locked`), also after a reload of the first and when both start at once; a
- * daemon killed with -9 does not block the next start, whatever its lock file says.
+ * daemon killed with -9 does not block the next start, whatever its lock file says. And in
+ * process: a reload that moves state_dir takes the new folder's lock first.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { CLI, runCefd, type ChildDaemon } from '../helpers/child.js';
-import { readNdjson, sendTcp, tempDir, waitFor } from '../helpers/daemon.js';
+import { readNdjson, sendTcp, startFromFile, tempDir, waitFor } from '../helpers/daemon.js';
+import type { Daemon } from '../../src/daemon.js';
+import { StateDirLockedError, lockStateDir, type StateDirLock } from '../../src/state-dir.js';
 
 let started: ChildDaemon[] = [];
+const inProcess: Daemon[] = [];
+const held: StateDirLock[] = [];
 afterEach(async () => {
+  await Promise.all(inProcess.splice(0).map((d) => d.stop()));
+  for (const l of held.splice(0)) l.release();
   for (const c of started) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
   await Promise.all(started.map((c) => c.exit));
   started = [];
@@ -146,4 +153,32 @@ test('two daemons started at the same moment on one state_dir: exactly one runs'
   expect(loser.text()).not.toContain(STARTED);
   winner.proc.kill('SIGTERM');
   expect(await winner.exit).toBe(0);
+});
+
+test('a reload that moves state_dir locks the new folder first: refused while another process holds it, and the old lock goes once moved', async () => {
+  const root = tempDir();
+  const yaml = (state: string) => `state_dir: ${join(root, state)}
+decode_workers: 0
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: events, type: file, path: ${root}/events.ndjson } ]
+dead_letter: { path: ${root}/dead.ndjson }
+metrics: { enabled: false }
+`;
+  const { d, file, logs } = await startFromFile(root, yaml('one'), inProcess);
+  // Another holder of folder two (a flock conflicts between two open files, in one process too).
+  mkdirSync(join(root, 'two'));
+  const other = lockStateDir(join(root, 'two'));
+  held.push(other);
+  writeFileSync(file, yaml('two'));
+  expect(await d.reload()).toBe(false);
+  expect(logs.parsed().find((l) => l['code'] === 'config_reload_failed')).toMatchObject({ reason: 'state_dir_locked' });
+  expect(d.current.state_dir).toBe(join(root, 'one'));
+  expect(() => lockStateDir(join(root, 'one'))).toThrow(StateDirLockedError);
+
+  other.release();
+  expect(await d.reload()).toBe(true);
+  expect(d.current.state_dir).toBe(join(root, 'two'));
+  expect(() => lockStateDir(join(root, 'two'))).toThrow(StateDirLockedError);
+  // Folder one is free again.
+  held.push(lockStateDir(join(root, 'one')));
 });
