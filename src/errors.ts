@@ -403,7 +403,7 @@ export const CODES = {
     level: 'error',
     stage: 'ksc',
     description:
-      'The connection to KSC failed (refused, reset, DNS). Admin API status 502.',
+      'The connection to KSC failed (refused, reset, DNS), or no connection was free for a call within `ksc.request_timeout` (it waited behind an earlier call whose answer is still awaited): that call was not sent, and a task start it belonged to did not start the task. Admin API status 502.',
   },
   ksc_timeout: {
     level: 'error',
