@@ -409,7 +409,7 @@ export const CODES = {
     level: 'error',
     stage: 'ksc',
     description:
-      'KSC did not answer within `ksc.request_timeout`. Admin API status 504.',
+      'KSC did not answer within `ksc.request_timeout` a call that was sent, so KSC may have acted on it (a task start that timed out in `Tasks.RunTask` may have started the task; its claim is kept). Admin API status 504.',
   },
   ksc_tls_error: {
     level: 'error',

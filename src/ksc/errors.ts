@@ -117,7 +117,11 @@ export class KscTransportError extends KscError {
   }
 }
 
-/** No answer within the per-request timeout. Transient. */
+/**
+ * No answer within the per-request timeout to a request that was sent: KSC may have acted on
+ * it. (A request that timed out before it was sent is a `KscTransportError` with `beforeSend`.)
+ * Transient.
+ */
 export class KscTimeoutError extends KscError {
   readonly timeoutMs: number;
   constructor(timeoutMs: number, ctx: KscErrorContext) {
