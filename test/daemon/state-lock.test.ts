@@ -69,7 +69,7 @@ function tcpPort(c: ChildDaemon): number {
 
 const line = (i: number) => `<14>1 2026-11-28T10:00:00.000Z h - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|cnt=${i}\n`;
 
-test('a second cefd on the same state_dir exits 1 with state_dir_locked; a reload keeps the lock; validate does not take it', { timeout: 60_000 }, async () => {
+test('a second cefd on the same state_dir exits 1 with state_dir_locked; a reload keeps the lock; validate does not take it', { timeout: 120_000 }, async () => {
   const root = tempDir();
   const first = daemon(root, 'a');
   await first.until(STARTED);
@@ -99,7 +99,7 @@ test('a second cefd on the same state_dir exits 1 with state_dir_locked; a reloa
 
   // The first one still works.
   await sendTcp(tcpPort(first), [line(1)]);
-  await waitFor(() => readNdjson(join(root, 'a', 'events.ndjson')).length === 1, 10_000, 'the event written by the first daemon');
+  await waitFor(() => readNdjson(join(root, 'a', 'events.ndjson')).length === 1, 30_000, 'the event written by the first daemon');
   first.proc.kill('SIGTERM');
   expect(await first.exit).toBe(0);
   // A clean stop empties the lock file; the next daemon starts.
@@ -110,12 +110,12 @@ test('a second cefd on the same state_dir exits 1 with state_dir_locked; a reloa
   expect(await next.exit).toBe(0);
 });
 
-test('a daemon killed with -9 does not block the restart; nor does a lock file naming a live process that is not cefd', { timeout: 60_000 }, async () => {
+test('a daemon killed with -9 does not block the restart; nor does a lock file naming a live process that is not cefd', { timeout: 120_000 }, async () => {
   const root = tempDir();
   const first = daemon(root, 'a');
   await first.until(STARTED);
   await sendTcp(tcpPort(first), [line(1), line(2)]);
-  await waitFor(() => readNdjson(join(root, 'a', 'events.ndjson')).length === 2, 10_000, 'two events written');
+  await waitFor(() => readNdjson(join(root, 'a', 'events.ndjson')).length === 2, 30_000, 'two events written');
   first.proc.kill('SIGKILL');
   await first.exit;
   // The crash left its pid in the file.
@@ -138,7 +138,7 @@ test('a daemon killed with -9 does not block the restart; nor does a lock file n
   expect(await third.exit).toBe(0);
 });
 
-test('two daemons started at the same moment on one state_dir: exactly one runs', { timeout: 60_000 }, async () => {
+test('two daemons started at the same moment on one state_dir: exactly one runs', { timeout: 120_000 }, async () => {
   const root = tempDir();
   const a = daemon(root, 'a');
   const b = daemon(root, 'b');

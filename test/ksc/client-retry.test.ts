@@ -113,7 +113,7 @@ test('a RunTask queued behind a timed-out ResetTasksIterator times out unsent: r
   // Never sent, so it was safe to repeat: the retry timed out unsent as well.
   expect(c.stats.retries).toBe(1);
   releaseIterator();
-  await waitFor(() => c.stats.lateReleases === 1 && emu.openTaskIterators() === 0, 5000, 'the iterator released');
+  await waitFor(() => c.stats.lateReleases === 1 && emu.openTaskIterators() === 0, 30_000, 'the iterator released');
   expect(count('Tasks.RunTask')).toBe(runTasks);
   // The socket is free again: the next call goes out and is answered.
   await c.call('Tasks.RunTask', { strTask: '21' }, { idempotent: false });

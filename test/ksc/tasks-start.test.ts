@@ -465,7 +465,7 @@ test('a RunTask queued behind a call that timed out is not sent: the start is re
     expect(run).toMatchObject({ taskId: '21', state: 'failed' });
     expect(run.error).toMatch(/^not started: .*Tasks\.RunTask: .*the request was not sent/);
     releaseRead!();
-    await waitFor(() => emu.openTaskIterators() === 0, 5000, 'the late iterator released');
+    await waitFor(() => emu.openTaskIterators() === 0, 30_000, 'the late iterator released');
     expect(runTaskIds().length).toBe(n);
     expect(emu.runs).toEqual([]);
   } finally {
