@@ -327,6 +327,11 @@ export const CODES = {
     stage: 'daemon',
     description: 'The client offered no cipher suite the listener accepts (by default TLS 1.2 takes ECDHE with AEAD only; see `tls.ciphers`). Counted as `tls_handshake`.',
   },
+  tls_on_plain_listener: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A client began a TLS handshake on a plain `tcp` listener (its sender is set up for TLS, the listener is not, or the port is wrong): the connection is closed at once, instead of its handshake bytes becoming dead letters while the client waits. Counted as `tls_on_plain_listener`.',
+  },
   tls_protocol_version: {
     level: 'warning',
     stage: 'daemon',

@@ -205,3 +205,58 @@ test('tls with client_auth required and a CA: a client signed by it delivers, on
   await waitFor(() => (rec.telemetry.listener('in').connectionsRejected.map.get('tls_unauthorized') ?? 0) + (rec.telemetry.listener('in').connectionsRejected.map.get('tls_handshake') ?? 0) >= 1, 5000, 'the anonymous client refused');
   expect(rec.frames.map((f) => f.text)).toEqual(['<13>signed']);
 });
+
+test('tls: a plain TCP client and a silent one fail their handshake (closed at handshake_timeout), counted once each as tls_handshake; none is served', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, handshake_timeout: '300ms' } });
+  const st = rec.telemetry.listener('in');
+  const plain = await connect(src.port()!);
+  plain.write('<13>plain\n');
+  await closedByServer(plain);
+  const silent = await connect(src.port()!);
+  await closedByServer(silent);
+  expect([...st.connectionsRejected.map]).toEqual([['tls_handshake', 2]]);
+  expect(st.connectionsAccepted).toBe(0);
+  expect(rec.frames).toEqual([]);
+});
+
+test('tls: connections cefd itself closes before their handshake ends (allowed_cidrs, max_connections, eviction at the limit) count once, under their own reason, not also as failed handshakes', async () => {
+  const pki = makePki();
+  const outside = await tlsListener({ allowed_cidrs: ['10.0.0.0/8'], tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  await closedByServer(await connect(outside.src.port()!));
+  await waitFor(() => outside.rec.telemetry.listener('in').connectionsRejected.map.get('cidr') === 1, 5000, 'the cidr refusal');
+  // Two handshakes begun and never finished hold both slots; a real client takes the oldest one's place.
+  const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  const st = rec.telemetry.listener('in');
+  const a = await connect(src.port()!);
+  a.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
+  const b = await connect(src.port()!);
+  b.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
+  await Promise.all([tlsSend(src.port()!, { rejectUnauthorized: false }, '<13>ok\n'), closedByServer(a)]);
+  await waitFor(() => rec.frames.length === 1, 5000, 'the real client\'s frame');
+  expect(rec.frames[0]!.text).toBe('<13>ok');
+  // Let any handshake error of the evicted connection come out before counting.
+  await new Promise((r) => setImmediate(r));
+  expect([...st.connectionsRejected.map]).toEqual([['evicted_no_frame', 1]]);
+  expect([...outside.rec.telemetry.listener('in').connectionsRejected.map]).toEqual([['cidr', 1]]);
+  b.destroy();
+  await waitFor(() => st.connectionsOpen === 0, 5000, 'no connection open');
+});
+
+test('a TLS client on a plain tcp listener is closed at once and counted (tls_on_plain_listener); its handshake bytes become neither frames nor dead letters', async () => {
+  // frame_timeout off: before, only the sender's own timeout ended such a connection.
+  const { src, rec } = await tcp({ frame_timeout: '0s' });
+  const err = await new Promise<string>((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => resolve('handshake finished'));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+  expect(err).toBe('ECONNRESET');
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('tls_on_plain_listener')).toBe(1);
+  expect(rec.frames).toEqual([]);
+  expect(rec.deadLetters).toEqual([]);
+  // A plain sender on the same listener is served as before.
+  const s = await connect(src.port()!);
+  s.end('<13>plain\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the plain frame');
+  expect(rec.frames[0]!.text).toBe('<13>plain');
+});

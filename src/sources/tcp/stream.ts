@@ -58,6 +58,11 @@ export class StreamSource implements Source {
   private readonly stats: ListenerStats;
   private readonly allow: AddressAllowlist;
   private readonly fingerprints: Set<string>;
+  /**
+   * Raw sockets cefd closed before their TLS handshake ended (allowlist, limits, eviction,
+   * stop): Node then reports a handshake error (ECONNRESET) for them, which is not one.
+   */
+  private readonly closedHere = new WeakSet<net.Socket>();
   private stopping = false;
   ready = false;
 
@@ -116,6 +121,11 @@ export class StreamSource implements Source {
           s.destroy();
           return;
         }
+        // A connection cefd closed itself, counted under its own reason already.
+        if (this.closedHere.has((s as unknown as { _parent?: net.Socket })._parent!)) {
+          s.destroy();
+          return;
+        }
         // OpenSSL's text has error numbers, source paths and a newline: log the code only.
         const { code, cause } = handshakeReason(err);
         this.telemetry.connectionRejected(this.name, 'tls_handshake', `${peerOf(s.remoteAddress, s.remotePort)}: ${code} (${cause})`, { code, cause });
@@ -159,18 +169,18 @@ export class StreamSource implements Source {
     const peer = peerOf(raw.remoteAddress, raw.remotePort);
     const source = raw.remoteAddress ?? 'unknown';
     if (!this.allow.allows(raw.remoteAddress)) {
-      raw.destroy();
+      this.close(raw);
       this.telemetry.connectionRejected(this.name, 'cidr', peer);
       return;
     }
     if (this.stopping) {
-      raw.destroy();
+      this.close(raw);
       return;
     }
     const fromSource = this.perSource.get(source) ?? 0;
     const perSourceMax = this.config.max_connections_per_source;
     if (perSourceMax > 0 && fromSource >= perSourceMax) {
-      raw.destroy();
+      this.close(raw);
       this.telemetry.connectionRejected(this.name, 'max_connections_per_source', peer);
       return;
     }
@@ -183,12 +193,12 @@ export class StreamSource implements Source {
         }
       }
       if (victim === undefined) {
-        raw.destroy();
+        this.close(raw);
         this.telemetry.connectionRejected(this.name, 'max_connections', peer);
         return;
       }
       this.release(victim);
-      victim.socket.destroy();
+      this.close(victim.socket);
       this.telemetry.connectionRejected(this.name, 'evicted_no_frame', victim.peer);
     }
     const slot: Slot = { socket: raw, source, frames: 0, peer };
@@ -198,6 +208,12 @@ export class StreamSource implements Source {
     raw.once('close', () => this.release(slot));
     raw.setKeepAlive(true, 60_000);
     if (!isTls) this.serve(raw, peer, slot);
+  }
+
+  /** Closes a raw socket cefd refuses or evicts (see closedHere). */
+  private close(raw: net.Socket): void {
+    this.closedHere.add(raw);
+    raw.destroy();
   }
 
   private release(slot: Slot): void {
@@ -393,7 +409,21 @@ export class StreamSource implements Source {
       },
       { maxFrameBytes: this.config.max_frame_bytes },
     );
+    // A TLS client on a plain TCP listener: its ClientHello (a TLS handshake record, 0x16
+    // then version major 3) would be cut at every 0x0A into dozens of binary "frames",
+    // each a dead letter, while the client waits for a ServerHello until frame_timeout.
+    // No syslog or CEF frame begins with 0x16. Checked on the first chunk only.
+    let firstChunk = this.config.type === 'tcp';
     const onData = (chunk: Buffer) => {
+      if (firstChunk) {
+        firstChunk = false;
+        if (chunk.length >= 2 && chunk[0] === 0x16 && chunk[1] === 0x03) {
+          telemetry.connectionRejected(this.name, 'tls_on_plain_listener', `${peer}: a TLS client on a plain TCP listener (make the listener type: tls, or the sender send plain TCP)`, { code: 'tls_on_plain_listener' });
+          socket.removeListener('data', onData);
+          socket.destroy();
+          return;
+        }
+      }
       stats.bytes += chunk.length;
       conn.lastDataMs = Date.now();
       framer.push(chunk);
@@ -501,7 +531,7 @@ export class StreamSource implements Source {
     const deadline = Date.now() + graceMs;
     const QUIET_MS = 200;
     // Handshakes still in progress will not be served.
-    for (const slot of this.slots) if (!slot.served) slot.socket.destroy();
+    for (const slot of this.slots) if (!slot.served) this.close(slot.socket);
     const haltedAt = Date.now();
     for (const c of this.conns) {
       c.lastDataMs = Math.max(c.lastDataMs, haltedAt);
