@@ -4,6 +4,7 @@
  * reading what was sent before it. The pipeline is a recorder (helpers.ts).
  */
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import tls from 'node:tls';
 import { afterEach, expect, test } from 'vitest';
 import type { Source } from '../../src/sources/source.js';
@@ -259,4 +260,26 @@ test('a TLS client on a plain tcp listener is closed at once and counted (tls_on
   s.end('<13>plain\n');
   await waitFor(() => rec.frames.length === 1, 5000, 'the plain frame');
   expect(rec.frames[0]!.text).toBe('<13>plain');
+});
+
+test('tls: a client cannot renegotiate (TLS 1.2): each renegotiation would be a full handshake at the listener\'s cost, which Node only reports after the third', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  // openssl s_client renegotiates on a line "R" (a command, not data).
+  const client = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${src.port()!}`, '-tls1_2', '-servername', 'localhost'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  client.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  client.stdout.on('data', () => undefined);
+  try {
+    client.stdin.write('<13>before\n');
+    await waitFor(() => rec.frames.length === 1, 10_000, 'the first frame');
+    client.stdin.write('R\n');
+    // Either the server refuses (the client says "no renegotiation") or a second handshake verifies the certificate again.
+    const second = () => err.slice(err.indexOf('RENEGOTIATING')).includes('verify return');
+    await waitFor(() => err.includes('no renegotiation') || (err.includes('RENEGOTIATING') && second()), 10_000, 'the renegotiation\'s outcome');
+    expect(err).toContain('no renegotiation');
+    expect(rec.frames.map((f) => f.text)).toEqual(['<13>before']);
+  } finally {
+    client.kill('SIGKILL');
+  }
 });

@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { constants as cryptoConstants } from 'node:crypto';
 import { Framer } from '../../codecs/framing/framer.js';
 import type { StreamListenerConfig } from './config.js';
 import { peerOf, type Source } from '../source.js';
@@ -89,6 +90,10 @@ export class StreamSource implements Source {
       minVersion: t.min_version,
       ciphers: t.ciphers,
       honorCipherOrder: true,
+      // No client-initiated renegotiation (TLS 1.2): each one is a full handshake at the
+      // listener's CPU cost on an open connection, and Node only reports it (an error
+      // event, not a close) after the third in ten minutes. Syslog senders never need it.
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
       handshakeTimeout: Math.round(t.handshake_timeout * 1000),
       requestCert: t.client_auth !== 'none' || this.fingerprints.size > 0,
       // Client certificates are checked after the handshake (secured()), before a byte is
