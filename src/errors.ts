@@ -332,6 +332,16 @@ export const CODES = {
     stage: 'daemon',
     description: 'A client began a TLS handshake on a plain `tcp` listener (its sender is set up for TLS, the listener is not, or the port is wrong): the connection is closed at once, instead of its handshake bytes becoming dead letters while the client waits. Counted as `tls_on_plain_listener`.',
   },
+  tls_certificate_revoked: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate is listed in a CRL of `tls.crl_file`; the connection is reset. Counted as `tls_unauthorized`.',
+  },
+  tls_crl_unusable: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate could not be checked for revocation: `tls.crl_file` has no CRL of a CA in its chain, or that CRL is past its next update (or not valid yet, or badly signed). Fails closed: the connection is reset. Counted as `tls_unauthorized`; publish a fresh CRL and reload.',
+  },
   tls_protocol_version: {
     level: 'warning',
     stage: 'daemon',

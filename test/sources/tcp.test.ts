@@ -4,14 +4,18 @@
  * reading what was sent before it. The pipeline is a recorder (helpers.ts).
  */
 import net from 'node:net';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterEach, expect, test } from 'vitest';
 import type { Source } from '../../src/sources/source.js';
 import { tcpSource, tlsSource } from '../../src/sources/tcp/index.js';
-import { STREAM_FIELDS, TLS_FIELDS } from '../../src/sources/tcp/config.js';
+import { checkTls, STREAM_FIELDS, TLS_FIELDS } from '../../src/sources/tcp/config.js';
 import { waitFor } from '../helpers/daemon.js';
 import { makePki } from '../helpers/pki.js';
+import { tempDir } from '../helpers/temp.js';
+import { verifyReason } from '../../src/sources/tcp/tls-material.js';
 import { listenerConfig, recording, type Recording } from './helpers.js';
 
 const running: Source[] = [];
@@ -282,4 +286,68 @@ test('tls: a client cannot renegotiate (TLS 1.2): each renegotiation would be a 
   } finally {
     client.kill('SIGKILL');
   }
+});
+
+/** A CA run with `openssl ca` (it keeps the index a CRL is made from), two client certificates, and a CRL of it. */
+function revokingCa() {
+  const dir = tempDir('cefd-crl-');
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  writeFileSync(join(dir, 'index.txt'), '');
+  writeFileSync(join(dir, 'serial'), '1000\n');
+  writeFileSync(join(dir, 'crlnumber'), '1000\n');
+  writeFileSync(
+    join(dir, 'ca.cnf'),
+    `[ca]\ndefault_ca=c\n[c]\ndir=${dir}\ndatabase=$dir/index.txt\nserial=$dir/serial\ncrlnumber=$dir/crlnumber\nnew_certs_dir=${dir}\ncertificate=$dir/ca.crt\nprivate_key=$dir/ca.key\ndefault_md=sha256\ndefault_days=30\ndefault_crl_days=7\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n[ext]\nextendedKeyUsage=clientAuth\n`,
+  );
+  run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=crl-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  for (const n of ['good', 'bad']) {
+    run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${n}.key`, '-out', `${n}.csr`, '-subj', `/CN=${n}`]);
+    run(['ca', '-batch', '-config', 'ca.cnf', '-extensions', 'ext', '-in', `${n}.csr`, '-out', `${n}.crt`, '-notext']);
+  }
+  const crl = () => run(['ca', '-config', 'ca.cnf', '-gencrl', '-out', 'ca.crl']);
+  crl();
+  const file = (n: string) => join(dir, n);
+  return { dir, file, revokeBad: () => (run(['ca', '-config', 'ca.cnf', '-revoke', 'bad.crt']), crl()) };
+}
+
+test('tls crl_file: a client certificate the CA revoked is refused (tls_certificate_revoked); a new CRL takes effect on reload; a client of a CA without a CRL is refused (fails closed)', async () => {
+  const pki = makePki();
+  const ca = revokingCa();
+  try {
+    writeFileSync(ca.file('both-cas.crt'), readFileSync(ca.file('ca.crt'), 'utf8') + readFileSync(pki.caCert, 'utf8'));
+    const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, ca_file: ca.file('both-cas.crt'), client_auth: 'required', crl_file: ca.file('ca.crl') } });
+    const st = rec.telemetry.listener('in');
+    const codes: (string | undefined)[] = [];
+    const rejected = rec.telemetry.connectionRejected.bind(rec.telemetry);
+    rec.telemetry.connectionRejected = (l, reason, detail, fields = {}) => (codes.push(fields.code), rejected(l, reason, detail, fields));
+    const as = (n: string) => ({ cert: readFileSync(ca.file(`${n}.crt`)), key: readFileSync(ca.file(`${n}.key`)), rejectUnauthorized: false });
+    // Nothing revoked yet: both deliver.
+    await tlsSend(src.port()!, as('good'), '<13>good 1\n');
+    await tlsSend(src.port()!, as('bad'), '<13>bad 1\n');
+    await waitFor(() => rec.frames.length === 2, 5000, 'both clients\' frames');
+    // The CA revokes "bad" and publishes a new CRL; cefd reads it on reload (SIGHUP).
+    ca.revokeBad();
+    expect(src.reload()).toBe(true);
+    await tlsSend(src.port()!, as('bad'), '<13>bad 2\n');
+    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 1, 5000, 'the revoked client refused');
+    await tlsSend(src.port()!, as('good'), '<13>good 2\n');
+    await waitFor(() => rec.frames.length === 3, 5000, 'the good client\'s second frame');
+    // A client of the other CA in ca_file, which has no CRL in crl_file: refused.
+    await tlsSend(src.port()!, { cert: pki.clientCert, key: pki.clientKey, rejectUnauthorized: false }, '<13>no crl\n');
+    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 2, 5000, 'the client without a CRL refused');
+    expect(rec.frames.map((f) => f.text)).toEqual(['<13>good 1', '<13>bad 1', '<13>good 2']);
+    expect(codes).toEqual(['tls_certificate_revoked', 'tls_crl_unusable']);
+  } finally {
+    rmSync(ca.dir, { recursive: true, force: true });
+  }
+});
+
+test('tls crl_file: the reason codes of revocation and of an unusable CRL', () => {
+  expect(verifyReason('CERT_REVOKED')).toBe('tls_certificate_revoked');
+  expect(verifyReason('UNABLE_TO_GET_CRL')).toBe('tls_crl_unusable');
+  expect(verifyReason('CRL_HAS_EXPIRED')).toBe('tls_crl_unusable');
+  // A CRL where no certificate is verified against a CA would check nothing: refused by validate.
+  const cfg = (tlsOpts: Record<string, unknown>) => listenerConfig('tls', TLS_FIELDS, { tls: { cert_file: 'a', key_file: 'b', ...tlsOpts } }) as { tls: Parameters<typeof checkTls>[0]['tls'] };
+  expect(checkTls(cfg({ crl_file: 'c.crl', client_fingerprints: ['AB'.repeat(32)] })).map((p) => p.key)).toEqual(['tls.crl_file']);
+  expect(checkTls(cfg({ crl_file: 'c.crl', ca_file: 'ca.crt', client_auth: 'required' }))).toEqual([]);
 });

@@ -105,6 +105,7 @@ export class StreamSource implements Source {
       rejectUnauthorized: false,
     };
     if (m.ca !== undefined) opts.ca = m.ca;
+    if (m.crl !== undefined) opts.crl = m.crl;
     return opts;
   }
 
