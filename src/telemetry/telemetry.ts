@@ -67,6 +67,10 @@ export class ListenerStats {
   natsPending = -1;
   /** NATS sources: messages acknowledged after every output's buffer took their events. */
   natsAcked = 0;
+  /** NATS sources: messages received that the server had delivered before (not acknowledged in time, or given back). */
+  natsRedelivered = 0;
+  /** NATS sources: messages given back (nak) because the outputs refused their events, their KSC work failed, or cefd stopped. */
+  natsNaked = 0;
   readonly connectionsRejected = new CodeCounts();
   readonly frameErrors = new CodeCounts();
   readonly parseErrors = new CodeCounts();
@@ -401,6 +405,12 @@ export class Telemetry {
     );
     counter('cefd_nats_acked_messages_total', 'NATS sources: messages acknowledged to JetStream after every output\'s buffer took their events, per listener.', ['listener'], () =>
       listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsAcked]),
+    );
+    counter('cefd_nats_redelivered_messages_total', 'NATS sources: messages received that JetStream had delivered before (to this or another processor) without an acknowledgement, per listener: their events are written again, with the same ids.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsRedelivered]),
+    );
+    counter('cefd_nats_nacked_messages_total', 'NATS sources: messages given back to JetStream (negative acknowledgement) to be delivered again, per listener: the outputs refused their events (a full drop_newest queue), the KSC work they started could not be published, or cefd stopped before they were taken.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsNaked]),
     );
     counter('cefd_events_parsed_total', 'Frames that became events, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.eventsParsed]));
     counter('cefd_parse_errors_total', 'Parse errors, per listener and code: unparseable frames (dead-lettered) and errors on kept events.', ['listener', 'code'], () =>

@@ -34,7 +34,9 @@ function sink(name: string) {
   const s = {
     name,
     events: [] as Record<string, unknown>[],
-    refusesNow: () => false,
+    /** Refuses every batch while true (a full drop_newest queue). */
+    refusing: false,
+    refusesNow: () => s.refusing,
     enqueueMany: (r: string[]) => void s.events.push(...r.map((x) => JSON.parse(x) as Record<string, unknown>)),
     enqueueNdjson: (b: Buffer) => void s.events.push(...b.toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)),
     queue: { fill: () => 0 },
@@ -107,4 +109,23 @@ test('the TLS client-certificate fingerprint a receiver publishes (Cefd-Tls-Fing
   const fps = p.found.map(([o]) => o.tlsFingerprint);
   expect(fps).toEqual([FP, undefined, FP, undefined]);
   expect(p.found.map(([o]) => [o.listener, o.peer])).toEqual(Array(4).fill(['ksc-tls', '10.0.0.5:40000']));
+});
+
+test('messages given back (the output refused them) and delivered again are counted: cefd_nats_nacked_messages_total, cefd_nats_redelivered_messages_total', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await c.jetstream().publish('cefd.raw', new TextEncoder().encode(DETECTION));
+  const p = await processor(s);
+  const st = p.telemetry.listener('bus');
+  p.out.refusing = true;
+  await p.src.start();
+  await waitFor(() => st.natsNaked >= 1, 20_000, 'the refused message given back');
+  p.out.refusing = false;
+  await waitFor(async () => p.out.events.length === 1 && (await ackPending(c)).ackPending === 0, 20_000, 'the message taken and acknowledged');
+  // Each message given back came again once; the last time it was taken.
+  expect(st.natsRedelivered).toBe(st.natsNaked);
+  expect(st.natsAcked).toBe(1);
+  const text = await p.telemetry.registry.metrics();
+  expect(text).toContain(`cefd_nats_nacked_messages_total{listener="bus"} ${st.natsNaked}`);
+  expect(text).toContain(`cefd_nats_redelivered_messages_total{listener="bus"} ${st.natsRedelivered}`);
 });

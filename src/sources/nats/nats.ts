@@ -205,6 +205,7 @@ export class NatsSource implements Source {
     for (const m of msgs) {
       const h = m.headers;
       const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+      if (m.info.redelivered) this.stats.natsRedelivered++;
       this.stats.bytes += data.length;
       const received = Number(h?.get(H_RECEIVED));
       const fp = h?.get(H_TLS_FINGERPRINT);
@@ -231,7 +232,10 @@ export class NatsSource implements Source {
           if (ok) {
             for (const m of msgs) m.ack();
             this.stats.natsAcked += msgs.length;
-          } else for (const m of msgs) m.nak(delayMs);
+          } else {
+            for (const m of msgs) m.nak(delayMs);
+            this.stats.natsNaked += msgs.length;
+          }
         } catch {
           // The connection is gone: the server delivers them again after ack_wait.
         }
