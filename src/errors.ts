@@ -332,6 +332,11 @@ export const CODES = {
     stage: 'daemon',
     description: 'A client began a TLS handshake on a plain `tcp` listener (its sender is set up for TLS, the listener is not, or the port is wrong): the connection is closed at once, instead of its handshake bytes becoming dead letters while the client waits. Counted as `tls_on_plain_listener`.',
   },
+  tls_certificate_expiring: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A TLS listener\'s own certificate has expired or expires within 14 days (at start and at every SIGHUP): clients refuse an expired one. Install a renewed certificate and send SIGHUP; `cefd_tls_certificate_expiry_timestamp_seconds{listener}` shows the expiry of the one installed.',
+  },
   tls_certificate_revoked: {
     level: 'warning',
     stage: 'daemon',

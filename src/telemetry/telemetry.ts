@@ -67,6 +67,8 @@ export class ListenerStats {
   natsPending = -1;
   /** NATS sources: messages acknowledged after every output's buffer took their events. */
   natsAcked = 0;
+  /** TLS listeners: when the certificate presented now expires (s since the epoch); -1 for other listeners. */
+  tlsCertificateExpiry = -1;
   /** NATS sources: messages received that the server had delivered before (not acknowledged in time, or given back). */
   natsRedelivered = 0;
   /** NATS sources: messages given back (nak) because the outputs refused their events, their KSC work failed, or cefd stopped. */
@@ -395,6 +397,9 @@ export class Telemetry {
       byCode(listeners().map((s) => [s.name, s.frameErrors]), 'listener', 'code'),
     );
     counter('cefd_discarded_bytes_total', 'Bytes thrown away after a frame was truncated, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.discardedBytes]));
+    gauge('cefd_tls_certificate_expiry_timestamp_seconds', 'TLS listeners: when the certificate the listener presents now expires (notAfter, s since the epoch), per listener; follows a SIGHUP that installed a renewed one.', ['listener'], () =>
+      listeners().filter((s) => s.tlsCertificateExpiry >= 0).map((s) => [{ listener: s.name }, s.tlsCertificateExpiry]),
+    );
     gauge('cefd_connections_open', 'Connections open now, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsOpen]));
     counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
     counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, frame_timeout, tls_handshake, tls_fingerprint, tls_unauthorized, tls_on_plain_listener).', ['listener', 'reason'], () =>

@@ -8,6 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { afterEach, expect, test } from 'vitest';
 import type { Source } from '../../src/sources/source.js';
 import { tcpSource, tlsSource } from '../../src/sources/tcp/index.js';
@@ -350,4 +351,43 @@ test('tls crl_file: the reason codes of revocation and of an unusable CRL', () =
   const cfg = (tlsOpts: Record<string, unknown>) => listenerConfig('tls', TLS_FIELDS, { tls: { cert_file: 'a', key_file: 'b', ...tlsOpts } }) as { tls: Parameters<typeof checkTls>[0]['tls'] };
   expect(checkTls(cfg({ crl_file: 'c.crl', client_fingerprints: ['AB'.repeat(32)] })).map((p) => p.key)).toEqual(['tls.crl_file']);
   expect(checkTls(cfg({ crl_file: 'c.crl', ca_file: 'ca.crt', client_auth: 'required' }))).toEqual([]);
+});
+
+test('tls: the certificate\'s expiry is a gauge that follows a renewal on reload; a certificate about to expire is warned about (tls_certificate_expiring)', async () => {
+  const pki = makePki();
+  const dir = tempDir('cefd-renew-');
+  try {
+    const cert = join(dir, 'server.crt');
+    const make = (days: number) => execFileSync('openssl', ['req', '-x509', '-key', pki.serverKey, '-out', cert, '-days', String(days), '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'pipe' });
+    const notAfter = () => Math.floor(Date.parse(new X509Certificate(readFileSync(cert)).validTo) / 1000);
+    make(5);
+    const soon = notAfter();
+    const rec = recording();
+    const warned: Record<string, unknown>[] = [];
+    rec.telemetry.log.warn = ((o: Record<string, unknown>) => void warned.push(o)) as never;
+    const src = await tlsSource.create(listenerConfig('tls', TLS_FIELDS, { tls: { cert_file: cert, key_file: pki.serverKey } }), rec.deps);
+    await src.start();
+    running.push(src);
+    const st = rec.telemetry.listener('in');
+    expect(st.tlsCertificateExpiry).toBe(soon);
+    expect(warned.map((w) => w['code'])).toEqual(['tls_certificate_expiring']);
+    expect(await rec.telemetry.registry.metrics()).toContain(`cefd_tls_certificate_expiry_timestamp_seconds{listener="in"} ${soon}`);
+    // Renewed (60 days) and reloaded: the gauge moves, no new warning.
+    make(60);
+    expect(notAfter()).toBeGreaterThan(soon);
+    expect(src.reload()).toBe(true);
+    expect(st.tlsCertificateExpiry).toBe(notAfter());
+    expect(warned.length).toBe(1);
+    // The listener presents the renewed certificate.
+    const presented = await new Promise<string>((resolve, reject) => {
+      const c = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => {
+        resolve(c.getPeerX509Certificate()!.validTo);
+        c.destroy();
+      });
+      c.on('error', reject);
+    });
+    expect(Math.floor(Date.parse(presented) / 1000)).toBe(notAfter());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

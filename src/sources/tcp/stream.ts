@@ -84,6 +84,7 @@ export class StreamSource implements Source {
   private tlsOptions(): tls.TlsOptions {
     const t = this.config.tls!;
     const m = loadTlsMaterial(this.name, t);
+    this.noteCertificate(m.notAfter);
     const opts: tls.TlsOptions = {
       cert: m.cert,
       key: m.key,
@@ -108,6 +109,32 @@ export class StreamSource implements Source {
     if (m.crl !== undefined) opts.crl = m.crl;
     return opts;
   }
+
+  /** Days before its expiry from which the listener's certificate is warned about at start and reload. */
+  private static readonly EXPIRY_WARN_DAYS = 14;
+
+  /**
+   * The expiry of the certificate about to be installed: the gauge (an alert can watch it,
+   * and it shows a SIGHUP installed the renewed one), and a warning when it has expired or
+   * expires soon: OpenSSL serves an expired certificate without a word, and every client
+   * then fails its handshake.
+   */
+  private noteCertificate(notAfter: string): void {
+    const ms = Date.parse(notAfter);
+    if (!Number.isFinite(ms)) return;
+    this.pendingExpiry = ms;
+    const days = (ms - Date.now()) / 86_400_000;
+    if (days < StreamSource.EXPIRY_WARN_DAYS) {
+      const when = new Date(ms).toISOString();
+      this.telemetry.log.warn(
+        { listener: this.name, code: 'tls_certificate_expiring', not_after: when, file: this.config.tls!.cert_file },
+        days <= 0 ? `listener ${this.name}: its certificate ${this.config.tls!.cert_file} expired on ${when}: clients will refuse it; install a renewed one and send SIGHUP` : `listener ${this.name}: its certificate ${this.config.tls!.cert_file} expires on ${when} (in ${Math.floor(days)} days): install a renewed one and send SIGHUP`,
+      );
+    }
+  }
+
+  /** The expiry of the certificate loaded last (installed once the server or setSecureContext took it). */
+  private pendingExpiry = -1;
 
   async start(): Promise<void> {
     const isTls = this.config.type === 'tls';
@@ -156,6 +183,7 @@ export class StreamSource implements Source {
       });
     });
     this.ready = true;
+    if (isTls && this.pendingExpiry >= 0) this.stats.tlsCertificateExpiry = Math.floor(this.pendingExpiry / 1000);
     const a = this.server?.address();
     const where = inherited !== undefined && a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : `${this.config.host}:${this.port()}`;
     this.telemetry.log.info({ listener: this.name, type: this.config.type, address: where, inherited: inherited !== undefined }, `listening for ${this.config.type} on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
@@ -513,6 +541,7 @@ export class StreamSource implements Source {
     if (this.config.type !== 'tls' || this.server === null) return true;
     try {
       (this.server as tls.Server).setSecureContext(this.tlsOptions() as tls.SecureContextOptions);
+      if (this.pendingExpiry >= 0) this.stats.tlsCertificateExpiry = Math.floor(this.pendingExpiry / 1000);
       this.telemetry.log.info({ listener: this.name }, `listener ${this.name}: certificates reloaded`);
       return true;
     } catch (e) {
