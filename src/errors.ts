@@ -337,6 +337,11 @@ export const CODES = {
     stage: 'daemon',
     description: 'A TLS listener\'s own certificate has expired or expires within 14 days (at start and at every SIGHUP): clients refuse an expired one. Install a renewed certificate and send SIGHUP; `cefd_tls_certificate_expiry_timestamp_seconds{listener}` shows the expiry of the one installed.',
   },
+  tls_key_readable_by_others: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A TLS listener\'s private key file is not encrypted and is readable by every user of the host (mode o+r): anyone there can impersonate the listener. Logged at start and at every SIGHUP; `chmod o-r` the file (0600, or 0640 with cefd\'s group).',
+  },
   tls_certificate_revoked: {
     level: 'warning',
     stage: 'daemon',

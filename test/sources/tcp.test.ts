@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -387,6 +387,40 @@ test('tls: the certificate\'s expiry is a gauge that follows a renewal on reload
       c.on('error', reject);
     });
     expect(Math.floor(Date.parse(presented) / 1000)).toBe(notAfter());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tls: an unencrypted private key every user can read is warned about (tls_key_readable_by_others), at start and on reload; a 0640 key or an encrypted one is not', async () => {
+  const pki = makePki();
+  const dir = tempDir('cefd-keymode-');
+  try {
+    const key = join(dir, 'server.key');
+    writeFileSync(key, readFileSync(pki.serverKey));
+    chmodSync(key, 0o644);
+    const enc = join(dir, 'server-enc.key');
+    execFileSync('openssl', ['pkey', '-in', pki.serverKey, '-aes256', '-passout', 'pass:pw', '-out', enc], { stdio: 'pipe' });
+    chmodSync(enc, 0o644);
+    const start = async (tlsOpts: Record<string, unknown>) => {
+      const rec = recording();
+      const warned: Record<string, unknown>[] = [];
+      rec.telemetry.log.warn = ((o: Record<string, unknown>) => void warned.push(o)) as never;
+      const src = await tlsSource.create(listenerConfig('tls', TLS_FIELDS, { tls: { cert_file: pki.serverCert, ...tlsOpts } }), rec.deps);
+      await src.start();
+      running.push(src);
+      return { src, codes: () => warned.map((w) => w['code']) };
+    };
+    const plain = await start({ key_file: key });
+    expect(plain.codes()).toEqual(['tls_key_readable_by_others']);
+    chmodSync(key, 0o640);
+    expect(plain.src.reload()).toBe(true);
+    expect(plain.codes()).toEqual(['tls_key_readable_by_others']);
+    chmodSync(key, 0o644);
+    expect(plain.src.reload()).toBe(true);
+    expect(plain.codes()).toEqual(['tls_key_readable_by_others', 'tls_key_readable_by_others']);
+    const encrypted = await start({ key_file: enc, key_passphrase: 'pw' });
+    expect(encrypted.codes()).toEqual([]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -85,6 +85,12 @@ export class StreamSource implements Source {
     const t = this.config.tls!;
     const m = loadTlsMaterial(this.name, t);
     this.noteCertificate(m.notAfter);
+    if (m.keyReadableByOthers) {
+      this.telemetry.log.warn(
+        { listener: this.name, code: 'tls_key_readable_by_others', file: t.key_file },
+        `listener ${this.name}: the private key ${t.key_file} is not encrypted and every user on this host can read it: chmod o-r ${t.key_file} (cefd's user or group must keep read access)`,
+      );
+    }
     const opts: tls.TlsOptions = {
       cert: m.cert,
       key: m.key,

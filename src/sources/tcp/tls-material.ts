@@ -9,7 +9,7 @@
  * for pinned certificates (expiry, key strength), and clean reason codes for refusals.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import tls from 'node:tls';
 import type { FieldProblem } from '../../config/spec.js';
 import type { TlsServerConfig } from './config.js';
@@ -37,6 +37,8 @@ export interface TlsMaterial {
   crl?: Buffer;
   /** Subject and expiry of the listener's own certificate, for the start log. */
   notAfter: string;
+  /** The key file is readable by every user and not encrypted (a warning, not an error: Debian's ssl-cert group keys are 0640). */
+  keyReadableByOthers: boolean;
 }
 
 function read(listener: string, option: string, file: string): Buffer {
@@ -84,6 +86,13 @@ export function loadTlsMaterial(listener: string, t: TlsServerConfig): TlsMateri
     throw new TlsMaterialError(listener, 'tls.key_file', `the key ${t.key_file} does not belong to the certificate ${t.cert_file} (${x509.publicKey.asymmetricKeyType} certificate, ${key.asymmetricKeyType} key)`);
   }
   const keyText = key.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const encrypted = /ENCRYPTED/.test(keyPem.toString('latin1', 0, Math.min(keyPem.length, 4096)));
+  let keyReadableByOthers = false;
+  try {
+    keyReadableByOthers = !encrypted && (statSync(t.key_file).mode & 0o004) !== 0;
+  } catch {
+    // Read a moment ago: a file gone since is caught by the next load.
+  }
   let ca: Buffer | undefined;
   if (t.ca_file !== undefined) {
     ca = read(listener, 'tls.ca_file', t.ca_file);
@@ -101,7 +110,7 @@ export function loadTlsMaterial(listener: string, t: TlsServerConfig): TlsMateri
     const option = /cipher/i.test((e as Error).message) ? 'tls.ciphers' : /crl/i.test((e as Error).message) ? 'tls.crl_file' : 'tls.cert_file';
     throw new TlsMaterialError(listener, option, `OpenSSL refuses the TLS settings: ${cleanOpenSslText((e as Error).message)}`);
   }
-  return { cert: certPem, key: keyText, ...(ca !== undefined ? { ca } : {}), ...(crl !== undefined ? { crl } : {}), notAfter: x509.validTo };
+  return { cert: certPem, key: keyText, ...(ca !== undefined ? { ca } : {}), ...(crl !== undefined ? { crl } : {}), notAfter: x509.validTo, keyReadableByOthers };
 }
 
 /** Every TLS listener's files checked (`validate`, start, SIGHUP). */
