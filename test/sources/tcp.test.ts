@@ -425,3 +425,31 @@ test('tls: an unencrypted private key every user can read is warned about (tls_k
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('tls max_connections: at the limit, a handshake still in progress makes room before a served connection that is quiet (KSC keeps its connection open between events)', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  const st = rec.telemetry.listener('in');
+  // The sender: handshake done, nothing sent yet.
+  const quiet = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const c = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => resolve(c));
+    c.once('error', reject);
+  });
+  let quietClosed = false;
+  quiet.on('error', () => undefined);
+  quiet.on('close', () => (quietClosed = true));
+  await waitFor(() => st.connectionsAccepted === 1, 5000, 'the quiet sender served');
+  // A slowloris handshake takes the second slot; another connection needs room.
+  const slow = await connect(src.port()!);
+  slow.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
+  const slowClosed = closedByServer(slow);
+  const third = await connect(src.port()!);
+  third.on('error', () => undefined);
+  await slowClosed;
+  expect(st.connectionsRejected.map.get('evicted_no_frame')).toBe(1);
+  expect(quietClosed).toBe(false);
+  quiet.end('<13>from the quiet sender\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the quiet sender\'s frame');
+  expect(rec.frames[0]!.text).toBe('<13>from the quiet sender');
+  third.destroy();
+});

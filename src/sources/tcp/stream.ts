@@ -225,12 +225,17 @@ export class StreamSource implements Source {
       return;
     }
     if (this.slots.size >= this.config.max_connections) {
+      // The oldest TLS handshake still in progress first (a slowloris that has not even
+      // finished its handshake), then the oldest connection without a complete frame: a
+      // served sender that is merely quiet (KSC keeps its connection open between events)
+      // goes only when no handshake is left to make room.
       let victim: Slot | undefined;
       for (const s of this.slots) {
-        if (s.frames === 0) {
+        if (s.served !== true) {
           victim = s;
           break;
         }
+        if (s.frames === 0) victim ??= s;
       }
       if (victim === undefined) {
         this.close(raw);
