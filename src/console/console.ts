@@ -49,6 +49,8 @@ export interface ConsoleOptions {
   ksc: () => KscIntegration | undefined;
   /** A refused sign-in (`credentials`, `csrf`, `rate_limited`), for the metrics. */
   onSigninFailure?: (reason: 'credentials' | 'csrf' | 'rate_limited') => void;
+  /** Events a live tail client did not get because it read too slowly (`TAIL_CLIENT_PENDING_BYTES`), for the metrics. */
+  onTailDropped?: (events: number) => void;
   /** The limit on failed sign-ins (signin-limit.ts; its defaults otherwise). */
   signinLimit?: SigninLimitOptions;
 }
@@ -63,6 +65,15 @@ export function esc(s: unknown): string {
 }
 
 const DETAIL_ENCODINGS = ['native', 'ecs', 'kuma'] as const;
+
+/**
+ * The most bytes a live tail client may have waiting in its response (not yet taken by the
+ * socket): past it, its events are skipped (counted) until it catches up, and it is told how
+ * many with an `event: dropped` message before its next event. Without it, a client that
+ * reads more slowly than events arrive (a slow link, a stalled browser tab, `cefd tap | less`)
+ * makes the response buffer every event in the daemon's memory.
+ */
+export const TAIL_CLIENT_PENDING_BYTES = 1024 * 1024;
 
 export class Console {
   readonly sessions: Sessions;
@@ -421,13 +432,32 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     res.write(': cefd live tail\n\n');
     res.socket?.setTimeout(0);
     this.streams.add(res);
+    let dropped = 0;
+    /** Whether the client takes more now; if so, it is first told how many events it missed. */
+    const ready = (): boolean => {
+      if (res.writableLength > TAIL_CLIENT_PENDING_BYTES) return false;
+      if (dropped > 0) {
+        res.write(`event: dropped\ndata: ${JSON.stringify({ dropped })}\n\n`);
+        dropped = 0;
+      }
+      return true;
+    };
     const off = this.tail.subscribe({
       filter,
       send: (e, ev) => {
+        if (res.destroyed) return;
+        if (!ready()) {
+          dropped++;
+          this.o.onTailDropped?.(1);
+          return;
+        }
         res.write(`event: event\ndata: ${full ? e.json : JSON.stringify(summary(e, ev))}\n\n`);
       },
     });
-    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+    res.on('drain', ready);
+    const ping = setInterval(() => {
+      if (ready()) res.write(': ping\n\n');
+    }, 15_000);
     ping.unref();
     const done = (): void => {
       clearInterval(ping);

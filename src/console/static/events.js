@@ -54,6 +54,8 @@ async function start(filter) {
   source = new EventSource(`/console/api/events/stream?filter=${encodeURIComponent(filter)}`);
   source.addEventListener('open', () => say('tail-status', filter === '' ? 'Live: every event.' : `Live: events where ${filter}`));
   source.addEventListener('error', () => say('tail-status', 'The live tail is reconnecting…', true));
+  // The daemon skips events while this page reads too slowly, and says how many.
+  source.addEventListener('dropped', (m) => say('tail-status', `${JSON.parse(m.data).dropped} events skipped: this page read them too slowly.`, true));
   source.addEventListener('event', (m) => {
     const ev = JSON.parse(m.data);
     if (paused) held.push(ev);
