@@ -8,6 +8,7 @@
  * throws, whatever the event looks like.
  */
 
+import { RE2JS } from 're2js';
 import type { CefdEvent } from '../event.js';
 import { schema1View } from '../codecs/encoders/native.js';
 import { kscView } from '../../normalizers/ksc/lean.js';
@@ -489,7 +490,7 @@ class Parser {
       try {
         makeRegex(lt.value);
       } catch (err) {
-        this.fail(lt, `bad regular expression ${describe(lt)}: ${(err as Error).message}`);
+        this.fail(lt, `bad regular expression ${describe(lt)}: ${(err as Error).message} (RE2 syntax, no lookaround or backreferences: docs/filters.md#regular-expressions)`);
       }
       return { kind: 'matches', path, pattern: lt.value };
     }
@@ -681,11 +682,18 @@ function makePlainGetter(segments: readonly PathSegment[]): Getter {
 // (or absent); a number segment reads an array element or the object key "N", and no
 // prototype of a plain object or array has integer keys.
 
-const CASE_INSENSITIVE = '(?i)';
-
-/** The RegExp for a `matches` pattern: Unicode mode, unanchored; a leading `(?i)` ignores case. */
-function makeRegex(pattern: string): RegExp {
-  return pattern.startsWith(CASE_INSENSITIVE) ? new RegExp(pattern.slice(CASE_INSENSITIVE.length), 'iu') : new RegExp(pattern, 'u');
+/**
+ * The matcher for a `matches` pattern: RE2 syntax, unanchored; `(?i)` ignores case.
+ *
+ * Why RE2 (re2js, a JavaScript port of Google's RE2) and not RegExp: the pattern comes from
+ * the configuration but the text it runs on comes from the network. V8's backtracking engine
+ * takes exponential time on patterns such as `^(a+)+$` for some inputs (41 bytes of event text
+ * held a decode worker for over 3 minutes), so one hostile frame could stall the pipeline.
+ * RE2 matches in time linear in the text for every pattern it accepts; it refuses the features
+ * that need backtracking (lookaround, backreferences) at load time.
+ */
+function makeRegex(pattern: string): RE2JS {
+  return RE2JS.compile(pattern);
 }
 
 // ---------------------------------------------------------------------------------
