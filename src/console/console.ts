@@ -442,10 +442,18 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
       }
       return true;
     };
+    // A stream opened with a session ends with it (sign-out, expiry): checked before every
+    // message, so nothing is sent after it.
+    const signedOut = (): boolean => {
+      if (s === undefined || this.sessions.live(s)) return false;
+      // Its 'close' unsubscribes it.
+      res.end();
+      return true;
+    };
     const off = this.tail.subscribe({
       filter,
       send: (e, ev) => {
-        if (res.destroyed) return;
+        if (res.destroyed || signedOut()) return;
         if (!ready()) {
           dropped++;
           this.o.onTailDropped?.(1);
@@ -456,7 +464,7 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     });
     res.on('drain', ready);
     const ping = setInterval(() => {
-      if (ready()) res.write(': ping\n\n');
+      if (!signedOut() && ready()) res.write(': ping\n\n');
     }, 15_000);
     ping.unref();
     const done = (): void => {

@@ -3,7 +3,8 @@
  * a real HTTP server and a real TCP socket, the events the response holds for it stay
  * bounded (TAIL_CLIENT_PENDING_BYTES): the rest are skipped, counted, and the client is told
  * how many before its next event, so what it got plus what it was told it missed is every
- * event. A client that goes away is unsubscribed.
+ * event. A client that goes away is unsubscribed; a stream opened with a session ends at
+ * sign-out.
  */
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
@@ -14,6 +15,7 @@ import type { RecentSink } from '../../src/pipeline/pipeline.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 import type { CefdEvent } from '../../src/event.js';
 import { LogCapture, tempDir, waitFor } from '../helpers/daemon.js';
+import { ConsoleAgent } from '../helpers/console.js';
 import { rmSync } from 'node:fs';
 
 const TOKEN = 'tail-test-token-0123456789abcdef';
@@ -136,4 +138,29 @@ test('a client that stops reading holds at most TAIL_CLIENT_PENDING_BYTES; it is
   // Gone: unsubscribed.
   c.sock.destroy();
   await waitFor(() => con.tail.clientCount === 0, 10_000, 'the client unsubscribed');
+});
+
+test('a stream opened with a session ends when the session does: nothing is sent after sign-out', async () => {
+  const { con, sink, port } = await setup();
+  const base = `http://127.0.0.1:${port}`;
+  const a = new ConsoleAgent(base);
+  expect((await a.login(TOKEN)).status).toBe(303);
+  const sock = connect(port, '127.0.0.1');
+  cleanup.push(async () => {
+    sock.destroy();
+  });
+  let text = '';
+  sock.setEncoding('utf8').on('data', (d: string) => (text += d));
+  sock.write(`GET /console/api/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: cefd_session=${a.session}\r\n\r\n`);
+  await waitFor(() => con.tail.clientCount === 1 && text.includes('cefd live tail'), 10_000, 'the stream');
+  sink().event(event(1, 10), undefined);
+  await waitFor(() => text.includes('event 1'), 10_000, 'the first event');
+
+  expect((await a.logout()).status).toBe(303);
+  sink().event(event(2, 10), undefined);
+  // The response ends (chunked: its last chunk) and the client is unsubscribed.
+  await waitFor(() => con.tail.clientCount === 0 && text.includes('\r\n0\r\n\r\n'), 10_000, 'the stream ended');
+  sink().event(event(3, 10), undefined);
+  expect(text).not.toContain('event 2');
+  expect(text).not.toContain('event 3');
 });
