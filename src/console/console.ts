@@ -75,6 +75,13 @@ const DETAIL_ENCODINGS = ['native', 'ecs', 'kuma'] as const;
  */
 export const TAIL_CLIENT_PENDING_BYTES = 1024 * 1024;
 
+/**
+ * The most live tails open at once. Every tailed event is tested against each tail's filter
+ * and written to it on the main thread, which also reads the sockets: without a limit, a
+ * script opening tails in a loop (with a session or the token) would slow intake for all.
+ */
+export const MAX_TAIL_CLIENTS = 32;
+
 export class Console {
   readonly sessions: Sessions;
   readonly tail: TailHub;
@@ -415,6 +422,11 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
         res.end(JSON.stringify({ error: { code: 'admin_unauthorized', message: 'sign in, or send the bearer token' } }) + '\n');
         return true;
       }
+    }
+    if (this.streams.size >= MAX_TAIL_CLIENTS) {
+      res.writeHead(503, this.headers({ 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '10' }));
+      res.end(JSON.stringify({ error: { code: 'console_tail_busy', message: `${MAX_TAIL_CLIENTS} live tails are open, the most the console serves at once: close one` } }) + '\n');
+      return true;
     }
     let filter: Filter | undefined;
     const src = url.searchParams.get('filter') ?? '';

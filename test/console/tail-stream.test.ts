@@ -4,18 +4,18 @@
  * bounded (TAIL_CLIENT_PENDING_BYTES): the rest are skipped, counted, and the client is told
  * how many before its next event, so what it got plus what it was told it missed is every
  * event. A client that goes away is unsubscribed; a stream opened with a session ends at
- * sign-out.
+ * sign-out; at most MAX_TAIL_CLIENTS are open at once.
  */
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import pino from 'pino';
 import { afterEach, expect, test } from 'vitest';
-import { Console, TAIL_CLIENT_PENDING_BYTES } from '../../src/console/console.js';
+import { Console, MAX_TAIL_CLIENTS, TAIL_CLIENT_PENDING_BYTES } from '../../src/console/console.js';
 import type { RecentSink } from '../../src/pipeline/pipeline.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
 import type { CefdEvent } from '../../src/event.js';
 import { LogCapture, tempDir, waitFor } from '../helpers/daemon.js';
-import { ConsoleAgent } from '../helpers/console.js';
+import { ConsoleAgent, request } from '../helpers/console.js';
 import { rmSync } from 'node:fs';
 
 const TOKEN = 'tail-test-token-0123456789abcdef';
@@ -163,4 +163,21 @@ test('a stream opened with a session ends when the session does: nothing is sent
   sink().event(event(3, 10), undefined);
   expect(text).not.toContain('event 2');
   expect(text).not.toContain('event 3');
+});
+
+test('at most MAX_TAIL_CLIENTS tails are open at once; one more is refused with 503 until one closes', async () => {
+  const { con, port } = await setup();
+  const clients = [];
+  for (let i = 0; i < MAX_TAIL_CLIENTS; i++) clients.push(tailClient(port));
+  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS, 10_000, 'the tails open');
+  const base = `http://127.0.0.1:${port}`;
+  const refused = await request(base, 'GET', '/console/api/events/stream', { headers: { authorization: `Bearer ${TOKEN}` } });
+  expect(refused.status).toBe(503);
+  expect(refused.json).toMatchObject({ error: { code: 'console_tail_busy' } });
+  expect(con.tail.clientCount).toBe(MAX_TAIL_CLIENTS);
+
+  clients[0]!.sock.destroy();
+  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS - 1, 10_000, 'one tail closed');
+  const again = tailClient(port);
+  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS && again.bytes() > 0, 10_000, 'a tail in its place');
 });
