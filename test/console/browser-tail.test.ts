@@ -7,7 +7,7 @@
 import { rmSync } from 'node:fs';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { sendTcp, tempDir, waitFor } from '../helpers/daemon.js';
+import { sendTcp, tempDir } from '../helpers/daemon.js';
 import { ADMIN_TOKEN, startKscDaemon, type KscTestDaemon, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
 
 const YAML = `
