@@ -629,6 +629,12 @@ export const CODES = {
     description:
       'Console and `cefd tap`: the live tail\'s or the search\'s filter is not valid filter language (status 400; docs/filters.md).',
   },
+  console_tail_busy: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Console and `cefd tap`: as many live tails are open as the console serves at once (32; status 503; docs/console.md). Each tail costs the daemon work per event: close one, or use an output.',
+  },
   console_not_found: {
     level: 'error',
     stage: 'ksc',
