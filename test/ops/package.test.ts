@@ -87,7 +87,7 @@ test('dpkg -i installs it: files, owners, the cefd user, state and config folder
   const st = (p: string) => statSync(join(root, p));
   expect([st('etc/cefd').uid, st('etc/cefd').gid, st('etc/cefd').mode & 0o777]).toEqual([0, Number(gid), 0o750]);
   expect([st('etc/cefd/cefd.yaml').uid, st('etc/cefd/cefd.yaml').gid, st('etc/cefd/cefd.yaml').mode & 0o777]).toEqual([0, Number(gid), 0o640]);
-  expect([st('var/lib/cefd').uid, st('var/lib/cefd').gid, st('var/lib/cefd').mode & 0o777]).toEqual([Number(uid), Number(gid), 0o750]);
+  expect([st('var/lib/cefd').uid, st('var/lib/cefd').gid, st('var/lib/cefd').mode & 0o777]).toEqual([Number(uid), Number(gid), 0o700]);
   // The user exists once, also after the postinst runs again (reconfigure).
   expect(dpkg('--configure', '--pending').status).toBe(0);
   expect(readFileSync(join(root, 'etc/passwd'), 'utf8').match(/^cefd:/gm)).toHaveLength(1);
