@@ -16,7 +16,7 @@ import { freePort } from '../helpers/child.js';
 import { tempDir, waitFor } from '../helpers/daemon.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
 
 let work: string;
 let root: string;
@@ -77,6 +77,13 @@ test('dpkg -i installs it: files, owners, the cefd user, state and config folder
   expect(existsSync(join(root, 'usr/lib/cefd/node_modules/vitest'))).toBe(false);
   expect(existsSync(join(root, 'usr/lib/cefd/node_modules/typescript'))).toBe(false);
   expect(statSync(join(root, 'usr/bin/cefd')).mode & 0o777).toBe(0o755);
+  // Only what runs: no typings, source maps, Markdown, tests or tool configuration of the
+  // dependencies (they were half of node_modules); their licences stay.
+  const modules = join(root, 'usr/lib/cefd/node_modules');
+  const files = (readdirSync(modules, { recursive: true }) as string[]).map((f) => f.split('\\').join('/'));
+  const extra = files.filter((f) => /(^|\/)(test|tests|__tests__|\.github)(\/|$)|\.(d\.ts|d\.mts|d\.cts|map)$|\/(?!licen[cs]e|copying|notice)[^/]*\.md$|\/(\.npmignore|\.eslintrc[^/]*|\.gitattributes)$/i.test(f));
+  expect(extra).toEqual([]);
+  for (const m of ['pino', 'prom-client', 'better-sqlite3', 'tedious', 'yaml']) expect(readdirSync(join(modules, m)).some((f) => /^licen[cs]e/i.test(f)), `${m}'s licence`).toBe(true);
 
   const user = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('cefd:'))!;
   expect(user).toBeDefined();
@@ -101,6 +108,13 @@ test('the shipped configuration validates with the packaged code, and that code 
   expect(v.stdout).toContain('OK (2 listeners, 1 outputs)');
   expect(v.status).toBe(0);
   expect(execFileSync(process.execPath, [cli, '--version'], { encoding: 'utf8' }).trim()).toBe(pkg.version);
+  // Every production dependency loads from the package as shipped (build.mjs leaves files out
+  // of node_modules: none that runs may be among them).
+  for (const dep of Object.keys(pkg.dependencies)) {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(dep)})`], { cwd: join(root, 'usr/lib/cefd'), encoding: 'utf8' });
+    expect(r.stderr, dep).toBe('');
+    expect(r.status, dep).toBe(0);
+  }
   // The wrapper runs the packaged code with the system's node.
   const wrapper = readFileSync(join(root, 'usr/bin/cefd'), 'utf8');
   expect(wrapper).toContain('exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc} /usr/lib/cefd/dist/src/cli.js "$@"');
