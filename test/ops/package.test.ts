@@ -136,6 +136,14 @@ test('the shipped configuration validates with the packaged code, and that code 
   const printed = JSON.parse(execFileSync(process.execPath, [cli, 'validate', '--config', conf, '--print'], { encoding: 'utf8' }).split('\n').filter((l) => !l.includes(': OK (')).join('\n')) as Record<string, unknown>;
   delete printed['base_dir'];
   expect(shipped).toEqual(printed);
+  // Every file the shipped configuration writes is rotated and bounded: the dead-letter file
+  // too, which takes whatever a non-syslog client sends to the open port.
+  const sinks = [...(shipped['outputs'] as Record<string, unknown>[]).filter((o) => o['type'] === 'file'), shipped['dead_letter'] as Record<string, unknown>];
+  expect(sinks.length).toBe(2);
+  for (const f of sinks) {
+    expect(f['rotate_max_bytes'], String(f['path'])).toBeGreaterThan(0);
+    expect(f['max_files'], String(f['path'])).toBeGreaterThan(0);
+  }
   // Options the example does not set, there commented with a line each.
   const text = readFileSync(conf, 'utf8');
   for (const opt of ['#     ciphers: "ECDHE-', '#     allow_insecure_pinned_certificates: false', '# trusted_sources:']) expect(text).toContain(opt);
