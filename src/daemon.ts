@@ -8,7 +8,7 @@
  */
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { SpillWriter, takeSpill } from './pipeline/spill.js';
-import { makeStateDir, removePidFile, tightenStateDir, writePidFile } from './state-dir.js';
+import { type StateDirLock, StateDirLockedError, lockStateDir, makeStateDir, tightenStateDir } from './state-dir.js';
 import { orphanedBuffers } from './buffer/inventory.js';
 import type { Config, ListenerConfig, OutputConfig } from './config/types.js';
 import type { Output } from './outputs/types.js';
@@ -20,6 +20,7 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { WorkerPool } from './workers/worker-pool.js';
 import { compileRoutes } from './pipeline/router.js';
 import { availableParallelism } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
 import { DiskQueue } from './buffer/disk-queue.js';
 import type { Source } from './sources/source.js';
 import { StateDirError, Topology, diskBufferOwners, wantsDisk } from './topology.js';
@@ -29,6 +30,7 @@ import type { SqlSourceConfig } from './sources/sql/config.js';
 import { TlsMaterialError } from './sources/tcp/tls-material.js';
 import { holdsInheritedSocket, unusedInheritedSockets } from './sources/shared/systemd.js';
 import { MetricsServer } from './telemetry/http.js';
+import { SigninLimiter } from './console/signin-limit.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
 import { createExtensions } from './extensions/index.js';
@@ -124,11 +126,16 @@ export class Daemon {
     for (const q of list) this.sqlSources.push(await this.startSqlSource(q, await this.topology.chain(q, c), c));
   }
 
-  /** state_dir exists, is writable, and is private (0700, files 0600: src/state-dir.ts). */
+  /**
+   * state_dir exists, is writable, is this daemon's alone (its lock, held until the stop:
+   * state-dir.ts; StateDirLockedError when another process holds it) and is private (0700,
+   * files 0600). The lock comes before anything else is written or changed in the folder.
+   */
   private prepareStateDir(c: Config): void {
     try {
       makeStateDir(c.state_dir);
       accessSync(c.state_dir, constants.W_OK);
+      this.lock = lockStateDir(c.state_dir);
       const exempt = [c.dead_letter.path, ...c.outputs.flatMap((o) => (o.type === 'file' ? [o.path] : []))];
       for (const t of tightenStateDir(c.state_dir, exempt)) {
         this.telemetry.log.warn(
@@ -137,6 +144,7 @@ export class Daemon {
         );
       }
     } catch (e) {
+      if (e instanceof StateDirLockedError) throw e;
       const err = e as NodeJS.ErrnoException;
       throw new StateDirError(`state_dir ${c.state_dir} cannot be used: ${err.code ?? err.message}`);
     }
@@ -145,12 +153,6 @@ export class Daemon {
   async start(): Promise<void> {
     const c = this.config;
     this.prepareStateDir(c);
-    try {
-      writePidFile(c.state_dir);
-      this.pidDir = c.state_dir;
-    } catch (e) {
-      this.telemetry.log.warn({ err: (e as Error).message }, `cannot write the pid file in ${c.state_dir} (cefd buffers drop then cannot tell that cefd runs): ${(e as Error).message}`);
-    }
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.topology.chain(l, c));
@@ -201,7 +203,7 @@ export class Daemon {
       this.telemetry.log.warn(s, `socket ${s.fd} from systemd (${s.name || 'unnamed'}${s.port !== undefined ? `, ${s.proto ?? ''} port ${s.port}` : ''}) matches no listener: the socket unit and the configuration disagree`);
     }
     if (c.metrics.enabled) {
-      this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token);
+      this.metrics = new MetricsServer(this.telemetry, this, c.metrics.bearer_token, this.metricsLimiter);
       await this.metrics.start(c.metrics.host, c.metrics.port);
     }
     this.telemetry.log.info(
@@ -211,8 +213,11 @@ export class Daemon {
     this.checkOrphanedBuffers();
   }
 
-  /** The state directory the pid file was written in (state-dir.ts), removed at the stop. */
-  private pidDir: string | null = null;
+  /** Wrong metrics bearer tokens per client address, kept across the metrics servers a reload starts. */
+  private metricsLimiter = new SigninLimiter();
+
+  /** The lock of the state directory in use (state-dir.ts), released at the stop. */
+  private lock: StateDirLock | null = null;
 
   /**
    * Buffers no configured output owns (removed or renamed outputs): one warning each and
@@ -350,7 +355,8 @@ export class Daemon {
     if (left > 0) this.telemetry.log.error({ undelivered: left }, `stopped with ${left} events undelivered and lost (memory queues that did not drain within shutdown_timeout)`);
     else if (kept > 0) this.telemetry.log.info({ ms: Date.now() - t0, buffered: kept }, `stopped; ${kept} events wait in disk buffers`);
     else this.telemetry.log.info({ ms: Date.now() - t0 }, 'stopped; every event was delivered');
-    if (this.pidDir !== null) removePidFile(this.pidDir);
+    this.lock?.release();
+    this.lock = null;
     return left;
   }
 
@@ -403,11 +409,27 @@ export class Daemon {
         { listeners: pinned },
       );
     }
+    // A new state_dir is locked before anything is written in it; the old one's lock goes
+    // once the new configuration is applied. The same folder keeps the lock it has.
+    let moved: StateDirLock | null = null;
+    if (this.lock !== null && resolvePath(next.state_dir) !== resolvePath(this.lock.dir)) {
+      try {
+        makeStateDir(next.state_dir);
+        moved = lockStateDir(next.state_dir);
+      } catch (e) {
+        return this.reloadFailed((e as Error).message, e instanceof StateDirLockedError ? { reason: e.code } : {});
+      }
+    }
     this.certificatesRefused.length = 0;
     try {
       await this.apply(next, chains);
     } catch (e) {
+      moved?.release();
       return this.reloadFailed((e as Error).message);
+    }
+    if (moved !== null) {
+      this.lock?.release();
+      this.lock = moved;
     }
     for (const x of this.extensions) {
       await x.reload?.(next).catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name}: reload failed: ${e.message}`));
@@ -519,7 +541,7 @@ export class Daemon {
     const keepSql: { key: string; source: SqlSource }[] = [];
     const freshSql: { key: string; source: SqlSource }[] = [];
     const removedSql: { key: string; source: SqlSource }[] = [];
-    let metrics: { server: MetricsServer | null; oldStopped: boolean } | null = null;
+    let metrics: { server: MetricsServer | null; oldStopped: boolean; limiter: SigninLimiter } | null = null;
     try {
       // Listeners: unchanged ones stay open (their certificates are re-read in step 3).
       const oldSources = new Map(this.sources.map((s) => [s.source.name, s]));
@@ -580,7 +602,7 @@ export class Daemon {
       // The metrics endpoint, the same way: a new address first, the same one after the old closed.
       if (!same(prev.metrics, next.metrics)) {
         const old = this.metrics;
-        metrics = { server: null, oldStopped: false };
+        metrics = { server: null, oldStopped: false, limiter: this.metricsLimiter };
         const m = metrics;
         if (old !== null && (!next.metrics.enabled || (next.metrics.port !== 0 && next.metrics.port === prev.metrics.port))) {
           await old.stop();
@@ -589,14 +611,17 @@ export class Daemon {
             what: 'the metrics endpoint',
             run: async () => {
               this.metrics = null;
-              const again = new MetricsServer(this.telemetry, this, prev.metrics.bearer_token);
+              const again = new MetricsServer(this.telemetry, this, prev.metrics.bearer_token, this.metricsLimiter);
               await again.start(prev.metrics.host, prev.metrics.port);
               this.metrics = again;
             },
           });
         }
+        // A new token starts a new count: Prometheus's scrapes with the old token while the
+        // token was rotated were not guesses of the new one.
+        m.limiter = next.metrics.bearer_token === prev.metrics.bearer_token ? this.metricsLimiter : new SigninLimiter();
         if (next.metrics.enabled) {
-          const server = new MetricsServer(this.telemetry, this, next.metrics.bearer_token);
+          const server = new MetricsServer(this.telemetry, this, next.metrics.bearer_token, m.limiter);
           try {
             await server.start(next.metrics.host, next.metrics.port);
           } catch (e) {
@@ -630,6 +655,7 @@ export class Daemon {
     if (metrics !== null) {
       if (!metrics.oldStopped) await this.metrics?.stop();
       this.metrics = metrics.server;
+      this.metricsLimiter = metrics.limiter;
     }
     this.config = next;
     outputs.retire(next);
@@ -804,10 +830,12 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
     await daemon.start();
   } catch (e) {
     const msg = (e as Error).message;
-    telemetry.log.fatal({ err: msg }, `cannot start: ${msg}`);
+    telemetry.log.fatal({ ...(e instanceof StateDirLockedError ? { code: e.code, holder: e.holder } : {}), err: msg }, `cannot start: ${msg}`);
     await daemon.stop().catch(() => 0);
     telemetry.log.flush();
     // A state directory that cannot be used needs an operator: 78 stops systemd's restarts.
+    // One in use by another cefd (StateDirLockedError) is a runtime failure, as a port in
+    // use: 1, and a restart succeeds once the other one stopped.
     return e instanceof StateDirError || e instanceof TlsMaterialError ? EXIT.config : EXIT.failure;
   }
   return new Promise<number>((resolve) => {

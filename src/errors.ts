@@ -309,7 +309,7 @@ export const CODES = {
     level: 'warning',
     stage: 'framing',
     description:
-      'A connection closed without an orderly end in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason.',
+      'A connection closed without an orderly end in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason. `cefd parse` reports an input (file or stdin) that ends right after an octet count the same way (a failure record with the count as `raw`; exit 1).',
   },
   // TLS listeners (src/sources/tcp/): the `code` of a refused connection's log line
   tls_handshake_failed: {
@@ -373,6 +373,20 @@ export const CODES = {
     stage: 'daemon',
     description:
       'At start or after a reload, a disk buffer (`state_dir/buffers/<output>/`) or a stop\'s spill file (`state_dir/shutdown-spill/<output>.ndjson`) holds undelivered events of an output the configuration no longer has (removed, renamed, or switched to `buffer.type: memory`): nothing delivers them. Logged once per buffer with its records and bytes, and exported as `cefd_buffer_orphaned_bytes`. Add the output back under that name to deliver them, or list and delete them with `cefd buffers` / `cefd buffers drop <output>` (docs/reliability.md).',
+  },
+  // state directory (src/state-dir.ts): the `code` of the daemon's fatal log line
+  state_dir_locked: {
+    level: 'error',
+    stage: 'daemon',
+    description:
+      'Another process holds the lock of `state_dir` (`state_dir/cefd.lock`): a second cefd on the same state directory does not start (exit 1; the log line names the holder\'s pid), a reload that moves to such a folder is refused, and `cefd buffers drop` refuses while cefd runs. The lock goes with the process that held it, even after a crash (docs/operations.md#one-daemon-per-state-directory).',
+  },
+  // metrics endpoint (src/telemetry/http.ts): the body of a refusal and the `code` of its log line
+  metrics_rate_limited: {
+    level: 'warning',
+    stage: 'daemon',
+    description:
+      'The metrics endpoint (with `metrics.bearer_token`): too many wrong bearer tokens from the client address (5 free, then waits of 1 s doubling up to 15 min, as the admin API); the token is not looked at until the wait is over (status 429 with `Retry-After`). Other addresses, and requests without a token, are not affected (docs/operations.md#metrics-and-health).',
   },
   // KSC integration (src/ksc/): KscError codes, response-rule outcomes, admin API (src/admin/) errors
   ksc_auth_failed: {

@@ -8,7 +8,8 @@
  * Files of `file` outputs (and the dead-letter file) that an operator put under state_dir
  * keep the `mode` configured for them (their rotated siblings too): they are exempt.
  */
-import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, closeSync, constants, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
 export const STATE_DIR_MODE = 0o700;
@@ -81,40 +82,99 @@ export function tightenStateDir(dir: string, exemptFiles: readonly string[] = []
 }
 
 /**
- * `state_dir/cefd.pid`: the daemon that uses the state directory. Written at start and
- * removed at the stop, so `cefd buffers drop` can refuse to delete files under a running
- * daemon. Not a lock the daemon enforces on itself; a file left by a crash names a
- * process that is gone (or, rarely, a reused process id: the refusal says which).
+ * `state_dir/cefd.lock`: one process at a time uses a state directory. Two daemons on one
+ * folder would both append to the disk buffers, write the KSC store and advance the SQL
+ * cursors: duplicates and damage. The daemon holds an exclusive flock(2) on this file from
+ * start to stop (a reload keeps it), and `cefd buffers drop` holds it while it deletes.
+ *
+ * Why flock: the kernel releases it when the process ends, however it ends (kill -9, a
+ * crash), so a file left behind never blocks a restart and a reused process id cannot fool
+ * the check; and taking it is atomic, so of two daemons started at once exactly one wins.
+ * A pid file with a liveness check has neither property (breaking a stale file races).
+ * Node has no flock, so util-linux's flock(1) (busybox has one too) takes it on our open
+ * file description, passed to it as fd 3: a flock belongs to the open file description,
+ * not to the process that called it, so it stays held after flock(1) exits, until this
+ * process closes the descriptor or ends (Node opens files close-on-exec, so no child of
+ * cefd inherits it). No npm library was added: the ones with flock are native add-ons.
+ *
+ * The file is never deleted (deleting a locked file lets a second process lock a new file
+ * under the same name); it holds the holder's pid, for the messages only.
  */
-export const PID_FILE = 'cefd.pid';
+export const LOCK_FILE = 'cefd.lock';
+/** Written by cefd before the lock file: deleted when found (the lock file replaces it). */
+const OLD_PID_FILE = 'cefd.pid';
 
-export function writePidFile(dir: string): void {
-  writeFileSync(join(dir, PID_FILE), `${process.pid}\n`, { mode: STATE_FILE_MODE });
-}
-
-/** Removes the pid file if it names this process (another daemon may have taken the folder since). */
-export function removePidFile(dir: string): void {
-  try {
-    if (readFileSync(join(dir, PID_FILE), 'utf8').trim() === String(process.pid)) rmSync(join(dir, PID_FILE), { force: true });
-  } catch {
-    // none: nothing to remove
+/** Another process holds `state_dir`'s lock (a stable code: `state_dir_locked`). */
+export class StateDirLockedError extends Error {
+  override readonly name = 'StateDirLockedError';
+  readonly code = 'state_dir_locked';
+  constructor(
+    readonly dir: string,
+    /** The holder's pid as its lock file says, when it says. */
+    readonly holder: number | null,
+  ) {
+    super(`state_dir ${dir} is in use by another cefd (${holder !== null ? `pid ${holder}` : 'pid not known'}): one daemon per state directory (its lock: ${join(dir, LOCK_FILE)})`);
   }
 }
 
-/** The process id in `dir`'s pid file when that process is alive, else null. */
-export function stateDirHolder(dir: string): number | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(dir, PID_FILE), 'utf8').trim());
-  } catch {
-    return null;
+/** The exclusive lock of a state directory, held until release() or the process ends. */
+export class StateDirLock {
+  private fd: number | null;
+  constructor(
+    readonly dir: string,
+    fd: number,
+  ) {
+    this.fd = fd;
   }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+
+  /** Empties the file (no pid of a stopped process stays in it) and unlocks. */
+  release(): void {
+    if (this.fd === null) return;
+    const fd = this.fd;
+    this.fd = null;
+    try {
+      ftruncateSync(fd, 0);
+    } catch {
+      // the lock goes with the close below all the same
+    }
+    closeSync(fd);
+  }
+}
+
+/**
+ * Takes `dir`'s lock (the folder must exist) and writes this process's pid in it. Throws
+ * StateDirLockedError when another process holds it, an Error when it cannot be taken.
+ */
+export function lockStateDir(dir: string): StateDirLock {
+  const file = join(dir, LOCK_FILE);
+  const fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, STATE_FILE_MODE);
   try {
-    process.kill(pid, 0);
-    return pid;
+    const r = spawnSync('flock', ['--nonblock', '--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    if (r.error !== undefined) throw new Error(`cannot lock ${file}: flock(1) (util-linux) cannot run: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`);
+    // flock(1) exits 1 when the lock is held and -n is given (util-linux and busybox).
+    if (r.status === 1 && r.stderr.length === 0) throw new StateDirLockedError(dir, readHolder(file));
+    if (r.status !== 0) throw new Error(`cannot lock ${file}: flock(1) exited ${r.status ?? r.signal}: ${r.stderr.toString().trim()}`);
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
   } catch (e) {
-    // EPERM: it exists but belongs to another user (a daemon running as its own user).
-    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+    closeSync(fd);
+    throw e;
   }
+  rmSync(join(dir, OLD_PID_FILE), { force: true });
+  return new StateDirLock(dir, fd);
+}
+
+/** The pid in the lock file; a holder that has just taken the lock may write it a moment later. */
+function readHolder(file: string): number | null {
+  for (let tries = 0; tries < 20; tries++) {
+    try {
+      const text = readFileSync(file, 'utf8');
+      const pid = Number(text.trim());
+      if (text !== '') return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+    } catch {
+      return null;
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
+  return null;
 }

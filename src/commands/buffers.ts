@@ -2,16 +2,16 @@
  * `cefd buffers [--config F] [--json]`: every disk buffer and spill file in the state
  * directory, whether a configured output uses it, and what it holds (src/buffer/inventory.ts).
  * `cefd buffers drop NAME [--config F]`: deletes an orphaned one (a buffer no configured
- * output uses), never one in use, never while a daemon runs on the state directory (its
- * pid file, src/state-dir.ts). Exit 0, 1 when refused or not found, 78 on a configuration
- * error.
+ * output uses), never one in use, never while a daemon runs on the state directory: it
+ * holds the state directory's lock while it deletes (src/state-dir.ts), so no daemon can
+ * start meanwhile either. Exit 0, 1 when refused or not found, 78 on a configuration error.
  */
 import fs from 'node:fs';
 import { relative } from 'node:path';
 import type { Config } from '../config/types.js';
 import { EXIT } from '../errors.js';
 import { listBuffers, type BufferEntry } from '../buffer/inventory.js';
-import { PID_FILE, stateDirHolder } from '../state-dir.js';
+import { StateDirLockedError, lockStateDir, type StateDirLock } from '../state-dir.js';
 
 export interface Io {
   out: (s: string) => void;
@@ -107,12 +107,22 @@ export async function buffersDrop(file: string | undefined, name: string, io: Io
     io.err(`cefd buffers drop: output ${name} is configured with a disk buffer: its buffer is in use and is not deleted. Remove the output from the configuration first.\n`);
     return EXIT.failure;
   }
-  const pid = stateDirHolder(c.state_dir);
-  if (pid !== null) {
-    io.err(`cefd buffers drop: cefd (pid ${pid}) runs on ${c.state_dir}: stop it first (systemctl stop cefd). If no cefd runs as pid ${pid}, the pid file was left by a crash: delete ${c.state_dir}/${PID_FILE}.\n`);
+  let lock: StateDirLock;
+  try {
+    lock = lockStateDir(c.state_dir);
+  } catch (err) {
+    if (err instanceof StateDirLockedError) {
+      io.err(`cefd buffers drop: cefd${err.holder !== null ? ` (pid ${err.holder})` : ''} runs on ${c.state_dir}: stop it first (systemctl stop cefd).\n`);
+      return EXIT.failure;
+    }
+    io.err(`cefd buffers drop: ${(err as Error).message}\n`);
     return EXIT.failure;
   }
-  for (const p of [e.dir, e.spill, e.spill !== undefined ? `${e.spill}.tmp` : undefined]) if (p !== undefined) fs.rmSync(p, { recursive: true, force: true });
+  try {
+    for (const p of [e.dir, e.spill, e.spill !== undefined ? `${e.spill}.tmp` : undefined]) if (p !== undefined) fs.rmSync(p, { recursive: true, force: true });
+  } finally {
+    lock.release();
+  }
   io.out(`deleted the disk buffer of output ${name}: ${e.records} undelivered events (${e.bytes} bytes; ${e.diskBytes} bytes on disk freed)\n`);
   return EXIT.ok;
 }

@@ -2,7 +2,9 @@
  * `cefd parse [FILE...]`: frames files or stdin (LF or octet counting, detected per
  * frame), decodes each frame, runs the normalizers, and prints one JSON object per frame
  * in input order: the daemon's event format, or `{"error": {...}, "raw": ...}` for a frame
- * that is not an event.
+ * that is not an event. An input that ends right after an octet count (`123 `), before any
+ * byte of its frame, is reported as the daemon dead-letters it at a connection's end
+ * (src/sources/tcp/stream.ts): code `frame_incomplete_at_close`, the count as the raw bytes.
  */
 import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
@@ -41,8 +43,9 @@ export interface ParseStats {
 }
 
 /** The dead-letter / parse failure record of a frame that is not an event. */
-export function failureRecord(frame: Buffer, code: string, message: string): Record<string, unknown> {
+export function failureRecord(frame: Buffer, code: string, message: string, truncated = false): Record<string, unknown> {
   const rec: Record<string, unknown> = { error: { code, message } };
+  if (truncated) rec['truncated'] = true;
   if (isUtf8(frame)) rec['raw'] = frame.toString('utf8');
   else rec['rawBase64'] = frame.toString('base64');
   return rec;
@@ -100,7 +103,11 @@ export async function parseInputs(inputs: Readable[], out: Writable, opts: Parse
       framer.push(chunk as Buffer);
       await flush();
     }
-    framer.end();
+    const left = framer.end();
+    if (left !== null) {
+      stats.failed++;
+      lines.push(JSON.stringify(failureRecord(left, 'frame_incomplete_at_close', 'the input ended after an octet count, before its frame', true), null, indent));
+    }
     await flush();
   }
   return stats;

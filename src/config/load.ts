@@ -20,6 +20,7 @@ import { redactUrls } from './redact.js';
 import { bindProblems } from './binds.js';
 import { CONFIG_SECTIONS } from './sections.js';
 import { createEncoder } from '../codecs/encoders/registry.js';
+import { bearerTokenProblem } from '../bearer.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -420,6 +421,11 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     if (c.outputs.length === 0) problem('outputs', 'mode: receiver needs a nats output with payload: frame');
   }
   if (c.outputs.length > 32) problem('outputs', 'at most 32 outputs');
+  // The metrics endpoint's token, as short as the admin API's may be (src/bearer.ts).
+  if (c.metrics.enabled && c.metrics.bearer_token !== undefined) {
+    const short = bearerTokenProblem(c.metrics.bearer_token);
+    if (short !== undefined) problem('metrics.bearer_token', short);
+  }
   for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, nodeOfKey(doc, p.key), p.message);
   c.outputs.forEach((o, i) => {
     // The encoder the daemon and the workers will build (router.ts's compileRoutes), built

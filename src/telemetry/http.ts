@@ -1,10 +1,14 @@
 /**
  * The metrics and health endpoint: `/metrics` (Prometheus text), `/healthz` (alive),
  * `/readyz` (listeners bound and outputs started). Loopback by default; with a bearer token
- * configured every request must carry it.
+ * configured every request must carry it, and wrong tokens are limited per client address
+ * as the admin API's are (the same SigninLimiter: 5 free, then waits of 1 s doubling up to
+ * 15 min, 429 `metrics_rate_limited` with Retry-After). The daemon keeps one limiter for
+ * every metrics server it starts, so a reload does not forgive a guesser.
  */
 import http from 'node:http';
 import { bearerCheck } from '../bearer.js';
+import { SigninLimiter } from '../console/signin-limit.js';
 import type { Telemetry } from './telemetry.js';
 
 export interface HealthSource {
@@ -20,6 +24,7 @@ export class MetricsServer {
     private readonly telemetry: Telemetry,
     private readonly health: HealthSource,
     bearerToken: string | undefined,
+    private readonly limiter: SigninLimiter = new SigninLimiter(),
   ) {
     this.tokenOk = bearerToken === undefined ? undefined : bearerCheck(bearerToken);
   }
@@ -46,9 +51,25 @@ export class MetricsServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (this.tokenOk !== undefined && !this.tokenOk(req.headers.authorization)) {
-      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n');
-      return;
+    if (this.tokenOk !== undefined) {
+      const header = req.headers.authorization;
+      const client = req.socket.remoteAddress ?? '';
+      // A locked-out address is refused before its token is looked at (else the answer
+      // would tell a guesser which token is right); one that sent no token guessed nothing.
+      if (header !== undefined) {
+        const v = this.limiter.check(client);
+        if (v.waitMs > 0) {
+          const secs = Math.ceil(v.waitMs / 1000);
+          this.telemetry.repeated('warn', 'metrics_rate_limited', { code: 'metrics_rate_limited', path, retryAfterSeconds: secs }, 'metrics endpoint: request refused, too many wrong bearer tokens from its address');
+          res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': String(secs) }).end(`metrics_rate_limited: too many wrong bearer tokens from this address: try again in ${secs} s\n`);
+          return;
+        }
+      }
+      if (!this.tokenOk(header)) {
+        if (header !== undefined) this.limiter.failed(client);
+        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n');
+        return;
+      }
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');

@@ -22,11 +22,11 @@ function problemsOf(text: string, file: string): string[] {
 test('a secret option read from its _file (one trailing newline dropped); both set, or an unreadable file, is a problem naming the key', () => {
   const dir = tempDir('cefd-config-');
   const file = join(dir, 'cefd.yaml');
-  writeFileSync(join(dir, 'token'), 'tok-123\n');
+  writeFileSync(join(dir, 'token'), 'tok-123-0123456789abcdef0123456789\n');
   const c = loadConfigText('outputs:\n  - { name: siem, type: http, url: "https://siem.example/", bearer_token_file: ./token }\nmetrics: { bearer_token_file: token }\n', file, {});
   const out = c.outputs[0] as unknown as Record<string, unknown>;
-  expect(out['bearer_token']).toBe('tok-123');
-  expect((c.metrics as unknown as Record<string, unknown>)['bearer_token']).toBe('tok-123');
+  expect(out['bearer_token']).toBe('tok-123-0123456789abcdef0123456789');
+  expect((c.metrics as unknown as Record<string, unknown>)['bearer_token']).toBe('tok-123-0123456789abcdef0123456789');
 
   expect(problemsOf('outputs:\n  - { name: siem, type: http, url: "https://x/", bearer_token: abc, bearer_token_file: ./token }\n', file)).toContain(
     'outputs[0].bearer_token: set either bearer_token or bearer_token_file, not both',
@@ -49,6 +49,29 @@ test('paths cefd reads resolve against the config folder, paths it writes agains
   expect(c.state_dir).toBe(resolve(process.cwd(), 'state'));
   expect((c.outputs[0] as unknown as Record<string, unknown>)['path']).toBe(resolve(process.cwd(), 'out/events.ndjson'));
   expect((c.outputs[1] as unknown as Record<string, unknown>)['ca_file']).toBe(join(dir, 'ca.pem'));
+});
+
+test('metrics.bearer_token: at least 32 characters while the endpoint is on, with the line of the token (or of its file)', () => {
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  const format = (text: string): string[] => {
+    try {
+      loadConfigText(text, file, {});
+    } catch (e) {
+      if (e instanceof ConfigError) return e.message.split('\n');
+      throw e;
+    }
+    return [];
+  };
+  expect(format('state_dir: ./state\nmetrics:\n  port: 9141\n  bearer_token: short-token-of-31-characters-xx\n')).toEqual([
+    `${file}:4: metrics.bearer_token: has 31 characters: use at least 32, random (e.g. \`openssl rand -hex 32\`)`,
+  ]);
+  expect(format('metrics: { bearer_token: 0123456789abcdef0123456789abcdef }\n')).toEqual([]);
+  expect(format('metrics: { enabled: false, bearer_token: short }\n')).toEqual([]);
+  writeFileSync(join(dir, 'metrics-token'), 'too-short\n');
+  expect(format('outputs: []\nmetrics: { bearer_token_file: ./metrics-token }\n')).toEqual([
+    `${file}:2: metrics.bearer_token: has 9 characters: use at least 32, random (e.g. \`openssl rand -hex 32\`)`,
+  ]);
 });
 
 test('ksc.admin.bearer_token: at least 32 characters when the admin API is on, with the line of the token (or of its file)', () => {

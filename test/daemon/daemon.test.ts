@@ -294,18 +294,21 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
 });
 
 describe('metrics endpoint', () => {
-  test('with a bearer token, requests without it get 401', async () => {
-    const d = await start(`${BASE.replace('metrics: { host: 127.0.0.1, port: 0 }', 'metrics: { host: 127.0.0.1, port: 0, bearer_token: "m-secret" }')}
+  const TOKEN = 'm-secret-0123456789abcdef0123456789';
+  const withToken = () => `${BASE.replace('metrics: { host: 127.0.0.1, port: 0 }', `metrics: { host: 127.0.0.1, port: 0, bearer_token: "${TOKEN}" }`)}
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
 outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
-`);
+`;
+
+  test('with a bearer token, requests without it get 401', async () => {
+    const d = await start(withToken());
     const base = `http://127.0.0.1:${d.metricsPort()}`;
     expect((await fetch(`${base}/metrics`)).status).toBe(401);
     expect((await fetch(`${base}/readyz`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
-    const ok = await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer m-secret' } });
+    const ok = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(ok.status).toBe(200);
     expect(await ok.text()).toContain('cefd_events_parsed_total');
-    expect((await fetch(`${base}/healthz`, { headers: { authorization: 'Bearer m-secret' } })).status).toBe(200);
+    expect((await fetch(`${base}/healthz`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
   });
 });
 

@@ -5,7 +5,7 @@
  * them, `cefd buffers drop` deletes them only when safe, and adding the output back
  * under its name delivers them.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
@@ -58,7 +58,8 @@ test('an output removed while cefd was stopped: warned at start, listed, not dro
   // A clean stop keeps them in the disk buffer; then nothing is configured under that name.
   await first.d.stop();
   expect(orphanWarnings(first.logs)).toEqual([]);
-  expect(existsSync(join(state, 'cefd.pid'))).toBe(false);
+  // The stop emptied the lock file (src/state-dir.ts): no pid of a stopped daemon in it.
+  expect(readFileSync(join(state, 'cefd.lock'), 'utf8')).toBe('');
   // And two records a stop could not fit in the buffer (disk-queue.ts's spill file: encoded records, one a line).
   mkdirSync(join(state, 'shutdown-spill'), { recursive: true });
   writeFileSync(join(state, 'shutdown-spill', 'siem.ndjson'), [N, N + 1].map((i) => `${JSON.stringify({ id: `s${i}`, cef: { typed: { baseEventCount: i } } })}\n`).join(''));
@@ -142,19 +143,21 @@ test('an output removed by a reload: warned once it stopped; after the stop cefd
   expect(bad.code).toBe(64);
 });
 
-test('a pid file left by a process that is gone does not block cefd buffers drop', async () => {
+test('a lock file left by a daemon that is gone does not block cefd buffers drop', async () => {
   const dir = tempDir();
   const state = join(dir, 'state');
   mkdirSync(join(state, 'shutdown-spill'), { recursive: true });
   writeFileSync(join(state, 'shutdown-spill', 'gone.ndjson'), '{"id":"x"}\n');
-  // A process id that is not running: a child that has exited.
+  // What a crash leaves: the lock file with the pid of a process that ended (a child that
+  // has exited), not locked any more.
   const pid = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
-  writeFileSync(join(state, 'cefd.pid'), `${pid}\n`);
+  writeFileSync(join(state, 'cefd.lock'), `${pid}\n`);
   writeFileSync(join(dir, 'cefd.yaml'), yaml(dir, []));
   const r = await runCli(['buffers', 'drop', 'gone', '--config', join(dir, 'cefd.yaml')], dir);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   expect(existsSync(join(state, 'shutdown-spill', 'gone.ndjson'))).toBe(false);
+  expect(readFileSync(join(state, 'cefd.lock'), 'utf8')).toBe('');
 });
 
 test('an output switched to a memory buffer leaves its disk buffer orphaned: listed as such, and may be dropped', async () => {

@@ -13,7 +13,7 @@ import { sendTcp, sendUdp, tempDir, waitFor } from '../helpers/daemon.js';
 import { grafanaToPromql, namesFromExposition } from '../helpers/metric-names.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-const TOKEN = 'scrape-test-token-0123456789';
+const TOKEN = 'scrape-test-token-0123456789abcdef0123';
 
 /**
  * Every label cefd puts on a metric (besides job and instance, which Prometheus adds), and

@@ -5,11 +5,7 @@
  */
 import type { KscConfig, KscResponseRuleConfig } from './types.js';
 import { ruleProblems, type RuleSpec } from '../rules.js';
-
-/** The shortest admin bearer token accepted (characters). */
-export const MIN_ADMIN_TOKEN_CHARS = 32;
-
-const codePoints = (s: string): number => [...s].length;
+import { bearerTokenProblem } from '../../bearer.js';
 
 /** Problems of the `ksc` section that the schema cannot express (keys from the config root). */
 export function kscConfigProblems(c: KscConfig): { key: string; message: string }[] {
@@ -17,10 +13,9 @@ export function kscConfigProblems(c: KscConfig): { key: string; message: string 
   const token = c.admin.bearer_token;
   if (c.admin.enabled && (token === undefined || token === '')) {
     out.push({ key: 'ksc.admin.bearer_token', message: 'is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)' });
-  } else if (c.admin.enabled && token !== undefined && codePoints(token) < MIN_ADMIN_TOKEN_CHARS) {
-    // 32 characters of a random hex or base64 token are at least 128 bits: beyond guessing,
-    // even at the API's per-address limit from many addresses (docs/console.md).
-    out.push({ key: 'ksc.admin.bearer_token', message: `has ${codePoints(token)} characters: use at least ${MIN_ADMIN_TOKEN_CHARS}, random (e.g. \`openssl rand -hex 32\`)` });
+  } else if (c.admin.enabled && token !== undefined) {
+    const short = bearerTokenProblem(token);
+    if (short !== undefined) out.push({ key: 'ksc.admin.bearer_token', message: short });
   }
   const tls = c.admin.tls ?? {};
   if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
