@@ -70,7 +70,7 @@ async function arrived(msg: string): Promise<void> {
   await waitFor(() => {
     const events = inside('cat /var/lib/cefd/events.ndjson 2>/dev/null').out;
     return events.includes(`${msg} tcp`) && events.includes(`${msg} udp`);
-  }, 30_000, `"${msg}" in /var/lib/cefd/events.ndjson`);
+  }, 60_000, `"${msg}" in /var/lib/cefd/events.ndjson`);
 }
 
 const STATE = ['ActiveState', 'SubState', 'MainPID', 'NRestarts', 'Result', 'ExecMainStatus'];
@@ -82,7 +82,7 @@ async function running(since: number): Promise<Record<string, string>> {
     s = show('cefd.service', ...STATE);
     if (s['ActiveState'] === 'failed' || Number(s['NRestarts']) > 0) throw new Error(`cefd.service did not start: ${JSON.stringify(s)}\n${journal()}`);
     return s['ActiveState'] === 'active' && s['MainPID'] !== '0' && journalLines().slice(since).some((l) => l.includes('cefd started'));
-  }, 30_000, 'cefd.service running');
+  }, 60_000, 'cefd.service running');
   return s;
 }
 
@@ -92,7 +92,7 @@ async function stopped(): Promise<Record<string, string>> {
   await waitFor(() => {
     s = show('cefd.service', ...STATE);
     return s['ActiveState'] === 'failed' || Number(s['NRestarts']) > 0;
-  }, 30_000, 'cefd.service failed or restarting');
+  }, 60_000, 'cefd.service failed or restarting');
   return s;
 }
 
@@ -148,7 +148,7 @@ beforeAll(async () => {
   // this machine's policy-rc.d forbids them, the container's overlay drops it.
   const prep = inside('mkdir -p /var/lib/dpkg/info /var/lib/dpkg/updates /var/lib/dpkg/triggers /var/log && touch /var/lib/dpkg/status /var/lib/dpkg/available && rm -f /usr/sbin/policy-rc.d');
   expect(prep.out).toBe('');
-}, 180_000);
+}, 400_000);
 
 afterAll(async () => {
   if (nspawn !== undefined && nspawn.exitCode === null) {
@@ -163,7 +163,7 @@ afterAll(async () => {
 }, 60_000);
 
 test('dpkg -i starts cefd under its unit: it takes both sockets of cefd.socket and events arrive', async () => {
-  const r = inside(`dpkg --force-depends -i /debs/cefd_${pkg.version}_*.deb`, 120_000);
+  const r = inside(`dpkg --force-depends -i /debs/cefd_${pkg.version}_*.deb`, 300_000);
   expect(r.out).not.toMatch(/error processing/);
   expect(r.status).toBe(0);
   expect(inside('systemctl is-enabled cefd.socket cefd.service').out.trim().split('\n')).toEqual(['enabled', 'enabled']);
@@ -179,7 +179,7 @@ test('dpkg -i starts cefd under its unit: it takes both sockets of cefd.socket a
   expect(log).toContain('listening for udp on :::5141 (socket from systemd)');
   // The state directory as the unit and the daemon both want it: cefd's own, 0700.
   expect(inside('stat -c "%U:%G %a" /var/lib/cefd /etc/cefd /etc/cefd/cefd.yaml').out.trim().split('\n')).toEqual(['cefd:cefd 700', 'root:cefd 750', 'root:cefd 640']);
-}, 180_000);
+}, 400_000);
 
 test('systemctl restart and a package upgrade restart cefd but leave cefd.socket open', async () => {
   const socket = show('cefd.socket', 'InvocationID')['InvocationID'];
@@ -192,7 +192,7 @@ test('systemctl restart and a package upgrade restart cefd but leave cefd.socket
   expect(show('cefd.socket', 'InvocationID', 'ActiveState')).toEqual({ InvocationID: socket, ActiveState: 'active' });
 
   since = journalLines().length;
-  const r = inside(`dpkg --force-depends --force-confold -i /debs/cefd_${UPGRADE}_*.deb`, 120_000);
+  const r = inside(`dpkg --force-depends --force-confold -i /debs/cefd_${UPGRADE}_*.deb`, 300_000);
   expect(r.out).not.toMatch(/error processing/);
   expect(r.status).toBe(0);
   await running(since);
@@ -202,7 +202,7 @@ test('systemctl restart and a package upgrade restart cefd but leave cefd.socket
   send('after the upgrade');
   await arrived('after the upgrade');
   expect(show('cefd.service', 'NRestarts')['NRestarts']).toBe('0');
-}, 180_000);
+}, 400_000);
 
 test('systemctl reload (SIGHUP) reloads the configuration in the same process', async () => {
   const pid = show('cefd.service', 'MainPID')['MainPID'];
@@ -226,13 +226,13 @@ test('a configuration error exits 78 and systemd does not restart cefd', async (
   await running(since);
   send('after the fix');
   await arrived('after the fix');
-}, 90_000);
+}, 200_000);
 
 test('dpkg -r stops cefd.service and cefd.socket; the events stay', async () => {
-  const r = inside('dpkg -r cefd', 120_000);
+  const r = inside('dpkg -r cefd', 300_000);
   expect(r.status).toBe(0);
   expect(inside('systemctl is-active cefd.socket cefd.service').out.trim().split('\n')).toEqual(['inactive', 'inactive']);
   // Nothing listens on 5141 any more in the container.
   expect(inside('cat /proc/net/tcp6 /proc/net/udp6 /proc/net/tcp /proc/net/udp').out).not.toMatch(/^\s*\d+: [0-9A-F]+:1415 /m);
   expect(inside('cat /var/lib/cefd/events.ndjson').out).toContain('after the fix tcp');
-}, 120_000);
+}, 400_000);
