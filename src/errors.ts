@@ -417,13 +417,13 @@ export const CODES = {
     level: 'error',
     stage: 'ksc',
     description:
-      'The connection to KSC failed (refused, reset, DNS). Admin API status 502.',
+      'The connection to KSC failed (refused, reset, DNS), or no connection was free for a call within `ksc.request_timeout` (it waited behind an earlier call whose answer is still awaited): that call was not sent, and a task start it belonged to did not start the task. Admin API status 502.',
   },
   ksc_timeout: {
     level: 'error',
     stage: 'ksc',
     description:
-      'KSC did not answer within `ksc.request_timeout`. Admin API status 504.',
+      'KSC did not answer within `ksc.request_timeout` a call that was sent, so KSC may have acted on it (a task start that timed out in `Tasks.RunTask` may have started the task; its claim is kept). Admin API status 504.',
   },
   ksc_tls_error: {
     level: 'error',
@@ -628,6 +628,12 @@ export const CODES = {
     stage: 'ksc',
     description:
       'Console and `cefd tap`: the live tail\'s or the search\'s filter is not valid filter language (status 400; docs/filters.md).',
+  },
+  console_tail_busy: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Console and `cefd tap`: as many live tails are open as the console serves at once (32; status 503; docs/console.md). Each tail costs the daemon work per event: close one, or use an output.',
   },
   console_not_found: {
     level: 'error',

@@ -18,9 +18,11 @@
  * - Per-request timeout; retries with capped exponential backoff and jitter on transport
  *   errors, timeouts and 5xx, never on 4xx or PxgError. Calls that are not idempotent
  *   (`RunTask`, iterator steps) are retried only when the request cannot have reached the
- *   server (connection refused, a stale keep-alive socket). The login is idempotent (5xx
- *   and timeouts retried). Calls that create an iterator or accessor are retried on 5xx
- *   answers but not after a timeout, and what a late answer created is released.
+ *   server (connection refused, a stale keep-alive socket, a timeout while the request
+ *   still waited for the one socket). The login is idempotent (5xx and timeouts retried).
+ *   Calls that create an iterator or accessor are retried on 5xx answers but not after a
+ *   timeout, and what a late answer created is released (the socket waits for that answer,
+ *   so calls queued behind it may time out unsent: `KscTransportError` with `beforeSend`).
  * - gzip/deflate answers (`Accept-Encoding: gzip, deflate`).
  */
 import https from 'node:https';
@@ -352,6 +354,14 @@ export class KscClient {
       });
       let done = false;
       let gotResponse = false;
+      // The agent hands the request a socket only when its one socket is free and verified
+      // (KscAgent); the request is written right after ('socket' comes just before the
+      // flush). Until then nothing of it has left: a call queued behind one whose socket
+      // still waits for a late answer, or behind a slow connect, times out unsent.
+      let sent = false;
+      req.once('socket', () => {
+        sent = true;
+      });
       let lateTimer: NodeJS.Timeout | undefined;
       const fail = (e: Error): void => {
         if (done) return;
@@ -360,6 +370,18 @@ export class KscClient {
         reject(e);
       };
       const timer = setTimeout(() => {
+        if (!sent) {
+          fail(
+            new KscTransportError(
+              `the request was not sent: no connection to KSC was free within ${timeoutMs} ms (an earlier call still holds it, waiting for its answer, or connecting took that long); nothing of this call reached KSC`,
+              undefined,
+              true,
+              this.ctx(method),
+            ),
+          );
+          req.destroy();
+          return;
+        }
         fail(new KscTimeoutError(timeoutMs, this.ctx(method)));
         if (late === undefined) {
           req.destroy();
@@ -412,8 +434,9 @@ export class KscClient {
           return fail(new KscTlsError(`certificate not trusted (${code}): ${e.message}`, this.ctx(method), e));
         }
         // A reset on a reused keep-alive socket may be a stale socket (request never read)
-        // or a server that read it and died: only idempotent calls are retried then.
-        const beforeSend = code !== undefined && BEFORE_SEND_CODES.has(code) && !gotResponse;
+        // or a server that read it and died: only idempotent calls are retried then. An
+        // error before the request had a socket (a failed connect) means it was not sent.
+        const beforeSend = !sent || (code !== undefined && BEFORE_SEND_CODES.has(code) && !gotResponse);
         fail(new KscTransportError(e.message, code, beforeSend, this.ctx(method), e));
       });
       req.end(body);

@@ -102,10 +102,13 @@ export class KscHttpError extends KscError {
   }
 }
 
-/** The TCP connection could not be made or broke (refused, reset, DNS). Transient. */
+/**
+ * The TCP connection could not be made or broke (refused, reset, DNS), or no connection was
+ * free for the request within the timeout (it waited behind an earlier call). Transient.
+ */
 export class KscTransportError extends KscError {
   readonly errno: string | undefined;
-  /** True when the request cannot have reached the server (connect failed). */
+  /** True when the request cannot have reached the server (connect failed, or it was never written to a socket). */
   readonly beforeSend: boolean;
   constructor(detail: string, errno: string | undefined, beforeSend: boolean, ctx: KscErrorContext, cause?: unknown) {
     super('ksc_transport_error', `connection failed${errno ? ` (${errno})` : ''}: ${detail}`, ctx, true, cause);
@@ -114,7 +117,11 @@ export class KscTransportError extends KscError {
   }
 }
 
-/** No answer within the per-request timeout. Transient. */
+/**
+ * No answer within the per-request timeout to a request that was sent: KSC may have acted on
+ * it. (A request that timed out before it was sent is a `KscTransportError` with `beforeSend`.)
+ * Transient.
+ */
 export class KscTimeoutError extends KscError {
   readonly timeoutMs: number;
   constructor(timeoutMs: number, ctx: KscErrorContext) {

@@ -11,7 +11,7 @@
  * events for other hosts of the scope are recorded as runs with origin `scope`.
  */
 import type { KscClient, KscTask } from './client.js';
-import { KscNotFoundError, KscRefusedError, KscInputError, KscTransportError, KscError } from './errors.js';
+import { KscNotFoundError, KscRefusedError, KscInputError, KscPxgError, KscTransportError, KscError } from './errors.js';
 import { productPlatform } from './assets.js';
 import { silentLogger, redact, type KscLogger } from './secrets.js';
 import type { Asset, CachedTask, Connection, KscStore, RunState, TaskRun } from './store.js';
@@ -26,35 +26,67 @@ export function isKumaTask(displayName: string): boolean {
 }
 
 /**
- * A start that names a task the cache does not know reads the task list from KSC again, but
- * not more often than this per connection: a rule that names a task KSC does not have
- * (or a connection without KUMA* tasks) would otherwise walk KSC's tasks iterator (a
+ * A start reads the task list from KSC again when the cache does not know a task it names, or
+ * when a cached task looks stale (see `startTask`), but not more often than this per
+ * connection: a rule that names a task KSC does not have (or a connection without KUMA*
+ * tasks, or a task out of the asset's scope) would otherwise walk KSC's tasks iterator (a
  * ResetTasksIterator, a GetNextTask per task, a release) for every trigger.
  */
 export const TASK_REFRESH_MIN_MS = 60_000;
 
-/** When each connection's task list was last read from KSC (store clock, ms), per store. */
-const refreshedAt = new WeakMap<KscStore, Map<string, number>>();
+/**
+ * Per store and connection: when the task list was last read from KSC (store clock, ms; set
+ * when the read begins, so a failing KSC is not asked per trigger either) and the read under
+ * way, which concurrent starts join instead of walking the iterator again.
+ */
+const refreshes = new WeakMap<KscStore, Map<string, { at?: number; pending?: Promise<CachedTask[]> }>>();
+
+function refreshStateOf(store: KscStore, connId: string): { at?: number; pending?: Promise<CachedTask[]> } {
+  let m = refreshes.get(store);
+  if (m === undefined) refreshes.set(store, (m = new Map()));
+  let s = m.get(connId);
+  if (s === undefined) m.set(connId, (s = {}));
+  return s;
+}
 
 /** Lists the connection's tasks in KSC, keeps the KUMA* ones in the cache, and returns them. */
 export async function refreshTasks(store: KscStore, client: KscClient, conn: Connection): Promise<CachedTask[]> {
-  const all: KscTask[] = await client.listTasks();
-  const kuma = all.filter((t) => isKumaTask(t.displayName));
-  let times = refreshedAt.get(store);
-  if (times === undefined) refreshedAt.set(store, (times = new Map()));
-  times.set(conn.id, store.currentTime().getTime());
-  return store.replaceTasks(
-    conn.id,
-    kuma.map((t) => ({
-      taskId: t.id,
-      displayName: t.displayName,
-      taskType: t.taskType ?? null,
-      product: t.product ?? null,
-      version: t.version ?? null,
-      groupId: t.groupId ?? null,
-      platform: productPlatform(t.product),
-    })),
-  );
+  const s = refreshStateOf(store, conn.id);
+  s.at = store.currentTime().getTime();
+  const read = (async (): Promise<CachedTask[]> => {
+    const all: KscTask[] = await client.listTasks();
+    const kuma = all.filter((t) => isKumaTask(t.displayName));
+    return store.replaceTasks(
+      conn.id,
+      kuma.map((t) => ({
+        taskId: t.id,
+        displayName: t.displayName,
+        taskType: t.taskType ?? null,
+        product: t.product ?? null,
+        version: t.version ?? null,
+        groupId: t.groupId ?? null,
+        platform: productPlatform(t.product),
+      })),
+    );
+  })();
+  s.pending = read;
+  try {
+    return await read;
+  } finally {
+    if (s.pending === read) delete s.pending;
+  }
+}
+
+/**
+ * The task list read again for a start, unless it was read less than TASK_REFRESH_MIN_MS ago
+ * (undefined then). A read under way is joined (`walked: false`): a burst of starts that all
+ * find the cache stale walks KSC's tasks iterator once.
+ */
+async function refreshIfDue(store: KscStore, client: KscClient, conn: Connection): Promise<{ tasks: CachedTask[]; walked: boolean } | undefined> {
+  const s = refreshStateOf(store, conn.id);
+  if (s.pending !== undefined) return { tasks: await s.pending, walked: false };
+  if (s.at !== undefined && store.currentTime().getTime() - s.at < TASK_REFRESH_MIN_MS) return undefined;
+  return { tasks: await refreshTasks(store, client, conn), walked: true };
 }
 
 /** Why each named task was or was not taken. */
@@ -71,6 +103,9 @@ export interface TaskChoice {
   task: CachedTask | null;
   candidates: TaskCandidate[];
 }
+
+/** The reason of a candidate whose id is not among the asset's tasks (also what a stale cached id looks like). */
+const NOT_IN_SCOPE = 'the asset is not in the task\'s scope';
 
 /** Finds a cached task by display name (case-insensitive, trimmed) or by id written `#21`. */
 export function findTaskByName(tasks: readonly CachedTask[], ref: string): CachedTask | undefined {
@@ -128,7 +163,7 @@ export async function chooseTask(client: KscClient, tasks: readonly CachedTask[]
     }
     scope ??= new Set(await client.getAllTasksOfHost(asset.domain ?? '', asset.kscHostId));
     if (!scope.has(t.taskId)) {
-      candidates.push({ requested: name, taskId: t.taskId, displayName: t.displayName, applicable: false, reason: 'the asset is not in the task\'s scope' });
+      candidates.push({ requested: name, taskId: t.taskId, displayName: t.displayName, applicable: false, reason: NOT_IN_SCOPE });
       continue;
     }
     candidates.push({ requested: name, taskId: t.taskId, displayName: t.displayName, applicable: true, reason: 'first applicable task' });
@@ -156,7 +191,10 @@ export interface StartRequest {
    * and event, by this or another processor: ksc/cluster.ts). May throw (not the owner).
    */
   claim?: () => Promise<boolean>;
-  /** Called when the start did not reach KSC after a claim (refused here, RunTask failed). */
+  /**
+   * Called once when the start did not reach KSC after a claim: refused here, RunTask refused
+   * by KSC or never sent. Not called when RunTask may have run (sent, then no answer).
+   */
   release?: () => void;
 }
 
@@ -191,76 +229,133 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
   if (tenant !== undefined && !tenant.integrationEnabled) throw new KscRefusedError('ksc_disabled', `the KSC integration of tenant "${conn.tenant}" is off`);
   if (conn.disabled) throw new KscRefusedError('ksc_disabled', `KSC connection "${conn.name}" is disabled`);
   const client = deps.clientFor(conn);
+  const where = { connection: conn.name, tenant: conn.tenant, asset: asset.id };
 
   let tasks = store.listTasks(conn.id);
   if (tasks.length === 0 || req.tasks.some((n) => findTaskByName(tasks, n) === undefined)) {
-    const last = refreshedAt.get(store)?.get(conn.id);
-    if (last === undefined || store.currentTime().getTime() - last >= TASK_REFRESH_MIN_MS) tasks = await refreshTasks(store, client, conn);
+    const r = await refreshIfDue(store, client, conn);
+    if (r !== undefined) tasks = r.tasks;
   }
-  const choice = await chooseTask(client, tasks, asset, req.tasks);
-  if (choice.task === null) {
-    throw new KscRefusedError(
-      'ksc_task_not_applicable',
-      `none of the tasks applies to asset ${asset.displayName ?? asset.kscHostId}: ${choice.candidates.map((c) => `"${c.requested}": ${c.reason}`).join('; ')}`,
-    );
-  }
-  const task = choice.task;
-  if (req.claim !== undefined && !(await req.claim())) {
-    throw new KscRefusedError('ksc_task_duplicate', `a start of task "${task.displayName}" for this rule and event was already made (the event was delivered again)`);
-  }
-  // Check and record without an await in between: with several workers in one process,
-  // two starts of the same task for the same asset cannot both pass.
-  if (req.skipIfRunning !== false && store.isRunning(task.taskId, asset.id, req.staleAfterMs !== undefined ? { staleAfterMs: req.staleAfterMs } : {})) {
-    req.release?.();
-    throw new KscRefusedError('ksc_task_running', `task "${task.displayName}" is already running for asset ${asset.displayName ?? asset.id}`);
-  }
-  if (req.cooldownMs !== undefined && store.inCooldown(task.taskId, asset.id, req.cooldownMs)) {
-    req.release?.();
-    throw new KscRefusedError('ksc_task_cooldown', `task "${task.displayName}" started for asset ${asset.displayName ?? asset.id} less than ${Math.round(req.cooldownMs / 1000)} s ago`);
-  }
-  let run = store.createTaskRun({
-    tenant: conn.tenant,
-    connectionId: conn.id,
-    assetId: asset.id,
-    taskId: task.taskId,
-    taskName: task.displayName,
-    hostName: asset.displayName,
-    origin: req.origin ?? 'manual',
-    rule: req.rule ?? null,
-  });
-  // While RunTask is under way the connection (or its tenant, with force) may be deleted,
-  // and its task runs with it (ON DELETE CASCADE): the run row is then gone. That is not
-  // the start's outcome, so it is logged (ksc_task_run_deleted) and the outcome reported.
-  const runGone = (outcome: string): boolean => {
-    if (store.getTaskRun(run.id) !== undefined) return false;
-    log.warn(
-      { code: 'ksc_task_run_deleted', connection: conn.name, tenant: conn.tenant, task: task.displayName, asset: asset.id, run: run.id, outcome },
-      `KSC task start ${outcome}, but its connection was deleted meanwhile: the task run is not recorded`,
-    );
-    return true;
-  };
-  try {
-    await client.runTask(task.taskId);
-  } catch (e) {
-    // The claim is given back unless KSC may have started the task: RunTask itself timed out
-    // or lost its connection after it was sent. A failure before it (the ping that refreshes
-    // the session, a login) or a refusal means RunTask did not run.
-    if (!mayHaveRun(e)) req.release?.();
-    const error = redact((e as Error).message);
-    if (!runGone('failed')) {
-      run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error });
-      // Debug only: the caller reports the failure (the CLI and the API in their answer, a
-      // response rule in its own rate-limited warning), once.
-      log.debug({ connection: conn.name, tenant: conn.tenant, task: task.displayName, asset: asset.id, run: run.id, code: (e as { code?: string }).code, err: run.error }, 'KSC task start failed; run marked failed');
+  let choice = await chooseTask(client, tasks, asset, req.tasks);
+  // A task deleted in KSC and created again under the same name has a new id, and the cached
+  // old id is in no asset's scope. So a named task that is not in the asset's scope sends the
+  // start to a fresh task list (at most once per TASK_REFRESH_MIN_MS per connection) before
+  // a later task of the list, or none, is taken. A failed read leaves the choice made from
+  // the cache (the start goes on, or fails, as it would have).
+  const outOfScope = choice.candidates.filter((c) => c.reason === NOT_IN_SCOPE);
+  if (outOfScope.length > 0) {
+    const r = await refreshIfDue(store, client, conn).catch((e: unknown) => {
+      log.debug({ ...where, err: redact((e as Error).message) }, 'reading the KSC task list again failed; the cached list is used');
+      return undefined;
+    });
+    if (r !== undefined) {
+      tasks = r.tasks;
+      if (r.walked) {
+        const ids = outOfScope.map((c) => {
+          const now = findTaskByName(tasks, c.requested);
+          return `${c.displayName} #${c.taskId} → ${now === undefined ? 'gone' : `#${now.taskId}`}`;
+        });
+        log.info({ ...where, tasks: ids }, 'KSC task list read again: a cached task is not in the asset\'s scope (a task deleted and created again in KSC has a new id)');
+      }
+      choice = await chooseTask(client, tasks, asset, req.tasks);
     }
+  }
+
+  // The claim is taken once and given back once, on every way out that did not reach
+  // RunTask or on which KSC refused it; kept only when RunTask may have run.
+  let claimed = false;
+  let mayHaveStarted = false;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      if (choice.task === null) {
+        throw new KscRefusedError(
+          'ksc_task_not_applicable',
+          `none of the tasks applies to asset ${asset.displayName ?? asset.kscHostId}: ${choice.candidates.map((c) => `"${c.requested}": ${c.reason}`).join('; ')}`,
+        );
+      }
+      const task = choice.task;
+      if (req.claim !== undefined && !claimed) {
+        if (!(await req.claim())) {
+          throw new KscRefusedError('ksc_task_duplicate', `a start of task "${task.displayName}" for this rule and event was already made (the event was delivered again)`);
+        }
+        claimed = true;
+      }
+      // Check and record without an await in between: with several workers in one process,
+      // two starts of the same task for the same asset cannot both pass.
+      if (req.skipIfRunning !== false && store.isRunning(task.taskId, asset.id, req.staleAfterMs !== undefined ? { staleAfterMs: req.staleAfterMs } : {})) {
+        throw new KscRefusedError('ksc_task_running', `task "${task.displayName}" is already running for asset ${asset.displayName ?? asset.id}`);
+      }
+      if (req.cooldownMs !== undefined && store.inCooldown(task.taskId, asset.id, req.cooldownMs)) {
+        throw new KscRefusedError('ksc_task_cooldown', `task "${task.displayName}" started for asset ${asset.displayName ?? asset.id} less than ${Math.round(req.cooldownMs / 1000)} s ago`);
+      }
+      let run = store.createTaskRun({
+        tenant: conn.tenant,
+        connectionId: conn.id,
+        assetId: asset.id,
+        taskId: task.taskId,
+        taskName: task.displayName,
+        hostName: asset.displayName,
+        origin: req.origin ?? 'manual',
+        rule: req.rule ?? null,
+      });
+      // While RunTask is under way the connection (or its tenant, with force) may be deleted,
+      // and its task runs with it (ON DELETE CASCADE): the run row is then gone. That is not
+      // the start's outcome, so it is logged (ksc_task_run_deleted) and the outcome reported.
+      const runGone = (outcome: string): boolean => {
+        if (store.getTaskRun(run.id) !== undefined) return false;
+        log.warn(
+          { code: 'ksc_task_run_deleted', ...where, task: task.displayName, run: run.id, outcome },
+          `KSC task start ${outcome}, but its connection was deleted meanwhile: the task run is not recorded`,
+        );
+        return true;
+      };
+      try {
+        await client.runTask(task.taskId);
+      } catch (e) {
+        // KSC may have started the task only when RunTask itself was sent and no answer came
+        // (a timeout, a connection lost after sending). A failure before it (the ping that
+        // refreshes the session, a login, a request never sent) or a refusal means it did not.
+        mayHaveStarted = mayHaveRun(e);
+        const error = redact((e as Error).message);
+        const gone = runGone('failed');
+        if (!gone) {
+          run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: mayHaveStarted ? error : `not started: ${error}` });
+          // Debug only: the caller reports the failure (the CLI and the API in their answer, a
+          // response rule in its own rate-limited warning), once.
+          log.debug({ ...where, task: task.displayName, run: run.id, code: (e as { code?: string }).code, err: run.error }, 'KSC task start failed; run marked failed');
+        }
+        // KSC refused RunTask (it answered: nothing ran). If the task is no longer in KSC's
+        // list (deleted, or deleted and created again with a new id), the start chooses again
+        // from the fresh list, once; the refused id cannot be chosen again.
+        if (attempt === 1 && !gone && e instanceof KscPxgError && e.method === 'Tasks.RunTask') {
+          const r = await refreshIfDue(store, client, conn).catch(() => undefined);
+          if (r !== undefined && !r.tasks.some((t) => t.taskId === task.taskId)) {
+            tasks = r.tasks;
+            const now = findTaskByName(tasks, task.displayName);
+            log.info(
+              { ...where, task: task.displayName, taskId: task.taskId, newTaskId: now?.taskId ?? null, run: run.id },
+              'KSC task list read again: KSC refused RunTask and the task is no longer in KSC (deleted, or created again with a new id); choosing again',
+            );
+            if (store.getTaskRun(run.id) !== undefined) {
+              store.updateTaskRun(run.id, { error: `not started: ${error}; the task is no longer in KSC, the start chose again from the task list read again` });
+            }
+            choice = await chooseTask(client, tasks, asset, req.tasks);
+            continue;
+          }
+        }
+        throw e;
+      }
+      runGone('succeeded');
+      log.info({ ...where, task: task.displayName, taskId: task.taskId, run: run.id, origin: run.origin }, 'KSC task started (on its whole scope)');
+      return { run, task, candidates: choice.candidates, wholeScope: true };
+    }
+  } catch (e) {
+    if (claimed && !mayHaveStarted) req.release?.();
     throw e;
   }
-  runGone('succeeded');
-  log.info({ connection: conn.name, tenant: conn.tenant, task: task.displayName, taskId: task.taskId, asset: asset.id, run: run.id, origin: run.origin }, 'KSC task started (on its whole scope)');
-  return { run, task, candidates: choice.candidates, wholeScope: true };
 }
 
-/** Whether a failed `runTask` may still have started the task in KSC. */
+/** Whether a failed `runTask` may still have started the task in KSC: RunTask was sent and no answer came. */
 function mayHaveRun(e: unknown): boolean {
   if (!(e instanceof KscError) || e.method !== 'Tasks.RunTask') return false;
   return e.code === 'ksc_timeout' || (e instanceof KscTransportError && !e.beforeSend);

@@ -91,9 +91,11 @@ function logLines(d: ChildDaemon): { level: string; msg: string; [k: string]: un
 }
 
 const MiB = 1024 * 1024;
+/** What a stop may take beyond shutdown_timeout on a loaded machine (operations.md promises about 0.5 s on an idle one). */
+const GRACE_MS = 5000;
 
 // 200 ms leaves the decode workers too little time for what they hold: the rest is spilled.
-test.each([3000, 200])('SIGTERM under overload (shutdown_timeout %i ms): exit within shutdown_timeout + 1 s, no event dead-lettered, every frame read is delivered after a restart, bounded RSS, no repeated error lines', async (budgetMs) => {
+test.each([3000, 200])('SIGTERM under overload (shutdown_timeout %i ms): exit bounded by shutdown_timeout, no event dead-lettered, every frame read is delivered after a restart, bounded RSS, no repeated error lines', async (budgetMs) => {
   const dir = tempDir();
   const port = await freePort();
   const yaml = `state_dir: ./state
@@ -138,7 +140,10 @@ metrics: { enabled: false }
   const reasons = new Set(dead.map((r) => r['reason']));
   for (const r of reasons) expect(r).toBe('frame_incomplete_at_close');
   expect(dead.length).toBeLessThanOrEqual(conns);
-  expect(stop.ms).toBeLessThanOrEqual(budgetMs + 1000);
+  // Bounded by shutdown_timeout, not by the backlog. The grace covers a starved machine (a CI
+  // run at 2x load took 2.3 s with a 200 ms budget); a shutdown that drained the 60 MiB
+  // backlog, or waited on an output, would take far longer.
+  expect(stop.ms).toBeLessThanOrEqual(budgetMs + GRACE_MS);
   expect(stop.peakRss).toBeLessThan(300 * 1000 * 1000);
   // The repeat-log limiter holds: no warning or error text twice within the run (< 10 s).
   const seen = new Map<string, number>();
@@ -192,7 +197,7 @@ async function sendLines(port: number, lines: string[]): Promise<void> {
   await closed;
 }
 
-test('an HTTP output that never answers: SIGTERM exits within shutdown_timeout + 1 s; the batch in flight stays in the disk buffer', async () => {
+test('an HTTP output that never answers: SIGTERM exits bounded by shutdown_timeout (not the request timeout); the batch in flight stays in the disk buffer', async () => {
   const dir = tempDir();
   const port = await freePort();
   const never = await endpoint(true);
@@ -210,7 +215,7 @@ metrics: { enabled: false }
   await waitFor(() => never.requests() > 0, 20_000, 'a request to the endpoint');
   const stop = await stopMeasured(d);
   expect(stop.code).toBe(0);
-  expect(stop.ms).toBeLessThanOrEqual(2000 + 1000);
+  expect(stop.ms).toBeLessThanOrEqual(2000 + GRACE_MS); // far below the request's 60 s timeout
   // Kept: the next start (the endpoint answering now) delivers every event.
   const ok = await endpoint(false);
   const again = run(dir, yaml(ok.url));

@@ -1,11 +1,12 @@
 /**
  * KSC client retries against the emulator: the login is retried like any safe call, and a
  * call that creates server state (tasks iterator, chunk accessor) is not repeated after a
- * timeout; what KSC created anyway is released when its late answer arrives.
+ * timeout; what KSC created anyway is released when its late answer arrives. A call queued
+ * behind such a call meanwhile times out before it is sent, and says so.
  */
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { KscClient, type KscClientOptions } from '../../src/ksc/client.js';
-import { KscTimeoutError } from '../../src/ksc/errors.js';
+import { KscTimeoutError, KscTransportError } from '../../src/ksc/errors.js';
 import { startKscEmulator, type KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { waitFor } from '../helpers/ksc-emulator/testkit.js';
 
@@ -93,4 +94,28 @@ test('a 503 on ResetTasksIterator (KSC made nothing) is retried', async () => {
   expect((await c.listTasks()).length).toBeGreaterThan(0);
   expect(count('Tasks.ResetTasksIterator') - before).toBe(2);
   expect(emu.openTaskIterators()).toBe(0);
+});
+
+test('a RunTask queued behind a timed-out ResetTasksIterator times out unsent: reported as not sent, and it never reaches KSC', async () => {
+  const c = client({ timeoutMs: 300, retries: 1 });
+  await c.ping();
+  const runTasks = count('Tasks.RunTask');
+  // KSC holds the iterator call: the client times out and keeps the socket for the late
+  // answer (to release the iterator KSC makes), so the RunTask queued behind it waits.
+  const releaseIterator = emu.faults.holdNext({ method: 'Tasks.ResetTasksIterator' });
+  const list = c.listTasks().catch((e: unknown) => e);
+  const run = c.call('Tasks.RunTask', { strTask: '21' }, { idempotent: false }).catch((e: unknown) => e);
+  expect(await list).toBeInstanceOf(KscTimeoutError);
+  const e = await run;
+  expect(e).toBeInstanceOf(KscTransportError);
+  expect(e).toMatchObject({ code: 'ksc_transport_error', method: 'Tasks.RunTask', beforeSend: true });
+  expect((e as Error).message).toMatch(/Tasks\.RunTask: .*the request was not sent: no connection to KSC was free within 300 ms/);
+  // Never sent, so it was safe to repeat: the retry timed out unsent as well.
+  expect(c.stats.retries).toBe(1);
+  releaseIterator();
+  await waitFor(() => c.stats.lateReleases === 1 && emu.openTaskIterators() === 0, 5000, 'the iterator released');
+  expect(count('Tasks.RunTask')).toBe(runTasks);
+  // The socket is free again: the next call goes out and is answered.
+  await c.call('Tasks.RunTask', { strTask: '21' }, { idempotent: false });
+  expect(count('Tasks.RunTask')).toBe(runTasks + 1);
 });

@@ -318,3 +318,157 @@ test('a claimed start gives its claim back when RunTask was never sent, and keep
     t.cleanup();
   }
 });
+
+/** An integration with its own clock (the task-list refresh is rate limited by it) and log. */
+async function clocked(client: { retries?: number; timeoutMs?: number } = {}): Promise<{
+  k: KscIntegration;
+  conn: string;
+  lines: string[];
+  advance: (ms: number) => void;
+  close: () => Promise<void>;
+}> {
+  const t = tempDir();
+  let clock = new Date('2026-01-01T00:00:00Z');
+  const logger = memoryLogger([]);
+  const kc = KscIntegration.open({ stateDir: t.dir, env: {}, logger, now: () => clock, client: { retries: 1, backoffMs: 5, ...client } });
+  const conn = kc.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
+  await kc.syncAssets();
+  return {
+    k: kc,
+    conn,
+    lines: logger.lines,
+    advance: (ms) => void (clock = new Date(clock.getTime() + ms)),
+    close: async () => {
+      await kc.close();
+      t.cleanup();
+    },
+  };
+}
+
+/** Deletes task `id` in the emulated KSC and, unless `newId` is null, creates it again under the same name with `newId`. */
+function recreate(id: string, newId: string | null): void {
+  const i = emu.model.tasks.findIndex((x) => x.id === id);
+  const [old] = emu.model.tasks.splice(i, 1);
+  if (newId !== null) emu.model.tasks.push({ ...old!, id: newId });
+}
+
+const walks = (): number => emu.calls.filter((c) => c.method === 'Tasks.ResetTasksIterator').length;
+const runTaskIds = (): unknown[] => emu.calls.filter((c) => c.method === 'Tasks.RunTask').map((c) => c.body['strTask']);
+
+test('a task deleted and created again in KSC (new id, same name) is found again: a stale cached id out of scope reads the task list again, at most once a minute, once for a burst', async () => {
+  const x = await clocked();
+  try {
+    const first = await x.k.startTask({ assetId: assetIdFor(x.conn, WS42), tasks: ['KUMA Virus scan (Windows)'] });
+    expect(first.task.taskId).toBe('21');
+    recreate('21', '61');
+    const before = walks();
+    // Within the minute after the last read: the cache is used, the start refused.
+    const e = await x.k.startTask({ assetId: assetIdFor(x.conn, WS77), tasks: ['KUMA Virus scan (Windows)'] }).catch((y: unknown) => y);
+    expect(e).toMatchObject({ code: 'ksc_task_not_applicable' });
+    expect((e as Error).message).toMatch(/"KUMA Virus scan \(Windows\)": the asset is not in the task's scope/);
+    expect(walks()).toBe(before);
+    // A minute later the stale id sends the start to a fresh list: the new task starts.
+    x.advance(60_000);
+    const r = await x.k.startTask({ assetId: assetIdFor(x.conn, WS77), tasks: ['KUMA Virus scan (Windows)'] });
+    expect(r.task).toMatchObject({ taskId: '61', displayName: 'KUMA Virus scan (Windows)' });
+    expect(r.candidates).toEqual([{ requested: 'KUMA Virus scan (Windows)', taskId: '61', displayName: 'KUMA Virus scan (Windows)', applicable: true, reason: 'first applicable task' }]);
+    expect(walks()).toBe(before + 1);
+    expect(runTaskIds()).toEqual(['21', '61']);
+    const info = x.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['level'] === 'info' && /task list read again/.test(String(l['msg'])));
+    expect(info).toEqual([expect.objectContaining({ connection: 'main', asset: assetIdFor(x.conn, WS77), tasks: ['KUMA Virus scan (Windows) #21 → #61'] })]);
+    // A storm of starts that all meet an out-of-scope task (a server task for workstations)
+    // walks KSC's tasks iterator once, not per start.
+    x.advance(60_000);
+    const storm = await Promise.all(
+      [WS42, WS77, WS42, WS77, WS42].map((h) => x.k.startTask({ assetId: assetIdFor(x.conn, h), tasks: ['KUMA Scan servers'] }).catch((y: unknown) => y)),
+    );
+    expect(storm.map((y) => (y as { code?: unknown }).code)).toEqual(Array(5).fill('ksc_task_not_applicable'));
+    expect(walks()).toBe(before + 2);
+    await x.k.startTask({ assetId: assetIdFor(x.conn, WS42), tasks: ['KUMA Scan servers'] }).catch(() => undefined);
+    expect(walks()).toBe(before + 2);
+  } finally {
+    await x.close();
+  }
+});
+
+test('RunTask refused because the task was deleted (and created again) meanwhile: the start reads the list again and starts the new task once; the claim is taken once and kept', async () => {
+  const x = await clocked();
+  try {
+    await x.k.listTasks('main');
+    x.advance(60_000);
+    let claims = 0;
+    let releases = 0;
+    const claim = { claim: async (): Promise<boolean> => (claims++, true), release: (): void => void releases++ };
+    // KSC gets RunTask for the cached id after the task was deleted and created again.
+    const release = emu.faults.holdNext({ method: 'Tasks.RunTask', onHeld: () => (recreate('21', '61'), release()) });
+    const before = walks();
+    const r = await x.k.startTask({ assetId: assetIdFor(x.conn, WS42), tasks: ['KUMA Virus scan (Windows)'], origin: 'rule', rule: 'scan', ...claim });
+    expect(r.task.taskId).toBe('61');
+    expect(runTaskIds()).toEqual(['21', '61']);
+    expect(emu.runs.map((y) => y.taskId)).toEqual(['61']);
+    expect(walks()).toBe(before + 1);
+    expect({ claims, releases }).toEqual({ claims: 1, releases: 0 });
+    const runs = x.k.taskStatus({ assetId: assetIdFor(x.conn, WS42) });
+    expect(runs.map((y) => [y.taskId, y.state])).toEqual([['61', 'requested'], ['21', 'failed']]);
+    expect(runs[1]!.error).toMatch(/^not started: .*Tasks\.RunTask: PxgError 1168 .*the task is no longer in KSC/);
+    expect(x.lines.some((l) => /"level":"info".*KSC refused RunTask and the task is no longer in KSC/.test(l) && l.includes('"newTaskId":"61"'))).toBe(true);
+
+    // Deleted for good: chosen again, nothing applies; the claim is given back once.
+    x.advance(60_000);
+    const gone = emu.faults.holdNext({ method: 'Tasks.RunTask', onHeld: () => (recreate('61', null), gone()) });
+    claims = 0;
+    const e = await x.k.startTask({ assetId: assetIdFor(x.conn, WS77), tasks: ['KUMA Virus scan (Windows)'], ...claim }).catch((y: unknown) => y);
+    expect(e).toMatchObject({ code: 'ksc_task_not_applicable' });
+    expect((e as Error).message).toMatch(/no KUMA\* task with this name/);
+    expect({ claims, releases }).toEqual({ claims: 1, releases: 1 });
+    expect(emu.runs.map((y) => y.taskId)).toEqual(['61']);
+
+    // Refused for another reason (the task is still in KSC): not repeated, claim given back.
+    x.advance(60_000);
+    x.k.editConnection('main', { secret: { user: 'viewer', password: 'viewer-pass-123' } });
+    const n = runTaskIds().length;
+    const denied = await x.k.startTask({ assetId: assetIdFor(x.conn, WS42), tasks: ['KUMA Update (Windows)'], ...claim }).catch((y: unknown) => y);
+    expect(denied).toBeInstanceOf(KscPxgError);
+    expect(runTaskIds().length).toBe(n + 1);
+    expect(releases).toBe(2);
+  } finally {
+    await x.close();
+  }
+});
+
+test('a RunTask queued behind a call that timed out is not sent: the start is reported as not started and the claim is given back', async () => {
+  const x = await clocked({ retries: 0, timeoutMs: 1000 });
+  try {
+    await x.k.listTasks('main');
+    let releases = 0;
+    const n = runTaskIds().length;
+    // While the ping that comes right before RunTask is in KSC, a task-list read (a call that
+    // creates an iterator) queues behind it, so RunTask queues behind that read; KSC holds
+    // the read past the timeout, and the client keeps the socket for its late answer.
+    let read: Promise<unknown> | undefined;
+    let releaseRead: (() => void) | undefined;
+    const releasePing = emu.faults.holdNext({
+      method: 'Session.Ping',
+      onHeld: () => {
+        releaseRead = emu.faults.holdNext({ method: 'Tasks.ResetTasksIterator' });
+        read = x.k.listTasks('main', { refresh: true }).catch((y: unknown) => y);
+        releasePing();
+      },
+    });
+    const e = await x.k
+      .startTask({ assetId: assetIdFor(x.conn, WS42), tasks: ['KUMA Virus scan (Windows)'], claim: async () => true, release: () => void releases++ })
+      .catch((y: unknown) => y);
+    expect(await read).toMatchObject({ code: 'ksc_timeout', method: 'Tasks.ResetTasksIterator' });
+    expect(e).toMatchObject({ code: 'ksc_transport_error', method: 'Tasks.RunTask', beforeSend: true });
+    expect(releases).toBe(1);
+    const run = x.k.taskStatus({ assetId: assetIdFor(x.conn, WS42) })[0]!;
+    expect(run).toMatchObject({ taskId: '21', state: 'failed' });
+    expect(run.error).toMatch(/^not started: .*Tasks\.RunTask: .*the request was not sent/);
+    releaseRead!();
+    await waitFor(() => emu.openTaskIterators() === 0, 5000, 'the late iterator released');
+    expect(runTaskIds().length).toBe(n);
+    expect(emu.runs).toEqual([]);
+  } finally {
+    await x.close();
+  }
+});

@@ -114,9 +114,10 @@ export interface Faults {
   /**
    * Hold the next call (of `method`, or any) after it is recorded in `calls`, until the
    * returned function is called; then the call goes on (and meets the other faults). For a
-   * test to act while a call is under way, without guessing a delay.
+   * test to act while a call is under way, without guessing a delay. `onHeld` is called when
+   * the call arrives and is held (the test may release it from there).
    */
-  holdNext(o?: { method?: string }): () => void;
+  holdNext(o?: { method?: string; onHeld?: () => void }): () => void;
   /** Per-host calls (InventoryApi.*, GetHostInfo, a SrvView filtered on the host) for these host ids fail with a PxgError. */
   failHosts: Set<string>;
   /** SrvView.GetRecordRange returns at most this many records per call (0: no cap). */
@@ -192,7 +193,7 @@ export class KscEmulator {
   private readonly pendingFaults: Fault[] = [];
   private readonly pendingHangups: { method?: string; times: number }[] = [];
   private readonly pendingBreaks: { method?: string; times: number }[] = [];
-  private readonly pendingHolds: { method?: string; gate: Promise<void> }[] = [];
+  private readonly pendingHolds: { method?: string; gate: Promise<void>; onHeld?: () => void }[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly eventQueue: Promise<void>[] = [];
   private sender: CefTcpSender | undefined;
@@ -225,7 +226,7 @@ export class KscEmulator {
       holdNext(f = {}) {
         let release!: () => void;
         const gate = new Promise<void>((r) => (release = r));
-        self.pendingHolds.push({ gate, ...(f.method !== undefined ? { method: f.method } : {}) });
+        self.pendingHolds.push({ gate, ...(f.method !== undefined ? { method: f.method } : {}), ...(f.onHeld !== undefined ? { onHeld: f.onHeld } : {}) });
         return release;
       },
       failHosts: new Set<string>(),
@@ -394,6 +395,7 @@ export class KscEmulator {
     const hold = this.pendingHolds.find((f) => f.method === undefined || f.method === method);
     if (hold !== undefined) {
       this.pendingHolds.splice(this.pendingHolds.indexOf(hold), 1);
+      hold.onHeld?.();
       await hold.gate;
     }
     if (res.destroyed || sock.destroyed) return;
