@@ -327,6 +327,31 @@ export const CODES = {
     stage: 'daemon',
     description: 'The client offered no cipher suite the listener accepts (by default TLS 1.2 takes ECDHE with AEAD only; see `tls.ciphers`). Counted as `tls_handshake`.',
   },
+  tls_on_plain_listener: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A client began a TLS handshake on a plain `tcp` listener (its sender is set up for TLS, the listener is not, or the port is wrong): the connection is closed at once, instead of its handshake bytes becoming dead letters while the client waits. Counted as `tls_on_plain_listener`.',
+  },
+  tls_certificate_expiring: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A TLS listener\'s own certificate has expired or expires within 14 days (at start and at every SIGHUP): clients refuse an expired one. Install a renewed certificate and send SIGHUP; `cefd_tls_certificate_expiry_timestamp_seconds{listener}` shows the expiry of the one installed.',
+  },
+  tls_key_readable_by_others: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'A TLS listener\'s private key file is not encrypted and is readable by every user of the host (mode o+r): anyone there can impersonate the listener. Logged at start and at every SIGHUP; `chmod o-r` the file (0600, or 0640 with cefd\'s group).',
+  },
+  tls_certificate_revoked: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate is listed in a CRL of `tls.crl_file`; the connection is reset. Counted as `tls_unauthorized`.',
+  },
+  tls_crl_unusable: {
+    level: 'warning',
+    stage: 'daemon',
+    description: 'The client certificate could not be checked for revocation: `tls.crl_file` has no CRL of a CA in its chain, or that CRL is past its next update (or not valid yet, or badly signed). Fails closed: the connection is reset. Counted as `tls_unauthorized`; publish a fresh CRL and reload.',
+  },
   tls_protocol_version: {
     level: 'warning',
     stage: 'daemon',
@@ -628,6 +653,12 @@ export const CODES = {
     stage: 'ksc',
     description:
       'Console and `cefd tap`: the live tail\'s or the search\'s filter is not valid filter language (status 400; docs/filters.md).',
+  },
+  console_tail_busy: {
+    level: 'error',
+    stage: 'ksc',
+    description:
+      'Console and `cefd tap`: as many live tails are open as the console serves at once (32; status 503; docs/console.md). Each tail costs the daemon work per event: close one, or use an output.',
   },
   console_not_found: {
     level: 'error',

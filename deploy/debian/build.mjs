@@ -4,7 +4,8 @@
  * tree (run `npm run build` first; the npm script does). Architecture-specific because
  * better-sqlite3 ships a native module built for this machine's Node.js ABI.
  *
- * Layout: /usr/lib/cefd (dist/, production node_modules, package.json), /usr/bin/cefd,
+ * Layout: /usr/lib/cefd (dist/, production node_modules without typings, source maps,
+ * tests and docs, package.json), /usr/bin/cefd,
  * /lib/systemd/system/cefd.{service,socket}, /etc/cefd/cefd.yaml (a conffile: the
  * effective configuration of deploy/cefd.yaml, every default spelled out),
  * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd (docs/ and the README).
@@ -58,6 +59,7 @@ try {
       filter: (src) => {
         const r = relative(p, src);
         if (r === 'node_modules' || r.startsWith('node_modules/')) return false;
+        if (!runtimeFile(r)) return false;
         if (rel.endsWith('better-sqlite3')) {
           if (r === 'deps' || r.startsWith('deps/') || r === 'src' || r.startsWith('src/')) return false;
           if (r.startsWith('build/') && r !== 'build/Release' && r !== 'build/Release/better_sqlite3.node') return false;
@@ -168,6 +170,21 @@ try {
   process.stdout.write(`${deb} (${Math.round(statSync(deb).size / 1024)} KiB)\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
+}
+
+/**
+ * Whether a file of a production dependency (path relative to its package folder) is needed
+ * at run time. Left out: type declarations, source maps, Markdown other than licences, test
+ * folders and tool configuration (about half of node_modules' bytes, mostly @azure/* of
+ * tedious). Licence files stay (the copyright file points at them).
+ */
+function runtimeFile(r) {
+  const parts = r.split('/');
+  const base = parts[parts.length - 1];
+  if (parts.some((d) => d === 'test' || d === 'tests' || d === '__tests__' || d === '.github')) return false;
+  if (/^(licen[cs]e|copying|notice)/i.test(base)) return true;
+  if (/\.(d\.ts|d\.mts|d\.cts|map|md|markdown)$/i.test(base)) return false;
+  return !/^(\.npmignore|\.gitattributes|\.travis\.yml|\.editorconfig|\.eslintrc.*|\.prettierrc.*|\.nycrc.*)$/.test(base);
 }
 
 /** `lines` inserted before the line `at` matches (which must exist: the build fails otherwise). */

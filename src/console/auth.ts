@@ -66,6 +66,11 @@ export class Sessions {
     this.map.delete(s.id);
   }
 
+  /** `s` is still signed in (not signed out, not expired). */
+  live(s: Session): boolean {
+    return this.map.get(s.id) === s && Date.now() < s.expiresMs;
+  }
+
   private sweep(): void {
     const now = Date.now();
     for (const [id, s] of this.map) if (now >= s.expiresMs) this.map.delete(id);

@@ -67,7 +67,14 @@ export function registerConsoleCommands(program: Command): void {
             return;
           }
           res.setEncoding('utf8');
-          res.on('data', sseReader((data) => process.stdout.write(data + '\n')));
+          res.on(
+            'data',
+            sseReader((data, type) => {
+              // The daemon skipped events this tap read too slowly to get (docs/console.md).
+              if (type === 'dropped') process.stderr.write(`cefd tap: ${(JSON.parse(data) as { dropped: number }).dropped} events skipped: this tap read too slowly\n`);
+              else process.stdout.write(data + '\n');
+            }),
+          );
           res.on('end', () => done());
         });
         req.on('error', (e) => fail(new CommanderError(EXIT.failure, 'cefd.tap', `error: cannot reach ${base}: ${e.message}`)));

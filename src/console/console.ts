@@ -49,6 +49,8 @@ export interface ConsoleOptions {
   ksc: () => KscIntegration | undefined;
   /** A refused sign-in (`credentials`, `csrf`, `rate_limited`), for the metrics. */
   onSigninFailure?: (reason: 'credentials' | 'csrf' | 'rate_limited') => void;
+  /** Events a live tail client did not get because it read too slowly (`TAIL_CLIENT_PENDING_BYTES`), for the metrics. */
+  onTailDropped?: (events: number) => void;
   /** The limit on failed sign-ins (signin-limit.ts; its defaults otherwise). */
   signinLimit?: SigninLimitOptions;
 }
@@ -63,6 +65,22 @@ export function esc(s: unknown): string {
 }
 
 const DETAIL_ENCODINGS = ['native', 'ecs', 'kuma'] as const;
+
+/**
+ * The most bytes a live tail client may have waiting in its response (not yet taken by the
+ * socket): past it, its events are skipped (counted) until it catches up, and it is told how
+ * many with an `event: dropped` message before its next event. Without it, a client that
+ * reads more slowly than events arrive (a slow link, a stalled browser tab, `cefd tap | less`)
+ * makes the response buffer every event in the daemon's memory.
+ */
+export const TAIL_CLIENT_PENDING_BYTES = 1024 * 1024;
+
+/**
+ * The most live tails open at once. Every tailed event is tested against each tail's filter
+ * and written to it on the main thread, which also reads the sockets: without a limit, a
+ * script opening tails in a loop (with a session or the token) would slow intake for all.
+ */
+export const MAX_TAIL_CLIENTS = 32;
 
 export class Console {
   readonly sessions: Sessions;
@@ -405,6 +423,11 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
         return true;
       }
     }
+    if (this.streams.size >= MAX_TAIL_CLIENTS) {
+      res.writeHead(503, this.headers({ 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '10' }));
+      res.end(JSON.stringify({ error: { code: 'console_tail_busy', message: `${MAX_TAIL_CLIENTS} live tails are open, the most the console serves at once: close one` } }) + '\n');
+      return true;
+    }
     let filter: Filter | undefined;
     const src = url.searchParams.get('filter') ?? '';
     if (src.trim() !== '') {
@@ -421,13 +444,40 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     res.write(': cefd live tail\n\n');
     res.socket?.setTimeout(0);
     this.streams.add(res);
+    let dropped = 0;
+    /** Whether the client takes more now; if so, it is first told how many events it missed. */
+    const ready = (): boolean => {
+      if (res.writableLength > TAIL_CLIENT_PENDING_BYTES) return false;
+      if (dropped > 0) {
+        res.write(`event: dropped\ndata: ${JSON.stringify({ dropped })}\n\n`);
+        dropped = 0;
+      }
+      return true;
+    };
+    // A stream opened with a session ends with it (sign-out, expiry): checked before every
+    // message, so nothing is sent after it.
+    const signedOut = (): boolean => {
+      if (s === undefined || this.sessions.live(s)) return false;
+      // Its 'close' unsubscribes it.
+      res.end();
+      return true;
+    };
     const off = this.tail.subscribe({
       filter,
       send: (e, ev) => {
+        if (res.destroyed || signedOut()) return;
+        if (!ready()) {
+          dropped++;
+          this.o.onTailDropped?.(1);
+          return;
+        }
         res.write(`event: event\ndata: ${full ? e.json : JSON.stringify(summary(e, ev))}\n\n`);
       },
     });
-    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+    res.on('drain', ready);
+    const ping = setInterval(() => {
+      if (!signedOut() && ready()) res.write(': ping\n\n');
+    }, 15_000);
     ping.unref();
     const done = (): void => {
       clearInterval(ping);

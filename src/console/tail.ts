@@ -147,7 +147,15 @@ export class TailHub {
     event: (event, frame) => {
       const raw = frame === undefined ? Buffer.alloc(0) : Buffer.from(frame.subarray(0, RECENT_RAW_MAX));
       const id = String(event.id);
-      const k: Kept = { ms: Date.now(), seq: seqOf(id), listener: String(event.listener), id, event, json: undefined, raw, bytes: raw.length * 4 + 256 };
+      const k: Kept = { ms: Date.now(), seq: seqOf(id), listener: String(event.listener), id, event, json: undefined, raw, bytes: 0 };
+      // What `maxBytes` counts: the copy of the frame, and the event object (kept until
+      // shown), about three times its frame (the whole frame, not the copy's 64 KiB: a
+      // larger max_frame_bytes makes larger events). An event without a frame (a SQL row)
+      // is encoded now and kept as its JSON: nothing else says how large it is.
+      if (frame === undefined) {
+        this.itemOf(k);
+        k.bytes = k.json!.length * 2 + 256;
+      } else k.bytes = raw.length + frame.length * 3 + 256;
       this.kept.push(k);
       this.bytes += k.bytes;
       while (this.kept.size > this.max || (this.bytes > this.maxBytes && this.kept.size > 1)) this.bytes -= this.kept.shift()!.bytes;

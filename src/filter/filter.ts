@@ -8,8 +8,10 @@
  * throws, whatever the event looks like.
  */
 
+import { RE2JS } from 're2js';
 import type { CefdEvent } from '../event.js';
 import { schema1View } from '../codecs/encoders/native.js';
+import { lookupKey } from '../codecs/cef/dictionary.js';
 import { kscView } from '../../normalizers/ksc/lean.js';
 
 // ---------------------------------------------------------------------------------
@@ -489,7 +491,7 @@ class Parser {
       try {
         makeRegex(lt.value);
       } catch (err) {
-        this.fail(lt, `bad regular expression ${describe(lt)}: ${(err as Error).message}`);
+        this.fail(lt, `bad regular expression ${describe(lt)}: ${(err as Error).message} (RE2 syntax, no lookaround or backreferences: docs/filters.md#regular-expressions)`);
       }
       return { kind: 'matches', path, pattern: lt.value };
     }
@@ -603,6 +605,8 @@ function isSchema1Path(segments: readonly PathSegment[]): boolean {
 
 function makeGetter(segments: readonly PathSegment[]): Getter {
   const get = makePlainGetter(segments);
+  const custom = customPairGetter(segments, get);
+  if (custom !== undefined) return custom;
   if (!isSchema1Path(segments)) return get;
   if (segments[0] === 'ksc') {
     // Only the KSC object is rebuilt (normalizers/ksc/lean.ts), not the whole view.
@@ -627,6 +631,43 @@ function makeGetter(segments: readonly PathSegment[]): Getter {
     const v = get(r);
     if (v !== undefined || typeof r !== 'object' || r === null) return v;
     return get(schema1View(r as CefdEvent));
+  };
+}
+
+/**
+ * `cef.custom["cs3:TaskName"]` on an event written with `event.custom_fields: pairs`
+ * (docs/event-format.md): the console's recent events and live tail are that JSON, read
+ * back, so the pair is in `cef.extensions` as `deviceCustomString3` and
+ * `deviceCustomString3Label`. When the key is missing, it is read there, as the CEF parser
+ * folds it (src/codecs/cef/parse.ts `placeCustom`): a non-empty label that names it, and a
+ * number family's value as the JSON number when written as that number. So a filter gives
+ * the same answer on the event an output route tests and on its JSON in the console.
+ */
+function customPairGetter(segments: readonly PathSegment[], get: Getter): Getter | undefined {
+  const key = segments[2];
+  if (segments[0] !== 'cef' || segments[1] !== 'custom' || typeof key !== 'string') return undefined;
+  const colon = key.indexOf(':');
+  const label = key.slice(colon + 1);
+  if (colon <= 0 || label === '') return undefined;
+  const full = lookupKey(key.slice(0, colon))?.customBase;
+  if (full === undefined) return undefined;
+  const labelKey = `${full}Label`;
+  const numeric = lookupKey(full)?.type === 'int';
+  const rest = segments.length > 3 ? makePlainGetter(segments.slice(3)) : undefined;
+  return (r) => {
+    const v = get(r);
+    if (v !== undefined || typeof r !== 'object' || r === null) return v;
+    const cef = (r as { cef?: unknown }).cef;
+    if (typeof cef !== 'object' || cef === null || !hasOwn.call(cef, 'extensions')) return undefined;
+    const ext = (cef as { extensions: unknown }).extensions;
+    if (typeof ext !== 'object' || ext === null || Array.isArray(ext)) return undefined;
+    if (!hasOwn.call(ext, labelKey) || (ext as Record<string, unknown>)[labelKey] !== label || !hasOwn.call(ext, full)) return undefined;
+    let x = (ext as Record<string, unknown>)[full];
+    if (numeric && typeof x === 'string') {
+      const n = Number(x);
+      if (Number.isSafeInteger(n) && String(n) === x) x = n;
+    }
+    return rest === undefined ? x : rest(x);
   };
 }
 
@@ -681,11 +722,18 @@ function makePlainGetter(segments: readonly PathSegment[]): Getter {
 // (or absent); a number segment reads an array element or the object key "N", and no
 // prototype of a plain object or array has integer keys.
 
-const CASE_INSENSITIVE = '(?i)';
-
-/** The RegExp for a `matches` pattern: Unicode mode, unanchored; a leading `(?i)` ignores case. */
-function makeRegex(pattern: string): RegExp {
-  return pattern.startsWith(CASE_INSENSITIVE) ? new RegExp(pattern.slice(CASE_INSENSITIVE.length), 'iu') : new RegExp(pattern, 'u');
+/**
+ * The matcher for a `matches` pattern: RE2 syntax, unanchored; `(?i)` ignores case.
+ *
+ * Why RE2 (re2js, a JavaScript port of Google's RE2) and not RegExp: the pattern comes from
+ * the configuration but the text it runs on comes from the network. V8's backtracking engine
+ * takes exponential time on patterns such as `^(a+)+$` for some inputs (41 bytes of event text
+ * held a decode worker for over 3 minutes), so one hostile frame could stall the pipeline.
+ * RE2 matches in time linear in the text for every pattern it accepts; it refuses the features
+ * that need backtracking (lookaround, backreferences) at load time.
+ */
+function makeRegex(pattern: string): RE2JS {
+  return RE2JS.compile(pattern);
 }
 
 // ---------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ class KscMetrics {
   lastSyncOk = 0;
   readonly adminRequests = new Map<string, number>();
   readonly signinFailures = new Map<string, number>();
+  tailDropped = 0;
 
   constructor(reg: Registry, read: { integration: () => KscIntegration | undefined; rules: () => ResponseRule[]; trust: () => TrustGate | undefined; cluster: () => KscCluster | undefined }) {
     const counter = (name: string, help: string, labelNames: string[], rows: MetricRows) => collectedCounter(reg, name, help, labelNames, rows);
@@ -149,6 +150,7 @@ class KscMetrics {
     counter('cefd_console_signin_failures_total', 'Refused console sign-ins by reason: credentials (wrong token or password), csrf (expired or missing form nonce), rate_limited (too many failures from the address or overall).', ['reason'], () =>
       [...this.signinFailures].map(([reason, v]) => [{ reason }, v]),
     );
+    counter('cefd_console_tail_dropped_events_total', 'Events the live tail (console Events page, cefd tap) did not send a client because it read too slowly; the client is told how many.', [], () => [[{}, this.tailDropped]]);
   }
 
   ruleStats(name: string): RuleStats {
@@ -808,6 +810,7 @@ export class KscExtension implements DaemonExtension {
           askRecent: (q) => ctx.queryRecent?.(q) ?? Promise.resolve({ items: [], kept: 0 }),
           ksc: () => self.k,
           onSigninFailure: (reason) => this.metrics!.add(this.metrics!.signinFailures, reason),
+          onTailDropped: (n) => (this.metrics!.tailDropped += n),
         })
       : undefined;
     this.console = con;

@@ -63,6 +63,8 @@ export interface SubmittedFrame {
   readonly id: string;
   readonly listener: string;
   readonly peer: string;
+  /** The sender's TLS client certificate fingerprint, when the receiver's listener had one (the trust check reads it). */
+  readonly tlsFingerprint?: string;
 }
 
 export interface PipelineOptions {
@@ -346,7 +348,7 @@ export class Pipeline {
     const saved = this.takeInline();
     for (const f of frames) {
       ctx.stats.framesLf++;
-      this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
+      this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, ...(f.tlsFingerprint !== undefined ? { tlsFingerprint: f.tlsFingerprint } : {}), stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
     }
     this.enqueueInline(this.takeInline(), true, ctx.listener, ctx.stats);
     this.pending = saved.pending;
@@ -366,7 +368,7 @@ export class Pipeline {
   private submitFramesIfTaken(frames: readonly SubmittedFrame[], ctx: SourceContext): boolean {
     const saved = this.takeInline();
     try {
-      for (const f of frames) this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
+      for (const f of frames) this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, ...(f.tlsFingerprint !== undefined ? { tlsFingerprint: f.tlsFingerprint } : {}), stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
       const t = this.takeInline();
       const bytesOf = (records: string[]) => {
         let n = 0;
@@ -850,12 +852,12 @@ function packCarried(frames: readonly SubmittedFrame[]): { data: ArrayBuffer; of
     flags[i] = f.truncated ? 1 : 0;
     ids[i] = f.id;
     receivedMs[i] = f.receivedMs;
-    const key = `${f.listener}\n${f.peer}`;
+    const key = `${f.listener}\n${f.peer}\n${f.tlsFingerprint ?? ''}`;
     let o = known.get(key);
     if (o === undefined) {
       o = known.size;
       known.set(key, o);
-      origins.push(f.listener, f.peer);
+      origins.push(f.listener, f.peer, f.tlsFingerprint ?? '');
     }
     origin[i] = o;
   }

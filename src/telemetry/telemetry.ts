@@ -67,6 +67,12 @@ export class ListenerStats {
   natsPending = -1;
   /** NATS sources: messages acknowledged after every output's buffer took their events. */
   natsAcked = 0;
+  /** TLS listeners: when the certificate presented now expires (s since the epoch); -1 for other listeners. */
+  tlsCertificateExpiry = -1;
+  /** NATS sources: messages received that the server had delivered before (not acknowledged in time, or given back). */
+  natsRedelivered = 0;
+  /** NATS sources: messages given back (nak) because the outputs refused their events, their KSC work failed, or cefd stopped. */
+  natsNaked = 0;
   readonly connectionsRejected = new CodeCounts();
   readonly frameErrors = new CodeCounts();
   readonly parseErrors = new CodeCounts();
@@ -228,7 +234,7 @@ export class Telemetry {
     this.limited('error', `worker_failed:${listener}`, { listener, frames, err }, `a decode worker failed; ${frames} frames go to the dead-letter output`);
   }
 
-  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'frame_timeout' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
+  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'frame_timeout' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized' | 'tls_on_plain_listener', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
     this.listener(listener).connectionsRejected.add(reason);
     this.limited('warn', `reject:${listener}:${reason}:${fields.code ?? ''}`, { listener, reason, ...fields, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
   }
@@ -391,9 +397,12 @@ export class Telemetry {
       byCode(listeners().map((s) => [s.name, s.frameErrors]), 'listener', 'code'),
     );
     counter('cefd_discarded_bytes_total', 'Bytes thrown away after a frame was truncated, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.discardedBytes]));
+    gauge('cefd_tls_certificate_expiry_timestamp_seconds', 'TLS listeners: when the certificate the listener presents now expires (notAfter, s since the epoch), per listener; follows a SIGHUP that installed a renewed one.', ['listener'], () =>
+      listeners().filter((s) => s.tlsCertificateExpiry >= 0).map((s) => [{ listener: s.name }, s.tlsCertificateExpiry]),
+    );
     gauge('cefd_connections_open', 'Connections open now, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsOpen]));
     counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
-    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, frame_timeout, tls_handshake, tls_fingerprint, tls_unauthorized).', ['listener', 'reason'], () =>
+    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, frame_timeout, tls_handshake, tls_fingerprint, tls_unauthorized, tls_on_plain_listener).', ['listener', 'reason'], () =>
       byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),
     );
     gauge('cefd_nats_consumer_pending_messages', 'NATS sources: messages of the stream the durable consumer has not had acknowledged yet (its lag), per listener.', ['listener'], () =>
@@ -401,6 +410,12 @@ export class Telemetry {
     );
     counter('cefd_nats_acked_messages_total', 'NATS sources: messages acknowledged to JetStream after every output\'s buffer took their events, per listener.', ['listener'], () =>
       listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsAcked]),
+    );
+    counter('cefd_nats_redelivered_messages_total', 'NATS sources: messages received that JetStream had delivered before (to this or another processor) without an acknowledgement, per listener: their events are written again, with the same ids.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsRedelivered]),
+    );
+    counter('cefd_nats_nacked_messages_total', 'NATS sources: messages given back to JetStream (negative acknowledgement) to be delivered again, per listener: the outputs refused their events (a full drop_newest queue), the KSC work they started could not be published, or cefd stopped before they were taken.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsNaked]),
     );
     counter('cefd_events_parsed_total', 'Frames that became events, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.eventsParsed]));
     counter('cefd_parse_errors_total', 'Parse errors, per listener and code: unparseable frames (dead-lettered) and errors on kept events.', ['listener', 'code'], () =>

@@ -115,7 +115,8 @@ function run(m: JobMessage): ResultMessage {
   const takeFindings = () => {
     const found = watch?.take();
     if (found === undefined || carried === undefined) return;
-    (findings ??= []).push({ origin: { listener: carried.origins[2 * lastOrigin]!, peer: carried.origins[2 * lastOrigin + 1]! }, ksc: found });
+    const fp = carried.origins[3 * lastOrigin + 2]!;
+    (findings ??= []).push({ origin: { listener: carried.origins[3 * lastOrigin]!, peer: carried.origins[3 * lastOrigin + 1]!, ...(fp !== '' ? { tlsFingerprint: fp } : {}) }, ksc: found });
   };
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
@@ -128,7 +129,8 @@ function run(m: JobMessage): ResultMessage {
         if (lastOrigin >= 0) takeFindings();
         lastOrigin = o;
       }
-      r = processFrame(frame, m.truncated[i] === 1, carried.receivedMs[i]!, carried.origins[2 * o]!, carried.origins[2 * o + 1]!, normalizers, carried.ids[i]!, env, counts, encoded);
+      const fp = carried.origins[3 * o + 2]!;
+      r = processFrame(frame, m.truncated[i] === 1, carried.receivedMs[i]!, carried.origins[3 * o]!, carried.origins[3 * o + 1]!, normalizers, carried.ids[i]!, env, counts, encoded, fp !== '' ? fp : undefined);
     }
     if (keep) recent.after(i, r);
     if (typeof r !== 'number') {

@@ -58,7 +58,7 @@ export interface CarriedFacts {
   receivedMs: Float64Array;
   /** Index of the frame's origin in `origins`. */
   origin: Uint32Array;
-  /** Listener and peer of each origin, flat: [listener0, peer0, listener1, peer1, ...]. */
+  /** Listener, peer and TLS client certificate fingerprint (empty: none) of each origin, flat: [listener0, peer0, fp0, listener1, ...]. */
   origins: string[];
 }
 

@@ -118,3 +118,24 @@ for (const workers of [2, 0]) {
     );
   });
 }
+
+for (const workers of [2, 0]) {
+  test(`frames a processor read from NATS keep the TLS fingerprint the receiver's listener verified: findings carry it, and only those frames are trusted by a pin (decode_workers: ${workers})`, async () => {
+    const { telemetry, out, pipeline, found } = watchedPipeline();
+    if (workers > 0) {
+      pool = new WorkerPool(workers, () => {});
+      pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { bus: ['ksc'] }, baseDir: process.cwd() }));
+      expect(pipeline.onWorkers).toBe(true);
+    }
+    const ctx: SourceContext = { listener: 'bus', peer: 'nats', normalizers: await loadChain(['ksc']), stats: telemetry.listener('bus') };
+    // 70 frames from KSC's pinned TLS connection, then 70 from the same listener and address without a certificate.
+    const frames = Array.from({ length: 140 }, (_, i) => ({ data: Buffer.from(DETECTION.trimEnd()), truncated: false, receivedMs: Date.now(), id: `r-${i}`, listener: 'ksc-tls', peer: '10.0.0.1:5000', ...(i < 70 ? { tlsFingerprint: FP } : {}) }));
+    const taken = await new Promise<boolean>((resolve) => pipeline.submitFramesAsync(frames, ctx, resolve));
+    expect(taken).toBe(true);
+    expect(out.records).toBe(140);
+    const trusted = compileTrustedSource({ connection: 'main', listeners: [], cidrs: [], client_fingerprints: [FP] });
+    const verdicts = found.flatMap(([o, f]) => Array<boolean>(f.triggers.length).fill(isTrustedOrigin(trusted, o)));
+    expect(verdicts).toEqual(Array.from({ length: 140 }, (_, i) => i < 70));
+    expect(found[0]![0]).toEqual({ listener: 'ksc-tls', peer: '10.0.0.1:5000', tlsFingerprint: FP });
+  });
+}

@@ -16,7 +16,7 @@ import { freePort } from '../helpers/child.js';
 import { tempDir, waitFor } from '../helpers/daemon.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
 
 let work: string;
 let root: string;
@@ -77,6 +77,13 @@ test('dpkg -i installs it: files, owners, the cefd user, state and config folder
   expect(existsSync(join(root, 'usr/lib/cefd/node_modules/vitest'))).toBe(false);
   expect(existsSync(join(root, 'usr/lib/cefd/node_modules/typescript'))).toBe(false);
   expect(statSync(join(root, 'usr/bin/cefd')).mode & 0o777).toBe(0o755);
+  // Only what runs: no typings, source maps, Markdown, tests or tool configuration of the
+  // dependencies (they were half of node_modules); their licences stay.
+  const modules = join(root, 'usr/lib/cefd/node_modules');
+  const files = (readdirSync(modules, { recursive: true }) as string[]).map((f) => f.split('\\').join('/'));
+  const extra = files.filter((f) => /(^|\/)(test|tests|__tests__|\.github)(\/|$)|\.(d\.ts|d\.mts|d\.cts|map)$|\/(?!licen[cs]e|copying|notice)[^/]*\.md$|\/(\.npmignore|\.eslintrc[^/]*|\.gitattributes)$/i.test(f));
+  expect(extra).toEqual([]);
+  for (const m of ['pino', 'prom-client', 'better-sqlite3', 'tedious', 'yaml']) expect(readdirSync(join(modules, m)).some((f) => /^licen[cs]e/i.test(f)), `${m}'s licence`).toBe(true);
 
   const user = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('cefd:'))!;
   expect(user).toBeDefined();
@@ -87,7 +94,7 @@ test('dpkg -i installs it: files, owners, the cefd user, state and config folder
   const st = (p: string) => statSync(join(root, p));
   expect([st('etc/cefd').uid, st('etc/cefd').gid, st('etc/cefd').mode & 0o777]).toEqual([0, Number(gid), 0o750]);
   expect([st('etc/cefd/cefd.yaml').uid, st('etc/cefd/cefd.yaml').gid, st('etc/cefd/cefd.yaml').mode & 0o777]).toEqual([0, Number(gid), 0o640]);
-  expect([st('var/lib/cefd').uid, st('var/lib/cefd').gid, st('var/lib/cefd').mode & 0o777]).toEqual([Number(uid), Number(gid), 0o750]);
+  expect([st('var/lib/cefd').uid, st('var/lib/cefd').gid, st('var/lib/cefd').mode & 0o777]).toEqual([Number(uid), Number(gid), 0o700]);
   // The user exists once, also after the postinst runs again (reconfigure).
   expect(dpkg('--configure', '--pending').status).toBe(0);
   expect(readFileSync(join(root, 'etc/passwd'), 'utf8').match(/^cefd:/gm)).toHaveLength(1);
@@ -101,6 +108,13 @@ test('the shipped configuration validates with the packaged code, and that code 
   expect(v.stdout).toContain('OK (2 listeners, 1 outputs)');
   expect(v.status).toBe(0);
   expect(execFileSync(process.execPath, [cli, '--version'], { encoding: 'utf8' }).trim()).toBe(pkg.version);
+  // Every production dependency loads from the package as shipped (build.mjs leaves files out
+  // of node_modules: none that runs may be among them).
+  for (const dep of Object.keys(pkg.dependencies)) {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(dep)})`], { cwd: join(root, 'usr/lib/cefd'), encoding: 'utf8' });
+    expect(r.stderr, dep).toBe('');
+    expect(r.status, dep).toBe(0);
+  }
   // The wrapper runs the packaged code with the system's node.
   const wrapper = readFileSync(join(root, 'usr/bin/cefd'), 'utf8');
   expect(wrapper).toContain('exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc} /usr/lib/cefd/dist/src/cli.js "$@"');
@@ -122,6 +136,14 @@ test('the shipped configuration validates with the packaged code, and that code 
   const printed = JSON.parse(execFileSync(process.execPath, [cli, 'validate', '--config', conf, '--print'], { encoding: 'utf8' }).split('\n').filter((l) => !l.includes(': OK (')).join('\n')) as Record<string, unknown>;
   delete printed['base_dir'];
   expect(shipped).toEqual(printed);
+  // Every file the shipped configuration writes is rotated and bounded: the dead-letter file
+  // too, which takes whatever a non-syslog client sends to the open port.
+  const sinks = [...(shipped['outputs'] as Record<string, unknown>[]).filter((o) => o['type'] === 'file'), shipped['dead_letter'] as Record<string, unknown>];
+  expect(sinks.length).toBe(2);
+  for (const f of sinks) {
+    expect(f['rotate_max_bytes'], String(f['path'])).toBeGreaterThan(0);
+    expect(f['max_files'], String(f['path'])).toBeGreaterThan(0);
+  }
   // Options the example does not set, there commented with a line each.
   const text = readFileSync(conf, 'utf8');
   for (const opt of ['#     ciphers: "ECDHE-', '#     allow_insecure_pinned_certificates: false', '# trusted_sources:']) expect(text).toContain(opt);

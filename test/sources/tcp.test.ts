@@ -4,13 +4,19 @@
  * reading what was sent before it. The pipeline is a recorder (helpers.ts).
  */
 import net from 'node:net';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { afterEach, expect, test } from 'vitest';
 import type { Source } from '../../src/sources/source.js';
 import { tcpSource, tlsSource } from '../../src/sources/tcp/index.js';
-import { STREAM_FIELDS, TLS_FIELDS } from '../../src/sources/tcp/config.js';
+import { checkTls, STREAM_FIELDS, TLS_FIELDS } from '../../src/sources/tcp/config.js';
 import { waitFor } from '../helpers/daemon.js';
 import { makePki } from '../helpers/pki.js';
+import { tempDir } from '../helpers/temp.js';
+import { verifyReason } from '../../src/sources/tcp/tls-material.js';
 import { listenerConfig, recording, type Recording } from './helpers.js';
 
 const running: Source[] = [];
@@ -204,4 +210,246 @@ test('tls with client_auth required and a CA: a client signed by it delivers, on
   await tlsSend(src.port()!, { ca }, '<13>anonymous\n');
   await waitFor(() => (rec.telemetry.listener('in').connectionsRejected.map.get('tls_unauthorized') ?? 0) + (rec.telemetry.listener('in').connectionsRejected.map.get('tls_handshake') ?? 0) >= 1, 30_000, 'the anonymous client refused');
   expect(rec.frames.map((f) => f.text)).toEqual(['<13>signed']);
+});
+
+test('tls: a plain TCP client and a silent one fail their handshake (closed at handshake_timeout), counted once each as tls_handshake; none is served', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, handshake_timeout: '300ms' } });
+  const st = rec.telemetry.listener('in');
+  const plain = await connect(src.port()!);
+  plain.write('<13>plain\n');
+  await closedByServer(plain);
+  const silent = await connect(src.port()!);
+  await closedByServer(silent);
+  expect([...st.connectionsRejected.map]).toEqual([['tls_handshake', 2]]);
+  expect(st.connectionsAccepted).toBe(0);
+  expect(rec.frames).toEqual([]);
+});
+
+test('tls: connections cefd itself closes before their handshake ends (allowed_cidrs, max_connections, eviction at the limit) count once, under their own reason, not also as failed handshakes', async () => {
+  const pki = makePki();
+  const outside = await tlsListener({ allowed_cidrs: ['10.0.0.0/8'], tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  await closedByServer(await connect(outside.src.port()!));
+  await waitFor(() => outside.rec.telemetry.listener('in').connectionsRejected.map.get('cidr') === 1, 5000, 'the cidr refusal');
+  // Two handshakes begun and never finished hold both slots; a real client takes the oldest one's place.
+  const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  const st = rec.telemetry.listener('in');
+  const a = await connect(src.port()!);
+  a.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
+  const b = await connect(src.port()!);
+  b.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
+  await Promise.all([tlsSend(src.port()!, { rejectUnauthorized: false }, '<13>ok\n'), closedByServer(a)]);
+  await waitFor(() => rec.frames.length === 1, 5000, 'the real client\'s frame');
+  expect(rec.frames[0]!.text).toBe('<13>ok');
+  // Let any handshake error of the evicted connection come out before counting.
+  await new Promise((r) => setImmediate(r));
+  expect([...st.connectionsRejected.map]).toEqual([['evicted_no_frame', 1]]);
+  expect([...outside.rec.telemetry.listener('in').connectionsRejected.map]).toEqual([['cidr', 1]]);
+  b.destroy();
+  await waitFor(() => st.connectionsOpen === 0, 5000, 'no connection open');
+});
+
+test('a TLS client on a plain tcp listener is closed at once and counted (tls_on_plain_listener); its handshake bytes become neither frames nor dead letters', async () => {
+  // frame_timeout off: before, only the sender's own timeout ended such a connection.
+  const { src, rec } = await tcp({ frame_timeout: '0s' });
+  const err = await new Promise<string>((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => resolve('handshake finished'));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+  expect(err).toBe('ECONNRESET');
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('tls_on_plain_listener')).toBe(1);
+  expect(rec.frames).toEqual([]);
+  expect(rec.deadLetters).toEqual([]);
+  // A plain sender on the same listener is served as before.
+  const s = await connect(src.port()!);
+  s.end('<13>plain\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the plain frame');
+  expect(rec.frames[0]!.text).toBe('<13>plain');
+});
+
+test('tls: a client cannot renegotiate (TLS 1.2): each renegotiation would be a full handshake at the listener\'s cost, which Node only reports after the third', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  // openssl s_client renegotiates on a line "R" (a command, not data).
+  const client = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${src.port()!}`, '-tls1_2', '-servername', 'localhost'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  client.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  client.stdout.on('data', () => undefined);
+  try {
+    client.stdin.write('<13>before\n');
+    await waitFor(() => rec.frames.length === 1, 10_000, 'the first frame');
+    client.stdin.write('R\n');
+    // Either the server refuses (the client says "no renegotiation") or a second handshake verifies the certificate again.
+    const second = () => err.slice(err.indexOf('RENEGOTIATING')).includes('verify return');
+    await waitFor(() => err.includes('no renegotiation') || (err.includes('RENEGOTIATING') && second()), 10_000, 'the renegotiation\'s outcome');
+    expect(err).toContain('no renegotiation');
+    expect(rec.frames.map((f) => f.text)).toEqual(['<13>before']);
+  } finally {
+    client.kill('SIGKILL');
+  }
+});
+
+/** A CA run with `openssl ca` (it keeps the index a CRL is made from), two client certificates, and a CRL of it. */
+function revokingCa() {
+  const dir = tempDir('cefd-crl-');
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  writeFileSync(join(dir, 'index.txt'), '');
+  writeFileSync(join(dir, 'serial'), '1000\n');
+  writeFileSync(join(dir, 'crlnumber'), '1000\n');
+  writeFileSync(
+    join(dir, 'ca.cnf'),
+    `[ca]\ndefault_ca=c\n[c]\ndir=${dir}\ndatabase=$dir/index.txt\nserial=$dir/serial\ncrlnumber=$dir/crlnumber\nnew_certs_dir=${dir}\ncertificate=$dir/ca.crt\nprivate_key=$dir/ca.key\ndefault_md=sha256\ndefault_days=30\ndefault_crl_days=7\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n[ext]\nextendedKeyUsage=clientAuth\n`,
+  );
+  run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=crl-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  for (const n of ['good', 'bad']) {
+    run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${n}.key`, '-out', `${n}.csr`, '-subj', `/CN=${n}`]);
+    run(['ca', '-batch', '-config', 'ca.cnf', '-extensions', 'ext', '-in', `${n}.csr`, '-out', `${n}.crt`, '-notext']);
+  }
+  const crl = () => run(['ca', '-config', 'ca.cnf', '-gencrl', '-out', 'ca.crl']);
+  crl();
+  const file = (n: string) => join(dir, n);
+  return { dir, file, revokeBad: () => (run(['ca', '-config', 'ca.cnf', '-revoke', 'bad.crt']), crl()) };
+}
+
+test('tls crl_file: a client certificate the CA revoked is refused (tls_certificate_revoked); a new CRL takes effect on reload; a client of a CA without a CRL is refused (fails closed)', async () => {
+  const pki = makePki();
+  const ca = revokingCa();
+  try {
+    writeFileSync(ca.file('both-cas.crt'), readFileSync(ca.file('ca.crt'), 'utf8') + readFileSync(pki.caCert, 'utf8'));
+    const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey, ca_file: ca.file('both-cas.crt'), client_auth: 'required', crl_file: ca.file('ca.crl') } });
+    const st = rec.telemetry.listener('in');
+    const codes: (string | undefined)[] = [];
+    const rejected = rec.telemetry.connectionRejected.bind(rec.telemetry);
+    rec.telemetry.connectionRejected = (l, reason, detail, fields = {}) => (codes.push(fields.code), rejected(l, reason, detail, fields));
+    const as = (n: string) => ({ cert: readFileSync(ca.file(`${n}.crt`)), key: readFileSync(ca.file(`${n}.key`)), rejectUnauthorized: false });
+    // Nothing revoked yet: both deliver.
+    await tlsSend(src.port()!, as('good'), '<13>good 1\n');
+    await tlsSend(src.port()!, as('bad'), '<13>bad 1\n');
+    await waitFor(() => rec.frames.length === 2, 5000, 'both clients\' frames');
+    // The CA revokes "bad" and publishes a new CRL; cefd reads it on reload (SIGHUP).
+    ca.revokeBad();
+    expect(src.reload()).toBe(true);
+    await tlsSend(src.port()!, as('bad'), '<13>bad 2\n');
+    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 1, 5000, 'the revoked client refused');
+    await tlsSend(src.port()!, as('good'), '<13>good 2\n');
+    await waitFor(() => rec.frames.length === 3, 5000, 'the good client\'s second frame');
+    // A client of the other CA in ca_file, which has no CRL in crl_file: refused.
+    await tlsSend(src.port()!, { cert: pki.clientCert, key: pki.clientKey, rejectUnauthorized: false }, '<13>no crl\n');
+    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 2, 5000, 'the client without a CRL refused');
+    expect(rec.frames.map((f) => f.text)).toEqual(['<13>good 1', '<13>bad 1', '<13>good 2']);
+    expect(codes).toEqual(['tls_certificate_revoked', 'tls_crl_unusable']);
+  } finally {
+    rmSync(ca.dir, { recursive: true, force: true });
+  }
+});
+
+test('tls crl_file: the reason codes of revocation and of an unusable CRL', () => {
+  expect(verifyReason('CERT_REVOKED')).toBe('tls_certificate_revoked');
+  expect(verifyReason('UNABLE_TO_GET_CRL')).toBe('tls_crl_unusable');
+  expect(verifyReason('CRL_HAS_EXPIRED')).toBe('tls_crl_unusable');
+  // A CRL where no certificate is verified against a CA would check nothing: refused by validate.
+  const cfg = (tlsOpts: Record<string, unknown>) => listenerConfig('tls', TLS_FIELDS, { tls: { cert_file: 'a', key_file: 'b', ...tlsOpts } }) as { tls: Parameters<typeof checkTls>[0]['tls'] };
+  expect(checkTls(cfg({ crl_file: 'c.crl', client_fingerprints: ['AB'.repeat(32)] })).map((p) => p.key)).toEqual(['tls.crl_file']);
+  expect(checkTls(cfg({ crl_file: 'c.crl', ca_file: 'ca.crt', client_auth: 'required' }))).toEqual([]);
+});
+
+test('tls: the certificate\'s expiry is a gauge that follows a renewal on reload; a certificate about to expire is warned about (tls_certificate_expiring)', async () => {
+  const pki = makePki();
+  const dir = tempDir('cefd-renew-');
+  try {
+    const cert = join(dir, 'server.crt');
+    const make = (days: number) => execFileSync('openssl', ['req', '-x509', '-key', pki.serverKey, '-out', cert, '-days', String(days), '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'pipe' });
+    const notAfter = () => Math.floor(Date.parse(new X509Certificate(readFileSync(cert)).validTo) / 1000);
+    make(5);
+    const soon = notAfter();
+    const rec = recording();
+    const warned: Record<string, unknown>[] = [];
+    rec.telemetry.log.warn = ((o: Record<string, unknown>) => void warned.push(o)) as never;
+    const src = await tlsSource.create(listenerConfig('tls', TLS_FIELDS, { tls: { cert_file: cert, key_file: pki.serverKey } }), rec.deps);
+    await src.start();
+    running.push(src);
+    const st = rec.telemetry.listener('in');
+    expect(st.tlsCertificateExpiry).toBe(soon);
+    expect(warned.map((w) => w['code'])).toEqual(['tls_certificate_expiring']);
+    expect(await rec.telemetry.registry.metrics()).toContain(`cefd_tls_certificate_expiry_timestamp_seconds{listener="in"} ${soon}`);
+    // Renewed (60 days) and reloaded: the gauge moves, no new warning.
+    make(60);
+    expect(notAfter()).toBeGreaterThan(soon);
+    expect(src.reload()).toBe(true);
+    expect(st.tlsCertificateExpiry).toBe(notAfter());
+    expect(warned.length).toBe(1);
+    // The listener presents the renewed certificate.
+    const presented = await new Promise<string>((resolve, reject) => {
+      const c = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => {
+        resolve(c.getPeerX509Certificate()!.validTo);
+        c.destroy();
+      });
+      c.on('error', reject);
+    });
+    expect(Math.floor(Date.parse(presented) / 1000)).toBe(notAfter());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tls: an unencrypted private key every user can read is warned about (tls_key_readable_by_others), at start and on reload; a 0640 key or an encrypted one is not', async () => {
+  const pki = makePki();
+  const dir = tempDir('cefd-keymode-');
+  try {
+    const key = join(dir, 'server.key');
+    writeFileSync(key, readFileSync(pki.serverKey));
+    chmodSync(key, 0o644);
+    const enc = join(dir, 'server-enc.key');
+    execFileSync('openssl', ['pkey', '-in', pki.serverKey, '-aes256', '-passout', 'pass:pw', '-out', enc], { stdio: 'pipe' });
+    chmodSync(enc, 0o644);
+    const start = async (tlsOpts: Record<string, unknown>) => {
+      const rec = recording();
+      const warned: Record<string, unknown>[] = [];
+      rec.telemetry.log.warn = ((o: Record<string, unknown>) => void warned.push(o)) as never;
+      const src = await tlsSource.create(listenerConfig('tls', TLS_FIELDS, { tls: { cert_file: pki.serverCert, ...tlsOpts } }), rec.deps);
+      await src.start();
+      running.push(src);
+      return { src, codes: () => warned.map((w) => w['code']) };
+    };
+    const plain = await start({ key_file: key });
+    expect(plain.codes()).toEqual(['tls_key_readable_by_others']);
+    chmodSync(key, 0o640);
+    expect(plain.src.reload()).toBe(true);
+    expect(plain.codes()).toEqual(['tls_key_readable_by_others']);
+    chmodSync(key, 0o644);
+    expect(plain.src.reload()).toBe(true);
+    expect(plain.codes()).toEqual(['tls_key_readable_by_others', 'tls_key_readable_by_others']);
+    const encrypted = await start({ key_file: enc, key_passphrase: 'pw' });
+    expect(encrypted.codes()).toEqual([]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tls max_connections: at the limit, a handshake still in progress makes room before a served connection that is quiet (KSC keeps its connection open between events)', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  const st = rec.telemetry.listener('in');
+  // The sender: handshake done, nothing sent yet.
+  const quiet = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const c = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => resolve(c));
+    c.once('error', reject);
+  });
+  let quietClosed = false;
+  quiet.on('error', () => undefined);
+  quiet.on('close', () => (quietClosed = true));
+  await waitFor(() => st.connectionsAccepted === 1, 5000, 'the quiet sender served');
+  // A slowloris handshake takes the second slot; another connection needs room.
+  const slow = await connect(src.port()!);
+  slow.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
+  const slowClosed = closedByServer(slow);
+  const third = await connect(src.port()!);
+  third.on('error', () => undefined);
+  await slowClosed;
+  expect(st.connectionsRejected.map.get('evicted_no_frame')).toBe(1);
+  expect(quietClosed).toBe(false);
+  quiet.end('<13>from the quiet sender\n');
+  await waitFor(() => rec.frames.length === 1, 5000, 'the quiet sender\'s frame');
+  expect(rec.frames[0]!.text).toBe('<13>from the quiet sender');
+  third.destroy();
 });

@@ -7,6 +7,7 @@ const MAX_ROWS = 200;
 let source;
 let paused = false;
 let held = [];
+let heldCount = 0;
 let current;
 let encoding = 'native';
 
@@ -54,10 +55,18 @@ async function start(filter) {
   source = new EventSource(`/console/api/events/stream?filter=${encodeURIComponent(filter)}`);
   source.addEventListener('open', () => say('tail-status', filter === '' ? 'Live: every event.' : `Live: events where ${filter}`));
   source.addEventListener('error', () => say('tail-status', 'The live tail is reconnecting…', true));
+  // The daemon skips events while this page reads too slowly, and says how many.
+  source.addEventListener('dropped', (m) => say('tail-status', `${JSON.parse(m.data).dropped} events skipped: this page read them too slowly.`, true));
   source.addEventListener('event', (m) => {
     const ev = JSON.parse(m.data);
-    if (paused) held.push(ev);
-    else add(ev);
+    if (!paused) return add(ev);
+    // Only the newest MAX_ROWS can show on Resume: keep no more (a page left paused for
+    // hours would otherwise hold every event of those hours).
+    held.push(ev);
+    if (held.length > MAX_ROWS) held.shift();
+    heldCount++;
+    // Paused with the button (a search's result count stays on show otherwise).
+    if (pauseBtn.dataset.by === 'button') say('tail-status', `Paused: ${heldCount} new events held.`);
   });
 }
 
@@ -70,11 +79,15 @@ pauseBtn.addEventListener('click', () => {
   paused = !paused;
   pauseBtn.textContent = paused ? 'Resume' : 'Pause';
   pauseBtn.setAttribute('aria-pressed', String(paused));
+  pauseBtn.dataset.by = 'button';
+  let msg = 'Paused: new events are held.';
   if (!paused) {
     for (const ev of held) add(ev);
-    held = [];
+    msg = heldCount > held.length ? `Live. ${heldCount} events came while paused; the newest ${held.length} are shown.` : 'Live.';
   }
-  say('tail-status', paused ? 'Paused: new events are held.' : 'Live.');
+  held = [];
+  heldCount = 0;
+  say('tail-status', msg);
 });
 
 document.getElementById('search-form').addEventListener('submit', async (e) => {
@@ -84,6 +97,7 @@ document.getElementById('search-form').addEventListener('submit', async (e) => {
   try {
     const r = await api('GET', `/console/api/events?limit=200&text=${encodeURIComponent(text)}&filter=${encodeURIComponent(filter)}`);
     paused = true;
+    pauseBtn.dataset.by = 'search';
     pauseBtn.textContent = 'Resume';
     pauseBtn.setAttribute('aria-pressed', 'true');
     tbody.replaceChildren(...r.events.map(row));

@@ -27,7 +27,7 @@ import { AckPolicy, DeliverPolicy, nanos, type Consumer, type ConsumerMessages, 
 import type { SourceContext, SubmittedFrame } from '../../pipeline/pipeline.js';
 import type { ListenerStats } from '../../telemetry/telemetry.js';
 import { NatsLink, natsErrorText } from '../../nats/connection.js';
-import { H_ID, H_LISTENER, H_PEER, H_RECEIVED, H_TRUNCATED } from '../../nats/headers.js';
+import { H_ID, H_LISTENER, H_PEER, H_RECEIVED, H_TLS_FINGERPRINT, H_TRUNCATED } from '../../nats/headers.js';
 import type { Source, SourceDeps } from '../source.js';
 import type { SourceConfigOf } from '../plugin.js';
 import type { NatsSourceConfig } from './config.js';
@@ -205,8 +205,10 @@ export class NatsSource implements Source {
     for (const m of msgs) {
       const h = m.headers;
       const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+      if (m.info.redelivered) this.stats.natsRedelivered++;
       this.stats.bytes += data.length;
       const received = Number(h?.get(H_RECEIVED));
+      const fp = h?.get(H_TLS_FINGERPRINT);
       frames.push({
         data,
         truncated: h?.get(H_TRUNCATED) === '1',
@@ -214,6 +216,8 @@ export class NatsSource implements Source {
         id: h?.get(H_ID) || `${m.info.stream}-${m.seq}`,
         listener: h?.get(H_LISTENER) || this.name,
         peer: h?.get(H_PEER) || 'nats',
+        // The receiver's TLS listener verified it: the KSC trust check (ksc/trust.ts) matches on it.
+        ...(fp ? { tlsFingerprint: fp } : {}),
       });
     }
     this.inFlight += msgs.length;
@@ -228,7 +232,10 @@ export class NatsSource implements Source {
           if (ok) {
             for (const m of msgs) m.ack();
             this.stats.natsAcked += msgs.length;
-          } else for (const m of msgs) m.nak(delayMs);
+          } else {
+            for (const m of msgs) m.nak(delayMs);
+            this.stats.natsNaked += msgs.length;
+          }
         } catch {
           // The connection is gone: the server delivers them again after ack_wait.
         }

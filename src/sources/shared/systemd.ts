@@ -8,7 +8,7 @@
  * descriptors 3, 4, ...; LISTEN_FDNAMES (optional) their names, colon-separated
  * (FileDescriptorName= in the socket unit). A listener takes the socket named like it
  * (and of its protocol); otherwise the socket of its protocol (TCP for tcp and tls, UDP
- * for udp) bound to its port, read from /proc/net. Each socket is taken once: closing it
+ * for udp) bound to its port, read from /proc/self/net. Each socket is taken once: closing it
  * (a listener stopped) closes cefd's only copy, while systemd keeps the port bound, so a
  * reload that would reopen such a listener is refused (see holdsInheritedSocket).
  */
@@ -19,7 +19,7 @@ const SD_LISTEN_FDS_START = 3;
 interface Inherited {
   fd: number;
   name: string;
-  /** From /proc/net: protocol, family and port; undefined where /proc cannot tell. */
+  /** From /proc/self/net: protocol, family and port; undefined where /proc cannot tell. */
   proto?: 'tcp' | 'udp';
   family?: 4 | 6;
   port?: number;
@@ -29,13 +29,18 @@ interface Inherited {
 
 let inherited: Inherited[] | undefined;
 
-/** Socket inodes in /proc/net/{tcp,tcp6,udp,udp6}: inode -> protocol, family, local port. */
+/**
+ * Socket inodes in /proc/self/net/{tcp,tcp6,udp,udp6}: inode -> protocol, family, local
+ * port. /proc/self/net, not /proc/net: deploy/cefd.service mounts /proc with
+ * ProcSubset=pid, which hides every top-level entry but the process folders and self, so
+ * /proc/net (a symlink to self/net) does not exist there.
+ */
 function procSockets(): Map<string, { proto: 'tcp' | 'udp'; family: 4 | 6; port: number }> {
   const out = new Map<string, { proto: 'tcp' | 'udp'; family: 4 | 6; port: number }>();
   for (const [file, proto, family] of [['tcp', 'tcp', 4], ['tcp6', 'tcp', 6], ['udp', 'udp', 4], ['udp6', 'udp', 6]] as const) {
     let text: string;
     try {
-      text = readFileSync(`/proc/net/${file}`, 'utf8');
+      text = readFileSync(`/proc/self/net/${file}`, 'utf8');
     } catch {
       continue;
     }

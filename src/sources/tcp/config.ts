@@ -4,7 +4,7 @@ import type { ListenerCommonConfig } from '../plugin.js';
 import { MODERN_TLS12_CIPHERS } from './tls-ciphers.js';
 
 export const STREAM_FIELDS = fields({
-  max_connections: int('Most connections open at once. At the limit, a new connection takes the place of the oldest one that has not sent a complete frame yet (a slowloris connection); if there is none, the new one is closed at once. Both are counted.', 1000, 1),
+  max_connections: int('Most connections open at once. At the limit, a new connection takes the place of the oldest one that has not sent a complete frame yet (a slowloris connection; on a `tls` listener the oldest unfinished handshake goes first, before a quiet sender); if there is none, the new one is closed at once. Both are counted.', 1000, 1),
   max_connections_per_source: int('Most connections open at once from one source address (0: no limit); further ones are closed at once and counted.', 100, 0),
   idle_timeout: dur('Close a connection that sent nothing for this long (0: never). Off by default: KSC keeps quiet connections open between events.', '0s'),
   frame_timeout: dur('Most time from the first byte of a frame to its end while cefd reads (0: no limit). Past it the bytes received go to the dead-letter output (`frame_timeout`, flagged truncated) and the connection is closed: a sender that starts frames and never ends them (slowloris) cannot hold a connection. Time while cefd does not read (backpressure) does not count.', '60s'),
@@ -16,6 +16,7 @@ export const TLS_SERVER_FIELDS = fields({
   key_passphrase: str('Passphrase of the private key, if it is encrypted.', { secret: true }),
   key_passphrase_file: pathSpec('File holding the key passphrase.'),
   ca_file: pathSpec('PEM CA bundle to verify client certificates against (needed for `client_auth: required` unless fingerprints are pinned).'),
+  crl_file: pathSpec('PEM certificate revocation lists (CRLs) of the CAs in `ca_file`, one for every CA of a client\'s chain: a revoked client certificate is refused (`tls_certificate_revoked`); a CA without a CRL here, or a CRL past its next update, refuses every certificate it issued (`tls_crl_unusable`). Re-read on SIGHUP, like the certificate files: replace the file and reload when the CA publishes a new CRL.'),
   client_auth: enumOf('Client certificates: `none`, `optional` (verified when presented) or `required`.', ['none', 'optional', 'required'], 'none'),
   client_fingerprints: list(
     'Allowed client certificate SHA-256 fingerprints (hex, colons optional). When set, a client must present one of these certificates (KSC presents a self-signed one); the CA check is then not needed.',
@@ -51,6 +52,9 @@ export function checkTls(c: { tls: TlsServerConfig }): FieldProblem[] {
   }
   if (c.tls.client_auth === 'optional' && c.tls.ca_file === undefined && !pins) {
     out.push({ key: 'tls.client_auth', message: 'optional client certificates need tls.ca_file or tls.client_fingerprints: without them every certificate presented would be refused' });
+  }
+  if (c.tls.crl_file !== undefined && (c.tls.ca_file === undefined || c.tls.client_auth === 'none')) {
+    out.push({ key: 'tls.crl_file', message: 'a CRL is checked only for client certificates verified against tls.ca_file: set ca_file and client_auth (required or optional), or remove crl_file' });
   }
   for (const fp of c.tls.client_fingerprints) {
     if (!/^[0-9a-fA-F]{64}$/.test(fp.replace(/:/g, ''))) out.push({ key: 'tls.client_fingerprints', message: `not a SHA-256 fingerprint: ${JSON.stringify(fp)}` });

@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { constants as cryptoConstants } from 'node:crypto';
 import { Framer } from '../../codecs/framing/framer.js';
 import type { StreamListenerConfig } from './config.js';
 import { peerOf, type Source } from '../source.js';
@@ -58,6 +59,11 @@ export class StreamSource implements Source {
   private readonly stats: ListenerStats;
   private readonly allow: AddressAllowlist;
   private readonly fingerprints: Set<string>;
+  /**
+   * Raw sockets cefd closed before their TLS handshake ended (allowlist, limits, eviction,
+   * stop): Node then reports a handshake error (ECONNRESET) for them, which is not one.
+   */
+  private readonly closedHere = new WeakSet<net.Socket>();
   private stopping = false;
   ready = false;
 
@@ -78,12 +84,23 @@ export class StreamSource implements Source {
   private tlsOptions(): tls.TlsOptions {
     const t = this.config.tls!;
     const m = loadTlsMaterial(this.name, t);
+    this.noteCertificate(m.notAfter);
+    if (m.keyReadableByOthers) {
+      this.telemetry.log.warn(
+        { listener: this.name, code: 'tls_key_readable_by_others', file: t.key_file },
+        `listener ${this.name}: the private key ${t.key_file} is not encrypted and every user on this host can read it: chmod o-r ${t.key_file} (cefd's user or group must keep read access)`,
+      );
+    }
     const opts: tls.TlsOptions = {
       cert: m.cert,
       key: m.key,
       minVersion: t.min_version,
       ciphers: t.ciphers,
       honorCipherOrder: true,
+      // No client-initiated renegotiation (TLS 1.2): each one is a full handshake at the
+      // listener's CPU cost on an open connection, and Node only reports it (an error
+      // event, not a close) after the third in ten minutes. Syslog senders never need it.
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
       handshakeTimeout: Math.round(t.handshake_timeout * 1000),
       requestCert: t.client_auth !== 'none' || this.fingerprints.size > 0,
       // Client certificates are checked after the handshake (secured()), before a byte is
@@ -95,8 +112,35 @@ export class StreamSource implements Source {
       rejectUnauthorized: false,
     };
     if (m.ca !== undefined) opts.ca = m.ca;
+    if (m.crl !== undefined) opts.crl = m.crl;
     return opts;
   }
+
+  /** Days before its expiry from which the listener's certificate is warned about at start and reload. */
+  private static readonly EXPIRY_WARN_DAYS = 14;
+
+  /**
+   * The expiry of the certificate about to be installed: the gauge (an alert can watch it,
+   * and it shows a SIGHUP installed the renewed one), and a warning when it has expired or
+   * expires soon: OpenSSL serves an expired certificate without a word, and every client
+   * then fails its handshake.
+   */
+  private noteCertificate(notAfter: string): void {
+    const ms = Date.parse(notAfter);
+    if (!Number.isFinite(ms)) return;
+    this.pendingExpiry = ms;
+    const days = (ms - Date.now()) / 86_400_000;
+    if (days < StreamSource.EXPIRY_WARN_DAYS) {
+      const when = new Date(ms).toISOString();
+      this.telemetry.log.warn(
+        { listener: this.name, code: 'tls_certificate_expiring', not_after: when, file: this.config.tls!.cert_file },
+        days <= 0 ? `listener ${this.name}: its certificate ${this.config.tls!.cert_file} expired on ${when}: clients will refuse it; install a renewed one and send SIGHUP` : `listener ${this.name}: its certificate ${this.config.tls!.cert_file} expires on ${when} (in ${Math.floor(days)} days): install a renewed one and send SIGHUP`,
+      );
+    }
+  }
+
+  /** The expiry of the certificate loaded last (installed once the server or setSecureContext took it). */
+  private pendingExpiry = -1;
 
   async start(): Promise<void> {
     const isTls = this.config.type === 'tls';
@@ -113,6 +157,11 @@ export class StreamSource implements Source {
           // Refused by OpenSSL (requireCertificate()): counted as the refusal it is.
           const pinned = this.fingerprints.size > 0;
           this.telemetry.connectionRejected(this.name, pinned ? 'tls_fingerprint' : 'tls_unauthorized', `${peerOf(s.remoteAddress, s.remotePort)}: no client certificate`, { code: 'tls_no_client_certificate' });
+          s.destroy();
+          return;
+        }
+        // A connection cefd closed itself, counted under its own reason already.
+        if (this.closedHere.has((s as unknown as { _parent?: net.Socket })._parent!)) {
           s.destroy();
           return;
         }
@@ -140,6 +189,7 @@ export class StreamSource implements Source {
       });
     });
     this.ready = true;
+    if (isTls && this.pendingExpiry >= 0) this.stats.tlsCertificateExpiry = Math.floor(this.pendingExpiry / 1000);
     const a = this.server?.address();
     const where = inherited !== undefined && a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : `${this.config.host}:${this.port()}`;
     this.telemetry.log.info({ listener: this.name, type: this.config.type, address: where, inherited: inherited !== undefined }, `listening for ${this.config.type} on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
@@ -159,36 +209,41 @@ export class StreamSource implements Source {
     const peer = peerOf(raw.remoteAddress, raw.remotePort);
     const source = raw.remoteAddress ?? 'unknown';
     if (!this.allow.allows(raw.remoteAddress)) {
-      raw.destroy();
+      this.close(raw);
       this.telemetry.connectionRejected(this.name, 'cidr', peer);
       return;
     }
     if (this.stopping) {
-      raw.destroy();
+      this.close(raw);
       return;
     }
     const fromSource = this.perSource.get(source) ?? 0;
     const perSourceMax = this.config.max_connections_per_source;
     if (perSourceMax > 0 && fromSource >= perSourceMax) {
-      raw.destroy();
+      this.close(raw);
       this.telemetry.connectionRejected(this.name, 'max_connections_per_source', peer);
       return;
     }
     if (this.slots.size >= this.config.max_connections) {
+      // The oldest TLS handshake still in progress first (a slowloris that has not even
+      // finished its handshake), then the oldest connection without a complete frame: a
+      // served sender that is merely quiet (KSC keeps its connection open between events)
+      // goes only when no handshake is left to make room.
       let victim: Slot | undefined;
       for (const s of this.slots) {
-        if (s.frames === 0) {
+        if (s.served !== true) {
           victim = s;
           break;
         }
+        if (s.frames === 0) victim ??= s;
       }
       if (victim === undefined) {
-        raw.destroy();
+        this.close(raw);
         this.telemetry.connectionRejected(this.name, 'max_connections', peer);
         return;
       }
       this.release(victim);
-      victim.socket.destroy();
+      this.close(victim.socket);
       this.telemetry.connectionRejected(this.name, 'evicted_no_frame', victim.peer);
     }
     const slot: Slot = { socket: raw, source, frames: 0, peer };
@@ -198,6 +253,12 @@ export class StreamSource implements Source {
     raw.once('close', () => this.release(slot));
     raw.setKeepAlive(true, 60_000);
     if (!isTls) this.serve(raw, peer, slot);
+  }
+
+  /** Closes a raw socket cefd refuses or evicts (see closedHere). */
+  private close(raw: net.Socket): void {
+    this.closedHere.add(raw);
+    raw.destroy();
   }
 
   private release(slot: Slot): void {
@@ -393,7 +454,21 @@ export class StreamSource implements Source {
       },
       { maxFrameBytes: this.config.max_frame_bytes },
     );
+    // A TLS client on a plain TCP listener: its ClientHello (a TLS handshake record, 0x16
+    // then version major 3) would be cut at every 0x0A into dozens of binary "frames",
+    // each a dead letter, while the client waits for a ServerHello until frame_timeout.
+    // No syslog or CEF frame begins with 0x16. Checked on the first chunk only.
+    let firstChunk = this.config.type === 'tcp';
     const onData = (chunk: Buffer) => {
+      if (firstChunk) {
+        firstChunk = false;
+        if (chunk.length >= 2 && chunk[0] === 0x16 && chunk[1] === 0x03) {
+          telemetry.connectionRejected(this.name, 'tls_on_plain_listener', `${peer}: a TLS client on a plain TCP listener (make the listener type: tls, or the sender send plain TCP)`, { code: 'tls_on_plain_listener' });
+          socket.removeListener('data', onData);
+          socket.destroy();
+          return;
+        }
+      }
       stats.bytes += chunk.length;
       conn.lastDataMs = Date.now();
       framer.push(chunk);
@@ -477,6 +552,7 @@ export class StreamSource implements Source {
     if (this.config.type !== 'tls' || this.server === null) return true;
     try {
       (this.server as tls.Server).setSecureContext(this.tlsOptions() as tls.SecureContextOptions);
+      if (this.pendingExpiry >= 0) this.stats.tlsCertificateExpiry = Math.floor(this.pendingExpiry / 1000);
       this.telemetry.log.info({ listener: this.name }, `listener ${this.name}: certificates reloaded`);
       return true;
     } catch (e) {
@@ -501,7 +577,7 @@ export class StreamSource implements Source {
     const deadline = Date.now() + graceMs;
     const QUIET_MS = 200;
     // Handshakes still in progress will not be served.
-    for (const slot of this.slots) if (!slot.served) slot.socket.destroy();
+    for (const slot of this.slots) if (!slot.served) this.close(slot.socket);
     const haltedAt = Date.now();
     for (const c of this.conns) {
       c.lastDataMs = Math.max(c.lastDataMs, haltedAt);

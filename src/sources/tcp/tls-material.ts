@@ -9,7 +9,7 @@
  * for pinned certificates (expiry, key strength), and clean reason codes for refusals.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import tls from 'node:tls';
 import type { FieldProblem } from '../../config/spec.js';
 import type { TlsServerConfig } from './config.js';
@@ -33,8 +33,12 @@ export interface TlsMaterial {
   /** The key, decrypted (PKCS#8 PEM): OpenSSL holds it decrypted too. */
   key: string;
   ca?: Buffer;
+  /** Revocation lists of the CAs (PEM). */
+  crl?: Buffer;
   /** Subject and expiry of the listener's own certificate, for the start log. */
   notAfter: string;
+  /** The key file is readable by every user and not encrypted (a warning, not an error: Debian's ssl-cert group keys are 0640). */
+  keyReadableByOthers: boolean;
 }
 
 function read(listener: string, option: string, file: string): Buffer {
@@ -82,19 +86,31 @@ export function loadTlsMaterial(listener: string, t: TlsServerConfig): TlsMateri
     throw new TlsMaterialError(listener, 'tls.key_file', `the key ${t.key_file} does not belong to the certificate ${t.cert_file} (${x509.publicKey.asymmetricKeyType} certificate, ${key.asymmetricKeyType} key)`);
   }
   const keyText = key.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const encrypted = /ENCRYPTED/.test(keyPem.toString('latin1', 0, Math.min(keyPem.length, 4096)));
+  let keyReadableByOthers = false;
+  try {
+    keyReadableByOthers = !encrypted && (statSync(t.key_file).mode & 0o004) !== 0;
+  } catch {
+    // Read a moment ago: a file gone since is caught by the next load.
+  }
   let ca: Buffer | undefined;
   if (t.ca_file !== undefined) {
     ca = read(listener, 'tls.ca_file', t.ca_file);
     if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new TlsMaterialError(listener, 'tls.ca_file', `${t.ca_file} holds no PEM certificate`);
   }
+  let crl: Buffer | undefined;
+  if (t.crl_file !== undefined) {
+    crl = read(listener, 'tls.crl_file', t.crl_file);
+    if (!crl.toString('latin1').includes('-----BEGIN X509 CRL-----')) throw new TlsMaterialError(listener, 'tls.crl_file', `${t.crl_file} holds no PEM CRL (-----BEGIN X509 CRL-----)`);
+  }
   try {
-    // Chain order, CA bundle contents and the cipher list, as OpenSSL will use them.
-    tls.createSecureContext({ cert: certPem, key: keyText, ...(ca !== undefined ? { ca } : {}), ciphers: t.ciphers, minVersion: t.min_version });
+    // Chain order, CA bundle contents, CRLs and the cipher list, as OpenSSL will use them.
+    tls.createSecureContext({ cert: certPem, key: keyText, ...(ca !== undefined ? { ca } : {}), ...(crl !== undefined ? { crl } : {}), ciphers: t.ciphers, minVersion: t.min_version });
   } catch (e) {
-    const option = /cipher/i.test((e as Error).message) ? 'tls.ciphers' : 'tls.cert_file';
+    const option = /cipher/i.test((e as Error).message) ? 'tls.ciphers' : /crl/i.test((e as Error).message) ? 'tls.crl_file' : 'tls.cert_file';
     throw new TlsMaterialError(listener, option, `OpenSSL refuses the TLS settings: ${cleanOpenSslText((e as Error).message)}`);
   }
-  return { cert: certPem, key: keyText, ...(ca !== undefined ? { ca } : {}), notAfter: x509.validTo };
+  return { cert: certPem, key: keyText, ...(ca !== undefined ? { ca } : {}), ...(crl !== undefined ? { crl } : {}), notAfter: x509.validTo, keyReadableByOthers };
 }
 
 /** Every TLS listener's files checked (`validate`, start, SIGHUP). */
@@ -167,6 +183,16 @@ export function verifyReason(authorizationError: string): string {
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
     case 'SELF_SIGNED_CERT_IN_CHAIN':
       return 'tls_unknown_ca';
+    case 'CERT_REVOKED':
+      return 'tls_certificate_revoked';
+    case 'UNABLE_TO_GET_CRL':
+    case 'CRL_HAS_EXPIRED':
+    case 'CRL_NOT_YET_VALID':
+    case 'CRL_SIGNATURE_FAILURE':
+    case 'UNABLE_TO_DECRYPT_CRL_SIGNATURE':
+    case 'ERROR_IN_CRL_LAST_UPDATE_FIELD':
+    case 'ERROR_IN_CRL_NEXT_UPDATE_FIELD':
+      return 'tls_crl_unusable';
     case 'EE_KEY_TOO_SMALL':
     case 'CA_KEY_TOO_SMALL':
       return 'tls_weak_client_key';

@@ -1,0 +1,131 @@
+/**
+ * The nats source in process against a real nats-server 2.9, with the real Pipeline and an
+ * output queue that keeps what it is given: what a processor makes of the messages a
+ * receiver (or anyone else) put in the stream, and what it acknowledges.
+ */
+import { afterAll, afterEach, expect, test } from 'vitest';
+import { connect, headers, type NatsConnection } from 'nats';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { compileRoutes } from '../../src/pipeline/router.js';
+import { loadChain } from '../../src/pipeline/normalize.js';
+import type { OutputRunner } from '../../src/pipeline/output-runner.js';
+import { FlowControl } from '../../src/pipeline/flow-control.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { buildSnapshot } from '../../src/ksc/asset-index.js';
+import type { KscFindings } from '../../src/ksc/watch.js';
+import type { EventOrigin } from '../../src/event.js';
+import { NatsSource } from '../../src/sources/nats/nats.js';
+import { LogCapture, waitFor } from '../helpers/daemon.js';
+import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
+
+const clients: NatsConnection[] = [];
+const sources: NatsSource[] = [];
+afterEach(async () => {
+  await Promise.all(sources.splice(0).map((s) => s.stop(0)));
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+});
+afterAll(stopAllNats);
+
+const FP = 'CD'.repeat(32);
+const DETECTION = 'CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|Virus found|4|rt=1795860000004 dhost=WS-1 dst=10.4.21.31';
+
+/** An output queue that keeps what it is given (as parsed events). */
+function sink(name: string) {
+  const s = {
+    name,
+    events: [] as Record<string, unknown>[],
+    /** Refuses every batch while true (a full drop_newest queue). */
+    refusing: false,
+    refusesNow: () => s.refusing,
+    enqueueMany: (r: string[]) => void s.events.push(...r.map((x) => JSON.parse(x) as Record<string, unknown>)),
+    enqueueNdjson: (b: Buffer) => void s.events.push(...b.toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)),
+    queue: { fill: () => 0 },
+  };
+  return s;
+}
+
+async function stream(s: NatsServer): Promise<NatsConnection> {
+  const c = await connect({ servers: s.url });
+  clients.push(c);
+  await (await c.jetstreamManager()).streams.add({ name: 'RAW', subjects: ['cefd.raw'] });
+  return c;
+}
+
+/** A nats source on `s` feeding a real pipeline that watches for detections of one asset. */
+async function processor(s: NatsServer, extra: Record<string, unknown> = {}) {
+  const log = new LogCapture();
+  const telemetry = new Telemetry({ destination: log, processMetrics: false });
+  const out = sink('out');
+  const dead = sink('dead_letter');
+  const pipeline = new Pipeline([out as unknown as OutputRunner], dead as unknown as OutputRunner, telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
+  const found: [EventOrigin, KscFindings][] = [];
+  pipeline.setWatch(
+    { version: 1, tenant: 'default', assets: buildSnapshot([{ id: 'a-ws1', tenant: 'default', displayName: 'WS-1', fqdn: null, ips: ['10.4.21.31'], macs: [], lastVisible: null }], 1), rules: [{ name: 'scan', filter: 'ksc.category == "detection"', assetField: 'device' }] },
+    (origin, f) => found.push([origin, f]),
+  );
+  const flow = new FlowControl(telemetry);
+  const config = {
+    name: 'bus',
+    type: 'nats',
+    servers: [s.url],
+    tls_required: false,
+    connect_timeout: 5,
+    reconnect_wait: 0.2,
+    stream: 'RAW',
+    consumer: 'processors',
+    batch_size: 100,
+    max_ack_pending: 500,
+    ack_wait: 30,
+    fetch_wait: 0.2,
+    ...extra,
+  };
+  const src = new NatsSource(config as unknown as ConstructorParameters<typeof NatsSource>[0], { pipeline, flow, telemetry, normalizers: await loadChain(['ksc']) });
+  sources.push(src);
+  return { src, out, dead, found, log, telemetry };
+}
+
+async function ackPending(c: NatsConnection): Promise<{ pending: number; ackPending: number }> {
+  const info = await (await c.jetstreamManager()).consumers.info('RAW', 'processors');
+  return { pending: info.num_pending, ackPending: info.num_ack_pending };
+}
+
+test('the TLS client-certificate fingerprint a receiver publishes (Cefd-Tls-Fingerprint) reaches the trust check on the processor', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  const js = c.jetstream();
+  for (let i = 0; i < 4; i++) {
+    const h = headers();
+    h.set('Cefd-Id', `r1-${i}`);
+    h.set('Cefd-Listener', 'ksc-tls');
+    h.set('Cefd-Peer', '10.0.0.5:40000');
+    h.set('Cefd-Received', String(Date.UTC(2026, 10, 28, 10, 0, 1)));
+    h.set('Cefd-Framing', 'octet');
+    if (i % 2 === 0) h.set('Cefd-Tls-Fingerprint', FP);
+    await js.publish('cefd.raw', new TextEncoder().encode(DETECTION), { headers: h });
+  }
+  const p = await processor(s);
+  await p.src.start();
+  await waitFor(async () => p.out.events.length === 4 && (await ackPending(c)).ackPending === 0, 20_000, '4 events, acknowledged');
+  const fps = p.found.map(([o]) => o.tlsFingerprint);
+  expect(fps).toEqual([FP, undefined, FP, undefined]);
+  expect(p.found.map(([o]) => [o.listener, o.peer])).toEqual(Array(4).fill(['ksc-tls', '10.0.0.5:40000']));
+});
+
+test('messages given back (the output refused them) and delivered again are counted: cefd_nats_nacked_messages_total, cefd_nats_redelivered_messages_total', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await c.jetstream().publish('cefd.raw', new TextEncoder().encode(DETECTION));
+  const p = await processor(s);
+  const st = p.telemetry.listener('bus');
+  p.out.refusing = true;
+  await p.src.start();
+  await waitFor(() => st.natsNaked >= 1, 20_000, 'the refused message given back');
+  p.out.refusing = false;
+  await waitFor(async () => p.out.events.length === 1 && (await ackPending(c)).ackPending === 0, 20_000, 'the message taken and acknowledged');
+  // Each message given back came again once; the last time it was taken.
+  expect(st.natsRedelivered).toBe(st.natsNaked);
+  expect(st.natsAcked).toBe(1);
+  const text = await p.telemetry.registry.metrics();
+  expect(text).toContain(`cefd_nats_nacked_messages_total{listener="bus"} ${st.natsNaked}`);
+  expect(text).toContain(`cefd_nats_redelivered_messages_total{listener="bus"} ${st.natsRedelivered}`);
+});
