@@ -34,7 +34,7 @@ beforeAll(async () => {
   });
   page = browser.pages()[0] ?? (await browser.newPage());
   page.setDefaultTimeout(15_000);
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await browser?.close();

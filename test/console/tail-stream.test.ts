@@ -99,7 +99,7 @@ const event = (i: number, pad: number): CefdEvent => ({ id: `t-${i.toString(36)}
 test('a client that stops reading holds at most TAIL_CLIENT_PENDING_BYTES; it is told how many events it missed', async () => {
   const { con, sink, port, dropped } = await setup();
   const c = tailClient(port);
-  await waitFor(() => con.tail.clientCount === 1 && c.bytes() > 0, 10_000, 'the tail client');
+  await waitFor(() => con.tail.clientCount === 1 && c.bytes() > 0, 30_000, 'the tail client');
   c.sock.pause();
 
   // 400 events of 128 KiB: 50 MiB, far more than the socket buffers and the pending limit.
@@ -137,7 +137,7 @@ test('a client that stops reading holds at most TAIL_CLIENT_PENDING_BYTES; it is
 
   // Gone: unsubscribed.
   c.sock.destroy();
-  await waitFor(() => con.tail.clientCount === 0, 10_000, 'the client unsubscribed');
+  await waitFor(() => con.tail.clientCount === 0, 30_000, 'the client unsubscribed');
 });
 
 test('a stream opened with a session ends when the session does: nothing is sent after sign-out', async () => {
@@ -152,14 +152,14 @@ test('a stream opened with a session ends when the session does: nothing is sent
   let text = '';
   sock.setEncoding('utf8').on('data', (d: string) => (text += d));
   sock.write(`GET /console/api/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: cefd_session=${a.session}\r\n\r\n`);
-  await waitFor(() => con.tail.clientCount === 1 && text.includes('cefd live tail'), 10_000, 'the stream');
+  await waitFor(() => con.tail.clientCount === 1 && text.includes('cefd live tail'), 30_000, 'the stream');
   sink().event(event(1, 10), undefined);
-  await waitFor(() => text.includes('event 1'), 10_000, 'the first event');
+  await waitFor(() => text.includes('event 1'), 30_000, 'the first event');
 
   expect((await a.logout()).status).toBe(303);
   sink().event(event(2, 10), undefined);
   // The response ends (chunked: its last chunk) and the client is unsubscribed.
-  await waitFor(() => con.tail.clientCount === 0 && text.includes('\r\n0\r\n\r\n'), 10_000, 'the stream ended');
+  await waitFor(() => con.tail.clientCount === 0 && text.includes('\r\n0\r\n\r\n'), 30_000, 'the stream ended');
   sink().event(event(3, 10), undefined);
   expect(text).not.toContain('event 2');
   expect(text).not.toContain('event 3');
@@ -169,7 +169,7 @@ test('at most MAX_TAIL_CLIENTS tails are open at once; one more is refused with 
   const { con, port } = await setup();
   const clients = [];
   for (let i = 0; i < MAX_TAIL_CLIENTS; i++) clients.push(tailClient(port));
-  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS, 10_000, 'the tails open');
+  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS, 30_000, 'the tails open');
   const base = `http://127.0.0.1:${port}`;
   const refused = await request(base, 'GET', '/console/api/events/stream', { headers: { authorization: `Bearer ${TOKEN}` } });
   expect(refused.status).toBe(503);
@@ -177,7 +177,7 @@ test('at most MAX_TAIL_CLIENTS tails are open at once; one more is refused with 
   expect(con.tail.clientCount).toBe(MAX_TAIL_CLIENTS);
 
   clients[0]!.sock.destroy();
-  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS - 1, 10_000, 'one tail closed');
+  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS - 1, 30_000, 'one tail closed');
   const again = tailClient(port);
-  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS && again.bytes() > 0, 10_000, 'a tail in its place');
+  await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS && again.bytes() > 0, 30_000, 'a tail in its place');
 });

@@ -160,7 +160,7 @@ afterAll(async () => {
     clearTimeout(t);
   }
   rmSync(work, { recursive: true, force: true });
-}, 60_000);
+}, 120_000);
 
 test('dpkg -i starts cefd under its unit: it takes both sockets of cefd.socket and events arrive', async () => {
   const r = inside(`dpkg --force-depends -i /debs/cefd_${pkg.version}_*.deb`, 300_000);
@@ -211,7 +211,7 @@ test('systemctl reload (SIGHUP) reloads the configuration in the same process', 
   expect(inside('systemctl reload cefd.service').status).toBe(0);
   await waitFor(() => journalLines().slice(since).some((l) => l.includes('configuration reloaded')), 30_000, 'configuration reloaded in the journal');
   expect(show('cefd.service', 'MainPID', 'ActiveState')).toEqual({ MainPID: pid, ActiveState: 'active' });
-}, 60_000);
+}, 120_000);
 
 test('a configuration error exits 78 and systemd does not restart cefd', async () => {
   expect(inside('cp /etc/cefd/cefd.yaml /root/cefd.yaml.good && echo "no_such_option: 1" >> /etc/cefd/cefd.yaml').status).toBe(0);

@@ -47,7 +47,7 @@ function sink(name: string) {
 async function stream(s: NatsServer): Promise<NatsConnection> {
   const c = await connect({ servers: s.url });
   clients.push(c);
-  await (await c.jetstreamManager()).streams.add({ name: 'RAW', subjects: ['cefd.raw'] });
+  await (await c.jetstreamManager({ timeout: 30_000 })).streams.add({ name: 'RAW', subjects: ['cefd.raw'] });
   return c;
 }
 
@@ -85,7 +85,7 @@ async function processor(s: NatsServer, extra: Record<string, unknown> = {}) {
 }
 
 async function ackPending(c: NatsConnection): Promise<{ pending: number; ackPending: number }> {
-  const info = await (await c.jetstreamManager()).consumers.info('RAW', 'processors');
+  const info = await (await c.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
   return { pending: info.num_pending, ackPending: info.num_ack_pending };
 }
 

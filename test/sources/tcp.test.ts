@@ -230,7 +230,7 @@ test('tls: connections cefd itself closes before their handshake ends (allowed_c
   const pki = makePki();
   const outside = await tlsListener({ allowed_cidrs: ['10.0.0.0/8'], tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
   await closedByServer(await connect(outside.src.port()!));
-  await waitFor(() => outside.rec.telemetry.listener('in').connectionsRejected.map.get('cidr') === 1, 5000, 'the cidr refusal');
+  await waitFor(() => outside.rec.telemetry.listener('in').connectionsRejected.map.get('cidr') === 1, 30_000, 'the cidr refusal');
   // Two handshakes begun and never finished hold both slots; a real client takes the oldest one's place.
   const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
   const st = rec.telemetry.listener('in');
@@ -239,14 +239,14 @@ test('tls: connections cefd itself closes before their handshake ends (allowed_c
   const b = await connect(src.port()!);
   b.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
   await Promise.all([tlsSend(src.port()!, { rejectUnauthorized: false }, '<13>ok\n'), closedByServer(a)]);
-  await waitFor(() => rec.frames.length === 1, 5000, 'the real client\'s frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the real client\'s frame');
   expect(rec.frames[0]!.text).toBe('<13>ok');
   // Let any handshake error of the evicted connection come out before counting.
   await new Promise((r) => setImmediate(r));
   expect([...st.connectionsRejected.map]).toEqual([['evicted_no_frame', 1]]);
   expect([...outside.rec.telemetry.listener('in').connectionsRejected.map]).toEqual([['cidr', 1]]);
   b.destroy();
-  await waitFor(() => st.connectionsOpen === 0, 5000, 'no connection open');
+  await waitFor(() => st.connectionsOpen === 0, 30_000, 'no connection open');
 });
 
 test('a TLS client on a plain tcp listener is closed at once and counted (tls_on_plain_listener); its handshake bytes become neither frames nor dead letters', async () => {
@@ -263,7 +263,7 @@ test('a TLS client on a plain tcp listener is closed at once and counted (tls_on
   // A plain sender on the same listener is served as before.
   const s = await connect(src.port()!);
   s.end('<13>plain\n');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the plain frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the plain frame');
   expect(rec.frames[0]!.text).toBe('<13>plain');
 });
 
@@ -277,11 +277,11 @@ test('tls: a client cannot renegotiate (TLS 1.2): each renegotiation would be a 
   client.stdout.on('data', () => undefined);
   try {
     client.stdin.write('<13>before\n');
-    await waitFor(() => rec.frames.length === 1, 10_000, 'the first frame');
+    await waitFor(() => rec.frames.length === 1, 30_000, 'the first frame');
     client.stdin.write('R\n');
     // Either the server refuses (the client says "no renegotiation") or a second handshake verifies the certificate again.
     const second = () => err.slice(err.indexOf('RENEGOTIATING')).includes('verify return');
-    await waitFor(() => err.includes('no renegotiation') || (err.includes('RENEGOTIATING') && second()), 10_000, 'the renegotiation\'s outcome');
+    await waitFor(() => err.includes('no renegotiation') || (err.includes('RENEGOTIATING') && second()), 30_000, 'the renegotiation\'s outcome');
     expect(err).toContain('no renegotiation');
     expect(rec.frames.map((f) => f.text)).toEqual(['<13>before']);
   } finally {
@@ -325,17 +325,17 @@ test('tls crl_file: a client certificate the CA revoked is refused (tls_certific
     // Nothing revoked yet: both deliver.
     await tlsSend(src.port()!, as('good'), '<13>good 1\n');
     await tlsSend(src.port()!, as('bad'), '<13>bad 1\n');
-    await waitFor(() => rec.frames.length === 2, 5000, 'both clients\' frames');
+    await waitFor(() => rec.frames.length === 2, 30_000, 'both clients\' frames');
     // The CA revokes "bad" and publishes a new CRL; cefd reads it on reload (SIGHUP).
     ca.revokeBad();
     expect(src.reload()).toBe(true);
     await tlsSend(src.port()!, as('bad'), '<13>bad 2\n');
-    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 1, 5000, 'the revoked client refused');
+    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 1, 30_000, 'the revoked client refused');
     await tlsSend(src.port()!, as('good'), '<13>good 2\n');
-    await waitFor(() => rec.frames.length === 3, 5000, 'the good client\'s second frame');
+    await waitFor(() => rec.frames.length === 3, 30_000, 'the good client\'s second frame');
     // A client of the other CA in ca_file, which has no CRL in crl_file: refused.
     await tlsSend(src.port()!, { cert: pki.clientCert, key: pki.clientKey, rejectUnauthorized: false }, '<13>no crl\n');
-    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 2, 5000, 'the client without a CRL refused');
+    await waitFor(() => st.connectionsRejected.map.get('tls_unauthorized') === 2, 30_000, 'the client without a CRL refused');
     expect(rec.frames.map((f) => f.text)).toEqual(['<13>good 1', '<13>bad 1', '<13>good 2']);
     expect(codes).toEqual(['tls_certificate_revoked', 'tls_crl_unusable']);
   } finally {
@@ -438,7 +438,7 @@ test('tls max_connections: at the limit, a handshake still in progress makes roo
   let quietClosed = false;
   quiet.on('error', () => undefined);
   quiet.on('close', () => (quietClosed = true));
-  await waitFor(() => st.connectionsAccepted === 1, 5000, 'the quiet sender served');
+  await waitFor(() => st.connectionsAccepted === 1, 30_000, 'the quiet sender served');
   // A slowloris handshake takes the second slot; another connection needs room.
   const slow = await connect(src.port()!);
   slow.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
@@ -449,7 +449,7 @@ test('tls max_connections: at the limit, a handshake still in progress makes roo
   expect(st.connectionsRejected.map.get('evicted_no_frame')).toBe(1);
   expect(quietClosed).toBe(false);
   quiet.end('<13>from the quiet sender\n');
-  await waitFor(() => rec.frames.length === 1, 5000, 'the quiet sender\'s frame');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the quiet sender\'s frame');
   expect(rec.frames[0]!.text).toBe('<13>from the quiet sender');
   third.destroy();
 });
