@@ -19,6 +19,18 @@ function problemsOf(text: string, file: string): string[] {
   return [];
 }
 
+
+/** The config errors of a text loaded as `file`, one line each ([] when it loads). */
+function configErrors(text: string, file: string): string[] {
+  try {
+    loadConfigText(text, file, {});
+  } catch (e) {
+    if (e instanceof ConfigError) return e.message.split('\n');
+    throw e;
+  }
+  return [];
+}
+
 test('a secret option read from its _file (one trailing newline dropped); both set, or an unreadable file, is a problem naming the key', () => {
   const dir = tempDir('cefd-config-');
   const file = join(dir, 'cefd.yaml');
@@ -54,15 +66,7 @@ test('paths cefd reads resolve against the config folder, paths it writes agains
 test('metrics.bearer_token: at least 32 characters while the endpoint is on, with the line of the token (or of its file)', () => {
   const dir = tempDir('cefd-config-');
   const file = join(dir, 'cefd.yaml');
-  const format = (text: string): string[] => {
-    try {
-      loadConfigText(text, file, {});
-    } catch (e) {
-      if (e instanceof ConfigError) return e.message.split('\n');
-      throw e;
-    }
-    return [];
-  };
+  const format = (text: string): string[] => configErrors(text, file);
   expect(format('state_dir: ./state\nmetrics:\n  port: 9141\n  bearer_token: short-token-of-31-characters-xx\n')).toEqual([
     `${file}:4: metrics.bearer_token: has 31 characters: use at least 32, random (e.g. \`openssl rand -hex 32\`)`,
   ]);
@@ -78,15 +82,7 @@ test('ksc.admin.bearer_token: at least 32 characters when the admin API is on, w
   const dir = tempDir('cefd-config-');
   const file = join(dir, 'cefd.yaml');
   const admin = (token: string, enabled = true) => `state_dir: ./state\nksc:\n  admin:\n    enabled: ${enabled}\n    bearer_token: ${token}\n`;
-  const format = (text: string): string[] => {
-    try {
-      loadConfigText(text, file, {});
-    } catch (e) {
-      if (e instanceof ConfigError) return e.message.split('\n');
-      throw e;
-    }
-    return [];
-  };
+  const format = (text: string): string[] => configErrors(text, file);
   expect(format(admin('short-token-of-31-characters-xx'))).toEqual([
     `${file}:5: ksc.admin.bearer_token: has 31 characters: use at least 32, random (e.g. \`openssl rand -hex 32\`)`,
   ]);

@@ -5,9 +5,10 @@
  * shown as text.
  */
 import { rmSync } from 'node:fs';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { sendTcp, tempDir } from '../helpers/daemon.js';
+import { launchBrowser, type TestBrowser } from '../helpers/browser.js';
+import { sendTcp } from '../helpers/daemon.js';
 import { ADMIN_TOKEN, startKscDaemon, type KscTestDaemon, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
 
 const YAML = `
@@ -19,28 +20,20 @@ ${DAEMON_BASE_YAML}ksc:
 const line = (host: string, name: string, n: number) => `CEF:0|KasperskyLab|SecurityCenter|13.2|GNRL_EV_VIRUS_FOUND|${name}|5|rt=${Date.now()} dhost=${host} cs1=EICAR-${n} cs1Label=VirusName\n`;
 
 let d: KscTestDaemon;
-let browser: BrowserContext;
-let profile: string;
+let browser: TestBrowser | undefined;
 let page: Page;
 const base = () => `http://127.0.0.1:${d.adminPort()}`;
 
 beforeAll(async () => {
   d = await startKscDaemon(YAML);
-  profile = tempDir('cefd-chromium-');
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  page.setDefaultTimeout(15_000);
+  browser = await launchBrowser();
+  page = browser.page;
 }, 120_000);
 
 afterAll(async () => {
   await browser?.close();
   await d?.stop();
   if (d !== undefined) rmSync(d.dir, { recursive: true, force: true });
-  if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
 });
 
 const inMemory = (text: string) => page.evaluate((t) => fetch(`/console/api/events?limit=1000&text=${encodeURIComponent(t)}`).then((r) => r.json() as Promise<{ events: unknown[] }>), text);

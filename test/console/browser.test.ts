@@ -8,13 +8,13 @@
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { CHROMIUM, launchBrowser, type TestBrowser } from '../helpers/browser.js';
 import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
-import { sendTcp, tempDir, waitFor } from '../helpers/daemon.js';
+import { sendTcp, waitFor } from '../helpers/daemon.js';
 import { ADMIN_TOKEN, startKscDaemon, type KscTestDaemon, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'console');
 const PASSWORD = 'S3cret-KSC-pass!w0rd';
 
@@ -32,8 +32,7 @@ const detection = (host: string, n: number) =>
 
 let emu: KscEmulator;
 let d: KscTestDaemon;
-let browser: BrowserContext;
-let profile: string;
+let browser: TestBrowser | undefined;
 let page: Page;
 const base = () => `http://127.0.0.1:${d.adminPort()}`;
 
@@ -44,16 +43,8 @@ beforeAll(async () => {
   emu = await startKscEmulator({ model });
   d = await startKscDaemon(YAML);
   emu.taskEvents = { target: { host: '127.0.0.1', port: d.port('tcp') }, runningAfterMs: 20, finishAfterMs: 200 };
-  profile = tempDir('cefd-chromium-');
-  // A temp profile (playwright passes it as --user-data-dir).
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  page.setDefaultTimeout(30_000);
+  browser = await launchBrowser({ viewport: { width: 1280, height: 900 } });
+  page = browser.page;
 }, 120_000);
 
 afterAll(async () => {
@@ -61,7 +52,6 @@ afterAll(async () => {
   await emu?.close();
   await d?.stop();
   if (d !== undefined) rmSync(d.dir, { recursive: true, force: true });
-  if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
 });
 
 const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });

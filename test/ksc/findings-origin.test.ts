@@ -44,6 +44,13 @@ afterEach(async () => {
 });
 
 /** A pipeline watching for one rule ("scan": detections) with one asset, and the findings it reports. */
+/** Puts the pipeline's decoding on `workers` threads running these chains (the pool is closed after the test). */
+async function useWorkers(pipeline: Pipeline, workers: number, chains: Record<string, string[]>): Promise<void> {
+  pool = new WorkerPool(workers, () => {});
+  pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains, baseDir: process.cwd() }));
+  expect(pipeline.onWorkers).toBe(true);
+}
+
 function watchedPipeline() {
   const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
   const out = sink('out');
@@ -60,10 +67,7 @@ for (const workers of [2, 0]) {
   test(`rule triggers come back with the frames' listener, peer and TLS fingerprint (decode_workers: ${workers})`, async () => {
     const { telemetry, out, pipeline, found } = watchedPipeline();
     if (workers > 0) {
-      pool = new WorkerPool(workers, () => {});
-      const version = await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { tls: ['ksc'], open: ['ksc'] }, baseDir: process.cwd() });
-      pipeline.useWorkers(pool, version);
-      expect(pipeline.onWorkers).toBe(true);
+      await useWorkers(pipeline, workers, { tls: ['ksc'], open: ['ksc'] });
     }
     const normalizers = await loadChain(['ksc']);
     const ctx = (listener: string, peer: string, tlsFingerprint?: string): SourceContext => ({
@@ -99,9 +103,7 @@ for (const workers of [2, 0]) {
   test(`frames a processor read from NATS: findings come back per run of frames with the origin each frame carried (decode_workers: ${workers})`, async () => {
     const { telemetry, out, pipeline, found } = watchedPipeline();
     if (workers > 0) {
-      pool = new WorkerPool(workers, () => {});
-      pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { bus: ['ksc'] }, baseDir: process.cwd() }));
-      expect(pipeline.onWorkers).toBe(true);
+      await useWorkers(pipeline, workers, { bus: ['ksc'] });
     }
     const ctx: SourceContext = { listener: 'bus', peer: 'nats', normalizers: await loadChain(['ksc']), stats: telemetry.listener('bus') };
     // One batch (large enough for a worker): 70 frames from r1's ksc listener, 30 from r2's open one, 70 from r1 again.
@@ -123,9 +125,7 @@ for (const workers of [2, 0]) {
   test(`frames a processor read from NATS keep the TLS fingerprint the receiver's listener verified: findings carry it, and only those frames are trusted by a pin (decode_workers: ${workers})`, async () => {
     const { telemetry, out, pipeline, found } = watchedPipeline();
     if (workers > 0) {
-      pool = new WorkerPool(workers, () => {});
-      pipeline.useWorkers(pool, await pool.init({ defaultZone: 'UTC', includeRaw: false, routes: [{}], event: {}, chains: { bus: ['ksc'] }, baseDir: process.cwd() }));
-      expect(pipeline.onWorkers).toBe(true);
+      await useWorkers(pipeline, workers, { bus: ['ksc'] });
     }
     const ctx: SourceContext = { listener: 'bus', peer: 'nats', normalizers: await loadChain(['ksc']), stats: telemetry.listener('bus') };
     // 70 frames from KSC's pinned TLS connection, then 70 from the same listener and address without a certificate.
