@@ -89,7 +89,8 @@ export class Console {
   private readonly tokenOk: (h: string | undefined) => boolean;
   private readonly statics = new Map<string, Buffer>();
   private readonly encoders = new Map(DETAIL_ENCODINGS.map((n) => [n, createEncoder({ codec: n })]));
-  private readonly streams = new Set<ServerResponse>();
+  /** Open live tails, each with what ends it (its ping timer, its subscription). */
+  private readonly streams = new Map<ServerResponse, () => void>();
   /** Failed sign-ins and wrong bearer tokens per address; the admin API shares it (src/ksc/extension.ts). */
   readonly limiter: SigninLimiter;
 
@@ -105,7 +106,12 @@ export class Console {
 
   close(): void {
     this.history.stop();
-    for (const r of this.streams) r.end();
+    // Each stream's timer and subscription go now, not at its 'close': a client that stopped
+    // reading keeps the response open after end(), and nothing may be written to it after.
+    for (const [r, done] of [...this.streams]) {
+      done();
+      r.end();
+    }
     this.streams.clear();
     this.tail.close();
   }
@@ -443,7 +449,9 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     res.writeHead(200, this.headers({ 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' }));
     res.write(': cefd live tail\n\n');
     res.socket?.setTimeout(0);
-    this.streams.add(res);
+    // A write error (the client went away) ends the stream through 'close'; never uncaught.
+    res.on('error', () => undefined);
+    const ended = (): boolean => res.writableEnded || res.destroyed;
     let dropped = 0;
     /** Whether the client takes more now; if so, it is first told how many events it missed. */
     const ready = (): boolean => {
@@ -458,14 +466,19 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     // message, so nothing is sent after it.
     const signedOut = (): boolean => {
       if (s === undefined || this.sessions.live(s)) return false;
-      // Its 'close' unsubscribes it.
+      // Ended (the client sees the stream finish), and destroyed if it has not closed 5 s
+      // later: a client that stopped reading would keep an ended response, and its tail
+      // slot, open. Its 'close' unsubscribes it.
       res.end();
+      const kill = setTimeout(() => res.destroy(), 5000);
+      kill.unref();
+      res.once('close', () => clearTimeout(kill));
       return true;
     };
     const off = this.tail.subscribe({
       filter,
       send: (e, ev) => {
-        if (res.destroyed || signedOut()) return;
+        if (ended() || signedOut()) return;
         if (!ready()) {
           dropped++;
           this.o.onTailDropped?.(1);
@@ -476,7 +489,7 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     });
     res.on('drain', ready);
     const ping = setInterval(() => {
-      if (!signedOut() && ready()) res.write(': ping\n\n');
+      if (!ended() && !signedOut() && ready()) res.write(': ping\n\n');
     }, 15_000);
     ping.unref();
     const done = (): void => {
@@ -484,6 +497,7 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
       off();
       this.streams.delete(res);
     };
+    this.streams.set(res, done);
     req.on('close', done);
     res.on('close', done);
     return true;

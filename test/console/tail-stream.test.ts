@@ -6,10 +6,10 @@
  * event. A client that goes away is unsubscribed; a stream opened with a session ends at
  * sign-out; at most MAX_TAIL_CLIENTS are open at once.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import pino from 'pino';
-import { afterEach, expect, test } from 'vitest';
+import { afterEach, expect, test, vi } from 'vitest';
 import { Console, MAX_TAIL_CLIENTS, TAIL_CLIENT_PENDING_BYTES } from '../../src/console/console.js';
 import type { RecentSink } from '../../src/pipeline/pipeline.js';
 import { Telemetry } from '../../src/telemetry/telemetry.js';
@@ -180,4 +180,32 @@ test('at most MAX_TAIL_CLIENTS tails are open at once; one more is refused with 
   await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS - 1, 30_000, 'one tail closed');
   const again = tailClient(port);
   await waitFor(() => con.tail.clientCount === MAX_TAIL_CLIENTS && again.bytes() > 0, 30_000, 'a tail in its place');
+});
+
+test('closing the console (a reload) with a client that stopped reading: its stream stops at once, nothing is written after the end', async () => {
+  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+  cleanup.push(async () => {
+    vi.useRealTimers();
+  });
+  const { con, sink, port } = await setup();
+  const c = tailClient(port);
+  await waitFor(() => con.tail.clientCount === 1 && c.bytes() > 0, 30_000, 'the tail client');
+  c.sock.pause();
+  const res = [...(con as unknown as { streams: Map<ServerResponse, unknown> }).streams.keys()][0]!;
+  const errors: Error[] = [];
+  res.on('error', (e) => errors.push(e));
+  // Fill the kernel's buffers until the response itself holds bytes it cannot send (but
+  // less than TAIL_CLIENT_PENDING_BYTES, so the stream still takes writes).
+  for (let i = 0; res.writableLength === 0 && i < 2000; i++) {
+    sink().event(event(i, 64 * 1024), undefined);
+    await new Promise((r) => setImmediate(r));
+  }
+  expect(res.writableLength).toBeGreaterThan(0);
+  expect(res.writableLength).toBeLessThanOrEqual(TAIL_CLIENT_PENDING_BYTES);
+  con.close();
+  expect(con.tail.clientCount).toBe(0);
+  // The stream's 15 s ping comes due: it must not write to the ended response.
+  vi.advanceTimersByTime(60_000);
+  await new Promise((r) => setImmediate(r));
+  expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual([]);
 });
