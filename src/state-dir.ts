@@ -9,7 +9,7 @@
  * keep the `mode` configured for them (their rotated siblings too): they are exempt.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, constants, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fchownSync, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
 export const STATE_DIR_MODE = 0o700;
@@ -149,7 +149,15 @@ export function lockStateDir(dir: string): StateDirLock {
   const file = join(dir, LOCK_FILE);
   const fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, STATE_FILE_MODE);
   try {
-    const r = spawnSync('flock', ['--nonblock', '--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    // Made by root (`sudo cefd buffers drop` before the service's first start): the file
+    // belongs to the folder's owner, or the daemon's user could not open it (exit 78).
+    const owner = statSync(dir);
+    const own = fstatSync(fd);
+    if (own.uid !== owner.uid && process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid);
+    const flock = (cmd: string) => spawnSync(cmd, ['--nonblock', '--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    let r = flock('flock');
+    // Not on PATH (a bare environment): where Debian's util-linux puts it.
+    if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') r = flock('/usr/bin/flock');
     if (r.error !== undefined) throw new Error(`cannot lock ${file}: flock(1) (util-linux) cannot run: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`);
     // flock(1) exits 1 when the lock is held and -n is given (util-linux and busybox).
     if (r.status === 1 && r.stderr.length === 0) throw new StateDirLockedError(dir, readHolder(file));

@@ -6,7 +6,7 @@
  * process: a reload that moves state_dir takes the new folder's lock first.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { CLI, runCefd, type ChildDaemon } from '../helpers/child.js';
@@ -181,4 +181,17 @@ metrics: { enabled: false }
   expect(() => lockStateDir(join(root, 'two'))).toThrow(StateDirLockedError);
   // Folder one is free again.
   held.push(lockStateDir(join(root, 'one')));
+});
+
+test('the lock file belongs to the state folder\'s owner even when root makes it (sudo cefd buffers drop before the service ever ran), so the daemon\'s user can take it', () => {
+  const root = tempDir();
+  const dir = join(root, 'state');
+  mkdirSync(dir, { mode: 0o700 });
+  // As root (CI), the folder belongs to another user, as /var/lib/cefd belongs to cefd.
+  if (process.getuid?.() === 0) chownSync(dir, 65534, 65534);
+  const lock = lockStateDir(dir);
+  held.push(lock);
+  const f = statSync(join(dir, 'cefd.lock'));
+  const d = statSync(dir);
+  expect([f.uid, f.gid]).toEqual([d.uid, d.gid]);
 });
