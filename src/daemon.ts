@@ -6,7 +6,7 @@
  * as it was: applyLocked) and reopens files.
  * What is started (sources, output runners, queues, the dead letter) is built by topology.ts.
  */
-import { accessSync, constants, writeFileSync } from 'node:fs';
+import { accessSync, constants, realpathSync, writeFileSync } from 'node:fs';
 import { SpillWriter, takeSpill } from './pipeline/spill.js';
 import { type StateDirLock, StateDirLockedError, lockStateDir, makeStateDir, tightenStateDir } from './state-dir.js';
 import { orphanedBuffers } from './buffer/inventory.js';
@@ -412,7 +412,7 @@ export class Daemon {
     // A new state_dir is locked before anything is written in it; the old one's lock goes
     // once the new configuration is applied. The same folder keeps the lock it has.
     let moved: StateDirLock | null = null;
-    if (this.lock !== null && resolvePath(next.state_dir) !== resolvePath(this.lock.dir)) {
+    if (this.lock !== null && !sameFolder(next.state_dir, this.lock.dir)) {
       try {
         makeStateDir(next.state_dir);
         moved = lockStateDir(next.state_dir);
@@ -862,4 +862,16 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
     process.on('SIGINT', onStop);
     process.on('SIGHUP', onHup);
   });
+}
+
+/** Whether two paths name one folder (through symbolic links too: a second lock on our own lock file would refuse it). */
+function sameFolder(a: string, b: string): boolean {
+  const real = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolvePath(p);
+    }
+  };
+  return real(a) === real(b);
 }

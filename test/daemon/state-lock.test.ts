@@ -6,7 +6,7 @@
  * process: a reload that moves state_dir takes the new folder's lock first.
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { CLI, runCefd, type ChildDaemon } from '../helpers/child.js';
@@ -181,6 +181,11 @@ metrics: { enabled: false }
   expect(() => lockStateDir(join(root, 'two'))).toThrow(StateDirLockedError);
   // Folder one is free again.
   held.push(lockStateDir(join(root, 'one')));
+  // The same folder through a symbolic link keeps the lock it has (not "in use" by ourselves).
+  symlinkSync(join(root, 'two'), join(root, 'two-link'));
+  writeFileSync(file, yaml('two-link'));
+  expect(await d.reload()).toBe(true);
+  expect(() => lockStateDir(join(root, 'two'))).toThrow(StateDirLockedError);
 });
 
 test('the lock file belongs to the state folder\'s owner even when root makes it (sudo cefd buffers drop before the service ever ran), so the daemon\'s user can take it', () => {
