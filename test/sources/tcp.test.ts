@@ -426,9 +426,9 @@ test('tls: an unencrypted private key every user can read is warned about (tls_k
   }
 });
 
-test('tls max_connections: at the limit, a handshake still in progress makes room before a served connection that is quiet (KSC keeps its connection open between events)', async () => {
+test('tls max_connections: at the limit, a slow handshake makes room before a served connection that is quiet (KSC keeps its connection open between events)', async () => {
   const pki = makePki();
-  const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey, handshake_timeout: '2s' } });
   const st = rec.telemetry.listener('in');
   // The sender: handshake done, nothing sent yet.
   const quiet = await new Promise<tls.TLSSocket>((resolve, reject) => {
@@ -439,10 +439,12 @@ test('tls max_connections: at the limit, a handshake still in progress makes roo
   quiet.on('error', () => undefined);
   quiet.on('close', () => (quietClosed = true));
   await waitFor(() => st.connectionsAccepted === 1, 30_000, 'the quiet sender served');
-  // A slowloris handshake takes the second slot; another connection needs room.
+  // A slowloris handshake takes the second slot; after a while (a handshake counts as
+  // slow after half of handshake_timeout: 1 s here) another connection needs room.
   const slow = await connect(src.port()!);
   slow.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
   const slowClosed = closedByServer(slow);
+  await new Promise((r) => setTimeout(r, 1500));
   const third = await connect(src.port()!);
   third.on('error', () => undefined);
   await slowClosed;
@@ -451,5 +453,33 @@ test('tls max_connections: at the limit, a handshake still in progress makes roo
   quiet.end('<13>from the quiet sender\n');
   await waitFor(() => rec.frames.length === 1, 30_000, 'the quiet sender\'s frame');
   expect(rec.frames[0]!.text).toBe('<13>from the quiet sender');
+  third.destroy();
+});
+
+test('tls max_connections: a handshake that has just begun is not what makes room; an idle served connection is (a flood that finishes handshakes and idles cannot kill KSC\'s reconnects)', async () => {
+  const pki = makePki();
+  // A handshake counts as slow after half of handshake_timeout: 60 s, far beyond this test.
+  const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey, handshake_timeout: '120s' } });
+  const st = rec.telemetry.listener('in');
+  // An idle connection with its handshake done (the attacker's), then KSC's reconnect in
+  // the middle of its handshake (its ClientHello not complete yet).
+  const idle = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const c = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => resolve(c));
+    c.once('error', reject);
+  });
+  idle.on('error', () => undefined);
+  const idleClosed = new Promise<void>((r) => idle.once('close', () => r()));
+  await waitFor(() => st.connectionsAccepted === 1, 30_000, 'the idle connection served');
+  const reconnect = await connect(src.port()!);
+  reconnect.on('error', () => undefined);
+  reconnect.write(Buffer.from([0x16, 0x03, 0x01]));
+  const reconnectClosed = new Promise<void>((r) => reconnect.once('close', () => r()));
+  // One more connection: the idle served one makes room, not the young handshake.
+  const third = await connect(src.port()!);
+  third.on('error', () => undefined);
+  const first = await Promise.race([idleClosed.then(() => 'idle'), reconnectClosed.then(() => 'the reconnect')]);
+  expect(first).toBe('idle');
+  expect(st.connectionsRejected.map.get('evicted_no_frame')).toBe(1);
+  reconnect.destroy();
   third.destroy();
 });

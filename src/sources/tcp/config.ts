@@ -4,7 +4,7 @@ import type { ListenerCommonConfig } from '../plugin.js';
 import { MODERN_TLS12_CIPHERS } from './tls-ciphers.js';
 
 export const STREAM_FIELDS = fields({
-  max_connections: int('Most connections open at once. At the limit, a new connection takes the place of the oldest one that has not sent a complete frame yet (a slowloris connection; on a `tls` listener the oldest unfinished handshake goes first, before a quiet sender); if there is none, the new one is closed at once. Both are counted.', 1000, 1),
+  max_connections: int('Most connections open at once. At the limit, a new connection takes the place of the oldest one that has not sent a complete frame yet (a slowloris connection; on a `tls` listener the oldest handshake still unfinished after half of `handshake_timeout` goes first, before a quiet sender); if there is none, the new one is closed at once. Both are counted.', 1000, 1),
   max_connections_per_source: int('Most connections open at once from one source address (0: no limit); further ones are closed at once and counted.', 100, 0),
   idle_timeout: dur('Close a connection that sent nothing for this long (0: never). Off by default: KSC keeps quiet connections open between events.', '0s'),
   frame_timeout: dur('Most time from the first byte of a frame to its end while cefd reads (0: no limit). Past it the bytes received go to the dead-letter output (`frame_timeout`, flagged truncated) and the connection is closed: a sender that starts frames and never ends them (slowloris) cannot hold a connection. Time while cefd does not read (backpressure) does not count.', '60s'),

@@ -40,6 +40,8 @@ interface Slot {
   peer: string;
   /** Being served (TLS: the handshake is done). */
   served?: boolean;
+  /** When it was accepted (ms): a handshake gets a moment before it counts as slow. */
+  acceptedMs: number;
 }
 
 /** Normalizes `AA:bb:..` / `aabb..` fingerprints. */
@@ -225,13 +227,18 @@ export class StreamSource implements Source {
       return;
     }
     if (this.slots.size >= this.config.max_connections) {
-      // The oldest TLS handshake still in progress first (a slowloris that has not even
-      // finished its handshake), then the oldest connection without a complete frame: a
+      // The oldest slow TLS handshake first (a slowloris that has not even finished its
+      // handshake after a while), then the oldest connection without a complete frame: a
       // served sender that is merely quiet (KSC keeps its connection open between events)
-      // goes only when no handshake is left to make room.
+      // goes only when no slow handshake is left to make room. A handshake younger than
+      // that is not taken first: else a flood of connections that finish their handshake
+      // and idle would kill every reconnect of KSC in the middle of its handshake.
+      const now = Date.now();
+      // Slow: in its handshake for half of handshake_timeout already.
+      const slowAfterMs = ((this.config.tls?.handshake_timeout ?? 10) * 1000) / 2;
       let victim: Slot | undefined;
       for (const s of this.slots) {
-        if (s.served !== true) {
+        if (s.served !== true && now - s.acceptedMs >= slowAfterMs) {
           victim = s;
           break;
         }
@@ -246,7 +253,7 @@ export class StreamSource implements Source {
       this.close(victim.socket);
       this.telemetry.connectionRejected(this.name, 'evicted_no_frame', victim.peer);
     }
-    const slot: Slot = { socket: raw, source, frames: 0, peer };
+    const slot: Slot = { socket: raw, source, frames: 0, peer, acceptedMs: Date.now() };
     this.slots.add(slot);
     this.slotByPeer.set(peer, slot);
     this.perSource.set(source, fromSource + 1);
@@ -307,7 +314,7 @@ export class StreamSource implements Source {
       }
     }
     // The TLS socket wraps the raw one accepted (and counted) in accept().
-    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer }, fp === '' ? undefined : fp);
+    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer, acceptedMs: Date.now() }, fp === '' ? undefined : fp);
   }
 
   /** Sockets requireCertificate() has seen (the keylog event comes several times per handshake). */
