@@ -100,7 +100,7 @@ describe('faults', () => {
     const conns = 4;
     const per = 5000;
     const sending = Promise.all(Array.from({ length: conns }, (_, c) => sendLines(port, Array.from({ length: per }, (_, i) => connLine(c, i)))));
-    await waitFor(() => sink.requests >= 5, 20_000, 'failing requests');
+    await waitFor(() => sink.requests >= 5, 60_000, 'failing requests');
     await sending;
     sink.failing = false;
     await waitFor(() => sink.records.length >= conns * per, 60_000, 'all events at the HTTP server');
@@ -186,7 +186,7 @@ describe('faults', () => {
     const d2 = run(dir, yaml);
     await d2.until('cefd started');
     await waitFor(() => new Set(readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).map((r) => seqOf(r).seq)).size >= acceptedCount, 60_000, 'the accepted events delivered');
-    await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="events"}') === 0, 20_000, 'an empty buffer');
+    await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="events"}') === 0, 60_000, 'an empty buffer');
     const after = readNdjson(join(dir, 'events.ndjson'));
     const delivered = new Set(after.map((r) => seqOf(r).seq));
     for (const s of accepted) expect(delivered.has(s)).toBe(true);
@@ -282,7 +282,7 @@ describe('faults', () => {
     await d.until('cefd started');
     const n = 10_000;
     await sendLines(port, Array.from({ length: n }, (_, i) => connLine(0, i)));
-    await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') === n, 20_000, 'all events queued');
+    await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') === n, 60_000, 'all events queued');
     const t0 = Date.now();
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);
@@ -323,7 +323,7 @@ describe('faults', () => {
     const n = 3000;
     // Several reads, so several blocks and segments.
     for (let i = 0; i < n; i += 100) await sendLines(port, Array.from({ length: 100 }, (_, k) => connLine(0, i + k)));
-    await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') === n, 20_000, 'all events queued');
+    await waitFor(async () => (await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') === n, 60_000, 'all events queued');
     d.proc.kill('SIGTERM');
     expect(await d.exit).toBe(0);
     const bufDir = join(dir, 'state', 'buffers', 'siem');

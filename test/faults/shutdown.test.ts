@@ -212,7 +212,7 @@ metrics: { enabled: false }
   const d = run(dir, yaml(never.url));
   await d.until('cefd started');
   await sendLines(port, Array.from({ length: n }, (_, i) => connLine(0, i)));
-  await waitFor(() => never.requests() > 0, 20_000, 'a request to the endpoint');
+  await waitFor(() => never.requests() > 0, 60_000, 'a request to the endpoint');
   const stop = await stopMeasured(d);
   expect(stop.code).toBe(0);
   expect(stop.ms).toBeLessThanOrEqual(2000 + GRACE_MS); // far below the request's 60 s timeout

@@ -50,7 +50,7 @@ export async function natsServer(conf = '', opts: { jetstream?: boolean } = {}):
       p.stderr!.on('data', (c: Buffer) => s.log.push(c.toString()));
       let exited = false;
       p.on('exit', () => (exited = true));
-      await waitFor(() => exited || s.log.slice(at).join('').includes('Server is ready'), 20_000, 'nats-server ready');
+      await waitFor(() => exited || s.log.slice(at).join('').includes('Server is ready'), 60_000, 'nats-server ready');
       if (exited) throw new Error(`nats-server exited: ${s.log.slice(at).join('')}`);
     },
     async stop(signal: NodeJS.Signals = 'SIGTERM') {

@@ -157,7 +157,7 @@ const says = (p: Processor, text: string) => p.logs.lines.some((l) => l.includes
 /** Two processors: the first owns connection `main`, the second joins after. */
 async function pair(e: KscEmulator, nats: NatsServer): Promise<[Processor, Processor]> {
   const owner = await processor(e, nats);
-  await waitFor(() => says(owner, 'this processor owns it now'), 20_000, 'the first processor owning the connection');
+  await waitFor(() => says(owner, 'this processor owns it now'), 60_000, 'the first processor owning the connection');
   const other = await processor(e, nats);
   expect(await other.metric('cefd_ksc_owner_connections')).toBe(0);
   return [owner, other];

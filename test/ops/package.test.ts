@@ -164,14 +164,14 @@ test('the shipped configuration validates with the packaged code, and that code 
   p.stdout.on('data', (c: Buffer) => (out += c.toString()));
   p.stderr.on('data', (c: Buffer) => (out += c.toString()));
   const exit = new Promise<number | null>((r) => p.once('exit', r));
-  await waitFor(() => out.includes('cefd started'), 20_000, 'packaged cefd started');
+  await waitFor(() => out.includes('cefd started'), 60_000, 'packaged cefd started');
   const net = await import('node:net');
   await new Promise<void>((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1', () => s.end('<14>1 2026-11-28T10:00:00.000Z ksc01 KES - - - CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|Virus found|4|msg=from the package\n'));
     s.once('close', () => resolve());
     s.once('error', reject);
   });
-  await waitFor(() => existsSync(join(dir, 'events.ndjson')) && readFileSync(join(dir, 'events.ndjson'), 'utf8').includes('from the package'), 20_000, 'the event in the output file');
+  await waitFor(() => existsSync(join(dir, 'events.ndjson')) && readFileSync(join(dir, 'events.ndjson'), 'utf8').includes('from the package'), 60_000, 'the event in the output file');
   p.kill('SIGTERM');
   expect(await exit).toBe(0);
   // The KSC store (better-sqlite3's native module, as packaged) opens.

@@ -219,7 +219,7 @@ metrics: { enabled: false }
     s.once('error', reject);
   });
   await waitFor(() => out.join('').includes('cefd started'), 30_000, 'cefd started');
-  await waitFor(() => existsSync(join(dir!, 'events.ndjson')) && readFileSync(join(dir!, 'events.ndjson'), 'utf8').includes('"message":"by-name"'), 20_000, 'the event');
+  await waitFor(() => existsSync(join(dir!, 'events.ndjson')) && readFileSync(join(dir!, 'events.ndjson'), 'utf8').includes('"message":"by-name"'), 60_000, 'the event');
   const text = out.join('');
   expect(text).toContain(`listening for tcp on 127.0.0.1:${named} (socket from systemd)`);
   expect(text).toContain(`socket 4 from systemd (spare, tcp port ${spare}) matches no listener`);
@@ -237,13 +237,13 @@ metrics: { enabled: false }
   // again); the listener keeps serving on the socket. The restart is the way to apply it.
   writeFileSync(join(dir, 'cefd.yaml'), readFileSync(join(dir, 'cefd.yaml'), 'utf8').replace('port: ' + configured + ' }', 'port: ' + configured + ', max_connections: 50 }'));
   proc.kill('SIGHUP');
-  await waitFor(() => out.join('').includes('which a reload cannot reopen: restart cefd instead'), 20_000, 'the refused reload');
+  await waitFor(() => out.join('').includes('which a reload cannot reopen: restart cefd instead'), 60_000, 'the refused reload');
   await new Promise<void>((resolve, reject) => {
     const s = net.connect(named, '127.0.0.1', () => s.end(line('after-reload')));
     s.once('close', () => resolve());
     s.once('error', reject);
   });
-  await waitFor(() => readFileSync(join(dir!, 'events.ndjson'), 'utf8').includes('"message":"after-reload"'), 20_000, 'the event after the reload');
+  await waitFor(() => readFileSync(join(dir!, 'events.ndjson'), 'utf8').includes('"message":"after-reload"'), 60_000, 'the event after the reload');
   proc.kill('SIGTERM');
   expect(await new Promise<number | null>((r) => proc!.once('exit', (c) => r(c)))).toBe(0);
 });

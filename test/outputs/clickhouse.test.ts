@@ -446,7 +446,7 @@ ${common}    table: kuma_events
     await d.until('cefd started');
     const n = 6000;
     await sendLines(port, Array.from({ length: 2000 }, (_, i) => line(i)));
-    await waitFor(async () => ((await scrape(metrics)).get('cefd_output_retried_events_total{output="ch"}') ?? 0) > 0, 20_000, 'retries while the server is down');
+    await waitFor(async () => ((await scrape(metrics)).get('cefd_output_retried_events_total{output="ch"}') ?? 0) > 0, 60_000, 'retries while the server is down');
     await ch.start();
     await waitFor(async () => (await count(`SELECT count() FROM t.${name}`)) >= 2000, 30_000, 'the first events after the server came up');
     // Down mid-stream: stop while events flow, then back.
@@ -485,13 +485,13 @@ ${common}    table: kuma_events
     const a = run(dir, yaml);
     await a.until('cefd started');
     await sendLines(port, Array.from({ length: 1500 }, (_, i) => line(i)));
-    await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="ch"}') ?? 0) >= 1500, 20_000, 'events buffered');
+    await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="ch"}') ?? 0) >= 1500, 60_000, 'events buffered');
     a.proc.kill('SIGTERM');
     expect(await a.exit).toBe(0);
     const b = run(dir, yaml);
     await b.until('cefd started');
     await sendLines(port, Array.from({ length: 1500 }, (_, i) => line(1500 + i)));
-    await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="ch"}') ?? 0) >= 3000, 20_000, 'events buffered');
+    await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="ch"}') ?? 0) >= 3000, 60_000, 'events buffered');
     b.proc.kill('SIGKILL');
     await b.exit;
     await ch.start();

@@ -105,7 +105,7 @@ test('the TLS client-certificate fingerprint a receiver publishes (Cefd-Tls-Fing
   }
   const p = await processor(s);
   await p.src.start();
-  await waitFor(async () => p.out.events.length === 4 && (await ackPending(c)).ackPending === 0, 20_000, '4 events, acknowledged');
+  await waitFor(async () => p.out.events.length === 4 && (await ackPending(c)).ackPending === 0, 60_000, '4 events, acknowledged');
   const fps = p.found.map(([o]) => o.tlsFingerprint);
   expect(fps).toEqual([FP, undefined, FP, undefined]);
   expect(p.found.map(([o]) => [o.listener, o.peer])).toEqual(Array(4).fill(['ksc-tls', '10.0.0.5:40000']));
@@ -119,9 +119,9 @@ test('messages given back (the output refused them) and delivered again are coun
   const st = p.telemetry.listener('bus');
   p.out.refusing = true;
   await p.src.start();
-  await waitFor(() => st.natsNaked >= 1, 20_000, 'the refused message given back');
+  await waitFor(() => st.natsNaked >= 1, 60_000, 'the refused message given back');
   p.out.refusing = false;
-  await waitFor(async () => p.out.events.length === 1 && (await ackPending(c)).ackPending === 0, 20_000, 'the message taken and acknowledged');
+  await waitFor(async () => p.out.events.length === 1 && (await ackPending(c)).ackPending === 0, 60_000, 'the message taken and acknowledged');
   // Each message given back came again once; the last time it was taken.
   expect(st.natsRedelivered).toBe(st.natsNaked);
   expect(st.natsAcked).toBe(1);

@@ -96,8 +96,8 @@ test('frames from the stream become events with the headers\' id, listener, peer
   const d = runCefd(dir, config(s, metrics));
   children.push(d);
   await d.until('cefd started');
-  await waitFor(() => readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).length >= 60, 20_000, '60 events');
-  await waitFor(async () => (await consumerState(c)).ackPending === 0, 20_000, 'every message acknowledged');
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson'), { tolerateTornTail: true }).length >= 60, 60_000, '60 events');
+  await waitFor(async () => (await consumerState(c)).ackPending === 0, 60_000, 'every message acknowledged');
   expect(await consumerState(c)).toEqual({ pending: 0, ackPending: 0 });
   const m = await scrape(metrics);
   expect(m.get('cefd_nats_acked_messages_total{listener="bus"}')).toBe(60);
@@ -180,7 +180,7 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
   );
   children.push(d);
   await d.until('cefd started');
-  await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') ?? 0) > 0, 20_000, 'events queued');
+  await waitFor(async () => ((await scrape(metrics)).get('cefd_output_queue_events{output="siem"}') ?? 0) > 0, 60_000, 'events queued');
   // The queue fills and stays full: nothing more is taken, and exactly what it took is acknowledged.
   await new Promise((r) => setTimeout(r, 1500));
   const m1 = await scrape(metrics);
