@@ -67,6 +67,11 @@ export interface SubmittedFrame {
   readonly tlsFingerprint?: string;
 }
 
+/** A submitted frame decoded on this thread: its own origin, the source's stats and chain. */
+function frameContext(f: SubmittedFrame, ctx: SourceContext): SourceContext {
+  return { listener: f.listener, peer: f.peer, ...(f.tlsFingerprint !== undefined ? { tlsFingerprint: f.tlsFingerprint } : {}), stats: ctx.stats, normalizers: ctx.normalizers };
+}
+
 export interface PipelineOptions {
   defaultZone: string;
   includeRaw: boolean;
@@ -348,7 +353,7 @@ export class Pipeline {
     const saved = this.takeInline();
     for (const f of frames) {
       ctx.stats.framesLf++;
-      this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, ...(f.tlsFingerprint !== undefined ? { tlsFingerprint: f.tlsFingerprint } : {}), stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
+      this.decodeInline(f.data, f.truncated, f.receivedMs, frameContext(f, ctx), f.id);
     }
     this.enqueueInline(this.takeInline(), true, ctx.listener, ctx.stats);
     this.pending = saved.pending;
@@ -368,7 +373,7 @@ export class Pipeline {
   private submitFramesIfTaken(frames: readonly SubmittedFrame[], ctx: SourceContext): boolean {
     const saved = this.takeInline();
     try {
-      for (const f of frames) this.decodeInline(f.data, f.truncated, f.receivedMs, { listener: f.listener, peer: f.peer, ...(f.tlsFingerprint !== undefined ? { tlsFingerprint: f.tlsFingerprint } : {}), stats: ctx.stats, normalizers: ctx.normalizers }, f.id);
+      for (const f of frames) this.decodeInline(f.data, f.truncated, f.receivedMs, frameContext(f, ctx), f.id);
       const t = this.takeInline();
       const bytesOf = (records: string[]) => {
         let n = 0;
