@@ -31,3 +31,30 @@ export function bearerTokenProblem(token: string): string | undefined {
   const chars = [...token].length;
   return chars < MIN_BEARER_TOKEN_CHARS ? `has ${chars} characters: use at least ${MIN_BEARER_TOKEN_CHARS}, random (e.g. \`openssl rand -hex 32\`)` : undefined;
 }
+
+/** The part of a per-address limiter (src/console/signin-limit.ts) a bearer check uses. */
+export interface BearerLimiter {
+  check(address: string): { waitMs: number };
+  failed(address: string): void;
+}
+
+/**
+ * A request's bearer token with wrong ones limited per client address: a locked-out address
+ * is refused (`retryAfterSeconds`) before its token is looked at, else the answer would tell
+ * a guesser which token is right; a wrong token counts against the address; a request
+ * without one guessed nothing and is not counted. The caller answers 429 / 401 its own way.
+ */
+export function limitedBearer<H extends string | string[]>(
+  tokenOk: (header: H | undefined) => boolean,
+  limiter: BearerLimiter,
+  header: H | undefined,
+  client: string,
+): { ok: boolean; retryAfterSeconds?: number } {
+  if (header !== undefined) {
+    const { waitMs } = limiter.check(client);
+    if (waitMs > 0) return { ok: false, retryAfterSeconds: Math.ceil(waitMs / 1000) };
+  }
+  if (tokenOk(header)) return { ok: true };
+  if (header !== undefined) limiter.failed(client);
+  return { ok: false };
+}

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiError, type Reply, type Route } from '../admin/http.js';
-import { bearerCheck } from '../bearer.js';
+import { bearerCheck, limitedBearer } from '../bearer.js';
 import { createEncoder } from '../codecs/encoders/registry.js';
 import type { CefdEvent } from '../event.js';
 import { compileFilter, FilterSyntaxError, type Filter } from '../filter/filter.js';
@@ -414,16 +414,15 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     if (s === undefined) {
       // The bearer token is limited as on /api/v1 and the sign-in form: per address, before it is looked at.
       const client = req.socket.remoteAddress ?? '';
-      const own = header !== undefined ? this.limiter.check(client) : { waitMs: 0 };
-      if (own.waitMs > 0) {
-        const secs = Math.ceil(own.waitMs / 1000);
+      const v = limitedBearer(this.tokenOk, this.limiter, header, client);
+      const secs = v.retryAfterSeconds;
+      if (secs !== undefined) {
         this.o.log.warn({ audit: true, code: 'admin_rate_limited', client, path: url.pathname, retryAfterSeconds: secs }, 'event stream refused: too many wrong bearer tokens from this address');
         res.writeHead(429, this.headers({ 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': String(secs) }));
         res.end(JSON.stringify({ error: { code: 'admin_rate_limited', message: `too many wrong bearer tokens from this address: try again in ${secs} s` } }) + '\n');
         return true;
       }
-      if (!this.tokenOk(header)) {
-        if (header !== undefined) this.limiter.failed(client);
+      if (!v.ok) {
         res.writeHead(401, this.headers({ 'Content-Type': 'application/json; charset=utf-8' }));
         res.end(JSON.stringify({ error: { code: 'admin_unauthorized', message: 'sign in, or send the bearer token' } }) + '\n');
         return true;

@@ -7,7 +7,7 @@
  * every metrics server it starts, so a reload does not forgive a guesser.
  */
 import http from 'node:http';
-import { bearerCheck } from '../bearer.js';
+import { bearerCheck, limitedBearer } from '../bearer.js';
 import { SigninLimiter } from '../console/signin-limit.js';
 import type { Telemetry } from './telemetry.js';
 
@@ -54,19 +54,14 @@ export class MetricsServer {
     if (this.tokenOk !== undefined) {
       const header = req.headers.authorization;
       const client = req.socket.remoteAddress ?? '';
-      // A locked-out address is refused before its token is looked at (else the answer
-      // would tell a guesser which token is right); one that sent no token guessed nothing.
-      if (header !== undefined) {
-        const v = this.limiter.check(client);
-        if (v.waitMs > 0) {
-          const secs = Math.ceil(v.waitMs / 1000);
-          this.telemetry.repeated('warn', 'metrics_rate_limited', { code: 'metrics_rate_limited', path, retryAfterSeconds: secs }, 'metrics endpoint: request refused, too many wrong bearer tokens from its address');
-          res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': String(secs) }).end(`metrics_rate_limited: too many wrong bearer tokens from this address: try again in ${secs} s\n`);
-          return;
-        }
+      const v = limitedBearer(this.tokenOk, this.limiter, header, client);
+      const secs = v.retryAfterSeconds;
+      if (secs !== undefined) {
+        this.telemetry.repeated('warn', 'metrics_rate_limited', { code: 'metrics_rate_limited', path, retryAfterSeconds: secs }, 'metrics endpoint: request refused, too many wrong bearer tokens from its address');
+        res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': String(secs) }).end(`metrics_rate_limited: too many wrong bearer tokens from this address: try again in ${secs} s\n`);
+        return;
       }
-      if (!this.tokenOk(header)) {
-        if (header !== undefined) this.limiter.failed(client);
+      if (!v.ok) {
         res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n');
         return;
       }
