@@ -76,18 +76,34 @@ async function processor(s: NatsServer, extra: Record<string, unknown> = {}) {
     batch_size: 100,
     max_ack_pending: 500,
     ack_wait: 30,
+    max_in_progress: 300,
     fetch_wait: 0.2,
     ...extra,
   };
   const src = new NatsSource(config as unknown as ConstructorParameters<typeof NatsSource>[0], { pipeline, flow, telemetry, normalizers: await loadChain(['ksc']) });
   sources.push(src);
-  return { src, out, dead, found, log, telemetry };
+  return { src, out, dead, found, log, telemetry, pipeline };
 }
 
 async function ackPending(c: NatsConnection): Promise<{ pending: number; ackPending: number }> {
   const info = await (await c.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
   return { pending: info.num_pending, ackPending: info.num_ack_pending };
 }
+
+/** `n` frames without headers (ids RAW-<stream sequence>), each a distinct event. */
+async function publish(c: NatsConnection, n: number): Promise<void> {
+  const js = c.jetstream({ timeout: 30_000 });
+  for (let i = 0; i < n; i++) await js.publish('cefd.raw', new TextEncoder().encode(`${DETECTION} cnt=${i}`));
+}
+
+/** Each event's id, and how many times it was written. */
+function copies(events: Record<string, unknown>[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of events) m.set(e['id'] as string, (m.get(e['id'] as string) ?? 0) + 1);
+  return m;
+}
+
+const ids = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `RAW-${from + i}`);
 
 test('the TLS client-certificate fingerprint a receiver publishes (Cefd-Tls-Fingerprint) reaches the trust check on the processor', async () => {
   const s = await natsServer();
@@ -128,4 +144,48 @@ test('messages given back (the output refused them) and delivered again are coun
   const text = await p.telemetry.registry.metrics();
   expect(text).toContain(`cefd_nats_nacked_messages_total{listener="bus"} ${st.natsNaked}`);
   expect(text).toContain(`cefd_nats_redelivered_messages_total{listener="bus"} ${st.natsRedelivered}`);
+});
+
+test('a batch whose acknowledgement is held for several ack_wait periods (KSC work not yet published) is kept by in-progress acknowledgements: delivered once, not again while it is worked on', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  const K = 40;
+  await publish(c, K);
+  // ack_wait 3 s: in-progress acknowledgements every second.
+  const p = await processor(s, { ack_wait: 3 });
+  const st = p.telemetry.listener('bus');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= K, 60_000, `${K} events in the output, their acknowledgement held`);
+  // Held for about three ack_wait periods (9 rounds of in-progress acknowledgements for
+  // every message), or until the server delivered something again (what happened before).
+  await waitFor(() => st.natsInProgress >= 9 * K || st.natsRedelivered > 0, 60_000, 'three ack_wait periods held, or a redelivery');
+  release();
+  await waitFor(async () => st.natsAcked >= K && (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  const info = await (await c.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
+  expect(st.natsRedelivered).toBe(0);
+  expect(info.num_redelivered).toBe(0);
+  expect(st.natsAcked).toBe(K);
+  expect([...copies(p.out.events).keys()].sort()).toEqual(ids(1, K).sort());
+  expect(p.out.events.length).toBe(K);
+  expect(await p.telemetry.registry.metrics()).toContain(`cefd_nats_in_progress_acks_total{listener="bus"} ${st.natsInProgress}`);
+});
+
+test('in-progress acknowledgements are bounded: a batch held past max_in_progress is delivered again (at least once), with a warning', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 5);
+  const p = await processor(s, { ack_wait: 1, max_in_progress: 2 });
+  const st = p.telemetry.listener('bus');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => st.natsRedelivered >= 5, 60_000, 'the held messages delivered again');
+  expect(p.log.lines.join('\n')).toContain('no more in-progress acknowledgements (max_in_progress)');
+  release();
+  await waitFor(async () => (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(1, 5)));
 });

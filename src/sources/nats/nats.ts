@@ -22,6 +22,13 @@
  * Backpressure: no fetch while any output queue is full (`roomForRecords`) or reading is
  * paused, so the stream, not this process, holds the backlog; the messages handed over and
  * not yet acknowledged are bounded by `max_ack_pending` and by IN_FLIGHT_BATCHES batches.
+ *
+ * In progress: a batch handed over and not settled within `ack_wait` (KSC work held by
+ * acksHeld, a long pause under load) would be delivered again while this process still
+ * works on it. One timer per source (every third of `ack_wait`) sends an in-progress
+ * acknowledgement (`+WPI`) for every message handed over and not settled, for at most
+ * `max_in_progress` after the hand-over; then the server delivers it again `ack_wait` after
+ * the last one.
  */
 import { AckPolicy, DeliverPolicy, nanos, type Consumer, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import type { SourceContext, SubmittedFrame } from '../../pipeline/pipeline.js';
@@ -42,6 +49,17 @@ const IN_FLIGHT_BATCHES = 4;
 /** How long a refused batch waits before the server delivers it again. */
 const REFUSED_REDELIVERY_MS = 1000;
 
+/** Messages handed to the pipeline together and settled together. */
+interface Batch {
+  msgs: JsMsg[];
+  /** The connection they came on: an acknowledgement on another one does not reach their delivery. */
+  nc: NatsConnection;
+  /** When they were handed over (ms). */
+  since: number;
+  /** In-progress acknowledgements are still sent for them. */
+  extending: boolean;
+}
+
 export class NatsSource implements Source {
   readonly name: string;
   ready = false;
@@ -51,6 +69,10 @@ export class NatsSource implements Source {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private consumer: { nc: NatsConnection; c: Consumer } | null = null;
+  /** The batches handed to the pipeline and not settled. */
+  private readonly batches = new Set<Batch>();
+  /** Sends the in-progress acknowledgements. */
+  private ticker: NodeJS.Timeout | null = null;
   /** No fetch before this time (ms): a batch was refused and is redelivered then. */
   private refusedUntil = 0;
   private lastProblem = '';
@@ -58,6 +80,8 @@ export class NatsSource implements Source {
   private fetching: ConsumerMessages | null = null;
   /** Messages of the fetch not handed to the pipeline yet. */
   private gathered: JsMsg[] = [];
+  /** The connection they came on. */
+  private gatheredFrom: NatsConnection | null = null;
   private handOverScheduled = false;
   /** Messages handed to the pipeline and not yet acknowledged (or refused). */
   private inFlight = 0;
@@ -75,11 +99,51 @@ export class NatsSource implements Source {
     this.ctx = { listener: config.name, stats: this.stats, normalizers: deps.normalizers, peer: 'nats' };
   }
 
+  /** The in-progress acknowledgements' period: a third of ack_wait. */
+  private get tickMs(): number {
+    return Math.max(100, Math.round((this.config.ack_wait * 1000) / 3));
+  }
+
   async start(): Promise<void> {
     this.stopped = false;
     await this.link.start();
     this.loop = this.run();
+    this.ticker = setInterval(() => this.tick(), this.tickMs);
+    this.ticker.unref();
     this.ready = true;
+  }
+
+  /**
+   * Every third of `ack_wait`: an in-progress acknowledgement for each message handed over
+   * at least that long ago and not settled (on the connection it came on, while it is the live one, for at most
+   * `max_in_progress`).
+   */
+  private tick(): void {
+    const nc = this.link.current;
+    const now = Date.now();
+    const limitMs = this.config.max_in_progress * 1000;
+    for (const b of this.batches) {
+      if (!b.extending || b.nc !== nc) continue;
+      if (now - b.since >= limitMs) {
+        // Bounded: a batch that never settles (an output stuck on it) is not held from the
+        // other processors for ever; it is delivered again `ack_wait` after the last one.
+        b.extending = false;
+        this.deps.telemetry.log.warn(
+          { listener: this.name, messages: b.msgs.length, first_sequence: b.msgs[0]!.seq },
+          `nats source ${this.name}: ${b.msgs.length} messages handed to the outputs ${Math.round((now - b.since) / 1000)} s ago are not settled yet: no more in-progress acknowledgements (max_in_progress), the server delivers them again after ack_wait`,
+        );
+        continue;
+      }
+      // Only a batch older than a period: the first one goes out before two thirds of ack_wait.
+      if (now - b.since < this.tickMs) continue;
+      try {
+        for (const m of b.msgs) m.working();
+        this.stats.natsInProgress += b.msgs.length;
+      } catch {
+        // The connection closed under us: the server delivers them again after ack_wait.
+        b.extending = false;
+      }
+    }
   }
 
   private problem(text: string): void {
@@ -166,6 +230,7 @@ export class NatsSource implements Source {
         for await (const m of it) {
           got++;
           this.gathered.push(m);
+          this.gatheredFrom = nc;
           if (this.gathered.length >= this.config.batch_size) this.handOver();
           else if (!this.handOverScheduled) {
             // What arrived in this read of the connection goes as one batch.
@@ -221,6 +286,8 @@ export class NatsSource implements Source {
       });
     }
     this.inFlight += msgs.length;
+    const batch: Batch = { msgs, nc: this.gatheredFrom!, since: Date.now(), extending: true };
+    this.batches.add(batch);
     this.deps.pipeline.submitFramesAsync(frames, this.ctx, (taken) => {
       // Work an extension started for these events (the KSC work another processor may
       // own, ksc/cluster.ts) must be in NATS before the frames are acknowledged; asked now,
@@ -228,6 +295,7 @@ export class NatsSource implements Source {
       const held = taken ? this.deps.pipeline.acksHeld() : undefined;
       const settle = (ok: boolean, delayMs: number | undefined) => {
         this.inFlight -= msgs.length;
+        this.batches.delete(batch);
         try {
           if (ok) {
             for (const m of msgs) m.ack();
@@ -271,6 +339,8 @@ export class NatsSource implements Source {
     await this.stopReading();
     const until = Date.now() + Math.max(0, graceMs);
     while (this.inFlight > 0 && Date.now() < until) await this.settled(Math.max(1, until - Date.now()));
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
     this.ready = false;
     await this.link.close();
   }
