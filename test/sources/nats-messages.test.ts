@@ -4,7 +4,7 @@
  * receiver (or anyone else) put in the stream, and what it acknowledges.
  */
 import { afterAll, afterEach, expect, test } from 'vitest';
-import { connect, headers, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, connect, headers, nanos, type JsMsg, type NatsConnection } from 'nats';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { compileRoutes } from '../../src/pipeline/router.js';
 import { loadChain } from '../../src/pipeline/normalize.js';
@@ -82,7 +82,7 @@ async function processor(s: NatsServer, extra: Record<string, unknown> = {}) {
   };
   const src = new NatsSource(config as unknown as ConstructorParameters<typeof NatsSource>[0], { pipeline, flow, telemetry, normalizers: await loadChain(['ksc']) });
   sources.push(src);
-  return { src, out, dead, found, log, telemetry, pipeline };
+  return { src, out, dead, found, log, telemetry, pipeline, flow };
 }
 
 async function ackPending(c: NatsConnection): Promise<{ pending: number; ackPending: number }> {
@@ -188,4 +188,120 @@ test('in-progress acknowledgements are bounded: a batch held past max_in_progres
   release();
   await waitFor(async () => (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
   expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(1, 5)));
+});
+
+test('the durable consumer deleted while cefd runs is made again after what it processed: new messages come, the stream is not read again from its start', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  const N = 50;
+  const M = 30;
+  await publish(c, N);
+  const p = await processor(s, { ack_wait: 3 });
+  const st = p.telemetry.listener('bus');
+  await p.src.start();
+  await waitFor(async () => p.out.events.length >= N && (await ackPending(c)).ackPending === 0, 60_000, `${N} events, acknowledged`);
+  // The source's reading of the consumer (every third of ack_wait) found nothing held by anyone else.
+  await waitFor(() => p.src.restartSequence() === N + 1, 60_000, 'the source knows everything up to N is processed');
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.consumers.delete('RAW', 'processors');
+  await publish(c, M);
+  await waitFor(async () => {
+    const info = await jsm.consumers.info('RAW', 'processors').catch(() => null);
+    return info !== null && p.out.events.length >= N + M && info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 60_000, `${M} more events, the consumer made again and drained`);
+  // Each frame once: the N were not read again.
+  const got = copies(p.out.events);
+  expect([...got.keys()].sort()).toEqual(ids(1, N + M).sort());
+  expect(p.out.events.length).toBe(N + M);
+  const info = await jsm.consumers.info('RAW', 'processors');
+  expect(info.config.deliver_policy).toBe('by_start_sequence');
+  expect(info.config.opt_start_seq).toBe(N + 1);
+  expect(st.natsConsumerRecreated).toBe(1);
+  expect(p.log.lines.join('\n')).toContain(`made again from stream sequence ${N + 1}`);
+});
+
+test('the durable consumer deleted while another processor holds messages unacknowledged: made again from the acknowledgement floor, those messages come again (at least once)', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 10);
+  // Another processor takes the first 10 and keeps them (in-progress acknowledgements) without acknowledging.
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.consumers.add('RAW', { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(3000), max_ack_pending: 500 });
+  const held: JsMsg[] = [];
+  const other = await (await c.jetstream().consumers.get('RAW', 'processors')).fetch({ max_messages: 10, expires: 5000 });
+  for await (const m of other) {
+    held.push(m);
+    if (held.length === 10) break;
+  }
+  const keep = setInterval(() => held.forEach((m) => m.working()), 500);
+  try {
+    await publish(c, 40);
+    const p = await processor(s, { ack_wait: 3 });
+    await p.src.start();
+    await waitFor(() => p.out.events.length >= 40, 60_000, '40 events at this processor');
+    expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(11, 50)));
+    // It knows someone else holds messages above the floor (0).
+    await waitFor(() => p.src.restartSequence() === 1, 60_000, 'the others\' messages seen in the consumer\'s state');
+    clearInterval(keep);
+    // The other processor dies; the consumer is deleted.
+    await jsm.consumers.delete('RAW', 'processors');
+    await publish(c, 10);
+    await waitFor(() => ids(1, 60).every((id) => copies(p.out.events).has(id)), 60_000, 'the other processor\'s 10 and the 10 new ones');
+  } finally {
+    clearInterval(keep);
+  }
+});
+
+test('the durable consumer made again by another processor after messages this one holds unsettled: made again from the first of them, so that none is lost', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 10);
+  const p = await processor(s, { ack_wait: 3 });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= 10, 60_000, '10 events, their acknowledgement held');
+  // Another processor, that knew only its own messages, made the consumer again after sequence 10.
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  const cfg = { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 11, ack_wait: nanos(3000), max_ack_pending: 500 };
+  // This processor may make it again first (after its fetch fails): deleted and made again until ours is the one.
+  await waitFor(async () => {
+    await jsm.consumers.delete('RAW', 'processors').catch(() => undefined);
+    return jsm.consumers.add('RAW', cfg).then(() => true, () => false);
+  }, 60_000, 'the consumer made again from sequence 11 by the other processor');
+  await waitFor(async () => (await jsm.consumers.info('RAW', 'processors').catch(() => null))?.config.opt_start_seq === 1, 60_000, 'made again from sequence 1 by this processor');
+  expect(p.log.lines.join('\n')).toContain('was made again by another processor from stream sequence 11');
+  release();
+  await publish(c, 5);
+  await waitFor(async () => {
+    const info = await jsm.consumers.info('RAW', 'processors');
+    return ids(1, 15).every((id) => copies(p.out.events).has(id)) && info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 60_000, 'every message processed and acknowledged');
+});
+
+test('the durable consumer deleted and made again by another processor while this one was not fetching (its reading paused): found by its reading of the consumer\'s state, made again from the first message it holds', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 10);
+  const p = await processor(s, { ack_wait: 3 });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= 10, 60_000, '10 events, their acknowledgement held');
+  // Reading paused (an output blocks): no fetch open, so no fetch fails when the consumer goes.
+  p.flow.block('test');
+  await waitFor(() => (p.src as unknown as { fetching: unknown }).fetching === null, 60_000, 'no fetch open');
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.consumers.delete('RAW', 'processors');
+  await jsm.consumers.add('RAW', { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 11, ack_wait: nanos(3000), max_ack_pending: 500 });
+  p.flow.unblock('test');
+  await waitFor(async () => (await jsm.consumers.info('RAW', 'processors').catch(() => null))?.config.opt_start_seq === 1, 60_000, 'made again from sequence 1 by this processor');
+  release();
+  await waitFor(async () => {
+    const info = await jsm.consumers.info('RAW', 'processors');
+    return info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 60_000, 'every message acknowledged');
+  expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(1, 10)));
 });
