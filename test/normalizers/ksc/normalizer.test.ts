@@ -142,6 +142,28 @@ describe('CEF labels', () => {
     expect(k.labels).toEqual({ L: 's', 'L#deviceCustomNumber1': 5, 'L#deviceCustomString12': 't' });
   });
 
+  test('labels are matched in any letter case, with spaces, _ or - (the labels map keeps them as sent)', () => {
+    const { ksc: k, warnings } = norm(
+      cef(
+        'GNRL_EV_ATTACK_DETECTED',
+        'cs10=Update cs10Label=taskname cs4=17 cs4Label=TASKID cn1=1 cn1Label=task_old_state cn2=4 cn2Label=Task New State cs9=G cs9Label=group-name ' +
+          'cs1=EICAR cs1Label=virusName cs5=C:\\\\x.exe cs5Label=Object Name cs6=CORP\\\\u cs6Label=username cs7=' + 'AB'.repeat(32) + ' cs7Label=sha256 ' +
+          'cs8=Bruteforce cs8Label=attack name cs11=168234606 cs11Label=ATTACKERIPV4 cs12=3389 cs12Label=Attacked Port cs13=TCP cs13Label=protocol',
+      ),
+    );
+    expect(warnings).toEqual([]);
+    expect(k.task).toEqual({ name: 'Update', id: '17', oldState: 'running', newState: 'completed', oldStateCode: 1, newStateCode: 4 });
+    expect(k.group).toBe('G');
+    expect(k.labels['taskname']).toBe('Update');
+    expect(k.labels['Task New State']).toBe(4);
+    expect(k.threat).toMatchObject({ name: 'EICAR', objectPath: 'C:\\x.exe', user: 'CORP\\u', sha256: 'ab'.repeat(32) });
+    expect(k.attack).toMatchObject({ name: 'Bruteforce', sourceIp: '10.7.14.110', port: 3389, protocol: 'TCP' });
+    // Two spellings of one label: the lower slot wins, whatever the order.
+    for (const ext of ['cs10=B cs10Label=TaskName cs5=A cs5Label=taskname', 'cs5=A cs5Label=taskname cs10=B cs10Label=TaskName']) {
+      expect(norm(cef('KLPRCI_TaskState', ext)).ksc.task?.name, ext).toBe('A');
+    }
+  });
+
   test('a cnN value that is not an integer stays text, with ksc_bad_number', () => {
     const { ksc: k, warnings } = norm(cef('X', 'cn1=abc cn1Label=Count'));
     expect(k.labels).toEqual({ Count: 'abc' });
