@@ -446,6 +446,12 @@ function attack(known: Known, cef: CefRecord, proto: string | undefined, warning
   }
   const dst = known.firstText(ATTACKED_IP, LOCAL_IPV4);
   if (dst !== undefined) a.targetIp = ipv4(dst, 'AttackedIPv4', warnings);
+  else {
+    // The attacked address is the managed device's: CEF dst, as the Syslog format's p6 is
+    // its hip (FORMAT.md §2.3). So both formats give the same attack.
+    const d = cef.extensions['destinationAddress'];
+    if (d !== undefined && isIP(d) !== 0) a.targetIp = d;
+  }
   const port = known.v[ATTACKED_PORT] ?? known.v[PORT];
   if (port !== undefined) {
     const p = typeof port === 'number' ? port : parseInteger(port);
