@@ -18,7 +18,7 @@ import { isIP } from 'node:net';
 import type { CefRecord } from '../../src/event.js';
 import { isThreatCategory, readState } from './derive.js';
 import { customSlot, customSlotOfShort, resolveDuplicates, SLOTS, slotName, slotValue, type Labels } from './labels.js';
-import { severityName, typeInfo, type TypeInfo } from './tables.js';
+import { severityName, severityWord, typeInfo, type TypeInfo } from './tables.js';
 import { hexOrUndefined, ipv4Text, parseInteger } from './text.js';
 import type { KscAttack, KscCategory, KscLean, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
 
@@ -300,14 +300,20 @@ function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): voi
   }
 }
 
-/** The KSC importance code of the CEF severity (a warning when it is not an integer). */
-function severityCode(cef: CefRecord, warnings: KscWarning[]): number | undefined {
-  if (cef.severity === undefined) return undefined;
-  const code = parseInteger(cef.severity);
-  if (code === undefined) {
-    warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(cef.severity)} is not a KSC importance (1-4)` });
+/**
+ * The KSC importance code of the CEF severity, and its name. The CEF words (Low, Medium,
+ * High, Very-High, any case) give a name without a code; other text warns.
+ */
+function severityOf(cef: CefRecord, warnings: KscWarning[]): { code: number | undefined; severity: KscSeverity } {
+  const sev = cef.severity;
+  if (sev === undefined) return { code: undefined, severity: 'unknown' };
+  const code = parseInteger(sev);
+  if (code !== undefined) return { code, severity: severityName(code) };
+  const word = severityWord(sev);
+  if (word === undefined) {
+    warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(sev)} is not a KSC importance (1-4)` });
   }
-  return code;
+  return { code: undefined, severity: word ?? 'unknown' };
 }
 
 /** The task of a task event, or of any event with task labels (after readRecord). */
@@ -335,8 +341,7 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
   const eventType = cef.deviceEventClassId;
   const info = typeInfo(eventType);
   const category = info.category;
-  const code = severityCode(cef, warnings);
-  const severity: KscSeverity = code === undefined ? 'unknown' : severityName(code);
+  const { code, severity } = severityOf(cef, warnings);
   const productName = known.text(PRODUCT_NAME);
   const productVersion = known.text(PRODUCT_VERSION);
 
@@ -392,14 +397,14 @@ export function normalizeCefLean(cef: CefRecord, warnings: KscWarning[]): KscLea
   readRecord(cef, warnings, labels);
   const info = typeInfo(cef.deviceEventClassId);
   const category = info.category;
-  const code = severityCode(cef, warnings);
+  const { severity } = severityOf(cef, warnings);
   const t = taskOf(category, warnings);
   // The whole object has a threat when the category is a threat category or a VirusName
   // label came; its action is the lean object's.
   const action = info.action ?? fromExt.act;
   return {
     category,
-    severity: code === undefined ? 'unknown' : severityName(code),
+    severity,
     task: t !== undefined && (t.oldState !== undefined || t.newState !== undefined) ? { oldState: t.oldState, newState: t.newState } : undefined,
     threat: action !== undefined && (known.v[VIRUS_NAME] !== undefined || isThreatCategory(category)) ? { action } : undefined,
     attack: category === 'attack' || known.v[ATTACK_NAME] !== undefined ? attack(known, cef, fromExt.proto, warnings) : undefined,

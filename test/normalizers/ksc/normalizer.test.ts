@@ -227,7 +227,7 @@ describe('task states', () => {
 });
 
 describe('severity', () => {
-  test('KSC importance 1-4; anything else unknown with the code kept; text warns', () => {
+  test('KSC importance 1-4; CEF words by their order; other numbers unknown with the code kept; other text warns', () => {
     const table: [string, string, number | undefined][] = [
       ['1', 'info', 1],
       ['2', 'warning', 2],
@@ -235,12 +235,21 @@ describe('severity', () => {
       ['4', 'critical', 4],
       ['0', 'unknown', 0],
       ['7', 'unknown', 7],
-      ['High', 'unknown', undefined],
+      ['Low', 'info', undefined],
+      ['MEDIUM', 'warning', undefined],
+      ['High', 'error', undefined],
+      ['Very-High', 'critical', undefined],
+      ['very high', 'critical', undefined],
+      ['Severe', 'unknown', undefined],
     ];
     for (const [sev, name, code] of table) {
       const { ksc: k, warnings } = norm(cef('X', 'dhost=a', sev));
       expect([k.severity, k.severityCode], sev).toEqual([name, code]);
-      expect(codes(warnings)).toEqual(sev === 'High' ? ['ksc_bad_number'] : []);
+      expect(codes(warnings), sev).toEqual(sev === 'Severe' ? ['ksc_bad_number'] : []);
+      // The event's own (lean) object says the same.
+      const event = decode(cef('X', 'dhost=a', sev));
+      normalizeEvent(event, [ksc]);
+      expect((event.ksc as { severity: string }).severity, sev).toBe(name);
     }
   });
 
