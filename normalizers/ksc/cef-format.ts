@@ -77,9 +77,9 @@ class Known {
     this.slot.fill(SLOTS);
   }
 
-  /** `i`: the label's known index (-1: not a well-known label). */
+  /** `i`: the label's known index (-1: not a well-known label). An empty value is no value (it stays in `labels`). */
   set(i: number, v: string | number, slot: number): void {
-    if (i < 0 || slot > this.slot[i]!) return;
+    if (i < 0 || v === '' || slot > this.slot[i]!) return;
     this.v[i] = v;
     this.slot[i] = slot;
   }
@@ -92,7 +92,7 @@ class Known {
   firstText(...indexes: number[]): string | undefined {
     for (const i of indexes) {
       const v = this.v[i];
-      if (v !== undefined) return text(v);
+      if (v !== undefined && v !== '') return text(v);
     }
     return undefined;
   }
@@ -162,7 +162,8 @@ const nextOfSlot: number[] = [];
 /** Values indexed in firstOfSlot (cleared at the next record's start, even after a throw). */
 let indexed = 0;
 
-const text = (v: string | number | undefined): string | undefined => (v === undefined || typeof v === 'string' ? v : String(v));
+/** A value as text; an empty one is no value (the field is left out, as when it is not sent). */
+const text = (v: string | number | undefined): string | undefined => (v === undefined || v === '' ? undefined : typeof v === 'string' ? v : String(v));
 
 /**
  * Standard CEF keys KSC uses, picked up in the pass (scratch, reset per event like Known).
@@ -233,15 +234,15 @@ function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): voi
       continue;
     }
     switch (key) {
-      case 'destinationHostName': fromExt.hostName = ext[key]; break;
-      case 'destinationAddress': fromExt.dst = ext[key]; break;
-      case 'destinationUserName': fromExt.duser = ext[key]; break;
-      case 'deviceAction': fromExt.act = ext[key]; break;
-      case 'filePath': fromExt.filePath = ext[key]; break;
-      case 'requestUrl': fromExt.requestUrl = ext[key]; break;
-      case 'fileName': fromExt.fileName = ext[key]; break;
-      case 'fileHash': fromExt.fileHash = ext[key]; break;
-      case 'transportProtocol': fromExt.proto = ext[key]; break;
+      case 'destinationHostName': fromExt.hostName = ext[key] || undefined; break;
+      case 'destinationAddress': fromExt.dst = ext[key] || undefined; break;
+      case 'destinationUserName': fromExt.duser = ext[key] || undefined; break;
+      case 'deviceAction': fromExt.act = ext[key] || undefined; break;
+      case 'filePath': fromExt.filePath = ext[key] || undefined; break;
+      case 'requestUrl': fromExt.requestUrl = ext[key] || undefined; break;
+      case 'fileName': fromExt.fileName = ext[key] || undefined; break;
+      case 'fileHash': fromExt.fileHash = ext[key] || undefined; break;
+      case 'transportProtocol': fromExt.proto = ext[key] || undefined; break;
     }
   }
 
@@ -338,7 +339,7 @@ function taskOf(category: KscCategory, warnings: KscWarning[]): KscTask | undefi
 export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject {
   const labels = Object.create(null) as Labels;
   readRecord(cef, warnings, labels);
-  const eventType = cef.deviceEventClassId;
+  const eventType = cef.deviceEventClassId || undefined;
   const info = typeInfo(eventType);
   const category = info.category;
   const { code, severity } = severityOf(cef, warnings);
@@ -348,14 +349,14 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
   const out: KscObject = {
     format: 'cef',
     eventType,
-    eventName: cef.name,
+    eventName: cef.name || undefined,
     category,
     severity,
     severityCode: code,
     host: { name: fromExt.hostName, ip: fromExt.dst, fqdn: undefined },
     group: known.text(GROUP),
     product: productName !== undefined || productVersion !== undefined ? { name: productName, version: productVersion } : undefined,
-    server: cef.deviceVersion !== undefined ? { name: undefined, version: cef.deviceVersion } : undefined,
+    server: cef.deviceVersion ? { name: undefined, version: cef.deviceVersion } : undefined,
     component: known.text(COMPONENT),
     task: undefined,
     threat: undefined,

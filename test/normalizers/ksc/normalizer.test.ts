@@ -164,6 +164,37 @@ describe('CEF labels', () => {
     }
   });
 
+  test('an empty value is no value: typed fields are left out (labels and params keep it), in both formats', () => {
+    const c = norm(
+      cef(
+        'GNRL_EV_ATTACK_DETECTED',
+        'dhost= duser= act= cs1= cs1Label=VirusName cs5= cs5Label=ObjectName cs9= cs9Label=GroupName cs2= cs2Label=ProductName cs3= cs3Label=AttackName cs4= cs4Label=AttackerIPv4 cs6= cs6Label=AttackedPort cs7= cs7Label=TaskName',
+      ),
+    );
+    expect(c.ksc.host).toEqual({});
+    expect(c.ksc.group).toBeUndefined();
+    expect(c.ksc.product).toBeUndefined();
+    expect(c.ksc.task).toBeUndefined();
+    expect(c.ksc.threat).toBeUndefined();
+    expect(c.ksc.attack).toEqual({});
+    expect(c.ksc.labels).toMatchObject({ VirusName: '', ObjectName: '', GroupName: '', TaskName: '' });
+    expect(codes(c.warnings)).toEqual([]);
+    // An empty value on a lower slot does not hide a value on a higher one.
+    expect(norm(cef('KLPRCI_TaskState', 'cs1= cs1Label=TaskName cs10=Update cs10Label=taskname')).ksc.task?.name).toBe('Update');
+
+    const s = norm(
+      '<10>1 2023-08-01T10:40:12.000Z SUP-VM-12 KES|11.0.0.0 - GNRL_EV_ATTACK_DETECTED [event@23668 p1="" p2="" p3="" p4="" p6="" et="GNRL_EV_ATTACK_DETECTED" etdn="" tdn="" hdn="" hip="" gn="" kscfqdn=""] m',
+    );
+    expect(s.ksc.host).toEqual({ name: 'SUP-VM-12' });
+    expect([s.ksc.eventName, s.ksc.group, s.ksc.component, s.ksc.server]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(s.ksc.attack).toEqual({});
+    expect(s.ksc.params).toMatchObject({ p3: '', hdn: '' });
+    expect(codes(s.warnings)).toEqual([]);
+    const v = norm('<10>1 2024-01-01T00:00:00.000Z h KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 p1="" p2="" p5="" p7="" p9="" et=""] m');
+    expect(v.ksc.eventType).toBe('GNRL_EV_VIRUS_FOUND');
+    expect(v.ksc.threat).toEqual({ action: 'detected' });
+  });
+
   test('a cnN value that is not an integer stays text, with ksc_bad_number', () => {
     const { ksc: k, warnings } = norm(cef('X', 'cn1=abc cn1Label=Count'));
     expect(k.labels).toEqual({ Count: 'abc' });
