@@ -340,6 +340,27 @@ describe('clickhouse output, answers the real server gives only by chance', () =
     await s.close();
   });
 
+  test('413 from a proxy with a body limit: halves until they pass; a row too large alone is dead-lettered, never retried forever', async () => {
+    // What nginx's client_max_body_size in front of ClickHouse answers: 413 for a body over the limit.
+    const limit = 900;
+    const s = await standIn((rows) => {
+      const bytes = rows.reduce((n, r) => n + JSON.stringify(r).length + 1, 0);
+      return bytes > limit ? { status: 413, body: '<html><body>413 Request Entity Too Large</body></html>' } : { status: 200, body: '' };
+    });
+    const recs = records([]);
+    recs[17] = JSON.stringify({ id: 'e17', n: 'x'.repeat(2000) });
+    const r = await s.o.send({ records: recs });
+    expect(r.status).toBe('partial');
+    if (r.status === 'partial') {
+      expect(r.rejected!.map((x) => [x.index, x.reason])).toEqual([[17, 'http_status_413']]);
+      expect(r.rejected![0]!.error).toMatch(/HTTP 413/);
+      expect(r.retry ?? []).toEqual([]);
+    }
+    expect(s.inserted.sort()).toEqual(Array.from({ length: 64 }, (_, i) => `e${i}`).filter((id) => id !== 'e17').sort());
+    await s.o.close();
+    await s.close();
+  });
+
   test('the shutdown deadline (AbortSignal) ends an insert in flight: retry, the batch stays queued', async () => {
     // A server that takes the request and never answers (within `timeout`, 3 s, it would be a timeout instead).
     const sockets: net.Socket[] = [];

@@ -23,6 +23,8 @@
  *   (CONFIG_CODES, "Unknown field found"): `retry` with a clear error:
  *   the events wait in the buffer, with the runner's capped backoff, until the operator
  *   fixes the password or creates the table; nothing is dead-lettered for a config error.
+ * - 413 (a proxy in front with a body limit): the batch is split in halves; a row too
+ *   large alone is rejected (`http_status_413`), never retried forever.
  * - anything else (network, timeout, 5xx, TOO_MANY_PARTS, memory): `retry` of the same batch.
  */
 import { errorText, isEmptyBatch } from '../shared/encode.js';
@@ -127,7 +129,10 @@ const UNKNOWN_FIELD = /Unknown field found while parsing JSONEachRow format: ([^
 export type ClickHouseOutputDeps = HttpTransportDeps;
 
 type Row = { index: number; line: string };
-type InsertResult = Exclude<SendResult, PartialResult> | { status: 'data'; error: string; row?: number };
+type InsertResult = Exclude<SendResult, PartialResult> | { status: 'data'; error: string; row?: number } | { status: 'too_large'; error: string };
+
+/** Dead-letter reason of a row whose insert alone is too large for the server or a proxy in front (413). */
+export const TOO_LARGE_REASON = 'http_status_413';
 
 export class ClickHouseOutput implements Output {
   readonly type = 'clickhouse';
@@ -169,6 +174,13 @@ export class ClickHouseOutput implements Output {
       const piece = todo.shift()!;
       const r = await this.insert(piece, signal);
       if (r.status === 'delivered') continue;
+      if (r.status === 'too_large') {
+        // The body is over a limit (a proxy's client_max_body_size): halves go through; a
+        // row too large alone never will and is dead-lettered rather than retried forever.
+        if (piece.length === 1) rejected.push({ index: piece[0]!.index, reason: TOO_LARGE_REASON, error: r.error });
+        else todo.unshift(piece.slice(0, Math.ceil(piece.length / 2)), piece.slice(Math.ceil(piece.length / 2)));
+        continue;
+      }
       if (r.status === 'retry' || r.status === 'rejected') {
         // Not a row's fault: this piece and every one not yet sent wait for the next attempt.
         if (rejected.length === 0 && retry.length === 0 && piece === rows) {
@@ -259,6 +271,7 @@ export class ClickHouseOutput implements Output {
       return this.classify({ status: 'retry', error }, Number(inBody[1]), r.body!);
     }
     if (r.status !== 'retry' && r.status !== 'rejected') return { status: 'retry', error: `clickhouse output ${this.name}: unexpected transport result ${r.status}` };
+    if (r.status === 'rejected' && r.httpStatus === 413) return { status: 'too_large', error: r.error };
     const m = CODE_IN_ERROR.exec(r.error);
     return this.classify(r, m === null ? undefined : Number(m[1]), r.body);
   }
