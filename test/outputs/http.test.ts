@@ -340,6 +340,15 @@ test('close aborts a request in flight: its send reports retry', async () => {
   expect((await out.send({ records: records(1, 'x') })).status).toBe('retry');
 });
 
+test('close while a gzip body is being compressed: the send reports retry and no request goes out after close', async () => {
+  const srv = await serve(ok);
+  const out = await output({ url: srv.url, compress: true });
+  const p = out.send({ records: records(2000, 'z') }); // compressing on the thread pool now
+  await out.close();
+  expect(await p).toMatchObject({ status: 'retry', error: expect.stringMatching(/closed/) });
+  expect(srv.connections).toBe(0);
+});
+
 test('https with a self-signed certificate: verified with ca_file, a TLS-error retry without it', async () => {
   const srv = await serve(ok, { key: readFileSync(keyFile), cert: readFileSync(certFile) });
   const trusted = await output({ url: srv.url, ca_file: certFile });
