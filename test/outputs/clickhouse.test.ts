@@ -142,6 +142,21 @@ describe('clickhouse output, direct', () => {
     await o.close();
   });
 
+  test('a value outside an Enum column (18.16: Code 49 "Unknown element"): only that row is dead-lettered, the output is not stuck retrying it', async () => {
+    const name = await table("id String, sev Enum8('Low' = 1, 'Medium' = 2, 'High' = 3)");
+    const o = output({ table: name, columns: { id: 'id', sev: 'sev' }, event_column: '' });
+    await o.start();
+    const records = Array.from({ length: 40 }, (_, i) => JSON.stringify({ id: `e${i}`, sev: i === 29 ? 'Very-High' : ['Low', 'Medium', 'High'][i % 3] }));
+    const r = await o.send({ records });
+    expect(r.status).toBe('partial');
+    if (r.status !== 'partial') return;
+    expect(r.retry ?? []).toEqual([]);
+    expect(r.rejected!.map((x) => [x.index, x.reason])).toEqual([[29, REJECT_REASON]]);
+    expect(r.rejected![0]!.error).toMatch(/Unknown element 'Very-High' for type Enum8/);
+    expect(await count(`SELECT count() FROM t.${name}`)).toBe(39);
+    await o.close();
+  });
+
   test('a long ClickHouse error keeps its code, the column, the row and the server\'s message in the dead letter; a long unknown column is named whole', async () => {
     const name = await table('id String, n UInt32, tag String');
     const o = output({ table: name, columns: { id: 'id', n: 'n', tag: 'tag' }, event_column: '' });

@@ -90,6 +90,7 @@ export const DATA_ERROR_CODES: ReadonlySet<number> = new Set([
   349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
   376, // CANNOT_PARSE_UUID (newer servers)
   377, // CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING (newer servers)
+  691, // UNKNOWN_ELEMENT_OF_ENUM (newer servers; 18.16 says the same as code 49, see ENUM_ELEMENT)
 ]);
 
 /** Codes that no retry of the data fixes, only the operator: wait in the buffer (with backoff). */
@@ -124,6 +125,12 @@ const ERROR_BODY_CHARS = 1024;
 const CODE_IN_ERROR = /HTTP \d{3}: Code: (\d+)[.,]/;
 const ROW_IN_ERROR = /\(at row (\d+)\)/;
 const UNKNOWN_FIELD = /Unknown field found while parsing JSONEachRow format: ([^:,\s]+)/;
+/**
+ * A value that is not an element of an Enum column: 18.16 raises it as code 49
+ * (LOGICAL_ERROR), which names no data problem, so it is known by its text. Without this
+ * the row was retried as it was forever, and the output stood still behind it.
+ */
+const ENUM_ELEMENT = /Unknown element '.*' for (?:type )?Enum/;
 
 /** Test seams; not configuration. */
 export type ClickHouseOutputDeps = HttpTransportDeps;
@@ -284,7 +291,7 @@ export class ClickHouseOutput implements Output {
     if (unknown !== null) {
       return { status: 'retry', error: `${r.error} (the table has no column ${unknown[1]}: add it, or change columns/event_column; the events wait in the buffer)` };
     }
-    if (code !== undefined && DATA_ERROR_CODES.has(code)) {
+    if (code !== undefined && (DATA_ERROR_CODES.has(code) || ENUM_ELEMENT.test(r.error))) {
       // The row number from the whole answer: the error text is cut at ERROR_BODY_CHARS.
       const row = ROW_IN_ERROR.exec(body !== undefined ? body.toString('utf8', 0, 64 * 1024) : r.error);
       return { status: 'data', error: r.error, ...(row !== null ? { row: Number(row[1]) } : {}) };
