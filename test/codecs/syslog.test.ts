@@ -205,6 +205,17 @@ describe('no header, and failures', () => {
     }
   });
 
+  test('a bare LEEF record (KSC\'s "QRadar" export) is unparseable with a message that says so and what to choose', () => {
+    for (const l of ['LEEF:1.0|KasperskyLab|SecurityCenter|10.2.434|GNRL_EV_ATTACK_DETECTED|cat=KLSC\tsrc=10.0.0.5', '\ufeffLEEF:2.0|KasperskyLab|SecurityCenter|15|X|']) {
+      const r = decode(l);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.failure).toEqual({ code: 'unparseable', message: 'a LEEF record, which cefd does not read: set KSC\'s SIEM export to "ArcSight (CEF format)" or "Syslog"' });
+    }
+    const other = decode('hello LEEF:1.0|x');
+    if (!other.ok) expect(other.failure.message).toBe('no readable syslog header and no CEF record');
+    expect(other.ok).toBe(false);
+  });
+
   test('invalid UTF-8: U+FFFD, warning, exact bytes in rawBase64; a real U+FFFD is not flagged', () => {
     const bytes = Buffer.concat([Buffer.from('CEF:0|a|b|c|d|e|1|msg='), Buffer.from([0xe3, 0x81]), Buffer.from(' x=1')]);
     const e = ev(bytes);
