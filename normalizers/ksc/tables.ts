@@ -134,8 +134,8 @@ export function severityName(code: number): KscSeverity {
 }
 
 /**
- * The CEF severity words (CEF spec: Low 0-3, Medium 4-6, High 7-8, Very-High 9-10), any
- * case, as KSC's four importances in their order. KSC sends its importance as a number
+ * The CEF severity words (CEF spec: Unknown, Low 0-3, Medium 4-6, High 7-8, Very-High
+ * 9-10), any case, as KSC's four importances in their order (Unknown as unknown). KSC sends its importance as a number
  * 1-4, but its conversion rules (`siem_conversion_rules.xml`) are editable and FORMAT.md
  * §3.1 asks to accept the words too. Undefined for anything else.
  */
@@ -145,6 +145,7 @@ export function severityWord(s: string): KscSeverity | undefined {
     case 'medium': return 'warning';
     case 'high': return 'error';
     case 'very-high': case 'very high': case 'veryhigh': return 'critical';
+    case 'unknown': return 'unknown';
     default: return undefined;
   }
 }

@@ -271,6 +271,7 @@ describe('severity', () => {
       ['High', 'error', undefined],
       ['Very-High', 'critical', undefined],
       ['very high', 'critical', undefined],
+      ['Unknown', 'unknown', undefined],
       ['Severe', 'unknown', undefined],
     ];
     for (const [sev, name, code] of table) {
