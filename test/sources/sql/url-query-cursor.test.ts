@@ -158,6 +158,10 @@ describe('cursor planning', () => {
     expect(compareCursor(9, '10')).toBe(-1);
     expect(compareCursor('9007199254740993', '9007199254740992')).toBe(1);
     expect(compareCursor('2024-01-02T00:00:00Z', '2024-01-01T23:00:00Z')).toBe(1);
+    // Times of different precision (a driver writes digits below the millisecond only when there are some).
+    expect(compareCursor('2024-01-01T10:00:00.123Z', '2024-01-01T10:00:00.1231Z')).toBe(-1);
+    expect(compareCursor('2024-01-01T10:00:00Z', '2024-01-01T10:00:00.1Z')).toBe(-1);
+    expect(compareCursor('2024-01-01T10:00:00.500Z', '2024-01-01T10:00:00.5Z')).toBe(0);
   });
   test('the cursor follows the last row; rows at or below it are not emitted again', () => {
     const p = planBatch({ state: initialState('d', 3), cursors: [2, 4, 5], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() });
