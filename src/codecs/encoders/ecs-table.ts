@@ -36,7 +36,7 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'event.category', from: 'derive.category', note: 'from the KSC category: `malware`, `intrusion_detection`, `web`, `file`, `host`, `configuration`, `package`, ...' },
   { field: 'event.type', from: 'derive.type', note: '`info`, or `denied` / `deletion` / `change` by the action; task states `change`' },
   { field: 'event.action', from: 'derive.action', note: 'task states `task-state-changed`; else the KSC action, else CEF `act`' },
-  { field: 'event.outcome', from: 'derive.outcome', note: 'task states: `success` (4 completed), `failure` (3 failed, 5 timeout), else `unknown`; else CEF `outcome` when it is success or failure' },
+  { field: 'event.outcome', from: 'derive.outcome', note: 'task states: `success` (4 completed), `failure` (3 failed, 5 timeout), else `unknown`; else CEF `outcome` when it is success, failure or unknown (any case)' },
   { field: 'event.severity', from: 'derive.severity', note: 'CEF severity as an integer: Low 0, Medium 4, High 7, Very-High 9, Unknown absent' },
   { field: 'event.code', from: 'ksc.eventType | cef.deviceEventClassId' },
   { field: 'event.created', from: 'ext.agentReceiptTime | event.received', as: 'iso', note: 'when the first agent read it (cefd: `received`)' },
