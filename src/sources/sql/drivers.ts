@@ -70,8 +70,8 @@ export function toJsonValue(v: unknown): string | number | boolean | null {
 /**
  * A time read from the server's text (`2024-01-01 10:00:00.123456`, with or without an
  * offset) as ISO 8601 UTC text that keeps the digits below the millisecond a Date drops,
- * when they are not zero (`2024-01-01T10:00:00.123456Z`; else `...00.123Z` as
- * Date#toISOString writes it). A time cursor cut to the millisecond would lose rows: a row
+ * when they are not all zero (microseconds: `2024-01-01T10:00:00.123100Z`;
+ * else `...00.123Z` as Date#toISOString writes it). A time cursor cut to the millisecond would lose rows: a row
  * at .123900 committed after one at .123100 was read is past the cursor in the database
  * (`> '...00.123100'`) but compared equal to it here (both `.123`), and skipped as read.
  * compareCursor (cursor.ts) orders such texts by their digits.
@@ -80,7 +80,8 @@ export function preciseTime(d: Date, text: string): Date | string {
   if (Number.isNaN(d.getTime())) return d;
   const m = /:\d{2}\.\d{3}(\d+)/.exec(text);
   if (m === null || !/[1-9]/.test(m[1]!)) return d;
-  return d.toISOString().replace(/Z$/, `${m[1]!.replace(/0+$/, '')}Z`);
+  // Microseconds always as 3 more digits (PostgreSQL writes `.1231`, MariaDB `.123100`).
+  return d.toISOString().replace(/Z$/, `${m[1]!.padEnd(3, '0')}Z`);
 }
 
 export function mapRow(r: Record<string, unknown>): Row {
