@@ -160,7 +160,8 @@ describe('a KSC event without CEF (Syslog format, a database row) is written as 
         // A header field cefd does not know is absent here and empty in a CEF record.
         else if (!/^(DeviceCustom|Flex)/.test(k) && k !== 'Extra' && k !== 'ID' && v !== '') out[k] = v;
       }
-      for (const [k, v] of Object.entries((r['Extra'] ?? {}) as Record<string, unknown>)) out[`label:${k}`] = v;
+      // The device's FQDN (a row's wstrDnsName) has no field in KSC's CEF export.
+      for (const [k, v] of Object.entries((r['Extra'] ?? {}) as Record<string, unknown>)) if (k !== 'KscHostFqdn') out[`label:${k}`] = v;
       return out;
     };
     for (const c of cases) {
@@ -268,6 +269,18 @@ describe('kuma', () => {
     expect(k['ApplicationProtocol']).toBe(`${'x'.repeat(30)}😀`);
     expect(k['DestinationHostName']).toBe('😀'.repeat(1023));
     expect(enc.problems.take()).toEqual([['encode_field_cut', 1]]);
+  });
+
+  test('KSC\'s Syslog format: DeviceHostName is the Administration Server (kscfqdn), not the HOSTNAME, which is the managed device', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const line = (sd: string) => `<14>1 2024-05-06T07:00:00.000Z ws1.corp.example KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 et="GNRL_EV_VIRUS_FOUND" etdn="Malicious object detected" hdn="WS1" hip="10.0.0.5"${sd}] text`;
+    const a = JSON.parse(enc.encode(decode(line(' kscfqdn="ksc01.corp.example"')))) as Record<string, any>;
+    expect(a).toMatchObject({ DeviceHostName: 'ksc01.corp.example', DestinationHostName: 'WS1', Extra: { KscHostFqdn: 'ws1.corp.example' } });
+    const b = JSON.parse(enc.encode(decode(line('')))) as Record<string, any>;
+    expect(b['DeviceHostName']).toBeUndefined();
+    expect(b['Extra']['KscHostFqdn']).toBe('ws1.corp.example');
+    // KSC's CEF: the HOSTNAME is the server.
+    expect(JSON.parse(enc.encode(decode('<14>1 2024-05-06T07:00:00.000Z ksc01 KSC - - - CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|dhost=WS1')))['DeviceHostName']).toBe('ksc01');
   });
 
   test('Raw when the event has the frame text', () => {

@@ -171,7 +171,13 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
     }
     // KSC's "Syslog" format: its parameters as sent.
     if (event.cef === undefined && k !== null) for (const p in k.params ?? {}) extra[p] = k.params![p]!;
-    if (event.syslog?.hostname !== undefined && out['DeviceHostName'] === undefined) cut(out, 'DeviceHostName', event.syslog.hostname);
+    // The sender. The syslog HOSTNAME is the Administration Server for KSC's CEF export, but
+    // the managed device for its Syslog format (its name is DestinationHostName, its FQDN
+    // KscHostFqdn below); the server is there `kscfqdn`. A database row has neither.
+    const kscNoCef = event.cef === undefined && k !== null;
+    const sender = kscNoCef ? k.server?.name : event.syslog?.hostname;
+    if (sender !== undefined && out['DeviceHostName'] === undefined) cut(out, 'DeviceHostName', sender);
+    if (kscNoCef && k.host.fqdn !== undefined) extra['KscHostFqdn'] = k.host.fqdn;
     if (k !== null) {
       extra['KscCategory'] = k.category;
       extra['KscSeverity'] = k.severity;
