@@ -36,13 +36,15 @@ export function bearerTokenProblem(token: string): string | undefined {
 export interface BearerLimiter {
   check(address: string): { waitMs: number };
   failed(address: string): void;
+  succeeded(address: string): void;
 }
 
 /**
  * A request's bearer token with wrong ones limited per client address: a locked-out address
  * is refused (`retryAfterSeconds`) before its token is looked at, else the answer would tell
- * a guesser which token is right; a wrong token counts against the address; a request
- * without one guessed nothing and is not counted. The caller answers 429 / 401 its own way.
+ * a guesser which token is right; a wrong token counts against the address, the right one
+ * starts its count over; a request without one guessed nothing and is not counted. The
+ * caller answers 429 / 401 its own way.
  */
 export function limitedBearer<H extends string | string[]>(
   tokenOk: (header: H | undefined) => boolean,
@@ -54,7 +56,13 @@ export function limitedBearer<H extends string | string[]>(
     const { waitMs } = limiter.check(client);
     if (waitMs > 0) return { ok: false, retryAfterSeconds: Math.ceil(waitMs / 1000) };
   }
-  if (tokenOk(header)) return { ok: true };
+  if (tokenOk(header)) {
+    // The right token starts the address's count over, as a console sign-in does: a second
+    // client on the same host with an old token (a forgotten scraper) must not lock the
+    // working one out.
+    limiter.succeeded(client);
+    return { ok: true };
+  }
   if (header !== undefined) limiter.failed(client);
   return { ok: false };
 }

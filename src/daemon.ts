@@ -44,9 +44,21 @@ interface SlotEntry {
   slot: OutputRunner;
 }
 
+interface SqlEntry {
+  key: string;
+  source: SqlSource;
+  /** As SourceEntry's. */
+  down?: boolean;
+}
+
 interface SourceEntry {
   key: string;
   source: Source;
+  /**
+   * Stopped by a reload that failed and could not start it again: the next reload starts it
+   * even with an unchanged configuration (and nothing stops it a second time).
+   */
+  down?: boolean;
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -59,7 +71,7 @@ export class Daemon {
   private slots: SlotEntry[] = [];
   private deadLetter: SlotEntry | null = null;
   private sources: SourceEntry[] = [];
-  private sqlSources: { key: string; source: SqlSource }[] = [];
+  private sqlSources: SqlEntry[] = [];
   private metrics: MetricsServer | null = null;
   private pool: WorkerPool | null = null;
   private workerCount = 0;
@@ -296,10 +308,12 @@ export class Daemon {
     // and what the workers did not decode by then is kept (spill.ts). A source that
     // acknowledges upstream (nats) only stops fetching here; it acknowledges and closes
     // after the decoding below, so what it delivered is not delivered again elsewhere.
-    const acking = this.sources.filter((s) => s.source.stopReading !== undefined);
+    // Sources a failed reload left stopped are not stopped a second time.
+    const live = this.sources.filter((s) => s.down !== true);
+    const acking = live.filter((s) => s.source.stopReading !== undefined);
     await Promise.all([
-      ...this.sources.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(Math.min(1000, budget / 4)))),
-      ...this.sqlSources.map((s) => s.source.stop(budget / 2)),
+      ...live.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(Math.min(1000, budget / 4)))),
+      ...this.sqlSources.filter((s) => s.down !== true).map((s) => s.source.stop(budget / 2)),
     ]);
     this.pipeline?.commit();
     await this.pipeline?.drain(Math.max(100, budget / 2 - (Date.now() - t0)));
@@ -491,6 +505,7 @@ export class Daemon {
 
   /** Stops a listener: one that acknowledges upstream (nats) after the pipeline decoded what it handed over (see doStop). */
   private async stopListener(s: SourceEntry): Promise<void> {
+    if (s.down === true) return;
     if (s.source.stopReading !== undefined) {
       await s.source.stopReading();
       this.pipeline!.commit();
@@ -514,7 +529,7 @@ export class Daemon {
     return { key: JSON.stringify(l), source };
   }
 
-  private async startSqlSource(q: SqlSourceConfig, chain: Normalizer[], c: Config): Promise<{ key: string; source: SqlSource }> {
+  private async startSqlSource(q: SqlSourceConfig, chain: Normalizer[], c: Config): Promise<SqlEntry> {
     const source = new SqlSource(q, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain, stateDir: c.state_dir });
     await source.start();
     return { key: JSON.stringify(q), source };
@@ -538,9 +553,9 @@ export class Daemon {
     const keep: SourceEntry[] = [];
     const fresh: SourceEntry[] = [];
     const stopped = new Set<SourceEntry>();
-    const keepSql: { key: string; source: SqlSource }[] = [];
-    const freshSql: { key: string; source: SqlSource }[] = [];
-    const removedSql: { key: string; source: SqlSource }[] = [];
+    const keepSql: SqlEntry[] = [];
+    const freshSql: SqlEntry[] = [];
+    const removedSql: SqlEntry[] = [];
     let metrics: { server: MetricsServer | null; oldStopped: boolean; limiter: SigninLimiter } | null = null;
     try {
       // Listeners: unchanged ones stay open (their certificates are re-read in step 3).
@@ -548,7 +563,7 @@ export class Daemon {
       const starts: ListenerConfig[] = [];
       for (const l of next.listeners) {
         const old = oldSources.get(l.name);
-        if (old !== undefined && old.key === JSON.stringify(l)) {
+        if (old !== undefined && old.key === JSON.stringify(l) && old.down !== true) {
           keep.push(old);
           oldSources.delete(l.name);
         } else starts.push(l);
@@ -563,8 +578,13 @@ export class Daemon {
           undo.push({
             what: `listener ${s.source.name}`,
             run: async () => {
-              const again = await this.startListener(before, await this.topology.chain(before, prev));
-              this.sources = this.sources.map((x) => (x === s ? again : x));
+              try {
+                const again = await this.startListener(before, await this.topology.chain(before, prev));
+                this.sources = this.sources.map((x) => (x === s ? again : x));
+              } catch (e) {
+                s.down = true;
+                throw e;
+              }
             },
           });
         }
@@ -577,20 +597,25 @@ export class Daemon {
       const oldSql = new Map(this.sqlSources.map((s) => [s.source.name, s]));
       for (const q of next.sql_sources) {
         const old = oldSql.get(q.name);
-        if (old !== undefined && old.key === JSON.stringify(q)) {
+        if (old !== undefined && old.key === JSON.stringify(q) && old.down !== true) {
           keepSql.push(old);
           oldSql.delete(q.name);
           continue;
         }
         if (old !== undefined) {
           oldSql.delete(q.name);
-          await old.source.stop(5000);
+          if (old.down !== true) await old.source.stop(5000);
           const before = prev.sql_sources.find((x) => x.name === q.name)!;
           undo.push({
             what: `sql source ${q.name}`,
             run: async () => {
-              const again = await this.startSqlSource(before, await this.topology.chain(before, prev), prev);
-              this.sqlSources = this.sqlSources.map((x) => (x === old ? again : x));
+              try {
+                const again = await this.startSqlSource(before, await this.topology.chain(before, prev), prev);
+                this.sqlSources = this.sqlSources.map((x) => (x === old ? again : x));
+              } catch (e) {
+                old.down = true;
+                throw e;
+              }
             },
           });
         }
@@ -600,7 +625,8 @@ export class Daemon {
       }
       removedSql.push(...oldSql.values());
       // The metrics endpoint, the same way: a new address first, the same one after the old closed.
-      if (!same(prev.metrics, next.metrics)) {
+      // Also when it is down (a failed reload could not open it again): started anew.
+      if (!same(prev.metrics, next.metrics) || (this.metrics === null && next.metrics.enabled)) {
         const old = this.metrics;
         metrics = { server: null, oldStopped: false, limiter: this.metricsLimiter };
         const m = metrics;
@@ -650,7 +676,7 @@ export class Daemon {
     const retired = this.sources.filter((s) => !keep.includes(s) && !stopped.has(s));
     await Promise.all(retired.map((s) => this.stopListener(s).catch((e: Error) => this.telemetry.log.warn({ listener: s.source.name, err: e.message }, `listener ${s.source.name} did not stop cleanly: ${e.message}`))));
     this.sources = [...keep, ...fresh].sort((a, b) => next.listeners.findIndex((l) => l.name === a.source.name) - next.listeners.findIndex((l) => l.name === b.source.name));
-    await Promise.all(removedSql.map((s) => s.source.stop(5000)));
+    await Promise.all(removedSql.filter((s) => s.down !== true).map((s) => s.source.stop(5000)));
     this.sqlSources = [...keepSql, ...freshSql];
     if (metrics !== null) {
       if (!metrics.oldStopped) await this.metrics?.stop();

@@ -28,6 +28,8 @@ export interface JsonLogger {
 export interface AuthLimiter {
   check(address: string): { waitMs: number; scope: string | null };
   failed(address: string): void;
+  /** The right token from `address`: its count starts over. */
+  succeeded(address: string): void;
 }
 
 const silent: JsonLogger = { debug: () => undefined, error: () => undefined };
@@ -280,7 +282,12 @@ export class JsonServer {
       const sentToken = req.headers['authorization'] !== undefined;
       const client = req.socket.remoteAddress ?? '';
       if (sentToken) this.refuseLimited(client, method, path);
-      if (!this.authorized(req)) {
+      const tokenRight = this.authorized(req);
+      // The right token starts the address's count over (as on /metrics and the sign-in
+      // form): a script with an old token beside a working one on the same host must not
+      // lock the working one out.
+      if (tokenRight) this.o.authLimit?.succeeded(client);
+      else {
         const alt = this.o.altAuth?.(req, method);
         if (alt instanceof ApiError) throw alt;
         if (alt !== true) {

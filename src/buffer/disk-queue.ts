@@ -178,8 +178,16 @@ export class DiskQueue implements EventQueue {
     return this.diskCount + this.overflow.length + (this.spill?.left ?? 0);
   }
 
-  /** Bytes of segment files plus memory overflow (what `maxBytes` bounds). */
+  /**
+   * Bytes held: segment files, memory overflow, and the unread part of the spill file
+   * taken at open (what `cefd_buffer_bytes` shows and `cefd buffers` counts on disk).
+   */
   get bytes(): number {
+    return this.boundedBytes() + (this.spill !== null ? this.spill.end - this.spill.offset : 0);
+  }
+
+  /** Bytes of segment files plus memory overflow (what `maxBytes` bounds; the spill file is outside it). */
+  private boundedBytes(): number {
     let b = 0;
     for (const s of this.segments) b += s.size;
     for (const r of this.overflow) b += r.length;
@@ -192,7 +200,7 @@ export class DiskQueue implements EventQueue {
    * count as full at once, up to `overflowMax` records for the hard limit.
    */
   fill(): number {
-    const disk = this.bytes / this.opts.maxBytes;
+    const disk = this.boundedBytes() / this.opts.maxBytes;
     if (this.overflow.length === 0 && this.spill === null) return disk;
     return Math.max(disk, 1 + this.overflow.length / this.overflowMax);
   }

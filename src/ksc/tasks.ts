@@ -35,24 +35,39 @@ export function isKumaTask(displayName: string): boolean {
 export const TASK_REFRESH_MIN_MS = 60_000;
 
 /**
- * Per store and connection: when the task list was last read from KSC (store clock, ms; set
- * when the read begins, so a failing KSC is not asked per trigger either) and the read under
- * way, which concurrent starts join instead of walking the iterator again.
+ * After a read of the task list that failed, the next may come this soon (doubling per
+ * failure in a row, up to TASK_REFRESH_MIN_MS): a KSC that was briefly away (a restart, a
+ * network blip) must not leave starts of a task it does have refused for a whole minute,
+ * and a KSC that stays away is not asked per trigger either.
  */
-const refreshes = new WeakMap<KscStore, Map<string, { at?: number; pending?: Promise<CachedTask[]> }>>();
+export const TASK_REFRESH_RETRY_MS = 5_000;
 
-function refreshStateOf(store: KscStore, connId: string): { at?: number; pending?: Promise<CachedTask[]> } {
+/**
+ * Per store and connection: when the task list may next be read from KSC (store clock, ms;
+ * set when a read begins, so a failing KSC is not asked per trigger, and brought forward
+ * when it fails), the failures in a row, and the read under way, which concurrent starts
+ * join instead of walking the iterator again.
+ */
+interface RefreshState {
+  nextAt?: number;
+  failures: number;
+  pending?: Promise<CachedTask[]>;
+}
+const refreshes = new WeakMap<KscStore, Map<string, RefreshState>>();
+
+function refreshStateOf(store: KscStore, connId: string): RefreshState {
   let m = refreshes.get(store);
   if (m === undefined) refreshes.set(store, (m = new Map()));
   let s = m.get(connId);
-  if (s === undefined) m.set(connId, (s = {}));
+  if (s === undefined) m.set(connId, (s = { failures: 0 }));
   return s;
 }
 
 /** Lists the connection's tasks in KSC, keeps the KUMA* ones in the cache, and returns them. */
 export async function refreshTasks(store: KscStore, client: KscClient, conn: Connection): Promise<CachedTask[]> {
   const s = refreshStateOf(store, conn.id);
-  s.at = store.currentTime().getTime();
+  const startedAt = store.currentTime().getTime();
+  s.nextAt = startedAt + TASK_REFRESH_MIN_MS;
   const read = (async (): Promise<CachedTask[]> => {
     const all: KscTask[] = await client.listTasks();
     const kuma = all.filter((t) => isKumaTask(t.displayName));
@@ -71,21 +86,27 @@ export async function refreshTasks(store: KscStore, client: KscClient, conn: Con
   })();
   s.pending = read;
   try {
-    return await read;
+    const tasks = await read;
+    s.failures = 0;
+    return tasks;
+  } catch (e) {
+    s.failures++;
+    s.nextAt = startedAt + Math.min(TASK_REFRESH_MIN_MS, TASK_REFRESH_RETRY_MS * 2 ** (s.failures - 1));
+    throw e;
   } finally {
     if (s.pending === read) delete s.pending;
   }
 }
 
 /**
- * The task list read again for a start, unless it was read less than TASK_REFRESH_MIN_MS ago
- * (undefined then). A read under way is joined (`walked: false`): a burst of starts that all
+ * The task list read again for a start, unless it was read less than TASK_REFRESH_MIN_MS ago,
+ * or failed less than the retry delay ago (undefined then). A read under way is joined (`walked: false`): a burst of starts that all
  * find the cache stale walks KSC's tasks iterator once.
  */
 async function refreshIfDue(store: KscStore, client: KscClient, conn: Connection): Promise<{ tasks: CachedTask[]; walked: boolean } | undefined> {
   const s = refreshStateOf(store, conn.id);
   if (s.pending !== undefined) return { tasks: await s.pending, walked: false };
-  if (s.at !== undefined && store.currentTime().getTime() - s.at < TASK_REFRESH_MIN_MS) return undefined;
+  if (s.nextAt !== undefined && store.currentTime().getTime() < s.nextAt) return undefined;
   return { tasks: await refreshTasks(store, client, conn), walked: true };
 }
 

@@ -65,9 +65,6 @@ export class MetricsServer {
         res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n');
         return;
       }
-      // The right token starts the address's count over, as a console sign-in does: a second
-      // scraper on Prometheus's host with an old token must not lock Prometheus out.
-      if (header !== undefined) this.limiter.succeeded(client);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');

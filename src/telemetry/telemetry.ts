@@ -445,7 +445,7 @@ export class Telemetry {
     gauge('cefd_output_queue_events', 'Events waiting in an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.queued]));
     gauge('cefd_output_queue_capacity_events', 'Capacity of an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.capacity]));
     gauge('cefd_output_retrying', '1 while an output is failing and retrying.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.retrying]));
-    gauge('cefd_buffer_bytes', 'Bytes in an output\'s disk buffer (its segment files, and events held in memory after a write error).', ['output'], () =>
+    gauge('cefd_buffer_bytes', 'Bytes in an output\'s disk buffer (its segment files, events held in memory after a write error, and the part of a shutdown spill file not yet taken back).', ['output'], () =>
       outputs().filter((s) => s.queue?.bytes !== undefined).map((s) => [{ output: s.name }, s.queue!.bytes!]),
     );
     gauge('cefd_buffer_max_bytes', 'Size limit of an output\'s disk buffer.', ['output'], () => outputs().filter((s) => s.bufferMaxBytes > 0).map((s) => [{ output: s.name }, s.bufferMaxBytes]));

@@ -308,9 +308,13 @@ describe('DiskQueue', () => {
     const recs = Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ i, pad: 'q'.repeat(80) }));
     fs.writeFileSync(spillFile, `${recs.join('\n')}\n`, { mode: 0o600 });
     const opts = { spillFile, maxBytes: 64 * 1024, segmentBytes: 16 * 1024 };
+    const spillBytes = fs.statSync(spillFile).size;
     let { q } = openQ(dir, opts);
     expect(q.length).toBe(20_000);
     expect(q.fill()).toBeGreaterThanOrEqual(1);
+    // cefd_buffer_bytes counts what waits in the spill file too (as `cefd buffers` does);
+    // records held in memory count without their newline.
+    expect(q.bytes).toBeGreaterThanOrEqual(spillBytes - q.overflowLength);
     expect(q.overflowLength).toBeLessThanOrEqual(1000);
     const got: string[] = [];
     while (got.length < 5000) {

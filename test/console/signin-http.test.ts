@@ -3,6 +3,7 @@
  * console (src/console/console.ts) on the admin listener on 127.0.0.1, clients connecting
  * from several loopback addresses (127.x.y.z) so that each has its own per-address limit.
  */
+import http from 'node:http';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, expect, test } from 'vitest';
@@ -28,6 +29,19 @@ const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
 });
+
+/** The status of a request for the (endless) event stream, which is then closed. */
+function streamStatus(base: string, localAddress: string, token: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${base}/console/api/events/stream`, { localAddress, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    req.on('error', (e) => {
+      if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(e);
+    });
+  });
+}
 
 async function start(limit: SigninLimitOptions = {}): Promise<Started> {
   const stateDir = tempDir('cefd-signin-');
@@ -155,4 +169,11 @@ test('wrong bearer tokens on the API and the event stream count with the sign-in
   expect((await request(s.base, 'GET', '/api/v1/connections', { localAddress: '127.0.5.2', headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
   s.tick(1_000);
   expect((await call('/api/v1/connections', TOKEN)).status).toBe(200);
+  // The right token starts the count over, on the event stream too: a client with an old
+  // token beside a working one on the same host never locks the working one out.
+  for (let round = 0; round < 8; round++) {
+    expect((await call('/console/api/events/stream', 'old-token')).status).toBe(401);
+    const r = await streamStatus(s.base, from, TOKEN);
+    expect(r).toBe(200);
+  }
 });

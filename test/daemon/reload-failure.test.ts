@@ -10,6 +10,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
 import type { Daemon } from '../../src/daemon.js';
+import type { Source } from '../../src/sources/source.js';
+import { MetricsServer } from '../../src/telemetry/http.js';
 import { freePort } from '../helpers/child.js';
 import { readNdjson, scrape, sendTcp, startFromFile, tempDir, waitFor, type LogCapture } from '../helpers/daemon.js';
 import { startPostgres, type DbServer } from '../helpers/db-servers.js';
@@ -120,6 +122,57 @@ metrics: { enabled: false }
   expect(failures(logs)).toHaveLength(1);
 });
 
+test('a listener and the metrics endpoint that a failed reload could not open again are opened by the next reload, even with the configuration unchanged', async () => {
+  const dir = tempDir();
+  const keptPort = await freePort();
+  const metricsPort = await freePort();
+  const yaml = (frame: string, port2: number, level: string) => `state_dir: ${dir}/state
+logging: { level: ${level} }
+listeners:
+  - { name: a, type: tcp, host: 127.0.0.1, port: ${keptPort}, max_frame_bytes: ${frame} }
+  - { name: b, type: tcp, host: 127.0.0.1, port: ${port2} }
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { host: 127.0.0.1, port: ${metricsPort}, bearer_token: ${level === 'info' ? 'a'.repeat(32) : 'b'.repeat(32)} }
+`;
+  const { d, file, logs } = await startFromFile(dir, yaml('64KiB', 0, 'info'), daemons);
+  const before = d.current;
+  const bPort = d.ports()['b']!;
+  // Listener a and the metrics endpoint keep their ports and change: each closes first. The
+  // new metrics endpoint does not start, so the reload fails, and opening a and the metrics
+  // endpoint again as they were fails too (as when another process took the port
+  // meanwhile): injected, so that it happens every time.
+  const topology = (d as unknown as { topology: { source: (l: { name: string }, ...rest: unknown[]) => Promise<Source> } }).topology;
+  const realSource = topology.source.bind(topology);
+  let aStarts = 0;
+  topology.source = (l, ...rest) => (l.name === 'a' && ++aStarts > 1 ? Promise.reject(new Error('injected: cannot listen')) : realSource(l, ...rest));
+  const realStart = MetricsServer.prototype.start;
+  MetricsServer.prototype.start = () => Promise.reject(new Error('injected: cannot listen'));
+  try {
+    writeFileSync(file, yaml('32KiB', 0, 'debug'));
+    expect(await d.reload()).toBe(false);
+  } finally {
+    topology.source = realSource;
+    MetricsServer.prototype.start = realStart;
+  }
+  expect(d.current).toBe(before);
+  expect(logs.parsed().filter((l) => /cannot be restored/.test(String(l['msg']))).length).toBe(2);
+  expect(d.notReady()).toEqual(['listener a']);
+  expect(await accepts(keptPort)).toBe(false);
+  expect(await accepts(metricsPort)).toBe(false);
+  // The running configuration again, unchanged: what is down opens, what runs stays.
+  writeFileSync(file, yaml('64KiB', 0, 'info'));
+  expect(await d.reload()).toBe(true);
+  expect(d.notReady()).toEqual([]);
+  expect(d.ports()).toEqual({ a: keptPort, b: bPort });
+  expect(d.metricsPort()).toBe(metricsPort);
+  expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`, { headers: { authorization: `Bearer ${'a'.repeat(32)}` } })).status).toBe(200);
+  await sendTcp(keptPort, [line('a', 1)]);
+  await sendTcp(bPort, [line('b', 1)]);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 2, 30_000, 'an event through each listener');
+  expect(readNdjson(join(dir, 'events.ndjson')).map(tagOf).sort()).toEqual(['a', 'b']);
+});
+
 test('a reload that succeeds moves a listener to a new port: the old one is closed, the new one takes events', async () => {
   const dir = tempDir();
   const newPort = await freePort();
@@ -216,5 +269,32 @@ ${extra}`;
   expect(events.every((e) => (e['ksc'] as { format?: string } | undefined)?.format === 'sql')).toBe(true);
   const m = await scrape(d.metricsPort()!);
   expect(m.get('cefd_config_reloads_total{result="failed"}')).toBe(1);
+
+  // A changed source stops first; when the reload then fails (the new metrics endpoint does
+  // not start) and the source cannot be started again as it was (injected), it is down
+  // until the next reload, which starts it even with the configuration unchanged.
+  const inner = d as unknown as { startSqlSource: (...a: unknown[]) => Promise<unknown> };
+  const realStartSql = inner.startSqlSource;
+  let sqlStarts = 0;
+  inner.startSqlSource = function (this: unknown, ...a: unknown[]) {
+    return ++sqlStarts > 1 ? Promise.reject(new Error('injected: cannot start')) : realStartSql.apply(this, a);
+  };
+  const realStart = MetricsServer.prototype.start;
+  MetricsServer.prototype.start = () => Promise.reject(new Error('injected: cannot listen'));
+  try {
+    writeFileSync(file, yaml('    batch_rows: 7\n').replace(/port: 0/, 'port: 1'));
+    expect(await d.reload()).toBe(false);
+  } finally {
+    delete (inner as { startSqlSource?: unknown }).startSqlSource;
+    MetricsServer.prototype.start = realStart;
+  }
+  expect(sqlStarts).toBe(2);
+  expect(d.notReady()).toEqual(['sql source ksc']);
+  writeFileSync(file, yaml(''));
+  expect(await d.reload()).toBe(true);
+  expect(d.notReady()).toEqual([]);
+  await schema.insertEvents(21, 30);
+  await waitFor(() => readNdjson(join(dir, 'events.ndjson')).length >= 30, 30_000, 'rows read after the source was started again');
+  expect(readNdjson(join(dir, 'events.ndjson')).map((e) => Number((e['sql'] as { cursor: number | string }).cursor))).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   expect(await d.stop()).toBe(0);
 });

@@ -89,10 +89,22 @@ test('wrong bearer tokens count per address: after 5 free the address waits (429
     expect((await rawApi(limited.port()!, 'POST', '/api/v1/tenants', { token: TOKEN, body: { name: 'x' } })).status).toBe(429);
     expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
     now += 1_000;
-    expect((await get(TOKEN)).status).toBe(200);
     // The next wrong one doubles the wait.
     expect((await get('wrong-again')).status).toBe(401);
     expect((await get(TOKEN)).headers.get('retry-after')).toBe('2');
+    now += 2_000;
+    // The right token gets in and starts the address's count over: five wrong ones are free
+    // again, the sixth locks it out for 1 s.
+    expect((await get(TOKEN)).status).toBe(200);
+    for (let i = 0; i < 6; i++) expect((await get(`wrong-after-${i}`)).status).toBe(401);
+    expect((await get(TOKEN)).headers.get('retry-after')).toBe('1');
+    now += 1_000;
+    expect((await get(TOKEN)).status).toBe(200);
+    // A script with an old token beside a working client on one host: never locked out.
+    for (let round = 0; round < 12; round++) {
+      expect((await get('old-token-of-a-forgotten-script')).status).toBe(401);
+      expect((await get(TOKEN)).status).toBe(200);
+    }
   } finally {
     await limited.close();
   }

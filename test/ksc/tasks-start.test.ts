@@ -391,6 +391,43 @@ test('a task deleted and created again in KSC (new id, same name) is found again
   }
 });
 
+test('a task-list read that failed is tried again after 5 s, doubling per failure up to the minute, not a minute later: a task created in KSC meanwhile starts', async () => {
+  const x = await clocked({ retries: 0 });
+  try {
+    await x.k.listTasks('main');
+    // An admin creates the task the rule names; a minute later KSC is briefly away.
+    emu.model.tasks.push({ ...emu.model.tasks.find((t) => t.id === '21')!, id: '62', displayName: 'KUMA Quick scan (Windows)' });
+    x.advance(60_000);
+    emu.faults.failNext(503, { method: 'Tasks.ResetTasksIterator', times: 2 });
+    const before = walks();
+    const start = () => x.k.startTask({ assetId: assetIdFor(x.conn, WS42), tasks: ['KUMA Quick scan (Windows)'] });
+    expect(await start().catch((y: unknown) => y)).toMatchObject({ code: 'ksc_http_error' });
+    expect(walks()).toBe(before + 1);
+    // Within 5 s of the failure: KSC is not asked again per trigger.
+    x.advance(4_000);
+    expect(await start().catch((y: unknown) => y)).toMatchObject({ code: 'ksc_task_not_applicable' });
+    expect(walks()).toBe(before + 1);
+    // 5 s after: asked again; it fails a second time, so the next try waits 10 s.
+    x.advance(1_000);
+    expect(await start().catch((y: unknown) => y)).toMatchObject({ code: 'ksc_http_error' });
+    expect(walks()).toBe(before + 2);
+    x.advance(9_000);
+    await start().catch(() => undefined);
+    expect(walks()).toBe(before + 2);
+    x.advance(1_000);
+    const r = await start();
+    expect(r.task).toMatchObject({ taskId: '62', displayName: 'KUMA Quick scan (Windows)' });
+    expect(walks()).toBe(before + 3);
+    expect(runTaskIds()).toEqual(['62']);
+    // A read that worked: the next is a minute away again.
+    x.advance(30_000);
+    await x.k.startTask({ assetId: assetIdFor(x.conn, WS42), tasks: ['No such task'] }).catch(() => undefined);
+    expect(walks()).toBe(before + 3);
+  } finally {
+    await x.close();
+  }
+});
+
 test('RunTask refused because the task was deleted (and created again) meanwhile: the start reads the list again and starts the new task once; the claim is taken once and kept', async () => {
   const x = await clocked();
   try {
