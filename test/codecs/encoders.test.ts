@@ -343,6 +343,16 @@ describe('ecs', () => {
     expect(ecs('CEF:0|V|P|1|id|n|5|start=2020-06-23T10:00:00.000Z')['event']['start']).toBe('2020-06-23T10:00:00.000Z');
   });
 
+  test('a time past the year 9999 is in no date field (strict_date_optional_time reads four year digits); @timestamp is then when cefd read it', () => {
+    // rt and start in milliseconds: 253402300800000 is 10000-01-01T00:00:00Z, which converts to `+010000-01-01T00:00:00.000Z`.
+    const d = ecs('CEF:0|V|P|1|id|n|5|rt=253402300800000 start=253402300800000 end=1592913444000');
+    expect(d['@timestamp']).toBe('2024-06-01T12:00:00.000Z');
+    expect(d['event']['start']).toBeUndefined();
+    expect(d['event']['end']).toBe('2020-06-23T11:57:24.000Z');
+    expect(d['cef']['extensions']).toMatchObject({ deviceReceiptTime: '253402300800000', startTime: '253402300800000' });
+    expect(ecs('CEF:0|V|P|1|id|n|5|rt=253402300799999')['@timestamp']).toBe('9999-12-31T23:59:59.999Z');
+  });
+
   test('extension keys and labels Elasticsearch cannot map are left out and counted', () => {
     // Elasticsearch expands dots: `x.` and `a..b` have an empty part, `a.b` beside `a` makes `a` a value and an object.
     const enc = createEncoder({ codec: 'ecs' });
@@ -384,7 +394,7 @@ describe('field options', () => {
 describe('ecs and kuma: every typed field holds its type, for any record (a property)', () => {
   // Values that convert and values that do not, for keys of every type.
   const values = fc.constantFrom('', '1', '-7', '007', '+4', '1e3', '12.5', '99999999999999999999', '9007199254740993', 'NaN', 'abc', '10.0.0.1', '::1', 'host.local',
-    '1592913444000', '2020-06-23T10:00:00.000Z', '2020-06-23 10:00:00', 'Jun 23 2020 17:37:24', 'Jun 2020', '55.75', '😀x', '__proto__');
+    '1592913444000', '253402300800000', '2020-06-23T10:00:00.000Z', '2020-06-23 10:00:00', 'Jun 23 2020 17:37:24', 'Jun 2020', '55.75', '😀x', '__proto__');
   const keys = fc.constantFrom(...KEY_TABLE.map(([short]) => short), 'cs1', 'cs7', 'cn1', 'cn3', 'cn4', 'cfp1', 'cfp5', 'c6a1', 'flexNumber1', 'flexDate1', 'deviceCustomDate2',
     'a', 'a.b', 'x.', 'a..b', '__proto__');
   const labels = fc.constantFrom('L', 'TaskName', 'Task.', 'a', 'a.b', '__proto__', 'KscCategory');
