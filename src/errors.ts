@@ -186,7 +186,7 @@ export const CODES = {
     level: 'error',
     stage: 'output',
     description:
-      'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...).',
+      'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...). `http_status_413` (the http, elasticsearch, splunk_hec and clickhouse outputs): one event alone is larger than the receiver takes; a larger batch answered 413 is split in halves first.',
   },
   'elasticsearch_<error type>': {
     level: 'error',

@@ -316,7 +316,12 @@ export class HttpTransport {
       if (this.closed) return this.retry('the output is closed');
       if (signal?.aborted === true) return this.retry(ABORTED);
       if (!this.started || this.url === null || this.agent === null) return this.retry('the output is not started');
-      if (this.compress === 'gzip') body = await gzipAsync(body);
+      if (this.compress === 'gzip') {
+        body = await gzipAsync(body);
+        // Closed while compressing: no request after close (it would go out through Node's
+        // global agent, without this output's TLS options, and outlive the output).
+        if (this.closed || this.agent === null) return this.retry('the output is closed');
+      }
       return await this.post(body, wantBody, signal);
     } catch (err) {
       return this.retry(`unexpected error: ${errorText(err)}`);
