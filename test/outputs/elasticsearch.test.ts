@@ -348,6 +348,11 @@ test('opensearch flavor: rejected_execution_exception retried; config checks', a
   expect(check({ index: 'a', encoding: { only_fields: ['cef'] } })).toEqual(['encoding']);
   expect(check({ index: 'a', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
   expect(check({ index: 'a', encoding: { except_fields: ['id'] } })).toEqual(['encoding']);
+  // The timestamp: @timestamp of a data stream document, and the date of a dated index name.
+  expect(check({ data_stream: 'logs-a-b', encoding: { only_fields: ['cef', 'id'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { except_fields: ['timestamp'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { except_fields: ['timestamp'] } })).toEqual([]);
 });
 
 function quiet(): Telemetry {
