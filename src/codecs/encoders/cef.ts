@@ -32,7 +32,13 @@ export function shortKey(full: string): string {
   return full;
 }
 
-/** Header field: `\` and `|` escaped. */
+/**
+ * Header field: `\` and `|` escaped; CR and LF written as `\r` `\n`. CEF allows line breaks
+ * only in extension values, and a record must stay one line (the disk buffer and the file
+ * and syslog outputs are line-based), but a header field can hold one (an octet-counted
+ * frame, a database row). `\n` is unambiguous (a backslash of the text is `\\`), though
+ * header parsers, ours included (../shared/cef/POLICY.md row 3), keep it as written.
+ */
 export function escapeHeader(v: string): string {
   let out = '';
   let from = 0;
@@ -40,6 +46,9 @@ export function escapeHeader(v: string): string {
     const c = v.charCodeAt(i);
     if (c === 92 || c === 124) {
       out += v.slice(from, i) + '\\' + v[i];
+      from = i + 1;
+    } else if (c === 10 || c === 13) {
+      out += v.slice(from, i) + (c === 10 ? '\\n' : '\\r');
       from = i + 1;
     }
   }
