@@ -247,7 +247,7 @@ export const CODES = {
   nats_permission_denied: {
     level: 'error',
     stage: 'output',
-    description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions); the event goes to the dead-letter output.',
+    description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions). The subject is the output\'s, so the configuration is wrong, not the events: retried no sooner than 10 s apart with this code in the retry log, never dead-lettered; fix the permissions (or `subject`) and the events in the buffer go out.',
   },
   nats_refused: {
     level: 'error',
