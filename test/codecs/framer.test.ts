@@ -113,6 +113,47 @@ describe('octet counting (RFC 6587)', () => {
     expect(frameChunks([buf.subarray(0, 1), buf.subarray(1, 2), buf.subarray(2)]).frames).toEqual(want);
   });
 
+  test('one-byte counted frames (`1 X`) stay counted: only `1 DDDD-` and `1 - ` are PRI-less lines; every cut of the stream gives the same frames', () => {
+    const line = '1 2024-02-19T13:18:51.000Z host KES|11.0.0.0 - GNRL_EV_OBJECT_BLOCKED [event@23668 et="GNRL_EV_OBJECT_BLOCKED"] x';
+    const nil = '1 - host app - - - no time';
+    const counted = '13 <13>1 - - - -';
+    // A one-byte frame before counted frames, one whose byte is a digit or a dash followed
+    // by a count, a PRI-less line with a time stamp and one without, a keepalive at the end.
+    const stream = `1 x${counted}1 5${counted}1 -11 <13>1 - - -1 9\n${line}\n${nil}\n1 2${counted}1 Z`;
+    const want = [
+      ['x', 'octet'], ['<13>1 - - - -', 'octet'],
+      ['5', 'octet'], ['<13>1 - - - -', 'octet'],
+      ['-', 'octet'], ['<13>1 - - -', 'octet'],
+      ['9', 'octet'],
+      [line, 'lf'],
+      [nil, 'lf'],
+      ['2', 'octet'], ['<13>1 - - - -', 'octet'],
+      ['Z', 'octet'],
+    ];
+    const buf = Buffer.from(stream);
+    const got = (c: ReturnType<typeof frameAll>) => c.frames.map((f) => [f.text, f.mode]);
+    expect(got(frameAll(buf))).toEqual(want);
+    expect(frameAll(buf).notices).toEqual(['frame_empty']);
+    for (let a = 1; a < buf.length; a++) {
+      expect(got(frameChunks([buf.subarray(0, a), buf.subarray(a)])), `cut at ${a}`).toEqual(want);
+    }
+    // A byte at a time.
+    expect(got(frameChunks([...buf].map((b) => Buffer.from([b]))))).toEqual(want);
+    // 2000 counted frames after a one-byte frame: every one of them, none glued or cut.
+    const many = '1 k' + Array.from({ length: 2000 }, (_, i) => { const m = `<13>1 - h a - - - CEF:0|KasperskyLab|SecurityCenter|14|E|n|1|cnt=${i}`; return `${Buffer.byteLength(m)} ${m}`; }).join('');
+    const c = frameAll(many);
+    expect(c.frames.length).toBe(2001);
+    expect(c.frames.every((f) => f.mode === 'octet' && !f.truncated)).toBe(true);
+    expect(c.discarded).toBe(0);
+  });
+
+  test('the stream ending right after `1 `, or inside what follows it', () => {
+    expect(frameAll('1 ').frames).toEqual([]);
+    expect(frameAll('1 ').notices).toEqual(['frame_incomplete']);
+    expect(frameAll('1 -').frames).toEqual([{ text: '-', mode: 'octet', truncated: false }]);
+    expect(frameAll('1 20').frames.map((f) => [f.text, f.mode])).toEqual([['2', 'octet'], ['0', 'lf']]);
+  });
+
   test('absurd counts (up to 2^53 and beyond) never make the framer wait for them', () => {
     const c = frameAll('9007199254740993 x\n99999999999999999999999999 y\nok\n');
     expect(texts(c)).toEqual(['9007199254740993 x', '99999999999999999999999999 y', 'ok']);

@@ -6,7 +6,10 @@
  *
  * - Octet counting (RFC 6587 section 3.4.1, `MSG-LEN SP SYSLOG-MSG`): the frame starts with
  *   a non-zero digit, more digits, then a space. MSG-LEN bytes follow, whatever they hold.
- *   Except `1 `: that is an RFC 5424 line without its PRI (VERSION 1), read as LF framing.
+ *   Except `1 ` followed by `DDDD-` (a time stamp) or `- ` (no time stamp): that is an RFC
+ *   5424 line without its PRI (VERSION 1), read as LF framing. A one-byte counted frame
+ *   is never followed by that (the next frame's count is digits and a space), so counted
+ *   one-byte frames (`1 X`) keep working.
  * - Non-transparent framing (RFC 6587 section 3.4.2): anything else; the frame ends at LF.
  *   A CR right before the LF is dropped (CRLF senders), and a NUL also ends a frame (some
  *   senders use NUL as the trailer, as KUMA's tcp connector allows).
@@ -73,6 +76,31 @@ const enum State {
   Octets,
   /** Skipping the rest of an over-long LF frame up to its LF. */
   Discard,
+  /**
+   * `1 ` read (held in `pending`, with the bytes after it looked at so far): an RFC 5424
+   * line without its PRI, or a one-byte counted frame; the next bytes tell (versionVerdict).
+   */
+  Version,
+}
+
+/**
+ * Whether the bytes after a frame's `1 ` make it an RFC 5424 line without its PRI
+ * (`DDDD-`: a time stamp's year; `- `: no time stamp), a one-byte counted frame, or need
+ * more bytes to tell. `at(k)` is the k-th byte after the space, `avail` how many there are.
+ */
+function versionVerdict(at: (k: number) => number, avail: number): 'line' | 'octet' | 'more' {
+  if (avail === 0) return 'more';
+  const b0 = at(0);
+  if (b0 === 45 /* - */) {
+    if (avail < 2) return 'more';
+    return at(1) === SP ? 'line' : 'octet';
+  }
+  for (let k = 0; k < 5; k++) {
+    if (k >= avail) return 'more';
+    const b = at(k);
+    if (k < 4 ? b < D0 || b > D9 : b !== 45) return 'octet';
+  }
+  return 'line';
 }
 
 export class Framer {
@@ -140,6 +168,9 @@ export class Framer {
         case State.Octets:
           pos = this.readOctets(chunk, pos);
           break;
+        case State.Version:
+          pos = this.readVersion(chunk, pos);
+          break;
         case State.Discard: {
           const lf = this.nextLf(chunk, pos);
           const nul = this.nextNul(chunk, pos);
@@ -165,6 +196,16 @@ export class Framer {
    */
   end(): Buffer | null {
     let left: Buffer | null = null;
+    // `1 ` and the start of what follows, undecided: a counted frame then (the stream ended
+    // before a line's time stamp could tell), as before this state existed.
+    if (this.state === State.Version) {
+      if (this.pendingBytes === 2) {
+        this.pendBuf = null;
+        this.pendingBytes = 0;
+        this.need = 1;
+        this.state = State.Octets;
+      } else this.oneByteFrame(null);
+    }
     switch (this.state) {
       case State.Count:
       case State.Line:
@@ -205,7 +246,7 @@ export class Framer {
     if (this.state === State.Octets) {
       const prefix = this.countPrefix();
       out = this.octetBuf !== null && this.octetFill > 0 ? Buffer.concat([prefix, this.octetBuf.subarray(0, this.octetFill)]) : prefix;
-    } else if ((this.state === State.Line || this.state === State.Count) && this.pendingBytes > 0) {
+    } else if ((this.state === State.Line || this.state === State.Count || this.state === State.Version) && this.pendingBytes > 0) {
       out = this.takePending();
     }
     this.reset();
@@ -230,7 +271,7 @@ export class Framer {
 
   /** Inside a frame: its first byte (or its octet count) is in, its end is not. */
   get midFrame(): boolean {
-    return this.state === State.Line || this.state === State.Count || this.state === State.Octets;
+    return this.state === State.Line || this.state === State.Count || this.state === State.Octets || this.state === State.Version;
   }
 
   /** Bytes allocated for the incomplete frame (at most about twice bufferedBytes). */
@@ -254,11 +295,15 @@ export class Framer {
         i++;
         continue;
       }
-      // `1 ` is RFC 5424's VERSION of a line whose <PRI> a relay stripped (Wazuh forwards
-      // KSC's lines as `1 2024-02-19T13:18:51.000Z host KES|11.0.0.0 - ...`, FORMAT.md §7
-      // item 10), not the count of a one-byte frame, which no sender sends: a syslog
-      // message is never one byte. So it starts an LF frame.
-      if (b === SP && digits === 1 && count === 1) break;
+      // `1 ` may be RFC 5424's VERSION of a line whose <PRI> a relay stripped (Wazuh
+      // forwards KSC's lines as `1 2024-02-19T13:18:51.000Z host KES|11.0.0.0 - ...`,
+      // FORMAT.md §7 item 10) or the count of a one-byte frame: the next bytes tell.
+      if (b === SP && digits === 1 && count === 1) {
+        this.keepPending(chunk, pos, i + 1);
+        this.count = 0;
+        this.state = State.Version;
+        return i + 1;
+      }
       if (b === SP && digits <= this.maxDigits && count <= this.maxFrameBytes) {
         // RFC 6587 octet counting: MSG-LEN bytes follow the space. A zero count is
         // impossible here (the first digit is 1-9).
@@ -284,6 +329,50 @@ export class Framer {
     this.count = 0;
     this.state = State.Line;
     return i;
+  }
+
+  /** State.Version: decides with the bytes after `1 ` (those held, then the chunk's). */
+  private readVersion(chunk: Buffer, pos: number): number {
+    const held = this.pendingBytes - 2;
+    const buf = this.pendBuf!;
+    const at = (k: number): number => (k < held ? buf[2 + k]! : chunk[pos + k - held]!);
+    const verdict = versionVerdict(at, held + chunk.length - pos);
+    if (verdict === 'more') {
+      this.keepPending(chunk, pos, chunk.length);
+      return chunk.length;
+    }
+    if (verdict === 'line') {
+      // The bytes held so far begin the line; it goes on from `pos`.
+      this.state = State.Line;
+      return pos;
+    }
+    if (held === 0) {
+      this.oneByteFrame(chunk[pos]!);
+      return pos + 1;
+    }
+    this.oneByteFrame(null);
+    return pos;
+  }
+
+  /**
+   * `1 X` was a one-byte counted frame: emits X (`byte`, or the first byte held after the
+   * space) and feeds the bytes held after it again, as the start of the next frame.
+   */
+  private oneByteFrame(byte: number | null): void {
+    const rest = byte === null && this.pendingBytes > 3 ? Buffer.from(this.pendBuf!.subarray(3, this.pendingBytes)) : null;
+    const body = Buffer.from([byte ?? this.pendBuf![2]!]);
+    this.pendBuf = null;
+    this.pendingBytes = 0;
+    this.state = State.Start;
+    this.sink.frame(body, 'octet', false);
+    if (rest !== null) {
+      // At most four bytes; push() re-aims the chunk's NUL/LF positions: keep the outer ones.
+      const nulAt = this.nulAt;
+      const lfAt = this.lfAt;
+      this.push(rest);
+      this.nulAt = nulAt;
+      this.lfAt = lfAt;
+    }
   }
 
   private readLine(chunk: Buffer, pos: number): number {
