@@ -90,8 +90,11 @@ export async function refreshTasks(store: KscStore, client: KscClient, conn: Con
     s.failures = 0;
     return tasks;
   } catch (e) {
+    // Counted from the failure, not the start: a read that hung until its timeout is not
+    // followed at once by the next.
     s.failures++;
-    s.nextAt = startedAt + Math.min(TASK_REFRESH_MIN_MS, TASK_REFRESH_RETRY_MS * 2 ** (s.failures - 1));
+    const failedAt = Math.max(startedAt, store.currentTime().getTime());
+    s.nextAt = Math.min(startedAt + TASK_REFRESH_MIN_MS, failedAt + TASK_REFRESH_RETRY_MS * 2 ** (s.failures - 1));
     throw e;
   } finally {
     if (s.pending === read) delete s.pending;

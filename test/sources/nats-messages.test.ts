@@ -151,8 +151,10 @@ test('a batch whose acknowledgement is held for several ack_wait periods (KSC wo
   const c = await stream(s);
   const K = 40;
   await publish(c, K);
-  // ack_wait 3 s: in-progress acknowledgements every second.
-  const p = await processor(s, { ack_wait: 3 });
+  // ack_wait 6 s: in-progress acknowledgements every 2 s. The first goes out 2-4 s after
+  // the hand-over (a batch younger than a tick waits for the next): 2 s to spare before
+  // the server would deliver again, for an event loop stalled on a loaded machine.
+  const p = await processor(s, { ack_wait: 6 });
   const st = p.telemetry.listener('bus');
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
@@ -250,6 +252,36 @@ test('the durable consumer deleted while another processor holds messages unackn
   } finally {
     clearInterval(keep);
   }
+});
+
+test('the durable consumer deleted after another processor took messages this one never saw (and died with them): made again no later than the consumer\'s position at this one\'s last reading, so they are not lost', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 5);
+  // ack_wait 120 s: no reading of the consumer's state (every 40 s) within the test, and
+  // the other processor's messages are not delivered again by the server on their own.
+  const p = await processor(s, { ack_wait: 120 });
+  await p.src.start();
+  await waitFor(async () => p.out.events.length >= 5 && (await ackPending(c)).ackPending === 0, 60_000, 'the first 5 processed and acknowledged');
+  // Reading paused while another processor takes 6-10 and dies without acknowledging them.
+  p.flow.block('test');
+  await waitFor(() => (p.src as unknown as { fetching: unknown }).fetching === null, 60_000, 'no fetch open');
+  await publish(c, 5);
+  const taken: JsMsg[] = [];
+  const other = await (await c.jetstream().consumers.get('RAW', 'processors')).fetch({ max_messages: 5, expires: 5000 });
+  for await (const m of other) {
+    taken.push(m);
+    if (taken.length === 5) break;
+  }
+  expect(taken.map((m) => m.seq)).toEqual([6, 7, 8, 9, 10]);
+  p.flow.unblock('test');
+  await publish(c, 5);
+  await waitFor(async () => ids(11, 15).every((id) => copies(p.out.events).has(id)) && (await ackPending(c)).ackPending === 5, 60_000, '11-15 processed by this one');
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.consumers.delete('RAW', 'processors');
+  await publish(c, 5);
+  await waitFor(() => ids(1, 20).every((id) => copies(p.out.events).has(id)), 60_000, 'the other processor\'s 6-10 and the new 16-20');
+  expect((await jsm.consumers.info('RAW', 'processors')).config.opt_start_seq).toBeLessThanOrEqual(6);
 });
 
 test('the durable consumer made again by another processor after messages this one holds unsettled: made again from the first of them, so that none is lost', async () => {

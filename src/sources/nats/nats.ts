@@ -94,6 +94,16 @@ export class NatsSource implements Source {
    * state said: Infinity when every message it had unacknowledged was in this process's hands.
    */
   private othersFrom = Infinity;
+  /**
+   * The consumer's delivered stream sequence at its last read, and whether this process
+   * may have missed a message delivered since: the next sequence it expected came to
+   * someone else (another processor, which may die with it unacknowledged) or was skipped
+   * (a filter_subject). Then a consumer made again starts no later than the one after that
+   * read, so that nothing delivered since to another processor is lost.
+   */
+  private readDelivered = 0;
+  private nextExpected = 1;
+  private gapSinceRead = false;
   /** The batches handed to the pipeline and not settled. */
   private readonly batches = new Set<Batch>();
   /** Sends the in-progress acknowledgements and reads the consumer's state. */
@@ -202,6 +212,9 @@ export class NatsSource implements Source {
    */
   private noteConsumer(info: ConsumerInfo, before: Set<Batch>): void {
     this.highestSeen = Math.max(this.highestSeen, info.delivered.stream_seq);
+    this.readDelivered = info.delivered.stream_seq;
+    this.nextExpected = Math.max(this.nextExpected, this.readDelivered + 1);
+    this.gapSinceRead = false;
     let mine = 0;
     for (const b of before) if (this.batches.has(b) && b.consumer === info.created) mine += b.msgs.length;
     this.othersFrom = info.num_ack_pending <= mine ? Infinity : info.ack_floor.stream_seq + 1;
@@ -212,13 +225,16 @@ export class NatsSource implements Source {
    * sequence it holds unsettled (fetched, on the workers, waiting for the outputs or KSC
    * work), else the one after the highest it has seen; lowered to the consumer's
    * acknowledgement floor when its last state showed messages held by someone else (another
-   * processor, a predecessor that crashed) or given back by this one. Nothing that may be
-   * unprocessed lies before it; what this process settled after it comes again.
+   * processor, a predecessor that crashed) or given back by this one, and to the one after
+   * the consumer's delivered sequence at its last read when a message delivered since went
+   * to someone else (see gapSinceRead). Nothing that may be unprocessed lies before it;
+   * what this process settled after it comes again.
    */
   restartSequence(): number {
     let from = this.highestSeen + 1;
     for (const b of this.batches) for (const m of b.msgs) from = Math.min(from, m.seq);
     for (const m of this.gathered) from = Math.min(from, m.seq);
+    if (this.gapSinceRead) from = Math.min(from, this.readDelivered + 1);
     return Math.max(1, Math.min(from, this.othersFrom));
   }
 
@@ -362,6 +378,10 @@ export class NatsSource implements Source {
           this.gathered.push(m);
           this.gatheredFrom = from;
           if (m.seq > this.highestSeen) this.highestSeen = m.seq;
+          if (!m.info.redelivered && m.seq >= this.nextExpected) {
+            if (m.seq > this.nextExpected) this.gapSinceRead = true;
+            this.nextExpected = m.seq + 1;
+          }
           if (this.gathered.length >= this.config.batch_size) this.handOver();
           else if (!this.handOverScheduled) {
             // What arrived in this read of the connection goes as one batch.
