@@ -97,3 +97,21 @@ test('ksc.admin.bearer_token: at least 32 characters when the admin API is on, w
   writeFileSync(join(dir, 'admin-token'), `${'f'.repeat(64)}\n`);
   expect(format('ksc:\n  admin: { enabled: true, bearer_token_file: ./admin-token }\n')).toEqual([]);
 });
+
+test('a secret _file that cannot be read is one problem at its line, not also "required"; a missing option names its section\'s line', () => {
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  const format = (text: string): string[] => configErrors(text, file);
+  // The file is named but missing: the reader is told that, once, at the _file key's line
+  // (before: a second line said the token "is required ... or set bearer_token_file").
+  expect(format('state_dir: ./state\nksc:\n  admin:\n    enabled: true\n    bearer_token_file: ./admin-token\n')).toEqual([
+    `${file}:5: ksc.admin.bearer_token_file: cannot read ./admin-token: ENOENT`,
+  ]);
+  expect(format('outputs:\n  - name: hec\n    type: splunk_hec\n    url: https://splunk.example:8088\n    token_file: ./hec-token\n')).toEqual([
+    `${file}:5: outputs[0].token_file: cannot read ./hec-token: ENOENT`,
+  ]);
+  // Neither the token nor its file: "required", at the line of the section that needs it.
+  expect(format('state_dir: ./state\nksc:\n  admin: { enabled: true, port: 9142 }\n')).toEqual([
+    `${file}:3: ksc.admin.bearer_token: is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)`,
+  ]);
+});
