@@ -43,6 +43,14 @@ for (const [file, name, render] of [
   });
 }
 
+test('the option table gives the built-in listeners and outputs as their defaults', () => {
+  // A list default is written out like any other (there is no "below" to point at).
+  const row = (key: string) => configDoc().split('\n').find((l) => l.startsWith(`| \`${key}\` |`))!;
+  expect(row('listeners')).toContain('`[{"name":"tcp","type":"tcp"},{"name":"udp","type":"udp"}]`');
+  expect(row('outputs')).toContain('`[{"name":"events","type":"file","path":"./data/events.ndjson"}]`');
+  expect(configDoc()).not.toContain('see below');
+});
+
 test('every code is in the README and in docs/error-codes.md', () => {
   for (const file of [README, ERROR_CODES]) {
     const text = readFileSync(file, 'utf8');
