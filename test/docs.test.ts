@@ -3,7 +3,8 @@
  * (src/config/schema.ts) in docs/configuration.md, the error and warning codes
  * (src/errors.ts) in docs/error-codes.md, and the compact list of the codes in README.md.
  * Run with UPDATE_DOCS=1 to rewrite them. Also: the README stays a landing page, its links
- * and those between the docs pages lead to files that exist, and docs/README.md indexes them all.
+ * and those between the docs pages lead to files that exist, docs/README.md indexes them
+ * all, and the metric names the docs give are the ones the code exports (and the other way round).
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -85,4 +86,46 @@ test('every relative link in README.md and docs/<topic>.md points at a file that
 test('docs/README.md lists every page of docs/', () => {
   const listed = new Set(links(join(ROOT, 'docs/README.md')).map((l) => l.split('#')[0]));
   expect(DOCS.filter((f) => !listed.has(f))).toEqual([]);
+});
+
+/** The metric names the code defines: the names given to counter(), gauge() and prom-client's constructors in src/. */
+function definedMetrics(): Set<string> {
+  const out = new Set<string>();
+  const walk = (d: string): void => {
+    for (const f of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, f.name);
+      if (f.isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) {
+        for (const m of readFileSync(p, 'utf8').matchAll(/\b(?:counter|gauge|collectedCounter|collectedGauge)\(\s*(?:reg,\s*)?'(cefd_[a-z0-9_]+)'|\bname:\s*'(cefd_[a-z0-9_]+)'/g)) out.add(m[1] ?? m[2]!);
+      }
+    }
+  };
+  walk(join(ROOT, 'src'));
+  return out;
+}
+
+test('every metric the code defines is in the docs, and every metric name the docs give exists', () => {
+  const defined = definedMetrics();
+  expect(defined.size).toBeGreaterThan(50);
+  const docs = [README, ...DOCS.map((f) => join(ROOT, 'docs', f))].map((f) => [f.slice(ROOT.length), readFileSync(f, 'utf8')] as const);
+  const all = docs.map(([, t]) => t).join('\n');
+  expect([...defined].filter((m) => !all.includes(`\`${m}`))).toEqual([]);
+  // A full metric name in the docs (not a prefix such as `cefd_ksc_*`) must be defined; the
+  // other `cefd_` names they give (buckets, cookies) are string constants of the code.
+  const literals = new Set<string>();
+  const walk = (d: string): void => {
+    for (const f of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, f.name);
+      if (f.isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/'(cefd_[a-z0-9_]+)'/g)) literals.add(m[1]!);
+    }
+  };
+  walk(join(ROOT, 'src'));
+  const unknown: string[] = [];
+  for (const [file, text] of docs) {
+    for (const m of text.matchAll(/\bcefd_[a-z][a-z0-9_]*[a-z0-9](?![a-z0-9_*])/g)) {
+      if (!defined.has(m[0]) && !literals.has(m[0])) unknown.push(`${file}: ${m[0]}`);
+    }
+  }
+  expect(unknown).toEqual([]);
 });
