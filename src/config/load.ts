@@ -123,7 +123,7 @@ class Walker {
       const val = this.env[name];
       if (val !== undefined && val !== '') return val;
       if (def !== undefined) return def;
-      this.problem(key, node, `environment variable ${name} is not set`);
+      this.problem(key, node, `environment variable ${name} is ${val === '' ? 'empty' : 'not set'}`);
       return '';
     });
   }

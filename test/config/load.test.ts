@@ -115,3 +115,19 @@ test('a secret _file that cannot be read is one problem at its line, not also "r
     `${file}:3: ksc.admin.bearer_token: is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)`,
   ]);
 });
+
+test('${VAR}: an unset variable and an empty one are problems that say which', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadConfigText('outputs:\n  - { name: h, type: http, url: "${SIEM_URL}" }\n', file, env);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.map((p) => `${p.key}: ${p.message}`);
+      throw e;
+    }
+    return [];
+  };
+  expect(problems({})).toContain('outputs[0].url: environment variable SIEM_URL is not set');
+  expect(problems({ SIEM_URL: '' })).toContain('outputs[0].url: environment variable SIEM_URL is empty');
+  expect(problems({ SIEM_URL: 'https://siem.example/' })).toEqual([]);
+});
