@@ -43,7 +43,8 @@ export interface BearerLimiter {
  * A request's bearer token with wrong ones limited per client address: a locked-out address
  * is refused (`retryAfterSeconds`) before its token is looked at, else the answer would tell
  * a guesser which token is right; a wrong token counts against the address, the right one
- * starts its count over; a request without one guessed nothing and is not counted. The caller answers 429 / 401 its own way.
+ * starts its count over; a request without one guessed nothing and is not counted. The
+ * caller answers 429 / 401 its own way.
  */
 export function limitedBearer<H extends string | string[]>(
   tokenOk: (header: H | undefined) => boolean,

@@ -186,7 +186,7 @@ export const CODES = {
     level: 'error',
     stage: 'output',
     description:
-      'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...).',
+      'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...). `http_status_413` (the http, elasticsearch, splunk_hec and clickhouse outputs): one event alone is larger than the receiver takes; a larger batch answered 413 is split in halves first.',
   },
   'elasticsearch_<error type>': {
     level: 'error',
@@ -241,7 +241,7 @@ export const CODES = {
   nats_permission_denied: {
     level: 'error',
     stage: 'output',
-    description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions); the event goes to the dead-letter output.',
+    description: 'The nats output: the server refused the publish for want of permission on the subject (the account\'s `publish` permissions). The subject is the output\'s, so the configuration is wrong, not the events: retried no sooner than 10 s apart with this code in the retry log, never dead-lettered; fix the permissions (or `subject`) and the events in the buffer go out.',
   },
   nats_refused: {
     level: 'error',

@@ -22,6 +22,10 @@ import { createEncoder, ENCODER_NAMES } from '../../src/codecs/encoders/registry
 import { renderEcsTable } from '../../src/codecs/encoders/ecs.js';
 import { KEY_TABLE } from '../../src/codecs/cef/key-table.js';
 import ksc from '../../normalizers/ksc/index.js';
+import kscSql from '../../normalizers/ksc_sql/index.js';
+import { kscView } from '../../normalizers/ksc/lean.js';
+import type { KscObject } from '../../normalizers/ksc/types.js';
+import { goldenKsc, rowFor } from '../helpers/ksc-rows.js';
 
 const NOW = Date.UTC(2024, 5, 1, 12, 0, 0);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -61,8 +65,11 @@ describe('cef: the record parses back to the same header and extensions', () => 
         const line = `CEF:0|${h.map(escH).join('|')}|${ext}`;
         const a = decode(line);
         const text = enc.encode(a);
+        // One line, always: a header's line breaks are written as \n and \r, which a
+        // header parser keeps as written (POLICY row 3).
+        expect(text).not.toMatch(/[\r\n]/);
         const b = decode(text);
-        for (const f of HEADER) expect(b.cef![f]).toBe(a.cef![f]);
+        for (const f of HEADER) expect(b.cef![f]).toBe(a.cef![f]?.replace(/\n/g, '\\n').replace(/\r/g, '\\r'));
         expect(allExtensions(b.cef!)).toEqual(allExtensions(a.cef!));
         expect(b.cef!.custom).toEqual(a.cef!.custom);
         expect(b.cef!.typed).toEqual(a.cef!.typed);
@@ -89,8 +96,86 @@ describe('cef: the record parses back to the same header and extensions', () => 
   test('an event without CEF (KSC syslog format) gets a record from what it knows', () => {
     const e = decode('<14>1 2024-05-06T07:00:00.000Z ws1.corp KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 et="GNRL_EV_VIRUS_FOUND" etdn="Malicious object detected" hdn="WS1" hip="10.0.0.5"] text');
     const text = createEncoder({ codec: 'cef' }).encode(e);
-    expect(text).toBe('CEF:0|KasperskyLab|SecurityCenter||GNRL_EV_VIRUS_FOUND|Malicious object detected|1|rt=1714978800000 dhost=WS1 dst=10.0.0.5 msg=text');
+    expect(text).toBe('CEF:0|KasperskyLab|SecurityCenter||GNRL_EV_VIRUS_FOUND|Malicious object detected|1|rt=1714978800000 dhost=WS1 dst=10.0.0.5 msg=text cs2=KES cs2Label=ProductName cs3=11.0.0.0 cs3Label=ProductVersion');
     expect(decode(text).cef?.extensions.destinationHostName).toBe('WS1');
+  });
+});
+
+describe('a KSC event without CEF (Syslog format, a database row) is written as KSC\'s CEF export writes it', () => {
+  /** What a KSC event says, by the ksc normalizer's full view. */
+  const said = (k: KscObject) => ({
+    eventType: k.eventType,
+    eventName: k.eventName,
+    category: k.category,
+    severity: k.severity,
+    host: { name: k.host.name, ip: k.host.ip },
+    group: k.group,
+    product: k.product,
+    component: k.component,
+    task: k.task,
+    threat: k.threat,
+    attack: k.attack,
+    messageLines: k.messageLines,
+  });
+  const rowEvent = (k: KscObject): CefdEvent => {
+    const e: CefdEvent = { id: 'db-1', timestamp: '2024-05-06T09:14:27.000Z', received: '2024-05-06T09:14:28.000Z', sql: { source: 's', database: 'd', cursor: 1, row: rowFor(k, 1, 1) } };
+    normalizeEvent(e, [kscSql]);
+    return e;
+  };
+  const cases = goldenKsc();
+
+  test('cef: the record normalizes back to the same KSC fields (every fixture type as a database row and as a Syslog event)', () => {
+    const enc = createEncoder({ codec: 'cef' });
+    let rows = 0;
+    let syslog = 0;
+    for (const c of cases) {
+      const events = [rowEvent(c.ksc)];
+      rows++;
+      if (c.ksc.format === 'syslog') {
+        const input = readFileSync(`${ROOT}fixtures/ksc/golden/${c.name.slice(0, c.name.indexOf('#'))}.input.txt`, 'utf8').trim();
+        events.push(decode(input));
+        syslog++;
+      }
+      for (const e of events) {
+        const a = kscView(e)!;
+        expect(e.cef).toBeUndefined();
+        const d = decode(enc.encode(e));
+        const b = kscView(d)!;
+        expect(b.format, c.name).toBe('cef');
+        // The CEF path leaves the description in `msg` (its line breaks are CR LF, as KSC sends them).
+        const msg = d.cef!.extensions['message'];
+        expect({ ...said(b), messageLines: msg?.split('\r\n') }, `${c.name} (${a.format})`).toEqual(said(a));
+      }
+    }
+    expect(rows).toBeGreaterThanOrEqual(10);
+    expect(syslog).toBeGreaterThanOrEqual(5);
+    expect(enc.problems.take()).toEqual([]);
+  });
+
+  test('kuma: a row has the fields the same event has when it came as CEF (slots by label, Message, the user)', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const cefEnc = createEncoder({ codec: 'cef' });
+    /** Label → value of the custom slots and Extra, and the standard fields. */
+    const fields = (r: Record<string, unknown>) => {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(r)) {
+        if (/Label$/.test(k)) out[`label:${String(v)}`] = r[k.slice(0, -'Label'.length)];
+        // A header field cefd does not know is absent here and empty in a CEF record.
+        else if (!/^(DeviceCustom|Flex)/.test(k) && k !== 'Extra' && k !== 'ID' && v !== '') out[k] = v;
+      }
+      // The device's FQDN (a row's wstrDnsName) has no field in KSC's CEF export.
+      for (const [k, v] of Object.entries((r['Extra'] ?? {}) as Record<string, unknown>)) if (k !== 'KscHostFqdn') out[`label:${k}`] = v;
+      return out;
+    };
+    for (const c of cases) {
+      const row = rowEvent(c.ksc);
+      const k = JSON.parse(enc.encode(row)) as Record<string, unknown>;
+      expect(k['Message'], c.name).toBe(kscView(row)!.messageLines?.join('\r\n'));
+      if (c.ksc.threat?.name !== undefined) expect(fields(k)['label:VirusName'], c.name).toBe(c.ksc.threat.name);
+      // The same event as KSC's CEF export sends it (the cef encoding of the row), decoded.
+      const viaCef = JSON.parse(enc.encode(decode(cefEnc.encode(row)))) as Record<string, unknown>;
+      expect(fields(k), c.name).toEqual(fields(viaCef));
+    }
   });
 });
 
@@ -189,6 +274,18 @@ describe('kuma', () => {
     expect(enc.problems.take()).toEqual([['encode_field_cut', 1]]);
   });
 
+  test('KSC\'s Syslog format: DeviceHostName is the Administration Server (kscfqdn), not the HOSTNAME, which is the managed device', () => {
+    const enc = createEncoder({ codec: 'kuma' });
+    const line = (sd: string) => `<14>1 2024-05-06T07:00:00.000Z ws1.corp.example KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 et="GNRL_EV_VIRUS_FOUND" etdn="Malicious object detected" hdn="WS1" hip="10.0.0.5"${sd}] text`;
+    const a = JSON.parse(enc.encode(decode(line(' kscfqdn="ksc01.corp.example"')))) as Record<string, any>;
+    expect(a).toMatchObject({ DeviceHostName: 'ksc01.corp.example', DestinationHostName: 'WS1', Extra: { KscHostFqdn: 'ws1.corp.example' } });
+    const b = JSON.parse(enc.encode(decode(line('')))) as Record<string, any>;
+    expect(b['DeviceHostName']).toBeUndefined();
+    expect(b['Extra']['KscHostFqdn']).toBe('ws1.corp.example');
+    // KSC's CEF: the HOSTNAME is the server.
+    expect(JSON.parse(enc.encode(decode('<14>1 2024-05-06T07:00:00.000Z ksc01 KSC - - - CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|x|4|dhost=WS1')))['DeviceHostName']).toBe('ksc01');
+  });
+
   test('Raw when the event has the frame text', () => {
     const r = decodeFrame(Buffer.from('CEF:0|V|P|1|id|n|5|src=1.2.3.4'), false, NOW, { keepRaw: true });
     expect(r.ok && JSON.parse(createEncoder({ codec: 'kuma' }).encode(r.event))['Raw']).toBe('CEF:0|V|P|1|id|n|5|src=1.2.3.4');
@@ -249,6 +346,16 @@ describe('ecs', () => {
     expect(ecs('CEF:0|V|P|1|id|n|5|start=2020-06-23T10:00:00.000Z')['event']['start']).toBe('2020-06-23T10:00:00.000Z');
   });
 
+  test('a time past the year 9999 is in no date field (strict_date_optional_time reads four year digits); @timestamp is then when cefd read it', () => {
+    // rt and start in milliseconds: 253402300800000 is 10000-01-01T00:00:00Z, which converts to `+010000-01-01T00:00:00.000Z`.
+    const d = ecs('CEF:0|V|P|1|id|n|5|rt=253402300800000 start=253402300800000 end=1592913444000');
+    expect(d['@timestamp']).toBe('2024-06-01T12:00:00.000Z');
+    expect(d['event']['start']).toBeUndefined();
+    expect(d['event']['end']).toBe('2020-06-23T11:57:24.000Z');
+    expect(d['cef']['extensions']).toMatchObject({ deviceReceiptTime: '253402300800000', startTime: '253402300800000' });
+    expect(ecs('CEF:0|V|P|1|id|n|5|rt=253402300799999')['@timestamp']).toBe('9999-12-31T23:59:59.999Z');
+  });
+
   test('extension keys and labels Elasticsearch cannot map are left out and counted', () => {
     // Elasticsearch expands dots: `x.` and `a..b` have an empty part, `a.b` beside `a` makes `a` a value and an object.
     const enc = createEncoder({ codec: 'ecs' });
@@ -290,7 +397,7 @@ describe('field options', () => {
 describe('ecs and kuma: every typed field holds its type, for any record (a property)', () => {
   // Values that convert and values that do not, for keys of every type.
   const values = fc.constantFrom('', '1', '-7', '007', '+4', '1e3', '12.5', '99999999999999999999', '9007199254740993', 'NaN', 'abc', '10.0.0.1', '::1', 'host.local',
-    '1592913444000', '2020-06-23T10:00:00.000Z', '2020-06-23 10:00:00', 'Jun 23 2020 17:37:24', 'Jun 2020', '55.75', '😀x', '__proto__');
+    '1592913444000', '253402300800000', '2020-06-23T10:00:00.000Z', '2020-06-23 10:00:00', 'Jun 23 2020 17:37:24', 'Jun 2020', '55.75', '😀x', '__proto__');
   const keys = fc.constantFrom(...KEY_TABLE.map(([short]) => short), 'cs1', 'cs7', 'cn1', 'cn3', 'cn4', 'cfp1', 'cfp5', 'c6a1', 'flexNumber1', 'flexDate1', 'deviceCustomDate2',
     'a', 'a.b', 'x.', 'a..b', '__proto__');
   const labels = fc.constantFrom('L', 'TaskName', 'Task.', 'a', 'a.b', '__proto__', 'KscCategory');

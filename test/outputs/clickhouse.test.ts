@@ -142,6 +142,21 @@ describe('clickhouse output, direct', () => {
     await o.close();
   });
 
+  test('a value outside an Enum column (18.16: Code 49 "Unknown element"): only that row is dead-lettered, the output is not stuck retrying it', async () => {
+    const name = await table("id String, sev Enum8('Low' = 1, 'Medium' = 2, 'High' = 3)");
+    const o = output({ table: name, columns: { id: 'id', sev: 'sev' }, event_column: '' });
+    await o.start();
+    const records = Array.from({ length: 40 }, (_, i) => JSON.stringify({ id: `e${i}`, sev: i === 29 ? 'Very-High' : ['Low', 'Medium', 'High'][i % 3] }));
+    const r = await o.send({ records });
+    expect(r.status).toBe('partial');
+    if (r.status !== 'partial') return;
+    expect(r.retry ?? []).toEqual([]);
+    expect(r.rejected!.map((x) => [x.index, x.reason])).toEqual([[29, REJECT_REASON]]);
+    expect(r.rejected![0]!.error).toMatch(/Unknown element 'Very-High' for type Enum8/);
+    expect(await count(`SELECT count() FROM t.${name}`)).toBe(39);
+    await o.close();
+  });
+
   test('a long ClickHouse error keeps its code, the column, the row and the server\'s message in the dead letter; a long unknown column is named whole', async () => {
     const name = await table('id String, n UInt32, tag String');
     const o = output({ table: name, columns: { id: 'id', n: 'n', tag: 'tag' }, event_column: '' });
@@ -336,6 +351,27 @@ describe('clickhouse output, answers the real server gives only by chance', () =
     if (r.status === 'partial') expect(r.rejected!.map((x) => x.index)).toEqual([41]);
     // The whole batch, the named row alone, the others: three inserts.
     expect(s.requests()).toBe(3);
+    await s.o.close();
+    await s.close();
+  });
+
+  test('413 from a proxy with a body limit: halves until they pass; a row too large alone is dead-lettered, never retried forever', async () => {
+    // What nginx's client_max_body_size in front of ClickHouse answers: 413 for a body over the limit.
+    const limit = 900;
+    const s = await standIn((rows) => {
+      const bytes = rows.reduce((n, r) => n + JSON.stringify(r).length + 1, 0);
+      return bytes > limit ? { status: 413, body: '<html><body>413 Request Entity Too Large</body></html>' } : { status: 200, body: '' };
+    });
+    const recs = records([]);
+    recs[17] = JSON.stringify({ id: 'e17', n: 'x'.repeat(2000) });
+    const r = await s.o.send({ records: recs });
+    expect(r.status).toBe('partial');
+    if (r.status === 'partial') {
+      expect(r.rejected!.map((x) => [x.index, x.reason])).toEqual([[17, 'http_status_413']]);
+      expect(r.rejected![0]!.error).toMatch(/HTTP 413/);
+      expect(r.retry ?? []).toEqual([]);
+    }
+    expect(s.inserted.sort()).toEqual(Array.from({ length: 64 }, (_, i) => `e${i}`).filter((id) => id !== 'e17').sort());
     await s.o.close();
     await s.close();
   });

@@ -5,6 +5,8 @@
  * down at start, down mid-stream and back, slow receiver, wrong credentials.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, expect, test } from 'vitest';
@@ -195,6 +197,33 @@ test('item cluster_block_exception 403 (a write block) among written items: only
   expect(ids(es)).toEqual(['k-1', 'k-3']);
 });
 
+test('a url that names no bulk API (404 from a wrong path or a proxy, a redirect to https): retried with a long wait and a clear error, never dead-lettered', async () => {
+  const es = await emulator();
+  const wrongPath = output({ url: `${es.url}/proxy/es` });
+  await wrongPath.start();
+  const r = await wrongPath.send({ records: [rec(1), rec(2)] });
+  expect(r).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });
+  expect((r as { error: string }).error).toContain('HTTP 404');
+  expect((r as { error: string }).error).toContain('no bulk API at this URL');
+  // A proxy that sends http to https.
+  const redirect = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(301, { location: `https://127.0.0.1${req.url ?? '/'}` }).end();
+  });
+  await new Promise<void>((ok) => redirect.listen(0, '127.0.0.1', ok));
+  open.push({ stop: () => new Promise((ok) => redirect.close(ok)) });
+  const moved = output({ url: `http://127.0.0.1:${(redirect.address() as AddressInfo).port}` });
+  await moved.start();
+  const r2 = await moved.send({ records: [rec(3)] });
+  expect(r2).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });
+  expect((r2 as { error: string }).error).toContain('HTTP 301');
+  // Fixed in the configuration: every event is written.
+  const fixed = output({ url: es.url });
+  await fixed.start();
+  expect(await fixed.send({ records: [rec(1), rec(2), rec(3)] })).toEqual({ status: 'delivered' });
+  expect(ids(es)).toEqual(['k-1', 'k-2', 'k-3']);
+});
+
 test('wrong credentials under the runner: no retry storm, nothing dead-lettered, nothing counted as sent', async () => {
   const es = await emulator({ bearerTokens: ['right-token'] });
   const o = output({ url: es.url, bearer_token: 'wrong-token' });
@@ -319,6 +348,11 @@ test('opensearch flavor: rejected_execution_exception retried; config checks', a
   expect(check({ index: 'a', encoding: { only_fields: ['cef'] } })).toEqual(['encoding']);
   expect(check({ index: 'a', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
   expect(check({ index: 'a', encoding: { except_fields: ['id'] } })).toEqual(['encoding']);
+  // The timestamp: @timestamp of a data stream document, and the date of a dated index name.
+  expect(check({ data_stream: 'logs-a-b', encoding: { only_fields: ['cef', 'id'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { except_fields: ['timestamp'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { except_fields: ['timestamp'] } })).toEqual([]);
 });
 
 function quiet(): Telemetry {

@@ -259,6 +259,27 @@ test('400, 404, 401 and 301 are rejected with http_status_<code>; 408, 425 and 5
   await out.close();
 });
 
+test('413: the batch is split in halves until the receiver takes them; one record too large alone is rejected (NDJSON, JSON array, disk-buffer bytes)', async () => {
+  // A receiver with a body limit (nginx's client_max_body_size): 413 above it.
+  const limit = 1500;
+  for (const format of ['ndjson', 'json_array'] as const) {
+    const srv = await serve((_q, res, s) => (s.body.length > limit ? res.writeHead(413).end('<html>413 Request Entity Too Large</html>') : res.writeHead(200).end()));
+    const out = await output({ url: srv.url, format });
+    const r = records(24, format);
+    r[13] = JSON.stringify({ tag: format, i: 13, big: 'b'.repeat(2000) });
+    // From a disk buffer: the queue's NDJSON bytes, as the runner hands them over.
+    const batch = format === 'ndjson' ? new BytesBatch(r.length, [Buffer.from(r.map((x) => x + '\n').join(''))]) : { records: r };
+    const res = await out.send(batch);
+    expect(res).toEqual({ status: 'partial', error: '', retry: [], rejected: [{ index: 13, reason: 'http_status_413', error: expect.stringMatching(/HTTP 413/) }] });
+    const taken = srv.seen.filter((s) => s.body.length <= limit).flatMap((s) => {
+      const text = s.body.toString('utf8');
+      return format === 'ndjson' ? text.split('\n').filter((l) => l !== '') : (JSON.parse(text) as unknown[]).map((x) => JSON.stringify(x));
+    });
+    expect(taken).toEqual(r.filter((_x, i) => i !== 13));
+    await out.close();
+  }
+});
+
 test('a long error body is truncated in the error string, control characters removed', async () => {
   const srv = await serve((_q, res) => res.writeHead(400).end('line one\r\nline two\t' + 'z'.repeat(200_000)));
   const out = await output({ url: srv.url });
@@ -317,6 +338,15 @@ test('close aborts a request in flight: its send reports retry', async () => {
   await out.close();
   expect((await p).status).toBe('retry');
   expect((await out.send({ records: records(1, 'x') })).status).toBe('retry');
+});
+
+test('close while a gzip body is being compressed: the send reports retry and no request goes out after close', async () => {
+  const srv = await serve(ok);
+  const out = await output({ url: srv.url, compress: true });
+  const p = out.send({ records: records(2000, 'z') }); // compressing on the thread pool now
+  await out.close();
+  expect(await p).toMatchObject({ status: 'retry', error: expect.stringMatching(/closed/) });
+  expect(srv.connections).toBe(0);
 });
 
 test('https with a self-signed certificate: verified with ca_file, a TLS-error retry without it', async () => {

@@ -11,7 +11,7 @@ import { afterAll, afterEach, expect, test } from 'vitest';
 import { connect, type NatsConnection } from 'nats';
 import { loadFields } from '../../src/config/load.js';
 import { NATS_FIELDS } from '../../src/outputs/nats/config.js';
-import { NatsOutput } from '../../src/outputs/nats/nats.js';
+import { NatsOutput, PERMISSION_RETRY_MS } from '../../src/outputs/nats/nats.js';
 import type { Batch, SendResult } from '../../src/outputs/types.js';
 import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
 import { makePki } from '../helpers/pki.js';
@@ -196,15 +196,20 @@ test('a full stream with discard: new (PubAck 503/10077) is retried, and deliver
   expect((await streamMessages(c, 'FULL')).map((m) => m.id)).toEqual(['f2']);
 });
 
-test('a subject the user may not publish to: the batch is rejected (dead letter) with nats_permission_denied, other outputs on the connection unaffected', async () => {
+test('a subject the user may not publish to: retried no sooner than 10 s apart with nats_permission_denied in the error, never dead-lettered; other outputs on the connection unaffected', async () => {
   const s = await natsServer('authorization { users = [ { user: cefd, password: pw, permissions: { publish: { deny: [ "cefd.denied" ] } } } ] }');
   const dir = tempDir();
   writeFileSync(join(dir, 'pw'), 'pw\n');
   const denied = output({ servers: [s.url], subject: 'cefd.denied', user: 'cefd', password_file: join(dir, 'pw'), ack_timeout: '5s', stream: { create: true, name: 'DENIED' } });
   await denied.start();
   const r = await denied.send(batch([rec('d1'), rec('d2')]));
-  expect(r).toMatchObject({ status: 'rejected', reason: 'nats_permission_denied' });
-  expect((r as { error: string }).error).toMatch(/cefd\.denied/);
+  expect(r).toMatchObject({ status: 'retry', retryAfterMs: PERMISSION_RETRY_MS });
+  expect((r as { error: string }).error).toMatch(/nats_permission_denied: .*may not publish to cefd\.denied/);
+  // With an event too large for the server among them: that one alone is dead-lettered,
+  // the denied ones wait.
+  const big = rec('d3', 'x'.repeat(2 << 20));
+  const mixed = await denied.send(batch([rec('d1'), big]));
+  expect(mixed).toMatchObject({ status: 'partial', retry: [0], rejected: [{ index: 1, reason: 'nats_max_payload' }], retryAfterMs: PERMISSION_RETRY_MS });
   const allowed = output({ servers: [s.url], subject: 'cefd.allowed', user: 'cefd', password_file: join(dir, 'pw'), stream: { create: true, name: 'ALLOWED' } });
   await allowed.start();
   expect(await allowed.send(batch([rec('a1')]))).toEqual({ status: 'delivered' });

@@ -6,6 +6,8 @@
  * mid-stream and back (at least once), slow receiver.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, expect, test } from 'vitest';
@@ -124,6 +126,30 @@ test('token errors and configuration codes: a clear error, retried no sooner tha
   await new Promise((res) => setTimeout(res, 300));
   expect(hec.authFailures - before).toBe(1);
   expect(dead).toEqual([]);
+});
+
+test('a url that names no HEC endpoint (404 from a wrong path or a proxy, a redirect to https): retried no sooner than 10 s with a clear error, never dead-lettered', async () => {
+  const hec = await emulator();
+  const wrongPath = output({ url: `${hec.url}/splunk` });
+  await wrongPath.start();
+  const r = await wrongPath.send({ records: [rec(1), rec(2)] });
+  expect(r).toMatchObject({ status: 'retry', retryAfterMs: CONFIG_RETRY_MS });
+  expect((r as { error: string }).error).toContain('HTTP 404');
+  expect((r as { error: string }).error).toContain('no HEC endpoint at this URL');
+  const redirect = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(308, { location: `https://127.0.0.1${req.url ?? '/'}` }).end();
+  });
+  await new Promise<void>((ok) => redirect.listen(0, '127.0.0.1', ok));
+  open.push({ stop: () => new Promise((ok) => redirect.close(ok)) });
+  const moved = output({ url: `http://127.0.0.1:${(redirect.address() as AddressInfo).port}` });
+  await moved.start();
+  expect(await moved.send({ records: [rec(3)] })).toMatchObject({ status: 'retry', retryAfterMs: CONFIG_RETRY_MS });
+  expect(hec.events).toEqual([]);
+  const fixed = output({ url: hec.url });
+  await fixed.start();
+  expect(await fixed.send({ records: [rec(1), rec(2), rec(3)] })).toEqual({ status: 'delivered' });
+  expect(hec.events).toHaveLength(3);
 });
 
 test('413: split in halves; max_request_bytes splits first; gzip', async () => {

@@ -18,6 +18,7 @@ import { lookupKey } from '../cef/dictionary.js';
 import { allExtensions } from '../cef/view.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
 import type { EncodeProblems } from './encoder.js';
+import { kscCefRecord } from './ksc-cef.js';
 
 const SHORT = new Map<string, string>();
 for (const [short, full] of KEY_TABLE) if (!SHORT.has(full)) SHORT.set(full, short);
@@ -31,7 +32,13 @@ export function shortKey(full: string): string {
   return full;
 }
 
-/** Header field: `\` and `|` escaped. */
+/**
+ * Header field: `\` and `|` escaped; CR and LF written as `\r` `\n`. CEF allows line breaks
+ * only in extension values, and a record must stay one line (the disk buffer and the file
+ * and syslog outputs are line-based), but a header field can hold one (an octet-counted
+ * frame, a database row). `\n` is unambiguous (a backslash of the text is `\\`), though
+ * header parsers, ours included (../shared/cef/POLICY.md row 3), keep it as written.
+ */
 export function escapeHeader(v: string): string {
   let out = '';
   let from = 0;
@@ -39,6 +46,9 @@ export function escapeHeader(v: string): string {
     const c = v.charCodeAt(i);
     if (c === 92 || c === 124) {
       out += v.slice(from, i) + '\\' + v[i];
+      from = i + 1;
+    } else if (c === 10 || c === 13) {
+      out += v.slice(from, i) + (c === 10 ? '\\n' : '\\r');
       from = i + 1;
     }
   }
@@ -82,16 +92,12 @@ function msOf(iso: string): string {
   return Number.isNaN(ms) ? iso : String(ms);
 }
 
-/** Extensions for an event without a CEF record: when it happened, the sender, the text, KSC's device. */
-function syntheticExtensions(event: CefdEvent): Record<string, string> {
+/** Extensions for a plain syslog message (not KSC's): when it happened, the sender, the text. */
+function syslogExtensions(event: CefdEvent): Record<string, string> {
   const x: Record<string, string> = {};
   // `only_fields` may have left the event without its timestamp.
   if (typeof event.timestamp === 'string') x['deviceReceiptTime'] = msOf(event.timestamp);
-  const k = kscView(event);
-  if (k?.host.name !== undefined) x['destinationHostName'] = k.host.name;
-  if (k?.host.ip !== undefined) x['destinationAddress'] = k.host.ip;
-  // KSC's "Syslog" format: its HOSTNAME is the managed device, already `dhost`.
-  if (k === null && event.syslog?.hostname !== undefined) x['deviceHostName'] = event.syslog.hostname;
+  if (event.syslog?.hostname !== undefined) x['deviceHostName'] = event.syslog.hostname;
   if (event.message !== undefined) x['message'] = event.message;
   return x;
 }
@@ -105,12 +111,17 @@ export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => stri
       head = [cef.version, cef.deviceVendor, cef.deviceProduct, cef.deviceVersion, cef.deviceEventClassId, cef.name, cef.severity];
       ext = allExtensions(cef);
     } else {
-      // A frame without CEF: KSC's "Syslog" format (by its ksc object), or plain syslog.
+      // No CEF record: a KSC event that came another way (KSC's "Syslog" format, a row of
+      // its database) as KSC's CEF export writes it (ksc-cef.ts), or plain syslog.
       const k = kscView(event);
-      head = k !== null
-        ? ['0', 'KasperskyLab', 'SecurityCenter', k.server?.version ?? '', k.eventType ?? '', k.eventName ?? k.eventType ?? '', severityOfKsc(k.severity)]
-        : ['0', 'cefd', 'syslog', '', event.syslog?.msgId ?? 'syslog', event.syslog?.appName ?? 'syslog', 'Unknown'];
-      ext = syntheticExtensions(event);
+      if (k !== null) {
+        const r = kscCefRecord(k, event);
+        head = [r.version, r.deviceVendor, r.deviceProduct, r.deviceVersion, r.deviceEventClassId, r.name, r.severity];
+        ext = allExtensions(r);
+      } else {
+        head = ['0', 'cefd', 'syslog', '', event.syslog?.msgId ?? 'syslog', event.syslog?.appName ?? 'syslog', 'Unknown'];
+        ext = syslogExtensions(event);
+      }
     }
     let out = 'CEF:' + escapeHeader(head[0] ?? '0');
     for (let i = 1; i < 7; i++) out += '|' + escapeHeader(head[i] ?? '');
@@ -128,15 +139,4 @@ export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => stri
     }
     return out;
   };
-}
-
-/** KSC importance for a header written from the ksc object (the "Syslog" format sends none). */
-function severityOfKsc(s: string): string {
-  switch (s) {
-    case 'info': return '1';
-    case 'warning': return '2';
-    case 'error': return '3';
-    case 'critical': return '4';
-    default: return 'Unknown';
-  }
 }

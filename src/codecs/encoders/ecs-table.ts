@@ -29,14 +29,14 @@ export interface EcsRow {
 export const ECS_VERSION = '8.11.0';
 
 export const ECS_TABLE: readonly EcsRow[] = [
-  { field: '@timestamp', from: 'event.timestamp', note: 'CEF `rt`, else the syslog time stamp, else when cefd read it' },
+  { field: '@timestamp', from: 'event.timestamp | event.received', as: 'iso', note: 'CEF `rt`, else the syslog time stamp, else when cefd read it; when cefd read it also for a time Elasticsearch cannot take (a year past 9999)' },
   { field: 'ecs.version', from: `'${ECS_VERSION}'` },
   { field: 'message', from: 'derive.message | ext.message | cef.name | event.message', note: 'KSC "Syslog" format: its description with real line breaks (`ksc.messageLines`)' },
   { field: 'event.kind', from: 'derive.kind', note: '`alert` for detections, attacks, object actions, web and application control; else `event`' },
   { field: 'event.category', from: 'derive.category', note: 'from the KSC category: `malware`, `intrusion_detection`, `web`, `file`, `host`, `configuration`, `package`, ...' },
   { field: 'event.type', from: 'derive.type', note: '`info`, or `denied` / `deletion` / `change` by the action; task states `change`' },
   { field: 'event.action', from: 'derive.action', note: 'task states `task-state-changed`; else the KSC action, else CEF `act`' },
-  { field: 'event.outcome', from: 'derive.outcome', note: 'task states: `success` (4 completed), `failure` (3 failed, 5 timeout), else `unknown`; else CEF `outcome` when it is success or failure' },
+  { field: 'event.outcome', from: 'derive.outcome', note: 'task states: `success` (4 completed), `failure` (3 failed, 5 timeout), else `unknown`; else CEF `outcome` when it is success, failure or unknown (any case)' },
   { field: 'event.severity', from: 'derive.severity', note: 'CEF severity as an integer: Low 0, Medium 4, High 7, Very-High 9, Unknown absent' },
   { field: 'event.code', from: 'ksc.eventType | cef.deviceEventClassId' },
   { field: 'event.created', from: 'ext.agentReceiptTime | event.received', as: 'iso', note: 'when the first agent read it (cefd: `received`)' },

@@ -19,6 +19,7 @@ import { customFields } from '../cef/view.js';
 import { toInt } from '../cef/parse.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
 import { isIsoTime, type EncodeProblems } from './encoder.js';
+import { kscCefRecord } from './ksc-cef.js';
 
 /** KUMA's custom slots: full-name prefix → highest N it has. */
 const SLOTS: Record<string, number> = {
@@ -97,8 +98,10 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
     // ClickHouse can drop the duplicates of an at-least-once delivery by it.
     if (event.id !== undefined) out['ID'] = event.id;
     out['Timestamp'] = ms(event.timestamp);
-    const cef = event.cef;
     const k = kscView(event);
+    // A KSC event without CEF (KSC's "Syslog" format, a row of the `sql` source): the
+    // record KSC's CEF export would have sent, so it has the fields of one (ksc-cef.ts).
+    const cef = event.cef ?? (k !== null ? kscCefRecord(k, event) : undefined);
     if (cef !== undefined) {
       if (cef.deviceVendor !== undefined) out['DeviceVendor'] = cef.deviceVendor;
       if (cef.deviceProduct !== undefined) out['DeviceProduct'] = cef.deviceProduct;
@@ -162,20 +165,19 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
           extra[f.label] = String(f.value);
         }
       }
-    } else {
-      // No CEF record: KSC's "Syslog" format (by its ksc object), or plain syslog.
-      if (k !== null) {
-        out['DeviceVendor'] = 'KasperskyLab';
-        out['DeviceProduct'] = 'SecurityCenter';
-        if (k.eventType !== undefined) out['DeviceEventClassID'] = k.eventType;
-        if (k.eventName !== undefined) out['Name'] = k.eventName;
-        if (k.host.name !== undefined) cut(out, 'DestinationHostName', k.host.name);
-        if (k.host.ip !== undefined) cut(out, 'DestinationAddress', k.host.ip);
-        for (const p in k.params ?? {}) extra[p] = k.params![p]!;
-      }
-      if (event.message !== undefined) out['Message'] = event.message;
+    } else if (event.message !== undefined) {
+      // Plain syslog.
+      out['Message'] = event.message;
     }
-    if (event.syslog?.hostname !== undefined && out['DeviceHostName'] === undefined) cut(out, 'DeviceHostName', event.syslog.hostname);
+    // KSC's "Syslog" format: its parameters as sent.
+    if (event.cef === undefined && k !== null) for (const p in k.params ?? {}) extra[p] = k.params![p]!;
+    // The sender. The syslog HOSTNAME is the Administration Server for KSC's CEF export, but
+    // the managed device for its Syslog format (its name is DestinationHostName, its FQDN
+    // KscHostFqdn below); the server is there `kscfqdn`. A database row has neither.
+    const kscNoCef = event.cef === undefined && k !== null;
+    const sender = kscNoCef ? k.server?.name : event.syslog?.hostname;
+    if (sender !== undefined && out['DeviceHostName'] === undefined) cut(out, 'DeviceHostName', sender);
+    if (kscNoCef && k.host.fqdn !== undefined) extra['KscHostFqdn'] = k.host.fqdn;
     if (k !== null) {
       extra['KscCategory'] = k.category;
       extra['KscSeverity'] = k.severity;

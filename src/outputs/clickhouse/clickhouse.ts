@@ -23,6 +23,8 @@
  *   (CONFIG_CODES, "Unknown field found"): `retry` with a clear error:
  *   the events wait in the buffer, with the runner's capped backoff, until the operator
  *   fixes the password or creates the table; nothing is dead-lettered for a config error.
+ * - 413 (a proxy in front with a body limit): the batch is split in halves; a row too
+ *   large alone is rejected (`http_status_413`), never retried forever.
  * - anything else (network, timeout, 5xx, TOO_MANY_PARTS, memory): `retry` of the same batch.
  */
 import { errorText, isEmptyBatch } from '../shared/encode.js';
@@ -88,6 +90,7 @@ export const DATA_ERROR_CODES: ReadonlySet<number> = new Set([
   349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
   376, // CANNOT_PARSE_UUID (newer servers)
   377, // CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING (newer servers)
+  691, // UNKNOWN_ELEMENT_OF_ENUM (newer servers; 18.16 says the same as code 49, see ENUM_ELEMENT)
 ]);
 
 /** Codes that no retry of the data fixes, only the operator: wait in the buffer (with backoff). */
@@ -122,12 +125,21 @@ const ERROR_BODY_CHARS = 1024;
 const CODE_IN_ERROR = /HTTP \d{3}: Code: (\d+)[.,]/;
 const ROW_IN_ERROR = /\(at row (\d+)\)/;
 const UNKNOWN_FIELD = /Unknown field found while parsing JSONEachRow format: ([^:,\s]+)/;
+/**
+ * A value that is not an element of an Enum column: 18.16 raises it as code 49
+ * (LOGICAL_ERROR), which names no data problem, so it is known by its text. Without this
+ * the row was retried as it was forever, and the output stood still behind it.
+ */
+const ENUM_ELEMENT = /Unknown element '.*' for (?:type )?Enum/;
 
 /** Test seams; not configuration. */
 export type ClickHouseOutputDeps = HttpTransportDeps;
 
 type Row = { index: number; line: string };
-type InsertResult = Exclude<SendResult, PartialResult> | { status: 'data'; error: string; row?: number };
+type InsertResult = Exclude<SendResult, PartialResult> | { status: 'data'; error: string; row?: number } | { status: 'too_large'; error: string };
+
+/** Dead-letter reason of a row whose insert alone is too large for the server or a proxy in front (413). */
+export const TOO_LARGE_REASON = 'http_status_413';
 
 export class ClickHouseOutput implements Output {
   readonly type = 'clickhouse';
@@ -169,6 +181,13 @@ export class ClickHouseOutput implements Output {
       const piece = todo.shift()!;
       const r = await this.insert(piece, signal);
       if (r.status === 'delivered') continue;
+      if (r.status === 'too_large') {
+        // The body is over a limit (a proxy's client_max_body_size): halves go through; a
+        // row too large alone never will and is dead-lettered rather than retried forever.
+        if (piece.length === 1) rejected.push({ index: piece[0]!.index, reason: TOO_LARGE_REASON, error: r.error });
+        else todo.unshift(piece.slice(0, Math.ceil(piece.length / 2)), piece.slice(Math.ceil(piece.length / 2)));
+        continue;
+      }
       if (r.status === 'retry' || r.status === 'rejected') {
         // Not a row's fault: this piece and every one not yet sent wait for the next attempt.
         if (rejected.length === 0 && retry.length === 0 && piece === rows) {
@@ -259,6 +278,7 @@ export class ClickHouseOutput implements Output {
       return this.classify({ status: 'retry', error }, Number(inBody[1]), r.body!);
     }
     if (r.status !== 'retry' && r.status !== 'rejected') return { status: 'retry', error: `clickhouse output ${this.name}: unexpected transport result ${r.status}` };
+    if (r.status === 'rejected' && r.httpStatus === 413) return { status: 'too_large', error: r.error };
     const m = CODE_IN_ERROR.exec(r.error);
     return this.classify(r, m === null ? undefined : Number(m[1]), r.body);
   }
@@ -271,7 +291,7 @@ export class ClickHouseOutput implements Output {
     if (unknown !== null) {
       return { status: 'retry', error: `${r.error} (the table has no column ${unknown[1]}: add it, or change columns/event_column; the events wait in the buffer)` };
     }
-    if (code !== undefined && DATA_ERROR_CODES.has(code)) {
+    if (code !== undefined && (DATA_ERROR_CODES.has(code) || ENUM_ELEMENT.test(r.error))) {
       // The row number from the whole answer: the error text is cut at ERROR_BODY_CHARS.
       const row = ROW_IN_ERROR.exec(body !== undefined ? body.toString('utf8', 0, 64 * 1024) : r.error);
       return { status: 'data', error: r.error, ...(row !== null ? { row: Number(row[1]) } : {}) };

@@ -15,12 +15,13 @@
  *   with reason `elasticsearch_<error type>` and the cluster's reason.
  * A whole-request 413 splits the batch in halves (down to one event, then dead-lettered);
  * 401/403 are retried no sooner than AUTH_RETRY_MS apart (the events are fine; the
- * credentials are not), other whole-request answers as the transport classifies them.
+ * credentials are not), and so are 404, 405 and redirects (the `url` names no bulk API:
+ * wrongEndpointStatus); other whole-request answers as the transport classifies them.
  * The output never retries or sleeps by itself: it answers, the runner acts (../types.ts).
  */
 import { isEmptyBatch } from '../shared/encode.js';
 import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
-import { HttpTransport, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
+import { HttpTransport, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { recordMeta } from '../shared/record-meta.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { ElasticsearchConfig } from './config.js';
@@ -130,6 +131,12 @@ export class ElasticsearchOutput implements Output {
       if (r.reason === 'http_status_401' || r.reason === 'http_status_403') {
         all();
         out.errors.push(`${r.error} (the cluster refuses the credentials: check the user, password, API key or token; retrying every ${AUTH_RETRY_MS / 1000} s or more)`);
+        out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, AUTH_RETRY_MS);
+        return;
+      }
+      if (r.reason !== 'http_status_413' && wrongEndpointStatus(r.httpStatus)) {
+        all();
+        out.errors.push(`${r.error} (no bulk API at this URL: check the output's url (its path, a proxy in front, http redirected to https); retrying every ${AUTH_RETRY_MS / 1000} s or more)`);
         out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, AUTH_RETRY_MS);
         return;
       }

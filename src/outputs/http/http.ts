@@ -1,11 +1,15 @@
 /**
  * The `http` output: POSTs each batch to a URL, as NDJSON or as a JSON array, through the
  * shared HTTP transport (src/outputs/shared/http-transport.ts: TLS, authentication, gzip,
- * timeouts, and which answers mean delivered, retry or rejected). The output never
- * retries or sleeps by itself; the output runner does (see ../types.ts).
+ * timeouts, and which answers mean delivered, retry or rejected). A 413 (the body is over
+ * the receiver's limit) splits the batch in halves, each sent on its own, down to one
+ * record, which is then rejected: a batch that fits when split is not dead-lettered, and
+ * one too large is not retried forever. The output never retries or sleeps by itself; the
+ * output runner does (see ../types.ts).
  */
-import { isEmptyBatch, jsonArrayOf, ndjsonOf } from '../shared/encode.js';
-import { HttpTransport, type HttpTransportDeps } from '../shared/http-transport.js';
+import { encodeJsonArray, encodeNdjson, isEmptyBatch, jsonArrayOf, ndjsonOf } from '../shared/encode.js';
+import { newOutcome, resultOf, type Outcome } from '../shared/bulk.js';
+import { HttpTransport, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { HttpConfig, HttpFormat } from './config.js';
 
@@ -42,11 +46,51 @@ export class HttpOutput implements Output {
       return { status: 'retry', error: `http output ${this.name}: cannot encode the batch: ${(err as Error).message}` };
     }
     const r = await this.transport.send(body, false, signal);
-    return r.status === 'delivered' ? DELIVERED : r;
+    if (r.status === 'delivered') return DELIVERED;
+    if (!tooLarge(r) || batch.records.length < 2) return r;
+    const records = batch.records;
+    const out = newOutcome();
+    const mid = Math.ceil(records.length / 2);
+    await this.sendRange(records, 0, mid, out, signal);
+    await this.sendRange(records, mid, records.length, out, signal);
+    return resultOf(out, records.length);
+  }
+
+  /** Records [start, end) in one request; a 413 splits them in halves again. */
+  private async sendRange(records: readonly string[], start: number, end: number, out: Outcome, signal?: AbortSignal): Promise<void> {
+    const part = records.slice(start, end);
+    let body: Buffer;
+    try {
+      body = this.format === 'ndjson' ? encodeNdjson(part) : encodeJsonArray(part);
+    } catch (err) {
+      for (let i = start; i < end; i++) out.retry.push(i);
+      out.errors.push(`http output ${this.name}: cannot encode the batch: ${(err as Error).message}`);
+      return;
+    }
+    const r = await this.transport.send(body, false, signal);
+    if (r.status === 'delivered') return;
+    if (tooLarge(r) && end - start > 1) {
+      const mid = start + Math.ceil((end - start) / 2);
+      await this.sendRange(records, start, mid, out, signal);
+      await this.sendRange(records, mid, end, out, signal);
+      return;
+    }
+    if (r.status === 'retry') {
+      for (let i = start; i < end; i++) out.retry.push(i);
+      out.errors.push(r.error);
+      if (r.retryAfterMs !== undefined) out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, r.retryAfterMs);
+    } else if (r.status === 'rejected') {
+      for (let i = start; i < end; i++) out.rejected.push({ index: i, reason: r.reason, error: r.error });
+    }
   }
 
   /** Aborts a request in flight (its send reports `retry`) and closes idle connections. */
   close(): Promise<void> {
     return this.transport.close();
   }
+}
+
+/** The receiver refused the body as too large (413 Payload Too Large). */
+function tooLarge(r: TransportResult): boolean {
+  return r.status === 'rejected' && r.reason === 'http_status_413';
 }

@@ -28,8 +28,16 @@ export type { NatsOutputConfig } from './config.js';
 export const NATS_MAX_PAYLOAD = 'nats_max_payload';
 /** Reason code of a record that is not a raw frame, sent to a `payload: frame` output. */
 export const NATS_NOT_A_FRAME = 'nats_not_a_frame';
-/** Reason code of a publish the server refused for want of permission on the subject. */
+/**
+ * Code of a publish the server refused for want of permission on the subject: the subject
+ * is the output's, the same for every event, so the account's permissions are wrong, not
+ * the event. Retried no sooner than PERMISSION_RETRY_MS apart (as refused credentials of
+ * the bulk outputs are), never dead-lettered: nothing replays dead letters, so a missing
+ * permission would otherwise move the whole stream out of the pipeline.
+ */
 export const NATS_PERMISSION_DENIED = 'nats_permission_denied';
+/** Least wait between attempts while the server refuses the subject (no retry storm). */
+export const PERMISSION_RETRY_MS = 10_000;
 /** Reason code of a message JetStream refused for itself (a 4xx PubAck error, e.g. 10054 over max_msg_size). */
 export const NATS_REFUSED = 'nats_refused';
 
@@ -133,24 +141,29 @@ export class NatsOutput implements Output {
     const outcomes = await js.publisher.publish(msgs, this.timeoutMs);
     const retry: number[] = [];
     let firstError = '';
+    let denied = false;
     for (let k = 0; k < outcomes.length; k++) {
       const o = outcomes[k]!;
       if (o.ok) continue;
       const i = sentIndex[k]!;
       if (o.kind === 'max_payload') rejected.push({ index: i, reason: NATS_MAX_PAYLOAD, error: o.error });
-      else if (o.kind === 'permission') rejected.push({ index: i, reason: NATS_PERMISSION_DENIED, error: o.error });
-      else if (o.kind === 'rejected') rejected.push({ index: i, reason: NATS_REFUSED, error: `nats output ${this.name}: ${o.error}` });
+      else if (o.kind === 'permission') {
+        if (!denied) firstError = `${NATS_PERMISSION_DENIED}: ${o.error} (the account may not publish to ${this.config.subject}: fix its publish permissions; retrying every ${PERMISSION_RETRY_MS / 1000} s or more)`;
+        denied = true;
+        retry.push(i);
+      } else if (o.kind === 'rejected') rejected.push({ index: i, reason: NATS_REFUSED, error: `nats output ${this.name}: ${o.error}` });
       else {
         if (firstError === '') firstError = o.kind === 'no_responders' ? `no JetStream stream answered on ${this.config.subject} (no stream captures the subject, or the stream has no leader now)` : o.error;
         retry.push(i);
       }
     }
     if (retry.length === 0 && rejected.length === 0) return DELIVERED;
-    if (retry.length === records.length) return { status: 'retry', error: `nats output ${this.name}: ${firstError}` };
+    const wait = denied ? { retryAfterMs: PERMISSION_RETRY_MS } : {};
+    if (retry.length === records.length) return { status: 'retry', error: `nats output ${this.name}: ${firstError}`, ...wait };
     if (rejected.length === records.length && rejected.every((r) => r.reason === rejected[0]!.reason)) return { status: 'rejected', reason: rejected[0]!.reason, error: rejected[0]!.error };
     retry.sort((a, b) => a - b);
     rejected.sort((a, b) => a.index - b.index);
-    return { status: 'partial', retry, rejected, error: `nats output ${this.name}: ${firstError || 'some events were refused'}` };
+    return { status: 'partial', retry, rejected, error: `nats output ${this.name}: ${firstError || 'some events were refused'}`, ...wait };
   }
 
   unready(): string | undefined {

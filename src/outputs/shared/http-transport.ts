@@ -132,6 +132,17 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
   return Math.min(Math.max(0, when - nowMs), capMs);
 }
 
+/**
+ * Whether a whole-request status says the URL does not name the API (404, 405, or a 3xx
+ * the transport does not follow: a wrong path, a proxy in front, http redirected to
+ * https): a mistake in the output's `url`, never in the events. A bulk API's output retries
+ * these slowly, as a refused credential, instead of dead-lettering every event it sends
+ * while the URL is wrong.
+ */
+export function wrongEndpointStatus(status: number | undefined): boolean {
+  return status !== undefined && (status === 404 || status === 405 || (status >= 300 && status <= 399));
+}
+
 /** The reason code of a rejected status. */
 export function httpStatusReason(status: number): string {
   return `http_status_${status}`;
@@ -316,7 +327,12 @@ export class HttpTransport {
       if (this.closed) return this.retry('the output is closed');
       if (signal?.aborted === true) return this.retry(ABORTED);
       if (!this.started || this.url === null || this.agent === null) return this.retry('the output is not started');
-      if (this.compress === 'gzip') body = await gzipAsync(body);
+      if (this.compress === 'gzip') {
+        body = await gzipAsync(body);
+        // Closed while compressing: no request after close (it would go out through Node's
+        // global agent, without this output's TLS options, and outlive the output).
+        if (this.closed || this.agent === null) return this.retry('the output is closed');
+      }
       return await this.post(body, wantBody, signal);
     } catch (err) {
       return this.retry(`unexpected error: ${errorText(err)}`);

@@ -17,11 +17,13 @@
  *   configuration is not: sent again no sooner than CONFIG_RETRY_MS apart, with the
  *   reason; never dead-lettered.
  * - 413: the request is split in halves (one event alone: dead-lettered).
+ * - 404, 405 and redirects for the whole request: the `url` names no HEC endpoint
+ *   (wrongEndpointStatus): sent again no sooner than CONFIG_RETRY_MS apart, as above.
  * The output never retries or sleeps by itself: it answers, the runner acts (../types.ts).
  */
 import { isEmptyBatch } from '../shared/encode.js';
 import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
-import { HttpTransport, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
+import { HttpTransport, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { fieldOf, recordMeta } from '../shared/record-meta.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { SplunkHecConfig } from './config.js';
@@ -141,9 +143,12 @@ export class SplunkHecOutput implements Output {
     }
     const code = typeof answer.code === 'number' ? answer.code : undefined;
     const text = typeof answer.text === 'string' ? answer.text : '';
-    if (r.httpStatus === 401 || r.httpStatus === 403 || (code !== undefined && CONFIG_CODES[code] !== undefined)) {
+    const wrongUrl = wrongEndpointStatus(r.httpStatus);
+    if (r.httpStatus === 401 || r.httpStatus === 403 || wrongUrl || (code !== undefined && CONFIG_CODES[code] !== undefined)) {
       all(out.retry);
-      const why = code !== undefined && CONFIG_CODES[code] !== undefined ? CONFIG_CODES[code] : 'the token is refused';
+      const why = wrongUrl
+        ? 'no HEC endpoint at this URL: check the output\'s url (its path, a proxy in front, http redirected to https)'
+        : code !== undefined && CONFIG_CODES[code] !== undefined ? CONFIG_CODES[code] : 'the token is refused';
       out.errors.push(`${r.error} (${why}: check the output's configuration; retrying every ${CONFIG_RETRY_MS / 1000} s or more)`);
       out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, CONFIG_RETRY_MS);
       return;

@@ -52,9 +52,21 @@ export function compareCursor(a: Cursor, b: Cursor): number {
     const y = BigInt(b);
     return x < y ? -1 : x > y ? 1 : 0;
   }
-  const x = String(a);
-  const y = String(b);
+  const x = timeKey(String(a));
+  const y = timeKey(String(b));
   return x < y ? -1 : x > y ? 1 : 0;
+}
+
+const ISO_UTC = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/;
+
+/**
+ * An ISO UTC time with its fraction written to nine digits, so that times of different
+ * precision sort as text (`.123Z` before `.1231Z`, which the drivers write for a time
+ * finer than the millisecond: drivers.ts preciseTime); any other text as it is.
+ */
+function timeKey(s: string): string {
+  const m = ISO_UTC.exec(s);
+  return m === null ? s : `${m[1]}.${(m[2] ?? '').padEnd(9, '0')}Z`;
 }
 
 /** The cursor as bound to the query: a number when it is one that fits, else text. */

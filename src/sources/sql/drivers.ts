@@ -67,6 +67,23 @@ export function toJsonValue(v: unknown): string | number | boolean | null {
   return JSON.stringify(v) ?? null;
 }
 
+/**
+ * A time read from the server's text (`2024-01-01 10:00:00.123456`, with or without an
+ * offset) as ISO 8601 UTC text that keeps the digits below the millisecond a Date drops,
+ * when they are not all zero (microseconds: `2024-01-01T10:00:00.123100Z`;
+ * else `...00.123Z` as Date#toISOString writes it). A time cursor cut to the millisecond would lose rows: a row
+ * at .123900 committed after one at .123100 was read is past the cursor in the database
+ * (`> '...00.123100'`) but compared equal to it here (both `.123`), and skipped as read.
+ * compareCursor (cursor.ts) orders such texts by their digits.
+ */
+export function preciseTime(d: Date, text: string): Date | string {
+  if (Number.isNaN(d.getTime())) return d;
+  const m = /:\d{2}\.\d{3}(\d+)/.exec(text);
+  if (m === null || !/[1-9]/.test(m[1]!)) return d;
+  // Microseconds always as 3 more digits (PostgreSQL writes `.1231`, MariaDB `.123100`).
+  return d.toISOString().replace(/Z$/, `${m[1]!.padEnd(3, '0')}Z`);
+}
+
 export function mapRow(r: Record<string, unknown>): Row {
   const out: Row = {};
   for (const k of Object.keys(r)) out[k] = toJsonValue(r[k]);
@@ -118,9 +135,16 @@ const postgres: SqlDriver = {
       keepAlive: true,
       ssl: mode === 'disable' ? false : { rejectUnauthorized: mode === 'verify', ca: readCa(o.tls), servername: o.tls.server_name },
       // `timestamp without time zone` holds UTC in KSC's schema: read it as UTC, not local time.
+      // Both timestamp types keep their microseconds (preciseTime).
       types: {
-        getTypeParser: ((oid: number, format?: string) =>
-          oid === 1114 ? (v: string) => new Date(`${v.replace(' ', 'T')}Z`) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+        getTypeParser: ((oid: number, format?: string) => {
+          if (oid === 1114) return (v: string) => preciseTime(new Date(`${v.replace(' ', 'T')}Z`), v);
+          if (oid === 1184) {
+            const parse = pg.types.getTypeParser(1184, 'text') as (v: string) => Date;
+            return (v: string) => preciseTime(parse(v), v);
+          }
+          return pg.types.getTypeParser(oid, format as 'text');
+        }) as typeof pg.types.getTypeParser,
       },
     });
     // Errors of an idle connection (server restart) surface on the next query.
@@ -180,6 +204,12 @@ const mysql: SqlDriver = {
         // Times as UTC text, 64-bit integers exact.
         timezone: 'Z',
         dateStrings: false,
+        // DATETIME(6) / TIMESTAMP(6) keep their microseconds (preciseTime); the session is UTC (below).
+        typeCast: (field: { type: string; string(): string | null }, next: () => unknown) => {
+          if (field.type !== 'DATETIME' && field.type !== 'TIMESTAMP') return next();
+          const v = field.string();
+          return v === null ? null : preciseTime(new Date(`${v.replace(' ', 'T')}Z`), v);
+        },
         supportBigNumbers: true,
         bigNumberStrings: false,
         ssl: mode === 'disable' ? undefined : { rejectUnauthorized: mode === 'verify', ca: readCa(o.tls) },

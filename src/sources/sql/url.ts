@@ -10,9 +10,12 @@
  * - `mysql://` or `mariadb://user:password@host:port/database?ssl=...`
  *
  * The user and password may also come from the source's own options (and `*_file`
- * secret files); the URL's are used when those are absent. `redacted` is the URL with
+ * secret files); the URL's are used when those are absent (in the userinfo, or as the
+ * query's `user id` and `password`, as go-mssqldb reads them). `redacted` is the URL with
  * the password replaced, the only form that may be logged or printed.
  */
+
+import { SENSITIVE_PARAM } from '../../config/redact.js';
 
 export type DriverKind = 'mssql' | 'postgres' | 'mysql';
 
@@ -60,13 +63,31 @@ export function redactUrl(url: string): string {
   if (m === null) return url.includes('@') ? '***' : url;
   const rest = m[2]!;
   const at = rest.lastIndexOf('@');
-  if (at === -1) return url;
+  if (at === -1) return redactQuery(url);
   const userinfo = rest.slice(0, at);
   const colon = userinfo.indexOf(':');
-  if (colon === -1 && !/[/?#]/.test(userinfo)) return url;
+  if (colon === -1 && !/[/?#]/.test(userinfo)) return redactQuery(url);
   const user = colon === -1 ? '' : userinfo.slice(0, colon);
   const shown = colon !== -1 && !/[/?#]/.test(user) ? `${user}:***` : '***';
-  return `${m[1]}${shown}@${rest.slice(at + 1)}`;
+  return `${m[1]}${shown}@${redactQuery(rest.slice(at + 1))}`;
+}
+
+/**
+ * The value of every credential-like query parameter (`password=`, `pwd=`, as go-mssqldb
+ * and libpq take them in the query) replaced by `***`, up to the next `&`, `;` or `#`.
+ */
+function redactQuery(text: string): string {
+  const q = text.indexOf('?');
+  if (q === -1) return text;
+  return text.slice(0, q) + text.slice(q).replace(/([?&;])([^=&;#]*)=([^&;#]*)/g, (all, sep: string, key: string, value: string) => {
+    let name = key;
+    try {
+      name = decodeURIComponent(key.replace(/\+/g, ' '));
+    } catch {
+      // A key that does not decode is judged as written.
+    }
+    return value !== '' && SENSITIVE_PARAM.test(name) ? `${sep}${key}=***` : all;
+  });
 }
 
 /** Parses a database URL; throws an Error whose message never holds the password. */
@@ -92,7 +113,9 @@ export function parseDbUrl(url: string): DbTarget {
   } catch {
     throw new Error(`bad percent-encoding in the user or password of ${JSON.stringify(redacted)}`);
   }
+  // go-mssqldb (KUMA's driver) and libpq also take the login from the query.
   if (params['user id'] !== undefined && user === undefined) user = params['user id'];
+  if (params['password'] !== undefined && password === undefined) password = params['password'];
   const port = u.port !== '' ? Number(u.port) : DEFAULT_PORT[driver];
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   let path: string;

@@ -35,6 +35,16 @@ describe('URLs', () => {
       for (const piece of ['cret', 'se/', '12/', 'sec?']) expect(msg).not.toContain(piece);
     }
   });
+  test('a password in the query (go-mssqldb\'s `password`, libpq\'s) is used and never shown', () => {
+    const t = parseDbUrl('sqlserver://kscdb.example.com:1433?database=KAV&user%20id=sa&password=S3cr%3Bt&encrypt=false');
+    expect(t).toMatchObject({ user: 'sa', password: 'S3cr;t', database: 'KAV' });
+    expect(t.redacted).toBe('sqlserver://kscdb.example.com:1433?database=KAV&user%20id=sa&password=***&encrypt=false');
+    expect(redactUrl('postgres://cefd@db.example/kav?sslmode=require&password=S3cret')).toBe('postgres://cefd@db.example/kav?sslmode=require&password=***');
+    expect(redactUrl('postgres://cefd:pw@db.example/kav?PWD=S3cret#x')).toBe('postgres://cefd:***@db.example/kav?PWD=***#x');
+    // The userinfo's password wins over the query's.
+    expect(parseDbUrl('postgres://cefd:pw@db.example/kav?password=other').password).toBe('pw');
+    for (const url of ['sqlserver://h?password=S3cret', 'mysql://u@h/db?a=1&password=S3cret']) expect(redactUrl(url)).not.toContain('S3cret');
+  });
   test("KUMA's recommended SQL Server form", () => {
     const t = parseDbUrl('sqlserver://kuma:S3cr%40t@kscdb.example.com:1433/SQLEXPRESS?database=KAV');
     expect(t).toMatchObject({ driver: 'mssql', host: 'kscdb.example.com', port: 1433, portGiven: true, instance: 'SQLEXPRESS', database: 'KAV', user: 'kuma', password: 'S3cr@t' });
@@ -148,6 +158,10 @@ describe('cursor planning', () => {
     expect(compareCursor(9, '10')).toBe(-1);
     expect(compareCursor('9007199254740993', '9007199254740992')).toBe(1);
     expect(compareCursor('2024-01-02T00:00:00Z', '2024-01-01T23:00:00Z')).toBe(1);
+    // Times of different precision (a driver writes digits below the millisecond only when there are some).
+    expect(compareCursor('2024-01-01T10:00:00.123Z', '2024-01-01T10:00:00.1231Z')).toBe(-1);
+    expect(compareCursor('2024-01-01T10:00:00Z', '2024-01-01T10:00:00.1Z')).toBe(-1);
+    expect(compareCursor('2024-01-01T10:00:00.500Z', '2024-01-01T10:00:00.5Z')).toBe(0);
   });
   test('the cursor follows the last row; rows at or below it are not emitted again', () => {
     const p = planBatch({ state: initialState('d', 3), cursors: [2, 4, 5], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() });
