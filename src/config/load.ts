@@ -406,6 +406,30 @@ function nodeOfKey(doc: Document | undefined, key: string): Node | undefined {
   return undefined;
 }
 
+/**
+ * Gives the problems of a check made after loading (TLS material, normalizer modules:
+ * src/config/normalizers.ts) the line of their key in `file`, as the loader's own have.
+ * The file is read again; a file that no longer reads leaves the problems without lines.
+ */
+export function withLines(problems: ConfigProblem[], file: string | undefined): ConfigProblem[] {
+  if (file === undefined || problems.every((p) => p.line !== undefined)) return problems;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return problems;
+  }
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  if (doc.errors.length > 0) return problems;
+  const w = new Walker(lc, {});
+  return problems.map((p) => {
+    if (p.line !== undefined) return p;
+    const line = w.line(nodeOfKey(doc, p.key));
+    return line === undefined ? p : { ...p, line };
+  });
+}
+
 /** Checks that span several keys. */
 function crossChecks(c: Config, w: Walker, doc?: Document): void {
   // Each problem at its key's line when the file has the key (else at `parent`'s, if given,

@@ -131,3 +131,17 @@ test('${VAR}: an unset variable and an empty one are problems that say which', (
   expect(problems({ SIEM_URL: '' })).toContain('outputs[0].url: environment variable SIEM_URL is empty');
   expect(problems({ SIEM_URL: 'https://siem.example/' })).toEqual([]);
 });
+
+test('the checks that read files (TLS material, normalizer modules) name the line of the option too', async () => {
+  const { checkNormalizers } = await import('../../src/config/normalizers.js');
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  const text = 'listeners:\n  - name: ksc-tls\n    type: tls\n    port: 6514\n    tls:\n      cert_file: ./missing.crt\n      key_file: ./missing.key\n  - { name: t, type: tcp, normalizers: [ksc, ./missing.mjs] }\n';
+  writeFileSync(file, text);
+  const c = loadConfigText(text, file, {});
+  const err = await checkNormalizers(c, file).then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ConfigError);
+  const lines = (err as ConfigError).message.split('\n');
+  expect(lines.some((l) => l.startsWith(`${file}:6: listeners[0].tls.cert_file: `))).toBe(true);
+  expect(lines.some((l) => l.startsWith(`${file}:8: listeners[1].normalizers[1]: `))).toBe(true);
+});
