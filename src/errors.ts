@@ -67,6 +67,12 @@ export const CODES = {
     description:
       'RFC 5424 structured data could not be read (unterminated element or parameter): header fields are kept, the text from the structured data on is the message.',
   },
+  syslog_duplicate_param: {
+    level: 'warning',
+    stage: 'syslog',
+    description:
+      'An RFC 5424 structured-data parameter appears twice in one element (or in two elements with the same SD-ID): the last value is kept in `syslog.structuredData`, the earlier one is in the warning\'s message (its first 200 characters).',
+  },
   syslog_bad_timestamp: {
     level: 'warning',
     stage: 'syslog',

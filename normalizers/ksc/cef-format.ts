@@ -16,71 +16,85 @@
  */
 import { isIP } from 'node:net';
 import type { CefRecord } from '../../src/event.js';
-import { isThreatCategory, labelTextOf, readState } from './derive.js';
+import { isThreatCategory, readState } from './derive.js';
 import { customSlot, customSlotOfShort, resolveDuplicates, SLOTS, slotName, slotValue, type Labels } from './labels.js';
-import { severityName, typeInfo, type TypeInfo } from './tables.js';
+import { severityName, severityWord, typeInfo, type TypeInfo } from './tables.js';
 import { hexOrUndefined, ipv4Text, parseInteger } from './text.js';
 import type { KscAttack, KscCategory, KscLean, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
 
-/** The well-known labels (primary names), each an index into Known's values. */
-const KNOWN_LABELS = [
-  'TaskName', 'TaskId', 'TaskOldState', 'TaskNewState', 'GroupName', 'ProductName', 'ProductVersion', 'Component', 'VirusName',
-  'ObjectName', 'UserName', 'SHA256', 'MD5', 'AttackName', 'AttackedProtocol', 'AttackerIPv4', 'AttackedIPv4', 'AttackedPort',
-] as const;
-const KNOWN_INDEX = new Map<string, number>(KNOWN_LABELS.map((l, i) => [l, i]));
+// Indexes of the well-known labels in Known (primary names, then the aliases read when the
+// primary is absent: third-party parsers' names, FORMAT.md §3.2).
+const TASK_NAME = 0, TASK_ID = 1, TASK_OLD = 2, TASK_NEW = 3, GROUP = 4, PRODUCT_NAME = 5, PRODUCT_VERSION = 6, COMPONENT = 7;
+const VIRUS_NAME = 8, OBJECT_NAME = 9, USER_NAME = 10, SHA256 = 11, MD5 = 12, ATTACK_NAME = 13, ATTACK_PROTOCOL = 14;
+const ATTACKER_IP = 15, ATTACKED_IP = 16, ATTACKED_PORT = 17;
+const THREAT_NAME = 18, OBJECT_PATH = 19, FILE_PATH = 20, FILE_NAME = 21, URL = 22, USER = 23, FILE_SHA256 = 24, FILE_MD5 = 25;
+const ATTACKER_IP_ALIAS = 26, LOCAL_IPV4 = 27, PROTOCOL = 28, PORT = 29;
+const KNOWN_COUNT = 30;
+
+const KNOWN_LABELS: ReadonlyArray<readonly [string, number]> = [
+  ['TaskName', TASK_NAME], ['TaskId', TASK_ID], ['TaskOldState', TASK_OLD], ['TaskNewState', TASK_NEW], ['GroupName', GROUP],
+  ['ProductName', PRODUCT_NAME], ['ProductVersion', PRODUCT_VERSION], ['Component', COMPONENT], ['VirusName', VIRUS_NAME],
+  ['ObjectName', OBJECT_NAME], ['UserName', USER_NAME], ['SHA256', SHA256], ['MD5', MD5], ['AttackName', ATTACK_NAME],
+  ['AttackedProtocol', ATTACK_PROTOCOL], ['AttackerIPv4', ATTACKER_IP], ['AttackedIPv4', ATTACKED_IP], ['AttackedPort', ATTACKED_PORT],
+  ['ThreatName', THREAT_NAME], ['ObjectPath', OBJECT_PATH], ['FilePath', FILE_PATH], ['FileName', FILE_NAME], ['Url', URL],
+  ['User', USER], ['FileSHA256', FILE_SHA256], ['FileMD5', FILE_MD5], ['AttackerIP', ATTACKER_IP_ALIAS], ['LocalIPv4', LOCAL_IPV4],
+  ['Protocol', PROTOCOL], ['Port', PORT],
+];
 
 /**
- * Values of the well-known labels, filled during the pass. One object, reset per event
- * (normalize is synchronous and never re-entered; nothing keeps it).
+ * A label as compared with the well-known ones: lower case, without spaces, `_` and `-`.
+ * KSC's labels come from `siem_conversion_rules.xml`, which admins edit, and KSC's own
+ * attribute names vary in case (`usrName`/`UsrName`, `EVC_EV_FILE_Name`: FORMAT.md §3.2),
+ * so `taskname`, `TASKNAME`, `Task Name` and `task_name` all read as TaskName. `labels`
+ * keeps each label as sent.
+ */
+export function canonicalLabel(label: string): string {
+  let out = '';
+  for (let i = 0; i < label.length; i++) {
+    const c = label.charCodeAt(i);
+    if (c !== 32 && c !== 9 && c !== 95 /* _ */ && c !== 45 /* - */) out += label[i];
+  }
+  return out.toLowerCase();
+}
+
+const KNOWN_INDEX = new Map<string, number>(KNOWN_LABELS.map(([l, i]) => [canonicalLabel(l), i]));
+
+/** Known index of labels read from `cef.extensions` (custom_fields: pairs), bounded like customKeys. */
+const knownOfLabel = new Map<string, number>();
+
+/**
+ * Values of the well-known labels, filled during the pass, each with its slot: when two
+ * labels read as the same one (`TaskName` on cs10, `taskname` on cs5), the lower slot
+ * wins, whatever the order they came in, as for a label sent twice. One object, reset per
+ * event (normalize is synchronous and never re-entered; nothing keeps it).
  */
 class Known {
-  taskName: string | number | undefined = undefined;
-  taskId: string | number | undefined = undefined;
-  taskOld: string | number | undefined = undefined;
-  taskNew: string | number | undefined = undefined;
-  group: string | number | undefined = undefined;
-  productName: string | number | undefined = undefined;
-  productVersion: string | number | undefined = undefined;
-  component: string | number | undefined = undefined;
-  virusName: string | number | undefined = undefined;
-  objectName: string | number | undefined = undefined;
-  userName: string | number | undefined = undefined;
-  sha256: string | number | undefined = undefined;
-  md5: string | number | undefined = undefined;
-  attackName: string | number | undefined = undefined;
-  attackProtocol: string | number | undefined = undefined;
-  attackerIp: string | number | undefined = undefined;
-  attackedIp: string | number | undefined = undefined;
-  attackedPort: string | number | undefined = undefined;
+  readonly v: (string | number | undefined)[] = new Array<string | number | undefined>(KNOWN_COUNT).fill(undefined);
+  readonly slot: number[] = new Array<number>(KNOWN_COUNT).fill(SLOTS);
 
   reset(): void {
-    this.taskName = this.taskId = this.taskOld = this.taskNew = this.group = this.productName = undefined;
-    this.productVersion = this.component = this.virusName = this.objectName = this.userName = this.sha256 = undefined;
-    this.md5 = this.attackName = this.attackProtocol = this.attackerIp = this.attackedIp = this.attackedPort = undefined;
+    this.v.fill(undefined);
+    this.slot.fill(SLOTS);
   }
 
-  /** `i`: the label's index in KNOWN_LABELS (-1: not a well-known label). */
-  set(i: number, v: string | number): void {
-    switch (i) {
-      case 0: this.taskName = v; break;
-      case 1: this.taskId = v; break;
-      case 2: this.taskOld = v; break;
-      case 3: this.taskNew = v; break;
-      case 4: this.group = v; break;
-      case 5: this.productName = v; break;
-      case 6: this.productVersion = v; break;
-      case 7: this.component = v; break;
-      case 8: this.virusName = v; break;
-      case 9: this.objectName = v; break;
-      case 10: this.userName = v; break;
-      case 11: this.sha256 = v; break;
-      case 12: this.md5 = v; break;
-      case 13: this.attackName = v; break;
-      case 14: this.attackProtocol = v; break;
-      case 15: this.attackerIp = v; break;
-      case 16: this.attackedIp = v; break;
-      case 17: this.attackedPort = v; break;
+  /** `i`: the label's known index (-1: not a well-known label). An empty value is no value (it stays in `labels`). */
+  set(i: number, v: string | number, slot: number): void {
+    if (i < 0 || v === '' || slot > this.slot[i]!) return;
+    this.v[i] = v;
+    this.slot[i] = slot;
+  }
+
+  text(i: number): string | undefined {
+    return text(this.v[i]);
+  }
+
+  /** The first of the indexes that has a value, as text. */
+  firstText(...indexes: number[]): string | undefined {
+    for (const i of indexes) {
+      const v = this.v[i];
+      if (v !== undefined && v !== '') return text(v);
     }
+    return undefined;
   }
 }
 
@@ -110,7 +124,7 @@ function customKey(key: string): CustomKey | null {
   if (s === -1) c = null;
   else {
     const label = key.slice(colon + 1);
-    c = { slot: s >> 1, name: slotName(s >> 1), label, knownIndex: KNOWN_INDEX.get(label) ?? -1 };
+    c = { slot: s >> 1, name: slotName(s >> 1), label, knownIndex: KNOWN_INDEX.get(canonicalLabel(label)) ?? -1 };
   }
   if (customKeys.size >= CUSTOM_KEYS_MAX) customKeys.clear();
   customKeys.set(key, c);
@@ -119,19 +133,14 @@ function customKey(key: string): CustomKey | null {
 
 /** KNOWN_LABELS index of a label from `cef.extensions` (a value under its full name). */
 function knownIndex(label: string): number {
-  return KNOWN_INDEX.get(label) ?? -1;
+  let i = knownOfLabel.get(label);
+  if (i === undefined) {
+    i = KNOWN_INDEX.get(canonicalLabel(label)) ?? -1;
+    if (knownOfLabel.size >= CUSTOM_KEYS_MAX) knownOfLabel.clear();
+    knownOfLabel.set(label, i);
+  }
+  return i;
 }
-
-// Alias labels from third-party parsers (FORMAT.md §3.2), read only when the primary is absent.
-const VIRUS_NAME_ALIASES = ['ThreatName'];
-const OBJECT_ALIASES = ['ObjectPath', 'FilePath', 'FileName', 'Url', 'URL'];
-const USER_ALIASES = ['User'];
-const SHA256_ALIASES = ['Sha256', 'FileSHA256'];
-const MD5_ALIASES = ['Md5', 'FileMD5'];
-const ATTACKER_ALIASES = ['AttackerIP'];
-const ATTACKED_ALIASES = ['LocalIPv4'];
-const PROTOCOL_ALIASES = ['Protocol'];
-const PORT_ALIASES = ['Port'];
 
 // Scratch for the pass (normalize is synchronous and never re-entered).
 const lSlot: number[] = [];
@@ -153,7 +162,8 @@ const nextOfSlot: number[] = [];
 /** Values indexed in firstOfSlot (cleared at the next record's start, even after a throw). */
 let indexed = 0;
 
-const text = (v: string | number | undefined): string | undefined => (v === undefined || typeof v === 'string' ? v : String(v));
+/** A value as text; an empty one is no value (the field is left out, as when it is not sent). */
+const text = (v: string | number | undefined): string | undefined => (v === undefined || v === '' ? undefined : typeof v === 'string' ? v : String(v));
 
 /**
  * Standard CEF keys KSC uses, picked up in the pass (scratch, reset per event like Known).
@@ -224,15 +234,15 @@ function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): voi
       continue;
     }
     switch (key) {
-      case 'destinationHostName': fromExt.hostName = ext[key]; break;
-      case 'destinationAddress': fromExt.dst = ext[key]; break;
-      case 'destinationUserName': fromExt.duser = ext[key]; break;
-      case 'deviceAction': fromExt.act = ext[key]; break;
-      case 'filePath': fromExt.filePath = ext[key]; break;
-      case 'requestUrl': fromExt.requestUrl = ext[key]; break;
-      case 'fileName': fromExt.fileName = ext[key]; break;
-      case 'fileHash': fromExt.fileHash = ext[key]; break;
-      case 'transportProtocol': fromExt.proto = ext[key]; break;
+      case 'destinationHostName': fromExt.hostName = ext[key] || undefined; break;
+      case 'destinationAddress': fromExt.dst = ext[key] || undefined; break;
+      case 'destinationUserName': fromExt.duser = ext[key] || undefined; break;
+      case 'deviceAction': fromExt.act = ext[key] || undefined; break;
+      case 'filePath': fromExt.filePath = ext[key] || undefined; break;
+      case 'requestUrl': fromExt.requestUrl = ext[key] || undefined; break;
+      case 'fileName': fromExt.fileName = ext[key] || undefined; break;
+      case 'fileHash': fromExt.fileHash = ext[key] || undefined; break;
+      case 'transportProtocol': fromExt.proto = ext[key] || undefined; break;
     }
   }
 
@@ -265,7 +275,7 @@ function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): voi
     const v = slotValue(cef, vKey[j]!, vRaw[j]!, slot, warnings);
     labels[label] = v;
     const k = lKnown[i]!;
-    known.set(k === -2 ? knownIndex(label) : k, v);
+    known.set(k === -2 ? knownIndex(label) : k, v, slot);
   }
   for (let j = 0; j < nv; j++) {
     if (vState[j] === 1) continue;
@@ -286,61 +296,68 @@ function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): voi
       if (g === undefined) continue;
       for (let j = firstOfSlot[lSlot[i]!]!; j !== -1; j = nextOfSlot[j]!) g.push({ slot: vSlot[j]!, raw: vRaw[j]! });
     }
-    for (const [label, value] of resolveDuplicates(cef, labels, groups, warnings)) known.set(knownIndex(label), value);
+    // resolveDuplicates sorts each group by slot: its first entry is the winner's slot.
+    for (const [label, value] of resolveDuplicates(cef, labels, groups, warnings)) known.set(knownIndex(label), value, groups.get(label)![0]!.slot);
   }
 }
 
-/** The KSC importance code of the CEF severity (a warning when it is not an integer). */
-function severityCode(cef: CefRecord, warnings: KscWarning[]): number | undefined {
-  if (cef.severity === undefined) return undefined;
-  const code = parseInteger(cef.severity);
-  if (code === undefined) {
-    warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(cef.severity)} is not a KSC importance (1-4)` });
+/**
+ * The KSC importance code of the CEF severity, and its name. The CEF words (Low, Medium,
+ * High, Very-High, any case) give a name without a code; other text warns.
+ */
+function severityOf(cef: CefRecord, warnings: KscWarning[]): { code: number | undefined; severity: KscSeverity } {
+  const sev = cef.severity;
+  if (sev === undefined) return { code: undefined, severity: 'unknown' };
+  const code = parseInteger(sev);
+  if (code !== undefined) return { code, severity: severityName(code) };
+  const word = severityWord(sev);
+  if (word === undefined) {
+    warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(sev)} is not a KSC importance (1-4)` });
   }
-  return code;
+  return { code: undefined, severity: word ?? 'unknown' };
 }
 
 /** The task of a task event, or of any event with task labels (after readRecord). */
 function taskOf(category: KscCategory, warnings: KscWarning[]): KscTask | undefined {
-  if (category !== 'task_state' && known.taskName === undefined && known.taskId === undefined && known.taskOld === undefined && known.taskNew === undefined) {
+  const k = known.v;
+  if (category !== 'task_state' && k[TASK_NAME] === undefined && k[TASK_ID] === undefined && k[TASK_OLD] === undefined && k[TASK_NEW] === undefined) {
     return undefined;
   }
   const task: KscTask = {
-    name: text(known.taskName),
-    id: text(known.taskId),
+    name: text(k[TASK_NAME]),
+    id: text(k[TASK_ID]),
     oldState: undefined,
     newState: undefined,
     oldStateCode: undefined,
     newStateCode: undefined,
   };
-  readState(known.taskOld, 'TaskOldState', task, 'old', warnings);
-  readState(known.taskNew, 'TaskNewState', task, 'new', warnings);
+  readState(k[TASK_OLD], 'TaskOldState', task, 'old', warnings);
+  readState(k[TASK_NEW], 'TaskNewState', task, 'new', warnings);
   return task;
 }
 
 export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject {
   const labels = Object.create(null) as Labels;
   readRecord(cef, warnings, labels);
-  const eventType = cef.deviceEventClassId;
+  const eventType = cef.deviceEventClassId || undefined;
   const info = typeInfo(eventType);
   const category = info.category;
-  const code = severityCode(cef, warnings);
-  const severity: KscSeverity = code === undefined ? 'unknown' : severityName(code);
-  const productName = text(known.productName);
-  const productVersion = text(known.productVersion);
+  const { code, severity } = severityOf(cef, warnings);
+  const productName = known.text(PRODUCT_NAME);
+  const productVersion = known.text(PRODUCT_VERSION);
 
   const out: KscObject = {
     format: 'cef',
     eventType,
-    eventName: cef.name,
+    eventName: cef.name || undefined,
     category,
     severity,
     severityCode: code,
     host: { name: fromExt.hostName, ip: fromExt.dst, fqdn: undefined },
-    group: text(known.group),
+    group: known.text(GROUP),
     product: productName !== undefined || productVersion !== undefined ? { name: productName, version: productVersion } : undefined,
-    server: cef.deviceVersion !== undefined ? { name: undefined, version: cef.deviceVersion } : undefined,
-    component: text(known.component),
+    server: cef.deviceVersion ? { name: undefined, version: cef.deviceVersion } : undefined,
+    component: known.text(COMPONENT),
     task: undefined,
     threat: undefined,
     attack: undefined,
@@ -353,12 +370,12 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
   };
 
   out.task = taskOf(category, warnings);
-  const virusName = text(known.virusName) ?? (isThreatCategory(category) ? labelTextOf(labels, VIRUS_NAME_ALIASES) : undefined);
+  const virusName = known.text(VIRUS_NAME) ?? (isThreatCategory(category) ? known.text(THREAT_NAME) : undefined);
   if (virusName !== undefined || isThreatCategory(category)) {
-    out.threat = threat(labels, known, info, virusName, fromExt.duser, fromExt.act, fromExt.filePath ?? fromExt.requestUrl ?? fromExt.fileName, fromExt.fileHash);
+    out.threat = threat(known, info, virusName, fromExt.duser, fromExt.act, fromExt.filePath ?? fromExt.requestUrl ?? fromExt.fileName, fromExt.fileHash);
   }
-  if (category === 'attack' || known.attackName !== undefined) {
-    out.attack = attack(labels, known, cef, fromExt.proto, warnings);
+  if (category === 'attack' || known.v[ATTACK_NAME] !== undefined) {
+    out.attack = attack(known, cef, fromExt.proto, warnings);
   }
   return out;
 }
@@ -381,23 +398,22 @@ export function normalizeCefLean(cef: CefRecord, warnings: KscWarning[]): KscLea
   readRecord(cef, warnings, labels);
   const info = typeInfo(cef.deviceEventClassId);
   const category = info.category;
-  const code = severityCode(cef, warnings);
+  const { severity } = severityOf(cef, warnings);
   const t = taskOf(category, warnings);
   // The whole object has a threat when the category is a threat category or a VirusName
   // label came; its action is the lean object's.
   const action = info.action ?? fromExt.act;
   return {
     category,
-    severity: code === undefined ? 'unknown' : severityName(code),
+    severity,
     task: t !== undefined && (t.oldState !== undefined || t.newState !== undefined) ? { oldState: t.oldState, newState: t.newState } : undefined,
-    threat: action !== undefined && (known.virusName !== undefined || isThreatCategory(category)) ? { action } : undefined,
-    attack: category === 'attack' || known.attackName !== undefined ? attack(labels, known, cef, fromExt.proto, warnings) : undefined,
+    threat: action !== undefined && (known.v[VIRUS_NAME] !== undefined || isThreatCategory(category)) ? { action } : undefined,
+    attack: category === 'attack' || known.v[ATTACK_NAME] !== undefined ? attack(known, cef, fromExt.proto, warnings) : undefined,
     messageLines: undefined,
   };
 }
 
 function threat(
-  labels: Labels,
   known: Known,
   info: TypeInfo,
   name: string | undefined,
@@ -408,11 +424,11 @@ function threat(
 ): KscThreat | undefined {
   const t: KscThreat = {
     name,
-    objectPath: text(known.objectName) ?? labelTextOf(labels, OBJECT_ALIASES) ?? extObject,
-    user: text(known.userName) ?? labelTextOf(labels, USER_ALIASES) ?? duser,
+    objectPath: known.firstText(OBJECT_NAME, OBJECT_PATH, FILE_PATH, FILE_NAME, URL) ?? extObject,
+    user: known.firstText(USER_NAME, USER) ?? duser,
     action: info.action ?? act,
-    sha256: hexOrUndefined(text(known.sha256) ?? labelTextOf(labels, SHA256_ALIASES) ?? fileHash, 64),
-    md5: hexOrUndefined(text(known.md5) ?? labelTextOf(labels, MD5_ALIASES), 32),
+    sha256: hexOrUndefined(known.firstText(SHA256, FILE_SHA256) ?? fileHash, 64),
+    md5: hexOrUndefined(known.firstText(MD5, FILE_MD5), 32),
   };
   if (t.name === undefined && t.objectPath === undefined && t.user === undefined && t.action === undefined && t.sha256 === undefined && t.md5 === undefined) {
     return undefined;
@@ -420,23 +436,29 @@ function threat(
   return t;
 }
 
-function attack(labels: Labels, known: Known, cef: CefRecord, proto: string | undefined, warnings: KscWarning[]): KscAttack {
+function attack(known: Known, cef: CefRecord, proto: string | undefined, warnings: KscWarning[]): KscAttack {
   const a: KscAttack = {
-    name: text(known.attackName),
-    protocol: text(known.attackProtocol) ?? labelTextOf(labels, PROTOCOL_ALIASES) ?? proto,
+    name: known.text(ATTACK_NAME),
+    protocol: known.firstText(ATTACK_PROTOCOL, PROTOCOL) ?? proto,
     sourceIp: undefined,
     targetIp: undefined,
     port: undefined,
   };
-  const src = text(known.attackerIp) ?? labelTextOf(labels, ATTACKER_ALIASES);
+  const src = known.firstText(ATTACKER_IP, ATTACKER_IP_ALIAS);
   if (src !== undefined) a.sourceIp = ipv4(src, 'AttackerIPv4', warnings);
   else {
     const s = cef.extensions['sourceAddress'];
     if (s !== undefined && isIP(s) !== 0) a.sourceIp = s;
   }
-  const dst = text(known.attackedIp) ?? labelTextOf(labels, ATTACKED_ALIASES);
+  const dst = known.firstText(ATTACKED_IP, LOCAL_IPV4);
   if (dst !== undefined) a.targetIp = ipv4(dst, 'AttackedIPv4', warnings);
-  const port = known.attackedPort ?? labels[PORT_ALIASES[0]!];
+  else {
+    // The attacked address is the managed device's: CEF dst, as the Syslog format's p6 is
+    // its hip (FORMAT.md §2.3). So both formats give the same attack.
+    const d = cef.extensions['destinationAddress'];
+    if (d !== undefined && isIP(d) !== 0) a.targetIp = d;
+  }
+  const port = known.v[ATTACKED_PORT] ?? known.v[PORT];
   if (port !== undefined) {
     const p = typeof port === 'number' ? port : parseInteger(port);
     if (p === undefined) warnings.push({ code: 'ksc_bad_number', key: 'AttackedPort', message: `port ${JSON.stringify(port)} is not an integer` });

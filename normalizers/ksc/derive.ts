@@ -1,23 +1,13 @@
 /**
- * Readers shared by both formats: task states, label lookups with aliases, threat categories.
+ * Readers shared by both formats: task states, threat categories.
  */
 import { taskState } from './tables.js';
 import { parseInteger } from './text.js';
-import type { Labels } from './labels.js';
 import type { KscCategory, KscTask, KscWarning } from './types.js';
 
 /** Categories whose events are about an object (file, URL, application): they get `threat`. */
 export function isThreatCategory(c: KscCategory): boolean {
   return c === 'detection' || c === 'object_action' || c === 'web' || c === 'application_control';
-}
-
-/** The first of `names` that is a label, as text. */
-export function labelTextOf(labels: Labels, names: readonly string[]): string | undefined {
-  for (let i = 0; i < names.length; i++) {
-    const v = labels[names[i]!];
-    if (v !== undefined) return typeof v === 'string' ? v : String(v);
-  }
-  return undefined;
 }
 
 /**

@@ -28,6 +28,16 @@ const LITERAL_CRLF = '\\r\\n';
 const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
+ * A param's value; an empty one is no value, as when it is not sent (KSC sends only the
+ * p-params that have one, FORMAT.md §2.2), so `hdn=""` leaves the host name to HOSTNAME
+ * and `p3=""` is not a bad address. `params` keeps it as sent.
+ */
+function val(p: Readonly<Record<string, string>>, key: string): string | undefined {
+  const v = p[key];
+  return v === '' ? undefined : v;
+}
+
+/**
  * The KSC element of the structured data: an SD-ID `event@<digits>` (23668 is
  * Kaspersky's enterprise number; one public sample is anonymized to `event@11111`)
  * with an `et` param.
@@ -62,7 +72,7 @@ export function isRelayedKsc(sys: SyslogHeader): boolean {
 export function normalizeSyslog(event: CefdEvent, sys: SyslogHeader, el: Record<string, string> | undefined, warnings: KscWarning[]): KscObject {
   // A copy, so the event's syslog.structuredData and ksc.params never share an object.
   const params: Record<string, string> | undefined = el === undefined ? undefined : { ...el };
-  const eventType = params !== undefined ? params['et'] ?? sys.msgId : sys.msgId;
+  const eventType = params !== undefined ? val(params, 'et') ?? sys.msgId : sys.msgId;
   const info = typeInfo(eventType);
   const category = info.category;
   if (params === undefined) {
@@ -75,18 +85,18 @@ export function normalizeSyslog(event: CefdEvent, sys: SyslogHeader, el: Record<
     });
   }
   const p = params ?? NO_PARAMS;
-  const tdn = p['tdn'];
-  const kscfqdn = p['kscfqdn'];
+  const tdn = val(p, 'tdn');
+  const kscfqdn = val(p, 'kscfqdn');
   const message = event.message;
   return {
     format: params !== undefined ? 'syslog' : 'syslog_nosd',
     eventType,
-    eventName: p['etdn'],
+    eventName: val(p, 'etdn'),
     category,
     severity: severityFromPri(sys.severity),
     severityCode: undefined,
-    host: { name: p['hdn'] ?? sys.hostname, ip: p['hip'], fqdn: looksLikeFqdn(sys.hostname) ? sys.hostname : undefined },
-    group: p['gn'],
+    host: { name: val(p, 'hdn') ?? sys.hostname, ip: val(p, 'hip'), fqdn: looksLikeFqdn(sys.hostname) ? sys.hostname : undefined },
+    group: val(p, 'gn'),
     product: product(sys.appName),
     server: kscfqdn !== undefined ? { name: kscfqdn, version: undefined } : undefined,
     component: category !== 'task_state' ? tdn : undefined,
@@ -105,23 +115,23 @@ export function normalizeSyslog(event: CefdEvent, sys: SyslogHeader, el: Record<
 export function syslogThreat(p: Record<string, string>, info: TypeInfo): KscThreat | undefined {
   const layout = info.layout;
   if (layout === 'object') {
-    const p9 = p['p9'];
+    const p9 = val(p, 'p9');
     return {
-      name: p['p5'],
-      objectPath: p['p2'],
-      user: p['p7'],
+      name: val(p, 'p5'),
+      objectPath: val(p, 'p2'),
+      user: val(p, 'p7'),
       action: info.action,
-      sha256: hexOrUndefined(p['p1'], 64),
+      sha256: hexOrUndefined(val(p, 'p1'), 64),
       md5: p9 !== undefined ? hexOrUndefined(jsonStringMember(p9, 'md5'), 32) : undefined,
     };
   }
   if (layout === 'app_launch') {
-    let sha = p['p8'];
+    let sha = val(p, 'p8');
     if (sha !== undefined && sha.charCodeAt(0) === 59 /* ; */) sha = sha.slice(1);
     return {
       name: undefined,
-      objectPath: p['p7'] ?? p['p6'],
-      user: p['p2'],
+      objectPath: val(p, 'p7') ?? val(p, 'p6'),
+      user: val(p, 'p2'),
       action: info.action,
       sha256: hexOrUndefined(sha, 64),
       md5: undefined,
@@ -135,8 +145,8 @@ export function syslogThreat(p: Record<string, string>, info: TypeInfo): KscThre
 
 export function syslogAttack(p: Record<string, string>, warnings: KscWarning[]): KscAttack {
   return {
-    name: p['p1'],
-    protocol: p['p2'],
+    name: val(p, 'p1'),
+    protocol: val(p, 'p2'),
     sourceIp: decimalIp(p, 'p3', warnings),
     targetIp: decimalIp(p, 'p6', warnings),
     port: integer(p, 'p4', warnings),
@@ -144,7 +154,7 @@ export function syslogAttack(p: Record<string, string>, warnings: KscWarning[]):
 }
 
 function decimalIp(p: Record<string, string>, key: string, warnings: KscWarning[]): string | undefined {
-  const v = p[key];
+  const v = val(p, key);
   if (v === undefined) return undefined;
   const ip = ipv4FromDecimal(v);
   if (ip === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is not an IPv4 address as a decimal integer` });
@@ -152,7 +162,7 @@ function decimalIp(p: Record<string, string>, key: string, warnings: KscWarning[
 }
 
 function integer(p: Record<string, string>, key: string, warnings: KscWarning[]): number | undefined {
-  const v = p[key];
+  const v = val(p, key);
   if (v === undefined) return undefined;
   const n = parseInteger(v);
   if (n === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is not an integer` });

@@ -134,6 +134,23 @@ export function severityName(code: number): KscSeverity {
 }
 
 /**
+ * The CEF severity words (CEF spec: Unknown, Low 0-3, Medium 4-6, High 7-8, Very-High
+ * 9-10), any case, as KSC's four importances in their order (Unknown as unknown). KSC sends its importance as a number
+ * 1-4, but its conversion rules (`siem_conversion_rules.xml`) are editable and FORMAT.md
+ * §3.1 asks to accept the words too. Undefined for anything else.
+ */
+export function severityWord(s: string): KscSeverity | undefined {
+  switch (s.toLowerCase()) {
+    case 'low': return 'info';
+    case 'medium': return 'warning';
+    case 'high': return 'error';
+    case 'very-high': case 'very high': case 'veryhigh': return 'critical';
+    case 'unknown': return 'unknown';
+    default: return undefined;
+  }
+}
+
+/**
  * Syslog format: the KSC importance is not sent; the PRI severity is (only `<10>`, crit,
  * was seen on critical events). Inferred mapping, FORMAT.md §2.1: 0-2 → critical,
  * 3 → error, 4 → warning, 5-7 → info.

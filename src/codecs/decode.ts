@@ -25,6 +25,13 @@ export type DecodeResult =
 
 const BOM = 0xfeff;
 
+/**
+ * KSC offers LEEF ("QRadar (LEEF format)") beside CEF and Syslog (../shared/ksc/FORMAT.md
+ * §1); cefd does not read it, and an operator who picked it should learn why every frame
+ * is dead-lettered, and what to choose instead.
+ */
+const LEEF_MESSAGE = 'a LEEF record, which cefd does not read: set KSC\'s SIEM export to "ArcSight (CEF format)" or "Syslog"';
+
 /** Reused per frame (decodeFrame is synchronous and not re-entered): fewer objects per event. */
 const timeOpts: CefOptions = { defaultZone: 'UTC', nowMs: 0 };
 const cefOut: CefOut = { receiptTime: undefined };
@@ -87,7 +94,7 @@ export function decodeFrame(frame: Buffer, truncated: boolean, receivedMs: numbe
       ok: false,
       failure: {
         code: 'unparseable',
-        message: s.length === 0 ? 'empty frame' : 'no readable syslog header and no CEF record',
+        message: s.length === 0 ? 'empty frame' : s.startsWith('LEEF:', start) ? LEEF_MESSAGE : 'no readable syslog header and no CEF record',
       },
       warnings: d.warnings,
     };

@@ -73,6 +73,10 @@ export class ListenerStats {
   natsRedelivered = 0;
   /** NATS sources: messages given back (nak) because the outputs refused their events, their KSC work failed, or cefd stopped. */
   natsNaked = 0;
+  /** NATS sources: in-progress acknowledgements sent (one per message not settled a third of ack_wait after its hand-over, and every third of ack_wait after). */
+  natsInProgress = 0;
+  /** NATS sources: times the durable consumer was gone (deleted) and was made again. */
+  natsConsumerRecreated = 0;
   readonly connectionsRejected = new CodeCounts();
   readonly frameErrors = new CodeCounts();
   readonly parseErrors = new CodeCounts();
@@ -416,6 +420,12 @@ export class Telemetry {
     );
     counter('cefd_nats_nacked_messages_total', 'NATS sources: messages given back to JetStream (negative acknowledgement) to be delivered again, per listener: the outputs refused their events (a full drop_newest queue), the KSC work they started could not be published, or cefd stopped before they were taken.', ['listener'], () =>
       listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsNaked]),
+    );
+    counter('cefd_nats_in_progress_acks_total', 'NATS sources: in-progress acknowledgements sent (one per message handed to the outputs and not settled after a third of ack_wait, then every third of ack_wait up to max_in_progress), per listener: a steady rise means batches take longer than a third of ack_wait to settle.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsInProgress]),
+    );
+    counter('cefd_nats_consumer_recreated_total', 'NATS sources: times the durable consumer was gone (deleted while cefd ran) and was made again from the first stream sequence this processor may not have processed, per listener.', ['listener'], () =>
+      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsConsumerRecreated]),
     );
     counter('cefd_events_parsed_total', 'Frames that became events, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.eventsParsed]));
     counter('cefd_parse_errors_total', 'Parse errors, per listener and code: unparseable frames (dead-lettered) and errors on kept events.', ['listener', 'code'], () =>

@@ -96,6 +96,23 @@ describe('octet counting (RFC 6587)', () => {
     ]);
   });
 
+  test('`1 ` is an RFC 5424 line without its PRI (a relay stripped it), not a one-byte frame', () => {
+    const line = '1 2024-02-19T13:18:51.000Z EXAMPLE-PC KES|11.0.0.0 - GNRL_EV_OBJECT_BLOCKED [event@23668 et="GNRL_EV_OBJECT_BLOCKED"] Описание';
+    const stream = `${line}\n${line}\r\n3 abc13 <13>1 - - - -`;
+    const want = [
+      { text: Buffer.from(line).toString('latin1'), mode: 'lf', truncated: false },
+      { text: Buffer.from(line).toString('latin1'), mode: 'lf', truncated: false },
+      { text: 'abc', mode: 'octet', truncated: false },
+      { text: '<13>1 - - - -', mode: 'octet', truncated: false },
+    ];
+    const c = frameAll(Buffer.from(stream));
+    expect(c.frames).toEqual(want);
+    expect(c.notices).toEqual([]);
+    // Cut right after the 1 and after the space: the same frames.
+    const buf = Buffer.from(stream);
+    expect(frameChunks([buf.subarray(0, 1), buf.subarray(1, 2), buf.subarray(2)]).frames).toEqual(want);
+  });
+
   test('absurd counts (up to 2^53 and beyond) never make the framer wait for them', () => {
     const c = frameAll('9007199254740993 x\n99999999999999999999999999 y\nok\n');
     expect(texts(c)).toEqual(['9007199254740993 x', '99999999999999999999999999 y', 'ok']);

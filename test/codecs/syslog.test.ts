@@ -94,6 +94,20 @@ describe('RFC 5424', () => {
     expect(codes(e)).toEqual(['syslog_bad_structured_data', 'not_cef']);
   });
 
+  test('a parameter sent twice (RFC 5424 allows it): the last value is kept, the earlier one is in a warning', () => {
+    const e = ev('<10>1 2024-05-06T07:02:41Z host KES|11.0.0.0 - X [event@23668 p5="EICAR" et="X" p5="Second \\"one\\""][event@23668 et="Y"] text');
+    expect(sys(e)?.structuredData).toEqual({ 'event@23668': { p5: 'Second "one"', et: 'Y' } });
+    expect(codes(e)).toEqual(['syslog_duplicate_param', 'syslog_duplicate_param', 'not_cef']);
+    expect(e.warnings![0]).toEqual({
+      code: 'syslog_duplicate_param',
+      key: 'p5',
+      message: 'parameter p5 appears twice in [event@23668]: the last value wins, the earlier one was "EICAR"',
+    });
+    expect(e.warnings![1]!.message).toContain('the earlier one was "X"');
+    // One of each: no warning.
+    expect(codes(ev('<10>1 2024-05-06T07:02:41Z host app - X [a@1 p="1" q="1"][b@1 p="2"] text'))).toEqual(['not_cef']);
+  });
+
   test('a bad timestamp with a PRI is a warning, the rest is read', () => {
     const e = ev('<14>1 yesterday host app - - - CEF:0|a|b|c|d|e|1|');
     expect(sys(e)?.hostname).toBe('host');
@@ -189,6 +203,17 @@ describe('no header, and failures', () => {
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.failure.code).toBe('unparseable');
     }
+  });
+
+  test('a bare LEEF record (KSC\'s "QRadar" export) is unparseable with a message that says so and what to choose', () => {
+    for (const l of ['LEEF:1.0|KasperskyLab|SecurityCenter|10.2.434|GNRL_EV_ATTACK_DETECTED|cat=KLSC\tsrc=10.0.0.5', '\ufeffLEEF:2.0|KasperskyLab|SecurityCenter|15|X|']) {
+      const r = decode(l);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.failure).toEqual({ code: 'unparseable', message: 'a LEEF record, which cefd does not read: set KSC\'s SIEM export to "ArcSight (CEF format)" or "Syslog"' });
+    }
+    const other = decode('hello LEEF:1.0|x');
+    if (!other.ok) expect(other.failure.message).toBe('no readable syslog header and no CEF record');
+    expect(other.ok).toBe(false);
   });
 
   test('invalid UTF-8: U+FFFD, warning, exact bytes in rawBase64; a real U+FFFD is not flagged', () => {

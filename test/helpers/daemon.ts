@@ -125,7 +125,7 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
 }
 
 export async function waitLines(file: string, n: number, timeoutMs = 30_000): Promise<Record<string, unknown>[]> {
-  await waitFor(() => readNdjson(file).length >= n, timeoutMs, `${n} lines in ${file}`);
+  await waitFor(() => readNdjson(file, { tolerateTornTail: true }).length >= n, timeoutMs, `${n} lines in ${file}`);
   return readNdjson(file);
 }
 

@@ -4,7 +4,7 @@
  * receiver (or anyone else) put in the stream, and what it acknowledges.
  */
 import { afterAll, afterEach, expect, test } from 'vitest';
-import { connect, headers, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, connect, headers, nanos, type JsMsg, type NatsConnection } from 'nats';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { compileRoutes } from '../../src/pipeline/router.js';
 import { loadChain } from '../../src/pipeline/normalize.js';
@@ -76,18 +76,34 @@ async function processor(s: NatsServer, extra: Record<string, unknown> = {}) {
     batch_size: 100,
     max_ack_pending: 500,
     ack_wait: 30,
+    max_in_progress: 300,
     fetch_wait: 0.2,
     ...extra,
   };
   const src = new NatsSource(config as unknown as ConstructorParameters<typeof NatsSource>[0], { pipeline, flow, telemetry, normalizers: await loadChain(['ksc']) });
   sources.push(src);
-  return { src, out, dead, found, log, telemetry };
+  return { src, out, dead, found, log, telemetry, pipeline, flow };
 }
 
 async function ackPending(c: NatsConnection): Promise<{ pending: number; ackPending: number }> {
   const info = await (await c.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
   return { pending: info.num_pending, ackPending: info.num_ack_pending };
 }
+
+/** `n` frames without headers (ids RAW-<stream sequence>), each a distinct event. */
+async function publish(c: NatsConnection, n: number): Promise<void> {
+  const js = c.jetstream({ timeout: 30_000 });
+  for (let i = 0; i < n; i++) await js.publish('cefd.raw', new TextEncoder().encode(`${DETECTION} cnt=${i}`));
+}
+
+/** Each event's id, and how many times it was written. */
+function copies(events: Record<string, unknown>[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of events) m.set(e['id'] as string, (m.get(e['id'] as string) ?? 0) + 1);
+  return m;
+}
+
+const ids = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `RAW-${from + i}`);
 
 test('the TLS client-certificate fingerprint a receiver publishes (Cefd-Tls-Fingerprint) reaches the trust check on the processor', async () => {
   const s = await natsServer();
@@ -128,4 +144,165 @@ test('messages given back (the output refused them) and delivered again are coun
   const text = await p.telemetry.registry.metrics();
   expect(text).toContain(`cefd_nats_nacked_messages_total{listener="bus"} ${st.natsNaked}`);
   expect(text).toContain(`cefd_nats_redelivered_messages_total{listener="bus"} ${st.natsRedelivered}`);
+});
+
+test('a batch whose acknowledgement is held for several ack_wait periods (KSC work not yet published) is kept by in-progress acknowledgements: delivered once, not again while it is worked on', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  const K = 40;
+  await publish(c, K);
+  // ack_wait 3 s: in-progress acknowledgements every second.
+  const p = await processor(s, { ack_wait: 3 });
+  const st = p.telemetry.listener('bus');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= K, 60_000, `${K} events in the output, their acknowledgement held`);
+  // Held for about three ack_wait periods (9 rounds of in-progress acknowledgements for
+  // every message), or until the server delivered something again (what happened before).
+  await waitFor(() => st.natsInProgress >= 9 * K || st.natsRedelivered > 0, 60_000, 'three ack_wait periods held, or a redelivery');
+  release();
+  await waitFor(async () => st.natsAcked >= K && (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  const info = await (await c.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
+  expect(st.natsRedelivered).toBe(0);
+  expect(info.num_redelivered).toBe(0);
+  expect(st.natsAcked).toBe(K);
+  expect([...copies(p.out.events).keys()].sort()).toEqual(ids(1, K).sort());
+  expect(p.out.events.length).toBe(K);
+  expect(await p.telemetry.registry.metrics()).toContain(`cefd_nats_in_progress_acks_total{listener="bus"} ${st.natsInProgress}`);
+});
+
+test('in-progress acknowledgements are bounded: a batch held past max_in_progress is delivered again (at least once), with a warning', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 5);
+  const p = await processor(s, { ack_wait: 1, max_in_progress: 2 });
+  const st = p.telemetry.listener('bus');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => st.natsRedelivered >= 5, 60_000, 'the held messages delivered again');
+  expect(p.log.lines.join('\n')).toContain('no more in-progress acknowledgements (max_in_progress)');
+  release();
+  await waitFor(async () => (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(1, 5)));
+});
+
+test('the durable consumer deleted while cefd runs is made again after what it processed: new messages come, the stream is not read again from its start', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  const N = 50;
+  const M = 30;
+  await publish(c, N);
+  const p = await processor(s, { ack_wait: 3 });
+  const st = p.telemetry.listener('bus');
+  await p.src.start();
+  await waitFor(async () => p.out.events.length >= N && (await ackPending(c)).ackPending === 0, 60_000, `${N} events, acknowledged`);
+  // The source's reading of the consumer (every third of ack_wait) found nothing held by anyone else.
+  await waitFor(() => p.src.restartSequence() === N + 1, 60_000, 'the source knows everything up to N is processed');
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.consumers.delete('RAW', 'processors');
+  await publish(c, M);
+  await waitFor(async () => {
+    const info = await jsm.consumers.info('RAW', 'processors').catch(() => null);
+    return info !== null && p.out.events.length >= N + M && info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 60_000, `${M} more events, the consumer made again and drained`);
+  // Each frame once: the N were not read again.
+  const got = copies(p.out.events);
+  expect([...got.keys()].sort()).toEqual(ids(1, N + M).sort());
+  expect(p.out.events.length).toBe(N + M);
+  const info = await jsm.consumers.info('RAW', 'processors');
+  expect(info.config.deliver_policy).toBe('by_start_sequence');
+  expect(info.config.opt_start_seq).toBe(N + 1);
+  expect(st.natsConsumerRecreated).toBe(1);
+  expect(p.log.lines.join('\n')).toContain(`made again from stream sequence ${N + 1}`);
+});
+
+test('the durable consumer deleted while another processor holds messages unacknowledged: made again from the acknowledgement floor, those messages come again (at least once)', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 10);
+  // Another processor takes the first 10 and keeps them (in-progress acknowledgements) without acknowledging.
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.consumers.add('RAW', { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(3000), max_ack_pending: 500 });
+  const held: JsMsg[] = [];
+  const other = await (await c.jetstream().consumers.get('RAW', 'processors')).fetch({ max_messages: 10, expires: 5000 });
+  for await (const m of other) {
+    held.push(m);
+    if (held.length === 10) break;
+  }
+  const keep = setInterval(() => held.forEach((m) => m.working()), 500);
+  try {
+    await publish(c, 40);
+    const p = await processor(s, { ack_wait: 3 });
+    await p.src.start();
+    await waitFor(() => p.out.events.length >= 40, 60_000, '40 events at this processor');
+    expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(11, 50)));
+    // It knows someone else holds messages above the floor (0).
+    await waitFor(() => p.src.restartSequence() === 1, 60_000, 'the others\' messages seen in the consumer\'s state');
+    clearInterval(keep);
+    // The other processor dies; the consumer is deleted.
+    await jsm.consumers.delete('RAW', 'processors');
+    await publish(c, 10);
+    await waitFor(() => ids(1, 60).every((id) => copies(p.out.events).has(id)), 60_000, 'the other processor\'s 10 and the 10 new ones');
+  } finally {
+    clearInterval(keep);
+  }
+});
+
+test('the durable consumer made again by another processor after messages this one holds unsettled: made again from the first of them, so that none is lost', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 10);
+  const p = await processor(s, { ack_wait: 3 });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= 10, 60_000, '10 events, their acknowledgement held');
+  // Another processor, that knew only its own messages, made the consumer again after sequence 10.
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  const cfg = { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 11, ack_wait: nanos(3000), max_ack_pending: 500 };
+  // This processor may make it again first (after its fetch fails): deleted and made again until ours is the one.
+  await waitFor(async () => {
+    await jsm.consumers.delete('RAW', 'processors').catch(() => undefined);
+    return jsm.consumers.add('RAW', cfg).then(() => true, () => false);
+  }, 60_000, 'the consumer made again from sequence 11 by the other processor');
+  // Its warning is logged once the consumer is made: waited for, not raced.
+  await waitFor(() => p.log.lines.join('\n').includes('was made again by another processor from stream sequence 11'), 60_000, 'the warning');
+  expect((await jsm.consumers.info('RAW', 'processors')).config.opt_start_seq).toBe(1);
+  release();
+  await publish(c, 5);
+  await waitFor(async () => {
+    const info = await jsm.consumers.info('RAW', 'processors');
+    return ids(1, 15).every((id) => copies(p.out.events).has(id)) && info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 60_000, 'every message processed and acknowledged');
+});
+
+test('the durable consumer deleted and made again by another processor while this one was not fetching (its reading paused): found by its reading of the consumer\'s state, made again from the first message it holds', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  await publish(c, 10);
+  const p = await processor(s, { ack_wait: 3 });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= 10, 60_000, '10 events, their acknowledgement held');
+  // Reading paused (an output blocks): no fetch open, so no fetch fails when the consumer goes.
+  p.flow.block('test');
+  await waitFor(() => (p.src as unknown as { fetching: unknown }).fetching === null, 60_000, 'no fetch open');
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.consumers.delete('RAW', 'processors');
+  await jsm.consumers.add('RAW', { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 11, ack_wait: nanos(3000), max_ack_pending: 500 });
+  p.flow.unblock('test');
+  await waitFor(async () => (await jsm.consumers.info('RAW', 'processors').catch(() => null))?.config.opt_start_seq === 1, 60_000, 'made again from sequence 1 by this processor');
+  release();
+  await waitFor(async () => {
+    const info = await jsm.consumers.info('RAW', 'processors');
+    return info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 60_000, 'every message acknowledged');
+  expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(1, 10)));
 });

@@ -6,6 +6,7 @@
  *
  * - Octet counting (RFC 6587 section 3.4.1, `MSG-LEN SP SYSLOG-MSG`): the frame starts with
  *   a non-zero digit, more digits, then a space. MSG-LEN bytes follow, whatever they hold.
+ *   Except `1 `: that is an RFC 5424 line without its PRI (VERSION 1), read as LF framing.
  * - Non-transparent framing (RFC 6587 section 3.4.2): anything else; the frame ends at LF.
  *   A CR right before the LF is dropped (CRLF senders), and a NUL also ends a frame (some
  *   senders use NUL as the trailer, as KUMA's tcp connector allows).
@@ -253,6 +254,11 @@ export class Framer {
         i++;
         continue;
       }
+      // `1 ` is RFC 5424's VERSION of a line whose <PRI> a relay stripped (Wazuh forwards
+      // KSC's lines as `1 2024-02-19T13:18:51.000Z host KES|11.0.0.0 - ...`, FORMAT.md §7
+      // item 10), not the count of a one-byte frame, which no sender sends: a syslog
+      // message is never one byte. So it starts an LF frame.
+      if (b === SP && digits === 1 && count === 1) break;
       if (b === SP && digits <= this.maxDigits && count <= this.maxFrameBytes) {
         // RFC 6587 octet counting: MSG-LEN bytes follow the space. A zero count is
         // impossible here (the first digit is 1-9).

@@ -207,7 +207,7 @@ function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: Sysl
     p++;
   } else if (c === 91 /* [ */) {
     const sd: Record<string, Record<string, string>> = {};
-    const r = parseStructuredData(s, p, sd);
+    const r = parseStructuredData(s, p, sd, d);
     if (r.ok) {
       p = r.end;
     } else {
@@ -235,7 +235,7 @@ interface SdResult {
  * RFC 5424 section 6.3: one or more `[SD-ID *(SP PARAM-NAME="PARAM-VALUE")]`. In values,
  * `\"`, `\\` and `\]` are escapes; any other backslash is an ordinary character.
  */
-function parseStructuredData(s: string, p: number, out: Record<string, Record<string, string>>): SdResult {
+function parseStructuredData(s: string, p: number, out: Record<string, Record<string, string>>, d: Diagnostics): SdResult {
   const n = s.length;
   while (p < n && s.charCodeAt(p) === 91) {
     const elementStart = p;
@@ -281,6 +281,16 @@ function parseStructuredData(s: string, p: number, out: Record<string, Record<st
       }
       let value = s.slice(vStart, q);
       if (hasEscape || value.indexOf('\\') !== -1) value = unescapeSd(value);
+      // RFC 5424 section 6.3.3 lets a PARAM-NAME repeat (and an element with the same
+      // SD-ID adds to the first): the last value is kept, as for a CEF key sent twice, and
+      // the one it replaces is named in the warning, so it is not lost without a word.
+      if (Object.prototype.hasOwnProperty.call(params, name)) {
+        addWarning(d, {
+          code: 'syslog_duplicate_param',
+          key: name,
+          message: `parameter ${clip(name, 0, 40)} appears twice in [${clip(id, 0, 40)}]: the last value wins, the earlier one was ${JSON.stringify(clip(params[name]!, 0, 200))}`,
+        });
+      }
       setOwn(params, name, value);
       i = q + 1;
     }

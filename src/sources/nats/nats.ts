@@ -22,8 +22,20 @@
  * Backpressure: no fetch while any output queue is full (`roomForRecords`) or reading is
  * paused, so the stream, not this process, holds the backlog; the messages handed over and
  * not yet acknowledged are bounded by `max_ack_pending` and by IN_FLIGHT_BATCHES batches.
+ *
+ * In progress: a batch handed over and not settled within `ack_wait` (KSC work held by
+ * acksHeld, a long pause under load) would be delivered again while this process still
+ * works on it. One timer per source (every third of `ack_wait`) sends an in-progress
+ * acknowledgement (`+WPI`) for every message handed over and not settled, for at most
+ * `max_in_progress` after the hand-over; then the server delivers it again `ack_wait` after
+ * the last one. The same timer reads the consumer's state (see restartSequence).
+ *
+ * A durable consumer deleted while this process runs (`nats consumer rm`) is made again
+ * from where this process knows nothing may be unprocessed (restartSequence), not from the
+ * stream's start: a consumer created with DeliverPolicy.All would process the whole
+ * retained stream again.
  */
-import { AckPolicy, DeliverPolicy, nanos, type Consumer, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, nanos, type Consumer, type ConsumerInfo, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import type { SourceContext, SubmittedFrame } from '../../pipeline/pipeline.js';
 import type { ListenerStats } from '../../telemetry/telemetry.js';
 import { NatsLink, natsErrorText } from '../../nats/connection.js';
@@ -42,6 +54,25 @@ const IN_FLIGHT_BATCHES = 4;
 /** How long a refused batch waits before the server delivers it again. */
 const REFUSED_REDELIVERY_MS = 1000;
 
+/** Messages handed to the pipeline together and settled together. */
+interface Batch {
+  msgs: JsMsg[];
+  /** The connection they came on: an acknowledgement on another one does not reach their delivery. */
+  nc: NatsConnection;
+  /** The consumer they came from (its creation time): one made again does not know them. */
+  consumer: string;
+  /** When they were handed over (ms). */
+  since: number;
+  /** In-progress acknowledgements are still sent for them. */
+  extending: boolean;
+}
+
+/** The server's answer when the durable consumer does not exist (JSConsumerNotFoundErr). */
+function consumerNotFound(err: unknown): boolean {
+  const e = err as { message?: string; api_error?: { err_code?: number } };
+  return e?.api_error?.err_code === 10014 || /consumer not found/i.test(e?.message ?? '');
+}
+
 export class NatsSource implements Source {
   readonly name: string;
   ready = false;
@@ -50,7 +81,24 @@ export class NatsSource implements Source {
   private readonly ctx: SourceContext;
   private stopped = false;
   private loop: Promise<void> | null = null;
-  private consumer: { nc: NatsConnection; c: Consumer } | null = null;
+  private consumer: { nc: NatsConnection; c: Consumer; created: string } | null = null;
+  /** This process attached to the durable consumer once: if it disappears, it was deleted. */
+  private hadConsumer = false;
+  /** When the consumer this process last used was created: another one is a consumer made again. */
+  private lastCreated = '';
+  /** The highest stream sequence this process received, or saw the consumer deliver. */
+  private highestSeen = 0;
+  /**
+   * The lowest stream sequence someone else may hold unacknowledged (another processor, a
+   * predecessor that crashed, or messages this process gave back), as the consumer's last
+   * state said: Infinity when every message it had unacknowledged was in this process's hands.
+   */
+  private othersFrom = Infinity;
+  /** The batches handed to the pipeline and not settled. */
+  private readonly batches = new Set<Batch>();
+  /** Sends the in-progress acknowledgements and reads the consumer's state. */
+  private ticker: NodeJS.Timeout | null = null;
+  private reading = false;
   /** No fetch before this time (ms): a batch was refused and is redelivered then. */
   private refusedUntil = 0;
   private lastProblem = '';
@@ -58,6 +106,8 @@ export class NatsSource implements Source {
   private fetching: ConsumerMessages | null = null;
   /** Messages of the fetch not handed to the pipeline yet. */
   private gathered: JsMsg[] = [];
+  /** The consumer (and connection) they came from. */
+  private gatheredFrom: { nc: NatsConnection; created: string } | null = null;
   private handOverScheduled = false;
   /** Messages handed to the pipeline and not yet acknowledged (or refused). */
   private inFlight = 0;
@@ -75,11 +125,101 @@ export class NatsSource implements Source {
     this.ctx = { listener: config.name, stats: this.stats, normalizers: deps.normalizers, peer: 'nats' };
   }
 
+  /** The in-progress acknowledgements' period: a third of ack_wait. */
+  private get tickMs(): number {
+    return Math.max(100, Math.round((this.config.ack_wait * 1000) / 3));
+  }
+
   async start(): Promise<void> {
     this.stopped = false;
     await this.link.start();
     this.loop = this.run();
+    this.ticker = setInterval(() => this.tick(), this.tickMs);
+    this.ticker.unref();
     this.ready = true;
+  }
+
+  /**
+   * Every third of `ack_wait`: an in-progress acknowledgement for each message handed over
+   * at least that long ago and not settled (on the connection it came on, while it is the
+   * live one, for at most `max_in_progress`), then the consumer's state for restartSequence.
+   */
+  private tick(): void {
+    const nc = this.link.current;
+    const now = Date.now();
+    const limitMs = this.config.max_in_progress * 1000;
+    for (const b of this.batches) {
+      if (!b.extending || b.nc !== nc) continue;
+      if (now - b.since >= limitMs) {
+        // Bounded: a batch that never settles (an output stuck on it) is not held from the
+        // other processors for ever; it is delivered again `ack_wait` after the last one.
+        b.extending = false;
+        this.deps.telemetry.log.warn(
+          { listener: this.name, messages: b.msgs.length, first_sequence: b.msgs[0]!.seq },
+          `nats source ${this.name}: ${b.msgs.length} messages handed to the outputs ${Math.round((now - b.since) / 1000)} s ago are not settled yet: no more in-progress acknowledgements (max_in_progress), the server delivers them again after ack_wait`,
+        );
+        continue;
+      }
+      // Only a batch older than a period: the first one goes out before two thirds of ack_wait.
+      if (now - b.since < this.tickMs) continue;
+      try {
+        for (const m of b.msgs) m.working();
+        this.stats.natsInProgress += b.msgs.length;
+      } catch {
+        // The connection closed under us: the server delivers them again after ack_wait.
+        b.extending = false;
+      }
+    }
+    void this.readConsumer();
+  }
+
+  /** The consumer's state now: what was delivered, and whether anyone else holds messages. */
+  private async readConsumer(): Promise<void> {
+    const cur = this.consumer;
+    if (cur === null || this.reading || this.link.current !== cur.nc) return;
+    this.reading = true;
+    const before = new Set(this.batches);
+    try {
+      const info = await cur.c.info();
+      // An answer about a consumer since replaced says nothing of the one in use.
+      if (this.consumer !== cur) return;
+      // Deleted and made again by someone else between two fetches: the fetch loop attaches
+      // again (ensureConsumer), which checks where it starts.
+      if (info.created !== cur.created) this.consumer = null;
+      else this.noteConsumer(info, before);
+    } catch {
+      // Not answered (a reconnect, the consumer deleted): the fetch loop finds out.
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  /**
+   * Takes in what the consumer said (asked while `before` were the batches in hand). Its
+   * messages unacknowledged are all this process's only when they are no more than the
+   * messages it held both when it asked and now (those the server counted for certain);
+   * otherwise someone else may hold one above the acknowledgement floor.
+   */
+  private noteConsumer(info: ConsumerInfo, before: Set<Batch>): void {
+    this.highestSeen = Math.max(this.highestSeen, info.delivered.stream_seq);
+    let mine = 0;
+    for (const b of before) if (this.batches.has(b) && b.consumer === info.created) mine += b.msgs.length;
+    this.othersFrom = info.num_ack_pending <= mine ? Infinity : info.ack_floor.stream_seq + 1;
+  }
+
+  /**
+   * Where a durable consumer deleted under this process is made again: the lowest stream
+   * sequence it holds unsettled (fetched, on the workers, waiting for the outputs or KSC
+   * work), else the one after the highest it has seen; lowered to the consumer's
+   * acknowledgement floor when its last state showed messages held by someone else (another
+   * processor, a predecessor that crashed) or given back by this one. Nothing that may be
+   * unprocessed lies before it; what this process settled after it comes again.
+   */
+  restartSequence(): number {
+    let from = this.highestSeen + 1;
+    for (const b of this.batches) for (const m of b.msgs) from = Math.min(from, m.seq);
+    for (const m of this.gathered) from = Math.min(from, m.seq);
+    return Math.max(1, Math.min(from, this.othersFrom));
   }
 
   private problem(text: string): void {
@@ -89,7 +229,12 @@ export class NatsSource implements Source {
     this.deps.telemetry.log.warn({ listener: this.name, err: text }, `nats source ${this.name}: ${text}`);
   }
 
-  /** The durable consumer on the live connection, created or updated to this config. */
+  /**
+   * The durable consumer on the live connection, created or updated to this config. One
+   * that never existed is created to read the whole stream (a new deployment); one that
+   * this process had and that disappeared (deleted by an operator) is made again from
+   * restartSequence, so that the stream is not processed again from its start.
+   */
   private async ensureConsumer(nc: NatsConnection): Promise<Consumer> {
     if (this.consumer !== null && this.consumer.nc === nc) return this.consumer.c;
     const c = this.config;
@@ -102,16 +247,64 @@ export class NatsSource implements Source {
       ack_wait: nanos(Math.round(c.ack_wait * 1000)),
       ...(c.filter_subject !== undefined ? { filter_subject: c.filter_subject } : {}),
     };
-    try {
-      await jsm.consumers.add(c.stream, want);
-    } catch (err) {
-      // An existing durable consumer with other settings: update what may change.
-      const info = await jsm.consumers.info(c.stream, c.consumer).catch(() => null);
-      if (info === null) throw err;
-      await jsm.consumers.update(c.stream, c.consumer, { max_ack_pending: want.max_ack_pending, ack_wait: want.ack_wait });
+    const before = new Set(this.batches);
+    const lookUp = () =>
+      jsm.consumers.info(c.stream, c.consumer).catch((err: unknown) => {
+        if (consumerNotFound(err)) return null;
+        throw err;
+      });
+    /** Made from stream sequence `from` (undefined: the whole stream); null when another processor made it first. */
+    const make = async (from: number | undefined, why: string) => {
+      const cfg = from === undefined ? want : { ...want, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from };
+      try {
+        const made = await jsm.consumers.add(c.stream, cfg);
+        if (from !== undefined) {
+          this.stats.natsConsumerRecreated++;
+          this.deps.telemetry.log.warn(
+            { listener: this.name, stream: c.stream, consumer: c.consumer, start_sequence: from },
+            `nats source ${this.name}: the durable consumer ${c.consumer} of stream ${c.stream} ${why}: made again from stream sequence ${from}, the first one this process may not have processed (not from the stream's start)`,
+          );
+        }
+        return made;
+      } catch (err) {
+        if ((await lookUp()) === null) throw err;
+        return null;
+      }
+    };
+    let info = await lookUp();
+    let madeHere = false;
+    if (info === null) {
+      const made = await make(this.hadConsumer ? this.restartSequence() : undefined, 'is gone (deleted?)');
+      madeHere = made !== null;
+      info = made ?? (await lookUp());
+    }
+    if (info === null) throw new Error(`consumer ${c.consumer} of stream ${c.stream} was deleted again while it was made`);
+    // Made again by another processor that knew only its own messages: it may start after
+    // some this one holds unsettled (or gave back). Made again from the lower sequence, so
+    // that none of them is lost; the other processor's later ones come again (copies).
+    const mine = this.restartSequence();
+    if (
+      this.hadConsumer &&
+      !madeHere &&
+      info.created !== this.lastCreated &&
+      info.config.deliver_policy === DeliverPolicy.StartSequence &&
+      (info.config.opt_start_seq ?? 0) > mine &&
+      mine <= this.highestSeen
+    ) {
+      await jsm.consumers.delete(c.stream, c.consumer).catch((err: unknown) => {
+        if (!consumerNotFound(err)) throw err;
+      });
+      info = (await make(mine, `was made again by another processor from stream sequence ${info.config.opt_start_seq}, after messages this one holds`)) ?? (await lookUp());
+      if (info === null) throw new Error(`consumer ${c.consumer} of stream ${c.stream} was deleted again while it was made`);
+    }
+    if (info.config.max_ack_pending !== want.max_ack_pending || info.config.ack_wait !== want.ack_wait) {
+      info = await jsm.consumers.update(c.stream, c.consumer, { max_ack_pending: want.max_ack_pending, ack_wait: want.ack_wait });
     }
     const consumer = await nc.jetstream().consumers.get(c.stream, c.consumer);
-    this.consumer = { nc, c: consumer };
+    this.noteConsumer(info, before);
+    this.consumer = { nc, c: consumer, created: info.created };
+    this.lastCreated = info.created;
+    this.hadConsumer = true;
     return consumer;
   }
 
@@ -160,12 +353,15 @@ export class NatsSource implements Source {
       let got = 0;
       try {
         const consumer = await this.ensureConsumer(nc);
+        const from = this.consumer!;
         const it = await consumer.fetch({ max_messages: Math.min(this.config.batch_size, room), expires: Math.max(1000, waitMs) });
         this.fetching = it;
         if (this.stopped) it.stop();
         for await (const m of it) {
           got++;
           this.gathered.push(m);
+          this.gatheredFrom = from;
+          if (m.seq > this.highestSeen) this.highestSeen = m.seq;
           if (this.gathered.length >= this.config.batch_size) this.handOver();
           else if (!this.handOverScheduled) {
             // What arrived in this read of the connection goes as one batch.
@@ -221,6 +417,9 @@ export class NatsSource implements Source {
       });
     }
     this.inFlight += msgs.length;
+    const from = this.gatheredFrom!;
+    const batch: Batch = { msgs, nc: from.nc, consumer: from.created, since: Date.now(), extending: true };
+    this.batches.add(batch);
     this.deps.pipeline.submitFramesAsync(frames, this.ctx, (taken) => {
       // Work an extension started for these events (the KSC work another processor may
       // own, ksc/cluster.ts) must be in NATS before the frames are acknowledged; asked now,
@@ -228,11 +427,15 @@ export class NatsSource implements Source {
       const held = taken ? this.deps.pipeline.acksHeld() : undefined;
       const settle = (ok: boolean, delayMs: number | undefined) => {
         this.inFlight -= msgs.length;
+        this.batches.delete(batch);
         try {
           if (ok) {
             for (const m of msgs) m.ack();
             this.stats.natsAcked += msgs.length;
           } else {
+            // Given back, not processed: until the consumer's state says otherwise, a consumer
+            // made again must start no later than these.
+            for (const m of msgs) this.othersFrom = Math.min(this.othersFrom, m.seq);
             for (const m of msgs) m.nak(delayMs);
             this.stats.natsNaked += msgs.length;
           }
@@ -271,6 +474,8 @@ export class NatsSource implements Source {
     await this.stopReading();
     const until = Date.now() + Math.max(0, graceMs);
     while (this.inFlight > 0 && Date.now() < until) await this.settled(Math.max(1, until - Date.now()));
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
     this.ready = false;
     await this.link.close();
   }

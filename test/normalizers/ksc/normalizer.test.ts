@@ -142,6 +142,59 @@ describe('CEF labels', () => {
     expect(k.labels).toEqual({ L: 's', 'L#deviceCustomNumber1': 5, 'L#deviceCustomString12': 't' });
   });
 
+  test('labels are matched in any letter case, with spaces, _ or - (the labels map keeps them as sent)', () => {
+    const { ksc: k, warnings } = norm(
+      cef(
+        'GNRL_EV_ATTACK_DETECTED',
+        'cs10=Update cs10Label=taskname cs4=17 cs4Label=TASKID cn1=1 cn1Label=task_old_state cn2=4 cn2Label=Task New State cs9=G cs9Label=group-name ' +
+          'cs1=EICAR cs1Label=virusName cs5=C:\\\\x.exe cs5Label=Object Name cs6=CORP\\\\u cs6Label=username cs7=' + 'AB'.repeat(32) + ' cs7Label=sha256 ' +
+          'cs8=Bruteforce cs8Label=attack name cs11=168234606 cs11Label=ATTACKERIPV4 cs12=3389 cs12Label=Attacked Port cs13=TCP cs13Label=protocol',
+      ),
+    );
+    expect(warnings).toEqual([]);
+    expect(k.task).toEqual({ name: 'Update', id: '17', oldState: 'running', newState: 'completed', oldStateCode: 1, newStateCode: 4 });
+    expect(k.group).toBe('G');
+    expect(k.labels['taskname']).toBe('Update');
+    expect(k.labels['Task New State']).toBe(4);
+    expect(k.threat).toMatchObject({ name: 'EICAR', objectPath: 'C:\\x.exe', user: 'CORP\\u', sha256: 'ab'.repeat(32) });
+    expect(k.attack).toMatchObject({ name: 'Bruteforce', sourceIp: '10.7.14.110', port: 3389, protocol: 'TCP' });
+    // Two spellings of one label: the lower slot wins, whatever the order.
+    for (const ext of ['cs10=B cs10Label=TaskName cs5=A cs5Label=taskname', 'cs5=A cs5Label=taskname cs10=B cs10Label=TaskName']) {
+      expect(norm(cef('KLPRCI_TaskState', ext)).ksc.task?.name, ext).toBe('A');
+    }
+  });
+
+  test('an empty value is no value: typed fields are left out (labels and params keep it), in both formats', () => {
+    const c = norm(
+      cef(
+        'GNRL_EV_ATTACK_DETECTED',
+        'dhost= duser= act= cs1= cs1Label=VirusName cs5= cs5Label=ObjectName cs9= cs9Label=GroupName cs2= cs2Label=ProductName cs3= cs3Label=AttackName cs4= cs4Label=AttackerIPv4 cs6= cs6Label=AttackedPort cs7= cs7Label=TaskName',
+      ),
+    );
+    expect(c.ksc.host).toEqual({});
+    expect(c.ksc.group).toBeUndefined();
+    expect(c.ksc.product).toBeUndefined();
+    expect(c.ksc.task).toBeUndefined();
+    expect(c.ksc.threat).toBeUndefined();
+    expect(c.ksc.attack).toEqual({});
+    expect(c.ksc.labels).toMatchObject({ VirusName: '', ObjectName: '', GroupName: '', TaskName: '' });
+    expect(codes(c.warnings)).toEqual([]);
+    // An empty value on a lower slot does not hide a value on a higher one.
+    expect(norm(cef('KLPRCI_TaskState', 'cs1= cs1Label=TaskName cs10=Update cs10Label=taskname')).ksc.task?.name).toBe('Update');
+
+    const s = norm(
+      '<10>1 2023-08-01T10:40:12.000Z SUP-VM-12 KES|11.0.0.0 - GNRL_EV_ATTACK_DETECTED [event@23668 p1="" p2="" p3="" p4="" p6="" et="GNRL_EV_ATTACK_DETECTED" etdn="" tdn="" hdn="" hip="" gn="" kscfqdn=""] m',
+    );
+    expect(s.ksc.host).toEqual({ name: 'SUP-VM-12' });
+    expect([s.ksc.eventName, s.ksc.group, s.ksc.component, s.ksc.server]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(s.ksc.attack).toEqual({});
+    expect(s.ksc.params).toMatchObject({ p3: '', hdn: '' });
+    expect(codes(s.warnings)).toEqual([]);
+    const v = norm('<10>1 2024-01-01T00:00:00.000Z h KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 p1="" p2="" p5="" p7="" p9="" et=""] m');
+    expect(v.ksc.eventType).toBe('GNRL_EV_VIRUS_FOUND');
+    expect(v.ksc.threat).toEqual({ action: 'detected' });
+  });
+
   test('a cnN value that is not an integer stays text, with ksc_bad_number', () => {
     const { ksc: k, warnings } = norm(cef('X', 'cn1=abc cn1Label=Count'));
     expect(k.labels).toEqual({ Count: 'abc' });
@@ -205,7 +258,7 @@ describe('task states', () => {
 });
 
 describe('severity', () => {
-  test('KSC importance 1-4; anything else unknown with the code kept; text warns', () => {
+  test('KSC importance 1-4; CEF words by their order; other numbers unknown with the code kept; other text warns', () => {
     const table: [string, string, number | undefined][] = [
       ['1', 'info', 1],
       ['2', 'warning', 2],
@@ -213,12 +266,22 @@ describe('severity', () => {
       ['4', 'critical', 4],
       ['0', 'unknown', 0],
       ['7', 'unknown', 7],
-      ['High', 'unknown', undefined],
+      ['Low', 'info', undefined],
+      ['MEDIUM', 'warning', undefined],
+      ['High', 'error', undefined],
+      ['Very-High', 'critical', undefined],
+      ['very high', 'critical', undefined],
+      ['Unknown', 'unknown', undefined],
+      ['Severe', 'unknown', undefined],
     ];
     for (const [sev, name, code] of table) {
       const { ksc: k, warnings } = norm(cef('X', 'dhost=a', sev));
       expect([k.severity, k.severityCode], sev).toEqual([name, code]);
-      expect(codes(warnings)).toEqual(sev === 'High' ? ['ksc_bad_number'] : []);
+      expect(codes(warnings), sev).toEqual(sev === 'Severe' ? ['ksc_bad_number'] : []);
+      // The event's own (lean) object says the same.
+      const event = decode(cef('X', 'dhost=a', sev));
+      normalizeEvent(event, [ksc]);
+      expect((event.ksc as { severity: string }).severity, sev).toBe(name);
     }
   });
 
