@@ -167,9 +167,12 @@ export async function main(argv: string[]): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
       if (e.code.startsWith('cefd.')) process.stderr.write(e.message.endsWith('\n') ? e.message : `${e.message}\n`);
       // Usage errors of `parse` exit 2 (its documented contract); everything else 64.
+      // Commander reports its own usage errors (unknown option, missing argument) with
+      // exit code 1; cefd's own errors (`cefd.*`) carry the exit code they mean, 1 for a
+      // failure (`cefd tap` refused or unable to connect).
       const sub = argv[2];
       if (e.exitCode === 2 || sub === 'parse') return e.code.startsWith('cefd.') ? e.exitCode : 2;
-      return e.exitCode === 1 ? EXIT.usage : e.exitCode;
+      return e.exitCode === 1 && !e.code.startsWith('cefd.') ? EXIT.usage : e.exitCode;
     }
     process.stderr.write(`cefd: ${(e as Error).stack ?? String(e)}\n`);
     return EXIT.failure;

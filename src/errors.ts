@@ -21,7 +21,7 @@ export const CODES = {
     level: 'warning',
     stage: 'framing',
     description:
-      'An LF-terminated frame was longer than maxFrameBytes: its first maxFrameBytes bytes became the event (flagged `truncated`), the rest up to the next LF was discarded and counted.',
+      'An LF-terminated frame was longer than the listener\'s `max_frame_bytes`: its first `max_frame_bytes` bytes became the event (flagged `truncated`), the rest up to the next LF was discarded and counted.',
   },
   frame_incomplete: {
     level: 'warning',
@@ -33,7 +33,7 @@ export const CODES = {
     level: 'warning',
     stage: 'framing',
     description:
-      'A frame began like an RFC 6587 octet count (`LEN SP`) but LEN was larger than maxFrameBytes, so it was read as an LF-terminated frame instead (the digits are part of the message).',
+      'A frame began like an RFC 6587 octet count (`LEN SP`) but LEN was larger than the listener\'s `max_frame_bytes`, so it was read as an LF-terminated frame instead (the digits are part of the message).',
   },
   // decode (src/codecs/decode.ts)
   invalid_utf8: {

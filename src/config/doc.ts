@@ -28,7 +28,6 @@ function defaultText(s: Spec): string {
   const d = (s as { default?: unknown }).default;
   if ((s as ScalarSpec).required) return 'required';
   if (d === undefined) return '';
-  if (s.kind === 'list' && Array.isArray(d) && d.some((x) => typeof x === 'object')) return 'see below';
   if (s.kind === 'int' && (s as ScalarSpec).max === 0o777) return `0o${(d as number).toString(8)}`;
   return `\`${JSON.stringify(d)}\``;
 }

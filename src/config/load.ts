@@ -94,6 +94,12 @@ export function editDistance(a: string, b: string): number {
 
 class Walker {
   readonly problems: ConfigProblem[] = [];
+  /**
+   * Secret options (`ksc.admin.bearer_token`) whose `_file` could not be read: that is
+   * reported once, at the `_file` key; checks of the value itself ("is required", "too
+   * short") would only repeat it with a misleading message.
+   */
+  readonly unreadSecrets = new Set<string>();
   constructor(
     private readonly lc: LineCounter | undefined,
     private readonly env: Record<string, string | undefined>,
@@ -117,7 +123,7 @@ class Walker {
       const val = this.env[name];
       if (val !== undefined && val !== '') return val;
       if (def !== undefined) return def;
-      this.problem(key, node, `environment variable ${name} is not set`);
+      this.problem(key, node, `environment variable ${name} is ${val === '' ? 'empty' : 'not set'}`);
       return '';
     });
   }
@@ -341,7 +347,7 @@ function eachScalar(obj: unknown, spec: Spec, key: string, visit: (o: Record<str
 }
 
 /** Reads `X_file` into `X` for secret options; both set is an error. */
-function resolveSecretFiles(obj: unknown, spec: Spec, w: Walker, baseDir: string): void {
+function resolveSecretFiles(obj: unknown, spec: Spec, w: Walker, baseDir: string, doc?: Document): void {
   eachScalar(obj, spec, '', (o, name, sub, k) => {
     if (!sub.secret) return;
     const fileKey = `${name}_file`;
@@ -354,7 +360,9 @@ function resolveSecretFiles(obj: unknown, spec: Spec, w: Walker, baseDir: string
     try {
       o[name] = readFileSync(isAbsolute(file) ? file : resolve(baseDir, file), 'utf8').replace(/\r?\n$/, '');
     } catch (e) {
-      w.problem(`${k.slice(0, k.length - name.length)}${fileKey}`, undefined, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      const key = `${k.slice(0, k.length - name.length)}${fileKey}`;
+      w.problem(key, nodeOfKey(doc, key), `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      w.unreadSecrets.add(k);
     }
   });
 }
@@ -380,22 +388,57 @@ function deepFreeze<T>(o: T): T {
 
 /**
  * The YAML node of a dotted key (`ksc.admin.bearer_token`, `ksc.response_rules[0]`), or of
- * its `_file` twin when the value came from a file, for the problem's line number.
+ * its `_file` twin when the value came from a file, for the problem's line number. A key
+ * the file does not have (a required option left out) gives the node of its nearest
+ * enclosing key that it has (`ksc.admin`), so the problem still has a line.
  */
 function nodeOfKey(doc: Document | undefined, key: string): Node | undefined {
   if (doc === undefined || key === '') return undefined;
-  for (const k of [key, `${key}_file`]) {
-    const path = k.replace(/\[(\d+)\]/g, '.$1').split('.').filter((x) => x !== '').map((x) => (/^\d+$/.test(x) ? Number(x) : x));
-    const n: unknown = doc.getIn(path, true);
-    if (isNode(n)) return n;
+  const path = key.replace(/\[(\d+)\]/g, '.$1').split('.').filter((x) => x !== '').map((x) => (/^\d+$/.test(x) ? Number(x) : x));
+  for (let n = path.length; n > 0; n--) {
+    const last = path[n - 1]!;
+    const names = n === path.length && typeof last === 'string' ? [last, `${last}_file`] : [last];
+    for (const name of names) {
+      const node: unknown = doc.getIn([...path.slice(0, n - 1), name], true);
+      if (isNode(node)) return node;
+    }
   }
   return undefined;
 }
 
+/**
+ * Gives the problems of a check made after loading (TLS material, normalizer modules:
+ * src/config/normalizers.ts) the line of their key in `file`, as the loader's own have.
+ * The file is read again; a file that no longer reads leaves the problems without lines.
+ */
+export function withLines(problems: ConfigProblem[], file: string | undefined): ConfigProblem[] {
+  if (file === undefined || problems.every((p) => p.line !== undefined)) return problems;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return problems;
+  }
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  if (doc.errors.length > 0) return problems;
+  const w = new Walker(lc, {});
+  return problems.map((p) => {
+    if (p.line !== undefined) return p;
+    const line = w.line(nodeOfKey(doc, p.key));
+    return line === undefined ? p : { ...p, line };
+  });
+}
+
 /** Checks that span several keys. */
 function crossChecks(c: Config, w: Walker, doc?: Document): void {
-  // Each problem at its key's line when the file has the key (else at `parent`'s, if given).
-  const problem = (key: string, message: string, parent?: string) => w.problem(key, nodeOfKey(doc, key) ?? (parent !== undefined ? nodeOfKey(doc, parent) : undefined), message);
+  // Each problem at its key's line when the file has the key (else at `parent`'s, if given,
+  // or at its nearest enclosing key's). None about a secret whose _file failed to read:
+  // that was said at the _file key.
+  const problem = (key: string, message: string, parent?: string) => {
+    if (w.unreadSecrets.has(key)) return;
+    w.problem(key, nodeOfKey(doc, key) ?? (parent !== undefined ? nodeOfKey(doc, parent) : undefined), message);
+  };
   c.listeners.forEach((l, i) => {
     const k = `listeners[${i}]`;
     // Each source type's own rules (src/sources/<type>/index.ts).
@@ -426,7 +469,7 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     const short = bearerTokenProblem(c.metrics.bearer_token);
     if (short !== undefined) problem('metrics.bearer_token', short);
   }
-  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) w.problem(p.key, nodeOfKey(doc, p.key), p.message);
+  for (const section of CONFIG_SECTIONS) for (const p of section.check?.(c) ?? []) problem(p.key, p.message);
   c.outputs.forEach((o, i) => {
     // The encoder the daemon and the workers will build (router.ts's compileRoutes), built
     // the same way here (the route filter was compiled with the schema's `filter` kind).
@@ -474,7 +517,7 @@ export function loadConfigText(text: string, file: string | undefined, env: Reco
   const out = w.object(SCHEMA, doc.contents as Node | null, raw, '') as Config | undefined;
   if (out === undefined || w.problems.length > 0) throw new ConfigError(w.problems, file);
   const baseDir = file === undefined ? process.cwd() : dirname(resolve(file));
-  resolveSecretFiles(out, SCHEMA, w, baseDir);
+  resolveSecretFiles(out, SCHEMA, w, baseDir, doc);
   resolvePaths(out, SCHEMA, baseDir);
   (out as { base_dir: string }).base_dir = baseDir;
   crossChecks(out, w, doc);

@@ -2,7 +2,7 @@
  * The config check that needs I/O and the normalizer runtime, kept out of load.ts so that
  * loading a config stays light.
  */
-import { ConfigError, type ConfigProblem } from './load.js';
+import { ConfigError, withLines, type ConfigProblem } from './load.js';
 import type { Config } from './types.js';
 import { ChainLoadError, loadChain } from '../pipeline/normalize.js';
 import { tlsProblems } from '../sources/tcp/tls-material.js';
@@ -33,5 +33,5 @@ export async function checkNormalizers(c: Config, file: string | undefined): Pro
     const missing = await driverMissing(parseDbUrl(q.url).driver);
     if (missing !== null) problems.push({ key: `sql_sources[${i}].url`, message: missing });
   }
-  if (problems.length > 0) throw new ConfigError(problems, file);
+  if (problems.length > 0) throw new ConfigError(withLines(problems, file), file);
 }

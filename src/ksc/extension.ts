@@ -87,7 +87,7 @@ class KscMetrics {
     );
     counter(
       'cefd_ksc_task_starts_total',
-      'KSC task start outcomes per rule (empty rule: manual starts through the admin API): started, failed, skipped_running, skipped_cooldown, skipped_queued, dropped.',
+      'KSC task start outcomes per rule (empty rule: manual starts through the admin API): started, failed, skipped_running, skipped_cooldown, skipped_queued, skipped_duplicate, dropped.',
       ['rule', 'result'],
       () => [...this.stats].flatMap(([rule, s]) => RULE_RESULTS.map((result) => [{ rule, result }, s.get(result)] as [Record<string, string>, number])),
     );

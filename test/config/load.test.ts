@@ -97,3 +97,51 @@ test('ksc.admin.bearer_token: at least 32 characters when the admin API is on, w
   writeFileSync(join(dir, 'admin-token'), `${'f'.repeat(64)}\n`);
   expect(format('ksc:\n  admin: { enabled: true, bearer_token_file: ./admin-token }\n')).toEqual([]);
 });
+
+test('a secret _file that cannot be read is one problem at its line, not also "required"; a missing option names its section\'s line', () => {
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  const format = (text: string): string[] => configErrors(text, file);
+  // The file is named but missing: the reader is told that, once, at the _file key's line
+  // (before: a second line said the token "is required ... or set bearer_token_file").
+  expect(format('state_dir: ./state\nksc:\n  admin:\n    enabled: true\n    bearer_token_file: ./admin-token\n')).toEqual([
+    `${file}:5: ksc.admin.bearer_token_file: cannot read ./admin-token: ENOENT`,
+  ]);
+  expect(format('outputs:\n  - name: hec\n    type: splunk_hec\n    url: https://splunk.example:8088\n    token_file: ./hec-token\n')).toEqual([
+    `${file}:5: outputs[0].token_file: cannot read ./hec-token: ENOENT`,
+  ]);
+  // Neither the token nor its file: "required", at the line of the section that needs it.
+  expect(format('state_dir: ./state\nksc:\n  admin: { enabled: true, port: 9142 }\n')).toEqual([
+    `${file}:3: ksc.admin.bearer_token: is required when ksc.admin.enabled is true (or set ksc.admin.bearer_token_file)`,
+  ]);
+});
+
+test('${VAR}: an unset variable and an empty one are problems that say which', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadConfigText('outputs:\n  - { name: h, type: http, url: "${SIEM_URL}" }\n', file, env);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.map((p) => `${p.key}: ${p.message}`);
+      throw e;
+    }
+    return [];
+  };
+  expect(problems({})).toContain('outputs[0].url: environment variable SIEM_URL is not set');
+  expect(problems({ SIEM_URL: '' })).toContain('outputs[0].url: environment variable SIEM_URL is empty');
+  expect(problems({ SIEM_URL: 'https://siem.example/' })).toEqual([]);
+});
+
+test('the checks that read files (TLS material, normalizer modules) name the line of the option too', async () => {
+  const { checkNormalizers } = await import('../../src/config/normalizers.js');
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  const text = 'listeners:\n  - name: ksc-tls\n    type: tls\n    port: 6514\n    tls:\n      cert_file: ./missing.crt\n      key_file: ./missing.key\n  - { name: t, type: tcp, normalizers: [ksc, ./missing.mjs] }\n';
+  writeFileSync(file, text);
+  const c = loadConfigText(text, file, {});
+  const err = await checkNormalizers(c, file).then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ConfigError);
+  const lines = (err as ConfigError).message.split('\n');
+  expect(lines.some((l) => l.startsWith(`${file}:6: listeners[0].tls.cert_file: `))).toBe(true);
+  expect(lines.some((l) => l.startsWith(`${file}:8: listeners[1].normalizers[1]: `))).toBe(true);
+});

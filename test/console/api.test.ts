@@ -333,6 +333,20 @@ test('cefd tap streams the live events of a running daemon, with --filter', asyn
   expect(err).toBe('');
   const lines = out.trim().split('\n').map((l) => JSON.parse(l) as { cef: { extensions: Record<string, string> } });
   expect(lines.map((l) => l.cef.extensions['destinationHostName'])).toEqual(['WS-7']);
+
+  // Exit codes (docs/console.md, docs/cli.md): a filter the daemon refuses and a daemon
+  // that cannot be reached are failures (1); no token at all is a usage error (64).
+  const bad = await runCli(['tap', '--config', cfg, '--filter', 'cef.name =='], { cwd: d.dir });
+  expect(bad.stderr).toContain('console_bad_filter');
+  expect(bad.code).toBe(1);
+  const closed = await runCli(['tap', '--config', cfg, '--url', 'http://127.0.0.1:1'], { cwd: d.dir });
+  expect(closed.stderr).toContain('cannot reach');
+  expect(closed.code).toBe(1);
+  const noToken = join(d.dir, 'no-token.yaml');
+  writeFileSync(noToken, `state_dir: ${d.dir}/state\n`);
+  const usage = await runCli(['tap', '--config', noToken], { cwd: d.dir, env: { CEFD_ADMIN_TOKEN: '' } });
+  expect(usage.stderr).toContain('no admin token');
+  expect(usage.code).toBe(64);
 });
 
 test('TLS admin listener: HTTPS with the certificate files, the session cookie is Secure', async () => {

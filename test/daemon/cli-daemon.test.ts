@@ -175,7 +175,9 @@ describe('cefd validate', () => {
     const dir = tempDir();
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'timezone: Mars/Olympus\nlisteners:\n  - { name: a, type: tcp }\n  - { name: a, type: udp, prot: 1 }\noutputs:\n  - { name: o, type: http, url: "${NO_SUCH_VAR}" }\n');
-    const r = spawnSync(process.execPath, [CLI, 'validate', '--config', file], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_SUCH_VAR: '' } });
+    const env = { ...process.env };
+    delete env['NO_SUCH_VAR'];
+    const r = spawnSync(process.execPath, [CLI, 'validate', '--config', file], { cwd: dir, encoding: 'utf8', env });
     expect(r.status).toBe(78);
     expect(r.stderr).toContain('bad.yaml:1: timezone: expected an IANA time zone name');
     expect(r.stderr).toContain('bad.yaml:4: listeners[1].prot: unknown key (did you mean port?)');

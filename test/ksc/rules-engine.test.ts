@@ -379,6 +379,7 @@ test('the daemon: a bad rule stops the start; a reload keeps unchanged rules and
 state_dir: {dir}/state
 listeners: [{ name: tcp, type: tcp, host: 127.0.0.1, port: 0 }]
 outputs: [{ name: events, type: file, path: {dir}/events.ndjson }]
+dead_letter: { path: {dir}/dead-letter.ndjson }
 metrics: { enabled: false }
 ksc:
   sync_on_start: false
