@@ -78,7 +78,7 @@ export const CODES = {
     stage: 'syslog',
     description: 'The syslog timestamp could not be converted; `syslog.timestamp` is null (as for a header without one).',
   },
-  // CEF (src/codecs/cef), ../shared/cef/POLICY.md rows
+  // CEF (src/codecs/cef), docs/reference/cef-policy.md rows
   cef_bad_version: {
     level: 'error',
     stage: 'cef',

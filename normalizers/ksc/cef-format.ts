@@ -1,6 +1,6 @@
 /**
  * KSC CEF export (`CEF:0|KasperskyLab|SecurityCenter|<KSC version>|<event type>|<name>|<1-4>|...`)
- * → the `ksc` object. ../shared/ksc/FORMAT.md §3.
+ * → the `ksc` object. docs/reference/ksc-format.md §3.
  *
  * Everything KSC-specific is read from the labels (labels.ts), never from slot numbers.
  * Standard CEF keys are read where KSC uses them: dhost/dst (the managed device,

@@ -3,7 +3,7 @@
  *
  * KSC puts its data in custom pairs (`cs10=Uninstall EDR cs10Label=TaskName`), with slot
  * numbers that differ between KSC versions and installs (`siem_conversion_rules.xml` is
- * editable) and beyond the CEF spec (cs7..cs10): ../shared/ksc/FORMAT.md §0 item 2. So
+ * editable) and beyond the CEF spec (cs7..cs10): docs/reference/ksc-format.md §0 item 2. So
  * everything is read by label, never by slot. Every custom family counts, any N from 1 to 999 (as in
  * src/codecs/cef/dictionary.ts): csN, cnN, cfpN, c6aN, flexStringN, flexNumberN, flexDateN,
  * deviceCustomDateN. `cef.extensions` is keyed by full names (`deviceCustomString10`).

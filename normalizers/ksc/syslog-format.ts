@@ -1,6 +1,6 @@
 /**
  * KSC "Syslog" export (RFC 5424 with one `[event@23668 ...]` element) → the `ksc` object.
- * ../shared/ksc/FORMAT.md §2.
+ * docs/reference/ksc-format.md §2.
  *
  * - The event type is SD `et`: the MSGID is cut at 32 characters
  *   (`GNRL_EV_APPLICATION_LAUNCH_DENIE`), so it is used only when `et` is missing.

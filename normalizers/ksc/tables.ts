@@ -4,7 +4,7 @@
  * keep the two in step.
  *
  * The category comes from the event type code only (CEF Signature ID, syslog `et`),
- * never from the display name: that is localized (../shared/ksc/FORMAT.md §7 item 3).
+ * never from the display name: that is localized (docs/reference/ksc-format.md §7 item 3).
  */
 import type { KscCategory, KscSeverity, KscTaskState } from './types.js';
 

@@ -35,7 +35,7 @@ export function parseInteger(s: string): number | undefined {
 
 /**
  * KSC attack events carry IPv4 addresses as an unsigned 32-bit integer in decimal
- * (`168234606` = 10.7.14.110, ../shared/ksc/FORMAT.md §7 item 7). Returns the dotted form, or
+ * (`168234606` = 10.7.14.110, docs/reference/ksc-format.md §7 item 7). Returns the dotted form, or
  * undefined when `s` is not such a number.
  */
 export function ipv4FromDecimal(s: string): string | undefined {

@@ -23,7 +23,7 @@ export type KscCategory =
   | 'infrastructure'
   | 'other';
 
-/** KLPRCI task states (../shared/ksc/FORMAT.md §5), plus `unknown` for any other code. */
+/** KLPRCI task states (docs/reference/ksc-format.md §5), plus `unknown` for any other code. */
 export type KscTaskState =
   | 'created'
   | 'running'

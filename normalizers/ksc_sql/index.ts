@@ -4,7 +4,7 @@
  * object the CEF and Syslog paths produce (normalizers/ksc/types.ts), written on the
  * event as `ksc` (`writes`), so routes and outputs see one shape whatever the transport.
  *
- * Column → field (../shared/ksc/OPEN-API.md §5; the Syslog export carries the same event
+ * Column → field (docs/reference/ksc-open-api.md §5; the Syslog export carries the same event
  * attributes, so the row is read like its `event@23668` element):
  * - `strEventType` → eventType (syslog `et`), `wstrEventTypeDisplayName` → eventName (`etdn`)
  * - `wstrGroupName` → group (`gn`), `wstrTaskDisplayName` → task.name for task_state

@@ -1,7 +1,7 @@
 /**
  * Frame → event: the deserializer behind every source and `cefd parse`. Decodes the
  * frame's bytes as UTF-8, reads the syslog header, finds and parses the CEF record
- * (../shared/cef/POLICY.md), and builds the event. Never throws: a frame that is not an
+ * (docs/reference/cef-policy.md), and builds the event. Never throws: a frame that is not an
  * event comes back as a failure with a reason code, for the dead-letter output.
  */
 import { isUtf8 } from 'node:buffer';
@@ -26,7 +26,7 @@ export type DecodeResult =
 const BOM = 0xfeff;
 
 /**
- * KSC offers LEEF ("QRadar (LEEF format)") beside CEF and Syslog (../shared/ksc/FORMAT.md
+ * KSC offers LEEF ("QRadar (LEEF format)") beside CEF and Syslog (docs/reference/ksc-format.md
  * §1); cefd does not read it, and an operator who picked it should learn why every frame
  * is dead-lettered, and what to choose instead.
  */

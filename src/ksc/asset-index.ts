@@ -157,7 +157,7 @@ type Lookup = (q: AssetQuery) => string | undefined;
  * - source: CEF `shost` / `smac` / `src`; destination: `dhost` / `dmac` / `dst`; device:
  *   `dvchost` / `dvcmac` / `dvc` (MACs in any usual notation: match.ts normalizeMac);
  * - for KSC events the managed device is the device asset: `dhost`/`dst`, or `hdn`/`hip`
- *   (../shared/ksc/FORMAT.md §0.7: the peer is the KSC server, not the device).
+ *   (docs/reference/ksc-format.md §0.7: the peer is the KSC server, not the device).
  */
 export function refsOf(ev: CefdEvent, lookup: Lookup): AssetRefs {
   const x = ev.cef?.extensions ?? {};

@@ -1,5 +1,5 @@
 /**
- * Asset import from KSC (../shared/ksc/OPEN-API.md §2.1-2.3, KUMA behaviour §6):
+ * Asset import from KSC (docs/reference/ksc-open-api.md §2.1-2.3, KUMA behaviour §6):
  * `HostGroup.FindHosts` over all hosts, paged through `ChunkAccessor`, then
  * `HostGroup.GetHostProducts` for each host with a Network Agent; each host is upserted as
  * an asset with a stable cefd id.

@@ -1,5 +1,5 @@
 /**
- * KSC Open API client (../shared/ksc/OPEN-API.md §0-§2).
+ * KSC Open API client (docs/reference/ksc-open-api.md §0-§2).
  *
  * - Transport: `POST https://host:13299/api/v1.0/Class.Method` with a JSON body of the input
  *   parameters; the answer is `PxgRetVal` plus out parameters, or `{"PxgError":{...}}` (§0.2).

@@ -72,7 +72,7 @@ export class KscSessionError extends KscError {
   }
 }
 
-/** The server answered with a `PxgError` (../shared/ksc/OPEN-API.md §0.2): a method-level error. Never retried. */
+/** The server answered with a `PxgError` (docs/reference/ksc-open-api.md §0.2): a method-level error. Never retried. */
 export class KscPxgError extends KscError {
   readonly pxgCode: number;
   readonly subcode: number | undefined;

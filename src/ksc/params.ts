@@ -1,5 +1,5 @@
 /**
- * KSC Open API typed values ("params" containers), ../shared/ksc/OPEN-API.md §0.1.
+ * KSC Open API typed values ("params" containers), docs/reference/ksc-open-api.md §0.1.
  *
  * Inside a container or an array, non-JSON types travel as wrappers:
  * `{"type":"long","value":1}`, `{"type":"datetime","value":"2024-05-01T10:00:00Z"}`,

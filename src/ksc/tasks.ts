@@ -2,7 +2,7 @@
  * KSC tasks: list the KUMA* tasks of a connection, choose the first task of a list that
  * applies to an asset, start it, and follow its runs from KSC's task-state events.
  *
- * Per-host start (../shared/ksc/OPEN-API.md §4): the Open API has no per-host RunTask. We
+ * Per-host start (docs/reference/ksc-open-api.md §4): the Open API has no per-host RunTask. We
  * use option 2: a task "applies to" an asset when its id is in `Tasks.GetAllTasksOfHost(domain, host)`
  * (the asset is in the task's scope) and its product fits the asset (the asset has the
  * task's product installed; failing product data, the platforms match: Windows and Linux
@@ -419,7 +419,7 @@ type KscPart = Pick<Partial<KscObject>, 'eventType' | 'category' | 'host' | 'lab
  * (`event.ksc`, normalizers/ksc/types.ts): `eventType` KLPRCI_TaskState, `task.newStateCode`
  * (`task.oldStateCode`), `task.id`, `task.name`, and the managed device `host.name` /
  * `host.ip`. Without it (an event of a listener without the normalizer): the CEF record, by
- * label (KSC's slot numbers vary, ../shared/ksc/FORMAT.md §0.2: TaskId, TaskName, TaskNewState,
+ * label (KSC's slot numbers vary, docs/reference/ksc-format.md §0.2: TaskId, TaskName, TaskNewState,
  * TaskOldState), `dhost`/`dst`. Returns null when the event is not a KLPRCI_TaskState event
  * with a numeric new state (KSC's "Syslog" format carries no state).
  */

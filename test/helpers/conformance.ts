@@ -1,6 +1,6 @@
 /**
  * Runs one vector of fixtures/cef/vectors.json through the decoder and compares header and
- * extensions as ../shared/cef/POLICY.md's "Conformance test" section says.
+ * extensions as docs/reference/cef-policy.md's "Conformance test" section says.
  */
 import { decodeFrame } from '../../src/codecs/decode.js';
 import { fullName } from '../../src/codecs/cef/dictionary.js';

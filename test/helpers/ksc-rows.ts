@@ -1,7 +1,7 @@
 /**
  * KSC database rows made from the KSC fixtures (fixtures/ksc/golden): each golden event
  * of the CEF or Syslog format becomes the row `v_akpub_ev_event` joined to `v_akpub_host`
- * would hold for it (column names: ../shared/ksc/OPEN-API.md §5). Syslog events carry the
+ * would hold for it (column names: docs/reference/ksc-open-api.md §5). Syslog events carry the
  * event's parameters as sent (p1..p9 = wstrPar1..9); CEF events are mapped back through
  * the parameter layout of their type (normalizers/ksc/tables.ts).
  */

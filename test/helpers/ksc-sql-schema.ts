@@ -1,6 +1,6 @@
 /**
  * KSC's event and host views on a test database: tables `ev` and `host` behind views
- * `v_akpub_ev_event` and `v_akpub_host` with the column names of ../shared/ksc/OPEN-API.md
+ * `v_akpub_ev_event` and `v_akpub_host` with the column names of docs/reference/ksc-open-api.md
  * §5, a table `fx` holding one row per KSC fixture event (test/helpers/ksc-rows.ts), and
  * `insertEvents(from, to)`: event rows nId from..to, row n a copy of fixture n mod |fx|.
  */

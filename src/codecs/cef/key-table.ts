@@ -1,6 +1,6 @@
 /**
  * The CEF extension dictionary: short key, full name, value type. Generated from
- * fixtures/cef/keys.json (a copy of ../shared/cef/keys.json); test/codecs/key-table.test.ts
+ * fixtures/cef/keys.json (a copy of fixtures/cef/keys.json); test/codecs/key-table.test.ts
  * fails when the two differ. Types: `string`; `int` (spec Integer and Long); `ip` (IPv4 or
  * IPv6 for every IP key, POLICY row 15); `time` (CEF time stamp); `text` (Double, Floating
  * point, MAC address: kept as text, not converted).

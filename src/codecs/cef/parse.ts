@@ -1,5 +1,5 @@
 /**
- * CEF record parser: header and extension, following ../shared/cef/POLICY.md row by row
+ * CEF record parser: header and extension, following docs/reference/cef-policy.md row by row
  * (row numbers are cited inline). Works on the decoded frame text; never throws. Hot path:
  * no regular expressions, `indexOf` for the scans, substrings only for what is kept.
  */

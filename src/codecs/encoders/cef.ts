@@ -1,7 +1,7 @@
 /**
  * The `cef` encoder: the event written back as one CEF record, for syslog forwarding to
  * another SIEM (docs/encodings.md). Escaping follows the CEF rules (ArcSight's
- * implementation guide; ../shared/outputs/ENCODINGS.md §3): in the header `\` and `|`; in
+ * implementation guide; docs/reference/receivers.md §3): in the header `\` and `|`; in
  * extension values `\`, `=`, and line breaks as `\n` / `\r`. Keys are never escaped, so a
  * key outside the key characters (POLICY row 7) cannot be written: it is left out and
  * counted (`encode_key_dropped`). Keys are written short, as senders write them (`src`,
@@ -37,7 +37,7 @@ export function shortKey(full: string): string {
  * only in extension values, and a record must stay one line (the disk buffer and the file
  * and syslog outputs are line-based), but a header field can hold one (an octet-counted
  * frame, a database row). `\n` is unambiguous (a backslash of the text is `\\`), though
- * header parsers, ours included (../shared/cef/POLICY.md row 3), keep it as written.
+ * header parsers, ours included (docs/reference/cef-policy.md row 3), keep it as written.
  */
 export function escapeHeader(v: string): string {
   let out = '';

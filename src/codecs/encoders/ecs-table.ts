@@ -1,7 +1,7 @@
 /**
  * The `ecs` encoding's mapping: ONE table, read by ecs.ts and printed in docs/encodings.md
  * (test/codecs/encoders.test.ts keeps the two in step). Sources follow Elastic Beats'
- * `decode_cef` processor and the KSC choices of ../shared/outputs/ENCODINGS.md §1.
+ * `decode_cef` processor and the KSC choices of docs/reference/receivers.md §1.
  *
  * `from`: where the value comes from, first present wins (alternatives joined by ` | `):
  * - `cef.<field>`: the CEF header; `ext.<fullName>`: an extension (custom pairs included);

@@ -6,7 +6,7 @@
  * type has: the threat, object, user, hashes, group, product, task, attack, and the
  * description as `msg`.
  *
- * Keys and labels are those of KSC's CEF export (fixtures/ksc, ../shared/ksc/FORMAT.md):
+ * Keys and labels are those of KSC's CEF export (fixtures/ksc, docs/reference/ksc-format.md):
  * the managed device as `dhost`/`dst`, the user as `duser`, everything else as custom
  * fields by label (`cs1=EICAR-Test-File cs1Label=VirusName`), the task states as
  * `cn1`/`cn2` codes. Slots follow KSC's where its samples show one (GroupName cs9,

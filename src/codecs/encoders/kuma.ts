@@ -1,5 +1,5 @@
 /**
- * The `kuma` encoder: KUMA's normalized event (../shared/outputs/ENCODINGS.md §2; KUMA
+ * The `kuma` encoder: KUMA's normalized event (docs/reference/receivers.md §2; KUMA
  * help, "Data model"). CEF fields under their PascalCase full names (`SourceAddress`,
  * `DeviceEventClassID`), custom fields in KUMA's slots with their labels
  * (`DeviceCustomString1` + `DeviceCustomString1Label`), `Timestamp`, `Raw` when the event
@@ -51,7 +51,7 @@ export function kumaName(full: string): string {
   return n;
 }
 
-/** CEF's Double keys (slat, slong, dlat, dlong; ../shared/cef/keys.json): KUMA's float fields. */
+/** CEF's Double keys (slat, slong, dlat, dlong; fixtures/cef/keys.json): KUMA's float fields. */
 const GEO: ReadonlySet<string> = new Set(['sourceGeoLatitude', 'sourceGeoLongitude', 'destinationGeoLatitude', 'destinationGeoLongitude']);
 
 const TYPE_OF = new Map<string, KeyType>();

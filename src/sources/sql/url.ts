@@ -1,5 +1,5 @@
 /**
- * Database URLs in the forms KUMA's sql connector takes (../shared/ksc/OPEN-API.md §5):
+ * Database URLs in the forms KUMA's sql connector takes (docs/reference/ksc-open-api.md §5):
  *
  * - `sqlserver://{user}:{password}@{server:port}/{instance}?database={database}`: the path
  *   is the SQL Server instance name, as in Microsoft's Go driver (go-mssqldb), and a

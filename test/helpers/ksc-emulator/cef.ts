@@ -7,7 +7,7 @@
  *   cs4Label=TaskId cn2=<new> cn2Label=TaskNewState cn1=<old> cn1Label=TaskOldState
  *
  * and a TCP sender that writes them LF-terminated (KSC's "TCP/IP" SIEM export,
- * ../shared/ksc/FORMAT.md §1).
+ * docs/reference/ksc-format.md §1).
  */
 import net from 'node:net';
 

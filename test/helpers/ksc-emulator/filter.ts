@@ -1,6 +1,6 @@
 /**
  * The subset of KSC's LDAP/RFC 2254-like search filter that the emulator understands
- * (../shared/ksc/OPEN-API.md §2.1): `(ATTR op value)` with `=`, `<>`, `<`, `>`, `<=`, `>=`;
+ * (docs/reference/ksc-open-api.md §2.1): `(ATTR op value)` with `=`, `<>`, `<`, `>`, `<=`, `>=`;
  * `(&...)`, `(|...)`, `(!...)`; `*` wildcards in string `=`/`<>`; bit tests `(ATTR&n<>0)`; date
  * literals `T"2017-8-3 12:57:47"`; quoted strings, integers, true/false. `""` matches all.
  */

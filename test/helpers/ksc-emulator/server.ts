@@ -1,5 +1,5 @@
 /**
- * KSC Open API emulator for tests: an HTTPS server, faithful to ../shared/ksc/OPEN-API.md
+ * KSC Open API emulator for tests: an HTTPS server, faithful to docs/reference/ksc-open-api.md
  * for the part cefd uses (§7 checklist).
  *
  * - Transport (§0): `POST /api/v1.0/Class.Method`, JSON in, JSON out (`PxgRetVal` + out

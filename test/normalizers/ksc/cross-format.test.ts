@@ -1,7 +1,7 @@
 /**
  * One KSC event, two export formats: the CEF ("ArcSight") line and the RFC 5424
  * "Syslog" line of the same event give the same `ksc` object, except for what only one
- * format carries (../shared/ksc/FORMAT.md §2, §3): `format`, `labels` (CEF), `params` and
+ * format carries (docs/reference/ksc-format.md §2, §3): `format`, `labels` (CEF), `params` and
  * `messageLines` (Syslog), `severityCode` (CEF header), `server` (CEF Device Version,
  * Syslog kscfqdn) and `host.fqdn` (the Syslog HOSTNAME).
  *

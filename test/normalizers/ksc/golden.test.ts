@@ -1,13 +1,13 @@
 /**
  * Golden files of the ksc normalizer: every input line of fixtures/ksc/samples.txt and
- * fixtures/ksc/fixtures-draft.txt (copies of ../shared/ksc), plus the draft's STREAM
- * fixtures, each in fixtures/ksc/golden/<name>.input.txt with its expected result in
+ * fixtures/ksc/fixtures-draft.txt (the captures and composed lines that
+ * docs/reference/ksc-format.md cites), plus the draft's STREAM fixtures, each in fixtures/ksc/golden/<name>.input.txt with its expected result in
  * <name>.json (`events`: one entry per frame). Each frame goes through the real path:
  * framer (stream fixtures) → decodeFrame → normalizeEvent([ksc]).
  *
  * Rewrite the `events` of every golden file:
  *   UPDATE_GOLDEN=1 npx vitest run test/normalizers/ksc/golden.test.ts
- * and then read every changed file against ../shared/ksc/FORMAT.md before keeping it.
+ * and then read every changed file against docs/reference/ksc-format.md before keeping it.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
