@@ -284,7 +284,8 @@ test('the durable consumer deleted after another processor took messages this on
   expect((await jsm.consumers.info('RAW', 'processors')).config.opt_start_seq).toBeLessThanOrEqual(6);
 });
 
-test('the durable consumer made again by another processor after messages this one holds unsettled: made again from the first of them, so that none is lost', async () => {
+/** A processor (ack_wait 3 s) that processed 10 published messages and holds their acknowledgement until `release`. */
+async function tenHeld() {
   const s = await natsServer();
   const c = await stream(s);
   await publish(c, 10);
@@ -294,6 +295,11 @@ test('the durable consumer made again by another processor after messages this o
   p.pipeline.holdAcks(() => gate);
   await p.src.start();
   await waitFor(() => p.out.events.length >= 10, 60_000, '10 events, their acknowledgement held');
+  return { c, p, release };
+}
+
+test('the durable consumer made again by another processor after messages this one holds unsettled: made again from the first of them, so that none is lost', async () => {
+  const { c, p, release } = await tenHeld();
   // Another processor, that knew only its own messages, made the consumer again after sequence 10.
   const jsm = await c.jetstreamManager({ timeout: 30_000 });
   const cfg = { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 11, ack_wait: nanos(3000), max_ack_pending: 500 };
@@ -314,15 +320,7 @@ test('the durable consumer made again by another processor after messages this o
 });
 
 test('the durable consumer deleted and made again by another processor while this one was not fetching (its reading paused): found by its reading of the consumer\'s state, made again from the first message it holds', async () => {
-  const s = await natsServer();
-  const c = await stream(s);
-  await publish(c, 10);
-  const p = await processor(s, { ack_wait: 3 });
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  p.pipeline.holdAcks(() => gate);
-  await p.src.start();
-  await waitFor(() => p.out.events.length >= 10, 60_000, '10 events, their acknowledgement held');
+  const { c, p, release } = await tenHeld();
   // Reading paused (an output blocks): no fetch open, so no fetch fails when the consumer goes.
   p.flow.block('test');
   await waitFor(() => (p.src as unknown as { fetching: unknown }).fetching === null, 60_000, 'no fetch open');
