@@ -71,15 +71,25 @@ const knownOfLabel = new Map<string, number>();
 class Known {
   readonly v: (string | number | undefined)[] = new Array<string | number | undefined>(KNOWN_COUNT).fill(undefined);
   readonly slot: number[] = new Array<number>(KNOWN_COUNT).fill(SLOTS);
+  /** The indexes set since the last reset (a few per event): reset clears only those, not all KNOWN_COUNT twice. */
+  private readonly touched: number[] = new Array<number>(KNOWN_COUNT).fill(0);
+  private nTouched = 0;
 
   reset(): void {
-    this.v.fill(undefined);
-    this.slot.fill(SLOTS);
+    for (let k = 0; k < this.nTouched; k++) {
+      const i = this.touched[k]!;
+      this.v[i] = undefined;
+      this.slot[i] = SLOTS;
+    }
+    this.nTouched = 0;
   }
 
   /** `i`: the label's known index (-1: not a well-known label). An empty value is no value (it stays in `labels`). */
   set(i: number, v: string | number, slot: number): void {
-    if (i < 0 || v === '' || slot > this.slot[i]!) return;
+    if (i < 0 || v === '') return;
+    const was = this.slot[i]!;
+    if (slot > was) return;
+    if (was === SLOTS) this.touched[this.nTouched++] = i;
     this.v[i] = v;
     this.slot[i] = slot;
   }
@@ -305,17 +315,25 @@ function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): voi
  * The KSC importance code of the CEF severity, and its name. The CEF words (Low, Medium,
  * High, Very-High, any case) give a name without a code; other text warns.
  */
-function severityOf(cef: CefRecord, warnings: KscWarning[]): { code: number | undefined; severity: KscSeverity } {
+function severityOf(cef: CefRecord, warnings: KscWarning[]): KscSeverity {
+  // The code goes out through `severityCode` (no object per event on the hot path).
+  severityCode = undefined;
   const sev = cef.severity;
-  if (sev === undefined) return { code: undefined, severity: 'unknown' };
+  if (sev === undefined) return 'unknown';
   const code = parseInteger(sev);
-  if (code !== undefined) return { code, severity: severityName(code) };
+  if (code !== undefined) {
+    severityCode = code;
+    return severityName(code);
+  }
   const word = severityWord(sev);
   if (word === undefined) {
     warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(sev)} is not a KSC importance (1-4)` });
   }
-  return { code: undefined, severity: word ?? 'unknown' };
+  return word ?? 'unknown';
 }
+
+/** The code the last severityOf read (normalize is synchronous and never re-entered). */
+let severityCode: number | undefined;
 
 /** The task of a task event, or of any event with task labels (after readRecord). */
 function taskOf(category: KscCategory, warnings: KscWarning[]): KscTask | undefined {
@@ -342,7 +360,8 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
   const eventType = cef.deviceEventClassId || undefined;
   const info = typeInfo(eventType);
   const category = info.category;
-  const { code, severity } = severityOf(cef, warnings);
+  const severity = severityOf(cef, warnings);
+  const code = severityCode;
   const productName = known.text(PRODUCT_NAME);
   const productVersion = known.text(PRODUCT_VERSION);
 
@@ -398,7 +417,7 @@ export function normalizeCefLean(cef: CefRecord, warnings: KscWarning[]): KscLea
   readRecord(cef, warnings, labels);
   const info = typeInfo(cef.deviceEventClassId);
   const category = info.category;
-  const { severity } = severityOf(cef, warnings);
+  const severity = severityOf(cef, warnings);
   const t = taskOf(category, warnings);
   // The whole object has a threat when the category is a threat category or a VirusName
   // label came; its action is the lean object's.
