@@ -383,6 +383,8 @@ export class Telemetry {
   private defineMetrics(): void {
     const reg = this.registry;
     const listeners = () => [...this.listeners.values()];
+    /** The nats sources (the others keep natsPending at -1). */
+    const natsSources = () => listeners().filter((s) => s.natsPending >= 0);
     const outputs = () => [...this.outputs.values()];
     const counter = (name: string, help: string, labelNames: string[], read: MetricRows) => collectedCounter(reg, name, help, labelNames, read);
     const gauge = (name: string, help: string, labelNames: string[], read: MetricRows) => collectedGauge(reg, name, help, labelNames, read);
@@ -410,22 +412,22 @@ export class Telemetry {
       byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),
     );
     gauge('cefd_nats_consumer_pending_messages', 'NATS sources: messages of the stream the durable consumer has not had acknowledged yet (its lag), per listener.', ['listener'], () =>
-      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsPending]),
+      natsSources().map((s) => [{ listener: s.name }, s.natsPending]),
     );
     counter('cefd_nats_acked_messages_total', 'NATS sources: messages acknowledged to JetStream after every output\'s buffer took their events, per listener.', ['listener'], () =>
-      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsAcked]),
+      natsSources().map((s) => [{ listener: s.name }, s.natsAcked]),
     );
     counter('cefd_nats_redelivered_messages_total', 'NATS sources: messages received that JetStream had delivered before (to this or another processor) without an acknowledgement, per listener: their events are written again, with the same ids.', ['listener'], () =>
-      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsRedelivered]),
+      natsSources().map((s) => [{ listener: s.name }, s.natsRedelivered]),
     );
     counter('cefd_nats_nacked_messages_total', 'NATS sources: messages given back to JetStream (negative acknowledgement) to be delivered again, per listener: the outputs refused their events (a full drop_newest queue), the KSC work they started could not be published, or cefd stopped before they were taken.', ['listener'], () =>
-      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsNaked]),
+      natsSources().map((s) => [{ listener: s.name }, s.natsNaked]),
     );
     counter('cefd_nats_in_progress_acks_total', 'NATS sources: in-progress acknowledgements sent (one per message handed to the outputs and not settled after a third of ack_wait, then every third of ack_wait up to max_in_progress), per listener: a steady rise means batches take longer than a third of ack_wait to settle.', ['listener'], () =>
-      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsInProgress]),
+      natsSources().map((s) => [{ listener: s.name }, s.natsInProgress]),
     );
     counter('cefd_nats_consumer_recreated_total', 'NATS sources: times the durable consumer was gone (deleted while cefd ran) and was made again from the first stream sequence this processor may not have processed, per listener.', ['listener'], () =>
-      listeners().filter((s) => s.natsPending >= 0).map((s) => [{ listener: s.name }, s.natsConsumerRecreated]),
+      natsSources().map((s) => [{ listener: s.name }, s.natsConsumerRecreated]),
     );
     counter('cefd_events_parsed_total', 'Frames that became events, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.eventsParsed]));
     counter('cefd_parse_errors_total', 'Parse errors, per listener and code: unparseable frames (dead-lettered) and errors on kept events.', ['listener', 'code'], () =>

@@ -51,3 +51,19 @@ export abstract class EmulatedServer {
     await new Promise<void>((r) => s.close(() => r()));
   }
 }
+
+/**
+ * A stand-in for a proxy that redirects every request (`status`: 301, 308...) from http to
+ * https, as one in front of an HTTP API may: outputs must not take that for an answer.
+ */
+export async function startRedirectingProxy(status: number): Promise<{ url: string; stop: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(status, { location: `https://127.0.0.1${req.url ?? '/'}` }).end();
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stop: () => new Promise<void>((ok) => server.close(() => ok())),
+  };
+}

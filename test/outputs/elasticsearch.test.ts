@@ -5,8 +5,6 @@
  * down at start, down mid-stream and back, slow receiver, wrong credentials.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, expect, test } from 'vitest';
@@ -23,6 +21,7 @@ import { waitFor } from '../helpers/daemon.js';
 import { expectSendAborted } from '../helpers/abort.js';
 import { EsEmulator, type EsEmulatorOptions } from '../helpers/es-emulator.js';
 import { makePki } from '../helpers/pki.js';
+import { startRedirectingProxy } from '../helpers/emulated-server.js';
 import { tempDir } from '../helpers/temp.js';
 
 const open: { stop(): Promise<unknown> }[] = [];
@@ -206,13 +205,9 @@ test('a url that names no bulk API (404 from a wrong path or a proxy, a redirect
   expect((r as { error: string }).error).toContain('HTTP 404');
   expect((r as { error: string }).error).toContain('no bulk API at this URL');
   // A proxy that sends http to https.
-  const redirect = http.createServer((req, res) => {
-    req.resume();
-    res.writeHead(301, { location: `https://127.0.0.1${req.url ?? '/'}` }).end();
-  });
-  await new Promise<void>((ok) => redirect.listen(0, '127.0.0.1', ok));
-  open.push({ stop: () => new Promise((ok) => redirect.close(ok)) });
-  const moved = output({ url: `http://127.0.0.1:${(redirect.address() as AddressInfo).port}` });
+  const redirect = await startRedirectingProxy(301);
+  open.push(redirect);
+  const moved = output({ url: redirect.url });
   await moved.start();
   const r2 = await moved.send({ records: [rec(3)] });
   expect(r2).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });

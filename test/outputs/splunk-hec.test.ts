@@ -6,8 +6,6 @@
  * mid-stream and back (at least once), slow receiver.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, expect, test } from 'vitest';
@@ -24,6 +22,7 @@ import { waitFor } from '../helpers/daemon.js';
 import { expectSendAborted } from '../helpers/abort.js';
 import { HecEmulator, type HecEmulatorOptions } from '../helpers/hec-emulator.js';
 import { makePki } from '../helpers/pki.js';
+import { startRedirectingProxy } from '../helpers/emulated-server.js';
 import { tempDir } from '../helpers/temp.js';
 
 const TOKEN = '9b7a1c2e-0000-4000-8000-00000000c0de';
@@ -136,13 +135,9 @@ test('a url that names no HEC endpoint (404 from a wrong path or a proxy, a redi
   expect(r).toMatchObject({ status: 'retry', retryAfterMs: CONFIG_RETRY_MS });
   expect((r as { error: string }).error).toContain('HTTP 404');
   expect((r as { error: string }).error).toContain('no HEC endpoint at this URL');
-  const redirect = http.createServer((req, res) => {
-    req.resume();
-    res.writeHead(308, { location: `https://127.0.0.1${req.url ?? '/'}` }).end();
-  });
-  await new Promise<void>((ok) => redirect.listen(0, '127.0.0.1', ok));
-  open.push({ stop: () => new Promise((ok) => redirect.close(ok)) });
-  const moved = output({ url: `http://127.0.0.1:${(redirect.address() as AddressInfo).port}` });
+  const redirect = await startRedirectingProxy(308);
+  open.push(redirect);
+  const moved = output({ url: redirect.url });
   await moved.start();
   expect(await moved.send({ records: [rec(3)] })).toMatchObject({ status: 'retry', retryAfterMs: CONFIG_RETRY_MS });
   expect(hec.events).toEqual([]);

@@ -181,6 +181,14 @@ async function tlsListener(raw: Record<string, unknown>): Promise<{ src: Source;
   return { src, rec };
 }
 
+/** A TLS client to the listener on `port` with its handshake done (nothing sent yet). */
+function tlsHandshaken(port: number): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const c = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false }, () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
 function tlsSend(port: number, opts: tls.ConnectionOptions, text: string): Promise<void> {
   return new Promise((resolve) => {
     const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...opts }, () => s.end(text));
@@ -431,10 +439,7 @@ test('tls max_connections: at the limit, a slow handshake makes room before a se
   const { src, rec } = await tlsListener({ max_connections: 2, tls: { cert_file: pki.serverCert, key_file: pki.serverKey, handshake_timeout: '2s' } });
   const st = rec.telemetry.listener('in');
   // The sender: handshake done, nothing sent yet.
-  const quiet = await new Promise<tls.TLSSocket>((resolve, reject) => {
-    const c = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => resolve(c));
-    c.once('error', reject);
-  });
+  const quiet = await tlsHandshaken(src.port()!);
   let quietClosed = false;
   quiet.on('error', () => undefined);
   quiet.on('close', () => (quietClosed = true));
@@ -463,10 +468,7 @@ test('tls max_connections: a handshake that has just begun is not what makes roo
   const st = rec.telemetry.listener('in');
   // An idle connection with its handshake done (the attacker's), then KSC's reconnect in
   // the middle of its handshake (its ClientHello not complete yet).
-  const idle = await new Promise<tls.TLSSocket>((resolve, reject) => {
-    const c = tls.connect({ host: '127.0.0.1', port: src.port()!, servername: 'localhost', rejectUnauthorized: false }, () => resolve(c));
-    c.once('error', reject);
-  });
+  const idle = await tlsHandshaken(src.port()!);
   idle.on('error', () => undefined);
   const idleClosed = new Promise<void>((r) => idle.once('close', () => r()));
   await waitFor(() => st.connectionsAccepted === 1, 30_000, 'the idle connection served');
