@@ -98,14 +98,6 @@ class Known {
     return text(this.v[i]);
   }
 
-  /** The first of the indexes that has a value, as text. */
-  firstText(...indexes: number[]): string | undefined {
-    for (const i of indexes) {
-      const v = this.v[i];
-      if (v !== undefined && v !== '') return text(v);
-    }
-    return undefined;
-  }
 }
 
 const known = new Known();
@@ -134,7 +126,7 @@ function customKey(key: string): CustomKey | null {
   if (s === -1) c = null;
   else {
     const label = key.slice(colon + 1);
-    c = { slot: s >> 1, name: slotName(s >> 1), label, knownIndex: KNOWN_INDEX.get(canonicalLabel(label)) ?? -1 };
+    c = { slot: s >> 1, name: slotName(s >> 1), label, knownIndex: knownIndex(label) };
   }
   if (customKeys.size >= CUSTOM_KEYS_MAX) customKeys.clear();
   customKeys.set(key, c);
@@ -312,28 +304,20 @@ function readRecord(cef: CefRecord, warnings: KscWarning[], labels: Labels): voi
 }
 
 /**
- * The KSC importance code of the CEF severity, and its name. The CEF words (Low, Medium,
+ * The KSC importance name of the CEF severity (its code 1-4). The CEF words (Low, Medium,
  * High, Very-High, any case) give a name without a code; other text warns.
  */
 function severityOf(cef: CefRecord, warnings: KscWarning[]): KscSeverity {
-  // The code goes out through `severityCode` (no object per event on the hot path).
-  severityCode = undefined;
   const sev = cef.severity;
   if (sev === undefined) return 'unknown';
   const code = parseInteger(sev);
-  if (code !== undefined) {
-    severityCode = code;
-    return severityName(code);
-  }
+  if (code !== undefined) return severityName(code);
   const word = severityWord(sev);
   if (word === undefined) {
     warnings.push({ code: 'ksc_bad_number', key: 'severity', message: `CEF severity ${JSON.stringify(sev)} is not a KSC importance (1-4)` });
   }
   return word ?? 'unknown';
 }
-
-/** The code the last severityOf read (normalize is synchronous and never re-entered). */
-let severityCode: number | undefined;
 
 /** The task of a task event, or of any event with task labels (after readRecord). */
 function taskOf(category: KscCategory, warnings: KscWarning[]): KscTask | undefined {
@@ -361,7 +345,7 @@ export function normalizeCef(cef: CefRecord, warnings: KscWarning[]): KscObject 
   const info = typeInfo(eventType);
   const category = info.category;
   const severity = severityOf(cef, warnings);
-  const code = severityCode;
+  const code = cef.severity !== undefined ? parseInteger(cef.severity) : undefined;
   const productName = known.text(PRODUCT_NAME);
   const productVersion = known.text(PRODUCT_VERSION);
 
@@ -443,11 +427,11 @@ function threat(
 ): KscThreat | undefined {
   const t: KscThreat = {
     name,
-    objectPath: known.firstText(OBJECT_NAME, OBJECT_PATH, FILE_PATH, FILE_NAME, URL) ?? extObject,
-    user: known.firstText(USER_NAME, USER) ?? duser,
+    objectPath: known.text(OBJECT_NAME) ?? known.text(OBJECT_PATH) ?? known.text(FILE_PATH) ?? known.text(FILE_NAME) ?? known.text(URL) ?? extObject,
+    user: known.text(USER_NAME) ?? known.text(USER) ?? duser,
     action: info.action ?? act,
-    sha256: hexOrUndefined(known.firstText(SHA256, FILE_SHA256) ?? fileHash, 64),
-    md5: hexOrUndefined(known.firstText(MD5, FILE_MD5), 32),
+    sha256: hexOrUndefined(known.text(SHA256) ?? known.text(FILE_SHA256) ?? fileHash, 64),
+    md5: hexOrUndefined(known.text(MD5) ?? known.text(FILE_MD5), 32),
   };
   if (t.name === undefined && t.objectPath === undefined && t.user === undefined && t.action === undefined && t.sha256 === undefined && t.md5 === undefined) {
     return undefined;
@@ -458,23 +442,23 @@ function threat(
 function attack(known: Known, cef: CefRecord, proto: string | undefined, warnings: KscWarning[]): KscAttack {
   const a: KscAttack = {
     name: known.text(ATTACK_NAME),
-    protocol: known.firstText(ATTACK_PROTOCOL, PROTOCOL) ?? proto,
+    protocol: known.text(ATTACK_PROTOCOL) ?? known.text(PROTOCOL) ?? proto,
     sourceIp: undefined,
     targetIp: undefined,
     port: undefined,
   };
-  const src = known.firstText(ATTACKER_IP, ATTACKER_IP_ALIAS);
+  const src = known.text(ATTACKER_IP) ?? known.text(ATTACKER_IP_ALIAS);
   if (src !== undefined) a.sourceIp = ipv4(src, 'AttackerIPv4', warnings);
   else {
     const s = cef.extensions['sourceAddress'];
     if (s !== undefined && isIP(s) !== 0) a.sourceIp = s;
   }
-  const dst = known.firstText(ATTACKED_IP, LOCAL_IPV4);
+  const dst = known.text(ATTACKED_IP) ?? known.text(LOCAL_IPV4);
   if (dst !== undefined) a.targetIp = ipv4(dst, 'AttackedIPv4', warnings);
   else {
     // The attacked address is the managed device's: CEF dst, as the Syslog format's p6 is
     // its hip (FORMAT.md §2.3). So both formats give the same attack.
-    const d = cef.extensions['destinationAddress'];
+    const d = fromExt.dst;
     if (d !== undefined && isIP(d) !== 0) a.targetIp = d;
   }
   const port = known.v[ATTACKED_PORT] ?? known.v[PORT];

@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, headers as natsHeaders, nanos, type JsMsg, type KV, type NatsConnection } from 'nats';
-import { NatsLink, natsErrorText, type NatsConnectionConfig } from '../nats/connection.js';
+import { NatsLink, jsErrCode, natsErrorText, type NatsConnectionConfig } from '../nats/connection.js';
 import type { KscClusterConfig } from './config/types.js';
 import { KscRefusedError } from './errors.js';
 import { KvLease, type LeaseChange } from './lease.js';
@@ -386,7 +386,7 @@ export class KscCluster {
       this.add(this.counters.claims, 'claimed');
       return true;
     } catch (e) {
-      const code = (e as { api_error?: { err_code?: number } }).api_error?.err_code;
+      const code = jsErrCode(e);
       if (code === 10071 || /wrong last sequence/i.test((e as Error).message)) {
         const v = (await s.starts.get(k).catch(() => null))?.string() ?? '';
         // Our own earlier claim whose answer was lost (a timeout while the server stored

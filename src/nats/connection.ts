@@ -60,6 +60,11 @@ export function natsOptions(c: NatsConnectionConfig, name: string): ConnectionOp
   return opts;
 }
 
+/** The JetStream API error code of a client error (`err_code`: 10014 consumer not found, 10059 stream not found...), if any. */
+export function jsErrCode(err: unknown): number | undefined {
+  return (err as { api_error?: { err_code?: number } } | null | undefined)?.api_error?.err_code;
+}
+
 /** The text of a client error, with the server's own words when it sent some. */
 export function natsErrorText(err: unknown): string {
   const e = err as { message?: string; code?: string; chainedError?: Error; api_error?: { description?: string; err_code?: number } };

@@ -64,6 +64,13 @@ export interface PartialResult {
 
 export const DELIVERED: SendResult = { status: 'delivered' };
 
+/**
+ * Least wait between attempts while a receiver refuses the output's configuration (its
+ * credentials, its URL, its permissions): the events are fine, so they wait in the buffer
+ * instead of being dead-lettered, and the receiver is not flooded meanwhile.
+ */
+export const CONFIG_RETRY_MS = 10_000;
+
 export interface Output {
   readonly name: string;
   readonly type: string;

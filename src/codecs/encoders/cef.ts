@@ -17,7 +17,7 @@ import { KEY_TABLE } from '../cef/key-table.js';
 import { lookupKey } from '../cef/dictionary.js';
 import { allExtensions } from '../cef/view.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
-import type { EncodeProblems } from './encoder.js';
+import { epochMs, type EncodeProblems } from './encoder.js';
 import { kscCefRecord } from './ksc-cef.js';
 
 const SHORT = new Map<string, string>();
@@ -87,16 +87,12 @@ export function isWritableKey(k: string): boolean {
   return true;
 }
 
-function msOf(iso: string): string {
-  const ms = Date.parse(iso);
-  return Number.isNaN(ms) ? iso : String(ms);
-}
 
 /** Extensions for a plain syslog message (not KSC's): when it happened, the sender, the text. */
 function syslogExtensions(event: CefdEvent): Record<string, string> {
   const x: Record<string, string> = {};
   // `only_fields` may have left the event without its timestamp.
-  if (typeof event.timestamp === 'string') x['deviceReceiptTime'] = msOf(event.timestamp);
+  if (typeof event.timestamp === 'string') x['deviceReceiptTime'] = String(epochMs(event.timestamp) ?? event.timestamp);
   if (event.syslog?.hostname !== undefined) x['deviceHostName'] = event.syslog.hostname;
   if (event.message !== undefined) x['message'] = event.message;
   return x;

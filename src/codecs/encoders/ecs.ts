@@ -109,8 +109,6 @@ function hexOf(v: unknown, len: number): string | undefined {
   return v.toLowerCase();
 }
 
-const FOUR_DIGIT_YEAR = /^\d{4}-/;
-
 function convert(v: unknown, as: EcsAs | undefined, c: Ctx): unknown {
   if (v === undefined || as === undefined) return v;
   switch (as) {
@@ -136,7 +134,8 @@ function convert(v: unknown, as: EcsAs | undefined, c: Ctx): unknown {
       // Not Date.parse alone: it takes what the decoder refused (`2020-06-23 10:00:00`), which
       // `strict_date_optional_time` does not; nor a year outside 0000-9999 (`+010000-01-01...`,
       // `rt` in milliseconds past 9999), which it reads as exactly four digits.
-      return isIsoTime(v) && FOUR_DIGIT_YEAR.test(v) ? v : undefined;
+      // isIsoTime passed: `dddd-...` or `±dddddd-...`; a dash at 4 is the four-digit year.
+      return isIsoTime(v) && v.charCodeAt(4) === 45 ? v : undefined;
   }
 }
 

@@ -66,6 +66,13 @@ export interface Encoder {
  */
 const ISO_TIME = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
 
+/** Milliseconds since the epoch of an ISO time text; undefined for anything else. */
+export function epochMs(iso: unknown): number | undefined {
+  if (typeof iso !== 'string') return undefined;
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? undefined : t;
+}
+
 export function isIsoTime(v: unknown): v is string {
   return typeof v === 'string' && ISO_TIME.test(v) && !Number.isNaN(Date.parse(v));
 }

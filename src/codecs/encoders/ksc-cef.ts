@@ -15,18 +15,15 @@
  * not slots, so the record normalizes back to the same values.
  */
 import type { CefRecord, CefdEvent } from '../../event.js';
+import { SEVERITIES } from '../../../normalizers/ksc/tables.js';
 import type { KscObject } from '../../../normalizers/ksc/types.js';
+import { epochMs } from './encoder.js';
 
-/** KSC importance for the header (KSC's CEF severity is the importance code 1-4). */
+/** KSC importance for the header (KSC's CEF severity is the importance code 1-4, SEVERITIES' index). */
 function severityOf(k: KscObject): string {
   if (k.severityCode !== undefined) return String(k.severityCode);
-  switch (k.severity) {
-    case 'info': return '1';
-    case 'warning': return '2';
-    case 'error': return '3';
-    case 'critical': return '4';
-    default: return 'Unknown';
-  }
+  const i = SEVERITIES.indexOf(k.severity);
+  return i >= 1 ? String(i) : 'Unknown';
 }
 
 /** Label, value, and KSC's slot for it when its samples show one. */
@@ -35,10 +32,8 @@ type Field = [label: string, value: string | undefined, slot?: number];
 export function kscCefRecord(k: KscObject, event: CefdEvent): CefRecord {
   const ext: Record<string, string> = {};
   // `only_fields` may have left the event without its timestamp.
-  if (typeof event.timestamp === 'string') {
-    const ms = Date.parse(event.timestamp);
-    if (!Number.isNaN(ms)) ext['deviceReceiptTime'] = String(ms);
-  }
+  const ms = epochMs(event.timestamp);
+  if (ms !== undefined) ext['deviceReceiptTime'] = String(ms);
   if (k.host.name !== undefined) ext['destinationHostName'] = k.host.name;
   if (k.host.ip !== undefined) ext['destinationAddress'] = k.host.ip;
   if (k.threat?.user !== undefined) ext['destinationUserName'] = k.threat.user;

@@ -18,7 +18,7 @@ import { lookupKey } from '../cef/dictionary.js';
 import { customFields } from '../cef/view.js';
 import { toInt } from '../cef/parse.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
-import { isIsoTime, type EncodeProblems } from './encoder.js';
+import { epochMs, isIsoTime, type EncodeProblems } from './encoder.js';
 import { kscCefRecord } from './ksc-cef.js';
 
 /** KUMA's custom slots: full-name prefix → highest N it has. */
@@ -67,11 +67,6 @@ function hasSlot(full: string): boolean {
   return false;
 }
 
-function ms(iso: unknown): number | undefined {
-  if (typeof iso !== 'string') return undefined;
-  const t = Date.parse(iso);
-  return Number.isNaN(t) ? undefined : t;
-}
 
 export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => string {
   const cut = (out: Record<string, unknown>, field: string, v: string): void => {
@@ -97,7 +92,7 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
     // KUMA's own ID slot carries cefd's event id (assigned at ingest), so a store such as
     // ClickHouse can drop the duplicates of an at-least-once delivery by it.
     if (event.id !== undefined) out['ID'] = event.id;
-    out['Timestamp'] = ms(event.timestamp);
+    out['Timestamp'] = epochMs(event.timestamp);
     const k = kscView(event);
     // A KSC event without CEF (KSC's "Syslog" format, a row of the `sql` source): the
     // record KSC's CEF export would have sent, so it has the fields of one (ksc-cef.ts).
@@ -139,7 +134,7 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
         } else if (type === 'time') {
           // `rt` converted is the event's timestamp; one that did not convert has a warning.
           const t = full === 'deviceReceiptTime'
-            ? (event.warnings?.some((w) => w.code === 'cef_bad_field' && w.key === full) ? undefined : ms(event.timestamp))
+            ? (event.warnings?.some((w) => w.code === 'cef_bad_field' && w.key === full) ? undefined : epochMs(event.timestamp))
             : timeMs(typed[full] ?? v);
           if (t !== undefined) out[field] = t;
           else move(extra, full, field, v, 'time');
@@ -169,12 +164,12 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
       // Plain syslog.
       out['Message'] = event.message;
     }
+    const kscNoCef = event.cef === undefined && k !== null;
     // KSC's "Syslog" format: its parameters as sent.
-    if (event.cef === undefined && k !== null) for (const p in k.params ?? {}) extra[p] = k.params![p]!;
+    if (kscNoCef) for (const p in k.params ?? {}) extra[p] = k.params![p]!;
     // The sender. The syslog HOSTNAME is the Administration Server for KSC's CEF export, but
     // the managed device for its Syslog format (its name is DestinationHostName, its FQDN
     // KscHostFqdn below); the server is there `kscfqdn`. A database row has neither.
-    const kscNoCef = event.cef === undefined && k !== null;
     const sender = kscNoCef ? k.server?.name : event.syslog?.hostname;
     if (sender !== undefined && out['DeviceHostName'] === undefined) cut(out, 'DeviceHostName', sender);
     if (kscNoCef && k.host.fqdn !== undefined) extra['KscHostFqdn'] = k.host.fqdn;

@@ -23,13 +23,13 @@ import { isEmptyBatch } from '../shared/encode.js';
 import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
 import { HttpTransport, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { recordMeta } from '../shared/record-meta.js';
-import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import { CONFIG_RETRY_MS, DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { ElasticsearchConfig } from './config.js';
 
 export type { ElasticsearchConfig } from './config.js';
 
-/** Least wait between attempts while the cluster refuses the credentials (no retry storm). */
-export const AUTH_RETRY_MS = 10_000;
+/** Least wait between attempts while the cluster refuses the credentials or the URL (../types.ts). */
+export const AUTH_RETRY_MS = CONFIG_RETRY_MS;
 
 /** Item error types that mean "busy, try again" whatever their status (ES and OpenSearch names). */
 const RETRY_TYPES = new Set(['es_rejected_execution_exception', 'rejected_execution_exception', 'circuit_breaking_exception', 'unavailable_shards_exception']);
@@ -128,15 +128,15 @@ export class ElasticsearchOutput implements Output {
         await this.sendRange(lines, mid, end, out, signal);
         return;
       }
-      if (r.reason === 'http_status_401' || r.reason === 'http_status_403') {
+      const why =
+        r.reason === 'http_status_401' || r.reason === 'http_status_403'
+          ? 'the cluster refuses the credentials: check the user, password, API key or token'
+          : wrongEndpointStatus(r.httpStatus)
+            ? 'no bulk API at this URL: check the output\'s url (its path, a proxy in front, http redirected to https)'
+            : undefined;
+      if (why !== undefined) {
         all();
-        out.errors.push(`${r.error} (the cluster refuses the credentials: check the user, password, API key or token; retrying every ${AUTH_RETRY_MS / 1000} s or more)`);
-        out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, AUTH_RETRY_MS);
-        return;
-      }
-      if (r.reason !== 'http_status_413' && wrongEndpointStatus(r.httpStatus)) {
-        all();
-        out.errors.push(`${r.error} (no bulk API at this URL: check the output's url (its path, a proxy in front, http redirected to https); retrying every ${AUTH_RETRY_MS / 1000} s or more)`);
+        out.errors.push(`${r.error} (${why}; retrying every ${AUTH_RETRY_MS / 1000} s or more)`);
         out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, AUTH_RETRY_MS);
         return;
       }

@@ -16,15 +16,15 @@ function check(c: ElasticsearchConfig): FieldProblem[] {
   }
   if (c.encoding.codec === 'cef') out.push({ key: 'encoding.codec', message: 'documents must be JSON objects: use ecs, native or kuma' });
   if (c.data_stream !== undefined && c.encoding.codec !== 'ecs') out.push({ key: 'encoding.codec', message: 'data streams need @timestamp in every document: use ecs' });
+  const drops = (field: string) => (c.encoding.only_fields.length > 0 && !c.encoding.only_fields.includes(field)) || c.encoding.except_fields.includes(field);
   // The event's `id` becomes `_id`: an encoding that drops it loses exactly-once delivery.
-  if ((c.encoding.only_fields.length > 0 && !c.encoding.only_fields.includes('id')) || c.encoding.except_fields.includes('id')) {
+  if (drops('id')) {
     out.push({ key: 'encoding', message: 'keep the event\'s id (add `id` to only_fields, or remove it from except_fields): it is the document _id that makes retries write each event once' });
   }
   // The event's `timestamp` is the document's @timestamp (every data stream document needs
   // one) and dates the index name: a replay without it lands in the index of the day it is
   // sent, where its 409 is not found, and the event is written twice.
-  const dropsTime = (c.encoding.only_fields.length > 0 && !c.encoding.only_fields.includes('timestamp')) || c.encoding.except_fields.includes('timestamp');
-  if (dropsTime && (c.data_stream !== undefined || (c.index ?? '').includes('%'))) {
+  if (drops('timestamp') && (c.data_stream !== undefined || (c.index ?? '').includes('%'))) {
     out.push({ key: 'encoding', message: `keep the event's timestamp (add \`timestamp\` to only_fields, or remove it from except_fields): ${c.data_stream !== undefined ? 'a data stream refuses a document without @timestamp' : 'it dates the index name, so a retry finds the first copy'}` });
   }
   if (c.api_key !== undefined && c.flavor === 'opensearch') out.push({ key: 'api_key', message: 'OpenSearch has no API keys: use basic_auth_user or bearer_token' });

@@ -17,9 +17,9 @@ import type { JetStreamManager, NatsConnection, StreamConfig } from 'nats';
 import { DiscardPolicy, StorageType, nanos } from 'nats';
 import { BatchPublisher, type OutgoingMessage } from './publisher.js';
 import { rawFramePayload } from '../../nats/raw-frame.js';
-import { NatsLink, natsErrorText } from '../../nats/connection.js';
+import { NatsLink, jsErrCode, natsErrorText } from '../../nats/connection.js';
 import { recordKeyFor } from '../shared/event-id.js';
-import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import { CONFIG_RETRY_MS, DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { NatsOutputConfig } from './config.js';
 
 export type { NatsOutputConfig } from './config.js';
@@ -36,8 +36,8 @@ export const NATS_NOT_A_FRAME = 'nats_not_a_frame';
  * permission would otherwise move the whole stream out of the pipeline.
  */
 export const NATS_PERMISSION_DENIED = 'nats_permission_denied';
-/** Least wait between attempts while the server refuses the subject (no retry storm). */
-export const PERMISSION_RETRY_MS = 10_000;
+/** Least wait between attempts while the server refuses the subject (../types.ts). */
+export const PERMISSION_RETRY_MS = CONFIG_RETRY_MS;
 /** Reason code of a message JetStream refused for itself (a 4xx PubAck error, e.g. 10054 over max_msg_size). */
 export const NATS_REFUSED = 'nats_refused';
 
@@ -89,7 +89,7 @@ export class NatsOutput implements Output {
       await jsm.streams.info(s.name);
       return '';
     } catch (err) {
-      const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
+      const code = jsErrCode(err);
       // 10059: stream not found. Anything else (no JetStream, a timeout) is tried again on the next batch.
       if (code !== 10059) return `nats output ${this.name}: cannot look up stream ${s.name}: ${natsErrorText(err)}`;
     }

@@ -25,13 +25,13 @@ import { isEmptyBatch } from '../shared/encode.js';
 import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
 import { HttpTransport, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { fieldOf, recordMeta } from '../shared/record-meta.js';
-import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
+import { CONFIG_RETRY_MS, DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { SplunkHecConfig } from './config.js';
 
 export type { SplunkHecConfig } from './config.js';
 
-/** Least wait between attempts while HEC refuses the token or the configuration. */
-export const CONFIG_RETRY_MS = 10_000;
+/** Least wait between attempts while HEC refuses the token or the configuration (../types.ts). */
+export { CONFIG_RETRY_MS };
 
 /** HEC codes (Splunk docs) and the reason they give a dead-lettered event. */
 const EVENT_CODES: Record<number, string> = {

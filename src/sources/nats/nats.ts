@@ -38,7 +38,7 @@
 import { AckPolicy, DeliverPolicy, nanos, type Consumer, type ConsumerInfo, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import type { SourceContext, SubmittedFrame } from '../../pipeline/pipeline.js';
 import type { ListenerStats } from '../../telemetry/telemetry.js';
-import { NatsLink, natsErrorText } from '../../nats/connection.js';
+import { NatsLink, jsErrCode, natsErrorText } from '../../nats/connection.js';
 import { H_ID, H_LISTENER, H_PEER, H_RECEIVED, H_TLS_FINGERPRINT, H_TRUNCATED } from '../../nats/headers.js';
 import type { Source, SourceDeps } from '../source.js';
 import type { SourceConfigOf } from '../plugin.js';
@@ -69,8 +69,7 @@ interface Batch {
 
 /** The server's answer when the durable consumer does not exist (JSConsumerNotFoundErr). */
 function consumerNotFound(err: unknown): boolean {
-  const e = err as { message?: string; api_error?: { err_code?: number } };
-  return e?.api_error?.err_code === 10014 || /consumer not found/i.test(e?.message ?? '');
+  return jsErrCode(err) === 10014 || /consumer not found/i.test((err as { message?: string } | null | undefined)?.message ?? '');
 }
 
 export class NatsSource implements Source {
