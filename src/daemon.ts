@@ -44,21 +44,37 @@ interface SlotEntry {
   slot: OutputRunner;
 }
 
-interface SqlEntry {
+/** A running listener or SQL source, with the configuration (JSON) it was started with. */
+interface Entry<S> {
   key: string;
-  source: SqlSource;
-  /** As SourceEntry's. */
-  down?: boolean;
-}
-
-interface SourceEntry {
-  key: string;
-  source: Source;
+  source: S;
   /**
    * Stopped by a reload that failed and could not start it again: the next reload starts it
    * even with an unchanged configuration (and nothing stops it a second time).
    */
   down?: boolean;
+}
+type SourceEntry = Entry<Source>;
+type SqlEntry = Entry<SqlSource>;
+
+/** Whether a reload keeps `e` as it runs: the same configuration, and not down. */
+function keeps<S>(e: Entry<S> | undefined, config: unknown): e is Entry<S> {
+  return e !== undefined && e.key === JSON.stringify(config) && e.down !== true;
+}
+
+/**
+ * The undo of a reload step that stopped `e`: starts it again as it was and puts the new
+ * entry in its place; when that fails too, `e` is marked down (see Entry).
+ */
+function restoreOrDown<S>(e: Entry<S>, start: () => Promise<Entry<S>>, replace: (again: Entry<S>) => void): () => Promise<void> {
+  return async () => {
+    try {
+      replace(await start());
+    } catch (err) {
+      e.down = true;
+      throw err;
+    }
+  };
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -313,7 +329,7 @@ export class Daemon {
     const acking = live.filter((s) => s.source.stopReading !== undefined);
     await Promise.all([
       ...live.map((s) => (s.source.stopReading !== undefined ? s.source.stopReading() : s.source.stop(Math.min(1000, budget / 4)))),
-      ...this.sqlSources.filter((s) => s.down !== true).map((s) => s.source.stop(budget / 2)),
+      ...this.sqlSources.map((s) => this.stopSql(s, budget / 2)),
     ]);
     this.pipeline?.commit();
     await this.pipeline?.drain(Math.max(100, budget / 2 - (Date.now() - t0)));
@@ -529,6 +545,11 @@ export class Daemon {
     return { key: JSON.stringify(l), source };
   }
 
+  /** Stops a SQL source (one a failed reload left down is stopped already). */
+  private async stopSql(e: SqlEntry, ms: number): Promise<void> {
+    if (e.down !== true) await e.source.stop(ms);
+  }
+
   private async startSqlSource(q: SqlSourceConfig, chain: Normalizer[], c: Config): Promise<SqlEntry> {
     const source = new SqlSource(q, { pipeline: this.pipeline!, flow: this.flow, telemetry: this.telemetry, normalizers: chain, stateDir: c.state_dir });
     await source.start();
@@ -563,7 +584,7 @@ export class Daemon {
       const starts: ListenerConfig[] = [];
       for (const l of next.listeners) {
         const old = oldSources.get(l.name);
-        if (old !== undefined && old.key === JSON.stringify(l) && old.down !== true) {
+        if (keeps(old, l)) {
           keep.push(old);
           oldSources.delete(l.name);
         } else starts.push(l);
@@ -577,15 +598,11 @@ export class Daemon {
           const before = prev.listeners.find((x) => x.name === s.source.name)!;
           undo.push({
             what: `listener ${s.source.name}`,
-            run: async () => {
-              try {
-                const again = await this.startListener(before, await this.topology.chain(before, prev));
-                this.sources = this.sources.map((x) => (x === s ? again : x));
-              } catch (e) {
-                s.down = true;
-                throw e;
-              }
-            },
+            run: restoreOrDown(
+              s,
+              async () => this.startListener(before, await this.topology.chain(before, prev)),
+              (again) => (this.sources = this.sources.map((x) => (x === s ? again : x))),
+            ),
           });
         }
         const entry = await this.startListener(l, chains.listeners.get(l.name)!);
@@ -597,26 +614,22 @@ export class Daemon {
       const oldSql = new Map(this.sqlSources.map((s) => [s.source.name, s]));
       for (const q of next.sql_sources) {
         const old = oldSql.get(q.name);
-        if (old !== undefined && old.key === JSON.stringify(q) && old.down !== true) {
+        if (keeps(old, q)) {
           keepSql.push(old);
           oldSql.delete(q.name);
           continue;
         }
         if (old !== undefined) {
           oldSql.delete(q.name);
-          if (old.down !== true) await old.source.stop(5000);
+          await this.stopSql(old, 5000);
           const before = prev.sql_sources.find((x) => x.name === q.name)!;
           undo.push({
             what: `sql source ${q.name}`,
-            run: async () => {
-              try {
-                const again = await this.startSqlSource(before, await this.topology.chain(before, prev), prev);
-                this.sqlSources = this.sqlSources.map((x) => (x === old ? again : x));
-              } catch (e) {
-                old.down = true;
-                throw e;
-              }
-            },
+            run: restoreOrDown(
+              old,
+              async () => this.startSqlSource(before, await this.topology.chain(before, prev), prev),
+              (again) => (this.sqlSources = this.sqlSources.map((x) => (x === old ? again : x))),
+            ),
           });
         }
         const entry = await this.startSqlSource(q, chains.sql.get(q.name)!, next);
@@ -676,7 +689,7 @@ export class Daemon {
     const retired = this.sources.filter((s) => !keep.includes(s) && !stopped.has(s));
     await Promise.all(retired.map((s) => this.stopListener(s).catch((e: Error) => this.telemetry.log.warn({ listener: s.source.name, err: e.message }, `listener ${s.source.name} did not stop cleanly: ${e.message}`))));
     this.sources = [...keep, ...fresh].sort((a, b) => next.listeners.findIndex((l) => l.name === a.source.name) - next.listeners.findIndex((l) => l.name === b.source.name));
-    await Promise.all(removedSql.filter((s) => s.down !== true).map((s) => s.source.stop(5000)));
+    await Promise.all(removedSql.map((s) => this.stopSql(s, 5000)));
     this.sqlSources = [...keepSql, ...freshSql];
     if (metrics !== null) {
       if (!metrics.oldStopped) await this.metrics?.stop();

@@ -10,7 +10,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import { bearerCheck } from '../bearer.js';
+import { bearerCheck, type BearerLimiter } from '../bearer.js';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** The logging a JsonServer does (a pino logger fits). */
@@ -25,11 +25,9 @@ export interface JsonLogger {
  * SigninLimiter, shared with the console's sign-in): a locked-out address is refused
  * before its token is looked at.
  */
-export interface AuthLimiter {
+/** The bearer limiter (../bearer.ts), whose check also tells what is limited (an address, or all sign-ins). */
+export interface AuthLimiter extends BearerLimiter {
   check(address: string): { waitMs: number; scope: string | null };
-  failed(address: string): void;
-  /** The right token from `address`: its count starts over. */
-  succeeded(address: string): void;
 }
 
 const silent: JsonLogger = { debug: () => undefined, error: () => undefined };

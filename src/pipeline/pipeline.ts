@@ -69,7 +69,8 @@ export interface SubmittedFrame {
 
 /** A submitted frame decoded on this thread: its own origin, the source's stats and chain. */
 function frameContext(f: SubmittedFrame, ctx: SourceContext): SourceContext {
-  return { listener: f.listener, peer: f.peer, ...(f.tlsFingerprint !== undefined ? { tlsFingerprint: f.tlsFingerprint } : {}), stats: ctx.stats, normalizers: ctx.normalizers };
+  // Read as ctx.tlsFingerprint only (never listed): an undefined one costs no second object per frame.
+  return { listener: f.listener, peer: f.peer, tlsFingerprint: f.tlsFingerprint, stats: ctx.stats, normalizers: ctx.normalizers };
 }
 
 export interface PipelineOptions {
