@@ -28,7 +28,7 @@
  * - anything else (network, timeout, 5xx, TOO_MANY_PARTS, memory): `retry` of the same batch.
  */
 import { errorText, isEmptyBatch } from '../shared/encode.js';
-import { HttpTransport, bodySnippet, type HttpTransportConfig, type HttpTransportDeps } from '../shared/http-transport.js';
+import { HttpTransport, bodySnippet, tooLarge, type HttpTransportConfig, type HttpTransportDeps } from '../shared/http-transport.js';
 import { DELIVERED, type Batch, type Output, type PartialResult, type SendResult } from '../types.js';
 import type { ClickHouseConfig } from './config.js';
 
@@ -136,10 +136,13 @@ const ENUM_ELEMENT = /Unknown element '.*' for (?:type )?Enum/;
 export type ClickHouseOutputDeps = HttpTransportDeps;
 
 type Row = { index: number; line: string };
-type InsertResult = Exclude<SendResult, PartialResult> | { status: 'data'; error: string; row?: number } | { status: 'too_large'; error: string };
-
-/** Dead-letter reason of a row whose insert alone is too large for the server or a proxy in front (413). */
-export const TOO_LARGE_REASON = 'http_status_413';
+/**
+ * `data`: the rows are at fault (a bad value, the server may name the row; or the body is
+ * over a limit, a 413 from a proxy's client_max_body_size, `reason` http_status_413): the
+ * piece is split, and a row alone that still fails is dead-lettered (`reason`, else
+ * clickhouse_row_rejected), rather than retried forever.
+ */
+type InsertResult = Exclude<SendResult, PartialResult> | { status: 'data'; error: string; row?: number; reason?: string };
 
 export class ClickHouseOutput implements Output {
   readonly type = 'clickhouse';
@@ -181,13 +184,6 @@ export class ClickHouseOutput implements Output {
       const piece = todo.shift()!;
       const r = await this.insert(piece, signal);
       if (r.status === 'delivered') continue;
-      if (r.status === 'too_large') {
-        // The body is over a limit (a proxy's client_max_body_size): halves go through; a
-        // row too large alone never will and is dead-lettered rather than retried forever.
-        if (piece.length === 1) rejected.push({ index: piece[0]!.index, reason: TOO_LARGE_REASON, error: r.error });
-        else todo.unshift(piece.slice(0, Math.ceil(piece.length / 2)), piece.slice(Math.ceil(piece.length / 2)));
-        continue;
-      }
       if (r.status === 'retry' || r.status === 'rejected') {
         // Not a row's fault: this piece and every one not yet sent wait for the next attempt.
         if (rejected.length === 0 && retry.length === 0 && piece === rows) {
@@ -199,9 +195,9 @@ export class ClickHouseOutput implements Output {
         if (r.status === 'retry') retryAfterMs = r.retryAfterMs;
         break;
       }
-      // A data error.
+      // A data error (or a piece too large).
       if (piece.length === 1) {
-        rejected.push({ index: piece[0]!.index, reason: REJECT_REASON, error: r.error });
+        rejected.push({ index: piece[0]!.index, reason: r.reason ?? REJECT_REASON, error: r.error });
         continue;
       }
       const at = r.row !== undefined && r.row >= 1 && r.row <= piece.length ? r.row - 1 : -1;
@@ -278,7 +274,7 @@ export class ClickHouseOutput implements Output {
       return this.classify({ status: 'retry', error }, Number(inBody[1]), r.body!);
     }
     if (r.status !== 'retry' && r.status !== 'rejected') return { status: 'retry', error: `clickhouse output ${this.name}: unexpected transport result ${r.status}` };
-    if (r.status === 'rejected' && r.httpStatus === 413) return { status: 'too_large', error: r.error };
+    if (tooLarge(r)) return { status: 'data', error: r.error, reason: r.reason };
     const m = CODE_IN_ERROR.exec(r.error);
     return this.classify(r, m === null ? undefined : Number(m[1]), r.body);
   }

@@ -20,8 +20,8 @@
  * The output never retries or sleeps by itself: it answers, the runner acts (../types.ts).
  */
 import { isEmptyBatch } from '../shared/encode.js';
-import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
-import { HttpTransport, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
+import { newOutcome, resultOf, retryRange, sendHalves, sendInRequests, type Outcome } from '../shared/bulk.js';
+import { HttpTransport, tooLarge, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { recordMeta } from '../shared/record-meta.js';
 import { CONFIG_RETRY_MS, DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { ElasticsearchConfig } from './config.js';
@@ -115,19 +115,9 @@ export class ElasticsearchOutput implements Output {
     const all = () => {
       for (let i = start; i < end; i++) out.retry.push(i);
     };
-    if (r.status === 'retry') {
-      all();
-      out.errors.push(r.error);
-      if (r.retryAfterMs !== undefined) out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, r.retryAfterMs);
-      return;
-    }
+    if (r.status === 'retry') return retryRange(out, start, end, r.error, r.retryAfterMs);
     if (r.status === 'rejected') {
-      if (r.reason === 'http_status_413' && end - start > 1) {
-        const mid = start + Math.ceil((end - start) / 2);
-        await this.sendRange(lines, start, mid, out, signal);
-        await this.sendRange(lines, mid, end, out, signal);
-        return;
-      }
+      if (tooLarge(r) && end - start > 1) return sendHalves(start, end, (a, b) => this.sendRange(lines, a, b, out, signal));
       const why =
         r.reason === 'http_status_401' || r.reason === 'http_status_403'
           ? 'the cluster refuses the credentials: check the user, password, API key or token'

@@ -8,8 +8,8 @@
  * output runner does (see ../types.ts).
  */
 import { encodeJsonArray, encodeNdjson, isEmptyBatch, jsonArrayOf, ndjsonOf } from '../shared/encode.js';
-import { newOutcome, resultOf, type Outcome } from '../shared/bulk.js';
-import { HttpTransport, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
+import { newOutcome, resultOf, retryRange, sendHalves, type Outcome } from '../shared/bulk.js';
+import { HttpTransport, tooLarge, type HttpTransportDeps } from '../shared/http-transport.js';
 import { DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { HttpConfig, HttpFormat } from './config.js';
 
@@ -50,9 +50,7 @@ export class HttpOutput implements Output {
     if (!tooLarge(r) || batch.records.length < 2) return r;
     const records = batch.records;
     const out = newOutcome();
-    const mid = Math.ceil(records.length / 2);
-    await this.sendRange(records, 0, mid, out, signal);
-    await this.sendRange(records, mid, records.length, out, signal);
+    await sendHalves(0, records.length, (a, b) => this.sendRange(records, a, b, out, signal));
     return resultOf(out, records.length);
   }
 
@@ -63,23 +61,14 @@ export class HttpOutput implements Output {
     try {
       body = this.format === 'ndjson' ? encodeNdjson(part) : encodeJsonArray(part);
     } catch (err) {
-      for (let i = start; i < end; i++) out.retry.push(i);
-      out.errors.push(`http output ${this.name}: cannot encode the batch: ${(err as Error).message}`);
+      retryRange(out, start, end, `http output ${this.name}: cannot encode the batch: ${(err as Error).message}`);
       return;
     }
     const r = await this.transport.send(body, false, signal);
     if (r.status === 'delivered') return;
-    if (tooLarge(r) && end - start > 1) {
-      const mid = start + Math.ceil((end - start) / 2);
-      await this.sendRange(records, start, mid, out, signal);
-      await this.sendRange(records, mid, end, out, signal);
-      return;
-    }
-    if (r.status === 'retry') {
-      for (let i = start; i < end; i++) out.retry.push(i);
-      out.errors.push(r.error);
-      if (r.retryAfterMs !== undefined) out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, r.retryAfterMs);
-    } else if (r.status === 'rejected') {
+    if (tooLarge(r) && end - start > 1) return sendHalves(start, end, (a, b) => this.sendRange(records, a, b, out, signal));
+    if (r.status === 'retry') retryRange(out, start, end, r.error, r.retryAfterMs);
+    else if (r.status === 'rejected') {
       for (let i = start; i < end; i++) out.rejected.push({ index: i, reason: r.reason, error: r.error });
     }
   }
@@ -90,7 +79,4 @@ export class HttpOutput implements Output {
   }
 }
 
-/** The receiver refused the body as too large (413 Payload Too Large). */
-function tooLarge(r: TransportResult): boolean {
-  return r.status === 'rejected' && r.reason === 'http_status_413';
-}
+

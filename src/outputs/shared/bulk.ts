@@ -1,5 +1,5 @@
 /**
- * What the bulk outputs (elasticsearch, splunk_hec) share: a batch cut into requests of at
+ * What the outputs that send a batch in requests (elasticsearch, splunk_hec, http) share: a batch cut into requests of at
  * most `maxBytes` (a record larger than that goes alone), each request's per-record
  * outcome gathered in one Outcome, and the Outcome turned into the runner's SendResult
  * (src/outputs/types.ts: retry these, dead-letter those).
@@ -33,6 +33,23 @@ export async function sendInRequests(
     await sendRange(start, end);
     start = end;
   }
+}
+
+/** Records [start, end) are to be sent again: the receiver's error, and its Retry-After (the longest wins). */
+export function retryRange(out: Outcome, start: number, end: number, error: string, retryAfterMs?: number): void {
+  for (let i = start; i < end; i++) out.retry.push(i);
+  out.errors.push(error);
+  if (retryAfterMs !== undefined) out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, retryAfterMs);
+}
+
+/**
+ * A request of records [start, end) was over the receiver's size limit (413): each half is
+ * sent on its own (and split again on another 413, down to one record).
+ */
+export async function sendHalves(start: number, end: number, sendRange: (start: number, end: number) => Promise<void>): Promise<void> {
+  const mid = start + Math.ceil((end - start) / 2);
+  await sendRange(start, mid);
+  await sendRange(mid, end);
 }
 
 /** The SendResult of a batch of `count` records whose requests gave `out`. */

@@ -143,6 +143,11 @@ export function wrongEndpointStatus(status: number | undefined): boolean {
   return status !== undefined && (status === 404 || status === 405 || (status >= 300 && status <= 399));
 }
 
+/** Whether the receiver refused a request for its size (413): smaller requests may go through. */
+export function tooLarge<R extends SendResult>(r: R): r is Extract<R, { status: 'rejected' }> {
+  return r.status === 'rejected' && r.reason === 'http_status_413';
+}
+
 /** The reason code of a rejected status. */
 export function httpStatusReason(status: number): string {
   return `http_status_${status}`;

@@ -22,8 +22,8 @@
  * The output never retries or sleeps by itself: it answers, the runner acts (../types.ts).
  */
 import { isEmptyBatch } from '../shared/encode.js';
-import { newOutcome, resultOf, sendInRequests, type Outcome } from '../shared/bulk.js';
-import { HttpTransport, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
+import { newOutcome, resultOf, retryRange, sendHalves, sendInRequests, type Outcome } from '../shared/bulk.js';
+import { HttpTransport, tooLarge, wrongEndpointStatus, type HttpTransportDeps, type TransportResult } from '../shared/http-transport.js';
 import { fieldOf, recordMeta } from '../shared/record-meta.js';
 import { CONFIG_RETRY_MS, DELIVERED, type Batch, type Output, type SendResult } from '../types.js';
 import type { SplunkHecConfig } from './config.js';
@@ -121,19 +121,9 @@ export class SplunkHecOutput implements Output {
       for (let i = start; i < end; i++) into.push(i);
     };
     if (r.status === 'delivered') return;
-    if (r.status === 'retry') {
-      all(out.retry);
-      out.errors.push(r.error);
-      if (r.retryAfterMs !== undefined) out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, r.retryAfterMs);
-      return;
-    }
+    if (r.status === 'retry') return retryRange(out, start, end, r.error, r.retryAfterMs);
     if (r.status !== 'rejected') return;
-    if (r.httpStatus === 413 && end - start > 1) {
-      const mid = start + Math.ceil((end - start) / 2);
-      await this.sendRange(bodies, start, mid, out, signal);
-      await this.sendRange(bodies, mid, end, out, signal);
-      return;
-    }
+    if (tooLarge(r) && end - start > 1) return sendHalves(start, end, (a, b) => this.sendRange(bodies, a, b, out, signal));
     let answer: { code?: unknown; text?: unknown; 'invalid-event-number'?: unknown } = {};
     try {
       const v: unknown = JSON.parse((r.body ?? Buffer.alloc(0)).toString('utf8'));
