@@ -19,6 +19,11 @@ export interface Batch {
   readonly ndjson?: Buffer;
   /** The same bytes in pieces, when the queue has them so (a file output writes them with one writev). */
   readonly ndjsonParts?: readonly Buffer[];
+  /**
+   * How many records, when the queue knows without decoding them (the disk buffer's
+   * batches decode `records` from the bytes only when read): see recordCount().
+   */
+  readonly count?: number;
 }
 
 export type SendResult = (

@@ -457,3 +457,25 @@ test('a file left with a half-written last record (cefd killed mid-write) is cut
   expect(readFileSync(path, 'utf8')).toBe('{"a":1}\n{"b":2}\n{"d":4}\n');
   expect(out.tornBytes).toBe(5);
 });
+
+test('a disk-buffer batch is written from its bytes: its records are never decoded to strings (not even to count them)', async () => {
+  const { BytesBatch } = await import('../../src/buffer/queue.js');
+  let decoded = 0;
+  class Watched extends BytesBatch {
+    override get records(): readonly string[] {
+      decoded++;
+      return super.records;
+    }
+  }
+  const recs = records(50, 'bytes');
+  const bytes = Buffer.from(ndjson(recs));
+  const half = bytes.indexOf(0x0a, bytes.length >> 1) + 1;
+  const path = join(dir(), 'events.ndjson');
+  for (const fsync of ['interval', 'batch', 'never'] as const) {
+    const out = await started({ path, fsync });
+    expect(await out.send(new Watched(recs.length, [bytes.subarray(0, half), bytes.subarray(half)]))).toEqual({ status: 'delivered' });
+    await out.close();
+  }
+  expect(decoded).toBe(0);
+  expect(read(path)).toBe(ndjson([...recs, ...recs, ...recs]));
+});

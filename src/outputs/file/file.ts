@@ -46,7 +46,7 @@
 import fs from 'node:fs';
 import { mkdir, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { errorText, isEmptyBatch, ndjsonPartsOf } from '../shared/encode.js';
+import { errorText, isEmptyBatch, ndjsonPartsOf, recordCount } from '../shared/encode.js';
 import { freeRotatedPath, pruneRotated } from './rotate.js';
 import { DELIVERED, type Batch, type CloseReport, type Output, type OutputProblem, type SendResult } from '../types.js';
 import type { FileConfig, FsyncPolicy } from './config.js';
@@ -164,7 +164,7 @@ export class FileOutput implements Output {
     }
     let res: SendResult;
     try {
-      res = await this.serial(() => this.writeBatch(parts, batch.records.length));
+      res = await this.serial(() => this.writeBatch(parts, recordCount(batch)));
     } catch (err) {
       res = this.retry(`unexpected error: ${errorText(err)}`);
     }

@@ -49,6 +49,11 @@ export function isEmptyBatch(b: Batch): boolean {
   return b.ndjson !== undefined ? b.ndjson.length === 0 : b.records.length === 0;
 }
 
+/** How many records the batch has, without decoding a disk-buffer batch's bytes to count them. */
+export function recordCount(b: Batch): number {
+  return b.count ?? b.records.length;
+}
+
 /** The batch as NDJSON in pieces for a vectored write: the queue's own bytes when it has them. */
 export function ndjsonPartsOf(b: Batch): readonly Buffer[] {
   return b.ndjsonParts ?? [ndjsonOf(b)];
