@@ -7,7 +7,10 @@
  * themselves. See worker-pool.ts for the other side.
  */
 import { parentPort } from 'node:worker_threads';
-import { FrameCounts, eventId, processFrame, type IngestEnv } from '../pipeline/ingest.js';
+import { FrameCounts, deadLetterRecord, eventId, processFrame, type IngestEnv } from '../pipeline/ingest.js';
+import { stringifyEach } from './json-batch.js';
+import type { Routes } from '../pipeline/router.js';
+import type { Encoder } from '../codecs/encoders/encoder.js';
 import { loadChain, type Normalizer } from '../pipeline/normalize.js';
 import { compileRoutes } from '../pipeline/router.js';
 import { KscWatch } from '../ksc/watch.js';
@@ -81,6 +84,130 @@ function learnRatio(e: number, inBytes: number, outBytes: number): void {
   outRatio[e] = prev === undefined || seen > prev ? seen : prev * 0.9 + seen * 0.1;
 }
 
+/**
+ * The routes with each JSON encoder (one with Encoder.value) replaced by one that only
+ * takes the value to write (into `values[e]`, for the caller to collect after
+ * processFrame) and writes nothing: the worker writes those records at the end of the job,
+ * many per JSON.stringify. Made again when the routes or the environment change.
+ */
+interface Deferred {
+  routes: Routes;
+  env: IngestEnv;
+  base: IngestEnv;
+  values: unknown[];
+  /** Per encoder: whether it is deferred (a JSON encoder). */
+  json: boolean[];
+}
+let deferredCache: Deferred | undefined;
+
+function deferredRoutes(routes: Routes): Deferred | undefined {
+  if (deferredCache !== undefined && deferredCache.routes === routes && deferredCache.base === env) return deferredCache;
+  if (!routes.encoders.some((enc) => enc.value !== undefined)) return undefined;
+  const values: unknown[] = new Array<unknown>(routes.encoders.length);
+  const encoders = routes.encoders.map((enc, e): Encoder => {
+    const value = enc.value;
+    if (value === undefined) return enc;
+    return {
+      key: enc.key,
+      codec: enc.codec,
+      problems: enc.problems,
+      encode: (event) => {
+        values[e] = value.call(enc, event);
+        return '';
+      },
+    };
+  });
+  deferredCache = { routes, base: env, values, json: routes.encoders.map((enc) => enc.value !== undefined), env: { ...env, routes: { ...routes, encoders } } };
+  return deferredCache;
+}
+
+/**
+ * A job's routed events waiting to be written: per encoder, the records or the values to
+ * write; and the dead letters of frames after the first of them, in their place.
+ */
+class Pending {
+  /** Events waiting (dead letters not counted). */
+  count = 0;
+  private readonly frames: number[] = [];
+  /** Per entry: the route mask, or 0 for a dead letter (its text in `dead`). */
+  private readonly masks: number[] = [];
+  private readonly dead: string[] = [];
+  /** Per encoder: a text record (an encoder without value) or a value to write as JSON. */
+  private readonly items: unknown[][] = [];
+  private readonly ne: number;
+  /** Per encoder: whether its items are values (a JSON encoder) rather than records. */
+  constructor(private readonly json: readonly boolean[]) {
+    this.ne = json.length;
+    for (let e = 0; e < this.ne; e++) this.items.push([]);
+  }
+
+  addDead(line: string): void {
+    this.frames.push(-1);
+    this.masks.push(0);
+    this.dead.push(line);
+  }
+
+  add(i: number, r: number, encoderMasks: readonly number[], values: unknown[], encoded: string[]): void {
+    this.frames.push(i);
+    this.masks.push(r);
+    this.count++;
+    for (let e = 0; e < this.ne; e++) {
+      if ((r & encoderMasks[e]!) === 0) continue;
+      if (this.json[e]) {
+        this.items[e]!.push(values[e]);
+        values[e] = undefined;
+      } else {
+        this.items[e]!.push(encoded[e]);
+      }
+    }
+  }
+
+  /**
+   * Writes every event's records in order (an event one of whose records cannot be
+   * written goes to `failed` instead), and empties the list.
+   */
+  finish(encoderMasks: readonly number[], write: (e: number, line: string, r: number) => void, failed: (frame: number, err: Error) => void, deadLine: (line: string) => void): void {
+    const texts: (readonly (string | Error)[])[] = this.items.map((items, e) => (this.json[e] ? stringifyEach(items) : (items as string[])));
+    const at = new Array<number>(this.ne).fill(0);
+    let d = 0;
+    for (let p = 0; p < this.masks.length; p++) {
+      const r = this.masks[p]!;
+      if (r === 0) {
+        deadLine(this.dead[d++]!);
+        continue;
+      }
+      let err: Error | undefined;
+      for (let e = 0; e < this.ne; e++) {
+        if ((r & encoderMasks[e]!) === 0) continue;
+        const t = texts[e]![at[e]!];
+        if (t instanceof Error) err ??= t;
+      }
+      if (err !== undefined) {
+        failed(this.frames[p]!, err);
+        for (let e = 0; e < this.ne; e++) if ((r & encoderMasks[e]!) !== 0) at[e]!++;
+        continue;
+      }
+      for (let e = 0; e < this.ne; e++) {
+        if ((r & encoderMasks[e]!) === 0) continue;
+        write(e, texts[e]![at[e]!] as string, r);
+        at[e]!++;
+      }
+    }
+    this.count = 0;
+    this.frames.length = 0;
+    this.masks.length = 0;
+    this.dead.length = 0;
+    for (const items of this.items) items.length = 0;
+  }
+}
+
+/**
+ * Events written per JSON.stringify: most of the gain of writing many at once (a job's
+ * few hundred gain little more) without keeping a whole
+ * job's events alive until its end (they would survive young-generation collections).
+ */
+const PENDING_MAX = 64;
+
 function run(m: JobMessage): ResultMessage {
   const data = Buffer.from(m.data);
   const n = m.offsets.length >> 1;
@@ -118,11 +245,39 @@ function run(m: JobMessage): ResultMessage {
     const fp = carried.origins[3 * lastOrigin + 2]!;
     (findings ??= []).push({ origin: { listener: carried.origins[3 * lastOrigin]!, peer: carried.origins[3 * lastOrigin + 1]!, ...(fp !== '' ? { tlsFingerprint: fp } : {}) }, ksc: found });
   };
+  // Records of JSON encoders are written at the end of the job, many per JSON.stringify
+  // (json-batch.ts), unless the console keeps recent events (it reads each record from the
+  // output bytes as soon as it is written).
+  const deferred = keep ? undefined : deferredRoutes(routes);
+  const penv = deferred === undefined ? env : deferred.env;
+  const pending = deferred === undefined ? undefined : new Pending(deferred.json);
+  const write = (e: number, line: string, r: number): void => {
+    const o = outs[e]!;
+    o.writeLine(line);
+    const k = counts_[e]!;
+    lineEnds[e]![k] = o.len;
+    masks[e]![k] = r;
+    counts_[e] = k + 1;
+  };
+  // An event one of the JSON encoders cannot write (a user normalizer's BigInt or cycle) is
+  // dead-lettered whole, as processFrame does with one that fails at once.
+  const deadLine = (line: string): void => {
+    (dead ??= new Out(1024)).writeLine(line);
+    deadCount++;
+  };
+  const failed = (i: number, err: Error): void => {
+    const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
+    const o = carried === undefined ? -1 : carried.origin[i]!;
+    const listener = o < 0 ? m.listener : carried!.origins[3 * o]!;
+    const peer = o < 0 ? m.peer : carried!.origins[3 * o + 1]!;
+    FrameCounts.add(counts.unparseable, 'event_unserializable');
+    deadLine(deadLetterRecord(frame, 'event_unserializable', `the event cannot be encoded: ${err.message}`, listener, peer, o < 0 ? m.nowMs : carried!.receivedMs[i]!, m.truncated[i] === 1));
+  };
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
     let r;
     if (carried === undefined) {
-      r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), env, counts, encoded, m.tlsFingerprint);
+      r = processFrame(frame, m.truncated[i] === 1, m.nowMs, m.listener, m.peer, normalizers, eventId(m.idPrefix, m.firstSeq + i), penv, counts, encoded, m.tlsFingerprint);
     } else {
       const o = carried.origin[i]!;
       if (o !== lastOrigin) {
@@ -130,25 +285,24 @@ function run(m: JobMessage): ResultMessage {
         lastOrigin = o;
       }
       const fp = carried.origins[3 * o + 2]!;
-      r = processFrame(frame, m.truncated[i] === 1, carried.receivedMs[i]!, carried.origins[3 * o]!, carried.origins[3 * o + 1]!, normalizers, carried.ids[i]!, env, counts, encoded, fp !== '' ? fp : undefined);
+      r = processFrame(frame, m.truncated[i] === 1, carried.receivedMs[i]!, carried.origins[3 * o]!, carried.origins[3 * o + 1]!, normalizers, carried.ids[i]!, penv, counts, encoded, fp !== '' ? fp : undefined);
     }
     if (keep) recent.after(i, r);
     if (typeof r !== 'number') {
-      (dead ??= new Out(1024)).writeLine(r.dead);
-      deadCount++;
+      // Behind the events waiting to be written, so dead letters keep the frames' order.
+      if (pending !== undefined && pending.count > 0) pending.addDead(r.dead);
+      else deadLine(r.dead);
       continue;
     }
     if (r === 0) continue;
-    for (let e = 0; e < ne; e++) {
-      if ((r & routes.encoderMasks[e]!) === 0) continue;
-      const o = outs[e]!;
-      o.writeLine(encoded[e]!);
-      const k = counts_[e]!;
-      lineEnds[e]![k] = o.len;
-      masks[e]![k] = r;
-      counts_[e] = k + 1;
+    if (pending !== undefined) {
+      pending.add(i, r, routes.encoderMasks, deferred!.values, encoded);
+      if (pending.count === PENDING_MAX) pending.finish(routes.encoderMasks, write, failed, deadLine);
+      continue;
     }
+    for (let e = 0; e < ne; e++) if ((r & routes.encoderMasks[e]!) !== 0) write(e, encoded[e]!, r);
   }
+  if (pending !== undefined && pending.count > 0) pending.finish(routes.encoderMasks, write, failed, deadLine);
   const blocks: EncodedBlock[] = [];
   for (let e = 0; e < ne; e++) {
     const o = outs[e]!;

@@ -5,7 +5,9 @@
  * output-to-input ratios in a row (the worker sizes its output buffers from the jobs before),
  * jobs with and without dead letters, routes that take every event and routes that take some.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { WorkerPool, type JobOutcome } from '../../src/workers/worker-pool.js';
@@ -43,26 +45,26 @@ afterAll(async () => {
   await pool.close();
 });
 
-function submit(frames: Buffer[], firstSeq: number): Promise<ResultMessage> {
+function submit(frames: Buffer[], firstSeq: number, on: WorkerPool = pool): Promise<ResultMessage> {
   let bytes = 0;
   for (const f of frames) bytes += f.length;
   const { data, offsets, flags } = packJob({ frames, truncated: frames.map(() => false), bytes });
   return new Promise((resolve, reject) =>
-    pool.submit({ listener: 'l', peer: '192.0.2.7:514', nowMs: NOW, idPrefix: 'p', firstSeq, data, offsets, truncated: flags }, (o: JobOutcome) =>
+    on.submit({ listener: 'l', peer: '192.0.2.7:514', nowMs: NOW, idPrefix: 'p', firstSeq, data, offsets, truncated: flags }, (o: JobOutcome) =>
       o.ok ? resolve(o.result) : reject(new Error(o.error)),
     ),
   );
 }
 
 /** What the main thread makes of the same frames: per encoder the lines and masks, and the dead letters. */
-function inThread(frames: Buffer[], firstSeq: number) {
+function inThread(frames: Buffer[], firstSeq: number, normalizers: Normalizer[] = chain) {
   const routes = env.routes;
   const blocks = routes.encoders.map(() => ({ text: '', masks: [] as number[], ends: [] as number[] }));
   let dead = '';
   let deadCount = 0;
   const encoded: string[] = [];
   frames.forEach((f, i) => {
-    const r = processFrame(f, false, NOW, 'l', '192.0.2.7:514', chain, eventId('p', firstSeq + i), env, new FrameCounts(), encoded);
+    const r = processFrame(f, false, NOW, 'l', '192.0.2.7:514', normalizers, eventId('p', firstSeq + i), env, new FrameCounts(), encoded);
     if (typeof r !== 'number') {
       dead += `${r.dead}\n`;
       deadCount++;
@@ -79,8 +81,8 @@ function inThread(frames: Buffer[], firstSeq: number) {
   return { blocks, dead, deadCount };
 }
 
-function check(res: ResultMessage, frames: Buffer[], firstSeq: number): void {
-  const want = inThread(frames, firstSeq);
+function check(res: ResultMessage, frames: Buffer[], firstSeq: number, normalizers?: Normalizer[]): ReturnType<typeof inThread> {
+  const want = inThread(frames, firstSeq, normalizers);
   expect(res.blocks.length).toBe(want.blocks.length);
   res.blocks.forEach((b, e) => {
     const w = want.blocks[e]!;
@@ -91,6 +93,7 @@ function check(res: ResultMessage, frames: Buffer[], firstSeq: number): void {
   });
   expect(res.deadCount).toBe(want.deadCount);
   expect(Buffer.from(res.dead, 0, res.deadBytes).toString('utf8')).toBe(want.dead);
+  return want;
 }
 
 test('a worker job gives the records, line ends, masks and dead letters the main thread would make', async () => {
@@ -122,4 +125,42 @@ test('a job without dead letters sends an empty dead-letter buffer; the next one
   const res = await submit(withDead, 5);
   expect(res.deadCount).toBe(1);
   check(res, withDead, 5);
+});
+
+test('an event a normalizer made unencodable (a BigInt, a cycle) among hundreds is dead-lettered alone, in its place; the others are written in order', async () => {
+  // The worker writes JSON records many per JSON.stringify (src/workers/json-batch.ts): one
+  // bad event must neither take its neighbours with it nor shift them.
+  const dir = mkdtempSync(join(tmpdir(), 'cefd-test-worker-'));
+  const path = join(dir, 'bad.mjs');
+  writeFileSync(
+    path,
+    `export default { name: 'bad', accepts: () => true, normalize(event) {
+      const n = event.cef?.name ?? '';
+      if (n.includes('BIG')) return { data: { n: 10n }, type: 'big' };
+      if (n.includes('CYCLE')) { const o = { n }; o.self = o; return { data: o, type: 'cycle' }; }
+      return { data: { ok: true }, type: 'ok' };
+    } };\n`,
+  );
+  const specs = ['ksc', path];
+  const other = new WorkerPool(1, () => {});
+  try {
+    await other.init({ defaultZone: 'UTC', includeRaw: false, routes: ROUTES, event: {}, chains: { l: specs }, baseDir: root });
+    const normalizers = await loadChain(specs, root);
+    const frames = Array.from({ length: 300 }, (_, i) =>
+      Buffer.from(i === 0 || i === 64 || i === 65 || i === 299 ? `CEF:0|V|P|1|${i}|${i % 2 ? 'BIG' : 'CYCLE'} ${i}|5|msg=m${i}` : KSC[i % KSC.length]!),
+    );
+    const res = await submit(frames, 0, other);
+    const want = check(res, frames, 0, normalizers);
+    const unencodable = want.dead
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as { reason: string; raw: string })
+      .filter((d) => d.reason === 'event_unserializable');
+    expect(unencodable.map((d) => d.raw)).toEqual([0, 64, 65, 299].map((i) => frames[i]!.toString()));
+    expect(res.blocks[0]!.events + res.deadCount).toBe(300);
+    expect(new Map(res.counts.unparseable).get('event_unserializable')).toBe(4);
+  } finally {
+    await other.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

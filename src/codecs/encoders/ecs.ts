@@ -276,8 +276,9 @@ export function toEcs(event: CefdEvent, problems?: EncodeProblems): Record<strin
   return out;
 }
 
-export function ecsEncoder(problems: EncodeProblems): (event: CefdEvent) => string {
-  return (event) => JSON.stringify(toEcs(event, problems));
+/** The ECS document as an object (its JSON text is the record: registry.ts writes it). */
+export function ecsEncoder(problems: EncodeProblems): (event: CefdEvent) => Record<string, unknown> {
+  return (event) => toEcs(event, problems);
 }
 
 /** The table as Markdown, for docs/encodings.md (test/codecs/encoders.test.ts keeps them in step). */

@@ -55,6 +55,12 @@ export interface Encoder {
    * caller dead-letters that frame with reason `event_unserializable`.
    */
   encode(event: CefdEvent): string;
+  /**
+   * For an encoder whose records are JSON texts: the value `encode` writes, so that a
+   * caller can write many records with one JSON.stringify (src/workers/json-batch.ts);
+   * `JSON.stringify(value(event))` is `encode(event)`. Absent for other encoders (`cef`).
+   */
+  value?(event: CefdEvent): unknown;
 }
 
 /**

@@ -68,7 +68,8 @@ function hasSlot(full: string): boolean {
 }
 
 
-export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => string {
+/** KUMA's event as an object (its JSON text is the record: registry.ts writes it). */
+export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => Record<string, unknown> {
   const cut = (out: Record<string, unknown>, field: string, v: string): void => {
     const max = KUMA_LIMITS[field];
     if (max !== undefined && v.length > max) {
@@ -185,7 +186,7 @@ export function kumaEncoder(problems: EncodeProblems): (event: CefdEvent) => str
       out['Extra'] = extra;
       break;
     }
-    return JSON.stringify(out);
+    return out;
   };
 }
 

@@ -88,3 +88,10 @@ export function nativeEncoder(opts?: EventOptions): (event: CefdEvent) => string
   const o = opts!;
   return (event) => JSON.stringify(expandEvent(event, o));
 }
+
+/** What the native encoder writes as JSON for these options: the event itself with the defaults. */
+export function nativeValue(opts?: EventOptions): (event: CefdEvent) => CefdEvent {
+  if (isDefaultEventOptions(opts)) return (event) => event;
+  const o = opts!;
+  return (event) => expandEvent(event, o);
+}

@@ -1,22 +1,28 @@
 /** The encoders outputs can name in `encoding.codec`. Adding one: a module here and one line below. */
 import type { CefdEvent } from '../../event.js';
 import { EncodeProblems, type Encoder, type EncodingConfig } from './encoder.js';
-import { expandEvent, isDefaultEventOptions, nativeEncoder } from './native.js';
+import { expandEvent, isDefaultEventOptions, nativeValue } from './native.js';
 import { ecsEncoder } from './ecs.js';
 import { kumaEncoder } from './kuma.js';
 import { cefEncoder } from './cef.js';
 
 type EncodeFn = (event: CefdEvent) => string;
 
-const ENCODERS: Record<string, (cfg: EncodingConfig, problems: EncodeProblems) => EncodeFn> = {
+/**
+ * How an encoder makes its record: `json`, a value whose JSON text is the record (written
+ * by createEncoder, or many at once by a decode worker: Encoder.value); `text`, the record.
+ */
+type Made = { json: (event: CefdEvent) => unknown } | { text: EncodeFn };
+
+const ENCODERS: Record<string, (cfg: EncodingConfig, problems: EncodeProblems) => Made> = {
   /** cefd's own event (docs/event-format.md). */
-  native: (cfg) => nativeEncoder(cfg.event),
+  native: (cfg) => ({ json: nativeValue(cfg.event) }),
   /** Elastic Common Schema 8.x (docs/encodings.md). */
-  ecs: (_cfg, problems) => ecsEncoder(problems),
+  ecs: (_cfg, problems) => ({ json: ecsEncoder(problems) }),
   /** KUMA's normalized event (docs/encodings.md). */
-  kuma: (_cfg, problems) => kumaEncoder(problems),
+  kuma: (_cfg, problems) => ({ json: kumaEncoder(problems) }),
   /** The event written back as a CEF record (docs/encodings.md). */
-  cef: (_cfg, problems) => cefEncoder(problems),
+  cef: (_cfg, problems) => ({ text: cefEncoder(problems) }),
 };
 
 export const ENCODER_NAMES: readonly string[] = Object.keys(ENCODERS);
@@ -38,32 +44,34 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
   const make = ENCODERS[cfg.codec];
   if (make === undefined) throw new Error(`unknown encoder ${JSON.stringify(cfg.codec)} (known: ${ENCODER_NAMES.join(', ')})`);
   const problems = new EncodeProblems();
-  const base = make(cfg, problems);
+  const made = make(cfg, problems);
   const only = cfg.only_fields ?? [];
   const except = cfg.except_fields ?? [];
   const ev = cfg.event;
   const key = `${cfg.codec}|${only.join(',')}|${except.join(',')}|${ev === undefined ? '' : `${ev.typed ?? ''},${ev.custom_fields ?? ''},${ev.ksc ?? ''},${ev.syslog_timestamp ?? ''}`}`;
-  if (only.length === 0 && except.length === 0) return { key, codec: cfg.codec, problems, encode: base };
+  if (only.length === 0 && except.length === 0) {
+    if ('text' in made) return { key, codec: cfg.codec, problems, encode: made.text };
+    const value = made.json;
+    // The default native event is written as it is: no call in between.
+    const encode: EncodeFn = cfg.codec === 'native' && isDefaultEventOptions(ev) ? (event) => JSON.stringify(event) : (event) => JSON.stringify(value(event));
+    return { key, codec: cfg.codec, problems, encode, value };
+  }
   const onlyPaths = only.map((p) => p.split('.'));
   const exceptPaths = except.map((p) => p.split('.'));
   // The native event's options add fields back (`event.ksc: full` gives `ksc.eventType`):
   // the field options choose among the fields of the expanded event, which is then written
-  // as it is.
-  const expand = cfg.codec === 'native' && !isDefaultEventOptions(ev) ? (e: CefdEvent) => expandEvent(e, ev!) : undefined;
-  const write = expand === undefined ? base : nativeEncoder();
+  // as it is. The other encoders encode the event the field options leave.
   const native = cfg.codec === 'native';
-  return {
-    key,
-    codec: cfg.codec,
-    problems,
-    encode: (event) => {
-      let e: Record<string, unknown> = expand === undefined ? event : expand(event);
-      if (onlyPaths.length > 0) e = pick(e, onlyPaths);
-      if (exceptPaths.length > 0) e = omit(e, exceptPaths);
-      if (!native) e = wholeRecord(e);
-      return write(e as CefdEvent);
-    },
+  const expand = native && !isDefaultEventOptions(ev) ? (e: CefdEvent) => expandEvent(e, ev!) : undefined;
+  const fields = (event: CefdEvent): Record<string, unknown> => {
+    let e: Record<string, unknown> = expand === undefined ? event : expand(event);
+    if (onlyPaths.length > 0) e = pick(e, onlyPaths);
+    if (exceptPaths.length > 0) e = omit(e, exceptPaths);
+    return native ? e : wholeRecord(e);
   };
+  if ('text' in made) return { key, codec: cfg.codec, problems, encode: (event) => made.text(fields(event) as CefdEvent) };
+  const value = native ? fields : (event: CefdEvent) => made.json(fields(event) as CefdEvent);
+  return { key, codec: cfg.codec, problems, encode: (event) => JSON.stringify(value(event)), value };
 }
 
 /**
