@@ -9,19 +9,24 @@
  * time in small parts; a few hundred events in one call spend it in 16 KB parts.
  *
  * How the records are cut apart again: the values go in one array with a marker string
- * between each two, `[v0,"\u0001cefd-record-end:<random>",v1,...]`, and the text is cut at
- * each `,"\u0001cefd-record-end:<random>",`. That text cannot come from inside a string
- * value (a `"` inside a JSON string is always written `\"`), only from an array element
- * equal to the marker, whose random part is drawn per thread and never leaves it. The cut
- * is checked (one marker per gap, none left in the last record); if the check fails, or a
+ * between each two, `[v0,"\u00ff<random hex>",v1,...]`, and the text is cut at each
+ * `,"\u00ff<random hex>",`. The search looks for `\u00ff<random hex>",` (a character rare
+ * in events first: searching for the leading comma would stop at every comma of the data)
+ * and checks the `,"` before it. That text cannot come from inside a string value (a `"`
+ * inside a JSON string is always written `\"`), only from a string equal to the marker
+ * or ending with it, whose random part is drawn per thread and never leaves it. The cut is
+ * checked (one marker per gap, none left in the last record); if the check fails, or a
  * value cannot be written (a BigInt, a cycle), each value is written alone.
  */
 import { randomBytes } from 'node:crypto';
 
-const MARK = `\u0001cefd-record-end:${randomBytes(12).toString('hex')}`;
+const MARK = `\u00ff${randomBytes(12).toString('hex')}`;
 /** The marker, for the test that puts it in the data (test/workers/json-batch.test.ts). */
 export const CUT_MARK_FOR_TESTS = MARK;
-const SEP = `,${JSON.stringify(MARK)},`;
+/** What the search looks for: the marker and its closing quote and comma. */
+const FIND = `${MARK}",`;
+/** The whole separator, `,"MARK",`. */
+const SEP_LENGTH = FIND.length + 2;
 
 /**
  * The JSON text of each value, as `JSON.stringify(values[i])` gives it; an Error for a
@@ -57,15 +62,16 @@ function cut(text: string, n: number): string[] | null {
   const out = new Array<string>(n);
   let at = 1;
   for (let i = 0; i < n - 1; i++) {
-    const m = text.indexOf(SEP, at);
-    if (m === -1) return null;
-    out[i] = text.slice(at, m);
-    at = m + SEP.length;
+    const f = text.indexOf(FIND, at);
+    // `,"` before it, not inside the record: a string that only ends with the marker is not one.
+    if (f === -1 || f - 2 < at || text.charCodeAt(f - 1) !== 0x22 || text.charCodeAt(f - 2) !== 0x2c) return null;
+    out[i] = text.slice(at, f - 2);
+    at = f - 2 + SEP_LENGTH;
   }
-  const end = text.length - 1;
+  // A marker left in the last record: one of them held it (the count came out wrong).
+  if (text.indexOf(FIND, at) !== -1) return null;
+  out[n - 1] = text.slice(at, text.length - 1);
   // A value written as undefined in the array reads `null`: JSON.stringify alone gives none.
-  if (text.indexOf(SEP, at) !== -1) return null;
-  out[n - 1] = text.slice(at, end);
   for (let i = 0; i < n; i++) if (out[i] === 'null') return null;
   return out;
 }

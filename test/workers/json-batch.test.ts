@@ -26,12 +26,13 @@ function same(values: unknown[]): void {
   });
 }
 
-// Strings around the marker's form: `,"\u0001cefd-record-end:...",` written in every way a
+// Strings around the marker's form: `,"\u00ff<hex>",` written in every way a
 // value could write it (as text, as a key, as an array element).
 const markerish = fc.oneof(
-  fc.constant('\u0001cefd-record-end:'),
-  fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), maxLength: 24 }).map((h) => `\u0001cefd-record-end:${h}`),
-  fc.constant(',"\\u0001cefd-record-end:",'),
+  fc.constant('\u00ff'),
+  fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), maxLength: 24 }).map((h) => `\u00ff${h}`),
+  fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), maxLength: 24 }).map((h) => `x\u00ff${h}",`),
+  fc.constant(',"\u00ff",'),
   fc.constant('","'),
   fc.constant('\u2028\ud800'),
 );
@@ -77,7 +78,7 @@ test('a value that cannot be written is an Error in its place; the others are wr
 
 test('an array element equal to a guessed marker does not cut a record', () => {
   // The marker's random part is not known outside the module: any guess is just text.
-  const guesses = Array.from({ length: 20 }, (_, i) => [`\u0001cefd-record-end:${'0'.repeat(24)}`, { k: `\u0001cefd-record-end:${i}` }]);
+  const guesses = Array.from({ length: 20 }, (_, i) => [`\u00ff${'0'.repeat(24)}`, { k: `\u00ff${i}` }]);
   same([{ a: guesses }, ...guesses, { b: 1 }]);
 });
 
@@ -86,4 +87,7 @@ test('even the real marker in the data (it never leaves its thread) does not cut
   same([{ a: 1 }, [0, MARK, 0]]);
   same([[0, MARK, 0], { a: 1 }]);
   same([MARK, MARK]);
+  // A string that ends with the marker, where a cut would look: `"...MARK",`.
+  same([{ a: `x${MARK}` }, [`x${MARK}`, 1], { b: 2 }, `x${MARK}`, { c: [`${MARK}`] }]);
+  same([{ [`k${MARK}`]: 1, [MARK]: MARK }, { d: 1 }]);
 });
