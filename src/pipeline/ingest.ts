@@ -153,9 +153,17 @@ export function processFrame(
   event.peer = peer;
   const m = processEvent(event, { listener, peer, tlsFingerprint }, normalizers, env, counts, encoded, nowMs, buf);
   if (typeof m === 'number') return m;
-  // Only a normalizer can put something in an event that an encoder cannot write (a
-  // BigInt, a cycle): the frame is kept as a dead letter rather than lost or crashing cefd.
-  return { dead: deadLetterRecord(buf, 'event_unserializable', `the event cannot be encoded: ${m.message}`, listener, peer, nowMs, truncated) };
+  return { dead: unencodableRecord(buf, m, listener, peer, nowMs, truncated) };
+}
+
+/**
+ * The dead-letter record of a frame whose event an encoder could not write. Only a
+ * normalizer can put such a thing in an event (a BigInt, a cycle): the frame is kept as a
+ * dead letter rather than lost or crashing cefd. (Counted by the caller: processEvent, or
+ * the decode worker that writes records many at once.)
+ */
+export function unencodableRecord(buf: Buffer, err: Error, listener: string, peer: string, nowMs: number, truncated: boolean): string {
+  return deadLetterRecord(buf, 'event_unserializable', `the event cannot be encoded: ${err.message}`, listener, peer, nowMs, truncated);
 }
 
 /**

@@ -7,7 +7,7 @@
  * themselves. See worker-pool.ts for the other side.
  */
 import { parentPort } from 'node:worker_threads';
-import { FrameCounts, deadLetterRecord, eventId, processFrame, type IngestEnv } from '../pipeline/ingest.js';
+import { FrameCounts, eventId, processFrame, unencodableRecord, type IngestEnv } from '../pipeline/ingest.js';
 import { stringifyEach } from './json-batch.js';
 import type { Routes } from '../pipeline/router.js';
 import type { Encoder } from '../codecs/encoders/encoder.js';
@@ -141,6 +141,11 @@ class Pending {
     for (let e = 0; e < this.ne; e++) this.items.push([]);
   }
 
+  /** Entries held: events and dead letters. */
+  get size(): number {
+    return this.masks.length;
+  }
+
   addDead(line: string): void {
     this.frames.push(-1);
     this.masks.push(0);
@@ -202,7 +207,7 @@ class Pending {
 }
 
 /**
- * Events written per JSON.stringify: most of the gain of writing many at once (a job's
+ * Events (and dead letters) held before they are written; events per JSON.stringify: most of the gain of writing many at once (a job's
  * few hundred gain little more) without keeping a whole
  * job's events alive until its end (they would survive young-generation collections).
  */
@@ -268,10 +273,9 @@ function run(m: JobMessage): ResultMessage {
   const failed = (i: number, err: Error): void => {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
     const o = carried === undefined ? -1 : carried.origin[i]!;
-    const listener = o < 0 ? m.listener : carried!.origins[3 * o]!;
-    const peer = o < 0 ? m.peer : carried!.origins[3 * o + 1]!;
     FrameCounts.add(counts.unparseable, 'event_unserializable');
-    deadLine(deadLetterRecord(frame, 'event_unserializable', `the event cannot be encoded: ${err.message}`, listener, peer, o < 0 ? m.nowMs : carried!.receivedMs[i]!, m.truncated[i] === 1));
+    if (o < 0) deadLine(unencodableRecord(frame, err, m.listener, m.peer, m.nowMs, m.truncated[i] === 1));
+    else deadLine(unencodableRecord(frame, err, carried!.origins[3 * o]!, carried!.origins[3 * o + 1]!, carried!.receivedMs[i]!, m.truncated[i] === 1));
   };
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
@@ -297,7 +301,7 @@ function run(m: JobMessage): ResultMessage {
     if (r === 0) continue;
     if (pending !== undefined) {
       pending.add(i, r, routes.encoderMasks, deferred!.values, encoded);
-      if (pending.count === PENDING_MAX) pending.finish(routes.encoderMasks, write, failed, deadLine);
+      if (pending.size >= PENDING_MAX) pending.finish(routes.encoderMasks, write, failed, deadLine);
       continue;
     }
     for (let e = 0; e < ne; e++) if ((r & routes.encoderMasks[e]!) !== 0) write(e, encoded[e]!, r);

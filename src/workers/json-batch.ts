@@ -1,6 +1,7 @@
 /**
  * Many JSON records with one JSON.stringify call: `stringifyEach(values)` gives what
- * `values.map(JSON.stringify)` gives, about a quarter faster on cefd's events (measured on
+ * `values.map((v) => JSON.stringify(v))` gives (but for a top-level toJSON method, which is
+ * called with the value's index in the array as its key instead of ""), about a quarter faster on cefd's events (measured on
  * the KSC workload of bench/gen-ksc.mjs: 1.95 µs against 2.53 µs per event, Node 20).
  *
  * Why it is faster: V8 builds JSON.stringify's output in parts that start at 32 characters

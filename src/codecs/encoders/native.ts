@@ -82,16 +82,15 @@ export function schema1View(event: CefdEvent): CefdEvent {
   return v;
 }
 
-/** The native encoder's function for these options. */
-export function nativeEncoder(opts?: EventOptions): (event: CefdEvent) => string {
-  if (isDefaultEventOptions(opts)) return (event) => JSON.stringify(event);
-  const o = opts!;
-  return (event) => JSON.stringify(expandEvent(event, o));
-}
-
 /** What the native encoder writes as JSON for these options: the event itself with the defaults. */
-export function nativeValue(opts?: EventOptions): (event: CefdEvent) => CefdEvent {
-  if (isDefaultEventOptions(opts)) return (event) => event;
+export function nativeValue(opts?: EventOptions): ((event: CefdEvent) => CefdEvent) | undefined {
+  if (isDefaultEventOptions(opts)) return undefined;
   const o = opts!;
   return (event) => expandEvent(event, o);
+}
+
+/** The native encoder's function for these options. */
+export function nativeEncoder(opts?: EventOptions): (event: CefdEvent) => string {
+  const value = nativeValue(opts);
+  return value === undefined ? (event) => JSON.stringify(event) : (event) => JSON.stringify(value(event));
 }

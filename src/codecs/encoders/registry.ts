@@ -1,7 +1,7 @@
 /** The encoders outputs can name in `encoding.codec`. Adding one: a module here and one line below. */
 import type { CefdEvent } from '../../event.js';
 import { EncodeProblems, type Encoder, type EncodingConfig } from './encoder.js';
-import { expandEvent, isDefaultEventOptions, nativeValue } from './native.js';
+import { nativeValue } from './native.js';
 import { ecsEncoder } from './ecs.js';
 import { kumaEncoder } from './kuma.js';
 import { cefEncoder } from './cef.js';
@@ -14,9 +14,12 @@ type EncodeFn = (event: CefdEvent) => string;
  */
 type Made = { json: (event: CefdEvent) => unknown } | { text: EncodeFn };
 
+/** The native encoder's value with the default event options: the event as it is. */
+const itself = (event: CefdEvent): CefdEvent => event;
+
 const ENCODERS: Record<string, (cfg: EncodingConfig, problems: EncodeProblems) => Made> = {
   /** cefd's own event (docs/event-format.md). */
-  native: (cfg) => ({ json: nativeValue(cfg.event) }),
+  native: (cfg) => ({ json: nativeValue(cfg.event) ?? itself }),
   /** Elastic Common Schema 8.x (docs/encodings.md). */
   ecs: (_cfg, problems) => ({ json: ecsEncoder(problems) }),
   /** KUMA's normalized event (docs/encodings.md). */
@@ -53,24 +56,24 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
     if ('text' in made) return { key, codec: cfg.codec, problems, encode: made.text };
     const value = made.json;
     // The default native event is written as it is: no call in between.
-    const encode: EncodeFn = cfg.codec === 'native' && isDefaultEventOptions(ev) ? (event) => JSON.stringify(event) : (event) => JSON.stringify(value(event));
+    const encode: EncodeFn = value === itself ? (event) => JSON.stringify(event) : (event) => JSON.stringify(value(event));
     return { key, codec: cfg.codec, problems, encode, value };
   }
   const onlyPaths = only.map((p) => p.split('.'));
   const exceptPaths = except.map((p) => p.split('.'));
   // The native event's options add fields back (`event.ksc: full` gives `ksc.eventType`):
-  // the field options choose among the fields of the expanded event, which is then written
-  // as it is. The other encoders encode the event the field options leave.
+  // the field options choose among the fields of the expanded event (native's value),
+  // which is then written as it is. The other encoders encode the event the field options leave.
   const native = cfg.codec === 'native';
-  const expand = native && !isDefaultEventOptions(ev) ? (e: CefdEvent) => expandEvent(e, ev!) : undefined;
   const fields = (event: CefdEvent): Record<string, unknown> => {
-    let e: Record<string, unknown> = expand === undefined ? event : expand(event);
+    let e = (native ? (made as { json: (event: CefdEvent) => unknown }).json(event) : event) as Record<string, unknown>;
     if (onlyPaths.length > 0) e = pick(e, onlyPaths);
     if (exceptPaths.length > 0) e = omit(e, exceptPaths);
     return native ? e : wholeRecord(e);
   };
   if ('text' in made) return { key, codec: cfg.codec, problems, encode: (event) => made.text(fields(event) as CefdEvent) };
-  const value = native ? fields : (event: CefdEvent) => made.json(fields(event) as CefdEvent);
+  const json = made.json;
+  const value = native ? fields : (event: CefdEvent) => json(fields(event) as CefdEvent);
   return { key, codec: cfg.codec, problems, encode: (event) => JSON.stringify(value(event)), value };
 }
 
