@@ -369,17 +369,24 @@ describe('tls against rsyslog (ossl driver)', () => {
     const records = Array.from({ length: 200 }, (_, i) => `${cef(i)} msg=${'p'.repeat(400)}`);
     const recordBytes = records.reduce((n, x) => n + Buffer.byteLength(x), 0);
     let delivered = 0;
+    let refused = 0;
     let last: SendResult = { status: 'delivered' };
     for (let round = 0; round < 200; round++) {
       last = await o.send({ records });
       if (last.status === 'delivered') delivered++;
+      else refused++;
       if (last.status === 'retry' && last.error.includes('dropped its connections before reading')) break;
     }
     // Nothing was read, so nothing acknowledged may have left the window...
     expect(o.streamStats!.heldBytes).toBeGreaterThanOrEqual(delivered * recordBytes);
     // ...which stays bounded: past twice resend_window new batches are refused, with the reason.
     expect(o.streamStats!.heldBytes).toBeLessThanOrEqual(2 * 8 * 1024 * 1024 + 2 * recordBytes);
-    expect(last.status).toBe('retry');
+    // Refused: each new connection takes writes until the server resets it, so batches are
+    // refused (a reset, or the window's reason) between runs that a fresh connection took;
+    // which of the two the last round was is the timing's (it was 'delivered' in one CI run).
+    expect(refused).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(delivered);
+    if (last.status === 'retry') expect(last.error).toMatch(/ECONNRESET|ERR_STREAM_DESTROYED|EPIPE|dropped its connections before reading|closed|reset/i);
     expect(r.lines()).toEqual([]);
   });
 
