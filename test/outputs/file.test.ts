@@ -478,4 +478,21 @@ test('a disk-buffer batch is written from its bytes: its records are never decod
   }
   expect(decoded).toBe(0);
   expect(read(path)).toBe(ndjson([...recs, ...recs, ...recs]));
+  // The interval fsync's report counts a disk-buffer batch's records from its count: a FIFO
+  // cannot be synced, so every record written is reported, once, at close.
+  const fifo = join(dir(), 'fifo.ndjson');
+  execFileSync('mkfifo', [fifo]);
+  const reader = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const out = await started({ path: fifo, fsync: 'interval', fsync_interval: '1h' });
+    const small = records(30, 'fifo', 100);
+    const body = Buffer.from(ndjson(small));
+    const res = await out.send(new Watched(small.length, [body]));
+    expect(res.status).toBe('delivered');
+    const report = await out.close();
+    expect(report.abandoned).toMatchObject({ reason: 'file_fsync_failed', events: 30 });
+  } finally {
+    closeSync(reader);
+  }
+  expect(decoded).toBe(0);
 });
