@@ -422,3 +422,17 @@ describe('config', () => {
     expect(loadFields(SYSLOG_FIELDS, { host: 'h' }).encoding.codec).toBe('cef');
   });
 });
+
+describe('lifecycle', () => {
+  test('a send before start or after close is a retry that says so (not a TypeError text)', async () => {
+    for (const transport of ['tcp', 'udp'] as const) {
+      const o = output({ transport, host: '127.0.0.1', port: await freePort() });
+      const before = await o.send({ records: [cef(1)] });
+      expect(before).toEqual({ status: 'retry', error: expect.stringMatching(/: the output is not started$/) });
+      await o.start();
+      await o.close();
+      const after = await o.send({ records: [cef(2)] });
+      expect(after).toEqual({ status: 'retry', error: expect.stringMatching(/: the output is closed$/) });
+    }
+  });
+});

@@ -34,6 +34,7 @@ export class SyslogOutput implements Output {
   private readonly port: number;
   private readonly maxMessage: number;
   private stream: StreamSender | null = null;
+  private closed = false;
   private udp: dgram.Socket | null = null;
   private udpRefused = '';
   /** Whether the UDP socket is connected to the receiver's address (resolved from `host`). */
@@ -92,6 +93,8 @@ export class SyslogOutput implements Output {
   async send(batch: Batch, signal?: AbortSignal): Promise<SendResult> {
     try {
       if (isEmptyBatch(batch)) return DELIVERED;
+      // (Sent again by the runner, if it still runs, to the output that replaces this one.)
+      if (this.stream === null && this.udp === null) return { status: 'retry', error: `${this.label}: the output is ${this.closed ? 'closed' : 'not started'}` };
       const framing = this.config.transport === 'udp' ? 'datagram' : this.config.framing;
       const header = this.header();
       const frames: Buffer[] = [];
@@ -132,6 +135,7 @@ export class SyslogOutput implements Output {
   static readonly UNCONFIRMED = 'syslog_unconfirmed';
 
   async close(): Promise<CloseReport> {
+    this.closed = true;
     const s = this.stream;
     this.stream = null;
     const left = s === null ? null : await s.close();
