@@ -74,12 +74,14 @@ try {
   mkdirSync(at('usr/bin'), { recursive: true });
   // V8's garbage collector on the thread that allocates (--single-threaded-gc): about 12 %
   // more events per CPU-second on 2 vCPUs, where parallel GC helpers only compete with the
-  // decode workers (docs/performance.md). CEFD_NODE_FLAGS, when set (even empty), replaces it.
+  // decode workers; 4 MiB semi-spaces (--max-semi-space-size=4): the main thread's young
+  // generation was the variable part of the peak RSS (docs/performance.md). CEFD_NODE_FLAGS,
+  // when set (even empty), replaces them.
   writeFileSync(
     at('usr/bin/cefd'),
     '#!/bin/sh\n# cefd: the CEF / Kaspersky Security Center event collector (/usr/lib/cefd).\n' +
       '# Node/V8 flags: CEFD_NODE_FLAGS replaces the default (docs/performance.md).\n' +
-      'exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc} /usr/lib/cefd/dist/src/cli.js "$@"\n',
+      'exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc --max-semi-space-size=4} /usr/lib/cefd/dist/src/cli.js "$@"\n',
   );
   chmodSync(at('usr/bin/cefd'), 0o755);
 
