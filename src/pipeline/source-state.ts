@@ -10,8 +10,8 @@
  * half). 8 rather than 4: with 4, one busy connection was paused and resumed so often
  * that the 2 decode workers of a 2-core machine waited for jobs: node bench/e2e.mjs --n
  * 1000000 --runs 1 --only 1conn-disk, 3 interleaved rounds: 153-161k events/s with 4,
- * 162-172k with 8, the same events per CPU-second; a job is at most JOB_TARGET_BYTES in
- * and about 2.5 times that out, so 8 of them hold a few MiB.
+ * 162-172k with 8, the same events per CPU-second; a job is at most JOB_TARGET_BYTES
+ * plus one read in and about 2.5 times that out, so 8 of them hold a few MiB.
  */
 export const MAX_IN_FLIGHT_PER_SOURCE = 8;
 

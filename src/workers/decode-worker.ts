@@ -294,8 +294,12 @@ function run(m: JobMessage): ResultMessage {
     if (keep) recent.after(i, r);
     if (typeof r !== 'number') {
       // Behind the events waiting to be written, so dead letters keep the frames' order.
-      if (pending !== undefined && pending.count > 0) pending.addDead(r.dead);
-      else deadLine(r.dead);
+      if (pending !== undefined && pending.count > 0) {
+        pending.addDead(r.dead);
+        if (pending.size >= PENDING_MAX) pending.finish(routes.encoderMasks, write, failed, deadLine);
+      } else {
+        deadLine(r.dead);
+      }
       continue;
     }
     if (r === 0) continue;

@@ -13,6 +13,7 @@ import { DiskQueue } from '../../src/buffer/disk-queue.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { makePki } from '../helpers/pki.js';
 import { readNdjson, scrape, sendTcp, sendUdp, startDaemon, tempDir, waitFor, waitLines, type TestDaemon } from '../helpers/daemon.js';
+import { MAX_IN_FLIGHT_PER_SOURCE } from '../../src/pipeline/source-state.js';
 
 const KSC_LINES = readFileSync(new URL('../../fixtures/ksc/fixtures-draft.txt', import.meta.url), 'utf8')
   .split('\n')
@@ -530,9 +531,9 @@ outputs: [ { name: slow, type: http, url: "${url}", queue_max_events: 200, batch
       }
       // Bounded: the queue never holds more than its capacity plus the socket reads in
       // flight when it filled: the one being handled (64 KiB of ~227-byte lines: at most
-      // 289 events) and up to 4 jobs on the decode workers (reads gathered up to 128 KiB,
-      // so less than 192 KiB each: at most 866 events).
-      expect(maxQueue).toBeLessThanOrEqual(200 + 289 + 4 * 866);
+      // 289 events) and up to MAX_IN_FLIGHT_PER_SOURCE jobs on the decode workers (reads
+      // gathered up to 128 KiB, so less than 192 KiB each: at most 866 events).
+      expect(maxQueue).toBeLessThanOrEqual(200 + 289 + MAX_IN_FLIGHT_PER_SOURCE * 866);
       expect(maxQueue).toBeGreaterThanOrEqual(200);
       release();
       await sending;

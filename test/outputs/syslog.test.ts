@@ -385,7 +385,6 @@ describe('tls against rsyslog (ossl driver)', () => {
     // refused (a reset, or the window's reason) between runs that a fresh connection took;
     // which of the two the last round was is the timing's (it was 'delivered' in one CI run).
     expect(refused).toBeGreaterThan(0);
-    expect(refused).toBeGreaterThan(delivered);
     if (last.status === 'retry') expect(last.error).toMatch(/ECONNRESET|ERR_STREAM_DESTROYED|EPIPE|dropped its connections before reading|closed|reset/i);
     expect(r.lines()).toEqual([]);
   });

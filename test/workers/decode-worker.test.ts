@@ -123,7 +123,10 @@ test('a worker job gives the records, line ends, masks and dead letters the main
     `CEF:0|V|P|1|3|n|5|msg=${'\u0001\u001f'.repeat(3000)}`,
   ].map((s) => Buffer.from(s));
   const bad = Buffer.from('\u0000\u0001 not syslog, not CEF');
-  const jobs: Buffer[][] = [small, grows, [...small.slice(0, 50), bad, ...grows.slice(0, 1), bad], small.slice(0, 3), small];
+  // One event, then more bad frames than the worker holds before writing (64), then events:
+  // written in between, still in frame order.
+  const mostlyBad = [small[0]!, ...Array.from({ length: 150 }, () => bad), ...small.slice(1, 11)];
+  const jobs: Buffer[][] = [small, grows, [...small.slice(0, 50), bad, ...grows.slice(0, 1), bad], small.slice(0, 3), mostlyBad, small];
   let seq = 0;
   for (const frames of jobs) {
     const res = await submit(frames, seq);
