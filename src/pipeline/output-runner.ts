@@ -67,7 +67,8 @@ export class OutputRunner {
    * With `block`, records from a pausable source (TCP, TLS) are always taken: the sources
    * pause as soon as the queue is full, so it overshoots by at most the reads in flight
    * then (the one being handled and up to 8 jobs per connection on the decode workers,
-   * each up to JOB_TARGET_BYTES of input plus one read: src/pipeline/source-state.ts). A source that cannot be paused (UDP) is held to the queue's hard
+   * each up to JOB_TARGET_BYTES of input plus one read: src/pipeline/source-state.ts). A
+   * source that cannot be paused (UDP) is held to the queue's hard
    * limit (twice its capacity), beyond which records are dropped and counted. With
    * `drop_newest`, a read that finds the queue full is dropped and counted.
    */

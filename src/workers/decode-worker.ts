@@ -135,29 +135,32 @@ class Pending {
   /** Per encoder: a text record (an encoder without value) or a value to write as JSON. */
   private readonly items: unknown[][] = [];
   private readonly ne: number;
-  /** Per encoder: whether its items are values (a JSON encoder) rather than records. */
-  constructor(private readonly json: readonly boolean[]) {
+  constructor(
+    /** Per encoder: whether its items are values (a JSON encoder) rather than records. */
+    private readonly json: readonly boolean[],
+    private readonly encoderMasks: readonly number[],
+    /** Where the records, the events that cannot be written, and the dead letters go, in order. */
+    private readonly write: (e: number, line: string, r: number) => void,
+    private readonly failed: (frame: number, err: Error) => void,
+    private readonly deadLine: (line: string) => void,
+  ) {
     this.ne = json.length;
     for (let e = 0; e < this.ne; e++) this.items.push([]);
-  }
-
-  /** Entries held: events and dead letters. */
-  get size(): number {
-    return this.masks.length;
   }
 
   addDead(line: string): void {
     this.frames.push(-1);
     this.masks.push(0);
     this.dead.push(line);
+    if (this.masks.length >= PENDING_MAX) this.finish();
   }
 
-  add(i: number, r: number, encoderMasks: readonly number[], values: unknown[], encoded: string[]): void {
+  add(i: number, r: number, values: unknown[], encoded: string[]): void {
     this.frames.push(i);
     this.masks.push(r);
     this.count++;
     for (let e = 0; e < this.ne; e++) {
-      if ((r & encoderMasks[e]!) === 0) continue;
+      if ((r & this.encoderMasks[e]!) === 0) continue;
       if (this.json[e]) {
         this.items[e]!.push(values[e]);
         values[e] = undefined;
@@ -165,13 +168,15 @@ class Pending {
         this.items[e]!.push(encoded[e]);
       }
     }
+    if (this.masks.length >= PENDING_MAX) this.finish();
   }
 
   /**
    * Writes every event's records in order (an event one of whose records cannot be
    * written goes to `failed` instead), and empties the list.
    */
-  finish(encoderMasks: readonly number[], write: (e: number, line: string, r: number) => void, failed: (frame: number, err: Error) => void, deadLine: (line: string) => void): void {
+  finish(): void {
+    const { encoderMasks, write, failed, deadLine } = this;
     const texts: (readonly (string | Error)[])[] = this.items.map((items, e) => (this.json[e] ? stringifyEach(items) : (items as string[])));
     const at = new Array<number>(this.ne).fill(0);
     let d = 0;
@@ -207,9 +212,10 @@ class Pending {
 }
 
 /**
- * Events (and dead letters) held before they are written; events per JSON.stringify: most of the gain of writing many at once (a job's
- * few hundred gain little more) without keeping a whole
- * job's events alive until its end (they would survive young-generation collections).
+ * Entries (events and dead letters) held before they are written, so at most this many
+ * events per JSON.stringify: most of the gain of writing many at once (a job's few hundred
+ * gain little more) without keeping a whole job's events alive until its end (they would
+ * survive young-generation collections).
  */
 const PENDING_MAX = 64;
 
@@ -255,7 +261,6 @@ function run(m: JobMessage): ResultMessage {
   // output bytes as soon as it is written).
   const deferred = keep ? undefined : deferredRoutes(routes);
   const penv = deferred === undefined ? env : deferred.env;
-  const pending = deferred === undefined ? undefined : new Pending(deferred.json);
   const write = (e: number, line: string, r: number): void => {
     const o = outs[e]!;
     o.writeLine(line);
@@ -277,6 +282,7 @@ function run(m: JobMessage): ResultMessage {
     if (o < 0) deadLine(unencodableRecord(frame, err, m.listener, m.peer, m.nowMs, m.truncated[i] === 1));
     else deadLine(unencodableRecord(frame, err, carried!.origins[3 * o]!, carried!.origins[3 * o + 1]!, carried!.receivedMs[i]!, m.truncated[i] === 1));
   };
+  const pending = deferred === undefined ? undefined : new Pending(deferred.json, routes.encoderMasks, write, failed, deadLine);
   for (let i = 0; i < n; i++) {
     const frame = data.subarray(m.offsets[2 * i]!, m.offsets[2 * i + 1]!);
     let r;
@@ -294,23 +300,18 @@ function run(m: JobMessage): ResultMessage {
     if (keep) recent.after(i, r);
     if (typeof r !== 'number') {
       // Behind the events waiting to be written, so dead letters keep the frames' order.
-      if (pending !== undefined && pending.count > 0) {
-        pending.addDead(r.dead);
-        if (pending.size >= PENDING_MAX) pending.finish(routes.encoderMasks, write, failed, deadLine);
-      } else {
-        deadLine(r.dead);
-      }
+      if (pending !== undefined && pending.count > 0) pending.addDead(r.dead);
+      else deadLine(r.dead);
       continue;
     }
     if (r === 0) continue;
     if (pending !== undefined) {
-      pending.add(i, r, routes.encoderMasks, deferred!.values, encoded);
-      if (pending.size >= PENDING_MAX) pending.finish(routes.encoderMasks, write, failed, deadLine);
+      pending.add(i, r, deferred!.values, encoded);
       continue;
     }
     for (let e = 0; e < ne; e++) if ((r & routes.encoderMasks[e]!) !== 0) write(e, encoded[e]!, r);
   }
-  if (pending !== undefined && pending.count > 0) pending.finish(routes.encoderMasks, write, failed, deadLine);
+  if (pending !== undefined && pending.count > 0) pending.finish();
   const blocks: EncodedBlock[] = [];
   for (let e = 0; e < ne; e++) {
     const o = outs[e]!;

@@ -65,8 +65,10 @@ export function createEncoder(cfg: EncodingConfig): Encoder {
   // the field options choose among the fields of the expanded event (native's value),
   // which is then written as it is. The other encoders encode the event the field options leave.
   const native = cfg.codec === 'native';
+  /** What the field options choose from: native's value (the event, expanded or not), else the event. */
+  const start = native && 'json' in made ? made.json : itself;
   const fields = (event: CefdEvent): Record<string, unknown> => {
-    let e = (native ? (made as { json: (event: CefdEvent) => unknown }).json(event) : event) as Record<string, unknown>;
+    let e = start(event) as Record<string, unknown>;
     if (onlyPaths.length > 0) e = pick(e, onlyPaths);
     if (exceptPaths.length > 0) e = omit(e, exceptPaths);
     return native ? e : wholeRecord(e);
