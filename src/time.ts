@@ -93,6 +93,11 @@ function digit(s: string, i: number): number {
   return c >= 0 && c <= 9 ? c : -1;
 }
 
+/** The milliseconds of the `n` fraction digits at `start`: the first three (read as digits, not Number() of a text made per event). */
+function fractionMs(s: string, start: number, n: number): number {
+  return digit(s, start) * 100 + (n > 1 ? digit(s, start + 1) * 10 : 0) + (n > 2 ? digit(s, start + 2) : 0);
+}
+
 /** Reads exactly `n` digits at `i`, or -1. */
 function digits(s: string, i: number, n: number): number {
   let v = 0;
@@ -174,9 +179,8 @@ export function parseRfc3339(s: string, i: number, defaultZone = 'UTC'): ParsedT
     while (digit(s, p) >= 0) p++;
     const n = p - start;
     if (n === 0 || n > 9) return null;
-    const frac = s.slice(start, p);
-    ms = Number((frac + '00').slice(0, 3));
-    subMs = n > 3 ? frac.slice(3) : '';
+    ms = fractionMs(s, start, n);
+    subMs = n > 3 ? s.slice(start + 3, p) : '';
   }
   const local = utcMs(y, mo - 1, d, h, mi, sec === 60 ? 59 : sec, ms);
   const z = s.charCodeAt(p);
@@ -382,9 +386,8 @@ export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}):
     while (digit(s, p) >= 0) p++;
     const n = p - start;
     if (n === 0 || n > 9) return null;
-    const frac = s.slice(start, p);
-    ms = Number((frac + '00').slice(0, 3));
-    subMs = n > 3 ? frac.slice(3) : '';
+    ms = fractionMs(s, start, n);
+    subMs = n > 3 ? s.slice(start + 3, p) : '';
   }
   let zone: string | null = opts.defaultZone ?? 'UTC';
   let offsetMs = 0;

@@ -60,6 +60,14 @@ test('RFC 3339: offsets, fractions, leap day, invalid dates', () => {
   expect(parseRfc3339('2023-13-01T00:00:00Z', 0)).toBeNull();
   expect(parseRfc3339('2023-01-01T24:00:00Z', 0)).toBeNull();
   expect(parseRfc3339('2023-01-01T00:00:00.1234567890Z', 0)).toBeNull();
+  // Fractions of 1 to 9 digits: the first three are the milliseconds, the rest kept as written.
+  const base = Date.UTC(2023, 0, 1, 0, 0, 0);
+  expect(parseRfc3339('2023-01-01T00:00:00.07Z', 0)).toEqual({ ms: base + 70, subMs: '', end: 23 });
+  expect(parseRfc3339('2023-01-01T00:00:00.007Z', 0)).toEqual({ ms: base + 7, subMs: '', end: 24 });
+  expect(parseRfc3339('2023-01-01T00:00:00.999Z', 0)).toEqual({ ms: base + 999, subMs: '', end: 24 });
+  expect(parseRfc3339('2023-01-01T00:00:00.0450Z', 0)).toEqual({ ms: base + 45, subMs: '0', end: 25 });
+  expect(parseRfc3339('2023-01-01T00:00:00.123456789+00:00', 0)).toEqual({ ms: base + 123, subMs: '456789', end: 35 });
+  expect(parseRfc3339('2023-01-01T00:00:00.Z', 0)).toBeNull();
 });
 
 test('text times: zones, padded days, fractions', () => {
@@ -68,6 +76,9 @@ test('text times: zones, padded days, fractions', () => {
   expect(parseTextTime('jan 05 2020 01:02:03.4 +0530', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 0, 4, 19, 32, 3, 400));
   expect(parseTextTime('Jan 05 2020 01:02:03 America/New_York', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 0, 5, 6, 2, 3));
   expect(parseTextTime('Jul 05 2020 01:02:03 America/New_York', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 6, 5, 5, 2, 3));
+  expect(parseTextTime('Jan 05 2020 01:02:03.045 UTC', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 0, 5, 1, 2, 3, 45));
+  expect(parseTextTime('Jan 05 2020 01:02:03.12 UTC', 0, { nowMs: now })?.ms).toBe(Date.UTC(2020, 0, 5, 1, 2, 3, 120));
+  expect(parseTextTime('Jan 05 2020 01:02:03.987654 UTC', 0, { nowMs: now })).toMatchObject({ ms: Date.UTC(2020, 0, 5, 1, 2, 3, 987), subMs: '654' });
   expect(parseTextTime('Foo 05 2020 01:02:03', 0, { nowMs: now })).toBeNull();
 });
 
