@@ -725,7 +725,7 @@ export class Daemon {
       for (const t of taken.reverse()) {
         if (t.slot !== null) await t.slot.handOver();
         await t.old.resume(t.giveBack()).catch((err: Error) =>
-          this.telemetry.log.error({ output: t.old.name, err: err.message }, `output ${t.old.name}: after the failed reload its output does not start either; its events wait in its disk buffer: ${err.message}`),
+          this.telemetry.log.error({ output: t.old.name, err: err.message }, `output ${t.old.name}: after the failed reload its output does not start either; its events wait in its disk buffer, and each try to send them starts it again: ${err.message}`),
         );
       }
       for (const c of created) void c.stop(1000);

@@ -10,7 +10,7 @@
  * pauses every socket until the queue drains below half.
  */
 import type { EncodingConfig } from '../codecs/encoders/encoder.js';
-import type { Batch, Output, PartialResult } from '../outputs/types.js';
+import type { Batch, Output, PartialResult, SendResult } from '../outputs/types.js';
 import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
 import type { EventQueue, QueueBatch } from '../buffer/queue.js';
 import type { FlowControl } from './flow-control.js';
@@ -134,8 +134,10 @@ export class OutputRunner {
 
   /**
    * After handOver(): runs again, with `output` (a reload that failed gives the disk buffer
-   * back to its runner). The loop runs even when the output does not start: its sends fail
-   * and are retried, and the events wait in the buffer. Rejects with the start error.
+   * back to its runner). The loop runs even when the output does not start: the events wait
+   * in the buffer, and before each try to send them the loop starts the output again (a
+   * TLS file put back, a folder made writable), with the start error as the retry's error
+   * until it starts. Rejects with the start error.
    */
   async resume(output: Output): Promise<void> {
     this.output = output;
@@ -143,10 +145,35 @@ export class OutputRunner {
     this.giveUp = false;
     this.stats.capacity = this.opts.capacity;
     this.stats.queue = this.queue;
+    this.startError = null;
     try {
       await output.start();
+    } catch (e) {
+      this.startError = e instanceof Error ? e.message : String(e);
+      throw e;
     } finally {
       this.startLoop();
+    }
+  }
+
+  /** Why the output did not start in resume(), until a later start() succeeds. */
+  private startError: string | null = null;
+
+  /** Starts the output again after resume() could not; false (with startError) while it still cannot. */
+  private async startAgain(): Promise<boolean> {
+    try {
+      await this.output.start();
+      if (this.giveUp) {
+        // Stopped or handed over while it started: the output was closed already; close
+        // what this start opened (a file, timers, sockets).
+        await this.output.close().catch(() => undefined);
+        return false;
+      }
+      this.startError = null;
+      return true;
+    } catch (e) {
+      this.startError = e instanceof Error ? e.message : String(e);
+      return false;
     }
   }
 
@@ -183,11 +210,16 @@ export class OutputRunner {
         const batch: Batch = fromQueue ?? { records: rest!.records };
         const total: number = fromQueue?.count ?? rest!.count;
         n = fromQueue?.count ?? rest!.records.length;
-        const ac = new AbortController();
-        this.inFlight = ac;
-        const res = await this.output.send(batch, ac.signal).finally(() => {
-          this.inFlight = null;
-        });
+        let res: SendResult;
+        if (this.startError !== null && !(await this.startAgain())) {
+          res = { status: 'retry', error: `the output is not started: ${this.startError}` };
+        } else {
+          const ac = new AbortController();
+          this.inFlight = ac;
+          res = await this.output.send(batch, ac.signal).finally(() => {
+            this.inFlight = null;
+          });
+        }
         if (res.problem !== undefined && res.problem.events > 0) this.telemetry.outputAbandoned(this.name, res.problem.events, res.problem.reason, res.problem.error);
         if (res.status === 'delivered' || res.status === 'rejected') {
           if (res.status === 'delivered') this.stats.sent += n;

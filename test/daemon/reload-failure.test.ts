@@ -5,7 +5,7 @@
  * with the code `config_reload_failed`, and the failure counted. Real sockets, a real
  * PostgreSQL (test/helpers/db-servers.ts), the daemon in this process.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
@@ -92,6 +92,43 @@ metrics: { host: 127.0.0.1, port: 0 }
   const m = await scrape(d.metricsPort()!);
   expect(m.get('cefd_config_reloads_total{result="failed"}')).toBe(1);
   expect(m.get('cefd_config_reloads_total{result="ok"}')).toBeUndefined();
+  expect(await d.stop()).toBe(0);
+  expect(readNdjson(join(dir, 'dead.ndjson'))).toEqual([]);
+});
+
+test('an output that cannot open its own file when a failed reload gives its disk buffer back: its events wait, each try starts it again, and they go once the file opens', async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'out'));
+  const yaml = (fsync: string) => `state_dir: ${dir}/state
+decode_workers: 2
+listeners: [ { name: tcp1, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: events, type: file, path: ${dir}/out/events.ndjson, fsync: ${fsync}, buffer: { type: disk }, retry: { initial_backoff: 20ms, max_backoff: 100ms } } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { host: 127.0.0.1, port: 0 }
+`;
+  const { d, file, logs } = await startFromFile(dir, yaml('never'), daemons);
+  const port = d.ports()['tcp1']!;
+  await sendTcp(port, [line('before', 0)]);
+  await waitFor(() => readNdjson(join(dir, 'out', 'events.ndjson'), { tolerateTornTail: true }).length === 1, 30_000, 'the first event');
+  // The output's folder becomes a plain file: neither the changed output nor the old one
+  // given back can open its file (not even as root).
+  rmSync(join(dir, 'out'), { recursive: true });
+  writeFileSync(join(dir, 'out'), 'not a folder');
+  writeFileSync(file, yaml('batch'));
+  expect(await d.reload()).toBe(false);
+  expect(String(failures(logs)[0]!['err'])).toContain(`cannot open ${dir}/out/events.ndjson`);
+  expect(logs.parsed().some((l) => String(l['msg']).includes('after the failed reload its output does not start either'))).toBe(true);
+  await sendTcp(port, Array.from({ length: 5 }, (_, i) => line('waiting', i)));
+  const metrics = d.metricsPort()!;
+  await waitFor(async () => (await scrape(metrics)).get('cefd_output_retrying{output="events"}') === 1, 30_000, 'the output retrying');
+  const retry = logs.parsed().find((l) => l['output'] === 'events' && String(l['err']).startsWith('the output is not started: '));
+  expect(String(retry?.['err'])).toMatch(/^the output is not started: file output events: cannot open \/.*\/out\/events\.ndjson: EEXIST/);
+  // The folder is back: the next try starts the output and the waiting events go.
+  rmSync(join(dir, 'out'));
+  mkdirSync(join(dir, 'out'));
+  await waitFor(() => readNdjson(join(dir, 'out', 'events.ndjson'), { tolerateTornTail: true }).length === 5, 30_000, 'the 5 waiting events');
+  expect(readNdjson(join(dir, 'out', 'events.ndjson')).map((e) => tagOf(e))).toEqual(Array(5).fill('waiting'));
+  await waitFor(async () => (await scrape(metrics)).get('cefd_output_retrying{output="events"}') === 0, 30_000, 'the output delivering again');
   expect(await d.stop()).toBe(0);
   expect(readNdjson(join(dir, 'dead.ndjson'))).toEqual([]);
 });

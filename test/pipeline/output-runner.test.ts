@@ -306,3 +306,72 @@ test('when_full: drop_newest drops and counts a read that finds the queue full; 
   await b.runner.drained();
   expect(b.output.batches.flat().map(idx)).toEqual(range(8));
 });
+
+test('an output that does not start when a failed reload gives it back is started again before each send: its start error is the retry error until it starts, then the waiting events go', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, () => ({ status: 'delivered' }));
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(100) });
+  await h.runner.handOver();
+  // The output given back cannot start twice more (its TLS file is missing), then can.
+  const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
+  let starts = 0;
+  given.start = async () => {
+    starts++;
+    if (starts <= 3) throw new Error('syslog output siem: cannot read tls.ca_file /etc/cefd/ca.pem: ENOENT');
+  };
+  await expect(h.runner.resume(given)).rejects.toThrow('cannot read tls.ca_file');
+  expect(starts).toBe(1);
+  const errors: string[] = [];
+  const retrying = h.telemetry.outputRetrying.bind(h.telemetry);
+  h.telemetry.outputRetrying = (output, events, error, backoffMs) => {
+    errors.push(error);
+    retrying(output, events, error, backoffMs);
+  };
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await waitFor(() => given.batches.length === 1, 10_000, 'the events sent once the output started');
+  expect(starts).toBe(4);
+  expect(errors).toEqual([
+    'the output is not started: syslog output siem: cannot read tls.ca_file /etc/cefd/ca.pem: ENOENT',
+    'the output is not started: syslog output siem: cannot read tls.ca_file /etc/cefd/ca.pem: ENOENT',
+  ]);
+  expect(h.runner.stats.retried).toBe(4);
+  await h.runner.drained();
+  expect(given.batches).toEqual([[rec(1), rec(2)]]);
+  expect(h.runner.stats.sent).toBe(2);
+  expect(h.runner.stats.retrying).toBe(0);
+});
+
+test('an output that starts again while the runner stops is closed again (what the start opened is not left open)', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, () => ({ status: 'delivered' }));
+  await h.runner.start();
+  await h.runner.handOver();
+  const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
+  let starts = 0;
+  let startedAgain: () => void = () => undefined;
+  const slowStart = new Promise<void>((r) => (startedAgain = r));
+  let entered: () => void = () => undefined;
+  const inStart = new Promise<void>((r) => (entered = r));
+  given.start = async () => {
+    starts++;
+    if (starts === 1) throw new Error('cannot open');
+    entered();
+    await slowStart;
+  };
+  let closes = 0;
+  given.close = async () => {
+    closes++;
+  };
+  await expect(h.runner.resume(given)).rejects.toThrow('cannot open');
+  h.runner.enqueueMany([rec(1)]);
+  await inStart;
+  const stopped = h.runner.stop(50, true);
+  // stop() does not wait for the start beyond its deadline: it closes the output meanwhile.
+  await waitFor(() => closes === 1, 5_000, 'the output closed by stop()');
+  startedAgain();
+  await stopped;
+  await waitFor(() => closes === 2, 5_000, 'the output closed again after its late start');
+  expect(given.batches).toEqual([]);
+  expect(q.length).toBe(1);
+});
