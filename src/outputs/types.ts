@@ -79,7 +79,12 @@ export const CONFIG_RETRY_MS = 10_000;
 export interface Output {
   readonly name: string;
   readonly type: string;
-  /** Open files, sockets, agents. Rejects with a clear message when the output cannot work. */
+  /**
+   * Open files, sockets, agents. Rejects with a clear message when the output cannot work,
+   * leaving nothing open: the runner calls it again before its next send when a failed
+   * reload gave the output back and it did not start (src/pipeline/output-runner.ts), and
+   * may close() the output while a start is pending (it closes it again after that start).
+   */
   start(): Promise<void>;
   /**
    * Deliver one batch. Called again only after the previous call settled (one batch in

@@ -146,10 +146,12 @@ export class OutputRunner {
     this.stats.capacity = this.opts.capacity;
     this.stats.queue = this.queue;
     this.startError = null;
+    this.startErrorFresh = false;
     try {
       await output.start();
     } catch (e) {
       this.startError = e instanceof Error ? e.message : String(e);
+      this.startErrorFresh = true;
       throw e;
     } finally {
       this.startLoop();
@@ -158,6 +160,8 @@ export class OutputRunner {
 
   /** Why the output did not start in resume(), until a later start() succeeds. */
   private startError: string | null = null;
+  /** The start error comes from resume() itself: the loop's first try reports it without starting again at once. */
+  private startErrorFresh = false;
 
   /** Starts the output again after resume() could not; false (with startError) while it still cannot. */
   private async startAgain(): Promise<boolean> {
@@ -211,7 +215,8 @@ export class OutputRunner {
         const total: number = fromQueue?.count ?? rest!.count;
         n = fromQueue?.count ?? rest!.records.length;
         let res: SendResult;
-        if (this.startError !== null && !(await this.startAgain())) {
+        if (this.startError !== null && (this.startErrorFresh || !(await this.startAgain()))) {
+          this.startErrorFresh = false;
           res = { status: 'retry', error: `the output is not started: ${this.startError}` };
         } else {
           const ac = new AbortController();

@@ -123,9 +123,8 @@ metrics: { host: 127.0.0.1, port: 0 }
   await waitFor(async () => (await scrape(metrics)).get('cefd_output_retrying{output="events"}') === 1, 30_000, 'the output retrying');
   const retry = logs.parsed().find((l) => l['output'] === 'events' && String(l['err']).startsWith('the output is not started: '));
   expect(String(retry?.['err'])).toMatch(/^the output is not started: file output events: cannot open \/.*\/out\/events\.ndjson: EEXIST/);
-  // The folder is back: the next try starts the output and the waiting events go.
+  // The plain file goes: the next try makes the folder, starts the output, and the waiting events go.
   rmSync(join(dir, 'out'));
-  mkdirSync(join(dir, 'out'));
   await waitFor(() => readNdjson(join(dir, 'out', 'events.ndjson'), { tolerateTornTail: true }).length === 5, 30_000, 'the 5 waiting events');
   expect(readNdjson(join(dir, 'out', 'events.ndjson')).map((e) => tagOf(e))).toEqual(Array(5).fill('waiting'));
   await waitFor(async () => (await scrape(metrics)).get('cefd_output_retrying{output="events"}') === 0, 30_000, 'the output delivering again');

@@ -1,7 +1,7 @@
 import { test, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, constants as fsConstants, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, renameSync,
+  chmodSync, closeSync, constants as fsConstants, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync,
   rmSync, statSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -373,6 +373,31 @@ test('start rejects with a clear message when the path is under a regular file',
   writeFileSync(join(d, 'plain'), 'x');
   const out = new FileOutput('bad', cfg({ path: join(d, 'plain', 'events.ndjson') }));
   await expect(out.start()).rejects.toThrow(/file output bad: cannot open .*plain\/events\.ndjson: .*(ENOTDIR|EEXIST)/);
+});
+
+test('a start that fails while removing a torn last line leaves no file descriptor open, and a later start works', async () => {
+  const d = dir();
+  const path = join(d, 'events.ndjson');
+  // A torn last line that cannot be cut: the file is append-only (chattr +a; ext4, as root),
+  // so ftruncate fails with EPERM.
+  writeFileSync(path, '{"a":1}\n{"b":');
+  execFileSync('chattr', ['+a', path]);
+  const fds = () => readdirSync('/proc/self/fd').length;
+  try {
+    const out = new FileOutput('torn', cfg({ path }));
+    const before = fds();
+    for (let i = 0; i < 20; i++) await expect(out.start()).rejects.toThrow(/file output torn: cannot open .*events\.ndjson: .*EPERM/);
+    expect(fds()).toBe(before);
+    execFileSync('chattr', ['-a', path]);
+    await out.start();
+    expect(out.tornBytes).toBe(5);
+    expect(await out.send(batch(['{"c":2}']))).toEqual({ status: 'delivered' });
+    await out.close();
+    expect(read(path)).toBe('{"a":1}\n{"c":2}\n');
+    expect(fds()).toBe(before);
+  } finally {
+    execFileSync('chattr', ['-a', path]);
+  }
 });
 
 test('invalid options are refused when the config loads', async () => {

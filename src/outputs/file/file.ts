@@ -234,15 +234,18 @@ export class FileOutput implements Output {
     await mkdir(dirname(this.path), { recursive: true, mode: 0o750 });
     const fd = await fdOpen(this.path, this.mode);
     let st: fs.Stats;
+    let size: number;
     try {
       st = await fdStat(fd);
+      size = st.isFile() ? st.size : 0;
+      if (size > 0) size = await this.cutTornLine(fd, size);
     } catch (err) {
+      // Nothing stays open when the open fails: start() may be called again (output-runner.ts).
       fs.close(fd, () => undefined);
       throw err;
     }
     this.fd = fd;
-    this.size = st.isFile() ? st.size : 0;
-    if (this.size > 0) this.size = await this.cutTornLine(fd, this.size);
+    this.size = size;
     // A file that already holds data belongs to the period of its last write.
     this.period = this.periodOf(this.size > 0 ? st.mtimeMs : this.now());
     this.reopenBeforeWrite = false;
