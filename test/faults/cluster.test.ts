@@ -9,12 +9,12 @@
  * "Known behaviour" of Debian's nats-server 2.9.10 in docs/cluster.md).
  */
 import net from 'node:net';
-import { afterAll, expect, test } from 'vitest';
+import { afterAll, expect, onTestFailed, test } from 'vitest';
 import { connect } from 'nats';
 // @ts-expect-error: plain ES module without types (deploy/cluster/cluster.mjs)
 import { haproxyServers, startComponent, stopComponent, writeCluster } from '../../deploy/cluster/cluster.mjs';
 import { readNdjson, tempDir, waitFor } from '../helpers/daemon.js';
-import { freePort } from '../helpers/child.js';
+import { freePortRange } from '../helpers/child.js';
 
 interface Component { name: string; proc?: import('node:child_process').ChildProcess; log?: string[]; port?: number; http?: number; metrics?: number; sink?: string }
 interface Layout { base: number; nodes: Component[]; receivers: Component[]; processors: Component[]; haproxy: Component }
@@ -116,10 +116,14 @@ async function replicaCounts(l: Layout): Promise<Record<string, number | null>> 
 }
 
 test(`cluster: ${N} events through haproxy, receivers, an R3 stream and processors, with a processor, a receiver and a NATS follower killed -9 and restarted`, async () => {
-  const base = await freePort();
-  // Every port of the layout is base + 0..52: pick a base whose whole range is free.
-  const l = writeCluster(tempDir('cefd-cluster-'), 20000 + (base % 20000)) as Layout;
+  // Every port of the layout is base + 0..52: a base whose whole range is free, below the
+  // ephemeral ports (the layout's own connections must not take one of them).
+  const l = writeCluster(tempDir('cefd-cluster-'), await freePortRange(53)) as Layout;
   layout = l;
+  // A failure shows what every part said (the last 3000 characters of each).
+  onTestFailed(() => {
+    for (const c of [l.haproxy, ...l.nodes, ...l.receivers, ...l.processors]) console.log(`--- ${c.name}\n${(c.log ?? []).join('').slice(-3000)}`);
+  });
   for (const n of l.nodes) startComponent(n);
   for (const c of [...l.receivers, ...l.processors]) startComponent(c);
   startComponent(l.haproxy);

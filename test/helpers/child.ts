@@ -1,6 +1,6 @@
 /** `cefd run` as a child process: start from YAML, wait until ready, signal, read its output. */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,41 @@ export async function freePort(): Promise<number> {
   const p = (s.address() as net.AddressInfo).port;
   await new Promise((r) => s.close(r));
   return p;
+}
+
+/**
+ * A base port B such that B .. B+n-1 can all be bound on 127.0.0.1, taken below the
+ * kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range): there no outgoing
+ * connection, of the test or of anything else, takes one of them later. A layout that binds
+ * fixed ports and restarts its parts (test/faults/cluster.test.ts) needs them free
+ * throughout: a base inside the ephemeral range failed now and then when a connection of
+ * the layout itself got one of its ports before the part that listens on it started.
+ */
+export async function freePortRange(n: number): Promise<number> {
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').trim().split(/\s+/)[0]) || ephemeralLow;
+  } catch {
+    // Not Linux: the usual default.
+  }
+  const min = 10000;
+  const max = ephemeralLow - n;
+  if (max <= min) throw new Error(`no room for ${n} ports below the ephemeral range (${ephemeralLow})`);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = min + Math.floor(Math.random() * (max - min));
+    let free = true;
+    for (let p = base; p < base + n && free; p++) free = await canListen(p);
+    if (free) return base;
+  }
+  throw new Error(`no ${n} consecutive free ports found between ${min} and ${ephemeralLow}`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
 }
 
 export interface ChildDaemon {

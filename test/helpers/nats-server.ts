@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from './child.js';
+import { freePortRange } from './child.js';
 import { waitFor } from './daemon.js';
 import { tempDir } from './temp.js';
 
@@ -31,7 +31,9 @@ const running = new Set<NatsServer>();
 /** A nats-server with JetStream (unless `jetstream: false`); `conf` is extra nats-server config text (authorization, tls, http). */
 export async function natsServer(conf = '', opts: { jetstream?: boolean } = {}): Promise<NatsServer> {
   const dir = tempDir('cefd-nats-');
-  const port = await freePort();
+  // Below the ephemeral ports: tests stop and start the server again on this port, which an
+  // outgoing connection could otherwise take meanwhile (child.ts freePortRange).
+  const port = await freePortRange(1);
   const confFile = join(dir, 'nats.conf');
   writeFileSync(confFile, `${conf}\n`);
   const s: NatsServer = {
