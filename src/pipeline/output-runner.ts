@@ -146,12 +146,11 @@ export class OutputRunner {
     this.stats.capacity = this.opts.capacity;
     this.stats.queue = this.queue;
     this.startError = null;
-    this.startErrorFresh = false;
     try {
       await output.start();
     } catch (e) {
       this.startError = e instanceof Error ? e.message : String(e);
-      this.startErrorFresh = true;
+      this.startFailedAt = Date.now();
       throw e;
     } finally {
       this.startLoop();
@@ -160,8 +159,8 @@ export class OutputRunner {
 
   /** Why the output did not start in resume(), until a later start() succeeds. */
   private startError: string | null = null;
-  /** The start error comes from resume() itself: the loop's first try reports it without starting again at once. */
-  private startErrorFresh = false;
+  /** When resume()'s start failed (0 once the loop has tried after it). */
+  private startFailedAt = 0;
 
   /** Starts the output again after resume() could not; false (with startError) while it still cannot. */
   private async startAgain(): Promise<boolean> {
@@ -215,8 +214,11 @@ export class OutputRunner {
         const total: number = fromQueue?.count ?? rest!.count;
         n = fromQueue?.count ?? rest!.records.length;
         let res: SendResult;
-        if (this.startError !== null && (this.startErrorFresh || !(await this.startAgain()))) {
-          this.startErrorFresh = false;
+        // Right after resume()'s failed start (within a backoff), the first try reports that
+        // error rather than starting the output again at once; later tries start it first.
+        const justFailed = this.startFailedAt !== 0 && Date.now() - this.startFailedAt < this.opts.initialBackoffMs;
+        this.startFailedAt = 0;
+        if (this.startError !== null && (justFailed || !(await this.startAgain()))) {
           res = { status: 'retry', error: `the output is not started: ${this.startError}` };
         } else {
           const ac = new AbortController();

@@ -309,7 +309,8 @@ test('when_full: drop_newest drops and counts a read that finds the queue full; 
 
 test('an output that does not start when a failed reload gives it back is started again before each send: its start error is the retry error until it starts, then the waiting events go', async () => {
   const q = new MemoryQueue(100);
-  const h = harness(q, () => ({ status: 'delivered' }));
+  // A backoff of 300 ms: the events come within it after resume() failed.
+  const h = harness(q, () => ({ status: 'delivered' }), { initialBackoffMs: 300, maxBackoffMs: 300 });
   await h.runner.start();
   open.push({ stop: () => h.runner.stop(100) });
   await h.runner.handOver();
@@ -335,7 +336,8 @@ test('an output that does not start when a failed reload gives it back is starte
   h.runner.enqueueMany([rec(1), rec(2)]);
   await waitFor(() => given.batches.length === 1, 10_000, 'the events sent once the output started');
   expect(starts).toBe(4);
-  // The first try reports resume()'s error without starting again at once (a backoff first).
+  // The first try, within a backoff of resume()'s failed start, reports its error without
+  // starting again at once.
   expect(startsAtRetry).toEqual([1, 2, 3]);
   const error = 'the output is not started: syslog output siem: cannot read tls.ca_file /etc/cefd/ca.pem: ENOENT';
   expect(errors).toEqual([error, error, error]);
@@ -378,4 +380,33 @@ test('an output that starts again while the runner stops is closed again (what t
   await waitFor(() => closes === 2, 5_000, 'the output closed again after its late start');
   expect(given.batches).toEqual([]);
   expect(q.length).toBe(1);
+});
+
+test('events that come well after a failed resume() start the output at once: no retry when it starts', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, () => ({ status: 'delivered' }), { initialBackoffMs: 50, maxBackoffMs: 50 });
+  await h.runner.start();
+  open.push({ stop: () => h.runner.stop(100) });
+  await h.runner.handOver();
+  const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
+  let starts = 0;
+  given.start = async () => {
+    starts++;
+    if (starts === 1) throw new Error('file output siem: cannot open /var/log/cefd/siem.ndjson: EACCES');
+  };
+  await expect(h.runner.resume(given)).rejects.toThrow('EACCES');
+  const errors: string[] = [];
+  const retrying = h.telemetry.outputRetrying.bind(h.telemetry);
+  h.telemetry.outputRetrying = (output, events, error, backoffMs) => {
+    errors.push(error);
+    retrying(output, events, error, backoffMs);
+  };
+  // Nothing to send: nothing is tried meanwhile.
+  await new Promise((r) => setTimeout(r, 150));
+  expect(starts).toBe(1);
+  h.runner.enqueueMany([rec(1)]);
+  await waitFor(() => given.batches.length === 1, 10_000, 'the event sent');
+  expect(starts).toBe(2);
+  expect(errors).toEqual([]);
+  expect(h.runner.stats.retried).toBe(0);
 });
