@@ -307,40 +307,46 @@ test('when_full: drop_newest drops and counts a read that finds the queue full; 
   expect(b.output.batches.flat().map(idx)).toEqual(range(8));
 });
 
-test('an output that does not start when a failed reload gives it back is started again before each send: its start error is the retry error until it starts, then the waiting events go', async () => {
+/**
+ * A runner whose output was handed over (a reload), and an output to give back whose nth
+ * start() throws `message` while `fails(n)`; `seen` has the starts made, each retry's error
+ * and how many starts were made when it was reported.
+ */
+async function givenBack(opts: Partial<RunnerOptions>, fails: (n: number) => boolean, message: string) {
   const q = new MemoryQueue(100);
-  // A backoff of 300 ms: the events come within it after resume() failed.
-  const h = harness(q, () => ({ status: 'delivered' }), { initialBackoffMs: 300, maxBackoffMs: 300 });
+  const h = harness(q, () => ({ status: 'delivered' }), opts);
   await h.runner.start();
   open.push({ stop: () => h.runner.stop(100) });
   await h.runner.handOver();
-  // The output given back does not start at resume() nor at the next two tries (its TLS
-  // file is missing), then does.
   const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
-  let starts = 0;
+  const seen = { starts: 0, errors: [] as string[], startsAtRetry: [] as number[] };
   given.start = async () => {
-    starts++;
-    if (starts <= 3) throw new Error('syslog output siem: cannot read tls.ca_file /etc/cefd/ca.pem: ENOENT');
+    seen.starts++;
+    if (fails(seen.starts)) throw new Error(message);
   };
-  await expect(h.runner.resume(given)).rejects.toThrow('cannot read tls.ca_file');
-  expect(starts).toBe(1);
-  // Each retry's error, and how many starts were made when it was reported.
-  const errors: string[] = [];
-  const startsAtRetry: number[] = [];
   const retrying = h.telemetry.outputRetrying.bind(h.telemetry);
   h.telemetry.outputRetrying = (output, events, error, backoffMs) => {
-    errors.push(error);
-    startsAtRetry.push(starts);
+    seen.errors.push(error);
+    seen.startsAtRetry.push(seen.starts);
     retrying(output, events, error, backoffMs);
   };
+  return { h, given, seen };
+}
+
+test('an output that does not start when a failed reload gives it back is started again before each send: its start error is the retry error until it starts, then the waiting events go', async () => {
+  // It does not start at resume() nor at the next two tries (its TLS file is missing), then
+  // does. A backoff of 300 ms: the events come within it after resume() failed.
+  const { h, given, seen } = await givenBack({ initialBackoffMs: 300, maxBackoffMs: 300 }, (n) => n <= 3, 'syslog output siem: cannot read tls.ca_file /etc/cefd/ca.pem: ENOENT');
+  await expect(h.runner.resume(given)).rejects.toThrow('cannot read tls.ca_file');
+  expect(seen.starts).toBe(1);
   h.runner.enqueueMany([rec(1), rec(2)]);
   await waitFor(() => given.batches.length === 1, 10_000, 'the events sent once the output started');
-  expect(starts).toBe(4);
+  expect(seen.starts).toBe(4);
   // The first try, within a backoff of resume()'s failed start, reports its error without
   // starting again at once.
-  expect(startsAtRetry).toEqual([1, 2, 3]);
+  expect(seen.startsAtRetry).toEqual([1, 2, 3]);
   const error = 'the output is not started: syslog output siem: cannot read tls.ca_file /etc/cefd/ca.pem: ENOENT';
-  expect(errors).toEqual([error, error, error]);
+  expect(seen.errors).toEqual([error, error, error]);
   expect(h.runner.stats.retried).toBe(6);
   await h.runner.drained();
   expect(given.batches).toEqual([[rec(1), rec(2)]]);
@@ -383,30 +389,14 @@ test('an output that starts again while the runner stops is closed again (what t
 });
 
 test('events that come well after a failed resume() start the output at once: no retry when it starts', async () => {
-  const q = new MemoryQueue(100);
-  const h = harness(q, () => ({ status: 'delivered' }), { initialBackoffMs: 50, maxBackoffMs: 50 });
-  await h.runner.start();
-  open.push({ stop: () => h.runner.stop(100) });
-  await h.runner.handOver();
-  const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
-  let starts = 0;
-  given.start = async () => {
-    starts++;
-    if (starts === 1) throw new Error('file output siem: cannot open /var/log/cefd/siem.ndjson: EACCES');
-  };
+  const { h, given, seen } = await givenBack({ initialBackoffMs: 50, maxBackoffMs: 50 }, (n) => n === 1, 'file output siem: cannot open /var/log/cefd/siem.ndjson: EACCES');
   await expect(h.runner.resume(given)).rejects.toThrow('EACCES');
-  const errors: string[] = [];
-  const retrying = h.telemetry.outputRetrying.bind(h.telemetry);
-  h.telemetry.outputRetrying = (output, events, error, backoffMs) => {
-    errors.push(error);
-    retrying(output, events, error, backoffMs);
-  };
   // Nothing to send: nothing is tried meanwhile.
   await new Promise((r) => setTimeout(r, 150));
-  expect(starts).toBe(1);
+  expect(seen.starts).toBe(1);
   h.runner.enqueueMany([rec(1)]);
   await waitFor(() => given.batches.length === 1, 10_000, 'the event sent');
-  expect(starts).toBe(2);
-  expect(errors).toEqual([]);
+  expect(seen.starts).toBe(2);
+  expect(seen.errors).toEqual([]);
   expect(h.runner.stats.retried).toBe(0);
 });
