@@ -11,6 +11,7 @@
  */
 import type { EncodingConfig } from '../codecs/encoders/encoder.js';
 import type { Batch, Output, PartialResult, SendResult } from '../outputs/types.js';
+import { errorText } from '../outputs/shared/encode.js';
 import type { OutputStats, Telemetry } from '../telemetry/telemetry.js';
 import type { EventQueue, QueueBatch } from '../buffer/queue.js';
 import type { FlowControl } from './flow-control.js';
@@ -149,7 +150,7 @@ export class OutputRunner {
     try {
       await output.start();
     } catch (e) {
-      this.startError = e instanceof Error ? e.message : String(e);
+      this.startError = errorText(e);
       this.startFailedAt = Date.now();
       throw e;
     } finally {
@@ -159,7 +160,7 @@ export class OutputRunner {
 
   /** Why the output did not start in resume(), until a later start() succeeds. */
   private startError: string | null = null;
-  /** When resume()'s start failed (0 once the loop has tried after it). */
+  /** When resume()'s start failed (0 once the loop has tried after it: never "just" then). */
   private startFailedAt = 0;
 
   /** Starts the output again after resume() could not; false (with startError) while it still cannot. */
@@ -175,7 +176,7 @@ export class OutputRunner {
       this.startError = null;
       return true;
     } catch (e) {
-      this.startError = e instanceof Error ? e.message : String(e);
+      this.startError = errorText(e);
       return false;
     }
   }
@@ -213,14 +214,15 @@ export class OutputRunner {
         const batch: Batch = fromQueue ?? { records: rest!.records };
         const total: number = fromQueue?.count ?? rest!.count;
         n = fromQueue?.count ?? rest!.records.length;
-        let res: SendResult;
-        // Right after resume()'s failed start (within a backoff), the first try reports that
-        // error rather than starting the output again at once; later tries start it first.
-        const justFailed = this.startFailedAt !== 0 && Date.now() - this.startFailedAt < this.opts.initialBackoffMs;
-        this.startFailedAt = 0;
-        if (this.startError !== null && (justFailed || !(await this.startAgain()))) {
-          res = { status: 'retry', error: `the output is not started: ${this.startError}` };
-        } else {
+        let res: SendResult | undefined;
+        if (this.startError !== null) {
+          // Right after resume()'s failed start (within a backoff), the first try reports
+          // that error rather than starting the output again at once; later tries start it first.
+          const justFailed = Date.now() - this.startFailedAt < this.opts.initialBackoffMs;
+          this.startFailedAt = 0;
+          if (justFailed || !(await this.startAgain())) res = { status: 'retry', error: `the output is not started: ${this.startError}` };
+        }
+        if (res === undefined) {
           const ac = new AbortController();
           this.inFlight = ac;
           res = await this.output.send(batch, ac.signal).finally(() => {
