@@ -278,8 +278,18 @@ test('the KSC work cannot be published (the work stream is broken): the raw fram
     await p.until('cefd started');
     // A frame without receiver headers: listener `bus`, id RAW-<sequence>.
     await nc.jetstream().publish('cefd.raw', detection(0));
+    // (Logged when cefd sets its work sharing up, which can be before its `bus` listener has
+    // made the consumer: until then the consumer is not found.)
     await p.until('ksc_work_publish_failed');
-    await waitFor(async () => (await jsm.consumers.info('RAW', 'processors')).num_redelivered > 0, 30_000, 'the frame delivered again');
+    const redelivered = () =>
+      jsm.consumers.info('RAW', 'processors').then(
+        (c) => c.num_redelivered,
+        (err: Error) => {
+          if (/consumer not found/i.test(err.message)) return 0;
+          throw err;
+        },
+      );
+    await waitFor(async () => (await redelivered()) > 0, 30_000, 'the frame delivered again');
     const held = await jsm.consumers.info('RAW', 'processors');
     // Not acknowledged: waiting for its redelivery, or delivered again and in hand.
     expect(held.num_ack_pending + held.num_pending).toBe(1);
