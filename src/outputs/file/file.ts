@@ -83,6 +83,10 @@ function fdCall(fn: (cb: (err: NodeJS.ErrnoException | null) => void) => void): 
 function fdOpen(path: string, mode: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(path, 'a+', mode, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
+/** Closes `fd`; resolves when it is closed (a close error leaves nothing more to do). */
+function fdClose(fd: number): Promise<void> {
+  return fdCall((cb) => fs.close(fd, cb)).catch(() => undefined);
+}
 function fdStat(fd: number): Promise<fs.Stats> {
   return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
 }
@@ -240,8 +244,9 @@ export class FileOutput implements Output {
       size = st.isFile() ? st.size : 0;
       if (size > 0) size = await this.cutTornLine(fd, size);
     } catch (err) {
-      // Nothing stays open when the open fails: start() may be called again (output-runner.ts).
-      fs.close(fd, () => undefined);
+      // Nothing stays open when the open fails, and the close is over before start() rejects:
+      // start() may be called again at once (output-runner.ts).
+      await fdClose(fd);
       throw err;
     }
     this.fd = fd;
@@ -291,7 +296,7 @@ export class FileOutput implements Output {
       );
     }
     this.dirty = false;
-    await fdCall((cb) => fs.close(fd, cb)).catch(() => undefined);
+    await fdClose(fd);
   }
 
   private async writeBatch(parts: readonly Buffer[], records: number): Promise<SendResult> {
