@@ -5,7 +5,7 @@
 # WORKERS decode threads (default -1: one per core). CEFD_SUT_KSC=1 adds the KSC integration
 # with one connection (to an address where no KSC answers: the import fails, as before the first
 # sync) and one `ksctasks` response rule on the detections.
-# CEFD_NODE_FLAGS replaces the node/V8 flags (default --single-threaded-gc --max-semi-space-size=4, as the package runs it).
+# CEFD_NODE_FLAGS replaces the node/V8 flags (default --single-threaded-gc --max-semi-space-size=4 --no-incremental-marking, as the package runs it).
 # Used by bench/e2e.mjs and with bench-peer's --add:
 #   ./bench-all.sh --add cefd 5600 'exec /path/to/cefd/bench/cefd-sut.sh {PORT} {OUT} disk'
 set -euo pipefail
@@ -32,7 +32,7 @@ YAML
 fi
 # Not exec: the shell stays to remove $STATE when the harness stops the process group
 # (node gets the same signal from the group; the shell only waits for it).
-node ${CEFD_NODE_FLAGS---single-threaded-gc --max-semi-space-size=4} "$HERE/dist/src/cli.js" run --config "$STATE/cefd.yaml" &
+node ${CEFD_NODE_FLAGS---single-threaded-gc --max-semi-space-size=4 --no-incremental-marking} "$HERE/dist/src/cli.js" run --config "$STATE/cefd.yaml" &
 NODE_PID=$!
 trap 'wait "$NODE_PID" 2>/dev/null || true; rm -rf "$STATE"; exit 0' TERM INT
 rc=0

@@ -14,7 +14,7 @@
 // node's --cpu-prof (one .cpuprofile per thread in DIR; CPU figures are then inflated by
 // the profiler); bench/prof-summary.mjs DIR prints where the time goes. --threads prints
 // each run's CPU µs per event by thread (from /proc/PID/task). --node-flags (default
-// --single-threaded-gc --max-semi-space-size=4, as shipped) are the daemon's node/V8 flags; '' for none.
+// --single-threaded-gc --max-semi-space-size=4 --no-incremental-marking, as shipped) are the daemon's node/V8 flags; '' for none.
 //
 // Scenarios: 1conn-disk (one connection, LF framing, disk buffer with its default
 // fsync policy: the default configuration), 2conn-disk, octet-disk (RFC 6587 octet
@@ -43,7 +43,7 @@ const SCENARIOS = {
   '1conn-memory': { conns: 1, framing: 'lf', buffer: 'memory' },
 };
 
-const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '', console: false, threads: false, 'node-flags': '--single-threaded-gc --max-semi-space-size=4' };
+const args = { n: 200000, runs: 3, only: Object.keys(SCENARIOS).join(','), json: false, workers: -1, timeout: 600, 'cpu-prof': '', console: false, threads: false, 'node-flags': '--single-threaded-gc --max-semi-space-size=4 --no-incremental-marking' };
 for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i].replace(/^--/, '');
   if (k === 'json' || k === 'console' || k === 'threads') { args[k] = true; continue; }

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=4
+#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=4 --no-incremental-marking
 /**
  * The `cefd` command line: flags and exit codes only; the work is in src/commands/ and
  * src/daemon.ts. Exit codes: 0 ok, 1 runtime failure, 64 usage, 78 config; `cefd parse`

@@ -75,13 +75,15 @@ try {
   // V8's garbage collector on the thread that allocates (--single-threaded-gc): about 12 %
   // more events per CPU-second on 2 vCPUs, where parallel GC helpers only compete with the
   // decode workers; 4 MiB semi-spaces (--max-semi-space-size=4): the main thread's young
-  // generation was the variable part of the peak RSS (docs/performance.md). CEFD_NODE_FLAGS,
-  // when set (even empty), replaces them.
+  // generation was the variable part of the peak RSS; no incremental marking
+  // (--no-incremental-marking): the workers' results, freed by the main thread's GC, start a
+  // marking of its old generation every 0.1 s or so that costs more than it frees
+  // (docs/performance.md). CEFD_NODE_FLAGS, when set (even empty), replaces them.
   writeFileSync(
     at('usr/bin/cefd'),
     '#!/bin/sh\n# cefd: the CEF / Kaspersky Security Center event collector (/usr/lib/cefd).\n' +
       '# Node/V8 flags: CEFD_NODE_FLAGS replaces the default (docs/performance.md).\n' +
-      'exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc --max-semi-space-size=4} /usr/lib/cefd/dist/src/cli.js "$@"\n',
+      'exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc --max-semi-space-size=4 --no-incremental-marking} /usr/lib/cefd/dist/src/cli.js "$@"\n',
   );
   chmodSync(at('usr/bin/cefd'), 0o755);
 

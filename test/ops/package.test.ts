@@ -117,7 +117,7 @@ test('the shipped configuration validates with the packaged code, and that code 
   }
   // The wrapper runs the packaged code with the system's node.
   const wrapper = readFileSync(join(root, 'usr/bin/cefd'), 'utf8');
-  expect(wrapper).toContain('exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc --max-semi-space-size=4} /usr/lib/cefd/dist/src/cli.js "$@"');
+  expect(wrapper).toContain('exec /usr/bin/node ${CEFD_NODE_FLAGS---single-threaded-gc --max-semi-space-size=4 --no-incremental-marking} /usr/lib/cefd/dist/src/cli.js "$@"');
   // The wrapper as it is, pointed at this package's tree: node takes the default flags, and
   // CEFD_NODE_FLAGS (empty or not) replaces them.
   const local = join(root, 'cefd-local.sh');
