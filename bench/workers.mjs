@@ -24,27 +24,23 @@ for (let i = 2; i < process.argv.length; i += 2) {
   args[k] = typeof args[k] === 'number' ? Number(process.argv[i + 1]) : process.argv[i + 1];
 }
 const { WorkerPool } = await import('../dist/src/workers/worker-pool.js');
-const { packJob } = await import('../dist/src/pipeline/source-state.js');
+const { SourceState } = await import('../dist/src/pipeline/source-state.js');
 
-// Frames split at LF and packed by src/pipeline/source-state.ts packJob, as the pipeline does.
+// Frames split at LF and gathered by src/pipeline/source-state.ts, as the pipeline does.
 const input = readFileSync(dataFile(args.n, 'lf'));
 const jobs = [];
 {
   let start = 0;
-  let frames = [];
-  let bytes = 0;
+  const st = new SourceState();
   const flush = () => {
-    if (frames.length === 0) return;
-    const job = packJob({ frames, truncated: frames.map(() => false), bytes });
-    jobs.push({ data: Buffer.from(job.data), offsets: job.offsets, n: frames.length });
-    frames = [];
-    bytes = 0;
+    if (st.gathered === 0) return;
+    const g = st.take();
+    jobs.push({ data: g.memory, offsets: g.offsets, n: g.count });
   };
   for (let i = input.indexOf(10); i !== -1; i = input.indexOf(10, start)) {
-    frames.push(input.subarray(start, i));
-    bytes += i - start;
+    st.gather(input.subarray(start, i), false);
     start = i + 1;
-    if (bytes >= 128 * 1024) flush();
+    if (st.bytes >= 128 * 1024) flush();
   }
   flush();
 }
@@ -63,10 +59,8 @@ function run() {
       while (inFlight < 4 && next < jobs.length) {
         const j = jobs[next++];
         inFlight++;
-        // The job's bytes are transferred: each run sends a copy.
-        const data = Buffer.allocUnsafeSlow(j.data.length);
-        j.data.copy(data);
-        pool.submit({ listener: 'bench', peer: '127.0.0.1:1', nowMs: Date.now(), idPrefix: 'bench', firstSeq: 0, data: data.buffer, offsets: j.offsets, truncated: new Uint8Array(j.n) }, (o) => {
+        // The job's bytes are shared memory, as the pipeline sends them: read, not consumed.
+        pool.submit({ listener: 'bench', peer: '127.0.0.1:1', nowMs: Date.now(), idPrefix: 'bench', firstSeq: 0, data: j.data, offsets: j.offsets, truncated: new Uint8Array(j.n) }, (o) => {
           if (!o.ok) return reject(new Error(o.error));
           bytes += o.result.blocks[0].length;
           inFlight--;

@@ -26,7 +26,7 @@ import { rawFrameRecord } from '../nats/raw-frame.js';
 import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Routes } from './router.js';
 import { isJsonEncoding } from '../codecs/encoders/registry.js';
-import { JOB_TARGET_BYTES, MAX_IN_FLIGHT_PER_SOURCE, MAX_IN_FLIGHT_UNPAUSABLE, SourceState, packJob } from './source-state.js';
+import { JOB_TARGET_BYTES, JobMemory, MAX_IN_FLIGHT_PER_SOURCE, MAX_IN_FLIGHT_UNPAUSABLE, SourceState, copyFrames, frameOf, truncatedOf, type Gathered } from './source-state.js';
 
 export { SourceState };
 import { KscWatch, type FindingsHandler, type KscFindings, type KscWatchSpec } from '../ksc/watch.js';
@@ -160,6 +160,8 @@ export class Pipeline {
   /** Of those, the jobs of sources that cannot be paused (MAX_IN_FLIGHT_UNPAUSABLE). */
   private unpausableJobs = 0;
   private jobSeq = 0;
+  /** Where sources' frames are gathered for their worker jobs, reused job after job. */
+  private readonly jobMemory = new JobMemory();
   private jobWaiters: { ids: Set<number>; resolve: () => void }[] = [];
   /** Sources (pausable ones) whose frames wait to be sent (see JOB_TARGET_BYTES), for drain(). */
   private readonly gathering = new Set<SourceContext>();
@@ -315,8 +317,8 @@ export class Pipeline {
       return;
     }
     if (this.onWorkers) {
-      // A view into the socket's chunk: copied into the job at commit().
-      (ctx.state ??= new SourceState()).gather(buf, truncated);
+      // Copied into the source's next job (the socket's chunk may be reused).
+      (ctx.state ??= new SourceState(this.jobMemory)).gather(buf, truncated);
       return;
     }
     // Frames gathered for a worker before the workers went away come first.
@@ -592,8 +594,9 @@ export class Pipeline {
   /** Decodes the frames collected for a worker job on this thread instead. */
   private decodeHere(ctx: SourceContext, st: SourceState): void {
     const now = Date.now();
-    const { frames, truncated } = st.take();
-    for (let i = 0; i < frames.length; i++) this.decodeInline(frames[i]!, truncated[i]!, now, ctx);
+    const g = st.take();
+    for (let i = 0; i < g.count; i++) this.decodeInline(frameOf(g, i), g.flags[i] === 1, now, ctx);
+    this.jobMemory.release(g.memory);
   }
 
   private takeInline(): { pending: string[][]; dead: string[]; counts: FrameCounts } {
@@ -649,14 +652,15 @@ export class Pipeline {
       // Stopping, the workers closing: this read is kept for the next start, after the
       // reads of this source still on workers (they are kept or applied first).
       const g = st.take();
-      const read: SpilledRead = { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: Date.now(), frames: g.frames.map((f) => Buffer.from(f)), truncated: g.truncated };
+      const read: SpilledRead = { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: Date.now(), frames: copyFrames(g), truncated: truncatedOf(g) };
+      this.jobMemory.release(g.memory);
       const seq = st.nextSeq++;
       st.inOrder(seq, () => this.keepRead(read, ctx, pausable));
       return;
     }
-    const { frames, data, offsets, flags } = packJob(st.take());
+    const g = st.take();
     const firstSeq = this.seq;
-    this.seq += frames.length;
+    this.seq += g.count;
     const seq = st.nextSeq++;
     const nowMs = Date.now();
     const job = ++this.jobSeq;
@@ -669,11 +673,15 @@ export class Pipeline {
       ctx.pause();
     }
     this.pool!.submit(
-      { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data, offsets, truncated: flags },
+      { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data: g.memory, offsets: g.offsets, truncated: g.flags },
       (o) => {
         st.inFlight--;
         if (unpausable) this.unpausableJobs--;
-        st.inOrder(seq, () => this.applyResult(ctx, o, frames, flags, nowMs, pausable, firstSeq));
+        st.inOrder(seq, () => {
+          this.applyResult(ctx, o, g, nowMs, pausable, firstSeq);
+          // A worker that failed may still be reading it (the pool closing): not reused then.
+          if (o.ok) this.jobMemory.release(g.memory);
+        });
         // Frames gathered while this job was out go now (in order: after it).
         if (st.gathered > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
         this.jobDone(job);
@@ -696,24 +704,24 @@ export class Pipeline {
     });
   }
 
-  /** `frames` are the job's frames (views into the socket's chunks), kept for a failure or a redo. */
-  private applyResult(ctx: SourceContext, o: JobOutcome, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean, firstSeq: number): void {
+  /** `g` holds the job's frames, for a failure or a redo (views of it do not outlive the call). */
+  private applyResult(ctx: SourceContext, o: JobOutcome, g: Gathered, nowMs: number, pausable: boolean, firstSeq: number): void {
     if (this.spill !== null && ctx.state?.spilled === true) {
       // An earlier read of this source was kept for the next start: this one follows it
       // there, decoded or not, so the source's events stay in order.
-      this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: [...frames], truncated: Array.from(flags, (f) => f === 1) }, ctx, pausable);
+      this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: copyFrames(g), truncated: truncatedOf(g) }, ctx, pausable);
       return;
     }
     if (!o.ok) {
       // Stopping: the read is good input we ran out of time for; keep it for the next start.
       if (this.spill !== null) {
-        this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: [...frames], truncated: Array.from(flags, (f) => f === 1) }, ctx, pausable);
+        this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: copyFrames(g), truncated: truncatedOf(g) }, ctx, pausable);
         return;
       }
       // The worker failed: keep the frames as dead letters rather than lose them.
-      this.telemetry.decodeWorkerFailed(ctx.listener, flags.length, o.error.slice(0, 300));
+      this.telemetry.decodeWorkerFailed(ctx.listener, g.count, o.error.slice(0, 300));
       const recs: string[] = [];
-      for (let i = 0; i < flags.length; i++) recs.push(deadLetterRecord(frames[i]!, 'worker_failed', o.error.slice(0, 200), ctx.listener, ctx.peer, nowMs, flags[i] === 1));
+      for (let i = 0; i < g.count; i++) recs.push(deadLetterRecord(frameOf(g, i), 'worker_failed', o.error.slice(0, 200), ctx.listener, ctx.peer, nowMs, g.flags[i] === 1));
       this.telemetry.deadLettered('worker_failed', recs.length);
       this.deadLetter.enqueueMany(recs, pausable);
       return;
@@ -721,7 +729,7 @@ export class Pipeline {
     const r: ResultMessage = o.result;
     if (r.version !== this.workerVersion) {
       // Decoded under a configuration that has changed since (a reload): do it again here.
-      this.redoInline(ctx, frames, flags, nowMs, pausable);
+      this.redoInline(ctx, g, nowMs, pausable);
       return;
     }
     this.applyBlocks(r, pausable);
@@ -765,9 +773,9 @@ export class Pipeline {
     if (r.deadCount > 0) this.deadLetter.enqueueNdjson(Buffer.from(r.dead, 0, r.deadBytes), r.deadCount, pausable);
   }
 
-  private redoInline(ctx: SourceContext, frames: readonly Buffer[], flags: Uint8Array, nowMs: number, pausable: boolean): void {
+  private redoInline(ctx: SourceContext, g: Gathered, nowMs: number, pausable: boolean): void {
     const saved = this.takeInline();
-    for (let i = 0; i < flags.length; i++) this.decodeInline(frames[i]!, flags[i] === 1, nowMs, ctx);
+    for (let i = 0; i < g.count; i++) this.decodeInline(frameOf(g, i), g.flags[i] === 1, nowMs, ctx);
     this.enqueueInline(this.takeInline(), pausable, ctx.listener, ctx.stats, ctx.peer);
     this.pending = saved.pending;
     this.deadPending = saved.dead;

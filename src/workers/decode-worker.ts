@@ -220,8 +220,9 @@ class Pending {
 const PENDING_MAX = 64;
 
 function run(m: JobMessage): ResultMessage {
-  const data = Buffer.from(m.data);
   const n = m.offsets.length >> 1;
+  // Shared memory may be longer than the frames.
+  const data = Buffer.from(m.data, 0, n === 0 ? 0 : m.offsets[2 * n - 1]!);
   const normalizers = chains.get(m.listener) ?? [];
   const counts = new FrameCounts();
   const routes = env.routes;

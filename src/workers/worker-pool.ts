@@ -211,10 +211,10 @@ export class WorkerPool {
     this.next = (this.next + 1) % this.slots.length;
     const jobId = ++this.jobId;
     slot.jobs.set(jobId, done);
-    // `data` is transferred, not copied (the pipeline keeps views of the frames, to
-    // dead-letter them if the worker fails).
-    // (Small typed arrays are copied: cheaper than transferring them.)
-    slot.worker.postMessage({ kind: 'job', jobId, ...job } satisfies JobMessage, [job.data]);
+    // `data` is shared (the pipeline keeps it, to dead-letter the frames if the worker
+    // fails) or transferred, never copied. (Small typed arrays are copied: cheaper than
+    // transferring them.)
+    slot.worker.postMessage({ kind: 'job', jobId, ...job } satisfies JobMessage, job.data instanceof ArrayBuffer ? [job.data] : []);
   }
 
   /** Stops the workers; jobs still on them fail (their frames are dead-lettered). */

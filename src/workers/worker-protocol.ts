@@ -36,8 +36,12 @@ export interface JobMessage {
   nowMs: number;
   idPrefix: string;
   firstSeq: number;
-  /** The frames' bytes, back to back. */
-  data: ArrayBuffer;
+  /**
+   * The frames' bytes, back to back: a SharedArrayBuffer the pipeline reuses once the result
+   * is applied (so nothing of it may be kept past the job; it may be longer than the frames),
+   * or an ArrayBuffer transferred to the worker.
+   */
+  data: ArrayBuffer | SharedArrayBuffer;
   /** Start and end of each frame in `data`. */
   offsets: Int32Array;
   /** 1 where the frame was truncated. */

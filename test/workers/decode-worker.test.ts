@@ -15,7 +15,7 @@ import { FrameCounts, eventId, processFrame, type IngestEnv } from '../../src/pi
 import { compileRoutes, type RouteSpec } from '../../src/pipeline/router.js';
 import { loadChain, type Normalizer } from '../../src/pipeline/normalize.js';
 import type { ResultMessage } from '../../src/workers/worker-protocol.js';
-import { packJob } from '../../src/pipeline/source-state.js';
+import { SourceState } from '../../src/pipeline/source-state.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const KSC = readFileSync(fileURLToPath(new URL('../../fixtures/ksc/samples.txt', import.meta.url)), 'utf8')
@@ -55,11 +55,12 @@ afterAll(async () => {
 });
 
 function submit(frames: Buffer[], firstSeq: number, on: WorkerPool = pool): Promise<ResultMessage> {
-  let bytes = 0;
-  for (const f of frames) bytes += f.length;
-  const { data, offsets, flags } = packJob({ frames, truncated: frames.map(() => false), bytes });
+  // Gathered as the pipeline gathers a source's frames (in shared memory).
+  const st = new SourceState();
+  for (const f of frames) st.gather(f, false);
+  const g = st.take();
   return new Promise((resolve, reject) =>
-    on.submit({ listener: 'l', peer: '192.0.2.7:514', nowMs: NOW, idPrefix: 'p', firstSeq, data, offsets, truncated: flags }, (o: JobOutcome) =>
+    on.submit({ listener: 'l', peer: '192.0.2.7:514', nowMs: NOW, idPrefix: 'p', firstSeq, data: g.memory, offsets: g.offsets, truncated: g.flags }, (o: JobOutcome) =>
       o.ok ? resolve(o.result) : reject(new Error(o.error)),
     ),
   );
