@@ -34,36 +34,59 @@ export const JOB_TARGET_BYTES = 128 * 1024;
  * Memory for the frames of worker jobs: SharedArrayBuffers the main thread writes a
  * source's frames into as they are read and a worker reads them from (shared, neither
  * copied nor transferred), handed back for the next job once the job's result has been
- * applied. The main thread keeps no object per frame while its job is out (a view per
- * frame, held for as long as the job, outlived the young generation: the main thread
- * promoted about 20 MB/s of them and spent a quarter of its time collecting them, and
- * they kept the sockets' chunks alive until then).
+ * applied. The main thread keeps no object per frame while its job is out: it kept a view
+ * per frame for as long as the job, which outlived its young generation and held the
+ * sockets' chunks (its scavenges took 200-220 ms per million events, 56-68 ms now:
+ * bench/e2e.mjs with --trace-gc). Sizes are powers of two from MIN_BYTES, so a light
+ * source's job takes little memory and a busy source's jobs start at the size of its last.
  */
 export class JobMemory {
-  /** A job is at most JOB_TARGET_BYTES plus one read (up to 64 KiB): most fit in one. */
-  static readonly CHUNK_BYTES = 256 * 1024;
+  /** Smallest buffer: a light source's job (a few frames) takes no more. */
+  static readonly MIN_BYTES = 4 * 1024;
+  /** Largest buffer kept for reuse: a job is at most JOB_TARGET_BYTES plus one read (up to 64 KiB). */
+  static readonly MAX_KEPT_BYTES = 256 * 1024;
 
-  private readonly free: SharedArrayBuffer[] = [];
+  /** Buffers waiting for reuse, by size (powers of two). */
+  private readonly free = new Map<number, SharedArrayBuffer[]>();
+  private keptTotal = 0;
 
-  /** `keep`: most chunks kept for reuse (a busy source has up to MAX_IN_FLIGHT_PER_SOURCE jobs out). */
-  constructor(private readonly keep = 32) {}
+  /** `keepBytes`: most bytes kept for reuse (a busy source has up to MAX_IN_FLIGHT_PER_SOURCE jobs out). */
+  constructor(private readonly keepBytes = 8 * 1024 * 1024) {}
 
-  /** A buffer of at least `bytes`. */
+  /** The size of the buffer get(bytes) gives: the power of two at or above `bytes`, at least MIN_BYTES. */
+  static sizeFor(bytes: number): number {
+    let size = JobMemory.MIN_BYTES;
+    while (size < bytes) size *= 2;
+    return size;
+  }
+
+  /** A buffer of at least `bytes` (a kept one when there is one of that size). */
   get(bytes: number): SharedArrayBuffer {
-    if (bytes <= JobMemory.CHUNK_BYTES) return this.free.pop() ?? new SharedArrayBuffer(JobMemory.CHUNK_BYTES);
-    return new SharedArrayBuffer(bytes);
+    const size = JobMemory.sizeFor(bytes);
+    const buf = this.free.get(size)?.pop();
+    if (buf === undefined) return new SharedArrayBuffer(size);
+    this.keptTotal -= size;
+    return buf;
   }
 
   /** `buf` is not read any more (its job's result applied, or it was never sent): reuse it. */
   release(buf: SharedArrayBuffer): void {
-    if (buf.byteLength === JobMemory.CHUNK_BYTES && this.free.length < this.keep) this.free.push(buf);
+    const size = buf.byteLength;
+    if (size !== JobMemory.sizeFor(size) || size > JobMemory.MAX_KEPT_BYTES || this.keptTotal + size > this.keepBytes) return;
+    let list = this.free.get(size);
+    if (list === undefined) this.free.set(size, (list = []));
+    list.push(buf);
+    this.keptTotal += size;
   }
 
-  /** Chunks waiting for reuse. */
-  get kept(): number {
-    return this.free.length;
+  /** Bytes kept for reuse. */
+  get keptBytes(): number {
+    return this.keptTotal;
   }
 }
+
+/** Memory of sources that were given none (tests): nothing is kept for reuse. */
+const NOT_KEPT = new JobMemory(0);
 
 /** A source's gathered frames: their bytes back to back, each frame's start and end, truncation flags. */
 export interface Gathered {
@@ -102,6 +125,8 @@ export class SourceState {
   private count = 0;
   /** Bytes of the frames gathered. */
   bytes = 0;
+  /** Bytes of the last job: the next one's memory starts that large (a busy source's jobs are not grown frame by frame). */
+  private lastBytes = 0;
   /** Next sequence number to give to a read (or job), and the next one to apply. */
   nextSeq = 0;
   nextCommit = 0;
@@ -111,7 +136,7 @@ export class SourceState {
   /** Stopping: a read of this source was kept for the next start; every later one is kept too (order). */
   spilled = false;
 
-  constructor(private readonly memory: JobMemory = new JobMemory(0)) {}
+  constructor(private readonly memory: JobMemory = NOT_KEPT) {}
 
   /** Frames gathered for the next job. */
   get gathered(): number {
@@ -143,7 +168,7 @@ export class SourceState {
   private grow(len: number): Buffer {
     const old = this.buf;
     const need = this.bytes + len;
-    const mem = this.memory.get(old === null ? need : Math.max(need, old.length * 2));
+    const mem = this.memory.get(old === null ? Math.max(need, Math.min(this.lastBytes, JobMemory.MAX_KEPT_BYTES)) : Math.max(need, old.length * 2));
     const buf = Buffer.from(mem);
     if (old !== null) {
       old.copy(buf, 0, 0, this.bytes);
@@ -165,6 +190,7 @@ export class SourceState {
       count: this.count,
     };
     this.buf = null;
+    this.lastBytes = this.bytes;
     this.count = 0;
     this.bytes = 0;
     return g;

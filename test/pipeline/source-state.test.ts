@@ -40,29 +40,46 @@ test('a job holds copies of the gathered frames back to back in shared memory, w
   expect(kept.map(String)).toEqual(['one', 'two', 'three']);
 });
 
-test('many frames and frames past a chunk grow the job; every frame keeps its bytes and flag', () => {
-  const memory = new JobMemory(4);
+test('many frames and frames past the largest size grow the job; every frame keeps its bytes and flag', () => {
+  const memory = new JobMemory();
   const st = new SourceState(memory);
   const frames: Buffer[] = [];
-  // 2,000 small frames (past the first offsets table), then frames that together pass a chunk.
+  // 2,000 small frames (past the first offsets table), then frames that together pass the largest kept size.
   for (let i = 0; i < 2000; i++) frames.push(Buffer.from(`frame ${i} ${'x'.repeat(i % 37)}`));
   for (let i = 0; i < 5; i++) frames.push(Buffer.alloc(100_000, 0x61 + i));
   frames.forEach((f, i) => st.gather(f, i % 7 === 0));
   const g = st.take();
   expect(g.count).toBe(frames.length);
-  expect(g.memory.byteLength).toBeGreaterThan(JobMemory.CHUNK_BYTES);
+  expect(g.memory.byteLength).toBeGreaterThan(JobMemory.MAX_KEPT_BYTES);
   for (let i = 0; i < frames.length; i++) {
     expect(frameOf(g, i).equals(frames[i]!)).toBe(true);
     expect(g.flags[i]).toBe(i % 7 === 0 ? 1 : 0);
   }
-  // The chunk that became too small went back for reuse; the larger one is not kept.
-  expect(memory.kept).toBe(1);
+  // The buffers that became too small went back for reuse (from 4 KiB, doubled or more,
+  // up to 256 KiB: 4+8+16+32+64+256 KiB, a 100 KB frame skipping 128); the one larger than
+  // MAX_KEPT_BYTES is not kept.
+  expect(memory.keptBytes).toBe(380 * 1024);
   memory.release(g.memory);
-  expect(memory.kept).toBe(1);
+  expect(memory.keptBytes).toBe(380 * 1024);
 });
 
-test('job memory is reused once released, up to the number kept; a later job does not see an earlier one\'s frames', () => {
-  const memory = new JobMemory(2);
+test('a light source takes a small buffer; a busy one starts its next job at the size of its last (at most MAX_KEPT_BYTES)', () => {
+  const st = new SourceState(new JobMemory());
+  st.gather(Buffer.alloc(300), false);
+  expect(st.take().memory.byteLength).toBe(JobMemory.MIN_BYTES);
+  for (let i = 0; i < 300; i++) st.gather(Buffer.alloc(450), false);
+  expect(st.take().memory.byteLength).toBe(256 * 1024);
+  st.gather(Buffer.alloc(300), false);
+  expect(st.take().memory.byteLength).toBe(256 * 1024);
+  // A job with a frame of a megabyte: the next one does not start that large.
+  st.gather(Buffer.alloc(1_000_000), false);
+  expect(st.take().memory.byteLength).toBe(1024 * 1024);
+  st.gather(Buffer.alloc(300), false);
+  expect(st.take().memory.byteLength).toBe(JobMemory.MAX_KEPT_BYTES);
+});
+
+test('job memory is reused once released, up to the bytes kept; a later job does not see an earlier one\'s frames', () => {
+  const memory = new JobMemory(2 * JobMemory.MIN_BYTES);
   const st = new SourceState(memory);
   st.gather(Buffer.from('first job'), false);
   const a = st.take();
@@ -71,17 +88,18 @@ test('job memory is reused once released, up to the number kept; a later job doe
   expect(b.memory).not.toBe(a.memory);
   memory.release(a.memory);
   memory.release(b.memory);
-  memory.release(new SharedArrayBuffer(JobMemory.CHUNK_BYTES));
-  expect(memory.kept).toBe(2);
+  memory.release(new SharedArrayBuffer(JobMemory.MIN_BYTES)); // past keepBytes: not kept
+  memory.release(new SharedArrayBuffer(5000)); // not a size it gives: not kept
+  expect(memory.keptBytes).toBe(2 * JobMemory.MIN_BYTES);
   st.gather(Buffer.from('third'), false);
   const c = st.take();
   expect([a.memory, b.memory]).toContain(c.memory);
-  expect(memory.kept).toBe(1);
+  expect(memory.keptBytes).toBe(JobMemory.MIN_BYTES);
   expect(c.count).toBe(1);
   expect(frameOf(c, 0).toString()).toBe('third');
-  // Nothing gathered: an empty job, no chunk taken.
+  // Nothing gathered: an empty job, no buffer taken.
   const empty = st.take();
   expect(empty.count).toBe(0);
   expect(empty.bytes.length).toBe(0);
-  expect(memory.kept).toBe(1);
+  expect(memory.keptBytes).toBe(JobMemory.MIN_BYTES);
 });
