@@ -10,7 +10,10 @@
 // Prints, for the best run, CPU µs per event of the whole process (user+system of every
 // thread; the main thread only sends the jobs and drops the results), events per
 // CPU-second, the system share and minor page faults per event. CPU time is the figure
-// to compare on a shared machine: wall time is not printed.
+// to compare on a shared machine: wall time is not printed. The jobs are gathered once, in
+// shared memory the runs read (as src/pipeline/source-state.ts gathers a source's frames);
+// before 2026-12-07 each run also copied every job into a transferred buffer, so figures
+// from before then include that copy.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -78,7 +78,8 @@ try {
   // generation was the variable part of the peak RSS; no incremental marking
   // (--no-incremental-marking): the workers' results, freed by the main thread's GC, start a
   // marking of its old generation every 0.1 s or so that costs more than it frees
-  // (docs/performance.md). CEFD_NODE_FLAGS, when set (even empty), replaces them.
+  // (docs/operations.md, docs/performance.md). CEFD_NODE_FLAGS, when set (even empty),
+  // replaces them.
   writeFileSync(
     at('usr/bin/cefd'),
     '#!/bin/sh\n# cefd: the CEF / Kaspersky Security Center event collector (/usr/lib/cefd).\n' +

@@ -406,7 +406,7 @@ export class Pipeline {
    * not change until `done`: a worker failure decodes them here.
    */
   submitFramesAsync(frames: readonly SubmittedFrame[], ctx: SourceContext, done: (taken: boolean) => void): void {
-    const st = (ctx.state ??= new SourceState());
+    const st = (ctx.state ??= new SourceState(this.jobMemory));
     const here = () => {
       // Stopping, and an earlier batch was not taken: neither is this one (see below).
       if (st.spilled && this.spill !== null) {
@@ -843,7 +843,11 @@ export class Pipeline {
   }
 }
 
-/** Frames with their own facts as one job for a worker (see packJob in source-state.ts). */
+/**
+ * Frames with their own facts as one job for a worker: their bytes copied into a fresh
+ * ArrayBuffer, transferred (the caller keeps the frames, to decode them here if the
+ * worker fails), with each frame's offsets, flags, id, receive time and origin.
+ */
 function packCarried(frames: readonly SubmittedFrame[]): { data: ArrayBuffer; offsets: Int32Array; flags: Uint8Array; carried: CarriedFacts } {
   let bytes = 0;
   for (const f of frames) bytes += f.data.length;

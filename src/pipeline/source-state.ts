@@ -69,10 +69,22 @@ export class JobMemory {
     return buf;
   }
 
-  /** `buf` is not read any more (its job's result applied, or it was never sent): reuse it. */
+  /**
+   * `buf` is not read any more (its job's result applied, or it was never sent): reuse it.
+   * When the kept bytes are at their bound, smaller kept buffers make room for it (a busy
+   * source's large ones are the ones worth keeping), else it is not kept.
+   */
   release(buf: SharedArrayBuffer): void {
     const size = buf.byteLength;
-    if (size !== JobMemory.sizeFor(size) || size > JobMemory.MAX_KEPT_BYTES || this.keptTotal + size > this.keepBytes) return;
+    if (size !== JobMemory.sizeFor(size) || size > JobMemory.MAX_KEPT_BYTES || size > this.keepBytes) return;
+    for (let small = JobMemory.MIN_BYTES; this.keptTotal + size > this.keepBytes && small < size; small *= 2) {
+      const smaller = this.free.get(small);
+      while (smaller !== undefined && smaller.length > 0 && this.keptTotal + size > this.keepBytes) {
+        smaller.pop();
+        this.keptTotal -= small;
+      }
+    }
+    if (this.keptTotal + size > this.keepBytes) return;
     let list = this.free.get(size);
     if (list === undefined) this.free.set(size, (list = []));
     list.push(buf);
@@ -84,6 +96,9 @@ export class JobMemory {
     return this.keptTotal;
   }
 }
+
+const NO_OFFSETS = new Int32Array(0);
+const NO_FLAGS = new Uint8Array(0);
 
 /** Memory of sources that were given none (tests): nothing is kept for reuse. */
 const NOT_KEPT = new JobMemory(0);
@@ -120,9 +135,12 @@ export function truncatedOf(g: Gathered): boolean[] {
 
 export class SourceState {
   private buf: Buffer | null = null;
-  private offsets = new Int32Array(0);
-  private flags = new Uint8Array(0);
+  /** The job's tables, made at its first frame (nothing is kept between jobs: a source may idle for days). */
+  private offsets = NO_OFFSETS;
+  private flags = NO_FLAGS;
   private count = 0;
+  /** Frames of the last job: the next one's tables start that large. */
+  private lastCount = 0;
   /** Bytes of the frames gathered. */
   bytes = 0;
   /** Bytes of the last job: the next one's memory starts that large (a busy source's jobs are not grown frame by frame). */
@@ -151,7 +169,7 @@ export class SourceState {
     frame.copy(buf, this.bytes);
     const n = this.count;
     if (2 * n + 2 > this.offsets.length) {
-      const offsets = new Int32Array(Math.max(512, this.offsets.length * 2));
+      const offsets = new Int32Array(this.offsets.length === 0 ? 2 * Math.max(16, this.lastCount) : this.offsets.length * 2);
       offsets.set(this.offsets);
       this.offsets = offsets;
       const flags = new Uint8Array(offsets.length >> 1);
@@ -182,14 +200,19 @@ export class SourceState {
   /** The frames gathered so far (offsets and flags exact-sized: they are copied to the worker); the state starts gathering anew. */
   take(): Gathered {
     const buf = this.buf ?? Buffer.from(new SharedArrayBuffer(0));
+    const n = this.count;
     const g: Gathered = {
       memory: buf.buffer as SharedArrayBuffer,
       bytes: buf.subarray(0, this.bytes),
-      offsets: this.offsets.slice(0, 2 * this.count),
-      flags: this.flags.slice(0, this.count),
-      count: this.count,
+      // Exact-sized (a view would send its whole buffer to the worker).
+      offsets: this.offsets.length === 2 * n ? this.offsets : this.offsets.slice(0, 2 * n),
+      flags: this.flags.length === n ? this.flags : this.flags.slice(0, n),
+      count: n,
     };
     this.buf = null;
+    this.offsets = NO_OFFSETS;
+    this.flags = NO_FLAGS;
+    this.lastCount = n;
     this.lastBytes = this.bytes;
     this.count = 0;
     this.bytes = 0;

@@ -103,3 +103,37 @@ test('job memory is reused once released, up to the bytes kept; a later job does
   expect(empty.bytes.length).toBe(0);
   expect(memory.keptBytes).toBe(JobMemory.MIN_BYTES);
 });
+
+test('kept memory at its bound: smaller buffers make room for a larger one, never the reverse', () => {
+  const memory = new JobMemory(64 * 1024);
+  const small = Array.from({ length: 16 }, () => memory.get(4096));
+  for (const b of small) memory.release(b);
+  expect(memory.keptBytes).toBe(64 * 1024);
+  // A 32 KiB buffer takes the room of eight 4 KiB ones.
+  memory.release(new SharedArrayBuffer(32 * 1024));
+  expect(memory.keptBytes).toBe(64 * 1024);
+  expect(memory.get(32 * 1024).byteLength).toBe(32 * 1024);
+  expect(memory.keptBytes).toBe(32 * 1024);
+  // The 4 KiB ones left are the eight not evicted; a 4 KiB buffer does not evict a larger one.
+  memory.release(new SharedArrayBuffer(32 * 1024));
+  expect(memory.keptBytes).toBe(64 * 1024);
+  memory.release(new SharedArrayBuffer(4096));
+  expect(memory.keptBytes).toBe(64 * 1024);
+  // Larger than the bound: not kept, nothing evicted.
+  memory.release(new SharedArrayBuffer(128 * 1024));
+  expect(memory.keptBytes).toBe(64 * 1024);
+});
+
+test('a job\'s offsets and flags are exact-sized (what the worker is sent), and the next job\'s are its own', () => {
+  const st = new SourceState(new JobMemory());
+  for (let job = 1; job <= 3; job++) {
+    const n = job === 2 ? 40 : 1000;
+    for (let i = 0; i < n; i++) st.gather(Buffer.from(`j${job} f${i}`), i === n - 1);
+    const g = st.take();
+    expect(g.offsets.buffer.byteLength).toBe(8 * n);
+    expect(g.flags.buffer.byteLength).toBe(n);
+    expect(frameOf(g, n - 1).toString()).toBe(`j${job} f${n - 1}`);
+    expect(g.flags[n - 1]).toBe(1);
+    expect(g.flags[0]).toBe(0);
+  }
+});
