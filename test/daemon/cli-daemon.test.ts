@@ -9,16 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { readNdjson, sendTcp, tempDir, waitFor, waitLines } from '../helpers/daemon.js';
+import { freePort } from '../helpers/child.js';
 
 const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 interface Child {
   proc: ChildProcess;

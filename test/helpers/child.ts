@@ -43,13 +43,22 @@ export async function sendKscLines(port: number, from: number, to: number): Prom
   await new Promise<void>((r) => sock.end(() => r()));
 }
 
+/**
+ * A port that can be bound on 127.0.0.1, for a cefd listener a test may stop and start
+ * again: below the kernel's ephemeral range (freePortRange), so that neither an outgoing
+ * connection nor a server listening on port 0 (a test's endpoint, a helper server) takes it
+ * between a stop and the restart. Not the same port twice in one test process.
+ */
 export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const p = await freePortRange(1);
+    if (handedOut.has(p)) continue;
+    handedOut.add(p);
+    return p;
+  }
+  throw new Error('no free port found below the ephemeral range');
 }
+const handedOut = new Set<number>();
 
 /**
  * A base port B such that B .. B+n-1 can all be bound on 127.0.0.1, taken below the
@@ -112,7 +121,11 @@ export function runCefd(dir: string, yaml: string, opts: { prlimit?: string[] } 
     out,
     exit,
     text: () => out.join(''),
-    until: (text, timeoutMs = 30_000) => waitFor(() => out.join('').includes(text), timeoutMs, `"${text}" in cefd's output`),
+    // A timeout says what cefd printed (the end of it), so a failure in CI can be read.
+    until: (text, timeoutMs = 30_000) =>
+      waitFor(() => out.join('').includes(text), timeoutMs, `"${text}" in cefd's output`).catch((e: Error) => {
+        throw new Error(`${e.message} (exit code ${proc.exitCode ?? 'none yet'}); the output ends with:\n${out.join('').slice(-3000)}`);
+      }),
   };
 }
 
