@@ -133,6 +133,11 @@ function originOf(ctx: SourceContext): EventOrigin {
   return { listener: ctx.listener, peer: ctx.peer, tlsFingerprint: ctx.tlsFingerprint };
 }
 
+/** A read of `ctx` kept for the next start: copies of its frames (their job memory is reused). */
+function spilledRead(ctx: SourceContext, g: Gathered, receivedMs: number): SpilledRead {
+  return { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs, frames: copyFrames(g), truncated: truncatedOf(g) };
+}
+
 
 export class Pipeline {
   private slots: OutputRunner[];
@@ -652,7 +657,7 @@ export class Pipeline {
       // Stopping, the workers closing: this read is kept for the next start, after the
       // reads of this source still on workers (they are kept or applied first).
       const g = st.take();
-      const read: SpilledRead = { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: Date.now(), frames: copyFrames(g), truncated: truncatedOf(g) };
+      const read = spilledRead(ctx, g, Date.now());
       this.jobMemory.release(g.memory);
       const seq = st.nextSeq++;
       st.inOrder(seq, () => this.keepRead(read, ctx, pausable));
@@ -709,13 +714,13 @@ export class Pipeline {
     if (this.spill !== null && ctx.state?.spilled === true) {
       // An earlier read of this source was kept for the next start: this one follows it
       // there, decoded or not, so the source's events stay in order.
-      this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: copyFrames(g), truncated: truncatedOf(g) }, ctx, pausable);
+      this.keepRead(spilledRead(ctx, g, nowMs), ctx, pausable);
       return;
     }
     if (!o.ok) {
       // Stopping: the read is good input we ran out of time for; keep it for the next start.
       if (this.spill !== null) {
-        this.keepRead({ listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), receivedMs: nowMs, frames: copyFrames(g), truncated: truncatedOf(g) }, ctx, pausable);
+        this.keepRead(spilledRead(ctx, g, nowMs), ctx, pausable);
         return;
       }
       // The worker failed: keep the frames as dead letters rather than lose them.

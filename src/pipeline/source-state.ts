@@ -99,6 +99,8 @@ export class JobMemory {
 
 const NO_OFFSETS = new Int32Array(0);
 const NO_FLAGS = new Uint8Array(0);
+/** An empty job's memory (never kept: JobMemory.release refuses a size it does not give). */
+const NO_BYTES = Buffer.from(new SharedArrayBuffer(0));
 
 /** Memory of sources that were given none (tests): nothing is kept for reuse. */
 const NOT_KEPT = new JobMemory(0);
@@ -199,7 +201,7 @@ export class SourceState {
 
   /** The frames gathered so far (offsets and flags exact-sized: they are copied to the worker); the state starts gathering anew. */
   take(): Gathered {
-    const buf = this.buf ?? Buffer.from(new SharedArrayBuffer(0));
+    const buf = this.buf ?? NO_BYTES;
     const n = this.count;
     const g: Gathered = {
       memory: buf.buffer as SharedArrayBuffer,
