@@ -42,6 +42,13 @@ export class OutputRunner {
   private blocked = false;
   /** Aborts the send in flight (the shutdown deadline). */
   private inFlight: AbortController | null = null;
+  /**
+   * Set when stop() or handOver() stopped waiting for the loop (an output whose send or
+   * start ignores close() and its abort signal): the queue may belong to another runner
+   * now, so the loop, whenever that call comes back, returns without touching it. The
+   * batch it had in flight was never acknowledged: whoever owns the queue sends it again.
+   */
+  private detached = false;
   /** This runner's key in the flow control (unique: a reload can run two runners of one name). */
   private readonly flowKey: string;
   private static instances = 0;
@@ -221,6 +228,7 @@ export class OutputRunner {
           const justFailed = Date.now() - this.startFailedAt < this.opts.initialBackoffMs;
           this.startFailedAt = 0;
           if (justFailed || !(await this.startAgain())) res = { status: 'retry', error: `the output is not started: ${this.startError}` };
+          if (this.detached) return;
         }
         if (res === undefined) {
           const ac = new AbortController();
@@ -228,6 +236,8 @@ export class OutputRunner {
           res = await this.output.send(batch, ac.signal).finally(() => {
             this.inFlight = null;
           });
+          // Let go of while the batch was in flight: not acknowledged here (see detached).
+          if (this.detached) return;
         }
         if (res.problem !== undefined && res.problem.events > 0) this.telemetry.outputAbandoned(this.name, res.problem.events, res.problem.reason, res.problem.error);
         if (res.status === 'delivered' || res.status === 'rejected') {
@@ -266,6 +276,7 @@ export class OutputRunner {
       if (retryAfterMs !== undefined) wait = Math.max(wait, retryAfterMs);
       this.telemetry.outputRetrying(this.name, n, error, wait);
       await this.sleep(wait);
+      if (this.detached) return;
       this.afterDequeue();
     }
   }
@@ -373,9 +384,7 @@ export class OutputRunner {
     }
     // The runner exits once the queue is empty, or once the aborted batch comes back (an
     // output that ignores the signal is not waited for beyond a moment).
-    let t2: NodeJS.Timeout | undefined;
-    await Promise.race([this.loop ?? Promise.resolve(), new Promise((r) => (t2 = setTimeout(r, Math.min(timeoutMs, 500))))]);
-    clearTimeout(t2);
+    if (!(await this.loopEnded(Math.min(timeoutMs, 500)))) this.letGo('stop');
     const left = this.queue.length;
     if (this.blocked) {
       this.blocked = false;
@@ -391,7 +400,7 @@ export class OutputRunner {
    * the queue. The output is closed first (an HTTP request in flight is aborted), so the
    * batch in flight goes back to the queue un-acknowledged and the next runner sends it.
    */
-  async handOver(): Promise<void> {
+  async handOver(waitMs = HAND_OVER_WAIT_MS): Promise<void> {
     this.stopping = true;
     this.giveUp = true;
     if (this.wake !== null) {
@@ -404,8 +413,32 @@ export class OutputRunner {
       this.blocked = false;
       this.flow.unblock(this.flowKey);
     }
-    await this.closeOutput();
-    await this.loop;
+    const t0 = Date.now();
+    if (!(await within(this.closeOutput(), waitMs))) {
+      this.telemetry.repeated(
+        'error',
+        `handover_close:${this.name}`,
+        { output: this.name, wait_ms: waitMs },
+        `output ${this.name}: its close() did not finish within ${waitMs} ms at a reload; the new output starts anyway (a file or connection of the old one may still be open)`,
+      );
+    }
+    if (!(await this.loopEnded(Math.max(0, waitMs - (Date.now() - t0))))) this.letGo('reload');
+  }
+
+  /** True when the delivery loop ended within `ms` (or was not running). */
+  private loopEnded(ms: number): Promise<boolean> {
+    return within(this.loop ?? Promise.resolve(), ms);
+  }
+
+  /** The loop did not end in time: it is detached from the queue (see `detached`) and this is logged. */
+  private letGo(at: 'stop' | 'reload'): void {
+    this.detached = true;
+    this.telemetry.repeated(
+      'warn',
+      `handover_loop:${this.name}`,
+      { output: this.name },
+      `output ${this.name}: a send or start of the output did not end when it was closed at a ${at}; cefd no longer waits for it, and its batch stays in the buffer unacknowledged, to be sent again (it may arrive twice if the old send completes)`,
+    );
   }
 
   /** Closes the output; records it had to let go unconfirmed are counted and logged. */
@@ -417,5 +450,25 @@ export class OutputRunner {
 
   async reopen(): Promise<void> {
     await this.output.reopen?.();
+  }
+}
+
+/**
+ * Most time a reload waits for an output being handed over to close and its delivery
+ * loop to end (both end at once for outputs that honour close() and the abort signal).
+ */
+export const HAND_OVER_WAIT_MS = 5000;
+
+/** True when `p` fulfils within `ms`, false when it has not by then; rejects when `p` rejects in time. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    const done = p.then(() => true);
+    // A rejection after the time is up has no one waiting: it must not go unhandled.
+    done.catch(() => undefined);
+    return await Promise.race([done, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -211,6 +211,78 @@ test('handOver while a send is in flight: the loop ends once the send returns, w
   expect(q.length).toBe(2);
 });
 
+/** Counts the warnings and errors a harness's runner logs, by their repeat key. */
+function logged(h: Harness): Map<string, number> {
+  const seen = new Map<string, number>();
+  const repeated = h.telemetry.repeated.bind(h.telemetry);
+  h.telemetry.repeated = (level, key, fields, msg, n) => {
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+    repeated(level, key, fields, msg, n);
+  };
+  return seen;
+}
+
+test('handOver does not wait beyond its limit for a send that ignores close() and its abort signal; when that send comes back later, the old loop does not acknowledge anything the next runner owns', async () => {
+  const q = new MemoryQueue(100);
+  let answer: ((r: SendResult) => void) | null = null;
+  let started: () => void = () => undefined;
+  const inFlight = new Promise<void>((r) => (started = r));
+  const h = harness(q, () => new Promise<SendResult>((r) => {
+    answer = r;
+    started();
+  }));
+  const seen = logged(h);
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await inFlight;
+  const t0 = Date.now();
+  await h.runner.handOver(200);
+  expect(Date.now() - t0).toBeLessThan(5000);
+  expect(h.output.closed).toBe(true);
+  expect(seen.get('handover_loop:siem')).toBe(1);
+  // Routed to the output meanwhile, then the old send comes back as delivered: nothing is
+  // acknowledged by the old loop, so the next runner sends all three.
+  q.append([rec(3)]);
+  answer!({ status: 'delivered' });
+  await new Promise((r) => setTimeout(r, 20));
+  expect(q.length).toBe(3);
+  const next = harness(q, () => ({ status: 'delivered' }));
+  await next.runner.start();
+  open.push({ stop: () => next.runner.stop(100) });
+  await next.runner.drained();
+  expect(next.output.batches.flat().map(idx)).toEqual([1, 2, 3]);
+  expect(h.runner.stats.sent + next.runner.stats.sent).toBe(3);
+});
+
+test('handOver does not wait beyond its limit for a close() that never finishes: it logs an error and the loop is let go', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, () => new Promise<SendResult>(() => undefined));
+  h.output.close = () => new Promise<void>(() => undefined);
+  const seen = logged(h);
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1)]);
+  await waitFor(() => h.output.batches.length === 1, 10_000, 'the send in flight');
+  await h.runner.handOver(150);
+  expect(seen.get('handover_close:siem')).toBe(1);
+  expect(seen.get('handover_loop:siem')).toBe(1);
+  expect(q.length).toBe(1);
+});
+
+test('a send that ignores the abort at stop is not waited for beyond a moment, and is logged', async () => {
+  const q = new MemoryQueue(100);
+  let answer: ((r: SendResult) => void) | null = null;
+  const h = harness(q, () => new Promise<SendResult>((r) => (answer = r)));
+  const seen = logged(h);
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await waitFor(() => answer !== null, 10_000, 'the send in flight');
+  expect(await h.runner.stop(50)).toBe(2);
+  expect(seen.get('handover_loop:siem')).toBe(1);
+  answer!({ status: 'delivered' });
+  await new Promise((r) => setTimeout(r, 20));
+  expect(h.runner.stats.sent).toBe(0);
+});
+
 test('records an output reports abandoned at close are counted as dropped with their reason', async () => {
   const q = new MemoryQueue(100);
   const h = harness(q, () => ({ status: 'delivered' }));
