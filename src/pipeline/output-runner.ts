@@ -43,12 +43,14 @@ export class OutputRunner {
   /** Aborts the send in flight (the shutdown deadline). */
   private inFlight: AbortController | null = null;
   /**
-   * Set when stop() or handOver() stopped waiting for the loop (an output whose send or
-   * start ignores close() and its abort signal): the queue may belong to another runner
-   * now, so the loop, whenever that call comes back, returns without touching it. The
-   * batch it had in flight was never acknowledged: whoever owns the queue sends it again.
+   * The delivery loop's generation: stop() or handOver() moves it on when they stop
+   * waiting for the loop (an output whose send or start ignores close() and its abort
+   * signal). The queue may belong to another runner then, or to this one's next loop
+   * (resume() after a failed reload), so the old loop, whenever that call comes back,
+   * returns without touching it. The batch it had in flight was never acknowledged:
+   * whoever owns the queue sends it again.
    */
-  private detached = false;
+  private generation = 0;
   /** This runner's key in the flow control (unique: a reload can run two runners of one name). */
   private readonly flowKey: string;
   private static instances = 0;
@@ -171,19 +173,20 @@ export class OutputRunner {
   private startFailedAt = 0;
 
   /** Starts the output again after resume() could not; false (with startError) while it still cannot. */
-  private async startAgain(): Promise<boolean> {
+  private async startAgain(gen: number): Promise<boolean> {
+    const output = this.output;
     try {
-      await this.output.start();
-      if (this.giveUp) {
+      await output.start();
+      if (this.giveUp || gen !== this.generation) {
         // Stopped or handed over while it started: the output was closed already; close
         // what this start opened (a file, timers, sockets).
-        await this.output.close().catch(() => undefined);
+        await output.close().catch(() => undefined);
         return false;
       }
       this.startError = null;
       return true;
     } catch (e) {
-      this.startError = errorText(e);
+      if (gen === this.generation) this.startError = errorText(e);
       return false;
     }
   }
@@ -195,10 +198,10 @@ export class OutputRunner {
       this.blocked = true;
       this.flow.block(this.flowKey, `queue of output ${this.name} is full`);
     }
-    this.loop = this.run();
+    this.loop = this.run(this.generation);
   }
 
-  private async run(): Promise<void> {
+  private async run(gen: number): Promise<void> {
     let backoff = 0;
     /**
      * A batch partly settled by a `partial` result: the records still to send (alone), and
@@ -227,17 +230,17 @@ export class OutputRunner {
           // that error rather than starting the output again at once; later tries start it first.
           const justFailed = Date.now() - this.startFailedAt < this.opts.initialBackoffMs;
           this.startFailedAt = 0;
-          if (justFailed || !(await this.startAgain())) res = { status: 'retry', error: `the output is not started: ${this.startError}` };
-          if (this.detached) return;
+          if (justFailed || !(await this.startAgain(gen))) res = { status: 'retry', error: `the output is not started: ${this.startError}` };
+          if (gen !== this.generation) return;
         }
         if (res === undefined) {
           const ac = new AbortController();
           this.inFlight = ac;
           res = await this.output.send(batch, ac.signal).finally(() => {
-            this.inFlight = null;
+            if (this.inFlight === ac) this.inFlight = null;
           });
-          // Let go of while the batch was in flight: not acknowledged here (see detached).
-          if (this.detached) return;
+          // Let go of while the batch was in flight: not acknowledged here (see generation).
+          if (gen !== this.generation) return;
         }
         if (res.problem !== undefined && res.problem.events > 0) this.telemetry.outputAbandoned(this.name, res.problem.events, res.problem.reason, res.problem.error);
         if (res.status === 'delivered' || res.status === 'rejected') {
@@ -276,7 +279,7 @@ export class OutputRunner {
       if (retryAfterMs !== undefined) wait = Math.max(wait, retryAfterMs);
       this.telemetry.outputRetrying(this.name, n, error, wait);
       await this.sleep(wait);
-      if (this.detached) return;
+      if (gen !== this.generation) return;
       this.afterDequeue();
     }
   }
@@ -430,9 +433,9 @@ export class OutputRunner {
     return within(this.loop ?? Promise.resolve(), ms);
   }
 
-  /** The loop did not end in time: it is detached from the queue (see `detached`) and this is logged. */
+  /** The loop did not end in time: it is let go (see `generation`), and this is logged. */
   private letGo(at: 'stop' | 'reload'): void {
-    this.detached = true;
+    this.generation++;
     this.telemetry.repeated(
       'warn',
       `handover_loop:${this.name}`,

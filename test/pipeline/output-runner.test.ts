@@ -254,6 +254,95 @@ test('handOver does not wait beyond its limit for a send that ignores close() an
   expect(h.runner.stats.sent + next.runner.stats.sent).toBe(3);
 });
 
+test('after a hand-over that let a stuck send go, resume() (a failed reload giving the buffer back) runs a loop that delivers, and the stuck send coming back later changes nothing', async () => {
+  const q = new MemoryQueue(100);
+  let answer: ((r: SendResult) => void) | null = null;
+  let started: () => void = () => undefined;
+  const inFlight = new Promise<void>((r) => (started = r));
+  const h = harness(q, () => new Promise<SendResult>((r) => {
+    answer = r;
+    started();
+  }));
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1), rec(2)]);
+  await inFlight;
+  await h.runner.handOver(100);
+  const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
+  await h.runner.resume(given);
+  open.push({ stop: () => h.runner.stop(100) });
+  await h.runner.drained();
+  expect(given.batches.flat().map(idx)).toEqual([1, 2]);
+  answer!({ status: 'delivered' });
+  await new Promise((r) => setTimeout(r, 20));
+  h.runner.enqueueMany([rec(3)]);
+  await h.runner.drained();
+  expect(given.batches.flat().map(idx)).toEqual([1, 2, 3]);
+  expect(h.runner.stats.sent).toBe(3);
+  expect(q.length).toBe(0);
+});
+
+test('a stuck send coming back after resume() leaves the new loop\'s request abortable: the stop deadline aborts it', async () => {
+  const q = new MemoryQueue(100);
+  let answer: ((r: SendResult) => void) | null = null;
+  const h = harness(q, () => new Promise<SendResult>((r) => (answer = r)));
+  const seen = logged(h);
+  await h.runner.start();
+  h.runner.enqueueMany([rec(1)]);
+  await waitFor(() => answer !== null, 10_000, 'the first send in flight');
+  await h.runner.handOver(100);
+  let aborted = false;
+  const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
+  given.send = (_batch: Batch, signal?: AbortSignal) =>
+    new Promise<SendResult>((r) => {
+      given.batches.push([]);
+      signal?.addEventListener('abort', () => {
+        aborted = true;
+        r({ status: 'retry', error: 'aborted' });
+      });
+    });
+  await h.runner.resume(given);
+  await waitFor(() => given.batches.length === 1, 10_000, 'the new send in flight');
+  answer!({ status: 'delivered' });
+  await new Promise((r) => setTimeout(r, 20));
+  expect(await h.runner.stop(50)).toBe(1);
+  expect(aborted).toBe(true);
+  // Let go once (the hand-over); the stop found its loop ended.
+  expect(seen.get('handover_loop:siem')).toBe(1);
+});
+
+test('a start let go by a hand-over that finishes after resume() closes what it opened, and the new output delivers', async () => {
+  const q = new MemoryQueue(100);
+  const h = harness(q, () => ({ status: 'delivered' }));
+  await h.runner.start();
+  await h.runner.handOver();
+  // o1 does not start when given back, then its next start hangs past the next hand-over.
+  const o1 = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
+  let starts = 0;
+  let closes = 0;
+  let finishStart: () => void = () => undefined;
+  o1.start = async () => {
+    starts++;
+    if (starts === 1) throw new Error('cannot open');
+    await new Promise<void>((r) => (finishStart = r));
+  };
+  o1.close = async () => {
+    closes++;
+  };
+  await expect(h.runner.resume(o1)).rejects.toThrow('cannot open');
+  h.runner.enqueueMany([rec(1)]);
+  await waitFor(() => starts === 2, 10_000, 'the second start under way');
+  await h.runner.handOver(100);
+  expect(closes).toBe(1);
+  const o2 = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
+  await h.runner.resume(o2);
+  open.push({ stop: () => h.runner.stop(100) });
+  finishStart();
+  await waitFor(() => closes === 2, 10_000, 'what the late start opened closed again');
+  await h.runner.drained();
+  expect(o2.batches.flat().map(idx)).toEqual([1]);
+  expect(o1.batches).toEqual([]);
+});
+
 test('handOver does not wait beyond its limit for a close() that never finishes: it logs an error and the loop is let go', async () => {
   const q = new MemoryQueue(100);
   const h = harness(q, () => new Promise<SendResult>(() => undefined));
