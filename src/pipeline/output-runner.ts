@@ -25,6 +25,8 @@ export interface RunnerOptions {
   maxBackoffMs: number;
   /** The output's `encoding` section (which encoder makes its records); default native. */
   encoding?: EncodingConfig;
+  /** Most time a hand-over, and a stop's close of the output, wait for it (default CLOSE_WAIT_MS). */
+  closeWaitMs?: number;
 }
 
 /** Where rejected batches go: builds dead-letter records. `codec`: the encoding of `records` (registry.ts). */
@@ -198,7 +200,8 @@ export class OutputRunner {
       this.blocked = true;
       this.flow.block(this.flowKey, `queue of output ${this.name} is full`);
     }
-    this.loop = this.run(this.generation);
+    // A new loop is the only one that may act: any earlier one (let go) is stale from now.
+    this.loop = this.run(++this.generation);
   }
 
   private async run(gen: number): Promise<void> {
@@ -263,6 +266,8 @@ export class OutputRunner {
           n = retry.length;
         }
       } catch (e) {
+        // Let go of while its call was out (see generation): the error is not this runner's any more.
+        if (gen !== this.generation) return;
         // A queue that cannot be read (a disk error) or an output that broke its promise
         // never to throw: log, back off, try again; never take the process down.
         error = `internal error: ${(e as Error).message}`;
@@ -271,7 +276,7 @@ export class OutputRunner {
       // Stopped or handed over while the batch was in flight (close() made it fail): its
       // records stay in the queue for the next runner; sleeping a backoff first would hold
       // up the reload or the shutdown for up to max_backoff.
-      if (this.giveUp) return;
+      if (this.giveUp || gen !== this.generation) return;
       // Capped exponential backoff with full jitter; Retry-After wins when longer, beyond
       // max_backoff: the output already capped it at max_retry_after (http-transport.ts).
       backoff = backoff === 0 ? this.opts.initialBackoffMs : Math.min(this.opts.maxBackoffMs, backoff * 2);
@@ -393,7 +398,7 @@ export class OutputRunner {
       this.blocked = false;
       this.flow.unblock(this.flowKey);
     }
-    await this.closeOutput();
+    await this.closeWithin(this.opts.closeWaitMs ?? CLOSE_WAIT_MS, 'stop');
     if (!keepQueue) await this.queue.close();
     return left;
   }
@@ -403,7 +408,7 @@ export class OutputRunner {
    * the queue. The output is closed first (an HTTP request in flight is aborted), so the
    * batch in flight goes back to the queue un-acknowledged and the next runner sends it.
    */
-  async handOver(waitMs = HAND_OVER_WAIT_MS): Promise<void> {
+  async handOver(waitMs = this.opts.closeWaitMs ?? CLOSE_WAIT_MS): Promise<void> {
     this.stopping = true;
     this.giveUp = true;
     if (this.wake !== null) {
@@ -417,15 +422,26 @@ export class OutputRunner {
       this.flow.unblock(this.flowKey);
     }
     const t0 = Date.now();
-    if (!(await within(this.closeOutput(), waitMs))) {
-      this.telemetry.repeated(
-        'error',
-        `handover_close:${this.name}`,
-        { output: this.name, wait_ms: waitMs },
-        `output ${this.name}: its close() did not finish within ${waitMs} ms at a reload; the new output starts anyway (a file or connection of the old one may still be open)`,
-      );
-    }
+    await this.closeWithin(waitMs, 'reload');
     if (!(await this.loopEnded(Math.max(0, waitMs - (Date.now() - t0))))) this.letGo('reload');
+  }
+
+  /**
+   * Closes the output, waiting at most `ms`: a close() that fails or does not finish is
+   * logged, not thrown (a stop or a reload goes on; the next runner, or the next start,
+   * opens the output anew).
+   */
+  private async closeWithin(ms: number, at: 'stop' | 'reload'): Promise<void> {
+    let failed: string | undefined;
+    const closing = this.closeOutput().catch((e: unknown) => {
+      failed = errorText(e);
+    });
+    const next = at === 'stop' ? 'cefd stops anyway' : 'the new output starts anyway';
+    if (!(await within(closing, ms))) {
+      this.telemetry.repeated('error', `output_close:${this.name}`, { output: this.name, wait_ms: ms }, `output ${this.name}: its close() did not finish within ${ms} ms at a ${at}; ${next} (a file or connection of the old one may still be open)`);
+    } else if (failed !== undefined) {
+      this.telemetry.repeated('error', `output_close:${this.name}`, { output: this.name, err: failed }, `output ${this.name}: its close() failed at a ${at}: ${failed}; ${next}`);
+    }
   }
 
   /** True when the delivery loop ended within `ms` (or was not running). */
@@ -458,9 +474,11 @@ export class OutputRunner {
 
 /**
  * Most time a reload waits for an output being handed over to close and its delivery
- * loop to end (both end at once for outputs that honour close() and the abort signal).
+ * loop to end (both end at once for outputs that honour close() and the abort signal),
+ * and a stop for the output's close(). Above the syslog output's own bound on its close
+ * (min(write_timeout, 5 s), src/outputs/syslog/), so that one is never cut short.
  */
-export const HAND_OVER_WAIT_MS = 5000;
+export const CLOSE_WAIT_MS = 10_000;
 
 /** True when `p` fulfils within `ms`, false when it has not by then; rejects when `p` rejects in time. */
 async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
