@@ -365,6 +365,18 @@ describe('ecs', () => {
     expect(enc.problems.take()).toEqual([['encode_key_dropped', 5]]);
   });
 
+  test('an action or a severity named like a member of Object.prototype maps like any unknown word (event.type ["info"], no severity), not to that member', () => {
+    for (const act of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      const d = ecs(`CEF:0|KasperskyLab|SecurityCenter|13.2|GNRL_EV_VIRUS_FOUND|n|4|act=${act} cs1=EICAR cs1Label=VirusName`);
+      expect(d['event']['type']).toEqual(['info']);
+    }
+    const enc = createEncoder({ codec: 'ecs' });
+    for (const sev of ['CONSTRUCTOR', '__PROTO__', 'toString']) {
+      const v = enc.value!(decode(`CEF:0|V|P|1|id|n|${sev}|src=10.0.0.1`)) as Record<string, any>;
+      expect(v['event']['severity']).toBeUndefined();
+    }
+  });
+
   test('docs/encodings.md shows the table of ecs-table.ts', () => {
     const file = `${ROOT}docs/encodings.md`;
     const begin = '<!-- BEGIN ecs (generated: UPDATE_DOCS=1 npx vitest run test/codecs/encoders.test.ts) -->\n';

@@ -36,6 +36,10 @@ function walk(v: unknown, path: readonly string[]): unknown {
 }
 
 const KSC_ALERT = new Set(['detection', 'attack', 'object_action', 'web', 'application_control']);
+/**
+ * Lookup tables keyed by text from the event: read through `own()`, never `TABLE[text]`
+ * (`act=__proto__` or `constructor` would find Object.prototype's members).
+ */
 const KSC_CATEGORY: Record<string, string[]> = {
   detection: ['malware'],
   object_action: ['malware', 'file'],
@@ -60,17 +64,22 @@ const ACTION_TYPE: Record<string, string> = {
 const KSC_SEVERITY: Record<string, number> = { info: 1, warning: 2, error: 3, critical: 4 };
 const CEF_SEVERITY: Record<string, number> = { low: 0, medium: 4, high: 7, 'very-high': 9 };
 
+/** `table[key]` when the table has that key itself, else undefined. */
+function own<T>(table: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 const isUrl = (s: string | undefined): boolean => s !== undefined && s.includes('://');
 
 /** The `derive.*` sources of the table. */
 const DERIVE: Record<string, Get> = {
   kind: (c) => (c.ksc !== null ? (KSC_ALERT.has(c.ksc.category) ? 'alert' : 'event') : 'event'),
-  category: (c) => (c.ksc !== null ? KSC_CATEGORY[c.ksc.category] : undefined),
+  category: (c) => (c.ksc !== null ? own(KSC_CATEGORY, c.ksc.category) : undefined),
   type: (c) => {
     if (c.ksc === null) return ['info'];
     if (c.ksc.category === 'task_state') return ['change'];
     const a = c.ksc.threat?.action;
-    return [(a !== undefined ? ACTION_TYPE[a] : undefined) ?? 'info'];
+    return [(a !== undefined ? own(ACTION_TYPE, a) : undefined) ?? 'info'];
   },
   action: (c) => {
     if (c.ksc?.category === 'task_state') return 'task-state-changed';
@@ -86,10 +95,10 @@ const DERIVE: Record<string, Get> = {
   },
   severity: (c) => {
     const s = c.event.cef?.severity;
-    if (s === undefined) return c.ksc !== null ? KSC_SEVERITY[c.ksc.severity] : undefined;
+    if (s === undefined) return c.ksc !== null ? own(KSC_SEVERITY, c.ksc.severity) : undefined;
     const n = toInt(s);
     if (typeof n === 'number') return n;
-    return CEF_SEVERITY[s.toLowerCase()];
+    return own(CEF_SEVERITY, s.toLowerCase());
   },
   filePath: (c) => {
     const p = c.ksc?.threat?.objectPath;
