@@ -145,6 +145,13 @@ describe('extension (rows 7-13, 16, 18)', () => {
     expect(e.warnings).toEqual([{ code: 'cef_unparsed_extension', message: 'garbage here' }]);
   });
 
+  test('the text quoted by that warning is cut at 256 characters, never inside a surrogate pair', () => {
+    const e = ev(`${H}${'x'.repeat(255)}\u{1F600}`);
+    expect(e.warnings).toEqual([{ code: 'cef_unparsed_extension', message: 'x'.repeat(255) }]);
+    const whole = ev(`${H}${'x'.repeat(254)}\u{1F600}`);
+    expect(whole.warnings).toEqual([{ code: 'cef_unparsed_extension', message: `${'x'.repeat(254)}\u{1F600}` }]);
+  });
+
   test('__proto__ and constructor are ordinary keys', () => {
     const e = ev(`${H}__proto__=x constructor=y`);
     expect(Object.keys(e.cef!.extensions)).toEqual(['__proto__', 'constructor']);

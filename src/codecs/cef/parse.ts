@@ -430,7 +430,7 @@ function parseExtension(s: string, start: number, end: number, rec: CefRecord, d
       while (stop > p && isBlank(s.charCodeAt(stop - 1))) stop--;
       addWarning(d, {
         code: 'cef_unparsed_extension',
-        message: s.slice(p, Math.min(stop, p + 256)),
+        message: clip(s, p, Math.min(stop, p + 256)),
       });
       if (k === -1) break;
       p = k;
