@@ -225,6 +225,8 @@ function zoneFormatter(zone: string): Intl.DateTimeFormat | null {
     const made = new Intl.DateTimeFormat('en-US', {
       timeZone: zone,
       hourCycle: 'h23',
+      // With the era, year 0 (1 BC) is told apart from year 1: zoneOffset reads it.
+      era: 'short',
       year: 'numeric',
       month: 'numeric',
       day: 'numeric',
@@ -266,8 +268,10 @@ function zoneOffset(utcMs: number, zone: string): number | null {
   if (f === null) return null;
   const parts = f.formatToParts(new Date(utcMs));
   let y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  let bc = false;
   for (const p of parts) {
     switch (p.type) {
+      case 'era': bc = p.value === 'BC'; break;
       case 'year': y = Number(p.value); break;
       case 'month': mo = Number(p.value); break;
       case 'day': d = Number(p.value); break;
@@ -277,6 +281,8 @@ function zoneOffset(utcMs: number, zone: string): number | null {
       default: break;
     }
   }
+  // Years before 1 come as `1 BC` (year 0), `2 BC` (year -1), ...
+  if (bc) y = 1 - y;
   // Date.UTC reads years 0-99 as 1900-1999: setUTCFullYear takes them as they are.
   const wall = y >= 100 ? Date.UTC(y, mo - 1, d, h, mi, sec) : new Date(0).setUTCFullYear(y, mo - 1, d) + ((h * 60 + mi) * 60 + sec) * 1000;
   const offsetMs = wall - Math.floor(utcMs / 1000) * 1000;

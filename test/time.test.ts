@@ -139,3 +139,18 @@ test('years 0000-0099 stay those years (RFC 3339 and text times, UTC and a named
   expect(cefTimeToIso('Jun 01 0050 10:00:00 Europe/Berlin', 'UTC', 0)).toMatch(/^0050-06-01T09:/);
 });
 
+
+test('year 0 (1 BC) in a named zone is year 0, at the zone\'s local mean time like any year before its first transition', () => {
+  // Intl writes year 0 as `1 BC`: read without the era it was year 1, five to nine years off.
+  for (const zone of ['Europe/Moscow', 'America/New_York', 'Asia/Tokyo', 'Europe/Berlin']) {
+    const later = cefTimeToIso(`Jan 01 1000 12:00:00 ${zone}`, 'UTC', 0)!;
+    for (const year of ['0000', '0001', '0002']) {
+      const iso = cefTimeToIso(`Jan 01 ${year} 12:00:00 ${zone}`, 'UTC', 0)!;
+      // The same offset as in year 1000 (local mean time): the same time of day, the same date.
+      expect(iso.slice(0, 10), `${year} ${zone}`).toBe(`${year}-01-01`);
+      expect(iso.slice(10), `${year} ${zone}`).toBe(later.slice(10));
+    }
+    // RFC 3339 without an offset, read in the zone.
+    expect(isoFromMs(parseRfc3339('0000-01-01T12:00:00', 0, zone)!.ms).slice(10)).toBe(later.slice(10));
+  }
+});
