@@ -178,7 +178,7 @@ export const CODES = {
     level: 'warning',
     stage: 'encode',
     description:
-      'The `kuma` encoding cut a value to KUMA\'s length limit for its field (`ApplicationProtocol` 31 characters, addresses 45, host names 1023, ...): the record carries the first characters, and the cut is counted.',
+      'The `kuma` encoding cut a value to KUMA\'s length limit for its field (`ApplicationProtocol` 31 characters, addresses 45, host names 1023, ...): the record carries the first characters, and the cut is counted. The `cef` encoding left out the trailing spaces or TABs of an extension value (a KSC "Syslog" parameter such as `gn="Group "`): CEF has no escape for them and every receiver trims them.',
   },
   encode_value_moved: {
     level: 'warning',

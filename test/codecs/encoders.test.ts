@@ -152,6 +152,20 @@ describe('a KSC event without CEF (Syslog format, a database row) is written as 
     expect(enc.problems.take()).toEqual([]);
   });
 
+  test('cef: trailing blanks of a value (a Syslog parameter) cannot be carried: left out and counted, the rest reads back the same', () => {
+    const enc = createEncoder({ codec: 'cef' });
+    const e = decode('<10>1 2022-02-28T15:48:55.000Z sup-01 KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 p5="EICAR-Test-File" et="GNRL_EV_VIRUS_FOUND" tdn="File Threat Protection " etdn="Malicious object detected" hdn="SUP-01" hip="10.81.234.7" gn="Matheus - Teste \t"] Result description: Detected');
+    expect(kscView(e)!.group).toBe('Matheus - Teste \t');
+    const text = enc.encode(e);
+    expect(text).not.toMatch(/[ \t](?= |$)/);
+    const back = kscView(decode(text))!;
+    expect(back.group).toBe('Matheus - Teste');
+    expect(back.component).toBe('File Threat Protection');
+    expect(back.threat?.name).toBe('EICAR-Test-File');
+    expect(enc.problems.take()).toEqual([['encode_field_cut', 2]]);
+    expect(enc.problems.last.get('encode_field_cut')).toMatch(/^cs\d+: [12] trailing blank\(s\) left out \(CEF receivers trim them\)$/);
+  });
+
   test('kuma: a row has the fields the same event has when it came as CEF (slots by label, Message, the user)', () => {
     const enc = createEncoder({ codec: 'kuma' });
     const cefEnc = createEncoder({ codec: 'cef' });

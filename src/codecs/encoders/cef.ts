@@ -74,6 +74,17 @@ export function escapeValue(v: string): string {
   return from === 0 ? v : out + v.slice(from);
 }
 
+/** Length of `v` without its trailing spaces and TABs (a value's last blanks separate it from the next key). */
+function blankFreeEnd(v: string): number {
+  let end = v.length;
+  while (end > 0) {
+    const c = v.charCodeAt(end - 1);
+    if (c !== 32 && c !== 9) break;
+    end--;
+  }
+  return end;
+}
+
 /** POLICY row 7: `[A-Za-z0-9_][A-Za-z0-9_.,[\]-]*`. */
 export function isWritableKey(k: string): boolean {
   if (k.length === 0) return false;
@@ -129,8 +140,15 @@ export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => stri
         problems.add('encode_key_dropped', `key ${JSON.stringify(full.slice(0, 64))} cannot be written in CEF`);
         continue;
       }
+      let v = ext[full]!;
+      const end = blankFreeEnd(v);
+      if (end < v.length) {
+        // CEF has no escape for them: every receiver (and cefd, POLICY row 10) trims them.
+        problems.add('encode_field_cut', `${key}: ${v.length - end} trailing blank(s) left out (CEF receivers trim them)`);
+        v = v.slice(0, end);
+      }
       if (!first) out += ' ';
-      out += key + '=' + escapeValue(ext[full]!);
+      out += key + '=' + escapeValue(v);
       first = false;
     }
     return out;
