@@ -16,6 +16,7 @@
  * those are recognised by APP-NAME `<product>|<version>` and give what is left
  * (`format: 'syslog_nosd'`, warning `ksc_no_structured_data`).
  */
+import { isIP } from 'node:net';
 import type { CefdEvent, SyslogHeader } from '../../src/event.js';
 import { isThreatCategory } from './derive.js';
 import { severityFromPri, typeInfo, type TypeInfo } from './tables.js';
@@ -148,9 +149,16 @@ export function syslogAttack(p: Record<string, string>, warnings: KscWarning[]):
     name: val(p, 'p1'),
     protocol: val(p, 'p2'),
     sourceIp: decimalIp(p, 'p3', warnings),
-    targetIp: decimalIp(p, 'p6', warnings),
+    // Without p6: the managed device's address (hip), as the CEF path falls back to dst.
+    targetIp: p['p6'] !== undefined ? decimalIp(p, 'p6', warnings) : deviceIp(p),
     port: integer(p, 'p4', warnings),
   };
+}
+
+/** `hip` when it is an IP address. */
+function deviceIp(p: Record<string, string>): string | undefined {
+  const v = val(p, 'hip');
+  return v !== undefined && isIP(v) !== 0 ? v : undefined;
 }
 
 function decimalIp(p: Record<string, string>, key: string, warnings: KscWarning[]): string | undefined {

@@ -41,7 +41,7 @@ function commonLean(lean: unknown): unknown {
   return JSON.parse(JSON.stringify(rest));
 }
 
-const cases: { type: string; cef: string; syslog: string }[] = [
+const cases: { type: string; name?: string; cef: string; syslog: string }[] = [
   {
     type: 'GNRL_EV_VIRUS_FOUND',
     cef:
@@ -96,6 +96,20 @@ const cases: { type: string; cef: string; syslog: string }[] = [
       'hip="10.7.14.13" gn="Managed devices" kscfqdn="srv-vm-12.lab-antimalware.local"] User: NT AUTHORITY\\SYSTEM (System user)',
   },
   {
+    type: 'GNRL_EV_ATTACK_DETECTED',
+    name: 'GNRL_EV_ATTACK_DETECTED without the attacked address',
+    // The same attack without the attacked address (p6 is often absent, FORMAT.md §2.1):
+    // it is the managed device's, dst in CEF and hip in the Syslog format.
+    cef:
+      `${HEAD}|GNRL_EV_ATTACK_DETECTED|Network attack detected|4|rt=1690886412000 cs9=Managed devices cs9Label=GroupName dhost=SUP-VM-12 dst=10.7.14.13 ` +
+      'cs2=KES cs2Label=ProductName cs3=11.0.0.0 cs3Label=ProductVersion cs10=Network Threat Protection cs10Label=Component cs4=10.7.14.110 cs4Label=AttackerIPv4 ' +
+      'cs5=Bruteforce.Generic.Rdp.a cs5Label=AttackName cs6=TCP cs6Label=AttackedProtocol cs7=3389 cs7Label=AttackedPort',
+    syslog:
+      '<10>1 2023-08-01T10:40:12.000Z sup-vm-12.lab-antimalware.local KES|11.0.0.0 - GNRL_EV_ATTACK_DETECTED [event@23668 p1="Bruteforce.Generic.Rdp.a" p2="TCP" ' +
+      'p3="168234606" p4="3389" et="GNRL_EV_ATTACK_DETECTED" tdn="Network Threat Protection" etdn="Network attack detected" hdn="SUP-VM-12" ' +
+      'hip="10.7.14.13" gn="Managed devices" kscfqdn="srv-vm-12.lab-antimalware.local"] User: NT AUTHORITY\\SYSTEM (System user)',
+  },
+  {
     type: 'GNRL_EV_APPLICATION_LAUNCH_DENIED',
     cef:
       `${HEAD}|GNRL_EV_APPLICATION_LAUNCH_DENIED|Application startup prohibited|4|rt=1647626887000 cs9=Bourbonnais Medical Plaza cs9Label=GroupName dhost=WS11128 dst=10.21.203.17 ` +
@@ -125,7 +139,7 @@ const cases: { type: string; cef: string; syslog: string }[] = [
 
 describe('the same KSC event in CEF and in the Syslog format gives the same ksc object', () => {
   for (const c of cases) {
-    test(c.type, () => {
+    test(c.name ?? c.type, () => {
       const fromCef = run(c.cef);
       const fromSyslog = run(c.syslog);
       expect(fromCef.warnings).toEqual([]);
