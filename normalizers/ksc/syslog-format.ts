@@ -113,7 +113,15 @@ export function normalizeSyslog(event: CefdEvent, sys: SyslogHeader, el: Record<
   };
 }
 
+/** The threat, or undefined when it has no field at all (as the CEF path gives for such an event). */
 export function syslogThreat(p: Record<string, string>, info: TypeInfo): KscThreat | undefined {
+  const t = threatFields(p, info);
+  if (t === undefined) return undefined;
+  for (const k in t) if (t[k as keyof KscThreat] !== undefined) return t;
+  return undefined;
+}
+
+function threatFields(p: Record<string, string>, info: TypeInfo): KscThreat | undefined {
   const layout = info.layout;
   if (layout === 'object') {
     const p9 = val(p, 'p9');

@@ -110,6 +110,16 @@ const cases: { type: string; name?: string; cef: string; syslog: string }[] = [
       'hip="10.7.14.13" gn="Managed devices" kscfqdn="srv-vm-12.lab-antimalware.local"] User: NT AUTHORITY\\SYSTEM (System user)',
   },
   {
+    type: 'GNRL_EV_OBJECT_SOMETHING_NEW',
+    name: 'an object event cefd has no action for, without any object field: no threat in either format',
+    cef:
+      `${HEAD}|GNRL_EV_OBJECT_SOMETHING_NEW|Something new|3|rt=1690886412000 cs9=Managed devices cs9Label=GroupName dhost=SUP-VM-12 dst=10.7.14.13 ` +
+      'cs2=KES cs2Label=ProductName cs3=11.0.0.0 cs3Label=ProductVersion',
+    syslog:
+      '<11>1 2023-08-01T10:40:12.000Z sup-vm-12.lab-antimalware.local KES|11.0.0.0 - GNRL_EV_OBJECT_SOMETHING [event@23668 et="GNRL_EV_OBJECT_SOMETHING_NEW" ' +
+      'etdn="Something new" hdn="SUP-VM-12" hip="10.7.14.13" gn="Managed devices"] Something new',
+  },
+  {
     type: 'GNRL_EV_APPLICATION_LAUNCH_DENIED',
     cef:
       `${HEAD}|GNRL_EV_APPLICATION_LAUNCH_DENIED|Application startup prohibited|4|rt=1647626887000 cs9=Bourbonnais Medical Plaza cs9Label=GroupName dhost=WS11128 dst=10.21.203.17 ` +
