@@ -614,8 +614,8 @@ function makeGetter(segments: readonly PathSegment[]): Getter {
     return (r) => {
       const v = get(r);
       if (v !== undefined || typeof r !== 'object' || r === null) return v;
-      const k = kscView(r as CefdEvent);
-      return k === null ? undefined : rest(k);
+      const k = fromView(() => kscView(r as CefdEvent));
+      return k === null || k === undefined ? undefined : rest(k);
     };
   }
   if (segments[0] === 'syslog') {
@@ -624,14 +624,27 @@ function makeGetter(segments: readonly PathSegment[]): Getter {
       const v = get(r);
       if (v !== undefined && v !== null) return v;
       if (typeof r !== 'object' || r === null) return undefined;
-      return get(schema1View(r as CefdEvent));
+      return fromView(() => get(schema1View(r as CefdEvent)));
     };
   }
   return (r) => {
     const v = get(r);
     if (v !== undefined || typeof r !== 'object' || r === null) return v;
-    return get(schema1View(r as CefdEvent));
+    return fromView(() => get(schema1View(r as CefdEvent)));
   };
+}
+
+/**
+ * A value read on the schema 1 view, or undefined when the event is not shaped as cefd
+ * makes events (a user normalizer's `cef: null`, `warnings: 1`, a number as a KSC event
+ * type): the view cannot be rebuilt, so the path is missing. A filter never throws.
+ */
+function fromView<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -525,6 +525,27 @@ test('test() on odd events', () => {
   expect(compileFilter('exists a').test({ a: undefined })).toBe(false); // undefined is what JSON drops
 });
 
+test('paths read on the schema 1 view never throw on events cefd would not make (a user normalizer\'s odd shapes): missing', () => {
+  const odd: object[] = [
+    { cef: null },
+    { syslog: null },
+    { cef: {}, warnings: 1 },
+    { cef: {}, warnings: [null] },
+    { cef: { version: '0', custom: { 'cs3:X': 'v' } } },
+    { ksc: {}, cef: null },
+    { ksc: {}, syslog: { structuredData: { 'event@23668': { et: 5 } } } },
+  ];
+  const paths = ['cef.typed.x', 'cef.extensions.deviceCustomString3', 'ksc.host.name', 'ksc.task.name', 'syslog.timestamp', 'cef.custom["cs3:X"]'];
+  for (const ev of odd) {
+    for (const p of paths) {
+      const where = `${p} on ${JSON.stringify(ev)}`;
+      expect(compileFilter(`${p} == "a"`).test(ev), where).toBe(false);
+      expect(compileFilter(`${p} != "a"`).test(ev), where).toBe(true);
+      expect(compileFilter(`exists ${p}`).test(ev), where).toBe(p === 'cef.custom["cs3:X"]' && (ev as { cef?: { custom?: unknown } }).cef?.custom !== undefined);
+    }
+  }
+});
+
 test('compileFilter keeps the source; fieldValue and compilePath', () => {
   const f = compileFilter(' cef.severity >= 7 ');
   expect(f.source).toBe(' cef.severity >= 7 ');
