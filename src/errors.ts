@@ -234,6 +234,12 @@ export const CODES = {
     description:
       'The syslog output with `framing: lf` cannot send a record holding a newline (the receiver would read two messages): that record alone goes to the dead-letter output with this reason; `framing: octet` carries it.',
   },
+  syslog_record_has_nul: {
+    level: 'error',
+    stage: 'output',
+    description:
+      'The syslog output with `framing: lf` cannot send a record holding a NUL byte (a CEF record of a frame that carried one: CEF has no escape for it): receivers that end a message at NUL as well as LF (cefd, KUMA\'s `\\0` delimiter) would read two messages. That record alone goes to the dead-letter output with this reason; `framing: octet` carries it.',
+  },
   nats_max_payload: {
     level: 'error',
     stage: 'output',

@@ -69,17 +69,18 @@ describe('against rsyslog', () => {
     expect(r.lines()).toEqual(records.map((msg) => ({ pri: String(20 * 8 + 4), hostname: 'fwd01', app: 'cefd', msg })));
   });
 
-  test('tcp, LF framing, RFC 3164; a record with a newline and one too big are dead-lettered alone', async () => {
+  test('tcp, LF framing, RFC 3164; a record with a newline, one with a NUL and one too big are dead-lettered alone', async () => {
     const r = await rsyslog(await freePort());
     const o = output({ host: '127.0.0.1', port: r.port, framing: 'lf', header: 'rfc3164', hostname: 'fwd02', max_message_size: 2048 });
     await o.start();
-    const res = await o.send({ records: [cef(1), 'CEF:0|a|b|1|x|line\nbreak|1|', cef(3), `CEF:0|a|b|1|x|big|1|msg=${'x'.repeat(3000)}`, cef(5)] });
+    const res = await o.send({ records: [cef(1), 'CEF:0|a|b|1|x|line\nbreak|1|', cef(3), `CEF:0|a|b|1|x|big|1|msg=${'x'.repeat(3000)}`, cef(5), 'CEF:0|a|b|1|x|nul\0byte|1|'] });
     expect(res.status).toBe('partial');
     if (res.status !== 'partial') return;
     expect(res.retry ?? []).toEqual([]);
     expect(res.rejected!.map((x) => [x.index, x.reason])).toEqual([
       [1, 'syslog_record_has_newline'],
       [3, 'syslog_message_too_big'],
+      [5, 'syslog_record_has_nul'],
     ]);
     await waitFor(() => r.lines().length >= 3, 30_000, 'three messages');
     expect(r.lines().map((l) => [l.pri, l.hostname, l.app, l.msg])).toEqual([1, 3, 5].map((i) => ['14', 'fwd02', 'cefd', cef(i)]));

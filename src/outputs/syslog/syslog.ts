@@ -108,6 +108,8 @@ export class SyslogOutput implements Output {
           rejected.push({ index: i, reason: 'syslog_message_too_big', error: `a message of ${header.length + bytes} bytes is over max_message_size (${this.maxMessage})` });
         } else if (framing === 'lf' && r.includes('\n')) {
           rejected.push({ index: i, reason: 'syslog_record_has_newline', error: 'the record holds a newline, which ends a message with framing: lf' });
+        } else if (framing === 'lf' && r.includes('\0')) {
+          rejected.push({ index: i, reason: 'syslog_record_has_nul', error: 'the record holds a NUL byte, which ends a message for receivers that split at NUL (cefd, KUMA) with framing: lf' });
         } else {
           frames.push(frame(framing, header, r, bytes));
           sentIndex.push(i);
