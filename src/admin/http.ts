@@ -243,10 +243,12 @@ export class JsonServer {
           resolve(Buffer.concat(chunks));
         }
       });
-      req.on('error', (e) => {
+      // The client reset the connection mid-body ('aborted'): it went away, as below; not
+      // an internal error (no 500, no error log line for something any client can do).
+      req.on('error', () => {
         if (!done) {
           done = true;
-          reject(e);
+          reject(new ApiError(408, 'admin_timeout', 'the request body did not arrive'));
         }
       });
       // The client went away (or the request timeout cut it off) before the body was complete.
@@ -269,7 +271,7 @@ export class JsonServer {
     let extraHeaders: Record<string, string> = {};
     let closeAfter = false;
     try {
-      const u = new URL(req.url ?? '/', 'http://admin.invalid');
+      const u = requestUrl(req.url ?? '/');
       path = u.pathname;
       query = u.searchParams;
       if (this.o.before !== undefined && (await this.o.before(req, res, u))) {
@@ -364,5 +366,19 @@ export class JsonServer {
     const text = (this.o.redact === undefined ? json : this.o.redact(json)) + '\n';
     res.writeHead(reply.status, { ...base, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
     res.end(text);
+  }
+}
+
+/**
+ * The request target as a URL. An origin-form target (`/path?query`) is a path even when
+ * it starts with `//` (`//x/api/v1/tenants` is not host `x`); an absolute-form one
+ * (`http://host/path`) is read as it is. A target that is not a URL (`http://[`) is the
+ * client's error: 400, not 500.
+ */
+function requestUrl(target: string): URL {
+  try {
+    return target.startsWith('/') ? new URL(`http://admin.invalid${target}`) : new URL(target);
+  } catch {
+    throw new ApiError(400, 'admin_bad_request', 'the request target is not a valid URL');
   }
 }

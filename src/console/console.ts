@@ -247,7 +247,7 @@ export class Console {
     if (p.startsWith('/console/static/')) return this.serveStatic(res, p.slice('/console/static/'.length));
     if (p === '/console/login') return method === 'POST' ? this.login(req, res) : this.loginPage(res, undefined);
     const s = this.sessions.of(req);
-    if (p === '/console/api/events/stream') return this.stream(req, res, url, s);
+    if (p === '/console/api/events/stream') return method === 'GET' ? this.stream(req, res, url, s) : this.text(res, 405, 'method not allowed');
     if (p === '/console/logout' && method === 'POST') return this.logout(req, res, s);
     if (s === undefined) return this.redirect(res, '/console/login');
     if (method !== 'GET') return this.text(res, 405, 'method not allowed');
@@ -336,10 +336,16 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
   private async form(req: IncomingMessage): Promise<URLSearchParams> {
     const chunks: Buffer[] = [];
     let n = 0;
-    for await (const c of req as AsyncIterable<Buffer>) {
-      n += c.length;
-      if (n > 16 * 1024) throw new ApiError(413, 'admin_body_too_large', 'the form is too large');
-      chunks.push(c);
+    try {
+      for await (const c of req as AsyncIterable<Buffer>) {
+        n += c.length;
+        if (n > 16 * 1024) throw new ApiError(413, 'admin_body_too_large', 'the form is too large');
+        chunks.push(c);
+      }
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      // The client went away mid-form (a reset): not an internal error.
+      throw new ApiError(408, 'admin_timeout', 'the form did not arrive');
     }
     const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (ct !== 'application/x-www-form-urlencoded') throw new ApiError(415, 'admin_unsupported_media_type', 'send the form as application/x-www-form-urlencoded');

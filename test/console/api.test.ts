@@ -5,6 +5,7 @@
  * in memory, audit log lines, session expiry, sign-out, TLS, and `cefd tap`.
  */
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
@@ -297,6 +298,33 @@ test('live tail: SSE with the session or the bearer token, route filter, search 
   await waitFor(async () => (await a.get('/console/api/overview')).json!['tailClients'] === 0, 30_000, 'the tail clients to go');
   // Per sender address too (which KSC server sends), without the port.
   expect((await a.get('/console/api/overview')).json).toMatchObject({ listeners: [{ name: 'tcp', eventsTotal: 4, senders: [{ address: '127.0.0.1', events: 4, quiet: false }] }] });
+});
+
+test('the event stream answers GET only; a sign-in form cut off by a reset is not an internal error', async () => {
+  d = await startKscDaemon(yaml());
+  for (const method of ['PUT', 'POST', 'DELETE']) {
+    const r = await request(base(), method, '/console/api/events/stream', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(r.status, method).toBe(405);
+  }
+  // Anyone can start a sign-in: a form that never arrives whole (the client resets).
+  for (let i = 0; i < 3; i++) {
+    await new Promise<void>((resolve) => {
+      const sock = net.connect(d!.adminPort(), '127.0.0.1', () => {
+        sock.write('POST /console/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ncsrf=', () => setTimeout(() => sock.destroy(), 50));
+      });
+      sock.on('error', () => undefined);
+      sock.on('close', () => resolve());
+    });
+  }
+  /** Admin requests counted with this status, over every method and route. */
+  const counted = async (status: number) => {
+    let n = 0;
+    for (const [k, v] of await scrape(d!.metricsPort())) if (k.startsWith('cefd_ksc_admin_requests_total{') && k.includes(`status="${status}"`)) n += v;
+    return n;
+  };
+  await waitFor(async () => (await counted(408)) >= 3, 10_000, 'three 408 answers counted');
+  expect(await counted(500)).toBe(0);
+  expect(d.logs.parsed().filter((l) => l['code'] === 'admin_internal')).toEqual([]);
 });
 
 test('recent events without a tail client: search and detail over the events the workers kept', async () => {
