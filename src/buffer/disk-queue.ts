@@ -7,8 +7,8 @@
  * On disk: segment files of blocks, one block per append (one socket read's worth of
  * events); the format is segment.ts's. The body being NDJSON, a batch read from the
  * buffer goes to a file or an HTTP output as it is: each event is encoded once, when
- * appended. A block whose header or CRC does not check (a crash mid-write, a bad disk) is
- * skipped and counted; reading resynchronizes at the next block magic whose CRC checks.
+ * appended. A block whose header, CRC or record count does not check (a crash mid-write,
+ * a bad disk) is skipped and counted; reading resynchronizes at the next block magic whose CRC checks.
  * Appends always go to a fresh segment after a restart, so a torn tail is never appended to.
  *
  * The delivered position (`ack.json`: segment, block offset, index in the block) is
@@ -263,8 +263,10 @@ export class DiskQueue implements EventQueue {
       this.readSeg = 0;
       this.readOffset = ack !== null ? ack.offset : 0;
       if (ack !== null && ack.index > 0) {
-        // The first block is partly delivered: read it now and drop the delivered part.
+        // The first block is partly delivered: read it now and drop the delivered part
+        // (only from that block: when it no longer reads back, the next good one is whole).
         this.pendingSkip = ack.index;
+        this.pendingSkipAt = { seg: this.segments[0]!, offset: ack.offset };
       }
       this.ackPos = ack ?? { segment: this.segments[0]!.firstSeq, offset: 0, index: 0 };
     }
@@ -449,6 +451,8 @@ export class DiskQueue implements EventQueue {
 
   /** Records of the first block to drop at the first read (delivered before a restart). */
   private pendingSkip = 0;
+  /** The block pendingSkip belongs to: the acknowledged position's. */
+  private pendingSkipAt: { seg: Segment; offset: number } | null = null;
 
   /**
    * Walks the valid blocks of `s` from byte `from`: `each(offset, count)`. Corrupt
@@ -837,8 +841,10 @@ export class DiskQueue implements EventQueue {
   }
 
   private pushAhead(seg: Segment, offset: number, body: Buffer, count: number): void {
-    const skip = Math.min(this.pendingSkip, count);
+    const at = this.pendingSkipAt;
+    const skip = at !== null && at.seg === seg && at.offset === offset ? Math.min(this.pendingSkip, count) : 0;
     this.pendingSkip = 0;
+    this.pendingSkipAt = null;
     const blk: AheadBlock = { seg, offset, body, count, taken: 0, takenBytes: 0 };
     if (skip > 0) advanceBlock(blk, skip);
     this.ahead.push(blk);
@@ -872,8 +878,10 @@ export class DiskQueue implements EventQueue {
     if (this.peeked !== null && this.peeked.max === max) return this.peeked.batch;
     if (this.overflowInFlight > 0) {
       // Records handed out from memory and not acknowledged yet: the same batch again
-      // (flushOverflow writes nothing after them meanwhile).
-      const recs = this.overflow.slice(0, this.overflowInFlight);
+      // (flushOverflow writes nothing after them meanwhile), never more than `max` (a
+      // runner with a smaller batch took the buffer over).
+      const recs = this.overflow.slice(0, Math.min(this.overflowInFlight, max));
+      this.overflowInFlight = recs.length;
       const batch = new StringBatch(recs);
       this.peeked = { batch, max, fromOverflow: true };
       return batch;

@@ -69,8 +69,24 @@ export function readBlockHeader(head: Buffer, room: number): BlockHeader | null 
 }
 
 /** Whether `body` is what the header says (its CRC-32). */
+/**
+ * The body is the one the header describes: its length, its CRC, and as many records
+ * (lines) as the header's count says. The CRC covers the body only, so a damaged count
+ * would otherwise go unnoticed and throw off the queue's length and acknowledgements.
+ */
 export function bodyMatches(body: Buffer, h: BlockHeader): boolean {
-  return body.length === h.bodyBytes && crc32(body) === h.crc;
+  return body.length === h.bodyBytes && crc32(body) === h.crc && lineCount(body, h.count + 1) === h.count;
+}
+
+/** Newlines in `body`, counting no further than `limit`. */
+function lineCount(body: Buffer, limit: number): number {
+  let n = 0;
+  let i = body.indexOf(10);
+  while (i !== -1 && n < limit) {
+    n++;
+    i = body.indexOf(10, i + 1);
+  }
+  return n;
 }
 
 /** The next offset at or after `from` in the open file `fd` where a block magic starts, or `size`. */
