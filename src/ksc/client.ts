@@ -86,6 +86,8 @@ export interface KscClientOptions {
   /** Connection name, for logs. */
   name?: string;
   logger?: KscLogger;
+  /** Most bytes of one answer, as received and once decompressed (default 256 MiB): larger is a protocol error. */
+  maxAnswerBytes?: number;
 }
 
 export interface CallOptions {
@@ -106,6 +108,9 @@ type RetryPolicy = 'idempotent' | 'unsent' | 'creates';
 
 /** How long an answer that arrived after its timeout is still waited for (to release what it created). */
 const LATE_ANSWER_MS = 60_000;
+
+/** Most bytes of one answer, as received and once decompressed (KscClientOptions.maxAnswerBytes). */
+const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 
 /** A KSC task as the tasks iterator and GetTask describe it (§2.4, §3.2). */
 export interface KscTask {
@@ -391,14 +396,15 @@ export class KscClient {
         lateTimer = setTimeout(() => req.destroy(), LATE_ANSWER_MS);
         lateTimer.unref();
       }, timeoutMs);
+      const maxAnswer = this.opts.maxAnswerBytes ?? MAX_ANSWER_BYTES;
       req.on('response', (res) => {
         gotResponse = true;
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {
           size += c.length;
-          if (size > 256 * 1024 * 1024) {
-            fail(new KscProtocolError('answer larger than 256 MiB', this.ctx(method)));
+          if (size > maxAnswer) {
+            fail(new KscProtocolError(`answer larger than ${maxAnswer} bytes`, this.ctx(method)));
             req.destroy();
           } else chunks.push(c);
         });
@@ -410,20 +416,25 @@ export class KscClient {
           if (done && lateTimer === undefined) return;
           let buf = Buffer.concat(chunks);
           const enc = String(res.headers['content-encoding'] ?? '').toLowerCase();
+          let body: string;
           try {
-            if (enc === 'gzip') buf = zlib.gunzipSync(buf);
-            else if (enc === 'deflate') buf = zlib.inflateSync(buf);
+            // The same bound after decompression: a small gzip answer can unpack to more
+            // than a JS string holds (a throw outside any call, which would end the process).
+            if (enc === 'gzip') buf = zlib.gunzipSync(buf, { maxOutputLength: maxAnswer });
+            else if (enc === 'deflate') buf = zlib.inflateSync(buf, { maxOutputLength: maxAnswer });
+            body = buf.toString('utf8');
           } catch (e) {
-            return fail(new KscProtocolError(`cannot decompress a ${enc} answer: ${(e as Error).message}`, this.ctx(method)));
+            if (done) clearTimeout(lateTimer);
+            return fail(new KscProtocolError(`cannot read a ${enc === '' ? '' : `${enc} `}answer: ${(e as Error).message}`, this.ctx(method)));
           }
           if (done) {
             clearTimeout(lateTimer);
-            late?.({ status: res.statusCode ?? 0, headers: res.headers, body: buf.toString('utf8') });
+            late?.({ status: res.statusCode ?? 0, headers: res.headers, body });
             return;
           }
           done = true;
           clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf.toString('utf8') });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
         });
       });
       req.on('error', (e: NodeJS.ErrnoException) => {

@@ -358,3 +358,41 @@ test('EndSession on close: the token is refused afterwards', async () => {
   expect(status).toBe(403);
   await c2.call('Session.Ping');
 });
+
+test('an answer that unpacks past the answer limit (a gzip or deflate bomb) is a protocol error of that call, not a crash', async () => {
+  const { createServer } = await import('node:https');
+  const zlib = await import('node:zlib');
+  const cert = makeSelfSignedCert('ksc-bomb');
+  // 4 MiB of JSON that compresses to a few KiB; the client allows 1 MiB.
+  const big = Buffer.concat([Buffer.from('{"PxgRetVal":"'), Buffer.alloc(4 * 1024 * 1024, 97), Buffer.from('"}')]);
+  const bodies: Record<string, Buffer> = { gzip: zlib.gzipSync(big), deflate: zlib.deflateSync(big) };
+  let encoding = 'gzip';
+  const server = createServer({ key: cert.key, cert: cert.cert }, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.url === '/api/v1.0/login') {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'X-KSC-Session': 'nsession-bomb' });
+        res.end('{}');
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Encoding': encoding });
+      res.end(bodies[encoding]);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const c = client({ url: `127.0.0.1:${port}`, tls: { pinSha256: cert.fingerprint256 }, retries: 0, maxAnswerBytes: 1024 * 1024 });
+    for (encoding of ['gzip', 'deflate']) {
+      const err = await c.call('HostGroup.GetStaticInfo').then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err, encoding).toBeInstanceOf(KscError);
+      expect((err as KscError).code, encoding).toBe('ksc_protocol_error');
+      expect((err as Error).message, encoding).toMatch(/cannot read a (gzip|deflate) answer/);
+    }
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
