@@ -634,7 +634,7 @@ export class KscClient {
     if (typeof accessor !== 'string' || accessor === '') throw new KscProtocolError('FindHosts returned no strAccessor', this.ctx('HostGroup.FindHosts'));
     try {
       const c = await this.call('ChunkAccessor.GetItemsCount', { strAccessor: accessor });
-      const count = typeof c['PxgRetVal'] === 'number' ? c['PxgRetVal'] : 0;
+      const count = this.itemCount(c, 'ChunkAccessor.GetItemsCount');
       // GetItemsChunk returns "the actual number of elements, <= nCount" (§2.1): the next
       // chunk starts after what came, or a short chunk would skip hosts (and the import
       // would archive them as missing).
@@ -643,13 +643,25 @@ export class KscClient {
         const pChunk = decodeParams(page['pChunk']);
         const arr = Array.isArray(pChunk['KLCSP_ITERATOR_ARRAY']) ? pChunk['KLCSP_ITERATOR_ARRAY'] : [];
         const items = arr.filter((x): x is Record<string, Decoded> => x !== null && typeof x === 'object' && !Array.isArray(x) && !Buffer.isBuffer(x));
-        if (arr.length === 0) break;
+        // Fewer hosts than counted: an import that went on would archive the rest as missing.
+        if (arr.length === 0) throw new KscProtocolError(`GetItemsChunk returned no items at ${start} of ${count}`, this.ctx('ChunkAccessor.GetItemsChunk'));
         start += arr.length;
         if (items.length > 0) yield items;
       }
     } finally {
       await this.releaseAccessor(accessor);
     }
+  }
+
+  /**
+   * The count a GetItemsCount / GetRecordCount answered: a whole number (typed `long` too).
+   * Anything else is a protocol error, not 0: reading none would make an import archive
+   * every host as missing.
+   */
+  private itemCount(answer: Record<string, unknown>, method: string): number {
+    const v = decodeValue(answer['PxgRetVal']);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new KscProtocolError(`${method} answered ${JSON.stringify(answer['PxgRetVal'] ?? null)?.slice(0, 100)}, not a count`, this.ctx(method));
+    return v;
   }
 
   private async releaseAccessor(accessor: unknown): Promise<void> {
@@ -801,12 +813,12 @@ export class KscClient {
     if (typeof it !== 'string' || it === '') throw new KscProtocolError('SrvView.ResetIterator returned no wstrIteratorId', this.ctx('SrvView.ResetIterator'));
     try {
       const c = await this.call('SrvView.GetRecordCount', { wstrIteratorId: it });
-      const count = typeof c['PxgRetVal'] === 'number' ? c['PxgRetVal'] : 0;
+      const count = this.itemCount(c, 'SrvView.GetRecordCount');
       for (let start = 0; start < count; ) {
         const page = await this.call('SrvView.GetRecordRange', { wstrIteratorId: it, nStart: start, nEnd: Math.min(count, start + step) });
         const arr = decodeParams(page['pRecords'])['KLCSP_ITERATOR_ARRAY'];
         const items = Array.isArray(arr) ? arr.filter((x): x is Record<string, Decoded> => x !== null && typeof x === 'object' && !Array.isArray(x) && !Buffer.isBuffer(x)) : [];
-        if (items.length === 0) break;
+        if (items.length === 0) throw new KscProtocolError(`GetRecordRange returned no records at ${start} of ${count}`, this.ctx('SrvView.GetRecordRange'));
         start += items.length;
         yield items;
       }

@@ -219,6 +219,29 @@ test('the enrichment index follows the store: a new host is found after the next
   expect(live.rebuilds).toBe(rebuilds + 1);
 });
 
+test('a count that is not a number, or a chunk with no items before the count is reached, fails the import: nothing archived', async () => {
+  await k.syncAssets();
+  const active = k.listAssets().map((a) => a.displayName).sort();
+  const answers: [string, string][] = [
+    ['ChunkAccessor.GetItemsCount', '{}'],
+    ['ChunkAccessor.GetItemsCount', '{"PxgRetVal":"four"}'],
+    ['ChunkAccessor.GetItemsChunk', '{"pChunk":{"KLCSP_ITERATOR_ARRAY":[]}}'],
+    ['ChunkAccessor.GetItemsChunk', '{}'],
+  ];
+  for (const [method, body] of answers) {
+    emu.faults.failNext(200, { method, body });
+    const [r] = await k.syncAssets();
+    expect(r, `${method} ${body}`).toMatchObject({ ok: false, archived: 0 });
+    expect(r!.error, `${method} ${body}`).toMatch(/not a count|returned no items/);
+    expect(k.listAssets().map((a) => a.displayName).sort()).toEqual(active);
+  }
+  // A count KSC writes as a typed long is a count.
+  emu.faults.failNext(200, { method: 'ChunkAccessor.GetItemsCount', body: `{"PxgRetVal":{"type":"long","value":${emu.model.hosts.length}}}` });
+  const [ok] = await k.syncAssets();
+  expect(ok).toMatchObject({ ok: true, archived: 0 });
+  expect(emu.openAccessors()).toBe(0);
+});
+
 test('a KSC that returns short chunks (fewer than nCount, OPEN-API.md §2.1): every host is imported, none archived as missing', async () => {
   await k.syncAssets();
   const active = k.listAssets().map((a) => a.displayName);
