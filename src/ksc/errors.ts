@@ -88,7 +88,7 @@ export class KscPxgError extends KscError {
     this.httpStatus = httpStatus;
   }
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), pxgCode: this.pxgCode, pxgMessage: this.pxgMessage };
+    return { ...super.toJSON(), pxgCode: this.pxgCode, pxgMessage: redact(this.pxgMessage) };
   }
 }
 
@@ -96,7 +96,8 @@ export class KscPxgError extends KscError {
 export class KscHttpError extends KscError {
   readonly status: number;
   constructor(status: number, body: string, ctx: KscErrorContext) {
-    const text = body.replace(/\s+/g, ' ').trim().slice(0, 200);
+    // Redacted before the cut: a secret across the 200th character would leave its start.
+    const text = redact(body.replace(/\s+/g, ' ').trim()).slice(0, 200);
     super('ksc_http_error', `HTTP ${status}${text ? `: ${text}` : ''}`, ctx, status >= 500);
     this.status = status;
   }

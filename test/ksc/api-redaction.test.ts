@@ -97,3 +97,16 @@ test('the KSC password appears nowhere: logs, returned views, errors, state stor
   expect(logText.join('')).toContain('WITHOUT verifying');
   t.cleanup();
 });
+
+test('a registered secret across the 200th character of an HTTP error body, or in a PxgError message, is redacted whole (message and JSON view)', async () => {
+  const { registerSecret } = await import('../../src/ksc/secrets.js');
+  const { KscHttpError, KscPxgError } = await import('../../src/ksc/errors.js');
+  const secret = 'Kp-SECRET-pass-9876-xyz';
+  registerSecret(secret);
+  const http = new KscHttpError(502, `${'x'.repeat(188)} ${secret}`, { server: 'ksc:13299', method: 'Session.Ping' });
+  expect(http.message).not.toContain(secret.slice(0, 6));
+  const pxg = new KscPxgError({ code: 1, message: `login as kuma with ${secret} refused` }, 500, {});
+  expect(pxg.message).not.toContain(secret);
+  expect(JSON.stringify(pxg)).not.toContain(secret);
+  expect(JSON.stringify(pxg)).toContain('[REDACTED]');
+});

@@ -106,7 +106,7 @@ export class ElasticsearchOutput implements Output {
     const out = newOutcome();
     // Requests of at most max_request_bytes (an event larger than that goes alone).
     await sendInRequests(lines, this.maxBytes, (start, end) => this.sendRange(lines, start, end, out, signal));
-    return resultOf(out, records.length);
+    return resultOf(out, records.length, (t) => this.transport.redact(t));
   }
 
   /** One `_bulk` request for records [start, end); a 413 splits it in halves. */

@@ -51,7 +51,7 @@ export class HttpOutput implements Output {
     const records = batch.records;
     const out = newOutcome();
     await sendHalves(0, records.length, (a, b) => this.sendRange(records, a, b, out, signal));
-    return resultOf(out, records.length);
+    return resultOf(out, records.length, (t) => this.transport.redact(t));
   }
 
   /** Records [start, end) in one request; a 413 splits them in halves again. */

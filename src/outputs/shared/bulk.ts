@@ -52,11 +52,16 @@ export async function sendHalves(start: number, end: number, sendRange: (start: 
   await sendRange(mid, end);
 }
 
-/** The SendResult of a batch of `count` records whose requests gave `out`. */
-export function resultOf(out: Outcome, count: number): SendResult {
+/**
+ * The SendResult of a batch of `count` records whose requests gave `out`. `redact` (the
+ * transport's) goes over every text: they quote the receiver's answers, which may echo
+ * the credential.
+ */
+export function resultOf(out: Outcome, count: number, redact: (text: string) => string): SendResult {
   if (out.retry.length === 0 && out.rejected.length === 0) return DELIVERED;
-  const error = out.errors.slice(0, 3).join('; ') + (out.errors.length > 3 ? `; and ${out.errors.length - 3} more` : '');
+  const error = redact(out.errors.slice(0, 3).join('; ') + (out.errors.length > 3 ? `; and ${out.errors.length - 3} more` : ''));
   const ra = out.retryAfterMs !== undefined ? { retryAfterMs: out.retryAfterMs } : {};
   if (out.rejected.length === 0 && out.retry.length === count) return { status: 'retry', error, ...ra };
-  return { status: 'partial', error, retry: out.retry, rejected: out.rejected, ...ra };
+  const rejected = out.rejected.map((r) => ({ ...r, error: redact(r.error) }));
+  return { status: 'partial', error, retry: out.retry, rejected, ...ra };
 }

@@ -102,14 +102,38 @@ const BODY_SNIPPET_CHARS = 256;
  * `: <the start of body>` for an error string: at most `chars` characters, runs of control
  * characters (newlines) as one space, `...` when cut; empty for an empty body.
  */
-export function bodySnippet(body: Buffer, chars = BODY_SNIPPET_CHARS): string {
+export function bodySnippet(body: Buffer, chars = BODY_SNIPPET_CHARS, redact?: (text: string) => string): string {
   if (body.length === 0) return '';
-  let s = body.toString('utf8', 0, Math.min(body.length, chars * 4));
+  // With a redactor, a little more is read and redacted before the cut, so that a secret
+  // across the cut does not leave its first characters in the snippet.
+  let s = body.toString('utf8', 0, Math.min(body.length, chars * 4 + (redact !== undefined ? 1024 : 0)));
+  if (redact !== undefined) s = redact(s);
   s = s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   if (s === '') return '';
   const cut = s.length > chars || body.length > chars * 4;
   return `: ${s.slice(0, chars)}${cut ? '...' : ''}`;
 }
+/**
+ * What to hide of a sensitive header's value: the value, and the credential in it when it
+ * has a scheme (`Splunk <token>`, `ApiKey <key>`, `Bearer <token>`; for `Basic`, the
+ * password it encodes too), since a server may echo the credential alone.
+ */
+export function headerSecrets(value: string): string[] {
+  const v = value.trim();
+  if (v.length < 4) return [];
+  const out = [v];
+  const m = /^(\S+)\s+(\S+)$/.exec(v);
+  if (m !== null && m[2]!.length >= 4) {
+    out.push(m[2]!);
+    if (m[1]!.toLowerCase() === 'basic') {
+      const decoded = Buffer.from(m[2]!, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon >= 0 && decoded.length - colon - 1 >= 4) out.push(decoded.slice(colon + 1));
+    }
+  }
+  return out;
+}
+
 /** Bytes of an error response body read before giving up on it (and its connection). */
 const BODY_READ_LIMIT = 64 * 1024;
 const SENSITIVE_NAME = /authorization|cookie|token|key|secret|password|auth/i;
@@ -217,7 +241,7 @@ export class HttpTransport {
       if (token === '') fail('bearer_token is empty');
       this.secrets.push(token);
     }
-    for (const [k, v] of Object.entries(o.headers ?? {})) if (SENSITIVE_NAME.test(k) && v.trim().length >= 4) this.secrets.push(v.trim());
+    for (const [k, v] of Object.entries(o.headers ?? {})) if (SENSITIVE_NAME.test(k)) this.secrets.push(...headerSecrets(v));
     const apiKey = o.api_key?.trim();
     if (apiKey !== undefined) {
       if (apiKey === '') fail('api_key is empty');
@@ -445,7 +469,7 @@ export class HttpTransport {
   }
 
   private statusResult(status: number, retryAfter: string | string[] | undefined, body: Buffer): SendResult {
-    const text = `HTTP ${status}${bodySnippet(body, this.extra.errorBodyChars)}`;
+    const text = `HTTP ${status}${bodySnippet(body, this.extra.errorBodyChars, (t) => this.redact(t))}`;
     if (isRetryStatus(status)) {
       const ms = parseRetryAfter(retryAfter, this.now(), this.maxRetryAfterMs);
       const r = this.retry(text);
@@ -468,8 +492,12 @@ export class HttpTransport {
     return { status: 'retry', error: this.redact(`${this.label}: ${where}${error}`) };
   }
 
-  /** Replaces every secret (token, sensitive header values, URL password) in `text`. */
-  private redact(text: string): string {
+  /**
+   * Replaces every secret (token, sensitive header values and the credential in them, URL
+   * password) in `text`. Outputs pass through it what they quote of an answer (a HEC
+   * `text`, an Elasticsearch item's reason): a server may echo the credential.
+   */
+  redact(text: string): string {
     let out = text;
     for (const s of this.secrets) if (s !== '') out = out.split(s).join('[redacted]');
     return out;

@@ -112,7 +112,7 @@ export class SplunkHecOutput implements Output {
     const bodies = records.map((r) => Buffer.from(this.envelope(r) + '\n', 'utf8'));
     const out = newOutcome();
     await sendInRequests(bodies, this.maxBytes, (start, end) => this.sendRange(bodies, start, end, out, signal));
-    return resultOf(out, records.length);
+    return resultOf(out, records.length, (t) => this.transport.redact(t));
   }
 
   private async sendRange(bodies: readonly Buffer[], start: number, end: number, out: Outcome, signal?: AbortSignal): Promise<void> {
