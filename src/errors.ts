@@ -204,7 +204,7 @@ export const CODES = {
     level: 'error',
     stage: 'output',
     description:
-      'The splunk_hec output: HEC refused events for good with a 400 and its code (`splunk_hec_invalid_data_format` code 6, `splunk_hec_event_field_required` 12, `splunk_hec_event_field_blank` 13, `splunk_hec_incorrect_index` 7, `splunk_hec_no_data` 5, `splunk_hec_indexed_fields` 15, `splunk_hec_code_<n>` for others): the event HEC names (`invalid-event-number`), or the batch, goes to the dead-letter output (docs/outputs-splunk.md).',
+      'The splunk_hec output: HEC refused events for good with a 400 and its code (`splunk_hec_invalid_data_format` code 6, `splunk_hec_event_field_required` 12, `splunk_hec_event_field_blank` 13, `splunk_hec_no_data` 5, `splunk_hec_indexed_fields` 15, `splunk_hec_code_<n>` for other codes 0-999; code 7, the index not allowed for the token, is configuration and retried): the event HEC names (`invalid-event-number`), or the batch, goes to the dead-letter output (docs/outputs-splunk.md).',
   },
   clickhouse_row_rejected: {
     level: 'error',

@@ -59,7 +59,8 @@ export function indexName(pattern: string, timeMs: number): string {
 
 /** A reason code from an error type: `elasticsearch_` and the type's safe characters. */
 export function itemReason(type: unknown): string {
-  const t = typeof type === 'string' ? type.replace(/[^a-z0-9_]/gi, '').toLowerCase() : '';
+  // At most 64 characters: the reason is a metric label, whatever the cluster (or a proxy) says.
+  const t = typeof type === 'string' ? type.replace(/[^a-z0-9_]/gi, '').toLowerCase().slice(0, 64) : '';
   return `elasticsearch_${t === '' ? 'item_error' : t}`;
 }
 

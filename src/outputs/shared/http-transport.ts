@@ -134,6 +134,8 @@ export function headerSecrets(value: string): string[] {
   return out;
 }
 
+/** Bytes of a 2xx response body kept when the output asks for it (a `_bulk` answer of a large batch is a few MB). */
+const SUCCESS_BODY_LIMIT = 32 * 1024 * 1024;
 /** Bytes of an error response body read before giving up on it (and its connection). */
 const BODY_READ_LIMIT = 64 * 1024;
 const SENSITIVE_NAME = /authorization|cookie|token|key|secret|password|auth/i;
@@ -444,10 +446,25 @@ export class HttpTransport {
           if (!wantBody) {
             res.resume(); // drain so the connection can be reused
             finish(DELIVERED);
+            // A body that never ends (a byte now and then) must not hold the connection.
+            const drainTimer = setTimeout(() => res.destroy(), this.timeoutMs);
+            drainTimer.unref();
+            res.once('close', () => clearTimeout(drainTimer));
             return;
           }
           const ok: Buffer[] = [];
-          res.on('data', (c: Buffer) => ok.push(c));
+          let okBytes = 0;
+          res.on('data', (c: Buffer) => {
+            okBytes += c.length;
+            if (okBytes <= SUCCESS_BODY_LIMIT) {
+              ok.push(c);
+              return;
+            }
+            // Delivered, with an answer too large to keep: its first part goes to the output
+            // (elasticsearch cannot read its items from it and sends them again).
+            finish({ status: 'delivered', body: Buffer.concat(ok), httpStatus: status });
+            res.destroy();
+          });
           res.on('end', () => finish({ status: 'delivered', body: Buffer.concat(ok), httpStatus: status }));
           res.on('error', (err) => finish(this.retry(`reading the response: ${errorText(err)}`)));
           return;

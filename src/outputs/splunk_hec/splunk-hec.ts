@@ -131,7 +131,8 @@ export class SplunkHecOutput implements Output {
     } catch {
       // not HEC's JSON (a proxy's page): decided by the status alone
     }
-    const code = typeof answer.code === 'number' ? answer.code : undefined;
+    // HEC's codes are small whole numbers: anything else is no code (and no reason label of its own).
+    const code = typeof answer.code === 'number' && Number.isInteger(answer.code) && answer.code >= 0 && answer.code < 1000 ? answer.code : undefined;
     const text = typeof answer.text === 'string' ? answer.text : '';
     const wrongUrl = wrongEndpointStatus(r.httpStatus);
     if (r.httpStatus === 401 || r.httpStatus === 403 || wrongUrl || (code !== undefined && CONFIG_CODES[code] !== undefined)) {
