@@ -19,10 +19,11 @@ import { EXIT } from './errors.js';
 import { VERSION } from './version.js';
 
 
-function intArg(name: string) {
+/** A positive integer option; `exitCode` is the command's usage exit code (`cefd parse`: 2). */
+function intArg(name: string, exitCode: number = EXIT.usage) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < 1) throw new CommanderError(EXIT.usage, 'cefd.usage', `${name} must be a positive integer, got ${v}`);
+    if (!Number.isSafeInteger(n) || n < 1) throw new CommanderError(exitCode, 'cefd.usage', `${name} must be a positive integer, got ${v}`);
     return n;
   };
 }
@@ -54,7 +55,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--custom-fields <how>', 'native event: custom fields folded into cef.custom, or as pairs in cef.extensions (config event.custom_fields)').choices(['folded', 'pairs']).default('folded'))
     .addOption(new Option('--ksc <object>', 'native event: the lean ksc object, or the full one with labels (config event.ksc)').choices(['lean', 'full']).default('lean'))
     .addOption(new Option('--syslog-timestamp <when>', 'native event: syslog.timestamp only when it differs from timestamp, or always (config event.syslog_timestamp)').choices(['changed', 'always']).default('changed'))
-    .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes')).default(DEFAULT_MAX_FRAME_BYTES))
+    .addOption(new Option('--max-frame-bytes <n>', 'largest frame').argParser(intArg('--max-frame-bytes', 2)).default(DEFAULT_MAX_FRAME_BYTES))
     .exitOverride()
     .action(async (files: string[], o: { raw?: boolean; pretty?: boolean; normalize: boolean; normalizer?: string[]; timezone: string; maxFrameBytes: number; encoding: string; onlyFields?: string; exceptFields?: string; typed: 'changed' | 'all'; customFields: 'folded' | 'pairs'; ksc: 'lean' | 'full'; syslogTimestamp: 'changed' | 'always' }) => {
       if (!isKnownZone(o.timezone)) throw new CommanderError(2, 'cefd.usage', `error: unknown time zone ${o.timezone}`);

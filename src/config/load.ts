@@ -4,16 +4,16 @@
  * `cefd validate` and `cefd run` run this same code. Every problem names the key and the
  * line; all problems are collected, not just the first.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { LineCounter, parseDocument, isMap, isNode, isSeq, isScalar, type Document, type Node, type Pair } from 'yaml';
+import { LineCounter, parseDocument, isAlias, isMap, isNode, isSeq, isScalar, visit, type Document, type Node, type Pair, type YAMLError } from 'yaml';
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
 import { outputPlugin } from '../outputs/registry.js';
 import { sourcePlugin } from '../sources/registry.js';
-import type { ConfigOf, Fields } from './spec.js';
+import { MAX_TIMER_SECONDS, type ConfigOf, type Fields } from './spec.js';
 import { parseCidr } from '../sources/shared/cidr.js';
 import { compileFilter, FilterSyntaxError } from '../filter/filter.js';
 import { redactUrls } from './redact.js';
@@ -44,6 +44,52 @@ export function formatProblem(p: ConfigProblem, file: string | undefined): strin
   const where = file === undefined ? 'built-in config' : p.line !== undefined ? `${file}:${p.line}` : file;
   // A URL in a message may carry a password or a token (`http://user:pw@host/`).
   return `${where}: ${p.key === '' ? '' : `${p.key}: `}${redactUrls(p.message)}`;
+}
+
+/** Largest config file read (`--config`); a bigger one is refused, not read. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+/** Largest `*_file` secret read (a token, a passphrase); a bigger one is a problem at its key. */
+export const MAX_SECRET_FILE_BYTES = 64 * 1024;
+
+/** `4 MiB`, `64 KiB`, `100 bytes`. */
+function sizeText(n: number): string {
+  if (n % 1024 ** 2 === 0) return `${n / 1024 ** 2} MiB`;
+  return n % 1024 === 0 ? `${n / 1024} KiB` : `${n} bytes`;
+}
+
+/**
+ * Reads a regular file of at most `limit` bytes as UTF-8. Anything else throws an Error
+ * whose message says why (`ENOENT`, `not a regular file`, `larger than 64 KiB`): a device
+ * (`/dev/zero`) or a file that grows without end is not read past the limit, and a FIFO
+ * is refused without blocking (opened O_NONBLOCK, its type checked on the open fd).
+ */
+export function readBoundedFile(path: string, limit: number): string {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new Error((e as NodeJS.ErrnoException).code ?? (e as Error).message);
+  }
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
+    // At most limit + 1 bytes: one more than the limit tells a file that is too large.
+    const buf = Buffer.allocUnsafe(limit + 1);
+    let n = 0;
+    for (;;) {
+      let got: number;
+      try {
+        got = readSync(fd, buf, n, buf.length - n, null);
+      } catch (e) {
+        throw new Error((e as NodeJS.ErrnoException).code ?? (e as Error).message);
+      }
+      if (got === 0) break;
+      n += got;
+      if (n > limit) throw new Error(`larger than ${sizeText(limit)}`);
+    }
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export interface LoadOptions {
@@ -150,8 +196,10 @@ class Walker {
     }
     let v = raw;
     if (typeof v === 'string') v = this.interpolate(key, node, v);
+    // A number JSON cannot write (`1e309`, `.nan`, `.inf`) is shown as written in the file.
+    const shown = () => (typeof v === 'number' && !Number.isFinite(v) ? (isScalar(node) && typeof node.source === 'string' ? node.source : String(v)) : JSON.stringify(v));
     const bad = (what: string) => {
-      this.problem(key, node, `${what}, got ${spec.secret ? '(a secret)' : JSON.stringify(v)}`);
+      this.problem(key, node, `${what}, got ${spec.secret ? '(a secret)' : shown()}`);
       return undefined;
     };
     switch (spec.kind) {
@@ -185,6 +233,8 @@ class Walker {
         if (d === null) return bad('expected a duration such as 10s, 500ms, 5m or a number of seconds');
         // Options whose default is 0s take 0 as "off"; the others must reach their minimum.
         if (spec.min !== undefined && d < spec.min && !(d === 0 && spec.default === '0s')) return bad(`must be at least ${spec.min}s`);
+        // Options that set a Node timer stop at its limit (2^31-1 ms): past it the timer fires at once.
+        if (spec.max !== undefined && d > spec.max) return bad(`must be at most ${spec.max === MAX_TIMER_SECONDS ? '24 days' : `${spec.max}s`}`);
         return d;
       }
       case 'size': {
@@ -245,7 +295,10 @@ class Walker {
         } else if (def !== undefined) {
           out[name] = this.value(spec, undefined, structuredClone(def), sub);
         } else if (spec.kind === 'object') {
-          out[name] = this.object(spec, undefined, {}, sub);
+          // A section left out: its defaults; a required option in it is reported at the
+          // line of the object that lacks the section (`listeners[0]` for its `tls`).
+          // With raw {} the node serves for that line only (no key of it is looked up).
+          out[name] = this.object(spec, node, {}, sub);
         } else if (spec.kind === 'map') {
           out[name] = {};
         }
@@ -354,14 +407,14 @@ function resolveSecretFiles(obj: unknown, spec: Spec, w: Walker, baseDir: string
     const file = o[fileKey];
     if (typeof file !== 'string') return;
     if (typeof o[name] === 'string' && o[name] !== '') {
-      w.problem(k, undefined, `set either ${name} or ${fileKey}, not both`);
+      w.problem(k, nodeOfKey(doc, k), `set either ${name} or ${fileKey}, not both`);
       return;
     }
     try {
-      o[name] = readFileSync(isAbsolute(file) ? file : resolve(baseDir, file), 'utf8').replace(/\r?\n$/, '');
+      o[name] = readBoundedFile(isAbsolute(file) ? file : resolve(baseDir, file), MAX_SECRET_FILE_BYTES).replace(/\r?\n$/, '');
     } catch (e) {
       const key = `${k.slice(0, k.length - name.length)}${fileKey}`;
-      w.problem(key, nodeOfKey(doc, key), `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      w.problem(key, nodeOfKey(doc, key), `cannot read ${file}: ${(e as Error).message}`);
       w.unreadSecrets.add(k);
     }
   });
@@ -415,7 +468,7 @@ export function withLines(problems: ConfigProblem[], file: string | undefined): 
   if (file === undefined || problems.every((p) => p.line !== undefined)) return problems;
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readBoundedFile(file, MAX_CONFIG_BYTES);
   } catch {
     return problems;
   }
@@ -497,23 +550,82 @@ export function loadConfig(file: string | undefined, opts: LoadOptions = {}): Co
   let text = '';
   if (file !== undefined) {
     try {
-      text = readFileSync(file, 'utf8');
+      text = readBoundedFile(file, MAX_CONFIG_BYTES);
     } catch (e) {
-      throw new ConfigError([{ key: '', message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }], file);
+      throw new ConfigError([{ key: '', message: `cannot read the config file: ${(e as Error).message}` }], file);
     }
   }
   return loadConfigText(text, file, env);
+}
+
+/**
+ * A YAML syntax error as a problem at its line, with its column. The parser's message may
+ * quote the offending text (`Unexpected scalar token in YAML stream: "hunter2"`), which
+ * can be a secret: only what comes before a `: ` is kept, without quoted text.
+ */
+function yamlProblem(e: YAMLError, lc: LineCounter): ConfigProblem {
+  // `Invalid escape sequence \xZZ` ends with text of the value too.
+  const what = e.code === 'BAD_DQ_ESCAPE' ? 'Invalid escape sequence' : e.message.split('\n')[0]!.split(': ')[0]!.replace(/"[^"]*"/g, '').trim();
+  const { line, col } = lc.linePos(e.pos[0]);
+  // linePos gives line 0 for an offset before the first newline the counter saw.
+  const pos = line >= 1 ? { line } : {};
+  return { key: '', ...pos, message: `YAML: ${what === '' ? e.code : what} (column ${col})` };
+}
+
+/**
+ * An error of turning the parsed document into values (aliases and `<<` merge keys are
+ * resolved then) as a problem, at the line of the alias or merge key at fault when one
+ * can be told.
+ */
+function conversionProblem(e: Error, doc: Document, w: Walker): ConfigProblem {
+  const m = e.message;
+  let node: Node | undefined;
+  let message: string;
+  if (m.startsWith('Unresolved alias')) {
+    message = 'YAML: an alias (*name) refers to no anchor (&name) set before it';
+    visit(doc, {
+      Alias: (_k, a) => {
+        if (a.resolve(doc) !== undefined) return undefined;
+        node = a;
+        return visit.BREAK;
+      },
+    });
+  } else if (m.startsWith('Excessive alias count')) {
+    message = 'YAML: aliases expand to too many values (more than 100; an alias bomb?)';
+  } else if (m.startsWith('Merge sources')) {
+    message = 'YAML: a merge key (<<) takes a mapping, an alias of one, or a list of those';
+    const isMapping = (n: unknown): boolean => isMap(isAlias(n) ? n.resolve(doc) : n);
+    visit(doc, {
+      Pair: (_k, p) => {
+        const k = p.key;
+        const v = isScalar(k) ? k.value : k;
+        if (v !== '<<' && !(typeof v === 'symbol' && v.description === '<<')) return undefined;
+        if (isMapping(p.value) || (isSeq(p.value) && p.value.items.every(isMapping))) return undefined;
+        node = (isNode(k) ? k : p.value) as Node | undefined;
+        return visit.BREAK;
+      },
+    });
+  } else {
+    // Not quoted further: the message may hold a value of the file.
+    message = `YAML: the document cannot be converted (${e.name})`;
+  }
+  const line = w.line(node);
+  return line === undefined ? { key: '', message } : { key: '', line, message };
 }
 
 export function loadConfigText(text: string, file: string | undefined, env: Record<string, string | undefined> = process.env): Config {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, intAsBigInt: false });
   const w = new Walker(lc, env);
-  for (const e of doc.errors) {
-    w.problems.push({ key: '', line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]}` });
-  }
+  for (const e of doc.errors) w.problems.push(yamlProblem(e, lc));
   if (doc.errors.length > 0) throw new ConfigError(w.problems, file);
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    // Aliases and merge keys are resolved here, not while parsing.
+    throw new ConfigError([conversionProblem(e as Error, doc, w)], file);
+  }
   const out = w.object(SCHEMA, doc.contents as Node | null, raw, '') as Config | undefined;
   if (out === undefined || w.problems.length > 0) throw new ConfigError(w.problems, file);
   const baseDir = file === undefined ? process.cwd() : dirname(resolve(file));
@@ -546,7 +658,8 @@ export function loadFields<const F extends Fields>(fields: F, raw: Record<string
 export function redactConfig(c: Config): unknown {
   const walk = (obj: unknown, spec: Spec): unknown => {
     if (obj === null || typeof obj !== 'object') return obj;
-    if (spec.kind === 'list') return (obj as unknown[]).map((o) => walk(o, spec.item));
+    // Items of a list of strings (`servers`) may be URLs with a password too.
+    if (spec.kind === 'list') return (obj as unknown[]).map((o) => ((spec.item as ScalarSpec).secret && o !== undefined ? '(redacted)' : typeof o === 'string' ? redactUrls(o) : walk(o, spec.item)));
     if (spec.kind === 'map') return Object.fromEntries(Object.keys(obj).map((k) => [k, '(redacted)']));
     const fields = fieldsOf(obj, spec);
     if (fields === undefined) return obj;

@@ -3,7 +3,7 @@ import { OUTPUT_PLUGINS } from '../outputs/registry.js';
 import { FILE_FIELDS } from '../outputs/file/config.js';
 import { LISTENER_COMMON } from '../sources/plugin.js';
 import { SOURCE_PLUGINS } from '../sources/registry.js';
-import type { ObjectSpec, ScalarSpec, Spec, VariantSpec } from './spec.js';
+import { MAX_TIMER_SECONDS, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './spec.js';
 import { CONFIG_SECTIONS } from './sections.js';
 
 /**
@@ -17,8 +17,26 @@ export type { BaseSpec, ListSpec, MapSpec, ObjectSpec, ScalarSpec, Spec, Variant
 const s = (doc: string, extra: Partial<ScalarSpec> = {}): ScalarSpec => ({ kind: 'string', doc, ...extra });
 const int = (doc: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): ScalarSpec => ({ kind: 'int', doc, default: def, min, max });
 const bool = (doc: string, def: boolean): ScalarSpec => ({ kind: 'bool', doc, default: def });
-const dur = (doc: string, def: string, min = 0): ScalarSpec => ({ kind: 'duration', doc, default: def, min });
+const dur = (doc: string, def: string, min = 0, max?: number): ScalarSpec => ({ kind: 'duration', doc, default: def, min, ...(max === undefined ? {} : { max }) });
 const path = (doc: string, extra: Partial<ScalarSpec> = {}): ScalarSpec => ({ kind: 'path', doc, ...extra });
+
+/**
+ * `fields` with MAX_TIMER_SECONDS as the maximum of the durations at `keys` (`buffer.fsync_interval`):
+ * options of shared fragments that set a Node timer, which overflows past about 24 days
+ * (the loader then says "must be at most 24 days"). Copies; the fragments are not changed.
+ */
+function timerMax(fields: Record<string, Spec>, keys: string[]): Record<string, Spec> {
+  const out = { ...fields };
+  for (const key of keys) {
+    const [name, ...rest] = key.split('.');
+    const spec = out[name!];
+    if (spec === undefined) throw new Error(`timerMax: no option ${key}`);
+    if (rest.length > 0 && spec.kind === 'object') out[name!] = { ...spec, fields: timerMax(spec.fields, [rest.join('.')]) };
+    else if (rest.length === 0 && spec.kind === 'duration') out[name!] = { ...spec, max: MAX_TIMER_SECONDS };
+    else throw new Error(`timerMax: ${key} is not a duration`);
+  }
+  return out;
+}
 
 /** `listeners[]`: one variant per registered source plugin. */
 const LISTENER_VARIANT: VariantSpec = {
@@ -32,7 +50,8 @@ const LISTENER_VARIANT: VariantSpec = {
 const OUTPUT_VARIANT: VariantSpec = {
   kind: 'variant',
   doc: 'An output.',
-  common: OUTPUT_COMMON,
+  // The disk buffer's fsync timer and the retry's sleep.
+  common: timerMax(OUTPUT_COMMON, ['buffer.fsync_interval', 'retry.initial_backoff', 'retry.max_backoff']),
   variants: Object.fromEntries(OUTPUT_PLUGINS.map((p) => [p.type, { doc: p.doc, fields: p.fields as Record<string, Spec> }])),
 };
 
@@ -55,7 +74,7 @@ export const SCHEMA: ObjectSpec = {
       },
     },
     decode_workers: { kind: 'int', doc: 'Threads that decode, normalize and encode events (the reads of one connection are spread over them, and put back in order). -1: one per core when there are 2 or more cores, else 0; 0: decode on the main thread. The KSC integration\'s per-event work (enrichment, response-rule filters) runs on these threads too.', default: -1, min: -1, max: 64 },
-    shutdown_timeout: dur('On SIGTERM/SIGINT: time to decode what was read and flush the outputs (a request in flight is aborted at the end; reads not decoded by then are kept for the next start) before exiting.', '10s', 0.001),
+    shutdown_timeout: dur('On SIGTERM/SIGINT: time to decode what was read and flush the outputs (a request in flight is aborted at the end; reads not decoded by then are kept for the next start) before exiting.', '10s', 0.001, MAX_TIMER_SECONDS),
     listeners: {
       kind: 'list',
       doc: 'Where events come in.',
@@ -79,12 +98,13 @@ export const SCHEMA: ObjectSpec = {
       fields: {
         path: path('Dead-letter file.', { default: './data/dead-letter.ndjson', writes: true }),
         queue_max_events: int('Capacity of the dead-letter queue with `buffer.type: memory` (full: sockets pause).', 10000, 1),
-        buffer: BUFFER,
+        buffer: timerMax({ buffer: BUFFER }, ['buffer.fsync_interval'])['buffer']!,
         rotate_max_bytes: FILE_FIELDS['rotate_max_bytes']!,
         rotate_interval: FILE_FIELDS['rotate_interval']!,
         max_files: FILE_FIELDS['max_files']!,
         fsync: FILE_FIELDS['fsync']!,
-        fsync_interval: FILE_FIELDS['fsync_interval']!,
+        // The file output checks its own (src/outputs/file/index.ts); this one is not an output.
+        fsync_interval: timerMax(FILE_FIELDS, ['fsync_interval'])['fsync_interval']!,
         mode: FILE_FIELDS['mode']!,
       },
     },

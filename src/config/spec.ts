@@ -60,13 +60,21 @@ export interface VariantSpec extends BaseSpec {
 
 export type Fields = Record<string, Spec>;
 
+/**
+ * The longest duration a Node timer takes (2^31-1 ms, about 24.8 days): a longer one
+ * fires after 1 ms (TimeoutOverflowWarning). The loader reports a duration over its
+ * `max` of this value as "must be at most 24 days".
+ */
+export const MAX_TIMER_SECONDS = (2 ** 31 - 1) / 1000;
+
 // Builders: each returns its argument's literal type so ConfigOf can read kind, default and required.
 type Extra = Partial<Omit<ScalarSpec, 'kind' | 'doc' | 'values'>>;
 export const str = <const E extends Extra = {}>(doc: string, extra?: E) => ({ kind: 'string' as const, doc, ...(extra as E) });
 export const pathSpec = <const E extends Extra = {}>(doc: string, extra?: E) => ({ kind: 'path' as const, doc, ...(extra as E) });
 export const int = <const D extends number>(doc: string, def: D, min = 0, max = Number.MAX_SAFE_INTEGER) => ({ kind: 'int' as const, doc, default: def, min, max });
 export const bool = <const D extends boolean>(doc: string, def: D) => ({ kind: 'bool' as const, doc, default: def });
-export const dur = <const D extends string>(doc: string, def: D, min = 0) => ({ kind: 'duration' as const, doc, default: def, min });
+/** `max`: give MAX_TIMER_SECONDS to an option that sets a Node timer (setTimeout, setInterval). */
+export const dur = <const D extends string>(doc: string, def: D, min = 0, max?: number) => ({ kind: 'duration' as const, doc, default: def, min, ...(max === undefined ? {} : { max }) });
 export const size = <const D extends string>(doc: string, def: D, min = 1) => ({ kind: 'size' as const, doc, default: def, min });
 export const enumOf = <const V extends readonly string[], const D extends V[number]>(doc: string, values: V, def: D) => ({ kind: 'enum' as const, doc, values, default: def });
 export const obj = <const F extends Fields>(doc: string, fields: F) => ({ kind: 'object' as const, doc, fields });

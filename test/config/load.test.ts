@@ -3,11 +3,12 @@
  * paths (files cefd reads resolve against the config file's folder, files it writes
  * against the working folder).
  */
+import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tempDir } from '../helpers/temp.js';
 import { join, resolve } from 'node:path';
 import { expect, test } from 'vitest';
-import { ConfigError, loadConfigText } from '../../src/config/load.js';
+import { ConfigError, loadConfig, loadConfigText, redactConfig } from '../../src/config/load.js';
 
 function problemsOf(text: string, file: string): string[] {
   try {
@@ -144,4 +145,117 @@ test('the checks that read files (TLS material, normalizer modules) name the lin
   const lines = (err as ConfigError).message.split('\n');
   expect(lines.some((l) => l.startsWith(`${file}:6: listeners[0].tls.cert_file: `))).toBe(true);
   expect(lines.some((l) => l.startsWith(`${file}:8: listeners[1].normalizers[1]: `))).toBe(true);
+});
+
+test('YAML that parses but does not convert (an unresolved alias, an alias bomb, a merge of a non-mapping) is a problem, at its line when one can be told', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  // Before: the yaml library's error escaped loadConfigText (a stack trace and exit 1).
+  expect(configErrors('state_dir: *x\n', file)).toEqual([`${file}:1: YAML: an alias (*name) refers to no anchor (&name) set before it`]);
+  expect(configErrors('x: &a [1]\ny: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nz: [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n', file)).toEqual([
+    `${file}: YAML: aliases expand to too many values (more than 100; an alias bomb?)`,
+  ]);
+  expect(configErrors('%YAML 1.1\n---\nmetrics:\n  <<: 1\n', file)).toEqual([`${file}:4: YAML: a merge key (<<) takes a mapping, an alias of one, or a list of those`]);
+  // Aliases and merges that resolve still load.
+  expect(configErrors('%YAML 1.1\n---\nbase: &m { port: 9141 }\n', file)).toEqual([`${file}:3: base: unknown key`]);
+  expect(configErrors('%YAML 1.1\n---\nmetrics:\n  <<: { port: 9150 }\nstate_dir: &s ./state\ndead_letter: { path: *s }\n', file)).toEqual([]);
+});
+
+test('a YAML syntax error has its line and column, and does not quote the text of the file (it may be a secret)', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  expect(configErrors('state_dir: a\nmetrics: {}\nstate_dir: b\n', file)).toEqual([`${file}:3: YAML: Map keys must be unique (column 1)`]);
+  const errors = configErrors('  state_dir: ./x\nmetrics:\n  bearer_token: hunter2hunter2hunter2hunter2hunter2\n', file);
+  expect(errors.length).toBeGreaterThan(0);
+  for (const e of errors) {
+    expect(e).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+: YAML: .* \\(column \\d+\\)$`));
+    expect(e).not.toContain('hunter2');
+  }
+  expect(errors).toContain(`${file}:3: YAML: Unexpected scalar token in YAML stream (column 17)`);
+  expect(configErrors('state_dir: "a\\qhunter2"\n', file)).toEqual([`${file}:1: YAML: Invalid escape sequence (column 14)`]);
+});
+
+/** `sh -c 'printf ... > fifo'`: a writer that blocks until the FIFO is read (killed after the test). */
+function fifoWriter(fifo: string, text: string): { stop: () => void } {
+  execFileSync('mkfifo', [fifo]);
+  const child = spawn('sh', ['-c', 'printf %s "$1" > "$2"', 'sh', text, fifo], { stdio: 'ignore' });
+  return { stop: () => void child.kill('SIGKILL') };
+}
+
+test('a secret _file or the config file is read only when it is a regular file within its bound (64 KiB, 4 MiB): a FIFO or a bigger file is one problem', () => {
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  const token = '0123456789abcdef0123456789abcdef';
+  writeFileSync(join(dir, 'big-token'), `${token}${'x'.repeat(64 * 1024 - token.length + 1)}`);
+  expect(configErrors('metrics:\n  bearer_token_file: ./big-token\n', file)).toEqual([`${file}:2: metrics.bearer_token_file: cannot read ./big-token: larger than 64 KiB`]);
+  writeFileSync(join(dir, 'big-token'), `${token}${'x'.repeat(64 * 1024 - token.length)}`);
+  expect(configErrors('metrics:\n  bearer_token_file: ./big-token\n', file)).toEqual([]);
+  // A FIFO would block the read until a writer came (before: forever with none; here the
+  // writer would have been read from); /dev/zero would be read until memory ran out.
+  const writer = fifoWriter(join(dir, 'token-fifo'), token);
+  try {
+    expect(configErrors('metrics:\n  bearer_token_file: ./token-fifo\n', file)).toEqual([`${file}:2: metrics.bearer_token_file: cannot read ./token-fifo: not a regular file`]);
+  } finally {
+    writer.stop();
+  }
+
+  writeFileSync(file, `# ${'x'.repeat(4 * 1024 * 1024)}\nstate_dir: ./state\n`);
+  expect(() => loadConfig(file, { env: {} })).toThrow(`${file}: cannot read the config file: larger than 4 MiB`);
+  const config = join(dir, 'config-fifo');
+  const configWriter = fifoWriter(config, 'state_dir: ./state\n');
+  try {
+    expect(() => loadConfig(config, { env: {} })).toThrow(`${config}: cannot read the config file: not a regular file`);
+  } finally {
+    configWriter.stop();
+  }
+});
+
+test('durations that set a Node timer are at most 24 days (a longer timer fires at once)', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  expect(configErrors('listeners: [{name: t, type: tcp, host: 127.0.0.1, port: 25143, frame_timeout: 30d, idle_timeout: 25d}]\n', file)).toEqual([
+    `${file}:1: listeners[0].idle_timeout: must be at most 24 days, got "25d"`,
+    `${file}:1: listeners[0].frame_timeout: must be at most 24 days, got "30d"`,
+  ]);
+  expect(configErrors('listeners:\n  - { name: t, type: tls, port: 6514, tls: { cert_file: c, key_file: k, handshake_timeout: 30d } }\n', file)).toEqual([
+    `${file}:2: listeners[0].tls.handshake_timeout: must be at most 24 days, got "30d"`,
+  ]);
+  expect(
+    configErrors('shutdown_timeout: 25d\noutputs:\n  - { name: s, type: stdout, buffer: { fsync_interval: 30d }, retry: { initial_backoff: 25d, max_backoff: 30d } }\ndead_letter: { fsync_interval: 30d, buffer: { fsync_interval: 25d } }\n', file),
+  ).toEqual([
+    `${file}:1: shutdown_timeout: must be at most 24 days, got "25d"`,
+    `${file}:3: outputs[0].buffer.fsync_interval: must be at most 24 days, got "30d"`,
+    `${file}:3: outputs[0].retry.initial_backoff: must be at most 24 days, got "25d"`,
+    `${file}:3: outputs[0].retry.max_backoff: must be at most 24 days, got "30d"`,
+    `${file}:4: dead_letter.buffer.fsync_interval: must be at most 24 days, got "25d"`,
+    `${file}:4: dead_letter.fsync_interval: must be at most 24 days, got "30d"`,
+  ]);
+  expect(configErrors('listeners: [{name: t, type: tcp, frame_timeout: 24d, idle_timeout: 0}]\nshutdown_timeout: 24d\n', file)).toEqual([]);
+});
+
+test('a required option of a section left out, and a secret set twice, are reported at a line of the file', () => {
+  const dir = tempDir('cefd-config-');
+  const file = join(dir, 'cefd.yaml');
+  // The listener has no tls section: at the listener's line.
+  expect(configErrors('listeners:\n  - name: t\n    type: tls\n    port: 6514\n', file)).toEqual([
+    `${file}:2: listeners[0].tls.cert_file: is required`,
+    `${file}:2: listeners[0].tls.key_file: is required`,
+  ]);
+  writeFileSync(join(dir, 'token'), '0123456789abcdef0123456789abcdef\n');
+  expect(configErrors('metrics:\n  bearer_token: 0123456789abcdef0123456789abcdef\n  bearer_token_file: ./token\n', file)).toEqual([
+    `${file}:2: metrics.bearer_token: set either bearer_token or bearer_token_file, not both`,
+  ]);
+});
+
+test('a number JSON cannot write (1e309, .nan) is shown as written in the file, not as null', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  expect(configErrors('decode_workers: 1e309\nshutdown_timeout: .nan\n', file)).toEqual([
+    `${file}:1: decode_workers: expected an integer, got 1e309`,
+    `${file}:2: shutdown_timeout: expected a duration such as 10s, 500ms, 5m or a number of seconds, got .nan`,
+  ]);
+});
+
+test('validate --print (redactConfig) redacts the passwords of URLs in lists too', () => {
+  const file = join(tempDir('cefd-config-'), 'cefd.yaml');
+  const c = loadConfigText('outputs: [{name: n, type: nats, subject: s, servers: ["nats://user:PwMark9@nats1:4222", "nats://nats2:4222"]}]\n', file, {});
+  const printed = JSON.stringify(redactConfig(c));
+  expect(printed).not.toContain('PwMark9');
+  expect(printed).toContain('"servers":["nats://(redacted)@nats1:4222","nats://nats2:4222"]');
 });

@@ -1,13 +1,13 @@
 /** Options of the `tcp` and `tls` listeners: the one place they are written (types inferred below). */
-import { bool, dur, enumOf, fields, int, list, obj, pathSpec, str, type ConfigOf, type FieldProblem } from '../../config/spec.js';
+import { bool, dur, enumOf, fields, int, list, MAX_TIMER_SECONDS, obj, pathSpec, str, type ConfigOf, type FieldProblem } from '../../config/spec.js';
 import type { ListenerCommonConfig } from '../plugin.js';
 import { MODERN_TLS12_CIPHERS } from './tls-ciphers.js';
 
 export const STREAM_FIELDS = fields({
   max_connections: int('Most connections open at once. At the limit, a new connection takes the place of the oldest one that has not sent a complete frame yet (a slowloris connection; on a `tls` listener the oldest handshake still unfinished after half of `handshake_timeout` goes first, before a quiet sender); if there is none, the new one is closed at once. Both are counted.', 1000, 1),
   max_connections_per_source: int('Most connections open at once from one source address (0: no limit); further ones are closed at once and counted.', 100, 0),
-  idle_timeout: dur('Close a connection that sent nothing for this long (0: never). Off by default: KSC keeps quiet connections open between events.', '0s'),
-  frame_timeout: dur('Most time from the first byte of a frame to its end while cefd reads (0: no limit). Past it the bytes received go to the dead-letter output (`frame_timeout`, flagged truncated) and the connection is closed: a sender that starts frames and never ends them (slowloris) cannot hold a connection. Time while cefd does not read (backpressure) does not count.', '60s'),
+  idle_timeout: dur('Close a connection that sent nothing for this long (0: never). Off by default: KSC keeps quiet connections open between events.', '0s', 0, MAX_TIMER_SECONDS),
+  frame_timeout: dur('Most time from the first byte of a frame to its end while cefd reads (0: no limit). Past it the bytes received go to the dead-letter output (`frame_timeout`, flagged truncated) and the connection is closed: a sender that starts frames and never ends them (slowloris) cannot hold a connection. Time while cefd does not read (backpressure) does not count.', '60s', 0, MAX_TIMER_SECONDS),
 });
 
 export const TLS_SERVER_FIELDS = fields({
@@ -26,7 +26,7 @@ export const TLS_SERVER_FIELDS = fields({
   allow_insecure_pinned_certificates: bool('Accept a pinned client certificate even when it has expired or its key is below today\'s minimums (RSA/DSA under 2048 bits, EC under P-256). Off: such a certificate is refused like any other. On: logged as a warning at start and for every such connection (see docs/security.md).', false),
   min_version: enumOf('Lowest TLS version accepted.', ['TLSv1.2', 'TLSv1.3'], 'TLSv1.2'),
   ciphers: str('TLS 1.2 cipher suites (OpenSSL list syntax). The default allows only forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305); TLS 1.3 suites are not affected.', { default: MODERN_TLS12_CIPHERS }),
-  handshake_timeout: dur('Time a client has to finish the TLS handshake.', '10s', 0.001),
+  handshake_timeout: dur('Time a client has to finish the TLS handshake.', '10s', 0.001, MAX_TIMER_SECONDS),
 });
 
 export const TLS_FIELDS = fields({
