@@ -259,3 +259,25 @@ test('validate --print (redactConfig) redacts the passwords of URLs in lists too
   expect(printed).not.toContain('PwMark9');
   expect(printed).toContain('"servers":["nats://(redacted)@nats1:4222","nats://nats2:4222"]');
 });
+
+test('every duration that sets a Node timer stops at 24 days, in every plugin and section (nats, sql, ksc, http outputs)', () => {
+  const cases: [string, string][] = [
+    ['listeners[0].fetch_wait', 'listeners: [{ name: n, type: nats, servers: ["nats://127.0.0.1:4222"], stream: s, fetch_wait: 30d }]'],
+    ['outputs[0].ack_timeout', 'outputs: [{ name: n, type: nats, servers: ["nats://127.0.0.1:4222"], subject: s, ack_timeout: 30d }]'],
+    ['outputs[0].max_retry_after', 'outputs: [{ name: n, type: http, url: "http://127.0.0.1:1/", max_retry_after: 30d }]'],
+    ['ksc.asset_sync_interval', 'ksc: { asset_sync_interval: 30d }'],
+    ['ksc.request_timeout', 'ksc: { request_timeout: 25d }'],
+  ];
+  for (const [key, yaml] of cases) {
+    let err: unknown;
+    try {
+      loadConfigText(yaml, 'c.yaml', {});
+    } catch (e) {
+      err = e;
+    }
+    expect(err, key).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems.map((p) => `${p.key}: ${p.message}`), key).toContain(`${key}: must be at most 24 days, got "${yaml.match(/: (\d+d)/)![1]}"`);
+  }
+  // 24 days is still a valid value.
+  expect(() => loadConfigText('ksc: { asset_sync_interval: 24d }', 'c.yaml', {})).not.toThrow();
+});

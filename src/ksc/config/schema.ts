@@ -3,9 +3,9 @@
  * schema.ts. KSC connections (and their secrets) are not configured here: they live in the
  * state store and are managed with `cefd ksc connections ...` or the admin HTTP API.
  */
-import type { ListSpec, ScalarSpec, Spec } from '../../config/spec.js';
+import { MAX_TIMER_SECONDS, type ListSpec, type ScalarSpec, type Spec } from '../../config/spec.js';
 
-const dur = (doc: string, def: string, min = 0): ScalarSpec => ({ kind: 'duration', doc, default: def, min });
+const dur = (doc: string, def: string, min = 0, max?: number): ScalarSpec => ({ kind: 'duration', doc, default: def, min, ...(max === undefined ? {} : { max }) });
 
 /** A list that must be given (the loader honours `required` on any spec). */
 const requiredList = (l: ListSpec): ListSpec => Object.assign(l, { required: true });
@@ -52,19 +52,20 @@ export const KSC_FIELDS: Record<string, Spec> = {
         kind: 'path',
         doc: 'Read-only file of KSC connection secrets (`{"tenant/name": {"user", "password"}}`), e.g. from systemd `LoadCredential=`; default `$CREDENTIALS_DIRECTORY/ksc-secrets` when it exists. Its entries win over `<state_dir>/ksc-secrets.json`.',
       },
-      asset_sync_interval: dur('How often assets are imported from every enabled connection (an on-demand import does not shift the schedule).', '1h', 1),
+      asset_sync_interval: dur('How often assets are imported from every enabled connection (an on-demand import does not shift the schedule).', '1h', 1, MAX_TIMER_SECONDS),
       sync_on_start: { kind: 'bool', doc: 'Import assets once when the daemon starts (then the attributes of devices not done for `asset_attributes_interval`).', default: true },
       asset_attributes_interval: dur(
         'How often the attributes of each imported device (installed software, patches, vulnerabilities, owners; software and vulnerabilities for Windows devices only) are imported. Checked every hour at most: a run cut short by its budget or a failure goes on at the next check. On demand: `cefd ksc assets sync --attributes`.',
         '12h',
         60,
+        MAX_TIMER_SECONDS,
       ),
       asset_attributes_concurrency: { kind: 'int', doc: 'KSC sessions the attribute import uses per connection (each makes one call at a time); the hourly import has its own.', default: 2, min: 1, max: 16 },
-      asset_attributes_budget: dur('Longest time one attribute import run may take; devices not reached are done first by the next run.', '2h', 1),
-      request_timeout: dur('Timeout of one KSC Open API request.', '30s', 0.001),
+      asset_attributes_budget: dur('Longest time one attribute import run may take; devices not reached are done first by the next run.', '2h', 1, MAX_TIMER_SECONDS),
+      request_timeout: dur('Timeout of one KSC Open API request.', '30s', 0.001, MAX_TIMER_SECONDS),
       retries: { kind: 'int', doc: 'Retries of a KSC request that failed for a transient reason (connection, timeout, HTTP 5xx); never for a task start that may have reached KSC.', default: 3, min: 0, max: 10 },
-      task_run_blocking: dur('A task run still requested or running without news from KSC for this long no longer blocks a new start of the same task for the same asset.', '6h', 1),
-      task_run_timeout: dur('A task run that got no task-state event for this long is marked failed.', '24h', 1),
+      task_run_blocking: dur('A task run still requested or running without news from KSC for this long no longer blocks a new start of the same task for the same asset.', '6h', 1, MAX_TIMER_SECONDS),
+      task_run_timeout: dur('A task run that got no task-state event for this long is marked failed.', '24h', 1, MAX_TIMER_SECONDS),
       admin: {
         kind: 'object',
         doc: 'The admin HTTP API (JSON) for connections, assets, tasks and response rules.',
@@ -75,7 +76,7 @@ export const KSC_FIELDS: Record<string, Spec> = {
           bearer_token: { kind: 'string', doc: 'Requests need `Authorization: Bearer <token>`; required when the API is enabled; at least 32 characters, random (`openssl rand -hex 32`).', secret: true },
           bearer_token_file: { kind: 'path', doc: 'File holding the bearer token.' },
           max_body_bytes: { kind: 'size', doc: 'Largest request body; larger ones get 413.', default: '64KiB', min: 64 },
-          request_timeout: dur('Time a client has to send a whole request.', '30s', 0.001),
+          request_timeout: dur('Time a client has to send a whole request.', '30s', 0.001, MAX_TIMER_SECONDS),
           tls: {
             kind: 'object',
             doc: 'Serve the admin API (and the console) over HTTPS with these certificate files (PEM); both or neither.',
@@ -89,10 +90,10 @@ export const KSC_FIELDS: Record<string, Spec> = {
             doc: 'The web console on the admin listener (docs/console.md): Overview, Events (live tail), KSC.',
             fields: {
               enabled: { kind: 'bool', doc: 'Serve the console at /console/ (sign-in with the bearer token or the password of `cefd console set-password`).', default: false },
-              session_ttl: dur('How long a console sign-in lasts.', '8h', 1),
+              session_ttl: dur('How long a console sign-in lasts.', '8h', 1, MAX_TIMER_SECONDS),
               tail_events: { kind: 'int', doc: 'Recent events kept for the Events page\'s search and detail view, always while the console is on: each decode worker keeps its last this many (the main thread too, for events it decodes).', default: 1000, min: 10, max: 100_000 },
               tail_bytes: { kind: 'size', doc: 'Most memory the recent events take (their native JSON and frames, each frame cut at 64 KiB; shared among the decode workers); the oldest go first.', default: '32MiB', min: 65_536 },
-              quiet_after: dur('The Overview warns when a listener that had events got none for this long.', '5m', 1),
+              quiet_after: dur('The Overview warns when a listener that had events got none for this long.', '5m', 1, MAX_TIMER_SECONDS),
             },
           },
         },
@@ -107,8 +108,8 @@ export const KSC_FIELDS: Record<string, Spec> = {
             values: ['auto', 'off'],
             default: 'auto',
           },
-          lease_ttl: dur('Lease time of a connection\'s owner (renewed every third of it): after the owner dies, another processor takes over within about this long.', '5s', 1),
-          ack_wait: dur('A work message not acknowledged within this time goes to the owner again (a task start may take this long).', '60s', 1),
+          lease_ttl: dur('Lease time of a connection\'s owner (renewed every third of it): after the owner dies, another processor takes over within about this long.', '5s', 1, MAX_TIMER_SECONDS),
+          ack_wait: dur('A work message not acknowledged within this time goes to the owner again (a task start may take this long).', '60s', 1, MAX_TIMER_SECONDS),
           replicas: { kind: 'int', doc: 'Replicas of the work stream `CEFD_KSC` and of the key-value buckets `cefd_ksc_owner` and `cefd_ksc_starts` when cefd creates them (3 in a 3-node cluster).', default: 1, min: 1, max: 5 },
           duplicate_window: dur('The work stream\'s duplicate window: a trigger or task state published twice within it (its event delivered again) is stored once.', '10m', 1),
           claim_ttl: dur('How long the claim of a response rule\'s start for an event is kept (bucket `cefd_ksc_starts`): an event delivered again within it does not start its task again.', '24h', 60),

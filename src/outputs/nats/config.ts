@@ -1,5 +1,5 @@
 /** The `nats` output's options: the one place they are written (type inferred below). */
-import { bool, dur, enumOf, fields, int, list, obj, size, str, type ConfigOf } from '../../config/spec.js';
+import { bool, dur, enumOf, fields, int, list, obj, size, str, type ConfigOf, MAX_TIMER_SECONDS } from '../../config/spec.js';
 import { NATS_CONNECTION_FIELDS } from '../../nats/config.js';
 
 export const NATS_STREAM_FIELDS = fields({
@@ -19,7 +19,7 @@ export const NATS_FIELDS = fields({
   ...NATS_CONNECTION_FIELDS,
   subject: str('Subject every event is published to (JetStream must have a stream capturing it).', { required: true }),
   payload: enumOf('`event`: each event as its encoding writes it; `frame`: the raw frames of a receiver (`mode: receiver`), each published as its own bytes with its id, listener, peer, received time and framing in `Cefd-*` headers, for processors\' `nats` sources.', ['event', 'frame'], 'event'),
-  ack_timeout: dur('How long to wait for the server\'s PubAck of one event before the batch is retried.', '10s', 0.001),
+  ack_timeout: dur('How long to wait for the server\'s PubAck of one event before the batch is retried.', '10s', 0.001, MAX_TIMER_SECONDS),
   stream: obj('The JetStream stream; with `create: true` cefd creates it with these limits.', NATS_STREAM_FIELDS),
 });
 

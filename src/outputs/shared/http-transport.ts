@@ -34,7 +34,7 @@ import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { bool, dur, fields, pathSpec, str, type ConfigOf, type FieldProblem } from '../../config/spec.js';
+import { bool, dur, fields, pathSpec, str, type ConfigOf, type FieldProblem, MAX_TIMER_SECONDS } from '../../config/spec.js';
 import { errorText } from './encode.js';
 import { DELIVERED, type SendResult } from '../types.js';
 
@@ -55,7 +55,7 @@ export const HTTP_TRANSPORT_FIELDS = fields({
   api_key_file: pathSpec('File holding the API key.'),
   api_key_header: str('Header that carries `api_key`.', { default: 'X-API-Key' }),
   timeout: dur('Request timeout.', '30s', 0.001),
-  max_retry_after: dur('Longest wait a `Retry-After` response header may ask for.', '5m', 0),
+  max_retry_after: dur('Longest wait a `Retry-After` response header may ask for.', '5m', 0, MAX_TIMER_SECONDS),
   ca_file: pathSpec('PEM CA bundle to verify an https server against (default: the system CAs).'),
   cert_file: pathSpec('PEM client certificate, for servers that require one (with key_file).'),
   key_file: pathSpec('PEM private key (unencrypted) of cert_file.'),

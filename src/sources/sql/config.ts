@@ -2,7 +2,7 @@
  * The `sql` source's configuration fragment (its schema, type and checks, in one place):
  * the config schema lists it under `sql_sources`; docs/sql-source.md explains each option.
  */
-import type { ObjectSpec, Spec } from '../../config/spec.js';
+import { MAX_TIMER_SECONDS, type ObjectSpec, type Spec } from '../../config/spec.js';
 import { countPlaceholders, DEFAULT_QUERY_COLUMNS, hasOrderBy, quotedNamesLike } from './query.js';
 import { parseDbUrl } from './url.js';
 
@@ -28,7 +28,7 @@ export interface SqlSourceConfig {
 }
 
 const s = (doc: string, extra: Record<string, unknown> = {}): Spec => ({ kind: 'string', doc, ...extra }) as Spec;
-const dur = (doc: string, def: string, min = 0): Spec => ({ kind: 'duration', doc, default: def, min });
+const dur = (doc: string, def: string, min = 0, max?: number): Spec => ({ kind: 'duration', doc, default: def, min, ...(max === undefined ? {} : { max }) });
 
 export const SQL_SOURCE_SPEC: ObjectSpec = {
   kind: 'object',
@@ -44,12 +44,12 @@ export const SQL_SOURCE_SPEC: ObjectSpec = {
     cursor_column: s('Column holding the cursor (KUMA\'s "Identity column").', { default: 'nId' }),
     id_column: s('Column whose value, with the database, makes the event id (default: cursor_column, which must then be nId: with another cursor_column it is required and must be unique, e.g. nId).'),
     initial_cursor: s('Where a source with no stored cursor starts (KUMA\'s "Identity seed"): a value (`0`: every row) or `latest` (rows from now on).', { default: '0' }),
-    poll_interval: dur('Wait between queries once the backlog is read (KUMA\'s "Poll interval").', '10s', 0.001),
+    poll_interval: dur('Wait between queries once the backlog is read (KUMA\'s "Poll interval").', '10s', 0.001, MAX_TIMER_SECONDS),
     batch_rows: { kind: 'int', doc: 'Most rows per query: a backlog is read this many rows at a time (held in memory with their events: KSC rows are a few KB each, so 100,000 rows can take some hundred MB).', default: 1000, min: 1, max: 100_000 },
-    query_timeout: dur('A query running longer is cancelled and retried (error reason `timeout`).', '30s', 0.001),
-    connect_timeout: dur('Longest wait for a connection (and login).', '15s', 0.001),
-    max_backoff: dur('Longest wait between retries after errors (doubling from 1 s).', '60s', 0.001),
-    gap_wait: dur('Out-of-order inserts: how long a gap in an integer cursor holds the cursor back while later rows are delivered (0: off; the cursor follows the largest value delivered).', '0s'),
+    query_timeout: dur('A query running longer is cancelled and retried (error reason `timeout`).', '30s', 0.001, MAX_TIMER_SECONDS),
+    connect_timeout: dur('Longest wait for a connection (and login).', '15s', 0.001, MAX_TIMER_SECONDS),
+    max_backoff: dur('Longest wait between retries after errors (doubling from 1 s).', '60s', 0.001, MAX_TIMER_SECONDS),
+    gap_wait: dur('Out-of-order inserts: how long a gap in an integer cursor holds the cursor back while later rows are delivered (0: off; the cursor follows the largest value delivered).', '0s', 0, MAX_TIMER_SECONDS),
     on_cursor_backwards: { kind: 'enum', doc: 'When the newest value in the database is below the stored cursor (a restored database): `latest` (continue from the newest value) or `replay` (read every row again); either way event ids get a new epoch.', values: ['latest', 'replay'], default: 'latest' },
     normalizers: { kind: 'list', doc: 'Normalizers run on the rows\' events, in order.', item: s('normalizer name or module path'), default: ['ksc_sql'] },
     tls: {
