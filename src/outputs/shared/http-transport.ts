@@ -114,15 +114,17 @@ export function bodySnippet(body: Buffer, chars = BODY_SNIPPET_CHARS, redact?: (
   return `: ${s.slice(0, chars)}${cut ? '...' : ''}`;
 }
 /**
- * What to hide of a sensitive header's value: the value, and the credential in it when it
- * has a scheme (`Splunk <token>`, `ApiKey <key>`, `Bearer <token>`; for `Basic`, the
- * password it encodes too), since a server may echo the credential alone.
+ * What to hide of a sensitive header's value: the value, and the credential in it after an
+ * authentication scheme (`Splunk <token>`, `ApiKey <key>`, `Bearer <token>`, `Token`,
+ * `Negotiate`; for `Basic`, the password it encodes too), since a server may echo the
+ * credential alone.
  */
 export function headerSecrets(value: string): string[] {
   const v = value.trim();
   if (v.length < 4) return [];
   const out = [v];
-  const m = /^(\S+)\s+(\S+)$/.exec(v);
+  // Only after an authentication scheme: `X-Auth-Scheme: token value` must not hide "value".
+  const m = /^(bearer|basic|splunk|apikey|token|negotiate)\s+(\S+)$/i.exec(v);
   if (m !== null && m[2]!.length >= 4) {
     out.push(m[2]!);
     if (m[1]!.toLowerCase() === 'basic') {

@@ -10,7 +10,7 @@ export const NATS_SOURCE_FIELDS = fields({
   batch_size: int('Most messages fetched at once; the messages of one read from the connection, up to this many, go to a decode worker as one batch.', 256, 1, 10000),
   max_ack_pending: int('Most messages delivered and not yet acknowledged, across every processor sharing the consumer; then the server waits.', 4096, 1),
   ack_wait: dur('A message not acknowledged within this time is delivered again (to any processor). While its events wait for the outputs (or the KSC work they made), an in-progress acknowledgement every third of this time keeps it, up to `max_in_progress`.', '30s', 1, MAX_TIMER_SECONDS),
-  max_in_progress: dur('How long a message handed to the outputs and not yet acknowledged is kept from redelivery by in-progress acknowledgements; after that the server delivers it again `ack_wait` after the last one (to any processor).', '5m', 1, MAX_TIMER_SECONDS),
+  max_in_progress: dur('How long a message handed to the outputs and not yet acknowledged is kept from redelivery by in-progress acknowledgements; after that the server delivers it again `ack_wait` after the last one (to any processor).', '5m', 1),
   fetch_wait: dur('How long one fetch waits for messages when the stream is idle.', '1s', 0.01, MAX_TIMER_SECONDS),
 });
 

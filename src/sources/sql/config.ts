@@ -49,7 +49,7 @@ export const SQL_SOURCE_SPEC: ObjectSpec = {
     query_timeout: dur('A query running longer is cancelled and retried (error reason `timeout`).', '30s', 0.001, MAX_TIMER_SECONDS),
     connect_timeout: dur('Longest wait for a connection (and login).', '15s', 0.001, MAX_TIMER_SECONDS),
     max_backoff: dur('Longest wait between retries after errors (doubling from 1 s).', '60s', 0.001, MAX_TIMER_SECONDS),
-    gap_wait: dur('Out-of-order inserts: how long a gap in an integer cursor holds the cursor back while later rows are delivered (0: off; the cursor follows the largest value delivered).', '0s', 0, MAX_TIMER_SECONDS),
+    gap_wait: dur('Out-of-order inserts: how long a gap in an integer cursor holds the cursor back while later rows are delivered (0: off; the cursor follows the largest value delivered).', '0s', 0),
     on_cursor_backwards: { kind: 'enum', doc: 'When the newest value in the database is below the stored cursor (a restored database): `latest` (continue from the newest value) or `replay` (read every row again); either way event ids get a new epoch.', values: ['latest', 'replay'], default: 'latest' },
     normalizers: { kind: 'list', doc: 'Normalizers run on the rows\' events, in order.', item: s('normalizer name or module path'), default: ['ksc_sql'] },
     tls: {

@@ -65,7 +65,7 @@ test('http: a 2xx whose body never ends does not hold its connection past the ti
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.write('o'); // and nothing more, ever
   });
-  const o = await started(new HttpOutput('h', loadFields(HTTP_FIELDS, { url: r.url, timeout: '300ms' })));
+  const o = await started(new HttpOutput('h', loadFields(HTTP_FIELDS, { url: r.url, timeout: '2s' })));
   for (let i = 0; i < 3; i++) expect((await o.send({ records: [rec] })).status).toBe('delivered');
   await waitFor(() => r.open.size === 0, 10_000, 'the trickling connections closed by cefd');
 });

@@ -61,6 +61,8 @@ test('headerSecrets: the value, the credential after its scheme, and the passwor
   const basic = Buffer.from(`elastic:${PASSWORD}`).toString('base64');
   expect(headerSecrets(`Basic ${basic}`)).toEqual([`Basic ${basic}`, basic, PASSWORD]);
   expect(headerSecrets('ab')).toEqual([]);
+  // Not a scheme: the value whole only (a word of it would hide that word everywhere).
+  expect(headerSecrets('custom value')).toEqual(['custom value']);
 });
 
 test('splunk_hec: a HEC answer that echoes the token (a refused token, an event refused) never puts it in an error', async () => {
