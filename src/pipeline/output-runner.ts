@@ -377,6 +377,8 @@ export class OutputRunner {
       this.wake = null;
       w();
     }
+    // How long the loop may take to come back once its request is aborted (not cut below).
+    const loopWaitMs = Math.min(timeoutMs, 500);
     // A failing output with a disk buffer: its events wait on disk for the next start.
     if (this.queue.durable && this.stats.retrying === 1) timeoutMs = Math.min(timeoutMs, 100);
     let timer: NodeJS.Timeout | undefined;
@@ -392,7 +394,7 @@ export class OutputRunner {
     }
     // The runner exits once the queue is empty, or once the aborted batch comes back (an
     // output that ignores the signal is not waited for beyond a moment).
-    if (!(await this.loopEnded(Math.min(timeoutMs, 500)))) this.letGo('stop');
+    if (!(await this.loopEnded(loopWaitMs))) this.letGo('stop');
     const left = this.queue.length;
     if (this.blocked) {
       this.blocked = false;
