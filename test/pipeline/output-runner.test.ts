@@ -222,15 +222,30 @@ function logged(h: Harness): Map<string, number> {
   return seen;
 }
 
-test('handOver does not wait beyond its limit for a send that ignores close() and its abort signal; when that send comes back later, the old loop does not acknowledge anything the next runner owns', async () => {
-  const q = new MemoryQueue(100);
-  let answer: ((r: SendResult) => void) | null = null;
+/**
+ * A runner whose output's sends do not end until the test answers them (`stuck.answer`,
+ * `stuck.fail`): they ignore close() and the abort signal. `inFlight` resolves at the first send.
+ */
+function stuckOutput(q: EventQueue, opts: Partial<RunnerOptions> = {}) {
+  const stuck: { answer: ((r: SendResult) => void) | null; fail: ((e: Error) => void) | null } = { answer: null, fail: null };
   let started: () => void = () => undefined;
   const inFlight = new Promise<void>((r) => (started = r));
-  const h = harness(q, () => new Promise<SendResult>((r) => {
-    answer = r;
-    started();
-  }));
+  const h = harness(
+    q,
+    () =>
+      new Promise<SendResult>((resolve, reject) => {
+        stuck.answer = resolve;
+        stuck.fail = reject;
+        started();
+      }),
+    opts,
+  );
+  return { h, stuck, inFlight };
+}
+
+test('handOver does not wait beyond its limit for a send that ignores close() and its abort signal; when that send comes back later, the old loop does not acknowledge anything the next runner owns', async () => {
+  const q = new MemoryQueue(100);
+  const { h, stuck, inFlight } = stuckOutput(q);
   const seen = logged(h);
   await h.runner.start();
   h.runner.enqueueMany([rec(1), rec(2)]);
@@ -242,7 +257,7 @@ test('handOver does not wait beyond its limit for a send that ignores close() an
   // Routed to the output meanwhile, then the old send comes back as delivered: nothing is
   // acknowledged by the old loop, so the next runner sends all three.
   q.append([rec(3)]);
-  answer!({ status: 'delivered' });
+  stuck.answer!({ status: 'delivered' });
   await new Promise((r) => setTimeout(r, 20));
   expect(q.length).toBe(3);
   const next = harness(q, () => ({ status: 'delivered' }));
@@ -255,13 +270,7 @@ test('handOver does not wait beyond its limit for a send that ignores close() an
 
 test('after a hand-over that let a stuck send go, resume() (a failed reload giving the buffer back) runs a loop that delivers, and the stuck send coming back later changes nothing', async () => {
   const q = new MemoryQueue(100);
-  let answer: ((r: SendResult) => void) | null = null;
-  let started: () => void = () => undefined;
-  const inFlight = new Promise<void>((r) => (started = r));
-  const h = harness(q, () => new Promise<SendResult>((r) => {
-    answer = r;
-    started();
-  }));
+  const { h, stuck, inFlight } = stuckOutput(q);
   await h.runner.start();
   h.runner.enqueueMany([rec(1), rec(2)]);
   await inFlight;
@@ -271,7 +280,7 @@ test('after a hand-over that let a stuck send go, resume() (a failed reload givi
   open.push({ stop: () => h.runner.stop(100) });
   await h.runner.drained();
   expect(given.batches.flat().map(idx)).toEqual([1, 2]);
-  answer!({ status: 'delivered' });
+  stuck.answer!({ status: 'delivered' });
   await new Promise((r) => setTimeout(r, 20));
   h.runner.enqueueMany([rec(3)]);
   await h.runner.drained();
@@ -282,12 +291,11 @@ test('after a hand-over that let a stuck send go, resume() (a failed reload givi
 
 test('a stuck send coming back after resume() leaves the new loop\'s request abortable: the stop deadline aborts it', async () => {
   const q = new MemoryQueue(100);
-  let answer: ((r: SendResult) => void) | null = null;
-  const h = harness(q, () => new Promise<SendResult>((r) => (answer = r)));
+  const { h, stuck } = stuckOutput(q);
   const seen = logged(h);
   await h.runner.start();
   h.runner.enqueueMany([rec(1)]);
-  await waitFor(() => answer !== null, 10_000, 'the first send in flight');
+  await waitFor(() => stuck.answer !== null, 10_000, 'the first send in flight');
   await h.runner.handOver(100);
   let aborted = false;
   const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
@@ -301,7 +309,7 @@ test('a stuck send coming back after resume() leaves the new loop\'s request abo
     });
   await h.runner.resume(given);
   await waitFor(() => given.batches.length === 1, 10_000, 'the new send in flight');
-  answer!({ status: 'delivered' });
+  stuck.answer!({ status: 'delivered' });
   await new Promise((r) => setTimeout(r, 20));
   expect(await h.runner.stop(50)).toBe(1);
   expect(aborted).toBe(true);
@@ -358,17 +366,16 @@ test('handOver does not wait beyond its limit for a close() that never finishes:
 
 test('a stuck send let go by a hand-over that later fails, after resume(), changes nothing of the new loop: no retry counted, no backoff of its own, the next hand-over prompt', async () => {
   const q = new MemoryQueue(100);
-  let fail: ((e: Error) => void) | null = null;
-  const h = harness(q, () => new Promise<SendResult>((_r, reject) => (fail = reject)), { initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
+  const { h, stuck } = stuckOutput(q, { initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
   const seen = logged(h);
   await h.runner.start();
   h.runner.enqueueMany([rec(1)]);
-  await waitFor(() => fail !== null, 10_000, 'the send in flight');
+  await waitFor(() => stuck.fail !== null, 10_000, 'the send in flight');
   await h.runner.handOver(100);
   const given = new ScriptedOutput('siem', () => ({ status: 'delivered' }));
   await h.runner.resume(given);
   await h.runner.drained();
-  fail!(new Error('socket hang up'));
+  stuck.fail!(new Error('socket hang up'));
   await new Promise((r) => setTimeout(r, 20));
   expect(h.runner.stats.retrying).toBe(0);
   expect(h.runner.stats.retried).toBe(0);
@@ -381,22 +388,21 @@ test('a stuck send let go by a hand-over that later fails, after resume(), chang
 
 test('a close() that fails at a hand-over is logged, not thrown: the loop is still waited for or let go, and the buffer goes on intact', async () => {
   const q = new MemoryQueue(100);
-  let answer: ((r: SendResult) => void) | null = null;
-  const h = harness(q, () => new Promise<SendResult>((r) => (answer = r)));
+  const { h, stuck } = stuckOutput(q);
   h.output.close = async () => {
     throw new Error('EIO on close');
   };
   const seen = logged(h);
   await h.runner.start();
   h.runner.enqueueMany([rec(1), rec(2)]);
-  await waitFor(() => answer !== null, 10_000, 'the send in flight');
+  await waitFor(() => stuck.answer !== null, 10_000, 'the send in flight');
   await h.runner.handOver(100);
   expect(seen.get('output_close:siem')).toBe(1);
   expect(seen.get('handover_loop:siem')).toBe(1);
   const next = harness(q, () => ({ status: 'delivered' }));
   await next.runner.start();
   open.push({ stop: () => next.runner.stop(100) });
-  answer!({ status: 'delivered' });
+  stuck.answer!({ status: 'delivered' });
   await next.runner.drained();
   expect(next.output.batches.flat().map(idx)).toEqual([1, 2]);
 });
@@ -429,15 +435,14 @@ test('stop() waits for a close() at most closeWaitMs; one that fails later is no
 
 test('a send that ignores the abort at stop is not waited for beyond a moment, and is logged', async () => {
   const q = new MemoryQueue(100);
-  let answer: ((r: SendResult) => void) | null = null;
-  const h = harness(q, () => new Promise<SendResult>((r) => (answer = r)));
+  const { h, stuck } = stuckOutput(q);
   const seen = logged(h);
   await h.runner.start();
   h.runner.enqueueMany([rec(1), rec(2)]);
-  await waitFor(() => answer !== null, 10_000, 'the send in flight');
+  await waitFor(() => stuck.answer !== null, 10_000, 'the send in flight');
   expect(await h.runner.stop(50)).toBe(2);
   expect(seen.get('handover_loop:siem')).toBe(1);
-  answer!({ status: 'delivered' });
+  stuck.answer!({ status: 'delivered' });
   await new Promise((r) => setTimeout(r, 20));
   expect(h.runner.stats.sent).toBe(0);
 });

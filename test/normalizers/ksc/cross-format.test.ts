@@ -41,6 +41,12 @@ function commonLean(lean: unknown): unknown {
   return JSON.parse(JSON.stringify(rest));
 }
 
+/** fixtures-draft.txt line 43: the attacked address is the managed device's, dst. */
+const ATTACK_CEF =
+  `${HEAD}|GNRL_EV_ATTACK_DETECTED|Network attack detected|4|rt=1690886412000 cs9=Managed devices cs9Label=GroupName dhost=SUP-VM-12 dst=10.7.14.13 ` +
+  'cs2=KES cs2Label=ProductName cs3=11.0.0.0 cs3Label=ProductVersion cs10=Network Threat Protection cs10Label=Component cs4=10.7.14.110 cs4Label=AttackerIPv4 ' +
+  'cs5=Bruteforce.Generic.Rdp.a cs5Label=AttackName cs6=TCP cs6Label=AttackedProtocol cs7=3389 cs7Label=AttackedPort';
+
 const cases: { type: string; name?: string; cef: string; syslog: string }[] = [
   {
     type: 'GNRL_EV_VIRUS_FOUND',
@@ -84,11 +90,7 @@ const cases: { type: string; name?: string; cef: string; syslog: string }[] = [
   },
   {
     type: 'GNRL_EV_ATTACK_DETECTED',
-    // fixtures-draft.txt line 43: the attacked address is the managed device's, dst
-    cef:
-      `${HEAD}|GNRL_EV_ATTACK_DETECTED|Network attack detected|4|rt=1690886412000 cs9=Managed devices cs9Label=GroupName dhost=SUP-VM-12 dst=10.7.14.13 ` +
-      'cs2=KES cs2Label=ProductName cs3=11.0.0.0 cs3Label=ProductVersion cs10=Network Threat Protection cs10Label=Component cs4=10.7.14.110 cs4Label=AttackerIPv4 ' +
-      'cs5=Bruteforce.Generic.Rdp.a cs5Label=AttackName cs6=TCP cs6Label=AttackedProtocol cs7=3389 cs7Label=AttackedPort',
+    cef: ATTACK_CEF,
     // fixtures-draft.txt line 102 (the Wazuh fragment of samples.txt, completed)
     syslog:
       '<10>1 2023-08-01T10:40:12.000Z sup-vm-12.lab-antimalware.local KES|11.0.0.0 - GNRL_EV_ATTACK_DETECTED [event@23668 p1="Bruteforce.Generic.Rdp.a" p2="TCP" ' +
@@ -100,10 +102,7 @@ const cases: { type: string; name?: string; cef: string; syslog: string }[] = [
     name: 'GNRL_EV_ATTACK_DETECTED without the attacked address',
     // The same attack without the attacked address (p6 is often absent, FORMAT.md §2.1):
     // it is the managed device's, dst in CEF and hip in the Syslog format.
-    cef:
-      `${HEAD}|GNRL_EV_ATTACK_DETECTED|Network attack detected|4|rt=1690886412000 cs9=Managed devices cs9Label=GroupName dhost=SUP-VM-12 dst=10.7.14.13 ` +
-      'cs2=KES cs2Label=ProductName cs3=11.0.0.0 cs3Label=ProductVersion cs10=Network Threat Protection cs10Label=Component cs4=10.7.14.110 cs4Label=AttackerIPv4 ' +
-      'cs5=Bruteforce.Generic.Rdp.a cs5Label=AttackName cs6=TCP cs6Label=AttackedProtocol cs7=3389 cs7Label=AttackedPort',
+    cef: ATTACK_CEF,
     syslog:
       '<10>1 2023-08-01T10:40:12.000Z sup-vm-12.lab-antimalware.local KES|11.0.0.0 - GNRL_EV_ATTACK_DETECTED [event@23668 p1="Bruteforce.Generic.Rdp.a" p2="TCP" ' +
       'p3="168234606" p4="3389" et="GNRL_EV_ATTACK_DETECTED" tdn="Network Threat Protection" etdn="Network attack detected" hdn="SUP-VM-12" ' +
