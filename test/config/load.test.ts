@@ -280,4 +280,8 @@ test('every duration that sets a Node timer stops at 24 days, in every plugin an
   }
   // 24 days is still a valid value.
   expect(() => loadConfigText('ksc: { asset_sync_interval: 24d }', 'c.yaml', {})).not.toThrow();
+  // Durations only compared with clocks have no such limit (a monthly refresh, a month-long sign-in).
+  for (const yaml of ['ksc: { asset_attributes_interval: 30d, task_run_timeout: 60d, task_run_blocking: 30d, asset_attributes_budget: 30d }', 'ksc: { admin: { console: { session_ttl: 30d, quiet_after: 30d } } }']) {
+    expect(() => loadConfigText(yaml, 'c.yaml', {}), yaml).not.toThrow();
+  }
 });
