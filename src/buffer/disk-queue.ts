@@ -265,8 +265,7 @@ export class DiskQueue implements EventQueue {
       if (ack !== null && ack.index > 0) {
         // The first block is partly delivered: read it now and drop the delivered part
         // (only from that block: when it no longer reads back, the next good one is whole).
-        this.pendingSkip = ack.index;
-        this.pendingSkipAt = { seg: this.segments[0]!, offset: ack.offset };
+        this.pendingSkip = { seg: this.segments[0]!, offset: ack.offset, records: ack.index };
       }
       this.ackPos = ack ?? { segment: this.segments[0]!.firstSeq, offset: 0, index: 0 };
     }
@@ -449,10 +448,8 @@ export class DiskQueue implements EventQueue {
     for (const run of [...this.durableWaiters]) run();
   }
 
-  /** Records of the first block to drop at the first read (delivered before a restart). */
-  private pendingSkip = 0;
-  /** The block pendingSkip belongs to: the acknowledged position's. */
-  private pendingSkipAt: { seg: Segment; offset: number } | null = null;
+  /** Records of the block at the acknowledged position to drop when it is read (delivered before a restart); a different block read first (that one no longer reads back) is whole. */
+  private pendingSkip: { seg: Segment; offset: number; records: number } | null = null;
 
   /**
    * Walks the valid blocks of `s` from byte `from`: `each(offset, count)`. Corrupt
@@ -841,10 +838,9 @@ export class DiskQueue implements EventQueue {
   }
 
   private pushAhead(seg: Segment, offset: number, body: Buffer, count: number): void {
-    const at = this.pendingSkipAt;
-    const skip = at !== null && at.seg === seg && at.offset === offset ? Math.min(this.pendingSkip, count) : 0;
-    this.pendingSkip = 0;
-    this.pendingSkipAt = null;
+    const at = this.pendingSkip;
+    const skip = at !== null && at.seg === seg && at.offset === offset ? Math.min(at.records, count) : 0;
+    this.pendingSkip = null;
     const blk: AheadBlock = { seg, offset, body, count, taken: 0, takenBytes: 0 };
     if (skip > 0) advanceBlock(blk, skip);
     this.ahead.push(blk);

@@ -3,9 +3,7 @@
  * schema.ts. KSC connections (and their secrets) are not configured here: they live in the
  * state store and are managed with `cefd ksc connections ...` or the admin HTTP API.
  */
-import { MAX_TIMER_SECONDS, type ListSpec, type ScalarSpec, type Spec } from '../../config/spec.js';
-
-const dur = (doc: string, def: string, min = 0, max?: number): ScalarSpec => ({ kind: 'duration', doc, default: def, min, ...(max === undefined ? {} : { max }) });
+import { dur, MAX_TIMER_SECONDS, type ListSpec, type Spec } from '../../config/spec.js';
 
 /** A list that must be given (the loader honours `required` on any spec). */
 const requiredList = (l: ListSpec): ListSpec => Object.assign(l, { required: true });

@@ -2,7 +2,7 @@
  * The `sql` source's configuration fragment (its schema, type and checks, in one place):
  * the config schema lists it under `sql_sources`; docs/sql-source.md explains each option.
  */
-import { MAX_TIMER_SECONDS, type ObjectSpec, type Spec } from '../../config/spec.js';
+import { dur, MAX_TIMER_SECONDS, type ObjectSpec, type Spec } from '../../config/spec.js';
 import { countPlaceholders, DEFAULT_QUERY_COLUMNS, hasOrderBy, quotedNamesLike } from './query.js';
 import { parseDbUrl } from './url.js';
 
@@ -28,7 +28,6 @@ export interface SqlSourceConfig {
 }
 
 const s = (doc: string, extra: Record<string, unknown> = {}): Spec => ({ kind: 'string', doc, ...extra }) as Spec;
-const dur = (doc: string, def: string, min = 0, max?: number): Spec => ({ kind: 'duration', doc, default: def, min, ...(max === undefined ? {} : { max }) });
 
 export const SQL_SOURCE_SPEC: ObjectSpec = {
   kind: 'object',
