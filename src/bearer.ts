@@ -40,11 +40,13 @@ export interface BearerLimiter {
 }
 
 /**
- * A request's bearer token with wrong ones limited per client address: a locked-out address
- * is refused (`retryAfterSeconds`) before its token is looked at, else the answer would tell
- * a guesser which token is right; a wrong token counts against the address, the right one
- * starts its count over; a request without one guessed nothing and is not counted. The
- * caller answers 429 / 401 its own way.
+ * A request's bearer token with wrong ones limited per client address: the right token is
+ * always taken (it has at least 128 bits, beyond guessing even without a limit; were it
+ * refused while the address is locked, any local process could keep every client on the
+ * same host, loopback and SSH tunnels included, out with a wrong token now and then); a
+ * wrong one from a locked-out address is refused (`retryAfterSeconds`) without counting,
+ * else counts against the address; the right one starts its count over; a request without
+ * one guessed nothing and is not counted. The caller answers 429 / 401 its own way.
  */
 export function limitedBearer<H extends string | string[]>(
   tokenOk: (header: H | undefined) => boolean,
@@ -52,17 +54,16 @@ export function limitedBearer<H extends string | string[]>(
   header: H | undefined,
   client: string,
 ): { ok: boolean; retryAfterSeconds?: number } {
-  if (header !== undefined) {
-    const { waitMs } = limiter.check(client);
-    if (waitMs > 0) return { ok: false, retryAfterSeconds: Math.ceil(waitMs / 1000) };
-  }
   if (tokenOk(header)) {
     // The right token starts the address's count over, as a console sign-in does: a second
     // client on the same host with an old token (a forgotten scraper) must not lock the
-    // working one out.
+    // working one's console password sign-ins out.
     limiter.succeeded(client);
     return { ok: true };
   }
-  if (header !== undefined) limiter.failed(client);
+  if (header === undefined) return { ok: false };
+  const { waitMs } = limiter.check(client);
+  if (waitMs > 0) return { ok: false, retryAfterSeconds: Math.ceil(waitMs / 1000) };
+  limiter.failed(client);
   return { ok: false };
 }

@@ -281,13 +281,12 @@ export class JsonServer {
       // Authentication comes first: nobody without the token learns which routes exist or gets to send a body.
       const sentToken = req.headers['authorization'] !== undefined;
       const client = req.socket.remoteAddress ?? '';
-      if (sentToken) this.refuseLimited(client, method, path);
       const tokenRight = this.authorized(req);
-      // The right token starts the address's count over (as on /metrics and the sign-in
-      // form): a script with an old token beside a working one on the same host must not
-      // lock the working one out.
+      // The right token is taken even from a locked-out address (src/bearer.ts limitedBearer
+      // says why) and starts its count over (as on /metrics and the sign-in form).
       if (tokenRight) this.o.authLimit?.succeeded(client);
       else {
+        if (sentToken) this.refuseLimited(client, method, path);
         const alt = this.o.altAuth?.(req, method);
         if (alt instanceof ApiError) throw alt;
         if (alt !== true) {

@@ -4,8 +4,8 @@
  * field), and the console password (`cefd console set-password`): a scrypt hash in
  * `<state_dir>/console-password`, mode 0600. The admin bearer token also signs in.
  */
-import { randomBytes, scrypt, scryptSync, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, scrypt, scryptSync, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 
@@ -18,6 +18,10 @@ export interface Session {
   csrf: string;
   /** How the user signed in (for the audit log): `token` or `password`. */
   via: 'token' | 'password';
+  /** A session signed in with the password: the password file it was checked against (passwordStamp). */
+  stamp: string;
+  /** A short reference for the audit log (not the id, which is the cookie). */
+  ref: string;
   expiresMs: number;
 }
 
@@ -40,11 +44,19 @@ export function sameText(a: string, b: string): boolean {
 
 export class Sessions {
   private readonly map = new Map<string, Session>();
-  constructor(private readonly ttlMs: number) {}
+  /**
+   * `passwordNow`: the password file as it is now (passwordStamp): a session signed in with
+   * the password ends when the password is changed or removed (`cefd console set-password`).
+   */
+  constructor(
+    private readonly ttlMs: number,
+    private readonly passwordNow: () => string = () => '',
+  ) {}
 
-  create(via: Session['via']): Session {
+  create(via: Session['via'], stamp = ''): Session {
     this.sweep();
-    const s: Session = { id: rnd(), csrf: rnd(), via, expiresMs: Date.now() + this.ttlMs };
+    const id = rnd();
+    const s: Session = { id, csrf: rnd(), via, stamp, ref: createHash('sha256').update(id).digest('hex').slice(0, 8), expiresMs: Date.now() + this.ttlMs };
     this.map.set(s.id, s);
     return s;
   }
@@ -55,11 +67,15 @@ export class Sessions {
     if (id === undefined) return undefined;
     const s = this.map.get(id);
     if (s === undefined) return undefined;
-    if (Date.now() >= s.expiresMs) {
+    if (!this.valid(s)) {
       this.map.delete(id);
       return undefined;
     }
     return s;
+  }
+
+  private valid(s: Session): boolean {
+    return Date.now() < s.expiresMs && (s.via !== 'password' || s.stamp === this.passwordNow());
   }
 
   end(s: Session): void {
@@ -68,7 +84,7 @@ export class Sessions {
 
   /** `s` is still signed in (not signed out, not expired). */
   live(s: Session): boolean {
-    return this.map.get(s.id) === s && Date.now() < s.expiresMs;
+    return this.map.get(s.id) === s && this.valid(s);
   }
 
   private sweep(): void {
@@ -106,6 +122,19 @@ export function setConsolePassword(stateDir: string, password: string): string {
   return file;
 }
 
+/**
+ * The password file's identity (device, inode, size, change time): what a password session
+ * was signed in against; '' when there is none. `set-password` replaces the file (a new inode).
+ */
+export function passwordStamp(stateDir: string): string {
+  try {
+    const st = statSync(join(stateDir, PASSWORD_FILE), { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}`;
+  } catch {
+    return '';
+  }
+}
+
 /** Whether a console password is set (`cefd console set-password`). */
 export function hasConsolePassword(stateDir: string): boolean {
   return existsSync(join(stateDir, PASSWORD_FILE));
@@ -121,21 +150,25 @@ let checking: Promise<unknown> = Promise.resolve();
  * of the pool's threads (4 by default, shared with file I/O and DNS), never all of them.
  * Callers count the attempt (SigninLimiter) before awaiting this.
  */
-export function checkConsolePassword(stateDir: string, password: string): Promise<boolean> {
+export function checkConsolePassword(stateDir: string, password: string): Promise<string | false> {
   const run = checking.then(() => verifyPassword(stateDir, password));
   checking = run.catch(() => undefined);
   return run;
 }
 
-async function verifyPassword(stateDir: string, password: string): Promise<boolean> {
+/** The stamp of the password file (passwordStamp) when `password` matches it, else false. */
+async function verifyPassword(stateDir: string, password: string): Promise<string | false> {
   const file = join(stateDir, PASSWORD_FILE);
-  if (!existsSync(file)) return false;
+  // Taken before the file is read: were it replaced in between, the session's stamp is the
+  // old file's, and the session ends at its first request (never the other way round).
+  const stamp = passwordStamp(stateDir);
+  if (stamp === '') return false;
   try {
     const rec = JSON.parse(readFileSync(file, 'utf8')) as PasswordRecord;
     if (rec.scheme !== 'scrypt') return false;
     const want = Buffer.from(rec.hash, 'base64');
     const got = await scryptAsync(password, Buffer.from(rec.salt, 'base64'), want.length, { N: rec.N, r: rec.r, p: rec.p, maxmem: 64 * 1024 * 1024 });
-    return got.length === want.length && timingSafeEqual(want, got);
+    return got.length === want.length && timingSafeEqual(want, got) ? stamp : false;
   } catch {
     return false;
   }

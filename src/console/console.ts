@@ -21,7 +21,7 @@ import type { KscIntegration } from '../ksc/index.js';
 import { chooseTask } from '../ksc/tasks.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { VERSION } from '../version.js';
-import { checkConsolePassword, cookies, hasConsolePassword, LOGIN_COOKIE, newLoginNonce, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
+import { checkConsolePassword, cookies, hasConsolePassword, LOGIN_COOKIE, newLoginNonce, passwordStamp, sameText, SESSION_COOKIE, Sessions, type Session } from './auth.js';
 import { RateHistory, STEP_MS } from './history.js';
 import { SigninLimiter, type LimitVerdict, type SigninLimitOptions } from './signin-limit.js';
 import { TailHub, type RecentAsk, type RecentAttach, type TailEntry } from './tail.js';
@@ -95,7 +95,7 @@ export class Console {
   readonly limiter: SigninLimiter;
 
   constructor(private readonly o: ConsoleOptions) {
-    this.sessions = new Sessions(o.sessionTtlMs);
+    this.sessions = new Sessions(o.sessionTtlMs, () => passwordStamp(o.stateDir));
     this.limiter = new SigninLimiter(o.signinLimit);
     this.tail = new TailHub(o.tailEvents, o.tailBytes, o.recent, o.askRecent, nativeEncoder(o.event));
     this.tail.start();
@@ -130,7 +130,8 @@ export class Console {
 
   readonly audit = (req: IncomingMessage, method: string, path: string, status: number): void => {
     const s = this.sessions.of(req);
-    this.o.log.info({ audit: true, via: s !== undefined ? `console-${s.via}` : 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);
+    const who = s !== undefined ? { via: `console-${s.via}`, session: s.ref } : { via: 'bearer' };
+    this.o.log.info({ audit: true, ...who, client: req.socket.remoteAddress ?? '', method, path, status }, `admin change: ${method} ${path} -> ${status}`);
   };
 
   /** The console's JSON endpoints (behind the same authentication as /api/v1). */
@@ -355,9 +356,6 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
   private async login(req: IncomingMessage, res: ServerResponse): Promise<true> {
     const f = await this.form(req);
     const client = req.socket.remoteAddress ?? '';
-    // Before the secret is looked at: an address that is locked out gets no answer about it.
-    const own = this.limiter.check(client);
-    if (own.waitMs > 0) return this.signinLimited(res, client, own);
     const nonce = cookies(req).get(LOGIN_COOKIE);
     const sent = f.get('csrf') ?? '';
     if (nonce === undefined || !sameText(nonce, sent)) {
@@ -367,25 +365,36 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
     }
     const secret = f.get('secret') ?? '';
     let via: Session['via'] | undefined;
-    // The token first: a SHA-256 compare, never held up by others' failed passwords.
+    let stamp = '';
+    // The token first: a SHA-256 compare, never held up by others' failed passwords, and
+    // taken even from a locked-out address (src/bearer.ts limitedBearer says why).
     if (secret !== '' && this.tokenOk(`Bearer ${secret}`)) via = 'token';
-    else if (secret !== '' && hasConsolePassword(this.o.stateDir)) {
-      // A password check runs scrypt: the overall limit applies (to addresses with failures on record).
-      const all = this.limiter.checkPassword(client);
-      if (all.waitMs > 0) return this.signinLimited(res, client, all);
-      // Counted as a failure before the await (a success clears it): requests from one
-      // address in parallel see each other and cannot get more checks than one by one.
-      this.limiter.failed(client, { password: true });
-      if (await checkConsolePassword(this.o.stateDir, secret)) via = 'password';
-    } else this.limiter.failed(client);
+    else {
+      // Before a password is looked at: an address that is locked out gets no answer about it.
+      const own = this.limiter.check(client);
+      if (own.waitMs > 0) return this.signinLimited(res, client, own);
+      if (secret !== '' && hasConsolePassword(this.o.stateDir)) {
+        // A password check runs scrypt: the overall limit applies (to addresses with failures on record).
+        const all = this.limiter.checkPassword(client);
+        if (all.waitMs > 0) return this.signinLimited(res, client, all);
+        // Counted as a failure before the await (a success clears it): requests from one
+        // address in parallel see each other and cannot get more checks than one by one.
+        this.limiter.failed(client, { password: true });
+        const checked = await checkConsolePassword(this.o.stateDir, secret);
+        if (checked !== false) {
+          via = 'password';
+          stamp = checked;
+        }
+      } else this.limiter.failed(client);
+    }
     if (via === undefined) {
       this.o.onSigninFailure?.('credentials');
       this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'credentials', client }, 'console sign-in refused: wrong token or password');
       return this.loginPage(res, 'Wrong token or password.', 401);
     }
     this.limiter.succeeded(client);
-    const s = this.sessions.create(via);
-    this.o.log.info({ audit: true, event: 'console_login', ok: true, via }, `console sign-in (${via})`);
+    const s = this.sessions.create(via, stamp);
+    this.o.log.info({ audit: true, event: 'console_login', ok: true, via, client, session: s.ref }, `console sign-in (${via})`);
     return this.redirect(res, '/console/', { 'Set-Cookie': [this.cookie(SESSION_COOKIE, s.id, Math.ceil(this.o.sessionTtlMs / 1000)), this.cookie(LOGIN_COOKIE, '', 0)] });
   }
 
@@ -587,7 +596,8 @@ const KSC_BODY = `<main><h1>Kaspersky Security Center</h1>
 <label for="conn-url">URL</label><input id="conn-url" name="url" required placeholder="ksc.example:13299">
 <label for="conn-pin">Certificate SHA-256 pin</label><input id="conn-pin" name="pin">
 <label for="conn-user">User</label><input id="conn-user" name="user" autocomplete="off">
-<label for="conn-password">Password (write-only)</label><input id="conn-password" name="password" type="password" autocomplete="new-password">
+<label for="conn-password">Password (write-only)</label><input id="conn-password" name="password" type="password" autocomplete="new-password" aria-describedby="conn-password-help">
+<span id="conn-password-help" class="help">A changed URL or pin needs the user and password again: the stored password is only sent to the server it was given for.</span>
 <label class="check"><input id="conn-disabled" name="disabled" type="checkbox"> Disabled</label>
 <button type="submit">Save connection</button> <button type="reset" id="conn-reset">Clear</button>
 </fieldset></form></section>

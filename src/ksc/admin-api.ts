@@ -191,14 +191,18 @@ export function adminRoutes(b: AdminBackend): Route[] {
         const tls = tlsOf(o['tls']);
         const secret = secretOf(o['secret']);
         const disabled = optBool(o, 'disabled');
-        const conn = k.addConnection({
+        const conn = k.addConnection(
+          {
           ...(tenant !== undefined ? { tenant } : {}),
           name: reqString(o, 'name'),
           url: reqString(o, 'url'),
           ...(disabled !== undefined ? { disabled } : {}),
           ...(tls !== undefined ? { tls } : {}),
           ...(secret !== undefined ? { secret } : {}),
-        });
+          },
+          // Callers of the API may not read the secrets: src/ksc/index.ts addConnection.
+          { remote: true },
+        );
         return ok({ connection: conn }, 201);
       },
     },
@@ -223,6 +227,7 @@ export function adminRoutes(b: AdminBackend): Route[] {
             ...(secret !== undefined ? { secret } : {}),
           },
           tenantQ(c),
+          { remote: true },
         );
         return ok({ connection: conn });
       },

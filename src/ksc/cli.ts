@@ -328,7 +328,7 @@ function connectionCommands(ksc: Command): void {
       const password = readPassword(o);
       let secret: KscCredentials | undefined;
       if (password !== undefined || o.user !== undefined) {
-        const old = k.secrets.get({ id: cur.id, tenant: cur.tenant, name: cur.name });
+        const old = k.secrets.get({ id: cur.id, tenant: cur.tenant, name: cur.name, url: cur.url });
         const user = o.user ?? old?.user;
         const pass = password ?? old?.password;
         if (user === undefined || pass === undefined) throw usage('give both --user and a password (the connection has no secret yet)');

@@ -20,6 +20,7 @@ export type KscErrorCode =
   | 'ksc_conflict'
   | 'ksc_disabled'
   | 'ksc_no_secret'
+  | 'ksc_secret_required'
   | 'ksc_task_not_applicable'
   | 'ksc_task_running'
   | 'ksc_task_cooldown'
@@ -168,7 +169,7 @@ export class KscConflictError extends KscError {
 
 /** Raised by task starts and syncs that cannot run for a reason that is not an error of KSC. */
 export class KscRefusedError extends KscError {
-  constructor(code: 'ksc_disabled' | 'ksc_no_secret' | 'ksc_task_not_applicable' | 'ksc_task_running' | 'ksc_task_cooldown' | 'ksc_task_duplicate' | 'ksc_not_owner', message: string, ctx: KscErrorContext = {}) {
+  constructor(code: 'ksc_disabled' | 'ksc_no_secret' | 'ksc_secret_required' | 'ksc_task_not_applicable' | 'ksc_task_running' | 'ksc_task_cooldown' | 'ksc_task_duplicate' | 'ksc_not_owner', message: string, ctx: KscErrorContext = {}) {
     super(code, message, ctx);
   }
 }
@@ -184,6 +185,7 @@ export function httpStatusOf(e: unknown): number {
     case 'ksc_conflict':
     case 'ksc_disabled':
     case 'ksc_no_secret':
+    case 'ksc_secret_required':
     case 'ksc_task_not_applicable':
     case 'ksc_task_running':
     case 'ksc_task_cooldown':

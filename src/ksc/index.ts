@@ -7,7 +7,7 @@
  */
 import { KscClient, type KscClientOptions } from './client.js';
 import { KscInputError, KscRefusedError } from './errors.js';
-import { openSecretStore, redactingLogger, silentLogger, type KscCredentials, type KscLogger, type SecretStore } from './secrets.js';
+import { openSecretStore, redactingLogger, silentLogger, type KscCredentials, type KscLogger, type SecretRef, type SecretStore } from './secrets.js';
 import {
   KscStore,
   DEFAULT_TENANT,
@@ -18,6 +18,8 @@ import {
   type Connection,
   type ConnectionInput,
   type ConnectionPatch,
+  type ConnectionTls,
+  normalizeConnectionUrl,
   type RunFilter,
   type Tenant,
   type TaskRun,
@@ -30,7 +32,7 @@ import type { CefdEvent } from '../event.js';
 
 export * from './errors.js';
 export { KscClient, type KscClientOptions, type KscTlsOptions, type KscTask, type KscHostProduct, DEFAULT_KSC_PORT, certificateFingerprint, normalizePin } from './client.js';
-export { redact, redactDeep, redactingLogger, registerSecret, registerPassword, REDACTED, type KscCredentials, type KscLogger, type SecretStore } from './secrets.js';
+export { redact, redactDeep, redactingLogger, registerSecret, registerPassword, REDACTED, type KscCredentials, type KscLogger, type SecretRef, type SecretStore } from './secrets.js';
 export {
   KscStore,
   DEFAULT_TENANT,
@@ -46,6 +48,7 @@ export {
   type Connection,
   type ConnectionInput,
   type ConnectionPatch,
+  type ConnectionTls,
   type CachedTask,
   type TaskRun,
   type Tenant,
@@ -112,6 +115,17 @@ function checkSecret(c: unknown): KscCredentials {
   return { user: o.user.trim(), password: o.password, ...(typeof o.domain === 'string' && o.domain !== '' ? { domain: o.domain } : {}), ...(typeof o.internal === 'boolean' ? { internal: o.internal } : {}) };
 }
 
+/** What the secret stores know a connection by. */
+export function secretRef(c: { id: string; tenant: string; name: string; url: string }): SecretRef {
+  return { id: c.id, tenant: c.tenant, name: c.name, url: c.url };
+}
+
+/** A connection's TLS settings in words (logs, errors; compared to tell a change). */
+function tlsText(t: ConnectionTls): string {
+  const parts = [t.pinSha256 !== undefined ? `pin ${t.pinSha256}` : '', t.caFile !== undefined ? `CA file ${t.caFile}` : '', t.insecure === true ? 'insecure' : ''].filter((x) => x !== '');
+  return parts.length > 0 ? `TLS ${parts.join(', ')}` : 'TLS with the system CAs';
+}
+
 export class KscIntegration {
   readonly store: KscStore;
   readonly secrets: SecretStore;
@@ -132,6 +146,7 @@ export class KscIntegration {
       ...(o.credentialsFile !== undefined ? { credentialsFile: o.credentialsFile } : {}),
       ...(o.env !== undefined ? { env: o.env } : {}),
       onWarn: (m) => this.log.warn({}, m),
+      normalizeUrl: normalizeConnectionUrl,
     });
     this.store = new KscStore(o.stateDir, o.now !== undefined ? { now: o.now } : {});
   }
@@ -174,7 +189,7 @@ export class KscIntegration {
   // -- connections -------------------------------------------------------------------------
 
   private view(c: Connection): ConnectionView {
-    const src = this.secrets.source({ id: c.id, tenant: c.tenant, name: c.name });
+    const src = this.secrets.source(secretRef(c));
     return { ...c, secret: { set: src !== undefined, source: src ?? null } };
   }
 
@@ -187,14 +202,18 @@ export class KscIntegration {
     return this.view(this.store.resolveConnection(ref, tenant));
   }
 
-  addConnection(input: NewConnection): ConnectionView {
+  /**
+   * Adds a connection. `o.remote`: the caller may not read the secrets (the admin API and
+   * the console): it cannot give a connection a credential file secret that does not name
+   * the connection's server (`ksc_secret_required`).
+   */
+  addConnection(input: NewConnection, o: { remote?: boolean } = {}): ConnectionView {
     const secret = input.secret !== undefined ? checkSecret(input.secret) : undefined;
-    if (secret === undefined) {
-      const tenant = input.tenant ?? DEFAULT_TENANT;
-      if (this.secrets.source({ id: '', tenant, name: String(input.name).trim() }) === undefined) {
-        throw new KscInputError('secret', 'a KSC connection needs a secret (user name and password of a KSC internal user)');
-      }
+    const ref = { id: '', tenant: input.tenant ?? DEFAULT_TENANT, name: String(input.name).trim(), url: normalizeConnectionUrl(input.url) };
+    if (secret === undefined && this.secrets.source(ref) === undefined) {
+      throw new KscInputError('secret', 'a KSC connection needs a secret (user name and password of a KSC internal user)');
     }
+    if (o.remote === true) this.refuseUnboundCredential(ref, 'add');
     const c = this.store.addConnection(input);
     if (secret !== undefined) {
       try {
@@ -204,19 +223,51 @@ export class KscIntegration {
         throw e;
       }
     }
-    this.log.info({ tenant: c.tenant, connection: c.name, id: c.id, url: c.url }, 'KSC connection added');
+    this.log.info({ tenant: c.tenant, connection: c.name, id: c.id, url: c.url, tls: tlsText(c.tls), secret: this.secrets.source(secretRef(c)) }, 'KSC connection added');
     return this.view(c);
   }
 
-  editConnection(ref: string, patch: EditConnection, tenant?: string): ConnectionView {
+  /**
+   * Changes a connection. `o.remote` (the admin API and the console, whose callers may not
+   * read the secrets): a new server or new TLS settings need the secret again in the same
+   * change (the stored one was given for the old server), and the change may not leave the
+   * connection with a credential file secret that does not name its server. Otherwise a
+   * caller could send the stored password to a server of its choosing.
+   */
+  editConnection(ref: string, patch: EditConnection, tenant?: string, o: { remote?: boolean } = {}): ConnectionView {
     const c = this.store.resolveConnection(ref, tenant);
     const secret = patch.secret !== undefined ? checkSecret(patch.secret) : undefined;
     const { secret: _ignored, ...rest } = patch;
+    const next = this.store.patchedConnection(c.id, rest);
+    const moved = next.url !== c.url || tlsText(next.tls) !== tlsText(c.tls);
+    if (o.remote === true) {
+      if (moved && secret === undefined) {
+        throw new KscRefusedError(
+          'ksc_secret_required',
+          `changing the server or TLS settings of KSC connection "${c.name}" needs its secret again in the same change (the stored one was given for ${c.url}, ${tlsText(c.tls)})`,
+        );
+      }
+      if (moved || next.name !== c.name) this.refuseUnboundCredential(secretRef(next), 'edit');
+    }
     const updated = this.store.updateConnection(c.id, rest);
     if (secret !== undefined) this.secrets.set(c.id, secret);
     this.dropClient(c.id);
-    this.log.info({ tenant: updated.tenant, connection: updated.name, id: updated.id }, 'KSC connection changed');
+    const changed: Record<string, unknown> = { tenant: updated.tenant, connection: updated.name, id: updated.id };
+    if (updated.name !== c.name) changed['from_name'] = c.name;
+    if (moved) Object.assign(changed, { url: updated.url, from_url: c.url, tls: tlsText(updated.tls), from_tls: tlsText(c.tls) });
+    if (updated.disabled !== c.disabled) changed['disabled'] = updated.disabled;
+    if (secret !== undefined) changed['secret'] = 'replaced';
+    this.log.info(changed, 'KSC connection changed');
     return this.view(updated);
+  }
+
+  /** For a remote caller: the connection `ref` would take a credential file secret that does not name its server. */
+  private refuseUnboundCredential(ref: SecretRef, what: 'add' | 'edit'): void {
+    if (this.secrets.source(ref) !== 'credential' || this.secrets.bound(ref)) return;
+    throw new KscRefusedError(
+      'ksc_secret_required',
+      `KSC connection "${ref.tenant}/${ref.name}" would take its secret from the credential file, whose entry does not name the server (${ref.url}): add "url": "${ref.url}" to the entry, or ${what} the connection with the command line (cefd ksc connections ${what})`,
+    );
   }
 
   setConnectionDisabled(ref: string, disabled: boolean, tenant?: string): ConnectionView {
@@ -263,7 +314,7 @@ export class KscIntegration {
 
   /** A new Open API client (own session and socket) for a connection. Throws KscRefusedError without a secret. */
   private newClient(c: Connection): KscClient {
-    const ref = { id: c.id, tenant: c.tenant, name: c.name };
+    const ref = secretRef(c);
     if (this.secrets.get(ref) === undefined) throw new KscRefusedError('ksc_no_secret', `KSC connection "${c.name}" has no secret`);
     return new KscClient({
       url: c.url,

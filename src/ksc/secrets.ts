@@ -110,17 +110,23 @@ export function redactingLogger(l: KscLogger): KscLogger {
 // ---------------------------------------------------------------------------------------
 // Stores
 
-/** What a lookup knows about the connection: its id and its `tenant/name`. */
+/** What a lookup knows about the connection: its id, its `tenant/name` and its server (`host:port`, normalized). */
 export interface SecretRef {
   id: string;
   tenant?: string;
   name?: string;
+  url?: string;
 }
 
 export interface SecretStore {
   get(ref: SecretRef): KscCredentials | undefined;
   /** Where the secret of `ref` comes from, without reading it out. */
   source(ref: SecretRef): 'file' | 'credential' | undefined;
+  /**
+   * True when the secret of `ref` comes from a credential file entry that names the
+   * server it is for (`"url"`): it is sent to that server only.
+   */
+  bound(ref: SecretRef): boolean;
   set(connectionId: string, c: KscCredentials): void;
   delete(connectionId: string): void;
 }
@@ -138,6 +144,12 @@ function checkCredentials(c: unknown, where: string): KscCredentials {
 }
 
 function parseSecretsJson(text: string, where: string): Map<string, KscCredentials> {
+  const m = new Map<string, KscCredentials>();
+  for (const [k, v] of secretsEntries(text, where)) m.set(k, checkCredentials(v, `${where} entry "${k}"`));
+  return m;
+}
+
+function secretsEntries(text: string, where: string): [string, unknown][] {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -148,9 +160,7 @@ function parseSecretsJson(text: string, where: string): Map<string, KscCredentia
   const root = doc as { connections?: unknown } | null;
   const entries = root !== null && typeof root === 'object' && root.connections !== undefined ? root.connections : doc;
   if (entries === null || typeof entries !== 'object' || Array.isArray(entries)) throw new Error(`${where}: expected an object of connection entries`);
-  const m = new Map<string, KscCredentials>();
-  for (const [k, v] of Object.entries(entries as Record<string, unknown>)) m.set(k, checkCredentials(v, `${where} entry "${k}"`));
-  return m;
+  return Object.entries(entries as Record<string, unknown>);
 }
 
 /**
@@ -201,6 +211,9 @@ export class FileSecretStore implements SecretStore {
     const c = this.fresh().get(ref.id);
     return c === undefined ? undefined : { ...c };
   }
+  bound(): boolean {
+    return false;
+  }
   source(ref: SecretRef): 'file' | undefined {
     return this.fresh().has(ref.id) ? 'file' : undefined;
   }
@@ -233,21 +246,48 @@ export class FileSecretStore implements SecretStore {
   }
 }
 
-/** A read-only credential file (systemd `LoadCredential`), keyed by connection id or `tenant/name`. */
+/**
+ * A read-only credential file (systemd `LoadCredential`), keyed by connection id or
+ * `tenant/name`. An entry may name its server (`"url": "ksc.corp.example:13299"`): it is then
+ * the secret of a connection with that server only, whatever the admin API does to the
+ * connection's name or address (docs/ksc-integration.md#secrets).
+ */
 export class CredentialFileSecrets implements SecretStore {
-  private readonly entries: Map<string, KscCredentials>;
-  constructor(readonly path: string) {
-    this.entries = parseSecretsJson(readFileSync(path, 'utf8'), `credential file ${path}`);
+  private readonly entries = new Map<string, { cred: KscCredentials; url?: string }>();
+  constructor(readonly path: string, normalizeUrl: (url: string) => string = (u) => u.trim().toLowerCase()) {
+    const where = `credential file ${path}`;
+    for (const [k, v] of secretsEntries(readFileSync(path, 'utf8'), where)) {
+      const cred = checkCredentials(v, `${where} entry "${k}"`);
+      const url = (v as { url?: unknown }).url;
+      if (url === undefined) {
+        this.entries.set(k, { cred });
+        continue;
+      }
+      let norm: string;
+      try {
+        if (typeof url !== 'string') throw new Error('not a string');
+        norm = normalizeUrl(url);
+      } catch (e) {
+        throw new Error(`${where} entry "${k}": "url" must be the connection's host[:port] (${(e as Error).message})`);
+      }
+      this.entries.set(k, { cred, url: norm });
+    }
   }
-  private find(ref: SecretRef): KscCredentials | undefined {
-    return this.entries.get(ref.id) ?? (ref.tenant !== undefined && ref.name !== undefined ? this.entries.get(`${ref.tenant}/${ref.name}`) : undefined);
+  private entry(ref: SecretRef): { cred: KscCredentials; url?: string } | undefined {
+    const e = this.entries.get(ref.id) ?? (ref.tenant !== undefined && ref.name !== undefined ? this.entries.get(`${ref.tenant}/${ref.name}`) : undefined);
+    // Bound to another server: not this connection's secret.
+    if (e !== undefined && e.url !== undefined && e.url !== ref.url) return undefined;
+    return e;
   }
   get(ref: SecretRef): KscCredentials | undefined {
-    const c = this.find(ref);
-    return c === undefined ? undefined : { ...c };
+    const e = this.entry(ref);
+    return e === undefined ? undefined : { ...e.cred };
   }
   source(ref: SecretRef): 'credential' | undefined {
-    return this.find(ref) !== undefined ? 'credential' : undefined;
+    return this.entry(ref) !== undefined ? 'credential' : undefined;
+  }
+  bound(ref: SecretRef): boolean {
+    return this.entry(ref)?.url !== undefined;
   }
   set(): void {
     throw new Error(`the credential file ${this.path} is read-only: change it where the service manager takes it from`);
@@ -266,6 +306,9 @@ class LayeredSecretStore implements SecretStore {
   source(ref: SecretRef): 'file' | 'credential' | undefined {
     return this.ro.source(ref) ?? this.rw.source(ref);
   }
+  bound(ref: SecretRef): boolean {
+    return this.ro.bound(ref);
+  }
   set(id: string, c: KscCredentials): void {
     this.rw.set(id, c);
   }
@@ -280,6 +323,8 @@ export interface SecretStoreOptions {
   credentialsFile?: string;
   env?: NodeJS.ProcessEnv;
   onWarn?: (msg: string) => void;
+  /** How a credential file entry's `url` is normalized (as connection URLs are stored). */
+  normalizeUrl?: (url: string) => string;
 }
 
 export const SECRETS_FILE = 'ksc-secrets.json';
@@ -292,5 +337,5 @@ export function openSecretStore(o: SecretStoreOptions): SecretStore {
     const p = join(env['CREDENTIALS_DIRECTORY'], 'ksc-secrets');
     if (existsSync(p)) credFile = p;
   }
-  return credFile === undefined ? rw : new LayeredSecretStore(new CredentialFileSecrets(credFile), rw);
+  return credFile === undefined ? rw : new LayeredSecretStore(new CredentialFileSecrets(credFile, o.normalizeUrl), rw);
 }

@@ -836,17 +836,26 @@ export class KscStore {
     return rows.map(connectionOf);
   }
 
-  updateConnection(id: string, patch: ConnectionPatch): Connection {
+  /** The connection `id` as `patch` would make it (validated and normalized), without writing it. */
+  patchedConnection(id: string, patch: ConnectionPatch): Connection {
     const c = this.getConnection(id);
     if (c === undefined) throw new KscNotFoundError(`no KSC connection with id ${id}`);
     const name = patch.name !== undefined ? validateConnectionName(patch.name) : c.name;
-    const url = patch.url !== undefined ? normalizeConnectionUrl(patch.url) : c.url;
-    const tls = patch.tls !== undefined ? normalizeTls(patch.tls, this.baseDir) : c.tls;
-    const disabled = patch.disabled !== undefined ? patch.disabled === true : c.disabled;
     if (name !== c.name) {
       const other = this.findConnection(c.tenant, name);
       if (other !== undefined && other.id !== id) throw new KscConflictError(`tenant "${c.tenant}" already has a KSC connection named "${name}"`);
     }
+    return {
+      ...c,
+      name,
+      url: patch.url !== undefined ? normalizeConnectionUrl(patch.url) : c.url,
+      tls: patch.tls !== undefined ? normalizeTls(patch.tls, this.baseDir) : c.tls,
+      disabled: patch.disabled !== undefined ? patch.disabled === true : c.disabled,
+    };
+  }
+
+  updateConnection(id: string, patch: ConnectionPatch): Connection {
+    const { name, url, tls, disabled } = this.patchedConnection(id, patch);
     this.db
       .prepare('UPDATE connections SET name = ?, url = ?, disabled = ?, tls_ca_file = ?, tls_pin_sha256 = ?, tls_insecure = ?, updated_at = ? WHERE id = ?')
       .run(name, url, disabled ? 1 : 0, tls.caFile ?? null, tls.pinSha256 ?? null, tls.insecure ? 1 : 0, this.iso(), id);

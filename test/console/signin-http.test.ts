@@ -3,7 +3,9 @@
  * console (src/console/console.ts) on the admin listener on 127.0.0.1, clients connecting
  * from several loopback addresses (127.x.y.z) so that each has its own per-address limit.
  */
+import { rmSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, expect, test } from 'vitest';
@@ -21,6 +23,7 @@ const PASSWORD = 'correct horse battery staple';
 
 interface Started {
   base: string;
+  stateDir: string;
   logs: Record<string, unknown>[];
   tick(ms: number): void;
 }
@@ -75,7 +78,7 @@ async function start(limit: SigninLimitOptions = {}): Promise<Started> {
   await server.listen('127.0.0.1', 0);
   closers.push(() => k.close(), () => con.close(), () => server.close());
   setConsolePassword(stateDir, PASSWORD);
-  return { base: `http://127.0.0.1:${server.port()!}`, logs, tick: (ms) => (now += ms) };
+  return { base: `http://127.0.0.1:${server.port()!}`, stateDir, logs, tick: (ms) => (now += ms) };
 }
 
 const agent = (s: Started, from: string) => new ConsoleAgent(s.base, undefined, from);
@@ -105,24 +108,55 @@ test('others\' failed passwords cannot lock out the token, nor a password from a
   expect(s.logs.filter((l) => l['event'] === 'console_login' && l['ok'] === true).map((l) => l['via'])).toEqual(['token', 'password', 'password']);
 });
 
-test('an address locked out by its own failures is refused before its secret is looked at, the token too', async () => {
+test('an address locked out by its own failures is refused before a password is looked at; the right token still signs in (a local process cannot lock the operators out)', async () => {
   const s = await start();
   const a = agent(s, '127.0.3.1');
   for (let i = 0; i < 6; i++) expect((await a.login(`wrong-${i}`)).status).toBe(401);
-  const r = await a.login(TOKEN);
+  // The right password waits: it is not even checked.
+  const r = await a.login(PASSWORD);
   expect(r.status).toBe(429);
   expect(r.headers['retry-after']).toBe('1');
-  // Another address is not held up.
-  expect((await agent(s, '127.0.3.2').login(TOKEN)).status).toBe(303);
-  s.tick(1_000);
+  expect((await a.login('wrong-again')).status).toBe(429);
+  // The token (128 bits at least: beyond guessing) is taken, and starts the address afresh.
   expect((await a.login(TOKEN)).status).toBe(303);
+  expect((await a.login(PASSWORD)).status).toBe(303);
+  // Another address was never held up.
+  expect((await agent(s, '127.0.3.2').login(PASSWORD)).status).toBe(303);
+});
+
+test('a session signed in with the console password ends when the password is changed or removed; token sessions do not', async () => {
+  const s = await start();
+  const byPassword = agent(s, '127.0.5.1');
+  const byToken = agent(s, '127.0.5.2');
+  expect((await byPassword.login(PASSWORD)).status).toBe(303);
+  expect((await byToken.login(TOKEN)).status).toBe(303);
+  expect((await byPassword.get('/api/v1/connections')).status).toBe(200);
+  // The operator rotates a leaked password.
+  setConsolePassword(s.stateDir, 'a-new-console-password-2');
+  expect((await byPassword.get('/api/v1/connections')).status).toBe(401);
+  expect((await byToken.get('/api/v1/connections')).status).toBe(200);
+  // The new password signs in; removing the password file ends that session too.
+  const again = agent(s, '127.0.5.3');
+  expect((await again.login('a-new-console-password-2')).status).toBe(303);
+  expect((await again.get('/api/v1/connections')).status).toBe(200);
+  rmSync(join(s.stateDir, 'console-password'));
+  expect((await again.get('/api/v1/connections')).status).toBe(401);
+  expect((await byToken.get('/api/v1/connections')).status).toBe(200);
+  // The sign-in is audited with where it came from and a session reference (not the id).
+  const ins = s.logs.filter((l) => l['event'] === 'console_login' && l['ok'] === true);
+  expect(ins.map((l) => [l['via'], l['client']])).toEqual([
+    ['password', '127.0.5.1'],
+    ['token', '127.0.5.2'],
+    ['password', '127.0.5.3'],
+  ]);
+  for (const l of ins) expect(l['session']).toMatch(/^[0-9a-f]{8}$/);
 });
 
 test('a password check runs scrypt off the event loop: the loop turns while checks are under way', async () => {
   const dir = tempDir('cefd-signin-');
   setConsolePassword(dir, PASSWORD);
   const order: string[] = [];
-  const checks = [PASSWORD, 'wrong password one', PASSWORD].map((p) => Promise.resolve(checkConsolePassword(dir, p)).then((ok) => order.push(`checked ${ok}`)));
+  const checks = [PASSWORD, 'wrong password one', PASSWORD].map((p) => Promise.resolve(checkConsolePassword(dir, p)).then((ok) => order.push(`checked ${ok !== false}`)));
   setImmediate(() => order.push('loop turned'));
   await Promise.all(checks);
   expect(order).toEqual(['loop turned', 'checked true', 'checked false', 'checked true']);
@@ -157,18 +191,21 @@ test('wrong bearer tokens on the API and the event stream count with the sign-in
   expect((await call('/api/v1/connections', 'wrong-4')).status).toBe(401);
   expect((await call('/console/api/events/stream', 'wrong-5')).status).toBe(401);
   expect((await call('/console/api/events/stream', 'wrong-6')).status).toBe(401);
-  // Six failures: the address waits 1 s wherever it sends the token.
+  // Six failures: the address waits 1 s wherever it sends a wrong token, and for any password.
   for (const path of ['/api/v1/connections', '/console/api/events/stream']) {
-    const r = await call(path, TOKEN);
+    const r = await call(path, 'wrong-7');
     expect(r.status, path).toBe(429);
     expect(r.headers['retry-after'], path).toBe('1');
     expect((r.json!['error'] as Record<string, unknown>)['code'], path).toBe('admin_rate_limited');
   }
-  expect((await a.login(TOKEN)).status).toBe(429);
+  expect((await a.login(PASSWORD)).status).toBe(429);
+  // The right token is taken wherever it is sent, and starts the address afresh.
+  expect((await call('/api/v1/connections', TOKEN)).status).toBe(200);
+  expect(await streamStatus(s.base, from, TOKEN)).toBe(200);
+  expect((await call('/api/v1/connections', 'wrong-8')).status).toBe(401);
+  expect((await a.login(PASSWORD)).status).toBe(303);
   // Another address is not held up.
   expect((await request(s.base, 'GET', '/api/v1/connections', { localAddress: '127.0.5.2', headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
-  s.tick(1_000);
-  expect((await call('/api/v1/connections', TOKEN)).status).toBe(200);
   // The right token starts the count over, on the event stream too: a client with an old
   // token beside a working one on the same host never locks the working one out.
   for (let round = 0; round < 8; round++) {

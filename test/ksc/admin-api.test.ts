@@ -2,6 +2,7 @@
  * The admin HTTP API over a real socket, against a KSC emulator: every endpoint, the error
  * shape and statuses (400, 401, 404, 405, 409, 413, 415, 502, 504), no secret in answers.
  */
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, beforeEach, expect, test } from 'vitest';
 import { KscIntegration } from '../../src/ksc/index.js';
@@ -68,7 +69,7 @@ afterEach(async () => {
   cleanup();
 });
 
-test('wrong bearer tokens count per address: after 5 free the address waits (429, Retry-After), even with the right token', async () => {
+test('wrong bearer tokens count per address: after 5 free a wrong token waits (429, Retry-After); the right token is always taken', async () => {
   let now = 1_000_000;
   const limited = createAdminServer(
     { ksc: k, rules: () => RULES, sync: (o) => k.syncAssets(o), syncAttributes: (o) => k.syncAttributes(o), startTask: (req) => k.startTask(req) },
@@ -81,24 +82,23 @@ test('wrong bearer tokens count per address: after 5 free the address waits (429
     for (let i = 0; i < 10; i++) expect((await get(null)).status).toBe(401);
     expect((await get(TOKEN)).status).toBe(200);
     for (let i = 0; i < 6; i++) expect((await get(`wrong-${i}`)).status).toBe(401);
-    const r = await get(TOKEN);
+    const r = await get('wrong-6');
     expect(r.status).toBe(429);
     expect(r.headers.get('retry-after')).toBe('1');
     expect(errorOf(r)).toEqual({ code: 'admin_rate_limited', message: 'too many wrong bearer tokens from this address: try again in 1 s' });
-    // A POST is refused before its body is read.
-    expect((await rawApi(limited.port()!, 'POST', '/api/v1/tenants', { token: TOKEN, body: { name: 'x' } })).status).toBe(429);
+    // A POST with a wrong token is refused before its body is read.
+    expect((await rawApi(limited.port()!, 'POST', '/api/v1/tenants', { token: 'wrong-post', body: { name: 'x' } })).status).toBe(429);
     expect(k.listTenants().map((t) => t.name)).toEqual(['default']);
     now += 1_000;
     // The next wrong one doubles the wait.
     expect((await get('wrong-again')).status).toBe(401);
-    expect((await get(TOKEN)).headers.get('retry-after')).toBe('2');
-    now += 2_000;
-    // The right token gets in and starts the address's count over: five wrong ones are free
-    // again, the sixth locks it out for 1 s.
-    expect((await get(TOKEN)).status).toBe(200);
+    expect((await get('wrong-while-locked')).headers.get('retry-after')).toBe('2');
+    // The right token is taken while the address waits (another process on the same host,
+    // loopback or an SSH tunnel, cannot keep the operator out), and starts its count over:
+    // five wrong ones are free again, the sixth locks it out for 1 s.
+    expect((await rawApi(limited.port()!, 'POST', '/api/v1/tenants', { token: TOKEN, body: { name: 'x' } })).status).toBe(201);
     for (let i = 0; i < 6; i++) expect((await get(`wrong-after-${i}`)).status).toBe(401);
-    expect((await get(TOKEN)).headers.get('retry-after')).toBe('1');
-    now += 1_000;
+    expect((await get('wrong-after-6')).headers.get('retry-after')).toBe('1');
     expect((await get(TOKEN)).status).toBe(200);
     // A script with an old token beside a working client on one host: never locked out.
     for (let round = 0; round < 12; round++) {
@@ -259,6 +259,103 @@ test('connections: create, read, update, enable/disable, test, delete', async ()
   for (const t of texts) {
     expect(t).not.toContain(PASSWORD);
     expect(t).not.toContain('not-the-password');
+  }
+});
+
+/** A TCP server that counts the connections made to it (a server the stored password must never reach). */
+async function countingServer(): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
+  let n = 0;
+  const srv = net.createServer((s) => {
+    n++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return { url: `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, connections: () => n, close: () => new Promise((r) => srv.close(() => r())) };
+}
+
+test('a caller of the API cannot send a stored password to a server of its choosing: a new server or TLS settings need the secret again', async () => {
+  const id = await addMain();
+  const evil = await countingServer();
+  try {
+    for (const body of [{ url: evil.url }, { url: evil.url, tls: { insecure: true } }, { tls: { insecure: true } }, { tls: {} }, { url: evil.url, name: 'moved' }]) {
+      const r = await call('PATCH', `/api/v1/connections/${id}`, { body });
+      expect(r.status, JSON.stringify(body)).toBe(409);
+      expect(errorOf(r).code).toBe('ksc_secret_required');
+      expect(errorOf(r).message).toContain(`the stored one was given for ${emu.url}`);
+    }
+    // Nothing changed, and the connection still works against its own server.
+    const kept = (await call('GET', `/api/v1/connections/${id}`)).json!['connection'];
+    expect(kept).toMatchObject({ name: 'main', url: emu.url, tls: { pinSha256: expect.any(String) } });
+    expect((await call('POST', `/api/v1/connections/${id}/test`)).json).toEqual({ result: { ok: true } });
+    // The same URL written another way, a rename, disabling: no secret needed.
+    expect((await call('PATCH', `/api/v1/connections/${id}`, { body: { url: `https://${emu.url}/`, name: 'primary', disabled: true } })).status).toBe(200);
+    expect((await call('POST', `/api/v1/connections/${id}/enable`)).status).toBe(200);
+    // With the secret in the same change, the move is the caller's own password's.
+    const moved = await call('PATCH', `/api/v1/connections/${id}`, { body: { url: evil.url, tls: { insecure: true }, secret: { user: 'other', password: 'the-callers-own-pass' } } });
+    expect(moved.status).toBe(200);
+    expect(moved.json!['connection']).toMatchObject({ url: evil.url, tls: { insecure: true }, secret: { set: true, source: 'file' } });
+    expect(k.secrets.get({ id, url: evil.url })).toMatchObject({ user: 'other', password: 'the-callers-own-pass' });
+    // The command line (not remote) may still move a connection with its stored secret.
+    k.editConnection(id, { url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 } });
+    expect(evil.connections()).toBe(0);
+  } finally {
+    await evil.close();
+  }
+  for (const t of texts) expect(t).not.toContain(PASSWORD);
+});
+
+test('a credential file secret goes only where the operator allowed: an entry without "url" cannot be taken, renamed into or moved through the API; an entry with "url" only for that server', async () => {
+  const t = tempDir();
+  const credFile = `${t.dir}/ksc-secrets`;
+  writeFileSync(credFile, JSON.stringify({ 'default/prod': { user: 'kuma', password: 'cred-unbound-pass' }, 'default/bound': { user: 'kuma', password: PASSWORD, url: `https://${emu.url}` } }));
+  const kc = KscIntegration.open({ stateDir: `${t.dir}/state`, credentialsFile: credFile, env: {}, client: { timeoutMs: 1000, retries: 0, backoffMs: 5 } });
+  const srv = createAdminServer(
+    { ksc: kc, rules: () => RULES, sync: (o) => kc.syncAssets(o), syncAttributes: (o) => kc.syncAttributes(o), startTask: (req) => kc.startTask(req) },
+    { token: TOKEN, maxBodyBytes: 2048, requestTimeoutMs: 1000 },
+  );
+  await srv.listen('127.0.0.1', 0);
+  const evil = await countingServer();
+  const c = (method: string, path: string, body?: unknown) => rawApi(srv.port()!, method, path, { token: TOKEN, ...(body !== undefined ? { body } : {}) });
+  try {
+    // Made again under the entry's name (delete and add back), at another server: refused, with or without a secret.
+    for (const body of [{ name: 'prod', url: evil.url }, { name: 'prod', url: evil.url, secret: { user: 'x', password: 'caller-pass' } }]) {
+      const r = await c('POST', '/api/v1/connections', body);
+      expect(r.status).toBe(409);
+      expect((r.json as { error: { code: string; message: string } }).error).toMatchObject({ code: 'ksc_secret_required', message: expect.stringContaining(`add "url": "${evil.url}" to the entry`) });
+    }
+    // An entry with "url" is not this connection's secret at another server.
+    const other = await c('POST', '/api/v1/connections', { name: 'bound', url: evil.url });
+    expect(other.status).toBe(400);
+    expect(other.json).toMatchObject({ error: { code: 'ksc_invalid_input', field: 'secret' } });
+    // At its own server it is.
+    const bound = await c('POST', '/api/v1/connections', { name: 'bound', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 } });
+    expect(bound.status).toBe(201);
+    const bid = (bound.json!['connection'] as { id: string }).id;
+    expect(bound.json!['connection']).toMatchObject({ secret: { set: true, source: 'credential' } });
+    expect((await c('POST', `/api/v1/connections/${bid}/test`)).json).toEqual({ result: { ok: true } });
+    // Moved with the caller's own secret: the entry no longer applies, the caller's secret does.
+    const moved = await c('PATCH', `/api/v1/connections/${bid}`, { url: evil.url, secret: { user: 'x', password: 'caller-pass' } });
+    expect(moved.status).toBe(200);
+    expect(moved.json!['connection']).toMatchObject({ url: evil.url, secret: { set: true, source: 'file' } });
+    expect(kc.secrets.get({ id: bid, tenant: 'default', name: 'bound', url: evil.url })?.password).toBe('caller-pass');
+    // A connection of the caller's renamed to the unbound entry's name: refused.
+    const mine = await c('POST', '/api/v1/connections', { name: 'mine', url: evil.url, secret: { user: 'x', password: 'caller-pass' } });
+    expect(mine.status).toBe(201);
+    const rename = await c('PATCH', `/api/v1/connections/${(mine.json!['connection'] as { id: string }).id}`, { name: 'prod' });
+    expect(rename.status).toBe(409);
+    expect((rename.json as { error: { code: string } }).error.code).toBe('ksc_secret_required');
+    // The command line may add the unbound entry's connection (the operator's file, the operator's choice).
+    const cli = kc.addConnection({ name: 'prod', url: 'ksc.corp.example' });
+    expect(cli.secret).toEqual({ set: true, source: 'credential' });
+    // ... but the API cannot then move it.
+    const move = await c('PATCH', `/api/v1/connections/${cli.id}`, { url: evil.url, secret: { user: 'x', password: 'caller-pass' } });
+    expect(move.status).toBe(409);
+    expect(evil.connections()).toBe(0);
+  } finally {
+    await evil.close();
+    await srv.close();
+    await kc.close();
+    t.cleanup();
   }
 });
 

@@ -2,7 +2,7 @@ import { afterEach, expect, test } from 'vitest';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileSecretStore, openSecretStore, redact, redactDeep, redactingLogger, registerPassword, REDACTED, SECRETS_FILE } from '../../src/ksc/secrets.js';
-import { KscIntegration } from '../../src/ksc/index.js';
+import { KscIntegration, normalizeConnectionUrl } from '../../src/ksc/index.js';
 import { KscInputError } from '../../src/ksc/errors.js';
 import { memoryLogger, tempDir } from '../helpers/ksc-emulator/testkit.js';
 
@@ -69,6 +69,31 @@ test('a systemd credential file ($CREDENTIALS_DIRECTORY/ksc-secrets) wins, keyed
   expect(existsSync(join(d, SECRETS_FILE))).toBe(true);
   // Without the variable, only the state-dir file.
   expect(openSecretStore({ stateDir: d, env: {} }).get({ id: 'id-1', tenant: 'default', name: 'main' })).toBeUndefined();
+});
+
+test('a credential file entry with "url" is the secret of a connection at that server only (written as connections are: https://, default port)', () => {
+  const d = dir();
+  const file = join(d, 'creds.json');
+  writeFileSync(file, JSON.stringify({ 'default/main': { user: 'kuma', password: 'bound-cred-pass', url: 'https://KSC.corp.example/' }, 'id-9': { user: 'k', password: 'bound-by-id', url: '10.0.0.5:1234' } }));
+  const s = openSecretStore({ stateDir: d, credentialsFile: file, env: {}, normalizeUrl: normalizeConnectionUrl });
+  const main = { id: 'id-1', tenant: 'default', name: 'main' };
+  expect(s.get({ ...main, url: 'ksc.corp.example:13299' })?.password).toBe('bound-cred-pass');
+  expect(s.bound({ ...main, url: 'ksc.corp.example:13299' })).toBe(true);
+  expect(s.get({ ...main, url: 'ksc.corp.example:13300' })).toBeUndefined();
+  expect(s.source({ ...main, url: 'evil.example:13299' })).toBeUndefined();
+  expect(s.get({ ...main })).toBeUndefined();
+  expect(s.get({ id: 'id-9', url: '10.0.0.5:1234' })?.password).toBe('bound-by-id');
+  expect(s.get({ id: 'id-9', url: '10.0.0.6:1234' })).toBeUndefined();
+  // Without "url": any server (bound() says so), as before.
+  writeFileSync(file, JSON.stringify({ 'default/main': { user: 'kuma', password: 'bound-cred-pass' } }));
+  const u = openSecretStore({ stateDir: d, credentialsFile: file, env: {}, normalizeUrl: normalizeConnectionUrl });
+  expect(u.source({ ...main, url: 'evil.example:13299' })).toBe('credential');
+  expect(u.bound({ ...main, url: 'evil.example:13299' })).toBe(false);
+  // A "url" that is not host[:port]: the file does not load, and says which entry (not its password).
+  for (const url of ['http://x/y', 42]) {
+    writeFileSync(file, JSON.stringify({ 'default/main': { user: 'kuma', password: 'bound-cred-pass', url } }));
+    expect(() => openSecretStore({ stateDir: d, credentialsFile: file, env: {}, normalizeUrl: normalizeConnectionUrl })).toThrow(/entry "default\/main": "url" must be the connection's host\[:port\]/);
+  }
 });
 
 test('redact() hides registered passwords and their base64 form; redactDeep blanks secret keys', () => {
