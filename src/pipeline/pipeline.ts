@@ -26,7 +26,7 @@ import { rawFrameRecord } from '../nats/raw-frame.js';
 import { FrameCounts, deadLetterRecord, eventId, newIdPrefix, processFrame, type FrameCountsData, type IngestEnv } from './ingest.js';
 import type { Routes } from './router.js';
 import { isJsonEncoding } from '../codecs/encoders/registry.js';
-import { JOB_TARGET_BYTES, JobMemory, MAX_IN_FLIGHT_PER_SOURCE, MAX_IN_FLIGHT_UNPAUSABLE, SourceState, copyFrames, frameOf, truncatedOf, type Gathered } from './source-state.js';
+import { JOB_TARGET_BYTES, JobMemory, MAX_IN_FLIGHT_BYTES, MAX_IN_FLIGHT_PER_SOURCE, MAX_IN_FLIGHT_UNPAUSABLE, SourceState, copyFrames, frameOf, truncatedOf, type Gathered } from './source-state.js';
 
 export { SourceState };
 import { KscWatch, type FindingsHandler, type KscFindings, type KscWatchSpec } from '../ksc/watch.js';
@@ -164,6 +164,10 @@ export class Pipeline {
   private readonly jobs = new Set<number>();
   /** Of those, the jobs of sources that cannot be paused (MAX_IN_FLIGHT_UNPAUSABLE). */
   private unpausableJobs = 0;
+  /** Job memory on workers of the sources that can be paused (MAX_IN_FLIGHT_BYTES). */
+  private pausableBytes = 0;
+  /** Sources paused because pausableBytes reached MAX_IN_FLIGHT_BYTES: resumed below half. */
+  private readonly overBudget = new Set<SourceContext>();
   private jobSeq = 0;
   /** Where sources' frames are gathered for their worker jobs, reused job after job. */
   private readonly jobMemory = new JobMemory();
@@ -672,16 +676,25 @@ export class Pipeline {
     this.jobs.add(job);
     st.inFlight++;
     const unpausable = ctx.pause === undefined;
+    const bytes = unpausable ? 0 : g.memory.byteLength;
     if (unpausable) this.unpausableJobs++;
-    if (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE && ctx.pause !== undefined && !st.pausedByUs) {
-      st.pausedByUs = true;
-      ctx.pause();
+    else this.pausableBytes += bytes;
+    if (!unpausable && !st.pausedByUs) {
+      if (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE) {
+        st.pausedByUs = true;
+        ctx.pause!();
+      } else if (this.pausableBytes >= MAX_IN_FLIGHT_BYTES) {
+        st.pausedByUs = true;
+        this.overBudget.add(ctx);
+        ctx.pause!();
+      }
     }
     this.pool!.submit(
       { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data: g.memory, offsets: g.offsets, truncated: g.flags },
       (o) => {
         st.inFlight--;
         if (unpausable) this.unpausableJobs--;
+        else this.pausableBytes -= bytes;
         st.inOrder(seq, () => {
           this.applyResult(ctx, o, g, nowMs, pausable, firstSeq);
           // A worker that failed may still be reading it (the pool closing): not reused then.
@@ -690,12 +703,24 @@ export class Pipeline {
         // Frames gathered while this job was out go now (in order: after it).
         if (st.gathered > 0 && this.gathering.has(ctx)) this.commit(ctx, true, true);
         this.jobDone(job);
-        if (st.pausedByUs && st.inFlight < MAX_IN_FLIGHT_PER_SOURCE / 2) {
+        if (st.pausedByUs && st.inFlight < MAX_IN_FLIGHT_PER_SOURCE / 2 && !this.overBudget.has(ctx)) {
           st.pausedByUs = false;
           ctx.resume?.();
         }
+        if (this.overBudget.size > 0 && this.pausableBytes < MAX_IN_FLIGHT_BYTES / 2) this.resumeOverBudget();
       },
     );
+  }
+
+  /** The sources paused for the memory on workers (MAX_IN_FLIGHT_BYTES) read again: those not over their own limit now, the others at their next job's return. */
+  private resumeOverBudget(): void {
+    for (const ctx of this.overBudget) {
+      this.overBudget.delete(ctx);
+      const st = ctx.state;
+      if (st === undefined || !st.pausedByUs || st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE / 2) continue;
+      st.pausedByUs = false;
+      ctx.resume?.();
+    }
   }
 
   private jobDone(job: number): void {

@@ -24,6 +24,17 @@ export const MAX_IN_FLIGHT_PER_SOURCE = 8;
 export const MAX_IN_FLIGHT_UNPAUSABLE = 64;
 
 /**
+ * Bytes of job memory on workers at once for all the sources that can be paused (TCP and
+ * TLS connections, NATS) together; a source that submits a job past it is paused until
+ * they are below half (Pipeline.submit). Without it the memory on workers, and the results
+ * that land in the output queues past their `max_size` when they come back, grew with the
+ * number of connections (MAX_IN_FLIGHT_PER_SOURCE each): 1000 busy connections resumed at
+ * once after an output outage took over 1 GB (397 MB of queue against a 2 MiB max_size).
+ * One busy connection (8 jobs of at most 256 KiB) stays well below it.
+ */
+export const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+
+/**
  * While a job of a source is on a worker, its next reads are gathered into one job of
  * up to this many bytes (sent when it is full or when that job comes back): fewer,
  * larger messages between threads, so less time in postMessage and less GC.
