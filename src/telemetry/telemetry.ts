@@ -238,7 +238,7 @@ export class Telemetry {
     this.limited('error', `worker_failed:${listener}`, { listener, frames, err }, `a decode worker failed; ${frames} frames go to the dead-letter output`);
   }
 
-  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'frame_timeout' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized' | 'tls_on_plain_listener', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
+  connectionRejected(listener: string, reason: 'cidr' | 'max_connections' | 'max_connections_per_source' | 'evicted_no_frame' | 'evicted_quiet' | 'frame_timeout' | 'tls_handshake' | 'tls_fingerprint' | 'tls_unauthorized' | 'tls_on_plain_listener', detail?: string, fields: { code?: string; cause?: string; fingerprint?: string } = {}): void {
     this.listener(listener).connectionsRejected.add(reason);
     this.limited('warn', `reject:${listener}:${reason}:${fields.code ?? ''}`, { listener, reason, ...fields, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
   }
@@ -408,7 +408,7 @@ export class Telemetry {
     );
     gauge('cefd_connections_open', 'Connections open now, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsOpen]));
     counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
-    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, frame_timeout, tls_handshake, tls_fingerprint, tls_unauthorized, tls_on_plain_listener).', ['listener', 'reason'], () =>
+    counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, evicted_quiet, frame_timeout, tls_handshake, tls_fingerprint, tls_unauthorized, tls_on_plain_listener).', ['listener', 'reason'], () =>
       byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),
     );
     gauge('cefd_nats_consumer_pending_messages', 'NATS sources: messages of the stream the durable consumer has not had acknowledged yet (its lag), per listener.', ['listener'], () =>

@@ -161,6 +161,68 @@ test('max_connections: a new connection takes the place of one that never sent a
   await waitFor(() => rec.frames.length === 1, 30_000, 'the fresh frame');
 });
 
+test('max_connections: with every connection served, the one quiet longer than evict_quiet_after makes room; one quiet for less does not', async () => {
+  const { src, rec } = await tcp({ max_connections: 2, evict_quiet_after: '1s' });
+  const quiet = await connect(src.port()!);
+  quiet.write('<13>quiet one\n');
+  const quietClosed = closedByServer(quiet);
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the first frame');
+  await new Promise((r) => setTimeout(r, 1_100));
+  const recent = await connect(src.port()!);
+  recent.write('<13>recent one\n');
+  await waitFor(() => rec.frames.length === 2, 30_000, 'the second frame');
+  // Both served; the first quiet for over a second: the new connection takes its place.
+  const fresh = await connect(src.port()!);
+  await quietClosed;
+  fresh.write('<13>fresh\n');
+  await waitFor(() => rec.frames.length === 3, 30_000, 'the fresh frame');
+  const st = rec.telemetry.listener('in');
+  expect(st.connectionsRejected.map.get('evicted_quiet')).toBe(1);
+  // Now the two open ones sent a moment ago: a further connection is refused, nobody evicted.
+  const refused = net.connect({ host: '127.0.0.1', port: src.port()! });
+  await closedByServer(refused);
+  expect(st.connectionsRejected.map.get('max_connections')).toBe(1);
+  expect(st.connectionsRejected.map.get('evicted_quiet')).toBe(1);
+  expect(recent.destroyed).toBe(false);
+  recent.destroy();
+  fresh.destroy();
+  expect(rec.frames.map((f) => f.text)).toEqual(['<13>quiet one', '<13>recent one', '<13>fresh']);
+});
+
+test('max_connections: a connection quiet in the middle of a frame is not taken for a quiet one (frame_timeout ends it)', async () => {
+  const { src, rec } = await tcp({ max_connections: 1, evict_quiet_after: '1s', frame_timeout: '0s' });
+  const half = await connect(src.port()!);
+  half.write('<13>whole\n<13>half of a fr');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the whole frame');
+  await new Promise((r) => setTimeout(r, 1_100));
+  const refused = net.connect({ host: '127.0.0.1', port: src.port()! });
+  await closedByServer(refused);
+  expect(rec.telemetry.listener('in').connectionsRejected.map.get('max_connections')).toBe(1);
+  expect(half.destroyed).toBe(false);
+  half.destroy();
+});
+
+test('frame_timeout also ends a line cut at max_frame_bytes whose rest never comes (bytes dribbled one at a time)', async () => {
+  const { src, rec } = await tcp({ max_frame_bytes: 64, frame_timeout: '500ms' });
+  const s = await connect(src.port()!);
+  const closed = closedByServer(s);
+  s.write(`<13>${'A'.repeat(200)}`);
+  const drip = setInterval(() => {
+    if (!s.destroyed) s.write('x');
+  }, 100);
+  try {
+    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was not closed within 10 s')), 10_000))]);
+  } finally {
+    clearInterval(drip);
+  }
+  const st = rec.telemetry.listener('in');
+  expect(st.connectionsRejected.map.get('frame_timeout')).toBe(1);
+  // The cut frame itself was delivered (truncated); nothing is left to dead-letter.
+  expect(rec.frames).toHaveLength(1);
+  expect(rec.frames[0]!.truncated).toBe(true);
+  expect(rec.deadLetters).toEqual([]);
+});
+
 test('stop() reads what connections already sent before closing them', async () => {
   const { src, rec } = await tcp();
   const s = await connect(src.port()!);

@@ -274,6 +274,11 @@ export class Framer {
     return this.state === State.Line || this.state === State.Count || this.state === State.Octets || this.state === State.Version;
   }
 
+  /** Skipping the rest of a frame cut at maxFrameBytes (up to its end). */
+  get discarding(): boolean {
+    return this.state === State.Discard;
+  }
+
   /** Bytes allocated for the incomplete frame (at most about twice bufferedBytes). */
   get heldBytes(): number {
     return (this.pendBuf?.length ?? 0) + (this.octetBuf?.length ?? 0);

@@ -42,6 +42,10 @@ interface Slot {
   served?: boolean;
   /** When it was accepted (ms): a handshake gets a moment before it counts as slow. */
   acceptedMs: number;
+  /** When it last sent a byte (ms): the quietest goes first when room is needed (evict_quiet_after). */
+  lastDataMs: number;
+  /** Holds part of a frame (or is skipping the rest of a cut one). */
+  inFrame: () => boolean;
 }
 
 /** Normalizes `AA:bb:..` / `aabb..` fingerprints. */
@@ -237,13 +241,19 @@ export class StreamSource implements Source {
       // Slow: in its handshake for half of handshake_timeout already.
       const slowAfterMs = ((this.config.tls?.handshake_timeout ?? 10) * 1000) / 2;
       let victim: Slot | undefined;
+      // Failing those, the connection quiet the longest, quiet for evict_quiet_after at least.
+      const quietMs = Math.round(this.config.evict_quiet_after * 1000);
+      let quietest: Slot | undefined;
       for (const s of this.slots) {
         if (s.served !== true && now - s.acceptedMs >= slowAfterMs) {
           victim = s;
           break;
         }
         if (s.frames === 0) victim ??= s;
+        else if (quietMs > 0 && now - s.lastDataMs >= quietMs && (quietest === undefined || s.lastDataMs < quietest.lastDataMs) && !s.inFrame()) quietest = s;
       }
+      const reason = victim !== undefined ? 'evicted_no_frame' : 'evicted_quiet';
+      victim ??= quietest;
       if (victim === undefined) {
         this.close(raw);
         this.telemetry.connectionRejected(this.name, 'max_connections', peer);
@@ -251,9 +261,9 @@ export class StreamSource implements Source {
       }
       this.release(victim);
       this.close(victim.socket);
-      this.telemetry.connectionRejected(this.name, 'evicted_no_frame', victim.peer);
+      this.telemetry.connectionRejected(this.name, reason, victim.peer);
     }
-    const slot: Slot = { socket: raw, source, frames: 0, peer, acceptedMs: Date.now() };
+    const slot: Slot = { socket: raw, source, frames: 0, peer, acceptedMs: Date.now(), lastDataMs: Date.now(), inFrame: () => false };
     this.slots.add(slot);
     this.slotByPeer.set(peer, slot);
     this.perSource.set(source, fromSource + 1);
@@ -384,9 +394,13 @@ export class StreamSource implements Source {
       if (frameTimer !== undefined) clearTimeout(frameTimer);
       frameTimer = undefined;
     };
+    // A frame cut at max_frame_bytes whose rest is being skipped counts too: else a sender
+    // could hold the connection by dribbling bytes that never end the cut line.
+    const inFrame = () => framer.midFrame || framer.discarding;
+    slot.inFrame = inFrame;
     const watchFrame = () => {
       if (frameMs <= 0) return;
-      if (!framer.midFrame || socket.isPaused()) {
+      if (!inFrame() || socket.isPaused()) {
         stopFrameTimer();
         return;
       }
@@ -397,7 +411,7 @@ export class StreamSource implements Source {
         frameTimer = undefined;
         // Reads already waiting (a starved CPU) are handled first: decide after the poll.
         setImmediate(() => {
-          if (socket.destroyed || halted || socket.isPaused() || socket.readableLength > 0 || !framer.midFrame || frameMark !== slot.frames) {
+          if (socket.destroyed || halted || socket.isPaused() || socket.readableLength > 0 || !inFrame() || frameMark !== slot.frames) {
             watchFrame();
             return;
           }
@@ -477,7 +491,7 @@ export class StreamSource implements Source {
         }
       }
       stats.bytes += chunk.length;
-      conn.lastDataMs = Date.now();
+      conn.lastDataMs = slot.lastDataMs = Date.now();
       framer.push(chunk);
       pipeline.commit(ctx);
       watchFrame();
