@@ -54,6 +54,13 @@ export function collectedGauge(reg: Registry, name: string, help: string, labelN
 }
 
 export class ListenerStats {
+  /**
+   * UDP listeners: datagrams the kernel dropped because the socket's receive buffer was
+   * full (cefd did not read fast enough), of the sockets closed since start, and a reader
+   * of the open socket's count (src/sources/udp/kernel-drops.ts); undefined for others.
+   */
+  udpDropsClosed = 0;
+  udpDropsOpen: (() => number) | undefined = undefined;
   bytes = 0;
   framesLf = 0;
   framesOctet = 0;
@@ -403,6 +410,11 @@ export class Telemetry {
       byCode(listeners().map((s) => [s.name, s.frameErrors]), 'listener', 'code'),
     );
     counter('cefd_discarded_bytes_total', 'Bytes thrown away after a frame was truncated, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.discardedBytes]));
+    counter('cefd_udp_receive_dropped_total', 'UDP listeners: datagrams the kernel dropped because the socket\'s receive buffer was full (cefd read too slowly; raise receive_buffer_bytes and net.core.rmem_max, or add cores), read from /proc/net/udp at each scrape (Linux), per listener.', ['listener'], () =>
+      listeners()
+        .filter((s) => s.udpDropsOpen !== undefined || s.udpDropsClosed > 0)
+        .map((s) => [{ listener: s.name }, s.udpDropsClosed + (s.udpDropsOpen?.() ?? 0)]),
+    );
     gauge('cefd_tls_certificate_expiry_timestamp_seconds', 'TLS listeners: when the certificate the listener presents now expires (notAfter, s since the epoch), per listener; follows a SIGHUP that installed a renewed one.', ['listener'], () =>
       listeners().filter((s) => s.tlsCertificateExpiry >= 0).map((s) => [{ listener: s.name }, s.tlsCertificateExpiry]),
     );

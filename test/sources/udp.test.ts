@@ -1,10 +1,14 @@
 /** The udp source (src/sources/udp/) on a real socket, alone: datagrams to frames, per sender, and the allowlist. */
 import dgram from 'node:dgram';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import type { Source } from '../../src/sources/source.js';
 import { udpSource } from '../../src/sources/udp/index.js';
 import { UDP_FIELDS } from '../../src/sources/udp/config.js';
 import { waitFor } from '../helpers/daemon.js';
+import { tempDir } from '../helpers/temp.js';
 import { listenerConfig, recording, type Recording } from './helpers.js';
 
 const running: Source[] = [];
@@ -60,4 +64,35 @@ test('a port in use is a clear start error', async () => {
   const rec = recording();
   const clash = await udpSource.create(listenerConfig('udp', UDP_FIELDS, { port: src.port() }), rec.deps);
   await expect(clash.start()).rejects.toThrow(/listener in: cannot bind udp 127\.0\.0\.1:\d+/);
+});
+
+test('datagrams the kernel drops while cefd does not read (a full receive buffer) are counted: every datagram sent is a frame or a drop', async () => {
+  const { src, rec } = await udp({ receive_buffer_bytes: 4096 });
+  const st = rec.telemetry.listener('in');
+  expect(st.udpDropsOpen).toBeTypeOf('function');
+  const drops = () => st.udpDropsClosed + (st.udpDropsOpen?.() ?? 0);
+  expect(drops()).toBe(0);
+  // Another process sends 300 datagrams of 1 KiB while this thread (the listener's) is held.
+  const n = 300;
+  const dir = tempDir();
+  const done = join(dir, 'done');
+  const child = spawn(process.execPath, [
+    '-e',
+    `const s = require('node:dgram').createSocket('udp4'); let i = 0; const msg = Buffer.alloc(1024, 0x61); msg.write('<13>'); const next = () => { if (i === ${n}) { s.close(); require('node:fs').writeFileSync(${JSON.stringify(done)}, ''); return; } i++; s.send(msg, ${src.port()!}, '127.0.0.1', next); }; next();`,
+  ]);
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  const hold = new Int32Array(new SharedArrayBuffer(4));
+  const until = Date.now() + 30_000;
+  // Held until the sender is done (a file it writes: no event can run meanwhile).
+  while (!existsSync(done) && Date.now() < until) Atomics.wait(hold, 0, 0, 5);
+  expect(await exited).toBe(0);
+  await waitFor(() => rec.frames.length + drops() === n, 30_000, 'every datagram a frame or a drop');
+  expect(drops()).toBeGreaterThan(0);
+  expect(rec.frames.length).toBeGreaterThan(0);
+  // A stopped listener keeps its count.
+  const before = drops();
+  await src.stop(0);
+  running.splice(running.indexOf(src), 1);
+  expect(st.udpDropsClosed).toBe(before);
+  expect(st.udpDropsOpen).toBeUndefined();
 });

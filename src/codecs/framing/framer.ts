@@ -24,7 +24,8 @@
  *   line that merely begins with digits and a space, such as `1493738863000 host CEF:0|`,
  *   would make the framer swallow terabytes. A count of up to `maxFrameBytes` is taken as
  *   octet counting: that is the inherent ambiguity of RFC 6587 auto-detection.
- * - Empty LF frames (blank lines, a lone CR) are skipped and counted, not emitted: they
+ * - Empty LF frames (blank lines, a lone CR) are skipped, not emitted (a `frame_empty`
+ *   notice, which the listeners do not count: their bytes are in the received bytes): they
  *   carry nothing, and octet-counting senders that add an LF after each frame (a common
  *   deviation) produce them.
  * - At the end of the stream, the bytes of an unterminated LF frame are emitted as a frame

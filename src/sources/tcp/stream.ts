@@ -324,7 +324,7 @@ export class StreamSource implements Source {
       }
     }
     // The TLS socket wraps the raw one accepted (and counted) in accept().
-    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer, acceptedMs: Date.now() }, fp === '' ? undefined : fp);
+    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer, acceptedMs: Date.now(), lastDataMs: Date.now(), inFrame: () => false }, fp === '' ? undefined : fp);
   }
 
   /** Sockets requireCertificate() has seen (the keylog event comes several times per handshake). */

@@ -2,7 +2,9 @@
  * UDP listener (RFC 5426): one message per datagram, or several LF-separated ones (no
  * octet counting in datagrams). UDP cannot be paused: while outputs are blocked, datagrams
  * are still read and queued up to the queues' hard limit, beyond which they are dropped
- * and counted (rather than left to overflow the kernel buffer, where nobody counts them).
+ * and counted (rather than left to overflow the kernel buffer). When cefd reads too slowly
+ * (decoding is the bottleneck) the kernel drops them: counted too, from /proc/net/udp
+ * (kernel-drops.ts, cefd_udp_receive_dropped_total).
  */
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
@@ -15,6 +17,7 @@ import { AddressAllowlist } from '../shared/cidr.js';
 import { inheritedSocket } from '../shared/systemd.js';
 import { peerOf, type Source } from '../source.js';
 import { SenderContexts } from './senders.js';
+import { kernelDropReader } from './kernel-drops.js';
 
 export class UdpSource implements Source {
   readonly name: string;
@@ -100,6 +103,7 @@ export class UdpSource implements Source {
         resolve();
       });
     });
+    this.stats.udpDropsOpen = kernelDropReader(socket, type === 'udp6' ? 6 : 4);
     this.ready = true;
     const where = `${inherited !== undefined ? socket.address().address : this.config.host}:${this.port()}`;
     this.telemetry.log.info({ listener: this.name, type: 'udp', address: where, inherited: inherited !== undefined }, `listening for udp on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
@@ -121,6 +125,12 @@ export class UdpSource implements Source {
     this.ready = false;
     const s = this.socket;
     this.socket = null;
+    // What the kernel dropped for this socket stays counted after it is closed.
+    const drops = this.stats.udpDropsOpen;
+    if (drops !== undefined) {
+      this.stats.udpDropsClosed += drops();
+      this.stats.udpDropsOpen = undefined;
+    }
     if (s !== null) await new Promise<void>((r) => s.close(() => r()));
   }
 }
