@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import { EXIT } from '../../errors.js';
 import { loadNormalizer, normalizerSpec, normalizeEvent } from '../../pipeline/normalize.js';
-import { cursorParam, readState, type Cursor } from './cursor.js';
+import { readState, type Cursor, type CursorKind } from './cursor.js';
 import { classify, SqlError } from './drivers.js';
 import { missingCursorColumn, SqlQueryPlan } from './source.js';
 
@@ -57,21 +57,31 @@ export async function sqlTest(file: string, only: string | undefined, rows: numb
         throw new Error(`the cursor file cannot be read: ${(e as Error).message}`);
       }
       let cursor: Cursor;
+      let kind: CursorKind | null | undefined;
       let epoch = 0;
       let from: string;
       if (state !== null && state.database === plan.target.identity) {
         cursor = state.cursor;
+        kind = state.kind;
         epoch = state.epoch;
         from = 'stored cursor';
       } else if (q.initial_cursor === 'latest') {
-        cursor = (await plan.latest(conn)) ?? 0;
+        const latest = await plan.latest(conn);
+        if (latest === undefined) {
+          // As the source does: no value (an empty table) is no place to start; it asks again at every poll.
+          err(`sql source ${q.name}: connected to ${plan.target.redacted}; latest_query returned no value (no rows yet): the source starts once it returns one\n`);
+          continue;
+        }
+        cursor = latest.value;
+        kind = latest.kind;
         from = 'latest (initial_cursor)';
       } else {
-        cursor = cursorParam(q.initial_cursor);
+        cursor = q.initial_cursor;
+        kind = null;
         from = 'initial_cursor';
       }
       const t0 = Date.now();
-      const got = await plan.fetch(conn, cursor, rows);
+      const got = await plan.fetch(conn, cursor, kind, rows);
       const missing = got.length > 0 ? missingCursorColumn(got[0]!, q.cursor_column) : null;
       if (missing !== null) throw new SqlError('query', missing);
       err(`sql source ${q.name}: connected to ${plan.target.redacted}; ${got.length} rows after ${q.cursor_column} ${String(cursor)} (${from}) in ${Date.now() - t0} ms\n`);

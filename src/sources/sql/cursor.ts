@@ -4,6 +4,11 @@
  * every output's buffer. Pure planning (`planBatch`) decides which rows of a batch become
  * events and where the cursor moves; the source does the I/O.
  *
+ * - The cursor's kind (`CursorKind`) is the column's type as the driver reported it
+ *   (drivers.ts `Rows.kinds`), never guessed from the text: `'0042'` from a text column
+ *   stays text, is bound as text and is stored as text. Only integers, decimals and times
+ *   are ordered here; text is ordered by the database alone (its collation), so for text
+ *   the planning only needs equality.
  * - Equal cursor values (a non-unique column such as a time): when a full batch ends
  *   inside a run of equal values, that run is held back and read again by the next query
  *   (`> cursor` would skip the rest of it); a full batch of one value, or one that leaves
@@ -19,6 +24,15 @@ import { dirname } from 'node:path';
 
 export type Cursor = string | number;
 
+/**
+ * What a cursor value is, from the column's type (drivers.ts pgColumnKind, mysqlColumnKind, mssqlColumnKind):
+ * - `int`: an integer column (a number, or decimal text beyond 2^53), ordered exactly;
+ * - `num`: another number (decimal/numeric as text, floats as numbers), ordered as decimals;
+ * - `time`: a time or date, ISO 8601 UTC text (drivers.ts preciseTime), ordered as times;
+ * - `text`: anything else, ordered only by the database (its collation).
+ */
+export type CursorKind = 'int' | 'num' | 'time' | 'text';
+
 export interface CursorState {
   version: 1;
   /** The database identity the cursor belongs to (url.ts `identity`). */
@@ -26,70 +40,196 @@ export interface CursorState {
   /** Incremented when the cursor is reset after it went backwards: part of event ids. */
   epoch: number;
   cursor: Cursor;
+  /**
+   * The cursor's kind: from the column of the row it came from; `null` for a configured
+   * `initial_cursor` no row has confirmed yet (bound as text: the database converts it).
+   * Absent in files written before kinds were kept: guessed from the value as those
+   * versions did (readState), so an old cursor is bound as it was.
+   */
+  kind?: CursorKind | null;
   /** Integer ids above `cursor` already delivered (gap mode), ascending decimal text. */
   seen: string[];
 }
 
 const INT = /^-?\d+$/;
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)$/;
+const ISO_UTC = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/;
 
 export function isIntegerCursor(v: Cursor): boolean {
   return typeof v === 'number' ? Number.isInteger(v) : INT.test(v);
 }
 
+function isNumeric(v: Cursor): boolean {
+  return typeof v === 'number' ? Number.isFinite(v) : DECIMAL.test(v);
+}
+
+/**
+ * The kind earlier versions gave a value from its look alone: integers (numbers or digit
+ * text), other numbers, ISO UTC times, text. Only for state files without a kind and for
+ * callers that know no column type; never for a value a driver returned with its type.
+ */
+export function guessKind(v: Cursor): CursorKind {
+  if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'num';
+  if (INT.test(v)) return 'int';
+  if (ISO_UTC.test(v)) return 'time';
+  return 'text';
+}
+
 /**
  * Whether two cursor values can be ordered against each other: both integers, or both
  * not (an integer and a time are different columns: comparing them as text is
- * meaningless, e.g. a latest_query of MAX(nId) against a tmRiseTime cursor).
+ * meaningless, e.g. a latest_query of MAX(nId) against a tmRiseTime cursor). Kinds
+ * guessed from the values; the source uses orderCursor with the columns' kinds.
  */
 export function sameCursorKind(a: Cursor, b: Cursor): boolean {
   return isIntegerCursor(a) === isIntegerCursor(b);
 }
 
-/** Orders two cursor values: integers numerically (any size), others as text (ISO times sort as text). Check sameCursorKind first. */
-export function compareCursor(a: Cursor, b: Cursor): number {
+/** The sign of a − b for two decimal numbers written as text (any length, exactly). */
+function compareDecimalText(a: string, b: string): number {
+  const parse = (s: string) => {
+    const neg = s.startsWith('-');
+    const body = s.replace(/^[+-]/, '');
+    const [i = '', f = ''] = body.split('.');
+    const int = i.replace(/^0+/, '');
+    const frac = f.replace(/0+$/, '');
+    return { neg: neg && (int !== '' || frac !== ''), int, frac };
+  };
+  const x = parse(a);
+  const y = parse(b);
+  if (x.neg !== y.neg) return x.neg ? -1 : 1;
+  let c = x.int.length !== y.int.length ? (x.int.length < y.int.length ? -1 : 1) : x.int < y.int ? -1 : x.int > y.int ? 1 : 0;
+  if (c === 0) {
+    const n = Math.max(x.frac.length, y.frac.length);
+    const fx = x.frac.padEnd(n, '0');
+    const fy = y.frac.padEnd(n, '0');
+    c = fx < fy ? -1 : fx > fy ? 1 : 0;
+  }
+  return x.neg ? -c : c;
+}
+
+function compareNumeric(a: Cursor, b: Cursor): number {
+  if (typeof a === 'number' && typeof b === 'number') return a < b ? -1 : a > b ? 1 : 0;
   if (isIntegerCursor(a) && isIntegerCursor(b)) {
     const x = BigInt(a);
     const y = BigInt(b);
     return x < y ? -1 : x > y ? 1 : 0;
   }
-  const x = timeKey(String(a));
-  const y = timeKey(String(b));
-  return x < y ? -1 : x > y ? 1 : 0;
+  const sa = String(a);
+  const sb = String(b);
+  // A float written with an exponent (1e+21): compared as floats.
+  if (!DECIMAL.test(sa) || !DECIMAL.test(sb)) {
+    const x = Number(a);
+    const y = Number(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  return compareDecimalText(sa, sb);
 }
 
-const ISO_UTC = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/;
+/**
+ * Orders two values of a column of `kind`: integers and decimals as numbers (any size,
+ * exactly), times as times, whatever their number of fraction digits. `undefined` when
+ * cefd cannot know the database's order: text (collations differ from JS: 'B' < 'a' in
+ * code units, not in an ICU or `_ci` collation), or a value that is not of the kind (a
+ * configured `initial_cursor`, a time the driver kept as its raw text: `infinity`).
+ * Equal values compare 0 in every kind (text by its exact characters).
+ */
+export function orderCursor(a: Cursor, b: Cursor, kind: CursorKind): number | undefined {
+  if (kind === 'int' || kind === 'num') {
+    if (isNumeric(a) && isNumeric(b)) return compareNumeric(a, b);
+  } else if (kind === 'time') {
+    const x = timeKey(String(a));
+    const y = timeKey(String(b));
+    if (x !== null && y !== null) return x < y ? -1 : x > y ? 1 : 0;
+  }
+  return a === b ? 0 : undefined;
+}
+
+/**
+ * Orders two cursor values whose kind is guessed from their look (guessKind): integers
+ * numerically (any size), ISO times as times, anything else as text. For old state files
+ * and callers without column types; the source orders with orderCursor.
+ */
+export function compareCursor(a: Cursor, b: Cursor): number {
+  const k = guessKind(a);
+  const o = k === guessKind(b) ? orderCursor(a, b, k) : undefined;
+  if (o !== undefined) return o;
+  const x = String(a);
+  const y = String(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
 
 /**
  * An ISO UTC time with its fraction written to nine digits, so that times of different
  * precision sort as text (`.123Z` before `.1231Z`, which the drivers write for a time
- * finer than the millisecond: drivers.ts preciseTime); any other text as it is.
+ * finer than the millisecond: drivers.ts preciseTime); null for any other text.
  */
-function timeKey(s: string): string {
+function timeKey(s: string): string | null {
   const m = ISO_UTC.exec(s);
-  return m === null ? s : `${m[1]}.${(m[2] ?? '').padEnd(9, '0')}Z`;
+  return m === null ? null : `${m[1]}.${(m[2] ?? '').padEnd(9, '0')}Z`;
 }
 
-/** The cursor as bound to the query: a number when it is one that fits, else text. */
-export function cursorParam(v: Cursor): string | number {
-  if (typeof v === 'string' && INT.test(v)) {
+/** A query parameter: text, a number, or an integer beyond 2^53 (drivers bind it exactly). */
+export type SqlParam = string | number | bigint;
+
+/**
+ * The cursor as a query parameter, by its kind: integers as numbers (beyond 2^53 as their
+ * text), other numbers as they came (a decimal's text), times and text as text, and a
+ * cursor of unknown kind (`null`: a configured initial_cursor) as text, which each
+ * database converts to the column's type. Without a kind (undefined) the kind is guessed
+ * from the value, as earlier versions bound every cursor.
+ */
+export function cursorParam(v: Cursor, kind?: CursorKind | null): string | number {
+  const k = kind === undefined ? guessKind(v) : kind;
+  if (k === 'int' && isIntegerCursor(v)) {
+    const n = Number(v);
+    return Number.isSafeInteger(n) ? n : String(v);
+  }
+  if (k === 'num') return v;
+  return String(v);
+}
+
+/** What the source binds: cursorParam, with an integer beyond 2^53 as a bigint (drivers bind it as a number, exactly). */
+export function bindCursor(v: Cursor, kind: CursorKind | null | undefined): SqlParam {
+  const p = cursorParam(v, kind);
+  return typeof p === 'string' && (kind === undefined ? guessKind(v) : kind) === 'int' && isIntegerCursor(p) ? BigInt(p) : p;
+}
+
+/**
+ * A column value as a cursor, or undefined when it cannot be one (null, boolean, ''):
+ * an integer column's text (a 64-bit integer some drivers return as text) becomes a
+ * number when it is a safe integer; anything else stays as it came.
+ */
+export function cursorOf(v: unknown, kind?: CursorKind): Cursor | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
+  if (typeof v !== 'string' || v === '') return undefined;
+  if (kind === 'int' && INT.test(v)) {
     const n = Number(v);
     if (Number.isSafeInteger(n)) return n;
   }
   return v;
 }
 
-/** A column value as a cursor, or undefined when it cannot be one (null, boolean). */
-export function cursorOf(v: unknown): Cursor | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  // A 64-bit integer column comes as text from some drivers (pg): a number when it fits.
-  if (typeof v === 'string' && v !== '') return cursorParam(v);
-  return undefined;
+/** The kind of a batch's cursor values when the driver reported no column type: guessed, alike or text. */
+export function guessBatchKind(cursors: readonly Cursor[]): CursorKind {
+  let k: CursorKind | undefined;
+  for (const c of cursors) {
+    const g = guessKind(c);
+    if (k === undefined) k = g;
+    else if (k !== g) {
+      if ((k === 'int' || k === 'num') && (g === 'int' || g === 'num')) k = 'num';
+      else return 'text';
+    }
+  }
+  return k ?? 'text';
 }
 
 export interface PlanInput {
   state: CursorState;
   /** The cursor value of each row, in query order. */
   cursors: readonly Cursor[];
+  /** Their kind (the cursor column's type); guessed from the values when absent. */
+  kind?: CursorKind;
   /** The query returned as many rows as it was allowed. */
   full: boolean;
   gapWaitMs: number;
@@ -102,25 +242,31 @@ export type Plan =
   | { kind: 'unordered'; at: number }
   /** A full batch of one cursor value: query again with a larger limit. */
   | { kind: 'grow' }
+  /** `cursor` is the state's own value when it did not move, else a row's (of the batch's kind). */
   | { kind: 'ok'; emit: number[]; cursor: Cursor; seen: string[] };
 
 export function planBatch(p: PlanInput): Plan {
   const { cursors, state } = p;
+  const kind = p.kind ?? guessBatchKind(cursors);
   const n = cursors.length;
-  for (let i = 1; i < n; i++) if (compareCursor(cursors[i - 1]!, cursors[i]!) > 0) return { kind: 'unordered', at: i };
+  // The database's order is checked where cefd knows it (numbers, times); text is in the
+  // database's collation, which cefd does not know: trusted.
+  for (let i = 1; i < n; i++) if ((orderCursor(cursors[i - 1]!, cursors[i]!, kind) ?? 0) > 0) return { kind: 'unordered', at: i };
   let end = n;
   if (p.full && n > 0) {
     const last = cursors[n - 1]!;
-    while (end > 0 && compareCursor(cursors[end - 1]!, last) === 0) end--;
+    while (end > 0 && orderCursor(cursors[end - 1]!, last, kind) === 0) end--;
     if (end === 0) return { kind: 'grow' };
   }
-  const gapMode = p.gapWaitMs > 0 && isIntegerCursor(state.cursor);
+  const gapMode = p.gapWaitMs > 0 && kind === 'int' && isIntegerCursor(state.cursor);
   if (!gapMode) {
     const emit: number[] = [];
     let cursor = state.cursor;
     for (let i = 0; i < end; i++) {
       // Rows at or below the cursor were delivered already (a query with >= , or a replay).
-      if (compareCursor(cursors[i]!, state.cursor) <= 0) continue;
+      // A row the order of which against the cursor is unknown (text) was chosen by the
+      // database as after it (`> @p1`): only one equal to the cursor is skipped.
+      if ((orderCursor(cursors[i]!, state.cursor, kind) ?? 1) <= 0) continue;
       emit.push(i);
       cursor = cursors[i]!;
     }
@@ -135,7 +281,7 @@ export function planBatch(p: PlanInput): Plan {
     const c = cursors[i]!;
     if (!isIntegerCursor(c)) return { kind: 'unordered', at: i };
     const key = BigInt(c).toString();
-    if (compareCursor(key, state.cursor) <= 0 || seen.has(key)) continue;
+    if (compareNumeric(key, state.cursor) <= 0 || seen.has(key)) continue;
     seen.add(key);
     emit.push(i);
   }
@@ -162,11 +308,20 @@ export function planBatch(p: PlanInput): Plan {
   return { kind: 'ok', emit, cursor, seen: ids.slice(k).map(String) };
 }
 
-export function initialState(database: string, cursor: Cursor): CursorState {
-  return { version: 1, database, epoch: 0, cursor, seen: [] };
+/** A fresh state; `kind` null: a configured value no row has confirmed the kind of yet. */
+export function initialState(database: string, cursor: Cursor, kind?: CursorKind | null): CursorState {
+  const s: CursorState = { version: 1, database, epoch: 0, cursor, seen: [] };
+  if (kind !== undefined) s.kind = kind;
+  return s;
 }
 
-/** The stored state, null when there is none; throws when the file cannot be read as one. */
+const KINDS: readonly unknown[] = ['int', 'num', 'time', 'text', null];
+
+/**
+ * The stored state, null when there is none; throws when the file cannot be read as one.
+ * A file without `kind` (written before kinds were kept) gets the kind its cursor was
+ * used with then (guessKind: a number or digit text is an integer).
+ */
 export function readState(file: string): CursorState | null {
   let text: string;
   try {
@@ -176,9 +331,18 @@ export function readState(file: string): CursorState | null {
     throw e;
   }
   const s = JSON.parse(text) as CursorState;
-  if (s === null || typeof s !== 'object' || s.version !== 1 || cursorOf(s.cursor) === undefined || !Array.isArray(s.seen) || typeof s.epoch !== 'number') {
+  if (
+    s === null ||
+    typeof s !== 'object' ||
+    s.version !== 1 ||
+    !(typeof s.cursor === 'string' || (typeof s.cursor === 'number' && Number.isFinite(s.cursor))) ||
+    !Array.isArray(s.seen) ||
+    typeof s.epoch !== 'number' ||
+    (s.kind !== undefined && !KINDS.includes(s.kind))
+  ) {
     throw new Error(`${file} is not a cursor state`);
   }
+  if (s.kind === undefined) s.kind = guessKind(s.cursor);
   return s;
 }
 

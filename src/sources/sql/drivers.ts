@@ -4,13 +4,26 @@
  * imported when first used: `cefd validate` reports one that is not installed.
  *
  * Values come back as JSON scalars (toJsonValue): numbers that are safe integers or
- * finite floats, text, `null`, times as ISO 8601 UTC text, bytes as base64 text, and
- * 64-bit integers beyond 2^53 as decimal text.
+ * finite floats, text, `null`, times as ISO 8601 UTC text, dates as midnight UTC, bytes
+ * as base64 text, and 64-bit integers beyond 2^53 as decimal text. A time JavaScript
+ * cannot hold (PostgreSQL's `infinity`, a year past 9999) stays as the server wrote it.
+ * Each result carries its columns' kinds (`Rows.kinds`, from the column types the
+ * server reported), which the cursor keeps (cursor.ts CursorKind): a text column's
+ * `'0042'` is text, whatever it looks like.
  */
 import { readFileSync } from 'node:fs';
+import type { CursorKind, SqlParam } from './cursor.js';
 import type { DbTarget, DriverKind } from './url.js';
 
 export type Row = Record<string, unknown>;
+
+/** A result's rows, with the kind of each column by name (from the column types the server reported). */
+export type Rows = Row[] & { kinds: Readonly<Record<string, CursorKind>> };
+
+/** `rows` with `kinds` attached, not enumerable: the result is still a plain array of rows to anyone comparing or copying it. */
+function withKinds(rows: Row[], kinds: Record<string, CursorKind>): Rows {
+  return Object.defineProperty(rows, 'kinds', { value: kinds, enumerable: false }) as Rows;
+}
 
 /** Why an attempt failed; a metric label (`cefd_sql_errors_total{reason}`). */
 export type SqlErrorReason = 'connect' | 'auth' | 'tls' | 'timeout' | 'query' | 'state' | 'other';
@@ -45,7 +58,7 @@ export interface ConnectOptions {
 
 export interface SqlConnection {
   /** Runs `sql` with `params` bound in order; rejects with a SqlError. */
-  query(sql: string, params: readonly (string | number)[]): Promise<Row[]>;
+  query(sql: string, params: readonly SqlParam[]): Promise<Rows>;
   close(): Promise<void>;
 }
 
@@ -84,6 +97,50 @@ export function preciseTime(d: Date, text: string): Date | string {
   return d.toISOString().replace(/Z$/, `${m[1]!.padEnd(3, '0')}Z`);
 }
 
+/**
+ * A time parsed from the server's `text`: preciseTime when the parse gave a valid Date,
+ * else the text as it is (pg's parser returns Infinity for `infinity` and null for text
+ * it does not understand; a Date cannot hold a year past 275760, nor `0000-00-00`).
+ */
+export function timeOrText(d: unknown, text: string): Date | string {
+  return d instanceof Date && !Number.isNaN(d.getTime()) ? preciseTime(d, text) : text;
+}
+
+/** A date (`2024-01-01`) as midnight UTC, like the other drivers' dates; other text (`infinity`, BC) as it is. */
+export function dateText(v: string): string {
+  return /^\d{4}-\d{2}-\d{2}$/.test(v) ? `${v}T00:00:00.000Z` : v;
+}
+
+/** A 64-bit integer's decimal text as a number when it is a safe integer, else the text. */
+export function int64Value(v: string): number | string {
+  const n = Number(v);
+  return /^-?\d+$/.test(v) && Number.isSafeInteger(n) ? n : v;
+}
+
+/** PostgreSQL type OIDs by cursor kind (pg_type): int2/int4/int8/oid, float4/float8/numeric, date/timestamp/timestamptz. */
+export function pgColumnKind(oid: number): CursorKind {
+  if (oid === 20 || oid === 21 || oid === 23 || oid === 26) return 'int';
+  if (oid === 700 || oid === 701 || oid === 1700) return 'num';
+  if (oid === 1082 || oid === 1114 || oid === 1184) return 'time';
+  return 'text';
+}
+
+/** MySQL protocol column types by cursor kind (mysql2's Types: TINY..LONGLONG, YEAR; DECIMAL, FLOAT, DOUBLE; TIMESTAMP, DATE, DATETIME). */
+export function mysqlColumnKind(type: number): CursorKind {
+  if ([1, 2, 3, 8, 9, 13].includes(type)) return 'int';
+  if ([0, 4, 5, 246].includes(type)) return 'num';
+  if ([7, 10, 12, 14].includes(type)) return 'time';
+  return 'text';
+}
+
+/** tedious data type names by cursor kind (IntN, DecimalN ... are the nullable forms). */
+export function mssqlColumnKind(name: string): CursorKind {
+  if (/^(TinyInt|SmallInt|Int|BigInt|IntN)$/i.test(name)) return 'int';
+  if (/^(Decimal|Numeric|DecimalN|NumericN|Float|Real|FloatN|Money|SmallMoney|MoneyN)$/i.test(name)) return 'num';
+  if (/date/i.test(name)) return 'time';
+  return 'text';
+}
+
 export function mapRow(r: Record<string, unknown>): Row {
   const out: Row = {};
   for (const k of Object.keys(r)) out[k] = toJsonValue(r[k]);
@@ -103,7 +160,7 @@ export function classify(e: unknown): SqlError {
   let reason: SqlErrorReason = 'other';
   if (['28P01', '28000', 'ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ELOGIN'].includes(code) || err.errno === 1045) reason = 'auth';
   else if (code === '57014' || code === 'ETIMEOUT' || code === 'PROTOCOL_SEQUENCE_TIMEOUT' || code === 'ER_STATEMENT_TIMEOUT' || err.errno === 1969 || /timeout|timed out/i.test(msg)) reason = 'timeout';
-  else if (['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ESOCKET', 'PROTOCOL_CONNECTION_LOST', '57P01', '57P03', 'ECONNCLOSED', 'EINSTLOOKUP'].includes(code) || /connection terminated|closed the connection|server has gone away|connection is closed|Connection lost/i.test(msg)) reason = 'connect';
+  else if (['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ESOCKET', 'PROTOCOL_CONNECTION_LOST', '57P01', '57P03', 'ECONNCLOSED', 'EINSTLOOKUP'].includes(code) || /connection terminated|closed the connection|server has gone away|connection is closed|Connection lost|connection error and is not queryable|connection is in closed state/i.test(msg)) reason = 'connect';
   else if (/certificate|self[- ]signed|SSL|TLS/i.test(msg) || code.startsWith('ERR_TLS') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') reason = 'tls';
   else if (/^[0-9A-Z]{5}$/.test(code) || code.startsWith('ER_') || code === 'EREQUEST') reason = 'query';
   return new SqlError(reason, msg.replace(/\s+/g, ' ').slice(0, 500));
@@ -134,15 +191,22 @@ const postgres: SqlDriver = {
       query_timeout: o.queryTimeoutMs + PG_CLIENT_TIMEOUT_MARGIN_MS,
       keepAlive: true,
       ssl: mode === 'disable' ? false : { rejectUnauthorized: mode === 'verify', ca: readCa(o.tls), servername: o.tls.server_name },
+      // The session's output formats, whatever the server's, database's or role's defaults:
+      // the parsers below read ISO times (another DateStyle would make them unreadable).
+      options: '-c DateStyle=ISO,MDY -c IntervalStyle=postgres',
       // `timestamp without time zone` holds UTC in KSC's schema: read it as UTC, not local time.
-      // Both timestamp types keep their microseconds (preciseTime).
+      // Both timestamp types keep their microseconds (preciseTime); one a Date cannot hold
+      // (`infinity`, year 12000) stays as the server's text. A `date` is midnight UTC (not
+      // local midnight, which pg's own parser makes of it). int8 is a number when it fits.
       types: {
         getTypeParser: ((oid: number, format?: string) => {
-          if (oid === 1114) return (v: string) => preciseTime(new Date(`${v.replace(' ', 'T')}Z`), v);
+          if (oid === 1114) return (v: string) => timeOrText(new Date(`${v.replace(' ', 'T')}Z`), v);
           if (oid === 1184) {
-            const parse = pg.types.getTypeParser(1184, 'text') as (v: string) => Date;
-            return (v: string) => preciseTime(parse(v), v);
+            const parse = pg.types.getTypeParser(1184, 'text') as (v: string) => unknown;
+            return (v: string) => timeOrText(parse(v), v);
           }
+          if (oid === 1082) return dateText;
+          if (oid === 20) return int64Value;
           return pg.types.getTypeParser(oid, format as 'text');
         }) as typeof pg.types.getTypeParser,
       },
@@ -158,8 +222,10 @@ const postgres: SqlDriver = {
     return {
       async query(sql, params) {
         try {
-          const r = await client.query<Record<string, unknown>>(sql, params as unknown[]);
-          return r.rows.map(mapRow);
+          const r = await client.query<Record<string, unknown>>(sql, params.map((p) => (typeof p === 'bigint' ? p.toString() : p)));
+          const kinds: Record<string, CursorKind> = {};
+          for (const f of r.fields ?? []) kinds[f.name] = pgColumnKind(f.dataTypeID);
+          return withKinds(r.rows.map(mapRow), kinds);
         } catch (e) {
           throw classify(e);
         }
@@ -204,11 +270,16 @@ const mysql: SqlDriver = {
         // Times as UTC text, 64-bit integers exact.
         timezone: 'Z',
         dateStrings: false,
-        // DATETIME(6) / TIMESTAMP(6) keep their microseconds (preciseTime); the session is UTC (below).
+        // DATETIME(6) / TIMESTAMP(6) keep their microseconds (preciseTime); the session is UTC
+        // (below); a zero date (`0000-00-00`) stays as its text. A DATE is midnight UTC.
         typeCast: (field: { type: string; string(): string | null }, next: () => unknown) => {
+          if (field.type === 'DATE' || field.type === 'NEWDATE') {
+            const v = field.string();
+            return v === null ? null : dateText(v);
+          }
           if (field.type !== 'DATETIME' && field.type !== 'TIMESTAMP') return next();
           const v = field.string();
-          return v === null ? null : preciseTime(new Date(`${v.replace(' ', 'T')}Z`), v);
+          return v === null ? null : timeOrText(new Date(`${v.replace(' ', 'T')}Z`), v);
         },
         supportBigNumbers: true,
         bigNumberStrings: false,
@@ -234,8 +305,12 @@ const mysql: SqlDriver = {
       async query(sql, params) {
         try {
           // mysql2 gives up at the timeout (the source then drops the connection).
-          const [rows] = await conn.query({ sql, values: params as unknown[], timeout: o.queryTimeoutMs });
-          return (rows as Record<string, unknown>[]).map(mapRow);
+          // An integer beyond 2^53 goes into the query's text as its digits (mysql2 would quote a string).
+          const values = params.map((p) => (typeof p === 'bigint' ? { toSqlString: () => p.toString() } : p));
+          const [rows, fields] = await conn.query({ sql, values, timeout: o.queryTimeoutMs });
+          const kinds: Record<string, CursorKind> = {};
+          for (const f of (fields as unknown as { name: string; columnType?: number; type?: number }[] | undefined) ?? []) kinds[f.name] = mysqlColumnKind(f.columnType ?? f.type ?? -1);
+          return withKinds((rows as Record<string, unknown>[]).map(mapRow), kinds);
         } catch (e) {
           throw classify(e);
         }
@@ -254,9 +329,13 @@ const mysql: SqlDriver = {
 
 // ---- SQL Server (tedious) ----
 
-/** The tedious parameter type for a cursor value: BigInt for integers, NVarChar else. */
-export function mssqlParamType(v: string | number): 'BigInt' | 'NVarChar' {
-  return typeof v === 'number' ? (Number.isInteger(v) ? 'BigInt' : 'NVarChar') : /^-?\d{1,18}$/.test(v) ? 'BigInt' : 'NVarChar';
+/**
+ * The tedious parameter type for a cursor value (cursor.ts bindCursor binds by the
+ * cursor's kind): BigInt for integers (numbers, bigint), NVarChar for text, whatever it
+ * looks like (`'0042'` from a text column is text; SQL Server converts it for a number column).
+ */
+export function mssqlParamType(v: SqlParam): 'BigInt' | 'NVarChar' {
+  return typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v)) ? 'BigInt' : 'NVarChar';
 }
 
 /** tedious connection settings for a target (pure: tested without a server). */
@@ -306,17 +385,23 @@ const mssql: SqlDriver = {
     conn.on('error', () => undefined);
     return {
       query(sql, params) {
-        return new Promise<Row[]>((resolve, reject) => {
+        return new Promise<Rows>((resolve, reject) => {
           const rows: Row[] = [];
-          const req = new tedious.Request(sql, (err) => (err ? reject(classify(err)) : resolve(rows)));
+          const kinds: Record<string, CursorKind> = {};
+          const req = new tedious.Request(sql, (err) => (err ? reject(classify(err)) : resolve(withKinds(rows, kinds))));
           if (params.length > 0) {
             const v = params[0]!;
             const type = mssqlParamType(v) === 'BigInt' ? tedious.TYPES.BigInt : tedious.TYPES.NVarChar;
-            req.addParameter('p1', type, type === tedious.TYPES.BigInt ? String(v) : v);
+            req.addParameter('p1', type, type === tedious.TYPES.BigInt || typeof v === 'bigint' ? String(v) : v);
           }
+          req.on('columnMetadata', (cols: unknown) => {
+            const list = (Array.isArray(cols) ? cols : Object.values(cols as object)) as { colName: string; type: { name: string } }[];
+            for (const c of list) kinds[c.colName] = mssqlColumnKind(c.type.name);
+          });
           req.on('row', (cols: { metadata: { colName: string }; value: unknown }[]) => {
             const r: Row = {};
-            for (const c of cols) r[c.metadata.colName] = toJsonValue(c.value);
+            // tedious returns bigint as text: a number when it fits, as the other drivers do.
+            for (const c of cols) r[c.metadata.colName] = typeof c.value === 'string' && kinds[c.metadata.colName] === 'int' ? int64Value(c.value) : toJsonValue(c.value);
             rows.push(r);
           });
           conn.execSql(req);

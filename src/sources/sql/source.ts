@@ -23,8 +23,8 @@ import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { Telemetry } from '../../telemetry/telemetry.js';
 import { isoFromMs } from '../../time.js';
 import type { SqlSourceConfig } from './config.js';
-import { compareCursor, cursorOf, cursorParam, initialState, planBatch, readState, sameCursorKind, writeState, type Cursor, type CursorState } from './cursor.js';
-import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type SqlConnection } from './drivers.js';
+import { bindCursor, cursorOf, guessBatchKind, guessKind, initialState, orderCursor, planBatch, readState, writeState, type Cursor, type CursorKind, type CursorState } from './cursor.js';
+import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type Rows, type SqlConnection } from './drivers.js';
 import { sqlMetrics, type SqlStats } from './metrics.js';
 import { buildQuery, defaultLatestQuery, defaultQuery } from './query.js';
 import { parseDbUrl, type DbTarget } from './url.js';
@@ -39,6 +39,12 @@ export interface SqlSourceDeps {
 
 /** Wait before a batch an output refused (its buffer was full) is read again. */
 const REFUSED_RETRY_MS = 200;
+
+/**
+ * Where `on_cursor_backwards: replay` with `initial_cursor: latest` restarts a time cursor:
+ * a time every database takes (SQL Server's datetime begins in 1753).
+ */
+const REPLAY_TIME = '1970-01-01T00:00:00.000Z';
 
 /** Largest query a run of equal cursor values may grow a batch to (rows). */
 const MAX_GROWN_ROWS = 100_000;
@@ -73,17 +79,23 @@ export class SqlQueryPlan {
     return DRIVERS[this.target.driver].connect(this.connectOptions());
   }
 
-  async fetch(conn: SqlConnection, cursor: Cursor, limit: number): Promise<Row[]> {
+  /** The rows after `cursor`, bound by its kind (cursor.ts bindCursor: text as text, integers as numbers). */
+  async fetch(conn: SqlConnection, cursor: Cursor, kind: CursorKind | null | undefined, limit: number): Promise<Rows> {
     const q = buildQuery(this.query, this.target.driver, limit);
-    return conn.query(q.text, new Array<string | number>(q.occurrences).fill(cursorParam(cursor)));
+    return conn.query(q.text, new Array(q.occurrences).fill(bindCursor(cursor, kind)));
   }
 
-  async latest(conn: SqlConnection): Promise<Cursor | undefined> {
+  /** The latest_query's value and its column's kind; undefined when it returned no row or NULL (an empty table). */
+  async latest(conn: SqlConnection): Promise<{ value: Cursor; kind: CursorKind } | undefined> {
     const rows = await conn.query(this.latestQuery, []);
     const first = rows[0];
     if (first === undefined) return undefined;
-    const v = Object.values(first)[0];
-    return cursorOf(v);
+    const name = Object.keys(first)[0];
+    if (name === undefined) return undefined;
+    const colKind = rows.kinds?.[name];
+    const value = cursorOf(first[name], colKind);
+    if (value === undefined) return undefined;
+    return { value, kind: colKind ?? guessKind(value) };
   }
 
   eventId(epoch: number, id: unknown): string {
@@ -130,6 +142,8 @@ export class SqlSource {
   private readonly file: string;
   private conn: SqlConnection | null = null;
   private state: CursorState | null = null;
+  /** `initial_cursor: latest` met a latest_query without a value (logged once). */
+  private latestPending = false;
   private readonly gaps = new Map<string, number>();
   private grow = 1;
   /** The batch is divided by this after an output refused one (its bytes did not fit). */
@@ -266,7 +280,8 @@ export class SqlSource {
     return c;
   }
 
-  private async loadState(conn: SqlConnection): Promise<CursorState> {
+  /** The stored state, else a fresh one; null while `initial_cursor: latest` has no value to start at. */
+  private async loadState(conn: SqlConnection): Promise<CursorState | null> {
     let s: CursorState | null;
     try {
       s = readState(this.file);
@@ -276,9 +291,22 @@ export class SqlSource {
     const db = this.plan.target.identity;
     if (s !== null && s.database === db) return s;
     if (s !== null) this.deps.telemetry.log.warn({ source: this.name, was: s.database, now: db }, `sql source ${this.name}: the stored cursor belongs to another database; starting from initial_cursor`);
-    let start: Cursor = this.config.initial_cursor;
-    if (start === 'latest') start = (await this.plan.latest(conn)) ?? 0;
-    const fresh = initialState(db, cursorParam(start));
+    let fresh: CursorState;
+    if (this.config.initial_cursor === 'latest') {
+      const latest = await this.plan.latest(conn);
+      if (latest === undefined) {
+        // An empty table: there is no value to start after (0 is not one for a time
+        // column). Nothing is saved; latest_query runs again at every poll until it has one.
+        if (!this.latestPending) this.deps.telemetry.log.info({ source: this.name }, `sql source ${this.name}: latest_query returned no value (no rows yet): asking again at every poll`);
+        this.latestPending = true;
+        return null;
+      }
+      fresh = initialState(db, latest.value, latest.kind);
+    } else {
+      // The configured text: its kind is the column's, known from the first row read.
+      fresh = initialState(db, this.config.initial_cursor, null);
+    }
+    this.latestPending = false;
     this.save(fresh);
     this.deps.telemetry.log.info({ source: this.name, cursor: fresh.cursor }, `sql source ${this.name}: starting at cursor ${String(fresh.cursor)}`);
     return fresh;
@@ -297,12 +325,13 @@ export class SqlSource {
     const conn = await this.connection();
     this.state ??= await this.loadState(conn);
     const state = this.state;
+    if (state === null) return false;
     this.refused = false;
     const limit = Math.max(1, Math.floor(this.config.batch_rows / this.shrink)) * this.grow;
     const t0 = process.hrtime.bigint();
-    let rows: Row[];
+    let rows: Rows;
     try {
-      rows = await this.plan.fetch(conn, state.cursor, limit);
+      rows = await this.plan.fetch(conn, state.cursor, state.kind, limit);
     } finally {
       this.duration.observe({ source: this.name }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
@@ -323,8 +352,10 @@ export class SqlSource {
     const kept: Row[] = [];
     const dead: string[] = [];
     const now = Date.now();
+    // The cursor column's kind as the driver reported its type (drivers.ts Rows.kinds).
+    const colKind = rows.kinds?.[col];
     for (const row of rows) {
-      const c = cursorOf(row[col]);
+      const c = cursorOf(row[col], colKind);
       if (c === undefined) {
         dead.push(JSON.stringify({ time: isoFromMs(now), reason: 'sql_row_unusable', message: `the row has no value in cursor column ${col}`, listener: this.name, peer: this.ctx.peer, sql: { source: this.name, database: this.plan.target.identity, row } }));
         continue;
@@ -337,7 +368,8 @@ export class SqlSource {
       throw new SqlError('query', `none of the ${rows.length} rows has a value in cursor column ${col}: the cursor cannot move past them (the query must return rows with ${col} > @p1)`);
     }
     const full = rows.length >= limit;
-    const plan = planBatch({ state, cursors, full, gapWaitMs: this.config.gap_wait * 1000, nowMs: now, gaps: this.gaps });
+    const kind = colKind ?? guessBatchKind(cursors);
+    const plan = planBatch({ state, cursors, kind, full, gapWaitMs: this.config.gap_wait * 1000, nowMs: now, gaps: this.gaps });
     if (plan.kind === 'unordered') {
       throw new SqlError('query', `rows are not in ascending order of ${col} (row ${plan.at}): the query must end with ORDER BY ${col} ASC`);
     }
@@ -361,8 +393,11 @@ export class SqlSource {
     if (dead.length > 0) this.deps.telemetry.deadLettered('sql_row_unusable', dead.length);
     this.stats.events += events.length;
     this.stats.deadLetters += dead.length;
-    const moved = compareCursor(plan.cursor, state.cursor) !== 0 || plan.seen.length !== state.seen.length;
-    const next: CursorState = { ...state, cursor: plan.cursor, seen: plan.seen };
+    // A cursor that moved is a row's value, of the batch's kind.
+    const cursorMoved = !Object.is(plan.cursor, state.cursor);
+    const nextKind = cursorMoved ? kind : state.kind;
+    const moved = cursorMoved || nextKind !== state.kind || plan.seen.length !== state.seen.length;
+    const next: CursorState = { ...state, cursor: plan.cursor, kind: nextKind, seen: plan.seen };
     this.state = next;
     if (moved) {
       // A full disk buffer (`block`) keeps an append that does not fit in memory until it
@@ -374,8 +409,7 @@ export class SqlSource {
       this.save(next);
     }
     this.deps.telemetry.log.debug({ source: this.name, rows: rows.length, events: events.length, cursor: next.cursor }, `sql source ${this.name}: ${rows.length} rows, ${events.length} events, cursor ${String(next.cursor)}`);
-    if (typeof next.cursor === 'number') this.stats.lastCursor = next.cursor;
-    else if (/^-?\d+$/.test(next.cursor)) this.stats.lastCursor = Number(next.cursor);
+    if ((nextKind === 'int' || nextKind === 'num') && Number.isFinite(Number(next.cursor))) this.stats.lastCursor = Number(next.cursor);
     // A full batch that moved nothing (rows held for a gap) waits for the next poll.
     return full && (events.length > 0 || moved);
   }
@@ -383,9 +417,16 @@ export class SqlSource {
   /** With nothing new: is the newest value in the database below the cursor (a restore)? */
   private async checkBackwards(conn: SqlConnection, state: CursorState): Promise<void> {
     if (this.plan.latestQuery === '') return;
-    const latest = await this.plan.latest(conn);
-    if (latest === undefined) return;
-    if (!sameCursorKind(latest, state.cursor)) {
+    const got = await this.plan.latest(conn);
+    if (got === undefined) return;
+    const latest = got.value;
+    const numeric = (k: CursorKind | null | undefined) => k === 'int' || k === 'num';
+    // A configured initial_cursor (kind null) is read as a value of latest's kind.
+    const comparable = state.kind === null || state.kind === undefined || state.kind === got.kind || (numeric(state.kind) && numeric(got.kind));
+    const order = comparable ? orderCursor(latest, state.cursor, got.kind) : undefined;
+    if (order === undefined) {
+      // Text: only the database knows its order (its collation), so no check.
+      if (comparable && got.kind === 'text') return;
       // A latest_query of another column (MAX(nId) against a time cursor): comparing the two
       // would see the database go back on every idle poll and replay it. Nothing is done.
       this.deps.telemetry.repeated(
@@ -396,14 +437,20 @@ export class SqlSource {
       );
       return;
     }
-    if (compareCursor(latest, state.cursor) >= 0) return;
+    if (order >= 0) return;
     this.stats.errors.add('cursor_backwards');
-    const to: Cursor = this.config.on_cursor_backwards === 'replay' ? cursorParam(this.config.initial_cursor === 'latest' ? '0' : this.config.initial_cursor) : latest;
+    let to: Cursor = latest;
+    let toKind: CursorKind | null = got.kind;
+    if (this.config.on_cursor_backwards === 'replay') {
+      if (this.config.initial_cursor !== 'latest') [to, toKind] = [this.config.initial_cursor, null];
+      // Every row again: from below any value of the column's kind (a time cursor cannot start at 0).
+      else to = got.kind === 'time' ? REPLAY_TIME : 0;
+    }
     this.deps.telemetry.log.error(
       { source: this.name, cursor: state.cursor, latest, to, epoch: state.epoch + 1 },
       `sql source ${this.name}: the newest ${this.config.cursor_column} in the database (${String(latest)}) is below the stored cursor (${String(state.cursor)}): the database went back (restored?); continuing from ${String(to)} with new event ids (epoch ${state.epoch + 1})`,
     );
-    const next: CursorState = { ...state, epoch: state.epoch + 1, cursor: to, seen: [] };
+    const next: CursorState = { ...state, epoch: state.epoch + 1, cursor: to, kind: toKind, seen: [] };
     this.gaps.clear();
     this.save(next);
     this.state = next;

@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { buildQuery, countPlaceholders, defaultQuery, hasOrderBy } from '../../../src/sources/sql/query.js';
 import { parseDbUrl, redactUrl } from '../../../src/sources/sql/url.js';
 import { classify, mssqlConfig, mssqlParamType, toJsonValue } from '../../../src/sources/sql/drivers.js';
-import { compareCursor, cursorParam, initialState, planBatch, readState, sameCursorKind, writeState } from '../../../src/sources/sql/cursor.js';
+import { bindCursor, compareCursor, cursorOf, cursorParam, initialState, orderCursor, planBatch, readState, sameCursorKind, writeState } from '../../../src/sources/sql/cursor.js';
 import { loadConfigText, ConfigError } from '../../../src/config/load.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
@@ -135,7 +135,9 @@ describe('values', () => {
     expect(toJsonValue(undefined)).toBeNull();
     expect(toJsonValue(Number.NaN)).toBe('NaN');
     expect(mssqlParamType(5)).toBe('BigInt');
-    expect(mssqlParamType('9007199254740993')).toBe('BigInt');
+    // An integer beyond 2^53 is bound as a bigint (cursor.ts bindCursor); text is text, whatever it looks like.
+    expect(mssqlParamType(9007199254740993n)).toBe('BigInt');
+    expect(mssqlParamType('0042')).toBe('NVarChar');
     expect(mssqlParamType('2024-05-06T09:14:27.000Z')).toBe('NVarChar');
     expect(cursorParam('42')).toBe(42);
     expect(cursorParam('9007199254740993')).toBe('9007199254740993');
@@ -149,6 +151,8 @@ describe('values', () => {
     expect(classify({ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }).reason).toBe('connect');
     expect(classify({ code: '42P01', message: 'relation "v" does not exist' }).reason).toBe('query');
     expect(classify({ code: 'EREQUEST', message: "Invalid object name 'v'" }).reason).toBe('query');
+    expect(classify(new Error('Client has encountered a connection error and is not queryable')).reason).toBe('connect');
+    expect(classify(new Error("Can't add new command when connection is in closed state")).reason).toBe('connect');
   });
 });
 
@@ -198,6 +202,48 @@ describe('cursor planning', () => {
     const st = { ...s0, cursor: c.cursor, seen: c.seen };
     expect(planBatch({ state: st, cursors: [3], full: false, gapWaitMs: 1000, nowMs: 500, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 1, seen: ['3'] });
     expect(planBatch({ state: st, cursors: [3], full: false, gapWaitMs: 1000, nowMs: 1000, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 3, seen: [] });
+  });
+  test('kinds: text is bound and kept as text, numbers ordered as decimals, text order left to the database', () => {
+    expect(cursorParam('0042', 'text')).toBe('0042');
+    expect(cursorParam('0', null)).toBe('0');
+    expect(bindCursor('0', null)).toBe('0');
+    expect(bindCursor('42', 'int')).toBe(42);
+    expect(bindCursor('9007199254740993', 'int')).toBe(9007199254740993n);
+    expect(bindCursor('8.50', 'num')).toBe('8.50');
+    expect(cursorOf('0042', 'text')).toBe('0042');
+    expect(cursorOf('42', 'int')).toBe(42);
+    expect(orderCursor('9.5', '10', 'num')).toBe(-1);
+    expect(orderCursor('10.00', 10, 'num')).toBe(0);
+    expect(orderCursor('-0.5', '-0.25', 'num')).toBe(-1);
+    expect(orderCursor('100.5', '99.999', 'num')).toBe(1);
+    expect(orderCursor('B', 'a', 'text')).toBeUndefined();
+    expect(orderCursor('a', 'a', 'text')).toBe(0);
+    expect(orderCursor('infinity', '2024-01-01T00:00:00.000Z', 'time')).toBeUndefined();
+    // Text in the database's order (an ICU collation: a, B, c) is not refused; decimals in order are not either.
+    const ok = (cursors: string[], kind: 'text' | 'num') => planBatch({ state: initialState('d', '0', null), cursors, kind, full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() });
+    expect(ok(['a', 'B', 'c'], 'text')).toEqual({ kind: 'ok', emit: [0, 1, 2], cursor: 'c', seen: [] });
+    expect(ok(['8.5', '9.5', '10'], 'num')).toEqual({ kind: 'ok', emit: [0, 1, 2], cursor: '10', seen: [] });
+    expect(ok(['10', '9.5'], 'num')).toEqual({ kind: 'unordered', at: 1 });
+    // A text cursor: only the row equal to it (a >= query) is skipped; a run of equal text is held back.
+    expect(planBatch({ state: initialState('d', 'b', 'text'), cursors: ['b', 'C', 'd', 'd'], kind: 'text', full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [1], cursor: 'C', seen: [] });
+  });
+  test('state file: kinds kept; a file written before kinds gets the kind its cursor had then', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cefd-sqlstate-'));
+    try {
+      const f = join(dir, 'sql', 'ksc.json');
+      writeState(f, initialState('db', '0042', 'text'));
+      expect(readState(f)).toMatchObject({ cursor: '0042', kind: 'text' });
+      writeState(f, initialState('db', '0', null));
+      expect(readState(f)).toMatchObject({ cursor: '0', kind: null });
+      for (const [cursor, kind] of [[4, 'int'], ['9007199254740993', 'int'], [8.5, 'num'], ['2024-01-01T00:00:00.000Z', 'time'], ['abc', 'text']] as const) {
+        writeFileSync(f, JSON.stringify({ version: 1, database: 'db', epoch: 0, cursor, seen: [] }));
+        expect(readState(f)).toMatchObject({ cursor, kind });
+      }
+      writeFileSync(f, JSON.stringify({ version: 1, database: 'db', epoch: 0, cursor: 1, kind: 'float', seen: [] }));
+      expect(() => readState(f)).toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   test('state file: written whole, read back, refused when damaged', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cefd-sqlstate-'));
