@@ -39,6 +39,10 @@ function connect(port: number): Promise<net.Socket> {
   });
 }
 
+/** `p`, or a rejection after `ms` (a regression fails fast instead of at the test's timeout). */
+const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))]);
+
 /** Resolves when the server has closed the socket (end or reset). */
 const closedByServer = (s: net.Socket) => new Promise<void>((r) => (s.destroyed ? r() : (s.on('error', () => undefined), s.once('close', () => r()))));
 
@@ -189,6 +193,29 @@ test('max_connections: with every connection served, the one quiet longer than e
   expect(rec.frames.map((f) => f.text)).toEqual(['<13>quiet one', '<13>recent one', '<13>fresh']);
 });
 
+test('max_connections: a connection paused by backpressure is not quiet (cefd stopped reading it); its quiet time counts again from the resume', async () => {
+  const { src, rec } = await tcp({ max_connections: 1, evict_quiet_after: '1s' });
+  const busy = await connect(src.port()!);
+  busy.write('<13>one\n');
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the first frame');
+  // An output is full: every source paused, for longer than evict_quiet_after.
+  rec.flow.block('out');
+  await new Promise((r) => setTimeout(r, 1_100));
+  const refused = net.connect({ host: '127.0.0.1', port: src.port()! });
+  await within(closedByServer(refused), 10_000, 'the new connection refused');
+  const st = rec.telemetry.listener('in');
+  expect(st.connectionsRejected.map.get('max_connections')).toBe(1);
+  expect(st.connectionsRejected.map.get('evicted_quiet')).toBeUndefined();
+  // Reading again: not quiet until a whole evict_quiet_after passed without a byte.
+  rec.flow.unblock('out');
+  const again = net.connect({ host: '127.0.0.1', port: src.port()! });
+  await within(closedByServer(again), 10_000, 'the next connection refused');
+  expect(st.connectionsRejected.map.get('max_connections')).toBe(2);
+  expect(busy.destroyed).toBe(false);
+  busy.end('<13>two\n');
+  await waitFor(() => rec.frames.length === 2, 30_000, 'the second frame');
+});
+
 test('max_connections: a connection quiet in the middle of a frame is not taken for a quiet one (frame_timeout ends it)', async () => {
   const { src, rec } = await tcp({ max_connections: 1, evict_quiet_after: '1s', frame_timeout: '0s' });
   const half = await connect(src.port()!);
@@ -211,7 +238,7 @@ test('frame_timeout also ends a line cut at max_frame_bytes whose rest never com
     if (!s.destroyed) s.write('x');
   }, 100);
   try {
-    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection was not closed within 10 s')), 10_000))]);
+    await within(closed, 10_000, 'the connection closed');
   } finally {
     clearInterval(drip);
   }

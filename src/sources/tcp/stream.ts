@@ -46,6 +46,8 @@ interface Slot {
   lastDataMs: number;
   /** Holds part of a frame (or is skipping the rest of a cut one). */
   inFrame: () => boolean;
+  /** cefd reads it (false while paused by backpressure: quiet then is not the sender's doing). */
+  reading: boolean;
 }
 
 /** Normalizes `AA:bb:..` / `aabb..` fingerprints. */
@@ -250,7 +252,7 @@ export class StreamSource implements Source {
           break;
         }
         if (s.frames === 0) victim ??= s;
-        else if (quietMs > 0 && now - s.lastDataMs >= quietMs && (quietest === undefined || s.lastDataMs < quietest.lastDataMs) && !s.inFrame()) quietest = s;
+        else if (quietMs > 0 && s.reading && now - s.lastDataMs >= quietMs && (quietest === undefined || s.lastDataMs < quietest.lastDataMs) && !s.inFrame()) quietest = s;
       }
       const reason = victim !== undefined ? 'evicted_no_frame' : 'evicted_quiet';
       victim ??= quietest;
@@ -263,7 +265,7 @@ export class StreamSource implements Source {
       this.close(victim.socket);
       this.telemetry.connectionRejected(this.name, reason, victim.peer);
     }
-    const slot: Slot = { socket: raw, source, frames: 0, peer, acceptedMs: Date.now(), lastDataMs: Date.now(), inFrame: () => false };
+    const slot: Slot = { socket: raw, source, frames: 0, peer, acceptedMs: Date.now(), lastDataMs: Date.now(), inFrame: () => false, reading: true };
     this.slots.add(slot);
     this.slotByPeer.set(peer, slot);
     this.perSource.set(source, fromSource + 1);
@@ -324,7 +326,7 @@ export class StreamSource implements Source {
       }
     }
     // The TLS socket wraps the raw one accepted (and counted) in accept().
-    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer, acceptedMs: Date.now(), lastDataMs: Date.now(), inFrame: () => false }, fp === '' ? undefined : fp);
+    this.serve(s, peer, slot ?? { socket: s, source: s.remoteAddress ?? 'unknown', frames: 1, peer, acceptedMs: Date.now(), lastDataMs: Date.now(), inFrame: () => false, reading: true }, fp === '' ? undefined : fp);
   }
 
   /** Sockets requireCertificate() has seen (the keylog event comes several times per handshake). */
@@ -435,9 +437,13 @@ export class StreamSource implements Source {
         socket.pause();
         // Not idle: we stopped reading. The idle timeout waits until we read again.
         if (idleMs > 0) socket.setTimeout(0);
+        slot.reading = false;
       } else {
         socket.resume();
         if (idleMs > 0) socket.setTimeout(idleMs);
+        // Quiet (evict_quiet_after) counts from here: the time we did not read is not the sender's.
+        if (!slot.reading) slot.lastDataMs = Date.now();
+        slot.reading = true;
       }
       // While we do not read, the sender cannot end its frame: that time does not count.
       stopFrameTimer();
