@@ -32,6 +32,11 @@ export function bearerTokenProblem(token: string): string | undefined {
   return chars < MIN_BEARER_TOKEN_CHARS ? `has ${chars} characters: use at least ${MIN_BEARER_TOKEN_CHARS}, random (e.g. \`openssl rand -hex 32\`)` : undefined;
 }
 
+/** After the right token: the address's failures are forgotten, unless it is locked out now. */
+export function startOver(limiter: BearerLimiter, client: string): void {
+  if (limiter.check(client).waitMs <= 0) limiter.succeeded(client);
+}
+
 /** The part of a per-address limiter (src/console/signin-limit.ts) a bearer check uses. */
 export interface BearerLimiter {
   check(address: string): { waitMs: number };
@@ -45,8 +50,9 @@ export interface BearerLimiter {
  * refused while the address is locked, any local process could keep every client on the
  * same host, loopback and SSH tunnels included, out with a wrong token now and then); a
  * wrong one from a locked-out address is refused (`retryAfterSeconds`) without counting,
- * else counts against the address; the right one starts its count over; a request without
- * one guessed nothing and is not counted. The caller answers 429 / 401 its own way.
+ * else counts against the address; the right one starts its count over when the address
+ * is not locked out (startOver); a request without one guessed nothing and is not counted.
+ * The caller answers 429 / 401 its own way.
  */
 export function limitedBearer<H extends string | string[]>(
   tokenOk: (header: H | undefined) => boolean,
@@ -55,10 +61,12 @@ export function limitedBearer<H extends string | string[]>(
   client: string,
 ): { ok: boolean; retryAfterSeconds?: number } {
   if (tokenOk(header)) {
-    // The right token starts the address's count over, as a console sign-in does: a second
-    // client on the same host with an old token (a forgotten scraper) must not lock the
-    // working one's console password sign-ins out.
-    limiter.succeeded(client);
+    // The right token starts the address's count over, as a console sign-in does (a second
+    // client on the same host with an old token, a forgotten scraper, must not lock the
+    // working one out), but not while the address waits: else anyone with the token on
+    // that address (loopback, a tunnel, a proxy) would lift a password guesser's lock at
+    // each request (src/console/signin-limit.ts keeps both kinds of failure per address).
+    startOver(limiter, client);
     return { ok: true };
   }
   if (header === undefined) return { ok: false };

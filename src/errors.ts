@@ -508,7 +508,7 @@ export const CODES = {
     level: 'error',
     stage: 'ksc',
     description:
-      "Refused through the admin API or the console: a change of a KSC connection's server or TLS settings without its secret in the same change, or a connection that would take a credential file secret whose entry does not name its server (`url`). Admin API status 409; the command line may make these changes.",
+      "Refused through the admin API or the console: a change of a KSC connection's server or TLS settings without its secret in the same change, or adding, renaming or moving a connection that would take its secret from the credential file. Admin API status 409; the command line may make these changes.",
   },
   ksc_task_not_applicable: {
     level: 'warning',

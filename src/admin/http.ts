@@ -10,7 +10,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import { bearerCheck, type BearerLimiter } from '../bearer.js';
+import { bearerCheck, startOver, type BearerLimiter } from '../bearer.js';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** The logging a JsonServer does (a pino logger fits). */
@@ -282,9 +282,11 @@ export class JsonServer {
       const sentToken = req.headers['authorization'] !== undefined;
       const client = req.socket.remoteAddress ?? '';
       const tokenRight = this.authorized(req);
-      // The right token is taken even from a locked-out address (src/bearer.ts limitedBearer
-      // says why) and starts its count over (as on /metrics and the sign-in form).
-      if (tokenRight) this.o.authLimit?.succeeded(client);
+      // The right token is taken even from a locked-out address, and starts its count over
+      // when it is not locked out (src/bearer.ts limitedBearer and startOver say why).
+      if (tokenRight) {
+        if (this.o.authLimit !== undefined) startOver(this.o.authLimit, client);
+      }
       else {
         if (sentToken) this.refuseLimited(client, method, path);
         const alt = this.o.altAuth?.(req, method);

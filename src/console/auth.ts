@@ -67,24 +67,36 @@ export class Sessions {
     if (id === undefined) return undefined;
     const s = this.map.get(id);
     if (s === undefined) return undefined;
-    if (!this.valid(s)) {
+    if (!this.valid(s, this.passwordNow())) {
       this.map.delete(id);
       return undefined;
     }
     return s;
   }
 
-  private valid(s: Session): boolean {
-    return Date.now() < s.expiresMs && (s.via !== 'password' || s.stamp === this.passwordNow());
+  /** The password file's stamp for live(), read again at most once a second (live() runs per event a tail sends). */
+  private recentStamp = '';
+  private recentStampMs = -Infinity;
+  private stampNow(): string {
+    const now = Date.now();
+    if (now - this.recentStampMs >= 1000) {
+      this.recentStamp = this.passwordNow();
+      this.recentStampMs = now;
+    }
+    return this.recentStamp;
+  }
+
+  private valid(s: Session, stamp: string): boolean {
+    return Date.now() < s.expiresMs && (s.via !== 'password' || s.stamp === stamp);
   }
 
   end(s: Session): void {
     this.map.delete(s.id);
   }
 
-  /** `s` is still signed in (not signed out, not expired). */
+  /** `s` is still signed in (not signed out, not expired, its password not changed more than a second ago). */
   live(s: Session): boolean {
-    return this.map.get(s.id) === s && this.valid(s);
+    return this.map.get(s.id) === s && (s.via !== 'password' ? this.valid(s, '') : this.valid(s, this.stampNow()));
   }
 
   private sweep(): void {

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiError, type Reply, type Route } from '../admin/http.js';
-import { bearerCheck, limitedBearer } from '../bearer.js';
+import { bearerCheck, limitedBearer, startOver } from '../bearer.js';
 import { createEncoder } from '../codecs/encoders/registry.js';
 import type { CefdEvent } from '../event.js';
 import { compileFilter, FilterSyntaxError, type Filter } from '../filter/filter.js';
@@ -392,7 +392,9 @@ ${error !== undefined ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
       this.o.log.warn({ audit: true, event: 'console_login', ok: false, reason: 'credentials', client }, 'console sign-in refused: wrong token or password');
       return this.loginPage(res, 'Wrong token or password.', 401);
     }
-    this.limiter.succeeded(client);
+    // A password sign-in clears the address; the token only when it is not locked out (src/bearer.ts startOver).
+    if (via === 'token') startOver(this.limiter, client);
+    else this.limiter.succeeded(client);
     const s = this.sessions.create(via, stamp);
     this.o.log.info({ audit: true, event: 'console_login', ok: true, via, client, session: s.ref }, `console sign-in (${via})`);
     return this.redirect(res, '/console/', { 'Set-Cookie': [this.cookie(SESSION_COOKIE, s.id, Math.ceil(this.o.sessionTtlMs / 1000)), this.cookie(LOGIN_COOKIE, '', 0)] });

@@ -204,8 +204,8 @@ export class KscIntegration {
 
   /**
    * Adds a connection. `o.remote`: the caller may not read the secrets (the admin API and
-   * the console): it cannot give a connection a credential file secret that does not name
-   * the connection's server (`ksc_secret_required`).
+   * the console): it cannot add a connection that takes a credential file secret
+   * (`ksc_secret_required`).
    */
   addConnection(input: NewConnection, o: { remote?: boolean } = {}): ConnectionView {
     const secret = input.secret !== undefined ? checkSecret(input.secret) : undefined;
@@ -213,7 +213,7 @@ export class KscIntegration {
     if (secret === undefined && this.secrets.source(ref) === undefined) {
       throw new KscInputError('secret', 'a KSC connection needs a secret (user name and password of a KSC internal user)');
     }
-    if (o.remote === true) this.refuseUnboundCredential(ref, 'add');
+    if (o.remote === true) this.refuseCredential(ref, 'add');
     const c = this.store.addConnection(input);
     if (secret !== undefined) {
       try {
@@ -230,9 +230,9 @@ export class KscIntegration {
   /**
    * Changes a connection. `o.remote` (the admin API and the console, whose callers may not
    * read the secrets): a new server or new TLS settings need the secret again in the same
-   * change (the stored one was given for the old server), and the change may not leave the
-   * connection with a credential file secret that does not name its server. Otherwise a
-   * caller could send the stored password to a server of its choosing.
+   * change (the stored one was given for the old server), and a connection that takes a
+   * credential file secret cannot be moved or renamed. Otherwise a caller could send the
+   * stored password to a server, or over TLS, of its choosing.
    */
   editConnection(ref: string, patch: EditConnection, tenant?: string, o: { remote?: boolean } = {}): ConnectionView {
     const c = this.store.resolveConnection(ref, tenant);
@@ -247,7 +247,7 @@ export class KscIntegration {
           `changing the server or TLS settings of KSC connection "${c.name}" needs its secret again in the same change (the stored one was given for ${c.url}, ${tlsText(c.tls)})`,
         );
       }
-      if (moved || next.name !== c.name) this.refuseUnboundCredential(secretRef(next), 'edit');
+      if (moved || next.name !== c.name) this.refuseCredential(secretRef(next), 'edit');
     }
     const updated = this.store.updateConnection(c.id, rest);
     if (secret !== undefined) this.secrets.set(c.id, secret);
@@ -261,12 +261,18 @@ export class KscIntegration {
     return this.view(updated);
   }
 
-  /** For a remote caller: the connection `ref` would take a credential file secret that does not name its server. */
-  private refuseUnboundCredential(ref: SecretRef, what: 'add' | 'edit'): void {
-    if (this.secrets.source(ref) !== 'credential' || this.secrets.bound(ref)) return;
+  /**
+   * For a remote caller: the connection `ref` would take its secret from the credential file.
+   * That file is the operator's, and the API cannot tell which server and TLS settings its
+   * secret may go to (an entry's `url` binds the server, not the TLS: a caller could add the
+   * connection back with `insecure`, or its own CA file or pin), so such connections are
+   * added, renamed and moved with the command line only.
+   */
+  private refuseCredential(ref: SecretRef, what: 'add' | 'edit'): void {
+    if (this.secrets.source(ref) !== 'credential') return;
     throw new KscRefusedError(
       'ksc_secret_required',
-      `KSC connection "${ref.tenant}/${ref.name}" would take its secret from the credential file, whose entry does not name the server (${ref.url}): add "url": "${ref.url}" to the entry, or ${what} the connection with the command line (cefd ksc connections ${what})`,
+      `KSC connection "${ref.tenant}/${ref.name}" at ${ref.url} would take its secret from the credential file, whose connections are ${what === 'add' ? 'added' : 'moved or renamed'} with the command line only (cefd ksc connections ${what})`,
     );
   }
 

@@ -122,11 +122,6 @@ export interface SecretStore {
   get(ref: SecretRef): KscCredentials | undefined;
   /** Where the secret of `ref` comes from, without reading it out. */
   source(ref: SecretRef): 'file' | 'credential' | undefined;
-  /**
-   * True when the secret of `ref` comes from a credential file entry that names the
-   * server it is for (`"url"`): it is sent to that server only.
-   */
-  bound(ref: SecretRef): boolean;
   set(connectionId: string, c: KscCredentials): void;
   delete(connectionId: string): void;
 }
@@ -211,9 +206,6 @@ export class FileSecretStore implements SecretStore {
     const c = this.fresh().get(ref.id);
     return c === undefined ? undefined : { ...c };
   }
-  bound(): boolean {
-    return false;
-  }
   source(ref: SecretRef): 'file' | undefined {
     return this.fresh().has(ref.id) ? 'file' : undefined;
   }
@@ -286,9 +278,6 @@ export class CredentialFileSecrets implements SecretStore {
   source(ref: SecretRef): 'credential' | undefined {
     return this.entry(ref) !== undefined ? 'credential' : undefined;
   }
-  bound(ref: SecretRef): boolean {
-    return this.entry(ref)?.url !== undefined;
-  }
   set(): void {
     throw new Error(`the credential file ${this.path} is read-only: change it where the service manager takes it from`);
   }
@@ -305,9 +294,6 @@ class LayeredSecretStore implements SecretStore {
   }
   source(ref: SecretRef): 'file' | 'credential' | undefined {
     return this.ro.source(ref) ?? this.rw.source(ref);
-  }
-  bound(ref: SecretRef): boolean {
-    return this.ro.bound(ref);
   }
   set(id: string, c: KscCredentials): void {
     this.rw.set(id, c);

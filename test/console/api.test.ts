@@ -212,7 +212,7 @@ test('sign-in limit: after 5 wrong secrets the address waits (429, Retry-After),
   expect(limited.text).toContain('Too many failed sign-ins');
   expect(setCookies(limited).some((c) => c.startsWith('cefd_session='))).toBe(false);
   expect(a.session).toBe('');
-  // The right token signs in at once (src/bearer.ts limitedBearer says why), and clears the address.
+  // The right token signs in at once (src/bearer.ts limitedBearer says why).
   expect((await a.login(ADMIN_TOKEN)).status).toBe(303);
   expect((await a.get('/console/')).status).toBe(200);
   const m = await scrape(d.metricsPort());

@@ -117,11 +117,15 @@ test('an address locked out by its own failures is refused before a password is 
   expect(r.status).toBe(429);
   expect(r.headers['retry-after']).toBe('1');
   expect((await a.login('wrong-again')).status).toBe(429);
-  // The token (128 bits at least: beyond guessing) is taken, and starts the address afresh.
+  // The token (128 bits at least: beyond guessing) is taken, but does not lift the lock:
+  // else anyone with the token on this address would let a password guesser go on.
   expect((await a.login(TOKEN)).status).toBe(303);
-  expect((await a.login(PASSWORD)).status).toBe(303);
+  expect((await a.login(PASSWORD)).status).toBe(429);
   // Another address was never held up.
   expect((await agent(s, '127.0.3.2').login(PASSWORD)).status).toBe(303);
+  // The wait over, the right password signs in (and clears the address).
+  s.tick(1_000);
+  expect((await a.login(PASSWORD)).status).toBe(303);
 });
 
 test('a session signed in with the console password ends when the password is changed or removed; token sessions do not', async () => {
@@ -199,9 +203,15 @@ test('wrong bearer tokens on the API and the event stream count with the sign-in
     expect((r.json!['error'] as Record<string, unknown>)['code'], path).toBe('admin_rate_limited');
   }
   expect((await a.login(PASSWORD)).status).toBe(429);
-  // The right token is taken wherever it is sent, and starts the address afresh.
+  // The right token is taken wherever it is sent, but while the address waits it does not
+  // lift the lock (a guesser sharing the address must not go on at each of its requests).
   expect((await call('/api/v1/connections', TOKEN)).status).toBe(200);
   expect(await streamStatus(s.base, from, TOKEN)).toBe(200);
+  expect((await call('/api/v1/connections', 'wrong-8')).status).toBe(429);
+  expect((await a.login(PASSWORD)).status).toBe(429);
+  // The wait over, the right token starts the address afresh.
+  s.tick(1_000);
+  expect((await call('/api/v1/connections', TOKEN)).status).toBe(200);
   expect((await call('/api/v1/connections', 'wrong-8')).status).toBe(401);
   expect((await a.login(PASSWORD)).status).toBe(303);
   // Another address is not held up.

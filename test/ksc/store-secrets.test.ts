@@ -78,17 +78,15 @@ test('a credential file entry with "url" is the secret of a connection at that s
   const s = openSecretStore({ stateDir: d, credentialsFile: file, env: {}, normalizeUrl: normalizeConnectionUrl });
   const main = { id: 'id-1', tenant: 'default', name: 'main' };
   expect(s.get({ ...main, url: 'ksc.corp.example:13299' })?.password).toBe('bound-cred-pass');
-  expect(s.bound({ ...main, url: 'ksc.corp.example:13299' })).toBe(true);
   expect(s.get({ ...main, url: 'ksc.corp.example:13300' })).toBeUndefined();
   expect(s.source({ ...main, url: 'evil.example:13299' })).toBeUndefined();
   expect(s.get({ ...main })).toBeUndefined();
   expect(s.get({ id: 'id-9', url: '10.0.0.5:1234' })?.password).toBe('bound-by-id');
   expect(s.get({ id: 'id-9', url: '10.0.0.6:1234' })).toBeUndefined();
-  // Without "url": any server (bound() says so), as before.
+  // Without "url": any server, as before.
   writeFileSync(file, JSON.stringify({ 'default/main': { user: 'kuma', password: 'bound-cred-pass' } }));
   const u = openSecretStore({ stateDir: d, credentialsFile: file, env: {}, normalizeUrl: normalizeConnectionUrl });
   expect(u.source({ ...main, url: 'evil.example:13299' })).toBe('credential');
-  expect(u.bound({ ...main, url: 'evil.example:13299' })).toBe(false);
   // A "url" that is not host[:port]: the file does not load, and says which entry (not its password).
   for (const url of ['http://x/y', 42]) {
     writeFileSync(file, JSON.stringify({ 'default/main': { user: 'kuma', password: 'bound-cred-pass', url } }));

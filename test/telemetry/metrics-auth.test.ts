@@ -49,7 +49,7 @@ function get(port: number, from: string, path: string, token?: string): Promise<
 }
 
 test('wrong tokens are limited per address: 429 metrics_rate_limited after 5, the right token and other addresses never kept out', async () => {
-  const { port, logs } = await serve();
+  const { port, clock, logs } = await serve();
   // Five wrong tokens cost nothing but a 401; the sixth locks the address out for 1 s.
   for (let i = 0; i < 6; i++) expect((await get(port, '127.0.0.2', '/metrics', `wrong-${i}`)).status).toBe(401);
   const limited = await get(port, '127.0.0.2', '/metrics', 'wrong-again');
@@ -68,8 +68,12 @@ test('wrong tokens are limited per address: 429 metrics_rate_limited after 5, th
   expect((await get(port, '127.0.0.4', '/healthz', TOKEN)).status).toBe(200);
 
   // The right token gets in while the address waits (a local process sending wrong tokens
-  // cannot keep Prometheus out; the token has 128 bits at least, beyond guessing) and starts
-  // the address's count over: five wrong ones are free again, the sixth locks it out for 1 s.
+  // cannot keep Prometheus out; the token has 128 bits at least, beyond guessing), without
+  // lifting the lock; once the wait is over it starts the address's count over: five wrong
+  // ones are free again, the sixth locks it out for 1 s.
+  expect((await get(port, '127.0.0.2', '/metrics', TOKEN)).status).toBe(200);
+  expect((await get(port, '127.0.0.2', '/metrics', 'wrong-still-locked')).status).toBe(429);
+  clock.now += 1_000;
   expect((await get(port, '127.0.0.2', '/metrics', TOKEN)).status).toBe(200);
   for (let i = 0; i < 6; i++) expect((await get(port, '127.0.0.2', '/metrics', `wrong-${i}`)).status).toBe(401);
   expect((await get(port, '127.0.0.2', '/readyz', 'wrong-again')).retryAfter).toBe('1');

@@ -1,6 +1,6 @@
 /**
  * The datagrams the kernel dropped for one UDP socket because its receive buffer was full:
- * the `drops` column of /proc/net/udp (udp6 for IPv6 sockets), found by the socket's inode
+ * the `drops` column of /proc/self/net/udp (udp6 for IPv6 sockets), found by the socket's inode
  * (/proc/self/fd/<fd> names it `socket:[inode]`). Linux only; elsewhere, or when the
  * socket's descriptor cannot be found, there is no reader. The column counts from the
  * socket's creation, so a socket systemd kept across restarts carries its earlier drops.
@@ -21,7 +21,8 @@ export function kernelDropReader(socket: dgram.Socket, family: 4 | 6): (() => nu
   } catch {
     return undefined;
   }
-  const table = family === 6 ? '/proc/net/udp6' : '/proc/net/udp';
+  // /proc/self/net, not /proc/net: the unit's ProcSubset=pid hides /proc/net (deploy/cefd.service).
+  const table = family === 6 ? '/proc/self/net/udp6' : '/proc/self/net/udp';
   if (dropsIn(table, inode) === undefined) return undefined;
   let last = 0;
   return () => {
