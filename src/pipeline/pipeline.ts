@@ -166,8 +166,10 @@ export class Pipeline {
   private unpausableJobs = 0;
   /** Job memory on workers of the sources that can be paused (MAX_IN_FLIGHT_BYTES). */
   private pausableBytes = 0;
-  /** Sources paused because pausableBytes reached MAX_IN_FLIGHT_BYTES: resumed below half. */
+  /** Sources paused because pausableBytes reached MAX_IN_FLIGHT_BYTES (some with a read held, gathered): resumed below half. */
   private readonly overBudget = new Set<SourceContext>();
+  /** drain() is sending what sources gathered: nothing is held for the budget. */
+  private draining = false;
   private jobSeq = 0;
   /** Where sources' frames are gathered for their worker jobs, reused job after job. */
   private readonly jobMemory = new JobMemory();
@@ -579,6 +581,17 @@ export class Pipeline {
         this.gathering.add(ctx);
         return;
       }
+      if (this.onWorkers && pausable && ctx.pause !== undefined && this.spill === null && !this.draining && this.pausableBytes > 0 && this.pausableBytes + st.bytes > MAX_IN_FLIGHT_BYTES) {
+        // The job memory of all sources on the workers is at its budget: this read waits,
+        // gathered, and its source pauses, until the workers have room (resumeOverBudget).
+        this.gathering.add(ctx);
+        if (!st.pausedByUs) {
+          st.pausedByUs = true;
+          ctx.pause();
+        }
+        this.overBudget.add(ctx);
+        return;
+      }
       this.gathering.delete(ctx);
       if (!this.onWorkers || (ctx.pause === undefined && (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE || this.unpausableJobs >= MAX_IN_FLIGHT_UNPAUSABLE))) {
         // No workers any more (they failed, or a tap appeared since these frames came), or
@@ -712,11 +725,23 @@ export class Pipeline {
     );
   }
 
-  /** The sources paused for the memory on workers (MAX_IN_FLIGHT_BYTES) read again: those not over their own limit now, the others at their next job's return. */
+  /**
+   * The sources held for the memory on workers (MAX_IN_FLIGHT_BYTES), in the order they were
+   * held: the read each kept gathered goes to the workers while they have room (the others
+   * wait for the next return), and the source reads again unless it is over its own limit
+   * (then at its next job's return).
+   */
   private resumeOverBudget(): void {
-    for (const ctx of this.overBudget) {
-      this.overBudget.delete(ctx);
+    for (const ctx of [...this.overBudget]) {
+      if (!this.overBudget.has(ctx)) continue;
       const st = ctx.state;
+      if (st !== undefined && st.gathered > 0) {
+        if (this.pausableBytes > 0 && this.pausableBytes + st.bytes > MAX_IN_FLIGHT_BYTES) return;
+        this.overBudget.delete(ctx);
+        this.commit(ctx, true, true);
+        // At the budget again with this job: it stays paused.
+        if (this.overBudget.has(ctx)) continue;
+      } else this.overBudget.delete(ctx);
       if (st === undefined || !st.pausedByUs || st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE / 2) continue;
       st.pausedByUs = false;
       ctx.resume?.();
@@ -853,7 +878,12 @@ export class Pipeline {
    * after `timeoutMs`); reads submitted later do not hold it up.
    */
   drain(timeoutMs = 10_000): Promise<void> {
-    for (const ctx of [...this.gathering]) this.commit(ctx, true, true);
+    this.draining = true;
+    try {
+      for (const ctx of [...this.gathering]) this.commit(ctx, true, true);
+    } finally {
+      this.draining = false;
+    }
     if (this.jobs.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {

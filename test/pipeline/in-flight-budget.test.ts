@@ -90,6 +90,11 @@ export const normalizer = {
     expect(sources.every((s) => s.paused)).toBe(true);
     expect(taken).toBeLessThan(MAX_IN_FLIGHT_BYTES + SOURCES * 2 * PER_READ * 1024);
     expect(taken).toBeLessThan(SOURCES * MAX_IN_FLIGHT_PER_SOURCE * PER_READ * 1024 * 0.75);
+    // On the workers: the budget and at most one job's memory past it (a power of two at or
+    // above the read: 256 KiB); a read that would pass it waits, gathered, with its source.
+    const onWorkers = (pipeline as unknown as { pausableBytes: number }).pausableBytes;
+    expect(onWorkers).toBeGreaterThan(MAX_IN_FLIGHT_BYTES / 2);
+    expect(onWorkers).toBeLessThanOrEqual(MAX_IN_FLIGHT_BYTES + 256 * 1024);
     // The workers catch up: every source reads again, until each has sent as many frames as
     // it would have without the budget; then everything comes out, each source in order.
     writeFileSync(go, '');
