@@ -1,35 +1,62 @@
 /**
  * The datagrams the kernel dropped for one UDP socket because its receive buffer was full:
- * the `drops` column of /proc/self/net/udp (udp6 for IPv6 sockets), found by the socket's inode
- * (/proc/self/fd/<fd> names it `socket:[inode]`). Linux only; elsewhere, or when the
- * socket's descriptor cannot be found, there is no reader. The column counts from the
- * socket's creation, so a socket systemd kept across restarts carries its earlier drops.
+ * the `drops` column of /proc/self/net/udp (udp6 for IPv6 sockets), in the row of the
+ * socket's port whose inode is one of this process's descriptors (/proc/self/fd/<fd> names
+ * them `socket:[inode]`). Linux only; elsewhere there is no reader (and the reason why). The column
+ * counts from the socket's creation, so a socket systemd kept across restarts carries its
+ * earlier drops.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
-import type dgram from 'node:dgram';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
-/** A reader of `socket`'s kernel drop count, or undefined where it cannot be read. */
-export function kernelDropReader(socket: dgram.Socket, family: 4 | 6): (() => number) | undefined {
-  // The descriptor of a bound socket (Node keeps it on its handle; there is no public API).
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return undefined;
-  let inode: string;
+/** A reader of the kernel drop count of this process's UDP socket bound to `port`, or why there can be none. */
+export function kernelDropReader(port: number, family: 4 | 6): { read: () => number } | { why: string } {
+  // This process's sockets (their inodes), so that another process's socket on the same
+  // port (SO_REUSEPORT) is not taken for ours.
+  const own = new Set<string>();
   try {
-    const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
-    if (m === null) return undefined;
-    inode = m[1]!;
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+        if (m !== null) own.add(m[1]!);
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  } catch (e) {
+    return { why: `cannot list /proc/self/fd: ${(e as Error).message}` };
+  }
+  // /proc/self/net, not /proc/net: the unit's ProcSubset=pid hides /proc/net (deploy/cefd.service).
+  // A dual-stack IPv6 socket is listed in udp6; look in both, the family's first.
+  const tables = family === 6 ? ['/proc/self/net/udp6', '/proc/self/net/udp'] : ['/proc/self/net/udp', '/proc/self/net/udp6'];
+  for (const table of tables) {
+    const inode = inodeOnPort(table, port, own);
+    if (inode === undefined) continue;
+    let last = 0;
+    return {
+      read: () => {
+        // Once the socket is gone from the table (closed), its last count stays.
+        last = dropsIn(table, inode) ?? last;
+        return last;
+      },
+    };
+  }
+  return { why: `no socket of this process on port ${port} in ${tables.join(' or ')}` };
+}
+
+/** The inode of the row of `table` whose local port is `port` and whose inode is one of `own`. */
+function inodeOnPort(table: string, port: number, own: ReadonlySet<string>): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(table, 'utf8');
   } catch {
     return undefined;
   }
-  // /proc/self/net, not /proc/net: the unit's ProcSubset=pid hides /proc/net (deploy/cefd.service).
-  const table = family === 6 ? '/proc/self/net/udp6' : '/proc/self/net/udp';
-  if (dropsIn(table, inode) === undefined) return undefined;
-  let last = 0;
-  return () => {
-    // Once the socket is gone from the table (closed), its last count stays.
-    last = dropsIn(table, inode) ?? last;
-    return last;
-  };
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of text.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length >= 13 && cols[1]!.endsWith(`:${hexPort}`) && own.has(cols[9]!)) return cols[9]!;
+  }
+  return undefined;
 }
 
 /** The `drops` column (the last) of the row of `inode` in a /proc/net/udp table. */

@@ -103,7 +103,9 @@ export class UdpSource implements Source {
         resolve();
       });
     });
-    this.stats.udpDropsOpen = kernelDropReader(socket, type === 'udp6' ? 6 : 4);
+    const drops = kernelDropReader(this.port() ?? 0, type === 'udp6' ? 6 : 4);
+    if ('read' in drops) this.stats.udpDropsOpen = drops.read;
+    else this.telemetry.log.warn({ listener: this.name, err: drops.why }, `udp listener ${this.name}: datagrams the kernel drops cannot be counted (cefd_udp_receive_dropped_total): ${drops.why}`);
     this.ready = true;
     const where = `${inherited !== undefined ? socket.address().address : this.config.host}:${this.port()}`;
     this.telemetry.log.info({ listener: this.name, type: 'udp', address: where, inherited: inherited !== undefined }, `listening for udp on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
