@@ -16,7 +16,10 @@
  *   larger one.
  * - Out-of-order inserts (`gap_wait` > 0, an integer id column): a gap in the ids holds
  *   the cursor below it for up to `gap_wait` while later rows are delivered and remembered
- *   in `seen` (persisted), so a row committed late is still read and none twice.
+ *   in `seen` (persisted), so a row committed late is still read and none twice. Every
+ *   gap's wait starts when it is first seen (gaps wait in parallel), and the source reads
+ *   on from the largest id in `seen` so that rows beyond a full batch are not held back
+ *   (planGaps, source.ts pollOnce; `seen` bounded by MAX_SEEN_IDS).
  * - A cursor that goes backwards (database restored) is found by the source (latest query).
  */
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
@@ -47,7 +50,10 @@ export interface CursorState {
    * versions did (readState), so an old cursor is bound as it was.
    */
   kind?: CursorKind | null;
-  /** Integer ids above `cursor` already delivered (gap mode), ascending decimal text. */
+  /**
+   * Integer ids above `cursor` already delivered (gap mode), ascending decimal text: at
+   * most MAX_SEEN_IDS plus two batches.
+   */
   seen: string[];
 }
 
@@ -234,9 +240,27 @@ export interface PlanInput {
   full: boolean;
   gapWaitMs: number;
   nowMs: number;
-  /** Gaps first seen, by the cursor below them (kept by the source across polls). */
+  /**
+   * When each gap was first seen, by the id just above it (decimal text; kept by the source
+   * across polls, in memory only). Every gap gets its entry the first time a batch shows it,
+   * wherever it is, so gaps wait in parallel.
+   */
   gaps: Map<string, number>;
+  /**
+   * The value the query was run from (its `@p1`): the state's cursor (default), or, in gap
+   * mode, the largest id in `seen` when the source reads ahead of the rows it has already
+   * delivered (source.ts). A gap is given up only by a query that covered it.
+   */
+  from?: Cursor;
 }
+
+/**
+ * Gap mode: source.ts reads ahead of the delivered rows only while `seen` holds fewer ids
+ * than this (then waits until gaps fill or expire), so `seen` holds at most this many plus
+ * two batches (the last read ahead, late rows among the first batch above the cursor). It is written to the cursor file with every batch: this bounds the file
+ * (about 1 MB of ids) and the work per batch.
+ */
+export const MAX_SEEN_IDS = 100_000;
 
 export type Plan =
   | { kind: 'unordered'; at: number }
@@ -258,7 +282,9 @@ export function planBatch(p: PlanInput): Plan {
     while (end > 0 && orderCursor(cursors[end - 1]!, last, kind) === 0) end--;
     if (end === 0) return { kind: 'grow' };
   }
-  const gapMode = p.gapWaitMs > 0 && kind === 'int' && isIntegerCursor(state.cursor);
+  // An integer id, also in a decimal column with no fraction (pg numeric, SQL Server numeric(18,0) IDENTITY).
+  const integers = kind === 'int' || (kind === 'num' && cursors.every(isIntegerCursor));
+  const gapMode = p.gapWaitMs > 0 && integers && isIntegerCursor(state.cursor);
   if (!gapMode) {
     const emit: number[] = [];
     let cursor = state.cursor;
@@ -275,18 +301,82 @@ export function planBatch(p: PlanInput): Plan {
     if (p.full && emit.length === 0) return { kind: 'grow' };
     return { kind: 'ok', emit, cursor, seen: [] };
   }
-  const seen = new Set(state.seen);
+  return planGaps(p, cursors, end);
+}
+
+const cmpBig = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Gap mode (an integer cursor, gap_wait > 0). `seen` holds the ids above the cursor
+ * already delivered; the ids between them (and between the cursor and the lowest) are gaps.
+ * - Rows at or below the cursor, or in `seen`, are not emitted again; the others are and
+ *   join `seen`.
+ * - Every gap between the cursor and the largest id seen has a timer from the moment it
+ *   was first seen (`gaps`, keyed by the id above it). A gap split by a late row keeps the
+ *   time its ids were first known missing: the earliest timer of any key at or above its
+ *   upper end (an id below a seen id was missing since that id was seen), so a late row
+ *   never restarts the wait for the rest of its gap.
+ * - The cursor moves over consecutive ids and over gaps that waited `gap_wait` and that
+ *   this query covered (it ran from at or below the gap and returned every row up to its
+ *   upper end: not full, or its last row at or above that end), so a row that committed in
+ *   a gap before the gap was given up is read; it stops at the first other gap.
+ */
+function planGaps(p: PlanInput, cursors: readonly Cursor[], end: number): Plan {
+  const { state } = p;
+  const base = BigInt(state.cursor);
+  const prev = state.seen.map((s) => BigInt(s));
+  for (let i = 1; i < prev.length; i++) {
+    if (prev[i - 1]! >= prev[i]!) {
+      // Written ascending by every version; a hand-edited file is tolerated.
+      prev.sort(cmpBig);
+      break;
+    }
+  }
   const emit: number[] = [];
+  const added: bigint[] = [];
+  let j = 0;
   for (let i = 0; i < end; i++) {
     const c = cursors[i]!;
     if (!isIntegerCursor(c)) return { kind: 'unordered', at: i };
-    const key = BigInt(c).toString();
-    if (compareNumeric(key, state.cursor) <= 0 || seen.has(key)) continue;
-    seen.add(key);
+    const id = BigInt(c);
+    if (id <= base) continue;
+    while (j < prev.length && prev[j]! < id) j++;
+    if (j < prev.length && prev[j] === id) continue;
+    if (added.length > 0 && added[added.length - 1] === id) continue;
+    added.push(id);
     emit.push(i);
   }
-  const ids = [...seen].map((s) => BigInt(s)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  let cur = BigInt(state.cursor);
+  // Both ascending: merge.
+  const ids: bigint[] = [];
+  for (let a = 0, b = 0; a < prev.length || b < added.length; ) {
+    if (b >= added.length || (a < prev.length && prev[a]! < added[b]!)) {
+      if (prev[a]! > base && (ids.length === 0 || ids[ids.length - 1] !== prev[a])) ids.push(prev[a]!);
+      a++;
+    } else {
+      ids.push(added[b]!);
+      b++;
+    }
+  }
+  // The gaps: (known id, next known id) with ids missing between them; their timers.
+  const his: bigint[] = [];
+  for (let k = 0, below = base; k < ids.length; below = ids[k]!, k++) {
+    if (ids[k]! !== below + 1n) {
+      his.push(ids[k]!);
+      if (!p.gaps.has(ids[k]!.toString())) p.gaps.set(ids[k]!.toString(), p.nowMs);
+    }
+  }
+  // Earliest timer at or above each gap's upper end (keys above the cursor are seen ids).
+  const timers = [...p.gaps].map(([k, t]) => [BigInt(k), t] as const).sort((x, y) => cmpBig(y[0], x[0]));
+  const since = new Map<bigint, number>();
+  let min = Infinity;
+  for (let h = his.length - 1, t = 0; h >= 0; h--) {
+    const hi = his[h]!;
+    while (t < timers.length && timers[t]![0] >= hi) min = Math.min(min, timers[t++]![1]);
+    since.set(hi, min);
+  }
+  const from = p.from === undefined ? base : isIntegerCursor(p.from) ? BigInt(p.from) : null;
+  const last = cursors.length > 0 && isIntegerCursor(cursors[cursors.length - 1]!) ? BigInt(cursors[cursors.length - 1]!) : null;
+  let cur = base;
   let k = 0;
   for (; k < ids.length; k++) {
     const id = ids[k]!;
@@ -294,16 +384,11 @@ export function planBatch(p: PlanInput): Plan {
       cur = id;
       continue;
     }
-    const key = cur.toString();
-    const first = p.gaps.get(key);
-    if (first === undefined) {
-      p.gaps.set(key, p.nowMs);
-      break;
-    }
-    if (p.nowMs - first < p.gapWaitMs) break;
-    p.gaps.delete(key);
+    const covered = from !== null && from <= cur && (!p.full || (last !== null && id <= last));
+    if (!covered || p.nowMs - (since.get(id) ?? p.nowMs) < p.gapWaitMs) break;
     cur = id;
   }
+  for (const key of [...p.gaps.keys()]) if (BigInt(key) <= cur) p.gaps.delete(key);
   const cursor = Number.isSafeInteger(Number(cur)) ? Number(cur) : cur.toString();
   return { kind: 'ok', emit, cursor, seen: ids.slice(k).map(String) };
 }

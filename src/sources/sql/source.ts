@@ -23,7 +23,7 @@ import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { Telemetry } from '../../telemetry/telemetry.js';
 import { isoFromMs } from '../../time.js';
 import type { SqlSourceConfig } from './config.js';
-import { bindCursor, cursorOf, guessBatchKind, guessKind, initialState, orderCursor, planBatch, readState, writeState, type Cursor, type CursorKind, type CursorState } from './cursor.js';
+import { bindCursor, cursorOf, guessBatchKind, guessKind, initialState, MAX_SEEN_IDS, orderCursor, planBatch, readState, writeState, type Cursor, type CursorKind, type CursorState } from './cursor.js';
 import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type Rows, type SqlConnection } from './drivers.js';
 import { sqlMetrics, type SqlStats } from './metrics.js';
 import { buildQuery, defaultLatestQuery, defaultQuery } from './query.js';
@@ -145,6 +145,11 @@ export class SqlSource {
   /** `initial_cursor: latest` met a latest_query without a value (logged once). */
   private latestPending = false;
   private readonly gaps = new Map<string, number>();
+  /**
+   * Gap mode: the next query reads from the largest id in `seen` (the rows beyond those
+   * already delivered) rather than from the cursor (which a gap holds back).
+   */
+  private ahead = false;
   private grow = 1;
   /** The batch is divided by this after an output refused one (its bytes did not fit). */
   private shrink = 1;
@@ -328,10 +333,16 @@ export class SqlSource {
     if (state === null) return false;
     this.refused = false;
     const limit = Math.max(1, Math.floor(this.config.batch_rows / this.shrink)) * this.grow;
+    // Gap mode, a gap holding the cursor back with a full batch of delivered rows above it:
+    // read on from the largest id delivered (seen, ascending) while seen is below
+    // MAX_SEEN_IDS (so it holds at most that many plus two batches).
+    const ahead = this.ahead && this.config.gap_wait > 0 && state.seen.length > 0 && state.seen.length < MAX_SEEN_IDS;
+    this.ahead = false;
+    const from: Cursor = ahead ? state.seen[state.seen.length - 1]! : state.cursor;
     const t0 = process.hrtime.bigint();
     let rows: Rows;
     try {
-      rows = await this.plan.fetch(conn, state.cursor, state.kind, limit);
+      rows = await this.plan.fetch(conn, from, ahead ? 'int' : state.kind, limit);
     } finally {
       this.duration.observe({ source: this.name }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
@@ -369,13 +380,14 @@ export class SqlSource {
     }
     const full = rows.length >= limit;
     const kind = colKind ?? guessBatchKind(cursors);
-    const plan = planBatch({ state, cursors, kind, full, gapWaitMs: this.config.gap_wait * 1000, nowMs: now, gaps: this.gaps });
+    const plan = planBatch({ state, cursors, kind, full, gapWaitMs: this.config.gap_wait * 1000, nowMs: now, gaps: this.gaps, from });
     if (plan.kind === 'unordered') {
       throw new SqlError('query', `rows are not in ascending order of ${col} (row ${plan.at}): the query must end with ORDER BY ${col} ASC`);
     }
     if (plan.kind === 'grow') {
       if (limit * 2 > MAX_GROWN_ROWS) throw new SqlError('query', `more than ${limit} rows share one ${col} value: raise batch_rows or use a unique cursor column`);
       this.grow *= 2;
+      this.ahead = ahead;
       return true;
     }
     this.grow = 1;
@@ -385,6 +397,7 @@ export class SqlSource {
     // room for these bytes would drop them while the cursor moved past.
     if ((events.length > 0 || dead.length > 0) && !this.deps.pipeline.submitRecordsIfTaken(events, dead, this.ctx)) {
       this.refused = true;
+      this.ahead = ahead;
       // A batch larger than the buffer's free room may never fit: read fewer rows next time.
       if (this.shrink < this.config.batch_rows) this.shrink *= 2;
       return false;
@@ -396,7 +409,7 @@ export class SqlSource {
     // A cursor that moved is a row's value, of the batch's kind.
     const cursorMoved = !Object.is(plan.cursor, state.cursor);
     const nextKind = cursorMoved ? kind : state.kind;
-    const moved = cursorMoved || nextKind !== state.kind || plan.seen.length !== state.seen.length;
+    const moved = cursorMoved || nextKind !== state.kind || plan.seen.length !== state.seen.length || events.length > 0;
     const next: CursorState = { ...state, cursor: plan.cursor, kind: nextKind, seen: plan.seen };
     this.state = next;
     if (moved) {
@@ -408,9 +421,20 @@ export class SqlSource {
       if (this.abandoned) return false;
       this.save(next);
     }
-    this.deps.telemetry.log.debug({ source: this.name, rows: rows.length, events: events.length, cursor: next.cursor }, `sql source ${this.name}: ${rows.length} rows, ${events.length} events, cursor ${String(next.cursor)}`);
+    this.deps.telemetry.log.debug({ source: this.name, rows: rows.length, events: events.length, cursor: next.cursor, ...(ahead ? { from } : {}) }, `sql source ${this.name}: ${rows.length} rows${ahead ? ` after ${String(from)}` : ''}, ${events.length} events, cursor ${String(next.cursor)}`);
     if ((nextKind === 'int' || nextKind === 'num') && Number.isFinite(Number(next.cursor))) this.stats.lastCursor = Number(next.cursor);
-    // A full batch that moved nothing (rows held for a gap) waits for the next poll.
+    if (plan.seen.length > 0 && full && plan.seen.length < MAX_SEEN_IDS && (ahead || !cursorMoved)) {
+      // Gap mode: a gap holds the cursor and a full batch came back (from the cursor: rows
+      // already delivered, or from the largest of them: more may follow). Read on from the
+      // largest id delivered right away; a query from the cursor, which also finds the rows
+      // that fill the lowest gap, comes back after the rows above are read.
+      this.ahead = true;
+      return true;
+    }
+    // After reading ahead to the end, the next poll queries from the cursor again (at
+    // MAX_SEEN_IDS, right away: gaps may have expired). A full batch from the cursor that
+    // moved nothing (rows held for a gap, nothing more to read) waits for the next poll.
+    if (ahead) return full;
     return full && (events.length > 0 || moved);
   }
 
@@ -452,6 +476,7 @@ export class SqlSource {
     );
     const next: CursorState = { ...state, epoch: state.epoch + 1, cursor: to, kind: toKind, seen: [] };
     this.gaps.clear();
+    this.ahead = false;
     this.save(next);
     this.state = next;
   }

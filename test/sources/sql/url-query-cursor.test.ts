@@ -203,6 +203,40 @@ describe('cursor planning', () => {
     expect(planBatch({ state: st, cursors: [3], full: false, gapWaitMs: 1000, nowMs: 500, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 1, seen: ['3'] });
     expect(planBatch({ state: st, cursors: [3], full: false, gapWaitMs: 1000, nowMs: 1000, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 3, seen: [] });
   });
+  test('gap_wait also holds a gap in integer ids of a decimal column (pg numeric, SQL Server numeric(18,0) IDENTITY); not for fractions', () => {
+    const s0 = initialState('d', '100', 'num');
+    expect(planBatch({ state: s0, cursors: ['101', '102', '104'], kind: 'num', full: false, gapWaitMs: 30_000, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [0, 1, 2], cursor: 102, seen: ['104'] });
+    expect(planBatch({ state: s0, cursors: ['100.5', '102', '104'], kind: 'num', full: false, gapWaitMs: 30_000, nowMs: 0, gaps: gaps() })).toMatchObject({ kind: 'ok', cursor: '104', seen: [] });
+  });
+  test('gap_wait: every gap waits from when it is first seen, in parallel; only a query that covered a gap gives it up', () => {
+    const s0 = initialState('d', 0);
+    const at = (cursor: number, seen: string[]) => ({ ...s0, cursor, seen });
+    // Two gaps (3, 6) in one batch: both timers start now, and both expire together.
+    const g = gaps();
+    expect(planBatch({ state: s0, cursors: [1, 2, 4, 5, 7, 8], full: false, gapWaitMs: 1000, nowMs: 0, gaps: g })).toEqual({ kind: 'ok', emit: [0, 1, 2, 3, 4, 5], cursor: 2, seen: ['4', '5', '7', '8'] });
+    expect([...g.keys()]).toEqual(['4', '7']);
+    expect(planBatch({ state: at(2, ['4', '5', '7', '8']), cursors: [4, 5, 7, 8], full: false, gapWaitMs: 1000, nowMs: 1000, gaps: g })).toEqual({ kind: 'ok', emit: [], cursor: 8, seen: [] });
+    expect(g.size).toBe(0);
+    // A full batch from the cursor covers the gaps up to its last row only: gap 4 (above 3,
+    // the last row) is not given up by it, expired or not; the next query from 3 does.
+    const g2 = new Map([['2', 0], ['5', 0]]);
+    expect(planBatch({ state: at(0, ['2', '3', '5', '6']), cursors: [2, 3], full: true, gapWaitMs: 1000, nowMs: 1000, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 3, seen: ['5', '6'] });
+    expect(planBatch({ state: at(3, ['5', '6']), cursors: [5, 6], full: true, gapWaitMs: 1000, nowMs: 1000, gaps: g2 })).toEqual({ kind: 'ok', emit: [], cursor: 6, seen: [] });
+    // Reading ahead (from the largest id seen): new rows are emitted and their gaps timed,
+    // but the expired gap below `from` was not covered by this query and holds the cursor.
+    const g3 = new Map([['2', 0]]);
+    expect(planBatch({ state: at(0, ['2']), cursors: [3, 5], full: false, gapWaitMs: 1000, nowMs: 1000, gaps: g3, from: '2' })).toEqual({ kind: 'ok', emit: [0, 1], cursor: 0, seen: ['2', '3', '5'] });
+    expect(g3).toEqual(new Map([['2', 0], ['5', 1000]]));
+    // A late row inside a gap (3 of 2-4) does not restart the wait for the rest of it.
+    const g4 = gaps();
+    expect(planBatch({ state: s0, cursors: [1, 5], full: false, gapWaitMs: 1000, nowMs: 0, gaps: g4 })).toMatchObject({ cursor: 1, seen: ['5'] });
+    expect(planBatch({ state: at(1, ['5']), cursors: [3, 5], full: false, gapWaitMs: 1000, nowMs: 600, gaps: g4 })).toEqual({ kind: 'ok', emit: [0], cursor: 1, seen: ['3', '5'] });
+    expect(planBatch({ state: at(1, ['3', '5']), cursors: [3, 5], full: false, gapWaitMs: 1000, nowMs: 1000, gaps: g4 })).toEqual({ kind: 'ok', emit: [], cursor: 5, seen: [] });
+    // Integers beyond 2^53 stay exact; a seen list out of order (hand-edited) is sorted.
+    const big = '9007199254740993';
+    expect(planBatch({ state: at(1, ['5', '3']), cursors: [2, 3, 5, 6], full: false, gapWaitMs: 1000, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [0, 3], cursor: 3, seen: ['5', '6'] });
+    expect(planBatch({ state: initialState('d', '9007199254740991'), cursors: [9007199254740992, big], kind: 'int', full: false, gapWaitMs: 1000, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [0, 1], cursor: big, seen: [] });
+  });
   test('kinds: text is bound and kept as text, numbers ordered as decimals, text order left to the database', () => {
     expect(cursorParam('0042', 'text')).toBe('0042');
     expect(cursorParam('0', null)).toBe('0');
