@@ -25,8 +25,8 @@ export const MAX_IN_FLIGHT_UNPAUSABLE = 64;
 
 /**
  * Bytes of job memory on workers at once for all the sources that can be paused (TCP and
- * TLS connections, NATS) together; a source that submits a job past it is paused until
- * they are below half (Pipeline.submit). Without it the memory on workers, and the results
+ * TLS connections) together; a read that would pass it waits, gathered, with its source
+ * paused, until they are below half (Pipeline.commit, resumeOverBudget). Without it the memory on workers, and the results
  * that land in the output queues past their `max_size` when they come back, grew with the
  * number of connections (MAX_IN_FLIGHT_PER_SOURCE each): 1000 busy connections resumed at
  * once after an output outage took over 1 GB (397 MB of queue against a 2 MiB max_size).
