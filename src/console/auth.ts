@@ -96,7 +96,7 @@ export class Sessions {
 
   /** `s` is still signed in (not signed out, not expired, its password not changed more than a second ago). */
   live(s: Session): boolean {
-    return this.map.get(s.id) === s && (s.via !== 'password' ? this.valid(s, '') : this.valid(s, this.stampNow()));
+    return this.map.get(s.id) === s && this.valid(s, s.via === 'password' ? this.stampNow() : '');
   }
 
   private sweep(): void {

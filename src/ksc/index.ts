@@ -249,7 +249,7 @@ export class KscIntegration {
       }
       if (moved || next.name !== c.name) this.refuseCredential(secretRef(next), 'edit');
     }
-    const updated = this.store.updateConnection(c.id, rest);
+    const updated = this.store.writeConnection(next);
     if (secret !== undefined) this.secrets.set(c.id, secret);
     this.dropClient(c.id);
     const changed: Record<string, unknown> = { tenant: updated.tenant, connection: updated.name, id: updated.id };

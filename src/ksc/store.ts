@@ -855,11 +855,15 @@ export class KscStore {
   }
 
   updateConnection(id: string, patch: ConnectionPatch): Connection {
-    const { name, url, tls, disabled } = this.patchedConnection(id, patch);
+    return this.writeConnection(this.patchedConnection(id, patch));
+  }
+
+  /** Stores a connection patchedConnection made (its name, url, tls and switch). */
+  writeConnection(c: Connection): Connection {
     this.db
       .prepare('UPDATE connections SET name = ?, url = ?, disabled = ?, tls_ca_file = ?, tls_pin_sha256 = ?, tls_insecure = ?, updated_at = ? WHERE id = ?')
-      .run(name, url, disabled ? 1 : 0, tls.caFile ?? null, tls.pinSha256 ?? null, tls.insecure ? 1 : 0, this.iso(), id);
-    return this.getConnection(id)!;
+      .run(c.name, c.url, c.disabled ? 1 : 0, c.tls.caFile ?? null, c.tls.pinSha256 ?? null, c.tls.insecure ? 1 : 0, this.iso(), c.id);
+    return this.getConnection(c.id)!;
   }
 
   /** Deletes the connection with its assets, task cache and task runs. */

@@ -585,11 +585,7 @@ export class Pipeline {
         // The job memory of all sources on the workers is at its budget: this read waits,
         // gathered, and its source pauses, until the workers have room (resumeOverBudget).
         this.gathering.add(ctx);
-        if (!st.pausedByUs) {
-          st.pausedByUs = true;
-          ctx.pause();
-        }
-        this.overBudget.add(ctx);
+        this.pauseOverBudget(ctx, st);
         return;
       }
       this.gathering.delete(ctx);
@@ -696,11 +692,7 @@ export class Pipeline {
       if (st.inFlight >= MAX_IN_FLIGHT_PER_SOURCE) {
         st.pausedByUs = true;
         ctx.pause!();
-      } else if (this.pausableBytes >= MAX_IN_FLIGHT_BYTES) {
-        st.pausedByUs = true;
-        this.overBudget.add(ctx);
-        ctx.pause!();
-      }
+      } else if (this.pausableBytes >= MAX_IN_FLIGHT_BYTES) this.pauseOverBudget(ctx, st);
     }
     this.pool!.submit(
       { listener: ctx.listener, peer: ctx.peer, ...(ctx.tlsFingerprint !== undefined ? { tlsFingerprint: ctx.tlsFingerprint } : {}), nowMs, idPrefix: this.bootId, firstSeq, data: g.memory, offsets: g.offsets, truncated: g.flags },
@@ -723,6 +715,15 @@ export class Pipeline {
         if (this.overBudget.size > 0 && this.pausableBytes < MAX_IN_FLIGHT_BYTES / 2) this.resumeOverBudget();
       },
     );
+  }
+
+  /** Pauses a source for the memory on workers (MAX_IN_FLIGHT_BYTES), to be read again by resumeOverBudget. */
+  private pauseOverBudget(ctx: SourceContext, st: SourceState): void {
+    if (!st.pausedByUs) {
+      st.pausedByUs = true;
+      ctx.pause?.();
+    }
+    this.overBudget.add(ctx);
   }
 
   /**

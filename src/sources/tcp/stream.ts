@@ -21,7 +21,8 @@ import { inheritedSocket } from '../shared/systemd.js';
 
 interface Conn {
   socket: net.Socket;
-  lastDataMs: number;
+  /** Its slot: when it last sent a byte (lastDataMs), whether cefd reads it. */
+  slot: Slot;
   unregister: () => void;
   /** Stopping: never resume this socket again (a paused one stays paused). */
   halt: () => void;
@@ -42,7 +43,10 @@ interface Slot {
   served?: boolean;
   /** When it was accepted (ms): a handshake gets a moment before it counts as slow. */
   acceptedMs: number;
-  /** When it last sent a byte (ms): the quietest goes first when room is needed (evict_quiet_after). */
+  /**
+   * When it last sent a byte, or cefd last began reading it again (ms): the idle timeout,
+   * the stop's quiet check, and evict_quiet_after (the quietest goes first) count from it.
+   */
   lastDataMs: number;
   /** Holds part of a frame (or is skipping the rest of a cut one). */
   inFrame: () => boolean;
@@ -497,14 +501,14 @@ export class StreamSource implements Source {
         }
       }
       stats.bytes += chunk.length;
-      conn.lastDataMs = slot.lastDataMs = Date.now();
+      slot.lastDataMs = Date.now();
       framer.push(chunk);
       pipeline.commit(ctx);
       watchFrame();
     };
     const conn: Conn = {
       socket,
-      lastDataMs: Date.now(),
+      slot,
       unregister: () => {},
       halt: () => {
         halted = true;
@@ -562,7 +566,7 @@ export class StreamSource implements Source {
         // after the poll phase), from when data last came.
         setImmediate(() => {
           if (socket.destroyed || flowPaused || pipelinePaused) return;
-          if (Date.now() - conn.lastDataMs < idleMs || socket.readableLength > 0) {
+          if (Date.now() - slot.lastDataMs < idleMs || socket.readableLength > 0) {
             socket.setTimeout(idleMs);
             return;
           }
@@ -607,7 +611,7 @@ export class StreamSource implements Source {
     for (const slot of this.slots) if (!slot.served) this.close(slot.socket);
     const haltedAt = Date.now();
     for (const c of this.conns) {
-      c.lastDataMs = Math.max(c.lastDataMs, haltedAt);
+      c.slot.lastDataMs = Math.max(c.slot.lastDataMs, haltedAt);
       c.halt();
     }
     while (this.conns.size > 0 && Date.now() < deadline) {
@@ -617,7 +621,7 @@ export class StreamSource implements Source {
       const now = Date.now();
       let busy = false;
       for (const c of this.conns) {
-        if (c.paused() || (now - c.lastDataMs >= QUIET_MS && c.socket.readableLength === 0)) continue;
+        if (c.paused() || (now - c.slot.lastDataMs >= QUIET_MS && c.socket.readableLength === 0)) continue;
         busy = true;
       }
       if (!busy) break;

@@ -45,35 +45,31 @@ export function kernelDropReader(port: number, family: 4 | 6): { read: () => num
 
 /** The inode of the row of `table` whose local port is `port` and whose inode is one of `own`. */
 function inodeOnPort(table: string, port: number, own: ReadonlySet<string>): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(table, 'utf8');
-  } catch {
-    return undefined;
-  }
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const line of text.split('\n')) {
-    const cols = line.trim().split(/\s+/);
-    if (cols.length >= 13 && cols[1]!.endsWith(`:${hexPort}`) && own.has(cols[9]!)) return cols[9]!;
-  }
-  return undefined;
+  return rowsOf(table)?.find((cols) => cols[1]!.endsWith(`:${hexPort}`) && own.has(cols[9]!))?.[9];
 }
 
 /** The `drops` column (the last) of the row of `inode` in a /proc/net/udp table. */
-export function dropsIn(table: string, inode: string): number | undefined {
+function dropsIn(table: string, inode: string): number | undefined {
+  const row = rowsOf(table)?.find((cols) => cols[9] === inode);
+  const n = row === undefined ? NaN : Number(row[row.length - 1]);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * The socket rows of a /proc/net/udp table, split into columns (sl local_address
+ * rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ref pointer
+ * drops); undefined when it cannot be read.
+ */
+function rowsOf(table: string): string[][] | undefined {
   let text: string;
   try {
     text = readFileSync(table, 'utf8');
   } catch {
     return undefined;
   }
-  // Columns: sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ref pointer drops
-  for (const line of text.split('\n')) {
-    const cols = line.trim().split(/\s+/);
-    if (cols.length >= 13 && cols[9] === inode) {
-      const n = Number(cols[cols.length - 1]);
-      return Number.isFinite(n) ? n : undefined;
-    }
-  }
-  return undefined;
+  return text
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols.length >= 13);
 }
