@@ -28,7 +28,7 @@ import { severityName, typeInfo } from '../ksc/tables.js';
 import { looksLikeFqdn } from '../ksc/text.js';
 import type { KscObject, KscWarning } from '../ksc/types.js';
 
-/** What the sql source puts on an event (src/sources/sql/row-event.ts). */
+/** What the sql source puts on an event (src/sources/sql/source.ts, SqlQueryPlan.rowEvent). */
 export interface SqlRecord {
   source: string;
   database: string;

@@ -523,7 +523,9 @@ export class KscExtension implements DaemonExtension {
     // A rule this processor does not have (configurations differ): nothing to do.
     if (rule === undefined) return Promise.resolve('ack');
     return new Promise<WorkOutcome>((resolve) => {
-      rule.trigger(assetIdFor(connId, item.host), undefined, {
+      // The asset KSC host `item.host` is now (a merged or renumbered asset keeps another id
+      // than assetIdFor gives: KscStore.assetIdOfHost); a host not imported here fails as no_asset.
+      rule.trigger(k.store.assetIdOfHost(connId, item.host) ?? assetIdFor(connId, item.host), undefined, {
         ...(item.eventId !== undefined ? { eventId: item.eventId } : {}),
         done: (r, code) => resolve((r === 'dropped' && code === 'ksc_rule_dropped_at_stop') || code === 'ksc_not_owner' ? 'nak' : 'ack'),
       });

@@ -697,11 +697,17 @@ export class KscStore {
     if (v > MIGRATIONS.length) {
       throw new Error(`the KSC state store ${this.path} has schema version ${v}, newer than this cefd knows (${MIGRATIONS.length}); upgrade cefd`);
     }
+    // Each step in a write transaction taken before it reads the version again: the CLI and
+    // the daemon opening an old store at the same moment must not both run a step (the second
+    // would fail, e.g. "duplicate column name"); the one that waits finds it done.
     for (let i = v; i < MIGRATIONS.length; i++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[i]!);
-        this.db.pragma(`user_version = ${i + 1}`);
-      })();
+      this.db
+        .transaction(() => {
+          if (Number(this.db.pragma('user_version', { simple: true })) !== i) return;
+          this.db.exec(MIGRATIONS[i]!);
+          this.db.pragma(`user_version = ${i + 1}`);
+        })
+        .immediate();
     }
   }
 
@@ -1143,6 +1149,16 @@ export class KscStore {
   }
 
   /**
+   * The id of the asset that KSC host `kscHostId` of connection `connectionId` is now: not
+   * always assetIdFor(connectionId, kscHostId), since an asset keeps its id when it is merged
+   * with a device KSC created again (mergeAsset) and a colliding id gets a `#n` (upsertAsset).
+   */
+  assetIdOfHost(connectionId: string, kscHostId: string): string | undefined {
+    const r = this.db.prepare('SELECT id FROM assets WHERE connection_id = ? AND ksc_host_id = ?').get(connectionId, kscHostId) as Row | undefined;
+    return r === undefined ? undefined : String(r['id']);
+  }
+
+  /**
    * Assets (archived ones too) that may be the host `name`: display name or FQDN equal to it
    * or to its first label, or beginning with `<name>.` or `<first label>.` (index lookups;
    * the caller applies its exact rule).
@@ -1248,7 +1264,7 @@ export class KscStore {
     return this.getTaskRun(Number(info.lastInsertRowid))!;
   }
 
-  updateTaskRun(id: number, p: { state?: RunState; kscState?: number | null; startedAt?: string; finishedAt?: string; error?: string | null }): TaskRun {
+  updateTaskRun(id: number, p: { state?: RunState; kscState?: number | null; startedAt?: string; finishedAt?: string | null; error?: string | null }): TaskRun {
     const cur = this.getTaskRun(id);
     if (cur === undefined) throw new KscNotFoundError(`no task run ${id}`);
     this.db
@@ -1257,7 +1273,7 @@ export class KscStore {
         p.state ?? cur.state,
         p.kscState !== undefined ? p.kscState : cur.kscState,
         p.startedAt ?? cur.startedAt,
-        p.finishedAt ?? cur.finishedAt,
+        p.finishedAt !== undefined ? p.finishedAt : cur.finishedAt,
         p.error !== undefined ? p.error : cur.error,
         this.iso(),
         id,

@@ -342,8 +342,16 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
         mayHaveStarted = mayHaveRun(e);
         const error = redact((e as Error).message);
         const gone = runGone('failed');
+        // Task-state events may have come while RunTask waited for its answer (KSC ran the
+        // task and its answer was late): their news stands, the run is not marked failed.
+        const news = gone || !mayHaveStarted ? undefined : store.getTaskRun(run.id);
+        if (news !== undefined && news.state !== 'requested') {
+          run = news;
+          log.info({ ...where, task: task.displayName, run: run.id, state: run.state, err: error }, 'KSC task start: no answer to RunTask, but KSC\'s task-state events already report the run');
+          return { run, task, candidates: choice.candidates, wholeScope: true };
+        }
         if (!gone) {
-          run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: mayHaveStarted ? error : `not started: ${error}` });
+          run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: mayHaveStarted ? error : `${NOT_STARTED}${error}` });
           // Debug only: the caller reports the failure (the CLI and the API in their answer, a
           // response rule in its own rate-limited warning), once.
           log.debug({ ...where, task: task.displayName, run: run.id, code: (e as { code?: string }).code, err: run.error }, 'KSC task start failed; run marked failed');
@@ -361,7 +369,7 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
               'KSC task list read again: KSC refused RunTask and the task is no longer in KSC (deleted, or created again with a new id); choosing again',
             );
             if (store.getTaskRun(run.id) !== undefined) {
-              store.updateTaskRun(run.id, { error: `not started: ${error}; the task is no longer in KSC, the start chose again from the task list read again` });
+              store.updateTaskRun(run.id, { error: `${NOT_STARTED}${error}; the task is no longer in KSC, the start chose again from the task list read again` });
             }
             choice = await chooseTask(client, tasks, asset, req.tasks);
             continue;
@@ -377,6 +385,18 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
     if (claimed && !mayHaveStarted) req.release?.();
     throw e;
   }
+}
+
+/** How the error of a run that certainly did not start begins (KSC refused RunTask, or it was never sent). */
+const NOT_STARTED = 'not started: ';
+
+/**
+ * A run marked failed because RunTask got no answer (KSC may have started the task), or
+ * because no task-state event came in time, and of which KSC has told nothing yet: the
+ * task-state events that still come are about it (applyTaskStateEvent).
+ */
+function awaitingNews(run: TaskRun | undefined): TaskRun | undefined {
+  return run !== undefined && run.state === 'failed' && run.kscState === null && run.origin !== 'scope' && !(run.error ?? '').startsWith(NOT_STARTED) ? run : undefined;
 }
 
 /** Whether a failed `runTask` may still have started the task in KSC: RunTask was sent and no answer came. */
@@ -546,15 +566,18 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
     return [...new Set([...fromRuns, ...fromCache])];
   };
 
-  const update = (run: TaskRun): TaskRun =>
-    store.updateTaskRun(run.id, {
+  const update = (run: TaskRun): TaskRun => {
+    // A run marked failed for KSC's silence (awaitingNews) takes KSC's word instead.
+    const revived = run.state === 'failed';
+    return store.updateTaskRun(run.id, {
       // Never move a run backwards from running to requested.
       state: mapped.state === 'requested' && run.state === 'running' ? 'running' : mapped.state,
       kscState: ev.newState,
       ...(mapped.state === 'running' && run.startedAt === null ? { startedAt: at } : {}),
-      ...(final ? { finishedAt: at } : {}),
-      ...(mapped.error !== undefined ? { error: mapped.error } : {}),
+      ...(final ? { finishedAt: at } : revived ? { finishedAt: null } : {}),
+      ...(mapped.error !== undefined ? { error: mapped.error } : revived ? { error: null } : {}),
     });
+  };
 
   // An event from before the run began is about an earlier run of the task (its late
   // "completed" would otherwise close the new run, and a rule could start the task again).
@@ -563,12 +586,13 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
     return timed && began !== null && Date.parse(at) < Date.parse(began) - TASK_EVENT_CLOCK_SKEW_MS;
   };
 
-  // 1. Open runs of the task on a matching asset.
+  // 1. Open runs of the task on a matching asset, or its run still waiting for KSC's news
+  //    after RunTask got no answer (awaitingNews).
   const updated: TaskRun[] = [];
   let older = 0;
   for (const a of assets) {
     for (const tid of taskIdsFor(a)) {
-      const open = store.findOpenRun(tid, a.id);
+      const open = store.findOpenRun(tid, a.id) ?? awaitingNews(store.latestRun(tid, a.id));
       if (open === undefined) continue;
       if (earlier(open)) older++;
       else updated.push(update(open));
@@ -577,8 +601,13 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
   if (updated.length > 0) return { outcome: 'updated', runs: updated };
   if (older > 0) return { outcome: 'ignored', runs: [], reason: 'the event is older than the open run of the task: it is about an earlier run' };
 
-  // 2. No open run: a host of the scope of a known KUMA* task.
+  // 2. No open run: a host of the scope of a known KUMA* task. Not from a "created" event
+  //    (state 0: nothing runs yet, and a requested run nobody made would hold back starts),
+  //    nor from an event no later than the end of the task's last run on the asset (a late
+  //    "running" delivered after the "completed" would open a run that never ends).
+  if (ev.newState === 0) return { outcome: 'ignored', runs: [], reason: 'a "created" state for a task run cefd did not request' };
   const created: TaskRun[] = [];
+  let stale = 0;
   for (const a of assets) {
     if (a.status !== 'active') continue;
     const tasks = store.listTasks(a.connectionId);
@@ -588,6 +617,10 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
       const last = store.latestRun(tid, a.id);
       // A repeated final event (same state) for a run already closed is not a new run.
       if (last !== undefined && last.kscState === ev.newState && last.finishedAt !== null && Math.abs(Date.parse(last.finishedAt) - Date.parse(at)) < 60_000) continue;
+      if (timed && last?.finishedAt != null && Date.parse(at) <= Date.parse(last.finishedAt)) {
+        stale++;
+        continue;
+      }
       created.push(
         store.createTaskRun({
           tenant: a.tenant,
@@ -606,5 +639,6 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
     }
   }
   if (created.length > 0) return { outcome: 'created', runs: created };
+  if (stale > 0) return { outcome: 'ignored', runs: [], reason: 'the event is no later than the end of the last run of the task: it is about that run or an earlier one' };
   return { outcome: 'ignored', runs: [], reason: 'no run of this task for the host, and the task is not a known KUMA* task of its connection' };
 }

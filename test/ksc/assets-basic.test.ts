@@ -121,6 +121,9 @@ test('KSC re-creates a device under a new id: merged into its asset when two of 
   const after = k.getAsset(oldId)!;
   expect(after).toMatchObject({ id: oldId, kscHostId: 'a1a1a1a1-0000-4000-8000-000000000142', status: 'active', firstImportedAt: before.firstImportedAt, fqdn: null });
   expect(k.getAsset(assetIdFor(conn.id, 'a1a1a1a1-0000-4000-8000-000000000142'))).toBeUndefined();
+  // What a cluster owner looks up for another processor's rule trigger (it sends the KSC host id).
+  expect(k.store.assetIdOfHost(conn.id, 'a1a1a1a1-0000-4000-8000-000000000142')).toBe(oldId);
+  expect(k.store.assetIdOfHost(conn.id, WS42)).toBeUndefined();
   // The next import finds it by its new host id, no new asset.
   const [r2] = await k.syncAssets();
   expect(r2).toMatchObject({ ok: true, created: 0, merged: 0 });

@@ -1,6 +1,8 @@
 import { afterEach, expect, test } from 'vitest';
 import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   KscStore,
   SCHEMA_VERSION,
@@ -271,3 +273,33 @@ test('schema 2 → 3: existing assets get their seq and IP lookup rows; attribut
   expect(store.db.prepare('SELECT COUNT(*) FROM asset_addrs').pluck().get()).toBe(1);
   expect(store.db.prepare('SELECT COUNT(*) FROM asset_software').pluck().get()).toBe(0);
 });
+
+test('two processes opening an old store at the same moment (the CLI and the daemon): both open it, the migration runs once', async () => {
+  // The compiled store (npm test builds first): each child opens it at the same instant.
+  const storeJs = pathToFileURL(join(import.meta.dirname, '..', '..', 'dist', 'src', 'ksc', 'store.js')).href;
+  const child = `const { KscStore } = await import(${JSON.stringify(storeJs)});
+const at = Number(process.argv[2]);
+while (Date.now() < at) {}
+try { const s = new KscStore(process.argv[1]); console.log('ok ' + s.schemaVersion()); s.close(); } catch (e) { console.log('FAIL ' + e.message); }`;
+  const outs: string[] = [];
+  for (let round = 0; round < 8; round++) {
+    const t = tempDir();
+    cleanups.push(t.cleanup);
+    const raw = new Database(join(t.dir, STORE_FILE));
+    raw.pragma('journal_mode = WAL');
+    raw.exec(MIGRATIONS[0]!);
+    raw.exec(MIGRATIONS[1]!);
+    raw.pragma('user_version = 2');
+    raw.close();
+    const at = Date.now() + 700;
+    const one = () =>
+      new Promise<string>((resolve) => {
+        const c = spawn(process.execPath, ['--input-type=module', '-e', child, t.dir, String(at)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        c.on('close', () => resolve(out.trim()));
+      });
+    outs.push(...(await Promise.all([one(), one()])));
+  }
+  expect(outs).toEqual(Array.from({ length: 16 }, () => `ok ${SCHEMA_VERSION}`));
+}, 60_000);

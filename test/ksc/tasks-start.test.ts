@@ -509,3 +509,58 @@ test('a RunTask queued behind a call that timed out is not sent: the start is re
     await x.close();
   }
 });
+
+test('task-state events out of order: a late "running" after the run completed, or a "created" for a run cefd did not request, opens no run and holds back no start', async () => {
+  await k.listTasks('main');
+  delete emu.taskEvents.target;
+  const r = await k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'] });
+  const t0 = Date.parse(r.run.requestedAt!);
+  const ev = (state: number, old: number, at: number) =>
+    decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|State|1|rt=${at} dhost=WS-0142 dst=10.0.12.42 cs4=22 cs4Label=TaskId cn2=${state} cn2Label=TaskNewState cn1=${old} cn1Label=TaskOldState`);
+  // KSC's order: running at +1 s, completed at +5 s; delivered the other way round
+  // (two decode workers, UDP, a redelivered cluster message).
+  expect(k.applyTaskStateEvent(ev(4, 1, t0 + 5000))).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'completed' }] });
+  expect(k.applyTaskStateEvent(ev(1, 0, t0 + 1000))).toMatchObject({ outcome: 'ignored', runs: [] });
+  expect(k.taskStatus({ assetId: asset(WS42) }).map((x) => [x.id, x.state])).toEqual([[r.run.id, 'completed']]);
+  expect(k.isRunning('22', asset(WS42))).toBe(false);
+  // A "created" (state 0) after that, as KSC sends when someone schedules the task: nothing runs yet.
+  expect(k.applyTaskStateEvent(ev(0, 7, t0 + 60_000))).toMatchObject({ outcome: 'ignored', runs: [] });
+  const next = await k.startTask({ assetId: asset(WS42), tasks: ['KUMA Update (Windows)'] });
+  expect(next.run).toMatchObject({ state: 'requested', origin: 'manual' });
+  // A run started in KSC by someone else, after cefd's ended: still recorded (origin scope).
+  expect(k.applyTaskStateEvent(ev(4, 1, Date.parse(next.run.requestedAt!) + 5000))).toMatchObject({ outcome: 'updated', runs: [{ id: next.run.id, state: 'completed' }] });
+  expect(k.applyTaskStateEvent(ev(1, 0, Date.parse(next.run.requestedAt!) + 3_600_000))).toMatchObject({ outcome: 'created', runs: [{ origin: 'scope', state: 'running' }] });
+});
+
+test('RunTask without an answer in time (the task may have started): the task-state events still update that run, before or after the timeout', async () => {
+  const t = tempDir();
+  const k3 = KscIntegration.open({ stateDir: t.dir, env: {}, logger: memoryLogger(), client: { retries: 1, backoffMs: 5, timeoutMs: 300 } });
+  try {
+    const c3 = k3.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
+    await k3.syncAssets();
+    await k3.listTasks('main');
+    delete emu.taskEvents.target;
+    const ev = (state: number, old: number, host: string, ip: string) =>
+      decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|State|1|rt=${Date.now()} dhost=${host} dst=${ip} cs4=22 cs4Label=TaskId cn2=${state} cn2Label=TaskNewState cn1=${old} cn1Label=TaskOldState`);
+    emu.faults.answerDelayMs['Tasks.RunTask'] = 1000;
+    // (a) The events come while RunTask waits for its late answer: their news stands.
+    const early = k3.startTask({ assetId: assetIdFor(c3, WS42), tasks: ['KUMA Update (Windows)'] });
+    await waitFor(() => emu.calls.some((c) => c.method === 'Tasks.RunTask'), 10_000, 'RunTask sent');
+    expect(k3.applyTaskStateEvent(ev(1, 0, 'WS-0142', '10.0.12.42'))).toMatchObject({ outcome: 'updated' });
+    expect(k3.applyTaskStateEvent(ev(4, 1, 'WS-0142', '10.0.12.42'))).toMatchObject({ outcome: 'updated' });
+    const a = await early;
+    expect(k3.getTaskRun(a.run.id)).toMatchObject({ state: 'completed', kscState: 4, origin: 'manual', error: null });
+    // (b) The events come after the timeout: the run marked failed for KSC's silence takes them.
+    const e = await k3.startTask({ assetId: assetIdFor(c3, WS77), tasks: ['KUMA Update (Windows)'] }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'ksc_timeout', method: 'Tasks.RunTask' });
+    const failed = k3.taskStatus({ assetId: assetIdFor(c3, WS77) })[0]!;
+    expect(failed).toMatchObject({ state: 'failed', kscState: null, origin: 'manual' });
+    expect(k3.applyTaskStateEvent(ev(1, 0, 'WS-0177', '10.0.12.77'))).toMatchObject({ outcome: 'updated', runs: [{ id: failed.id, state: 'running', finishedAt: null, error: null }] });
+    expect(k3.applyTaskStateEvent(ev(4, 1, 'WS-0177', '10.0.12.77'))).toMatchObject({ outcome: 'updated', runs: [{ id: failed.id, state: 'completed' }] });
+    expect(k3.taskStatus({ assetId: assetIdFor(c3, WS77) }).map((x) => [x.id, x.origin, x.state])).toEqual([[failed.id, 'manual', 'completed']]);
+  } finally {
+    emu.faults.clear();
+    await k3.close();
+    t.cleanup();
+  }
+});
