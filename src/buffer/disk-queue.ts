@@ -20,12 +20,16 @@
  * is written to disk as soon as a write succeeds again (checked at each append and every
  * second).
  *
- * The segment files never hold more than `maxBytes`, but for one block larger than that
- * by itself, which an empty buffer takes (fits()). An append that does not fit waits in
- * the same memory overflow (the buffer then counts as full, and the owner pauses the
- * sources), or with `whenFull: drop_newest` is dropped and reported through `onDropped`.
- * At close, what still waits in memory goes to the spill file (`spillFile`, 0600) rather
- * than past the bound; the next open takes it back a chunk at a time as room frees (never
+ * `maxBytes` is where the buffer counts as full (fill() >= 1: the owner pauses the sources,
+ * or with `whenFull: drop_newest` drops what does not fit and reports it through
+ * `onDropped`). What still comes after that with `block` (the reads in flight when the
+ * sources paused; sources that cannot pause up to the hard limit, fill() 2, at
+ * overrunBytes past maxBytes) is written to the segment files past maxBytes, not held in
+ * memory: an event counts as accepted once appended, and a crash while the output stays
+ * down must not lose what the other outputs got. One block larger than maxBytes by itself
+ * goes to an empty buffer (fits()).
+ * At close, what still waits in memory (after a write error) goes to the spill file
+ * (`spillFile`, 0600); the next open takes it back a chunk at a time as room frees (never
  * all of it into memory), ahead of any new append, counts as full until all of it is on
  * disk, and deletes it once every record of it is on disk or delivered (a crash before that
  * hands those records out again: at least once). See docs/reliability.md.
@@ -200,10 +204,24 @@ export class DiskQueue implements EventQueue {
    * count as full at once, up to `overflowMax` records for the hard limit.
    */
   fill(): number {
-    const disk = this.boundedBytes() / this.opts.maxBytes;
+    const b = this.boundedBytes();
+    const max = this.opts.maxBytes;
+    // Past maxBytes: 2 once the overrun (written after the buffer was full) reaches overrunBytes.
+    const disk = b <= max ? b / max : 1 + (b - max) / this.overrunBytes;
     if (this.overflow.length === 0 && this.spill === null) return disk;
     return Math.max(disk, 1 + this.overflow.length / this.overflowMax);
   }
+
+  /**
+   * Bytes past maxBytes at which the buffer reaches the hard limit (fill() 2): sources that
+   * cannot be paused (UDP) are then refused; those that pause only finish what was in
+   * flight. maxBytes itself, at most 16 MiB.
+   */
+  get overrunBytes(): number {
+    return Math.min(this.opts.maxBytes, DiskQueue.OVERRUN_MAX_BYTES);
+  }
+
+  static readonly OVERRUN_MAX_BYTES = 16 * 1024 * 1024;
 
   /** Records held in memory while the disk cannot be written, at most (the hard limit). */
   overflowMax = 10_000;
@@ -510,6 +528,9 @@ export class DiskQueue implements EventQueue {
   private openWriteSegment(): void {
     const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segmentName(this.nextSeq)), size: 0 };
     const fd = fs.openSync(s.path, 'a', 0o600);
+    // The new file's name survives a power loss only once its folder is fsynced (once per
+    // segment; its data follows the fsync policy).
+    if (this.opts.fsync !== 'never') fsyncDir(this.opts.dir);
     if (this.writeFd !== -1) this.closeWriteFd();
     this.writeFd = fd;
     this.segments.push(s);
@@ -623,18 +644,13 @@ export class DiskQueue implements EventQueue {
       this.hold(splitNdjson(ndjson));
       return;
     }
-    if (!this.fits(ndjson.length)) {
-      // Full: the disk never holds more than maxBytes.
-      if (this.opts.whenFull === 'drop_newest') {
-        this.opts.onDropped?.(count);
-        return;
-      }
-      // What the sources sent before they paused (fill() > 1 from now on) waits in memory
-      // and goes to disk as space frees.
-      this.holdRecords(splitNdjson(ndjson));
-      this.startRetry();
+    if (!this.fits(ndjson.length) && this.opts.whenFull === 'drop_newest') {
+      this.opts.onDropped?.(count);
       return;
     }
+    // With `block`, an append past maxBytes (what the sources sent before they paused;
+    // fill() >= 1 from now on) goes to disk all the same: held in memory it would be lost in
+    // a crash, however long the output stays down. The owner bounds it (fill() 2).
     try {
       this.writeNdjson(ndjson, count);
       if (this.error !== null) this.recovered();
@@ -771,6 +787,9 @@ export class DiskQueue implements EventQueue {
       let n = 0;
       while (n < limit && (room -= Buffer.byteLength(this.overflow[n]!) + 1) >= 0) n++;
       if (n === 0 && this.diskBytes === 0) n = 1;
+      // Records held after a write error, none of the spill file before them: with `block`
+      // they go to disk past maxBytes too, as appends do (appendNdjson), not wait in memory.
+      if (this.fromSpill === 0 && this.spill === null && this.opts.whenFull !== 'drop_newest') n = limit;
       if (n === 0) return;
       const rest = this.overflow.slice(0, n);
       try {
