@@ -273,6 +273,12 @@ export class Daemon {
       return;
     }
     if (spilled === null) return;
+    if (spilled.files.length > 1) {
+      this.telemetry.log.warn(
+        { files: spilled.files },
+        `the shutdown spill an earlier start took was not finished (it stopped or crashed before the events were on disk); replaying ${spilled.files.length} spill files, oldest first`,
+      );
+    }
     let frames = 0;
     for (const r of spilled.reads) {
       frames += r.frames.length;

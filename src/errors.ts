@@ -258,7 +258,7 @@ export const CODES = {
   nats_refused: {
     level: 'error',
     stage: 'output',
-    description: 'The nats output: JetStream refused the message for itself with a 4xx PubAck error (e.g. 400/10054: larger than the stream\'s `max_msg_size`; a sealed stream); sending it again would be refused again, so it goes to the dead-letter output with the code and err_code in the error. A 503 (a full stream with `discard: new`, no quorum) is retried.',
+    description: 'The nats output: JetStream refused the message for itself with a 4xx PubAck error (e.g. 400/10054: larger than the stream\'s `max_msg_size`; a sealed stream), or with 503/10077 "maximum bytes exceeded" for a message larger than the stream\'s whole `max_bytes` (`discard: new`: it would not fit in the empty stream); sending it again would be refused again, so it goes to the dead-letter output with the code and err_code in the error. Any other 503 (a full stream with `discard: new` the message fits in once there is room, no quorum) is retried.',
   },
   file_fsync_failed: {
     level: 'error',

@@ -9,7 +9,7 @@
  * keep the `mode` configured for them (their rotated siblings too): they are exempt.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, constants, fchownSync, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fchownSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
 export const STATE_DIR_MODE = 0o700;
@@ -19,6 +19,23 @@ export interface Tightened {
   path: string;
   from: number;
   to: number;
+}
+
+/**
+ * fsyncs a folder, so that a file created, renamed or deleted in it stays so after a power
+ * loss; a file system that cannot is left to its page cache (the change itself is done).
+ */
+export function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // only the change's durability across a power loss is in doubt
+  }
 }
 
 /** Creates `dir` 0700 (parents as the umask allows) when missing. */

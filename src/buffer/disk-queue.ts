@@ -37,6 +37,7 @@
 import fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { encodeNdjson } from '../outputs/shared/encode.js';
+import { fsyncDir } from '../state-dir.js';
 import { BytesBatch, StringBatch, splitNdjson, type EventQueue, type QueueBatch } from './queue.js';
 
 import { BLOCK_HEADER_BYTES as HEADER, blockHeader, bodyMatches, findBlockMagic, isSegmentName, readBlockHeader, segmentFirstSeq, segmentName } from './segment.js';
@@ -1132,20 +1133,6 @@ export class DiskQueue implements EventQueue {
       fs.closeSync(sp.fd);
       this.spill = null;
     }
-  }
-}
-
-/** fsyncs a folder (a rename in it is durable then); a file system that cannot is left to its page cache. */
-function fsyncDir(dir: string): void {
-  try {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // the rename is done; only its durability across a power loss is in doubt
   }
 }
 

@@ -1,8 +1,8 @@
 /**
  * Asset import from KSC (docs/reference/ksc-open-api.md §2.1-2.3, KUMA behaviour §6):
- * `HostGroup.FindHosts` over all hosts, paged through `ChunkAccessor`, then
- * `HostGroup.GetHostProducts` for each host with a Network Agent; each host is upserted as
- * an asset with a stable cefd id.
+ * `HostGroup.FindHosts` over all hosts, every page read through `ChunkAccessor` and the
+ * accessor released, then `HostGroup.GetHostProducts` for each host with a Network Agent;
+ * each host is upserted as an asset with a stable cefd id.
  *
  * Life cycle ("hosts not seen for 30 days are archived, then removed"):
  * - a host that KSC returns with `KLHST_WKS_LAST_VISIBLE` within `archiveAfterDays` is active;
@@ -225,10 +225,11 @@ function productsOf(list: KscHostProduct[]): AssetProduct[] {
 }
 
 /**
- * Lifetime asked for the import's FindHosts result set (s): the most KSC allows (§2.1). The
- * import reads each host's products (GetHostProducts, one call per host) between chunks, so
- * the accessor lives as long as the whole import: 50,000 devices at 25 ms a call outlast
- * the client's default of 1200 s, and KSC destroys the result set when it expires.
+ * Lifetime asked for the import's FindHosts result set (s): the most KSC allows (§2.1: "the
+ * set is also destroyed when lMaxLifeTime expires"). The import reads every chunk before
+ * its first GetHostProducts call (syncConnectionAssets), so the accessor only has to
+ * outlive the paging itself, which no per-host latency stretches; the longest lifetime is
+ * a margin for a slow KSC paging a large fleet.
  */
 const IMPORT_ACCESSOR_LIFETIME_S = 7200;
 
@@ -264,8 +265,15 @@ export async function syncConnectionAssets(store: KscStore, client: KscClient, c
   const hadAssets = store.db.prepare('SELECT 1 FROM assets WHERE connection_id = ? LIMIT 1').get(conn.id) !== undefined;
   const createdIds: string[] = [];
   try {
+    // Every page first, then the products: the accessor is released before the first
+    // GetHostProducts. Read between chunks, one call per host, they would keep the result
+    // set open for the whole import, and a fleet whose import outlasts lMaxLifeTime (capped
+    // at 7200 s, OPEN-API.md §2.1: 50,000 hosts at 150 ms a call take 7500 s) would lose it
+    // mid-way, every hour, and never archive anything. The list held meanwhile is one
+    // mapped host per device, not KSC's raw answers: about 1 KB each, some 50 MiB of heap
+    // at 50,000 devices (docs/ksc-assets.md, fleet figures).
+    const found: Omit<ImportedHost, 'products' | 'platform'>[] = [];
     for await (const page of hostPages(client, conn, o, log)) {
-      const hosts: ImportedHost[] = [];
       for (const row of page) {
         const h = hostFromRow(row);
         if (h === undefined) continue;
@@ -273,6 +281,14 @@ export async function syncConnectionAssets(store: KscStore, client: KscClient, c
           res.skippedNoAgent++;
           continue;
         }
+        found.push(h);
+      }
+    }
+    // A page's worth of hosts per transaction (docs/ksc-assets.md).
+    const batch = Math.max(1, o.chunkSize ?? 100);
+    for (let i = 0; i < found.length; i += batch) {
+      const hosts: ImportedHost[] = [];
+      for (const h of found.slice(i, i + batch)) {
         let products: AssetProduct[] | undefined = [];
         if (o.products !== false && h.nagent) {
           try {

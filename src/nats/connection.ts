@@ -84,10 +84,16 @@ export interface NatsLinkEvents {
 
 /**
  * A connection kept open: `current` is the live connection or null, `lastError` why not.
+ * `current` stays set while the client reconnects it (`reconnecting`): its subscriptions
+ * and JetStream handles come back with it, but what is published meanwhile waits in the
+ * client's outbound buffer, which has no limit (nats.js 2.29 empties it at each attempt
+ * to reconnect: prepare() in node_modules/nats/lib/nats-base-client/protocol.js).
  * `start()` never rejects; `close()` drains nothing and closes.
  */
 export class NatsLink {
   current: NatsConnection | null = null;
+  /** `current` lost its server and the client is reconnecting it (from its 'disconnect' status until 'reconnect'). */
+  reconnecting = false;
   lastError = 'not connected yet';
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
@@ -122,6 +128,7 @@ export class NatsLink {
     }
     this.attempt = 0;
     this.current = nc;
+    this.reconnecting = false;
     this.lastError = '';
     this.watch(nc);
     this.events.connected?.(nc);
@@ -130,13 +137,21 @@ export class NatsLink {
   private watch(nc: NatsConnection): void {
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === 'disconnect') this.lastError = `disconnected from ${String(s.data)}`;
-        else if (s.type === 'error') this.lastError = natsErrorText(s.data);
-        else if (s.type === 'reconnect') this.lastError = '';
+        if (s.type === 'disconnect') {
+          this.lastError = `disconnected from ${String(s.data)}`;
+          if (this.current === nc) this.reconnecting = true;
+        } else if (s.type === 'error') this.lastError = natsErrorText(s.data);
+        else if (s.type === 'reconnect') {
+          this.lastError = '';
+          if (this.current === nc) this.reconnecting = false;
+        }
       }
     })().catch(() => undefined);
     void nc.closed().then((err) => {
-      if (this.current === nc) this.current = null;
+      if (this.current === nc) {
+        this.current = null;
+        this.reconnecting = false;
+      }
       if (this.stopped) return;
       this.lastError = err ? natsErrorText(err) : 'the connection was closed';
       this.events.failed?.(this.lastError);
@@ -162,6 +177,7 @@ export class NatsLink {
     this.timer = null;
     const nc = this.current;
     this.current = null;
+    this.reconnecting = false;
     if (nc !== null) {
       // Acknowledgements and publishes still in the client's buffer go out first.
       await nc.flush().catch(() => undefined);

@@ -17,7 +17,7 @@ export const RETRY_FIELDS = fields({
 
 export const BUFFER_FIELDS = fields({
   type: enumOf('`disk` (under `state_dir/buffers/<output>/`), `memory`, or `auto`: disk for every output but stdout.', ['auto', 'disk', 'memory'], 'auto'),
-  max_size: size('Most bytes the disk buffer holds; when full, `when_full` applies.', '256MiB', 64 * 1024),
+  max_size: size('Bytes at which the disk buffer is full and `when_full` applies (with `block`, the reads in flight when reading paused still go to disk past it: docs/reliability.md).', '256MiB', 64 * 1024),
   fsync: enumOf('When appends are fsynced: `interval` (every `fsync_interval`), `batch` (every append: slowest, survives power loss), `never` (the OS decides; survives a cefd crash, not a power loss).', ['interval', 'batch', 'never'], 'interval'),
   fsync_interval: dur('Period of `fsync: interval`.', '1s', 0.001),
 });

@@ -10,8 +10,9 @@
  * are frame payloads, their framing (LF or octet count) already removed by the framer;
  * `truncated` marks a frame the framer cut at max_frame_bytes. See docs/reliability.md.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { fsyncDir } from '../state-dir.js';
 
 export const SPILL_FILE = 'shutdown-spill.ndjson';
 
@@ -73,21 +74,50 @@ export class SpillWriter {
   }
 }
 
-/**
- * Takes the spill file of the last stop, if any: renamed first, so a crash while its
- * frames are replayed replays them again at the next start (at least once), never loses
- * them. Lines that do not parse are returned as `bad` (their text, for the dead letter).
- */
-export function takeSpill(dir: string): { reads: SpilledRead[]; bad: string[]; done: () => void } | null {
-  const path = join(dir, SPILL_FILE);
-  const taking = `${path}.replaying`;
-  if (!existsSync(taking)) {
-    if (!existsSync(path)) return null;
-    renameSync(path, taking);
+/** Name of the n-th file taken for replay: `.replaying`, then `.replaying.1`, `.replaying.2`, ... */
+const takenName = (n: number): string => `${SPILL_FILE}.replaying${n === 0 ? '' : `.${n}`}`;
+
+/** The files taken for replay and not deleted yet, oldest first (their numbers, see takenName). */
+function takenFiles(dir: string): number[] {
+  const re = /^shutdown-spill\.ndjson\.replaying(?:\.([1-9]\d*))?$/;
+  const out: number[] = [];
+  if (!existsSync(dir)) return out;
+  for (const f of readdirSync(dir)) {
+    const m = re.exec(f);
+    if (m !== null) out.push(m[1] === undefined ? 0 : Number(m[1]));
   }
+  return out.sort((a, b) => a - b);
+}
+
+/**
+ * Takes the spill files of the last stops, if any: the stop's file is renamed first, so a
+ * crash while its frames are replayed replays them again at the next start (at least
+ * once), never loses them. Lines that do not parse are returned as `bad` (their text, for
+ * the dead letter).
+ *
+ * A file taken by an earlier start outlives it when that start crashed before its events
+ * were on disk (`done` not called, daemon.ts); a later stop may then have spilled its own
+ * reads to a new file beside it. Every taken file is older than the stop's file, so the
+ * stop's file is renamed to the next number (an atomic rename: after a crash, either the
+ * stop's file or its taken name exists, never both and never a half) and all are read
+ * oldest first: each connection's reads stay in the order they were read. `files` lists
+ * them, in that order; `done` deletes them.
+ */
+export function takeSpill(dir: string): { reads: SpilledRead[]; bad: string[]; files: string[]; done: () => void } | null {
+  const path = join(dir, SPILL_FILE);
+  const taken = takenFiles(dir);
+  if (existsSync(path)) {
+    const next = taken.length === 0 ? 0 : taken[taken.length - 1]! + 1;
+    renameSync(path, join(dir, takenName(next)));
+    fsyncDir(dir);
+    taken.push(next);
+  }
+  if (taken.length === 0) return null;
+  const files = taken.map((n) => join(dir, takenName(n)));
   const reads: SpilledRead[] = [];
   const bad: string[] = [];
-  for (const line of readFileSync(taking, 'utf8').split('\n')) {
+  const lines = files.flatMap((f) => readFileSync(f, 'utf8').split('\n'));
+  for (const line of lines) {
     if (line === '') continue;
     try {
       const o = JSON.parse(line) as { listener: string; peer: string; tls_fingerprint?: string; received_ms: number; frames: string[]; truncated: number[] };
@@ -104,5 +134,6 @@ export function takeSpill(dir: string): { reads: SpilledRead[]; bad: string[]; d
       bad.push(line);
     }
   }
-  return { reads, bad, done: () => unlinkSync(taking) };
+  // Oldest first: a crash half-way leaves newer files only, replayed again in their order.
+  return { reads, bad, files, done: () => files.forEach((f) => unlinkSync(f)) };
 }

@@ -255,10 +255,33 @@ test('a KSC that returns short chunks (fewer than nCount, OPEN-API.md §2.1): ev
   expect(emu.openAccessors()).toBe(0);
 });
 
-test('the import asks KSC to keep its FindHosts result set for the longest lifetime allowed (7200 s, OPEN-API.md §2.1): it reads products between chunks', async () => {
+test('the import asks KSC to keep its FindHosts result set for the longest lifetime allowed (7200 s, OPEN-API.md §2.1)', async () => {
   const before = emu.calls.length;
   await k.syncAssets();
   const finds = emu.calls.slice(before).filter((c) => c.method === 'HostGroup.FindHosts');
   expect(finds.map((c) => c.body['lMaxLifeTime'])).toEqual([7200]);
   expect(emu.calls.slice(before).filter((c) => c.method === 'HostGroup.GetHostProducts').length).toBe(5);
+});
+
+test('an import that outlasts the FindHosts lifetime (OPEN-API.md §2.1: the set is destroyed) imports every host: all chunks are read and the accessor released before the products', async () => {
+  await k.syncAssets();
+  const known = k.listAssets().map((a) => a.displayName).sort();
+  // Three chunks for the 5 hosts, so a chunk is due after products were read.
+  emu.faults.chunkMax = 2;
+  // Twice: a failure here would repeat at every import.
+  for (let run = 0; run < 2; run++) {
+    // The lifetime runs out while the first GetHostProducts is under way, as 7200 s do for
+    // 50,000 hosts at 150 ms a call.
+    const release = emu.faults.holdNext({ method: 'HostGroup.GetHostProducts', onHeld: () => (emu.ageAccessors(7200_000), release()) });
+    const before = emu.calls.length;
+    const [r] = await k.syncAssets();
+    expect(r, r!.error).toMatchObject({ ok: true, hosts: 5, created: 0, updated: 5, archived: 0, productErrors: 0 });
+    const calls = emu.calls.slice(before).map((c) => c.method);
+    expect(calls.filter((m) => m === 'ChunkAccessor.GetItemsChunk')).toHaveLength(3);
+    expect(calls.filter((m) => m === 'HostGroup.GetHostProducts')).toHaveLength(5);
+    expect(calls.lastIndexOf('ChunkAccessor.Release')).toBeLessThan(calls.indexOf('HostGroup.GetHostProducts'));
+    expect(k.listAssets().map((a) => a.displayName).sort()).toEqual(known);
+    expect(k.getConnection('main').lastSync).toMatchObject({ ok: true, hosts: 5 });
+  }
+  expect(emu.openAccessors()).toBe(0);
 });

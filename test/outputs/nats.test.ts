@@ -3,12 +3,13 @@
  * temp folder on a free 127.0.0.1 port: PubAck before delivered, Nats-Msg-Id = event id and
  * the server's dedup, stream creation with limits, server down at start and restarted
  * mid-stream, wrong credentials, TLS with a wrong CA, a record over max_payload, a subject
- * the user may not publish to.
+ * the user may not publish to, a record over a `discard: new` stream's max_bytes, retries while
+ * the server is down.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
-import { connect, type NatsConnection } from 'nats';
+import { DiscardPolicy, connect, type NatsConnection } from 'nats';
 import { loadFields } from '../../src/config/load.js';
 import { NATS_FIELDS } from '../../src/outputs/nats/config.js';
 import { NatsOutput, PERMISSION_RETRY_MS } from '../../src/outputs/nats/nats.js';
@@ -265,4 +266,89 @@ test('the examples of docs/outputs-nats.md and docs/cluster.md validate; a recei
   }
   const bad = 'mode: receiver\noutputs: [ { name: f, type: file, path: ./x.ndjson } ]\n';
   expect(() => loadConfigText(bad, 'c.yaml', {})).toThrow(/c\.yaml:2: outputs\[0\]\.type: mode: receiver publishes raw frames/);
+});
+
+test('an event larger than the stream\'s whole max_bytes (discard: new, PubAck 503/10077) is rejected alone with nats_refused; smaller ones refused by the full stream are retried', async () => {
+  const s = await natsServer();
+  const o = output({ servers: [s.url], subject: 'cefd.mb', stream: { create: true, name: 'MB', max_bytes: '4KiB', discard: 'new' } });
+  await o.start();
+  const big = rec('big', 'x'.repeat(8000));
+  const r = await o.send(batch([rec('mb-0'), big, rec('mb-1')]));
+  expect(r).toMatchObject({ status: 'partial', retry: [], rejected: [{ index: 1, reason: 'nats_refused' }] });
+  expect(r.status === 'partial' ? r.rejected?.[0]?.error : '').toMatch(/err_code 10077.*max_bytes \(4096\)/);
+  // Alone (as the runner sends a retried record): rejected, so the queue moves on.
+  expect(await o.send(batch([big]))).toMatchObject({ status: 'rejected', reason: 'nats_refused' });
+  // Fill the stream with small events: the first one it refuses is retried, not rejected,
+  // and so is a larger one that would fit in the empty stream.
+  let full: SendResult | null = null;
+  let n = 2;
+  for (; n < 200 && full === null; n++) {
+    const res = await o.send(batch([rec(`mb-${n}`, 'y'.repeat(200))]));
+    if (res.status !== 'delivered') full = res;
+  }
+  expect(full).toMatchObject({ status: 'retry' });
+  expect((full as { error: string }).error).toMatch(/err_code 10077/);
+  const medium = rec('medium', 'z'.repeat(3000));
+  expect(await o.send(batch([medium]))).toMatchObject({ status: 'retry' });
+  const c = await client(s);
+  await (await c.jetstreamManager({ timeout: 30_000 })).streams.purge('MB');
+  expect(await o.send(batch([medium]))).toEqual({ status: 'delivered' });
+  expect((await streamMessages(c, 'MB')).map((m) => m.id)).toEqual(['medium']);
+});
+
+test('max_bytes of a stream the output does not create is read from the server, again before an event is rejected (a limit raised meanwhile makes it fit)', async () => {
+  const s = await natsServer();
+  const c = await client(s);
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  const cfg = { name: 'MB2', subjects: ['cefd.mb2'], max_bytes: 4096, discard: DiscardPolicy.New };
+  await jsm.streams.add(cfg);
+  // No stream name in the output's configuration: the PubAck names the stream.
+  const o = output({ servers: [s.url], subject: 'cefd.mb2' });
+  await o.start();
+  const big = rec('big2', 'x'.repeat(8000));
+  expect(await o.send(batch([big]))).toMatchObject({ status: 'rejected', reason: 'nats_refused' });
+  expect(await o.send(batch([rec('s-0')]))).toEqual({ status: 'delivered' });
+  // Fill the stream, then raise max_bytes: the big event now fits once there is room, so
+  // while the stream is full it is retried, not rejected on the limit read before.
+  for (let n = 1; n < 200; n++) if ((await o.send(batch([rec(`s-${n}`, 'y'.repeat(200))]))).status !== 'delivered') break;
+  await jsm.streams.update('MB2', { ...cfg, max_bytes: 9000 });
+  expect(await o.send(batch([big]))).toMatchObject({ status: 'retry' });
+  await jsm.streams.purge('MB2');
+  expect(await o.send(batch([big]))).toEqual({ status: 'delivered' });
+});
+
+test('while the server is down, retries publish nothing (the client buffers no copies of the batch), and the batch is delivered once it is back', async () => {
+  const s = await natsServer();
+  // nats.js empties its outbound buffer at each attempt to reconnect (src/nats/connection.ts),
+  // so what piles up is what was published since the last attempt: reconnect_wait long
+  // enough for the retries below to fall between two attempts.
+  const o = output({ servers: [s.url], subject: 'cefd.out', ack_timeout: '200ms', reconnect_wait: '3s', stream: { create: true, name: 'OUT' } });
+  await o.start();
+  expect(await o.send(batch([rec('o-first')]))).toEqual({ status: 'delivered' });
+  const link = (o as unknown as { link: { lastError: string; current: NatsConnection & { protocol: { outbound: { size(): number } } } } }).link;
+  const nc = link.current;
+  await s.stop('SIGKILL');
+  // The client has seen the server go (it reconnects meanwhile, on the same connection object).
+  await waitFor(() => link.lastError.startsWith('disconnected'), 30_000, 'the client to see the disconnect');
+  const records = Array.from({ length: 200 }, (_, i) => rec(`o-${i}`, 'x'.repeat(1000)));
+  const retries: SendResult[] = [];
+  let buffered = 0;
+  for (let i = 0; i < 10; i++) {
+    retries.push(await o.send(batch(records)));
+    buffered = Math.max(buffered, nc.protocol.outbound.size());
+  }
+  // Not one copy of the batch (200 kB) in the client's buffer after any retry.
+  expect(link.current).toBe(nc);
+  expect(buffered).toBeLessThan(1000);
+  for (const r of retries) {
+    expect(r.status).toBe('retry');
+    expect((r as { error: string }).error).toMatch(/not connected: disconnected from/);
+  }
+  expect(o.unready()).toMatch(/not connected to NATS/);
+  await s.start();
+  const results = await sendUntilDone(o, records);
+  expect(results.at(-1)).toEqual({ status: 'delivered' });
+  expect(o.unready()).toBeUndefined();
+  const msgs = await streamMessages(await client(s), 'OUT');
+  expect(msgs.map((m) => m.id)).toEqual(['o-first', ...records.map((_, i) => `o-${i}`)]);
 });

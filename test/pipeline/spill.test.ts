@@ -72,6 +72,72 @@ metrics: { enabled: false }
   expect(fs.existsSync(join(state, `${SPILL_FILE}.replaying`))).toBe(false);
 });
 
+const spillRead = (i: number): SpilledRead => ({ listener: 'tcp', peer: '127.0.0.1:5000', receivedMs: 1_700_000_000_000 + i, frames: [frame(i)], truncated: [false] });
+const cntOf = (r: SpilledRead) => Number(/cnt=(\d+)/.exec(r.frames[0]!.toString())![1]);
+const spillOf = (dir: string, from: number, to: number) => {
+  const w = new SpillWriter(dir);
+  for (let i = from; i < to; i++) w.write(spillRead(i));
+  w.close();
+};
+
+test('a file an earlier start took and did not finish is replayed first, then the next stops\' files, at any crash point', () => {
+  const dir = tempDir();
+  // Stop 1 spills 0-2; a start takes them and crashes before its events are on disk (no done()).
+  spillOf(dir, 0, 3);
+  expect(takeSpill(dir)!.reads.map(cntOf)).toEqual([0, 1, 2]);
+  // The next run is stopped under overload: 3-4 spilled beside the taken file.
+  spillOf(dir, 3, 5);
+  const second = takeSpill(dir)!;
+  expect(second.reads.map(cntOf)).toEqual([0, 1, 2, 3, 4]);
+  expect(second.files.map((f) => f.slice(dir.length + 1))).toEqual([`${SPILL_FILE}.replaying`, `${SPILL_FILE}.replaying.1`]);
+  expect(fs.existsSync(join(dir, SPILL_FILE))).toBe(false);
+  expect(fs.statSync(second.files[1]!).mode & 0o777).toBe(0o600);
+  // That start crashes too, and a third stop spills 5.
+  spillOf(dir, 5, 6);
+  const third = takeSpill(dir)!;
+  expect(third.reads.map(cntOf)).toEqual([0, 1, 2, 3, 4, 5]);
+  // A crash half-way through deleting them (the oldest gone): the rest again, in order,
+  // before what a later stop spilled.
+  fs.unlinkSync(third.files[0]!);
+  spillOf(dir, 6, 7);
+  const fourth = takeSpill(dir)!;
+  expect(fourth.reads.map(cntOf)).toEqual([3, 4, 5, 6]);
+  fourth.done();
+  expect(takeSpill(dir)).toBeNull();
+  expect(fs.readdirSync(dir)).toEqual([]);
+});
+
+test('the next start decodes an unfinished replay and the last stop\'s spill, in that order, before its listener opens', async () => {
+  const dir = tempDir();
+  const state = join(dir, 'state');
+  fs.mkdirSync(state, { mode: 0o700 });
+  // An earlier start took 0-49 and crashed; the stop of a later run spilled 50-99.
+  spillOf(state, 0, 50);
+  fs.renameSync(join(state, SPILL_FILE), join(state, `${SPILL_FILE}.replaying`));
+  spillOf(state, 50, 100);
+  const d = runCefd(
+    dir,
+    `state_dir: ./state
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${await freePort()} } ]
+outputs: [ { name: events, type: file, path: ./events.ndjson } ]
+dead_letter: { path: ./dead.ndjson }
+metrics: { enabled: false }
+`,
+  );
+  children.push(d);
+  await d.until('cefd started');
+  d.proc.kill('SIGTERM');
+  expect(await d.exit).toBe(0);
+  const events = readNdjson(join(dir, 'events.ndjson'));
+  expect(events.map((e) => (e['cef'] as { typed: Record<string, number> }).typed['baseEventCount'])).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  expect(fs.readdirSync(state).filter((f) => f.startsWith(SPILL_FILE))).toEqual([]);
+  // Said, and before the listener opened.
+  const text = d.text();
+  expect(text).toContain('replaying 2 spill files, oldest first');
+  expect(text.indexOf('decoded 100 frames kept by the last stop')).toBeGreaterThan(-1);
+  expect(text.indexOf('decoded 100 frames kept by the last stop')).toBeLessThan(text.indexOf('listening for tcp'));
+});
+
 test('stopping: reads the closing decode workers did not finish are kept in order, none dead-lettered', async () => {
   const telemetry = new Telemetry({ destination: new LogCapture(), processMetrics: false });
   const sink = (name: string) => {

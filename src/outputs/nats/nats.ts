@@ -10,10 +10,11 @@
  * A batch's records are published at once (pipelined on the one connection, PubAcks
  * matched back by reply subject: ./publisher.ts) and answered per record: those that got a PubAck are settled, the others retried alone by the runner,
  * a record larger than the server's max_payload, or one JetStream refuses for itself (a 4xx
- * PubAck error), rejected (dead letter). The output never
+ * PubAck error, or a 503 "maximum bytes exceeded" for a record larger than the stream's
+ * whole max_bytes), rejected (dead letter). The output never
  * sleeps or counts; the runner does (../types.ts).
  */
-import type { JetStreamManager, NatsConnection, StreamConfig } from 'nats';
+import type { JetStreamManager, NatsConnection, StreamConfig, StreamInfo } from 'nats';
 import { DiscardPolicy, StorageType, nanos } from 'nats';
 import { BatchPublisher, type OutgoingMessage } from './publisher.js';
 import { rawFramePayload } from '../../nats/raw-frame.js';
@@ -38,8 +39,18 @@ export const NATS_NOT_A_FRAME = 'nats_not_a_frame';
 export const NATS_PERMISSION_DENIED = 'nats_permission_denied';
 /** Least wait between attempts while the server refuses the subject (../types.ts). */
 export const PERMISSION_RETRY_MS = CONFIG_RETRY_MS;
-/** Reason code of a message JetStream refused for itself (a 4xx PubAck error, e.g. 10054 over max_msg_size). */
+/**
+ * Reason code of a message JetStream refused for itself: a 4xx PubAck error (e.g. 10054 over
+ * max_msg_size), or 10077 for a message larger than the stream's whole max_bytes.
+ */
 export const NATS_REFUSED = 'nats_refused';
+/**
+ * JetStream's err_code when the stream's store refused a message (503): over max_msgs,
+ * max_bytes or max_msgs_per_subject of a `discard: new` stream. Mostly a full stream, which
+ * takes the message once it has room (retried); but a message larger than max_bytes would
+ * not fit in the stream even empty (rejected: tooLargeForStream).
+ */
+const JS_STREAM_STORE_FAILED = 10077;
 
 export class NatsOutput implements Output {
   readonly type = 'nats';
@@ -49,6 +60,8 @@ export class NatsOutput implements Output {
   /** The connection the JetStream handle and stream check belong to. */
   private js: { nc: NatsConnection; publisher: BatchPublisher; ready: Promise<string> } | null = null;
   private readonly encoder = new TextEncoder();
+  /** max_bytes (0: no limit) of each stream the output has read the info of, by name. */
+  private readonly streamMaxBytes = new Map<string, number>();
 
   constructor(
     readonly name: string,
@@ -65,9 +78,13 @@ export class NatsOutput implements Output {
   }
 
   /** The JetStream handle of the live connection, its stream checked ('' when ready, else why not). */
-  private jetstream(): { publisher: BatchPublisher; ready: Promise<string> } | string {
+  private jetstream(): { nc: NatsConnection; publisher: BatchPublisher; ready: Promise<string> } | string {
     const nc = this.link.current;
-    if (nc === null) return `nats output ${this.name}: not connected: ${this.link.lastError}`;
+    // While the client reconnects, a publish only adds the batch to the client's outbound
+    // buffer, another copy at each retry until its next attempt to reconnect (nats.js
+    // empties the buffer then: src/nats/connection.ts), which is `reconnect_wait` or more
+    // apart; the events are in the output's buffer already. Retry without publishing.
+    if (nc === null || this.link.reconnecting) return `nats output ${this.name}: not connected: ${this.link.lastError}`;
     if (this.js === null || this.js.nc !== nc) {
       this.js?.publisher.close();
       this.js = { nc, publisher: new BatchPublisher(nc, this.config.subject), ready: this.ensureStream(nc) };
@@ -86,7 +103,7 @@ export class NatsOutput implements Output {
       return `nats output ${this.name}: JetStream is not available: ${natsErrorText(err)}`;
     }
     try {
-      await jsm.streams.info(s.name);
+      this.noteStream(await jsm.streams.info(s.name));
       return '';
     } catch (err) {
       const code = jsErrCode(err);
@@ -105,11 +122,61 @@ export class NatsOutput implements Output {
       max_msgs: s.max_msgs > 0 ? s.max_msgs : -1,
     };
     try {
-      await jsm.streams.add(cfg);
+      this.noteStream(await jsm.streams.add(cfg));
       return '';
     } catch (err) {
       return `nats output ${this.name}: cannot create stream ${s.name}: ${natsErrorText(err)}`;
     }
+  }
+
+  private noteStream(info: StreamInfo): void {
+    this.streamMaxBytes.set(info.config.name, info.config.max_bytes > 0 ? info.config.max_bytes : 0);
+  }
+
+  /**
+   * Of the messages the stream's store refused (10077), the ones larger than the stream's
+   * max_bytes: those would be refused even by an empty stream, so retrying them would stop
+   * the output for good (the runner retries a record until it is settled). The size counted
+   * is a lower bound of the server's (its store adds some bytes per message), so a message
+   * taken for too large certainly is. The stream's max_bytes is read
+   * again before one is rejected (a limit raised since the stream check makes it fit); when
+   * it cannot be read, everything is retried.
+   */
+  private async tooLargeForStream(nc: NatsConnection, refused: { k: number; stream: string; size: number }[]): Promise<Map<number, string>> {
+    const out = new Map<number, string>();
+    const fresh = new Set<string>();
+    for (const r of refused) {
+      const known = this.streamMaxBytes.get(r.stream);
+      if (known !== undefined && (known === 0 || r.size <= known)) continue;
+      if (!fresh.has(r.stream)) {
+        fresh.add(r.stream);
+        try {
+          const jsm = await nc.jetstreamManager({ timeout: this.timeoutMs, checkAPI: false });
+          this.noteStream(await jsm.streams.info(r.stream));
+        } catch {
+          this.streamMaxBytes.delete(r.stream);
+        }
+      }
+      const max = this.streamMaxBytes.get(r.stream);
+      if (max !== undefined && max > 0 && r.size > max) out.set(r.k, `the event is ${r.size} bytes with its subject and headers, more than the stream ${r.stream}'s max_bytes (${max}): it could never be stored`);
+    }
+    return out;
+  }
+
+  /**
+   * The bytes of `m` the server certainly counts against max_bytes: its subject, payload and
+   * header block as the client sends them (`NATS/1.0`, a `name: value` line each (values
+   * trimmed), CRLFs: nats.js MsgHdrsImpl.toString), without the store's own overhead per
+   * message (server internals).
+   */
+  private storedSize(m: OutgoingMessage): number {
+    // Set as ./publisher.ts sets them: a later value of a name replaces an earlier one.
+    const h = new Map<string, string>();
+    for (const [k, v] of m.headers ?? []) h.set(k, v);
+    h.set('Nats-Msg-Id', m.msgId);
+    let n = Buffer.byteLength(this.config.subject) + m.data.length + 'NATS/1.0\r\n\r\n'.length;
+    for (const [k, v] of h) n += Buffer.byteLength(k) + Buffer.byteLength(v.trim()) + ': \r\n'.length;
+    return n;
   }
 
   async send(batch: Batch): Promise<SendResult> {
@@ -139,6 +206,13 @@ export class NatsOutput implements Output {
       sentIndex.push(i);
     }
     const outcomes = await js.publisher.publish(msgs, this.timeoutMs);
+    const storeRefused: { k: number; stream: string; size: number }[] = [];
+    for (let k = 0; k < outcomes.length; k++) {
+      const o = outcomes[k]!;
+      const stream = o.ok ? undefined : (o.stream ?? this.config.stream.name);
+      if (!o.ok && o.kind === 'refused' && o.errCode === JS_STREAM_STORE_FAILED && stream !== undefined) storeRefused.push({ k, stream, size: this.storedSize(msgs[k]!) });
+    }
+    const tooLarge = storeRefused.length === 0 ? new Map<number, string>() : await this.tooLargeForStream(js.nc, storeRefused);
     const retry: number[] = [];
     let firstError = '';
     let denied = false;
@@ -152,6 +226,7 @@ export class NatsOutput implements Output {
         denied = true;
         retry.push(i);
       } else if (o.kind === 'rejected') rejected.push({ index: i, reason: NATS_REFUSED, error: `nats output ${this.name}: ${o.error}` });
+      else if (tooLarge.has(k)) rejected.push({ index: i, reason: NATS_REFUSED, error: `nats output ${this.name}: ${o.error}: ${tooLarge.get(k)!}` });
       else {
         if (firstError === '') firstError = o.kind === 'no_responders' ? `no JetStream stream answered on ${this.config.subject} (no stream captures the subject, or the stream has no leader now)` : o.error;
         retry.push(i);
@@ -167,7 +242,7 @@ export class NatsOutput implements Output {
   }
 
   unready(): string | undefined {
-    return this.link.current === null ? `not connected to NATS: ${this.link.lastError}` : undefined;
+    return this.link.current === null || this.link.reconnecting ? `not connected to NATS: ${this.link.lastError}` : undefined;
   }
 
   /** The message of one record (an event, or a receiver's raw frame); null when a `payload: frame` record is not a frame. */

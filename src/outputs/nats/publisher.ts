@@ -25,7 +25,14 @@ export interface OutgoingMessage {
 /** Per message: acknowledged by the stream (stored, or a duplicate it dropped), or why not. */
 export type PublishOutcome =
   | { ok: true }
-  | { ok: false; kind: 'max_payload' | 'permission' | 'no_responders' | 'timeout' | 'refused' | 'rejected' | 'failed'; error: string };
+  | {
+      ok: false;
+      kind: 'max_payload' | 'permission' | 'no_responders' | 'timeout' | 'refused' | 'rejected' | 'failed';
+      error: string;
+      /** The JetStream err_code of a PubAck error (10077: the stream's store refused it), and the stream it names. */
+      errCode?: number;
+      stream?: string;
+    };
 
 interface PendingBatch {
   outcomes: (PublishOutcome | undefined)[];
@@ -118,8 +125,13 @@ export class BatchPublisher {
       // A 4xx is about this message (10054: larger than the stream's max_msg_size; a sealed
       // stream; a failed expectation): the same message is refused again however often it
       // is sent. A 503 (10077: a full stream with discard: new; no quorum) passes.
+      // Whether a 503 10077 is about this message (larger than the stream's whole max_bytes)
+      // is the output's to decide, with the stream's limits (./nats.ts).
       const kind = code >= 400 && code < 500 && code !== 408 && code !== 429 ? 'rejected' : 'refused';
-      this.settle(b, i, { ok: false, kind, error: `JetStream refused the message: ${r.error.description ?? 'error'} (code ${r.error.code ?? '?'}, err_code ${r.error.err_code ?? '?'})` });
+      const o: Extract<PublishOutcome, { ok: false }> = { ok: false, kind, error: `JetStream refused the message: ${r.error.description ?? 'error'} (code ${r.error.code ?? '?'}, err_code ${r.error.err_code ?? '?'})` };
+      if (r.error.err_code !== undefined) o.errCode = r.error.err_code;
+      if (typeof r.stream === 'string' && r.stream !== '') o.stream = r.stream;
+      this.settle(b, i, o);
     }
     else if (typeof r.stream === 'string' && r.stream !== '') this.settle(b, i, { ok: true });
     else this.settle(b, i, { ok: false, kind: 'failed', error: 'the answer to a publish was not a PubAck' });

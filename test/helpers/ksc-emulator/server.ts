@@ -30,6 +30,7 @@
  * - Fault injection: `faults.delayMs` / per-method delays (slow answers), `failNext` (5xx or
  *   any status, N times, per method), `hangUpNext` (close the socket without an answer),
  *   `expireSessions()` (every session and connection-bound login becomes invalid),
+ *   `ageAccessors(ms)` (open accessors age, so a lifetime passes without waiting),
  *   `failHosts` (per-host calls for these host ids answer a PxgError), `srvViewPageMax`
  *   (GetRecordRange returns at most this many records, so the client must page),
  *   `rejectAttributes` (FindHosts refuses these attributes, as an older server would).
@@ -287,6 +288,14 @@ export class KscEmulator {
   /** Makes every session look idle for `ms` more (to test the idle timeout without waiting). */
   ageSessions(ms: number): void {
     for (const s of this.sessions.values()) s.lastUsed -= ms;
+  }
+
+  /**
+   * Makes every open accessor `ms` older: one whose lMaxLifeTime has passed is destroyed, as
+   * KSC does (OPEN-API.md §2.1), without a test waiting up to 7200 s.
+   */
+  ageAccessors(ms: number): void {
+    for (const a of this.accessors.values()) a.expiresAt -= ms;
   }
 
   /** Drops open connections (the client must reconnect; connection-bound logins are lost). */
