@@ -192,13 +192,13 @@ export const CODES = {
     level: 'error',
     stage: 'output',
     description:
-      'The http output got a status that is neither success nor retryable (4xx other than 408 and 429, or an unfollowed 3xx): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, ...). `http_status_413` (the http, elasticsearch, splunk_hec and clickhouse outputs): one event alone is larger than the receiver takes; a larger batch answered 413 is split in halves first.',
+      'The http output got a status that is neither success nor retryable (a 4xx other than 408, 425, 429, 401, 403, 404 and 405): the batch is rejected and its events go to the dead-letter output with this reason (`http_status_400`, `http_status_422`, ...). 401 and 403 (credentials), 404, 405 and an unfollowed 3xx (a wrong `url`) are the output\'s configuration, not the events: retried no sooner than 10 s apart, never dead-lettered. `http_status_413` (the http, elasticsearch, splunk_hec and clickhouse outputs): one event alone is larger than the receiver takes; a larger batch answered 413 is split in halves first.',
   },
   'elasticsearch_<error type>': {
     level: 'error',
     stage: 'output',
     description:
-      'The elasticsearch output: the cluster refused one event of a `_bulk` request for good (a 4xx item other than 409 and 429: `elasticsearch_document_parsing_exception` / `elasticsearch_mapper_parsing_exception` for a mapping conflict, `elasticsearch_invalid_index_name_exception`, ...): that event alone goes to the dead-letter output with the cluster\'s reason (docs/outputs-elasticsearch.md).',
+      'The elasticsearch output: the cluster refused one event of a `_bulk` request for good (a 4xx item other than 409 and 429: `elasticsearch_document_parsing_exception` / `elasticsearch_mapper_parsing_exception` for a mapping conflict, `elasticsearch_invalid_index_name_exception`, ...): that event alone goes to the dead-letter output with the cluster\'s reason (docs/outputs-elasticsearch.md). Item errors of the cluster\'s or cefd\'s configuration (401/403, a missing ingest pipeline, `index_not_found_exception`, `index_closed_exception`, an alias without a write index) are retried no sooner than 10 s apart instead, never dead-lettered.',
   },
   'splunk_hec_<error>': {
     level: 'error',

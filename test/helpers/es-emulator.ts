@@ -16,7 +16,16 @@
  *   `Bearer`; a user without the index privilege: a per-item 403 `security_exception`
  *   "action [indices:data/write/bulk[s]] is unauthorized for user ..."), "Ingest pipelines"
  *   (`?pipeline=` naming no pipeline: a per-item 400 `illegal_argument_exception`
- *   "pipeline with id [x] does not exist"), "Thread pools" (a full write queue: per-item 429
+ *   "pipeline with id [x] does not exist"), "Index management settings"
+ *   (`action.auto_create_index: false`: a write to an index that does not exist is a
+ *   per-item 404 `index_not_found_exception` "no such index [x] and
+ *   [action.auto_create_index] is [false]" (unless a template's `allow_auto_create` says
+ *   otherwise, not emulated); the data streams of `dataStreams` exist and take writes),
+ *   "Close index API" (a write to a closed index: per-item 400
+ *   `index_closed_exception` "closed"), "Aliases" (writing through an alias goes to its
+ *   write index; an alias on several indices with none `is_write_index`: per-item 400
+ *   `illegal_argument_exception` "no write index is defined for alias [x]. ..."),
+ *   "Thread pools" (a full write queue: per-item 429
  *   `es_rejected_execution_exception`; OpenSearch names it `rejected_execution_exception`),
  *   gzip request bodies (`Content-Encoding: gzip`), `X-Elastic-Product: Elasticsearch`.
  * - Faults a test injects: per-item rejections for load, whole-request statuses (429 with
@@ -43,6 +52,8 @@ export interface EsEmulatorOptions {
   indexPrivileges?: Record<string, string[]>;
   /** Ingest pipelines that exist (`?pipeline=` naming another: per-item 400). */
   pipelines?: string[];
+  /** `action.auto_create_index` (default true); false: only indices that exist take writes (createIndex). */
+  autoCreateIndex?: boolean;
   /** Explicit mappings: `field.path` -> `long` | `boolean` | `keyword` | `date` | `object`. */
   mappings?: Record<string, Record<string, FieldType>>;
   port?: number;
@@ -87,15 +98,27 @@ export class EsEmulator extends EmulatedServer {
   readonly pipelines: Set<string>;
   /** user -> index patterns it may write (a test grants more as a role change would). */
   readonly indexPrivileges: Map<string, string[]>;
+  /** `action.auto_create_index`; a test changes it as `PUT _cluster/settings` would. */
+  autoCreateIndex: boolean;
+  /** Closed indices (`POST <index>/_close`; a test deletes one as `_open` would). */
+  readonly closed = new Set<string>();
+  /** alias -> its write index, null for none (several indices, none `is_write_index`); as `POST _aliases` would set. */
+  readonly aliases = new Map<string, string | null>();
 
   constructor(private readonly opts: EsEmulatorOptions = {}) {
     super(opts);
     this.flavor = opts.flavor ?? 'elasticsearch';
     this.pipelines = new Set(opts.pipelines ?? []);
     this.indexPrivileges = new Map(Object.entries(opts.indexPrivileges ?? {}));
+    this.autoCreateIndex = opts.autoCreateIndex ?? true;
     for (const [index, fields] of Object.entries(opts.mappings ?? {})) this.mappings.set(index, new Map(Object.entries(fields)));
   }
 
+
+  /** An empty index, as `PUT <index>` would make it. */
+  createIndex(index: string): void {
+    if (!this.indices.has(index)) this.indices.set(index, new Map());
+  }
 
   /** Every stored document, all indices. */
   docs(): StoredDoc[] {
@@ -243,6 +266,18 @@ export class EsEmulator extends EmulatedServer {
       return fail(403, 'security_exception', `action [indices:data/write/bulk[s]] is unauthorized for user [${user}] with effective roles [cefd_writer] on indices [${index}], this action is granted by the index privileges [create_doc,create,index,write,all]`);
     }
     if (pipeline !== undefined && pipeline !== null && !this.pipelines.has(pipeline)) return fail(400, 'illegal_argument_exception', `pipeline with id [${pipeline}] does not exist`);
+    if (this.aliases.has(index)) {
+      const write = this.aliases.get(index) ?? null;
+      if (write === null) {
+        return fail(400, 'illegal_argument_exception', `no write index is defined for alias [${index}]. The write index may be explicitly disabled using is_write_index=false or the alias points to multiple indices without one being designated as a write index`);
+      }
+      index = write;
+    }
+    if (!this.autoCreateIndex && !this.indices.has(index) && this.opts.dataStreams?.includes(index) !== true) {
+      const reason = `no such index [${index}] and [action.auto_create_index] is [false]`;
+      return { _index: index, _id: id ?? null, status: 404, error: { type: 'index_not_found_exception', reason, 'resource.type': 'index_expression', 'resource.id': index, index_uuid: '_na_', index } };
+    }
+    if (this.closed.has(index)) return fail(400, 'index_closed_exception', 'closed');
     const injected = this.itemFault?.(source, id);
     if (injected !== undefined) return fail(injected.status, injected.type === 'es_rejected_execution_exception' && this.flavor === 'opensearch' ? 'rejected_execution_exception' : injected.type, injected.reason);
     const parseType = this.flavor === 'elasticsearch' ? 'document_parsing_exception' : 'mapper_parsing_exception';

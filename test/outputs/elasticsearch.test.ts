@@ -196,6 +196,39 @@ test('item cluster_block_exception 403 (a write block) among written items: only
   expect(ids(es)).toEqual(['k-1', 'k-3']);
 });
 
+test('items refused by how the cluster is set up (auto-create off, a closed index, an alias without a write index) are retried with a long wait, never dead-lettered; delivered once fixed', async () => {
+  const es = await emulator({ autoCreateIndex: false });
+  const o = output({ url: es.url });
+  await o.start();
+  const errorOf = (r: unknown) => (r as { error: string }).error;
+  // action.auto_create_index: false, and no index for the day yet.
+  const missing = await o.send({ records: [rec(1), rec(2)] });
+  expect(missing).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });
+  expect(errorOf(missing)).toMatch(/2 event\(s\) refused by the cluster's or cefd's configuration \(404 index_not_found_exception: no such index \[cefd-2026\.12\.06\] and \[action\.auto_create_index\] is \[false\]\); create the index/);
+  es.createIndex('cefd-2026.12.06'); // PUT cefd-2026.12.06
+  es.closed.add('cefd-2026.12.06'); // POST cefd-2026.12.06/_close
+  const closed = await o.send({ records: [rec(1), rec(2)] });
+  expect(closed).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });
+  expect(errorOf(closed)).toMatch(/\(400 index_closed_exception: closed\); open the index/);
+  es.closed.delete('cefd-2026.12.06'); // POST cefd-2026.12.06/_open
+  // Among written items, only the one for the missing index waits.
+  const mixed = await o.send({ records: [rec(1), rec(2, {}, 7)] });
+  expect(mixed).toMatchObject({ status: 'partial', retry: [1], retryAfterMs: AUTH_RETRY_MS });
+  expect((mixed as PartialResult).rejected ?? []).toEqual([]);
+  es.autoCreateIndex = true; // PUT _cluster/settings
+  expect(await o.send({ records: [rec(2, {}, 7)] })).toEqual({ status: 'delivered' });
+  // Written through an alias that names several indices and no write index.
+  es.aliases.set('cefd', null);
+  const viaAlias = output({ url: es.url, index: 'cefd' });
+  await viaAlias.start();
+  const noWrite = await viaAlias.send({ records: [rec(3)] });
+  expect(noWrite).toMatchObject({ status: 'retry', retryAfterMs: AUTH_RETRY_MS });
+  expect(errorOf(noWrite)).toMatch(/\(400 illegal_argument_exception: no write index is defined for alias \[cefd\]\..*\); give the alias a write index/);
+  es.aliases.set('cefd', 'cefd-000002'); // POST _aliases with is_write_index: true
+  expect(await viaAlias.send({ records: [rec(3)] })).toEqual({ status: 'delivered' });
+  expect(es.docs().map((d) => [d.index, d.id])).toEqual([['cefd-2026.12.06', 'k-1'], ['cefd-2026.12.07', 'k-2'], ['cefd-000002', 'k-3']]);
+});
+
 test('a url that names no bulk API (404 from a wrong path or a proxy, a redirect to https): retried with a long wait and a clear error, never dead-lettered', async () => {
   const es = await emulator();
   const wrongPath = output({ url: `${es.url}/proxy/es` });

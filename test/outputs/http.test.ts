@@ -11,8 +11,13 @@ import { HttpOutput, parseRetryAfter } from '../../src/outputs/http/http.js';
 import { HttpTransport } from '../../src/outputs/shared/http-transport.js';
 import { HTTP_FIELDS } from '../../src/outputs/http/config.js';
 import { loadFields } from '../../src/config/load.js';
-import type { SendResult } from '../../src/outputs/types.js';
-import { BytesBatch } from '../../src/buffer/queue.js';
+import { Writable } from 'node:stream';
+import { CONFIG_RETRY_MS, type SendResult } from '../../src/outputs/types.js';
+import { BytesBatch, MemoryQueue } from '../../src/buffer/queue.js';
+import { FlowControl } from '../../src/pipeline/flow-control.js';
+import { OutputRunner } from '../../src/pipeline/output-runner.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { waitFor } from '../helpers/daemon.js';
 
 interface Seen {
   method: string;
@@ -177,14 +182,16 @@ test('custom headers and Authorization: Bearer are sent; the token is trimmed', 
 });
 
 test('the token and other secrets never appear in any result, even when the server echoes them', async () => {
+  const statuses = [400, 401, 503];
   const echo: Handler = (q, res, _s, n) =>
-    res.writeHead(n % 2 === 1 ? 401 : 503).end(`denied for ${JSON.stringify(q.headers)} at ${q.url}`);
+    res.writeHead(statuses[(n - 1) % statuses.length]!).end(`denied for ${JSON.stringify(q.headers)} at ${q.url}`);
   const srv = await serve(echo);
   const token = 'tok-9f8e7d6c5b4a';
   const url = srv.url.replace('http://', 'http://user:pa55word-xyz@') + '?apikey=q-secret-123';
   const out = await output({ url, bearer_token: token, headers: { 'X-Api-Key': 'key-abcdef-123' } });
-  const results = [await out.send({ records: records(1, 'a') }), await out.send({ records: records(1, 'a') })];
-  expect(results.map((r) => r.status)).toEqual(['rejected', 'retry']);
+  const results: SendResult[] = [];
+  for (let i = 0; i < statuses.length; i++) results.push(await out.send({ records: records(1, 'a') }));
+  expect(results.map((r) => r.status)).toEqual(['rejected', 'retry', 'retry']);
   expect(srv.seen[0]!.headers['authorization']).toBe(`Bearer ${token}`); // it was sent
   for (const r of results) {
     const text = JSON.stringify(r);
@@ -239,24 +246,79 @@ test('parseRetryAfter: the three HTTP date formats, the past, junk', () => {
   expect(parseRetryAfter(['3', '9'], now, cap)).toBe(3000);
 });
 
-test('400, 404, 401 and 301 are rejected with http_status_<code>; 408, 425 and 500 retry', async () => {
-  const statuses = [400, 404, 401, 301, 408, 425, 500];
+test('400 and 422 are rejected with http_status_<code>; 401, 403, 404, 405 and redirects (the configuration, not the events) are retried no sooner than CONFIG_RETRY_MS apart; 408, 425 and 500 retry', async () => {
+  const statuses = [400, 422, 401, 403, 404, 405, 301, 308, 408, 425, 500];
   const srv = await serve((_q, res, _s, n) => {
     const status = statuses[n - 1]!;
-    res.writeHead(status, status === 301 ? { Location: '/elsewhere' } : {}).end(`{"error":"status ${status}"}`);
+    res.writeHead(status, status === 301 || status === 308 ? { Location: '/elsewhere' } : {}).end(`{"error":"status ${status}"}`);
   });
   const out = await output({ url: srv.url });
   const results: SendResult[] = [];
   for (let i = 0; i < statuses.length; i++) results.push(await out.send({ records: records(1, 's') }));
-  expect(results.slice(0, 4)).toEqual([
+  expect(results.slice(0, 2)).toEqual([
     { status: 'rejected', reason: 'http_status_400', error: expect.stringMatching(/HTTP 400: \{"error":"status 400"\}$/) },
-    { status: 'rejected', reason: 'http_status_404', error: expect.stringMatching(/HTTP 404/) },
-    { status: 'rejected', reason: 'http_status_401', error: expect.stringMatching(/HTTP 401/) },
-    { status: 'rejected', reason: 'http_status_301', error: expect.stringMatching(/HTTP 301/) },
+    { status: 'rejected', reason: 'http_status_422', error: expect.stringMatching(/HTTP 422/) },
   ]);
-  expect(results.slice(4).map((r) => r.status)).toEqual(['retry', 'retry', 'retry']);
-  expect(srv.seen.length).toBe(7); // the redirect was not followed
+  const credentials = /refuses the credentials or their permissions: check bearer_token, basic_auth_user and basic_auth_password, api_key or headers; retrying every 10 s or more\)$/;
+  const url = /no receiver at this URL: check the output's url \(its path, a proxy in front, http redirected to https\); retrying every 10 s or more\)$/;
+  expect(results.slice(2, 8)).toEqual([
+    { status: 'retry', retryAfterMs: CONFIG_RETRY_MS, error: expect.stringMatching(new RegExp(`HTTP 401: \\{"error":"status 401"\\} \\(the receiver ${credentials.source}`)) },
+    { status: 'retry', retryAfterMs: CONFIG_RETRY_MS, error: expect.stringMatching(new RegExp(`HTTP 403: .* \\(the receiver ${credentials.source}`)) },
+    ...[404, 405, 301, 308].map((st) => ({ status: 'retry', retryAfterMs: CONFIG_RETRY_MS, error: expect.stringMatching(new RegExp(`HTTP ${st}: .* \\(${url.source}`)) })),
+  ]);
+  expect(results.slice(8)).toEqual([408, 425, 500].map((st) => ({ status: 'retry', error: expect.stringMatching(new RegExp(`HTTP ${st}`)) })));
+  expect(srv.seen.length).toBe(statuses.length); // the redirects were not followed
   await out.close();
+});
+
+test('a 401 after a 413 split: the halves wait in the buffer too, nothing is dead-lettered', async () => {
+  // A body limit (413 above it), and then the credentials are refused.
+  const limit = 1000;
+  const srv = await serve((_q, res, s) => (s.body.length > limit ? res.writeHead(413).end() : res.writeHead(401).end('token expired')));
+  const out = await output({ url: srv.url });
+  const r = await out.send({ records: records(40, 'x') });
+  expect(r).toEqual({ status: 'retry', retryAfterMs: CONFIG_RETRY_MS, error: expect.stringMatching(/HTTP 401: token expired \(the receiver refuses the credentials/) });
+  expect(srv.seen.filter((x) => x.body.length <= limit).length).toBeGreaterThan(1); // it was split
+  await out.close();
+});
+
+test('an expired token under the runner: the events wait in the buffer, retried slowly (no retry storm), nothing dead-lettered, all delivered once the receiver takes the token again', async () => {
+  let valid = false;
+  let refused = 0;
+  const srv = await serve((q, res) => {
+    if (!valid || q.headers['authorization'] !== 'Bearer tok-expired-1') {
+      refused++;
+      res.writeHead(401, { 'WWW-Authenticate': 'Bearer error="invalid_token"' }).end('{"error":"token expired"}');
+      return;
+    }
+    res.writeHead(200).end();
+  });
+  const out = await output({ url: srv.url, bearer_token: 'tok-expired-1' });
+  const t = new Telemetry({ level: 'silent', destination: new Writable({ write: (_c, _e, cb) => cb() }), processMetrics: false, repeatIntervalMs: 0 });
+  const dead: string[] = [];
+  // A 1 ms backoff: only the output's retry delay keeps the receiver from a storm of requests.
+  const runner = new OutputRunner({ name: 'h', capacity: 100, whenFull: 'block', batchMax: 100, initialBackoffMs: 1, maxBackoffMs: 60_000 }, out, new MemoryQueue(100), new FlowControl(t), t, (_o, recs) => dead.push(...recs));
+  await runner.start();
+  try {
+    const sent = records(20, 'tok');
+    runner.enqueueMany(sent);
+    await waitFor(() => refused >= 1, 30_000, 'the first refused request');
+    // Counted and logged as a retry (cefd_output_retried_events_total, the retry warning), not as rejected.
+    const stats = t.output('h');
+    await waitFor(() => stats.retried >= 20 || dead.length > 0, 30_000, 'the retry counted');
+    expect(dead).toEqual([]);
+    expect(stats.lastError).toMatch(/HTTP 401: \{"error":"token expired"\} \(the receiver refuses the credentials/);
+    expect([...stats.rejected.map]).toEqual([]);
+    // The receiver takes the token again (re-enabled there): the next try, CONFIG_RETRY_MS
+    // after the refusal, delivers what waited in the buffer.
+    valid = true;
+    await waitFor(() => runner.stats.sent === 20, 30_000, 'the buffered events delivered');
+    expect(dead).toEqual([]);
+    expect(refused).toBe(1); // with a 1 ms backoff and no CONFIG_RETRY_MS, a storm of requests
+    expect(srv.seen.slice(refused).map((x) => x.body.toString('utf8'))).toEqual([sent.map((x) => x + '\n').join('')]);
+  } finally {
+    await runner.stop(100);
+  }
 });
 
 test('413: the batch is split in halves until the receiver takes them; one record too large alone is rejected (NDJSON, JSON array, disk-buffer bytes)', async () => {
@@ -425,7 +487,7 @@ test('basic authentication and an API-key header from secret files; neither valu
   const h = srv.seen[0]!.headers;
   expect(h['authorization']).toBe(`Basic ${Buffer.from('cefd:p4ss-w0rd-xyz').toString('base64')}`);
   expect(h['x-tenant-key']).toBe('k3y-abcdef-987');
-  expect(r).toMatchObject({ status: 'rejected', reason: 'http_status_403' });
+  expect(r).toMatchObject({ status: 'retry', retryAfterMs: CONFIG_RETRY_MS });
   const text = JSON.stringify(r);
   expect(text).not.toContain('p4ss-w0rd-xyz');
   expect(text).not.toContain(Buffer.from('cefd:p4ss-w0rd-xyz').toString('base64'));

@@ -8,9 +8,14 @@
  *   accepted, never a duplicate.
  * - 429, 5xx, and the rejected-for-load exceptions: that item alone is sent again.
  * - 401/403 (`security_exception`: the role lacks the index privilege;
- *   `cluster_block_exception`: a write block) and a missing ingest pipeline: a mistake in
- *   the cluster's or cefd's configuration, not in the event, fixed without losing events:
- *   sent again no sooner than AUTH_RETRY_MS apart, as a whole-request 401/403 is.
+ *   `cluster_block_exception`: a write block), a missing ingest pipeline, and an index
+ *   that cannot take writes as the cluster is set up (404 `index_not_found_exception`:
+ *   the index or data stream does not exist and `action.auto_create_index` forbids
+ *   creating it; 400 `index_closed_exception`; 400 `illegal_argument_exception` "no write index is
+ *   defined for alias"): a mistake in the cluster's or cefd's configuration, not in the
+ *   event, that every event sent there meets alike, fixed without losing events: sent
+ *   again no sooner than AUTH_RETRY_MS apart, as a whole-request 401/403 is
+ *   (configItemProblem).
  * - Any other item error (a mapping error, a bad index name): that item is dead-lettered
  *   with reason `elasticsearch_<error type>` and the cluster's reason.
  * A whole-request 413 splits the batch in halves (down to one event, then dead-lettered);
@@ -62,6 +67,21 @@ export function itemReason(type: unknown): string {
   // At most 64 characters: the reason is a metric label, whatever the cluster (or a proxy) says.
   const t = typeof type === 'string' ? type.replace(/[^a-z0-9_]/gi, '').toLowerCase().slice(0, 64) : '';
   return `elasticsearch_${t === '' ? 'item_error' : t}`;
+}
+
+/**
+ * What to fix when a `_bulk` item error is the cluster's or cefd's configuration rather
+ * than the event (the same event goes in once it is fixed), or undefined when the event
+ * itself is refused. Error types and reasons as Elasticsearch and OpenSearch give them
+ * (test/helpers/es-emulator.ts has the sources).
+ */
+export function configItemProblem(status: number, type: unknown, reason: string): string | undefined {
+  if (status === 401 || status === 403) return 'give the role the index privilege, or lift the write block';
+  if (/^pipeline with id \[.*\] does not exist/.test(reason)) return 'create the ingest pipeline, or change the output\'s pipeline';
+  if (type === 'index_not_found_exception') return 'create the index or data stream, or let the cluster create it (action.auto_create_index, or allow_auto_create in its index template)';
+  if (type === 'index_closed_exception') return 'open the index';
+  if (type === 'illegal_argument_exception' && /^no write index is defined for alias /.test(reason)) return 'give the alias a write index (is_write_index), or change the output\'s index';
+  return undefined;
 }
 
 export class ElasticsearchOutput implements Output {
@@ -155,6 +175,7 @@ export class ElasticsearchOutput implements Output {
     let busyText = '';
     let config = 0;
     let configText = '';
+    let configFix = '';
     for (let k = 0; k < items.length; k++) {
       const i = start + k;
       const item = items[k] as Record<string, { status?: unknown; error?: { type?: unknown; reason?: unknown } }> | null;
@@ -170,18 +191,19 @@ export class ElasticsearchOutput implements Output {
         busyText = text;
         continue;
       }
-      const reason = typeof res?.error?.reason === 'string' ? res.error.reason : '';
-      if (status === 401 || status === 403 || /^pipeline with id \[.*\] does not exist/.test(reason)) {
+      const fix = configItemProblem(status, type, typeof res?.error?.reason === 'string' ? res.error.reason : '');
+      if (fix !== undefined) {
         out.retry.push(i);
         config++;
         configText = text;
+        configFix = fix;
         continue;
       }
       out.rejected.push({ index: i, reason: itemReason(type), error: `${this.label}: ${text}` });
     }
     if (busy > 0) out.errors.push(`${this.label}: ${busy} event(s) refused for now (${busyText})`);
     if (config > 0) {
-      out.errors.push(`${this.label}: ${config} event(s) refused by the cluster's or cefd's configuration (${configText}); fix the role, block or pipeline: retrying every ${AUTH_RETRY_MS / 1000} s or more`);
+      out.errors.push(`${this.label}: ${config} event(s) refused by the cluster's or cefd's configuration (${configText}); ${configFix}: retrying every ${AUTH_RETRY_MS / 1000} s or more`);
       out.retryAfterMs = Math.max(out.retryAfterMs ?? 0, AUTH_RETRY_MS);
     }
   }

@@ -9,7 +9,11 @@
  * - 408, 425, 429 and 5xx: `retry`, with `retryAfterMs` when the response has a
  *   `Retry-After` header (delay-seconds or an HTTP date), capped at `max_retry_after`.
  * - Any other status (other 4xx, 3xx: redirects are not followed, 1xx/6xx oddities):
- *   `rejected` with reason `http_status_<code>` (`http_status_400`, `http_status_404`...).
+ *   `rejected` with reason `http_status_<code>` (`http_status_400`, `http_status_404`...),
+ *   and the status in `httpStatus`. Each output decides what they mean for its receiver;
+ *   none dead-letters the events for 401, 403 or wrongEndpointStatus() (404, 405, 3xx),
+ *   which say the output's configuration is wrong, not the events: http, elasticsearch
+ *   and splunk_hec send them again no sooner than CONFIG_RETRY_MS apart (../types.ts).
  * - Network errors (refused, reset, DNS, TLS handshake or certificate errors) and the
  *   `timeout` deadline: `retry`.
  *
@@ -163,9 +167,9 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
 /**
  * Whether a whole-request status says the URL does not name the API (404, 405, or a 3xx
  * the transport does not follow: a wrong path, a proxy in front, http redirected to
- * https): a mistake in the output's `url`, never in the events. A bulk API's output retries
- * these slowly, as a refused credential, instead of dead-lettering every event it sends
- * while the URL is wrong.
+ * https): a mistake in the output's `url`, never in the events. The outputs retry these
+ * slowly, as a refused credential, instead of dead-lettering every event they send while
+ * the URL is wrong.
  */
 export function wrongEndpointStatus(status: number | undefined): boolean {
   return status !== undefined && (status === 404 || status === 405 || (status >= 300 && status <= 399));
@@ -192,9 +196,10 @@ export function isRetryStatus(status: number): boolean {
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|HOSTNAME_|ERR_OSSL_)/;
 
 /**
- * What a send returns: the outcome, and with `wantBody` the response body (on `delivered`
- * whole; on another status its first 64 KiB) and the status (a receiver whose error
- * answers say which event was wrong: Splunk HEC).
+ * What a send returns: the outcome; the status of any answer that is not 2xx (the output
+ * decides what a 401 or a wrongEndpointStatus() means for it); and with `wantBody` the
+ * response body (on `delivered` whole, with its status; on another status its first
+ * 64 KiB: a receiver whose error answers say which event was wrong, Splunk HEC).
  */
 export type TransportResult = SendResult & { body?: Buffer; httpStatus?: number };
 
@@ -405,7 +410,7 @@ export class HttpTransport {
         if (status >= 200 && status <= 299) return this.retry(`HTTP ${status}, but the response body did not arrive whole`);
         const errBody = Buffer.concat(chunks);
         const r = this.statusResult(status, retryAfter, errBody);
-        return wantBody ? { ...r, body: errBody, httpStatus: status } : r;
+        return wantBody ? { ...r, body: errBody, httpStatus: status } : { ...r, httpStatus: status };
       };
       const timer = setTimeout(() => {
         if (status !== 0) finish(fromStatus()); // status known, body too slow: decide on the status
