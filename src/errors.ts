@@ -153,13 +153,13 @@ export const CODES = {
     level: 'warning',
     stage: 'ksc',
     description:
-      'A task-state code outside KSC\'s 0-7 KLPRCI table (for instance 8, 16, 64 from the host task bitmask): the state is `unknown` and the code is kept. A state that is not an integer is also `unknown`, without a code (the text stays in `ksc.labels`).',
+      'A task-state code outside KSC\'s 0-7 KLPRCI table (for instance 8, 16, 64 from the host task bitmask): the state is `unknown` and the code is kept. A state that is not an integer, or an integer beyond 2^53 (out of range), is also `unknown`, without a code (the text stays in `ksc.labels`).',
   },
   ksc_bad_number: {
     level: 'warning',
     stage: 'ksc',
     description:
-      'A KSC numeric value (a cnN or flexNumberN label value, the CEF severity, an attack port or IPv4 address) is not an integer: kept as text in `ksc.labels` / `ksc.params`, left out of the derived field.',
+      'A KSC numeric value does not read as one: a cnN or flexNumberN label value or the CEF severity that is not an integer, an attack port that is not an integer 0-65535, an attack IPv4 address that is neither dotted (four octets 0-255) nor a 32-bit decimal. Kept as text in `ksc.labels` / `ksc.params`, left out of the derived field (an attack address or port then comes from `src`, `dst`, `dpt` or `hip`).',
   },
   ksc_no_structured_data: {
     level: 'warning',

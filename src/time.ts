@@ -297,14 +297,26 @@ function zoneOffset(utcMs: number, zone: string): number | null {
   return offsetMs;
 }
 
-/** Wall-clock time `localMs` (fields read as if UTC) in `zone` → UTC ms. */
+/**
+ * Wall-clock time `localMs` (fields read as if UTC) in `zone` → UTC ms. A time repeated
+ * when the clocks go back is read with one of its two offsets; a time skipped when they go
+ * forward (02:30 on a spring-forward night in New York) is moved forward by the gap, as if
+ * read with the offset before it (03:30 EDT): the usual rule (java.time, Temporal's
+ * "compatible").
+ */
 export function zonedToUtc(localMs: number, zone: string): number | null {
   const off1 = zoneOffset(localMs, zone);
   if (off1 === null) return null;
   if (off1 === 0 && (zone === 'UTC' || zone === 'GMT' || zone === 'Etc/UTC')) return localMs;
   const guess = localMs - off1;
   const off2 = zoneOffset(guess, zone);
-  return off2 === null ? null : localMs - off2;
+  if (off2 === null) return null;
+  const utc = localMs - off2;
+  if (off2 === off1) return utc;
+  // The offset changes near this time: `utc` is right when its own offset is off2; else
+  // the local time is in a gap, between the smaller offset (before it) and the larger.
+  const off3 = zoneOffset(utc, zone);
+  return off3 === null || off3 === off2 ? utc : localMs - Math.min(off2, off3);
 }
 
 function isBlank(c: number): boolean {
@@ -315,16 +327,33 @@ function isBlank(c: number): boolean {
 const ZONE_WORDS = new Set(['EST', 'MST', 'HST', 'EST5EDT', 'CST6CDT', 'MST7MDT', 'PST8PDT', 'CET', 'EET', 'MET', 'WET', 'UCT', 'Zulu', 'Universal', 'Greenwich']);
 
 /**
- * A zone token at `i` (the CEF spec's `zzz`): `Z`, `UTC`, `GMT`, `GMT±hh[:mm]`, `±hh[:mm]`,
- * `±hhmm`, or an IANA name. Returns the offset resolver and the end index, or null.
+ * True when `tok` starts with the upper-case ASCII word `upper` in any letter case (`utc`,
+ * `Utc`), without allocating.
+ */
+function startsWithWord(tok: string, upper: string): boolean {
+  if (tok.length < upper.length) return false;
+  for (let k = 0; k < upper.length; k++) {
+    const c = tok.charCodeAt(k);
+    if ((c >= 97 && c <= 122 ? c - 32 : c) !== upper.charCodeAt(k)) return false;
+  }
+  return true;
+}
+
+/**
+ * A zone token at `i` (the CEF spec's `zzz`): `Z`, `UTC`, `GMT`, `UT` (these in any letter
+ * case, as the month is), `GMT±hh[:mm]`, `±hh[:mm]`, `±hhmm`, or an IANA name. Returns the
+ * offset resolver and the end index, or null.
  */
 function readZone(s: string, i: number): { zone: string | null; offsetMs: number; end: number } | null {
   let e = i;
   while (e < s.length && !isBlank(s.charCodeAt(e))) e++;
   if (e === i) return null;
   let tok = s.slice(i, e);
-  if (tok === 'Z' || tok === 'UTC' || tok === 'GMT' || tok === 'UT') return { zone: null, offsetMs: 0, end: e };
-  if ((tok.startsWith('GMT') || tok.startsWith('UTC')) && (tok[3] === '+' || tok[3] === '-')) tok = tok.slice(3);
+  const n = tok.length;
+  if (n <= 3 && (n === 1 ? startsWithWord(tok, 'Z') : n === 2 ? startsWithWord(tok, 'UT') : startsWithWord(tok, 'UTC') || startsWithWord(tok, 'GMT'))) {
+    return { zone: null, offsetMs: 0, end: e };
+  }
+  if ((tok[3] === '+' || tok[3] === '-') && (startsWithWord(tok, 'GMT') || startsWithWord(tok, 'UTC'))) tok = tok.slice(3);
   const c = tok.charCodeAt(0);
   if (c === 43 || c === 45) {
     const oh = digits(tok, 1, 2);

@@ -110,6 +110,30 @@ test('local times in a zone with daylight saving, minute by minute across both t
   expect(cefTimeToIso('Mar 29 2026 01:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T00:30:00.000Z');
 });
 
+test('a local time in a spring-forward gap moves forward by the gap (02:30 → 03:30 new time), west and east of UTC', () => {
+  const now = Date.UTC(2026, 11, 1);
+  // America/New_York 2026-03-08: 02:00 EST becomes 03:00 EDT (07:00Z).
+  expect(cefTimeToIso('Mar 08 2026 02:30:00', 'America/New_York', now)).toBe('2026-03-08T07:30:00.000Z');
+  expect(cefTimeToIso('Mar 08 2026 02:00:00', 'America/New_York', now)).toBe('2026-03-08T07:00:00.000Z');
+  expect(cefTimeToIso('Mar 08 2026 01:59:59', 'America/New_York', now)).toBe('2026-03-08T06:59:59.000Z');
+  expect(cefTimeToIso('Mar 08 2026 03:30:00', 'America/New_York', now)).toBe('2026-03-08T07:30:00.000Z');
+  // Europe/Berlin 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00Z).
+  expect(cefTimeToIso('Mar 29 2026 02:30:00', 'Europe/Berlin', now)).toBe('2026-03-29T01:30:00.000Z');
+  expect(cefTimeToIso('Mar 29 2026 02:30:00 Europe/Berlin', 'UTC', now)).toBe('2026-03-29T01:30:00.000Z');
+  // Australia/Lord_Howe: a half-hour gap (02:00 → 02:30 on 2026-10-04).
+  expect(cefTimeToIso('Oct 04 2026 02:15:00', 'Australia/Lord_Howe', now)).toBe('2026-10-03T15:45:00.000Z');
+});
+
+test('zone words Z, UTC, GMT, UT and GMT±/UTC± offsets in any letter case, as months', () => {
+  const now = Date.UTC(2026, 11, 7, 18);
+  for (const z of ['utc', 'Utc', 'UTC', 'gmt', 'z', 'ut']) {
+    expect(cefTimeToIso(`DEC 07 2026 10:00:00 ${z}`, 'Europe/Moscow', now), z).toBe('2026-12-07T10:00:00.000Z');
+  }
+  expect(cefTimeToIso('dec 07 2026 10:00:00 gmt+02:00', 'UTC', now)).toBe('2026-12-07T08:00:00.000Z');
+  expect(cefTimeToIso('Dec 07 2026 10:00:00 utc-0130', 'UTC', now)).toBe('2026-12-07T11:30:00.000Z');
+  expect(cefTimeToIso('Dec 07 2026 10:00:00 utcx', 'UTC', now)).toBeNull();
+});
+
 test('times without a year take the next year at New Year (received late on Dec 31)', () => {
   const at = (iso: string) => Date.parse(iso);
   const iso = (s: string, zone: string, now: string) => {

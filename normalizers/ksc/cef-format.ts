@@ -19,7 +19,7 @@ import type { CefRecord } from '../../src/event.js';
 import { isThreatCategory, readState } from './derive.js';
 import { customSlot, customSlotOfShort, resolveDuplicates, SLOTS, slotName, slotValue, type Labels } from './labels.js';
 import { severityName, severityWord, typeInfo, type TypeInfo } from './tables.js';
-import { hexOrUndefined, ipv4Text, parseInteger } from './text.js';
+import { hexOrUndefined, ipv4Text, parseInteger, portNumber } from './text.js';
 import type { KscAttack, KscCategory, KscLean, KscObject, KscSeverity, KscTask, KscThreat, KscWarning } from './types.js';
 
 // Indexes of the well-known labels in Known (primary names, then the aliases read when the
@@ -447,15 +447,17 @@ function attack(known: Known, cef: CefRecord, proto: string | undefined, warning
     targetIp: undefined,
     port: undefined,
   };
+  // A label value that is not an address (or port) is warned about and the standard key
+  // is used instead, as when the label is not sent.
   const src = known.text(ATTACKER_IP) ?? known.text(ATTACKER_IP_ALIAS);
   if (src !== undefined) a.sourceIp = ipv4(src, 'AttackerIPv4', warnings);
-  else {
+  if (a.sourceIp === undefined) {
     const s = cef.extensions['sourceAddress'];
     if (s !== undefined && isIP(s) !== 0) a.sourceIp = s;
   }
   const dst = known.text(ATTACKED_IP) ?? known.text(LOCAL_IPV4);
   if (dst !== undefined) a.targetIp = ipv4(dst, 'AttackedIPv4', warnings);
-  else {
+  if (a.targetIp === undefined) {
     // The attacked address is the managed device's: CEF dst, as the Syslog format's p6 is
     // its hip (FORMAT.md §2.3). So both formats give the same attack.
     const d = fromExt.dst;
@@ -463,12 +465,12 @@ function attack(known: Known, cef: CefRecord, proto: string | undefined, warning
   }
   const port = known.v[ATTACKED_PORT] ?? known.v[PORT];
   if (port !== undefined) {
-    const p = typeof port === 'number' ? port : parseInteger(port);
-    if (p === undefined) warnings.push({ code: 'ksc_bad_number', key: 'AttackedPort', message: `port ${JSON.stringify(port)} is not an integer` });
-    a.port = p;
-  } else {
+    a.port = portNumber(port);
+    if (a.port === undefined) warnings.push({ code: 'ksc_bad_number', key: 'AttackedPort', message: `port ${JSON.stringify(port)} is not a port number (an integer 0-65535)` });
+  }
+  if (a.port === undefined) {
     const p = cef.typed?.['destinationPort'];
-    if (typeof p === 'number') a.port = p;
+    if (typeof p === 'number') a.port = portNumber(p);
   }
   return a;
 }

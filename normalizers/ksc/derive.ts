@@ -2,7 +2,7 @@
  * Readers shared by both formats: task states, threat categories.
  */
 import { taskState } from './tables.js';
-import { parseInteger } from './text.js';
+import { toInt } from '../../src/codecs/cef/parse.js';
 import type { KscCategory, KscTask, KscWarning } from './types.js';
 
 /** Categories whose events are about an object (file, URL, application): they get `threat`. */
@@ -13,8 +13,8 @@ export function isThreatCategory(c: KscCategory): boolean {
 /**
  * Reads a task-state value (a number from a cnN slot, or text from elsewhere) into
  * `task[stateKey]` and `task[codeKey]`. Codes outside 0..7 give `unknown` and keep the
- * code; text that is not an integer gives `unknown` without a code. Both warn
- * `ksc_unknown_state`.
+ * code; text that is not an integer, or an integer beyond 2^53 (kept as decimal text,
+ * POLICY row 15), gives `unknown` without a code. All warn `ksc_unknown_state`.
  */
 export function readState(
   value: string | number | undefined,
@@ -24,11 +24,12 @@ export function readState(
   warnings: KscWarning[],
 ): void {
   if (value === undefined) return;
-  const code = typeof value === 'number' ? value : parseInteger(value);
-  if (code === undefined || !Number.isSafeInteger(code)) {
+  const code = typeof value === 'number' ? value : toInt(value);
+  if (typeof code !== 'number' || !Number.isSafeInteger(code)) {
     if (which === 'old') task.oldState = 'unknown';
     else task.newState = 'unknown';
-    warnings.push({ code: 'ksc_unknown_state', key: label, message: `${label} ${JSON.stringify(String(value))} is not an integer: state unknown` });
+    const why = code === null || (typeof code === 'number' && !Number.isInteger(code)) ? 'is not an integer' : 'is out of range (beyond 2^53)';
+    warnings.push({ code: 'ksc_unknown_state', key: label, message: `${label} ${JSON.stringify(String(value))} ${why}: state unknown` });
     return;
   }
   const state = taskState(code);

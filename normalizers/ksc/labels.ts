@@ -21,6 +21,7 @@
  */
 import type { CefRecord } from '../../src/event.js';
 import { lookupKey } from '../../src/codecs/cef/dictionary.js';
+import { toInt } from '../../src/codecs/cef/parse.js';
 import type { KscWarning } from './types.js';
 
 export type Labels = Record<string, string | number>;
@@ -112,7 +113,8 @@ export function customSlotOfShort(short: string): number {
 /**
  * The value stored for the value key `key` of `slot`: the converted value for numbers,
  * dates and IPv6 addresses, else the text. A number that did not convert stays text,
- * with `ksc_bad_number`. `raw` is what the event carries: the text, or the number
+ * with `ksc_bad_number`; an integer beyond 2^53 stays its decimal text, without a warning
+ * (POLICY row 15, as the CEF parser keeps it). `raw` is what the event carries: the text, or the number
  * `cef.custom` holds for a cnN written as that number.
  */
 export function slotValue(cef: CefRecord, key: string, raw: string | number, slot: number, warnings: KscWarning[]): string | number {
@@ -122,6 +124,8 @@ export function slotValue(cef: CefRecord, key: string, raw: string | number, slo
   const typed = cef.typed?.[key];
   if (typed !== undefined) return typed;
   if (kind === 'int') {
+    const n = toInt(raw);
+    if (n !== null) return n;
     warnings.push({ code: 'ksc_bad_number', key, message: `${key} is not an integer; kept as text` });
     return raw;
   }

@@ -20,7 +20,7 @@ import { isIP } from 'node:net';
 import type { CefdEvent, SyslogHeader } from '../../src/event.js';
 import { isThreatCategory } from './derive.js';
 import { severityFromPri, typeInfo, type TypeInfo } from './tables.js';
-import { hexOrUndefined, ipv4FromDecimal, jsonStringMember, kscAppNameBar, looksLikeFqdn, parseInteger, splitLines } from './text.js';
+import { hexOrUndefined, ipv4Text, jsonStringMember, kscAppNameBar, looksLikeFqdn, portNumber, splitLines } from './text.js';
 import type { KscAttack, KscObject, KscThreat, KscWarning } from './types.js';
 
 /** The literal line break of KSC's syslog MSG: backslash, r, backslash, n. */
@@ -157,9 +157,10 @@ export function syslogAttack(p: Record<string, string>, warnings: KscWarning[]):
     name: val(p, 'p1'),
     protocol: val(p, 'p2'),
     sourceIp: decimalIp(p, 'p3', warnings),
-    // Without p6: the managed device's address (hip), as the CEF path falls back to dst.
-    targetIp: p['p6'] !== undefined ? decimalIp(p, 'p6', warnings) : deviceIp(p),
-    port: integer(p, 'p4', warnings),
+    // Without p6 (absent, empty, or not an address): the managed device's address (hip), as
+    // the CEF path falls back to dst.
+    targetIp: decimalIp(p, 'p6', warnings) ?? deviceIp(p),
+    port: port(p, 'p4', warnings),
   };
 }
 
@@ -172,15 +173,16 @@ function deviceIp(p: Record<string, string>): string | undefined {
 function decimalIp(p: Record<string, string>, key: string, warnings: KscWarning[]): string | undefined {
   const v = val(p, key);
   if (v === undefined) return undefined;
-  const ip = ipv4FromDecimal(v);
-  if (ip === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is not an IPv4 address as a decimal integer` });
+  // KSC writes a decimal integer; a dotted address (a relay's rewrite) is read as the CEF path reads one.
+  const ip = ipv4Text(v);
+  if (ip === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is neither a decimal nor a dotted IPv4 address` });
   return ip;
 }
 
-function integer(p: Record<string, string>, key: string, warnings: KscWarning[]): number | undefined {
+function port(p: Record<string, string>, key: string, warnings: KscWarning[]): number | undefined {
   const v = val(p, key);
   if (v === undefined) return undefined;
-  const n = parseInteger(v);
-  if (n === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is not an integer` });
+  const n = portNumber(v);
+  if (n === undefined) warnings.push({ code: 'ksc_bad_number', key, message: `${key} ${JSON.stringify(v)} is not a port number (an integer 0-65535)` });
   return n;
 }

@@ -57,31 +57,34 @@ const EXACT: ReadonlyMap<string, TypeInfo> = new Map<string, TypeInfo>([
 
 /**
  * Families, tried in order when the exact table has no entry (new KSC versions add
- * types; a truncated MSGID, used only when `et` is missing, still hits its family).
+ * types; a truncated MSGID, used only when `et` is missing, still hits its family). The
+ * order is docs/ksc-normalizer.md's table, top to bottom: the first family that matches wins.
  * `p` = prefix, `s` = substring.
  */
 const RULES: ReadonlyArray<readonly ['p' | 's', string, TypeInfo]> = [
-  ['p', 'KLAUD_', T('audit')],
   ['s', 'TaskState', T('task_state')],
-  ['s', 'LICENSE', T('license')],
-  ['p', 'GNRL_EV_ATTACK', T('attack', undefined, 'attack')],
   ['p', 'GNRL_EV_VIRUS_FOUND', T('detection', 'detected', 'object')],
   ['p', 'GNRL_EV_VIRUS_', T('detection')],
   ['p', 'GNRL_EV_SUSPICIOUS_', T('detection', 'detected', 'object')],
   ['p', 'GNRL_EV_ADSEC_', T('detection')],
   ['p', 'GNRL_EV_OBJECT_', T('object_action', undefined, 'object')],
-  ['p', 'GNRL_EV_WEB_', T('web')],
+  ['p', 'GNRL_EV_ATTACK', T('attack', undefined, 'attack')],
   ['p', 'GNRL_EV_APPLICATION_LAUNCH_DENIE', T('application_control', 'blocked', 'app_launch')],
   ['p', 'GNRL_EV_APPLICATION_', T('application_control')],
+  ['p', 'GNRL_EV_WEB_', T('web')],
   ['p', 'GNRL_EV_DEVCTRL_', T('device_control')],
   ['p', 'KLNAG_EV_DEVICE_', T('device_control')],
-  ['s', '_UPD', T('update')],
-  ['p', 'KLNAG_EV_PATCH_', T('update')],
+  // Before the `_UPD` substring: KLSRV_HOST_UPDATED_STATUS is a device's status,
+  // KLNAG_EV_INV_APP_UPDATED an inventory change, not an update of bases or patches.
   ['p', 'KLSRV_HOST_', T('device_status')],
   ['p', 'KLSRV_HOSTS_', T('device_status')],
   ['p', 'KLSRV_EVENT_HOSTS_', T('device_status')],
   ['p', 'KLSRV_INVISIBLE_HOSTS_', T('device_status')],
   ['p', 'KLNAG_EV_INV_', T('inventory')],
+  ['s', '_UPD', T('update')],
+  ['p', 'KLNAG_EV_PATCH_', T('update')],
+  ['s', 'LICENSE', T('license')],
+  ['p', 'KLAUD_', T('audit')],
   ['p', 'KLSRV_', T('infrastructure')],
   ['p', 'KLNAG_', T('infrastructure')],
   ['p', 'KSNPROXY_', T('infrastructure')],

@@ -3,6 +3,7 @@
  * these run for every event (the budget: about a microsecond per event, measured by
  * bench/ksc-normalize.mjs).
  */
+import { isIPv4Text } from '../../src/codecs/cef/parse.js';
 
 /** True when `s` is exactly `len` hex digits. */
 export function isHex(s: string, len: number): boolean {
@@ -65,12 +66,18 @@ export function looksLikeFqdn(s: string | undefined): s is string {
 }
 
 /**
- * An IPv4 address as KSC may send it: dotted as is, or a decimal integer converted.
- * Returns undefined for anything else.
+ * An IPv4 address as KSC may send it: dotted as is (four octets 0-255, as the CEF parser
+ * checks IP keys), or a decimal integer converted. Returns undefined for anything else.
  */
 export function ipv4Text(s: string): string | undefined {
-  if (s.indexOf('.') !== -1) return s;
+  if (s.indexOf('.') !== -1) return isIPv4Text(s) ? s : undefined;
   return ipv4FromDecimal(s);
+}
+
+/** A TCP/UDP port: an integer 0-65535 (a number, or decimal text), else undefined. */
+export function portNumber(v: string | number): number | undefined {
+  const n = typeof v === 'number' ? v : parseInteger(v);
+  return n !== undefined && Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
 }
 
 /**

@@ -66,6 +66,22 @@ describe('header (POLICY rows 2-6)', () => {
     expect(e.cef).toMatchObject({ deviceVendor: 'Vendor', deviceProduct: 'Product text' });
     expect(codes(e)).toContain('cef_incomplete_header');
   });
+
+  test('an empty field after the last `|` is a field ("", rows 4-5) wherever it falls: the next ones are absent', () => {
+    // Seventh field empty: the header is complete, severity "".
+    const full = ev('CEF:0|V|P|1|id|n|');
+    expect(full.cef).toMatchObject({ name: 'n', severity: '' });
+    expect(codes(full)).toEqual(['cef_bad_severity']);
+    // Sixth field empty: name "", severity absent, as `CEF:0|V|P|1|id|x` gives name "x".
+    const six = ev('CEF:0|V|P|1|id|');
+    expect(six.cef?.name).toBe('');
+    expect(six.cef && 'severity' in six.cef).toBe(false);
+    expect(six.errors).toEqual([{ code: 'cef_incomplete_header', message: 'CEF header has 6 of 7 fields' }]);
+    const two = ev('CEF:0|');
+    expect(two.cef).toMatchObject({ version: '0', deviceVendor: '' });
+    expect(two.cef && 'deviceProduct' in two.cef).toBe(false);
+    expect(ev('CEF:0').cef && 'deviceVendor' in ev('CEF:0').cef!).toBe(false);
+  });
 });
 
 describe('extension (rows 7-13, 16, 18)', () => {

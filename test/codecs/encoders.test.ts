@@ -391,6 +391,13 @@ describe('ecs', () => {
     }
   });
 
+  test('message: the CEF and Syslog forms of one KSC description give the same text, with CR LF line breaks', () => {
+    const a = ecs('CEF:0|KasperskyLab|SecurityCenter|13|GNRL_EV_VIRUS_FOUND|n|4|msg=Line one\\r\\nLine two\\r\\n\\r\\nLast');
+    const b = ecs('<10>1 2023-08-01T10:40:12.000Z H KES|11.0.0.0 - GNRL_EV_VIRUS_FOUND [event@23668 et="GNRL_EV_VIRUS_FOUND"] Line one\\r\\nLine two\\r\\n\\r\\nLast');
+    expect(a['message']).toBe('Line one\r\nLine two\r\n\r\nLast');
+    expect(b['message']).toBe(a['message']);
+  });
+
   test('docs/encodings.md shows the table of ecs-table.ts', () => {
     const file = `${ROOT}docs/encodings.md`;
     const begin = '<!-- BEGIN ecs (generated: UPDATE_DOCS=1 npx vitest run test/codecs/encoders.test.ts) -->\n';

@@ -177,6 +177,20 @@ describe('octet counting (RFC 6587)', () => {
     }
     expect(max).toBeLessThanOrEqual(101);
   });
+
+  test('maxFrameBytes below 7: a PRI-less line (`1 2024-`) is cut at the limit however the bytes arrive', () => {
+    const line = Buffer.from('1 2024-12-07T10:00:00Z h a - - - m\nnext\n', 'latin1');
+    for (const max of [1, 2, 4, 6]) {
+      const whole = frameAll(line, max);
+      expect(whole.frames[0], `max ${max}`).toEqual({ text: '1 2024-'.slice(0, max), mode: 'lf', truncated: true });
+      expect(whole.frames.slice(1).map((f) => f.text), `max ${max}`).toEqual(['next'.slice(0, max)]);
+      expect(whole.discarded, `max ${max}`).toBe(34 - max + Math.max(0, 4 - max));
+      const bytes: Buffer[] = [];
+      for (let i = 0; i < line.length; i++) bytes.push(line.subarray(i, i + 1));
+      expect(frameChunks(bytes, max), `max ${max}`).toEqual(whole);
+      expect(frameChunks(cut(line, [7]), max), `max ${max}`).toEqual(whole);
+    }
+  });
 });
 
 describe('properties', () => {
@@ -212,6 +226,32 @@ describe('properties', () => {
         expect(frameChunks(bytes, 64)).toEqual(whole);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  test('small limits (1-12) and PRI-less lines: no frame over maxFrameBytes, the same frames however the stream is cut', () => {
+    const unit = fc.constantFrom('a', ' ', '1', '2', '0', '-', '<', '>', 'CEF:', '\r', '\0', '\u00e9', '2024-', '1 ', '- ');
+    const body = fc.array(unit, { maxLength: 12 }).map((a) => a.join(''));
+    const frame = fc.oneof(
+      body.map((b) => `${b}\n`),
+      body.map((b) => `${b}\r\n`),
+      body.map((b) => (b.length > 0 ? `${b.length} ${b}` : 'x\n')),
+      body.map((b) => `1 ${b}\n`),
+      body.map((b) => `1 2024-${b}\n`),
+      body.map((b) => `1 - ${b}\n`),
+      body,
+    );
+    const smallStream = fc.array(frame, { maxLength: 8 }).map((fs) => Buffer.from(fs.join(''), 'latin1'));
+    fc.assert(
+      fc.property(smallStream, fc.array(fc.nat({ max: 200 }), { maxLength: 10 }), fc.integer({ min: 1, max: 12 }), (buf, offsets, max) => {
+        const whole = frameAll(buf, max);
+        for (const f of whole.frames) expect(f.text.length).toBeLessThanOrEqual(max);
+        expect(frameChunks(cut(buf, offsets), max)).toEqual(whole);
+        const bytes: Buffer[] = [];
+        for (let i = 0; i < buf.length; i++) bytes.push(buf.subarray(i, i + 1));
+        expect(frameChunks(bytes, max)).toEqual(whole);
+      }),
+      { numRuns: 1000 },
     );
   });
 

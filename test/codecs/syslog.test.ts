@@ -87,6 +87,27 @@ describe('RFC 5424', () => {
     expect(e2.cef?.extensions).toEqual({ x: 'y' });
   });
 
+  test('a header cut before HOSTNAME, or right after VERSION, still gives the CEF record', () => {
+    const e = ev('<14>1 2024-05-06T07:02:41.000Z CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Done|1|rt=1714978961000 cs10=Update cs10Label=TaskName cn2=4 cn2Label=TaskNewState dhost=WS');
+    expect(sys(e)).toEqual({ format: 'rfc5424', facility: 1, severity: 6, timestamp: '2024-05-06T07:02:41.000Z' });
+    expect(e.cef?.deviceEventClassId).toBe('KLPRCI_TaskState');
+    expect(e.cef?.extensions).toEqual({ deviceReceiptTime: '1714978961000', destinationHostName: 'WS' });
+    expect(e.cef?.custom).toEqual({ 'cs10:TaskName': 'Update', 'cn2:TaskNewState': 4 });
+    expect(e.prefix).toBeUndefined();
+    expect(e.message).toBeUndefined();
+    expect(codes(e)).not.toContain('not_cef');
+    const nil = ev('<14>1 - CEF:0|V|P|1|id|n|1|a=b');
+    expect(nil.syslog).toEqual({ format: 'rfc5424', facility: 1, severity: 6, timestamp: null });
+    expect(nil.cef?.extensions).toEqual({ a: 'b' });
+    const bare = ev('<14>1 CEF:0|V|P|1|id|n|1|a=b c=d e=f g=h i=j');
+    expect(bare.syslog).toEqual({ format: 'rfc5424', facility: 1, severity: 6, timestamp: null });
+    expect(bare.cef?.extensions).toEqual({ a: 'b', c: 'd', e: 'f', g: 'h', i: 'j' });
+    expect(codes(bare)).toEqual([]);
+    const noPri = ev('1 2024-05-06T07:02:41.000Z CEF:0|V|P|1|id|n|1|a=b');
+    expect(sys(noPri)).toEqual({ format: 'rfc5424', timestamp: '2024-05-06T07:02:41.000Z' });
+    expect(noPri.cef?.name).toBe('n');
+  });
+
   test('broken structured data keeps the header and makes the rest the message', () => {
     const e = ev('<14>1 2024-05-06T07:02:41Z host app - ID [ev@1 a="unterminated] text');
     expect(sys(e)?.hostname).toBe('host');

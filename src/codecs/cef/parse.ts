@@ -346,7 +346,9 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
   let hasExtension = true;
   if (fields.length < 7) {
     // Row 5: the text after the last unescaped `|` is extensions when it starts (after
-    // blanks) with `key=`, else the next header field.
+    // blanks) with `key=`, else the next header field, also when empty (row 4: `|n|` ends
+    // with an empty severity, `|id|` with an empty name). Without any `|`, nothing follows
+    // the version.
     let b = p;
     while (b < extEnd && isBlank(s.charCodeAt(b))) b++;
     const looksLikeExtension = fields.length > 0 && b < extEnd && keyAt(s, b, extEnd) !== -1;
@@ -354,7 +356,7 @@ export function parseCef(s: string, start: number, d: Diagnostics, opts: CefOpti
       hasExtension = false;
       let tEnd = total;
       while (tEnd > p && (s.charCodeAt(tEnd - 1) === 10 || s.charCodeAt(tEnd - 1) === 13)) tEnd--;
-      if (tEnd > p || fields.length === 6) fields.push(unescapeHeader(s.slice(p, tEnd)));
+      if (tEnd > p || fields.length > 0) fields.push(unescapeHeader(s.slice(p, tEnd)));
     } else {
       extStart = b;
     }

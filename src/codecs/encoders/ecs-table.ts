@@ -31,7 +31,7 @@ export const ECS_VERSION = '8.11.0';
 export const ECS_TABLE: readonly EcsRow[] = [
   { field: '@timestamp', from: 'event.timestamp | event.received', as: 'iso', note: 'CEF `rt`, else the syslog time stamp, else when cefd read it; when cefd read it also for a time Elasticsearch cannot take (a year past 9999)' },
   { field: 'ecs.version', from: `'${ECS_VERSION}'` },
-  { field: 'message', from: 'derive.message | ext.message | cef.name | event.message', note: 'KSC "Syslog" format: its description with real line breaks (`ksc.messageLines`)' },
+  { field: 'message', from: 'derive.message | ext.message | cef.name | event.message', note: 'KSC "Syslog" format: its description with real CR LF line breaks (`ksc.messageLines`), as the CEF form\'s decoded `msg` has them' },
   { field: 'event.kind', from: 'derive.kind', note: '`alert` for detections, attacks, object actions, web and application control; else `event`' },
   { field: 'event.category', from: 'derive.category', note: 'from the KSC category: `malware`, `intrusion_detection`, `web`, `file`, `host`, `configuration`, `package`, ...' },
   { field: 'event.type', from: 'derive.type', note: '`info`, or `denied` / `deletion` / `change` by the action; task states `change`' },

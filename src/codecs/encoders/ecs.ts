@@ -109,7 +109,9 @@ const DERIVE: Record<string, Get> = {
     return isUrl(p) ? p : undefined;
   },
   extensions: (c) => (c.event.cef !== undefined ? c.ext() : undefined),
-  message: (c) => c.ksc?.messageLines?.join('\n'),
+  // CR LF, as KSC writes its descriptions: the CEF form's decoded `msg` has them, and the
+  // cef/kuma encoders join the lines so; both forms of one event give the same message.
+  message: (c) => c.ksc?.messageLines?.join('\r\n'),
   observerHost: (c) => (c.ksc !== null && c.ksc.format !== 'cef' ? c.ksc.server?.name : c.event.syslog?.hostname),
 };
 

@@ -32,7 +32,9 @@
  *   (the sender closed the connection after its last message). An octet-counted frame cut
  *   by the end of the stream is emitted flagged `truncated` with `frame_incomplete`.
  *
- * The framer never throws on input and holds at most `maxFrameBytes + 1` bytes.
+ * The framer never throws on input and holds at most `maxFrameBytes + 1` bytes (or 7, the
+ * `1 DDDD-` it looks at to tell an RFC 5424 line from a one-byte counted frame, when
+ * `maxFrameBytes` is smaller); no frame it emits has more than `maxFrameBytes` bytes.
  */
 
 export type FramingMode = 'lf' | 'octet';
@@ -350,6 +352,9 @@ export class Framer {
     if (verdict === 'line') {
       // The bytes held so far begin the line; it goes on from `pos`.
       this.state = State.Line;
+      // Up to 7 bytes (`1 DDDD-`) are held to decide: with a smaller maxFrameBytes they may
+      // already pass the limit. Cut there, as readLine would have with the same bytes.
+      if (this.pendingBytes > this.maxFrameBytes) this.cutHeld();
       return pos;
     }
     if (held === 0) {
@@ -424,6 +429,24 @@ export class Framer {
     this.sink.frame(frame, 'lf', true);
     this.state = State.Discard;
     return cut;
+  }
+
+  /**
+   * Like truncate, when the bytes held (no terminator among them) already number more than
+   * maxFrameBytes: the first maxFrameBytes are the frame, the others are discarded, in the
+   * order truncate reports them (the byte past the limit first), and the rest of the line
+   * is skipped from where the chunk stands.
+   */
+  private cutHeld(): void {
+    const held = this.pendingBytes;
+    const max = this.maxFrameBytes;
+    const frame = this.pendBuf!.subarray(0, max);
+    this.pendBuf = null;
+    this.pendingBytes = 0;
+    this.sink.discarded(1);
+    this.sink.frame(frame, 'lf', true);
+    if (held > max + 1) this.sink.discarded(held - max - 1);
+    this.state = State.Discard;
   }
 
   private readOctets(chunk: Buffer, pos: number): number {

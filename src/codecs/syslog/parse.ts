@@ -177,6 +177,8 @@ function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: Sysl
     if (t === null || t.end !== e) {
       // Not a timestamp: this is not an RFC 5424 header unless a PRI said it was one.
       if (pri < 0) return null;
+      // A header cut right after VERSION (`<14>1 CEF:0|...`): the message starts at `CEF:`.
+      if (s.startsWith('CEF:', p)) return { header: h, msgStart: p, readable: true };
       addWarning(d, { code: 'syslog_bad_timestamp', message: `unreadable timestamp ${JSON.stringify(clip(s, p, Math.min(e, p + 40)))}` });
     } else {
       h.timestamp = isoFromParsed(t);
@@ -187,9 +189,9 @@ function parse5424(s: string, p: number, pri: number, d: Diagnostics, opts: Sysl
   for (let f = 0; f < 4; f++) {
     if (e >= n) return { header: h, msgStart: n, readable: true };
     p = e + 1;
-    // Senders that cut the header short (`<14>1 TS HOST CEF:0|...`, SC4S style): the
-    // message starts where `CEF:` does.
-    if (f !== 0 && s.startsWith('CEF:', p)) return { header: h, msgStart: p, readable: true };
+    // Senders that cut the header short (`<14>1 TS HOST CEF:0|...`, SC4S style, or even
+    // `<14>1 TS CEF:0|...`): the message starts where `CEF:` does.
+    if (s.startsWith('CEF:', p)) return { header: h, msgStart: p, readable: true };
     e = tokenEnd(s, p);
     const v = field(s, p, e);
     if (v === undefined) continue;

@@ -38,6 +38,12 @@ describe('accepts', () => {
   test('KSC CEF (vendor KasperskyLab, product SecurityCenter), bare or in a syslog envelope', () => {
     expect(ksc.accepts(decode(cef('KLPRCI_TaskState', 'dhost=a')))).toBe(true);
     expect(ksc.accepts(decode(`<14>May  6 07:02:41 ksc01 ${cef('X', 'dhost=a')}`))).toBe(true);
+    // An RFC 5424 header cut before HOSTNAME (or right after VERSION) still carries the record.
+    for (const head of ['<14>1 2024-05-06T07:02:41.000Z ', '<14>1 - ', '<14>1 ']) {
+      const e = decode(`${head}${cef('KLPRCI_TaskState', 'rt=1714978961000 cs10=Update cs10Label=TaskName cn2=4 cn2Label=TaskNewState dhost=WS')}`);
+      expect(ksc.accepts(e), head).toBe(true);
+      expect(norm(`${head}${cef('KLPRCI_TaskState', 'cs10=Update cs10Label=TaskName cn2=4 cn2Label=TaskNewState dhost=WS')}`).ksc.task, head).toEqual({ name: 'Update', newState: 'completed', newStateCode: 4 });
+    }
   });
 
   test('other CEF is not accepted and passes through unchanged', () => {
@@ -201,6 +207,37 @@ describe('CEF labels', () => {
     expect(warnings).toEqual([{ code: 'ksc_bad_number', key: 'deviceCustomNumber1', message: 'deviceCustomNumber1 is not an integer; kept as text' }]);
   });
 
+  test('attack addresses and port from labels are checked: a bad one warns and the standard key (src, dst, dpt) is used', () => {
+    const { ksc: k, warnings } = norm(
+      cef(
+        'GNRL_EV_ATTACK_DETECTED',
+        'cs4=10.7.14.999 cs4Label=AttackerIPv4 cs5=x cs5Label=AttackName cs6=host.example cs6Label=AttackedIPv4 cs7=70000 cs7Label=AttackedPort dst=10.0.0.1',
+        '4',
+      ),
+    );
+    expect(k.attack).toEqual({ name: 'x', targetIp: '10.0.0.1' });
+    expect(warnings.map((w) => [w.code, w.key])).toEqual([
+      ['ksc_bad_number', 'AttackerIPv4'],
+      ['ksc_bad_number', 'AttackedIPv4'],
+      ['ksc_bad_number', 'AttackedPort'],
+    ]);
+    const fb = norm(cef('GNRL_EV_ATTACK_DETECTED', 'cs4=1.2.3 cs4Label=AttackerIPv4 cn1=-1 cn1Label=AttackedPort src=10.0.0.2 dpt=3389'));
+    expect(fb.ksc.attack).toEqual({ sourceIp: '10.0.0.2', port: 3389 });
+    expect(codes(fb.warnings)).toEqual(['ksc_bad_number', 'ksc_bad_number']);
+    // Good values: dotted and decimal addresses, ports 0 and 65535.
+    for (const [ip, port] of [['10.7.14.110', '0'], ['168234606', '65535']] as const) {
+      const ok = norm(cef('GNRL_EV_ATTACK_DETECTED', `cs4=${ip} cs4Label=AttackerIPv4 cs6=10.0.0.9 cs6Label=AttackedIPv4 cs7=${port} cs7Label=AttackedPort dst=10.0.0.1`));
+      expect(ok.ksc.attack).toEqual({ sourceIp: '10.7.14.110', targetIp: '10.0.0.9', port: Number(port) });
+      expect(ok.warnings).toEqual([]);
+    }
+  });
+
+  test('a cnN integer beyond 2^53 stays its decimal text, without ksc_bad_number (POLICY row 15)', () => {
+    const { ksc: k, warnings } = norm(cef('X', 'cn1=99999999999999999999 cn1Label=Count cn2=-12345678901234567 cn2Label=Neg'));
+    expect(k.labels).toEqual({ Count: '99999999999999999999', Neg: '-12345678901234567' });
+    expect(warnings).toEqual([]);
+  });
+
   test('labels such as __proto__ and constructor are plain keys', () => {
     const { ksc: k } = norm(cef('X', 'cs1=a cs1Label=__proto__ cs2=b cs2Label=constructor cs3=c cs3Label=toString'));
     expect(Object.keys(k.labels)).toEqual(['__proto__', 'constructor', 'toString']);
@@ -248,6 +285,15 @@ describe('task states', () => {
     const { ksc: k, warnings } = norm(cef('KLPRCI_TaskState', 'cs1=done cs1Label=TaskNewState'));
     expect(k.task).toEqual({ newState: 'unknown' });
     expect(codes(warnings)).toEqual(['ksc_unknown_state']);
+  });
+
+  test('a state beyond 2^53 is unknown without a code: out of range, not "not an integer"', () => {
+    const { ksc: k, warnings } = norm(cef('KLPRCI_TaskState', 'cn2=99999999999999999999 cn2Label=TaskNewState'));
+    expect(k.task).toEqual({ newState: 'unknown' });
+    expect(k.labels).toEqual({ TaskNewState: '99999999999999999999' });
+    expect(warnings).toEqual([
+      { code: 'ksc_unknown_state', key: 'TaskNewState', message: 'TaskNewState "99999999999999999999" is out of range (beyond 2^53): state unknown' },
+    ]);
   });
 
   test('task labels on a non-task event still give task; a task_state event without them gives an empty task', () => {
@@ -333,6 +379,18 @@ describe('categories come from the event type', () => {
     expect(typeInfo(undefined).category).toBe('other');
   });
 
+  test('families apply in the order of docs/ksc-normalizer.md: device_status and inventory before update (`_UPD`)', () => {
+    for (const [t, c] of [
+      ['KLNAG_EV_INV_APP_UPDATED', 'inventory'],
+      ['KLSRV_HOST_UPDATED_STATUS', 'device_status'],
+      ['KLSRV_HOSTS_UPDATE_FAILED', 'device_status'],
+      ['KLSRV_EVENT_HOSTS_UPDATED', 'device_status'],
+      ['KLSRV_UPD_BASES_UPDATED', 'update'],
+    ] as const) {
+      expect(typeInfo(t).category, t).toBe(c);
+    }
+  });
+
   test('the display name never decides: a Russian Name gives the same category as an English one', () => {
     const ru = norm(cef('GNRL_EV_VIRUS_FOUND', 'dhost=a', '4', 'Обнаружен вредоносный объект')).ksc;
     const en = norm(cef('GNRL_EV_VIRUS_FOUND', 'dhost=a', '4', 'Malicious object detected')).ksc;
@@ -356,6 +414,23 @@ describe('syslog format', () => {
   test('MSG is split on the literal 4-char \\r\\n only: unescaped backslashes stay intact', () => {
     const { ksc: k } = norm(sd('et="X"', 'X', 'Path: C:\\Windows\\Temp\\rm.bat\\r\\nUser: NT AUTHORITY\\SYSTEM\\r\\n\\r\\nLast\\r\\n\\r\\n'));
     expect(k.messageLines).toEqual(['Path: C:\\Windows\\Temp\\rm.bat', 'User: NT AUTHORITY\\SYSTEM', '', 'Last']);
+  });
+
+  test('attack: p6 empty, absent or not an address gives hip, as the CEF form gives dst; p4 must be a port', () => {
+    const hip = 'hip="10.7.14.13"';
+    for (const p6 of ['p6=""', '', 'p6="x"']) {
+      const r = norm(sd(`p1="Bruteforce" p3="168234606" p4="3389" ${p6} et="GNRL_EV_ATTACK_DETECTED" ${hip}`));
+      expect(r.ksc.attack, p6).toEqual({ name: 'Bruteforce', sourceIp: '10.7.14.110', targetIp: '10.7.14.13', port: 3389 });
+      expect(r.warnings.map((w) => [w.code, w.key]), p6).toEqual(p6 === 'p6="x"' ? [['ksc_bad_number', 'p6']] : []);
+    }
+    // A dotted address is read as the CEF path reads one: checked, not taken as is.
+    expect(norm(sd('p3="10.7.14.110" p6="10.7.14.13" et="GNRL_EV_ATTACK_DETECTED"')).ksc.attack).toEqual({ sourceIp: '10.7.14.110', targetIp: '10.7.14.13' });
+    const bad = norm(sd(`p3="10.7.14.999" p4="70000" et="GNRL_EV_ATTACK_DETECTED" ${hip}`));
+    expect(bad.ksc.attack).toEqual({ targetIp: '10.7.14.13' });
+    expect(bad.warnings.map((w) => [w.code, w.key])).toEqual([
+      ['ksc_bad_number', 'p3'],
+      ['ksc_bad_number', 'p4'],
+    ]);
   });
 
   test('attack: decimal IPv4 in p3/p6 converted; bad values warn and are left out', () => {
