@@ -242,7 +242,19 @@ export class DiskQueue implements EventQueue {
     const names = fs.readdirSync(this.opts.dir).filter(isSegmentName).sort();
     for (const n of names) {
       const path = join(this.opts.dir, n);
-      const size = fs.statSync(path).size;
+      // An entry that is no readable segment file (a folder, a dangling link, one another
+      // user made unreadable) is damage like a corrupt block: skipped and reported, and the
+      // rest of the buffer (and every other output) goes on.
+      let size = 0;
+      try {
+        const st = fs.statSync(path);
+        if (!st.isFile()) throw new Error('not a regular file');
+        size = st.size;
+        fs.closeSync(fs.openSync(path, 'r'));
+      } catch (e) {
+        this.opts.onCorrupt?.(size, `${path}: not a readable segment file, skipped (${(e as Error).message})`);
+        continue;
+      }
       this.segments.push({ firstSeq: segmentFirstSeq(n), path, size });
     }
     let ack: AckPos | null = null;

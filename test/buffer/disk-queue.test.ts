@@ -476,6 +476,23 @@ describe('DiskQueue', () => {
     expect(fs.existsSync(spillFile)).toBe(false);
   });
 
+  test('an entry with a segment name that is no readable segment file (a folder, a dangling link) is skipped and reported; the rest is read', () => {
+    const dir = tempDir();
+    const { q } = openQ(dir, { segmentBytes: 64 * 1024 });
+    q.append(['a', 'b']);
+    void q.close();
+    open.splice(open.indexOf(q), 1);
+    const [seg] = fs.readdirSync(dir).filter((f) => f.endsWith('.seg'));
+    // Names that sort after the real segment, as later segments would.
+    const later = (n: number) => join(dir, `${'0'.repeat(seg!.length - 4 - String(n).length)}${n}.seg`);
+    fs.mkdirSync(later(900));
+    fs.symlinkSync(join(dir, 'gone'), later(901));
+    const { q: again, corrupt } = openQ(dir);
+    expect(corrupt).toEqual([0, 0]);
+    again.append(['c']);
+    expect(drain(again)).toEqual(['a', 'b', 'c']);
+  });
+
   test('an unusable folder is an error at open', () => {
     const dir = tempDir();
     const file = join(dir, 'not-a-dir');
