@@ -1330,12 +1330,28 @@ export class KscStore {
     return this.now().getTime() - Date.parse(run.updatedAt) < stale;
   }
 
-  /** When `taskId` was last requested (or seen starting) on `assetId`. */
+  /** When `taskId` was last requested (or seen starting) on `assetId`; a start that certainly did not run (`not started: ...`) is none. */
   lastStartAt(taskId: string, assetId: string): string | undefined {
     const r = this.db
-      .prepare('SELECT MAX(COALESCE(requested_at, started_at)) AS t FROM task_runs WHERE task_id = ? AND asset_id = ?')
+      .prepare(`SELECT MAX(COALESCE(requested_at, started_at)) AS t FROM task_runs WHERE task_id = ? AND asset_id = ? AND (error IS NULL OR error NOT LIKE 'not started:%')`)
       .get(taskId, assetId) as Row | undefined;
     return str(r?.['t']) ?? undefined;
+  }
+
+  /**
+   * cefd's last RunTask of `taskId` on connection `connectionId`, for any asset (a manual or
+   * rule start that was sent: not one refused or never sent, `not started: ...`): RunTask
+   * runs the task on its whole scope.
+   */
+  lastTaskStart(connectionId: string, taskId: string): { at: string; hostName: string | null; assetId: string } | undefined {
+    const r = this.db
+      .prepare(
+        `SELECT requested_at, host_name, asset_id FROM task_runs
+         WHERE task_id = ? AND connection_id = ? AND origin IN ('manual', 'rule') AND requested_at IS NOT NULL AND (error IS NULL OR error NOT LIKE 'not started:%')
+         ORDER BY requested_at DESC LIMIT 1`,
+      )
+      .get(taskId, connectionId) as Row | undefined;
+    return r === undefined ? undefined : { at: String(r['requested_at']), hostName: str(r['host_name']) ?? null, assetId: String(r['asset_id']) };
   }
 
   /** True when `taskId` started on `assetId` less than `cooldownMs` ago. */

@@ -312,6 +312,16 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
       if (req.cooldownMs !== undefined && store.inCooldown(task.taskId, asset.id, req.cooldownMs)) {
         throw new KscRefusedError('ksc_task_cooldown', `task "${task.displayName}" started for asset ${asset.displayName ?? asset.id} less than ${Math.round(req.cooldownMs / 1000)} s ago`);
       }
+      // RunTask runs the task on its whole scope, which holds this asset (chooseTask): a start
+      // for another asset within the cool-down covered it. An outbreak on 200 devices of one
+      // group sends one RunTask, not 200 restarts of the same group task.
+      const scopeStart = req.cooldownMs !== undefined && req.cooldownMs > 0 ? store.lastTaskStart(conn.id, task.taskId) : undefined;
+      if (scopeStart !== undefined && store.currentTime().getTime() - Date.parse(scopeStart.at) < req.cooldownMs!) {
+        throw new KscRefusedError(
+          'ksc_task_cooldown',
+          `task "${task.displayName}" started on its whole scope, which holds asset ${asset.displayName ?? asset.id}, less than ${Math.round(req.cooldownMs! / 1000)} s ago (for ${scopeStart.hostName ?? scopeStart.assetId})`,
+        );
+      }
       let run = store.createTaskRun({
         tenant: conn.tenant,
         connectionId: conn.id,

@@ -564,3 +564,24 @@ test('RunTask without an answer in time (the task may have started): the task-st
     t.cleanup();
   }
 });
+
+test('rule starts over one task scope: a start for another asset of the scope within the cool-down covered it (one RunTask for a burst); manual starts and a start KSC refused do not count', async () => {
+  await k.listTasks('main');
+  delete emu.taskEvents.target;
+  const runTasks = () => emu.calls.filter((c) => c.method === 'Tasks.RunTask').length;
+  const rule = (host: string) => k.startTask({ assetId: asset(host), tasks: ['KUMA Update (Windows)'], origin: 'rule', rule: 'r1', cooldownMs: 600_000 });
+  // A start KSC refused (a read-only account) started nothing: it does not count.
+  k.editConnection('main', { secret: { user: 'viewer', password: 'viewer-pass-123' } });
+  await expect(rule(WS77)).rejects.toMatchObject({ method: 'Tasks.RunTask' });
+  k.editConnection('main', { secret: { user: 'kuma', password: PASSWORD } });
+  expect(runTasks()).toBe(1);
+  emu.calls.length = 0;
+  // WS-0142 and WS-0177 are both in the scope of task 22 (group Workstations).
+  const outcomes = await Promise.allSettled([rule(WS42), rule(WS77)]);
+  expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected']);
+  expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'ksc_task_cooldown', message: expect.stringMatching(/started on its whole scope, which holds asset WS-0177, less than 600 s ago \(for WS-0142\)/) });
+  expect(runTasks()).toBe(1);
+  // A manual start is the operator's call.
+  await k.startTask({ assetId: asset(WS77), tasks: ['KUMA Update (Windows)'] });
+  expect(runTasks()).toBe(2);
+});
