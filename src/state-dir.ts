@@ -10,6 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, constants, fchownSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { close as fsClose, fsync as fsFsync, open as fsOpen } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
 export const STATE_DIR_MODE = 0o700;
@@ -36,6 +37,14 @@ export function fsyncDir(dir: string): void {
   } catch {
     // only the change's durability across a power loss is in doubt
   }
+}
+
+/** fsyncDir without waiting: the folder is fsynced in the background (errors ignored, as there). */
+export function fsyncDirLater(dir: string): void {
+  fsOpen(dir, 'r', (e, fd) => {
+    if (e !== null) return;
+    fsFsync(fd, () => fsClose(fd, () => undefined));
+  });
 }
 
 /** Creates `dir` 0700 (parents as the umask allows) when missing. */

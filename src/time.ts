@@ -340,20 +340,23 @@ function startsWithWord(tok: string, upper: string): boolean {
 }
 
 /**
- * A zone token at `i` (the CEF spec's `zzz`): `Z`, `UTC`, `GMT`, `UT` (these in any letter
- * case, as the month is), `GMT±hh[:mm]`, `±hh[:mm]`, `±hhmm`, or an IANA name. Returns the
- * offset resolver and the end index, or null.
+ * A zone token at `i` (the CEF spec's `zzz`): `Z`, `UTC`, `GMT`, `UT`, `GMT±hh[:mm]`,
+ * `±hh[:mm]`, `±hhmm`, or an IANA name. With `anyCase` (a CEF time value, which must end
+ * with it) the words in any letter case, as the month is; in an RFC 3164 header the word
+ * after the time may be a host name (`z`, `utc-05`), so only as written. Returns the offset
+ * resolver and the end index, or null.
  */
-function readZone(s: string, i: number): { zone: string | null; offsetMs: number; end: number } | null {
+function readZone(s: string, i: number, anyCase: boolean): { zone: string | null; offsetMs: number; end: number } | null {
   let e = i;
   while (e < s.length && !isBlank(s.charCodeAt(e))) e++;
   if (e === i) return null;
   let tok = s.slice(i, e);
   const n = tok.length;
-  if (n <= 3 && (n === 1 ? startsWithWord(tok, 'Z') : n === 2 ? startsWithWord(tok, 'UT') : startsWithWord(tok, 'UTC') || startsWithWord(tok, 'GMT'))) {
+  const word = (upper: string) => (anyCase ? startsWithWord(tok, upper) : tok.startsWith(upper));
+  if (n <= 3 && (n === 1 ? word('Z') : n === 2 ? word('UT') : word('UTC') || word('GMT'))) {
     return { zone: null, offsetMs: 0, end: e };
   }
-  if ((tok[3] === '+' || tok[3] === '-') && (startsWithWord(tok, 'GMT') || startsWithWord(tok, 'UTC'))) tok = tok.slice(3);
+  if ((tok[3] === '+' || tok[3] === '-') && (word('GMT') || word('UTC'))) tok = tok.slice(3);
   const c = tok.charCodeAt(0);
   if (c === 43 || c === 45) {
     const oh = digits(tok, 1, 2);
@@ -376,6 +379,8 @@ export interface TextTimeOptions {
   defaultZone?: string;
   /** Reference time for year inference (default now). */
   nowMs?: number;
+  /** Zone words (`utc`, `Gmt+3`) in any letter case: a CEF time value, not a syslog header (readZone). */
+  anyCaseZone?: boolean;
 }
 
 /**
@@ -429,7 +434,7 @@ export function parseTextTime(s: string, i: number, opts: TextTimeOptions = {}):
   let end = p;
   // A zone token may follow (CEF time stamps; in syslog, if the next word is a zone).
   if (s.charCodeAt(p) === 32) {
-    const z = readZone(s, p + 1);
+    const z = readZone(s, p + 1, opts.anyCaseZone === true);
     if (z !== null) {
       zone = z.zone;
       offsetMs = z.offsetMs;
@@ -493,7 +498,7 @@ export function cefTimeToIso(v: string, defaultZone: string, nowMs: number): str
     const iso = isoFromMs(ms);
     return frac === '' ? iso : iso.slice(0, -1) + frac.slice(0, 6) + 'Z';
   }
-  const t = parseTextTime(v, 0, { defaultZone, nowMs });
+  const t = parseTextTime(v, 0, { defaultZone, nowMs, anyCaseZone: true });
   if (t === null || t.end !== n) return null;
   return isoFromParsed(t);
 }

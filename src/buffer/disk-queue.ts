@@ -37,7 +37,7 @@
 import fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { encodeNdjson } from '../outputs/shared/encode.js';
-import { fsyncDir } from '../state-dir.js';
+import { fsyncDir, fsyncDirLater } from '../state-dir.js';
 import { BytesBatch, StringBatch, splitNdjson, type EventQueue, type QueueBatch } from './queue.js';
 
 import { BLOCK_HEADER_BYTES as HEADER, blockHeader, bodyMatches, findBlockMagic, isSegmentName, readBlockHeader, segmentFirstSeq, segmentName } from './segment.js';
@@ -542,8 +542,8 @@ export class DiskQueue implements EventQueue {
     const s: Segment = { firstSeq: this.nextSeq, path: join(this.opts.dir, segmentName(this.nextSeq)), size: 0 };
     const fd = fs.openSync(s.path, 'a', 0o600);
     // The new file's name survives a power loss only once its folder is fsynced (once per
-    // segment; its data follows the fsync policy).
-    if (this.opts.fsync !== 'never') fsyncDir(this.opts.dir);
+    // segment, off the event loop as the data's fsync at a roll; its data follows the fsync policy).
+    if (this.opts.fsync !== 'never') fsyncDirLater(this.opts.dir);
     if (this.writeFd !== -1) this.closeWriteFd();
     this.writeFd = fd;
     this.segments.push(s);
@@ -1073,9 +1073,9 @@ export class DiskQueue implements EventQueue {
   }
 
   /**
-   * Records still waiting in memory: what fits goes to disk, the rest to the spill file
-   * (replacing the one taken at open, whose records are among them), never past maxBytes.
-   * They are at most the reads in flight when the sources paused (docs/reliability.md).
+   * Records still waiting in memory (after a write error; appends behind a spill file taken
+   * at open): what can go goes to disk (flushOverflow), the rest to the spill file
+   * (replacing the one taken at open, whose records are among them) (docs/reliability.md).
    */
   private flushOverflowAtClose(): void {
     this.peeked = null;

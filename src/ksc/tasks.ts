@@ -361,7 +361,7 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
           return { run, task, candidates: choice.candidates, wholeScope: true };
         }
         if (!gone) {
-          run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: mayHaveStarted ? error : `${NOT_STARTED}${error}` });
+          run = store.updateTaskRun(run.id, { state: 'failed', finishedAt: store.currentTime().toISOString(), error: mayHaveStarted ? `${NO_ANSWER}${error}` : `${NOT_STARTED}${error}` });
           // Debug only: the caller reports the failure (the CLI and the API in their answer, a
           // response rule in its own rate-limited warning), once.
           log.debug({ ...where, task: task.displayName, run: run.id, code: (e as { code?: string }).code, err: run.error }, 'KSC task start failed; run marked failed');
@@ -400,13 +400,25 @@ export async function startTask(deps: TaskDeps, req: StartRequest): Promise<Star
 /** How the error of a run that certainly did not start begins (KSC refused RunTask, or it was never sent). */
 const NOT_STARTED = 'not started: ';
 
+/** How the error of a run whose RunTask got no answer begins (KSC may have started the task). */
+const NO_ANSWER = 'no answer to RunTask (the task may have started): ';
+
 /**
- * A run marked failed because RunTask got no answer (KSC may have started the task), or
- * because no task-state event came in time, and of which KSC has told nothing yet: the
+ * How long after its RunTask a run marked failed for KSC's silence still takes the
+ * task-state events that come (a task KSC queued runs within minutes on a device that is
+ * on); a later event is a run of its own (origin scope).
+ */
+export const SILENT_RUN_NEWS_MS = 60 * 60_000;
+
+/**
+ * A run marked failed because RunTask got no answer, of which KSC has said nothing yet but
+ * perhaps "created" (state 0), and requested at most SILENT_RUN_NEWS_MS before `atMs`: the
  * task-state events that still come are about it (applyTaskStateEvent).
  */
-function awaitingNews(run: TaskRun | undefined): TaskRun | undefined {
-  return run !== undefined && run.state === 'failed' && run.kscState === null && run.origin !== 'scope' && !(run.error ?? '').startsWith(NOT_STARTED) ? run : undefined;
+function awaitingNews(run: TaskRun | undefined, atMs: number): TaskRun | undefined {
+  if (run === undefined || run.state !== 'failed' || (run.kscState !== null && run.kscState !== 0) || !(run.error ?? '').startsWith(NO_ANSWER)) return undefined;
+  const asked = run.requestedAt === null ? NaN : Date.parse(run.requestedAt);
+  return atMs - asked <= SILENT_RUN_NEWS_MS ? run : undefined;
 }
 
 /** Whether a failed `runTask` may still have started the task in KSC: RunTask was sent and no answer came. */
@@ -602,7 +614,8 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
   let older = 0;
   for (const a of assets) {
     for (const tid of taskIdsFor(a)) {
-      const open = store.findOpenRun(tid, a.id) ?? awaitingNews(store.latestRun(tid, a.id));
+      // Not from a "created" (state 0): nothing runs yet, and the run would hold back starts.
+      const open = store.findOpenRun(tid, a.id) ?? (ev.newState === 0 ? undefined : awaitingNews(store.latestRun(tid, a.id), Date.parse(at)));
       if (open === undefined) continue;
       if (earlier(open)) older++;
       else updated.push(update(open));
@@ -627,7 +640,8 @@ export function applyTaskStateEvent(store: KscStore, ev: TaskStateEvent, o: { co
       const last = store.latestRun(tid, a.id);
       // A repeated final event (same state) for a run already closed is not a new run.
       if (last !== undefined && last.kscState === ev.newState && last.finishedAt !== null && Math.abs(Date.parse(last.finishedAt) - Date.parse(at)) < 60_000) continue;
-      if (timed && last?.finishedAt != null && Date.parse(at) <= Date.parse(last.finishedAt)) {
+      // An end set by cefd's clock (no KSC state: refused, expired) gets the clocks' allowance.
+      if (timed && last?.finishedAt != null && Date.parse(at) <= Date.parse(last.finishedAt) - (last.kscState === null ? TASK_EVENT_CLOCK_SKEW_MS : 0)) {
         stale++;
         continue;
       }

@@ -342,10 +342,10 @@ export class Telemetry {
     this.log.info({ output }, `disk buffer of output ${output} can be written again`);
   }
 
-  /** At the stop: records that did not fit in the disk buffer kept in `path` for the next start (or lost: `error`). */
+  /** At the stop: records the disk buffer still held in memory (after a write error) kept in `path` for the next start (or lost: `error`). */
   bufferSpilled(output: string, events: number, path: string, error?: string): void {
-    if (error === undefined) this.log.info({ output, events, path }, `disk buffer of output ${output} is full: ${events} events that did not fit are kept in ${path} for the next start`);
-    else this.log.error({ output, events, path, err: error }, `disk buffer of output ${output} is full and ${path} cannot be written (${error}): ${events} events are lost`);
+    if (error === undefined) this.log.info({ output, events, path }, `disk buffer of output ${output}: ${events} events it held in memory are kept in ${path} for the next start`);
+    else this.log.error({ output, events, path, err: error }, `disk buffer of output ${output}: ${path} cannot be written (${error}): ${events} events it held in memory are lost`);
   }
 
   /**

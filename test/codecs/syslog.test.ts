@@ -182,8 +182,8 @@ describe('RFC 3164', () => {
     expect(codes(e)).toEqual(['not_cef']);
   });
 
-  test('a host name that is also an old IANA link (Japan, Cuba) stays the host name; the time is not moved', () => {
-    for (const host of ['Japan', 'Cuba', 'Egypt']) {
+  test('a host name that is also an old IANA link (Japan, Cuba) or a zone word in lower case (z, utc-05) stays the host name; the time is not moved', () => {
+    for (const host of ['Japan', 'Cuba', 'Egypt', 'z', 'ut', 'utc', 'gmt', 'utc-05', 'Gmt+3']) {
       const e = ev(`<13>Jan  5 01:02:03 ${host} app: CEF:0|a|b|c|d|e|1|`);
       expect(sys(e)).toMatchObject({ hostname: host, appName: 'app', timestamp: '2026-01-05T01:02:03.000Z' });
     }

@@ -530,6 +530,12 @@ test('task-state events out of order: a late "running" after the run completed, 
   // A run started in KSC by someone else, after cefd's ended: still recorded (origin scope).
   expect(k.applyTaskStateEvent(ev(4, 1, Date.parse(next.run.requestedAt!) + 5000))).toMatchObject({ outcome: 'updated', runs: [{ id: next.run.id, state: 'completed' }] });
   expect(k.applyTaskStateEvent(ev(1, 0, Date.parse(next.run.requestedAt!) + 3_600_000))).toMatchObject({ outcome: 'created', runs: [{ origin: 'scope', state: 'running' }] });
+  // A start KSC refused ended by cefd's clock: a run KSC reports right after, its clock two
+  // minutes behind, is still recorded (the clocks' allowance).
+  k.editConnection('main', { secret: { user: 'viewer', password: 'viewer-pass-123' } });
+  await expect(k.startTask({ assetId: asset(WS77), tasks: ['KUMA Update (Windows)'] })).rejects.toMatchObject({ method: 'Tasks.RunTask' });
+  const behind = decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|State|1|rt=${Date.now() - 120_000} dhost=WS-0177 dst=10.0.12.77 cs4=22 cs4Label=TaskId cn2=1 cn2Label=TaskNewState cn1=0 cn1Label=TaskOldState`);
+  expect(k.applyTaskStateEvent(behind)).toMatchObject({ outcome: 'created', runs: [{ origin: 'scope', state: 'running' }] });
 });
 
 test('RunTask without an answer in time (the task may have started): the task-state events still update that run, before or after the timeout', async () => {
@@ -558,6 +564,17 @@ test('RunTask without an answer in time (the task may have started): the task-st
     expect(k3.applyTaskStateEvent(ev(1, 0, 'WS-0177', '10.0.12.77'))).toMatchObject({ outcome: 'updated', runs: [{ id: failed.id, state: 'running', finishedAt: null, error: null }] });
     expect(k3.applyTaskStateEvent(ev(4, 1, 'WS-0177', '10.0.12.77'))).toMatchObject({ outcome: 'updated', runs: [{ id: failed.id, state: 'completed' }] });
     expect(k3.taskStatus({ assetId: assetIdFor(c3, WS77) }).map((x) => [x.id, x.origin, x.state])).toEqual([[failed.id, 'manual', 'completed']]);
+    // (c) Events long after (an hour past the RunTask) are a run of their own; a "created" revives nothing.
+    const e2 = await k3.startTask({ assetId: assetIdFor(c3, WS77), tasks: ['KUMA Update (Windows)'], skipIfRunning: false }).catch((x: unknown) => x);
+    expect(e2).toMatchObject({ code: 'ksc_timeout' });
+    const silent = k3.taskStatus({ assetId: assetIdFor(c3, WS77) })[0]!;
+    expect(silent.error).toMatch(/^no answer to RunTask \(the task may have started\): /);
+    const after = (ms: number, state: number, old: number) =>
+      decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|State|1|rt=${Date.parse(silent.requestedAt!) + ms} dhost=WS-0177 dst=10.0.12.77 cs4=22 cs4Label=TaskId cn2=${state} cn2Label=TaskNewState cn1=${old} cn1Label=TaskOldState`);
+    expect(k3.applyTaskStateEvent(after(1000, 0, 7))).toMatchObject({ outcome: 'ignored' });
+    expect(k3.getTaskRun(silent.id)).toMatchObject({ state: 'failed' });
+    expect(k3.applyTaskStateEvent(after(2 * 3_600_000, 1, 0))).toMatchObject({ outcome: 'created', runs: [{ origin: 'scope', state: 'running' }] });
+    expect(k3.getTaskRun(silent.id)).toMatchObject({ state: 'failed', kscState: null });
   } finally {
     emu.faults.clear();
     await k3.close();

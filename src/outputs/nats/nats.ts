@@ -51,6 +51,8 @@ export const NATS_REFUSED = 'nats_refused';
  * not fit in the stream even empty (rejected: tooLargeForStream).
  */
 const JS_STREAM_STORE_FAILED = 10077;
+/** How old the stream's max_bytes may be before a 10077 reads it again (tooLargeForStream). */
+const STREAM_INFO_REFRESH_MS = 60_000;
 
 export class NatsOutput implements Output {
   readonly type = 'nats';
@@ -60,8 +62,8 @@ export class NatsOutput implements Output {
   /** The connection the JetStream handle and stream check belong to. */
   private js: { nc: NatsConnection; publisher: BatchPublisher; ready: Promise<string> } | null = null;
   private readonly encoder = new TextEncoder();
-  /** max_bytes (0: no limit) of each stream the output has read the info of, by name. */
-  private readonly streamMaxBytes = new Map<string, number>();
+  /** max_bytes (0: no limit) of each stream the output has read the info of, by name, and when it was read (ms). */
+  private readonly streamMaxBytes = new Map<string, { max: number; atMs: number }>();
 
   constructor(
     readonly name: string,
@@ -130,7 +132,7 @@ export class NatsOutput implements Output {
   }
 
   private noteStream(info: StreamInfo): void {
-    this.streamMaxBytes.set(info.config.name, info.config.max_bytes > 0 ? info.config.max_bytes : 0);
+    this.streamMaxBytes.set(info.config.name, { max: info.config.max_bytes > 0 ? info.config.max_bytes : 0, atMs: Date.now() });
   }
 
   /**
@@ -146,8 +148,11 @@ export class NatsOutput implements Output {
     const out = new Map<number, string>();
     const fresh = new Set<string>();
     for (const r of refused) {
+      // A message within the limit as last read is taken for a full stream (retried); the
+      // limit is read again at most once a minute, so one lowered since is noticed and a
+      // full stream does not cost a stream-info request per retry.
       const known = this.streamMaxBytes.get(r.stream);
-      if (known !== undefined && (known === 0 || r.size <= known)) continue;
+      if (known !== undefined && (known.max === 0 || r.size <= known.max) && Date.now() - known.atMs < STREAM_INFO_REFRESH_MS) continue;
       if (!fresh.has(r.stream)) {
         fresh.add(r.stream);
         try {
@@ -157,7 +162,7 @@ export class NatsOutput implements Output {
           this.streamMaxBytes.delete(r.stream);
         }
       }
-      const max = this.streamMaxBytes.get(r.stream);
+      const max = this.streamMaxBytes.get(r.stream)?.max;
       if (max !== undefined && max > 0 && r.size > max) out.set(r.k, `the event is ${r.size} bytes with its subject and headers, more than the stream ${r.stream}'s max_bytes (${max}): it could never be stored`);
     }
     return out;

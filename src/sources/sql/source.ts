@@ -413,8 +413,8 @@ export class SqlSource {
     const next: CursorState = { ...state, cursor: plan.cursor, kind: nextKind, seen: plan.seen };
     this.state = next;
     if (moved) {
-      // A full disk buffer (`block`) keeps an append that does not fit in memory until it
-      // has room: the cursor is written once every disk buffer holds the batch in its files
+      // A disk buffer whose writes fail, or that is taking back a spill file, keeps an append
+      // in memory for a while: the cursor is written once every disk buffer holds the batch in its files
       // (fsynced unless its fsync is `never`), so kill -9 or a power loss before that reads
       // the rows again rather than losing them.
       await this.deps.pipeline.onDisk();
