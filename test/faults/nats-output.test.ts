@@ -7,7 +7,7 @@
  */
 import { afterAll, afterEach, expect, test } from 'vitest';
 import { connect } from 'nats';
-import { tempDir, waitFor } from '../helpers/daemon.js';
+import { scrape, tempDir, waitFor } from '../helpers/daemon.js';
 import { freePort, printReport, runCefd, sendKscLines, type ChildDaemon, type FaultResult } from '../helpers/child.js';
 import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
 
@@ -25,8 +25,9 @@ afterAll(async () => {
 });
 
 
-function config(port: number, s: NatsServer): string {
+function config(port: number, s: NatsServer, metricsPort?: number): string {
   return `state_dir: ./state
+metrics: ${metricsPort === undefined ? '{ enabled: false }' : `{ host: 127.0.0.1, port: ${metricsPort} }`}
 shutdown_timeout: 5s
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} } ]
 outputs:
@@ -113,7 +114,8 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     const s = await natsServer();
     const dir = tempDir();
     const port = await freePort();
-    const d = runCefd(dir, config(port, s));
+    const metrics = await freePort();
+    const d = runCefd(dir, config(port, s, metrics));
     children.push(d);
     await d.until('cefd started');
     const N = 10_000;
@@ -123,6 +125,16 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     await s.stop('SIGTERM');
     await sendKscLines(port, N / 2, N);
     await d.until('nats output bus', 30_000);
+    // Every event of the second half in the output's disk buffer (what a kill -9 keeps; a
+    // frame still being decoded is lost to it, as docs/reliability.md says).
+    await waitFor(
+      async () => {
+        const m = await scrape(metrics);
+        return (m.get('cefd_output_sent_events_total{output="bus"}') ?? 0) + (m.get('cefd_output_queue_events{output="bus"}') ?? 0) >= N;
+      },
+      60_000,
+      'every event sent or in the disk buffer',
+    );
     d.proc.kill(signal);
     await d.exit;
     await s.start();
