@@ -247,3 +247,62 @@ metrics: { enabled: false }
   proc.kill('SIGTERM');
   expect(await new Promise<number | null>((r) => proc!.once('exit', (c) => r(c)))).toBe(0);
 });
+
+/** The file descriptor of a bound dgram socket (Node keeps it on an internal handle). */
+function dgramFd(u: dgram.Socket): number {
+  const state = Object.getOwnPropertySymbols(u).map((s) => (u as unknown as Record<symbol, { handle?: { fd?: number } }>)[s]).find((v) => typeof v?.handle?.fd === 'number');
+  if (state === undefined) throw new Error('no fd on the dgram socket');
+  return state.handle!.fd!;
+}
+
+test('a UDP socket from systemd keeps the receive buffer its unit gave it: receive_buffer_bytes does not shrink it (a smaller one is reported)', async () => {
+  dir = tempDir();
+  const port = await freeTcpUdpPort();
+  // The unit's socket, as systemd makes it with ReceiveBuffer=: here as large as the
+  // system allows (rmem_max) without CAP_NET_ADMIN's SO_RCVBUFFORCE.
+  const u = dgram.createSocket('udp4');
+  await new Promise<void>((r) => u.bind(port, '127.0.0.1', () => r()));
+  u.setRecvBufferSize(64 * 1024 * 1024);
+  const before = u.getRecvBufferSize();
+  expect(before).toBeGreaterThan(2 * 1024 * 1024);
+  writeFileSync(
+    join(dir, 'cefd.yaml'),
+    `state_dir: ./state
+listeners: [ { name: udp, type: udp, host: 127.0.0.1, port: ${port}, receive_buffer_bytes: 1MiB } ]
+outputs: [ { name: events, type: file, path: ./events.ndjson } ]
+dead_letter: { path: ./dead.ndjson }
+metrics: { enabled: false }
+`,
+  );
+  // fd 3 with LISTEN_FDS=1 and LISTEN_PID the daemon's own (the shell execs it).
+  proc = spawn('sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, CLI, 'run', '--config', 'cefd.yaml'], {
+    cwd: dir,
+    env: { ...process.env, LISTEN_FDS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe', dgramFd(u)],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor(() => out.includes('cefd started'), 30_000, 'cefd started');
+  expect(out).toContain('(socket from systemd)');
+  expect(u.getRecvBufferSize()).toBe(before);
+  // The other way round: a socket smaller than receive_buffer_bytes is kept and reported.
+  proc.kill('SIGTERM');
+  await new Promise((r) => proc!.once('exit', r));
+  u.setRecvBufferSize(256 * 1024);
+  const small = u.getRecvBufferSize();
+  out = '';
+  proc = spawn('sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, CLI, 'run', '--config', 'cefd.yaml'], {
+    cwd: dir,
+    env: { ...process.env, LISTEN_FDS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe', dgramFd(u)],
+  });
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor(() => out.includes('cefd started'), 30_000, 'cefd started again');
+  expect(u.getRecvBufferSize()).toBe(small);
+  expect(out).toMatch(/the socket from systemd has a receive buffer of \d+ bytes, less than receive_buffer_bytes \(1048576\)/);
+  proc.kill('SIGTERM');
+  await new Promise((r) => proc!.once('exit', r));
+  u.close();
+});

@@ -43,7 +43,10 @@ export class UdpSource implements Source {
     const family = inherited?.family ?? isIP(this.config.host);
     const type = family === 6 ? 'udp6' : 'udp4';
     const opts: dgram.SocketOptions = { type };
-    if (this.config.receive_buffer_bytes > 0) opts.recvBufferSize = this.config.receive_buffer_bytes;
+    // A socket from systemd keeps the buffer its unit gave it (ReceiveBuffer=, set with
+    // SO_RCVBUFFORCE past net.core.rmem_max, and kept across restarts): setting it here
+    // would cap it at rmem_max, shrinking it (deploy/cefd.socket).
+    if (this.config.receive_buffer_bytes > 0 && inherited === undefined) opts.recvBufferSize = this.config.receive_buffer_bytes;
     const socket = dgram.createSocket(opts);
     this.socket = socket;
     // One context per sender (bounded; senders.ts), so each sender's datagrams stay in
@@ -106,6 +109,16 @@ export class UdpSource implements Source {
     const drops = kernelDropReader(this.port() ?? 0, type === 'udp6' ? 6 : 4);
     if ('read' in drops) this.stats.udpDropsOpen = drops.read;
     else this.telemetry.log.warn({ listener: this.name, err: drops.why }, `udp listener ${this.name}: datagrams the kernel drops cannot be counted (cefd_udp_receive_dropped_total): ${drops.why}`);
+    if (inherited !== undefined && this.config.receive_buffer_bytes > 0) {
+      // Linux reports twice the size asked for (the kernel's bookkeeping is counted in).
+      const has = Math.floor(socket.getRecvBufferSize() / 2);
+      if (has < this.config.receive_buffer_bytes) {
+        this.telemetry.log.warn(
+          { listener: this.name, receiveBufferBytes: has, configured: this.config.receive_buffer_bytes },
+          `udp listener ${this.name}: the socket from systemd has a receive buffer of ${has} bytes, less than receive_buffer_bytes (${this.config.receive_buffer_bytes}); cefd keeps the unit's size: set ReceiveBuffer= in the socket unit (deploy/cefd.socket)`,
+        );
+      }
+    }
     this.ready = true;
     const where = `${inherited !== undefined ? socket.address().address : this.config.host}:${this.port()}`;
     this.telemetry.log.info({ listener: this.name, type: 'udp', address: where, inherited: inherited !== undefined }, `listening for udp on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
