@@ -177,6 +177,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`cefd: ${(e as Error).stack ?? String(e)}\n`);
     return EXIT.failure;
+  } finally {
+    // Run as root on the service's state folder: what the command made there goes to its owner.
+    (await import('./state-dir.js')).giveStateDirsToOwner();
   }
 }
 

@@ -9,7 +9,7 @@
  * keep the `mode` configured for them (their rotated siblings too): they are exempt.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, constants, fchownSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fchownSync, fstatSync, fsyncSync, ftruncateSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { close as fsClose, fsync as fsFsync, open as fsOpen } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
@@ -45,6 +45,55 @@ export function fsyncDirLater(dir: string): void {
     if (e !== null) return;
     fsFsync(fd, () => fsClose(fd, () => undefined));
   });
+}
+
+/** State folders a command has used (noteStateDirUse), for giveStateDirsToOwner. */
+const usedStateDirs = new Set<string>();
+
+/** A CLI command uses (and may create files in) state folder `dir`. */
+export function noteStateDirUse(dir: string): void {
+  usedStateDirs.add(resolve(dir));
+}
+
+/**
+ * At the end of a CLI command run as root (`sudo cefd ksc connections add`, `sudo cefd
+ * console set-password`, `sudo cefd buffers drop`): what it created in a state folder that
+ * belongs to another user (the service's, `cefd`) goes to that user, or the daemon could not
+ * open its own store, secrets or password file (EACCES at start, restarted forever). Files
+ * and folders owned by root are given to the folder's owner; links are not followed.
+ */
+export function giveStateDirsToOwner(): void {
+  if (process.getuid?.() !== 0) return;
+  for (const dir of usedStateDirs) {
+    let owner: { uid: number; gid: number };
+    try {
+      owner = statSync(dir);
+    } catch {
+      continue;
+    }
+    if (owner.uid === 0) continue;
+    const walk = (d: string): void => {
+      let names: string[];
+      try {
+        names = readdirSync(d);
+      } catch {
+        return;
+      }
+      for (const n of names) {
+        const p = join(d, n);
+        try {
+          const st = lstatSync(p);
+          if (st.isSymbolicLink()) continue;
+          if (st.uid === 0) lchownSync(p, owner.uid, owner.gid);
+          if (st.isDirectory()) walk(p);
+        } catch {
+          // gone meanwhile, or not ours to change: the daemon reports what it cannot open
+        }
+      }
+    };
+    walk(dir);
+  }
+  usedStateDirs.clear();
 }
 
 /** Creates `dir` 0700 (parents as the umask allows) when missing. */

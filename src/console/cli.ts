@@ -30,8 +30,9 @@ export function registerConsoleCommands(program: Command): void {
       const dir = o.stateDir !== undefined ? resolve(o.stateDir) : (await configOf(o.config)).state_dir;
       const password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
       const { setConsolePassword } = await import('./auth.js');
-      const { makeStateDir } = await import('../state-dir.js');
+      const { makeStateDir, noteStateDirUse } = await import('../state-dir.js');
       try {
+        noteStateDirUse(dir);
         makeStateDir(dir);
         const file = setConsolePassword(dir, password);
         process.stdout.write(`console password set (${file})\n`);

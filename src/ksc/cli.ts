@@ -115,6 +115,7 @@ async function withKsc(o: Common, f: (k: KscIntegrationType) => Promise<number |
       throw e;
     }
     const { KscIntegration, redact } = await import('./index.js');
+    (await import('../state-dir.js')).noteStateDirUse(settings.stateDir);
     redactFn = redact;
     try {
       k = KscIntegration.open({
