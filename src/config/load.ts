@@ -517,6 +517,16 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     if (c.outputs.length === 0) problem('outputs', 'mode: receiver needs a nats output with payload: frame');
   }
   if (c.outputs.length > 32) problem('outputs', 'at most 32 outputs');
+  // Two writers of one file (file outputs, the dead-letter file) would write their events
+  // twice, mixed with dead letters, and rotate it each on its own.
+  const writers = new Map<string, string>([[c.dead_letter.path, 'the dead-letter file (dead_letter.path)']]);
+  c.outputs.forEach((o, i) => {
+    const path = o.type === 'file' ? (o as { path?: unknown }).path : undefined;
+    if (typeof path !== 'string') return;
+    const prev = writers.get(path);
+    if (prev !== undefined) problem(`outputs[${i}].path`, `${path} is already written by ${prev}: give each file output its own file`);
+    else writers.set(path, `output ${o.name}`);
+  });
   // The metrics endpoint's token, as short as the admin API's may be (src/bearer.ts).
   if (c.metrics.enabled && c.metrics.bearer_token !== undefined) {
     const short = bearerTokenProblem(c.metrics.bearer_token);

@@ -285,3 +285,19 @@ test('every duration that sets a Node timer stops at 24 days, in every plugin an
     expect(() => loadConfigText(yaml, 'c.yaml', {}), yaml).not.toThrow();
   }
 });
+
+test('two file outputs, or a file output and the dead-letter file, on one path (after resolving): a problem at the later one', () => {
+  const file = join(tempDir(), 'cefd.yaml');
+  expect(
+    problemsOf(
+      `outputs:
+  - { name: e1, type: file, path: ./same.ndjson }
+  - { name: e2, type: file, path: same.ndjson }
+  - { name: e3, type: file, path: ./dead.ndjson }
+  - { name: e4, type: file, path: ./other.ndjson }
+dead_letter: { path: ./dead.ndjson }
+`,
+      file,
+    ),
+  ).toEqual([`outputs[1].path: ${resolve('same.ndjson')} is already written by output e1: give each file output its own file`, `outputs[2].path: ${resolve('dead.ndjson')} is already written by the dead-letter file (dead_letter.path): give each file output its own file`]);
+});
