@@ -260,6 +260,12 @@ export const CODES = {
     stage: 'output',
     description: 'The nats output: JetStream refused the message for itself with a 4xx PubAck error (e.g. 400/10054: larger than the stream\'s `max_msg_size`; a sealed stream), or with 503/10077 "maximum bytes exceeded" for a message larger than the stream\'s whole `max_bytes` (`discard: new`: it would not fit in the empty stream); sending it again would be refused again, so it goes to the dead-letter output with the code and err_code in the error. Any other 503 (a full stream with `discard: new` the message fits in once there is room, no quorum) is retried.',
   },
+  nats_consumer_mismatch: {
+    level: 'error',
+    stage: 'daemon',
+    description:
+      'A `nats` listener: its durable `consumer` exists with another `filter_subject` than the listener\'s (none where one is configured, or another subject), e.g. made by a processor of another partition. Reading from it would take other subjects\' messages or miss some, so the listener reads nothing: it is not ready (`/readyz` names it), logs this error and looks at the consumer again every 5 s. Give the listener its own consumer name, or delete the consumer (`nats consumer rm <stream> <consumer>`) so that it is made again with the listener\'s filter.',
+  },
   file_fsync_failed: {
     level: 'error',
     stage: 'output',

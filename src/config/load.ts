@@ -513,6 +513,18 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     c.outputs.forEach((o, i) => {
       if (o.type !== 'nats' || (o as { payload?: string }).payload !== 'frame') problem(`outputs[${i}].type`, 'mode: receiver publishes raw frames: every output must be type nats with payload: frame');
       else if (o.filter !== undefined && o.filter.trim() !== '') problem(`outputs[${i}].filter`, 'mode: receiver does not decode, so outputs cannot filter (filter on the processors)');
+      // The stream holds the only copy of frames the processors may not have read yet: a full
+      // stream that drops its oldest messages deletes them unprocessed, silently.
+      if (o.type === 'nats') {
+        const st = (o as { stream?: { create: boolean; discard: string; max_msgs: number; max_bytes: number } }).stream;
+        if (st !== undefined && st.create && st.discard === 'old' && (st.max_msgs > 0 || st.max_bytes > 0)) {
+          problem(
+            `outputs[${i}].stream.discard`,
+            `mode: receiver with stream.${st.max_msgs > 0 ? 'max_msgs' : 'max_bytes'} needs stream.discard: new: with discard: old (the default) a full stream deletes its oldest raw frames whether processors read them or not; with new it refuses publishes until there is room and the output buffers, then pauses its sockets`,
+            `outputs[${i}].stream`,
+          );
+        }
+      }
     });
     if (c.outputs.length === 0) problem('outputs', 'mode: receiver needs a nats output with payload: frame');
   }

@@ -91,11 +91,21 @@ interface Owned {
   loop: Promise<void> | null;
 }
 
+interface Setup {
+  nc: NatsConnection;
+  owner: KV;
+  starts: KV;
+  /** The lease time in use: min(lease_ttl, the owner bucket's ttl). */
+  leaseMs: number;
+  /** How long a claim is kept: the starts bucket's ttl (0: for ever). */
+  claimMs: number;
+}
+
 export class KscCluster {
   readonly id: string;
   readonly counters: KscClusterCounters;
   private readonly link: NatsLink;
-  private setup: { nc: NatsConnection; owner: KV; starts: KV } | null = null;
+  private setup: Setup | null = null;
   private settingUp: Promise<void> | null = null;
   private readonly leases = new Map<string, Owned>();
   /** Publishes not yet collected by settled(). */
@@ -111,6 +121,8 @@ export class KscCluster {
   private lastProblem = '';
   private setupError = '';
   private leaseNc: NatsConnection | null = null;
+  /** The bucket ttls last logged about (owner/starts, ms). */
+  private ttlsSeen = '';
 
   constructor(private readonly o: KscClusterOptions) {
     this.id = o.id ?? processorId();
@@ -145,7 +157,7 @@ export class KscCluster {
   }
 
   /** The work stream and the two buckets on the live connection (created when missing). */
-  private async ensureSetup(): Promise<{ nc: NatsConnection; owner: KV; starts: KV } | null> {
+  private async ensureSetup(): Promise<Setup | null> {
     const nc = this.link.current;
     if (nc === null) return null;
     if (this.setup !== null && this.setup.nc === nc) return this.setup;
@@ -177,9 +189,13 @@ export class KscCluster {
           });
       }
       const js = nc.jetstream();
+      // An existing bucket is bound as it is: its ttl (max_age) is the one it was made with,
+      // by whichever processor came first, whatever this processor's config says.
       const owner = await js.views.kv(OWNER_BUCKET, { history: 1, ttl: Math.round(c.lease_ttl * 1000), replicas: c.replicas, storage: StorageType.File });
       const starts = await js.views.kv(STARTS_BUCKET, { history: 1, ttl: Math.round(c.claim_ttl * 1000), replicas: c.replicas, storage: StorageType.File });
-      this.setup = { nc, owner, starts };
+      const setup = { nc, owner, starts, leaseMs: 0, claimMs: 0 };
+      await this.readBucketTtls(setup);
+      this.setup = setup;
       this.setupError = '';
       this.lastProblem = '';
     })()
@@ -190,6 +206,54 @@ export class KscCluster {
       .finally(() => (this.settingUp = null));
     await this.settingUp;
     return this.setup !== null && this.setup.nc === nc ? this.setup : null;
+  }
+
+  /**
+   * The buckets' real ttls (their streams' max_age, which nats.js does not change when it
+   * binds an existing bucket). A lease is held for min(lease_ttl, owner bucket's ttl) and
+   * renewed every third of that: the server removes the key after the bucket's ttl, so a
+   * holder counting on its own longer lease_ttl would still act after another processor
+   * took the key. A claim lasts what the starts bucket keeps it. A difference is logged
+   * (once per value seen); the buckets are not changed (see docs/cluster.md).
+   */
+  private async readBucketTtls(s: Setup): Promise<void> {
+    const c = this.o.config;
+    const wantLease = Math.round(c.lease_ttl * 1000);
+    const wantClaim = Math.round(c.claim_ttl * 1000);
+    const [o, st] = await Promise.all([s.owner.status(), s.starts.status()]);
+    // KvStatus.ttl is in ms (nats.js 2.29: millis(max_age)); 0: entries never expire.
+    const ownerTtl = Math.round(o.ttl);
+    const startsTtl = Math.round(st.ttl);
+    s.leaseMs = ownerTtl > 0 ? Math.min(wantLease, ownerTtl) : wantLease;
+    s.claimMs = startsTtl;
+    const seen = `${ownerTtl}/${startsTtl}`;
+    if (seen === this.ttlsSeen) return;
+    this.ttlsSeen = seen;
+    const secs = (ms: number) => `${ms / 1000}s`;
+    if (ownerTtl !== wantLease) {
+      this.o.log.warn(
+        { bucket: OWNER_BUCKET, processor: this.id, leaseTtlMs: wantLease, bucketTtlMs: ownerTtl },
+        ownerTtl === 0
+          ? `KSC work sharing: bucket ${OWNER_BUCKET} keeps its keys for ever (no ttl), not ksc.cluster.lease_ttl ${secs(wantLease)}: the lease is held for ${secs(s.leaseMs)}, but the key of an owner that dies is never removed, so no other processor takes over; delete the bucket (nats kv rm ${OWNER_BUCKET}) so that it is made again with lease_ttl`
+          : `KSC work sharing: bucket ${OWNER_BUCKET} keeps a lease for ${secs(ownerTtl)} (the ttl it was made with), ksc.cluster.lease_ttl is ${secs(wantLease)}: the lease is held for ${secs(s.leaseMs)} and renewed every third of it${ownerTtl > wantLease ? `; an owner that dies is replaced after up to ${secs(ownerTtl)}` : ''}. To use lease_ttl, stop the processors and delete the bucket (nats kv rm ${OWNER_BUCKET}), or set its max_age (nats stream edit KV_${OWNER_BUCKET} --max-age ${secs(wantLease)}) while no processor runs`,
+      );
+    }
+    if (startsTtl !== wantClaim) {
+      this.o.log.warn(
+        { bucket: STARTS_BUCKET, processor: this.id, claimTtlMs: wantClaim, bucketTtlMs: startsTtl },
+        `KSC work sharing: bucket ${STARTS_BUCKET} keeps a start's claim for ${startsTtl === 0 ? 'ever' : secs(startsTtl)} (the ttl it was made with), ksc.cluster.claim_ttl is ${secs(wantClaim)}: an event delivered again is recognised by its claim within ${startsTtl === 0 ? 'any time' : secs(startsTtl)}${startsTtl !== 0 && startsTtl < wantClaim ? ', not claim_ttl' : ''}. To use claim_ttl, set the bucket's max_age (nats stream edit KV_${STARTS_BUCKET} --max-age ${secs(wantClaim)})`,
+      );
+    }
+  }
+
+  /** The lease time in use (ms): min(lease_ttl, the owner bucket's ttl), once the bucket was read. */
+  leaseMs(): number {
+    return this.setup?.leaseMs ?? Math.round(this.o.config.lease_ttl * 1000);
+  }
+
+  /** How long the starts bucket keeps a claim (ms; 0: for ever), once the bucket was read. */
+  claimMs(): number | undefined {
+    return this.setup?.claimMs;
   }
 
   /** Every renewal interval: set up, take leases of new connections, drop removed ones. */
@@ -209,8 +273,13 @@ export class KscCluster {
       // Said at once (a processor started or reloaded while NATS is down), not only when work is published.
       if (s === null && this.link.current === null) this.problem(`not connected to NATS: ${this.link.lastError}`);
       if (s !== null) {
+        // The bucket may have been made again (deleted, then made by a processor with
+        // another lease_ttl) since it was read: read again, every round.
+        await this.readBucketTtls(s).catch(() => undefined);
+        if (this.stopped) return;
+        for (const x of this.leases.values()) x.lease.setTtl(s.leaseMs);
         const want = new Set(this.o.connections());
-        for (const key of want) if (!this.leases.has(key)) this.newLease(key, s.owner);
+        for (const key of want) if (!this.leases.has(key)) this.newLease(key, s.owner, s.leaseMs);
         for (const [key, x] of this.leases) {
           if (want.has(key)) continue;
           this.leases.delete(key);
@@ -224,13 +293,12 @@ export class KscCluster {
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.maintain();
-    }, Math.max(100, Math.floor((this.o.config.lease_ttl * 1000) / 3)));
+    }, Math.max(100, Math.floor(this.leaseMs() / 3)));
     this.timer.unref();
   }
 
-  private newLease(key: string, kv: KV): void {
+  private newLease(key: string, kv: KV, ttlMs: number): void {
     if (this.stopped) return;
-    const ttlMs = Math.round(this.o.config.lease_ttl * 1000);
     const x: Owned = {
       lease: new KvLease({
         kv,

@@ -3,8 +3,11 @@
  * processor of several acts on a KSC connection (docs/cluster.md, "KSC: one owner per KSC
  * connection").
  *
- * - The bucket's `ttl` (its stream's max_age) is the lease time: an entry not rewritten
- *   within it is removed by the server, whatever the clocks of the processors say.
+ * - The bucket's `ttl` (its stream's max_age) bounds the lease time: an entry not rewritten
+ *   within it is removed by the server, whatever the clocks of the processors say. The
+ *   holder's `ttlMs` must not exceed the bucket's real ttl (the caller reads it: a bucket
+ *   made by another processor keeps that processor's ttl), and is lowered by `setTtl` when
+ *   the bucket is found to keep entries for less.
  * - Taking: `create(key)` succeeds only when the key has no value (never written, expired,
  *   deleted); two processors trying at once cannot both succeed (the server checks the
  *   expected last sequence of the key's subject).
@@ -27,7 +30,7 @@ export interface LeaseOptions {
   key: string;
   /** This holder's id (the processor id): the value written. */
   holder: string;
-  /** Lease time: the bucket's ttl. */
+  /** Lease time: at most the bucket's ttl (see setTtl). */
   ttlMs: number;
   /** Time between renewals (and between attempts to take the key); default ttl / 3. */
   renewMs?: number;
@@ -45,12 +48,42 @@ export class KvLease {
   private stopped = true;
   /** The holder last seen in the bucket (for logs), '' when none. */
   owner = '';
-  private readonly renewMs: number;
+  private ttlMs: number;
+  /** When the last successful take or renewal was sent (local time). */
+  private sentAt = 0;
   private readonly now: () => number;
 
   constructor(private readonly o: LeaseOptions) {
-    this.renewMs = o.renewMs ?? Math.max(50, Math.floor(o.ttlMs / 3));
+    this.ttlMs = o.ttlMs;
     this.now = o.now ?? (() => performance.now());
+  }
+
+  /** Time between renewals (and between attempts to take the key). */
+  get renewMs(): number {
+    return this.o.renewMs ?? Math.max(50, Math.floor(this.ttlMs / 3));
+  }
+
+  /** The lease time in use (ms). */
+  get leaseMs(): number {
+    return this.ttlMs;
+  }
+
+  /**
+   * Changes the lease time (the bucket was found to keep entries for another time than
+   * assumed). A shorter one applies at once to the lease held: this holder counts itself
+   * owner no longer than `sentAt(last good renewal) + ttlMs`, and the next renewal is
+   * brought forward to a third of it.
+   */
+  setTtl(ttlMs: number): void {
+    if (ttlMs === this.ttlMs) return;
+    const shorter = ttlMs < this.ttlMs;
+    this.ttlMs = ttlMs;
+    if (this.until !== 0) this.until = Math.min(this.until, this.sentAt + ttlMs);
+    if (shorter && this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.schedule();
+    }
   }
 
   /** True while this holder owns the key (checked against the local deadline on every call). */
@@ -101,7 +134,8 @@ export class KvLease {
         // since, so this holder owns it again from `sentAt`, and says so (the owner's work
         // loop stopped when it lost the lease and must start again).
         const wasLost = this.until === 0;
-        this.until = sentAt + this.o.ttlMs;
+        this.sentAt = sentAt;
+        this.until = sentAt + this.ttlMs;
         if (wasLost) {
           this.owner = this.o.holder;
           this.o.onChange?.('acquired', { owner: this.o.holder });
@@ -124,7 +158,8 @@ export class KvLease {
         return;
       }
       this.revision = rev;
-      this.until = sentAt + this.o.ttlMs;
+      this.sentAt = sentAt;
+      this.until = sentAt + this.ttlMs;
       this.owner = this.o.holder;
       this.o.onChange?.('acquired', { owner: this.o.holder });
     } catch {

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { connect, type KV, type NatsConnection } from 'nats';
 import { KvLease, type LeaseChange } from '../../src/ksc/lease.js';
+import { KscCluster } from '../../src/ksc/cluster.js';
 import { natsServer, stopAllNats, type NatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/daemon.js';
 
@@ -212,4 +213,48 @@ test('a renewal answered after the local deadline: the holder stepped down meanw
   expect(a.changes.map((c) => c.change)).toEqual(['acquired', 'lost', 'acquired']);
   expect((await b.get('tenant.conn'))!.string()).toBe('p1');
   await a.lease.stop();
+});
+
+test('processors whose lease_ttl differs from the owner bucket\'s ttl: each holds the lease for the bucket\'s (shorter) ttl and renews every third of it, so no second owner takes the key; the difference is logged', async () => {
+  // p1 (lease_ttl 3 s, claim_ttl 1 h) makes the buckets and stops; p2 (lease_ttl 10 s: a
+  // rolling change, or a reload that keeps the old bucket) takes the lease; p3 (3 s) waits.
+  // Before, p2 renewed every 3.3 s while the server removed the key after 3 s: p3 took it
+  // while p2 still counted itself owner.
+  const warns: string[] = [];
+  const log = { debug() {}, info() {}, error() {}, warn: (_o: unknown, m?: string) => void warns.push(m ?? '') };
+  const mk = (id: string, lease_ttl: number, claim_ttl = 3600) =>
+    new KscCluster({
+      id,
+      nats: { servers: [server.url], connect_timeout: 5, reconnect_wait: 0.2 } as unknown as ConstructorParameters<typeof KscCluster>[0]['nats'],
+      config: { mode: 'auto', lease_ttl, ack_wait: 60, replicas: 1, duplicate_window: 600, claim_ttl } as ConstructorParameters<typeof KscCluster>[0]['config'],
+      log,
+      connections: () => ['t.main'],
+      act: async () => 'ack',
+    });
+  const p1 = mk('p1', 3);
+  await p1.start();
+  await waitFor(() => p1.isOwner('t.main'), 30_000, 'p1 owns');
+  await p1.stop();
+  const p2 = mk('p2', 10, 7200);
+  await p2.start();
+  await waitFor(() => p2.isOwner('t.main'), 30_000, 'p2 owns');
+  const p3 = mk('p3', 3);
+  await p3.start();
+  try {
+    expect(p2.leaseMs()).toBe(3000);
+    expect(warns.join('\n')).toContain('bucket cefd_ksc_owner keeps a lease for 3s (the ttl it was made with), ksc.cluster.lease_ttl is 10s: the lease is held for 3s');
+    // The claim lasts what the starts bucket keeps it, not p2's claim_ttl.
+    expect(p2.claimMs()).toBe(3_600_000);
+    expect(warns.join('\n')).toContain('bucket cefd_ksc_starts keeps a start\'s claim for 3600s (the ttl it was made with), ksc.cluster.claim_ttl is 7200s');
+    // Three bucket ttls of renewals (p2 renews every second): p3 never gets the key.
+    const owner = await nc.jetstream().views.kv('cefd_ksc_owner');
+    const first = (await owner.get('t.main'))!.revision;
+    await waitFor(async () => ((await owner.get('t.main'))?.revision ?? 0) >= first + 9 || p3.isOwner('t.main'), 60_000, 'nine renewals, or p3 took the key');
+    expect(p3.counters.changes.get('acquired') ?? 0).toBe(0);
+    expect(p2.counters.changes.get('lost') ?? 0).toBe(0);
+    expect(p2.isOwner('t.main')).toBe(true);
+  } finally {
+    await p2.stop();
+    await p3.stop();
+  }
 });

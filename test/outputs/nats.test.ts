@@ -352,3 +352,16 @@ test('while the server is down, retries publish nothing (the client buffers no c
   const msgs = await streamMessages(await client(s), 'OUT');
   expect(msgs.map((m) => m.id)).toEqual(['o-first', ...records.map((_, i) => `o-${i}`)]);
 });
+
+test('a receiver\'s stream with max_msgs or max_bytes must discard new: discard old (the default) would delete raw frames not processed yet', async () => {
+  const { loadConfigText } = await import('../../src/config/load.js');
+  const receiver = (stream: string) => `mode: receiver\nlisteners: [ { name: ksc, type: tcp, port: 5141 } ]\noutputs:\n  - name: raw\n    type: nats\n    payload: frame\n    servers: [ "nats://127.0.0.1:4222" ]\n    subject: cefd.raw\n    stream: { create: true, name: RAW, ${stream} }\n`;
+  expect(() => loadConfigText(receiver('max_msgs: 1000000'), 'r.yaml', {})).toThrow(/r\.yaml:9: outputs\[0\]\.stream\.discard: mode: receiver with stream\.max_msgs needs stream\.discard: new/);
+  expect(() => loadConfigText(receiver('max_bytes: 10GiB, discard: old'), 'r.yaml', {})).toThrow(/outputs\[0\]\.stream\.discard: mode: receiver with stream\.max_bytes needs stream\.discard: new/);
+  expect(() => loadConfigText(receiver('max_msgs: 1000000, max_bytes: 10GiB, discard: new'), 'r.yaml', {})).not.toThrow();
+  // No limit (max_age only) and an output that does not create the stream: nothing to say.
+  expect(() => loadConfigText(receiver('max_age: 7d'), 'r.yaml', {})).not.toThrow();
+  // Not a receiver: events, not the only copy of a frame.
+  const single = `outputs:\n  - { name: ev, type: nats, servers: [ "nats://127.0.0.1:4222" ], subject: cefd.ev, stream: { create: true, name: EV, max_msgs: 1000 } }\n`;
+  expect(() => loadConfigText(single, 's.yaml', {})).not.toThrow();
+});

@@ -336,3 +336,92 @@ test('the durable consumer deleted and made again by another processor while thi
   }, 60_000, 'every message acknowledged');
   expect(new Set(copies(p.out.events).keys())).toEqual(new Set(ids(1, 10)));
 });
+
+test('a processor joining the shared consumer with a shorter ack_wait does not change it: the first one\'s held batches are not delivered again while it works on them', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  const K = 20;
+  // A (ack_wait 6 s) makes the consumer; B (ack_wait 1 s) joins it. Before, B rewrote the
+  // consumer's ack_wait to 1 s while A sent in-progress acknowledgements every 2 s (a third
+  // of its own 6 s): A's held batches were delivered again while A still worked on them.
+  const a = await processor(s, { ack_wait: 6 });
+  const st = a.telemetry.listener('bus');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  a.pipeline.holdAcks(() => gate);
+  await a.src.start();
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await waitFor(async () => (await jsm.consumers.info('RAW', 'processors').catch(() => null)) !== null, 60_000, 'the consumer made by A');
+  const b = await processor(s, { ack_wait: 1 });
+  await b.src.start();
+  await waitFor(() => b.log.lines.join('\n').includes('is shared and kept as it is, with ack_wait 6s (this listener: 1s'), 60_000, 'B warns about the consumer\'s ack_wait');
+  await b.src.stop(0);
+  expect((await jsm.consumers.info('RAW', 'processors')).config.ack_wait).toBe(nanos(6000));
+  await publish(c, K);
+  await waitFor(() => a.out.events.length >= K, 60_000, `${K} events in A's output, their acknowledgement held`);
+  // Two rounds of in-progress acknowledgements (4-6 s: past the 1 s B would have set), or a redelivery.
+  await waitFor(() => st.natsInProgress >= 2 * K || st.natsRedelivered > 0, 60_000, 'two rounds of in-progress acknowledgements, or a redelivery');
+  release();
+  await waitFor(async () => st.natsAcked >= K && (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  expect(st.natsRedelivered).toBe(0);
+  expect((await jsm.consumers.info('RAW', 'processors')).num_redelivered).toBe(0);
+  expect(a.out.events.length).toBe(K);
+});
+
+test('in-progress acknowledgements follow the consumer\'s ack_wait, not the listener\'s: a consumer made with ack_wait 2 s is kept so, with a warning, and a held batch is not delivered again', async () => {
+  const s = await natsServer();
+  const c = await stream(s);
+  const K = 20;
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  // Made by another processor (or an operator) with ack_wait 2 s; this one is configured with 30 s.
+  await jsm.consumers.add('RAW', { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(2000), max_ack_pending: 500 });
+  await publish(c, K);
+  const p = await processor(s, { ack_wait: 30 });
+  const st = p.telemetry.listener('bus');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= K, 60_000, `${K} events in the output, their acknowledgement held`);
+  // Three of the consumer's ack_wait periods (in-progress acknowledgements every 2/3 s), or a redelivery.
+  await waitFor(() => st.natsInProgress >= 6 * K || st.natsRedelivered > 0, 60_000, 'three ack_wait periods held, or a redelivery');
+  release();
+  await waitFor(async () => st.natsAcked >= K && (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  const info = await jsm.consumers.info('RAW', 'processors');
+  expect(info.config.ack_wait).toBe(nanos(2000));
+  expect(st.natsRedelivered).toBe(0);
+  expect(info.num_redelivered).toBe(0);
+  expect(p.log.lines.join('\n')).toContain('is shared and kept as it is, with ack_wait 2s (this listener: 30s; in-progress acknowledgements follow the consumer\'s');
+});
+
+test('a listener whose filter_subject differs from the existing consumer\'s reads nothing from it (nats_consumer_mismatch, not ready) until the consumer matches', async () => {
+  const s = await natsServer();
+  const c = await connect({ servers: s.url });
+  clients.push(c);
+  const jsm = await c.jetstreamManager({ timeout: 30_000 });
+  await jsm.streams.add({ name: 'RAW', subjects: ['cefd.raw.*'] });
+  // Made without a filter (a processor reading every partition).
+  await jsm.consumers.add('RAW', { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(30_000), max_ack_pending: 500 });
+  const js = c.jetstream({ timeout: 30_000 });
+  for (let i = 0; i < 3; i++) {
+    await js.publish('cefd.raw.0', new TextEncoder().encode(`${DETECTION} cnt=0${i}`));
+    await js.publish('cefd.raw.1', new TextEncoder().encode(`${DETECTION} cnt=1${i}`));
+  }
+  const p = await processor(s, { filter_subject: 'cefd.raw.1' });
+  await p.src.start();
+  await waitFor(() => p.log.lines.some((l) => l.includes('"code":"nats_consumer_mismatch"')), 60_000, 'the mismatch logged');
+  expect(p.log.lines.join('\n')).toContain('reads every subject of the stream (no filter_subject), this listener is configured with filter_subject cefd.raw.1');
+  expect(p.src.ready).toBe(false);
+  // Nothing was taken from the consumer.
+  let info = await jsm.consumers.info('RAW', 'processors');
+  expect(info.delivered.stream_seq).toBe(0);
+  expect(p.out.events).toEqual([]);
+  // The consumer deleted: the listener makes it with its filter and reads its partition only.
+  await jsm.consumers.delete('RAW', 'processors');
+  await waitFor(async () => p.out.events.length >= 3 && (await ackPending(c)).ackPending === 0, 60_000, 'partition 1 read');
+  info = await jsm.consumers.info('RAW', 'processors');
+  expect(info.config.filter_subject).toBe('cefd.raw.1');
+  expect(p.out.events.length).toBe(3);
+  expect(p.out.events.map((e) => e['id']).sort()).toEqual(['RAW-2', 'RAW-4', 'RAW-6']);
+  expect(p.src.ready).toBe(true);
+});

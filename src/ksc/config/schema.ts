@@ -105,11 +105,11 @@ export const KSC_FIELDS: Record<string, Spec> = {
             values: ['auto', 'off'],
             default: 'auto',
           },
-          lease_ttl: dur('Lease time of a connection\'s owner (renewed every third of it): after the owner dies, another processor takes over within about this long.', '5s', 1, MAX_TIMER_SECONDS),
+          lease_ttl: dur('Lease time of a connection\'s owner (renewed every third of it): after the owner dies, another processor takes over within about this long. Sets the ttl of bucket `cefd_ksc_owner` when it is made; an existing bucket keeps its own, and a processor holds the lease for the shorter of the two (logged when they differ).', '5s', 1, MAX_TIMER_SECONDS),
           ack_wait: dur('A work message not acknowledged within this time goes to the owner again (a task start may take this long).', '60s', 1, MAX_TIMER_SECONDS),
           replicas: { kind: 'int', doc: 'Replicas of the work stream `CEFD_KSC` and of the key-value buckets `cefd_ksc_owner` and `cefd_ksc_starts` when cefd creates them (3 in a 3-node cluster).', default: 1, min: 1, max: 5 },
           duplicate_window: dur('The work stream\'s duplicate window: a trigger or task state published twice within it (its event delivered again) is stored once.', '10m', 1),
-          claim_ttl: dur('How long the claim of a response rule\'s start for an event is kept (bucket `cefd_ksc_starts`): an event delivered again within it does not start its task again.', '24h', 60),
+          claim_ttl: dur('How long the claim of a response rule\'s start for an event is kept (bucket `cefd_ksc_starts`): an event delivered again within it does not start its task again. Sets the bucket\'s ttl when it is made; an existing bucket keeps its own (logged when they differ).', '24h', 60),
         },
       },
       trusted_sources: {

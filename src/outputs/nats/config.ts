@@ -11,7 +11,7 @@ export const NATS_STREAM_FIELDS = fields({
   max_age: dur('Oldest message the stream keeps (0: no limit).', '0s', 0),
   max_bytes: size('Most bytes the stream keeps (0: no limit).', '0', 0),
   max_msgs: int('Most messages the stream keeps (0: no limit).', 0, 0),
-  discard: enumOf('What a full stream does: `old` (drop the oldest messages) or `new` (refuse publishes: the output retries until there is room).', ['old', 'new'], 'old'),
+  discard: enumOf('What a full stream does: `old` (drop the oldest messages) or `new` (refuse publishes: the output retries until there is room). A receiver (`mode: receiver`) whose stream has `max_msgs` or `max_bytes` must use `new`: `old` would delete raw frames not processed yet.', ['old', 'new'], 'old'),
   duplicate_window: dur('How long the server remembers a `Nats-Msg-Id` to drop a resent event (must cover the longest outage the output retries through; cefd resends a batch after a reconnect).', '2m', 0.001),
 });
 

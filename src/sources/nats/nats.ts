@@ -25,7 +25,10 @@
  *
  * In progress: a batch handed over and not settled within `ack_wait` (KSC work held by
  * acksHeld, a long pause under load) would be delivered again while this process still
- * works on it. One timer per source (every third of `ack_wait`) sends an in-progress
+ * works on it. The `ack_wait` that counts is the consumer's, which is shared: it may have
+ * been made by a processor with another `ack_wait` than this one's (an existing consumer is
+ * not changed, see ensureConsumer), so it is read from the consumer's info, at attach and at
+ * every reading of its state. One timer per source (every third of that `ack_wait`) sends an in-progress
  * acknowledgement (`+WPI`) for every message handed over and not settled, for at most
  * `max_in_progress` after the hand-over; then the server delivers it again `ack_wait` after
  * the last one. The same timer reads the consumer's state (see restartSequence).
@@ -35,7 +38,7 @@
  * stream's start: a consumer created with DeliverPolicy.All would process the whole
  * retained stream again.
  */
-import { AckPolicy, DeliverPolicy, nanos, type Consumer, type ConsumerInfo, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, millis, nanos, type Consumer, type ConsumerInfo, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import type { SourceContext, SubmittedFrame } from '../../pipeline/pipeline.js';
 import type { ListenerStats } from '../../telemetry/telemetry.js';
 import { NatsLink, jsErrCode, natsErrorText } from '../../nats/connection.js';
@@ -43,6 +46,23 @@ import { H_ID, H_LISTENER, H_PEER, H_RECEIVED, H_TLS_FINGERPRINT, H_TRUNCATED } 
 import type { Source, SourceDeps } from '../source.js';
 import type { SourceConfigOf } from '../plugin.js';
 import type { NatsSourceConfig } from './config.js';
+
+/** How often a listener whose consumer does not match its config looks at it again. */
+const MISMATCH_RETRY_MS = 5000;
+
+/**
+ * The durable consumer exists with another `filter_subject` than the listener's: reading
+ * from it would take other subjects' messages (another partition's), or miss some.
+ */
+export class ConsumerMismatchError extends Error {
+  readonly code = 'nats_consumer_mismatch';
+}
+
+/** A consumer's subject filter as one string ('' when it has none). */
+function filterOf(cfg: { filter_subject?: string; filter_subjects?: string[] }): string {
+  if (cfg.filter_subject !== undefined && cfg.filter_subject !== '') return cfg.filter_subject;
+  return (cfg.filter_subjects ?? []).join(',');
+}
 
 type Config = SourceConfigOf<'nats', typeof import('./config.js').NATS_SOURCE_FIELDS> & NatsSourceConfig;
 
@@ -122,6 +142,12 @@ export class NatsSource implements Source {
   private inFlight = 0;
   /** Wakes the loop when a batch is settled. */
   private wake: (() => void) | null = null;
+  /** The consumer's ack_wait (ms) as last read; until then this listener's own. */
+  private ackWaitMs: number;
+  /** The consumer's config differences last logged (logged again only when they change). */
+  private driftSeen = '';
+  /** The consumer's filter does not match this listener's: the error, while it lasts. */
+  private mismatch = '';
 
   constructor(
     readonly config: Config,
@@ -132,20 +158,67 @@ export class NatsSource implements Source {
     this.stats = deps.telemetry.listener(config.name);
     this.stats.natsPending = 0;
     this.ctx = { listener: config.name, stats: this.stats, normalizers: deps.normalizers, peer: 'nats' };
+    this.ackWaitMs = Math.round(config.ack_wait * 1000);
   }
 
-  /** The in-progress acknowledgements' period: a third of ack_wait. */
+  /** The in-progress acknowledgements' period: a third of the consumer's ack_wait. */
   private get tickMs(): number {
-    return Math.max(100, Math.round((this.config.ack_wait * 1000) / 3));
+    return Math.max(100, Math.round(this.ackWaitMs / 3));
   }
 
   async start(): Promise<void> {
     this.stopped = false;
     await this.link.start();
     this.loop = this.run();
-    this.ticker = setInterval(() => this.tick(), this.tickMs);
-    this.ticker.unref();
+    this.scheduleTick();
     this.ready = true;
+  }
+
+  private scheduleTick(): void {
+    if (this.ticker !== null) clearTimeout(this.ticker);
+    this.ticker = setTimeout(() => {
+      this.ticker = null;
+      this.tick();
+      // Also while stopping: the batches still settling keep their in-progress acks (stop() clears it).
+      this.scheduleTick();
+    }, this.tickMs);
+    this.ticker.unref();
+  }
+
+  /**
+   * Takes in the consumer's ack_wait and checks its config against this listener's: the
+   * in-progress acknowledgements follow the consumer's ack_wait (the one the server
+   * applies); a different ack_wait or max_ack_pending is logged (the consumer is shared and
+   * not changed: see ensureConsumer); a different filter_subject is a ConsumerMismatchError.
+   */
+  private checkConsumer(cfg: ConsumerInfo['config']): void {
+    const c = this.config;
+    const want = c.filter_subject ?? '';
+    const have = filterOf(cfg);
+    if (have !== want) {
+      throw new ConsumerMismatchError(
+        `the durable consumer ${c.consumer} of stream ${c.stream} reads ${have === '' ? 'every subject of the stream (no filter_subject)' : `filter_subject ${have}`}, this listener is configured with ${want === '' ? 'no filter_subject (every subject)' : `filter_subject ${want}`}: not reading from it. Give this listener its own consumer name, or make the filters the same (a consumer's filter is set when it is made: delete it, nats consumer rm ${c.stream} ${c.consumer}, to have it made again with this one)`,
+      );
+    }
+    const ackWaitMs = Math.round(millis(cfg.ack_wait ?? 0));
+    if (ackWaitMs > 0 && ackWaitMs !== this.ackWaitMs) {
+      const shorter = ackWaitMs < this.ackWaitMs;
+      this.ackWaitMs = ackWaitMs;
+      // A shorter ack_wait: the next in-progress acknowledgement is due sooner than the timer.
+      if (shorter && this.ticker !== null) this.scheduleTick();
+    }
+    const wantAckWait = Math.round(c.ack_wait * 1000);
+    const diffs: string[] = [];
+    if (ackWaitMs !== wantAckWait) diffs.push(`ack_wait ${ackWaitMs / 1000}s (this listener: ${wantAckWait / 1000}s; in-progress acknowledgements follow the consumer's, every ${Math.round(this.tickMs) / 1000}s)`);
+    if (cfg.max_ack_pending !== c.max_ack_pending) diffs.push(`max_ack_pending ${cfg.max_ack_pending} (this listener: ${c.max_ack_pending})`);
+    const seen = diffs.join('; ');
+    if (seen === this.driftSeen) return;
+    this.driftSeen = seen;
+    if (seen === '') return;
+    this.deps.telemetry.log.warn(
+      { listener: this.name, stream: c.stream, consumer: c.consumer, consumer_ack_wait_ms: ackWaitMs, ack_wait_ms: wantAckWait, consumer_max_ack_pending: cfg.max_ack_pending, max_ack_pending: c.max_ack_pending },
+      `nats source ${this.name}: the durable consumer ${c.consumer} of stream ${c.stream} is shared and kept as it is, with ${seen}. Keep these the same on every processor; to change them, edit the consumer (nats consumer edit ${c.stream} ${c.consumer}) or delete it so that it is made again`,
+    );
   }
 
   /**
@@ -195,7 +268,15 @@ export class NatsSource implements Source {
       // Deleted and made again by someone else between two fetches: the fetch loop attaches
       // again (ensureConsumer), which checks where it starts.
       if (info.created !== cur.created) this.consumer = null;
-      else this.noteConsumer(info, before);
+      else {
+        this.noteConsumer(info, before);
+        try {
+          this.checkConsumer(info.config);
+        } catch {
+          // Its filter was changed (nats consumer edit): the fetch loop attaches again and stops.
+          this.consumer = null;
+        }
+      }
     } catch {
       // Not answered (a reconnect, the consumer deleted): the fetch loop finds out.
     } finally {
@@ -245,10 +326,17 @@ export class NatsSource implements Source {
   }
 
   /**
-   * The durable consumer on the live connection, created or updated to this config. One
+   * The durable consumer on the live connection, created with this config when missing. One
    * that never existed is created to read the whole stream (a new deployment); one that
    * this process had and that disappeared (deleted by an operator) is made again from
    * restartSequence, so that the stream is not processed again from its start.
+   *
+   * An existing consumer is used as it is, not updated to this listener's ack_wait and
+   * max_ack_pending: it is shared, and a processor that rewrote it would shorten the
+   * ack_wait under the others' batches between two of their readings (their in-progress
+   * acknowledgements, every third of the ack_wait they last read, would come too late);
+   * the differences are logged and the in-progress acknowledgements follow the consumer's
+   * ack_wait (checkConsumer). A consumer with another filter_subject is not read at all.
    */
   private async ensureConsumer(nc: NatsConnection): Promise<Consumer> {
     if (this.consumer !== null && this.consumer.nc === nc) return this.consumer.c;
@@ -312,9 +400,7 @@ export class NatsSource implements Source {
       info = (await make(mine, `was made again by another processor from stream sequence ${info.config.opt_start_seq}, after messages this one holds`)) ?? (await lookUp());
       if (info === null) throw new Error(`consumer ${c.consumer} of stream ${c.stream} was deleted again while it was made`);
     }
-    if (info.config.max_ack_pending !== want.max_ack_pending || info.config.ack_wait !== want.ack_wait) {
-      info = await jsm.consumers.update(c.stream, c.consumer, { max_ack_pending: want.max_ack_pending, ack_wait: want.ack_wait });
-    }
+    this.checkConsumer(info.config);
     const consumer = await nc.jetstream().consumers.get(c.stream, c.consumer);
     this.noteConsumer(info, before);
     this.consumer = { nc, c: consumer, created: info.created };
@@ -368,6 +454,11 @@ export class NatsSource implements Source {
       let got = 0;
       try {
         const consumer = await this.ensureConsumer(nc);
+        if (this.mismatch !== '') {
+          this.mismatch = '';
+          this.ready = !this.stopped;
+          this.deps.telemetry.log.info({ listener: this.name }, `nats source ${this.name}: the durable consumer ${this.config.consumer} matches this listener's filter_subject now: reading`);
+        }
         const from = this.consumer!;
         const it = await consumer.fetch({ max_messages: Math.min(this.config.batch_size, room), expires: Math.max(1000, waitMs) });
         this.fetching = it;
@@ -394,8 +485,18 @@ export class NatsSource implements Source {
         }
       } catch (err) {
         this.consumer = null;
-        this.problem(`cannot read stream ${this.config.stream} through consumer ${this.config.consumer}: ${natsErrorText(err)}`);
         this.handOver();
+        if (err instanceof ConsumerMismatchError) {
+          // Not ready (/readyz names the listener) until the consumer matches; looked at again.
+          this.ready = false;
+          if (err.message !== this.mismatch) {
+            this.mismatch = err.message;
+            this.deps.telemetry.log.error({ listener: this.name, code: err.code, stream: this.config.stream, consumer: this.config.consumer }, `nats source ${this.name}: ${err.message}`);
+          }
+          await sleep(MISMATCH_RETRY_MS);
+          continue;
+        }
+        this.problem(`cannot read stream ${this.config.stream} through consumer ${this.config.consumer}: ${natsErrorText(err)}`);
         await sleep(500);
         continue;
       } finally {
@@ -493,7 +594,7 @@ export class NatsSource implements Source {
     await this.stopReading();
     const until = Date.now() + Math.max(0, graceMs);
     while (this.inFlight > 0 && Date.now() < until) await this.settled(Math.max(1, until - Date.now()));
-    if (this.ticker !== null) clearInterval(this.ticker);
+    if (this.ticker !== null) clearTimeout(this.ticker);
     this.ticker = null;
     this.ready = false;
     await this.link.close();
