@@ -109,6 +109,14 @@ export class Daemon {
     this.topology = new Topology(telemetry, this.flow, () => this.pipeline, () => this.config.state_dir);
   }
 
+  /** What the Overview lists (Telemetry.configured): the listeners and outputs of `c`. */
+  private setConfigured(c: Config): void {
+    this.telemetry.configured = {
+      listeners: new Set([...c.listeners.map((l) => l.name), ...c.sql_sources.map((q) => q.name)]),
+      outputs: new Set([...c.outputs.map((o) => o.name), 'dead_letter']),
+    };
+  }
+
   get current(): Config {
     return this.config;
   }
@@ -181,6 +189,7 @@ export class Daemon {
   async start(): Promise<void> {
     const c = this.config;
     this.prepareStateDir(c);
+    this.setConfigured(c);
     // Normalizers first: a module that does not load is a configuration error.
     const chains = new Map<string, Normalizer[]>();
     for (const l of c.listeners) chains.set(l.name, await this.topology.chain(l, c));
@@ -703,6 +712,7 @@ export class Daemon {
       this.metricsLimiter = metrics.limiter;
     }
     this.config = next;
+    this.setConfigured(next);
     outputs.retire(next);
   }
 

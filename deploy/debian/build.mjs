@@ -9,12 +9,14 @@
  * /lib/systemd/system/cefd.{service,socket}, /etc/cefd/cefd.yaml (a conffile: the
  * effective configuration of deploy/cefd.yaml, every default spelled out),
  * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd (docs/ and the README).
+ * Modes are set here (0644, 0755 for programs and folders, 0640 for the conffile), not
+ * taken from the build tree; Depends names the build's Node.js major only (nodejsDepends).
  *
  * Options: --out <dir> (default: the repository's build/), --version <v> (default:
  * package.json's), --fast (gzip -1 instead of xz: for tests). Prints the path of the .deb.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -47,9 +49,7 @@ try {
   writeFileSync(at(`${lib}/package.json`), JSON.stringify(shipped, null, 2) + '\n');
 
   // Production dependencies, as npm resolved them here (no registry access at build time).
-  const paths = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8' })
-    .split('\n')
-    .filter((p) => p !== '' && p !== ROOT);
+  const paths = productionPackages();
   for (const p of paths) {
     const rel = relative(ROOT, p);
     cpSync(p, at(`${lib}/${rel}`), {
@@ -131,9 +131,8 @@ try {
   mkdirSync(at('etc/cefd'), { recursive: true });
   writeFileSync(
     at('etc/cefd/cefd.yaml'),
-    `${header}\n#\n# Every option is written out with its default; the KSC export settings, allowlists,\n# TLS and HTTP outputs: docs in /usr/share/doc/cefd. After a change: sudo systemctl reload cefd.\n# The listeners' ports must match /lib/systemd/system/cefd.socket (socket activation).\n\n${body}`,
+    `${header}\n#\n# Every option is written out with its default; the KSC export settings, allowlists,\n# TLS and HTTP outputs: docs in /usr/share/doc/cefd.\n# After a change: sudo systemctl reload cefd\n# After a change to a listener: sudo systemctl restart cefd (a reload refuses it: both\n# listeners take their sockets from /lib/systemd/system/cefd.socket, which cefd cannot\n# reopen; the restart keeps them open). Their ports must match cefd.socket's.\n\n${body}`,
   );
-  chmodSync(at('etc/cefd/cefd.yaml'), 0o640);
 
   // Alert rules, dashboard, docs.
   install(join(ROOT, 'deploy', 'prometheus', 'cefd-alerts.yml'), 'usr/share/cefd/prometheus/cefd-alerts.yml', 0o644);
@@ -154,8 +153,9 @@ try {
       `Architecture: ${arch}`,
       'Maintainer: cefd maintainers <cefd@localhost>',
       `Installed-Size: ${kib}`,
-      // Node.js 20 from NodeSource or Debian 13 (Debian 12's nodejs is 18): see docs/operations.md.
-      'Depends: nodejs (>= 20), adduser | passwd',
+      // The Node.js major this was built on (Debian 12's nodejs is 18; Node.js 20 from
+      // NodeSource or Debian 13): see nodejsDepends() and docs/operations.md.
+      `Depends: ${nodejsDepends()}, adduser | passwd`,
       'Section: admin',
       'Priority: optional',
       `Description: ${pkg.description}`,
@@ -168,6 +168,12 @@ try {
   );
   writeFileSync(at('DEBIAN/conffiles'), '/etc/cefd/cefd.yaml\n');
   for (const s of ['postinst', 'prerm', 'postrm']) install(join(ROOT, 'deploy', 'debian', s), `DEBIAN/${s}`, 0o755);
+
+  // Modes from here, not from the build tree; then the conffile's: 0640, since it may hold
+  // secrets (the postinst gives it to group cefd on first install).
+  chmodSync(pkgRoot, 0o755);
+  normaliseModes(pkgRoot);
+  chmodSync(at('etc/cefd/cefd.yaml'), 0o640);
 
   mkdirSync(outDir, { recursive: true });
   const deb = join(outDir, `cefd_${version}_${arch}.deb`);
@@ -197,4 +203,80 @@ function insertBefore(text, where, lines) {
   const m = where.exec(text);
   if (m === null) throw new Error(`conffile: no line matching ${where}`);
   return `${text.slice(0, m.index)}${lines.join('\n')}\n${text.slice(m.index)}`;
+}
+
+/**
+ * The folders of the production dependencies, from `npm ls --omit=dev --all --json --long`:
+ * every package reached from package.json's `dependencies`, once. npm exits non-zero on any
+ * problem it sees in node_modules, also one that does not touch what is packaged; when its
+ * JSON parses, the build goes on and prints what npm reported (to stderr), ignoring:
+ * extraneous packages (in node_modules, needed by nothing: not packaged, nor anything under
+ * them) and invalid versions (a package whose version is outside the range asked for: it
+ * is the one the tests ran with, and it is packaged). A production dependency that is
+ * missing stops the build: the package would not run. Anything else (npm not running, no
+ * JSON) stops it too.
+ */
+function productionPackages() {
+  const r = spawnSync('npm', ['ls', '--omit=dev', '--all', '--json', '--long'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  let tree;
+  try {
+    tree = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`npm ls --omit=dev failed (exit ${r.status ?? r.signal}) without a dependency tree: ${r.error?.message ?? r.stderr}`);
+  }
+  const out = new Set();
+  const missing = [];
+  const walk = (deps, from) => {
+    for (const [name, d] of Object.entries(deps ?? {})) {
+      if (d.extraneous) continue;
+      // npm marks a dependency it expected and did not find `missing`; an optional peer
+      // dependency nobody installed (pg's pg-native) is an empty entry, and not a problem.
+      if (d.missing) missing.push(`${name}@${d.required ?? '?'} (needed by ${from})`);
+      if (d.missing || typeof d.path !== 'string') continue;
+      // A package seen before is walked again: npm lists its dependencies at one of its
+      // places only (the others are "deduped"), not necessarily the first.
+      out.add(d.path);
+      walk(d.dependencies, `${name}@${d.version}`);
+    }
+  };
+  walk(tree.dependencies, pkg.name);
+  if (missing.length > 0) throw new Error(`production dependencies missing from node_modules (run npm ci): ${missing.join(', ')}`);
+  if (r.status !== 0 || (tree.problems?.length ?? 0) > 0) {
+    const problems = tree.problems ?? [];
+    process.stderr.write(`build.mjs: npm ls reported ${problems.length} problem(s) (exit ${r.status}); none is a missing production dependency, so they are ignored:\n${problems.slice(0, 10).map((p) => `  ${p}\n`).join('')}${problems.length > 10 ? `  ... ${problems.length - 10} more\n` : ''}`);
+  }
+  return [...out].filter((p) => p !== ROOT).sort();
+}
+
+/**
+ * Package file modes independent of the build tree's umask and checkout (a umask 002 checkout
+ * has -rw-rw-r-- files and drwxrwxr-x folders): folders 0755, files 0755 when any execute bit
+ * is set (the wrapper, native modules, scripts), else 0644. Symbolic links are left as they
+ * are (chmod would follow them). The conffile gets its own mode after this.
+ */
+function normaliseModes(dir) {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isSymbolicLink()) continue;
+    if (e.isDirectory()) {
+      chmodSync(p, 0o755);
+      normaliseModes(p);
+    } else {
+      chmodSync(p, lstatSync(p).mode & 0o111 ? 0o755 : 0o644);
+    }
+  }
+}
+
+/**
+ * The nodejs dependency: the Node.js major version this build ran on, from package.json's
+ * engines minimum within it. better-sqlite3's native module is built for this major's ABI
+ * (NODE_MODULE_VERSION: 115 for Node.js 20); another major cannot load it, and cefd would
+ * exit 1 at every start. For Node.js 20 with engines ">=20.11": `nodejs (>= 20.11), nodejs (<< 21)`.
+ */
+function nodejsDepends() {
+  const major = Number(process.versions.node.split('.')[0]);
+  const min = /^>=\s*(\d+)(?:\.(\d+))?/.exec(pkg.engines?.node ?? '');
+  const lower = min !== null && Number(min[1]) === major ? `${min[1]}${min[2] === undefined ? '' : `.${min[2]}`}` : String(major);
+  if (min !== null && Number(min[1]) > major) throw new Error(`Node.js ${process.versions.node} is older than package.json's engines (${pkg.engines.node})`);
+  return `nodejs (>= ${lower}), nodejs (<< ${major + 1})`;
 }

@@ -64,7 +64,7 @@ export function registerConsoleCommands(program: Command): void {
           if (res.statusCode !== 200) {
             let body = '';
             res.setEncoding('utf8').on('data', (d: string) => (body += d));
-            res.on('end', () => fail(new CommanderError(EXIT.failure, 'cefd.tap', `error: ${res.statusCode}: ${body.trim()}`)));
+            res.on('end', () => fail(new CommanderError(EXIT.failure, 'cefd.tap', `error: ${errorText(res.statusCode, body)}`)));
             return;
           }
           res.setEncoding('utf8');
@@ -88,4 +88,15 @@ export function registerConsoleCommands(program: Command): void {
         process.once('SIGTERM', stop);
       });
     });
+}
+
+/** An error answer in words: its JSON `error.message` (and code), else its text. */
+export function errorText(status: number | undefined, body: string): string {
+  try {
+    const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown } }).error;
+    if (e !== undefined && typeof e.message === 'string') return typeof e.code === 'string' ? `${e.message} (${e.code}, HTTP ${status})` : `${e.message} (HTTP ${status})`;
+  } catch {
+    // not JSON: the text as it came
+  }
+  return `${status}: ${body.trim()}`;
 }

@@ -200,7 +200,10 @@ export class Console {
   private overview(): unknown {
     const t = this.o.telemetry;
     const now = Date.now();
-    const listeners = [...t.listeners.values()].map((s) => {
+    // Only what the configuration has now: a listener or output a reload removed (or renamed)
+    // keeps its counters for /metrics, not a place on the Overview.
+    const configured = t.configured;
+    const listeners = [...t.listeners.values()].filter((s) => configured === undefined || configured.listeners.has(s.name)).map((s) => {
       return {
         name: s.name,
         eventsTotal: s.eventsParsed,
@@ -213,7 +216,7 @@ export class Console {
         frameErrors: Object.fromEntries(s.frameErrors.map),
       };
     });
-    const outputs = [...t.outputs.values()].map((s) => ({
+    const outputs = [...t.outputs.values()].filter((s) => configured === undefined || configured.outputs.has(s.name)).map((s) => ({
       name: s.name,
       state: s.retrying > 0 ? 'retrying' : 'ok',
       sent: s.sent,
@@ -525,20 +528,33 @@ function bufferFill(q: unknown, max: number): number | null {
   return typeof bytes === 'number' ? Math.min(1, bytes / max) : null;
 }
 
-/** What a list shows of one event. */
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj => (v !== null && typeof v === 'object' ? (v as Obj) : {});
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/**
+ * What a list shows of one event: CEF header fields, else (KSC's RFC 5424 "Syslog" export,
+ * other syslog) what the `ksc` normalizer read (docs/ksc-normalizer.md), else the syslog
+ * MSGID and the structured data's `et` and `etdn`, else the message.
+ */
 function summary(e: TailEntry, parsed?: object): Record<string, unknown> {
-  const ev = (parsed ?? JSON.parse(e.json)) as Record<string, unknown>;
-  const cef = (ev['cef'] ?? {}) as Record<string, unknown>;
-  const ext = (cef['extensions'] ?? {}) as Record<string, unknown>;
+  const ev = (parsed ?? JSON.parse(e.json)) as Obj;
+  const cef = obj(ev['cef']);
+  const ext = obj(cef['extensions']);
+  const syslog = obj(ev['syslog']);
+  const ksc = obj(ev['ksc']);
+  const sd = Object.values(obj(syslog['structuredData'])).map(obj);
+  const fromSd = (k: string): string | undefined => sd.map((x) => str(x[k])).find((v) => v !== undefined);
   return {
     id: e.id,
     receivedAt: new Date(e.ms).toISOString(),
     listener: e.listener,
     peer: ev['peer'] ?? null,
-    name: cef['name'] ?? (ev['syslog'] as Record<string, unknown> | undefined)?.['message'] ?? null,
-    eventClassId: cef['deviceEventClassId'] ?? null,
-    severity: ev['severity'] ?? cef['severity'] ?? null,
-    host: ext['destinationHostName'] ?? ext['deviceHostName'] ?? ext['sourceHostName'] ?? (ev['syslog'] as Record<string, unknown> | undefined)?.['hostname'] ?? null,
+    name: str(cef['name']) ?? str(ksc['eventName']) ?? fromSd('etdn') ?? str(ev['message']) ?? null,
+    eventClassId: str(cef['deviceEventClassId']) ?? str(ksc['eventType']) ?? fromSd('et') ?? str(syslog['msgId']) ?? null,
+    category: str(ksc['category']) ?? null,
+    severity: ev['severity'] ?? cef['severity'] ?? str(ksc['severity']) ?? null,
+    host: str(ext['destinationHostName']) ?? str(ext['deviceHostName']) ?? str(ext['sourceHostName']) ?? str(obj(ksc['host'])['name']) ?? fromSd('hdn') ?? str(syslog['hostname']) ?? null,
     assets: ev['assets'] ?? null,
   };
 }
@@ -571,7 +587,7 @@ const OVERVIEW_BODY = `<main><h1>Overview</h1>
 const EVENTS_BODY = `<main><h1>Events</h1>
 <form id="tail-form" class="row"><label for="filter">Filter (route filter language)</label><input id="filter" name="filter" size="50" placeholder='ksc.category == "detection"'>
 <button type="submit">Apply</button><button type="button" id="pause" aria-pressed="false">Pause</button></form>
-<p id="tail-status" role="status"></p>
+<p id="tail-status" role="status"></p><p><button type="button" id="tail-retry" hidden>Retry</button></p>
 <form id="search-form" class="row"><label for="search-text">Search the last events in memory</label><input id="search-text" name="text"><button type="submit">Search</button></form>
 <div class="split"><section aria-labelledby="h-live"><h2 id="h-live">Live</h2>
 <table id="events"><thead><tr><th scope="col">Received</th><th scope="col">Listener</th><th scope="col">Class</th><th scope="col">Name</th><th scope="col">Host</th></tr></thead><tbody></tbody></table></section>
@@ -607,7 +623,7 @@ const KSC_BODY = `<main><h1>Kaspersky Security Center</h1>
 <form id="asset-search" class="row"><label for="asset-q">Search assets</label><input id="asset-q" name="q"><button type="submit">Search</button> <button type="button" id="import">Import assets now</button></form>
 <table id="assets"><thead><tr><th scope="col">Name</th><th scope="col">IPs</th><th scope="col">Group</th><th scope="col">Products</th><th scope="col">Last seen</th></tr></thead><tbody></tbody></table></section>
 <section aria-labelledby="h-runs"><h2 id="h-runs">Task runs</h2><table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Host</th><th scope="col">Origin</th><th scope="col">State</th><th scope="col">Updated</th></tr></thead><tbody></tbody></table></section>
-<section aria-labelledby="h-rules"><h2 id="h-rules">Response rules</h2><table id="rules"><thead><tr><th scope="col">Rule</th><th scope="col">Tasks</th><th scope="col">Filter</th><th scope="col">Triggered</th><th scope="col">Started</th><th scope="col">Failed</th><th scope="col">Skipped</th><th scope="col">Last triggers</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="h-rules"><h2 id="h-rules">Response rules</h2><table id="rules"><thead><tr><th scope="col">Rule</th><th scope="col">Tasks</th><th scope="col">Filter</th><th scope="col">Triggered</th><th scope="col">Started</th><th scope="col">Failed</th><th scope="col">Skipped</th><th scope="col">No asset reference</th><th scope="col">Last triggers</th></tr></thead><tbody></tbody></table></section>
 </main>`;
 
 const ASSET_BODY = `<main data-asset="{{id}}" id="asset-main"><p><a href="/console/ksc">← KSC</a></p><h1 id="asset-title">Asset</h1>
@@ -615,7 +631,7 @@ const ASSET_BODY = `<main data-asset="{{id}}" id="asset-main"><p><a href="/conso
 <dl id="asset-facts"></dl>
 <section aria-labelledby="h-start"><h2 id="h-start">Start KSC task</h2>
 <form id="start-form" method="post" action="/console/ksc"><label for="task">KUMA task of the connection</label><select id="task" name="task" required></select>
-<p id="task-why" aria-live="polite"></p><button type="submit">Start task</button></form></section>
+<p id="task-why" aria-live="polite"></p><p class="help" id="task-scope-help">KSC starts a task on its whole scope (every device of its administration group, or of its device selection), not only on this asset.</p><button type="submit" aria-describedby="task-scope-help">Start task</button></form></section>
 <section aria-labelledby="h-aruns"><h2 id="h-aruns">Task runs</h2><table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Origin</th><th scope="col">State</th><th scope="col">Updated</th></tr></thead><tbody></tbody></table></section>
 <section aria-labelledby="h-aevents"><h2 id="h-aevents">Recent events (in memory)</h2><ul id="asset-events"></ul></section>
 </main>`;

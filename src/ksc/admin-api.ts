@@ -38,6 +38,8 @@ export interface RuleView {
     skippedRunning: number;
     skippedCooldown: number;
     skippedQueued: number;
+    /** Processors sharing KSC work found this rule's start for the event made already (docs/cluster.md). */
+    skippedDuplicate: number;
     dropped: number;
   };
   /** The rule's last outcomes, oldest first (at most 10). */

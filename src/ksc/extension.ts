@@ -782,6 +782,7 @@ export class KscExtension implements DaemonExtension {
           skippedRunning: g('skipped_running'),
           skippedCooldown: g('skipped_cooldown'),
           skippedQueued: g('skipped_queued'),
+          skippedDuplicate: g('skipped_duplicate'),
           dropped: g('dropped'),
         },
         lastTriggers: s.last.map((x) => ({ ...x })),

@@ -189,6 +189,13 @@ export class Telemetry {
   readonly normalizerErrors = new CodeCounts();
   readonly deadLetters = new CodeCounts();
   readonly reloads = new CodeCounts();
+  /**
+   * The listeners (SQL sources included) and outputs (`dead_letter` included) of the
+   * configuration running now (the daemon sets it at start and after each reload). The maps
+   * above keep the counters of removed or renamed ones for /metrics; what shows the current
+   * state (the console's Overview) lists only these. Undefined: not known (all are current).
+   */
+  configured: { listeners: Set<string>; outputs: Set<string> } | undefined = undefined;
   /** Undelivered bytes of each orphaned disk buffer found by the last check (src/buffer/inventory.ts), by output name. */
   orphanedBuffers = new Map<string, number>();
   paused = false;

@@ -366,6 +366,9 @@ test('cefd tap streams the live events of a running daemon, with --filter', asyn
   // that cannot be reached are failures (1); no token at all is a usage error (64).
   const bad = await runCli(['tap', '--config', cfg, '--filter', 'cef.name =='], { cwd: d.dir });
   expect(bad.stderr).toContain('console_bad_filter');
+  // The filter error in words, not the answer's JSON.
+  expect(bad.stderr).toMatch(/^error: .+ \(console_bad_filter, HTTP 400\)$/m);
+  expect(bad.stderr).not.toContain('{"error"');
   expect(bad.code).toBe(1);
   const closed = await runCli(['tap', '--config', cfg, '--url', 'http://127.0.0.1:1'], { cwd: d.dir });
   expect(closed.stderr).toContain('cannot reach');

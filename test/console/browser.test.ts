@@ -165,6 +165,8 @@ test('sign in, Overview, Events, KSC, a task run to "completed", sign out', asyn
   await page.getByText('ws-0142.corp.example').waitFor();
   await page.getByLabel('KUMA task of the connection').selectOption('KUMA scan');
   await page.getByText('✔ Applies').waitFor();
+  // It asks first: KSC runs a task on its whole scope.
+  page.once('dialog', (dlg) => void dlg.accept());
   await page.getByRole('button', { name: 'Start task' }).click();
   await page.getByText('Task "KUMA scan" started').waitFor();
   try {

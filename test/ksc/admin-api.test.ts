@@ -28,7 +28,7 @@ const RULES: RuleView[] = [
     queueMax: 1000,
     queued: 0,
     inFlight: 0,
-    counters: { triggered: 3, noAsset: 0, started: 1, failed: 0, skippedRunning: 2, skippedCooldown: 0, skippedQueued: 0, dropped: 0 },
+    counters: { triggered: 3, noAsset: 0, started: 1, failed: 0, skippedRunning: 2, skippedCooldown: 0, skippedQueued: 0, skippedDuplicate: 0, dropped: 0 },
     lastTriggers: [],
   },
 ];

@@ -62,3 +62,17 @@ test('every metric the rules read is one cefd exports', () => {
   const unknown = [...read].filter((n) => !exported.has(n));
   expect(unknown).toEqual([]);
 });
+
+test('every alert has a row in docs/operations.md\'s "What to alert on" table, and no row names a missing one', () => {
+  const ops = readFileSync(fileURLToPath(new URL('../../docs/operations.md', import.meta.url)), 'utf8');
+  const section = ops.slice(ops.indexOf('## What to alert on'), ops.indexOf('## Capacity planning'));
+  const rows = [...section.matchAll(/^\| `(Cefd[A-Za-z]+)` \|(.*)$/gm)].map((m) => ({ alert: m[1]!, text: m[2]! }));
+  const alerts = rules.filter((r) => r.alert !== undefined).map((r) => r.alert!);
+  expect(rows.map((r) => r.alert).sort()).toEqual([...alerts].sort());
+  // The runbooks operators asked for: UDP drops (what raises the buffer), and a reload that
+  // a listener change makes fail whatever the file says.
+  expect(section).toContain('### UDP receive drops');
+  const udp = section.slice(section.indexOf('### UDP receive drops'));
+  for (const s of ['receive_buffer_bytes', 'net.core.rmem_max', 'ReceiveBuffer=', 'TCP']) expect(udp).toContain(s);
+  expect(rows.find((r) => r.alert === 'CefdConfigReloadFailed')!.text).toContain('systemctl restart cefd');
+});

@@ -7,7 +7,7 @@
  * that remove, upgrade and purge keep the configuration and the data.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -24,7 +24,8 @@ let deb: string;
 let deb2: string;
 
 function build(version: string): string {
-  const out = execFileSync(process.execPath, [join(REPO, 'deploy/debian/build.mjs'), '--out', join(work, 'out'), '--version', version, '--fast'], { encoding: 'utf8' });
+  // Under umask 002 (a shared checkout's): the package's modes must not come from it.
+  const out = execFileSync('/bin/sh', ['-c', 'umask 002 && exec "$0" "$@"', process.execPath, join(REPO, 'deploy/debian/build.mjs'), '--out', join(work, 'out'), '--version', version, '--fast'], { encoding: 'utf8' });
   return out.trim().split(' ')[0]!;
 }
 
@@ -59,10 +60,62 @@ test('the package declares what it needs and ships the conffile', () => {
   const field = (f: string) => execFileSync('dpkg-deb', ['-f', deb, f], { encoding: 'utf8' }).trim();
   expect(field('Package')).toBe('cefd');
   expect(field('Version')).toBe(pkg.version);
-  expect(field('Depends')).toContain('nodejs (>= 20)');
-  // The Node.js that runs the tests satisfies the dependency the package declares.
-  expect(spawnSync('dpkg', ['--compare-versions', process.versions.node, 'ge', '20']).status).toBe(0);
+  // Node.js of the build's major only: better-sqlite3's native module is built for its ABI
+  // (another major cannot load it); the lower bound is package.json's engines (>=20.11).
+  const major = Number(process.versions.node.split('.')[0]);
+  const depends = field('Depends');
+  expect(depends).toContain(`nodejs (<< ${major + 1})`);
+  const range = [...depends.matchAll(/nodejs \((>=|<<) ([^)]+)\)/g)].map((m) => [m[1] === '>=' ? 'ge' : 'lt', m[2]!] as const);
+  expect(range).toHaveLength(2);
+  const accepts = (v: string) => range.every(([op, bound]) => spawnSync('dpkg', ['--compare-versions', v, op, bound]).status === 0);
+  // The Node.js that runs the tests satisfies it, as Debian's and NodeSource's packages of
+  // the same major do; the next major and a 20 before 20.11 do not.
+  expect(accepts(process.versions.node)).toBe(true);
+  if (major === 20) {
+    expect(depends).toContain('nodejs (>= 20.11), nodejs (<< 21)');
+    expect(accepts('20.19.2+dfsg-1')).toBe(true);
+    expect(accepts('20.19.2-1nodesource1')).toBe(true);
+    expect(accepts('20.10.0-1nodesource1')).toBe(false);
+  }
+  expect(accepts(`${major + 1}.0.0-1nodesource1`)).toBe(false);
+  expect(accepts('22.12.0+dfsg-1')).toBe(major === 22);
   expect(execFileSync('dpkg-deb', ['-I', deb, 'conffiles'], { encoding: 'utf8' }).trim()).toBe('/etc/cefd/cefd.yaml');
+});
+
+test('the package sets its own file modes, not those of the build tree (built under umask 002)', () => {
+  // Folders 0755, files 0644 or 0755 (executables), the conffile 0640 (it may hold secrets).
+  const wrong: string[] = [];
+  let executables = 0;
+  for (const line of execFileSync('dpkg-deb', ['-c', deb], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).trim().split('\n')) {
+    const [mode, owner] = line.split(/\s+/);
+    const path = line.slice(line.indexOf(' ./') + 1).replace(/ -> .*$/, '');
+    if (owner !== 'root/root') wrong.push(`${owner} ${path}`);
+    if (mode!.startsWith('l')) continue;
+    const want = mode!.startsWith('d') ? ['drwxr-xr-x'] : path === './etc/cefd/cefd.yaml' ? ['-rw-r-----'] : ['-rw-r--r--', '-rwxr-xr-x'];
+    if (!want.includes(mode!)) wrong.push(`${mode} ${path}`);
+    if (mode === '-rwxr-xr-x') executables++;
+  }
+  expect(wrong).toEqual([]);
+  expect(executables).toBeGreaterThan(1);
+  const control = execFileSync('/bin/sh', ['-c', 'dpkg-deb --ctrl-tarfile "$0" | tar -tvf -', deb], { encoding: 'utf8' });
+  for (const s of ['postinst', 'prerm', 'postrm']) expect(control).toMatch(new RegExp(`^-rwxr-xr-x \\S+ .* \\./${s}$`, 'm'));
+  expect(control).toMatch(/^-rw-r--r-- \S+ .* \.\/control$/m);
+});
+
+test('docs/operations.md\'s install steps apply the edited configuration to the cefd the postinst started', () => {
+  // The postinst starts cefd on first install (below, and test/ops/systemd.test.ts); the steps
+  // that edit /etc/cefd/cefd.yaml afterwards must restart it (enable --now leaves a running
+  // unit as it is; a reload refuses a change to either shipped listener).
+  const postinst = readFileSync(join(REPO, 'deploy/debian/postinst'), 'utf8');
+  expect(postinst).toMatch(/deb-systemd-invoke start cefd\.socket cefd\.service/);
+  const ops = readFileSync(join(REPO, 'docs/operations.md'), 'utf8');
+  const section = ops.slice(ops.indexOf('## Install from the Debian package'), ops.indexOf('### From a source tree'));
+  const steps = /```sh\n([\s\S]*?)```/.exec(section)![1]!.split('\n');
+  const edit = steps.findIndex((l) => l.startsWith('sudoedit /etc/cefd/cefd.yaml'));
+  const validate = steps.findIndex((l) => l.startsWith('sudo cefd validate --config /etc/cefd/cefd.yaml'));
+  const restart = steps.findIndex((l) => /^sudo systemctl restart cefd(\s|$)/.test(l));
+  expect([edit >= 0, validate > edit, restart > validate]).toEqual([true, true, true]);
+  expect(steps.join('\n')).not.toContain('enable --now');
 });
 
 test('dpkg -i installs it: files, owners, the cefd user, state and config folders', () => {
@@ -147,10 +200,16 @@ test('the shipped configuration validates with the packaged code, and that code 
   // Options the example does not set, there commented with a line each.
   const text = readFileSync(conf, 'utf8');
   for (const opt of ['#     ciphers: "ECDHE-', '#     allow_insecure_pinned_certificates: false', '# trusted_sources:']) expect(text).toContain(opt);
+  // The header says how to apply a change: a listener's needs a restart (both take their
+  // sockets from cefd.socket; a reload refuses to change them).
+  expect(text).toMatch(/^# After a change to a listener: sudo systemctl restart cefd /m);
   // The listeners are the ports cefd.socket holds.
   const socket = readFileSync(join(root, 'lib/systemd/system/cefd.socket'), 'utf8');
   const listeners = shipped['listeners'] as { type: string; port: number }[];
   for (const l of listeners) expect(socket).toContain(`${l.type === 'udp' ? 'ListenDatagram' : 'ListenStream'}=${l.port}\n`);
+  // The UDP socket's buffer is cefd.socket's ReceiveBuffer=, which cefd keeps
+  // (test/ops/socket-activation.test.ts).
+  expect(socket).toMatch(/^ReceiveBuffer=\d+M$/m);
 
   // `cefd run` from the package (its node_modules, the KSC store's native module) on a
   // configuration in a temp folder: it starts, accepts an event and stops cleanly.
@@ -200,6 +259,10 @@ test('systemd-analyze verify accepts the units', () => {
 test('remove keeps config and data; an upgrade keeps an edited config; purge keeps the data', () => {
   const conf = join(root, 'etc/cefd/cefd.yaml');
   appendFileSync(conf, '# edited by the operator\n');
+  // The operator's mode for it: an upgrade keeps it (dpkg does; the postinst sets the mode on
+  // first install only).
+  chmodSync(conf, 0o600);
+  const gid = statSync(conf).gid;
   mkdirSync(join(root, 'var/lib/cefd/buffers/events'), { recursive: true });
   writeFileSync(join(root, 'var/lib/cefd/buffers/events/segment'), 'undelivered events\n');
 
@@ -208,6 +271,7 @@ test('remove keeps config and data; an upgrade keeps an edited config; purge kee
   expect(r.status).toBe(0);
   expect(status()).toBe(`install ok installed ${pkg.version}+upgrade1`);
   expect(readFileSync(conf, 'utf8')).toContain('# edited by the operator');
+  expect([statSync(conf).uid, statSync(conf).gid, statSync(conf).mode & 0o777]).toEqual([0, gid, 0o600]);
   expect(readFileSync(join(root, 'var/lib/cefd/buffers/events/segment'), 'utf8')).toBe('undelivered events\n');
 
   r = dpkg('-r', 'cefd');
@@ -235,3 +299,20 @@ test('after a purge, a reinstall ships a fresh conffile that dpkg tracks by chec
   expect(conffiles).toBe(`/etc/cefd/cefd.yaml ${md5}`);
   expect(readFileSync(join(root, 'etc/cefd/cefd.yaml'), 'utf8')).not.toContain('# edited by the operator');
 });
+
+test('a deleted conffile does not stop an upgrade from configuring; one dpkg brings back is readable by cefd', () => {
+  const conf = join(root, 'etc/cefd/cefd.yaml');
+  rmSync(conf);
+  // dpkg keeps the deletion (the operator's choice); the postinst must not fail on it.
+  let r = dpkg('-i', deb2);
+  expect(r.stderr + r.stdout).not.toMatch(/error/i);
+  expect(r.status).toBe(0);
+  expect(status()).toBe(`install ok installed ${pkg.version}+upgrade1`);
+  expect(existsSync(conf)).toBe(false);
+  // --force-confmiss brings it back as the package ships it (root:root 0640); the postinst
+  // gives it to group cefd, as on first install.
+  r = dpkg('--force-confmiss', '-i', deb2);
+  expect(r.status).toBe(0);
+  const gid = Number(readFileSync(join(root, 'etc/group'), 'utf8').split('\n').find((l) => l.startsWith('cefd:'))!.split(':')[2]);
+  expect([statSync(conf).uid, statSync(conf).gid, statSync(conf).mode & 0o777]).toEqual([0, gid, 0o640]);
+}, 120_000);

@@ -2,6 +2,7 @@ import { api, el, fillRows, say, when, badge } from './common.js';
 
 let assets = [];
 let connections = [];
+let tenants = [];
 
 const err = (e) => say('ksc-status', e.message, true);
 
@@ -12,6 +13,7 @@ function actionButton(label, fn, name) {
 async function loadConnections() {
   const [t, c] = await Promise.all([api('GET', '/api/v1/tenants'), api('GET', '/api/v1/connections')]);
   connections = c.connections;
+  tenants = t.tenants;
   fillRows(
     document.getElementById('tenants'),
     t.tenants.map((x) => [
@@ -80,7 +82,11 @@ async function test(k) {
   }
 }
 
+/** The connection being edited (its TLS settings: a cleared pin keeps the others). */
+let editing;
+
 function edit(k) {
+  editing = k;
   document.getElementById('conn-legend').textContent = `Edit connection ${k.name}`;
   document.getElementById('conn-id').value = k.id;
   document.getElementById('conn-tenant').value = k.tenant;
@@ -94,6 +100,7 @@ function edit(k) {
 }
 
 document.getElementById('conn-reset').addEventListener('click', () => {
+  editing = undefined;
   document.getElementById('conn-legend').textContent = 'Add a connection';
   document.getElementById('conn-id').value = '';
   document.getElementById('conn-tenant').disabled = false;
@@ -105,12 +112,21 @@ document.getElementById('conn-form').addEventListener('submit', async (e) => {
   const id = f.get('id');
   const body = { name: f.get('name'), url: f.get('url'), disabled: document.getElementById('conn-disabled').checked };
   const pin = String(f.get('pin') ?? '').trim();
-  if (pin !== '') body.tls = { pinSha256: pin };
+  if (id === '') {
+    if (pin !== '') body.tls = { pinSha256: pin };
+  } else if (editing !== undefined && editing.id === id && pin !== (editing.tls?.pinSha256 ?? '')) {
+    // A new or cleared pin: the connection's other TLS settings stay as they are. Like a
+    // new pin, clearing it needs the user and password again (the server says so).
+    const { pinSha256: _old, ...rest } = editing.tls ?? {};
+    body.tls = pin === '' ? rest : { ...rest, pinSha256: pin };
+  }
   const user = String(f.get('user') ?? '');
   const password = String(f.get('password') ?? '');
   if (user !== '' || password !== '') body.secret = { user, password };
   if (id === '') body.tenant = f.get('tenant');
-  await act(() => (id === '' ? api('POST', '/api/v1/connections', body) : api('PATCH', `/api/v1/connections/${id}`, body)), `Connection ${body.name} saved.`);
+  const what = body.tls !== undefined && body.tls.pinSha256 === undefined && id !== '' ? `Connection ${body.name} saved; its certificate pin is removed.` : `Connection ${body.name} saved.`;
+  // A failed save keeps the form as it was (an edit stays an edit): fix it and save again.
+  if (!(await act(() => (id === '' ? api('POST', '/api/v1/connections', body) : api('PATCH', `/api/v1/connections/${id}`, body)), what))) return;
   e.target.reset();
   document.getElementById('conn-reset').click();
 });
@@ -139,24 +155,50 @@ document.getElementById('import').addEventListener('click', async () => {
   say('ksc-status', 'Importing assets…');
   try {
     const r = await api('POST', '/api/v1/assets/sync', {});
-    say('ksc-status', r.results.map((x) => `${x.connection}: ${x.ok ? `${x.hosts} hosts imported` : `failed: ${x.error}`}`).join('; ') || 'No enabled connection.');
+    say('ksc-status', r.results.map((x) => `${x.connection}: ${x.ok ? `${x.hosts} hosts imported` : `failed: ${x.error}`}`).join('; ') || nothingToImport());
     await loadAssets();
   } catch (e) {
     err(e);
   }
 });
 
+/** Why an import had no connection to import from: what is actually off. */
+function nothingToImport() {
+  if (connections.length === 0) return 'No connection to import from: add one.';
+  const enabled = connections.filter((k) => !k.disabled);
+  if (enabled.length === 0) return 'Every connection is disabled: enable one to import its assets.';
+  const off = [...new Set(enabled.filter((k) => tenants.find((t) => t.name === k.tenant)?.integrationEnabled === false).map((k) => k.tenant))];
+  if (off.length > 0) return `The KSC integration is off for tenant ${off.join(', ')} (of the enabled connections): enable it to import assets.`;
+  return 'No connection was imported.';
+}
+
 async function loadRuns() {
   const runs = (await api('GET', '/api/v1/tasks/runs?limit=50')).runs;
   fillRows(document.getElementById('runs'), runs.map((r) => [String(r.id), r.taskName, r.hostName ?? r.assetId, r.rule ? `rule ${r.rule}` : r.origin, el('td', { class: 'run-state' }, badge(r.state)), when(r.updatedAt)]), 'No task runs.');
+}
+
+/**
+ * Every trigger that neither started nor failed, by why: Triggered = Started + Failed +
+ * Skipped (+ pending: queued or in flight). `skippedDuplicate` is read when the API has it.
+ */
+const SKIPS = [['skippedRunning', 'running'], ['skippedCooldown', 'cooldown'], ['skippedQueued', 'queue full'], ['skippedDuplicate', 'duplicate'], ['dropped', 'dropped']];
+function skipped(c) {
+  const parts = SKIPS.filter(([k]) => (c[k] ?? 0) > 0).map(([k, why]) => `${c[k]} ${why}`);
+  const total = SKIPS.reduce((n, [k]) => n + (c[k] ?? 0), 0);
+  return parts.length === 0 ? String(total) : `${total} (${parts.join(', ')})`;
+}
+
+function triggered(r) {
+  const pending = (r.queued ?? 0) + (r.inFlight ?? 0);
+  return pending > 0 ? `${r.counters.triggered} (${pending} pending)` : String(r.counters.triggered);
 }
 
 async function loadRules() {
   const rules = (await api('GET', '/api/v1/rules')).rules;
   fillRows(
     document.getElementById('rules'),
-    rules.map((r) => [r.name, r.tasks.join(', '), r.filter ?? '(every event)', String(r.counters.triggered), String(r.counters.started), String(r.counters.failed), String(r.counters.skippedRunning + r.counters.skippedCooldown + r.counters.skippedQueued),
-      r.lastTriggers.length === 0 ? '—' : el('td', {}, el('ul', {}, ...r.lastTriggers.slice(-3).reverse().map((t) => el('li', {}, `${when(t.at)}: ${t.result.replace('_', ' ')}${t.task ? ` (${t.task})` : ''}`))))]),
+    rules.map((r) => [r.name, r.tasks.join(', '), r.filter ?? '(every event)', triggered(r), String(r.counters.started), String(r.counters.failed), skipped(r.counters), String(r.counters.noAsset ?? 0),
+      r.lastTriggers.length === 0 ? '—' : el('td', {}, el('ul', {}, ...r.lastTriggers.slice(-3).reverse().map((t) => el('li', {}, `${when(t.at)}: ${t.result.replaceAll('_', ' ')}${t.task ? ` (${t.task})` : ''}`))))]),
     'No response rules (configure ksc.response_rules).',
   );
 }

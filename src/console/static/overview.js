@@ -4,13 +4,17 @@ const SVG = 'http://www.w3.org/2000/svg';
 
 function chart(name, values, stepS) {
   const w = 360, h = 60;
-  const max = Math.max(1, ...values);
+  // The real peak in the text; the bars scale to it (to 1 while every value is 0).
+  const peak = Math.max(0, ...values);
+  const max = peak > 0 ? peak : 1;
   const svg = document.createElementNS(SVG, 'svg');
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  // Stretched to the box the style sheet gives it: the newest bar at the right edge.
+  svg.setAttribute('preserveAspectRatio', 'none');
   svg.setAttribute('class', 'chart');
   svg.setAttribute('role', 'img');
   const last = values.length > 0 ? values[values.length - 1] : 0;
-  svg.setAttribute('aria-label', `${name}: events per second over the last hour, peak ${max.toFixed(1)}, latest ${last.toFixed(1)}`);
+  svg.setAttribute('aria-label', `${name}: events per second over the last hour, peak ${peak.toFixed(1)}, latest ${last.toFixed(1)}`);
   // One bar per 10 s step, the newest on the right.
   const bw = w / 360;
   values.forEach((v, i) => {
@@ -23,7 +27,7 @@ function chart(name, values, stepS) {
     r.setAttribute('fill', 'currentColor');
     svg.append(r);
   });
-  const fig = el('figure', {}, svg, el('figcaption', {}, `events/s, last hour in ${stepS} s steps: peak ${max.toFixed(1)}, latest ${last.toFixed(1)}`));
+  const fig = el('figure', {}, svg, el('figcaption', {}, `events/s, last hour in ${stepS} s steps: peak ${peak.toFixed(1)}, latest ${last.toFixed(1)}`));
   return fig;
 }
 
