@@ -7,14 +7,15 @@
  * with the tenant's integration off, the rules' counters; a task start that says it runs on
  * the task's whole scope.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { launchBrowser, type TestBrowser } from '../helpers/browser.js';
-import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
+import type { TestBrowser } from '../helpers/browser.js';
+import { startConsoleBed, type ConsoleBed } from '../helpers/console-bed.js';
+import type { KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { sendTcp, sendUdp, waitFor } from '../helpers/daemon.js';
-import { ADMIN_TOKEN, api, startKscDaemon, type KscTestDaemon } from '../helpers/ksc-daemon.js';
+import { ADMIN_TOKEN, api, type KscTestDaemon } from '../helpers/ksc-daemon.js';
 
 const PASSWORD = 'S3cret-KSC-pass!w0rd';
 
@@ -50,13 +51,10 @@ const base = () => `http://127.0.0.1:${d.adminPort()}`;
 const inMemory = (text: string) => page.evaluate((t) => fetch(`/console/api/events?limit=1000&text=${encodeURIComponent(t)}`).then((r) => r.json() as Promise<{ events: unknown[] }>), text);
 const rows = () => page.locator('#events tbody tr').allTextContents();
 
+let bed: ConsoleBed | undefined;
 beforeAll(async () => {
-  const model = defaultModel();
-  model.tasks.push({ id: '60', displayName: 'KUMA scan', taskType: 'ODS', product: 'KES', version: '11.0.0.0', groupId: 1 });
-  emu = await startKscEmulator({ model });
-  d = await startKscDaemon(yaml(TCP + UDP, 'events'));
-  browser = await launchBrowser({ viewport: { width: 1280, height: 900 } });
-  page = browser.page;
+  bed = await startConsoleBed(yaml(TCP + UDP, 'events'));
+  ({ emu, d, browser, page } = bed);
   await page.goto(`${base()}/console/login`);
   await page.getByLabel('Admin token or console password').fill(ADMIN_TOKEN);
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -64,10 +62,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await emu?.close();
-  await d?.stop();
-  if (d !== undefined) rmSync(d.dir, { recursive: true, force: true });
+  await bed?.stop();
 });
 
 test('Overview: the chart says the real peak below 1 event/s and fills its box', { timeout: 60_000 }, async () => {

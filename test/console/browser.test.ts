@@ -6,14 +6,15 @@
  * refused from the page, sign out. A screenshot of each page goes to test-artifacts/
  * (git-ignored).
  */
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { CHROMIUM, launchBrowser, type TestBrowser } from '../helpers/browser.js';
-import { startKscEmulator, defaultModel, type KscEmulator } from '../helpers/ksc-emulator/index.js';
+import { CHROMIUM } from '../helpers/browser.js';
+import { startConsoleBed, type ConsoleBed } from '../helpers/console-bed.js';
+import type { KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { sendTcp, waitFor } from '../helpers/daemon.js';
-import { ADMIN_TOKEN, startKscDaemon, type KscTestDaemon, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
+import { ADMIN_TOKEN, type KscTestDaemon, DAEMON_BASE_YAML } from '../helpers/ksc-daemon.js';
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'console');
 const PASSWORD = 'S3cret-KSC-pass!w0rd';
@@ -32,26 +33,19 @@ const detection = (host: string, n: number) =>
 
 let emu: KscEmulator;
 let d: KscTestDaemon;
-let browser: TestBrowser | undefined;
 let page: Page;
 const base = () => `http://127.0.0.1:${d.adminPort()}`;
 
+let bed: ConsoleBed | undefined;
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  const model = defaultModel();
-  model.tasks.push({ id: '60', displayName: 'KUMA scan', taskType: 'ODS', product: 'KES', version: '11.0.0.0', groupId: 1 });
-  emu = await startKscEmulator({ model });
-  d = await startKscDaemon(YAML);
+  bed = await startConsoleBed(YAML);
+  ({ emu, d, page } = bed);
   emu.taskEvents = { target: { host: '127.0.0.1', port: d.port('tcp') }, runningAfterMs: 20, finishAfterMs: 200 };
-  browser = await launchBrowser({ viewport: { width: 1280, height: 900 } });
-  page = browser.page;
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await emu?.close();
-  await d?.stop();
-  if (d !== undefined) rmSync(d.dir, { recursive: true, force: true });
+  await bed?.stop();
 });
 
 const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });

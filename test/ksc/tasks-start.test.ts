@@ -288,13 +288,19 @@ test('a late task-state event of an earlier run does not close the run started s
   expect(k.applyTaskStateEvent(behind)).toMatchObject({ outcome: 'updated', runs: [{ id: r.run.id, state: 'running' }] });
 });
 
-test('a claimed start gives its claim back when RunTask was never sent, and keeps it when RunTask may have run', async () => {
+/** A second integration on the emulator whose calls time out after 300 ms: assets imported, tasks listed. */
+async function shortTimeout(): Promise<{ k3: KscIntegration; c3: string; t: { cleanup: () => void } }> {
   const t = tempDir();
   const k3 = KscIntegration.open({ stateDir: t.dir, env: {}, logger: memoryLogger(), client: { retries: 1, backoffMs: 5, timeoutMs: 300 } });
+  const c3 = k3.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
+  await k3.syncAssets();
+  await k3.listTasks('main');
+  return { k3, c3, t };
+}
+
+test('a claimed start gives its claim back when RunTask was never sent, and keeps it when RunTask may have run', async () => {
+  const { k3, c3, t } = await shortTimeout();
   try {
-    const c3 = k3.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
-    await k3.syncAssets();
-    await k3.listTasks('main');
     const runTasks = (): number => emu.calls.filter((c) => c.method === 'Tasks.RunTask').length;
     const start = async (host: string): Promise<{ code: unknown; released: number }> => {
       let released = 0;
@@ -539,12 +545,8 @@ test('task-state events out of order: a late "running" after the run completed, 
 });
 
 test('RunTask without an answer in time (the task may have started): the task-state events still update that run, before or after the timeout', async () => {
-  const t = tempDir();
-  const k3 = KscIntegration.open({ stateDir: t.dir, env: {}, logger: memoryLogger(), client: { retries: 1, backoffMs: 5, timeoutMs: 300 } });
+  const { k3, c3, t } = await shortTimeout();
   try {
-    const c3 = k3.addConnection({ name: 'main', url: emu.url, tls: { pinSha256: emu.cert.fingerprint256 }, secret: { user: 'kuma', password: PASSWORD } }).id;
-    await k3.syncAssets();
-    await k3.listTasks('main');
     delete emu.taskEvents.target;
     const ev = (state: number, old: number, host: string, ip: string) =>
       decode(`CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|State|1|rt=${Date.now()} dhost=${host} dst=${ip} cs4=22 cs4Label=TaskId cn2=${state} cn2Label=TaskNewState cn1=${old} cn1Label=TaskOldState`);

@@ -41,13 +41,8 @@ test('written 0600, read back whole (frames, truncation, origin)', () => {
   expect(takeSpill(dir)).toBeNull();
 });
 
-test('the next start decodes the kept reads before new input and removes the file', async () => {
-  const dir = tempDir();
-  const state = join(dir, 'state');
-  fs.mkdirSync(state, { mode: 0o700 });
-  const w = new SpillWriter(state);
-  w.write({ listener: 'tcp', peer: '127.0.0.1:5000', receivedMs: Date.now(), frames: Array.from({ length: 100 }, (_, i) => frame(i)), truncated: Array(100).fill(false) });
-  w.close();
+/** cefd on `dir`'s state folder (a file output, one TCP listener), started. */
+async function startOn(dir: string): Promise<ChildDaemon> {
   const d = runCefd(
     dir,
     `state_dir: ./state
@@ -59,6 +54,17 @@ metrics: { enabled: false }
   );
   children.push(d);
   await d.until('cefd started');
+  return d;
+}
+
+test('the next start decodes the kept reads before new input and removes the file', async () => {
+  const dir = tempDir();
+  const state = join(dir, 'state');
+  fs.mkdirSync(state, { mode: 0o700 });
+  const w = new SpillWriter(state);
+  w.write({ listener: 'tcp', peer: '127.0.0.1:5000', receivedMs: Date.now(), frames: Array.from({ length: 100 }, (_, i) => frame(i)), truncated: Array(100).fill(false) });
+  w.close();
+  const d = await startOn(dir);
   // Logged before the listener opened.
   const text = d.text();
   expect(text.indexOf('decoded 100 frames kept by the last stop')).toBeGreaterThan(-1);
@@ -115,17 +121,7 @@ test('the next start decodes an unfinished replay and the last stop\'s spill, in
   spillOf(state, 0, 50);
   fs.renameSync(join(state, SPILL_FILE), join(state, `${SPILL_FILE}.replaying`));
   spillOf(state, 50, 100);
-  const d = runCefd(
-    dir,
-    `state_dir: ./state
-listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: ${await freePort()} } ]
-outputs: [ { name: events, type: file, path: ./events.ndjson } ]
-dead_letter: { path: ./dead.ndjson }
-metrics: { enabled: false }
-`,
-  );
-  children.push(d);
-  await d.until('cefd started');
+  const d = await startOn(dir);
   d.proc.kill('SIGTERM');
   expect(await d.exit).toBe(0);
   const events = readNdjson(join(dir, 'events.ndjson'));

@@ -10,7 +10,7 @@ import { compileRoutes } from '../../src/pipeline/router.js';
 import { loadChain } from '../../src/pipeline/normalize.js';
 import type { OutputRunner } from '../../src/pipeline/output-runner.js';
 import { FlowControl } from '../../src/pipeline/flow-control.js';
-import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { Telemetry, type ListenerStats } from '../../src/telemetry/telemetry.js';
 import { buildSnapshot } from '../../src/ksc/asset-index.js';
 import type { KscFindings } from '../../src/ksc/watch.js';
 import type { EventOrigin } from '../../src/event.js';
@@ -146,6 +146,24 @@ test('messages given back (the output refused them) and delivered again are coun
   expect(text).toContain(`cefd_nats_redelivered_messages_total{listener="bus"} ${st.natsRedelivered}`);
 });
 
+/**
+ * Starts `p` with the acknowledgements of its first `k` events held until `inProgress`
+ * in-progress acknowledgements went out (about three ack_wait periods) or the server
+ * delivered something again, then lets them go and waits until every message is acknowledged.
+ */
+async function holdThenRelease(p: Awaited<ReturnType<typeof processor>>, c: NatsConnection, k: number, inProgress: number): Promise<ListenerStats> {
+  const st = p.telemetry.listener('bus');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  p.pipeline.holdAcks(() => gate);
+  await p.src.start();
+  await waitFor(() => p.out.events.length >= k, 60_000, `${k} events in the output, their acknowledgement held`);
+  await waitFor(() => st.natsInProgress >= inProgress || st.natsRedelivered > 0, 60_000, 'three ack_wait periods held, or a redelivery');
+  release();
+  await waitFor(async () => st.natsAcked >= k && (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  return st;
+}
+
 test('a batch whose acknowledgement is held for several ack_wait periods (KSC work not yet published) is kept by in-progress acknowledgements: delivered once, not again while it is worked on', async () => {
   const s = await natsServer();
   const c = await stream(s);
@@ -155,17 +173,9 @@ test('a batch whose acknowledgement is held for several ack_wait periods (KSC wo
   // the hand-over (a batch younger than a tick waits for the next): 2 s to spare before
   // the server would deliver again, for an event loop stalled on a loaded machine.
   const p = await processor(s, { ack_wait: 6 });
-  const st = p.telemetry.listener('bus');
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  p.pipeline.holdAcks(() => gate);
-  await p.src.start();
-  await waitFor(() => p.out.events.length >= K, 60_000, `${K} events in the output, their acknowledgement held`);
   // Held for about three ack_wait periods (9 rounds of in-progress acknowledgements for
   // every message), or until the server delivered something again (what happened before).
-  await waitFor(() => st.natsInProgress >= 9 * K || st.natsRedelivered > 0, 60_000, 'three ack_wait periods held, or a redelivery');
-  release();
-  await waitFor(async () => st.natsAcked >= K && (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  const st = await holdThenRelease(p, c, K, 9 * K);
   const info = await (await c.jetstreamManager({ timeout: 30_000 })).consumers.info('RAW', 'processors');
   expect(st.natsRedelivered).toBe(0);
   expect(info.num_redelivered).toBe(0);
@@ -377,16 +387,8 @@ test('in-progress acknowledgements follow the consumer\'s ack_wait, not the list
   await jsm.consumers.add('RAW', { durable_name: 'processors', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: nanos(2000), max_ack_pending: 500 });
   await publish(c, K);
   const p = await processor(s, { ack_wait: 30 });
-  const st = p.telemetry.listener('bus');
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  p.pipeline.holdAcks(() => gate);
-  await p.src.start();
-  await waitFor(() => p.out.events.length >= K, 60_000, `${K} events in the output, their acknowledgement held`);
   // Three of the consumer's ack_wait periods (in-progress acknowledgements every 2/3 s), or a redelivery.
-  await waitFor(() => st.natsInProgress >= 6 * K || st.natsRedelivered > 0, 60_000, 'three ack_wait periods held, or a redelivery');
-  release();
-  await waitFor(async () => st.natsAcked >= K && (await ackPending(c)).ackPending === 0, 60_000, 'every message acknowledged');
+  const st = await holdThenRelease(p, c, K, 6 * K);
   const info = await jsm.consumers.info('RAW', 'processors');
   expect(info.config.ack_wait).toBe(nanos(2000));
   expect(st.natsRedelivered).toBe(0);
