@@ -104,7 +104,7 @@ function seqsByConn(events: Record<string, unknown>[]): Map<number, number[]> {
 
 /** Each connection's events are 0..k-1, each once, in order. */
 function expectEachFromZero(perConn: Map<number, number[]>): void {
-  expectEachFromZero(perConn);
+  for (const [, seqs] of perConn) expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i));
 }
 
 const MiB = 1024 * 1024;
