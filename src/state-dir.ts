@@ -9,7 +9,7 @@
  * keep the `mode` configured for them (their rotated siblings too): they are exempt.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, constants, fchownSync, fstatSync, fsyncSync, ftruncateSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fchownSync, fstatSync, fsyncSync, ftruncateSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { close as fsClose, fsync as fsFsync, open as fsOpen } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
@@ -72,26 +72,13 @@ export function giveStateDirsToOwner(): void {
       continue;
     }
     if (owner.uid === 0) continue;
-    const walk = (d: string): void => {
-      let names: string[];
+    walkStateTree(dir, (p, st) => {
       try {
-        names = readdirSync(d);
+        if (st.uid === 0) lchownSync(p, owner.uid, owner.gid);
       } catch {
-        return;
+        // not ours to change: the daemon reports what it cannot open
       }
-      for (const n of names) {
-        const p = join(d, n);
-        try {
-          const st = lstatSync(p);
-          if (st.isSymbolicLink()) continue;
-          if (st.uid === 0) lchownSync(p, owner.uid, owner.gid);
-          if (st.isDirectory()) walk(p);
-        } catch {
-          // gone meanwhile, or not ours to change: the daemon reports what it cannot open
-        }
-      }
-    };
-    walk(dir);
+    });
   }
   usedStateDirs.clear();
 }
@@ -125,35 +112,39 @@ export function tightenStateDir(dir: string, exemptFiles: readonly string[] = []
     return { dir: dirname(abs), stem: basename(abs, extname(abs)) };
   });
   const isExempt = (p: string): boolean => exempt.some((e) => dirname(p) === e.dir && basename(p).startsWith(e.stem));
+  walkStateTree(dir, (p, st) => {
+    const mode = st.mode & 0o777;
+    if ((mode & 0o077) === 0 || !(st.isDirectory() || (st.isFile() && !isExempt(p)))) return;
+    chmodSync(p, mode & 0o700);
+    changed.push({ path: p, from: mode, to: mode & 0o700 });
+  });
+  return changed;
+}
+
+/**
+ * Calls `visit` for `dir` and everything below it (8 levels at most), folders before their
+ * contents; symbolic links are not followed nor visited, entries gone meanwhile skipped.
+ */
+function walkStateTree(dir: string, visit: (path: string, st: Stats) => void): void {
   const walk = (p: string, depth: number): void => {
-    let st;
+    let st: Stats;
     try {
       st = lstatSync(p);
     } catch {
       return;
     }
     if (st.isSymbolicLink()) return;
-    const mode = st.mode & 0o777;
-    if (st.isDirectory()) {
-      if ((mode & 0o077) !== 0) {
-        chmodSync(p, mode & 0o700);
-        changed.push({ path: p, from: mode, to: mode & 0o700 });
-      }
-      if (depth > 8) return;
-      let names: string[] = [];
-      try {
-        names = readdirSync(p);
-      } catch {
-        return;
-      }
-      for (const n of names) walk(join(p, n), depth + 1);
-    } else if (st.isFile() && !isExempt(p) && (mode & 0o077) !== 0) {
-      chmodSync(p, mode & 0o700);
-      changed.push({ path: p, from: mode, to: mode & 0o700 });
+    visit(p, st);
+    if (!st.isDirectory() || depth > 8) return;
+    let names: string[] = [];
+    try {
+      names = readdirSync(p);
+    } catch {
+      return;
     }
+    for (const n of names) walk(join(p, n), depth + 1);
   };
   walk(resolve(dir), 0);
-  return changed;
 }
 
 /**

@@ -327,10 +327,11 @@ function isBlank(c: number): boolean {
 const ZONE_WORDS = new Set(['EST', 'MST', 'HST', 'EST5EDT', 'CST6CDT', 'MST7MDT', 'PST8PDT', 'CET', 'EET', 'MET', 'WET', 'UCT', 'Zulu', 'Universal', 'Greenwich']);
 
 /**
- * True when `tok` starts with the upper-case ASCII word `upper` in any letter case (`utc`,
- * `Utc`), without allocating.
+ * True when `tok` starts with the upper-case ASCII word `upper`, in any letter case (`utc`,
+ * `Utc`) when `anyCase`, without allocating.
  */
-function startsWithWord(tok: string, upper: string): boolean {
+function startsWithWord(tok: string, upper: string, anyCase: boolean): boolean {
+  if (!anyCase) return tok.startsWith(upper);
   if (tok.length < upper.length) return false;
   for (let k = 0; k < upper.length; k++) {
     const c = tok.charCodeAt(k);
@@ -352,11 +353,10 @@ function readZone(s: string, i: number, anyCase: boolean): { zone: string | null
   if (e === i) return null;
   let tok = s.slice(i, e);
   const n = tok.length;
-  const word = (upper: string) => (anyCase ? startsWithWord(tok, upper) : tok.startsWith(upper));
-  if (n <= 3 && (n === 1 ? word('Z') : n === 2 ? word('UT') : word('UTC') || word('GMT'))) {
+  if (n <= 3 && (n === 1 ? startsWithWord(tok, 'Z', anyCase) : n === 2 ? startsWithWord(tok, 'UT', anyCase) : startsWithWord(tok, 'UTC', anyCase) || startsWithWord(tok, 'GMT', anyCase))) {
     return { zone: null, offsetMs: 0, end: e };
   }
-  if ((tok[3] === '+' || tok[3] === '-') && (word('GMT') || word('UTC'))) tok = tok.slice(3);
+  if ((tok[3] === '+' || tok[3] === '-') && (startsWithWord(tok, 'GMT', anyCase) || startsWithWord(tok, 'UTC', anyCase))) tok = tok.slice(3);
   const c = tok.charCodeAt(0);
   if (c === 43 || c === 45) {
     const oh = digits(tok, 1, 2);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { TestBrowser } from '../helpers/browser.js';
-import { startConsoleBed, type ConsoleBed } from '../helpers/console-bed.js';
+import { saveConnectionMain, startConsoleBed, type ConsoleBed } from '../helpers/console-bed.js';
 import type { KscEmulator } from '../helpers/ksc-emulator/index.js';
 import { sendTcp, sendUdp, waitFor } from '../helpers/daemon.js';
 import { ADMIN_TOKEN, api, type KscTestDaemon } from '../helpers/ksc-daemon.js';
@@ -115,13 +115,7 @@ test('Events: a KSC "Syslog" (RFC 5424) event shows its class and name', { timeo
 test('KSC: a failed save keeps the form (an edit stays an edit); a cleared pin is cleared or refused, never "saved" for nothing', { timeout: 90_000 }, async () => {
   await page.getByRole('link', { name: 'KSC' }).click();
   await page.getByText('No connections yet.').waitFor();
-  await page.getByLabel('Name', { exact: true }).fill('main');
-  await page.getByLabel('URL').fill(emu.url);
-  await page.getByLabel('Certificate SHA-256 pin').fill(emu.cert.fingerprint256);
-  await page.getByLabel('User').fill('kuma');
-  await page.getByLabel('Password (write-only)').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Save connection' }).click();
-  await page.getByText('Connection main saved.').waitFor();
+  await saveConnectionMain(page, emu, PASSWORD);
   await expect.poll(() => page.getByLabel('Name', { exact: true }).inputValue()).toBe('');
 
   // Edit: a new URL without the password is refused; the form keeps the edit.

@@ -17,6 +17,17 @@ export interface ConsoleBed {
   stop(): Promise<void>;
 }
 
+/** Fills the KSC page's connection form for connection `main` on `emu` and saves it (the page is on the KSC page). */
+export async function saveConnectionMain(page: Page, emu: KscEmulator, password: string): Promise<void> {
+  await page.getByLabel('Name', { exact: true }).fill('main');
+  await page.getByLabel('URL').fill(emu.url);
+  await page.getByLabel('Certificate SHA-256 pin').fill(emu.cert.fingerprint256);
+  await page.getByLabel('User').fill('kuma');
+  await page.getByLabel('Password (write-only)').fill(password);
+  await page.getByRole('button', { name: 'Save connection' }).click();
+  await page.getByText('Connection main saved.').waitFor();
+}
+
 export async function startConsoleBed(yaml: string): Promise<ConsoleBed> {
   const model = defaultModel();
   model.tasks.push({ id: '60', displayName: 'KUMA scan', taskType: 'ODS', product: 'KES', version: '11.0.0.0', groupId: 1 });
