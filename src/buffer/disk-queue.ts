@@ -851,7 +851,19 @@ export class DiskQueue implements EventQueue {
         this.readOffset = known;
         continue;
       }
-      const fd = this.readFdFor(s);
+      let fd: number;
+      try {
+        fd = this.readFdFor(s);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        // The file was deleted while cefd ran (by hand, a cleaner): what was left of it is
+        // lost, reported like a corrupt block, and the rest of the buffer goes on (retrying
+        // the open would stop the output for good). Appends after it go to a new file.
+        this.opts.onCorrupt?.(s.size - this.readOffset, `${s.path}: the segment file was deleted while cefd ran; its undelivered events from offset ${this.readOffset} are lost`);
+        this.readOffset = s.size;
+        if (this.readSeg === this.segments.length - 1 && !this.closed) this.openWriteSegment();
+        continue;
+      }
       const b = this.readBlockAt(fd, s, this.readOffset, this.head, true);
       if (b === null) {
         // Corrupt since it was written or counted: skip to the next good block. Its
@@ -886,6 +898,8 @@ export class DiskQueue implements EventQueue {
   private readFdFor(s: Segment): number {
     if (this.readFdPath !== s.path) {
       if (this.readFd !== -1) fs.closeSync(this.readFd);
+      this.readFd = -1;
+      this.readFdPath = '';
       this.readFd = fs.openSync(s.path, 'r');
       this.readFdPath = s.path;
     }

@@ -496,6 +496,52 @@ describe('DiskQueue', () => {
     expect(drain(again)).toEqual(['a', 'b', 'c']);
   });
 
+  test('a segment file deleted while the buffer is open: its events are reported lost, the rest is delivered, the output is not stuck', () => {
+    const dir = tempDir();
+    const { q } = openQ(dir, { segmentBytes: 64 * 1024, maxBytes: 8 * 1024 * 1024 });
+    const all = Array.from({ length: 600 }, (_, i) => `${i}:${'s'.repeat(500)}`);
+    for (let i = 0; i < all.length; i += 20) q.append(all.slice(i, i + 20));
+    void q.close();
+    open.splice(open.indexOf(q), 1);
+    // Opened again: nothing in the read cache, every block is read from its file.
+    const { q: again, corrupt } = openQ(dir, { segmentBytes: 64 * 1024, maxBytes: 8 * 1024 * 1024 });
+    const segs = fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort();
+    expect(segs.length).toBeGreaterThan(3);
+    const gone = join(dir, segs[1]!);
+    const goneBytes = fs.statSync(gone).size;
+    fs.rmSync(gone);
+    const got = drain(again, 50);
+    expect(corrupt).toEqual([goneBytes]);
+    // Every record of the other files, in order; the deleted file's records alone are missing.
+    const n = (r: string) => Number(r.split(':')[0]);
+    expect(got.length).toBeLessThan(all.length);
+    expect(got).toEqual(all.filter((r) => got.includes(r)));
+    const missing = all.map(n).filter((i) => !got.some((r) => n(r) === i));
+    expect(missing.length).toBeGreaterThan(0);
+    expect(missing[missing.length - 1]! - missing[0]!).toBe(missing.length - 1);
+    expect(again.length).toBe(0);
+    again.append(['after']);
+    expect(drain(again)).toEqual(['after']);
+  });
+
+  test('the segment being written deleted, its blocks past the read cache: reported, and appends go to a new file', () => {
+    const dir = tempDir();
+    const { q, corrupt } = openQ(dir, { segmentBytes: 32 * 1024 * 1024, maxBytes: 64 * 1024 * 1024 });
+    // 18 MiB in one segment: more than the 16 MiB of recent blocks kept in memory.
+    const big = 'w'.repeat(64 * 1024);
+    for (let i = 0; i < 288; i++) q.append([`${i}:${big}`]);
+    const segs = fs.readdirSync(dir).filter((f) => f.endsWith('.seg'));
+    expect(segs.length).toBe(1);
+    fs.rmSync(join(dir, segs[0]!));
+    const first = q.peek(10);
+    expect(first).toEqual([]);
+    expect(corrupt.length).toBe(1);
+    expect(q.length).toBe(0);
+    q.append(['later']);
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).length).toBe(1);
+    expect(drain(q)).toEqual(['later']);
+  });
+
   test('an unusable folder is an error at open', () => {
     const dir = tempDir();
     const file = join(dir, 'not-a-dir');
