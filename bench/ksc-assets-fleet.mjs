@@ -6,7 +6,7 @@
  * process (the emulator runs in a child process, so its memory is not counted) and the size
  * of the SQLite store.
  *
- *   npm run build && node bench/ksc-assets-fleet.mjs [devices=50000] [software=300] [vulns=3] [patches=10]
+ *   npm run build && node bench/ksc-assets-fleet.mjs [devices=50000] [software=300] [vulns=3] [patches=10] [--hourly-only]
  *
  * The emulator (TypeScript, test/helpers/ksc-emulator) is bundled with esbuild into a
  * temporary folder, which is removed at the end.
@@ -19,7 +19,10 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const [devices = 50_000, software = 300, vulns = 3, patches = 10] = process.argv.slice(2).map(Number);
+const argv = process.argv.slice(2);
+// --hourly-only: stop after the hourly import (its time and peak memory), skipping the attribute imports.
+const hourlyOnly = argv.includes('--hourly-only');
+const [devices = 50_000, software = 300, vulns = 3, patches = 10] = argv.filter((a) => !a.startsWith('--')).map(Number);
 const tmp = mkdtempSync(join(tmpdir(), 'cefd-ksc-fleet-'));
 
 
@@ -92,7 +95,15 @@ const [basic] = await k.syncAssets();
 const basicMs = Date.now() - t;
 sample();
 const basicRss = peakRss;
-console.log(`hourly import: ${basic.hosts} devices in ${(basicMs / 1000).toFixed(1)} s (ok=${basic.ok}), peak RSS ${mb(basicRss)}`);
+console.log(`hourly import: ${basic.hosts} devices in ${(basicMs / 1000).toFixed(1)} s (ok=${basic.ok}), peak RSS ${mb(basicRss)}, peak heap ${mb(peakHeap)}`);
+if (hourlyOnly) {
+  clearInterval(timer);
+  await k.close();
+  child.stdin.end();
+  await new Promise((r) => child.once('exit', r));
+  rmSync(tmp, { recursive: true, force: true });
+  process.exit(0);
+}
 t = Date.now();
 const [attrs] = await k.syncAttributes();
 const attrMs = Date.now() - t;

@@ -270,9 +270,10 @@ export async function syncConnectionAssets(store: KscStore, client: KscClient, c
     // set open for the whole import, and a fleet whose import outlasts lMaxLifeTime (capped
     // at 7200 s, OPEN-API.md §2.1: 50,000 hosts at 150 ms a call take 7500 s) would lose it
     // mid-way, every hour, and never archive anything. The list held meanwhile is one
-    // mapped host per device, not KSC's raw answers: about 1 KB each, some 50 MiB of heap
-    // at 50,000 devices (docs/ksc-assets.md, fleet figures).
-    const found: Omit<ImportedHost, 'products' | 'platform'>[] = [];
+    // mapped host per device as JSON text, not KSC's raw answers nor objects (an object
+    // tree per host took about 2 KB of heap, a flat string a quarter of that; docs/ksc-assets.md,
+    // fleet figures).
+    const found: string[] = [];
     for await (const page of hostPages(client, conn, o, log)) {
       for (const row of page) {
         const h = hostFromRow(row);
@@ -281,14 +282,17 @@ export async function syncConnectionAssets(store: KscStore, client: KscClient, c
           res.skippedNoAgent++;
           continue;
         }
-        found.push(h);
+        found.push(JSON.stringify(h));
       }
     }
     // A page's worth of hosts per transaction (docs/ksc-assets.md).
     const batch = Math.max(1, o.chunkSize ?? 100);
     for (let i = 0; i < found.length; i += batch) {
       const hosts: ImportedHost[] = [];
-      for (const h of found.slice(i, i + batch)) {
+      for (let j = i; j < Math.min(found.length, i + batch); j++) {
+        const h = JSON.parse(found[j]!) as Omit<ImportedHost, 'products' | 'platform'>;
+        // Let the text go as soon as it is read back.
+        found[j] = '';
         let products: AssetProduct[] | undefined = [];
         if (o.products !== false && h.nagent) {
           try {
