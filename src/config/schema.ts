@@ -60,7 +60,7 @@ export const SCHEMA: ObjectSpec = {
   doc: 'cefd configuration',
   fields: {
     state_dir: path('Folder for state: disk buffers, the KSC store, secrets. Created if missing.', { default: './data', writes: true }),
-    timezone: { kind: 'zone', doc: 'Zone of times that carry none (RFC 3164 timestamps, CEF text time stamps): an IANA name.', default: 'UTC' },
+    timezone: { kind: 'zone', doc: 'Zone of times that carry none (RFC 3164 timestamps; CEF text time stamps of a record without a `dtz` zone name): an IANA name.', default: 'UTC' },
     mode: { kind: 'enum', doc: '`single`: one cefd decodes and delivers (the default). `receiver`: only frame and publish raw frames to JetStream through `nats` outputs with `payload: frame` (no decoding, no filters); processors, ordinary cefds with a `nats` listener, decode them (docs/cluster.md).', values: ['single', 'receiver'], default: 'single' },
     include_raw: bool('Put each frame\'s text in the event as `raw`.', false),
     event: {

@@ -206,6 +206,27 @@ describe('typed values (row 15)', () => {
     expect(e.timestamp).toBe('2022-03-18T18:08:07.000Z');
   });
 
+  test('text times without a zone are read in the record\'s dtz (deviceTimeZone), wherever it comes; their own zone and epoch ms win', () => {
+    // cef/NOTES.md (Logstash): `Jul 19 2017 10:50:21.127` with `dtz=Europe/Moscow` is 07:50:21.127Z.
+    const e = ev(`${H}rt=Jul 19 2017 10:50:21.127 end=Jul 19 2017 10:50:21 Z start=1500461421127 dtz=Europe/Moscow`);
+    expect(e.timestamp).toBe('2017-07-19T07:50:21.127Z');
+    expect(fullTyped(e)).toMatchObject({ endTime: '2017-07-19T10:50:21.000Z', startTime: '2017-07-19T10:50:21.127Z' });
+    expect(codes(e)).toEqual([]);
+    // Its full name too; the last of two wins, as for any key written twice.
+    expect(ev(`${H}deviceTimeZone=Asia/Tokyo end=Jul 19 2017 10:50:21`).cef?.typed).toEqual({ endTime: '2017-07-19T01:50:21.000Z' });
+    expect(ev(`${H}dtz=Europe/Moscow end=Jul 19 2017 10:50:21 dtz=Asia/Tokyo`).cef?.typed).toEqual({ endTime: '2017-07-19T01:50:21.000Z' });
+    // Not a key: text inside another value.
+    expect(ev(`${H}msg=set\\dtz=Asia/Tokyo end=Jul 19 2017 10:50:21`).cef?.typed).toEqual({ endTime: '2017-07-19T10:50:21.000Z' });
+  });
+
+  test('a dtz that names no zone: the configured zone, with a warning', () => {
+    const e = ev(`${H}rt=Jul 19 2017 10:50:21.127 dtz=LA/LA`);
+    expect(e.timestamp).toBe('2017-07-19T10:50:21.127Z');
+    expect(e.warnings).toEqual([{ code: 'cef_bad_field', key: 'deviceTimeZone', message: 'not a time zone name; text times without a zone are read in UTC' }]);
+    // Only looked at for a text time.
+    expect(codes(ev(`${H}rt=1500461421127 dtz=LA/LA`))).toEqual([]);
+  });
+
   test('a time stamp without year that would be more than a day ahead is from last year', () => {
     expect(ev(`${H}rt=Dec 31 23:00:00`).timestamp).toBe('2025-12-31T23:00:00.000Z');
     expect(ev(`${H}rt=Nov 29 11:00:00`).timestamp).toBe('2026-11-29T11:00:00.000Z');

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import type { Problem } from '../../errors.js';
 import type { CefRecord } from '../../event.js';
-import { cefTimeToIso } from '../../time.js';
+import { cefTimeToIso, isKnownZone } from '../../time.js';
 import { pushWarning } from '../warning-cap.js';
 import { keyHash, lookupKey, lookupKeyAt, lookupKeyHashed, resetMarks, type KeyInfo } from './dictionary.js';
 
@@ -197,17 +197,55 @@ export function isIPv4Text(v: string): boolean {
   return i === n;
 }
 
-function convert(info: KeyInfo, v: string, opts: CefOptions): string | number | null {
+function convert(info: KeyInfo, v: string, d: Diagnostics, opts: CefOptions): string | number | null {
   switch (info.type) {
     case 'int':
       return toInt(v);
     case 'ip':
       return isIPv4Text(v) || isIP(v) !== 0 ? v : null;
-    case 'time':
-      return cefTimeToIso(v, opts.defaultZone, opts.nowMs);
+    case 'time': {
+      // Epoch milliseconds need no zone; a text time without one of its own is read in the
+      // record's `dtz` (deviceTimeZone), as ArcSight and Logstash do, else the configured zone.
+      const c = v.charCodeAt(0);
+      return cefTimeToIso(v, c >= 48 && c <= 57 ? opts.defaultZone : recordZone(d, opts), opts.nowMs);
+    }
     default:
       return null;
   }
+}
+
+/** The extension being parsed (for recordZone): its text and bounds, and its zone once looked up. */
+let extText = '';
+let extStart = 0;
+let extEnd = 0;
+let extZone: string | undefined;
+const zoneEq = new Int32Array(2);
+
+/**
+ * The zone of the record's text times without a zone of their own: its `dtz` /
+ * `deviceTimeZone` when that is a zone name Intl knows, else the configured one (warning
+ * `cef_bad_field` on deviceTimeZone). Looked up once per record, and only for a text time
+ * (rare: most senders write epoch milliseconds); `dtz` may come after the time.
+ */
+function recordZone(d: Diagnostics, opts: CefOptions): string {
+  if (extZone !== undefined) return extZone;
+  extZone = opts.defaultZone;
+  const s = extText;
+  // The last one, as for any key written twice (row 12).
+  let vStart = -1;
+  for (const name of ['dtz=', 'deviceTimeZone=']) {
+    for (let at = s.indexOf(name, extStart); at !== -1 && at < extEnd; at = s.indexOf(name, at + 1)) {
+      if ((at === extStart || isBlank(s.charCodeAt(at - 1))) && at + name.length > vStart) vStart = at + name.length;
+    }
+  }
+  if (vStart === -1) return extZone;
+  const k = nextKey(s, vStart, extEnd, zoneEq);
+  let vEnd = k === -1 ? extEnd : k;
+  while (vEnd > vStart && isTrailingSpace(s.charCodeAt(vEnd - 1))) vEnd--;
+  const zone = unescapeValue(s.slice(vStart, vEnd));
+  if (zone !== '' && isKnownZone(zone)) extZone = zone;
+  else addWarning(d, { code: 'cef_bad_field', key: 'deviceTimeZone', message: `not a time zone name; text times without a zone are read in ${opts.defaultZone}` });
+  return extZone;
 }
 
 /**
@@ -222,7 +260,7 @@ function typedValue(info: KeyInfo, value: string, d: Diagnostics, opts: CefOptio
     addWarning(d, { code: 'cef_bad_field', key: info.full, message: 'empty value' });
     return undefined;
   }
-  const t = convert(info, value, opts);
+  const t = convert(info, value, d, opts);
   if (t === null) {
     addWarning(d, { code: 'cef_bad_field', key: info.full, message: `not a valid ${info.type === 'int' ? 'integer' : info.type === 'ip' ? 'IP address' : 'time stamp'}` });
     return undefined;
@@ -404,6 +442,10 @@ const customScratch: KeyInfo[] = [];
 
 function parseExtension(s: string, start: number, end: number, rec: CefRecord, d: Diagnostics, opts: CefOptions, out: CefOut | undefined): void {
   const ext = rec.extensions;
+  extText = s;
+  extStart = start;
+  extEnd = end;
+  extZone = undefined;
   // Made on the first converted value: most records have none besides `rt`.
   let typed: Record<string, string | number> | undefined;
   if (++recordMark > 0x3fffffff) {
