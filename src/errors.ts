@@ -186,6 +186,12 @@ export const CODES = {
     description:
       'The `kuma` encoding could not write a value in its typed field (a Number field is int64: an integer beyond 2^53, `1e3` or `12.5` in `spt`/`cnN`; `cfpN` is a decimal number; a time field takes milliseconds of a time stamp cefd converted): KUMA would refuse the whole event, so the value goes to `Extra` as written (under its full name, or a custom field\'s label), and is counted.',
   },
+  encode_key_renamed: {
+    level: 'warning',
+    stage: 'encode',
+    description:
+      'The `kuma` encoding writes each `Extra` key once. A label on several custom fields is written as the ksc normalizer names it (`ksc_duplicate_label`): the lowest slot keeps the label, another slot goes under `<label>#<fullName>` (`GroupName#deviceCustomString10`). A key already taken (an unknown extension key named like a label, a label or key named like one cefd derives for KSC events, `KscCategory`) goes under `<key>#<where from>` (`#extension`, `#syslog`, `#structuredData`, or the custom field\'s full name), then `#2`, `#3`, ... The value is kept under the new key, and counted.',
+  },
   // outputs and queues (src/pipeline/output-runner.ts, src/outputs/): reasons of rejected,
   // dropped and dead-lettered events, as in `reason` of dead letters and metric labels
   'http_status_<NNN>': {

@@ -470,7 +470,7 @@ export class Telemetry {
     counter('cefd_output_dropped_events_total', 'Events dropped (queue full with when_full: drop_newest, or shutdown with an output down), or delivered earlier but no longer vouched for (syslog_unconfirmed, file_fsync_failed), per reason.', ['output', 'reason'], () =>
       byCode(outputs().map((s) => [s.name, s.dropped]), 'output', 'reason'),
     );
-    counter('cefd_output_encode_problems_total', 'What an output\'s encoding could not carry, per code (encode_key_dropped: a key the cef or ecs encoding cannot write, left out; encode_field_cut: a value cut to KUMA\'s length limit, or trailing blanks cef cannot carry; encode_value_moved: a value kuma moved to Extra).', ['output', 'code'], () =>
+    counter('cefd_output_encode_problems_total', 'What an output\'s encoding could not carry, per code (encode_key_dropped: a key the cef or ecs encoding cannot write, left out; encode_field_cut: a value cut to KUMA\'s length limit, or trailing blanks cef cannot carry; encode_value_moved: a value kuma moved to Extra; encode_key_renamed: a value kuma wrote under another Extra key, its own being taken).', ['output', 'code'], () =>
       byCode(outputs().map((s) => [s.name, s.encodeProblems]), 'output', 'code'),
     );
     gauge('cefd_output_queue_events', 'Events waiting in an output\'s queue.', ['output'], () => outputs().map((s) => [{ output: s.name }, s.queued]));

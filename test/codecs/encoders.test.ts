@@ -70,7 +70,11 @@ describe('cef: the record parses back to the same header and extensions', () => 
         expect(text).not.toMatch(/[\r\n]/);
         const b = decode(text);
         for (const f of HEADER) expect(b.cef![f]).toBe(a.cef![f]?.replace(/\n/g, '\\n').replace(/\r/g, '\\r'));
-        expect(allExtensions(b.cef!)).toEqual(allExtensions(a.cef!));
+        // Plus the event's time as `rt` when the record had none (or an empty one): here,
+        // without a syslog header, when cefd read it.
+        const want = { ...allExtensions(a.cef!) };
+        if (!want['deviceReceiptTime']) want['deviceReceiptTime'] = String(Date.parse(a.timestamp));
+        expect(allExtensions(b.cef!)).toEqual(want);
         expect(b.cef!.custom).toEqual(a.cef!.custom);
         expect(b.cef!.typed).toEqual(a.cef!.typed);
       }),
@@ -81,7 +85,7 @@ describe('cef: the record parses back to the same header and extensions', () => 
 
   test('escapes: header \\ and |; values \\ = and line breaks; short keys', () => {
     const e = decode('CEF:0|Ven\\|dor|Pro\\\\d|1|id|na=me|5|src=10.0.0.1 msg=a\\=b\\\\c\\nd\\re cs10=Uninstall EDR cs10Label=TaskName');
-    expect(createEncoder({ codec: 'cef' }).encode(e)).toBe('CEF:0|Ven\\|dor|Pro\\\\d|1|id|na=me|5|src=10.0.0.1 msg=a\\=b\\\\c\\nd\\re cs10=Uninstall EDR cs10Label=TaskName');
+    expect(createEncoder({ codec: 'cef' }).encode(e)).toBe('CEF:0|Ven\\|dor|Pro\\\\d|1|id|na=me|5|src=10.0.0.1 msg=a\\=b\\\\c\\nd\\re cs10=Uninstall EDR cs10Label=TaskName rt=1717243200000');
   });
 
   test('a key that cannot be written is left out and counted', () => {
@@ -89,7 +93,7 @@ describe('cef: the record parses back to the same header and extensions', () => 
     e.cef!.extensions['bad key'] = 'x';
     e.cef!.extensions['=eq'] = 'y';
     const enc = createEncoder({ codec: 'cef' });
-    expect(enc.encode(e)).toBe('CEF:0|V|P|1|id|n|5|src=10.0.0.1');
+    expect(enc.encode(e)).toBe('CEF:0|V|P|1|id|n|5|src=10.0.0.1 rt=1717243200000');
     expect(enc.problems.take()).toEqual([['encode_key_dropped', 2]]);
   });
 
@@ -194,7 +198,7 @@ describe('a KSC event without CEF (Syslog format, a database row) is written as 
 });
 
 describe('kuma', () => {
-  test('PascalCase names, KUMA slots with labels, cs7..cs10 in Extra by label, numbers and times', () => {
+  test('PascalCase names, KUMA slots with labels, cs7..cs10 in Extra by label (TaskName in FlexString1), numbers and times', () => {
     const e = decode('CEF:0|KasperskyLab|SecurityCenter|13.2|KLPRCI_TaskState|Completed|1|rt=1647626887000 dhost=WS6465 dst=10.55.203.12 cs9=site location Bldg cs9Label=GroupName cs10=Uninstall EDR cs10Label=TaskName cn2=4 cn2Label=TaskNewState dpt=443 foo=bar');
     const k = JSON.parse(createEncoder({ codec: 'kuma' }).encode(e)) as Record<string, unknown>;
     expect(k).toMatchObject({
@@ -207,9 +211,12 @@ describe('kuma', () => {
       DestinationPort: 443,
       DeviceCustomNumber2: 4,
       DeviceCustomNumber2Label: 'TaskNewState',
-      Extra: { GroupName: 'site location Bldg', TaskName: 'Uninstall EDR', foo: 'bar', KscCategory: 'task_state', KscTaskNewState: 'completed' },
+      FlexString1: 'Uninstall EDR',
+      FlexString1Label: 'TaskName',
+      Extra: { GroupName: 'site location Bldg', foo: 'bar', KscCategory: 'task_state', KscTaskNewState: 'completed' },
     });
     expect(k['DeviceCustomString9']).toBeUndefined();
+    expect((k['Extra'] as Record<string, string>)['TaskName']).toBeUndefined();
   });
 
   test('values past KUMA\'s limits are cut and counted', () => {
@@ -419,7 +426,7 @@ describe('field options', () => {
   test('every encoding encodes an event whose CEF record lost its extensions or timestamp to only_fields / except_fields', () => {
     const e = decode('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=h cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
     const enc = (codec: string, opts: object) => createEncoder({ codec, ...opts }).encode(e);
-    expect(enc('cef', { except_fields: ['cef.extensions'] })).toBe('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
+    expect(enc('cef', { except_fields: ['cef.extensions'] })).toBe('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState rt=1717243200000');
     expect(JSON.parse(enc('ecs', { except_fields: ['cef.extensions'] }))['kaspersky']['ksc']['labels']).toEqual({ TaskName: 'Scan', TaskNewState: '4' });
     expect(JSON.parse(enc('ecs', { only_fields: ['cef.custom', 'timestamp'] }))['@timestamp']).toBe('2024-06-01T12:00:00.000Z');
     expect(enc('cef', { only_fields: ['ksc'] })).toBe('CEF:0|cefd|syslog||syslog|syslog|Unknown|');

@@ -1,7 +1,8 @@
 /**
  * cefd -> cefd: every KSC fixture decoded, encoded as CEF, forwarded by the syslog output
  * (octet counting, RFC 5424) to a second cefd daemon, keeps every CEF field (header and
- * extensions); and a `cefd run` child with a syslog output and a disk buffer loses nothing
+ * extensions), plus the event's time and sender as `rt` and `dvchost` when the record had
+ * none (src/codecs/encoders/cef.ts); and a `cefd run` child with a syslog output and a disk buffer loses nothing
  * across SIGTERM and kill -9 while its receiver (rsyslogd) is down.
  */
 import { afterEach, describe, expect, test } from 'vitest';
@@ -20,6 +21,17 @@ import { startRsyslog, type Rsyslog } from '../helpers/rsyslog.js';
 import { tempDir } from '../helpers/temp.js';
 
 const GOLDEN = new URL('../../fixtures/ksc/golden/', import.meta.url).pathname;
+
+/**
+ * The CEF record of `e` as the `cef` encoding forwards it: the same, plus the event's time
+ * (`rt`, epoch ms) and its syslog sender (`dvchost`) when the record has none.
+ */
+function forwarded(e: { timestamp: string; syslog?: { hostname?: string }; cef?: unknown }): unknown {
+  const cef = JSON.parse(JSON.stringify(e.cef)) as { extensions: Record<string, string> };
+  if (!cef.extensions['deviceReceiptTime']) cef.extensions['deviceReceiptTime'] = String(Date.parse(e.timestamp));
+  if (!cef.extensions['deviceHostName'] && e.syslog?.hostname !== undefined) cef.extensions['deviceHostName'] = e.syslog.hostname;
+  return cef;
+}
 
 const daemons: TestDaemon[] = [];
 const children: ChildDaemon[] = [];
@@ -51,7 +63,7 @@ function fixtureFrames(): Buffer[] {
 }
 
 describe('cefd -> cefd', () => {
-  test('every CEF field of every KSC fixture arrives unchanged', async () => {
+  test('every CEF field of every KSC fixture arrives unchanged (plus rt and dvchost where the record had none)', async () => {
     const b = await startDaemon(`
 state_dir: "{dir}/state"
 metrics: { host: 127.0.0.1, port: 0 }
@@ -74,7 +86,7 @@ outputs: [ { name: events, type: file, path: "{dir}/events.ndjson" } ]
     const got = await waitLines(join(b.dir, 'events.ndjson'), sent.length);
     expect(got).toHaveLength(sent.length);
     got.forEach((e, i) => {
-      expect(e['cef']).toEqual(JSON.parse(JSON.stringify(sent[i]!.cef)));
+      expect(e['cef']).toEqual(forwarded(sent[i]!));
       expect((e['syslog'] as { hostname?: string }).hostname).toBe('cefd-a');
     });
     expect(enc.problems.counts.size).toBe(0);
@@ -156,7 +168,7 @@ outputs:
     const here = await waitLines(join(a.dir, 'events.ndjson'), lines.length);
     const there = await waitLines(join(b.dir, 'events.ndjson'), lines.length);
     expect(there).toHaveLength(lines.length);
-    there.forEach((e, i) => expect(e['cef']).toEqual(here[i]!['cef']));
+    there.forEach((e, i) => expect(e['cef']).toEqual(forwarded(here[i] as Parameters<typeof forwarded>[0])));
     expect(there.every((e) => (e['syslog'] as { hostname?: string }).hostname === 'cefd-a')).toBe(true);
   });
 });

@@ -8,8 +8,10 @@
  * `cs3`, `cs3Label`); unknown keys as they came.
  *
  * The record parses back through cefd's decoder to the same header and extensions
- * (test/codecs/encoders.test.ts, a property). Limits of that: a header field the record
- * lacked is written empty (it parses back as ""), and a frame without CEF (KSC's "Syslog"
+ * (test/codecs/encoders.test.ts, a property), plus `rt` and `dvchost` when it had none
+ * (withTimeAndSender): the syslog header that dated the event and named its sender is not
+ * forwarded, so the record carries them. Limits of that: a header field the record lacked
+ * is written empty (it parses back as ""), and a frame without CEF (KSC's "Syslog"
  * format) gets a record built from what the event knows (below).
  */
 import type { CefdEvent } from '../../event.js';
@@ -17,7 +19,8 @@ import { KEY_TABLE } from '../cef/key-table.js';
 import { lookupKey } from '../cef/dictionary.js';
 import { allExtensions } from '../cef/view.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
-import { epochMs, type EncodeProblems } from './encoder.js';
+import type { KscObject } from '../../../normalizers/ksc/types.js';
+import { epochMs, senderHost, type EncodeProblems } from './encoder.js';
 import { kscCefRecord } from './ksc-cef.js';
 
 const SHORT = new Map<string, string>();
@@ -109,6 +112,28 @@ function syslogExtensions(event: CefdEvent): Record<string, string> {
   return x;
 }
 
+/**
+ * The record's extensions, plus the event's time as `rt` (milliseconds since the epoch,
+ * CEF's precision) and its sender as `dvchost` (senderHost) when the record has none or
+ * has them empty. The syslog header that carried them is not forwarded: the syslog output
+ * writes its own, with the forwarding time and its own host name (src/outputs/syslog/format.ts),
+ * so without them a receiver would date the event at forwarding and take cefd for its source.
+ * An `rt` that did not convert is written as it came (the event's time then was the
+ * header's, which does not reach the receiver).
+ */
+function withTimeAndSender(ext: Record<string, string>, event: CefdEvent, k: KscObject | null): Record<string, string> {
+  const rt = ext['deviceReceiptTime'] === undefined || ext['deviceReceiptTime'] === '' ? epochMs(event.timestamp) : undefined;
+  const host = ext['deviceHostName'] === undefined || ext['deviceHostName'] === '' ? senderHost(event, k) : undefined;
+  const hasHost = host !== undefined && host !== '';
+  if (rt === undefined && !hasHost) return ext;
+  // A copy (allExtensions may return the event's own object); spreading keeps a key
+  // `__proto__` an own key.
+  const out = { ...ext };
+  if (rt !== undefined) out['deviceReceiptTime'] = String(rt);
+  if (hasHost) out['deviceHostName'] = host;
+  return out;
+}
+
 export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => string {
   return (event) => {
     const cef = event.cef;
@@ -116,7 +141,7 @@ export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => stri
     let ext: Record<string, string>;
     if (cef !== undefined) {
       head = [cef.version, cef.deviceVendor, cef.deviceProduct, cef.deviceVersion, cef.deviceEventClassId, cef.name, cef.severity];
-      ext = allExtensions(cef);
+      ext = withTimeAndSender(allExtensions(cef), event, null);
     } else {
       // No CEF record: a KSC event that came another way (KSC's "Syslog" format, a row of
       // its database) as KSC's CEF export writes it (ksc-cef.ts), or plain syslog.
@@ -124,7 +149,7 @@ export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => stri
       if (k !== null) {
         const r = kscCefRecord(k, event);
         head = [r.version, r.deviceVendor, r.deviceProduct, r.deviceVersion, r.deviceEventClassId, r.name, r.severity];
-        ext = allExtensions(r);
+        ext = withTimeAndSender(allExtensions(r), event, k);
       } else {
         head = ['0', 'cefd', 'syslog', '', event.syslog?.msgId ?? 'syslog', event.syslog?.appName ?? 'syslog', 'Unknown'];
         ext = syslogExtensions(event);

@@ -10,11 +10,13 @@
  * - `derive.<name>`: computed in ecs.ts (named in the table so the docs say it).
  * `as`: conversion of the value (ecs.ts `convert`); a value that does not convert is left
  * out (it stays in `cef.extensions`): Elasticsearch refuses the whole document for text
- * in an `ip`, `long` or `date` field. `when`: `ksc` only for events the ksc
- * normalizer read, `other` only for the rest; both when absent.
+ * in an `ip`, `long` or `date` field. An empty text is absent too (the next alternative,
+ * else no field): an empty CEF header field or extension value says nothing, and an empty
+ * keyword would. `when`: `ksc` only for events the ksc normalizer read, `other` only for
+ * the rest; both when absent.
  */
 export type EcsWhen = 'ksc' | 'other';
-export type EcsAs = 'int' | 'ip' | 'ips' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'iso' | 'fields' | 'keywords';
+export type EcsAs = 'int' | 'port' | 'ip' | 'ips' | 'lower' | 'sha256' | 'md5' | 'sha1' | 'iso' | 'fields' | 'keywords';
 
 export interface EcsRow {
   /** ECS field (dotted). */
@@ -47,12 +49,20 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'event.original', from: 'event.raw', note: 'when the event has `raw` (`include_raw`, `cefd parse --raw`)' },
   { field: 'event.dataset', from: "'kaspersky.ksc'", when: 'ksc' },
   { field: 'log.level', from: 'ksc.severity', when: 'ksc', note: 'KSC importance: info, warning, error, critical' },
+  { field: 'log.syslog.priority', from: 'derive.priority', note: 'the syslog header, under the names of Beats\' `syslog` processor (this row and the next seven): PRI, facility × 8 + severity' },
+  { field: 'log.syslog.facility.code', from: 'syslog.facility' },
+  { field: 'log.syslog.severity.code', from: 'syslog.severity' },
+  { field: 'log.syslog.hostname', from: 'syslog.hostname' },
+  { field: 'log.syslog.appname', from: 'syslog.appName' },
+  { field: 'log.syslog.procid', from: 'syslog.procId' },
+  { field: 'log.syslog.msgid', from: 'syslog.msgId' },
+  { field: 'log.syslog.structured_data', from: 'syslog.structuredData', note: 'RFC 5424 structured data, `{SD-ID: {PARAM: value}}` (ECS type `flattened`)' },
   { field: 'observer.vendor', from: "'Kaspersky'", when: 'ksc' },
   { field: 'observer.product', from: "'Security Center'", when: 'ksc' },
   { field: 'observer.vendor', from: 'cef.deviceVendor', when: 'other' },
   { field: 'observer.product', from: 'cef.deviceProduct', when: 'other' },
   { field: 'observer.version', from: 'ksc.server.version | cef.deviceVersion' },
-  { field: 'observer.hostname', from: 'derive.observerHost', note: 'the syslog HOSTNAME, the Administration Server for KSC CEF; for KSC\'s "Syslog" format `kscfqdn` (its HOSTNAME is the managed device)' },
+  { field: 'observer.hostname', from: 'ext.deviceHostName | derive.sender', note: 'CEF `dvchost` (the device that wrote the record; a relay, cefd\'s `cef` encoding included, names the original sender so), else the syslog HOSTNAME, the Administration Server for KSC CEF; for KSC\'s "Syslog" format `kscfqdn` (its HOSTNAME is the managed device)' },
   { field: 'host.hostname', from: 'ksc.host.name', when: 'ksc', note: 'KSC `dhost`/`hdn` is the managed device, not a network destination' },
   { field: 'host.ip', from: 'ksc.host.ip', as: 'ips', when: 'ksc', note: 'an array; a value that is not an IP address is left out (ECS type `ip`)' },
   { field: 'host.domain', from: 'ksc.host.fqdn', when: 'ksc' },
@@ -62,14 +72,14 @@ export const ECS_TABLE: readonly EcsRow[] = [
   { field: 'source.ip', from: 'ksc.attack.sourceIp | ext.sourceAddress', as: 'ip' },
   { field: 'source.domain', from: 'ext.sourceHostName' },
   { field: 'source.user.name', from: 'ext.sourceUserName' },
-  { field: 'source.port', from: 'ext.sourcePort', as: 'int' },
+  { field: 'source.port', from: 'ext.sourcePort', as: 'port' },
   { field: 'source.bytes', from: 'ext.bytesIn', as: 'int' },
   { field: 'destination.ip', from: 'ksc.attack.targetIp', as: 'ip', when: 'ksc', note: 'only the attacked address of an attack' },
-  { field: 'destination.port', from: 'ksc.attack.port', when: 'ksc' },
+  { field: 'destination.port', from: 'ksc.attack.port', as: 'port', when: 'ksc' },
   { field: 'destination.ip', from: 'ext.destinationAddress', as: 'ip', when: 'other' },
   { field: 'destination.domain', from: 'ext.destinationHostName', when: 'other' },
   { field: 'destination.user.name', from: 'ext.destinationUserName', when: 'other' },
-  { field: 'destination.port', from: 'ext.destinationPort', as: 'int', when: 'other' },
+  { field: 'destination.port', from: 'ext.destinationPort', as: 'port', when: 'other' },
   { field: 'destination.bytes', from: 'ext.bytesOut', as: 'int' },
   { field: 'user.name', from: 'ksc.threat.user | ext.destinationUserName', when: 'ksc', note: 'the user on the managed device' },
   { field: 'process.name', from: 'ext.deviceProcessName' },

@@ -9,7 +9,7 @@ import { allExtensions } from '../cef/view.js';
 import { toInt } from '../cef/parse.js';
 import { kscView } from '../../../normalizers/ksc/lean.js';
 import type { KscObject } from '../../../normalizers/ksc/types.js';
-import { isIsoTime, type EncodeProblems } from './encoder.js';
+import { isIsoTime, senderHost, type EncodeProblems } from './encoder.js';
 import { ECS_TABLE, type EcsAs, type EcsRow } from './ecs-table.js';
 
 /** What a getter reads: the event, and what is rebuilt from it once per event. */
@@ -112,7 +112,11 @@ const DERIVE: Record<string, Get> = {
   // CR LF, as KSC writes its descriptions: the CEF form's decoded `msg` has them, and the
   // cef/kuma encoders join the lines so; both forms of one event give the same message.
   message: (c) => c.ksc?.messageLines?.join('\r\n'),
-  observerHost: (c) => (c.ksc !== null && c.ksc.format !== 'cef' ? c.ksc.server?.name : c.event.syslog?.hostname),
+  sender: (c) => senderHost(c.event, c.ksc),
+  priority: (c) => {
+    const s = c.event.syslog;
+    return s?.facility !== undefined && s.severity !== undefined ? s.facility * 8 + s.severity : undefined;
+  },
 };
 
 function hexOf(v: unknown, len: number): string | undefined {
@@ -125,6 +129,11 @@ function convert(v: unknown, as: EcsAs | undefined, c: Ctx): unknown {
   switch (as) {
     case 'int':
       return typeof v === 'number' ? v : typeof v === 'string' ? (typeof toInt(v) === 'number' ? toInt(v) : undefined) : undefined;
+    case 'port': {
+      // 0-65535, as the ksc normalizer takes an attack port (normalizers/ksc/text.ts portNumber).
+      const n = typeof v === 'string' ? toInt(v) : v;
+      return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
+    }
     case 'ip':
       return typeof v === 'string' && isIP(v) !== 0 ? v : undefined;
     case 'ips':
@@ -196,7 +205,8 @@ function compile(row: EcsRow): Compiled {
   const get: Get = (c) => {
     for (const a of alts) {
       const v = convert(a(c), as, c);
-      if (v !== undefined) return v;
+      // An empty text (a CEF header field or extension written empty) is no value.
+      if (v !== undefined && v !== '') return v;
     }
     return undefined;
   };

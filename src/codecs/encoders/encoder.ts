@@ -7,6 +7,7 @@
 import type { CefdEvent } from '../../event.js';
 import type { Code } from '../../errors.js';
 import type { EventOptions } from './native.js';
+import type { KscObject } from '../../../normalizers/ksc/types.js';
 
 /** What an output's `encoding` section says. */
 export interface EncodingConfig {
@@ -81,4 +82,15 @@ export function epochMs(iso: unknown): number | undefined {
 
 export function isIsoTime(v: unknown): v is string {
   return typeof v === 'string' && ISO_TIME.test(v) && !Number.isNaN(Date.parse(v));
+}
+
+/**
+ * Who sent the event (`k`: the event's kscView): the syslog HOSTNAME, which is the
+ * Administration Server for KSC's CEF export; for KSC's "Syslog" format, whose HOSTNAME is
+ * the managed device, the server's `kscfqdn`. A database row has neither. The `cef`
+ * encoding writes it as `dvchost` when the record has none, `kuma` as `DeviceHostName`,
+ * `ecs` as `observer.hostname`.
+ */
+export function senderHost(event: CefdEvent, k: KscObject | null): string | undefined {
+  return event.cef === undefined && k !== null ? k.server?.name : event.syslog?.hostname;
 }

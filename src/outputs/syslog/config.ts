@@ -1,15 +1,9 @@
 /** The `syslog` output's options: the one place they are written (type inferred below). */
 import { dur, enumOf, fields, int, list, pathSpec, size, str, type ConfigOf, type FieldProblem } from '../../config/spec.js';
 import { encodingSpec } from '../plugin.js';
+import { FACILITIES, SEVERITIES } from '../../codecs/syslog/names.js';
 
-/** RFC 5424 §6.2.1 facility names, in code order (facility = index). */
-export const FACILITIES = [
-  'kern', 'user', 'mail', 'daemon', 'auth', 'syslog', 'lpr', 'news', 'uucp', 'cron', 'authpriv', 'ftp', 'ntp', 'audit', 'alert', 'clock',
-  'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7',
-] as const;
-
-/** RFC 5424 §6.2.1 severity names, in code order. */
-export const SEVERITIES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
+export { FACILITIES, SEVERITIES };
 
 /** The most a UDP datagram carries over IPv4 (65535 - 20 bytes of IP header - 8 of UDP). */
 export const UDP_MAX_PAYLOAD = 65507;

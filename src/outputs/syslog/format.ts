@@ -27,8 +27,11 @@ export function priOf(o: Pick<HeaderOptions, 'facility' | 'severity'>): number {
 const two = (n: number) => (n < 10 ? `0${n}` : String(n));
 
 /**
- * The header text for messages sent at `now` (the forwarding time: the event's own time
- * is in the record). RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - `, no
+ * The header text for messages sent at `now`: its TIMESTAMP is the forwarding time and its
+ * HOSTNAME the configured one (cefd's), not the event's. The record must carry those: the
+ * `cef` encoding writes the event's time as `rt` and its sender as `dvchost` when the CEF
+ * record has neither (src/codecs/encoders/cef.ts); the JSON encodings have them in their
+ * own fields (`@timestamp`, `Timestamp`, ...). RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - `, no
  * structured data, no BOM (CEF receivers read the message as it starts). RFC 3164:
  * `<PRI>Mmm dd hh:mm:ss HOSTNAME TAG[PID]: ` in UTC (3164 has no zone; cefd reads such
  * times in its `timezone`, UTC by default).
