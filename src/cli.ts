@@ -6,7 +6,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
-import { parseInputs, openInputs } from './commands/parse.js';
+import { encodeProblemsText, parseInputs, openInputs } from './commands/parse.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './codecs/framing/framer.js';
 import { loadChain, type Normalizer } from './pipeline/normalize.js';
 import { isKnownZone } from './time.js';
@@ -63,7 +63,13 @@ export function buildProgram(): Command {
       const list = (v: string | undefined) => (v === undefined ? [] : v.split(',').map((x) => x.trim()).filter((x) => x !== ''));
       const event = { typed: o.typed, custom_fields: o.customFields, ksc: o.ksc, syslog_timestamp: o.syslogTimestamp };
       // The same compilation an output's `encoding` section and the config's `event` section go through (router.ts).
-      const encoder = compileRoutes([{ encoding: { codec: o.encoding, only_fields: list(o.onlyFields), except_fields: list(o.exceptFields) } }], event).encoders[0]!;
+      let encoder;
+      try {
+        encoder = compileRoutes([{ encoding: { codec: o.encoding, only_fields: list(o.onlyFields), except_fields: list(o.exceptFields) } }], event).encoders[0]!;
+      } catch (e) {
+        // Field options the encoding refuses (registry.ts fieldOptionsProblem), as validate refuses them.
+        throw new CommanderError(2, 'cefd.usage', `error: --encoding ${o.encoding}: ${(e as Error).message}`);
+      }
       let chain: Normalizer[] = [];
       try {
         chain = o.normalize ? await loadChain(o.normalizer ?? ['ksc'], process.cwd(), { fileIsPath: true }) : [];
@@ -86,6 +92,8 @@ export function buildProgram(): Command {
       } catch (e) {
         throw new CommanderError(2, 'cefd.io', `error: ${(e as Error).message}`);
       }
+      // What the encoder dropped, cut or moved: the preview shows what an output loses too.
+      process.stderr.write(encodeProblemsText(encoder.problems));
       process.exitCode = stats.failed > 0 ? 1 : 0;
     });
 

@@ -15,7 +15,7 @@ import { decodeFrame, type DecodeOptions } from '../codecs/decode.js';
 import { normalizeEvent, type Normalizer } from '../pipeline/normalize.js';
 import { createEncoder, isJsonEncoding } from '../codecs/encoders/registry.js';
 import type { EventOptions } from '../codecs/encoders/native.js';
-import type { Encoder } from '../codecs/encoders/encoder.js';
+import type { EncodeProblems, Encoder } from '../codecs/encoders/encoder.js';
 import type { CefdEvent } from '../event.js';
 
 export interface ParseCommandOptions extends DecodeOptions {
@@ -111,6 +111,20 @@ export async function parseInputs(inputs: Readable[], out: Writable, opts: Parse
     await flush();
   }
   return stats;
+}
+
+/**
+ * What the encoder could not carry in the records printed (Encoder.problems, codes of stage
+ * `encode`, docs/error-codes.md): one line per code with its count and the last case, for
+ * stderr after the records ('' when there is nothing), as an output counts them in
+ * `cefd_output_encode_problems_total`.
+ */
+export function encodeProblemsText(problems: EncodeProblems): string {
+  const taken = problems.take();
+  if (taken.length === 0) return '';
+  taken.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const lines = taken.map(([code, n]) => `  ${code}: ${n} (last: ${problems.last.get(code) ?? ''})`);
+  return `cefd parse: what the encoding could not carry, per code:\n${lines.join('\n')}\n`;
 }
 
 export function openInputs(files: string[]): Readable[] {

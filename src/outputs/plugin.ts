@@ -24,6 +24,12 @@ export const BUFFER_FIELDS = fields({
 
 export const BUFFER = obj('The output\'s queue: on disk (events survive restarts and crashes) or in memory.', BUFFER_FIELDS);
 
+/** `encoding.only_fields` / `except_fields` (src/codecs/encoders/registry.ts; docs/encodings.md, "Field options"). */
+export const ONLY_FIELDS_DOC =
+  'Keep only these fields of the record the output sends: dotted paths of its encoding (`native`: `ksc.task`; `ecs`: `@timestamp`, `kaspersky`; `kuma`: `Extra`); a path continues into each element of an array. Empty: all. Not for `cef`, whose records are CEF lines.';
+export const EXCEPT_FIELDS_DOC =
+  'Drop these fields of the record the output sends, applied after `only_fields`: dotted paths of its encoding (`ecs`: `cef` drops the `cef.*` copy, the ECS fields stay; `native`: `warnings.message` drops `message` from each warning). Not for `cef`.';
+
 /**
  * The `encoding` section with `codec` defaulting to `defaultCodec`. An output whose
  * receivers expect another encoding by default (syslog: `cef`) puts
@@ -32,8 +38,8 @@ export const BUFFER = obj('The output\'s queue: on disk (events survive restarts
 export function encodingSpec<const D extends string>(defaultCodec: D) {
   return obj('How events become the records this output sends (src/codecs/encoders), encoded on the decode workers; outputs with the same encoding share one encoded copy of each event. The `event` section applies to `native`.', {
     codec: enumOf(`Encoder: \`native\` is cefd's own JSON event.${defaultCodec === 'native' ? '' : ` This output's default: \`${defaultCodec}\`.`}`, ENCODER_NAMES, defaultCodec),
-    only_fields: list('Keep only these fields (dotted paths such as `ksc.task`); empty: all.', str('dotted field path'), { default: [] }),
-    except_fields: list('Drop these fields (dotted paths); applied after `only_fields`.', str('dotted field path'), { default: [] }),
+    only_fields: list(ONLY_FIELDS_DOC, str('dotted field path'), { default: [] }),
+    except_fields: list(EXCEPT_FIELDS_DOC, str('dotted field path'), { default: [] }),
   });
 }
 

@@ -423,14 +423,68 @@ describe('ecs', () => {
 });
 
 describe('field options', () => {
-  test('every encoding encodes an event whose CEF record lost its extensions or timestamp to only_fields / except_fields', () => {
-    const e = decode('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|dhost=h cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState');
-    const enc = (codec: string, opts: object) => createEncoder({ codec, ...opts }).encode(e);
-    expect(enc('cef', { except_fields: ['cef.extensions'] })).toBe('CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|x|1|cs3=Scan cs3Label=TaskName cn1=4 cn1Label=TaskNewState rt=1717243200000');
-    expect(JSON.parse(enc('ecs', { except_fields: ['cef.extensions'] }))['kaspersky']['ksc']['labels']).toEqual({ TaskName: 'Scan', TaskNewState: '4' });
-    expect(JSON.parse(enc('ecs', { only_fields: ['cef.custom', 'timestamp'] }))['@timestamp']).toBe('2024-06-01T12:00:00.000Z');
-    expect(enc('cef', { only_fields: ['ksc'] })).toBe('CEF:0|cefd|syslog||syslog|syslog|Unknown|');
-    expect(JSON.parse(enc('native', { except_fields: ['cef.extensions'] }))['cef']['extensions']).toBeUndefined();
+  const DETECTION = `<14>1 2024-05-06T07:00:00.000Z ksc01 KSC - - - CEF:0|KasperskyLab|SecurityCenter|14.2|GNRL_EV_VIRUS_FOUND|Malicious object detected|4|rt=1714978800000 dhost=WS-1 dst=10.0.0.5 duser=CORP\\\\jdoe cs4=EICAR-Test-File cs4Label=VirusName cs5=C:\\\\eicar.com cs5Label=ObjectName cs9=G cs9Label=GroupName msg=Found`;
+  const rec = (codec: string, e: CefdEvent, opts: object = {}) => JSON.parse(createEncoder({ codec, ...opts }).encode(e)) as Record<string, any>;
+  const without = (o: Record<string, unknown>, ...keys: string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
+
+  test('ecs and kuma: the paths are the encoded document\'s; except_fields: [cef] drops only the cef.* copy', () => {
+    const e = decode(DETECTION);
+    const full = rec('ecs', e);
+    expect(full['kaspersky']['ksc']['event_type']).toBe('GNRL_EV_VIRUS_FOUND');
+    expect(rec('ecs', e, { except_fields: ['cef'] })).toEqual(without(full, 'cef'));
+    expect(Object.keys(rec('ecs', e, { only_fields: ['@timestamp', 'event', 'host', 'kaspersky'] }))).toEqual(['@timestamp', 'event', 'host', 'kaspersky']);
+    expect(rec('ecs', e, { only_fields: ['@timestamp', 'event', 'host', 'kaspersky'] })).toEqual({ '@timestamp': full['@timestamp'], event: full['event'], host: full['host'], kaspersky: full['kaspersky'] });
+    const slim = rec('ecs', e, { only_fields: ['@timestamp', 'event.kind', 'cef.extensions', 'kaspersky.ksc.labels'], except_fields: ['cef.extensions.message', 'kaspersky.ksc.labels.GroupName'] });
+    expect(slim).toEqual({
+      '@timestamp': '2024-05-06T07:00:00.000Z',
+      event: { kind: 'alert' },
+      cef: { extensions: without(full['cef']['extensions'], 'message') },
+      kaspersky: { ksc: { labels: without(full['kaspersky']['ksc']['labels'], 'GroupName') } },
+    });
+    const kuma = rec('kuma', e);
+    expect(kuma['Extra']['GroupName']).toBe('G');
+    expect(rec('kuma', e, { except_fields: ['Extra', 'DeviceCustomString5'] })).toEqual(without(kuma, 'Extra', 'DeviceCustomString5'));
+    expect(rec('kuma', e, { only_fields: ['Timestamp', 'Name', 'Extra.GroupName'] })).toEqual({ Timestamp: kuma['Timestamp'], Name: 'Malicious object detected', Extra: { GroupName: 'G' } });
+    // native: the event's paths, as before (and the KSC fields are the event's `ksc`).
+    expect(rec('native', e, { except_fields: ['cef'] })['cef']).toBeUndefined();
+    expect(rec('native', e, { only_fields: ['ksc.category', 'timestamp'] })).toEqual({ ksc: { category: 'detection' }, timestamp: '2024-05-06T07:00:00.000Z' });
+  });
+
+  test('trimming never changes the event or the values encoders share', () => {
+    const e = decode(DETECTION);
+    const before = structuredClone(e);
+    const opts = { except_fields: ['cef.extensions.message', 'cef.custom', 'event.category', 'ksc', 'warnings.message'] };
+    for (const codec of ['native', 'ecs', 'kuma']) {
+      const a = createEncoder({ codec, ...opts }).encode(e);
+      expect(createEncoder({ codec, ...opts }).encode(e), codec).toBe(a);
+      expect(e, codec).toEqual(before);
+    }
+    expect(rec('ecs', e)['event']['category']).toEqual(['malware']);
+    expect(rec('native', e)).toEqual(JSON.parse(JSON.stringify(before)));
+  });
+
+  test('cef refuses field options: its record is one CEF line (docs/encodings.md, "Field options")', () => {
+    expect(() => createEncoder({ codec: 'cef', except_fields: ['cef.extensions.message'] })).toThrow(/a cef record is one CEF line/);
+    expect(() => createEncoder({ codec: 'cef', only_fields: ['ksc'] })).toThrow(/remove them for codec cef/);
+    expect(createEncoder({ codec: 'cef', only_fields: [], except_fields: [] }).encode(decode(DETECTION))).toMatch(/^CEF:0\|KasperskyLab\|/);
+  });
+
+  test('a path through an array continues into each element; arrays stay arrays', () => {
+    const e = decode('CEF:0|V|P|1|C|N|5|src=1.1.1.1 src=2.2.2.2 src=3.3.3.3 cs1Label=x');
+    const warnings = e.warnings!;
+    expect(warnings.length).toBeGreaterThanOrEqual(2);
+    const before = structuredClone(e);
+    const codes = rec('native', e, { except_fields: ['warnings.message'] })['warnings'];
+    expect(Array.isArray(codes)).toBe(true);
+    expect(codes).toEqual(warnings.map((w) => without(w as unknown as Record<string, unknown>, 'message')));
+    expect(rec('native', e, { only_fields: ['warnings.code', 'warnings.key', 'timestamp'] })).toEqual({ warnings: warnings.map((w) => (w.key !== undefined ? { code: w.code, key: w.key } : { code: w.code })), timestamp: e.timestamp });
+    // A number is a key like any other, not an index: `warnings.0.code` names nothing.
+    expect(rec('native', e, { only_fields: ['warnings.0.code', 'timestamp'] })).toEqual({ timestamp: e.timestamp });
+    expect(rec('native', e, { except_fields: ['warnings.0'] })['warnings']).toEqual(JSON.parse(JSON.stringify(warnings)));
+    // Through an array of texts: nothing to take or drop, the array as it is.
+    const ecs = rec('ecs', decode(DETECTION), { only_fields: ['host.ip.x', 'event.category'], except_fields: ['event.category.x'] });
+    expect(ecs).toEqual({ event: { category: ['malware'] } });
+    expect(e).toEqual(before);
   });
 });
 

@@ -373,14 +373,27 @@ test('opensearch flavor: rejected_execution_exception retried; config checks', a
   expect(check({ index: 'a', encoding: { codec: 'cef' } })).toEqual(['encoding.codec']);
   expect(check({ data_stream: 'logs-a-b', encoding: { codec: 'native' } })).toEqual(['encoding.codec']);
   expect(check({ index: 'a', flavor: 'opensearch', api_key: 'k' })).toEqual(['api_key']);
+  // The field options trim the encoded record: the id and time are checked at the encoding's
+  // own paths (ecs, the default: `event.id` and `@timestamp`; native `id`, `timestamp`; kuma `ID`, `Timestamp`).
   expect(check({ index: 'a', encoding: { only_fields: ['cef'] } })).toEqual(['encoding']);
-  expect(check({ index: 'a', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
-  expect(check({ index: 'a', encoding: { except_fields: ['id'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a', encoding: { only_fields: ['cef', 'event.id', '@timestamp'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { only_fields: ['cef', 'event', '@timestamp'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a', encoding: { except_fields: ['cef', 'event.original'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { except_fields: ['event.id'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a', encoding: { except_fields: ['event'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a', encoding: { codec: 'native', only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { codec: 'native', except_fields: ['id'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a', encoding: { codec: 'kuma', except_fields: ['ID'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a', encoding: { codec: 'kuma', except_fields: ['Extra', 'Raw'] } })).toEqual([]);
   // The timestamp: @timestamp of a data stream document, and the date of a dated index name.
-  expect(check({ data_stream: 'logs-a-b', encoding: { only_fields: ['cef', 'id'] } })).toEqual(['encoding']);
-  expect(check({ index: 'a-%Y.%m.%d', encoding: { except_fields: ['timestamp'] } })).toEqual(['encoding']);
-  expect(check({ index: 'a-%Y.%m.%d', encoding: { only_fields: ['cef', 'id', 'timestamp'] } })).toEqual([]);
-  expect(check({ index: 'a', encoding: { except_fields: ['timestamp'] } })).toEqual([]);
+  expect(check({ data_stream: 'logs-a-b', encoding: { only_fields: ['cef', 'event.id'] } })).toEqual(['encoding']);
+  expect(check({ data_stream: 'logs-a-b', encoding: { only_fields: ['@timestamp', 'event', 'host', 'kaspersky'] } })).toEqual([]);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { except_fields: ['@timestamp'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { codec: 'native', except_fields: ['timestamp'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { codec: 'kuma', only_fields: ['ID', 'Name'] } })).toEqual(['encoding']);
+  expect(check({ index: 'a-%Y.%m.%d', encoding: { only_fields: ['cef', 'event.id', '@timestamp'] } })).toEqual([]);
+  expect(check({ index: 'a', encoding: { except_fields: ['@timestamp'] } })).toEqual([]);
 });
 
 function quiet(): Telemetry {

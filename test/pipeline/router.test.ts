@@ -23,11 +23,24 @@ describe('compileRoutes', () => {
       { filter: 'cef.deviceVendor == "KasperskyLab"', encoding: { codec: 'native' } },
       { encoding: { codec: 'native', only_fields: ['id', 'cef.name'] } },
     ]);
-    expect(r.encoders.map((e) => e.key)).toEqual(['native|||', 'native|id,cef.name||']);
+    expect(r.encoders.map((e) => e.key)).toEqual(['["native",[],[],null]', '["native",["id","cef.name"],[],null]']);
     expect(r.encoderOf).toEqual([0, 0, 1]);
     expect(r.encoderMasks).toEqual([0b011, 0b100]);
     const ev = { timestamp: 't', received: 't', cef: { version: '0', deviceVendor: 'Other', extensions: {}, typed: {} } } as CefdEvent;
     expect(routeMask(r, ev)).toBe(0b101);
+  });
+
+  test('the sharing key is unambiguous: a path holding `,` or `|` is not two paths', () => {
+    const r = compileRoutes([
+      { encoding: { codec: 'native', except_fields: ['x,y'] } },
+      { encoding: { codec: 'native', except_fields: ['x', 'y'] } },
+      { encoding: { codec: 'native', only_fields: ['a|b'] } },
+      { encoding: { codec: 'native', only_fields: ['a'], except_fields: ['b'] } },
+    ]);
+    expect(r.encoderOf).toEqual([0, 1, 2, 3]);
+    const ev = { timestamp: 't', received: 't', x: 1, y: 2, a: 3, b: 4 } as unknown as CefdEvent;
+    expect(JSON.parse(r.encoders[r.encoderOf[1]!]!.encode(ev))).toEqual({ timestamp: 't', received: 't', a: 3, b: 4 });
+    expect(JSON.parse(r.encoders[r.encoderOf[3]!]!.encode(ev))).toEqual({ a: 3 });
   });
 
   test('an unknown encoder is refused', () => {
@@ -46,7 +59,7 @@ describe('compileRoutes', () => {
     const enc: string[] = [];
     const mask = processFrame(Buffer.from(DETECTION), false, 0, 'l', 'p', [], 'x-1', env, new FrameCounts(), enc);
     expect(mask).toBe(0b011);
-    expect(calls).toEqual(['native|||', 'native|cef.name||']);
+    expect(calls).toEqual(['["native",[],[],null]', '["native",["cef.name"],[],null]']);
     expect(JSON.parse(enc[1]!)).toEqual({ cef: { name: 'Virus found' } });
     expect(JSON.parse(enc[0]!)).toMatchObject({ id: 'x-1', listener: 'l', peer: 'p', cef: { name: 'Virus found' } });
   });
@@ -185,6 +198,39 @@ test('cefd parse --encoding prints what an output with that encoding gets', asyn
   const bad = await runCli(['parse', '--encoding', 'nope'], { input: `${DETECTION}\n` });
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/unknown encoding nope \(known: native/);
+});
+
+test('cefd parse --encoding prints on stderr, after the records, what the encoder dropped, cut or moved; the exit code is unchanged', async () => {
+  const line = `CEF:0|V|P|1|C|N|5|app=${'A'.repeat(40)} cn1=12.5 cn1Label=Ratio`;
+  const r = await runCli(['parse', '--encoding', 'kuma'], { input: `${line}\n` });
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout)['ApplicationProtocol']).toBe('A'.repeat(31));
+  expect(r.stderr).toContain('encode_field_cut: 1 (last: ApplicationProtocol: cut to 31 characters)');
+  expect(r.stderr).toMatch(/encode_value_moved: 1 \(last: DeviceCustomNumber1: /);
+  // The counts are for the whole run, and a failed frame keeps its exit code.
+  const two = await runCli(['parse', '--encoding', 'kuma'], { input: `${line}\n${line}\nnot a frame\n` });
+  expect(two.code).toBe(1);
+  expect(two.stderr).toContain('encode_field_cut: 2 ');
+  // Nothing to report: nothing on stderr.
+  const clean = await runCli(['parse', '--encoding', 'kuma'], { input: `${DETECTION}\n` });
+  expect(clean.code).toBe(0);
+  expect(clean.stderr).toBe('');
+});
+
+test('field options are refused for cef (its record is one CEF line), by parse and by validate', async () => {
+  const r = await runCli(['parse', '--encoding', 'cef', '--except-fields', 'cef.extensions.message'], { input: `${DETECTION}\n` });
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/--encoding cef: only_fields \/ except_fields trim JSON records/);
+  let err: unknown;
+  try {
+    loadConfigText(`outputs:\n  - { name: s, type: syslog, host: 127.0.0.1, encoding: { except_fields: [raw] } }\n`, 'cefd.yaml', {});
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ConfigError);
+  expect((err as Error).message).toMatch(/outputs\[0\]\.encoding.*remove them for codec cef/s);
+  // With another encoding the same output is fine.
+  expect(loadConfigText(`outputs:\n  - { name: s, type: syslog, host: 127.0.0.1, encoding: { codec: kuma, except_fields: [Raw] } }\n`, 'cefd.yaml', {}).outputs[0]!.encoding.except_fields).toEqual(['Raw']);
 });
 
 test('validate refuses an unknown encoding with its key and line', () => {

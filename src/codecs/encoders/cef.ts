@@ -101,11 +101,9 @@ export function isWritableKey(k: string): boolean {
   return true;
 }
 
-
 /** Extensions for a plain syslog message (not KSC's): when it happened, the sender, the text. */
 function syslogExtensions(event: CefdEvent): Record<string, string> {
   const x: Record<string, string> = {};
-  // `only_fields` may have left the event without its timestamp.
   if (typeof event.timestamp === 'string') x['deviceReceiptTime'] = String(epochMs(event.timestamp) ?? event.timestamp);
   if (event.syslog?.hostname !== undefined) x['deviceHostName'] = event.syslog.hostname;
   if (event.message !== undefined) x['message'] = event.message;

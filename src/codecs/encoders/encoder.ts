@@ -13,9 +13,13 @@ import type { KscObject } from '../../../normalizers/ksc/types.js';
 export interface EncodingConfig {
   /** Encoder name from registry.ts (`native` by default). */
   codec: string;
-  /** Keep only these fields (dotted paths, e.g. `ksc.task`); applied before encoding. */
+  /**
+   * Keep only these fields of the record (dotted paths of the encoding's record: `ksc.task`
+   * native, `kaspersky.ksc` ecs, `Extra` kuma; through an array, of each element); the
+   * encoder's output is trimmed (registry.ts). Refused for `cef`.
+   */
   only_fields?: readonly string[];
-  /** Drop these fields (dotted paths); applied before encoding. */
+  /** Drop these fields of the record (as `only_fields`); applied after `only_fields`. */
   except_fields?: readonly string[];
   /** The native event's options (config `event`, docs/event-format.md); other encoders read the event whole. */
   event?: EventOptions;

@@ -31,7 +31,7 @@ type Field = [label: string, value: string | undefined, slot?: number];
 
 export function kscCefRecord(k: KscObject, event: CefdEvent): CefRecord {
   const ext: Record<string, string> = {};
-  // `only_fields` may have left the event without its timestamp.
+  // A user normalizer may have left the event without its timestamp.
   const ms = epochMs(event.timestamp);
   if (ms !== undefined) ext['deviceReceiptTime'] = String(ms);
   if (k.host.name !== undefined) ext['destinationHostName'] = k.host.name;

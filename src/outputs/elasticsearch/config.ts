@@ -1,6 +1,7 @@
 /** The `elasticsearch` output's options: the one place they are written (type inferred below). */
 import { ENCODER_NAMES } from '../../codecs/encoders/registry.js';
 import { enumOf, fields, list, obj, size, str, type ConfigOf } from '../../config/spec.js';
+import { EXCEPT_FIELDS_DOC, ONLY_FIELDS_DOC } from '../plugin.js';
 import { HTTP_TRANSPORT_FIELDS } from '../shared/http-transport.js';
 
 // Elasticsearch takes an API key only as `Authorization: ApiKey <key>`: no header name to choose.
@@ -17,8 +18,8 @@ export const ELASTICSEARCH_FIELDS = fields({
   api_key: str('Elasticsearch API key (the base64 `encoded` value of the create API key answer), sent as `Authorization: ApiKey <key>`; or api_key_file. Not with `flavor: opensearch`.', { secret: true }),
   encoding: obj('How events become the documents this output indexes (src/codecs/encoders); `ecs` by default. The records must be JSON objects (not `cef`).', {
     codec: enumOf('Encoder: `ecs` (Elastic Common Schema), `native` (cefd\'s event) or `kuma`.', ENCODER_NAMES, 'ecs'),
-    only_fields: list('Keep only these fields (dotted paths such as `ksc.task`); empty: all.', str('dotted field path'), { default: [] }),
-    except_fields: list('Drop these fields (dotted paths); applied after `only_fields`.', str('dotted field path'), { default: [] }),
+    only_fields: list(ONLY_FIELDS_DOC, str('dotted field path'), { default: [] }),
+    except_fields: list(EXCEPT_FIELDS_DOC, str('dotted field path'), { default: [] }),
   }),
 });
 
