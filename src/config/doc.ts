@@ -17,6 +17,8 @@ function typeText(s: Spec): string {
       return 'map';
     case 'object':
       return 'mapping';
+    case 'mode':
+      return 'octal mode';
     case 'variant':
       return 'mapping';
     default:
@@ -28,7 +30,7 @@ function defaultText(s: Spec): string {
   const d = (s as { default?: unknown }).default;
   if ((s as ScalarSpec).required) return 'required';
   if (d === undefined) return '';
-  if (s.kind === 'int' && (s as ScalarSpec).max === 0o777) return `0o${(d as number).toString(8)}`;
+  if (s.kind === 'mode') return `\`0${(d as number).toString(8)}\``;
   return `\`${JSON.stringify(d)}\``;
 }
 

@@ -4,10 +4,8 @@
  * `cefd validate` and `cefd run` run this same code. Every problem names the key and the
  * line; all problems are collected, not just the first.
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { isIP } from 'node:net';
-import { LineCounter, parseDocument, isAlias, isMap, isNode, isSeq, isScalar, visit, type Document, type Node, type Pair, type YAMLError } from 'yaml';
+import { LineCounter, parseDocument, isAlias, isMap, isNode, isSeq, isScalar, visit, type Document, type Node, type Pair, type Scalar, type YAMLError } from 'yaml';
 import { SCHEMA, type ListSpec, type MapSpec, type ObjectSpec, type ScalarSpec, type Spec, type VariantSpec } from './schema.js';
 import { isKnownZone } from '../time.js';
 import type { Config } from './types.js';
@@ -21,6 +19,9 @@ import { bindProblems } from './binds.js';
 import { CONFIG_SECTIONS } from './sections.js';
 import { createEncoder } from '../codecs/encoders/registry.js';
 import { bearerTokenProblem } from '../bearer.js';
+import { interpolate } from './interpolate.js';
+import { sourceOffset } from './scalar-source.js';
+import { fileProblem, readBoundedFile, readSecretFile } from './read-file.js';
 
 export interface ConfigProblem {
   /** Dotted key path, `listeners[0].port`. */
@@ -48,49 +49,7 @@ export function formatProblem(p: ConfigProblem, file: string | undefined): strin
 
 /** Largest config file read (`--config`); a bigger one is refused, not read. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
-/** Largest `*_file` secret read (a token, a passphrase); a bigger one is a problem at its key. */
-export const MAX_SECRET_FILE_BYTES = 64 * 1024;
-
-/** `4 MiB`, `64 KiB`, `100 bytes`. */
-function sizeText(n: number): string {
-  if (n % 1024 ** 2 === 0) return `${n / 1024 ** 2} MiB`;
-  return n % 1024 === 0 ? `${n / 1024} KiB` : `${n} bytes`;
-}
-
-/**
- * Reads a regular file of at most `limit` bytes as UTF-8. Anything else throws an Error
- * whose message says why (`ENOENT`, `not a regular file`, `larger than 64 KiB`): a device
- * (`/dev/zero`) or a file that grows without end is not read past the limit, and a FIFO
- * is refused without blocking (opened O_NONBLOCK, its type checked on the open fd).
- */
-export function readBoundedFile(path: string, limit: number): string {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (e) {
-    throw new Error((e as NodeJS.ErrnoException).code ?? (e as Error).message);
-  }
-  try {
-    if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
-    // At most limit + 1 bytes: one more than the limit tells a file that is too large.
-    const buf = Buffer.allocUnsafe(limit + 1);
-    let n = 0;
-    for (;;) {
-      let got: number;
-      try {
-        got = readSync(fd, buf, n, buf.length - n, null);
-      } catch (e) {
-        throw new Error((e as NodeJS.ErrnoException).code ?? (e as Error).message);
-      }
-      if (got === 0) break;
-      n += got;
-      if (n > limit) throw new Error(`larger than ${sizeText(limit)}`);
-    }
-    return buf.toString('utf8', 0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
+export { MAX_SECRET_FILE_BYTES, readBoundedFile } from './read-file.js';
 
 export interface LoadOptions {
   /** Environment for `${VAR}` interpolation (default process.env). */
@@ -138,6 +97,48 @@ export function editDistance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
+/**
+ * The candidate nearest to `word` for a "did you mean": the smallest edit distance, at
+ * most 2, the first of the candidates at that distance (so the schema's order breaks ties);
+ * undefined when none is that close. `word` is compared lowercase, `-` as `_`.
+ */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  const w = word.toLowerCase().replace(/-/g, '_');
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const c of candidates) {
+    const d = editDistance(c, w);
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** ` (did you mean x?)` when a candidate is near `word`, else ''. */
+function didYouMean(word: string, candidates: Iterable<string>): string {
+  const near = closest(word, candidates);
+  return near === undefined ? '' : ` (did you mean ${near}?)`;
+}
+
+/**
+ * A file mode (`outputs[type=file].mode`): octal as chmod takes it. In YAML 1.2 `0640` is
+ * the decimal number 640 and `0440` the decimal 440 (0o670, a valid mode), so the text of
+ * the scalar is read, not the number YAML made of it: `0640`, `0o640` and the strings
+ * `"0640"`, `"0o640"` are octal; a number without the leading 0 (`640`, `416`) is refused,
+ * whatever it would mean. `source` is the scalar's text in the file; a value not from a
+ * file (loadFields) is taken as the number it is.
+ */
+function parseMode(v: unknown, source: string | undefined): number | string {
+  const text = typeof v === 'string' ? v.trim() : source;
+  if (text === undefined) return typeof v === 'number' && Number.isSafeInteger(v) ? v : 'expected an octal file mode such as 0640';
+  const m = /^0o?([0-7]+)$/i.exec(text) ?? (text === '0' ? ['0', '0'] : null);
+  if (m !== null) return parseInt(m[1]!, 8);
+  if (/^[1-9][0-9]*$/.test(text)) return `a file mode is octal: write it with a leading 0 (0${text}, or 0o${text}); ${text} would be the decimal number ${text}`;
+  return 'expected an octal file mode such as 0640';
+}
+
 class Walker {
   readonly problems: ConfigProblem[] = [];
   /**
@@ -149,6 +150,8 @@ class Walker {
   constructor(
     private readonly lc: LineCounter | undefined,
     private readonly env: Record<string, string | undefined>,
+    /** The file's text, for positions inside a value (a filter's syntax error). */
+    private readonly text?: string,
   ) {}
 
   line(node: Node | null | undefined): number | undefined {
@@ -161,17 +164,39 @@ class Walker {
     this.problems.push(line === undefined ? { key, message } : { key, line, message });
   }
 
-  /** `${VAR}` (and `${VAR:-default}`) in strings; `$${` is a literal `${`. */
-  interpolate(key: string, node: Node | null | undefined, v: string): string {
-    if (v.indexOf('${') === -1) return v;
-    return v.replace(/\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (all, esc: string | undefined, name: string, def: string | undefined) => {
-      if (esc !== undefined) return all.slice(1);
-      const val = this.env[name];
-      if (val !== undefined && val !== '') return val;
-      if (def !== undefined) return def;
-      this.problem(key, node, `environment variable ${name} is ${val === '' ? 'empty' : 'not set'}`);
-      return '';
-    });
+  /**
+   * A filter's syntax error at the file's line and column of the offending text, inside a
+   * `>-` or `|` block too (scalar-source.ts); when that cannot be told (an escape in a
+   * quoted filter, `${VAR}` in it: `asWritten` undefined), at the filter's line with the
+   * position counted in the filter's text, and said so.
+   */
+  filterProblem(key: string, node: Node | null | undefined, asWritten: string | undefined, e: FilterSyntaxError): void {
+    const at = asWritten !== undefined && this.text !== undefined && this.lc !== undefined && isScalar(node) ? sourceOffset(node, this.text, asWritten, e.position) : undefined;
+    if (at !== undefined) {
+      const { line, col } = this.lc!.linePos(at);
+      let detail = e.detail;
+      // The `(` an expected `)` would close: at its place in the file too.
+      const rel = e.related !== undefined ? sourceOffset(node as Scalar, this.text!, asWritten!, e.related.position) : undefined;
+      if (rel !== undefined) {
+        const r = this.lc!.linePos(rel);
+        detail = detail.replace(e.related!.text, `at ${r.line === line ? '' : `line ${r.line}, `}column ${r.col}`);
+      }
+      this.problems.push({ key, line, message: `bad filter: ${detail} at column ${col}` });
+      return;
+    }
+    if (this.lc === undefined) {
+      this.problem(key, node, `bad filter: ${e.message}`);
+      return;
+    }
+    const where = e.source.includes('\n') ? `line ${e.line}, column ${e.column}` : `column ${e.column}`;
+    this.problem(key, node, `bad filter: ${e.detail} at ${where} of the filter's text`);
+  }
+
+  /** `${VAR}` and its forms in strings (interpolate.ts); undefined after a problem, which is reported. */
+  interpolate(key: string, node: Node | null | undefined, v: string, secret = false): string | undefined {
+    const r = interpolate(v, this.env, secret);
+    for (const p of r.problems) this.problem(key, node, p);
+    return r.problems.length === 0 ? r.value : undefined;
   }
 
   value(spec: Spec, node: Node | null | undefined, raw: unknown, key: string): unknown {
@@ -195,11 +220,15 @@ class Walker {
       return undefined;
     }
     let v = raw;
-    if (typeof v === 'string') v = this.interpolate(key, node, v);
+    if (typeof v === 'string') {
+      v = this.interpolate(key, node, v, spec.secret === true);
+      // Said once: an unset variable is not also a value of the wrong type ("expected an integer, got \"\"").
+      if (v === undefined) return undefined;
+    }
     // A number JSON cannot write (`1e309`, `.nan`, `.inf`) is shown as written in the file.
     const shown = () => (typeof v === 'number' && !Number.isFinite(v) ? (isScalar(node) && typeof node.source === 'string' ? node.source : String(v)) : JSON.stringify(v));
-    const bad = (what: string) => {
-      this.problem(key, node, `${what}, got ${spec.secret ? '(a secret)' : shown()}`);
+    const bad = (what: string, hint = '') => {
+      this.problem(key, node, `${what}, got ${spec.secret ? '(a secret)' : shown()}${hint}`);
       return undefined;
     };
     switch (spec.kind) {
@@ -228,6 +257,16 @@ class Walker {
         if (max !== undefined && n > max) return bad(`must be at most ${max}`);
         return n;
       }
+      case 'mode': {
+        // The scalar's own text: YAML already turned `0440` into the number 440.
+        const source = isScalar(node) && typeof node.source === 'string' && typeof node.value === 'number' ? node.source : undefined;
+        const m = parseMode(v, source);
+        const written = source ?? shown();
+        if (typeof m === 'string') this.problem(key, node, `${m}, got ${written}`);
+        else if (m > 0o777) this.problem(key, node, `must be at most 0777, got ${written}`);
+        else return m;
+        return undefined;
+      }
       case 'duration': {
         const d = parseDuration(v);
         if (d === null) return bad('expected a duration such as 10s, 500ms, 5m or a number of seconds');
@@ -244,18 +283,23 @@ class Walker {
         return n;
       }
       case 'enum':
-        if (typeof v !== 'string' || !spec.values!.includes(v)) return bad(`expected one of ${spec.values!.join(', ')}`);
+        if (typeof v !== 'string' || !spec.values!.includes(v)) {
+          return bad(`expected one of ${spec.values!.join(', ')}`, typeof v === 'string' && !spec.secret ? didYouMean(v, spec.values!) : '');
+        }
         return v;
       case 'cidr':
         if (typeof v !== 'string' || parseCidr(v) === null) return bad('expected an IPv4/IPv6 address or CIDR such as 10.0.0.0/8');
         return v;
       case 'filter':
+        // `filter: true` unquoted is YAML's boolean: the filter `true` (docs/filters.md).
+        if (typeof v === 'boolean') v = String(v);
         if (typeof v !== 'string') return bad('expected a filter expression (a string)');
         if (v.trim() === '') return v;
         try {
           compileFilter(v);
         } catch (e) {
-          this.problem(key, node, e instanceof FilterSyntaxError ? `bad filter: ${e.message}` : String(e));
+          if (e instanceof FilterSyntaxError) this.filterProblem(key, node, raw === v ? v : undefined, e);
+          else this.problem(key, node, String(e));
           return undefined;
         }
         return v;
@@ -280,8 +324,7 @@ class Walker {
       if (!allowed.has(k)) {
         const p = pairs.get(k);
         const keyNode = (p?.key ?? node) as Node | undefined;
-        const near = [...allowed].find((a) => editDistance(a, k.toLowerCase().replace(/-/g, '_')) <= 2);
-        this.problem(key === '' ? k : `${key}.${k}`, keyNode, `unknown key${near !== undefined ? ` (did you mean ${near}?)` : ''}`);
+        this.problem(key === '' ? k : `${key}.${k}`, keyNode, `unknown key${didYouMean(k, allowed)}`);
       }
     }
     for (const [name, spec] of Object.entries(fields)) {
@@ -360,7 +403,7 @@ class Walker {
     const t = r['type'];
     if (typeof t !== 'string' || !types.includes(t)) {
       const tNode = this.pairs(node).get('type')?.value as Node | undefined;
-      this.problem(`${key}.type`, tNode ?? node, t === undefined ? `is required (one of ${types.join(', ')})` : `expected one of ${types.join(', ')}, got ${JSON.stringify(t)}`);
+      this.problem(`${key}.type`, tNode ?? node, t === undefined ? `is required (one of ${types.join(', ')})` : `expected one of ${types.join(', ')}, got ${JSON.stringify(t)}${typeof t === 'string' ? didYouMean(t, types) : ''}`);
       return undefined;
     }
     const v = spec.variants[t]!;
@@ -399,7 +442,7 @@ function eachScalar(obj: unknown, spec: Spec, key: string, visit: (o: Record<str
   }
 }
 
-/** Reads `X_file` into `X` for secret options; both set is an error. */
+/** Reads `X_file` into `X` for secret options (read-file.ts's readSecretFile: whitespace at the ends removed); both set is an error. */
 function resolveSecretFiles(obj: unknown, spec: Spec, w: Walker, baseDir: string, doc?: Document): void {
   eachScalar(obj, spec, '', (o, name, sub, k) => {
     if (!sub.secret) return;
@@ -411,10 +454,10 @@ function resolveSecretFiles(obj: unknown, spec: Spec, w: Walker, baseDir: string
       return;
     }
     try {
-      o[name] = readBoundedFile(isAbsolute(file) ? file : resolve(baseDir, file), MAX_SECRET_FILE_BYTES).replace(/\r?\n$/, '');
+      o[name] = readSecretFile(isAbsolute(file) ? file : resolve(baseDir, file));
     } catch (e) {
       const key = `${k.slice(0, k.length - name.length)}${fileKey}`;
-      w.problem(key, nodeOfKey(doc, key), `cannot read ${file}: ${(e as Error).message}`);
+      w.problem(key, nodeOfKey(doc, key), fileProblem(file, e));
       w.unreadSecrets.add(k);
     }
   });
@@ -497,17 +540,8 @@ function crossChecks(c: Config, w: Walker, doc?: Document): void {
     // Each source type's own rules (src/sources/<type>/index.ts).
     // Each problem at its key's line, or at least at its listener's.
     for (const p of sourcePlugin(l.type)?.check?.(l) ?? []) problem(`${k}.${p.key}`, p.message, k);
-    if (l.host !== '' && isIP(l.host) === 0 && l.host !== 'localhost') problem(`${k}.host`, `expected an IP address to bind, got ${JSON.stringify(l.host)}`);
   });
-  const binds = new Map<string, string>();
-  c.listeners.forEach((l, i) => {
-    const proto = sourcePlugin(l.type)?.protocol ?? l.type;
-    if (l.port === 0 || proto === 'none') return;
-    const id = `${proto}:${l.host}:${l.port}`;
-    const prev = binds.get(id);
-    if (prev !== undefined) problem(`listeners[${i}].port`, `${proto} port ${l.port} on ${l.host} is already used by listener ${prev}`);
-    binds.set(id, l.name);
-  });
+  // Hosts that are not addresses, listeners and endpoints whose binds collide (binds.ts).
   for (const p of bindProblems(c)) problem(p.key, p.message);
   if (c.mode === 'receiver') {
     c.outputs.forEach((o, i) => {
@@ -638,7 +672,7 @@ function conversionProblem(e: Error, doc: Document, w: Walker): ConfigProblem {
 export function loadConfigText(text: string, file: string | undefined, env: Record<string, string | undefined> = process.env): Config {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, intAsBigInt: false });
-  const w = new Walker(lc, env);
+  const w = new Walker(lc, env, text);
   for (const e of doc.errors) w.problems.push(yamlProblem(e, lc));
   if (doc.errors.length > 0) throw new ConfigError(w.problems, file);
   let raw: unknown;

@@ -113,7 +113,7 @@ export const SCHEMA: ObjectSpec = {
       doc: 'The HTTP endpoint for /metrics, /healthz and /readyz.',
       fields: {
         enabled: bool('Serve the endpoint.', true),
-        host: s('Address to bind (loopback by default).', { default: '127.0.0.1' }),
+        host: s('IP address to bind (loopback by default), or `localhost`.', { default: '127.0.0.1' }),
         port: { kind: 'port', doc: 'Port to bind.', default: 9141 },
         bearer_token: s('When set, requests need `Authorization: Bearer <token>`; at least 32 characters, random (`openssl rand -hex 32`). Wrong tokens are limited per client address (5 free, then 429 `metrics_rate_limited`).', { secret: true }),
         bearer_token_file: path('File holding the bearer token.'),

@@ -16,7 +16,7 @@ export interface BaseSpec {
 }
 
 export interface ScalarSpec extends BaseSpec {
-  kind: 'string' | 'int' | 'number' | 'bool' | 'duration' | 'size' | 'enum' | 'cidr' | 'port' | 'zone' | 'path' | 'filter';
+  kind: 'string' | 'int' | 'number' | 'bool' | 'duration' | 'size' | 'enum' | 'cidr' | 'port' | 'zone' | 'path' | 'filter' | 'mode';
   default?: unknown;
   required?: boolean;
   /** For enum. */
@@ -91,7 +91,7 @@ export type ValueOf<S> = S extends { kind: 'object'; fields: infer F }
       ? Record<string, string>
       : S extends { kind: 'enum'; values: readonly (infer V)[] }
         ? V
-        : S extends { kind: 'int' | 'number' | 'port' | 'duration' | 'size' }
+        : S extends { kind: 'int' | 'number' | 'port' | 'duration' | 'size' | 'mode' }
           ? number
           : S extends { kind: 'bool' }
             ? boolean

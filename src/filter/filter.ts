@@ -53,6 +53,19 @@ export interface FieldPath {
   get(event: unknown): unknown;
 }
 
+/** The 1-based line and column of the 0-based `position` in `source`. */
+function lineColumn(source: string, position: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < position && i < source.length; i++) {
+    if (source.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: position - lineStart + 1 };
+}
+
 /** Bad filter (or path) text. `position` is a 0-based offset; `line`/`column` are 1-based. */
 export class FilterSyntaxError extends Error {
   override readonly name = 'FilterSyntaxError';
@@ -62,24 +75,28 @@ export class FilterSyntaxError extends Error {
   readonly column: number;
   /** The message without the location suffix. */
   readonly detail: string;
+  /**
+   * Another position the detail names (the `(` an expected `)` would close), and the text
+   * that names it in `detail` (`at column 5`): the config loader rewrites it when it
+   * reports positions in the file (src/config/load.ts).
+   */
+  readonly related?: { position: number; text: string };
 
-  constructor(source: string, position: number, detail: string) {
-    let line = 1;
-    let lineStart = 0;
-    for (let i = 0; i < position && i < source.length; i++) {
-      if (source.charCodeAt(i) === 10) {
-        line++;
-        lineStart = i + 1;
-      }
-    }
-    const column = position - lineStart + 1;
-    const multiLine = source.includes('\n');
-    super(`${detail} at ${multiLine ? `line ${line}, ` : ''}column ${column}`);
+  constructor(source: string, position: number, detail: string, related?: { position: number; text: string }) {
+    const { line, column } = lineColumn(source, position);
+    super(`${detail} at ${FilterSyntaxError.where(source, position)}`);
     this.source = source;
     this.position = position;
     this.line = line;
     this.column = column;
     this.detail = detail;
+    if (related !== undefined) this.related = related;
+  }
+
+  /** `column 8`, or `line 2, column 23` in a filter of several lines. */
+  static where(source: string, position: number): string {
+    const { line, column } = lineColumn(source, position);
+    return `${source.includes('\n') ? `line ${line}, ` : ''}column ${column}`;
   }
 }
 
@@ -180,9 +197,9 @@ class Parser {
     this.tok = this.lex();
   }
 
-  fail(t: { pos: number } | number, detail: string): never {
+  fail(t: { pos: number } | number, detail: string, related?: { position: number; text: string }): never {
     const pos = typeof t === 'number' ? t : t.pos;
-    throw new FilterSyntaxError(this.src, pos, detail);
+    throw new FilterSyntaxError(this.src, pos, detail, related);
   }
 
   private next(): Token {
@@ -379,7 +396,9 @@ class Parser {
       const inner = this.parseOr();
       this.depth--;
       if (!this.isPunct(this.tok, ')')) {
-        this.fail(this.tok, `expected ')' to close the '(' at column ${t.pos + 1}, found ${describe(this.tok)}${this.keywordHint(this.tok)}`);
+        // Its line too in a filter of several lines (the column alone was the offset in the text).
+        const at = `at ${FilterSyntaxError.where(this.src, t.pos)}`;
+        this.fail(this.tok, `expected ')' to close the '(' ${at}, found ${describe(this.tok)}${this.keywordHint(this.tok)}`, { position: t.pos, text: at });
       }
       this.next();
       return inner;

@@ -4,6 +4,7 @@
  * not load the NATS client (src/nats/connection.ts has it).
  */
 import { bool, dur, fields, list, pathSpec, str, type ConfigOf, type FieldProblem } from '../config/spec.js';
+import { fileProblem, MAX_PEM_FILE_BYTES, MAX_SECRET_FILE_BYTES, readBoundedFile, readSecretFile } from '../config/read-file.js';
 
 export const NATS_CONNECTION_FIELDS = fields({
   servers: list('NATS server URLs (`nats://host:4222`, `tls://host:4222`); the client picks one and fails over to the others.', str('server URL'), { required: true }),
@@ -36,3 +37,31 @@ export function checkNatsConnection(c: NatsConnectionConfig): FieldProblem[] {
   return out;
 }
 
+/**
+ * The connection's files (credentials, CA, client certificate), read as natsOptions
+ * (src/nats/connection.ts) reads them when connecting: one that cannot be read is a problem
+ * of `validate` and of a reload (src/config/normalizers.ts runs this with the other checks
+ * that read files), not a connect loop that warns forever. Keys relative to the plugin's object.
+ */
+export function natsFileProblems(c: NatsConnectionConfig): FieldProblem[] {
+  const out: FieldProblem[] = [];
+  const files: [keyof NatsConnectionConfig, (p: string) => unknown][] = [
+    ['creds_file', (p) => readBoundedFile(p, MAX_SECRET_FILE_BYTES)],
+    ['nkey_seed_file', readSecretFile],
+    ['token_file', readSecretFile],
+    ['password_file', readSecretFile],
+    ['ca_file', (p) => readBoundedFile(p, MAX_PEM_FILE_BYTES)],
+    ['cert_file', (p) => readBoundedFile(p, MAX_PEM_FILE_BYTES)],
+    ['key_file', (p) => readBoundedFile(p, MAX_PEM_FILE_BYTES)],
+  ];
+  for (const [key, read] of files) {
+    const file = c[key];
+    if (typeof file !== 'string') continue;
+    try {
+      read(file);
+    } catch (e) {
+      out.push({ key, message: fileProblem(file, e) });
+    }
+  }
+  return out;
+}

@@ -10,7 +10,6 @@
  * kept for the caller's messages, and a connection the client closed for good (it gave
  * up, or the server refused our credentials on a reconnect) starts the loop again.
  */
-import { readFileSync } from 'node:fs';
 import {
   connect,
   credsAuthenticator,
@@ -22,17 +21,22 @@ import {
   type NatsConnection,
 } from 'nats';
 import type { NatsConnectionConfig } from './config.js';
+import { MAX_PEM_FILE_BYTES, MAX_SECRET_FILE_BYTES, readBoundedFile, readSecretFile } from '../config/read-file.js';
 
 export type { NatsConnectionConfig } from './config.js';
 
-/** The client's options for `c`: the credential files are read now (a missing file throws). */
+/**
+ * The client's options for `c`: the credential files are read now (a missing file throws),
+ * the way `cefd validate` checks them (src/nats/config.ts): a token, password or NKey seed
+ * without the whitespace at its ends (readSecretFile), a `.creds` file as it is (the
+ * client's parser needs the newline after its last line).
+ */
 export function natsOptions(c: NatsConnectionConfig, name: string): ConnectionOptions {
   let authenticator: Authenticator | undefined;
-  const text = (p: string) => readFileSync(p, 'utf8').trim();
-  if (c.creds_file !== undefined) authenticator = credsAuthenticator(new TextEncoder().encode(readFileSync(c.creds_file, 'utf8')));
-  else if (c.nkey_seed_file !== undefined) authenticator = nkeyAuthenticator(new TextEncoder().encode(text(c.nkey_seed_file)));
-  else if (c.token_file !== undefined) authenticator = tokenAuthenticator(text(c.token_file));
-  else if (c.user !== undefined && c.password_file !== undefined) authenticator = usernamePasswordAuthenticator(c.user, text(c.password_file));
+  if (c.creds_file !== undefined) authenticator = credsAuthenticator(new TextEncoder().encode(readBoundedFile(c.creds_file, MAX_SECRET_FILE_BYTES)));
+  else if (c.nkey_seed_file !== undefined) authenticator = nkeyAuthenticator(new TextEncoder().encode(readSecretFile(c.nkey_seed_file)));
+  else if (c.token_file !== undefined) authenticator = tokenAuthenticator(readSecretFile(c.token_file));
+  else if (c.user !== undefined && c.password_file !== undefined) authenticator = usernamePasswordAuthenticator(c.user, readSecretFile(c.password_file));
   const wantTls = c.tls_required || c.ca_file !== undefined || c.cert_file !== undefined || c.servers.some((s) => s.startsWith('tls://'));
   const opts: ConnectionOptions = {
     servers: c.servers.map((s) => s.replace(/^tls:\/\//, 'nats://')),
@@ -52,9 +56,9 @@ export function natsOptions(c: NatsConnectionConfig, name: string): ConnectionOp
   if (authenticator !== undefined) opts.authenticator = authenticator;
   if (wantTls) {
     opts.tls = {
-      ...(c.ca_file !== undefined ? { ca: readFileSync(c.ca_file, 'utf8') } : {}),
-      ...(c.cert_file !== undefined ? { cert: readFileSync(c.cert_file, 'utf8') } : {}),
-      ...(c.key_file !== undefined ? { key: readFileSync(c.key_file, 'utf8') } : {}),
+      ...(c.ca_file !== undefined ? { ca: readBoundedFile(c.ca_file, MAX_PEM_FILE_BYTES) } : {}),
+      ...(c.cert_file !== undefined ? { cert: readBoundedFile(c.cert_file, MAX_PEM_FILE_BYTES) } : {}),
+      ...(c.key_file !== undefined ? { key: readBoundedFile(c.key_file, MAX_PEM_FILE_BYTES) } : {}),
     };
   }
   return opts;

@@ -11,7 +11,7 @@ import type { Source, SourceDeps } from './source.js';
 /** Options every listener has, whatever its type. */
 export const LISTENER_COMMON = fields({
   name: str('Listener name (unique); recorded on every event as `listener` and used as a metric label.', { required: true }),
-  host: str('Address to bind.', { default: '0.0.0.0' }),
+  host: str('IP address to bind (`0.0.0.0`: every IPv4 address; `::`: every IPv4 and IPv6 address), or `localhost`. Two listeners of one protocol (TCP and TLS are one) on one port must not share an address.', { default: '0.0.0.0' }),
   port: { kind: 'port', doc: 'Port to bind (0 picks a free one).', default: 5141 },
   allowed_cidrs: list('Source networks allowed to send (IPv4/IPv6 CIDR or address). Empty: everyone. Others are closed at once (TCP) or ignored (UDP), and counted.', { kind: 'cidr', doc: 'CIDR' }, { default: [] }),
   max_frame_bytes: size('Largest frame; longer LF frames are truncated (warning `frame_truncated`).', '64KiB', 16),

@@ -32,7 +32,7 @@ function configErrors(text: string, file: string): string[] {
   return [];
 }
 
-test('a secret option read from its _file (one trailing newline dropped); both set, or an unreadable file, is a problem naming the key', () => {
+test('a secret option read from its _file (the whitespace at its ends dropped); both set, or an unreadable file, is a problem naming the key', () => {
   const dir = tempDir('cefd-config-');
   const file = join(dir, 'cefd.yaml');
   writeFileSync(join(dir, 'token'), 'tok-123-0123456789abcdef0123456789\n');

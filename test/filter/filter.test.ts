@@ -679,6 +679,21 @@ test('syntax errors: line and column of a multi-line filter; details', () => {
   expect(e.message).toBe(`${e.detail} at line 2, column 23`);
 });
 
+test('an unclosed ( is named by its line and column in a filter of several lines (not by its offset in the text)', () => {
+  const src = 'a == 1 and\n  (b == 2\n  c == 3)';
+  let err: unknown;
+  try {
+    compileFilter(src);
+  } catch (e) {
+    err = e;
+  }
+  const e = err as FilterSyntaxError;
+  // Before: "the '(' at column 14", the offset in the whole text.
+  expect(e.message).toBe("expected ')' to close the '(' at line 2, column 3, found 'c' at line 3, column 3");
+  expect(e.related).toEqual({ position: src.indexOf('('), text: 'at line 2, column 3' });
+  expect(() => compileFilter('(a == 1 b')).toThrow("expected ')' to close the '(' at column 1, found 'b' at column 9");
+});
+
 test('nesting is bounded at 100 levels (a syntax error, not a stack overflow)', () => {
   expect(run('('.repeat(100) + 'true' + ')'.repeat(100))).toBe(true);
   expect(run('not '.repeat(100) + 'true')).toBe(true);

@@ -68,7 +68,7 @@ export const KSC_FIELDS: Record<string, Spec> = {
         doc: 'The admin HTTP API (JSON) for connections, assets, tasks and response rules.',
         fields: {
           enabled: { kind: 'bool', doc: 'Serve the admin API.', default: false },
-          host: { kind: 'string', doc: 'Address to bind (loopback by default).', default: '127.0.0.1' },
+          host: { kind: 'string', doc: 'IP address to bind (loopback by default), or `localhost`.', default: '127.0.0.1' },
           port: { kind: 'port', doc: 'Port to bind (0 picks a free one).', default: 9142 },
           bearer_token: { kind: 'string', doc: 'Requests need `Authorization: Bearer <token>`; required when the API is enabled; at least 32 characters, random (`openssl rand -hex 32`).', secret: true },
           bearer_token_file: { kind: 'path', doc: 'File holding the bearer token.' },

@@ -8,7 +8,7 @@ export const FILE_FIELDS = fields({
   max_files: int('Rotated files (`<name>-<UTC time>[-<n>]<ext>`) to keep; older ones are deleted after a rotation (0: keep all).', 0),
   fsync: enumOf('When to fsync: `never` (leave it to the OS: a cefd crash loses nothing written, a power loss may lose the last seconds), `batch` (after every batch, before reporting it delivered), `interval`. Also before rotate, reopen and close unless `never`.', ['never', 'batch', 'interval'], 'never'),
   fsync_interval: dur('Period of `fsync: interval`.', '1s', 0.001),
-  mode: { kind: 'int', doc: 'Permissions of a new file (octal in YAML: 0o640); existing files keep theirs.', default: 0o640, min: 0, max: 0o777 },
+  mode: { kind: 'mode', doc: 'Permissions of a new file, in octal as for chmod: `0640` or `0o640` (quoted too: `"0640"`; `640` without the leading 0 is refused, as YAML would read it as decimal); existing files keep theirs.', default: 0o640 },
 });
 
 export type FileConfig = ConfigOf<typeof FILE_FIELDS>;
