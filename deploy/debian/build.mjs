@@ -8,7 +8,8 @@
  * tests and docs, package.json), /usr/bin/cefd,
  * /lib/systemd/system/cefd.{service,socket}, /etc/cefd/cefd.yaml (a conffile: the
  * effective configuration of deploy/cefd.yaml, every default spelled out),
- * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd (docs/ and the README).
+ * /usr/share/cefd (alert rules, dashboard), /usr/share/doc/cefd (README.md, and docs/ as
+ * docs/ next to it, as in the repository, so that the README's links resolve).
  * Modes are set here (0644, 0755 for programs and folders, 0640 for the conffile), not
  * taken from the build tree; Depends names the build's Node.js major only (nodejsDepends).
  *
@@ -131,13 +132,13 @@ try {
   mkdirSync(at('etc/cefd'), { recursive: true });
   writeFileSync(
     at('etc/cefd/cefd.yaml'),
-    `${header}\n#\n# Every option is written out with its default; the KSC export settings, allowlists,\n# TLS and HTTP outputs: docs in /usr/share/doc/cefd.\n# After a change: sudo systemctl reload cefd\n# After a change to a listener: sudo systemctl restart cefd (a reload refuses it: both\n# listeners take their sockets from /lib/systemd/system/cefd.socket, which cefd cannot\n# reopen; the restart keeps them open). Their ports must match cefd.socket's.\n\n${body}`,
+    `${header}\n#\n# Every option is written out with its default; the KSC export settings, allowlists,\n# TLS and HTTP outputs: docs in /usr/share/doc/cefd/docs.\n# After a change: sudo systemctl reload cefd\n# After a change to a listener: sudo systemctl restart cefd (a reload refuses it: both\n# listeners take their sockets from /lib/systemd/system/cefd.socket, which cefd cannot\n# reopen; the restart keeps them open). Their ports must match cefd.socket's.\n\n${body}`,
   );
 
   // Alert rules, dashboard, docs.
   install(join(ROOT, 'deploy', 'prometheus', 'cefd-alerts.yml'), 'usr/share/cefd/prometheus/cefd-alerts.yml', 0o644);
   install(join(ROOT, 'deploy', 'grafana', 'cefd.json'), 'usr/share/cefd/grafana/cefd.json', 0o644);
-  cpSync(join(ROOT, 'docs'), at('usr/share/doc/cefd'), { recursive: true });
+  cpSync(join(ROOT, 'docs'), at('usr/share/doc/cefd/docs'), { recursive: true });
   install(join(ROOT, 'README.md'), 'usr/share/doc/cefd/README.md', 0o644);
   mkdirSync(at('usr/share/doc/cefd'), { recursive: true });
   writeFileSync(at('usr/share/doc/cefd/copyright'), `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: cefd\nLicense: ${pkg.license}\n\nFiles: *\nLicense: ${pkg.license}\n\nFiles: usr/lib/cefd/node_modules/*\nComment: each module's licence is in its folder (package.json, LICENSE).\n`);

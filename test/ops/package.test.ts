@@ -123,9 +123,15 @@ test('dpkg -i installs it: files, owners, the cefd user, state and config folder
   expect(r.stderr + r.stdout).not.toMatch(/error/i);
   expect(r.status).toBe(0);
   expect(status()).toBe(`install ok installed ${pkg.version}`);
-  for (const f of ['usr/bin/cefd', 'usr/lib/cefd/dist/src/cli.js', 'usr/lib/cefd/package.json', 'usr/lib/cefd/node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'usr/lib/cefd/node_modules/prom-client/package.json', 'lib/systemd/system/cefd.service', 'lib/systemd/system/cefd.socket', 'usr/share/cefd/prometheus/cefd-alerts.yml', 'usr/share/cefd/grafana/cefd.json', 'usr/share/doc/cefd/operations.md']) {
+  for (const f of ['usr/bin/cefd', 'usr/lib/cefd/dist/src/cli.js', 'usr/lib/cefd/package.json', 'usr/lib/cefd/node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'usr/lib/cefd/node_modules/prom-client/package.json', 'lib/systemd/system/cefd.service', 'lib/systemd/system/cefd.socket', 'usr/share/cefd/prometheus/cefd-alerts.yml', 'usr/share/cefd/grafana/cefd.json', 'usr/share/doc/cefd/docs/operations.md', 'usr/share/doc/cefd/docs/README.md', 'usr/share/doc/cefd/README.md']) {
     expect(existsSync(join(root, f)), f).toBe(true);
   }
+  // The README next to docs/, as in the repository: its links to docs/ resolve, and docs/README.md stays the index.
+  const doc = join(root, 'usr/share/doc/cefd');
+  const readmeLinks = [...readFileSync(join(doc, 'README.md'), 'utf8').matchAll(/\]\((docs\/[^)#]+)/g)].map((m) => m[1]!);
+  expect(readmeLinks.length).toBeGreaterThan(5);
+  expect(readmeLinks.filter((l) => !existsSync(join(doc, l)))).toEqual([]);
+  expect(readFileSync(join(doc, 'docs/README.md'), 'utf8')).toBe(readFileSync(join(REPO, 'docs/README.md'), 'utf8'));
   // No development dependencies in the package.
   expect(existsSync(join(root, 'usr/lib/cefd/node_modules/vitest'))).toBe(false);
   expect(existsSync(join(root, 'usr/lib/cefd/node_modules/typescript'))).toBe(false);
