@@ -333,7 +333,7 @@ export const CODES = {
     level: 'warning',
     stage: 'framing',
     description:
-      'A connection closed without an orderly end in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason. `cefd parse` reports an input (file or stdin) that ends right after an octet count the same way (a failure record with the count as `raw`; exit 1).',
+      'A connection closed without an orderly end (a reset, a fatal TLS error such as a bad record MAC: the connection is closed then) in the middle of a frame, or closed (even in an orderly way) right after an octet count, before any byte of its frame: the bytes received, an octet count included, go to the dead-letter output with this reason. `cefd parse` reports an input (file or stdin) that ends right after an octet count the same way (a failure record with the count as `raw`; exit 1).',
   },
   // TLS listeners (src/sources/tcp/): the `code` of a refused connection's log line
   tls_handshake_failed: {

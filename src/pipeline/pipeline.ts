@@ -320,7 +320,7 @@ export class Pipeline {
     if (mode === 'lf') stats.framesLf++;
     else if (mode === 'octet') stats.framesOctet++;
     else stats.framesDatagram++;
-    if (truncated) this.telemetry.frameProblem(ctx.listener, mode === 'octet' ? 'frame_incomplete' : 'frame_truncated');
+    if (truncated) this.telemetry.frameProblem(ctx.listener, mode === 'octet' ? 'frame_incomplete' : 'frame_truncated', ctx.peer);
     if (this.opts.receiver === true) {
       const rec = rawFrameRecord(buf, truncated, Date.now(), mode, eventId(this.bootId, this.seq++), ctx.listener, ctx.peer, ctx.tlsFingerprint);
       for (const p of this.pending) p.push(rec);

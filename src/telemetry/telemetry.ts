@@ -257,14 +257,23 @@ export class Telemetry {
     this.limited('warn', `reject:${listener}:${reason}:${fields.code ?? ''}`, { listener, reason, ...fields, detail }, `connection refused on listener ${listener}: ${reason}${detail ? ` (${detail})` : ''}`);
   }
 
-  connectionError(listener: string, err: Error): void {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    this.limited('warn', `connerr:${listener}:${code}`, { listener, code, err: err.message }, `connection error on listener ${listener}: ${err.message}`);
+  /**
+   * A served connection failed (`code`: Node's or OpenSSL's error code; `err`: a one-line
+   * reason). Rate-limited per listener and code, not per peer: a line names the peer of
+   * the occurrence it reports.
+   */
+  connectionError(listener: string, peer: string, code: string, err: string): void {
+    this.limited('warn', `connerr:${listener}:${code}`, { listener, peer, code, err }, `connection error on listener ${listener} from ${peer}: ${code} (${err})`);
   }
 
-  frameProblem(listener: string, code: 'frame_truncated' | 'octet_count_too_large' | 'frame_incomplete'): void {
+  /**
+   * A framing problem of a frame from `peer` (`address:port`). Rate-limited per listener and
+   * code, not per peer (a peer per key would multiply the keys): a line names the peer of
+   * the occurrence it reports; the metric has no peer label.
+   */
+  frameProblem(listener: string, code: 'frame_truncated' | 'octet_count_too_large' | 'frame_incomplete', peer: string): void {
     this.listener(listener).frameErrors.add(code);
-    this.limited('warn', `frame:${listener}:${code}`, { listener, code }, `framing: ${CODES[code].description}`);
+    this.limited('warn', `frame:${listener}:${code}`, { listener, peer, code }, `framing on listener ${listener} from ${peer}: ${CODES[code].description}`);
   }
 
   /** `n` frames of a listener that are not events (they go to the dead-letter output). */

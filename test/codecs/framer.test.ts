@@ -193,6 +193,23 @@ describe('octet counting (RFC 6587)', () => {
   });
 });
 
+describe('frames begun (what frame_timeout counts from)', () => {
+  test('the count moves at the first byte of each frame: not while a cut line is skipped, but at the frame after it, and after an empty line', () => {
+    const f = new Framer({ frame: () => undefined, discarded: () => undefined, notice: () => undefined }, { maxFrameBytes: 8 });
+    f.push(Buffer.from('0123456789'));
+    expect(f.framesBegun).toBe(1);
+    expect(f.discarding).toBe(true);
+    f.push(Buffer.from('rest'));
+    expect(f.framesBegun).toBe(1);
+    f.push(Buffer.from('\nnext'));
+    expect(f.framesBegun).toBe(2);
+    f.push(Buffer.from('\n\r\nab'));
+    expect(f.framesBegun).toBe(4);
+    f.push(Buffer.from('c 12 octets'));
+    expect(f.framesBegun).toBe(4);
+  });
+});
+
 describe('properties', () => {
   // Streams mixing LF frames, CRLF, NUL, octet-counted frames (some with LF inside),
   // over-long lines and digit-prefixed lines.

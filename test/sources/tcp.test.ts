@@ -13,11 +13,16 @@ import { afterEach, expect, test } from 'vitest';
 import type { Source } from '../../src/sources/source.js';
 import { tcpSource, tlsSource } from '../../src/sources/tcp/index.js';
 import { checkTls, STREAM_FIELDS, TLS_FIELDS } from '../../src/sources/tcp/config.js';
-import { waitFor } from '../helpers/daemon.js';
 import { makePki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/temp.js';
 import { verifyReason } from '../../src/sources/tcp/tls-material.js';
 import { listenerConfig, recording, type Recording } from './helpers.js';
+import { LogCapture, waitFor } from '../helpers/daemon.js';
+import { Telemetry } from '../../src/telemetry/telemetry.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { compileRoutes } from '../../src/pipeline/router.js';
+import { FlowControl } from '../../src/pipeline/flow-control.js';
+import type { OutputRunner } from '../../src/pipeline/output-runner.js';
 
 const running: Source[] = [];
 afterEach(async () => {
@@ -165,6 +170,27 @@ test('max_connections: a new connection takes the place of one that never sent a
   await waitFor(() => rec.frames.length === 1, 30_000, 'the fresh frame');
 });
 
+test('max_connections: a connection evicted to make room for another from the same address stops counting against max_connections_per_source (three rounds, no count left over)', async () => {
+  const { src, rec } = await tcp({ max_connections: 2, max_connections_per_source: 3 });
+  const st = rec.telemetry.listener('in');
+  for (let round = 1; round <= 3; round++) {
+    // Three connections from 127.0.0.1, one at a time, none sending: the third evicts the first.
+    const open: net.Socket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = await connect(src.port()!);
+      s.on('error', () => undefined);
+      open.push(s);
+      await waitFor(() => st.connectionsAccepted === (round - 1) * 3 + i + 1 || st.connectionsRejected.map.get('max_connections_per_source') !== undefined, 30_000, `round ${round}: connection ${i + 1} served`);
+    }
+    await waitFor(() => st.connectionsRejected.map.get('evicted_no_frame') === round || st.connectionsRejected.map.has('max_connections_per_source'), 30_000, `round ${round}: the third connection placed or refused`);
+    // Only two were open from the address (limit 3): the third evicts, it is not refused.
+    expect([...st.connectionsRejected.map]).toEqual([['evicted_no_frame', round]]);
+    await within(closedByServer(open[0]!), 10_000, `round ${round}: the first connection evicted`);
+    for (const s of open) s.destroy();
+    await waitFor(() => st.connectionsOpen === 0, 30_000, `round ${round}: every connection closed`);
+  }
+});
+
 test('max_connections: with every connection served, the one quiet longer than evict_quiet_after makes room; one quiet for less does not', async () => {
   const { src, rec } = await tcp({ max_connections: 2, evict_quiet_after: '1s' });
   const quiet = await connect(src.port()!);
@@ -248,6 +274,53 @@ test('frame_timeout also ends a line cut at max_frame_bytes whose rest never com
   expect(rec.frames).toHaveLength(1);
   expect(rec.frames[0]!.truncated).toBe(true);
   expect(rec.deadLetters).toEqual([]);
+});
+
+test('frame_timeout counts from the first byte of the frame now pending: the frame after a cut line gets its own frame_timeout, not what was left of the cut line\'s', async () => {
+  const { src, rec } = await tcp({ max_frame_bytes: 100, frame_timeout: '2s' });
+  const st = rec.telemetry.listener('in');
+  const s = await connect(src.port()!);
+  s.on('error', () => undefined);
+  // 0 s: a line longer than max_frame_bytes, cut at once, its end not sent yet.
+  s.write(`<13>${'L'.repeat(214)}`);
+  await waitFor(() => rec.frames.length === 1, 30_000, 'the cut frame');
+  await new Promise((r) => setTimeout(r, 1200));
+  // 1.2 s: the end of the cut line and the first bytes of the next frame.
+  const rest = 'LLLL\n<13>next frame begins';
+  s.write(rest);
+  await waitFor(() => st.bytes === 218 + rest.length, 30_000, 'the next frame\'s first bytes read');
+  await new Promise((r) => setTimeout(r, 1400));
+  // 2.6 s: past the cut line's 2 s, within the next frame's own (due at 3.2 s).
+  s.end(', and ends\n');
+  await waitFor(() => rec.frames.length === 2 || rec.deadLetters.length > 0, 30_000, 'the next frame');
+  expect(rec.deadLetters).toEqual([]);
+  expect(st.connectionsRejected.map.get('frame_timeout')).toBeUndefined();
+  expect(rec.frames.map((f) => [f.text, f.truncated])).toEqual([[`<13>${'L'.repeat(96)}`, true], ['<13>next frame begins, and ends', false]]);
+});
+
+test('framing warnings (frame_truncated, frame_incomplete, octet_count_too_large) name the peer; they stay rate-limited per listener and code, not per peer, and no metric has the peer', async () => {
+  const logs = new LogCapture();
+  const telemetry = new Telemetry({ destination: logs, processMetrics: false });
+  const keep = { name: 'out', refusesNow: () => false, enqueueMany: () => undefined, enqueueNdjson: () => undefined, queue: { fill: () => 0 } };
+  const pipeline = new Pipeline([keep as unknown as OutputRunner], { ...keep, name: 'dead_letter' } as unknown as OutputRunner, telemetry, { defaultZone: 'UTC', includeRaw: false, routes: compileRoutes([{}]) });
+  const src = await tcpSource.create(listenerConfig('tcp', STREAM_FIELDS, { max_frame_bytes: 16 }), { pipeline, flow: new FlowControl(telemetry), telemetry, normalizers: [] });
+  await src.start();
+  running.push(src);
+  const st = telemetry.listener('in');
+  const framing = () => logs.parsed().filter((l) => l['level'] === 'warn' && typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('framing'));
+  // An over-long line, a count too large to be one, and an octet-counted frame cut by the end.
+  const first = await connect(src.port()!);
+  const peer = `127.0.0.1:${first.localPort}`;
+  first.end(`<13>${'x'.repeat(40)}\n99999 <13>digits\n9 <13>pa`);
+  await waitFor(() => framing().length === 3, 30_000, 'three framing warnings');
+  expect(framing().map((l) => [l['code'], l['peer']]).sort()).toEqual([['frame_incomplete', peer], ['frame_truncated', peer], ['octet_count_too_large', peer]]);
+  for (const l of framing()) expect(l['msg']).toContain(`from ${peer}:`);
+  // Another sender's over-long line within the interval: counted, its line held back.
+  const second = await connect(src.port()!);
+  second.end(`<13>${'y'.repeat(40)}\n`);
+  await waitFor(() => st.frameErrors.map.get('frame_truncated') === 2, 30_000, 'the second frame_truncated counted');
+  expect(framing()).toHaveLength(3);
+  expect(await telemetry.registry.metrics()).not.toContain('127.0.0.1');
 });
 
 test('stop() reads what connections already sent before closing them', async () => {
@@ -384,6 +457,92 @@ test('tls: a client cannot renegotiate (TLS 1.2): each renegotiation would be a 
   } finally {
     client.kill('SIGKILL');
   }
+});
+
+/**
+ * A TLS client whose handshake is done over `raw`, a TCP socket the test keeps: bytes
+ * written on `raw` go to the server as they are, outside the TLS session.
+ */
+function tlsOverRaw(port: number): Promise<{ raw: net.Socket; client: tls.TLSSocket }> {
+  return new Promise((resolve, reject) => {
+    const raw = net.connect({ host: '127.0.0.1', port }, () => {
+      const client = tls.connect({ socket: raw, servername: 'localhost', rejectUnauthorized: false }, () => resolve({ raw, client }));
+      client.once('error', reject);
+    });
+    raw.once('error', reject);
+  });
+}
+
+/** A TLS application-data record whose content no key decrypts (a bad record MAC for the receiver). */
+const GARBAGE_RECORD = Buffer.concat([Buffer.from([0x17, 0x03, 0x03, 0x00, 0x40]), Buffer.alloc(0x40, 0x5a)]);
+
+test('tls: a fatal TLS error after the handshake (bad record MAC) closes the connection at once; its partial frame is dead-lettered, never delivered as an event, also when the peer then closes TCP; the log line names the peer and the code, without OpenSSL\'s raw text', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey }, frame_timeout: '0s' });
+  const st = rec.telemetry.listener('in');
+  const warned: Record<string, unknown>[] = [];
+  const messages: string[] = [];
+  rec.telemetry.log.warn = ((o: Record<string, unknown>, m: string) => void (warned.push(o), messages.push(m))) as never;
+  // One client keeps TCP open after the garbage (the server must close it), one closes TCP
+  // right after it (the cut frame must not come out as a whole event at the end of the stream).
+  for (const [i, peerCloses] of [false, true].entries()) {
+    const { raw, client } = await tlsOverRaw(src.port()!);
+    client.on('error', () => undefined);
+    raw.on('error', () => undefined);
+    const closed = closedByServer(raw);
+    const peer = `127.0.0.1:${raw.localPort}`;
+    const text = `<13>whole ${i}\n<13>partial ${i}`;
+    client.write(text);
+    await waitFor(() => rec.frames.length === i + 1 && st.bytes >= (i + 1) * text.length, 30_000, `client ${i}: its bytes read`);
+    expect(st.connectionsOpen).toBe(1);
+    raw.write(GARBAGE_RECORD);
+    if (peerCloses) raw.end();
+    await within(closed, 10_000, `client ${i}: closed by the server`);
+    await waitFor(() => st.connectionsOpen === 0 && rec.deadLetters.length === i + 1, 10_000, `client ${i}: its slot released and its partial frame dead-lettered`);
+    expect(rec.deadLetters[i]).toMatchObject({ text: `<13>partial ${i}`, reason: 'frame_incomplete_at_close', peer });
+    const line = warned[i]!;
+    expect(line).toMatchObject({ listener: 'in', peer, code: 'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC' });
+    expect(String(line['err'])).toMatch(/bad record mac/);
+    expect(messages[i]).toContain(peer);
+    expect(messages[i]).not.toMatch(/\n|error:0A|\.c:\d/);
+  }
+  expect(rec.frames.map((f) => f.text)).toEqual(['<13>whole 0', '<13>whole 1']);
+});
+
+test('tls: a fatal TLS error while cefd does not read (backpressure): the whole frames Node read before it are delivered, the partial one dead-lettered', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  const st = rec.telemetry.listener('in');
+  const { raw, client } = await tlsOverRaw(src.port()!);
+  client.on('error', () => undefined);
+  raw.on('error', () => undefined);
+  await waitFor(() => st.connectionsOpen === 1, 30_000, 'served');
+  rec.flow.block('out');
+  const lines = Array.from({ length: 50 }, (_, i) => `<13>held ${i}\n`).join('');
+  await new Promise<void>((r) => client.write(`${lines}<13>partial`, () => r()));
+  raw.write(GARBAGE_RECORD);
+  await within(closedByServer(raw), 10_000, 'closed by the server');
+  await waitFor(() => st.connectionsOpen === 0, 10_000, 'its slot released');
+  expect(rec.frames).toHaveLength(50);
+  expect(rec.frames[49]!.text).toBe('<13>held 49');
+  expect(rec.deadLetters).toMatchObject([{ text: '<13>partial', reason: 'frame_incomplete_at_close' }]);
+  rec.flow.unblock('out');
+});
+
+test('tls: a sender that closes TCP without close_notify ends the stream as a TCP FIN does: its last frame without a terminator is an event (docs/framing.md, End of stream)', async () => {
+  const pki = makePki();
+  const { src, rec } = await tlsListener({ tls: { cert_file: pki.serverCert, key_file: pki.serverKey } });
+  const { raw, client } = await tlsOverRaw(src.port()!);
+  client.on('error', () => undefined);
+  raw.on('error', () => undefined);
+  const text = '<13>complete\n<13>last, no LF';
+  client.write(text);
+  await waitFor(() => rec.telemetry.listener('in').bytes >= text.length, 30_000, 'its bytes read');
+  // A TCP FIN under the TLS session: no close_notify.
+  raw.end();
+  await waitFor(() => rec.frames.length === 2, 30_000, 'the last frame');
+  expect(rec.frames.map((f) => [f.text, f.truncated])).toEqual([['<13>complete', false], ['<13>last, no LF', false]]);
+  expect(rec.deadLetters).toEqual([]);
 });
 
 /** A CA run with `openssl ca` (it keeps the index a CRL is made from), two client certificates, and a CRL of it. */

@@ -131,6 +131,12 @@ export class Framer {
    * every frame (quadratic: 1 MB of `a\0` took seconds).
    */
   private lfAt = -2;
+  /**
+   * Frames begun (each first byte of a frame, empty ones and cut ones too): a change tells
+   * that the frame now pending is another one (the listeners' frame_timeout counts from its
+   * first byte, src/sources/tcp/stream.ts).
+   */
+  private begun = 0;
 
   constructor(
     private readonly sink: FrameSink,
@@ -152,6 +158,7 @@ export class Framer {
     while (pos < n) {
       switch (this.state) {
         case State.Start: {
+          this.begun++;
           const b = chunk[pos]!;
           if (b >= D1 && b <= D9 && this.octetCounting) {
             this.state = State.Count;
@@ -275,6 +282,11 @@ export class Framer {
   /** Inside a frame: its first byte (or its octet count) is in, its end is not. */
   get midFrame(): boolean {
     return this.state === State.Line || this.state === State.Count || this.state === State.Octets || this.state === State.Version;
+  }
+
+  /** How many frames have begun so far (see `begun`). */
+  get framesBegun(): number {
+    return this.begun;
   }
 
   /** Skipping the rest of a frame cut at maxFrameBytes (up to its end). */

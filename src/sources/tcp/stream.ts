@@ -16,7 +16,7 @@ import type { FlowControl } from '../../pipeline/flow-control.js';
 import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { ListenerStats, Telemetry } from '../../telemetry/telemetry.js';
 import { AddressAllowlist } from '../shared/cidr.js';
-import { handshakeReason, loadTlsMaterial, pinnedCertificateProblem, verifyReason } from './tls-material.js';
+import { cleanOpenSslText, handshakeReason, loadTlsMaterial, pinnedCertificateProblem, verifyReason } from './tls-material.js';
 import { inheritedSocket } from '../shared/systemd.js';
 
 interface Conn {
@@ -272,7 +272,8 @@ export class StreamSource implements Source {
     const slot: Slot = { socket: raw, source, frames: 0, peer, acceptedMs: Date.now(), lastDataMs: Date.now(), inFrame: () => false, reading: true };
     this.slots.add(slot);
     this.slotByPeer.set(peer, slot);
-    this.perSource.set(source, fromSource + 1);
+    // Read again: an eviction above may have released a connection from this same address.
+    this.perSource.set(source, (this.perSource.get(source) ?? 0) + 1);
     raw.once('close', () => this.release(slot));
     raw.setKeepAlive(true, 60_000);
     if (!isTls) this.serve(raw, peer, slot);
@@ -392,7 +393,9 @@ export class StreamSource implements Source {
     const idleMs = Math.round(this.config.idle_timeout * 1000);
     // frame_timeout: a timer from a frame's first byte, while we read (a slowloris sender
     // starts frames and never ends them, and idle_timeout, off by default, never fires on
-    // it). `frameMark` is the frame count when it was set: another frame means another start.
+    // it). `frameMark` is the framer's count of frames begun when it was set: another count
+    // means another frame, with a timer of its own (also after a cut line or an empty one,
+    // which emit nothing when they end).
     const frameMs = Math.round(this.config.frame_timeout * 1000);
     let frameTimer: NodeJS.Timeout | undefined;
     let frameMark = -1;
@@ -410,14 +413,14 @@ export class StreamSource implements Source {
         stopFrameTimer();
         return;
       }
-      if (frameTimer !== undefined && frameMark === slot.frames) return;
+      if (frameTimer !== undefined && frameMark === framer.framesBegun) return;
       stopFrameTimer();
-      frameMark = slot.frames;
+      frameMark = framer.framesBegun;
       frameTimer = setTimeout(() => {
         frameTimer = undefined;
         // Reads already waiting (a starved CPU) are handled first: decide after the poll.
         setImmediate(() => {
-          if (socket.destroyed || halted || socket.isPaused() || socket.readableLength > 0 || !inFrame() || frameMark !== slot.frames) {
+          if (socket.destroyed || halted || socket.isPaused() || socket.readableLength > 0 || !inFrame() || frameMark !== framer.framesBegun) {
             watchFrame();
             return;
           }
@@ -480,7 +483,7 @@ export class StreamSource implements Source {
           stats.discardedBytes += n;
         },
         notice: (code) => {
-          if (code !== 'frame_empty') telemetry.frameProblem(this.name, code);
+          if (code !== 'frame_empty') telemetry.frameProblem(this.name, code, peer);
         },
       },
       { maxFrameBytes: this.config.max_frame_bytes },
@@ -535,24 +538,39 @@ export class StreamSource implements Source {
         apply();
       },
     });
+    // A connection error (a fatal TLS alert, a reset): the bytes of a frame in progress
+    // are not a whole frame, whatever comes after (see 'error' below).
+    let broken: string | undefined;
     socket.on('data', onData);
     socket.on('end', () => {
+      if (broken !== undefined) return;
       // The sender closed its side: its last frame may lack a terminator (emitted as is);
-      // an octet count whose frame never began is kept as a dead letter.
+      // an octet count whose frame never began is kept as a dead letter. Over TLS also
+      // without close_notify, as at a TCP FIN (docs/framing.md, "End of stream").
       const left = framer.end();
       if (left !== null) pipeline.deadLetterFrame(left, 'frame_incomplete_at_close', 'connection closed after an octet count, before its frame', ctx, true);
       pipeline.commit(ctx);
       socket.end();
     });
     socket.on('error', (e) => {
-      if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') telemetry.connectionError(this.name, e);
+      const code = (e as NodeJS.ErrnoException).code ?? 'error';
+      broken = code;
+      // OpenSSL's text has error numbers, a source path and a newline: its reason only.
+      if (code !== 'ECONNRESET') telemetry.connectionError(this.name, peer, code, cleanOpenSslText(e.message));
+      // Node closes a socket on a TCP error, but a TLS socket only on an error in its
+      // handshake: after it (a bad record MAC, a fatal alert) it stays open and would
+      // still read. The session is over (RFC 8446 section 6): the frames Node read before
+      // the error (held while paused) go on, as at a stop; then it is closed, and 'close'
+      // below dead-letters the frame in progress.
+      if (!socket.destroyed) conn.flush();
+      socket.destroy();
     });
     socket.on('close', () => {
       stopFrameTimer();
       // A connection that died mid-frame: keep the bytes in the dead-letter output.
       const partial = framer.takePartial();
       if (partial !== null) {
-        pipeline.deadLetterFrame(partial, 'frame_incomplete_at_close', 'connection closed in the middle of a frame', ctx);
+        pipeline.deadLetterFrame(partial, 'frame_incomplete_at_close', broken === undefined ? 'connection closed in the middle of a frame' : `connection broken (${broken}) in the middle of a frame`, ctx);
         pipeline.commit(ctx);
       }
       this.release(slot);
