@@ -612,6 +612,18 @@ export const CODES = {
     description:
       'A `sql` source\'s `latest_query` returned a value of another kind than the cursor (a number against a time cursor, or the reverse): it does not return the newest value of the cursor column. The check for a database that went back is skipped (nothing is reset or replayed) until `latest_query` is fixed.',
   },
+  sql_newest_below_cursor: {
+    level: 'warning',
+    stage: 'sql',
+    description:
+      'A `sql` source\'s `latest_query` returned a value below the stored cursor: the newest rows were deleted, or the database was restored. The cursor is kept (nothing is reset or replayed); only rows written afterwards at or below the cursor make it a database that went back (`on_cursor_backwards`, docs/sql-source.md).',
+  },
+  sql_gap_given_up: {
+    level: 'warning',
+    stage: 'sql',
+    description:
+      'A `sql` source with `gap_wait` moved its cursor past ids that still had no row after `gap_wait` (the log line gives them, `cefd_sql_gap_ids_skipped_total` counts them): a row committed there later is not read.',
+  },
   admin_unauthorized: {
     level: 'error',
     stage: 'ksc',

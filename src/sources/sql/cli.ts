@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { EXIT } from '../../errors.js';
 import { loadNormalizer, normalizerSpec, normalizeEvent } from '../../pipeline/normalize.js';
 import { readState, type Cursor, type CursorKind } from './cursor.js';
-import { classify, SqlError } from './drivers.js';
+import { classify, settleWithin, SqlError } from './drivers.js';
 import { missingCursorColumn, SqlQueryPlan } from './source.js';
 
 export function registerSqlCommands(program: Command): void {
@@ -60,7 +60,7 @@ export async function sqlTest(file: string, only: string | undefined, rows: numb
       let kind: CursorKind | null | undefined;
       let epoch = 0;
       let from: string;
-      if (state !== null && state.database === plan.target.identity) {
+      if (state !== null && plan.storedState(state) === 'use') {
         cursor = state.cursor;
         kind = state.kind;
         epoch = state.epoch;
@@ -96,7 +96,8 @@ export async function sqlTest(file: string, only: string | undefined, rows: numb
       err(`sql source ${q.name}: ${x.reason} error: ${x.message}\n`);
       failed = true;
     } finally {
-      await conn?.close().catch(() => undefined);
+      // As the source does: a client that cannot close cleanly must not hold the other sources' tests.
+      if (conn !== undefined) await settleWithin(conn.close(), 3000);
     }
   }
   return failed ? EXIT.failure : EXIT.ok;

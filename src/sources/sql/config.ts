@@ -3,7 +3,7 @@
  * the config schema lists it under `sql_sources`; docs/sql-source.md explains each option.
  */
 import { dur, MAX_TIMER_SECONDS, type ObjectSpec, type Spec } from '../../config/spec.js';
-import { countPlaceholders, DEFAULT_QUERY_COLUMNS, hasOrderBy, quotedNamesLike } from './query.js';
+import { countPlaceholders, DEFAULT_QUERY_COLUMNS, orderByProblem, quotedNamesLike } from './query.js';
 import { parseDbUrl } from './url.js';
 
 export interface SqlSourceConfig {
@@ -38,18 +38,18 @@ export const SQL_SOURCE_SPEC: ObjectSpec = {
     user: s('Database login; overrides the URL\'s.'),
     password: s('Database password; overrides the URL\'s. Prefer password_file.', { secret: true }),
     password_file: { kind: 'path', doc: 'File holding the database password.' },
-    query: s('The query; `@p1` stands for the last cursor value seen, and rows must be ordered by the cursor column (cefd appends the row limit). Default: KSC\'s events joined to their hosts (docs/sql-source.md).'),
+    query: s('The query; `@p1` stands for the last cursor value seen, and it must end with `ORDER BY <cursor_column> [ASC]` (cefd appends the row limit: no LIMIT, OFFSET or FETCH of its own). Default: KSC\'s events joined to their hosts (docs/sql-source.md).'),
     latest_query: s('Query returning the newest cursor value (one row, one column), for `initial_cursor: latest` and to notice a cursor that went backwards (empty: no check). Default: `SELECT MAX(nId) FROM v_akpub_ev_event`; required (a query or "") with a custom `query` or a `cursor_column` other than nId.'),
     cursor_column: s('Column holding the cursor (KUMA\'s "Identity column").', { default: 'nId' }),
     id_column: s('Column whose value, with the database, makes the event id (default: cursor_column, which must then be nId: with another cursor_column it is required and must be unique, e.g. nId).'),
-    initial_cursor: s('Where a source with no stored cursor starts (KUMA\'s "Identity seed"): a value (`0`: every row) or `latest` (rows from now on).', { default: '0' }),
+    initial_cursor: s('Where a source with no stored cursor starts (KUMA\'s "Identity seed"): a value (`0`: every row of an integer column; a time column needs a time, e.g. `1970-01-01T00:00:00Z`) or `latest` (rows from now on). A changed value is taken while no row has been read.', { default: '0' }),
     poll_interval: dur('Wait between queries once the backlog is read (KUMA\'s "Poll interval").', '10s', 0.001, MAX_TIMER_SECONDS),
     batch_rows: { kind: 'int', doc: 'Most rows per query: a backlog is read this many rows at a time (held in memory with their events: KSC rows are a few KB each, so 100,000 rows can take some hundred MB).', default: 1000, min: 1, max: 100_000 },
     query_timeout: dur('A query running longer is cancelled and retried (error reason `timeout`).', '30s', 0.001, MAX_TIMER_SECONDS),
     connect_timeout: dur('Longest wait for a connection (and login).', '15s', 0.001, MAX_TIMER_SECONDS),
     max_backoff: dur('Longest wait between retries after errors (doubling from 1 s).', '60s', 0.001, MAX_TIMER_SECONDS),
     gap_wait: dur('Out-of-order inserts: how long a gap in an integer cursor holds the cursor back while later rows are delivered (0: off; the cursor follows the largest value delivered).', '0s', 0),
-    on_cursor_backwards: { kind: 'enum', doc: 'When the newest value in the database is below the stored cursor (a restored database): `latest` (continue from the newest value) or `replay` (read every row again); either way event ids get a new epoch.', values: ['latest', 'replay'], default: 'latest' },
+    on_cursor_backwards: { kind: 'enum', doc: 'When the database went back (a restore: the newest value fell below the stored cursor and rows at or below it were written since; a delete alone is only a warning): `latest` (continue after the newest value it fell to) or `replay` (read every row again from `initial_cursor`); either way event ids get a new epoch.', values: ['latest', 'replay'], default: 'latest' },
     normalizers: { kind: 'list', doc: 'Normalizers run on the rows\' events, in order.', item: s('normalizer name or module path'), default: ['ksc_sql'] },
     tls: {
       kind: 'object',
@@ -77,7 +77,8 @@ export function sqlSourceProblems(c: SqlSourceConfig, key: string, problem: (key
   if (c.query !== undefined) {
     const n = countPlaceholders(c.query);
     if (n === 0) problem(`${key}.query`, 'the query has no cursor placeholder @p1 (write e.g. `WHERE e.nId > @p1`)');
-    if (!hasOrderBy(c.query)) problem(`${key}.query`, `the query must end with ORDER BY ${c.cursor_column} (cefd appends the row limit after it)`);
+    const order = orderByProblem(c.query, c.cursor_column);
+    if (order !== null) problem(`${key}.query`, order);
   }
   const col = c.cursor_column;
   if (c.query === undefined && col !== 'nId') {

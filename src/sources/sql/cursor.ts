@@ -282,10 +282,7 @@ export function planBatch(p: PlanInput): Plan {
     while (end > 0 && orderCursor(cursors[end - 1]!, last, kind) === 0) end--;
     if (end === 0) return { kind: 'grow' };
   }
-  // An integer id, also in a decimal column with no fraction (pg numeric, SQL Server numeric(18,0) IDENTITY).
-  const integers = kind === 'int' || (kind === 'num' && cursors.every(isIntegerCursor));
-  const gapMode = p.gapWaitMs > 0 && integers && isIntegerCursor(state.cursor);
-  if (!gapMode) {
+  if (!gapMode(state, cursors, kind, p.gapWaitMs)) {
     const emit: number[] = [];
     let cursor = state.cursor;
     for (let i = 0; i < end; i++) {
@@ -305,6 +302,31 @@ export function planBatch(p: PlanInput): Plan {
 }
 
 const cmpBig = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Whether planBatch holds gaps for this batch: gap_wait set and integer ids (also in a decimal column with no fraction: pg numeric, SQL Server numeric(18,0) IDENTITY). */
+export function gapMode(state: CursorState, cursors: readonly Cursor[], kind: CursorKind, gapWaitMs: number): boolean {
+  const integers = kind === 'int' || (kind === 'num' && cursors.every(isIntegerCursor));
+  return gapWaitMs > 0 && integers && isIntegerCursor(state.cursor);
+}
+
+/**
+ * Gap mode: the ids a cursor that moved from `from` to `to` went over without a row (gaps
+ * given up after gap_wait), as ranges; `known` holds the ids delivered (the state's `seen`
+ * and the batch's rows), in any order.
+ */
+export function idsGivenUp(from: Cursor, to: Cursor, known: readonly Cursor[]): { first: bigint; last: bigint }[] {
+  if (!isIntegerCursor(from) || !isIntegerCursor(to)) return [];
+  const base = BigInt(from);
+  const end = BigInt(to);
+  const ids = known.filter(isIntegerCursor).map((c) => BigInt(c)).filter((id) => id > base && id <= end).sort(cmpBig);
+  const out: { first: bigint; last: bigint }[] = [];
+  let below = base;
+  for (const id of [...ids, end + 1n]) {
+    if (id > below + 1n) out.push({ first: below + 1n, last: id - 1n });
+    if (id > below) below = id;
+  }
+  return out;
+}
 
 /**
  * Gap mode (an integer cursor, gap_wait > 0). `seen` holds the ids above the cursor

@@ -98,6 +98,21 @@ export function preciseTime(d: Date, text: string): Date | string {
 }
 
 /**
+ * A SQL Server time (datetime2, datetimeoffset, time) as tedious reads it: a Date with the
+ * digits below the millisecond in its non-enumerable `nanosecondsDelta` (seconds, in steps
+ * of 100 ns), written as preciseTime writes them for PostgreSQL and MariaDB: microseconds
+ * (`.123900Z`), or the seven digits of a datetime2(7) (`.1234567Z`) when the last is not 0.
+ */
+export function mssqlTime(d: Date): Date | string {
+  const delta = (d as Date & { nanosecondsDelta?: unknown }).nanosecondsDelta;
+  if (typeof delta !== 'number' || Number.isNaN(d.getTime())) return d;
+  const units = Math.round(delta * 1e7);
+  if (units <= 0 || units >= 10_000) return d;
+  const digits = String(units).padStart(4, '0');
+  return d.toISOString().replace(/Z$/, `${digits.endsWith('0') ? digits.slice(0, 3) : digits}Z`);
+}
+
+/**
  * A time parsed from the server's `text`: preciseTime when the parse gave a valid Date,
  * else the text as it is (pg's parser returns Infinity for `infinity` and null for text
  * it does not understand; a Date cannot hold a year past 275760, nor `0000-00-00`).
@@ -400,21 +415,46 @@ const mssql: SqlDriver = {
           });
           req.on('row', (cols: { metadata: { colName: string }; value: unknown }[]) => {
             const r: Row = {};
-            // tedious returns bigint as text: a number when it fits, as the other drivers do.
-            for (const c of cols) r[c.metadata.colName] = typeof c.value === 'string' && kinds[c.metadata.colName] === 'int' ? int64Value(c.value) : toJsonValue(c.value);
+            // tedious returns bigint as text: a number when it fits, as the other drivers do;
+            // a time keeps its digits below the millisecond (mssqlTime). Decimals come as
+            // numbers (tedious has no setting for their text: docs/sql-source.md).
+            for (const c of cols) {
+              const v = c.value instanceof Date ? mssqlTime(c.value) : c.value;
+              r[c.metadata.colName] = typeof v === 'string' && kinds[c.metadata.colName] === 'int' ? int64Value(v) : toJsonValue(v);
+            }
             rows.push(r);
           });
           conn.execSql(req);
         });
       },
-      close: () =>
-        new Promise<void>((resolve) => {
-          conn.once('end', () => resolve());
-          conn.close();
-        }),
+      close: () => closeTedious(conn),
     };
   },
 };
+
+/** What closeTedious needs of a tedious Connection. */
+export interface TediousClosable {
+  /** Set by tedious once the connection is closed; it emits `end` only once, when it closes. */
+  readonly closed: boolean;
+  once(event: 'end', listener: () => void): unknown;
+  close(): void;
+}
+
+/**
+ * Closes a tedious connection: at once when tedious closed it already (after a lost
+ * connection: `end` was emitted then and never comes again), else when `end` comes, and
+ * after `ms` at the latest.
+ */
+export function closeTedious(conn: TediousClosable, ms = 1000): Promise<void> {
+  if (conn.closed) return Promise.resolve();
+  return settleWithin(
+    new Promise<void>((resolve) => {
+      conn.once('end', () => resolve());
+      conn.close();
+    }),
+    ms,
+  );
+}
 
 /** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
 export function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {

@@ -10,6 +10,8 @@ export class SqlStats {
   events = 0;
   deadLetters = 0;
   queries = 0;
+  /** Gap mode: ids given up after gap_wait (no row had them). */
+  gapIdsSkipped = 0;
   /** The stored cursor when it is a number (a time or text cursor: NaN, left out). */
   lastCursor = Number.NaN;
   lastSuccessMs = 0;
@@ -36,6 +38,7 @@ function define(reg: Registry): SqlMetrics {
   collectedCounter(reg, 'cefd_sql_events_total', 'Rows of SQL sources accepted by every output\'s buffer as events.', ['source'], each((s) => s.events));
   collectedCounter(reg, 'cefd_sql_dead_letters_total', 'Rows of SQL sources that could not become events (dead-lettered).', ['source'], each((s) => s.deadLetters));
   collectedCounter(reg, 'cefd_sql_queries_total', 'Queries of SQL sources that succeeded.', ['source'], each((s) => s.queries));
+  collectedCounter(reg, 'cefd_sql_gap_ids_skipped_total', 'Ids a SQL source with gap_wait gave up: still without a row after gap_wait, the cursor moved past them (a row committed there later is not read).', ['source'], each((s) => s.gapIdsSkipped));
   collectedCounter(reg, 'cefd_sql_errors_total', 'Failed SQL source attempts, by reason (connect, auth, tls, timeout, query, state, other).', ['source', 'reason'], function* () {
     for (const s of stats.values()) for (const [reason, n] of s.errors.map) yield [{ source: s.name, reason }, n] as [Record<string, string>, number];
   });

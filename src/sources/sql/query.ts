@@ -5,9 +5,10 @@
  * (a named parameter). Placeholders inside quoted text, quoted names and comments are
  * left alone.
  *
- * Paging: the query must end with its ORDER BY (by the cursor column); cefd appends the
- * row limit in each dialect (`LIMIT n`; SQL Server 2012+: `OFFSET 0 ROWS FETCH NEXT n
- * ROWS ONLY`), so a backlog is read `batch_rows` rows at a time and never loaded whole.
+ * Paging: the query must end with its ORDER BY (by the cursor column, ascending:
+ * orderByProblem); cefd appends the row limit in each dialect (`LIMIT n`; SQL Server
+ * 2012+: `OFFSET 0 ROWS FETCH NEXT n ROWS ONLY`), so a backlog is read `batch_rows` rows
+ * at a time and never loaded whole.
  */
 import type { DriverKind } from './url.js';
 
@@ -17,8 +18,8 @@ export interface BuiltQuery {
   occurrences: number;
 }
 
-/** Splits `sql` into code and non-code (quoted, commented) pieces, calling `code` on the former. */
-function mapCode(sql: string, code: (s: string) => string): string {
+/** Splits `sql` into code and non-code (quoted, commented) pieces, calling `code` on the former and `other` on the latter. */
+function mapCode(sql: string, code: (s: string) => string, other: (s: string) => string = (s) => s): string {
   let out = '';
   let i = 0;
   let start = 0;
@@ -47,7 +48,7 @@ function mapCode(sql: string, code: (s: string) => string): string {
       i++;
       continue;
     }
-    out += code(sql.slice(start, i)) + sql.slice(i, end);
+    out += code(sql.slice(start, i)) + other(sql.slice(i, end));
     i = end;
     start = end;
   }
@@ -74,6 +75,76 @@ export function hasOrderBy(sql: string): boolean {
     return s;
   });
   return found;
+}
+
+/** The positions of `text` (comments removed) that are outside quotes and parentheses. */
+function topLevel(text: string): boolean[] {
+  const top = new Array<boolean>(text.length).fill(false);
+  let depth = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote !== null) {
+      if (c === quote) {
+        if (text[i + 1] === quote) i++;
+        else quote = null;
+      }
+      continue;
+    }
+    if (c === "'" || c === '"' || c === '`') quote = c;
+    else if (c === '[') quote = ']';
+    else if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else top[i] = depth === 0;
+  }
+  return top;
+}
+
+/** One part of a name: `"nId"`, `` `nId` ``, `[nId]` or `nId`. */
+const NAME_PART = '(?:"(?:[^"]|"")+"|`[^`]+`|\\[[^\\]]+\\]|[A-Za-z_][A-Za-z0-9_$#@]*)';
+
+/** A name as written (`e."nId"`, `[nId]`, `nId`): its last part without quotes; null for anything else (an expression). */
+function lastName(expr: string): string | null {
+  if (!new RegExp(`^(?:${NAME_PART}\\s*\\.\\s*)*${NAME_PART}$`).test(expr)) return null;
+  const t = new RegExp(`${NAME_PART}$`).exec(expr)![0];
+  return /^["`[]/.test(t) ? t.slice(1, -1).replace(/""/g, '"') : t;
+}
+
+/**
+ * Why `sql` does not end with `ORDER BY <col> [ASC]` as its last top-level clause (cefd
+ * appends the row limit after it: buildQuery); null when it does. Further sort keys after
+ * the cursor column are allowed. A sort key aliased `AS <col>` in the query, or a position
+ * (`ORDER BY 1`), cannot be told from the cursor column here and is taken as it.
+ */
+export function orderByProblem(sql: string, col: string): string | null {
+  let text = mapCode(sql, (s) => s, (s) => (s.startsWith('--') || s.startsWith('/*') ? ' ' : s)).trim();
+  while (text.endsWith(';')) text = text.slice(0, -1).trimEnd();
+  const top = topLevel(text);
+  let end = -1;
+  for (const m of text.matchAll(/\border\s+by\b/gi)) if (top[m.index] === true) end = m.index + m[0].length;
+  const want = `the query must end with ORDER BY ${col} (cefd appends the row limit after it)`;
+  if (end === -1) return want;
+  const tail = text.slice(end);
+  // The ORDER BY's sort keys, cut at their top-level commas; any other clause after them breaks the appended limit.
+  let code = '';
+  let comma = -1;
+  for (let i = 0; i < tail.length; i++) {
+    if (top[end + i] !== true) continue;
+    code += tail[i];
+    if (tail[i] === ',' && comma === -1) comma = i;
+  }
+  const extra = /\b(LIMIT|OFFSET|FETCH|TOP|FOR|UNION|INTERSECT|EXCEPT)\b/i.exec(code);
+  if (extra !== null) return `${want}: remove the ${extra[1]!.toUpperCase()} after the ORDER BY (cefd appends its own row limit, batch_rows)`;
+  const first = (comma === -1 ? tail : tail.slice(0, comma)).trim();
+  const m = /^([\s\S]*?)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(?:FIRST|LAST))?$/i.exec(first)!;
+  const expr = m[1]!.trim();
+  if (m[2]?.toUpperCase() === 'DESC') return `${want}: it orders by ${expr} DESC, and cefd reads the rows after the cursor in ascending order (ORDER BY ${col} ASC)`;
+  const name = lastName(expr);
+  if ((name !== null && name.toLowerCase() === col.toLowerCase()) || /^\d+$/.test(expr)) return null;
+  // `SELECT x AS <col> ... ORDER BY x`: the alias names the column cefd reads.
+  const c = col.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  if (new RegExp(`\\bAS\\s+(?:${c}|"${c}"|\`${c}\`|\\[${c}\\])(?![A-Za-z0-9_$#@])`, 'i').test(text)) return null;
+  return `${want}: its last ORDER BY sorts by ${expr === '' ? 'nothing' : expr}, not by the cursor column`;
 }
 
 /** The query with the driver's placeholder and row limit. */

@@ -23,11 +23,11 @@ import type { Pipeline, SourceContext } from '../../pipeline/pipeline.js';
 import type { Telemetry } from '../../telemetry/telemetry.js';
 import { isoFromMs } from '../../time.js';
 import type { SqlSourceConfig } from './config.js';
-import { bindCursor, cursorOf, guessBatchKind, guessKind, initialState, MAX_SEEN_IDS, orderCursor, planBatch, readState, writeState, type Cursor, type CursorKind, type CursorState } from './cursor.js';
+import { bindCursor, cursorOf, gapMode, guessBatchKind, guessKind, idsGivenUp, initialState, MAX_SEEN_IDS, orderCursor, planBatch, readState, writeState, type Cursor, type CursorKind, type CursorState } from './cursor.js';
 import { classify, DRIVERS, settleWithin, SqlError, type ConnectOptions, type Row, type Rows, type SqlConnection } from './drivers.js';
 import { sqlMetrics, type SqlStats } from './metrics.js';
 import { buildQuery, defaultLatestQuery, defaultQuery } from './query.js';
-import { parseDbUrl, type DbTarget } from './url.js';
+import { parseDbUrl, sameDatabase, type DbTarget } from './url.js';
 
 export interface SqlSourceDeps {
   pipeline: Pipeline;
@@ -79,10 +79,37 @@ export class SqlQueryPlan {
     return DRIVERS[this.target.driver].connect(this.connectOptions());
   }
 
-  /** The rows after `cursor`, bound by its kind (cursor.ts bindCursor: text as text, integers as numbers). */
+  /**
+   * The rows after `cursor`, bound by its kind (cursor.ts bindCursor: text as text, integers
+   * as numbers). A query error with a cursor of no kind (a configured initial_cursor no row
+   * has confirmed) says so: the database may not compare the value with the column (the
+   * default 0 against a PostgreSQL timestamp).
+   */
   async fetch(conn: SqlConnection, cursor: Cursor, kind: CursorKind | null | undefined, limit: number): Promise<Rows> {
     const q = buildQuery(this.query, this.target.driver, limit);
-    return conn.query(q.text, new Array(q.occurrences).fill(bindCursor(cursor, kind)));
+    try {
+      return await conn.query(q.text, new Array(q.occurrences).fill(bindCursor(cursor, kind)));
+    } catch (e) {
+      const err = classify(e);
+      if (kind !== null || err.reason !== 'query') throw err;
+      throw new SqlError(
+        'query',
+        `${err.message} (the cursor ${JSON.stringify(String(cursor))} is initial_cursor, which no row has confirmed yet: if ${this.config.cursor_column} cannot be compared with it, set initial_cursor to a value of the column's type, for a time column e.g. initial_cursor: "1970-01-01T00:00:00Z"; a changed initial_cursor is taken while no row has been read)`,
+      );
+    }
+  }
+
+  /**
+   * Whether stored state `s` is the one to go on from: `other-database` when it belongs to
+   * another database identity (url.ts sameDatabase); `initial-changed` when its cursor is a
+   * configured initial_cursor no row has confirmed (kind null) and the configuration now
+   * says another (the new one is taken: nothing was read from the old).
+   */
+  storedState(s: CursorState): 'use' | 'other-database' | 'initial-changed' {
+    if (!sameDatabase(this.target, s.database)) return 'other-database';
+    const initial = this.config.initial_cursor;
+    if (s.kind === null && s.seen.length === 0 && (initial === 'latest' || String(s.cursor) !== initial)) return 'initial-changed';
+    return 'use';
   }
 
   /** The latest_query's value and its column's kind; undefined when it returned no row or NULL (an empty table). */
@@ -145,6 +172,12 @@ export class SqlSource {
   /** `initial_cursor: latest` met a latest_query without a value (logged once). */
   private latestPending = false;
   private readonly gaps = new Map<string, number>();
+  /**
+   * The lowest value latest_query returned below the stored cursor since it went below it
+   * (rows deleted, or the database restored: checkBackwards); null while it is not. In
+   * memory only.
+   */
+  private below: { value: Cursor; kind: CursorKind } | null = null;
   /**
    * Gap mode: the next query reads from the largest id in `seen` (the rows beyond those
    * already delivered) rather than from the cursor (which a gap holds back).
@@ -294,8 +327,17 @@ export class SqlSource {
       throw new SqlError('state', `the cursor file ${this.file} cannot be read (${(e as Error).message}); fix or remove it (removing it starts from initial_cursor)`);
     }
     const db = this.plan.target.identity;
-    if (s !== null && s.database === db) return s;
-    if (s !== null) this.deps.telemetry.log.warn({ source: this.name, was: s.database, now: db }, `sql source ${this.name}: the stored cursor belongs to another database; starting from initial_cursor`);
+    const log = this.deps.telemetry.log;
+    const use = s === null ? null : this.plan.storedState(s);
+    if (s !== null && use !== 'other-database' && s.database !== db) {
+      // The same database in the form an earlier version wrote (url.ts formerIdentity).
+      log.info({ source: this.name, was: s.database, now: db }, `sql source ${this.name}: the cursor file names this database ${s.database}, as earlier versions did; it is now ${db}`);
+      s = { ...s, database: db };
+      if (use === 'use') this.save(s);
+    }
+    if (s !== null && use === 'use') return s;
+    if (s !== null && use === 'other-database') log.warn({ source: this.name, was: s.database, now: db }, `sql source ${this.name}: the stored cursor belongs to another database; starting from initial_cursor`);
+    if (s !== null && use === 'initial-changed') log.info({ source: this.name, was: s.cursor, now: this.config.initial_cursor }, `sql source ${this.name}: the stored cursor ${String(s.cursor)} is an initial_cursor no row has confirmed; initial_cursor is now ${this.config.initial_cursor}: starting there`);
     let fresh: CursorState;
     if (this.config.initial_cursor === 'latest') {
       const latest = await this.plan.latest(conn);
@@ -312,6 +354,8 @@ export class SqlSource {
       fresh = initialState(db, this.config.initial_cursor, null);
     }
     this.latestPending = false;
+    // An unconfirmed cursor replaced: its epoch stays (event ids of earlier epochs are not reused).
+    if (s !== null && use === 'initial-changed') fresh.epoch = s.epoch;
     this.save(fresh);
     this.deps.telemetry.log.info({ source: this.name, cursor: fresh.cursor }, `sql source ${this.name}: starting at cursor ${String(fresh.cursor)}`);
     return fresh;
@@ -332,6 +376,8 @@ export class SqlSource {
     const state = this.state;
     if (state === null) return false;
     this.refused = false;
+    // The newest value went below the cursor: rows deleted, or a restore (probeBelow).
+    if (this.below !== null && (await this.probeBelow(conn, state))) return true;
     const limit = Math.max(1, Math.floor(this.config.batch_rows / this.shrink)) * this.grow;
     // Gap mode, a gap holding the cursor back with a full batch of delivered rows above it:
     // read on from the largest id delivered (seen, ascending) while seen is below
@@ -421,6 +467,7 @@ export class SqlSource {
       if (this.abandoned) return false;
       this.save(next);
     }
+    if (cursorMoved && gapMode(state, cursors, kind, this.config.gap_wait * 1000)) this.gapsGivenUp(state, next, cursors);
     this.deps.telemetry.log.debug({ source: this.name, rows: rows.length, events: events.length, cursor: next.cursor, ...(ahead ? { from } : {}) }, `sql source ${this.name}: ${rows.length} rows${ahead ? ` after ${String(from)}` : ''}, ${events.length} events, cursor ${String(next.cursor)}`);
     if ((nextKind === 'int' || nextKind === 'num') && Number.isFinite(Number(next.cursor))) this.stats.lastCursor = Number(next.cursor);
     if (plan.seen.length > 0 && full && plan.seen.length < MAX_SEEN_IDS && (ahead || !cursorMoved)) {
@@ -438,15 +485,38 @@ export class SqlSource {
     return full && (events.length > 0 || moved);
   }
 
-  /** With nothing new: is the newest value in the database below the cursor (a restore)? */
+  /** Gap mode, the cursor moved: counts and reports the ids it went over without a row (gaps that expired). */
+  private gapsGivenUp(before: CursorState, after: CursorState, cursors: readonly Cursor[]): void {
+    const given = idsGivenUp(before.cursor, after.cursor, [...before.seen, ...cursors]);
+    if (given.length === 0) return;
+    let n = 0;
+    for (const r of given) n += Number(r.last - r.first + 1n);
+    this.stats.gapIdsSkipped += n;
+    const ranges = given.map((r) => (r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`));
+    const shown = ranges.length > 10 ? `${ranges.slice(0, 10).join(', ')} and ${ranges.length - 10} more ranges` : ranges.join(', ');
+    this.deps.telemetry.repeated(
+      'warn',
+      `sql_gap_given_up:${this.name}`,
+      { code: 'sql_gap_given_up', source: this.name, ids: shown, count: n },
+      `sql source ${this.name}: ${this.config.cursor_column} ${shown} (${n} ids) had no row after gap_wait: the cursor moved past them, and a row committed there later is not read`,
+    );
+  }
+
+  /**
+   * With nothing new: is the newest value in the database below the cursor? Deleting the
+   * newest rows makes it so, and so does a restored database; only the second then writes
+   * rows at or below the cursor (its sequence, identity or clock went back with the data).
+   * So the drop is only remembered (`below`, a warning) and acted on when probeBelow finds
+   * such a row. A configured initial_cursor no row has confirmed (kind null) is not
+   * checked: it may be above every row on purpose (history skipped).
+   */
   private async checkBackwards(conn: SqlConnection, state: CursorState): Promise<void> {
-    if (this.plan.latestQuery === '') return;
+    if (this.plan.latestQuery === '' || state.kind === null || state.kind === undefined) return;
     const got = await this.plan.latest(conn);
     if (got === undefined) return;
     const latest = got.value;
     const numeric = (k: CursorKind | null | undefined) => k === 'int' || k === 'num';
-    // A configured initial_cursor (kind null) is read as a value of latest's kind.
-    const comparable = state.kind === null || state.kind === undefined || state.kind === got.kind || (numeric(state.kind) && numeric(got.kind));
+    const comparable = state.kind === got.kind || (numeric(state.kind) && numeric(got.kind));
     const order = comparable ? orderCursor(latest, state.cursor, got.kind) : undefined;
     if (order === undefined) {
       // Text: only the database knows its order (its collation), so no check.
@@ -461,23 +531,57 @@ export class SqlSource {
       );
       return;
     }
-    if (order >= 0) return;
+    if (order >= 0) {
+      this.below = null;
+      return;
+    }
+    if (this.below === null || (orderCursor(latest, this.below.value, got.kind) ?? 0) < 0) this.below = { value: latest, kind: got.kind };
+    this.deps.telemetry.repeated(
+      'warn',
+      `sql_newest_below_cursor:${this.name}`,
+      { code: 'sql_newest_below_cursor', source: this.name, cursor: state.cursor, latest },
+      `sql source ${this.name}: the newest ${this.config.cursor_column} in the database (${String(latest)}) is below the stored cursor (${String(state.cursor)}): rows were deleted, or the database was restored; the cursor is kept, and the database is taken as gone back (on_cursor_backwards) once rows at or below the cursor are written after ${String(this.below.value)}`,
+    );
+  }
+
+  /**
+   * The newest value went below the cursor (checkBackwards, `below`): the first row after
+   * it tells a delete from a restore. None: nothing written since, wait. One past the
+   * cursor: the newest rows had been deleted and new ones come after the cursor (nothing to
+   * do). One at or below the cursor: written after the drop was seen, with a value already
+   * read: the database went back. True when the cursor was reset.
+   */
+  private async probeBelow(conn: SqlConnection, state: CursorState): Promise<boolean> {
+    const low = this.below!;
+    const col = this.config.cursor_column;
+    const rows = await this.plan.fetch(conn, low.value, low.kind, 1);
+    const first = rows[0];
+    if (first === undefined) return false;
+    const v = cursorOf(first[col], rows.kinds?.[col]);
+    const order = v === undefined ? undefined : orderCursor(v, state.cursor, low.kind);
+    if (order === undefined || order > 0) {
+      this.below = null;
+      this.deps.telemetry.log.info({ source: this.name, cursor: state.cursor, latest: low.value }, `sql source ${this.name}: the rows after ${String(low.value)} start past the stored cursor (${String(state.cursor)}): rows had been deleted, the database did not go back`);
+      return false;
+    }
     this.stats.errors.add('cursor_backwards');
-    let to: Cursor = latest;
-    let toKind: CursorKind | null = got.kind;
+    let to: Cursor = low.value;
+    let toKind: CursorKind | null = low.kind;
     if (this.config.on_cursor_backwards === 'replay') {
       if (this.config.initial_cursor !== 'latest') [to, toKind] = [this.config.initial_cursor, null];
       // Every row again: from below any value of the column's kind (a time cursor cannot start at 0).
-      else to = got.kind === 'time' ? REPLAY_TIME : 0;
+      else to = low.kind === 'time' ? REPLAY_TIME : 0;
     }
     this.deps.telemetry.log.error(
-      { source: this.name, cursor: state.cursor, latest, to, epoch: state.epoch + 1 },
-      `sql source ${this.name}: the newest ${this.config.cursor_column} in the database (${String(latest)}) is below the stored cursor (${String(state.cursor)}): the database went back (restored?); continuing from ${String(to)} with new event ids (epoch ${state.epoch + 1})`,
+      { source: this.name, cursor: state.cursor, latest: low.value, row: v, to, epoch: state.epoch + 1 },
+      `sql source ${this.name}: the newest ${col} in the database went from the stored cursor (${String(state.cursor)}) back to ${String(low.value)}, and a row with ${col} ${String(v)} was written since: the database went back (restored?); continuing from ${String(to)} with new event ids (epoch ${state.epoch + 1})`,
     );
     const next: CursorState = { ...state, epoch: state.epoch + 1, cursor: to, kind: toKind, seen: [] };
     this.gaps.clear();
     this.ahead = false;
+    this.below = null;
     this.save(next);
     this.state = next;
+    return true;
   }
 }

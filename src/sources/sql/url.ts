@@ -4,7 +4,8 @@
  * - `sqlserver://{user}:{password}@{server:port}/{instance}?database={database}`: the path
  *   is the SQL Server instance name, as in Microsoft's Go driver (go-mssqldb), and a
  *   domain login is written `domain%5Cuser` (`domain\user`, NTLM). With a port the port is
- *   used and the instance name is only reported (tedious takes one or the other).
+ *   used and the instance name is only reported (tedious takes one or the other), and it
+ *   is no part of the database's identity.
  *   Without `database`, KSC's default database `KAV`.
  * - `postgres://` or `postgresql://user:password@host:port/database?sslmode=...`
  * - `mysql://` or `mariadb://user:password@host:port/database?ssl=...`
@@ -34,8 +35,18 @@ export interface DbTarget {
   domain?: string;
   /** Query parameters, keys lower-cased. */
   params: Record<string, string>;
-  /** Host, port, instance and database: the identity of the database (event ids, state). */
+  /**
+   * Host, port, instance and database: the identity of the database (event ids, state).
+   * SQL Server: the database name upper-cased (SQL Server compares names without case), and
+   * the instance only without a port (with one, the port is what is connected to).
+   */
   identity: string;
+  /**
+   * The identity earlier versions gave the same URL, when it differs (SQL Server: the
+   * database as written, the instance beside a port): a cursor file naming it is this
+   * database's (sameDatabase).
+   */
+  formerIdentity?: string;
   /** The URL without its password. */
   redacted: string;
 }
@@ -140,6 +151,19 @@ export function parseDbUrl(url: string): DbTarget {
     domain = user.slice(0, i);
     user = user.slice(i + 1);
   }
-  const identity = `${driver}://${host.toLowerCase()}:${port}/${instance !== undefined ? `${instance}/` : ''}${database}`;
-  return { driver, host, port, portGiven: u.port !== '', instance, database, user, password, domain, params, identity, redacted };
+  const base = `${driver}://${host.toLowerCase()}:${port}/`;
+  const former = `${base}${instance !== undefined ? `${instance}/` : ''}${database}`;
+  const identity = driver === 'mssql' ? `${base}${instance !== undefined && u.port === '' ? `${instance}/` : ''}${database.toUpperCase()}` : former;
+  const t: DbTarget = { driver, host, port, portGiven: u.port !== '', instance, database, user, password, domain, params, identity, redacted };
+  if (former !== identity) t.formerIdentity = former;
+  return t;
+}
+
+/**
+ * Whether a cursor file's `database` is `t`'s: its identity, or the form an earlier version
+ * wrote for the same URL. The host is compared as written: another name for the same server
+ * (an alias, an IP address) is another database here (docs/sql-source.md).
+ */
+export function sameDatabase(t: DbTarget, stored: string): boolean {
+  return stored === t.identity || (t.formerIdentity !== undefined && stored === t.formerIdentity);
 }

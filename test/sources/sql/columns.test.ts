@@ -34,7 +34,9 @@ describe('sql source columns (PostgreSQL)', () => {
   test('a cursor column the result lacks: a query error, no dead letters', async () => {
     const { d, mport, dir: at } = await run(
       'missing',
-      ['    query: SELECT * FROM v_akpub_ev_event WHERE "nId" > @p1 ORDER BY "nId"', '    cursor_column: ident', '    id_column: nId', '    latest_query: ""'].join('\n'),
+      // Ordered by position (column 1 is nId): `cefd validate` cannot tell that from the
+      // cursor column, so the run-time check is what finds the column missing.
+      ['    query: SELECT * FROM v_akpub_ev_event WHERE "nId" > @p1 ORDER BY 1', '    cursor_column: ident', '    id_column: nId', '    latest_query: ""'].join('\n'),
     );
     await waitFor(async () => (await metric(mport, 'cefd_sql_errors_total{source="ksc",reason="query"}')) >= 3, 30_000, 'query errors').catch((e) => {
       throw new Error(`${(e as Error).message}\n${d.text().slice(-3000)}`);

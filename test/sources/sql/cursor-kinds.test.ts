@@ -10,7 +10,8 @@
  * - what worked before still does: integer ids (numbers in the state), bigint beyond 2^53
  *   (text, exact), ties of a time cursor across batches, a state file written before kinds;
  * - `initial_cursor: latest` on an empty table saves nothing and asks again at each poll
- *   (0 is no time), and `replay` of a time cursor starts at a time (`cefd sql test` too).
+ *   (0 is no time), and `replay` of a time cursor (a row deleted, then one written below
+ *   the cursor) starts at a time (`cefd sql test` too).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -164,13 +165,16 @@ describe('PostgreSQL', () => {
     await db.exec(`INSERT INTO t_empty VALUES (2, '2024-01-01 10:00:01+00')`);
     await s.waitEvents(1);
     expect(s.cursors()).toEqual(['2024-01-01T10:00:01.000Z']);
-    // The database goes back (row 2 gone): replay reads every row again, from a time.
+    // The database goes back (row 2 gone, then a row written below the cursor, as after a
+    // restore): replay reads every row again, from a time.
     await db.exec('DELETE FROM t_empty WHERE id = 2');
-    await s.waitEvents(2);
+    await waitFor(() => s.logs.parsed().some((l) => l['code'] === 'sql_newest_below_cursor'), 10_000, 'the newest value below the cursor noticed');
+    await db.exec(`INSERT INTO t_empty VALUES (3, '2024-01-01 10:00:00.5+00')`);
+    await s.waitEvents(3);
     await idle();
     await s.stop();
-    expect(s.cursors()).toEqual(['2024-01-01T10:00:01.000Z', '2024-01-01T10:00:00.000Z']);
-    expect(s.state()).toMatchObject({ cursor: '2024-01-01T10:00:00.000Z', kind: 'time', epoch: 1 });
+    expect(s.cursors()).toEqual(['2024-01-01T10:00:01.000Z', '2024-01-01T10:00:00.000Z', '2024-01-01T10:00:00.500Z']);
+    expect(s.state()).toMatchObject({ cursor: '2024-01-01T10:00:00.500Z', kind: 'time', epoch: 1 });
     expect(s.errors().map((e) => e.reason)).toEqual([]);
   }, 60_000);
 });

@@ -8,6 +8,8 @@
  *   gap_wait ends, and the held id arrives when it commits;
  * - two held ids (3 and 23) with batch_rows 5, 23 beyond the rows a query from the cursor
  *   returns: both arrive when committed, none is lost or delivered twice;
+ * - ids still missing after gap_wait: counted (`cefd_sql_gap_ids_skipped_total`) and logged
+ *   with their ranges;
  * - `seen` is bounded: behind a held id, reading ahead stops once MAX_SEEN_IDS ids were
  *   delivered above it (no busy loop), and goes on when the id commits.
  */
@@ -79,6 +81,26 @@ describe('gap_wait (PostgreSQL)', () => {
     await waitFor(() => s.state()?.cursor === 59 && s.state()?.seen.length === 0, 2.5 * wait, 'cursor 59, nothing seen above it');
     expect(Date.now() - t0).toBeLessThan(3 * wait);
     expect(ids(s)).toEqual(expected);
+    expect(s.errors()).toEqual([]);
+  }, 60_000);
+
+  test('ids given up after gap_wait are counted and logged with their ranges; a row committed there later is not read', async () => {
+    await db.exec('CREATE TABLE g_lost (id int PRIMARY KEY)');
+    const tx = await session();
+    await tx.query('BEGIN');
+    await tx.query('INSERT INTO g_lost VALUES (3)');
+    await db.exec('INSERT INTO g_lost VALUES (1), (2), (4), (5), (8)');
+    const s = await run(over('g_lost', ['    gap_wait: 300ms']));
+    await s.waitEvents(5);
+    await waitFor(() => s.state()?.cursor === 8 && s.state()?.seen.length === 0, 10_000, 'cursor 8 past the expired gaps');
+    expect(await s.metric('cefd_sql_gap_ids_skipped_total{source="src"}')).toBe(3);
+    const warned = s.logs.parsed().filter((l) => l['code'] === 'sql_gap_given_up');
+    expect(warned.map((l) => [l['level'], l['ids'], l['count']])).toEqual([['warn', '3, 6-7', 3]]);
+    expect(String(warned[0]!['msg'])).toContain('id 3, 6-7 (3 ids) had no row after gap_wait');
+    // The late row is lost (the documented limit of gap_wait), but no longer silently.
+    await tx.query('COMMIT');
+    await idle();
+    expect(ids(s)).toEqual([1, 2, 4, 5, 8]);
     expect(s.errors()).toEqual([]);
   }, 60_000);
 

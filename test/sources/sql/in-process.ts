@@ -21,6 +21,8 @@ export interface RunningSource {
   readonly dead: string[];
   readonly logs: LogCapture;
   readonly stateDir: string;
+  /** A sample of the source's metrics (`cefd_sql_errors_total{source="src",reason="query"}`), 0 when absent. */
+  metric(series: string): Promise<number>;
   /** The cursor file, null while there is none. */
   state(): { cursor: unknown; kind?: unknown; epoch: number; seen: string[] } | null;
   /** Log lines of failed attempts (`reason` set), with their messages. */
@@ -68,6 +70,10 @@ export async function startSource(url: string, lines: string[], stateDir = tempD
     dead,
     logs,
     stateDir,
+    metric: async (series) => {
+      const line = (await telemetry.registry.metrics()).split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+    },
     state: () => (existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { cursor: unknown; kind?: unknown; epoch: number; seen: string[] }) : null),
     errors,
     cursors: () => events.map((e) => (e.sql as { cursor: unknown }).cursor),

@@ -232,13 +232,16 @@ describe.each([
     await waitFor(() => mine().includes(40_006), 30_000, 'row 40006');
     await waitFor(() => state().cursor === 40_007, 30_000, 'the cursor past the filled gap');
     expect(mine()).toEqual([40_001, 40_002, 40_003, 40_004, 40_005, 40_007, 40_006]);
-    // The database goes back (rows above 40003 gone, as after a restore): noticed, counted,
-    // and new rows with reused ids arrive under a new epoch of ids.
+    // The database goes back (rows above 30060 gone, as after a restore): noticed (a
+    // warning: a delete looks the same), and once new rows reuse ids below the cursor,
+    // counted, and those rows arrive under a new epoch of ids.
     await db.exec(`DELETE FROM ev WHERE ${db.kind === 'postgres' ? '"nId"' : 'nId'} > 30060`);
+    await waitFor(() => /sql_newest_below_cursor/.test(d.text()), 30_000, 'the newest id below the cursor noticed');
+    expect((await scrape(mport)).get('cefd_sql_errors_total{source="ksc",reason="cursor_backwards"}') ?? 0).toBe(0);
+    await schema.insertEvents(30_061, 30_062);
     await waitFor(async () => ((await scrape(mport)).get('cefd_sql_errors_total{source="ksc",reason="cursor_backwards"}') ?? 0) >= 1, 30_000, 'cursor_backwards');
     // The counter moves before the log line reaches the child's stdout: wait for the line too.
     await waitFor(() => /the database went back/.test(d.text()), 30_000, 'the "database went back" log line');
-    await schema.insertEvents(30_061, 30_062);
     await waitFor(() => events(sub).length >= 9, 30_000, 'rows after the restore');
     const last = events(sub).slice(7);
     expect(last.map((e) => num(e.sql.cursor))).toEqual([30_061, 30_062]);

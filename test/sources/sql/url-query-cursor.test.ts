@@ -4,14 +4,15 @@
  * (equal values, out-of-order inserts).
  */
 import { describe, expect, test } from 'vitest';
-import { buildQuery, countPlaceholders, defaultQuery, hasOrderBy } from '../../../src/sources/sql/query.js';
-import { parseDbUrl, redactUrl } from '../../../src/sources/sql/url.js';
-import { classify, mssqlConfig, mssqlParamType, toJsonValue } from '../../../src/sources/sql/drivers.js';
-import { bindCursor, compareCursor, cursorOf, cursorParam, initialState, orderCursor, planBatch, readState, sameCursorKind, writeState } from '../../../src/sources/sql/cursor.js';
+import { buildQuery, countPlaceholders, defaultQuery, hasOrderBy, orderByProblem } from '../../../src/sources/sql/query.js';
+import { parseDbUrl, redactUrl, sameDatabase } from '../../../src/sources/sql/url.js';
+import { classify, closeTedious, mssqlConfig, mssqlParamType, mssqlTime, toJsonValue } from '../../../src/sources/sql/drivers.js';
+import { bindCursor, compareCursor, cursorOf, cursorParam, idsGivenUp, initialState, orderCursor, planBatch, readState, sameCursorKind, writeState } from '../../../src/sources/sql/cursor.js';
 import { loadConfigText, ConfigError } from '../../../src/config/load.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { sqlMetrics } from '../../../src/sources/sql/metrics.js';
+import { EventEmitter } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -50,7 +51,28 @@ describe('URLs', () => {
     expect(t).toMatchObject({ driver: 'mssql', host: 'kscdb.example.com', port: 1433, portGiven: true, instance: 'SQLEXPRESS', database: 'KAV', user: 'kuma', password: 'S3cr@t' });
     expect(t.domain).toBeUndefined();
     expect(t.redacted).toBe('sqlserver://kuma:***@kscdb.example.com:1433/SQLEXPRESS?database=KAV');
-    expect(t.identity).toBe('mssql://kscdb.example.com:1433/SQLEXPRESS/KAV');
+    // With a port the instance is not connected to: no part of the identity (earlier versions' form still matches).
+    expect(t.identity).toBe('mssql://kscdb.example.com:1433/KAV');
+    expect(t.formerIdentity).toBe('mssql://kscdb.example.com:1433/SQLEXPRESS/KAV');
+  });
+  test('the identity of a SQL Server database: names without case, an instance beside a port ignored; old cursor files still match', () => {
+    const id = (u: string) => parseDbUrl(u).identity;
+    // Forms that worked before keep their identity (event ids, cursor files).
+    expect(id('sqlserver://u:p@KscDB:1433?database=KAV')).toBe('mssql://kscdb:1433/KAV');
+    expect(id('sqlserver://u:p@ksc/SQLEXPRESS')).toBe('mssql://ksc:1433/SQLEXPRESS/KAV');
+    expect(id('postgres://u:p@db:5432/Kav')).toBe('postgres://db:5432/Kav');
+    expect(parseDbUrl('postgres://u:p@db:5432/Kav').formerIdentity).toBeUndefined();
+    // One database, however its name is cased or an ignored instance is added.
+    for (const u of ['sqlserver://u:p@kscdb:1433?database=kav', 'sqlserver://u:p@kscdb:1433?database=Kav', 'sqlserver://u:p@kscdb:1433/SQLEXPRESS?database=KAV', 'sqlserver://u:p@kscdb:1433/sqlexpress?database=kav']) {
+      expect(id(u)).toBe('mssql://kscdb:1433/KAV');
+    }
+    // A cursor file an earlier version wrote for the same URL is this database's.
+    const t = parseDbUrl('sqlserver://u:p@kscdb:1433/SQLEXPRESS?database=kav');
+    expect(sameDatabase(t, 'mssql://kscdb:1433/SQLEXPRESS/kav')).toBe(true);
+    expect(sameDatabase(t, 'mssql://kscdb:1433/KAV')).toBe(true);
+    expect(sameDatabase(t, 'mssql://kscdb:1433/OTHER')).toBe(false);
+    // Another host name is another database (docs/sql-source.md).
+    expect(sameDatabase(parseDbUrl('postgres://u:p@localhost:5432/kav'), 'postgres://127.0.0.1:5432/kav')).toBe(false);
   });
   test('a domain login written domain%5Cuser logs in with NTLM', () => {
     const t = parseDbUrl('sqlserver://CORP%5Csvc-kuma:pw@ksc.example.com:1433/SQLEXPRESS?database=KAV');
@@ -115,6 +137,31 @@ describe('queries', () => {
     expect(countPlaceholders('SELECT @p10 FROM [x@p1] ORDER BY a')).toBe(0);
     expect(hasOrderBy('SELECT 1 /* order by */')).toBe(false);
   });
+  test('the query must end with ORDER BY the cursor column, ascending, and nothing after it', () => {
+    const ok = [
+      'SELECT nId FROM v WHERE nId > @p1 ORDER BY nId',
+      'SELECT nId FROM v WHERE nId > @p1 ORDER BY e.nId ASC;',
+      'SELECT "nId" FROM v WHERE "nId" > @p1 ORDER BY e."nId" ASC -- newest last; order by nothing else\n',
+      'SELECT nId FROM v WHERE nId > @p1 ORDER BY [nId], tmRiseTime DESC',
+      "SELECT nId FROM v WHERE nId > @p1 ORDER BY nId, f('limit 1')",
+      'SELECT a AS nId FROM v WHERE a > @p1 ORDER BY a',
+      'SELECT nId FROM (SELECT nId FROM v ORDER BY x DESC LIMIT 9) t WHERE nId > @p1 ORDER BY nid',
+    ];
+    for (const q of ok) expect(orderByProblem(q, 'nId'), q).toBeNull();
+    for (const d of ['mssql', 'postgres', 'mysql'] as const) expect(orderByProblem(defaultQuery(d), 'nId')).toBeNull();
+    const bad: [string, RegExp][] = [
+      ['SELECT nId, tmRiseTime FROM v_akpub_ev_event WHERE nId > @p1 ORDER BY tmRiseTime DESC LIMIT 10', /remove the LIMIT/],
+      ['SELECT nId FROM v WHERE nId > @p1 ORDER BY nId DESC', /orders by nId DESC.*ORDER BY nId ASC/],
+      ['SELECT nId FROM v WHERE nId > @p1 ORDER BY tmRiseTime', /sorts by tmRiseTime, not by the cursor column/],
+      ['SELECT nId FROM v WHERE nId > @p1 ORDER BY nId OFFSET 0 ROWS FETCH NEXT 5 ROWS ONLY', /remove the OFFSET/],
+      ['SELECT nId FROM (SELECT nId FROM v ORDER BY nId) t WHERE nId > @p1', /must end with ORDER BY nId/],
+      ['SELECT 1 /* order by nId */', /must end with ORDER BY nId/],
+    ];
+    for (const [q, m] of bad) expect(orderByProblem(q, 'nId'), q).toMatch(m);
+    // cefd validate refuses it, at the query's line.
+    const y = `sql_sources:\n  - name: ksc\n    url: "sqlserver://u:pw@ksc:1433?database=KAV"\n    latest_query: ""\n    query: "${bad[0]![0]}"\n`;
+    expect(() => loadConfigText(y, 'c.yaml', {})).toThrow(/c\.yaml:5: sql_sources\[0\]\.query: the query must end with ORDER BY nId .*remove the LIMIT/);
+  });
   test('the default query: events LEFT JOIN hosts, by nId', () => {
     for (const d of ['mssql', 'postgres', 'mysql'] as const) {
       const text = defaultQuery(d);
@@ -141,6 +188,48 @@ describe('values', () => {
     expect(mssqlParamType('2024-05-06T09:14:27.000Z')).toBe('NVarChar');
     expect(cursorParam('42')).toBe(42);
     expect(cursorParam('9007199254740993')).toBe('9007199254740993');
+  });
+  test('SQL Server times keep the digits below the millisecond tedious reads (nanosecondsDelta)', () => {
+    const at = (ms: number, delta?: number) => {
+      const d = new Date(Date.UTC(2024, 0, 1, 10, 0, 0, ms));
+      if (delta !== undefined) Object.defineProperty(d, 'nanosecondsDelta', { enumerable: false, value: delta });
+      return d;
+    };
+    // datetime2(7) .1234567 as tedious builds it: 123 ms and 4567 × 100 ns.
+    expect(mssqlTime(at(123, 4567 / 1e7))).toBe('2024-01-01T10:00:00.1234567Z');
+    // Microseconds as PostgreSQL and MariaDB times are written (drivers.ts preciseTime).
+    expect(mssqlTime(at(123, 9000 / 1e7))).toBe('2024-01-01T10:00:00.123900Z');
+    expect(mssqlTime(at(123, 0.0001))).toBe('2024-01-01T10:00:00.123100Z');
+    // Nothing below the millisecond, or a datetime (no nanosecondsDelta): the Date as it is.
+    expect(toJsonValue(mssqlTime(at(123, 0)))).toBe('2024-01-01T10:00:00.123Z');
+    expect(toJsonValue(mssqlTime(at(123)))).toBe('2024-01-01T10:00:00.123Z');
+    // Ordered as times against the millisecond form: a row at .1239 is after a cursor at .123.
+    expect(orderCursor(mssqlTime(at(123, 9000 / 1e7)) as string, '2024-01-01T10:00:00.123Z', 'time')).toBe(1);
+  });
+  test('closing a tedious connection settles when tedious closed it already, and never waits forever', async () => {
+    const fake = (closed: boolean, endOnClose: boolean) => {
+      const e = new EventEmitter() as EventEmitter & { closed: boolean; close(): void; calls: number };
+      e.closed = closed;
+      e.calls = 0;
+      e.close = () => {
+        e.calls++;
+        if (endOnClose) setImmediate(() => e.emit('end'));
+      };
+      return e;
+    };
+    // Lost mid-query: tedious emitted `end` then and will not again.
+    const lost = fake(true, false);
+    let t0 = Date.now();
+    await closeTedious(lost, 60_000);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(lost.calls).toBe(0);
+    const open = fake(false, true);
+    await closeTedious(open, 60_000);
+    expect(open.calls).toBe(1);
+    const stuck = fake(false, false);
+    t0 = Date.now();
+    await closeTedious(stuck, 200);
+    expect(Date.now() - t0).toBeLessThan(2000);
   });
   test('driver errors sorted into reasons', () => {
     expect(classify({ code: '28P01', message: 'password authentication failed' }).reason).toBe('auth');
@@ -181,6 +270,15 @@ describe('cursor planning', () => {
     expect(planBatch({ state: initialState('d', 5), cursors: [5, 5, 6, 6], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'grow' });
     expect(planBatch({ state: initialState('d', 5), cursors: [5, 5, 6, 6, 7, 7, 8], full: true, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [2, 3, 4, 5], cursor: 7, seen: [] });
     expect(planBatch({ state: initialState('d', 5), cursors: [5, 5], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'ok', emit: [], cursor: 5, seen: [] });
+  });
+  test('gap_wait: the ids a cursor moved over without a row, as ranges', () => {
+    expect(idsGivenUp(2, 8, ['4', 5, 8, 1])).toEqual([{ first: 3n, last: 3n }, { first: 6n, last: 7n }]);
+    expect(idsGivenUp(2, 5, [3, 4, 5])).toEqual([]);
+    expect(idsGivenUp(5, 5, [])).toEqual([]);
+    expect(idsGivenUp('9007199254740991', '9007199254740995', ['9007199254740993', '9007199254740995'])).toEqual([
+      { first: 9007199254740992n, last: 9007199254740992n },
+      { first: 9007199254740994n, last: 9007199254740994n },
+    ]);
   });
   test('rows out of cursor order are refused', () => {
     expect(planBatch({ state: initialState('d', 0), cursors: [3, 2], full: false, gapWaitMs: 0, nowMs: 0, gaps: gaps() })).toEqual({ kind: 'unordered', at: 1 });
