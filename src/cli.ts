@@ -16,6 +16,7 @@ import { registerKscCommands } from './ksc/cli.js';
 import { registerSqlCommands } from './sources/sql/cli.js';
 import { registerConsoleCommands } from './console/cli.js';
 import { EXIT } from './errors.js';
+import { StartupSignals } from './startup-signals.js';
 import { VERSION } from './version.js';
 
 
@@ -102,8 +103,10 @@ export function buildProgram(): Command {
     .description('Run the collector daemon (built-in defaults when no --config is given)')
     .option('-c, --config <file>', 'YAML configuration file')
     .action(async (o: { config?: string }) => {
+      // Held from now on (loading the daemon's modules takes a while): src/startup-signals.ts.
+      const early = new StartupSignals();
       const { runDaemon } = await import('./daemon.js');
-      process.exitCode = await runDaemon(o.config);
+      process.exitCode = await runDaemon(o.config, early);
     });
 
   program

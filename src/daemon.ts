@@ -35,6 +35,8 @@ import { Telemetry } from './telemetry/telemetry.js';
 import type { DaemonExtension } from './extensions/extension.js';
 import { createExtensions } from './extensions/index.js';
 import { EXIT } from './errors.js';
+import { StartupSignals } from './startup-signals.js';
+import { VERSION } from './version.js';
 
 
 export { StateDirError };
@@ -221,7 +223,7 @@ export class Daemon {
         workers: () => this.workerCount,
       });
     }
-    const workers = c.mode === 'receiver' ? 0 : c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
+    const workers = workersFor(c);
     this.workerCount = workers;
     if (workers > 0) {
       this.pool = new WorkerPool(workers, (why) => this.telemetry.repeated('error', 'decode_worker_died', { err: why }, why));
@@ -454,45 +456,80 @@ export class Daemon {
         { listeners: pinned },
       );
     }
-    // A new state_dir is locked before anything is written in it; the old one's lock goes
-    // once the new configuration is applied. The same folder keeps the lock it has.
-    let moved: StateDirLock | null = null;
-    if (this.lock !== null && !sameFolder(next.state_dir, this.lock.dir)) {
-      try {
-        makeStateDir(next.state_dir);
-        moved = lockStateDir(next.state_dir);
-      } catch (e) {
-        return this.reloadFailed((e as Error).message, e instanceof StateDirLockedError ? { reason: e.code } : {});
-      }
+    // The disk buffers, the KSC store, the SQL cursors and the lock live in state_dir: a
+    // reload cannot move them (buffers that keep running would stay in the old folder,
+    // unlocked), so a new state_dir waits for a restart. The same folder by another path
+    // (a symbolic link) is no change.
+    if (!sameFolder(next.state_dir, this.config.state_dir)) {
+      return this.reloadFailed(`state_dir changed from ${this.config.state_dir} to ${next.state_dir}: a reload cannot move the disk buffers, the KSC store and the SQL cursors; restart cefd to apply it (systemctl restart cefd)`, { reason: 'restart_needed', key: 'state_dir' });
     }
+    // Logs on stdout (no stdout output at the start: runDaemon) cannot move to stderr while
+    // cefd runs: a stdout output now would mix events into them.
+    const stdoutOutputs = next.outputs.filter((o) => o.type === 'stdout').map((o) => o.name);
+    if (this.telemetry.logsTo === 'stdout' && stdoutOutputs.length > 0) {
+      return this.reloadFailed(
+        `output ${stdoutOutputs.join(', ')} writes events to stdout, where cefd's logs go (they move to stderr only when cefd starts with a stdout output); restart cefd to add it (systemctl restart cefd)`,
+        { reason: 'restart_needed', key: 'outputs', outputs: stdoutOutputs },
+      );
+    }
+    const prev = this.config;
     this.certificatesRefused.length = 0;
     try {
       await this.apply(next, chains);
     } catch (e) {
-      moved?.release();
       return this.reloadFailed((e as Error).message);
     }
-    if (moved !== null) {
-      this.lock?.release();
-      this.lock = moved;
-    }
+    if (next.logging.repeat_interval !== prev.logging.repeat_interval) this.telemetry.repeatIntervalMs = next.logging.repeat_interval * 1000;
+    this.warnRestartOnly(prev, next);
+    // What failed after the new configuration was applied (nothing to undo it with): the
+    // rest stays applied, and the reload counts as failed.
+    const failed: string[] = [];
+    const fields: Record<string, unknown> = {};
     for (const x of this.extensions) {
-      await x.reload?.(next).catch((e: Error) => this.telemetry.log.error({ extension: x.name, err: e.message }, `extension ${x.name}: reload failed: ${e.message}`));
+      // An extension that fails keeps what it could not change as it ran (the KSC admin API
+      // on its old address: src/ksc/extension.ts); the next reload tries again.
+      await x.reload?.(next).catch((e: Error) => {
+        failed.push(`extension ${x.name}: ${e.message}`);
+        fields['extensions'] = [...((fields['extensions'] as string[] | undefined) ?? []), x.name];
+      });
     }
     if (this.certificatesRefused.length > 0) {
       // Files changed between the check and the listener's re-read: the old pair stays on
       // those listeners; the rest of the new configuration is applied.
       const names = [...this.certificatesRefused];
+      failed.unshift(`listener ${names.join(', ')} kept its old certificates (the files changed after the check and were refused)`);
+      fields['listeners'] = names;
+    }
+    if (failed.length > 0) {
       this.telemetry.reloads.add('failed');
-      this.telemetry.log.error(
-        { code: 'config_reload_failed', listeners: names },
-        `configuration reload failed: listener ${names.join(', ')} kept its old certificates (the files changed after the check and were refused); the rest of the new configuration is applied`,
-      );
+      this.telemetry.log.error({ code: 'config_reload_failed', ...fields, err: failed.join('; ') }, `configuration reload failed: ${failed.join('; ')}; the rest of the new configuration is applied`);
       return false;
     }
     this.telemetry.reloads.add('ok');
     this.telemetry.log.info('configuration reloaded');
     return true;
+  }
+
+  /**
+   * Settings a reload does not apply (they are read once, at the start): one warning each
+   * (`config_restart_needed`) with the old and the new value. The rest of the configuration
+   * is applied (docs/configuration.md#reloading-sighup).
+   */
+  private warnRestartOnly(prev: Config, next: Config): void {
+    const warn = (key: string, from: unknown, to: unknown, why: string) =>
+      this.telemetry.log.warn({ code: 'config_restart_needed', key, from, to }, `${key} changed from ${String(from)} to ${String(to)}: ${why}`);
+    // The decode worker threads are started once (start); a reload gives the running ones
+    // the new configuration, but does not start or stop any.
+    const want = workersFor(next);
+    if (want !== this.workerCount) {
+      const threads = `the decode worker threads: ${this.workerCount} now${this.workerCount === 0 ? ' (decoding on the main thread)' : ''}, ${want} after a restart`;
+      if (next.decode_workers !== prev.decode_workers) warn('decode_workers', prev.decode_workers, next.decode_workers, `takes effect at the next restart (${threads})`);
+      if (next.mode !== prev.mode) warn('mode', prev.mode, next.mode, `applied, except ${threads}`);
+    }
+    // Logs went to stderr because the start had a stdout output; they stay there.
+    if (this.telemetry.logsTo === 'stderr' && prev.outputs.some((o) => o.type === 'stdout') && !next.outputs.some((o) => o.type === 'stdout')) {
+      warn('outputs', 'a stdout output', 'none', "cefd's logs stay on stderr until the next restart");
+    }
   }
 
   private async apply(next: Config, chains: Chains): Promise<void> {
@@ -838,6 +875,11 @@ export class Daemon {
   }
 }
 
+/** The decode worker threads a configuration asks for (started once, by Daemon.start; -1: one per core, none on one core). */
+function workersFor(c: Config): number {
+  return c.mode === 'receiver' ? 0 : c.decode_workers >= 0 ? c.decode_workers : availableParallelism() >= 2 ? availableParallelism() : 0;
+}
+
 /** Normalizer chains of a configuration, loaded: by listener name and by SQL source name. */
 interface Chains {
   listeners: Map<string, Normalizer[]>;
@@ -864,34 +906,53 @@ function mustCloseFirst(l: ListenerConfig, s: SourceEntry): boolean {
 /**
  * `cefd run`: load the configuration, start, and serve until SIGTERM/SIGINT. Returns the
  * exit code: 0 after a clean stop, 1 on a runtime failure, 78 on a configuration error.
+ * Signals during the start are held by `early` (src/startup-signals.ts, from src/cli.ts):
+ * a SIGHUP reloads once the daemon has started, a SIGTERM/SIGINT stops it then.
  */
-export async function runDaemon(configFile: string | undefined): Promise<number> {
-  let config: Config;
+export async function runDaemon(configFile: string | undefined, early: StartupSignals = new StartupSignals()): Promise<number> {
+  let telemetry: Telemetry;
+  let daemon: Daemon;
   try {
-    config = loadConfig(configFile);
-    await checkNormalizers(config, configFile);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`cefd: invalid configuration\n${e.message}\n`);
-      return EXIT.config;
+    let config: Config;
+    try {
+      config = loadConfig(configFile);
+      await checkNormalizers(config, configFile);
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        process.stderr.write(`cefd: invalid configuration\n${e.message}\n`);
+        early.release();
+        return EXIT.config;
+      }
+      throw e;
     }
-    throw e;
-  }
-  // Events on stdout and logs on stdout would interleave: logs move to stderr then.
-  const logToStderr = config.outputs.some((o) => o.type === 'stdout');
-  const telemetry = new Telemetry({ level: config.logging.level, repeatIntervalMs: config.logging.repeat_interval * 1000, logToStderr });
-  const daemon = new Daemon(config, telemetry, configFile, await createExtensions(config));
-  try {
-    await daemon.start();
+    // Events on stdout and logs on stdout would interleave: logs move to stderr then (for
+    // this run: a reload that adds the first stdout output is refused, see doReload).
+    const logToStderr = config.outputs.some((o) => o.type === 'stdout');
+    const tel = new Telemetry({ level: config.logging.level, repeatIntervalMs: config.logging.repeat_interval * 1000, logToStderr });
+    telemetry = tel;
+    tel.log.info({ pid: process.pid, version: VERSION, config: configFile ?? null }, `cefd ${VERSION} starting (pid ${process.pid})`);
+    const held = (sig: NodeJS.Signals) =>
+      tel.log.info({ signal: sig }, sig === 'SIGHUP' ? 'SIGHUP during start-up: the configuration is reloaded once cefd has started' : `${sig} during start-up: cefd stops once it has started`);
+    if (early.hup) held('SIGHUP');
+    if (early.stop !== null) held(early.stop);
+    early.onSignal = held;
+    daemon = new Daemon(config, tel, configFile, await createExtensions(config));
+    try {
+      await daemon.start();
+    } catch (e) {
+      const msg = (e as Error).message;
+      tel.log.fatal({ ...(e instanceof StateDirLockedError ? { code: e.code, holder: e.holder } : {}), err: msg }, `cannot start: ${msg}`);
+      await daemon.stop().catch(() => 0);
+      tel.log.flush();
+      early.release();
+      // A state directory that cannot be used needs an operator: 78 stops systemd's restarts.
+      // One in use by another cefd (StateDirLockedError) is a runtime failure, as a port in
+      // use: 1, and a restart succeeds once the other one stopped.
+      return e instanceof StateDirError || e instanceof TlsMaterialError ? EXIT.config : EXIT.failure;
+    }
   } catch (e) {
-    const msg = (e as Error).message;
-    telemetry.log.fatal({ ...(e instanceof StateDirLockedError ? { code: e.code, holder: e.holder } : {}), err: msg }, `cannot start: ${msg}`);
-    await daemon.stop().catch(() => 0);
-    telemetry.log.flush();
-    // A state directory that cannot be used needs an operator: 78 stops systemd's restarts.
-    // One in use by another cefd (StateDirLockedError) is a runtime failure, as a port in
-    // use: 1, and a restart succeeds once the other one stopped.
-    return e instanceof StateDirError || e instanceof TlsMaterialError ? EXIT.config : EXIT.failure;
+    early.release();
+    throw e;
   }
   return new Promise<number>((resolve) => {
     let signals = 0;
@@ -913,9 +974,16 @@ export async function runDaemon(configFile: string | undefined): Promise<number>
       telemetry.log.info({ signal: 'SIGHUP' }, 'SIGHUP: reopening files and reloading the configuration');
       void daemon.reload();
     };
+    // The daemon's handlers first, then the start-up ones go: no moment without a handler.
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', onHup);
+    early.release();
+    if (early.stop !== null) onStop(early.stop);
+    else if (early.hup) {
+      telemetry.log.info({ signal: 'SIGHUP' }, 'SIGHUP came during start-up: reopening files and reloading the configuration now');
+      void daemon.reload();
+    }
   });
 }
 

@@ -309,7 +309,13 @@ export const CODES = {
     level: 'error',
     stage: 'daemon',
     description:
-      'A configuration reload (SIGHUP) failed: the file does not load or check, or a listener, output, SQL source or the metrics endpoint of the new configuration cannot start. The log line says why; the daemon keeps running the configuration it ran before (docs/configuration.md#reloading-sighup), and `cefd_config_reloads_total{result="failed"}` counts it.',
+      'A configuration reload (SIGHUP) failed: the file does not load or check, a listener, output, SQL source or the metrics endpoint of the new configuration cannot start, or the change needs a restart (`reason: restart_needed`: a new `state_dir`, a first `stdout` output while the logs go to stdout). The log line says why; the daemon keeps running the configuration it ran before (docs/configuration.md#reloading-sighup), and `cefd_config_reloads_total{result="failed"}` counts it. When the KSC admin API cannot listen on its new address, or a TLS listener\'s files changed after the check, the rest of the new configuration is applied and the line says so.',
+  },
+  config_restart_needed: {
+    level: 'warning',
+    stage: 'daemon',
+    description:
+      'A reload applied a configuration that changes a setting only a restart applies: `decode_workers` (or a `mode` change that starts or leaves out decode worker threads), or the removal of the last `stdout` output (the logs stay on stderr). One line per setting with `key`, `from` and `to`; the rest is applied (docs/configuration.md#reloading-sighup).',
   },
   worker_failed: {
     level: 'error',

@@ -280,6 +280,7 @@ class Walker {
         const n = parseSize(v);
         if (n === null) return bad('expected a size such as 64KiB, 1MiB, 100MB or a number of bytes');
         if (spec.min !== undefined && n < spec.min) return bad(`must be at least ${spec.min} bytes`);
+        if (spec.max !== undefined && n > spec.max) return bad(`must be at most ${spec.max} bytes${spec.max % 2 ** 30 === 0 ? ` (${spec.max / 2 ** 30}GiB)` : ''}`);
         return n;
       }
       case 'enum':

@@ -75,7 +75,8 @@ export const int = <const D extends number>(doc: string, def: D, min = 0, max = 
 export const bool = <const D extends boolean>(doc: string, def: D) => ({ kind: 'bool' as const, doc, default: def });
 /** `max`: give MAX_TIMER_SECONDS to an option that sets a Node timer (setTimeout, setInterval). */
 export const dur = <const D extends string>(doc: string, def: D, min = 0, max?: number) => ({ kind: 'duration' as const, doc, default: def, min, ...(max === undefined ? {} : { max }) });
-export const size = <const D extends string>(doc: string, def: D, min = 1) => ({ kind: 'size' as const, doc, default: def, min });
+/** `max`: give one where the value goes to an API with a limit (a socket option takes a C int). */
+export const size = <const D extends string>(doc: string, def: D, min = 1, max?: number) => ({ kind: 'size' as const, doc, default: def, min, ...(max === undefined ? {} : { max }) });
 export const enumOf = <const V extends readonly string[], const D extends V[number]>(doc: string, values: V, def: D) => ({ kind: 'enum' as const, doc, values, default: def });
 export const obj = <const F extends Fields>(doc: string, fields: F) => ({ kind: 'object' as const, doc, fields });
 export const list = <const I extends Spec, const E extends Partial<Omit<ListSpec, 'kind' | 'doc' | 'item'>> = {}>(doc: string, item: I, extra?: E) => ({ kind: 'list' as const, doc, item, ...(extra as E) });

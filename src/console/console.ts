@@ -104,6 +104,15 @@ export class Console {
     this.tokenOk = bearerCheck(o.token);
   }
 
+  /**
+   * Takes the pipeline's one recent-events slot (Pipeline.setRecent) again, after another
+   * console took it or gave it up: the admin API's console built anew by a reload next to
+   * this one (src/ksc/extension.ts, applyAdmin).
+   */
+  reattach(): void {
+    this.tail.start();
+  }
+
   close(): void {
     this.history.stop();
     // Each stream's timer and subscription go now, not at its 'close': a client that stopped

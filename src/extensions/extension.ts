@@ -48,7 +48,11 @@ export interface DaemonContext {
 export interface DaemonExtension {
   readonly name: string;
   start(ctx: DaemonContext): Promise<void>;
-  /** SIGHUP with a new valid configuration. */
+  /**
+   * SIGHUP with a new valid configuration, once the daemon has applied the rest of it. A
+   * rejection counts the reload as failed (`config_reload_failed`, the rest stays applied:
+   * src/daemon.ts); the extension keeps running what it could not change.
+   */
   reload?(config: Config): Promise<void>;
   stop(): Promise<void>;
   /** What is not ready yet, for /readyz. */

@@ -190,6 +190,8 @@ export class KscExtension implements DaemonExtension {
   private admin: JsonServer | undefined;
   private console: Console | undefined;
   private adminKey = '';
+  /** The configuration the running admin API was started with (a failed reload starts it again). */
+  private adminConfig: Config | undefined;
   private metrics: KscMetrics | undefined;
   private tenant = 'default';
   private rulesBlockingMs = -1;
@@ -287,14 +289,7 @@ export class KscExtension implements DaemonExtension {
       if (starting && c.sync_on_start) void this.scheduler.runNow().then(() => attr.runNow());
     }
     const akey = JSON.stringify(c.admin);
-    if (akey !== this.adminKey || (c.admin.enabled && this.admin === undefined)) {
-      this.console?.close();
-      this.console = undefined;
-      await this.admin?.close();
-      this.admin = undefined;
-      this.adminKey = akey;
-      if (c.admin.enabled) await this.startAdmin(next);
-    }
+    if (akey !== this.adminKey || (c.admin.enabled && this.admin === undefined)) await this.applyAdmin(next, akey);
     if (starting) {
       this.log.info(
         { tenant: c.tenant, rules: this.rules.map((r) => r.name), admin: c.admin.enabled ? `${c.admin.host}:${this.adminPort() ?? c.admin.port}` : null, syncIntervalS: c.asset_sync_interval },
@@ -551,6 +546,7 @@ export class KscExtension implements DaemonExtension {
     const admin = this.admin;
     this.admin = undefined;
     this.adminKey = '';
+    this.adminConfig = undefined;
     this.console?.close();
     this.console = undefined;
     await admin?.close();
@@ -790,7 +786,70 @@ export class KscExtension implements DaemonExtension {
     });
   }
 
-  private async startAdmin(c: Config): Promise<void> {
+  /**
+   * The admin API (and its console) with new settings, the way the daemon moves its metrics
+   * endpoint (src/daemon.ts, applyLocked). On another port the new server listens before
+   * the old one closes: one that cannot listen leaves the old one serving. On the same
+   * port the old one closes first, and if the new one cannot listen the old settings
+   * listen again. Throws then (the reload counts as failed); `adminKey` keeps the settings
+   * that run, so the next reload tries again.
+   */
+  private async applyAdmin(next: Config, akey: string): Promise<void> {
+    const a = next.ksc.admin;
+    const old = this.admin;
+    const oldConsole = this.console;
+    const before = this.adminConfig;
+    const closeOld = async () => {
+      oldConsole?.close();
+      await old?.close();
+    };
+    if (!a.enabled) {
+      this.admin = undefined;
+      this.console = undefined;
+      this.adminConfig = undefined;
+      this.adminKey = akey;
+      await closeOld();
+      return;
+    }
+    const take = (started: { server: JsonServer; console: Console | undefined }, c: Config, key: string) => {
+      this.admin = started.server;
+      this.console = started.console;
+      this.adminConfig = c;
+      this.adminKey = key;
+    };
+    if (old === undefined || before === undefined || a.port === 0 || a.port !== before.ksc.admin.port) {
+      let fresh: { server: JsonServer; console: Console | undefined };
+      try {
+        fresh = await this.startAdmin(next);
+      } catch (e) {
+        // The new console, closed, gave up the recent events the old one serves.
+        oldConsole?.reattach();
+        throw old !== undefined && before !== undefined ? new Error(`${(e as Error).message}; it keeps serving on ${before.ksc.admin.host}:${old.port() ?? before.ksc.admin.port}`) : e;
+      }
+      take(fresh, next, akey);
+      await closeOld();
+      fresh.console?.reattach();
+      return;
+    }
+    this.admin = undefined;
+    this.console = undefined;
+    await closeOld();
+    try {
+      take(await this.startAdmin(next), next, akey);
+    } catch (e) {
+      const msg = (e as Error).message;
+      try {
+        take(await this.startAdmin(before), before, JSON.stringify(before.ksc.admin));
+      } catch (err) {
+        // Down: /readyz says so (notReady), and the next reload starts it.
+        throw new Error(`${msg}; with its old settings it cannot listen again either (${(err as Error).message}): it stays down until the next reload or restart`);
+      }
+      throw new Error(`${msg}; it listens again with its old settings`);
+    }
+  }
+
+  /** Builds the admin API (with its console) of `c` and listens; on failure closes what it built and throws. */
+  private async startAdmin(c: Config): Promise<{ server: JsonServer; console: Console | undefined }> {
     const a = c.ksc.admin;
     const self = this;
     const ctx = this.ctx!;
@@ -816,49 +875,55 @@ export class KscExtension implements DaemonExtension {
           onTailDropped: (n) => (this.metrics!.tailDropped += n),
         })
       : undefined;
-    this.console = con;
-    const server = createAdminServer(
-      {
-        get ksc(): KscIntegration {
-          if (self.k === undefined) throw new Error('the KSC integration is off');
-          return self.k;
+    let server: JsonServer | undefined;
+    try {
+      server = createAdminServer(
+        {
+          get ksc(): KscIntegration {
+            if (self.k === undefined) throw new Error('the KSC integration is off');
+            return self.k;
+          },
+          get tenant(): string {
+            return self.config.ksc.tenant;
+          },
+          rules: () => this.ruleViews(),
+          sync: (o) => this.sync(o),
+          syncAttributes: (o) => this.syncAttributes(o),
+          startTask: (req) => this.startTask(req),
         },
-        get tenant(): string {
-          return self.config.ksc.tenant;
-        },
-        rules: () => this.ruleViews(),
-        sync: (o) => this.sync(o),
-        syncAttributes: (o) => this.syncAttributes(o),
-        startTask: (req) => this.startTask(req),
-      },
-      {
-        token: a.bearer_token!,
-        maxBodyBytes: a.max_body_bytes,
-        requestTimeoutMs: a.request_timeout * 1000,
-        logger: this.klog,
-        onResponse: (status) => this.metrics!.add(this.metrics!.adminRequests, String(status)),
-        ...(tls !== undefined ? { tls } : {}),
-        ...(con !== undefined ? { before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() } : {}),
-        // Wrong bearer tokens count per address; with the console, in the same limiter as its sign-ins.
-        authLimit: con?.limiter ?? new SigninLimiter(),
-        audit: (req, method, path, status) => {
-          if (con !== undefined) con.audit(req, method, path, status);
-          else this.log.info({ audit: true, via: 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);
-          // A connection or assets changed through the API reach the trust gate and the
-          // watch now, not at the next timer tick: task-state events for a task started
-          // right after would otherwise find neither.
-          if (status < 300) {
-            this.refreshTrustedConnections();
-            try {
-              if (this.k?.assetIndex().refresh() === true) this.publishWatch();
-            } catch {
-              // The store is unreadable for now: the asset timer tries again.
+        {
+          token: a.bearer_token!,
+          maxBodyBytes: a.max_body_bytes,
+          requestTimeoutMs: a.request_timeout * 1000,
+          logger: this.klog,
+          onResponse: (status) => this.metrics!.add(this.metrics!.adminRequests, String(status)),
+          ...(tls !== undefined ? { tls } : {}),
+          ...(con !== undefined ? { before: con.before, altAuth: con.altAuth, extraRoutes: con.routes() } : {}),
+          // Wrong bearer tokens count per address; with the console, in the same limiter as its sign-ins.
+          authLimit: con?.limiter ?? new SigninLimiter(),
+          audit: (req, method, path, status) => {
+            if (con !== undefined) con.audit(req, method, path, status);
+            else this.log.info({ audit: true, via: 'bearer', method, path, status }, `admin change: ${method} ${path} -> ${status}`);
+            // A connection or assets changed through the API reach the trust gate and the
+            // watch now, not at the next timer tick: task-state events for a task started
+            // right after would otherwise find neither.
+            if (status < 300) {
+              this.refreshTrustedConnections();
+              try {
+                if (this.k?.assetIndex().refresh() === true) this.publishWatch();
+              } catch {
+                // The store is unreadable for now: the asset timer tries again.
+              }
             }
-          }
+          },
         },
-      },
-    );
-    await server.listen(a.host, a.port);
-    this.admin = server;
+      );
+      await server.listen(a.host, a.port);
+    } catch (e) {
+      con?.close();
+      await server?.close().catch(() => undefined);
+      throw new Error(`admin API: cannot listen on ${a.host}:${a.port}: ${(e as Error).message}`);
+    }
+    return { server, console: con };
   }
 }

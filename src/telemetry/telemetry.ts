@@ -140,7 +140,8 @@ export class OutputStats {
 /** Logs the first occurrence of a code at once, then at most once per interval with a count. */
 export class RepeatLimiter {
   private readonly last = new Map<string, { at: number; held: number }>();
-  constructor(private readonly intervalMs: number) {}
+  /** Settable: a reload applies logging.repeat_interval (src/daemon.ts). */
+  constructor(public intervalMs: number) {}
   /**
    * `n` more occurrences of `key`: returns the number of held-back repeats to report with
    * a log line now, or -1 to stay quiet (of `n` occurrences, one is logged, the rest held).
@@ -202,8 +203,14 @@ export class Telemetry {
   pausedSinceMs = 0;
   pausedTotalMs = 0;
   private readonly limiter: RepeatLimiter;
+  /**
+   * Where the logs go: the process's stdout or stderr, or the `destination` stream given.
+   * Logs on stdout and a stdout output would mix (src/daemon.ts refuses a reload that adds one).
+   */
+  readonly logsTo: 'stdout' | 'stderr' | 'stream';
 
   constructor(opts: TelemetryOptions = {}) {
+    this.logsTo = opts.destination !== undefined ? 'stream' : opts.logToStderr === true ? 'stderr' : 'stdout';
     this.log = pino(
       { level: opts.level ?? 'info', base: { service: 'cefd' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
       (opts.destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: opts.logToStderr ? 2 : 1, sync: false }),
@@ -229,6 +236,15 @@ export class Telemetry {
       this.outputs.set(name, s);
     }
     return s;
+  }
+
+  /** logging.repeat_interval, in ms (a reload changes it). */
+  get repeatIntervalMs(): number {
+    return this.limiter.intervalMs;
+  }
+
+  set repeatIntervalMs(ms: number) {
+    this.limiter.intervalMs = ms;
   }
 
   /** A log line that may repeat: rate-limited per key. */

@@ -58,6 +58,46 @@ metrics: { host: 127.0.0.1, port: ${metrics} }
   return file;
 }
 
+/** What cefd logs once its configuration is loaded and its signal handlers hold signals, before the start. */
+const STARTING = 'starting (pid';
+
+/** A configuration whose start takes a moment (two decode worker threads load their modules). */
+function startupConfig(dir: string, port: number, extra = ''): string {
+  const file = join(dir, 'cefd.yaml');
+  writeFileSync(
+    file,
+    `state_dir: ./state
+decode_workers: 2
+listeners:
+  - { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} }
+outputs:
+  - { name: events, type: file, path: ./events.ndjson }
+${extra}
+dead_letter: { path: ./dead.ndjson }
+metrics: { enabled: false }
+`,
+  );
+  return file;
+}
+
+/**
+ * Sends `sig` the moment the child's output shows `text` (in the output's own event, not
+ * after a poll: the start-up window is short), after `before` if given.
+ */
+function signalOn(c: Child, text: string, sig: NodeJS.Signals, before?: () => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!c.out.join('').includes(text)) return;
+      c.proc.stdout!.off('data', check);
+      before?.();
+      c.proc.kill(sig);
+      resolve();
+    };
+    c.proc.stdout!.on('data', check);
+    void c.exit.then((code) => reject(new Error(`cefd exited (${code}) before "${text}": ${c.out.join('')}`)));
+  });
+}
+
 const line = (i: number) => `<14>1 2026-11-28T10:00:00.000Z ksc01 - - - - CEF:0|KasperskyLab|SecurityCenter|14.2|KLPRCI_TaskState|Running|1|rt=${1795860000000 + i} cs3=Task ${i} cs3Label=TaskName cn1=1 cn1Label=TaskNewState\n`;
 
 describe('cefd run', () => {
@@ -122,6 +162,81 @@ describe('cefd run', () => {
     expect(logs).toMatch(/cefd\.yaml:2: bogus_key: unknown key/);
     c.proc.kill('SIGTERM');
     expect(await c.exit).toBe(0);
+  });
+
+  test('SIGHUP during start-up does not kill cefd: it becomes ready, then reloads once (the file changed meanwhile is applied)', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const file = startupConfig(dir, port);
+    const c = run(['run', '--config', file], dir);
+    // The configuration is loaded when "starting" is logged; the start (decode workers,
+    // listeners) is still ahead. Now the file changes and systemctl reload comes.
+    await signalOn(c, STARTING, 'SIGHUP', () => startupConfig(dir, port, `  - { name: copy, type: file, path: ./copy.ndjson }`));
+    await until(c, 'configuration reloaded');
+    const text = c.out.join('');
+    expect(text).toContain('SIGHUP during start-up: the configuration is reloaded once cefd has started');
+    expect(text.indexOf('cefd started')).toBeGreaterThan(-1);
+    expect(text.indexOf('configuration reloaded')).toBeGreaterThan(text.indexOf('cefd started'));
+    expect(text.match(/configuration reloaded/g)).toHaveLength(1);
+    expect(c.proc.exitCode).toBe(null);
+    expect(c.proc.signalCode).toBe(null);
+    await sendTcp(port, [line(1)]);
+    await waitLines(join(dir, 'events.ndjson'), 1);
+    await waitLines(join(dir, 'copy.ndjson'), 1);
+    c.proc.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+  });
+
+  test('SIGTERM during start-up: cefd finishes starting, then stops cleanly (exit 0)', async () => {
+    const dir = tempDir();
+    const c = run(['run', '--config', startupConfig(dir, await freePort())], dir);
+    await signalOn(c, STARTING, 'SIGTERM');
+    expect(await c.exit).toBe(0);
+    const text = c.out.join('');
+    expect(text).toContain('SIGTERM during start-up: cefd stops once it has started');
+    expect(text.indexOf('SIGTERM: stopping')).toBeGreaterThan(text.indexOf('cefd started'));
+    expect(text).toContain('stopped; every event was delivered');
+  });
+
+  test('a reload that adds a stdout output while the logs go to stdout is refused (restart needed): no event is mixed into the logs', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const file = config(dir, port, await freePort());
+    const c = run(['run', '--config', file], dir);
+    const stdout: string[] = [];
+    c.proc.stdout!.on('data', (d: Buffer) => stdout.push(d.toString()));
+    await until(c, 'cefd started');
+    config(dir, port, await freePort(), `  - { name: so, type: stdout }`);
+    c.proc.kill('SIGHUP');
+    await until(c, 'configuration reload failed');
+    await sendTcp(port, [line(1)]);
+    await waitLines(join(dir, 'events.ndjson'), 1);
+    c.proc.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+    const lines = stdout.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const failed = lines.find((l) => l['code'] === 'config_reload_failed');
+    expect(failed).toMatchObject({ reason: 'restart_needed', outputs: ['so'] });
+    expect(String(failed!['msg'])).toContain("output so writes events to stdout, where cefd's logs go");
+    // Every line on stdout is a log line; the event went to the running outputs only.
+    expect(lines.every((l) => typeof l['level'] === 'string' && typeof l['msg'] === 'string')).toBe(true);
+  });
+
+  test('a reload that removes the last stdout output: applied, and a warning says the logs stay on stderr until a restart', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const metrics = await freePort();
+    const file = config(dir, port, metrics, `  - { name: so, type: stdout }`);
+    const c = run(['run', '--config', file], dir);
+    const stderr: string[] = [];
+    c.proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+    await until(c, 'cefd started');
+    config(dir, port, metrics);
+    c.proc.kill('SIGHUP');
+    await until(c, 'configuration reloaded');
+    c.proc.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+    const warned = stderr.join('').split('\n').filter((l) => l.includes('config_restart_needed')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(warned).toEqual([expect.objectContaining({ key: 'outputs', msg: "outputs changed from a stdout output to none: cefd's logs stay on stderr until the next restart" })]);
   });
 
   test('an invalid configuration exits 78 with the key and its line', async () => {

@@ -6,6 +6,7 @@
  * PostgreSQL (test/helpers/db-servers.ts), the daemon in this process.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, test } from 'vitest';
@@ -16,6 +17,7 @@ import { freePort } from '../helpers/child.js';
 import { readNdjson, scrape, sendTcp, startFromFile, tempDir, waitFor, type LogCapture } from '../helpers/daemon.js';
 import { startPostgres, type DbServer } from '../helpers/db-servers.js';
 import { createKscSchema } from '../helpers/ksc-sql-schema.js';
+import { ADMIN_TOKEN, DAEMON_BASE_YAML, startKscDaemon } from '../helpers/ksc-daemon.js';
 
 const daemons: Daemon[] = [];
 const held: net.Server[] = [];
@@ -265,6 +267,83 @@ metrics: { host: 127.0.0.1, port: ${port} }
   expect((await scrape(metricsPort)).get('cefd_config_reloads_total{result="failed"}')).toBe(1);
   expect(await readyz(metricsPort)).toBe(200);
   expect(failures(logs)).toHaveLength(1);
+});
+
+test('the KSC admin API moved to a port another process holds: the reload fails (counted, config_reload_failed) and the admin API and its console keep serving on the old port; the next reload moves it once the port is free; on the same port, settings that do not start give way to the old ones again', async () => {
+  const dir = tempDir();
+  const yaml = (port: number, token = ADMIN_TOKEN, tls = '') => `${DAEMON_BASE_YAML.replaceAll('{dir}', dir)}ksc:
+  sync_on_start: false
+  admin: { enabled: true, host: 127.0.0.1, port: ${port}, bearer_token: ${token}, console: { enabled: true }${tls} }
+metrics: { host: 127.0.0.1, port: 0 }
+`;
+  const first = await freePort();
+  const k = await startKscDaemon(yaml(first), { dir });
+  daemons.push(k.daemon);
+  const file = join(dir, 'cefd.yaml');
+  const blocker = net.createServer((c) => c.destroy());
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  const busy = (blocker.address() as net.AddressInfo).port;
+  // A fresh connection each (fetch would reuse one to a server a reload closed).
+  const get = (port: number, path: string, token = ADMIN_TOKEN) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) =>
+      http
+        .get({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+        .once('error', reject),
+    );
+  const tenants = async (port: number, token = ADMIN_TOKEN) => (await get(port, '/api/v1/tenants', token)).status;
+  // The console's recent events (kept by the console the admin API serves).
+  const seen = async (port: number, tag: string, token = ADMIN_TOKEN) =>
+    ((JSON.parse((await get(port, '/console/api/events?limit=100', token)).body) as { events: { eventClassId?: string }[] }).events).some((e) => e.eventClassId === tag);
+
+  writeFileSync(file, yaml(busy));
+  expect(await k.daemon.reload()).toBe(false);
+  expect(failures(k.logs)).toHaveLength(1);
+  expect(String(failures(k.logs)[0]!['msg'])).toMatch(new RegExp(`extension ksc: admin API: cannot listen on 127\\.0\\.0\\.1:${busy}: .*EADDRINUSE.*; it keeps serving on 127\\.0\\.0\\.1:${first}; the rest of the new configuration is applied`));
+  expect(k.logs.parsed().some((l) => l['msg'] === 'configuration reloaded')).toBe(false);
+  const m = await scrape(k.metricsPort());
+  expect(m.get('cefd_config_reloads_total{result="failed"}')).toBe(1);
+  expect(m.get('cefd_config_reloads_total{result="ok"}')).toBeUndefined();
+  expect(k.adminPort()).toBe(first);
+  expect(await tenants(first)).toBe(200);
+  expect(k.daemon.notReady()).toEqual([]);
+  expect(await readyz(k.metricsPort())).toBe(200);
+  // The old console still gets the recent events (the new one, closed, gave their slot up).
+  await sendTcp(k.port('tcp'), [line('kept', 1)]);
+  await waitFor(() => seen(first, 'kept'), 30_000, 'the event in the old console');
+
+  // The same file again once the port is free: moved, the old port closed.
+  await new Promise((r) => blocker.close(r));
+  expect(await k.daemon.reload()).toBe(true);
+  expect(k.adminPort()).toBe(busy);
+  expect(await accepts(first)).toBe(false);
+  expect(await tenants(busy)).toBe(200);
+  await sendTcp(k.port('tcp'), [line('moved', 2)]);
+  await waitFor(() => seen(busy, 'moved'), 30_000, 'the event in the new console');
+
+  // The same port with another token: closed first, then opened with the new one.
+  const token2 = `${ADMIN_TOKEN}-rotated`;
+  writeFileSync(file, yaml(busy, token2));
+  expect(await k.daemon.reload()).toBe(true);
+  expect(k.adminPort()).toBe(busy);
+  expect(await tenants(busy)).toBe(401);
+  expect(await tenants(busy, token2)).toBe(200);
+  await sendTcp(k.port('tcp'), [line('rotated', 3)]);
+  await waitFor(() => seen(busy, 'rotated', token2), 30_000, 'the event in the console of the new token');
+
+  // The same port with settings that do not start (a certificate that is not PEM): it closed
+  // first, so the old settings listen again, and the reload fails.
+  writeFileSync(join(dir, 'bad.pem'), 'not a certificate\n');
+  writeFileSync(file, yaml(busy, ADMIN_TOKEN, `, tls: { cert_file: ${dir}/bad.pem, key_file: ${dir}/bad.pem }`));
+  expect(await k.daemon.reload()).toBe(false);
+  expect(String(failures(k.logs)[1]!['msg'])).toMatch(/extension ksc: admin API: cannot listen on 127\.0\.0\.1:\d+: .*; it listens again with its old settings/);
+  expect(k.adminPort()).toBe(busy);
+  expect(await tenants(busy, token2)).toBe(200);
+  expect(k.daemon.notReady()).toEqual([]);
+  await sendTcp(k.port('tcp'), [line('restored', 4)]);
+  await waitFor(() => seen(busy, 'restored', token2), 30_000, 'the event in the restored console');
 });
 
 test('a sql source given a normalizer that does not load: the reload fails and the source keeps polling', { timeout: 120_000 }, async () => {

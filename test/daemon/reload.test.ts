@@ -218,3 +218,34 @@ metrics: { enabled: false }
   expect(readNdjson(join(dir, 'a.ndjson')).map(seqOf)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   expect(logs.lines.join("\n")).not.toMatch(/undelivered events stay in its disk buffer/);
 });
+
+test('settings a reload cannot apply are named (config_restart_needed): decode_workers takes effect at the next restart; logging.repeat_interval is applied', async () => {
+  const dir = tempDir();
+  const yaml = (workers: number, repeat: string) => `state_dir: ${dir}/state
+decode_workers: ${workers}
+listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
+outputs: [ { name: a, type: file, path: ${dir}/a.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { enabled: false }
+logging: { repeat_interval: ${repeat} }
+`;
+  const { d, file, logs } = await start(dir, yaml(0, '10s'));
+  const warned = () => logs.parsed().filter((l) => l['code'] === 'config_restart_needed');
+  writeFileSync(file, yaml(2, '30s'));
+  expect(await d.reload()).toBe(true);
+  expect(warned()).toEqual([expect.objectContaining({ level: 'warn', key: 'decode_workers', from: 0, to: 2 })]);
+  expect(warned()[0]!['msg']).toBe('decode_workers changed from 0 to 2: takes effect at the next restart (the decode worker threads: 0 now (decoding on the main thread), 2 after a restart)');
+  expect(d.telemetry.repeatIntervalMs).toBe(30_000);
+  // Events are still decoded (on the main thread); a reload that changes nothing more warns no more.
+  const sock = net.connect(d.ports()['tcp']!, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  sock.end(line('w', 1));
+  await waitFor(() => readNdjson(join(dir, 'a.ndjson'), { tolerateTornTail: true }).length === 1, 30_000, 'the event');
+  expect(await d.reload()).toBe(true);
+  expect(warned()).toHaveLength(1);
+  // Back to what runs: nothing to warn about.
+  writeFileSync(file, yaml(0, '10s'));
+  expect(await d.reload()).toBe(true);
+  expect(warned()).toHaveLength(1);
+  expect(d.telemetry.repeatIntervalMs).toBe(10_000);
+});

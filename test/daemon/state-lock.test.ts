@@ -3,7 +3,7 @@
  * `cefd run` as real processes on one state_dir. A second one is refused (exit 1,
  * `state_dir_locked`), also after a reload of the first and when both start at once; a
  * daemon killed with -9 does not block the next start, whatever its lock file says. And in
- * process: a reload that moves state_dir takes the new folder's lock first.
+ * process: a reload that changes state_dir is refused (a restart moves it).
  */
 import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -155,37 +155,38 @@ test('two daemons started at the same moment on one state_dir: exactly one runs'
   expect(await winner.exit).toBe(0);
 });
 
-test('a reload that moves state_dir locks the new folder first: refused while another process holds it, and the old lock goes once moved', async () => {
+test('a reload that changes state_dir is refused (restart needed): the old folder keeps its lock and its disk buffers; the same folder through a symbolic link is no change', async () => {
   const root = tempDir();
-  const yaml = (state: string) => `state_dir: ${join(root, state)}
+  const yaml = (state: string, level = 'info') => `state_dir: ${join(root, state)}
 decode_workers: 0
 listeners: [ { name: tcp, type: tcp, host: 127.0.0.1, port: 0 } ]
-outputs: [ { name: events, type: file, path: ${root}/events.ndjson } ]
+outputs: [ { name: events, type: file, path: ${root}/events.ndjson, buffer: { type: disk } } ]
 dead_letter: { path: ${root}/dead.ndjson }
 metrics: { enabled: false }
+logging: { level: ${level} }
 `;
   const { d, file, logs } = await startFromFile(root, yaml('one'), inProcess);
-  // Another holder of folder two (a flock conflicts between two open files, in one process too).
-  mkdirSync(join(root, 'two'));
-  const other = lockStateDir(join(root, 'two'));
-  held.push(other);
-  writeFileSync(file, yaml('two'));
+  const before = d.current;
+  writeFileSync(file, yaml('two', 'debug'));
   expect(await d.reload()).toBe(false);
-  expect(logs.parsed().find((l) => l['code'] === 'config_reload_failed')).toMatchObject({ reason: 'state_dir_locked' });
-  expect(d.current.state_dir).toBe(join(root, 'one'));
+  const failed = logs.parsed().filter((l) => l['code'] === 'config_reload_failed');
+  expect(failed).toHaveLength(1);
+  expect(failed[0]).toMatchObject({ reason: 'restart_needed', key: 'state_dir' });
+  expect(String(failed[0]!['msg'])).toMatch(/state_dir changed from .*one to .*two: .*restart cefd to apply it/);
+  // Nothing of the new configuration was applied, the new folder not even made.
+  expect(d.current).toBe(before);
+  expect(existsSync(join(root, 'two'))).toBe(false);
   expect(() => lockStateDir(join(root, 'one'))).toThrow(StateDirLockedError);
+  // The buffer stays where the lock is, and takes events.
+  await sendTcp(d.ports()['tcp']!, [line(1)]);
+  await waitFor(() => readNdjson(join(root, 'events.ndjson'), { tolerateTornTail: true }).length === 1, 30_000, 'the event');
+  expect(existsSync(join(root, 'one', 'buffers', 'events'))).toBe(true);
 
-  other.release();
-  expect(await d.reload()).toBe(true);
-  expect(d.current.state_dir).toBe(join(root, 'two'));
-  expect(() => lockStateDir(join(root, 'two'))).toThrow(StateDirLockedError);
-  // Folder one is free again.
-  held.push(lockStateDir(join(root, 'one')));
   // The same folder through a symbolic link keeps the lock it has (not "in use" by ourselves).
-  symlinkSync(join(root, 'two'), join(root, 'two-link'));
-  writeFileSync(file, yaml('two-link'));
+  symlinkSync(join(root, 'one'), join(root, 'one-link'));
+  writeFileSync(file, yaml('one-link'));
   expect(await d.reload()).toBe(true);
-  expect(() => lockStateDir(join(root, 'two'))).toThrow(StateDirLockedError);
+  expect(() => lockStateDir(join(root, 'one'))).toThrow(StateDirLockedError);
 });
 
 test('the lock file belongs to the state folder\'s owner even when root makes it (sudo cefd buffers drop before the service ever ran), so the daemon\'s user can take it', () => {

@@ -1,7 +1,7 @@
 /** The udp source (src/sources/udp/) on a real socket, alone: datagrams to frames, per sender, and the allowlist. */
 import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import type { Source } from '../../src/sources/source.js';
@@ -64,6 +64,49 @@ test('a port in use is a clear start error', async () => {
   const rec = recording();
   const clash = await udpSource.create(listenerConfig('udp', UDP_FIELDS, { port: src.port() }), rec.deps);
   await expect(clash.start()).rejects.toThrow(/listener in: cannot bind udp 127\.0\.0\.1:\d+/);
+});
+
+test('receive_buffer_bytes: at most 1GiB (SO_RCVBUF takes a C int; 2GiB was EINVAL, thrown where nothing caught it); a size the socket refuses leaves the OS default with a warning, the listener works', async () => {
+  expect(() => listenerConfig('udp', UDP_FIELDS, { receive_buffer_bytes: '2GiB' })).toThrow(/receive_buffer_bytes: must be at most 1073741824 bytes \(1GiB\), got "2GiB"/);
+  expect(() => listenerConfig('udp', UDP_FIELDS, { receive_buffer_bytes: '4GiB' })).toThrow(/must be at most/);
+  expect(listenerConfig('udp', UDP_FIELDS, { receive_buffer_bytes: '1GiB' }) as object).toMatchObject({ receive_buffer_bytes: 2 ** 30 });
+  // Past the config's check (a plugin's own config, a future option): the kernel's refusal is a warning, not a crash.
+  for (const bytes of [2 ** 31, 2 ** 32]) {
+    const rec = recording();
+    const lines: string[] = [];
+    rec.telemetry.log.warn = ((_o: unknown, msg: string) => void lines.push(msg)) as never;
+    const src = await udpSource.create({ ...(listenerConfig('udp', UDP_FIELDS, {}) as object), receive_buffer_bytes: bytes } as never, rec.deps);
+    await src.start();
+    running.push(src);
+    expect(src.ready).toBe(true);
+    expect(lines.find((l) => l.includes('cannot be set'))).toMatch(new RegExp(`receive_buffer_bytes ${bytes} cannot be set .*OS default`));
+    const a = await sender();
+    await a.send(src.port()!, '<13>still here');
+    await waitFor(() => rec.frames.length === 1, 30_000, 'the datagram');
+  }
+});
+
+test('a receive_buffer_bytes above net.core.rmem_max (which Linux caps silently) is reported with the size the kernel gave', async () => {
+  const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+  const want = Math.min(2 ** 30, rmemMax * 4);
+  const lines: { o: Record<string, unknown>; msg: string }[] = [];
+  const rec = recording();
+  rec.telemetry.log.warn = ((o: Record<string, unknown>, msg: string) => void lines.push({ o, msg })) as never;
+  const src = await udpSource.create({ ...(listenerConfig('udp', UDP_FIELDS, {}) as object), receive_buffer_bytes: want } as never, rec.deps);
+  await src.start();
+  running.push(src);
+  const w = lines.find((l) => l.msg.includes('the kernel gave a receive buffer'));
+  expect(w?.msg).toMatch(/less than receive_buffer_bytes .*raise net\.core\.rmem_max/);
+  expect(w?.o['configured']).toBe(want);
+  expect(w?.o['receiveBufferBytes']).toBeLessThan(want);
+  // Within rmem_max: no such warning.
+  const quiet: string[] = [];
+  const rec2 = recording();
+  rec2.telemetry.log.warn = ((_o: unknown, msg: string) => void quiet.push(msg)) as never;
+  const ok = await udpSource.create({ ...(listenerConfig('udp', UDP_FIELDS, {}) as object), receive_buffer_bytes: Math.min(rmemMax, 65536) } as never, rec2.deps);
+  await ok.start();
+  running.push(ok);
+  expect(quiet.filter((m) => m.includes('receive buffer'))).toEqual([]);
 });
 
 test('datagrams the kernel drops while cefd does not read (a full receive buffer) are counted: every datagram sent is a frame or a drop', async () => {

@@ -42,12 +42,10 @@ export class UdpSource implements Source {
     const inherited = inheritedSocket(this.name, 'udp', this.config.port);
     const family = inherited?.family ?? isIP(this.config.host);
     const type = family === 6 ? 'udp6' : 'udp4';
-    const opts: dgram.SocketOptions = { type };
-    // A socket from systemd keeps the buffer its unit gave it (ReceiveBuffer=, set with
-    // SO_RCVBUFFORCE past net.core.rmem_max, and kept across restarts): setting it here
-    // would cap it at rmem_max, shrinking it (deploy/cefd.socket).
-    if (this.config.receive_buffer_bytes > 0 && inherited === undefined) opts.recvBufferSize = this.config.receive_buffer_bytes;
-    const socket = dgram.createSocket(opts);
+    // SO_RCVBUF is set after the bind (setReceiveBuffer), not with createSocket's
+    // recvBufferSize: dgram applies that one inside its bind callback, where a refusal is
+    // an uncaught exception that ends the process.
+    const socket = dgram.createSocket({ type });
     this.socket = socket;
     // One context per sender (bounded; senders.ts), so each sender's datagrams stay in
     // order even when senders interleave; their frames are committed once per event-loop turn.
@@ -106,6 +104,10 @@ export class UdpSource implements Source {
         resolve();
       });
     });
+    // A socket from systemd keeps the buffer its unit gave it (ReceiveBuffer=, set with
+    // SO_RCVBUFFORCE past net.core.rmem_max, and kept across restarts): setting it here
+    // would cap it at rmem_max, shrinking it (deploy/cefd.socket).
+    if (this.config.receive_buffer_bytes > 0 && inherited === undefined) this.setReceiveBuffer(socket, this.config.receive_buffer_bytes);
     const drops = kernelDropReader(this.port() ?? 0, type === 'udp6' ? 6 : 4);
     if ('read' in drops) this.stats.udpDropsOpen = drops.read;
     else this.telemetry.log.warn({ listener: this.name, err: drops.why }, `udp listener ${this.name}: datagrams the kernel drops cannot be counted (cefd_udp_receive_dropped_total): ${drops.why}`);
@@ -122,6 +124,38 @@ export class UdpSource implements Source {
     this.ready = true;
     const where = `${inherited !== undefined ? socket.address().address : this.config.host}:${this.port()}`;
     this.telemetry.log.info({ listener: this.name, type: 'udp', address: where, inherited: inherited !== undefined }, `listening for udp on ${where}${inherited !== undefined ? ' (socket from systemd)' : ''}`);
+  }
+
+  /**
+   * SO_RCVBUF: a size the kernel or Node refuses (the config caps it: MAX_RECEIVE_BUFFER_BYTES
+   * in config.ts) leaves the OS default, with a warning; the listener works on. Linux caps
+   * the size at net.core.rmem_max without a word (212992 bytes on a stock kernel, whatever
+   * receive_buffer_bytes says): read back, a smaller buffer is a warning too.
+   */
+  private setReceiveBuffer(socket: dgram.Socket, bytes: number): void {
+    try {
+      socket.setRecvBufferSize(bytes);
+    } catch (e) {
+      const err = (e as Error).message;
+      this.telemetry.log.warn(
+        { listener: this.name, receiveBufferBytes: bytes, err },
+        `udp listener ${this.name}: receive_buffer_bytes ${bytes} cannot be set (${err}); the socket keeps the OS default receive buffer`,
+      );
+      return;
+    }
+    // Linux reports twice the size asked for (the kernel's bookkeeping share), capped at twice rmem_max.
+    let has: number;
+    try {
+      has = Math.floor(socket.getRecvBufferSize() / 2);
+    } catch {
+      return;
+    }
+    if (has < bytes) {
+      this.telemetry.log.warn(
+        { listener: this.name, receiveBufferBytes: has, configured: bytes },
+        `udp listener ${this.name}: the kernel gave a receive buffer of ${has} bytes, less than receive_buffer_bytes (${bytes}): raise net.core.rmem_max (docs/operations.md, "UDP receive drops")`,
+      );
+    }
   }
 
   port(): number | undefined {
