@@ -14,9 +14,19 @@ interface Scope {
   v6: string | null;
 }
 
-/** An IPv6 address in one spelling (`0:0::1` and `::1` are the same bind). */
+/**
+ * An IPv6 address in one spelling (`0:0::1` and `::1` are the same bind); a zone
+ * (`fe80::1%eth0`, which URL refuses) is kept, lower-cased, after it.
+ */
 function canonical6(ip: string): string {
-  return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  const pct = ip.indexOf('%');
+  const addr = pct === -1 ? ip : ip.slice(0, pct);
+  const zone = pct === -1 ? '' : ip.slice(pct).toLowerCase();
+  try {
+    return new URL(`http://[${addr}]/`).hostname.slice(1, -1) + zone;
+  } catch {
+    return ip.toLowerCase();
+  }
 }
 
 /**

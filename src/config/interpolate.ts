@@ -8,8 +8,11 @@
  *   empty / unset.
  * - `$${` is a literal `${`. A `$` not followed by `{` (`$VAR`, `$1`) is kept as it is.
  *
- * Any other `${...}` (`${VAR:+x}`, `${VAR/a/b}`, `${A:-${B}}`, an unclosed `${VAR`) is a
- * problem, not text kept as written.
+ * The shell's other forms (`${VAR:+x}`, `${VAR:=x}`, `${VAR/a/b}`, `${VAR#x}`,
+ * `${VAR:1}`), a nested one (`${A:-${B}}`) and an unclosed `${VAR` are problems, not text
+ * kept as written, as is a positional `${1}`. A `${` that does not start a shell form at
+ * all (no name after it, or a name followed by anything else: `${jndi:ldap://...}` in a
+ * filter, a password) is text.
  */
 
 export interface Interpolated {
@@ -19,6 +22,8 @@ export interface Interpolated {
 }
 
 const NAME = /[A-Za-z_][A-Za-z0-9_]*/y;
+/** What may follow `${NAME` in a shell parameter expansion: `}`, an operator, `:` + offset. */
+const SHELL_OP = /^(?:\}|:[-=?+0-9 ]|[-=?+\/#%^,@])/;
 const FORMS = '${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}';
 
 /**
@@ -42,11 +47,18 @@ export function interpolate(text: string, env: Record<string, string | undefined
       i = j + 2;
       continue;
     }
-    out += text.slice(i, j);
     NAME.lastIndex = j + 2;
     const name = NAME.exec(text)?.[0];
     const afterName = j + 2 + (name?.length ?? 0);
-    const op = name === undefined ? undefined : ['}', ':-', ':?', '-', '?'].find((o) => text.startsWith(o, afterName));
+    const positional = name === undefined && /[0-9]/.test(text.charAt(j + 2));
+    if ((name === undefined && !positional) || (name !== undefined && afterName < text.length && !SHELL_OP.test(text.slice(afterName, afterName + 2)))) {
+      // Not the shell's `${`: text.
+      out += text.slice(i, j + 2);
+      i = j + 2;
+      continue;
+    }
+    out += text.slice(i, j);
+    const op = ['}', ':-', ':?', '-', '?'].find((o) => text.startsWith(o, afterName));
     const close = text.indexOf('}', afterName);
     const word = op === undefined || op === '}' ? '' : text.slice(afterName + op.length, close === -1 ? text.length : close);
     if (name === undefined || op === undefined || close === -1 || word.includes('${')) {

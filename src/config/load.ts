@@ -135,7 +135,14 @@ function parseMode(v: unknown, source: string | undefined): number | string {
   if (text === undefined) return typeof v === 'number' && Number.isSafeInteger(v) ? v : 'expected an octal file mode such as 0640';
   const m = /^0o?([0-7]+)$/i.exec(text) ?? (text === '0' ? ['0', '0'] : null);
   if (m !== null) return parseInt(m[1]!, 8);
-  if (/^[1-9][0-9]*$/.test(text)) return `a file mode is octal: write it with a leading 0 (0${text}, or 0o${text}); ${text} would be the decimal number ${text}`;
+  if (/^[1-9][0-9]*$/.test(text)) {
+    // Which mode was meant is not known: chmod's digits, or the decimal number earlier
+    // versions of cefd took (and YAML made of 0640: 640, refused then).
+    const n = Number(text);
+    const asChmod = /^[0-7]{1,3}$/.test(text) ? `as chmod writes it, ${text} is 0${text}` : '';
+    const asDecimal = n <= 0o777 ? `read as a decimal number (as cefd did before 2026-12), ${text} is 0${n.toString(8).padStart(3, '0')}` : '';
+    return `a file mode is octal and needs its leading 0 (0640 or 0o640)${asChmod || asDecimal ? `: ${[asChmod, asDecimal].filter((x) => x !== '').join('; ')}` : ''}`;
+  }
   return 'expected an octal file mode such as 0640';
 }
 

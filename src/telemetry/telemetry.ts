@@ -450,7 +450,10 @@ export class Telemetry {
     gauge('cefd_tls_certificate_expiry_timestamp_seconds', 'TLS listeners: when the certificate the listener presents now expires (notAfter, s since the epoch), per listener; follows a SIGHUP that installed a renewed one.', ['listener'], () =>
       listeners().filter((s) => s.tlsCertificateExpiry >= 0).map((s) => [{ listener: s.name }, s.tlsCertificateExpiry]),
     );
-    gauge('cefd_connections_open', 'Connections open now, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsOpen]));
+    // Only listeners of the running configuration (a gauge of one a reload removed would
+    // keep CefdSourceQuiet, deploy/prometheus/cefd-alerts.yml, joined on it, alive).
+    const current = () => listeners().filter((s) => this.configured === undefined || this.configured.listeners.has(s.name));
+    gauge('cefd_connections_open', 'Connections open now, per listener of the running configuration.', ['listener'], () => current().map((s) => [{ listener: s.name }, s.connectionsOpen]));
     counter('cefd_connections_accepted_total', 'Connections accepted, per listener.', ['listener'], () => listeners().map((s) => [{ listener: s.name }, s.connectionsAccepted]));
     counter('cefd_connections_rejected_total', 'Connections (or UDP datagrams) refused or closed by cefd, per listener and reason (cidr, max_connections, max_connections_per_source, evicted_no_frame, evicted_quiet, frame_timeout, tls_handshake, tls_fingerprint, tls_unauthorized, tls_on_plain_listener).', ['listener', 'reason'], () =>
       byCode(listeners().map((s) => [s.name, s.connectionsRejected]), 'listener', 'reason'),

@@ -453,14 +453,31 @@ describe('field options', () => {
   test('trimming never changes the event or the values encoders share', () => {
     const e = decode(DETECTION);
     const before = structuredClone(e);
-    const opts = { except_fields: ['cef.extensions.message', 'cef.custom', 'event.category', 'ksc', 'warnings.message'] };
+    const paths: Record<string, string[]> = {
+      native: ['cef.extensions.message', 'cef.custom', 'ksc', 'warnings.message'],
+      ecs: ['cef.extensions.message', 'cef.custom', 'event.category', 'kaspersky.ksc.labels'],
+      kuma: ['Extra.GroupName', 'DeviceCustomString5'],
+    };
     for (const codec of ['native', 'ecs', 'kuma']) {
+      const opts = { except_fields: paths[codec]! };
       const a = createEncoder({ codec, ...opts }).encode(e);
       expect(createEncoder({ codec, ...opts }).encode(e), codec).toBe(a);
       expect(e, codec).toEqual(before);
     }
     expect(rec('ecs', e)['event']['category']).toEqual(['malware']);
     expect(rec('native', e)).toEqual(JSON.parse(JSON.stringify(before)));
+  });
+
+  test('ecs and kuma refuse paths of cefd\'s event their record does not have (written for the meaning field options had before): they would send {} or trim nothing', () => {
+    expect(() => createEncoder({ codec: 'ecs', only_fields: ['id', 'timestamp', 'ksc'] })).toThrow(
+      "id, timestamp, ksc: name fields of cefd's event, which the ecs record does not have: field options trim the record the output sends, so write the ecs record's paths (`@timestamp`, `event.id`, `kaspersky.ksc`, `log.syslog`, `cef`; docs/encodings.md, \"Field options\")",
+    );
+    expect(() => createEncoder({ codec: 'ecs', except_fields: ['raw', 'cef'] })).toThrow(/^raw: names a field of cefd's event, which the ecs record does not have/);
+    expect(() => createEncoder({ codec: 'kuma', except_fields: ['cef.extensions', 'Raw'] })).toThrow(/^cef\.extensions: names a field .*\(`Timestamp`, `ID`/);
+    // The record's own paths, and native's event paths, are taken.
+    expect(() => createEncoder({ codec: 'ecs', except_fields: ['cef', 'message', 'event.original'] })).not.toThrow();
+    expect(() => createEncoder({ codec: 'kuma', only_fields: ['Timestamp', 'Extra'] })).not.toThrow();
+    expect(() => createEncoder({ codec: 'native', only_fields: ['id', 'timestamp', 'ksc'] })).not.toThrow();
   });
 
   test('cef refuses field options: its record is one CEF line (docs/encodings.md, "Field options")', () => {

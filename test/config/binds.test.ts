@@ -61,12 +61,16 @@ test('binds that do not collide are accepted: TCP and UDP on one port, different
     ['0.0.0.0', '::1'],
     ['127.0.0.1', '::1'],
     ['::1', 'fe80::1'],
+    // Link-local addresses with a zone (URL refuses them: validate crashed with "Invalid URL").
+    ['fe80::1%lo', 'fe80::2%lo'],
+    ['fe80::1%lo', 'fe80::1%eth0'],
   ]) {
     expect(problemsOf(two(`type: tcp, host: "${a}", port: 21001`, `type: tcp, host: "${b}", port: 21001`)), `${a} ${b}`).toEqual([]);
   }
   expect(problemsOf(two('type: tcp, port: 21001', 'type: tcp, port: 21002'))).toEqual([]);
   // Port 0 picks a free port each time.
   expect(problemsOf(two('type: tcp, port: 0', 'type: tcp, host: 127.0.0.1, port: 0'))).toEqual([]);
+  expect(overlaps('fe80::1%lo', 'FE80:0::1%LO')).toBe(true);
   expect(overlaps('0.0.0.0', '::1')).toBe(false);
   expect(overlaps('', '::1')).toBe(true);
   expect(overlaps('', '::1', 'udp')).toBe(false);

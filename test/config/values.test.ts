@@ -43,9 +43,12 @@ test('a file mode is octal as for chmod: 0440 is 0o440 (YAML 1.2 reads it as dec
   // %YAML 1.1 reads 0640 as octal itself: the same mode.
   expect((loadConfigText(`%YAML 1.1\n---\n${fileOutput('0640')}`, file, {}).outputs[0] as unknown as { mode: number }).mode).toBe(0o640);
 
-  expect(problems(fileOutput('640'), file)).toEqual(['2: outputs[0].mode: a file mode is octal: write it with a leading 0 (0640, or 0o640); 640 would be the decimal number 640, got 640']);
-  expect(problems(fileOutput('440'), file)).toEqual(['2: outputs[0].mode: a file mode is octal: write it with a leading 0 (0440, or 0o440); 440 would be the decimal number 440, got 440']);
-  expect(problems(fileOutput('"640"'), file)).toEqual(['2: outputs[0].mode: a file mode is octal: write it with a leading 0 (0640, or 0o640); 640 would be the decimal number 640, got "640"']);
+  expect(problems(fileOutput('640'), file)).toEqual(['2: outputs[0].mode: a file mode is octal and needs its leading 0 (0640 or 0o640): as chmod writes it, 640 is 0640, got 640']);
+  expect(problems(fileOutput('440'), file)).toEqual(['2: outputs[0].mode: a file mode is octal and needs its leading 0 (0640 or 0o640): as chmod writes it, 440 is 0440; read as a decimal number (as cefd did before 2026-12), 440 is 0670, got 440']);
+  expect(problems(fileOutput('"640"'), file)).toEqual(['2: outputs[0].mode: a file mode is octal and needs its leading 0 (0640 or 0o640): as chmod writes it, 640 is 0640, got "640"']);
+  // The decimal form earlier versions took (416 = 0o640): the message says which mode that was.
+  expect(problems(fileOutput('416'), file)).toEqual(['2: outputs[0].mode: a file mode is octal and needs its leading 0 (0640 or 0o640): as chmod writes it, 416 is 0416; read as a decimal number (as cefd did before 2026-12), 416 is 0640, got 416']);
+  expect(problems(fileOutput('384'), file)).toEqual(['2: outputs[0].mode: a file mode is octal and needs its leading 0 (0640 or 0o640): read as a decimal number (as cefd did before 2026-12), 384 is 0600, got 384']);
   expect(problems(fileOutput('0680'), file)).toEqual(['2: outputs[0].mode: expected an octal file mode such as 0640, got 0680']);
   expect(problems(fileOutput('01777'), file)).toEqual(['2: outputs[0].mode: must be at most 0777, got 01777']);
   expect(problems(fileOutput('rw-r-----'), file)).toEqual(['2: outputs[0].mode: expected an octal file mode such as 0640, got "rw-r-----"']);
@@ -76,6 +79,9 @@ test('${VAR-default}, ${VAR:?message} and ${VAR?message} work as in the shell; o
   expect(bad('http://${1}/')).toEqual([`1: outputs[0].url: interpolation \${1} is not a supported form: ${forms}`]);
   expect(bad('http://${A:-${B}}/')).toEqual([`1: outputs[0].url: interpolation \${A:-\${B} nests another \${...}, which is not supported: ${forms}`]);
   expect(bad('http://${SIEM_HOST')).toEqual([`1: outputs[0].url: interpolation \${SIEM_HOST has no closing }: ${forms}`]);
+  // A `${` that starts no shell form is text: a filter for Log4Shell probes, a password.
+  expect(url('http://siem/${jndi:ldap}/${ x}/${}/', {})).toBe('http://siem/${jndi:ldap}/${ x}/${}/');
+  expect(loadConfigText('outputs: [{ name: h, type: http, url: "http://x/", filter: \'message contains "${jndi:ldap"\' }]\n', file, {}).outputs[0]!.filter).toBe('message contains "${jndi:ldap"');
   // A secret's problem does not quote what follows the variable's name.
   expect(problems('outputs: [{ name: h, type: http, url: "http://x/", bearer_token: "${TOKEN:+hunter2hunter2}" }]\n', file)).toEqual([
     `1: outputs[0].bearer_token: interpolation \${TOKEN... is not a supported form: ${forms}`,

@@ -403,8 +403,11 @@ outputs:
       const cef = byOutput.get('siem_cef')!;
       expect(cef).toMatchObject({ reason: 'http_status_400', encoding: 'cef' });
       expect(cef['event']).toBeUndefined();
-      // The record the output had: the event written back as CEF (what `cefd parse --encoding cef` prints).
-      expect(cef['record']).toBe(OTHER);
+      // The record the output had: the event written back as CEF (what `cefd parse --encoding cef` prints),
+      // with its time as `rt` (the record had none: the time cefd received it).
+      const record = String(cef['record']);
+      expect(record.startsWith(`${OTHER} rt=`)).toBe(true);
+      expect(Math.abs(Number(record.slice(OTHER.length + 4)) - Date.now())).toBeLessThan(600_000);
       const ecs = byOutput.get('siem_ecs')!;
       expect(ecs).toMatchObject({ reason: 'http_status_400', encoding: 'ecs', event: { message: 'worm successfully stopped' } });
       expect(ecs['record']).toBeUndefined();

@@ -249,3 +249,27 @@ logging: { repeat_interval: ${repeat} }
   expect(warned()).toHaveLength(1);
   expect(d.telemetry.repeatIntervalMs).toBe(10_000);
 });
+
+test('a listener a reload renames or removes leaves cefd_connections_open (what CefdSourceQuiet joins on): its counters may stay, its gauge goes', async () => {
+  const dir = tempDir();
+  const yaml = (names: string[]) => `state_dir: ${dir}/state
+listeners:
+${names.map((n) => `  - { name: ${n}, type: tcp, host: 127.0.0.1, port: 0 }`).join('\n')}
+outputs: [ { name: events, type: file, path: ${dir}/events.ndjson } ]
+dead_letter: { path: ${dir}/dead.ndjson }
+metrics: { host: 127.0.0.1, port: 0 }
+`;
+  const { d, file } = await start(dir, yaml(['ksc', 'other']));
+  const sock = net.connect(d.ports()['ksc']!, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  sock.end('CEF:0|V|P|1|x|n|5|cnt=1\n');
+  const m = async () => scrape(d.metricsPort()!);
+  await waitFor(async () => (await m()).get('cefd_last_event_received_timestamp_seconds{listener="ksc"}') !== undefined, 30_000, 'the event');
+  expect((await m()).get('cefd_connections_open{listener="ksc"}')).toBeDefined();
+  writeFileSync(file, yaml(['ksc-main', 'other']));
+  expect(await d.reload()).toBe(true);
+  const after = await m();
+  expect(after.get('cefd_connections_open{listener="ksc"}')).toBeUndefined();
+  expect(after.get('cefd_connections_open{listener="ksc-main"}')).toBe(0);
+  expect(after.get('cefd_connections_open{listener="other"}')).toBe(0);
+});

@@ -277,20 +277,21 @@ test('frame_timeout also ends a line cut at max_frame_bytes whose rest never com
 });
 
 test('frame_timeout counts from the first byte of the frame now pending: the frame after a cut line gets its own frame_timeout, not what was left of the cut line\'s', async () => {
-  const { src, rec } = await tcp({ max_frame_bytes: 100, frame_timeout: '2s' });
+  // Seconds apart, with a second or more of margin either way on a busy machine.
+  const { src, rec } = await tcp({ max_frame_bytes: 100, frame_timeout: '4s' });
   const st = rec.telemetry.listener('in');
   const s = await connect(src.port()!);
   s.on('error', () => undefined);
   // 0 s: a line longer than max_frame_bytes, cut at once, its end not sent yet.
   s.write(`<13>${'L'.repeat(214)}`);
   await waitFor(() => rec.frames.length === 1, 30_000, 'the cut frame');
-  await new Promise((r) => setTimeout(r, 1200));
-  // 1.2 s: the end of the cut line and the first bytes of the next frame.
+  await new Promise((r) => setTimeout(r, 2000));
+  // 2 s: the end of the cut line and the first bytes of the next frame.
   const rest = 'LLLL\n<13>next frame begins';
   s.write(rest);
   await waitFor(() => st.bytes === 218 + rest.length, 30_000, 'the next frame\'s first bytes read');
-  await new Promise((r) => setTimeout(r, 1400));
-  // 2.6 s: past the cut line's 2 s, within the next frame's own (due at 3.2 s).
+  await new Promise((r) => setTimeout(r, 2800));
+  // 4.8 s: past the cut line's 4 s, within the next frame's own (due at 6 s).
   s.end(', and ends\n');
   await waitFor(() => rec.frames.length === 2 || rec.deadLetters.length > 0, 30_000, 'the next frame');
   expect(rec.deadLetters).toEqual([]);

@@ -220,6 +220,7 @@ let extStart = 0;
 let extEnd = 0;
 let extZone: string | undefined;
 const zoneEq = new Int32Array(2);
+const ZONE_KEYS = ['dtz=', 'deviceTimeZone='] as const;
 
 /**
  * The zone of the record's text times without a zone of their own: its `dtz` /
@@ -233,7 +234,7 @@ function recordZone(d: Diagnostics, opts: CefOptions): string {
   const s = extText;
   // The last one, as for any key written twice (row 12).
   let vStart = -1;
-  for (const name of ['dtz=', 'deviceTimeZone=']) {
+  for (const name of ZONE_KEYS) {
     for (let at = s.indexOf(name, extStart); at !== -1 && at < extEnd; at = s.indexOf(name, at + 1)) {
       if ((at === extStart || isBlank(s.charCodeAt(at - 1))) && at + name.length > vStart) vStart = at + name.length;
     }

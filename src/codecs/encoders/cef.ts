@@ -119,14 +119,15 @@ function syslogExtensions(event: CefdEvent): Record<string, string> {
  * An `rt` that did not convert is written as it came (the event's time then was the
  * header's, which does not reach the receiver).
  */
-function withTimeAndSender(ext: Record<string, string>, event: CefdEvent, k: KscObject | null): Record<string, string> {
+function withTimeAndSender(ext: Record<string, string>, own: Record<string, string>, event: CefdEvent, k: KscObject | null): Record<string, string> {
   const rt = ext['deviceReceiptTime'] === undefined || ext['deviceReceiptTime'] === '' ? epochMs(event.timestamp) : undefined;
   const host = ext['deviceHostName'] === undefined || ext['deviceHostName'] === '' ? senderHost(event, k) : undefined;
   const hasHost = host !== undefined && host !== '';
   if (rt === undefined && !hasHost) return ext;
-  // A copy (allExtensions may return the event's own object); spreading keeps a key
-  // `__proto__` an own key.
-  const out = { ...ext };
+  // allExtensions returns the record's own object when it has no custom fields: copied
+  // then (spreading keeps a key `__proto__` an own key); else its object is new, and this
+  // encoder's alone (KSC's records, which have custom fields: no second copy per event).
+  const out = ext === own ? { ...ext } : ext;
   if (rt !== undefined) out['deviceReceiptTime'] = String(rt);
   if (hasHost) out['deviceHostName'] = host;
   return out;
@@ -139,7 +140,7 @@ export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => stri
     let ext: Record<string, string>;
     if (cef !== undefined) {
       head = [cef.version, cef.deviceVendor, cef.deviceProduct, cef.deviceVersion, cef.deviceEventClassId, cef.name, cef.severity];
-      ext = withTimeAndSender(allExtensions(cef), event, null);
+      ext = withTimeAndSender(allExtensions(cef), cef.extensions, event, null);
     } else {
       // No CEF record: a KSC event that came another way (KSC's "Syslog" format, a row of
       // its database) as KSC's CEF export writes it (ksc-cef.ts), or plain syslog.
@@ -147,7 +148,7 @@ export function cefEncoder(problems: EncodeProblems): (event: CefdEvent) => stri
       if (k !== null) {
         const r = kscCefRecord(k, event);
         head = [r.version, r.deviceVendor, r.deviceProduct, r.deviceVersion, r.deviceEventClassId, r.name, r.severity];
-        ext = withTimeAndSender(allExtensions(r), event, k);
+        ext = withTimeAndSender(allExtensions(r), r.extensions, event, k);
       } else {
         head = ['0', 'cefd', 'syslog', '', event.syslog?.msgId ?? 'syslog', event.syslog?.appName ?? 'syslog', 'Unknown'];
         ext = syslogExtensions(event);

@@ -54,10 +54,37 @@ export const RECORD_FIELDS: Readonly<Record<string, { id: string; time: string }
   kuma: { id: 'ID', time: 'Timestamp' },
 };
 
-/** Why an encoding refuses field options (undefined: it takes them). */
+/**
+ * Top-level fields of cefd's event (src/event.ts) that an encoding's record does not have:
+ * a path starting with one names nothing there. Field options trimmed the event before
+ * the encoders until 2026-12-07, so such a path in an ecs or kuma output is a configuration
+ * written for that meaning, which would now send `{}` (only_fields) or nothing less
+ * (except_fields), and is refused with where to look instead.
+ */
+const EVENT_ONLY: Readonly<Record<string, { fields: ReadonlySet<string>; instead: string } | undefined>> = {
+  ecs: {
+    fields: new Set(['schema', 'id', 'timestamp', 'received', 'listener', 'peer', 'syslog', 'prefix', 'ksc', 'errors', 'warnings', 'raw', 'rawBase64', 'truncated']),
+    instead: '`@timestamp`, `event.id`, `kaspersky.ksc`, `log.syslog`, `cef`',
+  },
+  kuma: {
+    fields: new Set(['schema', 'id', 'timestamp', 'received', 'listener', 'peer', 'syslog', 'prefix', 'cef', 'message', 'ksc', 'errors', 'warnings', 'raw', 'rawBase64', 'truncated']),
+    instead: '`Timestamp`, `ID`, `Name`, `Extra`, `FlexString1`',
+  },
+};
+
+/** Why an encoding refuses these field options (undefined: it takes them). */
 export function fieldOptionsProblem(cfg: Pick<EncodingConfig, 'codec' | 'only_fields' | 'except_fields'>): string | undefined {
-  if (cfg.codec !== 'cef' || ((cfg.only_fields ?? []).length === 0 && (cfg.except_fields ?? []).length === 0)) return undefined;
-  return 'only_fields / except_fields trim JSON records (native, ecs, kuma); a cef record is one CEF line, whose header and keys the receiving SIEM parses as a whole: remove them for codec cef (docs/encodings.md, "Field options")';
+  const paths = [...(cfg.only_fields ?? []), ...(cfg.except_fields ?? [])];
+  if (paths.length === 0) return undefined;
+  if (cfg.codec === 'cef') {
+    return 'only_fields / except_fields trim JSON records (native, ecs, kuma); a cef record is one CEF line, whose header and keys the receiving SIEM parses as a whole: remove them for codec cef (docs/encodings.md, "Field options")';
+  }
+  const only = EVENT_ONLY[cfg.codec];
+  const wrong = only === undefined ? [] : paths.filter((p) => only.fields.has(p.split('.')[0]!));
+  if (wrong.length > 0) {
+    return `${wrong.join(', ')}: ${wrong.length === 1 ? 'names a field' : 'name fields'} of cefd's event, which the ${cfg.codec} record does not have: field options trim the record the output sends, so write the ${cfg.codec} record's paths (${only!.instead}; docs/encodings.md, "Field options")`;
+  }
+  return undefined;
 }
 
 /**
