@@ -40,22 +40,27 @@ async function until(c: Child, text: string, timeoutMs = 30_000): Promise<void> 
   await waitFor(() => c.out.join('').includes(text), timeoutMs, `"${text}" in the daemon's output`);
 }
 
-function config(dir: string, port: number, metrics: number, extra = ''): string {
+/** The daemon's configuration file in `dir`: `head` first, one tcp listener, a file output, `extra`, `tail` (metrics). */
+function writeConfig(dir: string, port: number, head: string, extra: string, tail: string): string {
   const file = join(dir, 'cefd.yaml');
   writeFileSync(
     file,
     `state_dir: ./state
-shutdown_timeout: 10s
+${head}
 listeners:
   - { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} }
 outputs:
   - { name: events, type: file, path: ./events.ndjson }
 ${extra}
 dead_letter: { path: ./dead.ndjson }
-metrics: { host: 127.0.0.1, port: ${metrics} }
+${tail}
 `,
   );
   return file;
+}
+
+function config(dir: string, port: number, metrics: number, extra = ''): string {
+  return writeConfig(dir, port, 'shutdown_timeout: 10s', extra, `metrics: { host: 127.0.0.1, port: ${metrics} }`);
 }
 
 /** What cefd logs once its configuration is loaded and its signal handlers hold signals, before the start. */
@@ -63,21 +68,7 @@ const STARTING = 'starting (pid';
 
 /** A configuration whose start takes a moment (two decode worker threads load their modules). */
 function startupConfig(dir: string, port: number, extra = ''): string {
-  const file = join(dir, 'cefd.yaml');
-  writeFileSync(
-    file,
-    `state_dir: ./state
-decode_workers: 2
-listeners:
-  - { name: tcp, type: tcp, host: 127.0.0.1, port: ${port} }
-outputs:
-  - { name: events, type: file, path: ./events.ndjson }
-${extra}
-dead_letter: { path: ./dead.ndjson }
-metrics: { enabled: false }
-`,
-  );
-  return file;
+  return writeConfig(dir, port, 'decode_workers: 2', extra, 'metrics: { enabled: false }');
 }
 
 /**
