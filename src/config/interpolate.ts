@@ -50,8 +50,9 @@ export function interpolate(text: string, env: Record<string, string | undefined
     NAME.lastIndex = j + 2;
     const name = NAME.exec(text)?.[0];
     const afterName = j + 2 + (name?.length ?? 0);
-    const positional = name === undefined && /[0-9]/.test(text.charAt(j + 2));
-    if ((name === undefined && !positional) || (name !== undefined && afterName < text.length && !SHELL_OP.test(text.slice(afterName, afterName + 2)))) {
+    // A shell form: a name followed by `}` or an operator (or the text's end: unclosed), or a positional `${1}`.
+    const shellForm = name === undefined ? /[0-9]/.test(text.charAt(j + 2)) : afterName === text.length || SHELL_OP.test(text.slice(afterName, afterName + 2));
+    if (!shellForm) {
       // Not the shell's `${`: text.
       out += text.slice(i, j + 2);
       i = j + 2;

@@ -61,15 +61,11 @@ export const RECORD_FIELDS: Readonly<Record<string, { id: string; time: string }
  * written for that meaning, which would now send `{}` (only_fields) or nothing less
  * (except_fields), and is refused with where to look instead.
  */
+const EVENT_FIELDS = ['schema', 'id', 'timestamp', 'received', 'listener', 'peer', 'syslog', 'prefix', 'cef', 'message', 'ksc', 'errors', 'warnings', 'raw', 'rawBase64', 'truncated'];
 const EVENT_ONLY: Readonly<Record<string, { fields: ReadonlySet<string>; instead: string } | undefined>> = {
-  ecs: {
-    fields: new Set(['schema', 'id', 'timestamp', 'received', 'listener', 'peer', 'syslog', 'prefix', 'ksc', 'errors', 'warnings', 'raw', 'rawBase64', 'truncated']),
-    instead: '`@timestamp`, `event.id`, `kaspersky.ksc`, `log.syslog`, `cef`',
-  },
-  kuma: {
-    fields: new Set(['schema', 'id', 'timestamp', 'received', 'listener', 'peer', 'syslog', 'prefix', 'cef', 'message', 'ksc', 'errors', 'warnings', 'raw', 'rawBase64', 'truncated']),
-    instead: '`Timestamp`, `ID`, `Name`, `Extra`, `FlexString1`',
-  },
+  // The ECS document has a `cef` copy and a `message` of its own.
+  ecs: { fields: new Set(EVENT_FIELDS.filter((f) => f !== 'cef' && f !== 'message')), instead: '`@timestamp`, `event.id`, `kaspersky.ksc`, `log.syslog`, `cef`' },
+  kuma: { fields: new Set(EVENT_FIELDS), instead: '`Timestamp`, `ID`, `Name`, `Extra`, `FlexString1`' },
 };
 
 /** Why an encoding refuses these field options (undefined: it takes them). */

@@ -10,13 +10,11 @@
  * - the default `initial_cursor: 0` against a timestamp column: the query error says what
  *   to set, and a changed `initial_cursor` is taken while no row has been read.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startPostgres, type DbServer } from '../../helpers/db-servers.js';
+import { describe, expect, test } from 'vitest';
 import { waitFor } from '../../helpers/daemon.js';
 import { tempDir } from '../../helpers/temp.js';
-import { idle, startSource, type RunningSource } from './in-process.js';
+import { idle, postgresSuite, type RunningSource } from './in-process.js';
 
-const running: RunningSource[] = [];
 
 /** A source over `table`'s column k (ids in id), with latest_query MAX(k). */
 const over = (table: string, extra: string[] = []) => [
@@ -32,32 +30,21 @@ const over = (table: string, extra: string[] = []) => [
 const backwards = (s: RunningSource) => s.logs.parsed().filter((l) => l['code'] === 'sql_newest_below_cursor' || /went back/.test(String(l['msg'])));
 
 describe('a cursor above the newest row (PostgreSQL)', () => {
-  let db: DbServer;
-  async function run(lines: string[], stateDir?: string): Promise<RunningSource> {
-    const s = await startSource(db.url(), lines, stateDir);
-    running.push(s);
-    return s;
-  }
-  beforeAll(async () => {
-    db = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    for (const s of running.splice(0)) await s.stop();
-    await db?.stop();
-  }, 120_000);
+  const pg = postgresSuite();
+  const run = pg.run;
 
   test('deleting the newest rows is no restore: a warning, the cursor and the ids kept, nothing replayed', async () => {
-    await db.exec('CREATE TABLE b_del (id int PRIMARY KEY, k int NOT NULL)');
-    await db.exec('INSERT INTO b_del SELECT g, g FROM generate_series(1, 5) g');
+    await pg.db.exec('CREATE TABLE b_del (id int PRIMARY KEY, k int NOT NULL)');
+    await pg.db.exec('INSERT INTO b_del SELECT g, g FROM generate_series(1, 5) g');
     const s = await run(over('b_del', ['    on_cursor_backwards: replay']));
     await s.waitEvents(5);
-    await db.exec('DELETE FROM b_del WHERE id = 5');
+    await pg.db.exec('DELETE FROM b_del WHERE id = 5');
     await waitFor(() => s.logs.parsed().some((l) => l['code'] === 'sql_newest_below_cursor' && l['level'] === 'warn'), 10_000, 'the warning');
     await idle(800);
     expect(s.cursors()).toEqual([1, 2, 3, 4, 5]);
     expect(s.state()).toMatchObject({ cursor: 5, epoch: 0 });
     // New rows come after the cursor, as after any delete: read under the same id prefix.
-    await db.exec('INSERT INTO b_del VALUES (6, 6), (7, 7)');
+    await pg.db.exec('INSERT INTO b_del VALUES (6, 6), (7, 7)');
     await s.waitEvents(7);
     await idle();
     await s.stop();
@@ -70,17 +57,17 @@ describe('a cursor above the newest row (PostgreSQL)', () => {
   }, 60_000);
 
   test('an initial_cursor above every row: not checked (no new epoch per poll with replay, no rows below it)', async () => {
-    await db.exec('CREATE TABLE b_high (id int PRIMARY KEY, k int NOT NULL)');
-    await db.exec('INSERT INTO b_high SELECT g, g FROM generate_series(1, 5) g');
+    await pg.db.exec('CREATE TABLE b_high (id int PRIMARY KEY, k int NOT NULL)');
+    await pg.db.exec('INSERT INTO b_high SELECT g, g FROM generate_series(1, 5) g');
     const s = await run(over('b_high', ['    initial_cursor: "100"', '    on_cursor_backwards: replay']));
     await idle(1000);
     expect(s.events).toEqual([]);
     expect(s.state()).toMatchObject({ cursor: '100', kind: null, epoch: 0 });
     // Rows below the configured cursor are still skipped, as the user asked.
-    await db.exec('INSERT INTO b_high VALUES (6, 6), (7, 7), (8, 8)');
+    await pg.db.exec('INSERT INTO b_high VALUES (6, 6), (7, 7), (8, 8)');
     await idle(800);
     expect(s.events).toEqual([]);
-    await db.exec('INSERT INTO b_high VALUES (101, 101)');
+    await pg.db.exec('INSERT INTO b_high VALUES (101, 101)');
     await s.waitEvents(1);
     await idle();
     await s.stop();
@@ -92,8 +79,8 @@ describe('a cursor above the newest row (PostgreSQL)', () => {
   }, 60_000);
 
   test('initial_cursor 0 against a timestamp: the query error says what to set; a changed initial_cursor is taken while no row was read', async () => {
-    await db.exec('CREATE TABLE b_time (id int PRIMARY KEY, k timestamp NOT NULL)');
-    await db.exec(`INSERT INTO b_time VALUES (1, '2024-01-01 00:00:00'), (2, '2024-01-02 00:00:00')`);
+    await pg.db.exec('CREATE TABLE b_time (id int PRIMARY KEY, k timestamp NOT NULL)');
+    await pg.db.exec(`INSERT INTO b_time VALUES (1, '2024-01-01 00:00:00'), (2, '2024-01-02 00:00:00')`);
     const dir = tempDir('cefd-sqlproc-');
     const a = await run(over('b_time'), dir);
     await waitFor(() => a.errors().some((e) => e.reason === 'query'), 10_000, 'a query error');

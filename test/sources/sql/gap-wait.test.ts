@@ -14,13 +14,12 @@
  *   delivered above it (no busy loop), and goes on when the id commits.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { DB_NAME, DB_PASSWORD, DB_USER, startPostgres, type DbServer } from '../../helpers/db-servers.js';
+import { describe, expect, test } from 'vitest';
+import { DB_NAME, DB_PASSWORD, DB_USER } from '../../helpers/db-servers.js';
 import { waitFor } from '../../helpers/daemon.js';
 import { MAX_SEEN_IDS } from '../../../src/sources/sql/cursor.js';
-import { idle, startSource, type RunningSource } from './in-process.js';
+import { idle, postgresSuite, type RunningSource } from './in-process.js';
 
-const running: RunningSource[] = [];
 const clients: pg.Client[] = [];
 
 /** A source over `table`'s integer column id (cursor and event id) with gap_wait. */
@@ -40,33 +39,23 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 const receivedMs = (s: RunningSource) => s.events.map((e) => Date.parse(e.received as string));
 
 describe('gap_wait (PostgreSQL)', () => {
-  let db: DbServer;
+  const suite = postgresSuite(async () => {
+    for (const c of clients.splice(0)) await c.end().catch(() => undefined);
+  });
+  const run = suite.run;
   /** A session of its own, for a transaction left open. */
   async function session(): Promise<pg.Client> {
-    const c = new pg.Client({ host: '127.0.0.1', port: db.port, user: DB_USER, password: DB_PASSWORD, database: DB_NAME });
+    const c = new pg.Client({ host: '127.0.0.1', port: suite.db.port, user: DB_USER, password: DB_PASSWORD, database: DB_NAME });
     c.on('error', () => undefined);
     await c.connect();
     clients.push(c);
     return c;
   }
-  async function run(lines: string[]): Promise<RunningSource> {
-    const s = await startSource(db.url(), lines);
-    running.push(s);
-    return s;
-  }
-  beforeAll(async () => {
-    db = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    for (const s of running.splice(0)) await s.stop();
-    for (const c of clients.splice(0)) await c.end().catch(() => undefined);
-    await db?.stop();
-  }, 120_000);
 
   test('permanent holes (every 10th id of 1-60): all 54 rows at once, the holes expire together', async () => {
     const wait = 3000;
-    await db.exec('CREATE TABLE g_perm (id int PRIMARY KEY)');
-    await db.exec('INSERT INTO g_perm SELECT g FROM generate_series(1, 60) g WHERE g % 10 <> 0');
+    await suite.db.exec('CREATE TABLE g_perm (id int PRIMARY KEY)');
+    await suite.db.exec('INSERT INTO g_perm SELECT g FROM generate_series(1, 60) g WHERE g % 10 <> 0');
     const expected = range(1, 59).filter((i) => i % 10 !== 0);
     const t0 = Date.now();
     const s = await run(over('g_perm', ['    batch_rows: 5', `    gap_wait: ${wait}ms`]));
@@ -85,11 +74,11 @@ describe('gap_wait (PostgreSQL)', () => {
   }, 60_000);
 
   test('ids given up after gap_wait are counted and logged with their ranges; a row committed there later is not read', async () => {
-    await db.exec('CREATE TABLE g_lost (id int PRIMARY KEY)');
+    await suite.db.exec('CREATE TABLE g_lost (id int PRIMARY KEY)');
     const tx = await session();
     await tx.query('BEGIN');
     await tx.query('INSERT INTO g_lost VALUES (3)');
-    await db.exec('INSERT INTO g_lost VALUES (1), (2), (4), (5), (8)');
+    await suite.db.exec('INSERT INTO g_lost VALUES (1), (2), (4), (5), (8)');
     const s = await run(over('g_lost', ['    gap_wait: 300ms']));
     await s.waitEvents(5);
     await waitFor(() => s.state()?.cursor === 8 && s.state()?.seen.length === 0, 10_000, 'cursor 8 past the expired gaps');
@@ -106,11 +95,11 @@ describe('gap_wait (PostgreSQL)', () => {
 
   test('an open transaction holds id 1: ids 2-31 arrive before gap_wait ends, id 1 when it commits', async () => {
     const wait = 15_000;
-    await db.exec('CREATE TABLE g_held (id int PRIMARY KEY)');
+    await suite.db.exec('CREATE TABLE g_held (id int PRIMARY KEY)');
     const tx = await session();
     await tx.query('BEGIN');
     await tx.query('INSERT INTO g_held VALUES (1)');
-    await db.exec('INSERT INTO g_held SELECT g FROM generate_series(2, 31) g');
+    await suite.db.exec('INSERT INTO g_held SELECT g FROM generate_series(2, 31) g');
     const t0 = Date.now();
     const s = await run(over('g_held', ['    batch_rows: 5', `    gap_wait: ${wait / 1000}s`]));
     // Before: only the first batch (2-6) until the hole expired.
@@ -127,7 +116,7 @@ describe('gap_wait (PostgreSQL)', () => {
     expect(s.state()).toMatchObject({ cursor: 31, seen: [] });
     expect(ids(s)).toEqual([...range(2, 31), 1]);
     // New rows after that: read as usual.
-    await db.exec('INSERT INTO g_held SELECT g FROM generate_series(32, 40) g');
+    await suite.db.exec('INSERT INTO g_held SELECT g FROM generate_series(32, 40) g');
     await s.waitEvents(40, 10_000);
     expect(sorted(ids(s))).toEqual(range(1, 40));
     expect(s.errors()).toEqual([]);
@@ -135,14 +124,14 @@ describe('gap_wait (PostgreSQL)', () => {
 
   test('two held ids (3 and 23, batch_rows 5): the rows around them at once, both when committed, none twice', async () => {
     const wait = 20_000;
-    await db.exec('CREATE TABLE g_two (id int PRIMARY KEY)');
+    await suite.db.exec('CREATE TABLE g_two (id int PRIMARY KEY)');
     const a = await session();
     const b = await session();
     await a.query('BEGIN');
     await a.query('INSERT INTO g_two VALUES (3)');
     await b.query('BEGIN');
     await b.query('INSERT INTO g_two VALUES (23)');
-    await db.exec('INSERT INTO g_two SELECT g FROM generate_series(1, 40) g WHERE g NOT IN (3, 23)');
+    await suite.db.exec('INSERT INTO g_two SELECT g FROM generate_series(1, 40) g WHERE g NOT IN (3, 23)');
     const s = await run(over('g_two', ['    batch_rows: 5', `    gap_wait: ${wait / 1000}s`]));
     const others = range(1, 40).filter((i) => i !== 3 && i !== 23);
     await s.waitEvents(38, wait / 2);
@@ -162,11 +151,11 @@ describe('gap_wait (PostgreSQL)', () => {
   test('seen is bounded: behind a held id, reading ahead stops near MAX_SEEN_IDS; the rest follows the commit', async () => {
     const batch = 20_000;
     const total = MAX_SEEN_IDS + 3 * batch;
-    await db.exec('CREATE TABLE g_many (id int PRIMARY KEY)');
+    await suite.db.exec('CREATE TABLE g_many (id int PRIMARY KEY)');
     const tx = await session();
     await tx.query('BEGIN');
     await tx.query('INSERT INTO g_many VALUES (1)');
-    await db.exec(`INSERT INTO g_many SELECT g FROM generate_series(2, ${total}) g`);
+    await suite.db.exec(`INSERT INTO g_many SELECT g FROM generate_series(2, ${total}) g`);
     const s = await run(over('g_many', [`    batch_rows: ${batch}`, '    gap_wait: 60s']));
     await s.waitEvents(MAX_SEEN_IDS, 40_000);
     await waitFor(() => (s.state()?.seen.length ?? 0) >= MAX_SEEN_IDS, 10_000, 'seen at the bound');

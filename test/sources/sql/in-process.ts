@@ -14,6 +14,8 @@ import { SqlSource } from '../../../src/sources/sql/source.js';
 import { Telemetry } from '../../../src/telemetry/telemetry.js';
 import { LogCapture, waitFor } from '../../helpers/daemon.js';
 import { tempDir } from '../../helpers/temp.js';
+import { afterAll, beforeAll } from 'vitest';
+import { startPostgres, type DbServer } from '../../helpers/db-servers.js';
 
 export interface RunningSource {
   readonly source: SqlSource;
@@ -88,4 +90,31 @@ export async function startSource(url: string, lines: string[], stateDir = tempD
 /** Lets the source poll for `ms` (several polls at 50 ms). */
 export function idle(ms = 600): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * A PostgreSQL server for the tests of a describe block (started before them, stopped after,
+ * with every source `run` started and what `cleanup` closes): `db` once started.
+ */
+export function postgresSuite(cleanup?: () => Promise<void>): { readonly db: DbServer; run(lines: string[], stateDir?: string): Promise<RunningSource> } {
+  const running: RunningSource[] = [];
+  let server: DbServer | undefined;
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 120_000);
+  afterAll(async () => {
+    for (const s of running.splice(0)) await s.stop();
+    await cleanup?.();
+    await server?.stop();
+  }, 120_000);
+  return {
+    get db(): DbServer {
+      return server!;
+    },
+    async run(lines: string[], stateDir?: string): Promise<RunningSource> {
+      const s = await startSource(server!.url(), lines, stateDir);
+      running.push(s);
+      return s;
+    },
+  };
 }
